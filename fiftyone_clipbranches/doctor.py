@@ -1,0 +1,103 @@
+"""Health checks behind ``clipbranches doctor``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def check_numba() -> str:
+    import numba
+    import numpy as np
+
+    @numba.njit(cache=False)
+    def _total(a):
+        s = 0
+        for v in a:
+            s += v
+        return s
+
+    if _total(np.arange(10, dtype=np.int64)) != 45:
+        raise RuntimeError("numba compiled a kernel that returns a wrong result")
+    return f"numba {numba.__version__} compiles and runs kernels"
+
+
+def check_torch() -> str:
+    import open_clip
+    import torch
+
+    return f"torch {torch.__version__}, open_clip {open_clip.__version__}"
+
+
+def check_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    torch.zeros(1) + 1
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def check_database() -> str:
+    import fiftyone as fo
+
+    name = f"clipbranches-doctor-{time.time_ns()}"
+    dataset = fo.Dataset(name)
+    try:
+        dataset.add_sample(fo.Sample(filepath="/doctor/probe.jpg"))
+        if len(dataset) != 1:
+            raise RuntimeError("the database did not keep a sample")
+    finally:
+        dataset.delete()
+    return f"database works ({fo.config.database_uri or 'local mongod'})"
+
+
+def check_plugin() -> str:
+    import fiftyone.plugins as fop
+    from fiftyone.operators.registry import OperatorRegistry
+
+    from fiftyone_clipbranches import PLUGIN_NAME
+
+    names = [p.name for p in fop.list_plugins(enabled="all")]
+    if PLUGIN_NAME not in names:
+        raise RuntimeError(
+            f"plugin {PLUGIN_NAME} not found in FiftyOne's plugins dir;"
+            " run `clipbranches install-plugin`"
+        )
+    errors = [e for e in OperatorRegistry().list_errors() if "clipbranches" in str(e)]
+    if errors:
+        raise RuntimeError(f"plugin registration errors: {errors}")
+    return f"plugin {PLUGIN_NAME} discovered, no registration errors"
+
+
+CHECKS: list[tuple[str, Callable[[], str]]] = [
+    ("numba", check_numba),
+    ("torch", check_torch),
+    ("device", check_device),
+    ("database", check_database),
+    ("plugin", check_plugin),
+]
+
+
+def run_checks(checks=None) -> list[CheckResult]:
+    results = []
+    for name, fn in checks or CHECKS:
+        start = time.perf_counter()
+        try:
+            detail, ok = fn(), True
+        except Exception as e:  # each check reports its failure as one line
+            detail, ok = f"{type(e).__name__}: {e}".splitlines()[0], False
+        results.append(CheckResult(name, ok, detail, time.perf_counter() - start))
+    return results

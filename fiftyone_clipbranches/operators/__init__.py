@@ -1,0 +1,3 @@
+"""FiftyOne operators over the SDK glue."""
+
+OPERATORS: list = []

@@ -1,0 +1,3 @@
+"""FiftyOne panels over the SDK glue."""
+
+PANELS: list = []

@@ -1,0 +1,105 @@
+"""Link the package folder into FiftyOne's plugins directory (and undo it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PLUGIN_SUBDIR = Path("@clipbranches") / "clipbranches"
+
+
+class PluginInstallError(RuntimeError):
+    """The plugin link cannot be created or removed safely."""
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    action: str  # "linked", "unchanged", "replaced", "removed", "absent"
+    link: Path
+    target: Path
+
+    def describe(self) -> str:
+        messages = {
+            "linked": f"linked {self.link} -> {self.target}",
+            "unchanged": f"already installed: {self.link} -> {self.target}",
+            "replaced": f"replaced {self.link}, now -> {self.target}",
+            "removed": f"removed {self.link}",
+            "absent": f"nothing to remove: {self.link} does not exist",
+        }
+        return messages[self.action]
+
+
+def package_dir() -> Path:
+    """The folder of this package, which is also the plugin folder."""
+    return Path(__file__).resolve().parent
+
+
+def default_plugins_dir() -> Path:
+    import fiftyone as fo
+
+    return Path(fo.config.plugins_dir).expanduser()
+
+
+def _plugin_link(plugins_dir: Path | None) -> Path:
+    root = Path(plugins_dir).expanduser() if plugins_dir else default_plugins_dir()
+    return root / PLUGIN_SUBDIR
+
+
+def _points_to(link: Path, target: Path) -> bool:
+    return link.is_symlink() and Path(os.path.realpath(link)) == target.resolve()
+
+
+def install_plugin(
+    plugins_dir: Path | None = None, force: bool = False
+) -> InstallOutcome:
+    """Symlink the package folder to ``<plugins_dir>/@clipbranches/clipbranches``.
+
+    Idempotent. An existing file, folder or foreign link at that place is replaced only
+    with ``force=True``.
+    """
+    target = package_dir()
+    link = _plugin_link(plugins_dir)
+    if _points_to(link, target):
+        return InstallOutcome("unchanged", link, target)
+    action = "linked"
+    if link.is_symlink() or link.exists():
+        if not force:
+            raise PluginInstallError(
+                f"{link} already exists and is not a link to this package;"
+                " pass --force to replace it"
+            )
+        _remove_path(link)
+        action = "replaced"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        _remove_path(tmp)
+    tmp.symlink_to(target, target_is_directory=True)
+    os.replace(tmp, link)
+    return InstallOutcome(action, link, target)
+
+
+def uninstall_plugin(
+    plugins_dir: Path | None = None, force: bool = False
+) -> InstallOutcome:
+    """Remove the link made by :func:`install_plugin`; foreign content needs ``force``."""
+    target = package_dir()
+    link = _plugin_link(plugins_dir)
+    if not (link.is_symlink() or link.exists()):
+        return InstallOutcome("absent", link, target)
+    if not _points_to(link, target) and not force:
+        raise PluginInstallError(
+            f"{link} is not a link to this package; pass --force to remove it anyway"
+        )
+    _remove_path(link)
+    return InstallOutcome("removed", link, target)
+
+
+def _remove_path(path: Path) -> None:
+    import shutil
+
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up the environment and run the offline end-to-end demo.
+# Usage: scripts/demo.sh [clipbranches demo args...]   (e.g. --no-app)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/pip install --quiet -e ".[dev]"
+exec .venv/bin/clipbranches demo "$@"

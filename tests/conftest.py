@@ -1,0 +1,111 @@
+"""Test isolation: a private FiftyOne database, plugins dir, index root and data dir.
+
+The environment is set before anything imports fiftyone, and every process this test
+session started (mongod, App servers, services) is terminated when it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+_SANDBOX = Path(tempfile.mkdtemp(prefix="clipbranches-tests-"))
+_ENV = {
+    "FIFTYONE_DATABASE_DIR": str(_SANDBOX / "db"),
+    "FIFTYONE_PLUGINS_DIR": str(_SANDBOX / "plugins"),
+    "FIFTYONE_DO_NOT_TRACK": "true",
+    "FIFTYONE_DATABASE_VALIDATION": "false",
+    "FIFTYONE_DEFAULT_DATASET_DIR": str(_SANDBOX / "fiftyone"),
+    "CLIPBRANCHES_INDEX_ROOT": str(_SANDBOX / "indexes"),
+    "CLIPBRANCHES_DATA_DIR": str(_SANDBOX / "data"),
+    "HF_HUB_OFFLINE": "1",
+    "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS", "2"),
+}
+os.environ.update(_ENV)
+os.environ.pop("FIFTYONE_DATABASE_URI", None)
+for _key in ("FIFTYONE_DATABASE_DIR", "FIFTYONE_PLUGINS_DIR"):
+    Path(_ENV[_key]).mkdir(parents=True, exist_ok=True)
+
+
+def _link_plugin() -> None:
+    from fiftyone_clipbranches.plugin_install import install_plugin
+
+    install_plugin(Path(_ENV["FIFTYONE_PLUGINS_DIR"]))
+
+
+_link_plugin()
+
+
+def terminate_process_tree(pid: int, timeout: float = 10.0) -> None:
+    """Terminate a process and all its descendants, by PID, never by name."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [*root.children(recursive=True), root]
+    _terminate(procs, timeout)
+
+
+def _terminate(procs, timeout: float) -> None:
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def sandbox_dir() -> Path:
+    """The temporary folder holding this test session's database, plugins and indexes."""
+    return _SANDBOX
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that need it skip with a reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared evaluation data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cifar_dir(shared_data) -> Path:
+    path = shared_data / "cifar10-test-2000"
+    if not path.is_dir():
+        pytest.skip(f"real images not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip_embeddings_dir(shared_data) -> Path:
+    path = shared_data / "clip-vitb32"
+    if not path.is_dir():
+        pytest.skip(f"real CLIP embeddings not found at {path}")
+    return path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import sys
+
+    if "fiftyone" in sys.modules:
+        try:
+            import fiftyone.core.odm.database as fodb
+
+            fodb._disconnect()
+        except Exception:
+            pass
+    children = psutil.Process().children(recursive=True)
+    _terminate(children, timeout=10.0)
+    shutil.rmtree(_SANDBOX, ignore_errors=True)

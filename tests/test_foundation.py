@@ -1,0 +1,122 @@
+"""The package installs, its engine stays light, FiftyOne works and finds the plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fiftyone_clipbranches import PLUGIN_NAME
+from fiftyone_clipbranches.cli import main as cli_main
+from fiftyone_clipbranches.plugin_install import (
+    PLUGIN_SUBDIR,
+    PluginInstallError,
+    install_plugin,
+    package_dir,
+    uninstall_plugin,
+)
+
+HEAVY = ("fiftyone", "torch", "flask", "open_clip", "sklearn")
+
+
+def _modules_after_import(statement: str) -> set[str]:
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_engine_imports_nothing_heavy():
+    engine_modules = sorted(
+        p.stem for p in (package_dir() / "engine").glob("*.py") if p.stem != "__init__"
+    )
+    imports = "\n".join(
+        f"import fiftyone_clipbranches.engine.{name}" for name in engine_modules
+    )
+    loaded = _modules_after_import(imports or "import fiftyone_clipbranches.engine")
+    leaked = [m for m in loaded if m.split(".")[0] in HEAVY]
+    assert not leaked, f"engine imported heavy modules: {leaked[:10]}"
+
+
+def test_package_import_is_light():
+    loaded = _modules_after_import("import fiftyone_clipbranches")
+    assert not [m for m in loaded if m.split(".")[0] in (*HEAVY, "numba")]
+
+
+def test_fiftyone_database_creates_a_dataset():
+    import fiftyone as fo
+
+    dataset = fo.Dataset()
+    dataset.add_sample(fo.Sample(filepath="/tmp/none.jpg", tags=["a"]))
+    assert dataset.count_sample_tags() == {"a": 1}
+    assert os.environ["FIFTYONE_DATABASE_DIR"] in fo.config.database_dir
+    dataset.delete()
+
+
+def test_plugin_is_discovered_without_errors():
+    import fiftyone.plugins as fop
+    from fiftyone.operators.registry import OperatorRegistry
+
+    plugins = {p.name: p for p in fop.list_plugins(enabled="all")}
+    assert PLUGIN_NAME in plugins
+    assert Path(plugins[PLUGIN_NAME].directory).resolve() == package_dir()
+    assert OperatorRegistry().list_errors() == []
+
+
+def test_install_plugin_is_idempotent_and_refuses_foreign_folders(tmp_path, capsys):
+    first = install_plugin(tmp_path)
+    assert first.action == "linked"
+    assert (tmp_path / PLUGIN_SUBDIR).resolve() == package_dir()
+    assert install_plugin(tmp_path).action == "unchanged"
+
+    assert uninstall_plugin(tmp_path).action == "removed"
+    assert uninstall_plugin(tmp_path).action == "absent"
+
+    foreign = tmp_path / PLUGIN_SUBDIR
+    foreign.mkdir(parents=True)
+    (foreign / "keep.txt").write_text("user data")
+    with pytest.raises(PluginInstallError, match="--force"):
+        install_plugin(tmp_path)
+    assert (foreign / "keep.txt").read_text() == "user data"
+    assert cli_main(["install-plugin", "--plugins-dir", str(tmp_path)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert install_plugin(tmp_path, force=True).action == "replaced"
+    assert (tmp_path / PLUGIN_SUBDIR).resolve() == package_dir()
+
+
+def test_cli_install_prints_what_it_did(tmp_path, capsys):
+    assert cli_main(["install-plugin", "--plugins-dir", str(tmp_path)]) == 0
+    assert "linked" in capsys.readouterr().out
+    assert cli_main(["install-plugin", "--plugins-dir", str(tmp_path)]) == 0
+    assert "already installed" in capsys.readouterr().out
+    assert cli_main(["uninstall-plugin", "--plugins-dir", str(tmp_path)]) == 0
+    assert "removed" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_doctor_reports_all_checks_green():
+    out = subprocess.run(
+        [sys.executable, "-m", "fiftyone_clipbranches.cli", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("numba", "torch", "device", "database", "plugin"):
+        assert f"[ok  ] {name}" in out.stdout
+
+
+def test_doctor_fails_with_one_line_reason():
+    from fiftyone_clipbranches.doctor import run_checks
+
+    def broken():
+        raise RuntimeError("mongod exited with error 100\nmore details")
+
+    (result,) = run_checks([("database", broken)])
+    assert not result.ok
+    assert result.detail == "RuntimeError: mongod exited with error 100"
