@@ -1,0 +1,280 @@
+"""On-disk format of a :class:`~.index.CodeIndex`: one directory, written atomically.
+
+Layout::
+
+    <path>/manifest.json     format name and version, N, D, subsets, leaf size, depth,
+                             and for every file its size, dtype, shape and checksums
+    <path>/<name>.npy        the arrays, loaded with ``mmap_mode="r"``
+    <path>/extra/<name>      opaque files of the layers above (sample ids, encoder)
+
+Checksums: every file gets a full ``sha256`` and a ``sample_sha256`` over at most
+~2.3 MiB (the first and last MiB and 64 evenly spaced 4 KiB blocks; the whole file
+when it is under 4 MiB). ``verify="full"`` re-hashes everything (about 1-2 GB/s, so
+seconds per 10M rows); ``verify="fast"`` checks sizes, ``.npy`` headers and the sample
+hashes, which catches truncation, version and shape mismatches and most corruption
+in O(1) time. A directory is written under a temporary name in the same parent and
+renamed into place; an existing index is renamed aside first and deleted last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexFormatError
+
+FORMAT_NAME = "clipbranches-code-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+EXTRA_DIR = "extra"
+_BLOCK = 8 << 20
+_SAMPLE_EDGE = 1 << 20
+_SAMPLE_BLOCK = 4096
+_SAMPLE_COUNT = 64
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+REBUILD = (
+    "rebuild the index (CodeIndex.build(...).save(path)) or restore it from a backup"
+)
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name == MANIFEST:
+        raise ValueError(
+            f"invalid file name {name!r}: use letters, digits, '_', '-', '.'"
+            " (no path separators)"
+        )
+    return name
+
+
+def full_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_BLOCK)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sample_sha256(path: Path) -> str:
+    size = path.stat().st_size
+    if size <= 4 * _SAMPLE_EDGE:
+        return full_sha256(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(_SAMPLE_EDGE))
+        inner = size - 2 * _SAMPLE_EDGE - _SAMPLE_BLOCK
+        for i in range(_SAMPLE_COUNT):
+            f.seek(_SAMPLE_EDGE + inner * i // (_SAMPLE_COUNT - 1))
+            h.update(f.read(_SAMPLE_BLOCK))
+        f.seek(size - _SAMPLE_EDGE)
+        h.update(f.read(_SAMPLE_EDGE))
+    return h.hexdigest()
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the header of a ``.npy`` file."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(f)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(f)
+        raise ValueError(f"unsupported .npy version {version}")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class IndexWriter:
+    """Stage the files of one index directory and move them into place atomically.
+
+    Use as a context manager: on an exception the staging directory is removed and
+    an existing index at ``path`` is left untouched.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex[:12]
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{token}"
+        self.tmp.mkdir()
+        self.arrays: dict[str, dict] = {}
+        self.extras: dict[str, dict] = {}
+        self._open: dict[str, np.memmap] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._open.clear()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+    def open_array(self, name: str, shape, dtype) -> np.memmap:
+        """A writable ``.npy`` memmap to fill in place (for builds larger than RAM)."""
+        check_name(name)
+        arr = np.lib.format.open_memmap(
+            self.tmp / f"{name}.npy",
+            mode="w+",
+            dtype=dtype,
+            shape=tuple(int(x) for x in shape),
+        )
+        self._open[name] = arr
+        return arr
+
+    def add_array(self, name: str, arr: np.ndarray) -> None:
+        check_name(name)
+        np.save(self.tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+
+    def add_extra(self, name: str, data: bytes) -> None:
+        check_name(name)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"extra file {name!r} must be bytes")
+        (self.tmp / EXTRA_DIR).mkdir(exist_ok=True)
+        p = self.tmp / EXTRA_DIR / name
+        p.write_bytes(bytes(data))
+        self.extras[name] = {"size": p.stat().st_size, "sha256": full_sha256(p)}
+
+    def commit(self, manifest: dict) -> dict:
+        """Checksum, write ``manifest.json``, fsync and rename into place."""
+        for arr in self._open.values():
+            arr.flush()
+        self._open.clear()
+        files = {}
+        for p in sorted(self.tmp.glob("*.npy")):
+            shape, _, dtype = npy_header(p)
+            files[p.name] = {
+                "size": p.stat().st_size,
+                "dtype": dtype.str,
+                "shape": list(shape),
+                "sha256": full_sha256(p),
+                "sample_sha256": sample_sha256(p),
+            }
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
+        manifest = dict(manifest)
+        manifest.update(
+            format=FORMAT_NAME,
+            format_version=FORMAT_VERSION,
+            files=files,
+            extra_files=self.extras,
+        )
+        text = json.dumps(manifest, indent=1, sort_keys=True)
+        with open(self.tmp / MANIFEST, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(self.tmp)
+        old = None
+        if self.path.exists():
+            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:12]}"
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        _fsync_dir(self.path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return manifest
+
+
+def read_manifest(path) -> dict:
+    """Read and check ``manifest.json`` (format name and version)."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not path.is_dir():
+        raise IndexFormatError(f"no index directory at {path}: {REBUILD}")
+    if not mpath.is_file():
+        raise IndexFormatError(f"{mpath} is missing: not a complete index; {REBUILD}")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError) as e:
+        raise IndexFormatError(f"{mpath} is not valid JSON ({e}); {REBUILD}") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise IndexFormatError(f"{mpath} does not describe a {FORMAT_NAME}; {REBUILD}")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{mpath} has format version {version!r}, this release reads version"
+            f" {FORMAT_VERSION}; {REBUILD}"
+        )
+    for key in ("files", "extra_files"):
+        if not isinstance(manifest.get(key), dict):
+            raise IndexFormatError(f"{mpath} lacks its '{key}' table; {REBUILD}")
+    return manifest
+
+
+def _check_checksum(p: Path, entry: dict, verify: str) -> None:
+    key = "sha256" if verify == "full" else "sample_sha256"
+    digest = full_sha256(p) if verify == "full" else sample_sha256(p)
+    if digest != entry.get(key):
+        raise IndexFormatError(
+            f"{p} is corrupted (its {key} does not match manifest.json); {REBUILD}"
+        )
+
+
+def load_array(path, manifest: dict, name: str, *, verify: str, mmap: bool):
+    """Check one ``.npy`` file against the manifest and open it (read-only memmap)."""
+    p = Path(path) / f"{name}.npy"
+    entry = manifest["files"].get(p.name)
+    if entry is None:
+        raise IndexFormatError(
+            f"manifest.json in {path} does not list {p.name}; {REBUILD}"
+        )
+    if not p.is_file():
+        raise IndexFormatError(f"{p} is missing; {REBUILD}")
+    size = p.stat().st_size
+    if size != entry.get("size"):
+        raise IndexFormatError(
+            f"{p} has {size} bytes, manifest.json says {entry.get('size')}"
+            f" (truncated or replaced); {REBUILD}"
+        )
+    try:
+        shape, fortran, dtype = npy_header(p)
+    except (ValueError, OSError) as e:
+        raise IndexFormatError(f"{p} has no valid .npy header ({e}); {REBUILD}") from e
+    if fortran or list(shape) != entry.get("shape") or dtype.str != entry.get("dtype"):
+        raise IndexFormatError(
+            f"{p} holds {dtype.str}{list(shape)}, manifest.json says"
+            f" {entry.get('dtype')}{entry.get('shape')}; {REBUILD}"
+        )
+    if verify != "none":
+        _check_checksum(p, entry, verify)
+    try:
+        return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise IndexFormatError(f"{p} cannot be read ({e}); {REBUILD}") from e
+
+
+def read_extra(path, name: str) -> bytes:
+    """Bytes of extra file ``name`` after checking its size and sha256."""
+    check_name(name)
+    manifest = read_manifest(path)
+    entry = manifest["extra_files"].get(name)
+    if entry is None:
+        raise KeyError(f"index at {path} has no extra file {name!r}")
+    p = Path(path) / EXTRA_DIR / name
+    if not p.is_file():
+        raise IndexFormatError(f"{p} is missing; {REBUILD}")
+    data = p.read_bytes()
+    if len(data) != entry.get("size") or hashlib.sha256(data).hexdigest() != entry.get(
+        "sha256"
+    ):
+        raise IndexFormatError(f"{p} is truncated or corrupted; {REBUILD}")
+    return data

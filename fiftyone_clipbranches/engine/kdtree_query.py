@@ -1,0 +1,308 @@
+"""Numba kernels answering box queries on the k-d tree set.
+
+Arrays of the tree set (see ``index.py``): ``values`` flat uint8, tree ``s`` row-major
+``(N, m_s)`` from ``val_off[s]``; ``ids`` uint32 ``(S, N)``; ``node_lo``/``node_hi`` uint8
+``(S, n_nodes, max_len)``; ``start``/``end`` int64 ``(n_nodes,)`` shared by all trees.
+Boxes: ``box_subset`` int32 ``(B,)``, ``box_lo``/``box_hi`` int32 ``(B, max_len)``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+DISJOINT = 0
+OVERLAPS = 1
+CONTAINED = 2
+
+
+@nb.njit(inline="always")
+def _relation(node_lo, node_hi, s, node, lo, hi, b, m):
+    rel = CONTAINED
+    for j in range(m):
+        a = np.int32(node_lo[s, node, j])
+        z = np.int32(node_hi[s, node, j])
+        if z < lo[b, j] or a > hi[b, j]:
+            return DISJOINT
+        if a < lo[b, j] or z > hi[b, j]:
+            rel = OVERLAPS
+    return rel
+
+
+@nb.njit(cache=True)
+def _box_is_empty(lo, hi, b, m):
+    for j in range(m):
+        if lo[b, j] > hi[b, j] or hi[b, j] < 0 or lo[b, j] > 255:
+            return True
+    return False
+
+
+@nb.njit(cache=True)
+def _query_one(
+    values,
+    val_off,
+    ids,
+    node_lo,
+    node_hi,
+    start,
+    end,
+    lengths,
+    box_subset,
+    box_lo,
+    box_hi,
+    b,
+    n_internal,
+    out,
+    fill,
+):
+    """Traverse the tree of box ``b``.
+
+    With ``fill`` False, return an upper bound on the hits (contained subtrees plus
+    the full size of every partially covered leaf) without touching leaf data; with
+    ``fill`` True, write the hit ids to ``out`` and return their number.
+    """
+    s = box_subset[b]
+    m = lengths[s]
+    if _box_is_empty(box_lo, box_hi, b, m) or end[0] == 0:
+        return 0
+    rel = _relation(node_lo, node_hi, s, 0, box_lo, box_hi, b, m)
+    if rel == DISJOINT:
+        return 0
+    n_out = 0
+    if rel == CONTAINED:
+        if fill:
+            for i in range(start[0], end[0]):
+                out[n_out] = ids[s, i]
+                n_out += 1
+            return n_out
+        return end[0] - start[0]
+    base = val_off[s]
+    stack = np.empty(128, dtype=np.int64)
+    stack[0] = 0
+    top = 1
+    while top > 0:
+        top -= 1
+        node = stack[top]
+        if node >= n_internal:
+            if not fill:
+                n_out += end[node] - start[node]
+                continue
+            for i in range(start[node], end[node]):
+                p = base + i * m
+                inside = True
+                for j in range(m):
+                    v = np.int32(values[p + j])
+                    if v < box_lo[b, j] or v > box_hi[b, j]:
+                        inside = False
+                        break
+                if inside:
+                    out[n_out] = ids[s, i]
+                    n_out += 1
+            continue
+        for child in (2 * node + 1, 2 * node + 2):
+            if end[child] <= start[child]:
+                continue
+            rel = _relation(node_lo, node_hi, s, child, box_lo, box_hi, b, m)
+            if rel == CONTAINED:
+                if fill:
+                    for i in range(start[child], end[child]):
+                        out[n_out] = ids[s, i]
+                        n_out += 1
+                else:
+                    n_out += end[child] - start[child]
+            elif rel == OVERLAPS:
+                stack[top] = child
+                top += 1
+    return n_out
+
+
+@nb.njit(cache=True)
+def bound_boxes_kernel(
+    values,
+    val_off,
+    ids,
+    node_lo,
+    node_hi,
+    start,
+    end,
+    lengths,
+    box_subset,
+    box_lo,
+    box_hi,
+    n_internal,
+):
+    """int64 ``(B+1,)`` offsets: prefix sums of each box's upper bound on hits.
+
+    Visits nodes only (no leaf data), so it is cheap and runs on one thread.
+    """
+    n_boxes = box_subset.shape[0]
+    offsets = np.zeros(n_boxes + 1, dtype=np.int64)
+    dummy = np.empty(0, dtype=np.uint32)
+    for b in range(n_boxes):
+        offsets[b + 1] = offsets[b] + _query_one(
+            values,
+            val_off,
+            ids,
+            node_lo,
+            node_hi,
+            start,
+            end,
+            lengths,
+            box_subset,
+            box_lo,
+            box_hi,
+            b,
+            n_internal,
+            dummy,
+            False,
+        )
+    return offsets
+
+
+@nb.njit(cache=True)
+def fill_boxes_serial(
+    values,
+    val_off,
+    ids,
+    node_lo,
+    node_hi,
+    start,
+    end,
+    lengths,
+    box_subset,
+    box_lo,
+    box_hi,
+    n_internal,
+    offsets,
+    hits,
+    counts,
+):
+    """Box ``b``'s ids into ``hits[offsets[b]:]`` (leaf order), their number in ``counts``."""
+    for b in range(box_subset.shape[0]):
+        counts[b] = _query_one(
+            values,
+            val_off,
+            ids,
+            node_lo,
+            node_hi,
+            start,
+            end,
+            lengths,
+            box_subset,
+            box_lo,
+            box_hi,
+            b,
+            n_internal,
+            hits[offsets[b] : offsets[b + 1]],
+            True,
+        )
+
+
+@nb.njit(parallel=True, cache=True)
+def fill_boxes_parallel(
+    values,
+    val_off,
+    ids,
+    node_lo,
+    node_hi,
+    start,
+    end,
+    lengths,
+    box_subset,
+    box_lo,
+    box_hi,
+    n_internal,
+    offsets,
+    hits,
+    counts,
+):
+    """:func:`fill_boxes_serial` with the boxes spread over threads."""
+    for b in nb.prange(box_subset.shape[0]):
+        counts[b] = _query_one(
+            values,
+            val_off,
+            ids,
+            node_lo,
+            node_hi,
+            start,
+            end,
+            lengths,
+            box_subset,
+            box_lo,
+            box_hi,
+            b,
+            n_internal,
+            hits[offsets[b] : offsets[b + 1]],
+            True,
+        )
+
+
+@nb.njit(cache=True)
+def merge_sorted_pairs(keys, n_members):
+    """Distinct ids and distinct-member counts from sorted ``id * n_members + member``."""
+    n = keys.shape[0]
+    ids = np.empty(n, dtype=np.int64)
+    hit = np.empty(n, dtype=np.int32)
+    k = -1
+    prev_key = -1
+    prev_id = -1
+    for i in range(n):
+        key = keys[i]
+        if key == prev_key:
+            continue
+        prev_key = key
+        rid = key // n_members
+        if rid != prev_id:
+            k += 1
+            ids[k] = rid
+            hit[k] = 0
+            prev_id = rid
+        hit[k] += 1
+    return ids[: k + 1], hit[: k + 1]
+
+
+@nb.njit(cache=True)
+def pair_keys(hits, offsets, counts, member, n_members):
+    """``id * n_members + member`` for every hit of every box (int64, unsorted)."""
+    total = 0
+    for b in range(counts.shape[0]):
+        total += counts[b]
+    keys = np.empty(total, dtype=np.int64)
+    k = 0
+    for b in range(counts.shape[0]):
+        mb = member[b]
+        for i in range(offsets[b], offsets[b] + counts[b]):
+            keys[k] = np.int64(hits[i]) * n_members + mb
+            k += 1
+    return keys
+
+
+@nb.njit(cache=True)
+def merge_dense(hits, offsets, counts, order, member, n_rows):
+    """Like :func:`merge_sorted_pairs` with two scratch arrays over all ``n_rows``.
+
+    ``order`` lists the boxes grouped by member. O(R + N); used when R is large.
+    """
+    last = np.full(n_rows, -1, dtype=np.int32)
+    hit = np.zeros(n_rows, dtype=np.int32)
+    for t in range(order.shape[0]):
+        b = order[t]
+        mb = member[b]
+        for i in range(offsets[b], offsets[b] + counts[b]):
+            r = hits[i]
+            if last[r] != mb:
+                last[r] = mb
+                hit[r] += 1
+    n = 0
+    for r in range(n_rows):
+        if hit[r] > 0:
+            n += 1
+    ids = np.empty(n, dtype=np.int64)
+    out_hit = np.empty(n, dtype=np.int32)
+    k = 0
+    for r in range(n_rows):
+        if hit[r] > 0:
+            ids[k] = r
+            out_hit[k] = hit[r]
+            k += 1
+    return ids, out_hit

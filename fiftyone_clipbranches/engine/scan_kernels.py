@@ -1,0 +1,173 @@
+"""Numba kernels for full parallel scans over ``(N, D)`` uint8 codes.
+
+Boxes are given with their dimensions resolved: ``box_dims`` int32 ``(B, max_len)``,
+``box_len`` int32 ``(B,)``, ``lo8`` uint8 ``(B, max_len)`` lower bounds and ``span8``
+uint8 ``hi - lo`` (non-empty boxes only, bounds clipped to [0, 255]); ``order``
+lists the boxes grouped by member and ``next_group[t]`` is the first position after
+``t`` whose box belongs to another member; ``used_dims`` int64 lists the dims any
+box uses.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_BLOCK = 2048
+
+
+@nb.njit(inline="always")
+def _count_rows(
+    codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out, first, last
+):
+    """Count, for rows ``first..last``, the member groups with a box holding the row.
+
+    Rows are processed in blocks transposed to column-major (only the dims some box
+    uses), so every box test is a branch-free loop over contiguous bytes:
+    ``lo <= v <= hi`` is ``uint8(v - lo) <= uint8(hi - lo)``.
+    """
+    n_boxes = order.shape[0]
+    cols = np.empty((codes.shape[1], _BLOCK), dtype=np.uint8)
+    mask = np.empty(_BLOCK, dtype=np.uint8)
+    acc = np.empty(_BLOCK, dtype=np.uint8)
+    cnt = np.empty(_BLOCK, dtype=np.int32)
+    for a in range(first, last, _BLOCK):
+        w = min(last, a + _BLOCK) - a
+        for d in used_dims:
+            for i in range(w):
+                cols[d, i] = codes[a + i, d]
+        for i in range(w):
+            cnt[i] = 0
+        t = 0
+        while t < n_boxes:
+            group_end = next_group[t]
+            for i in range(w):
+                acc[i] = 0
+            for tt in range(t, group_end):
+                b = order[tt]
+                for i in range(w):
+                    mask[i] = 1
+                for j in range(box_len[b]):
+                    col = cols[box_dims[b, j]]
+                    lo = lo8[b, j]
+                    span = span8[b, j]
+                    for i in range(w):
+                        mask[i] &= np.uint8(np.uint8(col[i] - lo) <= span)
+                for i in range(w):
+                    acc[i] |= mask[i]
+            for i in range(w):
+                cnt[i] += acc[i]
+            t = group_end
+        for i in range(w):
+            out[a + i] = cnt[i]
+
+
+@nb.njit(parallel=True, cache=True)
+def count_boxes_parallel(
+    codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out
+):
+    """``out[i]`` = number of member groups (``order``/``next_group``) holding row i."""
+    n = codes.shape[0]
+    n_chunks = max(1, min(1024, n // (16 * _BLOCK)))
+    for c in nb.prange(n_chunks):
+        _count_rows(
+            codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out,
+            c * n // n_chunks, (c + 1) * n // n_chunks,
+        )  # fmt: skip
+
+
+@nb.njit(cache=True)
+def count_boxes_serial(
+    codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out
+):
+    """:func:`count_boxes_parallel` on one thread (small inputs)."""
+    _count_rows(
+        codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out,
+        0, codes.shape[0],
+    )  # fmt: skip
+
+
+@nb.njit(inline="always")
+def _sift_down(heap, k):
+    i = 0
+    x = heap[0]
+    while True:
+        c = 2 * i + 1
+        if c >= k:
+            break
+        if c + 1 < k and heap[c + 1] > heap[c]:
+            c += 1
+        if heap[c] <= x:
+            break
+        heap[i] = heap[c]
+        i = c
+    heap[i] = x
+
+
+@nb.njit(parallel=True, cache=True)
+def knn_kernel(codes, query, k):
+    """Exact k smallest keys ``sq_dist * 2**32 + id`` (int64, sorted ascending).
+
+    Each chunk of rows keeps a max-heap of its k best keys; the chunks' heaps are
+    merged at the end. ``k`` must be in ``[1, N]``.
+    """
+    n = codes.shape[0]
+    n_chunks = max(1, min(256, n // 65536))
+    heaps = np.empty((n_chunks, k), dtype=np.int64)
+    sizes = np.zeros(n_chunks, dtype=np.int64)
+    for c in nb.prange(n_chunks):
+        sizes[c] = _knn_rows(
+            codes, query, k, heaps[c], c * n // n_chunks, (c + 1) * n // n_chunks
+        )
+    return _merge_heaps(heaps, sizes, k)
+
+
+@nb.njit(cache=True)
+def knn_serial(codes, query, k):
+    """:func:`knn_kernel` on one thread (small inputs)."""
+    heaps = np.empty((1, k), dtype=np.int64)
+    sizes = np.zeros(1, dtype=np.int64)
+    sizes[0] = _knn_rows(codes, query, k, heaps[0], 0, codes.shape[0])
+    return _merge_heaps(heaps, sizes, k)
+
+
+@nb.njit(inline="always")
+def _knn_rows(codes, query, k, heap, first, last):
+    """Keep the k smallest keys of rows ``first..last`` in max-heap ``heap``."""
+    d = codes.shape[1]
+    size = 0
+    for i in range(first, last):
+        acc = np.int64(0)
+        for j in range(d):
+            diff = np.int32(codes[i, j]) - np.int32(query[j])
+            acc += diff * diff
+        key = (acc << 32) | np.int64(i)
+        if size < k:
+            p = size
+            size += 1
+            while p > 0:
+                parent = (p - 1) // 2
+                if heap[parent] >= key:
+                    break
+                heap[p] = heap[parent]
+                p = parent
+            heap[p] = key
+        elif key < heap[0]:
+            heap[0] = key
+            _sift_down(heap, k)
+    return size
+
+
+@nb.njit(cache=True)
+def _merge_heaps(heaps, sizes, k):
+    total = 0
+    for c in range(sizes.shape[0]):
+        total += sizes[c]
+    cand = np.empty(total, dtype=np.int64)
+    t = 0
+    for c in range(sizes.shape[0]):
+        for i in range(sizes[c]):
+            cand[t] = heaps[c, i]
+            t += 1
+    cand.sort()
+    return cand[:k]
