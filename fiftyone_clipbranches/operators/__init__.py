@@ -1,3 +1,24 @@
 """FiftyOne operators over the SDK glue."""
 
-OPERATORS: list = []
+from fiftyone_clipbranches.operators.build_index import BuildIndex, UpdateIndex
+from fiftyone_clipbranches.operators.embeddings import ComputeEmbeddings
+from fiftyone_clipbranches.operators.manage_indexes import (
+    DeleteIndex,
+    IndexInfoOperator,
+    RenameIndex,
+)
+from fiftyone_clipbranches.operators.refine import RefineOperator
+from fiftyone_clipbranches.operators.search import SearchIndex
+from fiftyone_clipbranches.operators.views import SaveResultsView
+
+OPERATORS: list = [
+    ComputeEmbeddings,
+    BuildIndex,
+    UpdateIndex,
+    SearchIndex,
+    RefineOperator,
+    SaveResultsView,
+    IndexInfoOperator,
+    RenameIndex,
+    DeleteIndex,
+]

@@ -1,3 +1,5 @@
 """FiftyOne panels over the SDK glue."""
 
-PANELS: list = []
+from fiftyone_clipbranches.panels.panel import RelevancePanel
+
+PANELS: list = [RelevancePanel]

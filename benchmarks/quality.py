@@ -1,0 +1,302 @@
+"""Retrieval-quality benchmark: simulated users on real CLIP embeddings.
+
+For every class of every dataset it runs
+
+- the paper protocol (CLIP-Branches Figure 3): P positives of the class plus random
+  catalogue negatives; F1 over the whole catalogue for decision branches, the ensemble,
+  a decision tree, a random forest, the NN baseline (union of the k nearest neighbours of
+  each positive, k = true class size) and Rocchio with the same oracle k;
+- the interactive protocol: an example query (one random image of the class), its top 60
+  labelled with the ground truth, then refined results, 3 rounds.
+
+and writes ``quality_<codes>.md``, ``quality_<codes>.json`` and ``quality_<codes>.png``
+under ``--out``. Example::
+
+    .venv/bin/python benchmarks/quality.py --data-dir ../shared/data/clip-vitb32 \\
+        --datasets caltech101_test,oxford_pets_test,oxford_flowers_test,dtd_test \\
+        --codes pca --seeds 3 --out benchmarks/results/quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality_data import CODE_SPACES, Catalogue, load_catalogues  # noqa: E402
+from quality_models import (  # noqa: E402
+    ALL_MODELS,
+    ModelContext,
+    available_models,
+    merge_params,
+)
+from quality_protocols import (  # noqa: E402
+    POSITIVE_COUNTS,
+    interactive_protocol,
+    paper_protocol,
+)
+from quality_report import aggregate, check_targets, markdown, plot, write_json  # noqa: E402
+
+DEFAULT_DATASETS = "caltech101_test,oxford_pets_test,oxford_flowers_test,dtd_test"
+PROTOCOLS = ("paper", "interactive")
+
+_STATE: dict = {}
+_CONTEXTS: dict = {}
+
+
+def _context(i: int) -> ModelContext:
+    if i not in _CONTEXTS:
+        _CONTEXTS[i] = ModelContext(_STATE["catalogues"][i].features, _STATE["params"])
+    return _CONTEXTS[i]
+
+
+def _run_task(task: tuple[int, int, int]) -> list[dict]:
+    i, cls, seed = task
+    cat: Catalogue = _STATE["catalogues"][i]
+    ctx = _context(i)
+    models = _STATE["models"][i]
+    records = []
+    if "paper" in _STATE["protocols"]:
+        records += paper_protocol(
+            ctx, cat.labels, cat.name, cls, seed, models, _STATE["positives"]
+        )
+    if "interactive" in _STATE["protocols"]:
+        records += interactive_protocol(
+            ctx,
+            cat.labels,
+            cat.name,
+            cls,
+            seed,
+            [m for m in models if m in _STATE["interactive_models"]],
+            rounds=_STATE["rounds"],
+        )
+    return records
+
+
+def select_classes(cat: Catalogue, max_classes: int | None, seed: int = 0) -> list[int]:
+    """All non-empty classes, or a fixed random subsample of ``max_classes``."""
+    classes = np.flatnonzero(np.bincount(cat.labels) > 0)
+    if max_classes is not None and max_classes < classes.shape[0]:
+        rng = np.random.default_rng(seed)
+        classes = np.sort(rng.choice(classes, size=max_classes, replace=False))
+    return classes.tolist()
+
+
+def evaluate(
+    catalogues: list[Catalogue],
+    *,
+    models=ALL_MODELS,
+    interactive_models=None,
+    protocols=PROTOCOLS,
+    seeds: int = 3,
+    positives=POSITIVE_COUNTS,
+    rounds: int = 3,
+    params: dict | None = None,
+    max_classes: int | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+) -> dict:
+    """Run the protocols on ``catalogues`` and return ``{"records", "skipped",
+    "classes", "runtime_s"}``; ``records`` are flat dicts (see ``quality_protocols``)."""
+    for m in models:
+        if m not in ALL_MODELS:
+            raise ValueError(f"unknown model {m!r}; choose from {ALL_MODELS}")
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {p!r}; choose from {PROTOCOLS}")
+    if seeds < 1:
+        raise ValueError("seeds must be >= 1")
+    if jobs < 1:
+        raise ValueError("jobs must be >= 1")
+    skipped: dict[str, dict[str, str]] = {}
+    per_cat_models = []
+    for cat in catalogues:
+        missing = available_models(cat.is_codes)
+        skipped[cat.name] = {m: r for m, r in missing.items() if m in models}
+        per_cat_models.append([m for m in models if m not in missing])
+    _STATE.clear()
+    _CONTEXTS.clear()
+    _STATE.update(
+        catalogues=catalogues,
+        params=merge_params(params),
+        models=per_cat_models,
+        interactive_models=set(
+            models if interactive_models is None else interactive_models
+        ),
+        protocols=set(protocols),
+        positives=tuple(int(p) for p in positives),
+        rounds=int(rounds),
+    )
+    classes = {cat.name: select_classes(cat, max_classes) for cat in catalogues}
+    tasks = [
+        (i, c, s)
+        for i, cat in enumerate(catalogues)
+        for c in classes[cat.name]
+        for s in range(seeds)
+    ]
+    t0 = time.perf_counter()
+    records: list[dict] = []
+    if jobs == 1:
+        for n, task in enumerate(tasks):
+            records += _run_task(task)
+            _progress(progress, n + 1, len(tasks), t0)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+            for n, recs in enumerate(pool.map(_run_task, tasks, chunksize=2)):
+                records += recs
+                _progress(progress, n + 1, len(tasks), t0)
+    return {
+        "records": records,
+        "skipped": skipped,
+        "classes": classes,
+        "runtime_s": time.perf_counter() - t0,
+    }
+
+
+def _progress(on: bool, done: int, total: int, t0: float) -> None:
+    if on and (done == total or done % 20 == 0):
+        el = time.perf_counter() - t0
+        print(f"  {done}/{total} tasks, {el:.0f} s", file=sys.stderr, flush=True)
+
+
+def _parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data-dir", type=Path, default=Path("../shared/data/clip-vitb32"))
+    ap.add_argument("--datasets", default=DEFAULT_DATASETS)
+    ap.add_argument("--codes", choices=CODE_SPACES, default="pca")
+    ap.add_argument(
+        "--fit-split",
+        default="self",
+        help='"self": codes fitted on each catalogue (as build_index does); or a split'
+        ' name such as "val" (one code maker fitted on those held-out splits)',
+    )
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--positives", default=",".join(map(str, POSITIVE_COUNTS)))
+    ap.add_argument("--models", default=",".join(ALL_MODELS))
+    ap.add_argument("--interactive-models", default="branches,ensemble,rocchio")
+    ap.add_argument("--protocols", default=",".join(PROTOCOLS))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--params", default=None, help="JSON overrides, e.g. '{\"ensemble\": {...}}'"
+    )
+    ap.add_argument("--max-classes", type=int, default=None, help="subsample classes")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
+    ap.add_argument("--tag", default=None, help="output name suffix (default: codes)")
+    ap.add_argument("--quiet", action="store_true")
+    return ap.parse_args(argv)
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def main(argv=None) -> dict:
+    args = _parse_args(argv)
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1" if args.jobs > 1 else "2")
+    params = json.loads(args.params) if args.params else None
+    t_load = time.perf_counter()
+    catalogues = load_catalogues(
+        args.data_dir, _csv(args.datasets), args.codes, args.fit_split
+    )
+    load_s = time.perf_counter() - t_load
+    result = evaluate(
+        catalogues,
+        models=_csv(args.models),
+        interactive_models=_csv(args.interactive_models),
+        protocols=_csv(args.protocols),
+        seeds=args.seeds,
+        positives=[int(p) for p in _csv(args.positives)],
+        rounds=args.rounds,
+        params=params,
+        max_classes=args.max_classes,
+        jobs=args.jobs,
+        progress=not args.quiet,
+    )
+    agg = aggregate(result["records"])
+    runtime = load_s + result["runtime_s"]
+    cpu_s = _cpu_seconds()
+    targets = check_targets(agg, runtime, cpu_s)
+    n_classes = {k: len(v) for k, v in result["classes"].items()}
+    meta = {
+        "codes": args.codes,
+        "codes origin": catalogues[0].codes_origin,
+        "datasets": ", ".join(f"{c.name} (N={len(c)})" for c in catalogues),
+        "classes evaluated": ", ".join(f"{k}: {v}" for k, v in n_classes.items())
+        + ("" if args.max_classes is None else " (random subsample)"),
+        "seeds": args.seeds,
+        "params": merge_params(params),
+        "skipped models": "; ".join(
+            f"{ds}: {m} ({why})"
+            for ds, d in result["skipped"].items()
+            for m, why in d.items()
+        )
+        or "none",
+        "runtime": f"{runtime:.0f} s wall (codes {load_s:.0f} s) with {args.jobs}"
+        f" worker(s), {os.cpu_count()} CPUs seen, shared machine;"
+        f" {cpu_s:.0f} CPU s in all (this process and its workers)",
+        "host": platform.node(),
+    }
+    tag = args.tag or args.codes
+    out = Path(args.out)
+    report = {
+        "meta": meta,
+        "aggregate": agg,
+        "targets": targets,
+        "per_class_paper_f1": _per_class(result["records"]),
+    }
+    write_json(out / f"quality_{tag}.json", report)
+    md = markdown(agg, targets, meta)
+    from quality_report import atomic_write
+
+    atomic_write(out / f"quality_{tag}.md", md.encode())
+    plot(agg, out / f"quality_{tag}.png", f"retrieval quality, {args.codes} space")
+    if not args.quiet:
+        print(md)
+    return report
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished children."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
+def _per_class(records: list[dict]) -> dict:
+    """``{dataset: {model: {P: [seed-mean F1 per class, class order]}}}``."""
+    acc: dict = {}
+    for r in records:
+        if r["protocol"] != "paper":
+            continue
+        d = acc.setdefault(r["dataset"], {}).setdefault(r["model"], {})
+        d.setdefault(r["positives"], {}).setdefault(r["class"], []).append(r["f1"])
+    return {
+        ds: {
+            m: {
+                str(p): [round(float(np.mean(v)), 4) for _, v in sorted(c.items())]
+                for p, c in pm.items()
+            }
+            for m, pm in md.items()
+        }
+        for ds, md in acc.items()
+    }
+
+
+if __name__ == "__main__":
+    main()

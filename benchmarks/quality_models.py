@@ -1,0 +1,325 @@
+"""The models a simulated user can train, behind one call: fit on labels, predict the catalogue.
+
+Decision branches and their ensemble come from ``fiftyone_clipbranches.engine``; they need
+uint8 codes and are skipped in the ``float`` space. Tree and forest use the engine's
+``TreeModel``/``ForestModel`` when importable, else scikit-learn directly. The NN and
+Rocchio baselines are implemented here because their protocol is specific to the
+evaluation: both return exactly ``k`` = the true class size (an oracle that favours them).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from quality_space import Space
+
+ALL_MODELS = ("branches", "ensemble", "tree", "forest", "nn", "rocchio")
+CODE_ONLY_MODELS = ("branches", "ensemble")
+MODEL_LABELS = {
+    "branches": "decision branches",
+    "ensemble": "DB ensemble",
+    "tree": "decision tree",
+    "forest": "random forest",
+    "nn": "NN (k=|class|)",
+    "rocchio": "Rocchio (k=|class|)",
+}
+
+#: Defaults of the harness; ``--params`` overrides them per model.
+DEFAULT_PARAMS: dict[str, dict] = {
+    "training": {
+        "n_random_negatives": 500,
+        "negative_weight": 1.0,
+        "negatives_per_positive": 25,
+        "min_random_negatives": 100,
+    },
+    "subsets": {"sizes": None, "seed": 0},
+    "branches": {},
+    "ensemble": {},
+    "tree": {},
+    "forest": {"n_estimators": 25},
+}
+
+
+def merge_params(overrides: dict | None) -> dict:
+    """Defaults updated section by section with ``overrides`` (``{section: {k: v}}``)."""
+    merged = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
+    for section, values in (overrides or {}).items():
+        if section not in merged:
+            raise ValueError(
+                f"unknown params section {section!r}; use one of {sorted(merged)}"
+            )
+        if not isinstance(values, dict):
+            raise TypeError(f"params[{section!r}] must be a dict of keyword arguments")
+        merged[section].update(values)
+    return merged
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """Labelled training rows: ids int64 ``(n,)``, labels int8 ``(n,)``, weights float64."""
+
+    rows: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model applied to the whole catalogue.
+
+    Attributes:
+        mask: bool ``(N,)``, rows classified positive.
+        order: int64 ``(N,)``, every row ranked by the model's score (best first, ties
+            by id), or ``None`` when no ranking was asked for.
+        fit_s: seconds spent training and applying the model.
+    """
+
+    mask: np.ndarray
+    order: np.ndarray | None
+    fit_s: float
+
+
+def _own_training_rows(n, positives, negatives, n_random, negative_weight, seed):
+    labelled = np.union1d(positives, negatives)
+    pool = np.setdiff1d(np.arange(n, dtype=np.int64), labelled, assume_unique=True)
+    rng = np.random.default_rng(seed)
+    take = min(int(n_random), pool.shape[0])
+    randoms = np.sort(rng.choice(pool, size=take, replace=False)) if take else pool[:0]
+    rows = np.concatenate([positives, negatives, randoms]).astype(np.int64)
+    y = np.concatenate(
+        [np.ones(len(positives)), np.zeros(len(negatives) + len(randoms))]
+    ).astype(np.int8)
+    weight = np.concatenate(
+        [
+            np.ones(len(positives)),
+            np.full(len(negatives), float(negative_weight)),
+            np.ones(len(randoms)),
+        ]
+    )
+    return TrainingRows(rows, y, weight)
+
+
+def random_negatives_for(cfg: dict, n_positives: int) -> int:
+    """Number of random negatives: ``cfg["n_random_negatives"]`` when it is an int;
+    with ``"auto"``, ``negatives_per_positive * n_positives`` clipped to
+    ``[min_random_negatives, max_random_negatives]`` (max default 500)."""
+    n = cfg["n_random_negatives"]
+    if n != "auto":
+        return int(n)
+    per = cfg["negatives_per_positive"] * int(n_positives)
+    return int(
+        np.clip(per, cfg["min_random_negatives"], cfg.get("max_random_negatives", 500))
+    )
+
+
+@dataclass
+class ModelContext:
+    """Everything a worker needs to train models on one catalogue.
+
+    Attributes:
+        features: ``(N, D)`` uint8 codes or float32 embeddings.
+        params: merged parameters (see :func:`merge_params`).
+    """
+
+    features: np.ndarray
+    params: dict
+    space: Space = field(init=False)
+    _subsets: object = field(default=None, init=False)
+    _index: object = field(default=None, init=False)
+
+    def __post_init__(self):
+        self.space = Space(self.features)
+
+    @property
+    def is_codes(self) -> bool:
+        return self.features.dtype == np.uint8
+
+    @property
+    def subsets(self):
+        if self._subsets is None:
+            from fiftyone_clipbranches.engine.subsets import make_subsets
+
+            cfg = self.params["subsets"]
+            sizes = cfg["sizes"]
+            if sizes is not None:
+                sizes = {int(k): int(v) for k, v in sizes.items()}
+            self._subsets = make_subsets(
+                self.features.shape[1], sizes=sizes, seed=cfg["seed"]
+            )
+        return self._subsets
+
+    @property
+    def index(self):
+        if self._index is None:
+            from fiftyone_clipbranches.engine.index import CodeIndex
+
+            self._index = CodeIndex.build(self.features, subsets=self.subsets)
+        return self._index
+
+    def training_rows(self, positives, negatives, seed: int) -> TrainingRows:
+        """Positives + explicit negatives + random catalogue negatives (labelled rows
+        excluded), with the configured number of random negatives and negative weight."""
+        cfg = self.params["training"]
+        positives = np.asarray(positives, np.int64)
+        negatives = np.asarray(negatives, np.int64)
+        n_random = random_negatives_for(cfg, positives.shape[0])
+        if self.is_codes:
+            try:
+                from fiftyone_clipbranches.engine.training_set import make_training_set
+            except ImportError:
+                pass
+            else:
+                ts = make_training_set(
+                    self.features,
+                    positives,
+                    negatives,
+                    n_random_negatives=n_random,
+                    negative_weight=cfg["negative_weight"],
+                    seed=seed,
+                )
+                return TrainingRows(
+                    np.asarray(ts.rows, np.int64),
+                    np.asarray(ts.y, np.int8),
+                    np.asarray(ts.sample_weight, np.float64),
+                )
+        return _own_training_rows(
+            len(self.space),
+            positives,
+            negatives,
+            n_random,
+            cfg["negative_weight"],
+            seed,
+        )
+
+
+def available_models(is_codes: bool) -> dict[str, str]:
+    """``{model: reason}`` for the models that cannot run in this space/checkout."""
+    missing = {}
+    for name in CODE_ONLY_MODELS:
+        if not is_codes:
+            missing[name] = "needs uint8 codes (skipped in the float space)"
+            continue
+        module = "branches" if name == "branches" else "ensemble"
+        try:
+            __import__(f"fiftyone_clipbranches.engine.{module}")
+            __import__("fiftyone_clipbranches.engine.index")
+        except ImportError as exc:
+            missing[name] = f"engine not importable yet ({exc})"
+    return missing
+
+
+def _order(score: np.ndarray) -> np.ndarray:
+    """Row ids by descending score, ties by ascending id."""
+    return np.lexsort((np.arange(score.shape[0]), -score)).astype(np.int64)
+
+
+def _knn_union(ctx: ModelContext, positives: np.ndarray, k: int, rank: bool):
+    n = len(ctx.space)
+    best = np.full(n, np.inf)
+    mask = np.zeros(n, bool)
+    for p in positives:
+        q = ctx.space.row(int(p))
+        mask[ctx.space.nearest(q, k)] = True
+        if rank:
+            best = np.minimum(best, ctx.space.distances(q))
+    return mask, (_order(-best) if rank else None)
+
+
+def _rocchio(ctx: ModelContext, train: TrainingRows, k: int, rank: bool):
+    x = ctx.space.values
+    pos = train.rows[train.y == 1]
+    neg = train.rows[train.y == 0]
+    query = 2.0 * x[pos].mean(axis=0)
+    if len(neg):
+        query = query - x[neg].mean(axis=0)
+    mask = np.zeros(len(ctx.space), bool)
+    mask[ctx.space.nearest(query, k)] = True
+    return mask, (_order(-ctx.space.distances(query)) if rank else None)
+
+
+def _sklearn_like(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: bool):
+    """Engine ``TreeModel``/``ForestModel`` on codes; the same sklearn estimators (same
+    settings) on float embeddings, which the engine wrappers refuse."""
+    params = dict(ctx.params[name])
+    model = None
+    if ctx.is_codes:
+        try:
+            from fiftyone_clipbranches.engine import baselines
+        except ImportError:
+            pass
+        else:
+            cls = baselines.TreeModel if name == "tree" else baselines.ForestModel
+            model = cls(random_state=seed, **params)
+    if model is None:
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.tree import DecisionTreeClassifier
+
+        if name == "tree":
+            model = DecisionTreeClassifier(random_state=seed, **params)
+        else:
+            model = RandomForestClassifier(random_state=seed, n_jobs=1, **params)
+    model.fit(ctx.features[train.rows], train.y, sample_weight=train.weight)
+    return np.asarray(model.predict(ctx.features), bool), _model_order(model, ctx, rank)
+
+
+def _model_order(model, ctx: ModelContext, rank: bool):
+    if not rank:
+        return None
+    if hasattr(model, "decision_function"):
+        score = model.decision_function(ctx.features)
+    else:
+        score = model.predict_proba(ctx.features)[:, 1]
+    return _order(np.asarray(score, np.float64))
+
+
+def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: bool):
+    if name == "branches":
+        from fiftyone_clipbranches.engine.branches import DecisionBranches as cls
+    else:
+        from fiftyone_clipbranches.engine.ensemble import (
+            DecisionBranchesEnsemble as cls,
+        )
+    model = cls(random_state=seed, **ctx.params[name])
+    model.fit(
+        ctx.features[train.rows],
+        train.y,
+        sample_weight=train.weight,
+        subsets=ctx.subsets,
+    )
+    try:
+        from fiftyone_clipbranches.engine.search import apply_model
+    except ImportError:
+        mask = np.asarray(model.predict(ctx.features), bool)
+    else:
+        mask = np.zeros(len(ctx.space), bool)
+        mask[np.asarray(apply_model(model, ctx.index).ids, np.int64)] = True
+    return mask, _model_order(model, ctx, rank)
+
+
+def run_model(
+    name: str,
+    ctx: ModelContext,
+    train: TrainingRows,
+    k_oracle: int,
+    seed: int,
+    rank: bool = False,
+) -> Prediction:
+    """Train ``name`` on ``train`` and apply it to the whole catalogue of ``ctx``.
+
+    ``k_oracle`` is the true class size, used by the NN and Rocchio baselines only.
+    With ``rank``, also rank every row by the model's score (for display).
+    """
+    t0 = time.perf_counter()
+    if name == "nn":
+        mask, order = _knn_union(ctx, train.rows[train.y == 1], k_oracle, rank)
+    elif name == "rocchio":
+        mask, order = _rocchio(ctx, train, k_oracle, rank)
+    elif name in ("tree", "forest"):
+        mask, order = _sklearn_like(name, ctx, train, seed, rank)
+    elif name in CODE_ONLY_MODELS:
+        mask, order = _branches(name, ctx, train, seed, rank)
+    else:
+        raise ValueError(f"unknown model {name!r}; use one of {ALL_MODELS}")
+    return Prediction(mask, order, time.perf_counter() - t0)

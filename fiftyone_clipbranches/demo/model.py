@@ -1,0 +1,234 @@
+"""The demo CLIP model: a tiny open_clip architecture trained on generated images.
+
+Pretrained CLIP weights cannot be downloaded offline and random weights make search
+meaningless, so the demo trains its own small model (a few minutes on a CPU) and
+caches it in the user data directory as an ordinary open_clip checkpoint::
+
+    demo = ensure_demo_model()
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        demo.name, pretrained=demo.checkpoint_path
+    )
+
+The architecture is registered with open_clip's config registry under
+:data:`DEMO_MODEL_NAME` by :func:`register_demo_model` (which
+:func:`ensure_demo_model` calls).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import demo_models_dir, resolve_data_dir, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+#: Name of the demo architecture in open_clip's model registry.
+DEMO_MODEL_NAME = "clipbranches-demo-rn16"
+
+#: open_clip model config: a small modified ResNet (open_clip's RN towers, base
+#: width 16, one block per stage, attention pooling) on 64x64 images and a 2-layer
+#: text transformer, joined in a 128-d embedding space.
+DEMO_MODEL_CONFIG: dict = {
+    "embed_dim": 128,
+    "vision_cfg": {
+        "image_size": 64,
+        "layers": [1, 1, 1, 1],
+        "width": 16,
+        "patch_size": None,
+    },
+    "text_cfg": {
+        "context_length": 32,
+        "vocab_size": 49408,
+        "width": 96,
+        "heads": 4,
+        "layers": 2,
+    },
+}
+
+CHECKPOINT_NAME = "open_clip_model.pt"
+INFO_NAME = "demo_model.json"
+_INFO_FORMAT = "clipbranches-demo-model"
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """A trained, cached demo model.
+
+    Attributes:
+        name: open_clip model name (:data:`DEMO_MODEL_NAME`), registered.
+        checkpoint_path: path of the open_clip-loadable state-dict checkpoint.
+        identity: ``{"name", "pretrained", "checkpoint_sha256", "config_key",
+            "data_seed", ...}`` plus ``"training"`` statistics.
+    """
+
+    name: str
+    checkpoint_path: str
+    identity: dict = field(default_factory=dict)
+
+    def load(self, device: str = "cpu"):
+        """``(model, preprocess, tokenizer)`` through open_clip, in eval mode."""
+        import open_clip
+
+        register_demo_model()
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            self.name, pretrained=self.checkpoint_path, device=device
+        )
+        model.eval()
+        return model, preprocess, open_clip.get_tokenizer(self.name)
+
+
+def register_demo_model(config_dir: str | os.PathLike | None = None) -> str:
+    """Register :data:`DEMO_MODEL_CONFIG` with open_clip; idempotent.
+
+    open_clip reads architectures from JSON files, so the config is written (once,
+    atomically) to ``config_dir`` (default: ``<data dir>/demo/open_clip_configs``)
+    and that file is added to open_clip's registry.
+
+    Returns:
+        :data:`DEMO_MODEL_NAME`.
+    """
+    import open_clip
+
+    if DEMO_MODEL_NAME in open_clip.list_models():
+        return DEMO_MODEL_NAME
+    folder = (
+        Path(config_dir)
+        if config_dir is not None
+        else resolve_data_dir() / "demo" / "open_clip_configs"
+    )
+    path = folder / f"{DEMO_MODEL_NAME}.json"
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = None
+    if current != DEMO_MODEL_CONFIG:
+        write_json_atomic(path, DEMO_MODEL_CONFIG)
+    open_clip.add_model_config(path)
+    if DEMO_MODEL_NAME not in open_clip.list_models():
+        raise RuntimeError(f"open_clip did not register {DEMO_MODEL_NAME} from {path}")
+    return DEMO_MODEL_NAME
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_cached(folder: Path) -> DemoModel | None:
+    checkpoint = folder / CHECKPOINT_NAME
+    try:
+        info = json.loads((folder / INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(info, dict)
+        or info.get("format") != _INFO_FORMAT
+        or not checkpoint.is_file()
+    ):
+        return None
+    identity = info.get("identity", {})
+    if identity.get("checkpoint_size") != checkpoint.stat().st_size:
+        return None
+    return DemoModel(info["name"], str(checkpoint), identity)
+
+
+def ensure_demo_model(
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    max_minutes: float = 5.0,
+    config=None,
+    force: bool = False,
+) -> DemoModel:
+    """The cached demo model for ``config``, trained first if it is not cached yet.
+
+    The cache folder is ``<data dir>/demo/models/<name>-<config key>/`` holding the
+    checkpoint and a small JSON with the model's identity and training statistics. It
+    is written to a temporary folder and renamed, so a crash never leaves a partial
+    model behind; a later call with the same configuration loads it without training.
+
+    Args:
+        data_dir: data directory; default :func:`~.paths.default_data_dir`.
+        progress: show tqdm progress bars while generating and training.
+        max_minutes: wall-clock budget for training; when it runs out, training stops
+            early and ``identity["training"]["truncated"]`` is True.
+        config: a :class:`~.train.DemoTrainConfig`; default ``DemoTrainConfig()``.
+        force: retrain even when a cached model exists.
+
+    Returns:
+        A :class:`DemoModel`.
+    """
+    from .train import DemoTrainConfig, save_checkpoint, train_demo_model
+
+    if config is None:
+        config = DemoTrainConfig()
+    if not isinstance(config, DemoTrainConfig):
+        raise TypeError(
+            f"config must be a DemoTrainConfig, got {type(config).__name__}"
+        )
+    config.validate()
+    if isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float)):
+        raise TypeError("max_minutes must be a number")
+    if not max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
+
+    register_demo_model(resolve_data_dir(data_dir) / "demo" / "open_clip_configs")
+    key = config.key(DEMO_MODEL_CONFIG)
+    root = demo_models_dir(data_dir)
+    folder = root / f"{DEMO_MODEL_NAME}-{key[:16]}"
+    if not force:
+        cached = _read_cached(folder)
+        if cached is not None:
+            return cached
+
+    model, stats = train_demo_model(
+        config, progress=progress, max_seconds=60.0 * max_minutes
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
+    try:
+        checkpoint = tmp / CHECKPOINT_NAME
+        save_checkpoint(model, checkpoint)
+        identity = {
+            "name": DEMO_MODEL_NAME,
+            "pretrained": None,
+            "checkpoint_sha256": sha256_file(checkpoint),
+            "checkpoint_size": checkpoint.stat().st_size,
+            "config_key": key,
+            "data_seed": config.seed,
+            "model_config": DEMO_MODEL_CONFIG,
+            "train_config": config.to_dict(),
+            "training": stats,
+        }
+        write_json_atomic(
+            tmp / INFO_NAME,
+            {"format": _INFO_FORMAT, "name": DEMO_MODEL_NAME, "identity": identity},
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if stats.get("truncated"):
+        logger.warning(
+            "demo model training stopped at the %.1f-minute budget after %d of %d "
+            "steps; search quality may be lower",
+            max_minutes,
+            stats["steps"],
+            stats["planned_steps"],
+        )
+    cached = _read_cached(folder)
+    if cached is None:
+        raise RuntimeError(f"demo model cache at {folder} could not be read back")
+    return cached

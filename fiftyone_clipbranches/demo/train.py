@@ -1,0 +1,345 @@
+"""Contrastive training of the demo CLIP model on generated (image, caption) pairs.
+
+Each step draws a batch of images and one caption variant per image (see
+:mod:`.captions`). Because variants such as ``"a red circle"`` match many images,
+every (text, image) pair whose text is true of the image counts as a positive: the
+loss is a cross-entropy against the uniform distribution over a row's positives, in
+both directions (text to image and image to text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .captions import (
+    atom_phrase,
+    atom_vocabulary,
+    atoms_matrix,
+    caption_variants,
+    scene_atoms,
+)
+from .generator import GENERATOR_VERSION, make_scenes
+
+#: Bumped whenever training changes in a way that changes the trained weights.
+TRAINING_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DemoTrainConfig:
+    """Data and optimisation settings of the demo model (the cache key hashes them).
+
+    Attributes:
+        n_images: number of generated training images.
+        seed: data seed of the generator (and of caption sampling).
+        image_size: side of the generated images before open_clip preprocessing.
+        variants_per_image: caption variants drawn per image up front.
+        batch_size: images per step.
+        texts_per_image: caption variants per image per step.
+        atom_texts: also put one short text per atom (``"a red circle"``,
+            ``"something red"``, ``"a striped background"``, ...) in every batch, so
+            every image is scored against every attribute at every step.
+        phrases_per_atom: distinct phrasings drawn up front per atom.
+        steps: optimisation steps.
+        lr: peak AdamW learning rate (linear warm-up, cosine decay).
+        weight_decay: AdamW weight decay on matrices (not on norms, biases, scales).
+        warmup_steps: linear warm-up length.
+        torch_seed: seed of the weight initialisation and batch sampling.
+    """
+
+    n_images: int = 4000
+    seed: int = 0
+    image_size: int = 96
+    variants_per_image: int = 16
+    batch_size: int = 128
+    texts_per_image: int = 1
+    atom_texts: bool = True
+    phrases_per_atom: int = 6
+    steps: int = 600
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 40
+    torch_seed: int = 0
+
+    def validate(self) -> None:
+        ints = {
+            "n_images": 2,
+            "seed": 0,
+            "image_size": 32,
+            "variants_per_image": 1,
+            "batch_size": 2,
+            "texts_per_image": 1,
+            "phrases_per_atom": 1,
+            "steps": 1,
+            "warmup_steps": 0,
+            "torch_seed": 0,
+        }
+        for name, low in ints.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        if self.batch_size > self.n_images:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must not exceed n_images "
+                f"({self.n_images})"
+            )
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if not isinstance(self.atom_texts, bool):
+            raise TypeError("atom_texts must be a bool")
+        if self.lr == 0:
+            raise ValueError("lr must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def key(self, model_config: dict) -> str:
+        """Hex sha256 of this config, the model config and the code versions."""
+        payload = {
+            "train": self.to_dict(),
+            "model": model_config,
+            "generator_version": GENERATOR_VERSION,
+            "training_version": TRAINING_VERSION,
+        }
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass
+class _PairData:
+    images: object  # torch float16 (N, 3, H, W), preprocessed
+    image_atoms: object  # torch float32 (N, A)
+    tokens: object  # torch int64 (T, context_length)
+    text_atoms: object  # torch float32 (T, A)
+    variant_ids: np.ndarray  # int64 (N, K): rows of tokens / text_atoms
+    atom_phrase_ids: np.ndarray  # int64 (A, P): rows of tokens / text_atoms
+
+
+def _prepare(config: DemoTrainConfig, preprocess, tokenizer, progress: bool):
+    import torch
+    from tqdm.auto import tqdm
+
+    scenes = make_scenes(config.n_images, config.seed, config.image_size)
+    rng = np.random.default_rng([config.seed, 7919])
+    images, img_atoms, text_index = [], [], {}
+    texts, txt_atoms = [], []
+    variant_ids = np.empty((len(scenes), config.variants_per_image), dtype=np.int64)
+    for i, scene in enumerate(
+        tqdm(scenes, desc="demo training data", unit="img", disable=not progress)
+    ):
+        images.append(preprocess(scene.render()).to(torch.float16))
+        objects = scene.object_dicts()
+        img_atoms.append(scene_atoms(objects, scene.background, scene.texture))
+        variants = caption_variants(
+            objects, scene.background, scene.texture, rng, config.variants_per_image
+        )
+        for j, (text, atoms) in enumerate(variants):
+            key = (text, atoms)
+            if key not in text_index:
+                text_index[key] = len(texts)
+                texts.append(text)
+                txt_atoms.append(atoms)
+            variant_ids[i, j] = text_index[key]
+    vocab = atom_vocabulary()
+    atom_phrase_ids = np.empty((len(vocab), config.phrases_per_atom), dtype=np.int64)
+    for atom, a in vocab.items():
+        for j in range(config.phrases_per_atom):
+            key = (atom_phrase(atom, rng), frozenset([atom]))
+            if key not in text_index:
+                text_index[key] = len(texts)
+                texts.append(key[0])
+                txt_atoms.append(key[1])
+            atom_phrase_ids[a, j] = text_index[key]
+    return _PairData(
+        images=torch.stack(images),
+        image_atoms=torch.from_numpy(atoms_matrix(img_atoms).astype(np.float32)),
+        tokens=tokenizer(texts),
+        text_atoms=torch.from_numpy(atoms_matrix(txt_atoms).astype(np.float32)),
+        variant_ids=variant_ids,
+        atom_phrase_ids=atom_phrase_ids,
+    )
+
+
+def positives_mask(text_atoms, image_atoms):
+    """Bool ``(n_texts, n_images)``: text ``t`` is true of image ``i``.
+
+    Both inputs are float multi-hot atom matrices (see :func:`.captions.atoms_matrix`).
+    """
+    hits = text_atoms @ image_atoms.T
+    return hits >= text_atoms.sum(dim=1, keepdim=True) - 0.5
+
+
+def multi_positive_loss(text_features, image_features, logit_scale, positives):
+    """Symmetric cross-entropy against uniform targets over each row's positives.
+
+    Args:
+        text_features: float ``(T, d)``, L2-normalised.
+        image_features: float ``(B, d)``, L2-normalised.
+        logit_scale: scalar tensor, the log of the softmax temperature's inverse.
+        positives: bool ``(T, B)``, ``positives[t, i]`` = text ``t`` matches image
+            ``i``. Every image needs at least one matching text; texts matching no
+            image only serve as negatives.
+    """
+    import torch
+
+    logits = logit_scale.exp() * text_features @ image_features.T
+    targets = positives.float()
+    per_text = targets.sum(1, keepdim=True)
+    if bool((targets.sum(0) == 0).any()):
+        raise ValueError("every image needs at least one matching text")
+    t2i = -(targets / per_text.clamp(min=1) * torch.log_softmax(logits, 1)).sum(1)
+    has_image = per_text.squeeze(1) > 0
+    i2t = -(targets.T / targets.T.sum(1, keepdim=True) * torch.log_softmax(logits.T, 1))
+    return 0.5 * (t2i[has_image].mean() + i2t.sum(1).mean())
+
+
+def _param_groups(model, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "logit_scale" in name or "embedding" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _lr_at(step: int, config: DemoTrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / span
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _augment(images, generator):
+    import torch
+
+    flip_h = torch.rand(images.shape[0], generator=generator) < 0.5
+    flip_v = torch.rand(images.shape[0], generator=generator) < 0.5
+    images = torch.where(flip_h[:, None, None, None], images.flip(3), images)
+    return torch.where(flip_v[:, None, None, None], images.flip(2), images)
+
+
+def train_demo_model(
+    config: DemoTrainConfig | None = None,
+    progress: bool = True,
+    max_seconds: float | None = None,
+    callback=None,
+):
+    """Train the demo architecture from scratch on generated pairs.
+
+    Args:
+        config: training settings; default ``DemoTrainConfig()``.
+        progress: show tqdm progress bars.
+        max_seconds: wall-clock budget including data generation; training stops
+            early (``stats["truncated"]``) when it runs out.
+        callback: optional ``callback(step, model, loss)`` called after every step
+            (the model is in training mode; switch to eval and back if needed).
+
+    Returns:
+        ``(model, stats)``: the open_clip model in eval mode on the CPU, and a dict
+        with ``steps``, ``planned_steps``, ``seconds``, ``first_loss``,
+        ``final_loss`` (means over the first and last 10% of steps), ``truncated``
+        and ``n_texts``.
+    """
+    import open_clip
+    import torch
+    from tqdm.auto import tqdm
+
+    from .model import DEMO_MODEL_NAME, register_demo_model
+
+    config = config or DemoTrainConfig()
+    config.validate()
+    start = time.perf_counter()
+    register_demo_model()
+
+    torch.manual_seed(config.torch_seed)
+    model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL_NAME)
+    tokenizer = open_clip.get_tokenizer(DEMO_MODEL_NAME)
+    data = _prepare(config, preprocess, tokenizer, progress)
+
+    model.train()
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98)
+    )
+    generator = torch.Generator().manual_seed(config.torch_seed)
+    sampler = np.random.default_rng([config.torch_seed, config.seed])
+    n, k = data.variant_ids.shape
+    losses = []
+    truncated = False
+    bar = tqdm(
+        range(config.steps), desc="demo model", unit="step", disable=not progress
+    )
+    for step in bar:
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            truncated = True
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        rows = sampler.choice(n, size=config.batch_size, replace=False)
+        picks = sampler.integers(k, size=(config.batch_size, config.texts_per_image))
+        text_rows = data.variant_ids[rows[:, None], picks].ravel()
+        if config.atom_texts:
+            n_atoms, n_phrases = data.atom_phrase_ids.shape
+            phrase = sampler.integers(n_phrases, size=n_atoms)
+            atom_rows = data.atom_phrase_ids[np.arange(n_atoms), phrase]
+            text_rows = np.concatenate([text_rows, atom_rows])
+        rows_t = torch.from_numpy(rows)
+        text_rows_t = torch.from_numpy(text_rows)
+        positives = positives_mask(
+            data.text_atoms[text_rows_t], data.image_atoms[rows_t]
+        )
+        images = _augment(data.images[rows_t].float(), generator)
+        image_features = model.encode_image(images, normalize=True)
+        text_features = model.encode_text(data.tokens[text_rows_t], normalize=True)
+        loss = multi_positive_loss(
+            text_features, image_features, model.logit_scale, positives
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        losses.append(loss.item())
+        if callback is not None:
+            callback(step, model, losses[-1])
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    model.eval()
+
+    tail = max(1, len(losses) // 10)
+    stats = {
+        "steps": len(losses),
+        "planned_steps": config.steps,
+        "seconds": round(time.perf_counter() - start, 2),
+        "first_loss": float(np.mean(losses[:tail])) if losses else None,
+        "final_loss": float(np.mean(losses[-tail:])) if losses else None,
+        "truncated": truncated,
+        "n_texts": int(data.tokens.shape[0]),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return model, stats
+
+
+def save_checkpoint(model, path) -> None:
+    """Save ``model``'s state dict where open_clip's ``pretrained=<path>`` loads it."""
+    import torch
+
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)

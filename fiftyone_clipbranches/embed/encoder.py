@@ -1,0 +1,181 @@
+"""512-d CLIP embeddings -> 32-byte uint8 codes: a projection followed by a quantiser."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fiftyone_clipbranches.embed.atomic import write_dir_atomic, write_json_atomic
+from fiftyone_clipbranches.embed.head import CodeHead, train_head
+from fiftyone_clipbranches.embed.pca import PCAProjection
+from fiftyone_clipbranches.embed.quantizer import (
+    FixedQuantizer,
+    Quantizer,
+    _as_matrix,
+    quantizer_from_dict,
+)
+
+ENCODER_FORMAT = "clipbranches-code-encoder"
+ENCODER_VERSION = 1
+METHODS = ("head", "pca")
+
+
+class CodeEncoder:
+    """Turns float ``(n, D)`` CLIP embeddings (images or texts alike) into uint8 codes.
+
+    Args:
+        head: a :class:`CodeHead` or fitted :class:`PCAProjection` (``.project``).
+        quantizer: a fitted :class:`Quantizer` or :class:`FixedQuantizer`.
+        clip_identity: ``ClipModel.identity`` of the model whose embeddings this
+            encoder expects (checked by callers before encoding queries).
+    """
+
+    def __init__(self, head, quantizer, clip_identity: dict | None = None):
+        if not isinstance(head, CodeHead | PCAProjection):
+            raise TypeError(
+                f"head must be a CodeHead or PCAProjection, got {type(head)}"
+            )
+        if not isinstance(quantizer, Quantizer | FixedQuantizer):
+            raise TypeError(
+                f"quantizer must be a Quantizer or FixedQuantizer, got {type(quantizer)}"
+            )
+        if quantizer.n_dims != head.out_dim:
+            raise ValueError(
+                f"quantizer width {quantizer.n_dims} != head output width {head.out_dim}"
+            )
+        if clip_identity is not None and not isinstance(clip_identity, dict):
+            raise TypeError("clip_identity must be a dict (ClipModel.identity) or None")
+        self.head = head
+        self.quantizer = quantizer
+        self.clip_identity = clip_identity
+
+    @property
+    def in_dim(self) -> int:
+        return self.head.in_dim
+
+    @property
+    def n_dims(self) -> int:
+        return self.head.out_dim
+
+    def project(self, embeddings) -> np.ndarray:
+        """Float ``(n, D)`` -> float32 ``(n, n_dims)`` (before quantisation)."""
+        return self.head.project(_check_embeddings(embeddings, self.in_dim))
+
+    def encode(self, embeddings) -> np.ndarray:
+        """Float ``(n, D)`` (or ``(D,)`` for one query) -> uint8 ``(n, n_dims)`` codes
+        (``(n_dims,)`` for a single vector)."""
+        arr = np.asarray(embeddings)
+        single = arr.ndim == 1
+        codes = self.quantizer.transform(self.project(arr[None] if single else arr))
+        return codes[0] if single else codes
+
+    def save(self, directory: str | os.PathLike, metadata: dict | None = None) -> None:
+        """Write ``encoder.json`` (+ ``head.pt`` for a trained head) into ``directory``,
+        atomically (a temporary sibling directory renamed into place)."""
+        kind = "head" if isinstance(self.head, CodeHead) else "pca"
+
+        def fill(tmp: Path) -> None:
+            manifest = {
+                "format": ENCODER_FORMAT,
+                "version": ENCODER_VERSION,
+                "projection": kind,
+                "in_dim": self.in_dim,
+                "n_dims": self.n_dims,
+                "quantizer": self.quantizer.to_dict(),
+                "clip_identity": self.clip_identity,
+                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "metadata": metadata or {},
+            }
+            if kind == "head":
+                self.head.save(tmp / "head.pt")
+            else:
+                manifest["pca"] = self.head.to_dict()
+            write_json_atomic(tmp / "encoder.json", manifest)
+
+        write_dir_atomic(directory, fill)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> CodeEncoder:
+        """Read an encoder written by :meth:`save`."""
+        directory = Path(directory)
+        path = directory / "encoder.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no encoder.json in {directory}; is this an encoder dir?"
+            )
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        if manifest.get("format") != ENCODER_FORMAT:
+            raise ValueError(f"{path} is not a code encoder manifest")
+        if manifest.get("version") != ENCODER_VERSION:
+            raise ValueError(
+                f"{path} has encoder format version {manifest.get('version')}; this code "
+                f"reads version {ENCODER_VERSION}; rebuild the index"
+            )
+        if manifest["projection"] == "head":
+            head = CodeHead.load(directory / "head.pt")
+        else:
+            head = PCAProjection.from_dict(manifest["pca"])
+        enc = cls(
+            head, quantizer_from_dict(manifest["quantizer"]), manifest["clip_identity"]
+        )
+        enc.metadata = manifest.get("metadata", {})
+        return enc
+
+
+def _check_embeddings(embeddings, dim: int) -> np.ndarray:
+    x = _as_matrix(embeddings, "embeddings", dim=dim)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError(
+            "embeddings contain all-zero rows (failed images?); drop rows where "
+            "EmbeddingResult.ok is False before encoding"
+        )
+    return x / norms
+
+
+def fit_code_encoder(
+    image_emb,
+    text_emb=None,
+    method: str = "head",
+    *,
+    clip_identity: dict | None = None,
+    n_dims: int = 32,
+    quantizer: Quantizer | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    **head_kwargs,
+) -> CodeEncoder:
+    """Fit a :class:`CodeEncoder` on catalogue embeddings.
+
+    Args:
+        image_emb: float ``(n, D)`` image embeddings (rows of failed images removed).
+        text_emb: optional float ``(m, D)`` prompt-vocabulary text embeddings
+            (``method="head"`` only) so that text queries keep their neighbourhoods.
+        method: "head" (trained :class:`CodeHead`) or "pca" (no training).
+        quantizer: unfitted :class:`Quantizer` prototype (default global scale).
+        head_kwargs: passed to :func:`train_head` (steps, hidden, koleo_weight, ...).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    x = _as_matrix(image_emb, "image_emb")
+    x = _check_embeddings(x, x.shape[1])
+    if method == "pca":
+        if text_emb is not None or head_kwargs:
+            raise ValueError("method='pca' takes no text_emb or head options")
+        head = PCAProjection(n_dims).fit(x)
+    else:
+        head = train_head(
+            x, text_emb, out_dim=n_dims, progress=progress, seed=seed, **head_kwargs
+        )
+    proto = quantizer if quantizer is not None else Quantizer()
+    if not isinstance(proto, Quantizer):
+        raise TypeError("quantizer must be a Quantizer (unfitted prototype) or None")
+    q = Quantizer(proto.scale, proto.clip_quantile).fit(head.project(x))
+    return CodeEncoder(head, q, clip_identity)

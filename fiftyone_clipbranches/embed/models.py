@@ -1,0 +1,283 @@
+"""Loading an open_clip model and embedding images and texts with it."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fiftyone_clipbranches.embed.checkpoints import BatchCheckpoints, paths_digest
+from fiftyone_clipbranches.embed.devices import (
+    autocast,
+    resolve_device,
+    resolve_precision,
+)
+from fiftyone_clipbranches.embed.image_loading import (
+    ImageFileDataset,
+    collate_drop_failures,
+    default_num_workers,
+    worker_init,
+)
+from fiftyone_clipbranches.embed.weights import WeightsUnavailableError, resolve_weights
+
+__all__ = ["ClipModel", "EmbeddingResult", "WeightsUnavailableError", "load_clip"]
+
+#: Seed of the random initialisation used when ``pretrained=None``.
+RANDOM_INIT_SEED = 0
+
+
+@dataclass
+class EmbeddingResult:
+    """Image embeddings with per-image success flags.
+
+    Attributes:
+        vectors: float32 ``(n, d)``, L2-normalised rows; all-zero rows where ``ok`` is False.
+        ok: bool ``(n,)``, True where the image was read and embedded.
+        errors: ``{input position: message}`` for every image that failed.
+    """
+
+    vectors: np.ndarray
+    ok: np.ndarray
+    errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def n_failed(self) -> int:
+        return int((~self.ok).sum())
+
+
+class ClipModel:
+    """A frozen CLIP model ready for inference. Build it with :func:`load_clip`.
+
+    Attributes:
+        model: the open_clip module (eval mode, on ``device``).
+        preprocess: PIL image -> float tensor ``(3, H, W)`` transform.
+        tokenizer: list of strings -> int tensor ``(m, context_length)``.
+        device: torch device the forward passes run on.
+        precision: "fp32", "bf16" or "fp16" (autocast; weights stay fp32).
+        identity: dict with ``name``, ``pretrained`` (tag, file name or None),
+            ``checkpoint_sha256`` (user checkpoint files only) and ``embedding_dim``;
+            equal identities mean interchangeable embeddings.
+    """
+
+    def __init__(self, model, preprocess, tokenizer, device, precision, identity):
+        self.model = model
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+        self.precision = precision
+        self.identity = identity
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.identity["embedding_dim"])
+
+    def __repr__(self) -> str:
+        return (
+            f"ClipModel({self.identity['name']!r}, pretrained="
+            f"{self.identity['pretrained']!r}, device={self.device.type!r}, "
+            f"precision={self.precision!r})"
+        )
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        pixels = pixels.to(self.device, non_blocking=True)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            out = self.model.encode_image(pixels)
+        return F.normalize(out.float(), dim=-1).cpu().numpy()
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Embed strings. Returns float32 ``(m, d)`` with L2-normalised rows."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError(
+                "texts must be a list of strings (wrap a single query in a list)"
+            )
+        _check_batch_size(batch_size)
+        chunks = [np.zeros((0, self.embedding_dim), dtype=np.float32)]
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[start : start + batch_size])).to(
+                self.device
+            )
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                out = self.model.encode_text(tokens)
+            chunks.append(F.normalize(out.float(), dim=-1).cpu().numpy())
+        return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+
+    def embed_images(
+        self,
+        paths: Sequence[str | os.PathLike],
+        batch_size: int = 64,
+        num_workers: int | str = "auto",
+        progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+    ) -> EmbeddingResult:
+        """Embed image files; unreadable or missing files are recorded, not fatal.
+
+        Args:
+            paths: image file paths (e.g. FiftyOne ``sample.filepath`` values).
+            batch_size: images per forward pass.
+            num_workers: decoding worker processes; "auto" = all cores but one (none
+                for a single batch).
+            progress: show a tqdm bar.
+            checkpoint_dir: folder where each finished batch is saved; calling again
+                with the same model, paths and batch size continues where it stopped.
+
+        Returns:
+            EmbeddingResult with float32 ``(n, d)`` vectors (zero rows for failures).
+        """
+        if isinstance(paths, str | os.PathLike):
+            raise TypeError("paths must be a list of file paths, not a single path")
+        paths = [os.fspath(p) for p in paths]
+        _check_batch_size(batch_size)
+        n, d = len(paths), self.embedding_dim
+        if num_workers == "auto":
+            num_workers = default_num_workers(n, batch_size)
+        if (
+            isinstance(num_workers, bool)
+            or not isinstance(num_workers, int)
+            or num_workers < 0
+        ):
+            raise ValueError(
+                f"num_workers must be 'auto' or an int >= 0, got {num_workers!r}"
+            )
+
+        vectors = np.zeros((n, d), dtype=np.float32)
+        ok = np.zeros(n, dtype=bool)
+        errors: dict[int, str] = {}
+        n_batches = -(-n // batch_size)
+        store = None
+        done: set[int] = set()
+        if checkpoint_dir is not None:
+            run_info = {
+                "identity": self.identity,
+                "precision": self.precision,
+                "n": n,
+                "paths_sha256": paths_digest(paths),
+                "batch_size": batch_size,
+            }
+            store = BatchCheckpoints(checkpoint_dir, run_info)
+            done = store.done() & set(range(n_batches))
+            for b in sorted(done):
+                idx, vec, errs = store.load(b)
+                vectors[idx] = vec
+                ok[idx] = True
+                errors.update(errs)
+        todo = [
+            list(range(b * batch_size, min(n, (b + 1) * batch_size)))
+            for b in range(n_batches)
+            if b not in done
+        ]
+        loader = torch.utils.data.DataLoader(
+            ImageFileDataset(paths, self.preprocess),
+            batch_sampler=todo,
+            num_workers=num_workers,
+            collate_fn=collate_drop_failures,
+            worker_init_fn=worker_init if num_workers else None,
+            pin_memory=self.device.type == "cuda",
+        )
+        initial = n - sum(len(t) for t in todo)
+        with tqdm(total=n, initial=initial, unit="img", disable=not progress) as bar:
+            for batch in loader:
+                idx = batch.indices.numpy()
+                if batch.pixels is not None:
+                    vec = self._encode_pixels(batch.pixels)
+                else:
+                    vec = np.zeros((0, d), dtype=np.float32)
+                vectors[idx] = vec
+                ok[idx] = True
+                errors.update(batch.errors)
+                if store is not None:
+                    store.save(
+                        batch.all_indices[0] // batch_size, idx, vec, batch.errors
+                    )
+                bar.update(len(batch.all_indices))
+        return EmbeddingResult(vectors, ok, dict(sorted(errors.items())))
+
+
+def _check_batch_size(batch_size) -> None:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def load_clip(
+    name: str = "ViT-B-32",
+    pretrained: str | os.PathLike | None = "laion2b_s34b_b79k",
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+) -> ClipModel:
+    """Load an open_clip model for inference.
+
+    Args:
+        name: open_clip architecture name (``open_clip.list_models()``).
+        pretrained: an open_clip tag (looked up in the local cache first, downloaded
+            only when online), a local checkpoint file, or None for random weights
+            (tests only; warns).
+        device: "auto" (cuda > mps > cpu), "cpu", "cuda[:N]" or "mps".
+        precision: "auto" (fp16 on GPU, bf16 on CPUs with native bf16, else fp32),
+            "fp32", "bf16" or "fp16".
+        cache_dir: where tagged weights are cached (default: the Hugging Face cache).
+
+    Raises:
+        WeightsUnavailableError: the tag's weights are not cached and cannot be fetched.
+        ValueError: unknown architecture, tag, device or precision, or a bad checkpoint.
+    """
+    if not isinstance(name, str) or name not in open_clip.list_models():
+        raise ValueError(
+            f"unknown open_clip architecture {name!r}; see open_clip.list_models() "
+            "(e.g. 'ViT-B-32')"
+        )
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
+    source = resolve_weights(name, pretrained, cache_dir)
+    kwargs = {f"image_{k}": v for k, v in source.preprocess.items()}
+    if source.checkpoint_path is None:
+        warnings.warn(
+            f"load_clip({name!r}, pretrained=None) uses RANDOM weights (seed "
+            f"{RANDOM_INIT_SEED}); embeddings carry no meaning. Pass a pretrained tag "
+            "or checkpoint for real use.",
+            UserWarning,
+            stacklevel=2,
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name,
+                pretrained=source.checkpoint_path,
+                device="cpu",
+                force_quick_gelu=source.quick_gelu,
+                pretrained_text=False,
+                **kwargs,
+            )
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
+            raise ValueError(
+                f"could not load {name!r} from {source.checkpoint_path!r}: {exc}. Check "
+                "that the checkpoint belongs to this architecture and is not truncated."
+            ) from exc
+    model = model.to(dev).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    identity = {
+        "name": name,
+        "pretrained": source.tag
+        if source.tag is not None
+        else (
+            os.path.basename(source.checkpoint_path) if source.checkpoint_path else None
+        ),
+        "checkpoint_sha256": source.sha256,
+        "embedding_dim": int(open_clip.get_model_config(name)["embed_dim"]),
+    }
+    return ClipModel(
+        model, preprocess, open_clip.get_tokenizer(name), dev, prec, identity
+    )

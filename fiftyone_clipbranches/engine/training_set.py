@@ -1,0 +1,172 @@
+"""Training sets for search-by-classification: labelled rows plus random catalogue rows."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codes import as_codes
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingSet:
+    """Rows of the catalogue with labels and weights, ready for ``model.fit``.
+
+    Attributes:
+        X: uint8 ``(n, D)``, the codes of the training rows.
+        y: int8 ``(n,)``, 1 for positives, 0 for negatives.
+        sample_weight: float64 ``(n,)``: 1 for positives and random negatives,
+            ``negative_weight`` for explicit negatives.
+        rows: int64 ``(n,)``, the catalogue row of each training row (ascending).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def n_positives(self) -> int:
+        return int(np.count_nonzero(self.y == 1))
+
+    @property
+    def n_negatives(self) -> int:
+        return int(np.count_nonzero(self.y == 0))
+
+
+def _as_ids(ids, name: str, n_rows: int) -> np.ndarray:
+    arr = np.asarray(ids if ids is not None else [])
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype == bool or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be integer row ids, got dtype {arr.dtype}")
+    arr = arr.reshape(-1).astype(np.int64)
+    bad = arr[(arr < 0) | (arr >= n_rows)]
+    if bad.size:
+        raise ValueError(
+            f"{name} holds row ids outside [0, {n_rows}): {bad[:10].tolist()}"
+            " (ids are catalogue row numbers)"
+        )
+    return np.unique(arr)
+
+
+def make_training_set(
+    codes,
+    positives,
+    negatives=(),
+    n_random_negatives: int = 500,
+    negative_weight: float = 1.0,
+    seed: int = 0,
+    *,
+    random_negative_weight: float = 1.0,
+) -> TrainingSet:
+    """Assemble a training set from labelled catalogue rows.
+
+    Positives get label 1 and weight 1; explicit negatives label 0 and weight
+    ``negative_weight`` (a sample weight: rows are never repeated); up to
+    ``n_random_negatives`` further rows are drawn uniformly without replacement from the
+    rows that carry no label, with label 0 and weight ``random_negative_weight``
+    (default 1; lower it when the class is common, since random rows may belong to
+    it). Duplicate ids are collapsed.
+    The draw depends only on ``(N, labelled rows, n_random_negatives, seed)``.
+
+    Args:
+        codes: uint8 ``(N, D)`` catalogue codes.
+        positives: int ids of positive rows (at least one).
+        negatives: int ids of negative rows (may be empty).
+        n_random_negatives: int >= 0; fewer are drawn when fewer unlabelled rows exist.
+        negative_weight: int or float > 0, the weight of each explicit negative.
+        seed: seed of the random draw.
+        random_negative_weight: int or float > 0, the weight of each random negative.
+
+    Returns:
+        TrainingSet, rows sorted by catalogue id.
+
+    Raises:
+        ValueError: no positives, ids out of range, a row that is both positive and
+            negative, a non-positive ``negative_weight`` or negative
+            ``n_random_negatives``, a non-positive ``random_negative_weight``.
+        TypeError: non-integer ids or parameters of the wrong type.
+    """
+    codes = as_codes(codes)
+    n_rows = codes.shape[0]
+    pos = _as_ids(positives, "positives", n_rows)
+    neg = _as_ids(negatives, "negatives", n_rows)
+    if pos.size == 0:
+        raise ValueError("at least one positive row is required to train a model")
+    both = np.intersect1d(pos, neg)
+    if both.size:
+        raise ValueError(
+            f"contradictory labels: rows {both[:20].tolist()} are both positive and"
+            " negative; remove them from one of the two lists"
+        )
+    if isinstance(n_random_negatives, bool) or not isinstance(
+        n_random_negatives, numbers.Integral
+    ):
+        raise TypeError("n_random_negatives must be an int")
+    if n_random_negatives < 0:
+        raise ValueError("n_random_negatives must be >= 0")
+    negative_weight = _check_weight(negative_weight, "negative_weight")
+    random_negative_weight = _check_weight(
+        random_negative_weight, "random_negative_weight"
+    )
+
+    labelled = np.concatenate([pos, neg])
+    rand = _draw_unlabelled(n_rows, labelled, int(n_random_negatives), seed)
+
+    rows = np.concatenate([pos, neg, rand])
+    y = np.concatenate(
+        [np.ones(pos.size, np.int8), np.zeros(neg.size + rand.size, np.int8)]
+    )
+    weight = np.concatenate(
+        [
+            np.ones(pos.size),
+            np.full(neg.size, negative_weight),
+            np.full(rand.size, random_negative_weight),
+        ]
+    )
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    return TrainingSet(
+        X=np.ascontiguousarray(codes[rows]),
+        y=y[order],
+        sample_weight=weight[order].astype(np.float64),
+        rows=rows.astype(np.int64),
+    )
+
+
+def _check_weight(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an int or a float, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def _draw_unlabelled(n_rows: int, labelled: np.ndarray, k: int, seed) -> np.ndarray:
+    """``k`` distinct sorted rows of ``range(n_rows)`` not in ``labelled`` (all if fewer)."""
+    free = n_rows - labelled.size
+    k = min(k, free)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    if k * 4 < free:
+        # Rejection sampling keeps this O(k) on large catalogues.
+        taken = np.zeros(0, dtype=np.int64)
+        while taken.size < k:
+            draw = rng.integers(0, n_rows, size=2 * (k - taken.size) + 16)
+            draw = draw[~np.isin(draw, labelled)]
+            taken = np.concatenate([taken, draw])
+            _, first = np.unique(taken, return_index=True)
+            taken = taken[np.sort(first)]
+        return np.sort(taken[:k])
+    mask = np.ones(n_rows, dtype=bool)
+    mask[labelled] = False
+    candidates = np.flatnonzero(mask)
+    return np.sort(rng.choice(candidates, size=k, replace=False)).astype(np.int64)

@@ -1,0 +1,134 @@
+"""Operators: build an index, update it with samples added since."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches.operators.common import (
+    ICON,
+    add_index_choice,
+    add_new_key_input,
+    notify_error,
+    run_with_progress,
+    vector_fields,
+)
+from fiftyone_clipbranches.sdk import build_index, update_index
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+)
+
+COMPUTE = "__compute__"
+
+
+class BuildIndex(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="build_index",
+            label="CLIP branches: build index",
+            description="Encode embeddings into 32-byte codes and build the k-d trees",
+            icon=ICON,
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+            risk_level=types.RiskLevel.MEDIUM,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        add_new_key_input(ctx, inputs)
+        fields = vector_fields(ctx)
+        choices = types.DropdownView()
+        for name in fields:
+            choices.add_choice(name, label=name)
+        choices.add_choice(COMPUTE, label="Compute CLIP embeddings now")
+        default = fields[0] if fields else COMPUTE
+        inputs.enum(
+            "embeddings",
+            [*fields, COMPUTE],
+            label="Embeddings",
+            default=default,
+            view=choices,
+        )
+        inputs.str(
+            "model",
+            label="CLIP model",
+            default=DEFAULT_CLIP_MODEL,
+            description="Model of the embeddings (text queries are embedded with it)",
+        )
+        inputs.str(
+            "pretrained", label="Pretrained weights", default=DEFAULT_CLIP_PRETRAINED
+        )
+        method = types.RadioGroup()
+        method.add_choice("head", label="Learned head")
+        method.add_choice("pca", label="PCA")
+        inputs.enum(
+            "code_method", ["head", "pca"], label="Code", default="head", view=method
+        )
+        return types.Property(
+            inputs, view=types.View(label="Build a clipbranches index")
+        )
+
+    def execute(self, ctx):
+        p = ctx.params
+        embeddings = p.get("embeddings", COMPUTE)
+        try:
+            info = yield from run_with_progress(
+                ctx,
+                build_index,
+                ctx.dataset,
+                p.get("index_key"),
+                embeddings_field=None if embeddings == COMPUTE else embeddings,
+                model=p.get("model") or DEFAULT_CLIP_MODEL,
+                pretrained=p.get("pretrained") or None,
+                code_method=p.get("code_method", "head"),
+            )
+        except Exception as exc:  # shown as a notification, never a traceback
+            yield notify_error(ctx, exc)
+            return
+        if not ctx.delegated:
+            yield ctx.ops.notify(
+                f"Index '{info.key}' built over {info.n_samples} samples",
+                variant="success",
+            )
+
+
+class UpdateIndex(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="update_index",
+            label="CLIP branches: update index",
+            description="Add samples created since the build; drop deleted ones",
+            icon=ICON,
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+            risk_level=types.RiskLevel.MEDIUM,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        add_index_choice(ctx, inputs)
+        return types.Property(
+            inputs, view=types.View(label="Update a clipbranches index")
+        )
+
+    def execute(self, ctx):
+        try:
+            info = yield from run_with_progress(
+                ctx, update_index, ctx.dataset, ctx.params.get("index_key")
+            )
+        except Exception as exc:  # shown as a notification, never a traceback
+            yield notify_error(ctx, exc)
+            return
+        if not ctx.delegated:
+            yield ctx.ops.notify(
+                f"Index '{info.key}' holds {info.n_samples} samples", variant="success"
+            )

@@ -1,0 +1,130 @@
+"""Form pieces, error reporting and progress plumbing shared by the operators."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches.sdk import list_indexes
+from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
+
+logger = logging.getLogger(__name__)
+
+_ICON_FILE = Path(__file__).resolve().parent.parent / "assets" / "icon.svg"
+#: Operator icon: the plugin's SVG when it ships one.
+ICON = "/assets/icon.svg" if _ICON_FILE.is_file() else None
+
+#: Errors shown to the user as a notification rather than as a traceback.
+USER_ERRORS = (ClipBranchesError, ValueError, TypeError, KeyError)
+
+
+def index_keys(ctx) -> list[str]:
+    if ctx.dataset is None:
+        return []
+    return list_indexes(ctx.dataset)
+
+
+def add_index_choice(ctx, inputs, name: str = "index_key", label: str = "Index"):
+    """Dropdown of the dataset's indexes; returns the chosen key or None (with a
+    warning in the form) when the dataset has none."""
+    keys = index_keys(ctx)
+    if not keys:
+        inputs.view(
+            "no_index",
+            types.Warning(
+                label="No clipbranches index",
+                description="Build one first with 'CLIP branches: build index'.",
+            ),
+        )
+        return None
+    choices = types.DropdownView()
+    for key in keys:
+        choices.add_choice(key, label=key)
+    default = DEFAULT_INDEX_KEY if DEFAULT_INDEX_KEY in keys else keys[0]
+    inputs.enum(name, keys, label=label, default=default, required=True, view=choices)
+    return ctx.params.get(name) or default
+
+
+def add_new_key_input(ctx, inputs, name: str = "index_key", default=DEFAULT_INDEX_KEY):
+    """Text input for a new run key, flagged invalid when taken or malformed.
+
+    Returns the key when valid, else None."""
+    prop = inputs.str(name, label="Index key", default=default, required=True)
+    key = ctx.params.get(name, default)
+    problem = None
+    if not key or not str(key).isidentifier():
+        problem = "Use letters, digits and underscores, not starting with a digit"
+    elif ctx.dataset is not None and ctx.dataset.has_run(key):
+        problem = f"A run with key '{key}' already exists"
+    if problem:
+        prop.invalid = True
+        prop.error_message = problem
+        return None
+    return key
+
+
+def notify_error(ctx, exc: Exception):
+    """Show ``exc`` as an error notification; returns the message, which generator
+    operators must yield. Delegated runs re-raise so the operation is marked
+    failed with the message."""
+    if ctx.delegated:
+        raise exc
+    if isinstance(exc, USER_ERRORS):
+        logger.info("clipbranches operator error: %s", exc)
+        message = str(exc)
+    else:
+        logger.exception("clipbranches operator failed")
+        message = f"Unexpected error ({type(exc).__name__}): {exc}"
+    return ctx.ops.notify(message, variant="error")
+
+
+def run_with_progress(ctx, fn, *args, **kwargs):
+    """Generator running ``fn(*args, progress=callback, **kwargs)`` in a thread and
+    forwarding its progress: as ``set_progress`` messages yielded to the App in
+    immediate runs, through ``ctx.set_progress`` in delegated ones.
+
+    The value of ``fn`` is the generator's return value (``yield from``)."""
+    updates: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def progress(fraction, label):
+        updates.put((float(fraction), str(label)))
+
+    def work():
+        try:
+            outcome["value"] = fn(*args, progress=progress, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+        finally:
+            updates.put(None)
+
+    thread = threading.Thread(target=work, name="clipbranches-operator", daemon=True)
+    thread.start()
+    while True:
+        item = updates.get()
+        if item is None:
+            break
+        fraction, label = item
+        if ctx.delegated:
+            ctx.set_progress(progress=fraction, label=label)
+        else:
+            yield ctx.ops.set_progress(progress=fraction, label=label)
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def vector_fields(ctx) -> list[str]:
+    """Names of the dataset's VectorFields (candidate embeddings)."""
+    import fiftyone as fo
+
+    if ctx.dataset is None:
+        return []
+    schema = ctx.dataset.get_field_schema(ftype=fo.VectorField)
+    return sorted(schema)

@@ -1,0 +1,83 @@
+"""Operator: compute CLIP embeddings into a VectorField."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches.operators.common import (
+    ICON,
+    notify_error,
+    run_with_progress,
+)
+from fiftyone_clipbranches.sdk import compute_embeddings
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+    DEFAULT_EMBEDDINGS_FIELD,
+)
+
+
+class ComputeEmbeddings(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_embeddings",
+            label="CLIP branches: compute embeddings",
+            description="Embed the images of the current view with CLIP",
+            icon=ICON,
+            dynamic=True,
+            execute_as_generator=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+            risk_level=types.RiskLevel.MEDIUM,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.str(
+            "field",
+            label="Embeddings field",
+            default=DEFAULT_EMBEDDINGS_FIELD,
+            required=True,
+            description="VectorField receiving one 512-d vector per sample",
+        )
+        inputs.str(
+            "model", label="CLIP model", default=DEFAULT_CLIP_MODEL, required=True
+        )
+        inputs.str(
+            "pretrained",
+            label="Pretrained weights",
+            default=DEFAULT_CLIP_PRETRAINED,
+            description="open_clip tag or checkpoint path; empty for random weights",
+        )
+        inputs.int("batch_size", label="Batch size", default=32, min=1)
+        inputs.bool(
+            "skip_existing", label="Skip samples that have a vector", default=True
+        )
+        return types.Property(inputs, view=types.View(label="Compute CLIP embeddings"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        try:
+            result = yield from run_with_progress(
+                ctx,
+                compute_embeddings,
+                ctx.view,
+                p.get("field", DEFAULT_EMBEDDINGS_FIELD),
+                model=p.get("model") or DEFAULT_CLIP_MODEL,
+                pretrained=p.get("pretrained") or None,
+                batch_size=int(p.get("batch_size", 32)),
+                skip_existing=bool(p.get("skip_existing", True)),
+            )
+        except Exception as exc:  # shown as a notification, never a traceback
+            yield notify_error(ctx, exc)
+            return
+        if not ctx.delegated:
+            yield ctx.ops.notify(
+                f"Embedded {result['n_embedded']} samples into '{result['field']}' "
+                f"({result['n_failed']} failed, {result['n_skipped']} skipped)",
+                variant="success" if not result["n_failed"] else "warning",
+            )
+            yield ctx.ops.reload_dataset()

@@ -1,0 +1,134 @@
+"""Operators: inspect, rename and delete indexes."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches.operators.common import (
+    ICON,
+    add_index_choice,
+    add_new_key_input,
+    notify_error,
+)
+from fiftyone_clipbranches.sdk import delete_index, index_info, rename_index
+
+
+def info_dict(info) -> dict:
+    fresh = info.freshness
+    return {
+        "key": info.key,
+        "n_samples": info.n_samples,
+        "code_dims": info.code_dims,
+        "code_method": info.code_method or "precomputed codes",
+        "embeddings_field": info.embeddings_field or "",
+        "clip_model": str(info.clip_model or "unknown"),
+        "built_at": info.built_at or "",
+        "n_added": fresh.n_added if fresh else None,
+        "n_deleted": fresh.n_deleted if fresh else None,
+        "index_dir": info.index_dir,
+    }
+
+
+class IndexInfoOperator(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="index_info",
+            label="CLIP branches: index info",
+            icon=ICON,
+            dynamic=True,
+            risk_level=types.RiskLevel.LOW,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        add_index_choice(ctx, inputs)
+        return types.Property(inputs, view=types.View(label="Index info"))
+
+    def execute(self, ctx):
+        try:
+            return info_dict(index_info(ctx.dataset, ctx.params.get("index_key")))
+        except Exception as exc:  # shown as a notification, never a traceback
+            notify_error(ctx, exc)
+            return {"error": str(exc)}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        if "error" in (ctx.results or {}):
+            outputs.str("error", label="Error")
+            return types.Property(outputs)
+        labels = {
+            "key": "Key",
+            "n_samples": "Samples",
+            "code_dims": "Bytes per code",
+            "code_method": "Code method",
+            "embeddings_field": "Embeddings field",
+            "clip_model": "CLIP model",
+            "built_at": "Built at (UTC)",
+            "n_added": "Samples added since (not searched)",
+            "n_deleted": "Samples deleted since",
+            "index_dir": "Files",
+        }
+        for name, label in labels.items():
+            outputs.str(name, label=label)
+        return types.Property(outputs, view=types.View(label="Index info"))
+
+
+class RenameIndex(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="rename_index",
+            label="CLIP branches: rename index",
+            icon=ICON,
+            dynamic=True,
+            risk_level=types.RiskLevel.MEDIUM,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if add_index_choice(ctx, inputs) is not None:
+            add_new_key_input(ctx, inputs, name="new_key", default="")
+        return types.Property(inputs, view=types.View(label="Rename index"))
+
+    def execute(self, ctx):
+        key, new_key = ctx.params.get("index_key"), ctx.params.get("new_key")
+        try:
+            rename_index(ctx.dataset, key, new_key)
+        except Exception as exc:  # shown as a notification, never a traceback
+            notify_error(ctx, exc)
+            return {"error": str(exc)}
+        ctx.ops.notify(f"Index '{key}' renamed to '{new_key}'", variant="success")
+        return {"index_key": new_key}
+
+
+class DeleteIndex(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="delete_index",
+            label="CLIP branches: delete index",
+            icon=ICON,
+            dynamic=True,
+            risk_level=types.RiskLevel.HIGH,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if add_index_choice(ctx, inputs) is not None:
+            inputs.view(
+                "warning",
+                types.Warning(label="The index run and its files are deleted"),
+            )
+        return types.Property(inputs, view=types.View(label="Delete index"))
+
+    def execute(self, ctx):
+        key = ctx.params.get("index_key")
+        try:
+            delete_index(ctx.dataset, key)
+        except Exception as exc:  # shown as a notification, never a traceback
+            notify_error(ctx, exc)
+            return {"error": str(exc)}
+        ctx.ops.notify(f"Index '{key}' deleted", variant="success")
+        return {"deleted": key}

@@ -1,0 +1,63 @@
+"""Operator: nearest-neighbour search by text or by the selected samples."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches.operators.common import (
+    ICON,
+    add_index_choice,
+    notify_error,
+)
+from fiftyone_clipbranches.sdk import search
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K
+
+
+class SearchIndex(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="search",
+            label="CLIP branches: search",
+            description="Show the k samples nearest to a text or to the selected samples",
+            icon=ICON,
+            dynamic=True,
+            risk_level=types.RiskLevel.LOW,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if add_index_choice(ctx, inputs) is None:
+            return types.Property(inputs)
+        default = "selection" if ctx.selected else "text"
+        kind = types.RadioGroup()
+        kind.add_choice("text", label="Text")
+        kind.add_choice("selection", label=f"Selected samples ({len(ctx.selected)})")
+        inputs.enum("query_type", ["text", "selection"], default=default, view=kind)
+        if ctx.params.get("query_type", default) == "text":
+            inputs.str("text", label="Query", required=True)
+        inputs.int("k", label="Results (k)", default=DEFAULT_K, min=1)
+        return types.Property(inputs, view=types.View(label="Search"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        query_type = p.get("query_type") or ("selection" if ctx.selected else "text")
+        try:
+            if query_type == "selection":
+                query = {"sample_ids": list(ctx.selected) or None}
+                if query["sample_ids"] is None:
+                    raise ValueError("select samples in the grid to search by example")
+            else:
+                query = {"text": p.get("text")}
+            view = search(
+                ctx.dataset,
+                k=int(p.get("k", DEFAULT_K)),
+                index_key=p.get("index_key"),
+                **query,
+            )
+        except Exception as exc:  # shown as a notification, never a traceback
+            notify_error(ctx, exc)
+            return {"error": str(exc)}
+        ctx.ops.set_view(view=view)
+        return {"n_results": len(view)}

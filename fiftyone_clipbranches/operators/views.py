@@ -1,0 +1,53 @@
+"""Operator: save the current view (e.g. refinement results) as a saved view."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches.operators.common import ICON, notify_error
+from fiftyone_clipbranches.sdk import save_view
+
+
+class SaveResultsView(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="save_results_view",
+            label="CLIP branches: save results as view",
+            icon=ICON,
+            dynamic=True,
+            risk_level=types.RiskLevel.LOW,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        prop = inputs.str("name", label="View name", required=True)
+        inputs.bool("overwrite", label="Overwrite an existing view", default=False)
+        name = (ctx.params.get("name") or "").strip()
+        if (
+            name
+            and not ctx.params.get("overwrite", False)
+            and ctx.dataset.has_saved_view(name)
+        ):
+            prop.invalid = True
+            prop.error_message = f"A saved view named '{name}' exists"
+        return types.Property(inputs, view=types.View(label="Save results as a view"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        try:
+            name = save_view(
+                ctx.dataset,
+                p.get("name") or "",
+                ctx.view,
+                overwrite=bool(p.get("overwrite", False)),
+            )
+        except Exception as exc:  # shown as a notification, never a traceback
+            notify_error(ctx, exc)
+            return {"error": str(exc)}
+        ctx.ops.set_view(name=name)
+        ctx.ops.notify(
+            f"Saved view '{name}' ({len(ctx.view)} samples)", variant="success"
+        )
+        return {"name": name}

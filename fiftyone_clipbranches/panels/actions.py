@@ -1,0 +1,110 @@
+"""What the panel's buttons do, over the SDK; the panel class handles errors and
+rendering. Every function takes the execution context and the panel settings."""
+
+from __future__ import annotations
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.panels.constants import DEFAULTS
+from fiftyone_clipbranches.panels.history import RoundHistory
+
+
+def settings(ctx) -> dict:
+    """The panel's settings: its state over :data:`DEFAULTS`."""
+    state = ctx.panel.state
+    out = {}
+    for key, default in DEFAULTS.items():
+        value = state.get(key)
+        missing = value is None or (value == "" and default != "")
+        out[key] = default if missing else value
+    return out
+
+
+def tags(opts: dict) -> tuple[str, str]:
+    return opts["positive_tag"], opts["negative_tag"]
+
+
+def run_search(ctx, opts: dict) -> str:
+    """Search by the query text, or by the selected samples when it is empty."""
+    text = (opts.get("query") or "").strip()
+    k = int(opts["k"])
+    if text:
+        view = sdk.search(ctx.dataset, text=text, k=k, index_key=opts["index_key"])
+        what = f"'{text}'"
+    elif ctx.selected:
+        view = sdk.search(
+            ctx.dataset, sample_ids=list(ctx.selected), k=k, index_key=opts["index_key"]
+        )
+        what = f"{len(ctx.selected)} selected samples"
+    else:
+        raise ValueError("type a query or select samples to search by example")
+    ctx.ops.set_view(view=view)
+    RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])
+    return f"{len(view)} nearest samples to {what}"
+
+
+def mark(ctx, opts: dict, label: str) -> str:
+    """Tag the selected samples ``label`` ("positive"/"negative"); alt-selected
+    samples are always tagged negative. The opposite tag is removed."""
+    pos_tag, neg_tag = tags(opts)
+    alt = {s["id"] for s in ctx.selected_samples if s.get("type") == "alt"}
+    chosen = [sid for sid in ctx.selected if sid not in alt]
+    if not chosen and not alt:
+        raise ValueError("select samples in the grid first (alt-click marks negatives)")
+    positives = chosen if label == "positive" else []
+    negatives = list(alt) + (chosen if label == "negative" else [])
+    ds = ctx.dataset
+    if positives:
+        view = ds.select(positives)
+        view.untag_samples(neg_tag)
+        view.tag_samples(pos_tag)
+    if negatives:
+        view = ds.select(negatives)
+        view.untag_samples(pos_tag)
+        view.tag_samples(neg_tag)
+    ctx.ops.clear_selected_samples()
+    ctx.ops.reload_samples()
+    return f"marked {len(positives)} positive, {len(negatives)} negative"
+
+
+def reset_labels(ctx, opts: dict) -> str:
+    pos_tag, neg_tag = tags(opts)
+    counts = ctx.dataset.count_sample_tags()
+    n = counts.get(pos_tag, 0) + counts.get(neg_tag, 0)
+    ctx.dataset.untag_samples([pos_tag, neg_tag])
+    ctx.ops.reload_samples()
+    return f"removed {n} labels"
+
+
+def run_refine(ctx, opts: dict) -> dict:
+    """One refinement round from the tags; shows the results and records the round."""
+    result = sdk.refine(
+        ctx.dataset,
+        tags=tags(opts),
+        model=opts["model"],
+        random_negatives=int(opts["random_negatives"]),
+        negative_weight=float(opts["negative_weight"]),
+        score_field=opts["score_field"],
+        index_key=opts["index_key"],
+    )
+    ctx.ops.set_view(view=result.view)
+    stats = {k: _plain(v) for k, v in result.stats.items()}
+    RoundHistory(ctx).append("refine", **stats)
+    return stats
+
+
+def save_results(ctx, opts: dict) -> str:
+    name = sdk.save_view(ctx.dataset, opts.get("view_name") or "", ctx.view)
+    ctx.ops.set_view(name=name)
+    return name
+
+
+def tag_counts(ctx, opts: dict) -> tuple[int, int]:
+    pos_tag, neg_tag = tags(opts)
+    counts = ctx.dataset.count_sample_tags()
+    return counts.get(pos_tag, 0), counts.get(neg_tag, 0)
+
+
+def _plain(value):
+    if isinstance(value, float):
+        return round(value, 2)
+    return value

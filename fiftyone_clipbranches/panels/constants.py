@@ -1,0 +1,36 @@
+"""Names and defaults of the relevance-feedback panel."""
+
+from __future__ import annotations
+
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_INDEX_KEY,
+    DEFAULT_K,
+    DEFAULT_NEGATIVE_TAG,
+    DEFAULT_POSITIVE_TAG,
+    DEFAULT_SCORE_FIELD,
+)
+
+PANEL_NAME = "clipbranches_panel"
+PANEL_LABEL = "CLIP branches"
+
+#: ExecutionStore (per dataset) holding the round history.
+STORE_NAME = "clipbranches_panel"
+HISTORY_KEY = "rounds"
+MAX_HISTORY = 50
+
+#: Grid selection styles: a normal click marks positive, an alt-click negative.
+SELECTION_STYLE = {"default": "green-checkmark", "alt": "red-checkmark"}
+
+#: Initial panel state.
+DEFAULTS = {
+    "index_key": DEFAULT_INDEX_KEY,
+    "query": "",
+    "k": DEFAULT_K,
+    "model": "branches",
+    "random_negatives": 500,
+    "negative_weight": 1.0,
+    "positive_tag": DEFAULT_POSITIVE_TAG,
+    "negative_tag": DEFAULT_NEGATIVE_TAG,
+    "score_field": DEFAULT_SCORE_FIELD,
+    "view_name": "",
+}

@@ -1,0 +1,43 @@
+"""Round history of the panel, kept per dataset in FiftyOne's execution store."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fiftyone_clipbranches.panels.constants import HISTORY_KEY, MAX_HISTORY, STORE_NAME
+
+
+class RoundHistory:
+    """The searches and refinement rounds run on one dataset, oldest first.
+
+    Each entry is a small JSON dict (``kind``, ``at`` and the round's parameters
+    and stats); sample ids are never stored here.
+    """
+
+    def __init__(self, ctx):
+        self._store = ctx.store(STORE_NAME)
+
+    def list(self) -> list[dict]:
+        return list(self._store.get(HISTORY_KEY) or [])
+
+    def append(self, kind: str, **entry) -> dict:
+        record = {
+            "round": 0,
+            "kind": kind,
+            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **entry,
+        }
+        rounds = self.list()
+        record["round"] = (rounds[-1]["round"] + 1) if rounds else 1
+        rounds.append(record)
+        self._store.set(HISTORY_KEY, rounds[-MAX_HISTORY:])
+        return record
+
+    def last(self, kind: str | None = None) -> dict | None:
+        for record in reversed(self.list()):
+            if kind is None or record.get("kind") == kind:
+                return record
+        return None
+
+    def clear(self) -> None:
+        self._store.delete(HISTORY_KEY)

@@ -1,0 +1,211 @@
+"""The relevance-feedback panel: search, mark, refine, save; round history."""
+
+from __future__ import annotations
+
+import logging
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.panels import actions
+from fiftyone_clipbranches.panels.constants import (
+    DEFAULTS,
+    PANEL_LABEL,
+    PANEL_NAME,
+    SELECTION_STYLE,
+)
+from fiftyone_clipbranches.panels.history import RoundHistory
+from fiftyone_clipbranches.sdk.models import MODEL_LABELS
+from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
+
+logger = logging.getLogger(__name__)
+
+USER_ERRORS = (sdk.ClipBranchesError, ValueError, TypeError, KeyError)
+
+HELP = """Search by text or by example, mark results **positive** (click) or
+**negative** (alt-click), then **Refine**: a decision-branches model trained on your
+labels returns *every* matching sample of the dataset, scored."""
+
+
+class RelevancePanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(
+            name=PANEL_NAME,
+            label=PANEL_LABEL,
+            icon="image_search",
+            surfaces="grid",
+            allow_multiple=False,
+            help_markdown=HELP,
+        )
+
+    # ------------------------------------------------------------ lifecycle
+    def on_load(self, ctx):
+        state = ctx.panel.state
+        init = {k: v for k, v in DEFAULTS.items() if state.get(k) is None}
+        keys = sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else []
+        current = init.get("index_key", state.get("index_key"))
+        if keys and current not in keys:
+            init["index_key"] = keys[0]
+        init["n_selected"] = len(ctx.selected)
+        state.set(init)
+        ctx.ops.set_sample_selection_style(**SELECTION_STYLE)
+
+    def on_unload(self, ctx):
+        ctx.ops.clear_sample_selection_style()
+
+    def on_change_selected(self, ctx):
+        ctx.panel.state.set("n_selected", len(ctx.selected))
+
+    def on_change_dataset(self, ctx):
+        self.on_load(ctx)
+
+    # -------------------------------------------------------------- actions
+    def search(self, ctx):
+        self._run(ctx, lambda opts: actions.run_search(ctx, opts))
+
+    def mark_positive(self, ctx):
+        self._run(ctx, lambda opts: actions.mark(ctx, opts, "positive"))
+
+    def mark_negative(self, ctx):
+        self._run(ctx, lambda opts: actions.mark(ctx, opts, "negative"))
+
+    def reset_labels(self, ctx):
+        self._run(ctx, lambda opts: actions.reset_labels(ctx, opts))
+
+    def refine(self, ctx):
+        def work(opts):
+            stats = actions.run_refine(ctx, opts)
+            ctx.panel.state.set("last_stats", stats)
+            return (
+                f"{stats['n_results']} matches from {stats['n_pos']} positives / "
+                f"{stats['n_neg']} negatives"
+            )
+
+        self._run(ctx, work)
+
+    def save_view(self, ctx):
+        self._run(ctx, lambda opts: f"saved view '{actions.save_results(ctx, opts)}'")
+
+    def clear_history(self, ctx):
+        self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
+
+    def _run(self, ctx, work) -> None:
+        try:
+            message = work(actions.settings(ctx))
+        except USER_ERRORS as exc:
+            ctx.ops.notify(str(exc), variant="error")
+            return
+        except Exception as exc:  # never a traceback in the App
+            logger.exception("clipbranches panel action failed")
+            ctx.ops.notify(f"Unexpected error: {exc}", variant="error")
+            return
+        if message:
+            ctx.ops.notify(message[:1].upper() + message[1:], variant="success")
+
+    # --------------------------------------------------------------- render
+    def render(self, ctx):
+        opts = actions.settings(ctx)
+        panel = types.Object()
+        panel.md("### Relevance feedback", name="header")
+        keys = sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else []
+        if not keys:
+            panel.md(
+                "No clipbranches index on this dataset yet: run the **CLIP branches: "
+                "build index** operator first.",
+                name="no_index",
+            )
+            return types.Property(panel, view=types.GridView(orientation="vertical"))
+
+        choices = types.DropdownView()
+        for key in keys:
+            choices.add_choice(key, label=key)
+        panel.enum("index_key", keys, label="Index", default=keys[0], view=choices)
+
+        panel.str("query", label="Text query (empty: search by the selection)")
+        panel.int("k", label="k", default=DEFAULTS["k"], min=1, max=1000)
+        panel.btn("search", label="Search", on_click=self.search, variant="contained")
+
+        n_pos, n_neg = actions.tag_counts(ctx, opts)
+        n_sel = ctx.panel.state.get("n_selected") or len(ctx.selected)
+        panel.md(
+            f"**{n_pos}** positive (`{opts['positive_tag']}`), **{n_neg}** negative "
+            f"(`{opts['negative_tag']}`), {n_sel} selected",
+            name="labels",
+        )
+        marks = panel.h_stack("marks", align_x="left", gap=1)
+        marks.btn("mark_positive", label="Mark positive", on_click=self.mark_positive)
+        marks.btn("mark_negative", label="Mark negative", on_click=self.mark_negative)
+        marks.btn("reset_labels", label="Reset labels", on_click=self.reset_labels)
+
+        models = types.DropdownView()
+        for name in MODEL_NAMES:
+            models.add_choice(name, label=MODEL_LABELS[name])
+        panel.enum(
+            "model", list(MODEL_NAMES), label="Model", default="branches", view=models
+        )
+        panel.int(
+            "random_negatives",
+            label="Random negatives",
+            default=DEFAULTS["random_negatives"],
+            min=0,
+            max=1000,
+            view=types.SliderView(),
+        )
+        panel.float(
+            "negative_weight",
+            label="Negative weight",
+            default=DEFAULTS["negative_weight"],
+            min=1.0,
+            max=100.0,
+            view=types.SliderView(),
+        )
+        panel.btn("refine", label="Refine", on_click=self.refine, variant="contained")
+
+        stats = ctx.panel.state.get("last_stats")
+        if stats:
+            panel.md(_stats_markdown(stats), name="last_round")
+
+        panel.str("view_name", label="Saved view name")
+        panel.btn("save_view", label="Save view", on_click=self.save_view)
+
+        history = RoundHistory(ctx).list()
+        if history:
+            panel.md(_history_markdown(history), name="history")
+            panel.btn(
+                "clear_history", label="Clear history", on_click=self.clear_history
+            )
+
+        panel.str("positive_tag", label="Positive tag")
+        panel.str("negative_tag", label="Negative tag")
+        panel.str("score_field", label="Score field")
+        return types.Property(panel, view=types.GridView(orientation="vertical"))
+
+
+def _stats_markdown(stats: dict) -> str:
+    return (
+        f"**Last round**: {stats['n_results']} matches of {stats['n_index']} indexed "
+        f"samples; {stats['n_pos']} positives, {stats['n_neg']} negatives, "
+        f"{stats['n_random_neg']} random negatives; {MODEL_LABELS[stats['model']]}; "
+        f"train {stats['train_ms']:.0f} ms, query {stats['query_ms']:.0f} ms"
+        + (
+            f"; {stats['n_unindexed']} samples added since the build are not searched"
+            if stats.get("n_unindexed")
+            else ""
+        )
+    )
+
+
+def _history_markdown(history: list[dict]) -> str:
+    lines = ["| # | kind | details |", "|---|---|---|"]
+    for rec in reversed(history[-10:]):
+        if rec["kind"] == "refine":
+            detail = (
+                f"{rec['model']}: {rec['n_pos']}+ / {rec['n_neg']}- -> "
+                f"{rec['n_results']} matches ({rec['total_ms']:.0f} ms)"
+            )
+        else:
+            detail = f"{rec.get('query')} (k={rec.get('k')})"
+        lines.append(f"| {rec['round']} | {rec['kind']} | {detail} |")
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""FiftyOne glue: one implementation used by the operators, the panel, the service
+and the CLI.
+
+Indexes are FiftyOne runs on the root dataset (``method="clipbranches"``) whose
+files live under :func:`settings.index_root`.
+"""
+
+from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, read_embeddings
+from fiftyone_clipbranches.sdk.errors import (
+    ClipBranchesError,
+    ContradictoryLabelsError,
+    IndexExistsError,
+    IndexNotFoundError,
+    MissingEmbeddingsError,
+    NoPositivesError,
+    StaleIndexError,
+)
+from fiftyone_clipbranches.sdk.indexes import (
+    IndexInfo,
+    build_index,
+    build_index_from_codes,
+    delete_index,
+    index_info,
+    list_indexes,
+    load_index,
+    rename_index,
+    update_index,
+)
+from fiftyone_clipbranches.sdk.labels import collect_labels
+from fiftyone_clipbranches.sdk.refine import RefineResult, refine
+from fiftyone_clipbranches.sdk.search import search, search_ids
+from fiftyone_clipbranches.sdk.views import save_view
+
+__all__ = [
+    "ClipBranchesError",
+    "ContradictoryLabelsError",
+    "IndexExistsError",
+    "IndexInfo",
+    "IndexNotFoundError",
+    "MissingEmbeddingsError",
+    "NoPositivesError",
+    "RefineResult",
+    "StaleIndexError",
+    "build_index",
+    "build_index_from_codes",
+    "collect_labels",
+    "compute_embeddings",
+    "delete_index",
+    "index_info",
+    "list_indexes",
+    "load_index",
+    "read_embeddings",
+    "refine",
+    "rename_index",
+    "save_view",
+    "search",
+    "search_ids",
+    "update_index",
+]

@@ -1,0 +1,181 @@
+"""CLIP image embeddings as a FiftyOne ``VectorField``: computing and reading them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import fiftyone as fo
+import numpy as np
+
+from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
+from fiftyone_clipbranches.sdk.progress import as_progress
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+    DEFAULT_EMBEDDINGS_FIELD,
+)
+
+#: Key of the field ``info`` dict holding the CLIP identity of stored embeddings.
+FIELD_INFO_KEY = "clipbranches_clip_model"
+
+_CHUNK = 256
+_models: dict[tuple, object] = {}
+_models_lock = threading.Lock()
+
+
+def get_clip_model(name: str, pretrained):
+    """The CLIP model ``(name, pretrained)``, loaded once per process."""
+    key = (name, pretrained)
+    with _models_lock:
+        model = _models.get(key)
+    if model is None:
+        from fiftyone_clipbranches.embed.models import load_clip
+
+        model = load_clip(name, pretrained=pretrained)
+        with _models_lock:
+            _models[key] = model
+    return model
+
+
+def compute_embeddings(
+    samples,
+    field: str = DEFAULT_EMBEDDINGS_FIELD,
+    *,
+    model: str = DEFAULT_CLIP_MODEL,
+    pretrained=DEFAULT_CLIP_PRETRAINED,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    skip_existing: bool = True,
+    progress: bool | Callable = True,
+) -> dict:
+    """Embed the images of ``samples`` with CLIP into the ``VectorField`` ``field``.
+
+    Args:
+        samples: a FiftyOne dataset or view of images.
+        field: name of the float32 ``VectorField`` receiving ``(512,)`` vectors.
+        model, pretrained: CLIP model passed to ``embed.load_clip``.
+        skip_existing: leave samples that already have a vector untouched.
+        progress: True for a console bar, False for none, or a callable
+            ``fn(fraction, label)``.
+
+    Returns:
+        dict with ``n_embedded``, ``n_skipped``, ``n_failed``, ``failed`` (up to 20
+        ``{sample id: error}``), ``clip_model`` (identity) and ``field``.
+    """
+    _check_field_name(field)
+    report = as_progress(progress)
+    root = samples._root_dataset
+    existing = root.get_field(field)
+    if existing is not None and not isinstance(existing, fo.VectorField):
+        raise ValueError(
+            f"field {field!r} exists and is a {type(existing).__name__}, not a "
+            "VectorField: choose another embeddings field name"
+        )
+    todo = samples.exists(field, False) if skip_existing and existing else samples
+    ids, paths = todo.values(["id", "filepath"])
+    clip = get_clip_model(model, pretrained)
+    identity = dict(clip.identity)
+    if existing is None:
+        root.add_sample_field(field, fo.VectorField)
+    _check_identity(root, field, identity)
+
+    failed: dict[str, str] = {}
+    n_done = 0
+    for start in range(0, len(ids), _CHUNK):
+        chunk_ids = ids[start : start + _CHUNK]
+        result = clip.embed_images(
+            paths[start : start + _CHUNK],
+            batch_size=batch_size,
+            num_workers=num_workers,
+            progress=False,
+        )
+        ok = np.asarray(result.ok, dtype=bool)
+        values = {
+            sid: np.asarray(vec, dtype=np.float32)
+            for sid, vec, good in zip(chunk_ids, result.vectors, ok)
+            if good
+        }
+        if values:
+            root.set_values(field, values, key_field="id")
+        for j in np.flatnonzero(~ok):
+            failed[chunk_ids[j]] = str(result.errors.get(int(j), "unreadable image"))
+        n_done += len(chunk_ids)
+        report(n_done / max(len(ids), 1), f"embedded {n_done}/{len(ids)}")
+    _set_identity(root, field, identity)
+    return {
+        "field": field,
+        "n_embedded": len(ids) - len(failed),
+        "n_skipped": samples.count() - len(ids),
+        "n_failed": len(failed),
+        "failed": dict(list(failed.items())[:20]),
+        "clip_model": identity,
+    }
+
+
+def read_embeddings(
+    samples, field: str, skip_missing: bool = False
+) -> tuple[list[str], np.ndarray]:
+    """Sample ids and float32 ``(n, d)`` embeddings of ``samples`` from ``field``.
+
+    Args:
+        skip_missing: leave out samples without a vector instead of raising.
+
+    Raises:
+        MissingEmbeddingsError: when the field does not exist, when some samples
+            lack a vector (unless ``skip_missing``) or when none has one.
+    """
+    root = samples._root_dataset
+    if not isinstance(root.get_field(field), fo.VectorField | fo.ListField):
+        raise MissingEmbeddingsError(
+            f"dataset {root.name!r} has no embeddings field {field!r}; compute "
+            "embeddings first (compute_embeddings) or pass the name of an existing "
+            "VectorField"
+        )
+    n_missing = samples.exists(field, False).count()
+    if skip_missing:
+        samples = samples.exists(field)
+    elif n_missing:
+        raise MissingEmbeddingsError(
+            f"{n_missing} samples have no {field!r} embedding; compute them with "
+            f"compute_embeddings(dataset, {field!r}) first"
+        )
+    ids, vectors = samples.values(["id", field])
+    if not ids:
+        raise MissingEmbeddingsError(
+            f"no sample has a {field!r} embedding: nothing to index"
+        )
+    matrix = np.asarray(np.stack(vectors), dtype=np.float32)
+    if matrix.ndim != 2:
+        raise MissingEmbeddingsError(f"field {field!r} does not hold 1-d vectors")
+    return ids, matrix
+
+
+def field_identity(samples, field: str) -> dict | None:
+    """CLIP identity recorded on ``field`` by :func:`compute_embeddings`, or None."""
+    fld = samples._root_dataset.get_field(field)
+    info = (fld.info or {}) if fld is not None else {}
+    identity = info.get(FIELD_INFO_KEY)
+    return dict(identity) if identity else None
+
+
+def _set_identity(root, field: str, identity: dict) -> None:
+    fld = root.get_field(field)
+    info = dict(fld.info or {})
+    info[FIELD_INFO_KEY] = identity
+    fld.info = info
+    fld.save()
+
+
+def _check_identity(root, field: str, identity: dict) -> None:
+    recorded = field_identity(root, field)
+    if recorded is not None and recorded != identity:
+        raise ValueError(
+            f"field {field!r} holds embeddings of {recorded}, not of {identity}: "
+            "mixing models in one field makes them incomparable; use another field"
+        )
+
+
+def _check_field_name(field) -> None:
+    if not isinstance(field, str) or not field.isidentifier():
+        raise ValueError(f"embeddings field name {field!r} must be an identifier")

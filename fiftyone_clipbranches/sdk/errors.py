@@ -1,0 +1,31 @@
+"""Errors raised by the FiftyOne glue; each message says what to do next."""
+
+from __future__ import annotations
+
+
+class ClipBranchesError(ValueError):
+    """Base class of every user-facing error of the glue."""
+
+
+class IndexNotFoundError(ClipBranchesError):
+    """No index is registered under the requested key."""
+
+
+class IndexExistsError(ClipBranchesError):
+    """A run already uses the requested index key."""
+
+
+class StaleIndexError(ClipBranchesError):
+    """The index does not cover samples the request depends on."""
+
+
+class NoPositivesError(ClipBranchesError):
+    """Refinement was asked for without any positive sample."""
+
+
+class ContradictoryLabelsError(ClipBranchesError):
+    """Some samples are labelled both positive and negative."""
+
+
+class MissingEmbeddingsError(ClipBranchesError):
+    """Samples lack the embeddings an index build needs."""

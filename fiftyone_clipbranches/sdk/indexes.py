@@ -1,0 +1,360 @@
+"""Index lifecycle on a FiftyOne dataset: build, update, list, inspect, rename, delete.
+
+An index always covers the whole root dataset of the collection it is given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fiftyone_clipbranches.sdk import runs
+from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
+from fiftyone_clipbranches.sdk.embeddings import (
+    compute_embeddings,
+    field_identity,
+    read_embeddings,
+)
+from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError, StaleIndexError
+from fiftyone_clipbranches.sdk.freshness import Freshness, compare
+from fiftyone_clipbranches.sdk.progress import as_progress
+from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+    DEFAULT_EMBEDDINGS_FIELD,
+    DEFAULT_INDEX_KEY,
+    index_root,
+)
+
+CODE_METHODS = ("head", "pca")
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What an index is and how it relates to the dataset now.
+
+    ``freshness`` is None when it was not checked.
+    """
+
+    key: str
+    dataset: str
+    index_dir: str
+    n_samples: int
+    code_dims: int | None
+    code_method: str | None
+    embeddings_field: str | None
+    clip_model: dict | None
+    built_at: str | None
+    freshness: Freshness | None = None
+
+    @property
+    def supports_text(self) -> bool:
+        return self.clip_model is not None and self.code_method is not None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_index(
+    dataset,
+    index_key: str = DEFAULT_INDEX_KEY,
+    *,
+    embeddings_field: str | None = None,
+    model: str | None = None,
+    pretrained=DEFAULT_CLIP_PRETRAINED,
+    code_method: str = "head",
+    encoder_params: dict | None = None,
+    skip_missing: bool | None = None,
+    subsets=None,
+    leaf_size: int | None = None,
+    root=None,
+    progress=True,
+) -> IndexInfo:
+    """Build a code index over every sample of ``dataset``'s root dataset.
+
+    Args:
+        dataset: a FiftyOne dataset (or view: its root dataset is indexed).
+        index_key: run key of the new index; must not exist yet.
+        embeddings_field: an existing ``VectorField`` of 512-d CLIP embeddings. When
+            None, embeddings are computed with ``model``/``pretrained`` into
+            ``"clip_embedding"`` (samples that already have one are kept).
+        model, pretrained: CLIP model of the embeddings (also what text queries are
+            embedded with). With ``embeddings_field`` they declare the model when
+            the field does not record it.
+        code_method: ``"head"`` (learned 512->32 head, minutes on CPU) or ``"pca"``.
+        encoder_params: extra keyword arguments of ``embed.fit_code_encoder``
+            (e.g. ``{"steps": 200}`` for the head).
+        skip_missing: index only the samples that have an embedding (the others
+            are reported as not indexed) instead of raising. Default: True when
+            embeddings are computed here (unreadable images are left out), False
+            for an existing ``embeddings_field``.
+        subsets: ``FeatureSubsets`` of the index trees (default: engine's).
+        leaf_size: k-d tree leaf size (default: engine's).
+        root: directory holding index files (default :func:`settings.index_root`).
+        progress: True, False or ``fn(fraction, label)``.
+
+    Returns:
+        the :class:`IndexInfo` of the new index.
+    """
+    ds = runs.root_dataset(dataset)
+    runs.validate_new_key(ds, index_key)
+    if code_method not in CODE_METHODS:
+        raise ValueError(f"code_method must be 'head' or 'pca'; got {code_method!r}")
+    report = as_progress(progress)
+
+    if skip_missing is None:
+        skip_missing = embeddings_field is None
+    if embeddings_field is None:
+        embeddings_field = DEFAULT_EMBEDDINGS_FIELD
+        compute_embeddings(
+            ds,
+            embeddings_field,
+            model=model or DEFAULT_CLIP_MODEL,
+            pretrained=pretrained,
+            progress=lambda f, label: report(0.7 * f, label),
+        )
+    identity = field_identity(ds, embeddings_field)
+    if identity is None and model is not None:
+        identity = {"name": model, "pretrained": pretrained}
+    ids, vectors = read_embeddings(ds, embeddings_field, skip_missing=skip_missing)
+
+    report(0.7, "fitting the code encoder")
+    from fiftyone_clipbranches.embed.encoder import fit_code_encoder
+
+    encoder = fit_code_encoder(
+        vectors,
+        method=code_method,
+        clip_identity=identity,
+        progress=False,
+        **(encoder_params or {}),
+    )
+    codes = encoder.encode(vectors)
+    report(0.8, "building the index")
+    info = build_index_from_codes(
+        ds,
+        codes,
+        ids,
+        index_key,
+        encoder=encoder,
+        subsets=subsets,
+        leaf_size=leaf_size,
+        root=root,
+        embeddings_field=embeddings_field,
+        clip_model=identity,
+        code_method=code_method,
+    )
+    report(1.0, f"index {index_key!r} built over {len(ids)} samples")
+    return info
+
+
+def build_index_from_codes(
+    dataset,
+    codes: np.ndarray,
+    sample_ids,
+    index_key: str = DEFAULT_INDEX_KEY,
+    *,
+    encoder=None,
+    subsets=None,
+    leaf_size: int | None = None,
+    root=None,
+    embeddings_field: str | None = None,
+    clip_model: dict | None = None,
+    code_method: str | None = None,
+) -> IndexInfo:
+    """Register an index over precomputed codes.
+
+    Args:
+        codes: uint8 ``(N, D)``, row ``i`` the code of sample ``sample_ids[i]``.
+        sample_ids: ``N`` sample ids of the root dataset.
+        encoder: the ``CodeEncoder`` that produced ``codes`` (None: the index then
+            answers sample-id and code queries, not text or vector ones).
+    """
+    ds = runs.root_dataset(dataset)
+    runs.validate_new_key(ds, index_key)
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8 or codes.ndim != 2:
+        raise TypeError(
+            f"codes must be a uint8 (N, D) array; got {codes.dtype} {codes.shape}"
+        )
+    rowmap = SampleRowMap(sample_ids)
+    if len(rowmap) != codes.shape[0]:
+        raise ValueError(f"{codes.shape[0]} codes but {len(rowmap)} sample ids")
+    index = _build_code_index(codes, subsets, leaf_size)
+    built_at = _now()
+    meta = {
+        "dataset_id": str(ds._doc.id),
+        "code_method": code_method,
+        "clip_model": clip_model,
+        "leaf_size": leaf_size,
+        "built_at": built_at,
+    }
+    path = write_bundle(_dataset_dir(ds, root), index, rowmap, encoder, meta)
+    config = runs.ClipBranchesIndexConfig(
+        index_dir=str(path),
+        n_samples=len(rowmap),
+        code_dims=int(codes.shape[1]),
+        code_method=code_method,
+        embeddings_field=embeddings_field,
+        clip_model=clip_model,
+        built_at=built_at,
+    )
+    try:
+        runs.register_index(ds, index_key, config)
+    except BaseException:
+        runs.remove_index_dir(path)
+        raise
+    return _info(ds, index_key, config)
+
+
+def update_index(
+    dataset, index_key: str = DEFAULT_INDEX_KEY, *, progress=True
+) -> IndexInfo:
+    """Bring index ``index_key`` up to date with its dataset.
+
+    Samples added since the build are embedded (when the embeddings field lacks
+    them and the CLIP model is known), encoded with the index's own encoder and
+    appended; rows of deleted samples are dropped. The trees are rebuilt into a
+    new directory which replaces the old one.
+    """
+    ds = runs.root_dataset(dataset)
+    config = runs.get_index_config(ds, index_key)
+    bundle = load_bundle(config.index_dir)
+    report = as_progress(progress)
+    fresh = compare(ds, bundle.rowmap)
+    if not fresh.is_stale:
+        report(1.0, "index is up to date")
+        return _info(ds, index_key, config, fresh)
+
+    present = ds.values("id")
+    rows, found = bundle.rowmap.rows_of(present)
+    added_view = ds.select([sid for sid, hit in zip(present, found) if not hit])
+    new_ids, new_codes = [], np.zeros((0, bundle.index.codes.shape[1]), np.uint8)
+    if fresh.n_added:
+        if bundle.encoder is None:
+            raise StaleIndexError(
+                f"{fresh.n_added} samples were added since index {index_key!r} was "
+                "built from precomputed codes; rebuild it with build_index_from_codes"
+            )
+        field = config.embeddings_field
+        if field is None:
+            raise MissingEmbeddingsError(
+                f"index {index_key!r} records no embeddings field; rebuild it"
+            )
+        if added_view.exists(field, False).count():
+            if not config.clip_model:
+                raise MissingEmbeddingsError(
+                    f"added samples lack {field!r} embeddings and the CLIP model of "
+                    f"index {index_key!r} is unknown; compute them, then update"
+                )
+            compute_embeddings(
+                added_view,
+                field,
+                model=config.clip_model["name"],
+                pretrained=config.clip_model.get("pretrained"),
+                progress=lambda f, label: report(0.6 * f, label),
+            )
+        if added_view.exists(field).count():
+            # samples whose image could not be embedded stay out, reported as added
+            new_ids, vectors = read_embeddings(added_view, field, skip_missing=True)
+            new_codes = bundle.encoder.encode(vectors)
+
+    report(0.6, "rebuilding the index")
+    keep = np.sort(rows[found])
+    codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
+    ids = bundle.rowmap.ids_of(keep) + list(new_ids)
+    rowmap = SampleRowMap(ids)
+    leaf_size = bundle.manifest.get("leaf_size")
+    index = _build_code_index(codes, bundle.index.subsets, leaf_size)
+    built_at = _now()
+    meta = dict(bundle.manifest, built_at=built_at)
+    for k in ("format", "format_version", "n_samples", "has_encoder"):
+        meta.pop(k, None)
+    old_dir = config.index_dir
+    path = write_bundle(Path(old_dir).parent, index, rowmap, bundle.encoder, meta)
+    config.index_dir = str(path)
+    config.n_samples = len(rowmap)
+    config.built_at = built_at
+    runs.update_index_config(ds, index_key, config)
+    forget_bundle(old_dir)
+    runs.remove_index_dir(old_dir)
+    report(1.0, f"index {index_key!r} now holds {len(rowmap)} samples")
+    return _info(ds, index_key, config, compare(ds, rowmap))
+
+
+def list_indexes(dataset) -> list[str]:
+    """Keys of the clipbranches indexes of ``dataset``'s root dataset."""
+    return runs.list_index_keys(dataset)
+
+
+def index_info(
+    dataset, index_key: str = DEFAULT_INDEX_KEY, *, check: bool = True
+) -> IndexInfo:
+    """Config of index ``index_key``; with ``check``, also compares it with the
+    dataset (added / deleted samples)."""
+    ds = runs.root_dataset(dataset)
+    config = runs.get_index_config(ds, index_key)
+    fresh = compare(ds, load_bundle(config.index_dir).rowmap) if check else None
+    return _info(ds, index_key, config, fresh)
+
+
+def rename_index(dataset, index_key: str, new_key: str) -> None:
+    """Rename index ``index_key`` to ``new_key`` (files stay where they are)."""
+    ds = runs.root_dataset(dataset)
+    runs.get_index_config(ds, index_key)
+    runs.validate_new_key(ds, new_key)
+    ds.rename_run(index_key, new_key)
+
+
+def delete_index(dataset, index_key: str) -> None:
+    """Delete index ``index_key``: its run and its files."""
+    ds = runs.root_dataset(dataset)
+    config = runs.get_index_config(ds, index_key)
+    forget_bundle(config.index_dir)
+    ds.delete_run(index_key)
+    runs.remove_index_dir(config.index_dir)
+    parent = Path(config.index_dir).parent
+    if parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
+def load_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
+    """``(config, bundle)`` of index ``index_key``, the bundle cached per process."""
+    config = runs.get_index_config(dataset, index_key)
+    return config, load_bundle(config.index_dir)
+
+
+def _build_code_index(codes, subsets, leaf_size):
+    from fiftyone_clipbranches.engine.index import CodeIndex
+
+    kwargs = {"subsets": subsets}
+    if leaf_size is not None:
+        kwargs["leaf_size"] = leaf_size
+    return CodeIndex.build(np.ascontiguousarray(codes), **kwargs)
+
+
+def _dataset_dir(ds, root) -> Path:
+    base = Path(root).expanduser().resolve() if root is not None else index_root()
+    return base / str(ds._doc.id)
+
+
+def _info(ds, key, config, fresh=None) -> IndexInfo:
+    return IndexInfo(
+        key=key,
+        dataset=ds.name,
+        index_dir=config.index_dir,
+        n_samples=int(config.n_samples),
+        code_dims=config.code_dims,
+        code_method=config.code_method,
+        embeddings_field=config.embeddings_field,
+        clip_model=config.clip_model,
+        built_at=config.built_at,
+        freshness=fresh,
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,82 @@
+"""Training labels from sample tags or explicit ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
+from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Positive and negative sample ids of one refinement round."""
+
+    positives: list[str]
+    negatives: list[str]
+    source: str  # "tags" or "ids"
+
+
+def collect_labels(
+    dataset, positives=None, negatives=None, tags=DEFAULT_TAGS
+) -> Labels:
+    """Positive/negative sample ids, validated.
+
+    When neither ``positives`` nor ``negatives`` is given they are read from the
+    sample tags ``tags = (positive tag, negative tag)``; when either is given the
+    other defaults to none.
+
+    Raises:
+        NoPositivesError: no positive sample.
+        ContradictoryLabelsError: a sample is both positive and negative.
+    """
+    pos_tag, neg_tag = _check_tags(tags)
+    if positives is None and negatives is None:
+        pos = dataset.match_tags(pos_tag).values("id")
+        neg = dataset.match_tags(neg_tag).values("id")
+        source = "tags"
+        hint = f"tag some samples {pos_tag!r}"
+    else:
+        pos = _id_list(positives, "positives")
+        neg = _id_list(negatives, "negatives")
+        source = "ids"
+        hint = "pass positives=[sample ids]"
+    pos, neg = list(dict.fromkeys(pos)), list(dict.fromkeys(neg))
+    both = set(pos).intersection(neg)
+    if both:
+        example = ", ".join(sorted(both)[:3])
+        what = (
+            f"tagged both {pos_tag!r} and {neg_tag!r}"
+            if source == "tags"
+            else ("in both positives and negatives")
+        )
+        raise ContradictoryLabelsError(
+            f"{len(both)} samples are {what} (e.g. {example}); "
+            "remove one of the labels and try again"
+        )
+    if not pos:
+        raise NoPositivesError(f"no positive samples: {hint}, then refine again")
+    return Labels(pos, neg, source)
+
+
+def _check_tags(tags) -> tuple[str, str]:
+    if (
+        not isinstance(tags, list | tuple)
+        or len(tags) != 2
+        or not all(isinstance(t, str) and t for t in tags)
+    ):
+        raise ValueError(f"tags must be (positive tag, negative tag); got {tags!r}")
+    if tags[0] == tags[1]:
+        raise ValueError("the positive and negative tags must differ")
+    return tags[0], tags[1]
+
+
+def _id_list(ids, name) -> list[str]:
+    if ids is None:
+        return []
+    if isinstance(ids, str):
+        return [ids]
+    out = list(ids)
+    if not all(isinstance(i, str) for i in out):
+        raise TypeError(f"{name} must be sample id strings")
+    return out

@@ -1,0 +1,129 @@
+"""The index as a FiftyOne run: config and run classes, key validation, lookups.
+
+FiftyOne re-imports run config classes by their fully qualified name, which is
+why they live here, in the installed package, and not in plugin-only modules.
+The run holds paths and small metadata only; codes and trees stay on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import fiftyone.core.runs as fors
+
+from fiftyone_clipbranches.sdk.errors import IndexExistsError, IndexNotFoundError
+from fiftyone_clipbranches.sdk.settings import RUN_METHOD
+
+logger = logging.getLogger(__name__)
+
+
+class ClipBranchesIndexConfig(fors.RunConfig):
+    """Config of one index run.
+
+    Args:
+        index_dir: absolute path of the index directory (codes, trees, encoder,
+            sample-id order).
+        n_samples: number of samples the index holds.
+        code_dims: number of bytes per code.
+        code_method: how embeddings were turned into codes (``"head"`` or ``"pca"``).
+        embeddings_field: sample field the embeddings were read from, if any.
+        clip_model: identity of the CLIP model of the embeddings
+            (``{"name": ..., "pretrained": ...}``), needed for text queries; None
+            when unknown.
+        built_at: UTC ISO timestamp of the build (or of the last update).
+    """
+
+    def __init__(
+        self,
+        index_dir=None,
+        n_samples=None,
+        code_dims=None,
+        code_method=None,
+        embeddings_field=None,
+        clip_model=None,
+        built_at=None,
+        **kwargs,
+    ):
+        kwargs.pop("method", None)
+        super().__init__(method=RUN_METHOD, **kwargs)
+        self.index_dir = index_dir
+        self.n_samples = n_samples
+        self.code_dims = code_dims
+        self.code_method = code_method
+        self.embeddings_field = embeddings_field
+        self.clip_model = clip_model
+        self.built_at = built_at
+
+
+class ClipBranchesIndex(fors.Run):
+    """Run class of :class:`ClipBranchesIndexConfig`: deletes the files on cleanup."""
+
+    def cleanup(self, samples, key):
+        remove_index_dir(self.config.index_dir)
+
+
+def remove_index_dir(index_dir) -> None:
+    """Delete an index directory if it exists (a missing one is not an error)."""
+    if not index_dir:
+        return
+    path = Path(index_dir)
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def root_dataset(samples):
+    """The root dataset of a dataset or view, where index runs are registered."""
+    return samples._root_dataset
+
+
+def list_index_keys(samples) -> list[str]:
+    """Keys of the index runs registered on the root dataset of ``samples``."""
+    root = root_dataset(samples)
+    return root.list_runs(method=RUN_METHOD)
+
+
+def validate_new_key(samples, key) -> str:
+    """Check that ``key`` can name a new index; returns it.
+
+    Raises:
+        ValueError: when ``key`` is not an identifier.
+        IndexExistsError: when a run already uses ``key``.
+    """
+    if not isinstance(key, str) or not key.isidentifier():
+        raise ValueError(
+            f"index key {key!r} is not valid: use letters, digits and underscores, "
+            "not starting with a digit"
+        )
+    if root_dataset(samples).has_run(key):
+        raise IndexExistsError(
+            f"a run with key {key!r} already exists on dataset "
+            f"{root_dataset(samples).name!r}: choose another key or delete it first"
+        )
+    return key
+
+
+def get_index_config(samples, key) -> ClipBranchesIndexConfig:
+    """The config of index ``key``.
+
+    Raises:
+        IndexNotFoundError: when no index run has that key.
+    """
+    root = root_dataset(samples)
+    if key not in list_index_keys(root):
+        available = ", ".join(list_index_keys(root)) or "none"
+        raise IndexNotFoundError(
+            f"no clipbranches index {key!r} on dataset {root.name!r} (available: "
+            f"{available}); build one with build_index(dataset, index_key={key!r})"
+        )
+    return root.get_run_info(key).config
+
+
+def register_index(samples, key, config: ClipBranchesIndexConfig) -> None:
+    """Register ``config`` under ``key`` on the root dataset (never overwrites)."""
+    root_dataset(samples).register_run(key, config, overwrite=False)
+
+
+def update_index_config(samples, key, config: ClipBranchesIndexConfig) -> None:
+    root_dataset(samples).update_run_config(key, config)

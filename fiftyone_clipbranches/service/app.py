@@ -1,0 +1,301 @@
+"""The Flask application of the ``/v1`` API.
+
+Every answer is JSON. Errors are ``{"error": {"code", "message"[, "details"]}}`` with
+a stable code; unexpected exceptions are logged here and answered with a 500 that
+carries no traceback. The backend (loaded indexes, the sdk calls) is shared
+read-only by all request threads; the only mutable state, the result store and the
+compute pool, lock internally.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from fiftyone_clipbranches.service import requests as rq
+from fiftyone_clipbranches.service.compute import ComputePool
+from fiftyone_clipbranches.service.errors import ApiError, ValidationError, not_found
+from fiftyone_clipbranches.service.openapi import build_openapi
+from fiftyone_clipbranches.service.results import Ranking, ResultStore, StoredResult
+from fiftyone_clipbranches.service.schema import Int, Object
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/v1"
+#: Endpoints answered without a token (probes and the API description).
+PUBLIC_PATHS = frozenset({"/v1/health", "/v1/ready", "/v1/openapi.json"})
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+_INT_TEXT = re.compile(r"-?[0-9]{1,18}")
+
+
+def create_app(
+    backend,
+    *,
+    token: str | None,
+    store: ResultStore | None = None,
+    pool: ComputePool | None = None,
+) -> Flask:
+    """Build the WSGI application.
+
+    Args:
+        backend: object with ``is_ready()``, ``list_datasets()``, ``dataset_info(name)``,
+            ``index_info(name, key)``, ``search(req) -> Ranking``, ``refine(req) ->
+            Ranking`` and ``save_view(result, name, overwrite) -> dict`` (see
+            :class:`fiftyone_clipbranches.service.backend.SdkBackend`).
+        token: bearer token every non-public request must carry; None disables
+            authentication (the caller decides when that is safe).
+        store: result store (default: a fresh :class:`ResultStore`).
+        pool: compute pool for search and refine (default: a fresh one).
+    """
+    app = Flask("fiftyone_clipbranches.service")
+    app.config["MAX_CONTENT_LENGTH"] = rq.MAX_BODY_BYTES
+    app.json.sort_keys = False
+    store = store if store is not None else ResultStore()
+    pool = pool if pool is not None else ComputePool()
+    token_bytes = token.encode() if token else None
+    app.extensions["clipbranches"] = {"backend": backend, "store": store, "pool": pool}
+    openapi_doc = build_openapi()
+
+    @app.before_request
+    def _authenticate():
+        if token_bytes is None or request.path in PUBLIC_PATHS:
+            return None
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing bearer token: send 'Authorization: Bearer <token>'",
+            )
+        if not hmac.compare_digest(given.strip().encode(), token_bytes):
+            raise ApiError(401, "unauthorized", "invalid bearer token")
+        return None
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="clipbranches"'
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(err: ApiError):
+        return err.to_json(), err.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException):
+        status = err.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = {
+            404: "no such endpoint; see /v1/openapi.json",
+            405: f"method {request.method} is not allowed here",
+            413: f"request body exceeds {rq.MAX_BODY_BYTES} bytes",
+        }.get(status, err.description or err.name)
+        response = Response(
+            json.dumps({"error": {"code": code, "message": message}}),
+            status=status,
+            mimetype="application/json",
+        )
+        if status == 405 and err.valid_methods:
+            response.headers["Allow"] = ", ".join(err.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return {
+            "error": {
+                "code": "internal_error",
+                "message": "internal server error; the server log has the details",
+            }
+        }, 500
+
+    @app.get(f"{API_PREFIX}/health")
+    def health():
+        _no_query()
+        return {"status": "ok"}
+
+    @app.get(f"{API_PREFIX}/ready")
+    def ready():
+        _no_query()
+        if not backend.is_ready():
+            raise ApiError(503, "not_ready", "indexes are still loading")
+        return {"status": "ready", "indexes": backend.n_indexes()}
+
+    @app.get(f"{API_PREFIX}/openapi.json")
+    def openapi():
+        _no_query()
+        return openapi_doc
+
+    @app.get(f"{API_PREFIX}/datasets")
+    def datasets():
+        _no_query()
+        return {"datasets": backend.list_datasets()}
+
+    @app.get(f"{API_PREFIX}/datasets/<name>")
+    def dataset(name):
+        _no_query()
+        rq.DATASET_NAME.validate(name, "dataset")
+        return backend.dataset_info(name)
+
+    @app.get(f"{API_PREFIX}/datasets/<name>/indexes/<key>")
+    def index(name, key):
+        _no_query()
+        rq.DATASET_NAME.validate(name, "dataset")
+        rq.INDEX_KEY.validate(key, "index_key")
+        return backend.index_info(name, key)
+
+    @app.post(f"{API_PREFIX}/search")
+    def search():
+        req = _json_body(rq.SEARCH)
+        return _compute_and_store("search", backend.search, req)
+
+    @app.post(f"{API_PREFIX}/refine")
+    def refine():
+        req = _json_body(rq.REFINE)
+        return _compute_and_store("refine", backend.refine, req)
+
+    @app.get(f"{API_PREFIX}/results/<result_id>")
+    def result_page(result_id):
+        query = _query(rq.PAGE_QUERY)
+        result = _stored(result_id)
+        return _page(result, query["offset"], query["limit"])
+
+    @app.delete(f"{API_PREFIX}/results/<result_id>")
+    def result_delete(result_id):
+        _no_query()
+        rq.RESULT_ID.validate(result_id, "result_id")
+        if not store.delete(result_id):
+            raise _result_not_found(result_id)
+        return {"deleted": result_id}
+
+    @app.post(f"{API_PREFIX}/results/<result_id>/save")
+    def result_save(result_id):
+        req = _json_body(rq.SAVE_VIEW)
+        result = _stored(result_id)
+        return pool.run(backend.save_view, result, req["name"], req["overwrite"])
+
+    def _compute_and_store(kind: str, fn, req: dict):
+        start = time.perf_counter()
+        ranking: Ranking = pool.run(fn, req)
+        result = store.put(kind, req["dataset"], req["index_key"], ranking, req)
+        body = _page(result, 0, req["page_size"])
+        stats = dict(ranking.stats)
+        timings = dict(stats.pop("timings", {}))
+        timings["total_s"] = round(time.perf_counter() - start, 6)
+        body["timings"] = timings
+        body["stats"] = stats
+        return body
+
+    def _stored(result_id: str) -> StoredResult:
+        rq.RESULT_ID.validate(result_id, "result_id")
+        result = store.get(result_id)
+        if result is None:
+            raise _result_not_found(result_id)
+        return result
+
+    return app
+
+
+def _page(result: StoredResult, offset: int, limit: int) -> dict:
+    total = len(result.ranking)
+    items = result.ranking.page(offset, limit)
+    end = offset + len(items)
+    return {
+        "result_id": result.result_id,
+        "kind": result.kind,
+        "dataset": result.dataset,
+        "index_key": result.index_key,
+        "total": total,
+        "offset": offset,
+        "items": items,
+        "next_offset": end if end < total else None,
+    }
+
+
+def _result_not_found(result_id: str) -> ApiError:
+    return not_found(
+        "result_not_found",
+        f"no result {result_id!r}: it never existed or expired; run the query again",
+    )
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _reject_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _json_body(schema: Object) -> dict:
+    _no_query()
+    if request.mimetype != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send a JSON body with 'Content-Type: application/json' "
+            f"(got {request.content_type or 'none'!r})",
+        )
+    raw = request.get_data(cache=False)
+    try:
+        text = raw.decode("utf-8")
+        body = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_reject_duplicates,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ApiError(
+            400, "invalid_json", f"request body is not valid JSON: {e}"
+        ) from None
+    return schema.validate(body, "")
+
+
+def _no_query() -> None:
+    if request.args:
+        raise ValidationError(
+            "query", f"unknown query parameter(s) {sorted(request.args)}"
+        )
+
+
+def _query(schema: Object) -> dict:
+    raw = {}
+    for key, values in request.args.lists():
+        if len(values) != 1:
+            raise ValidationError(key, "must be given once")
+        raw[key] = values[0]
+    converted = {}
+    for key, value in raw.items():
+        prop = schema.props.get(key)
+        if prop is not None and isinstance(prop.schema, Int):
+            if not _INT_TEXT.fullmatch(value):
+                raise ValidationError(key, f"must be an integer, got {value!r}")
+            converted[key] = int(value)
+        else:
+            converted[key] = value
+    return schema.validate(converted, "")

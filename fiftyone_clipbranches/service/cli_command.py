@@ -1,0 +1,81 @@
+"""``clipbranches serve``: argument parsing and the command itself (wired by cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from fiftyone_clipbranches.service.server import DEFAULT_PORT
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``clipbranches serve`` to ``parser``."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes the service)",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port")
+    parser.add_argument(
+        "--threads", type=int, default=8, help="HTTP worker threads (default 8)"
+    )
+    parser.add_argument(
+        "--compute-workers",
+        type=int,
+        default=2,
+        help="requests training or querying at once (default 2)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="time limit of one search, refinement or save, in seconds (default 60)",
+    )
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        dest="datasets",
+        metavar="NAME",
+        help="dataset to serve (repeatable; default: every dataset with an index)",
+    )
+    parser.add_argument(
+        "--token",
+        help="bearer token (default $CLIPBRANCHES_SERVICE_TOKEN, else generated and "
+        "printed); prefer the environment variable, command lines are visible to "
+        "other users",
+    )
+    parser.add_argument(
+        "--no-token",
+        action="store_true",
+        help="serve without authentication (only allowed on a loopback host)",
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run ``clipbranches serve`` with parsed ``args``; returns the exit status."""
+    import logging
+
+    from fiftyone_clipbranches.service.server import serve
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return serve(
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        token=args.token,
+        allow_no_token_on_localhost=args.no_token,
+        datasets=args.datasets,
+        compute_workers=args.compute_workers,
+        request_timeout_s=args.timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m fiftyone_clipbranches.service``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fiftyone_clipbranches.service",
+        description="Serve clipbranches search over HTTP (/v1 API).",
+    )
+    add_serve_arguments(parser)
+    return run_serve(parser.parse_args(argv))

@@ -1,0 +1,48 @@
+"""Errors of the HTTP service: each carries an HTTP status and a stable error code.
+
+Clients branch on ``code`` (documented in ``docs/service.md``), never on the message,
+which is written for people and may change.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code": ..., "message": ...}}``.
+
+    Args:
+        status: HTTP status code.
+        code: stable machine-readable code, e.g. ``"invalid_request"``.
+        message: what went wrong and what to do about it.
+        details: optional JSON-serialisable extra data (e.g. the unknown ids).
+    """
+
+    def __init__(self, status: int, code: str, message: str, details=None):
+        super().__init__(message)
+        self.status = int(status)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict:
+        body = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class ValidationError(ApiError):
+    """A request field has the wrong type, range or name (HTTP 400)."""
+
+    def __init__(self, path: str, message: str):
+        where = path or "body"
+        super().__init__(400, "invalid_request", f"{where}: {message}")
+        self.path = path
+
+
+def not_found(code: str, message: str, details=None) -> ApiError:
+    return ApiError(404, code, message, details)
+
+
+def unprocessable(code: str, message: str, details=None) -> ApiError:
+    return ApiError(422, code, message, details)

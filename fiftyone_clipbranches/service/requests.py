@@ -1,0 +1,182 @@
+"""Request schemas and limits of the ``/v1`` API: the single source of validation.
+
+The OpenAPI document (:mod:`fiftyone_clipbranches.service.openapi`) is generated
+from these definitions, so what is documented is what is enforced.
+"""
+
+from __future__ import annotations
+
+from fiftyone_clipbranches.service.schema import (
+    Array,
+    Bool,
+    Int,
+    Num,
+    Object,
+    Prop,
+    Str,
+)
+
+#: Largest accepted request body.
+MAX_BODY_BYTES = 1 << 20
+#: Most result items returned in one page.
+MAX_PAGE_SIZE = 10_000
+DEFAULT_PAGE_SIZE = 100
+#: Most neighbours a search may ask for.
+MAX_K = 1000
+DEFAULT_K = 60
+#: Most sample ids in one list of a request.
+MAX_IDS = 10_000
+#: Most random negatives a refinement may draw.
+MAX_RANDOM_NEGATIVES = 100_000
+MAX_NEGATIVE_WEIGHT = 1000.0
+MAX_TEXT_LENGTH = 300
+MODELS = ("branches", "ensemble", "tree", "forest")
+
+SAMPLE_ID = Str(
+    min_length=24,
+    max_length=24,
+    pattern="[0-9a-f]{24}",
+    description="FiftyOne sample id (24 lowercase hex characters)",
+)
+DATASET_NAME = Str(
+    min_length=1, max_length=200, description="name of a FiftyOne dataset served"
+)
+INDEX_KEY = Str(
+    min_length=1,
+    max_length=100,
+    pattern="[A-Za-z_][A-Za-z0-9_]*",
+    description="key of a clipbranches index of the dataset",
+)
+RESULT_ID = Str(min_length=32, max_length=32, pattern="[0-9a-f]{32}")
+
+
+def _ids(description: str) -> Array:
+    return Array(
+        items=SAMPLE_ID,
+        max_items=MAX_IDS,
+        unique=True,
+        nullable=True,
+        description=description,
+    )
+
+
+def _tag(description: str) -> Str:
+    return Str(min_length=1, max_length=200, nullable=True, description=description)
+
+
+def _page_size() -> Prop:
+    return Prop(
+        Int(
+            minimum=1,
+            maximum=MAX_PAGE_SIZE,
+            description="number of ranked items returned in the first page",
+        ),
+        default=DEFAULT_PAGE_SIZE,
+    )
+
+
+SEARCH = Object(
+    description="Nearest neighbours of a text query or of example samples.",
+    props={
+        "dataset": Prop(DATASET_NAME, required=True),
+        "index_key": Prop(INDEX_KEY, default="clipbranches"),
+        "text": Prop(
+            Str(
+                min_length=1,
+                max_length=MAX_TEXT_LENGTH,
+                description="text query (needs an index built with a CLIP model)",
+            ),
+            default=None,
+        ),
+        "sample_ids": Prop(
+            Array(
+                items=SAMPLE_ID,
+                min_items=1,
+                max_items=MAX_IDS,
+                unique=True,
+                description="example samples: neighbours of their mean code",
+            ),
+            default=None,
+        ),
+        "k": Prop(
+            Int(minimum=1, maximum=MAX_K, description="number of neighbours"),
+            default=DEFAULT_K,
+        ),
+        "page_size": _page_size(),
+    },
+    exactly_one_of=(("text", "sample_ids"),),
+)
+
+REFINE = Object(
+    description=(
+        "Train a model on positive and negative samples and apply it to the whole "
+        "index: every sample it classifies positive, ranked. Labels come from "
+        "sample ids (positives/negatives) or from sample tags (positive_tag/"
+        "negative_tag, defaults cb_positive/cb_negative), not both."
+    ),
+    props={
+        "dataset": Prop(DATASET_NAME, required=True),
+        "index_key": Prop(INDEX_KEY, default="clipbranches"),
+        "positives": Prop(_ids("positive sample ids"), default=None),
+        "negatives": Prop(_ids("negative sample ids"), default=None),
+        "positive_tag": Prop(
+            _tag("samples with this tag are positives"),
+            default=None,
+        ),
+        "negative_tag": Prop(
+            _tag("samples with this tag are negatives"),
+            default=None,
+        ),
+        "model": Prop(
+            Str(enum=MODELS, description="model to train"), default="branches"
+        ),
+        "random_negatives": Prop(
+            Int(
+                minimum=0,
+                maximum=MAX_RANDOM_NEGATIVES,
+                description="unlabelled samples drawn as extra negatives (seeded)",
+            ),
+            default=500,
+        ),
+        "negative_weight": Prop(
+            Num(
+                minimum=0.001,
+                maximum=MAX_NEGATIVE_WEIGHT,
+                description="sample weight of each explicit negative",
+            ),
+            default=1.0,
+        ),
+        "page_size": _page_size(),
+    },
+    exclusive_sets=(("positives", "negatives"), ("positive_tag", "negative_tag")),
+)
+
+PAGE_QUERY = Object(
+    description="Query string of GET /v1/results/{result_id}.",
+    props={
+        "offset": Prop(Int(minimum=0, description="rank of the first item"), default=0),
+        "limit": Prop(
+            Int(minimum=1, maximum=MAX_PAGE_SIZE, description="items in the page"),
+            default=DEFAULT_PAGE_SIZE,
+        ),
+    },
+)
+
+SAVE_VIEW = Object(
+    description="Save a result as a FiftyOne saved view of its dataset.",
+    props={
+        "name": Prop(
+            Str(
+                min_length=1,
+                max_length=100,
+                pattern="[A-Za-z0-9][A-Za-z0-9 _.-]*",
+                description="saved view name",
+            ),
+            required=True,
+        ),
+        "overwrite": Prop(
+            Bool(description="replace a saved view of that name"),
+            default=False,
+        ),
+    },
+)

@@ -1,0 +1,157 @@
+"""Per-process store of ranked results: a bounded LRU with a time to live.
+
+A result keeps index rows and scores (numpy arrays, 16 bytes per item), not sample
+id strings, so a ranking of millions of samples costs tens of MB, and pages turn rows
+into ids on demand.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Ranking:
+    """Ranked samples as the backend computes them.
+
+    Attributes:
+        rows: int64 ``(n,)`` index rows, best first.
+        scores: float64 ``(n,)`` scores of ``rows`` (descending).
+        ids_of: maps an int64 array of rows to their sample ids (list of str).
+        stats: JSON-serialisable facts about the computation (counts, timings).
+        extra_nbytes: memory held for this ranking only besides ``rows`` and
+            ``scores`` (e.g. an id array captured by ``ids_of``).
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+    ids_of: Callable[[np.ndarray], list[str]]
+    stats: dict = field(default_factory=dict)
+    extra_nbytes: int = 0
+
+    def __post_init__(self):
+        if self.rows.shape != self.scores.shape or self.rows.ndim != 1:
+            raise ValueError(
+                f"rows {self.rows.shape} and scores {self.scores.shape} must be "
+                "1-d arrays of the same length"
+            )
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.rows.nbytes + self.scores.nbytes + self.extra_nbytes)
+
+    def page(self, offset: int, limit: int) -> list[dict]:
+        """Items ``[offset, offset + limit)`` as ``[{"id": str, "score": float}]``."""
+        rows = self.rows[offset : offset + limit]
+        ids = self.ids_of(rows) if rows.size else []
+        scores = self.scores[offset : offset + limit].tolist()
+        return [{"id": i, "score": s} for i, s in zip(ids, scores)]
+
+
+@dataclass(frozen=True, eq=False)
+class StoredResult:
+    """A ranking kept for paging and saving, with the request that produced it."""
+
+    result_id: str
+    kind: str
+    dataset: str
+    index_key: str
+    ranking: Ranking
+    request: dict
+
+
+class ResultStore:
+    """Thread-safe LRU of :class:`StoredResult` bounded in count, bytes and age.
+
+    Args:
+        max_items: most results kept; the least recently used go first.
+        max_bytes: most bytes of rows + scores kept over all results.
+        ttl_s: a result not read for this many seconds is dropped.
+        clock: monotonic clock in seconds (tests inject a fake one).
+    """
+
+    def __init__(
+        self,
+        max_items: int = 64,
+        max_bytes: int = 512 << 20,
+        ttl_s: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if max_items < 1 or max_bytes < 1 or ttl_s <= 0:
+            raise ValueError("max_items, max_bytes and ttl_s must be positive")
+        self.max_items = int(max_items)
+        self.max_bytes = int(max_bytes)
+        self.ttl_s = float(ttl_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[StoredResult, float]] = OrderedDict()
+        self._bytes = 0
+
+    def put(
+        self, kind: str, dataset: str, index_key: str, ranking: Ranking, request: dict
+    ) -> StoredResult:
+        """Store a ranking under a new random id and return the stored result."""
+        result = StoredResult(
+            secrets.token_hex(16), kind, dataset, index_key, ranking, dict(request)
+        )
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            self._items[result.result_id] = (result, now)
+            self._bytes += ranking.nbytes
+            while len(self._items) > 1 and (
+                len(self._items) > self.max_items or self._bytes > self.max_bytes
+            ):
+                self._pop_oldest()
+        return result
+
+    def get(self, result_id: str) -> StoredResult | None:
+        """The result, or None when unknown or expired; a hit refreshes its age."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            entry = self._items.get(result_id)
+            if entry is None:
+                return None
+            self._items[result_id] = (entry[0], now)
+            self._items.move_to_end(result_id)
+            return entry[0]
+
+    def delete(self, result_id: str) -> bool:
+        with self._lock:
+            entry = self._items.pop(result_id, None)
+            if entry is None:
+                return False
+            self._bytes -= entry[0].ranking.nbytes
+            return True
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._expire(self._clock())
+            return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def _expire(self, now: float) -> None:
+        while self._items:
+            _, (_, touched) = next(iter(self._items.items()))
+            if now - touched <= self.ttl_s:
+                break
+            self._pop_oldest()
+
+    def _pop_oldest(self) -> None:
+        _, (result, _) = self._items.popitem(last=False)
+        self._bytes -= result.ranking.nbytes

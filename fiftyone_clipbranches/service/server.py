@@ -1,0 +1,309 @@
+"""Serving the API with waitress, a production WSGI server (pure Python, threaded).
+
+:func:`serve` blocks until SIGINT/SIGTERM; :func:`start_server` returns a handle
+running in a background thread (for embedding and tests).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from fiftyone_clipbranches.service.app import create_app
+from fiftyone_clipbranches.service.client import TOKEN_ENV
+from fiftyone_clipbranches.service.compute import ComputePool
+from fiftyone_clipbranches.service.requests import MAX_BODY_BYTES
+from fiftyone_clipbranches.service.results import ResultStore
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5152
+#: waitress refuses bodies above this on its own (plain text answer); bodies
+#: between ``MAX_BODY_BYTES`` and this get the API's JSON 413.
+TRANSPORT_BODY_LIMIT = 16 * MAX_BODY_BYTES
+
+
+@dataclass
+class ServiceConfig:
+    """Everything :func:`start_server` needs besides the backend.
+
+    Attributes:
+        host: interface to bind; 127.0.0.1 unless you mean to expose the service.
+        port: TCP port (0 picks a free one).
+        threads: waitress worker threads (concurrent requests in progress).
+        token: bearer token; None reads ``$CLIPBRANCHES_SERVICE_TOKEN``, else one is
+            generated (and printed by :func:`serve`).
+        allow_no_token_on_localhost: with no token given, serve without
+            authentication instead of generating one; only for loopback hosts.
+        compute_workers: requests doing CPU work (training, index queries) at once.
+        max_queued: requests allowed to wait for a compute worker before 503s.
+        request_timeout_s: time limit of a search, refinement or save.
+        result_ttl_s, max_results, max_result_bytes: bounds of the result store.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    threads: int = 8
+    token: str | None = None
+    allow_no_token_on_localhost: bool = False
+    compute_workers: int = 2
+    max_queued: int = 32
+    request_timeout_s: float = 60.0
+    result_ttl_s: float = 900.0
+    max_results: int = 64
+    max_result_bytes: int = 512 << 20
+
+
+def resolve_token(
+    token: str | None, host: str, allow_no_token_on_localhost: bool
+) -> tuple[str | None, bool]:
+    """``(token, generated)``: the token to require, or None for no authentication.
+
+    Raises:
+        ValueError: authentication disabled on a non-loopback host, or a token that
+            is too short to be a secret.
+    """
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if token is not None:
+        if len(token) < 16:
+            raise ValueError(
+                "the service token must be at least 16 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return token, False
+    if allow_no_token_on_localhost:
+        if not is_loopback(host):
+            raise ValueError(
+                f"refusing to serve without a token on {host!r}: authentication may "
+                "only be disabled on a loopback address (127.0.0.1, ::1, localhost)"
+            )
+        return None, False
+    return secrets.token_urlsafe(32), True
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RunningService:
+    """A service running in a background thread; :meth:`stop` shuts it down."""
+
+    def __init__(self, server, app, backend, pool, token, loader):
+        self._server = server
+        self.app = app
+        self.backend = backend
+        self.pool = pool
+        self.token = token
+        self._loader = loader
+        self._stopped = False
+        self._thread = threading.Thread(
+            target=server.run, name="clipbranches-service", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port)
+
+    @property
+    def host(self) -> str:
+        return str(self._server.effective_host)
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def _start(self) -> RunningService:
+        self._thread.start()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait for the indexes to load; False on timeout or when loading failed."""
+        self._loader.join(timeout)
+        return self.backend.is_ready()
+
+    def run_forever(self) -> None:
+        """Block the calling thread until the server stops."""
+        while self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let requests in progress end (up to ``timeout``), free
+        the port and end the server thread."""
+        from waitress import wasyncore
+
+        if self._stopped:
+            return
+        self._stopped = True
+        server = self._server
+        if self._thread.is_alive():
+            # The asyncore loop owns its sockets: ask it to close them itself, the
+            # listening socket first, everything (the trigger too) once idle.
+            server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
+            dispatcher = server.task_dispatcher
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and (
+                dispatcher.active_count or dispatcher.queue
+            ):
+                time.sleep(0.05)
+            time.sleep(0.1)  # let the loop flush the last answers
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            self._thread.join(timeout)
+        server.task_dispatcher.shutdown(timeout=timeout)
+        self.pool.shutdown()
+
+
+def start_server(
+    backend, config: ServiceConfig | None = None, **overrides
+) -> RunningService:
+    """Bind, start serving in a background thread and load the backend in another.
+
+    ``/v1/health`` answers at once; ``/v1/ready`` once ``backend.load()`` is done.
+    Keyword arguments override fields of ``config``.
+    """
+    from waitress.server import create_server
+
+    config = config or ServiceConfig()
+    for name, value in overrides.items():
+        if not hasattr(config, name):
+            raise TypeError(f"unknown service option {name!r}")
+        setattr(config, name, value)
+    _check_config(config)
+    token, _ = resolve_token(
+        config.token, config.host, config.allow_no_token_on_localhost
+    )
+    config.token = token
+    pool = ComputePool(
+        workers=config.compute_workers,
+        max_queued=config.max_queued,
+        timeout_s=config.request_timeout_s,
+    )
+    store = ResultStore(
+        max_items=config.max_results,
+        max_bytes=config.max_result_bytes,
+        ttl_s=config.result_ttl_s,
+    )
+    app = create_app(backend, token=token, store=store, pool=pool)
+    server = create_server(
+        app,
+        host=config.host,
+        port=config.port,
+        threads=config.threads,
+        max_request_body_size=TRANSPORT_BODY_LIMIT,
+        channel_timeout=120,
+        ident="clipbranches",
+        clear_untrusted_proxy_headers=True,
+    )
+    loader = threading.Thread(
+        target=_load, args=(backend,), name="clipbranches-load", daemon=True
+    )
+    loader.start()
+    return RunningService(server, app, backend, pool, token, loader)._start()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    threads: int = 8,
+    token: str | None = None,
+    allow_no_token_on_localhost: bool = False,
+    *,
+    datasets=None,
+    backend=None,
+    **options,
+) -> int:
+    """Serve the ``/v1`` API until SIGINT or SIGTERM; returns an exit status.
+
+    Args:
+        host: interface to bind (loopback by default).
+        port: TCP port.
+        threads: waitress worker threads.
+        token: bearer token (default ``$CLIPBRANCHES_SERVICE_TOKEN``, else a
+            generated one, printed once on standard output).
+        allow_no_token_on_localhost: serve without a token (loopback hosts only).
+        datasets: names of the datasets to serve (default: all with an index).
+        backend: a ready-made backend (default: :class:`SdkBackend` of ``datasets``).
+        **options: further :class:`ServiceConfig` fields (``compute_workers``,
+            ``request_timeout_s``, ...).
+    """
+    from fiftyone_clipbranches.service.backend import SdkBackend
+
+    backend = backend if backend is not None else SdkBackend(datasets)
+    config = ServiceConfig(
+        host=host,
+        port=port,
+        threads=threads,
+        token=token,
+        allow_no_token_on_localhost=allow_no_token_on_localhost,
+    )
+    generated = token is None and not os.environ.get(TOKEN_ENV)
+    service = start_server(backend, config, **options)
+    print(f"clipbranches service listening on {service.url}", flush=True)
+    if service.token is None:
+        print("authentication disabled (loopback only)", flush=True)
+    elif generated:
+        print(f"bearer token (generated): {service.token}", flush=True)
+    else:
+        print("bearer token: from the command line or $CLIPBRANCHES_SERVICE_TOKEN")
+    sys.stdout.flush()
+
+    stop = threading.Event()
+
+    def _on_signal(signum, frame):
+        stop.set()
+
+    previous = {
+        s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        while not stop.is_set():
+            stop.wait(0.5)
+            error = getattr(backend, "load_error", None)
+            if error is not None:
+                print(f"clipbranches service: {error}", file=sys.stderr)
+                return 1
+    finally:
+        service.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        print("clipbranches service stopped", flush=True)
+    return 0
+
+
+def _load(backend) -> None:
+    try:
+        backend.load()
+    except Exception:
+        logger.exception("loading the served indexes failed")
+
+
+def _check_config(config: ServiceConfig) -> None:
+    if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
+        raise ValueError(f"port must be an int in [0, 65535], got {config.port!r}")
+    for name in ("threads", "compute_workers", "max_results", "max_result_bytes"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    for name in ("request_timeout_s", "result_ttl_s"):
+        value = getattr(config, name)
+        if not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    try:
+        socket.getaddrinfo(config.host, None)
+    except socket.gaierror as e:
+        raise ValueError(f"cannot bind host {config.host!r}: {e}") from None

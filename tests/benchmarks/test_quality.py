@@ -1,0 +1,136 @@
+"""The quality benchmark harness on a tiny synthetic, perfectly separable dataset."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH_DIR))
+
+import quality  # noqa: E402
+from quality_protocols import scores  # noqa: E402
+from quality_report import crossover  # noqa: E402
+
+CLASS_SIZES = (12, 14, 16, 18, 20, 22)
+
+
+def _clusters(rng, centres, sizes, noise=0.01):
+    dim = centres.shape[1]
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    x = centres[labels] + noise * rng.normal(size=(labels.shape[0], dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float16), labels.astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy-clip")
+    rng = np.random.default_rng(0)
+    centres = np.linalg.qr(rng.normal(size=(512, len(CLASS_SIZES))))[0].T
+    for split, sizes in (("test", CLASS_SIZES), ("val", (8,) * len(CLASS_SIZES))):
+        x, y = _clusters(rng, centres, sizes)
+        np.save(d / f"toy_{split}_img_emb.npy", x)
+        np.save(d / f"toy_{split}_labels.npy", y)
+    return d
+
+
+@pytest.fixture(scope="module")
+def toy_report(toy_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality-out")
+    report = quality.main(
+        [
+            "--data-dir", str(toy_dir), "--datasets", "toy_test", "--codes", "pca",
+            "--seeds", "1", "--positives", "1,4,30", "--jobs", "1", "--rounds", "2",
+            "--params", '{"training": {"n_random_negatives": 20}}',
+            "--out", str(out), "--quiet",
+        ]
+    )  # fmt: skip
+    return report, out
+
+
+@pytest.mark.slow
+def test_outputs_are_written_with_the_documented_structure(toy_report):
+    report, out = toy_report
+    for ext in ("md", "json", "png"):
+        assert (out / f"quality_pca.{ext}").stat().st_size > 0
+    on_disk = json.loads((out / "quality_pca.json").read_text())
+    assert set(on_disk) == {"meta", "aggregate", "targets", "per_class_paper_f1"}
+    paper = on_disk["aggregate"]["paper"]["toy_test"]
+    assert paper["positives"] == [1, 4, 30]
+    assert paper["n_classes"] == len(CLASS_SIZES)
+    assert {"nn", "rocchio", "tree", "forest"} <= set(paper["f1"])
+    for vals in paper["f1"].values():
+        assert len(vals) == 3
+    inter = on_disk["aggregate"]["interactive"]["toy_test"]
+    assert inter["rounds"] == [0, 1, 2]
+    md = (out / "quality_pca.md").read_text()
+    assert "## Paper protocol: toy_test" in md and "## Targets" in md
+    assert (out / "quality_pca.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_separable_classes_are_found_exactly(toy_report):
+    report, _ = toy_report
+    f1 = report["aggregate"]["paper"]["toy_test"]["f1"]
+    # k = class size around any member of an isolated cluster is exactly the cluster
+    assert min(f1["nn"]) > 0.99
+    assert min(f1["rocchio"]) > 0.99
+    # P = 30 exceeds every class: all members are positives, other clusters are far
+    for model in ("tree", "forest", "branches", "ensemble"):
+        if model in f1:
+            assert f1[model][-1] > 0.99, model
+    inter = report["aggregate"]["interactive"]["toy_test"]["f1"]
+    # each class fits in the example query's first 60 results, so all get labelled
+    for model, vals in inter.items():
+        assert vals[-1] > 0.99, model
+
+
+def test_scores_and_crossover():
+    truth = np.array([1, 1, 0, 0], bool)
+    s = scores(np.array([1, 0, 1, 0], bool), truth)
+    assert s["precision"] == 0.5 and s["recall"] == 0.5 and s["f1"] == 0.5
+    assert scores(np.zeros(4, bool), truth)["f1"] == 0.0
+    assert crossover([1, 2, 4], [0.1, 0.2, 0.6], [0.3, 0.3, 0.3]) == (
+        4.0,
+        pytest.approx(2**1.25),
+    )
+    assert crossover([1, 2], [0.5, 0.6], [0.1, 0.1]) == (1.0, 1.0)
+    assert crossover([1, 2], [0.1, 0.1], [0.5, 0.5]) == (None, None)
+
+
+def test_bad_arguments_are_refused(toy_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--data-dir"):
+        quality.main(["--data-dir", str(tmp_path), "--datasets", "toy_test", "--quiet"])
+    cats = quality.load_catalogues(toy_dir, ["toy_test"], "float")
+    with pytest.raises(ValueError, match="unknown model"):
+        quality.evaluate(cats, models=["svm"])
+    with pytest.raises(ValueError, match="seeds"):
+        quality.evaluate(cats, seeds=0)
+    with pytest.raises(SystemExit):
+        quality.main(["--codes", "bogus"])
+
+
+def test_float_space_skips_code_only_models(toy_dir):
+    cats = quality.load_catalogues(toy_dir, ["toy_test"], "float")
+    res = quality.evaluate(
+        cats, models=["branches", "nn"], protocols=["paper"], seeds=1, positives=[2]
+    )
+    assert "branches" in res["skipped"]["toy_test"]
+    assert {r["model"] for r in res["records"]} == {"nn"}
+    assert len(res["records"]) == len(CLASS_SIZES)
+
+
+def test_auto_random_negatives_scale_with_positives_and_are_clipped():
+    from quality_models import merge_params, random_negatives_for
+
+    cfg = merge_params({"training": {"n_random_negatives": "auto"}})["training"]
+    assert [random_negatives_for(cfg, p) for p in (1, 8, 100)] == [100, 200, 500]
+    fixed = merge_params(None)["training"]
+    assert random_negatives_for(fixed, 3) == 500
+    with pytest.raises(ValueError, match="unknown params section"):
+        merge_params({"branch": {}})

@@ -1,0 +1,74 @@
+"""CodeEncoder and fit_code_encoder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from embed_testdata import clustered
+
+from fiftyone_clipbranches.embed import CodeEncoder, FixedQuantizer, fit_code_encoder
+
+IDENTITY = {
+    "name": "ViT-B-32",
+    "pretrained": "x",
+    "checkpoint_sha256": None,
+    "embedding_dim": 128,
+}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered(n=400, d=128, k=10)[0]
+
+
+@pytest.mark.parametrize("method", ["pca", "head"])
+def test_save_load_round_trip(data, tmp_path, method):
+    kwargs = {"steps": 20, "hidden": (64,)} if method == "head" else {}
+    enc = fit_code_encoder(
+        data, method=method, clip_identity=IDENTITY, progress=False, **kwargs
+    )
+    codes = enc.encode(data)
+    assert codes.dtype == np.uint8 and codes.shape == (400, 32)
+    enc.save(tmp_path / "enc", metadata={"index_key": "k"})
+    loaded = CodeEncoder.load(tmp_path / "enc")
+    np.testing.assert_array_equal(loaded.encode(data), codes)
+    assert loaded.clip_identity == IDENTITY and loaded.metadata == {"index_key": "k"}
+    # a single query is encoded exactly like its catalogue row, scale of input irrelevant
+    np.testing.assert_array_equal(loaded.encode(3.0 * data[5]), codes[5])
+    # saving again replaces the directory atomically
+    enc.save(tmp_path / "enc")
+    assert CodeEncoder.load(tmp_path / "enc").metadata == {}
+
+
+def test_fixed_quantizer_encoder(data):
+    enc = fit_code_encoder(data, method="pca")
+    fixed = CodeEncoder(enc.head, FixedQuantizer(32).fit())
+    assert fixed.encode(data).shape == (400, 32)
+
+
+def test_bad_inputs_raise(data, tmp_path):
+    enc = fit_code_encoder(data, method="pca")
+    with pytest.raises(ValueError, match="128 columns"):
+        enc.encode(data[:, :64])
+    zero = data.copy()
+    zero[2] = 0
+    with pytest.raises(ValueError, match="all-zero rows"):
+        enc.encode(zero)
+    with pytest.raises(ValueError, match="method"):
+        fit_code_encoder(data, method="lsh")
+    with pytest.raises(ValueError, match="takes no"):
+        fit_code_encoder(data, method="pca", steps=3)
+    with pytest.raises(TypeError, match="quantizer"):
+        CodeEncoder(enc.head, "uint8")
+    with pytest.raises(ValueError, match="width"):
+        CodeEncoder(enc.head, FixedQuantizer(16).fit())
+    with pytest.raises(FileNotFoundError, match="encoder.json"):
+        CodeEncoder.load(tmp_path / "nothing")
+    enc.save(tmp_path / "enc")
+    manifest = json.loads((tmp_path / "enc" / "encoder.json").read_text())
+    manifest["version"] = 99
+    (tmp_path / "enc" / "encoder.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="version"):
+        CodeEncoder.load(tmp_path / "enc")

@@ -1,0 +1,161 @@
+"""load_clip, text and image embedding, resumable runs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from fiftyone_clipbranches.embed import ClipModel, WeightsUnavailableError, load_clip
+
+
+def test_random_weights_warn_and_identity(tiny_name):
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        m = load_clip(tiny_name, pretrained=None, device="cpu")
+    assert m.identity == {
+        "name": tiny_name,
+        "pretrained": None,
+        "checkpoint_sha256": None,
+        "embedding_dim": 16,
+    }
+    assert m.device.type == "cpu"
+    assert m.precision in ("fp32", "bf16")
+
+
+def test_random_init_is_reproducible(tiny_name, tiny_model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = load_clip(tiny_name, pretrained=None, device="cpu", precision="fp32")
+    np.testing.assert_array_equal(
+        again.embed_texts(["a photo of a cat"]),
+        tiny_model.embed_texts(["a photo of a cat"]),
+    )
+
+
+def test_unavailable_tag_raises_actionable_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError) as info:
+        load_clip(
+            "ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu", cache_dir=tmp_path
+        )
+    msg = str(info.value)
+    for hint in ("checkpoint", "HF_HOME", "cache_dir", "network"):
+        assert hint in msg
+
+
+def test_bad_arguments_raise(tiny_name):
+    with pytest.raises(ValueError, match="unknown open_clip architecture"):
+        load_clip("no-such-model", pretrained=None)
+    with pytest.raises(ValueError, match="known open_clip tag"):
+        load_clip("ViT-B-32", pretrained="not-a-tag")
+    with pytest.raises(ValueError, match="device"):
+        load_clip(tiny_name, pretrained=None, device="tpu")
+    with pytest.raises(ValueError, match="precision"):
+        load_clip(tiny_name, pretrained=None, device="cpu", precision="int4")
+
+
+def test_local_checkpoint_round_trip(tiny_name, tiny_model, tmp_path):
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny_model.model.state_dict(), path)
+    m = load_clip(tiny_name, pretrained=str(path), device="cpu", precision="fp32")
+    assert m.identity["pretrained"] == "tiny.pt"
+    assert len(m.identity["checkpoint_sha256"]) == 64
+    texts = ["a dog", "a red car"]
+    np.testing.assert_allclose(
+        m.embed_texts(texts), tiny_model.embed_texts(texts), atol=1e-6
+    )
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="could not load"):
+        load_clip(tiny_name, pretrained=str(bad), device="cpu")
+
+
+def test_embed_texts_normalised(tiny_model: ClipModel):
+    out = tiny_model.embed_texts(["a cat", "a dog", "a ship"], batch_size=2)
+    assert out.dtype == np.float32 and out.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert tiny_model.embed_texts([]).shape == (0, 16)
+    with pytest.raises(TypeError, match="list of strings"):
+        tiny_model.embed_texts("a cat")
+
+
+def _inputs(cifar_paths, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    paths = list(cifar_paths[:3]) + [str(corrupt)] + list(cifar_paths[3:])
+    paths.append(str(tmp_path / "missing.jpg"))
+    return paths, {3, len(paths) - 1}
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_embed_images_records_failures(tiny_model, cifar_paths, tmp_path, num_workers):
+    paths, bad = _inputs(cifar_paths, tmp_path)
+    res = tiny_model.embed_images(
+        paths, batch_size=3, num_workers=num_workers, progress=False
+    )
+    assert res.vectors.shape == (len(paths), 16) and res.vectors.dtype == np.float32
+    assert set(res.errors) == bad
+    assert "FileNotFoundError" in res.errors[len(paths) - 1]
+    assert res.ok.tolist() == [i not in bad for i in range(len(paths))]
+    np.testing.assert_allclose(
+        np.linalg.norm(res.vectors[res.ok], axis=1), 1.0, atol=1e-5
+    )
+    assert not res.vectors[~res.ok].any()
+    # each good image gets the same vector alone as within a batch
+    alone = tiny_model.embed_images(paths[:1], num_workers=0, progress=False)
+    np.testing.assert_allclose(alone.vectors[0], res.vectors[0], atol=1e-5)
+
+
+def test_embed_images_bad_arguments(tiny_model, cifar_paths):
+    with pytest.raises(TypeError, match="list of file paths"):
+        tiny_model.embed_images(cifar_paths[0])
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_model.embed_images(cifar_paths, batch_size=0)
+    with pytest.raises(ValueError, match="num_workers"):
+        tiny_model.embed_images(cifar_paths, num_workers=-1)
+
+
+def test_resume_after_interruption_is_identical(
+    tiny_model, cifar_paths, tmp_path, monkeypatch
+):
+    paths, _ = _inputs(cifar_paths, tmp_path)
+    reference = tiny_model.embed_images(
+        paths, batch_size=2, num_workers=0, progress=False
+    )
+
+    original = ClipModel._encode_pixels
+    calls = {"n": 0}
+
+    def failing(self, pixels):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated interruption")
+        return original(self, pixels)
+
+    ckpt = tmp_path / "ckpt"
+    monkeypatch.setattr(ClipModel, "_encode_pixels", failing)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_model.embed_images(
+            paths, batch_size=2, num_workers=0, progress=False, checkpoint_dir=ckpt
+        )
+    assert len(list(ckpt.glob("batch_*.npz"))) == 2
+
+    def counting(self, pixels):
+        calls["resumed"] = calls.get("resumed", 0) + 1
+        return original(self, pixels)
+
+    monkeypatch.setattr(ClipModel, "_encode_pixels", counting)
+    resumed = tiny_model.embed_images(
+        paths, batch_size=2, num_workers=0, progress=False, checkpoint_dir=ckpt
+    )
+    assert calls["resumed"] == -(-len(paths) // 2) - 2
+    np.testing.assert_array_equal(resumed.vectors, reference.vectors)
+    np.testing.assert_array_equal(resumed.ok, reference.ok)
+    assert resumed.errors == reference.errors
+
+    with pytest.raises(ValueError, match="different run"):
+        tiny_model.embed_images(
+            paths[:-1], batch_size=2, num_workers=0, progress=False, checkpoint_dir=ckpt
+        )

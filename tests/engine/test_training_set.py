@@ -1,0 +1,95 @@
+"""make_training_set: labels, weights, random negatives, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches.engine.training_set import make_training_set
+
+
+@pytest.fixture(scope="module")
+def codes():
+    return np.random.default_rng(0).integers(0, 256, (1000, 8)).astype(np.uint8)
+
+
+def test_rows_labels_weights(codes):
+    ts = make_training_set(codes, [5, 3, 900], [7, 1], n_random_negatives=50,
+                           negative_weight=4)  # fmt: skip
+    assert ts.X.dtype == np.uint8 and ts.y.dtype == np.int8
+    assert ts.sample_weight.dtype == np.float64 and ts.rows.dtype == np.int64
+    assert np.all(np.diff(ts.rows) > 0)
+    np.testing.assert_array_equal(ts.X, codes[ts.rows])
+    assert len(ts) == 5 + 50
+    assert set(ts.rows[ts.y == 1].tolist()) == {3, 5, 900}
+    weight = dict(zip(ts.rows.tolist(), ts.sample_weight.tolist()))
+    assert weight[7] == weight[1] == 4.0
+    assert weight[3] == 1.0
+    rand = set(ts.rows.tolist()) - {1, 3, 5, 7, 900}
+    assert len(rand) == 50 and all(weight[r] == 1.0 for r in rand)
+    assert ts.n_positives == 3 and ts.n_negatives == 52
+
+
+def test_duplicates_collapse_and_no_repetition(codes):
+    ts = make_training_set(codes, [2, 2, 2], [9, 9], n_random_negatives=0,
+                           negative_weight=10)  # fmt: skip
+    np.testing.assert_array_equal(ts.rows, [2, 9])
+    np.testing.assert_array_equal(ts.sample_weight, [1.0, 10.0])
+
+
+def test_random_negatives_deterministic_and_exclude_labels(codes):
+    a = make_training_set(codes, np.arange(100), np.arange(100, 200), 300, seed=3)
+    b = make_training_set(codes, np.arange(100), np.arange(100, 200), 300, seed=3)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    rand = a.rows[a.rows >= 200]
+    assert rand.size == 300 and np.unique(rand).size == 300
+
+
+def test_large_catalogue_draw_is_distinct():
+    big = np.zeros((200_000, 4), np.uint8)
+    ts = make_training_set(big, [0, 1], [2], n_random_negatives=500, seed=1)
+    rand = ts.rows[ts.rows > 2]
+    assert rand.size == 500 and np.unique(rand).size == 500
+
+
+def test_takes_all_unlabelled_rows_when_too_few(codes):
+    small = codes[:20]
+    ts = make_training_set(small, [0], [1, 2], n_random_negatives=500)
+    np.testing.assert_array_equal(ts.rows, np.arange(20))
+
+
+def test_random_negative_weight(codes):
+    ts = make_training_set(codes, [0], [1], 10, random_negative_weight=0.25)
+    assert ts.sample_weight[ts.rows == 1][0] == 1.0
+    assert np.all(ts.sample_weight[ts.rows > 1] == 0.25)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"positives": []}, ValueError, "at least one positive"),
+        (
+            {"positives": [1, 2, 3], "negatives": [3, 4, 2]},
+            ValueError,
+            r"rows \[2, 3\]",
+        ),
+        ({"positives": [1000]}, ValueError, "outside"),
+        ({"positives": [-1]}, ValueError, "outside"),
+        ({"positives": [1.5]}, TypeError, "integer"),
+        ({"positives": [True]}, TypeError, "integer"),
+        ({"positives": [1], "negative_weight": 0}, ValueError, "> 0"),
+        ({"positives": [1], "negative_weight": float("nan")}, ValueError, "> 0"),
+        ({"positives": [1], "negative_weight": True}, TypeError, "negative_weight"),
+        ({"positives": [1], "n_random_negatives": -1}, ValueError, ">= 0"),
+        ({"positives": [1], "n_random_negatives": 2.0}, TypeError, "int"),
+        ({"positives": [1], "random_negative_weight": -1}, ValueError, "> 0"),
+    ],
+)
+def test_errors(codes, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        make_training_set(codes, **kwargs)
+
+
+def test_float_codes_refused():
+    with pytest.raises(ValueError, match="uint8"):
+        make_training_set(np.zeros((5, 4), np.float32), [0])

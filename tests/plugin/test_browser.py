@@ -1,0 +1,225 @@
+"""The relevance-feedback panel in the real FiftyOne App, in headless Chromium.
+
+A dataset of 300 real CIFAR-10 images (airplane, automobile, bird, ship) gets
+synthetic codes with the class planted in 12 of the 32 dimensions and noise in the
+others, so a nearest-neighbour search by one airplane returns mostly airplanes with a
+few wrong samples among them. In the browser: select the first airplane, Search, mark
+six airplanes of the results positive and three wrong results negative with the
+panel's buttons, Refine, and check that the grid shows exactly the samples the SDK
+finds for the same labels and that the panel reports the round.
+
+Screenshots of every step go to ``artifacts/browser/``; with
+``CLIPBRANCHES_UPDATE_SCREENSHOTS=1`` compact copies of the best ones are written to
+``docs/screenshots/`` for the README. Skipped without ``/usr/bin/chromium``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    chromium_missing_reason,
+    compact_png,
+    running_app,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "browser"
+DOCS_SHOTS = REPO / "docs" / "screenshots"
+#: screenshot of a step -> its compact copy for the README
+README_SHOTS = {
+    "2_search.png": "panel_search.png",
+    "3_labelled.png": "panel_labels.png",
+    "4_refined.png": "panel_refined.png",
+}
+
+CLASSES = ("airplane", "automobile", "bird", "ship")
+PER_CLASS = 75
+TARGET = "airplane"
+INDEX_KEY = "cb"
+K = 60
+N_POSITIVES = 6
+N_NEGATIVES = 3
+#: the first rows of the grid that are on screen without scrolling
+VISIBLE_TILES = 30
+#: a few random negatives suit a 300-sample catalogue (the default 500 would make
+#: every unlabelled sample a negative and the model could only return the labels)
+PANEL_STATE = {"index_key": INDEX_KEY, "k": K, "random_negatives": 10}
+TIMEOUT_MS = 60_000
+
+
+def planted_codes(labels, n_signal=12, spread=30.0, noise=50.0, seed=0) -> np.ndarray:
+    """uint8 ``(N, 32)`` codes: dims ``< n_signal`` hold a per-class centre plus
+    ``spread`` noise, the others class-independent noise around 128."""
+    rng = np.random.default_rng(seed)
+    classes, idx = np.unique(np.asarray(labels), return_inverse=True)
+    centres = rng.integers(40, 216, size=(len(classes), 32)).astype(np.float64)
+    centres[:, n_signal:] = 128.0
+    scale = np.where(np.arange(32) < n_signal, spread, noise)
+    x = centres[idx] + rng.normal(size=(len(idx), 32)) * scale
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def make_dataset(cifar_dir: Path):
+    import fiftyone as fo
+
+    samples = []
+    for name in CLASSES:
+        for path in sorted((cifar_dir / name).iterdir())[:PER_CLASS]:
+            label = fo.Classification(label=name)
+            samples.append(fo.Sample(filepath=str(path), ground_truth=label))
+    ds = fo.Dataset()
+    ds.add_samples(samples, progress=False)
+    ds.persistent = True  # the App process loads it by name
+    return ds
+
+
+@pytest.fixture(scope="module")
+def indexed(cifar_dir):
+    reason = chromium_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from fiftyone_clipbranches import sdk
+
+    ds = make_dataset(cifar_dir)
+    codes = planted_codes(ds.values("ground_truth.label"))
+    sdk.build_index_from_codes(ds, codes, ds.values("id"), INDEX_KEY)
+    yield ds
+    ds.delete()
+
+
+@pytest.fixture(scope="module")
+def app_url(indexed):
+    from fiftyone_clipbranches.panels.constants import PANEL_NAME
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with running_app(
+        indexed.name,
+        PANEL_NAME,
+        ARTIFACTS / "app.log",
+        panel_state=PANEL_STATE,
+        sizes=(0.55, 0.45),
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(app_url, wait_until="domcontentloaded")
+            yield page
+        finally:
+            browser.close()
+
+
+def shot(page, name: str) -> None:
+    # thumbnails are painted on canvases after the grid settles: nothing to wait on
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def wait_text(page, text: str, exact: bool = False) -> None:
+    page.get_by_text(text, exact=exact).first.wait_for()
+
+
+def select_tiles(page, positions) -> None:
+    tiles = page.locator('[data-cy="looker"]')
+    for i in positions:
+        tiles.nth(i).hover()
+        tiles.nth(i).locator('[data-cy="looker-checkbox-"]').click()
+    wait_text(page, f"{len(positions)} selected")
+
+
+def click_button(page, label: str) -> None:
+    page.get_by_role("button", name=label, exact=True).first.click()
+
+
+def test_search_label_refine_in_the_app(indexed, page):
+    from fiftyone_clipbranches import sdk
+
+    ds = indexed
+    ids = ds.values("id")
+    labels = dict(zip(ids, ds.values("ground_truth.label")))
+    n = len(ids)
+
+    wait_text(page, "Relevance feedback")
+    dismiss = page.get_by_text("Dismiss", exact=True)
+    if dismiss.count():
+        dismiss.first.click()
+    wait_text(page, f"{n} samples", exact=True)
+    page.locator('[data-cy="looker"]').first.wait_for()
+    shot(page, "1_loaded.png")
+
+    # search by example: the first sample (an airplane) selected in the grid
+    query = ids[0]
+    assert labels[query] == TARGET
+    select_tiles(page, [0])
+    click_button(page, "Search")
+    wait_text(page, f"{K} samples", exact=True)
+    wait_text(page, f"{K} nearest samples to 1 selected samples")
+    shot(page, "2_search.png")
+
+    expected, _ = sdk.search_ids(ds, sample_ids=[query], k=K, index_key=INDEX_KEY)
+    on_screen = expected[:VISIBLE_TILES]
+    hits = [i for i, sid in enumerate(on_screen) if labels[sid] == TARGET]
+    misses = [i for i, sid in enumerate(on_screen) if labels[sid] != TARGET]
+    assert expected[0] == query and len(hits) > N_POSITIVES and misses
+    pos_at, neg_at = hits[1 : N_POSITIVES + 1], misses[:N_NEGATIVES]
+
+    select_tiles(page, pos_at)
+    click_button(page, "Mark positive")
+    wait_text(page, f"Marked {len(pos_at)} positive, 0 negative")
+    select_tiles(page, neg_at)
+    click_button(page, "Mark negative")
+    wait_text(page, f"Marked 0 positive, {len(neg_at)} negative")
+    wait_text(page, f"{len(neg_at)} negative (")
+    shot(page, "3_labelled.png")
+
+    positives = sorted(ds.match_tags("cb_positive").values("id"))
+    negatives = sorted(ds.match_tags("cb_negative").values("id"))
+    assert positives == sorted(expected[i] for i in pos_at)
+    assert negatives == sorted(expected[i] for i in neg_at)
+
+    same = sdk.refine(
+        ds,
+        random_negatives=PANEL_STATE["random_negatives"],
+        score_field=None,
+        index_key=INDEX_KEY,
+    )
+    m = same.stats["n_results"]
+    assert m != K and set(positives) <= set(same.ids)
+    assert not set(negatives) & set(same.ids)
+
+    click_button(page, "Refine")
+    wait_text(
+        page, f"{m} matches from {len(pos_at)} positives / {len(neg_at)} negatives"
+    )
+    wait_text(page, f"{m} samples", exact=True)
+    wait_text(page, f"{m} matches of {n} indexed samples")
+    wait_text(page, f"{PANEL_STATE['random_negatives']} random negatives")
+    shot(page, "4_refined.png")
+
+    ds.reload()
+    scored = ds.exists("clipbranches_score")
+    assert sorted(scored.values("id")) == sorted(same.ids)
+    found = scored.values("ground_truth.label")
+    assert found.count(TARGET) > len(found) / 2
+
+    if os.environ.get("CLIPBRANCHES_UPDATE_SCREENSHOTS") == "1":
+        for src, dst in README_SHOTS.items():
+            compact_png(ARTIFACTS / src, DOCS_SHOTS / dst)

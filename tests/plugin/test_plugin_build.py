@@ -1,0 +1,74 @@
+"""build_index operator: immediate (generator with progress) and delegated."""
+
+import pytest
+from conftest import notifications, run_op, uris
+from fiftyone.operators.executor import ExecutionError
+from sdk_testdata import attach_real_embeddings, make_cifar_dataset
+
+from fiftyone_clipbranches import sdk
+
+
+@pytest.fixture
+def embedded_dataset(cifar_dir, clip_embeddings_dir):
+    ds = make_cifar_dataset(cifar_dir, 5)
+    attach_real_embeddings(ds, clip_embeddings_dir)
+    yield ds
+    ds.delete()
+
+
+def _params(key):
+    return {
+        "index_key": key,
+        "embeddings": "emb",
+        "code_method": "pca",
+        "pretrained": "",
+    }
+
+
+def test_build_index_operator_immediate(embedded_dataset):
+    ds = embedded_dataset
+    _, requests = run_op("build_index", {"dataset": ds, "params": _params("idx")})
+    assert "set_progress" in uris(requests)
+    assert notifications(requests, "success") == ["Index 'idx' built over 50 samples"]
+    info = sdk.index_info(ds, "idx")
+    assert info.code_method == "pca"
+    assert info.clip_model == {"name": "ViT-B-32", "pretrained": None}
+    with pytest.raises(ExecutionError, match="already exists"):
+        run_op("build_index", {"dataset": ds, "params": _params("idx")})
+
+
+def test_build_index_operator_delegated(embedded_dataset):
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    ds = embedded_dataset
+    out = foo.execute_operator(
+        "@clipbranches/clipbranches/build_index",
+        ctx={"dataset": ds, "params": _params("later"), "request_delegation": True},
+    )
+    assert out.delegated
+    assert sdk.list_indexes(ds) == []
+    service = DelegatedOperationService()
+    service.execute_queued_operations(dataset_name=ds.name)
+    (op,) = service.list_operations(dataset_name=ds.name)
+    assert op.run_state == "completed", op.run_state
+    assert sdk.list_indexes(ds) == ["later"]
+
+
+@pytest.mark.slow
+def test_compute_embeddings_operator_with_random_clip(cifar_dir):
+    """Random-weight CLIP (offline): 20 images embedded through the operator."""
+    ds = make_cifar_dataset(cifar_dir, 2)
+    try:
+        params = {
+            "field": "clip",
+            "model": "ViT-B-32",
+            "pretrained": "",
+            "batch_size": 8,
+        }
+        _, requests = run_op("compute_embeddings", {"dataset": ds, "params": params})
+        assert "set_progress" in uris(requests) and "reload_dataset" in uris(requests)
+        assert notifications(requests, "success")[0].startswith("Embedded 20 samples")
+        assert ds.exists("clip").count() == 20
+    finally:
+        ds.delete()

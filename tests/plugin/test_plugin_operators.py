@@ -1,0 +1,152 @@
+"""Every operator executed headlessly on a real dataset, through FiftyOne's executor."""
+
+from pathlib import Path
+
+import fiftyone as fo
+import numpy as np
+import pytest
+from conftest import PLUGIN, notifications, run_op, uris
+from fiftyone.operators.executor import ExecutionContext, ExecutionError, Executor
+from fiftyone.operators.registry import OperatorRegistry
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.operators import OPERATORS
+from fiftyone_clipbranches.panels import PANELS
+
+
+def test_plugin_registers_every_operator_and_panel_without_errors():
+    registry = OperatorRegistry()
+    assert registry.list_errors() == []
+    listed = {op.uri for op in registry.list_operators()}
+    names = [cls().config.name for cls in (*OPERATORS, *PANELS)]
+    assert {f"{PLUGIN}/{name}" for name in names} <= listed
+
+
+def _tag(ds, n_pos=12, n_neg=20):
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    ds.select(ids[labels == "airplane"][:n_pos].tolist()).tag_samples("cb_positive")
+    ds.select(ids[labels != "airplane"][::7][:n_neg].tolist()).tag_samples(
+        "cb_negative"
+    )
+    return set(ids[labels == "airplane"].tolist())
+
+
+def test_search_by_selection_sets_an_ordered_view(indexed_dataset):
+    ds = indexed_dataset
+    ids = ds.values("id")
+    params = {"index_key": "cb", "query_type": "selection", "k": 7}
+    result, requests = run_op(
+        "search", {"dataset": ds, "selected": ids[:2], "params": params}
+    )
+    assert result == {"n_results": 7}
+    assert uris(requests) == ["set_view"]
+    expected = sdk.search(ds, sample_ids=ids[:2], k=7, index_key="cb")
+    (stage,) = requests[0][1]["view"]
+    assert dict(stage["kwargs"]) == {
+        "sample_ids": expected.values("id"),
+        "ordered": True,
+    }
+
+
+def test_search_errors_are_notifications_not_tracebacks(indexed_dataset):
+    ds = indexed_dataset
+    params = {"index_key": "cb", "query_type": "text", "text": "a dog", "k": 5}
+    result, requests = run_op("search", {"dataset": ds, "params": params})
+    assert "CLIP model" in result["error"]
+    assert notifications(requests, "error") == [result["error"]]
+    params = {"index_key": "cb", "query_type": "selection"}
+    result, requests = run_op("search", {"dataset": ds, "params": params})
+    assert "select samples" in notifications(requests, "error")[0]
+
+
+def test_refine_operator_shows_results_and_writes_scores(indexed_dataset):
+    ds = indexed_dataset
+    airplanes = _tag(ds)
+    params = {"index_key": "cb", "model": "branches", "random_negatives": 200}
+    stats, requests = run_op("refine", {"dataset": ds, "params": params})
+    assert uris(requests) == ["set_view", "notify"]
+    assert stats["n_pos"] == 12 and stats["n_neg"] == 20
+    found = set(ds.exists("clipbranches_score").values("id"))
+    assert len(found) == stats["n_results"] and len(found & airplanes) >= 12
+    assert "matches" in notifications(requests, "success")[0]
+
+
+def test_refine_operator_reports_missing_positives(indexed_dataset):
+    params = {"index_key": "cb"}
+    result, requests = run_op("refine", {"dataset": indexed_dataset, "params": params})
+    assert "no positive samples" in result["error"]
+    assert uris(requests) == ["notify"]
+
+
+def test_save_results_view_operator(indexed_dataset):
+    ds = indexed_dataset
+    view = ds.take(5, seed=1)
+    ctx = {"dataset": ds, "view": view, "params": {"name": "my results"}}
+    result, requests = run_op("save_results_view", ctx)
+    assert result == {"name": "my results"}
+    assert ("set_view", {"name": "my results"}) in requests
+    assert ds.load_saved_view("my results").values("id") == view.values("id")
+    result, requests = run_op("save_results_view", {**ctx, "params": {"name": " "}})
+    assert "non-empty name" in result["error"]
+
+
+def test_manage_index_operators(indexed_dataset):
+    ds = indexed_dataset
+    info, _ = run_op("index_info", {"dataset": ds, "params": {"index_key": "cb"}})
+    assert info["n_samples"] == 200 and info["n_added"] == 0
+    index_dir = Path(info["index_dir"])
+    result, requests = run_op(
+        "rename_index", {"dataset": ds, "params": {"index_key": "cb", "new_key": "cb2"}}
+    )
+    assert result == {"index_key": "cb2"} and sdk.list_indexes(ds) == ["cb2"]
+    with pytest.raises(ExecutionError, match="not starting with a digit"):
+        run_op(
+            "rename_index",
+            {"dataset": ds, "params": {"index_key": "cb2", "new_key": "9x"}},
+        )
+    result, requests = run_op(
+        "delete_index", {"dataset": ds, "params": {"index_key": "cb2"}}
+    )
+    assert result == {"deleted": "cb2"} and not index_dir.exists()
+    result, requests = run_op(
+        "index_info", {"dataset": ds, "params": {"index_key": "cb2"}}
+    )
+    assert "no clipbranches index" in notifications(requests, "error")[0]
+
+
+def test_update_index_operator_reports_progress(indexed_dataset):
+    ds = indexed_dataset
+    ds.delete_samples(ds.values("id")[:3])
+    _, requests = run_op("update_index", {"dataset": ds, "params": {"index_key": "cb"}})
+    assert "set_progress" in uris(requests)
+    assert notifications(requests, "success") == ["Index 'cb' holds 197 samples"]
+
+
+def test_update_index_operator_error_is_notified(indexed_dataset, cifar_dir):
+    ds = indexed_dataset
+    path = next(p for p in Path(cifar_dir).rglob("*.jpg"))
+    ds.add_samples([fo.Sample(filepath=str(path))], progress=False)
+    _, requests = run_op("update_index", {"dataset": ds, "params": {"index_key": "cb"}})
+    assert "build_index_from_codes" in notifications(requests, "error")[0]
+
+
+def _resolve_input(name, ds, params):
+    op = next(cls for cls in OPERATORS if cls().config.name == name)()
+    request = {"dataset_name": ds.name, "params": params}
+    ctx = ExecutionContext(request_params=request, executor=Executor())
+    return op.resolve_input(ctx).type.to_json()["properties"]
+
+
+def test_build_index_form_flags_an_existing_key(indexed_dataset):
+    props = _resolve_input("build_index", indexed_dataset, {"index_key": "cb"})
+    assert props["index_key"]["invalid"] is True
+    assert "already exists" in props["index_key"]["error_message"]
+    props = _resolve_input("build_index", indexed_dataset, {"index_key": "fresh"})
+    assert props["index_key"]["invalid"] is False
+
+
+def test_forms_of_every_operator_resolve(indexed_dataset):
+    for cls in OPERATORS:
+        props = _resolve_input(cls().config.name, indexed_dataset, {})
+        assert isinstance(props, dict)

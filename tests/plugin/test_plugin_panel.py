@@ -1,0 +1,122 @@
+"""The relevance-feedback panel driven headlessly, method by method."""
+
+import fiftyone.operators as foo
+import numpy as np
+from conftest import notifications, run_op, uris
+
+from fiftyone_clipbranches.panels.constants import STORE_NAME
+
+
+def call(ds, method, state=None, selected=(), alt=(), view=None):
+    ctx = {
+        "dataset": ds,
+        "selected": list(selected) + list(alt),
+        "selected_samples": [{"id": i, "type": "default"} for i in selected]
+        + [{"id": i, "type": "alt"} for i in alt],
+        "params": {"__method__": method, "panel_id": "p1", "panel_state": state or {}},
+    }
+    if view is not None:
+        ctx["view"] = view
+    return run_op("clipbranches_panel", ctx)[1]
+
+
+def patched_state(requests) -> dict:
+    state = {}
+    for uri, params in requests:
+        if uri == "patch_panel_state":
+            state.update(params["state"])
+    return state
+
+
+def rendered(requests) -> dict:
+    (output,) = [p["output"] for uri, p in requests if uri == "show_panel_output"]
+    return output["type"]["properties"]
+
+
+def test_on_load_sets_defaults_selection_style_and_renders(indexed_dataset):
+    requests = call(indexed_dataset, "on_load")
+    state = patched_state(requests)
+    assert (
+        state["index_key"] == "cb" and state["k"] == 60 and state["model"] == "branches"
+    )
+    style = [p for uri, p in requests if uri == "set_sample_selection_style"]
+    assert style == [{"default": "green-checkmark", "alt": "red-checkmark"}]
+    props = rendered(requests)
+    for name in ("query", "k", "search", "model", "random_negatives", "refine"):
+        assert name in props
+    assert props["random_negatives"]["type"]["max"] == 1000
+
+
+def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
+    ds = indexed_dataset
+    a, b, c = ds.values("id")[:3]
+    requests = call(ds, "mark_positive", selected=[a, b], alt=[c])
+    assert {"clear_selected_samples", "reload_samples"} <= set(uris(requests))
+    assert set(ds.match_tags("cb_positive").values("id")) == {a, b}
+    assert ds.match_tags("cb_negative").values("id") == [c]
+    call(ds, "mark_negative", selected=[a])
+    assert ds.match_tags("cb_positive").values("id") == [b]
+    assert set(ds.match_tags("cb_negative").values("id")) == {a, c}
+    requests = call(ds, "mark_positive")
+    assert "select samples" in notifications(requests, "error")[0]
+    call(ds, "reset_labels")
+    assert ds.count_sample_tags() == {}
+
+
+def test_custom_tag_names_are_used(indexed_dataset):
+    ds = indexed_dataset
+    a = ds.values("id")[0]
+    call(ds, "mark_positive", state={"positive_tag": "good"}, selected=[a])
+    assert ds.count_sample_tags() == {"good": 1}
+
+
+def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
+    ds = indexed_dataset
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    planes, others = ids[labels == "airplane"], ids[labels != "airplane"]
+    call(ds, "mark_positive", selected=planes[:10].tolist(), alt=others[:15].tolist())
+    state = {"index_key": "cb", "model": "ensemble", "random_negatives": 100}
+    requests = call(ds, "refine", state=state)
+    assert uris(requests)[:2] == ["set_view", "patch_panel_state"]
+    assert "matches" in notifications(requests, "success")[0]
+    stats = patched_state(requests)["last_stats"]
+    assert (
+        stats["n_pos"] == 10 and stats["n_neg"] == 15 and stats["model"] == "ensemble"
+    )
+    assert "last_round" in rendered(requests)
+    requests = call(ds, "refine", state={"index_key": "cb", "model": "tree"})
+    assert "history" in rendered(requests)
+    rounds = foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")
+    assert [(r["round"], r["kind"], r["model"]) for r in rounds] == [
+        (1, "refine", "ensemble"),
+        (2, "refine", "tree"),
+    ]
+    call(ds, "clear_history")
+    assert foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds") is None
+
+
+def test_refine_without_labels_is_a_notification(indexed_dataset):
+    requests = call(indexed_dataset, "refine", state={"index_key": "cb"})
+    assert "no positive samples" in notifications(requests, "error")[0]
+    assert "set_view" not in uris(requests)
+
+
+def test_search_by_selection_then_save_view(indexed_dataset):
+    ds = indexed_dataset
+    ids = ds.values("id")
+    requests = call(ds, "search", state={"index_key": "cb", "k": 9}, selected=ids[:1])
+    (view_params,) = [p for uri, p in requests if uri == "set_view"]
+    (stage,) = view_params["view"]
+    assert len(dict(stage["kwargs"])["sample_ids"]) == 9
+    requests = call(ds, "search", state={"index_key": "cb"})
+    assert "type a query" in notifications(requests, "error")[0]
+    view = ds.take(4, seed=2)
+    requests = call(ds, "save_view", state={"view_name": "panel view"}, view=view)
+    assert ("set_view", {"name": "panel view"}) in requests
+    assert ds.load_saved_view("panel view").values("id") == view.values("id")
+
+
+def test_panel_without_index_says_how_to_build_one(make_dataset_no_index):
+    props = rendered(call(make_dataset_no_index, "on_load"))
+    assert "no_index" in props and "refine" not in props

@@ -1,0 +1,114 @@
+"""build_index from real CLIP embeddings stored in a VectorField; update_index."""
+
+from pathlib import Path
+
+import fiftyone as fo
+import numpy as np
+import pytest
+from sdk_testdata import attach_real_embeddings
+
+from fiftyone_clipbranches import sdk
+
+
+@pytest.fixture
+def embedded(make_dataset, clip_embeddings_dir):
+    ds = make_dataset(20)
+    attach_real_embeddings(ds, clip_embeddings_dir)
+    return ds
+
+
+def test_build_from_a_vector_field_then_search_and_refine(embedded):
+    ds = embedded
+    info = sdk.build_index(
+        ds, "pca", embeddings_field="emb", code_method="pca", progress=False
+    )
+    assert (info.n_samples, info.code_method, info.embeddings_field) == (
+        200,
+        "pca",
+        "emb",
+    )
+    assert not info.supports_text
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    cats = ids[labels == "cat"]
+    near = sdk.search(ds, sample_ids=cats[:3].tolist(), k=10, index_key="pca")
+    assert near.values("ground_truth.label").count("cat") >= 8
+    vec = ds[cats[0]]["emb"]
+    assert sdk.search_ids(ds, vector=vec, k=1, index_key="pca")[0] == [cats[0]]
+    result = sdk.refine(ds, positives=cats[:10].tolist(), index_key="pca")
+    found = set(result.ids)
+    assert len(found & set(cats)) >= 10 and len(found - set(cats)) <= 3
+
+
+def test_missing_embeddings_are_clear_errors(embedded):
+    ds = embedded
+    with pytest.raises(sdk.MissingEmbeddingsError, match="no embeddings field"):
+        sdk.build_index(
+            ds, "x", embeddings_field="nope", code_method="pca", progress=False
+        )
+    ds.select(ds.values("id")[:3]).set_field("emb", None).save()
+    with pytest.raises(sdk.MissingEmbeddingsError, match="3 samples"):
+        sdk.build_index(
+            ds, "x", embeddings_field="emb", code_method="pca", progress=False
+        )
+    with pytest.raises(ValueError, match="code_method"):
+        sdk.build_index(ds, "x", embeddings_field="emb", code_method="lsh")
+    assert sdk.list_indexes(ds) == []
+    info = sdk.build_index(
+        ds,
+        "x",
+        embeddings_field="emb",
+        code_method="pca",
+        skip_missing=True,
+        progress=False,
+    )
+    assert info.n_samples == 197
+    assert sdk.index_info(ds, "x").freshness.n_added == 3
+
+
+def test_update_appends_added_samples_with_the_index_encoder(embedded, cifar_dir):
+    ds = embedded
+    sdk.build_index(
+        ds, "pca", embeddings_field="emb", code_method="pca", progress=False
+    )
+    old = sdk.load_index(ds, "pca")[1]
+    path = next(p for p in Path(cifar_dir).rglob("*.jpg"))
+    cat_vec = ds.match(fo.ViewField("ground_truth.label") == "cat").first()["emb"]
+    (new_id,) = ds.add_samples(
+        [fo.Sample(filepath=str(path), emb=cat_vec)], progress=False
+    )
+    ds.delete_samples(ds.values("id")[:2])
+    assert sdk.index_info(ds, "pca").freshness.n_added == 1
+    info = sdk.update_index(ds, "pca", progress=False)
+    assert info.n_samples == 199 and not info.freshness.is_stale
+    _, bundle = sdk.load_index(ds, "pca")
+    (row,), found = bundle.rowmap.rows_of([new_id])
+    assert found.all()
+    assert bundle.index.codes[row].tolist() == old.encoder.encode(cat_vec).tolist()
+    assert new_id in sdk.search_ids(ds, vector=cat_vec, k=2, index_key="pca")[0]
+
+
+@pytest.mark.slow
+def test_compute_embeddings_and_text_search_with_random_clip(make_dataset):
+    """Random-weight CLIP (offline): the pipeline runs, meaning is not tested."""
+    ds = make_dataset(4)
+    calls = []
+    out = sdk.compute_embeddings(
+        ds,
+        "clip",
+        model="ViT-B-32",
+        pretrained=None,
+        progress=lambda f, s: calls.append(f),
+    )
+    assert out["n_embedded"] == 40 and out["n_failed"] == 0 and calls[-1] == 1.0
+    assert out["clip_model"]["name"] == "ViT-B-32"
+    again = sdk.compute_embeddings(ds, "clip", model="ViT-B-32", pretrained=None)
+    assert again["n_embedded"] == 0 and again["n_skipped"] == 40
+    vectors = np.stack(ds.values("clip"))
+    assert vectors.shape == (40, 512)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    info = sdk.build_index(
+        ds, "t", embeddings_field="clip", code_method="pca", progress=False
+    )
+    assert info.supports_text and info.clip_model["name"] == "ViT-B-32"
+    assert len(sdk.search(ds, text="a photo of a dog", k=4, index_key="t")) == 4

@@ -1,0 +1,103 @@
+"""Index lifecycle on real FiftyOne datasets: runs, files, freshness."""
+
+from pathlib import Path
+
+import fiftyone as fo
+import numpy as np
+import pytest
+from sdk_testdata import cluster_codes, index_dataset
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.runs import ClipBranchesIndexConfig
+
+
+def test_build_registers_a_run_on_the_root_dataset_with_files(make_dataset):
+    ds = make_dataset(5)
+    view = ds.match_tags("nothing")
+    codes = cluster_codes(ds.values("ground_truth.label"))
+    info = sdk.build_index_from_codes(view, codes, ds.values("id"), "idx")
+    assert sdk.list_indexes(ds) == ["idx"]
+    assert ds.list_runs() == ["idx"]
+    assert info.n_samples == 50 and info.code_dims == 32
+    assert (Path(info.index_dir) / "manifest.json").is_file()
+    # the config class is reloaded by its full name from a fresh dataset handle
+    config = fo.load_dataset(ds.name).get_run_info("idx").config
+    assert isinstance(config, ClipBranchesIndexConfig)
+    assert config.index_dir == info.index_dir
+
+
+def test_existing_key_and_bad_key_are_refused(make_dataset):
+    ds = make_dataset(3)
+    index_dataset(ds, "idx")
+    with pytest.raises(sdk.IndexExistsError, match="already exists"):
+        index_dataset(ds, "idx")
+    with pytest.raises(ValueError, match="not valid"):
+        index_dataset(ds, "bad key")
+
+
+def test_missing_index_is_a_clear_error(make_dataset):
+    ds = make_dataset(2)
+    with pytest.raises(sdk.IndexNotFoundError, match="build_index"):
+        sdk.search(ds, sample_ids=ds.values("id")[:1], index_key="nope")
+
+
+def test_rename_keeps_files_and_delete_removes_them(make_dataset):
+    ds = make_dataset(3)
+    index_dataset(ds, "old")
+    index_dir = Path(sdk.index_info(ds, "old").index_dir)
+    sdk.rename_index(ds, "old", "new")
+    assert sdk.list_indexes(ds) == ["new"]
+    assert sdk.index_info(ds, "new").index_dir == str(index_dir)
+    assert (
+        len(sdk.search(ds, sample_ids=ds.values("id")[:1], k=3, index_key="new")) == 3
+    )
+    sdk.delete_index(ds, "new")
+    assert sdk.list_indexes(ds) == [] and not index_dir.exists()
+    assert not index_dir.parent.exists()  # the dataset's folder was emptied
+
+
+def test_added_and_deleted_samples_are_reported(make_dataset, cifar_dir):
+    ds = make_dataset(3)
+    index_dataset(ds, "idx")
+    assert not sdk.index_info(ds, "idx").freshness.is_stale
+    ids = ds.values("id")
+    ds.delete_samples(ids[:2])
+    path = next(p for p in Path(cifar_dir).rglob("*.jpg"))
+    new = ds.add_samples([fo.Sample(filepath=str(path))], progress=False)
+    fresh = sdk.index_info(ds, "idx").freshness
+    assert (fresh.n_added, fresh.n_deleted, fresh.n_index) == (1, 2, 30)
+    assert fresh.added_ids == tuple(new)
+
+
+def test_index_from_codes_cannot_absorb_added_samples(make_dataset, cifar_dir):
+    ds = make_dataset(2)
+    index_dataset(ds, "idx")
+    path = next(p for p in Path(cifar_dir).rglob("*.jpg"))
+    ds.add_samples([fo.Sample(filepath=str(path))], progress=False)
+    with pytest.raises(sdk.StaleIndexError, match="build_index_from_codes"):
+        sdk.update_index(ds, "idx", progress=False)
+
+
+def test_update_drops_deleted_samples(make_dataset):
+    ds = make_dataset(3)
+    index_dataset(ds, "idx")
+    old_dir = Path(sdk.index_info(ds, "idx").index_dir)
+    gone = ds.values("id")[:4]
+    ds.delete_samples(gone)
+    info = sdk.update_index(ds, "idx", progress=False)
+    assert info.n_samples == 26 and not info.freshness.is_stale
+    assert not old_dir.exists() and Path(info.index_dir).is_dir()
+    found = sdk.search_ids(ds, sample_ids=ds.values("id")[:1], k=100, index_key="idx")[
+        0
+    ]
+    assert len(found) == 26 and not set(found) & set(gone)
+
+
+def test_codes_must_match_sample_ids(make_dataset):
+    ds = make_dataset(1)
+    with pytest.raises(ValueError, match="sample ids"):
+        sdk.build_index_from_codes(
+            ds, np.zeros((3, 32), np.uint8), ds.values("id"), "x"
+        )
+    with pytest.raises(TypeError, match="uint8"):
+        sdk.build_index_from_codes(ds, np.zeros((10, 32)), ds.values("id"), "x")

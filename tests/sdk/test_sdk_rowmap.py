@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
+
+
+def _ids(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [f"{v:024x}" for v in rng.choice(2**62, size=n, replace=False)]
+
+
+def test_rows_of_finds_every_id_and_flags_unknown_ones():
+    ids = _ids(500)
+    rowmap = SampleRowMap(ids)
+    query = ids[::7] + ["f" * 24, "0" * 24]
+    rows, found = rowmap.rows_of(query)
+    assert found.tolist() == [True] * len(ids[::7]) + [False, False]
+    assert rows[found].tolist() == list(range(0, 500, 7))
+    assert rowmap.ids_of(rows[found]) == ids[::7]
+
+
+def test_save_load_round_trip(tmp_path):
+    ids = _ids(50, seed=1)
+    SampleRowMap(ids).save(tmp_path / "ids.npy")
+    loaded = SampleRowMap.load(tmp_path / "ids.npy")
+    assert loaded.ids_of(np.arange(50)) == ids
+    assert loaded.contains(ids[:3]).all()
+
+
+def test_duplicate_ids_are_rejected():
+    ids = _ids(5)
+    with pytest.raises(ValueError, match="unique"):
+        SampleRowMap(ids + ids[:1])
+
+
+def test_empty_map_finds_nothing():
+    rows, found = SampleRowMap([]).rows_of(["a" * 24])
+    assert not found.any() and rows.shape == (1,)

@@ -1,0 +1,150 @@
+"""search and refine on real FiftyOne datasets, checked against brute force."""
+
+from pathlib import Path
+
+import fiftyone as fo
+import numpy as np
+import pytest
+from sdk_testdata import index_dataset
+
+from fiftyone_clipbranches import sdk
+
+
+@pytest.fixture
+def indexed(make_dataset):
+    ds = make_dataset(20)
+    codes = index_dataset(ds, "cb")
+    return ds, codes
+
+
+def _brute_knn(codes, query, k):
+    d = ((codes.astype(np.int64) - query.astype(np.int64)) ** 2).sum(axis=1)
+    order = np.lexsort((np.arange(len(codes)), d))[:k]
+    return order, d[order]
+
+
+def test_search_by_samples_equals_brute_force_knn_of_mean_code(indexed):
+    ds, codes = indexed
+    ids = ds.values("id")
+    query_rows = [3, 50, 77]
+    ranked, dists = sdk.search_ids(
+        ds, sample_ids=[ids[r] for r in query_rows], k=25, index_key="cb"
+    )
+    mean = np.rint(codes[query_rows].astype(np.float64).mean(axis=0)).astype(np.uint8)
+    rows, expected = _brute_knn(codes, mean, 25)
+    assert ranked == [ids[r] for r in rows]
+    assert dists.tolist() == expected.tolist()
+    view = sdk.search(ds, sample_ids=[ids[r] for r in query_rows], k=25, index_key="cb")
+    assert view.values("id") == ranked
+
+
+def test_search_by_code_vector_and_argument_errors(indexed):
+    ds, codes = indexed
+    ranked, dists = sdk.search_ids(ds, vector=codes[10], k=1, index_key="cb")
+    assert ranked == [ds.values("id")[10]] and dists.tolist() == [0]
+    with pytest.raises(ValueError, match="exactly one query"):
+        sdk.search(ds, index_key="cb")
+    with pytest.raises(ValueError, match="k must be"):
+        sdk.search(ds, vector=codes[0], k=0, index_key="cb")
+    with pytest.raises(ValueError, match="CLIP model"):
+        sdk.search(ds, text="a dog", index_key="cb")
+    with pytest.raises(ValueError, match="uint8 code"):
+        sdk.search(ds, vector=np.zeros(512, np.float32), index_key="cb")
+
+
+def test_search_never_returns_deleted_samples(indexed):
+    ds, codes = indexed
+    ids = ds.values("id")
+    rows, _ = _brute_knn(codes, codes[0], 10)
+    deleted = [ids[r] for r in rows[1:6]]
+    ds.delete_samples(deleted)
+    found, _ = sdk.search_ids(ds, vector=codes[0], k=10, index_key="cb")
+    assert len(found) == 10 and not set(found) & set(deleted)
+
+
+def _tag_round(ds, n_pos=15, n_neg=30):
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    airplanes = ids[labels == "airplane"]
+    others = ids[labels != "airplane"]
+    ds.select(airplanes[:n_pos].tolist()).tag_samples("cb_positive")
+    ds.select(others[::5][:n_neg].tolist()).tag_samples("cb_negative")
+    return set(airplanes.tolist())
+
+
+def test_refine_round_trip_scores_view_and_saved_view(indexed):
+    ds, _ = indexed
+    airplanes = _tag_round(ds)
+    result = sdk.refine(ds, index_key="cb", saved_view="round_1", random_negatives=100)
+    found = set(result.ids)
+    assert len(found & airplanes) >= 15 and len(found - airplanes) <= 2
+    assert set(ds.match_tags("cb_positive").values("id")) <= found
+    assert np.all(np.diff(result.scores) <= 0)
+    assert result.view.values("id") == result.ids
+    assert ds.load_saved_view("round_1").values("id") == result.ids
+    scored = ds.exists("clipbranches_score")
+    assert set(scored.values("id")) == found
+    by_id = dict(zip(*ds.values(["id", "clipbranches_score"])))
+    assert np.allclose([by_id[i] for i in result.ids], result.scores)
+    stats = result.stats
+    assert (stats["n_pos"], stats["n_neg"], stats["n_results"]) == (15, 30, len(found))
+    assert stats["n_random_neg"] == 100 and stats["n_unindexed"] == 0
+
+
+def test_next_round_clears_scores_of_samples_no_longer_matched(indexed):
+    ds, _ = indexed
+    _tag_round(ds)
+    first = sdk.refine(ds, index_key="cb")
+    ds.untag_samples(["cb_positive", "cb_negative"])
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    second = sdk.refine(
+        ds, positives=ids[labels == "ship"][:15].tolist(), index_key="cb"
+    )
+    assert not set(first.ids) & set(second.ids)
+    assert set(ds.exists("clipbranches_score").values("id")) == set(second.ids)
+
+
+@pytest.mark.parametrize("model", ["ensemble", "tree", "forest"])
+def test_every_model_kind_finds_the_class(indexed, model):
+    ds, _ = indexed
+    airplanes = _tag_round(ds)
+    result = sdk.refine(ds, model=model, index_key="cb", score_field=None)
+    found = set(result.ids)
+    assert len(found & airplanes) >= 15
+    assert len(found - airplanes) <= 2
+    assert not ds.has_field("clipbranches_score")
+
+
+def test_refine_label_errors(indexed):
+    ds, _ = indexed
+    ids = ds.values("id")
+    with pytest.raises(sdk.NoPositivesError, match="cb_positive"):
+        sdk.refine(ds, index_key="cb")
+    ds.select(ids[:2]).tag_samples(["cb_positive", "cb_negative"])
+    with pytest.raises(sdk.ContradictoryLabelsError, match="2 samples"):
+        sdk.refine(ds, index_key="cb")
+    with pytest.raises(sdk.ContradictoryLabelsError):
+        sdk.refine(ds, positives=ids[:3], negatives=ids[2:4], index_key="cb")
+    with pytest.raises(ValueError, match="model must be"):
+        sdk.refine(ds, positives=ids[:3], model="svm", index_key="cb")
+
+
+def test_refine_with_a_positive_added_after_the_build_is_stale(indexed, cifar_dir):
+    ds, _ = indexed
+    path = next(p for p in Path(cifar_dir).rglob("*.jpg"))
+    (new_id,) = ds.add_samples([fo.Sample(filepath=str(path))], progress=False)
+    with pytest.raises(sdk.StaleIndexError, match="update_index"):
+        sdk.refine(ds, positives=[new_id], index_key="cb")
+
+
+def test_refine_excludes_deleted_samples_and_reports_added_ones(indexed, cifar_dir):
+    ds, _ = indexed
+    airplanes = _tag_round(ds)
+    deleted = sorted(airplanes - set(ds.match_tags("cb_positive").values("id")))[:3]
+    ds.delete_samples(deleted)
+    path = next(p for p in Path(cifar_dir).rglob("*.jpg"))
+    ds.add_samples([fo.Sample(filepath=str(path))], progress=False)
+    result = sdk.refine(ds, index_key="cb")
+    assert not set(result.ids) & set(deleted)
+    assert result.stats["n_unindexed"] == 1 and result.stats["n_index"] == 197

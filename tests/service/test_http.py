@@ -1,0 +1,324 @@
+"""Every endpoint of the real service process, over real HTTP, on a real dataset and
+index; results compared with the sdk called in this process."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import numpy as np
+import pytest
+from conftest import DATASET, NEG_TAG, POS_TAG
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.service.openapi import build_openapi
+
+MISSING_ID = "ffffffffffffffffffffffff"
+
+
+def _ids(ds, rows) -> list[str]:
+    all_ids = ds.values("id")
+    return [all_ids[r] for r in rows]
+
+
+def _sdk_refine(ds, **kwargs):
+    result = sdk.refine(ds, score_field=None, k_preview=1, **kwargs)
+    return result.ids, np.asarray(result.scores), result.stats
+
+
+def _all_items(call, result_id: str, limit: int = 37) -> list[dict]:
+    items, offset = [], 0
+    while offset is not None:
+        status, _, page = call(
+            "GET", f"/v1/results/{result_id}?offset={offset}&limit={limit}"
+        )
+        assert status == 200, page
+        items.extend(page["items"])
+        offset = page["next_offset"]
+    return items
+
+
+def test_health_ready_openapi_need_no_token(call):
+    for path in ("/v1/health", "/v1/ready", "/v1/openapi.json"):
+        status, headers, body = call("GET", path, auth=False)
+        assert status == 200, body
+        assert headers["Content-Type"] == "application/json"
+    assert call("GET", "/v1/health", auth=False)[2] == {"status": "ok"}
+    assert call("GET", "/v1/ready", auth=False)[2] == {"status": "ready", "indexes": 1}
+    assert call("GET", "/v1/openapi.json", auth=False)[2] == build_openapi()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+    ],
+)
+def test_auth_required(call, headers):
+    for method, path, body in (
+        ("GET", "/v1/datasets", None),
+        ("POST", "/v1/refine", {"dataset": DATASET}),
+        ("GET", "/v1/results/" + "0" * 32, None),
+    ):
+        status, hdrs, err = call(method, path, body, headers=headers, auth=False)
+        assert status == 401
+        assert err["error"]["code"] == "unauthorized"
+        assert hdrs["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_datasets_and_indexes(call, served_dataset):
+    status, _, body = call("GET", "/v1/datasets")
+    assert status == 200
+    (entry,) = body["datasets"]
+    assert entry["name"] == DATASET
+    (index,) = entry["indexes"]
+    assert index["key"] == "clipbranches"
+    assert index["n_samples"] == len(served_dataset)
+    assert index["code_dims"] == 32
+    assert index["supports_text"] is False
+    assert index["manifest"]["n_samples"] == len(served_dataset)
+    assert "index_dir" not in index and "/" not in str(
+        index["manifest"].get("dataset_id")
+    )
+    assert call("GET", f"/v1/datasets/{DATASET}")[2] == entry
+    assert call("GET", f"/v1/datasets/{DATASET}/indexes/clipbranches")[2] == index
+
+    status, _, err = call("GET", "/v1/datasets/nope")
+    assert (status, err["error"]["code"]) == (404, "dataset_not_found")
+    status, _, err = call("GET", f"/v1/datasets/{DATASET}/indexes/other")
+    assert (status, err["error"]["code"]) == (404, "index_not_found")
+    status, _, err = call("GET", f"/v1/datasets/{DATASET}/indexes/..%2F..")
+    assert status in (400, 404) and "error" in err
+
+
+def test_search_by_samples_matches_sdk(call, served_dataset):
+    query = _ids(served_dataset, [0, 1])
+    status, _, body = call(
+        "POST",
+        "/v1/search",
+        {"dataset": DATASET, "sample_ids": query, "k": 25, "page_size": 10},
+    )
+    assert status == 200, body
+    ids, dists = sdk.search_ids(served_dataset, sample_ids=query, k=25)
+    assert body["total"] == 25 and body["kind"] == "search"
+    assert [it["id"] for it in body["items"]] == ids[:10]
+    assert [it["score"] for it in body["items"]] == (-dists[:10].astype(float)).tolist()
+    assert body["next_offset"] == 10
+    assert {"search_s", "total_s"} <= set(body["timings"])
+    assert [it["id"] for it in _all_items(call, body["result_id"])] == ids
+
+
+def test_search_text_on_index_without_clip_model(call):
+    status, _, err = call("POST", "/v1/search", {"dataset": DATASET, "text": "a dog"})
+    assert status == 422
+    assert err["error"]["code"] == "unprocessable"
+    assert "text" in err["error"]["message"]
+
+
+@pytest.mark.parametrize("model", ["branches", "ensemble", "tree", "forest"])
+def test_refine_by_ids_matches_sdk(call, served_dataset, model):
+    pos = _ids(served_dataset, range(0, 8))
+    neg = _ids(served_dataset, range(200, 204))
+    body = {
+        "dataset": DATASET,
+        "positives": pos,
+        "negatives": neg,
+        "model": model,
+        "random_negatives": 60,
+        "negative_weight": 2.0,
+        "page_size": 20,
+    }
+    status, _, res = call("POST", "/v1/refine", body)
+    assert status == 200, res
+    ids, scores, stats = _sdk_refine(
+        served_dataset,
+        positives=pos,
+        negatives=neg,
+        model=model,
+        random_negatives=60,
+        negative_weight=2.0,
+    )
+    assert res["total"] == len(ids) > 0
+    assert res["stats"]["n_positives"] == 8 and res["stats"]["n_negatives"] == 4
+    assert res["stats"]["model"] == model
+    assert res["stats"]["n_random_negatives"] == stats["n_random_neg"]
+    assert res["stats"]["n_unindexed"] == stats["n_unindexed"] == 0
+    assert {"train_s", "query_s", "total_s"} <= set(res["timings"])
+    assert len(res["items"]) == min(20, len(ids))
+    items = _all_items(call, res["result_id"])
+    assert [it["id"] for it in items] == ids
+    np.testing.assert_array_equal([it["score"] for it in items], scores)
+
+
+def test_refine_by_tags_matches_sdk(call, served_dataset):
+    status, _, res = call(
+        "POST", "/v1/refine", {"dataset": DATASET, "random_negatives": 50}
+    )
+    assert status == 200, res
+    assert res["stats"]["label_source"] == "tags"
+    ids, _, _ = _sdk_refine(
+        served_dataset, tags=(POS_TAG, NEG_TAG), random_negatives=50
+    )
+    assert [it["id"] for it in _all_items(call, res["result_id"], limit=1000)] == ids
+    assert res["stats"]["n_positives"] == 5 and res["stats"]["n_negatives"] == 5
+
+    status, _, same = call(
+        "POST",
+        "/v1/refine",
+        {
+            "dataset": DATASET,
+            "positive_tag": POS_TAG,
+            "negative_tag": NEG_TAG,
+            "random_negatives": 50,
+        },
+    )
+    assert status == 200 and same["total"] == res["total"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"positives": [MISSING_ID]}, 422, "unknown_sample_ids"),
+        ({"positive_tag": "nobody-has-this"}, 422, "no_positives"),
+        ({"positives": [], "negatives": []}, 422, "no_positives"),
+        ({"index_key": "other"}, 404, "index_not_found"),
+        ({"dataset": "nope"}, 404, "dataset_not_found"),
+    ],
+)
+def test_refine_errors(call, body, status, code):
+    got, _, err = call("POST", "/v1/refine", {"dataset": DATASET, **body})
+    assert (got, err["error"]["code"]) == (status, code), err
+    if code == "unknown_sample_ids":
+        assert err["error"]["details"] == {"field": "positives", "ids": [MISSING_ID]}
+
+
+def test_contradictory_labels(call, served_dataset):
+    sid = _ids(served_dataset, [3])
+    status, _, err = call(
+        "POST", "/v1/refine", {"dataset": DATASET, "positives": sid, "negatives": sid}
+    )
+    assert (status, err["error"]["code"]) == (422, "contradictory_labels")
+
+
+def test_paging_bounds_and_delete(call, served_dataset):
+    pos = _ids(served_dataset, range(100, 106))
+    status, _, res = call(
+        "POST", "/v1/refine", {"dataset": DATASET, "positives": pos, "page_size": 1}
+    )
+    assert status == 200 and len(res["items"]) == 1
+    rid, total = res["result_id"], res["total"]
+    status, _, page = call("GET", f"/v1/results/{rid}?offset={total}&limit=5")
+    assert status == 200 and page["items"] == [] and page["next_offset"] is None
+    status, _, page = call("GET", f"/v1/results/{rid}")
+    assert page["offset"] == 0 and len(page["items"]) == min(total, 100)
+    for query in (
+        "limit=0",
+        "limit=10001",
+        "offset=-1",
+        "limit=abc",
+        "offset=1&offset=2",
+        "x=1",
+    ):
+        status, _, err = call("GET", f"/v1/results/{rid}?{query}")
+        assert (status, err["error"]["code"]) == (400, "invalid_request"), query
+    assert call("DELETE", f"/v1/results/{rid}")[0] == 200
+    for method in ("GET", "DELETE"):
+        status, _, err = call(method, f"/v1/results/{rid}")
+        assert (status, err["error"]["code"]) == (404, "result_not_found")
+    status, _, err = call("GET", "/v1/results/not-a-result-id")
+    assert (status, err["error"]["code"]) == (400, "invalid_request")
+
+
+def test_save_view(call, served_dataset):
+    pos = _ids(served_dataset, range(200, 206))
+    status, _, res = call("POST", "/v1/refine", {"dataset": DATASET, "positives": pos})
+    assert status == 200
+    rid = res["result_id"]
+    status, _, saved = call("POST", f"/v1/results/{rid}/save", {"name": "svc view"})
+    assert status == 200, saved
+    assert saved == {"dataset": DATASET, "name": "svc view", "n_samples": res["total"]}
+    served_dataset.reload()
+    view = served_dataset.load_saved_view("svc view")
+    assert view.values("id") == [it["id"] for it in _all_items(call, rid, limit=500)]
+
+    status, _, err = call("POST", f"/v1/results/{rid}/save", {"name": "svc view"})
+    assert (status, err["error"]["code"]) == (409, "view_exists")
+    status, _, _ = call(
+        "POST", f"/v1/results/{rid}/save", {"name": "svc view", "overwrite": True}
+    )
+    assert status == 200
+    status, _, err = call("POST", f"/v1/results/{rid}/save", {"name": "../etc/passwd"})
+    assert (status, err["error"]["code"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "status", "code"),
+    [
+        (b"{not json", "application/json", 400, "invalid_json"),
+        (b'{"dataset": NaN}', "application/json", 400, "invalid_json"),
+        (b'{"dataset": "a", "dataset": "b"}', "application/json", 400, "invalid_json"),
+        (b"\xff\xfe", "application/json", 400, "invalid_json"),
+        (b"[" * 100_000, "application/json", 400, "invalid_json"),
+        (b"", "application/json", 400, "invalid_json"),
+        (b'"just a string"', "application/json", 400, "invalid_request"),
+        (b'{"dataset": "x"}', "text/plain", 415, "unsupported_media_type"),
+        (b'{"dataset": "x"}', None, 415, "unsupported_media_type"),
+        (b'{"dataset": "x", "extra": 1}', "application/json", 400, "invalid_request"),
+        (
+            b'{"dataset": "x"}',
+            "application/json; charset=utf-8",
+            404,
+            "dataset_not_found",
+        ),
+    ],
+)
+def test_malformed_requests(call, raw, content_type, status, code):
+    got, headers, err = call("POST", "/v1/refine", raw=raw, content_type=content_type)
+    assert (got, err["error"]["code"]) == (status, code), err
+    assert headers["Content-Type"] == "application/json"
+    assert "Traceback" not in err["error"]["message"]
+
+
+def test_oversized_body(call):
+    big = b'{"dataset": "' + b"x" * (1 << 20) + b'"}'
+    status, _, err = call("POST", "/v1/refine", raw=big)
+    assert (status, err["error"]["code"]) == (413, "body_too_large")
+
+
+def test_unknown_endpoint_and_method(call):
+    status, _, err = call("GET", "/v1/nothing-here")
+    assert (status, err["error"]["code"]) == (404, "not_found")
+    status, headers, err = call("GET", "/v1/refine")
+    assert (status, err["error"]["code"]) == (405, "method_not_allowed")
+    assert "POST" in headers["Allow"]
+    status, _, err = call("POST", "/v1/refine?debug=1", {"dataset": DATASET})
+    assert (status, err["error"]["code"]) == (400, "invalid_request")
+
+
+def test_concurrent_refinements_equal_sequential(call, served_dataset):
+    ids = served_dataset.values("id")
+    bodies = []
+    for i, model in enumerate(["branches", "ensemble", "tree", "branches"] * 3):
+        start = 100 * (i % 3)
+        bodies.append(
+            {
+                "dataset": DATASET,
+                "positives": ids[start + i : start + i + 6],
+                "negatives": ids[(start + 150 + i) % 300 : (start + 150 + i) % 300 + 3],
+                "model": model,
+                "random_negatives": 40 + i,
+                "page_size": 300,
+            }
+        )
+
+    def run(body):
+        status, _, res = call("POST", "/v1/refine", body)
+        assert status == 200, res
+        return [(it["id"], it["score"]) for it in res["items"]], res["total"]
+
+    sequential = [run(b) for b in bodies]
+    with cf.ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(run, bodies))
+    assert concurrent == sequential

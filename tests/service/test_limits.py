@@ -1,0 +1,165 @@
+"""Time limits, admission control, readiness, unexpected errors and token rules, on a
+real waitress server in this process with a tiny stand-in backend (the sdk cannot be
+made slow or broken on demand)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+
+import numpy as np
+import pytest
+from conftest import Http
+
+from fiftyone_clipbranches.service.cli_command import add_serve_arguments
+from fiftyone_clipbranches.service.results import Ranking
+from fiftyone_clipbranches.service.server import resolve_token, start_server
+
+SID = "0123456789abcdef01234567"
+
+
+class StandInBackend:
+    """Serves dataset ``d`` with index ``k``; ``refine`` blocks until released,
+    ``search`` raises an unexpected error."""
+
+    def __init__(self):
+        self.loaded = threading.Event()
+        self.release = threading.Event()
+        self.ready = False
+        self.load_error = None
+
+    def load(self):
+        self.loaded.wait(30)
+        self.ready = True
+
+    def is_ready(self):
+        return self.ready
+
+    def n_indexes(self):
+        return 1
+
+    def list_datasets(self):
+        return [{"name": "d", "indexes": [{"key": "k", "n_samples": 1}]}]
+
+    def dataset_info(self, name):
+        return self.list_datasets()[0]
+
+    def index_info(self, name, key):
+        return self.list_datasets()[0]["indexes"][0]
+
+    def refine(self, req):
+        self.release.wait(30)
+        rows = np.arange(3, dtype=np.int64)
+        return Ranking(rows, np.ones(3), lambda r: [SID] * len(r), {"timings": {}})
+
+    def search(self, req):
+        raise KeyError("secret internal detail")
+
+    def save_view(self, result, name, overwrite):
+        return {"name": name}
+
+
+@pytest.fixture
+def stand_in():
+    backend = StandInBackend()
+    service = start_server(
+        backend,
+        port=0,
+        threads=6,
+        token=None,
+        allow_no_token_on_localhost=True,
+        compute_workers=1,
+        max_queued=1,
+        request_timeout_s=0.5,
+    )
+    try:
+        yield backend, service, Http(service.url, None)
+    finally:
+        backend.loaded.set()
+        backend.release.set()
+        service.stop()
+
+
+def test_readiness_timeout_busy_and_internal_errors(stand_in):
+    backend, service, call = stand_in
+    assert service.token is None  # loopback, explicitly allowed
+    assert call("GET", "/v1/health")[0] == 200
+    status, _, err = call("GET", "/v1/ready")
+    assert (status, err["error"]["code"]) == (503, "not_ready")
+    backend.loaded.set()
+    assert service.wait_ready(10)
+    assert call("GET", "/v1/ready")[2] == {"status": "ready", "indexes": 1}
+    assert call("GET", "/v1/datasets")[0] == 200  # no token needed in this mode
+
+    body = {"dataset": "d", "positives": [SID]}
+    status, _, err = call("POST", "/v1/refine", body)
+    assert (status, err["error"]["code"]) == (504, "timeout")
+    # one worker is still busy with the abandoned job and one more may queue
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(call("POST", "/v1/refine", body))
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r[2]["error"]["code"] for r in results)
+    assert codes == ["busy", "timeout"]
+    assert 503 in [r[0] for r in results]
+
+    backend.release.set()
+    for _ in range(100):
+        status, _, res = call("POST", "/v1/refine", body)
+        if status == 200:
+            break
+        threading.Event().wait(0.05)
+    assert status == 200 and res["total"] == 3
+
+    status, _, err = call("POST", "/v1/search", {"dataset": "d", "text": "x"})
+    assert (status, err["error"]["code"]) == (500, "internal_error")
+    assert "secret" not in err["error"]["message"]
+
+
+def test_stop_frees_the_port(stand_in):
+    _, service, call = stand_in
+    port = service.port
+    assert call("GET", "/v1/health")[0] == 200
+    service.stop()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_token_rules(monkeypatch):
+    monkeypatch.delenv("CLIPBRANCHES_SERVICE_TOKEN", raising=False)
+    token, generated = resolve_token(None, "127.0.0.1", False)
+    assert generated and len(token) >= 32
+    assert resolve_token(None, "::1", True) == (None, False)
+    assert resolve_token(None, "localhost", True) == (None, False)
+    with pytest.raises(ValueError, match="loopback"):
+        resolve_token(None, "0.0.0.0", True)
+    with pytest.raises(ValueError, match="at least 16"):
+        resolve_token("short", "127.0.0.1", False)
+    monkeypatch.setenv("CLIPBRANCHES_SERVICE_TOKEN", "from-the-environment-1234")
+    assert resolve_token(None, "0.0.0.0", True) == ("from-the-environment-1234", False)
+    with pytest.raises(ValueError, match="port"):
+        start_server(StandInBackend(), port=70000)
+
+
+def test_serve_arguments():
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.host, args.no_token, args.datasets, args.token) == (
+        "127.0.0.1",
+        False,
+        None,
+        None,
+    )
+    args = parser.parse_args(
+        ["--port", "0", "--dataset", "a", "--dataset", "b", "--no-token"]
+    )
+    assert (args.port, args.datasets, args.no_token) == (0, ["a", "b"], True)

@@ -1,0 +1,162 @@
+"""Request schemas, the OpenAPI document built from them, the result store and the
+compute pool: units below the HTTP layer."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches.service import requests as rq
+from fiftyone_clipbranches.service.compute import ComputePool
+from fiftyone_clipbranches.service.errors import ApiError, ValidationError
+from fiftyone_clipbranches.service.openapi import build_openapi
+from fiftyone_clipbranches.service.results import Ranking, ResultStore
+
+SID = "0123456789abcdef01234567"
+
+
+def test_refine_defaults_filled():
+    req = rq.REFINE.validate({"dataset": "d", "positives": [SID]})
+    assert req["index_key"] == "clipbranches"
+    assert req["model"] == "branches"
+    assert req["random_negatives"] == 500
+    assert req["negative_weight"] == 1.0
+    assert req["negatives"] is None
+    assert req["page_size"] == rq.DEFAULT_PAGE_SIZE
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"dataset": "d", "bogus": 1}, "unknown field"),
+        ({}, "dataset: is required"),
+        ({"dataset": 3}, "must be a string"),
+        ({"dataset": "d", "random_negatives": True}, "must be an integer"),
+        ({"dataset": "d", "random_negatives": 1.0}, "must be an integer"),
+        ({"dataset": "d", "random_negatives": -1}, "must be >= 0"),
+        ({"dataset": "d", "negative_weight": "1"}, "must be a number"),
+        ({"dataset": "d", "negative_weight": 0}, "must be >= 0.001"),
+        ({"dataset": "d", "model": "svm"}, "must be one of"),
+        ({"dataset": "d", "positives": [SID, SID]}, "must not repeat"),
+        ({"dataset": "d", "positives": ["xyz"]}, "positives[0]"),
+        ({"dataset": "d", "positives": [SID.upper()]}, "must match"),
+        ({"dataset": "d", "positives": SID}, "must be an array"),
+        ({"dataset": "d", "positives": [SID], "positive_tag": "p"}, "only one of"),
+        ({"dataset": "d", "page_size": rq.MAX_PAGE_SIZE + 1}, "must be <="),
+        ({"dataset": "d", "index_key": "../x"}, "must match"),
+        ([], "must be a JSON object"),
+    ],
+)
+def test_refine_rejects(body, fragment):
+    with pytest.raises(ValidationError) as info:
+        rq.REFINE.validate(body)
+    assert info.value.status == 400
+    assert info.value.code == "invalid_request"
+    assert fragment in info.value.message
+
+
+def test_search_needs_exactly_one_query():
+    assert rq.SEARCH.validate({"dataset": "d", "text": "a cat"})["k"] == rq.DEFAULT_K
+    for body in ({"dataset": "d"}, {"dataset": "d", "text": "x", "sample_ids": [SID]}):
+        with pytest.raises(ValidationError, match="exactly one of"):
+            rq.SEARCH.validate(body)
+    with pytest.raises(ValidationError, match="must be <= 1000"):
+        rq.SEARCH.validate({"dataset": "d", "text": "x", "k": 1001})
+
+
+def test_too_many_ids_rejected():
+    ids = [f"{i:024x}" for i in range(rq.MAX_IDS + 1)]
+    with pytest.raises(ValidationError, match="between 0 and"):
+        rq.REFINE.validate({"dataset": "d", "positives": ids})
+
+
+def test_openapi_document_mirrors_the_schemas():
+    doc = build_openapi()
+    assert doc["openapi"].startswith("3.")
+    refine = doc["components"]["schemas"]["RefineRequest"]
+    assert refine["additionalProperties"] is False
+    assert refine["required"] == ["dataset"]
+    assert set(refine["properties"]) == set(rq.REFINE.props)
+    assert (
+        refine["properties"]["random_negatives"]["maximum"] == rq.MAX_RANDOM_NEGATIVES
+    )
+    assert refine["properties"]["model"]["enum"] == list(rq.MODELS)
+    search = doc["components"]["schemas"]["SearchRequest"]
+    assert search["oneOf"] == [{"required": ["text"]}, {"required": ["sample_ids"]}]
+    for path, ops in doc["paths"].items():
+        assert path.startswith("/v1/")
+        for op in ops.values():
+            assert "200" in op["responses"]
+
+
+def _ranking(n: int) -> Ranking:
+    rows = np.arange(n, dtype=np.int64)
+    return Ranking(rows, -rows.astype(float), lambda r: [f"{i:024x}" for i in r])
+
+
+def test_ranking_pages():
+    r = _ranking(5)
+    assert r.page(3, 10) == [
+        {"id": f"{3:024x}", "score": -3.0},
+        {"id": f"{4:024x}", "score": -4.0},
+    ]
+    assert r.page(5, 10) == []
+    with pytest.raises(ValueError):
+        Ranking(np.arange(3), np.zeros(2), lambda r: [])
+
+
+def test_store_lru_ttl_and_bytes():
+    now = [0.0]
+    store = ResultStore(max_items=2, max_bytes=10_000, ttl_s=10, clock=lambda: now[0])
+    a = store.put("refine", "d", "k", _ranking(3), {})
+    b = store.put("refine", "d", "k", _ranking(3), {})
+    assert store.get(a.result_id) is a  # a is now the most recent
+    c = store.put("refine", "d", "k", _ranking(3), {})
+    assert store.get(b.result_id) is None
+    assert {store.get(a.result_id), store.get(c.result_id)} == {a, c}
+    now[0] = 11.0
+    assert store.get(a.result_id) is None and len(store) == 0
+    assert store.nbytes == 0
+    big = store.put("refine", "d", "k", _ranking(400), {})  # 6400 bytes
+    store.put("refine", "d", "k", _ranking(400), {})
+    assert store.get(big.result_id) is None  # evicted for bytes, not count
+    assert store.nbytes == 6400
+    assert len(a.result_id) == 32 and a.result_id != b.result_id
+    assert store.delete(c.result_id) is False
+
+
+def test_pool_busy_and_timeout():
+    pool = ComputePool(workers=1, max_queued=0, timeout_s=0.2)
+    release = threading.Event()
+    started = threading.Event()
+
+    def block():
+        started.set()
+        release.wait(10)
+        return "done"
+
+    try:
+        with pytest.raises(ApiError) as info:
+            pool.run(block)
+        assert info.value.status == 504 and info.value.code == "timeout"
+        assert started.is_set()
+        with pytest.raises(ApiError) as info:  # the slot is still held
+            pool.run(lambda: 1)
+        assert info.value.status == 503 and info.value.code == "busy"
+        release.set()
+        for _ in range(100):
+            try:
+                assert pool.run(lambda: 41 + 1) == 42
+                break
+            except ApiError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("the pool never freed its slot")
+        with pytest.raises(ZeroDivisionError):
+            pool.run(lambda: 1 / 0)
+    finally:
+        release.set()
+        pool.shutdown()
