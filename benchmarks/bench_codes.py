@@ -22,6 +22,7 @@ instead of the fitted quantiser.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -96,7 +97,7 @@ def methods(args):
     trained = {}
 
     def trained_head(train, koleo_weight):
-        key = (id(train), koleo_weight)
+        key = (hashlib.sha1(train.tobytes()).hexdigest(), koleo_weight)
         if key not in trained:
             trained[key] = train_head(
                 train,
