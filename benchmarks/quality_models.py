@@ -22,8 +22,8 @@ MODEL_LABELS = {
     "ensemble": "DB ensemble",
     "tree": "decision tree",
     "forest": "random forest",
-    "nn": "NN (k=|class|)",
-    "rocchio": "Rocchio (k=|class|)",
+    "nn": "NN (k = class size)",
+    "rocchio": "Rocchio (k = class size)",
 }
 
 #: Defaults of the harness; ``--params`` overrides them per model.
@@ -34,6 +34,7 @@ DEFAULT_PARAMS: dict[str, dict] = {
         "negatives_per_positive": 25,
         "min_random_negatives": 100,
     },
+    "training_by_model": {},
     "subsets": {"sizes": None, "seed": 0},
     "branches": {},
     "ensemble": {},
@@ -158,10 +159,20 @@ class ModelContext:
             self._index = CodeIndex.build(self.features, subsets=self.subsets)
         return self._index
 
-    def training_rows(self, positives, negatives, seed: int) -> TrainingRows:
+    def training_config(self, model: str | None = None) -> dict:
+        """The ``training`` section, updated with ``training_by_model[model]``."""
+        return {
+            **self.params["training"],
+            **self.params["training_by_model"].get(model, {}),
+        }
+
+    def training_rows(
+        self, positives, negatives, seed: int, model: str | None = None
+    ) -> TrainingRows:
         """Positives + explicit negatives + random catalogue negatives (labelled rows
-        excluded), with the configured number of random negatives and negative weight."""
-        cfg = self.params["training"]
+        excluded), with the configured number of random negatives and negative weight
+        (``training`` params, overridden per model by ``training_by_model``)."""
+        cfg = self.training_config(model)
         positives = np.asarray(positives, np.int64)
         negatives = np.asarray(negatives, np.int64)
         n_random = random_negatives_for(cfg, positives.shape[0])

@@ -61,9 +61,15 @@ def paper_protocol(
             results = last[1]
         else:
             positives = np.sort(order[:p_eff])
-            train = ctx.training_rows(positives, np.zeros(0, np.int64), neg_seed)
+            sets: dict = {}
             results = {}
             for name in models:
+                key = repr(sorted(ctx.training_config(name).items()))
+                if key not in sets:
+                    sets[key] = ctx.training_rows(
+                        positives, np.zeros(0, np.int64), neg_seed, name
+                    )
+                train = sets[key]
                 pred = run_model(name, ctx, train, members.shape[0], model_seed)
                 results[name] = {**scores(pred.mask, truth), "fit_s": pred.fit_s}
             last = (p_eff, results)
@@ -144,7 +150,7 @@ def interactive_protocol(
             labelled = np.flatnonzero(seen)
             positives = labelled[truth[labelled]]
             negatives = labelled[~truth[labelled]]
-            train = ctx.training_rows(positives, negatives, neg_seed + r)
+            train = ctx.training_rows(positives, negatives, neg_seed + r, name)
             pred = run_model(
                 name, ctx, train, members.shape[0], model_seed + r, rank=True
             )

@@ -231,10 +231,13 @@ def load_clip(
         WeightsUnavailableError: the tag's weights are not cached and cannot be fetched.
         ValueError: unknown architecture, tag, device or precision, or a bad checkpoint.
     """
+    if isinstance(name, str) and name not in open_clip.list_models():
+        _register_config_beside(name, pretrained)
     if not isinstance(name, str) or name not in open_clip.list_models():
         raise ValueError(
             f"unknown open_clip architecture {name!r}; see open_clip.list_models() "
-            "(e.g. 'ViT-B-32')"
+            "(e.g. 'ViT-B-32'), or put its open_clip config as "
+            f"'{name}.json' next to the checkpoint"
         )
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
@@ -273,7 +276,7 @@ def load_clip(
         "pretrained": source.tag
         if source.tag is not None
         else (
-            os.path.basename(source.checkpoint_path) if source.checkpoint_path else None
+            os.path.abspath(source.checkpoint_path) if source.checkpoint_path else None
         ),
         "checkpoint_sha256": source.sha256,
         "embedding_dim": int(open_clip.get_model_config(name)["embed_dim"]),
@@ -281,3 +284,17 @@ def load_clip(
     return ClipModel(
         model, preprocess, open_clip.get_tokenizer(name), dev, prec, identity
     )
+
+
+def _register_config_beside(name: str, pretrained) -> None:
+    """Register ``<name>.json`` lying next to a local checkpoint with open_clip.
+
+    Custom architectures (such as the demo model) travel with their config, so any
+    process holding the checkpoint path can load them.
+    """
+    if pretrained is None or not isinstance(pretrained, str | os.PathLike):
+        return
+    checkpoint = os.fspath(pretrained)
+    config = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"{name}.json")
+    if os.path.isfile(checkpoint) and os.path.isfile(config):
+        open_clip.add_model_config(config)

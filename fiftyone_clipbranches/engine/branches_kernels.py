@@ -575,24 +575,3 @@ def box_weights(X, y, W, member, dims, lengths, subset_ids, lo, hi):
                 else:
                     wn[b] += w[i]
     return wp, wn
-
-
-@njit(cache=True)
-def member_coverage(X, dims, lengths, subset_ids, lo, hi, member_start):
-    """int64 ``(M,)``: rows of ``X`` inside at least one box of each member (serial)."""
-    M = member_start.shape[0] - 1
-    out = np.zeros(M, dtype=np.int64)
-    for e in range(M):
-        for i in range(X.shape[0]):
-            for b in range(member_start[e], member_start[e + 1]):
-                s = subset_ids[b]
-                inside = True
-                for j in range(lengths[s]):
-                    v = X[i, dims[s, j]]
-                    if v < lo[b, j] or v > hi[b, j]:
-                        inside = False
-                        break
-                if inside:
-                    out[e] += 1
-                    break
-    return out

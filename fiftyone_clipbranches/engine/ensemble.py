@@ -45,10 +45,7 @@ class DecisionBranchesEnsemble:
 
     Attributes (after ``fit``): ``boxes_`` (all members' boxes, grouped by member,
     ``member`` = owner), ``subsets_``, ``n_boxes_`` int64 ``(n_estimators,)``,
-    ``box_purity_`` float64 ``(B,)`` on each member's own bootstrap sample,
-    ``member_coverage_`` float64 ``(n_estimators,)``: fraction of the training rows
-    inside some box of each member (the random negatives make it an estimate of the
-    member's share of the catalogue).
+    ``box_purity_`` float64 ``(B,)`` on each member's own bootstrap sample.
 
     ``decision_function(x) = votes / n_estimators + t(x) / (2 n_estimators)`` with
     ``t(x)`` the mean over members of ``1 / (1 + exp(-4 s_e(x)))``, ``s_e`` member
@@ -164,9 +161,6 @@ class DecisionBranchesEnsemble:
             X, y, W, b.member, subsets.dims, subsets.lengths, b.subset_ids, b.lo, b.hi
         )
         self.box_purity_ = wp / np.maximum(wp + wn, 1e-300)
-        self.member_coverage_ = _k.member_coverage(
-            X, subsets.dims, subsets.lengths, b.subset_ids, b.lo, b.hi, self._starts
-        ) / float(X.shape[0])
         return self
 
     def _check_fitted(self):
@@ -193,23 +187,6 @@ class DecisionBranchesEnsemble:
         """bool mask of vote counts that pass ``vote_threshold``."""
         thr = self._check_threshold()
         return np.asarray(members_hit) / self.n_members_ > thr
-
-    def min_votes(self) -> int:
-        """Smallest vote count that passes ``vote_threshold``."""
-        m = self.n_members_
-        return int(np.flatnonzero(self.keep_votes(np.arange(m + 1)))[0]) if m else 1
-
-    def candidate_members(self) -> np.ndarray:
-        """Members whose boxes every passing row must meet: int32, ascending.
-
-        A row with at least ``need = min_votes()`` votes lies in a box of at least
-        one of any ``n_estimators - need + 1`` members, so querying the boxes of the
-        members with the smallest ``member_coverage_`` finds every passing row.
-        """
-        self._check_fitted()
-        k = self.n_members_ - self.min_votes() + 1
-        order = np.argsort(self.member_coverage_, kind="stable")[:k]
-        return np.sort(order).astype(np.int32)
 
     def score_rows(self, X) -> tuple[np.ndarray, np.ndarray]:
         """``(votes int32, decision_function float64)`` of the rows of ``X``."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import Boxes
 from .branches import DecisionBranches
 from .ensemble import DecisionBranchesEnsemble
 from .scan import scan_boxes
@@ -44,29 +43,6 @@ class Ranking:
         return cls(ids[order], scores[order])
 
 
-def _apply_ensemble(model: DecisionBranchesEnsemble, index) -> Ranking:
-    """Query only the boxes of the members every passing row must meet, then count
-    the votes of all members on those candidate rows (exact, see
-    ``DecisionBranchesEnsemble.candidate_members``)."""
-    boxes = model.boxes_
-    members = model.candidate_members()
-    if members.size == model.n_members_:
-        ids, hits = index.query_boxes(boxes)
-        ids = ids[model.keep_votes(hits)]
-        scores = model.decision_function(index.codes[ids]) if ids.size else np.zeros(0)
-        return Ranking.from_unsorted(ids, scores)
-    keep = np.isin(boxes.member, members)
-    part = Boxes(
-        boxes.subset_ids[keep], boxes.lo[keep], boxes.hi[keep], boxes.member[keep]
-    )
-    ids, _ = index.query_boxes(part)
-    if ids.size == 0:
-        return Ranking(np.zeros(0, np.int64), np.zeros(0))
-    votes, scores = model.score_rows(index.codes[ids])
-    passing = model.keep_votes(votes)
-    return Ranking.from_unsorted(ids[passing], scores[passing])
-
-
 def is_index_aware(model) -> bool:
     return isinstance(model, (DecisionBranches, DecisionBranchesEnsemble))
 
@@ -79,10 +55,8 @@ def apply_model(
     Decision branches and ensembles answer their boxes with ``index.query_boxes`` (or,
     with ``use_index=False``, the full parallel scan :func:`~.scan.scan_boxes`, which
     returns the same rows); ensembles keep rows whose member vote passes
-    ``vote_threshold`` (through the index they query only the boxes of the
-    ``n_estimators - need + 1`` members with the smallest coverage, which every
-    passing row must meet, and count all members' votes on those rows); only passing
-    rows are scored with ``decision_function``. Top-k
+    ``vote_threshold`` (the index counts distinct members per row while it merges
+    the box results); only passing rows are scored with ``decision_function``. Top-k
     models (``NearestNeighbours``, ``Rocchio``) search the codes exactly; any other
     model with ``predict``/``decision_function`` is applied in chunks of
     ``chunk_rows`` rows.
@@ -110,8 +84,6 @@ def apply_model(
                 f"the model expects {model.n_features_in_} dims, the index has"
                 f" {codes.shape[1]}"
             )
-        if isinstance(model, DecisionBranchesEnsemble) and use_index:
-            return _apply_ensemble(model, index)
         if use_index:
             ids, hits = index.query_boxes(model.boxes_)
         else:

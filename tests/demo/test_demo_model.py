@@ -171,3 +171,12 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     expected = tmp_path / "home" / ".local" / "share" / "fiftyone-clipbranches"
     assert default_data_dir() == expected
+
+
+def test_trimmed_text_encoding_equals_open_clip(tiny):
+    model, _, tokenizer = tiny[1].load()
+    tokens = tokenizer(["a red circle", "something green", "two shapes"])
+    with torch.no_grad():
+        full = model.encode_text(tokens, normalize=True)
+        trimmed = demo_train.encode_text_trimmed(model, tokens)
+    torch.testing.assert_close(trimmed, full, rtol=1e-5, atol=1e-6)

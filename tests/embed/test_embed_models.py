@@ -60,7 +60,7 @@ def test_local_checkpoint_round_trip(tiny_name, tiny_model, tmp_path):
     path = tmp_path / "tiny.pt"
     torch.save(tiny_model.model.state_dict(), path)
     m = load_clip(tiny_name, pretrained=str(path), device="cpu", precision="fp32")
-    assert m.identity["pretrained"] == "tiny.pt"
+    assert m.identity["pretrained"] == str(path.resolve())
     assert len(m.identity["checkpoint_sha256"]) == 64
     texts = ["a dog", "a red car"]
     np.testing.assert_allclose(
@@ -159,3 +159,22 @@ def test_resume_after_interruption_is_identical(
         tiny_model.embed_images(
             paths[:-1], batch_size=2, num_workers=0, progress=False, checkpoint_dir=ckpt
         )
+
+
+def test_custom_architecture_loads_from_config_beside_checkpoint(tiny_model, tmp_path):
+    import json
+
+    import open_clip
+
+    name = "clipbranches-test-beside"
+    config = open_clip.get_model_config(tiny_model.identity["name"])
+    (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    path = tmp_path / "model.pt"
+    torch.save(tiny_model.model.state_dict(), path)
+    assert name not in open_clip.list_models()
+    m = load_clip(name, pretrained=str(path), device="cpu", precision="fp32")
+    np.testing.assert_allclose(
+        m.embed_texts(["a red circle"]),
+        tiny_model.embed_texts(["a red circle"]),
+        atol=1e-6,
+    )

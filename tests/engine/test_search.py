@@ -143,19 +143,14 @@ def test_exact_on_tiny_catalogues_with_duplicates(seed, levels, n):
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.8])
-def test_ensemble_candidate_members_keep_apply_exact(catalogue, threshold):
+def test_ensemble_apply_is_exact_at_every_threshold(catalogue, threshold):
     codes, index, ts = catalogue
     model = DecisionBranchesEnsemble(
         n_estimators=6, vote_threshold=threshold, end_extension="open", random_state=4
     )
     model.fit(ts.X, ts.y, ts.sample_weight, subsets=index.subsets)
-    need = model.min_votes()
-    assert need / 6 > threshold >= (need - 1) / 6
-    members = model.candidate_members()
-    assert members.size == 6 - need + 1
-    cover = model.member_coverage_
-    assert cover[members].max() <= np.delete(cover, members).min(initial=1.0)
     ids, scores = brute_force_ranking(model, codes)
-    ranking = apply_model(model, index)
-    np.testing.assert_array_equal(ranking.ids, ids)
-    np.testing.assert_allclose(ranking.scores, scores, rtol=1e-12)
+    for use_index in (True, False):
+        ranking = apply_model(model, index, use_index=use_index)
+        np.testing.assert_array_equal(ranking.ids, ids)
+        np.testing.assert_allclose(ranking.scores, scores, rtol=1e-12)

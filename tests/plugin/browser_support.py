@@ -26,7 +26,7 @@ _LAUNCH_SCRIPT = """
 import json, sys
 import fiftyone as fo
 name, port, layout = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-panel = fo.Panel(type=layout["panel"], state=layout["state"])
+panel = fo.Panel(type=layout["panel"])
 spaces = fo.Space(
     children=[fo.Panel(type="Samples", pinned=True), panel],
     orientation="horizontal",
@@ -85,17 +85,16 @@ def running_app(
     panel: str,
     log_path: Path,
     *,
-    panel_state: dict | None = None,
     sizes: tuple[float, float] = (0.5, 0.5),
     startup_timeout: float = 150.0,
 ):
     """Serve ``dataset_name`` in the App with the grid and ``panel`` side by side.
 
     Yields the App's URL once it answers HTTP; on exit the whole process tree of the
-    App is terminated. ``panel_state`` is the panel's initial state.
+    App is terminated. ``sizes`` are the relative widths of grid and panel.
     """
     port = free_port()
-    layout = {"panel": panel, "state": panel_state or {}, "sizes": list(sizes)}
+    layout = {"panel": panel, "sizes": list(sizes)}
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -133,7 +132,7 @@ def _wait_for_http(url: str, proc, timeout: float, log_path: Path) -> None:
         time.sleep(0.5)
 
 
-def compact_png(src: Path, dst: Path, width: int = 1200, colors: int = 128) -> int:
+def compact_png(src: Path, dst: Path, width: int = 1200, colors: int = 256) -> int:
     """Write a smaller copy of screenshot ``src`` to ``dst`` (resized to ``width``
     pixels, palette of ``colors``); returns its size in bytes."""
     from PIL import Image

@@ -50,8 +50,9 @@ N_NEGATIVES = 3
 #: the first rows of the grid that are on screen without scrolling
 VISIBLE_TILES = 30
 #: a few random negatives suit a 300-sample catalogue (the default 500 would make
-#: every unlabelled sample a negative and the model could only return the labels)
-PANEL_STATE = {"index_key": INDEX_KEY, "k": K, "random_negatives": 10}
+#: every unlabelled sample a negative and the model could only return the labels);
+#: set on the panel's slider, whose step is 10
+RANDOM_NEGATIVES = 10
 TIMEOUT_MS = 60_000
 
 
@@ -104,7 +105,6 @@ def app_url(indexed):
         indexed.name,
         PANEL_NAME,
         ARTIFACTS / "app.log",
-        panel_state=PANEL_STATE,
         sizes=(0.55, 0.45),
     ) as url:
         yield url
@@ -123,6 +123,7 @@ def page(app_url):
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(app_url, wait_until="domcontentloaded")
             yield page
+            page.screenshot(path=str(ARTIFACTS / "last.png"))  # where a failure stopped
         finally:
             browser.close()
 
@@ -149,8 +150,26 @@ def click_button(page, label: str) -> None:
     page.get_by_role("button", name=label, exact=True).first.click()
 
 
+def set_random_negatives(page, value: int) -> None:
+    """Move the panel's first slider (random negatives) to ``value`` with the
+    keyboard: Home, then one ArrowRight per slider step."""
+    from playwright.sync_api import expect
+
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    page.keyboard.press("Home")
+    expect(slider).to_have_attribute("aria-valuenow", "0")
+    step = int(float(slider.get_attribute("step") or 1))
+    assert value % step == 0, f"{value} is not a multiple of the slider step {step}"
+    for i in range(1, value // step + 1):
+        slider.focus()  # the panel re-renders after each change
+        page.keyboard.press("ArrowRight")
+        expect(slider).to_have_attribute("aria-valuenow", str(i * step))
+
+
 def test_search_label_refine_in_the_app(indexed, page):
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.panels.constants import DEFAULTS
 
     ds = indexed
     ids = ds.values("id")
@@ -163,6 +182,8 @@ def test_search_label_refine_in_the_app(indexed, page):
         dismiss.first.click()
     wait_text(page, f"{n} samples", exact=True)
     page.locator('[data-cy="looker"]').first.wait_for()
+    page.locator('[data-cy="checkbox-tags"]').click()  # show sample tags on tiles
+    set_random_negatives(page, RANDOM_NEGATIVES)
     shot(page, "1_loaded.png")
 
     # search by example: the first sample (an airplane) selected in the grid
@@ -190,14 +211,14 @@ def test_search_label_refine_in_the_app(indexed, page):
     wait_text(page, f"{len(neg_at)} negative (")
     shot(page, "3_labelled.png")
 
-    positives = sorted(ds.match_tags("cb_positive").values("id"))
-    negatives = sorted(ds.match_tags("cb_negative").values("id"))
+    positives = sorted(ds.match_tags(DEFAULTS["positive_tag"]).values("id"))
+    negatives = sorted(ds.match_tags(DEFAULTS["negative_tag"]).values("id"))
     assert positives == sorted(expected[i] for i in pos_at)
     assert negatives == sorted(expected[i] for i in neg_at)
 
     same = sdk.refine(
         ds,
-        random_negatives=PANEL_STATE["random_negatives"],
+        random_negatives=RANDOM_NEGATIVES,
         score_field=None,
         index_key=INDEX_KEY,
     )
@@ -211,11 +232,12 @@ def test_search_label_refine_in_the_app(indexed, page):
     )
     wait_text(page, f"{m} samples", exact=True)
     wait_text(page, f"{m} matches of {n} indexed samples")
-    wait_text(page, f"{PANEL_STATE['random_negatives']} random negatives")
+    wait_text(page, f"{RANDOM_NEGATIVES} random negatives")
+    page.get_by_role("cell", name="refine", exact=True).first.wait_for()  # history
     shot(page, "4_refined.png")
 
     ds.reload()
-    scored = ds.exists("clipbranches_score")
+    scored = ds.exists(DEFAULTS["score_field"])
     assert sorted(scored.values("id")) == sorted(same.ids)
     found = scored.values("ground_truth.label")
     assert found.count(TARGET) > len(found) / 2

@@ -1,0 +1,347 @@
+"""``clipbranches demo``: the whole product, end to end, on a world it makes itself.
+
+Generated captioned images (or the user's own folder), a CLIP model (the demo model
+trained here, or any open_clip model), a FiftyOne dataset, an index, one text search,
+one simulated round of relevance feedback from the ground truth, a saved view and
+the App with the panel open. Every step reuses what an earlier run left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEMO_DATASET = "clipbranches-demo"
+DEMO_INDEX_KEY = "demo"
+DEMO_QUERY = "a red circle"
+DEMO_VIEW = "clipbranches-demo-refined"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class DemoReport:
+    """What one demo run measured. Figures are ``None`` when there is no ground truth."""
+
+    dataset: str
+    n_samples: int
+    query: str
+    k: int
+    model: str
+    precision_at_20: float | None = None
+    topk_f1: float | None = None
+    refined_f1: float | None = None
+    refined_precision: float | None = None
+    refined_recall: float | None = None
+    n_relevant: int | None = None
+    n_refined: int = 0
+    saved_view: str | None = None
+    timings: dict = field(default_factory=dict)
+
+    def format(self) -> str:
+        def fig(value):
+            return "n/a" if value is None else f"{value:.3f}"
+
+        lines = [
+            f"dataset           {self.dataset} ({self.n_samples} samples)",
+            f"text query        {self.query!r}, k = {self.k}",
+            f"precision@20      {fig(self.precision_at_20)}",
+            f"F1 of the top-{self.k:<4} {fig(self.topk_f1)}",
+            f"refined ({self.model:<8}) {self.n_refined} samples, F1 "
+            f"{fig(self.refined_f1)} (precision {fig(self.refined_precision)},"
+            f" recall {fig(self.refined_recall)}; {self.n_relevant} relevant)",
+        ]
+        if self.topk_f1 and self.refined_f1 is not None:
+            lines.append(f"F1 gain           {self.refined_f1 / self.topk_f1:.2f}x")
+        if self.saved_view:
+            lines.append(f"saved view        {self.saved_view}")
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
+        lines.append(f"timings           {steps}")
+        return "\n".join(lines)
+
+
+def run_demo(
+    *,
+    images: str | Path | None = None,
+    model: str | None = None,
+    pretrained: str | None = None,
+    n_images: int = 3000,
+    query: str = DEMO_QUERY,
+    k: int = 60,
+    refine_model: str = "ensemble",
+    dataset_name: str | None = None,
+    data_dir: str | Path | None = None,
+    train_minutes: float = 5.0,
+    progress: bool = True,
+) -> DemoReport:
+    """Prepare (or reuse) the demo dataset and index, search, refine once, report.
+
+    Args:
+        images: a folder of the user's own images; default: generated images with
+            ground truth.
+        model, pretrained: open_clip model and pretrained tag or checkpoint path;
+            default: the demo model, trained here on first use.
+        n_images: number of generated images (ignored with ``images``).
+        query: the text query.
+        k: number of results shown for the text query and labelled by the
+            simulated user.
+        refine_model: ``"branches"``, ``"ensemble"``, ``"tree"`` or ``"forest"``.
+        dataset_name: FiftyOne dataset to create or reuse.
+        data_dir: where generated images and the demo model are cached.
+        train_minutes: time budget for training the demo model.
+        progress: show progress bars.
+    """
+    from fiftyone_clipbranches import sdk
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    if images is None:
+        records = _generated_records(n_images, data_dir, progress)
+        lap("images")
+        if model is None:
+            model, pretrained = _demo_model(data_dir, progress, train_minutes)
+            lap("demo model")
+        name = dataset_name or DEMO_DATASET
+        dataset = _generated_dataset(name, records, model, pretrained)
+    else:
+        model = model or "ViT-B-32"
+        pretrained = pretrained or "laion2b_s34b_b79k"
+        name = dataset_name or f"{DEMO_DATASET}-{Path(images).resolve().name}"
+        dataset = _folder_dataset(name, Path(images), model, pretrained)
+    lap("dataset")
+
+    _ensure_index(dataset, model, pretrained, progress)
+    lap("index")
+
+    ids, _ = sdk.search_ids(dataset, text=query, k=k, index_key=DEMO_INDEX_KEY)
+    lap("search")
+
+    report = DemoReport(
+        dataset=dataset.name,
+        n_samples=len(dataset),
+        query=query,
+        k=k,
+        model=refine_model,
+        timings=timings,
+    )
+    truth = _relevant_ids(dataset, query)
+    if truth is None:
+        return report
+    shown = list(ids)
+    report.n_relevant = len(truth)
+    report.precision_at_20 = _precision(shown[:20], truth)
+    report.topk_f1 = _f1(shown, truth)
+
+    positives = [i for i in shown if i in truth]
+    negatives = [i for i in shown if i not in truth]
+    if not positives:
+        return report
+    result = sdk.refine(
+        dataset,
+        positives=positives,
+        negatives=negatives,
+        model=refine_model,
+        index_key=DEMO_INDEX_KEY,
+        saved_view=DEMO_VIEW,
+    )
+    lap("refine")
+    found = set(result.ids)
+    report.n_refined = len(found)
+    report.refined_f1 = _f1(result.ids, truth)
+    report.refined_precision = _precision(result.ids, truth)
+    report.refined_recall = len(found & truth) / len(truth) if truth else None
+    report.saved_view = DEMO_VIEW
+    return report
+
+
+def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0.1"):
+    """Open the App on the demo dataset with the panel beside the grid; blocks."""
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.panels.constants import PANEL_NAME
+    from fiftyone_clipbranches.plugin_install import PluginInstallError, install_plugin
+
+    try:
+        install_plugin()
+    except PluginInstallError as e:
+        print(f"warning: {e}")
+    dataset = fo.load_dataset(dataset_name)
+    spaces = fo.Space(
+        children=[
+            fo.Panel(type="Samples", pinned=True),
+            fo.Panel(type=PANEL_NAME),
+        ],
+        orientation="horizontal",
+    )
+    view = (
+        dataset.load_saved_view(DEMO_VIEW)
+        if dataset.has_saved_view(DEMO_VIEW)
+        else dataset.view()
+    )
+    session = fo.launch_app(
+        view, port=port, address=address, remote=True, auto=False, spaces=spaces
+    )
+    print(f"App: http://{address}:{port}/  (Ctrl-C to stop)")
+    session.wait(-1)
+
+
+def _generated_records(n_images, data_dir, progress):
+    from fiftyone_clipbranches.demo import generate_images
+    from fiftyone_clipbranches.demo.paths import demo_images_dir
+
+    return generate_images(demo_images_dir(data_dir), n=n_images, progress=progress)
+
+
+def _demo_model(data_dir, progress, train_minutes):
+    from fiftyone_clipbranches.demo import ensure_demo_model
+
+    demo = ensure_demo_model(data_dir, progress=progress, max_minutes=train_minutes)
+    _config_beside_checkpoint(demo)
+    return demo.name, demo.checkpoint_path
+
+
+def _config_beside_checkpoint(demo) -> None:
+    """Copy the demo architecture's config next to its checkpoint.
+
+    Any process (the App server, the HTTP service) can then load the model from the
+    checkpoint path recorded with the index.
+    """
+    import json
+
+    from fiftyone_clipbranches.demo.model import DEMO_MODEL_CONFIG
+    from fiftyone_clipbranches.demo.paths import write_json_atomic
+
+    path = Path(demo.checkpoint_path).parent / f"{demo.name}.json"
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = None
+    if current != DEMO_MODEL_CONFIG:
+        write_json_atomic(path, DEMO_MODEL_CONFIG)
+
+
+def _generated_dataset(name, records, model, pretrained):
+    """The dataset of generated images, rebuilt only when the images changed."""
+    import fiftyone as fo
+
+    wanted = {
+        "images": [r.filepath for r in records],
+        "model": model,
+        "pretrained": str(pretrained),
+    }
+    if fo.dataset_exists(name):
+        dataset = fo.load_dataset(name)
+        if dataset.info.get("clipbranches_demo") == wanted:
+            return dataset
+        dataset.delete()
+    dataset = fo.Dataset(name, persistent=True)
+    samples = []
+    for r in records:
+        detections = [
+            fo.Detection(
+                label=f"{o['colour']} {o['shape']}",
+                bounding_box=list(o["bbox"]),
+                colour=o["colour"],
+                shape=o["shape"],
+                size=o["size"],
+            )
+            for o in r.objects
+        ]
+        samples.append(
+            fo.Sample(
+                filepath=r.filepath,
+                caption=r.caption,
+                objects=fo.Detections(detections=detections),
+                background=fo.Classification(label=r.background),
+                texture=fo.Classification(label=r.texture),
+            )
+        )
+    dataset.add_samples(samples, progress=False)
+    dataset.info["clipbranches_demo"] = wanted
+    dataset.save()
+    return dataset
+
+
+def _folder_dataset(name, folder: Path, model, pretrained):
+    import fiftyone as fo
+
+    if not folder.is_dir():
+        raise ValueError(f"--images {folder} is not a folder of images")
+    if fo.dataset_exists(name):
+        return fo.load_dataset(name)
+    paths = sorted(
+        str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not paths:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    dataset = fo.Dataset(name, persistent=True)
+    dataset.add_samples([fo.Sample(filepath=p) for p in paths], progress=False)
+    return dataset
+
+
+def _ensure_index(dataset, model, pretrained, progress):
+    from fiftyone_clipbranches import sdk
+
+    if DEMO_INDEX_KEY in sdk.list_indexes(dataset):
+        info = sdk.index_info(dataset, DEMO_INDEX_KEY)
+        fresh = info.freshness
+        if fresh is None or (fresh.n_added == 0 and fresh.n_deleted == 0):
+            return
+        sdk.delete_index(dataset, DEMO_INDEX_KEY)
+    sdk.build_index(
+        dataset,
+        DEMO_INDEX_KEY,
+        model=model,
+        pretrained=pretrained,
+        code_method="head",
+        progress=progress,
+    )
+
+
+def _relevant_ids(dataset, query: str) -> set[str] | None:
+    """Samples holding an object of the query's colour and shape (generated data)."""
+    if "objects" not in dataset.get_field_schema():
+        return None
+    parsed = parse_colour_shape(query)
+    if parsed is None:
+        return None
+    colour, shape = parsed
+    ids = dataset.values("id")
+    labels = dataset.values("objects.detections.label")
+    wanted = f"{colour} {shape}"
+    return {i for i, ls in zip(ids, labels) if ls and wanted in ls}
+
+
+def parse_colour_shape(query: str) -> tuple[str, str] | None:
+    """``("red", "circle")`` for queries naming one colour and one shape, else None."""
+    from fiftyone_clipbranches.demo.generator import COLOURS, SHAPES
+
+    words = {w.strip(".,!?") for w in query.lower().split()}
+    colours = [c for c in COLOURS if c in words]
+    shapes = [s for s in SHAPES if words & {s, f"{s}s", f"{s}es"}]
+    if len(colours) != 1 or len(shapes) != 1:
+        return None
+    return colours[0], shapes[0]
+
+
+def _precision(ids, truth: set[str]) -> float | None:
+    ids = list(ids)
+    return float(np.mean([i in truth for i in ids])) if ids else None
+
+
+def _f1(ids, truth: set[str]) -> float:
+    found = set(ids)
+    hits = len(found & truth)
+    if hits == 0:
+        return 0.0
+    precision, recall = hits / len(found), hits / len(truth)
+    return 2 * precision * recall / (precision + recall)
