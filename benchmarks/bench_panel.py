@@ -37,7 +37,6 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-test-2000"
 STATE = RESULTS / "bench_panel"
 TARGET_S = 2.0
 
-os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(STATE / "fiftyone-db"))
 os.environ.setdefault("CLIPBRANCHES_INDEX_ROOT", str(STATE / "indexes"))
 os.environ.setdefault(
     "FIFTYONE_PLUGINS_DIR", tempfile.mkdtemp(prefix="cb-bench-plugins-")
@@ -134,8 +133,20 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from fiftyone_clipbranches.plugin_install import install_plugin
+    from fiftyone_clipbranches.private_db import start_private_mongod
 
     install_plugin(Path(os.environ["FIFTYONE_PLUGINS_DIR"]))
+    mongod = start_private_mongod(STATE / "mongod")
+    try:
+        run(args)
+    finally:
+        import fiftyone.core.odm.database as fodb
+
+        fodb._disconnect()
+        mongod.stop()
+
+
+def run(args) -> None:
     ds, labels, meta = get_dataset(args.n)
     ids = np.array(ds.values("id"))
     sizes = np.bincount(labels)

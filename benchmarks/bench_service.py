@@ -42,6 +42,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_codes import RESULTS, generate, parse_n  # noqa: E402
 
+from fiftyone_clipbranches.private_db import start_private_mongod  # noqa: E402
+
 TOKEN = "bench-service-token-0123456789"
 INDEX_KEY = "bench"
 N_POSITIVES, N_NEGATIVES, N_BODIES = 20, 10, 16
@@ -56,51 +58,6 @@ def synthetic_ids(n: int) -> np.ndarray:
     out = np.full((n, 24), ord("0"), dtype=np.uint8)
     out[:, 8:] = digits[nibbles]
     return out.view("S24").reshape(n)
-
-
-def start_private_mongod(work: Path) -> subprocess.Popen:
-    """A mongod of our own on a free loopback port, used by this process and the
-    service through ``FIFTYONE_DATABASE_URI`` (FiftyOne would otherwise attach to
-    any database service it finds on the machine, another user's included)."""
-    import importlib.util
-    import socket
-
-    if "fiftyone" in sys.modules:
-        raise RuntimeError("start the private mongod before fiftyone is imported")
-    spec = importlib.util.find_spec("fiftyone")
-    mongod = Path(spec.submodule_search_locations[0]) / "db" / "bin" / "mongod"
-    db = work / "db"
-    db.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    os.environ["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            str(mongod),
-            "--dbpath",
-            str(db),
-            "--port",
-            str(port),
-            "--bind_ip",
-            "127.0.0.1",
-            "--nounixsocket",
-            "--logpath",
-            str(work / "mongod.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"mongod did not start; see {work / 'mongod.log'}")
 
 
 def setup_environment(work: Path) -> None:
@@ -495,8 +452,7 @@ def main(argv=None) -> int:
         import fiftyone.core.odm.database as fodb
 
         fodb._disconnect()
-        mongod.terminate()
-        mongod.wait(timeout=60)
+        mongod.stop()
 
 
 def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> int:

