@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from .paths import write_json_atomic
 
 #: Bumped whenever the images or captions a (seed, index) pair produces change.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -33,7 +33,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 125, 20),
 }
 #: Object diameter as a fraction of the image side.
-SIZES: dict[str, float] = {"small": 0.17, "medium": 0.28, "large": 0.42}
+SIZES: dict[str, float] = {"small": 0.24, "medium": 0.33, "large": 0.44}
 BACKGROUNDS: tuple[str, ...] = ("white", "gray", "black", *COLOURS)
 TEXTURES: tuple[str, ...] = ("plain", "striped", "checkered", "dotted", "noisy")
 MAX_OBJECTS = 3

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Default subset configuration, ``{subset size: number of subsets}``.
-DEFAULT_SUBSET_SIZES: dict[int, int] = {4: 4, 6: 4, 8: 2}
+#: Default subset configuration, ``{subset size: number of subsets}``: eight 6-dim
+#: subsets cost 32 + 8 * (6 + 4) = 112 bytes per point with the codes, and match the
+#: retrieval quality of larger configurations (see docs/quality.md, sweep 1).
+DEFAULT_SUBSET_SIZES: dict[int, int] = {6: 8}
 
 
 @dataclass(frozen=True, eq=False)

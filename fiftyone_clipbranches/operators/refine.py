@@ -1,16 +1,22 @@
-"""Operator: one refinement round from the positive/negative sample tags."""
+"""Operator: one refinement round from the positive/negative sample tags.
+
+:func:`refine_in_context` is the one place the plugin (this operator and the
+panel) chooses where a refinement runs: on the clipbranches service when the plugin
+secret ``CLIPBRANCHES_SERVICE_URL`` is set, else in this process.
+"""
 
 from __future__ import annotations
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+import numpy as np
 
 from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
     notify_error,
 )
-from fiftyone_clipbranches.sdk import refine
+from fiftyone_clipbranches.sdk import RefineResult, apply_refine_result, refine
 from fiftyone_clipbranches.sdk.models import MODEL_LABELS
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_NEGATIVE_TAG,
@@ -31,6 +37,7 @@ def add_model_inputs(inputs) -> None:
     inputs.int(
         "random_negatives",
         label="Random negatives",
+        description="Unlabelled samples used as negatives (at most a quarter of them)",
         default=500,
         min=0,
         max=1000,
@@ -44,6 +51,81 @@ def add_model_inputs(inputs) -> None:
         max=100.0,
         view=types.SliderView(),
     )
+
+
+def refine_in_context(
+    ctx,
+    *,
+    tags: tuple[str, str],
+    model: str,
+    random_negatives: int,
+    negative_weight: float,
+    score_field: str | None,
+    index_key: str,
+    saved_view: str | None = None,
+) -> RefineResult:
+    """Refine from the tags of ``ctx.dataset``, remotely when a service is set.
+
+    With the secrets ``CLIPBRANCHES_SERVICE_URL`` (and ``..._TOKEN``) set, the
+    service trains and queries and this process only writes the returned scores
+    and views (:func:`sdk.apply_refine_result`); otherwise :func:`sdk.refine`.
+    Both return the same ids, scores and stats keys.
+    """
+    from fiftyone_clipbranches.service.client import service_settings
+
+    remote = service_settings(ctx.secrets)
+    if remote is None:
+        return refine(
+            ctx.dataset,
+            tags=tags,
+            model=model,
+            random_negatives=random_negatives,
+            negative_weight=negative_weight,
+            score_field=score_field,
+            saved_view=saved_view,
+            index_key=index_key,
+        )
+    from fiftyone_clipbranches.service.client import remote_refine
+
+    url, token = remote
+    ds = ctx.dataset._root_dataset
+    answer = remote_refine(
+        ds.name,
+        positive_tag=tags[0],
+        negative_tag=tags[1],
+        model=model,
+        random_negatives=random_negatives,
+        negative_weight=negative_weight,
+        index_key=index_key,
+        url=url,
+        token=token,
+    )
+    scores = np.asarray(answer.scores, dtype=np.float64)
+    view = apply_refine_result(ds, answer.ids, scores, score_field, saved_view)
+    return RefineResult(view, answer.ids, scores, _remote_stats(answer, url))
+
+
+def _remote_stats(answer, url: str) -> dict:
+    """The service's stats under the names of ``sdk.refine``'s stats."""
+    s, t = answer.stats, answer.timings
+
+    def ms(key: str) -> float:
+        return 1e3 * float(t.get(key) or 0.0)
+
+    return {
+        "model": s.get("model"),
+        "label_source": s.get("label_source"),
+        "n_pos": s.get("n_positives"),
+        "n_neg": s.get("n_negatives"),
+        "n_random_neg": s.get("n_random_negatives"),
+        "n_results": answer.total,
+        "n_index": s.get("n_index"),
+        "n_unindexed": s.get("n_unindexed", 0),
+        "train_ms": ms("train_s"),
+        "query_ms": ms("query_s"),
+        "total_ms": ms("total_s"),
+        "service_url": url,
+    }
 
 
 def summary(stats: dict) -> str:
@@ -89,8 +171,8 @@ class RefineOperator(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         try:
-            result = refine(
-                ctx.dataset,
+            result = refine_in_context(
+                ctx,
                 tags=(
                     p.get("positive_tag") or DEFAULT_POSITIVE_TAG,
                     p.get("negative_tag") or DEFAULT_NEGATIVE_TAG,

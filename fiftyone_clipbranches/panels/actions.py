@@ -4,6 +4,7 @@ rendering. Every function takes the execution context and the panel settings."""
 from __future__ import annotations
 
 from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.operators.refine import refine_in_context
 from fiftyone_clipbranches.panels.constants import DEFAULTS
 from fiftyone_clipbranches.panels.history import RoundHistory
 
@@ -76,9 +77,10 @@ def reset_labels(ctx, opts: dict) -> str:
 
 
 def run_refine(ctx, opts: dict) -> dict:
-    """One refinement round from the tags; shows the results and records the round."""
-    result = sdk.refine(
-        ctx.dataset,
+    """One refinement round from the tags (on the service when one is configured);
+    shows the results and records the round."""
+    result = refine_in_context(
+        ctx,
         tags=tags(opts),
         model=opts["model"],
         random_negatives=int(opts["random_negatives"]),

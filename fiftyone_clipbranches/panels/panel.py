@@ -18,10 +18,11 @@ from fiftyone_clipbranches.panels.constants import (
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.models import MODEL_LABELS
 from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
+from fiftyone_clipbranches.service.client import ServiceError
 
 logger = logging.getLogger(__name__)
 
-USER_ERRORS = (sdk.ClipBranchesError, ValueError, TypeError, KeyError)
+USER_ERRORS = (sdk.ClipBranchesError, ServiceError, ValueError, TypeError, KeyError)
 
 HELP = """Search by text or by example, mark results **positive** (click) or
 **negative** (alt-click), then **Refine**: a decision-branches model trained on your

@@ -27,7 +27,13 @@ from fiftyone_clipbranches.sdk.indexes import (
     update_index,
 )
 from fiftyone_clipbranches.sdk.labels import collect_labels
-from fiftyone_clipbranches.sdk.refine import RefineResult, refine
+from fiftyone_clipbranches.sdk.refine import (
+    RankedRows,
+    RefineResult,
+    apply_refine_result,
+    refine,
+    refine_ranking,
+)
 from fiftyone_clipbranches.sdk.search import search, search_ids
 from fiftyone_clipbranches.sdk.views import save_view
 
@@ -39,8 +45,10 @@ __all__ = [
     "IndexNotFoundError",
     "MissingEmbeddingsError",
     "NoPositivesError",
+    "RankedRows",
     "RefineResult",
     "StaleIndexError",
+    "apply_refine_result",
     "build_index",
     "build_index_from_codes",
     "collect_labels",
@@ -51,6 +59,7 @@ __all__ = [
     "load_index",
     "read_embeddings",
     "refine",
+    "refine_ranking",
     "rename_index",
     "save_view",
     "search",

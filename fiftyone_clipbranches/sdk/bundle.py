@@ -11,6 +11,10 @@ A directory is written under a temporary name and renamed into place, so a
 crash never leaves a half-written index under a real name. Directories are
 immutable once written: updates write a new one, so loaded bundles can be cached
 by path.
+
+Loaded bundles are kept per process: the last ``$CLIPBRANCHES_INDEX_CACHE_SIZE``
+(default 4) in an LRU, plus any number pinned with :func:`pin_bundle` (a service
+pins every index it serves so that none is reloaded per request).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from fiftyone_clipbranches.sdk.errors import StaleIndexError
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
+from fiftyone_clipbranches.sdk.settings import index_cache_size
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -32,8 +37,8 @@ SAMPLE_IDS = "sample_ids.npy"
 INDEX_DIR = "index"
 ENCODER_DIR = "encoder"
 
-_CACHE_SIZE = 4
 _cache: OrderedDict[str, IndexBundle] = OrderedDict()
+_pinned: dict[str, IndexBundle] = {}
 _cache_lock = threading.Lock()
 
 
@@ -91,24 +96,60 @@ def write_bundle(parent, index, rowmap: SampleRowMap, encoder, meta: dict) -> Pa
 def load_bundle(path) -> IndexBundle:
     """Load (or fetch from the in-process cache) the index directory ``path``."""
     path = Path(path)
-    key = str(path.resolve())
+    key = _key(path)
     with _cache_lock:
-        bundle = _cache.get(key)
+        bundle = _pinned.get(key) or _cache.get(key)
         if bundle is not None:
-            _cache.move_to_end(key)
+            if key in _cache:
+                _cache.move_to_end(key)
             return bundle
+    size = index_cache_size()
     bundle = _read_bundle(path)
     with _cache_lock:
-        _cache[key] = bundle
-        while len(_cache) > _CACHE_SIZE:
+        if key in _pinned:
+            return _pinned[key]
+        if size > 0:
+            _cache[key] = bundle
+        while len(_cache) > size:
             _cache.popitem(last=False)
     return bundle
 
 
+def pin_bundle(path) -> IndexBundle:
+    """Load ``path`` and keep it loaded until :func:`unpin_bundle` or
+    :func:`forget_bundle`, whatever the cache size."""
+    path = Path(path)
+    key = _key(path)
+    with _cache_lock:
+        bundle = _pinned.get(key) or _cache.pop(key, None)
+    if bundle is None:
+        bundle = _read_bundle(path)
+    with _cache_lock:
+        return _pinned.setdefault(key, bundle)
+
+
+def unpin_bundle(path) -> None:
+    """Let ``path`` leave memory again (it is dropped, not moved to the LRU)."""
+    with _cache_lock:
+        _pinned.pop(_key(Path(path)), None)
+
+
+def cached_bundles() -> tuple[list[str], list[str]]:
+    """``(pinned paths, LRU paths oldest first)`` held by this process."""
+    with _cache_lock:
+        return list(_pinned), list(_cache)
+
+
 def forget_bundle(path) -> None:
     """Drop ``path`` from the in-process cache (before deleting its files)."""
+    key = _key(Path(path))
     with _cache_lock:
-        _cache.pop(str(Path(path).resolve()), None)
+        _cache.pop(key, None)
+        _pinned.pop(key, None)
+
+
+def _key(path: Path) -> str:
+    return str(path.resolve())
 
 
 def _read_bundle(path: Path) -> IndexBundle:

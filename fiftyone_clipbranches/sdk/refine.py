@@ -1,4 +1,10 @@
-"""One relevance-feedback round: labels -> model -> every positive of the catalogue."""
+"""One relevance-feedback round: labels -> model -> every positive of the catalogue.
+
+:func:`refine_ranking` stops at ranked index rows (what the service pages through);
+:func:`refine` turns them into sample ids and applies them with
+:func:`apply_refine_result` (score field, ordered view, saved view), which is also
+how the plugin applies the ids and scores a remote service returns.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
+    max_random_negatives,
 )
 from fiftyone_clipbranches.sdk.views import save_view, write_scores
 
@@ -30,16 +37,147 @@ class RefineResult:
             ``k_preview`` of them.
         ids: all sample ids the model classifies positive, best score first.
         scores: float64 ``(len(ids),)`` decision scores, descending.
-        stats: ``n_pos``, ``n_neg``, ``n_random_neg``, ``n_results``, ``n_index``,
-            ``n_unindexed`` (samples added since the build, not searched),
-            ``model``, ``train_ms``, ``query_ms``, ``write_ms``, ``total_ms``,
-            ``saved_view``.
+        stats: the keys of :attr:`RankedRows.stats` plus ``n_unindexed`` (samples
+            added since the build, not searched), ``write_ms``, ``saved_view``,
+            ``score_field``; ``total_ms`` covers the writes too.
     """
 
     view: object
     ids: list[str]
     scores: np.ndarray
     stats: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class RankedRows:
+    """Index rows a refinement accepts, best first (see :func:`refine_ranking`).
+
+    Attributes:
+        rows: int64 ``(R,)`` index rows, by descending score then ascending row;
+            rows of samples deleted since the build are left out.
+        scores: float64 ``(R,)``, descending.
+        bundle: the loaded index (``bundle.rowmap.ids_of(rows)`` -> sample ids).
+        stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``, ``n_random_neg``
+            (random negatives actually drawn), ``n_random_neg_requested``,
+            ``n_results``, ``n_index`` (searched samples), ``index_key``,
+            ``train_ms``, ``query_ms``, ``total_ms``.
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+    bundle: object
+    stats: dict = field(default_factory=dict)
+
+
+def refine_ranking(
+    dataset,
+    positives=None,
+    negatives=None,
+    tags=DEFAULT_TAGS,
+    model: str = "branches",
+    random_negatives: int = 500,
+    negative_weight: float = 1.0,
+    index_key: str = DEFAULT_INDEX_KEY,
+    model_params: dict | None = None,
+    seed: int = 0,
+) -> RankedRows:
+    """Labels -> training set -> model -> every index row it accepts.
+
+    Reads the dataset (labels, deleted samples) but writes nothing and converts no
+    row to a sample id. Arguments as :func:`refine`.
+
+    Raises:
+        NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
+        StaleIndexError (labelled samples missing from the index), ValueError.
+    """
+    _check_training_args(random_negatives, negative_weight)
+    t0 = time.perf_counter()
+    ds = root_dataset(dataset)
+    clf = make_model(model, random_state=seed, **(model_params or {}))
+    _, bundle = load_index(ds, index_key)
+    labels = collect_labels(ds, positives, negatives, tags)
+    pos_rows = _rows(bundle, labels.positives, "positive", index_key)
+    neg_rows = _rows(bundle, labels.negatives, "negative", index_key)
+    alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
+    index = bundle.index
+    n_alive = len(index) if alive is None else int(alive.sum())
+
+    from fiftyone_clipbranches.engine.search import apply_model
+    from fiftyone_clipbranches.engine.training_set import make_training_set
+
+    t1 = time.perf_counter()
+    n_unlabelled = n_alive - len(pos_rows) - len(neg_rows)
+    n_random = min(int(random_negatives), max_random_negatives(n_unlabelled))
+    train = make_training_set(
+        index.codes,
+        pos_rows,
+        neg_rows,
+        n_random_negatives=n_random,
+        negative_weight=float(negative_weight),
+        seed=seed,
+    )
+    fit_model(clf, train.X, train.y, train.sample_weight, index.subsets)
+    t2 = time.perf_counter()
+    ranking = apply_model(clf, index)
+    rows = np.asarray(ranking.ids, dtype=np.int64)
+    scores = np.asarray(ranking.scores, dtype=np.float64)
+    if alive is not None:
+        keep = alive[rows]
+        rows, scores = rows[keep], scores[keep]
+    t3 = time.perf_counter()
+    stats = {
+        "model": model,
+        "label_source": labels.source,
+        "n_pos": len(pos_rows),
+        "n_neg": len(neg_rows),
+        "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
+        "n_random_neg_requested": int(random_negatives),
+        "n_results": int(rows.size),
+        "n_index": n_alive,
+        "index_key": index_key,
+        "train_ms": 1e3 * (t2 - t1),
+        "query_ms": 1e3 * (t3 - t2),
+        "total_ms": 1e3 * (t3 - t0),
+    }
+    return RankedRows(rows, scores, bundle, stats)
+
+
+def apply_refine_result(
+    dataset,
+    ids: list[str],
+    scores,
+    score_field: str | None = DEFAULT_SCORE_FIELD,
+    saved_view: str | None = None,
+    k_preview: int | None = None,
+):
+    """Write a refinement's scores and return its ordered view.
+
+    Args:
+        dataset: a dataset or view (its root dataset receives the writes).
+        ids: sample ids, best first.
+        scores: ``(len(ids),)`` scores of ``ids``.
+        score_field: FloatField set to ``scores`` on ``ids`` and cleared on every
+            other sample; None writes nothing.
+        saved_view: when set, the view is also saved under this name.
+        k_preview: when set, the view holds only the first ``k_preview`` ids.
+
+    Returns:
+        the ordered ``DatasetView`` of ``ids`` (or of the first ``k_preview``).
+    """
+    _check_k_preview(k_preview)
+    ids = list(ids)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(ids),):
+        raise ValueError(
+            f"scores must have shape ({len(ids)},) like ids; got {scores.shape}"
+        )
+    ds = root_dataset(dataset)
+    if score_field:
+        write_scores(ds, score_field, ids, scores)
+    view = ds.select(ids if k_preview is None else ids[:k_preview], ordered=True)
+    if saved_view:
+        save_view(ds, saved_view, view)
+    return view
 
 
 def refine(
@@ -64,7 +202,11 @@ def refine(
         positives, negatives: sample ids; when both are None they come from the
             sample tags ``tags`` (positive tag, negative tag).
         model: ``"branches"``, ``"ensemble"``, ``"tree"`` or ``"forest"``.
-        random_negatives: unlabelled samples drawn as extra negatives.
+        random_negatives: unlabelled samples drawn as extra negatives, at most a
+            quarter of the unlabelled samples of the index
+            (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a small catalogue
+            drawing them all would turn every unmarked match into a negative.
+            ``stats["n_random_neg"]`` is the number drawn.
         negative_weight: sample weight of every negative.
         k_preview: when set, the view holds only the first ``k_preview`` results.
         score_field: FloatField receiving the scores of the results (cleared on
@@ -72,11 +214,44 @@ def refine(
         saved_view: when set, the view is also saved under this name.
         index_key: the index to search.
         model_params: extra keyword arguments of the model class.
+        seed: seed of the model and of the random negatives.
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
         StaleIndexError (labelled samples missing from the index).
     """
+    _check_k_preview(k_preview)
+    ranked = refine_ranking(
+        dataset,
+        positives,
+        negatives,
+        tags=tags,
+        model=model,
+        random_negatives=random_negatives,
+        negative_weight=negative_weight,
+        index_key=index_key,
+        model_params=model_params,
+        seed=seed,
+    )
+    t0 = time.perf_counter()
+    ds = root_dataset(dataset)
+    ids = ranked.bundle.rowmap.ids_of(ranked.rows)
+    view = apply_refine_result(
+        ds, ids, ranked.scores, score_field, saved_view, k_preview
+    )
+    write_ms = 1e3 * (time.perf_counter() - t0)
+    stats = {
+        **ranked.stats,
+        "n_unindexed": max(ds.count() - ranked.stats["n_index"], 0),
+        "write_ms": write_ms,
+        "total_ms": ranked.stats["total_ms"] + write_ms,
+        "saved_view": saved_view,
+        "score_field": score_field,
+    }
+    return RefineResult(view=view, ids=ids, scores=ranked.scores, stats=stats)
+
+
+def _check_training_args(random_negatives, negative_weight) -> None:
     if isinstance(random_negatives, bool) or not isinstance(
         random_negatives, int | np.integer
     ):
@@ -87,70 +262,15 @@ def refine(
         raise ValueError(f"random_negatives must be >= 0; got {random_negatives}")
     if not np.isfinite(negative_weight) or negative_weight <= 0:
         raise ValueError(f"negative_weight must be > 0; got {negative_weight!r}")
+
+
+def _check_k_preview(k_preview) -> None:
     if k_preview is not None and (
-        not isinstance(k_preview, int | np.integer) or k_preview < 1
+        isinstance(k_preview, bool)
+        or not isinstance(k_preview, int | np.integer)
+        or k_preview < 1
     ):
         raise ValueError(f"k_preview must be None or a positive int; got {k_preview!r}")
-    t0 = time.perf_counter()
-    ds = root_dataset(dataset)
-    clf = make_model(model, random_state=seed, **(model_params or {}))
-    _, bundle = load_index(ds, index_key)
-    labels = collect_labels(ds, positives, negatives, tags)
-    pos_rows = _rows(bundle, labels.positives, "positive", index_key)
-    neg_rows = _rows(bundle, labels.negatives, "negative", index_key)
-    alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
-
-    from fiftyone_clipbranches.engine.search import apply_model
-    from fiftyone_clipbranches.engine.training_set import make_training_set
-
-    t1 = time.perf_counter()
-    codes = bundle.index.codes
-    n_random = min(
-        int(random_negatives), max(len(bundle.index) - len(pos_rows) - len(neg_rows), 0)
-    )
-    train = make_training_set(
-        codes,
-        pos_rows,
-        neg_rows,
-        n_random_negatives=n_random,
-        negative_weight=float(negative_weight),
-        seed=seed,
-    )
-    fit_model(clf, train.X, train.y, train.sample_weight, bundle.index.subsets)
-    t2 = time.perf_counter()
-    ranking = apply_model(clf, bundle.index)
-    rows, scores = np.asarray(ranking.ids), np.asarray(ranking.scores, np.float64)
-    if alive is not None:
-        keep = alive[rows]
-        rows, scores = rows[keep], scores[keep]
-    t3 = time.perf_counter()
-    ids = bundle.rowmap.ids_of(rows)
-    if score_field:
-        write_scores(ds, score_field, ids, scores)
-    view = ds.select(ids if k_preview is None else ids[:k_preview], ordered=True)
-    if saved_view:
-        save_view(ds, saved_view, view)
-    t4 = time.perf_counter()
-
-    n_alive = len(bundle.index) if alive is None else int(alive.sum())
-    stats = {
-        "model": model,
-        "n_pos": len(pos_rows),
-        "n_neg": len(neg_rows),
-        "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
-        "n_results": len(ids),
-        "n_index": n_alive,
-        "n_unindexed": max(ds.count() - n_alive, 0),
-        "label_source": labels.source,
-        "train_ms": 1e3 * (t2 - t1),
-        "query_ms": 1e3 * (t3 - t2),
-        "write_ms": 1e3 * (t4 - t3),
-        "total_ms": 1e3 * (t4 - t0),
-        "saved_view": saved_view,
-        "score_field": score_field,
-        "index_key": index_key,
-    }
-    return RefineResult(view=view, ids=ids, scores=scores, stats=stats)
 
 
 def _rows(bundle, ids, what, index_key) -> np.ndarray:

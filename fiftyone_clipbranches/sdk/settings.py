@@ -24,6 +24,15 @@ DEFAULT_K = 60
 #: Model names accepted by ``refine``.
 MODEL_NAMES = ("branches", "ensemble", "tree", "forest")
 
+#: Random negatives of ``refine`` are at most this fraction of the unlabelled
+#: samples of the index: drawing (nearly) all of them on a small catalogue would
+#: label every unmarked match negative and return only the tagged positives.
+RANDOM_NEGATIVES_MAX_FRACTION = 0.25
+
+#: Environment variable setting how many loaded index bundles a process keeps.
+INDEX_CACHE_SIZE_ENV = "CLIPBRANCHES_INDEX_CACHE_SIZE"
+DEFAULT_INDEX_CACHE_SIZE = 4
+
 
 def index_root() -> Path:
     """Directory under which every index directory is written.
@@ -37,3 +46,28 @@ def index_root() -> Path:
     import fiftyone.constants as foc
 
     return Path(foc.FIFTYONE_CONFIG_DIR) / "clipbranches" / "indexes"
+
+
+def index_cache_size() -> int:
+    """How many loaded indexes a process keeps besides pinned ones.
+
+    ``$CLIPBRANCHES_INDEX_CACHE_SIZE`` (an int >= 0) when set, else 4.
+    """
+    raw = os.environ.get(INDEX_CACHE_SIZE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_INDEX_CACHE_SIZE
+    try:
+        size = int(raw)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise ValueError(
+            f"{INDEX_CACHE_SIZE_ENV} must be an integer >= 0 (number of cached "
+            f"indexes); got {raw!r}"
+        )
+    return size
+
+
+def max_random_negatives(n_unlabelled: int) -> int:
+    """Most random negatives drawn from ``n_unlabelled`` unlabelled samples."""
+    return int(max(n_unlabelled, 0) * RANDOM_NEGATIVES_MAX_FRACTION)

@@ -1,9 +1,10 @@
 """The service's view of the sdk: datasets and indexes loaded once, shared read-only.
 
 Every search and refinement goes through the sdk functions the panel and the
-operators use (``sdk.search_ids``, ``sdk.save_view``, and for refinement the steps
-of ``sdk.refine`` up to its ranked rows, see :mod:`.refine_rows`); this module only
-loads datasets and indexes up front, checks the request against what exists
+operators use (``sdk.search_ids``, ``sdk.save_view``, and for refinement
+``sdk.refine_ranking``, the steps of ``sdk.refine`` up to its ranked rows); this
+module only loads datasets and indexes up front (pinned in the sdk's bundle cache,
+so no request reloads one however many are served), checks the request against what exists
 (dataset names, index keys, sample ids) and turns sdk errors into API errors. It
 never writes scores to the dataset: a refinement of the service changes nothing
 in the database, so concurrent requests cannot interfere.
@@ -138,7 +139,7 @@ class SdkBackend:
         return _ranking(ids, -np.asarray(sq_dists, np.float64), stats)
 
     def refine(self, req: dict) -> Ranking:
-        from fiftyone_clipbranches.service.refine_rows import refine_rows
+        from fiftyone_clipbranches import sdk
 
         entry = self._entry(req["dataset"])
         key = req["index_key"]
@@ -149,7 +150,7 @@ class SdkBackend:
                 if req[what]:
                     self._check_ids(entry, key, req[what], what)
         with _sdk_errors():
-            result = refine_rows(
+            result = sdk.refine_ranking(
                 entry.dataset,
                 positives=(req["positives"] or []) if by_ids else None,
                 negatives=(req["negatives"] or []) if by_ids else None,
@@ -178,7 +179,7 @@ class SdkBackend:
         }
         rows = result.rows
         rows.setflags(write=False)
-        return Ranking(rows, result.scores, result.rowmap.ids_of, stats)
+        return Ranking(rows, result.scores, result.bundle.rowmap.ids_of, stats)
 
     def save_view(self, result: StoredResult, name: str, overwrite: bool) -> dict:
         from fiftyone_clipbranches import sdk
@@ -261,7 +262,10 @@ def _has_indexes(fo, sdk, name: str) -> bool:
 
 
 def _describe(sdk, ds, key: str) -> dict:
+    from fiftyone_clipbranches.sdk.bundle import pin_bundle
+
     config, bundle = sdk.load_index(ds, key)
+    pin_bundle(bundle.path)
     info = sdk.index_info(ds, key, check=False).to_dict()
     info.pop("index_dir", None)
     info.pop("freshness", None)

@@ -1,0 +1,95 @@
+"""The plugin's remote switch: with the service secrets set, the refine operator and
+the panel refine on the real service and write the same scores and views as a
+local refinement."""
+
+import fiftyone.operators as foo
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches.service.client import TOKEN_ENV, URL_ENV
+
+PLUGIN = "@clipbranches/clipbranches"
+PARAMS = {"index_key": "clipbranches", "model": "ensemble", "random_negatives": 60}
+
+
+def _run(name: str, ctx: dict):
+    out = foo.execute_operator(f"{PLUGIN}/{name}", ctx=ctx)
+    requests = [
+        (r["operator_uri"], r.get("params") or {})
+        for r in out.executor.to_json()["requests"]
+    ]
+    return out.result, requests
+
+
+def _shown_ids(requests) -> list[str]:
+    (params,) = [p for uri, p in requests if uri == "set_view"]
+    (stage,) = params["view"]
+    return list(dict(stage["kwargs"])["sample_ids"])
+
+
+def _scores(ds, field: str) -> dict:
+    view = ds.exists(field)
+    return dict(zip(*view.values(["id", field])))
+
+
+@pytest.fixture
+def no_remote(monkeypatch):
+    monkeypatch.delenv(URL_ENV, raising=False)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+
+
+def test_refine_operator_uses_the_service_when_its_secrets_are_set(
+    served_dataset, service, monkeypatch, no_remote
+):
+    ds = served_dataset
+    params = {**PARAMS, "score_field": "local_score", "saved_view": "local"}
+    local, requests = _run("refine", {"dataset": ds, "params": params})
+    assert "error" not in local and "service_url" not in local
+    local_ids = _shown_ids(requests)
+
+    monkeypatch.setenv(URL_ENV, service.url)
+    monkeypatch.setenv(TOKEN_ENV, service.token)
+    params = {**PARAMS, "score_field": "remote_score", "saved_view": "remote"}
+    remote, requests = _run("refine", {"dataset": ds, "params": params})
+    assert remote["service_url"] == service.url
+    assert _shown_ids(requests) == local_ids
+    assert ds.load_saved_view("remote").values("id") == local_ids
+    assert _scores(ds, "remote_score") == _scores(ds, "local_score")
+    assert len(local_ids) == local["n_results"] == remote["n_results"]
+    for key in ("model", "n_pos", "n_neg", "n_random_neg", "n_index", "n_unindexed"):
+        assert remote[key] == local[key], key
+
+    monkeypatch.setenv(TOKEN_ENV, "not-the-token")
+    failed, requests = _run("refine", {"dataset": ds, "params": params})
+    assert "unauthorized" in failed["error"] or "401" in failed["error"]
+    assert [uri for uri, _ in requests] == ["notify"]
+
+
+def test_panel_refine_uses_the_service_when_its_secrets_are_set(
+    served_dataset, service, monkeypatch, no_remote
+):
+    ds = served_dataset
+    state = {**PARAMS, "score_field": "panel_score"}
+    ctx = {
+        "dataset": ds,
+        "params": {"__method__": "refine", "panel_id": "p1", "panel_state": state},
+    }
+    _, requests = _run("clipbranches_panel", ctx)
+    local_ids = _shown_ids(requests)
+    local_scores = _scores(ds, "panel_score")
+
+    monkeypatch.setenv(URL_ENV, service.url)
+    monkeypatch.setenv(TOKEN_ENV, service.token)
+    _, requests = _run("clipbranches_panel", ctx)
+    (stats,) = [
+        p["state"]["last_stats"]
+        for uri, p in requests
+        if uri == "patch_panel_state" and "last_stats" in p["state"]
+    ]
+    assert stats["service_url"] == service.url
+    assert _shown_ids(requests) == local_ids
+    remote_scores = _scores(ds, "panel_score")
+    assert remote_scores.keys() == local_scores.keys()
+    assert np.array_equal(
+        [remote_scores[i] for i in local_ids], [local_scores[i] for i in local_ids]
+    )
