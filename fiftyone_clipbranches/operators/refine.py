@@ -21,6 +21,7 @@ from fiftyone_clipbranches.sdk.models import MODEL_LABELS
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
+    DEFAULT_RANDOM_NEGATIVES,
     DEFAULT_SCORE_FIELD,
     MODEL_NAMES,
 )
@@ -37,10 +38,10 @@ def add_model_inputs(inputs) -> None:
     inputs.int(
         "random_negatives",
         label="Random negatives",
-        description="Unlabelled samples used as negatives (at most a quarter of them)",
-        default=500,
+        description="Unlabelled samples used as negatives (at most 90% of them)",
+        default=DEFAULT_RANDOM_NEGATIVES["branches"],
         min=0,
-        max=1000,
+        max=2000,
         view=types.SliderView(),
     )
     inputs.float(
@@ -178,7 +179,9 @@ class RefineOperator(foo.Operator):
                     p.get("negative_tag") or DEFAULT_NEGATIVE_TAG,
                 ),
                 model=p.get("model", "branches"),
-                random_negatives=int(p.get("random_negatives", 500)),
+                random_negatives=int(
+                    p.get("random_negatives", DEFAULT_RANDOM_NEGATIVES["branches"])
+                ),
                 negative_weight=float(p.get("negative_weight", 1.0)),
                 score_field=p.get("score_field") or DEFAULT_SCORE_FIELD,
                 saved_view=p.get("saved_view") or None,

@@ -7,6 +7,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_K,
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
+    DEFAULT_RANDOM_NEGATIVES,
     DEFAULT_SCORE_FIELD,
 )
 
@@ -27,7 +28,7 @@ DEFAULTS = {
     "query": "",
     "k": DEFAULT_K,
     "model": "branches",
-    "random_negatives": 500,
+    "random_negatives": DEFAULT_RANDOM_NEGATIVES["branches"],
     "negative_weight": 1.0,
     "positive_tag": DEFAULT_POSITIVE_TAG,
     "negative_tag": DEFAULT_NEGATIVE_TAG,

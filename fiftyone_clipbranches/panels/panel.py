@@ -144,14 +144,18 @@ class RelevancePanel(foo.Panel):
         for name in MODEL_NAMES:
             models.add_choice(name, label=MODEL_LABELS[name])
         panel.enum(
-            "model", list(MODEL_NAMES), label="Model", default="branches", view=models
+            "model",
+            list(MODEL_NAMES),
+            label="Model",
+            default=DEFAULTS["model"],
+            view=models,
         )
         panel.int(
             "random_negatives",
             label="Random negatives",
             default=DEFAULTS["random_negatives"],
             min=0,
-            max=1000,
+            max=2000,
             view=types.SliderView(),
         )
         panel.float(

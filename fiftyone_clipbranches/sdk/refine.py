@@ -23,6 +23,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
+    default_random_negatives,
     max_random_negatives,
 )
 from fiftyone_clipbranches.sdk.views import save_view, write_scores
@@ -75,7 +76,7 @@ def refine_ranking(
     negatives=None,
     tags=DEFAULT_TAGS,
     model: str = "branches",
-    random_negatives: int = 500,
+    random_negatives: int | None = None,
     negative_weight: float = 1.0,
     index_key: str = DEFAULT_INDEX_KEY,
     model_params: dict | None = None,
@@ -90,10 +91,12 @@ def refine_ranking(
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
         StaleIndexError (labelled samples missing from the index), ValueError.
     """
-    _check_training_args(random_negatives, negative_weight)
     t0 = time.perf_counter()
     ds = root_dataset(dataset)
     clf = make_model(model, random_state=seed, **(model_params or {}))
+    if random_negatives is None:
+        random_negatives = default_random_negatives(model)
+    _check_training_args(random_negatives, negative_weight)
     _, bundle = load_index(ds, index_key)
     labels = collect_labels(ds, positives, negatives, tags)
     pos_rows = _rows(bundle, labels.positives, "positive", index_key)
@@ -186,7 +189,7 @@ def refine(
     negatives=None,
     tags=DEFAULT_TAGS,
     model: str = "branches",
-    random_negatives: int = 500,
+    random_negatives: int | None = None,
     negative_weight: float = 1.0,
     k_preview: int | None = None,
     score_field: str | None = DEFAULT_SCORE_FIELD,
@@ -202,11 +205,12 @@ def refine(
         positives, negatives: sample ids; when both are None they come from the
             sample tags ``tags`` (positive tag, negative tag).
         model: ``"branches"``, ``"ensemble"``, ``"tree"`` or ``"forest"``.
-        random_negatives: unlabelled samples drawn as extra negatives, at most a
-            quarter of the unlabelled samples of the index
-            (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a small catalogue
-            drawing them all would turn every unmarked match into a negative.
-            ``stats["n_random_neg"]`` is the number drawn.
+        random_negatives: unlabelled samples drawn as extra negatives; None picks
+            the measured default of the model (``settings.DEFAULT_RANDOM_NEGATIVES``:
+            1500 for branches, 500 for the others). At most 90% of the unlabelled
+            samples are drawn (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a
+            small catalogue drawing them all would turn every unmarked match into a
+            negative. ``stats["n_random_neg"]`` is the number drawn.
         negative_weight: sample weight of every negative.
         k_preview: when set, the view holds only the first ``k_preview`` results.
         score_field: FloatField receiving the scores of the results (cleared on

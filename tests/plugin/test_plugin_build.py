@@ -1,8 +1,8 @@
 """build_index operator: immediate (generator with progress) and delegated."""
 
 import pytest
-from conftest import notifications, run_op, uris
 from fiftyone.operators.executor import ExecutionError
+from plugin_helpers import notifications, run_op, uris
 from sdk_testdata import attach_real_embeddings, make_cifar_dataset
 
 from fiftyone_clipbranches import sdk

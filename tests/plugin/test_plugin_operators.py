@@ -5,9 +5,9 @@ from pathlib import Path
 import fiftyone as fo
 import numpy as np
 import pytest
-from conftest import PLUGIN, notifications, run_op, uris
 from fiftyone.operators.executor import ExecutionContext, ExecutionError, Executor
 from fiftyone.operators.registry import OperatorRegistry
+from plugin_helpers import PLUGIN, notifications, run_op, uris
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.operators import OPERATORS

@@ -2,7 +2,7 @@
 
 import fiftyone.operators as foo
 import numpy as np
-from conftest import notifications, run_op, uris
+from plugin_helpers import notifications, run_op, uris
 
 from fiftyone_clipbranches.panels.constants import STORE_NAME
 
@@ -44,7 +44,7 @@ def test_on_load_sets_defaults_selection_style_and_renders(indexed_dataset):
     props = rendered(requests)
     for name in ("query", "k", "search", "model", "random_negatives", "refine"):
         assert name in props
-    assert props["random_negatives"]["type"]["max"] == 1000
+    assert props["random_negatives"]["type"]["max"] == 2000
 
 
 def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):

@@ -88,8 +88,8 @@ def test_refine_round_trip_scores_view_and_saved_view(indexed):
     assert np.allclose([by_id[i] for i in result.ids], result.scores)
     stats = result.stats
     assert (stats["n_pos"], stats["n_neg"], stats["n_results"]) == (15, 30, len(found))
-    # 200 samples, 45 labelled: at most a quarter of the 155 others are drawn
-    assert stats["n_random_neg"] == 155 // 4 and stats["n_unindexed"] == 0
+    # 200 samples, 45 labelled: 100 of the 155 others are drawn (cap: 90%)
+    assert stats["n_random_neg"] == 100 and stats["n_unindexed"] == 0
     assert stats["n_random_neg_requested"] == 100
 
 
@@ -100,10 +100,13 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
     airplanes = ids[labels == "airplane"]
     tagged = set(airplanes[:8].tolist())
     result = sdk.refine(ds, positives=sorted(tagged), index_key="cb", score_field=None)
-    assert result.stats["n_random_neg"] == (200 - 8) // 4
-    # uncapped, all 192 others were negatives and only the 8 tagged came back
-    found = set(result.ids)
-    assert found <= set(airplanes.tolist()) and len(found - tagged) >= 1
+    # branches default to 1500 random negatives, capped at 90% of the 192 others
+    assert result.stats["n_random_neg"] == int(0.9 * (200 - 8))
+    assert result.stats["n_random_neg_requested"] == 1500
+    ensemble = sdk.refine(
+        ds, positives=sorted(tagged), model="ensemble", index_key="cb", score_field=None
+    )
+    assert ensemble.stats["n_random_neg"] == int(0.9 * (200 - 8))
     few = sdk.refine(
         ds,
         positives=sorted(tagged),
@@ -112,6 +115,9 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
         score_field=None,
     )
     assert few.stats["n_random_neg"] == 10
+    # with few random negatives, untagged matches come back
+    found = set(few.ids)
+    assert found <= set(airplanes.tolist()) and len(found - tagged) >= 1
 
 
 def test_next_round_clears_scores_of_samples_no_longer_matched(indexed):

@@ -9,7 +9,6 @@ and stopped by PID.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import queue
@@ -22,11 +21,9 @@ import urllib.request
 
 import numpy as np
 import pytest
+from service_helpers import DATASET, NEG_TAG, POS_TAG, TOKEN, Http
 
-DATASET = "clipbranches-service-test"
-TOKEN = "test-token-0123456789abcdef"
 N_PER_CLUSTER = 100
-POS_TAG, NEG_TAG = "cb_positive", "cb_negative"
 
 
 def make_codes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -168,43 +165,6 @@ def _stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-
-
-class Http:
-    """Raw HTTP against the service: ``(status, headers, parsed JSON body)``."""
-
-    def __init__(self, url: str, token: str | None):
-        parsed = urllib.parse.urlsplit(url)
-        self.host, self.port = parsed.hostname, parsed.port
-        self.token = token
-
-    def __call__(
-        self,
-        method: str,
-        path: str,
-        body=None,
-        *,
-        raw: bytes | None = None,
-        content_type: str | None = "application/json",
-        headers: dict | None = None,
-        auth: bool = True,
-    ):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-        hdrs = dict(headers or {})
-        if auth and self.token:
-            hdrs.setdefault("Authorization", f"Bearer {self.token}")
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-        if data is not None and content_type is not None:
-            hdrs["Content-Type"] = content_type
-        try:
-            conn.request(method, path, body=data, headers=hdrs)
-            resp = conn.getresponse()
-            payload = resp.read()
-            return resp.status, resp.headers, json.loads(payload)
-        finally:
-            conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import socket
 
 import numpy as np
 import pytest
-from conftest import DATASET
+from service_helpers import DATASET
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.service import (

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import urllib.parse
 
-from conftest import DATASET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from service_helpers import DATASET
 
 from fiftyone_clipbranches.service import requests as rq
 

@@ -7,7 +7,7 @@ import concurrent.futures as cf
 
 import numpy as np
 import pytest
-from conftest import DATASET, NEG_TAG, POS_TAG
+from service_helpers import DATASET, NEG_TAG, POS_TAG
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.service.openapi import build_openapi

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import Http
+from service_helpers import Http
 
 from fiftyone_clipbranches.service.cli_command import add_serve_arguments
 from fiftyone_clipbranches.service.results import Ranking
