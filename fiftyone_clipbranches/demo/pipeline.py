@@ -74,6 +74,7 @@ def run_demo(
     dataset_name: str | None = None,
     data_dir: str | Path | None = None,
     train_minutes: float = 5.0,
+    train_config=None,
     progress: bool = True,
 ) -> DemoReport:
     """Prepare (or reuse) the demo dataset and index, search, refine once, report.
@@ -91,6 +92,7 @@ def run_demo(
         dataset_name: FiftyOne dataset to create or reuse.
         data_dir: where generated images and the demo model are cached.
         train_minutes: time budget for training the demo model.
+        train_config: a ``demo.train.DemoTrainConfig`` (default: the standard one).
         progress: show progress bars.
     """
     from fiftyone_clipbranches import sdk
@@ -108,7 +110,9 @@ def run_demo(
         records = _generated_records(n_images, data_dir, progress)
         lap("images")
         if model is None:
-            model, pretrained = _demo_model(data_dir, progress, train_minutes)
+            model, pretrained = _demo_model(
+                data_dir, progress, train_minutes, train_config
+            )
             lap("demo model")
         name = dataset_name or DEMO_DATASET
         dataset = _generated_dataset(name, records, model, pretrained)
@@ -201,10 +205,12 @@ def _generated_records(n_images, data_dir, progress):
     return generate_images(demo_images_dir(data_dir), n=n_images, progress=progress)
 
 
-def _demo_model(data_dir, progress, train_minutes):
+def _demo_model(data_dir, progress, train_minutes, train_config):
     from fiftyone_clipbranches.demo import ensure_demo_model
 
-    demo = ensure_demo_model(data_dir, progress=progress, max_minutes=train_minutes)
+    demo = ensure_demo_model(
+        data_dir, progress=progress, max_minutes=train_minutes, config=train_config
+    )
     _config_beside_checkpoint(demo)
     return demo.name, demo.checkpoint_path
 

@@ -24,6 +24,23 @@ MARGIN_EPS = 0.01
 PARALLEL_WORK = 200_000
 
 
+def positive_share(y: np.ndarray, w: np.ndarray) -> float:
+    """Weighted share of positives in a training set."""
+    total = float(w.sum())
+    return float(w[y == 1].sum()) / total if total > 0 else 0.0
+
+
+def selective_boxes(purity: np.ndarray, prior) -> np.ndarray:
+    """bool ``(B,)``: boxes purer than the training set they were fitted on.
+
+    Sequential covering can end with a box around a lone positive that no tighter box
+    separates from the negatives; such a box, no purer than the whole training set,
+    selects nothing but noise (in the worst case most of the catalogue) and is dropped.
+    ``prior`` is a scalar or one value per box.
+    """
+    return np.asarray(purity) > np.asarray(prior) + 1e-12
+
+
 class DecisionBranches:
     """A union of closed integer boxes, each over one feature subset of the codes.
 
@@ -156,6 +173,14 @@ class DecisionBranches:
             subsets.lengths, sub, lo, hi,
         )  # fmt: skip
         self.box_purity_ = wp / np.maximum(wp + wn, 1e-300)
+        keep = selective_boxes(self.box_purity_, positive_share(y, w))
+        if not keep.all():
+            b = self.boxes_
+            self.boxes_ = Boxes(
+                b.subset_ids[keep], b.lo[keep], b.hi[keep], b.member[keep]
+            )
+            self.seed_rows_ = self.seed_rows_[keep]
+            self.box_purity_ = self.box_purity_[keep]
         return self
 
     def _check_fitted(self):

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import branches_kernels as _k
 from .boxes import Boxes
-from .branches import MARGIN_EPS
+from .branches import MARGIN_EPS, positive_share, selective_boxes
 from .scan import scan_boxes
 from .validation import (
     check_codes,
@@ -161,6 +161,18 @@ class DecisionBranchesEnsemble:
             X, y, W, b.member, subsets.dims, subsets.lengths, b.subset_ids, b.lo, b.hi
         )
         self.box_purity_ = wp / np.maximum(wp + wn, 1e-300)
+        priors = np.array([positive_share(y, W[e]) for e in range(n_est)])
+        keep = selective_boxes(self.box_purity_, priors[b.member])
+        if not keep.all():
+            self.boxes_ = Boxes(
+                b.subset_ids[keep], b.lo[keep], b.hi[keep], b.member[keep]
+            )
+            self.seed_rows_ = self.seed_rows_[keep]
+            self.box_purity_ = self.box_purity_[keep]
+            self.n_boxes_ = np.bincount(self.boxes_.member, minlength=n_est)
+            self._starts = np.concatenate([[0], np.cumsum(self.n_boxes_)]).astype(
+                np.int64
+            )
         return self
 
     def _check_fitted(self):

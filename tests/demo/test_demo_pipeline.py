@@ -1,0 +1,60 @@
+"""`clipbranches demo` end to end at a small size: real images, a trained demo CLIP,
+a real FiftyOne dataset, the index, a text search and one simulated round."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fiftyone_clipbranches.demo.pipeline import (
+    DEMO_VIEW,
+    parse_colour_shape,
+    run_demo,
+)
+from fiftyone_clipbranches.demo.train import DemoTrainConfig
+
+SMALL = DemoTrainConfig(n_images=600, batch_size=64, steps=300, warmup_steps=20)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_parse_colour_shape():
+    assert parse_colour_shape("a red circle") == ("red", "circle")
+    assert parse_colour_shape("Blue crosses!") == ("blue", "cross")
+    assert parse_colour_shape("a red or blue circle") is None
+    assert parse_colour_shape("a striped background") is None
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
+    import fiftyone as fo
+
+    kwargs = dict(
+        n_images=300,
+        dataset_name="clipbranches-demo-test",
+        data_dir=tmp_path,
+        train_config=SMALL,
+        progress=False,
+    )
+    report = run_demo(**kwargs)
+    dataset = fo.load_dataset("clipbranches-demo-test")
+    assert report.n_samples == len(dataset) == 300
+    # ground truth: images holding a red circle; chance level is their share
+    chance = report.n_relevant / report.n_samples
+    assert 0 < chance < 0.2
+    assert report.precision_at_20 >= 2 * chance
+    assert report.n_refined > 0 and report.refined_f1 > 0
+    assert dataset.has_saved_view(DEMO_VIEW)
+    assert "precision@20" in report.format()
+
+    again = run_demo(**kwargs)
+    assert "demo model" in again.timings and again.timings["demo model"] < 30
+    assert again.timings["index"] < 30
+    assert again.precision_at_20 == report.precision_at_20
+    dataset.delete()
