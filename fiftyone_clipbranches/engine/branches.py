@@ -24,21 +24,15 @@ MARGIN_EPS = 0.01
 PARALLEL_WORK = 200_000
 
 
-def positive_share(y: np.ndarray, w: np.ndarray) -> float:
-    """Weighted share of positives in a training set."""
-    total = float(w.sum())
-    return float(w[y == 1].sum()) / total if total > 0 else 0.0
-
-
-def selective_boxes(purity: np.ndarray, prior) -> np.ndarray:
-    """bool ``(B,)``: boxes purer than the training set they were fitted on.
+def selective_boxes(purity: np.ndarray) -> np.ndarray:
+    """bool ``(B,)``: boxes holding at least as much positive as negative weight.
 
     Sequential covering can end with a box around a lone positive that no tighter box
-    separates from the negatives; such a box, no purer than the whole training set,
-    selects nothing but noise (in the worst case most of the catalogue) and is dropped.
-    ``prior`` is a scalar or one value per box.
+    separates from the negatives; a box whose training points are mostly negative
+    would classify mostly negatives as positive (in the worst case most of the
+    catalogue), so it is dropped, as a decision-tree leaf would predict negative.
     """
-    return np.asarray(purity) > np.asarray(prior) + 1e-12
+    return np.asarray(purity) >= 0.5 - 1e-12
 
 
 class DecisionBranches:
@@ -173,7 +167,7 @@ class DecisionBranches:
             subsets.lengths, sub, lo, hi,
         )  # fmt: skip
         self.box_purity_ = wp / np.maximum(wp + wn, 1e-300)
-        keep = selective_boxes(self.box_purity_, positive_share(y, w))
+        keep = selective_boxes(self.box_purity_)
         if not keep.all():
             b = self.boxes_
             self.boxes_ = Boxes(

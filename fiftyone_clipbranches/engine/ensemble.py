@@ -8,7 +8,7 @@ import numpy as np
 
 from . import branches_kernels as _k
 from .boxes import Boxes
-from .branches import MARGIN_EPS, positive_share, selective_boxes
+from .branches import MARGIN_EPS, selective_boxes
 from .scan import scan_boxes
 from .validation import (
     check_codes,
@@ -161,8 +161,7 @@ class DecisionBranchesEnsemble:
             X, y, W, b.member, subsets.dims, subsets.lengths, b.subset_ids, b.lo, b.hi
         )
         self.box_purity_ = wp / np.maximum(wp + wn, 1e-300)
-        priors = np.array([positive_share(y, W[e]) for e in range(n_est)])
-        keep = selective_boxes(self.box_purity_, priors[b.member])
+        keep = selective_boxes(self.box_purity_)
         if not keep.all():
             self.boxes_ = Boxes(
                 b.subset_ids[keep], b.lo[keep], b.hi[keep], b.member[keep]

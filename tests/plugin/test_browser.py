@@ -51,8 +51,8 @@ N_NEGATIVES = 3
 VISIBLE_TILES = 30
 #: a few random negatives suit a 300-sample catalogue (the default 500 would make
 #: every unlabelled sample a negative and the model could only return the labels);
-#: set on the panel's slider, whose step is 10
-RANDOM_NEGATIVES = 10
+#: set on the panel's slider, whose step is 20
+RANDOM_NEGATIVES = 20
 TIMEOUT_MS = 60_000
 
 
