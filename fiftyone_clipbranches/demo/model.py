@@ -84,6 +84,22 @@ class DemoModel:
         return model, preprocess, open_clip.get_tokenizer(self.name)
 
 
+def write_model_config(folder: str | os.PathLike) -> Path:
+    """Write :data:`DEMO_MODEL_CONFIG` as ``<folder>/<DEMO_MODEL_NAME>.json``.
+
+    Atomic, and skipped when the file already holds that config. Next to a
+    checkpoint, it lets ``embed.load_clip`` load the checkpoint in any process.
+    """
+    path = Path(folder) / f"{DEMO_MODEL_NAME}.json"
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = None
+    if current != DEMO_MODEL_CONFIG:
+        write_json_atomic(path, DEMO_MODEL_CONFIG)
+    return path
+
+
 def register_demo_model(config_dir: str | os.PathLike | None = None) -> str:
     """Register :data:`DEMO_MODEL_CONFIG` with open_clip; idempotent.
 
@@ -103,13 +119,7 @@ def register_demo_model(config_dir: str | os.PathLike | None = None) -> str:
         if config_dir is not None
         else resolve_data_dir() / "demo" / "open_clip_configs"
     )
-    path = folder / f"{DEMO_MODEL_NAME}.json"
-    try:
-        current = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        current = None
-    if current != DEMO_MODEL_CONFIG:
-        write_json_atomic(path, DEMO_MODEL_CONFIG)
+    path = write_model_config(folder)
     open_clip.add_model_config(path)
     if DEMO_MODEL_NAME not in open_clip.list_models():
         raise RuntimeError(f"open_clip did not register {DEMO_MODEL_NAME} from {path}")

@@ -221,18 +221,9 @@ def _config_beside_checkpoint(demo) -> None:
     Any process (the App server, the HTTP service) can then load the model from the
     checkpoint path recorded with the index.
     """
-    import json
+    from fiftyone_clipbranches.demo.model import write_model_config
 
-    from fiftyone_clipbranches.demo.model import DEMO_MODEL_CONFIG
-    from fiftyone_clipbranches.demo.paths import write_json_atomic
-
-    path = Path(demo.checkpoint_path).parent / f"{demo.name}.json"
-    try:
-        current = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        current = None
-    if current != DEMO_MODEL_CONFIG:
-        write_json_atomic(path, DEMO_MODEL_CONFIG)
+    write_model_config(Path(demo.checkpoint_path).parent)
 
 
 def _generated_dataset(name, records, model, pretrained):

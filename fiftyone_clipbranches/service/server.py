@@ -54,7 +54,7 @@ class ServiceConfig:
     threads: int = 8
     token: str | None = None
     allow_no_token_on_localhost: bool = False
-    compute_workers: int = 2
+    compute_workers: int = 4
     max_queued: int = 32
     request_timeout_s: float = 60.0
     result_ttl_s: float = 900.0
