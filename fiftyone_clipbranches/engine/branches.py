@@ -8,6 +8,7 @@ from . import branches_kernels as _k
 from .boxes import Boxes
 from .scan import contains_any
 from .validation import (
+    EstimatorParams,
     check_codes,
     check_end_extension,
     check_int,
@@ -35,7 +36,7 @@ def selective_boxes(purity: np.ndarray) -> np.ndarray:
     return np.asarray(purity) >= 0.5 - 1e-12
 
 
-class DecisionBranches:
+class DecisionBranches(EstimatorParams):
     """A union of closed integer boxes, each over one feature subset of the codes.
 
     Training (sequential covering): repeatedly draw an uncovered positive as seed,
@@ -102,26 +103,6 @@ class DecisionBranches:
         self.bound_margin = bound_margin
         self.end_extension = end_extension
         self.random_state = random_state
-
-    def set_params(self, **params):
-        """Set constructor parameters (validated at the next ``fit``); returns self."""
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"unknown parameter {key!r}; valid: {sorted(valid)}")
-            setattr(self, key, value)
-        return self
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {
-            "max_boxes": self.max_boxes,
-            "max_candidates": self.max_candidates,
-            "min_samples_box": self.min_samples_box,
-            "max_passes": self.max_passes,
-            "bound_margin": self.bound_margin,
-            "end_extension": self.end_extension,
-            "random_state": self.random_state,
-        }
 
     def _checked_params(self, n_subsets: int) -> tuple:
         return (

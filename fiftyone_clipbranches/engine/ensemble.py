@@ -11,6 +11,7 @@ from .boxes import Boxes
 from .branches import MARGIN_EPS, selective_boxes
 from .scan import scan_boxes
 from .validation import (
+    EstimatorParams,
     check_codes,
     check_end_extension,
     check_int,
@@ -22,7 +23,7 @@ from .validation import (
 )
 
 
-class DecisionBranchesEnsemble:
+class DecisionBranchesEnsemble(EstimatorParams):
     """``n_estimators`` decision-branch models on bootstrap samples, voting per member.
 
     Each member sees a bootstrap sample of the training rows (``max_samples`` draws
@@ -76,29 +77,6 @@ class DecisionBranchesEnsemble:
         self.bound_margin = bound_margin
         self.end_extension = end_extension
         self.random_state = random_state
-
-    def set_params(self, **params):
-        """Set constructor parameters (validated at the next ``fit``); returns self."""
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"unknown parameter {key!r}; valid: {sorted(valid)}")
-            setattr(self, key, value)
-        return self
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {
-            "n_estimators": self.n_estimators,
-            "vote_threshold": self.vote_threshold,
-            "max_samples": self.max_samples,
-            "max_boxes": self.max_boxes,
-            "max_candidates": self.max_candidates,
-            "min_samples_box": self.min_samples_box,
-            "max_passes": self.max_passes,
-            "bound_margin": self.bound_margin,
-            "end_extension": self.end_extension,
-            "random_state": self.random_state,
-        }
 
     def _check_threshold(self) -> float:
         t = self.vote_threshold

@@ -167,3 +167,27 @@ def seed_from(random_state) -> np.random.Generator:
     if random_state < 0:
         raise ValueError("random_state must be >= 0")
     return np.random.default_rng(int(random_state))
+
+
+class EstimatorParams:
+    """``get_params``/``set_params`` derived from the constructor's keyword arguments,
+    as scikit-learn estimators have them."""
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        import inspect
+
+        sig = inspect.signature(cls.__init__)
+        return [n for n in sig.parameters if n != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set constructor parameters (validated at the next ``fit``); returns self."""
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"unknown parameter {key!r}; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self

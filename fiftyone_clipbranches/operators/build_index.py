@@ -6,9 +6,9 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import (
-    ICON,
     add_index_choice,
     add_new_key_input,
+    long_running_config,
     notify_error,
     run_with_progress,
     vector_fields,
@@ -25,17 +25,10 @@ COMPUTE = "__compute__"
 class BuildIndex(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="build_index",
-            label="CLIP branches: build index",
-            description="Encode embeddings into 32-byte codes and build the k-d trees",
-            icon=ICON,
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-            risk_level=types.RiskLevel.MEDIUM,
+        return long_running_config(
+            "build_index",
+            "CLIP branches: build index",
+            "Encode embeddings into 32-byte codes and build the k-d trees",
         )
 
     def resolve_input(self, ctx):
@@ -100,17 +93,10 @@ class BuildIndex(foo.Operator):
 class UpdateIndex(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="update_index",
-            label="CLIP branches: update index",
-            description="Add samples created since the build; drop deleted ones",
-            icon=ICON,
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-            risk_level=types.RiskLevel.MEDIUM,
+        return long_running_config(
+            "update_index",
+            "CLIP branches: update index",
+            "Add samples created since the build; drop deleted ones",
         )
 
     def resolve_input(self, ctx):

@@ -23,6 +23,25 @@ ICON = "/assets/icon.svg" if _ICON_FILE.is_file() else None
 USER_ERRORS = (ClipBranchesError, ValueError, TypeError, KeyError)
 
 
+def long_running_config(name: str, label: str, description: str):
+    """Config of an operator that may take minutes: a generator reporting
+    progress, runnable immediately or delegated (delegated by default)."""
+    import fiftyone.operators as foo
+
+    return foo.OperatorConfig(
+        name=name,
+        label=label,
+        description=description,
+        icon=ICON,
+        dynamic=True,
+        execute_as_generator=True,
+        allow_immediate_execution=True,
+        allow_delegated_execution=True,
+        default_choice_to_delegated=True,
+        risk_level=types.RiskLevel.MEDIUM,
+    )
+
+
 def index_keys(ctx) -> list[str]:
     if ctx.dataset is None:
         return []

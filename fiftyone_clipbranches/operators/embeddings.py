@@ -6,7 +6,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import (
-    ICON,
+    long_running_config,
     notify_error,
     run_with_progress,
 )
@@ -21,17 +21,10 @@ from fiftyone_clipbranches.sdk.settings import (
 class ComputeEmbeddings(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="compute_embeddings",
-            label="CLIP branches: compute embeddings",
-            description="Embed the images of the current view with CLIP",
-            icon=ICON,
-            dynamic=True,
-            execute_as_generator=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-            default_choice_to_delegated=True,
-            risk_level=types.RiskLevel.MEDIUM,
+        return long_running_config(
+            "compute_embeddings",
+            "CLIP branches: compute embeddings",
+            "Embed the images of the current view with CLIP",
         )
 
     def resolve_input(self, ctx):
