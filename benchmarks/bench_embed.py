@@ -6,6 +6,9 @@ decoding + resizing to 224 + the model), model-only images/s (pre-decoded batche
 median of repeats) and decode-only images/s (the DataLoader alone).
 
     .venv/bin/python benchmarks/bench_embed.py [--device cpu|cuda] [--n 2000]
+
+``--n`` larger than the folder cycles through its images again (a GPU embeds 2,000
+images in about a second); ``--images`` points at another copy of the folder.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-test-2000"
@@ -28,13 +33,14 @@ from fiftyone_clipbranches.embed.image_loading import (  # noqa: E402
     ImageFileDataset,
     collate_drop_failures,
     default_num_workers,
+    split_preprocess,
     worker_init,
 )
 
 
 def decode_only(model, paths, batch_size, workers) -> float:
     loader = torch.utils.data.DataLoader(
-        ImageFileDataset(paths, model.preprocess),
+        ImageFileDataset(paths, split_preprocess(model.preprocess)[0]),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate_drop_failures,
@@ -47,7 +53,8 @@ def decode_only(model, paths, batch_size, workers) -> float:
 
 
 def model_only(model, batch_size, repeats) -> float:
-    pixels = torch.randn(batch_size, 3, 224, 224)
+    shape = model.preprocess(Image.new("RGB", (32, 32))).shape
+    pixels = torch.randn(batch_size, *shape)
     model._encode_pixels(pixels)  # warm-up
     times = []
     for _ in range(repeats):
@@ -57,6 +64,25 @@ def model_only(model, batch_size, repeats) -> float:
     return batch_size / statistics.median(times)
 
 
+def agreement(reference: np.ndarray, vectors: np.ndarray, k: int = 10) -> dict:
+    """How closely ``vectors`` follow the fp32 ``reference`` (rows L2-normalised):
+    cosine of each pair, and recall@k of each image's k nearest other images."""
+    cos = (reference * vectors).sum(axis=1)
+
+    def neighbours(v):
+        sims = v @ v.T
+        np.fill_diagonal(sims, -np.inf)
+        return np.argpartition(-sims, k, axis=1)[:, :k]
+
+    ref, got = neighbours(reference), neighbours(vectors)
+    hits = [len(set(a) & set(b)) for a, b in zip(ref, got)]
+    return {
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        f"recall_at_{k}": float(np.mean(hits) / k),
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
@@ -64,7 +90,12 @@ def main(argv=None) -> int:
         "--precisions", default=None, help="default: fp32,bf16 (cpu); fp32,fp16 (cuda)"
     )
     p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--images", default=str(CIFAR), help="folder of <class>/*.jpg")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--model", default="ViT-B-32")
+    p.add_argument(
+        "--pretrained", default=None, help="tag or checkpoint (default: random)"
+    )
     p.add_argument("--workers", default="auto")
     p.add_argument(
         "--repeats", type=int, default=1, help="end-to-end runs per precision"
@@ -75,12 +106,14 @@ def main(argv=None) -> int:
         "--json", default=str(ROOT / "benchmarks" / "results" / "bench_embed.json")
     )
     args = p.parse_args(argv)
-    if not CIFAR.is_dir():
-        print(f"SKIP: {CIFAR} not found (shared evaluation images absent)")
+    images = Path(args.images)
+    if not images.is_dir():
+        print(f"SKIP: {images} not found (shared evaluation images absent)")
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    paths = sorted(str(f) for f in CIFAR.glob("*/*.jpg"))[: args.n]
+    folder = sorted(str(f) for f in images.glob("*/*.jpg"))
+    paths = (folder * -(-args.n // len(folder)))[: args.n]
     workers = (
         default_num_workers(len(paths), args.batch_size)
         if args.workers == "auto"
@@ -99,7 +132,10 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = load_clip(
-                "ViT-B-32", pretrained=None, device=args.device, precision=prec
+                args.model,
+                pretrained=args.pretrained,
+                device=args.device,
+                precision=prec,
             )
         if not rows:
             dec = decode_only(model, paths, args.batch_size, workers)
@@ -113,6 +149,9 @@ def main(argv=None) -> int:
             )
             e2e.append(len(paths) / (time.perf_counter() - t))
             assert res.ok.all(), res.errors
+        unique = res.vectors[: min(len(folder), len(paths))]
+        if not rows:
+            reference = unique
         row = {
             "device": model.device.type,
             "precision": prec,
@@ -122,6 +161,7 @@ def main(argv=None) -> int:
             "n": len(paths),
             "batch_size": args.batch_size,
             "workers": workers,
+            "vs_first": agreement(reference, unique),
         }
         rows.append(row)
         print(
@@ -130,12 +170,18 @@ def main(argv=None) -> int:
             flush=True,
         )
     base = rows[0]["end_to_end_img_s"]
-    print("\n| device | precision | end-to-end img/s | model-only img/s | vs first |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| device | precision | end-to-end img/s | model-only img/s | vs first | "
+        "cosine to first (mean / min) | recall@10 of first's neighbours |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
+        a = r["vs_first"]
         print(
             f"| {r['device']} | {r['precision']} | {r['end_to_end_img_s']:.1f} | "
-            f"{r['model_only_img_s']:.1f} | {r['end_to_end_img_s'] / base:.2f}x |"
+            f"{r['model_only_img_s']:.1f} | {r['end_to_end_img_s'] / base:.2f}x | "
+            f"{a['cosine_mean']:.5f} / {a['cosine_min']:.5f} | "
+            f"{a['recall_at_10']:.3f} |"
         )
     print(f"\ndecode only (DataLoader, {workers} workers): {dec:.1f} img/s")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -48,7 +46,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Return the concrete precision; ``"auto"`` = fp16 on GPU, bf16 on CPUs with native
-    bf16 (about twice the fp32 throughput there), fp32 otherwise."""
+    bf16 (about four times the fp32 throughput there), fp32 otherwise."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
@@ -62,9 +60,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def autocast(device: torch.device, precision: str):
-    """Context manager running the forward pass at ``precision`` (weights stay fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def precision_dtype(precision: str) -> torch.dtype:
+    """The dtype weights and activations take at a concrete ``precision``."""
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        precision
+    ]

@@ -128,11 +128,11 @@ def test_resume_after_interruption_is_identical(
     original = ClipModel._encode_pixels
     calls = {"n": 0}
 
-    def failing(self, pixels):
+    def failing(self, pixels, normalise=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated interruption")
-        return original(self, pixels)
+        return original(self, pixels, normalise)
 
     ckpt = tmp_path / "ckpt"
     monkeypatch.setattr(ClipModel, "_encode_pixels", failing)
@@ -142,9 +142,9 @@ def test_resume_after_interruption_is_identical(
         )
     assert len(list(ckpt.glob("batch_*.npz"))) == 2
 
-    def counting(self, pixels):
+    def counting(self, pixels, normalise=None):
         calls["resumed"] = calls.get("resumed", 0) + 1
-        return original(self, pixels)
+        return original(self, pixels, normalise)
 
     monkeypatch.setattr(ClipModel, "_encode_pixels", counting)
     resumed = tiny_model.embed_images(
@@ -178,3 +178,40 @@ def test_custom_architecture_loads_from_config_beside_checkpoint(tiny_model, tmp
         tiny_model.embed_texts(["a red circle"]),
         atol=1e-6,
     )
+
+
+def test_uint8_worker_pixels_match_full_preprocessing(tiny_model, cifar_paths):
+    from PIL import Image
+
+    from fiftyone_clipbranches.embed.image_loading import split_preprocess
+
+    transform, normalise = split_preprocess(tiny_model.preprocess)
+    assert normalise is not None, "open_clip's Compose should split"
+    with Image.open(cifar_paths[0]) as img:
+        img = img.convert("RGB")
+        expected = tiny_model.preprocess(img)
+        pixels = transform(img)
+    assert pixels.dtype == torch.uint8 and pixels.shape == expected.shape
+    got = normalise(pixels[None], torch.float32)[0]
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6)
+    # an unfamiliar preprocessing is left whole
+    assert split_preprocess(str.upper) == (str.upper, None)
+    # and the embeddings of the split path equal those of the whole preprocessing
+    res = tiny_model.embed_images(cifar_paths[:1], num_workers=0, progress=False)
+    whole = tiny_model._encode_pixels(expected[None])
+    np.testing.assert_allclose(res.vectors, whole, atol=1e-6)
+
+
+def test_bf16_casts_the_model_and_keeps_embeddings(tiny_name, tiny_model, cifar_paths):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half = load_clip(tiny_name, pretrained=None, device="cpu", precision="bf16")
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    full = tiny_model.embed_images(cifar_paths, num_workers=0, progress=False)
+    got = half.embed_images(cifar_paths, num_workers=0, progress=False)
+    assert got.vectors.dtype == np.float32
+    cosine = (full.vectors * got.vectors).sum(axis=1)
+    assert cosine.min() > 0.99
+    texts = half.embed_texts(["a cat", "a ship"])
+    ref = tiny_model.embed_texts(["a cat", "a ship"])
+    assert (texts * ref).sum(axis=1).min() > 0.99
