@@ -26,15 +26,21 @@ MODEL_LABELS = {
     "rocchio": "Rocchio (k = class size)",
 }
 
-#: Defaults of the harness; ``--params`` overrides them per model.
+#: Defaults of the harness, those of ``sdk.refine``; ``--params`` overrides them per
+#: model. Neighbour positives are the project's own models' (the tree, forest, NN
+#: and Rocchio baselines train on the labelled positives alone).
 DEFAULT_PARAMS: dict[str, dict] = {
     "training": {
         "n_random_negatives": 500,
         "negative_weight": 1.0,
         "negatives_per_positive": 25,
         "min_random_negatives": 100,
+        "neighbours_per_positive": 0,
     },
-    "training_by_model": {},
+    "training_by_model": {
+        "branches": {"n_random_negatives": 1500, "neighbours_per_positive": "auto"},
+        "ensemble": {"neighbours_per_positive": "auto"},
+    },
     "subsets": {"sizes": None, "seed": 0},
     "branches": {},
     "ensemble": {},
@@ -189,6 +195,7 @@ class ModelContext:
                     n_random_negatives=n_random,
                     negative_weight=cfg["negative_weight"],
                     seed=seed,
+                    neighbours_per_positive=cfg.get("neighbours_per_positive", 0),
                 )
                 return TrainingRows(
                     np.asarray(ts.rows, np.int64),

@@ -23,8 +23,8 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
+    RANDOM_NEGATIVES_MAX_FRACTION,
     default_random_negatives,
-    max_random_negatives,
 )
 from fiftyone_clipbranches.sdk.views import save_view, write_scores
 
@@ -58,7 +58,8 @@ class RankedRows:
             rows of samples deleted since the build are left out.
         scores: float64 ``(R,)``, descending.
         bundle: the loaded index (``bundle.rowmap.ids_of(rows)`` -> sample ids).
-        stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``, ``n_random_neg``
+        stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``,
+            ``n_neighbour_pos`` (code neighbours added as positives), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
             ``n_results``, ``n_index`` (searched samples), ``index_key``,
             ``train_ms``, ``query_ms``, ``total_ms``.
@@ -81,6 +82,7 @@ def refine_ranking(
     index_key: str = DEFAULT_INDEX_KEY,
     model_params: dict | None = None,
     seed: int = 0,
+    neighbours_per_positive: int | str = "auto",
 ) -> RankedRows:
     """Labels -> training set -> model -> every index row it accepts.
 
@@ -109,15 +111,15 @@ def refine_ranking(
     from fiftyone_clipbranches.engine.training_set import make_training_set
 
     t1 = time.perf_counter()
-    n_unlabelled = n_alive - len(pos_rows) - len(neg_rows)
-    n_random = min(int(random_negatives), max_random_negatives(n_unlabelled))
     train = make_training_set(
         index.codes,
         pos_rows,
         neg_rows,
-        n_random_negatives=n_random,
+        n_random_negatives=int(random_negatives),
+        max_random_fraction=RANDOM_NEGATIVES_MAX_FRACTION,
         negative_weight=float(negative_weight),
         seed=seed,
+        neighbours_per_positive=neighbours_per_positive,
     )
     fit_model(clf, train.X, train.y, train.sample_weight, index.subsets)
     t2 = time.perf_counter()
@@ -133,6 +135,7 @@ def refine_ranking(
         "label_source": labels.source,
         "n_pos": len(pos_rows),
         "n_neg": len(neg_rows),
+        "n_neighbour_pos": int(train.neighbour_rows.size),
         "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
         "n_random_neg_requested": int(random_negatives),
         "n_results": int(rows.size),
@@ -197,6 +200,7 @@ def refine(
     index_key: str = DEFAULT_INDEX_KEY,
     model_params: dict | None = None,
     seed: int = 0,
+    neighbours_per_positive: int | str = "auto",
 ) -> RefineResult:
     """Train ``model`` on the labelled samples and return every sample it accepts.
 
@@ -219,6 +223,10 @@ def refine(
         index_key: the index to search.
         model_params: extra keyword arguments of the model class.
         seed: seed of the model and of the random negatives.
+        neighbours_per_positive: with fewer than 16 positives, the nearest code
+            neighbours of each positive train as positives too: ``"auto"`` adds
+            ``round(32 / P)`` of them (measured in docs/quality.md), an int that
+            many, 0 none. ``stats["n_neighbour_pos"]`` is the number added.
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
@@ -236,6 +244,7 @@ def refine(
         index_key=index_key,
         model_params=model_params,
         seed=seed,
+        neighbours_per_positive=neighbours_per_positive,
     )
     t0 = time.perf_counter()
     ds = root_dataset(dataset)

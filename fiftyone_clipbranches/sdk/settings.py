@@ -82,8 +82,3 @@ def index_cache_size() -> int:
 def default_random_negatives(model: str) -> int:
     """Random negatives drawn for ``model`` when the caller does not say."""
     return DEFAULT_RANDOM_NEGATIVES.get(model, 500)
-
-
-def max_random_negatives(n_unlabelled: int) -> int:
-    """Most random negatives drawn from ``n_unlabelled`` unlabelled samples."""
-    return int(max(n_unlabelled, 0) * RANDOM_NEGATIVES_MAX_FRACTION)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fiftyone_clipbranches.engine.training_set import make_training_set
+from fiftyone_clipbranches.engine.training_set import (
+    auto_neighbours_per_positive,
+    make_training_set,
+    neighbour_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +97,105 @@ def test_errors(codes, kwargs, exc, match):
 def test_float_codes_refused():
     with pytest.raises(ValueError, match="uint8"):
         make_training_set(np.zeros((5, 4), np.float32), [0])
+
+
+def _sq_dists(codes, row):
+    return ((codes.astype(np.int64) - codes[row].astype(np.int64)) ** 2).sum(axis=1)
+
+
+def _brute_neighbours(codes, positives, k):
+    """The k nearest rows of each positive no farther than the median distance from
+    a positive to its nearest other positive."""
+    radius = np.inf
+    if len(positives) > 1:
+        gaps = [np.sort(_sq_dists(codes, p)[positives])[1] for p in positives]
+        radius = np.median(np.sqrt(gaps))
+    out = []
+    for p in positives:
+        d = _sq_dists(codes, p)
+        near = np.lexsort((np.arange(len(codes)), d))[: k + 1]
+        out.append(near[np.sqrt(d[near]) <= radius + 1e-9])
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("positives", [[3], [3, 50, 51], [1, 2, 3, 4, 5, 6]])
+def test_neighbour_rows_match_brute_force(codes, positives):
+    positives = np.array(positives)
+    negatives = np.array([7])
+    got = neighbour_rows(codes, positives, 4, exclude=negatives)
+    want = _brute_neighbours(codes, positives, 4)
+    want = np.setdiff1d(want, np.concatenate([positives, negatives]))
+    np.testing.assert_array_equal(got, want)
+    assert neighbour_rows(codes, positives, 0).size == 0
+
+
+def test_neighbours_stay_within_the_spread_of_the_positives():
+    # positives 10 apart; one row 3 from a positive joins, rows 30+ away do not
+    rng = np.random.default_rng(1)
+    codes = rng.integers(200, 256, (50, 2))
+    codes[:4] = [(100, 100), (110, 100), (100, 103), (100, 130)]
+    codes = codes.astype(np.uint8)
+    np.testing.assert_array_equal(neighbour_rows(codes, [0, 1], 5), [2])
+    # a single positive has no spread to compare with: its k neighbours join
+    assert neighbour_rows(codes, [0], 5).size == 5
+
+
+def test_auto_neighbours_fade_with_more_positives():
+    counts = [auto_neighbours_per_positive(p) for p in (1, 2, 4, 8, 16, 31, 32, 40)]
+    assert counts == [32, 16, 8, 4, 2, 1, 0, 0]
+    assert auto_neighbours_per_positive(0) == 0
+
+
+def test_neighbour_positives_join_the_training_set(codes):
+    pos, neg = np.array([10, 20]), np.array([11])
+    ts = make_training_set(
+        codes,
+        pos,
+        neg,
+        n_random_negatives=40,
+        seed=3,
+        neighbours_per_positive=5,
+        neighbour_weight=0.5,
+    )
+    near = neighbour_rows(codes, pos, 5, exclude=neg)
+    np.testing.assert_array_equal(ts.neighbour_rows, near)
+    assert near.size > 0 and not np.isin(near, np.concatenate([pos, neg])).any()
+    at = np.searchsorted(ts.rows, near)
+    assert (ts.y[at] == 1).all() and np.allclose(ts.sample_weight[at], 0.5)
+    assert ts.n_positives == pos.size + near.size
+    assert ts.n_negatives == neg.size + 40  # random draws avoid the neighbours
+    auto = make_training_set(codes, pos, neg, neighbours_per_positive="auto")
+    np.testing.assert_array_equal(
+        auto.neighbour_rows, neighbour_rows(codes, pos, 16, exclude=neg)
+    )
+    none = make_training_set(codes, pos, neg)
+    assert none.neighbour_rows.size == 0 and none.n_positives == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"neighbours_per_positive": -1}, ValueError, ">= 0"),
+        ({"neighbours_per_positive": "many"}, TypeError, "'auto'"),
+        ({"neighbours_per_positive": True}, TypeError, "'auto'"),
+        ({"neighbour_weight": 0}, ValueError, "neighbour_weight"),
+    ],
+)
+def test_neighbour_argument_errors(codes, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        make_training_set(codes, [1], [2], **kwargs)
+
+
+def test_max_random_fraction_caps_the_draw_after_neighbours(codes):
+    ts = make_training_set(
+        codes[:100],
+        [0, 1],
+        [2],
+        n_random_negatives=1000,
+        neighbours_per_positive=3,
+        max_random_fraction=0.5,
+    )
+    left = 100 - 3 - ts.neighbour_rows.size
+    assert ts.n_negatives == 1 + int(0.5 * left)
+    with pytest.raises(ValueError, match="max_random_fraction"):
+        make_training_set(codes, [1], max_random_fraction=0)

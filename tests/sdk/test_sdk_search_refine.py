@@ -100,21 +100,25 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
     airplanes = ids[labels == "airplane"]
     tagged = set(airplanes[:8].tolist())
     result = sdk.refine(ds, positives=sorted(tagged), index_key="cb", score_field=None)
-    # branches default to 1500 random negatives, capped at 90% of the 192 others
-    assert result.stats["n_random_neg"] == int(0.9 * (200 - 8))
+    # 8 positives: up to 4 code neighbours of each join them ("auto")
+    n_near = result.stats["n_neighbour_pos"]
+    assert 4 <= n_near <= 32
+    # branches default to 1500 random negatives, capped at 90% of the others
+    assert result.stats["n_random_neg"] == int(0.9 * (200 - 8 - n_near))
     assert result.stats["n_random_neg_requested"] == 1500
     ensemble = sdk.refine(
         ds, positives=sorted(tagged), model="ensemble", index_key="cb", score_field=None
     )
-    assert ensemble.stats["n_random_neg"] == int(0.9 * (200 - 8))
+    assert ensemble.stats["n_random_neg"] == int(0.9 * (200 - 8 - n_near))
     few = sdk.refine(
         ds,
         positives=sorted(tagged),
         random_negatives=10,
         index_key="cb",
         score_field=None,
+        neighbours_per_positive=0,
     )
-    assert few.stats["n_random_neg"] == 10
+    assert few.stats["n_random_neg"] == 10 and few.stats["n_neighbour_pos"] == 0
     # with few random negatives, untagged matches come back
     found = set(few.ids)
     assert found <= set(airplanes.tolist()) and len(found - tagged) >= 1
