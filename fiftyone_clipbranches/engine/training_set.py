@@ -90,8 +90,9 @@ def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
     With two or more positives, a neighbour must also lie no farther from its positive
     than the positives typically lie from each other (the median over positives of
     the distance to the nearest other positive): a compact class then takes few
-    neighbours, a spread one many. One exact scan per positive (``knn_scan``, about
-    36 ms at 10M rows).
+    neighbours, a spread one many. One exact scan per positive (``knn_scan``: about
+    13 ms per positive at 10M rows; the scan is compute-bound, so one pass for all
+    positives measured no faster, see docs/benchmarks.md).
     """
     codes = as_codes(codes)
     pos = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1))

@@ -1,0 +1,85 @@
+"""Cost of neighbour positives: finding the code neighbours of P positives.
+
+With P < 32 positives, ``make_training_set(neighbours_per_positive="auto")`` adds the
+``round(32 / P)`` nearest code neighbours of each positive, one exact ``knn_scan``
+per positive. This times the training-set assembly with and without neighbours on
+synthetic CLIP-like codes (``synthetic_codes.py``). Medians of ``--repeats`` runs,
+milliseconds.
+
+    .venv/bin/python benchmarks/bench_neighbours.py --n 1M,10M
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from synthetic_codes import generate, parse_n  # noqa: E402
+
+from fiftyone_clipbranches.engine.training_set import (  # noqa: E402
+    auto_neighbours_per_positive,
+    make_training_set,
+)
+
+
+def median_ms(repeats: int, fn, *args, **kwargs) -> float:
+    fn(*args, **kwargs)  # compile / warm the page cache
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(*args, **kwargs)
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", default="1M,10M", help="catalogue sizes, e.g. 1M,10M")
+    p.add_argument("--positives", default="1,4,8,16,31")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args(argv)
+    rows = []
+    for n in (parse_n(t) for t in args.n.split(",")):
+        codes, labels, _ = generate(n)
+        codes = np.ascontiguousarray(codes)
+        rng = np.random.default_rng(0)
+        cls = int(np.bincount(labels).argmax())
+        members = np.flatnonzero(np.asarray(labels) == cls)
+        for n_pos in (int(t) for t in args.positives.split(",")):
+            pos = np.sort(rng.choice(members, n_pos, replace=False))
+            k = auto_neighbours_per_positive(n_pos) + 1
+            r = args.repeats
+            plain = median_ms(r, make_training_set, codes, pos, n_random_negatives=500)
+            auto = median_ms(
+                r,
+                make_training_set,
+                codes,
+                pos,
+                n_random_negatives=500,
+                neighbours_per_positive="auto",
+            )
+            ts = make_training_set(codes, pos, neighbours_per_positive="auto")
+            rows.append((n, n_pos, k - 1, ts.neighbour_rows.size, plain, auto))
+            print(rows[-1], flush=True)
+    print(
+        "\n| N | positives | neighbours per positive | added | training set ms, "
+        "none | training set ms, auto | neighbours ms per positive |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for n, n_pos, k, added, plain, auto in rows:
+        print(
+            f"| {n:,} | {n_pos} | {k} | {added} | {plain:.1f} | {auto:.1f} | "
+            f"{(auto - plain) / n_pos:.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
