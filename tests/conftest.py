@@ -6,6 +6,7 @@ session started (mongod, App servers, services) is terminated when it ends.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -41,6 +42,7 @@ for _key in ("FIFTYONE_DATABASE_DIR", "FIFTYONE_PLUGINS_DIR"):
 # a mongod of our own (reached by FIFTYONE_DATABASE_URI, inherited by every
 # subprocess the tests start) keeps this session's data to itself.
 _MONGOD = start_private_mongod(_SANDBOX / "mongod")
+atexit.register(_MONGOD.stop)  # also when the session ends before sessionfinish
 
 
 def _link_plugin() -> None:
