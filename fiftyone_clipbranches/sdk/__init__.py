@@ -13,6 +13,7 @@ from fiftyone_clipbranches.sdk.errors import (
     IndexNotFoundError,
     MissingEmbeddingsError,
     NoPositivesError,
+    ResultTooLargeError,
     StaleIndexError,
 )
 from fiftyone_clipbranches.sdk.indexes import (
@@ -45,6 +46,7 @@ __all__ = [
     "IndexNotFoundError",
     "MissingEmbeddingsError",
     "NoPositivesError",
+    "ResultTooLargeError",
     "RankedRows",
     "RefineResult",
     "StaleIndexError",

@@ -29,3 +29,7 @@ class ContradictoryLabelsError(ClipBranchesError):
 
 class MissingEmbeddingsError(ClipBranchesError):
     """Samples lack the embeddings an index build needs."""
+
+
+class ResultTooLargeError(ClipBranchesError):
+    """A result holds more samples than a view of their ids can select."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.errors import StaleIndexError
+from fiftyone_clipbranches.sdk.errors import ResultTooLargeError, StaleIndexError
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
@@ -23,6 +23,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
+    MAX_SELECTED_SAMPLES,
     RANDOM_NEGATIVES_MAX_FRACTION,
     default_random_negatives,
 )
@@ -169,6 +170,13 @@ def apply_refine_result(
 
     Returns:
         the ordered ``DatasetView`` of ``ids`` (or of the first ``k_preview``).
+        Beyond ``settings.MAX_SELECTED_SAMPLES`` ids it is the samples holding a
+        score, by descending score (the same samples, ties in storage order).
+
+    Raises:
+        ResultTooLargeError: more than ``MAX_SELECTED_SAMPLES`` ids would be
+            saved as a view, or viewed without a score field. Raised before any
+            write.
     """
     _check_k_preview(k_preview)
     ids = list(ids)
@@ -177,10 +185,26 @@ def apply_refine_result(
         raise ValueError(
             f"scores must have shape ({len(ids)},) like ids; got {scores.shape}"
         )
+    shown = ids if k_preview is None else ids[:k_preview]
+    by_score = len(shown) > MAX_SELECTED_SAMPLES
+    if by_score and (saved_view or not score_field):
+        raise ResultTooLargeError(
+            f"the result holds {len(shown)} samples, more than the "
+            f"{MAX_SELECTED_SAMPLES} a view can select by id"
+            + (
+                f" and save as {saved_view!r}"
+                if saved_view
+                else " (pass a score_field to view it by score)"
+            )
+            + ": pass k_preview to keep the best ones, or refine further (more"
+            " negatives) first"
+        )
     ds = root_dataset(dataset)
     if score_field:
         write_scores(ds, score_field, ids, scores)
-    view = ds.select(ids if k_preview is None else ids[:k_preview], ordered=True)
+    if by_score:
+        return ds.exists(score_field).sort_by(score_field, reverse=True)
+    view = ds.select(shown, ordered=True)
     if saved_view:
         save_view(ds, saved_view, view)
     return view

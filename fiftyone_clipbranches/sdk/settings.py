@@ -39,6 +39,10 @@ DEFAULT_RANDOM_NEGATIVES = {
 #: of them on a small catalogue would label every unmarked match negative and return
 #: only the tagged positives.
 RANDOM_NEGATIVES_MAX_FRACTION = 0.9
+#: Most samples a view of a result selects by id. Larger results are viewed through
+#: their score field and cannot be saved as views: a saved view stores its ids in one
+#: MongoDB document, limited to 16 MB (about 400k ids).
+MAX_SELECTED_SAMPLES = 100_000
 
 #: Environment variable setting how many loaded index bundles a process keeps.
 INDEX_CACHE_SIZE_ENV = "CLIPBRANCHES_INDEX_CACHE_SIZE"

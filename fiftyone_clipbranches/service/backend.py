@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 #: Most samples a saved view may select by id (a saved view is one database
 #: document, limited to 16 MB).
-MAX_SAVE_ITEMS = 100_000
 _ID_DTYPE = "S24"
 
 
@@ -183,14 +182,15 @@ class SdkBackend:
 
     def save_view(self, result: StoredResult, name: str, overwrite: bool) -> dict:
         from fiftyone_clipbranches import sdk
+        from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 
         entry = self._entry(result.dataset)
         n = len(result.ranking)
-        if n > MAX_SAVE_ITEMS:
+        if n > MAX_SELECTED_SAMPLES:
             raise unprocessable(
                 "result_too_large",
                 f"the result holds {n} samples; a saved view can select at most "
-                f"{MAX_SAVE_ITEMS}: refine further (more negatives) first",
+                f"{MAX_SELECTED_SAMPLES}: refine further (more negatives) first",
             )
         ids = result.ranking.ids_of(result.ranking.rows)
         ds = entry.dataset
@@ -330,6 +330,8 @@ def _sdk_errors():
         raise unprocessable("contradictory_labels", str(err)) from None
     except e.StaleIndexError as err:
         raise unprocessable("stale_index", str(err)) from None
+    except e.ResultTooLargeError as err:
+        raise unprocessable("result_too_large", str(err)) from None
     except e.ClipBranchesError as err:
         raise unprocessable("unprocessable", str(err)) from None
     except RuntimeError as err:

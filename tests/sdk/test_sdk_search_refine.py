@@ -181,3 +181,36 @@ def test_refine_excludes_deleted_samples_and_reports_added_ones(indexed, cifar_d
     result = sdk.refine(ds, index_key="cb")
     assert not set(result.ids) & set(deleted)
     assert result.stats["n_unindexed"] == 1 and result.stats["n_index"] == 197
+
+
+def test_results_beyond_the_selection_limit(indexed, monkeypatch):
+    import importlib
+
+    refine_module = importlib.import_module("fiftyone_clipbranches.sdk.refine")
+    ds, _ = indexed
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    positives = ids[labels == "airplane"][:15].tolist()
+    full = sdk.refine(ds, positives=positives, index_key="cb", score_field=None)
+    assert len(full.ids) > 6
+    monkeypatch.setattr(refine_module, "MAX_SELECTED_SAMPLES", 5)
+    # saving would exceed the limit: refused before anything is written
+    with pytest.raises(sdk.ResultTooLargeError, match="k_preview"):
+        sdk.refine(
+            ds, positives=positives, index_key="cb", saved_view="too_big", seed=0
+        )
+    assert not ds.has_saved_view("too_big")
+    assert "clipbranches_score" not in ds.get_field_schema()
+    with pytest.raises(sdk.ResultTooLargeError, match="score_field"):
+        sdk.refine(ds, positives=positives, index_key="cb", score_field=None)
+    # viewed through the score field instead of a selection of ids
+    big = sdk.refine(ds, positives=positives, index_key="cb")
+    assert big.ids == full.ids
+    assert set(big.view.values("id")) == set(full.ids)
+    shown = big.view.values("clipbranches_score")
+    assert shown == sorted(shown, reverse=True)
+    # the best few still fit a saved view
+    best = sdk.refine(
+        ds, positives=positives, index_key="cb", k_preview=5, saved_view="best"
+    )
+    assert ds.load_saved_view("best").values("id") == best.ids[:5]
