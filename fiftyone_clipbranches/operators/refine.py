@@ -119,6 +119,7 @@ def _remote_stats(answer, url: str) -> dict:
         "n_pos": s.get("n_positives"),
         "n_neg": s.get("n_negatives"),
         "n_random_neg": s.get("n_random_negatives"),
+        "n_neighbour_pos": s.get("n_neighbour_positives", 0),
         "n_results": answer.total,
         "n_index": s.get("n_index"),
         "n_unindexed": s.get("n_unindexed", 0),

@@ -191,7 +191,13 @@ class RelevancePanel(foo.Panel):
 def _stats_markdown(stats: dict) -> str:
     return (
         f"**Last round**: {stats['n_results']} matches of {stats['n_index']} indexed "
-        f"samples; {stats['n_pos']} positives, {stats['n_neg']} negatives, "
+        f"samples; {stats['n_pos']} positives"
+        + (
+            f" (+{stats['n_neighbour_pos']} code neighbours)"
+            if stats.get("n_neighbour_pos")
+            else ""
+        )
+        + f", {stats['n_neg']} negatives, "
         f"{stats['n_random_neg']} random negatives; {MODEL_LABELS[stats['model']]}; "
         f"train {stats['train_ms']:.0f} ms, query {stats['query_ms']:.0f} ms"
         + (

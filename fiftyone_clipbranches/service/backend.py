@@ -167,6 +167,7 @@ class SdkBackend:
             "n_positives": s["n_pos"],
             "n_negatives": s["n_neg"],
             "n_random_negatives": s["n_random_neg"],
+            "n_neighbour_positives": s["n_neighbour_pos"],
             "n_results": s["n_results"],
             "n_index": s["n_index"],
             "n_unindexed": n_unindexed,

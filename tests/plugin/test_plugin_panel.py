@@ -120,3 +120,21 @@ def test_search_by_selection_then_save_view(indexed_dataset):
 def test_panel_without_index_says_how_to_build_one(make_dataset_no_index):
     props = rendered(call(make_dataset_no_index, "on_load"))
     assert "no_index" in props and "refine" not in props
+
+
+def test_stats_line_names_the_neighbour_positives():
+    from fiftyone_clipbranches.panels.panel import _stats_markdown
+
+    stats = {
+        "n_results": 40,
+        "n_index": 300,
+        "n_pos": 4,
+        "n_neg": 2,
+        "n_random_neg": 100,
+        "model": "ensemble",
+        "train_ms": 3.0,
+        "query_ms": 1.0,
+    }
+    assert "code neighbours" not in _stats_markdown(stats)
+    line = _stats_markdown({**stats, "n_neighbour_pos": 12})
+    assert "4 positives (+12 code neighbours), 2 negatives" in line

@@ -144,6 +144,8 @@ def test_refine_by_ids_matches_sdk(call, served_dataset, model):
     assert res["stats"]["n_positives"] == 8 and res["stats"]["n_negatives"] == 4
     assert res["stats"]["model"] == model
     assert res["stats"]["n_random_negatives"] == stats["n_random_neg"]
+    # 8 positives: their code neighbours join them, as in the SDK
+    assert res["stats"]["n_neighbour_positives"] == stats["n_neighbour_pos"] > 0
     assert res["stats"]["n_unindexed"] == stats["n_unindexed"] == 0
     assert {"train_s", "query_s", "total_s"} <= set(res["timings"])
     assert len(res["items"]) == min(20, len(ids))
