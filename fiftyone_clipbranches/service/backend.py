@@ -158,6 +158,7 @@ class SdkBackend:
                 random_negatives=req["random_negatives"],
                 negative_weight=req["negative_weight"],
                 index_key=key,
+                neighbours_per_positive=_neighbours(req["neighbours_per_positive"]),
             )
             n_unindexed = max(entry.dataset.count() - result.stats["n_index"], 0)
         s = result.stats
@@ -308,6 +309,10 @@ def _ranking(ids, scores, stats: dict) -> Ranking:
         stats=stats,
         extra_nbytes=int(id_array.nbytes),
     )
+
+
+def _neighbours(value: int | None) -> int | str:
+    return "auto" if value is None else int(value)
 
 
 def _seconds(ms) -> float | None:

@@ -111,6 +111,7 @@ class Client:
         negative_weight: float = 1.0,
         index_key: str = "clipbranches",
         page_size: int = 100,
+        neighbours_per_positive: int | None = None,
     ) -> dict:
         """Refine on labelled samples: give sample ids (``positives``,
         ``negatives``) or tags (``positive_tag``, ``negative_tag``), not both;
@@ -128,6 +129,7 @@ class Client:
             "negatives": None if negatives is None else list(negatives),
             "positive_tag": positive_tag,
             "negative_tag": negative_tag,
+            "neighbours_per_positive": neighbours_per_positive,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return self._call("POST", "/v1/refine", body)
@@ -237,6 +239,7 @@ def remote_refine(
     url: str | None = None,
     token: str | None = None,
     secrets: Mapping | None = None,
+    neighbours_per_positive: int | None = None,
 ) -> RemoteRefineResult:
     """Refine on a remote service: the sdk's hook when a service is configured.
 
@@ -247,6 +250,7 @@ def remote_refine(
         positive_tag, negative_tag: tags whose samples are positives / negatives
             (service defaults ``cb_positive`` / ``cb_negative``).
         model, random_negatives, negative_weight, index_key: as ``sdk.refine``.
+        neighbours_per_positive: as ``sdk.refine``; None = the automatic count.
         max_items: fetch at most this many ranked ids (None: all of them).
         url, token: the service; default :func:`service_settings` (``secrets``, env).
 
@@ -276,6 +280,7 @@ def remote_refine(
         negative_weight=negative_weight,
         index_key=index_key,
         page_size=first_page,
+        neighbours_per_positive=neighbours_per_positive,
     )
     limit = body["total"] if max_items is None else min(max_items, body["total"])
     items = list(body["items"])

@@ -29,6 +29,8 @@ MAX_IDS = 10_000
 #: Most random negatives a refinement may draw.
 MAX_RANDOM_NEGATIVES = 100_000
 MAX_NEGATIVE_WEIGHT = 1000.0
+#: Most code neighbours of each positive a refinement may add as positives.
+MAX_NEIGHBOURS_PER_POSITIVE = 64
 MAX_TEXT_LENGTH = 300
 MODELS = ("branches", "ensemble", "tree", "forest")
 
@@ -145,6 +147,17 @@ REFINE = Object(
                 description="sample weight of each explicit negative",
             ),
             default=1.0,
+        ),
+        "neighbours_per_positive": Prop(
+            Int(
+                minimum=0,
+                maximum=MAX_NEIGHBOURS_PER_POSITIVE,
+                description=(
+                    "nearest code neighbours of each positive that train as positives;"
+                    " omitted: round(32 / P) below 32 positives, else none"
+                ),
+            ),
+            default=None,
         ),
         "page_size": _page_size(),
     },

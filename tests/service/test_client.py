@@ -35,6 +35,9 @@ def test_client_endpoints(client, served_dataset):
     assert found["items"][0] == {"id": ids[0], "score": 0.0}
 
     res = client.refine(DATASET, positives=ids[:6], random_negatives=30, page_size=2)
+    assert res["stats"]["n_neighbour_positives"] > 0
+    plain = client.refine(DATASET, positives=ids[:6], neighbours_per_positive=0)
+    assert plain["stats"]["n_neighbour_positives"] == 0
     items = list(client.iter_items(res["result_id"], page_size=7))
     assert len(items) == res["total"] and items[:2] == res["items"]
     saved = client.save_view(res["result_id"], "client view", overwrite=True)

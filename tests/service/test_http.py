@@ -324,3 +324,19 @@ def test_concurrent_refinements_equal_sequential(call, served_dataset):
     with cf.ThreadPoolExecutor(8) as pool:
         concurrent = list(pool.map(run, bodies))
     assert concurrent == sequential
+
+
+def test_refine_neighbours_per_positive(call, served_dataset):
+    body = {"dataset": DATASET, "positives": _ids(served_dataset, range(0, 4))}
+    status, _, auto = call("POST", "/v1/refine", body)
+    assert status == 200 and auto["stats"]["n_neighbour_positives"] > 0
+    status, _, off = call("POST", "/v1/refine", {**body, "neighbours_per_positive": 0})
+    assert status == 200 and off["stats"]["n_neighbour_positives"] == 0
+    status, _, two = call("POST", "/v1/refine", {**body, "neighbours_per_positive": 2})
+    assert status == 200 and 0 < two["stats"]["n_neighbour_positives"] <= 8
+    for bad in (-1, 65, "auto", 1.5):
+        status, _, err = call(
+            "POST", "/v1/refine", {**body, "neighbours_per_positive": bad}
+        )
+        assert status == 400, (bad, err)
+        assert "neighbours_per_positive" in err["error"]["message"]
