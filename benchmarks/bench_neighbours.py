@@ -2,9 +2,11 @@
 
 With P < 32 positives, ``make_training_set(neighbours_per_positive="auto")`` adds the
 ``round(32 / P)`` nearest code neighbours of each positive, one exact ``knn_scan``
-per positive. This times the training-set assembly with and without neighbours on
-synthetic CLIP-like codes (``synthetic_codes.py``). Medians of ``--repeats`` runs,
-milliseconds.
+per positive; above ``NEIGHBOUR_SEARCH_ROWS`` rows, in an evenly spread sample of
+that many. This times the training-set assembly with and without neighbours on
+synthetic CLIP-like codes (``synthetic_codes.py``; medians of ``--repeats`` runs,
+milliseconds) and reports the share of the added neighbours that belong to the
+positives' class, with the sample and with a scan of every row.
 
     .venv/bin/python benchmarks/bench_neighbours.py --n 1M,10M
 """
@@ -23,9 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthetic_codes import generate, parse_n  # noqa: E402
 
+from fiftyone_clipbranches.engine import training_set  # noqa: E402
 from fiftyone_clipbranches.engine.training_set import (  # noqa: E402
     auto_neighbours_per_positive,
     make_training_set,
+    neighbour_rows,
 )
 
 
@@ -48,10 +52,10 @@ def main(argv=None) -> int:
     rows = []
     for n in (parse_n(t) for t in args.n.split(",")):
         codes, labels, _ = generate(n)
-        codes = np.ascontiguousarray(codes)
+        codes, labels = np.ascontiguousarray(codes), np.asarray(labels)
         rng = np.random.default_rng(0)
         cls = int(np.bincount(labels).argmax())
-        members = np.flatnonzero(np.asarray(labels) == cls)
+        members = np.flatnonzero(labels == cls)
         for n_pos in (int(t) for t in args.positives.split(",")):
             pos = np.sort(rng.choice(members, n_pos, replace=False))
             k = auto_neighbours_per_positive(n_pos) + 1
@@ -65,18 +69,27 @@ def main(argv=None) -> int:
                 n_random_negatives=500,
                 neighbours_per_positive="auto",
             )
-            ts = make_training_set(codes, pos, neighbours_per_positive="auto")
-            rows.append((n, n_pos, k - 1, ts.neighbour_rows.size, plain, auto))
+            near = neighbour_rows(codes, pos, k - 1)
+            same = float(np.mean(labels[near] == cls)) if near.size else float("nan")
+            sampled = training_set.NEIGHBOUR_SEARCH_ROWS
+            training_set.NEIGHBOUR_SEARCH_ROWS = n  # scan every row
+            try:
+                near_all = neighbour_rows(codes, pos, k - 1)
+            finally:
+                training_set.NEIGHBOUR_SEARCH_ROWS = sampled
+            same_all = float(np.mean(labels[near_all] == cls)) if near_all.size else 0
+            rows.append((n, n_pos, k - 1, near.size, plain, auto, same, same_all))
             print(rows[-1], flush=True)
     print(
         "\n| N | positives | neighbours per positive | added | training set ms, "
-        "none | training set ms, auto | neighbours ms per positive |"
+        "none | training set ms, auto | neighbours ms per positive | same class "
+        "(searched rows / every row) |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for n, n_pos, k, added, plain, auto in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for n, n_pos, k, added, plain, auto, same, same_all in rows:
         print(
             f"| {n:,} | {n_pos} | {k} | {added} | {plain:.1f} | {auto:.1f} | "
-            f"{(auto - plain) / n_pos:.1f} |"
+            f"{(auto - plain) / n_pos:.1f} | {same:.2f} / {same_all:.2f} |"
         )
     return 0
 

@@ -11,7 +11,9 @@ engine alone (training set, fit, ``apply_model``) and through ``sdk.refine``, so
 table shows the service's share of the cost.
 
 The codes come from ``synthetic_codes.py``; every request trains decision branches
-on 20 positives of the 0.1% class, 10 explicit negatives and 500 random negatives.
+on 20 positives of the 0.1% class, 10 explicit negatives and 500 random negatives,
+with neighbour positives as ``--neighbours`` says (default: automatic, as the
+service).
 The index is registered on an empty FiftyOne dataset in a private database under
 ``--work-dir``: labelled samples are given by id, so refinement never reads sample
 documents, and the figures exclude MongoDB (a real 10M-sample dataset would add its
@@ -91,7 +93,10 @@ def prepare_dataset(n: int, codes) -> tuple[str, float]:
     return name, time.perf_counter() - t0
 
 
-def make_bodies(dataset: str, labels, target: int, seed: int = 0) -> list[dict]:
+def make_bodies(
+    dataset: str, labels, target: int, neighbours: int | None, seed: int = 0
+) -> list[dict]:
+    """Refine requests; ``neighbours`` None leaves neighbour positives automatic."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     in_class = np.flatnonzero(labels == target)
@@ -113,9 +118,18 @@ def make_bodies(dataset: str, labels, target: int, seed: int = 0) -> list[dict]:
                 "random_negatives": 500,
                 "negative_weight": 1.0,
                 "page_size": 100,
+                **(
+                    {}
+                    if neighbours is None
+                    else {"neighbours_per_positive": int(neighbours)}
+                ),
             }
         )
     return bodies
+
+
+def _neighbours(body: dict) -> int | str:
+    return body.get("neighbours_per_positive", "auto")
 
 
 def summarise(latencies: list[float], errors: int, seconds: float) -> dict:
@@ -186,7 +200,12 @@ def engine_refiner(dataset: str):
         pos, _ = bundle.rowmap.rows_of(body["positives"])
         neg, _ = bundle.rowmap.rows_of(body["negatives"])
         train = make_training_set(
-            index.codes, np.sort(pos), np.sort(neg), n_random_negatives=500, seed=0
+            index.codes,
+            np.sort(pos),
+            np.sort(neg),
+            n_random_negatives=500,
+            seed=0,
+            neighbours_per_positive=_neighbours(body),
         )
         model = make_model("branches", random_state=0)
         fit_model(model, train.X, train.y, train.sample_weight, index.subsets)
@@ -210,6 +229,7 @@ def sdk_refiner(dataset: str):
             negatives=body["negatives"],
             model="branches",
             random_negatives=500,
+            neighbours_per_positive=_neighbours(body),
             score_field=None,
             k_preview=1,
             index_key=INDEX_KEY,
@@ -438,6 +458,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=16, help="service HTTP threads")
     p.add_argument("--compute-workers", type=int, default=2)
     p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument(
+        "--neighbours",
+        default="auto",
+        help="neighbours_per_positive of every request: auto (default) or an int",
+    )
     p.add_argument("--work-dir", default=str(RESULTS / "bench_service"))
     args = p.parse_args(argv)
     n = parse_n(args.n)
@@ -459,7 +484,8 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
     codes, labels, meta = generate(n, 0, RESULTS)
     dataset, build_s = prepare_dataset(n, codes)
     target = int(meta["target_components"]["0.1%"])
-    bodies = make_bodies(dataset, labels, target)
+    neighbours = None if args.neighbours == "auto" else int(args.neighbours)
+    bodies = make_bodies(dataset, labels, target, neighbours)
     print(
         f"index: {n:,} codes (build {build_s:.1f} s, 0 = reused); class 0.1%; "
         f"{len(bodies)} distinct refine requests; levels {levels}, {args.duration:g} s each;"
@@ -506,14 +532,21 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
     print()
     print(table(rows))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = {"n": n, "levels": levels, "duration_s": args.duration, "rows": rows}
+    out = {
+        "n": n,
+        "levels": levels,
+        "duration_s": args.duration,
+        "neighbours_per_positive": args.neighbours,
+        "rows": rows,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"bench_service_{stamp}.json").write_text(json.dumps(out, indent=1))
     (RESULTS / f"bench_service_{stamp}.md").write_text(
         table(rows)
         + f"\n\n{n:,} synthetic codes; refine = decision branches on 20 positives of"
-        " the 0.1% class + 10 negatives + 500 random negatives; closed-loop clients on"
-        " loopback; shared 2-core machine, figures are noisy.\n"
+        " the 0.1% class + 10 negatives + 500 random negatives, neighbour positives"
+        f" {args.neighbours}; closed-loop clients on loopback; shared 2-core machine,"
+        " figures are noisy.\n"
     )
     return 0
 

@@ -18,6 +18,11 @@ NEIGHBOUR_MAX_POSITIVES = 32
 #: A neighbour lies at most this many times the positives' typical spacing from its
 #: positive (see :func:`neighbour_rows`).
 NEIGHBOUR_RADIUS = 1.0
+#: Larger catalogues are searched for neighbours in this many rows only: evenly spaced
+#: contiguous blocks of ``NEIGHBOUR_BLOCK`` rows. A full scan costs 13 ms per positive
+#: at 10M rows; the sample keeps it under 1.5 ms (docs/benchmarks.md).
+NEIGHBOUR_SEARCH_ROWS = 1 << 18
+NEIGHBOUR_BLOCK = 1 << 12
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,9 +95,9 @@ def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
     With two or more positives, a neighbour must also lie no farther from its positive
     than the positives typically lie from each other (the median over positives of
     the distance to the nearest other positive): a compact class then takes few
-    neighbours, a spread one many. One exact scan per positive (``knn_scan``: about
-    13 ms per positive at 10M rows; the scan is compute-bound, so one pass for all
-    positives measured no faster, see docs/benchmarks.md).
+    neighbours, a spread one many. One exact scan per positive (``knn_scan``); above
+    ``NEIGHBOUR_SEARCH_ROWS`` rows the scan covers :func:`neighbour_search_rows` only,
+    so the cost stays under about 1.5 ms per positive (docs/benchmarks.md).
     """
     codes = as_codes(codes)
     pos = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1))
@@ -105,12 +110,31 @@ def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
         between = sq[:, None] + sq[None, :] - 2 * (x @ x.T)
         np.fill_diagonal(between, np.iinfo(np.int64).max)
         radius = float(np.median(between.min(axis=1))) * NEIGHBOUR_RADIUS**2
+    searched = neighbour_search_rows(codes.shape[0])
+    pool = codes if searched is None else codes[searched]
     found = []
     for p in pos:
-        ids, dists = knn_scan(codes, codes[p], k + 1)
+        ids, dists = knn_scan(pool, codes[p], k + 1)
+        if searched is not None:
+            ids = searched[ids]
+        other = ids != p
+        ids, dists = ids[other][:k], dists[other][:k]
         found.append(ids[dists <= radius])
     skip = np.concatenate([pos, np.asarray(exclude, dtype=np.int64).reshape(-1)])
     return np.setdiff1d(np.concatenate(found), skip).astype(np.int64)
+
+
+def neighbour_search_rows(n_rows: int) -> np.ndarray | None:
+    """The rows a neighbour search scans: None (all) up to ``NEIGHBOUR_SEARCH_ROWS``,
+    else evenly spaced contiguous blocks of ``NEIGHBOUR_BLOCK`` rows adding up to
+    about that many (int64, ascending; contiguous so a memory-mapped catalogue is
+    read in few pages)."""
+    if n_rows <= NEIGHBOUR_SEARCH_ROWS:
+        return None
+    block = min(NEIGHBOUR_BLOCK, NEIGHBOUR_SEARCH_ROWS)
+    n_blocks = max(1, NEIGHBOUR_SEARCH_ROWS // block)
+    starts = np.linspace(0, n_rows - block, n_blocks).round().astype(np.int64)
+    return (starts[:, None] + np.arange(block, dtype=np.int64)).ravel()
 
 
 def make_training_set(

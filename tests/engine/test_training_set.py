@@ -199,3 +199,28 @@ def test_max_random_fraction_caps_the_draw_after_neighbours(codes):
     assert ts.n_negatives == 1 + int(0.5 * left)
     with pytest.raises(ValueError, match="max_random_fraction"):
         make_training_set(codes, [1], max_random_fraction=0)
+
+
+def test_large_catalogues_search_neighbours_in_spread_blocks(codes, monkeypatch):
+    from fiftyone_clipbranches.engine import training_set as ts
+
+    assert ts.neighbour_search_rows(len(codes)) is None  # small: every row
+    monkeypatch.setattr(ts, "NEIGHBOUR_SEARCH_ROWS", 200)
+    monkeypatch.setattr(ts, "NEIGHBOUR_BLOCK", 50)
+    rows = ts.neighbour_search_rows(len(codes))
+    assert rows.size == 200 and np.all(np.diff(rows) > 0)
+    assert rows[0] == 0 and rows[-1] == len(codes) - 1  # spread over the catalogue
+    assert np.count_nonzero(np.diff(rows) > 1) == 3  # four contiguous blocks
+    positives = np.array([5, 600])
+    got = ts.neighbour_rows(codes, positives, 3)
+    # brute force within the searched rows
+    gap = np.sqrt(_sq_dists(codes, 5)[600])
+    want = []
+    for p in positives:
+        others = rows[rows != p]
+        d = _sq_dists(codes, p)[others]
+        near = others[np.lexsort((others, d))[:3]]  # the 3 nearest other rows
+        want.extend(near[np.sqrt(_sq_dists(codes, p)[near]) <= gap + 1e-9])
+    want = np.setdiff1d(want, positives)
+    np.testing.assert_array_equal(got, want)
+    assert np.isin(got, rows).all()
