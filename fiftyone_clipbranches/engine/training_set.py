@@ -105,11 +105,7 @@ def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     radius = np.inf
     if pos.size >= 2:
-        x = codes[pos].astype(np.int64)
-        sq = (x * x).sum(axis=1)
-        between = sq[:, None] + sq[None, :] - 2 * (x @ x.T)
-        np.fill_diagonal(between, np.iinfo(np.int64).max)
-        radius = float(np.median(between.min(axis=1))) * NEIGHBOUR_RADIUS**2
+        radius = float(np.median(_nearest_other_sq(codes[pos]))) * NEIGHBOUR_RADIUS**2
     searched = neighbour_search_rows(codes.shape[0])
     pool = codes if searched is None else codes[searched]
     found = []
@@ -122,6 +118,22 @@ def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
         found.append(ids[dists <= radius])
     skip = np.concatenate([pos, np.asarray(exclude, dtype=np.int64).reshape(-1)])
     return np.setdiff1d(np.concatenate(found), skip).astype(np.int64)
+
+
+def _nearest_other_sq(x: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """int64 ``(P,)``: squared distance from each row of ``x`` to its nearest other
+    row (computed in chunks, so many positives never build a P x P matrix)."""
+    x = x.astype(np.int64)
+    sq = (x * x).sum(axis=1)
+    out = np.empty(x.shape[0], dtype=np.int64)
+    for start in range(0, x.shape[0], chunk):
+        part = slice(start, start + chunk)
+        d = sq[part, None] + sq[None, :] - 2 * (x[part] @ x.T)
+        d[np.arange(d.shape[0]), np.arange(start, start + d.shape[0])] = np.iinfo(
+            np.int64
+        ).max
+        out[part] = d.min(axis=1)
+    return out
 
 
 def neighbour_search_rows(n_rows: int) -> np.ndarray | None:

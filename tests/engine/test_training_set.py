@@ -224,3 +224,12 @@ def test_large_catalogues_search_neighbours_in_spread_blocks(codes, monkeypatch)
     want = np.setdiff1d(want, positives)
     np.testing.assert_array_equal(got, want)
     assert np.isin(got, rows).all()
+
+
+def test_nearest_other_distance_in_chunks_equals_the_full_matrix(codes):
+    from fiftyone_clipbranches.engine.training_set import _nearest_other_sq
+
+    x = codes[:300]
+    full = np.array([np.sort(_sq_dists(x, i))[1] for i in range(len(x))])
+    np.testing.assert_array_equal(_nearest_other_sq(x, chunk=64), full)
+    np.testing.assert_array_equal(_nearest_other_sq(x), full)
