@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthetic_codes import generate, parse_n  # noqa: E402
 
-from fiftyone_clipbranches.engine import training_set  # noqa: E402
-from fiftyone_clipbranches.engine.training_set import (  # noqa: E402
+from fiftyone_clipbranches.engine import neighbours  # noqa: E402
+from fiftyone_clipbranches.engine.neighbours import (  # noqa: E402
     auto_neighbours_per_positive,
-    make_training_set,
     neighbour_rows,
 )
+from fiftyone_clipbranches.engine.training_set import make_training_set  # noqa: E402
 
 
 def median_ms(repeats: int, fn, *args, **kwargs) -> float:
@@ -71,12 +71,12 @@ def main(argv=None) -> int:
             )
             near = neighbour_rows(codes, pos, k - 1)
             same = float(np.mean(labels[near] == cls)) if near.size else float("nan")
-            sampled = training_set.NEIGHBOUR_SEARCH_ROWS
-            training_set.NEIGHBOUR_SEARCH_ROWS = n  # scan every row
+            sampled = neighbours.NEIGHBOUR_SEARCH_ROWS
+            neighbours.NEIGHBOUR_SEARCH_ROWS = n  # scan every row
             try:
                 near_all = neighbour_rows(codes, pos, k - 1)
             finally:
-                training_set.NEIGHBOUR_SEARCH_ROWS = sampled
+                neighbours.NEIGHBOUR_SEARCH_ROWS = sampled
             same_all = float(np.mean(labels[near_all] == cls)) if near_all.size else 0
             rows.append((n, n_pos, k - 1, near.size, plain, auto, same, same_all))
             print(rows[-1], flush=True)

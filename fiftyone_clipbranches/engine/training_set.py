@@ -1,5 +1,5 @@
 """Training sets for search-by-classification: labelled rows, the code neighbours of
-the positives when they are few, and random catalogue rows."""
+the positives when they are few (:mod:`.neighbours`), and random catalogue rows."""
 
 from __future__ import annotations
 
@@ -9,20 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .codes import as_codes
-from .scan import knn_scan
-
-#: With P labelled positives, ``round(NEIGHBOUR_BUDGET / P)`` nearest code neighbours of
-#: each join the positives ("auto"), for P below :data:`NEIGHBOUR_MAX_POSITIVES`.
-NEIGHBOUR_BUDGET = 32
-NEIGHBOUR_MAX_POSITIVES = 32
-#: A neighbour lies at most this many times the positives' typical spacing from its
-#: positive (see :func:`neighbour_rows`).
-NEIGHBOUR_RADIUS = 1.0
-#: Larger catalogues are searched for neighbours in this many rows only: evenly spaced
-#: contiguous blocks of ``NEIGHBOUR_BLOCK`` rows. A full scan costs 13 ms per positive
-#: at 10M rows; the sample keeps it under 1.5 ms (docs/benchmarks.md).
-NEIGHBOUR_SEARCH_ROWS = 1 << 18
-NEIGHBOUR_BLOCK = 1 << 12
+from .neighbours import auto_neighbours_per_positive, neighbour_rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,80 +60,6 @@ def _as_ids(ids, name: str, n_rows: int) -> np.ndarray:
             " (ids are catalogue row numbers)"
         )
     return np.unique(arr)
-
-
-def auto_neighbours_per_positive(n_positives: int) -> int:
-    """Neighbours joining each positive under ``"auto"``: ``round(32 / P)`` for P < 32.
-
-    With a handful of positives a box can only hug them; their exact code neighbours
-    are mostly of the same class (precision@10 of 0.65-0.82 on the shared CLIP
-    datasets), so they let the boxes reach the class. As real positives accumulate,
-    neighbours add more noise than reach, and fewer are added (docs/quality.md).
-    """
-    if n_positives <= 0 or n_positives >= NEIGHBOUR_MAX_POSITIVES:
-        return 0
-    return int(round(NEIGHBOUR_BUDGET / n_positives))
-
-
-def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
-    """Sorted rows among the ``k`` nearest code neighbours (all dims, exact) of each of
-    ``positives``, leaving out ``positives`` and ``exclude``.
-
-    With two or more positives, a neighbour must also lie no farther from its positive
-    than the positives typically lie from each other (the median over positives of
-    the distance to the nearest other positive): a compact class then takes few
-    neighbours, a spread one many. One exact scan per positive (``knn_scan``); above
-    ``NEIGHBOUR_SEARCH_ROWS`` rows the scan covers :func:`neighbour_search_rows` only,
-    so the cost stays under about 1.5 ms per positive (docs/benchmarks.md).
-    """
-    codes = as_codes(codes)
-    pos = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1))
-    if k <= 0 or pos.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    radius = np.inf
-    if pos.size >= 2:
-        radius = float(np.median(_nearest_other_sq(codes[pos]))) * NEIGHBOUR_RADIUS**2
-    searched = neighbour_search_rows(codes.shape[0])
-    pool = codes if searched is None else codes[searched]
-    found = []
-    for p in pos:
-        ids, dists = knn_scan(pool, codes[p], k + 1)
-        if searched is not None:
-            ids = searched[ids]
-        other = ids != p
-        ids, dists = ids[other][:k], dists[other][:k]
-        found.append(ids[dists <= radius])
-    skip = np.concatenate([pos, np.asarray(exclude, dtype=np.int64).reshape(-1)])
-    return np.setdiff1d(np.concatenate(found), skip).astype(np.int64)
-
-
-def _nearest_other_sq(x: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """int64 ``(P,)``: squared distance from each row of ``x`` to its nearest other
-    row (computed in chunks, so many positives never build a P x P matrix)."""
-    x = x.astype(np.int64)
-    sq = (x * x).sum(axis=1)
-    out = np.empty(x.shape[0], dtype=np.int64)
-    for start in range(0, x.shape[0], chunk):
-        part = slice(start, start + chunk)
-        d = sq[part, None] + sq[None, :] - 2 * (x[part] @ x.T)
-        d[np.arange(d.shape[0]), np.arange(start, start + d.shape[0])] = np.iinfo(
-            np.int64
-        ).max
-        out[part] = d.min(axis=1)
-    return out
-
-
-def neighbour_search_rows(n_rows: int) -> np.ndarray | None:
-    """The rows a neighbour search scans: None (all) up to ``NEIGHBOUR_SEARCH_ROWS``,
-    else evenly spaced contiguous blocks of ``NEIGHBOUR_BLOCK`` rows adding up to
-    about that many (int64, ascending; contiguous so a memory-mapped catalogue is
-    read in few pages)."""
-    if n_rows <= NEIGHBOUR_SEARCH_ROWS:
-        return None
-    block = min(NEIGHBOUR_BLOCK, NEIGHBOUR_SEARCH_ROWS)
-    n_blocks = max(1, NEIGHBOUR_SEARCH_ROWS // block)
-    starts = np.linspace(0, n_rows - block, n_blocks).round().astype(np.int64)
-    return (starts[:, None] + np.arange(block, dtype=np.int64)).ravel()
 
 
 def make_training_set(

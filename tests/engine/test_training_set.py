@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fiftyone_clipbranches.engine.training_set import (
-    auto_neighbours_per_positive,
-    make_training_set,
-    neighbour_rows,
-)
+from fiftyone_clipbranches.engine.neighbours import neighbour_rows
+from fiftyone_clipbranches.engine.training_set import make_training_set
 
 
 @pytest.fixture(scope="module")
@@ -99,53 +96,6 @@ def test_float_codes_refused():
         make_training_set(np.zeros((5, 4), np.float32), [0])
 
 
-def _sq_dists(codes, row):
-    return ((codes.astype(np.int64) - codes[row].astype(np.int64)) ** 2).sum(axis=1)
-
-
-def _brute_neighbours(codes, positives, k):
-    """The k nearest rows of each positive no farther than the median distance from
-    a positive to its nearest other positive."""
-    radius = np.inf
-    if len(positives) > 1:
-        gaps = [np.sort(_sq_dists(codes, p)[positives])[1] for p in positives]
-        radius = np.median(np.sqrt(gaps))
-    out = []
-    for p in positives:
-        d = _sq_dists(codes, p)
-        near = np.lexsort((np.arange(len(codes)), d))[: k + 1]
-        out.append(near[np.sqrt(d[near]) <= radius + 1e-9])
-    return np.concatenate(out)
-
-
-@pytest.mark.parametrize("positives", [[3], [3, 50, 51], [1, 2, 3, 4, 5, 6]])
-def test_neighbour_rows_match_brute_force(codes, positives):
-    positives = np.array(positives)
-    negatives = np.array([7])
-    got = neighbour_rows(codes, positives, 4, exclude=negatives)
-    want = _brute_neighbours(codes, positives, 4)
-    want = np.setdiff1d(want, np.concatenate([positives, negatives]))
-    np.testing.assert_array_equal(got, want)
-    assert neighbour_rows(codes, positives, 0).size == 0
-
-
-def test_neighbours_stay_within_the_spread_of_the_positives():
-    # positives 10 apart; one row 3 from a positive joins, rows 30+ away do not
-    rng = np.random.default_rng(1)
-    codes = rng.integers(200, 256, (50, 2))
-    codes[:4] = [(100, 100), (110, 100), (100, 103), (100, 130)]
-    codes = codes.astype(np.uint8)
-    np.testing.assert_array_equal(neighbour_rows(codes, [0, 1], 5), [2])
-    # a single positive has no spread to compare with: its k neighbours join
-    assert neighbour_rows(codes, [0], 5).size == 5
-
-
-def test_auto_neighbours_fade_with_more_positives():
-    counts = [auto_neighbours_per_positive(p) for p in (1, 2, 4, 8, 16, 31, 32, 40)]
-    assert counts == [32, 16, 8, 4, 2, 1, 0, 0]
-    assert auto_neighbours_per_positive(0) == 0
-
-
 def test_neighbour_positives_join_the_training_set(codes):
     pos, neg = np.array([10, 20]), np.array([11])
     ts = make_training_set(
@@ -199,37 +149,3 @@ def test_max_random_fraction_caps_the_draw_after_neighbours(codes):
     assert ts.n_negatives == 1 + int(0.5 * left)
     with pytest.raises(ValueError, match="max_random_fraction"):
         make_training_set(codes, [1], max_random_fraction=0)
-
-
-def test_large_catalogues_search_neighbours_in_spread_blocks(codes, monkeypatch):
-    from fiftyone_clipbranches.engine import training_set as ts
-
-    assert ts.neighbour_search_rows(len(codes)) is None  # small: every row
-    monkeypatch.setattr(ts, "NEIGHBOUR_SEARCH_ROWS", 200)
-    monkeypatch.setattr(ts, "NEIGHBOUR_BLOCK", 50)
-    rows = ts.neighbour_search_rows(len(codes))
-    assert rows.size == 200 and np.all(np.diff(rows) > 0)
-    assert rows[0] == 0 and rows[-1] == len(codes) - 1  # spread over the catalogue
-    assert np.count_nonzero(np.diff(rows) > 1) == 3  # four contiguous blocks
-    positives = np.array([5, 600])
-    got = ts.neighbour_rows(codes, positives, 3)
-    # brute force within the searched rows
-    gap = np.sqrt(_sq_dists(codes, 5)[600])
-    want = []
-    for p in positives:
-        others = rows[rows != p]
-        d = _sq_dists(codes, p)[others]
-        near = others[np.lexsort((others, d))[:3]]  # the 3 nearest other rows
-        want.extend(near[np.sqrt(_sq_dists(codes, p)[near]) <= gap + 1e-9])
-    want = np.setdiff1d(want, positives)
-    np.testing.assert_array_equal(got, want)
-    assert np.isin(got, rows).all()
-
-
-def test_nearest_other_distance_in_chunks_equals_the_full_matrix(codes):
-    from fiftyone_clipbranches.engine.training_set import _nearest_other_sq
-
-    x = codes[:300]
-    full = np.array([np.sort(_sq_dists(x, i))[1] for i in range(len(x))])
-    np.testing.assert_array_equal(_nearest_other_sq(x, chunk=64), full)
-    np.testing.assert_array_equal(_nearest_other_sq(x), full)
