@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthetic_codes import generate, parse_n  # noqa: E402
 
-from fiftyone_clipbranches.engine import neighbours  # noqa: E402
 from fiftyone_clipbranches.engine.neighbours import (  # noqa: E402
     auto_neighbours_per_positive,
     neighbour_rows,
@@ -127,12 +126,7 @@ def main(argv=None) -> int:
             )
             near = neighbour_rows(codes, pos, k - 1)
             same = float(np.mean(labels[near] == cls)) if near.size else float("nan")
-            sampled = neighbours.NEIGHBOUR_SEARCH_ROWS
-            neighbours.NEIGHBOUR_SEARCH_ROWS = n  # scan every row
-            try:
-                near_all = neighbour_rows(codes, pos, k - 1)
-            finally:
-                neighbours.NEIGHBOUR_SEARCH_ROWS = sampled
+            near_all = neighbour_rows(codes, pos, k - 1, search_rows=n)  # every row
             same_all = float(np.mean(labels[near_all] == cls)) if near_all.size else 0
             rows.append((n, n_pos, k - 1, near.size, plain, auto, same, same_all))
             print(rows[-1], flush=True)

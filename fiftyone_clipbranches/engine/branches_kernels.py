@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .jit import serial_and_parallel
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -366,52 +368,15 @@ _FIT_DOC = """Sequential covering: grow boxes around random uncovered positives.
     covers. A seed whose best box holds fewer than ``min_samples_box`` active points is
     not tried again. Stops at ``max_boxes`` boxes or when no positive is left to seed.
     Bounds are then placed by :func:`loosen_bounds` with ``margin``/``end_ext``.
-    ``fit_branches_parallel`` evaluates the candidates with ``prange``;
-    ``fit_branches`` is the serial twin used inside :func:`fit_members`.
+    ``fit_branches_parallel`` evaluates the candidates on several threads;
+    ``fit_branches``, the same body on one thread, runs inside :func:`fit_members`.
 
     Returns:
         (subset_ids int32 (B,), lo int16 (B, L), hi int16 (B, L), seed_rows int64 (B,))
     """
 
 
-@njit(cache=True)
-def fit_branches(
-    X, y, w, dims, lengths, max_boxes, n_candidates, min_samples_box, max_passes,
-    margin, end_ext, seed,
-):  # fmt: skip
-    L = dims.shape[1]
-    n_cand = min(n_candidates, dims.shape[0])
-    perm = np.arange(dims.shape[0])
-    state, active, seedable, o_sub, o_lo, o_hi, o_seed = _start(
-        X.shape[0], w, y, max_boxes, L, seed
-    )
-    nb = 0
-    while nb < max_boxes:
-        seed_row, act, pos, wa, seed_idx, cands, orders = _begin_step(
-            y, w, active, seedable, state, perm, n_cand, lengths, L
-        )
-        if seed_row < 0:
-            break
-        los = np.zeros((n_cand, L), dtype=np.int64)
-        his = np.zeros((n_cand, L), dtype=np.int64)
-        scores = np.empty(n_cand)
-        counts = np.empty(n_cand, dtype=np.int64)
-        for c in range(n_cand):
-            k = lengths[cands[c]]
-            scores[c], counts[c] = _eval_candidate(
-                X, act, pos, wa, seed_idx, dims[cands[c]], k, orders[c, :k],
-                max_passes, los[c, :k], his[c, :k],
-            )  # fmt: skip
-        nb = _end_step(
-            X, dims, lengths, act, cands, los, his, scores, counts, min_samples_box,
-            margin, end_ext, seed_row, active, seedable, o_sub, o_lo, o_hi, o_seed,
-            nb,
-        )  # fmt: skip
-    return o_sub[:nb].copy(), o_lo[:nb].copy(), o_hi[:nb].copy(), o_seed[:nb].copy()
-
-
-@njit(cache=True, parallel=True)
-def fit_branches_parallel(
+def _fit_branches(
     X, y, w, dims, lengths, max_boxes, n_candidates, min_samples_box, max_passes,
     margin, end_ext, seed,
 ):  # fmt: skip
@@ -448,8 +413,8 @@ def fit_branches_parallel(
     return o_sub[:nb].copy(), o_lo[:nb].copy(), o_hi[:nb].copy(), o_seed[:nb].copy()
 
 
-fit_branches.__doc__ = _FIT_DOC
-fit_branches_parallel.__doc__ = _FIT_DOC
+_fit_branches.__doc__ = _FIT_DOC
+fit_branches, fit_branches_parallel = serial_and_parallel(_fit_branches)
 
 
 @njit(cache=True, parallel=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .jit import serial_and_parallel
+
 DISJOINT = 0
 OVERLAPS = 1
 CONTAINED = 2
@@ -159,8 +161,7 @@ def bound_boxes_kernel(
     return offsets
 
 
-@nb.njit(cache=True)
-def fill_boxes_serial(
+def _fill_boxes(
     values,
     val_off,
     ids,
@@ -177,46 +178,8 @@ def fill_boxes_serial(
     hits,
     counts,
 ):
-    """Box ``b``'s ids into ``hits[offsets[b]:]`` (leaf order), their number in ``counts``."""
-    for b in range(box_subset.shape[0]):
-        counts[b] = _query_one(
-            values,
-            val_off,
-            ids,
-            node_lo,
-            node_hi,
-            start,
-            end,
-            lengths,
-            box_subset,
-            box_lo,
-            box_hi,
-            b,
-            n_internal,
-            hits[offsets[b] : offsets[b + 1]],
-            True,
-        )
-
-
-@nb.njit(parallel=True, cache=True)
-def fill_boxes_parallel(
-    values,
-    val_off,
-    ids,
-    node_lo,
-    node_hi,
-    start,
-    end,
-    lengths,
-    box_subset,
-    box_lo,
-    box_hi,
-    n_internal,
-    offsets,
-    hits,
-    counts,
-):
-    """:func:`fill_boxes_serial` with the boxes spread over threads."""
+    """Box ``b``'s ids into ``hits[offsets[b]:]`` (leaf order), their number in ``counts``
+    (boxes spread over threads in ``fill_boxes_parallel``)."""
     for b in nb.prange(box_subset.shape[0]):
         counts[b] = _query_one(
             values,
@@ -235,6 +198,9 @@ def fill_boxes_parallel(
             hits[offsets[b] : offsets[b + 1]],
             True,
         )
+
+
+fill_boxes_serial, fill_boxes_parallel = serial_and_parallel(_fill_boxes)
 
 
 @nb.njit(cache=True)

@@ -39,7 +39,15 @@ def auto_neighbours_per_positive(n_positives: int) -> int:
     return int(round(NEIGHBOUR_BUDGET / n_positives))
 
 
-def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
+def neighbour_rows(
+    codes,
+    positives,
+    k: int,
+    exclude=(),
+    *,
+    search_rows: int = NEIGHBOUR_SEARCH_ROWS,
+    search_block: int = NEIGHBOUR_BLOCK,
+) -> np.ndarray:
     """Sorted rows among the ``k`` nearest code neighbours (all dims, exact) of each of
     ``positives``, leaving out ``positives`` and ``exclude``.
 
@@ -47,8 +55,9 @@ def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
     than the positives typically lie from each other (the median over positives of
     the distance to the nearest other positive): a compact class then takes few
     neighbours, a spread one many. One exact scan per positive (``knn_scan``); above
-    ``NEIGHBOUR_SEARCH_ROWS`` rows the scan covers :func:`neighbour_search_rows` only,
-    so the cost stays under about 1.5 ms per positive (docs/benchmarks.md).
+    ``search_rows`` rows the scan covers :func:`neighbour_search_rows` (blocks of
+    ``search_block`` rows) only, so the cost stays under about 1.5 ms per positive
+    (docs/benchmarks.md).
     """
     codes = as_codes(codes)
     pos = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1))
@@ -57,7 +66,7 @@ def neighbour_rows(codes, positives, k: int, exclude=()) -> np.ndarray:
     radius = np.inf
     if pos.size >= 2:
         radius = float(np.median(_nearest_other_sq(codes[pos]))) * NEIGHBOUR_RADIUS**2
-    searched = neighbour_search_rows(codes.shape[0])
+    searched = neighbour_search_rows(codes.shape[0], search_rows, search_block)
     pool = codes if searched is None else codes[searched]
     found = []
     for p in pos:
@@ -87,14 +96,18 @@ def _nearest_other_sq(x: np.ndarray, chunk: int = 1024) -> np.ndarray:
     return out
 
 
-def neighbour_search_rows(n_rows: int) -> np.ndarray | None:
-    """The rows a neighbour search scans: None (all) up to ``NEIGHBOUR_SEARCH_ROWS``,
-    else evenly spaced contiguous blocks of ``NEIGHBOUR_BLOCK`` rows adding up to
-    about that many (int64, ascending; contiguous so a memory-mapped catalogue is
-    read in few pages)."""
-    if n_rows <= NEIGHBOUR_SEARCH_ROWS:
+def neighbour_search_rows(
+    n_rows: int,
+    search_rows: int = NEIGHBOUR_SEARCH_ROWS,
+    block: int = NEIGHBOUR_BLOCK,
+) -> np.ndarray | None:
+    """The rows a neighbour search scans: None (all) up to ``search_rows``, else
+    evenly spaced contiguous blocks of ``block`` rows adding up to about that many
+    (int64, ascending; contiguous so a memory-mapped catalogue is read in few
+    pages)."""
+    if n_rows <= search_rows:
         return None
-    block = min(NEIGHBOUR_BLOCK, NEIGHBOUR_SEARCH_ROWS)
-    n_blocks = max(1, NEIGHBOUR_SEARCH_ROWS // block)
+    block = min(block, search_rows)
+    n_blocks = max(1, search_rows // block)
     starts = np.linspace(0, n_rows - block, n_blocks).round().astype(np.int64)
     return (starts[:, None] + np.arange(block, dtype=np.int64)).ravel()

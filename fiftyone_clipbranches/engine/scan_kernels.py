@@ -13,6 +13,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .jit import serial_and_parallel
+
 _BLOCK = 2048
 
 
@@ -62,11 +64,11 @@ def _count_rows(
             out[a + i] = cnt[i]
 
 
-@nb.njit(parallel=True, cache=True)
-def count_boxes_parallel(
+def _count_boxes(
     codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out
 ):
-    """``out[i]`` = number of member groups (``order``/``next_group``) holding row i."""
+    """``out[i]`` = number of member groups (``order``/``next_group``) holding row i
+    (chunks of rows spread over threads in ``count_boxes_parallel``)."""
     n = codes.shape[0]
     n_chunks = max(1, min(1024, n // (16 * _BLOCK)))
     for c in nb.prange(n_chunks):
@@ -76,15 +78,7 @@ def count_boxes_parallel(
         )  # fmt: skip
 
 
-@nb.njit(cache=True)
-def count_boxes_serial(
-    codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out
-):
-    """:func:`count_boxes_parallel` on one thread (small inputs)."""
-    _count_rows(
-        codes, used_dims, box_dims, box_len, lo8, span8, order, next_group, out,
-        0, codes.shape[0],
-    )  # fmt: skip
+count_boxes_serial, count_boxes_parallel = serial_and_parallel(_count_boxes)
 
 
 @nb.njit(inline="always")

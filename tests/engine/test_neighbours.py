@@ -66,18 +66,18 @@ def test_auto_neighbours_fade_with_more_positives():
     assert auto_neighbours_per_positive(0) == 0
 
 
-def test_large_catalogues_search_neighbours_in_spread_blocks(codes, monkeypatch):
+def test_large_catalogues_search_neighbours_in_spread_blocks(codes):
     assert (
         neighbours_module.neighbour_search_rows(len(codes)) is None
     )  # small: every row
-    monkeypatch.setattr(neighbours_module, "NEIGHBOUR_SEARCH_ROWS", 200)
-    monkeypatch.setattr(neighbours_module, "NEIGHBOUR_BLOCK", 50)
-    rows = neighbours_module.neighbour_search_rows(len(codes))
+    rows = neighbours_module.neighbour_search_rows(len(codes), 200, 50)
     assert rows.size == 200 and np.all(np.diff(rows) > 0)
     assert rows[0] == 0 and rows[-1] == len(codes) - 1  # spread over the catalogue
     assert np.count_nonzero(np.diff(rows) > 1) == 3  # four contiguous blocks
     positives = np.array([5, 600])
-    got = neighbours_module.neighbour_rows(codes, positives, 3)
+    got = neighbours_module.neighbour_rows(
+        codes, positives, 3, search_rows=200, search_block=50
+    )
     # brute force within the searched rows
     gap = np.sqrt(_sq_dists(codes, 5)[600])
     want = []
