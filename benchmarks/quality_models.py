@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from quality_space import Space
 
-ALL_MODELS = ("branches", "ensemble", "tree", "forest", "nn", "rocchio")
+ALL_MODELS = ("branches", "ensemble", "linear", "tree", "forest", "nn", "rocchio")
 CODE_ONLY_MODELS = ("branches", "ensemble")
 MODEL_LABELS = {
     "branches": "decision branches",
     "ensemble": "DB ensemble",
+    "linear": "linear classifier",
     "tree": "decision tree",
     "forest": "random forest",
     "nn": "NN (k = class size)",
@@ -40,10 +41,12 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "training_by_model": {
         "branches": {"n_random_negatives": 1500, "neighbours_per_positive": "auto"},
         "ensemble": {"neighbours_per_positive": "auto"},
+        "linear": {"n_random_negatives": 1500},
     },
     "subsets": {"sizes": None, "seed": 0},
     "branches": {},
     "ensemble": {},
+    "linear": {},
     "tree": {},
     "forest": {"n_estimators": 25},
 }
@@ -65,11 +68,13 @@ def merge_params(overrides: dict | None) -> dict:
 
 @dataclass(frozen=True)
 class TrainingRows:
-    """Labelled training rows: ids int64 ``(n,)``, labels int8 ``(n,)``, weights float64."""
+    """Labelled training rows: ids int64 ``(n,)``, labels int8 ``(n,)``, weights float64,
+    and which rows are random (unlabelled) negatives, bool ``(n,)``, when known."""
 
     rows: np.ndarray
     y: np.ndarray
     weight: np.ndarray
+    unlabelled: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,8 @@ def _own_training_rows(n, positives, negatives, n_random, negative_weight, seed)
             np.ones(len(randoms)),
         ]
     )
-    return TrainingRows(rows, y, weight)
+    unlabelled = np.arange(rows.shape[0]) >= len(positives) + len(negatives)
+    return TrainingRows(rows, y, weight, unlabelled)
 
 
 def random_negatives_for(cfg: dict, n_positives: int) -> int:
@@ -201,6 +207,7 @@ class ModelContext:
                     np.asarray(ts.rows, np.int64),
                     np.asarray(ts.y, np.int8),
                     np.asarray(ts.sample_weight, np.float64),
+                    ts.unlabelled,
                 )
         return _own_training_rows(
             len(self.space),
@@ -292,6 +299,19 @@ def _model_order(model, ctx: ModelContext, rank: bool):
     return _order(np.asarray(score, np.float64))
 
 
+def _linear(ctx: ModelContext, train: TrainingRows, rank: bool):
+    from fiftyone_clipbranches.engine.linear import LinearClassifier
+
+    model = LinearClassifier(**ctx.params["linear"])
+    model.fit(
+        ctx.features[train.rows],
+        train.y,
+        sample_weight=train.weight,
+        unlabelled=train.unlabelled,
+    )
+    return np.asarray(model.predict(ctx.features), bool), _model_order(model, ctx, rank)
+
+
 def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: bool):
     if name == "branches":
         from fiftyone_clipbranches.engine.branches import DecisionBranches as cls
@@ -334,6 +354,8 @@ def run_model(
         mask, order = _knn_union(ctx, train.rows[train.y == 1], k_oracle, rank)
     elif name == "rocchio":
         mask, order = _rocchio(ctx, train, k_oracle, rank)
+    elif name == "linear":
+        mask, order = _linear(ctx, train, rank)
     elif name in ("tree", "forest"):
         mask, order = _sklearn_like(name, ctx, train, seed, rank)
     elif name in CODE_ONLY_MODELS:

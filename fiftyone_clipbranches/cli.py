@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="remove foreign content too")
     p.set_defaults(func=_cmd_uninstall_plugin)
 
+    from fiftyone_clipbranches.demo.pipeline import DEMO_REFINE_MODEL
+    from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
+
     p = sub.add_parser(
         "demo",
         help="run the product end to end offline on generated images",
@@ -97,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=60, help="results shown and labelled")
     p.add_argument(
         "--refine-model",
-        default="ensemble",
-        choices=["branches", "ensemble", "tree", "forest"],
+        default=DEMO_REFINE_MODEL,
+        choices=MODEL_NAMES,
     )
     p.add_argument("--dataset", help="FiftyOne dataset name to create or reuse")
     p.add_argument("--train-minutes", type=float, default=5.0)

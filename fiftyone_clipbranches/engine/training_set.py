@@ -24,6 +24,9 @@ class TrainingSet:
         rows: int64 ``(n,)``, the catalogue row of each training row (ascending).
         neighbour_rows: int64 ``(m,)``, the rows among ``rows`` that are positive as
             code neighbours of a labelled positive (ascending; empty by default).
+        random_rows: int64 ``(r,)``, the rows among ``rows`` drawn at random as
+            negatives (ascending; empty by default). Unlike explicit negatives they
+            carry no label: some may belong to the class.
     """
 
     X: np.ndarray
@@ -33,6 +36,7 @@ class TrainingSet:
     neighbour_rows: np.ndarray = field(
         default_factory=lambda: np.zeros(0, dtype=np.int64)
     )
+    random_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -44,6 +48,11 @@ class TrainingSet:
     @property
     def n_negatives(self) -> int:
         return int(np.count_nonzero(self.y == 0))
+
+    @property
+    def unlabelled(self) -> np.ndarray:
+        """bool ``(n,)``: which training rows are random (unlabelled) negatives."""
+        return np.isin(self.rows, self.random_rows)
 
 
 def _as_ids(ids, name: str, n_rows: int) -> np.ndarray:
@@ -183,6 +192,7 @@ def make_training_set(
         sample_weight=weight[order].astype(np.float64),
         rows=rows.astype(np.int64),
         neighbour_rows=near,
+        random_rows=rand,
     )
 
 

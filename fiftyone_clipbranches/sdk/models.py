@@ -9,6 +9,7 @@ from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
 MODEL_LABELS = {
     "branches": "Decision branches",
     "ensemble": "Decision branches ensemble",
+    "linear": "Linear classifier (scan)",
     "tree": "Decision tree",
     "forest": "Random forest",
 }
@@ -24,6 +25,8 @@ def make_model(name: str, random_state: int = 0, **params):
         from fiftyone_clipbranches.engine.ensemble import (
             DecisionBranchesEnsemble as cls,
         )
+    elif name == "linear":
+        from fiftyone_clipbranches.engine.linear import LinearClassifier as cls
     elif name == "tree":
         from fiftyone_clipbranches.engine.baselines import TreeModel as cls
     else:
@@ -33,8 +36,13 @@ def make_model(name: str, random_state: int = 0, **params):
     return cls(**params)
 
 
-def fit_model(model, X, y, sample_weight, subsets):
-    """Fit ``model``; index-aware models get the index's feature subsets."""
-    if "subsets" in inspect.signature(model.fit).parameters:
-        return model.fit(X, y, sample_weight=sample_weight, subsets=subsets)
-    return model.fit(X, y, sample_weight=sample_weight)
+def fit_model(model, X, y, sample_weight, subsets, unlabelled=None):
+    """Fit ``model``; index-aware models get the index's feature subsets, models
+    that treat random negatives apart get ``unlabelled`` (bool ``(n,)``)."""
+    params = inspect.signature(model.fit).parameters
+    extra = {}
+    if "subsets" in params:
+        extra["subsets"] = subsets
+    if "unlabelled" in params and unlabelled is not None:
+        extra["unlabelled"] = unlabelled
+    return model.fit(X, y, sample_weight=sample_weight, **extra)

@@ -25,6 +25,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_TAGS,
     MAX_SELECTED_SAMPLES,
     RANDOM_NEGATIVES_MAX_FRACTION,
+    default_neighbours_per_positive,
     default_random_negatives,
 )
 from fiftyone_clipbranches.sdk.views import save_view, write_scores
@@ -83,7 +84,7 @@ def refine_ranking(
     index_key: str = DEFAULT_INDEX_KEY,
     model_params: dict | None = None,
     seed: int = 0,
-    neighbours_per_positive: int | str = "auto",
+    neighbours_per_positive: int | str | None = None,
 ) -> RankedRows:
     """Labels -> training set -> model -> every index row it accepts.
 
@@ -99,6 +100,8 @@ def refine_ranking(
     clf = make_model(model, random_state=seed, **(model_params or {}))
     if random_negatives is None:
         random_negatives = default_random_negatives(model)
+    if neighbours_per_positive is None:
+        neighbours_per_positive = default_neighbours_per_positive(model)
     _check_training_args(random_negatives, negative_weight)
     _, bundle = load_index(ds, index_key)
     labels = collect_labels(ds, positives, negatives, tags)
@@ -122,7 +125,9 @@ def refine_ranking(
         seed=seed,
         neighbours_per_positive=neighbours_per_positive,
     )
-    fit_model(clf, train.X, train.y, train.sample_weight, index.subsets)
+    fit_model(
+        clf, train.X, train.y, train.sample_weight, index.subsets, train.unlabelled
+    )
     t2 = time.perf_counter()
     ranking = apply_model(clf, index)
     rows = np.asarray(ranking.ids, dtype=np.int64)
@@ -139,6 +144,7 @@ def refine_ranking(
         "n_neighbour_pos": int(train.neighbour_rows.size),
         "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
         "n_random_neg_requested": int(random_negatives),
+        "n_relabelled": int(getattr(clf, "n_relabelled_", 0)),
         "n_results": int(rows.size),
         "n_index": n_alive,
         "index_key": index_key,
@@ -224,7 +230,7 @@ def refine(
     index_key: str = DEFAULT_INDEX_KEY,
     model_params: dict | None = None,
     seed: int = 0,
-    neighbours_per_positive: int | str = "auto",
+    neighbours_per_positive: int | str | None = None,
 ) -> RefineResult:
     """Train ``model`` on the labelled samples and return every sample it accepts.
 
@@ -232,10 +238,13 @@ def refine(
         dataset: a FiftyOne dataset or view (its root dataset is used).
         positives, negatives: sample ids; when both are None they come from the
             sample tags ``tags`` (positive tag, negative tag).
-        model: ``"branches"``, ``"ensemble"``, ``"tree"`` or ``"forest"``.
+        model: ``"branches"``, ``"ensemble"`` (answered through the index),
+            ``"linear"`` (a logistic regression on the codes, applied by one scan
+            over them: for classes spread along a direction of the code space),
+            ``"tree"`` or ``"forest"`` (scanned baselines).
         random_negatives: unlabelled samples drawn as extra negatives; None picks
             the measured default of the model (``settings.DEFAULT_RANDOM_NEGATIVES``:
-            1500 for branches, 500 for the others). At most 90% of the unlabelled
+            1500 for branches and linear, 500 for the others). At most 90% of the unlabelled
             samples are drawn (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a
             small catalogue drawing them all would turn every unmarked match into a
             negative. ``stats["n_random_neg"]`` is the number drawn.
@@ -247,10 +256,12 @@ def refine(
         index_key: the index to search.
         model_params: extra keyword arguments of the model class.
         seed: seed of the model and of the random negatives.
-        neighbours_per_positive: with fewer than 16 positives, the nearest code
+        neighbours_per_positive: with fewer than 32 positives, the nearest code
             neighbours of each positive train as positives too: ``"auto"`` adds
             ``round(32 / P)`` of them (measured in docs/quality.md), an int that
-            many, 0 none. ``stats["n_neighbour_pos"]`` is the number added.
+            many, 0 none; None picks the model's default
+            (``settings.DEFAULT_NEIGHBOURS_PER_POSITIVE``: none for linear, auto
+            for the others). ``stats["n_neighbour_pos"]`` is the number added.
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,

@@ -311,8 +311,8 @@ def _ranking(ids, scores, stats: dict) -> Ranking:
     )
 
 
-def _neighbours(value: int | None) -> int | str:
-    return "auto" if value is None else int(value)
+def _neighbours(value: int | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def _seconds(ms) -> float | None:

@@ -6,6 +6,7 @@ from these definitions, so what is documented is what is enforced.
 
 from __future__ import annotations
 
+from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
 from fiftyone_clipbranches.service.schema import (
     Array,
     Bool,
@@ -32,7 +33,7 @@ MAX_NEGATIVE_WEIGHT = 1000.0
 #: Most code neighbours of each positive a refinement may add as positives.
 MAX_NEIGHBOURS_PER_POSITIVE = 64
 MAX_TEXT_LENGTH = 300
-MODELS = ("branches", "ensemble", "tree", "forest")
+MODELS = MODEL_NAMES
 
 SAMPLE_ID = Str(
     min_length=24,
@@ -154,7 +155,8 @@ REFINE = Object(
                 maximum=MAX_NEIGHBOURS_PER_POSITIVE,
                 description=(
                     "nearest code neighbours of each positive that train as positives;"
-                    " omitted: round(32 / P) below 32 positives, else none"
+                    " omitted: the model's default, none for linear and round(32 / P)"
+                    " below 32 positives for the others"
                 ),
             ),
             default=None,

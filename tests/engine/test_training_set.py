@@ -122,6 +122,17 @@ def test_neighbour_positives_join_the_training_set(codes):
     assert none.neighbour_rows.size == 0 and none.n_positives == 2
 
 
+def test_random_negatives_are_marked_unlabelled(codes):
+    pos, neg = np.array([10, 20]), np.array([11, 12])
+    ts = make_training_set(
+        codes, pos, neg, n_random_negatives=30, seed=1, neighbours_per_positive=3
+    )
+    assert ts.random_rows.size == 30
+    assert not np.isin(ts.random_rows, np.concatenate([pos, neg])).any()
+    np.testing.assert_array_equal(ts.rows[ts.unlabelled], ts.random_rows)
+    assert (ts.y[ts.unlabelled] == 0).all()
+
+
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [

@@ -1,0 +1,231 @@
+"""A linear classifier on the codes: L2 logistic regression, applied exactly by a scan.
+
+Decision branches answer through the index but only capture classes that are local
+in a few code dimensions. Classes spread along one direction of the code space (an
+object shown among varying others, a fine-grained breed) are half-spaces, which a
+union of boxes over small subsets approximates badly and a linear model fits.
+It has no per-box index query: it is applied by one pass over the ``(N, D)`` codes
+(:mod:`.linear_kernels`), about as fast as reading them.
+
+The fitted weights are folded into integers over the raw uint8 codes, so the
+catalogue scan, ``predict`` and a brute-force ``codes @ weights_`` agree exactly.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .linear_kernels import linear_scores
+from .validation import EstimatorParams, check_codes, check_features, check_training
+
+#: Rows scored per chunk when the whole catalogue is searched.
+SEARCH_CHUNK_ROWS = 1 << 20
+_WEIGHT_LIMIT = (1 << 15) - 1
+_SUM_LIMIT = (1 << 31) - 1
+
+
+class LinearClassifier(EstimatorParams):
+    """Weighted L2-regularised logistic regression on uint8 codes.
+
+    Minimises ``||w||^2 / 2 + C * sum_i s_i * logloss(y_i, w . z_i + b)`` over the
+    standardised training features ``z`` (Newton's method), where ``s_i`` is the
+    sample weight times the class weight. The result is folded into int32 weights
+    ``weights_`` over the raw codes and an int64 threshold ``threshold_``: a row is
+    positive when ``codes @ weights_ > threshold_``.
+
+    Random negatives are unlabelled rows, and some belong to the class. When
+    ``fit`` is told which negatives are unlabelled, those that the first model
+    scores above ``relabel_margin`` (a logit) are left out and the model is fit
+    again on the rest.
+
+    Args:
+        C: float > 0, inverse regularisation strength (scikit-learn's convention).
+        class_weight: ``"balanced"`` (each class weighs as much in total) or None.
+        relabel_margin: float, or None to fit once and keep every negative.
+        max_iter: int >= 1, Newton iterations at most.
+        tol: float > 0, stop when the largest gradient entry is below it.
+    """
+
+    def __init__(
+        self,
+        C=1.0,
+        class_weight="balanced",
+        relabel_margin=0.0,
+        max_iter=100,
+        tol=1e-6,
+    ):
+        self.C = C
+        self.class_weight = class_weight
+        self.relabel_margin = relabel_margin
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _check_params(self):
+        for name in ("C", "tol"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not np.isfinite(value)
+                or value <= 0
+            ):
+                raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+        margin = self.relabel_margin
+        if margin is not None and (
+            isinstance(margin, bool)
+            or not isinstance(margin, numbers.Real)
+            or not np.isfinite(margin)
+        ):
+            raise ValueError(f"relabel_margin must be a float or None, got {margin!r}")
+        if self.class_weight not in ("balanced", None):
+            raise ValueError(
+                f"class_weight must be 'balanced' or None, got {self.class_weight!r}"
+            )
+        if (
+            isinstance(self.max_iter, bool)
+            or not isinstance(self.max_iter, numbers.Integral)
+            or self.max_iter < 1
+        ):
+            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+
+    def fit(self, X, y, sample_weight=None, unlabelled=None):
+        """Fit on uint8 codes (or float features) ``X (n, D)``, labels in {0, 1}.
+
+        Args:
+            unlabelled: optional bool ``(n,)``, the negatives drawn at random rather
+                than labelled (``TrainingSet.unlabelled``).
+
+        At least one row of each label is required.
+        """
+        self._check_params()
+        X, y, w = check_training(X, y, sample_weight, allow_float=True)
+        self.n_relabelled_ = 0
+        self._fit_once(X, y, w)
+        if unlabelled is None or self.relabel_margin is None:
+            return self
+        unlabelled = np.asarray(unlabelled)
+        if unlabelled.dtype != bool or unlabelled.shape != y.shape:
+            raise ValueError(f"unlabelled must be a bool array of shape {y.shape}")
+        doubtful = unlabelled & (y == 0)
+        doubtful &= self.decision_function(X) > self.relabel_margin
+        if doubtful.any() and (w[(y == 0) & ~doubtful] > 0).any():
+            self._fit_once(X[~doubtful], y[~doubtful], w[~doubtful])
+            self.n_relabelled_ = int(doubtful.sum())
+        return self
+
+    def _fit_once(self, X, y, w) -> None:
+        if not (w[y == 0] > 0).any():
+            raise ValueError(
+                "y has no negative (0) label of weight > 0: a linear classifier needs"
+                " negatives too"
+            )
+        if self.class_weight == "balanced":
+            totals = np.bincount(y, weights=w, minlength=2)
+            w = w * (totals.sum() / (2.0 * totals))[y]
+        x = X.astype(np.float64)
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std[std == 0] = 1.0
+        coef, intercept = _newton_logistic(
+            (x - mean) / std, y.astype(np.float64), w, float(self.C), self
+        )
+        raw = coef / std
+        self.coef_ = raw
+        self.intercept_ = float(intercept - raw @ mean)
+        self.n_features_in_ = X.shape[1]
+        self._fold(X.shape[1])
+
+    def _fold(self, n_dims: int) -> None:
+        biggest = float(np.abs(self.coef_).max())
+        if biggest == 0.0:
+            scale = 1.0
+        else:
+            scale = min(_WEIGHT_LIMIT, _SUM_LIMIT / (255.0 * n_dims)) / biggest
+        self.weights_ = np.round(self.coef_ * scale).astype(np.int32)
+        self.threshold_ = int(np.floor(-self.intercept_ * scale))
+        self.scale_ = scale
+
+    def _check_fitted(self):
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("this LinearClassifier is not fitted: call fit first")
+
+    def _raw_scores(self, X) -> np.ndarray:
+        X = check_features(X, n_dims=self.n_features_in_)
+        if X.dtype == np.uint8:
+            out = np.empty(X.shape[0], dtype=np.int32)
+            linear_scores(X, self.weights_, out)
+            return out.astype(np.int64)
+        return X.astype(np.float64) @ self.weights_.astype(np.float64)
+
+    def predict(self, X) -> np.ndarray:
+        """bool ``(n,)``: ``X @ weights_ > threshold_``."""
+        self._check_fitted()
+        return self._raw_scores(X) > self.threshold_
+
+    def decision_function(self, X) -> np.ndarray:
+        """float64 ``(n,)``, > 0 exactly for the positive rows (the logit, up to the
+        rounding of the weights)."""
+        self._check_fitted()
+        return (self._raw_scores(X) - self.threshold_) / self.scale_
+
+    def search(self, codes, chunk_rows: int = SEARCH_CHUNK_ROWS):
+        """Every positive row of the catalogue ``codes``: int64 ids and float64 scores.
+
+        One parallel pass over the codes, ``chunk_rows`` rows at a time.
+        """
+        self._check_fitted()
+        n = codes.shape[0]
+        ids, scores = [], []
+        buffer = np.empty(min(chunk_rows, n), dtype=np.int32)
+        for start in range(0, n, chunk_rows):
+            chunk = check_codes(
+                np.asarray(codes[start : start + chunk_rows]),
+                "codes",
+                self.n_features_in_,
+            )
+            out = buffer[: chunk.shape[0]]
+            linear_scores(chunk, self.weights_, out)
+            hit = np.flatnonzero(out > self.threshold_)
+            ids.append(hit + start)
+            scores.append((out[hit].astype(np.int64) - self.threshold_) / self.scale_)
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(ids).astype(np.int64), np.concatenate(scores)
+
+
+def _newton_logistic(z, y, s, C, params):
+    """Coefficients and intercept of the weighted L2 logistic regression on ``z``."""
+    n, n_dims = z.shape
+    design = np.hstack([z, np.ones((n, 1))])
+    beta = np.zeros(n_dims + 1)
+    penalty = np.ones(n_dims + 1)
+    penalty[-1] = 0.0
+
+    def objective(b):
+        t = design @ b
+        loss = np.logaddexp(0.0, t) - y * t
+        return 0.5 * float(b[:-1] @ b[:-1]) + C * float(s @ loss)
+
+    current = objective(beta)
+    for _ in range(params.max_iter):
+        p = 0.5 * (1.0 + np.tanh(0.5 * (design @ beta)))
+        grad = penalty * beta + C * design.T @ (s * (p - y))
+        if np.abs(grad).max() < params.tol:
+            break
+        curvature = C * s * p * (1.0 - p)
+        hessian = (design * curvature[:, None]).T @ design
+        hessian[np.diag_indices_from(hessian)] += penalty + 1e-10
+        step = np.linalg.solve(hessian, grad)
+        size = 1.0
+        while size > 1e-8:
+            candidate = beta - size * step
+            value = objective(candidate)
+            if value <= current:
+                break
+            size *= 0.5
+        else:
+            break
+        beta, current = candidate, value
+    return beta[:-1], beta[-1]
