@@ -184,7 +184,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--positives", default=",".join(map(str, POSITIVE_COUNTS)))
     ap.add_argument("--models", default=",".join(ALL_MODELS))
-    ap.add_argument("--interactive-models", default="branches,ensemble,rocchio")
+    ap.add_argument("--interactive-models", default="branches,ensemble,linear,rocchio")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(

@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from .linear_kernels import linear_scores
+from .linear_kernels import linear_scores, logistic_terms
 from .validation import EstimatorParams, check_codes, check_features, check_training
 
 #: Rows scored per chunk when the whole catalogue is searched.
@@ -196,32 +196,34 @@ class LinearClassifier(EstimatorParams):
 
 
 def _newton_logistic(z, y, s, C, params):
-    """Coefficients and intercept of the weighted L2 logistic regression on ``z``."""
-    n, n_dims = z.shape
-    design = np.hstack([z, np.ones((n, 1))])
+    """Coefficients and intercept of the weighted L2 logistic regression on ``z``.
+
+    Newton's method with step halving; the intercept is not penalised.
+    """
+    n_dims = z.shape[1]
+    z = np.ascontiguousarray(z)
     beta = np.zeros(n_dims + 1)
     penalty = np.ones(n_dims + 1)
     penalty[-1] = 0.0
+    grad = np.empty(n_dims + 1)
+    hess = np.empty((n_dims + 1, n_dims + 1))
 
     def objective(b):
-        t = design @ b
-        loss = np.logaddexp(0.0, t) - y * t
-        return 0.5 * float(b[:-1] @ b[:-1]) + C * float(s @ loss)
+        loss = logistic_terms(z, y, s, b, grad, hess)
+        return 0.5 * float(b[:-1] @ b[:-1]) + C * loss
 
     current = objective(beta)
     for _ in range(params.max_iter):
-        p = 0.5 * (1.0 + np.tanh(0.5 * (design @ beta)))
-        grad = penalty * beta + C * design.T @ (s * (p - y))
-        if np.abs(grad).max() < params.tol:
+        gradient = penalty * beta + C * grad
+        if np.abs(gradient).max() < params.tol:
             break
-        curvature = C * s * p * (1.0 - p)
-        hessian = (design * curvature[:, None]).T @ design
+        hessian = C * hess
         hessian[np.diag_indices_from(hessian)] += penalty + 1e-10
-        step = np.linalg.solve(hessian, grad)
+        step = np.linalg.solve(hessian, gradient)
         size = 1.0
         while size > 1e-8:
             candidate = beta - size * step
-            value = objective(candidate)
+            value = objective(candidate)  # also the terms at the candidate
             if value <= current:
                 break
             size *= 0.5

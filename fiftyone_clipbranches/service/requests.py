@@ -137,9 +137,11 @@ REFINE = Object(
             Int(
                 minimum=0,
                 maximum=MAX_RANDOM_NEGATIVES,
-                description="unlabelled samples drawn as extra negatives (seeded)",
+                description="unlabelled samples drawn as extra negatives (seeded);"
+                " omitted: the model's default, 1500 for branches and linear, 500"
+                " for the others",
             ),
-            default=500,
+            default=None,
         ),
         "negative_weight": Prop(
             Num(

@@ -146,3 +146,22 @@ def test_labelled_negatives_are_never_left_out():
     assert model.n_relabelled_ == 0
     with pytest.raises(ValueError, match="unlabelled must be"):
         LinearClassifier().fit(X, y, unlabelled=np.zeros(3, bool))
+
+
+def test_serial_and_parallel_scores_agree():
+    from fiftyone_clipbranches.engine.linear_kernels import (
+        linear_scores_parallel,
+        linear_scores_serial,
+    )
+
+    rng = np.random.default_rng(9)
+    codes = rng.integers(0, 256, (70_001, 32)).astype(np.uint8)
+    weights = rng.integers(-32767, 32768, 32).astype(np.int32)
+    serial = np.empty(codes.shape[0], np.int32)
+    parallel = np.empty(codes.shape[0], np.int32)
+    linear_scores_serial(codes, weights, serial)
+    linear_scores_parallel(codes, weights, parallel)
+    np.testing.assert_array_equal(serial, parallel)
+    np.testing.assert_array_equal(
+        serial, codes.astype(np.int64) @ weights.astype(np.int64)
+    )

@@ -22,7 +22,7 @@ def test_refine_defaults_filled():
     req = rq.REFINE.validate({"dataset": "d", "positives": [SID]})
     assert req["index_key"] == "clipbranches"
     assert req["model"] == "branches"
-    assert req["random_negatives"] == 500
+    assert req["random_negatives"] is None  # the model's default
     assert req["negative_weight"] == 1.0
     assert req["negatives"] is None
     assert req["page_size"] == rq.DEFAULT_PAGE_SIZE
