@@ -70,10 +70,7 @@ def logistic_terms(z, y, s, beta, grad, hess):
             row[d] = z[i, d]
             t += beta[d] * row[d]
         # log(1 + e^t) without overflow, and the sigmoid from it
-        if t > 0:
-            softplus = t + math.log1p(math.exp(-t))
-        else:
-            softplus = math.log1p(math.exp(t))
+        softplus = max(t, 0.0) + math.log1p(math.exp(-abs(t)))
         p = math.exp(t - softplus)
         total += s[i] * (softplus - y[i] * t)
         g = s[i] * (p - y[i])
