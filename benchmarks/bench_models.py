@@ -113,6 +113,7 @@ def bench_class(codes, truth, index, repeats, sk_repeats):
     from fiftyone_clipbranches.engine.baselines import ForestModel, TreeModel
     from fiftyone_clipbranches.engine.branches import DecisionBranches
     from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
+    from fiftyone_clipbranches.engine.linear import LinearClassifier
     from fiftyone_clipbranches.engine.search import apply_model
 
     subsets = index.subsets
@@ -141,6 +142,12 @@ def bench_class(codes, truth, index, repeats, sk_repeats):
         lambda: apply_model(ens, index, use_index=False), sk_repeats
     )
     assert np.array_equal(r.ids, r2.ids), "index and scan disagree"
+
+    lin = LinearClassifier()
+    fit_lin = lambda: lin.fit(*args, unlabelled=ts.unlabelled)  # noqa: E731
+    row["lin_train_s"], row["lin_train_cpu_s"], _ = median_time(fit_lin, repeats)
+    row["lin_scan_s"], _, r = median_time(lambda: apply_model(lin, index), repeats)
+    row["lin_hits"], row["lin_f1"] = len(r), f1(r.ids, truth)
 
     for key, cls in (("tree", TreeModel), ("forest", ForestModel)):
         model = cls()
@@ -202,6 +209,20 @@ def to_markdown(rows, worst, builds, threads):
             f" | {r['db_hits']:,} / {r['ens_hits']:,} / {r['forest_hits']:,}"
             f" | {r['db_f1']:.2f} / {r['ens_f1']:.2f} / {r['tree_f1']:.2f}"
             f" / {r['forest_f1']:.2f} |"
+        )
+    out += [
+        "",
+        "Linear classifier (no index: one parallel scan of the codes):",
+        "",
+        "| N | class | train wall | train CPU | scan | scan / DB index | hits | F1 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['n']:,} | {r['class']} | {ms(r['lin_train_s'])}"
+            f" | {ms(r['lin_train_cpu_s'])} | {ms(r['lin_scan_s'])}"
+            f" | {r['lin_scan_s'] / r['db_index_s']:.1f}x | {r['lin_hits']:,}"
+            f" | {r['lin_f1']:.2f} |"
         )
     out += [
         "",
