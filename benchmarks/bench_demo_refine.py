@@ -12,6 +12,7 @@ over the whole dataset with the F1 of the top ``k``. Prints a table of the gain
 Usage::
 
     python benchmarks/bench_demo_refine.py [--models linear,ensemble,branches] [--k 60]
+        [--params '{"linear": {"C": 0.3}}']
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def run(args) -> dict:
                 negatives=negatives,
                 model=model,
                 index_key=DEMO_INDEX_KEY,
+                model_params=args.params.get(model),
             )
             found = ranked.bundle.rowmap.ids_of(ranked.rows)
             row[f"{model}_f1"] = _f1(found, truth)
@@ -102,6 +104,12 @@ def main(argv=None) -> None:
     parser.add_argument("--k", type=int, default=60)
     parser.add_argument("--n-images", type=int, default=3000)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--params",
+        type=json.loads,
+        default={},
+        help='model parameters by model, e.g. \'{"linear": {"C": 0.3}}\'',
+    )
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
 
