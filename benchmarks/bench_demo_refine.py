@@ -40,8 +40,9 @@ def run(args) -> dict:
     from fiftyone_clipbranches.demo.evaluate import colour_shape_queries
     from fiftyone_clipbranches.demo.pipeline import (
         DEMO_INDEX_KEY,
-        _f1,
-        _relevant_ids,
+        f1_score,
+        label_shown,
+        relevant_ids,
         run_demo,
     )
 
@@ -49,13 +50,16 @@ def run(args) -> dict:
     dataset = fo.load_dataset(report.dataset)
     rows = []
     for text, _, _ in colour_shape_queries():
-        truth = _relevant_ids(dataset, text)
+        truth = relevant_ids(dataset, text)
         shown, _ = sdk.search_ids(
             dataset, text=text, k=args.k, index_key=DEMO_INDEX_KEY
         )
-        row = {"query": text, "n_relevant": len(truth), "topk_f1": _f1(shown, truth)}
-        positives = [i for i in shown if i in truth]
-        negatives = [i for i in shown if i not in truth]
+        row = {
+            "query": text,
+            "n_relevant": len(truth),
+            "topk_f1": f1_score(shown, truth),
+        }
+        positives, negatives = label_shown(shown, truth)
         for model in args.models:
             t0 = time.perf_counter()
             ranked = sdk.refine_ranking(
@@ -67,7 +71,7 @@ def run(args) -> dict:
                 model_params=args.params.get(model),
             )
             found = ranked.bundle.rowmap.ids_of(ranked.rows)
-            row[f"{model}_f1"] = _f1(found, truth)
+            row[f"{model}_f1"] = f1_score(found, truth)
             row[f"{model}_n"] = len(found)
             row[f"{model}_ms"] = 1e3 * (time.perf_counter() - t0)
         rows.append(row)

@@ -20,7 +20,7 @@ DEMO_QUERY = "a red circle"
 DEMO_VIEW = "clipbranches-demo-refined"
 #: The demo refines with the linear classifier: on these multi-object scenes a class
 #: ("holds a red circle") lies along a direction of the code space, not in a few
-#: code dims, so boxes recover little of it (docs/quality.md, "The demo's queries").
+#: code dims, so boxes recover little of it (docs/quality.md, "Linear classifier").
 DEMO_REFINE_MODEL = "linear"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -141,16 +141,15 @@ def run_demo(
         model=refine_model,
         timings=timings,
     )
-    truth = _relevant_ids(dataset, query)
+    truth = relevant_ids(dataset, query)
     if truth is None:
         return report
     shown = list(ids)
     report.n_relevant = len(truth)
     report.precision_at_20 = _precision(shown[:20], truth)
-    report.topk_f1 = _f1(shown, truth)
+    report.topk_f1 = f1_score(shown, truth)
 
-    positives = [i for i in shown if i in truth]
-    negatives = [i for i in shown if i not in truth]
+    positives, negatives = label_shown(shown, truth)
     if not positives:
         return report
     result = sdk.refine(
@@ -164,7 +163,7 @@ def run_demo(
     lap("refine")
     found = set(result.ids)
     report.n_refined = len(found)
-    report.refined_f1 = _f1(result.ids, truth)
+    report.refined_f1 = f1_score(result.ids, truth)
     report.refined_precision = _precision(result.ids, truth)
     report.refined_recall = len(found & truth) / len(truth) if truth else None
     report.saved_view = DEMO_VIEW
@@ -308,7 +307,7 @@ def _ensure_index(dataset, model, pretrained, progress):
     )
 
 
-def _relevant_ids(dataset, query: str) -> set[str] | None:
+def relevant_ids(dataset, query: str) -> set[str] | None:
     """Samples holding an object of the query's colour and shape (generated data)."""
     if "objects" not in dataset.get_field_schema():
         return None
@@ -339,7 +338,13 @@ def _precision(ids, truth: set[str]) -> float | None:
     return float(np.mean([i in truth for i in ids])) if ids else None
 
 
-def _f1(ids, truth: set[str]) -> float:
+def label_shown(shown, truth: set[str]) -> tuple[list[str], list[str]]:
+    """``(positives, negatives)``: the shown ids a user would tag, from the truth."""
+    return [i for i in shown if i in truth], [i for i in shown if i not in truth]
+
+
+def f1_score(ids, truth: set[str]) -> float:
+    """F1 of the id set ``ids`` against the relevant ids ``truth``."""
     found = set(ids)
     hits = len(found & truth)
     if hits == 0:

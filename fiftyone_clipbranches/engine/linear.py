@@ -18,7 +18,14 @@ import numbers
 import numpy as np
 
 from .linear_kernels import linear_scores, logistic_terms
-from .validation import EstimatorParams, check_codes, check_features, check_training
+from .validation import (
+    EstimatorParams,
+    check_codes,
+    check_features,
+    check_int,
+    check_positive_number,
+    check_training,
+)
 
 #: Rows scored per chunk when the whole catalogue is searched.
 SEARCH_CHUNK_ROWS = 1 << 20
@@ -63,15 +70,9 @@ class LinearClassifier(EstimatorParams):
         self.tol = tol
 
     def _check_params(self):
-        for name in ("C", "tol"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not np.isfinite(value)
-                or value <= 0
-            ):
-                raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
+        check_positive_number(self.C, "C")
+        check_positive_number(self.tol, "tol")
+        check_int(self.max_iter, "max_iter", 1)
         margin = self.relabel_margin
         if margin is not None and (
             isinstance(margin, bool)
@@ -83,12 +84,6 @@ class LinearClassifier(EstimatorParams):
             raise ValueError(
                 f"class_weight must be 'balanced' or None, got {self.class_weight!r}"
             )
-        if (
-            isinstance(self.max_iter, bool)
-            or not isinstance(self.max_iter, numbers.Integral)
-            or self.max_iter < 1
-        ):
-            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
 
     def fit(self, X, y, sample_weight=None, unlabelled=None):
         """Fit on uint8 codes (or float features) ``X (n, D)``, labels in {0, 1}.
@@ -129,7 +124,12 @@ class LinearClassifier(EstimatorParams):
         std = x.std(axis=0)
         std[std == 0] = 1.0
         coef, intercept = _newton_logistic(
-            (x - mean) / std, y.astype(np.float64), w, float(self.C), self
+            (x - mean) / std,
+            y.astype(np.float64),
+            w,
+            float(self.C),
+            self.max_iter,
+            self.tol,
         )
         raw = coef / std
         self.coef_ = raw
@@ -195,7 +195,7 @@ class LinearClassifier(EstimatorParams):
         return np.concatenate(ids).astype(np.int64), np.concatenate(scores)
 
 
-def _newton_logistic(z, y, s, C, params):
+def _newton_logistic(z, y, s, C, max_iter, tol):
     """Coefficients and intercept of the weighted L2 logistic regression on ``z``.
 
     Newton's method with step halving; the intercept is not penalised.
@@ -213,9 +213,9 @@ def _newton_logistic(z, y, s, C, params):
         return 0.5 * float(b[:-1] @ b[:-1]) + C * loss
 
     current = objective(beta)
-    for _ in range(params.max_iter):
+    for _ in range(max_iter):
         gradient = penalty * beta + C * grad
-        if np.abs(gradient).max() < params.tol:
+        if np.abs(gradient).max() < tol:
             break
         hessian = C * hess
         hessian[np.diag_indices_from(hessian)] += penalty + 1e-10

@@ -56,8 +56,9 @@ def apply_model(
     with ``use_index=False``, the full parallel scan :func:`~.scan.scan_boxes`, which
     returns the same rows); ensembles keep rows whose member vote passes
     ``vote_threshold`` (the index counts distinct members per row while it merges
-    the box results); only passing rows are scored with ``decision_function``. Top-k
-    models (``NearestNeighbours``, ``Rocchio``) search the codes exactly; any other
+    the box results); only passing rows are scored with ``decision_function``. Models with
+    ``search(codes)`` (the top-k ``NearestNeighbours`` and ``Rocchio``, and
+    ``LinearClassifier``'s scan) search the codes themselves, exactly; any other
     model with ``predict``/``decision_function`` is applied in chunks of
     ``chunk_rows`` rows.
 

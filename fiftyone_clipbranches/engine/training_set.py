@@ -10,6 +10,7 @@ import numpy as np
 
 from .codes import as_codes
 from .neighbours import auto_neighbours_per_positive, neighbour_rows
+from .validation import check_positive_number
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,11 +140,11 @@ def make_training_set(
         raise TypeError("n_random_negatives must be an int")
     if n_random_negatives < 0:
         raise ValueError("n_random_negatives must be >= 0")
-    negative_weight = _check_weight(negative_weight, "negative_weight")
-    random_negative_weight = _check_weight(
+    negative_weight = check_positive_number(negative_weight, "negative_weight")
+    random_negative_weight = check_positive_number(
         random_negative_weight, "random_negative_weight"
     )
-    neighbour_weight = _check_weight(neighbour_weight, "neighbour_weight")
+    neighbour_weight = check_positive_number(neighbour_weight, "neighbour_weight")
     if neighbours_per_positive == "auto":
         n_neighbours = auto_neighbours_per_positive(pos.size)
     elif isinstance(neighbours_per_positive, numbers.Integral) and not isinstance(
@@ -194,15 +195,6 @@ def make_training_set(
         neighbour_rows=near,
         random_rows=rand,
     )
-
-
-def _check_weight(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be an int or a float, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
 
 
 def _draw_unlabelled(n_rows: int, labelled: np.ndarray, k: int, seed) -> np.ndarray:

@@ -87,6 +87,16 @@ def check_training(X, y, sample_weight, *, allow_float: bool = False):
     return X, y, np.ascontiguousarray(w)
 
 
+def check_positive_number(value, name: str) -> float:
+    """``value`` as a float, refusing anything but a finite int or float > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an int or a float, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
 def check_int(value, name: str, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r}")

@@ -63,7 +63,8 @@ class RankedRows:
         stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``,
             ``n_neighbour_pos`` (code neighbours added as positives), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
-            ``n_results``, ``n_index`` (searched samples), ``index_key``,
+            ``n_relabelled`` (random negatives the linear classifier left out as
+            likely matches; 0 for the other models), ``n_results``, ``n_index`` (searched samples), ``index_key``,
             ``train_ms``, ``query_ms``, ``total_ms``.
     """
 
