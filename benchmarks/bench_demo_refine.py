@@ -11,7 +11,7 @@ over the whole dataset with the F1 of the top ``k``. Prints a table of the gain
 
 Usage::
 
-    python benchmarks/bench_demo_refine.py [--models linear,ensemble,branches] [--k 60]
+    python benchmarks/bench_demo_refine.py [--models ball,linear,ensemble,branches] [--k 60]
         [--params '{"linear": {"C": 0.3}}']
 """
 
@@ -69,6 +69,7 @@ def run(args) -> dict:
                 model=model,
                 index_key=DEMO_INDEX_KEY,
                 model_params=args.params.get(model),
+                query=text,
             )
             found = ranked.bundle.rowmap.ids_of(ranked.rows)
             row[f"{model}_f1"] = f1_score(found, truth)
@@ -104,7 +105,7 @@ def table(result: dict, models: list[str], k: int) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="linear,ensemble,branches")
+    parser.add_argument("--models", default="ball,linear,ensemble,branches")
     parser.add_argument("--k", type=int, default=60)
     parser.add_argument("--n-images", type=int, default=3000)
     parser.add_argument("--json", type=Path, default=None)

@@ -18,17 +18,15 @@ import numbers
 import numpy as np
 
 from .linear_kernels import linear_scores, logistic_terms
+from .scan import SEARCH_CHUNK_ROWS, search_chunks
 from .validation import (
     EstimatorParams,
-    check_codes,
     check_features,
     check_int,
     check_positive_number,
     check_training,
 )
 
-#: Rows scored per chunk when the whole catalogue is searched.
-SEARCH_CHUNK_ROWS = 1 << 20
 _WEIGHT_LIMIT = (1 << 15) - 1
 _SUM_LIMIT = (1 << 31) - 1
 
@@ -176,23 +174,13 @@ class LinearClassifier(EstimatorParams):
         One parallel pass over the codes, ``chunk_rows`` rows at a time.
         """
         self._check_fitted()
-        n = codes.shape[0]
-        ids, scores = [], []
-        buffer = np.empty(min(chunk_rows, n), dtype=np.int32)
-        for start in range(0, n, chunk_rows):
-            chunk = check_codes(
-                np.asarray(codes[start : start + chunk_rows]),
-                "codes",
-                self.n_features_in_,
-            )
-            out = buffer[: chunk.shape[0]]
+
+        def score_chunk(chunk, out):
             linear_scores(chunk, self.weights_, out)
             hit = np.flatnonzero(out > self.threshold_)
-            ids.append(hit + start)
-            scores.append((out[hit].astype(np.int64) - self.threshold_) / self.scale_)
-        if not ids:
-            return np.zeros(0, np.int64), np.zeros(0)
-        return np.concatenate(ids).astype(np.int64), np.concatenate(scores)
+            return hit, (out[hit].astype(np.int64) - self.threshold_) / self.scale_
+
+        return search_chunks(codes, self.n_features_in_, score_chunk, chunk_rows)
 
 
 def _newton_logistic(z, y, s, C, max_iter, tol):

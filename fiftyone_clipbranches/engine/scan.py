@@ -17,12 +17,15 @@ from .scan_kernels import (
     knn_serial,
 )
 from .subsets import FeatureSubsets
+from .validation import check_codes
 
 #: Largest ``D`` for which squared distances of uint8 codes fit the packed knn key.
 MAX_KNN_DIMS = 33000
 #: Scans of fewer rows run on one thread: a parallel region on a busy machine can
 #: cost far more than the work (threads waiting at the barrier).
 PARALLEL_MIN_ROWS = 1 << 17
+#: Rows scored per chunk when a scanned model searches the whole catalogue.
+SEARCH_CHUNK_ROWS = 1 << 20
 
 
 def check_boxes(boxes, subsets: FeatureSubsets) -> Boxes:
@@ -149,3 +152,30 @@ def knn_scan(codes, query, k: int) -> tuple[np.ndarray, np.ndarray]:
     kernel = knn_kernel if len(codes) >= PARALLEL_MIN_ROWS else knn_serial
     keys = kernel(codes, q, k)
     return (keys & 0xFFFFFFFF).astype(np.int64), (keys >> 32).astype(np.int64)
+
+
+def search_chunks(codes, n_dims: int, score_chunk, chunk_rows: int = SEARCH_CHUNK_ROWS):
+    """Every accepted row of ``codes``, scored ``chunk_rows`` rows at a time.
+
+    Args:
+        codes: uint8 ``(N, n_dims)`` (a memory map is read one chunk at a time).
+        score_chunk: ``score_chunk(chunk, buffer) -> (hits, scores)``: the accepted
+            rows of the uint8 ``chunk`` (int positions within it) and their float
+            scores; ``buffer`` is an int32 scratch array of ``len(chunk)``.
+
+    Returns:
+        ``(ids int64, scores float64)``, by ascending id.
+    """
+    n = codes.shape[0]
+    ids, scores = [], []
+    buffer = np.empty(min(chunk_rows, n), dtype=np.int32)
+    for start in range(0, n, chunk_rows):
+        chunk = check_codes(
+            np.asarray(codes[start : start + chunk_rows]), "codes", n_dims
+        )
+        hit, score = score_chunk(chunk, buffer[: chunk.shape[0]])
+        ids.append(np.asarray(hit, dtype=np.int64) + start)
+        scores.append(np.asarray(score, dtype=np.float64))
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(ids), np.concatenate(scores)

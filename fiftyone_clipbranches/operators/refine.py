@@ -24,6 +24,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_RANDOM_NEGATIVES,
     DEFAULT_SCORE_FIELD,
     MODEL_NAMES,
+    QUERY_MODELS,
 )
 
 
@@ -64,16 +65,23 @@ def refine_in_context(
     score_field: str | None,
     index_key: str,
     saved_view: str | None = None,
+    query: str | None = None,
 ) -> RefineResult:
     """Refine from the tags of ``ctx.dataset``, remotely when a service is set.
 
     With the secrets ``CLIPBRANCHES_SERVICE_URL`` (and ``..._TOKEN``) set, the
     service trains and queries and this process only writes the returned scores
     and views (:func:`sdk.apply_refine_result`); otherwise :func:`sdk.refine`.
-    Both return the same ids, scores and stats keys.
+    Both return the same ids, scores and stats keys. ``query`` is the text search
+    the labels refine (the ``"ball"`` model needs it).
     """
     from fiftyone_clipbranches.service.client import service_settings
 
+    if model in QUERY_MODELS and not query:
+        raise ValueError(
+            f"the {MODEL_LABELS[model]} model refines a text search: enter the text"
+            " query that was searched"
+        )
     remote = service_settings(ctx.secrets)
     if remote is None:
         return refine(
@@ -85,6 +93,7 @@ def refine_in_context(
             score_field=score_field,
             saved_view=saved_view,
             index_key=index_key,
+            query=query,
         )
     from fiftyone_clipbranches.service.client import remote_refine
 
@@ -100,6 +109,7 @@ def refine_in_context(
         index_key=index_key,
         url=url,
         token=token,
+        query=query,
     )
     scores = np.asarray(answer.scores, dtype=np.float64)
     view = apply_refine_result(ds, answer.ids, scores, score_field, saved_view)
@@ -166,6 +176,11 @@ class RefineOperator(foo.Operator):
             ),
         )
         add_model_inputs(inputs)
+        inputs.str(
+            "query",
+            label="Text query the labels refine",
+            description="Needed by the query ball model: the text that was searched",
+        )
         inputs.str("score_field", label="Score field", default=DEFAULT_SCORE_FIELD)
         inputs.str("saved_view", label="Also save as view (optional)")
         return types.Property(inputs, view=types.View(label="Refine"))
@@ -187,6 +202,7 @@ class RefineOperator(foo.Operator):
                 score_field=p.get("score_field") or DEFAULT_SCORE_FIELD,
                 saved_view=p.get("saved_view") or None,
                 index_key=p.get("index_key"),
+                query=(p.get("query") or "").strip() or None,
             )
         except Exception as exc:  # shown as a notification, never a traceback
             notify_error(ctx, exc)

@@ -78,7 +78,8 @@ def reset_labels(ctx, opts: dict) -> str:
 
 def run_refine(ctx, opts: dict) -> dict:
     """One refinement round from the tags (on the service when one is configured);
-    shows the results and records the round."""
+    shows the results and records the round. The text query box is the search the
+    labels refine (the query ball model uses it)."""
     result = refine_in_context(
         ctx,
         tags=tags(opts),
@@ -87,6 +88,7 @@ def run_refine(ctx, opts: dict) -> dict:
         negative_weight=float(opts["negative_weight"]),
         score_field=opts["score_field"],
         index_key=opts["index_key"],
+        query=(opts.get("query") or "").strip() or None,
     )
     ctx.ops.set_view(view=result.view)
     stats = {k: _plain(v) for k, v in result.stats.items()}

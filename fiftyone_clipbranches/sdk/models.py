@@ -10,6 +10,7 @@ MODEL_LABELS = {
     "branches": "Decision branches",
     "ensemble": "Decision branches ensemble",
     "linear": "Linear classifier (scan)",
+    "ball": "Query ball (the search query, learned radius)",
     "tree": "Decision tree",
     "forest": "Random forest",
 }
@@ -27,6 +28,8 @@ def make_model(name: str, random_state: int = 0, **params):
         )
     elif name == "linear":
         from fiftyone_clipbranches.engine.linear import LinearClassifier as cls
+    elif name == "ball":
+        from fiftyone_clipbranches.engine.ball import QueryBall as cls
     elif name == "tree":
         from fiftyone_clipbranches.engine.baselines import TreeModel as cls
     else:

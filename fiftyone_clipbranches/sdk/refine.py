@@ -19,11 +19,13 @@ from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
 from fiftyone_clipbranches.sdk.models import fit_model, make_model
 from fiftyone_clipbranches.sdk.runs import root_dataset
+from fiftyone_clipbranches.sdk.search import query_code
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
     MAX_SELECTED_SAMPLES,
+    QUERY_MODELS,
     RANDOM_NEGATIVES_MAX_FRACTION,
     default_neighbours_per_positive,
     default_random_negatives,
@@ -86,6 +88,7 @@ def refine_ranking(
     model_params: dict | None = None,
     seed: int = 0,
     neighbours_per_positive: int | str | None = None,
+    query=None,
 ) -> RankedRows:
     """Labels -> training set -> model -> every index row it accepts.
 
@@ -98,13 +101,18 @@ def refine_ranking(
     """
     t0 = time.perf_counter()
     ds = root_dataset(dataset)
-    clf = make_model(model, random_state=seed, **(model_params or {}))
+    model_params = dict(model_params or {})
+    config, bundle = load_index(ds, index_key)
+    if model in QUERY_MODELS:
+        model_params["center"] = _refined_query_code(
+            config, bundle, index_key, model, query
+        )
+    clf = make_model(model, random_state=seed, **model_params)
     if random_negatives is None:
         random_negatives = default_random_negatives(model)
     if neighbours_per_positive is None:
         neighbours_per_positive = default_neighbours_per_positive(model)
     _check_training_args(random_negatives, negative_weight)
-    _, bundle = load_index(ds, index_key)
     labels = collect_labels(ds, positives, negatives, tags)
     pos_rows = _rows(bundle, labels.positives, "positive", index_key)
     neg_rows = _rows(bundle, labels.negatives, "negative", index_key)
@@ -232,6 +240,7 @@ def refine(
     model_params: dict | None = None,
     seed: int = 0,
     neighbours_per_positive: int | str | None = None,
+    query=None,
 ) -> RefineResult:
     """Train ``model`` on the labelled samples and return every sample it accepts.
 
@@ -242,6 +251,9 @@ def refine(
         model: ``"branches"``, ``"ensemble"`` (answered through the index),
             ``"linear"`` (a logistic regression on the codes, applied by one scan
             over them: for classes spread along a direction of the code space),
+            ``"ball"`` (the search ``query``'s own ranking, cut at the distance the
+            labels place the class's edge: for a query that already points at
+            the class),
             ``"tree"`` or ``"forest"`` (scanned baselines).
         random_negatives: unlabelled samples drawn as extra negatives; None picks
             the measured default of the model (``settings.DEFAULT_RANDOM_NEGATIVES``:
@@ -263,6 +275,9 @@ def refine(
             many, 0 none; None picks the model's default
             (``settings.DEFAULT_NEIGHBOURS_PER_POSITIVE``: none for linear, auto
             for the others). ``stats["n_neighbour_pos"]`` is the number added.
+        query: the search the labels refine: its text (str) or a vector (a float
+            embedding or a uint8 code). Needed by the ``"ball"`` model, ignored
+            by the others.
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
@@ -281,6 +296,7 @@ def refine(
         model_params=model_params,
         seed=seed,
         neighbours_per_positive=neighbours_per_positive,
+        query=query,
     )
     t0 = time.perf_counter()
     ds = root_dataset(dataset)
@@ -311,6 +327,17 @@ def _check_training_args(random_negatives, negative_weight) -> None:
         raise ValueError(f"random_negatives must be >= 0; got {random_negatives}")
     if not np.isfinite(negative_weight) or negative_weight <= 0:
         raise ValueError(f"negative_weight must be > 0; got {negative_weight!r}")
+
+
+def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
+    if query is None:
+        raise ValueError(
+            f"model {model!r} refines a search: pass query=, the text (or vector)"
+            " that was searched"
+        )
+    if isinstance(query, str):
+        return query_code(config, bundle, index_key, text=query)
+    return query_code(config, bundle, index_key, vector=query)
 
 
 def _check_k_preview(k_preview) -> None:

@@ -51,12 +51,7 @@ def search_ids(
         raise ValueError(f"k must be a positive integer; got {k!r}")
     ds = root_dataset(dataset)
     config, bundle = load_index(ds, index_key)
-    if text is not None:
-        query = _text_code(text, config, bundle, index_key)
-    elif sample_ids is not None:
-        query = _samples_code(sample_ids, bundle, index_key)
-    else:
-        query = _vector_code(vector, bundle, index_key)
+    query = query_code(config, bundle, index_key, text, sample_ids, vector)
 
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
     n_dead = 0 if alive is None else int((~alive).sum())
@@ -67,6 +62,17 @@ def search_ids(
         rows, dists = rows[keep], dists[keep]
     rows, dists = rows[:k], dists[:k]
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
+
+
+def query_code(
+    config, bundle, index_key: str, text=None, sample_ids=None, vector=None
+) -> np.ndarray:
+    """The uint8 ``(D,)`` code of one query (see :func:`search`) in a loaded index."""
+    if text is not None:
+        return _text_code(text, config, bundle, index_key)
+    if sample_ids is not None:
+        return _samples_code(sample_ids, bundle, index_key)
+    return _vector_code(vector, bundle, index_key)
 
 
 def _text_code(text, config, bundle, index_key) -> np.ndarray:

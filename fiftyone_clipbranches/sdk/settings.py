@@ -22,17 +22,21 @@ DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_K = 60
 
 #: Model names accepted by ``refine``.
-MODEL_NAMES = ("branches", "ensemble", "linear", "tree", "forest")
+MODEL_NAMES = ("branches", "ensemble", "linear", "ball", "tree", "forest")
+#: Models that refine a search query and need it (``refine(query=...)``).
+QUERY_MODELS = ("ball",)
 
 #: Random negatives ``refine`` draws by default, per model, chosen on real CLIP
 #: embeddings (docs/quality.md): the single model needs many negatives to keep its
 #: boxes tight (F1 at 16 positives .48/.59/.66 with 420/840/1500 on oxford_flowers),
 #: the ensemble and the sklearn models do best with 500, the linear classifier
-#: (balanced class weights) with 1500.
+#: (balanced class weights) and the query ball (the same regression on one
+#: feature) with 1500.
 DEFAULT_RANDOM_NEGATIVES = {
     "branches": 1500,
     "ensemble": 500,
     "linear": 1500,
+    "ball": 1500,
     "tree": 500,
     "forest": 500,
 }
@@ -87,8 +91,9 @@ def index_cache_size() -> int:
 
 #: Code neighbours added as positives per positive when the caller does not say:
 #: ``"auto"`` (round(32 / P) below 32 positives) for the box models, none for the
-#: linear classifier, which measured worse with them (docs/quality.md).
-DEFAULT_NEIGHBOURS_PER_POSITIVE = {"linear": 0}
+#: linear classifier, which measured worse with them (docs/quality.md), and none
+#: for the query ball, which learns only a radius from the labels.
+DEFAULT_NEIGHBOURS_PER_POSITIVE = {"linear": 0, "ball": 0}
 
 
 def default_neighbours_per_positive(model: str) -> int | str:

@@ -159,6 +159,7 @@ class SdkBackend:
                 negative_weight=req["negative_weight"],
                 index_key=key,
                 neighbours_per_positive=_neighbours(req["neighbours_per_positive"]),
+                query=req["query"],
             )
             n_unindexed = max(entry.dataset.count() - result.stats["n_index"], 0)
         s = result.stats

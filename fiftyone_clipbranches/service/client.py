@@ -112,10 +112,12 @@ class Client:
         index_key: str = "clipbranches",
         page_size: int = 100,
         neighbours_per_positive: int | None = None,
+        query: str | None = None,
     ) -> dict:
         """Refine on labelled samples: give sample ids (``positives``,
         ``negatives``) or tags (``positive_tag``, ``negative_tag``), not both;
-        with neither, the service reads the default tags."""
+        with neither, the service reads the default tags. ``query``: the text
+        search the labels refine (model ``"ball"`` needs it)."""
         body = {
             "dataset": dataset,
             "index_key": index_key,
@@ -130,6 +132,7 @@ class Client:
             "positive_tag": positive_tag,
             "negative_tag": negative_tag,
             "neighbours_per_positive": neighbours_per_positive,
+            "query": query,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return self._call("POST", "/v1/refine", body)
@@ -240,6 +243,7 @@ def remote_refine(
     token: str | None = None,
     secrets: Mapping | None = None,
     neighbours_per_positive: int | None = None,
+    query: str | None = None,
 ) -> RemoteRefineResult:
     """Refine on a remote service: the sdk's hook when a service is configured.
 
@@ -251,6 +255,7 @@ def remote_refine(
             (service defaults ``cb_positive`` / ``cb_negative``).
         model, random_negatives, negative_weight, index_key: as ``sdk.refine``.
         neighbours_per_positive: as ``sdk.refine``; None = the automatic count.
+        query: the text search the labels refine (model ``"ball"`` needs it).
         max_items: fetch at most this many ranked ids (None: all of them).
         url, token: the service; default :func:`service_settings` (``secrets``, env).
 
@@ -281,6 +286,7 @@ def remote_refine(
         index_key=index_key,
         page_size=first_page,
         neighbours_per_positive=neighbours_per_positive,
+        query=query,
     )
     limit = body["total"] if max_items is None else min(max_items, body["total"])
     items = list(body["items"])

@@ -133,13 +133,23 @@ REFINE = Object(
         "model": Prop(
             Str(enum=MODELS, description="model to train"), default="branches"
         ),
+        "query": Prop(
+            Str(
+                min_length=1,
+                max_length=MAX_TEXT_LENGTH,
+                description="the text search the labels refine; needed by model"
+                " 'ball' (needs an index built with a CLIP model), ignored by the"
+                " others",
+            ),
+            default=None,
+        ),
         "random_negatives": Prop(
             Int(
                 minimum=0,
                 maximum=MAX_RANDOM_NEGATIVES,
                 description="unlabelled samples drawn as extra negatives (seeded);"
-                " omitted: the model's default, 1500 for branches and linear, 500"
-                " for the others",
+                " omitted: the model's default, 1500 for branches, linear and ball,"
+                " 500 for the others",
             ),
             default=None,
         ),
@@ -157,8 +167,8 @@ REFINE = Object(
                 maximum=MAX_NEIGHBOURS_PER_POSITIVE,
                 description=(
                     "nearest code neighbours of each positive that train as positives;"
-                    " omitted: the model's default, none for linear and round(32 / P)"
-                    " below 32 positives for the others"
+                    " omitted: the model's default, none for linear and ball and"
+                    " round(32 / P) below 32 positives for the others"
                 ),
             ),
             default=None,

@@ -49,7 +49,7 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     chance = report.n_relevant / report.n_samples
     assert 0 < chance < 0.2
     assert report.precision_at_20 >= 2 * chance
-    assert report.n_refined > 0 and report.model == "linear"
+    assert report.n_refined > 0 and report.model == "ball"
     # one round of feedback on the top 60 finds more of the class than the top 60
     assert report.refined_f1 > report.topk_f1
     assert dataset.has_saved_view(DEMO_VIEW)

@@ -96,6 +96,20 @@ def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
     assert foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds") is None
 
 
+def test_query_ball_refines_the_panel_query(indexed_dataset):
+    ds = indexed_dataset
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    call(ds, "mark_positive", selected=ids[labels == "airplane"][:5].tolist())
+    requests = call(ds, "refine", state={"index_key": "cb", "model": "ball"})
+    assert "enter the text query" in notifications(requests, "error")[0]
+    state = {"index_key": "cb", "model": "ball", "query": "an airplane"}
+    requests = call(ds, "refine", state=state)
+    # the query reaches the model: this index has no CLIP model to embed it
+    assert "CLIP model" in notifications(requests, "error")[0]
+    assert "set_view" not in uris(requests)
+
+
 def test_refine_without_labels_is_a_notification(indexed_dataset):
     requests = call(indexed_dataset, "refine", state={"index_key": "cb"})
     assert "no positive samples" in notifications(requests, "error")[0]

@@ -149,6 +149,23 @@ def test_every_model_kind_finds_the_class(indexed, model):
     assert not ds.has_field("clipbranches_score")
 
 
+def test_query_ball_refines_the_search_it_is_given(indexed):
+    ds, codes = indexed
+    airplanes = _tag_round(ds)
+    labels = np.array(ds.values("ground_truth.label"))
+    query = np.rint(codes[labels == "airplane"].mean(axis=0)).astype(np.uint8)
+    result = sdk.refine(ds, model="ball", query=query, index_key="cb")
+    found = set(result.ids)
+    assert len(found & airplanes) >= 18 and len(found - airplanes) <= 2
+    distances = ((codes.astype(np.int64) - query) ** 2).sum(axis=1)
+    rows = [ds.values("id").index(i) for i in result.ids]
+    assert (np.diff(distances[rows]) >= 0).all()
+    with pytest.raises(ValueError, match="pass query="):
+        sdk.refine(ds, model="ball", index_key="cb")
+    with pytest.raises(ValueError, match="CLIP model"):
+        sdk.refine(ds, model="ball", query="an airplane", index_key="cb")
+
+
 def test_refine_label_errors(indexed):
     ds, _ = indexed
     ids = ds.values("id")

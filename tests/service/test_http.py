@@ -187,6 +187,9 @@ def test_refine_by_tags_matches_sdk(call, served_dataset):
         ({"positives": [], "negatives": []}, 422, "no_positives"),
         ({"index_key": "other"}, 404, "index_not_found"),
         ({"dataset": "nope"}, 404, "dataset_not_found"),
+        ({"model": "ball"}, 422, "unprocessable"),
+        ({"model": "ball", "query": "a dog"}, 422, "unprocessable"),
+        ({"model": "ball", "query": ""}, 400, "invalid_request"),
     ],
 )
 def test_refine_errors(call, body, status, code):
@@ -194,6 +197,8 @@ def test_refine_errors(call, body, status, code):
     assert (got, err["error"]["code"]) == (status, code), err
     if code == "unknown_sample_ids":
         assert err["error"]["details"] == {"field": "positives", "ids": [MISSING_ID]}
+    if body.get("model") == "ball" and status == 422:
+        assert ("query=" if "query" not in body else "CLIP") in err["error"]["message"]
 
 
 def test_contradictory_labels(call, served_dataset):
