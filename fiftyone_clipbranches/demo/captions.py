@@ -240,7 +240,8 @@ def _background_only(rng, objects, background, texture):
 
 
 def _colours(rng, objects, background, texture):
-    colours = sorted({o["colour"] for o in objects}, key=lambda c: rng.random())
+    distinct = sorted({o["colour"] for o in objects})  # a set's order varies by run
+    colours = [distinct[i] for i in rng.permutation(len(distinct))]
     names = [_colour(rng, c) for c in colours]
     text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     noun = _pick(rng, ("shapes", "objects", "things"))

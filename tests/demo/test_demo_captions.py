@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +108,31 @@ def test_loss_is_clip_loss_for_one_positive_per_row_and_rewards_alignment():
     )
     assert multi_positive_loss(t, i, scale, eye).item() == pytest.approx(clip.item())
     assert multi_positive_loss(t, t, scale, eye) < multi_positive_loss(t, i, scale, eye)
+
+
+_CAPTIONS_DIGEST = """
+import hashlib, numpy as np
+from fiftyone_clipbranches.demo.captions import caption_variants
+rng = np.random.default_rng(4)
+objects = [{"colour": c, "shape": "circle", "size": "small"} for c in
+           ("red", "green", "blue")]
+digest = hashlib.sha256()
+for _ in range(200):
+    for text, _ in caption_variants(objects, "white", "plain", rng, 16):
+        digest.update(text.encode())
+print(digest.hexdigest())
+"""
+
+
+def test_captions_do_not_depend_on_the_string_hash_seed():
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", _CAPTIONS_DIGEST],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1
