@@ -26,7 +26,9 @@ USER_ERRORS = (sdk.ClipBranchesError, ServiceError, ValueError, TypeError, KeyEr
 
 HELP = """Search by text or by example, mark results **positive** (click) or
 **negative** (alt-click), then **Refine**: a decision-branches model trained on your
-labels returns *every* matching sample of the dataset, scored."""
+labels returns *every* matching sample of the dataset, scored. The *query ball*
+model refines the text query itself: it keeps the query's ranking and learns from
+your labels how far down it the matches go."""
 
 
 class RelevancePanel(foo.Panel):
