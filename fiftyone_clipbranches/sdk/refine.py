@@ -257,7 +257,7 @@ def refine(
             ``"tree"`` or ``"forest"`` (scanned baselines).
         random_negatives: unlabelled samples drawn as extra negatives; None picks
             the measured default of the model (``settings.DEFAULT_RANDOM_NEGATIVES``:
-            1500 for branches and linear, 500 for the others). At most 90% of the unlabelled
+            1500 for branches, linear and ball, 500 for the others). At most 90% of the unlabelled
             samples are drawn (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a
             small catalogue drawing them all would turn every unmarked match into a
             negative. ``stats["n_random_neg"]`` is the number drawn.
@@ -273,7 +273,7 @@ def refine(
             neighbours of each positive train as positives too: ``"auto"`` adds
             ``round(32 / P)`` of them (measured in docs/quality.md), an int that
             many, 0 none; None picks the model's default
-            (``settings.DEFAULT_NEIGHBOURS_PER_POSITIVE``: none for linear, auto
+            (``settings.DEFAULT_NEIGHBOURS_PER_POSITIVE``: none for linear and ball, auto
             for the others). ``stats["n_neighbour_pos"]`` is the number added.
         query: the search the labels refine: its text (str) or a vector (a float
             embedding or a uint8 code). Needed by the ``"ball"`` model, ignored
