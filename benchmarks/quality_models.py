@@ -69,12 +69,14 @@ def merge_params(overrides: dict | None) -> dict:
 @dataclass(frozen=True)
 class TrainingRows:
     """Labelled training rows: ids int64 ``(n,)``, labels int8 ``(n,)``, weights float64,
-    and which rows are random (unlabelled) negatives, bool ``(n,)``, when known."""
+    and which rows are random (unlabelled) negatives and which neighbour positives,
+    bool ``(n,)``, when known."""
 
     rows: np.ndarray
     y: np.ndarray
     weight: np.ndarray
     unlabelled: np.ndarray | None = None
+    neighbours: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ class ModelContext:
                     np.asarray(ts.y, np.int8),
                     np.asarray(ts.sample_weight, np.float64),
                     ts.unlabelled,
+                    ts.neighbours,
                 )
         return _own_training_rows(
             len(self.space),
@@ -320,11 +323,15 @@ def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: boo
             DecisionBranchesEnsemble as cls,
         )
     model = cls(random_state=seed, **ctx.params[name])
+    extra = {}
+    if name == "ensemble":
+        extra = {"unlabelled": train.unlabelled, "neighbours": train.neighbours}
     model.fit(
         ctx.features[train.rows],
         train.y,
         sample_weight=train.weight,
         subsets=ctx.subsets,
+        **extra,
     )
     try:
         from fiftyone_clipbranches.engine.search import apply_model

@@ -9,6 +9,7 @@ import numpy as np
 from . import branches_kernels as _k
 from .boxes import Boxes
 from .branches import MARGIN_EPS, selective_boxes
+from .linear import LinearClassifier
 from .scan import scan_boxes
 from .validation import (
     EstimatorParams,
@@ -42,9 +43,17 @@ class DecisionBranchesEnsemble(EstimatorParams):
             end_extension: per member, as in
             :class:`~.branches.DecisionBranches`; ``max_candidates`` defaults to 0.5
             (half of the subsets per box) for member diversity.
+        arbiter_margin: float, or None for a pure vote. A linear arbiter
+            (:class:`~.linear.LinearClassifier`, fit on the training rows without
+            their neighbour positives) also accepts rows that at least
+            ``arbiter_min_votes`` members hold but the vote rejects, when its logit
+            exceeds this margin (default 4.0: docs/quality.md, "Linear arbiter").
+            It only reads rows the boxes already found, so the ensemble is still
+            answered by the index.
+        arbiter_min_votes: int >= 1 (default 3).
         random_state: int, numpy Generator or None (= 0).
 
-    Attributes (after ``fit``): ``boxes_`` (all members' boxes, grouped by member,
+    Attributes (after ``fit``): ``arbiter_`` (the fitted arbiter or None), ``boxes_`` (all members' boxes, grouped by member,
     ``member`` = owner), ``subsets_``, ``n_boxes_`` int64 ``(n_estimators,)``,
     ``box_purity_`` float64 ``(B,)`` on each member's own bootstrap sample.
 
@@ -65,6 +74,8 @@ class DecisionBranchesEnsemble(EstimatorParams):
         max_passes=3,
         bound_margin=0.5,
         end_extension=1.0,
+        arbiter_margin=4.0,
+        arbiter_min_votes=3,
         random_state=0,
     ):
         self.n_estimators = n_estimators
@@ -76,6 +87,8 @@ class DecisionBranchesEnsemble(EstimatorParams):
         self.max_passes = max_passes
         self.bound_margin = bound_margin
         self.end_extension = end_extension
+        self.arbiter_margin = arbiter_margin
+        self.arbiter_min_votes = arbiter_min_votes
         self.random_state = random_state
 
     def _check_threshold(self) -> float:
@@ -98,9 +111,21 @@ class DecisionBranchesEnsemble(EstimatorParams):
             return max(1, int(round(ms * n)))
         raise TypeError("max_samples must be an int or a float")
 
-    def fit(self, X, y, sample_weight=None, subsets=None) -> DecisionBranchesEnsemble:
-        """Fit on uint8 codes ``X (n, D)``, labels ``y (n,)`` in {0, 1}; see the class."""
+    def fit(
+        self, X, y, sample_weight=None, subsets=None, unlabelled=None, neighbours=None
+    ) -> DecisionBranchesEnsemble:
+        """Fit on uint8 codes ``X (n, D)``, labels ``y (n,)`` in {0, 1}; see the class.
+
+        Args:
+            unlabelled: optional bool ``(n,)``, the random negatives (the arbiter
+                leaves out those it finds likely matches).
+            neighbours: optional bool ``(n,)``, the neighbour positives (the
+                arbiter does not train on them).
+        """
         X, y, w = check_training(X, y, sample_weight)
+        arbiter_margin = self._check_arbiter()
+        unlabelled = _row_mask(unlabelled, y.shape, "unlabelled")
+        neighbours = _row_mask(neighbours, y.shape, "neighbours")
         subsets = resolve_subsets(subsets, X.shape[1])
         n_est = check_int(self.n_estimators, "n_estimators", 1)
         self._check_threshold()
@@ -150,7 +175,24 @@ class DecisionBranchesEnsemble(EstimatorParams):
             self._starts = np.concatenate([[0], np.cumsum(self.n_boxes_)]).astype(
                 np.int64
             )
+        self.arbiter_ = None
+        own = ~neighbours
+        if arbiter_margin is not None and (w[own & (y == 0)] > 0).any():
+            self.arbiter_ = LinearClassifier().fit(
+                X[own], y[own], w[own], unlabelled=unlabelled[own]
+            )
         return self
+
+    def _check_arbiter(self) -> float | None:
+        margin = self.arbiter_margin
+        check_int(self.arbiter_min_votes, "arbiter_min_votes", 1)
+        if margin is None:
+            return None
+        if isinstance(margin, bool) or not isinstance(margin, numbers.Real):
+            raise TypeError(f"arbiter_margin must be a float or None, got {margin!r}")
+        if not np.isfinite(margin):
+            raise ValueError(f"arbiter_margin must be finite, got {margin}")
+        return float(margin)
 
     def _check_fitted(self):
         if not hasattr(self, "boxes_"):
@@ -177,6 +219,27 @@ class DecisionBranchesEnsemble(EstimatorParams):
         thr = self._check_threshold()
         return np.asarray(members_hit) / self.n_members_ > thr
 
+    def accept(self, members_hit, codes, rows=None) -> np.ndarray:
+        """bool mask over rows with vote counts ``members_hit``: the vote passes, or
+        the arbiter accepts a row that enough members hold.
+
+        Args:
+            members_hit: int ``(m,)``, the distinct members holding each row.
+            codes: uint8 codes: of those rows (``rows`` None), or of the catalogue
+                with ``rows`` int ``(m,)`` giving each row's position in it. Only
+                the rows the arbiter decides are read.
+        """
+        hits = np.asarray(members_hit)
+        keep = self.keep_votes(hits)
+        if getattr(self, "arbiter_", None) is None:
+            return keep
+        doubtful = np.flatnonzero(~keep & (hits >= self.arbiter_min_votes))
+        if doubtful.size:
+            where = doubtful if rows is None else np.asarray(rows)[doubtful]
+            logit = self.arbiter_.decision_function(np.asarray(codes[where]))
+            keep[doubtful] = logit > self.arbiter_margin
+        return keep
+
     def score_rows(self, X) -> tuple[np.ndarray, np.ndarray]:
         """``(votes int32, decision_function float64)`` of the rows of ``X``."""
         self._check_fitted()
@@ -191,8 +254,10 @@ class DecisionBranchesEnsemble(EstimatorParams):
         return votes, votes / m + tie / (2 * m)
 
     def predict(self, X) -> np.ndarray:
-        """bool ``(n,)``: ``votes / n_estimators > vote_threshold``."""
-        return self.keep_votes(self.votes(X))
+        """bool ``(n,)``: ``votes / n_estimators > vote_threshold``, or at least
+        ``arbiter_min_votes`` votes and an arbiter logit above ``arbiter_margin``."""
+        votes = self.votes(X)
+        return self.accept(votes, check_codes(X, n_dims=self.n_features_in_))
 
     def decision_function(self, X) -> np.ndarray:
         """float64 ``(n,)``: vote fraction plus a tie-break below ``1 / (2 M)``."""
@@ -201,3 +266,12 @@ class DecisionBranchesEnsemble(EstimatorParams):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def _row_mask(mask, shape, name: str) -> np.ndarray:
+    if mask is None:
+        return np.zeros(shape, dtype=bool)
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != shape:
+        raise ValueError(f"{name} must be a bool array of shape {shape}")
+    return mask

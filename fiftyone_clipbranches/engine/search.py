@@ -90,7 +90,7 @@ def apply_model(
         else:
             ids, hits = scan_boxes(codes, index.subsets, model.boxes_)
         if isinstance(model, DecisionBranchesEnsemble):
-            ids = ids[model.keep_votes(hits)]
+            ids = ids[model.accept(hits, codes, ids)]
         scores = model.decision_function(codes[ids]) if ids.size else np.zeros(0)
         return Ranking.from_unsorted(ids, scores)
     if hasattr(model, "search"):

@@ -51,6 +51,11 @@ class TrainingSet:
         return int(np.count_nonzero(self.y == 0))
 
     @property
+    def neighbours(self) -> np.ndarray:
+        """bool ``(n,)``: which training rows are neighbour positives."""
+        return np.isin(self.rows, self.neighbour_rows)
+
+    @property
     def unlabelled(self) -> np.ndarray:
         """bool ``(n,)``: which training rows are random (unlabelled) negatives."""
         return np.isin(self.rows, self.random_rows)

@@ -39,13 +39,16 @@ def make_model(name: str, random_state: int = 0, **params):
     return cls(**params)
 
 
-def fit_model(model, X, y, sample_weight, subsets, unlabelled=None):
+def fit_model(model, X, y, sample_weight, subsets, unlabelled=None, neighbours=None):
     """Fit ``model``; index-aware models get the index's feature subsets, models
-    that treat random negatives apart get ``unlabelled`` (bool ``(n,)``)."""
+    that treat random negatives or neighbour positives apart get ``unlabelled`` /
+    ``neighbours`` (bool ``(n,)``, ``TrainingSet.unlabelled`` / ``.neighbours``)."""
     params = inspect.signature(model.fit).parameters
     extra = {}
     if "subsets" in params:
         extra["subsets"] = subsets
     if "unlabelled" in params and unlabelled is not None:
         extra["unlabelled"] = unlabelled
+    if "neighbours" in params and neighbours is not None:
+        extra["neighbours"] = neighbours
     return model.fit(X, y, sample_weight=sample_weight, **extra)

@@ -135,7 +135,13 @@ def refine_ranking(
         neighbours_per_positive=neighbours_per_positive,
     )
     fit_model(
-        clf, train.X, train.y, train.sample_weight, index.subsets, train.unlabelled
+        clf,
+        train.X,
+        train.y,
+        train.sample_weight,
+        index.subsets,
+        train.unlabelled,
+        train.neighbours,
     )
     t2 = time.perf_counter()
     ranking = apply_model(clf, index)

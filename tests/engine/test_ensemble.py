@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
+from fiftyone_clipbranches.engine.index import CodeIndex
+from fiftyone_clipbranches.engine.linear import LinearClassifier
+from fiftyone_clipbranches.engine.search import apply_model
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +64,49 @@ def test_overlapping_boxes_of_one_member_count_once(data):
 def test_predict_is_a_strict_vote_threshold(data):
     codes, _, X, y = data
     for thr in (0.0, 0.25, 0.5, 0.75):
-        m = DecisionBranchesEnsemble(n_estimators=4, vote_threshold=thr).fit(X, y)
+        m = DecisionBranchesEnsemble(
+            n_estimators=4, vote_threshold=thr, arbiter_margin=None
+        ).fit(X, y)
+        assert m.arbiter_ is None
         votes = brute_force_votes(m, codes)
         np.testing.assert_array_equal(m.predict(codes), votes / 4 > thr)
-    m = DecisionBranchesEnsemble(n_estimators=4, vote_threshold=0.5).fit(X, y)
+    m = DecisionBranchesEnsemble(
+        n_estimators=4, vote_threshold=0.5, arbiter_margin=None
+    ).fit(X, y)
     votes = m.votes(codes)
     assert np.any(votes == 2) and not m.predict(codes[votes == 2]).any()
+
+
+@pytest.mark.parametrize("margin", [-2.0, 4.0])
+def test_the_arbiter_adds_confident_rows_that_enough_members_hold(data, margin):
+    codes, _, X, y = data
+    m = DecisionBranchesEnsemble(
+        n_estimators=9, random_state=5, arbiter_margin=margin, arbiter_min_votes=2
+    ).fit(X, y)
+    votes = brute_force_votes(m, codes)
+    logit = m.arbiter_.decision_function(codes)
+    expected = (votes / 9 > 0.5) | ((votes >= 2) & (logit > margin))
+    np.testing.assert_array_equal(m.predict(codes), expected)
+    index = CodeIndex.build(codes, subsets=m.subsets_)
+    ranked = apply_model(m, index)
+    np.testing.assert_array_equal(np.sort(ranked.ids), np.flatnonzero(expected))
+    if margin < 0:
+        assert (expected & ~(votes / 9 > 0.5)).any(), "the arbiter should add rows"
+
+
+def test_the_arbiter_trains_without_neighbour_positives(data):
+    _, _, X, y = data
+    neighbours = np.zeros(len(y), bool)
+    neighbours[np.flatnonzero(y == 1)[:10]] = True
+    unlabelled = y == 0
+    m = DecisionBranchesEnsemble(n_estimators=3).fit(
+        X, y, unlabelled=unlabelled, neighbours=neighbours
+    )
+    own = ~neighbours
+    alone = LinearClassifier().fit(X[own], y[own], unlabelled=unlabelled[own])
+    np.testing.assert_array_equal(m.arbiter_.weights_, alone.weights_)
+    with pytest.raises(ValueError, match="neighbours must be"):
+        DecisionBranchesEnsemble(n_estimators=3).fit(X, y, neighbours=neighbours[:5])
 
 
 def test_decision_function_orders_by_votes_first(model, data):
@@ -117,6 +157,9 @@ def test_separable_clusters_give_high_f1(data, end_extension):
         ({"max_candidates": "x"}, ValueError, "max_candidates"),
         ({"bound_margin": -0.1}, ValueError, "bound_margin"),
         ({"end_extension": "x"}, ValueError, "end_extension"),
+        ({"arbiter_margin": "x"}, TypeError, "arbiter_margin"),
+        ({"arbiter_margin": float("nan")}, ValueError, "arbiter_margin"),
+        ({"arbiter_min_votes": 0}, ValueError, "arbiter_min_votes"),
     ],
 )
 def test_bad_params(data, params, exc, match):
