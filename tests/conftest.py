@@ -105,6 +105,36 @@ def clip_embeddings_dir(shared_data) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint(sandbox_dir) -> Path:
+    """A random-weight tiny open_clip checkpoint with its config beside it
+    (``user_path.TINY_CLIP_NAME``), loadable by any process."""
+    from user_path import write_tiny_clip_checkpoint
+
+    return write_tiny_clip_checkpoint(sandbox_dir / "tiny_clip")
+
+
+@pytest.fixture
+def make_user_index(cifar_dir, tiny_clip_checkpoint):
+    """Factory ``make(n_per_class=10, index_key="clip", name=None, **build_kwargs)
+    -> dataset``: real images on disk, embedded by the tiny CLIP, indexed by
+    ``build_index`` (the user's path). Datasets are deleted after the test."""
+    from user_path import build_user_index, images_dataset
+
+    made = []
+
+    def make(n_per_class=10, index_key="clip", name=None, **kwargs):
+        ds = images_dataset(cifar_dir, n_per_class, name=name)
+        made.append(ds)
+        build_user_index(ds, tiny_clip_checkpoint, index_key, **kwargs)
+        return ds
+
+    yield make
+    for ds in made:
+        if not ds.deleted:
+            ds.delete()
+
+
 def pytest_sessionfinish(session, exitstatus):
     import sys
 
