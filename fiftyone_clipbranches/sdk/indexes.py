@@ -56,6 +56,7 @@ class IndexInfo:
         return self.clip_model is not None and self.code_method is not None
 
     def to_dict(self) -> dict:
+        """JSON-ready dict of every attribute (nested values as plain types)."""
         return asdict(self)
 
 
@@ -350,10 +351,21 @@ def _info(ds, key, config, fresh=None) -> IndexInfo:
         code_dims=config.code_dims,
         code_method=config.code_method,
         embeddings_field=config.embeddings_field,
-        clip_model=config.clip_model,
+        clip_model=_plain(config.clip_model),
         built_at=config.built_at,
         freshness=fresh,
     )
+
+
+def _plain(value):
+    """``value`` with the database's dict and list wrappers (mongoengine's
+    ``BaseDict``/``BaseList``, which ``dataclasses.asdict`` cannot copy) turned
+    into plain ones."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _now() -> str:
