@@ -1,5 +1,7 @@
-import json, subprocess, sys
-from fiftyone_clipbranches import sdk
+import json
+import subprocess
+import sys
+
 
 def test_index_info_of_a_reloaded_dataset_is_json(make_user_index):
     ds = make_user_index(5)
