@@ -12,3 +12,10 @@ class IndexFormatError(ValueError):
 
 class CodesError(ValueError):
     """A codes array has the wrong dtype, shape or contents."""
+
+
+class IndexAccessError(IndexFormatError):
+    """A file of an index directory exists but cannot be read (permissions, I/O).
+
+    Not corruption: the remedy is to fix the file's permissions, not to rebuild.
+    """

@@ -33,3 +33,20 @@ class MissingEmbeddingsError(ClipBranchesError):
 
 class ResultTooLargeError(ClipBranchesError):
     """A result holds more samples than a view of their ids can select."""
+
+
+class IndexCorruptedError(ClipBranchesError):
+    """A file of an index directory does not match its checksum, size or format."""
+
+
+class IndexPermissionError(ClipBranchesError):
+    """A file of an index directory exists but cannot be read (not corruption)."""
+
+
+class SampleIdsError(ClipBranchesError):
+    """Sample ids given for an index are not samples of its dataset."""
+
+
+class ViewNameTakenError(ClipBranchesError):
+    """A saved-view name is taken (its slug by another view, or itself without
+    overwrite)."""
