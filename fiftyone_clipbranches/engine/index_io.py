@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexFormatError
+from .errors import IndexAccessError, IndexFormatError
 
 FORMAT_NAME = "clipbranches-code-index"
 FORMAT_VERSION = 1
@@ -44,6 +44,57 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 REBUILD = (
     "rebuild the index (CodeIndex.build(...).save(path)) or restore it from a backup"
 )
+
+
+def access_error(p: Path, e: OSError) -> IndexAccessError:
+    """The error for a file that exists but cannot be read (not corruption)."""
+    if isinstance(e, PermissionError):
+        return IndexAccessError(
+            f"cannot read {p}: permission denied; fix its permissions"
+        )
+    return IndexAccessError(
+        f"cannot read {p}: {e.strerror or e}; check the disk and retry"
+    )
+
+
+def check_file(p: Path, entry: dict, verify: str) -> None:
+    """Check one file against its manifest ``entry`` (``size``, ``sha256`` and
+    optionally ``sample_sha256``) at level ``"none"`` (size only), ``"fast"`` (size
+    and the sampled hash, or the full one when no sampled hash is recorded) or
+    ``"full"`` (size and full sha256).
+
+    Raises:
+        IndexFormatError: missing, wrong size or checksum mismatch.
+        IndexAccessError: the file exists but cannot be read.
+    """
+    if not p.is_file():
+        raise IndexFormatError(f"{p} is missing; {REBUILD}")
+    size = p.stat().st_size
+    if size != entry.get("size"):
+        raise IndexFormatError(
+            f"{p} has {size} bytes, its manifest says {entry.get('size')}"
+            f" (truncated or replaced); {REBUILD}"
+        )
+    if verify == "none":
+        return
+    key = "sample_sha256" if verify == "fast" and "sample_sha256" in entry else "sha256"
+    try:
+        digest = sample_sha256(p) if key == "sample_sha256" else full_sha256(p)
+    except OSError as e:
+        raise access_error(p, e) from e
+    if digest != entry.get(key):
+        raise IndexFormatError(
+            f"{p} is corrupted (its {key} does not match the manifest); {REBUILD}"
+        )
+
+
+def file_entry(p: Path) -> dict:
+    """``{"size", "sha256", "sample_sha256"}`` of file ``p``, for a manifest."""
+    return {
+        "size": p.stat().st_size,
+        "sha256": full_sha256(p),
+        "sample_sha256": sample_sha256(p),
+    }
 
 
 def check_name(name: str) -> str:
@@ -204,7 +255,9 @@ def read_manifest(path) -> dict:
         raise IndexFormatError(f"{mpath} is missing: not a complete index; {REBUILD}")
     try:
         manifest = json.loads(mpath.read_text())
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        raise access_error(mpath, e) from e
+    except ValueError as e:
         raise IndexFormatError(f"{mpath} is not valid JSON ({e}); {REBUILD}") from e
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{mpath} does not describe a {FORMAT_NAME}; {REBUILD}")
@@ -222,7 +275,10 @@ def read_manifest(path) -> dict:
 
 def _check_checksum(p: Path, entry: dict, verify: str) -> None:
     key = "sha256" if verify == "full" else "sample_sha256"
-    digest = full_sha256(p) if verify == "full" else sample_sha256(p)
+    try:
+        digest = full_sha256(p) if verify == "full" else sample_sha256(p)
+    except OSError as e:
+        raise access_error(p, e) from e
     if digest != entry.get(key):
         raise IndexFormatError(
             f"{p} is corrupted (its {key} does not match manifest.json); {REBUILD}"
@@ -247,7 +303,9 @@ def load_array(path, manifest: dict, name: str, *, verify: str, mmap: bool):
         )
     try:
         shape, fortran, dtype = npy_header(p)
-    except (ValueError, OSError) as e:
+    except OSError as e:
+        raise access_error(p, e) from e
+    except ValueError as e:
         raise IndexFormatError(f"{p} has no valid .npy header ({e}); {REBUILD}") from e
     if fortran or list(shape) != entry.get("shape") or dtype.str != entry.get("dtype"):
         raise IndexFormatError(
@@ -258,6 +316,8 @@ def load_array(path, manifest: dict, name: str, *, verify: str, mmap: bool):
         _check_checksum(p, entry, verify)
     try:
         return np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except PermissionError as e:
+        raise access_error(p, e) from e
     except (ValueError, OSError) as e:
         raise IndexFormatError(f"{p} cannot be read ({e}); {REBUILD}") from e
 
@@ -272,7 +332,10 @@ def read_extra(path, name: str) -> bytes:
     p = Path(path) / EXTRA_DIR / name
     if not p.is_file():
         raise IndexFormatError(f"{p} is missing; {REBUILD}")
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise access_error(p, e) from e
     if len(data) != entry.get("size") or hashlib.sha256(data).hexdigest() != entry.get(
         "sha256"
     ):

@@ -9,11 +9,14 @@ from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, read_embedd
 from fiftyone_clipbranches.sdk.errors import (
     ClipBranchesError,
     ContradictoryLabelsError,
+    IndexCorruptedError,
     IndexExistsError,
     IndexNotFoundError,
+    IndexPermissionError,
     MissingEmbeddingsError,
     NoPositivesError,
     ResultTooLargeError,
+    SampleIdsError,
     StaleIndexError,
 )
 from fiftyone_clipbranches.sdk.indexes import (
@@ -27,6 +30,7 @@ from fiftyone_clipbranches.sdk.indexes import (
     rename_index,
     update_index,
 )
+from fiftyone_clipbranches.sdk.integrity import IndexVerifyReport, verify_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
 from fiftyone_clipbranches.sdk.refine import (
     RankedRows,
@@ -41,12 +45,16 @@ from fiftyone_clipbranches.sdk.views import save_view
 __all__ = [
     "ClipBranchesError",
     "ContradictoryLabelsError",
+    "IndexCorruptedError",
     "IndexExistsError",
+    "IndexPermissionError",
+    "IndexVerifyReport",
     "IndexInfo",
     "IndexNotFoundError",
     "MissingEmbeddingsError",
     "NoPositivesError",
     "ResultTooLargeError",
+    "SampleIdsError",
     "RankedRows",
     "RefineResult",
     "StaleIndexError",
@@ -67,4 +75,5 @@ __all__ = [
     "search",
     "search_ids",
     "update_index",
+    "verify_index",
 ]

@@ -2,15 +2,30 @@
 
 Layout of ``<root>/<dataset id>/<uuid>/``::
 
-    manifest.json     format version, size, code method, CLIP identity
-    sample_ids.npy    (N,) S24 sample ids in row order
-    index/            CodeIndex.save(...)
-    encoder/          CodeEncoder.save(...) (absent for indexes built from codes)
+    manifest.json       format version, size, code method, CLIP identity, the id of
+                        the dataset that wrote it (``dataset_id``), a ``files`` table
+                        (size, sha256, sampled sha256 of every other file outside
+                        ``index/`` plus ``index/manifest.json``) and
+                        ``manifest_sha256``, the checksum of the manifest itself
+    sample_ids.npy      (N,) S24 sample ids in row order
+    unembeddable.json   {sample id: {"filepath", "error"}} of samples whose image
+                        could not be embedded (absent when there are none)
+    index/              CodeIndex.save(...) (its own manifest checksums its arrays)
+    encoder/            CodeEncoder.save(...) (absent for indexes built from codes)
 
-A directory is written under a temporary name and renamed into place, so a
-crash never leaves a half-written index under a real name. Directories are
-immutable once written: updates write a new one, so loaded bundles can be cached
-by path.
+A directory is written under a temporary name (``.tmp-<uuid>``, holding a
+``.writer`` file naming the writing process while it is written) and renamed into
+place, so a crash never leaves a half-written index under a real name. Directories
+are immutable once written: updates write a new one, so loaded bundles can be
+cached by path.
+
+Verification levels (``load_bundle(path, verify=...)``, :func:`verify_bundle`):
+``"full"`` re-hashes every byte of every file; ``"fast"`` (the default) checks every
+file's size, the manifests' own checksums, the ``.npy`` headers and a sampled hash
+(the whole file under 4 MiB, else the first and last MiB and 64 spread 4 KiB
+blocks); ``"none"`` checks sizes and headers only. Format 1 directories (written
+before the top-level files had checksums) still load; their ``index/`` files are
+verified and the rest are reported as unchecked.
 
 Loaded bundles are kept per process: the last ``$CLIPBRANCHES_INDEX_CACHE_SIZE``
 (default 4) in an LRU, plus any number pinned with :func:`pin_bundle` (a service
@@ -19,23 +34,40 @@ pins every index it serves so that none is reloaded per request).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import socket
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fiftyone_clipbranches.sdk.errors import StaleIndexError
+from fiftyone_clipbranches.sdk.errors import (
+    IndexCorruptedError,
+    IndexPermissionError,
+    StaleIndexError,
+)
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import index_cache_size
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 SAMPLE_IDS = "sample_ids.npy"
+UNEMBEDDABLE = "unembeddable.json"
 INDEX_DIR = "index"
 ENCODER_DIR = "encoder"
+TMP_PREFIX = ".tmp-"
+WRITER_FILE = ".writer"
+VERIFY_LEVELS = ("none", "fast", "full")
+REBUILD = (
+    "rebuild the index (delete_index, then build_index) or restore its directory "
+    "from a backup"
+)
 
 _cache: OrderedDict[str, IndexBundle] = OrderedDict()
 _pinned: dict[str, IndexBundle] = {}
@@ -59,14 +91,58 @@ class IndexBundle:
     rowmap: SampleRowMap
     encoder: object | None
     manifest: dict = field(default_factory=dict)
+    unembeddable: dict = field(default_factory=dict)
+    verified: str = "none"
+
+    @property
+    def dataset_id(self) -> str | None:
+        """Id of the dataset that wrote (and owns) this directory."""
+        return self.manifest.get("dataset_id")
 
 
-def write_bundle(parent, index, rowmap: SampleRowMap, encoder, meta: dict) -> Path:
-    """Write a new index directory under ``parent``; returns its final path."""
+@dataclass
+class VerifyReport:
+    """What :func:`verify_bundle` checked.
+
+    Attributes:
+        path: the index directory.
+        level: ``"none"``, ``"fast"`` or ``"full"``.
+        checked: files checked (relative paths).
+        unchecked: files present without a checksum (format 1 directories).
+        n_bytes: bytes of the checked files.
+        seconds: time taken.
+    """
+
+    path: str
+    level: str
+    checked: list[str]
+    unchecked: list[str]
+    n_bytes: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "level": self.level,
+            "checked": list(self.checked),
+            "unchecked": list(self.unchecked),
+            "n_bytes": self.n_bytes,
+            "seconds": self.seconds,
+        }
+
+
+def write_bundle(
+    parent, index, rowmap: SampleRowMap, encoder, meta: dict, unembeddable=None
+) -> Path:
+    """Write a new index directory under ``parent``; returns its final path.
+
+    ``unembeddable``: ``{sample id: {"filepath": str, "error": str}}`` of samples
+    left out because their image could not be embedded.
+    """
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex
-    tmp = parent / f".tmp-{name}"
+    tmp = parent / f"{TMP_PREFIX}{name}"
     final = parent / name
     if len(rowmap) != len(index):
         raise ValueError(
@@ -74,18 +150,29 @@ def write_bundle(parent, index, rowmap: SampleRowMap, encoder, meta: dict) -> Pa
         )
     try:
         tmp.mkdir()
+        writer = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
+        (tmp / WRITER_FILE).write_text(json.dumps(writer))
         index.save(tmp / INDEX_DIR)
         if encoder is not None:
             encoder.save(tmp / ENCODER_DIR)
         rowmap.save(tmp / SAMPLE_IDS)
+        if unembeddable:
+            (tmp / UNEMBEDDABLE).write_text(json.dumps(unembeddable, sort_keys=True))
+        (tmp / WRITER_FILE).unlink()
         manifest = {
             "format": "clipbranches-fiftyone-index",
             "format_version": FORMAT_VERSION,
             "n_samples": len(rowmap),
             "has_encoder": encoder is not None,
+            "n_unembeddable": len(unembeddable or {}),
             **meta,
+            "files": _files_table(tmp),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        manifest["manifest_sha256"] = _manifest_digest(manifest)
+        with open(tmp / MANIFEST, "w") as f:
+            f.write(json.dumps(manifest, indent=2, sort_keys=True))
+            f.flush()
+            os.fsync(f.fileno())
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -93,18 +180,175 @@ def write_bundle(parent, index, rowmap: SampleRowMap, encoder, meta: dict) -> Pa
     return final
 
 
-def load_bundle(path) -> IndexBundle:
-    """Load (or fetch from the in-process cache) the index directory ``path``."""
+def _files_table(directory: Path) -> dict:
+    """Checksums of every file of ``directory`` but the top-level manifest and the
+    arrays of ``index/`` (which ``index/manifest.json``, listed here, checksums)."""
+    from fiftyone_clipbranches.engine.index_io import file_entry
+
+    table = {}
+    for p in sorted(directory.rglob("*")):
+        rel = p.relative_to(directory).as_posix()
+        if not p.is_file() or rel == MANIFEST:
+            continue
+        if rel.startswith(f"{INDEX_DIR}/") and rel != f"{INDEX_DIR}/{MANIFEST}":
+            continue
+        table[rel] = file_entry(p)
+    return table
+
+
+def _manifest_digest(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, indent=2, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_manifest(path) -> dict:
+    """The checked top-level ``manifest.json`` of index directory ``path``.
+
+    Raises:
+        StaleIndexError: the directory or its manifest is missing.
+        IndexPermissionError: the manifest cannot be read.
+        IndexCorruptedError: it is not valid JSON, of an unknown format version, or
+            does not match its own checksum.
+    """
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise StaleIndexError(
+            f"index files are missing at {path}; delete the index and build it again"
+        )
+    try:
+        text = mpath.read_text()
+    except PermissionError as e:
+        raise IndexPermissionError(
+            f"cannot read {mpath}: permission denied; fix its permissions"
+        ) from e
+    except OSError as e:
+        raise IndexPermissionError(f"cannot read {mpath}: {e}; check the disk") from e
+    try:
+        manifest = json.loads(text)
+    except ValueError as e:
+        raise IndexCorruptedError(
+            f"{mpath} is garbled (not valid JSON: {e}); {REBUILD}"
+        ) from e
+    if not isinstance(manifest, dict):
+        raise IndexCorruptedError(f"{mpath} is garbled (not a JSON object); {REBUILD}")
+    version = manifest.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise StaleIndexError(
+            f"index at {path} has format version {version!r}, this version reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; rebuild the index"
+        )
+    if version >= 2:
+        if manifest.get("manifest_sha256") != _manifest_digest(manifest):
+            raise IndexCorruptedError(
+                f"{mpath} is corrupted (it does not match its own checksum); {REBUILD}"
+            )
+        if not isinstance(manifest.get("files"), dict):
+            raise IndexCorruptedError(f"{mpath} lacks its 'files' table; {REBUILD}")
+    return manifest
+
+
+def verify_bundle(path, level: str = "full") -> VerifyReport:
+    """Check every file of index directory ``path`` at ``level`` without loading it.
+
+    Raises:
+        IndexCorruptedError: a file is missing, truncated or does not match its
+            checksum (the message names it).
+        IndexPermissionError: a file cannot be read.
+        StaleIndexError: the directory is gone.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    manifest = read_manifest(path)
+    checked, unchecked, n_bytes = _verify_files(path, manifest, level)
+    from fiftyone_clipbranches.engine.index import CodeIndex
+
+    index = _engine_call(lambda: CodeIndex.load(path / INDEX_DIR, verify=level))
+    for name in sorted(index.manifest.get("files", {})):
+        checked.append(f"{INDEX_DIR}/{name}")
+        n_bytes += int(index.manifest["files"][name].get("size", 0))
+    if manifest.get("format_version", 1) < 2:
+        checked.append(f"{INDEX_DIR}/{MANIFEST} (format only)")
+    return VerifyReport(
+        str(path),
+        level,
+        checked,
+        unchecked,
+        n_bytes,
+        round(time.perf_counter() - started, 4),
+    )
+
+
+def _verify_files(path: Path, manifest: dict, level: str):
+    """Check the files of the top-level ``files`` table; ``(checked, unchecked,
+    n_bytes)``."""
+    from fiftyone_clipbranches.engine.index_io import check_file
+
+    if level not in VERIFY_LEVELS:
+        raise ValueError(f"verify level must be one of {VERIFY_LEVELS}; got {level!r}")
+    checked = [MANIFEST] if manifest.get("format_version", 1) >= 2 else []
+    unchecked = [] if checked else [MANIFEST]
+    n_bytes = 0
+    table = manifest.get("files")
+    if isinstance(table, dict):
+        for rel, entry in sorted(table.items()):
+            if not isinstance(entry, dict) or ".." in Path(rel).parts:
+                raise IndexCorruptedError(
+                    f"{path / MANIFEST} has a garbled 'files' table; {REBUILD}"
+                )
+            _engine_call(
+                lambda rel=rel, entry=entry: check_file(path / rel, entry, level)
+            )
+            checked.append(rel)
+            n_bytes += int(entry.get("size", 0))
+    else:
+        unchecked += [SAMPLE_IDS] + sorted(
+            p.relative_to(path).as_posix()
+            for p in (path / ENCODER_DIR).rglob("*")
+            if p.is_file()
+        )
+    return checked, unchecked, n_bytes
+
+
+def _engine_call(fn):
+    """Run ``fn`` turning the engine's file errors into the SDK's."""
+    from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
+
+    try:
+        return fn()
+    except IndexAccessError as e:
+        raise IndexPermissionError(str(e)) from e
+    except IndexFormatError as e:
+        raise IndexCorruptedError(str(e)) from e
+    except PermissionError as e:
+        raise IndexPermissionError(
+            f"cannot read {e.filename}: permission denied; fix its permissions"
+        ) from e
+
+
+def load_bundle(path, verify: str = "fast") -> IndexBundle:
+    """Load (or fetch from the in-process cache) the index directory ``path``.
+
+    ``verify``: ``"fast"`` (default), ``"full"`` or ``"none"`` (module docstring).
+    A cached bundle asked for a stronger level than it was loaded with is checked
+    again on disk at that level.
+    """
+    if verify not in VERIFY_LEVELS:
+        raise ValueError(f"verify must be one of {VERIFY_LEVELS}; got {verify!r}")
     path = Path(path)
     key = _key(path)
     with _cache_lock:
         bundle = _pinned.get(key) or _cache.get(key)
-        if bundle is not None:
-            if key in _cache:
-                _cache.move_to_end(key)
-            return bundle
+        if bundle is not None and key in _cache:
+            _cache.move_to_end(key)
+    if bundle is not None:
+        if _stronger(verify, bundle.verified):
+            verify_bundle(path, verify)
+            bundle.verified = verify
+        return bundle
     size = index_cache_size()
-    bundle = _read_bundle(path)
+    bundle = _read_bundle(path, verify)
     with _cache_lock:
         if key in _pinned:
             return _pinned[key]
@@ -123,7 +367,7 @@ def pin_bundle(path) -> IndexBundle:
     with _cache_lock:
         bundle = _pinned.get(key) or _cache.pop(key, None)
     if bundle is None:
-        bundle = _read_bundle(path)
+        bundle = _read_bundle(path, "fast")
     with _cache_lock:
         return _pinned.setdefault(key, bundle)
 
@@ -152,30 +396,53 @@ def _key(path: Path) -> str:
     return str(path.resolve())
 
 
-def _read_bundle(path: Path) -> IndexBundle:
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise StaleIndexError(
-            f"index files are missing at {path}; delete the index and build it again"
-        )
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise StaleIndexError(
-            f"index at {path} has format version {manifest.get('format_version')}, "
-            f"this version reads {FORMAT_VERSION}; rebuild the index"
-        )
+def _stronger(level: str, than: str) -> bool:
+    return VERIFY_LEVELS.index(level) > VERIFY_LEVELS.index(than)
+
+
+def _read_bundle(path: Path, verify: str) -> IndexBundle:
+    manifest = read_manifest(path)
+    _verify_files(path, manifest, verify)
     from fiftyone_clipbranches.engine.index import CodeIndex
 
-    index = CodeIndex.load(path / INDEX_DIR, mmap=True)
-    rowmap = SampleRowMap.load(path / SAMPLE_IDS)
+    index = _engine_call(lambda: CodeIndex.load(path / INDEX_DIR, verify=verify))
+    try:
+        rowmap = SampleRowMap.load(path / SAMPLE_IDS)
+    except PermissionError as e:
+        raise IndexPermissionError(
+            f"cannot read {path / SAMPLE_IDS}: permission denied; fix its permissions"
+        ) from e
+    except (OSError, ValueError) as e:
+        raise IndexCorruptedError(
+            f"{path / SAMPLE_IDS} cannot be read ({e}); {REBUILD}"
+        ) from e
     encoder = None
     if manifest.get("has_encoder"):
         from fiftyone_clipbranches.embed.encoder import CodeEncoder
 
-        encoder = CodeEncoder.load(path / ENCODER_DIR)
-    if len(rowmap) != len(index):
-        raise StaleIndexError(
-            f"index at {path} is inconsistent ({len(index)} rows, {len(rowmap)} ids); "
-            "rebuild it"
+        try:
+            encoder = CodeEncoder.load(path / ENCODER_DIR)
+        except PermissionError as e:
+            raise IndexPermissionError(
+                f"cannot read {e.filename}: permission denied; fix its permissions"
+            ) from e
+        except Exception as e:
+            raise IndexCorruptedError(
+                f"the encoder in {path / ENCODER_DIR} cannot be loaded ({e}); {REBUILD}"
+            ) from e
+    unembeddable = {}
+    if (path / UNEMBEDDABLE).is_file():
+        try:
+            unembeddable = json.loads((path / UNEMBEDDABLE).read_text())
+        except (OSError, ValueError) as e:
+            raise IndexCorruptedError(
+                f"{path / UNEMBEDDABLE} cannot be read ({e}); {REBUILD}"
+            ) from e
+    if len(rowmap) != len(index) or manifest.get("n_samples", len(rowmap)) != len(
+        rowmap
+    ):
+        raise IndexCorruptedError(
+            f"index at {path} is inconsistent ({len(index)} rows, {len(rowmap)} ids, "
+            f"manifest says {manifest.get('n_samples')}); {REBUILD}"
         )
-    return IndexBundle(path, index, rowmap, encoder, manifest)
+    return IndexBundle(path, index, rowmap, encoder, manifest, unembeddable, verify)
