@@ -18,6 +18,7 @@ from fiftyone_clipbranches.sdk.errors import (
     ResultTooLargeError,
     SampleIdsError,
     StaleIndexError,
+    ViewNameTakenError,
 )
 from fiftyone_clipbranches.sdk.indexes import (
     IndexInfo,
@@ -58,6 +59,7 @@ __all__ = [
     "RankedRows",
     "RefineResult",
     "StaleIndexError",
+    "ViewNameTakenError",
     "apply_refine_result",
     "build_index",
     "build_index_from_codes",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
+from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
 from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
 
@@ -29,6 +30,7 @@ def collect_labels(
     Raises:
         NoPositivesError: no positive sample.
         ContradictoryLabelsError: a sample is both positive and negative.
+        SampleIdsError: an id is not a sample id (24 hexadecimal digits).
     """
     pos_tag, neg_tag = _check_tags(tags)
     if positives is None and negatives is None:
@@ -76,7 +78,4 @@ def _id_list(ids, name) -> list[str]:
         return []
     if isinstance(ids, str):
         return [ids]
-    out = list(ids)
-    if not all(isinstance(i, str) for i in out):
-        raise TypeError(f"{name} must be sample id strings")
-    return out
+    return check_sample_ids(ids, name)

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.errors import ResultTooLargeError, StaleIndexError
+from fiftyone_clipbranches.engine.validation import check_positive_number
+from fiftyone_clipbranches.sdk.errors import (
+    ResultTooLargeError,
+    SampleIdsError,
+    StaleIndexError,
+)
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
@@ -30,7 +35,7 @@ from fiftyone_clipbranches.sdk.settings import (
     default_neighbours_per_positive,
     default_random_negatives,
 )
-from fiftyone_clipbranches.sdk.views import save_view, write_scores
+from fiftyone_clipbranches.sdk.views import recover_unfinished_writes, write_result
 
 
 @dataclass
@@ -67,7 +72,9 @@ class RankedRows:
             (random negatives actually drawn), ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier left out as
             likely matches; 0 for the other models), ``n_results``, ``n_index`` (searched samples), ``index_key``,
-            ``train_ms``, ``query_ms``, ``total_ms``.
+            ``train_ms``, ``query_ms``, ``total_ms``. When every searched sample
+            is labelled no model is fit: the rows are the labelled positives
+            (score 1.0) and ``note`` says so.
     """
 
     rows: np.ndarray
@@ -97,28 +104,43 @@ def refine_ranking(
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
-        StaleIndexError (labelled samples missing from the index), ValueError.
+        StaleIndexError (labelled samples added after the build), SampleIdsError
+        (labelled ids that are not samples of the dataset, or not ids at all),
+        ValueError (an argument out of range or of the wrong type).
     """
     t0 = time.perf_counter()
     ds = root_dataset(dataset)
+    if model_params is not None and not isinstance(model_params, dict):
+        raise ValueError(f"model_params must be a dict or None; got {model_params!r}")
     model_params = dict(model_params or {})
+    if not isinstance(model, str):
+        raise ValueError(
+            f"model must be a model name such as 'branches'; got {model!r}"
+        )
+    if random_negatives is None:
+        random_negatives = default_random_negatives(model)
+    if neighbours_per_positive is None:
+        neighbours_per_positive = default_neighbours_per_positive(model)
+    _check_training_args(
+        random_negatives, negative_weight, seed, neighbours_per_positive
+    )
+    recover_unfinished_writes(ds)
     config, bundle = load_index(ds, index_key)
     if model in QUERY_MODELS:
         model_params["center"] = _refined_query_code(
             config, bundle, index_key, model, query
         )
     clf = make_model(model, random_state=seed, **model_params)
-    if random_negatives is None:
-        random_negatives = default_random_negatives(model)
-    if neighbours_per_positive is None:
-        neighbours_per_positive = default_neighbours_per_positive(model)
-    _check_training_args(random_negatives, negative_weight)
     labels = collect_labels(ds, positives, negatives, tags)
-    pos_rows = _rows(bundle, labels.positives, "positive", index_key)
-    neg_rows = _rows(bundle, labels.negatives, "negative", index_key)
+    pos_rows = _rows(ds, bundle, labels.positives, "positive", index_key)
+    neg_rows = _rows(ds, bundle, labels.negatives, "negative", index_key)
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
     index = bundle.index
     n_alive = len(index) if alive is None else int(alive.sum())
+    if _nothing_left_to_classify(alive, len(index), pos_rows, neg_rows):
+        return _labelled_positives_only(
+            bundle, pos_rows, neg_rows, alive, model, labels, index_key, n_alive, t0
+        )
 
     from fiftyone_clipbranches.engine.search import apply_model
     from fiftyone_clipbranches.engine.training_set import make_training_set
@@ -221,14 +243,10 @@ def apply_refine_result(
             " negatives) first"
         )
     ds = root_dataset(dataset)
-    if score_field:
-        write_scores(ds, score_field, ids, scores)
+    write_result(ds, score_field, ids, scores, saved_view, k_preview)
     if by_score:
         return ds.exists(score_field).sort_by(score_field, reverse=True)
-    view = ds.select(shown, ordered=True)
-    if saved_view:
-        save_view(ds, saved_view, view)
-    return view
+    return ds.select(shown, ordered=True)
 
 
 def refine(
@@ -287,7 +305,9 @@ def refine(
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
-        StaleIndexError (labelled samples missing from the index).
+        StaleIndexError (labelled samples added after the build), SampleIdsError
+        (ids that are not samples of the dataset), ViewNameTakenError (the
+        saved view's name collides with another view's), ValueError.
     """
     _check_k_preview(k_preview)
     ranked = refine_ranking(
@@ -322,17 +342,74 @@ def refine(
     return RefineResult(view=view, ids=ids, scores=ranked.scores, stats=stats)
 
 
-def _check_training_args(random_negatives, negative_weight) -> None:
-    if isinstance(random_negatives, bool) or not isinstance(
-        random_negatives, int | np.integer
+def _check_training_args(random_negatives, negative_weight, seed, neighbours) -> None:
+    """Refuse a non-numeric or out-of-range argument before any work, naming it."""
+    for name, value in (("random_negatives", random_negatives), ("seed", seed)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or value < 0
+        ):
+            raise ValueError(f"{name} must be an int >= 0; got {value!r}")
+    if not (
+        neighbours == "auto"
+        or (
+            isinstance(neighbours, int | np.integer)
+            and not isinstance(neighbours, bool)
+            and neighbours >= 0
+        )
     ):
         raise ValueError(
-            f"random_negatives must be an int >= 0; got {random_negatives!r}"
+            f"neighbours_per_positive must be an int >= 0 or 'auto'; got {neighbours!r}"
         )
-    if random_negatives < 0:
-        raise ValueError(f"random_negatives must be >= 0; got {random_negatives}")
-    if not np.isfinite(negative_weight) or negative_weight <= 0:
-        raise ValueError(f"negative_weight must be > 0; got {negative_weight!r}")
+    try:
+        check_positive_number(negative_weight, "negative_weight")
+    except (TypeError, ValueError):
+        raise ValueError(
+            "negative_weight must be a finite number > 0 (e.g. 1.0); got "
+            f"{negative_weight!r} ({type(negative_weight).__name__})"
+        ) from None
+
+
+def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
+    """Whether every searched sample is labelled (no unlabelled row to classify)."""
+    labelled = np.zeros(n_rows, dtype=bool)
+    labelled[pos_rows] = True
+    labelled[neg_rows] = True
+    return not np.any(~labelled if alive is None else alive & ~labelled)
+
+
+def _labelled_positives_only(
+    bundle, pos_rows, neg_rows, alive, model, labels, index_key, n_alive, t0
+) -> RankedRows:
+    """The answer when every sample is labelled: the labelled positives (score 1.0,
+    by row), with a note in the stats instead of a model fit on nothing."""
+    rows = pos_rows if alive is None else pos_rows[alive[pos_rows]]
+    note = (
+        "every sample is labelled positive: there is nothing left to classify; the"
+        " result is your positives"
+        if neg_rows.size == 0
+        else "every sample is labelled: there is nothing left to classify; the result"
+        " is your positives"
+    )
+    stats = {
+        "model": model,
+        "label_source": labels.source,
+        "n_pos": len(pos_rows),
+        "n_neg": len(neg_rows),
+        "n_neighbour_pos": 0,
+        "n_random_neg": 0,
+        "n_random_neg_requested": 0,
+        "n_relabelled": 0,
+        "n_results": int(rows.size),
+        "n_index": n_alive,
+        "index_key": index_key,
+        "train_ms": 0.0,
+        "query_ms": 0.0,
+        "total_ms": 1e3 * (time.perf_counter() - t0),
+        "note": note,
+    }
+    return RankedRows(rows, np.ones(rows.size), bundle, stats)
 
 
 def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
@@ -355,10 +432,17 @@ def _check_k_preview(k_preview) -> None:
         raise ValueError(f"k_preview must be None or a positive int; got {k_preview!r}")
 
 
-def _rows(bundle, ids, what, index_key) -> np.ndarray:
+def _rows(ds, bundle, ids, what, index_key) -> np.ndarray:
     rows, found = bundle.rowmap.rows_of(ids)
     if not found.all():
         missing = [i for i, hit in zip(ids, found) if not hit]
+        in_dataset = set(ds.select(missing).values("id"))
+        foreign = [i for i in missing if i not in in_dataset]
+        if foreign:
+            raise SampleIdsError(
+                f"{len(foreign)} {what} ids are not samples of dataset {ds.name!r} "
+                f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples"
+            )
         raise StaleIndexError(
             f"{len(missing)} {what} samples are not in index {index_key!r} (e.g. "
             f"{missing[0]}): they were added after the build; run update_index"

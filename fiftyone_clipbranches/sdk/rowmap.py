@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from fiftyone_clipbranches.sdk.errors import SampleIdsError
+
 #: Length of a FiftyOne sample id (hex ObjectId).
 ID_LENGTH = 24
 
@@ -19,8 +21,14 @@ class SampleRowMap:
     """
 
     def __init__(self, ids):
-        arr = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids))
-        arr = arr.astype(f"S{ID_LENGTH}")
+        if isinstance(ids, np.ndarray) and ids.dtype == np.dtype(f"S{ID_LENGTH}"):
+            arr = ids
+        else:
+            # str ids are checked: astype("S24") would silently cut a longer one
+            listed = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+            arr = np.asarray(
+                check_sample_ids(listed, "index sample ids"), f"S{ID_LENGTH}"
+            )
         if arr.ndim != 1:
             raise ValueError("sample ids must be a 1-d array")
         order = np.argsort(arr, kind="stable")
@@ -41,7 +49,8 @@ class SampleRowMap:
             ``(rows int64 (m,), found bool (m,))``: ``rows[j]`` is valid only where
             ``found[j]``; ids not in the index have ``found`` False.
         """
-        query = np.asarray(list(sample_ids), dtype=f"S{ID_LENGTH}")
+        sample_ids = check_sample_ids(sample_ids)
+        query = np.asarray(sample_ids, dtype=f"S{ID_LENGTH}")
         if query.size == 0 or len(self) == 0:
             return np.zeros(query.size, np.int64), np.zeros(query.size, bool)
         pos = np.searchsorted(self._sorted, query)
@@ -65,3 +74,49 @@ class SampleRowMap:
     @classmethod
     def load(cls, path) -> SampleRowMap:
         return cls(np.load(path, allow_pickle=False))
+
+
+def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:
+    """``ids`` as a list, each checked to be a FiftyOne sample id (24 hex digits).
+
+    One pass over the joined string, so a million ids cost milliseconds.
+
+    Raises:
+        SampleIdsError: an id is not a str of 24 hexadecimal digits (a suffix, a
+            non-ASCII character, a number...), naming the first offender.
+    """
+    ids = list(ids)
+    if not ids:
+        return ids
+    try:
+        joined = "".join(ids)
+    except TypeError:
+        joined = None
+    if (
+        joined is not None
+        and len(joined) == ID_LENGTH * len(ids)
+        and joined.isascii()
+        and _is_hex(joined, len(ids))
+    ):
+        return ids
+    bad = next(i for i in ids if not _is_sample_id(i))
+    raise SampleIdsError(
+        f"{what} must be FiftyOne sample ids (24 hexadecimal digits, as "
+        f"`sample.id`); got {bad!r}: check how these ids were produced"
+    )
+
+
+def _is_hex(joined: str, n: int) -> bool:
+    try:
+        return len(bytes.fromhex(joined)) == n * ID_LENGTH // 2
+    except ValueError:
+        return False
+
+
+def _is_sample_id(value) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == ID_LENGTH
+        and value.isascii()
+        and _is_hex(value, 1)
+    )

@@ -36,3 +36,38 @@ def test_duplicate_ids_are_rejected():
 def test_empty_map_finds_nothing():
     rows, found = SampleRowMap([]).rows_of(["a" * 24])
     assert not found.any() and rows.shape == (1,)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a" * 24 + "-suffix",  # was cut to its first 24 characters and accepted
+        "a" * 23,
+        "é" * 24,  # was a raw UnicodeEncodeError
+        "g" * 24,
+        "ab cd" + "e" * 19,
+        12345,
+    ],
+)
+def test_ids_that_are_not_sample_ids_are_refused_by_name(bad):
+    from fiftyone_clipbranches.sdk.errors import ClipBranchesError, SampleIdsError
+
+    ids = _ids(20)
+    rowmap = SampleRowMap(ids)
+    with pytest.raises(SampleIdsError, match="24 hexadecimal digits") as err:
+        rowmap.rows_of(ids[:3] + [bad])
+    assert repr(bad) in str(err.value)
+    assert isinstance(err.value, ClipBranchesError)
+    with pytest.raises(SampleIdsError):
+        SampleRowMap(ids + [bad])
+
+
+def test_checking_a_million_ids_is_fast():
+    import time
+
+    from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
+
+    ids = _ids(1_000_000, seed=3)
+    t0 = time.perf_counter()
+    assert check_sample_ids(ids) == ids
+    assert time.perf_counter() - t0 < 1.0
