@@ -41,7 +41,7 @@ from fiftyone_clipbranches.sdk.refine import (
     refine_ranking,
 )
 from fiftyone_clipbranches.sdk.search import search, search_ids
-from fiftyone_clipbranches.sdk.views import save_view
+from fiftyone_clipbranches.sdk.views import recover_unfinished_writes, save_view
 
 __all__ = [
     "ClipBranchesError",
@@ -71,6 +71,7 @@ __all__ = [
     "load_index",
     "read_embeddings",
     "refine",
+    "recover_unfinished_writes",
     "refine_ranking",
     "rename_index",
     "save_view",

@@ -1,0 +1,194 @@
+"""Saved views and score writes: names never clobber another view, overwrites and
+score rounds survive a writer that dies; refine's inputs refused by name."""
+
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sdk_testdata import index_dataset
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.views import JOURNAL_COLLECTION
+
+
+@pytest.fixture
+def indexed(make_dataset):
+    ds = make_dataset(10)
+    index_dataset(ds, "cb")
+    return ds
+
+
+def _tag(ds, n_pos=6, n_neg=12):
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    ds.select(ids[labels == "airplane"][:n_pos].tolist()).tag_samples("cb_positive")
+    ds.select(ids[labels != "airplane"][::3][:n_neg].tolist()).tag_samples(
+        "cb_negative"
+    )
+
+
+def test_a_name_with_the_slug_of_another_view_never_replaces_it(indexed):
+    ds = indexed
+    ids = ds.values("id")
+    ds.save_view("My Dogs", ds.select(ids[:3]))
+    _tag(ds)
+    with pytest.raises(
+        sdk.ViewNameTakenError, match="collides with saved view 'My Dogs'"
+    ):
+        sdk.refine(ds, index_key="cb", saved_view="my-dogs", random_negatives=20)
+    assert ds.list_saved_views() == ["My Dogs"]
+    assert ds.load_saved_view("My Dogs").values("id") == ids[:3]
+    # refused before anything was written
+    assert ds.get_field("clipbranches_score") is None or not len(
+        ds.exists("clipbranches_score")
+    )
+    with pytest.raises(sdk.ViewNameTakenError):
+        sdk.save_view(ds, "my dogs", ds.limit(2))
+
+
+def test_overwriting_a_view_rewrites_its_document_in_place(indexed):
+    ds = indexed
+    ids = ds.values("id")
+    sdk.save_view(ds, "round", ds.select(ids[:3], ordered=True))
+    view_id = ds._doc.saved_views[0].id
+    sdk.save_view(ds, "round", ds.select(ids[5:9], ordered=True))
+    assert ds.list_saved_views() == ["round"]
+    assert ds._doc.saved_views[0].id == view_id  # never deleted, so never missing
+    assert ds.load_saved_view("round").values("id") == ids[5:9]
+    with pytest.raises(sdk.ViewNameTakenError, match="overwrite=True"):
+        sdk.save_view(ds, "round", ds.limit(1), overwrite=False)
+    ds.reload()
+    assert ds.load_saved_view("round").values("id") == ids[5:9]
+
+
+def test_refine_arguments_of_the_wrong_type_are_refused_by_name(indexed):
+    ds = indexed
+    _tag(ds)
+    cases = [
+        ({"negative_weight": "1"}, "negative_weight must be a finite number"),
+        ({"negative_weight": float("nan")}, "negative_weight"),
+        ({"negative_weight": -2}, "negative_weight"),
+        ({"random_negatives": "10"}, "random_negatives must be an int"),
+        ({"seed": 1.5}, "seed must be an int"),
+        ({"neighbours_per_positive": "many"}, "neighbours_per_positive"),
+        ({"model_params": [1]}, "model_params must be a dict"),
+        ({"model": 3}, "model must be"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            sdk.refine(ds, index_key="cb", **kwargs)
+
+
+def test_ids_not_in_the_dataset_are_told_apart_from_unindexed_ones(indexed):
+    ds = indexed
+    ids = ds.values("id")
+    foreign = ["0" * 23 + str(i) for i in range(5)]
+    with pytest.raises(sdk.SampleIdsError, match="5 positive ids are not samples of"):
+        sdk.refine(ds, positives=ids[:2] + foreign, index_key="cb")
+    with pytest.raises(sdk.SampleIdsError, match="24 hexadecimal digits"):
+        sdk.refine(ds, positives=[ids[0] + "x"], index_key="cb")
+    with pytest.raises(sdk.SampleIdsError, match="24 hexadecimal digits"):
+        sdk.refine(ds, positives=["é" * 24], index_key="cb")
+
+
+def test_every_sample_positive_returns_the_positives_with_a_note(indexed):
+    ds = indexed
+    ds.tag_samples("cb_positive")
+    result = sdk.refine(ds, model="ensemble", index_key="cb")
+    assert sorted(result.ids) == sorted(ds.values("id"))
+    assert "nothing left to classify" in result.stats["note"]
+    assert len(ds.exists("clipbranches_score")) == len(ds)
+
+
+_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import fiftyone as fo
+    import fiftyone.core.collections as foc
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk import views
+
+    name, stop = sys.argv[1], sys.argv[2]
+
+    def die(*_a, **_k):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if stop == "after_journal":
+        views._apply_round = die
+    elif stop == "between_set_and_clear":
+        set_values = foc.SampleCollection.set_values
+        def set_then_die(self, *a, **k):
+            set_values(self, *a, **k)
+            die()
+        foc.SampleCollection.set_values = set_then_die
+    elif stop == "before_view_save":
+        views.save_view = die
+    ds = fo.load_dataset(name)
+    sdk.refine(ds, index_key="cb", saved_view="round", random_negatives=20, seed=7)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "stop", ["after_journal", "between_set_and_clear", "before_view_save"]
+)
+def test_a_writer_killed_mid_round_leaves_the_old_or_new_state(indexed, stop):
+    ds = indexed
+    ds.persistent = True
+    ids = ds.values("id")
+    old = sdk.refine(ds, positives=ids[-3:], index_key="cb", saved_view="round")
+    _tag(ds)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRITER, ds.name, stop], capture_output=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    ds.reload()
+    saved_before_repair = ds.load_saved_view("round").values("id")
+    assert sdk.recover_unfinished_writes(ds) == ["clipbranches_score"]
+    new = sdk.refine(ds, index_key="cb", random_negatives=20, seed=7, score_field=None)
+    assert set(new.ids) != set(old.ids)
+    assert saved_before_repair in (old.ids, new.ids)
+    assert ds.load_saved_view("round").values("id") == new.ids
+    scored = dict(
+        zip(*ds.exists("clipbranches_score").values(["id", "clipbranches_score"]))
+    )
+    assert scored == dict(zip(new.ids, new.scores.tolist()))
+    from fiftyone.core.odm import get_db_conn
+
+    assert (
+        get_db_conn()[JOURNAL_COLLECTION].count_documents({"dataset_id": ds._doc.id})
+        == 0
+    )
+    assert sdk.recover_unfinished_writes(ds) == []
+
+
+def test_a_live_writers_round_is_left_alone(indexed):
+    """Another process's journal is replayed only once that process is gone."""
+    from fiftyone.core.odm import get_db_conn
+
+    ds = indexed
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import psutil
+
+        journal = get_db_conn()[JOURNAL_COLLECTION]
+        head = {
+            "dataset_id": ds._doc.id,
+            "field": "clipbranches_score",
+            "state": "writing",
+            "host": socket.gethostname(),
+            "pid": sleeper.pid,
+            "pid_started": psutil.Process(sleeper.pid).create_time(),
+            "n": 0,
+        }
+        journal.insert_one(head)
+        assert sdk.recover_unfinished_writes(ds) == []
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sdk.recover_unfinished_writes(ds) == []  # an empty round: nothing to set
+    assert journal.count_documents({"dataset_id": ds._doc.id}) == 0
