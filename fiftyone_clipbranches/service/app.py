@@ -178,6 +178,9 @@ def create_app(
     def result_page(result_id):
         query = _query(rq.PAGE_QUERY)
         result = _stored(result_id)
+        check = getattr(backend, "check_result", None)
+        if check is not None:
+            check(result.dataset, result.index_key)
         return _page(result, query["offset"], query["limit"])
 
     @app.delete(f"{API_PREFIX}/results/<result_id>")

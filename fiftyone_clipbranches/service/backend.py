@@ -29,27 +29,69 @@ logger = logging.getLogger(__name__)
 #: Most samples a saved view may select by id (a saved view is one database
 #: document, limited to 16 MB).
 _ID_DTYPE = "S24"
+#: Startup verification levels of ``clipbranches serve --verify``.
+VERIFY_LEVELS = ("none", "fast", "full")
+
+
+@dataclass
+class _Index:
+    """One index of a served dataset: loaded (``info``) or unavailable (``error``)."""
+
+    key: str
+    index_dir: str
+    info: dict | None = None
+    error: str | None = None
 
 
 @dataclass
 class _Dataset:
     name: str
     dataset: object
-    keys: list[str]
-    manifests: dict[str, dict] = field(default_factory=dict)
+    dataset_id: str
+    indexes: dict[str, _Index] = field(default_factory=dict)
+    gone: bool = False
+    checked_at: float = 0.0
+    refresh_lock: threading.Lock = field(default_factory=threading.Lock)
     save_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def keys(self) -> list[str]:
+        """Keys of the indexes that are loaded and answer requests."""
+        return [k for k, ix in self.indexes.items() if ix.error is None]
 
 
 class SdkBackend:
     """Datasets and indexes served, and the sdk calls behind each endpoint.
 
+    What it serves follows the database: every ``recheck_s`` seconds at most (on the
+    next request touching a dataset) it checks that the dataset still exists and
+    which directory each of its indexes is in, so that a dataset or index deleted by
+    another process answers 404, an index updated elsewhere is served from its new
+    directory (the old one unpinned), and a new index is picked up.
+
     Args:
         datasets: names of the FiftyOne datasets to serve; None serves every dataset
             that has at least one clipbranches index when :meth:`load` runs.
+        verify: how each index is checked before it is served: ``"none"``,
+            ``"fast"`` or ``"full"`` (see ``sdk.verify_index``). An index that fails
+            to load or to verify is logged and not served; the others are.
+        recheck_s: how stale the view of the database may get, seconds.
     """
 
-    def __init__(self, datasets: Iterable[str] | None = None):
+    def __init__(
+        self,
+        datasets: Iterable[str] | None = None,
+        *,
+        verify: str = "fast",
+        recheck_s: float = 1.0,
+    ):
+        if verify not in VERIFY_LEVELS:
+            raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {verify!r}")
+        if not isinstance(recheck_s, int | float) or recheck_s < 0:
+            raise ValueError(f"recheck_s must be a number >= 0, got {recheck_s!r}")
         self.dataset_names = None if datasets is None else list(datasets)
+        self.verify = verify
+        self.recheck_s = float(recheck_s)
         self._datasets: dict[str, _Dataset] = {}
         self._ready = threading.Event()
         self._load_error: str | None = None
@@ -72,17 +114,9 @@ class SdkBackend:
             loaded = {}
             for name in names:
                 ds = fo.load_dataset(name)
-                keys = sdk.list_indexes(ds)
-                entry = _Dataset(name, ds, keys)
-                for key in keys:
-                    start = time.perf_counter()
-                    entry.manifests[key] = _describe(sdk, ds, key)
-                    logger.info(
-                        "loaded index %r of %r in %.2f s",
-                        key,
-                        name,
-                        time.perf_counter() - start,
-                    )
+                entry = _Dataset(name, ds, str(ds._doc.id))
+                self._sync_indexes(entry, sdk)
+                entry.checked_at = time.monotonic()
                 loaded[name] = entry
             self._datasets = loaded
             self._ready.set()
@@ -98,25 +132,33 @@ class SdkBackend:
         return self._ready.is_set()
 
     def n_indexes(self) -> int:
-        return sum(len(d.keys) for d in self._datasets.values())
+        return sum(len(d.keys) for d in self._datasets.values() if not d.gone)
 
     def list_datasets(self) -> list[dict]:
-        return [self._dataset_json(d) for d in self._datasets.values()]
+        out = []
+        for entry in list(self._datasets.values()):
+            self._refresh(entry)
+            if not entry.gone:
+                out.append(self._dataset_json(entry))
+        return out
 
     def dataset_info(self, name: str) -> dict:
         return self._dataset_json(self._entry(name))
 
     def index_info(self, name: str, key: str) -> dict:
         entry = self._entry(name)
-        self._check_key(entry, key)
-        return entry.manifests[key]
+        return self._index(entry, key).info
+
+    def check_result(self, dataset: str, index_key: str) -> None:
+        """Raise 404 when the dataset of a stored result no longer exists."""
+        self._entry(dataset)
 
     def search(self, req: dict) -> Ranking:
         from fiftyone_clipbranches import sdk
 
         entry = self._entry(req["dataset"])
         key = req["index_key"]
-        self._check_key(entry, key)
+        self._index(entry, key)
         if req["sample_ids"] is not None:
             self._check_ids(entry, key, req["sample_ids"], "sample_ids")
         start = time.perf_counter()
@@ -142,7 +184,7 @@ class SdkBackend:
 
         entry = self._entry(req["dataset"])
         key = req["index_key"]
-        self._check_key(entry, key)
+        self._index(entry, key)
         by_ids = req["positives"] is not None or req["negatives"] is not None
         if by_ids:
             for what in ("positives", "negatives"):
@@ -187,7 +229,7 @@ class SdkBackend:
         from fiftyone_clipbranches import sdk
         from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 
-        entry = self._entry(result.dataset)
+        entry = self._entry(result.dataset, force=True)
         n = len(result.ranking)
         if n > MAX_SELECTED_SAMPLES:
             raise unprocessable(
@@ -196,22 +238,29 @@ class SdkBackend:
                 f"{MAX_SELECTED_SAMPLES}: refine further (more negatives) first",
             )
         ids = result.ranking.ids_of(result.ranking.rows)
-        ds = entry.dataset
         with entry.save_lock:
-            if ds.has_saved_view(name) and not overwrite:
-                raise ApiError(
-                    409,
-                    "view_exists",
-                    f"dataset {entry.name!r} already has a saved view {name!r}; "
-                    "pass overwrite=true or choose another name",
-                )
-            with _sdk_errors():
-                saved = sdk.save_view(
-                    ds, name, ds.select(ids, ordered=True), overwrite=overwrite
-                )
+            ds = entry.dataset
+            try:
+                if ds.has_saved_view(name) and not overwrite:
+                    raise ApiError(
+                        409,
+                        "view_exists",
+                        f"dataset {entry.name!r} already has a saved view {name!r}; "
+                        "pass overwrite=true or choose another name",
+                    )
+                with _sdk_errors():
+                    saved = sdk.save_view(
+                        ds, name, ds.select(ids, ordered=True), overwrite=overwrite
+                    )
+            except ApiError:
+                raise
+            except Exception:
+                # Deleted by another process while saving: say so, not a 500.
+                self._entry(result.dataset, force=True)
+                raise
         return {"dataset": entry.name, "name": saved, "n_samples": n}
 
-    def _entry(self, name: str) -> _Dataset:
+    def _entry(self, name: str, force: bool = False) -> _Dataset:
         if not self._ready.is_set():
             raise ApiError(503, "not_ready", "indexes are still loading; retry shortly")
         entry = self._datasets.get(name)
@@ -221,16 +270,124 @@ class SdkBackend:
                 f"dataset {name!r} is not served here; GET /v1/datasets lists those "
                 "that are",
             )
+        self._refresh(entry, force)
+        if entry.gone:
+            raise not_found(
+                "dataset_not_found",
+                f"dataset {name!r} was deleted; its indexes and results are gone. "
+                "Recreate and index it: the service serves it again under the same "
+                "name without a restart",
+            )
         return entry
 
-    @staticmethod
-    def _check_key(entry: _Dataset, key: str) -> None:
-        if key not in entry.keys:
+    def _index(self, entry: _Dataset, key: str) -> _Index:
+        index = entry.indexes.get(key)
+        if index is None:
             raise not_found(
                 "index_not_found",
                 f"dataset {entry.name!r} has no index {key!r} (served: "
                 f"{entry.keys or 'none'})",
             )
+        if index.error is not None:
+            raise ApiError(
+                503,
+                "index_unavailable",
+                f"index {key!r} of dataset {entry.name!r} cannot be served: "
+                f"{index.error}. Delete it and build it again (or update_index it); "
+                "the service serves the new one without a restart",
+            )
+        return index
+
+    def _refresh(self, entry: _Dataset, force: bool = False) -> None:
+        """Bring ``entry`` in line with the database when it is older than
+        ``recheck_s`` (always with ``force``)."""
+        if not force and time.monotonic() - entry.checked_at < self.recheck_s:
+            return
+        with entry.refresh_lock:
+            if not force and time.monotonic() - entry.checked_at < self.recheck_s:
+                return  # another request refreshed it while this one waited
+            self._sync(entry)
+            entry.checked_at = time.monotonic()
+
+    def _sync(self, entry: _Dataset) -> None:
+        import fiftyone as fo
+
+        from fiftyone_clipbranches import sdk
+
+        try:
+            ds = fo.load_dataset(entry.name) if fo.dataset_exists(entry.name) else None
+            if ds is not None:
+                ds.reload()
+        except Exception:
+            if fo.dataset_exists(entry.name):
+                raise
+            ds = None  # deleted between the two calls
+        if ds is None:
+            if not entry.gone:
+                logger.warning(
+                    "dataset %r was deleted; it is no longer served (404)", entry.name
+                )
+            self._drop(entry.indexes.values(), keep=())
+            entry.indexes = {}
+            entry.gone = True
+            return
+        dataset_id = str(ds._doc.id)
+        if entry.gone or dataset_id != entry.dataset_id:
+            # Recreated under the same name: nothing of the old one carries over.
+            logger.info("dataset %r was recreated; loading its indexes", entry.name)
+            self._drop(entry.indexes.values(), keep=())
+            entry.indexes = {}
+        entry.dataset, entry.dataset_id, entry.gone = ds, dataset_id, False
+        self._sync_indexes(entry, sdk)
+
+    def _sync_indexes(self, entry: _Dataset, sdk) -> None:
+        """Load the indexes of ``entry`` whose directory is new to it, drop those
+        that are gone."""
+        ds = entry.dataset
+        by_dir = {ix.index_dir: ix for ix in entry.indexes.values()}
+        current: dict[str, _Index] = {}
+        for key in sdk.list_indexes(ds):
+            try:
+                index_dir = str(sdk.index_info(ds, key, check=False).index_dir)
+            except Exception as e:  # an unreadable run document
+                current[key] = _unavailable(entry.name, key, "", e)
+                continue
+            known = by_dir.get(index_dir)
+            if known is not None and known.key == key:
+                current[key] = known
+            elif known is not None:  # renamed: same files, new key
+                info = None if known.info is None else {**known.info, "key": key}
+                current[key] = _Index(key, index_dir, info, known.error)
+            else:
+                current[key] = self._load_index(entry.name, ds, key, index_dir, sdk)
+        self._drop(
+            entry.indexes.values(), keep={ix.index_dir for ix in current.values()}
+        )
+        entry.indexes = current
+
+    def _load_index(self, name: str, ds, key: str, index_dir: str, sdk) -> _Index:
+        start = time.perf_counter()
+        try:
+            _verify(sdk, ds, key, self.verify)
+            info = _describe(sdk, ds, key)
+        except Exception as e:
+            return _unavailable(name, key, index_dir, e)
+        logger.info(
+            "loaded index %r of %r in %.2f s (verify=%s)",
+            key,
+            name,
+            time.perf_counter() - start,
+            self.verify,
+        )
+        return _Index(key, index_dir, info)
+
+    @staticmethod
+    def _drop(indexes: Iterable[_Index], keep) -> None:
+        from fiftyone_clipbranches.sdk.bundle import unpin_bundle
+
+        for ix in indexes:
+            if ix.index_dir and ix.index_dir not in keep:
+                unpin_bundle(ix.index_dir)
 
     @staticmethod
     def _check_ids(entry: _Dataset, key: str, ids: list[str], what: str) -> None:
@@ -250,10 +407,34 @@ class SdkBackend:
 
     @staticmethod
     def _dataset_json(entry: _Dataset) -> dict:
+        ready = [ix for ix in entry.indexes.values() if ix.error is None]
+        broken = [ix for ix in entry.indexes.values() if ix.error is not None]
         return {
             "name": entry.name,
-            "indexes": [entry.manifests[k] for k in entry.keys],
+            "indexes": [ix.info for ix in ready],
+            "unavailable_indexes": [
+                {"key": ix.key, "error": ix.error} for ix in broken
+            ],
         }
+
+
+def _unavailable(name: str, key: str, index_dir: str, error: Exception) -> _Index:
+    message = str(error) or type(error).__name__
+    logger.warning(
+        "index %r of dataset %r is not served: %s. The other indexes are; delete "
+        "this one and build it again (or update_index it): the service picks the "
+        "new one up without a restart",
+        key,
+        name,
+        message,
+    )
+    return _Index(key, index_dir, error=message)
+
+
+def _verify(sdk, ds, key: str, level: str) -> None:
+    """Check index ``key`` at ``level`` before it is served (raises if it fails)."""
+    if level != "none":
+        sdk.verify_index(ds, key, level=level)
 
 
 def _has_indexes(fo, sdk, name: str) -> bool:
@@ -339,6 +520,10 @@ def _sdk_errors():
         raise unprocessable("stale_index", str(err)) from None
     except e.ResultTooLargeError as err:
         raise unprocessable("result_too_large", str(err)) from None
+    except (e.IndexCorruptedError, e.IndexPermissionError) as err:
+        raise ApiError(503, "index_unavailable", str(err)) from None
+    except e.ViewNameTakenError as err:
+        raise ApiError(409, "view_exists", str(err)) from None
     except e.ClipBranchesError as err:
         raise unprocessable("unprocessable", str(err)) from None
     except RuntimeError as err:

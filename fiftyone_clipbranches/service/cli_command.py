@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fiftyone_clipbranches.service.server import DEFAULT_PORT
+from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
+from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset to serve (repeatable; default: every dataset with an index)",
     )
     parser.add_argument(
+        "--verify",
+        choices=VERIFY_LEVELS,
+        default="fast",
+        help="check each index before serving it: none, fast (default: manifest and "
+        "sampled checksums) or full (every byte; reads each index once); an index "
+        "that fails is logged and not served, the others are",
+    )
+    parser.add_argument(
+        "--connection-limit",
+        type=int,
+        default=ServiceConfig.connection_limit,
+        help="open connections held at once (default "
+        f"{ServiceConfig.connection_limit}); slow clients hold one each",
+    )
+    parser.add_argument(
         "--token",
         help="bearer token (default $CLIPBRANCHES_SERVICE_TOKEN, else generated and "
         "printed); prefer the environment variable, command lines are visible to "
@@ -69,6 +85,8 @@ def run_serve(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         compute_workers=args.compute_workers,
         request_timeout_s=args.timeout,
+        verify=args.verify,
+        connection_limit=args.connection_limit,
     )
 
 

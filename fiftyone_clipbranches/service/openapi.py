@@ -79,6 +79,14 @@ _DATASET = {
         "name": {"type": "string"},
         "n_samples": {"type": "integer"},
         "indexes": {"type": "array", "items": {"$ref": "#/components/schemas/Index"}},
+        "unavailable_indexes": {
+            "type": "array",
+            "description": "indexes that failed to load or verify, not served",
+            "items": {
+                "type": "object",
+                "properties": {"key": {"type": "string"}, "error": {"type": "string"}},
+            },
+        },
     },
 }
 
@@ -89,7 +97,8 @@ _ERROR_CODES = {
     "413": "body larger than the limit (code: body_too_large)",
     "415": "body is not application/json (code: unsupported_media_type)",
     "422": "valid request the data cannot satisfy (e.g. unknown_sample_ids)",
-    "503": "server busy or not ready (codes: busy, not_ready)",
+    "503": "server busy, not ready or index unavailable (codes: busy, not_ready, "
+    "index_unavailable, model_unavailable)",
     "504": "the work exceeded its time limit (code: timeout)",
 }
 
@@ -212,7 +221,10 @@ def build_openapi() -> dict:
                 "get": {
                     "summary": "one dataset with its indexes",
                     "parameters": [_path_param("name", rq.DATASET_NAME.to_openapi())],
-                    "responses": {**_ok("Dataset"), **_errors("400", "401", "404")},
+                    "responses": {
+                        **_ok("Dataset"),
+                        **_errors("400", "401", "404", "503"),
+                    },
                 }
             },
             "/v1/datasets/{name}/indexes/{key}": {
@@ -222,7 +234,10 @@ def build_openapi() -> dict:
                         _path_param("name", rq.DATASET_NAME.to_openapi()),
                         _path_param("key", rq.INDEX_KEY.to_openapi()),
                     ],
-                    "responses": {**_ok("Index"), **_errors("400", "401", "404")},
+                    "responses": {
+                        **_ok("Index"),
+                        **_errors("400", "401", "404", "503"),
+                    },
                 }
             },
             "/v1/search": {
@@ -253,7 +268,7 @@ def build_openapi() -> dict:
                 "get": {
                     "summary": "a page of a stored result",
                     "parameters": [result_id, *page_params],
-                    "responses": {**_ok("Page"), **_errors("400", "401", "404")},
+                    "responses": {**_ok("Page"), **_errors("400", "401", "404", "503")},
                 },
                 "delete": {
                     "summary": "forget a stored result",

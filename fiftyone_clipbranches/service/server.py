@@ -47,6 +47,15 @@ class ServiceConfig:
         max_queued: requests allowed to wait for a compute worker before 503s.
         request_timeout_s: time limit of a search, refinement or save.
         result_ttl_s, max_results, max_result_bytes: bounds of the result store.
+        connection_limit: open connections held at once; beyond it waitress stops
+            accepting until one closes (slow or idle clients hold one each).
+        channel_timeout_s: an idle connection (nothing received or sent) is
+            closed after this many seconds.
+        request_read_timeout_s: a request must arrive whole (head and body) within
+            this many seconds of its first byte, or its connection is closed; a
+            client trickling bytes keeps a connection busy no longer than this.
+        cleanup_interval_s: how often the two timeouts above are checked.
+        max_request_header_size: bytes of request line and headers accepted.
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +69,11 @@ class ServiceConfig:
     result_ttl_s: float = 900.0
     max_results: int = 64
     max_result_bytes: int = 512 << 20
+    connection_limit: int = 1000
+    channel_timeout_s: int = 30
+    request_read_timeout_s: int = 20
+    cleanup_interval_s: int = 2
+    max_request_header_size: int = 64 << 10
 
 
 def resolve_token(
@@ -205,10 +219,16 @@ def start_server(
         port=config.port,
         threads=config.threads,
         max_request_body_size=TRANSPORT_BODY_LIMIT,
-        channel_timeout=120,
+        max_request_header_size=config.max_request_header_size,
+        connection_limit=_connection_limit(config.connection_limit),
+        channel_timeout=config.channel_timeout_s,
+        cleanup_interval=config.cleanup_interval_s,
+        # poll(), not select(): select() fails beyond 1024 descriptors.
+        asyncore_use_poll=True,
         ident="clipbranches",
         clear_untrusted_proxy_headers=True,
     )
+    _close_slow_requests(server, config.request_read_timeout_s)
     loader = threading.Thread(
         target=_load, args=(backend,), name="clipbranches-load", daemon=True
     )
@@ -225,6 +245,8 @@ def serve(
     *,
     datasets=None,
     backend=None,
+    verify: str = "fast",
+    recheck_s: float = 1.0,
     **options,
 ) -> int:
     """Serve the ``/v1`` API until SIGINT or SIGTERM; returns an exit status.
@@ -238,12 +260,17 @@ def serve(
         allow_no_token_on_localhost: serve without a token (loopback hosts only).
         datasets: names of the datasets to serve (default: all with an index).
         backend: a ready-made backend (default: :class:`SdkBackend` of ``datasets``).
+        verify: check of each index before it is served, ``"none"``, ``"fast"``
+            or ``"full"``; an index failing it is logged and not served.
+        recheck_s: how often, at most, the served datasets and indexes are
+            compared with the database (deleted, updated, new), seconds.
         **options: further :class:`ServiceConfig` fields (``compute_workers``,
             ``request_timeout_s``, ...).
     """
     from fiftyone_clipbranches.service.backend import SdkBackend
 
-    backend = backend if backend is not None else SdkBackend(datasets)
+    if backend is None:
+        backend = SdkBackend(datasets, verify=verify, recheck_s=recheck_s)
     config = ServiceConfig(
         host=host,
         port=port,
@@ -285,6 +312,74 @@ def serve(
     return 0
 
 
+def _connection_limit(wanted: int) -> int:
+    """``wanted``, after raising this process's open-file limit to fit it (each
+    connection is a descriptor); lower, with a warning, when the hard limit is
+    too low."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to adjust
+        return wanted
+    reserve = 256  # database connections, index files, the listening sockets
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + reserve
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        limit = max(soft - reserve, 16)
+        logger.warning(
+            "connection_limit lowered from %d to %d: the open-file limit is %d; "
+            "raise it (ulimit -n) to hold more connections",
+            wanted,
+            limit,
+            soft,
+        )
+        return limit
+    return wanted
+
+
+def _close_slow_requests(server, timeout_s: float) -> None:
+    """Make each listening server of ``server`` also close connections whose
+    current request has been arriving for longer than ``timeout_s``.
+
+    waitress's own ``channel_timeout`` counts idle time only, so a client sending
+    one byte every few seconds holds its connection for ever; enough of them take
+    every slot of ``connection_limit`` and nobody else is answered.
+    """
+    from waitress.server import BaseWSGIServer
+
+    sockets_map = getattr(server, "_map", None) or getattr(server, "map", {})
+    for listener in list(sockets_map.values()):
+        if isinstance(listener, BaseWSGIServer):
+            listener.maintenance = _SlowRequestReaper(listener, timeout_s)
+
+
+class _SlowRequestReaper:
+    """A listening server's ``maintenance``: waitress's, then slow requests."""
+
+    def __init__(self, listener, timeout_s: float):
+        self._listener = listener
+        self._inherited = type(listener).maintenance.__get__(listener)
+        self._timeout_s = timeout_s
+
+    def __call__(self, now: float) -> None:
+        self._inherited(now)
+        for channel in list(self._listener.active_channels.values()):
+            partial = channel.request
+            if partial is None or channel.requests:
+                continue
+            seen = getattr(partial, "_clipbranches_first_seen", None)
+            if seen is None:
+                partial._clipbranches_first_seen = now
+            elif now - seen > self._timeout_s:
+                channel.will_close = True
+
+
 def _load(backend) -> None:
     try:
         backend.load()
@@ -295,7 +390,17 @@ def _load(backend) -> None:
 def _check_config(config: ServiceConfig) -> None:
     if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
         raise ValueError(f"port must be an int in [0, 65535], got {config.port!r}")
-    for name in ("threads", "compute_workers", "max_results", "max_result_bytes"):
+    for name in (
+        "threads",
+        "compute_workers",
+        "max_results",
+        "max_result_bytes",
+        "connection_limit",
+        "channel_timeout_s",
+        "request_read_timeout_s",
+        "cleanup_interval_s",
+        "max_request_header_size",
+    ):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")

@@ -1,0 +1,179 @@
+"""The service follows the database: what another process deletes answers 404, an
+index updated elsewhere is served from its new directory (the old one let go), and
+one broken index is reported and skipped while the others are served.
+
+The service runs as ``clipbranches serve`` in a subprocess over indexes built the
+user's way (``make_user_index``); the changes are made from this process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from service_process import running_service
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.service import Client, ServiceError
+
+TOKEN = "state-changes-token-0123456789"
+
+
+def _until(check, timeout: float = 10.0):
+    """Call ``check`` until it returns a truthy value; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def _error(call) -> tuple[int, str, str]:
+    try:
+        call()
+    except ServiceError as e:
+        return e.status, e.code, e.message
+    return 200, "", ""
+
+
+def _mapped_files(pid: int, directory: str) -> list[str]:
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return [line for line in maps.splitlines() if directory in line]
+
+
+@pytest.fixture
+def three_datasets(make_user_index, tiny_clip_checkpoint):
+    """``kept`` (indexes ``clip`` and ``second``), ``doomed`` (index ``clip``) and
+    ``broken`` (index ``clip`` whose manifest is garbage)."""
+    from user_path import build_user_index
+
+    kept = make_user_index(n_per_class=4, name="svc-state-kept")
+    build_user_index(kept, tiny_clip_checkpoint, "second")
+    doomed = make_user_index(n_per_class=4, name="svc-state-doomed")
+    broken = make_user_index(n_per_class=4, name="svc-state-broken")
+    manifest = Path(sdk.index_info(broken, "clip", check=False).index_dir)
+    (manifest / "manifest.json").write_text("{ not json")
+    for ds in (kept, doomed, broken):
+        ds.persistent = True
+    return kept, doomed, broken
+
+
+def test_service_follows_deletions_updates_and_skips_a_broken_index(three_datasets):
+    kept, doomed, broken = three_datasets
+    args = [f"--dataset={ds.name}" for ds in three_datasets]
+    with running_service([*args, "--compute-workers", "2"], TOKEN) as service:
+        client = Client(service.url, TOKEN)
+        pid = service.proc.pid
+
+        # The broken index is named in a warning and answers a clear 503; the
+        # service itself serves the others.
+        _until(lambda: "svc-state-broken" in service.output())
+        log = service.output()
+        assert "index 'clip' of dataset 'svc-state-broken' is not served" in log
+        (listed,) = [d for d in client.datasets() if d["name"] == broken.name]
+        assert listed["indexes"] == []
+        assert listed["unavailable_indexes"][0]["key"] == "clip"
+        status, code, message = _error(
+            lambda: client.search(broken.name, text="a cat", index_key="clip")
+        )
+        assert (status, code) == (503, "index_unavailable")
+        assert "build it again" in message
+
+        # Deleting an index elsewhere: 404, the other index still answers.
+        ids = kept.take(3, seed=0).values("id")
+        res = client.refine(kept.name, positives=ids, index_key="second")
+        assert res["total"] > 0
+        sdk.delete_index(kept, "second")
+        assert _until(
+            lambda: (
+                _error(
+                    lambda: client.refine(kept.name, positives=ids, index_key="second")
+                )[:2]
+                == (404, "index_not_found")
+            )
+        )
+        assert client.search(kept.name, text="a cat", index_key="clip")["total"]
+
+        # Updating an index elsewhere: served from its new directory, the old one
+        # let go (no longer mapped by the service).
+        old_dir = str(sdk.index_info(kept, "clip", check=False).index_dir)
+        assert _mapped_files(pid, old_dir)
+        gone = kept.take(5, seed=1).values("id")
+        kept.delete_samples(gone)
+        sdk.update_index(kept, "clip", progress=False)
+        n_now = len(kept)
+        assert _until(lambda: client.index(kept.name, "clip")["n_samples"] == n_now)
+        found = client.search(kept.name, text="a dog", k=1000, index_key="clip")
+        served = {item["id"] for item in client.iter_items(found["result_id"])}
+        assert served and not served & set(gone)
+        assert _until(lambda: not _mapped_files(pid, old_dir))
+
+        # Deleting a dataset elsewhere: its info, queries, result pages and saves
+        # answer 404, never 200 from memory or a 500.
+        res = client.search(doomed.name, text="a ship", index_key="clip")
+        doomed.delete()
+        assert _until(
+            lambda: (
+                _error(lambda: client.dataset(doomed.name))[:2]
+                == (404, "dataset_not_found")
+            )
+        )
+        for call in (
+            lambda: client.search(doomed.name, text="a ship", index_key="clip"),
+            lambda: client.page(res["result_id"]),
+            lambda: client.save_view(res["result_id"], "ships"),
+        ):
+            status, code, message = _error(call)
+            assert (status, code) == (404, "dataset_not_found")
+            assert "was deleted" in message
+        assert doomed.name not in [d["name"] for d in client.datasets()]
+        assert client.health() == {"status": "ok"}
+        assert service.proc.poll() is None
+
+
+def test_saving_into_a_dataset_deleted_meanwhile_is_a_404(make_user_index):
+    """The save re-checks the dataset at once, without waiting for the recheck
+    interval."""
+    ds = make_user_index(n_per_class=4, name="svc-state-save")
+    ds.persistent = True
+    with running_service([f"--dataset={ds.name}"], TOKEN) as service:
+        client = Client(service.url, TOKEN)
+        res = client.search(ds.name, text="a frog", index_key="clip")
+        ds.delete()
+        status, code, _ = _error(lambda: client.save_view(res["result_id"], "f"))
+        assert (status, code) == (404, "dataset_not_found")
+        _until(lambda: "was deleted" in service.output(), timeout=2)
+        assert "Traceback" not in service.output()
+
+
+def test_verify_full_refuses_a_corrupted_index_and_serves_the_rest(
+    make_user_index, tiny_clip_checkpoint
+):
+    """``--verify full`` re-hashes every file: a flipped byte in the codes, which
+    a sampled check may miss, keeps that index out; the other is served."""
+    ds = make_user_index(n_per_class=4, name="svc-state-verify")
+    from user_path import build_user_index
+
+    build_user_index(ds, tiny_clip_checkpoint, "second")
+    ds.persistent = True
+    index_dir = Path(sdk.index_info(ds, "second", check=False).index_dir)
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    assert manifest  # the files table lists what full verification re-hashes
+    victim = max(
+        (p for p in (index_dir / "index").rglob("*") if p.is_file()),
+        key=lambda p: p.stat().st_size,
+    )
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2 + 7] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with running_service([f"--dataset={ds.name}", "--verify", "full"], TOKEN) as svc:
+        client = Client(svc.url, TOKEN)
+        (listed,) = client.datasets()
+        assert [ix["key"] for ix in listed["indexes"]] == ["clip"]
+        assert [ix["key"] for ix in listed["unavailable_indexes"]] == ["second"]
+        status, code, _ = _error(lambda: client.index(ds.name, "second"))
+        assert (status, code) == (503, "index_unavailable")
+        assert client.search(ds.name, text="a truck", index_key="clip")["total"]
