@@ -1,10 +1,14 @@
 """Index lifecycle on a FiftyOne dataset: build, update, list, inspect, rename, delete.
 
 An index always covers the whole root dataset of the collection it is given.
+Index directories may be shared by clones (``Dataset.clone()`` copies runs): an
+update writes a new directory under the updating dataset's own folder, and a
+directory's files are deleted only once no run points at it (``sdk/runs.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +22,11 @@ from fiftyone_clipbranches.sdk.embeddings import (
     field_identity,
     read_embeddings,
 )
-from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError, StaleIndexError
+from fiftyone_clipbranches.sdk.errors import (
+    MissingEmbeddingsError,
+    SampleIdsError,
+    StaleIndexError,
+)
 from fiftyone_clipbranches.sdk.freshness import Freshness, compare
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
@@ -109,9 +117,10 @@ def build_index(
 
     if skip_missing is None:
         skip_missing = embeddings_field is None
+    embed_report = {}
     if embeddings_field is None:
         embeddings_field = DEFAULT_EMBEDDINGS_FIELD
-        compute_embeddings(
+        embed_report = compute_embeddings(
             ds,
             embeddings_field,
             model=model or DEFAULT_CLIP_MODEL,
@@ -122,6 +131,7 @@ def build_index(
     if identity is None and model is not None:
         identity = {"name": model, "pretrained": pretrained}
     ids, vectors = read_embeddings(ds, embeddings_field, skip_missing=skip_missing)
+    unembeddable = _unembeddable(ds, embeddings_field, embed_report)
 
     report(0.7, "fitting the code encoder")
     from fiftyone_clipbranches.embed.encoder import fit_code_encoder
@@ -147,6 +157,7 @@ def build_index(
         embeddings_field=embeddings_field,
         clip_model=identity,
         code_method=code_method,
+        unembeddable=unembeddable,
     )
     report(1.0, f"index {index_key!r} built over {len(ids)} samples")
     return info
@@ -165,6 +176,7 @@ def build_index_from_codes(
     embeddings_field: str | None = None,
     clip_model: dict | None = None,
     code_method: str | None = None,
+    unembeddable: dict | None = None,
 ) -> IndexInfo:
     """Register an index over precomputed codes.
 
@@ -173,6 +185,11 @@ def build_index_from_codes(
         sample_ids: ``N`` sample ids of the root dataset.
         encoder: the ``CodeEncoder`` that produced ``codes`` (None: the index then
             answers sample-id and code queries, not text or vector ones).
+        unembeddable: ``{sample id: {"filepath", "error"}}`` of samples left out
+            because their image could not be embedded.
+
+    Raises:
+        SampleIdsError: some ids are not samples of the dataset.
     """
     ds = runs.root_dataset(dataset)
     runs.validate_new_key(ds, index_key)
@@ -184,6 +201,7 @@ def build_index_from_codes(
     rowmap = SampleRowMap(sample_ids)
     if len(rowmap) != codes.shape[0]:
         raise ValueError(f"{codes.shape[0]} codes but {len(rowmap)} sample ids")
+    _check_ids_in_dataset(ds, rowmap)
     index = _build_code_index(codes, subsets, leaf_size)
     built_at = _now()
     meta = {
@@ -193,7 +211,9 @@ def build_index_from_codes(
         "leaf_size": leaf_size,
         "built_at": built_at,
     }
-    path = write_bundle(_dataset_dir(ds, root), index, rowmap, encoder, meta)
+    path = write_bundle(
+        _dataset_dir(ds, root), index, rowmap, encoder, meta, unembeddable
+    )
     config = runs.ClipBranchesIndexConfig(
         index_dir=str(path),
         n_samples=len(rowmap),
@@ -212,46 +232,71 @@ def build_index_from_codes(
 
 
 def update_index(
-    dataset, index_key: str = DEFAULT_INDEX_KEY, *, progress=True
+    dataset,
+    index_key: str = DEFAULT_INDEX_KEY,
+    *,
+    retry_failed: bool = False,
+    progress=True,
 ) -> IndexInfo:
     """Bring index ``index_key`` up to date with its dataset.
 
     Samples added since the build are embedded (when the embeddings field lacks
     them and the CLIP model is known), encoded with the index's own encoder and
     appended; rows of deleted samples are dropped. The trees are rebuilt into a
-    new directory which replaces the old one.
+    new directory under this dataset's own folder, which replaces the old one;
+    the old directory is deleted once no run (of a clone, say) points at it.
+
+    Samples whose image could not be embedded at the last build or update are
+    recorded in the index and not retried, unless ``retry_failed`` or their
+    filepath changed; ``index_info(...).freshness`` reports them as unreadable.
     """
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)
     bundle = load_bundle(config.index_dir)
     report = as_progress(progress)
-    fresh = compare(ds, bundle.rowmap)
-    if not fresh.is_stale:
-        report(1.0, "index is up to date")
-        return _info(ds, index_key, config, fresh)
-
-    present = ds.values("id")
+    present, paths = ds.values(["id", "filepath"])
     rows, found = bundle.rowmap.rows_of(present)
-    added_view = ds.select([sid for sid, hit in zip(present, found) if not hit])
+    kept_failed, to_add = {}, []
+    for i in np.flatnonzero(~found):
+        sid = present[i]
+        entry = bundle.unembeddable.get(sid)
+        if entry is not None and entry.get("filepath") == paths[i] and not retry_failed:
+            kept_failed[sid] = entry
+        else:
+            to_add.append(sid)
+    field = config.embeddings_field
+    if kept_failed and field and ds.get_field(field) is not None:
+        # embeddings stored since (by the user, say) make them indexable again
+        now_embedded = ds.select(list(kept_failed)).exists(field).values("id")
+        to_add += now_embedded
+        for sid in now_embedded:
+            del kept_failed[sid]
+    n_deleted = len(bundle.rowmap) - int(found.sum())
+    if not to_add and not n_deleted:
+        report(1.0, "index is up to date")
+        return _info(ds, index_key, config, compare(ds, bundle.rowmap, kept_failed))
+
     new_ids, new_codes = [], np.zeros((0, bundle.index.codes.shape[1]), np.uint8)
-    if fresh.n_added:
+    new_failed = {}
+    if to_add:
         if bundle.encoder is None:
             raise StaleIndexError(
-                f"{fresh.n_added} samples were added since index {index_key!r} was "
+                f"{len(to_add)} samples were added since index {index_key!r} was "
                 "built from precomputed codes; rebuild it with build_index_from_codes"
             )
-        field = config.embeddings_field
         if field is None:
             raise MissingEmbeddingsError(
                 f"index {index_key!r} records no embeddings field; rebuild it"
             )
+        added_view = ds.select(to_add)
+        embed_report = {}
         if added_view.exists(field, False).count():
             if not config.clip_model:
                 raise MissingEmbeddingsError(
                     f"added samples lack {field!r} embeddings and the CLIP model of "
                     f"index {index_key!r} is unknown; compute them, then update"
                 )
-            compute_embeddings(
+            embed_report = compute_embeddings(
                 added_view,
                 field,
                 model=config.clip_model["name"],
@@ -259,9 +304,9 @@ def update_index(
                 progress=lambda f, label: report(0.6 * f, label),
             )
         if added_view.exists(field).count():
-            # samples whose image could not be embedded stay out, reported as added
             new_ids, vectors = read_embeddings(added_view, field, skip_missing=True)
             new_codes = bundle.encoder.encode(vectors)
+        new_failed = _unembeddable(added_view, field, embed_report)
 
     report(0.6, "rebuilding the index")
     keep = np.sort(rows[found])
@@ -271,19 +316,21 @@ def update_index(
     leaf_size = bundle.manifest.get("leaf_size")
     index = _build_code_index(codes, bundle.index.subsets, leaf_size)
     built_at = _now()
-    meta = dict(bundle.manifest, built_at=built_at)
-    for k in ("format", "format_version", "n_samples", "has_encoder"):
+    meta = dict(bundle.manifest, built_at=built_at, dataset_id=str(ds._doc.id))
+    for k in _GENERATED_MANIFEST_KEYS:
         meta.pop(k, None)
+    unembeddable = {**kept_failed, **new_failed}
     old_dir = config.index_dir
-    path = write_bundle(Path(old_dir).parent, index, rowmap, bundle.encoder, meta)
+    parent = _dataset_dir(ds, Path(old_dir).parent.parent)
+    path = write_bundle(parent, index, rowmap, bundle.encoder, meta, unembeddable)
     config.index_dir = str(path)
     config.n_samples = len(rowmap)
     config.built_at = built_at
     runs.update_index_config(ds, index_key, config)
-    forget_bundle(old_dir)
-    runs.remove_index_dir(old_dir)
+    if runs.release_index_dir(old_dir):
+        forget_bundle(old_dir)
     report(1.0, f"index {index_key!r} now holds {len(rowmap)} samples")
-    return _info(ds, index_key, config, compare(ds, rowmap))
+    return _info(ds, index_key, config, compare(ds, rowmap, unembeddable))
 
 
 def list_indexes(dataset) -> list[str]:
@@ -298,7 +345,10 @@ def index_info(
     dataset (added / deleted samples)."""
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)
-    fresh = compare(ds, load_bundle(config.index_dir).rowmap) if check else None
+    fresh = None
+    if check:
+        bundle = load_bundle(config.index_dir)
+        fresh = compare(ds, bundle.rowmap, bundle.unembeddable)
     return _info(ds, index_key, config, fresh)
 
 
@@ -311,21 +361,63 @@ def rename_index(dataset, index_key: str, new_key: str) -> None:
 
 
 def delete_index(dataset, index_key: str) -> None:
-    """Delete index ``index_key``: its run and its files."""
+    """Delete index ``index_key``: its run, and its files unless another run (of a
+    clone of the dataset, say) still points at them."""
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)
     forget_bundle(config.index_dir)
-    ds.delete_run(index_key)
-    runs.remove_index_dir(config.index_dir)
+    ds.delete_run(index_key)  # ClipBranchesIndex.cleanup releases the directory
     parent = Path(config.index_dir).parent
-    if parent.is_dir() and not any(parent.iterdir()):
+    with contextlib.suppress(OSError):  # not empty, or already gone
         parent.rmdir()
 
 
-def load_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
-    """``(config, bundle)`` of index ``index_key``, the bundle cached per process."""
+def load_index(dataset, index_key: str = DEFAULT_INDEX_KEY, *, verify: str = "fast"):
+    """``(config, bundle)`` of index ``index_key``, the bundle cached per process
+    (``verify``: ``"fast"``, ``"full"`` or ``"none"``, see ``sdk/bundle.py``)."""
     config = runs.get_index_config(dataset, index_key)
-    return config, load_bundle(config.index_dir)
+    return config, load_bundle(config.index_dir, verify=verify)
+
+
+_GENERATED_MANIFEST_KEYS = (
+    "format",
+    "format_version",
+    "n_samples",
+    "has_encoder",
+    "n_unembeddable",
+    "files",
+    "manifest_sha256",
+)
+
+
+def _check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
+    rows, found = rowmap.rows_of(ds.values("id"))
+    inside = np.zeros(len(rowmap), bool)
+    inside[rows[found]] = True
+    n_out = int((~inside).sum())
+    if n_out:
+        example = rowmap.ids_of(np.flatnonzero(~inside)[:1])[0]
+        raise SampleIdsError(
+            f"{n_out} of {len(rowmap)} sample ids are not samples of dataset "
+            f"{ds.name!r} (e.g. {example!r}); pass ids of its samples "
+            "(dataset.values('id'))"
+        )
+
+
+def _unembeddable(samples, field: str, embed_report: dict) -> dict:
+    """``{sample id: {"filepath", "error"}}`` of the samples of ``samples`` that
+    have no embedding in ``field`` (errors from ``compute_embeddings``' report
+    where it names them)."""
+    if samples._root_dataset.get_field(field) is None:
+        return {}
+    errors = (embed_report or {}).get("failed") or {}
+    missing = samples.exists(field, False)
+    ids, paths = missing.values(["id", "filepath"])
+    default = f"no embedding in {field!r} (the image could not be read or embedded)"
+    return {
+        sid: {"filepath": path, "error": str(errors.get(sid, default))}
+        for sid, path in zip(ids, paths)
+    }
 
 
 def _build_code_index(codes, subsets, leaf_size):

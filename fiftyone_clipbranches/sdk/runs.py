@@ -3,6 +3,13 @@
 FiftyOne re-imports run config classes by their fully qualified name, which is
 why they live here, in the installed package, and not in plugin-only modules.
 The run holds paths and small metadata only; codes and trees stay on disk.
+
+Ownership of index directories: ``Dataset.clone()`` copies runs, so several runs
+(of several datasets) may point at one directory. A directory's files are removed
+only when no run of any existing dataset still points at it
+(:func:`release_index_dir`); the manifest's ``dataset_id`` names the dataset that
+wrote it, and an update on any other dataset writes its new directory under that
+dataset's own folder (copy on write).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import fiftyone.core.odm as foo_odm
 import fiftyone.core.runs as fors
 
 from fiftyone_clipbranches.sdk.errors import IndexExistsError, IndexNotFoundError
@@ -58,14 +66,59 @@ class ClipBranchesIndexConfig(fors.RunConfig):
 
 
 class ClipBranchesIndex(fors.Run):
-    """Run class of :class:`ClipBranchesIndexConfig`: deletes the files on cleanup."""
+    """Run class of :class:`ClipBranchesIndexConfig`: on cleanup, deletes the files
+    unless another run (of a clone, say) still uses them."""
 
     def cleanup(self, samples, key):
-        remove_index_dir(self.config.index_dir)
+        release_index_dir(
+            self.config.index_dir, exclude=(str(root_dataset(samples)._doc.id), key)
+        )
+
+
+def index_dir_references(index_dir, exclude=None) -> list[tuple[str, str]]:
+    """``(dataset id, key)`` of every index run of an existing dataset whose
+    ``index_dir`` is ``index_dir``, but ``exclude``."""
+    refs = referenced_index_dirs().get(_norm(index_dir), [])
+    return [r for r in refs if r != exclude]
+
+
+def referenced_index_dirs() -> dict[str, list[tuple[str, str]]]:
+    """Every index directory a run of an existing dataset points at (normalised
+    path) -> ``[(dataset id, key), ...]``; one query of each collection."""
+    db = foo_odm.get_db_conn()
+    live_runs = set()
+    for doc in db.datasets.find({}, {"runs": 1}):
+        live_runs.update(v for v in (doc.get("runs") or {}).values())
+    refs: dict[str, list[tuple[str, str]]] = {}
+    query = {"config.method": RUN_METHOD}
+    fields = {"_dataset_id": 1, "key": 1, "config.index_dir": 1}
+    for doc in db.runs.find(query, fields):
+        index_dir = (doc.get("config") or {}).get("index_dir")
+        if not index_dir or doc["_id"] not in live_runs:
+            continue
+        ref = (str(doc.get("_dataset_id")), doc.get("key"))
+        refs.setdefault(_norm(index_dir), []).append(ref)
+    return refs
+
+
+def release_index_dir(index_dir, exclude=None) -> bool:
+    """Delete ``index_dir`` unless a run other than ``exclude`` (``(dataset id,
+    key)``) points at it; returns whether it was deleted."""
+    if not index_dir or index_dir_references(index_dir, exclude):
+        return False
+    remove_index_dir(index_dir)
+    return True
+
+
+def _norm(index_dir) -> str:
+    return str(Path(index_dir).expanduser().resolve())
 
 
 def remove_index_dir(index_dir) -> None:
-    """Delete an index directory if it exists (a missing one is not an error)."""
+    """Delete an index directory if it exists (a missing one is not an error).
+
+    Only for a directory no run points at: see :func:`release_index_dir`.
+    """
     if not index_dir:
         return
     path = Path(index_dir)

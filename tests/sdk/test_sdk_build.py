@@ -63,7 +63,13 @@ def test_missing_embeddings_are_clear_errors(embedded):
         progress=False,
     )
     assert info.n_samples == 197
-    assert sdk.index_info(ds, "x").freshness.n_added == 3
+    fresh = sdk.index_info(ds, "x").freshness
+    # left out for lack of an embedding: reported by name, not as "added"
+    assert (fresh.n_added, fresh.n_unreadable) == (0, 3)
+    assert set(fresh.unreadable) == set(ds.values("id")[:3])
+    assert "no embedding in 'emb'" in next(iter(fresh.unreadable.values()))
+    # nothing to retry: update_index does not rebuild
+    assert sdk.update_index(ds, "x", progress=False).index_dir == info.index_dir
 
 
 def test_update_appends_added_samples_with_the_index_encoder(embedded, cifar_dir):
