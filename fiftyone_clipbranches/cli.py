@@ -65,6 +65,62 @@ def _cmd_serve(args) -> int:
     return run_serve(args)
 
 
+def _cmd_verify(args) -> int:
+    import fiftyone as fo
+
+    from fiftyone_clipbranches import sdk
+
+    names = [args.dataset] if args.dataset else fo.list_datasets()
+    n_ok, failures = 0, []
+    for name in names:
+        ds = fo.load_dataset(name)
+        keys = [args.index] if args.index else sdk.list_indexes(ds)
+        for key in keys:
+            try:
+                r = sdk.verify_index(ds, key, level=args.level)
+            except sdk.ClipBranchesError as e:
+                failures.append(f"{name}/{key}")
+                print(f"[FAIL] {name}/{key}: {e}")
+                continue
+            n_ok += 1
+            extra = f"; no checksum: {', '.join(r.unchecked)}" if r.unchecked else ""
+            print(
+                f"[ok  ] {name}/{key}: {len(r.checked)} files, {r.n_bytes} bytes "
+                f"checked ({r.level}, {r.seconds:.2f} s): {', '.join(r.checked)}"
+                f"{extra}"
+            )
+    if failures:
+        print(f"verify: {len(failures)} index(es) failed: {', '.join(failures)}")
+        return 1
+    if not n_ok:
+        print("verify: no clipbranches index found")
+        return 0
+    print(f"verify: {n_ok} index(es) passed ({args.level})")
+    return 0
+
+
+def _cmd_gc(args) -> int:
+    from fiftyone_clipbranches.sdk.gc import collect_garbage
+
+    report = collect_garbage(
+        args.root, delete=args.delete, min_age_s=args.min_age_hours * 3600
+    )
+    for item in report.leftovers:
+        done = "removed" if item.path in report.removed else "found"
+        print(f"{done}: {item.kind} {item.path} ({item.n_bytes} bytes): {item.reason}")
+    verb = "removed" if args.delete else "found"
+    n = len(report.removed) if args.delete else len(report.leftovers)
+    print(
+        f"gc: {verb} {n} leftover(s), {report.n_bytes} bytes, under {report.root}; "
+        f"kept {report.n_referenced} index(es) in use and {report.n_young} "
+        "recent directory(ies)"
+        + ("" if args.delete or not report.leftovers else "; run with --delete")
+    )
+    if args.delete and len(report.removed) < len(report.leftovers):
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clipbranches",
@@ -114,6 +170,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP search service")
     add_serve_arguments(p)
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "verify",
+        help="check index files against their checksums",
+        description="Check every file of the indexes of a dataset (default: every"
+        " indexed dataset) against the checksums of its manifests. Exits 1 if any"
+        " index fails.",
+    )
+    p.add_argument("--dataset", help="only this dataset")
+    p.add_argument("--index", help="only this index key")
+    p.add_argument(
+        "--level",
+        choices=("fast", "full"),
+        default="full",
+        help="full: re-hash every byte (default); fast: sizes, headers, samples",
+    )
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "gc",
+        help="report (and remove) leftovers under the index root",
+        description="Temp directories of crashed builds and index directories no"
+        " dataset's run points at. Reports only, unless --delete.",
+    )
+    p.add_argument("--root", type=Path, help="index root (default: the configured)")
+    p.add_argument("--delete", action="store_true", help="remove what is found")
+    p.add_argument(
+        "--min-age-hours",
+        type=float,
+        default=1.0,
+        help="keep directories younger than this (default 1), except temp"
+        " directories whose writer process is gone",
+    )
+    p.set_defaults(func=_cmd_gc)
 
     p = sub.add_parser("doctor", help="check database, plugin, numba, torch, device")
     p.set_defaults(func=_cmd_doctor)

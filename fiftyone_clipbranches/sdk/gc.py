@@ -1,0 +1,157 @@
+"""Leftovers under the index root: temp directories of crashed builds and index
+directories no run points at (indexes of deleted datasets, say).
+
+Nothing a run of an existing dataset points at is ever reported or removed; the
+references are read again just before each removal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fiftyone_clipbranches.sdk import runs
+from fiftyone_clipbranches.sdk.bundle import TMP_PREFIX, WRITER_FILE
+from fiftyone_clipbranches.sdk.settings import index_root
+
+#: Default age (seconds) after which an unreferenced directory may be removed.
+DEFAULT_MIN_AGE_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """One removable directory.
+
+    Attributes:
+        path: the directory.
+        kind: ``"temp"`` (a build that never finished) or ``"unreferenced"`` (a
+            complete index directory no run points at).
+        reason: why it is removable, in words.
+        n_bytes: its size on disk.
+    """
+
+    path: str
+    kind: str
+    reason: str
+    n_bytes: int
+
+
+@dataclass
+class GcReport:
+    """What :func:`collect_garbage` found and removed.
+
+    Attributes:
+        root: the index root scanned.
+        leftovers: the removable directories.
+        n_referenced: index directories in use (kept).
+        n_young: unreferenced directories younger than the age limit (kept: they
+            may belong to a build in progress).
+        removed: paths removed (only with ``delete=True``).
+    """
+
+    root: str
+    leftovers: list[Leftover] = field(default_factory=list)
+    n_referenced: int = 0
+    n_young: int = 0
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def n_bytes(self) -> int:
+        return sum(item.n_bytes for item in self.leftovers)
+
+
+def collect_garbage(
+    root=None, *, delete: bool = False, min_age_s: float = DEFAULT_MIN_AGE_S
+) -> GcReport:
+    """Find (and with ``delete``, remove) leftovers under the index root.
+
+    Args:
+        root: index root (default :func:`settings.index_root`).
+        delete: remove what is found; otherwise only report.
+        min_age_s: a directory younger than this is kept, unless it is a temp
+            directory whose writing process (on this host) is gone.
+    """
+    base = Path(root).expanduser().resolve() if root is not None else index_root()
+    report = GcReport(str(base))
+    if not base.is_dir():
+        return report
+    referenced = runs.referenced_index_dirs()
+    now = time.time()
+    for dataset_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for entry in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+            key = str(entry.resolve())
+            if key in referenced:
+                report.n_referenced += 1
+                continue
+            age = now - entry.stat().st_mtime
+            if entry.name.startswith(TMP_PREFIX):
+                dead = _writer_is_dead(entry)
+                if dead or age >= min_age_s:
+                    why = "its writer process is gone" if dead else _age(age)
+                    report.leftovers.append(
+                        Leftover(key, "temp", f"unfinished build: {why}", _du(entry))
+                    )
+                else:
+                    report.n_young += 1
+            elif entry.name.startswith("."):
+                continue
+            elif age >= min_age_s:
+                report.leftovers.append(
+                    Leftover(
+                        key,
+                        "unreferenced",
+                        f"no run of any dataset points at it; {_age(age)}",
+                        _du(entry),
+                    )
+                )
+            else:
+                report.n_young += 1
+    if delete:
+        for item in report.leftovers:
+            if runs.index_dir_references(item.path):
+                continue  # registered since the scan
+            shutil.rmtree(item.path, ignore_errors=True)
+            if not Path(item.path).exists():
+                report.removed.append(item.path)
+        for dataset_dir in base.iterdir():
+            with contextlib.suppress(OSError):
+                dataset_dir.rmdir()  # only when empty
+    return report
+
+
+def _writer_is_dead(tmp: Path) -> bool:
+    """Whether the ``.writer`` file of ``tmp`` names a process of this host that no
+    longer runs."""
+    try:
+        writer = json.loads((tmp / WRITER_FILE).read_text())
+        pid, host = int(writer["pid"]), writer["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        with contextlib.suppress(OSError):
+            if p.is_file():
+                total += p.stat().st_size
+    return total
+
+
+def _age(seconds: float) -> str:
+    return f"untouched for {seconds / 3600:.1f} h"
