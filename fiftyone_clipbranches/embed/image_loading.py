@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,12 +55,101 @@ class ImageFileDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i]
         try:
-            with Image.open(path) as img:
-                img.load()
+            with open_image_file(path) as img:
                 tensor = self.transform(img.convert("RGB"))
+        except ImageRefusedError as exc:
+            return i, None, str(exc)
         except Exception as exc:  # noqa: BLE001 - any decode failure is recorded
             return i, None, f"{type(exc).__name__}: {exc}"
         return i, tensor, None
+
+
+#: Images are decoded at no more pixels than this; a larger JPEG is decoded at a
+#: reduced scale (``Image.draft``), any other larger image is refused (a 12000 x 12000
+#: PNG would take 430 MB as RGB). ``$CLIPBRANCHES_MAX_IMAGE_PIXELS`` overrides it.
+MAX_DECODE_PIXELS = 64_000_000
+#: A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) keeping both sides at
+#: least this long: four times CLIP's 224-pixel input, so the resize still averages.
+DRAFT_MIN_SIDE = 896
+
+
+class ImageRefusedError(OSError):
+    """A file that is not decoded: not a regular file, or too many pixels."""
+
+
+def max_decode_pixels() -> int:
+    """The pixel limit in force (``$CLIPBRANCHES_MAX_IMAGE_PIXELS`` or the default)."""
+    raw = os.environ.get("CLIPBRANCHES_MAX_IMAGE_PIXELS", "").strip()
+    if not raw:
+        return MAX_DECODE_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"CLIPBRANCHES_MAX_IMAGE_PIXELS must be a positive int; got {raw!r}"
+        )
+    return value
+
+
+def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
+    """Open and decode the image at ``path`` (a regular file), bounded in memory.
+
+    Returns:
+        the decoded PIL image (its file already closed): a JPEG larger than
+        ``DRAFT_MIN_SIDE`` on both sides comes back reduced by its decoder.
+
+    Raises:
+        ImageRefusedError: ``path`` is a FIFO, device, socket or directory (opening
+            a FIFO would block forever), or the image holds more than ``max_pixels``
+            (default :func:`max_decode_pixels`) after any JPEG reduction.
+        OSError and PIL errors: the file cannot be read or decoded.
+    """
+    limit = max_decode_pixels() if max_pixels is None else int(max_pixels)
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _file_kind(mode)
+            raise ImageRefusedError(
+                f"{path} is a {kind}, not an image file: point the sample at an "
+                "image file or remove it"
+            )
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        with warnings.catch_warnings():
+            # the limit below replaces PIL's decompression-bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fh)
+            img.draft(None, (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE))
+            width, height = img.size
+            if width * height > limit:
+                raise ImageRefusedError(
+                    f"{path} is {width} x {height} pixels, more than the "
+                    f"{limit} decoded per image: downscale it, or raise "
+                    "$CLIPBRANCHES_MAX_IMAGE_PIXELS"
+                )
+            img.load()
+    finally:
+        fh.close()  # the decoded pixels no longer need the file
+    return img
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 class Uint8Pixels:

@@ -1,0 +1,101 @@
+"""Image files that must not hang or exhaust memory: FIFOs, directories, huge images."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fiftyone_clipbranches.embed.image_loading import (
+    ImageFileDataset,
+    ImageRefusedError,
+    open_image_file,
+)
+
+
+def _identity(img):
+    return np.asarray(img).shape
+
+
+def test_a_fifo_named_jpg_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    i, tensor, error = ImageFileDataset([str(fifo)], _identity)[0]
+    assert (i, tensor) == (0, None)
+    assert "FIFO (named pipe), not an image file" in error
+    with pytest.raises(ImageRefusedError, match="directory"):
+        open_image_file(tmp_path)
+
+
+def test_embedding_a_fifo_among_images_finishes(tiny_model, cifar_paths, tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    paths = [str(p) for p in cifar_paths[:3]] + [str(fifo)]
+    res = tiny_model.embed_images(paths, batch_size=2, num_workers=0, progress=False)
+    assert res.ok.tolist() == [True, True, True, False]
+    assert "FIFO" in res.errors[3]
+
+
+_BIG_PNG = textwrap.dedent(
+    """
+    import resource, sys
+    from fiftyone_clipbranches.embed.image_loading import ImageFileDataset
+    def peak():
+        return 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak()  # the imports' peak
+    _, tensor, error = ImageFileDataset([sys.argv[1]], lambda img: img.size)[0]
+    print(tensor, "|", error, "|", peak() - before)
+    """
+)
+
+
+def _load_in_a_fresh_process(path) -> tuple[str, str, int]:
+    """(tensor, error, growth in bytes of the peak RSS) of loading ``path``."""
+    out = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", _BIG_PNG, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    tensor, error, rss = out.stdout.strip().rsplit("\n", 1)[-1].split(" | ")
+    return tensor, error, int(rss)
+
+
+def test_a_12000_pixel_png_is_refused_without_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    Image.new("1", (12000, 12000)).save(path)  # a few KB on disk
+    assert path.stat().st_size < 100_000
+    tensor, error, growth = _load_in_a_fresh_process(path)
+    assert tensor == "None"
+    assert "12000 x 12000 pixels, more than the 64000000" in error
+    assert "CLIPBRANCHES_MAX_IMAGE_PIXELS" in error
+    assert growth < 100e6  # decoding it as RGB alone would take 432 MB more
+
+
+def test_a_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    path = tmp_path / "huge.jpg"
+    Image.new("RGB", (9000, 9000), (200, 30, 30)).save(path, quality=50)
+    with open_image_file(path) as img:
+        assert img.size == (1125, 1125)  # 1/8 scale: both sides still >= 896
+        assert img.getpixel((10, 10))[0] > 150
+    with pytest.raises(ImageRefusedError, match="more than the 100"):
+        open_image_file(path, max_pixels=100)
+
+
+def test_small_images_are_decoded_whole(cifar_paths):
+    with open_image_file(cifar_paths[0]) as img, Image.open(cifar_paths[0]) as ref:
+        assert img.size == ref.size
+        assert np.array_equal(np.asarray(img), np.asarray(ref))
+
+
+def test_the_pixel_limit_setting_is_checked(monkeypatch, cifar_paths):
+    monkeypatch.setenv("CLIPBRANCHES_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ValueError, match="CLIPBRANCHES_MAX_IMAGE_PIXELS"):
+        open_image_file(cifar_paths[0])
+    monkeypatch.setenv("CLIPBRANCHES_MAX_IMAGE_PIXELS", "100")
+    with pytest.raises(ImageRefusedError):
+        open_image_file(cifar_paths[0])
