@@ -54,10 +54,14 @@ def service_env(token: str) -> dict:
 
 
 @contextlib.contextmanager
-def running_service(args: list[str], token: str, timeout: float = 300):
-    """Run ``python -m fiftyone_clipbranches.service --port 0 *args`` until the
-    block ends; yields a :class:`ServiceProcess` once ``/v1/ready`` answers."""
-    cmd = [sys.executable, "-m", "fiftyone_clipbranches.service", "--port", "0"]
+def running_service(
+    args: list[str], token: str, timeout: float = 300, command: list[str] | None = None
+):
+    """Run ``command --port 0 *args`` (default ``python -m
+    fiftyone_clipbranches.service``) until the block ends; yields a
+    :class:`ServiceProcess` once ``/v1/ready`` answers."""
+    command = command or [sys.executable, "-m", "fiftyone_clipbranches.service"]
+    cmd = [*command, "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, *args],
         env=service_env(token),
