@@ -18,14 +18,15 @@ import numpy as np
 from .ball_kernels import squared_distances
 from .codes import as_query
 from .linear import LinearClassifier
+from .model import RefinementModel
 from .scan import SEARCH_CHUNK_ROWS, search_chunks
-from .validation import EstimatorParams, check_codes, check_training
+from .validation import check_codes, check_training
 
 #: Most dims for which squared distances of uint8 codes fit in int32.
 MAX_BALL_DIMS = (2**31 - 1) // 255**2
 
 
-class QueryBall(EstimatorParams):
+class QueryBall(RefinementModel):
     """Codes within a learned squared distance of a query code.
 
     ``fit`` regresses the labels on the distance ``||x - center||`` (balanced class
@@ -74,12 +75,23 @@ class QueryBall(EstimatorParams):
             raise ValueError(f"QueryBall supports at most {MAX_BALL_DIMS} dims")
         return as_query(self.center, n_dims)
 
-    def fit(self, X, y, sample_weight=None, unlabelled=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        subsets=None,
+        unlabelled=None,
+        neighbours=None,
+    ):
         """Fit on uint8 codes ``X (n, D)`` and labels ``y`` in {0, 1}.
 
         Args:
             sample_weight: optional float ``(n,)``.
             unlabelled: optional bool ``(n,)``, the negatives drawn at random.
+            subsets, neighbours: ignored (the ball is scanned, and learns only a
+                radius).
 
         Raises:
             ValueError: bad inputs, or labels that put the positives no nearer the
@@ -112,10 +124,6 @@ class QueryBall(EstimatorParams):
         self.n_relabelled_ = logistic.n_relabelled_
         self.n_features_in_ = X.shape[1]
         return self
-
-    def _check_fitted(self):
-        if not hasattr(self, "radius_sq_"):
-            raise RuntimeError("this QueryBall is not fitted: call fit first")
 
     def _scores(self, sq: np.ndarray) -> np.ndarray:
         # the logit, with its zero moved onto the integer radius: > 0 exactly inside

@@ -1,35 +1,50 @@
 """Baselines against which decision branches are measured: sklearn trees, k-NN, Rocchio.
 
-All take the same :class:`~.training_set.TrainingSet` arrays as decision branches
-(``fit(X, y, sample_weight=None)`` on uint8 codes) and share ``predict`` /
-``decision_function``. Tree models classify row by row and are applied by scanning
-the catalogue in chunks (uint8 -> float32 per chunk). ``NearestNeighbours`` and
-``Rocchio`` are top-k searches: they have no per-row rule, so ``predict(X)`` treats
-``X`` as the whole catalogue and ``search(codes)`` returns the ranked top-k rows.
+All follow :class:`~.model.RefinementModel`: they take the same
+:class:`~.training_set.TrainingSet` arrays as decision branches (``fit(X, y,
+sample_weight=None)`` on uint8 codes; ``subsets``, ``unlabelled`` and ``neighbours``
+are accepted and ignored) and share ``predict`` / ``decision_function``. Tree
+models classify row by row and are applied by scanning the catalogue in chunks
+(uint8 -> float32 per chunk). ``NearestNeighbours`` and ``Rocchio`` are top-k
+searches (``answered_by = "top_k"``): they have no per-row rule, so ``predict(X)``
+treats ``X`` as the whole catalogue and ``search(codes)`` returns the top-k rows.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
-from .scan import knn_scan
+from .model import RefinementModel
+from .scan import SEARCH_CHUNK_ROWS, knn_scan
 from .validation import check_codes, check_features, check_int, check_training
 
 #: Rows converted to float per chunk when sklearn models predict.
 CHUNK_ROWS = 1 << 18
 
 
-class _SklearnModel:
+class _SklearnModel(RefinementModel):
     """Shared fit/predict for the sklearn wrappers (chunked float32 prediction).
 
     They take uint8 codes like every model here, and also float features (e.g.
     embeddings, for quality comparisons in the unquantised space).
     """
 
+    @abstractmethod
     def _make(self):
-        raise NotImplementedError
+        """A fresh, unfitted sklearn classifier (parameters validated)."""
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        subsets=None,
+        unlabelled=None,
+        neighbours=None,
+    ):
         """Fit on uint8 codes (or float features) ``X (n, D)``, labels in {0, 1}."""
         X, y, w = check_training(X, y, sample_weight, allow_float=True)
         self.estimator_ = self._make()
@@ -37,13 +52,11 @@ class _SklearnModel:
         classes = list(self.estimator_.classes_)
         self._pos_col = classes.index(1)
         self.n_features_in_ = X.shape[1]
+        self.n_relabelled_ = 0
         return self
 
     def _proba(self, X) -> np.ndarray:
-        if not hasattr(self, "estimator_"):
-            raise RuntimeError(
-                f"this {type(self).__name__} is not fitted: call fit first"
-            )
+        self._check_fitted()
         X = check_features(X, n_dims=self.n_features_in_)
         out = np.empty(X.shape[0])
         for start in range(0, X.shape[0], CHUNK_ROWS):
@@ -111,17 +124,39 @@ class ForestModel(_SklearnModel):
         )
 
 
-class _TopK:
-    """Shared surface of the top-k searches."""
+class _TopK(RefinementModel):
+    """Shared surface of the top-k searches: ``fit`` validates and hands the
+    positive (and negative) rows to ``_fit_rows``."""
+
+    answered_by = "top_k"
+
+    def __init__(self, k=100):
+        self.k = k
 
     def _check_k(self) -> int:
         return check_int(self.k, "k", 1)
 
-    def _check_fitted(self):
-        if not hasattr(self, "n_features_in_"):
-            raise RuntimeError(
-                f"this {type(self).__name__} is not fitted: call fit first"
-            )
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        subsets=None,
+        unlabelled=None,
+        neighbours=None,
+    ):
+        """Fit on uint8 codes ``X (n, D)``, labels in {0, 1}."""
+        X, y, w = check_training(X, y, sample_weight)
+        self._check_k()
+        self._fit_rows(X, y, w)
+        self.n_features_in_ = X.shape[1]
+        self.n_relabelled_ = 0
+        return self
+
+    @abstractmethod
+    def _fit_rows(self, X, y, w) -> None:
+        """Fit on validated codes, int8 labels and float64 weights."""
 
     def predict(self, X) -> np.ndarray:
         """bool ``(n,)``: the rows of ``X`` that ``search(X)`` returns."""
@@ -139,15 +174,8 @@ class NearestNeighbours(_TopK):
     Negatives and weights are ignored (the paper's NN baseline).
     """
 
-    def __init__(self, k=100):
-        self.k = k
-
-    def fit(self, X, y, sample_weight=None):
-        X, y, w = check_training(X, y, sample_weight)
-        self._check_k()
+    def _fit_rows(self, X, y, w) -> None:
         self.positives_ = np.unique(X[(y == 1) & (w > 0)], axis=0)
-        self.n_features_in_ = X.shape[1]
-        return self
 
     def decision_function(self, X) -> np.ndarray:
         self._check_fitted()
@@ -160,8 +188,11 @@ class NearestNeighbours(_TopK):
                 np.minimum(part, ((chunk - p) ** 2).sum(axis=1), out=part)
         return -np.sqrt(best) / 255.0
 
-    def search(self, codes) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids int64, scores float64)``: the union of each positive's k-NN."""
+    def search(
+        self, codes, chunk_rows: int = SEARCH_CHUNK_ROWS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64, scores float64)``: the union of each positive's k-NN (one
+        exact scan per positive; ``chunk_rows`` is not used)."""
         self._check_fitted()
         codes = check_codes(codes, "codes", self.n_features_in_)
         k = self._check_k()
@@ -178,12 +209,7 @@ class Rocchio(_TopK):
     distance are broken by ascending row id.
     """
 
-    def __init__(self, k=100):
-        self.k = k
-
-    def fit(self, X, y, sample_weight=None):
-        X, y, w = check_training(X, y, sample_weight)
-        self._check_k()
+    def _fit_rows(self, X, y, w) -> None:
         Xf = X.astype(np.float64)
         pos = (y == 1) & (w > 0)
         neg = (y == 0) & (w > 0)
@@ -191,8 +217,6 @@ class Rocchio(_TopK):
         if neg.any():
             q = 2.0 * q - np.average(Xf[neg], axis=0, weights=w[neg])
         self.query_ = q
-        self.n_features_in_ = X.shape[1]
-        return self
 
     def _sq_dist(self, X) -> np.ndarray:
         out = np.empty(X.shape[0])
@@ -208,8 +232,11 @@ class Rocchio(_TopK):
         X = check_codes(X, n_dims=self.n_features_in_)
         return -np.sqrt(self._sq_dist(X)) / 255.0
 
-    def search(self, codes) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids int64, scores float64)``: the ``k`` rows nearest to the query."""
+    def search(
+        self, codes, chunk_rows: int = SEARCH_CHUNK_ROWS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64, scores float64)``: the ``k`` rows nearest to the query
+        (``chunk_rows`` is not used: the scan runs in chunks of ``CHUNK_ROWS``)."""
         self._check_fitted()
         codes = check_codes(codes, "codes", self.n_features_in_)
         k = min(self._check_k(), codes.shape[0])

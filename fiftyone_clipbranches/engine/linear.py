@@ -18,12 +18,13 @@ import numbers
 import numpy as np
 
 from .linear_kernels import linear_scores, logistic_terms
+from .model import RefinementModel
 from .scan import SEARCH_CHUNK_ROWS, search_chunks
 from .validation import (
-    EstimatorParams,
     check_features,
     check_int,
     check_positive_number,
+    check_row_mask,
     check_training,
 )
 
@@ -31,7 +32,7 @@ _WEIGHT_LIMIT = (1 << 15) - 1
 _SUM_LIMIT = (1 << 31) - 1
 
 
-class LinearClassifier(EstimatorParams):
+class LinearClassifier(RefinementModel):
     """Weighted L2-regularised logistic regression on uint8 codes.
 
     Minimises ``||w||^2 / 2 + C * sum_i s_i * logloss(y_i, w . z_i + b)`` over the
@@ -83,24 +84,34 @@ class LinearClassifier(EstimatorParams):
                 f"class_weight must be 'balanced' or None, got {self.class_weight!r}"
             )
 
-    def fit(self, X, y, sample_weight=None, unlabelled=None):
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        subsets=None,
+        unlabelled=None,
+        neighbours=None,
+    ):
         """Fit on uint8 codes (or float features) ``X (n, D)``, labels in {0, 1}.
 
         Args:
+            sample_weight: optional float ``(n,)``.
             unlabelled: optional bool ``(n,)``, the negatives drawn at random rather
                 than labelled (``TrainingSet.unlabelled``).
+            subsets, neighbours: ignored (no index query; neighbour positives train
+                as the other positives).
 
         At least one row of each label is required.
         """
         self._check_params()
         X, y, w = check_training(X, y, sample_weight, allow_float=True)
+        unlabelled = check_row_mask(unlabelled, y.shape, "unlabelled")
         self.n_relabelled_ = 0
         self._fit_once(X, y, w)
-        if unlabelled is None or self.relabel_margin is None:
+        if self.relabel_margin is None:
             return self
-        unlabelled = np.asarray(unlabelled)
-        if unlabelled.dtype != bool or unlabelled.shape != y.shape:
-            raise ValueError(f"unlabelled must be a bool array of shape {y.shape}")
         doubtful = unlabelled & (y == 0)
         doubtful &= self.decision_function(X) > self.relabel_margin
         if doubtful.any() and (w[(y == 0) & ~doubtful] > 0).any():
@@ -144,10 +155,6 @@ class LinearClassifier(EstimatorParams):
         self.weights_ = np.round(self.coef_ * scale).astype(np.int32)
         self.threshold_ = int(np.floor(-self.intercept_ * scale))
         self.scale_ = scale
-
-    def _check_fitted(self):
-        if not hasattr(self, "weights_"):
-            raise RuntimeError("this LinearClassifier is not fitted: call fit first")
 
     def _raw_scores(self, X) -> np.ndarray:
         X = check_features(X, n_dims=self.n_features_in_)

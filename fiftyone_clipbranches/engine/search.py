@@ -6,12 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .branches import DecisionBranches
-from .ensemble import DecisionBranchesEnsemble
-from .scan import scan_boxes
-
-#: Rows per chunk when a model without boxes is applied by scanning the catalogue.
-DEFAULT_CHUNK_ROWS = 1 << 20
+from .model import RefinementModel
+from .scan import SEARCH_CHUNK_ROWS
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,72 +39,59 @@ class Ranking:
         return cls(ids[order], scores[order])
 
 
-def is_index_aware(model) -> bool:
-    return isinstance(model, (DecisionBranches, DecisionBranchesEnsemble))
-
-
 def apply_model(
-    model, index, *, use_index: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    model: RefinementModel,
+    index,
+    *,
+    use_index: bool = True,
+    chunk_rows: int = SEARCH_CHUNK_ROWS,
 ) -> Ranking:
     """Every catalogue row that ``model`` classifies positive, ranked.
 
-    Decision branches and ensembles answer their boxes with ``index.query_boxes`` (or,
-    with ``use_index=False``, the full parallel scan :func:`~.scan.scan_boxes`, which
-    returns the same rows); ensembles keep rows whose member vote passes
-    ``vote_threshold`` (the index counts distinct members per row while it merges
-    the box results); only passing rows are scored with ``decision_function``. Models with
-    ``search(codes)`` (the top-k ``NearestNeighbours`` and ``Rocchio``, and
-    ``LinearClassifier``'s scan) search the codes themselves, exactly; any other
-    model with ``predict``/``decision_function`` is applied in chunks of
-    ``chunk_rows`` rows.
+    Dispatches on ``model.answered_by`` (:class:`~.model.RefinementModel`): box
+    models (``"index"``) answer their boxes with ``index.query_boxes``, which counts
+    the distinct members holding each row while it merges the box results, and keep
+    the rows their ``accept`` rule passes (``answer_hits``; with ``use_index=False``,
+    the full parallel scan ``model.search``, which returns the same rows); only
+    accepted rows are scored. Every other model searches the codes itself
+    (``model.search(codes, chunk_rows=chunk_rows)``): exact scans of the linear
+    classifier and the query ball, the top-k ``NearestNeighbours`` and ``Rocchio``,
+    and ``predict`` / ``decision_function`` over chunks of ``chunk_rows`` rows.
 
     Args:
-        model: a fitted model.
+        model: a fitted :class:`~.model.RefinementModel`.
         index: a :class:`~.index.CodeIndex` (anything with ``codes``, ``subsets`` and
             ``query_boxes``).
         use_index: use the index's trees (True) or a scan (False) for box models.
+        chunk_rows: int >= 1, rows per chunk for models scanned in chunks.
 
     Returns:
         :class:`Ranking`, equal to ranking ``model.predict(index.codes)`` rows by
         ``model.decision_function`` (descending, ties by ascending id).
     """
+    if not isinstance(model, RefinementModel):
+        raise TypeError(
+            "model must be an engine model (engine.model.RefinementModel), got"
+            f" {type(model).__name__}"
+        )
+    model._check_fitted()
     codes = index.codes
-    if is_index_aware(model):
-        model._check_fitted()
-        if model.subsets_ != index.subsets:
-            raise ValueError(
-                "the model was trained on other feature subsets than the index has:"
-                " fit it with subsets=index.subsets"
-            )
-        if model.n_features_in_ != codes.shape[1]:
-            raise ValueError(
-                f"the model expects {model.n_features_in_} dims, the index has"
-                f" {codes.shape[1]}"
-            )
+    if model.answered_by == "index":
+        _check_same_space(model, index)
         if use_index:
             ids, hits = index.query_boxes(model.boxes_)
-        else:
-            ids, hits = scan_boxes(codes, index.subsets, model.boxes_)
-        if isinstance(model, DecisionBranchesEnsemble):
-            ids = ids[model.accept(hits, codes, ids)]
-        scores = model.decision_function(codes[ids]) if ids.size else np.zeros(0)
-        return Ranking.from_unsorted(ids, scores)
-    if hasattr(model, "search"):
-        ids, scores = model.search(codes)
-        return Ranking.from_unsorted(ids, scores)
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)):
-        raise TypeError("chunk_rows must be an int")
-    if chunk_rows < 1:
-        raise ValueError("chunk_rows must be >= 1")
-    all_ids, all_scores = [], []
-    for start in range(0, codes.shape[0], chunk_rows):
-        chunk = np.asarray(codes[start : start + chunk_rows])
-        hit = np.flatnonzero(np.asarray(model.predict(chunk), dtype=bool))
-        if hit.size:
-            all_ids.append(hit.astype(np.int64) + start)
-            all_scores.append(
-                np.asarray(model.decision_function(chunk[hit]), np.float64)
-            )
-    if not all_ids:
-        return Ranking(np.zeros(0, np.int64), np.zeros(0))
-    return Ranking.from_unsorted(np.concatenate(all_ids), np.concatenate(all_scores))
+            return Ranking.from_unsorted(*model.answer_hits(ids, hits, codes))
+    return Ranking.from_unsorted(*model.search(codes, chunk_rows=chunk_rows))
+
+
+def _check_same_space(model, index) -> None:
+    if model.subsets_ != index.subsets:
+        raise ValueError(
+            "the model was trained on other feature subsets than the index has:"
+            " fit it with subsets=index.subsets"
+        )
+    if model.n_features_in_ != index.codes.shape[1]:
+        raise ValueError(
+            f"the model expects {model.n_features_in_} dims, the index has"
+            f" {index.codes.shape[1]}"
+        )

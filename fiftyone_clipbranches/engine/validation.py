@@ -167,6 +167,16 @@ def resolve_subsets(subsets, n_dims: int) -> FeatureSubsets:
     return subsets
 
 
+def check_row_mask(mask, shape: tuple, name: str) -> np.ndarray:
+    """bool ``shape`` mask over the training rows (all False when ``mask`` is None)."""
+    if mask is None:
+        return np.zeros(shape, dtype=bool)
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != shape:
+        raise ValueError(f"{name} must be a bool array of shape {shape}")
+    return mask
+
+
 def seed_from(random_state) -> np.random.Generator:
     if random_state is None:
         return np.random.default_rng(0)
@@ -180,15 +190,28 @@ def seed_from(random_state) -> np.random.Generator:
 
 
 class EstimatorParams:
-    """``get_params``/``set_params`` derived from the constructor's keyword arguments,
-    as scikit-learn estimators have them."""
+    """``get_params``/``set_params`` and ``repr`` derived from the constructors'
+    keyword arguments, as scikit-learn estimators have them.
+
+    The parameters are those named in the ``__init__`` of the class and of its
+    bases (a subclass may pass the parameters of its base on as ``**kwargs``).
+    """
 
     @classmethod
     def _param_names(cls) -> list[str]:
         import inspect
 
-        sig = inspect.signature(cls.__init__)
-        return [n for n in sig.parameters if n != "self"]
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = vars(klass).get("__init__")
+            if init is None or klass is object:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "self":
+                    continue
+                if p.name not in names:
+                    names.append(p.name)
+        return names
 
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._param_names()}
@@ -201,3 +224,7 @@ class EstimatorParams:
                 raise ValueError(f"unknown parameter {key!r}; valid: {sorted(valid)}")
             setattr(self, key, value)
         return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

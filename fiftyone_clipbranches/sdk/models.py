@@ -1,54 +1,198 @@
-"""The classifiers a refinement round can train, by name."""
+"""The models a refinement round can train: one :class:`ModelSpec` per model, by name.
+
+Everything the faces (panel, operators, CLI, service, docs) and ``refine`` need to
+know about a model lives in its entry of :data:`MODELS`: its label, what it is for,
+the engine class that implements it, its measured defaults and what it needs.
+Adding a model is adding one entry. This module imports no engine class until a
+model is made, so that ``settings`` (imported everywhere) can derive its tables
+from it.
+
+Where the defaults come from (real CLIP embeddings, docs/quality.md):
+
+- random negatives: the single decision-branches model needs many to keep its boxes
+  tight (F1 at 16 positives .48/.59/.66 with 420/840/1500 on oxford_flowers); the
+  ensemble and the sklearn models do best with 500; the linear classifier (balanced
+  class weights) and the query ball (the same regression on one feature) with 1500.
+- neighbours per positive: ``"auto"`` (round(32 / P) below 32 positives) for the box
+  models and the sklearn baselines; none for the linear classifier, which measured
+  worse with them, and none for the query ball, which learns only a radius.
+"""
 
 from __future__ import annotations
 
-import inspect
+import importlib
+from dataclasses import dataclass, field
 
-from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
+DEFAULT_MODEL = "branches"
 
-MODEL_LABELS = {
-    "branches": "Decision branches",
-    "ensemble": "Decision branches ensemble",
-    "linear": "Linear classifier (scan)",
-    "ball": "Query ball (the search query, learned radius)",
-    "tree": "Decision tree",
-    "forest": "Random forest",
+
+@dataclass(frozen=True)
+class ModelInput:
+    """An input a face must offer for this model besides the common ones.
+
+    Attributes:
+        name: the ``refine`` argument it fills (e.g. ``"query"``).
+        label: UI label.
+        description: UI help text.
+    """
+
+    name: str
+    label: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything about one model of a refinement round.
+
+    Attributes:
+        name: the ``model=`` value of ``refine`` and every face.
+        label: UI text.
+        purpose: one line: what the model is for.
+        factory: ``"module:Class"`` of the engine class (a
+            :class:`~fiftyone_clipbranches.engine.model.RefinementModel`), imported
+            when a model is made.
+        random_negatives: random negatives drawn when the caller does not say.
+        neighbours_per_positive: code neighbours added per positive when the caller
+            does not say (an int, or ``"auto"``).
+        seeded: whether the class takes ``random_state``.
+        needs_query: ``refine`` needs the search query (``query=``): its code is a
+            parameter of the model (``center``).
+        inputs: inputs the faces must offer for this model.
+    """
+
+    name: str
+    label: str
+    purpose: str
+    factory: str
+    random_negatives: int
+    neighbours_per_positive: int | str = "auto"
+    seeded: bool = True
+    needs_query: bool = False
+    inputs: tuple[ModelInput, ...] = field(default_factory=tuple)
+
+    @property
+    def model_class(self) -> type:
+        """The engine class (imported on first use)."""
+        module, _, name = self.factory.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def index_aware(self) -> bool:
+        """Whether the model is answered by the index (else by a scan of the codes)."""
+        return self.model_class.answered_by == "index"
+
+    def make(self, random_state: int = 0, **params):
+        """A fresh, unfitted model; ``random_state`` seeds the models that take one,
+        ``params`` are constructor arguments (they win over ``random_state``)."""
+        if self.seeded:
+            params.setdefault("random_state", random_state)
+        return self.model_class(**params)
+
+
+_ENGINE = "fiftyone_clipbranches.engine"
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="branches",
+            label="Decision branches",
+            purpose="A union of boxes over a few code dimensions each, answered by"
+            " the index: classes local in the code space",
+            factory=f"{_ENGINE}.branches:DecisionBranches",
+            random_negatives=1500,
+        ),
+        ModelSpec(
+            name="ensemble",
+            label="Decision branches ensemble",
+            purpose="Bagged decision branches voting per member, with a linear"
+            " arbiter, answered by the index: steadier than one model, also from"
+            " a few labels",
+            factory=f"{_ENGINE}.ensemble:DecisionBranchesEnsemble",
+            random_negatives=500,
+        ),
+        ModelSpec(
+            name="linear",
+            label="Linear classifier (scan)",
+            purpose="A logistic regression on the codes, applied by one scan: classes"
+            " spread along a direction of the code space",
+            factory=f"{_ENGINE}.linear:LinearClassifier",
+            random_negatives=1500,
+            neighbours_per_positive=0,
+            seeded=False,
+        ),
+        ModelSpec(
+            name="ball",
+            label="Query ball (the search query, learned radius)",
+            purpose="The text search's own ranking, cut where the labels place the"
+            " class's edge: when the query already points at the class",
+            factory=f"{_ENGINE}.ball:QueryBall",
+            random_negatives=1500,
+            neighbours_per_positive=0,
+            seeded=False,
+            needs_query=True,
+            inputs=(
+                ModelInput(
+                    "query",
+                    "Text query the labels refine",
+                    "Needed by the query ball model: the text that was searched",
+                ),
+            ),
+        ),
+        ModelSpec(
+            name="tree",
+            label="Decision tree",
+            purpose="A scikit-learn decision tree, applied by a scan (a baseline)",
+            factory=f"{_ENGINE}.baselines:TreeModel",
+            random_negatives=500,
+        ),
+        ModelSpec(
+            name="forest",
+            label="Random forest",
+            purpose="A scikit-learn random forest, applied by a scan (a baseline)",
+            factory=f"{_ENGINE}.baselines:ForestModel",
+            random_negatives=500,
+        ),
+    )
 }
 
 
+#: UI text per model name (derived from :data:`MODELS`).
+MODEL_LABELS = {name: spec.label for name, spec in MODELS.items()}
+
+
+def model_names() -> tuple[str, ...]:
+    """Names of the registered models, in display order."""
+    return tuple(MODELS)
+
+
+def get_model(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered as ``name``.
+
+    Raises:
+        ValueError: ``name`` is not registered (the message lists the valid names).
+    """
+    spec = MODELS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
+    return spec
+
+
 def make_model(name: str, random_state: int = 0, **params):
-    """A fresh, unfitted classifier for ``name`` (one of :data:`MODEL_NAMES`)."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}; got {name!r}")
-    if name == "branches":
-        from fiftyone_clipbranches.engine.branches import DecisionBranches as cls
-    elif name == "ensemble":
-        from fiftyone_clipbranches.engine.ensemble import (
-            DecisionBranchesEnsemble as cls,
-        )
-    elif name == "linear":
-        from fiftyone_clipbranches.engine.linear import LinearClassifier as cls
-    elif name == "ball":
-        from fiftyone_clipbranches.engine.ball import QueryBall as cls
-    elif name == "tree":
-        from fiftyone_clipbranches.engine.baselines import TreeModel as cls
-    else:
-        from fiftyone_clipbranches.engine.baselines import ForestModel as cls
-    if "random_state" in inspect.signature(cls).parameters:
-        params.setdefault("random_state", random_state)
-    return cls(**params)
+    """A fresh, unfitted model registered as ``name`` (see :meth:`ModelSpec.make`)."""
+    return get_model(name).make(random_state, **params)
 
 
 def fit_model(model, X, y, sample_weight, subsets, unlabelled=None, neighbours=None):
-    """Fit ``model``; index-aware models get the index's feature subsets, models
-    that treat random negatives or neighbour positives apart get ``unlabelled`` /
-    ``neighbours`` (bool ``(n,)``, ``TrainingSet.unlabelled`` / ``.neighbours``)."""
-    params = inspect.signature(model.fit).parameters
-    extra = {}
-    if "subsets" in params:
-        extra["subsets"] = subsets
-    if "unlabelled" in params and unlabelled is not None:
-        extra["unlabelled"] = unlabelled
-    if "neighbours" in params and neighbours is not None:
-        extra["neighbours"] = neighbours
-    return model.fit(X, y, sample_weight=sample_weight, **extra)
+    """Fit ``model`` (any engine model: they all take the same arguments and ignore
+    those they do not use): ``subsets`` the index's feature subsets, ``unlabelled`` /
+    ``neighbours`` bool ``(n,)`` (``TrainingSet.unlabelled`` / ``.neighbours``)."""
+    return model.fit(
+        X,
+        y,
+        sample_weight,
+        subsets=subsets,
+        unlabelled=unlabelled,
+        neighbours=neighbours,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fiftyone_clipbranches.sdk.models import MODELS, get_model, model_names
+
 #: Environment variable that overrides the directory holding index files.
 INDEX_ROOT_ENV = "CLIPBRANCHES_INDEX_ROOT"
 
@@ -21,24 +23,16 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_K = 60
 
-#: Model names accepted by ``refine``.
-MODEL_NAMES = ("branches", "ensemble", "linear", "ball", "tree", "forest")
+#: Model names accepted by ``refine`` (the registry, ``sdk.models.MODELS``, is the
+#: source of every model table here).
+MODEL_NAMES = model_names()
 #: Models that refine a search query and need it (``refine(query=...)``).
-QUERY_MODELS = ("ball",)
+QUERY_MODELS = tuple(name for name, spec in MODELS.items() if spec.needs_query)
 
-#: Random negatives ``refine`` draws by default, per model, chosen on real CLIP
-#: embeddings (docs/quality.md): the single model needs many negatives to keep its
-#: boxes tight (F1 at 16 positives .48/.59/.66 with 420/840/1500 on oxford_flowers),
-#: the ensemble and the sklearn models do best with 500, the linear classifier
-#: (balanced class weights) and the query ball (the same regression on one
-#: feature) with 1500.
+#: Random negatives ``refine`` draws by default, per model (measured: see
+#: ``sdk.models``).
 DEFAULT_RANDOM_NEGATIVES = {
-    "branches": 1500,
-    "ensemble": 500,
-    "linear": 1500,
-    "ball": 1500,
-    "tree": 500,
-    "forest": 500,
+    name: spec.random_negatives for name, spec in MODELS.items()
 }
 
 #: Random negatives are at most this fraction of the unlabelled samples: drawing all
@@ -89,18 +83,20 @@ def index_cache_size() -> int:
     return size
 
 
-#: Code neighbours added as positives per positive when the caller does not say:
-#: ``"auto"`` (round(32 / P) below 32 positives) for the box models, none for the
-#: linear classifier, which measured worse with them (docs/quality.md), and none
-#: for the query ball, which learns only a radius from the labels.
-DEFAULT_NEIGHBOURS_PER_POSITIVE = {"linear": 0, "ball": 0}
+#: Code neighbours added as positives per positive when the caller does not say,
+#: for the models whose default is not ``"auto"`` (measured: see ``sdk.models``).
+DEFAULT_NEIGHBOURS_PER_POSITIVE = {
+    name: spec.neighbours_per_positive
+    for name, spec in MODELS.items()
+    if spec.neighbours_per_positive != "auto"
+}
 
 
 def default_neighbours_per_positive(model: str) -> int | str:
     """Neighbour positives added for ``model`` when the caller does not say."""
-    return DEFAULT_NEIGHBOURS_PER_POSITIVE.get(model, "auto")
+    return get_model(model).neighbours_per_positive
 
 
 def default_random_negatives(model: str) -> int:
     """Random negatives drawn for ``model`` when the caller does not say."""
-    return DEFAULT_RANDOM_NEGATIVES.get(model, 500)
+    return get_model(model).random_negatives
