@@ -249,9 +249,13 @@ def read_manifest(path) -> dict:
     """Read and check ``manifest.json`` (format name and version)."""
     path = Path(path)
     mpath = path / MANIFEST
-    if not path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), mpath.is_file()
+    except OSError as e:  # a directory on the way is not searchable
+        raise access_error(Path(e.filename or path), e) from e
+    if not is_dir:
         raise IndexFormatError(f"no index directory at {path}: {REBUILD}")
-    if not mpath.is_file():
+    if not is_file:
         raise IndexFormatError(f"{mpath} is missing: not a complete index; {REBUILD}")
     try:
         manifest = json.loads(mpath.read_text())

@@ -218,7 +218,7 @@ def read_manifest(path) -> dict:
             f"index files are missing at {path}; delete the index and build it again"
         )
     try:
-        text = mpath.read_text()
+        text = mpath.read_bytes()
     except PermissionError as e:
         raise IndexPermissionError(
             f"cannot read {mpath}: permission denied; fix its permissions"

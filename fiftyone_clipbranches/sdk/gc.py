@@ -75,7 +75,8 @@ def collect_garbage(
         root: index root (default :func:`settings.index_root`).
         delete: remove what is found; otherwise only report.
         min_age_s: a directory younger than this is kept, unless it is a temp
-            directory whose writing process (on this host) is gone.
+            directory whose writing process (on this host) is gone. A temp
+            directory whose writer still runs on this host is always kept.
     """
     base = Path(root).expanduser().resolve() if root is not None else index_root()
     report = GcReport(str(base))
@@ -91,8 +92,9 @@ def collect_garbage(
                 continue
             age = now - entry.stat().st_mtime
             if entry.name.startswith(TMP_PREFIX):
-                dead = _writer_is_dead(entry)
-                if dead or age >= min_age_s:
+                writer = _writer_state(entry)
+                dead = writer == "dead"
+                if writer != "alive" and (dead or age >= min_age_s):
                     why = "its writer process is gone" if dead else _age(age)
                     report.leftovers.append(
                         Leftover(key, "temp", f"unfinished build: {why}", _du(entry))
@@ -125,23 +127,24 @@ def collect_garbage(
     return report
 
 
-def _writer_is_dead(tmp: Path) -> bool:
-    """Whether the ``.writer`` file of ``tmp`` names a process of this host that no
-    longer runs."""
+def _writer_state(tmp: Path) -> str:
+    """``"alive"`` or ``"dead"`` when the ``.writer`` file of ``tmp`` names a
+    process of this host, else ``"unknown"`` (another host, or no file: the last
+    moments of a write, or a crash then)."""
     try:
         writer = json.loads((tmp / WRITER_FILE).read_text())
         pid, host = int(writer["pid"]), writer["host"]
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return "unknown"
     if host != socket.gethostname():
-        return False
+        return "unknown"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return "dead"
     except PermissionError:
-        return False
-    return False
+        return "alive"
+    return "alive"
 
 
 def _du(path: Path) -> int:

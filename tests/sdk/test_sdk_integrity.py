@@ -1,0 +1,268 @@
+"""Index integrity on real datasets: clones, alive rows, ids, checksums, gc, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import fiftyone as fo
+import numpy as np
+import pytest
+from sdk_testdata import cluster_codes, index_dataset
+
+from fiftyone_clipbranches import cli, sdk
+from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle
+from fiftyone_clipbranches.sdk.gc import collect_garbage
+
+
+def _all_found(ds, key="idx"):
+    return sdk.search_ids(ds, sample_ids=ds.values("id")[:1], k=1000, index_key=key)[0]
+
+
+@pytest.fixture
+def clones():
+    made = []
+
+    def clone(ds):
+        c = ds.clone()
+        made.append(c)
+        return c
+
+    yield clone
+    for c in made:
+        if not c.deleted:
+            c.delete()
+
+
+def test_update_and_delete_on_a_clone_leave_the_original_files(make_dataset, clones):
+    ds = make_dataset(3)
+    index_dataset(ds, "idx")
+    original_dir = Path(sdk.index_info(ds, "idx").index_dir)
+    clone = clones(ds)
+    clone.delete_samples(clone.values("id")[:5])
+    info = sdk.update_index(clone, "idx", progress=False)
+    # copy on write: the clone's new directory lives under the clone's own folder
+    assert Path(info.index_dir).parent.name == str(clone._doc.id)
+    assert original_dir.is_dir()
+    sdk.delete_index(clone, "idx")
+    other = clones(ds)
+    other.delete_run("idx")  # FiftyOne's own path: ClipBranchesIndex.cleanup
+    third = clones(ds)
+    sdk.delete_index(third, "idx")
+    assert original_dir.is_dir() and not Path(info.index_dir).exists()
+    sdk.verify_index(ds, "idx", level="full")
+    assert len(_all_found(ds)) == 30
+    # the last run pointing at a directory takes its files with it
+    fourth = clones(ds)
+    sdk.delete_index(ds, "idx")
+    assert original_dir.is_dir()
+    sdk.delete_index(fourth, "idx")
+    assert not original_dir.exists()
+
+
+def test_a_clone_made_after_deletions_returns_only_its_own_samples(
+    make_dataset, clones
+):
+    ds = make_dataset(3)
+    index_dataset(ds, "idx")
+    ds.delete_samples(ds.values("id")[:6])
+    clone = clones(ds)
+    assert set(_all_found(clone)) == set(clone.values("id"))
+    # samples deleted from the clone after first use are dropped too
+    gone = clone.values("id")[:3]
+    clone.delete_samples(gone)
+    found = _all_found(clone)
+    assert len(found) == 21 and not set(found) & set(gone)
+    assert len(_all_found(ds)) == 24  # the original's own mask is its own
+
+
+def test_index_from_codes_refuses_ids_of_other_samples(make_dataset):
+    ds, other = make_dataset(1), make_dataset(1)
+    ids = ds.values("id")[:8] + other.values("id")[:2]
+    with pytest.raises(sdk.SampleIdsError, match=r"2 of 10 sample ids .* \(e\.g\."):
+        sdk.build_index_from_codes(ds, np.zeros((10, 32), np.uint8), ids, "x")
+    assert sdk.list_indexes(ds) == []
+
+
+def test_verify_index_reports_every_file_and_catches_a_permutation(make_dataset):
+    ds = make_dataset(3)
+    index_dataset(ds, "idx")
+    path = Path(sdk.index_info(ds, "idx").index_dir)
+    report = sdk.verify_index(ds, "idx")
+    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+    assert set(report.checked) == on_disk and report.unchecked == []
+    assert report.level == "full" and report.to_dict()["key"] == "idx"
+    ids = np.load(path / "sample_ids.npy")
+    ids[[0, 1]] = ids[[1, 0]]
+    os.chmod(path / "sample_ids.npy", 0o644)
+    np.save(path / "sample_ids.npy", ids)
+    forget_bundle(path)
+    for level in ("fast", "full"):
+        with pytest.raises(sdk.IndexCorruptedError, match="sample_ids.npy"):
+            sdk.verify_index(ds, "idx", level=level)
+    with pytest.raises(sdk.IndexCorruptedError, match="rebuild the index"):
+        sdk.search(ds, sample_ids=ds.values("id")[:1], index_key="idx")
+
+
+def test_a_garbled_manifest_is_a_clear_error(make_dataset):
+    ds = make_dataset(2)
+    index_dataset(ds, "idx")
+    path = Path(sdk.index_info(ds, "idx").index_dir)
+    manifest = path / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text[: len(text) // 2])
+    forget_bundle(path)
+    with pytest.raises(sdk.IndexCorruptedError, match="garbled"):
+        sdk.index_info(ds, "idx")
+    edited = json.loads(text)
+    edited["n_samples"] += 1  # valid JSON, but not what was written
+    manifest.write_text(json.dumps(edited))
+    with pytest.raises(sdk.IndexCorruptedError, match="its own checksum"):
+        load_bundle(path)
+
+
+def test_format_1_directories_still_load_and_say_what_is_unchecked(make_dataset):
+    ds = make_dataset(2)
+    index_dataset(ds, "idx")
+    path = Path(sdk.index_info(ds, "idx").index_dir)
+    manifest = json.loads((path / "manifest.json").read_text())
+    for key in ("files", "manifest_sha256", "n_unembeddable"):
+        manifest.pop(key)
+    manifest["format_version"] = 1
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    forget_bundle(path)
+    report = sdk.verify_index(ds, "idx")
+    assert "sample_ids.npy" in report.unchecked and "index/codes.npy" in report.checked
+    assert len(_all_found(ds)) == 20
+
+
+_AS_NOBODY = textwrap.dedent(
+    """
+    import os, sys
+    from fiftyone_clipbranches.engine.index import CodeIndex
+    from fiftyone_clipbranches.engine.errors import IndexAccessError
+    os.setgid(65534); os.setuid(65534)  # after the imports: the interpreter's are root's
+    try:
+        CodeIndex.load(sys.argv[1], verify="full")
+    except IndexAccessError as e:
+        print(e)
+    """
+)
+
+
+@pytest.fixture
+def world_readable_dir():
+    base = Path(tempfile.mkdtemp(prefix="clipbranches-perm-"))
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base)
+
+
+def test_unreadable_files_are_permission_errors_not_corruption(world_readable_dir):
+    from fiftyone_clipbranches.engine.index import CodeIndex
+
+    path = world_readable_dir / "idx"
+    CodeIndex.build(np.zeros((50, 32), np.uint8), path=path)
+    for p in [path, *path.iterdir()]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    os.chmod(path / "codes.npy", 0)
+    if os.geteuid() == 0:  # root reads anything: ask as an unprivileged user
+        out = subprocess.run(
+            [sys.executable, "-c", _AS_NOBODY, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        message = out.stdout + out.stderr
+    else:
+        from fiftyone_clipbranches.engine.errors import IndexAccessError
+
+        with pytest.raises(IndexAccessError) as err:
+            CodeIndex.load(path, verify="full")
+        message = str(err.value)
+    assert "codes.npy: permission denied; fix its permissions" in message
+    assert "corrupt" not in message and "rebuild" not in message
+
+
+def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
+    make_dataset, tmp_path
+):
+    ds, doomed = make_dataset(2), make_dataset(2)
+    for d in (ds, doomed):
+        codes = cluster_codes(d.values("ground_truth.label"))
+        sdk.build_index_from_codes(d, codes, d.values("id"), "idx", root=tmp_path)
+    kept = Path(sdk.index_info(ds, "idx").index_dir)
+    orphan = Path(sdk.index_info(doomed, "idx").index_dir)
+    doomed.delete()  # FiftyOne leaves the files: no run points at them any more
+    crashed = kept.parent / ".tmp-0123abcd"
+    crashed.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    writer = {"pid": int(dead.stdout), "host": os.uname().nodename, "at": 0}
+    (crashed / ".writer").write_text(json.dumps(writer))
+    young = kept.parent / ".tmp-fedcba98"  # a build in progress (writer alive)
+    young.mkdir()
+    (young / ".writer").write_text(json.dumps({**writer, "pid": os.getpid()}))
+
+    report = collect_garbage(tmp_path, min_age_s=0)
+    found = {Path(i.path): i.kind for i in report.leftovers}
+    assert found == {crashed: "temp", orphan: "unreferenced"}
+    assert report.n_referenced >= 1 and report.removed == []
+    gc_args = ["gc", "--root", str(tmp_path), "--min-age-hours", "0", "--delete"]
+    assert cli.main(gc_args) == 0
+    assert not crashed.exists() and not orphan.exists() and not orphan.parent.exists()
+    assert kept.is_dir() and young.is_dir()
+    assert (
+        collect_garbage(tmp_path).leftovers == []
+    )  # an hour's grace for the young one
+    shutil.rmtree(young)
+    sdk.verify_index(ds, "idx")
+
+
+def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, capsys):
+    ds = make_dataset(2)
+    index_dataset(ds, "idx")
+    assert cli.main(["verify", "--dataset", ds.name]) == 0
+    out = capsys.readouterr().out
+    assert f"[ok  ] {ds.name}/idx" in out and "sample_ids.npy" in out
+    assert "encoder" not in out and "index/codes.npy" in out
+    path = Path(sdk.index_info(ds, "idx").index_dir) / "index" / "codes.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert cli.main(["verify", "--dataset", ds.name, "--index", "idx"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL]" in out and "codes.npy is corrupted" in out
+
+
+def test_unembeddable_samples_are_not_retried_unless_asked(make_user_index, tmp_path):
+    ds = make_user_index(n_per_class=4)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    sid = ds.add_sample(fo.Sample(filepath=str(broken)))
+    info = sdk.update_index(ds, "clip", progress=False)
+    fresh = info.freshness
+    assert (fresh.n_added, fresh.n_unreadable, list(fresh.unreadable)) == (0, 1, [sid])
+    again = sdk.update_index(ds, "clip", progress=False)
+    assert again.index_dir == info.index_dir  # no re-embedding, no rebuild
+    assert sdk.index_info(ds, "clip").freshness.unreadable.keys() == {sid}
+    retried = sdk.update_index(ds, "clip", retry_failed=True, progress=False)
+    assert retried.index_dir != info.index_dir and retried.freshness.n_unreadable == 1
+    # a new filepath is a new image: tried again, and indexed once it reads
+    good = ds.select(ds.values("id")[:1]).first().filepath
+    sample = ds[sid]
+    sample.filepath = good
+    sample.save()
+    assert sdk.index_info(ds, "clip").freshness.n_added == 1
+    final = sdk.update_index(ds, "clip", progress=False)
+    assert final.n_samples == 41 and not final.freshness.n_unreadable
