@@ -10,6 +10,7 @@ queries work everywhere the index is used.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 TINY_CLIP_NAME = "clipbranches-tiny-user"
@@ -48,7 +49,12 @@ def write_tiny_clip_checkpoint(directory: Path) -> Path:
     if TINY_CLIP_NAME not in open_clip.list_models():
         open_clip.add_model_config(config)
     torch.manual_seed(0)
-    model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None, device="cpu")
+    # open_clip logs "no pretrained weights" for a random model: expected here
+    logging.disable(logging.WARNING)
+    try:
+        model = open_clip.create_model(TINY_CLIP_NAME, pretrained=None, device="cpu")
+    finally:
+        logging.disable(logging.NOTSET)
     torch.save(model.state_dict(), checkpoint)
     return checkpoint
 
