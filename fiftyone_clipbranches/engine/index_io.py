@@ -134,13 +134,24 @@ def sample_sha256(path: Path) -> str:
 
 
 def npy_header(path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """``(shape, fortran_order, dtype)`` from the header of a ``.npy`` file."""
+    """``(shape, fortran_order, dtype)`` from the header of a ``.npy`` file.
+
+    Raises:
+        ValueError: the header is garbled (numpy's parser raises syntax and
+            tokenizer errors too; all become this).
+        OSError: the file cannot be read.
+    """
     with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(f)
-        if version == (2, 0):
-            return np.lib.format.read_array_header_2_0(f)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                return np.lib.format.read_array_header_1_0(f)
+            if version == (2, 0):
+                return np.lib.format.read_array_header_2_0(f)
+        except OSError:
+            raise
+        except Exception as e:
+            raise ValueError(f"garbled .npy header ({type(e).__name__}: {e})") from e
         raise ValueError(f"unsupported .npy version {version}")
 
 
