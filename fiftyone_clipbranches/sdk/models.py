@@ -83,10 +83,10 @@ class ModelSpec:
         return self.model_class.answered_by == "index"
 
     def make(self, random_state: int = 0, **params):
-        """A fresh, unfitted model; ``random_state`` seeds the models that take one,
-        ``params`` are constructor arguments (they win over ``random_state``)."""
+        """A fresh, unfitted model: ``params`` are constructor arguments of the
+        engine class; ``random_state`` seeds the models that take one."""
         if self.seeded:
-            params.setdefault("random_state", random_state)
+            params["random_state"] = random_state
         return self.model_class(**params)
 
 

@@ -1,0 +1,96 @@
+"""The model registry: one ModelSpec per model, the settings tables derived from it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches.engine.model import RefinementModel
+from fiftyone_clipbranches.sdk import models, settings
+
+#: Measured defaults (docs/quality.md): random negatives and neighbour positives.
+MEASURED = {
+    "branches": (1500, "auto"),
+    "ensemble": (500, "auto"),
+    "linear": (1500, 0),
+    "ball": (1500, 0),
+    "tree": (500, "auto"),
+    "forest": (500, "auto"),
+}
+
+
+def test_every_name_resolves_to_an_engine_model():
+    assert models.model_names() == tuple(MEASURED)
+    assert models.DEFAULT_MODEL == "branches" == models.model_names()[0]
+    for name in models.model_names():
+        spec = models.get_model(name)
+        assert spec.name == name and spec.label and spec.purpose
+        assert issubclass(spec.model_class, RefinementModel)
+        model = spec.make(random_state=3)
+        assert isinstance(model, spec.model_class)
+        if spec.seeded:
+            assert model.random_state == 3
+        else:
+            assert "random_state" not in model.get_params()
+        assert spec.index_aware == (name in ("branches", "ensemble"))
+
+
+def test_defaults_are_the_measured_ones():
+    for name, (negatives, neighbours) in MEASURED.items():
+        spec = models.get_model(name)
+        assert spec.random_negatives == negatives
+        assert spec.neighbours_per_positive == neighbours
+        assert settings.default_random_negatives(name) == negatives
+        assert settings.default_neighbours_per_positive(name) == neighbours
+        assert settings.DEFAULT_RANDOM_NEGATIVES[name] == negatives
+
+
+def test_settings_tables_are_derived_from_the_registry():
+    assert models.model_names() == settings.MODEL_NAMES
+    assert settings.QUERY_MODELS == ("ball",)
+    assert settings.DEFAULT_NEIGHBOURS_PER_POSITIVE == {"linear": 0, "ball": 0}
+    assert {n: s.label for n, s in models.MODELS.items()} == models.MODEL_LABELS
+    ball = models.get_model("ball")
+    assert ball.needs_query and [i.name for i in ball.inputs] == ["query"]
+    assert not any(models.get_model(n).needs_query for n in MEASURED if n != "ball")
+
+
+def test_unknown_name_error_lists_the_valid_names():
+    for bad in ("boxes", None, ""):
+        with pytest.raises(ValueError) as err:
+            models.get_model(bad)
+        assert all(name in str(err.value) for name in MEASURED)
+    with pytest.raises(ValueError, match="branches, ensemble"):
+        models.make_model("svm")
+    with pytest.raises(ValueError, match="branches"):
+        settings.default_random_negatives("svm")
+
+
+def test_make_model_seeds_and_fit_model_is_uniform():
+    assert models.make_model("ensemble", random_state=1).random_state == 1
+    model = models.make_model("forest", 5, n_estimators=3)
+    assert model.random_state == 5 and model.n_estimators == 3
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (60, 8)).astype(np.uint8)
+    y = (np.arange(60) < 15).astype(np.int8)
+    X[:15] //= 4
+    for name in ("branches", "ensemble", "linear", "tree", "forest"):
+        clf = models.make_model(name)
+        assert models.fit_model(clf, X, y, None, None, y == 0, None) is clf
+        assert clf.n_relabelled_ >= 0
+
+
+def test_the_registry_imports_no_project_module_at_import_time():
+    # settings (imported by nearly every module) derives its tables from the
+    # registry: the registry must stand on the standard library alone
+    tree = ast.parse(Path(models.__file__).read_text())
+    imported = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"importlib", "dataclasses"}
