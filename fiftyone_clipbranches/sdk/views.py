@@ -194,10 +194,10 @@ def recover_unfinished_writes(dataset) -> list[str]:
 
 
 def _apply_round(root, field, ids, scores, saved_view, n_view) -> None:
-    # New values first, stale ones cleared after: rerunning from any point converges.
+    # Idempotent: replaying it from any point of an interrupted run gives the new state.
+    scored = set(root.exists(field).values("id"))
     if ids:
         root.set_values(field, dict(zip(ids, scores.tolist())), key_field="id")
-    scored = set(root.exists(field).values("id"))
     stale = scored.difference(ids)
     if stale:
         root.select(list(stale)).clear_sample_field(field)
