@@ -12,6 +12,8 @@ from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 
 _alive_cache: dict[tuple[str, str], tuple[object, np.ndarray | None]] = {}
 _alive_lock = threading.Lock()
+#: (dataset, index directory) pairs whose masks are kept (oldest dropped first).
+_ALIVE_CACHE_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,10 @@ def alive_rows(root, rowmap: SampleRowMap, cache_key: str) -> np.ndarray | None:
     if mask.all():
         mask = None
     with _alive_lock:
+        _alive_cache.pop(key, None)
         _alive_cache[key] = (stamp, mask)
+        while len(_alive_cache) > _ALIVE_CACHE_SIZE:
+            _alive_cache.pop(next(iter(_alive_cache)))
     return mask
 
 

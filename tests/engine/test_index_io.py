@@ -163,3 +163,15 @@ def test_bad_arguments(saved, index):
         index.save(saved.parent / "y", extra_files={"a": "not bytes"})
     with pytest.raises(TypeError):
         index.save(saved.parent / "z", extra_manifest=[1])
+
+
+def test_a_garbled_npy_header_is_a_format_error(tmp_path, index):
+    path = tmp_path / "idx"
+    index.save(path)
+    codes = path / "codes.npy"
+    data = bytearray(codes.read_bytes())
+    data[20] ^= 0x5A  # inside the header's Python literal
+    codes.write_bytes(bytes(data))
+    for verify in ("none", "fast", "full"):
+        with pytest.raises(IndexFormatError, match="codes.npy"):
+            CodeIndex.load(path, verify=verify)
