@@ -17,6 +17,7 @@ _SDK_EXPORTS = (
     "build_index",
     "search",
     "refine",
+    "RefineRequest",
     "save_view",
     "list_indexes",
     "index_info",

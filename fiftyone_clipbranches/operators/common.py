@@ -10,7 +10,7 @@ from pathlib import Path
 import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.sdk import list_indexes
-from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.messages import user_message
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 
 logger = logging.getLogger(__name__)
@@ -18,9 +18,6 @@ logger = logging.getLogger(__name__)
 _ICON_FILE = Path(__file__).resolve().parent.parent / "assets" / "icon.svg"
 #: Operator icon: the plugin's SVG when it ships one.
 ICON = "/assets/icon.svg" if _ICON_FILE.is_file() else None
-
-#: Errors shown to the user as a notification rather than as a traceback.
-USER_ERRORS = (ClipBranchesError, ValueError, TypeError, KeyError)
 
 
 def long_running_config(name: str, label: str, description: str):
@@ -88,18 +85,13 @@ def add_new_key_input(ctx, inputs, name: str = "index_key", default=DEFAULT_INDE
 
 
 def notify_error(ctx, exc: Exception):
-    """Show ``exc`` as an error notification; returns the message, which generator
-    operators must yield. Delegated runs re-raise so the operation is marked
-    failed with the message."""
+    """Show ``exc`` as an error notification (``sdk.messages.user_message``: the
+    message of a user error, else "Unexpected error: ..." with the traceback
+    logged); returns the notification, which generator operators must yield.
+    Delegated runs re-raise so the operation is marked failed with the message."""
     if ctx.delegated:
         raise exc
-    if isinstance(exc, USER_ERRORS):
-        logger.info("clipbranches operator error: %s", exc)
-        message = str(exc)
-    else:
-        logger.exception("clipbranches operator failed")
-        message = f"Unexpected error ({type(exc).__name__}): {exc}"
-    return ctx.ops.notify(message, variant="error")
+    return ctx.ops.notify(user_message(exc, logger), variant="error")
 
 
 def run_with_progress(ctx, fn, *args, **kwargs):

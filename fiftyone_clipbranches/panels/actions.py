@@ -4,9 +4,10 @@ rendering. Every function takes the execution context and the panel settings."""
 from __future__ import annotations
 
 from fiftyone_clipbranches import sdk
-from fiftyone_clipbranches.operators.refine import refine_in_context
 from fiftyone_clipbranches.panels.constants import DEFAULTS
 from fiftyone_clipbranches.panels.history import RoundHistory
+from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
+from fiftyone_clipbranches.sdk.request import RefineRequest
 
 
 def settings(ctx) -> dict:
@@ -80,15 +81,11 @@ def run_refine(ctx, opts: dict) -> dict:
     """One refinement round from the tags (on the service when one is configured);
     shows the results and records the round. The text query box is the search the
     labels refine (the query ball model uses it)."""
-    result = refine_in_context(
-        ctx,
-        tags=tags(opts),
-        model=opts["model"],
-        random_negatives=int(opts["random_negatives"]),
-        negative_weight=float(opts["negative_weight"]),
+    result = refine_here_or_remote(
+        ctx.dataset,
+        RefineRequest.from_json(opts),
         score_field=opts["score_field"],
-        index_key=opts["index_key"],
-        query=(opts.get("query") or "").strip() or None,
+        secrets=ctx.secrets,
     )
     ctx.ops.set_view(view=result.view)
     stats = {k: _plain(v) for k, v in result.stats.items()}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     DEFAULT_K,
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
-    DEFAULT_RANDOM_NEGATIVES,
     DEFAULT_SCORE_FIELD,
 )
 
@@ -22,13 +22,16 @@ MAX_HISTORY = 50
 #: Grid selection styles: a normal click marks positive, an alt-click negative.
 SELECTION_STYLE = {"default": "green-checkmark", "alt": "red-checkmark"}
 
-#: Initial panel state.
+#: Most random negatives the panel's input offers.
+MAX_RANDOM_NEGATIVES = 2000
+
+#: Initial panel state (``random_negatives`` None: the selected model's default).
 DEFAULTS = {
     "index_key": DEFAULT_INDEX_KEY,
     "query": "",
     "k": DEFAULT_K,
-    "model": "branches",
-    "random_negatives": DEFAULT_RANDOM_NEGATIVES["branches"],
+    "model": DEFAULT_MODEL,
+    "random_negatives": None,
     "negative_weight": 1.0,
     "positive_tag": DEFAULT_POSITIVE_TAG,
     "negative_tag": DEFAULT_NEGATIVE_TAG,

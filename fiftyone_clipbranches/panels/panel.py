@@ -11,18 +11,16 @@ from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels import actions
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
+    MAX_RANDOM_NEGATIVES,
     PANEL_LABEL,
     PANEL_NAME,
     SELECTION_STYLE,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
-from fiftyone_clipbranches.sdk.models import MODEL_LABELS
-from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
-from fiftyone_clipbranches.service.client import ServiceError
+from fiftyone_clipbranches.sdk.messages import user_message
+from fiftyone_clipbranches.sdk.models import MODELS, defaults_description, get_model
 
 logger = logging.getLogger(__name__)
-
-USER_ERRORS = (sdk.ClipBranchesError, ServiceError, ValueError, TypeError, KeyError)
 
 HELP = """Search by text or by example, mark results **positive** (click) or
 **negative** (alt-click), then **Refine**: a decision-branches model trained on your
@@ -97,12 +95,8 @@ class RelevancePanel(foo.Panel):
     def _run(self, ctx, work) -> None:
         try:
             message = work(actions.settings(ctx))
-        except USER_ERRORS as exc:
-            ctx.ops.notify(str(exc), variant="error")
-            return
         except Exception as exc:  # never a traceback in the App
-            logger.exception("clipbranches panel action failed")
-            ctx.ops.notify(f"Unexpected error: {exc}", variant="error")
+            ctx.ops.notify(user_message(exc, logger), variant="error")
             return
         if message:
             ctx.ops.notify(message[:1].upper() + message[1:], variant="success")
@@ -143,22 +137,17 @@ class RelevancePanel(foo.Panel):
         marks.btn("reset_labels", label="Reset labels", on_click=self.reset_labels)
 
         models = types.DropdownView()
-        for name in MODEL_NAMES:
-            models.add_choice(name, label=MODEL_LABELS[name])
+        for spec in MODELS.values():
+            models.add_choice(spec.name, label=spec.label, description=spec.purpose)
         panel.enum(
-            "model",
-            list(MODEL_NAMES),
-            label="Model",
-            default=DEFAULTS["model"],
-            view=models,
+            "model", list(MODELS), label="Model", default=DEFAULTS["model"], view=models
         )
         panel.int(
             "random_negatives",
             label="Random negatives",
-            default=DEFAULTS["random_negatives"],
+            description=defaults_description("random_negatives"),
             min=0,
-            max=2000,
-            view=types.SliderView(),
+            max=MAX_RANDOM_NEGATIVES,
         )
         panel.float(
             "negative_weight",
@@ -200,7 +189,7 @@ def _stats_markdown(stats: dict) -> str:
             else ""
         )
         + f", {stats['n_neg']} negatives, "
-        f"{stats['n_random_neg']} random negatives; {MODEL_LABELS[stats['model']]}; "
+        f"{stats['n_random_neg']} random negatives; {get_model(stats['model']).label}; "
         f"train {stats['train_ms']:.0f} ms, query {stats['query_ms']:.0f} ms"
         + (
             f"; {stats['n_unindexed']} samples added since the build are not searched"

@@ -40,6 +40,8 @@ from fiftyone_clipbranches.sdk.refine import (
     refine,
     refine_ranking,
 )
+from fiftyone_clipbranches.sdk.remote import RemoteServiceError
+from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.search import search, search_ids
 from fiftyone_clipbranches.sdk.views import recover_unfinished_writes, save_view
 
@@ -57,7 +59,9 @@ __all__ = [
     "ResultTooLargeError",
     "SampleIdsError",
     "RankedRows",
+    "RefineRequest",
     "RefineResult",
+    "RemoteServiceError",
     "StaleIndexError",
     "ViewNameTakenError",
     "apply_refine_result",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 import fiftyone as fo
@@ -10,6 +11,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
 from fiftyone_clipbranches.sdk.progress import as_progress
+from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -20,22 +22,43 @@ from fiftyone_clipbranches.sdk.settings import (
 FIELD_INFO_KEY = "clipbranches_clip_model"
 
 _CHUNK = 256
-_models: dict[tuple, object] = {}
+#: Loaded CLIP models a process keeps (each holds its weights in memory).
+CLIP_MODEL_CACHE_SIZE = 2
+_models: OrderedDict[tuple, object] = OrderedDict()
 _models_lock = threading.Lock()
 
 
 def get_clip_model(name: str, pretrained):
-    """The CLIP model ``(name, pretrained)``, loaded once per process."""
+    """The CLIP model ``(name, pretrained)``, loaded once per process; the
+    ``CLIP_MODEL_CACHE_SIZE`` most recently used stay loaded.
+
+    Raises:
+        the error of :func:`weights_unavailable_error` when the weights cannot be
+        had (offline, no cached copy).
+    """
     key = (name, pretrained)
     with _models_lock:
         model = _models.get(key)
+        if model is not None:
+            _models.move_to_end(key)
     if model is None:
         from fiftyone_clipbranches.embed.models import load_clip
 
         model = load_clip(name, pretrained=pretrained)
         with _models_lock:
             _models[key] = model
+            _models.move_to_end(key)
+            while len(_models) > CLIP_MODEL_CACHE_SIZE:
+                _models.popitem(last=False)
     return model
+
+
+def weights_unavailable_error() -> type[Exception]:
+    """The class of the error :func:`get_clip_model` raises when CLIP weights are
+    unavailable (imported on first use: it lives with open_clip)."""
+    from fiftyone_clipbranches.embed.weights import WeightsUnavailableError
+
+    return WeightsUnavailableError
 
 
 def compute_embeddings(
@@ -65,7 +88,7 @@ def compute_embeddings(
     """
     _check_field_name(field)
     report = as_progress(progress)
-    root = samples._root_dataset
+    root = root_dataset(samples)
     existing = root.get_field(field)
     if existing is not None and not isinstance(existing, fo.VectorField):
         raise ValueError(
@@ -125,7 +148,7 @@ def read_embeddings(
         MissingEmbeddingsError: when the field does not exist, when some samples
             lack a vector (unless ``skip_missing``) or when none has one.
     """
-    root = samples._root_dataset
+    root = root_dataset(samples)
     if not isinstance(root.get_field(field), fo.VectorField | fo.ListField):
         raise MissingEmbeddingsError(
             f"dataset {root.name!r} has no embeddings field {field!r}; compute "
@@ -153,7 +176,7 @@ def read_embeddings(
 
 def field_identity(samples, field: str) -> dict | None:
     """CLIP identity recorded on ``field`` by :func:`compute_embeddings`, or None."""
-    fld = samples._root_dataset.get_field(field)
+    fld = root_dataset(samples).get_field(field)
     info = (fld.info or {}) if fld is not None else {}
     identity = info.get(FIELD_INFO_KEY)
     return dict(identity) if identity else None

@@ -158,10 +158,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-#: UI text per model name (derived from :data:`MODELS`).
-MODEL_LABELS = {name: spec.label for name, spec in MODELS.items()}
-
-
 def model_names() -> tuple[str, ...]:
     """Names of the registered models, in display order."""
     return tuple(MODELS)
@@ -177,6 +173,30 @@ def get_model(name: str) -> ModelSpec:
     if spec is None:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
     return spec
+
+
+def defaults_description(attribute: str, absent: str = "Empty") -> str:
+    """``"<absent>: the model's default (branches 1500, ...)"``: each model's
+    default of ``attribute`` (a field of :class:`ModelSpec`), for the help text of
+    an input that may be left out."""
+    values = ", ".join(f"{n} {getattr(s, attribute)}" for n, s in MODELS.items())
+    return f"{absent}: the model's default ({values})"
+
+
+def markdown_table() -> str:
+    """The README's table of the models: name, purpose, defaults."""
+    lines = [
+        "| model | in the App | what it is for | random negatives | neighbour"
+        " positives |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in MODELS.values():
+        neighbours = spec.neighbours_per_positive or "none"
+        lines.append(
+            f"| `{spec.name}` | {spec.label} | {spec.purpose} | "
+            f"{spec.random_negatives} | {neighbours} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def make_model(name: str, random_state: int = 0, **params):

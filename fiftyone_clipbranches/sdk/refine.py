@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiftyone_clipbranches.engine.validation import check_positive_number
 from fiftyone_clipbranches.sdk.errors import (
     ResultTooLargeError,
     SampleIdsError,
@@ -22,7 +21,8 @@ from fiftyone_clipbranches.sdk.errors import (
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
-from fiftyone_clipbranches.sdk.models import fit_model, make_model
+from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_model, make_model
+from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import query_code
 from fiftyone_clipbranches.sdk.settings import (
@@ -30,10 +30,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
     MAX_SELECTED_SAMPLES,
-    QUERY_MODELS,
     RANDOM_NEGATIVES_MAX_FRACTION,
-    default_neighbours_per_positive,
-    default_random_negatives,
 )
 from fiftyone_clipbranches.sdk.views import recover_unfinished_writes, write_result
 
@@ -47,9 +44,8 @@ class RefineResult:
             ``k_preview`` of them.
         ids: all sample ids the model classifies positive, best score first.
         scores: float64 ``(len(ids),)`` decision scores, descending.
-        stats: the keys of :attr:`RankedRows.stats` plus ``n_unindexed`` (samples
-            added since the build, not searched), ``write_ms``, ``saved_view``,
-            ``score_field``; ``total_ms`` covers the writes too.
+        stats: the keys of :attr:`RankedRows.stats` plus ``write_ms``,
+            ``saved_view``, ``score_field``; ``total_ms`` covers the writes too.
     """
 
     view: object
@@ -71,7 +67,9 @@ class RankedRows:
             ``n_neighbour_pos`` (code neighbours added as positives), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier left out as
-            likely matches; 0 for the other models), ``n_results``, ``n_index`` (searched samples), ``index_key``,
+            likely matches; 0 for the other models), ``n_results``, ``n_index`` (searched
+            samples), ``n_unindexed`` (samples added since the build, not
+            searched), ``index_key``,
             ``train_ms``, ``query_ms``, ``total_ms``. When every searched sample
             is labelled no model is fit: the rows are the labelled positives
             (score 1.0) and ``note`` says so.
@@ -84,23 +82,13 @@ class RankedRows:
 
 
 def refine_ranking(
-    dataset,
-    positives=None,
-    negatives=None,
-    tags=DEFAULT_TAGS,
-    model: str = "branches",
-    random_negatives: int | None = None,
-    negative_weight: float = 1.0,
-    index_key: str = DEFAULT_INDEX_KEY,
-    model_params: dict | None = None,
-    seed: int = 0,
-    neighbours_per_positive: int | str | None = None,
-    query=None,
+    dataset, request: RefineRequest | None = None, **fields
 ) -> RankedRows:
     """Labels -> training set -> model -> every index row it accepts.
 
     Reads the dataset (labels, deleted samples) but writes nothing and converts no
-    row to a sample id. Arguments as :func:`refine`.
+    row to a sample id. Pass a :class:`RefineRequest`, or its fields as keywords
+    (as :func:`refine`'s).
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
@@ -109,37 +97,35 @@ def refine_ranking(
         ValueError (an argument out of range or of the wrong type).
     """
     t0 = time.perf_counter()
+    req = RefineRequest.build(request, **fields)
     ds = root_dataset(dataset)
-    if model_params is not None and not isinstance(model_params, dict):
-        raise ValueError(f"model_params must be a dict or None; got {model_params!r}")
-    model_params = dict(model_params or {})
-    if not isinstance(model, str):
-        raise ValueError(
-            f"model must be a model name such as 'branches'; got {model!r}"
-        )
-    if random_negatives is None:
-        random_negatives = default_random_negatives(model)
-    if neighbours_per_positive is None:
-        neighbours_per_positive = default_neighbours_per_positive(model)
-    _check_training_args(
-        random_negatives, negative_weight, seed, neighbours_per_positive
-    )
+    model, index_key = req.model, req.index_key
+    model_params = dict(req.model_params or {})
     recover_unfinished_writes(ds)
     config, bundle = load_index(ds, index_key)
-    if model in QUERY_MODELS:
+    if req.spec.needs_query:
         model_params["center"] = _refined_query_code(
-            config, bundle, index_key, model, query
+            config, bundle, index_key, model, req.query
         )
-    clf = make_model(model, random_state=seed, **model_params)
-    labels = collect_labels(ds, positives, negatives, tags)
+    clf = make_model(model, random_state=req.seed, **model_params)
+    labels = collect_labels(ds, req.positives, req.negatives, req.tags)
     pos_rows = _rows(ds, bundle, labels.positives, "positive", index_key)
     neg_rows = _rows(ds, bundle, labels.negatives, "negative", index_key)
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
     index = bundle.index
     n_alive = len(index) if alive is None else int(alive.sum())
+    n_unindexed = max(ds.count() - n_alive, 0)
     if _nothing_left_to_classify(alive, len(index), pos_rows, neg_rows):
         return _labelled_positives_only(
-            bundle, pos_rows, neg_rows, alive, model, labels, index_key, n_alive, t0
+            bundle,
+            pos_rows,
+            neg_rows,
+            alive,
+            model,
+            labels,
+            index_key,
+            (n_alive, n_unindexed),
+            t0,
         )
 
     from fiftyone_clipbranches.engine.search import apply_model
@@ -150,11 +136,11 @@ def refine_ranking(
         index.codes,
         pos_rows,
         neg_rows,
-        n_random_negatives=int(random_negatives),
+        n_random_negatives=req.n_random_negatives,
         max_random_fraction=RANDOM_NEGATIVES_MAX_FRACTION,
-        negative_weight=float(negative_weight),
-        seed=seed,
-        neighbours_per_positive=neighbours_per_positive,
+        negative_weight=float(req.negative_weight),
+        seed=req.seed,
+        neighbours_per_positive=req.n_neighbours_per_positive,
     )
     fit_model(
         clf,
@@ -180,10 +166,11 @@ def refine_ranking(
         "n_neg": len(neg_rows),
         "n_neighbour_pos": int(train.neighbour_rows.size),
         "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
-        "n_random_neg_requested": int(random_negatives),
-        "n_relabelled": int(getattr(clf, "n_relabelled_", 0)),
+        "n_random_neg_requested": req.n_random_negatives,
+        "n_relabelled": int(clf.n_relabelled_),
         "n_results": int(rows.size),
         "n_index": n_alive,
+        "n_unindexed": n_unindexed,
         "index_key": index_key,
         "train_ms": 1e3 * (t2 - t1),
         "query_ms": 1e3 * (t3 - t2),
@@ -254,7 +241,7 @@ def refine(
     positives=None,
     negatives=None,
     tags=DEFAULT_TAGS,
-    model: str = "branches",
+    model: str = DEFAULT_MODEL,
     random_negatives: int | None = None,
     negative_weight: float = 1.0,
     k_preview: int | None = None,
@@ -265,6 +252,8 @@ def refine(
     seed: int = 0,
     neighbours_per_positive: int | str | None = None,
     query=None,
+    *,
+    request: RefineRequest | None = None,
 ) -> RefineResult:
     """Train ``model`` on the labelled samples and return every sample it accepts.
 
@@ -280,8 +269,8 @@ def refine(
             the class),
             ``"tree"`` or ``"forest"`` (scanned baselines).
         random_negatives: unlabelled samples drawn as extra negatives; None picks
-            the measured default of the model (``settings.DEFAULT_RANDOM_NEGATIVES``:
-            1500 for branches, linear and ball, 500 for the others). At most 90% of the unlabelled
+            the measured default of the model (``ModelSpec.random_negatives`` in
+            ``sdk.models``: 1500 for branches, linear and ball, 500 for the others). At most 90% of the unlabelled
             samples are drawn (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a
             small catalogue drawing them all would turn every unmarked match into a
             negative. ``stats["n_random_neg"]`` is the number drawn.
@@ -297,11 +286,13 @@ def refine(
             neighbours of each positive train as positives too: ``"auto"`` adds
             ``round(32 / P)`` of them (measured in docs/quality.md), an int that
             many, 0 none; None picks the model's default
-            (``settings.DEFAULT_NEIGHBOURS_PER_POSITIVE``: none for linear and ball, auto
+            (``ModelSpec.neighbours_per_positive``: none for linear and ball, auto
             for the others). ``stats["n_neighbour_pos"]`` is the number added.
         query: the search the labels refine: its text (str) or a vector (a float
             embedding or a uint8 code). Needed by the ``"ball"`` model, ignored
             by the others.
+        request: a :class:`RefineRequest` instead of its fields (``positives`` to
+            ``query``); giving both is an error.
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
@@ -310,10 +301,10 @@ def refine(
         saved view's name collides with another view's), ValueError.
     """
     _check_k_preview(k_preview)
-    ranked = refine_ranking(
-        dataset,
-        positives,
-        negatives,
+    request = RefineRequest.build(
+        request,
+        positives=positives,
+        negatives=negatives,
         tags=tags,
         model=model,
         random_negatives=random_negatives,
@@ -324,6 +315,7 @@ def refine(
         neighbours_per_positive=neighbours_per_positive,
         query=query,
     )
+    ranked = refine_ranking(dataset, request)
     t0 = time.perf_counter()
     ds = root_dataset(dataset)
     ids = ranked.bundle.rowmap.ids_of(ranked.rows)
@@ -333,42 +325,12 @@ def refine(
     write_ms = 1e3 * (time.perf_counter() - t0)
     stats = {
         **ranked.stats,
-        "n_unindexed": max(ds.count() - ranked.stats["n_index"], 0),
         "write_ms": write_ms,
         "total_ms": ranked.stats["total_ms"] + write_ms,
         "saved_view": saved_view,
         "score_field": score_field,
     }
     return RefineResult(view=view, ids=ids, scores=ranked.scores, stats=stats)
-
-
-def _check_training_args(random_negatives, negative_weight, seed, neighbours) -> None:
-    """Refuse a non-numeric or out-of-range argument before any work, naming it."""
-    for name, value in (("random_negatives", random_negatives), ("seed", seed)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | np.integer)
-            or value < 0
-        ):
-            raise ValueError(f"{name} must be an int >= 0; got {value!r}")
-    if not (
-        neighbours == "auto"
-        or (
-            isinstance(neighbours, int | np.integer)
-            and not isinstance(neighbours, bool)
-            and neighbours >= 0
-        )
-    ):
-        raise ValueError(
-            f"neighbours_per_positive must be an int >= 0 or 'auto'; got {neighbours!r}"
-        )
-    try:
-        check_positive_number(negative_weight, "negative_weight")
-    except (TypeError, ValueError):
-        raise ValueError(
-            "negative_weight must be a finite number > 0 (e.g. 1.0); got "
-            f"{negative_weight!r} ({type(negative_weight).__name__})"
-        ) from None
 
 
 def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
@@ -380,7 +342,7 @@ def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
 
 
 def _labelled_positives_only(
-    bundle, pos_rows, neg_rows, alive, model, labels, index_key, n_alive, t0
+    bundle, pos_rows, neg_rows, alive, model, labels, index_key, counts, t0
 ) -> RankedRows:
     """The answer when every sample is labelled: the labelled positives (score 1.0,
     by row), with a note in the stats instead of a model fit on nothing."""
@@ -402,7 +364,8 @@ def _labelled_positives_only(
         "n_random_neg_requested": 0,
         "n_relabelled": 0,
         "n_results": int(rows.size),
-        "n_index": n_alive,
+        "n_index": counts[0],
+        "n_unindexed": counts[1],
         "index_key": index_key,
         "train_ms": 0.0,
         "query_ms": 0.0,

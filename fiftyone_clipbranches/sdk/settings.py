@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fiftyone_clipbranches.sdk.models import MODELS, get_model, model_names
+from fiftyone_clipbranches.sdk.models import get_model, model_names
 
 #: Environment variable that overrides the directory holding index files.
 INDEX_ROOT_ENV = "CLIPBRANCHES_INDEX_ROOT"
@@ -23,17 +23,9 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_K = 60
 
-#: Model names accepted by ``refine`` (the registry, ``sdk.models.MODELS``, is the
-#: source of every model table here).
+#: Model names accepted by ``refine``: ``sdk.models.model_names()``, kept for the
+#: CLI's choices until it reads the registry.
 MODEL_NAMES = model_names()
-#: Models that refine a search query and need it (``refine(query=...)``).
-QUERY_MODELS = tuple(name for name, spec in MODELS.items() if spec.needs_query)
-
-#: Random negatives ``refine`` draws by default, per model (measured: see
-#: ``sdk.models``).
-DEFAULT_RANDOM_NEGATIVES = {
-    name: spec.random_negatives for name, spec in MODELS.items()
-}
 
 #: Random negatives are at most this fraction of the unlabelled samples: drawing all
 #: of them on a small catalogue would label every unmarked match negative and return
@@ -83,20 +75,7 @@ def index_cache_size() -> int:
     return size
 
 
-#: Code neighbours added as positives per positive when the caller does not say,
-#: for the models whose default is not ``"auto"`` (measured: see ``sdk.models``).
-DEFAULT_NEIGHBOURS_PER_POSITIVE = {
-    name: spec.neighbours_per_positive
-    for name, spec in MODELS.items()
-    if spec.neighbours_per_positive != "auto"
-}
-
-
-def default_neighbours_per_positive(model: str) -> int | str:
-    """Neighbour positives added for ``model`` when the caller does not say."""
-    return get_model(model).neighbours_per_positive
-
-
 def default_random_negatives(model: str) -> int:
-    """Random negatives drawn for ``model`` when the caller does not say."""
+    """Random negatives drawn for ``model`` when the caller does not say
+    (``get_model(model).random_negatives``; benchmarks/bench_neighbours.py)."""
     return get_model(model).random_negatives

@@ -1,7 +1,8 @@
 """HTTP service over the sdk: ``/v1`` JSON API, server, client.
 
 Importing this package is cheap: Flask, waitress and FiftyOne load only when the
-server is used. ``Client`` and ``remote_refine`` need the standard library only.
+server is used. ``Client`` and ``remote_refine`` (from ``sdk.remote``) speak HTTP
+with the standard library.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from fiftyone_clipbranches.service.client import (
     Client,
     RemoteRefineResult,
+    RemoteServiceError,
     ServiceError,
     remote_refine,
     service_settings,
@@ -17,6 +19,7 @@ from fiftyone_clipbranches.service.client import (
 __all__ = [
     "Client",
     "RemoteRefineResult",
+    "RemoteServiceError",
     "ServiceError",
     "remote_refine",
     "serve",

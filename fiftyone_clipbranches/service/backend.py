@@ -180,50 +180,22 @@ class SdkBackend:
         return _ranking(ids, -np.asarray(sq_dists, np.float64), stats)
 
     def refine(self, req: dict) -> Ranking:
+        """``req``: a validated ``/v1/refine`` body (``RefineRequest.from_json``)."""
         from fiftyone_clipbranches import sdk
+        from fiftyone_clipbranches.sdk.request import RefineRequest
 
         entry = self._entry(req["dataset"])
-        key = req["index_key"]
-        self._index(entry, key)
-        by_ids = req["positives"] is not None or req["negatives"] is not None
-        if by_ids:
-            for what in ("positives", "negatives"):
-                if req[what]:
-                    self._check_ids(entry, key, req[what], what)
         with _sdk_errors():
-            result = sdk.refine_ranking(
-                entry.dataset,
-                positives=(req["positives"] or []) if by_ids else None,
-                negatives=(req["negatives"] or []) if by_ids else None,
-                tags=_tags(req),
-                model=req["model"],
-                random_negatives=req["random_negatives"],
-                negative_weight=req["negative_weight"],
-                index_key=key,
-                neighbours_per_positive=_neighbours(req["neighbours_per_positive"]),
-                query=req["query"],
-            )
-            n_unindexed = max(entry.dataset.count() - result.stats["n_index"], 0)
-        s = result.stats
-        stats = {
-            "model": s["model"],
-            "label_source": s["label_source"],
-            "n_positives": s["n_pos"],
-            "n_negatives": s["n_neg"],
-            "n_random_negatives": s["n_random_neg"],
-            "n_neighbour_positives": s["n_neighbour_pos"],
-            "n_results": s["n_results"],
-            "n_index": s["n_index"],
-            "n_unindexed": n_unindexed,
-            "timings": {
-                "train_s": _seconds(s["train_ms"]),
-                "query_s": _seconds(s["query_ms"]),
-                "sdk_s": _seconds(s["total_ms"]),
-            },
-        }
+            request = RefineRequest.from_json(req)
+        self._index(entry, request.index_key)
+        for what in ("positives", "negatives"):
+            if getattr(request, what):
+                self._check_ids(entry, request.index_key, getattr(request, what), what)
+        with _sdk_errors():
+            result = sdk.refine_ranking(entry.dataset, request)
         rows = result.rows
         rows.setflags(write=False)
-        return Ranking(rows, result.scores, result.bundle.rowmap.ids_of, stats)
+        return Ranking(rows, result.scores, result.bundle.rowmap.ids_of, result.stats)
 
     def save_view(self, result: StoredResult, name: str, overwrite: bool) -> dict:
         from fiftyone_clipbranches import sdk
@@ -466,15 +438,6 @@ def _describe(sdk, ds, key: str) -> dict:
     }
 
 
-def _tags(req: dict) -> tuple[str, str]:
-    from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
-
-    return (
-        req["positive_tag"] or DEFAULT_TAGS[0],
-        req["negative_tag"] or DEFAULT_TAGS[1],
-    )
-
-
 def _ranking(ids, scores, stats: dict) -> Ranking:
     id_array = np.asarray(list(ids), dtype=_ID_DTYPE)
     id_array.setflags(write=False)
@@ -493,18 +456,12 @@ def _ranking(ids, scores, stats: dict) -> Ranking:
     )
 
 
-def _neighbours(value: int | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def _seconds(ms) -> float | None:
-    return None if ms is None else round(float(ms) / 1e3, 6)
-
-
 @contextlib.contextmanager
 def _sdk_errors():
     """Translate the sdk's user-facing errors into API errors."""
     from fiftyone_clipbranches.sdk import errors as e
+    from fiftyone_clipbranches.sdk.embeddings import weights_unavailable_error
+    from fiftyone_clipbranches.sdk.messages import USER_ERRORS
 
     try:
         yield
@@ -524,11 +481,9 @@ def _sdk_errors():
         raise ApiError(503, "index_unavailable", str(err)) from None
     except e.ViewNameTakenError as err:
         raise ApiError(409, "view_exists", str(err)) from None
-    except e.ClipBranchesError as err:
+    except USER_ERRORS as err:
         raise unprocessable("unprocessable", str(err)) from None
     except RuntimeError as err:
-        if type(err).__name__ == "WeightsUnavailableError":
+        if isinstance(err, weights_unavailable_error()):
             raise ApiError(503, "model_unavailable", str(err)) from None
         raise
-    except ValueError as err:
-        raise unprocessable("unprocessable", str(err)) from None

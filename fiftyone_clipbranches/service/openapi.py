@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fiftyone_clipbranches import __version__
+from importlib import metadata
+
 from fiftyone_clipbranches.service import requests as rq
 
 _ERROR = {
@@ -56,9 +57,17 @@ _RESULT = {
                 "timings": {
                     "type": "object",
                     "additionalProperties": {"type": "number"},
-                    "description": "seconds per stage; total_s is the whole request",
+                    "description": "seconds: total_s is the whole request (and"
+                    " search_s the search of a search)",
                 },
-                "stats": {"type": "object"},
+                "stats": {
+                    "type": "object",
+                    "description": "a refinement's: the stats of sdk.refine_ranking"
+                    " (n_pos, n_neg, n_random_neg, n_random_neg_requested,"
+                    " n_neighbour_pos, n_relabelled, n_results, n_index,"
+                    " n_unindexed, model, label_source, index_key, train_ms,"
+                    " query_ms, total_ms, and note when present)",
+                },
             },
         },
     ]
@@ -165,7 +174,7 @@ def build_openapi() -> dict:
         "openapi": "3.0.3",
         "info": {
             "title": "clipbranches search service",
-            "version": __version__,
+            "version": _version(),
             "description": (
                 "Search by classification over FiftyOne datasets: text or example "
                 "search, then refinement with a model trained on labelled samples "
@@ -308,3 +317,12 @@ def build_openapi() -> dict:
             },
         },
     }
+
+
+def _version() -> str:
+    """The installed distribution's version (the package root is not imported: the
+    service stands on the sdk only)."""
+    try:
+        return metadata.version("fiftyone-clipbranches")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"

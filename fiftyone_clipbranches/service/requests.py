@@ -6,7 +6,12 @@ from these definitions, so what is documented is what is enforced.
 
 from __future__ import annotations
 
-from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
+from fiftyone_clipbranches.sdk.models import (
+    DEFAULT_MODEL,
+    MODELS,
+    defaults_description,
+)
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.service.schema import (
     Array,
     Bool,
@@ -33,7 +38,8 @@ MAX_NEGATIVE_WEIGHT = 1000.0
 #: Most code neighbours of each positive a refinement may add as positives.
 MAX_NEIGHBOURS_PER_POSITIVE = 64
 MAX_TEXT_LENGTH = 300
-MODELS = MODEL_NAMES
+MAX_SEED = 2**31 - 1
+QUERY_MODELS = tuple(name for name, spec in MODELS.items() if spec.needs_query)
 
 SAMPLE_ID = Str(
     min_length=24,
@@ -82,7 +88,7 @@ SEARCH = Object(
     description="Nearest neighbours of a text query or of example samples.",
     props={
         "dataset": Prop(DATASET_NAME, required=True),
-        "index_key": Prop(INDEX_KEY, default="clipbranches"),
+        "index_key": Prop(INDEX_KEY, default=DEFAULT_INDEX_KEY),
         "text": Prop(
             Str(
                 min_length=1,
@@ -119,7 +125,7 @@ REFINE = Object(
     ),
     props={
         "dataset": Prop(DATASET_NAME, required=True),
-        "index_key": Prop(INDEX_KEY, default="clipbranches"),
+        "index_key": Prop(INDEX_KEY, default=DEFAULT_INDEX_KEY),
         "positives": Prop(_ids("positive sample ids"), default=None),
         "negatives": Prop(_ids("negative sample ids"), default=None),
         "positive_tag": Prop(
@@ -131,15 +137,15 @@ REFINE = Object(
             default=None,
         ),
         "model": Prop(
-            Str(enum=MODELS, description="model to train"), default="branches"
+            Str(enum=tuple(MODELS), description="model to train"), default=DEFAULT_MODEL
         ),
         "query": Prop(
             Str(
                 min_length=1,
                 max_length=MAX_TEXT_LENGTH,
-                description="the text search the labels refine; needed by model"
-                " 'ball' (needs an index built with a CLIP model), ignored by the"
-                " others",
+                description="the text search the labels refine; needed by the"
+                f" models {', '.join(QUERY_MODELS)} (with an index built with a"
+                " CLIP model), ignored by the others",
             ),
             default=None,
         ),
@@ -147,9 +153,8 @@ REFINE = Object(
             Int(
                 minimum=0,
                 maximum=MAX_RANDOM_NEGATIVES,
-                description="unlabelled samples drawn as extra negatives (seeded);"
-                " omitted: the model's default, 1500 for branches, linear and ball,"
-                " 500 for the others",
+                description="unlabelled samples drawn as extra negatives (seeded). "
+                + defaults_description("random_negatives", "Omitted"),
             ),
             default=None,
         ),
@@ -165,13 +170,19 @@ REFINE = Object(
             Int(
                 minimum=0,
                 maximum=MAX_NEIGHBOURS_PER_POSITIVE,
-                description=(
-                    "nearest code neighbours of each positive that train as positives;"
-                    " omitted: the model's default, none for linear and ball and"
-                    " round(32 / P) below 32 positives for the others"
-                ),
+                description="nearest code neighbours of each positive that train"
+                " as positives (auto: round(32 / P) below 32 positives). "
+                + defaults_description("neighbours_per_positive", "Omitted"),
             ),
             default=None,
+        ),
+        "seed": Prop(
+            Int(
+                minimum=0,
+                maximum=MAX_SEED,
+                description="seed of the model and of the random negatives",
+            ),
+            default=0,
         ),
         "page_size": _page_size(),
     },

@@ -44,15 +44,18 @@ def test_defaults_are_the_measured_ones():
         assert spec.random_negatives == negatives
         assert spec.neighbours_per_positive == neighbours
         assert settings.default_random_negatives(name) == negatives
-        assert settings.default_neighbours_per_positive(name) == neighbours
-        assert settings.DEFAULT_RANDOM_NEGATIVES[name] == negatives
 
 
 def test_settings_tables_are_derived_from_the_registry():
-    assert models.model_names() == settings.MODEL_NAMES
-    assert settings.QUERY_MODELS == ("ball",)
-    assert settings.DEFAULT_NEIGHBOURS_PER_POSITIVE == {"linear": 0, "ball": 0}
-    assert {n: s.label for n, s in models.MODELS.items()} == models.MODEL_LABELS
+    assert models.model_names() == settings.MODEL_NAMES == tuple(models.MODELS)
+    query_models = [n for n, s in models.MODELS.items() if s.needs_query]
+    assert query_models == ["ball"]
+    no_neighbours = {
+        n: s.neighbours_per_positive
+        for n, s in models.MODELS.items()
+        if s.neighbours_per_positive != "auto"
+    }
+    assert no_neighbours == {"linear": 0, "ball": 0}
     ball = models.get_model("ball")
     assert ball.needs_query and [i.name for i in ball.inputs] == ["query"]
     assert not any(models.get_model(n).needs_query for n in MEASURED if n != "ball")
@@ -94,3 +97,21 @@ def test_the_registry_imports_no_project_module_at_import_time():
         elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
             imported.add(node.module.split(".")[0])
     assert imported <= {"importlib", "dataclasses"}
+
+
+def test_defaults_description_names_every_models_default():
+    text = models.defaults_description("random_negatives")
+    assert text.startswith("Empty: the model's default")
+    for name, (negatives, _) in MEASURED.items():
+        assert f"{name} {negatives}" in text
+    assert models.defaults_description("seeded", "Omitted").startswith("Omitted")
+
+
+def test_readme_models_table_is_the_registrys():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = models.markdown_table()
+    assert table in readme
+    for name, (negatives, neighbours) in MEASURED.items():
+        (row,) = [line for line in table.splitlines() if f"`{name}`" in line]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[-2:] == [str(negatives), str(neighbours or "none")]

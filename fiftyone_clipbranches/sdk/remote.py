@@ -1,0 +1,330 @@
+"""Refinement on a remote clipbranches service, and where a face's refinement runs.
+
+:class:`Client` wraps each endpoint of the ``/v1`` API (HTTP by the standard
+library). :func:`refine_here_or_remote` is the one place that decides where a
+refinement runs: on the service when :func:`service_settings` finds one
+(``CLIPBRANCHES_SERVICE_URL`` and ``CLIPBRANCHES_SERVICE_TOKEN`` in a FiftyOne
+``ctx.secrets`` mapping or the environment), else in this process; either way the
+scores and views are written here and the stats have the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_SCORE_FIELD
+
+URL_ENV = "CLIPBRANCHES_SERVICE_URL"
+TOKEN_ENV = "CLIPBRANCHES_SERVICE_TOKEN"
+_PAGE = 10_000
+
+
+class RemoteServiceError(ClipBranchesError):
+    """An error answered by the service (or a failure to reach it).
+
+    Attributes:
+        status: HTTP status (0 when the service could not be reached).
+        code: the service's stable error code (``"unreachable"`` when status is 0).
+        message: the service's message.
+        details: extra data of the error, if any.
+    """
+
+    def __init__(self, status: int, code: str, message: str, details=None):
+        super().__init__(f"{code} ({status}): {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+#: The name this error had when the client lived in ``service.client``.
+ServiceError = RemoteServiceError
+
+
+class Client:
+    """Client of a clipbranches service.
+
+    Args:
+        url: base URL, e.g. ``"http://127.0.0.1:5152"`` (no ``/v1``).
+        token: bearer token, or None for a service running without one.
+        timeout_s: socket timeout of each request.
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 120.0):
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(
+                f"service url must look like http://host:port, got {url!r}"
+            )
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout_s = float(timeout_s)
+
+    def health(self) -> dict:
+        return self._call("GET", "/v1/health")
+
+    def ready(self) -> dict:
+        return self._call("GET", "/v1/ready")
+
+    def openapi(self) -> dict:
+        return self._call("GET", "/v1/openapi.json")
+
+    def datasets(self) -> list[dict]:
+        return self._call("GET", "/v1/datasets")["datasets"]
+
+    def dataset(self, name: str) -> dict:
+        return self._call("GET", f"/v1/datasets/{_quote(name)}")
+
+    def index(self, name: str, key: str) -> dict:
+        return self._call("GET", f"/v1/datasets/{_quote(name)}/indexes/{_quote(key)}")
+
+    def search(
+        self,
+        dataset: str,
+        *,
+        text: str | None = None,
+        sample_ids=None,
+        k: int = 60,
+        index_key: str = DEFAULT_INDEX_KEY,
+        page_size: int = 100,
+    ) -> dict:
+        body = {
+            "dataset": dataset,
+            "index_key": index_key,
+            "k": k,
+            "page_size": page_size,
+        }
+        if text is not None:
+            body["text"] = text
+        if sample_ids is not None:
+            body["sample_ids"] = list(sample_ids)
+        return self._call("POST", "/v1/search", body)
+
+    def refine(
+        self,
+        dataset: str,
+        request: RefineRequest | None = None,
+        *,
+        page_size: int = 100,
+        **fields,
+    ) -> dict:
+        """Refine on labelled samples of ``dataset``: a :class:`RefineRequest`, or
+        its fields as keywords (labels by ids, or from the tags when neither
+        ``positives`` nor ``negatives`` is given)."""
+        request = RefineRequest.build(request, **fields)
+        body = {"dataset": dataset, **request.to_json(), "page_size": page_size}
+        return self._call("POST", "/v1/refine", body)
+
+    def page(self, result_id: str, offset: int = 0, limit: int = 100) -> dict:
+        query = urllib.parse.urlencode({"offset": offset, "limit": limit})
+        return self._call("GET", f"/v1/results/{_quote(result_id)}?{query}")
+
+    def iter_items(self, result_id: str, page_size: int = _PAGE) -> Iterator[dict]:
+        """Every ``{"id", "score"}`` item of a stored result, page by page."""
+        offset = 0
+        while offset is not None:
+            page = self.page(result_id, offset, page_size)
+            yield from page["items"]
+            offset = page["next_offset"]
+
+    def delete_result(self, result_id: str) -> dict:
+        return self._call("DELETE", f"/v1/results/{_quote(result_id)}")
+
+    def save_view(self, result_id: str, name: str, overwrite: bool = False) -> dict:
+        body = {"name": name, "overwrite": overwrite}
+        return self._call("POST", f"/v1/results/{_quote(result_id)}/save", body)
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(
+            self.url + path, data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            raise _service_error(e) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise RemoteServiceError(
+                0, "unreachable", f"cannot reach {self.url}: {e}"
+            ) from None
+
+
+def _quote(part: str) -> str:
+    return urllib.parse.quote(str(part), safe="")
+
+
+def _service_error(e: urllib.error.HTTPError) -> RemoteServiceError:
+    raw = e.read()
+    try:
+        err = json.loads(raw)["error"]
+        return RemoteServiceError(
+            e.code, err["code"], err["message"], err.get("details")
+        )
+    except (ValueError, KeyError, TypeError):
+        text = raw.decode("utf-8", "replace")[:200]
+        return RemoteServiceError(e.code, "http_error", text or e.reason)
+
+
+def service_settings(secrets: Mapping | None = None) -> tuple[str, str | None] | None:
+    """``(url, token)`` of the configured remote service, or None when there is none.
+
+    Looks in ``secrets`` first (e.g. a FiftyOne operator's ``ctx.secrets``), then in
+    the environment (``CLIPBRANCHES_SERVICE_URL``, ``CLIPBRANCHES_SERVICE_TOKEN``).
+    """
+    secrets = secrets or {}
+    url = secrets.get(URL_ENV) or os.environ.get(URL_ENV)
+    if not url:
+        return None
+    token = secrets.get(TOKEN_ENV) or os.environ.get(TOKEN_ENV) or None
+    return url, token
+
+
+@dataclass
+class RemoteRefineResult:
+    """What :func:`remote_refine` returns.
+
+    Attributes:
+        result_id: id of the result kept by the service (for paging or saving).
+        total: number of samples the model classifies positive.
+        ids: sample ids, best first (all of them, or the first ``max_items``).
+        scores: their scores.
+        timings: seconds, as measured by the service (``total_s``: the request).
+        stats: the stats of ``sdk.refine_ranking`` (same keys).
+    """
+
+    result_id: str
+    total: int
+    ids: list[str]
+    scores: list[float]
+    timings: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+
+def remote_refine(
+    dataset: str,
+    request: RefineRequest | None = None,
+    *,
+    max_items: int | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    secrets: Mapping | None = None,
+    **fields,
+) -> RemoteRefineResult:
+    """Refine on a remote service.
+
+    Args:
+        dataset: dataset name (the service and the caller share the database).
+        request: the refinement, or its fields as keywords (as ``sdk.refine``'s:
+            ``positives``, ``negatives``, ``tags``, ``model``, ...).
+        max_items: fetch at most this many ranked ids (None: all of them).
+        url, token: the service; default :func:`service_settings` (``secrets``, env).
+
+    Raises:
+        ValueError: no service url given or configured, or a request field the
+            service does not take.
+        RemoteServiceError: the service refused the request or could not be reached.
+    """
+    request = RefineRequest.build(request, **fields)
+    if url is None:
+        settings = service_settings(secrets)
+        if settings is None:
+            raise ValueError(
+                f"no clipbranches service configured: set {URL_ENV} (and {TOKEN_ENV})"
+                " or pass url="
+            )
+        url, env_token = settings
+        token = token if token is not None else env_token
+    client = Client(url, token)
+    first_page = _PAGE if max_items is None else max(1, min(_PAGE, max_items))
+    body = client.refine(dataset, request, page_size=first_page)
+    limit = body["total"] if max_items is None else min(max_items, body["total"])
+    items = list(body["items"])
+    offset = body["next_offset"]
+    while offset is not None and len(items) < limit:
+        page = client.page(body["result_id"], offset, min(_PAGE, limit - len(items)))
+        items.extend(page["items"])
+        offset = page["next_offset"]
+    items = items[:limit]
+    return RemoteRefineResult(
+        result_id=body["result_id"],
+        total=body["total"],
+        ids=[it["id"] for it in items],
+        scores=[it["score"] for it in items],
+        timings=body.get("timings", {}),
+        stats=body.get("stats", {}),
+    )
+
+
+def refine_here_or_remote(
+    dataset,
+    request: RefineRequest,
+    *,
+    score_field: str | None = DEFAULT_SCORE_FIELD,
+    saved_view: str | None = None,
+    secrets: Mapping | None = None,
+):
+    """Refine ``dataset`` on the configured service, else in this process.
+
+    With a service configured (:func:`service_settings` of ``secrets``), the
+    service trains and queries and this process writes the returned scores and
+    views (``sdk.apply_refine_result``); otherwise ``sdk.refine``. Both return a
+    ``RefineResult`` with the same ids, scores and stats keys; a remote one's stats
+    also hold ``service_url``.
+
+    Raises:
+        ValueError: the model needs a text query and the request has none; as
+            ``sdk.refine`` otherwise (``RemoteServiceError`` for the service's
+            refusals).
+    """
+    import numpy as np
+
+    from fiftyone_clipbranches.sdk.refine import (
+        RefineResult,
+        apply_refine_result,
+        refine,
+    )
+    from fiftyone_clipbranches.sdk.runs import root_dataset
+
+    spec = request.spec
+    if spec.needs_query and request.query is None:
+        raise ValueError(
+            f"the {spec.label} model refines a text search: enter the text query"
+            " that was searched"
+        )
+    remote = service_settings(secrets)
+    if remote is None:
+        return refine(
+            dataset, score_field=score_field, saved_view=saved_view, request=request
+        )
+    url, token = remote
+    ds = root_dataset(dataset)
+    answer = remote_refine(ds.name, request, url=url, token=token)
+    scores = np.asarray(answer.scores, dtype=np.float64)
+    start = time.perf_counter()
+    view = apply_refine_result(ds, answer.ids, scores, score_field, saved_view)
+    write_ms = 1e3 * (time.perf_counter() - start)
+    stats = {
+        **answer.stats,
+        "write_ms": write_ms,
+        "total_ms": answer.stats["total_ms"] + write_ms,
+        "saved_view": saved_view,
+        "score_field": score_field,
+        "service_url": url,
+    }
+    return RefineResult(view, answer.ids, scores, stats)
