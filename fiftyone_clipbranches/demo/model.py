@@ -1,8 +1,10 @@
 """The demo CLIP model: a tiny open_clip architecture trained on generated images.
 
 Pretrained CLIP weights cannot be downloaded offline and random weights make search
-meaningless, so the demo trains its own small model (a few minutes on a CPU) and
-caches it in the user data directory as an ordinary open_clip checkpoint::
+meaningless, so the demo has its own small model, trained by :mod:`.train` and
+shipped with the package in a compact form (:mod:`.checkpoint`; ``clipbranches demo
+--retrain`` trains it again, about 4 minutes on 2 cores). It is unpacked into the
+user data directory as an ordinary open_clip checkpoint::
 
     demo = ensure_demo_model()
     model, _, preprocess = open_clip.create_model_and_transforms(
@@ -53,6 +55,7 @@ DEMO_MODEL_CONFIG: dict = {
 }
 
 CHECKPOINT_NAME = "open_clip_model.pt"
+COMPACT_NAME = "demo_clip.ckpt"
 INFO_NAME = "demo_model.json"
 _INFO_FORMAT = "clipbranches-demo-model"
 
@@ -150,35 +153,64 @@ def _read_cached(folder: Path) -> DemoModel | None:
     identity = info.get("identity", {})
     if identity.get("checkpoint_size") != checkpoint.stat().st_size:
         return None
+    if identity.get("training", {}).get("truncated"):
+        return None  # written by versions that cached a model cut short by its budget
     return DemoModel(info["name"], str(checkpoint), identity)
+
+
+class quiet_random_init(logging.Filter):
+    """Context manager: drop open_clip's "initialized randomly" warning for the demo.
+
+    Training starts from random weights on purpose, so the warning (logged on the
+    root logger) says nothing to the user there.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("No pretrained weights loaded for model")
+            and DEMO_MODEL_NAME in message
+        )
+
+    def __enter__(self):
+        logging.getLogger().addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeFilter(self)
 
 
 def ensure_demo_model(
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    max_minutes: float = 5.0,
+    max_minutes: float | None = None,
     config=None,
     force: bool = False,
 ) -> DemoModel:
-    """The cached demo model for ``config``, trained first if it is not cached yet.
+    """The cached demo model for ``config``: unpacked from the shipped checkpoint for
+    the default configuration, else trained; reused by later calls.
 
     The cache folder is ``<data dir>/demo/models/<name>-<config key>/`` holding the
-    checkpoint and a small JSON with the model's identity and training statistics. It
-    is written to a temporary folder and renamed, so a crash never leaves a partial
-    model behind; a later call with the same configuration loads it without training.
+    open_clip checkpoint, its compact form (:mod:`.checkpoint`) and a small JSON with
+    the model's identity. It is written to a temporary folder and renamed, so a crash
+    never leaves a partial model behind. A trained model is packed and unpacked like
+    the shipped one, so a retrain of the default configuration on a machine that
+    trains bit-reproducibly gives the shipped checkpoint's bytes
+    (``identity["matches_shipped"]``).
 
     Args:
         data_dir: data directory; default :func:`~.paths.default_data_dir`.
         progress: show tqdm progress bars while generating and training.
-        max_minutes: wall-clock budget for training; when it runs out, training stops
-            early and ``identity["training"]["truncated"]`` is True.
+        max_minutes: wall-clock budget for training, None for none. Running past it
+            raises :class:`~.train.DemoTrainingBudgetError` and caches nothing.
         config: a :class:`~.train.DemoTrainConfig`; default ``DemoTrainConfig()``.
-        force: retrain even when a cached model exists.
+        force: train from scratch even when a cached or shipped model exists.
 
     Returns:
         A :class:`DemoModel`.
     """
-    from .train import DemoTrainConfig, save_checkpoint, train_demo_model
+    from . import checkpoint as compact
+    from .train import TOKEN_EMBEDDING_SEED, DemoTrainConfig, train_demo_model
 
     if config is None:
         config = DemoTrainConfig()
@@ -187,10 +219,11 @@ def ensure_demo_model(
             f"config must be a DemoTrainConfig, got {type(config).__name__}"
         )
     config.validate()
-    if isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float)):
-        raise TypeError("max_minutes must be a number")
-    if not max_minutes > 0:
-        raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
+    if max_minutes is not None:
+        if isinstance(max_minutes, bool) or not isinstance(max_minutes, (int, float)):
+            raise TypeError("max_minutes must be a number or None")
+        if not max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0, got {max_minutes}")
 
     register_demo_model(resolve_data_dir(data_dir) / "demo" / "open_clip_configs")
     key = config.key(DEMO_MODEL_CONFIG)
@@ -201,24 +234,57 @@ def ensure_demo_model(
         if cached is not None:
             return cached
 
-    model, stats = train_demo_model(
-        config, progress=progress, max_seconds=60.0 * max_minutes
+    shipped = compact.shipped_meta()
+    shipped_sha = (
+        sha256_file(compact.SHIPPED_PATH)
+        if shipped is not None and shipped.get("config_key") == key
+        else None
     )
+    if shipped_sha is not None and not force:
+        data = compact.SHIPPED_PATH.read_bytes()
+        source = "shipped"
+    else:
+        max_seconds = None if max_minutes is None else 60.0 * max_minutes
+        model, stats = train_demo_model(
+            config, progress=progress, max_seconds=max_seconds
+        )
+        meta = {
+            "config_key": key,
+            "model_config": DEMO_MODEL_CONFIG,
+            "train_config": config.to_dict(),
+            "planned_steps": config.steps,
+            "steps": stats["steps"],
+        }
+        data = compact.pack(model.state_dict(), TOKEN_EMBEDDING_SEED, meta)
+        source = "trained"
+    state, meta = compact.unpack(data)
+    if meta.get("steps") != meta.get("planned_steps"):
+        raise RuntimeError(f"demo checkpoint is not fully trained: {meta}")
+    compact_sha = compact.sha256_bytes(data)
+
+    import torch
+
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=root))
     try:
         checkpoint = tmp / CHECKPOINT_NAME
-        save_checkpoint(model, checkpoint)
+        torch.save(state, checkpoint)
+        (tmp / COMPACT_NAME).write_bytes(data)
         identity = {
             "name": DEMO_MODEL_NAME,
             "pretrained": None,
+            "source": source,
             "checkpoint_sha256": sha256_file(checkpoint),
             "checkpoint_size": checkpoint.stat().st_size,
+            "compact_sha256": compact_sha,
+            "matches_shipped": None
+            if shipped_sha is None
+            else compact_sha == shipped_sha,
             "config_key": key,
             "data_seed": config.seed,
             "model_config": DEMO_MODEL_CONFIG,
             "train_config": config.to_dict(),
-            "training": stats,
+            "training": stats if source == "trained" else {"steps": meta["steps"]},
         }
         write_json_atomic(
             tmp / INFO_NAME,
@@ -230,14 +296,6 @@ def ensure_demo_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if stats.get("truncated"):
-        logger.warning(
-            "demo model training stopped at the %.1f-minute budget after %d of %d "
-            "steps; search quality may be lower",
-            max_minutes,
-            stats["steps"],
-            stats["planned_steps"],
-        )
     cached = _read_cached(folder)
     if cached is None:
         raise RuntimeError(f"demo model cache at {folder} could not be read back")

