@@ -59,7 +59,9 @@ def _free_port() -> int:
 def start_private_mongod(work_dir: str | os.PathLike, timeout: float = 60.0):
     """Start a mongod on ``work_dir`` and point ``FIFTYONE_DATABASE_URI`` at it.
 
-    Must run before ``fiftyone`` is imported in this process.
+    Must run before ``fiftyone`` is imported in this process. The mongod is the one
+    FiftyOne ships (MongoDB 6.0, its oldest supported version, which it would say
+    on every connection), so ``FIFTYONE_DATABASE_VALIDATION`` defaults to false.
 
     Returns:
         a :class:`PrivateMongod`; call ``stop()`` when done.
@@ -93,6 +95,7 @@ def start_private_mongod(work_dir: str | os.PathLike, timeout: float = 60.0):
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 uri = f"mongodb://127.0.0.1:{port}"
                 os.environ["FIFTYONE_DATABASE_URI"] = uri
+                os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
                 return PrivateMongod(process, uri, dbpath)
         if process.poll() is not None:
             break
