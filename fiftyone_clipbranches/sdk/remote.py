@@ -218,8 +218,10 @@ class RemoteRefineResult:
 
 def remote_refine(
     dataset: str,
-    request: RefineRequest | None = None,
+    positives=None,
+    negatives=None,
     *,
+    request: RefineRequest | None = None,
     max_items: int | None = None,
     url: str | None = None,
     token: str | None = None,
@@ -230,8 +232,8 @@ def remote_refine(
 
     Args:
         dataset: dataset name (the service and the caller share the database).
-        request: the refinement, or its fields as keywords (as ``sdk.refine``'s:
-            ``positives``, ``negatives``, ``tags``, ``model``, ...).
+        positives, negatives, fields: the refinement's fields, as ``sdk.refine``'s
+            (``tags``, ``model``, ``random_negatives``, ...); or ``request``.
         max_items: fetch at most this many ranked ids (None: all of them).
         url, token: the service; default :func:`service_settings` (``secrets``, env).
 
@@ -240,7 +242,9 @@ def remote_refine(
             service does not take.
         RemoteServiceError: the service refused the request or could not be reached.
     """
-    request = RefineRequest.build(request, **fields)
+    request = RefineRequest.build(
+        request, positives=positives, negatives=negatives, **fields
+    )
     if url is None:
         settings = service_settings(secrets)
         if settings is None:
@@ -314,7 +318,7 @@ def refine_here_or_remote(
         )
     url, token = remote
     ds = root_dataset(dataset)
-    answer = remote_refine(ds.name, request, url=url, token=token)
+    answer = remote_refine(ds.name, request=request, url=url, token=token)
     scores = np.asarray(answer.scores, dtype=np.float64)
     start = time.perf_counter()
     view = apply_refine_result(ds, answer.ids, scores, score_field, saved_view)

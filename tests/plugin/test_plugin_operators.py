@@ -150,3 +150,30 @@ def test_forms_of_every_operator_resolve(indexed_dataset):
     for cls in OPERATORS:
         props = _resolve_input(cls().config.name, indexed_dataset, {})
         assert isinstance(props, dict)
+
+
+def test_random_negatives_left_empty_train_with_each_models_default(indexed_dataset):
+    """The refine operator and the panel, with every model and the random-negatives
+    input left at its default, draw the model's registered number (the query
+    models need a CLIP index to embed their text: tested through the request)."""
+    from test_plugin_panel import call, patched_state
+
+    from fiftyone_clipbranches.sdk.models import MODELS
+
+    ds = indexed_dataset
+    _tag(ds)
+    unlabelled = len(ds) - 32  # the 90% cap binds on 200 samples
+    for name, spec in MODELS.items():
+        if spec.needs_query:
+            request = sdk.RefineRequest.from_json({"model": name, "query": "a"})
+            assert request.n_random_negatives == spec.random_negatives
+            continue
+        params = {"index_key": "cb", "model": name}
+        stats, _ = run_op("refine", {"dataset": ds, "params": params})
+        requests = call(ds, "refine", state=params)
+        panel = patched_state(requests)["last_stats"]
+        for face in (stats, panel):
+            assert face["model"] == name
+            assert face["n_random_neg_requested"] == spec.random_negatives
+            assert 0 < face["n_random_neg"] <= min(spec.random_negatives, unlabelled)
+    assert MODELS["ensemble"].random_negatives != MODELS["branches"].random_negatives

@@ -231,3 +231,51 @@ def test_results_beyond_the_selection_limit(indexed, monkeypatch):
         ds, positives=positives, index_key="cb", k_preview=5, saved_view="best"
     )
     assert ds.load_saved_view("best").values("id") == best.ids[:5]
+
+
+def test_refine_takes_a_request_and_its_fields_alike(indexed):
+    ds, _ = indexed
+    _tag_round(ds)
+    request = sdk.RefineRequest(model="ensemble", index_key="cb", seed=2)
+    by_request = sdk.refine(ds, request=request, score_field=None)
+    by_fields = sdk.refine(
+        ds, model="ensemble", index_key="cb", seed=2, score_field=None
+    )
+    assert by_request.ids == by_fields.ids
+    assert by_request.stats["n_random_neg_requested"] == 500  # the ensemble's
+    ranked = sdk.refine_ranking(ds, request)
+    assert ranked.bundle.rowmap.ids_of(ranked.rows) == by_request.ids
+    assert ranked.stats["n_unindexed"] == by_request.stats["n_unindexed"] == 0
+    with pytest.raises(ValueError, match="not both"):
+        sdk.refine(ds, request=request, model="tree")
+
+
+def test_refine_request_validates_once_and_round_trips_as_json():
+    R = sdk.RefineRequest
+    assert R().model == "branches" and R().n_random_negatives == 1500
+    assert R(model="ensemble").n_random_negatives == 500
+    assert R(model="linear").n_neighbours_per_positive == 0
+    for bad, message in [
+        ({"random_negatives": -1}, "random_negatives must be an int"),
+        ({"seed": True}, "seed must be an int"),
+        ({"negative_weight": 0}, "negative_weight must be a finite number"),
+        ({"neighbours_per_positive": 1.5}, "neighbours_per_positive"),
+        ({"model": "svm"}, "model must be one of"),
+        ({"tags": ("a",)}, "tags must be"),
+        ({"model_params": 3}, "model_params must be a dict"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            R(**bad)
+    request = R(positives=["a" * 24], model="tree", random_negatives=7, seed=4)
+    assert R.from_json(request.to_json()) == R(
+        positives=["a" * 24], negatives=[], model="tree", random_negatives=7, seed=4
+    )
+    by_tags = R(tags=("p", "n"), query="red")
+    assert R.from_json(by_tags.to_json()) == by_tags
+    form = {"model": "ensemble", "random_negatives": "", "query": " ", "k": 60}
+    assert R.from_json(form) == R(model="ensemble")
+    assert R.from_json({"random_negatives": 100.0}).random_negatives == 100
+    with pytest.raises(ValueError, match="text query"):
+        R(query=np.zeros(32, np.uint8)).to_json()
+    with pytest.raises(ValueError, match="neighbours_per_positive as an int"):
+        R(model="linear", neighbours_per_positive="auto").to_json()

@@ -35,9 +35,9 @@ def test_client_endpoints(client, served_dataset):
     assert found["items"][0] == {"id": ids[0], "score": 0.0}
 
     res = client.refine(DATASET, positives=ids[:6], random_negatives=30, page_size=2)
-    assert res["stats"]["n_neighbour_positives"] > 0
+    assert res["stats"]["n_neighbour_pos"] > 0
     plain = client.refine(DATASET, positives=ids[:6], neighbours_per_positive=0)
-    assert plain["stats"]["n_neighbour_positives"] == 0
+    assert plain["stats"]["n_neighbour_pos"] == 0
     items = list(client.iter_items(res["result_id"], page_size=7))
     assert len(items) == res["total"] and items[:2] == res["items"]
     saved = client.save_view(res["result_id"], "client view", overwrite=True)
@@ -82,7 +82,7 @@ def test_remote_refine_equals_local(service, served_dataset, monkeypatch):
     )
     assert remote.ids == local.ids and remote.total == len(local.ids)
     np.testing.assert_array_equal(remote.scores, local.scores)
-    assert remote.stats["n_positives"] == 7
+    assert remote.stats["n_pos"] == 7
     by_tags = remote_refine(DATASET, random_negatives=50)
     local_tags = sdk.refine(served_dataset, random_negatives=50, score_field=None)
     assert by_tags.ids == local_tags.ids
@@ -105,3 +105,40 @@ def test_service_settings(monkeypatch):
         "CLIPBRANCHES_SERVICE_TOKEN": "t",
     }
     assert service_settings(secrets) == ("http://secret:2", "t")
+
+
+def test_remote_and_local_rounds_have_the_same_stats(service, served_dataset):
+    from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
+
+    ids = served_dataset.values("id")
+    request = sdk.RefineRequest(
+        positives=ids[200:207], negatives=ids[0:3], model="linear"
+    )
+    local = refine_here_or_remote(served_dataset, request, score_field=None)
+    secrets = {
+        "CLIPBRANCHES_SERVICE_URL": service.url,
+        "CLIPBRANCHES_SERVICE_TOKEN": service.token,
+    }
+    remote = refine_here_or_remote(
+        served_dataset, request, score_field=None, secrets=secrets
+    )
+    assert set(remote.stats) == set(local.stats) | {"service_url"}
+    for key, value in local.stats.items():
+        if not key.endswith("_ms"):
+            assert remote.stats[key] == value, key
+    assert remote.stats["n_random_neg_requested"] == 1500  # linear's default
+    assert remote.ids == local.ids
+
+
+def test_a_request_is_sent_as_given(service, served_dataset):
+    ids = served_dataset.values("id")
+    client = Client(service.url, service.token)
+    request = sdk.RefineRequest(positives=ids[:5], seed=3, random_negatives=40)
+    res = client.refine(DATASET, request, page_size=1000)
+    local = sdk.refine(served_dataset, request=request, score_field=None)
+    assert [it["id"] for it in res["items"]] == local.ids
+    assert res["stats"]["n_random_neg_requested"] == 40
+    with pytest.raises(ValueError, match="not both"):
+        client.refine(DATASET, request, model="tree")
+    with pytest.raises(ValueError, match="model_params"):
+        client.refine(DATASET, model_params={"max_depth": 2})

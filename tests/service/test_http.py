@@ -141,13 +141,15 @@ def test_refine_by_ids_matches_sdk(call, served_dataset, model):
         negative_weight=2.0,
     )
     assert res["total"] == len(ids) > 0
-    assert res["stats"]["n_positives"] == 8 and res["stats"]["n_negatives"] == 4
+    assert res["stats"]["n_pos"] == 8 and res["stats"]["n_neg"] == 4
     assert res["stats"]["model"] == model
-    assert res["stats"]["n_random_negatives"] == stats["n_random_neg"]
+    assert res["stats"]["n_random_neg"] == stats["n_random_neg"]
     # 8 positives: their code neighbours join them, as in the SDK
-    assert res["stats"]["n_neighbour_positives"] == stats["n_neighbour_pos"] > 0
+    assert res["stats"]["n_neighbour_pos"] == stats["n_neighbour_pos"] > 0
     assert res["stats"]["n_unindexed"] == stats["n_unindexed"] == 0
-    assert {"train_s", "query_s", "total_s"} <= set(res["timings"])
+    assert {"train_ms", "query_ms", "total_ms"} <= set(res["stats"])
+    assert set(res["timings"]) == {"total_s"}
+    assert set(res["stats"]) == set(stats) - {"write_ms", "saved_view", "score_field"}
     assert len(res["items"]) == min(20, len(ids))
     items = _all_items(call, res["result_id"])
     assert [it["id"] for it in items] == ids
@@ -164,7 +166,7 @@ def test_refine_by_tags_matches_sdk(call, served_dataset):
         served_dataset, tags=(POS_TAG, NEG_TAG), random_negatives=50
     )
     assert [it["id"] for it in _all_items(call, res["result_id"], limit=1000)] == ids
-    assert res["stats"]["n_positives"] == 5 and res["stats"]["n_negatives"] == 5
+    assert res["stats"]["n_pos"] == 5 and res["stats"]["n_neg"] == 5
 
     status, _, same = call(
         "POST",
@@ -334,11 +336,11 @@ def test_concurrent_refinements_equal_sequential(call, served_dataset):
 def test_refine_neighbours_per_positive(call, served_dataset):
     body = {"dataset": DATASET, "positives": _ids(served_dataset, range(0, 4))}
     status, _, auto = call("POST", "/v1/refine", body)
-    assert status == 200 and auto["stats"]["n_neighbour_positives"] > 0
+    assert status == 200 and auto["stats"]["n_neighbour_pos"] > 0
     status, _, off = call("POST", "/v1/refine", {**body, "neighbours_per_positive": 0})
-    assert status == 200 and off["stats"]["n_neighbour_positives"] == 0
+    assert status == 200 and off["stats"]["n_neighbour_pos"] == 0
     status, _, two = call("POST", "/v1/refine", {**body, "neighbours_per_positive": 2})
-    assert status == 200 and 0 < two["stats"]["n_neighbour_positives"] <= 8
+    assert status == 200 and 0 < two["stats"]["n_neighbour_pos"] <= 8
     for bad in (-1, 65, "auto", 1.5):
         status, _, err = call(
             "POST", "/v1/refine", {**body, "neighbours_per_positive": bad}

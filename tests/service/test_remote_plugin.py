@@ -93,3 +93,22 @@ def test_panel_refine_uses_the_service_when_its_secrets_are_set(
     assert np.array_equal(
         [remote_scores[i] for i in local_ids], [local_scores[i] for i in local_ids]
     )
+
+
+def test_a_remote_failure_reads_the_same_in_the_panel_and_the_operator(
+    served_dataset, service, monkeypatch, no_remote
+):
+    monkeypatch.setenv(URL_ENV, service.url)
+    monkeypatch.setenv(TOKEN_ENV, "not-the-token")
+    ds = served_dataset
+    _, op_requests = _run("refine", {"dataset": ds, "params": PARAMS})
+    panel_ctx = {
+        "dataset": ds,
+        "params": {"__method__": "refine", "panel_id": "p1", "panel_state": PARAMS},
+    }
+    _, panel_requests = _run("clipbranches_panel", panel_ctx)
+    (op_message,) = [p["message"] for uri, p in op_requests if uri == "notify"]
+    panel_messages = [p["message"] for uri, p in panel_requests if uri == "notify"]
+    assert panel_messages == [op_message]
+    assert op_message.startswith("unauthorized (401)")
+    assert "Unexpected" not in op_message

@@ -160,3 +160,25 @@ def test_pool_busy_and_timeout():
     finally:
         release.set()
         pool.shutdown()
+
+
+def test_refine_schema_and_the_request_agree():
+    from fiftyone_clipbranches.sdk.request import (
+        LOCAL_ONLY_FIELDS,
+        RefineRequest,
+        request_field_names,
+    )
+
+    props = set(rq.REFINE.props) - {"dataset", "page_size"}
+    by_ids = RefineRequest(
+        positives=["a" * 24], random_negatives=5, neighbours_per_positive=2, query="q"
+    ).to_json()
+    by_tags = RefineRequest(tags=("p", "n")).to_json()
+    assert set(by_ids) | set(by_tags) == props
+    wire = (props - {"positive_tag", "negative_tag"}) | {"tags"}
+    assert wire | set(LOCAL_ONLY_FIELDS) == set(request_field_names())
+    defaults = rq.REFINE.validate({"dataset": "d", **by_ids}, "body")
+    assert RefineRequest.from_json(defaults) == RefineRequest.from_json(by_ids)
+    for name, prop in rq.REFINE.props.items():
+        if name in request_field_names() and name not in ("positives", "negatives"):
+            assert prop.default == getattr(RefineRequest(), name), name
