@@ -136,6 +136,8 @@ def write_bundle(
 ) -> Path:
     """Write a new index directory under ``parent``; returns its final path.
 
+    ``index``: a ``CodeIndex``, or ``fn(path) -> CodeIndex`` building one straight
+    into the directory ``path`` (``CodeIndex.build(..., path=path)``).
     ``unembeddable``: ``{sample id: {"filepath": str, "error": str}}`` of samples
     left out because their image could not be embedded.
     """
@@ -144,15 +146,18 @@ def write_bundle(
     name = uuid.uuid4().hex
     tmp = parent / f"{TMP_PREFIX}{name}"
     final = parent / name
-    if len(rowmap) != len(index):
-        raise ValueError(
-            f"index has {len(index)} rows but {len(rowmap)} sample ids were given"
-        )
     try:
         tmp.mkdir()
         writer = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
         (tmp / WRITER_FILE).write_text(json.dumps(writer))
-        index.save(tmp / INDEX_DIR)
+        if callable(index):
+            index = index(tmp / INDEX_DIR)
+        else:
+            index.save(tmp / INDEX_DIR)
+        if len(rowmap) != len(index):
+            raise ValueError(
+                f"index has {len(index)} rows but {len(rowmap)} sample ids were given"
+            )
         if encoder is not None:
             encoder.save(tmp / ENCODER_DIR)
         rowmap.save(tmp / SAMPLE_IDS)
