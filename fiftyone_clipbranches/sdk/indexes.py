@@ -17,17 +17,14 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
-from fiftyone_clipbranches.sdk.embeddings import (
-    compute_embeddings,
-    field_identity,
-    read_embeddings,
-)
+from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, read_embeddings
 from fiftyone_clipbranches.sdk.errors import (
     MissingEmbeddingsError,
     SampleIdsError,
     StaleIndexError,
 )
 from fiftyone_clipbranches.sdk.freshness import Freshness, compare
+from fiftyone_clipbranches.sdk.identity import build_identity
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
@@ -127,9 +124,7 @@ def build_index(
             pretrained=pretrained,
             progress=lambda f, label: report(0.7 * f, label),
         )
-    identity = field_identity(ds, embeddings_field)
-    if identity is None and model is not None:
-        identity = {"name": model, "pretrained": pretrained}
+    identity = build_identity(ds, embeddings_field, model, pretrained)
     ids, vectors = read_embeddings(ds, embeddings_field, skip_missing=skip_missing)
     unembeddable = _unembeddable(ds, embeddings_field, embed_report)
 

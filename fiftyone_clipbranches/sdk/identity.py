@@ -1,0 +1,165 @@
+"""Which CLIP model made an embeddings field: read from records, never guessed.
+
+Text queries are embedded by the model recorded as an index's identity, so a
+wrong identity gives wrong results without any error. An identity is taken only
+from a record or a declaration, in this order:
+
+1. the user's explicit ``model=`` (and ``pretrained=``) at build time;
+2. the field's ``info["clipbranches_clip_model"]``, written by
+   ``sdk.compute_embeddings`` (or set by the user);
+3. the ``model`` recorded by FiftyOne brain runs (``compute_similarity``,
+   ``compute_visualization``) over the field, mapped from FiftyOne's zoo names to
+   open_clip's with :data:`ZOO_CLIP_MODELS`.
+
+``dataset.compute_embeddings(zoo_model, embeddings_field=...)`` records nothing
+about the model (FiftyOne 1.22 adds a bare ``VectorField``), so such a field has
+an identity only once a brain run over it, or the user, says which model it was.
+When none does, the index is built without one: search by samples and vectors
+works, text search is refused with :func:`text_search_refusal`'s message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from fiftyone_clipbranches.sdk.embeddings import FIELD_INFO_KEY, field_identity
+from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.runs import root_dataset
+
+#: FiftyOne zoo model name -> open_clip ``(architecture, pretrained tag)`` of the
+#: same weights (FiftyOne 1.22's ``manifest-torch.json``).
+ZOO_CLIP_MODELS = {
+    "clip-vit-base32-torch": ("ViT-B-32", "openai"),
+}
+#: The zoo's open_clip wrapper: its ``model_kwargs`` name the open_clip model, with
+#: the defaults of ``fiftyone.utils.open_clip.TorchOpenClipModelConfig``.
+OPEN_CLIP_ZOO_MODEL = "open-clip-torch"
+OPEN_CLIP_ZOO_DEFAULTS = ("ViT-B-32", "openai")
+
+
+class UnknownModelError(ClipBranchesError):
+    """Text search was asked of an index whose CLIP model is not known."""
+
+
+class IdentityConflictError(ClipBranchesError):
+    """A declared CLIP model contradicts the one recorded for the field."""
+
+
+@dataclass(frozen=True)
+class FieldIdentity:
+    """The identity of a field (None when unknown), where it was read, and why it
+    is unknown when it is."""
+
+    identity: dict | None
+    source: str | None
+    reason: str | None = None
+
+
+def zoo_identity(model, model_kwargs=None) -> dict | None:
+    """open_clip identity ``{"name", "pretrained"}`` of a FiftyOne zoo model name
+    (with its ``model_kwargs``), or None for a model that is not a known CLIP."""
+    if not isinstance(model, str):
+        return None
+    if model in ZOO_CLIP_MODELS:
+        name, pretrained = ZOO_CLIP_MODELS[model]
+        return {"name": name, "pretrained": pretrained}
+    if model == OPEN_CLIP_ZOO_MODEL:
+        kwargs = dict(model_kwargs or {})
+        name = kwargs.get("clip_model") or OPEN_CLIP_ZOO_DEFAULTS[0]
+        pretrained = kwargs.get("pretrained") or OPEN_CLIP_ZOO_DEFAULTS[1]
+        return {"name": str(name), "pretrained": str(pretrained)}
+    return None
+
+
+def field_model_identity(samples, field: str) -> FieldIdentity:
+    """The CLIP identity recorded for ``field`` of ``samples``' root dataset."""
+    ds = root_dataset(samples)
+    recorded = field_identity(ds, field)
+    if recorded is not None:
+        return FieldIdentity(recorded, f"info of field {field!r}")
+    found, unmapped = {}, []
+    for key, config in _brain_configs(ds):
+        if getattr(config, "embeddings_field", None) != field:
+            continue
+        model = getattr(config, "model", None)
+        if not isinstance(model, str):
+            continue
+        identity = zoo_identity(model, getattr(config, "model_kwargs", None))
+        if identity is None:
+            unmapped.append(f"{model!r} (brain run {key!r})")
+        else:
+            found.setdefault(_identity_key(identity), (identity, key))
+    if len(found) == 1:
+        identity, key = next(iter(found.values()))
+        return FieldIdentity(identity, f"brain run {key!r}")
+    if len(found) > 1:
+        runs = ", ".join(repr(key) for _, key in found.values())
+        return FieldIdentity(None, None, f"brain runs {runs} record different models")
+    if unmapped:
+        return FieldIdentity(
+            None, None, f"{', '.join(unmapped)} is not a CLIP model open_clip knows"
+        )
+    return FieldIdentity(None, None, "nothing records which model computed it")
+
+
+def build_identity(samples, field: str, model=None, pretrained=None) -> dict | None:
+    """The identity an index built on ``field`` records: the user's ``model`` /
+    ``pretrained`` when ``model`` is given (checked against the field's record),
+    else the field's record, else None (text search will be refused)."""
+    recorded = field_model_identity(samples, field).identity
+    if model is None:
+        return recorded
+    declared = {"name": model, "pretrained": pretrained}
+    if recorded is not None and not same_identity(recorded, declared):
+        raise IdentityConflictError(
+            f"field {field!r} holds embeddings of {_describe(recorded)}, but "
+            f"model={model!r}, pretrained={pretrained!r} was given: leave model= "
+            "out to use the recorded model, or embed into another field"
+        )
+    return recorded or declared
+
+
+def same_identity(a: dict, b: dict) -> bool:
+    """Whether two identities name the same architecture and weights."""
+    return _identity_key(a) == _identity_key(b)
+
+
+def text_search_refusal(index_key: str, field: str | None, reason=None) -> str:
+    """Why index ``index_key`` cannot embed text, and how to declare its model."""
+    why = f" ({reason})" if reason else ""
+    source = f"the embeddings in field {field!r}" if field else "its embeddings"
+    field_arg = f"embeddings_field={field!r}, " if field else ""
+    info = (
+        f" or record it on the field (dataset.get_field({field!r}).info = "
+        f'{{"{FIELD_INFO_KEY}": {{"name": ..., "pretrained": ...}}}}, then '
+        "field.save()) and rebuild"
+        if field
+        else ""
+    )
+    return (
+        f"index {index_key!r} does not know the CLIP model of {source}{why}, so it "
+        "cannot embed text in their space; search by sample ids or a vector, or "
+        f"declare the model: rebuild with build_index(dataset, {index_key!r}, "
+        f"{field_arg}model='ViT-B-32', pretrained='openai') (FiftyOne's "
+        f"clip-vit-base32-torch is open_clip ViT-B-32 / openai){info}"
+    )
+
+
+def _brain_configs(ds):
+    for key in ds.list_brain_runs():
+        try:
+            yield key, ds.get_brain_info(key).config
+        except Exception:  # noqa: BLE001 - a run whose backend cannot be imported
+            continue
+
+
+def _identity_key(identity: dict) -> tuple:
+    pretrained = identity.get("pretrained")
+    if isinstance(pretrained, str | os.PathLike) and os.path.isfile(pretrained):
+        pretrained = os.path.realpath(pretrained)
+    return (identity.get("name"), pretrained)
+
+
+def _describe(identity: dict) -> str:
+    return f"{identity.get('name')!r} / {identity.get('pretrained')!r}"
