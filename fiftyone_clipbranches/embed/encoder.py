@@ -22,6 +22,11 @@ from fiftyone_clipbranches.embed.quantizer import (
 ENCODER_FORMAT = "clipbranches-code-encoder"
 ENCODER_VERSION = 1
 METHODS = ("head", "pca")
+#: Rows encoded per step: codes of a stream encoded in batches of a multiple of
+#: this are those of one call on all rows.
+ENCODE_ROWS = 1 << 16
+#: Rows the encoder is fitted on at most (drawn uniformly, see fit_sample_rows).
+MAX_FIT_ROWS = 200_000
 
 
 class CodeEncoder:
@@ -69,9 +74,15 @@ class CodeEncoder:
         """Float ``(n, D)`` (or ``(D,)`` for one query) -> uint8 ``(n, n_dims)`` codes
         (``(n_dims,)`` for a single vector)."""
         arr = np.asarray(embeddings)
-        single = arr.ndim == 1
-        codes = self.quantizer.transform(self.project(arr[None] if single else arr))
-        return codes[0] if single else codes
+        if arr.ndim == 1:
+            return self.quantizer.transform(self.project(arr[None]))[0]
+        if arr.ndim != 2 or arr.shape[0] <= ENCODE_ROWS:
+            return self.quantizer.transform(self.project(arr))
+        codes = np.empty((arr.shape[0], self.n_dims), np.uint8)
+        for a in range(0, arr.shape[0], ENCODE_ROWS):
+            part = arr[a : a + ENCODE_ROWS]
+            codes[a : a + len(part)] = self.quantizer.transform(self.project(part))
+        return codes
 
     def save(self, directory: str | os.PathLike, metadata: dict | None = None) -> None:
         """Write ``encoder.json`` (+ ``head.pt`` for a trained head) into ``directory``,
@@ -140,6 +151,24 @@ def _check_embeddings(embeddings, dim: int) -> np.ndarray:
     return x / norms
 
 
+def fit_sample_rows(
+    n_rows: int, max_fit_rows: int | None = MAX_FIT_ROWS, seed: int = 0
+) -> np.ndarray:
+    """Sorted int64 rows of ``n_rows`` that an encoder is fitted on: all of them up
+    to ``max_fit_rows`` (None: no limit), else ``max_fit_rows`` drawn uniformly
+    without replacement, seeded."""
+    if max_fit_rows is not None and (
+        isinstance(max_fit_rows, bool)
+        or not isinstance(max_fit_rows, int)
+        or max_fit_rows < 1
+    ):
+        raise ValueError(f"max_fit_rows must be a positive int, got {max_fit_rows!r}")
+    if max_fit_rows is None or n_rows <= max_fit_rows:
+        return np.arange(n_rows, dtype=np.int64)
+    rows = np.random.default_rng(seed).choice(n_rows, max_fit_rows, replace=False)
+    return np.sort(rows).astype(np.int64)
+
+
 def fit_code_encoder(
     image_emb,
     text_emb=None,
@@ -150,6 +179,7 @@ def fit_code_encoder(
     quantizer: Quantizer | None = None,
     progress: bool = True,
     seed: int = 0,
+    max_fit_rows: int | None = MAX_FIT_ROWS,
     **head_kwargs,
 ) -> CodeEncoder:
     """Fit a :class:`CodeEncoder` on catalogue embeddings.
@@ -160,11 +190,16 @@ def fit_code_encoder(
             (``method="head"`` only) so that text queries keep their neighbourhoods.
         method: "head" (trained :class:`CodeHead`) or "pca" (no training).
         quantizer: unfitted :class:`Quantizer` prototype (default global scale).
+        max_fit_rows: fit on at most this many rows of ``image_emb``, those of
+            :func:`fit_sample_rows` (None: all rows).
         head_kwargs: passed to :func:`train_head` (steps, hidden, koleo_weight, ...).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     x = _as_matrix(image_emb, "image_emb")
+    rows = fit_sample_rows(x.shape[0], max_fit_rows, seed)
+    if len(rows) < x.shape[0]:
+        x = x[rows]
     x = _check_embeddings(x, x.shape[1])
     if method == "pca":
         if text_emb is not None or head_kwargs:

@@ -32,7 +32,8 @@ class PCAProjection:
         if x.shape[0] <= k:
             raise ValueError(f"PCA needs more than {k} embeddings, got {x.shape[0]}")
         mean = x.mean(axis=0)
-        centred = x - mean
+        centred = x
+        centred -= mean  # in place: x is a float64 copy of its own
         # eigenvectors of the (D, D) covariance: cheap for n >> D, unlike an SVD of x
         with threadpool_limits(
             1

@@ -17,7 +17,8 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
-from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, read_embeddings
+from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
+from fiftyone_clipbranches.sdk.embeddings import compute_embeddings
 from fiftyone_clipbranches.sdk.errors import (
     MissingEmbeddingsError,
     SampleIdsError,
@@ -34,6 +35,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     index_root,
 )
+from fiftyone_clipbranches.sdk.stream_encode import encode_source, fit_and_encode
 
 CODE_METHODS = ("head", "pca")
 
@@ -125,27 +127,23 @@ def build_index(
             progress=lambda f, label: report(0.7 * f, label),
         )
     identity = build_identity(ds, embeddings_field, model, pretrained)
-    ids, vectors = read_embeddings(ds, embeddings_field, skip_missing=skip_missing)
+    source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
     unembeddable = _unembeddable(ds, embeddings_field, embed_report)
 
-    report(0.7, "fitting the code encoder")
-    from fiftyone_clipbranches.embed.encoder import fit_code_encoder
-
-    encoder = fit_code_encoder(
-        vectors,
-        method=code_method,
-        clip_identity=identity,
-        progress=False,
-        **(encoder_params or {}),
+    encoder, codes = fit_and_encode(
+        source,
+        code_method,
+        identity,
+        encoder_params,
+        lambda f, label: report(0.7 + 0.2 * f, label),
     )
-    codes = encoder.encode(vectors)
-    report(0.8, "building the index")
-    info = build_index_from_codes(
+    report(0.9, "building the index")
+    config = _write_index(
         ds,
-        codes,
-        ids,
         index_key,
-        encoder=encoder,
+        codes,
+        SampleRowMap(source.ids),
+        encoder,
         subsets=subsets,
         leaf_size=leaf_size,
         root=root,
@@ -154,8 +152,8 @@ def build_index(
         code_method=code_method,
         unembeddable=unembeddable,
     )
-    report(1.0, f"index {index_key!r} built over {len(ids)} samples")
-    return info
+    report(1.0, f"index {index_key!r} built over {len(source)} samples")
+    return _info(ds, index_key, config)
 
 
 def build_index_from_codes(
@@ -197,7 +195,39 @@ def build_index_from_codes(
     if len(rowmap) != codes.shape[0]:
         raise ValueError(f"{codes.shape[0]} codes but {len(rowmap)} sample ids")
     _check_ids_in_dataset(ds, rowmap)
-    index = _build_code_index(codes, subsets, leaf_size)
+    config = _write_index(
+        ds,
+        index_key,
+        codes,
+        rowmap,
+        encoder,
+        subsets=subsets,
+        leaf_size=leaf_size,
+        root=root,
+        embeddings_field=embeddings_field,
+        clip_model=clip_model,
+        code_method=code_method,
+        unembeddable=unembeddable,
+    )
+    return _info(ds, index_key, config)
+
+
+def _write_index(
+    ds,
+    index_key,
+    codes,
+    rowmap,
+    encoder,
+    *,
+    subsets,
+    leaf_size,
+    root,
+    embeddings_field,
+    clip_model,
+    code_method,
+    unembeddable,
+):
+    """Build the trees into a new index directory and register it as a run."""
     built_at = _now()
     meta = {
         "dataset_id": str(ds._doc.id),
@@ -207,7 +237,12 @@ def build_index_from_codes(
         "built_at": built_at,
     }
     path = write_bundle(
-        _dataset_dir(ds, root), index, rowmap, encoder, meta, unembeddable
+        _dataset_dir(ds, root),
+        _tree_builder(codes, subsets, leaf_size),
+        rowmap,
+        encoder,
+        meta,
+        unembeddable,
     )
     config = runs.ClipBranchesIndexConfig(
         index_dir=str(path),
@@ -223,7 +258,7 @@ def build_index_from_codes(
     except BaseException:
         runs.remove_index_dir(path)
         raise
-    return _info(ds, index_key, config)
+    return config
 
 
 def update_index(
@@ -299,8 +334,11 @@ def update_index(
                 progress=lambda f, label: report(0.6 * f, label),
             )
         if added_view.exists(field).count():
-            new_ids, vectors = read_embeddings(added_view, field, skip_missing=True)
-            new_codes = bundle.encoder.encode(vectors)
+            source = open_embeddings(added_view, field, skip_missing=True)
+            new_ids = source.id_list()
+            new_codes = encode_source(
+                source, bundle.encoder, lambda f, label: report(0.6 * f, label)
+            )
         new_failed = _unembeddable(added_view, field, embed_report)
 
     report(0.6, "rebuilding the index")
@@ -309,7 +347,7 @@ def update_index(
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
     rowmap = SampleRowMap(ids)
     leaf_size = bundle.manifest.get("leaf_size")
-    index = _build_code_index(codes, bundle.index.subsets, leaf_size)
+    index = _tree_builder(codes, bundle.index.subsets, leaf_size)
     built_at = _now()
     meta = dict(bundle.manifest, built_at=built_at, dataset_id=str(ds._doc.id))
     for k in _GENERATED_MANIFEST_KEYS:
@@ -415,13 +453,19 @@ def _unembeddable(samples, field: str, embed_report: dict) -> dict:
     }
 
 
-def _build_code_index(codes, subsets, leaf_size):
+def _tree_builder(codes, subsets, leaf_size):
+    """``fn(path) -> CodeIndex`` building the trees of ``codes`` straight into the
+    index directory ``path`` (``write_bundle`` calls it)."""
     from fiftyone_clipbranches.engine.index import CodeIndex
 
     kwargs = {"subsets": subsets}
     if leaf_size is not None:
         kwargs["leaf_size"] = leaf_size
-    return CodeIndex.build(np.ascontiguousarray(codes), **kwargs)
+
+    def build(path):
+        return CodeIndex.build(np.ascontiguousarray(codes), path=path, **kwargs)
+
+    return build
 
 
 def _dataset_dir(ds, root) -> Path:

@@ -1,0 +1,230 @@
+"""Embeddings of a FiftyOne field read in batches, never all at once.
+
+FiftyOne stores a ``VectorField`` value as the zlib-compressed bytes of
+``numpy.save``; :func:`decode_vectors` turns a batch of them into one float32
+matrix (one header parse, one join, one ``frombuffer``). An
+:class:`EmbeddingSource` holds only the sample ids (24 bytes each) of the samples
+that have a vector; their vectors are read by row position (a fit sample) or
+streamed in fixed-size batches in collection order.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Iterator
+
+import fiftyone as fo
+import numpy as np
+from bson import ObjectId
+
+from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError, StaleIndexError
+from fiftyone_clipbranches.sdk.runs import root_dataset
+
+#: Rows per streamed batch (a multiple of ``embed.encoder.ENCODE_ROWS``, so encoding
+#: a stream batch by batch gives the very codes of one call on all rows).
+BATCH_ROWS = 1 << 16
+#: Sample ids per ``$in`` query when reading rows by position.
+_LOOKUP_IDS = 20_000
+
+
+class EmbeddingSource:
+    """The embeddings of ``field`` over ``samples``, read lazily.
+
+    Build with :func:`open_embeddings`. Row ``i`` is the ``i``-th sample of
+    ``samples`` (in collection order) that has a vector.
+
+    Attributes:
+        ids: ``S24`` array of the sample ids of the rows.
+        n_missing: samples of ``samples`` without a vector (left out).
+    """
+
+    def __init__(self, samples, field: str, ids: np.ndarray, n_missing: int):
+        self._present = samples.exists(field)
+        self.field = field
+        self.ids = ids
+        self.n_missing = int(n_missing)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def id_list(self) -> list[str]:
+        return np.char.decode(self.ids, "ascii").tolist()
+
+    def read_rows(self, rows) -> np.ndarray:
+        """float32 ``(len(rows), d)`` vectors of rows ``rows`` (int array)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        wanted = self.ids[rows]
+        slot = {sid: k for k, sid in enumerate(wanted.tolist())}
+        out = None
+        for a in range(0, len(wanted), _LOOKUP_IDS):
+            chunk = [ObjectId(s.decode()) for s in wanted[a : a + _LOOKUP_IDS]]
+            docs = list(
+                self._present._aggregate(
+                    post_pipeline=[
+                        {"$match": {"_id": {"$in": chunk}}},
+                        {"$project": {self.field: 1}},
+                    ]
+                )
+            )
+            if len(docs) != len(chunk):
+                raise _changed_error(self._present, self.field)
+            vectors = decode_vectors([_value(d, self.field) for d in docs], self.field)
+            if out is None:
+                out = np.empty((len(rows), vectors.shape[1]), np.float32)
+            where = [slot[_hex_ids([d["_id"]])[0]] for d in docs]
+            out[where] = vectors
+        if out is None:
+            return np.zeros((0, 0), np.float32)
+        return out
+
+    def batches(
+        self, batch_rows: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, float32 (b, d))`` over every row in order, ``b ==
+        batch_rows`` (default :data:`BATCH_ROWS`) but for the last batch.
+
+        Raises:
+            StaleIndexError: the samples changed since the ids were read.
+        """
+        batch_rows = batch_rows or BATCH_ROWS
+        cursor = self._present._aggregate(post_pipeline=[{"$project": {self.field: 1}}])
+        start, ids, values = 0, [], []
+        for doc in cursor:
+            ids.append(doc["_id"])
+            values.append(_value(doc, self.field))
+            if len(values) == batch_rows:
+                yield start, self._checked(start, ids, values)
+                start, ids, values = start + len(values), [], []
+        if values:
+            yield start, self._checked(start, ids, values)
+            start += len(values)
+        if start != len(self):
+            raise _changed_error(self._present, self.field)
+
+    def read_all(self) -> np.ndarray:
+        """float32 ``(n, d)`` of every row (for small collections)."""
+        parts = [v for _, v in self.batches()]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    def _checked(self, start, ids, values) -> np.ndarray:
+        got = _hex_ids(ids)
+        if not np.array_equal(got, self.ids[start : start + len(got)]):
+            raise _changed_error(self._present, self.field)
+        return decode_vectors(values, self.field)
+
+
+def open_embeddings(samples, field: str, skip_missing: bool = False) -> EmbeddingSource:
+    """The :class:`EmbeddingSource` of ``field`` over ``samples`` (reads the ids).
+
+    Args:
+        skip_missing: leave out samples without a vector instead of raising.
+
+    Raises:
+        MissingEmbeddingsError: when the field does not exist, when some samples
+            lack a vector (unless ``skip_missing``) or when none has one.
+    """
+    root = root_dataset(samples)
+    if not isinstance(root.get_field(field), fo.VectorField | fo.ListField):
+        raise MissingEmbeddingsError(
+            f"dataset {root.name!r} has no embeddings field {field!r}; compute "
+            "embeddings first (compute_embeddings) or pass the name of an existing "
+            "VectorField"
+        )
+    n_missing = samples.exists(field, False).count()
+    if n_missing and not skip_missing:
+        raise MissingEmbeddingsError(
+            f"{n_missing} samples have no {field!r} embedding; compute them with "
+            f"compute_embeddings(dataset, {field!r}) first"
+        )
+    cursor = samples.exists(field)._aggregate(post_pipeline=[{"$project": {"_id": 1}}])
+    parts, chunk = [], []
+    for doc in cursor:
+        chunk.append(doc["_id"])
+        if len(chunk) == _LOOKUP_IDS:
+            parts.append(_hex_ids(chunk))
+            chunk = []
+    parts.append(_hex_ids(chunk))
+    ids = np.concatenate(parts)
+    if not len(ids):
+        raise MissingEmbeddingsError(
+            f"no sample has a {field!r} embedding: nothing to index"
+        )
+    return EmbeddingSource(samples, field, ids, n_missing)
+
+
+def read_embeddings(
+    samples, field: str, skip_missing: bool = False
+) -> tuple[list[str], np.ndarray]:
+    """Sample ids and float32 ``(n, d)`` embeddings of ``samples`` from ``field``,
+    all in memory (for a few samples: an update's additions, say); errors as
+    :func:`open_embeddings`."""
+    source = open_embeddings(samples, field, skip_missing=skip_missing)
+    return source.id_list(), source.read_all()
+
+
+def decode_vectors(values: list, field: str = "embeddings") -> np.ndarray:
+    """float32 ``(n, d)`` from stored ``VectorField`` (or ``ListField``) values.
+
+    Raises:
+        MissingEmbeddingsError: the values are not 1-d vectors of one length.
+    """
+    if not values:
+        return np.zeros((0, 0), np.float32)
+    if not all(isinstance(v, bytes) for v in values):
+        return _stack([np.asarray(v) for v in values], field)
+    blobs = [zlib.decompress(v) for v in values]
+    first = blobs[0]
+    with io.BytesIO(first) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = _HEADER_READERS.get(version)
+        shape, _, dtype = read_header(f) if read_header else ((), False, None)
+        offset = f.tell()
+    size = len(first)
+    head = first[:offset]
+    if (
+        len(shape) != 1
+        or dtype.hasobject
+        or any(  # mixed: decode one by one
+            len(b) != size or not b.startswith(head) for b in blobs
+        )
+    ):
+        return _stack(
+            [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs], field
+        )
+    raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), size)
+    matrix = np.ascontiguousarray(raw[:, offset:]).view(dtype)
+    return matrix.reshape(len(blobs), shape[0]).astype(np.float32, copy=False)
+
+
+_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _stack(arrays: list[np.ndarray], field: str) -> np.ndarray:
+    if any(a.ndim != 1 for a in arrays) or len({a.shape for a in arrays}) != 1:
+        raise MissingEmbeddingsError(
+            f"field {field!r} does not hold 1-d vectors of one length"
+        )
+    return np.asarray(np.stack(arrays), dtype=np.float32)
+
+
+def _hex_ids(object_ids: list) -> np.ndarray:
+    joined = b"".join(oid.binary for oid in object_ids)
+    return np.frombuffer(joined.hex().encode("ascii"), dtype="S24")
+
+
+def _value(doc: dict, path: str):
+    value = doc
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _changed_error(samples, field: str) -> StaleIndexError:
+    return StaleIndexError(
+        f"the samples of dataset {samples._root_dataset.name!r} or their {field!r} "
+        "embeddings changed while they were read; build the index again"
+    )

@@ -1,0 +1,61 @@
+"""Fit a code encoder on a bounded sample of a field's embeddings and encode them
+all in batches: memory is the sample, one batch and the codes (N x 32 bytes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fiftyone_clipbranches.sdk.embedding_reader import EmbeddingSource
+from fiftyone_clipbranches.sdk.progress import ProgressFn
+
+
+def fit_and_encode(
+    source: EmbeddingSource,
+    method: str,
+    identity: dict | None,
+    encoder_params: dict | None,
+    report: ProgressFn,
+):
+    """``(encoder, codes uint8 (N, 32))`` of every row of ``source``.
+
+    The encoder is the one ``embed.fit_code_encoder`` fits on all the vectors in
+    memory (same sample rows, same seed), so the codes are identical to that path.
+    """
+    from fiftyone_clipbranches.embed.encoder import (
+        MAX_FIT_ROWS,
+        fit_code_encoder,
+        fit_sample_rows,
+    )
+
+    params = dict(encoder_params or {})
+    max_fit_rows = params.pop("max_fit_rows", MAX_FIT_ROWS)
+    rows = fit_sample_rows(len(source), max_fit_rows, params.get("seed", 0))
+    whole = len(rows) == len(source)
+    report(0.0, f"reading {len(rows)} of {len(source)} embeddings to fit the encoder")
+    sample = source.read_all() if whole else source.read_rows(rows)
+    report(0.2, f"fitting the code encoder ({method}) on {len(rows)} embeddings")
+    encoder = fit_code_encoder(
+        sample,
+        method=method,
+        clip_identity=identity,
+        progress=False,
+        max_fit_rows=None,
+        **params,
+    )
+    if whole:
+        report(0.9, f"encoding {len(source)} embeddings")
+        return encoder, encoder.encode(sample)
+    del sample
+    return encoder, encode_source(
+        source, encoder, lambda f, label: report(0.5 + 0.5 * f, label)
+    )
+
+
+def encode_source(source: EmbeddingSource, encoder, report: ProgressFn) -> np.ndarray:
+    """uint8 ``(N, n_dims)`` codes of every row of ``source``, read batch by batch."""
+    codes = np.empty((len(source), encoder.n_dims), np.uint8)
+    for start, batch in source.batches():
+        codes[start : start + len(batch)] = encoder.encode(batch)
+        done = start + len(batch)
+        report(done / len(source), f"encoded {done}/{len(source)} embeddings")
+    return codes
