@@ -261,17 +261,12 @@ def refine(
         dataset: a FiftyOne dataset or view (its root dataset is used).
         positives, negatives: sample ids; when both are None they come from the
             sample tags ``tags`` (positive tag, negative tag).
-        model: ``"branches"``, ``"ensemble"`` (answered through the index),
-            ``"linear"`` (a logistic regression on the codes, applied by one scan
-            over them: for classes spread along a direction of the code space),
-            ``"ball"`` (the search ``query``'s own ranking, cut at the distance the
-            labels place the class's edge: for a query that already points at
-            the class),
-            ``"tree"`` or ``"forest"`` (scanned baselines).
+        model: a registered model name (``sdk.models.MODELS``: what each is for
+            and its defaults; the README's table).
         random_negatives: unlabelled samples drawn as extra negatives; None picks
             the measured default of the model (``ModelSpec.random_negatives`` in
-            ``sdk.models``: 1500 for branches, linear and ball, 500 for the others). At most 90% of the unlabelled
-            samples are drawn (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a
+            ``sdk.models``: 1500 for branches, linear and ball, 500 for the
+            others). At most 90% of the unlabelled samples are drawn (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a
             small catalogue drawing them all would turn every unmarked match into a
             negative. ``stats["n_random_neg"]`` is the number drawn.
         negative_weight: sample weight of every negative.
@@ -289,8 +284,8 @@ def refine(
             (``ModelSpec.neighbours_per_positive``: none for linear and ball, auto
             for the others). ``stats["n_neighbour_pos"]`` is the number added.
         query: the search the labels refine: its text (str) or a vector (a float
-            embedding or a uint8 code). Needed by the ``"ball"`` model, ignored
-            by the others.
+            embedding or a uint8 code). Needed by the models whose spec
+            ``needs_query`` (the query ball), ignored by the others.
         request: a :class:`RefineRequest` instead of its fields (``positives`` to
             ``query``); giving both is an error.
 
@@ -316,21 +311,30 @@ def refine(
         query=query,
     )
     ranked = refine_ranking(dataset, request)
-    t0 = time.perf_counter()
-    ds = root_dataset(dataset)
     ids = ranked.bundle.rowmap.ids_of(ranked.rows)
-    view = apply_refine_result(
-        ds, ids, ranked.scores, score_field, saved_view, k_preview
+    return written_result(
+        dataset, ids, ranked.scores, ranked.stats, score_field, saved_view, k_preview
     )
+
+
+def written_result(
+    dataset, ids, scores, stats: dict, score_field, saved_view, k_preview=None
+) -> RefineResult:
+    """:func:`apply_refine_result` of a ranking (local or remote) whose
+    :attr:`RankedRows.stats` are ``stats``, as a :class:`RefineResult` (stats plus
+    ``write_ms``, ``saved_view``, ``score_field``; ``total_ms`` with the writes)."""
+    t0 = time.perf_counter()
+    scores = np.asarray(scores, dtype=np.float64)
+    view = apply_refine_result(dataset, ids, scores, score_field, saved_view, k_preview)
     write_ms = 1e3 * (time.perf_counter() - t0)
     stats = {
-        **ranked.stats,
+        **stats,
         "write_ms": write_ms,
-        "total_ms": ranked.stats["total_ms"] + write_ms,
+        "total_ms": stats["total_ms"] + write_ms,
         "saved_view": saved_view,
         "score_field": score_field,
     }
-    return RefineResult(view=view, ids=ids, scores=ranked.scores, stats=stats)
+    return RefineResult(view=view, ids=ids, scores=scores, stats=stats)
 
 
 def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -296,13 +295,7 @@ def refine_here_or_remote(
             ``sdk.refine`` otherwise (``RemoteServiceError`` for the service's
             refusals).
     """
-    import numpy as np
-
-    from fiftyone_clipbranches.sdk.refine import (
-        RefineResult,
-        apply_refine_result,
-        refine,
-    )
+    from fiftyone_clipbranches.sdk.refine import refine, written_result
     from fiftyone_clipbranches.sdk.runs import root_dataset
 
     spec = request.spec
@@ -319,16 +312,8 @@ def refine_here_or_remote(
     url, token = remote
     ds = root_dataset(dataset)
     answer = remote_refine(ds.name, request=request, url=url, token=token)
-    scores = np.asarray(answer.scores, dtype=np.float64)
-    start = time.perf_counter()
-    view = apply_refine_result(ds, answer.ids, scores, score_field, saved_view)
-    write_ms = 1e3 * (time.perf_counter() - start)
-    stats = {
-        **answer.stats,
-        "write_ms": write_ms,
-        "total_ms": answer.stats["total_ms"] + write_ms,
-        "saved_view": saved_view,
-        "score_field": score_field,
-        "service_url": url,
-    }
-    return RefineResult(view, answer.ids, scores, stats)
+    result = written_result(
+        ds, answer.ids, answer.scores, answer.stats, score_field, saved_view
+    )
+    result.stats["service_url"] = url
+    return result
