@@ -56,12 +56,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_private_mongod(work_dir: str | os.PathLike, timeout: float = 60.0):
+def start_private_mongod(
+    work_dir: str | os.PathLike, timeout: float = 60.0, extra_args=()
+):
     """Start a mongod on ``work_dir`` and point ``FIFTYONE_DATABASE_URI`` at it.
 
     Must run before ``fiftyone`` is imported in this process. The mongod is the one
     FiftyOne ships (MongoDB 6.0, its oldest supported version, which it would say
     on every connection), so ``FIFTYONE_DATABASE_VALIDATION`` defaults to false.
+
+    ``extra_args``: more mongod options (e.g. ``["--wiredTigerCacheSizeGB", "1"]``).
 
     Returns:
         a :class:`PrivateMongod`; call ``stop()`` when done.
@@ -85,6 +89,7 @@ def start_private_mongod(work_dir: str | os.PathLike, timeout: float = 60.0):
             "--nounixsocket",
             "--logpath",
             str(log),
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
