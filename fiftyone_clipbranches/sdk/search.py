@@ -7,6 +7,7 @@ import numpy as np
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import StaleIndexError
 from fiftyone_clipbranches.sdk.freshness import alive_rows
+from fiftyone_clipbranches.sdk.identity import UnknownModelError, text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
@@ -75,19 +76,28 @@ def query_code(
     return _vector_code(vector, bundle, index_key)
 
 
-def _text_code(text, config, bundle, index_key) -> np.ndarray:
-    if not isinstance(text, str) or not text.strip():
+def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
+    """float32 ``(m, d)`` CLIP embeddings of ``texts`` by the index's own model.
+
+    Raises:
+        UnknownModelError: the index records no CLIP model (its embeddings came
+            from a field nothing identifies), or it has no encoder.
+    """
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise ValueError("text query must be a non-empty string")
     if not config.clip_model or bundle.encoder is None:
-        raise ValueError(
-            f"index {index_key!r} does not know the CLIP model of its embeddings, so "
-            "it cannot embed text; search with sample_ids= or rebuild the index with "
-            "model= set"
-        )
+        raise UnknownModelError(text_search_refusal(index_key, config.embeddings_field))
     clip = get_clip_model(
         config.clip_model["name"], config.clip_model.get("pretrained")
     )
-    vec = clip.embed_texts([text.strip()])
+    return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
+
+
+def _text_code(text, config, bundle, index_key) -> np.ndarray:
+    if not isinstance(text, str):
+        raise ValueError("text query must be a non-empty string")
+    vec = text_embeddings(config, bundle, index_key, [text])
     return np.asarray(bundle.encoder.encode(vec)[0], dtype=np.uint8)
 
 

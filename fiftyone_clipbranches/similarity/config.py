@@ -1,0 +1,76 @@
+"""The brain run's config and factory of the ``clipbranches`` similarity backend.
+
+FiftyOne finds a brain run's method class by the config's class name minus
+``Config`` in the same module, so both live here; the index itself is in
+``similarity/index.py``.
+"""
+
+from __future__ import annotations
+
+from fiftyone.brain.similarity import Similarity, SimilarityConfig
+
+#: Name of the backend in the brain config (``backend="clipbranches"``).
+BACKEND_NAME = "clipbranches"
+
+
+class ClipBranchesSimilarityConfig(SimilarityConfig):
+    """Config of a similarity index that is a clipbranches index.
+
+    The brain key is the clipbranches index key (``cb.refine(dataset,
+    index_key=brain_key)`` uses the same index).
+
+    Args:
+        index_key: key of the clipbranches index (default: the brain key).
+        clip_model, pretrained: declare the open_clip model of the embeddings
+            (text search embeds with it). Needed only when neither the field's
+            info, a brain run over the field nor a zoo ``model=`` records it; with
+            ``embeddings=False`` and no embeddings field holding vectors, the
+            images are embedded with it into ``embeddings_field`` (default
+            ``"clip_embedding"``).
+        code_method: ``"head"`` (learned 512->32 head) or ``"pca"``.
+        encoder_params: extra keyword arguments of ``embed.fit_code_encoder``.
+        **kwargs: :class:`fiftyone.brain.similarity.SimilarityConfig` arguments.
+    """
+
+    def __init__(
+        self,
+        index_key=None,
+        clip_model=None,
+        pretrained=None,
+        code_method="head",
+        encoder_params=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.index_key = index_key
+        self.clip_model = clip_model
+        self.pretrained = pretrained
+        self.code_method = code_method
+        self.encoder_params = encoder_params
+
+    @property
+    def method(self):
+        return BACKEND_NAME
+
+    @property
+    def max_k(self):
+        return None
+
+    @property
+    def supports_least_similarity(self):
+        return True
+
+    @property
+    def supported_aggregations(self):
+        return ("mean",)
+
+
+class ClipBranchesSimilarity(Similarity):
+    """Factory of :class:`~.index.ClipBranchesSimilarityIndex`."""
+
+    def initialize(self, samples, brain_key):
+        from fiftyone_clipbranches.similarity.index import ClipBranchesSimilarityIndex
+
+        return ClipBranchesSimilarityIndex.initialize(
+            samples, self.config, brain_key, backend=self
+        )

@@ -1,0 +1,400 @@
+"""The ``clipbranches`` similarity index: a brain run's face of a clipbranches index.
+
+One index, two doors: the brain run keeps only its config (``index_key``, by
+default the brain key); codes, trees and encoder are the clipbranches index that
+``cb.search`` and ``cb.refine(dataset, index_key=...)`` use. Queries are exact
+k-NN over the 32-byte codes; a distance is the Euclidean distance between codes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import fiftyone as fo
+import numpy as np
+from bson import ObjectId
+from fiftyone.brain.similarity import SimilarityIndex
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.engine.scan import knn_scan
+from fiftyone_clipbranches.sdk.errors import ClipBranchesError, IndexNotFoundError
+from fiftyone_clipbranches.sdk.freshness import alive_rows
+from fiftyone_clipbranches.sdk.identity import zoo_identity
+from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
+from fiftyone_clipbranches.sdk.search import query_code, text_embeddings
+from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
+
+logger = logging.getLogger(__name__)
+
+#: Rows outside the view up to which a tree query (k + those rows) beats a scan.
+_KNN_SLACK = 4096
+
+
+class ClipBranchesSimilarityIndex(SimilarityIndex):
+    """Similarity index over a clipbranches index (see the module docstring).
+
+    ``add_to_index`` and ``remove_from_index`` rebuild the trees over all rows
+    (O(N log N) per call, like ``cb.update_index``): batch them.
+    ``remove_from_index`` leaves the embeddings field as it is.
+    """
+
+    def __init__(self, samples, config, brain_key, backend=None):
+        self._dataset = samples._root_dataset
+        super().__init__(samples, config, brain_key, backend=backend)
+
+    @classmethod
+    def initialize(cls, samples, config, brain_key, backend=None):
+        """The index of a new brain run: built here from the embeddings field
+        (or by embedding the images with a declared ``clip_model``) when it can
+        be, else empty until the brain adds embeddings."""
+        if brain_key is None:
+            raise ClipBranchesError(
+                "the clipbranches backend needs a brain_key: it is the key of the "
+                "clipbranches index that cb.search and cb.refine use"
+            )
+        ds = samples._root_dataset
+        if config.index_key is None:
+            config.index_key = brain_key
+        if config.index_key not in sdk.list_indexes(ds):
+            _build_from_dataset(ds, config)
+        index = cls(samples, config, brain_key, backend=backend)
+        index._save_config()
+        return index
+
+    @property
+    def index_key(self) -> str:
+        return self.config.index_key or self.key
+
+    @property
+    def is_external(self):
+        return self.config.embeddings_field is None
+
+    @property
+    def supports_prompts(self):
+        loaded = self._load(required=False)
+        return bool(loaded and loaded[0].clip_model and loaded[1].encoder is not None)
+
+    @property
+    def sample_ids(self):
+        loaded = self._load(required=False)
+        if loaded is None:
+            return np.array([], dtype=str)
+        rowmap = loaded[1].rowmap
+        return np.array(rowmap.ids_of(np.arange(len(rowmap))))
+
+    @property
+    def label_ids(self):
+        return None
+
+    @property
+    def total_index_size(self):
+        loaded = self._load(required=False)
+        return 0 if loaded is None else len(loaded[1].rowmap)
+
+    def add_to_index(
+        self,
+        embeddings,
+        sample_ids,
+        label_ids=None,
+        overwrite=True,
+        allow_existing=True,
+        warn_existing=False,
+        reload=True,
+    ):
+        _refuse_labels(label_ids, self.config)
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        ids = [str(i) for i in sample_ids]
+        loaded = self._load(required=False)
+        if loaded is not None and not overwrite:
+            indexed = loaded[1].rowmap.contains(ids)
+            if indexed.any():
+                message = f"{int(indexed.sum())} ids are already in the index"
+                if not allow_existing:
+                    raise ClipBranchesError(f"{message}; pass overwrite=True")
+                if warn_existing:
+                    logger.warning("%s; they are left as they are", message)
+                vectors = vectors[~indexed]
+                ids = [i for i, x in zip(ids, indexed) if not x]
+        if not ids:
+            return
+        field = self.config.embeddings_field
+        if field is not None:
+            _store_embeddings(self._dataset, field, ids, vectors)
+        if loaded is None:
+            self._first_build(ids, vectors)
+        else:
+            encoder = loaded[1].encoder
+            if encoder is None:
+                raise ClipBranchesError(
+                    f"index {self.index_key!r} was built from codes and has no "
+                    "encoder, so embeddings cannot be added to it"
+                )
+            edit_index_rows(
+                self._dataset,
+                self.index_key,
+                add_ids=ids,
+                add_codes=encoder.encode(vectors),
+            )
+        self._save_config()
+        if reload:
+            self.reload()
+
+    def remove_from_index(
+        self,
+        sample_ids=None,
+        label_ids=None,
+        allow_missing=True,
+        warn_missing=False,
+        reload=True,
+    ):
+        _refuse_labels(label_ids, self.config)
+        ids = [str(i) for i in (sample_ids if sample_ids is not None else [])]
+        _, bundle = self._load()
+        missing = ~bundle.rowmap.contains(ids)
+        if missing.any():
+            message = f"{int(missing.sum())} ids are not in index {self.index_key!r}"
+            if not allow_missing:
+                raise ClipBranchesError(message)
+            if warn_missing:
+                logger.warning(message)
+        edit_index_rows(self._dataset, self.index_key, remove_ids=ids)
+        if reload:
+            self.reload()
+
+    def get_embeddings(
+        self,
+        sample_ids=None,
+        label_ids=None,
+        allow_missing=True,
+        warn_missing=False,
+    ):
+        """The embeddings field's vectors of the indexed ``sample_ids`` (all
+        indexed samples when None); the index itself keeps only codes."""
+        _refuse_labels(label_ids, self.config)
+        field = self.config.embeddings_field
+        if field is None:
+            raise ClipBranchesError(
+                f"index {self.index_key!r} keeps 32-byte codes, not the embeddings: "
+                "pass embeddings_field= to compute_similarity to keep them in a field"
+            )
+        _, bundle = self._load()
+        if sample_ids is None:
+            ids = list(self.sample_ids)
+        else:
+            ids = [sample_ids] if isinstance(sample_ids, str) else list(sample_ids)
+            found = bundle.rowmap.contains(ids)
+            if not found.all():
+                message = (
+                    f"{int((~found).sum())} ids are not in index {self.index_key!r}"
+                )
+                if not allow_missing:
+                    raise ClipBranchesError(message)
+                if warn_missing:
+                    logger.warning(message)
+                ids = [i for i, f in zip(ids, found) if f]
+        vectors = self._dataset.select(ids, ordered=True).values(field)
+        dims = bundle.encoder.in_dim if bundle.encoder is not None else 0
+        matrix = np.asarray(vectors, np.float32) if ids else np.zeros((0, dims))
+        return matrix, np.array(ids), None
+
+    def cleanup(self):
+        """Deletes the clipbranches index (its run and files)."""
+        if self.index_key in sdk.list_indexes(self._dataset):
+            sdk.delete_index(self._dataset, self.index_key)
+
+    def _parse_query(self, query):
+        prompts = _prompts(query)
+        if prompts is None:
+            return super()._parse_query(query)
+        config, bundle = self._load()
+        return text_embeddings(config, bundle, self.index_key, prompts)
+
+    def _kneighbors(
+        self,
+        query=None,
+        k=None,
+        reverse=False,
+        aggregation=None,
+        return_dists=False,
+    ):
+        if query is None:
+            raise ClipBranchesError(
+                "the clipbranches backend answers queries (ids, vectors or text), "
+                "not neighbours of every indexed sample"
+            )
+        if aggregation not in (None, "mean"):
+            raise ClipBranchesError(
+                f"aggregation {aggregation!r} is not supported; use 'mean'"
+            )
+        config, bundle = self._load()
+        codes = self._query_codes(config, bundle, query, aggregation)
+        mask = self._allowed_rows(bundle)
+        results = [self._rank(bundle, code, k, reverse, mask) for code in codes]
+        ids = [bundle.rowmap.ids_of(rows) for rows, _ in results]
+        dists = [np.sqrt(sq.astype(np.float64)).tolist() for _, sq in results]
+        if len(codes) == 1 and (aggregation is not None or _single(query)):
+            ids, dists = ids[0], dists[0]
+        if return_dists:
+            return ids, None, dists
+        return ids, None
+
+    @classmethod
+    def _from_dict(cls, d, samples, config, brain_key):
+        return cls(samples, config, brain_key)
+
+    def _load(self, required=True):
+        try:
+            return sdk.load_index(self._dataset, self.index_key)
+        except IndexNotFoundError:
+            if required:
+                raise
+            return None
+
+    def _save_config(self):
+        loaded = self._load(required=False)
+        self.config.supports_prompts = bool(
+            loaded and loaded[0].clip_model and loaded[1].encoder is not None
+        )
+        if loaded is not None and self.config.embeddings_field is None:
+            self.config.embeddings_field = loaded[0].embeddings_field
+        if self.key is not None:
+            self._backend.update_run_config(self._dataset, self.key, self.config)
+
+    def _first_build(self, ids, vectors):
+        identity = _declared_identity(self.config)
+        field = self.config.embeddings_field
+        if field is not None:
+            _build_from_field(self._dataset, self.config, field, identity)
+            return
+        from fiftyone_clipbranches.embed.encoder import fit_code_encoder
+
+        encoder = fit_code_encoder(
+            vectors,
+            method=self.config.code_method,
+            clip_identity=identity,
+            progress=False,
+            **(self.config.encoder_params or {}),
+        )
+        sdk.build_index_from_codes(
+            self._dataset,
+            encoder.encode(vectors),
+            ids,
+            self.index_key,
+            encoder=encoder,
+            clip_model=identity,
+            code_method=self.config.code_method,
+        )
+
+    def _query_codes(self, config, bundle, query, aggregation) -> list[np.ndarray]:
+        key = self.index_key
+        if isinstance(query, np.ndarray):
+            vectors = np.atleast_2d(query)
+            if aggregation == "mean" and len(vectors) > 1:
+                vectors = vectors.mean(axis=0, keepdims=True)
+            return [query_code(config, bundle, key, vector=v) for v in vectors]
+        ids = [query] if isinstance(query, str) else list(query)
+        if aggregation == "mean":
+            return [query_code(config, bundle, key, sample_ids=ids)]
+        return [query_code(config, bundle, key, sample_ids=[i]) for i in ids]
+
+    def _allowed_rows(self, bundle) -> np.ndarray | None:
+        """Rows the answer may hold (alive samples of the current view); None:
+        every row."""
+        mask = alive_rows(self._dataset, bundle.rowmap, str(bundle.path))
+        inds = self._current_inds
+        if inds is not None:
+            in_view = np.zeros(len(bundle.rowmap), bool)
+            in_view[np.asarray(inds, dtype=np.int64)] = True
+            mask = in_view if mask is None else mask & in_view
+        return mask
+
+    @staticmethod
+    def _rank(bundle, code, k, reverse, mask):
+        """``(rows, squared distances)`` nearest first (farthest first with
+        ``reverse``), ties by row; ``k`` None: every allowed row."""
+        n = len(bundle.index)
+        n_out = 0 if mask is None else int((~mask).sum())
+        if k is not None and not reverse and n_out <= max(int(k), _KNN_SLACK):
+            rows, sq = bundle.index.knn(code, min(int(k) + n_out, n))
+        else:
+            rows, sq = knn_scan(np.asarray(bundle.index.codes), code, n)
+        if mask is not None:
+            keep = mask[rows]
+            rows, sq = rows[keep], sq[keep]
+        if reverse:
+            rows, sq = rows[::-1], sq[::-1]
+        if k is not None:
+            rows, sq = rows[: int(k)], sq[: int(k)]
+        return rows, sq
+
+
+def _build_from_dataset(ds, config) -> None:
+    """Build the index of a new run from what the dataset holds, if it can."""
+    identity = _declared_identity(config)
+    field = config.embeddings_field
+    if field is not None and ds.has_sample_field(field) and ds.exists(field).count():
+        _build_from_field(ds, config, field, identity)
+    elif config.clip_model is not None and config.model is None:
+        field = field or DEFAULT_EMBEDDINGS_FIELD
+        sdk.compute_embeddings(
+            ds,
+            field,
+            model=config.clip_model,
+            pretrained=config.pretrained,
+            progress=False,
+        )
+        config.embeddings_field = field
+        _build_from_field(ds, config, field, identity)
+
+
+def _build_from_field(ds, config, field, identity) -> None:
+    declared = {}
+    if identity is not None:
+        declared = {"model": identity["name"], "pretrained": identity["pretrained"]}
+    sdk.build_index(
+        ds,
+        config.index_key,
+        embeddings_field=field,
+        code_method=config.code_method,
+        encoder_params=config.encoder_params,
+        skip_missing=True,
+        progress=False,
+        **declared,
+    )
+
+
+def _declared_identity(config) -> dict | None:
+    """The model the user declared (``clip_model=``) or the zoo model the brain
+    embedded with (``model=``), as an open_clip identity; None when neither."""
+    if config.clip_model is not None:
+        return {"name": config.clip_model, "pretrained": config.pretrained}
+    return zoo_identity(config.model, config.model_kwargs)
+
+
+def _store_embeddings(ds, field, ids, vectors) -> None:
+    if not ds.has_sample_field(field):
+        ds.add_sample_field(field, fo.VectorField)
+    ds.set_values(field, dict(zip(ids, vectors)), key_field="id")
+
+
+def _refuse_labels(label_ids, config) -> None:
+    if label_ids is not None or config.patches_field is not None:
+        raise ClipBranchesError(
+            "the clipbranches backend indexes samples, not patches or labels"
+        )
+
+
+def _prompts(query) -> list[str] | None:
+    """The text prompts of ``query``, or None when it is ids or vectors."""
+    if isinstance(query, np.ndarray) or query is None:
+        return None
+    items = [query] if isinstance(query, str) else list(query)
+    if not items or not all(isinstance(i, str) for i in items):
+        return None
+    return None if ObjectId.is_valid(items[0]) else items
+
+
+def _single(query) -> bool:
+    if isinstance(query, np.ndarray):
+        return query.ndim == 1
+    return isinstance(query, str)

@@ -1,0 +1,180 @@
+"""``backend="clipbranches"`` through FiftyOne's brain, checked against brute force.
+
+Real images embedded by the tiny open_clip checkpoint (random weights), a real
+FiftyOne dataset, the real fiftyone-brain ``compute_similarity`` and
+``sort_by_similarity``; the expected answers are brute-force k-NN over the codes.
+"""
+
+from __future__ import annotations
+
+import fiftyone as fo
+import fiftyone.brain as fob
+import numpy as np
+import pytest
+from user_path import TINY_CLIP_NAME, images_dataset
+
+import fiftyone_clipbranches as cb
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.embeddings import get_clip_model
+from fiftyone_clipbranches.sdk.identity import UnknownModelError
+from fiftyone_clipbranches.similarity import (
+    ClipBranchesSimilarityConfig,
+    register_similarity_backend,
+)
+
+
+@pytest.fixture
+def embedded(cifar_dir, tiny_clip_checkpoint):
+    """A dataset of 80 real images with tiny-CLIP embeddings in ``emb``."""
+    ds = images_dataset(cifar_dir, 8)
+    sdk.compute_embeddings(
+        ds,
+        "emb",
+        model=TINY_CLIP_NAME,
+        pretrained=str(tiny_clip_checkpoint),
+        progress=False,
+    )
+    yield ds
+    ds.delete()
+
+
+@pytest.fixture
+def similarity(embedded):
+    register_similarity_backend()
+    index = fob.compute_similarity(
+        embedded,
+        backend="clipbranches",
+        embeddings="emb",
+        brain_key="sim",
+        code_method="pca",
+    )
+    return embedded, index
+
+
+def _codes(ds, key):
+    _, bundle = sdk.load_index(ds, key)
+    ids = bundle.rowmap.ids_of(np.arange(len(bundle.rowmap)))
+    return np.asarray(bundle.index.codes), ids, bundle.encoder
+
+
+def _brute(codes, ids, query, k=None):
+    sq = ((codes.astype(np.int64) - query.astype(np.int64)) ** 2).sum(axis=1)
+    order = np.lexsort((np.arange(len(codes)), sq))
+    if k is not None:
+        order = order[:k]
+    return [ids[r] for r in order], np.sqrt(sq[order]).tolist()
+
+
+def _check(ds, query, expected_ids, expected_dists, k):
+    view = ds.sort_by_similarity(query, k=k, brain_key="sim", dist_field="dist")
+    assert view.values("id") == expected_ids
+    assert view.values("dist") == pytest.approx(expected_dists)
+
+
+def test_sort_by_ids_vectors_and_text_is_brute_force_knn_over_codes(
+    similarity, tiny_clip_checkpoint
+):
+    ds, index = similarity
+    codes, ids, encoder = _codes(ds, "sim")
+    assert index.total_index_size == len(ds) == len(ids)
+    assert index.config.supports_prompts and index.supports_prompts
+
+    query_ids = [ids[3], ids[40]]
+    mean = np.rint(codes[[3, 40]].astype(np.float64).mean(axis=0)).astype(np.uint8)
+    _check(ds, query_ids, *_brute(codes, ids, mean, 25), k=25)
+
+    vector = ds.values("emb")[7] + 0.05
+    _check(ds, np.asarray(vector), *_brute(codes, ids, encoder.encode(vector)), k=None)
+
+    clip = get_clip_model(TINY_CLIP_NAME, str(tiny_clip_checkpoint))
+    text_code = encoder.encode(clip.embed_texts(["a photo of a cat"]))[0]
+    _check(ds, "a photo of a cat", *_brute(codes, ids, text_code, 10), k=10)
+
+    far_ids, far_dists = _brute(codes, ids, mean)
+    view = ds.sort_by_similarity(query_ids, k=5, reverse=True, brain_key="sim")
+    assert view.values("id") == far_ids[::-1][:5]
+    assert far_dists[-1] >= far_dists[0]
+
+
+def test_same_index_is_cb_refine_and_cb_search(similarity):
+    ds, _ = similarity
+    ids = ds.values("id")
+    labels = ds.values("ground_truth.label")
+    cls = labels[0]
+    positives = [i for i, lab in zip(ids, labels) if lab == cls][:4]
+    negatives = [i for i, lab in zip(ids, labels) if lab != cls][:4]
+    result = cb.refine(
+        ds, positives=positives, negatives=negatives, model="linear", index_key="sim"
+    )
+    assert set(positives) <= set(result.ids)
+    view = ds.sort_by_similarity(positives[0], k=7, brain_key="sim")
+    assert (
+        view.values("id")
+        == sdk.search_ids(ds, sample_ids=[positives[0]], k=7, index_key="sim")[0]
+    )
+
+
+def test_view_restricts_results_and_runs_reload_in_a_new_session(similarity):
+    ds, _ = similarity
+    codes, ids, _ = _codes(ds, "sim")
+    cats = ds.match(fo.ViewField("ground_truth.label") == "cat")
+    ranked = cats.sort_by_similarity(ids[0], brain_key="sim").values("id")
+    expected, _ = _brute(codes, ids, codes[0])
+    assert ranked == [i for i in expected if i in set(cats.values("id"))]
+
+    ds.clear_cache()
+    reloaded = ds.load_brain_results("sim")
+    assert type(reloaded).__name__ == "ClipBranchesSimilarityIndex"
+    assert reloaded.total_index_size == len(ids)
+    assert ds.get_brain_info("sim").config.method == "clipbranches"
+    assert ds.list_brain_runs(type=fob.Similarity, supports_prompts=True) == ["sim"]
+
+
+def test_add_and_remove_keep_the_index_in_step(similarity):
+    ds, index = similarity
+    codes, ids, _ = _codes(ds, "sim")
+    vectors, got_ids, _ = index.get_embeddings(sample_ids=ids[:3])
+    assert list(got_ids) == ids[:3]
+    assert np.allclose(
+        vectors, np.stack(ds.select(ids[:3], ordered=True).values("emb"))
+    )
+    before = ds.sort_by_similarity(ids[10], k=None, brain_key="sim").values("id")
+
+    index.remove_from_index(sample_ids=ids[:3])
+    assert index.total_index_size == len(ids) - 3
+    after = ds.sort_by_similarity(ids[10], k=None, brain_key="sim").values("id")
+    assert after == [i for i in before if i not in set(ids[:3])]
+
+    index.add_to_index(vectors, ids[:3])
+    assert index.total_index_size == len(ids)
+    again = ds.sort_by_similarity(ids[10], k=None, brain_key="sim").values("id")
+    assert again == before
+
+    index.cleanup()
+    assert "sim" not in cb.list_indexes(ds)
+
+
+def test_embeddings_array_builds_codes_only_index_without_text(embedded):
+    ids, vectors = embedded.values(["id", "emb"])
+    index = fob.compute_similarity(
+        embedded,
+        backend=ClipBranchesSimilarityConfig,
+        embeddings=np.stack(vectors),
+        brain_key="arr",
+        code_method="pca",
+    )
+    codes, index_ids, _ = _codes(embedded, "arr")
+    assert index_ids == ids and not index.supports_prompts
+    ranked = embedded.sort_by_similarity(ids[5], k=4, brain_key="arr").values("id")
+    assert ranked == _brute(codes, index_ids, codes[5], 4)[0]
+    with pytest.raises(UnknownModelError, match="model='ViT-B-32', pretrained"):
+        embedded.sort_by_similarity("a dog", k=4, brain_key="arr")
+    with pytest.raises(ValueError, match="keeps 32-byte codes"):
+        index.get_embeddings()
+
+
+def test_brain_key_is_required(embedded):
+    with pytest.raises(ValueError, match="needs a brain_key"):
+        fob.compute_similarity(
+            embedded, backend=ClipBranchesSimilarityConfig, embeddings="emb"
+        )
