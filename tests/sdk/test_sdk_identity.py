@@ -1,0 +1,172 @@
+"""The CLIP identity of an embeddings field: from records only, never a default.
+
+Zoo-computed fields are made by FiftyOne itself: ``dataset.compute_embeddings``
+with the zoo's ``open-clip-torch`` model loaded from the tiny local checkpoint
+(``pretrained=<file>``: no download), and ``fob.compute_similarity(model=
+"open-clip-torch", model_kwargs=...)``, which records ``model`` on its brain run.
+``clip-vit-base32-torch`` cannot be loaded offline, so its run is registered
+with FiftyOne's own ``SklearnSimilarityConfig`` holding the metadata
+``compute_similarity`` writes for it (``model``, ``embeddings_field``,
+``supports_prompts``).
+"""
+
+from __future__ import annotations
+
+import fiftyone.brain as fob
+import fiftyone.zoo as foz
+import pytest
+from fiftyone.brain.internal.core.sklearn import SklearnSimilarityConfig
+from user_path import TINY_CLIP_NAME, images_dataset
+
+import fiftyone_clipbranches as cb
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.identity import (
+    IdentityConflictError,
+    UnknownModelError,
+    field_model_identity,
+    zoo_identity,
+)
+from fiftyone_clipbranches.similarity import register_similarity_backend
+
+
+@pytest.fixture
+def zoo_field(cifar_dir, tiny_clip_checkpoint):
+    """A dataset whose ``zoo_emb`` field was computed by FiftyOne's zoo model."""
+    ds = images_dataset(cifar_dir, 5)
+    model = foz.load_zoo_model(
+        "open-clip-torch",
+        clip_model=TINY_CLIP_NAME,
+        pretrained=str(tiny_clip_checkpoint),
+    )
+    ds.compute_embeddings(model, embeddings_field="zoo_emb", progress=False)
+    yield ds, {"name": TINY_CLIP_NAME, "pretrained": str(tiny_clip_checkpoint)}
+    ds.delete()
+
+
+def test_zoo_names_map_to_open_clip():
+    assert zoo_identity("clip-vit-base32-torch") == {
+        "name": "ViT-B-32",
+        "pretrained": "openai",
+    }
+    assert zoo_identity("open-clip-torch") == {
+        "name": "ViT-B-32",
+        "pretrained": "openai",
+    }
+    kwargs = {"clip_model": "ViT-L-14", "pretrained": "datacomp_xl_s13b_b90k"}
+    assert zoo_identity("open-clip-torch", kwargs) == {
+        "name": "ViT-L-14",
+        "pretrained": "datacomp_xl_s13b_b90k",
+    }
+    assert zoo_identity("mobilenet-v2-imagenet-torch") is None
+
+
+def test_unknown_field_builds_but_refuses_text(zoo_field):
+    ds, _ = zoo_field
+    found = field_model_identity(ds, "zoo_emb")
+    assert found.identity is None and "nothing records" in found.reason
+    info = cb.build_index(
+        ds, "zoo", embeddings_field="zoo_emb", code_method="pca", progress=False
+    )
+    assert info.clip_model is None and not info.supports_text
+    ids = ds.values("id")
+    assert (
+        cb.search(ds, sample_ids=[ids[0]], k=3, index_key="zoo").values("id")[0]
+        == ids[0]
+    )
+    with pytest.raises(UnknownModelError) as err:
+        cb.search(ds, text="a cat", index_key="zoo")
+    message = str(err.value)
+    assert (
+        "does not know the CLIP model of the embeddings in field 'zoo_emb'" in message
+    )
+    assert "model='ViT-B-32', pretrained='openai'" in message
+    assert "clipbranches_clip_model" in message
+
+
+def test_compute_similarity_run_records_the_model(zoo_field, tiny_clip_checkpoint):
+    ds, expected = zoo_field
+    fob.compute_similarity(
+        ds,
+        model="open-clip-torch",
+        model_kwargs={
+            "clip_model": TINY_CLIP_NAME,
+            "pretrained": str(tiny_clip_checkpoint),
+        },
+        embeddings="zoo_emb",
+        brain_key="sk",
+    )
+    found = field_model_identity(ds, "zoo_emb")
+    assert found.identity == expected and found.source == "brain run 'sk'"
+    info = cb.build_index(
+        ds, "zoo", embeddings_field="zoo_emb", code_method="pca", progress=False
+    )
+    assert info.clip_model == expected
+    assert len(cb.search(ds, text="a cat", k=4, index_key="zoo")) == 4
+    with pytest.raises(IdentityConflictError, match="holds embeddings of"):
+        cb.build_index(
+            ds,
+            "other",
+            embeddings_field="zoo_emb",
+            model="ViT-B-32",
+            pretrained="laion2b_s34b_b79k",
+            code_method="pca",
+            progress=False,
+        )
+
+
+def test_zoo_model_through_the_clipbranches_backend(zoo_field, tiny_clip_checkpoint):
+    ds, expected = zoo_field
+    register_similarity_backend()
+    index = fob.compute_similarity(
+        ds,
+        model="open-clip-torch",
+        model_kwargs={
+            "clip_model": TINY_CLIP_NAME,
+            "pretrained": str(tiny_clip_checkpoint),
+        },
+        backend="clipbranches",
+        brain_key="zsim",
+        code_method="pca",
+    )
+    assert index.supports_prompts and index.total_index_size == len(ds)
+    assert cb.index_info(ds, "zsim").clip_model == expected
+    assert len(ds.sort_by_similarity("a cat", k=4, brain_key="zsim")) == 4
+
+
+def test_clip_vit_base32_run_maps_to_openai_vit_b_32(zoo_field):
+    ds, _ = zoo_field
+    config = SklearnSimilarityConfig(
+        embeddings_field="zoo_emb", model="clip-vit-base32-torch", supports_prompts=True
+    )
+    config.build().register_run(ds, "openai_sim")
+    found = field_model_identity(ds, "zoo_emb")
+    assert found.identity == {"name": "ViT-B-32", "pretrained": "openai"}
+    info = cb.build_index(
+        ds, "zoo", embeddings_field="zoo_emb", code_method="pca", progress=False
+    )
+    assert info.clip_model == {"name": "ViT-B-32", "pretrained": "openai"}
+
+
+def test_non_clip_run_is_no_identity(zoo_field):
+    ds, _ = zoo_field
+    SklearnSimilarityConfig(
+        embeddings_field="zoo_emb", model="resnet50-imagenet-torch"
+    ).build().register_run(ds, "resnet")
+    found = field_model_identity(ds, "zoo_emb")
+    assert found.identity is None and "resnet50-imagenet-torch" in found.reason
+
+
+def test_sdk_computed_field_records_its_model(zoo_field, tiny_clip_checkpoint):
+    ds, expected = zoo_field
+    sdk.compute_embeddings(
+        ds,
+        "own",
+        model=TINY_CLIP_NAME,
+        pretrained=str(tiny_clip_checkpoint),
+        progress=False,
+    )
+    found = field_model_identity(ds, "own")
+    assert (
+        found.identity["name"] == TINY_CLIP_NAME
+        and found.source == "info of field 'own'"
+    )
