@@ -47,15 +47,21 @@ class BuildIndex(foo.Operator):
             default=default,
             view=choices,
         )
-        inputs.str(
-            "model",
-            label="CLIP model",
-            default=DEFAULT_CLIP_MODEL,
-            description="Model of the embeddings (text queries are embedded with it)",
-        )
-        inputs.str(
-            "pretrained", label="Pretrained weights", default=DEFAULT_CLIP_PRETRAINED
-        )
+        if ctx.params.get("embeddings", default) == COMPUTE:
+            inputs.str("model", label="CLIP model", default=DEFAULT_CLIP_MODEL)
+            inputs.str(
+                "pretrained",
+                label="Pretrained weights",
+                default=DEFAULT_CLIP_PRETRAINED,
+            )
+        else:  # a default is not a declaration: left empty, the field's record rules
+            inputs.str(
+                "model",
+                label="CLIP model of the field (if not recorded)",
+                description="Text search needs it; e.g. ViT-B-32 with openai weights "
+                "for FiftyOne's clip-vit-base32-torch",
+            )
+            inputs.str("pretrained", label="Pretrained weights of the field")
         method = types.RadioGroup()
         method.add_choice("head", label="Learned head")
         method.add_choice("pca", label="PCA")
@@ -69,16 +75,21 @@ class BuildIndex(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         embeddings = p.get("embeddings", COMPUTE)
+        declared = {k: p[k] for k in ("model", "pretrained") if p.get(k)}
         try:
+            if embeddings != COMPUTE and len(declared) == 1:
+                raise ValueError(
+                    "to declare the CLIP model of the field, give both the model "
+                    "and its pretrained weights (e.g. ViT-B-32 and openai)"
+                )
             info = yield from run_with_progress(
                 ctx,
                 build_index,
                 ctx.dataset,
                 p.get("index_key"),
                 embeddings_field=None if embeddings == COMPUTE else embeddings,
-                model=p.get("model") or DEFAULT_CLIP_MODEL,
-                pretrained=p.get("pretrained") or None,
                 code_method=p.get("code_method", "head"),
+                **declared,
             )
         except Exception as exc:  # shown as a notification, never a traceback
             yield notify_error(ctx, exc)
