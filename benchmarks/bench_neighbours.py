@@ -49,7 +49,7 @@ def f1_table(n: int, positive_counts=(4, 20), seeds: int = 3) -> None:
     from fiftyone_clipbranches.engine.index import CodeIndex
     from fiftyone_clipbranches.engine.search import apply_model
     from fiftyone_clipbranches.sdk.models import fit_model, make_model
-    from fiftyone_clipbranches.sdk.settings import default_random_negatives
+    from fiftyone_clipbranches.sdk.models import get_model
 
     codes, labels, _ = generate(n)
     codes, labels = np.ascontiguousarray(codes), np.asarray(labels)
@@ -77,7 +77,7 @@ def f1_table(n: int, positive_counts=(4, 20), seeds: int = 3) -> None:
                             index.codes,
                             pos,
                             neg,
-                            n_random_negatives=default_random_negatives(model),
+                            n_random_negatives=get_model(model).random_negatives,
                             seed=seed,
                             neighbours_per_positive=setting,
                         )
