@@ -48,8 +48,7 @@ def f1_table(n: int, positive_counts=(4, 20), seeds: int = 3) -> None:
     """Mean F1 over the catalogue with neighbour positives automatic and off."""
     from fiftyone_clipbranches.engine.index import CodeIndex
     from fiftyone_clipbranches.engine.search import apply_model
-    from fiftyone_clipbranches.sdk.models import fit_model, make_model
-    from fiftyone_clipbranches.sdk.models import get_model
+    from fiftyone_clipbranches.sdk.models import fit_model, get_model, make_model
 
     codes, labels, _ = generate(n)
     codes, labels = np.ascontiguousarray(codes), np.asarray(labels)
