@@ -7,6 +7,8 @@ function that needs them is called.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -27,17 +29,39 @@ _SDK_EXPORTS = (
 )
 
 
+INSTALL_HINT = (
+    "the clipbranches plugin needs its Python package: pip install "
+    "fiftyone-clipbranches (or: fiftyone plugins requirements "
+    f"{PLUGIN_NAME} --install), then restart FiftyOne"
+)
+
+
 def register(p):
-    """Register the plugin's operators and panels (called by FiftyOne)."""
-    try:
-        import fiftyone_clipbranches  # noqa: F401
-    except ImportError:  # plugin folder used without `pip install`
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    """Register the plugin's operators and panels (called by FiftyOne).
+
+    FiftyOne loads this file as ``fiftyone.plugins.orgs.clipbranches...`` from
+    a linked package folder (``clipbranches install-plugin``) or from a copy of it
+    (``fiftyone plugins download``); either way the operators and panels come
+    from the installed ``fiftyone_clipbranches`` package.
+    """
+    if not _package_importable():
+        logging.getLogger(__name__).error(INSTALL_HINT)
+        return
     from fiftyone_clipbranches.operators import OPERATORS
     from fiftyone_clipbranches.panels import PANELS
 
     for cls in (*OPERATORS, *PANELS):
         p.register(cls)
+
+
+def _package_importable() -> bool:
+    if importlib.util.find_spec("fiftyone_clipbranches") is not None:
+        return True
+    here = Path(__file__).resolve().parent
+    if here.name == "fiftyone_clipbranches":  # a checkout's folder, not pip-installed
+        sys.path.insert(0, str(here.parent))
+        return True
+    return False
 
 
 def __getattr__(name):
