@@ -67,7 +67,10 @@ class RankedRows:
             ``n_neighbour_pos`` (code neighbours added as positives), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier left out as
-            likely matches; 0 for the other models), ``n_results``, ``n_index`` (searched
+            likely matches; 0 for the other models), ``n_forced_pos`` (labelled
+            positives the model did not accept, added with the best score: see
+            :func:`labels_are_law`), ``n_dropped_neg`` (labelled negatives the
+            model accepted, removed), ``n_results``, ``n_index`` (searched
             samples), ``n_unindexed`` (samples added since the build, not
             searched), ``index_key``,
             ``train_ms``, ``query_ms``, ``total_ms``. When every searched sample
@@ -158,6 +161,8 @@ def refine_ranking(
     if alive is not None:
         keep = alive[rows]
         rows, scores = rows[keep], scores[keep]
+    live_pos = pos_rows if alive is None else pos_rows[alive[pos_rows]]
+    rows, scores, n_forced, n_dropped = labels_are_law(rows, scores, live_pos, neg_rows)
     t3 = time.perf_counter()
     stats = {
         "model": model,
@@ -168,6 +173,8 @@ def refine_ranking(
         "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
         "n_random_neg_requested": req.n_random_negatives,
         "n_relabelled": int(clf.n_relabelled_),
+        "n_forced_pos": n_forced,
+        "n_dropped_neg": n_dropped,
         "n_results": int(rows.size),
         "n_index": n_alive,
         "n_unindexed": n_unindexed,
@@ -337,6 +344,32 @@ def written_result(
     return RefineResult(view=view, ids=ids, scores=scores, stats=stats)
 
 
+def labels_are_law(rows, scores, pos_rows, neg_rows):
+    """The model's ranking with the user's labels enforced.
+
+    Labelled positive rows the model did not accept are added with the best score
+    of the ranking (1.0 when it is empty), so they rank first (ties by ascending
+    row, like every tie); labelled negative rows are removed. Positives the model
+    accepted keep their own score.
+
+    Returns:
+        ``(rows, scores, n_forced_pos, n_dropped_neg)``, rows by descending score
+        then ascending row.
+    """
+    dropped = np.isin(rows, neg_rows)
+    n_dropped = int(dropped.sum())
+    if n_dropped:
+        rows, scores = rows[~dropped], scores[~dropped]
+    missing = pos_rows[~np.isin(pos_rows, rows)]
+    if missing.size:
+        top = float(scores.max()) if scores.size else 1.0
+        rows = np.concatenate([missing.astype(np.int64), rows])
+        scores = np.concatenate([np.full(missing.size, top), scores])
+        order = np.lexsort((rows, -scores))
+        rows, scores = rows[order], scores[order]
+    return rows, scores, int(missing.size), n_dropped
+
+
 def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
     """Whether every searched sample is labelled (no unlabelled row to classify)."""
     labelled = np.zeros(n_rows, dtype=bool)
@@ -367,6 +400,8 @@ def _labelled_positives_only(
         "n_random_neg": 0,
         "n_random_neg_requested": 0,
         "n_relabelled": 0,
+        "n_forced_pos": int(rows.size),
+        "n_dropped_neg": 0,
         "n_results": int(rows.size),
         "n_index": counts[0],
         "n_unindexed": counts[1],

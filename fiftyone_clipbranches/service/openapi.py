@@ -64,7 +64,8 @@ _RESULT = {
                     "type": "object",
                     "description": "a refinement's: the stats of sdk.refine_ranking"
                     " (n_pos, n_neg, n_random_neg, n_random_neg_requested,"
-                    " n_neighbour_pos, n_relabelled, n_results, n_index,"
+                    " n_neighbour_pos, n_relabelled, n_forced_pos, n_dropped_neg,"
+                    " n_results, n_index,"
                     " n_unindexed, model, label_source, index_key, train_ms,"
                     " query_ms, total_ms, and note when present)",
                 },

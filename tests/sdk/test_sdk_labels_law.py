@@ -1,0 +1,101 @@
+"""Labels are law: every labelled positive is in a refinement's result and no
+labelled negative is, for every registered model, on an index built the user's way."""
+
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.models import MODELS
+from fiftyone_clipbranches.sdk.refine import labels_are_law
+
+
+@pytest.fixture(scope="module")
+def labelled(request):
+    make = request.getfixturevalue("make_user_index")
+    ds = make(n_per_class=10, index_key="clip")
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    planes = np.flatnonzero(labels == "airplane")
+    others = np.flatnonzero(labels != "airplane")
+    rng = np.random.default_rng(3)
+    # Positives the models will doubt (other classes) and negatives they would
+    # accept (airplanes): both must be overruled by the labels.
+    odd_pos = rng.choice(others, 4, replace=False)
+    odd_neg = planes[7:]
+    positives = ids[np.concatenate([planes[:7], odd_pos])].tolist()
+    rest = np.setdiff1d(others, odd_pos)
+    negatives = ids[np.concatenate([odd_neg, rng.choice(rest, 6, replace=False)])]
+    return ds, positives, negatives.tolist()
+
+
+@pytest.fixture(scope="module")
+def make_user_index(cifar_dir, tiny_clip_checkpoint):
+    from user_path import build_user_index, images_dataset
+
+    made = []
+
+    def make(n_per_class=10, index_key="clip"):
+        ds = images_dataset(cifar_dir, n_per_class)
+        made.append(ds)
+        build_user_index(ds, tiny_clip_checkpoint, index_key)
+        return ds
+
+    yield make
+    for ds in made:
+        ds.delete()
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_returns_every_positive_and_no_negative(labelled, model):
+    ds, positives, negatives = labelled
+    query = None
+    if MODELS[model].needs_query:  # the search refined: the positives' mean embedding
+        query = np.mean(ds.select(positives).values("clip_embedding"), axis=0)
+    result = sdk.refine(
+        ds,
+        positives=positives,
+        negatives=negatives,
+        model=model,
+        index_key="clip",
+        query=query,
+        score_field="law_score",
+    )
+    found = set(result.ids)
+    assert set(positives) <= found
+    assert not found & set(negatives)
+    assert len(found) == len(result.ids)
+    assert (np.diff(result.scores) <= 0).all()
+    stats = result.stats
+    assert stats["n_results"] == len(result.ids)
+    assert stats["n_forced_pos"] >= 0 and stats["n_dropped_neg"] >= 0
+    # the score field holds exactly the ranking, forced positives included
+    written = dict(zip(*ds.exists("law_score").values(["id", "law_score"])))
+    assert written == dict(zip(result.ids, result.scores.tolist()))
+
+
+def test_labels_law_by_tags_through_refine_ranking(labelled):
+    ds, positives, negatives = labelled
+    ds.select(positives).tag_samples("p")
+    ds.select(negatives).tag_samples("n")
+    try:
+        ranked = sdk.refine_ranking(ds, tags=("p", "n"), index_key="clip")
+    finally:
+        ds.untag_samples(["p", "n"])
+    ids = set(ranked.bundle.rowmap.ids_of(ranked.rows))
+    assert set(positives) <= ids and not ids & set(negatives)
+
+
+def test_forced_positives_take_the_best_score_and_negatives_leave():
+    rows = np.array([5, 2, 9, 1], dtype=np.int64)
+    scores = np.array([3.0, 2.0, 2.0, 1.0])
+    out_rows, out_scores, n_forced, n_dropped = labels_are_law(
+        rows, scores, pos_rows=np.array([0, 2, 7]), neg_rows=np.array([9, 4])
+    )
+    # 0 and 7 are added with the top score 3.0, ties by row; 9 is removed
+    assert out_rows.tolist() == [0, 5, 7, 2, 1]
+    assert out_scores.tolist() == [3.0, 3.0, 3.0, 2.0, 1.0]
+    assert (n_forced, n_dropped) == (2, 1)
+    empty = labels_are_law(
+        np.zeros(0, np.int64), np.zeros(0), np.array([4]), np.zeros(0, np.int64)
+    )
+    assert empty[0].tolist() == [4] and empty[1].tolist() == [1.0]
