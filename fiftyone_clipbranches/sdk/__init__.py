@@ -43,7 +43,11 @@ from fiftyone_clipbranches.sdk.refine import (
 from fiftyone_clipbranches.sdk.remote import RemoteServiceError
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.search import search, search_ids
-from fiftyone_clipbranches.sdk.views import recover_unfinished_writes, save_view
+from fiftyone_clipbranches.sdk.views import (
+    recover_unfinished_writes,
+    save_view,
+    wait_for_writes,
+)
 
 __all__ = [
     "ClipBranchesError",
@@ -83,4 +87,5 @@ __all__ = [
     "search_ids",
     "update_index",
     "verify_index",
+    "wait_for_writes",
 ]
