@@ -106,6 +106,14 @@ def alive_rows(root, rowmap: SampleRowMap, cache_key: str) -> np.ndarray | None:
     return mask
 
 
+def sample_count(root) -> int:
+    """The number of samples of dataset ``root`` from the collection's metadata
+    (no scan; exact after a clean shutdown of the database)."""
+    return foo_odm.get_db_conn()[
+        root._sample_collection_name
+    ].estimated_document_count()
+
+
 def _dataset_stamp(root) -> tuple:
     """What changes when samples leave ``root``: its last deletion time and its
     sample count (both read from the database, cheaply)."""

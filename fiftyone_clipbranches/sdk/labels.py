@@ -34,8 +34,8 @@ def collect_labels(
     """
     pos_tag, neg_tag = _check_tags(tags)
     if positives is None and negatives is None:
-        pos = dataset.match_tags(pos_tag).values("id")
-        neg = dataset.match_tags(neg_tag).values("id")
+        pos = tagged_ids(dataset, pos_tag)
+        neg = tagged_ids(dataset, neg_tag)
         source = "tags"
         hint = f"tag some samples {pos_tag!r}"
     else:
@@ -59,6 +59,42 @@ def collect_labels(
     if not pos:
         raise NoPositivesError(f"no positive samples: {hint}, then refine again")
     return Labels(pos, neg, source)
+
+
+def ensure_tags_index(dataset) -> None:
+    """Create the database index on sample tags once (per process and collection;
+    seconds at millions of samples, once), so reading or counting the samples of
+    one tag costs in proportion to their number, not to the dataset's."""
+    root = dataset._root_dataset
+    name = root._sample_collection_name
+    if name in _TAG_INDEXED:
+        return
+    root.create_index("tags")
+    _TAG_INDEXED.add(name)
+
+
+def tagged_ids(dataset, tag: str) -> list[str]:
+    """Ids of the samples of ``dataset`` (a dataset or view) tagged ``tag``, by the
+    tags index when ``dataset`` is a whole dataset."""
+    if dataset._root_dataset is not dataset:
+        return dataset.match_tags(tag).values("id")
+    ensure_tags_index(dataset)
+    cursor = dataset._sample_collection.find({"tags": tag}, {"_id": 1})
+    return [str(doc["_id"]) for doc in cursor]
+
+
+def count_tagged(dataset, tags) -> dict[str, int]:
+    """``{tag: number of samples of dataset tagged tag}``, by the tags index when
+    ``dataset`` is a whole dataset (``count_sample_tags`` reads every sample)."""
+    if dataset._root_dataset is not dataset:
+        counts = dataset.count_sample_tags()
+        return {t: counts.get(t, 0) for t in tags}
+    ensure_tags_index(dataset)
+    coll = dataset._sample_collection
+    return {t: coll.count_documents({"tags": t}) for t in tags}
+
+
+_TAG_INDEXED: set[str] = set()
 
 
 def _check_tags(tags) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from fiftyone_clipbranches.sdk.errors import (
     SampleIdsError,
     StaleIndexError,
 )
-from fiftyone_clipbranches.sdk.freshness import alive_rows
+from fiftyone_clipbranches.sdk.freshness import alive_rows, sample_count
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_model, make_model
@@ -117,7 +117,7 @@ def refine_ranking(
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
     index = bundle.index
     n_alive = len(index) if alive is None else int(alive.sum())
-    n_unindexed = max(ds.count() - n_alive, 0)
+    n_unindexed = max(sample_count(ds) - n_alive, 0)
     if _nothing_left_to_classify(alive, len(index), pos_rows, neg_rows):
         return _labelled_positives_only(
             bundle,
@@ -193,6 +193,8 @@ def apply_refine_result(
     score_field: str | None = DEFAULT_SCORE_FIELD,
     saved_view: str | None = None,
     k_preview: int | None = None,
+    *,
+    write_in_background: bool = False,
 ):
     """Write a refinement's scores and return its ordered view.
 
@@ -204,6 +206,10 @@ def apply_refine_result(
             other sample; None writes nothing.
         saved_view: when set, the view is also saved under this name.
         k_preview: when set, the view holds only the first ``k_preview`` ids.
+        write_in_background: return once the round is journaled; the scores (and
+            saved view) are written by a writer thread (``sdk.wait_for_writes``).
+            The returned view is the ordered select of the ids, which needs no
+            score (a result viewed by score is written first).
 
     Returns:
         the ordered ``DatasetView`` of ``ids`` (or of the first ``k_preview``).
@@ -237,7 +243,8 @@ def apply_refine_result(
             " negatives) first"
         )
     ds = root_dataset(dataset)
-    write_result(ds, score_field, ids, scores, saved_view, k_preview)
+    wait = by_score or not write_in_background
+    write_result(ds, score_field, ids, scores, saved_view, k_preview, wait=wait)
     if by_score:
         return ds.exists(score_field).sort_by(score_field, reverse=True)
     return ds.select(shown, ordered=True)
@@ -261,6 +268,7 @@ def refine(
     query=None,
     *,
     request: RefineRequest | None = None,
+    write_in_background: bool = False,
 ) -> RefineResult:
     """Train ``model`` on the labelled samples and return every sample it accepts.
 
@@ -295,6 +303,8 @@ def refine(
             ``needs_query`` (the query ball), ignored by the others.
         request: a :class:`RefineRequest` instead of its fields (``positives`` to
             ``query``); giving both is an error.
+        write_in_background: return before the scores are written (journaled,
+            written by a writer thread; ``sdk.wait_for_writes``): the panel's path.
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
@@ -320,19 +330,43 @@ def refine(
     ranked = refine_ranking(dataset, request)
     ids = ranked.bundle.rowmap.ids_of(ranked.rows)
     return written_result(
-        dataset, ids, ranked.scores, ranked.stats, score_field, saved_view, k_preview
+        dataset,
+        ids,
+        ranked.scores,
+        ranked.stats,
+        score_field,
+        saved_view,
+        k_preview,
+        write_in_background=write_in_background,
     )
 
 
 def written_result(
-    dataset, ids, scores, stats: dict, score_field, saved_view, k_preview=None
+    dataset,
+    ids,
+    scores,
+    stats: dict,
+    score_field,
+    saved_view,
+    k_preview=None,
+    *,
+    write_in_background: bool = False,
 ) -> RefineResult:
     """:func:`apply_refine_result` of a ranking (local or remote) whose
     :attr:`RankedRows.stats` are ``stats``, as a :class:`RefineResult` (stats plus
-    ``write_ms``, ``saved_view``, ``score_field``; ``total_ms`` with the writes)."""
+    ``write_ms``, ``saved_view``, ``score_field``; ``total_ms`` with the writes, or
+    with their journaling when they are written in the background)."""
     t0 = time.perf_counter()
     scores = np.asarray(scores, dtype=np.float64)
-    view = apply_refine_result(dataset, ids, scores, score_field, saved_view, k_preview)
+    view = apply_refine_result(
+        dataset,
+        ids,
+        scores,
+        score_field,
+        saved_view,
+        k_preview,
+        write_in_background=write_in_background,
+    )
     write_ms = 1e3 * (time.perf_counter() - t0)
     stats = {
         **stats,

@@ -281,6 +281,8 @@ def refine_here_or_remote(
     score_field: str | None = DEFAULT_SCORE_FIELD,
     saved_view: str | None = None,
     secrets: Mapping | None = None,
+    k_preview: int | None = None,
+    write_in_background: bool = False,
 ):
     """Refine ``dataset`` on the configured service, else in this process.
 
@@ -288,7 +290,9 @@ def refine_here_or_remote(
     service trains and queries and this process writes the returned scores and
     views (``sdk.apply_refine_result``); otherwise ``sdk.refine``. Both return a
     ``RefineResult`` with the same ids, scores and stats keys; a remote one's stats
-    also hold ``service_url``.
+    also hold ``service_url``. ``k_preview`` and ``write_in_background`` are
+    ``sdk.refine``'s (the panel shows the best results at once and lets the score
+    field be written behind it).
 
     Raises:
         ValueError: the model needs a text query and the request has none; as
@@ -307,13 +311,25 @@ def refine_here_or_remote(
     remote = service_settings(secrets)
     if remote is None:
         return refine(
-            dataset, score_field=score_field, saved_view=saved_view, request=request
+            dataset,
+            score_field=score_field,
+            saved_view=saved_view,
+            k_preview=k_preview,
+            request=request,
+            write_in_background=write_in_background,
         )
     url, token = remote
     ds = root_dataset(dataset)
     answer = remote_refine(ds.name, request=request, url=url, token=token)
     result = written_result(
-        ds, answer.ids, answer.scores, answer.stats, score_field, saved_view
+        ds,
+        answer.ids,
+        answer.scores,
+        answer.stats,
+        score_field,
+        saved_view,
+        k_preview,
+        write_in_background=write_in_background,
     )
     result.stats["service_url"] = url
     return result

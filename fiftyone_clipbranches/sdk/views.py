@@ -10,21 +10,35 @@ Guarantees (a process killed at any instant, ``kill -9`` included):
   a differently named view is refused (:class:`ViewNameTakenError`), never deleted.
 - Score fields. A round (the ids and scores, and the view to save with them) is
   journaled in a small collection before the first sample is written and removed
-  after the last write. A round whose writer died is replayed by
-  :func:`recover_unfinished_writes` (every refine calls it first), which leaves the
-  field in the new state; until then the journal records that the field is partial.
+  after the last write. A round whose writer died (or, in this process, whose write
+  failed) is replayed by :func:`recover_unfinished_writes` (every refine calls it
+  first), which leaves the field in the new state; until then the journal records
+  that the field is partial.
+- Background writes (``write_result(..., wait=False)``, the panel's path): the round
+  is journaled before the call returns and written by one writer thread per
+  (dataset, field), rounds in order; a round superseded before its write starts is
+  dropped (the next one writes the whole field). :func:`wait_for_writes` waits for
+  them; the thread is not a daemon, so a process exits only after its writes.
+
+Cost of a write: the samples holding a score are found by a database index on the
+score field (created on first use), scores are set by one unordered bulk write of
+the samples whose score changed, and stale ones cleared by ``update_many``: no scan
+of the dataset.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 from datetime import datetime
 
 import fiftyone as fo
 import numpy as np
 from bson import Binary, ObjectId, json_util
+from pymongo import UpdateOne
 
 from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
 from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
@@ -35,6 +49,10 @@ JOURNAL_COLLECTION = "clipbranches.score_writes"
 _CHUNK = 400_000
 #: A round written from another host is presumed dead after this long.
 _FOREIGN_WRITER_TIMEOUT_S = 3600.0
+#: Updates per bulk write / ids per ``$in`` of a clearing ``update_many``.
+_WRITE_BATCH = 20_000
+
+logger = logging.getLogger(__name__)
 
 
 def save_view(dataset, name: str, view, *, overwrite: bool = True, description=None):
@@ -135,11 +153,17 @@ def write_result(
     scores,
     saved_view=None,
     n_view=None,
+    *,
+    wait: bool = True,
 ) -> None:
     """Write a round: the scores of ``ids`` (float ``(len(ids),)``) into
     ``score_field`` and, when ``saved_view`` is set, save ``select(ids[:n_view],
     ordered=True)`` as that view. A kill at any instant leaves a journal that
-    :func:`recover_unfinished_writes` replays."""
+    :func:`recover_unfinished_writes` replays.
+
+    ``wait=False`` returns once the round is journaled (and a saved view's name
+    checked); the writer thread of the field writes it (:func:`wait_for_writes`).
+    """
     root = dataset._root_dataset
     if not score_field:
         if saved_view:
@@ -150,13 +174,112 @@ def write_result(
         _same_name_view(root, saved_view.strip())  # refuse a taken name before writing
     scores = np.asarray(scores, dtype=np.float64)
     journal = _journal(root)
+    key = (root._doc.id, score_field)
+    if wait:
+        _WRITER.settle(key, journal)  # earlier background rounds come first
     _drop_dead_rounds(journal, root, score_field)
     round_id = _journal_round(
         journal, root, score_field, ids, scores, saved_view, n_view
     )
-    _apply_round(root, score_field, ids, scores, saved_view, n_view)
+    job = (root, score_field, round_id, list(ids), scores, saved_view, n_view)
+    if wait:
+        _write_journaled(journal, *job)
+    else:
+        _WRITER.submit(key, journal, job)
+
+
+def wait_for_writes(dataset, score_field: str | None = None) -> None:
+    """Wait for the background score writes of ``dataset`` (of ``score_field``, or
+    of every field) to finish.
+
+    Raises:
+        the error of a background write that failed since the last wait (its round
+        stays journaled and the next refine replays it).
+    """
+    _WRITER.wait(dataset._root_dataset._doc.id, score_field)
+
+
+def _write_journaled(journal, root, field, round_id, ids, scores, saved_view, n_view):
+    try:
+        _apply_round(root, field, ids, scores, saved_view, n_view)
+        journal.delete_one({"_id": round_id})
+        journal.delete_many({"round": round_id})
+    finally:
+        _IN_FLIGHT.discard(round_id)
+
+
+class _BackgroundWriter:
+    """One writer thread per (dataset, score field) with at most one round waiting:
+    a newer round replaces a waiting one (whose journal is dropped, the newer one
+    writes the whole field)."""
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._pending: dict[tuple, tuple] = {}
+        self._threads: dict[tuple, threading.Thread] = {}
+        self._errors: dict[tuple, BaseException] = {}
+
+    def submit(self, key, journal, job) -> None:
+        with self._lock:
+            superseded = self._pending.pop(key, None)
+            self._pending[key] = (journal, job)
+            if key not in self._threads:
+                thread = threading.Thread(
+                    target=self._run, args=(key,), name=f"cb-scores-{key[1]}"
+                )
+                self._threads[key] = thread
+                thread.start()
+        if superseded is not None:
+            _forget_round(*superseded)
+
+    def settle(self, key, journal) -> None:
+        """Drop the waiting round of ``key`` and wait for the one being written."""
+        with self._lock:
+            superseded = self._pending.pop(key, None)
+        if superseded is not None:
+            _forget_round(*superseded)
+        self.wait(key[0], key[1], raise_errors=False)
+
+    def wait(self, dataset_id, field=None, raise_errors=True) -> None:
+        def busy():
+            return [
+                k for k in self._threads if k[0] == dataset_id and field in (None, k[1])
+            ]
+
+        with self._lock:
+            self._lock.wait_for(lambda: not busy())
+            failed = [k for k in self._errors if k[0] == dataset_id]
+            errors = [self._errors.pop(k) for k in failed if field in (None, k[1])]
+        if errors and raise_errors:
+            raise errors[0]
+
+    def _run(self, key) -> None:
+        while True:
+            with self._lock:
+                item = self._pending.pop(key, None)
+                if item is None:
+                    del self._threads[key]
+                    self._lock.notify_all()
+                    return
+            journal, job = item
+            try:
+                _write_journaled(journal, *job)
+            except Exception as exc:  # noqa: BLE001 - reported by wait_for_writes
+                logger.exception("background score write of %r failed", key[1])
+                with self._lock:
+                    self._errors[key] = exc
+
+
+def _forget_round(journal, job) -> None:
+    round_id = job[2]
+    _IN_FLIGHT.discard(round_id)
     journal.delete_one({"_id": round_id})
     journal.delete_many({"round": round_id})
+
+
+_WRITER = _BackgroundWriter()
+#: Journaled rounds this process is writing or will write (not replayed as dead).
+_IN_FLIGHT: set = set()
 
 
 def recover_unfinished_writes(dataset) -> list[str]:
@@ -195,14 +318,40 @@ def recover_unfinished_writes(dataset) -> list[str]:
 
 def _apply_round(root, field, ids, scores, saved_view, n_view) -> None:
     # Idempotent: replaying it from any point of an interrupted run gives the new state.
-    scored = set(root.exists(field).values("id"))
-    if ids:
-        root.set_values(field, dict(zip(ids, scores.tolist())), key_field="id")
-    stale = scored.difference(ids)
-    if stale:
-        root.select(list(stale)).clear_sample_field(field)
+    coll = root._sample_collection
+    ensure_score_index(root, field)
+    held = {
+        d["_id"]: d.get(field) for d in coll.find({field: {"$ne": None}}, {field: 1})
+    }
+    now = datetime.utcnow()
+    oids = [ObjectId(i) for i in ids]
+    changed = [
+        UpdateOne({"_id": o}, {"$set": {field: s, "last_modified_at": now}})
+        for o, s in zip(oids, scores.tolist())
+        if held.get(o) != s
+    ]
+    for start in range(0, len(changed), _WRITE_BATCH):
+        coll.bulk_write(changed[start : start + _WRITE_BATCH], ordered=False)
+    stale = list(held.keys() - set(oids))
+    for start in range(0, len(stale), _WRITE_BATCH):
+        coll.update_many(
+            {"_id": {"$in": stale[start : start + _WRITE_BATCH]}},
+            {"$set": {field: None, "last_modified_at": now}},
+        )
     if saved_view:
         save_view(root, saved_view, _ordered(root, ids, n_view))
+
+
+def ensure_score_index(root, field: str) -> None:
+    """The database index on ``field`` that finds the scored samples (and lets the
+    App sort by score) without a scan; created once per process and collection."""
+    key = (root._sample_collection_name, field)
+    if key not in _SCORE_INDEXED:
+        root.create_index(field)
+        _SCORE_INDEXED.add(key)
+
+
+_SCORE_INDEXED: set[tuple[str, str]] = set()
 
 
 def _ordered(root, ids, n_view):
@@ -217,10 +366,18 @@ def _journal(root):
 
 def _journal_round(journal, root, field, ids, scores, saved_view, n_view) -> ObjectId:
     """Journal a round: a head marked "journaling", its chunks, then "writing"."""
-    import psutil
-
     check_sample_ids(ids, "result ids")
     round_id = ObjectId()
+    _IN_FLIGHT.add(round_id)  # never replayed as dead while this process writes it
+    try:
+        _insert_round(journal, root, field, ids, scores, saved_view, n_view, round_id)
+    except BaseException:
+        _IN_FLIGHT.discard(round_id)
+        raise
+    return round_id
+
+
+def _insert_round(journal, root, field, ids, scores, saved_view, n_view, round_id):
     journal.insert_one(
         {
             "_id": round_id,
@@ -229,7 +386,7 @@ def _journal_round(journal, root, field, ids, scores, saved_view, n_view) -> Obj
             "state": "journaling",
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "pid_started": psutil.Process().create_time(),
+            "pid_started": _process_started(),
             "n": len(ids),
             "saved_view": saved_view,
             "n_view": n_view,
@@ -249,7 +406,6 @@ def _journal_round(journal, root, field, ids, scores, saved_view, n_view) -> Obj
     if parts:
         journal.insert_many(parts)
     journal.update_one({"_id": round_id}, {"$set": {"state": "writing"}})
-    return round_id
 
 
 def _read_round(journal, head) -> tuple[list[str], np.ndarray]:
@@ -273,6 +429,12 @@ def _drop_dead_rounds(journal, root, field) -> None:
 def _writer_dead(head) -> bool:
     import psutil
 
+    if (
+        head.get("host") == socket.gethostname()
+        and head.get("pid") == os.getpid()
+        and head.get("pid_started") == _process_started()
+    ):
+        return head["_id"] not in _IN_FLIGHT  # this process: dead if not being written
     if head.get("host") != socket.gethostname():
         age = time.time() - head["_id"].generation_time.timestamp()
         return age > _FOREIGN_WRITER_TIMEOUT_S
@@ -286,6 +448,18 @@ def _writer_dead(head) -> bool:
     except psutil.AccessDenied:
         return False
     return abs(started - float(head["pid_started"])) > 1e-3
+
+
+def _process_started() -> float:
+    import psutil
+
+    pid = os.getpid()
+    if _STARTED.get("pid") != pid:  # first call, or a forked child
+        _STARTED.update(pid=pid, at=psutil.Process().create_time())
+    return _STARTED["at"]
+
+
+_STARTED: dict = {}
 
 
 def ensure_score_field(root, score_field: str) -> None:

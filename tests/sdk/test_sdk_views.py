@@ -108,7 +108,7 @@ _WRITER = textwrap.dedent(
     """
     import os, signal, sys
     import fiftyone as fo
-    import fiftyone.core.collections as foc
+    from pymongo.collection import Collection
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk import views
 
@@ -120,11 +120,11 @@ _WRITER = textwrap.dedent(
     if stop == "after_journal":
         views._apply_round = die
     elif stop == "between_set_and_clear":
-        set_values = foc.SampleCollection.set_values
+        bulk_write = Collection.bulk_write
         def set_then_die(self, *a, **k):
-            set_values(self, *a, **k)
+            bulk_write(self, *a, **k)
             die()
-        foc.SampleCollection.set_values = set_then_die
+        Collection.bulk_write = set_then_die
     elif stop == "before_view_save":
         views.save_view = die
     ds = fo.load_dataset(name)
@@ -192,3 +192,69 @@ def test_a_live_writers_round_is_left_alone(indexed):
         sleeper.wait()
     assert sdk.recover_unfinished_writes(ds) == []  # an empty round: nothing to set
     assert journal.count_documents({"dataset_id": ds._doc.id}) == 0
+
+
+def _scored(ds, field="clipbranches_score"):
+    return dict(zip(*ds.exists(field).values(["id", field])))
+
+
+def test_background_writes_end_in_the_latest_rounds_state(indexed):
+    ds = indexed
+    ids = ds.values("id")
+    first = sdk.refine(ds, positives=ids[:3], index_key="cb", k_preview=5)
+    assert first.view.values("id") == first.ids[:5]
+    rounds = [
+        sdk.refine(
+            ds,
+            positives=ids[i : i + 4],
+            index_key="cb",
+            k_preview=5,
+            write_in_background=True,
+            saved_view="latest",
+        )
+        for i in (10, 40, 70)
+    ]
+    # the view needs no written score: the best results in order at once
+    assert rounds[-1].view.values("id") == rounds[-1].ids[:5]
+    sdk.wait_for_writes(ds)
+    last = rounds[-1]
+    assert _scored(ds) == dict(zip(last.ids, last.scores.tolist()))
+    assert ds.load_saved_view("latest").values("id") == last.ids[:5]
+    assert "clipbranches_score" in {
+        k for spec in ds.get_index_information().values() for k, _ in spec["key"]
+    }
+    from fiftyone.core.odm import get_db_conn
+
+    journal = get_db_conn()[JOURNAL_COLLECTION]
+    assert journal.count_documents({"dataset_id": ds._doc.id}) == 0
+
+
+def test_a_failed_background_write_is_reported_and_replayed(indexed, monkeypatch):
+    from fiftyone_clipbranches.sdk import views
+
+    ds = indexed
+    ids = ds.values("id")
+    apply_round = views._apply_round
+
+    def fail_once(*args, **kwargs):
+        monkeypatch.setattr(views, "_apply_round", apply_round)
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(views, "_apply_round", fail_once)
+    result = sdk.refine(ds, positives=ids[:4], index_key="cb", write_in_background=True)
+    with pytest.raises(RuntimeError, match="went away"):
+        sdk.wait_for_writes(ds, "clipbranches_score")
+    sdk.wait_for_writes(ds)  # reported once
+    # this process is not writing the round any more: the next refine replays it
+    assert sdk.recover_unfinished_writes(ds) == ["clipbranches_score"]
+    assert _scored(ds) == dict(zip(result.ids, result.scores.tolist()))
+
+
+def test_unchanged_scores_are_not_rewritten(indexed):
+    ds = indexed
+    ids = ds.values("id")
+    sdk.refine(ds, positives=ids[:4], index_key="cb")
+    before = dict(zip(*ds.values(["id", "last_modified_at"])))
+    again = sdk.refine(ds, positives=ids[:4], index_key="cb")
+    assert dict(zip(*ds.values(["id", "last_modified_at"]))) == before
+    assert _scored(ds) == dict(zip(again.ids, again.scores.tolist()))
