@@ -4,10 +4,13 @@ rendering. Every function takes the execution context and the panel settings."""
 from __future__ import annotations
 
 from fiftyone_clipbranches import sdk
-from fiftyone_clipbranches.panels.constants import DEFAULTS
+from fiftyone_clipbranches.panels.constants import DEFAULTS, PREVIEW_RESULTS
 from fiftyone_clipbranches.panels.history import RoundHistory
+from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
+from fiftyone_clipbranches.sdk.labels import count_tagged
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 
 
 def settings(ctx) -> dict:
@@ -40,6 +43,7 @@ def run_search(ctx, opts: dict) -> str:
     else:
         raise ValueError("type a query or select samples to search by example")
     ctx.ops.set_view(view=view)
+    ctx.panel.state.set("showing", "search")
     RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])
     return f"{len(view)} nearest samples to {what}"
 
@@ -70,39 +74,77 @@ def mark(ctx, opts: dict, label: str) -> str:
 
 def reset_labels(ctx, opts: dict) -> str:
     pos_tag, neg_tag = tags(opts)
-    counts = ctx.dataset.count_sample_tags()
-    n = counts.get(pos_tag, 0) + counts.get(neg_tag, 0)
-    ctx.dataset.untag_samples([pos_tag, neg_tag])
+    n = sum(count_tagged(ctx.dataset, (pos_tag, neg_tag)).values())
+    ctx.dataset.match_tags([pos_tag, neg_tag]).untag_samples([pos_tag, neg_tag])
     ctx.ops.reload_samples()
     return f"removed {n} labels"
 
 
 def run_refine(ctx, opts: dict) -> dict:
     """One refinement round from the tags (on the service when one is configured);
-    shows the results and records the round. The text query box is the search the
-    labels refine (the query ball model uses it)."""
+    shows the best results at once (ordered, no score written first), records the
+    round and its ranking, and lets the score field be written in the background.
+    The text query box is the search the labels refine (the query ball uses it)."""
+    score_field = opts["score_field"] or None
     result = refine_here_or_remote(
         ctx.dataset,
         RefineRequest.from_json(opts),
-        score_field=opts["score_field"],
+        score_field=score_field,
         secrets=ctx.secrets,
+        k_preview=PREVIEW_RESULTS,
+        write_in_background=True,
     )
     ctx.ops.set_view(view=result.view)
+    ctx.panel.state.set("showing", "refine")
     stats = {k: _plain(v) for k, v in result.stats.items()}
-    RoundHistory(ctx).append("refine", **stats)
+    history = RoundHistory(ctx)
+    history.append("refine", **stats)
+    history.set_result(result.ids, score_field)
     return stats
 
 
+def show_all(ctx, opts: dict) -> str:
+    """Every match of the last refinement, by descending score (waits for the
+    score field's background write)."""
+    last = RoundHistory(ctx).result()
+    if last is None:
+        raise ValueError("refine first: there is no result to show")
+    ids, score_field = last
+    if not score_field:
+        raise ValueError("set a score field to view every match by score")
+    sdk.wait_for_writes(ctx.dataset, score_field)
+    view = ctx.dataset.exists(score_field).sort_by(score_field, reverse=True)
+    ctx.ops.set_view(view=view)
+    ctx.panel.state.set("showing", "refine")
+    return f"{len(ids)} matches by score"
+
+
 def save_results(ctx, opts: dict) -> str:
-    name = sdk.save_view(ctx.dataset, opts.get("view_name") or "", ctx.view)
+    """Save what is shown; after a refinement, exactly its ranking (every match, in
+    order), not only the part shown."""
+    name = opts.get("view_name") or ""
+    last = RoundHistory(ctx).result()
+    if ctx.panel.state.get("showing") == "refine" and last is not None:
+        ids = last[0]
+        if len(ids) > MAX_SELECTED_SAMPLES:
+            raise ResultTooLargeError(
+                f"the result holds {len(ids)} samples, more than the "
+                f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
+                " (more negatives) first"
+            )
+        view = ctx.dataset.select(ids, ordered=True)
+    else:
+        view = ctx.view
+    name = sdk.save_view(ctx.dataset, name, view)
     ctx.ops.set_view(name=name)
     return name
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:
+    """Samples tagged positive and negative (by the tags index: no scan)."""
     pos_tag, neg_tag = tags(opts)
-    counts = ctx.dataset.count_sample_tags()
-    return counts.get(pos_tag, 0), counts.get(neg_tag, 0)
+    counts = count_tagged(ctx.dataset, (pos_tag, neg_tag))
+    return counts[pos_tag], counts[neg_tag]
 
 
 def _plain(value):

@@ -18,6 +18,12 @@ PANEL_LABEL = "CLIP branches"
 STORE_NAME = "clipbranches_panel"
 HISTORY_KEY = "rounds"
 MAX_HISTORY = 50
+#: Store key of the last refinement's ranking (what "Save view" saves).
+RESULT_KEY = "last_result"
+
+#: Results a Refine shows at once, best first, as an ordered select (its cost grows
+#: with the square of its length); "Show all matches" shows every one by score.
+PREVIEW_RESULTS = 1000
 
 #: Grid selection styles: a normal click marks positive, an alt-click negative.
 SELECTION_STYLE = {"default": "green-checkmark", "alt": "red-checkmark"}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fiftyone_clipbranches.panels.constants import HISTORY_KEY, MAX_HISTORY, STORE_NAME
+from fiftyone_clipbranches.panels.constants import (
+    HISTORY_KEY,
+    MAX_HISTORY,
+    RESULT_KEY,
+    STORE_NAME,
+)
 
 
 class RoundHistory:
@@ -41,3 +46,16 @@ class RoundHistory:
 
     def clear(self) -> None:
         self._store.delete(HISTORY_KEY)
+
+    def set_result(self, ids: list[str], score_field: str | None) -> None:
+        """Keep the last refinement's ranking (one document: 24 characters a
+        sample), what "Save view" saves."""
+        self._store.set(RESULT_KEY, {"ids": "".join(ids), "score_field": score_field})
+
+    def result(self) -> tuple[list[str], str | None] | None:
+        value = self._store.get(RESULT_KEY)
+        if not value:
+            return None
+        text = value["ids"]
+        ids = [text[i : i + 24] for i in range(0, len(text), 24)]
+        return ids, value.get("score_field")

@@ -14,6 +14,7 @@ from fiftyone_clipbranches.panels.constants import (
     MAX_RANDOM_NEGATIVES,
     PANEL_LABEL,
     PANEL_NAME,
+    PREVIEW_RESULTS,
     SELECTION_STYLE,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
@@ -85,6 +86,9 @@ class RelevancePanel(foo.Panel):
             )
 
         self._run(ctx, work)
+
+    def show_all(self, ctx):
+        self._run(ctx, lambda opts: actions.show_all(ctx, opts))
 
     def save_view(self, ctx):
         self._run(ctx, lambda opts: f"saved view '{actions.save_results(ctx, opts)}'")
@@ -162,6 +166,12 @@ class RelevancePanel(foo.Panel):
         stats = ctx.panel.state.get("last_stats")
         if stats:
             panel.md(_stats_markdown(stats), name="last_round")
+            if stats["n_results"] > PREVIEW_RESULTS:
+                panel.btn(
+                    "show_all",
+                    label=f"Show all {stats['n_results']} matches",
+                    on_click=self.show_all,
+                )
 
         panel.str("view_name", label="Saved view name")
         panel.btn("save_view", label="Save view", on_click=self.save_view)
@@ -191,6 +201,11 @@ def _stats_markdown(stats: dict) -> str:
         + f", {stats['n_neg']} negatives, "
         f"{stats['n_random_neg']} random negatives; {get_model(stats['model']).label}; "
         f"train {stats['train_ms']:.0f} ms, query {stats['query_ms']:.0f} ms"
+        + (
+            f"; showing the best {PREVIEW_RESULTS}"
+            if stats["n_results"] > PREVIEW_RESULTS
+            else ""
+        )
         + (
             f"; {stats['n_unindexed']} samples added since the build are not searched"
             if stats.get("n_unindexed")

@@ -152,3 +152,39 @@ def test_stats_line_names_the_neighbour_positives():
     assert "code neighbours" not in _stats_markdown(stats)
     line = _stats_markdown({**stats, "n_neighbour_pos": 12})
     assert "4 positives (+12 code neighbours), 2 negatives" in line
+
+
+def test_refine_shows_the_best_at_once_then_all_by_score_and_saves_the_ranking(
+    indexed_dataset, monkeypatch
+):
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.panels import actions, panel
+
+    monkeypatch.setattr(actions, "PREVIEW_RESULTS", 5)
+    monkeypatch.setattr(panel, "PREVIEW_RESULTS", 5)
+    ds = indexed_dataset
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    planes, others = ids[labels == "airplane"], ids[labels != "airplane"]
+    call(ds, "mark_positive", selected=planes[:10].tolist(), alt=others[:5].tolist())
+    state = {"index_key": "cb", "model": "tree"}
+    requests = call(ds, "refine", state=state)
+    (stage,) = [p for uri, p in requests if uri == "set_view"][0]["view"]
+    shown = dict(stage["kwargs"])["sample_ids"]
+    state.update(patched_state(requests))
+    assert state["last_stats"]["n_results"] > 5 and len(shown) == 5
+    assert "show_all" in rendered(requests)
+    # the score field is written behind the view: exactly the ranking
+    sdk.wait_for_writes(ds)
+    scored = dict(
+        zip(*ds.exists("clipbranches_score").values(["id", "clipbranches_score"]))
+    )
+    assert set(planes[:10]) <= set(scored)
+    assert [scored[i] for i in shown] == sorted(scored.values(), reverse=True)[:5]
+    requests = call(ds, "show_all", state=state)
+    assert "by score" in notifications(requests, "success")[0]
+    state["view_name"] = "all planes"
+    call(ds, "save_view", state=state)
+    saved = ds.load_saved_view("all planes").values("id")
+    assert saved[:5] == shown and set(saved) == set(scored)
+    assert len(saved) == state["last_stats"]["n_results"]
