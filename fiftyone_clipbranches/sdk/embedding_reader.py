@@ -72,8 +72,10 @@ class EmbeddingSource:
             vectors = decode_vectors([_value(d, self.field) for d in docs], self.field)
             if out is None:
                 out = np.empty((len(rows), vectors.shape[1]), np.float32)
-            where = [slot[_hex_ids([d["_id"]])[0]] for d in docs]
-            out[where] = vectors
+            elif vectors.shape[1] != out.shape[1]:
+                raise _ragged_error(self.field)
+            got = _hex_ids([d["_id"] for d in docs]).tolist()
+            out[[slot[sid] for sid in got]] = vectors
         if out is None:
             return np.zeros((0, 0), np.float32)
         return out
@@ -131,12 +133,6 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
             "embeddings first (compute_embeddings) or pass the name of an existing "
             "VectorField"
         )
-    n_missing = samples.exists(field, False).count()
-    if n_missing and not skip_missing:
-        raise MissingEmbeddingsError(
-            f"{n_missing} samples have no {field!r} embedding; compute them with "
-            f"compute_embeddings(dataset, {field!r}) first"
-        )
     cursor = samples.exists(field)._aggregate(post_pipeline=[{"$project": {"_id": 1}}])
     parts, chunk = [], []
     for doc in cursor:
@@ -146,6 +142,12 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
             chunk = []
     parts.append(_hex_ids(chunk))
     ids = np.concatenate(parts)
+    n_missing = samples.count() - len(ids)
+    if n_missing and not skip_missing:
+        raise MissingEmbeddingsError(
+            f"{n_missing} samples have no {field!r} embedding; compute them with "
+            f"compute_embeddings(dataset, {field!r}) first"
+        )
     if not len(ids):
         raise MissingEmbeddingsError(
             f"no sample has a {field!r} embedding: nothing to index"
@@ -205,10 +207,14 @@ _HEADER_READERS = {
 
 def _stack(arrays: list[np.ndarray], field: str) -> np.ndarray:
     if any(a.ndim != 1 for a in arrays) or len({a.shape for a in arrays}) != 1:
-        raise MissingEmbeddingsError(
-            f"field {field!r} does not hold 1-d vectors of one length"
-        )
+        raise _ragged_error(field)
     return np.asarray(np.stack(arrays), dtype=np.float32)
+
+
+def _ragged_error(field: str) -> MissingEmbeddingsError:
+    return MissingEmbeddingsError(
+        f"field {field!r} does not hold 1-d vectors of one length"
+    )
 
 
 def _hex_ids(object_ids: list) -> np.ndarray:
