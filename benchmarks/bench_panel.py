@@ -116,8 +116,8 @@ def label_round(ds, ids, labels, component, n_pos, n_neg, rng):
     ds.untag_samples([POS_TAG, NEG_TAG])
     pos = rng.choice(np.flatnonzero(labels == component), n_pos, replace=False)
     neg = rng.choice(np.flatnonzero(labels != component), n_neg, replace=False)
-    ds.select(ids[pos].tolist()).tag_samples(POS_TAG)
-    ds.select(ids[neg].tolist()).tag_samples(NEG_TAG)
+    ds.select(np.char.decode(ids[pos], "ascii").tolist()).tag_samples(POS_TAG)
+    ds.select(np.char.decode(ids[neg], "ascii").tolist()).tag_samples(NEG_TAG)
 
 
 class StepTimer:
@@ -258,7 +258,9 @@ def run(args) -> None:
 
     timer = StepTimer()
     timer.install()
-    ids = np.array(ds.values("id"))
+    from fiftyone_clipbranches.sdk.freshness import sample_id_array
+
+    ids = sample_id_array(ds)  # S24, in collection order (the order of the codes)
     sizes = np.bincount(labels)
     targets = {
         "rare (1%)": meta["target_components"]["1%"],

@@ -93,9 +93,12 @@ def alive_rows(root, rowmap: SampleRowMap, cache_key: str) -> np.ndarray | None:
         cached = _alive_cache.get(key)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    rows, found = rowmap.rows_of(root.values("id"))
     mask = np.zeros(len(rowmap), dtype=bool)
-    mask[rows[found]] = True
+    ids = sample_id_array(root)
+    if len(rowmap) and ids.size:
+        pos = np.minimum(np.searchsorted(rowmap._sorted, ids), len(rowmap) - 1)
+        found = rowmap._sorted[pos] == ids
+        mask[rowmap._order[pos[found]]] = True
     if mask.all():
         mask = None
     with _alive_lock:
@@ -104,6 +107,35 @@ def alive_rows(root, rowmap: SampleRowMap, cache_key: str) -> np.ndarray | None:
         while len(_alive_cache) > _ALIVE_CACHE_SIZE:
             _alive_cache.pop(next(iter(_alive_cache)))
     return mask
+
+
+#: Bytes of a ``{"_id": ObjectId}`` BSON document: length, type 7, "_id" and NUL,
+#: the 12 bytes of the id, NUL.
+_ID_DOC = 22
+
+
+def sample_id_array(root) -> np.ndarray:
+    """S24 ``(n,)`` ids of every sample of dataset ``root``, read as raw BSON batches
+    of ``{"_id": ...}`` documents (no Python object per sample: about 10x faster
+    than ``values("id")`` at millions of samples)."""
+    coll = foo_odm.get_db_conn()[root._sample_collection_name]
+    chunks = []
+    for batch in coll.find_raw_batches({}, {"_id": 1}, batch_size=100_000):
+        raw = np.frombuffer(batch, dtype=np.uint8)
+        docs = raw.reshape(-1, _ID_DOC) if raw.size % _ID_DOC == 0 else None
+        if docs is None or not (
+            (docs[:, 0] == _ID_DOC).all() and (docs[:, 4] == 7).all()
+        ):
+            return np.asarray(root.values("id"), dtype="S24")  # unexpected layout
+        chunks.append(docs[:, 9:21])
+    if not chunks:
+        return np.zeros(0, dtype="S24")
+    oids = np.ascontiguousarray(np.concatenate(chunks))
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    hexed = np.empty((oids.shape[0], 24), dtype=np.uint8)
+    hexed[:, 0::2] = digits[oids >> 4]
+    hexed[:, 1::2] = digits[oids & 15]
+    return hexed.view("S24").ravel()
 
 
 def sample_count(root) -> int:
