@@ -142,8 +142,11 @@ class StepTimer:
         setattr(owner, attr, timed)
 
     def install(self) -> None:
+        import importlib
+
         from fiftyone_clipbranches.panels import actions, history
-        from fiftyone_clipbranches.sdk import refine
+
+        refine = importlib.import_module("fiftyone_clipbranches.sdk.refine")
 
         self.wrap(refine, "recover_unfinished_writes", "recover_ms")
         self.wrap(refine, "load_index", "load_ms")
