@@ -489,8 +489,8 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
     print(
         f"index: {n:,} codes (build {build_s:.1f} s, 0 = reused); class 0.1%; "
         f"{len(bodies)} distinct refine requests; levels {levels}, {args.duration:g} s each;"
-        f" NUMBA_NUM_THREADS={os.environ['NUMBA_NUM_THREADS']}; {os.cpu_count()} CPUs"
-        " (shared machine)",
+        f" NUMBA_NUM_THREADS={os.environ['NUMBA_NUM_THREADS']}; {os.cpu_count()} CPUs,"
+        f" load average {_load()} at the start",
         flush=True,
     )
 
@@ -545,10 +545,14 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
         table(rows)
         + f"\n\n{n:,} synthetic codes; refine = decision branches on 20 positives of"
         " the 0.1% class + 10 negatives + 500 random negatives, neighbour positives"
-        f" {args.neighbours}; closed-loop clients on loopback; shared 2-core machine,"
-        " figures are noisy.\n"
+        f" {args.neighbours}; closed-loop clients on loopback; {os.cpu_count()} CPUs,"
+        f" load average {_load()} at the end.\n"
     )
     return 0
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":
