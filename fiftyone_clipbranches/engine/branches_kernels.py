@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .jit import serial_and_parallel
+from .jit import parallel_kernel, serial_and_parallel
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -33,7 +33,7 @@ def _next_u64(state):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rand_below(state, n):
     """Uniform int in ``[0, n)`` (``n >= 1``)."""
     return np.int64((_next_u64(state) >> np.uint64(11)) % np.uint64(n))
@@ -54,7 +54,7 @@ def _gini(in_p, in_n, tot_p, tot_n):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fill_slab_hist(xs, pos, wa, lo, hi, d, j, hist_p, hist_n):
     """Weighted histograms over dim ``j`` of the points inside the box on all other dims."""
     hist_p[:] = 0.0
@@ -75,7 +75,7 @@ def _fill_slab_hist(xs, pos, wa, lo, hi, d, j, hist_p, hist_n):
                 hist_n[xs[j, i]] += wa[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def grow_box(xs, pos, wa, seed, order, max_passes, lo, hi):
     """Grow one box around point ``seed`` in one feature subset (coordinate descent).
 
@@ -170,7 +170,7 @@ def grow_box(xs, pos, wa, seed, order, max_passes, lo, hi):
     return _gini(in_p, in_n, tot_p, tot_n), count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def loosen_bounds(xs, lo, hi, margin, end_ext):
     """Move tight bounds outwards without changing which points of ``xs`` are inside.
 
@@ -225,7 +225,7 @@ def loosen_bounds(xs, lo, hi, margin, end_ext):
             hi[j] = min(hi[j] + ext, 255)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gather(X, rows, dims, d):
     xs = np.empty((d, rows.shape[0]), dtype=np.uint8)
     for i in range(rows.shape[0]):
@@ -235,13 +235,13 @@ def _gather(X, rows, dims, d):
     return xs
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _eval_candidate(X, act, pos, wa, seed, dims, length, order, max_passes, lo, hi):
     xs = _gather(X, act, dims, length)
     return grow_box(xs, pos, wa, seed, order, max_passes, lo, hi)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _start(n, w, y, max_boxes, L, seed):
     """Covering state: rng, active/seedable masks, outputs, subset permutation."""
     state = np.empty(1, dtype=np.uint64)
@@ -255,7 +255,7 @@ def _start(n, w, y, max_boxes, L, seed):
     return state, active, seedable, out_sub, out_lo, out_hi, out_seed
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _begin_step(y, w, active, seedable, state, perm, n_cand, lengths, L):
     """Draw the seed, the candidate subsets and their walk orders for one box.
 
@@ -309,7 +309,7 @@ def _begin_step(y, w, active, seedable, state, perm, n_cand, lengths, L):
     return seed_row, act, pos, wa, seed_idx, cands, orders
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _end_step(
     X, dims, lengths, act, cands, los, his, scores, counts, min_samples_box, margin,
     end_ext, seed_row, active, seedable, out_sub, out_lo, out_hi, out_seed, nb,
@@ -417,7 +417,7 @@ _fit_branches.__doc__ = _FIT_DOC
 fit_branches, fit_branches_parallel = serial_and_parallel(_fit_branches)
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel
 def fit_members(
     X, y, W, dims, lengths, max_boxes, n_candidates, min_samples_box, max_passes,
     margin, end_ext, seeds,
@@ -449,7 +449,7 @@ def fit_members(
     return subs, los, his, seed_rows, n_boxes
 
 
-@njit(cache=True, parallel=True)
+@parallel_kernel
 def score_points(
     X, dims, lengths, subset_ids, lo, hi, member_start, purity, margin_eps, squash
 ):
@@ -514,7 +514,7 @@ def score_points(
     return votes, score
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def box_weights(X, y, W, member, dims, lengths, subset_ids, lo, hi):
     """Weighted positive and negative mass inside each box of the training points,
     weighted by the row ``W[member[b]]`` of the box's owner (serial: it is small)."""

@@ -48,7 +48,7 @@ def linear_scores(codes, weights, out) -> None:
         linear_scores_parallel(codes, weights, out)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def logistic_terms(z, y, s, beta, grad, hess):
     """Objective, gradient and Hessian of the weighted logistic loss at ``beta``.
 

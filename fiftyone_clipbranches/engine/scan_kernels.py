@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .jit import serial_and_parallel
+from .jit import parallel_kernel, serial_and_parallel
 
 _BLOCK = 2048
 
@@ -98,7 +98,7 @@ def _sift_down(heap, k):
     heap[i] = x
 
 
-@nb.njit(parallel=True, cache=True)
+@parallel_kernel
 def knn_kernel(codes, query, k):
     """Exact k smallest keys ``sq_dist * 2**32 + id`` (int64, sorted ascending).
 
@@ -116,7 +116,7 @@ def knn_kernel(codes, query, k):
     return _merge_heaps(heaps, sizes, k)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def knn_serial(codes, query, k):
     """:func:`knn_kernel` on one thread (small inputs)."""
     heaps = np.empty((1, k), dtype=np.int64)
@@ -152,7 +152,7 @@ def _knn_rows(codes, query, k, heap, first, last):
     return size
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _merge_heaps(heaps, sizes, k):
     total = 0
     for c in range(sizes.shape[0]):
