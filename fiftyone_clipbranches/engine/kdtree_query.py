@@ -31,7 +31,7 @@ def _relation(node_lo, node_hi, s, node, lo, hi, b, m):
     return rel
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _box_is_empty(lo, hi, b, m):
     for j in range(m):
         if lo[b, j] > hi[b, j] or hi[b, j] < 0 or lo[b, j] > 255:
@@ -39,7 +39,7 @@ def _box_is_empty(lo, hi, b, m):
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _query_one(
     values,
     val_off,
@@ -118,7 +118,7 @@ def _query_one(
     return n_out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def bound_boxes_kernel(
     values,
     val_off,
@@ -203,7 +203,7 @@ def _fill_boxes(
 fill_boxes_serial, fill_boxes_parallel = serial_and_parallel(_fill_boxes)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def merge_sorted_pairs(keys, n_members):
     """Distinct ids and distinct-member counts from sorted ``id * n_members + member``."""
     n = keys.shape[0]
@@ -227,7 +227,7 @@ def merge_sorted_pairs(keys, n_members):
     return ids[: k + 1], hit[: k + 1]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def pair_keys(hits, offsets, counts, member, n_members):
     """``id * n_members + member`` for every hit of every box (int64, unsorted)."""
     total = 0
@@ -243,7 +243,7 @@ def pair_keys(hits, offsets, counts, member, n_members):
     return keys
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def merge_dense(hits, offsets, counts, order, member, n_rows):
     """Like :func:`merge_sorted_pairs` with two scratch arrays over all ``n_rows``.
 
