@@ -235,6 +235,11 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default="branches,ensemble")
+    parser.add_argument(
+        "--targets",
+        default="1%,common",
+        help="classes labelled: 1%%, 0.1%%, 0.01%% (rare components) or common",
+    )
     parser.add_argument("--n-pos", type=int, default=20)
     parser.add_argument("--n-neg", type=int, default=20)
     args = parser.parse_args(argv)
@@ -265,10 +270,8 @@ def run(args) -> None:
 
     ids = sample_id_array(ds)  # S24, in collection order (the order of the codes)
     sizes = np.bincount(labels)
-    targets = {
-        "rare (1%)": meta["target_components"]["1%"],
-        "common": int(np.argmax(sizes)),
-    }
+    named = {**meta["target_components"], "common": int(np.argmax(sizes))}
+    targets = {name: named[name] for name in args.targets.split(",")}
     rng = np.random.default_rng(0)
     rows = []
     loads = [os.getloadavg()[0]]
