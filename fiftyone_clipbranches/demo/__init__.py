@@ -1,7 +1,8 @@
 """The offline demo world: generated captioned images and a small CLIP trained on them.
 
 - :func:`generate_images` writes deterministic captioned PNGs with ground truth.
-- :func:`ensure_demo_model` returns the cached demo CLIP (training it on first use),
+- :func:`ensure_demo_model` returns the cached demo CLIP (unpacked from the checkpoint
+  shipped in ``assets/`` on first use, or trained for other configurations),
   loadable with ``open_clip.create_model_and_transforms(DEMO_MODEL_NAME,
   pretrained=demo.checkpoint_path)`` once :func:`register_demo_model` has run.
 
