@@ -176,3 +176,34 @@ def test_shipped_model_finds_red_circles_among_the_demo_images(shipped):
     # 18 of 20 here, as in the demo's report on all 3000 images (precision@20
     # 0.900); chance is about 0.06
     assert relevant[top].mean() >= 0.85
+
+
+def test_retrain_trains_again_and_says_how_it_compares(tmp_path, monkeypatch):
+    from fiftyone_clipbranches.demo import pipeline
+
+    first = ensure_demo_model(data_dir=tmp_path, progress=False, config=TINY)
+    calls = []
+    train = demo_train.train_demo_model
+    monkeypatch.setattr(
+        demo_train,
+        "train_demo_model",
+        lambda *a, **k: calls.append(1) or train(*a, **k),
+    )
+    notes = []
+    name, path = pipeline._demo_model(tmp_path, False, None, TINY, True, notes)
+    assert calls == [1] and path == first.checkpoint_path
+    # training is deterministic: the same bytes as the first training
+    assert sha256_file(path) == first.identity["checkpoint_sha256"]
+    assert notes == [
+        f"demo model retrained: sha256 {first.identity['compact_sha256'][:16]},"
+        " no shipped checkpoint for this configuration"
+    ]
+
+
+def test_cli_demo_retrain_flag_and_no_default_budget():
+    from fiftyone_clipbranches.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--no-app", "--retrain"])
+    assert args.retrain is True and args.train_minutes is None
+    args = build_parser().parse_args(["demo", "--train-minutes", "2"])
+    assert args.retrain is False and args.train_minutes == 2.0
