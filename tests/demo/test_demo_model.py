@@ -129,7 +129,7 @@ def test_short_training_lowers_the_contrastive_loss():
         n_images=96, variants_per_image=4, batch_size=32, steps=40, warmup_steps=4
     )
     _, stats = demo_train.train_demo_model(config, progress=False)
-    assert stats["steps"] == 40 and not stats["truncated"]
+    assert stats["steps"] == 40
     assert stats["final_loss"] < 0.9 * stats["first_loss"]
 
 
