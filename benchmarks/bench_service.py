@@ -14,10 +14,10 @@ The codes come from ``synthetic_codes.py``; every request trains decision branch
 on 20 positives of the 0.1% class, 10 explicit negatives and 500 random negatives,
 with neighbour positives as ``--neighbours`` says (default: automatic, as the
 service).
-The index is registered on an empty FiftyOne dataset in a private database under
-``--work-dir``: labelled samples are given by id, so refinement never reads sample
-documents, and the figures exclude MongoDB (a real 10M-sample dataset would add its
-own costs, see docs/service.md).
+The index is registered on a FiftyOne dataset of minimal sample documents (one per
+synthetic id, inserted raw) in a private database under ``--work-dir``: labelled
+samples are given by id, so refinement reads no tags; the dataset's ids are read
+once per process (the alive-rows mask), then cached.
 
 Usage::
 
@@ -89,8 +89,32 @@ def prepare_dataset(n: int, codes) -> tuple[str, float]:
     else:
         ds = fo.Dataset(name, persistent=True)
     t0 = time.perf_counter()
-    sdk.build_index_from_codes(ds, codes, synthetic_ids(n), INDEX_KEY)
+    ids = synthetic_ids(n)
+    if len(ds) != n:
+        ds.clear()
+        insert_samples(ds, ids)
+    sdk.build_index_from_codes(ds, codes, ids, INDEX_KEY)
     return name, time.perf_counter() - t0
+
+
+def insert_samples(ds, ids, batch: int = 50_000) -> None:
+    """One sample per id (``_id`` the synthetic id): the document FiftyOne writes for
+    ``Sample(filepath=...)``, copied and inserted in batches (an index may only hold
+    samples of its dataset)."""
+    import fiftyone as fo
+    from bson import ObjectId
+
+    ds.add_sample(fo.Sample(filepath="/nonexistent/bench.jpg"))
+    coll = ds._sample_collection
+    template = coll.find_one()
+    coll.delete_many({})
+    template.pop("_id")
+    for start in range(0, len(ids), batch):
+        docs = [
+            {**template, "_id": ObjectId(i.decode() if isinstance(i, bytes) else i)}
+            for i in ids[start : start + batch]
+        ]
+        coll.insert_many(docs, ordered=False)
 
 
 def make_bodies(
