@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_uninstall_plugin)
 
     from fiftyone_clipbranches.demo.pipeline import DEMO_REFINE_MODEL
-    from fiftyone_clipbranches.sdk.settings import MODEL_NAMES
+    from fiftyone_clipbranches.sdk.models import model_names
 
     p = sub.add_parser(
         "demo",
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--refine-model",
         default=DEMO_REFINE_MODEL,
-        choices=MODEL_NAMES,
+        choices=model_names(),
     )
     p.add_argument("--dataset", help="FiftyOne dataset name to create or reuse")
     p.add_argument(

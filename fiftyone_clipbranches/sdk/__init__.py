@@ -5,10 +5,12 @@ Indexes are FiftyOne runs on the root dataset (``method="clipbranches"``) whose
 files live under :func:`settings.index_root`.
 """
 
-from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, read_embeddings
+from fiftyone_clipbranches.sdk.embedding_reader import read_embeddings
+from fiftyone_clipbranches.sdk.embeddings import compute_embeddings
 from fiftyone_clipbranches.sdk.errors import (
     ClipBranchesError,
     ContradictoryLabelsError,
+    IdentityConflictError,
     IndexCorruptedError,
     IndexExistsError,
     IndexNotFoundError,
@@ -18,6 +20,7 @@ from fiftyone_clipbranches.sdk.errors import (
     ResultTooLargeError,
     SampleIdsError,
     StaleIndexError,
+    UnknownModelError,
     ViewNameTakenError,
 )
 from fiftyone_clipbranches.sdk.indexes import (
@@ -52,6 +55,7 @@ from fiftyone_clipbranches.sdk.views import (
 __all__ = [
     "ClipBranchesError",
     "ContradictoryLabelsError",
+    "IdentityConflictError",
     "IndexCorruptedError",
     "IndexExistsError",
     "IndexPermissionError",
@@ -67,6 +71,7 @@ __all__ = [
     "RefineResult",
     "RemoteServiceError",
     "StaleIndexError",
+    "UnknownModelError",
     "ViewNameTakenError",
     "apply_refine_result",
     "build_index",

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import fiftyone as fo
 import numpy as np
 
-from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import (
@@ -134,44 +133,6 @@ def compute_embeddings(
         "failed": dict(list(failed.items())[:20]),
         "clip_model": identity,
     }
-
-
-def read_embeddings(
-    samples, field: str, skip_missing: bool = False
-) -> tuple[list[str], np.ndarray]:
-    """Sample ids and float32 ``(n, d)`` embeddings of ``samples`` from ``field``.
-
-    Args:
-        skip_missing: leave out samples without a vector instead of raising.
-
-    Raises:
-        MissingEmbeddingsError: when the field does not exist, when some samples
-            lack a vector (unless ``skip_missing``) or when none has one.
-    """
-    root = root_dataset(samples)
-    if not isinstance(root.get_field(field), fo.VectorField | fo.ListField):
-        raise MissingEmbeddingsError(
-            f"dataset {root.name!r} has no embeddings field {field!r}; compute "
-            "embeddings first (compute_embeddings) or pass the name of an existing "
-            "VectorField"
-        )
-    n_missing = samples.exists(field, False).count()
-    if skip_missing:
-        samples = samples.exists(field)
-    elif n_missing:
-        raise MissingEmbeddingsError(
-            f"{n_missing} samples have no {field!r} embedding; compute them with "
-            f"compute_embeddings(dataset, {field!r}) first"
-        )
-    ids, vectors = samples.values(["id", field])
-    if not ids:
-        raise MissingEmbeddingsError(
-            f"no sample has a {field!r} embedding: nothing to index"
-        )
-    matrix = np.asarray(np.stack(vectors), dtype=np.float32)
-    if matrix.ndim != 2:
-        raise MissingEmbeddingsError(f"field {field!r} does not hold 1-d vectors")
-    return ids, matrix
 
 
 def field_identity(samples, field: str) -> dict | None:

@@ -50,3 +50,11 @@ class SampleIdsError(ClipBranchesError):
 class ViewNameTakenError(ClipBranchesError):
     """A saved-view name is taken (its slug by another view, or itself without
     overwrite)."""
+
+
+class UnknownModelError(ClipBranchesError):
+    """Text search was asked of an index whose CLIP model is not known."""
+
+
+class IdentityConflictError(ClipBranchesError):
+    """A declared CLIP model contradicts the one recorded for the field."""

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.embeddings import FIELD_INFO_KEY, field_identity
-from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.errors import IdentityConflictError
 from fiftyone_clipbranches.sdk.runs import root_dataset
 
 #: FiftyOne zoo model name -> open_clip ``(architecture, pretrained tag)`` of the
@@ -36,14 +36,6 @@ ZOO_CLIP_MODELS = {
 #: the defaults of ``fiftyone.utils.open_clip.TorchOpenClipModelConfig``.
 OPEN_CLIP_ZOO_MODEL = "open-clip-torch"
 OPEN_CLIP_ZOO_DEFAULTS = ("ViT-B-32", "openai")
-
-
-class UnknownModelError(ClipBranchesError):
-    """Text search was asked of an index whose CLIP model is not known."""
-
-
-class IdentityConflictError(ClipBranchesError):
-    """A declared CLIP model contradicts the one recorded for the field."""
 
 
 @dataclass(frozen=True)

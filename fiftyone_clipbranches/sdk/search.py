@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
-from fiftyone_clipbranches.sdk.errors import StaleIndexError
+from fiftyone_clipbranches.sdk.errors import StaleIndexError, UnknownModelError
 from fiftyone_clipbranches.sdk.freshness import alive_rows
-from fiftyone_clipbranches.sdk.identity import UnknownModelError, text_search_refusal
+from fiftyone_clipbranches.sdk.identity import text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K

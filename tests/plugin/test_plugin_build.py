@@ -32,7 +32,7 @@ def test_build_index_operator_immediate(embedded_dataset):
     assert notifications(requests, "success") == ["Index 'idx' built over 50 samples"]
     info = sdk.index_info(ds, "idx")
     assert info.code_method == "pca"
-    assert info.clip_model == {"name": "ViT-B-32", "pretrained": None}
+    assert info.clip_model is None  # nothing declared the field's model
     with pytest.raises(ExecutionError, match="already exists"):
         run_op("build_index", {"dataset": ds, "params": _params("idx")})
 
@@ -66,7 +66,10 @@ def test_compute_embeddings_operator_with_random_clip(cifar_dir):
             "pretrained": "",
             "batch_size": 8,
         }
-        _, requests = run_op("compute_embeddings", {"dataset": ds, "params": params})
+        with pytest.warns(UserWarning, match="RANDOM weights"):  # said to the user
+            _, requests = run_op(
+                "compute_embeddings", {"dataset": ds, "params": params}
+            )
         assert "set_progress" in uris(requests) and "reload_dataset" in uris(requests)
         assert notifications(requests, "success")[0].startswith("Embedded 20 samples")
         assert ds.exists("clip").count() == 20

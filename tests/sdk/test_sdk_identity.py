@@ -20,12 +20,8 @@ from user_path import TINY_CLIP_NAME, images_dataset
 
 import fiftyone_clipbranches as cb
 from fiftyone_clipbranches import sdk
-from fiftyone_clipbranches.sdk.identity import (
-    IdentityConflictError,
-    UnknownModelError,
-    field_model_identity,
-    zoo_identity,
-)
+from fiftyone_clipbranches.sdk.errors import IdentityConflictError, UnknownModelError
+from fiftyone_clipbranches.sdk.identity import field_model_identity, zoo_identity
 from fiftyone_clipbranches.similarity import register_similarity_backend
 
 

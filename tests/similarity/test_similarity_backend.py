@@ -16,7 +16,7 @@ from user_path import TINY_CLIP_NAME, images_dataset
 import fiftyone_clipbranches as cb
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
-from fiftyone_clipbranches.sdk.identity import UnknownModelError
+from fiftyone_clipbranches.sdk.errors import UnknownModelError
 from fiftyone_clipbranches.similarity import (
     ClipBranchesSimilarityConfig,
     register_similarity_backend,
