@@ -97,7 +97,7 @@ def run_demo(
         query: the text query.
         k: number of results shown for the text query and labelled by the
             simulated user.
-        refine_model: one of ``sdk.settings.MODEL_NAMES`` (default ``"ball"``).
+        refine_model: one of ``sdk.models.model_names()`` (default ``"ball"``).
         dataset_name: FiftyOne dataset to create or reuse.
         data_dir: where generated images and the demo model are cached.
         train_minutes: time budget for training the demo model, None for none;

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fiftyone_clipbranches.sdk.models import get_model, model_names
-
 #: Environment variable that overrides the directory holding index files.
 INDEX_ROOT_ENV = "CLIPBRANCHES_INDEX_ROOT"
 
@@ -22,10 +20,6 @@ DEFAULT_TAGS = (DEFAULT_POSITIVE_TAG, DEFAULT_NEGATIVE_TAG)
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_K = 60
-
-#: Model names accepted by ``refine``: ``sdk.models.model_names()``, kept for the
-#: CLI's choices until it reads the registry.
-MODEL_NAMES = model_names()
 
 #: Random negatives are at most this fraction of the unlabelled samples: drawing all
 #: of them on a small catalogue would label every unmarked match negative and return
@@ -73,9 +67,3 @@ def index_cache_size() -> int:
             f"indexes); got {raw!r}"
         )
     return size
-
-
-def default_random_negatives(model: str) -> int:
-    """Random negatives drawn for ``model`` when the caller does not say
-    (``get_model(model).random_negatives``; benchmarks/bench_neighbours.py)."""
-    return get_model(model).random_negatives

@@ -43,11 +43,11 @@ def test_defaults_are_the_measured_ones():
         spec = models.get_model(name)
         assert spec.random_negatives == negatives
         assert spec.neighbours_per_positive == neighbours
-        assert settings.default_random_negatives(name) == negatives
 
 
-def test_settings_tables_are_derived_from_the_registry():
-    assert models.model_names() == settings.MODEL_NAMES == tuple(models.MODELS)
+def test_the_registry_is_the_one_table_of_models():
+    assert models.model_names() == tuple(models.MODELS)
+    assert not hasattr(settings, "MODEL_NAMES")
     query_models = [n for n, s in models.MODELS.items() if s.needs_query]
     assert query_models == ["ball"]
     no_neighbours = {
@@ -68,8 +68,6 @@ def test_unknown_name_error_lists_the_valid_names():
         assert all(name in str(err.value) for name in MEASURED)
     with pytest.raises(ValueError, match="branches, ensemble"):
         models.make_model("svm")
-    with pytest.raises(ValueError, match="branches"):
-        settings.default_random_negatives("svm")
 
 
 def test_make_model_seeds_and_fit_model_is_uniform():
