@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     from fiftyone_clipbranches.demo import checkpoint as compact
     from fiftyone_clipbranches.demo.evaluate import colour_shape_precision
     from fiftyone_clipbranches.demo.model import COMPACT_NAME, ensure_demo_model
+    from fiftyone_clipbranches.demo.train import TRAIN_THREADS
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
             shutil.copyfile(retrained, compact.SHIPPED_PATH)
 
     print(
-        f"training: {seconds:.1f} s, {torch.get_num_threads()} torch threads,"
+        f"training: {seconds:.1f} s, {TRAIN_THREADS} torch thread(s),"
         f" {demo.identity['training']['steps']} steps"
     )
     print("| checkpoint | sha256 | top-20 precision (held out) |")
