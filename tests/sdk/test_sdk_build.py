@@ -99,13 +99,14 @@ def test_compute_embeddings_and_text_search_with_random_clip(make_dataset):
     """Random-weight CLIP (offline): the pipeline runs, meaning is not tested."""
     ds = make_dataset(4)
     calls = []
-    out = sdk.compute_embeddings(
-        ds,
-        "clip",
-        model="ViT-B-32",
-        pretrained=None,
-        progress=lambda f, s: calls.append(f),
-    )
+    with pytest.warns(UserWarning, match="RANDOM weights"):  # said to the user
+        out = sdk.compute_embeddings(
+            ds,
+            "clip",
+            model="ViT-B-32",
+            pretrained=None,
+            progress=lambda f, s: calls.append(f),
+        )
     assert out["n_embedded"] == 40 and out["n_failed"] == 0 and calls[-1] == 1.0
     assert out["clip_model"]["name"] == "ViT-B-32"
     again = sdk.compute_embeddings(ds, "clip", model="ViT-B-32", pretrained=None)
