@@ -9,20 +9,15 @@ O(N log N) per call, so batch the edits.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
-from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
-from fiftyone_clipbranches.sdk.freshness import compare
+from fiftyone_clipbranches.sdk.bundle import load_bundle
 from fiftyone_clipbranches.sdk.indexes import (
-    _GENERATED_MANIFEST_KEYS,
     IndexInfo,
-    _check_ids_in_dataset,
-    _dataset_dir,
-    _info,
-    _now,
+    check_ids_in_dataset,
+    index_info,
+    replace_index_rows,
 )
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap, check_sample_ids
 
@@ -55,43 +50,16 @@ def edit_index_rows(
             f"{add_codes.dtype} {add_codes.shape}"
         )
     if add_ids:
-        _check_ids_in_dataset(ds, SampleRowMap(add_ids))
+        check_ids_in_dataset(ds, SampleRowMap(add_ids))
     drop = set(remove_ids) | set(add_ids)
     old_ids = bundle.rowmap.ids_of(np.arange(len(bundle.rowmap)))
     keep = np.array([sid not in drop for sid in old_ids], bool)
     if keep.all() and not add_ids:
-        return _info(ds, index_key, config)
+        return index_info(ds, index_key, check=False)
 
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], add_codes])
     ids = [sid for sid, k in zip(old_ids, keep) if k] + list(add_ids)
-    rowmap = SampleRowMap(ids)
-    index = _tree_builder(codes, bundle.index.subsets, bundle.manifest.get("leaf_size"))
-    built_at = _now()
-    meta = dict(bundle.manifest, built_at=built_at, dataset_id=str(ds._doc.id))
-    for k in _GENERATED_MANIFEST_KEYS:
-        meta.pop(k, None)
     unembeddable = {
         sid: entry for sid, entry in bundle.unembeddable.items() if sid not in drop
     }
-    old_dir = config.index_dir
-    parent = _dataset_dir(ds, Path(old_dir).parent.parent)
-    path = write_bundle(parent, index, rowmap, bundle.encoder, meta, unembeddable)
-    config.index_dir = str(path)
-    config.n_samples = len(rowmap)
-    config.built_at = built_at
-    runs.update_index_config(ds, index_key, config)
-    if runs.release_index_dir(old_dir):
-        forget_bundle(old_dir)
-    return _info(ds, index_key, config, compare(ds, rowmap, unembeddable))
-
-
-def _tree_builder(codes, subsets, leaf_size):
-    """``fn(path)`` building the trees of ``codes`` into the index directory."""
-    from fiftyone_clipbranches.engine.index import CodeIndex
-
-    kwargs = {"subsets": subsets}
-    if leaf_size is not None:
-        kwargs["leaf_size"] = leaf_size
-    return lambda path: CodeIndex.build(
-        np.ascontiguousarray(codes), path=path, **kwargs
-    )
+    return replace_index_rows(ds, index_key, config, bundle, codes, ids, unembeddable)

@@ -194,7 +194,7 @@ def build_index_from_codes(
     rowmap = SampleRowMap(sample_ids)
     if len(rowmap) != codes.shape[0]:
         raise ValueError(f"{codes.shape[0]} codes but {len(rowmap)} sample ids")
-    _check_ids_in_dataset(ds, rowmap)
+    check_ids_in_dataset(ds, rowmap)
     config = _write_index(
         ds,
         index_key,
@@ -345,6 +345,24 @@ def update_index(
     keep = np.sort(rows[found])
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
+    info = replace_index_rows(
+        ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed}
+    )
+    report(1.0, f"index {index_key!r} now holds {info.n_samples} samples")
+    return info
+
+
+def replace_index_rows(
+    ds, index_key: str, config, bundle, codes, ids, unembeddable: dict
+) -> IndexInfo:
+    """Write a new directory for index ``index_key`` holding ``codes`` (uint8
+    ``(N, D)``) of sample ``ids`` with the encoder, subsets and settings of
+    ``bundle``, switch the run to it and release the old directory (deleted once
+    no run of any dataset points at it).
+
+    The new directory lies under ``ds``'s own folder, so an update on a clone never
+    replaces the original's files.
+    """
     rowmap = SampleRowMap(ids)
     leaf_size = bundle.manifest.get("leaf_size")
     index = _tree_builder(codes, bundle.index.subsets, leaf_size)
@@ -352,7 +370,6 @@ def update_index(
     meta = dict(bundle.manifest, built_at=built_at, dataset_id=str(ds._doc.id))
     for k in _GENERATED_MANIFEST_KEYS:
         meta.pop(k, None)
-    unembeddable = {**kept_failed, **new_failed}
     old_dir = config.index_dir
     parent = _dataset_dir(ds, Path(old_dir).parent.parent)
     path = write_bundle(parent, index, rowmap, bundle.encoder, meta, unembeddable)
@@ -362,7 +379,6 @@ def update_index(
     runs.update_index_config(ds, index_key, config)
     if runs.release_index_dir(old_dir):
         forget_bundle(old_dir)
-    report(1.0, f"index {index_key!r} now holds {len(rowmap)} samples")
     return _info(ds, index_key, config, compare(ds, rowmap, unembeddable))
 
 
@@ -423,7 +439,7 @@ _GENERATED_MANIFEST_KEYS = (
 )
 
 
-def _check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
+def check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
     rows, found = rowmap.rows_of(ds.values("id"))
     inside = np.zeros(len(rowmap), bool)
     inside[rows[found]] = True
