@@ -9,6 +9,10 @@ from collections.abc import Callable
 import fiftyone as fo
 import numpy as np
 
+from fiftyone_clipbranches.sdk.identity import (
+    check_field_identity,
+    record_field_identity,
+)
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import (
@@ -16,9 +20,6 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_PRETRAINED,
     DEFAULT_EMBEDDINGS_FIELD,
 )
-
-#: Key of the field ``info`` dict holding the CLIP identity of stored embeddings.
-FIELD_INFO_KEY = "clipbranches_clip_model"
 
 _CHUNK = 256
 #: Loaded CLIP models a process keeps (each holds its weights in memory).
@@ -98,9 +99,10 @@ def compute_embeddings(
     ids, paths = todo.values(["id", "filepath"])
     clip = get_clip_model(model, pretrained)
     identity = dict(clip.identity)
+    # vectors already there of an unknown model: fill the rest, record nothing
+    unknown = existing is not None and check_field_identity(root, field, identity)
     if existing is None:
         root.add_sample_field(field, fo.VectorField)
-    _check_identity(root, field, identity)
 
     failed: dict[str, str] = {}
     n_done = 0
@@ -124,7 +126,8 @@ def compute_embeddings(
             failed[chunk_ids[j]] = str(result.errors.get(int(j), "unreadable image"))
         n_done += len(chunk_ids)
         report(n_done / max(len(ids), 1), f"embedded {n_done}/{len(ids)}")
-    _set_identity(root, field, identity)
+    if not unknown:
+        record_field_identity(root, field, identity)
     return {
         "field": field,
         "n_embedded": len(ids) - len(failed),
@@ -133,31 +136,6 @@ def compute_embeddings(
         "failed": dict(list(failed.items())[:20]),
         "clip_model": identity,
     }
-
-
-def field_identity(samples, field: str) -> dict | None:
-    """CLIP identity recorded on ``field`` by :func:`compute_embeddings`, or None."""
-    fld = root_dataset(samples).get_field(field)
-    info = (fld.info or {}) if fld is not None else {}
-    identity = info.get(FIELD_INFO_KEY)
-    return dict(identity) if identity else None
-
-
-def _set_identity(root, field: str, identity: dict) -> None:
-    fld = root.get_field(field)
-    info = dict(fld.info or {})
-    info[FIELD_INFO_KEY] = identity
-    fld.info = info
-    fld.save()
-
-
-def _check_identity(root, field: str, identity: dict) -> None:
-    recorded = field_identity(root, field)
-    if recorded is not None and recorded != identity:
-        raise ValueError(
-            f"field {field!r} holds embeddings of {recorded}, not of {identity}: "
-            "mixing models in one field makes them incomparable; use another field"
-        )
 
 
 def _check_field_name(field) -> None:

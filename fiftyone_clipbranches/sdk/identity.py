@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from fiftyone_clipbranches.sdk.embeddings import FIELD_INFO_KEY, field_identity
 from fiftyone_clipbranches.sdk.errors import IdentityConflictError
 from fiftyone_clipbranches.sdk.runs import root_dataset
 
@@ -62,6 +61,50 @@ def zoo_identity(model, model_kwargs=None) -> dict | None:
         pretrained = kwargs.get("pretrained") or OPEN_CLIP_ZOO_DEFAULTS[1]
         return {"name": str(name), "pretrained": str(pretrained)}
     return None
+
+
+#: Key of the field ``info`` dict holding the CLIP identity of stored embeddings.
+FIELD_INFO_KEY = "clipbranches_clip_model"
+
+
+def field_identity(samples, field: str) -> dict | None:
+    """CLIP identity recorded on ``field``'s info (by ``compute_embeddings`` or the
+    user), or None."""
+    fld = root_dataset(samples).get_field(field)
+    info = (fld.info or {}) if fld is not None else {}
+    identity = info.get(FIELD_INFO_KEY)
+    return dict(identity) if identity else None
+
+
+def record_field_identity(samples, field: str, identity: dict) -> None:
+    """Record ``identity`` as the model of ``field``'s vectors (in its info)."""
+    fld = root_dataset(samples).get_field(field)
+    info = dict(fld.info or {})
+    info[FIELD_INFO_KEY] = identity
+    fld.info = info
+    fld.save()
+
+
+def check_field_identity(samples, field: str, identity: dict) -> bool:
+    """Whether ``field`` already holds vectors of an unknown model, before
+    vectors of ``identity`` are added to it.
+
+    Raises:
+        IdentityConflictError: the field's vectors are known to come from another
+            model (its record or a brain run over it): mixing models in one field
+            makes its vectors incomparable.
+    """
+    known = field_model_identity(samples, field).identity
+    if known is not None:
+        if not same_identity(known, identity):
+            raise IdentityConflictError(
+                f"field {field!r} holds embeddings of {_describe(known)}, not of "
+                f"{_describe(identity)}: mixing models in one field makes them "
+                "incomparable; embed into another field"
+            )
+        return False
+    root = root_dataset(samples)
+    return root.get_field(field) is not None and len(root.exists(field).limit(1)) > 0
 
 
 def field_model_identity(samples, field: str) -> FieldIdentity:

@@ -166,3 +166,43 @@ def test_sdk_computed_field_records_its_model(zoo_field, tiny_clip_checkpoint):
         found.identity["name"] == TINY_CLIP_NAME
         and found.source == "info of field 'own'"
     )
+
+
+def test_filling_a_field_of_unknown_model_records_no_guess(
+    zoo_field, tiny_clip_checkpoint
+):
+    """Vectors of an unknown model already in the field: the missing ones are
+    computed, but the field is not labelled with the model that computed them."""
+    ds, _ = zoo_field
+    ds.select(ds.values("id")[:3]).set_field("zoo_emb", None).save()
+    out = sdk.compute_embeddings(
+        ds,
+        "zoo_emb",
+        model=TINY_CLIP_NAME,
+        pretrained=str(tiny_clip_checkpoint),
+        progress=False,
+    )
+    assert out["n_embedded"] == 3
+    assert field_model_identity(ds, "zoo_emb").identity is None
+    info = cb.build_index(
+        ds, "filled", embeddings_field="zoo_emb", code_method="pca", progress=False
+    )
+    assert info.clip_model is None
+
+
+def test_computing_other_weights_into_a_recorded_field_is_refused(
+    zoo_field, tiny_clip_checkpoint
+):
+    ds, _ = zoo_field
+    sdk.compute_embeddings(
+        ds,
+        "own",
+        model=TINY_CLIP_NAME,
+        pretrained=str(tiny_clip_checkpoint),
+        progress=False,
+    )
+    random_weights = pytest.warns(UserWarning, match="RANDOM weights")
+    with random_weights, pytest.raises(IdentityConflictError, match="mixing models"):
+        sdk.compute_embeddings(
+            ds, "own", model=TINY_CLIP_NAME, pretrained=None, progress=False
+        )
