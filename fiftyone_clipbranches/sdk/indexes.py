@@ -40,6 +40,15 @@ from fiftyone_clipbranches.sdk.stream_encode import encode_source, fit_and_encod
 CODE_METHODS = ("head", "pca")
 
 
+class _Unset:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: ``pretrained`` left out (None is meaningful: random weights).
+UNSET = _Unset()
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     """What an index is and how it relates to the dataset now.
@@ -73,7 +82,7 @@ def build_index(
     *,
     embeddings_field: str | None = None,
     model: str | None = None,
-    pretrained=DEFAULT_CLIP_PRETRAINED,
+    pretrained=UNSET,
     code_method: str = "head",
     encoder_params: dict | None = None,
     skip_missing: bool | None = None,
@@ -91,8 +100,12 @@ def build_index(
             None, embeddings are computed with ``model``/``pretrained`` into
             ``"clip_embedding"`` (samples that already have one are kept).
         model, pretrained: CLIP model of the embeddings (also what text queries are
-            embedded with). With ``embeddings_field`` they declare the model when
-            the field does not record it.
+            embedded with): an open_clip architecture and its tag or checkpoint
+            path (None: random weights, for tests). When embeddings are computed
+            here, both default to ViT-B-32 / laion2b_s34b_b79k, and another
+            ``model`` needs its ``pretrained``. With ``embeddings_field`` they
+            declare the field's model (give both, or neither to use what the
+            field records; a declaration that contradicts the record is refused).
         code_method: ``"head"`` (learned 512->32 head, minutes on CPU) or ``"pca"``.
         encoder_params: extra keyword arguments of ``embed.fit_code_encoder``
             (e.g. ``{"steps": 200}`` for the head).
@@ -119,14 +132,23 @@ def build_index(
     embed_report = {}
     if embeddings_field is None:
         embeddings_field = DEFAULT_EMBEDDINGS_FIELD
+        model, pretrained = _clip_to_compute(model, pretrained)
         embed_report = compute_embeddings(
             ds,
             embeddings_field,
-            model=model or DEFAULT_CLIP_MODEL,
+            model=model,
             pretrained=pretrained,
             progress=lambda f, label: report(0.7 * f, label),
         )
-    identity = build_identity(ds, embeddings_field, model, pretrained)
+    elif (model is None) != (pretrained is UNSET):
+        raise ValueError(
+            "to declare the CLIP model of an embeddings field, pass both model= and "
+            "pretrained= (e.g. model='ViT-B-32', pretrained='openai'), or neither to "
+            "use the model the field records"
+        )
+    identity = build_identity(
+        ds, embeddings_field, model, None if pretrained is UNSET else pretrained
+    )
     source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
     unembeddable = _unembeddable(ds, embeddings_field, embed_report)
 
@@ -154,6 +176,21 @@ def build_index(
     )
     report(1.0, f"index {index_key!r} built over {len(source)} samples")
     return _info(ds, index_key, config)
+
+
+def _clip_to_compute(model, pretrained) -> tuple[str, object]:
+    """The CLIP model and weights to compute embeddings with."""
+    if model is None:
+        model = DEFAULT_CLIP_MODEL
+        if pretrained is UNSET:
+            pretrained = DEFAULT_CLIP_PRETRAINED
+    if pretrained is UNSET:
+        raise ValueError(
+            f"pass pretrained= for model {model!r}: its open_clip tag (see "
+            f"open_clip.list_pretrained_tags_by_model({model!r})) or a local "
+            "checkpoint path"
+        )
+    return model, pretrained
 
 
 def build_index_from_codes(

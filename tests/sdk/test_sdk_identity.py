@@ -190,6 +190,7 @@ def test_filling_a_field_of_unknown_model_records_no_guess(
     assert info.clip_model is None
 
 
+@pytest.mark.filterwarnings("ignore:load_clip.*RANDOM weights:UserWarning")
 def test_computing_other_weights_into_a_recorded_field_is_refused(
     zoo_field, tiny_clip_checkpoint
 ):
@@ -201,8 +202,18 @@ def test_computing_other_weights_into_a_recorded_field_is_refused(
         pretrained=str(tiny_clip_checkpoint),
         progress=False,
     )
-    random_weights = pytest.warns(UserWarning, match="RANDOM weights")
-    with random_weights, pytest.raises(IdentityConflictError, match="mixing models"):
+    with pytest.raises(IdentityConflictError, match="mixing models"):
         sdk.compute_embeddings(
             ds, "own", model=TINY_CLIP_NAME, pretrained=None, progress=False
         )
+
+
+def test_half_declarations_are_refused(zoo_field):
+    ds, _ = zoo_field
+    with pytest.raises(ValueError, match="pass both model= and pretrained="):
+        cb.build_index(ds, "half", embeddings_field="zoo_emb", pretrained="openai")
+    with pytest.raises(ValueError, match="pass both model= and pretrained="):
+        cb.build_index(ds, "half", embeddings_field="zoo_emb", model="ViT-B-32")
+    with pytest.raises(ValueError, match="pass pretrained= for model 'ViT-B-16'"):
+        cb.build_index(ds, "half", model="ViT-B-16")
+    assert cb.list_indexes(ds) == []
