@@ -15,17 +15,49 @@ from pathlib import Path
 __version__ = "0.1.0"
 PLUGIN_NAME = "@clipbranches/clipbranches"
 
+#: What ``import fiftyone_clipbranches as cb`` offers as ``cb.<name>``: the SDK's
+#: public names (``sdk.__all__``, kept equal by a test), loaded on first use.
 _SDK_EXPORTS = (
     "build_index",
+    "build_index_from_codes",
+    "compute_embeddings",
+    "read_embeddings",
     "search",
+    "search_ids",
     "refine",
+    "refine_ranking",
     "RefineRequest",
+    "RefineResult",
+    "RankedRows",
+    "apply_refine_result",
+    "collect_labels",
     "save_view",
+    "wait_for_writes",
+    "recover_unfinished_writes",
     "list_indexes",
     "index_info",
+    "IndexInfo",
+    "load_index",
     "rename_index",
     "delete_index",
     "update_index",
+    "verify_index",
+    "IndexVerifyReport",
+    "ClipBranchesError",
+    "ContradictoryLabelsError",
+    "IdentityConflictError",
+    "IndexCorruptedError",
+    "IndexExistsError",
+    "IndexNotFoundError",
+    "IndexPermissionError",
+    "MissingEmbeddingsError",
+    "NoPositivesError",
+    "RemoteServiceError",
+    "ResultTooLargeError",
+    "SampleIdsError",
+    "StaleIndexError",
+    "UnknownModelError",
+    "ViewNameTakenError",
 )
 
 

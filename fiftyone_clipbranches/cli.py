@@ -75,7 +75,11 @@ def _cmd_verify(args) -> int:
     n_ok, failures = 0, []
     for name in names:
         ds = fo.load_dataset(name)
-        keys = [args.index] if args.index else sdk.list_indexes(ds)
+        keys = sdk.list_indexes(ds)
+        if args.index and (args.dataset or args.index in keys):
+            keys = [args.index]  # named with its dataset: a missing one fails
+        elif args.index:
+            continue
         for key in keys:
             try:
                 r = sdk.verify_index(ds, key, level=args.level)
@@ -94,6 +98,9 @@ def _cmd_verify(args) -> int:
         print(f"verify: {len(failures)} index(es) failed: {', '.join(failures)}")
         return 1
     if not n_ok:
+        if args.index:
+            print(f"verify: no dataset has a clipbranches index {args.index!r}")
+            return 1
         print("verify: no clipbranches index found")
         return 0
     print(f"verify: {n_ok} index(es) passed ({args.level})")

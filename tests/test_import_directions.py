@@ -102,3 +102,11 @@ def test_the_checker_sees_every_kind_of_import():
     panel = {t for _, t in _project_imports(ROOT / "panels" / "panel.py")}
     assert f"{PACKAGE}.sdk" in panel  # `from fiftyone_clipbranches import sdk`
     assert _layer(f"{PACKAGE}.service.client") == "service"
+
+
+def test_the_package_root_offers_every_public_sdk_name():
+    import fiftyone_clipbranches as cb
+    from fiftyone_clipbranches import sdk
+
+    assert sorted(cb._SDK_EXPORTS) == sorted(sdk.__all__)
+    assert cb.verify_index is sdk.verify_index

@@ -230,10 +230,16 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
 
 
 def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, capsys):
+    other = make_dataset(2)  # a dataset without the index does not fail the run
     ds = make_dataset(2)
     index_dataset(ds, "idx")
     assert cli.main(["verify", "--dataset", ds.name]) == 0
     out = capsys.readouterr().out
+    index_dataset(ds, "cli_only_here")
+    assert cli.main(["verify", "--index", "cli_only_here"]) == 0
+    assert other.name not in capsys.readouterr().out
+    assert cli.main(["verify", "--index", "no_such_index"]) == 1
+    assert "no dataset has" in capsys.readouterr().out
     assert f"[ok  ] {ds.name}/idx" in out and "sample_ids.npy" in out
     assert "encoder" not in out and "index/codes.npy" in out
     path = Path(sdk.index_info(ds, "idx").index_dir) / "index" / "codes.npy"
