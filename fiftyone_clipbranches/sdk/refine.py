@@ -124,9 +124,8 @@ def refine_ranking(
             pos_rows,
             neg_rows,
             alive,
-            model,
+            req,
             labels,
-            index_key,
             (n_alive, n_unindexed),
             t0,
         )
@@ -413,7 +412,7 @@ def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
 
 
 def _labelled_positives_only(
-    bundle, pos_rows, neg_rows, alive, model, labels, index_key, counts, t0
+    bundle, pos_rows, neg_rows, alive, req, labels, counts, t0
 ) -> RankedRows:
     """The answer when every sample is labelled: the labelled positives (score 1.0,
     by row), with a note in the stats instead of a model fit on nothing."""
@@ -426,20 +425,20 @@ def _labelled_positives_only(
         " is your positives"
     )
     stats = {
-        "model": model,
+        "model": req.model,
         "label_source": labels.source,
         "n_pos": len(pos_rows),
         "n_neg": len(neg_rows),
         "n_neighbour_pos": 0,
         "n_random_neg": 0,
-        "n_random_neg_requested": 0,
+        "n_random_neg_requested": req.n_random_negatives,
         "n_relabelled": 0,
         "n_forced_pos": int(rows.size),
         "n_dropped_neg": 0,
         "n_results": int(rows.size),
         "n_index": counts[0],
         "n_unindexed": counts[1],
-        "index_key": index_key,
+        "index_key": req.index_key,
         "train_ms": 0.0,
         "query_ms": 0.0,
         "total_ms": 1e3 * (time.perf_counter() - t0),

@@ -139,13 +139,6 @@ def _release_generated_dataset(root, old_doc) -> None:
     old_view._dataset.save()
 
 
-def write_scores(dataset, score_field: str, ids: list[str], scores) -> None:
-    """Set ``score_field`` (a FloatField) to ``scores`` on ``ids``; clear it on every
-    other sample that still holds a score from an earlier round (journaled: see the
-    module docstring)."""
-    write_result(dataset, score_field, ids, scores)
-
-
 def write_result(
     dataset,
     score_field: str | None,

@@ -102,6 +102,7 @@ def test_every_sample_positive_returns_the_positives_with_a_note(indexed):
     assert sorted(result.ids) == sorted(ds.values("id"))
     assert "nothing left to classify" in result.stats["note"]
     assert len(ds.exists("clipbranches_score")) == len(ds)
+    assert result.stats["n_random_neg_requested"] == 500  # the ensemble's default
 
 
 _WRITER = textwrap.dedent(
