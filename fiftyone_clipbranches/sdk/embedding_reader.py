@@ -91,15 +91,17 @@ class EmbeddingSource:
         """
         batch_rows = batch_rows or BATCH_ROWS
         cursor = self._present._aggregate(post_pipeline=[{"$project": {self.field: 1}}])
-        start, ids, values = 0, [], []
+        start, ids, values, width = 0, [], [], None
         for doc in cursor:
             ids.append(doc["_id"])
             values.append(_value(doc, self.field))
             if len(values) == batch_rows:
-                yield start, self._checked(start, ids, values)
+                vectors = self._checked(start, ids, values, width)
+                width = vectors.shape[1]
+                yield start, vectors
                 start, ids, values = start + len(values), [], []
         if values:
-            yield start, self._checked(start, ids, values)
+            yield start, self._checked(start, ids, values, width)
             start += len(values)
         if start != len(self):
             raise _changed_error(self._present, self.field)
@@ -109,11 +111,14 @@ class EmbeddingSource:
         parts = [v for _, v in self.batches()]
         return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
-    def _checked(self, start, ids, values) -> np.ndarray:
+    def _checked(self, start, ids, values, width=None) -> np.ndarray:
         got = _hex_ids(ids)
         if not np.array_equal(got, self.ids[start : start + len(got)]):
             raise _changed_error(self._present, self.field)
-        return decode_vectors(values, self.field)
+        vectors = decode_vectors(values, self.field)
+        if width is not None and vectors.shape[1] != width:  # vs earlier batches
+            raise _ragged_error(self.field)
+        return vectors
 
 
 def open_embeddings(samples, field: str, skip_missing: bool = False) -> EmbeddingSource:

@@ -160,3 +160,16 @@ def test_update_index_encodes_the_added_samples_like_a_build(embedded, small_bat
     vectors = np.stack(ds.select(added, ordered=True).values("emb"))
     codes = np.asarray(bundle.index.codes)[rows]
     assert np.array_equal(codes, bundle.encoder.encode(vectors))
+
+
+def test_vectors_of_another_length_in_a_later_batch_are_a_clear_error(
+    embedded, small_batches
+):
+    ds = embedded
+    last = ds.values("id")[-1]
+    sample = ds[last]
+    sample["emb"] = np.ones(16, np.float32)
+    sample.save()
+    with pytest.raises(sdk.MissingEmbeddingsError, match="1-d vectors of one length"):
+        sdk.build_index(ds, "ragged", embeddings_field="emb", code_method="pca")
+    assert sdk.list_indexes(ds) == []
