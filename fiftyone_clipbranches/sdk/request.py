@@ -168,13 +168,6 @@ class RefineRequest:
             body["negatives"] = _id_list(self.negatives)
         else:
             body["positive_tag"], body["negative_tag"] = self.tags
-        if body["neighbours_per_positive"] == "auto":
-            if self.spec.neighbours_per_positive != "auto":
-                raise ValueError(
-                    "a remote service takes neighbours_per_positive as an int, or"
-                    " omitted for the model's default"
-                )
-            body["neighbours_per_positive"] = None
         return {k: v for k, v in body.items() if v is not None}
 
     @classmethod

@@ -170,8 +170,9 @@ REFINE = Object(
             Int(
                 minimum=0,
                 maximum=MAX_NEIGHBOURS_PER_POSITIVE,
+                words=("auto",),
                 description="nearest code neighbours of each positive that train"
-                " as positives (auto: round(32 / P) below 32 positives). "
+                ' as positives ("auto": round(32 / P) below 32 positives). '
                 + defaults_description("neighbours_per_positive", "Omitted"),
             ),
             default=None,

@@ -98,22 +98,34 @@ class Str(Schema):
 
 @dataclass
 class Int(Schema):
+    """An integer; ``words`` are strings accepted besides (e.g. ``"auto"``)."""
+
     minimum: int | None = None
     maximum: int | None = None
     description: str = ""
     nullable: bool = False
+    words: tuple[str, ...] = ()
 
     def type_name(self) -> str:
+        if self.words:
+            return f"an integer or one of {list(self.words)}"
         return "an integer"
 
     def _check(self, value, path):
+        if isinstance(value, str) and value in self.words:
+            return value
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValidationError(path, f"must be an integer, got {_json_type(value)}")
+            raise ValidationError(
+                path, f"must be {self.type_name()}, got {_json_type(value)}"
+            )
         _check_range(value, self.minimum, self.maximum, path)
         return value
 
     def _openapi(self):
-        return _range_doc({"type": "integer"}, self.minimum, self.maximum)
+        doc = _range_doc({"type": "integer"}, self.minimum, self.maximum)
+        if self.words:
+            return {"oneOf": [doc, {"type": "string", "enum": list(self.words)}]}
+        return doc
 
 
 @dataclass

@@ -341,7 +341,14 @@ def test_refine_neighbours_per_positive(call, served_dataset):
     assert status == 200 and off["stats"]["n_neighbour_pos"] == 0
     status, _, two = call("POST", "/v1/refine", {**body, "neighbours_per_positive": 2})
     assert status == 200 and 0 < two["stats"]["n_neighbour_pos"] <= 8
-    for bad in (-1, 65, "auto", 1.5):
+    linear = {**body, "model": "linear"}  # no neighbour positives by default
+    status, _, res = call("POST", "/v1/refine", linear)
+    assert status == 200 and res["stats"]["n_neighbour_pos"] == 0
+    status, _, res = call(
+        "POST", "/v1/refine", {**linear, "neighbours_per_positive": "auto"}
+    )
+    assert status == 200 and res["stats"]["n_neighbour_pos"] > 0
+    for bad in (-1, 65, "Auto", 1.5):
         status, _, err = call(
             "POST", "/v1/refine", {**body, "neighbours_per_positive": bad}
         )
