@@ -24,11 +24,12 @@ class ComputeEmbeddings(foo.Operator):
         return long_running_config(
             "compute_embeddings",
             "CLIP branches: compute embeddings",
-            "Embed the images of the current view with CLIP",
+            "Embed the images of the dataset, the current view or the selection",
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
+        inputs.view_target(ctx, action_description="Embed")
         inputs.str(
             "field",
             label="Embeddings field",
@@ -57,7 +58,7 @@ class ComputeEmbeddings(foo.Operator):
             result = yield from run_with_progress(
                 ctx,
                 compute_embeddings,
-                ctx.view,
+                ctx.target_view(),
                 p.get("field", DEFAULT_EMBEDDINGS_FIELD),
                 model=p.get("model") or DEFAULT_CLIP_MODEL,
                 pretrained=p.get("pretrained") or None,

@@ -3,6 +3,9 @@ clipbranches service when the plugin secrets name one: ``sdk.remote``)."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -55,6 +58,19 @@ def add_model_inputs(ctx, inputs) -> None:
         inputs.str(extra.name, label=extra.label, description=extra.description)
 
 
+def labels_within(request: RefineRequest, target) -> RefineRequest:
+    """``request`` with its tagged labels limited to the samples of ``target`` (the
+    operator's view target); the model still scores the whole index."""
+    if request.by_ids or isinstance(target, fo.Dataset):
+        return request
+    pos_tag, neg_tag = request.tags
+    return dataclasses.replace(
+        request,
+        positives=target.match_tags(pos_tag).values("id"),
+        negatives=target.match_tags(neg_tag).values("id"),
+    )
+
+
 def summary(stats: dict) -> str:
     return (
         f"{stats['n_results']} matches from {stats['n_pos']} positives / "
@@ -79,11 +95,12 @@ class RefineOperator(foo.Operator):
         inputs = types.Object()
         if add_index_choice(ctx, inputs) is None:
             return types.Property(inputs)
+        inputs.view_target(ctx, action_description="Take the labels from")
         inputs.str("positive_tag", label="Positive tag", default=DEFAULT_POSITIVE_TAG)
         inputs.str("negative_tag", label="Negative tag", default=DEFAULT_NEGATIVE_TAG)
         pos = ctx.params.get("positive_tag") or DEFAULT_POSITIVE_TAG
         neg = ctx.params.get("negative_tag") or DEFAULT_NEGATIVE_TAG
-        counts = ctx.dataset.count_sample_tags()
+        counts = ctx.target_view().count_sample_tags()
         inputs.view(
             "counts",
             types.Notice(
@@ -100,7 +117,7 @@ class RefineOperator(foo.Operator):
         try:
             result = refine_here_or_remote(
                 ctx.dataset,
-                RefineRequest.from_json(p),
+                labels_within(RefineRequest.from_json(p), ctx.target_view()),
                 score_field=p.get("score_field") or DEFAULT_SCORE_FIELD,
                 saved_view=p.get("saved_view") or None,
                 secrets=ctx.secrets,

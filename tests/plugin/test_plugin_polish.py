@@ -1,0 +1,52 @@
+"""App polish: view targets, the orchestrator hint, readable panel inputs, and
+search by an image file typed into the panel."""
+
+import numpy as np
+from plugin_helpers import notifications, run_op
+from test_plugin_operators import _resolve_input, _tag
+from user_path import TINY_CLIP_NAME
+
+
+def test_compute_embeddings_embeds_only_the_selected_samples(
+    make_dataset_no_index, tiny_clip_checkpoint
+):
+    ds = make_dataset_no_index
+    chosen = ds.values("id")[:3]
+    params = {
+        "field": "clip",
+        "model": TINY_CLIP_NAME,
+        "pretrained": str(tiny_clip_checkpoint),
+        "view_target": "SELECTED_SAMPLES",
+    }
+    ctx = {"dataset": ds, "selected": chosen, "params": params}
+    _, requests = run_op("compute_embeddings", ctx)
+    assert notifications(requests, "success")[0].startswith("Embedded 3 samples")
+    assert sorted(ds.exists("clip").values("id")) == sorted(chosen)
+
+
+def test_compute_embeddings_and_refine_forms_offer_the_view_target(indexed_dataset):
+    for name in ("compute_embeddings", "refine"):
+        props = _resolve_input(name, indexed_dataset, {})
+        assert "view_target" in props, name
+
+
+def test_refine_takes_labels_from_the_target_view_only(indexed_dataset):
+    ds = indexed_dataset
+    _tag(ds)
+    positives = ds.match_tags("cb_positive").values("id")
+    negatives = ds.match_tags("cb_negative").values("id")
+    params = {
+        "index_key": "cb",
+        "model": "branches",
+        "random_negatives": 50,
+        "view_target": "CURRENT_VIEW",
+    }
+    view = ds.select(positives[:5] + negatives[:8])
+    ctx = {"dataset": ds, "view": view, "params": params}
+    stats, _ = run_op("refine", ctx)
+    assert stats["n_pos"] == 5 and stats["n_neg"] == 8
+
+    params["view_target"] = "DATASET"
+    stats, _ = run_op("refine", {"dataset": ds, "view": view, "params": params})
+    assert stats["n_pos"] == 12 and stats["n_neg"] == 20
+    assert np.isfinite(stats["train_ms"])
