@@ -8,6 +8,7 @@ import fiftyone.operators.types as types
 from fiftyone_clipbranches.operators.common import (
     add_index_choice,
     add_new_key_input,
+    add_orchestrator_hint,
     long_running_config,
     notify_error,
     run_with_progress,
@@ -68,6 +69,7 @@ class BuildIndex(foo.Operator):
         inputs.enum(
             "code_method", ["head", "pca"], label="Code", default="head", view=method
         )
+        add_orchestrator_hint(inputs)
         return types.Property(
             inputs, view=types.View(label="Build a clipbranches index")
         )
@@ -112,7 +114,8 @@ class UpdateIndex(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        add_index_choice(ctx, inputs)
+        if add_index_choice(ctx, inputs) is not None:
+            add_orchestrator_hint(inputs)
         return types.Property(
             inputs, view=types.View(label="Update a clipbranches index")
         )

@@ -39,6 +39,18 @@ def long_running_config(name: str, label: str, description: str):
     )
 
 
+ORCHESTRATOR_HINT = (
+    "Delegated runs wait for an orchestrator: run `fiftyone delegated launch` "
+    "(FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true on FiftyOne 1.22)"
+)
+
+
+def add_orchestrator_hint(inputs) -> None:
+    """Notice that a scheduled (delegated) run needs an orchestrator to start;
+    nothing in FiftyOne says so and the run otherwise sits queued."""
+    inputs.view("orchestrator_hint", types.Notice(label=ORCHESTRATOR_HINT))
+
+
 def index_keys(ctx) -> list[str]:
     if ctx.dataset is None:
         return []

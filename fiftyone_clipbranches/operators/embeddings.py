@@ -6,6 +6,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import (
+    add_orchestrator_hint,
     long_running_config,
     notify_error,
     run_with_progress,
@@ -50,6 +51,7 @@ class ComputeEmbeddings(foo.Operator):
         inputs.bool(
             "skip_existing", label="Skip samples that have a vector", default=True
         )
+        add_orchestrator_hint(inputs)
         return types.Property(inputs, view=types.View(label="Compute CLIP embeddings"))
 
     def execute(self, ctx):

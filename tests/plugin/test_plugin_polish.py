@@ -50,3 +50,12 @@ def test_refine_takes_labels_from_the_target_view_only(indexed_dataset):
     stats, _ = run_op("refine", {"dataset": ds, "view": view, "params": params})
     assert stats["n_pos"] == 12 and stats["n_neg"] == 20
     assert np.isfinite(stats["train_ms"])
+
+
+def test_long_running_forms_say_delegated_runs_need_an_orchestrator(indexed_dataset):
+    for name in ("build_index", "update_index", "compute_embeddings"):
+        props = _resolve_input(name, indexed_dataset, {"index_key": "fresh"})
+        hint = props["orchestrator_hint"]["view"]
+        assert hint["name"] == "Notice", name
+        assert "fiftyone delegated launch" in hint["label"]
+        assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in hint["label"]
