@@ -47,11 +47,15 @@ def add_model_inputs(ctx, inputs) -> None:
     )
     inputs.float(
         "negative_weight",
-        label="Negative weight",
         default=1.0,
         min=1.0,
         max=100.0,
-        view=types.SliderView(),
+        view=types.SliderView(
+            label="Negative weight",
+            label_position="top",
+            value_precision=1,
+            view_multiple_of=0.5,
+        ),
     )
     chosen = ctx.params.get("model")
     for extra in get_model(chosen if chosen in MODELS else DEFAULT_MODEL).inputs:

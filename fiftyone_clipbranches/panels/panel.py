@@ -125,7 +125,7 @@ class RelevancePanel(foo.Panel):
         panel.enum("index_key", keys, label="Index", default=keys[0], view=choices)
 
         panel.str("query", label="Text query (empty: search by the selection)")
-        panel.int("k", label="k", default=DEFAULTS["k"], min=1, max=1000)
+        panel.int("k", label="Results (k)", default=DEFAULTS["k"], min=1, max=1000)
         panel.btn("search", label="Search", on_click=self.search, variant="contained")
 
         n_pos, n_neg = actions.tag_counts(ctx, opts)
@@ -155,11 +155,10 @@ class RelevancePanel(foo.Panel):
         )
         panel.float(
             "negative_weight",
-            label="Negative weight",
             default=DEFAULTS["negative_weight"],
             min=1.0,
             max=100.0,
-            view=types.SliderView(),
+            view=weight_slider(),
         )
         panel.btn("refine", label="Refine", on_click=self.refine, variant="contained")
 
@@ -187,6 +186,17 @@ class RelevancePanel(foo.Panel):
         panel.str("negative_tag", label="Negative tag")
         panel.str("score_field", label="Score field")
         return types.Property(panel, view=types.GridView(orientation="vertical"))
+
+
+def weight_slider():
+    """The negative-weight slider: its label above it (beside it, the App cuts it
+    to 100 px) and its value to one decimal (the App's default shows six)."""
+    return types.SliderView(
+        label="Negative weight",
+        label_position="top",
+        value_precision=1,
+        view_multiple_of=0.5,
+    )
 
 
 def _stats_markdown(stats: dict) -> str:

@@ -59,3 +59,21 @@ def test_long_running_forms_say_delegated_runs_need_an_orchestrator(indexed_data
         assert hint["name"] == "Notice", name
         assert "fiftyone delegated launch" in hint["label"]
         assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in hint["label"]
+
+
+def test_panel_numbers_have_readable_labels_and_values(indexed_dataset):
+    from test_plugin_panel import call, rendered
+
+    props = rendered(call(indexed_dataset, "on_load"))
+    slider = props["negative_weight"]["view"]
+    assert slider["label"] == "Negative weight" and slider["label_position"] == "top"
+    assert slider["value_precision"] == 1
+    for name in ("k", "random_negatives"):
+        assert props[name]["type"]["int"] is True, name
+        assert props[name]["view"]["name"] != "SliderView", name
+    assert props["k"]["view"]["label"] == "Results (k)"
+
+
+def test_refine_form_weight_slider_is_readable(indexed_dataset):
+    slider = _resolve_input("refine", indexed_dataset, {})["negative_weight"]["view"]
+    assert slider["label_position"] == "top" and slider["value_precision"] == 1
