@@ -7,6 +7,11 @@ retrained and the shipped model. ``--write`` replaces the shipped file
 (``fiftyone_clipbranches/assets/demo_clip.ckpt``) with the retrained one.
 
     .venv/bin/python benchmarks/bench_demo_checkpoint.py [--write] [--threads 2]
+        [--torch-seed N]
+
+``--torch-seed N`` trains the default configuration with another ``torch_seed``
+instead (to compare seeds by held-out precision, as the shipped one was chosen;
+docs/benchmarks.md, Demo); it cannot be combined with ``--write``.
 
 Exit status 1 when the digests differ (and ``--write`` was not given). Training is
 bit-reproducible on a given machine and thread count; another CPU or thread count
@@ -16,6 +21,7 @@ may train slightly different weights.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -28,21 +34,29 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--write", action="store_true", help="update the shipped file")
     parser.add_argument("--eval-images", type=int, default=1000)
+    parser.add_argument(
+        "--torch-seed", type=int, default=None, help="train another torch_seed"
+    )
     args = parser.parse_args(argv)
+    if args.write and args.torch_seed is not None:
+        parser.error("--write ships the default configuration only")
 
     import torch
 
     from fiftyone_clipbranches.demo import checkpoint as compact
     from fiftyone_clipbranches.demo.evaluate import colour_shape_precision
     from fiftyone_clipbranches.demo.model import COMPACT_NAME, ensure_demo_model
-    from fiftyone_clipbranches.demo.train import TRAIN_THREADS
+    from fiftyone_clipbranches.demo.train import TRAIN_THREADS, DemoTrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="clipbranches-retrain-") as tmp:
         start = time.perf_counter()
-        demo = ensure_demo_model(data_dir=tmp, force=True)
+        config = DemoTrainConfig()
+        if args.torch_seed is not None:
+            config = dataclasses.replace(config, torch_seed=args.torch_seed)
+        demo = ensure_demo_model(data_dir=tmp, force=True, config=config)
         seconds = time.perf_counter() - start
         retrained = Path(demo.checkpoint_path).parent / COMPACT_NAME
         quality = colour_shape_precision(*demo.load(), n_images=args.eval_images)
@@ -62,7 +76,7 @@ def main(argv=None) -> int:
 
     print(
         f"training: {seconds:.1f} s, {TRAIN_THREADS} torch thread(s),"
-        f" {demo.identity['training']['steps']} steps"
+        f" {demo.identity['training']['steps']} steps, torch_seed {config.torch_seed}"
     )
     print("| checkpoint | sha256 | top-20 precision (held out) |")
     print("|---|---|---|")
