@@ -109,6 +109,7 @@ def test_user_index_served_and_refined_by_client_and_panel(
         panel_ids, panel_stats = _panel_refine(ds, state)
         assert panel_stats["service_url"] == service.url
         assert panel_ids == local_ids
+        sdk.wait_for_writes(ds)  # the panel writes the score field behind the grid
         scored = ds.exists("journey_score")
         assert set(scored.values("id")) == set(panel_ids)
         assert service.proc.poll() is None

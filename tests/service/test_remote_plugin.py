@@ -6,6 +6,7 @@ import fiftyone.operators as foo
 import numpy as np
 import pytest
 
+from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.service.client import TOKEN_ENV, URL_ENV
 
 PLUGIN = "@clipbranches/clipbranches"
@@ -76,6 +77,7 @@ def test_panel_refine_uses_the_service_when_its_secrets_are_set(
     }
     _, requests = _run("clipbranches_panel", ctx)
     local_ids = _shown_ids(requests)
+    sdk.wait_for_writes(ds)  # the panel writes the score field behind the grid
     local_scores = _scores(ds, "panel_score")
 
     monkeypatch.setenv(URL_ENV, service.url)
@@ -88,6 +90,7 @@ def test_panel_refine_uses_the_service_when_its_secrets_are_set(
     ]
     assert stats["service_url"] == service.url
     assert _shown_ids(requests) == local_ids
+    sdk.wait_for_writes(ds)
     remote_scores = _scores(ds, "panel_score")
     assert remote_scores.keys() == local_scores.keys()
     assert np.array_equal(
