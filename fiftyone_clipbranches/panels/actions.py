@@ -10,6 +10,7 @@ from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
 from fiftyone_clipbranches.sdk.labels import count_tagged
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.search import is_image_reference
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 
 
@@ -29,10 +30,14 @@ def tags(opts: dict) -> tuple[str, str]:
 
 
 def run_search(ctx, opts: dict) -> str:
-    """Search by the query text, or by the selected samples when it is empty."""
+    """Search by the query box: an image file path or URL, else text; by the
+    selected samples when it is empty."""
     text = (opts.get("query") or "").strip()
     k = int(opts["k"])
-    if text:
+    if text and is_image_reference(text):
+        view = sdk.search(ctx.dataset, image=text, k=k, index_key=opts["index_key"])
+        what = f"the image {text}"
+    elif text:
         view = sdk.search(ctx.dataset, text=text, k=k, index_key=opts["index_key"])
         what = f"'{text}'"
     elif ctx.selected:

@@ -23,9 +23,9 @@ from fiftyone_clipbranches.sdk.models import MODELS, defaults_description, get_m
 
 logger = logging.getLogger(__name__)
 
-HELP = """Search by text or by example, mark results **positive** (click) or
-**negative** (alt-click), then **Refine**: a decision-branches model trained on your
-labels returns *every* matching sample of the dataset, scored. The *query ball*
+HELP = """Search by text, by an image (a file path or URL) or by example, mark
+results **positive** (click) or **negative** (alt-click), then **Refine**: a
+decision-branches model trained on your labels returns *every* matching sample of the dataset, scored. The *query ball*
 model refines the text query itself: it keeps the query's ranking and learns from
 your labels how far down it the matches go."""
 
@@ -124,7 +124,10 @@ class RelevancePanel(foo.Panel):
             choices.add_choice(key, label=key)
         panel.enum("index_key", keys, label="Index", default=keys[0], view=choices)
 
-        panel.str("query", label="Text query (empty: search by the selection)")
+        panel.str(
+            "query",
+            label="Text, or an image path or URL (empty: search by the selection)",
+        )
         panel.int("k", label="Results (k)", default=DEFAULTS["k"], min=1, max=1000)
         panel.btn("search", label="Search", on_click=self.search, variant="contained")
 

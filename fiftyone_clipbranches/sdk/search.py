@@ -1,6 +1,13 @@
-"""Nearest-neighbour search over an index's codes: by text, by samples, by vector."""
+"""Nearest-neighbour search over an index's codes: by text, by samples, by vector,
+by an image file."""
 
 from __future__ import annotations
+
+import os
+import tempfile
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +27,7 @@ def search(
     vector=None,
     k: int = DEFAULT_K,
     index_key: str = DEFAULT_INDEX_KEY,
+    image=None,
 ):
     """The ``k`` samples nearest to the query, as an ordered view (nearest first).
 
@@ -28,11 +36,13 @@ def search(
     - ``text``: embedded with the index's CLIP model, then encoded;
     - ``sample_ids``: the mean of those samples' codes;
     - ``vector``: a float embedding ``(d,)`` (encoded with the index's encoder) or
-      a uint8 code ``(D,)``.
+      a uint8 code ``(D,)``;
+    - ``image``: an image file path, ``file://`` URL or ``http(s)://`` URL (fetched),
+      in the dataset or not, embedded with the index's CLIP model.
 
     Deleted samples never appear; samples added after the build are not searched.
     """
-    ids, _ = search_ids(dataset, text, sample_ids, vector, k, index_key)
+    ids, _ = search_ids(dataset, text, sample_ids, vector, k, index_key, image)
     return root_dataset(dataset).select(ids, ordered=True)
 
 
@@ -43,15 +53,20 @@ def search_ids(
     vector=None,
     k: int = DEFAULT_K,
     index_key: str = DEFAULT_INDEX_KEY,
+    image=None,
 ) -> tuple[list[str], np.ndarray]:
     """Like :func:`search`, returning ``(sample ids, int64 squared code distances)``."""
-    given = [q is not None for q in (text, sample_ids, vector)]
+    given = [q is not None for q in (text, sample_ids, vector, image)]
     if sum(given) != 1:
-        raise ValueError("give exactly one query: text=, sample_ids= or vector=")
+        raise ValueError(
+            "give exactly one query: text=, sample_ids=, vector= or image="
+        )
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}")
     ds = root_dataset(dataset)
     config, bundle = load_index(ds, index_key)
+    if image is not None:
+        vector = image_embedding(config, bundle, index_key, image)
     query = query_code(config, bundle, index_key, text, sample_ids, vector)
 
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
@@ -92,6 +107,82 @@ def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
         config.clip_model["name"], config.clip_model.get("pretrained")
     )
     return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
+
+
+#: Largest image an ``http(s)://`` query may download.
+MAX_IMAGE_DOWNLOAD_BYTES = 50 * 2**20
+URL_TIMEOUT_S = 10.0
+
+
+def is_image_reference(query: str) -> bool:
+    """Whether a typed query names an image (an existing file, a ``file://`` or an
+    ``http(s)://`` URL) rather than text to search by."""
+    query = query.strip()
+    if query.lower().startswith(("file://", "http://", "https://")):
+        return True
+    try:
+        return Path(query).expanduser().is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
+    """float32 ``(d,)`` CLIP embedding of the image ``image`` (see :func:`search`)
+    by the index's own model.
+
+    Raises:
+        UnknownModelError: the index records no CLIP model, or has no encoder.
+        ValueError: no image there, an unreadable one, or a URL that cannot be
+            fetched.
+    """
+    if not config.clip_model or bundle.encoder is None:
+        raise UnknownModelError(
+            "searching by an image needs the index's CLIP model: "
+            + text_search_refusal(index_key, config.embeddings_field)
+        )
+    clip = get_clip_model(
+        config.clip_model["name"], config.clip_model.get("pretrained")
+    )
+    reference = os.fspath(image).strip() if isinstance(image, str | os.PathLike) else ""
+    if not reference:
+        raise ValueError(f"image must be a file path or URL; got {image!r}")
+    if reference.lower().startswith(("http://", "https://")):
+        with tempfile.TemporaryDirectory(prefix="clipbranches-query-") as tmp:
+            path = Path(tmp) / "image"
+            path.write_bytes(_download(reference))
+            return _embed_file(clip, path, reference)
+    if reference.lower().startswith("file://"):
+        parsed = urllib.parse.urlparse(reference)
+        reference = urllib.request.url2pathname(parsed.path)
+    path = Path(reference).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no image file at {reference}")
+    return _embed_file(clip, path, reference)
+
+
+def _download(url: str) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT_S) as response:
+            data = response.read(MAX_IMAGE_DOWNLOAD_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ValueError(
+            f"could not fetch {url} ({reason}); this machine may be offline: "
+            "download the image and give its file path"
+        ) from None
+    if len(data) > MAX_IMAGE_DOWNLOAD_BYTES:
+        raise ValueError(
+            f"{url} is larger than {MAX_IMAGE_DOWNLOAD_BYTES // 2**20} MiB: "
+            "download it, downscale it and give its file path"
+        )
+    return data
+
+
+def _embed_file(clip, path: Path, reference: str) -> np.ndarray:
+    result = clip.embed_images([path], num_workers=0, progress=False)
+    if not result.ok[0]:
+        raise ValueError(f"cannot read the image {reference}: {result.errors.get(0)}")
+    return np.asarray(result.vectors[0], np.float32)
 
 
 def _text_code(text, config, bundle, index_key) -> np.ndarray:

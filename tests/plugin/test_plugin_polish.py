@@ -1,6 +1,7 @@
 """App polish: view targets, the orchestrator hint, readable panel inputs, and
 search by an image file typed into the panel."""
 
+import fiftyone as fo
 import numpy as np
 from plugin_helpers import notifications, run_op
 from test_plugin_operators import _resolve_input, _tag
@@ -77,3 +78,21 @@ def test_panel_numbers_have_readable_labels_and_values(indexed_dataset):
 def test_refine_form_weight_slider_is_readable(indexed_dataset):
     slider = _resolve_input("refine", indexed_dataset, {})["negative_weight"]["view"]
     assert slider["label_position"] == "top" and slider["value_precision"] == 1
+
+
+def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index):
+    from test_plugin_panel import call
+
+    ds = make_user_index(5)
+    sample = ds.skip(3).first()
+    state = {"index_key": "clip", "query": sample.filepath, "k": 5}
+    requests = call(ds, "search", state=state)
+    assert notifications(requests, "success") == [
+        f"5 nearest samples to the image {sample.filepath}"
+    ]
+    (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    assert fo.DatasetView._build(ds, stages).first().id == sample.id
+
+    state["query"] = "http://127.0.0.1:9/cat.jpg"
+    requests = call(ds, "search", state=state)
+    assert "offline" in notifications(requests, "error")[0]

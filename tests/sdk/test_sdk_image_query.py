@@ -1,0 +1,54 @@
+"""Search by an image file or URL that the index's CLIP model embeds."""
+
+import shutil
+
+import pytest
+from sdk_testdata import index_dataset
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.errors import UnknownModelError
+from fiftyone_clipbranches.sdk.search import is_image_reference
+
+
+def test_an_indexed_image_finds_itself_first(make_user_index, tmp_path):
+    ds = make_user_index(5)
+    sample = ds.skip(7).first()
+    copy = tmp_path / "query.png"
+    shutil.copyfile(sample.filepath, copy)
+    for query in (sample.filepath, str(copy), copy.as_uri()):
+        view = sdk.search(ds, image=query, k=5, index_key="clip")
+        assert view.first().id == sample.id, query
+    ids, dists = sdk.search_ids(ds, image=copy, k=3, index_key="clip")
+    assert ids[0] == sample.id and dists[0] == 0
+
+
+def test_image_queries_that_cannot_be_embedded_are_clear_errors(
+    make_user_index, tmp_path
+):
+    ds = make_user_index(5)
+    with pytest.raises(ValueError, match="no image file at"):
+        sdk.search(ds, image=str(tmp_path / "missing.jpg"), index_key="clip")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read the image"):
+        sdk.search(ds, image=broken, index_key="clip")
+    with pytest.raises(ValueError, match="could not fetch .*offline"):
+        sdk.search(ds, image="http://127.0.0.1:9/cat.jpg", index_key="clip")
+    with pytest.raises(ValueError, match="exactly one query"):
+        sdk.search(ds, text="a cat", image=str(broken), index_key="clip")
+
+
+def test_an_index_without_a_clip_model_refuses_image_queries(make_dataset):
+    ds = make_dataset(1)
+    index_dataset(ds, "cb")
+    with pytest.raises(UnknownModelError, match="searching by an image"):
+        sdk.search(ds, image=ds.first().filepath, index_key="cb")
+
+
+def test_image_references_are_told_from_text(tmp_path):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"")
+    for query in (str(image), image.as_uri(), "https://example.com/a.jpg"):
+        assert is_image_reference(query), query
+    for query in ("a photo of a cat", str(tmp_path / "nothing.jpg"), str(tmp_path)):
+        assert not is_image_reference(query), query
