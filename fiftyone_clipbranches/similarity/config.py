@@ -29,6 +29,9 @@ class ClipBranchesSimilarityConfig(SimilarityConfig):
             ``"clip_embedding"``).
         code_method: ``"head"`` (learned 512->32 head) or ``"pca"``.
         encoder_params: extra keyword arguments of ``embed.fit_code_encoder``.
+        owns_index: set by the backend: whether this brain run built the index
+            (then deleting the run's index through ``cleanup`` deletes it); False
+            when it adopted an index the user built with ``cb.build_index``.
         **kwargs: :class:`fiftyone.brain.similarity.SimilarityConfig` arguments.
     """
 
@@ -39,6 +42,7 @@ class ClipBranchesSimilarityConfig(SimilarityConfig):
         pretrained=None,
         code_method="head",
         encoder_params=None,
+        owns_index=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -47,6 +51,7 @@ class ClipBranchesSimilarityConfig(SimilarityConfig):
         self.pretrained = pretrained
         self.code_method = code_method
         self.encoder_params = encoder_params
+        self.owns_index = owns_index
 
     @property
     def method(self):
@@ -71,6 +76,12 @@ class ClipBranchesSimilarity(Similarity):
     def initialize(self, samples, brain_key):
         from fiftyone_clipbranches.similarity.index import ClipBranchesSimilarityIndex
 
-        return ClipBranchesSimilarityIndex.initialize(
-            samples, self.config, brain_key, backend=self
-        )
+        try:
+            return ClipBranchesSimilarityIndex.initialize(
+                samples, self.config, brain_key, backend=self
+            )
+        except BaseException:
+            # the brain registers the run first: a failed build must not leave it
+            if brain_key is not None and samples.has_brain_run(brain_key):
+                self.delete_run(samples, brain_key, cleanup=False)
+            raise

@@ -55,8 +55,12 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         ds = samples._root_dataset
         if config.index_key is None:
             config.index_key = brain_key
-        if config.index_key not in sdk.list_indexes(ds):
+        if config.index_key in sdk.list_indexes(ds):
+            _check_adoptable(ds, config)
+            config.owns_index = False
+        else:
             _build_from_dataset(ds, config)
+            config.owns_index = True
         index = cls(samples, config, brain_key, backend=backend)
         index._save_config()
         return index
@@ -198,7 +202,10 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         return matrix, np.array(ids), None
 
     def cleanup(self):
-        """Deletes the clipbranches index (its run and files)."""
+        """Deletes the clipbranches index (its run and files) when this brain run
+        built it; an index the user built and the run adopted is left alone."""
+        if self.config.owns_index is False:
+            return
         if self.index_key in sdk.list_indexes(self._dataset):
             sdk.delete_index(self._dataset, self.index_key)
 
@@ -345,6 +352,21 @@ def _build_from_dataset(ds, config) -> None:
         )
         config.embeddings_field = field
         _build_from_field(ds, config, field, identity)
+
+
+def _check_adoptable(ds, config) -> None:
+    """An existing clipbranches index may back the brain run only if it indexes
+    the run's embeddings field (else add_to_index and update_index would disagree
+    on where the vectors live)."""
+    field = sdk.index_info(ds, config.index_key, check=False).embeddings_field
+    if config.embeddings_field is None:
+        config.embeddings_field = field
+    elif field is not None and field != config.embeddings_field:
+        raise ClipBranchesError(
+            f"clipbranches index {config.index_key!r} already exists over embeddings "
+            f"field {field!r}, not {config.embeddings_field!r}: pass "
+            f"embeddings={field!r}, or another brain_key (or index_key=)"
+        )
 
 
 def _build_from_field(ds, config, field, identity) -> None:

@@ -178,3 +178,27 @@ def test_brain_key_is_required(embedded):
         fob.compute_similarity(
             embedded, backend=ClipBranchesSimilarityConfig, embeddings="emb"
         )
+
+
+def test_an_index_the_user_built_is_adopted_never_deleted(embedded):
+    ds = embedded
+    cb.build_index(
+        ds, "mine", embeddings_field="emb", code_method="pca", progress=False
+    )
+    register_similarity_backend()
+    ds.clone_sample_field("emb", "other")
+    with pytest.raises(ValueError, match="already exists over embeddings field 'emb'"):
+        fob.compute_similarity(
+            ds, backend="clipbranches", embeddings="other", brain_key="mine"
+        )
+    index = fob.compute_similarity(
+        ds, backend="clipbranches", embeddings="emb", brain_key="mine"
+    )
+    first = ds.values("id")[0]
+    assert ds.sort_by_similarity(first, k=1, brain_key="mine").values("id") == [first]
+    index.cleanup()
+    ds.delete_brain_run("mine")
+    assert cb.list_indexes(ds) == ["mine"]
+    assert cb.search(ds, sample_ids=[first], k=1, index_key="mine").values("id") == [
+        first
+    ]
