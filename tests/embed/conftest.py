@@ -7,28 +7,14 @@ import warnings
 from pathlib import Path
 
 import pytest
+from user_path import TINY_CLIP_CONFIG
 
 CIFAR = (
     Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10-test-2000"
 )
 TINY_NAME = "clipbranches-tiny-test"
-TINY_CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {
-        "image_size": 32,
-        "layers": 1,
-        "width": 32,
-        "patch_size": 16,
-        "head_width": 16,
-    },
-    "text_cfg": {
-        "context_length": 16,
-        "vocab_size": 49408,
-        "width": 32,
-        "heads": 2,
-        "layers": 1,
-    },
-}
+#: The user-path tiny CLIP (``tests/user_path.py``) with 16-d embeddings.
+TINY_CONFIG = {**TINY_CLIP_CONFIG, "embed_dim": 16}
 
 
 @pytest.fixture(scope="session")
