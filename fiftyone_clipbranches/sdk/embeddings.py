@@ -26,6 +26,8 @@ _CHUNK = 256
 CLIP_MODEL_CACHE_SIZE = 2
 _models: OrderedDict[tuple, object] = OrderedDict()
 _models_lock = threading.Lock()
+#: One lock per model being loaded, so that concurrent first uses load it once.
+_loading: dict[tuple, threading.Lock] = {}
 
 
 def get_clip_model(name: str, pretrained):
@@ -37,20 +39,32 @@ def get_clip_model(name: str, pretrained):
         had (offline, no cached copy).
     """
     key = (name, pretrained)
+    model = _cached_model(key)
+    if model is not None:
+        return model
+    with _models_lock:
+        load_lock = _loading.setdefault(key, threading.Lock())
+    with load_lock:
+        model = _cached_model(key)
+        if model is None:
+            from fiftyone_clipbranches.embed.models import load_clip
+
+            model = load_clip(name, pretrained=pretrained)
+            with _models_lock:
+                _models[key] = model
+                while len(_models) > CLIP_MODEL_CACHE_SIZE:
+                    _models.popitem(last=False)
+    with _models_lock:
+        _loading.pop(key, None)
+    return model
+
+
+def _cached_model(key: tuple):
     with _models_lock:
         model = _models.get(key)
         if model is not None:
             _models.move_to_end(key)
-    if model is None:
-        from fiftyone_clipbranches.embed.models import load_clip
-
-        model = load_clip(name, pretrained=pretrained)
-        with _models_lock:
-            _models[key] = model
-            _models.move_to_end(key)
-            while len(_models) > CLIP_MODEL_CACHE_SIZE:
-                _models.popitem(last=False)
-    return model
+        return model
 
 
 def weights_unavailable_error() -> type[Exception]:

@@ -1,0 +1,32 @@
+"""CLIP models are loaded once per process, however many threads ask at once."""
+
+from __future__ import annotations
+
+import threading
+
+from user_path import TINY_CLIP_NAME
+
+from fiftyone_clipbranches.sdk import embeddings
+
+
+def test_concurrent_first_uses_share_one_model(tiny_clip_checkpoint):
+    key = (TINY_CLIP_NAME, str(tiny_clip_checkpoint))
+    with embeddings._models_lock:
+        embeddings._models.pop(key, None)
+    start = threading.Barrier(4)
+    got = []
+
+    def use():
+        start.wait()
+        got.append(embeddings.get_clip_model(*key))
+
+    threads = [threading.Thread(target=use) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(got) == 4
+    assert all(model is got[0] for model in got)
+    assert embeddings.get_clip_model(*key) is got[0]
+    assert not embeddings._loading
