@@ -95,10 +95,8 @@ def alive_rows(root, rowmap: SampleRowMap, cache_key: str) -> np.ndarray | None:
         return cached[1]
     mask = np.zeros(len(rowmap), dtype=bool)
     ids = sample_id_array(root)
-    if len(rowmap) and ids.size:
-        pos = np.minimum(np.searchsorted(rowmap._sorted, ids), len(rowmap) - 1)
-        found = rowmap._sorted[pos] == ids
-        mask[rowmap._order[pos[found]]] = True
+    rows, found = rowmap.rows_of_array(ids)
+    mask[rows[found]] = True
     if mask.all():
         mask = None
     with _alive_lock:

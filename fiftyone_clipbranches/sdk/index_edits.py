@@ -52,13 +52,14 @@ def edit_index_rows(
     if add_ids:
         check_ids_in_dataset(ds, SampleRowMap(add_ids))
     drop = set(remove_ids) | set(add_ids)
-    old_ids = bundle.rowmap.ids_of(np.arange(len(bundle.rowmap)))
-    keep = np.array([sid not in drop for sid in old_ids], bool)
+    drop_rows, found = bundle.rowmap.rows_of(sorted(drop))
+    keep = np.ones(len(bundle.rowmap), bool)
+    keep[drop_rows[found]] = False
     if keep.all() and not add_ids:
         return index_info(ds, index_key, check=False)
 
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], add_codes])
-    ids = [sid for sid, k in zip(old_ids, keep) if k] + list(add_ids)
+    ids = bundle.rowmap.ids_of(np.flatnonzero(keep)) + list(add_ids)
     unembeddable = {
         sid: entry for sid, entry in bundle.unembeddable.items() if sid not in drop
     }

@@ -50,7 +50,11 @@ class SampleRowMap:
             ``found[j]``; ids not in the index have ``found`` False.
         """
         sample_ids = check_sample_ids(sample_ids)
-        query = np.asarray(sample_ids, dtype=f"S{ID_LENGTH}")
+        return self.rows_of_array(np.asarray(sample_ids, dtype=f"S{ID_LENGTH}"))
+
+    def rows_of_array(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`rows_of` for ids already held as an ``S24`` ``(m,)`` array (read
+        from the database, so not checked again)."""
         if query.size == 0 or len(self) == 0:
             return np.zeros(query.size, np.int64), np.zeros(query.size, bool)
         pos = np.searchsorted(self._sorted, query)
