@@ -272,3 +272,21 @@ def test_unembeddable_samples_are_not_retried_unless_asked(make_user_index, tmp_
     assert sdk.index_info(ds, "clip").freshness.n_added == 1
     final = sdk.update_index(ds, "clip", progress=False)
     assert final.n_samples == 41 and not final.freshness.n_unreadable
+
+
+def test_cli_verify_checks_the_encoder_of_an_index_built_from_images(
+    make_user_index, capsys
+):
+    ds = make_user_index(n_per_class=4)
+    assert cli.main(["verify", "--dataset", ds.name, "--level", "full"]) == 0
+    out = capsys.readouterr().out
+    assert f"[ok  ] {ds.name}/clip" in out and "encoder" in out
+    index_dir = Path(sdk.index_info(ds, "clip").index_dir)
+    encoder_files = sorted(p for p in (index_dir / "encoder").rglob("*") if p.is_file())
+    assert encoder_files, sorted(p.name for p in index_dir.rglob("*"))
+    data = bytearray(encoder_files[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    encoder_files[0].write_bytes(bytes(data))
+    assert cli.main(["verify", "--dataset", ds.name, "--index", "clip"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL]" in out and encoder_files[0].name in out
