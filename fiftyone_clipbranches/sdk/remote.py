@@ -38,7 +38,8 @@ class RemoteServiceError(ClipBranchesError):
     """
 
     def __init__(self, status: int, code: str, message: str, details=None):
-        super().__init__(f"{code} ({status}): {message}")
+        where = f"HTTP {status}, {code}" if status else "unreachable"
+        super().__init__(f"{message} (clipbranches service: {where})")
         self.status = status
         self.code = code
         self.message = message
