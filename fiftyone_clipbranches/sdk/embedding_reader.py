@@ -236,6 +236,6 @@ def _value(doc: dict, path: str):
 
 def _changed_error(samples, field: str) -> StaleIndexError:
     return StaleIndexError(
-        f"the samples of dataset {samples._root_dataset.name!r} or their {field!r} "
+        f"the samples of dataset {root_dataset(samples).name!r} or their {field!r} "
         "embeddings changed while they were read; build the index again"
     )

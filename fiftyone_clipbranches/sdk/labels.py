@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
 from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
+from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
 
@@ -65,7 +66,7 @@ def ensure_tags_index(dataset) -> None:
     """Create the database index on sample tags once (per process and collection;
     seconds at millions of samples, once), so reading or counting the samples of
     one tag costs in proportion to their number, not to the dataset's."""
-    root = dataset._root_dataset
+    root = root_dataset(dataset)
     name = root._sample_collection_name
     if name in _TAG_INDEXED:
         return
@@ -76,7 +77,7 @@ def ensure_tags_index(dataset) -> None:
 def tagged_ids(dataset, tag: str) -> list[str]:
     """Ids of the samples of ``dataset`` (a dataset or view) tagged ``tag``, by the
     tags index when ``dataset`` is a whole dataset."""
-    if dataset._root_dataset is not dataset:
+    if root_dataset(dataset) is not dataset:
         return dataset.match_tags(tag).values("id")
     ensure_tags_index(dataset)
     cursor = dataset._sample_collection.find({"tags": tag}, {"_id": 1})
@@ -86,7 +87,7 @@ def tagged_ids(dataset, tag: str) -> list[str]:
 def count_tagged(dataset, tags) -> dict[str, int]:
     """``{tag: number of samples of dataset tagged tag}``, by the tags index when
     ``dataset`` is a whole dataset (``count_sample_tags`` reads every sample)."""
-    if dataset._root_dataset is not dataset:
+    if root_dataset(dataset) is not dataset:
         counts = dataset.count_sample_tags()
         return {t: counts.get(t, 0) for t in tags}
     ensure_tags_index(dataset)

@@ -42,6 +42,7 @@ from pymongo import UpdateOne
 
 from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
 from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
+from fiftyone_clipbranches.sdk.runs import root_dataset
 
 #: Collection of the FiftyOne database journaling score writes in progress.
 JOURNAL_COLLECTION = "clipbranches.score_writes"
@@ -69,8 +70,8 @@ def save_view(dataset, name: str, view, *, overwrite: bool = True, description=N
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a saved view needs a non-empty name")
-    root = dataset._root_dataset
-    if view._root_dataset is not root:
+    root = root_dataset(dataset)
+    if root_dataset(view) is not root:
         raise ValueError("the view does not belong to this dataset")
     name = name.strip()
     existing = _same_name_view(root, name)
@@ -157,7 +158,7 @@ def write_result(
     ``wait=False`` returns once the round is journaled (and a saved view's name
     checked); the writer thread of the field writes it (:func:`wait_for_writes`).
     """
-    root = dataset._root_dataset
+    root = root_dataset(dataset)
     if not score_field:
         if saved_view:
             save_view(root, saved_view, _ordered(root, ids, n_view))
@@ -189,7 +190,7 @@ def wait_for_writes(dataset, score_field: str | None = None) -> None:
         the error of a background write that failed since the last wait (its round
         stays journaled and the next refine replays it).
     """
-    _WRITER.wait(dataset._root_dataset._doc.id, score_field)
+    _WRITER.wait(root_dataset(dataset)._doc.id, score_field)
 
 
 def _write_journaled(journal, root, field, round_id, ids, scores, saved_view, n_view):
@@ -283,7 +284,7 @@ def recover_unfinished_writes(dataset) -> list[str]:
     Returns:
         the score fields that were repaired.
     """
-    root = dataset._root_dataset
+    root = root_dataset(dataset)
     journal = _journal(root)
     heads = list(journal.find({"dataset_id": root._doc.id, "state": {"$exists": True}}))
     if not heads:

@@ -21,6 +21,7 @@ from fiftyone_clipbranches.sdk.errors import ClipBranchesError, IndexNotFoundErr
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import zoo_identity
 from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
+from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import query_code, text_embeddings
 from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
 
@@ -39,7 +40,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
     """
 
     def __init__(self, samples, config, brain_key, backend=None):
-        self._dataset = samples._root_dataset
+        self._dataset = root_dataset(samples)
         super().__init__(samples, config, brain_key, backend=backend)
 
     @classmethod
@@ -52,7 +53,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 "the clipbranches backend needs a brain_key: it is the key of the "
                 "clipbranches index that cb.search and cb.refine use"
             )
-        ds = samples._root_dataset
+        ds = root_dataset(samples)
         if config.index_key is None:
             config.index_key = brain_key
         if config.index_key in sdk.list_indexes(ds):
