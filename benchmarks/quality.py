@@ -1,3 +1,4 @@
+# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """Retrieval-quality benchmark: simulated users on real CLIP embeddings.
 
 For every class of every dataset it runs
@@ -6,8 +7,15 @@ For every class of every dataset it runs
   catalogue negatives; F1 over the whole catalogue for decision branches, the ensemble,
   a decision tree, a random forest, the NN baseline (union of the k nearest neighbours of
   each positive, k = true class size) and Rocchio with the same oracle k;
+- the whole-class protocol: every member of the class labelled positive;
 - the interactive protocol: an example query (one random image of the class), its top 60
   labelled with the ground truth, then refined results, 3 rounds.
+
+Every result goes through the SDK's ``labels_are_law``, as ``refine`` returns it. The
+report gives, per catalogue, the best alternative at each P (the best of the forest,
+Rocchio and NN), every model's ratio to it, F1 over the rows the user did not label,
+wall times of training and application, and the targets as a PASS/FAIL table
+(``--brief`` prints only the targets and the ratio tables).
 
 and writes ``quality_<codes>.md``, ``quality_<codes>.json`` and ``quality_<codes>.png``
 under ``--out``. Example::
@@ -33,20 +41,52 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from quality_data import CODE_SPACES, Catalogue, load_catalogues  # noqa: E402
 from quality_models import (  # noqa: E402
-    ALL_MODELS,
     ModelContext,
     available_models,
+    known_models,
     merge_params,
+    registered_models,
 )
 from quality_protocols import (  # noqa: E402
     POSITIVE_COUNTS,
     interactive_protocol,
     paper_protocol,
+    whole_class_protocol,
 )
 from quality_report import aggregate, check_targets, markdown, plot, write_json  # noqa: E402
 
 DEFAULT_DATASETS = "caltech101_test,oxford_pets_test,oxford_flowers_test,dtd_test"
-PROTOCOLS = ("paper", "interactive")
+PROTOCOLS = ("paper", "whole", "interactive")
+
+
+def panel_models() -> list[str]:
+    """The models the panel offers: every registered model (``sdk.models.MODELS``)
+    whose spec does not set ``in_panel=False``."""
+    return [
+        name
+        for name, spec in registered_models().items()
+        if getattr(spec, "in_panel", True)
+    ]
+
+
+def default_model() -> str | None:
+    """The model the faces default to (``sdk.models.DEFAULT_MODEL``)."""
+    try:
+        from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL
+    except ImportError:
+        return None
+    return DEFAULT_MODEL
+
+
+def default_models() -> list[str]:
+    """The harness's models plus every other registered one."""
+    return list(known_models())
+
+
+def default_interactive_models() -> list[str]:
+    """The panel's models plus Rocchio (the search's own refinement)."""
+    return [*panel_models(), "rocchio"]
+
 
 _STATE: dict = {}
 _CONTEXTS: dict = {}
@@ -68,6 +108,8 @@ def _run_task(task: tuple[int, int, int]) -> list[dict]:
         records += paper_protocol(
             ctx, cat.labels, cat.name, cls, seed, models, _STATE["positives"]
         )
+    if "whole" in _STATE["protocols"]:
+        records += whole_class_protocol(ctx, cat.labels, cat.name, cls, seed, models)
     if "interactive" in _STATE["protocols"]:
         records += interactive_protocol(
             ctx,
@@ -93,7 +135,7 @@ def select_classes(cat: Catalogue, max_classes: int | None, seed: int = 0) -> li
 def evaluate(
     catalogues: list[Catalogue],
     *,
-    models=ALL_MODELS,
+    models=None,
     interactive_models=None,
     protocols=PROTOCOLS,
     seeds: int = 3,
@@ -105,10 +147,14 @@ def evaluate(
     progress: bool = False,
 ) -> dict:
     """Run the protocols on ``catalogues`` and return ``{"records", "skipped",
-    "classes", "runtime_s"}``; ``records`` are flat dicts (see ``quality_protocols``)."""
-    for m in models:
-        if m not in ALL_MODELS:
-            raise ValueError(f"unknown model {m!r}; choose from {ALL_MODELS}")
+    "classes", "runtime_s"}``; ``records`` are flat dicts (see ``quality_protocols``).
+    ``models`` defaults to :func:`default_models`, ``interactive_models`` to the
+    same list."""
+    known = known_models()
+    models = default_models() if models is None else list(models)
+    for m in [*models, *(interactive_models or ())]:
+        if m not in known:
+            raise ValueError(f"unknown model {m!r}; choose from {known}")
     for p in protocols:
         if p not in PROTOCOLS:
             raise ValueError(f"unknown protocol {p!r}; choose from {PROTOCOLS}")
@@ -183,8 +229,16 @@ def _parse_args(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--positives", default=",".join(map(str, POSITIVE_COUNTS)))
-    ap.add_argument("--models", default=",".join(ALL_MODELS))
-    ap.add_argument("--interactive-models", default="branches,ensemble,linear,rocchio")
+    ap.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated (default: the harness's models and every registered one)",
+    )
+    ap.add_argument(
+        "--interactive-models",
+        default=None,
+        help="comma-separated (default: the panel's models and rocchio)",
+    )
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
@@ -195,6 +249,11 @@ def _parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
     ap.add_argument("--tag", default=None, help="output name suffix (default: codes)")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument(
+        "--brief",
+        action="store_true",
+        help="print only the targets and the ratio tables (the files are complete)",
+    )
     return ap.parse_args(argv)
 
 
@@ -206,6 +265,7 @@ def main(argv=None) -> dict:
     args = _parse_args(argv)
     os.environ.setdefault("NUMBA_NUM_THREADS", "1" if args.jobs > 1 else "2")
     params = json.loads(args.params) if args.params else None
+    load_before = _load_average()
     t_load = time.perf_counter()
     catalogues = load_catalogues(
         args.data_dir, _csv(args.datasets), args.codes, args.fit_split
@@ -213,8 +273,12 @@ def main(argv=None) -> dict:
     load_s = time.perf_counter() - t_load
     result = evaluate(
         catalogues,
-        models=_csv(args.models),
-        interactive_models=_csv(args.interactive_models),
+        models=default_models() if args.models is None else _csv(args.models),
+        interactive_models=(
+            default_interactive_models()
+            if args.interactive_models is None
+            else _csv(args.interactive_models)
+        ),
         protocols=_csv(args.protocols),
         seeds=args.seeds,
         positives=[int(p) for p in _csv(args.positives)],
@@ -227,7 +291,14 @@ def main(argv=None) -> dict:
     agg = aggregate(result["records"])
     runtime = load_s + result["runtime_s"]
     cpu_s = _cpu_seconds()
-    targets = check_targets(agg, runtime, cpu_s)
+    load = f"{load_before} at the start, {_load_average()} at the end"
+    targets = check_targets(
+        agg,
+        runtime,
+        default_model=default_model(),
+        panel_models=panel_models(),
+        load=load,
+    )
     n_classes = {k: len(v) for k, v in result["classes"].items()}
     meta = {
         "codes": args.codes,
@@ -235,7 +306,10 @@ def main(argv=None) -> dict:
         "datasets": ", ".join(f"{c.name} (N={len(c)})" for c in catalogues),
         "classes evaluated": ", ".join(f"{k}: {v}" for k, v in n_classes.items())
         + ("" if args.max_classes is None else " (random subsample)"),
+        "fit split": args.fit_split,
         "seeds": args.seeds,
+        "default model": default_model(),
+        "panel models": ", ".join(panel_models()),
         "params": merge_params(params),
         "skipped models": "; ".join(
             f"{ds}: {m} ({why})"
@@ -244,7 +318,7 @@ def main(argv=None) -> dict:
         )
         or "none",
         "runtime": f"{runtime:.0f} s wall (codes {load_s:.0f} s) with {args.jobs}"
-        f" worker(s), {os.cpu_count()} CPUs seen, shared machine;"
+        f" worker(s), {os.cpu_count()} CPUs seen, load average {load};"
         f" {cpu_s:.0f} CPU s in all (this process and its workers)",
         "host": platform.node(),
     }
@@ -263,8 +337,15 @@ def main(argv=None) -> dict:
     atomic_write(out / f"quality_{tag}.md", md.encode())
     plot(agg, out / f"quality_{tag}.png", f"retrieval quality, {args.codes} space")
     if not args.quiet:
-        print(md)
+        print(markdown(agg, targets, meta, brief=True) if args.brief else md)
     return report
+
+
+def _load_average() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def _cpu_seconds() -> float:

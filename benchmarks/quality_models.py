@@ -1,9 +1,13 @@
 """The models a simulated user can train, behind one call: fit on labels, predict the catalogue.
 
 Decision branches and their ensemble come from ``fiftyone_clipbranches.engine``; they need
-uint8 codes and are skipped in the ``float`` space. Tree and forest use the engine's
-``TreeModel``/``ForestModel`` when importable, else scikit-learn directly. The NN and
-Rocchio baselines are implemented here because their protocol is specific to the
+uint8 codes and are skipped in the ``float`` space. Any other model registered in
+``sdk.models.MODELS`` runs as the SDK makes it (``make_model`` / ``fit_model`` /
+``engine.search.apply_model``) with the registry's training defaults; a model that
+needs the search query (``needs_query``, the query ball) takes the code of the
+example image of the interactive protocol and is skipped in the other protocols.
+Tree and forest use the engine's ``TreeModel``/``ForestModel`` when importable, else
+scikit-learn directly. The NN and Rocchio baselines are implemented here because their protocol is specific to the
 evaluation: both return exactly ``k`` = the true class size (an oracle that favours them).
 """
 
@@ -17,6 +21,11 @@ from quality_space import Space
 
 ALL_MODELS = ("branches", "ensemble", "linear", "tree", "forest", "nn", "rocchio")
 CODE_ONLY_MODELS = ("branches", "ensemble")
+#: The alternatives a model is compared with: the best of them at each P is the
+#: "best alternative" of the report (scanned random forest, oracle-k Rocchio and NN).
+ALTERNATIVES = ("forest", "rocchio", "nn")
+#: Baselines that train on the labelled positives alone (no neighbour positives).
+BASELINES = ("tree", "forest", "nn", "rocchio")
 MODEL_LABELS = {
     "branches": "decision branches",
     "ensemble": "DB ensemble",
@@ -87,12 +96,23 @@ class Prediction:
         mask: bool ``(N,)``, rows classified positive.
         order: int64 ``(N,)``, every row ranked by the model's score (best first, ties
             by id), or ``None`` when no ranking was asked for.
-        fit_s: seconds spent training and applying the model.
+        fit_s: wall seconds spent training and applying the model.
+        train_s: wall seconds of ``fit`` alone (0 for NN and Rocchio); the rest of
+            ``fit_s`` is the application (and the ranking, when asked for).
+        refused: the model refused the labels (``fit`` raised ``ValueError``, as
+            the query ball does when the positives are no nearer the query than
+            the negatives): the result is empty, the ranking the query's.
     """
 
     mask: np.ndarray
     order: np.ndarray | None
     fit_s: float
+    train_s: float = 0.0
+    refused: bool = False
+
+    @property
+    def apply_s(self) -> float:
+        return self.fit_s - self.train_s
 
 
 def _own_training_rows(n, positives, negatives, n_random, negative_weight, seed):
@@ -174,11 +194,19 @@ class ModelContext:
         return self._index
 
     def training_config(self, model: str | None = None) -> dict:
-        """The ``training`` section, updated with ``training_by_model[model]``."""
-        return {
-            **self.params["training"],
-            **self.params["training_by_model"].get(model, {}),
-        }
+        """The ``training`` section, updated with ``training_by_model[model]``; a
+        registered model without an entry there (and not a baseline) trains with the
+        registry's defaults (``random_negatives``, ``neighbours_per_positive``)."""
+        by_model = self.params["training_by_model"]
+        own = by_model.get(model)
+        if own is None and model is not None and model not in BASELINES:
+            spec = registered_models().get(model)
+            if spec is not None:
+                own = {
+                    "n_random_negatives": spec.random_negatives,
+                    "neighbours_per_positive": spec.neighbours_per_positive,
+                }
+        return {**self.params["training"], **(own or {})}
 
     def training_rows(
         self, positives, negatives, seed: int, model: str | None = None
@@ -222,9 +250,34 @@ class ModelContext:
         )
 
 
+def registered_models() -> dict:
+    """``sdk.models.MODELS`` (``{name: ModelSpec}``), or ``{}`` without the SDK."""
+    try:
+        from fiftyone_clipbranches.sdk.models import MODELS
+    except ImportError:
+        return {}
+    return dict(MODELS)
+
+
+def known_models() -> tuple[str, ...]:
+    """The harness's own models, then every other registered model."""
+    return ALL_MODELS + tuple(m for m in registered_models() if m not in ALL_MODELS)
+
+
+def needs_query(name: str) -> bool:
+    """Whether the model needs the search query (it runs in the interactive
+    protocol only, centred on the example image)."""
+    spec = registered_models().get(name)
+    return bool(spec is not None and spec.needs_query)
+
+
 def available_models(is_codes: bool) -> dict[str, str]:
     """``{model: reason}`` for the models that cannot run in this space/checkout."""
     missing = {}
+    if not is_codes:
+        for name in registered_models():
+            if name not in ALL_MODELS:
+                missing[name] = "needs uint8 codes (skipped in the float space)"
     for name in CODE_ONLY_MODELS:
         if not is_codes:
             missing[name] = "needs uint8 codes (skipped in the float space)"
@@ -243,6 +296,12 @@ def _order(score: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(score.shape[0]), -score)).astype(np.int64)
 
 
+def _timed_fit(model, *args, **kwargs) -> float:
+    t0 = time.perf_counter()
+    model.fit(*args, **kwargs)
+    return time.perf_counter() - t0
+
+
 def _knn_union(ctx: ModelContext, positives: np.ndarray, k: int, rank: bool):
     n = len(ctx.space)
     best = np.full(n, np.inf)
@@ -252,7 +311,7 @@ def _knn_union(ctx: ModelContext, positives: np.ndarray, k: int, rank: bool):
         mask[ctx.space.nearest(q, k)] = True
         if rank:
             best = np.minimum(best, ctx.space.distances(q))
-    return mask, (_order(-best) if rank else None)
+    return mask, (_order(-best) if rank else None), 0.0
 
 
 def _rocchio(ctx: ModelContext, train: TrainingRows, k: int, rank: bool):
@@ -264,7 +323,7 @@ def _rocchio(ctx: ModelContext, train: TrainingRows, k: int, rank: bool):
         query = query - x[neg].mean(axis=0)
     mask = np.zeros(len(ctx.space), bool)
     mask[ctx.space.nearest(query, k)] = True
-    return mask, (_order(-ctx.space.distances(query)) if rank else None)
+    return mask, (_order(-ctx.space.distances(query)) if rank else None), 0.0
 
 
 def _sklearn_like(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: bool):
@@ -288,8 +347,11 @@ def _sklearn_like(name, ctx: ModelContext, train: TrainingRows, seed: int, rank:
             model = DecisionTreeClassifier(random_state=seed, **params)
         else:
             model = RandomForestClassifier(random_state=seed, n_jobs=1, **params)
-    model.fit(ctx.features[train.rows], train.y, sample_weight=train.weight)
-    return np.asarray(model.predict(ctx.features), bool), _model_order(model, ctx, rank)
+    fit_s = _timed_fit(
+        model, ctx.features[train.rows], train.y, sample_weight=train.weight
+    )
+    mask = np.asarray(model.predict(ctx.features), bool)
+    return mask, _model_order(model, ctx, rank), fit_s
 
 
 def _model_order(model, ctx: ModelContext, rank: bool):
@@ -306,13 +368,15 @@ def _linear(ctx: ModelContext, train: TrainingRows, rank: bool):
     from fiftyone_clipbranches.engine.linear import LinearClassifier
 
     model = LinearClassifier(**ctx.params["linear"])
-    model.fit(
+    fit_s = _timed_fit(
+        model,
         ctx.features[train.rows],
         train.y,
         sample_weight=train.weight,
         unlabelled=train.unlabelled,
     )
-    return np.asarray(model.predict(ctx.features), bool), _model_order(model, ctx, rank)
+    mask = np.asarray(model.predict(ctx.features), bool)
+    return mask, _model_order(model, ctx, rank), fit_s
 
 
 def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: bool):
@@ -326,7 +390,8 @@ def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: boo
     extra = {}
     if name == "ensemble":
         extra = {"unlabelled": train.unlabelled, "neighbours": train.neighbours}
-    model.fit(
+    fit_s = _timed_fit(
+        model,
         ctx.features[train.rows],
         train.y,
         sample_weight=train.weight,
@@ -340,7 +405,42 @@ def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: boo
     else:
         mask = np.zeros(len(ctx.space), bool)
         mask[np.asarray(apply_model(model, ctx.index).ids, np.int64)] = True
-    return mask, _model_order(model, ctx, rank)
+    return mask, _model_order(model, ctx, rank), fit_s
+
+
+def _registered(name, ctx, train: TrainingRows, seed, rank, query_row):
+    """A registered model as the SDK makes, fits and applies it."""
+    from fiftyone_clipbranches.engine.search import apply_model
+    from fiftyone_clipbranches.sdk.models import fit_model, get_model
+
+    spec = get_model(name)
+    params = dict(ctx.params.get(name, {}))
+    if spec.needs_query:
+        if query_row is None:
+            raise ValueError(f"model {name!r} needs a query row (interactive only)")
+        params["center"] = ctx.features[int(query_row)]
+    model = spec.make(seed, **params)
+    t0 = time.perf_counter()
+    mask = np.zeros(len(ctx.space), bool)
+    try:
+        fit_model(
+            model,
+            ctx.features[train.rows],
+            train.y,
+            train.weight,
+            ctx.subsets,
+            unlabelled=train.unlabelled,
+            neighbours=train.neighbours,
+        )
+    except ValueError:
+        if not spec.needs_query:
+            raise
+        query = ctx.space.row(int(query_row))
+        order = _order(-ctx.space.distances(query)) if rank else None
+        return mask, order, time.perf_counter() - t0, True
+    fit_s = time.perf_counter() - t0
+    mask[np.asarray(apply_model(model, ctx.index).ids, np.int64)] = True
+    return mask, _model_order(model, ctx, rank), fit_s
 
 
 def run_model(
@@ -350,23 +450,28 @@ def run_model(
     k_oracle: int,
     seed: int,
     rank: bool = False,
+    query_row: int | None = None,
 ) -> Prediction:
     """Train ``name`` on ``train`` and apply it to the whole catalogue of ``ctx``.
 
     ``k_oracle`` is the true class size, used by the NN and Rocchio baselines only.
     With ``rank``, also rank every row by the model's score (for display).
+    ``query_row`` is the row searched for, for the models that need a query.
     """
     t0 = time.perf_counter()
     if name == "nn":
-        mask, order = _knn_union(ctx, train.rows[train.y == 1], k_oracle, rank)
+        out = _knn_union(ctx, train.rows[train.y == 1], k_oracle, rank)
     elif name == "rocchio":
-        mask, order = _rocchio(ctx, train, k_oracle, rank)
+        out = _rocchio(ctx, train, k_oracle, rank)
     elif name == "linear":
-        mask, order = _linear(ctx, train, rank)
+        out = _linear(ctx, train, rank)
     elif name in ("tree", "forest"):
-        mask, order = _sklearn_like(name, ctx, train, seed, rank)
+        out = _sklearn_like(name, ctx, train, seed, rank)
     elif name in CODE_ONLY_MODELS:
-        mask, order = _branches(name, ctx, train, seed, rank)
+        out = _branches(name, ctx, train, seed, rank)
+    elif name in registered_models():
+        out = _registered(name, ctx, train, seed, rank, query_row)
     else:
-        raise ValueError(f"unknown model {name!r}; use one of {ALL_MODELS}")
-    return Prediction(mask, order, time.perf_counter() - t0)
+        raise ValueError(f"unknown model {name!r}; use one of {known_models()}")
+    mask, order, train_s, *refused = out
+    return Prediction(mask, order, time.perf_counter() - t0, train_s, bool(refused))

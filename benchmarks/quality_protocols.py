@@ -1,8 +1,20 @@
-"""Simulated users: the paper protocol (Figure 3) and the interactive protocol.
+"""Simulated users: the paper protocol (Figure 3), the whole-class protocol and the
+interactive protocol.
 
-Both evaluate one class of one catalogue for one seed and return flat records (dicts)
-that :mod:`quality_report` aggregates. F1 is always computed over the whole catalogue
-against the true class.
+Each evaluates one class of one catalogue for one seed and returns flat records
+(dicts) that :mod:`quality_report` aggregates. Every model's result goes through the
+SDK's ``labels_are_law`` (the user's labelled positives are added, labelled negatives
+removed), as ``refine`` returns it to a user. Each record holds
+
+- ``f1`` / ``precision`` / ``recall`` / ``n_pred``: the result against the true class
+  over the whole catalogue (the paper's measure);
+- ``f1_unlabelled``: the same over the rows the user did not label (what the model
+  adds to the labels; random negatives are not user labels); None when the user
+  labelled every member of the class (nothing left to find);
+- ``missed_pos`` / ``returned_neg``: labelled positives the model itself rejected and
+  labelled negatives it accepted (before the rule), ``law_ok``: whether the final
+  result holds every labelled positive and no labelled negative;
+- ``fit_s`` / ``train_s`` / ``apply_s``: wall seconds of fit + apply, fit, apply.
 """
 
 from __future__ import annotations
@@ -10,7 +22,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from quality_models import ModelContext, run_model
+from quality_models import ModelContext, needs_query, run_model
 
 POSITIVE_COUNTS = (1, 2, 4, 8, 16, 32)
 SHOWN = 60
@@ -25,6 +37,57 @@ def scores(mask: np.ndarray, truth: np.ndarray) -> dict:
     recall = tp / n_true if n_true else 0.0
     f1 = 2.0 * tp / (n_pred + n_true) if n_pred + n_true else 0.0
     return {"f1": f1, "precision": precision, "recall": recall, "n_pred": n_pred}
+
+
+def _labels_are_law():
+    from fiftyone_clipbranches.sdk.refine import labels_are_law
+
+    return labels_are_law
+
+
+def user_result(pred, truth, positives, negatives) -> dict:
+    """Scores of a model's prediction once the user's labels are enforced.
+
+    Args:
+        pred: :class:`~quality_models.Prediction` over the whole catalogue.
+        truth: bool ``(N,)``, the true class.
+        positives, negatives: int64 row ids the user labelled.
+
+    Returns:
+        the record fields listed in the module docstring, plus ``mask`` (bool
+        ``(N,)``, the enforced result).
+    """
+    rows = np.flatnonzero(pred.mask).astype(np.int64)
+    rows, _, missed, returned = _labels_are_law()(
+        rows, np.ones(rows.shape[0]), positives, negatives
+    )
+    mask = np.zeros(truth.shape[0], bool)
+    mask[rows] = True
+    labelled = np.zeros(truth.shape[0], bool)
+    labelled[positives] = True
+    labelled[negatives] = True
+    free = ~labelled
+    law_ok = bool(mask[positives].all() and not mask[negatives].any())
+    return {
+        **scores(mask, truth),
+        "f1_unlabelled": (
+            scores(mask[free], truth[free])["f1"] if truth[free].any() else None
+        ),
+        "missed_pos": int(missed),
+        "returned_neg": int(returned),
+        "n_labelled_pos": int(np.asarray(positives).shape[0]),
+        "n_labelled_neg": int(np.asarray(negatives).shape[0]),
+        "law_ok": law_ok,
+        "refused": bool(pred.refused),
+        "fit_s": pred.fit_s,
+        "train_s": pred.train_s,
+        "apply_s": pred.apply_s,
+        "mask": mask,
+    }
+
+
+def _public(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "mask"}
 
 
 def task_rng(dataset: str, cls: int, seed: int) -> np.random.Generator:
@@ -53,6 +116,8 @@ def paper_protocol(
     order = rng.permutation(members)
     neg_seed = _model_seed(rng)
     model_seed = _model_seed(rng)
+    models = [m for m in models if not needs_query(m)]
+    no_negatives = np.zeros(0, np.int64)
     records: list[dict] = []
     last: tuple[int, dict] | None = None
     for p in positive_counts:
@@ -67,11 +132,13 @@ def paper_protocol(
                 key = repr(sorted(ctx.training_config(name).items()))
                 if key not in sets:
                     sets[key] = ctx.training_rows(
-                        positives, np.zeros(0, np.int64), neg_seed, name
+                        positives, no_negatives, neg_seed, name
                     )
                 train = sets[key]
                 pred = run_model(name, ctx, train, members.shape[0], model_seed)
-                results[name] = {**scores(pred.mask, truth), "fit_s": pred.fit_s}
+                results[name] = _public(
+                    user_result(pred, truth, positives, no_negatives)
+                )
             last = (p_eff, results)
         for name in models:
             records.append(
@@ -87,6 +154,44 @@ def paper_protocol(
                     **results[name],
                 }
             )
+    return records
+
+
+def whole_class_protocol(
+    ctx: ModelContext,
+    labels: np.ndarray,
+    dataset: str,
+    cls: int,
+    seed: int,
+    models: list[str],
+) -> list[dict]:
+    """Every member of the class labelled positive, plus the paper's random
+    negatives: what is left to find is nothing, so F1 measures the false positives
+    the model adds (target: F1 >= 0.95)."""
+    truth = labels == cls
+    members = np.flatnonzero(truth)
+    rng = task_rng(dataset, cls, seed + 104729)
+    neg_seed = _model_seed(rng)
+    model_seed = _model_seed(rng)
+    no_negatives = np.zeros(0, np.int64)
+    records = []
+    for name in models:
+        if needs_query(name):
+            continue
+        train = ctx.training_rows(members, no_negatives, neg_seed, name)
+        pred = run_model(name, ctx, train, members.shape[0], model_seed)
+        records.append(
+            {
+                "protocol": "whole",
+                "dataset": dataset,
+                "class": int(cls),
+                "class_size": int(members.shape[0]),
+                "seed": int(seed),
+                "positives": int(members.shape[0]),
+                "model": name,
+                **_public(user_result(pred, truth, members, no_negatives)),
+            }
+        )
     return records
 
 
@@ -131,6 +236,7 @@ def interactive_protocol(
         "seed": int(seed),
     }
     round0 = {**scores(initial_mask, truth), "p_at_60": _p_at(first, truth)}
+    round0["f1_unlabelled"] = round0["f1"]
     records = []
     for name in models:
         seen = np.zeros(truth.shape[0], bool)
@@ -144,6 +250,8 @@ def interactive_protocol(
                 "labelled": SHOWN,
                 "labelled_positive": int(truth[first].sum()),
                 "fit_s": 0.0,
+                "train_s": 0.0,
+                "apply_s": 0.0,
             }
         )
         for r in range(1, rounds + 1):
@@ -152,23 +260,29 @@ def interactive_protocol(
             negatives = labelled[~truth[labelled]]
             train = ctx.training_rows(positives, negatives, neg_seed + r, name)
             pred = run_model(
-                name, ctx, train, members.shape[0], model_seed + r, rank=True
+                name,
+                ctx,
+                train,
+                members.shape[0],
+                model_seed + r,
+                rank=True,
+                query_row=query,
             )
+            result = user_result(pred, truth, positives, negatives)
             top = pred.order[:SHOWN]
             records.append(
                 {
                     **base,
                     "model": name,
                     "round": r,
-                    **scores(pred.mask, truth),
+                    **_public(result),
                     "p_at_60": _p_at(top, truth),
                     "labelled": int(labelled.shape[0]),
                     "labelled_positive": int(positives.shape[0]),
-                    "fit_s": pred.fit_s,
                 }
             )
             rest = pred.order[SHOWN:]
-            unseen = rest[pred.mask[rest] & ~seen[rest]][:SHOWN]
+            unseen = rest[result["mask"][rest] & ~seen[rest]][:SHOWN]
             seen[top] = True
             seen[unseen] = True
     return records

@@ -74,6 +74,38 @@ def test_outputs_are_written_with_the_documented_structure(toy_report):
 
 
 @pytest.mark.slow
+def test_report_has_the_best_alternative_ratios_and_the_user_pipeline(toy_report):
+    report, out = toy_report
+    agg = report["aggregate"]
+    paper = agg["paper"]["toy_test"]
+    best = paper["best_alternative"]
+    assert set(best["model"]) <= {"forest", "rocchio", "nn"}
+    for i, b in enumerate(best["f1"]):
+        assert b == max(paper["f1"][m][i] for m in ("forest", "rocchio", "nn"))
+    for m, vals in paper["ratio"].items():
+        assert vals == pytest.approx(
+            [f / b for f, b in zip(paper["f1"][m], best["f1"])]
+        )
+    # P = 30 labels every class whole: nothing is left to find among the rest
+    assert all(v[-1] is None for v in paper["f1_unlabelled"].values())
+    assert all(v[0] is not None for v in paper["f1_unlabelled"].values())
+    assert all(
+        paper["train_s"][m] >= 0 and paper["apply_s"][m] > 0 for m in paper["f1"]
+    )
+    # the query ball needs a query: interactive protocol only
+    assert "ball" not in paper["f1"] and "ball" in agg["interactive"]["toy_test"]["f1"]
+    # every labelled class found exactly once it is labelled whole
+    assert agg["whole"]["toy_test"]["f1"]["forest"] > 0.99
+    law = agg["law"]["toy_test"]
+    assert sum(c["violations"] for c in law.values()) == 0
+    assert all(c["labelled_pos"] > 0 for c in law.values())
+    targets = {(r["dataset"], r["target"]) for r in report["targets"]}
+    assert any(t.startswith("whole class labelled") for _, t in targets)
+    assert any("interactive: ball round-2" in t for _, t in targets)
+    assert report["meta"]["fit split"] == "self"
+
+
+@pytest.mark.slow
 def test_separable_classes_are_found_exactly(toy_report):
     report, _ = toy_report
     f1 = report["aggregate"]["paper"]["toy_test"]["f1"]
