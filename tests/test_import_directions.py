@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 ALLOWED = {
     "engine": {"engine"},
     "embed": {"engine", "embed"},
-    "sdk": {"engine", "embed", "sdk"},
+    "distributed": {"engine", "distributed"},
+    "sdk": {"engine", "embed", "distributed", "sdk"},
     "operators": {"sdk", "operators"},
     "panels": {"sdk", "panels"},
     "service": {"sdk", "engine", "service"},

@@ -57,22 +57,29 @@ def neighbour_rows(
     neighbours, a spread one many. One exact scan per positive (``knn_scan``); above
     ``search_rows`` rows the scan covers :func:`neighbour_search_rows` (blocks of
     ``search_block`` rows) only, so the cost stays under about 1.5 ms per positive
-    (docs/benchmarks.md).
+    (docs/benchmarks.md). ``codes`` may be a sharded index's ``ShardedCodes``
+    (``engine/shards.py``), whose shards answer the scans.
     """
-    codes = as_codes(codes)
+    sharded = hasattr(codes, "knn_many")  # engine.shards.ShardedCodes
+    codes = codes if sharded else as_codes(codes)
     pos = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1))
     if k <= 0 or pos.size == 0:
         return np.zeros(0, dtype=np.int64)
+    pos_codes = np.asarray(codes[pos])
     radius = np.inf
     if pos.size >= 2:
-        radius = float(np.median(_nearest_other_sq(codes[pos]))) * NEIGHBOUR_RADIUS**2
+        radius = float(np.median(_nearest_other_sq(pos_codes))) * NEIGHBOUR_RADIUS**2
     searched = neighbour_search_rows(codes.shape[0], search_rows, search_block)
-    pool = codes if searched is None else codes[searched]
+    if sharded:  # every shard answers its part of each k-NN, merged exactly
+        answers = codes.knn_many(pos_codes, k + 1, within=searched)
+    else:
+        pool = codes if searched is None else codes[searched]
+        answers = []
+        for q in pos_codes:
+            ids, dists = knn_scan(pool, q, k + 1)
+            answers.append((ids if searched is None else searched[ids], dists))
     found = []
-    for p in pos:
-        ids, dists = knn_scan(pool, codes[p], k + 1)
-        if searched is not None:
-            ids = searched[ids]
+    for p, (ids, dists) in zip(pos, answers):
         other = ids != p
         ids, dists = ids[other][:k], dists[other][:k]
         found.append(ids[dists <= radius])

@@ -61,7 +61,8 @@ def apply_model(
     Args:
         model: a fitted :class:`~.model.RefinementModel`.
         index: a :class:`~.index.CodeIndex` (anything with ``codes``, ``subsets`` and
-            ``query_boxes``).
+            ``query_boxes``), or a :class:`~.shards.ShardedIndex` (its
+            ``apply_model``: every shard ranks its rows, merged exactly).
         use_index: use the index's trees (True) or a scan (False) for box models.
         chunk_rows: int >= 1, rows per chunk for models scanned in chunks.
 
@@ -75,6 +76,10 @@ def apply_model(
             f" {type(model).__name__}"
         )
     model._check_fitted()
+    if hasattr(index, "apply_model"):  # a ShardedIndex ranks shard by shard (shards.py)
+        if model.answered_by == "index":
+            _check_same_space(model, index)
+        return index.apply_model(model, use_index=use_index, chunk_rows=chunk_rows)
     codes = index.codes
     if model.answered_by == "index":
         _check_same_space(model, index)

@@ -105,7 +105,8 @@ def make_training_set(
     seed)``.
 
     Args:
-        codes: uint8 ``(N, D)`` catalogue codes.
+        codes: uint8 ``(N, D)`` catalogue codes, or a sharded index's
+            ``ShardedCodes`` (rows gathered and neighbours found shard by shard).
         positives: int ids of positive rows (at least one).
         negatives: int ids of negative rows (may be empty).
         n_random_negatives: int >= 0; fewer are drawn when fewer unlabelled rows exist.
@@ -127,7 +128,8 @@ def make_training_set(
             ``n_random_negatives``, a non-positive ``random_negative_weight``.
         TypeError: non-integer ids or parameters of the wrong type.
     """
-    codes = as_codes(codes)
+    if not hasattr(codes, "knn_many"):  # else a sharded index's ShardedCodes
+        codes = as_codes(codes)
     n_rows = codes.shape[0]
     pos = _as_ids(positives, "positives", n_rows)
     neg = _as_ids(negatives, "negatives", n_rows)

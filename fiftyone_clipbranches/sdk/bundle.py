@@ -10,7 +10,9 @@ Layout of ``<root>/<dataset id>/<uuid>/``::
     sample_ids.npy      (N,) S24 sample ids in row order
     unembeddable.json   {sample id: {"filepath", "error"}} of samples whose image
                         could not be embedded (absent when there are none)
-    index/              CodeIndex.save(...) (its own manifest checksums its arrays)
+    index/              CodeIndex.save(...) (its own manifest checksums its arrays), or
+                        a sharded index (engine/shard_format.py: S CodeIndex
+                        directories under a manifest checksumming theirs)
     encoder/            CodeEncoder.save(...) (absent for indexes built from codes)
 
 A directory is written under a temporary name (``.tmp-<uuid>``, holding a
@@ -267,9 +269,9 @@ def verify_bundle(path, level: str = "full") -> VerifyReport:
     path = Path(path)
     manifest = read_manifest(path)
     checked, unchecked, n_bytes = _verify_files(path, manifest, level)
-    from fiftyone_clipbranches.engine.index import CodeIndex
+    from fiftyone_clipbranches.engine.shards import open_index
 
-    index = _engine_call(lambda: CodeIndex.load(path / INDEX_DIR, verify=level))
+    index = _engine_call(lambda: open_index(path / INDEX_DIR, verify=level))
     for name in sorted(index.manifest.get("files", {})):
         checked.append(f"{INDEX_DIR}/{name}")
         n_bytes += int(index.manifest["files"][name].get("size", 0))
@@ -408,9 +410,9 @@ def _stronger(level: str, than: str) -> bool:
 def _read_bundle(path: Path, verify: str) -> IndexBundle:
     manifest = read_manifest(path)
     _verify_files(path, manifest, verify)
-    from fiftyone_clipbranches.engine.index import CodeIndex
+    from fiftyone_clipbranches.sdk.sharding import open_code_index
 
-    index = _engine_call(lambda: CodeIndex.load(path / INDEX_DIR, verify=verify))
+    index = _engine_call(lambda: open_code_index(path / INDEX_DIR, verify=verify))
     try:
         rowmap = SampleRowMap.load(path / SAMPLE_IDS)
     except PermissionError as e:

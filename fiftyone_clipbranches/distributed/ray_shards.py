@@ -1,0 +1,238 @@
+"""A sharded index on Ray: one actor per shard, shard builds as Ray tasks.
+
+- :class:`RayShards`, the :class:`~fiftyone_clipbranches.engine.shards.ShardExecutor`
+  whose shards are Ray actors (``max_restarts`` / ``max_task_retries``: an actor
+  whose process dies is restarted, maps its shard again, and the call is retried).
+  Each actor holds a :class:`~fiftyone_clipbranches.engine.shards.ShardWorker`
+  opened read-only with ``np.load(mmap_mode="r")``, so actors on one machine share
+  the page cache; the shard directories must be on a filesystem every node sees.
+  Arguments common to every shard (a trained model, a query) are put in the object
+  store once and sent by reference.
+- :func:`ray_builder`, a ``ShardBuilder`` building each shard as a Ray task.
+- :func:`connect`: join a cluster (``"auto"``, ``"HOST:PORT"``) unless this process
+  is already connected.
+
+The merges stay in ``engine.shards.ShardedIndex``: this module only moves calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fiftyone_clipbranches.engine.errors import IndexFormatError
+from fiftyone_clipbranches.engine.shard_format import (
+    ShardBuild,
+    ShardSpec,
+    build_shard,
+)
+from fiftyone_clipbranches.engine.shards import ShardExecutor, ShardWorker
+from fiftyone_clipbranches.engine.subsets import FeatureSubsets
+
+NAMESPACE = "clipbranches"
+#: CPUs an actor reserves: 0, since a shard actor idles between queries and the
+#: scans it runs use the machine's threads anyway (4 actors fit on 2 cores).
+ACTOR_NUM_CPUS = 0.0
+#: CPUs a shard-build task reserves (as many builds run at once as CPUs allow).
+BUILD_NUM_CPUS = 1.0
+
+
+class RayUnavailableError(RuntimeError):
+    """Ray is not installed, or the cluster cannot be reached."""
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise RayUnavailableError(
+            "Ray is not installed: pip install 'fiftyone-clipbranches[ray]'"
+        ) from e
+    return ray
+
+
+def connect(address: str | None = None, **init_kwargs) -> None:
+    """Connect this process to the Ray cluster at ``address`` (``"auto"``: the one
+    started on this machine with ``ray start --head``; ``"HOST:PORT"``; None: a
+    local cluster of this process) unless it is connected already."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    kwargs = {"namespace": NAMESPACE, "log_to_driver": False, **init_kwargs}
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise RayUnavailableError(
+            f"cannot connect to the Ray cluster at {address!r} ({e}): start one with"
+            " `ray start --head` (docs/scale.md)"
+        ) from e
+
+
+class _ShardActor:
+    """The body of one shard actor (decorated by ``ray.remote`` at first use)."""
+
+    def __init__(self, spec: ShardSpec, n_shards: int, subsets: dict, verify: str):
+        subsets = FeatureSubsets.from_dict(subsets)
+        self.worker = ShardWorker(spec, n_shards, subsets, verify)
+
+    def call(self, method: str, *args):
+        return getattr(self.worker, method)(*args)
+
+
+class RayShards(ShardExecutor):
+    """One Ray actor per shard (module docstring).
+
+    Args:
+        specs: the shards (``ShardedManifest.shards``).
+        subsets: the index's feature subsets.
+        verify: the level each actor opens its shard at.
+        address: the cluster to connect to when not connected yet.
+        num_cpus: CPUs each actor reserves.
+        max_restarts, max_task_retries: Ray's actor fault tolerance (-1: always).
+
+    Raises:
+        IndexFormatError: a shard cannot be opened (the message names it).
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[ShardSpec],
+        subsets: FeatureSubsets,
+        verify: str = "fast",
+        *,
+        address: str | None = None,
+        num_cpus: float = ACTOR_NUM_CPUS,
+        max_restarts: int = -1,
+        max_task_retries: int = -1,
+    ):
+        ray = _ray()
+        connect(address)
+        actor = ray.remote(_ShardActor).options(
+            num_cpus=num_cpus,
+            max_restarts=max_restarts,
+            max_task_retries=max_task_retries,
+        )
+        self.specs = list(specs)
+        self.actors = [
+            actor.remote(s, len(specs), subsets.to_dict(), verify) for s in specs
+        ]
+        starts = [s.start for s in specs]
+        self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
+        try:
+            self.map("check")
+        except BaseException:
+            self.close()
+            raise
+
+    def map(self, method, shared=(), per_shard=None, shards=None):
+        ray = _ray()
+        chosen = list(range(self.n_shards) if shards is None else shards)
+        refs = [ray.put(a) if _large(a) else a for a in shared]
+        calls = []
+        for j, i in enumerate(chosen):
+            own = per_shard[j] if per_shard is not None else ()
+            calls.append(self.actors[i].call.remote(method, *refs, *own))
+        try:
+            return ray.get(calls)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+        except ray.exceptions.RayActorError as e:
+            raise IndexFormatError(
+                f"a shard actor of the index at {self.specs[0].path.parent} is gone"
+                f" and was not restarted ({e}); reload the index"
+            ) from None
+
+    def pids(self) -> list[int]:
+        """Process id of each shard's actor (what a fault test kills)."""
+        return self.map("pid")
+
+    def close(self) -> None:
+        ray = _ray()
+        for a in getattr(self, "actors", []):
+            ray.kill(a, no_restart=True)
+        self.actors = []
+
+
+def _large(value) -> bool:
+    """Whether an argument is worth one object-store copy shared by every actor
+    (a model, arrays), rather than a copy inlined in each call."""
+    return not isinstance(value, bool | int | float | str | type(None))
+
+
+def ray_executor_factory(address: str | None = None, **options):
+    """``fn(specs, subsets, verify) -> RayShards`` for ``ShardedIndex.load``."""
+
+    def factory(specs, subsets, verify):
+        return RayShards(specs, subsets, verify, address=address, **options)
+
+    return factory
+
+
+def _build_task(codes_file: str, out: str, subsets: dict, leaf_size: int) -> int:
+    codes = np.load(codes_file, mmap_mode="r")
+    build_shard(
+        ShardBuild(codes, Path(out), FeatureSubsets.from_dict(subsets), leaf_size)
+    )
+    return int(codes.shape[0])
+
+
+def ray_builder(address: str | None = None, num_cpus: float = BUILD_NUM_CPUS):
+    """A ``ShardBuilder`` running each shard's build as a Ray task (in parallel as
+    far as the cluster's CPUs allow), with one progress bar across shards.
+
+    Each shard's codes are first written beside its directory (``.<name>.codes.npy``,
+    removed afterwards) for the task to map: the index directory must be on a
+    filesystem every node sees.
+    """
+
+    def build(jobs: Sequence[ShardBuild], progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        ray = _ray()
+        connect(address)
+        task = ray.remote(_build_task).options(num_cpus=num_cpus, max_retries=2)
+        files, pending = [], {}
+        try:
+            for job in jobs:
+                f = job.path.parent / f".{job.path.name}.codes.npy"
+                np.save(f, np.ascontiguousarray(job.codes))
+                files.append(f)
+                ref = task.remote(
+                    str(f), str(job.path), job.subsets.to_dict(), job.leaf_size
+                )
+                pending[ref] = job
+            with tqdm(
+                total=len(jobs),
+                desc="building shards",
+                unit="shard",
+                disable=not progress,
+            ) as bar:
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in done:
+                        try:
+                            ray.get(ref)
+                        except ray.exceptions.RayTaskError as e:
+                            cause = getattr(e, "cause", None)
+                            raise (
+                                cause if isinstance(cause, Exception) else e
+                            ) from None
+                        pending.pop(ref)
+                        bar.update(1)
+        except BaseException:
+            for ref in pending:  # the staging directory is removed by the caller
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            for f in files:
+                with contextlib.suppress(OSError):
+                    os.unlink(f)
+
+    return build

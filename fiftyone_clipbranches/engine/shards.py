@@ -1,0 +1,410 @@
+"""A sharded index answered shard by shard and merged exactly.
+
+:class:`ShardedIndex` offers what the models and the SDK use of a
+:class:`~.index.CodeIndex` (``codes``, ``subsets``, ``len``, ``query_boxes``,
+``knn``) plus :meth:`ShardedIndex.apply_model`, over S shards (global rows
+``[start_s, start_s + n_s)``, :mod:`.shard_format`). Every question goes to every
+shard through a :class:`ShardExecutor` and the per-shard answers are merged here,
+once, whatever runs the shards: :class:`InProcessShards` (this process) or
+``distributed.ray_shards.RayShards`` (one Ray actor per shard).
+
+Why the merges are exact:
+
+- rankings of models that decide each row from its own code (``"index"`` and
+  ``"scan"``): a row's acceptance and score are the same in its shard as in one
+  index, so the answer is the union of the shards' answers; each shard's ranking
+  is sorted by (descending score, ascending row) and shards hold increasing row
+  ranges, so a stable sort of the concatenation by descending score is the k-way
+  merge, ties by ascending global row.
+- top-k models (``"top_k"``: nearest neighbours, Rocchio): a row in the global
+  top k of a query is in its own shard's top k (the global order restricted to a
+  shard is the shard's order), so the shards' answers hold every candidate; the
+  model's own ``search`` over the candidates' codes (in global row order) gives
+  the global answer.
+- k-NN (``knn``, the neighbour positives of a training set): the same argument
+  with (distance, row) order.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from .boxes import Boxes
+from .errors import IndexFormatError
+from .model import RefinementModel
+from .scan import SEARCH_CHUNK_ROWS, as_query, knn_scan
+from .search import Ranking
+from .shard_format import (
+    ShardSpec,
+    is_sharded,
+    load_shard,
+    read_sharded_manifest,
+)
+
+
+class ShardWorker:
+    """One shard opened read-only; what an executor runs for each shard.
+
+    A shard whose files cannot be opened does not fail the constructor: every call
+    raises its error instead (naming the shard), so a Ray actor restarted over
+    broken files answers with that error rather than dying again and again.
+    """
+
+    def __init__(self, spec: ShardSpec, n_shards: int, subsets, verify: str = "fast"):
+        self.spec = spec
+        self.start = int(spec.start)
+        self._error: Exception | None = None
+        self._index = None
+        try:
+            self._index = load_shard(spec, n_shards, subsets, verify)
+        except IndexFormatError as e:
+            self._error = e
+
+    @property
+    def index(self):
+        if self._error is not None:
+            raise self._error
+        return self._index
+
+    def check(self) -> int:
+        """Rows of the shard (raises the shard's error when it cannot be opened)."""
+        return len(self.index)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def memory(self) -> dict:
+        """This process's resident memory in bytes (``rss``; Linux ``/proc``)."""
+        rss = 0
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return {"rss": rss, "pid": os.getpid()}
+
+    def rows(self, local: np.ndarray) -> np.ndarray:
+        """uint8 ``(len(local), D)``: the codes of shard rows ``local``."""
+        return np.asarray(self.index.codes[np.asarray(local, np.int64)])
+
+    def row_range(self, a: int, b: int) -> np.ndarray:
+        return np.array(self.index.codes[a:b])
+
+    def query_boxes(self, boxes: Boxes):
+        """``(global ids ascending, members_hit)`` of the shard."""
+        ids, hits = self.index.query_boxes(boxes)
+        return ids + self.start, hits
+
+    def knn_many(self, queries: np.ndarray, k: int, within=None):
+        """Per query ``(global ids, sq_dists)``: its k nearest rows of the shard, or
+        of the shard rows ``within`` (int64 local rows, ascending), by (distance,
+        row)."""
+        codes = self.index.codes
+        pool = codes if within is None else np.asarray(codes[within])
+        out = []
+        for q in np.asarray(queries, np.uint8):
+            if pool.shape[0] == 0:
+                out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+                continue
+            ids, dists = knn_scan(pool, q, min(int(k), pool.shape[0]))
+            if within is not None:
+                ids = within[ids]
+            out.append((ids + self.start, dists))
+        return out
+
+    def apply(self, model: RefinementModel, use_index: bool, chunk_rows: int):
+        """The shard's ranking of ``model`` (global rows); for top-k models also the
+        codes of the rows, which the driver searches again."""
+        from .search import apply_model
+
+        ranking = apply_model(
+            model, self.index, use_index=use_index, chunk_rows=chunk_rows
+        )
+        if model.answered_by == "top_k":
+            codes = np.asarray(self.index.codes[np.sort(ranking.ids)])
+            return np.sort(ranking.ids) + self.start, codes
+        return ranking.ids + self.start, ranking.scores
+
+
+class ShardExecutor(ABC):
+    """Runs :class:`ShardWorker` methods on every shard, answers in shard order."""
+
+    #: int64 ``(S + 1,)``: first global row of each shard, then N.
+    offsets: np.ndarray
+
+    @property
+    def n_shards(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    @abstractmethod
+    def map(
+        self,
+        method: str,
+        shared: tuple = (),
+        per_shard: Sequence[tuple] | None = None,
+        shards: Sequence[int] | None = None,
+    ) -> list:
+        """``[worker.method(*shared, *per_shard[i]) for each shard i]``.
+
+        ``shared`` arguments are the same for every shard (sent once); ``shards``
+        limits the call to those shards (``per_shard`` then follows them).
+        """
+
+    def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release the shards (actors, maps)."""
+
+
+class InProcessShards(ShardExecutor):
+    """Every shard opened in this process, asked one after another (each query is
+    itself parallel over the process's threads)."""
+
+    def __init__(self, specs: Sequence[ShardSpec], subsets, verify: str = "fast"):
+        self.workers = [ShardWorker(s, len(specs), subsets, verify) for s in specs]
+        for w in self.workers:
+            w.check()
+        starts = [s.start for s in specs]
+        self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
+
+    def map(self, method, shared=(), per_shard=None, shards=None):
+        chosen = range(self.n_shards) if shards is None else shards
+        out = []
+        for j, i in enumerate(chosen):
+            own = per_shard[j] if per_shard is not None else ()
+            out.append(getattr(self.workers[i], method)(*shared, *own))
+        return out
+
+
+def merge_rankings(parts) -> Ranking:
+    """k-way merge of per-shard ``(global ids, scores)``, each by descending score
+    then ascending id, shards in row order: one ranking in the same order."""
+    ids = np.concatenate([np.asarray(p[0], np.int64) for p in parts])
+    scores = np.concatenate([np.asarray(p[1], np.float64) for p in parts])
+    order = np.argsort(-scores, kind="stable")
+    return Ranking(ids[order], scores[order])
+
+
+def merge_knn(parts, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-way merge of per-shard ``(global ids, sq_dists)`` (by distance then id,
+    shards in row order): the first ``k`` overall."""
+    ids = np.concatenate([np.asarray(p[0], np.int64) for p in parts])
+    dists = np.concatenate([np.asarray(p[1], np.int64) for p in parts])
+    order = np.argsort(dists, kind="stable")[:k]
+    return ids[order], dists[order]
+
+
+class ShardedCodes:
+    """The codes of a sharded index seen as one ``(N, D)`` uint8 array: row gathers
+    (``codes[rows]``, ``codes[a:b]``), ``np.asarray(codes)`` (every row, in this
+    process) and exact k-NN within some rows (:meth:`knn_many`), which
+    ``engine.training_set`` uses for the neighbour positives."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 2
+
+    def __init__(self, index: ShardedIndex):
+        self._index = index
+        self.shape = (len(index), index.n_dims)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        n = self.shape[0]
+        if isinstance(key, slice):
+            a, b, step = key.indices(n)
+            if step != 1:
+                return self[np.arange(a, b, step, dtype=np.int64)]
+            return self._range(a, b)
+        if isinstance(key, int | np.integer):
+            return self[np.array([key], np.int64)][0]
+        rows = np.asarray(key)
+        if rows.dtype == bool or rows.dtype.kind not in "iu":
+            raise TypeError("sharded codes are indexed by int rows or a slice")
+        rows = rows.astype(np.int64).reshape(-1)
+        rows = np.where(rows < 0, rows + n, rows)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise IndexError(f"row ids outside [0, {n})")
+        return self._index.gather(rows)
+
+    def _range(self, a: int, b: int) -> np.ndarray:
+        off = self._index.offsets
+        shards = [i for i in range(len(off) - 1) if off[i] < b and off[i + 1] > a]
+        if not shards:
+            return np.zeros((0, self.shape[1]), np.uint8)
+        per = [(max(a, off[i]) - off[i], min(b, off[i + 1]) - off[i]) for i in shards]
+        parts = self._index.executor.map("row_range", per_shard=per, shards=shards)
+        return np.concatenate(parts)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self._range(0, self.shape[0])
+        return out if dtype is None else out.astype(dtype)
+
+    def knn_many(self, queries, k: int, within=None):
+        """Per query ``(ids, sq_dists)``: exact k-NN by (distance, row) among all
+        rows, or among ``within`` (int64 global rows, ascending)."""
+        return self._index.knn_many(queries, k, within)
+
+
+class ShardedIndex:
+    """S shards answering as one :class:`~.index.CodeIndex` (module docstring).
+
+    Open with :meth:`load` (or :func:`open_index`). Attributes: ``subsets``,
+    ``leaf_size``, ``offsets`` (int64 ``(S + 1,)``), ``executor``, ``manifest``
+    (the top manifest plus ``files``: every shard file's entry, by relative path),
+    ``codes`` (:class:`ShardedCodes`).
+    """
+
+    def __init__(self, executor: ShardExecutor, manifest, *, path=None):
+        self.executor = executor
+        self.path = path
+        self.subsets = manifest.subsets
+        self.leaf_size = manifest.leaf_size
+        self.offsets = np.asarray(executor.offsets, np.int64)
+        self._n_dims = manifest.n_dims
+        self.manifest = dict(manifest.raw)
+        self.manifest["files"] = _shard_files(manifest)
+        self.codes = ShardedCodes(self)
+
+    @classmethod
+    def load(cls, path, verify: str = "fast", executor_factory=None) -> ShardedIndex:
+        """Open the sharded index at ``path``.
+
+        Args:
+            verify: each shard is opened at this level (``CodeIndex.load``).
+            executor_factory: ``fn(specs, subsets, verify) -> ShardExecutor``
+                (default :class:`InProcessShards`).
+
+        Raises:
+            IndexFormatError: the top manifest or a shard is missing, corrupted or
+                inconsistent; a shard's error names the shard.
+        """
+        manifest = read_sharded_manifest(path)
+        factory = executor_factory or InProcessShards
+        executor = factory(manifest.shards, manifest.subsets, verify)
+        return cls(executor, manifest, path=manifest.path)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def n_dims(self) -> int:
+        return self._n_dims
+
+    @property
+    def n_shards(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(int(f.get("size", 0)) for f in self.manifest["files"].values()))
+
+    @property
+    def bytes_per_point(self) -> float:
+        return self.nbytes / max(1, len(self))
+
+    def close(self) -> None:
+        self.executor.close()
+
+    def _shard_of(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.offsets, rows, side="right") - 1
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 ``(len(rows), D)``: the codes of global ``rows`` (int64)."""
+        out = np.empty((rows.shape[0], self.n_dims), np.uint8)
+        if rows.size == 0:
+            return out
+        shard = self._shard_of(rows)
+        shards = np.unique(shard).tolist()
+        per = [(rows[shard == i] - self.offsets[i],) for i in shards]
+        parts = self.executor.map("rows", per_shard=per, shards=shards)
+        for i, part in zip(shards, parts):
+            out[shard == i] = part
+        return out
+
+    def query_boxes(self, boxes: Boxes) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`CodeIndex.query_boxes` over every shard (global ids)."""
+        parts = self.executor.map("query_boxes", shared=(boxes,))
+        return (
+            np.concatenate([p[0] for p in parts]).astype(np.int64),
+            np.concatenate([p[1] for p in parts]).astype(np.int32),
+        )
+
+    def knn(self, query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`CodeIndex.knn`: exact, by (squared distance, row)."""
+        q = as_query(query, self.n_dims)
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        return self.knn_many(q[None], int(k))[0]
+
+    def knn_many(self, queries, k: int, within=None):
+        """Per query ``(ids int64, sq_dists int64)``: the exact ``k`` nearest rows by
+        (distance, row), among ``within`` (int64 global rows, ascending) if given."""
+        queries = np.asarray(queries, np.uint8).reshape(-1, self.n_dims)
+        per = None
+        if within is not None:
+            within = np.asarray(within, np.int64)
+            cut = np.searchsorted(within, self.offsets)
+            per = [
+                (within[cut[i] : cut[i + 1]] - self.offsets[i],)
+                for i in range(self.n_shards)
+            ]
+        parts = self.executor.map("knn_many", shared=(queries, int(k)), per_shard=per)
+        return [
+            merge_knn([shard[q] for shard in parts], int(k))
+            for q in range(queries.shape[0])
+        ]
+
+    def apply_model(
+        self,
+        model: RefinementModel,
+        *,
+        use_index: bool = True,
+        chunk_rows: int = SEARCH_CHUNK_ROWS,
+    ) -> Ranking:
+        """As ``engine.search.apply_model`` on one index: the model is sent once to
+        every shard, which ranks its rows, and the rankings are merged exactly
+        (module docstring)."""
+        parts = self.executor.map("apply", shared=(model, use_index, chunk_rows))
+        if model.answered_by != "top_k":
+            return merge_rankings(parts)
+        rows = np.concatenate([p[0] for p in parts])
+        codes = np.concatenate([p[1] for p in parts])
+        ids, scores = model.search(codes, chunk_rows=chunk_rows)
+        return Ranking.from_unsorted(rows[ids], scores)
+
+    def __repr__(self) -> str:
+        return (
+            f"ShardedIndex(N={len(self)}, D={self.n_dims}, shards={self.n_shards},"
+            f" executor={type(self.executor).__name__})"
+        )
+
+
+def _shard_files(manifest) -> dict:
+    """Every shard file's manifest entry, keyed ``<shard dir>/<file>``."""
+    import json
+
+    files = {}
+    for spec in manifest.shards:
+        try:
+            shard = json.loads((spec.path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        for name, entry in (shard.get("files") or {}).items():
+            files[f"{spec.path.name}/{name}"] = entry
+    return files
+
+
+def open_index(path, verify: str = "fast", executor_factory=None):
+    """The index at ``path``: a :class:`ShardedIndex` (through
+    ``executor_factory``, see :meth:`ShardedIndex.load`) or a ``CodeIndex``."""
+    from .index import CodeIndex
+
+    if is_sharded(path):
+        return ShardedIndex.load(path, verify, executor_factory)
+    return CodeIndex.load(path, verify=verify)

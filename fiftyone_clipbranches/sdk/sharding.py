@@ -1,0 +1,99 @@
+"""Sharded indexes in the SDK: how index trees are built (one index or S shards, in
+this process or as Ray tasks) and how a sharded index is opened (its shards in this
+process, or one Ray actor each when a Ray cluster is configured).
+
+The Ray cluster is a process setting, ``$CLIPBRANCHES_RAY_ADDRESS`` (``"auto"`` or
+``"HOST:PORT"``; :func:`use_ray` sets it, so processes started afterwards inherit
+it): with it, a sharded index is answered by actors; without it, in this process.
+Indexes of one shard are today's format and never use Ray.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+RAY_ADDRESS_ENV = "CLIPBRANCHES_RAY_ADDRESS"
+
+
+def ray_address() -> str | None:
+    """The configured Ray cluster address, or None (shards answered in process)."""
+    return os.environ.get(RAY_ADDRESS_ENV) or None
+
+
+def use_ray(address: str | None) -> None:
+    """Answer sharded indexes loaded from now on through Ray actors on the cluster
+    at ``address`` (None: in this process again), and connect now, so that a wrong
+    address fails here.
+
+    Raises:
+        RayUnavailableError: Ray is not installed or the cluster cannot be reached.
+    """
+    if address is None:
+        os.environ.pop(RAY_ADDRESS_ENV, None)
+        return
+    from fiftyone_clipbranches.distributed.ray_shards import connect
+
+    connect(address)
+    os.environ[RAY_ADDRESS_ENV] = address
+
+
+def check_shards(shards) -> int:
+    if isinstance(shards, bool) or not isinstance(shards, int | np.integer):
+        raise TypeError(f"shards must be an int >= 1; got {shards!r}")
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1; got {shards}")
+    return int(shards)
+
+
+def tree_builder(codes, subsets, leaf_size, shards: int = 1, address=None):
+    """``fn(path) -> index`` building the trees of ``codes`` into ``path``: one
+    ``CodeIndex`` (``shards == 1``, today's format) or ``shards`` shards built as Ray
+    tasks on the Ray cluster ``address`` (or the configured one), else here."""
+    from fiftyone_clipbranches.engine.index import CodeIndex
+
+    kwargs = {"subsets": subsets}
+    if leaf_size is not None:
+        kwargs["leaf_size"] = leaf_size
+    shards = check_shards(shards)
+    configured = address
+    if shards == 1:
+        return lambda path: CodeIndex.build(
+            np.ascontiguousarray(codes), path=path, **kwargs
+        )
+
+    def build(path):
+        from fiftyone_clipbranches.engine.shard_format import build_sharded_index
+        from fiftyone_clipbranches.engine.shards import ShardedIndex
+
+        address = configured if configured is not None else ray_address()
+        builder = None
+        if address is not None:
+            from fiftyone_clipbranches.distributed.ray_shards import ray_builder
+
+            builder = ray_builder(address)
+        build_sharded_index(codes, path, shards, builder=builder, **kwargs)
+        return ShardedIndex.load(path, verify="none")
+
+    return build
+
+
+def open_code_index(path, verify: str = "fast"):
+    """The trees of an index directory: a ``CodeIndex``, or a ``ShardedIndex``
+    answered by Ray actors when a cluster is configured (:func:`use_ray`), else in
+    this process."""
+    from fiftyone_clipbranches.engine.shards import open_index
+
+    factory = None
+    address = ray_address()
+    if address is not None:
+        from fiftyone_clipbranches.distributed.ray_shards import ray_executor_factory
+
+        factory = ray_executor_factory(address)
+    return open_index(path, verify, factory)
+
+
+def n_shards(index) -> int:
+    """Shards of a loaded index (1 for a ``CodeIndex``)."""
+    return int(getattr(index, "n_shards", 1))
