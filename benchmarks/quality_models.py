@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from quality_space import Space
 
-ALL_MODELS = ("branches", "ensemble", "linear", "tree", "forest", "nn", "rocchio")
-CODE_ONLY_MODELS = ("branches", "ensemble")
+ALL_MODELS = (
+    "branches",
+    "ensemble",
+    "cascade",
+    "linear",
+    "tree",
+    "forest",
+    "nn",
+    "rocchio",
+)
+CODE_ONLY_MODELS = ("branches", "ensemble", "cascade")
 #: The alternatives a model is compared with: the best of them at each P is the
 #: "best alternative" of the report (scanned random forest, oracle-k Rocchio and NN).
 ALTERNATIVES = ("forest", "rocchio", "nn")
@@ -29,6 +38,7 @@ BASELINES = ("tree", "forest", "nn", "rocchio")
 MODEL_LABELS = {
     "branches": "decision branches",
     "ensemble": "DB ensemble",
+    "cascade": "DB cascade (boxes propose, forest decides)",
     "linear": "linear classifier",
     "tree": "decision tree",
     "forest": "random forest",
@@ -50,11 +60,13 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "training_by_model": {
         "branches": {"n_random_negatives": 1500, "neighbours_per_positive": "auto"},
         "ensemble": {"neighbours_per_positive": "auto"},
+        "cascade": {"neighbours_per_positive": "auto"},
         "linear": {"n_random_negatives": 1500},
     },
     "subsets": {"sizes": None, "seed": 0},
     "branches": {},
     "ensemble": {},
+    "cascade": {},
     "linear": {},
     "tree": {},
     "forest": {"n_estimators": 25},
@@ -282,7 +294,7 @@ def available_models(is_codes: bool) -> dict[str, str]:
         if not is_codes:
             missing[name] = "needs uint8 codes (skipped in the float space)"
             continue
-        module = "branches" if name == "branches" else "ensemble"
+        module = {"branches": "branches", "cascade": "cascade"}.get(name, "ensemble")
         try:
             __import__(f"fiftyone_clipbranches.engine.{module}")
             __import__("fiftyone_clipbranches.engine.index")
@@ -382,13 +394,15 @@ def _linear(ctx: ModelContext, train: TrainingRows, rank: bool):
 def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: bool):
     if name == "branches":
         from fiftyone_clipbranches.engine.branches import DecisionBranches as cls
+    elif name == "cascade":
+        from fiftyone_clipbranches.engine.cascade import BranchesCascade as cls
     else:
         from fiftyone_clipbranches.engine.ensemble import (
             DecisionBranchesEnsemble as cls,
         )
     model = cls(random_state=seed, **ctx.params[name])
     extra = {}
-    if name == "ensemble":
+    if name in ("ensemble", "cascade"):
         extra = {"unlabelled": train.unlabelled, "neighbours": train.neighbours}
     fit_s = _timed_fit(
         model,

@@ -1,0 +1,215 @@
+"""A cascade: the ensemble's boxes find candidates through the index, a forest decides."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .ensemble import DecisionBranchesEnsemble
+from .forest_kernels import forest_proba
+from .validation import check_codes, check_int, check_row_mask, seed_from
+
+
+class BranchesCascade(DecisionBranchesEnsemble):
+    """Bagged decision branches propose, a random forest on the codes decides.
+
+    The members' boxes (grown as :class:`~.ensemble.DecisionBranchesEnsemble` grows
+    them, without its linear arbiter) are the cascade's only way into the catalogue:
+    a row is a *candidate* when at least ``candidate_votes`` members hold it, which
+    the index answers with one union of range queries. A random forest trained on the
+    same rows then decides on the candidates alone, so the apply cost is the index
+    query plus work proportional to the candidates. The rule is exact: the index
+    answer equals a scan of the same rule (``search``), and :meth:`predict` applies
+    it row by row.
+
+    A row is accepted when it is a candidate and the forest's mean leaf value
+    exceeds ``forest_threshold``, or (with ``vote_accepts``) when the members'
+    vote passes as in the ensemble.
+
+    Args:
+        n_estimators, vote_threshold, max_samples and the box-growing keywords: as
+            in :class:`~.ensemble.DecisionBranchesEnsemble` (``arbiter_margin``
+            defaults to None: the forest is the arbiter here).
+        candidate_votes: int in [1, n_estimators] (default 1): members that must
+            hold a row for the forest to look at it.
+        n_trees: int >= 1 (default 25): trees of the forest (scikit-learn's
+            ``RandomForestClassifier``, fully grown, bootstrap, sqrt features).
+        forest_threshold: float in [0, 1) (default 0.5): the forest accepts a row
+            whose mean positive leaf fraction exceeds it.
+        forest_neighbours: bool (default True): whether the forest trains on the
+            neighbour positives as well (the boxes always do).
+        vote_accepts: bool (default True): a passing member vote accepts a
+            candidate whatever the forest says.
+
+    Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
+    ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
+    ``forest_threshold_`` int32 ``(nodes,)`` (left when ``code <= threshold``),
+    ``forest_left_`` / ``forest_right_`` int32 ``(nodes,)``, ``forest_value_``
+    float64 ``(nodes,)`` (positive weight fraction at a leaf).
+    """
+
+    def __init__(
+        self,
+        n_estimators=25,
+        vote_threshold=0.5,
+        max_samples=1.0,
+        *,
+        candidate_votes=1,
+        n_trees=25,
+        forest_threshold=0.5,
+        forest_neighbours=True,
+        vote_accepts=True,
+        arbiter_margin=None,
+        **params,
+    ):
+        super().__init__(
+            n_estimators, vote_threshold, max_samples, arbiter_margin=arbiter_margin,
+            **params,
+        )  # fmt: skip
+        self.candidate_votes = candidate_votes
+        self.n_trees = n_trees
+        self.forest_threshold = forest_threshold
+        self.forest_neighbours = forest_neighbours
+        self.vote_accepts = vote_accepts
+
+    def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
+        n_est = check_int(self.n_estimators, "n_estimators", 1)
+        cand = check_int(self.candidate_votes, "candidate_votes", 1, n_est)
+        n_trees = check_int(self.n_trees, "n_trees", 1)
+        t = self.forest_threshold
+        if isinstance(t, bool) or not isinstance(t, numbers.Real):
+            raise TypeError(f"forest_threshold must be a float, got {t!r}")
+        if not 0.0 <= float(t) < 1.0:
+            raise ValueError(f"forest_threshold must be in [0, 1), got {t}")
+        for name in ("forest_neighbours", "vote_accepts"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False")
+        return (
+            cand,
+            n_trees,
+            float(t),
+            bool(self.forest_neighbours),
+            bool(self.vote_accepts),
+        )
+
+    def fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        *,
+        subsets=None,
+        unlabelled=None,
+        neighbours=None,
+    ) -> BranchesCascade:
+        """Fit on uint8 codes ``X (n, D)``, labels ``y (n,)`` in {0, 1}.
+
+        Args:
+            sample_weight: float ``(n,)`` >= 0 (default ones).
+            subsets: FeatureSubsets of ``D`` dims; default ``make_subsets(D)``.
+            unlabelled: optional bool ``(n,)``, the random negatives (used only by
+                an arbiter, when ``arbiter_margin`` is set).
+            neighbours: optional bool ``(n,)``, the neighbour positives (left out
+                of the forest's training when ``forest_neighbours`` is False).
+        """
+        _, n_trees, _, forest_neighbours, _ = self._cascade_params()
+        super().fit(
+            X, y, sample_weight, subsets=subsets, unlabelled=unlabelled,
+            neighbours=neighbours,
+        )  # fmt: skip
+        X = np.asarray(X)
+        y = np.asarray(y).astype(np.int8)
+        w = (
+            np.ones(y.shape[0])
+            if sample_weight is None
+            else np.asarray(sample_weight, np.float64)
+        )
+        keep = w > 0
+        if not forest_neighbours:
+            keep &= ~check_row_mask(neighbours, y.shape, "neighbours")
+        seed = int(seed_from(self.random_state).integers(0, 2**31 - 1))
+        self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
+        return self
+
+    def _fit_forest(self, X, y, w, n_trees: int, seed: int) -> None:
+        classes = np.unique(y)
+        if classes.shape[0] < 2:
+            # one class only: every row reaches one leaf of that class
+            self.forest_roots_ = np.zeros(1, np.int32)
+            self.forest_feature_ = np.full(1, -1, np.int32)
+            self.forest_threshold_ = np.zeros(1, np.int32)
+            self.forest_left_ = np.full(1, -1, np.int32)
+            self.forest_right_ = np.full(1, -1, np.int32)
+            self.forest_value_ = np.full(
+                1, float(classes[0] == 1) if classes.size else 0.0
+            )
+            return
+        from sklearn.ensemble import RandomForestClassifier
+
+        forest = RandomForestClassifier(
+            n_estimators=n_trees, random_state=seed, n_jobs=1
+        )
+        forest.fit(X.astype(np.float32), y, sample_weight=w)
+        pos = list(forest.classes_).index(1)
+        parts, roots, offset = [], [], 0
+        for est in forest.estimators_:
+            tree = est.tree_
+            feature = np.where(tree.feature >= 0, tree.feature, -1).astype(np.int32)
+            # integer codes: code <= t exactly when code <= floor(t)
+            threshold = np.floor(np.where(feature >= 0, tree.threshold, 0.0))
+            value = tree.value[:, 0, :]
+            total = value.sum(axis=1)
+            frac = np.where(total > 0, value[:, pos] / np.maximum(total, 1e-300), 0.0)
+            left = np.where(tree.children_left >= 0, tree.children_left + offset, -1)
+            right = np.where(tree.children_right >= 0, tree.children_right + offset, -1)
+            parts.append((feature, threshold.astype(np.int32), left, right, frac))
+            roots.append(offset)
+            offset += tree.node_count
+        cat = [np.concatenate([p[i] for p in parts]) for i in range(5)]
+        self.forest_roots_ = np.asarray(roots, np.int32)
+        self.forest_feature_ = cat[0]
+        self.forest_threshold_ = cat[1]
+        self.forest_left_ = cat[2].astype(np.int32)
+        self.forest_right_ = cat[3].astype(np.int32)
+        self.forest_value_ = cat[4].astype(np.float64)
+
+    def forest_proba(self, codes, rows=None) -> np.ndarray:
+        """float64 ``(m,)``: the forest's mean positive leaf fraction of ``codes``
+        (uint8 ``(N, D)``) at ``rows`` (int ``(m,)``; default every row)."""
+        self._check_fitted()
+        codes = check_codes(codes, n_dims=self.n_features_in_)
+        rows = (
+            np.arange(codes.shape[0], dtype=np.int64)
+            if rows is None
+            else np.ascontiguousarray(rows, dtype=np.int64)
+        )
+        out = np.empty(rows.shape[0])
+        forest_proba(
+            codes, rows, self.forest_roots_, self.forest_feature_,
+            self.forest_threshold_, self.forest_left_, self.forest_right_,
+            self.forest_value_, out,
+        )  # fmt: skip
+        return out
+
+    def accept(self, members_hit, codes, rows=None) -> np.ndarray:
+        """bool mask over rows with vote counts ``members_hit`` (see the class):
+        only the candidates' codes are read."""
+        cand, _, threshold, _, vote_accepts = self._cascade_params()
+        hits = np.asarray(members_hit)
+        keep = np.zeros(hits.shape[0], dtype=bool)
+        if vote_accepts:
+            keep = hits / self.n_members_ > self._vote_threshold()
+        ask = np.flatnonzero(~keep & (hits >= cand))
+        if ask.size:
+            where = ask if rows is None else np.asarray(rows)[ask]
+            keep[ask] = self.forest_proba(codes, where) > threshold
+        return keep
+
+    def decision_function(self, X) -> np.ndarray:
+        """float64 ``(n,)``: the mean of the forest's positive fraction and the vote
+        fraction, plus the ensemble's tie-break (below ``1 / (4 M)``)."""
+        votes, tie = self._member_scores(X, squash=True)
+        m = self.n_members_
+        proba = self.forest_proba(X)
+        return 0.5 * (proba + votes / m) + tie / (4 * m)
