@@ -1,0 +1,122 @@
+"""A sharded index on a local Ray cluster: built by Ray tasks, answered by one actor
+per shard, equal to one index for every model; a killed actor comes back with the
+same answers; a damaged shard is a clear error naming it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+
+import numpy as np
+import pytest
+from shard_cases import (
+    LEAF_SIZE,
+    MODEL_NAMES,
+    assert_same_ranking,
+    assert_same_training_set,
+    catalogue,
+    refine_once,
+    single_index,
+    uneven_sizes,
+)
+
+from fiftyone_clipbranches.engine.errors import IndexFormatError
+from fiftyone_clipbranches.engine.shard_format import build_sharded_index
+from fiftyone_clipbranches.engine.shards import open_index
+from fiftyone_clipbranches.engine.subsets import make_subsets
+
+ray_shards = pytest.importorskip("fiftyone_clipbranches.distributed.ray_shards")
+
+
+@pytest.fixture(scope="module")
+def data():
+    codes, label = catalogue()
+    one = single_index(codes)
+    expected = {name: refine_once(one, name, codes, label) for name in MODEL_NAMES}
+    return codes, label, one, expected
+
+
+def on_ray(codes, path, sizes):
+    build_sharded_index(
+        codes,
+        path,
+        sizes,
+        make_subsets(32),
+        LEAF_SIZE,
+        builder=ray_shards.ray_builder(),
+    )
+    return open_index(path, executor_factory=ray_shards.ray_executor_factory())
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 4])
+def test_actors_answer_every_model_as_one_index(ray_cluster, data, tmp_path, n_shards):
+    codes, label, one, expected = data
+    sizes = uneven_sizes(len(codes), n_shards, seed=n_shards)
+    index = on_ray(codes, tmp_path / "ix", sizes)
+    try:
+        assert isinstance(index.executor, ray_shards.RayShards)
+        assert len(set(index.executor.pids())) == n_shards  # one actor process each
+        for name in MODEL_NAMES:
+            want_train, want = expected[name]
+            got_train, got = refine_once(index, name, codes, label)
+            assert_same_training_set(want_train, got_train)
+            assert_same_ranking(want, got)
+        q = codes[17]
+        for a, b in zip(one.knn(q, 40), index.knn(q, 40)):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        index.close()
+
+
+def test_a_killed_actor_restarts_and_gives_the_same_answer(ray_cluster, data, tmp_path):
+    codes, label, _, expected = data
+    index = on_ray(codes, tmp_path / "ix", [900, 1500, 600])
+    try:
+        before = index.executor.pids()
+        answers = {}
+
+        def query():
+            answers["forest"] = refine_once(index, "forest", codes, label)[1]
+
+        worker = threading.Thread(target=query)
+        worker.start()  # the query is under way while shard 1's process dies
+        os.kill(before[1], signal.SIGKILL)
+        worker.join(timeout=120)
+        assert not worker.is_alive()
+        assert_same_ranking(expected["forest"][1], answers["forest"])
+        assert_same_ranking(
+            expected["branches"][1], refine_once(index, "branches", codes, label)[1]
+        )
+        after = index.executor.pids()
+        assert after[1] != before[1] and after[0] == before[0]
+    finally:
+        index.close()
+
+
+def test_a_damaged_shard_is_named_and_the_others_keep_serving(
+    ray_cluster, data, tmp_path
+):
+    codes, label, _, expected = data
+    broken = tmp_path / "broken"
+    build_sharded_index(codes, broken, [1000, 1000, 1000], make_subsets(32), LEAF_SIZE)
+    with open(broken / "shard-0002" / "ids.npy", "r+b") as f:
+        f.truncate(1000)
+    factory = ray_shards.ray_executor_factory()
+    with pytest.raises(IndexFormatError, match="shard 2 of 3"):
+        open_index(broken, executor_factory=factory)
+
+    good = on_ray(codes, tmp_path / "good", [1000, 1000, 1000])
+    other = on_ray(codes, tmp_path / "other", [1500, 1500])
+    try:
+        shutil.rmtree(tmp_path / "good" / "shard-0001")
+        os.kill(good.executor.pids()[1], signal.SIGKILL)  # restarts over no files
+        with pytest.raises(IndexFormatError, match="shard 1 of 3"):
+            refine_once(good, "branches", codes, label)
+        assert_same_ranking(
+            expected["branches"][1], refine_once(other, "branches", codes, label)[1]
+        )
+    finally:
+        good.close()
+        other.close()
