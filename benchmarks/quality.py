@@ -227,6 +227,13 @@ def _parse_args(argv=None) -> argparse.Namespace:
         help='"self": codes fitted on each catalogue (as build_index does); or a split'
         ' name such as "val" (one code maker fitted on those held-out splits)',
     )
+    ap.add_argument(
+        "--codes-cache",
+        type=Path,
+        default=None,
+        help="folder to keep the codes in between runs (keyed by the data, the space,"
+        " the fit split and the code makers' source)",
+    )
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--positives", default=",".join(map(str, POSITIVE_COUNTS)))
     ap.add_argument(
@@ -268,7 +275,11 @@ def main(argv=None) -> dict:
     load_before = _load_average()
     t_load = time.perf_counter()
     catalogues = load_catalogues(
-        args.data_dir, _csv(args.datasets), args.codes, args.fit_split
+        args.data_dir,
+        _csv(args.datasets),
+        args.codes,
+        args.fit_split,
+        cache_dir=args.codes_cache,
     )
     load_s = time.perf_counter() - t_load
     result = evaluate(

@@ -12,6 +12,7 @@ three spaces:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,20 +175,83 @@ class CodeMaker:
         return np.ascontiguousarray(self._quantizer.transform(self._project(vectors)))
 
 
+def _cache_key(data_dir: Path, names, space, fit_split, head_kwargs) -> str:
+    """A digest of everything the codes depend on: the split files (size and
+    mtime), the space, the fit split, the head's arguments and the source of the
+    code makers (``embed.head``, ``embed.quantizer`` and this module)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    h.update(json.dumps([list(names), space, fit_split, head_kwargs or {}]).encode())
+    splits = list(names)
+    if fit_split != "self":
+        splits += [fit_split_name(n, fit_split) for n in names]
+    for name in splits:
+        st = (Path(data_dir) / f"{name}_img_emb.npy").stat()
+        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    sources = [Path(__file__)]
+    try:
+        import fiftyone_clipbranches.embed as embed
+    except ImportError:
+        pass
+    else:
+        root = Path(embed.__file__).parent
+        sources += [root / "head.py", root / "quantizer.py"]
+    for src in sources:
+        if src.is_file():
+            h.update(src.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def load_catalogues(
     data_dir: Path,
     names: list[str],
     space: str,
     fit_split: str = "self",
     head_kwargs: dict | None = None,
+    cache_dir: Path | None = None,
 ) -> list[Catalogue]:
     """Load the named splits and express them in ``space``.
 
     ``fit_split="self"`` fits the projection/head and quantiser on each catalogue's own
     embeddings, as ``build_index`` does for a user's dataset (no labels are involved);
     any other value (e.g. ``"val"``) fits one code maker on the concatenated splits of
-    that name, so it never sees a catalogue row.
+    that name, so it never sees a catalogue row. With ``cache_dir``, the codes are
+    kept there (``codes_<digest>.npz``, see :func:`_cache_key`) and read back by the
+    next run with the same inputs.
     """
+    cache = None
+    if cache_dir is not None:
+        key = _cache_key(data_dir, names, space, fit_split, head_kwargs)
+        cache = Path(cache_dir) / f"codes_{key}.npz"
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                return [
+                    Catalogue(
+                        name,
+                        np.ascontiguousarray(z[f"features_{i}"]),
+                        z[f"labels_{i}"].astype(np.int64),
+                        space,
+                        f"{z[f'origin_{i}']} (cached)",
+                    )
+                    for i, name in enumerate(names)
+                ]
+    out = _make_catalogues(data_dir, names, space, fit_split, head_kwargs)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for i, cat in enumerate(out):
+            arrays[f"features_{i}"] = cat.features
+            arrays[f"labels_{i}"] = cat.labels
+            arrays[f"origin_{i}"] = np.array(cat.codes_origin)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cache)
+    return out
+
+
+def _make_catalogues(data_dir, names, space, fit_split, head_kwargs):
     loaded = [(name, *load_split(data_dir, name)) for name in names]
     shared = None
     if fit_split != "self":

@@ -288,7 +288,7 @@ def check_targets(
             )
         inter = agg["interactive"].get(ds)
         limit = TARGETS["interactive_round2_gain"]
-        for m in panel_models:
+        for m in panel_models if inter else ():
             row = {
                 "dataset": ds,
                 "group": "issue",
@@ -342,33 +342,14 @@ def _default_rows(agg: dict, ds: str, model: str) -> list[dict]:
     rows = []
     limit = TARGETS["ratio_to_best_alternative"]
     t = agg["paper"].get(ds)
-    row = {
-        "dataset": ds,
-        "group": "issue",
-        "target": f"default ({model}) F1 >= {limit:g}x best alternative at every P"
-        f" in {', '.join(map(str, TARGET_PS))}",
-    }
-    if t is not None and model in t.get("ratio", {}):
-        pairs = [
-            (r, p)
-            for r, p in zip(t["ratio"][model], t["positives"])
-            if p in TARGET_PS and r is not None
-        ]
-        missing = [p for p in TARGET_PS if p not in t["positives"]]
-        if pairs:
-            worst, at = min(pairs)
-            note = f" (P {', '.join(map(str, missing))} not run)" if missing else ""
-            rows.append(
-                {
-                    **row,
-                    "measured": f"worst {worst:.2f}x at P = {at}{note}",
-                    "ok": worst >= limit and not missing,
-                }
-            )
-        else:
-            rows.append({**row, "measured": "not run", "ok": False})
+    if not agg["paper"]:
+        pass  # the paper protocol was not run
+    elif t is None or model not in t.get("ratio", {}):
+        rows.append(
+            {**_ratio_row(ds, model, limit), "measured": "not run", "ok": False}
+        )
     else:
-        rows.append({**row, "measured": "not run", "ok": False})
+        rows.append(_ratio_check(_ratio_row(ds, model, limit), t, model, limit))
     limit = TARGETS["whole_class_f1"]
     w = agg.get("whole", {}).get(ds)
     row = {
@@ -376,7 +357,9 @@ def _default_rows(agg: dict, ds: str, model: str) -> list[dict]:
         "group": "issue",
         "target": f"whole class labelled: default ({model}) F1 >= {limit:g}",
     }
-    if w is not None and model in w["f1"]:
+    if not agg.get("whole"):
+        pass  # the whole-class protocol was not run
+    elif w is not None and model in w["f1"]:
         f1 = w["f1"][model]
         extra = w["extra_rows"][model]
         rows.append(
@@ -389,6 +372,33 @@ def _default_rows(agg: dict, ds: str, model: str) -> list[dict]:
     else:
         rows.append({**row, "measured": "not run", "ok": False})
     return rows
+
+
+def _ratio_row(ds: str, model: str, limit: float) -> dict:
+    return {
+        "dataset": ds,
+        "group": "issue",
+        "target": f"default ({model}) F1 >= {limit:g}x best alternative at every P"
+        f" in {', '.join(map(str, TARGET_PS))}",
+    }
+
+
+def _ratio_check(row: dict, t: dict, model: str, limit: float) -> dict:
+    pairs = [
+        (r, p)
+        for r, p in zip(t["ratio"][model], t["positives"])
+        if p in TARGET_PS and r is not None
+    ]
+    if not pairs:
+        return {**row, "measured": "not run", "ok": False}
+    missing = [p for p in TARGET_PS if p not in t["positives"]]
+    worst, at = min(pairs)
+    note = f" (P {', '.join(map(str, missing))} not run)" if missing else ""
+    return {
+        **row,
+        "measured": f"worst {worst:.2f}x at P = {at}{note}",
+        "ok": worst >= limit and not missing,
+    }
 
 
 def _fmt(x) -> str:

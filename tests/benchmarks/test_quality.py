@@ -169,3 +169,21 @@ def test_auto_random_negatives_scale_with_positives_and_are_clipped():
     assert random_negatives_for(fixed, 3) == 500
     with pytest.raises(ValueError, match="unknown params section"):
         merge_params({"branch": {}})
+
+
+def test_codes_cache_gives_back_the_same_codes(toy_dir, tmp_path):
+    first = quality.load_catalogues(
+        toy_dir, ["toy_test"], "pca", cache_dir=tmp_path / "cache"
+    )
+    assert len(list((tmp_path / "cache").glob("codes_*.npz"))) == 1
+    again = quality.load_catalogues(
+        toy_dir, ["toy_test"], "pca", cache_dir=tmp_path / "cache"
+    )
+    assert again[0].codes_origin.endswith("(cached)")
+    np.testing.assert_array_equal(again[0].features, first[0].features)
+    np.testing.assert_array_equal(again[0].labels, first[0].labels)
+    other = quality.load_catalogues(
+        toy_dir, ["toy_test"], "pca", "val", cache_dir=tmp_path / "cache"
+    )
+    assert not other[0].codes_origin.endswith("(cached)")
+    assert len(list((tmp_path / "cache").glob("codes_*.npz"))) == 2
