@@ -63,6 +63,15 @@ def _cmd_demo(args) -> int:
 def _cmd_serve(args) -> int:
     from fiftyone_clipbranches.service.cli_command import run_serve
 
+    if args.ray_address:
+        from fiftyone_clipbranches.sdk.sharding import use_ray
+
+        try:
+            use_ray(args.ray_address)
+        except RuntimeError as e:  # RayUnavailableError: not installed, unreachable
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"sharded indexes are answered by Ray actors at {args.ray_address}")
     return run_serve(args)
 
 
@@ -188,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP search service")
     add_serve_arguments(p)
+    p.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="answer sharded indexes through one Ray actor per shard on this Ray "
+        "cluster (`ray start --head`; needs fiftyone-clipbranches[ray]; "
+        "docs/scale.md); default: in the service's own processes",
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(

@@ -62,7 +62,12 @@ def connect(address: str | None = None, **init_kwargs) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
-    kwargs = {"namespace": NAMESPACE, "log_to_driver": False, **init_kwargs}
+    kwargs = {
+        "namespace": NAMESPACE,
+        "log_to_driver": False,
+        "logging_level": "warning",
+        **init_kwargs,
+    }
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:

@@ -1,0 +1,101 @@
+"""The faces on a sharded index built the user's way (images -> tiny CLIP ->
+``build_index(shards=2)``): ``sdk.refine`` and ``sdk.search`` unchanged, in process
+and through Ray actors, and ``clipbranches serve --ray-address`` over real HTTP."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from service_process import running_service
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.bundle import forget_bundle
+from fiftyone_clipbranches.sdk.sharding import use_ray
+
+ray_shards = pytest.importorskip("fiftyone_clipbranches.distributed.ray_shards")
+TOKEN = "ray-faces-token-0123456789"
+MODELS = ("branches", "ensemble", "linear")
+
+
+@pytest.fixture
+def two_indexes(make_user_index):
+    """A dataset with index ``sharded`` (2 shards) and ``one`` (one index) over the
+    same embeddings, hence the same codes."""
+    ds = make_user_index(n_per_class=12, index_key="sharded", shards=2)
+    sdk.build_index(
+        ds, "one", embeddings_field="clip_embedding", code_method="pca", progress=False
+    )
+    labels = ds.values("ground_truth.label")
+    ids = ds.values("id")
+    pos = [i for i, lab in zip(ids, labels) if lab == labels[0]][:5]
+    neg = [i for i, lab in zip(ids, labels) if lab != labels[0]][:5]
+    return ds, pos, neg
+
+
+def answers(ds, key, pos, neg):
+    out = {}
+    for model in MODELS:
+        r = sdk.refine(ds, pos, neg, model=model, index_key=key, score_field=None)
+        out[model] = (r.ids, np.asarray(r.scores))
+    out["search"] = sdk.search_ids(ds, text="a photo of a cat", k=20, index_key=key)
+    out["by_samples"] = sdk.search_ids(ds, sample_ids=pos[:2], k=20, index_key=key)
+    return out
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert list(a[name][0]) == list(b[name][0]), name
+        np.testing.assert_array_equal(a[name][1], b[name][1], err_msg=name)
+
+
+def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes):
+    ds, pos, neg = two_indexes
+    config, bundle = sdk.load_index(ds, "sharded")
+    assert bundle.index.n_shards == 2
+    want = answers(ds, "one", pos, neg)
+    assert len(want["branches"][0]) >= len(pos)
+    assert_same(want, answers(ds, "sharded", pos, neg))  # shards in this process
+    assert sdk.verify_index(ds, "sharded", level="full")
+
+    forget_bundle(config.index_dir)
+    use_ray(ray_cluster)
+    try:
+        _, bundle = sdk.load_index(ds, "sharded")
+        assert isinstance(bundle.index.executor, ray_shards.RayShards)
+        assert_same(want, answers(ds, "sharded", pos, neg))  # one actor per shard
+    finally:
+        use_ray(None)
+        forget_bundle(config.index_dir)
+        bundle.index.close()
+
+    ds.delete_samples(ds.take(1, seed=0))
+    sdk.update_index(ds, "sharded", progress=False)  # rebuilt with its shard count
+    _, bundle = sdk.load_index(ds, "sharded")
+    assert bundle.index.n_shards == 2 and len(bundle.index) == len(ds)
+
+
+def test_serve_answers_a_sharded_index_through_actors(ray_cluster, two_indexes):
+    ds, pos, neg = two_indexes
+    want = sdk.refine(ds, pos, neg, index_key="one", score_field=None)
+    want_search = sdk.search_ids(ds, text="a photo of a cat", k=20, index_key="one")
+    command = [sys.executable, "-m", "fiftyone_clipbranches.cli", "serve"]
+    args = ["--dataset", ds.name, "--ray-address", ray_cluster]
+    args += ["--compute-workers", "1", "--timeout", "120"]
+    with running_service(args, TOKEN, command=command) as service:
+        assert "answered by Ray actors" in service.output()
+        client = sdk.remote.Client(service.url, TOKEN)
+        info = client.index(ds.name, "sharded")
+        assert info["n_samples"] == len(ds)
+        result = client.refine(
+            ds.name, positives=pos, negatives=neg, index_key="sharded"
+        )
+        items = list(client.iter_items(result["result_id"]))
+        assert [i["id"] for i in items] == list(want.ids)
+        np.testing.assert_array_equal([i["score"] for i in items], want.scores)
+        found = client.search(
+            ds.name, text="a photo of a cat", k=20, index_key="sharded"
+        )
+        assert [i["id"] for i in found["items"]] == want_search[0]
