@@ -389,11 +389,12 @@ def labels_are_law(rows, scores, pos_rows, neg_rows):
         ``(rows, scores, n_forced_pos, n_dropped_neg)``, rows by descending score
         then ascending row.
     """
-    dropped = np.isin(rows, neg_rows)
+    # np.isin sorts the whole ranking (100+ ms at 10M rows); the labels are few
+    dropped = _in_few(rows, neg_rows)
     n_dropped = int(dropped.sum())
     if n_dropped:
         rows, scores = rows[~dropped], scores[~dropped]
-    missing = pos_rows[~np.isin(pos_rows, rows)]
+    missing = pos_rows[~_in_few(pos_rows, rows[_in_few(rows, pos_rows)])]
     if missing.size:
         top = float(scores.max()) if scores.size else 1.0
         rows = np.concatenate([missing.astype(np.int64), rows])
@@ -401,6 +402,15 @@ def labels_are_law(rows, scores, pos_rows, neg_rows):
         order = np.lexsort((rows, -scores))
         rows, scores = rows[order], scores[order]
     return rows, scores, int(missing.size), n_dropped
+
+
+def _in_few(values: np.ndarray, few: np.ndarray) -> np.ndarray:
+    """bool, shaped like ``values``: which are in ``few`` (a short int array)."""
+    few = np.sort(np.asarray(few, dtype=np.int64).reshape(-1))
+    if few.size == 0:
+        return np.zeros(np.shape(values), dtype=bool)
+    at = np.minimum(np.searchsorted(few, values), few.size - 1)
+    return few[at] == values
 
 
 def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:

