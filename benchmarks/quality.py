@@ -254,6 +254,20 @@ def _parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-classes", type=int, default=None, help="subsample classes")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
+    ap.add_argument(
+        "--save-records",
+        type=Path,
+        default=None,
+        help="also write this run's raw records (gzipped JSON) to this path",
+    )
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        action="append",
+        default=None,
+        help="add the records saved by an earlier run (--save-records) with the same"
+        " data, codes and seeds; this run's records replace the same ones there",
+    )
     ap.add_argument("--tag", default=None, help="output name suffix (default: codes)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument(
@@ -299,8 +313,17 @@ def main(argv=None) -> dict:
         jobs=args.jobs,
         progress=not args.quiet,
     )
-    agg = aggregate(result["records"])
     runtime = load_s + result["runtime_s"]
+    if args.save_records is not None:
+        save_records(args.save_records, result["records"], runtime)
+    records, merged_s = result["records"], 0.0
+    for path in args.merge or ():
+        earlier, earlier_s = load_records(path)
+        records = merge_records(earlier, records)
+        merged_s += earlier_s
+    agg = aggregate(records)
+    this_run = runtime
+    runtime += merged_s
     cpu_s = _cpu_seconds()
     load = f"{load_before} at the start, {_load_average()} at the end"
     targets = check_targets(
@@ -317,6 +340,7 @@ def main(argv=None) -> dict:
         "datasets": ", ".join(f"{c.name} (N={len(c)})" for c in catalogues),
         "classes evaluated": ", ".join(f"{k}: {v}" for k, v in n_classes.items())
         + ("" if args.max_classes is None else " (random subsample)"),
+        "models": ", ".join(dict.fromkeys(r["model"] for r in records)),
         "fit split": args.fit_split,
         "seeds": args.seeds,
         "default model": default_model(),
@@ -328,7 +352,9 @@ def main(argv=None) -> dict:
             for m, why in d.items()
         )
         or "none",
-        "runtime": f"{runtime:.0f} s wall (codes {load_s:.0f} s) with {args.jobs}"
+        "runtime": f"{this_run:.0f} s wall (codes {load_s:.0f} s)"
+        + (f" + {merged_s:.0f} s in the merged runs" if args.merge else "")
+        + f" with {args.jobs}"
         f" worker(s), {os.cpu_count()} CPUs seen, load average {load};"
         f" {cpu_s:.0f} CPU s in all (this process and its workers)",
         "host": platform.node(),
@@ -339,7 +365,7 @@ def main(argv=None) -> dict:
         "meta": meta,
         "aggregate": agg,
         "targets": targets,
-        "per_class_paper_f1": _per_class(result["records"]),
+        "per_class_paper_f1": _per_class(records),
     }
     write_json(out / f"quality_{tag}.json", report)
     md = markdown(agg, targets, meta)
@@ -368,6 +394,43 @@ def _cpu_seconds() -> float:
         ru = resource.getrusage(who)
         total += ru.ru_utime + ru.ru_stime
     return total
+
+
+def save_records(path: Path, records: list[dict], runtime_s: float) -> None:
+    """Write ``records`` and the run's wall seconds as gzipped JSON."""
+    import gzip
+
+    from quality_report import atomic_write
+
+    body = json.dumps({"runtime_s": runtime_s, "records": records})
+    atomic_write(Path(path), gzip.compress(body.encode()))
+
+
+def load_records(path: Path) -> tuple[list[dict], float]:
+    """``(records, wall seconds)`` written by :func:`save_records`."""
+    import gzip
+
+    data = json.loads(gzip.decompress(Path(path).read_bytes()))
+    return data["records"], float(data["runtime_s"])
+
+
+def _record_key(r: dict) -> tuple:
+    return (
+        r["protocol"],
+        r["dataset"],
+        r["class"],
+        r["seed"],
+        r["model"],
+        r.get("positives"),
+        r.get("round"),
+    )
+
+
+def merge_records(earlier: list[dict], later: list[dict]) -> list[dict]:
+    """``earlier`` + ``later``, a record of ``later`` replacing the one of
+    ``earlier`` for the same protocol, dataset, class, seed, model and P or round."""
+    replaced = {_record_key(r) for r in later}
+    return [r for r in earlier if _record_key(r) not in replaced] + list(later)
 
 
 def _per_class(records: list[dict]) -> dict:

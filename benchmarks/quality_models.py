@@ -205,28 +205,40 @@ class ModelContext:
             self._index = CodeIndex.build(self.features, subsets=self.subsets)
         return self._index
 
-    def training_config(self, model: str | None = None) -> dict:
-        """The ``training`` section, updated with ``training_by_model[model]``; a
-        registered model without an entry there (and not a baseline) trains with the
-        registry's defaults (``random_negatives``, ``neighbours_per_positive``)."""
-        by_model = self.params["training_by_model"]
-        own = by_model.get(model)
-        if own is None and model is not None and model not in BASELINES:
-            spec = registered_models().get(model)
-            if spec is not None:
-                own = {
-                    "n_random_negatives": spec.random_negatives,
-                    "neighbours_per_positive": spec.neighbours_per_positive,
-                }
+    def training_config(self, model: str | None = None, as_panel: bool = False) -> dict:
+        """The ``training`` section, updated for ``model``.
+
+        A registered model (``sdk.models.MODELS``) trains with the registry's
+        ``random_negatives`` and ``neighbours_per_positive``, as ``refine`` does,
+        unless ``--params`` gives ``training_by_model[model]`` (an entry equal to the
+        harness's default one counts as not given); the baselines (tree, forest, NN,
+        Rocchio) train on the labelled positives alone unless ``as_panel`` (the
+        interactive protocol measures the panel's tree and forest as users get them).
+        """
+        own = self.params["training_by_model"].get(model)
+        spec = registered_models().get(model) if model is not None else None
+        given = own is not None and own != DEFAULT_PARAMS["training_by_model"].get(
+            model
+        )
+        if spec is not None and (as_panel or model not in BASELINES) and not given:
+            own = {
+                "n_random_negatives": spec.random_negatives,
+                "neighbours_per_positive": spec.neighbours_per_positive,
+            }
         return {**self.params["training"], **(own or {})}
 
     def training_rows(
-        self, positives, negatives, seed: int, model: str | None = None
+        self,
+        positives,
+        negatives,
+        seed: int,
+        model: str | None = None,
+        as_panel: bool = False,
     ) -> TrainingRows:
         """Positives + explicit negatives + random catalogue negatives (labelled rows
         excluded), with the configured number of random negatives and negative weight
-        (``training`` params, overridden per model by ``training_by_model``)."""
-        cfg = self.training_config(model)
+        (:meth:`training_config`)."""
+        cfg = self.training_config(model, as_panel)
         positives = np.asarray(positives, np.int64)
         negatives = np.asarray(negatives, np.int64)
         n_random = random_negatives_for(cfg, positives.shape[0])

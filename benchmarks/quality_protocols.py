@@ -258,7 +258,9 @@ def interactive_protocol(
             labelled = np.flatnonzero(seen)
             positives = labelled[truth[labelled]]
             negatives = labelled[~truth[labelled]]
-            train = ctx.training_rows(positives, negatives, neg_seed + r, name)
+            train = ctx.training_rows(
+                positives, negatives, neg_seed + r, name, as_panel=True
+            )
             pred = run_model(
                 name,
                 ctx,

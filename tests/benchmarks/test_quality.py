@@ -187,3 +187,38 @@ def test_codes_cache_gives_back_the_same_codes(toy_dir, tmp_path):
     )
     assert not other[0].codes_origin.endswith("(cached)")
     assert len(list((tmp_path / "cache").glob("codes_*.npz"))) == 2
+
+
+def test_runs_merge_into_one_report(toy_dir, tmp_path):
+    common = [
+        "--data-dir", str(toy_dir), "--datasets", "toy_test", "--codes", "pca",
+        "--seeds", "1", "--positives", "1,4", "--jobs", "1",
+        "--protocols", "paper,whole", "--out", str(tmp_path), "--quiet",
+        "--params", '{"training": {"n_random_negatives": 20}}',
+    ]  # fmt: skip
+    first = quality.main(
+        [*common, "--models", "forest,nn,ensemble", "--tag", "a",
+         "--save-records", str(tmp_path / "a.json.gz")]
+    )  # fmt: skip
+    second = quality.main(
+        [*common, "--models", "ensemble,rocchio", "--tag", "b",
+         "--merge", str(tmp_path / "a.json.gz")]
+    )  # fmt: skip
+    paper_a = first["aggregate"]["paper"]["toy_test"]
+    paper = second["aggregate"]["paper"]["toy_test"]
+    assert list(paper["f1"]) == ["forest", "nn", "ensemble", "rocchio"]
+    # the same tasks give the same records: the merged forest equals the first run's
+    assert paper["f1"]["forest"] == paper_a["f1"]["forest"]
+    assert paper["f1"]["ensemble"] == paper_a["f1"]["ensemble"]
+    best = paper["best_alternative"]["f1"]
+    assert best == [
+        max(paper["f1"][m][i] for m in ("forest", "nn", "rocchio")) for i in range(2)
+    ]
+    earlier, wall_s = quality.load_records(tmp_path / "a.json.gz")
+    assert wall_s > 0 and len(earlier) == len(CLASS_SIZES) * (2 * 3 + 3)
+    # a later record replaces the earlier one of the same task, it is not doubled
+    later = [{**r, "f1": -1.0} for r in earlier if r["model"] == "ensemble"]
+    merged = quality.merge_records(earlier, later)
+    assert len(merged) == len(earlier)
+    assert [r["f1"] for r in merged if r["model"] == "ensemble"] == [-1.0] * len(later)
+    assert "merged runs" in second["meta"]["runtime"]
