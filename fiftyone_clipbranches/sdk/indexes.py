@@ -183,6 +183,7 @@ def build_index(
         unembeddable=unembeddable,
         shards=shards,
         ray_address=ray_address,
+        shard_progress=progress is True,
     )
     report(1.0, f"index {index_key!r} built over {len(source)} samples")
     return _info(ds, index_key, config)
@@ -280,6 +281,7 @@ def _write_index(
     unembeddable,
     shards=1,
     ray_address=None,
+    shard_progress=False,
 ):
     """Build the trees into a new index directory and register it as a run."""
     check_shards(shards)
@@ -293,7 +295,7 @@ def _write_index(
     }
     path = write_bundle(
         _dataset_dir(ds, root),
-        tree_builder(codes, subsets, leaf_size, shards, ray_address),
+        tree_builder(codes, subsets, leaf_size, shards, ray_address, shard_progress),
         rowmap,
         encoder,
         meta,

@@ -47,10 +47,13 @@ def check_shards(shards) -> int:
     return int(shards)
 
 
-def tree_builder(codes, subsets, leaf_size, shards: int = 1, address=None):
+def tree_builder(
+    codes, subsets, leaf_size, shards: int = 1, address=None, progress=False
+):
     """``fn(path) -> index`` building the trees of ``codes`` into ``path``: one
     ``CodeIndex`` (``shards == 1``, today's format) or ``shards`` shards built as Ray
-    tasks on the Ray cluster ``address`` (or the configured one), else here."""
+    tasks on the Ray cluster ``address`` (or the configured one), else here, with a
+    progress bar across shards when ``progress``."""
     from fiftyone_clipbranches.engine.index import CodeIndex
 
     kwargs = {"subsets": subsets}
@@ -73,7 +76,9 @@ def tree_builder(codes, subsets, leaf_size, shards: int = 1, address=None):
             from fiftyone_clipbranches.distributed.ray_shards import ray_builder
 
             builder = ray_builder(address)
-        build_sharded_index(codes, path, shards, builder=builder, **kwargs)
+        build_sharded_index(
+            codes, path, shards, builder=builder, progress=progress, **kwargs
+        )
         return ShardedIndex.load(path, verify="none")
 
     return build

@@ -1,0 +1,53 @@
+"""``build_index_from_codes(shards=S)`` in process: the same refine and search answers
+as one index, argument errors, and a failed build that registers nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sdk_testdata import cluster_codes
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk import sharding
+
+
+def test_sharded_codes_index_answers_as_one_index(make_dataset):
+    ds = make_dataset(20)
+    labels = ds.values("ground_truth.label")
+    codes, ids = cluster_codes(labels, spread=6.0), ds.values("id")
+    sdk.build_index_from_codes(ds, codes, ids, "one")
+    sdk.build_index_from_codes(ds, codes, ids, "three", shards=3)
+    _, bundle = sdk.load_index(ds, "three")
+    assert bundle.index.n_shards == 3
+    pos = [i for i, lab in zip(ids, labels) if lab == labels[0]][:4]
+    neg = [i for i, lab in zip(ids, labels) if lab != labels[0]][:6]
+    for model in ("branches", "ensemble", "tree"):
+        a = sdk.refine(ds, pos, neg, model=model, index_key="one", score_field=None)
+        b = sdk.refine(ds, pos, neg, model=model, index_key="three", score_field=None)
+        assert a.ids == b.ids and len(a.ids) >= len(pos)
+        np.testing.assert_array_equal(a.scores, b.scores)
+    for key in ("one", "three"):
+        assert (
+            sdk.search_ids(ds, sample_ids=pos[:2], k=15, index_key=key)[0]
+            == (sdk.search_ids(ds, sample_ids=pos[:2], k=15, index_key="one")[0])
+        )
+
+
+def test_shard_arguments_and_a_failed_build(make_dataset, monkeypatch):
+    ds = make_dataset(3)
+    codes = cluster_codes(ds.values("ground_truth.label"))
+    for bad, err in ((0, ValueError), (True, TypeError), (len(ds) + 1, ValueError)):
+        with pytest.raises(err):
+            sdk.build_index_from_codes(ds, codes, ds.values("id"), "x", shards=bad)
+    assert sdk.list_indexes(ds) == []
+
+    def broken(jobs, progress):
+        raise OSError("disk full")
+
+    from fiftyone_clipbranches.engine import shard_format
+
+    monkeypatch.setattr(shard_format, "build_in_process", broken)
+    with pytest.raises(OSError, match="disk full"):
+        sdk.build_index_from_codes(ds, codes, ds.values("id"), "x", shards=2)
+    assert sdk.list_indexes(ds) == []
+    assert sharding.ray_address() is None
