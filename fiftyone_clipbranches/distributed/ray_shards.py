@@ -6,8 +6,9 @@
   Each actor holds a :class:`~fiftyone_clipbranches.engine.shards.ShardWorker`
   opened read-only with ``np.load(mmap_mode="r")``, so actors on one machine share
   the page cache; the shard directories must be on a filesystem every node sees.
-  Arguments common to every shard (a trained model, a query) are put in the object
-  store once and sent by reference.
+  Arguments common to every shard (a trained model, queries) larger than
+  ``INLINE_BYTES`` are put in the object store once and sent by reference; smaller
+  ones are inlined in each call.
 - :func:`ray_builder`, a ``ShardBuilder`` building each shard as a Ray task.
 - :func:`connect`: join a cluster (``"auto"``, ``"HOST:PORT"``) unless this process
   is already connected.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -165,10 +167,18 @@ class RayShards(ShardExecutor):
         self.actors = []
 
 
+#: Arguments larger than this (pickled) go to the object store once, shared by
+#: every actor; smaller ones travel inlined in each call (cheaper than a fetch).
+INLINE_BYTES = 100_000
+
+
 def _large(value) -> bool:
-    """Whether an argument is worth one object-store copy shared by every actor
-    (a model, arrays), rather than a copy inlined in each call."""
-    return not isinstance(value, bool | int | float | str | type(None))
+    """Whether an argument is worth one object-store copy shared by every actor."""
+    if isinstance(value, bool | int | float | str | type(None)):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.nbytes > INLINE_BYTES
+    return len(pickle.dumps(value, protocol=5)) > INLINE_BYTES
 
 
 def ray_executor_factory(address: str | None = None, **options):
