@@ -1,11 +1,14 @@
+# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """Load test of the HTTP service: refine requests against a 10M-code index.
 
 The service runs in its own process (``python -m fiftyone_clipbranches.service``);
 this process is the load generator: ``c`` client threads, each with one keep-alive
 ``http.client`` connection on loopback, send refine requests back to back for
 ``--duration`` seconds per concurrency level. Reported per level: requests, failed
-requests, throughput, p50/p90/p99/max latency, peak server RSS (and its anonymous
-part, i.e. without the page cache of the memory-mapped index). The same requests
+requests, throughput, p50/p90/p99/max latency, peak server RSS summed over the
+service and its compute worker processes (and its anonymous part, i.e. without the
+page cache of the memory-mapped index), the ``/v1/health`` latency while the clients
+refine, and the 1-minute load average. The same requests
 are also run in this process without HTTP, at the same concurrency, through the
 engine alone (training set, fit, ``apply_model``) and through ``sdk.refine``, so the
 table shows the service's share of the cost.
@@ -334,7 +337,9 @@ class HealthProbe:
 
 
 class RssMonitor:
-    """Peak RSS and peak anonymous RSS of a process, sampled every ``period`` s."""
+    """Peak RSS and peak anonymous RSS of a process and its children (the compute
+    workers) summed, sampled every ``period`` s. Summed RSS counts the index pages
+    the processes share once per process; the anonymous part is each one's own."""
 
     def __init__(self, pid: int, period: float = 0.5):
         self.pid = pid
@@ -346,7 +351,10 @@ class RssMonitor:
 
     def _run(self, period):
         while not self._stop.is_set():
-            rss, anon = _rss(self.pid)
+            rss = anon = 0
+            for pid in (self.pid, *_children(self.pid)):
+                r, a = _rss(pid)
+                rss, anon = rss + r, anon + a
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_anon = max(self.peak_anon, anon)
             self._stop.wait(period)
@@ -355,6 +363,14 @@ class RssMonitor:
         self._stop.set()
         self._thread.join()
         return self.peak_rss, self.peak_anon
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
 
 
 def _rss(pid: int) -> tuple[int, int]:
@@ -387,6 +403,7 @@ def start_service(dataset: str, args) -> tuple[subprocess.Popen, str, int]:
         str(args.compute_workers),
         "--timeout",
         "300",
+        *(["--compute-threads"] if args.compute_threads else []),
     ]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -445,10 +462,10 @@ def stop_service(proc: subprocess.Popen) -> None:
 def table(rows: list[dict]) -> str:
     head = (
         "| clients | path | requests | errors | req/s | p50 ms | p90 ms | p99 ms "
-        "| max ms | service/engine | server peak RSS GiB (anon) "
-        "| /v1/health p50 / p99 ms during load |"
+        "| max ms | req/s / engine's | server peak RSS GiB (anon) "
+        "| /v1/health p50 / p99 ms during load | load average (1 min) |"
     )
-    lines = [head, "|" + "---|" * 12]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         ratio = r.get("ratio_to_engine")
         ratio_text = "" if ratio is None else f"{ratio:.2f}"
@@ -463,7 +480,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['clients']} | {r['path']} | {r['requests']} | {r['errors']} "
             f"| {r['throughput_rps']:.2f} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f} "
             f"| {r['p99_ms']:.0f} | {r['max_ms']:.0f} "
-            f"| {ratio_text} | {rss_text} | {health_text} |"
+            f"| {ratio_text} | {rss_text} | {health_text} | {r.get('load_1m', '')} |"
         )
     return "\n".join(lines)
 
@@ -481,6 +498,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("--threads", type=int, default=16, help="service HTTP threads")
     p.add_argument("--compute-workers", type=int, default=2)
+    p.add_argument(
+        "--compute-threads",
+        action="store_true",
+        help="serve with --compute-threads (compute in the serving process)",
+    )
     p.add_argument("--skip-baselines", action="store_true")
     p.add_argument(
         "--neighbours",
@@ -527,9 +549,11 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
                 work_fn({}, body)
             for c in levels:
                 res = closed_loop(work_fn, c, base_duration, bodies)
-                rows.append({"clients": c, "path": name, **res})
+                rows.append({"clients": c, "path": name, **res, "load_1m": _load_1m()})
                 if name == "engine":
                     engine_rps[c] = res["throughput_rps"]
+                elif engine_rps.get(c):
+                    rows[-1]["ratio_to_engine"] = res["throughput_rps"] / engine_rps[c]
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
 
     proc, host, port = start_service(dataset, args)
@@ -543,7 +567,13 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
             res = closed_loop(work_fn, c, args.duration, bodies)
             health = probe.stop()
             peak, anon = monitor.stop()
-            row = {"clients": c, "path": "service", **res, **health}
+            row = {
+                "clients": c,
+                "path": "service",
+                **res,
+                **health,
+                "load_1m": _load_1m(),
+            }
             row["server_rss_gib"] = peak / 2**30
             row["server_anon_gib"] = anon / 2**30
             if c in engine_rps and engine_rps[c] > 0:
@@ -573,6 +603,10 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
         f" load average {_load()} at the end.\n"
     )
     return 0
+
+
+def _load_1m() -> float:
+    return round(os.getloadavg()[0], 1)
 
 
 def _load() -> str:

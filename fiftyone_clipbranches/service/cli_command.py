@@ -22,9 +22,30 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compute-workers",
         type=int,
-        default=4,
-        help="requests training or querying at once (default 4, measured best on "
-        "2 cores: docs/service.md)",
+        default=ServiceConfig.compute_workers,
+        help="requests training or querying at once: worker processes, each holding "
+        f"the memory-mapped indexes (default {ServiceConfig.compute_workers}; "
+        "docs/service.md)",
+    )
+    parser.add_argument(
+        "--compute-threads",
+        action="store_true",
+        help="compute in threads of the serving process instead of worker "
+        "processes (one process, less memory; probes wait while kernels run)",
+    )
+    parser.add_argument(
+        "--compute-nice",
+        type=int,
+        default=ServiceConfig.compute_nice,
+        help="niceness of the worker processes, 0-19 (default "
+        f"{ServiceConfig.compute_nice}: the HTTP threads get the CPU first)",
+    )
+    parser.add_argument(
+        "--max-queued",
+        type=int,
+        default=ServiceConfig.max_queued,
+        help="requests waiting for a compute worker beyond those computing; more "
+        f"are answered 503 busy at once (default {ServiceConfig.max_queued})",
     )
     parser.add_argument(
         "--timeout",
@@ -84,6 +105,9 @@ def run_serve(args: argparse.Namespace) -> int:
         allow_no_token_on_localhost=args.no_token,
         datasets=args.datasets,
         compute_workers=args.compute_workers,
+        compute_mode="threads" if args.compute_threads else "processes",
+        compute_nice=args.compute_nice,
+        max_queued=args.max_queued,
         request_timeout_s=args.timeout,
         verify=args.verify,
         connection_limit=args.connection_limit,

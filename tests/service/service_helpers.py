@@ -6,6 +6,8 @@ import http.client
 import json
 import urllib.parse
 
+import psutil
+
 DATASET = "clipbranches-service-test"
 TOKEN = "test-token-0123456789abcdef"
 POS_TAG, NEG_TAG = "cb_positive", "cb_negative"
@@ -46,3 +48,15 @@ class Http:
             return resp.status, resp.headers, json.loads(payload)
         finally:
             conn.close()
+
+
+def worker_pids(service_pid: int) -> list[int]:
+    """PIDs of the compute worker processes (spawned children) of a service."""
+    found = []
+    for child in psutil.Process(service_pid).children():
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return sorted(found)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from service_helpers import worker_pids
 from service_process import running_service
 
 from fiftyone_clipbranches import sdk
@@ -98,9 +99,11 @@ def test_service_follows_deletions_updates_and_skips_a_broken_index(three_datase
         assert client.search(kept.name, text="a cat", index_key="clip")["total"]
 
         # Updating an index elsewhere: served from its new directory, the old one
-        # let go (no longer mapped by the service).
+        # let go (no longer mapped by the service nor its compute workers).
         old_dir = str(sdk.index_info(kept, "clip", check=False).index_dir)
-        assert _mapped_files(pid, old_dir)
+        family = [pid, *worker_pids(pid)]
+        assert len(family) == 3
+        assert all(_mapped_files(p, old_dir) for p in family)
         gone = kept.take(5, seed=1).values("id")
         kept.delete_samples(gone)
         sdk.update_index(kept, "clip", progress=False)
@@ -109,7 +112,12 @@ def test_service_follows_deletions_updates_and_skips_a_broken_index(three_datase
         found = client.search(kept.name, text="a dog", k=1000, index_key="clip")
         served = {item["id"] for item in client.iter_items(found["result_id"])}
         assert served and not served & set(gone)
-        assert _until(lambda: not _mapped_files(pid, old_dir))
+
+        def let_go() -> bool:  # a worker lets go at its next task: give it one
+            client.search(kept.name, text="a dog", index_key="clip")
+            return not any(_mapped_files(p, old_dir) for p in family)
+
+        assert _until(let_go)
 
         # Deleting a dataset elsewhere: its info, queries, result pages and saves
         # answer 404, never 200 from memory or a 500.

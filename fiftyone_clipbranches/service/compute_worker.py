@@ -1,0 +1,154 @@
+"""What a compute worker process runs: the sdk's search and refinement.
+
+A :class:`SdkWorker` is built once per worker process (see ``service/workers.py``):
+it connects to the database FiftyOne's environment names (``FIFTYONE_DATABASE_URI``,
+inherited from the service), opens the served datasets and their indexes (codes
+memory-mapped, so every worker reads the same pages of the page cache) and warms
+what the first request would otherwise pay for (the alive-rows mask of each index).
+Each task is then answered by the same sdk calls as in-process serving:
+``sdk.refine_ranking`` with a ``RefineRequest`` built from the validated body, and
+``sdk.search_ids``; nothing is written to the database.
+
+Tasks are tuples ``(kind, dataset name, dataset id, body, served index dirs)``
+(:func:`refine_task`, :func:`search_task`); answers are plain arrays and dicts,
+cheap to send back. The worker keeps open (pinned) the indexes the service serves
+and lets go of those it no longer does (updated, deleted), as the service does.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def refine_task(dataset: str, dataset_id: str, body: dict, served) -> tuple:
+    """A task refining with ``body`` (a validated ``/v1/refine`` body); ``served``:
+    the index directories the service serves now."""
+    return ("refine", dataset, dataset_id, body, frozenset(served))
+
+
+def search_task(dataset: str, dataset_id: str, body: dict, served) -> tuple:
+    """A task searching with ``body`` (a validated ``/v1/search`` body)."""
+    return ("search", dataset, dataset_id, body, frozenset(served))
+
+
+def open_index(dataset, index_key: str):
+    """``(config, bundle)`` of index ``index_key`` of ``dataset``, opened in this
+    process and kept open (pinned) for the life of the worker."""
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.bundle import pin_bundle
+
+    config, bundle = sdk.load_index(dataset, index_key)
+    pin_bundle(bundle.path)
+    return config, bundle
+
+
+class SdkWorker:
+    """The handler of a compute worker process.
+
+    Args:
+        datasets: names of the served datasets, opened (with every index) at once;
+            None opens every dataset that has an index. Datasets named by a later
+            task are opened then.
+    """
+
+    def __init__(self, datasets: list[str] | None = None):
+        import fiftyone as fo
+
+        from fiftyone_clipbranches import sdk
+
+        self._datasets: dict[str, tuple[str, object]] = {}
+        self._pinned: set[str] = set()
+        names = datasets if datasets is not None else fo.list_datasets()
+        for name in names:
+            try:
+                ds = fo.load_dataset(name)
+                keys = sdk.list_indexes(ds)
+            except Exception as e:  # the service reports it; a task will retry
+                logger.warning("worker: dataset %r not opened: %s", name, e)
+                continue
+            if not keys:
+                continue
+            self._datasets[name] = (str(ds._doc.id), ds)
+            for key in keys:
+                self._warm(ds, key)
+
+    def __call__(self, task: tuple):
+        kind, name, dataset_id, body, served = task
+        self._unpin_unserved(served)
+        ds = self._dataset(name, dataset_id)
+        if kind == "refine":
+            answer = self._refine(ds, body)
+        elif kind == "search":
+            answer = self._search(ds, body)
+        else:
+            raise ValueError(f"unknown task kind {kind!r}")
+        self._pin_served(ds, body["index_key"], served)
+        return answer
+
+    def _pin_served(self, ds, key: str, served: frozenset) -> None:
+        """Keep the index just used open when the service serves it."""
+        from fiftyone_clipbranches import sdk
+        from fiftyone_clipbranches.sdk.bundle import pin_bundle
+
+        path = str(sdk.index_info(ds, key, check=False).index_dir)
+        if path in served and path not in self._pinned:
+            pin_bundle(path)
+            self._pinned.add(path)
+
+    def _unpin_unserved(self, served: frozenset) -> None:
+        from fiftyone_clipbranches.sdk.bundle import unpin_bundle
+
+        for path in self._pinned - served:
+            unpin_bundle(path)
+            self._pinned.discard(path)
+
+    def _dataset(self, name: str, dataset_id: str):
+        """The dataset ``name``, reloaded when it was recreated or may have new or
+        updated indexes (the service checked it against the database just before)."""
+        import fiftyone as fo
+
+        known = self._datasets.get(name)
+        if known is not None and known[0] == dataset_id:
+            ds = known[1]
+            ds.reload()
+            return ds
+        ds = fo.load_dataset(name)
+        self._datasets[name] = (str(ds._doc.id), ds)
+        return ds
+
+    def _warm(self, ds, key: str) -> None:
+        from fiftyone_clipbranches import sdk
+        from fiftyone_clipbranches.sdk.freshness import alive_rows
+
+        try:
+            _, bundle = open_index(ds, key)
+            self._pinned.add(str(sdk.index_info(ds, key, check=False).index_dir))
+            alive_rows(ds, bundle.rowmap, str(bundle.path))
+        except Exception as e:  # served as unavailable by the service anyway
+            logger.warning("worker: index %r of %r not opened: %s", key, ds.name, e)
+
+    @staticmethod
+    def _refine(ds, body: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+        """``(ids S24 (R,), scores float64 (R,), stats)`` of ``sdk.refine_ranking``."""
+        from fiftyone_clipbranches import sdk
+        from fiftyone_clipbranches.sdk.request import RefineRequest
+
+        result = sdk.refine_ranking(ds, RefineRequest.from_json(body))
+        ids = result.bundle.rowmap.ids[result.rows]
+        return ids, np.asarray(result.scores, np.float64), result.stats
+
+    @staticmethod
+    def _search(ds, body: dict) -> tuple[list[str], np.ndarray]:
+        from fiftyone_clipbranches import sdk
+
+        return sdk.search_ids(
+            ds,
+            text=body["text"],
+            sample_ids=body["sample_ids"],
+            k=body["k"],
+            index_key=body["index_key"],
+        )

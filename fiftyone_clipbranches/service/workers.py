@@ -1,0 +1,342 @@
+"""A pool of compute worker processes: the CPU work of requests, off the HTTP process.
+
+Each worker is a spawned Python process that builds a handler once (for the service,
+:class:`fiftyone_clipbranches.service.compute_worker.SdkWorker`: its own FiftyOne
+connection and the memory-mapped indexes, whose pages the operating system shares
+between processes through the page cache) and then answers one task at a time over
+a pipe. Workers run at a lower CPU priority (``os.nice``), so the HTTP threads of the
+serving process, which answer probes and page results, get a core when they need one.
+
+What the request thread sees (:meth:`WorkerPool.execute`):
+
+* the task's result, or the exception the handler raised (re-raised here);
+* HTTP 504 ``timeout`` when no answer came within ``timeout_s``: the worker is
+  killed (a process, unlike a thread, can be stopped) and replaced;
+* HTTP 500 ``worker_crashed`` when the worker died while running the task (killed,
+  out of memory, a native crash): it is replaced and the pool carries on.
+
+A worker whose parent disappears reads end-of-file on its pipe and exits, so no
+worker outlives the service; :meth:`WorkerPool.shutdown` asks idle workers to stop,
+terminates busy ones and kills any that linger.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import signal
+import threading
+import time
+import traceback
+from multiprocessing.connection import wait
+
+from fiftyone_clipbranches.service.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between attempts to start a worker whose start failed.
+RESTART_BACKOFF_S = 5.0
+
+
+class _Worker:
+    """Parent-side handle of one worker process."""
+
+    def __init__(self, process, conn):
+        self.process = process
+        self.conn = conn
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """``processes`` worker processes, each running ``target`` tasks one at a time.
+
+    Args:
+        target: ``"module:callable"``; each worker calls it with ``*args`` once, at
+            start, and calls the object it returns with every task.
+        args: picklable arguments of ``target``.
+        processes: worker processes kept running.
+        timeout_s: longest :meth:`execute` waits for a worker and its answer.
+        nice: niceness added to each worker (0: same priority as the service).
+        start_timeout_s: longest a worker may take to build its handler.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        args: tuple = (),
+        *,
+        processes: int = 2,
+        timeout_s: float = 60.0,
+        nice: int = 10,
+        start_timeout_s: float = 600.0,
+    ):
+        if isinstance(processes, bool) or not isinstance(processes, int):
+            raise ValueError(f"processes must be an int >= 1, got {processes!r}")
+        if processes < 1 or not timeout_s > 0 or not 0 <= nice <= 19:
+            raise ValueError(
+                "processes >= 1, timeout_s > 0 and nice in [0, 19] required, got "
+                f"{processes!r}, {timeout_s!r}, {nice!r}"
+            )
+        self.target = target
+        self.args = tuple(args)
+        self.processes = processes
+        self.timeout_s = float(timeout_s)
+        self.nice = int(nice)
+        self.start_timeout_s = float(start_timeout_s)
+        self._ctx = mp.get_context("spawn")
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._n_ready = 0
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the workers (returns at once; each joins the pool when ready)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        for _ in range(self.processes):
+            self._start_in_background()
+
+    def ready(self) -> bool:
+        """True once every worker of the initial start has answered ready, and at
+        least one worker is serving."""
+        with self._lock:
+            return self._n_ready >= self.processes and bool(self._all)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.ready():
+            if self._closing.is_set():
+                return False
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def pids(self) -> list[int]:
+        """Process ids of the workers currently running."""
+        with self._lock:
+            return sorted(w.pid for w in self._all if w.pid is not None)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every worker: idle ones are asked to exit, busy ones terminated;
+        any still alive after ``timeout`` seconds is killed."""
+        self._closing.set()
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+        idle = set()
+        while True:
+            try:
+                idle.add(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        for w in workers:
+            try:
+                if w in idle:
+                    w.conn.send(None)
+                else:
+                    w.process.terminate()
+            except OSError:
+                w.process.terminate()
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            w.kill()
+
+    # -- tasks -----------------------------------------------------------------
+
+    def execute(self, task):
+        """Run ``task`` on an idle worker; its result, or the handler's exception.
+
+        Raises:
+            ApiError: 503 ``shutting_down``, 504 ``timeout`` (no worker free or no
+                answer in time; the worker is replaced), 500 ``worker_crashed``.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            if self._closing.is_set():
+                raise ApiError(503, "shutting_down", "the service is shutting down")
+            try:
+                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise self._timeout_error("no compute worker became free") from None
+            if not wait([worker.process.sentinel], timeout=0):
+                break  # alive (the sentinel becomes ready when the process ends)
+            self._replace(worker, "exited while idle")
+        try:
+            worker.conn.send(task)
+        except OSError:
+            self._replace(worker, "its pipe broke")
+            raise self._crash_error(worker) from None
+        ready = wait(
+            [worker.conn, worker.process.sentinel],
+            timeout=max(0.0, deadline - time.monotonic()),
+        )
+        if not ready:
+            self._replace(worker, f"it ran past the {self.timeout_s:g} s time limit")
+            raise self._timeout_error("the computation did not finish")
+        try:
+            status, payload = worker.conn.recv()
+        except (EOFError, OSError):
+            self._replace(worker, "it died during a task")
+            raise self._crash_error(worker) from None
+        self._idle.put(worker)
+        if status == "error":
+            raise payload
+        return payload
+
+    # -- internals -------------------------------------------------------------
+
+    def _timeout_error(self, what: str) -> ApiError:
+        return ApiError(
+            504,
+            "timeout",
+            f"{what} within {self.timeout_s:g} s; the request was abandoned. Use "
+            "fewer labelled samples or random negatives, or a simpler model",
+        )
+
+    @staticmethod
+    def _crash_error(worker: _Worker) -> ApiError:
+        code = worker.process.exitcode
+        return ApiError(
+            500,
+            "worker_crashed",
+            f"the compute worker running this request exited (exit code {code}); "
+            "a new one is starting. Retry the request; if it crashes again, the "
+            "server log says why",
+        )
+
+    def _replace(self, worker: _Worker, why: str) -> None:
+        with self._lock:
+            known = worker in self._all
+            self._all.discard(worker)
+        worker.kill()
+        if known and not self._closing.is_set():
+            logger.warning(
+                "compute worker %s replaced: %s (exit code %s)",
+                worker.pid,
+                why,
+                worker.process.exitcode,
+            )
+            self._start_in_background()
+
+    def _start_in_background(self) -> None:
+        threading.Thread(
+            target=self._start_one, name="clipbranches-worker-start", daemon=True
+        ).start()
+
+    def _start_one(self) -> None:
+        while not self._closing.is_set():
+            worker = self._spawn()
+            if worker is not None:
+                return
+            self._closing.wait(RESTART_BACKOFF_S)
+
+    def _spawn(self) -> _Worker | None:
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(child_end, self.target, self.args, self.nice),
+            name="clipbranches-compute",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        ready = wait([parent_end, process.sentinel], timeout=self.start_timeout_s)
+        message = None
+        if parent_end in ready:
+            try:
+                message = parent_end.recv()
+            except (EOFError, OSError):
+                message = None
+        if not (isinstance(message, tuple) and message[0] == "ready"):
+            detail = message[1] if isinstance(message, tuple) else "no answer"
+            logger.error(
+                "compute worker %s failed to start (%s); retrying in %g s",
+                process.pid,
+                detail,
+                RESTART_BACKOFF_S,
+            )
+            worker.kill()
+            return None
+        with self._lock:
+            if self._closing.is_set():
+                closing = True
+            else:
+                closing = False
+                self._all.add(worker)
+                self._n_ready += 1
+        if closing:
+            worker.kill()
+            return worker
+        logger.info("compute worker %s ready", process.pid)
+        self._idle.put(worker)
+        return worker
+
+
+def worker_main(conn, target: str, args: tuple, nice: int) -> None:
+    """Body of a worker process: build the handler, then answer tasks until told to
+    stop (``None``) or until the parent's end of the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if nice:
+        os.nice(nice)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        )
+    try:
+        module, _, name = target.partition(":")
+        handler = getattr(importlib.import_module(module), name)(*args)
+    except BaseException as e:
+        logger.exception("compute worker could not start")
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return  # the service is gone
+        if task is None:
+            return
+        try:
+            answer = ("ok", handler(task))
+        except Exception as e:
+            e.add_note(f"(in compute worker {os.getpid()})\n{traceback.format_exc()}")
+            answer = ("error", _portable(e))
+        try:
+            conn.send(answer)
+        except (OSError, ValueError):
+            return  # the service is gone
+        except Exception as e:  # an answer that cannot be pickled
+            conn.send(("error", RuntimeError(f"unsendable answer: {e}")))
+
+
+def _portable(error: Exception) -> Exception:
+    """``error`` if it survives pickling, else a RuntimeError naming it."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")

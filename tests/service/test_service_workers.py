@@ -1,0 +1,88 @@
+"""``clipbranches serve`` computing in worker processes, end to end: the answers are
+the sdk's, a killed worker is replaced without the service noticing more than one
+request, and stopping the service leaves no process behind.
+
+The service runs as a real subprocess over an index built the user's way
+(``make_user_index``); the workers are its children, found by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+from service_helpers import worker_pids
+from service_process import running_service
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.service import Client
+
+TOKEN = "workers-token-0123456789abcdef"
+
+
+def _until(check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def _dead(pid: int) -> bool:
+    """Exited with all its threads (a killed process's main thread turns zombie
+    before the others are gone and its files, the pipes, are closed)."""
+    try:
+        zombie = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return zombie and len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return True
+
+
+def test_workers_answer_like_the_sdk_are_replaced_and_leave_nothing(make_user_index):
+    from fiftyone import ViewField as F
+
+    ds = make_user_index(n_per_class=6, name="svc-workers")
+    ds.persistent = True
+    cats = ds.match(F("ground_truth.label") == "cat").values("id")[:3]
+    dogs = ds.match(F("ground_truth.label") == "dog").values("id")[:2]
+    expected = sdk.refine(
+        ds, positives=cats, negatives=dogs, index_key="clip", score_field=None
+    )
+    args = [f"--dataset={ds.name}", "--compute-workers", "2", "--compute-nice", "7"]
+    with running_service(args, TOKEN) as service:
+        pid = service.proc.pid
+        client = Client(service.url, TOKEN)
+
+        def via_http():
+            res = client.refine(
+                ds.name, positives=cats, negatives=dogs, index_key="clip"
+            )
+            items = list(client.iter_items(res["result_id"]))
+            return [i["id"] for i in items], [i["score"] for i in items]
+
+        workers = worker_pids(pid)
+        assert len(workers) == 2
+        service_nice = psutil.Process(pid).nice()
+        assert all(psutil.Process(w).nice() >= service_nice + 7 for w in workers)
+        for _ in range(3):  # both workers answer, each like the sdk
+            assert via_http() == (expected.ids, expected.scores.tolist())
+
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        assert _until(lambda: _dead(victim), 10)
+        for _ in range(4):
+            assert via_http()[0] == expected.ids
+        assert _until(
+            lambda: len(worker_pids(pid)) == 2 and victim not in worker_pids(pid)
+        )
+        assert "compute worker" in service.output()
+
+        family = [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(60) == 0
+    assert _until(lambda: not any(psutil.pid_exists(p) for p in family), 30), [
+        p for p in family if psutil.pid_exists(p)
+    ]

@@ -1,0 +1,178 @@
+"""The compute worker pool (``service/workers.py``) with real spawned processes and a
+stand-in handler (``worker_standin.py``): answers, errors, time limits, crashes,
+replacement, shutdown, and no worker outliving its parent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fiftyone_clipbranches.service.errors import ApiError
+from fiftyone_clipbranches.service.workers import WorkerPool
+
+STANDIN = "worker_standin:StandInHandler"
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _gone(pids) -> bool:
+    return not any(psutil.pid_exists(p) for p in pids)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    workers = WorkerPool(STANDIN, ("hi",), processes=2, timeout_s=2.0, nice=5)
+    workers.start()
+    try:
+        assert workers.wait_ready(120)
+        yield workers
+    finally:
+        pids = workers.pids()
+        workers.shutdown()
+        assert _wait_for(lambda: _gone(pids), 15), "workers survived shutdown"
+
+
+def _replaced(pool, old: list[int]) -> bool:
+    """Wait until the pool again runs 2 workers, none of them in ``old``."""
+    return _wait_for(
+        lambda: len(pool.pids()) == 2 and not set(old) & set(pool.pids()), 120
+    )
+
+
+def _dead(pid: int) -> bool:
+    def dead():
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return _wait_for(dead, 10)
+
+
+def test_answers_errors_and_priority(pool):
+    first = pool.pids()
+    assert len(first) == 2
+    for pid in first:
+        worker = psutil.Process(pid)
+        assert worker.nice() >= psutil.Process().nice() + 5
+        assert worker.ppid() == os.getpid()
+    greeting, value, pid = pool.execute(("echo", [1, 2]))
+    assert (greeting, value) == ("hi", [1, 2]) and pid in first
+    with pytest.raises(ValueError, match="bad labels") as err:
+        pool.execute(("raise", "bad labels"))
+    assert any("compute worker" in n for n in getattr(err.value, "__notes__", []))
+    assert pool.pids() == first  # an exception costs no worker
+
+
+def test_past_the_time_limit_the_worker_is_replaced(pool):
+    with pytest.raises(ApiError) as err:
+        pool.execute(("sleep", 30))
+    assert (err.value.status, err.value.code) == (504, "timeout")
+    assert _wait_for(lambda: len(pool.pids()) == 2, 120)
+
+
+def test_a_crash_answers_a_clear_error_and_is_replaced(pool, tmp_path):
+    before = pool.pids()
+    with pytest.raises(ApiError) as err:
+        pool.execute(("exit", 3))
+    assert (err.value.status, err.value.code) == (500, "worker_crashed")
+    assert "exit code 3" in err.value.message
+    assert _wait_for(lambda: len(pool.pids()) == 2 and pool.pids() != before, 120)
+
+    # killed (SIGKILL) while it computes: that request fails clearly
+    import threading
+
+    report = tmp_path / "pid"
+    answers = []
+    busy = threading.Thread(
+        target=lambda: answers.append(_outcome(pool, ("report", str(report))))
+    )
+    busy.start()
+    assert _wait_for(lambda: report.exists() and report.read_text(), 10)
+    victim = int(report.read_text())
+    os.kill(victim, signal.SIGKILL)
+    busy.join(30)
+    assert answers == ["worker_crashed"]
+    assert _replaced(pool, [victim])
+
+    # killed while idle: no request fails, the pool replaces it
+    idle = pool.pids()[0]
+    os.kill(idle, signal.SIGKILL)
+    assert _dead(idle)
+    for i in range(4):
+        assert pool.execute(("echo", i))[1] == i
+    assert _replaced(pool, [idle])
+
+
+def _outcome(pool, task):
+    try:
+        pool.execute(task)
+        return "ok"
+    except ApiError as e:
+        return e.code
+
+
+def test_a_handler_that_cannot_start_keeps_the_pool_not_ready():
+    workers = WorkerPool("worker_standin:failing_handler", processes=1, timeout_s=1)
+    workers.start()
+    try:
+        assert not workers.wait_ready(3)
+        assert workers.pids() == []
+    finally:
+        workers.shutdown()
+
+
+def test_arguments_are_checked():
+    for bad in ({"processes": 0}, {"timeout_s": 0}, {"nice": 20}, {"processes": 1.5}):
+        with pytest.raises(ValueError):
+            WorkerPool(STANDIN, **bad)
+
+
+def test_workers_exit_with_their_parent(tmp_path: Path):
+    """A service killed with SIGKILL cannot shut its pool down: the workers see
+    their pipe close and exit on their own."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, time
+            from fiftyone_clipbranches.service.workers import WorkerPool
+            if __name__ == "__main__":
+                pool = WorkerPool({STANDIN!r}, processes=2, timeout_s=5)
+                pool.start()
+                assert pool.wait_ready(120)
+                print(json.dumps(pool.pids()), flush=True)
+                time.sleep(600)
+            """
+        )
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).parent), env.get("PYTHONPATH", "")]
+    )
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        pids = json.loads(parent.stdout.readline())
+        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+    finally:
+        parent.kill()
+        parent.wait(30)
+    assert _wait_for(lambda: _gone(pids), 30), "workers outlived their parent"
