@@ -209,21 +209,22 @@ class ModelContext:
         """The ``training`` section, updated for ``model``.
 
         A registered model (``sdk.models.MODELS``) trains with the registry's
-        ``random_negatives`` and ``neighbours_per_positive``, as ``refine`` does,
-        unless ``--params`` gives ``training_by_model[model]`` (an entry equal to the
-        harness's default one counts as not given); the baselines (tree, forest, NN,
-        Rocchio) train on the labelled positives alone unless ``as_panel`` (the
-        interactive protocol measures the panel's tree and forest as users get them).
+        ``random_negatives`` and ``neighbours_per_positive``, as ``refine`` does;
+        ``--params`` entries of ``training_by_model[model]`` override them key by key
+        (an entry equal to the harness's default one counts as not given). The
+        baselines (tree, forest, NN, Rocchio) train on the labelled positives alone
+        unless ``as_panel`` (the interactive protocol measures the panel's tree and
+        forest as users get them).
         """
         own = self.params["training_by_model"].get(model)
         spec = registered_models().get(model) if model is not None else None
-        given = own is not None and own != DEFAULT_PARAMS["training_by_model"].get(
-            model
-        )
-        if spec is not None and (as_panel or model not in BASELINES) and not given:
+        if spec is not None and (as_panel or model not in BASELINES):
+            default = DEFAULT_PARAMS["training_by_model"].get(model)
+            given = {} if own is None or own == default else own
             own = {
                 "n_random_negatives": spec.random_negatives,
                 "neighbours_per_positive": spec.neighbours_per_positive,
+                **given,
             }
         return {**self.params["training"], **(own or {})}
 

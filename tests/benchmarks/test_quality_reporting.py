@@ -226,3 +226,24 @@ def test_whole_class_protocol_labels_every_member():
         assert r["f1_unlabelled"] is None
     forest = recs[0]
     assert forest["recall"] == 1.0 and forest["f1"] > 0.95
+
+
+def test_registered_models_train_with_the_registry_defaults():
+    from fiftyone_clipbranches.sdk.models import MODELS
+
+    codes = np.zeros((4, 8), np.uint8)
+    ctx = ModelContext(codes, merge_params(None))
+    for name, spec in MODELS.items():
+        cfg = ctx.training_config(name, as_panel=True)
+        assert cfg["n_random_negatives"] == spec.random_negatives, name
+        assert cfg["neighbours_per_positive"] == spec.neighbours_per_positive, name
+    # the forest baseline of the paper protocol trains on the labelled positives alone
+    assert ctx.training_config("forest")["neighbours_per_positive"] == 0
+    # an override replaces one key and keeps the registry's others
+    ctx = ModelContext(
+        codes,
+        merge_params({"training_by_model": {"ensemble": {"n_random_negatives": 7}}}),
+    )
+    cfg = ctx.training_config("ensemble")
+    assert cfg["n_random_negatives"] == 7
+    assert cfg["neighbours_per_positive"] == MODELS["ensemble"].neighbours_per_positive
