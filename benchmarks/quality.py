@@ -266,7 +266,8 @@ def _parse_args(argv=None) -> argparse.Namespace:
         action="append",
         default=None,
         help="add the records saved by an earlier run (--save-records) with the same"
-        " data, codes and seeds; this run's records replace the same ones there",
+        " data and codes, for this run's classes and seeds only; this run's records"
+        " replace the same ones there",
     )
     ap.add_argument("--tag", default=None, help="output name suffix (default: codes)")
     ap.add_argument("--quiet", action="store_true")
@@ -317,8 +318,15 @@ def main(argv=None) -> dict:
     if args.save_records is not None:
         save_records(args.save_records, result["records"], runtime)
     records, merged_s = result["records"], 0.0
+    tasks = {
+        (name, c, seed)
+        for name, classes in result["classes"].items()
+        for c in classes
+        for seed in range(args.seeds)
+    }
     for path in args.merge or ():
         earlier, earlier_s = load_records(path)
+        earlier = [r for r in earlier if (r["dataset"], r["class"], r["seed"]) in tasks]
         records = merge_records(earlier, records)
         merged_s += earlier_s
     agg = aggregate(records)

@@ -222,3 +222,10 @@ def test_runs_merge_into_one_report(toy_dir, tmp_path):
     assert len(merged) == len(earlier)
     assert [r["f1"] for r in merged if r["model"] == "ensemble"] == [-1.0] * len(later)
     assert "merged runs" in second["meta"]["runtime"]
+    # a merge keeps only the tasks of this run (here: 2 of the 6 classes)
+    third = quality.main(
+        [*common, "--models", "rocchio", "--tag", "c", "--max-classes", "2",
+         "--merge", str(tmp_path / "a.json.gz")]
+    )  # fmt: skip
+    assert third["aggregate"]["paper"]["toy_test"]["n_classes"] == 2
+    assert len(third["per_class_paper_f1"]["toy_test"]["forest"]["1"]) == 2
