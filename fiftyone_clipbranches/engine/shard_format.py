@@ -204,6 +204,8 @@ def build_sharded_index(
 def _sha256(p: Path) -> str:
     try:
         return hashlib.sha256(p.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        raise IndexFormatError(f"{p} is missing; {REBUILD}") from None
     except OSError as e:
         raise index_io.access_error(p, e) from e
 

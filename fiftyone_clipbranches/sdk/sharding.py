@@ -88,15 +88,64 @@ def open_code_index(path, verify: str = "fast"):
     """The trees of an index directory: a ``CodeIndex``, or a ``ShardedIndex``
     answered by Ray actors when a cluster is configured (:func:`use_ray`), else in
     this process."""
-    from fiftyone_clipbranches.engine.shards import open_index
+    from fiftyone_clipbranches.engine.shards import InProcessShards, open_index
 
-    factory = None
+    make = InProcessShards
     address = ray_address()
     if address is not None:
         from fiftyone_clipbranches.distributed.ray_shards import ray_executor_factory
 
-        factory = ray_executor_factory(address)
+        make = ray_executor_factory(address)
+
+    def factory(specs, subsets, verify):
+        return _SdkErrors(make(specs, subsets, verify))
+
     return open_index(path, verify, factory)
+
+
+def _sdk_errors():
+    """Context turning a shard's engine file errors (raised while a query runs, e.g.
+    by an actor restarted over damaged files) into the SDK's index errors."""
+    import contextlib
+
+    from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
+    from fiftyone_clipbranches.sdk.errors import (
+        IndexCorruptedError,
+        IndexPermissionError,
+    )
+
+    @contextlib.contextmanager
+    def translate():
+        try:
+            yield
+        except IndexAccessError as e:
+            raise IndexPermissionError(str(e)) from e
+        except IndexFormatError as e:
+            raise IndexCorruptedError(str(e)) from e
+
+    return translate()
+
+
+class _SdkErrors:
+    """A shard executor whose query-time file errors are the SDK's."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.offsets = executor.offsets
+
+    @property
+    def n_shards(self) -> int:
+        return self.executor.n_shards
+
+    def map(self, *args, **kwargs):
+        with _sdk_errors():
+            return self.executor.map(*args, **kwargs)
+
+    def __getattr__(self, name):  # pids(), specs, ... of the wrapped executor
+        return getattr(self.executor, name)
+
+    def close(self) -> None:
+        self.executor.close()
 
 
 def n_shards(index) -> int:

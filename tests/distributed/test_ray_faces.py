@@ -4,7 +4,11 @@ and through Ray actors, and ``clipbranches serve --ray-address`` over real HTTP.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +68,7 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes):
     use_ray(ray_cluster)
     try:
         _, bundle = sdk.load_index(ds, "sharded")
-        assert isinstance(bundle.index.executor, ray_shards.RayShards)
+        assert isinstance(bundle.index.executor.executor, ray_shards.RayShards)
         assert_same(want, answers(ds, "sharded", pos, neg))  # one actor per shard
     finally:
         use_ray(None)
@@ -73,8 +77,21 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes):
 
     ds.delete_samples(ds.take(1, seed=0))
     sdk.update_index(ds, "sharded", progress=False)  # rebuilt with its shard count
-    _, bundle = sdk.load_index(ds, "sharded")
+    config, bundle = sdk.load_index(ds, "sharded")
     assert bundle.index.n_shards == 2 and len(bundle.index) == len(ds)
+
+    forget_bundle(config.index_dir)
+    use_ray(ray_cluster)
+    try:
+        _, bundle = sdk.load_index(ds, "sharded")
+        shutil.rmtree(Path(config.index_dir) / "index" / "shard-0001")
+        os.kill(bundle.index.executor.pids()[1], signal.SIGKILL)  # restarts, no files
+        with pytest.raises(sdk.errors.IndexCorruptedError, match="shard 1 of 2"):
+            sdk.refine(ds, pos, neg, index_key="sharded", score_field=None)
+    finally:
+        use_ray(None)
+        forget_bundle(config.index_dir)
+        bundle.index.close()
 
 
 def test_serve_answers_a_sharded_index_through_actors(ray_cluster, two_indexes):

@@ -21,7 +21,7 @@ from shard_cases import (
     uneven_sizes,
 )
 
-from fiftyone_clipbranches.engine.errors import IndexFormatError
+from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
 from fiftyone_clipbranches.engine.index import CodeIndex
 from fiftyone_clipbranches.engine.neighbours import neighbour_rows
 from fiftyone_clipbranches.engine.shard_format import (
@@ -155,5 +155,6 @@ def test_a_damaged_shard_is_named(tmp_path, damage):
         top["format_version"] = 99
         (path / "manifest.json").write_text(json.dumps(top))
     match = "format version 99" if damage == "version" else "shard 1 of 3"
-    with pytest.raises(IndexFormatError, match=match):
+    with pytest.raises(IndexFormatError, match=match) as err:
         open_index(path)
+    assert not isinstance(err.value, IndexAccessError)  # damage, not permissions
