@@ -403,6 +403,8 @@ def start_service(dataset: str, args) -> tuple[subprocess.Popen, str, int]:
         str(args.compute_workers),
         "--timeout",
         "300",
+        "--compute-nice",
+        str(args.compute_nice),
         *(["--compute-threads"] if args.compute_threads else []),
     ]
     proc = subprocess.Popen(
@@ -498,6 +500,14 @@ def main(argv=None) -> int:
     )
     p.add_argument("--threads", type=int, default=16, help="service HTTP threads")
     p.add_argument("--compute-workers", type=int, default=2)
+    p.add_argument(
+        "--compute-nice",
+        type=int,
+        default=10,
+        help="niceness the service adds to its compute workers (default 10, the "
+        "service's; 0 runs them at the priority of the in-process baselines, for "
+        "a like-for-like throughput ratio when the machine is shared)",
+    )
     p.add_argument(
         "--compute-threads",
         action="store_true",

@@ -46,6 +46,16 @@ def open_index(dataset, index_key: str):
     return config, bundle
 
 
+def _index_dir(ds, key: str) -> str | None:
+    """Directory of index ``key`` as ``ds`` (in memory) knows it, or None."""
+    from fiftyone_clipbranches.sdk import runs
+
+    try:
+        return str(runs.get_index_config(ds, key).index_dir)
+    except Exception:  # unknown key: the caller reloads the dataset
+        return None
+
+
 class SdkWorker:
     """The handler of a compute worker process.
 
@@ -53,12 +63,19 @@ class SdkWorker:
         datasets: names of the served datasets, opened (with every index) at once;
             None opens every dataset that has an index. Datasets named by a later
             task are opened then.
+        threads: threads of each parallel kernel (numba), at most
+            ``NUMBA_NUM_THREADS``. One by default: the workers are the
+            parallelism, and a parallel launch waits for all its threads to be
+            scheduled, which costs more than it gains on a busy machine.
     """
 
-    def __init__(self, datasets: list[str] | None = None):
+    def __init__(self, datasets: list[str] | None = None, threads: int = 1):
         import fiftyone as fo
+        import numba
 
         from fiftyone_clipbranches import sdk
+
+        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
         self._datasets: dict[str, tuple[str, object]] = {}
         self._pinned: set[str] = set()
@@ -79,22 +96,22 @@ class SdkWorker:
     def __call__(self, task: tuple):
         kind, name, dataset_id, body, served = task
         self._unpin_unserved(served)
-        ds = self._dataset(name, dataset_id)
+        key = body["index_key"]
+        ds = self._dataset(name, dataset_id, key, served)
         if kind == "refine":
             answer = self._refine(ds, body)
         elif kind == "search":
             answer = self._search(ds, body)
         else:
             raise ValueError(f"unknown task kind {kind!r}")
-        self._pin_served(ds, body["index_key"], served)
+        self._pin_served(ds, key, served)
         return answer
 
     def _pin_served(self, ds, key: str, served: frozenset) -> None:
         """Keep the index just used open when the service serves it."""
-        from fiftyone_clipbranches import sdk
         from fiftyone_clipbranches.sdk.bundle import pin_bundle
 
-        path = str(sdk.index_info(ds, key, check=False).index_dir)
+        path = _index_dir(ds, key)
         if path in served and path not in self._pinned:
             pin_bundle(path)
             self._pinned.add(path)
@@ -106,27 +123,28 @@ class SdkWorker:
             unpin_bundle(path)
             self._pinned.discard(path)
 
-    def _dataset(self, name: str, dataset_id: str):
-        """The dataset ``name``, reloaded when it was recreated or may have new or
-        updated indexes (the service checked it against the database just before)."""
+    def _dataset(self, name: str, dataset_id: str, key: str, served: frozenset):
+        """The dataset ``name``, reloaded when it was recreated or when index
+        ``key`` is not one the service serves (new, or updated elsewhere: the
+        service checked the database just before)."""
         import fiftyone as fo
 
         known = self._datasets.get(name)
         if known is not None and known[0] == dataset_id:
             ds = known[1]
-            ds.reload()
+            if _index_dir(ds, key) not in served:
+                ds.reload()
             return ds
         ds = fo.load_dataset(name)
         self._datasets[name] = (str(ds._doc.id), ds)
         return ds
 
     def _warm(self, ds, key: str) -> None:
-        from fiftyone_clipbranches import sdk
         from fiftyone_clipbranches.sdk.freshness import alive_rows
 
         try:
             _, bundle = open_index(ds, key)
-            self._pinned.add(str(sdk.index_info(ds, key, check=False).index_dir))
+            self._pinned.add(_index_dir(ds, key))
             alive_rows(ds, bundle.rowmap, str(bundle.path))
         except Exception as e:  # served as unavailable by the service anyway
             logger.warning("worker: index %r of %r not opened: %s", key, ds.name, e)

@@ -53,6 +53,8 @@ class ServiceConfig:
             memory, one process; backends without worker support always do).
         compute_nice: niceness added to the worker processes (0-19), so the HTTP
             threads get the CPU first.
+        worker_threads: threads of each parallel kernel in a worker process
+            (numba; at most ``NUMBA_NUM_THREADS``).
         max_queued: requests allowed to wait for a compute worker before 503s.
         request_timeout_s: time limit of a search, refinement or save.
         result_ttl_s, max_results, max_result_bytes: bounds of the result store.
@@ -75,6 +77,7 @@ class ServiceConfig:
     compute_workers: int = 2
     compute_mode: str = "processes"
     compute_nice: int = 10
+    worker_threads: int = 1
     max_queued: int = 32
     request_timeout_s: float = 60.0
     result_ttl_s: float = 900.0
@@ -265,7 +268,7 @@ def _worker_pool(backend, config: ServiceConfig):
         return None
     workers = WorkerPool(
         "fiftyone_clipbranches.service.compute_worker:SdkWorker",
-        backend.worker_args(),
+        (*backend.worker_args(), config.worker_threads),
         processes=config.compute_workers,
         timeout_s=config.request_timeout_s,
         nice=config.compute_nice,
@@ -434,6 +437,7 @@ def _check_config(config: ServiceConfig) -> None:
     for name in (
         "threads",
         "compute_workers",
+        "worker_threads",
         "max_results",
         "max_result_bytes",
         "connection_limit",
