@@ -41,6 +41,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         f"{ServiceConfig.compute_nice}: the HTTP threads get the CPU first)",
     )
     parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=ServiceConfig.worker_threads,
+        help="threads of each parallel kernel in a worker process (default "
+        f"{ServiceConfig.worker_threads}: the workers are the parallelism)",
+    )
+    parser.add_argument(
         "--max-queued",
         type=int,
         default=ServiceConfig.max_queued,
@@ -107,6 +114,7 @@ def run_serve(args: argparse.Namespace) -> int:
         compute_workers=args.compute_workers,
         compute_mode="threads" if args.compute_threads else "processes",
         compute_nice=args.compute_nice,
+        worker_threads=args.worker_threads,
         max_queued=args.max_queued,
         request_timeout_s=args.timeout,
         verify=args.verify,
