@@ -414,11 +414,12 @@ def _in_few(values: np.ndarray, few: np.ndarray) -> np.ndarray:
 
 
 def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
-    """Whether every searched sample is labelled (no unlabelled row to classify)."""
-    labelled = np.zeros(n_rows, dtype=bool)
-    labelled[pos_rows] = True
-    labelled[neg_rows] = True
-    return not np.any(~labelled if alive is None else alive & ~labelled)
+    """Whether every searched sample is labelled (no unlabelled row to classify);
+    counts the few labelled rows instead of scanning every row."""
+    labelled = np.unique(np.concatenate([pos_rows, neg_rows]).astype(np.int64))
+    if alive is None:
+        return labelled.size >= n_rows
+    return int(np.count_nonzero(alive[labelled])) >= int(np.count_nonzero(alive))
 
 
 def _labelled_positives_only(
