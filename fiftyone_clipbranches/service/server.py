@@ -39,7 +39,9 @@ class ServiceConfig:
     Attributes:
         host: interface to bind; 127.0.0.1 unless you mean to expose the service.
         port: TCP port (0 picks a free one).
-        threads: waitress worker threads (concurrent requests in progress).
+        threads: waitress worker threads for everything but compute; the server
+            adds one per request admitted to compute (``compute_workers +
+            max_queued``), so probes and pages always find a thread.
         token: bearer token; None reads ``$CLIPBRANCHES_SERVICE_TOKEN``, else one is
             generated (and printed by :func:`serve`).
         allow_no_token_on_localhost: with no token given, serve without
@@ -240,7 +242,9 @@ def start_server(
         app,
         host=config.host,
         port=config.port,
-        threads=config.threads,
+        # a thread per request admitted to compute, besides ``threads``: requests
+        # waiting for a worker never leave probes and pages without a thread
+        threads=config.threads + config.compute_workers + config.max_queued,
         max_request_body_size=TRANSPORT_BODY_LIMIT,
         max_request_header_size=config.max_request_header_size,
         connection_limit=_connection_limit(config.connection_limit),
