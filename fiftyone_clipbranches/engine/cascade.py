@@ -25,7 +25,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
 
     A row is accepted when it is a candidate and the forest's mean leaf value
     exceeds ``forest_threshold``, or (with ``vote_accepts``) when the members'
-    vote passes as in the ensemble.
+    vote passes as in the ensemble, or (with ``arbiter_margin`` set) when the
+    ensemble's linear arbiter accepts it and the forest's value is at least
+    ``arbiter_min_forest``.
 
     Args:
         n_estimators, vote_threshold, max_samples and the box-growing keywords: as
@@ -41,6 +43,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
             neighbour positives as well (the boxes always do).
         vote_accepts: bool (default True): a passing member vote accepts a
             candidate whatever the forest says.
+        arbiter_margin, arbiter_min_votes: the ensemble's linear arbiter (off by
+            default); ``arbiter_min_forest``: float in [0, 1] (default 0.0), the
+            forest value below which the arbiter may not accept a row.
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
@@ -61,6 +66,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         forest_neighbours=True,
         vote_accepts=True,
         arbiter_margin=None,
+        arbiter_min_forest=0.0,
         **params,
     ):
         super().__init__(
@@ -72,6 +78,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.forest_threshold = forest_threshold
         self.forest_neighbours = forest_neighbours
         self.vote_accepts = vote_accepts
+        self.arbiter_min_forest = arbiter_min_forest
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
         n_est = check_int(self.n_estimators, "n_estimators", 1)
@@ -114,6 +121,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 of the forest's training when ``forest_neighbours`` is False).
         """
         _, n_trees, _, forest_neighbours, _ = self._cascade_params()
+        self._arbiter_floor()
         super().fit(
             X, y, sample_weight, subsets=subsets, unlabelled=unlabelled,
             neighbours=neighbours,
@@ -204,7 +212,27 @@ class BranchesCascade(DecisionBranchesEnsemble):
         if ask.size:
             where = ask if rows is None else np.asarray(rows)[ask]
             keep[ask] = self.forest_proba(codes, where) > threshold
+        rule = self._arbiter_rule()
+        if rule is not None:
+            arbiter, margin, min_votes = rule
+            floor = self._arbiter_floor()
+            ask = np.flatnonzero(~keep & (hits >= min_votes))
+            if ask.size:
+                where = ask if rows is None else np.asarray(rows)[ask]
+                logit = arbiter.decision_function(np.asarray(codes[where]))
+                ok = logit > margin
+                if floor > 0.0 and ok.any():
+                    ok[ok] = self.forest_proba(codes, where[ok]) >= floor
+                keep[ask] = ok
         return keep
+
+    def _arbiter_floor(self) -> float:
+        t = self.arbiter_min_forest
+        if isinstance(t, bool) or not isinstance(t, numbers.Real):
+            raise TypeError(f"arbiter_min_forest must be a float, got {t!r}")
+        if not 0.0 <= float(t) <= 1.0:
+            raise ValueError(f"arbiter_min_forest must be in [0, 1], got {t}")
+        return float(t)
 
     def decision_function(self, X) -> np.ndarray:
         """float64 ``(n,)``: the mean of the forest's positive fraction and the vote

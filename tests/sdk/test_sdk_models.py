@@ -13,6 +13,7 @@ from fiftyone_clipbranches.sdk import models, settings
 
 #: Measured defaults (docs/quality.md): random negatives and neighbour positives.
 MEASURED = {
+    "cascade": (500, "auto"),
     "branches": (1500, "auto"),
     "ensemble": (500, "auto"),
     "linear": (1500, 0),
@@ -24,7 +25,7 @@ MEASURED = {
 
 def test_every_name_resolves_to_an_engine_model():
     assert models.model_names() == tuple(MEASURED)
-    assert models.DEFAULT_MODEL == "branches" == models.model_names()[0]
+    assert models.DEFAULT_MODEL == "cascade" == models.model_names()[0]
     for name in models.model_names():
         spec = models.get_model(name)
         assert spec.name == name and spec.label and spec.purpose
@@ -35,7 +36,7 @@ def test_every_name_resolves_to_an_engine_model():
             assert model.random_state == 3
         else:
             assert "random_state" not in model.get_params()
-        assert spec.index_aware == (name in ("branches", "ensemble"))
+        assert spec.index_aware == (name in ("cascade", "branches", "ensemble"))
 
 
 def test_defaults_are_the_measured_ones():
@@ -78,7 +79,7 @@ def test_make_model_seeds_and_fit_model_is_uniform():
     X = rng.integers(0, 256, (60, 8)).astype(np.uint8)
     y = (np.arange(60) < 15).astype(np.int8)
     X[:15] //= 4
-    for name in ("branches", "ensemble", "linear", "tree", "forest"):
+    for name in ("cascade", "branches", "ensemble", "linear", "tree", "forest"):
         clf = models.make_model(name)
         assert models.fit_model(clf, X, y, None, None, y == 0, None) is clf
         assert clf.n_relabelled_ >= 0

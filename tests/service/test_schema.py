@@ -21,7 +21,7 @@ SID = "0123456789abcdef01234567"
 def test_refine_defaults_filled():
     req = rq.REFINE.validate({"dataset": "d", "positives": [SID]})
     assert req["index_key"] == "clipbranches"
-    assert req["model"] == "branches"
+    assert req["model"] == "cascade"
     assert req["random_negatives"] is None  # the model's default
     assert req["negative_weight"] == 1.0
     assert req["negatives"] is None

@@ -1,0 +1,118 @@
+"""Cost of the cascade model (boxes propose, a forest decides) against the ensemble.
+
+For one synthetic catalogue size (``synthetic_codes.py``) and its rare classes
+(~0.01%, 0.1%, 1% of N), the training set of ``bench_models.py`` (40 positives, 10
+explicit negatives, 950 random rows), then for the ensemble and the cascade:
+training time, application through the index (``apply_model``, the forest's work on
+the candidates included), rows the index returns, rows the forest reads, F1. Times
+are medians of ``--repeats`` runs after a warm-up. The index is the same for both
+(the cascade adds nothing to it): bytes per point are printed once.
+
+Usage::
+
+    python benchmarks/bench_cascade.py --n 10M --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_models import f1, median_time, training_set  # noqa: E402
+from synthetic_codes import RESULTS, generate, parse_n  # noqa: E402
+
+
+def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
+    from fiftyone_clipbranches.engine.cascade import BranchesCascade
+    from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
+    from fiftyone_clipbranches.engine.index import CodeIndex
+    from fiftyone_clipbranches.engine.search import apply_model
+
+    codes_mm, labels_mm, meta = generate(n, 0, work_dir)
+    codes = np.ascontiguousarray(codes_mm)
+    labels = np.asarray(labels_mm)
+    t0 = time.perf_counter()
+    index = CodeIndex.build(codes)
+    info = {"n": n, "build_s": time.perf_counter() - t0}
+    info["bytes_per_point"] = float(index.bytes_per_point)
+    warm = training_set(codes[:20000], labels[:20000] == labels[0], 0)
+    for cls in (DecisionBranchesEnsemble, BranchesCascade):
+        m = cls().fit(warm.X, warm.y, warm.sample_weight, subsets=index.subsets)
+        apply_model(m, index)
+    rows = []
+    for name, comp in meta["target_components"].items():
+        truth = labels == comp
+        ts = training_set(codes, truth, 1)
+        fit_args = (ts.X, ts.y, ts.sample_weight)
+        fit_kw = {"subsets": index.subsets, "unlabelled": ts.unlabelled}
+        for key, cls in (
+            ("ensemble", DecisionBranchesEnsemble),
+            ("cascade", BranchesCascade),
+        ):
+            model = cls()
+
+            def fit(model=model, fit_args=fit_args, fit_kw=fit_kw):
+                return model.fit(*fit_args, **fit_kw)
+
+            train_s, _, _ = median_time(fit, repeats)
+            apply_s, _, r = median_time(lambda m=model: apply_model(m, index), repeats)
+            ids, hits = index.query_boxes(model.boxes_)
+            row = {
+                "class": name, "model": key, "class_rows": int(truth.sum()),
+                "train_ms": 1000 * train_s, "apply_ms": 1000 * apply_s,
+                "index_rows": int(ids.size), "accepted": len(r), "f1": f1(r.ids, truth),
+            }  # fmt: skip
+            if key == "cascade":
+                keep = hits / model.n_members_ > model.vote_threshold
+                row["forest_rows"] = int(
+                    np.count_nonzero(~keep & (hits >= model.candidate_votes))
+                )
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows, info
+
+
+def to_markdown(rows, info) -> str:
+    load = os.getloadavg()
+    lines = [
+        f"N = {info['n']:,}; index {info['bytes_per_point']:.1f} bytes/point (shared by"
+        f" both models); {os.cpu_count()} CPUs, load average {load[0]:.2f}",
+        "",
+        "| class | rows | model | train ms | apply ms (index) | index rows |"
+        " forest rows | accepted | F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['class']} | {r['class_rows']:,} | {r['model']} | {r['train_ms']:.1f} |"
+            f" {r['apply_ms']:.1f} | {r['index_rows']:,} | {r.get('forest_rows', '-')} |"
+            f" {r['accepted']:,} | {r['f1']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", default="10M")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--work-dir", default=str(RESULTS))
+    args = p.parse_args(argv)
+    rows, info = bench(parse_n(args.n), args.repeats, args.work_dir)
+    md = to_markdown(rows, info)
+    print(md)
+    out = Path(args.work_dir) / f"bench_cascade_{info['n']}"
+    out.with_suffix(".md").write_text(md)
+    out.with_suffix(".json").write_text(
+        json.dumps({"info": info, "rows": rows}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""BranchesCascade: the index answer equals the scan and the brute-force rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches.engine.cascade import BranchesCascade
+from fiftyone_clipbranches.engine.index import CodeIndex
+from fiftyone_clipbranches.engine.search import apply_model
+from fiftyone_clipbranches.engine.subsets import make_subsets
+from fiftyone_clipbranches.engine.training_set import make_training_set
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    rng = np.random.default_rng(11)
+    centres = rng.integers(60, 196, (5, 32))
+    label = rng.integers(0, 5, 4000)
+    codes = np.clip(centres[label] + rng.normal(0, 16, (4000, 32)), 0, 255)
+    codes = codes.astype(np.uint8)
+    index = CodeIndex.build(codes, make_subsets(32), leaf_size=64)
+    truth = label == 3
+    pos = np.flatnonzero(truth)[:8]
+    ts = make_training_set(
+        codes, pos, (), n_random_negatives=400, seed=0, neighbours_per_positive=4
+    )
+    return codes, index, truth, ts
+
+
+def fit(ts, index, **params):
+    model = BranchesCascade(n_estimators=9, random_state=3, **params)
+    return model.fit(
+        ts.X, ts.y, ts.sample_weight, subsets=index.subsets,
+        unlabelled=ts.unlabelled, neighbours=ts.neighbours,
+    )  # fmt: skip
+
+
+def tree_walk_proba(model, codes):
+    """The forest's mean leaf value, walking the flattened trees in Python."""
+    out = np.zeros(codes.shape[0])
+    for i, x in enumerate(codes):
+        for root in model.forest_roots_:
+            node = root
+            while model.forest_feature_[node] >= 0:
+                go_left = (
+                    x[model.forest_feature_[node]] <= model.forest_threshold_[node]
+                )
+                node = (model.forest_left_ if go_left else model.forest_right_)[node]
+            out[i] += model.forest_value_[node]
+    return out / model.forest_roots_.shape[0]
+
+
+def brute_force_accept(model, codes):
+    inside = model.boxes_.contains(codes, model.subsets_)
+    votes = np.zeros(codes.shape[0], np.int64)
+    for e in range(model.n_members_):
+        votes += inside[:, model.boxes_.member == e].any(axis=1)
+    proba = tree_walk_proba(model, codes)
+    by_vote = votes / model.n_members_ > model.vote_threshold
+    by_forest = (votes >= model.candidate_votes) & (proba > model.forest_threshold)
+    accepted = (by_vote & model.vote_accepts) | by_forest
+    if model.arbiter_ is not None:
+        logit = model.arbiter_.decision_function(codes)
+        accepted |= (votes >= model.arbiter_min_votes) & (logit > model.arbiter_margin)
+    return accepted
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"candidate_votes": 3, "vote_accepts": False},
+        {"forest_threshold": 0.2},
+        {"forest_threshold": 0.9, "arbiter_margin": 1.0, "arbiter_min_votes": 2},
+    ],
+)
+def test_index_answer_equals_scan_and_brute_force(catalogue, params):
+    codes, index, truth, ts = catalogue
+    model = fit(ts, index, **params)
+    expected = np.flatnonzero(brute_force_accept(model, codes))
+    assert expected.size > 0
+    np.testing.assert_array_equal(np.flatnonzero(model.predict(codes)), expected)
+    for use_index in (True, False):
+        ranking = apply_model(model, index, use_index=use_index)
+        np.testing.assert_array_equal(np.sort(ranking.ids), expected)
+        np.testing.assert_allclose(
+            ranking.scores, model.decision_function(codes[ranking.ids]), rtol=1e-12
+        )
+    assert truth[expected].mean() > 0.8
+
+
+def test_the_numba_forest_equals_a_tree_walk_and_sklearn(catalogue):
+    codes, index, _, ts = catalogue
+    model = fit(ts, index)
+    proba = model.forest_proba(codes)
+    np.testing.assert_allclose(proba, tree_walk_proba(model, codes), atol=1e-12)
+    rows = np.array([5, 0, 3999, 5], np.int64)
+    np.testing.assert_array_equal(model.forest_proba(codes, rows), proba[rows])
+    from sklearn.ensemble import RandomForestClassifier
+
+    seed = int(np.random.default_rng(3).integers(0, 2**31 - 1))
+    reference = RandomForestClassifier(n_estimators=25, random_state=seed, n_jobs=1)
+    reference.fit(ts.X.astype(np.float32), ts.y, sample_weight=ts.sample_weight)
+    expected = reference.predict_proba(codes.astype(np.float32))[:, 1]
+    np.testing.assert_allclose(proba, expected, atol=1e-9)
+
+
+def test_rows_no_member_holds_are_never_accepted(catalogue):
+    codes, index, _, ts = catalogue
+    model = fit(ts, index, candidate_votes=4, forest_threshold=0.0)
+    votes = model.votes(codes)
+    accepted = model.predict(codes)
+    assert accepted.any()
+    assert not (accepted & (votes < 4)).any()
+
+
+def test_the_forest_can_leave_out_the_neighbour_positives(catalogue):
+    codes, index, _, ts = catalogue
+    assert ts.neighbours.any()
+    with_them = fit(ts, index)
+    without = fit(ts, index, forest_neighbours=False)
+    np.testing.assert_array_equal(with_them.boxes_.lo, without.boxes_.lo)
+    assert not np.array_equal(
+        with_them.forest_proba(codes), without.forest_proba(codes)
+    )
+
+
+def test_one_class_training_gives_a_constant_forest(catalogue):
+    codes, index, _, ts = catalogue
+    y = np.zeros_like(ts.y)
+    y[0] = 1
+    model = BranchesCascade(n_estimators=3).fit(
+        ts.X, y, np.where(y == 1, 0.0, 1.0) + (y == 1), subsets=index.subsets
+    )
+    # only negatives carry weight besides the one positive: the forest sees both
+    assert model.forest_proba(codes).max() <= 1.0
+    only_neg = BranchesCascade(n_estimators=3)
+    only_neg._fit_forest(ts.X[:5], np.zeros(5, np.int8), np.ones(5), 3, 0)
+    only_neg.n_features_in_ = 32
+    np.testing.assert_array_equal(only_neg.forest_proba(codes[:4]), np.zeros(4))
+
+
+@pytest.mark.parametrize(
+    "params, exc, match",
+    [
+        ({"candidate_votes": 0}, ValueError, "candidate_votes"),
+        ({"candidate_votes": 10}, ValueError, "candidate_votes"),
+        ({"n_trees": 0}, ValueError, "n_trees"),
+        ({"forest_threshold": 1.0}, ValueError, "forest_threshold"),
+        ({"forest_threshold": "high"}, TypeError, "forest_threshold"),
+        ({"vote_accepts": 1}, TypeError, "vote_accepts"),
+    ],
+)
+def test_bad_params(catalogue, params, exc, match):
+    _, index, _, ts = catalogue
+    with pytest.raises(exc, match=match):
+        fit(ts, index, **params)
+
+
+def test_unfitted():
+    with pytest.raises(RuntimeError, match="fit first"):
+        BranchesCascade().forest_proba(np.zeros((2, 32), np.uint8))
