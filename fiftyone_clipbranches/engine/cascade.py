@@ -31,8 +31,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
 
     Args:
         n_estimators, vote_threshold, max_samples and the box-growing keywords: as
-            in :class:`~.ensemble.DecisionBranchesEnsemble` (``arbiter_margin``
-            defaults to None: the forest is the arbiter here).
+            in :class:`~.ensemble.DecisionBranchesEnsemble`.
         candidate_votes: int in [1, n_estimators] (default 1): members that must
             hold a row for the forest to look at it.
         n_trees: int >= 1 (default 25): trees of the forest (scikit-learn's
@@ -43,9 +42,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
             neighbour positives as well (the boxes always do).
         vote_accepts: bool (default True): a passing member vote accepts a
             candidate whatever the forest says.
-        arbiter_margin, arbiter_min_votes: the ensemble's linear arbiter (off by
-            default); ``arbiter_min_forest``: float in [0, 1] (default 0.0), the
-            forest value below which the arbiter may not accept a row.
+        arbiter_margin, arbiter_min_votes: the ensemble's linear arbiter (4.0 and
+            3 as there; None turns it off); ``arbiter_min_forest``: float in
+            [0, 1] (default 0.35), the forest value below which the arbiter may not
+            accept a row: alone, the arbiter over-accepts on small classes
+            (docs/quality.md, "The cascade").
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
@@ -65,8 +66,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
         forest_threshold=0.5,
         forest_neighbours=True,
         vote_accepts=True,
-        arbiter_margin=None,
-        arbiter_min_forest=0.0,
+        arbiter_margin=4.0,
+        arbiter_min_forest=0.35,
         **params,
     ):
         super().__init__(

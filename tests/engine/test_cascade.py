@@ -62,7 +62,8 @@ def brute_force_accept(model, codes):
     accepted = (by_vote & model.vote_accepts) | by_forest
     if model.arbiter_ is not None:
         logit = model.arbiter_.decision_function(codes)
-        accepted |= (votes >= model.arbiter_min_votes) & (logit > model.arbiter_margin)
+        by_arbiter = (votes >= model.arbiter_min_votes) & (logit > model.arbiter_margin)
+        accepted |= by_arbiter & (proba >= model.arbiter_min_forest)
     return accepted
 
 
@@ -70,6 +71,8 @@ def brute_force_accept(model, codes):
     "params",
     [
         {},
+        {"arbiter_margin": None},
+        {"arbiter_min_forest": 0.0, "arbiter_margin": 0.5},
         {"candidate_votes": 3, "vote_accepts": False},
         {"forest_threshold": 0.2},
         {"forest_threshold": 0.9, "arbiter_margin": 1.0, "arbiter_min_votes": 2},
@@ -108,7 +111,7 @@ def test_the_numba_forest_equals_a_tree_walk_and_sklearn(catalogue):
 
 def test_rows_no_member_holds_are_never_accepted(catalogue):
     codes, index, _, ts = catalogue
-    model = fit(ts, index, candidate_votes=4, forest_threshold=0.0)
+    model = fit(ts, index, candidate_votes=4, forest_threshold=0.0, arbiter_margin=None)
     votes = model.votes(codes)
     accepted = model.predict(codes)
     assert accepted.any()
@@ -150,6 +153,7 @@ def test_one_class_training_gives_a_constant_forest(catalogue):
         ({"forest_threshold": 1.0}, ValueError, "forest_threshold"),
         ({"forest_threshold": "high"}, TypeError, "forest_threshold"),
         ({"vote_accepts": 1}, TypeError, "vote_accepts"),
+        ({"arbiter_min_forest": 1.5}, ValueError, "arbiter_min_forest"),
     ],
 )
 def test_bad_params(catalogue, params, exc, match):
