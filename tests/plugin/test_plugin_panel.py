@@ -37,7 +37,7 @@ def test_on_load_sets_defaults_selection_style_and_renders(indexed_dataset):
     requests = call(indexed_dataset, "on_load")
     state = patched_state(requests)
     assert (
-        state["index_key"] == "cb" and state["k"] == 60 and state["model"] == "branches"
+        state["index_key"] == "cb" and state["k"] == 60 and state["model"] == "cascade"
     )
     style = [p for uri, p in requests if uri == "set_sample_selection_style"]
     assert style == [{"default": "green-checkmark", "alt": "red-checkmark"}]

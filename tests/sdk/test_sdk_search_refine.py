@@ -103,9 +103,10 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
     # 8 positives: up to 4 code neighbours of each join them ("auto")
     n_near = result.stats["n_neighbour_pos"]
     assert 4 <= n_near <= 32
-    # branches default to 1500 random negatives, capped at 90% of the others
+    # the default model (cascade) asks for 500 random negatives, capped at 90% of
+    # the others
     assert result.stats["n_random_neg"] == int(0.9 * (200 - 8 - n_near))
-    assert result.stats["n_random_neg_requested"] == 1500
+    assert result.stats["n_random_neg_requested"] == 500
     ensemble = sdk.refine(
         ds, positives=sorted(tagged), model="ensemble", index_key="cb", score_field=None
     )
