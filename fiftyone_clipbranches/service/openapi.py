@@ -107,8 +107,10 @@ _ERROR_CODES = {
     "413": "body larger than the limit (code: body_too_large)",
     "415": "body is not application/json (code: unsupported_media_type)",
     "422": "valid request the data cannot satisfy (e.g. unknown_sample_ids)",
+    "500": "the compute worker running the request died; it is replaced, retry "
+    "(code: worker_crashed)",
     "503": "server busy, not ready or index unavailable (codes: busy, not_ready, "
-    "index_unavailable, model_unavailable)",
+    "index_unavailable, model_unavailable, shutting_down)",
     "504": "the work exceeded its time limit (code: timeout)",
 }
 
@@ -257,7 +259,15 @@ def build_openapi() -> dict:
                     "responses": {
                         **_ok("Result"),
                         **_errors(
-                            "400", "401", "404", "413", "415", "422", "503", "504"
+                            "400",
+                            "401",
+                            "404",
+                            "413",
+                            "415",
+                            "422",
+                            "500",
+                            "503",
+                            "504",
                         ),
                     },
                 }
@@ -269,7 +279,15 @@ def build_openapi() -> dict:
                     "responses": {
                         **_ok("Result"),
                         **_errors(
-                            "400", "401", "404", "413", "415", "422", "503", "504"
+                            "400",
+                            "401",
+                            "404",
+                            "413",
+                            "415",
+                            "422",
+                            "500",
+                            "503",
+                            "504",
                         ),
                     },
                 }
