@@ -259,8 +259,9 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
     if len(fan) >= 2:
         xs = np.array(sorted(fan))
         slope, icpt = np.polyfit(xs, [fan[x] for x in xs], 1)
-    else:
-        slope, icpt = 0.8, 0.0
+    else:  # one measured point: the cost taken as proportional to the actors
+        (s_one, f_one), icpt = next(iter(fan.items())), 0.0
+        slope = f_one / s_one
     actors = machines * s_max
     # the measured rounds already paid fan-outs to s_max local actors
     fanout_ms = slope * (actors - s_max) + 0.2  # + one LAN round trip (assumed)
