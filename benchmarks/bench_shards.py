@@ -99,8 +99,9 @@ def build(codes, path: Path, n_shards: int, builder=None) -> float:
     return time.perf_counter() - t0
 
 
-def start_ray(work: Path):
-    """A local Ray cluster with a private temp dir and token; returns ``ray``."""
+def start_ray(temp: str):
+    """A local Ray cluster with a private temp dir ``temp`` and token; returns
+    ``ray``."""
     import ray
 
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
@@ -111,7 +112,7 @@ def start_ray(work: Path):
         log_to_driver=False,
         logging_level="error",
         namespace="clipbranches",
-        _temp_dir=tempfile.mkdtemp(prefix="cbray-"),
+        _temp_dir=temp,
     )
     return ray
 
@@ -325,7 +326,8 @@ def main(argv=None):
     work = Path(args.work_dir) if args.work_dir else RESULTS
     work.mkdir(parents=True, exist_ok=True)
     shard_counts = [int(s) for s in args.shards.split(",")]
-    ray = None if args.no_ray else start_ray(work)
+    temp = tempfile.mkdtemp(prefix="cbray-")  # short: Ray's socket paths
+    ray = None if args.no_ray else start_ray(temp)
     try:
         for n in [parse_n(x) for x in args.n.split(",")]:
             result = run_size(
@@ -352,6 +354,7 @@ def main(argv=None):
     finally:
         if ray is not None:
             ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 if __name__ == "__main__":
