@@ -113,5 +113,6 @@ def test_a_remote_failure_reads_the_same_in_the_panel_and_the_operator(
     (op_message,) = [p["message"] for uri, p in op_requests if uri == "notify"]
     panel_messages = [p["message"] for uri, p in panel_requests if uri == "notify"]
     assert panel_messages == [op_message]
-    assert op_message.startswith("unauthorized (401)")
+    assert op_message.startswith("invalid bearer token")  # the service's words
+    assert "HTTP 401, unauthorized" in op_message
     assert "Unexpected" not in op_message
