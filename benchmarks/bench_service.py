@@ -8,9 +8,12 @@ this process is the load generator: ``c`` client threads, each with one keep-ali
 requests, throughput, p50/p90/p99/max latency, peak server RSS summed over the
 service and its compute worker processes (and its anonymous part, i.e. without the
 page cache of the memory-mapped index), the ``/v1/health`` latency while the clients
-refine, and the 1-minute load average. The same requests
-are also run in this process without HTTP, at the same concurrency, through the
-engine alone (training set, fit, ``apply_model``) and through ``sdk.refine``, so the
+refine, the CPU time per request (the in-process baselines: this process; the
+service: its process and its workers, not the HTTP clients) and the 1-minute load
+average. On a shared machine the CPU time per request compares the paths better than
+the throughput: 16 in-process threads win a larger share of the cores than 2 worker
+processes. The same requests are also run in this process without HTTP, at the
+same concurrency, through the engine alone (training set, fit, ``apply_model``) and through ``sdk.refine``, so the
 table shows the service's share of the cost.
 
 The codes come from ``synthetic_codes.py``; every request trains decision branches
@@ -365,6 +368,19 @@ class RssMonitor:
         return self.peak_rss, self.peak_anon
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live children."""
+    total = 0.0
+    for p in (pid, *_children(pid)):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -465,9 +481,10 @@ def table(rows: list[dict]) -> str:
     head = (
         "| clients | path | requests | errors | req/s | p50 ms | p90 ms | p99 ms "
         "| max ms | req/s / engine's | server peak RSS GiB (anon) "
-        "| /v1/health p50 / p99 ms during load | load average (1 min) |"
+        "| /v1/health p50 / p99 ms during load | CPU ms per request "
+        "| load average (1 min) |"
     )
-    lines = [head, "|" + "---|" * 13]
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         ratio = r.get("ratio_to_engine")
         ratio_text = "" if ratio is None else f"{ratio:.2f}"
@@ -482,7 +499,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['clients']} | {r['path']} | {r['requests']} | {r['errors']} "
             f"| {r['throughput_rps']:.2f} | {r['p50_ms']:.0f} | {r['p90_ms']:.0f} "
             f"| {r['p99_ms']:.0f} | {r['max_ms']:.0f} "
-            f"| {ratio_text} | {rss_text} | {health_text} | {r.get('load_1m', '')} |"
+            f"| {ratio_text} | {rss_text} | {health_text} "
+            f"| {r.get('cpu_ms_per_request') or ''} | {r.get('load_1m', '')} |"
         )
     return "\n".join(lines)
 
@@ -558,8 +576,18 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
             for body in bodies[:2]:  # compile and page in
                 work_fn({}, body)
             for c in levels:
+                cpu0 = time.process_time()
                 res = closed_loop(work_fn, c, base_duration, bodies)
-                rows.append({"clients": c, "path": name, **res, "load_1m": _load_1m()})
+                cpu = time.process_time() - cpu0
+                rows.append(
+                    {
+                        "clients": c,
+                        "path": name,
+                        **res,
+                        "cpu_ms_per_request": _per_request(cpu, res),
+                        "load_1m": _load_1m(),
+                    }
+                )
                 if name == "engine":
                     engine_rps[c] = res["throughput_rps"]
                 elif engine_rps.get(c):
@@ -574,7 +602,9 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
         for c in levels:
             monitor = RssMonitor(proc.pid)
             probe = HealthProbe(host, port)
+            cpu0 = _cpu_s(proc.pid)
             res = closed_loop(work_fn, c, args.duration, bodies)
+            cpu = _cpu_s(proc.pid) - cpu0
             health = probe.stop()
             peak, anon = monitor.stop()
             row = {
@@ -582,6 +612,7 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
                 "path": "service",
                 **res,
                 **health,
+                "cpu_ms_per_request": _per_request(cpu, res),
                 "load_1m": _load_1m(),
             }
             row["server_rss_gib"] = peak / 2**30
@@ -613,6 +644,10 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
         f" load average {_load()} at the end.\n"
     )
     return 0
+
+
+def _per_request(cpu_s: float, res: dict) -> float | None:
+    return round(1e3 * cpu_s / res["ok"], 1) if res["ok"] else None
 
 
 def _load_1m() -> float:
