@@ -26,8 +26,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
     A row is accepted when it is a candidate and the forest's mean leaf value
     exceeds ``forest_threshold``, or (with ``vote_accepts``) when the members'
     vote passes as in the ensemble, or (with ``arbiter_margin`` set) when the
-    ensemble's linear arbiter accepts it and the forest's value is at least
-    ``arbiter_min_forest``.
+    ensemble's linear arbiter accepts it; with ``vote_min_forest`` the vote and
+    the arbiter accept only where the forest's value is at least
+    ``arbiter_min_forest`` (the boxes over-accept once many labels are in).
 
     Args:
         n_estimators, vote_threshold, max_samples and the box-growing keywords: as
@@ -68,6 +69,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         vote_accepts=True,
         arbiter_margin=4.0,
         arbiter_min_forest=0.35,
+        vote_min_forest=True,
         **params,
     ):
         super().__init__(
@@ -80,6 +82,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.forest_neighbours = forest_neighbours
         self.vote_accepts = vote_accepts
         self.arbiter_min_forest = arbiter_min_forest
+        self.vote_min_forest = vote_min_forest
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
         n_est = check_int(self.n_estimators, "n_estimators", 1)
@@ -123,6 +126,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         """
         _, n_trees, _, forest_neighbours, _ = self._cascade_params()
         self._arbiter_floor()
+        self._gate_votes()
         super().fit(
             X, y, sample_weight, subsets=subsets, unlabelled=unlabelled,
             neighbours=neighbours,
@@ -205,14 +209,22 @@ class BranchesCascade(DecisionBranchesEnsemble):
         """bool mask over rows with vote counts ``members_hit`` (see the class):
         only the candidates' codes are read."""
         cand, _, threshold, _, vote_accepts = self._cascade_params()
+        gate_votes = self._gate_votes()
         hits = np.asarray(members_hit)
         keep = np.zeros(hits.shape[0], dtype=bool)
-        if vote_accepts:
-            keep = hits / self.n_members_ > self._vote_threshold()
-        ask = np.flatnonzero(~keep & (hits >= cand))
+        floor = self._arbiter_floor()
+        voted = (
+            hits / self.n_members_ > self._vote_threshold()
+            if vote_accepts
+            else keep.copy()
+        )
+        ask = np.flatnonzero(hits >= min(cand, self.n_members_))
         if ask.size:
             where = ask if rows is None else np.asarray(rows)[ask]
-            keep[ask] = self.forest_proba(codes, where) > threshold
+            proba = self.forest_proba(codes, where)
+            vote_floor = floor if gate_votes else 0.0
+            keep[ask] = (proba > threshold) | (voted[ask] & (proba >= vote_floor))
+        keep |= voted & (hits < cand)
         rule = self._arbiter_rule()
         if rule is not None:
             arbiter, margin, min_votes = rule
@@ -226,6 +238,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
                     ok[ok] = self.forest_proba(codes, where[ok]) >= floor
                 keep[ask] = ok
         return keep
+
+    def _gate_votes(self) -> bool:
+        if not isinstance(self.vote_min_forest, (bool, np.bool_)):
+            raise TypeError("vote_min_forest must be True or False")
+        return bool(self.vote_min_forest)
 
     def _arbiter_floor(self) -> float:
         t = self.arbiter_min_forest

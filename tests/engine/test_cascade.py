@@ -59,6 +59,8 @@ def brute_force_accept(model, codes):
     proba = tree_walk_proba(model, codes)
     by_vote = votes / model.n_members_ > model.vote_threshold
     by_forest = (votes >= model.candidate_votes) & (proba > model.forest_threshold)
+    if model.vote_min_forest:
+        by_vote &= proba >= model.arbiter_min_forest
     accepted = (by_vote & model.vote_accepts) | by_forest
     if model.arbiter_ is not None:
         logit = model.arbiter_.decision_function(codes)
@@ -72,6 +74,7 @@ def brute_force_accept(model, codes):
     [
         {},
         {"arbiter_margin": None},
+        {"vote_min_forest": False},
         {"arbiter_min_forest": 0.0, "arbiter_margin": 0.5},
         {"candidate_votes": 3, "vote_accepts": False},
         {"forest_threshold": 0.2},
@@ -154,6 +157,7 @@ def test_one_class_training_gives_a_constant_forest(catalogue):
         ({"forest_threshold": "high"}, TypeError, "forest_threshold"),
         ({"vote_accepts": 1}, TypeError, "vote_accepts"),
         ({"arbiter_min_forest": 1.5}, ValueError, "arbiter_min_forest"),
+        ({"vote_min_forest": "yes"}, TypeError, "vote_min_forest"),
     ],
 )
 def test_bad_params(catalogue, params, exc, match):
