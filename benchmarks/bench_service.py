@@ -1,4 +1,3 @@
-# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """Load test of the HTTP service: refine requests against a 10M-code index.
 
 The service runs in its own process (``python -m fiftyone_clipbranches.service``);

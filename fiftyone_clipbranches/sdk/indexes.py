@@ -1,4 +1,3 @@
-# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """Index lifecycle on a FiftyOne dataset: build, update, list, inspect, rename, delete.
 
 An index always covers the whole root dataset of the collection it is given.

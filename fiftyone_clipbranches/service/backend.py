@@ -1,4 +1,3 @@
-# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """The service's view of the sdk: datasets and indexes loaded once, shared read-only.
 
 Every search and refinement goes through the sdk functions the panel and the

@@ -1,4 +1,3 @@
-# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """Serving the API with waitress, a production WSGI server (pure Python, threaded).
 
 :func:`serve` blocks until SIGINT/SIGTERM; :func:`start_server` returns a handle
