@@ -48,7 +48,9 @@ class LinearClassifier(RefinementModel):
 
     Args:
         C: float > 0, inverse regularisation strength (scikit-learn's convention).
-        class_weight: ``"balanced"`` (each class weighs as much in total) or None.
+        class_weight: ``"balanced"`` (each class weighs as much in total),
+            ``"sqrt"`` (each class's total weight scaled by its inverse square
+            root: halfway, on a log scale, between None and balanced) or None.
         relabel_margin: float, or None to fit once and keep every negative.
         max_iter: int >= 1, Newton iterations at most.
         tol: float > 0, stop when the largest gradient entry is below it.
@@ -79,9 +81,10 @@ class LinearClassifier(RefinementModel):
             or not np.isfinite(margin)
         ):
             raise ValueError(f"relabel_margin must be a float or None, got {margin!r}")
-        if self.class_weight not in ("balanced", None):
+        if self.class_weight not in ("balanced", "sqrt", None):
             raise ValueError(
-                f"class_weight must be 'balanced' or None, got {self.class_weight!r}"
+                "class_weight must be 'balanced', 'sqrt' or None, got"
+                f" {self.class_weight!r}"
             )
 
     def fit(
@@ -128,6 +131,10 @@ class LinearClassifier(RefinementModel):
         if self.class_weight == "balanced":
             totals = np.bincount(y, weights=w, minlength=2)
             w = w * (totals.sum() / (2.0 * totals))[y]
+        elif self.class_weight == "sqrt":
+            totals = np.bincount(y, weights=w, minlength=2)
+            scale = 1.0 / np.sqrt(totals)
+            w = w * (scale * totals.sum() / (scale * totals).sum())[y]
         x = X.astype(np.float64)
         mean = x.mean(axis=0)
         std = x.std(axis=0)

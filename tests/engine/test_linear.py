@@ -165,3 +165,24 @@ def test_serial_and_parallel_scores_agree():
     np.testing.assert_array_equal(
         serial, codes.astype(np.int64) @ weights.astype(np.int64)
     )
+
+
+def test_sqrt_class_weight_is_sklearn_with_inverse_sqrt_class_totals(data):
+    codes, X, y, w = data
+    model = LinearClassifier(C=0.5, class_weight="sqrt").fit(X, y, w)
+    totals = np.bincount(y, weights=w, minlength=2)
+    scale = 1.0 / np.sqrt(totals)
+    factor = scale * totals.sum() / (scale * totals).sum()
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    reference = LogisticRegression(
+        C=0.5, class_weight={0: factor[0], 1: factor[1]}, tol=1e-10, max_iter=10_000
+    ).fit((X - mean) / std, y, sample_weight=w)
+    np.testing.assert_allclose(
+        model.coef_, reference.coef_[0] / std, rtol=1e-4, atol=1e-7
+    )
+    # between no weighting and balanced weighting in how much it accepts
+    accepted = {
+        cw: LinearClassifier(C=0.5, class_weight=cw).fit(X, y, w).predict(codes).sum()
+        for cw in (None, "sqrt", "balanced")
+    }
+    assert accepted[None] <= accepted["sqrt"] <= accepted["balanced"]
