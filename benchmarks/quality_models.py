@@ -210,8 +210,9 @@ class ModelContext:
 
         A registered model (``sdk.models.MODELS``) trains with the registry's
         ``random_negatives`` and ``neighbours_per_positive``, as ``refine`` does;
-        ``--params`` entries of ``training_by_model[model]`` override them key by key
-        (an entry equal to the harness's default one counts as not given). The
+        ``--params`` values of ``training`` that differ from the harness's defaults,
+        then entries of ``training_by_model[model]``, override them key by key (an
+        entry equal to the harness's default one counts as not given). The
         baselines (tree, forest, NN, Rocchio) train on the labelled positives alone
         unless ``as_panel`` (the interactive protocol measures the panel's tree and
         forest as users get them).
@@ -221,9 +222,14 @@ class ModelContext:
         if spec is not None and (as_panel or model not in BASELINES):
             default = DEFAULT_PARAMS["training_by_model"].get(model)
             given = {} if own is None or own == default else own
+            base = DEFAULT_PARAMS["training"]
+            overridden = {
+                k: v for k, v in self.params["training"].items() if base.get(k) != v
+            }
             own = {
                 "n_random_negatives": spec.random_negatives,
                 "neighbours_per_positive": spec.neighbours_per_positive,
+                **overridden,
                 **given,
             }
         return {**self.params["training"], **(own or {})}

@@ -247,3 +247,8 @@ def test_registered_models_train_with_the_registry_defaults():
     cfg = ctx.training_config("ensemble")
     assert cfg["n_random_negatives"] == 7
     assert cfg["neighbours_per_positive"] == MODELS["ensemble"].neighbours_per_positive
+
+    # a sweep of the training section reaches the registered models too
+    ctx = ModelContext(codes, merge_params({"training": {"n_random_negatives": 9}}))
+    assert ctx.training_config("ensemble")["n_random_negatives"] == 9
+    assert ctx.training_config("linear")["neighbours_per_positive"] == 0
