@@ -1,4 +1,3 @@
-# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """Retrieval-quality benchmark: simulated users on real CLIP embeddings.
 
 For every class of every dataset it runs

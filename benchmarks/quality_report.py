@@ -1,4 +1,3 @@
-# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """Aggregation of quality records into tables, targets, JSON and a plot.
 
 Every figure is a mean over classes of the per-class mean over seeds, per dataset.

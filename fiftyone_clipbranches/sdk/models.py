@@ -1,4 +1,3 @@
-# NOTICE TO HELPERS (temporary, the lead removes it): read /work/notes/preamble.md now: working rules, git rules, 2 shared cores, final report by 23:00 UTC.
 """The models a refinement round can train: one :class:`ModelSpec` per model, by name.
 
 Everything the faces (panel, operators, CLI, service, docs) and ``refine`` need to

@@ -56,11 +56,14 @@ def _replaced(pool, old: list[int]) -> bool:
 
 
 def _dead(pid: int) -> bool:
+    """Wait until child ``pid`` has wholly exited, without reaping it. (Its main
+    thread shows as a zombie while its other threads still hold its pipes open.)"""
+
     def dead():
         try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True  # already reaped by the pool
 
     return _wait_for(dead, 10)
 
