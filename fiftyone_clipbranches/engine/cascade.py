@@ -33,8 +33,10 @@ class BranchesCascade(DecisionBranchesEnsemble):
     Args:
         n_estimators, vote_threshold, max_samples and the box-growing keywords: as
             in :class:`~.ensemble.DecisionBranchesEnsemble`.
-        candidate_votes: int in [1, n_estimators] (default 1): members that must
-            hold a row for the forest to look at it.
+        candidate_votes: int >= 1 (default 3, capped at the number of members):
+            members that must hold a row for the forest to look at it. Measured
+            against 1 on the four catalogues of docs/quality.md: F1 within 0.01
+            at every P, about 3x fewer rows for the forest.
         n_trees: int >= 1 (default 25): trees of the forest (scikit-learn's
             ``RandomForestClassifier``, fully grown, bootstrap, sqrt features).
         forest_threshold: float in [0, 1) (default 0.5): the forest accepts a row
@@ -62,7 +64,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         vote_threshold=0.5,
         max_samples=1.0,
         *,
-        candidate_votes=1,
+        candidate_votes=3,
         n_trees=25,
         forest_threshold=0.5,
         forest_neighbours=True,
@@ -86,7 +88,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
         n_est = check_int(self.n_estimators, "n_estimators", 1)
-        cand = check_int(self.candidate_votes, "candidate_votes", 1, n_est)
+        cand = min(check_int(self.candidate_votes, "candidate_votes", 1), n_est)
         n_trees = check_int(self.n_trees, "n_trees", 1)
         t = self.forest_threshold
         if isinstance(t, bool) or not isinstance(t, numbers.Real):
@@ -207,7 +209,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
 
     def accept(self, members_hit, codes, rows=None) -> np.ndarray:
         """bool mask over rows with vote counts ``members_hit`` (see the class):
-        only the candidates' codes are read."""
+        only the codes of :meth:`forest_reads` rows (and of rows the arbiter
+        asks about) are read."""
         cand, _, threshold, _, vote_accepts = self._cascade_params()
         gate_votes = self._gate_votes()
         hits = np.asarray(members_hit)
@@ -218,13 +221,17 @@ class BranchesCascade(DecisionBranchesEnsemble):
             if vote_accepts
             else keep.copy()
         )
-        ask = np.flatnonzero(hits >= min(cand, self.n_members_))
+        candidate = hits >= min(cand, self.n_members_)
+        forest_reads = self.forest_reads(hits)
+        ask = np.flatnonzero(forest_reads)
         if ask.size:
             where = ask if rows is None else np.asarray(rows)[ask]
             proba = self.forest_proba(codes, where)
             vote_floor = floor if gate_votes else 0.0
-            keep[ask] = (proba > threshold) | (voted[ask] & (proba >= vote_floor))
-        keep |= voted & (hits < cand)
+            keep[ask] = (candidate[ask] & (proba > threshold)) | (
+                voted[ask] & (proba >= vote_floor)
+            )
+        keep |= voted & ~forest_reads
         rule = self._arbiter_rule()
         if rule is not None:
             arbiter, margin, min_votes = rule
@@ -238,6 +245,17 @@ class BranchesCascade(DecisionBranchesEnsemble):
                     ok[ok] = self.forest_proba(codes, where[ok]) >= floor
                 keep[ask] = ok
         return keep
+
+    def forest_reads(self, members_hit) -> np.ndarray:
+        """bool mask: the rows (with vote counts ``members_hit``) whose forest value
+        :meth:`accept` needs: the candidates, and with ``vote_min_forest`` every
+        row the vote passes."""
+        cand, _, _, _, vote_accepts = self._cascade_params()
+        hits = np.asarray(members_hit)
+        reads = hits >= min(cand, self.n_members_)
+        if vote_accepts and self._gate_votes():
+            reads |= hits / self.n_members_ > self._vote_threshold()
+        return reads
 
     def _gate_votes(self) -> bool:
         if not isinstance(self.vote_min_forest, (bool, np.bool_)):

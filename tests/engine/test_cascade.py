@@ -58,7 +58,8 @@ def brute_force_accept(model, codes):
         votes += inside[:, model.boxes_.member == e].any(axis=1)
     proba = tree_walk_proba(model, codes)
     by_vote = votes / model.n_members_ > model.vote_threshold
-    by_forest = (votes >= model.candidate_votes) & (proba > model.forest_threshold)
+    needed = min(model.candidate_votes, model.n_members_)
+    by_forest = (votes >= needed) & (proba > model.forest_threshold)
     if model.vote_min_forest:
         by_vote &= proba >= model.arbiter_min_forest
     accepted = (by_vote & model.vote_accepts) | by_forest
@@ -76,7 +77,9 @@ def brute_force_accept(model, codes):
         {"arbiter_margin": None},
         {"vote_min_forest": False},
         {"arbiter_min_forest": 0.0, "arbiter_margin": 0.5},
-        {"candidate_votes": 3, "vote_accepts": False},
+        {"candidate_votes": 1},
+        {"candidate_votes": 5, "vote_accepts": False},
+        {"candidate_votes": 50},  # more than the 9 members: all of them
         {"forest_threshold": 0.2},
         {"forest_threshold": 0.9, "arbiter_margin": 1.0, "arbiter_min_votes": 2},
     ],
@@ -151,7 +154,7 @@ def test_one_class_training_gives_a_constant_forest(catalogue):
     "params, exc, match",
     [
         ({"candidate_votes": 0}, ValueError, "candidate_votes"),
-        ({"candidate_votes": 10}, ValueError, "candidate_votes"),
+        ({"candidate_votes": 2.5}, TypeError, "candidate_votes"),
         ({"n_trees": 0}, ValueError, "n_trees"),
         ({"forest_threshold": 1.0}, ValueError, "forest_threshold"),
         ({"forest_threshold": "high"}, TypeError, "forest_threshold"),
