@@ -211,18 +211,12 @@ class BranchesCascade(DecisionBranchesEnsemble):
         """bool mask over rows with vote counts ``members_hit`` (see the class):
         only the codes of :meth:`forest_reads` rows (and of rows the arbiter
         asks about) are read."""
-        cand, _, threshold, _, vote_accepts = self._cascade_params()
+        _, _, threshold, _, _ = self._cascade_params()
         gate_votes = self._gate_votes()
-        hits = np.asarray(members_hit)
-        keep = np.zeros(hits.shape[0], dtype=bool)
         floor = self._arbiter_floor()
-        voted = (
-            hits / self.n_members_ > self._vote_threshold()
-            if vote_accepts
-            else keep.copy()
-        )
-        candidate = hits >= min(cand, self.n_members_)
-        forest_reads = self.forest_reads(hits)
+        hits = np.asarray(members_hit)
+        candidate, voted, forest_reads = self._row_roles(hits)
+        keep = np.zeros(hits.shape[0], dtype=bool)
         ask = np.flatnonzero(forest_reads)
         if ask.size:
             where = ask if rows is None else np.asarray(rows)[ask]
@@ -235,7 +229,6 @@ class BranchesCascade(DecisionBranchesEnsemble):
         rule = self._arbiter_rule()
         if rule is not None:
             arbiter, margin, min_votes = rule
-            floor = self._arbiter_floor()
             ask = np.flatnonzero(~keep & (hits >= min_votes))
             if ask.size:
                 where = ask if rows is None else np.asarray(rows)[ask]
@@ -250,12 +243,20 @@ class BranchesCascade(DecisionBranchesEnsemble):
         """bool mask: the rows (with vote counts ``members_hit``) whose forest value
         :meth:`accept` needs: the candidates, and with ``vote_min_forest`` every
         row the vote passes."""
+        return self._row_roles(members_hit)[2]
+
+    def _row_roles(self, members_hit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """bool masks ``(candidate, voted, forest_reads)`` over the rows."""
         cand, _, _, _, vote_accepts = self._cascade_params()
         hits = np.asarray(members_hit)
-        reads = hits >= min(cand, self.n_members_)
-        if vote_accepts and self._gate_votes():
-            reads |= hits / self.n_members_ > self._vote_threshold()
-        return reads
+        candidate = hits >= min(cand, self.n_members_)
+        voted = (
+            hits / self.n_members_ > self._vote_threshold()
+            if vote_accepts
+            else np.zeros(hits.shape[0], dtype=bool)
+        )
+        reads = candidate | voted if self._gate_votes() else candidate
+        return candidate, voted, reads
 
     def _gate_votes(self) -> bool:
         if not isinstance(self.vote_min_forest, (bool, np.bool_)):

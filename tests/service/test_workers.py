@@ -61,7 +61,8 @@ def _dead(pid: int) -> bool:
 
     def dead():
         try:
-            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, pid, flags) is not None
         except ChildProcessError:
             return True  # already reaped by the pool
 
