@@ -173,9 +173,9 @@ class SdkBackend:
 
         entry = self._entry(req["dataset"])
         key = req["index_key"]
-        self._index(entry, key)
+        index = self._index(entry, key)
         if req["sample_ids"] is not None:
-            self._check_ids(entry, key, req["sample_ids"], "sample_ids")
+            self._check_ids(index, req["sample_ids"], "sample_ids")
         start = time.perf_counter()
         with _sdk_errors():
             if self._workers is not None:
@@ -206,15 +206,14 @@ class SdkBackend:
         entry = self._entry(req["dataset"])
         with _sdk_errors():
             request = RefineRequest.from_json(req)
-        self._index(entry, request.index_key)
+        index = self._index(entry, request.index_key)
         for what in ("positives", "negatives"):
             if getattr(request, what):
-                self._check_ids(entry, request.index_key, getattr(request, what), what)
+                self._check_ids(index, getattr(request, what), what)
         if self._workers is not None:
             with _sdk_errors():
                 task = refine_task(entry.name, entry.dataset_id, req, self._served())
-                ids, scores, stats = self._workers.execute(task)
-            return _ranking_of_ids(ids, scores, stats)
+                return _worker_ranking(self._workers.execute(task))
         with _sdk_errors():
             result = sdk.refine_ranking(entry.dataset, request)
         rows = result.rows
@@ -396,18 +395,20 @@ class SdkBackend:
                 unpin_bundle(ix.index_dir)
 
     @staticmethod
-    def _check_ids(entry: _Dataset, key: str, ids: list[str], what: str) -> None:
-        from fiftyone_clipbranches import sdk
+    def _check_ids(index: _Index, ids: list[str], what: str) -> None:
+        """Raise 422 unless every id of ``ids`` is a sample of the served
+        ``index`` (read from the directory this process holds open)."""
+        from fiftyone_clipbranches.sdk.bundle import load_bundle
 
         with _sdk_errors():
-            _, bundle = sdk.load_index(entry.dataset, key)
+            bundle = load_bundle(index.index_dir)
         _, found = bundle.rowmap.rows_of(ids)
         if not found.all():
             missing = [i for i, hit in zip(ids, found) if not hit]
             raise unprocessable(
                 "unknown_sample_ids",
-                f"{len(missing)} of {what} are not samples of index {key!r} (unknown "
-                "ids, or samples added after the build)",
+                f"{len(missing)} of {what} are not samples of index {index.key!r} "
+                "(unknown ids, or samples added after the build)",
                 {"field": what, "ids": missing[:100]},
             )
 
@@ -470,6 +471,21 @@ def _describe(sdk, ds, key: str) -> dict:
         "bytes_per_point": float(index.bytes_per_point),
         "manifest": manifest,
     }
+
+
+def _worker_ranking(answer: tuple) -> Ranking:
+    """The ranking of a compute worker's refinement answer
+    (``compute_worker.SdkWorker``): index rows mapped to ids through the index
+    directory they come from (held open here while served; index directories never
+    change once written), or the ids themselves."""
+    if answer[0] == "ids":
+        return _ranking_of_ids(*answer[1:])
+    from fiftyone_clipbranches.sdk.bundle import load_bundle
+
+    _, path, rows, scores, stats = answer
+    bundle = load_bundle(path)  # opened again only if unserved since the task left
+    rows.setflags(write=False)
+    return Ranking(rows, scores, bundle.rowmap.ids_of, stats)
 
 
 def _ranking(ids, scores, stats: dict) -> Ranking:

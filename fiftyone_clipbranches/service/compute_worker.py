@@ -11,7 +11,9 @@ Each task is then answered by the same sdk calls as in-process serving:
 
 Tasks are tuples ``(kind, dataset name, dataset id, body, served index dirs)``
 (:func:`refine_task`, :func:`search_task`); answers are plain arrays and dicts,
-cheap to send back. The worker keeps open (pinned) the indexes the service serves
+cheap to send back: a refinement over an index the service serves answers index
+rows (the service holds the same immutable index directory open and turns only the
+rows it pages into ids), any other one the ids themselves. The worker keeps open (pinned) the indexes the service serves
 and lets go of those it no longer does (updated, deleted), as the service does.
 """
 
@@ -54,6 +56,16 @@ def _index_dir(ds, key: str) -> str | None:
         return str(runs.get_index_config(ds, key).index_dir)
     except Exception:  # unknown key: the caller reloads the dataset
         return None
+
+
+def _served_path(path, served: frozenset) -> str | None:
+    """The entry of ``served`` naming directory ``path``, or None."""
+    from pathlib import Path
+
+    if str(path) in served:
+        return str(path)
+    target = Path(path).resolve()
+    return next((p for p in served if Path(p).resolve() == target), None)
 
 
 class SdkWorker:
@@ -99,7 +111,7 @@ class SdkWorker:
         key = body["index_key"]
         ds = self._dataset(name, dataset_id, key, served)
         if kind == "refine":
-            answer = self._refine(ds, body)
+            answer = self._refine(ds, body, served)
         elif kind == "search":
             answer = self._search(ds, body)
         else:
@@ -150,14 +162,20 @@ class SdkWorker:
             logger.warning("worker: index %r of %r not opened: %s", key, ds.name, e)
 
     @staticmethod
-    def _refine(ds, body: dict) -> tuple[np.ndarray, np.ndarray, dict]:
-        """``(ids S24 (R,), scores float64 (R,), stats)`` of ``sdk.refine_ranking``."""
+    def _refine(ds, body: dict, served: frozenset) -> tuple:
+        """``sdk.refine_ranking``'s answer: ``("rows", index dir, rows int64 (R,),
+        scores float64 (R,), stats)`` when the service serves the index directory
+        it used, else ``("ids", ids S24 (R,), scores, stats)``."""
         from fiftyone_clipbranches import sdk
         from fiftyone_clipbranches.sdk.request import RefineRequest
 
         result = sdk.refine_ranking(ds, RefineRequest.from_json(body))
-        ids = result.bundle.rowmap.ids[result.rows]
-        return ids, np.asarray(result.scores, np.float64), result.stats
+        scores = np.asarray(result.scores, np.float64)
+        path = _served_path(result.bundle.path, served)
+        if path is not None:
+            rows = np.asarray(result.rows, np.int64)
+            return "rows", path, rows, scores, result.stats
+        return "ids", result.bundle.rowmap.ids[result.rows], scores, result.stats
 
     @staticmethod
     def _search(ds, body: dict) -> tuple[list[str], np.ndarray]:

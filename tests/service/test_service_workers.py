@@ -86,3 +86,33 @@ def test_workers_answer_like_the_sdk_are_replaced_and_leave_nothing(make_user_in
     assert _until(lambda: not any(psutil.pid_exists(p) for p in family), 30), [
         p for p in family if psutil.pid_exists(p)
     ]
+
+
+def test_worker_answers_rows_of_a_served_index_ids_of_any_other(make_user_index):
+    import numba
+
+    from fiftyone_clipbranches.sdk.request import RefineRequest
+    from fiftyone_clipbranches.service.backend import _worker_ranking
+    from fiftyone_clipbranches.service.compute_worker import SdkWorker, refine_task
+
+    ds = make_user_index(n_per_class=4, name="svc-worker-rows")
+    ids = ds.values("id")
+    body = RefineRequest.build(
+        None, positives=ids[:3], negatives=ids[-2:], index_key="clip"
+    ).to_json()
+    expected = sdk.refine(
+        ds, positives=ids[:3], negatives=ids[-2:], index_key="clip", score_field=None
+    )
+    index_dir = str(sdk.index_info(ds, "clip", check=False).index_dir)
+    worker = SdkWorker([ds.name], threads=numba.get_num_threads())
+    dataset_id = str(ds._doc.id)
+
+    served = worker(refine_task(ds.name, dataset_id, body, {index_dir}))
+    assert served[0] == "rows" and served[1] == index_dir
+    other = worker(refine_task(ds.name, dataset_id, body, set()))
+    assert other[0] == "ids"
+    for answer in (served, other):
+        ranking = _worker_ranking(answer)
+        page = ranking.page(0, len(ranking))
+        assert [i["id"] for i in page] == expected.ids
+        assert [i["score"] for i in page] == expected.scores.tolist()
