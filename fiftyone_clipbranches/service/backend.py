@@ -52,6 +52,7 @@ class _Dataset:
     indexes: dict[str, _Index] = field(default_factory=dict)
     gone: bool = False
     checked_at: float = 0.0
+    state: tuple | None = None
     refresh_lock: threading.Lock = field(default_factory=threading.Lock)
     save_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,8 +128,9 @@ class SdkBackend:
                 )
             loaded = {}
             for name in names:
+                state = _database_state(name)  # before the load: never newer
                 ds = fo.load_dataset(name)
-                entry = _Dataset(name, ds, str(ds._doc.id))
+                entry = _Dataset(name, ds, str(ds._doc.id), state=state)
                 self._sync_indexes(entry, sdk)
                 entry.checked_at = time.monotonic()
                 loaded[name] = entry
@@ -311,7 +313,10 @@ class SdkBackend:
         with entry.refresh_lock:
             if not force and time.monotonic() - entry.checked_at < self.recheck_s:
                 return  # another request refreshed it while this one waited
-            self._sync(entry)
+            state = _database_state(entry.name)
+            if force or entry.gone or state is None or state != entry.state:
+                self._sync(entry)
+                entry.state = state
             entry.checked_at = time.monotonic()
 
     def _sync(self, entry: _Dataset) -> None:
@@ -423,6 +428,26 @@ class SdkBackend:
                 {"key": ix.key, "error": ix.error} for ix in broken
             ],
         }
+
+
+def _database_state(name: str) -> tuple | None:
+    """What of dataset ``name`` the service depends on, as two indexed reads: its id
+    and its runs (key, document id, config: an index's directory is in its
+    config). None when no dataset has that name. Equal states mean nothing to
+    reload (a full reload costs tens of ms and writes the dataset document)."""
+    import fiftyone.core.odm as foo
+
+    db = foo.get_db_conn()
+    doc = db.datasets.find_one({"name": name}, {"_id": 1, "runs": 1})
+    if doc is None:
+        return None
+    by_key = doc.get("runs") or {}
+    configs = {
+        run["_id"]: run.get("config")
+        for run in db.runs.find({"_id": {"$in": list(by_key.values())}}, {"config": 1})
+    }
+    runs = sorted((k, str(v), repr(configs.get(v))) for k, v in by_key.items())
+    return doc["_id"], tuple(runs)
 
 
 def _unavailable(name: str, key: str, index_dir: str, error: Exception) -> _Index:
