@@ -235,6 +235,7 @@ def engine_refiner(dataset: str):
             n_random_negatives=500,
             seed=0,
             neighbours_per_positive=_neighbours(body),
+            neighbour_pool=index.neighbour_pool(),
         )
         model = make_model("branches", random_state=0)
         fit_model(model, train.X, train.y, train.sample_weight, index.subsets)

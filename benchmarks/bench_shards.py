@@ -71,6 +71,7 @@ def refine_round(index, model_name, pos, seed):
         seed=seed,
         neighbours_per_positive="auto",
         max_random_fraction=0.9,
+        neighbour_pool=index.neighbour_pool(),
     )
     model = make_model(model_name, random_state=seed)
     fit_model(

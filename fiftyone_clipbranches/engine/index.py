@@ -21,6 +21,7 @@ from .kdtree_query import (
     merge_sorted_pairs,
     pair_keys,
 )
+from .neighbours import NeighbourPool
 from .scan import box_bounds, check_boxes, knn_scan, member_order
 from .subsets import FeatureSubsets, make_subsets
 
@@ -290,6 +291,14 @@ class CodeIndex:
             ``(ids int64, sq_dists int64)`` of length ``min(k, N)``.
         """
         return knn_scan(self.codes, query, k)
+
+    def neighbour_pool(self) -> NeighbourPool:
+        """The rows neighbour searches scan, with their codes: read at the first
+        call, then kept (a few MiB; :class:`~.neighbours.NeighbourPool`)."""
+        pool = self.__dict__.get("_neighbour_pool")
+        if pool is None:
+            pool = self._neighbour_pool = NeighbourPool.of(self.codes)
+        return pool
 
     # ------------------------------------------------------------- persistence
     @staticmethod

@@ -7,6 +7,8 @@ mostly of the same class, so they let the boxes reach it (docs/quality.md,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .codes import as_codes
@@ -39,6 +41,43 @@ def auto_neighbours_per_positive(n_positives: int) -> int:
     return int(round(NEIGHBOUR_BUDGET / n_positives))
 
 
+@dataclass(frozen=True, eq=False)
+class NeighbourPool:
+    """The rows a neighbour search scans (:func:`neighbour_search_rows`) and their
+    codes, read once per index (``CodeIndex.neighbour_pool``): at most
+    ``NEIGHBOUR_SEARCH_ROWS`` rows, 8 MiB of 32-byte codes, which a search would
+    otherwise gather from the catalogue (or from every shard) each time.
+
+    Attributes:
+        rows: int64 ``(m,)`` ascending, or None: every row of the catalogue.
+        codes: uint8 ``(m, D)``, the codes of ``rows`` (of every row when None).
+    """
+
+    rows: np.ndarray | None
+    codes: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        codes,
+        search_rows: int = NEIGHBOUR_SEARCH_ROWS,
+        search_block: int = NEIGHBOUR_BLOCK,
+    ) -> NeighbourPool:
+        """The pool of ``codes`` (uint8 ``(N, D)`` or a sharded index's codes)."""
+        rows = neighbour_search_rows(codes.shape[0], search_rows, search_block)
+        if rows is None:
+            return cls(None, codes if isinstance(codes, np.ndarray) else codes[:])
+        return cls(rows, np.asarray(codes[rows]))
+
+    def codes_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(found bool (n,), codes uint8 (found.sum(), D))`` of ``rows`` (int64)."""
+        if self.rows is None:
+            return np.ones(rows.shape[0], bool), np.asarray(self.codes[rows])
+        at = np.minimum(np.searchsorted(self.rows, rows), self.rows.shape[0] - 1)
+        found = self.rows[at] == rows
+        return found, np.asarray(self.codes[at[found]])
+
+
 def neighbour_rows(
     codes,
     positives,
@@ -47,6 +86,8 @@ def neighbour_rows(
     *,
     search_rows: int = NEIGHBOUR_SEARCH_ROWS,
     search_block: int = NEIGHBOUR_BLOCK,
+    pool: NeighbourPool | None = None,
+    positive_codes=None,
 ) -> np.ndarray:
     """Sorted rows among the ``k`` nearest code neighbours (all dims, exact) of each of
     ``positives``, leaving out ``positives`` and ``exclude``.
@@ -54,30 +95,29 @@ def neighbour_rows(
     With two or more positives, a neighbour must also lie no farther from its positive
     than the positives typically lie from each other (the median over positives of
     the distance to the nearest other positive): a compact class then takes few
-    neighbours, a spread one many. One exact scan per positive (``knn_scan``); above
-    ``search_rows`` rows the scan covers :func:`neighbour_search_rows` (blocks of
-    ``search_block`` rows) only, so the cost stays under about 1.5 ms per positive
-    (docs/benchmarks.md). ``codes`` may be a sharded index's ``ShardedCodes``
-    (``engine/shards.py``), whose shards answer the scans.
+    neighbours, a spread one many. One exact scan per positive (``knn_scan``) of the
+    :class:`NeighbourPool` (``pool``, else made here from ``search_rows`` and
+    ``search_block``): every row up to ``search_rows`` rows, above it blocks of
+    ``search_block`` rows only, so the cost stays under about 1.5 ms per positive
+    (docs/benchmarks.md). Ties go to the lower row. ``codes`` may be a sharded
+    index's ``ShardedCodes`` (``engine/shards.py``); ``positive_codes`` (uint8,
+    one row per sorted distinct positive) saves reading them again.
     """
-    sharded = hasattr(codes, "knn_many")  # engine.shards.ShardedCodes
+    sharded = hasattr(codes, "neighbour_pool")  # engine.shards.ShardedCodes
     codes = codes if sharded else as_codes(codes)
     pos = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1))
     if k <= 0 or pos.size == 0:
         return np.zeros(0, dtype=np.int64)
-    pos_codes = np.asarray(codes[pos])
+    pos_codes = np.asarray(codes[pos] if positive_codes is None else positive_codes)
     radius = np.inf
     if pos.size >= 2:
         radius = float(np.median(_nearest_other_sq(pos_codes))) * NEIGHBOUR_RADIUS**2
-    searched = neighbour_search_rows(codes.shape[0], search_rows, search_block)
-    if sharded:  # every shard answers its part of each k-NN, merged exactly
-        answers = codes.knn_many(pos_codes, k + 1, within=searched)
-    else:
-        pool = codes if searched is None else codes[searched]
-        answers = []
-        for q in pos_codes:
-            ids, dists = knn_scan(pool, q, k + 1)
-            answers.append((ids if searched is None else searched[ids], dists))
+    if pool is None:
+        pool = NeighbourPool.of(codes, search_rows, search_block)
+    answers = []
+    for q in pos_codes:
+        ids, dists = knn_scan(pool.codes, q, k + 1)
+        answers.append((ids if pool.rows is None else pool.rows[ids], dists))
     found = []
     for p, (ids, dists) in zip(pos, answers):
         other = ids != p

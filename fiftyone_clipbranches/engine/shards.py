@@ -21,8 +21,9 @@ Why the merges are exact:
   shard is the shard's order), so the shards' answers hold every candidate; the
   model's own ``search`` over the candidates' codes (in global row order) gives
   the global answer.
-- k-NN (``knn``, the neighbour positives of a training set): the same argument
-  with (distance, row) order.
+- k-NN (``knn``): the same argument with (distance, row) order. The neighbour
+  positives of a training set are searched in the driver, in the index's
+  ``neighbour_pool`` (gathered once).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 from .boxes import Boxes
 from .errors import IndexFormatError
 from .model import RefinementModel
+from .neighbours import NeighbourPool
 from .scan import SEARCH_CHUNK_ROWS, as_query, knn_scan
 from .search import Ranking
 from .shard_format import (
@@ -101,20 +103,16 @@ class ShardWorker:
         ids, hits = self.index.query_boxes(boxes)
         return ids + self.start, hits
 
-    def knn_many(self, queries: np.ndarray, k: int, within=None):
-        """Per query ``(global ids, sq_dists)``: its k nearest rows of the shard, or
-        of the shard rows ``within`` (int64 local rows, ascending), by (distance,
-        row)."""
+    def knn_many(self, queries: np.ndarray, k: int):
+        """Per query ``(global ids, sq_dists)``: its k nearest rows of the shard, by
+        (distance, row)."""
         codes = self.index.codes
-        pool = codes if within is None else np.asarray(codes[within])
         out = []
         for q in np.asarray(queries, np.uint8):
-            if pool.shape[0] == 0:
+            if codes.shape[0] == 0:
                 out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
                 continue
-            ids, dists = knn_scan(pool, q, min(int(k), pool.shape[0]))
-            if within is not None:
-                ids = within[ids]
+            ids, dists = knn_scan(codes, q, min(int(k), codes.shape[0]))
             out.append((ids + self.start, dists))
         return out
 
@@ -201,8 +199,8 @@ def merge_knn(parts, k: int) -> tuple[np.ndarray, np.ndarray]:
 class ShardedCodes:
     """The codes of a sharded index seen as one ``(N, D)`` uint8 array: row gathers
     (``codes[rows]``, ``codes[a:b]``), ``np.asarray(codes)`` (every row, in this
-    process) and exact k-NN within some rows (:meth:`knn_many`), which
-    ``engine.training_set`` uses for the neighbour positives."""
+    process) and the index's neighbour pool, which ``engine.training_set`` uses for
+    the neighbour positives."""
 
     dtype = np.dtype(np.uint8)
     ndim = 2
@@ -245,10 +243,9 @@ class ShardedCodes:
         out = self._range(0, self.shape[0])
         return out if dtype is None else out.astype(dtype)
 
-    def knn_many(self, queries, k: int, within=None):
-        """Per query ``(ids, sq_dists)``: exact k-NN by (distance, row) among all
-        rows, or among ``within`` (int64 global rows, ascending)."""
-        return self._index.knn_many(queries, k, within)
+    def neighbour_pool(self) -> NeighbourPool:
+        """The index's :meth:`ShardedIndex.neighbour_pool`."""
+        return self._index.neighbour_pool()
 
 
 class ShardedIndex:
@@ -342,19 +339,20 @@ class ShardedIndex:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
         return self.knn_many(q[None], int(k))[0]
 
-    def knn_many(self, queries, k: int, within=None):
+    def neighbour_pool(self) -> NeighbourPool:
+        """The rows neighbour searches scan, with their codes: gathered from the
+        shards at the first call, then kept here, so a training set's neighbour
+        search costs no round trip (``engine.neighbours.NeighbourPool``)."""
+        pool = self.__dict__.get("_neighbour_pool")
+        if pool is None:
+            pool = self._neighbour_pool = NeighbourPool.of(self.codes)
+        return pool
+
+    def knn_many(self, queries, k: int):
         """Per query ``(ids int64, sq_dists int64)``: the exact ``k`` nearest rows by
-        (distance, row), among ``within`` (int64 global rows, ascending) if given."""
+        (distance, row)."""
         queries = np.asarray(queries, np.uint8).reshape(-1, self.n_dims)
-        per = None
-        if within is not None:
-            within = np.asarray(within, np.int64)
-            cut = np.searchsorted(within, self.offsets)
-            per = [
-                (within[cut[i] : cut[i + 1]] - self.offsets[i],)
-                for i in range(self.n_shards)
-            ]
-        parts = self.executor.map("knn_many", shared=(queries, int(k)), per_shard=per)
+        parts = self.executor.map("knn_many", shared=(queries, int(k)))
         return [
             merge_knn([shard[q] for shard in parts], int(k))
             for q in range(queries.shape[0])

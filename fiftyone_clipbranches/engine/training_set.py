@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .codes import as_codes
-from .neighbours import auto_neighbours_per_positive, neighbour_rows
+from .neighbours import NeighbourPool, auto_neighbours_per_positive, neighbour_rows
 from .validation import check_positive_number
 
 
@@ -89,6 +89,7 @@ def make_training_set(
     neighbours_per_positive: int | str = 0,
     neighbour_weight: float = 1.0,
     max_random_fraction: float = 1.0,
+    neighbour_pool: NeighbourPool | None = None,
 ) -> TrainingSet:
     """Assemble a training set from labelled catalogue rows.
 
@@ -118,6 +119,14 @@ def make_training_set(
         max_random_fraction: float in (0, 1], at most this fraction of the rows left
             unlabelled (after neighbours) is drawn: on a small catalogue drawing
             them all would make every unmarked match a negative.
+        neighbour_pool: the rows the neighbour search scans, with their codes
+            (``index.neighbour_pool()``, kept by the index); default: read from
+            ``codes`` for this call (a sharded index's codes bring their own).
+
+    The codes are read in one gather (labelled rows and the random draw made
+    before the neighbours are known, which is the final draw unless it hits a
+    neighbour) plus the neighbour pool: one round trip to the shards of a
+    sharded index in the usual case.
 
     Returns:
         TrainingSet, rows sorted by catalogue id.
@@ -128,7 +137,7 @@ def make_training_set(
             ``n_random_negatives``, a non-positive ``random_negative_weight``.
         TypeError: non-integer ids or parameters of the wrong type.
     """
-    if not hasattr(codes, "knn_many"):  # else a sharded index's ShardedCodes
+    if not hasattr(codes, "neighbour_pool"):  # else a sharded index's ShardedCodes
         codes = as_codes(codes)
     n_rows = codes.shape[0]
     pos = _as_ids(positives, "positives", n_rows)
@@ -166,16 +175,29 @@ def make_training_set(
             f"{neighbours_per_positive!r}"
         )
 
-    near = neighbour_rows(codes, pos, n_neighbours, exclude=neg)
-    labelled = np.concatenate([pos, neg, near])
     if not 0 < max_random_fraction <= 1:
         raise ValueError(
             f"max_random_fraction must be in (0, 1], got {max_random_fraction}"
         )
-    n_draw = min(
-        int(n_random_negatives), int((n_rows - labelled.size) * max_random_fraction)
+
+    def draw(labelled: np.ndarray) -> np.ndarray:
+        free = n_rows - labelled.size
+        n_draw = min(int(n_random_negatives), int(free * max_random_fraction))
+        return _draw_unlabelled(n_rows, labelled, n_draw, seed)
+
+    guess = draw(np.concatenate([pos, neg]))
+    known = _KnownCodes(codes, np.concatenate([pos, neg, guess]))
+    if neighbour_pool is None and n_neighbours > 0 and hasattr(codes, "neighbour_pool"):
+        neighbour_pool = codes.neighbour_pool()
+    near = neighbour_rows(
+        codes,
+        pos,
+        n_neighbours,
+        exclude=neg,
+        pool=neighbour_pool,
+        positive_codes=known.of(pos),
     )
-    rand = _draw_unlabelled(n_rows, labelled, n_draw, seed)
+    rand = draw(np.concatenate([pos, neg, near])) if near.size else guess
 
     rows = np.concatenate([pos, near, neg, rand])
     y = np.concatenate(
@@ -195,13 +217,39 @@ def make_training_set(
     order = np.argsort(rows, kind="stable")
     rows = rows[order]
     return TrainingSet(
-        X=np.ascontiguousarray(codes[rows]),
+        X=known.of(rows, neighbour_pool),
         y=y[order],
         sample_weight=weight[order].astype(np.float64),
         rows=rows.astype(np.int64),
         neighbour_rows=near,
         random_rows=rand,
     )
+
+
+class _KnownCodes:
+    """Codes of some rows read in one gather; others looked up in a neighbour pool
+    or, failing that, read."""
+
+    def __init__(self, codes, rows: np.ndarray):
+        self.codes = codes
+        self.rows = np.unique(rows)
+        self.values = np.asarray(codes[self.rows])
+
+    def of(self, rows: np.ndarray, pool: NeighbourPool | None = None) -> np.ndarray:
+        """uint8 ``(len(rows), D)``, C-contiguous: the codes of ``rows`` (int64)."""
+        out = np.empty((rows.shape[0], self.codes.shape[1]), np.uint8)
+        at = np.searchsorted(self.rows, rows)
+        have = at < self.rows.shape[0]
+        have[have] = self.rows[at[have]] == rows[have]
+        out[have] = self.values[at[have]]
+        rest = np.flatnonzero(~have)
+        if rest.size and pool is not None:
+            found, values = pool.codes_of(rows[rest])
+            out[rest[found]] = values
+            rest = rest[~found]
+        if rest.size:
+            out[rest] = np.asarray(self.codes[rows[rest]])
+        return out
 
 
 def _draw_unlabelled(n_rows: int, labelled: np.ndarray, k: int, seed) -> np.ndarray:

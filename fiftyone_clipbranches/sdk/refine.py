@@ -143,6 +143,7 @@ def refine_ranking(
         negative_weight=float(req.negative_weight),
         seed=req.seed,
         neighbours_per_positive=req.n_neighbours_per_positive,
+        neighbour_pool=index.neighbour_pool(),
     )
     fit_model(
         clf,

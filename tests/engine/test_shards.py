@@ -158,3 +158,26 @@ def test_a_damaged_shard_is_named(tmp_path, damage):
     with pytest.raises(IndexFormatError, match=match) as err:
         open_index(path)
     assert not isinstance(err.value, IndexAccessError)  # damage, not permissions
+
+
+def test_a_training_set_reads_the_shards_once(data, tmp_path):
+    """After the index's neighbour pool is gathered, the codes of a training set
+    (labelled rows, random negatives, neighbour positives) cost one round trip."""
+    codes, label, one = data
+    index = sharded(codes, tmp_path / "ix", [1, 1700, 299, 1000])
+    calls = []
+    real_map = index.executor.map
+
+    def counting_map(method, *args, **kwargs):
+        calls.append(method)
+        return real_map(method, *args, **kwargs)
+
+    index.executor.map = counting_map
+    index.neighbour_pool()
+    calls.clear()
+    want, _ = refine_once(one, "branches", codes, label)
+    got, _ = refine_once(index, "branches", codes, label)
+    assert calls.count("rows") + calls.count("row_range") == 1
+    assert "knn_many" not in calls
+    np.testing.assert_array_equal(got.rows, want.rows)
+    np.testing.assert_array_equal(got.X, want.X)

@@ -160,3 +160,42 @@ def test_max_random_fraction_caps_the_draw_after_neighbours(codes):
     assert ts.n_negatives == 1 + int(0.5 * left)
     with pytest.raises(ValueError, match="max_random_fraction"):
         make_training_set(codes, [1], max_random_fraction=0)
+
+
+def _reference(codes, pos, neg, n_random, k, seed, fraction=1.0):
+    """The training set's rows by their definition, one step after another."""
+    from fiftyone_clipbranches.engine.training_set import _draw_unlabelled
+
+    pos, neg = np.unique(pos), np.unique(neg)
+    near = neighbour_rows(codes, pos, k, exclude=neg)
+    labelled = np.concatenate([pos, neg, near])
+    n_draw = min(n_random, int((len(codes) - labelled.size) * fraction))
+    rand = _draw_unlabelled(len(codes), labelled, n_draw, seed)
+    return near, rand
+
+
+@pytest.mark.parametrize("n_random", [0, 40, 700])
+def test_one_gather_gives_the_training_set_its_definition_gives(codes, n_random):
+    # 700 of 1000 rows: the draw made before the neighbours are known often takes
+    # one of them, and the set must come from the draw made after
+    from fiftyone_clipbranches.engine.neighbours import NeighbourPool
+
+    pos, neg = np.array([3, 10, 500, 501]), np.array([7, 8])
+    for seed in range(6):
+        near, rand = _reference(codes, pos, neg, n_random, 6, seed, 0.9)
+        for pool in (None, NeighbourPool.of(codes), NeighbourPool.of(codes, 256, 64)):
+            ts = make_training_set(
+                codes, pos, neg, n_random, seed=seed, neighbours_per_positive=6,
+                max_random_fraction=0.9, neighbour_pool=pool,
+            )  # fmt: skip
+            if pool is not None and pool.rows is not None:  # a smaller search
+                near_small = neighbour_rows(
+                    codes, pos, 6, exclude=neg, search_rows=256, search_block=64
+                )
+                np.testing.assert_array_equal(ts.neighbour_rows, near_small)
+                np.testing.assert_array_equal(ts.X, codes[ts.rows])
+                continue
+            np.testing.assert_array_equal(ts.neighbour_rows, near)
+            np.testing.assert_array_equal(ts.random_rows, rand)
+            np.testing.assert_array_equal(ts.X, codes[ts.rows])
+            assert ts.X.flags.c_contiguous
