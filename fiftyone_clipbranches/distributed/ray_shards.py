@@ -82,11 +82,18 @@ def connect(address: str | None = None, **init_kwargs) -> None:
 class _ShardActor:
     """The body of one shard actor (decorated by ``ray.remote`` at first use)."""
 
-    def __init__(self, spec: ShardSpec, n_shards: int, subsets: dict, verify: str):
+    def __init__(
+        self, spec: ShardSpec, n_shards: int, subsets: dict, verify: str, threads: int
+    ):
         subsets = FeatureSubsets.from_dict(subsets)
         self.worker = ShardWorker(spec, n_shards, subsets, verify)
+        self.threads = threads
 
     def call(self, method: str, *args):
+        import numba
+
+        # per call: numba's thread count belongs to the calling thread
+        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         return getattr(self.worker, method)(*args)
 
 
@@ -100,6 +107,10 @@ class RayShards(ShardExecutor):
         address: the cluster to connect to when not connected yet.
         num_cpus: CPUs each actor reserves.
         max_restarts, max_task_retries: Ray's actor fault tolerance (-1: always).
+        threads: threads of each actor's parallel kernels (numba); default: the
+            cluster's CPUs shared out among the shards, at least 1. The actors are
+            the parallelism: more threads than cores make each parallel launch
+            wait for its threads (measured in docs/scale.md).
 
     Raises:
         IndexFormatError: a shard cannot be opened (the message names it).
@@ -115,17 +126,25 @@ class RayShards(ShardExecutor):
         num_cpus: float = ACTOR_NUM_CPUS,
         max_restarts: int = -1,
         max_task_retries: int = -1,
+        threads: int | None = None,
     ):
         ray = _ray()
         connect(address)
+        if threads is None:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            threads = max(1, cpus // max(1, len(specs)))
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an int >= 1, got {threads!r}")
         actor = ray.remote(_ShardActor).options(
             num_cpus=num_cpus,
             max_restarts=max_restarts,
             max_task_retries=max_task_retries,
         )
         self.specs = list(specs)
+        self.threads = threads
         self.actors = [
-            actor.remote(s, len(specs), subsets.to_dict(), verify) for s in specs
+            actor.remote(s, len(specs), subsets.to_dict(), verify, threads)
+            for s in specs
         ]
         starts = [s.start for s in specs]
         self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)

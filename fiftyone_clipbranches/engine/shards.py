@@ -79,6 +79,12 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def threads(self) -> int:
+        """Threads of this process's parallel kernels (numba), as set for the call."""
+        import numba
+
+        return int(numba.get_num_threads())
+
     def memory(self) -> dict:
         """This process's resident memory in bytes (``rss``; Linux ``/proc``)."""
         rss = 0

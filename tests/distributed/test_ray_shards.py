@@ -120,3 +120,29 @@ def test_a_damaged_shard_is_named_and_the_others_keep_serving(
     finally:
         good.close()
         other.close()
+
+
+def test_actor_threads_share_out_the_cores(ray_cluster, data, tmp_path):
+    import ray
+
+    codes = data[0]
+    build_sharded_index(codes, tmp_path / "ix", 3, make_subsets(32), LEAF_SIZE)
+    cpus = int(ray.cluster_resources()["CPU"])
+    import numba
+
+    most = numba.config.NUMBA_NUM_THREADS
+    for threads, want in (
+        (None, min(most, max(1, cpus // 3))),
+        (1, 1),
+        (2, min(2, most)),
+    ):
+        factory = ray_shards.ray_executor_factory(threads=threads)
+        index = open_index(tmp_path / "ix", executor_factory=factory)
+        try:
+            assert index.executor.map("threads") == [want] * 3
+        finally:
+            index.close()
+    with pytest.raises(ValueError, match="threads"):
+        open_index(
+            tmp_path / "ix", executor_factory=ray_shards.ray_executor_factory(threads=0)
+        )
