@@ -278,7 +278,9 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
             " the index-aware models, whose tree queries grow slower than N)"
         )
         + "; training = the measured p50 (random negatives and the neighbour"
-        " search do not grow with N) plus its 3 fan-outs' extra cost; fan-out ="
+        " search do not grow with N) plus the extra cost of its one fan-out (the"
+        " training rows' codes; the neighbour pool is gathered once per index);"
+        " fan-out ="
         f" the extra cost of calling {actors} actors instead of {s_max}, from the"
         f" measured fan-outs fitted linearly in the actor count ({icpt:.2f} +"
         f" {slope:.2f} ms/actor), + 0.2 ms LAN round trip (assumed); merge ="
@@ -295,7 +297,7 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
         results_1b = e["results"] * total / n
         merge_per_row = e.get("merge_ms", 0.0) / max(e["results"], 1)
         terms = {
-            "train": e["train_ms_p50"] + 3 * fanout_ms,  # gathers and k-NN fan out
+            "train": e["train_ms_p50"] + fanout_ms,  # the training rows' gather
             "apply": e["apply_ms_p50"] * scale,
             "fan-out": fanout_ms,
             "merge": merge_per_row * results_1b,
