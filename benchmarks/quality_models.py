@@ -161,6 +161,19 @@ def random_negatives_for(cfg: dict, n_positives: int) -> int:
     )
 
 
+def _registry_negatives(spec) -> dict:
+    """The ``training`` entries that draw ``spec.random_negatives_for(P)``
+    random negatives, as ``refine`` does."""
+    if not spec.random_negatives_per_positive:
+        return {"n_random_negatives": spec.random_negatives}
+    return {
+        "n_random_negatives": "auto",
+        "negatives_per_positive": spec.random_negatives_per_positive,
+        "min_random_negatives": spec.random_negatives,
+        "max_random_negatives": np.iinfo(np.int64).max,
+    }
+
+
 @dataclass
 class ModelContext:
     """Everything a worker needs to train models on one catalogue.
@@ -227,7 +240,7 @@ class ModelContext:
                 k: v for k, v in self.params["training"].items() if base.get(k) != v
             }
             own = {
-                "n_random_negatives": spec.random_negatives,
+                **_registry_negatives(spec),
                 "neighbours_per_positive": spec.neighbours_per_positive,
                 **overridden,
                 **given,

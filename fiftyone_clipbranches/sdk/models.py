@@ -52,7 +52,13 @@ class ModelSpec:
         factory: ``"module:Class"`` of the engine class (a
             :class:`~fiftyone_clipbranches.engine.model.RefinementModel`), imported
             when a model is made.
-        random_negatives: random negatives drawn when the caller does not say.
+        random_negatives: random negatives drawn when the caller does not say, or
+            the least of them with ``random_negatives_per_positive``.
+        random_negatives_per_positive: when > 0, at least this many random
+            negatives per labelled positive (:meth:`random_negatives_for`): with many
+            positives the training set keeps the class rare, as it is in the
+            catalogue (docs/quality.md, "Random negatives that grow with the
+            positives").
         neighbours_per_positive: code neighbours added per positive when the caller
             does not say (an int, or ``"auto"``).
         seeded: whether the class takes ``random_state``.
@@ -66,6 +72,7 @@ class ModelSpec:
     purpose: str
     factory: str
     random_negatives: int
+    random_negatives_per_positive: int = 0
     neighbours_per_positive: int | str = "auto"
     seeded: bool = True
     needs_query: bool = False
@@ -76,6 +83,20 @@ class ModelSpec:
         """The engine class (imported on first use)."""
         module, _, name = self.factory.partition(":")
         return getattr(importlib.import_module(module), name)
+
+    def random_negatives_for(self, n_positives: int) -> int:
+        """Random negatives drawn by default for ``n_positives`` labelled positives."""
+        return max(
+            self.random_negatives, self.random_negatives_per_positive * n_positives
+        )
+
+    @property
+    def random_negatives_rule(self) -> str:
+        """:meth:`random_negatives_for` in words."""
+        if not self.random_negatives_per_positive:
+            return str(self.random_negatives)
+        per = self.random_negatives_per_positive
+        return f"max({self.random_negatives}, {per} x positives)"
 
     @property
     def index_aware(self) -> bool:
@@ -103,6 +124,7 @@ MODELS: dict[str, ModelSpec] = {
             " label to the whole class",
             factory=f"{_ENGINE}.cascade:BranchesCascade",
             random_negatives=500,
+            random_negatives_per_positive=15,
         ),
         ModelSpec(
             name="branches",
@@ -188,6 +210,8 @@ def defaults_description(attribute: str, absent: str = "Empty") -> str:
     """``"<absent>: the model's default (branches 1500, ...)"``: each model's
     default of ``attribute`` (a field of :class:`ModelSpec`), for the help text of
     an input that may be left out."""
+    if attribute == "random_negatives":
+        attribute = "random_negatives_rule"
     values = ", ".join(f"{n} {getattr(s, attribute)}" for n, s in MODELS.items())
     return f"{absent}: the model's default ({values})"
 
@@ -203,7 +227,7 @@ def markdown_table() -> str:
         neighbours = spec.neighbours_per_positive or "none"
         lines.append(
             f"| `{spec.name}` | {spec.label} | {spec.purpose} | "
-            f"{spec.random_negatives} | {neighbours} |"
+            f"{spec.random_negatives_rule} | {neighbours} |"
         )
     return "\n".join(lines) + "\n"
 

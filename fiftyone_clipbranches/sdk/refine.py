@@ -138,7 +138,7 @@ def refine_ranking(
         index.codes,
         pos_rows,
         neg_rows,
-        n_random_negatives=req.n_random_negatives,
+        n_random_negatives=req.n_random_negatives_for(len(pos_rows)),
         max_random_fraction=RANDOM_NEGATIVES_MAX_FRACTION,
         negative_weight=float(req.negative_weight),
         seed=req.seed,
@@ -171,7 +171,7 @@ def refine_ranking(
         "n_neg": len(neg_rows),
         "n_neighbour_pos": int(train.neighbour_rows.size),
         "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
-        "n_random_neg_requested": req.n_random_negatives,
+        "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),
         "n_relabelled": int(clf.n_relabelled_),
         "n_forced_pos": n_forced,
         "n_dropped_neg": n_dropped,
@@ -279,11 +279,13 @@ def refine(
         model: a registered model name (``sdk.models.MODELS``: what each is for
             and its defaults; the README's table).
         random_negatives: unlabelled samples drawn as extra negatives; None picks
-            the measured default of the model (``ModelSpec.random_negatives`` in
-            ``sdk.models``: 1500 for branches, linear and ball, 500 for the
-            others). At most 90% of the unlabelled samples are drawn (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a
-            small catalogue drawing them all would turn every unmarked match into a
-            negative. ``stats["n_random_neg"]`` is the number drawn.
+            the measured default of the model (``ModelSpec.random_negatives_for``
+            in ``sdk.models``: 1500 for branches, linear and ball, max(500, 15 x
+            positives) for cascade, 500 for the others). At most 90% of the
+            unlabelled samples are drawn
+            (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a small catalogue
+            drawing them all would turn every unmarked match into a negative.
+            ``stats["n_random_neg"]`` is the number drawn.
         negative_weight: sample weight of every negative.
         k_preview: when set, the view holds only the first ``k_preview`` results.
         score_field: FloatField receiving the scores of the results (cleared on
@@ -443,7 +445,7 @@ def _labelled_positives_only(
         "n_neg": len(neg_rows),
         "n_neighbour_pos": 0,
         "n_random_neg": 0,
-        "n_random_neg_requested": req.n_random_negatives,
+        "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),
         "n_relabelled": 0,
         "n_forced_pos": int(rows.size),
         "n_dropped_neg": 0,

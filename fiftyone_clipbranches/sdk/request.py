@@ -100,11 +100,11 @@ class RefineRequest:
         """The registry entry of :attr:`model`."""
         return get_model(self.model)
 
-    @property
-    def n_random_negatives(self) -> int:
-        """:attr:`random_negatives`, or the model's default when not given."""
+    def n_random_negatives_for(self, n_positives: int) -> int:
+        """:attr:`random_negatives`, or the model's default for ``n_positives``
+        labelled positives when not given (``ModelSpec.random_negatives_for``)."""
         if self.random_negatives is None:
-            return self.spec.random_negatives
+            return self.spec.random_negatives_for(n_positives)
         return int(self.random_negatives)
 
     @property

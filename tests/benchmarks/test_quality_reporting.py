@@ -13,7 +13,12 @@ import pytest
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
-from quality_models import ModelContext, Prediction, merge_params  # noqa: E402
+from quality_models import (  # noqa: E402
+    ModelContext,
+    Prediction,
+    merge_params,
+    random_negatives_for,
+)
 from quality_protocols import user_result, whole_class_protocol  # noqa: E402
 from quality_report import (  # noqa: E402
     aggregate,
@@ -235,7 +240,9 @@ def test_registered_models_train_with_the_registry_defaults():
     ctx = ModelContext(codes, merge_params(None))
     for name, spec in MODELS.items():
         cfg = ctx.training_config(name, as_panel=True)
-        assert cfg["n_random_negatives"] == spec.random_negatives, name
+        for n_pos in (1, 33, 100):  # as refine draws them for n_pos positives
+            drawn = random_negatives_for(cfg, n_pos)
+            assert drawn == spec.random_negatives_for(n_pos), (name, n_pos)
         assert cfg["neighbours_per_positive"] == spec.neighbours_per_positive, name
     # the forest baseline of the paper protocol trains on the labelled positives alone
     assert ctx.training_config("forest")["neighbours_per_positive"] == 0

@@ -166,7 +166,7 @@ def test_random_negatives_left_empty_train_with_each_models_default(indexed_data
     for name, spec in MODELS.items():
         if spec.needs_query:
             request = sdk.RefineRequest.from_json({"model": name, "query": "a"})
-            assert request.n_random_negatives == spec.random_negatives
+            assert request.n_random_negatives_for(16) == spec.random_negatives_for(16)
             continue
         params = {"index_key": "cb", "model": name}
         stats, _ = run_op("refine", {"dataset": ds, "params": params})
@@ -174,6 +174,7 @@ def test_random_negatives_left_empty_train_with_each_models_default(indexed_data
         panel = patched_state(requests)["last_stats"]
         for face in (stats, panel):
             assert face["model"] == name
-            assert face["n_random_neg_requested"] == spec.random_negatives
-            assert 0 < face["n_random_neg"] <= min(spec.random_negatives, unlabelled)
+            wanted = spec.random_negatives_for(face["n_pos"])
+            assert face["n_random_neg_requested"] == wanted
+            assert 0 < face["n_random_neg"] <= min(wanted, unlabelled)
     assert MODELS["ensemble"].random_negatives != MODELS["branches"].random_negatives

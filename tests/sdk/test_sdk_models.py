@@ -13,7 +13,7 @@ from fiftyone_clipbranches.sdk import models, settings
 
 #: Measured defaults (docs/quality.md): random negatives and neighbour positives.
 MEASURED = {
-    "cascade": (500, "auto"),
+    "cascade": ("max(500, 15 x positives)", "auto"),
     "branches": (1500, "auto"),
     "ensemble": (500, "auto"),
     "linear": (1500, 0),
@@ -42,7 +42,7 @@ def test_every_name_resolves_to_an_engine_model():
 def test_defaults_are_the_measured_ones():
     for name, (negatives, neighbours) in MEASURED.items():
         spec = models.get_model(name)
-        assert spec.random_negatives == negatives
+        assert spec.random_negatives_rule == str(negatives)
         assert spec.neighbours_per_positive == neighbours
 
 
@@ -114,3 +114,14 @@ def test_readme_models_table_is_the_registrys():
         (row,) = [line for line in table.splitlines() if f"`{name}`" in line]
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[-2:] == [str(negatives), str(neighbours or "none")]
+
+
+def test_cascade_random_negatives_grow_with_the_positives():
+    spec = models.get_model("cascade")
+    assert [spec.random_negatives_for(p) for p in (1, 33, 34, 100)] == [
+        500,
+        500,
+        510,
+        1500,
+    ]
+    assert models.get_model("ensemble").random_negatives_for(100) == 500

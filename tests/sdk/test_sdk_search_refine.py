@@ -253,9 +253,11 @@ def test_refine_takes_a_request_and_its_fields_alike(indexed):
 
 def test_refine_request_validates_once_and_round_trips_as_json():
     R = sdk.RefineRequest
-    assert R().model == "cascade" and R().n_random_negatives == 500
-    assert R(model="branches").n_random_negatives == 1500
-    assert R(model="ensemble").n_random_negatives == 500
+    assert R().model == "cascade" and R().n_random_negatives_for(20) == 500
+    assert R().n_random_negatives_for(100) == 1500  # 15 per positive above 33
+    assert R(random_negatives=7).n_random_negatives_for(100) == 7
+    assert R(model="branches").n_random_negatives_for(100) == 1500
+    assert R(model="ensemble").n_random_negatives_for(100) == 500
     assert R(model="linear").n_neighbours_per_positive == 0
     for bad, message in [
         ({"random_negatives": -1}, "random_negatives must be an int"),
