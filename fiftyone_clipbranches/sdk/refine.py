@@ -9,6 +9,7 @@ how the plugin applies the ids and scores a remote service returns.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,7 @@ from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_model, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.rowmap import RowIds
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import query_code
 from fiftyone_clipbranches.sdk.settings import (
@@ -42,14 +44,16 @@ class RefineResult:
     Attributes:
         view: ordered view of the positives (best score first), or of the first
             ``k_preview`` of them.
-        ids: all sample ids the model classifies positive, best score first.
+        ids: all sample ids the model classifies positive, best score first: a
+            sequence of str (``sdk.rowmap.RowIds`` after a local refinement,
+            turned into str only where read; ``list(result.ids)`` for a list).
         scores: float64 ``(len(ids),)`` decision scores, descending.
         stats: the keys of :attr:`RankedRows.stats` plus ``write_ms``,
             ``saved_view``, ``score_field``; ``total_ms`` covers the writes too.
     """
 
     view: object
-    ids: list[str]
+    ids: Sequence[str]
     scores: np.ndarray
     stats: dict = field(default_factory=dict)
 
@@ -188,7 +192,7 @@ def refine_ranking(
 
 def apply_refine_result(
     dataset,
-    ids: list[str],
+    ids: Sequence[str],
     scores,
     score_field: str | None = DEFAULT_SCORE_FIELD,
     saved_view: str | None = None,
@@ -222,7 +226,8 @@ def apply_refine_result(
             write.
     """
     _check_k_preview(k_preview)
-    ids = list(ids)
+    if not isinstance(ids, Sequence) or isinstance(ids, str):
+        ids = list(ids)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(ids),):
         raise ValueError(
@@ -247,7 +252,7 @@ def apply_refine_result(
     write_result(ds, score_field, ids, scores, saved_view, k_preview, wait=wait)
     if by_score:
         return ds.exists(score_field).sort_by(score_field, reverse=True)
-    return ds.select(shown, ordered=True)
+    return ds.select(list(shown), ordered=True)
 
 
 def refine(
@@ -330,7 +335,7 @@ def refine(
         query=query,
     )
     ranked = refine_ranking(dataset, request)
-    ids = ranked.bundle.rowmap.ids_of(ranked.rows)
+    ids = RowIds(ranked.bundle.rowmap, ranked.rows)
     return written_result(
         dataset,
         ids,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -79,6 +79,47 @@ class SampleRowMap:
     @classmethod
     def load(cls, path) -> SampleRowMap:
         return cls(np.load(path, allow_pickle=False))
+
+
+class RowIds(Sequence):
+    """The sample ids of some index rows, made into ``str`` only where read.
+
+    A sequence of str (``len``, ``ids[i]``, ``ids[a:b]`` -> list, iteration) equal
+    to the list of the same ids; ``list(ids)`` makes them all. A ranking of a
+    million rows costs its int64 rows until someone reads every id.
+
+    Args:
+        rowmap: the :class:`SampleRowMap` of the index the rows belong to.
+        rows: int ``(n,)`` index rows, in the order of the ids.
+    """
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, rowmap: SampleRowMap, rows):
+        self._rowmap = rowmap
+        self._rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._rows.shape[0])
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self._rowmap.ids_of(self._rows[key])
+        return self._rowmap.ids_of(np.atleast_1d(self._rows[key]))[0]
+
+    def __iter__(self):
+        for start in range(0, len(self), self._CHUNK):
+            yield from self._rowmap.ids_of(self._rows[start : start + self._CHUNK])
+
+    def __eq__(self, other):
+        if isinstance(other, RowIds | list | tuple):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"RowIds({len(self)} sample ids)"
 
 
 def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:

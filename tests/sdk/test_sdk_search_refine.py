@@ -283,3 +283,22 @@ def test_refine_request_validates_once_and_round_trips_as_json():
         R(query=np.zeros(32, np.uint8)).to_json()
     auto = R(model="linear", neighbours_per_positive="auto")
     assert R.from_json(auto.to_json()) == auto  # the service takes "auto" too
+
+
+def test_row_ids_read_like_the_list_of_their_ids():
+    from fiftyone_clipbranches.sdk.rowmap import RowIds, SampleRowMap
+
+    ids = [f"{i:024x}" for i in range(10)]
+    rowmap = SampleRowMap(ids)
+    rows = [7, 2, 9, 0]
+    lazy = RowIds(rowmap, rows)
+    want = [ids[r] for r in rows]
+    assert len(lazy) == 4 and lazy == want and want == lazy
+    assert lazy[0] == ids[7] and lazy[-1] == ids[0] and lazy[1:3] == want[1:3]
+    assert list(lazy) == want and ids[9] in lazy and lazy.index(ids[2]) == 1
+    assert lazy != want[:3] and lazy != "not a list"
+    RowIds._CHUNK = 3  # iteration crosses chunks
+    try:
+        assert list(lazy) == want
+    finally:
+        RowIds._CHUNK = 1 << 16
