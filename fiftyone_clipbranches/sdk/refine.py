@@ -45,8 +45,9 @@ class RefineResult:
         view: ordered view of the positives (best score first), or of the first
             ``k_preview`` of them.
         ids: all sample ids the model classifies positive, best score first: a
-            sequence of str (``sdk.rowmap.RowIds`` after a local refinement,
-            turned into str only where read; ``list(result.ids)`` for a list).
+            sequence of str (a list when scores or a view were written; after a
+            local refinement that wrote nothing, ``sdk.rowmap.RowIds``, turned
+            into str only where read: ``list(result.ids)`` makes a list).
         scores: float64 ``(len(ids),)`` decision scores, descending.
         stats: the keys of :attr:`RankedRows.stats` plus ``write_ms``,
             ``saved_view``, ``score_field``; ``total_ms`` covers the writes too.
@@ -365,6 +366,8 @@ def written_result(
     with their journaling when they are written in the background)."""
     t0 = time.perf_counter()
     scores = np.asarray(scores, dtype=np.float64)
+    if score_field or saved_view:
+        ids = list(ids)  # every id gets written: make them once, here
     view = apply_refine_result(
         dataset,
         ids,
