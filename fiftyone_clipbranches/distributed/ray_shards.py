@@ -89,6 +89,9 @@ class _ShardActor:
         self.worker = ShardWorker(spec, n_shards, subsets, verify)
         self.threads = threads
 
+    def node_id(self) -> str:
+        return _ray().get_runtime_context().get_node_id()
+
     def call(self, method: str, *args):
         import numba
 
@@ -111,6 +114,12 @@ class RayShards(ShardExecutor):
             cluster's CPUs shared out among the shards, at least 1. The actors are
             the parallelism: more threads than cores make each parallel launch
             wait for its threads (measured in docs/scale.md).
+        local_reads: read rows of the shards whose actors run on this node (a
+            training set's labelled and random rows, the neighbour pool) from
+            memory maps of their codes in this process, which share the page
+            cache with the actors, instead of a round trip to the actors; rows
+            of shards on other nodes still go through their actors. Default
+            True; False sends every read to the actors.
 
     Raises:
         IndexFormatError: a shard cannot be opened (the message names it).
@@ -127,6 +136,7 @@ class RayShards(ShardExecutor):
         max_restarts: int = -1,
         max_task_retries: int = -1,
         threads: int | None = None,
+        local_reads: bool = True,
     ):
         ray = _ray()
         connect(address)
@@ -148,11 +158,30 @@ class RayShards(ShardExecutor):
         ]
         starts = [s.start for s in specs]
         self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
+        self.n_dims = int(subsets.n_dims)
+        self._local: dict[int, np.ndarray] = {}
         try:
             self.map("check")
+            if local_reads:
+                self._local = self._open_local_codes()
         except BaseException:
             self.close()
             raise
+
+    def _open_local_codes(self) -> dict[int, np.ndarray]:
+        from fiftyone_clipbranches.engine.shard_format import load_shard_codes
+
+        ray = _ray()
+        here = ray.get_runtime_context().get_node_id()
+        nodes = ray.get([a.node_id.remote() for a in self.actors])
+        return {
+            i: load_shard_codes(spec, len(self.specs), self.n_dims)
+            for i, (spec, node) in enumerate(zip(self.specs, nodes))
+            if node == here
+        }
+
+    def local_codes(self) -> dict[int, np.ndarray]:
+        return self._local
 
     def map(self, method, shared=(), per_shard=None, shards=None):
         ray = _ray()
@@ -184,6 +213,7 @@ class RayShards(ShardExecutor):
         for a in getattr(self, "actors", []):
             ray.kill(a, no_restart=True)
         self.actors = []
+        self._local = {}
 
 
 #: Arguments larger than this (pickled) go to the object store once, shared by

@@ -296,6 +296,15 @@ def read_sharded_manifest(path) -> ShardedManifest:
     return ShardedManifest(path, raw, n_rows, n_dims, subsets, leaf_size, specs)
 
 
+def _check_shard_manifest(spec: ShardSpec, verify: str) -> None:
+    checked = spec.manifest_sha256 is not None and verify != "none"
+    if checked and _sha256(spec.path / MANIFEST) != spec.manifest_sha256:
+        raise IndexFormatError(
+            f"{spec.path / MANIFEST} does not match the checksum the sharded"
+            f" index records; {REBUILD}"
+        )
+
+
 def load_shard(spec: ShardSpec, n_shards: int, subsets, verify: str) -> CodeIndex:
     """Open one shard read-only and check it against the top manifest.
 
@@ -304,12 +313,7 @@ def load_shard(spec: ShardSpec, n_shards: int, subsets, verify: str) -> CodeInde
     """
     where = spec.describe(n_shards)
     try:
-        checked = spec.manifest_sha256 is not None and verify != "none"
-        if checked and _sha256(spec.path / MANIFEST) != spec.manifest_sha256:
-            raise IndexFormatError(
-                f"{spec.path / MANIFEST} does not match the checksum the sharded"
-                f" index records; {REBUILD}"
-            )
+        _check_shard_manifest(spec, verify)
         index = CodeIndex.load(spec.path, verify=verify)
     except IndexFormatError as e:
         raise type(e)(f"{where} cannot be opened: {e}") from e
@@ -319,3 +323,28 @@ def load_shard(spec: ShardSpec, n_shards: int, subsets, verify: str) -> CodeInde
             f" index records; {REBUILD}"
         )
     return index
+
+
+def load_shard_codes(spec: ShardSpec, n_shards: int, n_dims: int) -> np.ndarray:
+    """The codes of one shard, memory-mapped read-only (uint8 ``(n_rows, D)``),
+    checked at the ``"fast"`` level (manifest checksum, size, header): what a
+    process that only gathers rows opens instead of the whole shard.
+
+    Raises:
+        IndexFormatError (or ``IndexAccessError``) whose message names the shard.
+    """
+    where = spec.describe(n_shards)
+    try:
+        _check_shard_manifest(spec, "fast")
+        manifest = index_io.read_manifest(spec.path)
+        codes = index_io.load_array(
+            spec.path, manifest, "codes", verify="fast", mmap=True
+        )
+    except IndexFormatError as e:
+        raise type(e)(f"{where} cannot be opened: {e}") from e
+    if codes.shape != (spec.n_rows, n_dims):
+        raise IndexFormatError(
+            f"{where} holds codes of shape {codes.shape}, the sharded index records"
+            f" {(spec.n_rows, n_dims)}; {REBUILD}"
+        )
+    return codes

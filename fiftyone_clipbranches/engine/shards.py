@@ -160,6 +160,13 @@ class ShardExecutor(ABC):
         limits the call to those shards (``per_shard`` then follows them).
         """
 
+    def local_codes(self) -> dict[int, np.ndarray]:
+        """Shard number -> uint8 ``(n_s, D)`` codes this process reads directly
+        (memory maps sharing the page cache of the processes that serve those
+        shards); rows of the other shards are gathered through :meth:`map`.
+        Default: none."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release the shards (actors, maps)."""
 
@@ -174,6 +181,9 @@ class InProcessShards(ShardExecutor):
             w.check()
         starts = [s.start for s in specs]
         self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
+
+    def local_codes(self) -> dict[int, np.ndarray]:
+        return {i: w.index.codes for i, w in enumerate(self.workers)}
 
     def map(self, method, shared=(), per_shard=None, shards=None):
         chosen = range(self.n_shards) if shards is None else shards
@@ -242,7 +252,20 @@ class ShardedCodes:
         if not shards:
             return np.zeros((0, self.shape[1]), np.uint8)
         per = [(max(a, off[i]) - off[i], min(b, off[i + 1]) - off[i]) for i in shards]
-        parts = self._index.executor.map("row_range", per_shard=per, shards=shards)
+        local = self._index.executor.local_codes()
+        remote = [j for j, i in enumerate(shards) if i not in local]
+        parts = [None] * len(shards)
+        if remote:
+            answers = self._index.executor.map(
+                "row_range",
+                per_shard=[per[j] for j in remote],
+                shards=[shards[j] for j in remote],
+            )
+            for j, part in zip(remote, answers):
+                parts[j] = part
+        for j, i in enumerate(shards):
+            if i in local:
+                parts[j] = np.array(local[i][per[j][0] : per[j][1]])
         return np.concatenate(parts)
 
     def __array__(self, dtype=None, copy=None):
@@ -323,11 +346,19 @@ class ShardedIndex:
         if rows.size == 0:
             return out
         shard = self._shard_of(rows)
-        shards = np.unique(shard).tolist()
-        per = [(rows[shard == i] - self.offsets[i],) for i in shards]
-        parts = self.executor.map("rows", per_shard=per, shards=shards)
-        for i, part in zip(shards, parts):
-            out[shard == i] = part
+        local = self.executor.local_codes()
+        remote = []
+        for i in np.unique(shard).tolist():
+            if i in local:
+                at = shard == i
+                out[at] = local[i][rows[at] - self.offsets[i]]
+            else:
+                remote.append(i)
+        if remote:
+            per = [(rows[shard == i] - self.offsets[i],) for i in remote]
+            parts = self.executor.map("rows", per_shard=per, shards=remote)
+            for i, part in zip(remote, parts):
+                out[shard == i] = part
         return out
 
     def query_boxes(self, boxes: Boxes) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ def data():
     return codes, label, one, expected
 
 
-def on_ray(codes, path, sizes):
+def on_ray(codes, path, sizes, **options):
     build_sharded_index(
         codes,
         path,
@@ -47,7 +47,7 @@ def on_ray(codes, path, sizes):
         LEAF_SIZE,
         builder=ray_shards.ray_builder(),
     )
-    return open_index(path, executor_factory=ray_shards.ray_executor_factory())
+    return open_index(path, executor_factory=ray_shards.ray_executor_factory(**options))
 
 
 @pytest.mark.parametrize("n_shards", [1, 2, 3, 4])
@@ -58,6 +58,8 @@ def test_actors_answer_every_model_as_one_index(ray_cluster, data, tmp_path, n_s
     try:
         assert isinstance(index.executor, ray_shards.RayShards)
         assert len(set(index.executor.pids())) == n_shards  # one actor process each
+        # every actor runs on this node: the driver reads their rows itself
+        assert sorted(index.executor.local_codes()) == list(range(n_shards))
         for name in MODEL_NAMES:
             want_train, want = expected[name]
             got_train, got = refine_once(index, name, codes, label)
@@ -66,6 +68,20 @@ def test_actors_answer_every_model_as_one_index(ray_cluster, data, tmp_path, n_s
         q = codes[17]
         for a, b in zip(one.knn(q, 40), index.knn(q, 40)):
             np.testing.assert_array_equal(a, b)
+    finally:
+        index.close()
+
+
+def test_reads_through_the_actors_give_the_same_answers(ray_cluster, data, tmp_path):
+    codes, label, _, expected = data
+    index = on_ray(codes, tmp_path / "ix", [700, 1300, 1000], local_reads=False)
+    try:
+        assert index.executor.local_codes() == {}
+        for name in ("branches", "cascade", "forest"):
+            want_train, want = expected[name]
+            got_train, got = refine_once(index, name, codes, label)
+            assert_same_training_set(want_train, got_train)
+            assert_same_ranking(want, got)
     finally:
         index.close()
 

@@ -160,11 +160,15 @@ def test_a_damaged_shard_is_named(tmp_path, damage):
     assert not isinstance(err.value, IndexAccessError)  # damage, not permissions
 
 
-def test_a_training_set_reads_the_shards_once(data, tmp_path):
+@pytest.mark.parametrize("local", [True, False], ids=["local reads", "remote"])
+def test_a_training_set_reads_the_shards_once(data, tmp_path, local):
     """After the index's neighbour pool is gathered, the codes of a training set
-    (labelled rows, random negatives, neighbour positives) cost one round trip."""
+    (labelled rows, random negatives, neighbour positives) cost one round trip to
+    shards this process cannot read, none to shards it maps itself."""
     codes, label, one = data
     index = sharded(codes, tmp_path / "ix", [1, 1700, 299, 1000])
+    if not local:
+        index.executor.local_codes = dict
     calls = []
     real_map = index.executor.map
 
@@ -177,7 +181,7 @@ def test_a_training_set_reads_the_shards_once(data, tmp_path):
     calls.clear()
     want, _ = refine_once(one, "branches", codes, label)
     got, _ = refine_once(index, "branches", codes, label)
-    assert calls.count("rows") + calls.count("row_range") == 1
+    assert calls.count("rows") + calls.count("row_range") == (0 if local else 1)
     assert "knn_many" not in calls
     np.testing.assert_array_equal(got.rows, want.rows)
     np.testing.assert_array_equal(got.X, want.X)
