@@ -12,8 +12,10 @@ For each catalogue size (synthetic codes of ``synthetic_codes.py``, the generato
   for decision branches and the ensemble: one index (S = 1), S shards in process,
   S shards through Ray actors. Every sharded answer is checked equal to the one
   index's;
-- Ray overhead: p50 (Ray) - p50 (in process) at the same S, and the round trip of
-  an empty call to every actor (fan-out);
+- Ray overhead: the median over rounds of (Ray - in process) at the same S, the
+  paths run one after another within each round on the same labels, and the round
+  trip of an empty call to every actor (fan-out); "vs one index": the median over
+  rounds of the refine time's ratio to one index's (S = 1);
 - merge: the k-way merge of the per-shard rankings alone;
 - memory per actor (resident set of each actor process after the queries).
 
@@ -119,6 +121,9 @@ def start_ray(temp: str):
 
 
 def run_size(n, shard_counts, repeats, work, use_ray, keep, ray_build=True) -> dict:
+    """Every path of every shard count is opened at once and each round runs them
+    one after another on the same labels, so drift of the machine hits every path
+    alike; overheads and ratios are medians of per-round differences and ratios."""
     codes, labels, meta = generate(n, 0, work)
     labels = np.asarray(labels)
     classes = {
@@ -133,77 +138,93 @@ def run_size(n, shard_counts, repeats, work, use_ray, keep, ray_build=True) -> d
         for t, rows in classes.items()
     }
     out = {"n": n, "repeats": repeats, "shards": {}}
-    reference = {}
     ray_shards = None
     if use_ray:
         from fiftyone_clipbranches.distributed import ray_shards
-    for s in shard_counts:
+    paths, built = {}, []
+    for s in sorted(set(shard_counts) | {1}):
         path = work / f"shards_{n}_S{s}"
-        row = {"build_s": round(build(codes, path, s), 2)}
+        row = {"build_s": round(build(codes, path, s), 2), "paths": {}}
+        built.append(path)
         if s > 1 and use_ray and ray_build:
             ray_path = work / f"shards_{n}_S{s}_ray"
             row["build_ray_s"] = round(
                 build(codes, ray_path, s, ray_shards.ray_builder()), 2
             )
             shutil.rmtree(ray_path)
-        paths = {"in process": open_index(path)}
+        paths[(s, "in process")] = open_index(path)
         if s > 1 and use_ray:
-            paths["ray"] = open_index(
+            paths[(s, "ray")] = open_index(
                 path, executor_factory=ray_shards.ray_executor_factory()
             )
-        row["paths"] = {}
-        for label, index in paths.items():
-            res = {}
-            for model_name in ("branches", "ensemble"):
-                for t in TARGETS:
-                    train_ms, apply_ms, total, n_results = [], [], [], 0
-                    for r in range(repeats + 1):  # round 0 warms up (JIT, caches)
-                        tr, ap, ranking, model = refine_round(
-                            index, model_name, positives[t][r % repeats], r
-                        )
-                        key = (model_name, t, r)
-                        if key in reference:
-                            assert np.array_equal(reference[key], ranking.ids), key
-                        else:
-                            reference[key] = ranking.ids
-                        if r:
-                            train_ms.append(tr)
-                            apply_ms.append(ap)
-                            total.append(tr + ap)
-                            n_results = len(ranking)
-                    entry = {
-                        "train_ms_p50": round(pct(train_ms, 50), 2),
-                        "apply_ms_p50": round(pct(apply_ms, 50), 2),
-                        "p50_ms": round(pct(total, 50), 2),
-                        "p99_ms": round(pct(total, 99), 2),
-                        "results": n_results,
-                    }
-                    if hasattr(index, "executor"):
-                        parts = index.executor.map(
-                            "apply", shared=(model, True, SEARCH_CHUNK_ROWS)
-                        )
-                        merges = []
-                        for _ in range(5):
-                            t0 = time.perf_counter()
-                            merge_rankings(parts)
-                            merges.append(1e3 * (time.perf_counter() - t0))
-                        entry["merge_ms"] = round(pct(merges, 50), 3)
-                    res[f"{model_name} {t}"] = entry
-            if hasattr(index, "executor"):
-                fan = []
-                for _ in range(50):
-                    t0 = time.perf_counter()
-                    index.executor.map("check")
-                    fan.append(1e3 * (time.perf_counter() - t0))
-                res["fanout_ms_p50"] = round(pct(fan, 50), 3)
-                if label == "ray":
-                    res["actor_rss_mib"] = [
-                        round(m["rss"] / 2**20) for m in index.executor.map("memory")
-                    ]
-                index.close()
-            row["paths"][label] = res
         out["shards"][s] = row
-        if not keep:
+    times = {key: {} for key in paths}
+    for model_name in ("branches", "ensemble"):
+        for t in TARGETS:
+            cell = f"{model_name} {t}"
+            for key in paths:
+                times[key][cell] = {"train": [], "apply": [], "total": []}
+            for r in range(repeats + 1):  # round 0 warms up (JIT, caches)
+                reference = None
+                for key, index in paths.items():
+                    tr, ap, ranking, model = refine_round(
+                        index, model_name, positives[t][r % repeats], r
+                    )
+                    if reference is None:
+                        reference = ranking.ids
+                    else:
+                        assert np.array_equal(reference, ranking.ids), (key, cell, r)
+                    if r:
+                        got = times[key][cell]
+                        got["train"].append(tr)
+                        got["apply"].append(ap)
+                        got["total"].append(tr + ap)
+                        got["results"] = len(ranking)
+                        got["model"] = model
+    one = times[(1, "in process")]
+    for (s, label), index in paths.items():
+        res = {}
+        for cell, got in times[(s, label)].items():
+            total = np.asarray(got["total"])
+            entry = {
+                "train_ms_p50": round(pct(got["train"], 50), 2),
+                "apply_ms_p50": round(pct(got["apply"], 50), 2),
+                "p50_ms": round(pct(total, 50), 2),
+                "p99_ms": round(pct(total, 99), 2),
+                "results": got["results"],
+                "vs_one_index": round(
+                    pct(total / np.asarray(one[cell]["total"]), 50), 3
+                ),
+            }
+            if label == "ray":
+                base = np.asarray(times[(s, "in process")][cell]["total"])
+                entry["ray_overhead_ms_p50"] = round(pct(total - base, 50), 2)
+            if hasattr(index, "executor"):
+                parts = index.executor.map(
+                    "apply", shared=(got["model"], True, SEARCH_CHUNK_ROWS)
+                )
+                merges = []
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    merge_rankings(parts)
+                    merges.append(1e3 * (time.perf_counter() - t0))
+                entry["merge_ms"] = round(pct(merges, 50), 3)
+            res[cell] = entry
+        if hasattr(index, "executor"):
+            fan = []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                index.executor.map("check")
+                fan.append(1e3 * (time.perf_counter() - t0))
+            res["fanout_ms_p50"] = round(pct(fan, 50), 3)
+            if label == "ray":
+                res["actor_rss_mib"] = [
+                    round(m["rss"] / 2**20) for m in index.executor.map("memory")
+                ]
+            index.close()
+        out["shards"][s]["paths"][label] = res
+    if not keep:
+        for path in built:
             shutil.rmtree(path)
     return out
 
@@ -215,9 +236,9 @@ def to_markdown(result: dict) -> str:
         f" {result['load']}, {result['cpus']} CPUs)",
         "",
         "| S | path | build s | model | class | results | train p50 ms |"
-        " apply+merge p50 ms | refine p50 ms | refine p99 ms | merge ms |"
-        " Ray overhead p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " apply+merge p50 ms | refine p50 ms | refine p99 ms | vs one index |"
+        " merge ms | Ray overhead p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, row in result["shards"].items():
         for label, res in row["paths"].items():
@@ -226,14 +247,13 @@ def to_markdown(result: dict) -> str:
                 if not isinstance(e, dict):
                     continue
                 model, t = key.split(" ")
-                over = ""
-                if label == "ray":
-                    base = row["paths"]["in process"][key]["p50_ms"]
-                    over = f"{e['p50_ms'] - base:+.1f}"
+                over = e.get("ray_overhead_ms_p50")
+                over = "" if over is None else f"{over:+.1f}"
                 lines.append(
                     f"| {s} | {label} | {build} | {model} | {t} | {e['results']:,} |"
                     f" {e['train_ms_p50']} | {e['apply_ms_p50']} | {e['p50_ms']} |"
-                    f" {e['p99_ms']} | {e.get('merge_ms', '')} | {over} |"
+                    f" {e['p99_ms']} | {e['vs_one_index']:.2f}x |"
+                    f" {e.get('merge_ms', '')} | {over} |"
                 )
     lines += [
         "",

@@ -6,7 +6,9 @@
   Each actor holds a :class:`~fiftyone_clipbranches.engine.shards.ShardWorker`
   opened read-only with ``np.load(mmap_mode="r")``, so actors on one machine share
   the page cache; the shard directories must be on a filesystem every node sees.
-  Arguments common to every shard (a trained model, queries) larger than
+  The driver reads rows of the shards whose actors share its node from its own
+  memory maps of their codes (the same pages), which saves a round trip per
+  training set. Arguments common to every shard (a trained model, queries) larger than
   ``INLINE_BYTES`` are put in the object store once and sent by reference; smaller
   ones are inlined in each call.
 - :func:`ray_builder`, a ``ShardBuilder`` building each shard as a Ray task.
