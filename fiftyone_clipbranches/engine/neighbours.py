@@ -21,6 +21,9 @@ NEIGHBOUR_MAX_POSITIVES = 32
 #: A neighbour lies at most this many times the positives' typical spacing from its
 #: positive (see :func:`neighbour_rows`).
 NEIGHBOUR_RADIUS = 1.0
+#: No neighbours join when more than this fraction of the positives lie at least as
+#: close to another positive as to any unlabelled row (see :func:`neighbour_rows`).
+NEIGHBOUR_COVERED_FRACTION = 0.5
 #: Larger catalogues are searched for neighbours in this many rows only: evenly spaced
 #: contiguous blocks of ``NEIGHBOUR_BLOCK`` rows. A full scan costs 13 ms per positive
 #: at 10M rows; the sample keeps it under 1.5 ms (docs/benchmarks.md).
@@ -95,7 +98,11 @@ def neighbour_rows(
     With two or more positives, a neighbour must also lie no farther from its positive
     than the positives typically lie from each other (the median over positives of
     the distance to the nearest other positive): a compact class then takes few
-    neighbours, a spread one many. One exact scan per positive (``knn_scan``) of the
+    neighbours, a spread one many. When most positives (more than
+    ``NEIGHBOUR_COVERED_FRACTION``) lie at least as close to another positive as to
+    any unlabelled row, the labels already cover the class densely (a user who
+    labelled a whole small class) and the unlabelled rows beside them are more
+    likely outside it: none join. One exact scan per positive (``knn_scan``) of the
     :class:`NeighbourPool` (``pool``, else made here from ``search_rows`` and
     ``search_block``): every row up to ``search_rows`` rows, above it blocks of
     ``search_block`` rows only, so the cost stays under about 1.5 ms per positive
@@ -109,21 +116,31 @@ def neighbour_rows(
     if k <= 0 or pos.size == 0:
         return np.zeros(0, dtype=np.int64)
     pos_codes = np.asarray(codes[pos] if positive_codes is None else positive_codes)
-    radius = np.inf
+    skip = np.concatenate([pos, np.asarray(exclude, dtype=np.int64).reshape(-1)])
+    radius, nearest_positive = np.inf, None
     if pos.size >= 2:
-        radius = float(np.median(_nearest_other_sq(pos_codes))) * NEIGHBOUR_RADIUS**2
+        nearest_positive = _nearest_other_sq(pos_codes)
+        radius = float(np.median(nearest_positive)) * NEIGHBOUR_RADIUS**2
     if pool is None:
         pool = NeighbourPool.of(codes, search_rows, search_block)
     answers = []
     for q in pos_codes:
         ids, dists = knn_scan(pool.codes, q, k + 1)
         answers.append((ids if pool.rows is None else pool.rows[ids], dists))
+    if nearest_positive is not None:
+        covered = 0
+        for (ids, dists), to_positive in zip(answers, nearest_positive):
+            free = dists[~np.isin(ids, skip)]
+            # every row found is labelled: the nearest unlabelled one lies farther
+            nearest_free = free[0] if free.size else dists[-1]
+            covered += bool(to_positive <= nearest_free)
+        if covered > NEIGHBOUR_COVERED_FRACTION * pos.size:
+            return np.zeros(0, dtype=np.int64)
     found = []
     for p, (ids, dists) in zip(pos, answers):
         other = ids != p
         ids, dists = ids[other][:k], dists[other][:k]
         found.append(ids[dists <= radius])
-    skip = np.concatenate([pos, np.asarray(exclude, dtype=np.int64).reshape(-1)])
     return np.setdiff1d(np.concatenate(found), skip).astype(np.int64)
 
 

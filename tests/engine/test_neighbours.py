@@ -60,6 +60,25 @@ def test_neighbours_stay_within_the_spread_of_the_positives():
     assert neighbour_rows(codes, [0], 5).size == 5
 
 
+def test_a_densely_labelled_class_takes_no_neighbours(monkeypatch):
+    # one cloud of 36 rows in a sea of spread rows; a user labels 30 of them
+    rng = np.random.default_rng(2)
+    cloud = rng.integers(120, 136, 16) + rng.integers(-6, 7, (36, 16))
+    sea = rng.integers(0, 256, (600, 16))
+    codes = np.clip(np.concatenate([cloud, sea]), 0, 255).astype(np.uint8)
+    labelled = np.arange(30)
+    # most positives lie nearer another positive than any unlabelled row: none join
+    assert neighbour_rows(codes, labelled, 3).size == 0
+    # without that rule the 6 unlabelled rows of the cloud would
+    monkeypatch.setattr(neighbours_module, "NEIGHBOUR_COVERED_FRACTION", 1.0)
+    assert np.all(np.isin(neighbour_rows(codes, labelled, 3), np.arange(30, 36)))
+    assert neighbour_rows(codes, labelled, 3).size > 0
+    monkeypatch.undo()
+    # a few rows of the cloud labelled: its other rows join
+    few = neighbour_rows(codes, labelled[:3], 8)
+    assert few.size > 0 and np.all(few < 36)
+
+
 def test_auto_neighbours_fade_with_more_positives():
     counts = [auto_neighbours_per_positive(p) for p in (1, 2, 4, 8, 16, 31, 32, 40)]
     assert counts == [32, 16, 8, 4, 2, 1, 0, 0]
