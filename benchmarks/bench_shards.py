@@ -69,7 +69,7 @@ def refine_round(index, model_name, pos, seed):
         index.codes,
         pos,
         (),
-        n_random_negatives=spec.random_negatives,
+        n_random_negatives=spec.random_negatives_for(len(pos)),
         seed=seed,
         neighbours_per_positive="auto",
         max_random_fraction=0.9,

@@ -295,10 +295,7 @@ class CodeIndex:
     def neighbour_pool(self) -> NeighbourPool:
         """The rows neighbour searches scan, with their codes: read at the first
         call, then kept (a few MiB; :class:`~.neighbours.NeighbourPool`)."""
-        pool = self.__dict__.get("_neighbour_pool")
-        if pool is None:
-            pool = self._neighbour_pool = NeighbourPool.of(self.codes)
-        return pool
+        return NeighbourPool.kept_by(self)
 
     # ------------------------------------------------------------- persistence
     @staticmethod

@@ -72,6 +72,16 @@ class NeighbourPool:
             return cls(None, codes if isinstance(codes, np.ndarray) else codes[:])
         return cls(rows, np.asarray(codes[rows]))
 
+    @classmethod
+    def kept_by(cls, index) -> NeighbourPool:
+        """The pool of ``index.codes``, made at the first call and kept on
+        ``index`` (what ``CodeIndex.neighbour_pool`` and
+        ``ShardedIndex.neighbour_pool`` return)."""
+        pool = index.__dict__.get("_neighbour_pool")
+        if pool is None:
+            pool = index._neighbour_pool = cls.of(index.codes)
+        return pool
+
     def codes_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(found bool (n,), codes uint8 (found.sum(), D))`` of ``rows`` (int64)."""
         if self.rows is None:

@@ -252,20 +252,9 @@ class ShardedCodes:
         if not shards:
             return np.zeros((0, self.shape[1]), np.uint8)
         per = [(max(a, off[i]) - off[i], min(b, off[i + 1]) - off[i]) for i in shards]
-        local = self._index.executor.local_codes()
-        remote = [j for j, i in enumerate(shards) if i not in local]
-        parts = [None] * len(shards)
-        if remote:
-            answers = self._index.executor.map(
-                "row_range",
-                per_shard=[per[j] for j in remote],
-                shards=[shards[j] for j in remote],
-            )
-            for j, part in zip(remote, answers):
-                parts[j] = part
-        for j, i in enumerate(shards):
-            if i in local:
-                parts[j] = np.array(local[i][per[j][0] : per[j][1]])
+        parts = self._index.read_shards(
+            "row_range", shards, per, lambda codes, a, b: np.array(codes[a:b])
+        )
         return np.concatenate(parts)
 
     def __array__(self, dtype=None, copy=None):
@@ -346,20 +335,33 @@ class ShardedIndex:
         if rows.size == 0:
             return out
         shard = self._shard_of(rows)
-        local = self.executor.local_codes()
-        remote = []
-        for i in np.unique(shard).tolist():
-            if i in local:
-                at = shard == i
-                out[at] = local[i][rows[at] - self.offsets[i]]
-            else:
-                remote.append(i)
-        if remote:
-            per = [(rows[shard == i] - self.offsets[i],) for i in remote]
-            parts = self.executor.map("rows", per_shard=per, shards=remote)
-            for i, part in zip(remote, parts):
-                out[shard == i] = part
+        shards = np.unique(shard).tolist()
+        per = [(rows[shard == i] - self.offsets[i],) for i in shards]
+        parts = self.read_shards("rows", shards, per, lambda codes, at: codes[at])
+        for i, part in zip(shards, parts):
+            out[shard == i] = part
         return out
+
+    def read_shards(self, method: str, shards: list[int], per: list[tuple], local):
+        """Codes of each of ``shards`` (its arguments in ``per``): ``local(codes,
+        *args)`` on the shards the executor maps in this process
+        (``ShardExecutor.local_codes``), ``ShardWorker.<method>(*args)`` in one
+        round trip on the others; answers in the order of ``shards``."""
+        mapped = self.executor.local_codes()
+        parts = [
+            local(mapped[i], *args) if i in mapped else None
+            for i, args in zip(shards, per)
+        ]
+        remote = [j for j, i in enumerate(shards) if i not in mapped]
+        if remote:
+            answers = self.executor.map(
+                method,
+                per_shard=[per[j] for j in remote],
+                shards=[shards[j] for j in remote],
+            )
+            for j, part in zip(remote, answers):
+                parts[j] = part
+        return parts
 
     def query_boxes(self, boxes: Boxes) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`CodeIndex.query_boxes` over every shard (global ids)."""
@@ -380,10 +382,7 @@ class ShardedIndex:
         """The rows neighbour searches scan, with their codes: gathered from the
         shards at the first call, then kept here, so a training set's neighbour
         search costs no round trip (``engine.neighbours.NeighbourPool``)."""
-        pool = self.__dict__.get("_neighbour_pool")
-        if pool is None:
-            pool = self._neighbour_pool = NeighbourPool.of(self.codes)
-        return pool
+        return NeighbourPool.kept_by(self)
 
     def knn_many(self, queries, k: int):
         """Per query ``(ids int64, sq_dists int64)``: the exact ``k`` nearest rows by
