@@ -68,6 +68,7 @@ DEFAULT_PARAMS: dict[str, dict] = {
     "ensemble": {},
     "cascade": {},
     "linear": {},
+    "ball": {},
     "tree": {},
     "forest": {"n_estimators": 25},
 }

@@ -5,13 +5,18 @@ the user labels the top of that ranking. When the query already points at the cl
 what the labels add is where the class ends along that ranking: a radius. The ball
 learns it with a weighted logistic regression of the label on the distance to the
 query (:class:`~.linear.LinearClassifier` on that one feature), and accepts every
-code inside: the query's own ranking, cut at the depth the labels support.
+code inside: the query's own ranking, cut at the depth the labels support. The
+ball's centre first moves where Rocchio's relevance feedback puts the query, with
+the textbook weights (query 1, mean of the positives 0.75, mean of the negatives
+0.15): the labels pull it towards the class without letting it forget the query.
 
 It is applied by one exact scan of squared distances (:mod:`.ball_kernels`), like
 the k-NN search it refines.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 
@@ -29,11 +34,12 @@ MAX_BALL_DIMS = (2**31 - 1) // 255**2
 class QueryBall(RefinementModel):
     """Codes within a learned squared distance of a query code.
 
-    ``fit`` regresses the labels on the distance ``||x - center||`` (balanced class
+    ``fit`` moves the centre to Rocchio's point, then regresses the labels on the
+    distance ``||x - center_||`` (balanced class
     weights, L2 penalty ``C``, random negatives that score above ``relabel_margin``
     left out and the fit repeated, as in :class:`~.linear.LinearClassifier`). The
     fitted model accepts a row exactly when its integer squared distance to
-    ``center`` is at most ``radius_sq_``.
+    ``center_`` is at most ``radius_sq_``.
 
     Args:
         center: uint8 ``(D,)``, the code of the search query (the text query's code
@@ -42,8 +48,15 @@ class QueryBall(RefinementModel):
         class_weight: ``"balanced"`` or None.
         relabel_margin: float, or None to keep every random negative.
         max_iter, tol: Newton iterations at most, and gradient tolerance.
+        alpha, beta, gamma: Rocchio's weights of the query, of the (weighted) mean
+            of the positives and of the mean of the negatives: the centre is
+            ``(alpha * center + beta * m_pos - gamma * m_neg) / (alpha + beta -
+            gamma)`` (a term without rows is dropped), rounded into the uint8 code
+            range. Floats, ``alpha > gamma >= 0``, ``beta >= 0``; ``beta = gamma = 0``
+            keeps the query's code as the centre.
 
     Attributes (after ``fit``):
+        center_: uint8 ``(D,)``, the centre the ball was fitted around.
         radius_sq_: int, the largest squared distance accepted (-1: none).
         coef_: float < 0, the logit's slope per unit of distance.
         intercept_: float, the logit at distance 0.
@@ -58,6 +71,9 @@ class QueryBall(RefinementModel):
         relabel_margin=0.0,
         max_iter=100,
         tol=1e-6,
+        alpha=1.0,
+        beta=0.75,
+        gamma=0.15,
     ):
         self.center = center
         self.C = C
@@ -65,6 +81,9 @@ class QueryBall(RefinementModel):
         self.relabel_margin = relabel_margin
         self.max_iter = max_iter
         self.tol = tol
+        self.alpha = alpha
+        self.beta = beta
+        self.gamma = gamma
 
     def _center(self, n_dims: int) -> np.ndarray:
         if self.center is None:
@@ -74,6 +93,22 @@ class QueryBall(RefinementModel):
         if n_dims > MAX_BALL_DIMS:
             raise ValueError(f"QueryBall supports at most {MAX_BALL_DIMS} dims")
         return as_query(self.center, n_dims)
+
+    def _rocchio_weights(self) -> tuple[float, float, float]:
+        weights = []
+        for name in ("alpha", "beta", "gamma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a float, got {value!r}")
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite float >= 0, got {value}")
+            weights.append(float(value))
+        if not weights[0] > weights[2]:
+            raise ValueError(
+                f"alpha ({weights[0]}) must exceed gamma ({weights[2]}): the query"
+                " must outweigh the negatives"
+            )
+        return weights[0], weights[1], weights[2]
 
     def fit(
         self,
@@ -100,6 +135,7 @@ class QueryBall(RefinementModel):
         """
         X, y, w = check_training(X, y, sample_weight)
         center = self._center(X.shape[1])
+        center = rocchio_center(center, X, y, w, *self._rocchio_weights())
         distance = np.sqrt(_squared(X, center).astype(np.float64))[:, None]
         logistic = LinearClassifier(
             C=self.C,
@@ -152,6 +188,22 @@ class QueryBall(RefinementModel):
             return hit, self._scores(out[hit])
 
         return search_chunks(codes, self.n_features_in_, score_chunk, chunk_rows)
+
+
+def rocchio_center(query, X, y, w, alpha, beta, gamma) -> np.ndarray:
+    """uint8 ``(D,)``: Rocchio's point ``(alpha * query + beta * m_pos - gamma *
+    m_neg) / (alpha + beta - gamma)`` for uint8 ``query (D,)`` and the ``w``-weighted
+    means of the rows of ``X`` labelled 1 and 0 in ``y`` (a term without rows is
+    dropped), rounded and clipped to ``[0, 255]``."""
+    point = alpha * query.astype(np.float64)
+    total = alpha
+    for label, weight in ((1, beta), (0, -gamma)):
+        rows = (y == label) & (w > 0)
+        if weight and rows.any():
+            mean = np.average(X[rows].astype(np.float64), axis=0, weights=w[rows])
+            point += weight * mean
+            total += weight
+    return np.clip(np.rint(point / total), 0, 255).astype(np.uint8)
 
 
 def _squared(X: np.ndarray, center: np.ndarray) -> np.ndarray:

@@ -155,9 +155,10 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="ball",
-            label="Query ball (the search query, learned radius)",
-            purpose="The text search's own ranking, cut where the labels place the"
-            " class's edge: when the query already points at the class",
+            label="Query ball (the search query moved by the labels, learned radius)",
+            purpose="The search's own ranking around the query moved by the labels"
+            " (Rocchio), cut where the labels place the class's edge: when the"
+            " query already points near the class",
             factory=f"{_ENGINE}.ball:QueryBall",
             random_negatives=1500,
             neighbours_per_positive=0,

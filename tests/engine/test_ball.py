@@ -38,7 +38,7 @@ def test_the_radius_separates_the_labelled_class(data):
 def test_predict_search_and_scores_are_the_integer_rule(data):
     codes, center, rows, y = data
     model = QueryBall(center=center).fit(codes[rows], y[rows])
-    expected = np.flatnonzero(_squared(codes, center) <= model.radius_sq_)
+    expected = np.flatnonzero(_squared(codes, model.center_) <= model.radius_sq_)
     assert 0 < expected.size < codes.shape[0]
     np.testing.assert_array_equal(np.flatnonzero(model.predict(codes)), expected)
     ids, scores = model.search(codes, chunk_rows=257)
@@ -52,7 +52,7 @@ def test_apply_model_ranks_by_distance_to_the_query(data):
     codes, center, rows, y = data
     model = QueryBall(center=center.tolist()).fit(codes[rows], y[rows])
     ranking = apply_model(model, CodeIndex.build(codes, leaf_size=32))
-    d = _squared(codes, center)
+    d = _squared(codes, model.center_)
     assert sorted(ranking.ids.tolist()) == np.flatnonzero(model.predict(codes)).tolist()
     assert (np.diff(d[ranking.ids]) >= 0).all()
     assert (np.diff(ranking.scores) <= 0).all()
@@ -75,7 +75,50 @@ def test_random_negatives_inside_the_ball_are_left_out(data):
 def test_labels_that_contradict_the_query_are_refused(data):
     codes, center, rows, y = data
     with pytest.raises(ValueError, match="no nearer the query"):
-        QueryBall(center=center).fit(codes[rows], 1 - y[rows])
+        QueryBall(center=center, beta=0, gamma=0).fit(codes[rows], 1 - y[rows])
+
+
+def test_the_centre_follows_the_labels_to_rocchios_point(data):
+    codes, center, rows, y = data
+    w = np.where(y[rows] == 1, 1.0, 0.5)
+    model = QueryBall(center=center).fit(codes[rows], y[rows], w)
+    pos = codes[rows][y[rows] == 1].astype(np.float64)
+    neg = codes[rows][y[rows] == 0].astype(np.float64)
+    point = (center + 0.75 * pos.mean(axis=0) - 0.15 * neg.mean(axis=0)) / 1.6
+    expected = np.clip(np.rint(point), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(model.center_, expected)
+    assert np.abs(model.center_.astype(int) - center).max() > 0
+    fixed = QueryBall(center=center, beta=0, gamma=0).fit(codes[rows], y[rows])
+    np.testing.assert_array_equal(fixed.center_, center)
+    only_negatives = QueryBall(center=center, beta=0).fit(codes[rows], y[rows])
+    point = (center - 0.15 * neg.mean(axis=0)) / 0.85
+    np.testing.assert_array_equal(
+        only_negatives.center_, np.clip(np.rint(point), 0, 255).astype(np.uint8)
+    )
+    for bad, err in (
+        ({"alpha": "1"}, TypeError),
+        ({"beta": -1}, ValueError),
+        ({"gamma": 1.0}, ValueError),
+        ({"alpha": np.nan}, ValueError),
+    ):
+        with pytest.raises(err, match="alpha|beta|gamma"):
+            QueryBall(center=center, **bad).fit(codes[rows], y[rows])
+
+
+def test_a_query_beside_the_class_is_moved_onto_it(data):
+    codes, center, rows, y = data
+    # a query 80 code steps from the class centre in every dim, the class within ~8
+    side = np.random.default_rng(3).choice([-1, 1], center.shape[0])
+    off = np.clip(center.astype(np.int64) + 80 * side, 0, 255).astype(np.uint8)
+    moved = QueryBall(center=off).fit(codes[rows], y[rows]).predict(codes)
+    fixed = QueryBall(center=off, beta=0, gamma=0).fit(codes[rows], y[rows])
+    kept = fixed.predict(codes)
+
+    def f1(mask):
+        tp = (mask & (y == 1)).sum()
+        return 2 * tp / (mask.sum() + (y == 1).sum())
+
+    assert f1(moved) > 0.95 and f1(kept) < 0.85
 
 
 def test_missing_or_mismatched_center_and_unfitted_model_are_refused(data):

@@ -158,8 +158,15 @@ def test_query_ball_refines_the_search_it_is_given(indexed):
     result = sdk.refine(ds, model="ball", query=query, index_key="cb")
     found = set(result.ids)
     assert len(found & airplanes) >= 18 and len(found - airplanes) <= 2
+    assert (np.diff(result.scores) <= 0).all()
+    # with the centre kept at the query, the ranking is the query's own
+    kept = sdk.refine(
+        ds, model="ball", query=query, index_key="cb",
+        model_params={"beta": 0.0, "gamma": 0.0},
+    )  # fmt: skip
     distances = ((codes.astype(np.int64) - query) ** 2).sum(axis=1)
-    rows = [ds.values("id").index(i) for i in result.ids]
+    rows = [ds.values("id").index(i) for i in kept.ids]
+    assert len(set(kept.ids) & airplanes) >= 18
     assert (np.diff(distances[rows]) >= 0).all()
     with pytest.raises(ValueError, match="pass query="):
         sdk.refine(ds, model="ball", index_key="cb")
