@@ -25,7 +25,7 @@ from fiftyone_clipbranches.sdk.errors import (
     StaleIndexError,
 )
 from fiftyone_clipbranches.sdk.freshness import Freshness, compare
-from fiftyone_clipbranches.sdk.identity import build_identity
+from fiftyone_clipbranches.sdk.identity import build_identity, field_identity
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
@@ -139,7 +139,7 @@ def build_index(
     embed_report = {}
     if embeddings_field is None:
         embeddings_field = DEFAULT_EMBEDDINGS_FIELD
-        model, pretrained = _clip_to_compute(model, pretrained)
+        model, pretrained = _clip_to_compute(ds, model, pretrained)
         embed_report = compute_embeddings(
             ds,
             embeddings_field,
@@ -188,8 +188,14 @@ def build_index(
     return _info(ds, index_key, config)
 
 
-def _clip_to_compute(model, pretrained) -> tuple[str, object]:
-    """The CLIP model and weights to compute embeddings with."""
+def _clip_to_compute(ds, model, pretrained) -> tuple[str, object]:
+    """The CLIP model and weights to compute embeddings with: the given ones, else
+    those the default embeddings field records (``compute_embeddings`` ran
+    before), else the defaults."""
+    if model is None and pretrained is UNSET:
+        recorded = field_identity(ds, DEFAULT_EMBEDDINGS_FIELD)
+        if recorded is not None:
+            return recorded["name"], recorded["pretrained"]
     if model is None:
         model = DEFAULT_CLIP_MODEL
         if pretrained is UNSET:

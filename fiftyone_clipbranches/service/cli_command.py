@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
@@ -101,6 +102,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from fiftyone_clipbranches.service.server import serve
 
+    missing = _missing_datasets(args.datasets)
+    if missing:
+        print(
+            f"error: dataset(s) {missing} do not exist; see `fiftyone datasets list`",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -120,6 +128,15 @@ def run_serve(args: argparse.Namespace) -> int:
         verify=args.verify,
         connection_limit=args.connection_limit,
     )
+
+
+def _missing_datasets(names) -> list[str]:
+    """The named datasets that do not exist (checked before the port is bound)."""
+    if not names:
+        return []
+    import fiftyone as fo
+
+    return sorted(set(names).difference(fo.list_datasets()))
 
 
 def main(argv: list[str] | None = None) -> int:

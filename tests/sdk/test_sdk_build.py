@@ -119,3 +119,27 @@ def test_compute_embeddings_and_text_search_with_random_clip(make_dataset):
     )
     assert info.supports_text and info.clip_model["name"] == "ViT-B-32"
     assert len(sdk.search(ds, text="a photo of a dog", k=4, index_key="t")) == 4
+
+
+def test_build_index_uses_the_model_compute_embeddings_recorded(
+    cifar_dir, tiny_clip_checkpoint
+):
+    """The README's order: compute_embeddings(model=..., pretrained=...), then
+    build_index(ds, key) with no model: the recorded model fills the missing
+    embeddings and embeds text queries (no default weights are looked for)."""
+    from user_path import TINY_CLIP_NAME, images_dataset
+
+    ds = images_dataset(cifar_dir, 5)
+    try:
+        first = ds.values("id")[:30]
+        sdk.compute_embeddings(
+            ds.select(first), model=TINY_CLIP_NAME,
+            pretrained=str(tiny_clip_checkpoint), progress=False,
+        )  # fmt: skip
+        info = sdk.build_index(ds, "clip", code_method="pca", progress=False)
+        assert info.n_samples == 50 and info.embeddings_field == "clip_embedding"
+        assert info.supports_text and info.clip_model["name"] == TINY_CLIP_NAME
+        assert len(ds.exists("clip_embedding")) == 50
+        assert len(sdk.search(ds, text="a photo of a cat", k=5, index_key="clip")) == 5
+    finally:
+        ds.delete()

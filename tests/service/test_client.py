@@ -142,3 +142,12 @@ def test_a_request_is_sent_as_given(service, served_dataset):
         client.refine(DATASET, request, model="tree")
     with pytest.raises(ValueError, match="model_params"):
         client.refine(DATASET, model_params={"max_depth": 2})
+
+
+def test_serve_refuses_unknown_datasets_before_binding(served_dataset, capsys):
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    argv = ["serve", "--dataset", served_dataset.name, "--dataset", "no-such-ds"]
+    assert cli_main([*argv, "--port", "0"]) == 2
+    out = capsys.readouterr()
+    assert "['no-such-ds'] do not exist" in out.err and "listening" not in out.out
