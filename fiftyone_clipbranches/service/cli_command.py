@@ -98,8 +98,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run ``clipbranches serve`` with parsed ``args``; returns the exit status."""
-    import logging
-
+    from fiftyone_clipbranches.service.log_setup import configure_logging
     from fiftyone_clipbranches.service.server import serve
 
     missing = _missing_datasets(args.datasets)
@@ -109,9 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(
         host=args.host,
         port=args.port,

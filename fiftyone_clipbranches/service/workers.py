@@ -35,6 +35,7 @@ import traceback
 from multiprocessing.connection import wait
 
 from fiftyone_clipbranches.service.errors import ApiError
+from fiftyone_clipbranches.service.log_setup import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -301,9 +302,8 @@ def worker_main(conn, target: str, args: tuple, nice: int) -> None:
     if nice:
         os.nice(nice)
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        configure_logging(
+            "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
         )
     try:
         module, _, name = target.partition(":")
