@@ -71,8 +71,8 @@ class RankedRows:
         stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``,
             ``n_neighbour_pos`` (code neighbours added as positives), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
-            ``n_relabelled`` (random negatives the linear classifier left out as
-            likely matches; 0 for the other models), ``n_forced_pos`` (labelled
+            ``n_relabelled`` (random negatives the linear classifier or the query
+            ball left out as likely matches; 0 for the other models), ``n_forced_pos`` (labelled
             positives the model did not accept, added with the best score: see
             :func:`labels_are_law`), ``n_dropped_neg`` (labelled negatives the
             model accepted, removed), ``n_results``, ``n_index`` (searched
@@ -472,8 +472,8 @@ def _labelled_positives_only(
 def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     if query is None:
         raise ValueError(
-            f"model {model!r} refines a search: pass query=, the text (or vector)"
-            " that was searched"
+            f"model {model!r} refines a search: give the text (or vector) that was"
+            ' searched as the query (query= in Python, "query" over HTTP)'
         )
     if isinstance(query, str):
         return query_code(config, bundle, index_key, text=query)

@@ -168,7 +168,7 @@ def test_query_ball_refines_the_search_it_is_given(indexed):
     rows = [ds.values("id").index(i) for i in kept.ids]
     assert len(set(kept.ids) & airplanes) >= 18
     assert (np.diff(distances[rows]) >= 0).all()
-    with pytest.raises(ValueError, match="pass query="):
+    with pytest.raises(ValueError, match="as the query"):
         sdk.refine(ds, model="ball", index_key="cb")
     with pytest.raises(ValueError, match="CLIP model"):
         sdk.refine(ds, model="ball", query="an airplane", index_key="cb")
