@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="remove foreign content too")
     p.set_defaults(func=_cmd_uninstall_plugin)
 
+    from fiftyone_clipbranches.cli_workflow import add_workflow_commands
+
+    add_workflow_commands(sub)
+
     from fiftyone_clipbranches.demo.pipeline import DEMO_REFINE_MODEL
     from fiftyone_clipbranches.sdk.models import model_names
 

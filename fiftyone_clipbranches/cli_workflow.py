@@ -1,0 +1,269 @@
+"""``clipbranches build-index / indexes / search / refine``: the SDK's workflow from
+the shell, on a FiftyOne dataset named on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+#: Results printed by ``search`` and ``refine`` unless ``--limit`` says otherwise.
+DEFAULT_LIMIT = 20
+
+
+class _Bar:
+    """``progress(fraction, label)`` of the SDK shown as one tqdm bar on stderr."""
+
+    def __init__(self, desc: str):
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=100, desc=desc, file=sys.stderr,
+            bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",
+        )  # fmt: skip
+
+    def __call__(self, fraction: float, label: str) -> None:
+        done = min(100, max(0, round(100 * fraction)))
+        self._bar.set_postfix_str(label, refresh=False)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _dataset(name: str):
+    import fiftyone as fo
+
+    if name not in fo.list_datasets():
+        raise ValueError(
+            f"dataset {name!r} does not exist; see `fiftyone datasets list`"
+        )
+    return fo.load_dataset(name)
+
+
+def _pretrained(value):
+    """``--pretrained none`` is random weights (``pretrained=None``)."""
+    return None if value is not None and value.lower() == "none" else value
+
+
+def _cmd_build_index(args) -> int:
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.indexes import UNSET
+
+    ds = _dataset(args.dataset)
+    bar = _Bar(f"building {args.key!r}") if not args.quiet else None
+    try:
+        info = sdk.build_index(
+            ds,
+            args.key,
+            embeddings_field=args.embeddings_field,
+            model=args.model,
+            pretrained=UNSET
+            if args.pretrained is None
+            else _pretrained(args.pretrained),
+            code_method=args.code_method,
+            progress=bar or False,
+            shards=args.shards,
+            ray_address=args.ray_address,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_info(info, args.json)
+    return 0
+
+
+def _print_info(info, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(info.to_dict(), default=str))
+        return
+    model = info.clip_model or {}
+    text = f"{model.get('name')} / {model.get('pretrained')}" if model else "no"
+    print(
+        f"{info.key}: {info.n_samples} samples, {info.code_method} codes of"
+        f" {info.code_dims} bytes, text search: {text}, built {info.built_at}"
+    )
+    fresh = info.freshness
+    if fresh is not None and fresh.is_stale:
+        print(
+            f"  stale: {fresh.n_added} samples added, {fresh.n_deleted} deleted since"
+            " the build (`cb.update_index` brings it up to date)"
+        )
+
+
+def _cmd_indexes(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = _dataset(args.dataset)
+    keys = sdk.list_indexes(ds)
+    infos = [sdk.index_info(ds, key) for key in keys]
+    if args.json:
+        print(json.dumps([i.to_dict() for i in infos], default=str))
+    elif not infos:
+        print(
+            f"dataset {ds.name!r} has no clipbranches index (`clipbranches build-index`)"
+        )
+    for info in infos if not args.json else ():
+        _print_info(info, False)
+    return 0
+
+
+def _cmd_search(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = _dataset(args.dataset)
+    ids, distances = sdk.search_ids(
+        ds,
+        text=args.text,
+        sample_ids=args.sample_ids,
+        image=args.image,
+        k=args.k,
+        index_key=args.key,
+    )
+    rows = [{"id": i, "distance": int(d)} for i, d in zip(ids, distances)]
+    if args.tag:
+        ds.select(ids).tag_samples(args.tag)
+    _print_rows(ds, rows, "distance", args)
+    if args.tag and not args.json:
+        print(f"tagged {len(ids)} samples {args.tag!r}")
+    return 0
+
+
+def _cmd_refine(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = _dataset(args.dataset)
+    explicit = args.positives is not None or args.negatives is not None
+    result = sdk.refine(
+        ds,
+        positives=(args.positives or []) if explicit else None,
+        negatives=(args.negatives or []) if explicit else None,
+        tags=(args.positive_tag, args.negative_tag),
+        model=args.model,
+        index_key=args.key,
+        query=args.query,
+        saved_view=args.saved_view,
+        score_field=None if args.no_scores else args.score_field,
+        seed=args.seed,
+    )
+    rows = [{"id": i, "score": float(s)} for i, s in zip(result.ids, result.scores)]
+    stats = result.stats
+    if args.json:
+        print(json.dumps({"stats": stats, "n_results": len(rows),
+                          "results": rows[: args.limit]}, default=str))  # fmt: skip
+        return 0
+    print(
+        f"{stats.get('model')}: {len(rows)} samples of {stats.get('n_index')}"
+        f" ({stats.get('n_pos')} positives, {stats.get('n_neg')} negatives labelled;"
+        f" {stats.get('train_ms', 0):.0f} ms training, {stats.get('query_ms', 0):.0f}"
+        " ms query)"
+    )
+    _print_rows(ds, rows, "score", args)
+    if args.saved_view:
+        print(f"saved view {args.saved_view!r}")
+    return 0
+
+
+def _print_rows(ds, rows: list[dict], value: str, args) -> None:
+    shown = rows[: args.limit]
+    if args.json:
+        print(json.dumps(shown))
+        return
+    paths = dict(zip(*ds.select([r["id"] for r in shown]).values(["id", "filepath"])))
+    for rank, row in enumerate(shown, 1):
+        v = row[value]
+        text = f"{v:.4f}" if isinstance(v, float) else str(v)
+        print(f"{rank:>4}  {row['id']}  {text:>10}  {paths.get(row['id'], '')}")
+    if len(rows) > len(shown):
+        print(f"... {len(rows) - len(shown)} more (--limit)")
+
+
+def add_workflow_commands(sub) -> None:
+    """Register ``build-index``, ``indexes``, ``search`` and ``refine``."""
+    from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, model_names
+    from fiftyone_clipbranches.sdk.settings import (
+        DEFAULT_INDEX_KEY,
+        DEFAULT_K,
+        DEFAULT_SCORE_FIELD,
+        DEFAULT_TAGS,
+    )
+
+    def common(p: argparse.ArgumentParser, key=True) -> None:
+        p.add_argument("dataset", help="FiftyOne dataset name")
+        if key:
+            p.add_argument(
+                "--key", default=DEFAULT_INDEX_KEY,
+                help=f"index key (default {DEFAULT_INDEX_KEY!r})",
+            )  # fmt: skip
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser(
+        "build-index",
+        help="embed a dataset's images (if needed) and build its index",
+        description="Build a clipbranches index over every sample of DATASET: its"
+        " images are embedded with CLIP into 'clip_embedding' unless"
+        " --embeddings-field names a field of CLIP vectors (the SDK's build_index).",
+    )
+    common(p)
+    p.add_argument("--embeddings-field", help="existing VectorField of CLIP vectors")
+    p.add_argument("--model", help="open_clip architecture (default ViT-B-32)")
+    p.add_argument(
+        "--pretrained",
+        help="open_clip tag, checkpoint path, or 'none' for random weights (tests)",
+    )
+    p.add_argument("--code-method", choices=("head", "pca"), default="head")
+    p.add_argument("--shards", type=int, default=1, help="shards (docs/scale.md)")
+    p.add_argument("--ray-address", help="build shards on this Ray cluster")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_build_index)
+
+    p = sub.add_parser("indexes", help="list a dataset's indexes and their state")
+    common(p, key=False)
+    p.set_defaults(func=_cmd_indexes)
+
+    p = sub.add_parser(
+        "search",
+        help="the k samples nearest to a text, samples or an image",
+        description="Exact nearest neighbours over the index's codes (the SDK's"
+        " search_ids): rank, sample id, squared code distance, filepath.",
+    )
+    common(p)
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="text query (needs an index with a CLIP model)")
+    query.add_argument(
+        "--sample-id", dest="sample_ids", action="append", metavar="ID",
+        help="query by the mean of these samples (repeatable)",
+    )  # fmt: skip
+    query.add_argument("--image", help="image path or URL, in the dataset or not")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"default {DEFAULT_K}")
+    p.add_argument("--tag", help="also tag the results with this sample tag")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="rows printed")
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser(
+        "refine",
+        help="train a model on the labelled samples, return every match",
+        description="Labels are the sample tags (--positive-tag, --negative-tag) or"
+        " explicit --positive / --negative ids; every sample the model accepts is"
+        " returned, best first, its score written to --score-field (the SDK's"
+        " refine).",
+    )
+    common(p)
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=model_names())
+    p.add_argument(
+        "--positive", dest="positives", action="append", metavar="ID",
+        help="positive sample id (repeatable; replaces the tags)",
+    )  # fmt: skip
+    p.add_argument(
+        "--negative", dest="negatives", action="append", metavar="ID",
+        help="negative sample id (repeatable; replaces the tags)",
+    )  # fmt: skip
+    p.add_argument("--positive-tag", default=DEFAULT_TAGS[0])
+    p.add_argument("--negative-tag", default=DEFAULT_TAGS[1])
+    p.add_argument("--query", help="the text that was searched (model 'ball')")
+    p.add_argument("--saved-view", help="save the result as this view")
+    p.add_argument("--score-field", default=DEFAULT_SCORE_FIELD)
+    p.add_argument("--no-scores", action="store_true", help="write no scores")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="rows printed")
+    p.set_defaults(func=_cmd_refine)

@@ -1,0 +1,76 @@
+"""The CLI's workflow on the user's path: images on disk -> ``clipbranches
+build-index`` (tiny random-weight open_clip) -> ``indexes`` -> ``search`` ->
+``refine``, on a real dataset on its real database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from user_path import TINY_CLIP_NAME, images_dataset
+
+from fiftyone_clipbranches.cli import main as cli_main
+
+
+def _json(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+@pytest.fixture
+def images(cifar_dir):
+    ds = images_dataset(cifar_dir, 5)
+    yield ds
+    ds.delete()
+
+
+def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, capsys):
+    ds = images
+    build = ["build-index", ds.name, "--key", "clip", "--model", TINY_CLIP_NAME]
+    build += ["--pretrained", str(tiny_clip_checkpoint), "--code-method", "pca"]
+    assert cli_main([*build, "--json"]) == 0
+    info = _json(capsys)
+    assert info["n_samples"] == 50 and info["clip_model"]["name"] == TINY_CLIP_NAME
+
+    assert cli_main(["indexes", ds.name]) == 0
+    assert "clip: 50 samples, pca codes" in capsys.readouterr().out
+
+    search = ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "10"]
+    assert cli_main([*search, "--json", "--tag", "cb_positive"]) == 0
+    rows = _json(capsys)
+    ids = [r["id"] for r in rows]
+    assert len(set(ids)) == 10
+    assert [r["distance"] for r in rows] == sorted(r["distance"] for r in rows)
+    assert sorted(ds.match_tags("cb_positive").values("id")) == sorted(ids)
+
+    assert cli_main(["refine", ds.name, "--key", "clip", "--json"]) == 0
+    by_tags = _json(capsys)
+    assert by_tags["stats"]["n_pos"] == 10 and by_tags["n_results"] >= 10
+
+    refine = ["refine", ds.name, "--key", "clip", "--model", "linear", "--json"]
+    refine += ["--positive", ids[0], "--positive", ids[1], "--negative", ids[9]]
+    assert cli_main([*refine, "--saved-view", "cli-round", "--limit", "100"]) == 0
+    result = _json(capsys)
+    found = [r["id"] for r in result["results"]]
+    assert result["stats"]["n_pos"] == 2 and result["stats"]["n_neg"] == 1
+    assert {ids[0], ids[1]} <= set(found) and ids[9] not in found
+    assert len(found) == result["n_results"]
+    assert "cli-round" in ds.list_saved_views()
+    scored = ds.exists("clipbranches_score")
+    assert sorted(scored.values("id")) == sorted(found)
+
+    assert cli_main(["refine", ds.name, "--key", "clip", "--limit", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("cascade: ") and "more (--limit)" in out
+
+
+def test_cli_errors_are_one_line(images, capsys):
+    assert cli_main(["refine", "no-such-dataset"]) == 1
+    err = capsys.readouterr().err
+    assert "refine: error: dataset 'no-such-dataset' does not exist" in err
+    assert cli_main(["search", images.name, "--key", "nope", "--text", "x"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("clipbranches search: error:") and "nope" in err
+    assert len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        cli_main(["search", images.name])  # a query is required
