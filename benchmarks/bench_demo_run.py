@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / ".venv" / "bin" / "clipbranches"
 FIGURES = {
     "precision@20": r"precision@20\s+([0-9.]+)",
-    "top-k F1": r"F1 of the top-\d+\s+([0-9.]+)",
+    "top-k F1": r"F1 of the top \d+\s+([0-9.]+)",
     "refined F1": r"refined .*F1 ([0-9.]+) \(",
     "gain": r"F1 gain\s+([0-9.]+)x",
 }

@@ -50,23 +50,27 @@ class DemoReport:
         def fig(value):
             return "n/a" if value is None else f"{value:.3f}"
 
-        lines = [
-            f"dataset           {self.dataset} ({self.n_samples} samples)",
-            f"text query        {self.query!r}, k = {self.k}",
-            f"precision@20      {fig(self.precision_at_20)}",
-            f"F1 of the top-{self.k:<4} {fig(self.topk_f1)}",
-            f"refined ({self.model:<8}) {self.n_refined} samples, F1 "
-            f"{fig(self.refined_f1)} (precision {fig(self.refined_precision)},"
-            f" recall {fig(self.refined_recall)}; {self.n_relevant} relevant)",
+        rows = [
+            ("dataset", f"{self.dataset} ({self.n_samples} samples)"),
+            ("text query", f"{self.query!r}, k = {self.k}"),
+            ("precision@20", fig(self.precision_at_20)),
+            (f"F1 of the top {self.k}", fig(self.topk_f1)),
+            (
+                f"refined ({self.model})",
+                f"{self.n_refined} samples, F1 {fig(self.refined_f1)} (precision"
+                f" {fig(self.refined_precision)}, recall {fig(self.refined_recall)};"
+                f" {self.n_relevant} relevant)",
+            ),
         ]
         if self.topk_f1 and self.refined_f1 is not None:
-            lines.append(f"F1 gain           {self.refined_f1 / self.topk_f1:.2f}x")
+            rows.append(("F1 gain", f"{self.refined_f1 / self.topk_f1:.2f}x"))
         if self.saved_view:
-            lines.append(f"saved view        {self.saved_view}")
+            rows.append(("saved view", self.saved_view))
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items())
-        lines.append(f"timings           {steps}")
-        lines += [f"note              {note}" for note in self.notes]
-        return "\n".join(lines)
+        rows.append(("timings", steps))
+        rows += [("note", note) for note in self.notes]
+        width = max(len(name) for name, _ in rows) + 2
+        return "\n".join(f"{name:<{width}}{value}" for name, value in rows)
 
 
 def run_demo(

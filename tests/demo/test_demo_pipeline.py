@@ -3,6 +3,8 @@ a real FiftyOne dataset, the index, a text search and one simulated round."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -53,7 +55,13 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     # one round of feedback on the top 60 finds more of the class than the top 60
     assert report.refined_f1 > report.topk_f1
     assert dataset.has_saved_view(DEMO_VIEW)
-    assert "precision@20" in report.format()
+    text = report.format()
+    assert "precision@20" in text and f"F1 of the top {report.k} " in text
+    # one column of values: every name is followed by the same padding
+    assert (
+        len({re.search(r"\S {2,}(?=\S)", line).end() for line in text.splitlines()})
+        == 1
+    )
 
     again = run_demo(**kwargs)
     assert "demo model" in again.timings and again.timings["demo model"] < 30
