@@ -31,6 +31,13 @@ class _Bar:
         self._bar.close()
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _dataset(name: str):
     import fiftyone as fo
 
@@ -133,11 +140,10 @@ def _cmd_refine(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = _dataset(args.dataset)
-    explicit = args.positives is not None or args.negatives is not None
     result = sdk.refine(
         ds,
-        positives=(args.positives or []) if explicit else None,
-        negatives=(args.negatives or []) if explicit else None,
+        positives=args.positives,
+        negatives=args.negatives,
         tags=(args.positive_tag, args.negative_tag),
         model=args.model,
         index_key=args.key,
@@ -206,7 +212,11 @@ def add_workflow_commands(sub) -> None:
     )
     common(p)
     p.add_argument("--embeddings-field", help="existing VectorField of CLIP vectors")
-    p.add_argument("--model", help="open_clip architecture (default ViT-B-32)")
+    p.add_argument(
+        "--model",
+        help="open_clip architecture (default: the model recorded on"
+        " 'clip_embedding' by an earlier embedding, else ViT-B-32)",
+    )
     p.add_argument(
         "--pretrained",
         help="open_clip tag, checkpoint path, or 'none' for random weights (tests)",
@@ -237,7 +247,7 @@ def add_workflow_commands(sub) -> None:
     query.add_argument("--image", help="image path or URL, in the dataset or not")
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"default {DEFAULT_K}")
     p.add_argument("--tag", help="also tag the results with this sample tag")
-    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="rows printed")
+    p.add_argument("--limit", type=_count, default=DEFAULT_LIMIT, help="rows printed")
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser(
@@ -265,5 +275,5 @@ def add_workflow_commands(sub) -> None:
     p.add_argument("--score-field", default=DEFAULT_SCORE_FIELD)
     p.add_argument("--no-scores", action="store_true", help="write no scores")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="rows printed")
+    p.add_argument("--limit", type=_count, default=DEFAULT_LIMIT, help="rows printed")
     p.set_defaults(func=_cmd_refine)

@@ -13,8 +13,7 @@ from fiftyone_clipbranches.cli import main as cli_main
 
 
 def _json(capsys):
-    out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
+    return json.loads(capsys.readouterr().out)  # nothing but the JSON on stdout
 
 
 @pytest.fixture

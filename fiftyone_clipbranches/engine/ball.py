@@ -1,22 +1,21 @@
-"""The query ball: relevance feedback that keeps the search query and learns its reach.
+"""The query ball: relevance feedback that moves the search query and learns its reach.
 
 A text search ranks the catalogue by the distance of each code to the query's code;
-the user labels the top of that ranking. When the query already points at the class,
-what the labels add is where the class ends along that ranking: a radius. The ball
+the user labels the top of that ranking. The ball's centre first moves where
+Rocchio's relevance feedback puts the query, with the textbook weights (query 1,
+mean of the labelled positives 0.75, mean of the labelled negatives 0.15): the
+labels pull it towards the class without letting it forget the query. What the
+labels add next is where the class ends around that centre: a radius. The ball
 learns it with a weighted logistic regression of the label on the distance to the
-query (:class:`~.linear.LinearClassifier` on that one feature), and accepts every
-code inside: the query's own ranking, cut at the depth the labels support. The
-ball's centre first moves where Rocchio's relevance feedback puts the query, with
-the textbook weights (query 1, mean of the positives 0.75, mean of the negatives
-0.15): the labels pull it towards the class without letting it forget the query.
+centre (:class:`~.linear.LinearClassifier` on that one feature, random negatives
+included), and accepts every code inside: the moved query's ranking, cut at the
+depth the labels support.
 
 It is applied by one exact scan of squared distances (:mod:`.ball_kernels`), like
 the k-NN search it refines.
 """
 
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 
@@ -25,7 +24,12 @@ from .codes import as_query
 from .linear import LinearClassifier
 from .model import RefinementModel
 from .scan import SEARCH_CHUNK_ROWS, search_chunks
-from .validation import check_codes, check_training
+from .validation import (
+    check_codes,
+    check_positive_number,
+    check_row_mask,
+    check_training,
+)
 
 #: Most dims for which squared distances of uint8 codes fit in int32.
 MAX_BALL_DIMS = (2**31 - 1) // 255**2
@@ -95,14 +99,10 @@ class QueryBall(RefinementModel):
         return as_query(self.center, n_dims)
 
     def _rocchio_weights(self) -> tuple[float, float, float]:
-        weights = []
-        for name in ("alpha", "beta", "gamma"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"{name} must be a float, got {value!r}")
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite float >= 0, got {value}")
-            weights.append(float(value))
+        weights = [
+            check_positive_number(getattr(self, name), name, allow_zero=True)
+            for name in ("alpha", "beta", "gamma")
+        ]
         if not weights[0] > weights[2]:
             raise ValueError(
                 f"alpha ({weights[0]}) must exceed gamma ({weights[2]}): the query"
@@ -124,18 +124,22 @@ class QueryBall(RefinementModel):
 
         Args:
             sample_weight: optional float ``(n,)``.
-            unlabelled: optional bool ``(n,)``, the negatives drawn at random.
-            subsets, neighbours: ignored (the ball is scanned, and learns only a
-                radius).
+            unlabelled: optional bool ``(n,)``, the negatives drawn at random: they
+                train the radius, not the centre (not judged by the user).
+            subsets, neighbours: ignored (the ball is scanned, and learns a centre
+                and a radius).
 
         Raises:
             ValueError: bad inputs, or labels that put the positives no nearer the
-                query than the negatives (a ball around this query cannot separate
+                (moved) query than the negatives (a ball around it cannot separate
                 them: refine with another model, or search again).
         """
         X, y, w = check_training(X, y, sample_weight)
         center = self._center(X.shape[1])
-        center = rocchio_center(center, X, y, w, *self._rocchio_weights())
+        judged = ~check_row_mask(unlabelled, y.shape, "unlabelled")
+        center = rocchio_center(
+            center, X[judged], y[judged], w[judged], *self._rocchio_weights()
+        )
         distance = np.sqrt(_squared(X, center).astype(np.float64))[:, None]
         logistic = LinearClassifier(
             C=self.C,
@@ -147,10 +151,10 @@ class QueryBall(RefinementModel):
         slope = float(logistic.coef_[0])
         if not slope < 0:
             raise ValueError(
-                "the labelled positives are no nearer the query than the negatives,"
-                " so no distance from the query separates them: refine with another"
-                " model (e.g. 'linear'), or search with a query closer to the"
-                " positives"
+                "the labelled positives are no nearer the query (moved by the labels)"
+                " than the negatives, so no distance from it separates them: refine"
+                " with another model (e.g. 'linear'), or search with a query closer"
+                " to the positives"
             )
         radius = -logistic.intercept_ / slope
         self.center_ = center

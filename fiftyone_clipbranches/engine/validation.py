@@ -87,13 +87,15 @@ def check_training(X, y, sample_weight, *, allow_float: bool = False):
     return X, y, np.ascontiguousarray(w)
 
 
-def check_positive_number(value, name: str) -> float:
-    """``value`` as a float, refusing anything but a finite int or float > 0."""
+def check_positive_number(value, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float, refusing anything but a finite int or float > 0
+    (``>= 0`` with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be an int or a float, got {value!r}")
     value = float(value)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
     return value
 
 

@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 HELP = """Search by text, by an image (a file path or URL) or by example, mark
 results **positive** (click) or **negative** (alt-click), then **Refine**: a
 decision-branches model trained on your labels returns *every* matching sample of the dataset, scored. The *query ball*
-model refines the text query itself: it keeps the query's ranking and learns from
-your labels how far down it the matches go."""
+model refines the text query itself: your labels move the query towards the
+matches (Rocchio) and tell how far from it the matches go."""
 
 
 class RelevancePanel(foo.Panel):

@@ -25,7 +25,7 @@ from fiftyone_clipbranches.sdk.errors import (
     StaleIndexError,
 )
 from fiftyone_clipbranches.sdk.freshness import Freshness, compare
-from fiftyone_clipbranches.sdk.identity import build_identity, field_identity
+from fiftyone_clipbranches.sdk.identity import build_identity, field_model_identity
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
@@ -105,8 +105,9 @@ def build_index(
         model, pretrained: CLIP model of the embeddings (also what text queries are
             embedded with): an open_clip architecture and its tag or checkpoint
             path (None: random weights, for tests). When embeddings are computed
-            here, both default to ViT-B-32 / laion2b_s34b_b79k, and another
-            ``model`` needs its ``pretrained``. With ``embeddings_field`` they
+            here, both default to the model recorded on ``"clip_embedding"`` (an
+            earlier ``compute_embeddings``), else to ViT-B-32 /
+            laion2b_s34b_b79k; another ``model`` needs its ``pretrained``. With ``embeddings_field`` they
             declare the field's model (give both, or neither to use what the
             field records; a declaration that contradicts the record is refused).
         code_method: ``"head"`` (learned 512->32 head, minutes on CPU) or ``"pca"``.
@@ -193,7 +194,7 @@ def _clip_to_compute(ds, model, pretrained) -> tuple[str, object]:
     those the default embeddings field records (``compute_embeddings`` ran
     before), else the defaults."""
     if model is None and pretrained is UNSET:
-        recorded = field_identity(ds, DEFAULT_EMBEDDINGS_FIELD)
+        recorded = field_model_identity(ds, DEFAULT_EMBEDDINGS_FIELD).identity
         if recorded is not None:
             return recorded["name"], recorded["pretrained"]
     if model is None:

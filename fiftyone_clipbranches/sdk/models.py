@@ -15,7 +15,8 @@ Where the defaults come from (real CLIP embeddings, docs/quality.md):
   class weights) and the query ball (the same regression on one feature) with 1500.
 - neighbours per positive: ``"auto"`` (round(32 / P) below 32 positives) for the box
   models and the sklearn baselines; none for the linear classifier, which measured
-  worse with them, and none for the query ball, which learns only a radius.
+  worse with them, and none for the query ball, which learns a centre (Rocchio)
+  and a radius from the user's labels.
 """
 
 from __future__ import annotations

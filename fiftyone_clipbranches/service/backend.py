@@ -27,6 +27,18 @@ from fiftyone_clipbranches.service.results import Ranking, StoredResult
 
 logger = logging.getLogger(__name__)
 
+
+def check_datasets_exist(names) -> None:
+    """Raise ValueError naming those of ``names`` that are not FiftyOne datasets."""
+    import fiftyone as fo
+
+    missing = sorted(set(names or ()).difference(fo.list_datasets()))
+    if missing:
+        raise ValueError(
+            f"dataset(s) {missing} do not exist; see `fiftyone datasets list`"
+        )
+
+
 #: Most samples a saved view may select by id (a saved view is one database
 #: document, limited to 16 MB).
 _ID_DTYPE = "S24"
@@ -121,11 +133,7 @@ class SdkBackend:
             names = self.dataset_names
             if names is None:
                 names = [n for n in fo.list_datasets() if _has_indexes(fo, sdk, n)]
-            missing = sorted(set(names).difference(fo.list_datasets()))
-            if missing:
-                raise ValueError(
-                    f"dataset(s) {missing} do not exist; see `fiftyone datasets list`"
-                )
+            check_datasets_exist(names)
             loaded = {}
             for name in names:
                 state = _database_state(name)  # before the load: never newer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
@@ -98,16 +97,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run ``clipbranches serve`` with parsed ``args``; returns the exit status."""
+    from fiftyone_clipbranches.service.backend import check_datasets_exist
     from fiftyone_clipbranches.service.log_setup import configure_logging
     from fiftyone_clipbranches.service.server import serve
 
-    missing = _missing_datasets(args.datasets)
-    if missing:
-        print(
-            f"error: dataset(s) {missing} do not exist; see `fiftyone datasets list`",
-            file=sys.stderr,
-        )
-        return 2
+    check_datasets_exist(args.datasets)  # before the port is bound
     configure_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(
         host=args.host,
@@ -125,15 +119,6 @@ def run_serve(args: argparse.Namespace) -> int:
         verify=args.verify,
         connection_limit=args.connection_limit,
     )
-
-
-def _missing_datasets(names) -> list[str]:
-    """The named datasets that do not exist (checked before the port is bound)."""
-    if not names:
-        return []
-    import fiftyone as fo
-
-    return sorted(set(names).difference(fo.list_datasets()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,17 +80,24 @@ def test_labels_that_contradict_the_query_are_refused(data):
 
 def test_the_centre_follows_the_labels_to_rocchios_point(data):
     codes, center, rows, y = data
-    w = np.where(y[rows] == 1, 1.0, 0.5)
-    model = QueryBall(center=center).fit(codes[rows], y[rows], w)
-    pos = codes[rows][y[rows] == 1].astype(np.float64)
-    neg = codes[rows][y[rows] == 0].astype(np.float64)
-    point = (center + 0.75 * pos.mean(axis=0) - 0.15 * neg.mean(axis=0)) / 1.6
+    X, labels = codes[rows], y[rows]
+    w = np.random.default_rng(5).uniform(0.2, 2.0, labels.shape[0])
+    # half the negatives drawn at random: they train the radius, not the centre
+    unlabelled = (labels == 0) & (np.arange(labels.shape[0]) % 2 == 0)
+    model = QueryBall(center=center).fit(X, labels, w, unlabelled=unlabelled)
+    pos, judged = labels == 1, (labels == 0) & ~unlabelled
+    m_pos = np.average(X[pos].astype(np.float64), axis=0, weights=w[pos])
+    m_neg = np.average(X[judged].astype(np.float64), axis=0, weights=w[judged])
+    point = (center + 0.75 * m_pos - 0.15 * m_neg) / 1.6
     expected = np.clip(np.rint(point), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(model.center_, expected)
     assert np.abs(model.center_.astype(int) - center).max() > 0
+    unweighted = QueryBall(center=center).fit(X, labels, unlabelled=unlabelled)
+    assert not np.array_equal(unweighted.center_, model.center_)
     fixed = QueryBall(center=center, beta=0, gamma=0).fit(codes[rows], y[rows])
     np.testing.assert_array_equal(fixed.center_, center)
     only_negatives = QueryBall(center=center, beta=0).fit(codes[rows], y[rows])
+    neg = codes[rows][y[rows] == 0].astype(np.float64)
     point = (center - 0.15 * neg.mean(axis=0)) / 0.85
     np.testing.assert_array_equal(
         only_negatives.center_, np.clip(np.rint(point), 0, 255).astype(np.uint8)

@@ -148,6 +148,7 @@ def test_serve_refuses_unknown_datasets_before_binding(served_dataset, capsys):
     from fiftyone_clipbranches.cli import main as cli_main
 
     argv = ["serve", "--dataset", served_dataset.name, "--dataset", "no-such-ds"]
-    assert cli_main([*argv, "--port", "0"]) == 2
+    assert cli_main([*argv, "--port", "0"]) == 1
     out = capsys.readouterr()
-    assert "['no-such-ds'] do not exist" in out.err and "listening" not in out.out
+    assert "serve: error: dataset(s) ['no-such-ds'] do not exist" in out.err
+    assert "listening" not in out.out
