@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,8 @@ def uninstall_plugin(
             f"{link} is not a link to this package; pass --force to remove it anyway"
         )
     _remove_path(link)
+    with contextlib.suppress(OSError):  # the "@clipbranches" folder, once empty
+        link.parent.rmdir()
     return InstallOutcome("removed", link, target)
 
 

@@ -75,6 +75,7 @@ def test_install_plugin_is_idempotent_and_refuses_foreign_folders(tmp_path, caps
     assert install_plugin(tmp_path).action == "unchanged"
 
     assert uninstall_plugin(tmp_path).action == "removed"
+    assert not (tmp_path / PLUGIN_SUBDIR.parent).exists()  # no empty folder left
     assert uninstall_plugin(tmp_path).action == "absent"
 
     foreign = tmp_path / PLUGIN_SUBDIR
