@@ -49,13 +49,17 @@ def _dataset(name: str):
 
 
 def _pretrained(value):
-    """``--pretrained none`` is random weights (``pretrained=None``)."""
-    return None if value is not None and value.lower() == "none" else value
+    """``build_index``'s ``pretrained``: not given (``UNSET``), ``none`` (random
+    weights, ``None``), or the tag or path as given."""
+    from fiftyone_clipbranches.sdk.indexes import UNSET
+
+    if value is None:
+        return UNSET
+    return None if value.lower() == "none" else value
 
 
 def _cmd_build_index(args) -> int:
     from fiftyone_clipbranches import sdk
-    from fiftyone_clipbranches.sdk.indexes import UNSET
 
     ds = _dataset(args.dataset)
     bar = _Bar(f"building {args.key!r}") if not args.quiet else None
@@ -65,9 +69,7 @@ def _cmd_build_index(args) -> int:
             args.key,
             embeddings_field=args.embeddings_field,
             model=args.model,
-            pretrained=UNSET
-            if args.pretrained is None
-            else _pretrained(args.pretrained),
+            pretrained=_pretrained(args.pretrained),
             code_method=args.code_method,
             progress=bar or False,
             shards=args.shards,
@@ -106,11 +108,12 @@ def _cmd_indexes(args) -> int:
     infos = [sdk.index_info(ds, key) for key in keys]
     if args.json:
         print(json.dumps([i.to_dict() for i in infos], default=str))
-    elif not infos:
+        return 0
+    if not infos:
         print(
             f"dataset {ds.name!r} has no clipbranches index (`clipbranches build-index`)"
         )
-    for info in infos if not args.json else ():
+    for info in infos:
         _print_info(info, False)
     return 0
 

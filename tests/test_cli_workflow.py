@@ -73,3 +73,12 @@ def test_cli_errors_are_one_line(images, capsys):
     assert len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         cli_main(["search", images.name])  # a query is required
+
+
+def test_pretrained_none_means_random_weights_and_absent_means_not_given():
+    from fiftyone_clipbranches.cli_workflow import _pretrained
+    from fiftyone_clipbranches.sdk.indexes import UNSET
+
+    assert _pretrained(None) is UNSET
+    assert _pretrained("None") is None and _pretrained("none") is None
+    assert _pretrained("laion2b_s34b_b79k") == "laion2b_s34b_b79k"

@@ -106,9 +106,9 @@ def build_index(
             embedded with): an open_clip architecture and its tag or checkpoint
             path (None: random weights, for tests). When embeddings are computed
             here, both default to the model recorded on ``"clip_embedding"`` (an
-            earlier ``compute_embeddings``), else to ViT-B-32 /
-            laion2b_s34b_b79k; another ``model`` needs its ``pretrained``. With ``embeddings_field`` they
-            declare the field's model (give both, or neither to use what the
+            earlier ``compute_embeddings``), else to ViT-B-32 / laion2b_s34b_b79k;
+            another ``model`` needs its ``pretrained``. With ``embeddings_field``
+            they declare the field's model (give both, or neither to use what the
             field records; a declaration that contradicts the record is refused).
         code_method: ``"head"`` (learned 512->32 head, minutes on CPU) or ``"pca"``.
         encoder_params: extra keyword arguments of ``embed.fit_code_encoder``

@@ -72,8 +72,9 @@ class RankedRows:
             ``n_neighbour_pos`` (code neighbours added as positives), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier or the query
-            ball left out as likely matches; 0 for the other models), ``n_forced_pos`` (labelled
-            positives the model did not accept, added with the best score: see
+            ball left out as likely matches; 0 for the other models),
+            ``n_forced_pos`` (labelled positives the model did not accept, added
+            with the best score: see
             :func:`labels_are_law`), ``n_dropped_neg`` (labelled negatives the
             model accepted, removed), ``n_results``, ``n_index`` (searched
             samples), ``n_unindexed`` (samples added since the build, not
