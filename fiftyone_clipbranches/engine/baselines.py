@@ -16,6 +16,7 @@ from abc import abstractmethod
 
 import numpy as np
 
+from .codes import take_rows
 from .model import RefinementModel
 from .scan import SEARCH_CHUNK_ROWS, knn_scan
 from .validation import check_codes, check_features, check_int, check_training
@@ -198,7 +199,7 @@ class NearestNeighbours(_TopK):
         k = self._check_k()
         found = [knn_scan(codes, p, k)[0] for p in self.positives_]
         ids = np.unique(np.concatenate(found))
-        return ids, self.decision_function(codes[ids])
+        return ids, self.decision_function(take_rows(codes, ids))
 
 
 class Rocchio(_TopK):

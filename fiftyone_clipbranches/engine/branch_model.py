@@ -12,6 +12,7 @@ import numpy as np
 
 from . import branches_kernels as _k
 from .boxes import Boxes
+from .codes import take_rows
 from .model import RefinementModel
 from .scan import SEARCH_CHUNK_ROWS, scan_boxes
 from .subsets import FeatureSubsets
@@ -168,7 +169,7 @@ class BranchModel(RefinementModel):
         doubtful = np.flatnonzero(~keep & (hits >= min_votes))
         if doubtful.size:
             where = doubtful if rows is None else np.asarray(rows)[doubtful]
-            logit = arbiter.decision_function(np.asarray(codes[where]))
+            logit = arbiter.decision_function(take_rows(codes, where))
             keep[doubtful] = logit > margin
         return keep
 
@@ -177,7 +178,9 @@ class BranchModel(RefinementModel):
         members, as ``index.query_boxes`` returns them) that :meth:`accept` keeps,
         with their ``decision_function`` scores on the catalogue ``codes``."""
         ids = ids[self.accept(members_hit, codes, ids)]
-        scores = self.decision_function(codes[ids]) if ids.size else np.zeros(0)
+        scores = (
+            self.decision_function(take_rows(codes, ids)) if ids.size else np.zeros(0)
+        )
         return ids, scores
 
     def votes(self, X) -> np.ndarray:

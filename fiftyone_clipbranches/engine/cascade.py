@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from .codes import take_rows
 from .ensemble import DecisionBranchesEnsemble
 from .forest_kernels import forest_proba
 from .validation import check_codes, check_int, check_row_mask, seed_from
@@ -232,7 +233,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
             ask = np.flatnonzero(~keep & (hits >= min_votes))
             if ask.size:
                 where = ask if rows is None else np.asarray(rows)[ask]
-                logit = arbiter.decision_function(np.asarray(codes[where]))
+                logit = arbiter.decision_function(take_rows(codes, where))
                 ok = logit > margin
                 if floor > 0.0 and ok.any():
                     ok[ok] = self.forest_proba(codes, where[ok]) >= floor

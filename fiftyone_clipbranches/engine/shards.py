@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .boxes import Boxes
+from .codes import take_rows
 from .errors import IndexFormatError
 from .model import RefinementModel
 from .neighbours import NeighbourPool
@@ -99,7 +100,7 @@ class ShardWorker:
 
     def rows(self, local: np.ndarray) -> np.ndarray:
         """uint8 ``(len(local), D)``: the codes of shard rows ``local``."""
-        return np.asarray(self.index.codes[np.asarray(local, np.int64)])
+        return take_rows(self.index.codes, np.asarray(local, np.int64))
 
     def row_range(self, a: int, b: int) -> np.ndarray:
         return np.array(self.index.codes[a:b])
@@ -131,7 +132,7 @@ class ShardWorker:
             model, self.index, use_index=use_index, chunk_rows=chunk_rows
         )
         if model.answered_by == "top_k":
-            codes = np.asarray(self.index.codes[np.sort(ranking.ids)])
+            codes = take_rows(self.index.codes, np.sort(ranking.ids))
             return np.sort(ranking.ids) + self.start, codes
         return ranking.ids + self.start, ranking.scores
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .codes import as_codes
+from .codes import as_codes, take_rows
 from .neighbours import NeighbourPool, auto_neighbours_per_positive, neighbour_rows
 from .validation import check_positive_number
 
@@ -233,7 +233,7 @@ class _KnownCodes:
     def __init__(self, codes, rows: np.ndarray):
         self.codes = codes
         self.rows = np.unique(rows)
-        self.values = np.asarray(codes[self.rows])
+        self.values = take_rows(codes, self.rows)
 
     def of(self, rows: np.ndarray, pool: NeighbourPool | None = None) -> np.ndarray:
         """uint8 ``(len(rows), D)``, C-contiguous: the codes of ``rows`` (int64)."""
@@ -248,7 +248,7 @@ class _KnownCodes:
             out[rest[found]] = values
             rest = rest[~found]
         if rest.size:
-            out[rest] = np.asarray(self.codes[rows[rest]])
+            out[rest] = take_rows(self.codes, rows[rest])
         return out
 
 
