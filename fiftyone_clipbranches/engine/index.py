@@ -276,7 +276,9 @@ class CodeIndex:
         n_members = int(member.max()) + 1
         if total * 16 >= len(self):
             order, _ = member_order(member)
-            return merge_dense(hits, offsets, counts, order, member, len(self))
+            return merge_dense(
+                hits, offsets, counts, order, member, len(self), total >= 1 << 20
+            )
         keys = pair_keys(hits, offsets, counts, member, n_members)
         keys.sort()
         return merge_sorted_pairs(keys, n_members)

@@ -243,32 +243,83 @@ def pair_keys(hits, offsets, counts, member, n_members):
     return keys
 
 
-@nb.njit(cache=True, nogil=True)
-def merge_dense(hits, offsets, counts, order, member, n_rows):
-    """Like :func:`merge_sorted_pairs` with two scratch arrays over all ``n_rows``.
+def _count_members(hits, offsets, counts, order, member, state, shift, n_parts):
+    """Tag and count, per row, the distinct members of the boxes holding it.
 
-    ``order`` lists the boxes grouped by member. O(R + N); used when R is large.
+    ``state[r]`` packs ``(last member + 1) << shift | count``; ``order`` lists the
+    boxes grouped by member, so one tag per row finds a member's repeated hits.
+    Part ``p`` of ``n_parts`` owns a contiguous range of rows (no two threads write
+    one row) and reads every hit.
     """
-    last = np.full(n_rows, -1, dtype=np.int32)
-    hit = np.zeros(n_rows, dtype=np.int32)
-    for t in range(order.shape[0]):
-        b = order[t]
-        mb = member[b]
-        for i in range(offsets[b], offsets[b] + counts[b]):
-            r = hits[i]
-            if last[r] != mb:
-                last[r] = mb
-                hit[r] += 1
-    n = 0
-    for r in range(n_rows):
-        if hit[r] > 0:
-            n += 1
-    ids = np.empty(n, dtype=np.int64)
-    out_hit = np.empty(n, dtype=np.int32)
-    k = 0
-    for r in range(n_rows):
-        if hit[r] > 0:
-            ids[k] = r
-            out_hit[k] = hit[r]
-            k += 1
-    return ids, out_hit
+    n_rows = state.shape[0]
+    mask = (np.int64(1) << shift) - 1
+    step = (n_rows + n_parts - 1) // n_parts
+    for p in nb.prange(n_parts):
+        a = p * step
+        z = min(n_rows, a + step)
+        for t in range(order.shape[0]):
+            b = order[t]
+            tag = np.int64(member[b]) + 1
+            for i in range(offsets[b], offsets[b] + counts[b]):
+                r = np.int64(hits[i])
+                if r >= a and r < z:
+                    s = np.int64(state[r])
+                    if (s >> shift) != tag:
+                        state[r] = (tag << shift) | ((s & mask) + 1)
+
+
+def _compact_counts(state, shift, n_parts):
+    """``(ids int64, counts int32)`` of the rows with a nonzero ``state``."""
+    n_rows = state.shape[0]
+    mask = (np.int64(1) << shift) - 1
+    step = (n_rows + n_parts - 1) // n_parts
+    found = np.zeros(n_parts + 1, np.int64)
+    for p in nb.prange(n_parts):
+        c = 0
+        for r in range(p * step, min(n_rows, (p + 1) * step)):
+            if state[r] != 0:
+                c += 1
+        found[p + 1] = c
+    for p in range(n_parts):
+        found[p + 1] += found[p]
+    ids = np.empty(found[n_parts], np.int64)
+    hit = np.empty(found[n_parts], np.int32)
+    for p in nb.prange(n_parts):
+        k = found[p]
+        for r in range(p * step, min(n_rows, (p + 1) * step)):
+            s = np.int64(state[r])
+            if s != 0:
+                ids[k] = r
+                hit[k] = s & mask
+                k += 1
+    return ids, hit
+
+
+count_members_serial, count_members_parallel = serial_and_parallel(_count_members)
+compact_counts_serial, compact_counts_parallel = serial_and_parallel(_compact_counts)
+
+
+def merge_dense(hits, offsets, counts, order, member, n_rows, parallel=True):
+    """Like :func:`merge_sorted_pairs`, with one packed state per catalogue row.
+
+    ``order`` lists the boxes grouped by member; ``member`` int ``(B,)`` in
+    ``[0, n_members)``. O(R + N) with one random access per hit (uint16 states
+    below 255 members); used when R is large. With ``parallel``, each thread owns a
+    contiguous range of rows.
+    """
+    n_members = int(member.max()) + 1 if member.size else 0
+    if n_members < 255:
+        dtype, shift = np.uint16, 8
+    elif n_members < 65535:
+        dtype, shift = np.uint32, 16
+    else:
+        dtype, shift = np.uint64, 32
+    state = np.zeros(n_rows, dtype)
+    if parallel:
+        n_parts = nb.get_num_threads()
+        count_members_parallel(
+            hits, offsets, counts, order, member, state, shift, n_parts
+        )
+        return compact_counts_parallel(state, shift, n_parts)
+    count_members_serial(hits, offsets, counts, order, member, state, shift, 1)
+    return compact_counts_serial(state, shift, 1)

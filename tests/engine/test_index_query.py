@@ -9,7 +9,17 @@ from hypothesis import strategies as st
 
 from fiftyone_clipbranches.engine.boxes import Boxes
 from fiftyone_clipbranches.engine.index import CodeIndex
-from fiftyone_clipbranches.engine.scan import contains_any, knn_scan, scan_boxes
+from fiftyone_clipbranches.engine.kdtree_query import (
+    merge_dense,
+    merge_sorted_pairs,
+    pair_keys,
+)
+from fiftyone_clipbranches.engine.scan import (
+    contains_any,
+    knn_scan,
+    member_order,
+    scan_boxes,
+)
 from fiftyone_clipbranches.engine.subsets import FeatureSubsets, make_subsets
 
 
@@ -211,3 +221,30 @@ def test_parallel_fill_path_matches(monkeypatch):
     for a, b in zip(serial, parallel):
         np.testing.assert_array_equal(a, b)
     check_all(codes, subsets, boxes, index)
+
+
+@pytest.mark.parametrize("n_members", [1, 7, 254, 255, 300, 70_000])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_dense_merge_equals_sorted_pairs(n_members, parallel):
+    """Both merges of box hits give the same rows and distinct-member counts, for
+    every width of the packed per-row state (uint16 / uint32 / uint64) and with the
+    rows split between threads; boxes of one member overlap, so repeats occur."""
+    rng = np.random.default_rng(n_members)
+    n_rows, n_boxes = 5_000, 400
+    member = rng.integers(0, n_members, n_boxes).astype(np.int64)
+    member[0] = n_members - 1  # the widest tag is used
+    counts = rng.integers(0, 300, n_boxes).astype(np.int64)
+    offsets = np.zeros(n_boxes + 1, np.int64)
+    offsets[1:] = np.cumsum(counts)
+    hits = np.concatenate(
+        [np.sort(rng.choice(n_rows, c, replace=False)) for c in counts]
+    ).astype(np.uint32)
+    order, _ = member_order(member)
+    keys = pair_keys(hits, offsets, counts, member, n_members)
+    keys.sort()
+    ids, hit = merge_dense(hits, offsets, counts, order, member, n_rows, parallel)
+    want_ids, want_hit = merge_sorted_pairs(keys, n_members)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_array_equal(hit, want_hit)
+    assert (hit.max() > 1) == (n_members > 1)
+    assert ids.dtype == np.int64 and hit.dtype == np.int32
