@@ -8,6 +8,19 @@ import numpy as np
 
 from .model import RefinementModel
 from .scan import SEARCH_CHUNK_ROWS
+from .sort_kernels import radix_descending_order
+
+#: Below this many scores numpy's stable sort beats the radix kernel's fixed cost.
+RADIX_MIN_ROWS = 1 << 12
+
+
+def descending_order(scores: np.ndarray) -> np.ndarray:
+    """int64 positions of float64 ``scores`` (no NaN) by descending score, equal
+    scores in ascending position: ``np.argsort(-scores, kind="stable")``."""
+    scores = np.ascontiguousarray(scores, dtype=np.float64)
+    if scores.shape[0] < RADIX_MIN_ROWS:
+        return np.argsort(-scores, kind="stable")
+    return radix_descending_order(scores)
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +48,10 @@ class Ranking:
     def from_unsorted(cls, ids, scores) -> Ranking:
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64)
-        order = np.lexsort((ids, -scores))
+        if ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1])):
+            order = descending_order(scores)  # ties already by ascending id
+        else:
+            order = np.lexsort((ids, -scores))
         return cls(ids[order], scores[order])
 
 

@@ -17,7 +17,8 @@ from fiftyone_clipbranches.engine.baselines import (
 from fiftyone_clipbranches.engine.branches import DecisionBranches
 from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
 from fiftyone_clipbranches.engine.index import CodeIndex
-from fiftyone_clipbranches.engine.search import Ranking, apply_model
+from fiftyone_clipbranches.engine.search import RADIX_MIN_ROWS, Ranking, apply_model
+from fiftyone_clipbranches.engine.sort_kernels import radix_descending_order
 from fiftyone_clipbranches.engine.subsets import FeatureSubsets, make_subsets
 from fiftyone_clipbranches.engine.training_set import make_training_set
 
@@ -154,3 +155,34 @@ def test_ensemble_apply_is_exact_at_every_threshold(catalogue, threshold):
         ranking = apply_model(model, index, use_index=use_index)
         np.testing.assert_array_equal(ranking.ids, ids)
         np.testing.assert_allclose(ranking.scores, scores, rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.sampled_from([-np.inf, -2.5, -1e-300, -0.0, 0.0, 5e-324, 0.25, 7.0, np.inf])
+        | st.floats(allow_nan=False, width=64),
+        max_size=300,
+    )
+)
+def test_radix_order_equals_numpy_stable_sort(values):
+    """The radix kernel ranks exactly like numpy's stable sort of -scores: extremes,
+    subnormals, signed zeros (equal) and ties in input order included."""
+    scores = np.asarray(values, dtype=np.float64)
+    want = np.argsort(-scores, kind="stable")
+    np.testing.assert_array_equal(radix_descending_order(scores), want)
+
+
+def test_ranking_uses_the_radix_path_above_its_threshold():
+    rng = np.random.default_rng(3)
+    n = RADIX_MIN_ROWS * 3
+    ids = np.sort(rng.choice(10 * n, n, replace=False))
+    scores = rng.integers(0, 40, n) / 8.0  # many ties
+    scores[:5] = -0.0
+    got = Ranking.from_unsorted(ids, scores)
+    order = np.lexsort((ids, -scores))
+    np.testing.assert_array_equal(got.ids, ids[order])
+    np.testing.assert_array_equal(got.scores, scores[order])
+    shuffled = rng.permutation(n)  # ids not ascending: the lexsort path
+    again = Ranking.from_unsorted(ids[shuffled], scores[shuffled])
+    np.testing.assert_array_equal(again.ids, got.ids)
