@@ -486,10 +486,13 @@ def score_points(
                     v = np.int64(X[i, dims[s, j]])
                     a = np.int64(lo[b, j])
                     z = np.int64(hi[b, j])
-                    if v < a:
-                        d2 += (a - v) * (a - v)
-                    elif v > z:
-                        d2 += (v - z) * (v - z)
+                    if v < a or v > z:
+                        gap = a - v if v < a else v - z
+                        d2 += gap * gap
+                        # outside this box: its distance only matters while the
+                        # member holds the point in no box and it may be the nearest
+                        if best_in >= 0.0 or d2 >= best_d2:
+                            break
                     elif d2 == 0.0:
                         r = (min(v - a, z - v) + 1.0) / ((z - a) / 2.0 + 1.0)
                         if r < depth:
