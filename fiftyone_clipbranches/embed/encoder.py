@@ -169,6 +169,14 @@ def fit_sample_rows(
     return np.sort(rows).astype(np.int64)
 
 
+def min_fit_rows(method: str, n_dims: int = 32) -> int:
+    """The fewest embeddings ``fit_code_encoder(method=method, n_dims=n_dims)``
+    fits on: the PCA needs more rows than components, the head twice its width."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return n_dims + 1 if method == "pca" else max(2 * n_dims, 8)
+
+
 def fit_code_encoder(
     image_emb,
     text_emb=None,

@@ -36,7 +36,11 @@ from fiftyone_clipbranches.sdk.settings import (
     index_root,
 )
 from fiftyone_clipbranches.sdk.sharding import check_shards, n_shards, tree_builder
-from fiftyone_clipbranches.sdk.stream_encode import encode_source, fit_and_encode
+from fiftyone_clipbranches.sdk.stream_encode import (
+    check_fit_rows,
+    encode_source,
+    fit_and_encode,
+)
 
 CODE_METHODS = ("head", "pca")
 
@@ -141,6 +145,8 @@ def build_index(
     if embeddings_field is None:
         embeddings_field = DEFAULT_EMBEDDINGS_FIELD
         model, pretrained = _clip_to_compute(ds, model, pretrained)
+        n = ds.count()  # refuse a too small dataset before embedding it
+        check_fit_rows(n, code_method, encoder_params, f"{ds.name!r} has {n} samples")
         embed_report = compute_embeddings(
             ds,
             embeddings_field,

@@ -228,6 +228,7 @@ def apply_refine_result(
             write.
     """
     _check_k_preview(k_preview)
+    _check_saved_view(saved_view)
     if not isinstance(ids, Sequence) or isinstance(ids, str):
         ids = list(ids)
     scores = np.asarray(scores, dtype=np.float64)
@@ -322,6 +323,7 @@ def refine(
         saved view's name collides with another view's), ValueError.
     """
     _check_k_preview(k_preview)
+    _check_saved_view(saved_view)
     request = RefineRequest.build(
         request,
         positives=positives,
@@ -479,6 +481,15 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     if isinstance(query, str):
         return query_code(config, bundle, index_key, text=query)
     return query_code(config, bundle, index_key, vector=query)
+
+
+def _check_saved_view(saved_view) -> None:
+    if saved_view is not None and (
+        not isinstance(saved_view, str) or not saved_view.strip()
+    ):
+        raise ValueError(
+            f"saved_view must be None or a non-empty name; got {saved_view!r}"
+        )
 
 
 def _check_k_preview(k_preview) -> None:

@@ -164,11 +164,19 @@ def get_index_config(samples, key) -> ClipBranchesIndexConfig:
         IndexNotFoundError: when no index run has that key.
     """
     root = root_dataset(samples)
-    if key not in list_index_keys(root):
-        available = ", ".join(list_index_keys(root)) or "none"
+    keys = list_index_keys(root)
+    if key not in keys:
+        hint = (
+            f"pass index_key={keys[0]!r} (CLI: --key {keys[0]})"
+            if len(keys) == 1
+            else "pass one of them as index_key (CLI: --key)"
+            if keys
+            else f"build one with build_index(dataset, index_key={key!r}) (CLI:"
+            f" clipbranches build-index {root.name} --key {key})"
+        )
         raise IndexNotFoundError(
             f"no clipbranches index {key!r} on dataset {root.name!r} (available: "
-            f"{available}); build one with build_index(dataset, index_key={key!r})"
+            f"{', '.join(keys) or 'none'}): {hint}"
         )
     return root.get_run_info(key).config
 

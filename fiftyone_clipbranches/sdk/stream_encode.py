@@ -9,6 +9,27 @@ from fiftyone_clipbranches.sdk.embedding_reader import EmbeddingSource
 from fiftyone_clipbranches.sdk.progress import ProgressFn
 
 
+def check_fit_rows(n: int, method: str, encoder_params, what: str) -> None:
+    """Raise ValueError when ``n`` embeddings are too few to fit a code encoder of
+    ``method`` (``what`` says whose), naming the way out."""
+    from fiftyone_clipbranches.embed.encoder import min_fit_rows
+
+    n_dims = int((encoder_params or {}).get("n_dims", 32))
+    need = min_fit_rows(method, n_dims)
+    if n >= need:
+        return
+    pca = min_fit_rows("pca", n_dims)
+    hint = (
+        f"use code_method='pca' (CLI: --code-method pca), which needs {pca}"
+        if method == "head" and n >= pca
+        else f"add samples (at least {need})"
+    )
+    raise ValueError(
+        f"{what}; code_method={method!r} needs at least {need} embeddings to fit"
+        f" its code encoder: {hint}"
+    )
+
+
 def fit_and_encode(
     source: EmbeddingSource,
     method: str,
@@ -28,6 +49,9 @@ def fit_and_encode(
     )
 
     params = dict(encoder_params or {})
+    check_fit_rows(
+        len(source), method, params, f"{len(source)} samples have embeddings"
+    )
     max_fit_rows = params.pop("max_fit_rows", MAX_FIT_ROWS)
     rows = fit_sample_rows(len(source), max_fit_rows, params.get("seed", 0))
     whole = len(rows) == len(source)

@@ -39,6 +39,35 @@ def test_missing_index_is_a_clear_error(make_dataset):
     ds = make_dataset(2)
     with pytest.raises(sdk.IndexNotFoundError, match="build_index"):
         sdk.search(ds, sample_ids=ds.values("id")[:1], index_key="nope")
+    index_dataset(ds, "clip")
+    # the dataset's only index is named as the way out, for the SDK and the CLI
+    with pytest.raises(sdk.IndexNotFoundError, match="index_key='clip'.*--key clip"):
+        sdk.search(ds, sample_ids=ds.values("id")[:1])
+    index_dataset(ds, "other")
+    with pytest.raises(sdk.IndexNotFoundError, match="clip, other.*one of them"):
+        sdk.refine(ds, positives=ds.values("id")[:1], index_key="nope")
+
+
+def test_dataset_too_small_for_the_encoder_is_refused_before_embedding(
+    make_dataset,
+):
+    """Nothing is embedded (no CLIP model is even loaded: the default weights are
+    not available offline, so reaching them would fail differently)."""
+    ds = make_dataset(4)  # 40 samples: too few for the head, enough for the PCA
+    with pytest.raises(ValueError, match="needs at least 64.*--code-method pca"):
+        sdk.build_index(ds, "clip")
+    assert "clip_embedding" not in ds.get_field_schema()
+    small = make_dataset(3)  # 30 samples: too few for either
+    with pytest.raises(ValueError, match="needs at least 33.*add samples"):
+        sdk.build_index(small, "clip", code_method="pca")
+    assert sdk.list_indexes(ds) == [] and sdk.list_indexes(small) == []
+
+
+def test_empty_saved_view_name_is_refused_before_any_work(make_dataset):
+    ds = make_dataset(2)
+    for name in ("", "   ", 3):
+        with pytest.raises(ValueError, match="saved_view must be"):
+            sdk.refine(ds, positives=ds.values("id")[:1], saved_view=name)
 
 
 def test_rename_keeps_files_and_delete_removes_them(make_dataset):
