@@ -139,7 +139,11 @@ def compute_embeddings(
         for j in np.flatnonzero(~ok):
             failed[chunk_ids[j]] = str(result.errors.get(int(j), "unreadable image"))
         n_done += len(chunk_ids)
-        report(n_done / max(len(ids), 1), f"embedded {n_done}/{len(ids)}")
+        unread = f", {len(failed)} unreadable" if failed else ""
+        report(
+            n_done / max(len(ids), 1),
+            f"embedded {n_done - len(failed)}/{len(ids)}{unread}",
+        )
     if not unknown:
         record_field_identity(root, field, identity)
     return {

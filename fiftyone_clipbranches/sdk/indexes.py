@@ -191,7 +191,13 @@ def build_index(
         ray_address=ray_address,
         shard_progress=progress is True,
     )
-    report(1.0, f"index {index_key!r} built over {len(source)} samples")
+    left_out = (
+        f"; {len(unembeddable)} samples left out (unreadable or without an"
+        " embedding: index_info(...).freshness.unreadable)"
+        if unembeddable
+        else ""
+    )
+    report(1.0, f"index {index_key!r} built over {len(source)} samples{left_out}")
     return _info(ds, index_key, config)
 
 

@@ -290,3 +290,32 @@ def test_cli_verify_checks_the_encoder_of_an_index_built_from_images(
     assert cli.main(["verify", "--dataset", ds.name, "--index", "clip"]) == 1
     out = capsys.readouterr().out
     assert "[FAIL]" in out and encoder_files[0].name in out
+
+
+def test_build_reports_the_unreadable_images_it_leaves_out(
+    cifar_dir, tiny_clip_checkpoint, tmp_path
+):
+    """Images on disk -> build_index computing the embeddings: the progress counts
+    only the images embedded, and the last line says how many were left out."""
+    from user_path import TINY_CLIP_NAME, images_dataset
+
+    ds = images_dataset(cifar_dir, 4)
+    try:
+        broken = tmp_path / "broken.jpg"
+        broken.write_bytes(b"not an image")
+        sid = ds.add_sample(fo.Sample(filepath=str(broken)))
+        labels = []
+        info = sdk.build_index(
+            ds,
+            "clip",
+            model=TINY_CLIP_NAME,
+            pretrained=str(tiny_clip_checkpoint),
+            code_method="pca",
+            progress=lambda fraction, label: labels.append(label),
+        )
+        assert "embedded 40/41, 1 unreadable" in labels
+        assert labels[-1].startswith("index 'clip' built over 40 samples; 1 samples")
+        fresh = sdk.index_info(ds, "clip").freshness
+        assert list(fresh.unreadable) == [sid] and info.n_samples == 40
+    finally:
+        ds.delete()
