@@ -179,6 +179,8 @@ def _print_rows(ds, rows: list[dict], value: str, args) -> None:
         print(json.dumps(shown))
         return
     paths = dict(zip(*ds.select([r["id"] for r in shown]).values(["id", "filepath"])))
+    if shown:
+        print(f"{'rank':>4}  {'sample id':<24}  {value:>10}  filepath")
     for rank, row in enumerate(shown, 1):
         v = row[value]
         text = f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -59,8 +59,10 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert sorted(scored.values("id")) == sorted(found)
 
     assert cli_main(["refine", ds.name, "--key", "clip", "--limit", "3"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("cascade: ") and "more (--limit)" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("cascade: ") and "more (--limit)" in lines[-1]
+    assert lines[1].split() == ["rank", "sample", "id", "score", "filepath"]
+    assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]
 
 
 def test_cli_errors_are_one_line(images, capsys):
