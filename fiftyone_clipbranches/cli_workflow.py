@@ -118,6 +118,18 @@ def _cmd_indexes(args) -> int:
     return 0
 
 
+def _cmd_delete_index(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = _dataset(args.dataset)
+    sdk.delete_index(ds, args.key)
+    if args.json:
+        print(json.dumps({"dataset": ds.name, "deleted": args.key}))
+    else:
+        print(f"deleted index {args.key!r} of dataset {ds.name!r}")
+    return 0
+
+
 def _cmd_search(args) -> int:
     from fiftyone_clipbranches import sdk
 
@@ -190,7 +202,8 @@ def _print_rows(ds, rows: list[dict], value: str, args) -> None:
 
 
 def add_workflow_commands(sub) -> None:
-    """Register ``build-index``, ``indexes``, ``search`` and ``refine``."""
+    """Register ``build-index``, ``indexes``, ``delete-index``, ``search`` and
+    ``refine``."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, model_names
     from fiftyone_clipbranches.sdk.settings import (
         DEFAULT_INDEX_KEY,
@@ -235,6 +248,14 @@ def add_workflow_commands(sub) -> None:
     p = sub.add_parser("indexes", help="list a dataset's indexes and their state")
     common(p, key=False)
     p.set_defaults(func=_cmd_indexes)
+
+    p = sub.add_parser(
+        "delete-index",
+        help="delete one index of a dataset (its files unless a clone uses them)",
+    )
+    common(p, key=False)
+    p.add_argument("--key", required=True, help="the index to delete")
+    p.set_defaults(func=_cmd_delete_index)
 
     p = sub.add_parser(
         "search",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from user_path import TINY_CLIP_NAME, images_dataset
+from user_path import TINY_CLIP_NAME, build_user_index, images_dataset
 
 from fiftyone_clipbranches.cli import main as cli_main
 
@@ -63,6 +63,23 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert lines[0].startswith("cascade: ") and "more (--limit)" in lines[-1]
     assert lines[1].split() == ["rank", "sample", "id", "score", "filepath"]
     assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]
+
+
+def test_delete_index_needs_its_key_and_removes_only_that_index(
+    images, tiny_clip_checkpoint, capsys
+):
+    from fiftyone_clipbranches import sdk
+
+    for key in ("keep", "drop"):
+        build_user_index(images, tiny_clip_checkpoint, key)
+    with pytest.raises(SystemExit):
+        cli_main(["delete-index", images.name])  # no default key to delete
+    assert cli_main(["delete-index", images.name, "--key", "drop"]) == 0
+    assert "deleted index 'drop'" in capsys.readouterr().out
+    assert sdk.list_indexes(images) == ["keep"]
+    assert cli_main(["delete-index", images.name, "--key", "drop"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no clipbranches index 'drop'" in err and "--key keep" in err
 
 
 def test_cli_errors_are_one_line(images, capsys):
