@@ -64,6 +64,12 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert lines[1].split() == ["rank", "sample", "id", "score", "filepath"]
     assert [line.split()[0] for line in lines[2:5]] == ["1", "2", "3"]
 
+    # errors name the CLI's own flags
+    assert cli_main(["refine", ds.name, "--key", "clip", "--negative", ids[9]]) == 1
+    assert "--positive in the CLI" in capsys.readouterr().err
+    assert cli_main(["refine", ds.name, "--key", "clip", "--model", "ball"]) == 1
+    assert "--query in the CLI" in capsys.readouterr().err
+
 
 def test_delete_index_needs_its_key_and_removes_only_that_index(
     images, tiny_clip_checkpoint, capsys

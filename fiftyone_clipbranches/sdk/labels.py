@@ -43,7 +43,7 @@ def collect_labels(
         pos = _id_list(positives, "positives")
         neg = _id_list(negatives, "negatives")
         source = "ids"
-        hint = "pass positives=[sample ids]"
+        hint = "pass positive sample ids (positives= in Python, --positive in the CLI)"
     pos, neg = list(dict.fromkeys(pos)), list(dict.fromkeys(neg))
     both = set(pos).intersection(neg)
     if both:

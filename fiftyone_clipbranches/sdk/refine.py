@@ -476,7 +476,8 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     if query is None:
         raise ValueError(
             f"model {model!r} refines a search: give the text (or vector) that was"
-            ' searched as the query (query= in Python, "query" over HTTP)'
+            ' searched as the query (query= in Python, --query in the CLI, "query"'
+            " over HTTP)"
         )
     if isinstance(query, str):
         return query_code(config, bundle, index_key, text=query)
