@@ -316,10 +316,10 @@ def merge_dense(hits, offsets, counts, order, member, n_rows, parallel=True):
         dtype, shift = np.uint64, 32
     state = np.zeros(n_rows, dtype)
     if parallel:
+        count, compact = count_members_parallel, compact_counts_parallel
         n_parts = nb.get_num_threads()
-        count_members_parallel(
-            hits, offsets, counts, order, member, state, shift, n_parts
-        )
-        return compact_counts_parallel(state, shift, n_parts)
-    count_members_serial(hits, offsets, counts, order, member, state, shift, 1)
-    return compact_counts_serial(state, shift, 1)
+    else:
+        count, compact = count_members_serial, compact_counts_serial
+        n_parts = 1
+    count(hits, offsets, counts, order, member, state, shift, n_parts)
+    return compact(state, shift, n_parts)

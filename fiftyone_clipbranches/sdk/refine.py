@@ -34,7 +34,11 @@ from fiftyone_clipbranches.sdk.settings import (
     MAX_SELECTED_SAMPLES,
     RANDOM_NEGATIVES_MAX_FRACTION,
 )
-from fiftyone_clipbranches.sdk.views import recover_unfinished_writes, write_result
+from fiftyone_clipbranches.sdk.views import (
+    check_view_name,
+    recover_unfinished_writes,
+    write_result,
+)
 
 
 @dataclass
@@ -228,7 +232,8 @@ def apply_refine_result(
             write.
     """
     _check_k_preview(k_preview)
-    _check_saved_view(saved_view)
+    if saved_view is not None:
+        check_view_name(saved_view, "saved_view")
     if not isinstance(ids, Sequence) or isinstance(ids, str):
         ids = list(ids)
     scores = np.asarray(scores, dtype=np.float64)
@@ -323,7 +328,8 @@ def refine(
         saved view's name collides with another view's), ValueError.
     """
     _check_k_preview(k_preview)
-    _check_saved_view(saved_view)
+    if saved_view is not None:
+        check_view_name(saved_view, "saved_view")
     request = RefineRequest.build(
         request,
         positives=positives,
@@ -482,15 +488,6 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     if isinstance(query, str):
         return query_code(config, bundle, index_key, text=query)
     return query_code(config, bundle, index_key, vector=query)
-
-
-def _check_saved_view(saved_view) -> None:
-    if saved_view is not None and (
-        not isinstance(saved_view, str) or not saved_view.strip()
-    ):
-        raise ValueError(
-            f"saved_view must be None or a non-empty name; got {saved_view!r}"
-        )
 
 
 def _check_k_preview(k_preview) -> None:

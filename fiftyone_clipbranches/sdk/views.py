@@ -56,6 +56,13 @@ _WRITE_BATCH = 20_000
 logger = logging.getLogger(__name__)
 
 
+def check_view_name(name, what: str = "a saved view's name") -> None:
+    """Raise ValueError unless ``name`` can name a saved view (a non-empty str);
+    ``what`` names the argument in the message."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} must be a non-empty name; got {name!r}")
+
+
 def save_view(dataset, name: str, view, *, overwrite: bool = True, description=None):
     """Save ``view`` on ``dataset``'s root dataset as ``name``; returns the name.
 
@@ -68,8 +75,7 @@ def save_view(dataset, name: str, view, *, overwrite: bool = True, description=N
             ``overwrite`` is False and ``name`` exists.
         ValueError: an empty name, or a view of another dataset.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("a saved view needs a non-empty name")
+    check_view_name(name)
     root = root_dataset(dataset)
     if root_dataset(view) is not root:
         raise ValueError("the view does not belong to this dataset")
