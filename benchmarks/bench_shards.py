@@ -17,6 +17,10 @@ For each catalogue size (synthetic codes of ``synthetic_codes.py``, the generato
   trip of an empty call to every actor (fan-out); "vs one index": the median over
   rounds of the refine time's ratio to one index's (S = 1);
 - merge: the k-way merge of the per-shard rankings alone;
+- first page (``engine.pages.rank_pages``): the count and the first ``--page`` rows,
+  the rest left ranked-on-demand where each shard runs: p50 of the apply through
+  the count and first page (the shards' work and the round trip) and of the
+  driver's merge of the S first pages, checked equal to the full ranking's head;
 - memory per actor (resident set of each actor process after the queries).
 
 It ends with a model of 1B codes over 10 machines of this kind, built only from
@@ -25,7 +29,8 @@ the figures measured in the run (and the stated network assumptions).
 Usage::
 
     nice -n 10 python benchmarks/bench_shards.py --n 1M,10M [--repeats 20]
-        [--shards 1,2,4] [--work-dir DIR] [--no-ray] [--keep]
+        [--shards 1,2,4] [--models branches,ensemble] [--page 100]
+        [--work-dir DIR] [--no-ray] [--keep]
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_codes import RESULTS, generate, parse_n  # noqa: E402
 
 from fiftyone_clipbranches.engine.index import CodeIndex  # noqa: E402
+from fiftyone_clipbranches.engine.pages import rank_pages  # noqa: E402
 from fiftyone_clipbranches.engine.scan import SEARCH_CHUNK_ROWS  # noqa: E402
 from fiftyone_clipbranches.engine.search import apply_model  # noqa: E402
 from fiftyone_clipbranches.engine.shard_format import build_sharded_index  # noqa: E402
@@ -91,6 +97,20 @@ def refine_round(index, model_name, pos, seed):
     return 1e3 * (t1 - t0), 1e3 * (t2 - t1), ranking, model
 
 
+def first_page_round(index, model, ranking, page_rows):
+    """The count and first page of ``model``'s answer; ``(apply_ms, merge_ms)``:
+    the shards' work through the count and first page, then the driver's merge."""
+    t0 = time.perf_counter()
+    paged = rank_pages(model, index, first=page_rows)
+    t1 = time.perf_counter()
+    page = paged.page(0, page_rows)
+    t2 = time.perf_counter()
+    paged.close()
+    assert paged.count == len(ranking)
+    assert np.array_equal(page.ids, ranking.ids[:page_rows])
+    return 1e3 * (t1 - t0), 1e3 * (t2 - t1)
+
+
 def build(codes, path: Path, n_shards: int, builder=None) -> float:
     if path.exists():
         shutil.rmtree(path)
@@ -120,7 +140,17 @@ def start_ray(temp: str):
     return ray
 
 
-def run_size(n, shard_counts, repeats, work, use_ray, keep, ray_build=True) -> dict:
+def run_size(
+    n,
+    shard_counts,
+    repeats,
+    work,
+    use_ray,
+    keep,
+    ray_build=True,
+    models=("branches", "ensemble"),
+    page_rows=100,
+) -> dict:
     """Every path of every shard count is opened at once and each round runs them
     one after another on the same labels, so drift of the machine hits every path
     alike; overheads and ratios are medians of per-round differences and ratios."""
@@ -137,7 +167,7 @@ def run_size(n, shard_counts, repeats, work, use_ray, keep, ray_build=True) -> d
         ]
         for t, rows in classes.items()
     }
-    out = {"n": n, "repeats": repeats, "shards": {}}
+    out = {"n": n, "repeats": repeats, "page_rows": page_rows, "shards": {}}
     ray_shards = None
     if use_ray:
         from fiftyone_clipbranches.distributed import ray_shards
@@ -159,11 +189,17 @@ def run_size(n, shard_counts, repeats, work, use_ray, keep, ray_build=True) -> d
             )
         out["shards"][s] = row
     times = {key: {} for key in paths}
-    for model_name in ("branches", "ensemble"):
+    for model_name in models:
         for t in TARGETS:
             cell = f"{model_name} {t}"
             for key in paths:
-                times[key][cell] = {"train": [], "apply": [], "total": []}
+                times[key][cell] = {
+                    "train": [],
+                    "apply": [],
+                    "total": [],
+                    "page": [],
+                    "page_merge": [],
+                }
             for r in range(repeats + 1):  # round 0 warms up (JIT, caches)
                 reference = None
                 for key, index in paths.items():
@@ -174,10 +210,15 @@ def run_size(n, shard_counts, repeats, work, use_ray, keep, ray_build=True) -> d
                         reference = ranking.ids
                     else:
                         assert np.array_equal(reference, ranking.ids), (key, cell, r)
+                    page, page_merge = first_page_round(
+                        index, model, ranking, page_rows
+                    )
                     if r:
                         got = times[key][cell]
                         got["train"].append(tr)
                         got["apply"].append(ap)
+                        got["page"].append(page)
+                        got["page_merge"].append(page_merge)
                         got["total"].append(tr + ap)
                         got["results"] = len(ranking)
                         got["model"] = model
@@ -189,6 +230,8 @@ def run_size(n, shard_counts, repeats, work, use_ray, keep, ray_build=True) -> d
             entry = {
                 "train_ms_p50": round(pct(got["train"], 50), 2),
                 "apply_ms_p50": round(pct(got["apply"], 50), 2),
+                "page_ms_p50": round(pct(got["page"], 50), 2),
+                "page_merge_ms_p50": round(pct(got["page_merge"], 50), 3),
                 "p50_ms": round(pct(total, 50), 2),
                 "p99_ms": round(pct(total, 99), 2),
                 "results": got["results"],
@@ -237,8 +280,9 @@ def to_markdown(result: dict) -> str:
         "",
         "| S | path | build s | model | class | results | train p50 ms |"
         " apply+merge p50 ms | refine p50 ms | refine p99 ms | vs one index |"
-        " merge ms | Ray overhead p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " merge ms | Ray overhead p50 ms | count + first page p50 ms |"
+        " first-page merge ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, row in result["shards"].items():
         for label, res in row["paths"].items():
@@ -254,6 +298,7 @@ def to_markdown(result: dict) -> str:
                     f" {e['train_ms_p50']} | {e['apply_ms_p50']} | {e['p50_ms']} |"
                     f" {e['p99_ms']} | {e['vs_one_index']:.2f}x |"
                     f" {e.get('merge_ms', '')} | {over} |"
+                    f" {e.get('page_ms_p50', '')} | {e.get('page_merge_ms_p50', '')} |"
                 )
     lines += [
         "",
@@ -285,6 +330,7 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
         (s_one, f_one), icpt = next(iter(fan.items())), 0.0
         slope = f_one / s_one
     actors = machines * s_max
+    page_rows = result.get("page_rows", 100)
     # the measured rounds already paid fan-outs to s_max local actors
     fanout_ms = slope * (actors - s_max) + 0.2  # + one LAN round trip (assumed)
     lines = [
@@ -305,32 +351,40 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
         f" measured fan-outs fitted linearly in the actor count ({icpt:.2f} +"
         f" {slope:.2f} ms/actor), + 0.2 ms LAN round trip (assumed); merge ="
         " measured merge ms per result row x results at 1B; result transfer = 16"
-        " bytes per result row at 10 Gb/s (assumed).",
+        " bytes per result row at 10 Gb/s (assumed). With the count and first"
+        f" page ({page_rows} rows): apply = the measured p50 through the count and"
+        f" first page of {s_max} actors, merge = the driver's measured merge of"
+        f" {s_max} first pages x {actors // s_max}, transfer = one page per actor.",
         "",
-        "| model | class | train ms | apply ms (per machine) | fan-outs ms |"
+        "| model | class | answer | train ms | apply ms (per machine) | fan-outs ms |"
         " merge ms | transfer ms | **p50 ms** | dominant term |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, e in ray.items():
-        if not isinstance(e, dict):
-            continue
-        results_1b = e["results"] * total / n
-        merge_per_row = e.get("merge_ms", 0.0) / max(e["results"], 1)
-        terms = {
-            "train": e["train_ms_p50"] + fanout_ms,  # the training rows' gather
-            "apply": e["apply_ms_p50"] * scale,
-            "fan-out": fanout_ms,
-            "merge": merge_per_row * results_1b,
-            "transfer": results_1b * 16 * 8 / 10e9 * 1e3,
-        }
-        total_ms = sum(terms.values())
-        dominant = max(terms, key=terms.get)
-        model, t = key.split(" ")
-        lines.append(
-            f"| {model} | {t} | {terms['train']:.1f} | {terms['apply']:.1f} |"
-            f" {terms['fan-out']:.1f} | {terms['merge']:.1f} |"
-            f" {terms['transfer']:.1f} | **{total_ms:.0f}** | {dominant} |"
-        )
+    for answer in ("every row", "count + first page"):
+        for key, e in ray.items():
+            if not isinstance(e, dict):
+                continue
+            terms = {"train": e["train_ms_p50"] + fanout_ms}  # training rows' gather
+            if answer == "every row":
+                results_1b = e["results"] * total / n
+                merge_per_row = e.get("merge_ms", 0.0) / max(e["results"], 1)
+                terms["apply"] = e["apply_ms_p50"] * scale
+                terms["merge"] = merge_per_row * results_1b
+            else:  # the driver merges one page per actor
+                results_1b = actors * page_rows
+                terms["apply"] = e["page_ms_p50"] * scale
+                terms["merge"] = e["page_merge_ms_p50"] * actors / s_max
+            terms["fan-out"] = fanout_ms
+            terms["transfer"] = results_1b * 16 * 8 / 10e9 * 1e3
+            total_ms = sum(terms.values())
+            dominant = max(terms, key=terms.get)
+            model, t = key.split(" ")
+            lines.append(
+                f"| {model} | {t} | {answer} | {terms['train']:.1f} |"
+                f" {terms['apply']:.1f} | {terms['fan-out']:.1f} |"
+                f" {terms['merge']:.1f} | {terms['transfer']:.1f} |"
+                f" **{total_ms:.0f}** | {dominant} |"
+            )
     return "\n".join(lines)
 
 
@@ -339,6 +393,8 @@ def main(argv=None):
     p.add_argument("--n", default="1M", help="sizes, e.g. 1M,10M")
     p.add_argument("--shards", default="1,2,4")
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--models", default="branches,ensemble")
+    p.add_argument("--page", type=int, default=100, help="rows of the first page")
     p.add_argument("--work-dir", default=None, help="default benchmarks/results/")
     p.add_argument("--no-ray", action="store_true")
     p.add_argument(
@@ -361,6 +417,8 @@ def main(argv=None):
                 ray is not None,
                 args.keep,
                 ray_build=not args.no_ray_build,
+                models=args.models.split(","),
+                page_rows=args.page,
             )
             result["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
             result["cpus"] = os.cpu_count()

@@ -53,6 +53,12 @@ def refine_once(index, name: str, codes, label, *, use_index: bool = True):
     """What ``sdk.refine_ranking`` does with an index: training set (random and
     neighbour rows drawn over ``index.codes``), fit, apply. Returns
     ``(training set, ranking)``."""
+    train, model = fit_once(index, name, codes, label)
+    return train, apply_model(model, index, use_index=use_index)
+
+
+def fit_once(index, name: str, codes, label):
+    """The training set and fitted model of :func:`refine_once`."""
     pos, neg = labels(label)
     spec = MODELS.get(name)
     train = make_training_set(
@@ -74,7 +80,7 @@ def refine_once(index, name: str, codes, label, *, use_index: bool = True):
         train.unlabelled,
         train.neighbours,
     )
-    return train, apply_model(model, index, use_index=use_index)
+    return train, model
 
 
 def assert_same_training_set(a, b) -> None:

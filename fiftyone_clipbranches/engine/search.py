@@ -48,11 +48,30 @@ class Ranking:
     def from_unsorted(cls, ids, scores) -> Ranking:
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64)
-        if ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1])):
-            order = descending_order(scores)  # ties already by ascending id
-        else:
-            order = np.lexsort((ids, -scores))
+        order = ranking_order(ids, scores)
         return cls(ids[order], scores[order])
+
+
+def ranking_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """int64 positions of int64 ``ids`` (distinct) and float64 ``scores`` by
+    descending score, then ascending id."""
+    if ids.shape[0] < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return descending_order(scores)  # ties already by ascending id
+    return np.lexsort((ids, -scores))
+
+
+def first_positions(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` positions of :func:`ranking_order`, found by selection
+    (linear in the rows) rather than by sorting them all."""
+    total = ids.shape[0]
+    if n >= total:
+        return ranking_order(ids, scores)
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    nth = np.partition(scores, total - n)[total - n]  # the n-th largest score
+    candidates = np.flatnonzero(scores >= nth)  # n rows and those tied with the n-th
+    order = np.lexsort((ids[candidates], -scores[candidates]))[:n]
+    return candidates[order]
 
 
 def apply_model(
@@ -86,23 +105,34 @@ def apply_model(
         :class:`Ranking`, equal to ranking ``model.predict(index.codes)`` rows by
         ``model.decision_function`` (descending, ties by ascending id).
     """
+    check_model(model, index)
+    if hasattr(index, "apply_model"):  # a ShardedIndex ranks shard by shard (shards.py)
+        return index.apply_model(model, use_index=use_index, chunk_rows=chunk_rows)
+    return Ranking.from_unsorted(*answer_rows(model, index, use_index, chunk_rows))
+
+
+def answer_rows(model, index, use_index: bool, chunk_rows: int):
+    """``(ids int64, scores float64)``: the rows of one index (``codes``,
+    ``query_boxes``) that a checked ``model`` accepts and their scores, unranked."""
+    codes = index.codes
+    if model.answered_by == "index" and use_index:
+        ids, hits = index.query_boxes(model.boxes_)
+        ids, scores = model.answer_hits(ids, hits, codes)
+    else:
+        ids, scores = model.search(codes, chunk_rows=chunk_rows)
+    return np.asarray(ids, np.int64), np.asarray(scores, np.float64)
+
+
+def check_model(model, index) -> None:
+    """A fitted engine model whose box models fit ``index``'s space."""
     if not isinstance(model, RefinementModel):
         raise TypeError(
             "model must be an engine model (engine.model.RefinementModel), got"
             f" {type(model).__name__}"
         )
     model._check_fitted()
-    if hasattr(index, "apply_model"):  # a ShardedIndex ranks shard by shard (shards.py)
-        if model.answered_by == "index":
-            _check_same_space(model, index)
-        return index.apply_model(model, use_index=use_index, chunk_rows=chunk_rows)
-    codes = index.codes
     if model.answered_by == "index":
         _check_same_space(model, index)
-        if use_index:
-            ids, hits = index.query_boxes(model.boxes_)
-            return Ranking.from_unsorted(*model.answer_hits(ids, hits, codes))
-    return Ranking.from_unsorted(*model.search(codes, chunk_rows=chunk_rows))
 
 
 def _check_same_space(model, index) -> None:

@@ -29,6 +29,7 @@ Why the merges are exact:
 from __future__ import annotations
 
 import os
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -39,6 +40,7 @@ from .codes import take_rows
 from .errors import IndexFormatError
 from .model import RefinementModel
 from .neighbours import NeighbourPool
+from .pages import AnswerCache, HeldAnswer, PagedRanking, held_pages
 from .scan import SEARCH_CHUNK_ROWS, as_query, knn_scan
 from .search import Ranking
 from .shard_format import (
@@ -62,6 +64,7 @@ class ShardWorker:
         self.start = int(spec.start)
         self._error: Exception | None = None
         self._index = None
+        self._answers = AnswerCache()
         try:
             self._index = load_shard(spec, n_shards, subsets, verify)
         except IndexFormatError as e:
@@ -135,6 +138,24 @@ class ShardWorker:
             codes = take_rows(self.index.codes, np.sort(ranking.ids))
             return np.sort(ranking.ids) + self.start, codes
         return ranking.ids + self.start, ranking.scores
+
+    def ranked_rows(self, token, model, use_index, chunk_rows, start: int, stop: int):
+        """``(count, global ids, scores)``: how many rows of the shard ``model``
+        accepts and those of ranks ``[start, stop)``. The shard's answer is held
+        under ``token`` for the next pages (``engine.pages``), and computed again
+        if it was dropped (an evicted answer, a restarted actor)."""
+        from .search import answer_rows
+
+        held = self._answers.get(
+            token,
+            lambda: HeldAnswer(*answer_rows(model, self.index, use_index, chunk_rows)),
+        )
+        ids, scores = held.rows(start, stop)
+        return held.count, ids + self.start, scores
+
+    def release(self, token) -> None:
+        """Drop the answer held under ``token``."""
+        self._answers.drop(token)
 
 
 class ShardExecutor(ABC):
@@ -288,6 +309,7 @@ class ShardedIndex:
         self.manifest = dict(manifest.raw)
         self.manifest["files"] = _shard_files(manifest)
         self.codes = ShardedCodes(self)
+        self._closed = False
 
     @classmethod
     def load(cls, path, verify: str = "fast", executor_factory=None) -> ShardedIndex:
@@ -327,6 +349,7 @@ class ShardedIndex:
         return self.nbytes / max(1, len(self))
 
     def close(self) -> None:
+        self._closed = True
         self.executor.close()
 
     def _shard_of(self, rows: np.ndarray) -> np.ndarray:
@@ -414,6 +437,48 @@ class ShardedIndex:
         codes = np.concatenate([p[1] for p in parts])
         ids, scores = model.search(codes, chunk_rows=chunk_rows)
         return Ranking.from_unsorted(rows[ids], scores)
+
+    def rank_pages(
+        self,
+        model: RefinementModel,
+        *,
+        first: int,
+        use_index: bool = True,
+        chunk_rows: int = SEARCH_CHUNK_ROWS,
+    ) -> PagedRanking:
+        """As ``engine.pages.rank_pages`` on one index: one round trip gives every
+        shard's count and first ``first`` rows; each shard holds its answer for the
+        next pages until the ranking is closed."""
+        if model.answered_by == "top_k":  # k rows at most: ranked here at once
+            ranking = self.apply_model(
+                model, use_index=use_index, chunk_rows=chunk_rows
+            )
+            return held_pages(HeldAnswer(ranking.ids, ranking.scores), first)
+        token = uuid.uuid4().hex
+        shared = (token, model, use_index, chunk_rows)
+        parts = self.executor.map(
+            "ranked_rows", shared=shared, per_shard=[(0, first)] * self.n_shards
+        )
+
+        def fetch(spans):
+            answers = self.executor.map(
+                "ranked_rows",
+                shared=shared,
+                per_shard=[(a, b) for _, a, b in spans],
+                shards=[s for s, _, _ in spans],
+            )
+            return [(ids, scores) for _, ids, scores in answers]
+
+        return PagedRanking(
+            [p[0] for p in parts],
+            [(p[1], p[2]) for p in parts],
+            fetch,
+            release=lambda: self._release(token),
+        )
+
+    def _release(self, token: str) -> None:
+        if not self._closed:  # a closed index's shards hold nothing any more
+            self.executor.map("release", shared=(token,))
 
     def __repr__(self) -> str:
         return (

@@ -17,12 +17,14 @@ from shard_cases import (
     assert_same_ranking,
     assert_same_training_set,
     catalogue,
+    fit_once,
     refine_once,
     single_index,
     uneven_sizes,
 )
 
 from fiftyone_clipbranches.engine.errors import IndexFormatError
+from fiftyone_clipbranches.engine.pages import rank_pages
 from fiftyone_clipbranches.engine.shard_format import build_sharded_index
 from fiftyone_clipbranches.engine.shards import open_index
 from fiftyone_clipbranches.engine.subsets import make_subsets
@@ -109,6 +111,32 @@ def test_a_killed_actor_restarts_and_gives_the_same_answer(ray_cluster, data, tm
         assert after[1] != before[1] and after[0] == before[0]
     finally:
         index.close()
+
+
+def test_pages_come_from_the_actors_and_survive_a_restart(ray_cluster, data, tmp_path):
+    """The count and first page in one round trip, later pages from the answers the
+    actors hold; a restarted actor computes its answer again for the next page."""
+    codes, label, one, expected = data
+    index = on_ray(codes, tmp_path / "ix", [1100, 400, 1500])
+    try:
+        for name in ("branches", "ensemble", "linear"):
+            want = expected[name][1]
+            model = fit_once(one, name, codes, label)[1]
+            paged = rank_pages(model, index, first=10)
+            assert paged.count == len(want)
+            assert_same_ranking(want.top(10), paged.page(0, 10))
+            if name == "ensemble":
+                before = index.executor.pids()
+                os.kill(before[2], signal.SIGKILL)
+            rest = paged.page(10, len(want))
+            np.testing.assert_array_equal(want.ids[10:], rest.ids)
+            np.testing.assert_array_equal(want.scores[10:], rest.scores)
+            paged.close()
+        assert index.executor.pids()[2] != before[2]
+        last = rank_pages(model, index, first=10)
+    finally:
+        index.close()
+    last.close()  # after its index: nothing left to free, no error
 
 
 def test_a_damaged_shard_is_named_and_the_others_keep_serving(

@@ -1,0 +1,237 @@
+"""Rankings answered a page at a time: the count and the first rows at once, the
+rest when asked for.
+
+A refinement of a large catalogue can accept millions of rows, and a person looks
+at the first page. :func:`rank_pages` returns a :class:`PagedRanking`: the number of
+accepted rows and the first ``first`` of them, best first, without sorting, moving
+or merging the others. Each source of rows (one index, or each shard of a sharded
+index, wherever it runs) keeps its accepted rows unsorted in a :class:`HeldAnswer`
+and hands out its rows ``[start, stop)`` in ranking order: the first ones by
+selection (linear in the rows), deeper ones from one sort, made once.
+
+Why a page is exact: every source's rows are handed out in the ranking's order
+(descending score, then ascending row) and sources hold increasing row ranges. To
+extend the merged prefix by ``m`` rows, every source with rows left supplies its
+next ``m`` (or all it has left); any of the next ``m`` rows overall is among its own
+source's next ``m``, so the first ``m`` of the stable merge of what was supplied
+(sources in row order) are the next ``m`` overall, ties by ascending row. Pages
+therefore concatenate to ``engine.search.apply_model``'s ranking.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .scan import SEARCH_CHUNK_ROWS
+from .search import Ranking, answer_rows, check_model, first_positions, ranking_order
+
+#: Rows of the first page when the caller does not say.
+FIRST_PAGE = 100
+#: A source selects its first rows while they are at most this share of its
+#: accepted rows; deeper requests sort them all once.
+SELECT_SHARE = 1 / 8
+
+
+class HeldAnswer:
+    """One source's accepted rows and scores, kept unsorted.
+
+    Args:
+        ids: int64 ``(R,)`` distinct rows.
+        scores: float64 ``(R,)`` their scores (no NaN).
+    """
+
+    def __init__(self, ids: np.ndarray, scores: np.ndarray):
+        self.ids = np.asarray(ids, np.int64)
+        self.scores = np.asarray(scores, np.float64)
+        self._order: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        return int(self.ids.shape[0])
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, scores)`` of ranks ``[start, stop)`` (clipped to the count)."""
+        stop = min(int(stop), self.count)
+        start = min(max(int(start), 0), stop)
+        if self._order is None and stop <= self.count * SELECT_SHARE:
+            at = first_positions(self.ids, self.scores, stop)[start:]
+        else:
+            if self._order is None:
+                self._order = ranking_order(self.ids, self.scores)
+            at = self._order[start:stop]
+        return self.ids[at], self.scores[at]
+
+
+class AnswerCache:
+    """The :class:`HeldAnswer` of the last few refinements by token, least recently
+    used dropped first; an answer asked for after it was dropped is computed again
+    (the same rows: the model is deterministic). Thread-safe."""
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = int(capacity)
+        self._held: OrderedDict[str, HeldAnswer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, compute: Callable[[], HeldAnswer]) -> HeldAnswer:
+        with self._lock:
+            held = self._held.get(token)
+            if held is not None:
+                self._held.move_to_end(token)
+                return held
+        held = compute()
+        with self._lock:
+            self._held[token] = held
+            while len(self._held) > self.capacity:
+                self._held.popitem(last=False)
+        return held
+
+    def drop(self, token: str) -> None:
+        with self._lock:
+            self._held.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+#: ``fetch(spans) -> [(ids, scores), ...]``: for each ``(source, start, stop)``, that
+#: source's rows of ranks ``[start, stop)``.
+Fetch = Callable[[list[tuple[int, int, int]]], list[tuple[np.ndarray, np.ndarray]]]
+
+
+class PagedRanking:
+    """A ranking's count and its pages, merged from per-source rows on demand.
+
+    Args:
+        counts: accepted rows of each source (sources in row order).
+        first: each source's rows of ranks ``[0, f)`` as ``(ids, scores)``.
+        fetch: gets further ranks of sources (:data:`Fetch`).
+        release: called once by :meth:`close` (frees the sources' held answers).
+    """
+
+    def __init__(
+        self,
+        counts: Sequence[int],
+        first: Sequence[tuple[np.ndarray, np.ndarray]],
+        fetch: Fetch,
+        release: Callable[[], None] | None = None,
+    ):
+        self.counts = [int(c) for c in counts]
+        self._fetch = fetch
+        self._release = release
+        self._cursor = [0] * len(self.counts)  # ranks of each source merged so far
+        self._buffer = [
+            (np.asarray(i, np.int64), np.asarray(s, np.float64)) for i, s in first
+        ]
+        self._ids = np.zeros(0, np.int64)
+        self._scores = np.zeros(0, np.float64)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def count(self) -> int:
+        """Rows the model accepts over the whole index."""
+        return len(self)
+
+    def page(self, offset: int, limit: int) -> Ranking:
+        """Ranks ``[offset, offset + limit)`` (fewer at the end) as a ``Ranking``."""
+        for name, v in (("offset", offset), ("limit", limit)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        stop = min(int(offset) + int(limit), len(self))
+        with self._lock:
+            if stop > self._ids.shape[0]:
+                self._extend(stop - self._ids.shape[0])
+            return Ranking(self._ids[offset:stop], self._scores[offset:stop])
+
+    def all(self) -> Ranking:
+        """Every accepted row (what ``apply_model`` returns)."""
+        return self.page(0, len(self))
+
+    def _extend(self, m: int) -> None:
+        spans = []
+        for s, count in enumerate(self.counts):
+            have = self._buffer[s][0].shape[0]
+            want = min(m, count - self._cursor[s])
+            if have < want:
+                begin = self._cursor[s] + have
+                spans.append((s, begin, self._cursor[s] + want))
+        if spans:
+            for (s, _, _), (ids, scores) in zip(spans, self._fetch(spans)):
+                old_ids, old_scores = self._buffer[s]
+                self._buffer[s] = (
+                    np.concatenate([old_ids, np.asarray(ids, np.int64)]),
+                    np.concatenate([old_scores, np.asarray(scores, np.float64)]),
+                )
+        ids = np.concatenate([b[0] for b in self._buffer])
+        scores = np.concatenate([b[1] for b in self._buffer])
+        source = np.repeat(
+            np.arange(len(self._buffer)), [b[0].shape[0] for b in self._buffer]
+        )
+        take = np.argsort(-scores, kind="stable")[:m]
+        self._ids = np.concatenate([self._ids, ids[take]])
+        self._scores = np.concatenate([self._scores, scores[take]])
+        taken = np.bincount(source[take], minlength=len(self._buffer))
+        for s, t in enumerate(taken.tolist()):
+            self._cursor[s] += t
+            self._buffer[s] = (self._buffer[s][0][t:], self._buffer[s][1][t:])
+
+    def close(self) -> None:
+        """Free what the sources hold for this ranking (pages already read stay)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def __enter__(self) -> PagedRanking:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def held_pages(held: HeldAnswer, first: int) -> PagedRanking:
+    """The :class:`PagedRanking` of one source held in this process."""
+    return PagedRanking(
+        [held.count],
+        [held.rows(0, first)],
+        lambda spans: [held.rows(a, b) for _, a, b in spans],
+    )
+
+
+def rank_pages(
+    model,
+    index,
+    *,
+    first: int = FIRST_PAGE,
+    use_index: bool = True,
+    chunk_rows: int = SEARCH_CHUNK_ROWS,
+) -> PagedRanking:
+    """The rows ``model`` accepts in ``index``, as a count and pages.
+
+    The same rows, scores and order as ``engine.search.apply_model(model, index)``,
+    whose arguments these are, but only the first ``first`` rows are ranked and
+    moved now; ``page(offset, limit)`` ranks and moves the others when asked. A
+    :class:`~.shards.ShardedIndex` keeps each shard's answer where the shard runs
+    (``ShardedIndex.rank_pages``).
+
+    Args:
+        first: int >= 0, rows of the first page.
+
+    Returns:
+        :class:`PagedRanking`; ``close()`` it (or use it as a context manager) when
+        done, to free what the shards hold.
+    """
+    if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 0:
+        raise ValueError(f"first must be an int >= 0, got {first!r}")
+    check_model(model, index)
+    if hasattr(index, "rank_pages"):
+        return index.rank_pages(
+            model, first=int(first), use_index=use_index, chunk_rows=chunk_rows
+        )
+    held = HeldAnswer(*answer_rows(model, index, use_index, chunk_rows))
+    return held_pages(held, int(first))

@@ -1,0 +1,148 @@
+"""Paged rankings (engine.pages): the count and pages of a refinement, on one index
+and on S shards, concatenate to exactly the ranking ``apply_model`` returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from shard_cases import (
+    LEAF_SIZE,
+    MODEL_NAMES,
+    assert_same_ranking,
+    catalogue,
+    fit_once,
+    single_index,
+    uneven_sizes,
+)
+
+from fiftyone_clipbranches.engine.pages import AnswerCache, HeldAnswer, rank_pages
+from fiftyone_clipbranches.engine.search import (
+    Ranking,
+    apply_model,
+    first_positions,
+    ranking_order,
+)
+from fiftyone_clipbranches.engine.shard_format import build_sharded_index
+from fiftyone_clipbranches.engine.shards import open_index
+from fiftyone_clipbranches.engine.subsets import make_subsets
+
+
+@pytest.fixture(scope="module")
+def data():
+    codes, label = catalogue()
+    one = single_index(codes)
+    models = {name: fit_once(one, name, codes, label)[1] for name in MODEL_NAMES}
+    want = {name: apply_model(m, one) for name, m in models.items()}
+    return codes, one, models, want
+
+
+def read_in_pages(paged, sizes) -> Ranking:
+    """Every row of ``paged``, read front to back in pages of the given sizes."""
+    ids, scores, offset, i = [], [], 0, 0
+    while offset < len(paged):
+        page = paged.page(offset, sizes[i % len(sizes)])
+        ids.append(page.ids)
+        scores.append(page.scores)
+        offset += len(page)
+        i += 1
+    return Ranking(
+        np.concatenate(ids or [np.zeros(0, np.int64)]),
+        np.concatenate(scores or [np.zeros(0)]),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from([-1.0, -0.0, 0.0, 0.25, 0.5, 2.0]), max_size=60),
+    st.integers(0, 70),
+    st.booleans(),
+)
+def test_first_positions_are_the_ranking_s_first(scores, n, shuffled):
+    scores = np.array(scores, np.float64)
+    ids = np.arange(len(scores), dtype=np.int64) * 3
+    if shuffled:
+        ids = np.random.default_rng(n).permutation(ids)
+    want = ranking_order(ids, scores)[:n]
+    got = first_positions(ids, scores, n)
+    np.testing.assert_array_equal(ids[got], ids[want])
+    held = HeldAnswer(ids, scores)
+    a, b = held.rows(n // 3, n)
+    np.testing.assert_array_equal(a, ids[want][n // 3 :])
+    np.testing.assert_array_equal(b, scores[want][n // 3 :])
+
+
+def test_one_index_pages_are_the_ranking(data):
+    _, one, models, want = data
+    for name, model in models.items():
+        with rank_pages(model, one, first=7) as paged:
+            assert paged.count == len(want[name]) > 0, name
+            assert_same_ranking(want[name].top(7), paged.page(0, 7))
+            assert_same_ranking(want[name], read_in_pages(paged, [7, 1, 50, 333]))
+            assert len(paged.page(len(paged) + 5, 10)) == 0
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 4])
+def test_shard_pages_are_the_one_index_ranking(data, tmp_path, n_shards):
+    codes, _, models, want = data
+    sizes = uneven_sizes(len(codes), n_shards, seed=10 + n_shards)
+    build_sharded_index(codes, tmp_path / "ix", sizes, make_subsets(32), LEAF_SIZE)
+    index = open_index(tmp_path / "ix")
+    for name, model in models.items():
+        expected = want[name]
+        with rank_pages(model, index, first=20) as paged:
+            assert paged.count == len(expected), name
+            assert_same_ranking(expected.top(20), paged.page(0, 20))
+            # a deep page first, then the pages before it
+            deep = max(0, len(expected) - 40)
+            assert_same_ranking(
+                Ranking(expected.ids[deep:], expected.scores[deep:]),
+                paged.page(deep, 1000),
+            )
+            assert_same_ranking(expected, read_in_pages(paged, [20, 3, 64]))
+        paged = rank_pages(model, index, first=0)
+        assert_same_ranking(expected, read_in_pages(paged, [len(expected) // 2 + 1]))
+        paged.close()
+    # every answer released: nothing stays held in the shards
+    assert all(len(w._answers) == 0 for w in index.executor.workers)
+
+
+def test_pages_survive_answers_dropped_from_the_shards(data, tmp_path):
+    """More open rankings than a shard holds: the dropped answers are computed again,
+    with the same rows."""
+    codes, _, models, want = data
+    build_sharded_index(
+        codes, tmp_path / "ix", [1200, 800, 1000], make_subsets(32), LEAF_SIZE
+    )
+    index = open_index(tmp_path / "ix")
+    names = ["branches", "ensemble", "cascade", "linear", "forest", "ball"]
+    open_rankings = [(n, rank_pages(models[n], index, first=5)) for n in names]
+    assert len(names) > AnswerCache().capacity
+    for name, paged in open_rankings:
+        assert_same_ranking(want[name], read_in_pages(paged, [5, 17]))
+
+
+def test_bad_page_arguments_are_refused(data):
+    _, one, models, _ = data
+    with pytest.raises(ValueError, match="first must be an int >= 0"):
+        rank_pages(models["branches"], one, first=-1)
+    paged = rank_pages(models["branches"], one)
+    for offset, limit in ((-1, 5), (0, -2), (0.5, 3), (True, 3)):
+        with pytest.raises(ValueError, match="must be an int >= 0"):
+            paged.page(offset, limit)
+    with pytest.raises(TypeError, match="engine model"):
+        rank_pages(object(), one)
+
+
+def test_a_ranking_closed_after_its_index_closes_quietly(data, tmp_path):
+    codes, _, models, want = data
+    build_sharded_index(
+        codes, tmp_path / "ix", [1500, 1500], make_subsets(32), LEAF_SIZE
+    )
+    index = open_index(tmp_path / "ix")
+    paged = rank_pages(models["branches"], index, first=3)
+    assert_same_ranking(want["branches"].top(3), paged.page(0, 3))
+    index.close()
+    paged.close()
+    paged.close()  # once is enough; twice is harmless
