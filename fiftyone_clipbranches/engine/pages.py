@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .codes import take_rows
+from .first_rows import first_rows
 from .scan import SEARCH_CHUNK_ROWS
 from .search import Ranking, answer_rows, check_model, first_positions, ranking_order
 
@@ -37,33 +39,71 @@ SELECT_SHARE = 1 / 8
 
 
 class HeldAnswer:
-    """One source's accepted rows and scores, kept unsorted.
+    """One source's accepted rows, kept unsorted, and their scores.
 
     Args:
         ids: int64 ``(R,)`` distinct rows.
-        scores: float64 ``(R,)`` their scores (no NaN).
+        scores: float64 ``(R,)`` their scores (no NaN), or None to score them only
+            when a page needs them, with ``score(ids) -> scores``.
+        first: ``first(n) -> (ids, scores)`` of ranks ``[0, n)`` or None; where it
+            answers, the first page needs no other row scored
+            (``engine.first_rows``).
     """
 
-    def __init__(self, ids: np.ndarray, scores: np.ndarray):
+    def __init__(self, ids, scores=None, *, score=None, first=None):
         self.ids = np.asarray(ids, np.int64)
-        self.scores = np.asarray(scores, np.float64)
+        self._scores = None if scores is None else np.asarray(scores, np.float64)
+        if self._scores is None and score is None:
+            raise ValueError("a HeldAnswer needs scores or a way to score its rows")
+        self._score = score
+        self._first = first
         self._order: np.ndarray | None = None
 
     @property
     def count(self) -> int:
         return int(self.ids.shape[0])
 
+    @property
+    def scores(self) -> np.ndarray:
+        if self._scores is None:
+            self._scores = np.asarray(self._score(self.ids), np.float64)
+        return self._scores
+
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, scores)`` of ranks ``[start, stop)`` (clipped to the count)."""
         stop = min(int(stop), self.count)
         start = min(max(int(start), 0), stop)
-        if self._order is None and stop <= self.count * SELECT_SHARE:
+        small = stop <= self.count * SELECT_SHARE
+        if self._scores is None and self._first is not None and small and start == 0:
+            got = self._first(stop)
+            if got is not None:
+                return got
+        if self._order is None and small:
             at = first_positions(self.ids, self.scores, stop)[start:]
         else:
             if self._order is None:
                 self._order = ranking_order(self.ids, self.scores)
             at = self._order[start:stop]
         return self.ids[at], self.scores[at]
+
+
+def held_answer(model, index, use_index: bool, chunk_rows: int) -> HeldAnswer:
+    """The :class:`HeldAnswer` of a checked ``model`` over one index (``CodeIndex``):
+    box models' accepted rows now and their scores when needed (the first page of a
+    single decision-branches model from its deepest rows alone); other models' rows
+    and scores from their search."""
+    codes = index.codes
+    if model.answered_by == "index" and use_index:
+        ids, hits = index.query_boxes(model.boxes_)
+        ids = ids[model.accept(hits, codes, ids)]
+
+        def score(rows):
+            if rows.size == 0:
+                return np.zeros(0, np.float64)
+            return model.decision_function(take_rows(codes, rows))
+
+        return HeldAnswer(ids, score=score, first=lambda n: first_rows(model, index, n))
+    return HeldAnswer(*answer_rows(model, index, use_index, chunk_rows))
 
 
 class AnswerCache:
@@ -233,5 +273,4 @@ def rank_pages(
         return index.rank_pages(
             model, first=int(first), use_index=use_index, chunk_rows=chunk_rows
         )
-    held = HeldAnswer(*answer_rows(model, index, use_index, chunk_rows))
-    return held_pages(held, int(first))
+    return held_pages(held_answer(model, index, use_index, chunk_rows), int(first))

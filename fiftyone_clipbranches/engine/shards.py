@@ -40,7 +40,7 @@ from .codes import take_rows
 from .errors import IndexFormatError
 from .model import RefinementModel
 from .neighbours import NeighbourPool
-from .pages import AnswerCache, HeldAnswer, PagedRanking, held_pages
+from .pages import AnswerCache, HeldAnswer, PagedRanking, held_answer, held_pages
 from .scan import SEARCH_CHUNK_ROWS, as_query, knn_scan
 from .search import Ranking
 from .shard_format import (
@@ -144,11 +144,8 @@ class ShardWorker:
         accepts and those of ranks ``[start, stop)``. The shard's answer is held
         under ``token`` for the next pages (``engine.pages``), and computed again
         if it was dropped (an evicted answer, a restarted actor)."""
-        from .search import answer_rows
-
         held = self._answers.get(
-            token,
-            lambda: HeldAnswer(*answer_rows(model, self.index, use_index, chunk_rows)),
+            token, lambda: held_answer(model, self.index, use_index, chunk_rows)
         )
         ids, scores = held.rows(start, stop)
         return held.count, ids + self.start, scores
