@@ -98,20 +98,34 @@ def refine_round(index, model_name, pos, seed):
 
 
 def first_page_round(index, model, ranking, page_rows):
-    """The count and first page of ``model``'s answer; ``(apply_ms, merge_ms)``:
-    the shards' work through the count and first page, then the driver's merge."""
+    """The first page of ``model``'s answer, with its count, then without it:
+    ``(counted_ms, first_ms, merge_ms, count_after_ms)``: the count and first page
+    (shards' work, round trip, merge), the first page alone, its merge on the
+    driver, and the count asked for after the first page."""
     t0 = time.perf_counter()
     paged = rank_pages(model, index, first=page_rows)
-    t1 = time.perf_counter()
     page = paged.page(0, page_rows)
-    t2 = time.perf_counter()
+    counted = 1e3 * (time.perf_counter() - t0)
     paged.close()
     assert paged.count == len(ranking)
     assert np.array_equal(page.ids, ranking.ids[:page_rows])
-    return 1e3 * (t1 - t0), 1e3 * (t2 - t1)
+    t0 = time.perf_counter()
+    paged = rank_pages(model, index, first=page_rows, count=False)
+    t1 = time.perf_counter()
+    page = paged.page(0, page_rows)
+    t2 = time.perf_counter()
+    count = paged.count
+    t3 = time.perf_counter()
+    paged.close()
+    assert count == len(ranking)
+    assert np.array_equal(page.ids, ranking.ids[:page_rows])
+    return counted, 1e3 * (t2 - t0), 1e3 * (t2 - t1), 1e3 * (t3 - t2)
 
 
-def build(codes, path: Path, n_shards: int, builder=None) -> float:
+def build(codes, path: Path, n_shards: int, builder=None, reuse=False) -> float:
+    """Seconds to build; None when ``reuse`` finds the index already built."""
+    if reuse and path.exists():
+        return None
     if path.exists():
         shutil.rmtree(path)
     t0 = time.perf_counter()
@@ -150,6 +164,7 @@ def run_size(
     ray_build=True,
     models=("branches", "ensemble"),
     page_rows=100,
+    reuse=False,
 ) -> dict:
     """Every path of every shard count is opened at once and each round runs them
     one after another on the same labels, so drift of the machine hits every path
@@ -174,7 +189,8 @@ def run_size(
     paths, built = {}, []
     for s in sorted(set(shard_counts) | {1}):
         path = work / f"shards_{n}_S{s}"
-        row = {"build_s": round(build(codes, path, s), 2), "paths": {}}
+        seconds = build(codes, path, s, reuse=reuse)
+        row = {"build_s": seconds and round(seconds, 2), "paths": {}}
         built.append(path)
         if s > 1 and use_ray and ray_build:
             ray_path = work / f"shards_{n}_S{s}_ray"
@@ -198,7 +214,9 @@ def run_size(
                     "apply": [],
                     "total": [],
                     "page": [],
+                    "first": [],
                     "page_merge": [],
+                    "count_after": [],
                 }
             for r in range(repeats + 1):  # round 0 warms up (JIT, caches)
                 reference = None
@@ -210,7 +228,7 @@ def run_size(
                         reference = ranking.ids
                     else:
                         assert np.array_equal(reference, ranking.ids), (key, cell, r)
-                    page, page_merge = first_page_round(
+                    page, first, page_merge, count_after = first_page_round(
                         index, model, ranking, page_rows
                     )
                     if r:
@@ -218,7 +236,9 @@ def run_size(
                         got["train"].append(tr)
                         got["apply"].append(ap)
                         got["page"].append(page)
+                        got["first"].append(first)
                         got["page_merge"].append(page_merge)
+                        got["count_after"].append(count_after)
                         got["total"].append(tr + ap)
                         got["results"] = len(ranking)
                         got["model"] = model
@@ -231,7 +251,9 @@ def run_size(
                 "train_ms_p50": round(pct(got["train"], 50), 2),
                 "apply_ms_p50": round(pct(got["apply"], 50), 2),
                 "page_ms_p50": round(pct(got["page"], 50), 2),
+                "first_ms_p50": round(pct(got["first"], 50), 2),
                 "page_merge_ms_p50": round(pct(got["page_merge"], 50), 3),
+                "count_after_ms_p50": round(pct(got["count_after"], 50), 2),
                 "p50_ms": round(pct(total, 50), 2),
                 "p99_ms": round(pct(total, 99), 2),
                 "results": got["results"],
@@ -281,8 +303,8 @@ def to_markdown(result: dict) -> str:
         "| S | path | build s | model | class | results | train p50 ms |"
         " apply+merge p50 ms | refine p50 ms | refine p99 ms | vs one index |"
         " merge ms | Ray overhead p50 ms | count + first page p50 ms |"
-        " first-page merge ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        " first page p50 ms | its merge ms | count after it p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s, row in result["shards"].items():
         for label, res in row["paths"].items():
@@ -298,7 +320,9 @@ def to_markdown(result: dict) -> str:
                     f" {e['train_ms_p50']} | {e['apply_ms_p50']} | {e['p50_ms']} |"
                     f" {e['p99_ms']} | {e['vs_one_index']:.2f}x |"
                     f" {e.get('merge_ms', '')} | {over} |"
-                    f" {e.get('page_ms_p50', '')} | {e.get('page_merge_ms_p50', '')} |"
+                    f" {e.get('page_ms_p50', '')} | {e.get('first_ms_p50', '')} |"
+                    f" {e.get('page_merge_ms_p50', '')} |"
+                    f" {e.get('count_after_ms_p50', '')} |"
                 )
     lines += [
         "",
@@ -353,14 +377,16 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
         " measured merge ms per result row x results at 1B; result transfer = 16"
         " bytes per result row at 10 Gb/s (assumed). With the count and first"
         f" page ({page_rows} rows): apply = the measured p50 through the count and"
-        f" first page of {s_max} actors, merge = the driver's measured merge of"
-        f" {s_max} first pages x {actors // s_max}, transfer = one page per actor.",
+        f" first page of {s_max} actors less the driver's merge, merge = the"
+        f" driver's measured merge of {s_max} first pages x {actors // s_max},"
+        " transfer = one page per actor. First page: the same without the count"
+        ' (the count follows, at the "count after it" cost).',
         "",
         "| model | class | answer | train ms | apply ms (per machine) | fan-outs ms |"
         " merge ms | transfer ms | **p50 ms** | dominant term |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for answer in ("every row", "count + first page"):
+    for answer in ("every row", "count + first page", "first page"):
         for key, e in ray.items():
             if not isinstance(e, dict):
                 continue
@@ -372,7 +398,8 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
                 terms["merge"] = merge_per_row * results_1b
             else:  # the driver merges one page per actor
                 results_1b = actors * page_rows
-                terms["apply"] = e["page_ms_p50"] * scale
+                key_ms = "page_ms_p50" if answer.startswith("count") else "first_ms_p50"
+                terms["apply"] = (e[key_ms] - e["page_merge_ms_p50"]) * scale
                 terms["merge"] = e["page_merge_ms_p50"] * actors / s_max
             terms["fan-out"] = fanout_ms
             terms["transfer"] = results_1b * 16 * 8 / 10e9 * 1e3
@@ -401,6 +428,9 @@ def main(argv=None):
         "--no-ray-build", action="store_true", help="skip timing builds as Ray tasks"
     )
     p.add_argument("--keep", action="store_true", help="keep the built indexes")
+    p.add_argument(
+        "--reuse", action="store_true", help="use indexes kept by an earlier --keep"
+    )
     args = p.parse_args(argv)
     work = Path(args.work_dir) if args.work_dir else RESULTS
     work.mkdir(parents=True, exist_ok=True)
@@ -419,6 +449,7 @@ def main(argv=None):
                 ray_build=not args.no_ray_build,
                 models=args.models.split(","),
                 page_rows=args.page,
+                reuse=args.reuse,
             )
             result["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
             result["cpus"] = os.cpu_count()

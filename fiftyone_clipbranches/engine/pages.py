@@ -39,25 +39,40 @@ SELECT_SHARE = 1 / 8
 
 
 class HeldAnswer:
-    """One source's accepted rows, kept unsorted, and their scores.
+    """One source's accepted rows, kept unsorted, and their scores, each computed
+    when first needed.
 
     Args:
-        ids: int64 ``(R,)`` distinct rows.
-        scores: float64 ``(R,)`` their scores (no NaN), or None to score them only
-            when a page needs them, with ``score(ids) -> scores``.
-        first: ``first(n) -> (ids, scores)`` of ranks ``[0, n)`` or None; where it
-            answers, the first page needs no other row scored
-            (``engine.first_rows``).
+        ids: int64 ``(R,)`` distinct rows, or None to find them with ``find()``.
+        scores: float64 ``(R,)`` their scores (no NaN), or None to score them with
+            ``score(ids) -> scores``.
+        first: ``first(n) -> (ids, scores)`` of ranks ``[0, n)``, or None where it
+            cannot tell; where it answers, the first page needs neither the other
+            rows found nor scored (``engine.first_rows``).
     """
 
-    def __init__(self, ids, scores=None, *, score=None, first=None):
-        self.ids = np.asarray(ids, np.int64)
+    def __init__(self, ids=None, scores=None, *, find=None, score=None, first=None):
+        if (ids is None and find is None) or (scores is None and score is None):
+            raise ValueError(
+                "a HeldAnswer needs its rows and scores or ways to get them"
+            )
+        self._ids = None if ids is None else np.asarray(ids, np.int64)
         self._scores = None if scores is None else np.asarray(scores, np.float64)
-        if self._scores is None and score is None:
-            raise ValueError("a HeldAnswer needs scores or a way to score its rows")
+        self._find = find
         self._score = score
         self._first = first
         self._order: np.ndarray | None = None
+
+    @property
+    def found(self) -> bool:
+        """Whether the accepted rows are known (and so the count is free)."""
+        return self._ids is not None
+
+    @property
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = np.asarray(self._find(), np.int64)
+        return self._ids
 
     @property
     def count(self) -> int:
@@ -70,15 +85,17 @@ class HeldAnswer:
         return self._scores
 
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, scores)`` of ranks ``[start, stop)`` (clipped to the count)."""
-        stop = min(int(stop), self.count)
-        start = min(max(int(start), 0), stop)
-        small = stop <= self.count * SELECT_SHARE
-        if self._scores is None and self._first is not None and small and start == 0:
-            got = self._first(stop)
+        """``(ids, scores)`` of ranks ``[start, stop)`` (fewer past the count)."""
+        stop = int(stop)
+        start = max(int(start), 0)
+        if self._scores is None and self._first is not None and start == 0:
+            small = not self.found or stop <= self.count * SELECT_SHARE
+            got = self._first(stop) if small and stop > 0 else None
             if got is not None:
                 return got
-        if self._order is None and small:
+        stop = min(stop, self.count)
+        start = min(start, stop)
+        if self._order is None and stop <= self.count * SELECT_SHARE:
             at = first_positions(self.ids, self.scores, stop)[start:]
         else:
             if self._order is None:
@@ -89,20 +106,24 @@ class HeldAnswer:
 
 def held_answer(model, index, use_index: bool, chunk_rows: int) -> HeldAnswer:
     """The :class:`HeldAnswer` of a checked ``model`` over one index (``CodeIndex``):
-    box models' accepted rows now and their scores when needed (the first page of a
-    single decision-branches model from its deepest rows alone); other models' rows
-    and scores from their search."""
+    box models' accepted rows and scores when needed (the first page of a single
+    decision-branches model from its deepest rows alone); other models' rows and
+    scores from their search, now."""
     codes = index.codes
     if model.answered_by == "index" and use_index:
-        ids, hits = index.query_boxes(model.boxes_)
-        ids = ids[model.accept(hits, codes, ids)]
+
+        def find():
+            ids, hits = index.query_boxes(model.boxes_)
+            return ids[model.accept(hits, codes, ids)]
 
         def score(rows):
             if rows.size == 0:
                 return np.zeros(0, np.float64)
             return model.decision_function(take_rows(codes, rows))
 
-        return HeldAnswer(ids, score=score, first=lambda n: first_rows(model, index, n))
+        return HeldAnswer(
+            find=find, score=score, first=lambda n: first_rows(model, index, n)
+        )
     return HeldAnswer(*answer_rows(model, index, use_index, chunk_rows))
 
 
@@ -146,29 +167,49 @@ class PagedRanking:
     """A ranking's count and its pages, merged from per-source rows on demand.
 
     Args:
-        counts: accepted rows of each source (sources in row order).
-        first: each source's rows of ranks ``[0, f)`` as ``(ids, scores)``.
+        counts: accepted rows of each source (sources in row order); None where a
+            source has not counted them yet.
+        first: each source's rows of ranks ``[0, requested)`` as ``(ids, scores)``
+            (fewer: all it has).
+        requested: the ranks asked of each source for ``first``.
         fetch: gets further ranks of sources (:data:`Fetch`).
+        counter: ``counter(sources) -> counts`` of sources not counted yet.
         release: called once by :meth:`close` (frees the sources' held answers).
     """
 
     def __init__(
         self,
-        counts: Sequence[int],
+        counts: Sequence[int | None],
         first: Sequence[tuple[np.ndarray, np.ndarray]],
+        requested: int,
         fetch: Fetch,
+        counter: Callable[[list[int]], list[int]] | None = None,
         release: Callable[[], None] | None = None,
     ):
-        self.counts = [int(c) for c in counts]
-        self._fetch = fetch
-        self._release = release
-        self._cursor = [0] * len(self.counts)  # ranks of each source merged so far
         self._buffer = [
             (np.asarray(i, np.int64), np.asarray(s, np.float64)) for i, s in first
         ]
+        self._counts = [None if c is None else int(c) for c in counts]
+        for s, (ids, _) in enumerate(self._buffer):
+            if self._counts[s] is None and ids.shape[0] < requested:
+                self._counts[s] = int(ids.shape[0])  # it gave all it has
+        self._fetch = fetch
+        self._counter = counter
+        self._release = release
+        self._cursor = [0] * len(self._counts)  # ranks of each source merged so far
         self._ids = np.zeros(0, np.int64)
         self._scores = np.zeros(0, np.float64)
         self._lock = threading.Lock()
+
+    @property
+    def counts(self) -> list[int]:
+        """Accepted rows of each source (counting those not counted yet)."""
+        with self._lock:
+            todo = [s for s, c in enumerate(self._counts) if c is None]
+            if todo:
+                for s, c in zip(todo, self._counter(todo)):
+                    self._counts[s] = int(c)
+            return list(self._counts)
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -179,11 +220,12 @@ class PagedRanking:
         return len(self)
 
     def page(self, offset: int, limit: int) -> Ranking:
-        """Ranks ``[offset, offset + limit)`` (fewer at the end) as a ``Ranking``."""
+        """Ranks ``[offset, offset + limit)`` (fewer at the end) as a ``Ranking``;
+        needs no count."""
         for name, v in (("offset", offset), ("limit", limit)):
             if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-        stop = min(int(offset) + int(limit), len(self))
+        stop = int(offset) + int(limit)
         with self._lock:
             if stop > self._ids.shape[0]:
                 self._extend(stop - self._ids.shape[0])
@@ -194,18 +236,23 @@ class PagedRanking:
         return self.page(0, len(self))
 
     def _extend(self, m: int) -> None:
+        """Merge the next ``m`` ranks (fewer at the end) onto the prefix: every
+        source first holds its next ``m`` rows, or all it has left."""
         spans = []
-        for s, count in enumerate(self.counts):
+        for s, count in enumerate(self._counts):
             have = self._buffer[s][0].shape[0]
-            want = min(m, count - self._cursor[s])
+            left = m if count is None else count - self._cursor[s]
+            want = min(m, left)
             if have < want:
-                begin = self._cursor[s] + have
-                spans.append((s, begin, self._cursor[s] + want))
+                spans.append((s, self._cursor[s] + have, self._cursor[s] + want))
         if spans:
-            for (s, _, _), (ids, scores) in zip(spans, self._fetch(spans)):
+            for (s, a, b), (ids, scores) in zip(spans, self._fetch(spans)):
+                ids = np.asarray(ids, np.int64)
+                if self._counts[s] is None and ids.shape[0] < b - a:
+                    self._counts[s] = a + int(ids.shape[0])
                 old_ids, old_scores = self._buffer[s]
                 self._buffer[s] = (
-                    np.concatenate([old_ids, np.asarray(ids, np.int64)]),
+                    np.concatenate([old_ids, ids]),
                     np.concatenate([old_scores, np.asarray(scores, np.float64)]),
                 )
         ids = np.concatenate([b[0] for b in self._buffer])
@@ -234,12 +281,15 @@ class PagedRanking:
         self.close()
 
 
-def held_pages(held: HeldAnswer, first: int) -> PagedRanking:
+def held_pages(held: HeldAnswer, first: int, count: bool = True) -> PagedRanking:
     """The :class:`PagedRanking` of one source held in this process."""
+    head = held.rows(0, first)
     return PagedRanking(
-        [held.count],
-        [held.rows(0, first)],
+        [held.count if count or held.found else None],
+        [head],
+        first,
         lambda spans: [held.rows(a, b) for _, a, b in spans],
+        counter=lambda sources: [held.count for _ in sources],
     )
 
 
@@ -248,6 +298,7 @@ def rank_pages(
     index,
     *,
     first: int = FIRST_PAGE,
+    count: bool = True,
     use_index: bool = True,
     chunk_rows: int = SEARCH_CHUNK_ROWS,
 ) -> PagedRanking:
@@ -261,6 +312,9 @@ def rank_pages(
 
     Args:
         first: int >= 0, rows of the first page.
+        count: count the accepted rows now (True), or when ``count`` is first
+            read: a single decision-branches model then finds its first page
+            from its deepest rows alone, before the box query that counts.
 
     Returns:
         :class:`PagedRanking`; ``close()`` it (or use it as a context manager) when
@@ -271,6 +325,11 @@ def rank_pages(
     check_model(model, index)
     if hasattr(index, "rank_pages"):
         return index.rank_pages(
-            model, first=int(first), use_index=use_index, chunk_rows=chunk_rows
+            model,
+            first=int(first),
+            count=bool(count),
+            use_index=use_index,
+            chunk_rows=chunk_rows,
         )
-    return held_pages(held_answer(model, index, use_index, chunk_rows), int(first))
+    held = held_answer(model, index, use_index, chunk_rows)
+    return held_pages(held, int(first), bool(count))

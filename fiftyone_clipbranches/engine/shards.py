@@ -139,16 +139,27 @@ class ShardWorker:
             return np.sort(ranking.ids) + self.start, codes
         return ranking.ids + self.start, ranking.scores
 
-    def ranked_rows(self, token, model, use_index, chunk_rows, start: int, stop: int):
+    def ranked_rows(
+        self, token, model, use_index, chunk_rows, start: int, stop: int, count=True
+    ):
         """``(count, global ids, scores)``: how many rows of the shard ``model``
-        accepts and those of ranks ``[start, stop)``. The shard's answer is held
-        under ``token`` for the next pages (``engine.pages``), and computed again
-        if it was dropped (an evicted answer, a restarted actor)."""
-        held = self._answers.get(
+        accepts (None when not counted yet and ``count`` is False) and those of
+        ranks ``[start, stop)``. The shard's answer is held under ``token`` for the
+        next pages (``engine.pages``), and computed again if it was dropped (an
+        evicted answer, a restarted actor)."""
+        held = self._held(token, model, use_index, chunk_rows)
+        ids, scores = held.rows(start, stop)
+        n = held.count if count or held.found else None
+        return n, ids + self.start, scores
+
+    def answer_count(self, token, model, use_index, chunk_rows) -> int:
+        """Rows of the shard ``model`` accepts (its answer held under ``token``)."""
+        return self._held(token, model, use_index, chunk_rows).count
+
+    def _held(self, token, model, use_index, chunk_rows):
+        return self._answers.get(
             token, lambda: held_answer(model, self.index, use_index, chunk_rows)
         )
-        ids, scores = held.rows(start, stop)
-        return held.count, ids + self.start, scores
 
     def release(self, token) -> None:
         """Drop the answer held under ``token``."""
@@ -440,12 +451,13 @@ class ShardedIndex:
         model: RefinementModel,
         *,
         first: int,
+        count: bool = True,
         use_index: bool = True,
         chunk_rows: int = SEARCH_CHUNK_ROWS,
     ) -> PagedRanking:
         """As ``engine.pages.rank_pages`` on one index: one round trip gives every
-        shard's count and first ``first`` rows; each shard holds its answer for the
-        next pages until the ranking is closed."""
+        shard's first ``first`` rows (and count, with ``count``); each shard holds
+        its answer for the next pages until the ranking is closed."""
         if model.answered_by == "top_k":  # k rows at most: ranked here at once
             ranking = self.apply_model(
                 model, use_index=use_index, chunk_rows=chunk_rows
@@ -454,22 +466,29 @@ class ShardedIndex:
         token = uuid.uuid4().hex
         shared = (token, model, use_index, chunk_rows)
         parts = self.executor.map(
-            "ranked_rows", shared=shared, per_shard=[(0, first)] * self.n_shards
+            "ranked_rows",
+            shared=shared,
+            per_shard=[(0, first, count)] * self.n_shards,
         )
 
         def fetch(spans):
             answers = self.executor.map(
                 "ranked_rows",
                 shared=shared,
-                per_shard=[(a, b) for _, a, b in spans],
+                per_shard=[(a, b, False) for _, a, b in spans],
                 shards=[s for s, _, _ in spans],
             )
             return [(ids, scores) for _, ids, scores in answers]
 
+        def counter(shards):
+            return self.executor.map("answer_count", shared=shared, shards=shards)
+
         return PagedRanking(
             [p[0] for p in parts],
             [(p[1], p[2]) for p in parts],
+            first,
             fetch,
+            counter=counter,
             release=lambda: self._release(token),
         )
 
