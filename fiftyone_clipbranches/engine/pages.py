@@ -7,7 +7,10 @@ accepted rows and the first ``first`` of them, best first, without sorting, movi
 or merging the others. Each source of rows (one index, or each shard of a sharded
 index, wherever it runs) keeps its accepted rows unsorted in a :class:`HeldAnswer`
 and hands out its rows ``[start, stop)`` in ranking order: the first ones by
-selection (linear in the rows), deeper ones from one sort, made once.
+selection (linear in the rows), deeper ones from one sort, made once. With
+``count=False`` a single decision-branches model's first page comes from its deepest
+rows alone (``engine.first_rows``) and the box query that counts runs when the count
+is first read.
 
 Why a page is exact: every source's rows are handed out in the ranking's order
 (descending score, then ascending row) and sources hold increasing row ranges. To
