@@ -80,6 +80,13 @@ def _cmd_verify(args) -> int:
 
     from fiftyone_clipbranches import sdk
 
+    if args.dataset and args.dataset_option and args.dataset != args.dataset_option:
+        print(
+            f"verify: two datasets named ({args.dataset!r} and --dataset"
+            f" {args.dataset_option!r}); give one"
+        )
+        return 2
+    args.dataset = args.dataset or args.dataset_option
     names = [args.dataset] if args.dataset else fo.list_datasets()
     n_ok, failures = 0, []
     for name in names:
@@ -217,8 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         " indexed dataset) against the checksums of its manifests. Exits 1 if any"
         " index fails.",
     )
-    p.add_argument("--dataset", help="only this dataset")
-    p.add_argument("--index", help="only this index key")
+    p.add_argument("dataset", nargs="?", help="only this dataset (default: every one)")
+    p.add_argument(
+        "--dataset", dest="dataset_option", metavar="DATASET", help="as DATASET"
+    )
+    p.add_argument("--key", "--index", dest="index", help="only this index key")
     p.add_argument(
         "--level",
         choices=("fast", "full"),

@@ -240,6 +240,8 @@ def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, 
     assert other.name not in capsys.readouterr().out
     assert cli.main(["verify", "--index", "no_such_index"]) == 1
     assert "no dataset has" in capsys.readouterr().out
+    assert cli.main(["verify", ds.name, "--key", "idx"]) == 0
+    assert f"[ok  ] {ds.name}/idx" in capsys.readouterr().out
     assert f"[ok  ] {ds.name}/idx" in out and "sample_ids.npy" in out
     assert "encoder" not in out and "index/codes.npy" in out
     path = Path(sdk.index_info(ds, "idx").index_dir) / "index" / "codes.npy"
@@ -247,6 +249,9 @@ def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, 
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     assert cli.main(["verify", "--dataset", ds.name, "--index", "idx"]) == 1
+    # the dataset positional and --key, as the other commands take them
+    assert cli.main(["verify", ds.name, "--key", "idx"]) == 1
+    assert cli.main(["verify", ds.name, "--dataset", "another"]) == 2
     out = capsys.readouterr().out
     assert "[FAIL]" in out and "codes.npy is corrupted" in out
 
