@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .boxes import Boxes
-from .branch_model import MARGIN_EPS, BranchModel
+from .branch_model import MARGIN_EPS
+from .branches import DecisionBranches
 from .codes import take_rows
 from .search import first_positions
 
@@ -29,13 +30,9 @@ SLACK = 1e-6
 
 
 def answers_by_depth(model) -> bool:
-    """Whether ``model`` ranks by one member's box purity and depth alone."""
-    return (
-        isinstance(model, BranchModel)
-        and model.n_members_ == 1
-        and model._arbiter_rule() is None
-        and len(model.boxes_) > 0
-    )
+    """Whether ``model`` is a single decision-branches model (not a subclass, nor
+    an ensemble of one: their acceptance and scores are other rules) with boxes."""
+    return type(model) is DecisionBranches and len(model.boxes_) > 0
 
 
 def shrunk_boxes(boxes: Boxes, lengths: np.ndarray, depth: np.ndarray) -> Boxes:

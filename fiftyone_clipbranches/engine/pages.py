@@ -7,7 +7,7 @@ accepted rows and the first ``first`` of them, best first, without sorting, movi
 or merging the others. Each source of rows (one index, or each shard of a sharded
 index, wherever it runs) keeps its accepted rows unsorted in a :class:`HeldAnswer`
 and hands out its rows ``[start, stop)`` in ranking order: the first ones by
-selection (linear in the rows), deeper ones from one sort, made once. With
+selection (a partition of the scores), deeper ones from one sort, made once. With
 ``count=False`` a single decision-branches model's first page comes from its deepest
 rows alone (``engine.first_rows``) and the box query that counts runs when the count
 is first read.
@@ -81,6 +81,11 @@ class HeldAnswer:
     def count(self) -> int:
         return int(self.ids.shape[0])
 
+    def find(self) -> None:
+        """Find the accepted rows now (a first page asked for after this is
+        selected among them)."""
+        self.ids  # noqa: B018 - the property finds them
+
     @property
     def scores(self) -> np.ndarray:
         if self._scores is None:
@@ -88,7 +93,8 @@ class HeldAnswer:
         return self._scores
 
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids, scores)`` of ranks ``[start, stop)`` (fewer past the count)."""
+        """``(ids, scores)`` of ranks ``[start, stop)`` (fewer past the count):
+        the first ranks by selection, later ones from one sort of every row."""
         stop = int(stop)
         start = max(int(start), 0)
         if self._scores is None and self._first is not None and start == 0:
@@ -98,8 +104,8 @@ class HeldAnswer:
                 return got
         stop = min(stop, self.count)
         start = min(start, stop)
-        if self._order is None and stop <= self.count * SELECT_SHARE:
-            at = first_positions(self.ids, self.scores, stop)[start:]
+        if self._order is None and start == 0 and stop <= self.count * SELECT_SHARE:
+            at = first_positions(self.ids, self.scores, stop)
         else:
             if self._order is None:
                 self._order = ranking_order(self.ids, self.scores)
@@ -158,7 +164,8 @@ class AnswerCache:
             self._held.pop(token, None)
 
     def __len__(self) -> int:
-        return len(self._held)
+        with self._lock:
+            return len(self._held)
 
 
 #: ``fetch(spans) -> [(ids, scores), ...]``: for each ``(source, start, stop)``, that
@@ -176,7 +183,8 @@ class PagedRanking:
             (fewer: all it has).
         requested: the ranks asked of each source for ``first``.
         fetch: gets further ranks of sources (:data:`Fetch`).
-        counter: ``counter(sources) -> counts`` of sources not counted yet.
+        counter: ``counter(sources) -> counts`` of sources not counted yet
+            (required when a count is None).
         release: called once by :meth:`close` (frees the sources' held answers).
     """
 
@@ -193,6 +201,8 @@ class PagedRanking:
             (np.asarray(i, np.int64), np.asarray(s, np.float64)) for i, s in first
         ]
         self._counts = [None if c is None else int(c) for c in counts]
+        if counter is None and None in self._counts:
+            raise ValueError("counts that are not known yet need a counter")
         for s, (ids, _) in enumerate(self._buffer):
             if self._counts[s] is None and ids.shape[0] < requested:
                 self._counts[s] = int(ids.shape[0])  # it gave all it has
@@ -203,6 +213,7 @@ class PagedRanking:
         self._ids = np.zeros(0, np.int64)
         self._scores = np.zeros(0, np.float64)
         self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def counts(self) -> list[int]:
@@ -230,9 +241,17 @@ class PagedRanking:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
         stop = int(offset) + int(limit)
         with self._lock:
-            if stop > self._ids.shape[0]:
+            if stop > self._ids.shape[0] and not self._all_merged():
+                if self._closed:
+                    raise ValueError(
+                        "this ranking was closed: its pages past rank"
+                        f" {self._ids.shape[0]} are gone; rank again"
+                    )
                 self._extend(stop - self._ids.shape[0])
             return Ranking(self._ids[offset:stop], self._scores[offset:stop])
+
+    def _all_merged(self) -> bool:
+        return None not in self._counts and self._ids.shape[0] == sum(self._counts)
 
     def all(self) -> Ranking:
         """Every accepted row (what ``apply_model`` returns)."""
@@ -273,7 +292,9 @@ class PagedRanking:
 
     def close(self) -> None:
         """Free what the sources hold for this ranking (pages already read stay)."""
-        release, self._release = self._release, None
+        with self._lock:
+            self._closed = True
+            release, self._release = self._release, None
         if release is not None:
             release()
 
@@ -286,9 +307,11 @@ class PagedRanking:
 
 def held_pages(held: HeldAnswer, first: int, count: bool = True) -> PagedRanking:
     """The :class:`PagedRanking` of one source held in this process."""
+    if count:
+        held.find()
     head = held.rows(0, first)
     return PagedRanking(
-        [held.count if count or held.found else None],
+        [held.count if held.found else None],
         [head],
         first,
         lambda spans: [held.rows(a, b) for _, a, b in spans],

@@ -148,9 +148,10 @@ class ShardWorker:
         next pages (``engine.pages``), and computed again if it was dropped (an
         evicted answer, a restarted actor)."""
         held = self._held(token, model, use_index, chunk_rows)
+        if count:
+            held.find()
         ids, scores = held.rows(start, stop)
-        n = held.count if count or held.found else None
-        return n, ids + self.start, scores
+        return held.count if held.found else None, ids + self.start, scores
 
     def answer_count(self, token, model, use_index, chunk_rows) -> int:
         """Rows of the shard ``model`` accepts (its answer held under ``token``)."""

@@ -98,8 +98,15 @@ def test_other_models_rank_every_row():
     index = single_index(codes)
     pos = np.flatnonzero(label == 1)[:8]
     train = make_training_set(codes, pos, (), n_random_negatives=300, seed=1)
-    for name in ("ensemble", "cascade", "linear"):
-        model = make_model(name, random_state=1)
+    one_member = {"n_estimators": 1, "arbiter_margin": None}
+    for name, params in (
+        ("ensemble", {}),
+        ("cascade", {}),
+        ("linear", {}),
+        ("ensemble", one_member),  # one member: still another acceptance and score
+        ("cascade", one_member),
+    ):
+        model = make_model(name, random_state=1, **params)
         fit_model(model, train.X, train.y, train.sample_weight, index.subsets)
         assert not answers_by_depth(model)
         assert first_rows(model, index, 10) is None

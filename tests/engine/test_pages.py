@@ -158,3 +158,18 @@ def test_a_ranking_closed_after_its_index_closes_quietly(data, tmp_path):
     index.close()
     paged.close()
     paged.close()  # once is enough; twice is harmless
+
+
+def test_a_closed_ranking_keeps_its_read_pages_and_refuses_others(data, tmp_path):
+    codes, _, models, want = data
+    build_sharded_index(
+        codes, tmp_path / "ix", [900, 2100], make_subsets(32), LEAF_SIZE
+    )
+    index = open_index(tmp_path / "ix")
+    paged = rank_pages(models["linear"], index, first=10)
+    paged.page(0, 30)
+    paged.close()
+    assert_same_ranking(want["linear"].top(30), paged.page(0, 30))
+    with pytest.raises(ValueError, match="closed"):
+        paged.page(30, 10)
+    assert all(len(w._answers) == 0 for w in index.executor.workers)
