@@ -294,6 +294,33 @@ def run_size(
     return out
 
 
+def measure_fanout(actor_counts, work: Path, rounds: int = 50) -> dict:
+    """``{S: p50 ms}`` of an empty call to every actor of an S-shard index (20,000
+    rows, so only the calls count), for each S of ``actor_counts`` (Ray)."""
+    from fiftyone_clipbranches.distributed import ray_shards
+
+    codes = np.random.default_rng(0).integers(0, 256, (20_000, 32)).astype(np.uint8)
+    out = {}
+    for s in actor_counts:
+        path = work / f"fanout_S{s}"
+        if path.exists():
+            shutil.rmtree(path)
+        build_sharded_index(codes, path, s)
+        index = open_index(path, executor_factory=ray_shards.ray_executor_factory())
+        try:
+            index.executor.map("check")
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                index.executor.map("check")
+                times.append(1e3 * (time.perf_counter() - t0))
+            out[s] = round(pct(times, 50), 3)
+        finally:
+            index.close()
+            shutil.rmtree(path)
+    return out
+
+
 def to_markdown(result: dict) -> str:
     n = result["n"]
     lines = [
@@ -334,6 +361,10 @@ def to_markdown(result: dict) -> str:
             if "fanout_ms_p50" in res:
                 rss = res.get("actor_rss_mib", "")
                 lines.append(f"| {s} | {label} | {res['fanout_ms_p50']} | {rss} |")
+    by_actors = result.get("fanout_ms_by_actors") or {}
+    if by_actors:
+        lines += ["", "| actors (small indexes) | fan-out p50 ms |", "|---|---|"]
+        lines += [f"| {s} | {ms} |" for s, ms in sorted(by_actors.items())]
     return "\n".join(lines)
 
 
@@ -347,6 +378,10 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
     ray = shards[s_max]["paths"].get("ray") or shards[s_max]["paths"]["in process"]
     fan = {s: shards[s]["paths"].get("ray", {}).get("fanout_ms_p50") for s in shards}
     fan = {s: v for s, v in fan.items() if v is not None}
+    fan_source = "the run's indexes"
+    if result.get("fanout_ms_by_actors"):
+        fan = {int(s): v for s, v in result["fanout_ms_by_actors"].items()}
+        fan_source = "small indexes of " + ", ".join(str(s) for s in sorted(fan))
     if len(fan) >= 2:
         xs = np.array(sorted(fan))
         slope, icpt = np.polyfit(xs, [fan[x] for x in xs], 1)
@@ -372,8 +407,9 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
         " training rows' codes; the neighbour pool is gathered once per index);"
         " fan-out ="
         f" the extra cost of calling {actors} actors instead of {s_max}, from the"
-        f" measured fan-outs fitted linearly in the actor count ({icpt:.2f} +"
-        f" {slope:.2f} ms/actor), + 0.2 ms LAN round trip (assumed); merge ="
+        f" measured fan-outs (empty calls to {fan_source} actors) fitted linearly"
+        f" in the actor count ({icpt:.2f} + {slope:.2f} ms/actor), + 0.2 ms LAN"
+        " round trip (assumed); merge ="
         " measured merge ms per result row x results at 1B; result transfer = 16"
         " bytes per result row at 10 Gb/s (assumed). With the count and first"
         f" page ({page_rows} rows): apply = the measured p50 through the count and"
@@ -431,13 +467,33 @@ def main(argv=None):
     p.add_argument(
         "--reuse", action="store_true", help="use indexes kept by an earlier --keep"
     )
+    p.add_argument(
+        "--fanout-actors",
+        default="",
+        help="also time empty calls to this many actors of small indexes, e.g."
+        " 1,2,4,8, for the 1B model's fan-out cost",
+    )
+    p.add_argument(
+        "--model-from",
+        default=None,
+        metavar="JSON",
+        help="no run: the 1B model of a saved run (with --fanout-actors measured now)",
+    )
     args = p.parse_args(argv)
     work = Path(args.work_dir) if args.work_dir else RESULTS
     work.mkdir(parents=True, exist_ok=True)
     shard_counts = [int(s) for s in args.shards.split(",")]
     temp = tempfile.mkdtemp(prefix="cbray-")  # short: Ray's socket paths
     ray = None if args.no_ray else start_ray(temp)
+    fan_actors = [int(x) for x in args.fanout_actors.split(",") if x]
     try:
+        fanout = measure_fanout(fan_actors, work) if fan_actors and ray else {}
+        if args.model_from:
+            result = json.loads(Path(args.model_from).read_text())
+            result["shards"] = {int(s): v for s, v in result["shards"].items()}
+            result["fanout_ms_by_actors"] = fanout
+            print(to_markdown(result), "", billion_model(result), sep="\n")
+            return
         for n in [parse_n(x) for x in args.n.split(",")]:
             result = run_size(
                 n,
@@ -451,6 +507,7 @@ def main(argv=None):
                 page_rows=args.page,
                 reuse=args.reuse,
             )
+            result["fanout_ms_by_actors"] = fanout
             result["load"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
             result["cpus"] = os.cpu_count()
             stamp = time.strftime("%Y%m%d-%H%M%S")
