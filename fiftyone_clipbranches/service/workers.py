@@ -28,7 +28,6 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
-import signal
 import threading
 import time
 import traceback
@@ -36,6 +35,7 @@ from multiprocessing.connection import wait
 
 from fiftyone_clipbranches.service.errors import ApiError
 from fiftyone_clipbranches.service.log_setup import configure_logging
+from fiftyone_clipbranches.worker_process import run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class WorkerPool:
     def _spawn(self) -> _Worker | None:
         parent_end, child_end = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=worker_main,
+            target=run_worker,
             args=(child_end, self.target, self.args, self.nice),
             name="clipbranches-compute",
             daemon=True,
@@ -271,6 +271,9 @@ class WorkerPool:
             except (EOFError, OSError):
                 message = None
         if not (isinstance(message, tuple) and message[0] == "ready"):
+            worker.kill()
+            if self._closing.is_set():
+                return None  # stopped while it started: nothing went wrong
             detail = message[1] if isinstance(message, tuple) else "no answer"
             logger.error(
                 "compute worker %s failed to start (%s); retrying in %g s",
@@ -278,7 +281,6 @@ class WorkerPool:
                 detail,
                 RESTART_BACKOFF_S,
             )
-            worker.kill()
             return None
         with self._lock:
             if self._closing.is_set():
@@ -297,8 +299,8 @@ class WorkerPool:
 
 def worker_main(conn, target: str, args: tuple, nice: int) -> None:
     """Body of a worker process: build the handler, then answer tasks until told to
-    stop (``None``) or until the parent's end of the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    stop (``None``) or until the parent's end of the pipe closes. Started by
+    ``worker_process.run_worker``, which has Ctrl-C ignored already."""
     if nice:
         os.nice(nice)
     if not logging.getLogger().handlers:

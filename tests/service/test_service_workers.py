@@ -116,3 +116,41 @@ def test_worker_answers_rows_of_a_served_index_ids_of_any_other(make_user_index)
         page = ranking.page(0, len(ranking))
         assert [i["id"] for i in page] == expected.ids
         assert [i["score"] for i in page] == expected.scores.tolist()
+
+
+def test_ctrl_c_while_workers_start_stops_quietly():
+    """A Ctrl-C reaches the terminal's whole process group, workers included, and
+    may come while they still import: the service stops them itself, so nothing
+    but its own goodbye is printed (no worker traceback, no error)."""
+    import subprocess
+    import sys
+
+    from service_process import LISTENING, service_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fiftyone_clipbranches.service", "--port", "0"],
+        env=service_env(TOKEN),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(LISTENING):
+                break
+        time.sleep(1.0)  # the workers are spawned and importing
+        children = psutil.Process(proc.pid).children()
+        assert children, "no compute worker was started"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(lines) + out
+    assert proc.returncode == 0, text
+    assert "clipbranches service stopped" in text
+    assert "Traceback" not in text and "ERROR" not in text, text
+    assert all(_dead(c.pid) for c in children)
