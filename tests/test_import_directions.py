@@ -30,6 +30,9 @@ ALLOWED = {
 EXCEPTIONS = {
     # the demo opens the App with the panel shown: it needs the panel's name only
     ("demo", f"{PACKAGE}.panels.constants"),
+    # a compute worker's first module lives outside the service package, whose
+    # import loads FiftyOne, so that it can ignore Ctrl-C before that
+    ("service", f"{PACKAGE}.worker_process"),
 }
 
 

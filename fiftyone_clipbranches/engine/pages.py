@@ -46,7 +46,8 @@ class HeldAnswer:
     when first needed.
 
     Args:
-        ids: int64 ``(R,)`` distinct rows, or None to find them with ``find()``.
+        ids: int64 ``(R,)`` distinct rows, or None to find them with
+            ``find_rows()``.
         scores: float64 ``(R,)`` their scores (no NaN), or None to score them with
             ``score(ids) -> scores``.
         first: ``first(n) -> (ids, scores)`` of ranks ``[0, n)``, or None where it
@@ -54,14 +55,16 @@ class HeldAnswer:
             rows found nor scored (``engine.first_rows``).
     """
 
-    def __init__(self, ids=None, scores=None, *, find=None, score=None, first=None):
-        if (ids is None and find is None) or (scores is None and score is None):
+    def __init__(
+        self, ids=None, scores=None, *, find_rows=None, score=None, first=None
+    ):
+        if (ids is None and find_rows is None) or (scores is None and score is None):
             raise ValueError(
                 "a HeldAnswer needs its rows and scores or ways to get them"
             )
         self._ids = None if ids is None else np.asarray(ids, np.int64)
         self._scores = None if scores is None else np.asarray(scores, np.float64)
-        self._find = find
+        self._find_rows = find_rows
         self._score = score
         self._first = first
         self._order: np.ndarray | None = None
@@ -74,7 +77,7 @@ class HeldAnswer:
     @property
     def ids(self) -> np.ndarray:
         if self._ids is None:
-            self._ids = np.asarray(self._find(), np.int64)
+            self._ids = np.asarray(self._find_rows(), np.int64)
         return self._ids
 
     @property
@@ -121,7 +124,7 @@ def held_answer(model, index, use_index: bool, chunk_rows: int) -> HeldAnswer:
     codes = index.codes
     if model.answered_by == "index" and use_index:
 
-        def find():
+        def find_rows():
             ids, hits = index.query_boxes(model.boxes_)
             return ids[model.accept(hits, codes, ids)]
 
@@ -131,7 +134,9 @@ def held_answer(model, index, use_index: bool, chunk_rows: int) -> HeldAnswer:
             return model.decision_function(take_rows(codes, rows))
 
         return HeldAnswer(
-            find=find, score=score, first=lambda n: first_rows(model, index, n)
+            find_rows=find_rows,
+            score=score,
+            first=lambda n: first_rows(model, index, n),
         )
     return HeldAnswer(*answer_rows(model, index, use_index, chunk_rows))
 
