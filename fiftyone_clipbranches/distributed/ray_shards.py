@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def connect(address: str | None = None, **init_kwargs) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
+    _check_reachable(address)
     kwargs = {
         "namespace": NAMESPACE,
         "log_to_driver": False,
@@ -79,6 +81,29 @@ def connect(address: str | None = None, **init_kwargs) -> None:
             f"cannot connect to the Ray cluster at {address!r} ({e}): start one with"
             " `ray start --head` (docs/scale.md)"
         ) from e
+
+
+#: Seconds a cluster's address may take to accept a connection.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """Fail at once when ``address`` is ``HOST:PORT`` and nothing listens there
+    (``ray.init`` would retry for minutes)."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailableError(
+            f"a Ray address is 'auto' or HOST:PORT, got {address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise RayUnavailableError(
+            f"no Ray cluster answers at {address} ({e}): start one with"
+            " `ray start --head` and pass the address it prints (docs/scale.md)"
+        ) from None
 
 
 class _ShardActor:

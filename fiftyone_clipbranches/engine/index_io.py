@@ -32,6 +32,8 @@ import numpy as np
 from .errors import IndexAccessError, IndexFormatError
 
 FORMAT_NAME = "clipbranches-code-index"
+#: The top manifest's format of an index split into shards (``shard_format``).
+SHARDED_FORMAT_NAME = "clipbranches-sharded-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 EXTRA_DIR = "extra"
@@ -274,6 +276,11 @@ def read_manifest(path) -> dict:
         raise access_error(mpath, e) from e
     except ValueError as e:
         raise IndexFormatError(f"{mpath} is not valid JSON ({e}); {REBUILD}") from e
+    if isinstance(manifest, dict) and manifest.get("format") == SHARDED_FORMAT_NAME:
+        raise IndexFormatError(
+            f"{mpath.parent} is an index split into shards, not one CodeIndex: open"
+            " it with engine.shards.open_index(path) (or ShardedIndex.load)"
+        )
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{mpath} does not describe a {FORMAT_NAME}; {REBUILD}")
     version = manifest.get("format_version")

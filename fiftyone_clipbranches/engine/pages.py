@@ -249,8 +249,9 @@ class PagedRanking:
             if stop > self._ids.shape[0] and not self._all_merged():
                 if self._closed:
                     raise ValueError(
-                        "this ranking was closed: its pages past rank"
-                        f" {self._ids.shape[0]} are gone; rank again"
+                        "this ranking was closed: only the pages read before"
+                        f" close() remain (ranks 0 to {self._ids.shape[0]});"
+                        " rank again for more"
                     )
                 self._extend(stop - self._ids.shape[0])
             return Ranking(self._ids[offset:stop], self._scores[offset:stop])

@@ -40,7 +40,7 @@ from .errors import IndexFormatError
 from .index import DEFAULT_LEAF_SIZE, CodeIndex
 from .subsets import FeatureSubsets, make_subsets
 
-FORMAT_NAME = "clipbranches-sharded-index"
+FORMAT_NAME = index_io.SHARDED_FORMAT_NAME
 FORMAT_VERSION = 1
 MANIFEST = index_io.MANIFEST
 REBUILD = index_io.REBUILD

@@ -116,3 +116,29 @@ def test_serve_answers_a_sharded_index_through_actors(ray_cluster, two_indexes):
             ds.name, text="a photo of a cat", k=20, index_key="sharded"
         )
         assert [i["id"] for i in found["items"]] == want_search[0]
+
+
+@pytest.mark.parametrize("address", ["closed", "nonsense"])
+def test_serve_refuses_a_ray_address_nothing_answers_at(address):
+    """``ray.init`` retries an address without a cluster for minutes: the service
+    says so at once instead."""
+    import socket
+    import subprocess
+
+    from service_process import service_env
+
+    if address == "closed":
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{s.getsockname()[1]}"
+    command = [sys.executable, "-m", "fiftyone_clipbranches.cli", "serve"]
+    done = subprocess.run(
+        [*command, "--port", "0", "--ray-address", address],
+        env=service_env(TOKEN),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    message = done.stdout + done.stderr
+    assert address in message and "Ray" in message, message

@@ -185,3 +185,11 @@ def test_a_training_set_reads_the_shards_once(data, tmp_path, local):
     assert "knn_many" not in calls
     np.testing.assert_array_equal(got.rows, want.rows)
     np.testing.assert_array_equal(got.X, want.X)
+
+
+def test_a_sharded_index_opened_as_one_index_says_how_to_open_it(data, tmp_path):
+    codes, _, _ = data
+    build_sharded_index(codes, tmp_path / "ix", 2, make_subsets(32), LEAF_SIZE)
+    with pytest.raises(IndexFormatError, match=r"split into shards.*open_index"):
+        CodeIndex.load(tmp_path / "ix")
+    assert len(open_index(tmp_path / "ix")) == len(codes)
