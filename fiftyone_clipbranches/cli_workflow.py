@@ -88,8 +88,9 @@ def _print_info(info, as_json: bool) -> None:
         return
     model = info.clip_model or {}
     text = f"{model.get('name')} / {model.get('pretrained')}" if model else "no"
+    shards = f", {info.n_shards} shards" if info.n_shards > 1 else ""
     print(
-        f"{info.key}: {info.n_samples} samples, {info.code_method} codes of"
+        f"{info.key}: {info.n_samples} samples{shards}, {info.code_method} codes of"
         f" {info.code_dims} bytes, text search: {text}, built {info.built_at}"
     )
     fresh = info.freshness

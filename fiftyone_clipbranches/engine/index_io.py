@@ -34,6 +34,20 @@ from .errors import IndexAccessError, IndexFormatError
 FORMAT_NAME = "clipbranches-code-index"
 #: The top manifest's format of an index split into shards (``shard_format``).
 SHARDED_FORMAT_NAME = "clipbranches-sharded-index"
+
+
+def shard_count(path) -> int:
+    """Shards of the index at ``path`` as its top manifest records them (1 for a
+    ``CodeIndex``, or when the manifest cannot be read; nothing is verified)."""
+    try:
+        raw = json.loads((Path(path) / MANIFEST).read_text())
+        if raw.get("format") == SHARDED_FORMAT_NAME:
+            return max(1, len(raw["shards"]))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    return 1
+
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 EXTRA_DIR = "extra"

@@ -71,6 +71,7 @@ class IndexInfo:
     clip_model: dict | None
     built_at: str | None
     freshness: Freshness | None = None
+    n_shards: int = 1
 
     @property
     def supports_text(self) -> bool:
@@ -550,6 +551,9 @@ def _dataset_dir(ds, root) -> Path:
 
 
 def _info(ds, key, config, fresh=None) -> IndexInfo:
+    from fiftyone_clipbranches.engine.index_io import shard_count
+    from fiftyone_clipbranches.sdk.bundle import INDEX_DIR
+
     return IndexInfo(
         key=key,
         dataset=ds.name,
@@ -561,6 +565,7 @@ def _info(ds, key, config, fresh=None) -> IndexInfo:
         clip_model=_plain(config.clip_model),
         built_at=config.built_at,
         freshness=fresh,
+        n_shards=shard_count(Path(config.index_dir) / INDEX_DIR),
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from service_process import running_service
 
-from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches import cli, sdk
 from fiftyone_clipbranches.sdk.bundle import forget_bundle
 from fiftyone_clipbranches.sdk.sharding import use_ray
 
@@ -55,10 +55,17 @@ def assert_same(a, b):
         np.testing.assert_array_equal(a[name][1], b[name][1], err_msg=name)
 
 
-def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes):
+def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
     ds, pos, neg = two_indexes
     config, bundle = sdk.load_index(ds, "sharded")
     assert bundle.index.n_shards == 2
+    # a user sees it: in index_info and `clipbranches indexes`
+    assert [sdk.index_info(ds, k).n_shards for k in ("sharded", "one")] == [2, 1]
+    assert cli.main(["indexes", ds.name]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert [line.startswith("sharded:") for line in shown if "2 shards" in line] == [
+        True
+    ]
     want = answers(ds, "one", pos, neg)
     assert len(want["branches"][0]) >= len(pos)
     assert_same(want, answers(ds, "sharded", pos, neg))  # shards in this process
