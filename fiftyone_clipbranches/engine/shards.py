@@ -55,23 +55,32 @@ class ShardWorker:
     """One shard opened read-only; what an executor runs for each shard.
 
     A shard whose files cannot be opened does not fail the constructor: every call
-    raises its error instead (naming the shard), so a Ray actor restarted over
-    broken files answers with that error rather than dying again and again.
+    tries to open it again (its files may have been restored since) and raises its
+    error while it cannot (naming the shard), so a Ray actor restarted over broken
+    files answers with that error rather than dying again and again, and answers
+    again once the files are back.
     """
 
     def __init__(self, spec: ShardSpec, n_shards: int, subsets, verify: str = "fast"):
         self.spec = spec
         self.start = int(spec.start)
+        self._opening = (n_shards, subsets, verify)
         self._error: Exception | None = None
         self._index = None
         self._answers = AnswerCache()
+        self._open()
+
+    def _open(self) -> None:
         try:
-            self._index = load_shard(spec, n_shards, subsets, verify)
+            self._index = load_shard(self.spec, *self._opening)
+            self._error = None
         except IndexFormatError as e:
             self._error = e
 
     @property
     def index(self):
+        if self._error is not None:
+            self._open()
         if self._error is not None:
             raise self._error
         return self._index

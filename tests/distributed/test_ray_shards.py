@@ -5,7 +5,6 @@ same answers; a damaged shard is a clear error naming it."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 
@@ -154,12 +153,17 @@ def test_a_damaged_shard_is_named_and_the_others_keep_serving(
     good = on_ray(codes, tmp_path / "good", [1000, 1000, 1000])
     other = on_ray(codes, tmp_path / "other", [1500, 1500])
     try:
-        shutil.rmtree(tmp_path / "good" / "shard-0001")
+        shard = tmp_path / "good" / "shard-0001"
+        shard.rename(tmp_path / "aside")
         os.kill(good.executor.pids()[1], signal.SIGKILL)  # restarts over no files
         with pytest.raises(IndexFormatError, match="shard 1 of 3"):
             refine_once(good, "branches", codes, label)
         assert_same_ranking(
             expected["branches"][1], refine_once(other, "branches", codes, label)[1]
+        )
+        (tmp_path / "aside").rename(shard)  # restored: answered again, no restart
+        assert_same_ranking(
+            expected["branches"][1], refine_once(good, "branches", codes, label)[1]
         )
     finally:
         good.close()
