@@ -276,12 +276,7 @@ def run_size(
                 entry["merge_ms"] = round(pct(merges, 50), 3)
             res[cell] = entry
         if hasattr(index, "executor"):
-            fan = []
-            for _ in range(50):
-                t0 = time.perf_counter()
-                index.executor.map("check")
-                fan.append(1e3 * (time.perf_counter() - t0))
-            res["fanout_ms_p50"] = round(pct(fan, 50), 3)
+            res["fanout_ms_p50"] = fanout_ms(index)
             if label == "ray":
                 res["actor_rss_mib"] = [
                     round(m["rss"] / 2**20) for m in index.executor.map("memory")
@@ -292,6 +287,16 @@ def run_size(
         for path in built:
             shutil.rmtree(path)
     return out
+
+
+def fanout_ms(index, rounds: int = 50) -> float:
+    """p50 ms of an empty call to every shard of ``index``."""
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        index.executor.map("check")
+        times.append(1e3 * (time.perf_counter() - t0))
+    return round(pct(times, 50), 3)
 
 
 def measure_fanout(actor_counts, work: Path, rounds: int = 50) -> dict:
@@ -309,12 +314,7 @@ def measure_fanout(actor_counts, work: Path, rounds: int = 50) -> dict:
         index = open_index(path, executor_factory=ray_shards.ray_executor_factory())
         try:
             index.executor.map("check")
-            times = []
-            for _ in range(rounds):
-                t0 = time.perf_counter()
-                index.executor.map("check")
-                times.append(1e3 * (time.perf_counter() - t0))
-            out[s] = round(pct(times, 50), 3)
+            out[s] = fanout_ms(index, rounds)
         finally:
             index.close()
             shutil.rmtree(path)

@@ -8,6 +8,8 @@ import numpy as np
 from fiftyone_clipbranches.engine.baselines import NearestNeighbours, Rocchio
 from fiftyone_clipbranches.engine.index import CodeIndex
 from fiftyone_clipbranches.engine.search import apply_model
+from fiftyone_clipbranches.engine.shard_format import build_sharded_index
+from fiftyone_clipbranches.engine.shards import open_index
 from fiftyone_clipbranches.engine.subsets import make_subsets
 from fiftyone_clipbranches.engine.training_set import make_training_set
 from fiftyone_clipbranches.sdk.models import MODELS, fit_model, make_model
@@ -29,6 +31,13 @@ def catalogue(n_rows: int = N_ROWS, seed: int = 0):
 
 def single_index(codes) -> CodeIndex:
     return CodeIndex.build(codes, make_subsets(32), leaf_size=LEAF_SIZE)
+
+
+def sharded(codes, path, sizes):
+    """A sharded index of ``codes`` in ``sizes`` shards at ``path``, opened in this
+    process (the single index's subsets and leaf size)."""
+    build_sharded_index(codes, path, sizes, make_subsets(32), LEAF_SIZE)
+    return open_index(path)
 
 
 def labels(label, n_pos: int = 6):

@@ -34,6 +34,14 @@ from .errors import IndexAccessError, IndexFormatError
 FORMAT_NAME = "clipbranches-code-index"
 #: The top manifest's format of an index split into shards (``shard_format``).
 SHARDED_FORMAT_NAME = "clipbranches-sharded-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+EXTRA_DIR = "extra"
+_BLOCK = 8 << 20
+_SAMPLE_EDGE = 1 << 20
+_SAMPLE_BLOCK = 4096
+_SAMPLE_COUNT = 64
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 def shard_count(path) -> int:
@@ -47,15 +55,6 @@ def shard_count(path) -> int:
         pass
     return 1
 
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-EXTRA_DIR = "extra"
-_BLOCK = 8 << 20
-_SAMPLE_EDGE = 1 << 20
-_SAMPLE_BLOCK = 4096
-_SAMPLE_COUNT = 64
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 REBUILD = (
     "rebuild the index (CodeIndex.build(...).save(path)) or restore it from a backup"

@@ -32,7 +32,14 @@ import numpy as np
 from .codes import take_rows
 from .first_rows import first_rows
 from .scan import SEARCH_CHUNK_ROWS
-from .search import Ranking, answer_rows, check_model, first_positions, ranking_order
+from .search import (
+    Ranking,
+    answer_rows,
+    check_model,
+    first_positions,
+    merged_order,
+    ranking_order,
+)
 
 #: Rows of the first page when the caller does not say.
 FIRST_PAGE = 100
@@ -76,18 +83,18 @@ class HeldAnswer:
 
     @property
     def ids(self) -> np.ndarray:
-        if self._ids is None:
-            self._ids = np.asarray(self._find_rows(), np.int64)
-        return self._ids
+        return self.find()
 
     @property
     def count(self) -> int:
         return int(self.ids.shape[0])
 
-    def find(self) -> None:
-        """Find the accepted rows now (a first page asked for after this is
-        selected among them)."""
-        self.ids  # noqa: B018 - the property finds them
+    def find(self) -> np.ndarray:
+        """The accepted rows, found now if not yet (a first page asked for after
+        this is selected among them)."""
+        if self._ids is None:
+            self._ids = np.asarray(self._find_rows(), np.int64)
+        return self._ids
 
     @property
     def scores(self) -> np.ndarray:
@@ -288,7 +295,7 @@ class PagedRanking:
         source = np.repeat(
             np.arange(len(self._buffer)), [b[0].shape[0] for b in self._buffer]
         )
-        take = np.argsort(-scores, kind="stable")[:m]
+        take = merged_order(scores)[:m]
         self._ids = np.concatenate([self._ids, ids[take]])
         self._scores = np.concatenate([self._scores, scores[take]])
         taken = np.bincount(source[take], minlength=len(self._buffer))

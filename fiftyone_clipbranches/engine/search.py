@@ -60,9 +60,19 @@ def ranking_order(ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.lexsort((ids, -scores))
 
 
+def merged_order(scores: np.ndarray) -> np.ndarray:
+    """int64 positions of the k-way merge of rankings concatenated into float64
+    ``scores``: sources holding increasing rows, in row order, each ranked by
+    descending score then ascending row. The merge keeps that order.
+
+    numpy's stable sort of floats is a timsort: it merges the presorted runs in
+    linear time (faster here than the radix sort of unsorted rankings)."""
+    return np.argsort(-scores, kind="stable")
+
+
 def first_positions(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
-    """The first ``n`` positions of :func:`ranking_order`, found by selection
-    (linear in the rows) rather than by sorting them all."""
+    """The first ``n`` positions of :func:`ranking_order`, found by a partition of
+    the scores; only the rows tied with the ``n``-th are sorted."""
     total = ids.shape[0]
     if n >= total:
         return ranking_order(ids, scores)

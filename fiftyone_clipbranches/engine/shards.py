@@ -42,7 +42,7 @@ from .model import RefinementModel
 from .neighbours import NeighbourPool
 from .pages import AnswerCache, HeldAnswer, PagedRanking, held_answer, held_pages
 from .scan import SEARCH_CHUNK_ROWS, as_query, knn_scan
-from .search import Ranking
+from .search import Ranking, merged_order
 from .shard_format import (
     ShardSpec,
     is_sharded,
@@ -239,9 +239,7 @@ def merge_rankings(parts) -> Ranking:
     then ascending id, shards in row order: one ranking in the same order."""
     ids = np.concatenate([np.asarray(p[0], np.int64) for p in parts])
     scores = np.concatenate([np.asarray(p[1], np.float64) for p in parts])
-    # numpy's stable sort of floats is a timsort: it merges the S presorted runs in
-    # linear time, faster here than the radix sort of unsorted rankings
-    order = np.argsort(-scores, kind="stable")
+    order = merged_order(scores)
     return Ranking(ids[order], scores[order])
 
 

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shard_cases import (
-    LEAF_SIZE,
     MODEL_NAMES,
     assert_same_ranking,
     catalogue,
     fit_once,
+    sharded,
     single_index,
     uneven_sizes,
 )
@@ -24,9 +24,6 @@ from fiftyone_clipbranches.engine.search import (
     first_positions,
     ranking_order,
 )
-from fiftyone_clipbranches.engine.shard_format import build_sharded_index
-from fiftyone_clipbranches.engine.shards import open_index
-from fiftyone_clipbranches.engine.subsets import make_subsets
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +88,7 @@ def test_one_index_pages_are_the_ranking(data, count):
 def test_shard_pages_are_the_one_index_ranking(data, tmp_path, n_shards):
     codes, _, models, want = data
     sizes = uneven_sizes(len(codes), n_shards, seed=10 + n_shards)
-    build_sharded_index(codes, tmp_path / "ix", sizes, make_subsets(32), LEAF_SIZE)
-    index = open_index(tmp_path / "ix")
+    index = sharded(codes, tmp_path / "ix", sizes)
     for name, model in models.items():
         expected = want[name]
         count = n_shards % 2 == 0
@@ -124,10 +120,7 @@ def test_pages_survive_answers_dropped_from_the_shards(data, tmp_path):
     """More open rankings than a shard holds: the dropped answers are computed again,
     with the same rows."""
     codes, _, models, want = data
-    build_sharded_index(
-        codes, tmp_path / "ix", [1200, 800, 1000], make_subsets(32), LEAF_SIZE
-    )
-    index = open_index(tmp_path / "ix")
+    index = sharded(codes, tmp_path / "ix", [1200, 800, 1000])
     names = ["branches", "ensemble", "cascade", "linear", "forest", "ball"]
     open_rankings = [(n, rank_pages(models[n], index, first=5)) for n in names]
     assert len(names) > AnswerCache().capacity
@@ -149,10 +142,7 @@ def test_bad_page_arguments_are_refused(data):
 
 def test_a_ranking_closed_after_its_index_closes_quietly(data, tmp_path):
     codes, _, models, want = data
-    build_sharded_index(
-        codes, tmp_path / "ix", [1500, 1500], make_subsets(32), LEAF_SIZE
-    )
-    index = open_index(tmp_path / "ix")
+    index = sharded(codes, tmp_path / "ix", [1500, 1500])
     paged = rank_pages(models["branches"], index, first=3)
     assert_same_ranking(want["branches"].top(3), paged.page(0, 3))
     index.close()
@@ -162,10 +152,7 @@ def test_a_ranking_closed_after_its_index_closes_quietly(data, tmp_path):
 
 def test_a_closed_ranking_keeps_its_read_pages_and_refuses_others(data, tmp_path):
     codes, _, models, want = data
-    build_sharded_index(
-        codes, tmp_path / "ix", [900, 2100], make_subsets(32), LEAF_SIZE
-    )
-    index = open_index(tmp_path / "ix")
+    index = sharded(codes, tmp_path / "ix", [900, 2100])
     paged = rank_pages(models["linear"], index, first=10)
     paged.page(0, 30)
     paged.close()

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shard_cases import (
-    LEAF_SIZE,
     MODEL_NAMES,
     assert_same_ranking,
     assert_same_training_set,
     catalogue,
     refine_once,
+    sharded,
     single_index,
     uneven_sizes,
 )
@@ -28,8 +28,7 @@ from fiftyone_clipbranches.engine.shard_format import (
     build_sharded_index,
     shard_sizes,
 )
-from fiftyone_clipbranches.engine.shards import ShardedIndex, open_index
-from fiftyone_clipbranches.engine.subsets import make_subsets
+from fiftyone_clipbranches.engine.shards import open_index
 from fiftyone_clipbranches.sdk.models import make_model
 
 
@@ -44,11 +43,6 @@ def expected(data):
     """Every model's training set and ranking on one index."""
     codes, label, one = data
     return {name: refine_once(one, name, codes, label) for name in MODEL_NAMES}
-
-
-def sharded(codes, path, sizes) -> ShardedIndex:
-    build_sharded_index(codes, path, sizes, make_subsets(32), LEAF_SIZE)
-    return open_index(path)
 
 
 @pytest.mark.parametrize("n_shards", [1, 2, 3, 4])
@@ -189,7 +183,7 @@ def test_a_training_set_reads_the_shards_once(data, tmp_path, local):
 
 def test_a_sharded_index_opened_as_one_index_says_how_to_open_it(data, tmp_path):
     codes, _, _ = data
-    build_sharded_index(codes, tmp_path / "ix", 2, make_subsets(32), LEAF_SIZE)
+    index = sharded(codes, tmp_path / "ix", 2)
     with pytest.raises(IndexFormatError, match=r"split into shards.*open_index"):
         CodeIndex.load(tmp_path / "ix")
-    assert len(open_index(tmp_path / "ix")) == len(codes)
+    assert len(index) == len(codes)

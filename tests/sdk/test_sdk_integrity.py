@@ -283,7 +283,7 @@ def test_cli_verify_checks_the_encoder_of_an_index_built_from_images(
     make_user_index, capsys
 ):
     ds = make_user_index(n_per_class=4)
-    assert cli.main(["verify", "--dataset", ds.name, "--level", "full"]) == 0
+    assert cli.main(["verify", ds.name, "--key", "clip", "--level", "full"]) == 0
     out = capsys.readouterr().out
     assert f"[ok  ] {ds.name}/clip" in out and "encoder" in out
     index_dir = Path(sdk.index_info(ds, "clip").index_dir)
