@@ -54,7 +54,11 @@ from fiftyone_clipbranches.engine.index import CodeIndex  # noqa: E402
 from fiftyone_clipbranches.engine.pages import rank_pages  # noqa: E402
 from fiftyone_clipbranches.engine.scan import SEARCH_CHUNK_ROWS  # noqa: E402
 from fiftyone_clipbranches.engine.search import apply_model  # noqa: E402
-from fiftyone_clipbranches.engine.shard_format import build_sharded_index  # noqa: E402
+from fiftyone_clipbranches.engine.shard_format import (  # noqa: E402
+    build_sharded_index,
+    shard_name,
+    write_top_manifest,
+)
 from fiftyone_clipbranches.engine.shards import merge_rankings, open_index  # noqa: E402
 from fiftyone_clipbranches.engine.training_set import make_training_set  # noqa: E402
 from fiftyone_clipbranches.sdk.models import MODELS, fit_model, make_model  # noqa: E402
@@ -136,6 +140,19 @@ def build(codes, path: Path, n_shards: int, builder=None, reuse=False) -> float:
     return time.perf_counter() - t0
 
 
+def one_shard_index(plain: Path, path: Path) -> Path:
+    """A one-shard index at ``path`` over the plain index at ``plain``, its files
+    hard-linked (no copy, one page cache), so one Ray actor can serve it."""
+    index = CodeIndex.load(plain, verify="none")
+    if path.exists():
+        shutil.rmtree(path)
+    (path / shard_name(0)).mkdir(parents=True)
+    for f in plain.iterdir():
+        os.link(f, path / shard_name(0) / f.name)
+    write_top_manifest(path, [len(index)], index.n_dims, index.subsets, index.leaf_size)
+    return path
+
+
 def start_ray(temp: str):
     """A local Ray cluster with a private temp dir ``temp`` and token; returns
     ``ray``."""
@@ -199,7 +216,10 @@ def run_size(
             )
             shutil.rmtree(ray_path)
         paths[(s, "in process")] = open_index(path)
-        if s > 1 and use_ray:
+        if use_ray:
+            if s == 1:  # one actor: the layout of one shard per machine
+                path = one_shard_index(path, work / f"shards_{n}_S1_one")
+                built.append(path)
             paths[(s, "ray")] = open_index(
                 path, executor_factory=ray_shards.ray_executor_factory()
             )
@@ -368,34 +388,39 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
-    """1B codes over ``machines`` machines of this kind, from the run's figures."""
-    n = result["n"]
+def fanout_fit(result: dict) -> tuple[float, float, str]:
+    """``(intercept, ms per actor, source)``: the run's empty-call fan-outs fitted
+    linearly in the number of actors called."""
     shards = result["shards"]
-    s_max = max(shards)
-    per_machine = total // machines
-    scale = per_machine / n
-    ray = shards[s_max]["paths"].get("ray") or shards[s_max]["paths"]["in process"]
     fan = {s: shards[s]["paths"].get("ray", {}).get("fanout_ms_p50") for s in shards}
     fan = {s: v for s, v in fan.items() if v is not None}
-    fan_source = "the run's indexes"
+    source = "the run's indexes"
     if result.get("fanout_ms_by_actors"):
         fan = {int(s): v for s, v in result["fanout_ms_by_actors"].items()}
-        fan_source = "small indexes of " + ", ".join(str(s) for s in sorted(fan))
+        source = "small indexes of " + ", ".join(str(s) for s in sorted(fan))
     if len(fan) >= 2:
         xs = np.array(sorted(fan))
         slope, icpt = np.polyfit(xs, [fan[x] for x in xs], 1)
-    else:  # one measured point: the cost taken as proportional to the actors
-        (s_one, f_one), icpt = next(iter(fan.items())), 0.0
-        slope = f_one / s_one
-    actors = machines * s_max
+        return float(icpt), float(slope), source
+    (s_one, f_one) = next(iter(fan.items()))  # one point: proportional to actors
+    return 0.0, f_one / s_one, source
+
+
+def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
+    """1B codes over ``machines`` machines of this kind, from the run's figures: one
+    layout per shard count measured through Ray (that many actors per machine)."""
+    n = result["n"]
+    shards = result["shards"]
+    per_machine = total // machines
+    scale = per_machine / n
+    layouts = [s for s in sorted(shards) if "ray" in shards[s]["paths"]]
+    icpt, slope, fan_source = fanout_fit(result)
     page_rows = result.get("page_rows", 100)
-    # the measured rounds already paid fan-outs to s_max local actors
-    fanout_ms = slope * (actors - s_max) + 0.2  # + one LAN round trip (assumed)
     lines = [
-        f"Model: {total:,} codes over {machines} machines of this kind, {s_max}"
-        f" shard actors each ({per_machine:,} rows per machine). Apply = the"
-        f" measured p50 apply + merge through {s_max} Ray actors at {n:,} rows"
+        f"Model: {total:,} codes over {machines} machines of this kind"
+        f" ({per_machine:,} rows per machine), one layout per measured number of"
+        " shard actors per machine. Apply = the measured p50 apply + merge through"
+        f" that many Ray actors at {n:,} rows"
         + (
             " (measured at the per-machine size)"
             if scale == 1
@@ -405,49 +430,53 @@ def billion_model(result: dict, machines: int = 10, total: int = 10**9) -> str:
         + "; training = the measured p50 (random negatives and the neighbour"
         " search do not grow with N) plus the extra cost of its one fan-out (the"
         " training rows' codes; the neighbour pool is gathered once per index);"
-        " fan-out ="
-        f" the extra cost of calling {actors} actors instead of {s_max}, from the"
-        f" measured fan-outs (empty calls to {fan_source} actors) fitted linearly"
-        f" in the actor count ({icpt:.2f} + {slope:.2f} ms/actor), + 0.2 ms LAN"
-        " round trip (assumed); merge ="
+        " fan-out = the extra cost of calling every machine's actors instead of"
+        f" one machine's, from the measured fan-outs (empty calls to {fan_source}"
+        f" actors) fitted linearly in the actor count ({icpt:.2f} +"
+        f" {slope:.2f} ms/actor), + 0.2 ms LAN round trip (assumed); merge ="
         " measured merge ms per result row x results at 1B; result transfer = 16"
         " bytes per result row at 10 Gb/s (assumed). With the count and first"
         f" page ({page_rows} rows): apply = the measured p50 through the count and"
-        f" first page of {s_max} actors less the driver's merge, merge = the"
-        f" driver's measured merge of {s_max} first pages x {actors // s_max},"
-        " transfer = one page per actor. First page: the same without the count"
-        ' (the count follows, at the "count after it" cost).',
+        " first page less the driver's merge, merge = the driver's measured merge"
+        f" of one machine's first pages x {machines}, transfer = one page per"
+        " actor. First page: the same without the count (the count follows, at"
+        ' the "count after it" cost).',
         "",
-        "| model | class | answer | train ms | apply ms (per machine) | fan-outs ms |"
-        " merge ms | transfer ms | **p50 ms** | dominant term |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| actors per machine | model | class | answer | train ms |"
+        " apply ms (per machine) | fan-outs ms | merge ms | transfer ms |"
+        " **p50 ms** | dominant term |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for answer in ("every row", "count + first page", "first page"):
-        for key, e in ray.items():
-            if not isinstance(e, dict):
-                continue
-            terms = {"train": e["train_ms_p50"] + fanout_ms}  # training rows' gather
-            if answer == "every row":
-                results_1b = e["results"] * total / n
-                merge_per_row = e.get("merge_ms", 0.0) / max(e["results"], 1)
-                terms["apply"] = e["apply_ms_p50"] * scale
-                terms["merge"] = merge_per_row * results_1b
-            else:  # the driver merges one page per actor
-                results_1b = actors * page_rows
-                key_ms = "page_ms_p50" if answer.startswith("count") else "first_ms_p50"
-                terms["apply"] = (e[key_ms] - e["page_merge_ms_p50"]) * scale
-                terms["merge"] = e["page_merge_ms_p50"] * actors / s_max
-            terms["fan-out"] = fanout_ms
-            terms["transfer"] = results_1b * 16 * 8 / 10e9 * 1e3
-            total_ms = sum(terms.values())
-            dominant = max(terms, key=terms.get)
-            model, t = key.split(" ")
-            lines.append(
-                f"| {model} | {t} | {answer} | {terms['train']:.1f} |"
-                f" {terms['apply']:.1f} | {terms['fan-out']:.1f} |"
-                f" {terms['merge']:.1f} | {terms['transfer']:.1f} |"
-                f" **{total_ms:.0f}** | {dominant} |"
-            )
+    for s in layouts:
+        actors = machines * s
+        # the measured rounds already paid a fan-out to one machine's s actors
+        fanout_ms = slope * (actors - s) + 0.2  # + one LAN round trip (assumed)
+        for answer in ("every row", "count + first page", "first page"):
+            for key, e in shards[s]["paths"]["ray"].items():
+                if not isinstance(e, dict):
+                    continue
+                terms = {"train": e["train_ms_p50"] + fanout_ms}  # training rows
+                if answer == "every row":
+                    results_1b = e["results"] * total / n
+                    merge_per_row = e.get("merge_ms", 0.0) / max(e["results"], 1)
+                    terms["apply"] = e["apply_ms_p50"] * scale
+                    terms["merge"] = merge_per_row * results_1b
+                else:  # the driver merges one page per actor
+                    results_1b = actors * page_rows
+                    key_ms = "page_ms_p50" if answer[0] == "c" else "first_ms_p50"
+                    terms["apply"] = (e[key_ms] - e["page_merge_ms_p50"]) * scale
+                    terms["merge"] = e["page_merge_ms_p50"] * machines
+                terms["fan-out"] = fanout_ms
+                terms["transfer"] = results_1b * 16 * 8 / 10e9 * 1e3
+                total_ms = sum(terms.values())
+                dominant = max(terms, key=terms.get)
+                model, t = key.split(" ")
+                lines.append(
+                    f"| {s} | {model} | {t} | {answer} | {terms['train']:.1f} |"
+                    f" {terms['apply']:.1f} | {terms['fan-out']:.1f} |"
+                    f" {terms['merge']:.1f} | {terms['transfer']:.1f} |"
+                    f" **{total_ms:.0f}** | {dominant} |"
+                )
     return "\n".join(lines)
 
 

@@ -114,11 +114,7 @@ def tiny_clip_checkpoint(sandbox_dir) -> Path:
     return write_tiny_clip_checkpoint(sandbox_dir / "tiny_clip")
 
 
-@pytest.fixture
-def make_user_index(cifar_dir, tiny_clip_checkpoint):
-    """Factory ``make(n_per_class=10, index_key="clip", name=None, **build_kwargs)
-    -> dataset``: real images on disk, embedded by the tiny CLIP, indexed by
-    ``build_index`` (the user's path). Datasets are deleted after the test."""
+def _user_index_factory(cifar_dir, checkpoint):
     from user_path import build_user_index, images_dataset
 
     made = []
@@ -126,13 +122,27 @@ def make_user_index(cifar_dir, tiny_clip_checkpoint):
     def make(n_per_class=10, index_key="clip", name=None, **kwargs):
         ds = images_dataset(cifar_dir, n_per_class, name=name)
         made.append(ds)
-        build_user_index(ds, tiny_clip_checkpoint, index_key, **kwargs)
+        build_user_index(ds, checkpoint, index_key, **kwargs)
         return ds
 
     yield make
     for ds in made:
         if not ds.deleted:
             ds.delete()
+
+
+@pytest.fixture
+def make_user_index(cifar_dir, tiny_clip_checkpoint):
+    """Factory ``make(n_per_class=10, index_key="clip", name=None, **build_kwargs)
+    -> dataset``: real images on disk, embedded by the tiny CLIP, indexed by
+    ``build_index`` (the user's path). Datasets are deleted after the test."""
+    yield from _user_index_factory(cifar_dir, tiny_clip_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def make_module_user_index(cifar_dir, tiny_clip_checkpoint):
+    """:func:`make_user_index` whose datasets live until the module's end."""
+    yield from _user_index_factory(cifar_dir, tiny_clip_checkpoint)
 
 
 def pytest_sessionfinish(session, exitstatus):

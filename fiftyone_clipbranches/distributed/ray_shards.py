@@ -172,10 +172,12 @@ class RayShards(ShardExecutor):
             threads = max(1, cpus // max(1, len(specs)))
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+        # zero-CPU actors would all be packed onto one node: spread them out
         actor = ray.remote(_ShardActor).options(
             num_cpus=num_cpus,
             max_restarts=max_restarts,
             max_task_retries=max_task_retries,
+            scheduling_strategy="SPREAD",
         )
         self.specs = list(specs)
         self.threads = threads

@@ -170,35 +170,48 @@ def build_sharded_index(
             for i in range(len(sizes))
         ]
         (builder or build_in_process)(jobs, progress)
-        entries = []
-        for i, job in enumerate(jobs):
-            entries.append(
-                {
-                    "name": job.path.name,
-                    "start": int(starts[i]),
-                    "n_rows": int(sizes[i]),
-                    "manifest_sha256": _sha256(job.path / MANIFEST),
-                }
-            )
-        manifest = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "n_rows": int(n_rows),
-            "n_dims": int(n_dims),
-            "subsets": subsets.to_dict(),
-            "leaf_size": int(leaf_size),
-            "shards": entries,
-            "extra": dict(extra_manifest or {}),
-        }
-        with open(tmp / MANIFEST, "w") as f:
-            f.write(json.dumps(manifest, indent=1, sort_keys=True))
-            f.flush()
-            os.fsync(f.fileno())
+        write_top_manifest(tmp, sizes, n_dims, subsets, leaf_size, extra_manifest)
         os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def write_top_manifest(
+    path: Path,
+    sizes: Sequence[int],
+    n_dims: int,
+    subsets: FeatureSubsets,
+    leaf_size: int,
+    extra_manifest: dict | None = None,
+) -> None:
+    """Write (and fsync) the top manifest of the shard directories already under
+    ``path``, shard ``i`` holding ``sizes[i]`` rows; the last step of a build."""
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    entries = [
+        {
+            "name": shard_name(i),
+            "start": int(starts[i]),
+            "n_rows": int(n),
+            "manifest_sha256": _sha256(path / shard_name(i) / MANIFEST),
+        }
+        for i, n in enumerate(sizes)
+    ]
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "n_rows": int(starts[-1]),
+        "n_dims": int(n_dims),
+        "subsets": subsets.to_dict(),
+        "leaf_size": int(leaf_size),
+        "shards": entries,
+        "extra": dict(extra_manifest or {}),
+    }
+    with open(path / MANIFEST, "w") as f:
+        f.write(json.dumps(manifest, indent=1, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _sha256(p: Path) -> str:

@@ -43,6 +43,11 @@ from fiftyone_clipbranches.sdk.refine import (
     refine,
     refine_ranking,
 )
+from fiftyone_clipbranches.sdk.refine_pages import (
+    RefinedPage,
+    RefinePages,
+    refine_pages,
+)
 from fiftyone_clipbranches.sdk.remote import RemoteServiceError
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.search import search, search_ids
@@ -68,7 +73,9 @@ __all__ = [
     "SampleIdsError",
     "RankedRows",
     "RefineRequest",
+    "RefinePages",
     "RefineResult",
+    "RefinedPage",
     "RemoteServiceError",
     "StaleIndexError",
     "UnknownModelError",
@@ -85,6 +92,7 @@ __all__ = [
     "read_embeddings",
     "refine",
     "recover_unfinished_writes",
+    "refine_pages",
     "refine_ranking",
     "rename_index",
     "save_view",

@@ -94,23 +94,49 @@ class RankedRows:
     stats: dict = field(default_factory=dict)
 
 
-def refine_ranking(
-    dataset, request: RefineRequest | None = None, **fields
-) -> RankedRows:
-    """Labels -> training set -> model -> every index row it accepts.
+@dataclass(frozen=True, eq=False)
+class FittedRefinement:
+    """A refinement's model, fitted on the labels, and what its answer must honour
+    (see :func:`fit_refinement`).
 
-    Reads the dataset (labels, deleted samples) but writes nothing and converts no
-    row to a sample id. Pass a :class:`RefineRequest`, or its fields as keywords
-    (as :func:`refine`'s).
+    Attributes:
+        model: the fitted engine model; None when every searched sample is
+            labelled (nothing left to classify: the answer is the positives).
+        bundle: the loaded index (``bundle.index``, ``bundle.rowmap``).
+        pos_rows, neg_rows: int64 index rows of the labelled samples.
+        alive: bool ``(N,)``, False for rows of samples deleted since the build, or
+            None when none was deleted.
+        stats: :attr:`RankedRows.stats` known before the model is applied (every
+            key but ``n_forced_pos``, ``n_dropped_neg``, ``n_results``,
+            ``query_ms`` and ``total_ms``).
+        started: ``time.perf_counter()`` when the refinement began.
+    """
+
+    model: object
+    bundle: object
+    pos_rows: np.ndarray
+    neg_rows: np.ndarray
+    alive: np.ndarray | None
+    stats: dict
+    started: float
+
+    @property
+    def live_positives(self) -> np.ndarray:
+        """The labelled positive rows whose samples still exist."""
+        if self.alive is None:
+            return self.pos_rows
+        return self.pos_rows[self.alive[self.pos_rows]]
+
+
+def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
+    """Labels -> training set -> fitted model: the steps every form of a
+    refinement's answer shares. Reads the dataset; writes nothing.
 
     Raises:
-        NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
-        StaleIndexError (labelled samples added after the build), SampleIdsError
-        (labelled ids that are not samples of the dataset, or not ids at all),
-        ValueError (an argument out of range or of the wrong type).
+        as :func:`refine_ranking`.
     """
     t0 = time.perf_counter()
-    req = RefineRequest.build(request, **fields)
+    req = request
     ds = root_dataset(dataset)
     model, index_key = req.model, req.index_key
     model_params = dict(req.model_params or {})
@@ -127,20 +153,30 @@ def refine_ranking(
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
     index = bundle.index
     n_alive = len(index) if alive is None else int(alive.sum())
-    n_unindexed = max(sample_count(ds) - n_alive, 0)
+    stats = {
+        "model": model,
+        "label_source": labels.source,
+        "n_pos": len(pos_rows),
+        "n_neg": len(neg_rows),
+        "n_neighbour_pos": 0,
+        "n_random_neg": 0,
+        "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),
+        "n_relabelled": 0,
+        "n_index": n_alive,
+        "n_unindexed": max(sample_count(ds) - n_alive, 0),
+        "index_key": index_key,
+        "train_ms": 0.0,
+    }
     if _nothing_left_to_classify(alive, len(index), pos_rows, neg_rows):
-        return _labelled_positives_only(
-            bundle,
-            pos_rows,
-            neg_rows,
-            alive,
-            req,
-            labels,
-            (n_alive, n_unindexed),
-            t0,
+        stats["note"] = (
+            "every sample is labelled positive: there is nothing left to classify;"
+            " the result is your positives"
+            if neg_rows.size == 0
+            else "every sample is labelled: there is nothing left to classify; the"
+            " result is your positives"
         )
+        return FittedRefinement(None, bundle, pos_rows, neg_rows, alive, stats, t0)
 
-    from fiftyone_clipbranches.engine.search import apply_model
     from fiftyone_clipbranches.engine.training_set import make_training_set
 
     t1 = time.perf_counter()
@@ -164,36 +200,65 @@ def refine_ranking(
         train.unlabelled,
         train.neighbours,
     )
+    stats.update(
+        n_neighbour_pos=int(train.neighbour_rows.size),
+        n_random_neg=int(np.count_nonzero(train.y == 0)) - len(neg_rows),
+        n_relabelled=int(clf.n_relabelled_),
+        train_ms=1e3 * (time.perf_counter() - t1),
+    )
+    return FittedRefinement(clf, bundle, pos_rows, neg_rows, alive, stats, t0)
+
+
+def refine_ranking(
+    dataset, request: RefineRequest | None = None, **fields
+) -> RankedRows:
+    """Labels -> training set -> model -> every index row it accepts.
+
+    Reads the dataset (labels, deleted samples) but writes nothing and converts no
+    row to a sample id. Pass a :class:`RefineRequest`, or its fields as keywords
+    (as :func:`refine`'s). ``sdk.refine_pages`` gives the same answer a page at a
+    time.
+
+    Raises:
+        NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
+        StaleIndexError (labelled samples added after the build), SampleIdsError
+        (labelled ids that are not samples of the dataset, or not ids at all),
+        ValueError (an argument out of range or of the wrong type).
+    """
+    fitted = fit_refinement(dataset, RefineRequest.build(request, **fields))
     t2 = time.perf_counter()
-    ranking = apply_model(clf, index)
-    rows = np.asarray(ranking.ids, dtype=np.int64)
-    scores = np.asarray(ranking.scores, dtype=np.float64)
-    if alive is not None:
-        keep = alive[rows]
-        rows, scores = rows[keep], scores[keep]
-    live_pos = pos_rows if alive is None else pos_rows[alive[pos_rows]]
-    rows, scores, n_forced, n_dropped = labels_are_law(rows, scores, live_pos, neg_rows)
+    rows, scores, n_forced, n_dropped = ranked_answer(fitted)
     t3 = time.perf_counter()
     stats = {
-        "model": model,
-        "label_source": labels.source,
-        "n_pos": len(pos_rows),
-        "n_neg": len(neg_rows),
-        "n_neighbour_pos": int(train.neighbour_rows.size),
-        "n_random_neg": int(np.count_nonzero(train.y == 0)) - len(neg_rows),
-        "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),
-        "n_relabelled": int(clf.n_relabelled_),
+        **fitted.stats,
         "n_forced_pos": n_forced,
         "n_dropped_neg": n_dropped,
         "n_results": int(rows.size),
-        "n_index": n_alive,
-        "n_unindexed": n_unindexed,
-        "index_key": index_key,
-        "train_ms": 1e3 * (t2 - t1),
-        "query_ms": 1e3 * (t3 - t2),
-        "total_ms": 1e3 * (t3 - t0),
+        "query_ms": 1e3 * (t3 - t2) if fitted.model is not None else 0.0,
+        "total_ms": 1e3 * (t3 - fitted.started),
     }
-    return RankedRows(rows, scores, bundle, stats)
+    return RankedRows(rows, scores, fitted.bundle, stats)
+
+
+def ranked_answer(fitted: FittedRefinement):
+    """Every row of a fitted refinement's answer: the model's ranking over the
+    samples that still exist, labels enforced (:func:`labels_are_law`).
+
+    Returns:
+        ``(rows, scores, n_forced_pos, n_dropped_neg)`` as :func:`labels_are_law`.
+    """
+    if fitted.model is None:
+        rows = fitted.live_positives
+        return rows, np.ones(rows.size), int(rows.size), 0
+    from fiftyone_clipbranches.engine.search import apply_model
+
+    ranking = apply_model(fitted.model, fitted.bundle.index)
+    rows = np.asarray(ranking.ids, dtype=np.int64)
+    scores = np.asarray(ranking.scores, dtype=np.float64)
+    if fitted.alive is not None:
+        keep = fitted.alive[rows]
+        rows, scores = rows[keep], scores[keep]
+    return labels_are_law(rows, scores, fitted.live_positives, fitted.neg_rows)
 
 
 def apply_refine_result(
@@ -410,11 +475,11 @@ def labels_are_law(rows, scores, pos_rows, neg_rows):
         then ascending row.
     """
     # np.isin sorts the whole ranking (100+ ms at 10M rows); the labels are few
-    dropped = _in_few(rows, neg_rows)
+    dropped = in_few(rows, neg_rows)
     n_dropped = int(dropped.sum())
     if n_dropped:
         rows, scores = rows[~dropped], scores[~dropped]
-    missing = pos_rows[~_in_few(pos_rows, rows[_in_few(rows, pos_rows)])]
+    missing = pos_rows[~in_few(pos_rows, rows[in_few(rows, pos_rows)])]
     if missing.size:
         top = float(scores.max()) if scores.size else 1.0
         rows = np.concatenate([missing.astype(np.int64), rows])
@@ -424,7 +489,7 @@ def labels_are_law(rows, scores, pos_rows, neg_rows):
     return rows, scores, int(missing.size), n_dropped
 
 
-def _in_few(values: np.ndarray, few: np.ndarray) -> np.ndarray:
+def in_few(values: np.ndarray, few: np.ndarray) -> np.ndarray:
     """bool, shaped like ``values``: which are in ``few`` (a short int array)."""
     few = np.sort(np.asarray(few, dtype=np.int64).reshape(-1))
     if few.size == 0:
@@ -440,42 +505,6 @@ def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
     if alive is None:
         return labelled.size >= n_rows
     return int(np.count_nonzero(alive[labelled])) >= int(np.count_nonzero(alive))
-
-
-def _labelled_positives_only(
-    bundle, pos_rows, neg_rows, alive, req, labels, counts, t0
-) -> RankedRows:
-    """The answer when every sample is labelled: the labelled positives (score 1.0,
-    by row), with a note in the stats instead of a model fit on nothing."""
-    rows = pos_rows if alive is None else pos_rows[alive[pos_rows]]
-    note = (
-        "every sample is labelled positive: there is nothing left to classify; the"
-        " result is your positives"
-        if neg_rows.size == 0
-        else "every sample is labelled: there is nothing left to classify; the result"
-        " is your positives"
-    )
-    stats = {
-        "model": req.model,
-        "label_source": labels.source,
-        "n_pos": len(pos_rows),
-        "n_neg": len(neg_rows),
-        "n_neighbour_pos": 0,
-        "n_random_neg": 0,
-        "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),
-        "n_relabelled": 0,
-        "n_forced_pos": int(rows.size),
-        "n_dropped_neg": 0,
-        "n_results": int(rows.size),
-        "n_index": counts[0],
-        "n_unindexed": counts[1],
-        "index_key": req.index_key,
-        "train_ms": 0.0,
-        "query_ms": 0.0,
-        "total_ms": 1e3 * (time.perf_counter() - t0),
-        "note": note,
-    }
-    return RankedRows(rows, np.ones(rows.size), bundle, stats)
 
 
 def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:

@@ -1,5 +1,7 @@
-"""`clipbranches demo` end to end at a small size: real images, a trained demo CLIP,
-a real FiftyOne dataset, the index, a text search and one simulated round."""
+"""`clipbranches demo` end to end at a small size, as a user runs it: real images,
+the shipped demo CLIP, a real FiftyOne dataset, the index, a text search and one
+simulated round (training the demo model is tested in test_demo_checkpoint.py and
+test_demo_model.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,6 @@ from fiftyone_clipbranches.demo.pipeline import (
     parse_colour_shape,
     run_demo,
 )
-from fiftyone_clipbranches.demo.train import DemoTrainConfig
-
-SMALL = DemoTrainConfig(n_images=600, batch_size=64, steps=300, warmup_steps=20)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,7 +40,6 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
         n_images=300,
         dataset_name="clipbranches-demo-test",
         data_dir=tmp_path,
-        train_config=SMALL,
         progress=False,
     )
     report = run_demo(**kwargs)

@@ -43,6 +43,10 @@ def answers(ds, key, pos, neg):
     for model in MODELS:
         r = sdk.refine(ds, pos, neg, model=model, index_key=key, score_field=None)
         out[model] = (r.ids, np.asarray(r.scores))
+    labels = dict(positives=pos, negatives=neg, model="branches", index_key=key)
+    with sdk.refine_pages(ds, first=4, **labels) as p:
+        head, rest = p.page(0, 4), p.page(4, p.count)
+    out["pages"] = (head.ids + rest.ids, np.concatenate([head.scores, rest.scores]))
     out["search"] = sdk.search_ids(ds, text="a photo of a cat", k=20, index_key=key)
     out["by_samples"] = sdk.search_ids(ds, sample_ids=pos[:2], k=20, index_key=key)
     return out
@@ -68,6 +72,7 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
     ]
     want = answers(ds, "one", pos, neg)
     assert len(want["branches"][0]) >= len(pos)
+    assert want["pages"][0] == list(want["branches"][0])  # paged, the same answer
     assert_same(want, answers(ds, "sharded", pos, neg))  # shards in this process
     assert sdk.verify_index(ds, "sharded", level="full")
 

@@ -11,8 +11,9 @@ from fiftyone_clipbranches.sdk.refine import labels_are_law
 
 @pytest.fixture(scope="module")
 def labelled(request):
-    make = request.getfixturevalue("make_user_index")
-    ds = make(n_per_class=10, index_key="clip")
+    ds = request.getfixturevalue("make_module_user_index")(
+        n_per_class=10, index_key="clip"
+    )
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
     planes = np.flatnonzero(labels == "airplane")
@@ -26,23 +27,6 @@ def labelled(request):
     rest = np.setdiff1d(others, odd_pos)
     negatives = ids[np.concatenate([odd_neg, rng.choice(rest, 6, replace=False)])]
     return ds, positives, negatives.tolist()
-
-
-@pytest.fixture(scope="module")
-def make_user_index(cifar_dir, tiny_clip_checkpoint):
-    from user_path import build_user_index, images_dataset
-
-    made = []
-
-    def make(n_per_class=10, index_key="clip"):
-        ds = images_dataset(cifar_dir, n_per_class)
-        made.append(ds)
-        build_user_index(ds, tiny_clip_checkpoint, index_key)
-        return ds
-
-    yield make
-    for ds in made:
-        ds.delete()
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
