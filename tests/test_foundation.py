@@ -48,6 +48,31 @@ def test_package_import_is_light():
     assert not [m for m in loaded if m.split(".")[0] in (*HEAVY, "numba")]
 
 
+def test_cli_help_and_the_model_registry_load_no_fiftyone():
+    statement = (
+        "from fiftyone_clipbranches import cli\n"
+        "import fiftyone_clipbranches.sdk.models\n"
+        "try:\n    cli.main(['refine', '--help'])\nexcept SystemExit:\n    pass"
+    )
+    loaded = _modules_after_import(statement)  # seconds each: fiftyone, torch
+    assert not [m for m in loaded if m.split(".")[0] in ("fiftyone", "torch")]
+
+
+def test_sdk_names_stay_the_functions_when_their_modules_load():
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk import refine as refine_module  # noqa: F401
+    from fiftyone_clipbranches.sdk.refine import refine
+    from fiftyone_clipbranches.sdk.search import search
+
+    assert sdk.refine is refine and sdk.search is search
+    assert (
+        sdk.errors.IndexNotFoundError.__module__ == "fiftyone_clipbranches.sdk.errors"
+    )
+    assert set(sdk.__all__) <= set(dir(sdk))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        sdk.nothing  # noqa: B018
+
+
 def test_fiftyone_database_creates_a_dataset():
     import fiftyone as fo
 

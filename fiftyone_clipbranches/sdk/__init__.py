@@ -3,102 +3,93 @@ and the CLI.
 
 Indexes are FiftyOne runs on the root dataset (``method="clipbranches"``) whose
 files live under :func:`settings.index_root`.
+
+Importing this package is cheap: each name below loads its module (and FiftyOne)
+when first used.
 """
 
-from fiftyone_clipbranches.sdk.embedding_reader import read_embeddings
-from fiftyone_clipbranches.sdk.embeddings import compute_embeddings
-from fiftyone_clipbranches.sdk.errors import (
-    ClipBranchesError,
-    ContradictoryLabelsError,
-    IdentityConflictError,
-    IndexCorruptedError,
-    IndexExistsError,
-    IndexNotFoundError,
-    IndexPermissionError,
-    MissingEmbeddingsError,
-    NoPositivesError,
-    ResultTooLargeError,
-    SampleIdsError,
-    StaleIndexError,
-    UnknownModelError,
-    ViewNameTakenError,
-)
-from fiftyone_clipbranches.sdk.indexes import (
-    IndexInfo,
-    build_index,
-    build_index_from_codes,
-    delete_index,
-    index_info,
-    list_indexes,
-    load_index,
-    rename_index,
-    update_index,
-)
-from fiftyone_clipbranches.sdk.integrity import IndexVerifyReport, verify_index
-from fiftyone_clipbranches.sdk.labels import collect_labels
-from fiftyone_clipbranches.sdk.refine import (
-    RankedRows,
-    RefineResult,
-    apply_refine_result,
-    refine,
-    refine_ranking,
-)
-from fiftyone_clipbranches.sdk.refine_pages import (
-    RefinedPage,
-    RefinePages,
-    refine_pages,
-)
-from fiftyone_clipbranches.sdk.remote import RemoteServiceError
-from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.search import search, search_ids
-from fiftyone_clipbranches.sdk.views import (
-    recover_unfinished_writes,
-    save_view,
-    wait_for_writes,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ClipBranchesError",
-    "ContradictoryLabelsError",
-    "IdentityConflictError",
-    "IndexCorruptedError",
-    "IndexExistsError",
-    "IndexPermissionError",
-    "IndexVerifyReport",
-    "IndexInfo",
-    "IndexNotFoundError",
-    "MissingEmbeddingsError",
-    "NoPositivesError",
-    "ResultTooLargeError",
-    "SampleIdsError",
-    "RankedRows",
-    "RefineRequest",
-    "RefinePages",
-    "RefineResult",
-    "RefinedPage",
-    "RemoteServiceError",
-    "StaleIndexError",
-    "UnknownModelError",
-    "ViewNameTakenError",
-    "apply_refine_result",
-    "build_index",
-    "build_index_from_codes",
-    "collect_labels",
-    "compute_embeddings",
-    "delete_index",
-    "index_info",
-    "list_indexes",
-    "load_index",
-    "read_embeddings",
-    "refine",
-    "recover_unfinished_writes",
-    "refine_pages",
-    "refine_ranking",
-    "rename_index",
-    "save_view",
-    "search",
-    "search_ids",
-    "update_index",
-    "verify_index",
-    "wait_for_writes",
-]
+import importlib
+import importlib.util
+import sys
+import types
+
+#: Public name -> the module of this package that defines it.
+_EXPORTS = {
+    "read_embeddings": "embedding_reader",
+    "compute_embeddings": "embeddings",
+    "ClipBranchesError": "errors",
+    "ContradictoryLabelsError": "errors",
+    "IdentityConflictError": "errors",
+    "IndexCorruptedError": "errors",
+    "IndexExistsError": "errors",
+    "IndexNotFoundError": "errors",
+    "IndexPermissionError": "errors",
+    "MissingEmbeddingsError": "errors",
+    "NoPositivesError": "errors",
+    "ResultTooLargeError": "errors",
+    "SampleIdsError": "errors",
+    "StaleIndexError": "errors",
+    "UnknownModelError": "errors",
+    "ViewNameTakenError": "errors",
+    "IndexInfo": "indexes",
+    "build_index": "indexes",
+    "build_index_from_codes": "indexes",
+    "delete_index": "indexes",
+    "index_info": "indexes",
+    "list_indexes": "indexes",
+    "load_index": "indexes",
+    "rename_index": "indexes",
+    "update_index": "indexes",
+    "IndexVerifyReport": "integrity",
+    "verify_index": "integrity",
+    "collect_labels": "labels",
+    "RankedRows": "refine",
+    "RefineResult": "refine",
+    "apply_refine_result": "refine",
+    "refine": "refine",
+    "refine_ranking": "refine",
+    "RefinePages": "refine_pages",
+    "RefinedPage": "refine_pages",
+    "refine_pages": "refine_pages",
+    "RemoteServiceError": "remote",
+    "RefineRequest": "request",
+    "search": "search",
+    "search_ids": "search",
+    "recover_unfinished_writes": "views",
+    "save_view": "views",
+    "wait_for_writes": "views",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+class _Package(types.ModuleType):
+    """This package's module type: ``refine`` and ``search`` stay the functions when
+    their modules (``sdk/refine.py``, ``sdk/search.py``) are imported, which would
+    otherwise set the package attributes of those names to the modules."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+def __getattr__(name):
+    """The public names, and the submodules (``sdk.errors``), loaded on first use."""
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+sys.modules[__name__].__class__ = _Package
