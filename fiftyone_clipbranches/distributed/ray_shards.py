@@ -39,9 +39,11 @@ from fiftyone_clipbranches.engine.shards import ShardExecutor, ShardWorker
 from fiftyone_clipbranches.engine.subsets import FeatureSubsets
 
 NAMESPACE = "clipbranches"
-#: CPUs an actor reserves: 0, since a shard actor idles between queries and the
-#: scans it runs use the machine's threads anyway (4 actors fit on 2 cores).
-ACTOR_NUM_CPUS = 0.0
+#: CPUs an actor reserves: a token, since a shard actor idles between queries and
+#: the scans it runs use the machine's threads anyway (4 actors fit on 2 cores);
+#: not 0: Ray places a request for no resources on a random node, whatever its
+#: scheduling strategy says.
+ACTOR_NUM_CPUS = 0.001
 #: CPUs a shard-build task reserves (as many builds run at once as CPUs allow).
 BUILD_NUM_CPUS = 1.0
 
@@ -137,8 +139,10 @@ class RayShards(ShardExecutor):
         address: the cluster to connect to when not connected yet.
         num_cpus: CPUs each actor reserves.
         max_restarts, max_task_retries: Ray's actor fault tolerance (-1: always).
-        threads: threads of each actor's parallel kernels (numba); default: the
-            cluster's CPUs shared out among the shards, at least 1. The actors are
+        threads: threads of each actor's parallel kernels (numba); default: its
+            node's CPUs shared out among the actors placed there, at least 1
+            (actors are placed round robin over the nodes: :func:`placements`).
+            The actors are
             the parallelism: more threads than cores make each parallel launch
             wait for its threads (measured in docs/scale.md).
         local_reads: read rows of the shards whose actors run on this node (a
@@ -167,24 +171,24 @@ class RayShards(ShardExecutor):
     ):
         ray = _ray()
         connect(address)
-        if threads is None:
-            cpus = int(ray.cluster_resources().get("CPU", 1))
-            threads = max(1, cpus // max(1, len(specs)))
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
             raise ValueError(f"threads must be an int >= 1, got {threads!r}")
-        # zero-CPU actors would all be packed onto one node: spread them out
-        actor = ray.remote(_ShardActor).options(
-            num_cpus=num_cpus,
-            max_restarts=max_restarts,
-            max_task_retries=max_task_retries,
-            scheduling_strategy="SPREAD",
-        )
         self.specs = list(specs)
-        self.threads = threads
-        self.actors = [
-            actor.remote(s, len(specs), subsets.to_dict(), verify, threads)
-            for s in specs
-        ]
+        self.actors = []
+        for spec, (node, node_threads) in zip(specs, placements(len(specs))):
+            actor = ray.remote(_ShardActor).options(
+                num_cpus=num_cpus,
+                max_restarts=max_restarts,
+                max_task_retries=max_task_retries,
+                scheduling_strategy=_on_node(node),
+            )
+            self.actors.append(
+                actor.remote(
+                    spec, len(specs), subsets.to_dict(), verify, threads or node_threads
+                )
+            )
         starts = [s.start for s in specs]
         self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
         self.n_dims = int(subsets.n_dims)
@@ -200,14 +204,16 @@ class RayShards(ShardExecutor):
     def _open_local_codes(self) -> dict[int, np.ndarray]:
         from fiftyone_clipbranches.engine.shard_format import load_shard_codes
 
-        ray = _ray()
-        here = ray.get_runtime_context().get_node_id()
-        nodes = ray.get([a.node_id.remote() for a in self.actors])
+        here = _ray().get_runtime_context().get_node_id()
         return {
             i: load_shard_codes(spec, len(self.specs), self.n_dims)
-            for i, (spec, node) in enumerate(zip(self.specs, nodes))
+            for i, (spec, node) in enumerate(zip(self.specs, self.node_ids()))
             if node == here
         }
+
+    def node_ids(self) -> list[str]:
+        """The Ray node each shard's actor runs on."""
+        return _ray().get([a.node_id.remote() for a in self.actors])
 
     def local_codes(self) -> dict[int, np.ndarray]:
         return self._local
@@ -257,6 +263,36 @@ def _large(value) -> bool:
     if isinstance(value, np.ndarray):
         return value.nbytes > INLINE_BYTES
     return len(pickle.dumps(value, protocol=5)) > INLINE_BYTES
+
+
+def placements(n_actors: int) -> list[tuple[str, int]]:
+    """``(node id, threads)`` of each of ``n_actors`` shard actors: round robin
+    over the cluster's live nodes that have CPUs (this process's node first), so
+    every machine holds one before any holds two; each actor gets its node's CPUs
+    shared out among the actors placed there."""
+    ray = _ray()
+    here = ray.get_runtime_context().get_node_id()
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = [n for n in alive if n["Resources"].get("CPU", 0) > 0] or alive
+    nodes.sort(key=lambda n: (n["NodeID"] != here, n["NodeID"]))
+    chosen = [nodes[i % len(nodes)] for i in range(n_actors)]
+    per_node = {}
+    for n in chosen:
+        per_node[n["NodeID"]] = per_node.get(n["NodeID"], 0) + 1
+    return [
+        (
+            n["NodeID"],
+            max(1, int(n["Resources"].get("CPU", 1)) // per_node[n["NodeID"]]),
+        )
+        for n in chosen
+    ]
+
+
+def _on_node(node_id: str):
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # soft: an actor restarted after its node is gone runs elsewhere
+    return NodeAffinitySchedulingStrategy(node_id, soft=True)
 
 
 def ray_executor_factory(address: str | None = None, **options):
