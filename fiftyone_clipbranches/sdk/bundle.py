@@ -49,9 +49,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fiftyone_clipbranches.sdk.errors import (
+    REBUILD,
     IndexCorruptedError,
     IndexPermissionError,
     StaleIndexError,
+    engine_errors,
 )
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import index_cache_size
@@ -66,10 +68,6 @@ ENCODER_DIR = "encoder"
 TMP_PREFIX = ".tmp-"
 WRITER_FILE = ".writer"
 VERIFY_LEVELS = ("none", "fast", "full")
-REBUILD = (
-    "rebuild the index (delete_index, then build_index) or restore its directory "
-    "from a backup"
-)
 
 _cache: OrderedDict[str, IndexBundle] = OrderedDict()
 _pinned: dict[str, IndexBundle] = {}
@@ -320,18 +318,8 @@ def _verify_files(path: Path, manifest: dict, level: str):
 
 def _engine_call(fn):
     """Run ``fn`` turning the engine's file errors into the SDK's."""
-    from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
-
-    try:
+    with engine_errors():
         return fn()
-    except IndexAccessError as e:
-        raise IndexPermissionError(str(e)) from e
-    except IndexFormatError as e:
-        raise IndexCorruptedError(str(e)) from e
-    except PermissionError as e:
-        raise IndexPermissionError(
-            f"cannot read {e.filename}: permission denied; fix its permissions"
-        ) from e
 
 
 def load_bundle(path, verify: str = "fast") -> IndexBundle:

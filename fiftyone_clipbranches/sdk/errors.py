@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 
 class ClipBranchesError(ValueError):
     """Base class of every user-facing error of the glue."""
@@ -58,3 +60,30 @@ class UnknownModelError(ClipBranchesError):
 
 class IdentityConflictError(ClipBranchesError):
     """A declared CLIP model contradicts the one recorded for the field."""
+
+
+#: What the SDK's errors about a damaged index tell the user to do.
+REBUILD = (
+    "rebuild the index (delete_index, then build_index) or restore its directory "
+    "from a backup"
+)
+
+
+@contextlib.contextmanager
+def engine_errors():
+    """Context turning the engine's file errors (raised while an index is opened or
+    queried, e.g. by a shard actor restarted over damaged files) into the SDK's,
+    with the SDK's advice instead of the engine's."""
+    from fiftyone_clipbranches.engine import index_io
+    from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
+
+    try:
+        yield
+    except IndexAccessError as e:
+        raise IndexPermissionError(str(e)) from e
+    except IndexFormatError as e:
+        raise IndexCorruptedError(str(e).replace(index_io.REBUILD, REBUILD)) from e
+    except PermissionError as e:
+        raise IndexPermissionError(
+            f"cannot read {e.filename}: permission denied; fix its permissions"
+        ) from e

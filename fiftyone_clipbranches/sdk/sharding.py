@@ -103,29 +103,6 @@ def open_code_index(path, verify: str = "fast"):
     return open_index(path, verify, factory)
 
 
-def _sdk_errors():
-    """Context turning a shard's engine file errors (raised while a query runs, e.g.
-    by an actor restarted over damaged files) into the SDK's index errors."""
-    import contextlib
-
-    from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
-    from fiftyone_clipbranches.sdk.errors import (
-        IndexCorruptedError,
-        IndexPermissionError,
-    )
-
-    @contextlib.contextmanager
-    def translate():
-        try:
-            yield
-        except IndexAccessError as e:
-            raise IndexPermissionError(str(e)) from e
-        except IndexFormatError as e:
-            raise IndexCorruptedError(str(e)) from e
-
-    return translate()
-
-
 class _SdkErrors:
     """A shard executor whose query-time file errors are the SDK's."""
 
@@ -138,7 +115,9 @@ class _SdkErrors:
         return self.executor.n_shards
 
     def map(self, *args, **kwargs):
-        with _sdk_errors():
+        from fiftyone_clipbranches.sdk.errors import engine_errors
+
+        with engine_errors():
             return self.executor.map(*args, **kwargs)
 
     def __getattr__(self, name):  # pids(), specs, ... of the wrapped executor

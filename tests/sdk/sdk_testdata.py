@@ -31,12 +31,13 @@ def cluster_codes(labels, n_dims: int = 32, spread: float = 6.0, seed: int = 0):
     return np.clip(np.rint(centers[idx] + noise), 0, 255).astype(np.uint8)
 
 
-def index_dataset(ds, key: str = "cb", spread: float = 6.0):
-    """Register an index over cluster codes of ``ds``'s labels; returns the codes."""
+def index_dataset(ds, key: str = "cb", spread: float = 6.0, **build_kwargs):
+    """Register an index over cluster codes of ``ds``'s labels (``build_kwargs`` of
+    ``build_index_from_codes``, e.g. ``shards``); returns the codes."""
     from fiftyone_clipbranches.sdk import build_index_from_codes
 
     codes = cluster_codes(ds.values("ground_truth.label"), spread=spread)
-    build_index_from_codes(ds, codes, ds.values("id"), key)
+    build_index_from_codes(ds, codes, ds.values("id"), key, **build_kwargs)
     return codes
 
 

@@ -110,6 +110,21 @@ def test_verify_index_reports_every_file_and_catches_a_permutation(make_dataset)
         sdk.search(ds, sample_ids=ds.values("id")[:1], index_key="idx")
 
 
+@pytest.mark.parametrize("shards", [1, 2])
+def test_damaged_trees_give_the_sdk_advice_not_the_engine_s(make_dataset, shards):
+    ds = make_dataset(3)
+    index_dataset(ds, "idx", shards=shards)
+    path = Path(sdk.index_info(ds, "idx").index_dir)
+    trees = sorted((path / "index").rglob("node_lo.npy"))
+    os.chmod(trees[-1], 0o644)
+    trees[-1].write_bytes(b"garbage")
+    forget_bundle(path)
+    with pytest.raises(sdk.IndexCorruptedError, match="node_lo.npy") as caught:
+        sdk.search(ds, sample_ids=ds.values("id")[:1], index_key="idx")
+    assert "delete_index, then build_index" in str(caught.value)
+    assert "CodeIndex" not in str(caught.value)
+
+
 def test_a_garbled_manifest_is_a_clear_error(make_dataset):
     ds = make_dataset(2)
     index_dataset(ds, "idx")
