@@ -71,6 +71,32 @@ def test_sdk_names_stay_the_functions_when_their_modules_load():
     assert set(sdk.__all__) <= set(dir(sdk))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         sdk.nothing  # noqa: B018
+    assert not hasattr(sdk, "a.b")
+
+
+def test_sdk_names_first_used_by_many_threads_at_once():
+    # before FiftyOne is imported: each name's first use imports it
+    code = """
+import json, threading
+import fiftyone_clipbranches as cb
+names = ["refine", "search", "refine_pages", "build_index", "RefinePages",
+         "refine_ranking", "index_info", "save_view", "collect_labels"]
+barrier, errors = threading.Barrier(len(names)), []
+def use(name):
+    barrier.wait()
+    try:
+        getattr(cb, name)
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=use, args=(n,)) for n in names]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps(errors))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_fiftyone_database_creates_a_dataset():

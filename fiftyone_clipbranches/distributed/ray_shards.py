@@ -39,11 +39,9 @@ from fiftyone_clipbranches.engine.shards import ShardExecutor, ShardWorker
 from fiftyone_clipbranches.engine.subsets import FeatureSubsets
 
 NAMESPACE = "clipbranches"
-#: CPUs an actor reserves: a token, since a shard actor idles between queries and
-#: the scans it runs use the machine's threads anyway (4 actors fit on 2 cores);
-#: not 0: Ray places a request for no resources on a random node, whatever its
-#: scheduling strategy says.
-ACTOR_NUM_CPUS = 0.001
+#: CPUs an actor reserves: 0, since a shard actor idles between queries and the
+#: scans it runs use the machine's threads anyway (4 actors fit on 2 cores).
+ACTOR_NUM_CPUS = 0.0
 #: CPUs a shard-build task reserves (as many builds run at once as CPUs allow).
 BUILD_NUM_CPUS = 1.0
 
@@ -291,8 +289,9 @@ def placements(n_actors: int) -> list[tuple[str, int]]:
 def _on_node(node_id: str):
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    # soft: an actor restarted after its node is gone runs elsewhere
-    return NodeAffinitySchedulingStrategy(node_id, soft=True)
+    # hard: Ray places actors that ask for no resources on a random node under
+    # any other strategy (soft affinity and SPREAD included)
+    return NodeAffinitySchedulingStrategy(node_id, soft=False)
 
 
 def ray_executor_factory(address: str | None = None, **options):

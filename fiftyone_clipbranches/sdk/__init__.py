@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 import types
 
 #: Public name -> the module of this package that defines it.
@@ -76,15 +77,23 @@ class _Package(types.ModuleType):
         super().__setattr__(name, value)
 
 
+#: Serializes first uses: threads importing FiftyOne's modules at once can each see
+#: the others' modules half-initialized.
+_IMPORT_LOCK = threading.RLock()
+
+
 def __getattr__(name):
     """The public names, and the submodules (``sdk.errors``), loaded on first use."""
     module = _EXPORTS.get(name)
     if module is not None:
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        with _IMPORT_LOCK:
+            value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
         globals()[name] = value
         return value
-    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        return importlib.import_module(f"{__name__}.{name}")
+    if name.isidentifier() and not name.startswith("__"):
+        with _IMPORT_LOCK:
+            if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+                return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -76,6 +76,7 @@ class RefinePages:
         self._rows = np.zeros(0, np.int64)
         self._scores = np.zeros(0, np.float64)
         self._lock = threading.Lock()
+        self._closed = False
         self.stats = {
             **fitted.stats,
             "n_forced_pos": self._n_forced,
@@ -99,7 +100,12 @@ class RefinePages:
         stop = int(offset) + int(limit)
         with self._lock:
             while self._rows.size < stop and not (self._done and not self._forced.size):
-                self._read_more(max(stop - self._rows.size, READ_STEP))
+                if self._closed:
+                    raise ValueError(
+                        "these pages were closed: only the ranks read before close()"
+                        f" remain (0 to {self._rows.size}); refine again for more"
+                    )
+                self._read_more(self._next_read(stop - self._rows.size))
             rows = self._rows[offset:stop]
             scores = self._scores[offset:stop]
         ids = self._fitted.bundle.rowmap.ids_of(rows)
@@ -108,6 +114,14 @@ class RefinePages:
     def all(self) -> RefinedPage:
         """The whole answer (what ``refine_ranking`` returns)."""
         return self.page(0, self.count)
+
+    def _next_read(self, want: int) -> int:
+        """Ranks to read for ``want`` more rows: at first what ``rank_pages`` was
+        asked for (:func:`first_read`), so the first page ranks no other row;
+        then at least :data:`READ_STEP`."""
+        if self._read == 0:
+            return first_read(want, self._excluded.size)
+        return max(want, READ_STEP)
 
     def _read_more(self, m: int) -> None:
         if self._done:  # only forced positives are left: they come last
@@ -148,6 +162,8 @@ class RefinePages:
     def close(self) -> None:
         """Free what the index (or its shards) holds for this answer; pages read
         so far stay readable."""
+        with self._lock:
+            self._closed = True
         self._paged.close()
 
     def __enter__(self) -> RefinePages:
@@ -190,6 +206,12 @@ def refine_pages(
     return pages
 
 
+def first_read(first: int, n_excluded: int) -> int:
+    """Ranks of the model's ranking read for the first ``first`` rows of an answer
+    that leaves ``n_excluded`` of its rows out: a margin for the excluded ones."""
+    return first + min(n_excluded, 4 * first + 64)
+
+
 def _whole(fitted: FittedRefinement, first: int) -> RefinePages:
     from fiftyone_clipbranches.engine.pages import HeldAnswer, held_pages
 
@@ -222,6 +244,6 @@ def _paged(fitted: FittedRefinement, first: int) -> RefinePages:
         dead = np.zeros(0, np.int64)
     excluded = np.union1d(dropped, dead)
     paged = rank_pages(
-        model, index, first=first + min(excluded.size, 4 * first + 64), count=False
+        model, index, first=first_read(first, excluded.size), count=False
     )
     return RefinePages(fitted, paged, excluded, forced, dropped.size)

@@ -2,6 +2,7 @@
 ``refine_ranking``'s (rows, scores, order, count, labels enforced, deleted samples
 left out), for every registered model, on indexes built the user's way."""
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -117,6 +118,24 @@ def test_forced_and_excluded_rows_merge_like_labels_are_law(seed):
     assert np.concatenate([g.rows for g in got]).tolist() == want[0].tolist()
     assert np.array_equal(np.concatenate([g.scores for g in got]), want[1])
     assert pages.count == want[0].size
+
+
+def test_closed_pages_keep_what_was_read_and_say_how_much():
+    rows = np.arange(5000, dtype=np.int64)
+    scores = np.linspace(1.0, 0.0, rows.size)
+    bundle = SimpleNamespace(rowmap=SimpleNamespace(ids_of=lambda r: r.tolist()))
+    excluded = rows[:300:2]
+    fitted = FittedRefinement(None, bundle, rows[:0], excluded, None, {}, 0.0)
+    paged = held_pages(HeldAnswer(rows, scores), 10)
+    pages = RefinePages(fitted, paged, excluded, (), excluded.size)
+    first = pages.page(0, 10)
+    pages.close()
+    assert pages.page(0, 10).rows.tolist() == first.rows.tolist()
+    with pytest.raises(ValueError, match=r"read before close\(\) remain") as caught:
+        pages.page(0, 5000)
+    held = int(re.search(r"\(0 to (\d+)\)", str(caught.value)).group(1))
+    assert 10 <= held < 5000 - excluded.size  # the rows read, excluded ones left out
+    assert pages.page(0, held).rows.size == held
 
 
 def test_bad_first_is_refused_before_any_work(make_dataset_index):
