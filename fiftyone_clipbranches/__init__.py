@@ -7,6 +7,7 @@ function that needs them is called.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import sys
@@ -14,54 +15,6 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 PLUGIN_NAME = "@clipbranches/clipbranches"
-
-#: What ``import fiftyone_clipbranches as cb`` offers as ``cb.<name>``: the SDK's
-#: public names (``sdk.__all__``, kept equal by a test), loaded on first use.
-_SDK_EXPORTS = (
-    "build_index",
-    "build_index_from_codes",
-    "compute_embeddings",
-    "read_embeddings",
-    "search",
-    "search_ids",
-    "refine",
-    "refine_ranking",
-    "refine_pages",
-    "RefinePages",
-    "RefinedPage",
-    "RefineRequest",
-    "RefineResult",
-    "RankedRows",
-    "apply_refine_result",
-    "collect_labels",
-    "save_view",
-    "wait_for_writes",
-    "recover_unfinished_writes",
-    "list_indexes",
-    "index_info",
-    "IndexInfo",
-    "load_index",
-    "rename_index",
-    "delete_index",
-    "update_index",
-    "verify_index",
-    "IndexVerifyReport",
-    "ClipBranchesError",
-    "ContradictoryLabelsError",
-    "IdentityConflictError",
-    "IndexCorruptedError",
-    "IndexExistsError",
-    "IndexNotFoundError",
-    "IndexPermissionError",
-    "MissingEmbeddingsError",
-    "NoPositivesError",
-    "RemoteServiceError",
-    "ResultTooLargeError",
-    "SampleIdsError",
-    "StaleIndexError",
-    "UnknownModelError",
-    "ViewNameTakenError",
-)
 
 
 INSTALL_HINT = (
@@ -100,12 +53,13 @@ def _package_importable() -> bool:
 
 
 def __getattr__(name):
-    if name in _SDK_EXPORTS:
-        from fiftyone_clipbranches import sdk
-
+    """``cb.<name>``: the SDK's public names (``sdk.__all__``), loaded on first use."""
+    sdk = importlib.import_module("fiftyone_clipbranches.sdk")  # cheap: lazy too
+    if name in sdk.__all__:
         return getattr(sdk, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_SDK_EXPORTS))
+    sdk = importlib.import_module("fiftyone_clipbranches.sdk")
+    return sorted(list(globals()) + list(sdk.__all__))

@@ -24,6 +24,7 @@ import contextlib
 import os
 import pickle
 import socket
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -274,9 +275,7 @@ def placements(n_actors: int) -> list[tuple[str, int]]:
     nodes = [n for n in alive if n["Resources"].get("CPU", 0) > 0] or alive
     nodes.sort(key=lambda n: (n["NodeID"] != here, n["NodeID"]))
     chosen = [nodes[i % len(nodes)] for i in range(n_actors)]
-    per_node = {}
-    for n in chosen:
-        per_node[n["NodeID"]] = per_node.get(n["NodeID"], 0) + 1
+    per_node = Counter(n["NodeID"] for n in chosen)
     return [
         (
             n["NodeID"],

@@ -185,6 +185,13 @@ class AnswerCache:
 Fetch = Callable[[list[tuple[int, int, int]]], list[tuple[np.ndarray, np.ndarray]]]
 
 
+def check_rank(value, name: str) -> int:
+    """``value`` as an int >= 0 (a rank or a number of rows), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
 class PagedRanking:
     """A ranking's count and its pages, merged from per-source rows on demand.
 
@@ -248,10 +255,8 @@ class PagedRanking:
     def page(self, offset: int, limit: int) -> Ranking:
         """Ranks ``[offset, offset + limit)`` (fewer at the end) as a ``Ranking``;
         needs no count."""
-        for name, v in (("offset", offset), ("limit", limit)):
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-        stop = int(offset) + int(limit)
+        offset, limit = check_rank(offset, "offset"), check_rank(limit, "limit")
+        stop = offset + limit
         with self._lock:
             if stop > self._ids.shape[0] and not self._all_merged():
                 if self._closed:
@@ -359,16 +364,15 @@ def rank_pages(
         :class:`PagedRanking`; ``close()`` it (or use it as a context manager) when
         done, to free what the shards hold.
     """
-    if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 0:
-        raise ValueError(f"first must be an int >= 0, got {first!r}")
+    first = check_rank(first, "first")
     check_model(model, index)
     if hasattr(index, "rank_pages"):
         return index.rank_pages(
             model,
-            first=int(first),
+            first=first,
             count=bool(count),
             use_index=use_index,
             chunk_rows=chunk_rows,
         )
     held = held_answer(model, index, use_index, chunk_rows)
-    return held_pages(held, int(first), bool(count))
+    return held_pages(held, first, bool(count))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fiftyone_clipbranches.engine.pages import FIRST_PAGE, check_rank
 from fiftyone_clipbranches.sdk.refine import (
     FittedRefinement,
     fit_refinement,
@@ -33,8 +34,6 @@ from fiftyone_clipbranches.sdk.refine import (
 )
 from fiftyone_clipbranches.sdk.request import RefineRequest
 
-#: Rows of the first page when the caller does not say.
-FIRST_PAGE = 100
 #: Rows read from the ranking per step past the first page, at least.
 READ_STEP = 1024
 
@@ -94,10 +93,8 @@ class RefinePages:
 
     def page(self, offset: int, limit: int) -> RefinedPage:
         """Ranks ``[offset, offset + limit)`` of the answer (fewer at its end)."""
-        for name, v in (("offset", offset), ("limit", limit)):
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-        stop = int(offset) + int(limit)
+        offset, limit = check_rank(offset, "offset"), check_rank(limit, "limit")
+        stop = offset + limit
         with self._lock:
             while self._rows.size < stop and not (self._done and not self._forced.size):
                 if self._closed:
@@ -109,7 +106,7 @@ class RefinePages:
             rows = self._rows[offset:stop]
             scores = self._scores[offset:stop]
         ids = self._fitted.bundle.rowmap.ids_of(rows)
-        return RefinedPage(int(offset), ids, scores, rows)
+        return RefinedPage(offset, ids, scores, rows)
 
     def all(self) -> RefinedPage:
         """The whole answer (what ``refine_ranking`` returns)."""
@@ -191,16 +188,15 @@ def refine_pages(
     Raises:
         as :func:`~.refine.refine_ranking`.
     """
-    if isinstance(first, bool) or not isinstance(first, int | np.integer) or first < 0:
-        raise ValueError(f"first must be an int >= 0, got {first!r}")
+    first = check_rank(first, "first")
     fitted = fit_refinement(dataset, RefineRequest.build(request, **fields))
     t2 = time.perf_counter()
     model = fitted.model
     if model is None or model.answered_by == "top_k":
-        pages = _whole(fitted, int(first))
+        pages = _whole(fitted, first)
     else:
-        pages = _paged(fitted, int(first))
-    pages.page(0, int(first))
+        pages = _paged(fitted, first)
+    pages.page(0, first)
     t3 = time.perf_counter()
     pages.stats.update(query_ms=1e3 * (t3 - t2), total_ms=1e3 * (t3 - fitted.started))
     return pages

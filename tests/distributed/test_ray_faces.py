@@ -98,8 +98,9 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
         _, bundle = sdk.load_index(ds, "sharded")
         shutil.rmtree(Path(config.index_dir) / "index" / "shard-0001")
         os.kill(bundle.index.executor.pids()[1], signal.SIGKILL)  # restarts, no files
-        with pytest.raises(sdk.errors.IndexCorruptedError, match="shard 1 of 2"):
+        with pytest.raises(sdk.errors.IndexCorruptedError, match="shard 1 of 2") as e:
             sdk.refine(ds, pos, neg, index_key="sharded", score_field=None)
+        assert "delete_index, then build_index" in str(e.value)  # the SDK's advice
     finally:
         use_ray(None)
         forget_bundle(config.index_dir)

@@ -62,3 +62,26 @@ def attach_real_embeddings(ds, emb_dir: Path, field: str = "emb") -> None:
             values[sid] = vectors[row]
     ds.add_sample_field(field, fo.VectorField)
     ds.set_values(field, values, key_field="id")
+
+
+def doubtful_labels(ds, n_pos, n_odd_pos, n_neg_planes, n_other_neg, seed):
+    """Labels the models will disagree with, on a CIFAR dataset: ``n_pos``
+    airplanes plus ``n_odd_pos`` samples of other classes as positives (the models
+    doubt those), the next ``n_neg_planes`` airplanes (None: all the others) plus
+    ``n_other_neg`` other samples as negatives (the models would accept the
+    airplanes). Returns ``(positives, negatives, ids, planes, rest)``: id lists,
+    then every id, the airplanes' rows and the other classes' rows not labelled
+    positive."""
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    planes = np.flatnonzero(labels == "airplane")
+    others = np.flatnonzero(labels != "airplane")
+    rng = np.random.default_rng(seed)
+    odd_pos = rng.choice(others, n_odd_pos, replace=False)
+    rest = np.setdiff1d(others, odd_pos)
+    end = None if n_neg_planes is None else n_pos + n_neg_planes
+    neg_rows = np.concatenate(
+        [planes[n_pos:end], rng.choice(rest, n_other_neg, replace=False)]
+    )
+    positives = ids[np.concatenate([planes[:n_pos], odd_pos])].tolist()
+    return positives, ids[neg_rows].tolist(), ids, planes, rest

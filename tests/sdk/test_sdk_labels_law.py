@@ -3,6 +3,7 @@ labelled negative is, for every registered model, on an index built the user's w
 
 import numpy as np
 import pytest
+from sdk_testdata import doubtful_labels
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.sdk.models import MODELS
@@ -14,19 +15,10 @@ def labelled(request):
     ds = request.getfixturevalue("make_module_user_index")(
         n_per_class=10, index_key="clip"
     )
-    labels = np.array(ds.values("ground_truth.label"))
-    ids = np.array(ds.values("id"))
-    planes = np.flatnonzero(labels == "airplane")
-    others = np.flatnonzero(labels != "airplane")
-    rng = np.random.default_rng(3)
     # Positives the models will doubt (other classes) and negatives they would
     # accept (airplanes): both must be overruled by the labels.
-    odd_pos = rng.choice(others, 4, replace=False)
-    odd_neg = planes[7:]
-    positives = ids[np.concatenate([planes[:7], odd_pos])].tolist()
-    rest = np.setdiff1d(others, odd_pos)
-    negatives = ids[np.concatenate([odd_neg, rng.choice(rest, 6, replace=False)])]
-    return ds, positives, negatives.tolist()
+    positives, negatives, *_ = doubtful_labels(ds, 7, 4, None, 6, seed=3)
+    return ds, positives, negatives
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sdk_testdata import doubtful_labels
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.engine.pages import HeldAnswer, held_pages
@@ -18,17 +19,9 @@ from fiftyone_clipbranches.sdk.refine_pages import RefinePages
 def labelled_with_deletions(ds):
     """Odd labels (positives the model doubts, negatives it would accept) and
     deleted samples of the class: every adjustment of the answer is exercised."""
-    labels = np.array(ds.values("ground_truth.label"))
-    ids = np.array(ds.values("id"))
-    planes = np.flatnonzero(labels == "airplane")
-    others = np.flatnonzero(labels != "airplane")
-    rng = np.random.default_rng(5)
-    odd_pos = rng.choice(others, 3, replace=False)
-    positives = ids[np.concatenate([planes[:6], odd_pos])].tolist()
-    rest = np.setdiff1d(others, odd_pos)
-    negatives = ids[np.concatenate([planes[6:8], rng.choice(rest, 5, False)])]
+    positives, negatives, ids, planes, rest = doubtful_labels(ds, 6, 3, 2, 5, seed=5)
     ds.delete_samples(ids[np.concatenate([planes[8:], rest[:3]])].tolist())
-    return positives, negatives.tolist()
+    return positives, negatives
 
 
 @pytest.fixture(scope="module")
