@@ -153,4 +153,7 @@ def test_ctrl_c_while_workers_start_stops_quietly():
     assert proc.returncode == 0, text
     assert "clipbranches service stopped" in text
     assert "Traceback" not in text and "ERROR" not in text, text
+    deadline = time.monotonic() + 10  # a worker stopped mid-import takes a moment
+    while not all(_dead(c.pid) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert all(_dead(c.pid) for c in children)
