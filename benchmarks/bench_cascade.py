@@ -3,8 +3,12 @@
 For one synthetic catalogue size (``synthetic_codes.py``) and its rare classes
 (~0.01%, 0.1%, 1% of N), the training set of ``bench_models.py`` (40 positives, 10
 explicit negatives, 950 random rows), then for the ensemble, the cascade (as it
-ships: a row reaches the forest when 3 members hold it) and the cascade with
-``candidate_votes=1`` (every row any member holds):
+ships: a row reaches the forest when 3 members hold it; fitted as ``refine`` fits
+it, with the index's neighbour pool as ``catalogue_sample``, so with 40 positives
+it has no class ball), the cascade with its class ball at these 40 positives
+(``ball_max_positives=64``: the ball's cost at fit and at apply, which the shipped
+cascade pays from 4 to 31 positives) and the cascade with ``candidate_votes=1``
+(every row any member holds):
 training time, application through the index (``apply_model``, the forest's work on
 the candidates included), rows the index returns, rows the forest reads, F1. Times
 are medians of ``--repeats`` runs after a warm-up. The index is the same for both
@@ -48,18 +52,29 @@ def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
     models = {
         "ensemble": DecisionBranchesEnsemble,
         "cascade": BranchesCascade,
+        "cascade, class ball": functools.partial(
+            BranchesCascade, ball_max_positives=64
+        ),
         "cascade, 1 vote": functools.partial(BranchesCascade, candidate_votes=1),
     }
+    pool = index.neighbour_pool().codes
     warm = training_set(codes[:20000], labels[:20000] == labels[0], 0)
     for make in models.values():
-        m = make().fit(warm.X, warm.y, warm.sample_weight, subsets=index.subsets)
+        m = make().fit(
+            warm.X, warm.y, warm.sample_weight, subsets=index.subsets,
+            unlabelled=warm.unlabelled, catalogue_sample=pool,
+        )  # fmt: skip
         apply_model(m, index)
     rows = []
     for name, comp in meta["target_components"].items():
         truth = labels == comp
         ts = training_set(codes, truth, 1)
         fit_args = (ts.X, ts.y, ts.sample_weight)
-        fit_kw = {"subsets": index.subsets, "unlabelled": ts.unlabelled}
+        fit_kw = {
+            "subsets": index.subsets,
+            "unlabelled": ts.unlabelled,
+            "catalogue_sample": pool,
+        }
         for key, make in models.items():
             model = make()
 
@@ -76,6 +91,7 @@ def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
             }  # fmt: skip
             if isinstance(model, BranchesCascade):
                 row["forest_rows"] = int(np.count_nonzero(model.forest_reads(hits)))
+                row["ball"] = bool(model.ball_radius_sq_ >= 0)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return rows, info

@@ -212,6 +212,12 @@ class ModelContext:
         return self._subsets
 
     @property
+    def catalogue_sample(self) -> np.ndarray:
+        """The codes ``refine`` sizes a model's answer by: the index's neighbour
+        pool (every row of these small catalogues)."""
+        return self.index.neighbour_pool().codes
+
+    @property
     def index(self):
         if self._index is None:
             from fiftyone_clipbranches.engine.index import CodeIndex
@@ -436,7 +442,11 @@ def _branches(name, ctx: ModelContext, train: TrainingRows, seed: int, rank: boo
     model = cls(random_state=seed, **ctx.params[name])
     extra = {}
     if name in ("ensemble", "cascade"):
-        extra = {"unlabelled": train.unlabelled, "neighbours": train.neighbours}
+        extra = {
+            "unlabelled": train.unlabelled,
+            "neighbours": train.neighbours,
+            "catalogue_sample": ctx.catalogue_sample,
+        }
     fit_s = _timed_fit(
         model,
         ctx.features[train.rows],
@@ -478,6 +488,7 @@ def _registered(name, ctx, train: TrainingRows, seed, rank, query_row):
             ctx.subsets,
             unlabelled=train.unlabelled,
             neighbours=train.neighbours,
+            catalogue_sample=ctx.catalogue_sample,
         )
     except ValueError:
         if not spec.needs_query:

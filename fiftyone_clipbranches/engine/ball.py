@@ -119,6 +119,7 @@ class QueryBall(RefinementModel):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ):
         """Fit on uint8 codes ``X (n, D)`` and labels ``y`` in {0, 1}.
 
@@ -126,8 +127,8 @@ class QueryBall(RefinementModel):
             sample_weight: optional float ``(n,)``.
             unlabelled: optional bool ``(n,)``, the negatives drawn at random: they
                 train the radius, not the centre (not judged by the user).
-            subsets, neighbours: ignored (the ball is scanned, and learns a centre
-                and a radius).
+            subsets, neighbours, catalogue_sample: ignored (the ball is scanned,
+                and learns a centre and a radius from the labels).
 
         Raises:
             ValueError: bad inputs, or labels that put the positives no nearer the

@@ -45,6 +45,7 @@ class _SklearnModel(RefinementModel):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ):
         """Fit on uint8 codes (or float features) ``X (n, D)``, labels in {0, 1}."""
         X, y, w = check_training(X, y, sample_weight, allow_float=True)
@@ -146,6 +147,7 @@ class _TopK(RefinementModel):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ):
         """Fit on uint8 codes ``X (n, D)``, labels in {0, 1}."""
         X, y, w = check_training(X, y, sample_weight)

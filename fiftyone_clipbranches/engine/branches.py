@@ -73,6 +73,7 @@ class DecisionBranches(BranchModel):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ) -> DecisionBranches:
         """Fit on uint8 codes ``X (n, D)``, labels ``y (n,)`` in {0, 1}.
 
@@ -80,8 +81,9 @@ class DecisionBranches(BranchModel):
             sample_weight: float ``(n,)`` >= 0 (default ones); rows of weight 0 are
                 ignored. Weights enter the Gini counts (no row repetition).
             subsets: FeatureSubsets of ``D`` dims; default ``make_subsets(D)``.
-            unlabelled, neighbours: ignored (random negatives and neighbour
-                positives train as the other rows); accepted as every model does.
+            unlabelled, neighbours, catalogue_sample: ignored (random negatives
+                and neighbour positives train as the other rows); accepted as every
+                model does.
         """
         X, y, w, subsets, growth = self._prepare(X, y, sample_weight, subsets)
         seed = seed_from(self.random_state).integers(0, 2**63, dtype=np.uint64)

@@ -9,7 +9,14 @@ import numpy as np
 from .codes import take_rows
 from .ensemble import DecisionBranchesEnsemble
 from .forest_kernels import forest_proba
-from .validation import check_codes, check_int, check_row_mask, seed_from
+from .reach import class_ball, squared_distances
+from .validation import (
+    check_codes,
+    check_int,
+    check_positive_number,
+    check_row_mask,
+    seed_from,
+)
 
 
 class BranchesCascade(DecisionBranchesEnsemble):
@@ -29,7 +36,14 @@ class BranchesCascade(DecisionBranchesEnsemble):
     vote passes as in the ensemble, or (with ``arbiter_margin`` set) when the
     ensemble's linear arbiter accepts it; with ``vote_min_forest`` the vote and
     the arbiter accept only where the forest's value is at least
-    ``arbiter_min_forest`` (the boxes over-accept once many labels are in).
+    ``arbiter_min_forest`` (the boxes over-accept once many labels are in). With
+    ``ball_reach`` set and between ``ball_min_positives`` and
+    ``ball_max_positives`` labelled positives, a candidate inside the *class ball*
+    is accepted too: the Rocchio ball around the positives that holds
+    ``ball_reach`` times the share of the catalogue the class is estimated to
+    hold (:mod:`.reach`, from ``catalogue_sample`` at ``fit``). From a few labels
+    the boxes and the forest stay close to the positives; the ball gives the
+    answer the class's size (docs/quality.md, "The class ball").
 
     Args:
         n_estimators, vote_threshold, max_samples and the box-growing keywords: as
@@ -51,12 +65,19 @@ class BranchesCascade(DecisionBranchesEnsemble):
             [0, 1] (default 0.35), the forest value below which the arbiter may not
             accept a row: alone, the arbiter over-accepts on small classes
             (docs/quality.md, "The cascade").
+        ball_reach: float > 0 (default 0.5), or None for no class ball: the
+            ball's share of the catalogue, as a multiple of the class's
+            estimated share.
+        ball_min_positives, ball_max_positives: ints (default 4 and 31): the
+            labelled positives (neighbour positives not counted) between which the
+            class ball is fitted; outside, the cascade has none.
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
     ``forest_threshold_`` int32 ``(nodes,)`` (left when ``code <= threshold``),
     ``forest_left_`` / ``forest_right_`` int32 ``(nodes,)``, ``forest_value_``
-    float64 ``(nodes,)`` (positive weight fraction at a leaf).
+    float64 ``(nodes,)`` (positive weight fraction at a leaf), ``ball_centre_``
+    int64 ``(D,)`` and ``ball_radius_sq_`` int (-1: no class ball).
     """
 
     def __init__(
@@ -73,6 +94,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
         arbiter_margin=4.0,
         arbiter_min_forest=0.35,
         vote_min_forest=True,
+        ball_reach=0.5,
+        ball_min_positives=4,
+        ball_max_positives=31,
         **params,
     ):
         super().__init__(
@@ -86,6 +110,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.vote_accepts = vote_accepts
         self.arbiter_min_forest = arbiter_min_forest
         self.vote_min_forest = vote_min_forest
+        self.ball_reach = ball_reach
+        self.ball_min_positives = ball_min_positives
+        self.ball_max_positives = ball_max_positives
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
         n_est = check_int(self.n_estimators, "n_estimators", 1)
@@ -116,6 +143,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ) -> BranchesCascade:
         """Fit on uint8 codes ``X (n, D)``, labels ``y (n,)`` in {0, 1}.
 
@@ -126,8 +154,12 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 an arbiter, when ``arbiter_margin`` is set).
             neighbours: optional bool ``(n,)``, the neighbour positives (left out
                 of the forest's training when ``forest_neighbours`` is False).
+            catalogue_sample: optional uint8 ``(m, D)``, the catalogue's codes or a
+                uniform sample of them (``index.neighbour_pool().codes``): the class
+                ball is sized on it; without it the cascade has no class ball.
         """
         _, n_trees, _, forest_neighbours, _ = self._cascade_params()
+        reach, ball_min, ball_max = self._ball_params()
         self._arbiter_floor()
         self._gate_votes()
         super().fit(
@@ -146,7 +178,38 @@ class BranchesCascade(DecisionBranchesEnsemble):
             keep &= ~check_row_mask(neighbours, y.shape, "neighbours")
         seed = int(seed_from(self.random_state).integers(0, 2**31 - 1))
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
+        labelled = (
+            (y == 1) & (w > 0) & ~check_row_mask(neighbours, y.shape, "neighbours")
+        )
+        self.ball_centre_ = np.zeros(X.shape[1], np.int64)
+        self.ball_radius_sq_ = -1
+        n_labelled = int(np.count_nonzero(labelled))
+        wanted = reach is not None and ball_min <= n_labelled <= ball_max
+        if wanted and catalogue_sample is not None:
+            sample = check_codes(catalogue_sample, "catalogue_sample", X.shape[1])
+            if sample.shape[0]:
+                self.ball_centre_, self.ball_radius_sq_ = class_ball(
+                    X[labelled], sample, reach
+                )
         return self
+
+    def _ball_params(self) -> tuple[float | None, int, int]:
+        reach = self.ball_reach
+        if reach is not None:
+            reach = check_positive_number(reach, "ball_reach")
+        low = check_int(self.ball_min_positives, "ball_min_positives", 2)
+        high = check_int(self.ball_max_positives, "ball_max_positives", low)
+        return reach, low, high
+
+    def in_ball(self, codes, rows=None) -> np.ndarray:
+        """bool ``(m,)``: whether ``codes`` (uint8 ``(N, D)``) at ``rows`` (default
+        every row) lie in the class ball (none when ``ball_radius_sq_`` is -1)."""
+        self._check_fitted()
+        codes = check_codes(codes, "codes", self.n_features_in_)
+        if self.ball_radius_sq_ < 0:
+            return np.zeros(codes.shape[0] if rows is None else len(rows), dtype=bool)
+        distances = squared_distances(codes, self.ball_centre_, rows)
+        return distances <= self.ball_radius_sq_
 
     def _fit_forest(self, X, y, w, n_trees: int, seed: int) -> None:
         classes = np.unique(y)
@@ -238,6 +301,12 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 if floor > 0.0 and ok.any():
                     ok[ok] = self.forest_proba(codes, where[ok]) >= floor
                 keep[ask] = ok
+        if self.ball_radius_sq_ >= 0:
+            ask = np.flatnonzero(candidate & ~keep)
+            if ask.size:
+                keep[ask] = self.in_ball(
+                    codes, ask if rows is None else np.asarray(rows)[ask]
+                )
         return keep
 
     def forest_reads(self, members_hit) -> np.ndarray:

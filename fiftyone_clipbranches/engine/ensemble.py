@@ -118,6 +118,7 @@ class DecisionBranchesEnsemble(BranchModel):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ) -> DecisionBranchesEnsemble:
         """Fit on uint8 codes ``X (n, D)``, labels ``y (n,)`` in {0, 1}; see the class.
 
@@ -128,6 +129,7 @@ class DecisionBranchesEnsemble(BranchModel):
                 leaves out those it finds likely matches).
             neighbours: optional bool ``(n,)``, the neighbour positives (the
                 arbiter does not train on them).
+            catalogue_sample: ignored (accepted as every model does).
         """
         X, y, w, subsets, growth = self._prepare(X, y, sample_weight, subsets)
         arbiter_margin, _ = self._arbiter_params()

@@ -96,6 +96,7 @@ class LinearClassifier(RefinementModel):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ):
         """Fit on uint8 codes (or float features) ``X (n, D)``, labels in {0, 1}.
 
@@ -103,8 +104,8 @@ class LinearClassifier(RefinementModel):
             sample_weight: optional float ``(n,)``.
             unlabelled: optional bool ``(n,)``, the negatives drawn at random rather
                 than labelled (``TrainingSet.unlabelled``).
-            subsets, neighbours: ignored (no index query; neighbour positives train
-                as the other positives).
+            subsets, neighbours, catalogue_sample: ignored (no index query;
+                neighbour positives train as the other positives).
 
         At least one row of each label is required.
         """

@@ -53,6 +53,7 @@ class RefinementModel(EstimatorParams, ABC):
         subsets=None,
         unlabelled=None,
         neighbours=None,
+        catalogue_sample=None,
     ):
         """Fit on uint8 codes ``X (n, D)`` and labels ``y (n,)`` in {0, 1}; returns self.
 
@@ -65,6 +66,10 @@ class RefinementModel(EstimatorParams, ABC):
                 use it, the others ignore it.
             neighbours: bool ``(n,)``, the neighbour positives
                 (``TrainingSet.neighbours``), or None; likewise.
+            catalogue_sample: uint8 ``(m, D)``, the catalogue's codes or a uniform
+                sample of them (``index.neighbour_pool().codes``), or None; models
+                that size their answer by the catalogue use it (the cascade's class
+                ball), the others ignore it.
         """
 
     @abstractmethod

@@ -239,10 +239,20 @@ def make_model(name: str, random_state: int = 0, **params):
     return get_model(name).make(random_state, **params)
 
 
-def fit_model(model, X, y, sample_weight, subsets, unlabelled=None, neighbours=None):
+def fit_model(
+    model,
+    X,
+    y,
+    sample_weight,
+    subsets,
+    unlabelled=None,
+    neighbours=None,
+    catalogue_sample=None,
+):
     """Fit ``model`` (any engine model: they all take the same arguments and ignore
     those they do not use): ``subsets`` the index's feature subsets, ``unlabelled`` /
-    ``neighbours`` bool ``(n,)`` (``TrainingSet.unlabelled`` / ``.neighbours``)."""
+    ``neighbours`` bool ``(n,)`` (``TrainingSet.unlabelled`` / ``.neighbours``),
+    ``catalogue_sample`` uint8 ``(m, D)`` the index's ``neighbour_pool().codes``."""
     return model.fit(
         X,
         y,
@@ -250,4 +260,5 @@ def fit_model(model, X, y, sample_weight, subsets, unlabelled=None, neighbours=N
         subsets=subsets,
         unlabelled=unlabelled,
         neighbours=neighbours,
+        catalogue_sample=catalogue_sample,
     )

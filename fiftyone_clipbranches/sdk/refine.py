@@ -180,6 +180,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
     from fiftyone_clipbranches.engine.training_set import make_training_set
 
     t1 = time.perf_counter()
+    pool = index.neighbour_pool()
     train = make_training_set(
         index.codes,
         pos_rows,
@@ -189,7 +190,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         negative_weight=float(req.negative_weight),
         seed=req.seed,
         neighbours_per_positive=req.n_neighbours_per_positive,
-        neighbour_pool=index.neighbour_pool(),
+        neighbour_pool=pool,
     )
     fit_model(
         clf,
@@ -199,6 +200,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         index.subsets,
         train.unlabelled,
         train.neighbours,
+        catalogue_sample=pool.codes,
     )
     stats.update(
         n_neighbour_pos=int(train.neighbour_rows.size),

@@ -28,11 +28,12 @@ def catalogue():
     return codes, index, truth, ts
 
 
-def fit(ts, index, **params):
+def fit(ts, index, catalogue_sample=None, **params):
     model = BranchesCascade(n_estimators=9, random_state=3, **params)
     return model.fit(
         ts.X, ts.y, ts.sample_weight, subsets=index.subsets,
         unlabelled=ts.unlabelled, neighbours=ts.neighbours,
+        catalogue_sample=catalogue_sample,
     )  # fmt: skip
 
 
@@ -67,6 +68,10 @@ def brute_force_accept(model, codes):
         logit = model.arbiter_.decision_function(codes)
         by_arbiter = (votes >= model.arbiter_min_votes) & (logit > model.arbiter_margin)
         accepted |= by_arbiter & (proba >= model.arbiter_min_forest)
+    if model.ball_radius_sq_ >= 0:
+        diff = codes.astype(np.int64) - model.ball_centre_
+        inside = (diff**2).sum(axis=1) <= model.ball_radius_sq_
+        accepted |= (votes >= needed) & inside
     return accepted
 
 
@@ -82,11 +87,17 @@ def brute_force_accept(model, codes):
         {"candidate_votes": 50},  # more than the 9 members: all of them
         {"forest_threshold": 0.2},
         {"forest_threshold": 0.9, "arbiter_margin": 1.0, "arbiter_min_votes": 2},
+        {"sample": True},
+        {"sample": True, "ball_reach": 2.0, "candidate_votes": 1},
+        {"sample": True, "ball_reach": 0.25, "arbiter_margin": None},
     ],
 )
 def test_index_answer_equals_scan_and_brute_force(catalogue, params):
     codes, index, truth, ts = catalogue
-    model = fit(ts, index, **params)
+    params = dict(params)
+    sample = codes if params.pop("sample", False) else None
+    model = fit(ts, index, sample, **params)
+    assert (model.ball_radius_sq_ >= 0) == (sample is not None)
     expected = np.flatnonzero(brute_force_accept(model, codes))
     assert expected.size > 0
     np.testing.assert_array_equal(np.flatnonzero(model.predict(codes)), expected)
@@ -161,6 +172,10 @@ def test_one_class_training_gives_a_constant_forest(catalogue):
         ({"vote_accepts": 1}, TypeError, "vote_accepts"),
         ({"arbiter_min_forest": 1.5}, ValueError, "arbiter_min_forest"),
         ({"vote_min_forest": "yes"}, TypeError, "vote_min_forest"),
+        ({"ball_reach": 0}, ValueError, "ball_reach"),
+        ({"ball_reach": "far"}, TypeError, "ball_reach"),
+        ({"ball_min_positives": 1}, ValueError, "ball_min_positives"),
+        ({"ball_min_positives": 8, "ball_max_positives": 7}, ValueError, "ball_max"),
     ],
 )
 def test_bad_params(catalogue, params, exc, match):
@@ -172,3 +187,36 @@ def test_bad_params(catalogue, params, exc, match):
 def test_unfitted():
     with pytest.raises(RuntimeError, match="fit first"):
         BranchesCascade().forest_proba(np.zeros((2, 32), np.uint8))
+
+
+def test_the_class_ball_reaches_what_the_boxes_miss(catalogue):
+    """With 8 labelled positives of a class of ~800 rows, the boxes and the forest
+    stay near the positives; the class ball, sized on the catalogue, adds
+    members of the class, only among the candidates."""
+    codes, index, truth, ts = catalogue
+    without = fit(ts, index)
+    with_ball = fit(ts, index, codes)
+    before, after = without.predict(codes), with_ball.predict(codes)
+    assert not (before & ~after).any()
+    added = after & ~before
+    assert added.sum() >= 20
+    assert truth[added].mean() > 0.9
+    votes = with_ball.votes(codes)
+    assert (votes[added] >= with_ball.candidate_votes).all()
+    np.testing.assert_array_equal(
+        with_ball.forest_proba(codes), without.forest_proba(codes)
+    )
+
+
+def test_the_class_ball_needs_a_sample_and_enough_positives(catalogue):
+    codes, index, _, ts = catalogue
+    n_labelled = int(((ts.y == 1) & ~ts.neighbours).sum())
+    assert fit(ts, index, codes).ball_radius_sq_ >= 0
+    assert fit(ts, index).ball_radius_sq_ == -1
+    assert fit(ts, index, codes, ball_reach=None).ball_radius_sq_ == -1
+    few = fit(ts, index, codes, ball_min_positives=n_labelled + 1)
+    many = fit(ts, index, codes, ball_max_positives=n_labelled - 1)
+    assert few.ball_radius_sq_ == many.ball_radius_sq_ == -1
+    assert not few.in_ball(codes).any()
+    with pytest.raises(ValueError, match="catalogue_sample has 16 dims"):
+        fit(ts, index, codes[:, :16])

@@ -73,6 +73,7 @@ def fitted(request, catalogue):
         subsets=index.subsets,
         unlabelled=ts.unlabelled,
         neighbours=ts.neighbours,
+        catalogue_sample=codes,
     )
     return request.param, model, out
 
