@@ -88,6 +88,7 @@ def fit_once(index, name: str, codes, label):
         index.subsets,
         train.unlabelled,
         train.neighbours,
+        catalogue_sample=index.neighbour_pool().codes,
     )
     return train, model
 

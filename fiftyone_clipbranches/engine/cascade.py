@@ -9,12 +9,14 @@ import numpy as np
 from .codes import take_rows
 from .ensemble import DecisionBranchesEnsemble
 from .forest_kernels import forest_proba
-from .reach import class_ball, squared_distances
+from .neighbours import NEIGHBOUR_MAX_POSITIVES
+from .reach import class_ball, squared_distances_to
 from .validation import (
     check_codes,
     check_int,
     check_positive_number,
     check_row_mask,
+    check_rows,
     seed_from,
 )
 
@@ -65,10 +67,10 @@ class BranchesCascade(DecisionBranchesEnsemble):
             [0, 1] (default 0.35), the forest value below which the arbiter may not
             accept a row: alone, the arbiter over-accepts on small classes
             (docs/quality.md, "The cascade").
-        ball_reach: float > 0 (default 0.5), or None for no class ball: the
+        ball_reach: float > 0 (default 1.0), or None for no class ball: the
             ball's share of the catalogue, as a multiple of the class's
             estimated share.
-        ball_min_positives, ball_max_positives: ints (default 4 and 31): the
+        ball_min_positives, ball_max_positives: ints (default 2 and 31): the
             labelled positives (neighbour positives not counted) between which the
             class ball is fitted; outside, the cascade has none.
 
@@ -76,7 +78,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
     ``forest_threshold_`` int32 ``(nodes,)`` (left when ``code <= threshold``),
     ``forest_left_`` / ``forest_right_`` int32 ``(nodes,)``, ``forest_value_``
-    float64 ``(nodes,)`` (positive weight fraction at a leaf), ``ball_centre_``
+    float64 ``(nodes,)`` (positive weight fraction at a leaf), ``ball_center_``
     int64 ``(D,)`` and ``ball_radius_sq_`` int (-1: no class ball).
     """
 
@@ -94,9 +96,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
         arbiter_margin=4.0,
         arbiter_min_forest=0.35,
         vote_min_forest=True,
-        ball_reach=0.5,
-        ball_min_positives=4,
-        ball_max_positives=31,
+        ball_reach=1.0,
+        ball_min_positives=2,
+        ball_max_positives=NEIGHBOUR_MAX_POSITIVES - 1,
         **params,
     ):
         super().__init__(
@@ -155,11 +157,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
             neighbours: optional bool ``(n,)``, the neighbour positives (left out
                 of the forest's training when ``forest_neighbours`` is False).
             catalogue_sample: optional uint8 ``(m, D)``, the catalogue's codes or a
-                uniform sample of them (``index.neighbour_pool().codes``): the class
+                sample spread over it (``index.neighbour_pool().codes``): the class
                 ball is sized on it; without it the cascade has no class ball.
         """
         _, n_trees, _, forest_neighbours, _ = self._cascade_params()
-        reach, ball_min, ball_max = self._ball_params()
+        self._ball_params()
         self._arbiter_floor()
         self._gate_votes()
         super().fit(
@@ -173,32 +175,45 @@ class BranchesCascade(DecisionBranchesEnsemble):
             if sample_weight is None
             else np.asarray(sample_weight, np.float64)
         )
+        near = check_row_mask(neighbours, y.shape, "neighbours")
+        if catalogue_sample is not None:
+            catalogue_sample = check_codes(
+                catalogue_sample, "catalogue_sample", X.shape[1]
+            )
         keep = w > 0
         if not forest_neighbours:
-            keep &= ~check_row_mask(neighbours, y.shape, "neighbours")
+            keep &= ~near
         seed = int(seed_from(self.random_state).integers(0, 2**31 - 1))
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
-        labelled = (
-            (y == 1) & (w > 0) & ~check_row_mask(neighbours, y.shape, "neighbours")
-        )
-        self.ball_centre_ = np.zeros(X.shape[1], np.int64)
+        self._fit_ball(X, (y == 1) & (w > 0), near, catalogue_sample)
+        return self
+
+    def _fit_ball(self, X, positive, near, catalogue_sample) -> None:
+        """``ball_center_`` and ``ball_radius_sq_`` from the labelled positives
+        (``positive & ~near``), the neighbour positives and the sample."""
+        reach, low, high = self._ball_params()
+        labelled = positive & ~near
+        self.ball_center_ = np.zeros(X.shape[1], np.int64)
         self.ball_radius_sq_ = -1
         n_labelled = int(np.count_nonzero(labelled))
-        wanted = reach is not None and ball_min <= n_labelled <= ball_max
-        if wanted and catalogue_sample is not None:
-            sample = check_codes(catalogue_sample, "catalogue_sample", X.shape[1])
-            if sample.shape[0]:
-                self.ball_centre_, self.ball_radius_sq_ = class_ball(
-                    X[labelled], sample, reach
-                )
-        return self
+        if reach is None or not low <= n_labelled <= high:
+            return
+        if catalogue_sample is None or not catalogue_sample.shape[0]:
+            return
+        self.ball_center_, self.ball_radius_sq_ = class_ball(
+            X[labelled], catalogue_sample, reach, X[positive & near]
+        )
 
     def _ball_params(self) -> tuple[float | None, int, int]:
         reach = self.ball_reach
         if reach is not None:
             reach = check_positive_number(reach, "ball_reach")
         low = check_int(self.ball_min_positives, "ball_min_positives", 2)
-        high = check_int(self.ball_max_positives, "ball_max_positives", low)
+        high = check_int(self.ball_max_positives, "ball_max_positives", 2)
+        if high < low:
+            raise ValueError(
+                f"ball_max_positives ({high}) must be >= ball_min_positives ({low})"
+            )
         return reach, low, high
 
     def in_ball(self, codes, rows=None) -> np.ndarray:
@@ -206,9 +221,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
         every row) lie in the class ball (none when ``ball_radius_sq_`` is -1)."""
         self._check_fitted()
         codes = check_codes(codes, "codes", self.n_features_in_)
+        if rows is not None:
+            rows = check_rows(rows, codes.shape[0])
         if self.ball_radius_sq_ < 0:
             return np.zeros(codes.shape[0] if rows is None else len(rows), dtype=bool)
-        distances = squared_distances(codes, self.ball_centre_, rows)
+        distances = squared_distances_to(codes, self.ball_center_, rows)
         return distances <= self.ball_radius_sq_
 
     def _fit_forest(self, X, y, w, n_trees: int, seed: int) -> None:
@@ -261,7 +278,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         rows = (
             np.arange(codes.shape[0], dtype=np.int64)
             if rows is None
-            else np.ascontiguousarray(rows, dtype=np.int64)
+            else check_rows(rows, codes.shape[0])
         )
         out = np.empty(rows.shape[0])
         forest_proba(

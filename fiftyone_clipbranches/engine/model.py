@@ -66,8 +66,8 @@ class RefinementModel(EstimatorParams, ABC):
                 use it, the others ignore it.
             neighbours: bool ``(n,)``, the neighbour positives
                 (``TrainingSet.neighbours``), or None; likewise.
-            catalogue_sample: uint8 ``(m, D)``, the catalogue's codes or a uniform
-                sample of them (``index.neighbour_pool().codes``), or None; models
+            catalogue_sample: uint8 ``(m, D)``, the catalogue's codes or a sample
+                spread over it (``index.neighbour_pool().codes``), or None; models
                 that size their answer by the catalogue use it (the cascade's class
                 ball), the others ignore it.
         """

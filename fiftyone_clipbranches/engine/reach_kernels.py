@@ -12,13 +12,13 @@ _BLOCK = 4096
 PARALLEL_MIN_ROWS = 1 << 16
 
 
-def _row_distances(codes, rows, centre, out):
-    """``out[i] = sum_d (codes[rows[i], d] - centre[d]) ** 2`` exactly.
+def _row_distances(codes, rows, center, out):
+    """``out[i] = sum_d (codes[rows[i], d] - center[d]) ** 2`` exactly.
 
     Args:
         codes: uint8 ``(N, D)``.
         rows: int64 ``(m,)``, rows of ``codes``.
-        centre: int64 ``(D,)``.
+        center: int64 ``(D,)``.
         out: int64 ``(m,)``, written.
     """
     m = rows.shape[0]
@@ -31,7 +31,7 @@ def _row_distances(codes, rows, centre, out):
             r = rows[i]
             acc = np.int64(0)
             for d in range(n_dims):
-                diff = np.int64(codes[r, d]) - centre[d]
+                diff = np.int64(codes[r, d]) - center[d]
                 acc += diff * diff
             out[i] = acc
 
@@ -39,9 +39,9 @@ def _row_distances(codes, rows, centre, out):
 row_distances_serial, row_distances_parallel = serial_and_parallel(_row_distances)
 
 
-def row_distances(codes, rows, centre, out) -> None:
+def row_distances(codes, rows, center, out) -> None:
     """:func:`_row_distances` on one thread for few rows, on all for many."""
     if rows.shape[0] < PARALLEL_MIN_ROWS:
-        row_distances_serial(codes, rows, centre, out)
+        row_distances_serial(codes, rows, center, out)
     else:
-        row_distances_parallel(codes, rows, centre, out)
+        row_distances_parallel(codes, rows, center, out)

@@ -179,6 +179,19 @@ def check_row_mask(mask, shape: tuple, name: str) -> np.ndarray:
     return mask
 
 
+def check_rows(rows, n_rows: int, name: str = "rows") -> np.ndarray:
+    """``rows`` as C-contiguous int64 ``(m,)``, every one in ``[0, n_rows)``."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.ndim != 1:
+        raise ValueError(f"{name} must be a 1-d array of row numbers")
+    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError(
+            f"{name} must lie in [0, {n_rows}), got values in"
+            f" [{rows.min()}, {rows.max()}]"
+        )
+    return rows
+
+
 def seed_from(random_state) -> np.random.Generator:
     if random_state is None:
         return np.random.default_rng(0)

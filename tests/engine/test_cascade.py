@@ -69,7 +69,7 @@ def brute_force_accept(model, codes):
         by_arbiter = (votes >= model.arbiter_min_votes) & (logit > model.arbiter_margin)
         accepted |= by_arbiter & (proba >= model.arbiter_min_forest)
     if model.ball_radius_sq_ >= 0:
-        diff = codes.astype(np.int64) - model.ball_centre_
+        diff = codes.astype(np.int64) - model.ball_center_
         inside = (diff**2).sum(axis=1) <= model.ball_radius_sq_
         accepted |= (votes >= needed) & inside
     return accepted
@@ -220,3 +220,12 @@ def test_the_class_ball_needs_a_sample_and_enough_positives(catalogue):
     assert not few.in_ball(codes).any()
     with pytest.raises(ValueError, match="catalogue_sample has 16 dims"):
         fit(ts, index, codes[:, :16])
+    with pytest.raises(ValueError, match="catalogue_sample has 16 dims"):
+        fit(ts, index, codes[:, :16], ball_reach=None)  # checked even when unused
+    with_ball = fit(ts, index, codes)
+    with pytest.raises(ValueError, match=r"rows must lie in \[0, 4000\)"):
+        with_ball.in_ball(codes, [3999, 4000])
+    with pytest.raises(ValueError, match="rows must lie"):
+        with_ball.forest_proba(codes, [-1])
+    wide = fit(ts, index, codes, ball_reach=50.0)
+    assert wide.ball_radius_sq_ >= with_ball.ball_radius_sq_

@@ -128,7 +128,7 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
 def test_the_default_model_sizes_its_class_ball_on_the_index(indexed):
     """refine gives the cascade the index's codes (its neighbour pool: every row
     of a small catalogue), and the class ball fitted on them is the one the
-    engine computes from the positives' codes."""
+    engine computes from the positives' codes (no neighbour positives here)."""
     from fiftyone_clipbranches.engine.reach import class_ball
     from fiftyone_clipbranches.sdk.refine import fit_refinement
     from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -137,11 +137,13 @@ def test_the_default_model_sizes_its_class_ball_on_the_index(indexed):
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
     rows = np.flatnonzero(labels == "airplane")[:6]
-    request = RefineRequest(positives=ids[rows].tolist(), index_key="cb")
+    request = RefineRequest(
+        positives=ids[rows].tolist(), index_key="cb", neighbours_per_positive=0
+    )
     model = fit_refinement(ds, request).model
     centre, radius_sq = class_ball(codes[rows], codes, model.ball_reach)
     assert radius_sq >= 0
-    np.testing.assert_array_equal(model.ball_centre_, centre)
+    np.testing.assert_array_equal(model.ball_center_, centre)
     assert model.ball_radius_sq_ == radius_sq
     off = RefineRequest(
         positives=ids[rows].tolist(), index_key="cb", model_params={"ball_reach": None}
