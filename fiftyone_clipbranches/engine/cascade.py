@@ -40,8 +40,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
     the arbiter accept only where the forest's value is at least
     ``arbiter_min_forest`` (the boxes over-accept once many labels are in). With
     ``ball_reach`` set and between ``ball_min_positives`` and
-    ``ball_max_positives`` labelled positives, a candidate inside the *class ball*
-    is accepted too: the Rocchio ball around the positives that holds
+    ``ball_max_positives`` labelled positives and neighbour positives in the
+    training set, a candidate inside the *class ball* is accepted too: the Rocchio ball around the positives that holds
     ``ball_reach`` times the share of the catalogue the class is estimated to
     hold (:mod:`.reach`, from ``catalogue_sample`` at ``fit``). From a few labels
     the boxes and the forest stay close to the positives; the ball gives the
@@ -190,13 +190,16 @@ class BranchesCascade(DecisionBranchesEnsemble):
 
     def _fit_ball(self, X, positive, near, catalogue_sample) -> None:
         """``ball_center_`` and ``ball_radius_sq_`` from the labelled positives
-        (``positive & ~near``), the neighbour positives and the sample."""
+        (``positive & ~near``), the neighbour positives and the sample. Without
+        neighbour positives there is no ball: the training set takes none when the
+        labels already cover the class densely (a whole small class labelled), and
+        the ball, like them, is there to reach what the labels do not."""
         reach, low, high = self._ball_params()
         labelled = positive & ~near
         self.ball_center_ = np.zeros(X.shape[1], np.int64)
         self.ball_radius_sq_ = -1
         n_labelled = int(np.count_nonzero(labelled))
-        if reach is None or not low <= n_labelled <= high:
+        if reach is None or not low <= n_labelled <= high or not near.any():
             return
         if catalogue_sample is None or not catalogue_sample.shape[0]:
             return

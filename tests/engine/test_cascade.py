@@ -214,6 +214,12 @@ def test_the_class_ball_needs_a_sample_and_enough_positives(catalogue):
     assert fit(ts, index, codes).ball_radius_sq_ >= 0
     assert fit(ts, index).ball_radius_sq_ == -1
     assert fit(ts, index, codes, ball_reach=None).ball_radius_sq_ == -1
+    alone = BranchesCascade(n_estimators=9, random_state=3, ball_max_positives=64)
+    alone.fit(
+        ts.X, ts.y, ts.sample_weight, subsets=index.subsets,
+        unlabelled=ts.unlabelled, catalogue_sample=codes,
+    )  # fmt: skip
+    assert alone.ball_radius_sq_ == -1  # no neighbour positives: labels cover it
     few = fit(ts, index, codes, ball_min_positives=n_labelled + 1)
     many = fit(ts, index, codes, ball_max_positives=n_labelled - 1)
     assert few.ball_radius_sq_ == many.ball_radius_sq_ == -1

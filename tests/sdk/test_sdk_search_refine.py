@@ -125,30 +125,47 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
     assert found <= set(airplanes.tolist()) and len(found - tagged) >= 1
 
 
-def test_the_default_model_sizes_its_class_ball_on_the_index(indexed):
+def test_the_default_model_sizes_its_class_ball_on_the_index(indexed, monkeypatch):
     """refine gives the cascade the index's codes (its neighbour pool: every row
-    of a small catalogue), and the class ball fitted on them is the one the
-    engine computes from the positives' codes (no neighbour positives here)."""
-    from fiftyone_clipbranches.engine.reach import class_ball
+    of a small catalogue) and its neighbour positives, and the class ball is
+    sized on them; without neighbour positives there is none."""
+    from fiftyone_clipbranches.engine import cascade
     from fiftyone_clipbranches.sdk.refine import fit_refinement
     from fiftyone_clipbranches.sdk.request import RefineRequest
 
+    calls = []
+
+    def recorded(*args):
+        calls.append((args, cascade_class_ball(*args)))
+        return calls[-1][1]
+
+    cascade_class_ball = cascade.class_ball
+    monkeypatch.setattr(cascade, "class_ball", recorded)
     ds, codes = indexed
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
     rows = np.flatnonzero(labels == "airplane")[:6]
-    request = RefineRequest(
+    fitted = fit_refinement(
+        ds, RefineRequest(positives=ids[rows].tolist(), index_key="cb")
+    )
+    (positives, sample, reach, neighbours), (center, radius_sq) = calls[0]
+    np.testing.assert_array_equal(sample, codes)
+    np.testing.assert_array_equal(
+        np.sort(positives, axis=0), np.sort(codes[rows], axis=0)
+    )
+    assert neighbours.shape[0] == fitted.stats["n_neighbour_pos"] > 0
+    assert reach == fitted.model.ball_reach
+    np.testing.assert_array_equal(fitted.model.ball_center_, center)
+    assert fitted.model.ball_radius_sq_ == radius_sq >= 0
+    none_near = RefineRequest(
         positives=ids[rows].tolist(), index_key="cb", neighbours_per_positive=0
     )
-    model = fit_refinement(ds, request).model
-    centre, radius_sq = class_ball(codes[rows], codes, model.ball_reach)
-    assert radius_sq >= 0
-    np.testing.assert_array_equal(model.ball_center_, centre)
-    assert model.ball_radius_sq_ == radius_sq
+    assert fit_refinement(ds, none_near).model.ball_radius_sq_ == -1
     off = RefineRequest(
         positives=ids[rows].tolist(), index_key="cb", model_params={"ball_reach": None}
     )
     assert fit_refinement(ds, off).model.ball_radius_sq_ == -1
+    assert len(calls) == 1
 
 
 def test_next_round_clears_scores_of_samples_no_longer_matched(indexed):
