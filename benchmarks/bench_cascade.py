@@ -3,12 +3,12 @@
 For one synthetic catalogue size (``synthetic_codes.py``) and its rare classes
 (~0.01%, 0.1%, 1% of N), the training set of ``bench_models.py`` (40 positives, 10
 explicit negatives, 950 random rows), then for the ensemble, the cascade (as it
-ships: a row reaches the forest when 3 members hold it; fitted as ``refine`` fits
-it, with the index's neighbour pool as ``catalogue_sample``, so with 40 positives
-it has no class ball), the cascade with its class ball at these 40 positives
-(``ball_max_positives=64``: the ball's cost at fit and at apply, which the shipped
-cascade pays from 4 to 31 positives) and the cascade with ``candidate_votes=1``
-(every row any member holds):
+ships: a row reaches the forest when 3 members hold it; fitted with the index's
+neighbour pool as ``catalogue_sample``, as ``refine`` fits it; no class ball at 40
+positives) and the cascade with ``candidate_votes=1`` (every row any member holds);
+then, on the training set ``refine`` makes from 16 positives (500 random negatives,
+"auto" neighbour positives from the index's pool), the cascade with its class ball
+and without it (``ball_reach=None``):
 training time, application through the index (``apply_model``, the forest's work on
 the candidates included), rows the index returns, rows the forest reads, F1. Times
 are medians of ``--repeats`` runs after a warm-up. The index is the same for both
@@ -36,6 +36,20 @@ from bench_models import f1, median_time, training_set  # noqa: E402
 from synthetic_codes import RESULTS, generate, parse_n  # noqa: E402
 
 
+def few_labels(index, truth, n_positives: int = 16, seed: int = 1):
+    """The training set ``refine`` makes for the cascade from ``n_positives``
+    positives of the class ``truth``: 500 random negatives and "auto" neighbour
+    positives found in the index's pool."""
+    from fiftyone_clipbranches.engine.training_set import make_training_set
+
+    rng = np.random.default_rng(seed)
+    pos = rng.choice(np.flatnonzero(truth), n_positives, replace=False)
+    return make_training_set(
+        index.codes, pos, (), n_random_negatives=500, seed=seed,
+        neighbours_per_positive="auto", neighbour_pool=index.neighbour_pool(),
+    )  # fmt: skip
+
+
 def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
     from fiftyone_clipbranches.engine.cascade import BranchesCascade
     from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
@@ -52,10 +66,11 @@ def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
     models = {
         "ensemble": DecisionBranchesEnsemble,
         "cascade": BranchesCascade,
-        "cascade, class ball": functools.partial(
-            BranchesCascade, ball_max_positives=64
-        ),
         "cascade, 1 vote": functools.partial(BranchesCascade, candidate_votes=1),
+        "cascade, 16 positives": BranchesCascade,
+        "cascade, 16 positives, no ball": functools.partial(
+            BranchesCascade, ball_reach=None
+        ),
     }
     pool = index.neighbour_pool().codes
     warm = training_set(codes[:20000], labels[:20000] == labels[0], 0)
@@ -68,14 +83,19 @@ def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
     rows = []
     for name, comp in meta["target_components"].items():
         truth = labels == comp
-        ts = training_set(codes, truth, 1)
-        fit_args = (ts.X, ts.y, ts.sample_weight)
-        fit_kw = {
-            "subsets": index.subsets,
-            "unlabelled": ts.unlabelled,
-            "catalogue_sample": pool,
+        sets = {
+            "bench": training_set(codes, truth, 1),
+            "refine": few_labels(index, truth),
         }
         for key, make in models.items():
+            ts = sets["refine" if "16 positives" in key else "bench"]
+            fit_args = (ts.X, ts.y, ts.sample_weight)
+            fit_kw = {
+                "subsets": index.subsets,
+                "unlabelled": ts.unlabelled,
+                "neighbours": ts.neighbours,
+                "catalogue_sample": pool,
+            }
             model = make()
 
             def fit(model=model, fit_args=fit_args, fit_kw=fit_kw):
@@ -109,7 +129,8 @@ def to_markdown(rows, info) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['class']} | {r['class_rows']:,} | {r['model']} | {r['train_ms']:.1f} |"
+            f"| {r['class']} | {r['class_rows']:,} | {r['model']}"
+            f"{' (class ball)' if r.get('ball') else ''} | {r['train_ms']:.1f} |"
             f" {r['apply_ms']:.1f} | {r['index_rows']:,} | {r.get('forest_rows', '-')} |"
             f" {r['accepted']:,} | {r['f1']:.3f} |"
         )
