@@ -39,13 +39,14 @@ class BranchesCascade(DecisionBranchesEnsemble):
     ensemble's linear arbiter accepts it; with ``vote_min_forest`` the vote and
     the arbiter accept only where the forest's value is at least
     ``arbiter_min_forest`` (the boxes over-accept once many labels are in). With
-    ``ball_reach`` set and between ``ball_min_positives`` and
-    ``ball_max_positives`` labelled positives and neighbour positives in the
-    training set, a candidate inside the *class ball* is accepted too: the Rocchio ball around the positives that holds
-    ``ball_reach`` times the share of the catalogue the class is estimated to
-    hold (:mod:`.reach`, from ``catalogue_sample`` at ``fit``). From a few labels
-    the boxes and the forest stay close to the positives; the ball gives the
-    answer the class's size (docs/quality.md, "The class ball").
+    ``ball_reach`` set, between ``ball_min_positives`` and ``ball_max_positives``
+    labelled positives and neighbour positives in the training set, a candidate
+    inside the *class ball* is accepted too: the Rocchio ball around the
+    positives that holds ``ball_reach`` times the share of the catalogue the
+    class is estimated to hold (:mod:`.reach`, from ``catalogue_sample`` at
+    ``fit``). From a few labels the boxes and the forest stay close to the
+    positives; the ball gives the answer the class's size (docs/quality.md, "The
+    class ball").
 
     Args:
         n_estimators, vote_threshold, max_samples and the box-growing keywords: as
@@ -226,6 +227,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
         codes = check_codes(codes, "codes", self.n_features_in_)
         if rows is not None:
             rows = check_rows(rows, codes.shape[0])
+        return self._in_ball(codes, rows)
+
+    def _in_ball(self, codes, rows) -> np.ndarray:
+        """:meth:`in_ball` on checked ``codes`` and ``rows`` (``accept``'s rows come
+        from the index)."""
         if self.ball_radius_sq_ < 0:
             return np.zeros(codes.shape[0] if rows is None else len(rows), dtype=bool)
         distances = squared_distances_to(codes, self.ball_center_, rows)
@@ -324,7 +330,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         if self.ball_radius_sq_ >= 0:
             ask = np.flatnonzero(candidate & ~keep)
             if ask.size:
-                keep[ask] = self.in_ball(
+                keep[ask] = self._in_ball(
                     codes, ask if rows is None else np.asarray(rows)[ask]
                 )
         return keep

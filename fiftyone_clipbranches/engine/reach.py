@@ -47,12 +47,9 @@ def squared_distances_to(codes, center: np.ndarray, rows=None) -> np.ndarray:
 def left_out_distances(positives: np.ndarray, background_mean: np.ndarray):
     """int64 ``(P,)`` ascending: each positive's squared distance to the centre of
     the others (``P >= 2`` uint8 rows)."""
-    p = positives.shape[0]
-    total = positives.sum(axis=0, dtype=np.float64)
-    out = np.empty(p, np.int64)
-    for i in range(p):
-        others = (total - positives[i]) / (p - 1)
-        center = np.rint(2.0 * others - background_mean).astype(np.int64)
+    out = np.empty(positives.shape[0], np.int64)
+    for i in range(positives.shape[0]):
+        center = class_center(np.delete(positives, i, axis=0), background_mean)
         out[i] = squared_distances_to(positives[i : i + 1], center)[0]
     return np.sort(out)
 

@@ -68,6 +68,32 @@ def test_pages_equal_the_whole_ranking(user_indexes, where, model):
         assert stats[key] == whole.stats[key], key
 
 
+@pytest.mark.parametrize("where", ["one index", "3 shards"])
+def test_the_default_model_has_its_class_ball_on_a_user_built_index(
+    user_indexes, where
+):
+    """Images -> embeddings -> build_index, a few labels: the cascade is sized on
+    the index's codes (its class ball is fitted), and what it accepts is what its
+    rule accepts row by row on the index's codes."""
+    from fiftyone_clipbranches.sdk.refine import fit_refinement
+    from fiftyone_clipbranches.sdk.request import RefineRequest
+
+    ds, (positives, negatives) = user_indexes[where]
+    request = RefineRequest(
+        positives=positives, negatives=negatives, seed=1, index_key="clip"
+    )
+    fitted = fit_refinement(ds, request)
+    model = fitted.model
+    assert 2 <= fitted.stats["n_pos"] <= model.ball_max_positives
+    assert fitted.stats["n_neighbour_pos"] > 0
+    assert model.ball_radius_sq_ >= 0
+    codes = np.asarray(fitted.bundle.index.codes[:])
+    whole = sdk.refine_ranking(ds, request)
+    accepted = np.flatnonzero(model.predict(codes))
+    forced = np.setdiff1d(whole.rows, accepted)
+    assert np.isin(forced, fitted.pos_rows).all()
+
+
 def test_first_page_then_count_with_everything_labelled(make_dataset_index):
     ds = make_dataset_index
     ids = ds.values("id")
