@@ -8,9 +8,12 @@ neighbour pool as ``catalogue_sample``, as ``refine`` fits it; no class ball at 
 positives) and the cascade with ``candidate_votes=1`` (every row any member holds);
 then, on the training set ``refine`` makes from 16 positives (500 random negatives,
 "auto" neighbour positives from the index's pool), the cascade with its class ball
-and without it (``ball_reach=None``):
+(as it ships: any row a member holds may join the ball), with its ball on the
+candidates only (``ball_votes=3``, the default before) and without it
+(``ball_reach=None``):
 training time, application through the index (``apply_model``, the forest's work on
-the candidates included), rows the index returns, rows the forest reads, F1. Times
+the candidates included), rows the index returns, rows the forest reads, rows the
+class ball may read, F1. Times
 are medians of ``--repeats`` runs after a warm-up. The index is the same for both
 (the cascade adds nothing to it): bytes per point are printed once.
 
@@ -68,6 +71,9 @@ def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
         "cascade": BranchesCascade,
         "cascade, 1 vote": functools.partial(BranchesCascade, candidate_votes=1),
         "cascade, 16 positives": BranchesCascade,
+        "cascade, 16 positives, ball on candidates": functools.partial(
+            BranchesCascade, ball_votes=3
+        ),
         "cascade, 16 positives, no ball": functools.partial(
             BranchesCascade, ball_reach=None
         ),
@@ -112,6 +118,8 @@ def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
             if isinstance(model, BranchesCascade):
                 row["forest_rows"] = int(np.count_nonzero(model.forest_reads(hits)))
                 row["ball"] = bool(model.ball_radius_sq_ >= 0)
+                if row["ball"]:
+                    row["ball_rows"] = int(np.count_nonzero(model.ball_reads(hits)))
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     return rows, info
@@ -124,14 +132,15 @@ def to_markdown(rows, info) -> str:
         f" both models); {os.cpu_count()} CPUs, load average {load[0]:.2f}",
         "",
         "| class | rows | model | train ms | apply ms (index) | index rows |"
-        " forest rows | accepted | F1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " forest rows | ball rows | accepted | F1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['class']} | {r['class_rows']:,} | {r['model']}"
             f"{' (class ball)' if r.get('ball') else ''} | {r['train_ms']:.1f} |"
             f" {r['apply_ms']:.1f} | {r['index_rows']:,} | {r.get('forest_rows', '-')} |"
+            f" {r.get('ball_rows', '-')} |"
             f" {r['accepted']:,} | {r['f1']:.3f} |"
         )
     return "\n".join(lines) + "\n"

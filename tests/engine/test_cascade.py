@@ -71,7 +71,7 @@ def brute_force_accept(model, codes):
     if model.ball_radius_sq_ >= 0:
         diff = codes.astype(np.int64) - model.ball_center_
         inside = (diff**2).sum(axis=1) <= model.ball_radius_sq_
-        accepted |= (votes >= needed) & inside
+        accepted |= (votes >= min(model.ball_votes, model.n_members_)) & inside
     return accepted
 
 
@@ -89,6 +89,8 @@ def brute_force_accept(model, codes):
         {"forest_threshold": 0.9, "arbiter_margin": 1.0, "arbiter_min_votes": 2},
         {"sample": True},
         {"sample": True, "ball_reach": 2.0, "candidate_votes": 1},
+        {"sample": True, "ball_votes": 3},
+        {"sample": True, "ball_votes": 50, "candidate_votes": 2},
         {"sample": True, "ball_reach": 0.25, "arbiter_margin": None},
     ],
 )
@@ -175,6 +177,7 @@ def test_one_class_training_gives_a_constant_forest(catalogue):
         ({"ball_reach": 0}, ValueError, "ball_reach"),
         ({"ball_reach": "far"}, TypeError, "ball_reach"),
         ({"ball_min_positives": 1}, ValueError, "ball_min_positives"),
+        ({"ball_votes": 0}, ValueError, "ball_votes"),
         ({"ball_min_positives": 8, "ball_max_positives": 7}, ValueError, "ball_max"),
     ],
 )
@@ -192,7 +195,7 @@ def test_unfitted():
 def test_the_class_ball_reaches_what_the_boxes_miss(catalogue):
     """With 8 labelled positives of a class of ~800 rows, the boxes and the forest
     stay near the positives; the class ball, sized on the catalogue, adds
-    members of the class, only among the candidates."""
+    members of the class, only among rows ``ball_votes`` members hold."""
     codes, index, truth, ts = catalogue
     without = fit(ts, index)
     with_ball = fit(ts, index, codes)
@@ -202,7 +205,13 @@ def test_the_class_ball_reaches_what_the_boxes_miss(catalogue):
     assert added.sum() >= 20
     assert truth[added].mean() > 0.9
     votes = with_ball.votes(codes)
-    assert (votes[added] >= with_ball.candidate_votes).all()
+    assert (votes[added] >= 1).all()
+    assert (votes[added] < with_ball.candidate_votes).any()  # past the candidates
+    np.testing.assert_array_equal(with_ball.ball_reads(votes), votes >= 1)
+    narrow = fit(ts, index, codes, ball_votes=with_ball.candidate_votes)
+    np.testing.assert_array_equal(narrow.ball_reads(votes), votes >= 3)
+    assert (votes[narrow.predict(codes) & ~before] >= narrow.candidate_votes).all()
+    assert (narrow.predict(codes) & ~before).sum() < added.sum()
     np.testing.assert_array_equal(
         with_ball.forest_proba(codes), without.forest_proba(codes)
     )
