@@ -48,12 +48,31 @@ VERIFY_LEVELS = ("none", "fast", "full")
 
 @dataclass
 class _Index:
-    """One index of a served dataset: loaded (``info``) or unavailable (``error``)."""
+    """One index of a served dataset: loaded (``info``) or unavailable (``error``).
+
+    ``failure`` is why its last query answered ``503 index_unavailable`` (files
+    damaged or gone since it was loaded, as a restarted worker or shard actor
+    finds them), None once a query succeeds again: queries keep trying it, the
+    listing reports it as unavailable meanwhile.
+    """
 
     key: str
     index_dir: str
     info: dict | None = None
     error: str | None = None
+    failure: str | None = None
+
+    @contextlib.contextmanager
+    def watched(self):
+        """Record a query's ``index_unavailable`` answer in ``failure``, and clear
+        it when a query succeeds."""
+        try:
+            yield
+        except ApiError as e:
+            if e.code == "index_unavailable":
+                self.failure = e.message
+            raise
+        self.failure = None
 
 
 @dataclass
@@ -187,7 +206,7 @@ class SdkBackend:
         if req["sample_ids"] is not None:
             self._check_ids(index, req["sample_ids"], "sample_ids")
         start = time.perf_counter()
-        with _sdk_errors():
+        with index.watched(), _sdk_errors():
             if self._workers is not None:
                 task = search_task(entry.name, entry.dataset_id, req, self._served())
                 ids, sq_dists = self._workers.execute(task)
@@ -221,10 +240,10 @@ class SdkBackend:
             if getattr(request, what):
                 self._check_ids(index, getattr(request, what), what)
         if self._workers is not None:
-            with _sdk_errors():
+            with index.watched(), _sdk_errors():
                 task = refine_task(entry.name, entry.dataset_id, req, self._served())
                 return _worker_ranking(self._workers.execute(task))
-        with _sdk_errors():
+        with index.watched(), _sdk_errors():
             result = sdk.refine_ranking(entry.dataset, request)
         rows = result.rows
         rows.setflags(write=False)
@@ -427,13 +446,18 @@ class SdkBackend:
 
     @staticmethod
     def _dataset_json(entry: _Dataset) -> dict:
-        ready = [ix for ix in entry.indexes.values() if ix.error is None]
-        broken = [ix for ix in entry.indexes.values() if ix.error is not None]
+        indexes = list(entry.indexes.values())
         return {
             "name": entry.name,
-            "indexes": [ix.info for ix in ready],
+            "indexes": [
+                ix.info for ix in indexes if ix.error is None and ix.failure is None
+            ],
             "unavailable_indexes": [
-                {"key": ix.key, "error": ix.error} for ix in broken
+                {"key": ix.key, "error": ix.error}
+                if ix.error is not None
+                else {"key": ix.key, "error": f"its last query failed: {ix.failure}"}
+                for ix in indexes
+                if ix.error is not None or ix.failure is not None
             ],
         }
 

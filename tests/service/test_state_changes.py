@@ -185,3 +185,53 @@ def test_verify_full_refuses_a_corrupted_index_and_serves_the_rest(
         status, code, _ = _error(lambda: client.index(ds.name, "second"))
         assert (status, code) == (503, "index_unavailable")
         assert client.search(ds.name, text="a truck", index_key="clip")["total"]
+
+
+def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
+    make_user_index,
+):
+    """Files damaged after the start are found by a compute worker that restarts:
+    its query answers 503, the listing says why until a query succeeds again."""
+    import os
+    import signal
+
+    ds = make_user_index(n_per_class=4, name="svc-state-failing")
+    ds.persistent = True
+    index_dir = Path(sdk.index_info(ds, "clip", check=False).index_dir)
+    victim = sorted((index_dir / "index").rglob("node_lo.npy"))[-1]
+    kept = victim.with_name("kept.bin")
+    with running_service([f"--dataset={ds.name}", "--compute-workers", "1"], TOKEN) as (
+        service
+    ):
+        client = Client(service.url, TOKEN)
+        pos = ds.take(3, seed=0).values("id")
+        assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
+        (before,) = worker_pids(service.proc.pid)
+        os.chmod(victim.parent, 0o755)
+        os.replace(victim, kept)  # the worker's open files keep the old inode
+        garbage = victim.with_name("garbage.bin")
+        garbage.write_bytes(b"garbage")
+        os.replace(garbage, victim)
+        os.kill(before, signal.SIGKILL)  # the next request starts a new worker
+
+        def answer():  # a request the dying worker took says "retry": retry
+            got = _error(
+                lambda: client.refine(ds.name, positives=pos, index_key="clip")
+            )
+            return None if got[1] == "worker_crashed" else got
+
+        status, code, message = _until(answer, timeout=60)
+        assert (status, code) == (503, "index_unavailable")
+        assert "node_lo.npy" in message
+        (listed,) = [d for d in client.datasets() if d["name"] == ds.name]
+        assert listed["indexes"] == []
+        (failing,) = listed["unavailable_indexes"]
+        assert failing["key"] == "clip"
+        assert failing["error"].startswith("its last query failed")
+        assert "node_lo.npy" in failing["error"]
+
+        os.replace(kept, victim)  # restored: served again without a restart
+        assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
+        (listed,) = [d for d in client.datasets() if d["name"] == ds.name]
+        assert [ix["key"] for ix in listed["indexes"]] == ["clip"]
+        assert listed["unavailable_indexes"] == []
