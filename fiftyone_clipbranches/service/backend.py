@@ -52,8 +52,8 @@ class _Index:
 
     ``failure`` is why its last query answered ``503 index_unavailable`` (files
     damaged or gone since it was loaded, as a restarted worker or shard actor
-    finds them), None once a query succeeds again: queries keep trying it, the
-    listing reports it as unavailable meanwhile.
+    finds them), None once a query that started later succeeds: queries keep
+    trying it, the listing and its info report it as unavailable meanwhile.
     """
 
     key: str
@@ -61,18 +61,33 @@ class _Index:
     info: dict | None = None
     error: str | None = None
     failure: str | None = None
+    _failed_at: float = -1.0
+    _answered_at: float = -1.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def serving(self) -> bool:
+        """Loaded, and its last query did not find it unavailable."""
+        return self.error is None and self.failure is None
 
     @contextlib.contextmanager
     def watched(self):
-        """Record a query's ``index_unavailable`` answer in ``failure``, and clear
-        it when a query succeeds."""
+        """Record a query's ``index_unavailable`` answer in ``failure``; a query
+        clears it when it succeeds, unless it started before the failure (queries
+        end out of order)."""
+        started = time.monotonic()
         try:
             yield
         except ApiError as e:
             if e.code == "index_unavailable":
-                self.failure = e.message
+                with self._lock:
+                    if started >= self._answered_at:
+                        self.failure, self._failed_at = e.message, started
             raise
-        self.failure = None
+        with self._lock:
+            self._answered_at = max(self._answered_at, started)
+            if started >= self._failed_at:
+                self.failure = None
 
 
 @dataclass
@@ -90,7 +105,7 @@ class _Dataset:
     @property
     def keys(self) -> list[str]:
         """Keys of the indexes that are loaded and answer requests."""
-        return [k for k, ix in self.indexes.items() if ix.error is None]
+        return [k for k, ix in self.indexes.items() if ix.serving]
 
 
 class SdkBackend:
@@ -191,7 +206,15 @@ class SdkBackend:
 
     def index_info(self, name: str, key: str) -> dict:
         entry = self._entry(name)
-        return self._index(entry, key).info
+        index = self._index(entry, key)
+        if index.failure is not None:
+            raise ApiError(
+                503,
+                "index_unavailable",
+                f"index {key!r} of dataset {entry.name!r}: its last query failed: "
+                f"{index.failure}",
+            )
+        return index.info
 
     def check_result(self, dataset: str, index_key: str) -> None:
         """Raise 404 when the dataset of a stored result no longer exists."""
@@ -394,7 +417,7 @@ class SdkBackend:
                 current[key] = known
             elif known is not None:  # renamed: same files, new key
                 info = None if known.info is None else {**known.info, "key": key}
-                current[key] = _Index(key, index_dir, info, known.error)
+                current[key] = _Index(key, index_dir, info, known.error, known.failure)
             else:
                 current[key] = self._load_index(entry.name, ds, key, index_dir, sdk)
         self._drop(
@@ -449,15 +472,13 @@ class SdkBackend:
         indexes = list(entry.indexes.values())
         return {
             "name": entry.name,
-            "indexes": [
-                ix.info for ix in indexes if ix.error is None and ix.failure is None
-            ],
+            "indexes": [ix.info for ix in indexes if ix.serving],
             "unavailable_indexes": [
                 {"key": ix.key, "error": ix.error}
                 if ix.error is not None
                 else {"key": ix.key, "error": f"its last query failed: {ix.failure}"}
                 for ix in indexes
-                if ix.error is not None or ix.failure is not None
+                if not ix.serving
             ],
         }
 

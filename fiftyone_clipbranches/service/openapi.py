@@ -91,7 +91,8 @@ _DATASET = {
         "indexes": {"type": "array", "items": {"$ref": "#/components/schemas/Index"}},
         "unavailable_indexes": {
             "type": "array",
-            "description": "indexes that failed to load or verify, not served",
+            "description": "indexes that failed to load or verify (not served), or whose"
+            " last query found them unavailable (still tried by queries)",
             "items": {
                 "type": "object",
                 "properties": {"key": {"type": "string"}, "error": {"type": "string"}},

@@ -233,6 +233,7 @@ def test_the_class_ball_needs_a_sample_and_enough_positives(catalogue):
     many = fit(ts, index, codes, ball_max_positives=n_labelled - 1)
     assert few.ball_radius_sq_ == many.ball_radius_sq_ == -1
     assert not few.in_ball(codes).any()
+    assert not few.ball_reads(np.full(4000, 9)).any()
     with pytest.raises(ValueError, match="catalogue_sample has 16 dims"):
         fit(ts, index, codes[:, :16])
     with pytest.raises(ValueError, match="catalogue_sample has 16 dims"):

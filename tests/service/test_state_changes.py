@@ -229,9 +229,12 @@ def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
         assert failing["key"] == "clip"
         assert failing["error"].startswith("its last query failed")
         assert "node_lo.npy" in failing["error"]
+        status, code, _ = _error(lambda: client.index(ds.name, "clip"))
+        assert (status, code) == (503, "index_unavailable")
 
         os.replace(kept, victim)  # restored: served again without a restart
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
         (listed,) = [d for d in client.datasets() if d["name"] == ds.name]
         assert [ix["key"] for ix in listed["indexes"]] == ["clip"]
         assert listed["unavailable_indexes"] == []
+        assert client.index(ds.name, "clip")["n_samples"] == len(ds)

@@ -1,0 +1,51 @@
+"""How the service remembers that an index's last query found it unavailable:
+queries end out of order, and only a query that started after a failure clears it."""
+
+from __future__ import annotations
+
+import pytest
+
+from fiftyone_clipbranches.service.backend import _Index
+from fiftyone_clipbranches.service.errors import ApiError
+
+
+def _fail(index: _Index, code: str = "index_unavailable") -> None:
+    with pytest.raises(ApiError), index.watched():
+        raise ApiError(503, code, "shard 1 of 2 is gone")
+
+
+def test_a_failure_is_listed_until_a_later_query_succeeds():
+    index = _Index("clip", "/nowhere", info={"key": "clip"})
+    assert index.serving
+    _fail(index)
+    assert not index.serving and index.failure == "shard 1 of 2 is gone"
+    with index.watched():
+        pass
+    assert index.serving and index.failure is None
+
+
+def test_a_query_that_started_before_the_failure_does_not_clear_it():
+    index = _Index("clip", "/nowhere")
+    earlier = index.watched()
+    earlier.__enter__()
+    _fail(index)
+    earlier.__exit__(None, None, None)  # succeeded on files it had opened before
+    assert index.failure == "shard 1 of 2 is gone"
+
+
+def test_a_failure_older_than_a_success_is_not_recorded():
+    index = _Index("clip", "/nowhere")
+    earlier = index.watched()
+    earlier.__enter__()
+    with index.watched():
+        pass  # started later, restored files
+    error = ApiError(503, "index_unavailable", "gone")
+    assert earlier.__exit__(ApiError, error, None) is False  # the error goes on
+    assert index.serving
+
+
+def test_other_errors_leave_the_index_served():
+    index = _Index("clip", "/nowhere")
+    for code in ("timeout", "worker_crashed", "no_positives"):
+        _fail(index, code)
+    assert index.serving
