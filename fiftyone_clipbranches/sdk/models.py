@@ -130,8 +130,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="branches",
             label="Decision branches",
-            purpose="A union of boxes over a few code dimensions each, answered by"
-            " the index: classes local in the code space",
+            purpose="The papers' single model: a union of boxes over a few code"
+            " dimensions each, answered by the index. For comparison: the default"
+            " scores a higher F1 at every number of labels",
             factory=f"{_ENGINE}.branches:DecisionBranches",
             random_negatives=1500,
         ),
@@ -139,8 +140,8 @@ MODELS: dict[str, ModelSpec] = {
             name="ensemble",
             label="Decision branches ensemble",
             purpose="Bagged decision branches voting per member, with a linear"
-            " arbiter, answered by the index: steadier than one model, also from"
-            " a few labels",
+            " arbiter, answered by the index. For comparison: the default is this"
+            " plus a forest that decides on its candidates",
             factory=f"{_ENGINE}.ensemble:DecisionBranchesEnsemble",
             random_negatives=500,
         ),
@@ -176,14 +177,16 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="tree",
             label="Decision tree",
-            purpose="A scikit-learn decision tree, applied by a scan (a baseline)",
+            purpose="A scikit-learn decision tree, applied by a scan (a baseline,"
+            " for comparison)",
             factory=f"{_ENGINE}.baselines:TreeModel",
             random_negatives=500,
         ),
         ModelSpec(
             name="forest",
             label="Random forest",
-            purpose="A scikit-learn random forest, applied by a scan (a baseline)",
+            purpose="A scikit-learn random forest, applied by a scan (a baseline):"
+            " many labels on compact classes, when a scan's cost is no concern",
             factory=f"{_ENGINE}.baselines:ForestModel",
             random_negatives=500,
         ),
