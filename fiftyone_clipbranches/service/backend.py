@@ -61,8 +61,9 @@ class _Index:
     info: dict | None = None
     error: str | None = None
     failure: str | None = None
-    _failed_at: float = -1.0
-    _answered_at: float = -1.0
+    _queries: int = 0
+    _failed_at: int = -1
+    _answered_at: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -70,23 +71,34 @@ class _Index:
         """Loaded, and its last query did not find it unavailable."""
         return self.error is None and self.failure is None
 
+    @property
+    def unavailable_because(self) -> str | None:
+        """Why it is not served (None while it is)."""
+        if self.error is not None:
+            return self.error
+        if self.failure is not None:
+            return f"its last query failed: {self.failure}"
+        return None
+
     @contextlib.contextmanager
     def watched(self):
         """Record a query's ``index_unavailable`` answer in ``failure``; a query
         clears it when it succeeds, unless it started before the failure (queries
-        end out of order)."""
-        started = time.monotonic()
+        end out of order; each is numbered as it starts)."""
+        with self._lock:
+            self._queries += 1
+            started = self._queries
         try:
             yield
         except ApiError as e:
             if e.code == "index_unavailable":
                 with self._lock:
-                    if started >= self._answered_at:
+                    if started > self._answered_at:
                         self.failure, self._failed_at = e.message, started
             raise
         with self._lock:
             self._answered_at = max(self._answered_at, started)
-            if started >= self._failed_at:
+            if started > self._failed_at:
                 self.failure = None
 
 
@@ -211,8 +223,7 @@ class SdkBackend:
             raise ApiError(
                 503,
                 "index_unavailable",
-                f"index {key!r} of dataset {entry.name!r}: its last query failed: "
-                f"{index.failure}",
+                f"index {key!r} of dataset {entry.name!r}: {index.unavailable_because}",
             )
         return index.info
 
@@ -474,9 +485,7 @@ class SdkBackend:
             "name": entry.name,
             "indexes": [ix.info for ix in indexes if ix.serving],
             "unavailable_indexes": [
-                {"key": ix.key, "error": ix.error}
-                if ix.error is not None
-                else {"key": ix.key, "error": f"its last query failed: {ix.failure}"}
+                {"key": ix.key, "error": ix.unavailable_because}
                 for ix in indexes
                 if not ix.serving
             ],
