@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import f1, median_time, training_set  # noqa: E402
-from synthetic_codes import RESULTS, generate, parse_n  # noqa: E402
+from synthetic_codes import CLASS_KINDS, RESULTS, generate, parse_n  # noqa: E402
 
 
 def few_labels(index, truth, n_positives: int = 16, seed: int = 1):
@@ -53,18 +53,18 @@ def few_labels(index, truth, n_positives: int = 16, seed: int = 1):
     )  # fmt: skip
 
 
-def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
+def bench(n: int, repeats: int, work_dir, classes="mixture") -> tuple[list[dict], dict]:
     from fiftyone_clipbranches.engine.cascade import BranchesCascade
     from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
     from fiftyone_clipbranches.engine.index import CodeIndex
     from fiftyone_clipbranches.engine.search import apply_model
 
-    codes_mm, labels_mm, meta = generate(n, 0, work_dir)
+    codes_mm, labels_mm, meta = generate(n, 0, work_dir, classes=classes)
     codes = np.ascontiguousarray(codes_mm)
     labels = np.asarray(labels_mm)
     t0 = time.perf_counter()
     index = CodeIndex.build(codes)
-    info = {"n": n, "build_s": time.perf_counter() - t0}
+    info = {"n": n, "classes": classes, "build_s": time.perf_counter() - t0}
     info["bytes_per_point"] = float(index.bytes_per_point)
     models = {
         "ensemble": DecisionBranchesEnsemble,
@@ -128,7 +128,7 @@ def bench(n: int, repeats: int, work_dir) -> tuple[list[dict], dict]:
 def to_markdown(rows, info) -> str:
     load = os.getloadavg()
     lines = [
-        f"N = {info['n']:,}; index {info['bytes_per_point']:.1f} bytes/point (shared by"
+        f"N = {info['n']:,}, {info['classes']} classes; index {info['bytes_per_point']:.1f} bytes/point (shared by"
         f" both models); {os.cpu_count()} CPUs, load average {load[0]:.2f}",
         "",
         "| class | rows | model | train ms | apply ms (index) | index rows |"
@@ -151,11 +151,17 @@ def main(argv=None):
     p.add_argument("--n", default="10M")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--work-dir", default=str(RESULTS))
+    p.add_argument(
+        "--classes", choices=CLASS_KINDS, default="mixture",
+        help="rare classes: overlapping mixture copies, or real classes (see"
+        " synthetic_codes.py)",
+    )  # fmt: skip
     args = p.parse_args(argv)
-    rows, info = bench(parse_n(args.n), args.repeats, args.work_dir)
+    rows, info = bench(parse_n(args.n), args.repeats, args.work_dir, args.classes)
     md = to_markdown(rows, info)
     print(md)
-    out = Path(args.work_dir) / f"bench_cascade_{info['n']}"
+    suffix = "" if args.classes == "mixture" else f"_{args.classes}"
+    out = Path(args.work_dir) / f"bench_cascade_{info['n']}{suffix}"
     out.with_suffix(".md").write_text(md)
     out.with_suffix(".json").write_text(
         json.dumps({"info": info, "rows": rows}, indent=1)
