@@ -100,6 +100,7 @@ class WorkerPool:
         self._ctx = mp.get_context("spawn")
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
+        self._starting: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._n_ready = 0
@@ -138,12 +139,13 @@ class WorkerPool:
             return sorted(w.pid for w in self._all if w.pid is not None)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop every worker: idle ones are asked to exit, busy ones terminated;
-        any still alive after ``timeout`` seconds is killed."""
+        """Stop every worker: idle ones are asked to exit, busy and starting ones
+        terminated; any still alive after ``timeout`` seconds is killed."""
         self._closing.set()
         with self._lock:
-            workers = list(self._all)
+            workers = list(self._all | self._starting)
             self._all.clear()
+            self._starting.clear()
         idle = set()
         while True:
             try:
@@ -263,7 +265,23 @@ class WorkerPool:
         process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
-        ready = wait([parent_end, process.sentinel], timeout=self.start_timeout_s)
+        with self._lock:
+            self._starting.add(worker)
+        if self._closing.is_set():  # shutdown may have missed it: stop it here
+            worker.kill()
+        try:
+            return self._join(worker)
+        finally:
+            with self._lock:
+                self._starting.discard(worker)
+
+    def _join(self, worker: _Worker) -> _Worker | None:
+        """Wait for a started ``worker`` to answer ready, then make it idle."""
+        process, parent_end = worker.process, worker.conn
+        try:
+            ready = wait([parent_end, process.sentinel], timeout=self.start_timeout_s)
+        except (OSError, ValueError):  # its pipe closed by shutdown meanwhile
+            ready = []
         message = None
         if parent_end in ready:
             try:

@@ -142,6 +142,21 @@ def test_a_handler_that_cannot_start_keeps_the_pool_not_ready():
         workers.shutdown()
 
 
+def test_shutdown_stops_a_worker_that_is_still_starting(tmp_path: Path):
+    pid_file = tmp_path / "pid"
+    workers = WorkerPool(
+        "worker_standin:slow_starting_handler", (str(pid_file),), processes=1
+    )
+    workers.start()
+    try:
+        assert _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60)
+        pid = int(pid_file.read_text())
+        assert psutil.pid_exists(pid) and workers.pids() == []
+    finally:
+        workers.shutdown(timeout=5)
+    assert _dead(pid), "a starting worker outlived the pool's shutdown"
+
+
 def test_arguments_are_checked():
     for bad in ({"processes": 0}, {"timeout_s": 0}, {"nice": 20}, {"processes": 1.5}):
         with pytest.raises(ValueError):

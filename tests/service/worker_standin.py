@@ -36,3 +36,11 @@ class StandInHandler:
 
 def failing_handler():
     raise RuntimeError("this handler never starts")
+
+
+def slow_starting_handler(pid_file: str):
+    """Writes its pid to ``pid_file``, then takes ten minutes to start."""
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(600)
+    return StandInHandler()
