@@ -127,8 +127,23 @@ def remove_index_dir(index_dir) -> None:
 
 
 def root_dataset(samples):
-    """The root dataset of a dataset or view, where index runs are registered."""
-    return samples._root_dataset
+    """The root dataset of a dataset or view, where index runs are registered.
+
+    Raises:
+        TypeError: ``samples`` is not a FiftyOne dataset or view (a name, say).
+    """
+    root = getattr(samples, "_root_dataset", None)
+    if root is None:
+        hint = (
+            f": load it first, fo.load_dataset({samples!r})"
+            if isinstance(samples, str)
+            else ""
+        )
+        raise TypeError(
+            f"expected a FiftyOne dataset or view, got {type(samples).__name__}"
+            f" {samples!r:.80}{hint}"
+        )
+    return root
 
 
 def list_index_keys(samples) -> list[str]:
