@@ -1,5 +1,6 @@
-"""``clipbranches build-index / indexes / search / refine``: the SDK's workflow from
-the shell, on a FiftyOne dataset named on the command line."""
+"""``clipbranches build-index / update-index / indexes / delete-index / search /
+refine``: the SDK's workflow from the shell, on a FiftyOne dataset named on the
+command line."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def _cmd_build_index(args) -> int:
             model=args.model,
             pretrained=_pretrained(args.pretrained),
             code_method=args.code_method,
+            skip_missing=True if args.skip_missing else None,
             progress=bar or False,
             shards=args.shards,
             ray_address=args.ray_address,
@@ -78,7 +80,23 @@ def _cmd_build_index(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    _print_info(info, args.json)
+    _print_info(sdk.index_info(ds, info.key), args.json)  # with what it left out
+    return 0
+
+
+def _cmd_update_index(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = _dataset(args.dataset)
+    bar = _Bar(f"updating {args.key!r}") if not args.quiet else None
+    try:
+        info = sdk.update_index(
+            ds, args.key, retry_failed=args.retry_failed, progress=bar or False
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_info(sdk.index_info(ds, info.key), args.json)  # with what it left out
     return 0
 
 
@@ -97,7 +115,13 @@ def _print_info(info, as_json: bool) -> None:
     if fresh is not None and fresh.is_stale:
         print(
             f"  stale: {fresh.n_added} samples added, {fresh.n_deleted} deleted since"
-            " the build (`cb.update_index` brings it up to date)"
+            " the build (`clipbranches update-index` brings it up to date)"
+        )
+    if fresh is not None and fresh.n_unreadable:
+        print(
+            f"  {fresh.n_unreadable} samples left out: their image could not be read"
+            " (`--json` lists them; fix the files, then `clipbranches update-index"
+            " --retry-failed`)"
         )
 
 
@@ -230,7 +254,11 @@ def add_workflow_commands(sub) -> None:
         " --embeddings-field names a field of CLIP vectors (the SDK's build_index).",
     )
     common(p)
-    p.add_argument("--embeddings-field", help="existing VectorField of CLIP vectors")
+    p.add_argument(
+        "--embeddings-field",
+        help="VectorField of CLIP vectors; a new one is computed with --model and"
+        " --pretrained",
+    )
     p.add_argument(
         "--model",
         help="open_clip architecture (default: the model recorded on"
@@ -241,10 +269,29 @@ def add_workflow_commands(sub) -> None:
         help="open_clip tag, checkpoint path, or 'none' for random weights (tests)",
     )
     p.add_argument("--code-method", choices=("head", "pca"), default="head")
+    p.add_argument(
+        "--skip-missing", action="store_true",
+        help="index the samples that have an embedding and leave out the others"
+        " (the default when embeddings are computed here)",
+    )  # fmt: skip
     p.add_argument("--shards", type=int, default=1, help="shards (docs/scale.md)")
     p.add_argument("--ray-address", help="build shards on this Ray cluster")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_build_index)
+
+    p = sub.add_parser(
+        "update-index",
+        help="bring an index up to date with its dataset (added, deleted samples)",
+        description="Embed and append the samples added since the build, drop the"
+        " deleted ones (the SDK's update_index).",
+    )
+    common(p)
+    p.add_argument(
+        "--retry-failed", action="store_true",
+        help="embed again the samples whose image could not be read before",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_update_index)
 
     p = sub.add_parser("indexes", help="list a dataset's indexes and their state")
     common(p, key=False)

@@ -107,3 +107,39 @@ def test_pretrained_none_means_random_weights_and_absent_means_not_given():
     assert _pretrained(None) is UNSET
     assert _pretrained("None") is None and _pretrained("none") is None
     assert _pretrained("laion2b_s34b_b79k") == "laion2b_s34b_b79k"
+
+
+def test_unreadable_and_added_images_from_the_shell(
+    images, tiny_clip_checkpoint, tmp_path, capsys
+):
+    import fiftyone as fo
+
+    ds = images
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    (broken_id,) = ds.add_samples([fo.Sample(filepath=str(broken))], progress=False)
+    model = ["--model", TINY_CLIP_NAME, "--pretrained", str(tiny_clip_checkpoint)]
+    # a new embeddings field is computed into with the model given
+    build = ["build-index", ds.name, "--key", "a", "--code-method", "pca"]
+    assert cli_main([*build, "--embeddings-field", "tiny", *model, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "a: 50 samples" in out and "1 samples left out" in out
+    assert "update-index --retry-failed" in out
+    # that field now exists and lacks one vector: refused unless told to skip it
+    build = ["build-index", ds.name, "--key", "b", "--code-method", "pca"]
+    assert cli_main([*build, "--embeddings-field", "tiny", "--quiet"]) == 1
+    assert "--skip-missing" in capsys.readouterr().err
+    assert cli_main([*build, "--embeddings-field", "tiny", "--skip-missing"]) == 0
+    capsys.readouterr()
+    refine = ["refine", ds.name, "--key", "a", "--json"]
+    first = ds.first().id
+    assert cli_main([*refine, "--positive", first, "--positive", broken_id]) == 1
+    assert "could not be read" in capsys.readouterr().err
+    # added after the build: the error names the command that adds it
+    (added,) = ds.add_samples([fo.Sample(filepath=ds.first().filepath)], progress=False)
+    assert cli_main([*refine, "--positive", first, "--positive", added]) == 1
+    assert f"clipbranches update-index {ds.name} --key a" in capsys.readouterr().err
+    assert cli_main(["update-index", ds.name, "--key", "a", "--quiet", "--json"]) == 0
+    assert _json(capsys)["n_samples"] == 51
+    assert cli_main([*refine, "--positive", first, "--positive", added]) == 0
+    assert {first, added} <= {r["id"] for r in _json(capsys)["results"]}

@@ -132,11 +132,19 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
             lack a vector (unless ``skip_missing``) or when none has one.
     """
     root = root_dataset(samples)
-    if not isinstance(root.get_field(field), fo.VectorField | fo.ListField):
+    found = root.get_field(field)
+    if found is not None and not isinstance(found, fo.VectorField | fo.ListField):
+        raise MissingEmbeddingsError(
+            f"field {field!r} of dataset {root.name!r} is a {type(found).__name__},"
+            " not a VectorField of embeddings: pass the name of one, or of a new"
+            " field to compute them into"
+        )
+    if found is None:
         raise MissingEmbeddingsError(
             f"dataset {root.name!r} has no embeddings field {field!r}; compute "
-            "embeddings first (compute_embeddings) or pass the name of an existing "
-            "VectorField"
+            "embeddings first (compute_embeddings), give model= and pretrained= to "
+            "build_index to compute them into it (CLI: --model, --pretrained), or "
+            "pass the name of an existing VectorField"
         )
     cursor = samples.exists(field)._aggregate(post_pipeline=[{"$project": {"_id": 1}}])
     parts, chunk = [], []
@@ -151,7 +159,9 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
     if n_missing and not skip_missing:
         raise MissingEmbeddingsError(
             f"{n_missing} samples have no {field!r} embedding; compute them with "
-            f"compute_embeddings(dataset, {field!r}) first"
+            f"compute_embeddings(dataset, {field!r}) first, or pass "
+            "skip_missing=True (CLI: --skip-missing) to index the others (an image "
+            "that cannot be read never gets one; index_info reports those left out)"
         )
     if not len(ids):
         raise MissingEmbeddingsError(

@@ -100,7 +100,9 @@ def check_field_identity(samples, field: str, identity: dict) -> bool:
             raise IdentityConflictError(
                 f"field {field!r} holds embeddings of {_describe(known)}, not of "
                 f"{_describe(identity)}: mixing models in one field makes them "
-                "incomparable; embed into another field"
+                "incomparable; embed into another field (build_index(...,"
+                " embeddings_field='NEW_FIELD', model=..., pretrained=...); CLI:"
+                " --embeddings-field NEW_FIELD)"
             )
         return False
     root = root_dataset(samples)

@@ -104,9 +104,11 @@ def build_index(
     Args:
         dataset: a FiftyOne dataset (or view: its root dataset is indexed).
         index_key: run key of the new index; must not exist yet.
-        embeddings_field: an existing ``VectorField`` of 512-d CLIP embeddings. When
-            None, embeddings are computed with ``model``/``pretrained`` into
-            ``"clip_embedding"`` (samples that already have one are kept).
+        embeddings_field: a ``VectorField`` of CLIP embeddings. When None,
+            embeddings are computed with ``model``/``pretrained`` into
+            ``"clip_embedding"`` (samples that already have one are kept); a
+            field that does not exist yet is computed with ``model`` /
+            ``pretrained`` (both required) in the same way.
         model, pretrained: CLIP model of the embeddings (also what text queries are
             embedded with): an open_clip architecture and its tag or checkpoint
             path (None: random weights, for tests). When embeddings are computed
@@ -140,11 +142,14 @@ def build_index(
         raise ValueError(f"code_method must be 'head' or 'pca'; got {code_method!r}")
     report = as_progress(progress)
 
+    compute_here = embeddings_field is None or (
+        ds.get_field(embeddings_field) is None and model is not None
+    )
     if skip_missing is None:
-        skip_missing = embeddings_field is None
+        skip_missing = compute_here
     embed_report = {}
-    if embeddings_field is None:
-        embeddings_field = DEFAULT_EMBEDDINGS_FIELD
+    if compute_here:
+        embeddings_field = embeddings_field or DEFAULT_EMBEDDINGS_FIELD
         model, pretrained = _clip_to_compute(ds, model, pretrained)
         n = ds.count()  # refuse a too small dataset before embedding it
         check_fit_rows(n, code_method, encoder_params, f"{ds.name!r} has {n} samples")

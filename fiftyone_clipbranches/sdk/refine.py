@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.errors import (
-    ResultTooLargeError,
-    SampleIdsError,
-    StaleIndexError,
-)
+from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
 from fiftyone_clipbranches.sdk.freshness import alive_rows, sample_count
 from fiftyone_clipbranches.sdk.indexes import load_index
+from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_model, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -148,8 +145,10 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         )
     clf = make_model(model, random_state=req.seed, **model_params)
     labels = collect_labels(ds, req.positives, req.negatives, req.tags)
-    pos_rows = _rows(ds, bundle, labels.positives, "positive", index_key)
-    neg_rows = _rows(ds, bundle, labels.negatives, "negative", index_key)
+    pos_rows = index_rows(ds, bundle, labels.positives, "positive", index_key)
+    neg_rows = index_rows(
+        ds, bundle, labels.negatives, "negative", index_key, skip_unreadable=True
+    )
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
     index = bundle.index
     n_alive = len(index) if alive is None else int(alive.sum())
@@ -224,8 +223,10 @@ def refine_ranking(
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
         StaleIndexError (labelled samples added after the build), SampleIdsError
-        (labelled ids that are not samples of the dataset, or not ids at all),
-        ValueError (an argument out of range or of the wrong type).
+        (labelled ids that are not samples of the dataset, or not ids at all;
+        positives whose image could not be read at the build; such negatives
+        are left out), ValueError (an argument out of range or of the wrong
+        type).
     """
     fitted = fit_refinement(dataset, RefineRequest.build(request, **fields))
     t2 = time.perf_counter()
@@ -391,7 +392,8 @@ def refine(
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
         StaleIndexError (labelled samples added after the build), SampleIdsError
-        (ids that are not samples of the dataset), ViewNameTakenError (the
+        (ids that are not samples of the dataset; positives whose image could
+        not be read at the build), ViewNameTakenError (the
         saved view's name collides with another view's), ValueError.
     """
     _check_k_preview(k_preview)
@@ -528,21 +530,3 @@ def _check_k_preview(k_preview) -> None:
         or k_preview < 1
     ):
         raise ValueError(f"k_preview must be None or a positive int; got {k_preview!r}")
-
-
-def _rows(ds, bundle, ids, what, index_key) -> np.ndarray:
-    rows, found = bundle.rowmap.rows_of(ids)
-    if not found.all():
-        missing = [i for i, hit in zip(ids, found) if not hit]
-        in_dataset = set(ds.select(missing).values("id"))
-        foreign = [i for i in missing if i not in in_dataset]
-        if foreign:
-            raise SampleIdsError(
-                f"{len(foreign)} {what} ids are not samples of dataset {ds.name!r} "
-                f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples"
-            )
-        raise StaleIndexError(
-            f"{len(missing)} {what} samples are not in index {index_key!r} (e.g. "
-            f"{missing[0]}): they were added after the build; run update_index"
-        )
-    return np.sort(rows).astype(np.int64)

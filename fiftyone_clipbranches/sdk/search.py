@@ -16,6 +16,7 @@ from fiftyone_clipbranches.sdk.errors import StaleIndexError, UnknownModelError
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
+from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
 
@@ -41,9 +42,10 @@ def search(
       in the dataset or not, embedded with the index's CLIP model.
 
     Deleted samples never appear; samples added after the build are not searched.
+    Given a view, only its samples are searched, and the result is a view of it.
     """
     ids, _ = search_ids(dataset, text, sample_ids, vector, k, index_key, image)
-    return root_dataset(dataset).select(ids, ordered=True)
+    return dataset.select(ids, ordered=True)
 
 
 def search_ids(
@@ -67,17 +69,44 @@ def search_ids(
     config, bundle = load_index(ds, index_key)
     if image is not None:
         vector = image_embedding(config, bundle, index_key, image)
+    if sample_ids is not None:
+        query_ids = [sample_ids] if isinstance(sample_ids, str) else list(sample_ids)
+        index_rows(ds, bundle, query_ids, "query", index_key)
     query = query_code(config, bundle, index_key, text, sample_ids, vector)
-
-    alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
-    n_dead = 0 if alive is None else int((~alive).sum())
-    k_ask = min(int(k) + n_dead, len(bundle.index))
-    rows, dists = bundle.index.knn(query, k_ask)
-    if alive is not None:
-        keep = alive[rows]
-        rows, dists = rows[keep], dists[keep]
-    rows, dists = rows[:k], dists[:k]
+    allowed = _searchable_rows(dataset, ds, bundle)
+    rows, dists = _nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
+
+
+def _searchable_rows(samples, ds, bundle) -> np.ndarray | None:
+    """bool mask over the index's rows: samples that still exist and, when
+    ``samples`` is a view, are in it; None when every row may be returned."""
+    allowed = alive_rows(ds, bundle.rowmap, str(bundle.path))
+    if samples is ds:
+        return allowed
+    in_view = np.zeros(len(bundle.index), dtype=bool)
+    rows, found = bundle.rowmap.rows_of_array(
+        np.asarray(samples.values("id"), dtype="S24")
+    )
+    in_view[rows[found]] = True
+    return in_view if allowed is None else in_view & allowed
+
+
+def _nearest_allowed(index, query, k: int, allowed):
+    """The ``k`` nearest rows of ``index`` to ``query`` among ``allowed`` (a bool
+    mask, None: all), nearest first, with their squared distances."""
+    n = len(index)
+    if allowed is None:
+        return index.knn(query, min(k, n))
+    n_allowed = int(np.count_nonzero(allowed))
+    # enough rows that k allowed ones are likely among them; more if not
+    k_ask = min(n, max(k + (n - n_allowed) if n_allowed > n // 2 else 4 * k, 1))
+    while True:
+        rows, dists = index.knn(query, k_ask)
+        keep = allowed[rows]
+        if np.count_nonzero(keep) >= min(k, n_allowed) or k_ask >= n:
+            return rows[keep][:k], dists[keep][:k]
+        k_ask = min(n, 4 * k_ask)
 
 
 def query_code(

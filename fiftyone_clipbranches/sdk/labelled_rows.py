@@ -1,0 +1,54 @@
+"""Index rows of the samples a request names, and why an index lacks some."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fiftyone_clipbranches.sdk.errors import SampleIdsError, StaleIndexError
+
+
+def index_rows(
+    ds, bundle, ids, what: str, index_key: str, *, skip_unreadable: bool = False
+) -> np.ndarray:
+    """int64 ``(m,)`` ascending: the rows of ``ids`` (sample ids of the root
+    dataset ``ds``) in the loaded index ``bundle``.
+
+    ``skip_unreadable`` drops the samples whose image could not be read at the
+    build (they have no row, so they can never be in a result either).
+
+    Raises:
+        SampleIdsError: ids that are not samples of ``ds``; samples whose image
+            could not be read at the build (unless skipped).
+        StaleIndexError: samples added after the build.
+    """
+    ids = list(ids)
+    rows, found = bundle.rowmap.rows_of(ids)
+    if found.all():
+        return np.sort(rows).astype(np.int64)
+    missing = [i for i, hit in zip(ids, found) if not hit]
+    in_dataset = set(ds.select(missing).values("id"))
+    foreign = [i for i in missing if i not in in_dataset]
+    if foreign:
+        raise SampleIdsError(
+            f"{len(foreign)} {what} ids are not samples of dataset {ds.name!r} "
+            f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples"
+        )
+    unreadable = [i for i in missing if i in bundle.unembeddable]
+    if unreadable and not skip_unreadable:
+        first = bundle.unembeddable[unreadable[0]]
+        raise SampleIdsError(
+            f"{len(unreadable)} {what} samples have no embedding in index "
+            f"{index_key!r}: their image could not be read when it was built (e.g. "
+            f"{unreadable[0]}, {first.get('filepath')}: {first.get('error')}). "
+            f"Remove their label, or fix the file and run update_index with "
+            f"retry_failed=True (CLI: clipbranches update-index {ds.name} --key "
+            f"{index_key} --retry-failed)"
+        )
+    added = [i for i in missing if i not in bundle.unembeddable]
+    if added:
+        raise StaleIndexError(
+            f"{len(added)} {what} samples are not in index {index_key!r} (e.g. "
+            f"{added[0]}): they were added after the build; run update_index (CLI:"
+            f" clipbranches update-index {ds.name} --key {index_key})"
+        )
+    return np.sort(rows[found]).astype(np.int64)

@@ -1,0 +1,84 @@
+"""Samples a request names that the index lacks, and searches within a view, on an
+index built the user's way (images on disk, a tiny random CLIP, ``build_index``)."""
+
+import fiftyone as fo
+import numpy as np
+import pytest
+from user_path import build_user_index, images_dataset
+
+from fiftyone_clipbranches import sdk
+
+
+@pytest.fixture(scope="module")
+def indexed(cifar_dir, tiny_clip_checkpoint, tmp_path_factory):
+    """20 images of each class plus one unreadable file, indexed as a user would."""
+    broken = tmp_path_factory.mktemp("broken") / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    ds = images_dataset(cifar_dir, 20)
+    (broken_id,) = ds.add_samples([fo.Sample(filepath=str(broken))], progress=False)
+    build_user_index(ds, tiny_clip_checkpoint, skip_missing=True)
+    yield ds, broken_id
+    ds.delete()
+
+
+def _brute_force_nearest(ds, query_code, rows_allowed, k):
+    _, bundle = sdk.load_index(ds, "clip")
+    codes = np.asarray(bundle.index.codes, np.int64)
+    d = ((codes - query_code.astype(np.int64)) ** 2).sum(1)
+    rows = np.flatnonzero(rows_allowed)
+    rows = rows[np.lexsort((rows, d[rows]))][:k]
+    return bundle.rowmap.ids_of(rows), d[rows]
+
+
+def test_a_search_in_a_view_returns_the_nearest_samples_of_the_view(indexed):
+    ds, _ = indexed
+    cats = ds.match(fo.ViewField("ground_truth.label") == "cat")
+    query = ds.match(fo.ViewField("ground_truth.label") == "dog").first().id
+    ids, dists = sdk.search_ids(cats, sample_ids=[query], k=7, index_key="clip")
+    _, bundle = sdk.load_index(ds, "clip")
+    allowed = np.zeros(len(bundle.index), bool)
+    allowed[bundle.rowmap.rows_of(cats.values("id"))[0]] = True
+    code = bundle.index.codes[bundle.rowmap.rows_of([query])[0][0]]
+    want_ids, want_d = _brute_force_nearest(ds, code, allowed, 7)
+    assert ids == list(want_ids) and dists.tolist() == want_d.tolist()
+    view = sdk.search(cats, sample_ids=[query], k=7, index_key="clip")
+    assert view.values("id") == ids
+    assert set(view.values("ground_truth.label")) == {"cat"}
+    # more than the view holds: all of it, nearest first
+    assert (
+        len(sdk.search_ids(cats, sample_ids=[query], k=500, index_key="clip")[0]) == 20
+    )
+    # the whole dataset is searched as before
+    everywhere, _ = sdk.search_ids(ds, sample_ids=[query], k=7, index_key="clip")
+    assert everywhere == list(
+        _brute_force_nearest(ds, code, np.ones_like(allowed), 7)[0]
+    )
+
+
+def test_a_query_id_of_no_sample_is_named_as_such(indexed):
+    ds, _ = indexed
+    with pytest.raises(sdk.SampleIdsError, match="not samples of dataset"):
+        sdk.search_ids(ds, sample_ids=["0" * 24], k=3, index_key="clip")
+
+
+def test_an_unreadable_image_is_named_and_as_a_negative_left_out(indexed):
+    ds, broken_id = indexed
+    assert broken_id in sdk.index_info(ds, "clip").freshness.unreadable
+    cats = ds.match(fo.ViewField("ground_truth.label") == "cat").values("id")
+    dogs = ds.match(fo.ViewField("ground_truth.label") == "dog").values("id")
+    for call in (
+        lambda: sdk.refine(ds, positives=[*cats[:3], broken_id], index_key="clip"),
+        lambda: sdk.search_ids(ds, sample_ids=[broken_id], k=3, index_key="clip"),
+    ):
+        with pytest.raises(sdk.SampleIdsError, match="could not be read") as err:
+            call()
+        assert "broken.jpg" in str(err.value) and "retry_failed" in str(err.value)
+    without = sdk.refine_ranking(
+        ds, positives=cats[:3], negatives=dogs[:3], index_key="clip", seed=0
+    )
+    with_it = sdk.refine_ranking(
+        ds, positives=cats[:3], negatives=[*dogs[:3], broken_id], index_key="clip",
+        seed=0,
+    )  # fmt: skip
+    assert with_it.stats["n_neg"] == 3
+    assert with_it.rows.tolist() == without.rows.tolist()
