@@ -6,6 +6,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -242,6 +243,7 @@ def load_clip(
     if isinstance(name, str) and name not in open_clip.list_models():
         _register_config_beside(name, pretrained)
     if not isinstance(name, str) or name not in open_clip.list_models():
+        _check_checkpoint_exists(pretrained)
         raise ValueError(
             f"unknown open_clip architecture {name!r}; see open_clip.list_models() "
             "(e.g. 'ViT-B-32'), or put its open_clip config as "
@@ -292,6 +294,22 @@ def load_clip(
     return ClipModel(
         model, preprocess, open_clip.get_tokenizer(name), dev, prec, identity
     )
+
+
+#: File name endings of checkpoints (a ``pretrained`` ending so is a path, not a tag).
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def _check_checkpoint_exists(pretrained) -> None:
+    """Refuse a ``pretrained`` that names a file (a path, not a tag) which is not
+    there: the architecture's config is looked for beside it, so a wrong path
+    would otherwise read as an unknown architecture."""
+    if not isinstance(pretrained, str | os.PathLike):
+        return
+    text = os.fspath(pretrained)
+    looks_like_path = os.sep in text or Path(text).suffix in CHECKPOINT_SUFFIXES
+    if looks_like_path and not os.path.exists(text):
+        raise ValueError(f"no checkpoint file at {text!r}: check the path")
 
 
 def _register_config_beside(name: str, pretrained) -> None:

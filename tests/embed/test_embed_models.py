@@ -48,6 +48,10 @@ def test_unavailable_tag_raises_actionable_error(monkeypatch, tmp_path):
 def test_bad_arguments_raise(tiny_name):
     with pytest.raises(ValueError, match="unknown open_clip architecture"):
         load_clip("no-such-model", pretrained=None)
+    # a checkpoint path that is not there is named, not taken for the architecture
+    for path in ("/no/such/dir/model.pt", "no-such-file.safetensors"):
+        with pytest.raises(ValueError, match="no checkpoint file at"):
+            load_clip("no-such-model", pretrained=path)
     with pytest.raises(ValueError, match="known open_clip tag"):
         load_clip("ViT-B-32", pretrained="not-a-tag")
     with pytest.raises(ValueError, match="device"):
