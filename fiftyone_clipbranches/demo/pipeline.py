@@ -53,15 +53,27 @@ class DemoReport:
         rows = [
             ("dataset", f"{self.dataset} ({self.n_samples} samples)"),
             ("text query", f"{self.query!r}, k = {self.k}"),
-            ("precision@20", fig(self.precision_at_20)),
-            (f"F1 of the top {self.k}", fig(self.topk_f1)),
-            (
-                f"refined ({self.model})",
-                f"{self.n_refined} samples, F1 {fig(self.refined_f1)} (precision"
-                f" {fig(self.refined_precision)}, recall {fig(self.refined_recall)};"
-                f" {self.n_relevant} relevant)",
-            ),
         ]
+        if self.n_relevant is None:
+            rows.append(
+                (
+                    "feedback",
+                    "not simulated: nothing says which of these images match the"
+                    " query (only the generated images, queried by a colour and a"
+                    " shape, say so); tag results in the App's panel, then Refine",
+                )
+            )
+        else:
+            rows += [
+                ("precision@20", fig(self.precision_at_20)),
+                (f"F1 of the top {self.k}", fig(self.topk_f1)),
+                (
+                    f"refined ({self.model})",
+                    f"{self.n_refined} samples, F1 {fig(self.refined_f1)} (precision"
+                    f" {fig(self.refined_precision)}, recall"
+                    f" {fig(self.refined_recall)}; {self.n_relevant} relevant)",
+                ),
+            ]
         if self.topk_f1 and self.refined_f1 is not None:
             rows.append(("F1 gain", f"{self.refined_f1 / self.topk_f1:.2f}x"))
         if self.saved_view:

@@ -12,6 +12,7 @@ import torch
 
 from fiftyone_clipbranches.demo.pipeline import (
     DEMO_VIEW,
+    DemoReport,
     parse_colour_shape,
     run_demo,
 )
@@ -66,3 +67,11 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert again.timings["index"] < 30
     assert again.precision_at_20 == report.precision_at_20
     dataset.delete()
+
+
+def test_a_report_without_ground_truth_says_that_feedback_is_not_simulated():
+    # what `clipbranches demo --images DIR` reports: no figure can be measured
+    report = DemoReport(dataset="mine", n_samples=70, query="a cat", k=60, model="ball")
+    text = report.format()
+    assert "feedback" in text and "not simulated" in text and "Refine" in text
+    assert "n/a" not in text and "None" not in text and "precision" not in text
