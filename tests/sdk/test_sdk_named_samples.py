@@ -11,10 +11,10 @@ from fiftyone_clipbranches import sdk
 
 @pytest.fixture(scope="module")
 def indexed(cifar_dir, tiny_clip_checkpoint, tmp_path_factory):
-    """20 images of each class plus one unreadable file, indexed as a user would."""
+    """10 images of each class plus one unreadable file, indexed as a user would."""
     broken = tmp_path_factory.mktemp("broken") / "broken.jpg"
     broken.write_bytes(b"not an image at all")
-    ds = images_dataset(cifar_dir, 20)
+    ds = images_dataset(cifar_dir, 10)
     (broken_id,) = ds.add_samples([fo.Sample(filepath=str(broken))], progress=False)
     build_user_index(ds, tiny_clip_checkpoint, skip_missing=True)
     yield ds, broken_id
@@ -46,7 +46,7 @@ def test_a_search_in_a_view_returns_the_nearest_samples_of_the_view(indexed):
     assert set(view.values("ground_truth.label")) == {"cat"}
     # more than the view holds: all of it, nearest first
     assert (
-        len(sdk.search_ids(cats, sample_ids=[query], k=500, index_key="clip")[0]) == 20
+        len(sdk.search_ids(cats, sample_ids=[query], k=500, index_key="clip")[0]) == 10
     )
     # the whole dataset is searched as before
     everywhere, _ = sdk.search_ids(ds, sample_ids=[query], k=7, index_key="clip")
