@@ -79,6 +79,7 @@ def _cmd_verify(args) -> int:
     import fiftyone as fo
 
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.cli_workflow import dataset_named
 
     if args.dataset and args.dataset_option and args.dataset != args.dataset_option:
         print(
@@ -90,7 +91,7 @@ def _cmd_verify(args) -> int:
     names = [args.dataset] if args.dataset else fo.list_datasets()
     n_ok, failures = 0, []
     for name in names:
-        ds = fo.load_dataset(name)
+        ds = dataset_named(name)
         keys = sdk.list_indexes(ds)
         if args.index and (args.dataset or args.index in keys):
             keys = [args.index]  # named with its dataset: a missing one fails

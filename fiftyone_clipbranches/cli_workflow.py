@@ -39,7 +39,7 @@ def _count(text: str) -> int:
     return value
 
 
-def _dataset(name: str):
+def dataset_named(name: str):
     import fiftyone as fo
 
     if name not in fo.list_datasets():
@@ -62,7 +62,7 @@ def _pretrained(value):
 def _cmd_build_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = _dataset(args.dataset)
+    ds = dataset_named(args.dataset)
     bar = _Bar(f"building {args.key!r}") if not args.quiet else None
     try:
         info = sdk.build_index(
@@ -87,7 +87,7 @@ def _cmd_build_index(args) -> int:
 def _cmd_update_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = _dataset(args.dataset)
+    ds = dataset_named(args.dataset)
     bar = _Bar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
@@ -128,7 +128,7 @@ def _print_info(info, as_json: bool) -> None:
 def _cmd_indexes(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = _dataset(args.dataset)
+    ds = dataset_named(args.dataset)
     keys = sdk.list_indexes(ds)
     infos = [sdk.index_info(ds, key) for key in keys]
     if args.json:
@@ -146,7 +146,7 @@ def _cmd_indexes(args) -> int:
 def _cmd_delete_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = _dataset(args.dataset)
+    ds = dataset_named(args.dataset)
     sdk.delete_index(ds, args.key)
     if args.json:
         print(json.dumps({"dataset": ds.name, "deleted": args.key}))
@@ -158,7 +158,7 @@ def _cmd_delete_index(args) -> int:
 def _cmd_search(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = _dataset(args.dataset)
+    ds = dataset_named(args.dataset)
     ids, distances = sdk.search_ids(
         ds,
         text=args.text,
@@ -179,7 +179,7 @@ def _cmd_search(args) -> int:
 def _cmd_refine(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = _dataset(args.dataset)
+    ds = dataset_named(args.dataset)
     result = sdk.refine(
         ds,
         positives=args.positives,

@@ -89,9 +89,10 @@ def test_delete_index_needs_its_key_and_removes_only_that_index(
 
 
 def test_cli_errors_are_one_line(images, capsys):
-    assert cli_main(["refine", "no-such-dataset"]) == 1
-    err = capsys.readouterr().err
-    assert "refine: error: dataset 'no-such-dataset' does not exist" in err
+    for command in ("refine", "verify", "update-index"):
+        assert cli_main([command, "no-such-dataset"]) == 1
+        err = capsys.readouterr().err
+        assert f"{command}: error: dataset 'no-such-dataset' does not exist" in err
     assert cli_main(["search", images.name, "--key", "nope", "--text", "x"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("clipbranches search: error:") and "nope" in err
