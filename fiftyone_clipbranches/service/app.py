@@ -301,4 +301,11 @@ def _query(schema: Object) -> dict:
             converted[key] = int(value)
         else:
             converted[key] = value
-    return schema.validate(converted, "")
+    try:
+        return schema.validate(converted, "")
+    except ValidationError as e:
+        if e.path:  # a parameter's own error names it
+            raise
+        raise ValidationError(
+            "query", str(e).removeprefix("body: ").replace("field(s)", "parameter(s)")
+        ) from None

@@ -232,6 +232,9 @@ def test_paging_bounds_and_delete(call, served_dataset):
     ):
         status, _, err = call("GET", f"/v1/results/{rid}?{query}")
         assert (status, err["error"]["code"]) == (400, "invalid_request"), query
+        assert not err["error"]["message"].startswith("body"), query
+    err = call("GET", f"/v1/results/{rid}?x=1")[2]["error"]["message"]
+    assert err.startswith("query: unknown parameter(s) ['x']")
     assert call("DELETE", f"/v1/results/{rid}")[0] == 200
     for method in ("GET", "DELETE"):
         status, _, err = call(method, f"/v1/results/{rid}")
