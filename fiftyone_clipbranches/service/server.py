@@ -237,7 +237,26 @@ def start_server(
     )
     workers = _worker_pool(backend, config)
     app = create_app(backend, token=token, store=store, pool=pool)
-    server = create_server(
+    try:
+        server = _create_server(create_server, app, config)
+    except OSError as e:
+        pool.shutdown()
+        raise OSError(
+            e.errno,
+            f"cannot listen on {config.host}:{config.port}: {e.strerror or e}"
+            " (is another service using that port? choose one with --port)",
+        ) from None
+    _close_slow_requests(server, config.request_read_timeout_s)
+    loader = threading.Thread(
+        target=_load, args=(backend, workers), name="clipbranches-load", daemon=True
+    )
+    loader.start()
+    return RunningService(server, app, backend, pool, token, loader, workers)._start()
+
+
+def _create_server(create_server, app, config: ServiceConfig):
+    """Waitress's server of ``app`` bound to ``config``'s host and port."""
+    return create_server(
         app,
         host=config.host,
         port=config.port,
@@ -254,12 +273,6 @@ def start_server(
         ident="clipbranches",
         clear_untrusted_proxy_headers=True,
     )
-    _close_slow_requests(server, config.request_read_timeout_s)
-    loader = threading.Thread(
-        target=_load, args=(backend, workers), name="clipbranches-load", daemon=True
-    )
-    loader.start()
-    return RunningService(server, app, backend, pool, token, loader, workers)._start()
 
 
 def _worker_pool(backend, config: ServiceConfig):

@@ -149,6 +149,17 @@ def test_token_rules(monkeypatch):
         start_server(StandInBackend(), port=70000)
 
 
+def test_a_port_in_use_is_named():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}.*--port"):
+            start_server(StandInBackend(), port=port)
+
+
 def test_serve_arguments():
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
