@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -547,6 +548,10 @@ def _describe(sdk, ds, key: str) -> dict:
     info = sdk.index_info(ds, key, check=False).to_dict()
     info.pop("index_dir", None)
     info.pop("freshness", None)
+    clip = info.get("clip_model") or {}
+    if isinstance(clip.get("pretrained"), str) and os.sep in clip["pretrained"]:
+        # a local checkpoint: its file name (and digest) say which, not where
+        clip["pretrained"] = os.path.basename(clip["pretrained"])
     index = bundle.index
     manifest = {
         k: v for k, v in bundle.manifest.items() if k not in ("path", "index_dir")

@@ -67,6 +67,10 @@ def test_user_index_served_and_refined_by_client_and_panel(
         (index,) = served["indexes"]
         assert (index["key"], index["n_samples"]) == ("clip", len(ds))
         assert index["supports_text"] is True
+        # the local checkpoint by name and digest, not where it lies on the server
+        clip = index["clip_model"]
+        assert "/" not in clip["pretrained"] and clip["pretrained"].endswith(".pt")
+        assert clip["checkpoint_sha256"]
 
         # Text search, then refinement on the user's picks, through Client.
         found = client.search(ds.name, text="a photo of a cat", k=30, index_key="clip")
