@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -337,9 +338,9 @@ def worker_main(conn, target: str, args: tuple, nice: int) -> None:
         try:
             task = conn.recv()
         except (EOFError, OSError):
-            return  # the service is gone
+            _exit_now()  # the service is gone
         if task is None:
-            return
+            _exit_now()
         try:
             answer = ("ok", handler(task))
         except Exception as e:
@@ -351,6 +352,16 @@ def worker_main(conn, target: str, args: tuple, nice: int) -> None:
             return  # the service is gone
         except Exception as e:  # an answer that cannot be pickled
             conn.send(("error", RuntimeError(f"unsendable answer: {e}")))
+
+
+def _exit_now() -> None:
+    """End a worker that holds nothing to save: its answers are sent and it never
+    writes. The interpreter's usual exit (FiftyOne's and torch's exit handlers)
+    takes seconds; a service stopping waits for every worker."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _portable(error: Exception) -> Exception:
