@@ -147,7 +147,8 @@ def test_saving_into_a_dataset_deleted_meanwhile_is_a_404(make_user_index):
     interval."""
     ds = make_user_index(n_per_class=4, name="svc-state-save")
     ds.persistent = True
-    with running_service([f"--dataset={ds.name}"], TOKEN) as service:
+    args = [f"--dataset={ds.name}", "--compute-workers", "1"]
+    with running_service(args, TOKEN) as service:
         client = Client(service.url, TOKEN)
         res = client.search(ds.name, text="a frog", index_key="clip")
         ds.delete()
@@ -177,7 +178,8 @@ def test_verify_full_refuses_a_corrupted_index_and_serves_the_rest(
     data = bytearray(victim.read_bytes())
     data[len(data) // 2 + 7] ^= 0xFF
     victim.write_bytes(bytes(data))
-    with running_service([f"--dataset={ds.name}", "--verify", "full"], TOKEN) as svc:
+    args = [f"--dataset={ds.name}", "--verify", "full", "--compute-workers", "1"]
+    with running_service(args, TOKEN) as svc:
         client = Client(svc.url, TOKEN)
         (listed,) = client.datasets()
         assert [ix["key"] for ix in listed["indexes"]] == ["clip"]
