@@ -103,7 +103,7 @@ def notify_error(ctx, exc: Exception):
     Delegated runs re-raise so the operation is marked failed with the message."""
     if ctx.delegated:
         raise exc
-    return ctx.ops.notify(user_message(exc, logger), variant="error")
+    return ctx.ops.notify(user_message(exc, logger, in_app=True), variant="error")
 
 
 def run_with_progress(ctx, fn, *args, **kwargs):

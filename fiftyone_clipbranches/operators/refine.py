@@ -14,6 +14,7 @@ from fiftyone_clipbranches.operators.common import (
     add_index_choice,
     notify_error,
 )
+from fiftyone_clipbranches.sdk.errors import NoPositivesError
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
     MODELS,
@@ -68,10 +69,14 @@ def labels_within(request: RefineRequest, target) -> RefineRequest:
     if request.by_ids or isinstance(target, fo.Dataset):
         return request
     pos_tag, neg_tag = request.tags
+    positives = target.match_tags(pos_tag).values("id")
+    if not positives:
+        raise NoPositivesError(
+            f"no sample of this view is tagged {pos_tag!r}: tag some (in the panel:"
+            " select them, Mark positive), then refine again"
+        )
     return dataclasses.replace(
-        request,
-        positives=target.match_tags(pos_tag).values("id"),
-        negatives=target.match_tags(neg_tag).values("id"),
+        request, positives=positives, negatives=target.match_tags(neg_tag).values("id")
     )
 
 

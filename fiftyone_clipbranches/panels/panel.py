@@ -100,7 +100,7 @@ class RelevancePanel(foo.Panel):
         try:
             message = work(actions.settings(ctx))
         except Exception as exc:  # never a traceback in the App
-            ctx.ops.notify(user_message(exc, logger), variant="error")
+            ctx.ops.notify(user_message(exc, logger, in_app=True), variant="error")
             return
         if message:
             ctx.ops.notify(message[:1].upper() + message[1:], variant="success")

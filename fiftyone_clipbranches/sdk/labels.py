@@ -38,7 +38,7 @@ def collect_labels(
         pos = tagged_ids(dataset, pos_tag)
         neg = tagged_ids(dataset, neg_tag)
         source = "tags"
-        hint = f"tag some samples {pos_tag!r}"
+        hint = f"tag some samples {pos_tag!r} (in the App's panel: select them, Mark positive)"
     else:
         pos = _id_list(positives, "positives")
         neg = _id_list(negatives, "negatives")

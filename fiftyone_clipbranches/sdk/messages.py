@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from fiftyone_clipbranches.sdk.errors import ClipBranchesError
 
 #: Errors whose message is meant for the user: a wrong argument or a state the
-#: user can change. Anything else is a bug, logged with its traceback.
+#: user can change (and missing CLIP weights, :func:`_weights_missing`). Anything
+#: else is a bug, logged with its traceback.
 USER_ERRORS = (ClipBranchesError, ValueError)
 
+#: What the App's forms call the ways to give CLIP weights.
+APP_WEIGHTS_HINT = (
+    "In this form, set Pretrained weights to a local checkpoint file, or choose a"
+    " model whose weights are in this machine's cache"
+)
 
-def user_message(exc: BaseException, logger: logging.Logger | None = None) -> str:
+
+def user_message(
+    exc: BaseException, logger: logging.Logger | None = None, *, in_app: bool = False
+) -> str:
     """The message to show for ``exc``: its own for a user error, else
-    ``"Unexpected error: ..."`` after logging it with its traceback."""
-    if isinstance(exc, USER_ERRORS):
+    ``"Unexpected error: ..."`` after logging it with its traceback. ``in_app``:
+    for the App's forms, whose fields are not Python arguments."""
+    missing_weights = _weights_missing(exc)
+    if missing_weights and in_app:
+        reason = str(exc).split(" Provide them in one of these ways", 1)[0]
+        return f"{reason} {APP_WEIGHTS_HINT}."
+    if missing_weights or isinstance(exc, USER_ERRORS):
         return str(exc)
     (logger or logging.getLogger(__name__)).error(
         "clipbranches: unexpected error", exc_info=exc
     )
     return f"Unexpected error: {exc}"
+
+
+def _weights_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``embed.weights.WeightsUnavailableError`` (its module,
+    which loads open_clip and torch, is imported here only if already loaded:
+    then it raised it)."""
+    weights = sys.modules.get("fiftyone_clipbranches.embed.weights")
+    return weights is not None and isinstance(exc, weights.WeightsUnavailableError)

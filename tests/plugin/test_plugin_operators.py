@@ -76,7 +76,14 @@ def test_refine_operator_reports_missing_positives(indexed_dataset):
     params = {"index_key": "cb"}
     result, requests = run_op("refine", {"dataset": indexed_dataset, "params": params})
     assert "no positive samples" in result["error"]
+    # in the App's words: its buttons, not Python's or the CLI's arguments
+    assert "Mark positive" in result["error"] and "positives=" not in result["error"]
     assert uris(requests) == ["notify"]
+    view = indexed_dataset.limit(5)
+    ctx = {"dataset": indexed_dataset, "view": view, "params": params}
+    result, _ = run_op("refine", ctx)
+    assert "no sample of this view is tagged" in result["error"]
+    assert "Mark positive" in result["error"]
 
 
 def test_save_results_view_operator(indexed_dataset):

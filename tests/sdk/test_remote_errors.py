@@ -15,3 +15,18 @@ def test_the_service_message_comes_first_then_where_it_came_from():
         == "cannot reach http://127.0.0.1:1 (clipbranches service: unreachable)"
     )
     assert (down.status, down.code, down.message) == (0, "unreachable", down.message)
+
+
+def test_missing_clip_weights_are_a_user_error_told_in_the_apps_words():
+    from fiftyone_clipbranches.embed.weights import (
+        WeightsUnavailableError,
+        unavailable_message,
+    )
+
+    err = WeightsUnavailableError(
+        unavailable_message("ViT-B-32", "laion2b_s34b_b79k", None, "offline")
+    )
+    assert user_message(err) == str(err)  # not "Unexpected error"
+    in_app = user_message(err, in_app=True)
+    assert in_app.startswith("CLIP weights 'ViT-B-32' / 'laion2b_s34b_b79k'")
+    assert "Pretrained weights" in in_app and "load_clip(" not in in_app
