@@ -23,7 +23,6 @@ DEMO_VIEW = "clipbranches-demo-refined"
 #: classifiers on the codes alone recover less of a class from 60 labels
 #: (docs/quality.md, "Demo refinement").
 DEMO_REFINE_MODEL = "ball"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -333,6 +332,8 @@ def _generated_dataset(name, records, model, pretrained):
 
 def _folder_dataset(name, folder: Path, model, pretrained):
     import fiftyone as fo
+
+    from fiftyone_clipbranches.sdk.search import IMAGE_EXTENSIONS
 
     if not folder.is_dir():
         raise ValueError(f"--images {folder} is not a folder of images")

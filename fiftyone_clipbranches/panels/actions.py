@@ -4,13 +4,13 @@ rendering. Every function takes the execution context and the panel settings."""
 from __future__ import annotations
 
 from fiftyone_clipbranches import sdk
-from fiftyone_clipbranches.panels.constants import DEFAULTS, PREVIEW_RESULTS
+from fiftyone_clipbranches.panels.constants import DEFAULTS, MAX_K, PREVIEW_RESULTS
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
 from fiftyone_clipbranches.sdk.labels import count_tagged
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.search import is_image_reference
+from fiftyone_clipbranches.sdk.search import is_image_reference, looks_like_image_path
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 
 
@@ -34,6 +34,13 @@ def run_search(ctx, opts: dict) -> str:
     selected samples when it is empty."""
     text = (opts.get("query") or "").strip()
     k = int(opts["k"])
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"Results (k) must be from 1 to {MAX_K}, got {k}")
+    if text and looks_like_image_path(text) and not is_image_reference(text):
+        raise ValueError(
+            f"no image file at {text!r} (on the machine running the App): check the"
+            " path, or type words to search by text"
+        )
     if text and is_image_reference(text):
         view = sdk.search(ctx.dataset, image=text, k=k, index_key=opts["index_key"])
         what = f"the image {text}"
@@ -141,7 +148,10 @@ def save_results(ctx, opts: dict) -> str:
     else:
         view = ctx.view
     name = sdk.save_view(ctx.dataset, name, view)
-    ctx.ops.set_view(name=name)
+    # the App checks a view's name against the saved views it has loaded, which
+    # do not hold this one yet: refresh them, and show the view itself
+    ctx.ops.reload_dataset()
+    ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
     return name
 
 

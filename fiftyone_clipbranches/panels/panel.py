@@ -11,6 +11,7 @@ from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels import actions
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
+    MAX_K,
     MAX_RANDOM_NEGATIVES,
     PANEL_LABEL,
     PANEL_NAME,
@@ -93,6 +94,11 @@ class RelevancePanel(foo.Panel):
     def save_view(self, ctx):
         self._run(ctx, lambda opts: f"saved view '{actions.save_results(ctx, opts)}'")
 
+    def check_again(self, ctx):
+        """Re-read the dataset's indexes (built, renamed or deleted by operators,
+        which do not reach the panel)."""
+        self.on_load(ctx)
+
     def clear_history(self, ctx):
         self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
 
@@ -114,21 +120,24 @@ class RelevancePanel(foo.Panel):
         if not keys:
             panel.md(
                 "No clipbranches index on this dataset yet: run the **CLIP branches: "
-                "build index** operator first.",
+                "build index** operator first, then press **Check again**.",
                 name="no_index",
             )
+            panel.btn("check_again", label="Check again", on_click=self.check_again)
             return types.Property(panel, view=types.GridView(orientation="vertical"))
 
         choices = types.DropdownView()
         for key in keys:
             choices.add_choice(key, label=key)
-        panel.enum("index_key", keys, label="Index", default=keys[0], view=choices)
+        # no default= on inputs: the state holds their values (on_load), and a
+        # default would replace them when the page is reloaded
+        panel.enum("index_key", keys, label="Index", view=choices)
 
         panel.str(
             "query",
             label="Text, or an image path or URL (empty: search by the selection)",
         )
-        panel.int("k", label="Results (k)", default=DEFAULTS["k"], min=1, max=1000)
+        panel.int("k", label="Results (k)", min=1, max=MAX_K)
         panel.btn("search", label="Search", on_click=self.search, variant="contained")
 
         n_pos, n_neg = actions.tag_counts(ctx, opts)
@@ -146,9 +155,7 @@ class RelevancePanel(foo.Panel):
         models = types.DropdownView()
         for spec in MODELS.values():
             models.add_choice(spec.name, label=spec.label, description=spec.purpose)
-        panel.enum(
-            "model", list(MODELS), label="Model", default=DEFAULTS["model"], view=models
-        )
+        panel.enum("model", list(MODELS), label="Model", view=models)
         panel.int(
             "random_negatives",
             label="Random negatives",
@@ -158,7 +165,6 @@ class RelevancePanel(foo.Panel):
         )
         panel.float(
             "negative_weight",
-            default=DEFAULTS["negative_weight"],
             min=1.0,
             max=100.0,
             view=weight_slider(),

@@ -143,6 +143,18 @@ MAX_IMAGE_DOWNLOAD_BYTES = 50 * 2**20
 URL_TIMEOUT_S = 10.0
 
 
+#: File name endings of images (a typed query ending so names a file, not text).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def looks_like_image_path(query: str) -> bool:
+    """Whether a typed query reads as a file path to an image (whether or not the
+    file is there): it starts like a path and ends like an image file."""
+    query = query.strip()
+    starts = query.startswith(("/", "~", "./", "../")) or "\\" in query
+    return starts and Path(query).suffix.lower() in IMAGE_EXTENSIONS
+
+
 def is_image_reference(query: str) -> bool:
     """Whether a typed query names an image (an existing file, a ``file://`` or an
     ``http(s)://`` URL) rather than text to search by."""

@@ -238,6 +238,18 @@ def test_search_label_refine_in_the_app(indexed, page):
     found = scored.values("ground_truth.label")
     assert found.count(TARGET) > len(found) / 2
 
+    # save the round: one success, no error from the App looking the name up
+    field = page.locator("xpath=//*[text()='Saved view name']/following::input[1]")
+    field.fill("airplanes")
+    field.press("Tab")
+    click_button(page, "Save view")
+    wait_text(page, "Saved view 'airplanes'")
+    page.wait_for_timeout(1500)
+    shot(page, "5_saved.png")
+    assert not page.get_by_text("does not exist").count()
+    ds.reload()
+    assert ds.load_saved_view("airplanes").values("id") == list(same.ids)
+
     if os.environ.get("CLIPBRANCHES_UPDATE_SCREENSHOTS") == "1":
         for src, dst in README_SHOTS.items():
             compact_png(ARTIFACTS / src, DOCS_SHOTS / dst)

@@ -127,13 +127,34 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     assert "type a query" in notifications(requests, "error")[0]
     view = ds.take(4, seed=2)
     requests = call(ds, "save_view", state={"view_name": "panel view"}, view=view)
-    assert ("set_view", {"name": "panel view"}) in requests
     assert ds.load_saved_view("panel view").values("id") == view.values("id")
+    # the App's list of saved views is refreshed, and the view itself is shown
+    # (by name, the App would look it up in its stale list and fail)
+    assert uris(requests)[:2] == ["reload_dataset", "set_view"]
+    shown = requests[1][1]["view"]
+    assert [stage["_cls"].rsplit(".", 1)[-1] for stage in shown] == ["Take"]
+    # typed queries that are not text: a missing image file, k out of range
+    for state, error in (
+        ({"query": "/no/such/picture.jpg"}, "no image file at"),
+        ({"query": "a cat", "k": 5000}, "Results (k) must be from 1 to 1000"),
+    ):
+        requests = call(ds, "search", state={"index_key": "cb", **state})
+        assert error in notifications(requests, "error")[0]
+        assert "set_view" not in uris(requests)
 
 
 def test_panel_without_index_says_how_to_build_one(make_dataset_no_index):
-    props = rendered(call(make_dataset_no_index, "on_load"))
-    assert "no_index" in props and "refine" not in props
+    ds = make_dataset_no_index
+    props = rendered(call(ds, "on_load"))
+    assert "no_index" in props and "check_again" in props and "refine" not in props
+    # an index built meanwhile (by the operator, say) shows on "Check again"
+    from fiftyone_clipbranches import sdk
+
+    codes = np.random.default_rng(0).integers(0, 256, (len(ds), 32), dtype=np.uint8)
+    sdk.build_index_from_codes(ds, codes, ds.values("id"), "fresh")
+    requests = call(ds, "check_again", state={"index_key": "clipbranches"})
+    assert patched_state(requests)["index_key"] == "fresh"
+    assert "search" in rendered(requests) and "no_index" not in rendered(requests)
 
 
 def test_stats_line_names_the_neighbour_positives():
