@@ -41,7 +41,8 @@ def add_model_inputs(ctx, inputs) -> None:
     inputs.int(
         "random_negatives",
         label="Random negatives",
-        description="Unlabelled samples used as negatives (at most 90% of them). "
+        description="Unlabelled samples used as negatives (at most 30% of them for"
+        " the cascade, 90% for the others). "
         + defaults_description("random_negatives"),
         min=0,
         max=100_000,

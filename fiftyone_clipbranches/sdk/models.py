@@ -60,6 +60,10 @@ class ModelSpec:
             positives the training set keeps the class rare, as it is in the
             catalogue (docs/quality.md, "Random negatives that grow with the
             positives").
+        max_random_fraction: random negatives are at most this share of the
+            samples left unlabelled: drawing nearly all of a small dataset would
+            make every unmarked match a negative. The share the defaults were
+            measured at (docs/quality.md, "Small datasets").
         neighbours_per_positive: code neighbours added per positive when the caller
             does not say (an int, or ``"auto"``).
         seeded: whether the class takes ``random_state``.
@@ -74,6 +78,7 @@ class ModelSpec:
     factory: str
     random_negatives: int
     random_negatives_per_positive: int = 0
+    max_random_fraction: float = 0.9
     neighbours_per_positive: int | str = "auto"
     seeded: bool = True
     needs_query: bool = False
@@ -126,6 +131,7 @@ MODELS: dict[str, ModelSpec] = {
             factory=f"{_ENGINE}.cascade:BranchesCascade",
             random_negatives=500,
             random_negatives_per_positive=15,
+            max_random_fraction=0.3,
         ),
         ModelSpec(
             name="branches",

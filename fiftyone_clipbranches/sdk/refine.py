@@ -29,7 +29,6 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
     MAX_SELECTED_SAMPLES,
-    RANDOM_NEGATIVES_MAX_FRACTION,
 )
 from fiftyone_clipbranches.sdk.views import (
     check_view_name,
@@ -185,7 +184,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         pos_rows,
         neg_rows,
         n_random_negatives=req.n_random_negatives_for(len(pos_rows)),
-        max_random_fraction=RANDOM_NEGATIVES_MAX_FRACTION,
+        max_random_fraction=req.spec.max_random_fraction,
         negative_weight=float(req.negative_weight),
         seed=req.seed,
         neighbours_per_positive=req.n_neighbours_per_positive,
@@ -362,10 +361,10 @@ def refine(
         random_negatives: unlabelled samples drawn as extra negatives; None picks
             the measured default of the model (``ModelSpec.random_negatives_for``
             in ``sdk.models``: 1500 for branches, linear and ball, max(500, 15 x
-            positives) for cascade, 500 for the others). At most 90% of the
-            unlabelled samples are drawn
-            (``settings.RANDOM_NEGATIVES_MAX_FRACTION``): on a small catalogue
-            drawing them all would turn every unmarked match into a negative.
+            positives) for cascade, 500 for the others). At most a share of the
+            unlabelled samples is drawn (``ModelSpec.max_random_fraction``: 30%
+            for cascade, 90% for the others): on a small catalogue drawing them
+            all would turn every unmarked match into a negative.
             ``stats["n_random_neg"]`` is the number drawn.
         negative_weight: sample weight of every negative.
         k_preview: when set, the view holds only the first ``k_preview`` results.

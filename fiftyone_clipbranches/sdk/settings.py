@@ -21,10 +21,6 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_K = 60
 
-#: Random negatives are at most this fraction of the unlabelled samples: drawing all
-#: of them on a small catalogue would label every unmarked match negative and return
-#: only the tagged positives.
-RANDOM_NEGATIVES_MAX_FRACTION = 0.9
 #: Most samples a view of a result selects by id. Larger results are viewed through
 #: their score field and cannot be saved as views: a saved view stores its ids in one
 #: MongoDB document, limited to 16 MB (about 400k ids).

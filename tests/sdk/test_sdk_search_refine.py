@@ -88,8 +88,9 @@ def test_refine_round_trip_scores_view_and_saved_view(indexed):
     assert np.allclose([by_id[i] for i in result.ids], result.scores)
     stats = result.stats
     assert (stats["n_pos"], stats["n_neg"], stats["n_results"]) == (15, 30, len(found))
-    # 200 samples, 45 labelled: 100 of the 155 others are drawn (cap: 90%)
-    assert stats["n_random_neg"] == 100 and stats["n_unindexed"] == 0
+    # 200 samples, 45 labelled: the default model draws at most 30% of the 155
+    # others (the cap of its random negatives), whatever was asked for
+    assert stats["n_random_neg"] == int(0.3 * 155) and stats["n_unindexed"] == 0
     assert stats["n_random_neg_requested"] == 100
 
 
@@ -103,9 +104,9 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
     # 8 positives: up to 4 code neighbours of each join them ("auto")
     n_near = result.stats["n_neighbour_pos"]
     assert 4 <= n_near <= 32
-    # the default model (cascade) asks for 500 random negatives, capped at 90% of
-    # the others
-    assert result.stats["n_random_neg"] == int(0.9 * (200 - 8 - n_near))
+    # the default model (cascade) asks for 500 random negatives, capped at 30% of
+    # the others; the ensemble at 90%
+    assert result.stats["n_random_neg"] == int(0.3 * (200 - 8 - n_near))
     assert result.stats["n_random_neg_requested"] == 500
     ensemble = sdk.refine(
         ds, positives=sorted(tagged), model="ensemble", index_key="cb", score_field=None
