@@ -3,6 +3,8 @@ rendering. Every function takes the execution context and the panel settings."""
 
 from __future__ import annotations
 
+import fiftyone.core.stages as fos
+
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import DEFAULTS, MAX_K, PREVIEW_RESULTS
 from fiftyone_clipbranches.panels.history import RoundHistory
@@ -41,23 +43,64 @@ def run_search(ctx, opts: dict) -> str:
             f"no image file at {text!r} (on the machine running the App): check the"
             " path, or type words to search by text"
         )
+    within = search_scope(ctx)
     if text and is_image_reference(text):
-        view = sdk.search(ctx.dataset, image=text, k=k, index_key=opts["index_key"])
+        view = sdk.search(within, image=text, k=k, index_key=opts["index_key"])
         what = f"the image {text}"
     elif text:
-        view = sdk.search(ctx.dataset, text=text, k=k, index_key=opts["index_key"])
+        view = sdk.search(within, text=text, k=k, index_key=opts["index_key"])
         what = f"'{text}'"
     elif ctx.selected:
         view = sdk.search(
-            ctx.dataset, sample_ids=list(ctx.selected), k=k, index_key=opts["index_key"]
+            within, sample_ids=list(ctx.selected), k=k, index_key=opts["index_key"]
         )
         what = f"{len(ctx.selected)} selected samples"
     else:
         raise ValueError("type a query or select samples to search by example")
+    if within is not ctx.dataset:
+        what += " in the current view"
     ctx.ops.set_view(view=view)
     ctx.panel.state.set("showing", "search")
     RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])
     return f"{len(view)} nearest samples to {what}"
+
+
+def search_scope(ctx):
+    """What a search looks in: the grid's view (the user's filters and stages)
+    without the panel's own results in it (ordered selects of searches and
+    refinements, "Show all matches" sorts by score), else the whole dataset."""
+    view = ctx.view
+    stages = list(view._stages) if view is not None else []
+    kept, i = [], 0
+    while i < len(stages):
+        stage = stages[i]
+        if isinstance(stage, fos.Select) and stage.ordered:
+            i += 1
+        elif _by_score(stages[i : i + 2]):
+            i += 2
+        else:
+            kept.append(stage)
+            i += 1
+    if not kept:
+        return ctx.dataset
+    scope = ctx.dataset.view()
+    for stage in kept:
+        scope = scope.add_stage(stage)
+    return scope
+
+
+def _by_score(stages) -> bool:
+    """Whether ``stages`` are "Show all matches": ``exists(field)`` then a sort by
+    that field, descending."""
+    if len(stages) != 2:
+        return False
+    exists, sort = stages
+    return (
+        isinstance(exists, fos.Exists)
+        and isinstance(sort, fos.SortBy)
+        and sort.reverse
+        and str(sort.field_or_expr) == exists.field
+    )
 
 
 def mark(ctx, opts: dict, label: str) -> str:

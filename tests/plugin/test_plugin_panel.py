@@ -209,3 +209,50 @@ def test_refine_shows_the_best_at_once_then_all_by_score_and_saves_the_ranking(
     saved = ds.load_saved_view("all planes").values("id")
     assert saved[:5] == shown and set(saved) == set(scored)
     assert len(saved) == state["last_stats"]["n_results"]
+
+
+def test_search_looks_in_the_grids_view_but_not_in_the_panels_last_result(
+    indexed_dataset,
+):
+    import fiftyone as fo
+
+    ds = indexed_dataset
+    labels = dict(zip(ds.values("id"), ds.values("ground_truth.label")))
+    cats = ds.match(fo.ViewField("ground_truth.label") == "cat")
+    query = cats.first().id
+    state = {"index_key": "cb", "k": 30}
+
+    def shown(requests):
+        (params,) = [p for uri, p in requests if uri == "set_view"]
+        stages = params["view"]
+        return stages, dict(stages[-1]["kwargs"])["sample_ids"]
+
+    # the user's filter holds: 20 cats only, all of them, and the filter stays
+    requests = call(ds, "search", state=state, selected=[query], view=cats)
+    stages, ids = shown(requests)
+    assert len(ids) == 20 and {labels[i] for i in ids} == {"cat"}
+    assert stages[0]["_cls"].endswith("Match")
+    assert "in the current view" in notifications(requests, "success")[0]
+    # the panel's own last result (an ordered select) is not a filter
+    last = ds.select(ids, ordered=True)
+    _, again = shown(call(ds, "search", state=state, selected=[query], view=last))
+    everywhere, _ = sdk_search_ids(ds, query)
+    assert again == everywhere and {labels[i] for i in again} != {"cat"}
+    # nor is "Show all matches" (every scored sample, by score)
+    ds.select(ids).set_values("clipbranches_score", [1.0] * len(ids))
+    by_score = ds.exists("clipbranches_score").sort_by(
+        "clipbranches_score", reverse=True
+    )
+    _, also = shown(call(ds, "search", state=state, selected=[query], view=by_score))
+    assert also == everywhere
+    # a filter added on top of the panel's result filters the dataset, not it
+    shown_before = ds.select(everywhere[:10], ordered=True)
+    on_top = shown_before.match(fo.ViewField("ground_truth.label") == "cat")
+    _, within = shown(call(ds, "search", state=state, selected=[query], view=on_top))
+    assert len(within) == 20 and {labels[i] for i in within} == {"cat"}
+
+
+def sdk_search_ids(ds, query):
+    from fiftyone_clipbranches import sdk
+
+    return sdk.search_ids(ds, sample_ids=[query], k=30, index_key="cb")
