@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -22,12 +24,22 @@ def info_dict(info) -> dict:
         "code_dims": info.code_dims,
         "code_method": info.code_method or "precomputed codes",
         "embeddings_field": info.embeddings_field or "",
-        "clip_model": str(info.clip_model or "unknown"),
+        "clip_model": _clip_model_text(info.clip_model),
         "built_at": info.built_at or "",
         "n_added": fresh.n_added if fresh else None,
         "n_deleted": fresh.n_deleted if fresh else None,
         "index_dir": info.index_dir,
     }
+
+
+def _clip_model_text(clip_model: dict | None) -> str:
+    """``"ViT-B-32 / laion2b_s34b_b79k"`` (a checkpoint by its file name)."""
+    if not clip_model:
+        return "unknown (no text search)"
+    weights = clip_model.get("pretrained")
+    if isinstance(weights, str):
+        weights = Path(weights).name
+    return f"{clip_model.get('name')} / {weights or 'random weights'}"
 
 
 class IndexInfoOperator(foo.Operator):

@@ -60,4 +60,5 @@ class SearchIndex(foo.Operator):
             notify_error(ctx, exc)
             return {"error": str(exc)}
         ctx.ops.set_view(view=view)
+        ctx.ops.notify(f"{len(view)} nearest samples", variant="success")
         return {"n_results": len(view)}

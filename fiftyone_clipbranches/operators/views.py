@@ -46,7 +46,9 @@ class SaveResultsView(foo.Operator):
         except Exception as exc:  # shown as a notification, never a traceback
             notify_error(ctx, exc)
             return {"error": str(exc)}
-        ctx.ops.set_view(name=name)
+        # by name the App would look the view up in its stale list of saved views
+        ctx.ops.reload_dataset()
+        ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
         ctx.ops.notify(
             f"Saved view '{name}' ({len(ctx.view)} samples)", variant="success"
         )

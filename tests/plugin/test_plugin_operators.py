@@ -40,7 +40,7 @@ def test_search_by_selection_sets_an_ordered_view(indexed_dataset):
         "search", {"dataset": ds, "selected": ids[:2], "params": params}
     )
     assert result == {"n_results": 7}
-    assert uris(requests) == ["set_view"]
+    assert uris(requests) == ["set_view", "notify"]
     expected = sdk.search(ds, sample_ids=ids[:2], k=7, index_key="cb")
     (stage,) = requests[0][1]["view"]
     assert dict(stage["kwargs"]) == {
@@ -92,7 +92,8 @@ def test_save_results_view_operator(indexed_dataset):
     ctx = {"dataset": ds, "view": view, "params": {"name": "my results"}}
     result, requests = run_op("save_results_view", ctx)
     assert result == {"name": "my results"}
-    assert ("set_view", {"name": "my results"}) in requests
+    # the App's saved views refreshed first, then the view itself shown
+    assert uris(requests)[:2] == ["reload_dataset", "set_view"]
     assert ds.load_saved_view("my results").values("id") == view.values("id")
     result, requests = run_op("save_results_view", {**ctx, "params": {"name": " "}})
     assert "non-empty name" in result["error"]
@@ -102,6 +103,7 @@ def test_manage_index_operators(indexed_dataset):
     ds = indexed_dataset
     info, _ = run_op("index_info", {"dataset": ds, "params": {"index_key": "cb"}})
     assert info["n_samples"] == 200 and info["n_added"] == 0
+    assert info["clip_model"] == "unknown (no text search)"  # codes given, no CLIP
     index_dir = Path(info["index_dir"])
     result, requests = run_op(
         "rename_index", {"dataset": ds, "params": {"index_key": "cb", "new_key": "cb2"}}
@@ -185,3 +187,15 @@ def test_random_negatives_left_empty_train_with_each_models_default(indexed_data
             assert face["n_random_neg_requested"] == wanted
             assert 0 < face["n_random_neg"] <= min(wanted, unlabelled)
     assert MODELS["ensemble"].random_negatives != MODELS["branches"].random_negatives
+
+
+def test_index_info_names_the_clip_model_in_words():
+    from fiftyone_clipbranches.operators.manage_indexes import _clip_model_text
+
+    tagged = {"name": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
+    assert _clip_model_text(tagged) == "ViT-B-32 / laion2b_s34b_b79k"
+    local = {"name": "tiny", "pretrained": "/models/here/tiny.pt"}
+    assert _clip_model_text(local) == "tiny / tiny.pt"
+    assert _clip_model_text({"name": "tiny", "pretrained": None}).endswith(
+        "random weights"
+    )
