@@ -21,6 +21,7 @@ from fiftyone_clipbranches.panels.constants import (
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.messages import user_message
 from fiftyone_clipbranches.sdk.models import MODELS, defaults_description, get_model
+from fiftyone_clipbranches.sdk.search import preload_index
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class RelevancePanel(foo.Panel):
         init["n_selected"] = len(ctx.selected)
         state.set(init)
         ctx.ops.set_sample_selection_style(**SELECTION_STYLE)
+        if keys:  # the first search need not wait for the CLIP model to load
+            preload_index(ctx.dataset, init.get("index_key", state.get("index_key")))
 
     def on_unload(self, ctx):
         ctx.ops.clear_sample_selection_style()

@@ -3,8 +3,10 @@ by an image file."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -17,8 +19,10 @@ from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
-from fiftyone_clipbranches.sdk.runs import root_dataset
+from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
+
+logger = logging.getLogger(__name__)
 
 
 def search(
@@ -136,6 +140,31 @@ def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
         config.clip_model["name"], config.clip_model.get("pretrained")
     )
     return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
+
+
+def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
+    """Load index ``index_key`` and its CLIP model in a background thread, so that
+    the first search does not wait for them (a CLIP model takes seconds to load);
+    a search meanwhile waits for the same load rather than starting another.
+    Returns the thread, or None when there is no such index. Failures are left
+    for the search to report."""
+    ds = root_dataset(dataset)
+    if index_key not in list_index_keys(ds):
+        return None
+
+    def load():
+        try:
+            config, _ = load_index(ds, index_key)
+            if config.clip_model:
+                get_clip_model(
+                    config.clip_model["name"], config.clip_model.get("pretrained")
+                )
+        except Exception:  # noqa: BLE001 - the search says what is wrong
+            logger.debug("preloading index %r failed", index_key, exc_info=True)
+
+    thread = threading.Thread(target=load, name="clipbranches-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 #: Largest image an ``http(s)://`` query may download.

@@ -82,3 +82,23 @@ def test_an_unreadable_image_is_named_and_as_a_negative_left_out(indexed):
     )  # fmt: skip
     assert with_it.stats["n_neg"] == 3
     assert with_it.rows.tolist() == without.rows.tolist()
+
+
+def test_preloading_loads_the_index_and_its_clip_model_in_the_background(indexed):
+    from fiftyone_clipbranches.sdk import embeddings
+    from fiftyone_clipbranches.sdk.bundle import cached_bundles, forget_bundle
+    from fiftyone_clipbranches.sdk.search import preload_index
+
+    ds, _ = indexed
+    config, _ = sdk.load_index(ds, "clip")
+    forget_bundle(config.index_dir)
+    with embeddings._models_lock:
+        embeddings._models.clear()
+    key = (config.clip_model["name"], config.clip_model["pretrained"])
+    assert embeddings._cached_model(key) is None
+    thread = preload_index(ds, "clip")
+    thread.join(120)
+    assert embeddings._cached_model(key) is not None
+    pinned, lru = cached_bundles()
+    assert any(str(config.index_dir) in p for p in pinned + lru)
+    assert preload_index(ds, "no-such-index") is None
