@@ -15,6 +15,7 @@ from fiftyone_clipbranches.operators.common import (
     notify_error,
 )
 from fiftyone_clipbranches.sdk.errors import NoPositivesError
+from fiftyone_clipbranches.sdk.messages import round_summary
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
     MODELS,
@@ -83,8 +84,7 @@ def labels_within(request: RefineRequest, target) -> RefineRequest:
 
 def summary(stats: dict) -> str:
     return (
-        f"{stats['n_results']} matches from {stats['n_pos']} positives / "
-        f"{stats['n_neg']} negatives ({stats['model']}, train {stats['train_ms']:.0f} ms,"
+        f"{round_summary(stats)} ({stats['model']}, train {stats['train_ms']:.0f} ms,"
         f" query {stats['query_ms']:.0f} ms)"
     )
 

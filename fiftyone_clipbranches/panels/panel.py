@@ -19,7 +19,7 @@ from fiftyone_clipbranches.panels.constants import (
     SELECTION_STYLE,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
-from fiftyone_clipbranches.sdk.messages import user_message
+from fiftyone_clipbranches.sdk.messages import counted, round_summary, user_message
 from fiftyone_clipbranches.sdk.models import MODELS, defaults_description, get_model
 from fiftyone_clipbranches.sdk.search import preload_index
 
@@ -84,10 +84,7 @@ class RelevancePanel(foo.Panel):
         def work(opts):
             stats = actions.run_refine(ctx, opts)
             ctx.panel.state.set("last_stats", stats)
-            return (
-                f"{stats['n_results']} matches from {stats['n_pos']} positives / "
-                f"{stats['n_neg']} negatives"
-            )
+            return round_summary(stats)
 
         self._run(ctx, work)
 
@@ -213,15 +210,16 @@ def weight_slider():
 
 def _stats_markdown(stats: dict) -> str:
     return (
-        f"**Last round**: {stats['n_results']} matches of {stats['n_index']} indexed "
-        f"samples; {stats['n_pos']} positives"
+        f"**Last round**: {counted(stats['n_results'], 'match')} of"
+        f" {stats['n_index']} indexed samples; {counted(stats['n_pos'], 'positive')}"
         + (
             f" (+{stats['n_neighbour_pos']} code neighbours)"
             if stats.get("n_neighbour_pos")
             else ""
         )
-        + f", {stats['n_neg']} negatives, "
-        f"{stats['n_random_neg']} random negatives; {get_model(stats['model']).label}; "
+        + f", {counted(stats['n_neg'], 'negative')}, "
+        f"{counted(stats['n_random_neg'], 'random negative')};"
+        f" {get_model(stats['model']).label}; "
         f"train {stats['train_ms']:.0f} ms, query {stats['query_ms']:.0f} ms"
         + (
             f"; showing the best {PREVIEW_RESULTS}"
@@ -241,8 +239,8 @@ def _history_markdown(history: list[dict]) -> str:
     for rec in reversed(history[-10:]):
         if rec["kind"] == "refine":
             detail = (
-                f"{rec['model']}: {rec['n_pos']}+ / {rec['n_neg']}- -> "
-                f"{rec['n_results']} matches ({rec['total_ms']:.0f} ms)"
+                f"{rec['model']}: {rec['n_pos']}+ / {rec['n_neg']}- →"
+                f" {counted(rec['n_results'], 'match')} ({rec['total_ms']:.0f} ms)"
             )
         else:
             detail = f"{rec.get('query')} (k={rec.get('k')})"

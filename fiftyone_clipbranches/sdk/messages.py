@@ -43,3 +43,20 @@ def _weights_missing(exc: BaseException) -> bool:
     then it raised it)."""
     weights = sys.modules.get("fiftyone_clipbranches.embed.weights")
     return weights is not None and isinstance(exc, weights.WeightsUnavailableError)
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 match"``, ``"2 matches"``: ``n`` and ``noun`` in its number."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {noun}es" if noun.endswith(("ch", "sh", "s", "x")) else f"{n} {noun}s"
+
+
+def round_summary(stats: dict) -> str:
+    """``"66 matches from 6 positives / 1 negative"``: a refinement round's answer
+    from its ``stats``."""
+    return (
+        f"{counted(stats['n_results'], 'match')} from"
+        f" {counted(stats['n_pos'], 'positive')} /"
+        f" {counted(stats['n_neg'], 'negative')}"
+    )

@@ -30,3 +30,19 @@ def test_missing_clip_weights_are_a_user_error_told_in_the_apps_words():
     in_app = user_message(err, in_app=True)
     assert in_app.startswith("CLIP weights 'ViT-B-32' / 'laion2b_s34b_b79k'")
     assert "Pretrained weights" in in_app and "load_clip(" not in in_app
+
+
+def test_round_summaries_count_in_words():
+    from fiftyone_clipbranches.sdk.messages import counted, round_summary
+
+    assert [counted(n, "match") for n in (0, 1, 2)] == [
+        "0 matches",
+        "1 match",
+        "2 matches",
+    ]
+    assert (
+        counted(1, "negative") == "1 negative"
+        and counted(3, "positive") == "3 positives"
+    )
+    stats = {"n_results": 66, "n_pos": 6, "n_neg": 1}
+    assert round_summary(stats) == "66 matches from 6 positives / 1 negative"
