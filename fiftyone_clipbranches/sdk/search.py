@@ -73,10 +73,7 @@ def search_ids(
     config, bundle = load_index(ds, index_key)
     if image is not None:
         vector = image_embedding(config, bundle, index_key, image)
-    if sample_ids is not None:
-        query_ids = [sample_ids] if isinstance(sample_ids, str) else list(sample_ids)
-        index_rows(ds, bundle, query_ids, "query", index_key)
-    query = query_code(config, bundle, index_key, text, sample_ids, vector)
+    query = query_code(config, bundle, index_key, text, sample_ids, vector, ds=ds)
     allowed = _searchable_rows(dataset, ds, bundle)
     rows, dists = _nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
@@ -114,13 +111,15 @@ def _nearest_allowed(index, query, k: int, allowed):
 
 
 def query_code(
-    config, bundle, index_key: str, text=None, sample_ids=None, vector=None
+    config, bundle, index_key: str, text=None, sample_ids=None, vector=None, *, ds=None
 ) -> np.ndarray:
-    """The uint8 ``(D,)`` code of one query (see :func:`search`) in a loaded index."""
+    """The uint8 ``(D,)`` code of one query (see :func:`search`) in a loaded index.
+    With the index's root dataset ``ds``, query samples the index lacks are named
+    for why (``labelled_rows.index_rows``)."""
     if text is not None:
         return _text_code(text, config, bundle, index_key)
     if sample_ids is not None:
-        return _samples_code(sample_ids, bundle, index_key)
+        return _samples_code(sample_ids, bundle, index_key, ds)
     return _vector_code(vector, bundle, index_key)
 
 
@@ -262,16 +261,19 @@ def _text_code(text, config, bundle, index_key) -> np.ndarray:
     return np.asarray(bundle.encoder.encode(vec)[0], dtype=np.uint8)
 
 
-def _samples_code(sample_ids, bundle, index_key) -> np.ndarray:
+def _samples_code(sample_ids, bundle, index_key, ds=None) -> np.ndarray:
     sample_ids = [sample_ids] if isinstance(sample_ids, str) else list(sample_ids)
     if not sample_ids:
         raise ValueError("sample_ids is empty: select at least one sample")
-    rows, found = bundle.rowmap.rows_of(sample_ids)
-    if not found.all():
-        raise StaleIndexError(
-            f"{int((~found).sum())} query samples are not in index {index_key!r} "
-            "(added after it was built); run update_index first"
-        )
+    if ds is not None:
+        rows = index_rows(ds, bundle, sample_ids, "query", index_key)
+    else:
+        rows, found = bundle.rowmap.rows_of(sample_ids)
+        if not found.all():
+            raise StaleIndexError(
+                f"{int((~found).sum())} query samples are not in index {index_key!r}"
+                " (added after it was built); run update_index first"
+            )
     codes = np.asarray(bundle.index.codes[np.sort(rows)], dtype=np.float64)
     return np.clip(np.rint(codes.mean(axis=0)), 0, 255).astype(np.uint8)
 

@@ -287,6 +287,12 @@ def _no_query() -> None:
 
 
 def _query(schema: Object) -> dict:
+    unknown = sorted(set(request.args) - set(schema.props))
+    if unknown:
+        raise ValidationError(
+            "query",
+            f"unknown parameter(s) {unknown}; allowed: {sorted(schema.props)}",
+        )
     raw = {}
     for key, values in request.args.lists():
         if len(values) != 1:
@@ -301,11 +307,4 @@ def _query(schema: Object) -> dict:
             converted[key] = int(value)
         else:
             converted[key] = value
-    try:
-        return schema.validate(converted, "")
-    except ValidationError as e:
-        if e.path:  # a parameter's own error names it
-            raise
-        raise ValidationError(
-            "query", str(e).removeprefix("body: ").replace("field(s)", "parameter(s)")
-        ) from None
+    return schema.validate(converted, "")

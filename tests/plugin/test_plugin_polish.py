@@ -96,3 +96,22 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     state["query"] = "http://127.0.0.1:9/cat.jpg"
     requests = call(ds, "search", state=state)
     assert "offline" in notifications(requests, "error")[0]
+
+    # a text search in the grid's filtered view keeps to it (and keeps the filter)
+    cats = ds.match(fo.ViewField("ground_truth.label") == "cat")
+    state = {"index_key": "clip", "query": "a photo of a cat", "k": 3}
+    requests = call(ds, "search", state=state, view=cats)
+    assert notifications(requests, "success") == [
+        "3 nearest samples to 'a photo of a cat' in the current view"
+    ]
+    (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    shown = fo.DatasetView._build(ds, stages)
+    assert shown.values("ground_truth.label") == ["cat"] * 3
+    # the operators on the same index: search says how many; saving shows the view
+    params = {"index_key": "clip", "query_type": "text", "text": "a cat", "k": 4}
+    _, requests = run_op("search", {"dataset": ds, "params": params})
+    assert notifications(requests, "success") == ["4 nearest samples"]
+    ctx = {"dataset": ds, "view": shown, "params": {"name": "cats"}}
+    _, requests = run_op("save_results_view", ctx)
+    assert [uri for uri, _ in requests][:2] == ["reload_dataset", "set_view"]
+    assert ds.load_saved_view("cats").values("id") == shown.values("id")
