@@ -277,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"clipbranches {args.command}: error: {message}", file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading stdout gets JSON too
+            import json
+
+            error = {"type": type(e).__name__, "message": str(e)}
+            print(json.dumps({"error": error}))
         return 1
 
 

@@ -69,6 +69,10 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert "--positive in the CLI" in capsys.readouterr().err
     assert cli_main(["refine", ds.name, "--key", "clip", "--model", "ball"]) == 1
     assert "--query in the CLI" in capsys.readouterr().err
+    # with --json, stdout stays JSON on an error too
+    ball = ["refine", ds.name, "--key", "clip", "--model", "ball", "--json"]
+    assert cli_main(ball) == 1
+    assert "--query in the CLI" in _json(capsys)["error"]["message"]
 
 
 def test_delete_index_needs_its_key_and_removes_only_that_index(

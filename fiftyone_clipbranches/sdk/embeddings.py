@@ -111,6 +111,8 @@ def compute_embeddings(
         )
     todo = samples.exists(field, False) if skip_existing and existing else samples
     ids, paths = todo.values(["id", "filepath"])
+    if existing is not None:  # a conflict is refused before seconds of loading
+        check_field_identity(root, field, {"name": model, "pretrained": pretrained})
     clip = get_clip_model(model, pretrained)
     identity = dict(clip.identity)
     # vectors already there of an unknown model: fill the rest, record nothing

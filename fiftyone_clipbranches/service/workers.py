@@ -50,16 +50,20 @@ class _Worker:
     def __init__(self, process, conn):
         self.process = process
         self.conn = conn
+        # The pool's shutdown and the thread starting this worker may both end
+        # it; closing the pipe twice at once closes a descriptor already reused.
+        self._ending = threading.Lock()
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
     def kill(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
-        self.conn.close()
+        with self._ending:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(5)
+            self.conn.close()
 
 
 class WorkerPool:

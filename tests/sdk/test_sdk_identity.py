@@ -206,6 +206,11 @@ def test_computing_other_weights_into_a_recorded_field_is_refused(
         sdk.compute_embeddings(
             ds, "own", model=TINY_CLIP_NAME, pretrained=None, progress=False
         )
+    # before loading: these weights are not on this machine, and are not looked for
+    with pytest.raises(IdentityConflictError, match="mixing models"):
+        sdk.compute_embeddings(
+            ds, "own", model="ViT-B-32", pretrained="laion2b_s34b_b79k", progress=False
+        )
 
 
 def test_half_declarations_are_refused(zoo_field):

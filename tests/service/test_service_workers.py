@@ -82,7 +82,7 @@ def test_workers_answer_like_the_sdk_are_replaced_and_leave_nothing(make_user_in
 
         family = [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))]
         service.proc.send_signal(signal.SIGTERM)
-        assert service.proc.wait(60) == 0
+        assert service.proc.wait(60) == 0, service.output()
     assert _until(lambda: not any(psutil.pid_exists(p) for p in family), 30), [
         p for p in family if psutil.pid_exists(p)
     ]

@@ -157,6 +157,47 @@ def test_shutdown_stops_a_worker_that_is_still_starting(tmp_path: Path):
     assert _dead(pid), "a starting worker outlived the pool's shutdown"
 
 
+def test_a_worker_ended_by_two_threads_at_once_closes_its_pipe_once():
+    """The pool's shutdown and the thread starting a worker may end it together (a
+    service stopped while a replacement starts): its pipe closed twice at once
+    failed with EBADF, or closed a descriptor another thread had just opened."""
+    import multiprocessing as mp
+    import threading
+
+    from fiftyone_clipbranches.service.workers import _Worker
+
+    ctx = mp.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    process = ctx.Process(target=time.sleep, args=(60,), daemon=True)
+    process.start()
+    child_end.close()
+    closes = []
+    close = parent_end._close
+
+    def slow_close():  # widen the window between checking the pipe and closing it
+        closes.append(threading.get_ident())
+        time.sleep(0.2)
+        close()
+
+    parent_end._close = slow_close
+    worker = _Worker(process, parent_end)
+    errors = []
+
+    def end():
+        try:
+            worker.kill()
+        except Exception as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=end) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and len(closes) == 1 and parent_end.closed
+    assert not process.is_alive()
+
+
 def test_arguments_are_checked():
     for bad in ({"processes": 0}, {"timeout_s": 0}, {"nice": 20}, {"processes": 1.5}):
         with pytest.raises(ValueError):
