@@ -26,9 +26,12 @@ NEIGHBOUR_RADIUS = 1.0
 NEIGHBOUR_COVERED_FRACTION = 0.5
 #: Larger catalogues are searched for neighbours in this many rows only: evenly spaced
 #: contiguous blocks of ``NEIGHBOUR_BLOCK`` rows. A full scan costs 13 ms per positive
-#: at 10M rows; the sample keeps it under 1.5 ms (docs/benchmarks.md).
+#: at 10M rows; the sample keeps it under 1.5 ms (docs/benchmarks.md). The blocks are
+#: small (16 rows, 512 bytes of 32-byte codes) so that a catalogue stored class by
+#: class (images imported folder by folder) has every class of more than
+#: ``N / 2^14`` rows in the sample, about as often as it is in the catalogue.
 NEIGHBOUR_SEARCH_ROWS = 1 << 18
-NEIGHBOUR_BLOCK = 1 << 12
+NEIGHBOUR_BLOCK = 1 << 4
 
 
 def auto_neighbours_per_positive(n_positives: int) -> int:
@@ -177,8 +180,8 @@ def neighbour_search_rows(
 ) -> np.ndarray | None:
     """The rows a neighbour search scans: None (all) up to ``search_rows``, else
     evenly spaced contiguous blocks of ``block`` rows adding up to about that many
-    (int64, ascending; contiguous so a memory-mapped catalogue is read in few
-    pages)."""
+    (int64, ascending; a block is read from one or two pages of a memory-mapped
+    catalogue)."""
     if n_rows <= search_rows:
         return None
     block = min(block, search_rows)

@@ -85,6 +85,19 @@ def test_auto_neighbours_fade_with_more_positives():
     assert auto_neighbours_per_positive(0) == 0
 
 
+def test_a_class_stored_in_one_run_of_rows_is_in_the_sample_as_in_the_catalogue():
+    """Images imported folder by folder are stored class by class: a class of 0.1%
+    of 10M rows is one run of 10,000 rows, and a sample of a few large blocks held
+    none of it in most places."""
+    n = 10_000_000
+    rows = neighbours_module.neighbour_search_rows(n)
+    share = rows.size / n
+    for size in (10_000, 2_000):
+        starts = np.random.default_rng(0).integers(0, n - size, 500)
+        held = np.searchsorted(rows, starts + size) - np.searchsorted(rows, starts)
+        assert held.min() >= 0.5 * share * size and held.max() <= 2 * share * size
+
+
 def test_large_catalogues_search_neighbours_in_spread_blocks(codes):
     assert (
         neighbours_module.neighbour_search_rows(len(codes)) is None
