@@ -44,7 +44,6 @@ from quality_models import (  # noqa: E402
     available_models,
     known_models,
     merge_params,
-    registered_models,
 )
 from quality_protocols import (  # noqa: E402
     POSITIVE_COUNTS,
@@ -59,13 +58,10 @@ PROTOCOLS = ("paper", "whole", "interactive")
 
 
 def panel_models() -> list[str]:
-    """The models the panel offers: every registered model (``sdk.models.MODELS``)
-    whose spec does not set ``in_panel=False``."""
-    return [
-        name
-        for name, spec in registered_models().items()
-        if getattr(spec, "in_panel", True)
-    ]
+    """The models the App offers (``sdk.models.panel_models``)."""
+    from fiftyone_clipbranches.sdk.models import panel_models as offered
+
+    return list(offered())
 
 
 def default_model() -> str | None:

@@ -21,6 +21,7 @@ from fiftyone_clipbranches.sdk.models import (
     MODELS,
     defaults_description,
     get_model,
+    panel_models,
 )
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -34,10 +35,11 @@ from fiftyone_clipbranches.sdk.settings import (
 def add_model_inputs(ctx, inputs) -> None:
     """Model choice, its training knobs and the inputs the chosen model needs."""
     models = types.DropdownView()
-    for spec in MODELS.values():
+    offered = panel_models()
+    for spec in offered.values():
         models.add_choice(spec.name, label=spec.label, description=spec.purpose)
     inputs.enum(
-        "model", list(MODELS), label="Model", default=DEFAULT_MODEL, view=models
+        "model", list(offered), label="Model", default=DEFAULT_MODEL, view=models
     )
     inputs.int(
         "random_negatives",

@@ -10,6 +10,7 @@ from fiftyone_clipbranches.panels.constants import DEFAULTS, MAX_K, PREVIEW_RESU
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
 from fiftyone_clipbranches.sdk.labels import count_tagged
+from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.search import is_image_reference, looks_like_image_path
@@ -24,6 +25,8 @@ def settings(ctx) -> dict:
         value = state.get(key)
         missing = value is None or (value == "" and default != "")
         out[key] = default if missing else value
+    if out["model"] not in panel_models():  # a choice the App no longer offers
+        out["model"] = DEFAULTS["model"]
     return out
 
 

@@ -20,7 +20,11 @@ from fiftyone_clipbranches.panels.constants import (
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.messages import counted, round_summary, user_message
-from fiftyone_clipbranches.sdk.models import MODELS, defaults_description, get_model
+from fiftyone_clipbranches.sdk.models import (
+    defaults_description,
+    get_model,
+    panel_models,
+)
 from fiftyone_clipbranches.sdk.search import preload_index
 
 logger = logging.getLogger(__name__)
@@ -153,9 +157,10 @@ class RelevancePanel(foo.Panel):
         marks.btn("reset_labels", label="Reset labels", on_click=self.reset_labels)
 
         models = types.DropdownView()
-        for spec in MODELS.values():
+        offered = panel_models()
+        for spec in offered.values():
             models.add_choice(spec.name, label=spec.label, description=spec.purpose)
-        panel.enum("model", list(MODELS), label="Model", view=models)
+        panel.enum("model", list(offered), label="Model", view=models)
         panel.int(
             "random_negatives",
             label="Random negatives",

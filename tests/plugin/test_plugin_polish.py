@@ -38,7 +38,7 @@ def test_refine_takes_labels_from_the_target_view_only(indexed_dataset):
     negatives = ds.match_tags("cb_negative").values("id")
     params = {
         "index_key": "cb",
-        "model": "branches",
+        "model": "ensemble",
         "random_negatives": 50,
         "view_target": "CURRENT_VIEW",
     }
