@@ -52,8 +52,15 @@ def _package_importable() -> bool:
     return False
 
 
+#: Subpackages reachable as ``cb.<name>`` without importing them first.
+_SUBPACKAGES = ("sdk", "engine", "embed", "service", "similarity", "distributed")
+
+
 def __getattr__(name):
-    """``cb.<name>``: the SDK's public names (``sdk.__all__``), loaded on first use."""
+    """``cb.<name>``: the SDK's public names (``sdk.__all__``) and the
+    subpackages, loaded on first use."""
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     sdk = importlib.import_module("fiftyone_clipbranches.sdk")  # cheap: lazy too
     if name in sdk.__all__:
         return getattr(sdk, name)
@@ -62,4 +69,5 @@ def __getattr__(name):
 
 def __dir__():
     sdk = importlib.import_module("fiftyone_clipbranches.sdk")
-    return sorted(list(globals()) + list(sdk.__all__))
+    own = ["INSTALL_HINT", "PLUGIN_NAME", "__version__", "register"]
+    return sorted([*own, *_SUBPACKAGES, *sdk.__all__])

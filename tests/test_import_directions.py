@@ -115,3 +115,18 @@ def test_the_package_root_offers_every_public_sdk_name():
     assert set(sdk.__all__) <= set(dir(cb))
     assert all(getattr(cb, name) is getattr(sdk, name) for name in sdk.__all__)
     assert cb.verify_index is sdk.verify_index
+
+
+def test_subpackages_are_reachable_from_the_root_in_a_fresh_process():
+    """docs/scale.md's ``cb.sdk.sharding.use_ray("auto")`` as the first line of a
+    program (``cb.sdk`` was only there once another SDK name had been used)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import fiftyone_clipbranches as cb; cb.sdk.sharding.use_ray; "
+        "cb.sdk.RefineRequest; cb.engine; "
+        "assert not {'sys', 'Path', 'annotations'} & set(dir(cb)), dir(cb)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -25,6 +25,7 @@ _EXPORTS = {
     "IdentityConflictError": "errors",
     "IndexCorruptedError": "errors",
     "IndexExistsError": "errors",
+    "IndexInUseError": "errors",
     "IndexNotFoundError": "errors",
     "IndexPermissionError": "errors",
     "MissingEmbeddingsError": "errors",

@@ -17,6 +17,10 @@ class IndexExistsError(ClipBranchesError):
     """A run already uses the requested index key."""
 
 
+class IndexInUseError(ClipBranchesError):
+    """The index answers a similarity brain run that the operation would break."""
+
+
 class StaleIndexError(ClipBranchesError):
     """The index does not cover samples the request depends on."""
 

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import IdentityConflictError
-from fiftyone_clipbranches.sdk.runs import root_dataset
+from fiftyone_clipbranches.sdk.runs import brain_configs, root_dataset
 
 #: FiftyOne zoo model name -> open_clip ``(architecture, pretrained tag)`` of the
 #: same weights (FiftyOne 1.22's ``manifest-torch.json``).
@@ -116,7 +116,7 @@ def field_model_identity(samples, field: str) -> FieldIdentity:
     if recorded is not None:
         return FieldIdentity(recorded, f"info of field {field!r}")
     found, unmapped = {}, []
-    for key, config in _brain_configs(ds):
+    for key, config in brain_configs(ds):
         if getattr(config, "embeddings_field", None) != field:
             continue
         model = getattr(config, "model", None)
@@ -181,14 +181,6 @@ def text_search_refusal(index_key: str, field: str | None, reason=None) -> str:
         f"{field_arg}model='ViT-B-32', pretrained='openai') (FiftyOne's "
         f"clip-vit-base32-torch is open_clip ViT-B-32 / openai){info}"
     )
-
-
-def _brain_configs(ds):
-    for key in ds.list_brain_runs():
-        try:
-            yield key, ds.get_brain_info(key).config
-        except Exception:  # noqa: BLE001 - a run whose backend cannot be imported
-            continue
 
 
 def _identity_key(identity: dict) -> tuple:

@@ -20,6 +20,7 @@ from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_b
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import compute_embeddings
 from fiftyone_clipbranches.sdk.errors import (
+    IndexInUseError,
     MissingEmbeddingsError,
     SampleIdsError,
     StaleIndexError,
@@ -483,16 +484,49 @@ def index_info(
 
 
 def rename_index(dataset, index_key: str, new_key: str) -> None:
-    """Rename index ``index_key`` to ``new_key`` (files stay where they are)."""
+    """Rename index ``index_key`` to ``new_key`` (files stay where they are).
+
+    Raises:
+        IndexInUseError: a similarity brain run answers from the index.
+    """
     ds = runs.root_dataset(dataset)
     runs.get_index_config(ds, index_key)
     runs.validate_new_key(ds, new_key)
+    _refuse_if_brain_runs_use(ds, index_key, "renaming it")
     ds.rename_run(index_key, new_key)
 
 
 def delete_index(dataset, index_key: str) -> None:
     """Delete index ``index_key``: its run, and its files unless another run (of a
-    clone of the dataset, say) still points at them."""
+    clone of the dataset, say) still points at them.
+
+    Raises:
+        IndexInUseError: a similarity brain run answers from the index (its
+            ``cleanup()`` deletes the index it built).
+    """
+    ds = runs.root_dataset(dataset)
+    runs.get_index_config(ds, index_key)
+    _refuse_if_brain_runs_use(ds, index_key, "deleting it")
+    discard_index(ds, index_key)
+
+
+def _refuse_if_brain_runs_use(ds, index_key: str, what: str) -> None:
+    users = runs.brain_runs_using(ds, index_key)
+    if users:
+        names = ", ".join(repr(k) for k in users)
+        raise IndexInUseError(
+            f"index {index_key!r} answers the similarity brain run(s) {names} of "
+            f"dataset {ds.name!r}; {what} would break them. Delete the brain run "
+            f"first: dataset.load_brain_results({users[0]!r}).cleanup() deletes the"
+            f" index when the run built it, then dataset.delete_brain_run("
+            f"{users[0]!r}); or rename the brain run instead "
+            "(dataset.rename_brain_run: it keeps answering from this index)"
+        )
+
+
+def discard_index(dataset, index_key: str) -> None:
+    """Delete index ``index_key`` whatever uses it (a similarity brain run's
+    ``cleanup`` deleting the index it built)."""
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)
     forget_bundle(config.index_dir)

@@ -22,7 +22,7 @@ import fiftyone.core.odm as foo_odm
 import fiftyone.core.runs as fors
 
 from fiftyone_clipbranches.sdk.errors import IndexExistsError, IndexNotFoundError
-from fiftyone_clipbranches.sdk.settings import RUN_METHOD
+from fiftyone_clipbranches.sdk.settings import RUN_METHOD, SIMILARITY_BACKEND
 
 logger = logging.getLogger(__name__)
 
@@ -203,3 +203,25 @@ def register_index(samples, key, config: ClipBranchesIndexConfig) -> None:
 
 def update_index_config(samples, key, config: ClipBranchesIndexConfig) -> None:
     root_dataset(samples).update_run_config(key, config)
+
+
+def brain_configs(samples):
+    """``(key, config)`` of each brain run of ``samples``' root dataset whose config
+    can be loaded (a run of a backend that is not installed is skipped)."""
+    ds = root_dataset(samples)
+    for key in ds.list_brain_runs():
+        try:
+            yield key, ds.get_brain_info(key).config
+        except Exception:  # noqa: BLE001 - a run whose backend cannot be imported
+            continue
+
+
+def brain_runs_using(samples, index_key: str) -> list[str]:
+    """Keys of the similarity brain runs (``backend="clipbranches"``) that answer
+    from index ``index_key``."""
+    return [
+        key
+        for key, config in brain_configs(samples)
+        if getattr(config, "method", None) == SIMILARITY_BACKEND
+        and (getattr(config, "index_key", None) or key) == index_key
+    ]

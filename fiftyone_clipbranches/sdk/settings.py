@@ -10,6 +10,8 @@ INDEX_ROOT_ENV = "CLIPBRANCHES_INDEX_ROOT"
 
 #: Run ``method`` of every index registered by this package.
 RUN_METHOD = "clipbranches"
+#: Name of the FiftyOne brain similarity backend (``backend="clipbranches"``).
+SIMILARITY_BACKEND = "clipbranches"
 
 DEFAULT_INDEX_KEY = "clipbranches"
 DEFAULT_EMBEDDINGS_FIELD = "clip_embedding"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from fiftyone.brain.similarity import Similarity, SimilarityConfig
 
-#: Name of the backend in the brain config (``backend="clipbranches"``).
-BACKEND_NAME = "clipbranches"
+from fiftyone_clipbranches.sdk.settings import SIMILARITY_BACKEND as BACKEND_NAME
 
 
 class ClipBranchesSimilarityConfig(SimilarityConfig):

@@ -21,6 +21,7 @@ from fiftyone_clipbranches.sdk.errors import ClipBranchesError, IndexNotFoundErr
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import zoo_identity
 from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
+from fiftyone_clipbranches.sdk.indexes import discard_index
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import query_code, text_embeddings
 from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
@@ -208,7 +209,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         if self.config.owns_index is False:
             return
         if self.index_key in sdk.list_indexes(self._dataset):
-            sdk.delete_index(self._dataset, self.index_key)
+            discard_index(self._dataset, self.index_key)
 
     def _parse_query(self, query):
         prompts = _prompts(query)
@@ -301,9 +302,10 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 vectors = vectors.mean(axis=0, keepdims=True)
             return [query_code(config, bundle, key, vector=v) for v in vectors]
         ids = [query] if isinstance(query, str) else list(query)
+        ds = self._dataset
         if aggregation == "mean":
-            return [query_code(config, bundle, key, sample_ids=ids)]
-        return [query_code(config, bundle, key, sample_ids=[i]) for i in ids]
+            return [query_code(config, bundle, key, sample_ids=ids, ds=ds)]
+        return [query_code(config, bundle, key, sample_ids=[i], ds=ds) for i in ids]
 
     def _allowed_rows(self, bundle) -> np.ndarray | None:
         """Rows the answer may hold (alive samples of the current view); None:

@@ -202,3 +202,28 @@ def test_an_index_the_user_built_is_adopted_never_deleted(embedded):
     assert cb.search(ds, sample_ids=[first], k=1, index_key="mine").values("id") == [
         first
     ]
+
+
+def test_an_index_answering_a_brain_run_is_not_deleted_or_renamed_under_it(
+    similarity,
+):
+    """``cb.delete_index`` / ``rename_index`` left the brain run loading an empty
+    index and failing on every query; they are refused, the brain run's own
+    deletion still deletes the index it built."""
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    ds, _ = similarity
+    first = ds.values("id")[0]
+    with pytest.raises(cb.sdk.IndexInUseError, match="delete_brain_run"):
+        cb.delete_index(ds, "sim")
+    with pytest.raises(cb.sdk.IndexInUseError, match="rename_brain_run"):
+        cb.rename_index(ds, "sim", "other")
+    assert cli_main(["delete-index", ds.name, "--key", "sim"]) == 1
+    assert cb.list_indexes(ds) == ["sim"]
+    assert ds.sort_by_similarity(first, k=1, brain_key="sim").values("id") == [first]
+    # an id that is no sample of the dataset is named as such, not as stale
+    with pytest.raises(ValueError, match="not samples of dataset"):
+        ds.sort_by_similarity("0123456789abcdef01234567", k=3, brain_key="sim")
+    ds.load_brain_results("sim").cleanup()  # as the refusal says
+    ds.delete_brain_run("sim")
+    assert cb.list_indexes(ds) == [] and ds.list_brain_runs() == []
