@@ -129,18 +129,26 @@ def _cmd_indexes(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    keys = sdk.list_indexes(ds)
-    infos = [sdk.index_info(ds, key) for key in keys]
+    infos, broken = [], {}
+    for key in sdk.list_indexes(ds):
+        try:
+            infos.append(sdk.index_info(ds, key))
+        except sdk.ClipBranchesError as e:  # listed, and the others still are
+            broken[key] = str(e)
     if args.json:
-        print(json.dumps([i.to_dict() for i in infos], default=str))
-        return 0
-    if not infos:
+        listed = [i.to_dict() for i in infos]
+        listed += [{"key": k, "error": e} for k, e in broken.items()]
+        print(json.dumps(listed, default=str))
+        return 1 if broken else 0
+    if not infos and not broken:
         print(
             f"dataset {ds.name!r} has no clipbranches index (`clipbranches build-index`)"
         )
     for info in infos:
         _print_info(info, False)
-    return 0
+    for key, error in broken.items():
+        print(f"{key}: cannot be read: {error} (`clipbranches verify` checks it)")
+    return 1 if broken else 0
 
 
 def _cmd_delete_index(args) -> int:

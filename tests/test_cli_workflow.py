@@ -84,6 +84,21 @@ def test_delete_index_needs_its_key_and_removes_only_that_index(
         build_user_index(images, tiny_clip_checkpoint, key)
     with pytest.raises(SystemExit):
         cli_main(["delete-index", images.name])  # no default key to delete
+    # a damaged index is listed as such, and does not hide the others
+    from pathlib import Path
+
+    from fiftyone_clipbranches.sdk.bundle import forget_bundle
+
+    drop_dir = sdk.index_info(images, "drop", check=False).index_dir
+    codes = next(Path(drop_dir).rglob("codes.npy"))
+    codes.write_bytes(codes.read_bytes()[:-1] + b"\x7f")
+    forget_bundle(drop_dir)
+    assert cli_main(["indexes", images.name]) == 1
+    out = capsys.readouterr().out
+    assert "keep: 50 samples" in out and "drop: cannot be read" in out
+    assert cli_main(["indexes", images.name, "--json"]) == 1
+    listed = {i["key"]: i for i in _json(capsys)}
+    assert listed["keep"]["n_samples"] == 50 and "error" in listed["drop"]
     assert cli_main(["delete-index", images.name, "--key", "drop"]) == 0
     assert "deleted index 'drop'" in capsys.readouterr().out
     assert sdk.list_indexes(images) == ["keep"]

@@ -66,9 +66,9 @@ def connect(address: str | None = None, **init_kwargs) -> None:
     started on this machine with ``ray start --head``; ``"HOST:PORT"``; None: a
     local cluster of this process) unless it is connected already."""
     ray = _ray()
+    _check_reachable(address)  # a wrong address fails even when connected already
     if ray.is_initialized():
         return
-    _check_reachable(address)
     kwargs = {
         "namespace": NAMESPACE,
         "log_to_driver": False,

@@ -36,7 +36,12 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     index_root,
 )
-from fiftyone_clipbranches.sdk.sharding import check_shards, n_shards, tree_builder
+from fiftyone_clipbranches.sdk.sharding import (
+    check_shards,
+    connect_cluster,
+    n_shards,
+    tree_builder,
+)
 from fiftyone_clipbranches.sdk.stream_encode import (
     check_fit_rows,
     encode_source,
@@ -142,6 +147,8 @@ def build_index(
     if code_method not in CODE_METHODS:
         raise ValueError(f"code_method must be 'head' or 'pca'; got {code_method!r}")
     report = as_progress(progress)
+    if check_shards(shards) > 1 and ray_address is not None:
+        connect_cluster(ray_address)  # fails now, not after embedding every image
 
     compute_here = embeddings_field is None or (
         ds.get_field(embeddings_field) is None and model is not None

@@ -33,10 +33,20 @@ def use_ray(address: str | None) -> None:
     if address is None:
         os.environ.pop(RAY_ADDRESS_ENV, None)
         return
+    connect_cluster(address)
+    os.environ[RAY_ADDRESS_ENV] = address
+
+
+def connect_cluster(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address`` now, so that a wrong
+    address fails before any work.
+
+    Raises:
+        RayUnavailableError: Ray is not installed or the cluster cannot be reached.
+    """
     from fiftyone_clipbranches.distributed.ray_shards import connect
 
     connect(address)
-    os.environ[RAY_ADDRESS_ENV] = address
 
 
 def check_shards(shards) -> int:

@@ -51,3 +51,26 @@ def test_shard_arguments_and_a_failed_build(make_dataset, monkeypatch):
         sdk.build_index_from_codes(ds, codes, ds.values("id"), "x", shards=2)
     assert sdk.list_indexes(ds) == []
     assert sharding.ray_address() is None
+
+
+def test_a_ray_cluster_that_cannot_be_reached_fails_before_any_embedding(
+    cifar_dir, tiny_clip_checkpoint
+):
+    from user_path import TINY_CLIP_NAME, images_dataset
+
+    from fiftyone_clipbranches.distributed.ray_shards import RayUnavailableError
+
+    ds = images_dataset(cifar_dir, 2)
+    try:
+        with pytest.raises(RayUnavailableError, match="no Ray cluster answers"):
+            sdk.build_index(
+                ds,
+                model=TINY_CLIP_NAME,
+                pretrained=str(tiny_clip_checkpoint),
+                shards=2,
+                ray_address="127.0.0.1:1",
+                progress=False,
+            )
+        assert ds.get_field("clip_embedding") is None and sdk.list_indexes(ds) == []
+    finally:
+        ds.delete()
