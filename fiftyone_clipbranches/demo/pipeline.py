@@ -292,6 +292,9 @@ def _generated_dataset(name, records, model, pretrained):
     """The dataset of generated images, rebuilt only when the images changed."""
     import fiftyone as fo
 
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.indexes import discard_index
+
     wanted = {
         "images": [r.filepath for r in records],
         "model": model,
@@ -301,6 +304,8 @@ def _generated_dataset(name, records, model, pretrained):
         dataset = fo.load_dataset(name)
         if dataset.info.get("clipbranches_demo") == wanted:
             return dataset
+        for key in sdk.list_indexes(dataset):  # the demo's own: nothing left behind
+            discard_index(dataset, key)
         dataset.delete()
     dataset = fo.Dataset(name, persistent=True)
     samples = []

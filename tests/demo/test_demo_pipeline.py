@@ -66,7 +66,17 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     assert "demo model" in again.timings and again.timings["demo model"] < 30
     assert again.timings["index"] < 30
     assert again.precision_at_20 == report.precision_at_20
-    dataset.delete()
+
+    # other images: the dataset is made again, and its old index goes with it
+    from pathlib import Path
+
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.demo.pipeline import DEMO_INDEX_KEY
+
+    old_dir = sdk.index_info(dataset, DEMO_INDEX_KEY, check=False).index_dir
+    smaller = run_demo(**{**kwargs, "n_images": 200})
+    assert smaller.n_samples == 200 and not Path(old_dir).exists()
+    fo.load_dataset("clipbranches-demo-test").delete()
 
 
 def test_a_report_without_ground_truth_says_that_feedback_is_not_simulated():
