@@ -6,30 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from fiftyone_clipbranches.sdk.progress import ProgressBar
 
 #: Results printed by ``search`` and ``refine`` unless ``--limit`` says otherwise.
 DEFAULT_LIMIT = 20
-
-
-class _Bar:
-    """``progress(fraction, label)`` of the SDK shown as one tqdm bar on stderr."""
-
-    def __init__(self, desc: str):
-        from tqdm import tqdm
-
-        self._bar = tqdm(
-            total=100, desc=desc, file=sys.stderr,
-            bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",
-        )  # fmt: skip
-
-    def __call__(self, fraction: float, label: str) -> None:
-        done = min(100, max(0, round(100 * fraction)))
-        self._bar.set_postfix_str(label, refresh=False)
-        self._bar.update(done - self._bar.n)
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 def _count(text: str) -> int:
@@ -63,7 +44,7 @@ def _cmd_build_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    bar = _Bar(f"building {args.key!r}") if not args.quiet else None
+    bar = ProgressBar(f"building {args.key!r}") if not args.quiet else None
     try:
         info = sdk.build_index(
             ds,
@@ -88,7 +69,7 @@ def _cmd_update_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    bar = _Bar(f"updating {args.key!r}") if not args.quiet else None
+    bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
             ds, args.key, retry_failed=args.retry_failed, progress=bar or False
@@ -101,6 +82,8 @@ def _cmd_update_index(args) -> int:
 
 
 def _print_info(info, as_json: bool) -> None:
+    from fiftyone_clipbranches.sdk.messages import counted
+
     if as_json:
         print(json.dumps(info.to_dict(), default=str))
         return
@@ -119,7 +102,8 @@ def _print_info(info, as_json: bool) -> None:
         )
     if fresh is not None and fresh.n_unreadable:
         print(
-            f"  {fresh.n_unreadable} samples left out: their image could not be read"
+            f"  {counted(fresh.n_unreadable, 'sample')} left out: their image could"
+            " not be read"
             " (`--json` lists them; fix the files, then `clipbranches update-index"
             " --retry-failed`)"
         )
@@ -178,7 +162,7 @@ def _cmd_search(args) -> int:
     rows = [{"id": i, "distance": int(d)} for i, d in zip(ids, distances)]
     if args.tag:
         ds.select(ids).tag_samples(args.tag)
-    _print_rows(ds, rows, "distance", args)
+    _print_rows(ds, rows, "distance", args, header="sq. distance")
     if args.tag and not args.json:
         print(f"tagged {len(ids)} samples {args.tag!r}")
     return 0
@@ -218,18 +202,18 @@ def _cmd_refine(args) -> int:
     return 0
 
 
-def _print_rows(ds, rows: list[dict], value: str, args) -> None:
+def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
     shown = rows[: args.limit]
     if args.json:
         print(json.dumps(shown))
         return
     paths = dict(zip(*ds.select([r["id"] for r in shown]).values(["id", "filepath"])))
     if shown:
-        print(f"{'rank':>4}  {'sample id':<24}  {value:>10}  filepath")
+        print(f"{'rank':>4}  {'sample id':<24}  {header or value:>12}  filepath")
     for rank, row in enumerate(shown, 1):
         v = row[value]
         text = f"{v:.4f}" if isinstance(v, float) else str(v)
-        print(f"{rank:>4}  {row['id']}  {text:>10}  {paths.get(row['id'], '')}")
+        print(f"{rank:>4}  {row['id']}  {text:>12}  {paths.get(row['id'], '')}")
     if len(rows) > len(shown):
         print(f"... {len(rows) - len(shown)} more (--limit)")
 

@@ -42,6 +42,10 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert [r["distance"] for r in rows] == sorted(r["distance"] for r in rows)
     assert sorted(ds.match_tags("cb_positive").values("id")) == sorted(ids)
 
+    assert cli_main([*search, "--limit", "2"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.split() == ["rank", "sample", "id", "sq.", "distance", "filepath"]
+
     assert cli_main(["refine", ds.name, "--key", "clip", "--json"]) == 0
     by_tags = _json(capsys)
     assert by_tags["stats"]["n_pos"] == 10 and by_tags["n_results"] >= 10
@@ -143,7 +147,7 @@ def test_unreadable_and_added_images_from_the_shell(
     build = ["build-index", ds.name, "--key", "a", "--code-method", "pca"]
     assert cli_main([*build, "--embeddings-field", "tiny", *model, "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "a: 50 samples" in out and "1 samples left out" in out
+    assert "a: 50 samples" in out and "1 sample left out" in out
     assert "update-index --retry-failed" in out
     # that field now exists and lacks one vector: refused unless told to skip it
     build = ["build-index", ds.name, "--key", "b", "--code-method", "pca"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import warnings
 from collections.abc import Callable, Sequence
@@ -60,7 +61,9 @@ class ImageFileDataset(torch.utils.data.Dataset):
         except ImageRefusedError as exc:
             return i, None, str(exc)
         except Exception as exc:  # noqa: BLE001 - any decode failure is recorded
-            return i, None, f"{type(exc).__name__}: {exc}"
+            # PIL names an open file by its object ("<_io.BufferedReader name=11>")
+            message = re.sub(r"<_io\.\w+ name=[^>]*>", str(path), str(exc))
+            return i, None, f"{type(exc).__name__}: {message}"
         return i, tensor, None
 
 

@@ -48,6 +48,7 @@ class IndexInfoOperator(foo.Operator):
         return foo.OperatorConfig(
             name="index_info",
             label="CLIP branches: index info",
+            description="Samples, codes, CLIP model and freshness of an index",
             icon=ICON,
             dynamic=True,
             risk_level=types.RiskLevel.LOW,
@@ -93,6 +94,7 @@ class RenameIndex(foo.Operator):
         return foo.OperatorConfig(
             name="rename_index",
             label="CLIP branches: rename index",
+            description="Give an index another key (its files stay)",
             icon=ICON,
             dynamic=True,
             risk_level=types.RiskLevel.MEDIUM,
@@ -121,6 +123,7 @@ class DeleteIndex(foo.Operator):
         return foo.OperatorConfig(
             name="delete_index",
             label="CLIP branches: delete index",
+            description="Delete an index: its run and its files",
             icon=ICON,
             dynamic=True,
             risk_level=types.RiskLevel.HIGH,

@@ -15,6 +15,7 @@ class SaveResultsView(foo.Operator):
         return foo.OperatorConfig(
             name="save_results_view",
             label="CLIP branches: save results as view",
+            description="Keep the last results, ranked by score, as a saved view",
             icon=ICON,
             dynamic=True,
             risk_level=types.RiskLevel.LOW,

@@ -27,6 +27,7 @@ from fiftyone_clipbranches.sdk.errors import (
 )
 from fiftyone_clipbranches.sdk.freshness import Freshness, compare
 from fiftyone_clipbranches.sdk.identity import build_identity, field_model_identity
+from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
@@ -206,8 +207,8 @@ def build_index(
         shard_progress=progress is True,
     )
     left_out = (
-        f"; {len(unembeddable)} samples left out (unreadable or without an"
-        " embedding: index_info(...).freshness.unreadable)"
+        f"; {counted(len(unembeddable), 'sample')} left out (unreadable or"
+        " without an embedding)"
         if unembeddable
         else ""
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fiftyone_clipbranches.sdk.errors import SampleIdsError, StaleIndexError
+from fiftyone_clipbranches.sdk.messages import counted_are
 
 
 def index_rows(
@@ -30,14 +31,15 @@ def index_rows(
     foreign = [i for i in missing if i not in in_dataset]
     if foreign:
         raise SampleIdsError(
-            f"{len(foreign)} {what} ids are not samples of dataset {ds.name!r} "
+            f"{counted_are(len(foreign), what + ' id')} not"
+            f" {'a sample' if len(foreign) == 1 else 'samples'} of dataset {ds.name!r} "
             f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples"
         )
     unreadable = [i for i in missing if i in bundle.unembeddable]
     if unreadable and not skip_unreadable:
         first = bundle.unembeddable[unreadable[0]]
         raise SampleIdsError(
-            f"{len(unreadable)} {what} samples have no embedding in index "
+            f"{counted_are(len(unreadable), what + ' sample')} without an embedding in index "
             f"{index_key!r}: their image could not be read when it was built (e.g. "
             f"{unreadable[0]}, {first.get('filepath')}: {first.get('error')}). "
             f"Remove their label, or fix the file and run update_index with "
@@ -47,7 +49,7 @@ def index_rows(
     added = [i for i in missing if i not in bundle.unembeddable]
     if added:
         raise StaleIndexError(
-            f"{len(added)} {what} samples are not in index {index_key!r} (e.g. "
+            f"{counted_are(len(added), what + ' sample')} not in index {index_key!r} (e.g. "
             f"{added[0]}): they were added after the build; run update_index (CLI:"
             f" clipbranches update-index {ds.name} --key {index_key})"
         )

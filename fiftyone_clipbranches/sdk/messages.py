@@ -52,6 +52,11 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}es" if noun.endswith(("ch", "sh", "s", "x")) else f"{n} {noun}s"
 
 
+def counted_are(n: int, noun: str) -> str:
+    """``"1 id is"``, ``"2 ids are"``."""
+    return f"{counted(n, noun)} {'is' if n == 1 else 'are'}"
+
+
 def round_summary(stats: dict) -> str:
     """``"66 matches from 6 positives / 1 negative"``: a refinement round's answer
     from its ``stats``."""

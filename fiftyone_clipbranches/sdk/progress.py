@@ -8,21 +8,45 @@ from collections.abc import Callable
 ProgressFn = Callable[[float, str], None]
 
 
-def as_progress(progress) -> ProgressFn:
+def as_progress(progress, desc: str = "clipbranches") -> ProgressFn:
     """Normalise a ``progress`` argument into ``fn(fraction, label)``.
 
-    True prints one line per update to stderr, False/None does nothing and a
-    callable is used as is.
+    True shows a :class:`ProgressBar` on stderr, False/None nothing, and a callable
+    is used as is.
     """
     if callable(progress):
         return progress
     if progress:
-        return _print_progress
+        return ProgressBar(desc)
     return _no_progress
 
 
-def _print_progress(fraction: float, label: str) -> None:
-    print(f"[clipbranches] {100 * fraction:5.1f}% {label}", file=sys.stderr)
+class ProgressBar:
+    """``progress(fraction, label)`` shown as one tqdm bar on stderr, opened at the
+    first update and closed when it reaches 100%."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self._bar = None
+
+    def __call__(self, fraction: float, label: str) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=100, desc=self.desc, file=sys.stderr,
+                bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",
+            )  # fmt: skip
+        done = min(100, max(0, round(100 * fraction)))
+        self._bar.set_postfix_str(label, refresh=False)
+        self._bar.update(done - self._bar.n)
+        if done >= 100:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _no_progress(fraction: float, label: str) -> None:

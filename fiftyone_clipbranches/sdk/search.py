@@ -19,6 +19,7 @@ from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
+from fiftyone_clipbranches.sdk.messages import counted_are
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
 
@@ -271,7 +272,8 @@ def _samples_code(sample_ids, bundle, index_key, ds=None) -> np.ndarray:
         rows, found = bundle.rowmap.rows_of(sample_ids)
         if not found.all():
             raise StaleIndexError(
-                f"{int((~found).sum())} query samples are not in index {index_key!r}"
+                f"{counted_are(int((~found).sum()), 'query sample')} not in index"
+                f" {index_key!r}"
                 " (added after it was built); run update_index first"
             )
     codes = np.asarray(bundle.index.codes[np.sort(rows)], dtype=np.float64)

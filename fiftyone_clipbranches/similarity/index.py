@@ -281,7 +281,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             vectors,
             method=self.config.code_method,
             clip_identity=identity,
-            progress=False,
+            progress=_show_progress(),
             **(self.config.encoder_params or {}),
         )
         sdk.build_index_from_codes(
@@ -351,7 +351,7 @@ def _build_from_dataset(ds, config) -> None:
             field,
             model=config.clip_model,
             pretrained=config.pretrained,
-            progress=False,
+            progress=_show_progress(),
         )
         config.embeddings_field = field
         _build_from_field(ds, config, field, identity)
@@ -383,7 +383,7 @@ def _build_from_field(ds, config, field, identity) -> None:
         code_method=config.code_method,
         encoder_params=config.encoder_params,
         skip_missing=True,
-        progress=False,
+        progress=_show_progress(),
         **declared,
     )
 
@@ -423,3 +423,11 @@ def _single(query) -> bool:
     if isinstance(query, np.ndarray):
         return query.ndim == 1
     return isinstance(query, str)
+
+
+def _show_progress() -> bool:
+    """FiftyOne's setting for progress bars: the brain passes ``progress=`` to the
+    embedding of the images only, never to a backend."""
+    import fiftyone as fo
+
+    return bool(fo.config.show_progress_bars)

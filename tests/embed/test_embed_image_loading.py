@@ -30,6 +30,14 @@ def test_a_fifo_named_jpg_is_refused_at_once(tmp_path):
         open_image_file(tmp_path)
 
 
+def test_a_file_that_is_no_image_is_named_by_its_path(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    i, tensor, error = ImageFileDataset([str(bad)], _identity)[0]
+    assert tensor is None and error.startswith("UnidentifiedImageError")
+    assert str(bad) in error and "BufferedReader" not in error
+
+
 def test_embedding_a_fifo_among_images_finishes(tiny_model, cifar_paths, tmp_path):
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)

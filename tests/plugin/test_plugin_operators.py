@@ -155,6 +155,13 @@ def test_build_index_form_flags_an_existing_key(indexed_dataset):
     assert props["index_key"]["invalid"] is False
 
 
+def test_every_operator_says_what_it_does():
+    for cls in OPERATORS:
+        config = cls().config
+        assert config.label.startswith("CLIP branches: "), config.name
+        assert config.description and len(config.description) > 20, config.name
+
+
 def test_forms_of_every_operator_resolve(indexed_dataset):
     for cls in OPERATORS:
         props = _resolve_input(cls().config.name, indexed_dataset, {})

@@ -222,7 +222,7 @@ def test_an_index_answering_a_brain_run_is_not_deleted_or_renamed_under_it(
     assert cb.list_indexes(ds) == ["sim"]
     assert ds.sort_by_similarity(first, k=1, brain_key="sim").values("id") == [first]
     # an id that is no sample of the dataset is named as such, not as stale
-    with pytest.raises(ValueError, match="not samples of dataset"):
+    with pytest.raises(ValueError, match="not (a sample|samples) of dataset"):
         ds.sort_by_similarity("0123456789abcdef01234567", k=3, brain_key="sim")
     ds.load_brain_results("sim").cleanup()  # as the refusal says
     ds.delete_brain_run("sim")
