@@ -275,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a CLI answers with one line, not a traceback
         if os.environ.get("CLIPBRANCHES_DEBUG"):
             raise
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        from fiftyone_clipbranches.sdk.messages import CLI_WEIGHTS_HINT, weights_message
+
+        message = weights_message(e, CLI_WEIGHTS_HINT) or (
+            str(e).splitlines()[0] if str(e) else type(e).__name__
+        )
         print(f"clipbranches {args.command}: error: {message}", file=sys.stderr)
         if getattr(args, "json", False):  # a script reading stdout gets JSON too
             import json

@@ -122,6 +122,14 @@ def test_cli_errors_are_one_line(images, capsys):
     assert len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         cli_main(["search", images.name])  # a query is required
+    # weights this machine lacks: told with the CLI's flags, not load_clip(...)
+    capsys.readouterr()
+    build = ["build-index", images.name, "--model", "ViT-B-32", "--quiet"]
+    build += ["--code-method", "pca"]
+    assert cli_main([*build, "--pretrained", "laion2b_s34b_b79k"]) == 1
+    err = capsys.readouterr().err
+    assert "are not available" in err and "--pretrained with a local checkpoint" in err
+    assert "load_clip(" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_pretrained_none_means_random_weights_and_absent_means_not_given():

@@ -19,22 +19,36 @@ APP_WEIGHTS_HINT = (
 )
 
 
+CLI_WEIGHTS_HINT = (
+    "Pass --pretrained with a local checkpoint file (open_clip_pytorch_model.bin), or"
+    " choose a --model whose weights are in this machine's cache"
+)
+
+
 def user_message(
     exc: BaseException, logger: logging.Logger | None = None, *, in_app: bool = False
 ) -> str:
     """The message to show for ``exc``: its own for a user error, else
     ``"Unexpected error: ..."`` after logging it with its traceback. ``in_app``:
     for the App's forms, whose fields are not Python arguments."""
-    missing_weights = _weights_missing(exc)
-    if missing_weights and in_app:
-        reason = str(exc).split(" Provide them in one of these ways", 1)[0]
-        return f"{reason} {APP_WEIGHTS_HINT}."
-    if missing_weights or isinstance(exc, USER_ERRORS):
+    weights = weights_message(exc, APP_WEIGHTS_HINT) if in_app else None
+    if weights is not None:
+        return weights
+    if _weights_missing(exc) or isinstance(exc, USER_ERRORS):
         return str(exc)
     (logger or logging.getLogger(__name__)).error(
         "clipbranches: unexpected error", exc_info=exc
     )
     return f"Unexpected error: {exc}"
+
+
+def weights_message(exc: BaseException, hint: str) -> str | None:
+    """For missing CLIP weights, why, then ``hint`` (a face's own inputs) instead
+    of the Python ways to provide them; None for any other error."""
+    if not _weights_missing(exc):
+        return None
+    reason = str(exc).split(" Provide them in one of these ways", 1)[0]
+    return f"{reason} {hint}."
 
 
 def _weights_missing(exc: BaseException) -> bool:
