@@ -58,8 +58,9 @@ class DemoReport:
                 (
                     "feedback",
                     "not simulated: nothing says which of these images match the"
-                    " query (only the generated images, queried by a colour and a"
-                    " shape, say so); tag results in the App's panel, then Refine",
+                    " query (the generated images queried by a colour and a shape"
+                    " do, and a folder per class queried by one class's name); tag"
+                    " results in the App's panel, then Refine",
                 )
             )
         else:
@@ -349,9 +350,25 @@ def _folder_dataset(name, folder: Path, model, pretrained):
     )
     if not paths:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    classes = _folder_classes(folder, paths)
     dataset = fo.Dataset(name, persistent=True)
-    dataset.add_samples([fo.Sample(filepath=p) for p in paths], progress=False)
+    samples = [fo.Sample(filepath=p) for p in paths]
+    if classes is not None:  # a folder per class: its name is the ground truth
+        for sample, label in zip(samples, classes):
+            sample["ground_truth"] = fo.Classification(label=label)
+    dataset.add_samples(samples, progress=False)
     return dataset
+
+
+def _folder_classes(folder: Path, paths: list[str]) -> list[str] | None:
+    """The class of each image of a class tree (``folder/<class>/<image>``, as
+    ``ImageClassificationDirectoryTree``), or None when the images are not all one
+    level down in two or more folders."""
+    parents = [Path(p).relative_to(folder).parent for p in paths]
+    if any(len(parent.parts) != 1 for parent in parents):
+        return None
+    classes = [parent.parts[0] for parent in parents]
+    return classes if len(set(classes)) > 1 else None
 
 
 def _ensure_index(dataset, model, pretrained, progress):
@@ -374,8 +391,13 @@ def _ensure_index(dataset, model, pretrained, progress):
 
 
 def relevant_ids(dataset, query: str) -> set[str] | None:
-    """Samples holding an object of the query's colour and shape (generated data)."""
-    if "objects" not in dataset.get_field_schema():
+    """Samples holding an object of the query's colour and shape (generated data),
+    or of the one class the query names (a class tree of the user's images); None
+    when nothing says."""
+    schema = dataset.get_field_schema()
+    if "ground_truth" in schema and "objects" not in schema:
+        return _class_named_by(dataset, query)
+    if "objects" not in schema:
         return None
     parsed = parse_colour_shape(query)
     if parsed is None:
@@ -385,6 +407,26 @@ def relevant_ids(dataset, query: str) -> set[str] | None:
     labels = dataset.values("objects.detections.label")
     wanted = f"{colour} {shape}"
     return {i for i, ls in zip(ids, labels) if ls and wanted in ls}
+
+
+def _class_named_by(dataset, query: str) -> set[str] | None:
+    """Samples of the one ground-truth class whose name (``_`` or ``-`` read as
+    spaces, a plural ``s`` allowed) the query holds as words, else None."""
+    ids, labels = dataset.values(["id", "ground_truth.label"])
+    text = f" {' '.join(w.strip('.,!?') for w in query.lower().split())} "
+    named = {
+        label
+        for label in set(labels) - {None}
+        if any(
+            f" {form} " in text
+            for name in [label.lower().replace("_", " ").replace("-", " ")]
+            for form in (name, f"{name}s", f"{name}es")
+        )
+    }
+    if len(named) != 1:
+        return None
+    (wanted,) = named
+    return {i for i, label in zip(ids, labels) if label == wanted}
 
 
 def parse_colour_shape(query: str) -> tuple[str, str] | None:

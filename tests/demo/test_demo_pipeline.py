@@ -85,3 +85,39 @@ def test_a_report_without_ground_truth_says_that_feedback_is_not_simulated():
     text = report.format()
     assert "feedback" in text and "not simulated" in text and "Refine" in text
     assert "n/a" not in text and "None" not in text and "precision" not in text
+
+
+def test_a_folder_per_class_of_the_users_images_simulates_the_feedback(
+    cifar_dir, tiny_clip_checkpoint, tmp_path
+):
+    """``clipbranches demo --images DIR`` on a class tree (as FiftyOne's
+    ImageClassificationDirectoryTree): a query naming one class is judged by the
+    folder names; one naming none is not."""
+    import fiftyone as fo
+    from user_path import TINY_CLIP_NAME
+
+    for name in ("cat", "dog", "ship"):
+        (tmp_path / name).mkdir()
+        for image in sorted((cifar_dir / name).iterdir())[:25]:
+            (tmp_path / name / image.name).symlink_to(image)
+    kwargs = dict(
+        images=tmp_path,
+        model=TINY_CLIP_NAME,
+        pretrained=str(tiny_clip_checkpoint),
+        k=20,
+        dataset_name="clipbranches-demo-tree-test",
+        progress=False,
+    )
+    try:
+        report = run_demo(**kwargs, query="a photo of a cat")
+        dataset = fo.load_dataset("clipbranches-demo-tree-test")
+        assert set(dataset.distinct("ground_truth.label")) == {"cat", "dog", "ship"}
+        assert report.n_samples == 75 and report.n_relevant == 25
+        assert report.topk_f1 is not None and "not simulated" not in report.format()
+        assert report.n_refined and report.refined_f1 is not None  # one round
+        assert dataset.has_saved_view(report.saved_view)
+        unjudged = run_demo(**kwargs, query="a photo of a horse")
+        assert unjudged.n_relevant is None and "not simulated" in unjudged.format()
+    finally:
+        if fo.dataset_exists("clipbranches-demo-tree-test"):
+            fo.load_dataset("clipbranches-demo-tree-test").delete()
