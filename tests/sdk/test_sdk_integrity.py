@@ -334,7 +334,9 @@ def test_build_reports_the_unreadable_images_it_leaves_out(
             progress=lambda fraction, label: labels.append(label),
         )
         assert "embedded 40/41, 1 unreadable" in labels
-        assert labels[-1].startswith("index 'clip' built over 40 samples; 1 sample left")
+        assert labels[-1].startswith(
+            "index 'clip' built over 40 samples; 1 sample left"
+        )
         fresh = sdk.index_info(ds, "clip").freshness
         assert list(fresh.unreadable) == [sid] and info.n_samples == 40
     finally:
