@@ -414,15 +414,12 @@ def _class_named_by(dataset, query: str) -> set[str] | None:
     spaces, a plural ``s`` allowed) the query holds as words, else None."""
     ids, labels = dataset.values(["id", "ground_truth.label"])
     text = f" {' '.join(w.strip('.,!?') for w in query.lower().split())} "
-    named = {
-        label
-        for label in set(labels) - {None}
-        if any(
-            f" {form} " in text
-            for name in [label.lower().replace("_", " ").replace("-", " ")]
-            for form in (name, f"{name}s", f"{name}es")
-        )
-    }
+
+    def mentioned(label: str) -> bool:
+        name = label.lower().replace("_", " ").replace("-", " ")
+        return any(f" {form} " in text for form in (name, f"{name}s", f"{name}es"))
+
+    named = {label for label in set(labels) - {None} if mentioned(label)}
     if len(named) != 1:
         return None
     (wanted,) = named
