@@ -45,10 +45,22 @@ ORCHESTRATOR_HINT = (
 )
 
 
+SCHEDULING_OFF_HINT = (
+    "Execute runs it now, in the App's server. To schedule it instead (Schedule is"
+    " not available until then), start FiftyOne with"
+    " FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true and run `fiftyone delegated launch`"
+)
+
+
 def add_orchestrator_hint(inputs) -> None:
     """Notice that a scheduled (delegated) run needs an orchestrator to start;
-    nothing in FiftyOne says so and the run otherwise sits queued."""
-    inputs.view("orchestrator_hint", types.Notice(label=ORCHESTRATOR_HINT))
+    nothing in FiftyOne says so and the run otherwise sits queued. Where this
+    FiftyOne cannot schedule at all, how to make it able to."""
+    import fiftyone as fo
+
+    scheduling = getattr(fo.config, "allow_legacy_orchestrators", True)
+    hint = ORCHESTRATOR_HINT if scheduling else SCHEDULING_OFF_HINT
+    inputs.view("orchestrator_hint", types.Notice(label=hint))
 
 
 def index_keys(ctx) -> list[str]:
@@ -57,9 +69,12 @@ def index_keys(ctx) -> list[str]:
     return list_indexes(ctx.dataset)
 
 
-def add_index_choice(ctx, inputs, name: str = "index_key", label: str = "Index"):
+def add_index_choice(
+    ctx, inputs, name: str = "index_key", label: str = "Index", preselect=True
+):
     """Dropdown of the dataset's indexes; returns the chosen key or None (with a
-    warning in the form) when the dataset has none."""
+    warning in the form) when the dataset has none, or none is chosen yet
+    (``preselect=False``: the user picks, as for a deletion)."""
     keys = index_keys(ctx)
     if not keys:
         inputs.view(
@@ -74,15 +89,23 @@ def add_index_choice(ctx, inputs, name: str = "index_key", label: str = "Index")
     for key in keys:
         choices.add_choice(key, label=key)
     default = DEFAULT_INDEX_KEY if DEFAULT_INDEX_KEY in keys else keys[0]
+    if not preselect:
+        default = None
     inputs.enum(name, keys, label=label, default=default, required=True, view=choices)
     return ctx.params.get(name) or default
 
 
-def add_new_key_input(ctx, inputs, name: str = "index_key", default=DEFAULT_INDEX_KEY):
+def add_new_key_input(
+    ctx,
+    inputs,
+    name: str = "index_key",
+    default=DEFAULT_INDEX_KEY,
+    label: str = "Index key",
+):
     """Text input for a new run key, flagged invalid when taken or malformed.
 
     Returns the key when valid, else None."""
-    prop = inputs.str(name, label="Index key", default=default, required=True)
+    prop = inputs.str(name, label=label, default=default, required=True)
     key = ctx.params.get(name, default)
     problem = None
     if not key or not str(key).isidentifier():

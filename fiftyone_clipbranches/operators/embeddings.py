@@ -36,7 +36,7 @@ class ComputeEmbeddings(foo.Operator):
             label="Embeddings field",
             default=DEFAULT_EMBEDDINGS_FIELD,
             required=True,
-            description="VectorField receiving one 512-d vector per sample",
+            description="VectorField receiving one vector per sample (512-d for ViT-B-32)",
         )
         inputs.str(
             "model", label="CLIP model", default=DEFAULT_CLIP_MODEL, required=True

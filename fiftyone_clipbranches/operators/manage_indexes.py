@@ -103,7 +103,7 @@ class RenameIndex(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         if add_index_choice(ctx, inputs) is not None:
-            add_new_key_input(ctx, inputs, name="new_key", default="")
+            add_new_key_input(ctx, inputs, name="new_key", default="", label="New key")
         return types.Property(inputs, view=types.View(label="Rename index"))
 
     def execute(self, ctx):
@@ -131,10 +131,11 @@ class DeleteIndex(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if add_index_choice(ctx, inputs) is not None:
+        key = add_index_choice(ctx, inputs, preselect=False)  # chosen, never assumed
+        if key is not None:
             inputs.view(
                 "warning",
-                types.Warning(label="The index run and its files are deleted"),
+                types.Warning(label=f"Index '{key}' and its files will be deleted"),
             )
         return types.Property(inputs, view=types.View(label="Delete index"))
 

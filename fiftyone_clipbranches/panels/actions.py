@@ -69,10 +69,13 @@ def run_search(ctx, opts: dict) -> str:
 
 
 def search_scope(ctx):
-    """What a search looks in: the grid's view (the user's filters and stages)
-    without the panel's own results in it (ordered selects of searches and
-    refinements, "Show all matches" sorts by score), else the whole dataset."""
+    """What a search looks in: a saved view the user opened, as it is; else the
+    grid's view (the user's filters and stages) without the panel's own results in
+    it (ordered selects of searches and refinements, "Show all matches" sorts by
+    score), else the whole dataset."""
     view = ctx.view
+    if view is not None and view.name:  # chosen by name: the user's, whatever it holds
+        return view
     stages = list(view._stages) if view is not None else []
     kept, i = [], 0
     while i < len(stages):

@@ -110,8 +110,11 @@ class RelevancePanel(foo.Panel):
         try:
             message = work(actions.settings(ctx))
         except Exception as exc:  # never a traceback in the App
-            ctx.ops.notify(user_message(exc, logger, in_app=True), variant="error")
+            error = user_message(exc, logger, in_app=True)
+            ctx.panel.state.set("last_error", error)  # stays after the toast
+            ctx.ops.notify(error, variant="error")
             return
+        ctx.panel.state.set("last_error", None)
         if message:
             ctx.ops.notify(message[:1].upper() + message[1:], variant="success")
 
@@ -129,6 +132,12 @@ class RelevancePanel(foo.Panel):
             )
             panel.btn("check_again", label="Check again", on_click=self.check_again)
             return types.Property(panel, view=types.GridView(orientation="vertical"))
+
+        error = ctx.panel.state.get("last_error")
+        if error:
+            panel.view(
+                "last_error", types.Error(label="Last action failed", description=error)
+            )
 
         choices = types.DropdownView()
         for key in keys:

@@ -321,7 +321,18 @@ def refine_here_or_remote(
         )
     url, token = remote
     ds = root_dataset(dataset)
-    answer = remote_refine(ds.name, request=request, url=url, token=token)
+    try:
+        answer = remote_refine(ds.name, request=request, url=url, token=token)
+    except RemoteServiceError as e:
+        if e.code != "unreachable":
+            raise
+        raise RemoteServiceError(
+            0,
+            "unreachable",
+            f"{e.message}. The {URL_ENV} setting (a plugin secret or the"
+            " environment) sends refinements to that service: start it (clipbranches"
+            " serve), or remove the setting to refine in this process",
+        ) from None
     result = written_result(
         ds,
         answer.ids,

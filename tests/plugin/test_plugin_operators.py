@@ -155,6 +155,13 @@ def test_build_index_form_flags_an_existing_key(indexed_dataset):
     assert props["index_key"]["invalid"] is False
 
 
+def test_delete_form_names_the_index_it_deletes_and_assumes_none(indexed_dataset):
+    props = _resolve_input("delete_index", indexed_dataset, {})
+    assert props["index_key"].get("default") is None and "warning" not in props
+    props = _resolve_input("delete_index", indexed_dataset, {"index_key": "cb"})
+    assert "'cb'" in props["warning"]["view"]["label"]
+
+
 def test_every_operator_says_what_it_does():
     for cls in OPERATORS:
         config = cls().config

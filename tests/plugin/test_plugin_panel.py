@@ -7,7 +7,7 @@ from plugin_helpers import notifications, run_op, uris
 from fiftyone_clipbranches.panels.constants import STORE_NAME
 
 
-def call(ds, method, state=None, selected=(), alt=(), view=None):
+def call(ds, method, state=None, selected=(), alt=(), view=None, view_name=None):
     ctx = {
         "dataset": ds,
         "selected": list(selected) + list(alt),
@@ -17,6 +17,8 @@ def call(ds, method, state=None, selected=(), alt=(), view=None):
     }
     if view is not None:
         ctx["view"] = view
+    if view_name is not None:  # a saved view opened in the App's selector
+        ctx["view_name"] = view_name
     return run_op("clipbranches_panel", ctx)[1]
 
 
@@ -110,10 +112,20 @@ def test_query_ball_refines_the_panel_query(indexed_dataset):
     assert "set_view" not in uris(requests)
 
 
-def test_refine_without_labels_is_a_notification(indexed_dataset):
-    requests = call(indexed_dataset, "refine", state={"index_key": "cb"})
-    assert "no positive samples" in notifications(requests, "error")[0]
-    assert "set_view" not in uris(requests)
+def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
+    ds = indexed_dataset
+    requests = call(ds, "refine", state={"index_key": "cb"})
+    (error,) = notifications(requests, "error")
+    assert "no positive samples" in error and "set_view" not in uris(requests)
+    # the toast goes in seconds; the panel keeps saying it until the next action
+    state = patched_state(requests)
+    assert state["last_error"] == error
+    shown = rendered(call(ds, "on_load", state=state))["last_error"]["view"]
+    assert shown["name"] == "Error" and shown["description"] == error
+    state = {**state, "k": 5}
+    after = call(ds, "search", state=state, selected=ds.values("id")[:1])
+    assert patched_state(after)["last_error"] is None
+    assert "last_error" not in rendered(after)
 
 
 def test_search_by_selection_then_save_view(indexed_dataset):
@@ -250,6 +262,12 @@ def test_search_looks_in_the_grids_view_but_not_in_the_panels_last_result(
     on_top = shown_before.match(fo.ViewField("ground_truth.label") == "cat")
     _, within = shown(call(ds, "search", state=state, selected=[query], view=on_top))
     assert len(within) == 20 and {labels[i] for i in within} == {"cat"}
+    # a round the user saved and opened again by name is the scope, as it is
+    ds.save_view("my round", last)
+    requests = call(ds, "search", state=state, selected=[query], view_name="my round")
+    _, saved = shown(requests)
+    assert sorted(saved) == sorted(ids)  # its 20 cats, nearest first
+    assert "in the current view" in notifications(requests, "success")[0]
 
 
 def sdk_search_ids(ds, query):

@@ -53,13 +53,20 @@ def test_refine_takes_labels_from_the_target_view_only(indexed_dataset):
     assert np.isfinite(stats["train_ms"])
 
 
-def test_long_running_forms_say_delegated_runs_need_an_orchestrator(indexed_dataset):
-    for name in ("build_index", "update_index", "compute_embeddings"):
-        props = _resolve_input(name, indexed_dataset, {"index_key": "fresh"})
-        hint = props["orchestrator_hint"]["view"]
-        assert hint["name"] == "Notice", name
-        assert "fiftyone delegated launch" in hint["label"]
-        assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in hint["label"]
+def test_long_running_forms_say_delegated_runs_need_an_orchestrator(
+    indexed_dataset, monkeypatch
+):
+    import fiftyone as fo
+
+    for allowed in (True, False):  # FiftyOne able to schedule, or not at all
+        monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", allowed)
+        for name in ("build_index", "update_index", "compute_embeddings"):
+            props = _resolve_input(name, indexed_dataset, {"index_key": "fresh"})
+            hint = props["orchestrator_hint"]["view"]
+            assert hint["name"] == "Notice", name
+            assert "fiftyone delegated launch" in hint["label"]
+            assert "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in hint["label"]
+            assert ("Schedule is not available" in hint["label"]) is not allowed
 
 
 def test_panel_numbers_have_readable_labels_and_values(indexed_dataset):

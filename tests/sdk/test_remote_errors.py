@@ -1,5 +1,7 @@
 """What a user reads when the service answers an error."""
 
+import pytest
+
 from fiftyone_clipbranches.sdk import RemoteServiceError
 from fiftyone_clipbranches.sdk.messages import user_message
 
@@ -46,3 +48,21 @@ def test_round_summaries_count_in_words():
     )
     stats = {"n_results": 66, "n_pos": 6, "n_neg": 1}
     assert round_summary(stats) == "66 matches from 6 positives / 1 negative"
+
+
+def test_a_configured_service_that_is_down_says_how_to_refine_here(make_dataset):
+    from fiftyone_clipbranches.sdk.remote import (
+        URL_ENV,
+        RemoteServiceError,
+        refine_here_or_remote,
+    )
+    from fiftyone_clipbranches.sdk.request import RefineRequest
+
+    ds = make_dataset(2)
+    request = RefineRequest.build(None, positives=ds.values("id")[:2])
+    with pytest.raises(RemoteServiceError) as info:
+        refine_here_or_remote(ds, request, secrets={URL_ENV: "http://127.0.0.1:1"})
+    assert info.value.code == "unreachable"
+    message = str(info.value)
+    assert "cannot reach http://127.0.0.1:1" in message and URL_ENV in message
+    assert "clipbranches serve" in message and "remove the setting" in message
