@@ -94,7 +94,7 @@ class BuildIndex(foo.Operator):
                 **declared,
             )
         except Exception as exc:  # shown as a notification, never a traceback
-            yield notify_error(ctx, exc)
+            yield from notify_error(ctx, exc)
             return
         if not ctx.delegated:
             yield ctx.ops.notify(
@@ -126,7 +126,7 @@ class UpdateIndex(foo.Operator):
                 ctx, update_index, ctx.dataset, ctx.params.get("index_key")
             )
         except Exception as exc:  # shown as a notification, never a traceback
-            yield notify_error(ctx, exc)
+            yield from notify_error(ctx, exc)
             return
         if not ctx.delegated:
             yield ctx.ops.notify(

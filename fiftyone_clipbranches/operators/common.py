@@ -119,14 +119,22 @@ def add_new_key_input(
     return key
 
 
-def notify_error(ctx, exc: Exception):
-    """Show ``exc`` as an error notification (``sdk.messages.user_message``: the
-    message of a user error, else "Unexpected error: ..." with the traceback
-    logged); returns the notification, which generator operators must yield.
-    Delegated runs re-raise so the operation is marked failed with the message."""
+def notify_error(ctx, exc: Exception, *, keep: bool = True) -> list:
+    """Show ``exc`` (``sdk.messages.user_message``: the message of a user error,
+    else "Unexpected error: ..." with the traceback logged) as a notification and,
+    with ``keep``, in the output dialog too, which stays until it is closed (a
+    notification goes in seconds, and the form is gone). Returns the App messages,
+    which generator operators must yield. Delegated runs re-raise so the operation
+    is marked failed with the message."""
     if ctx.delegated:
         raise exc
-    return ctx.ops.notify(user_message(exc, logger, in_app=True), variant="error")
+    message = user_message(exc, logger, in_app=True)
+    sent = [ctx.ops.notify(message, variant="error")]
+    if keep:
+        outputs = types.Object()
+        outputs.view("error", types.Error(label="It did not work", description=message))
+        sent.append(ctx.ops.show_output(types.Property(outputs).to_json(), {}))
+    return sent
 
 
 def run_with_progress(ctx, fn, *args, **kwargs):

@@ -68,7 +68,7 @@ class ComputeEmbeddings(foo.Operator):
                 skip_existing=bool(p.get("skip_existing", True)),
             )
         except Exception as exc:  # shown as a notification, never a traceback
-            yield notify_error(ctx, exc)
+            yield from notify_error(ctx, exc)
             return
         if not ctx.delegated:
             yield ctx.ops.notify(

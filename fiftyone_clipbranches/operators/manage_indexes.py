@@ -63,7 +63,7 @@ class IndexInfoOperator(foo.Operator):
         try:
             return info_dict(index_info(ctx.dataset, ctx.params.get("index_key")))
         except Exception as exc:  # shown as a notification, never a traceback
-            notify_error(ctx, exc)
+            notify_error(ctx, exc, keep=False)  # resolve_output shows it
             return {"error": str(exc)}
 
     def resolve_output(self, ctx):

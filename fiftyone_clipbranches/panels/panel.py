@@ -241,8 +241,14 @@ def _stats_markdown(stats: dict) -> str:
             else ""
         )
         + (
-            f"; {stats['n_unindexed']} samples added since the build are not searched"
+            f"; {counted(stats['n_unindexed'], 'sample')} added since the build not"
+            " searched"
             if stats.get("n_unindexed")
+            else ""
+        )
+        + (
+            f"; computed by the service at {stats['service_url']}"
+            if stats.get("service_url")
             else ""
         )
     )

@@ -78,7 +78,10 @@ def test_refine_operator_reports_missing_positives(indexed_dataset):
     assert "no positive samples" in result["error"]
     # in the App's words: its buttons, not Python's or the CLI's arguments
     assert "Mark positive" in result["error"] and "positives=" not in result["error"]
-    assert uris(requests) == ["notify"]
+    # a notification, and the same words in the output dialog, which stays open
+    assert uris(requests) == ["notify", "show_output"]
+    shown = requests[1][1]["outputs"]["type"]["properties"]["error"]["view"]
+    assert shown["name"] == "Error" and shown["description"] == result["error"]
     view = indexed_dataset.limit(5)
     ctx = {"dataset": indexed_dataset, "view": view, "params": params}
     result, _ = run_op("refine", ctx)
