@@ -150,7 +150,7 @@ class RelevancePanel(foo.Panel):
             "query",
             label="Text, or an image path or URL (empty: search by the selection)",
         )
-        panel.int("k", label="Results (k)", min=1, max=MAX_K)
+        panel.int("k", label=f"Results (k, 1 to {MAX_K})", min=1, max=MAX_K)
         panel.btn("search", label="Search", on_click=self.search, variant="contained")
 
         n_pos, n_neg = actions.tag_counts(ctx, opts)

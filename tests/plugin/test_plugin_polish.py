@@ -79,7 +79,7 @@ def test_panel_numbers_have_readable_labels_and_values(indexed_dataset):
     for name in ("k", "random_negatives"):
         assert props[name]["type"]["int"] is True, name
         assert props[name]["view"]["name"] != "SliderView", name
-    assert props["k"]["view"]["label"] == "Results (k)"
+    assert props["k"]["view"]["label"] == "Results (k, 1 to 1000)"
 
 
 def test_refine_form_weight_slider_is_readable(indexed_dataset):
