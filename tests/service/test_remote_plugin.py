@@ -63,7 +63,7 @@ def test_refine_operator_uses_the_service_when_its_secrets_are_set(
     monkeypatch.setenv(TOKEN_ENV, "not-the-token")
     failed, requests = _run("refine", {"dataset": ds, "params": params})
     assert "unauthorized" in failed["error"] or "401" in failed["error"]
-    assert [uri for uri, _ in requests] == ["notify"]
+    assert [uri for uri, _ in requests] == ["notify", "show_output"]
 
 
 def test_panel_refine_uses_the_service_when_its_secrets_are_set(
