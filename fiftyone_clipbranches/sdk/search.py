@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
-from fiftyone_clipbranches.sdk.errors import StaleIndexError, UnknownModelError
+from fiftyone_clipbranches.sdk.errors import UnknownModelError
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
-from fiftyone_clipbranches.sdk.messages import counted_are
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
 
@@ -115,8 +114,8 @@ def query_code(
     config, bundle, index_key: str, text=None, sample_ids=None, vector=None, *, ds=None
 ) -> np.ndarray:
     """The uint8 ``(D,)`` code of one query (see :func:`search`) in a loaded index.
-    With the index's root dataset ``ds``, query samples the index lacks are named
-    for why (``labelled_rows.index_rows``)."""
+    Query samples need the index's root dataset ``ds``: those the index lacks are
+    named for why (``labelled_rows.index_rows``)."""
     if text is not None:
         return _text_code(text, config, bundle, index_key)
     if sample_ids is not None:
@@ -262,20 +261,13 @@ def _text_code(text, config, bundle, index_key) -> np.ndarray:
     return np.asarray(bundle.encoder.encode(vec)[0], dtype=np.uint8)
 
 
-def _samples_code(sample_ids, bundle, index_key, ds=None) -> np.ndarray:
+def _samples_code(sample_ids, bundle, index_key, ds) -> np.ndarray:
     sample_ids = [sample_ids] if isinstance(sample_ids, str) else list(sample_ids)
     if not sample_ids:
         raise ValueError("sample_ids is empty: select at least one sample")
-    if ds is not None:
-        rows = index_rows(ds, bundle, sample_ids, "query", index_key)
-    else:
-        rows, found = bundle.rowmap.rows_of(sample_ids)
-        if not found.all():
-            raise StaleIndexError(
-                f"{counted_are(int((~found).sum()), 'query sample')} not in index"
-                f" {index_key!r}"
-                " (added after it was built); run update_index first"
-            )
+    if ds is None:
+        raise TypeError("query_code(sample_ids=...) needs ds=, the index's dataset")
+    rows = index_rows(ds, bundle, sample_ids, "query", index_key)
     codes = np.asarray(bundle.index.codes[np.sort(rows)], dtype=np.float64)
     return np.clip(np.rint(codes.mean(axis=0)), 0, 255).astype(np.uint8)
 

@@ -122,3 +122,22 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     _, requests = run_op("save_results_view", ctx)
     assert [uri for uri, _ in requests][:2] == ["reload_dataset", "set_view"]
     assert ds.load_saved_view("cats").values("id") == shown.values("id")
+
+    # that saved view, opened again by name, is where the next search looks
+    from test_plugin_panel import patched_state, rendered
+
+    state = {"index_key": "clip", "query": "a photo of a dog", "k": 10}
+    requests = call(ds, "search", state=state, view_name="cats")
+    (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    assert set(fo.DatasetView._build(ds, stages).values("id")) == set(
+        shown.values("id")
+    )
+    # an error stays in the panel after its toast; the operator's opens a dialog
+    requests = call(ds, "refine", state={"index_key": "clip"})
+    (error,) = notifications(requests, "error")
+    assert patched_state(requests)["last_error"] == error
+    assert "last_error" in rendered(call(ds, "on_load", state=patched_state(requests)))
+    _, requests = run_op("refine", {"dataset": ds, "params": {"index_key": "clip"}})
+    assert [uri for uri, _ in requests] == ["notify", "show_output"]
+    # the App offers the models that meet the interactive target
+    assert "branches" not in _resolve_input("refine", ds, {})["model"]["type"]["values"]
