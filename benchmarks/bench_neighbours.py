@@ -1,9 +1,10 @@
-"""Cost of neighbour positives: finding the code neighbours of P positives.
+"""Cost of neighbour positives: finding the cluster around P positives.
 
-With P < 32 positives, ``make_training_set(neighbours_per_positive="auto")`` adds the
-``round(32 / P)`` nearest code neighbours of each positive, one exact ``knn_scan``
-per positive; above ``NEIGHBOUR_SEARCH_ROWS`` rows, in an evenly spread sample of
-that many. This times the training-set assembly with and without neighbours on
+With P < 32 positives, ``make_training_set(neighbours_per_positive="auto")`` adds up
+to ``round(32 / P)`` rows per positive of the cluster around them: one exact
+``knn_scan`` per positive for its ``2048 // P`` nearest rows (above
+``NEIGHBOUR_SEARCH_ROWS`` rows, in an evenly spread sample of that many), then the
+graph of those rows (``engine/local_cluster.py``). This times the training-set assembly with and without neighbours on
 synthetic CLIP-like codes (``synthetic_codes.py``; medians of ``--repeats`` runs,
 milliseconds) and reports the share of the added neighbours that belong to the
 positives' class, with the sample and with a scan of every row. ``--f1 N`` adds
@@ -131,14 +132,15 @@ def main(argv=None) -> int:
             print(rows[-1], flush=True)
     print(
         "\n| N | positives | neighbours per positive | added | training set ms, "
-        "none | training set ms, auto | neighbours ms per positive | same class "
+        "none | training set ms, auto | neighbours ms (per positive) | same class "
         "(searched rows / every row) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for n, n_pos, k, added, plain, auto, same, same_all in rows:
         print(
             f"| {n:,} | {n_pos} | {k} | {added} | {plain:.1f} | {auto:.1f} | "
-            f"{(auto - plain) / n_pos:.1f} | {same:.2f} / {same_all:.2f} |"
+            f"{auto - plain:.1f} ({(auto - plain) / n_pos:.1f}) | "
+            f"{same:.2f} / {same_all:.2f} |"
         )
     if args.f1:
         f1_table(parse_n(args.f1))

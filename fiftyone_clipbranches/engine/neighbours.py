@@ -1,8 +1,9 @@
-"""Code neighbours of a few positives, which train as positives too.
+"""Neighbour positives: rows of the cluster around a few positives, which train as
+positives too.
 
-With a handful of positives a box can only hug them; their exact code neighbours are
-mostly of the same class, so they let the boxes reach it (docs/quality.md,
-"Neighbour positives").
+With a handful of positives a box can only hug them; the rows of the dense group
+they lie in are mostly of the same class, so they let the boxes reach it
+(docs/quality.md, "Neighbour positives").
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codes import as_codes
+from .local_cluster import cluster_order, rows_per_positive
 from .scan import knn_scan
 
-#: With P labelled positives, ``round(NEIGHBOUR_BUDGET / P)`` nearest code neighbours of
-#: each join the positives ("auto"), for P below :data:`NEIGHBOUR_MAX_POSITIVES`.
+#: With P labelled positives, up to ``round(NEIGHBOUR_BUDGET / P)`` rows per positive
+#: of the cluster around them join the positives ("auto"), for P below
+#: :data:`NEIGHBOUR_MAX_POSITIVES`.
 NEIGHBOUR_BUDGET = 32
 NEIGHBOUR_MAX_POSITIVES = 32
-#: A neighbour lies at most this many times the positives' typical spacing from its
-#: positive (see :func:`neighbour_rows`).
-NEIGHBOUR_RADIUS = 1.0
+#: From this many positives on, a neighbour also lies no farther from a positive than
+#: the positives typically lie from each other (see :func:`neighbour_rows`); fewer
+#: positives measure that spacing too roughly (docs/quality.md).
+NEIGHBOUR_SPACING_FROM = 8
 #: No neighbours join when more than this fraction of the positives lie at least as
 #: close to another positive as to any unlabelled row (see :func:`neighbour_rows`).
 NEIGHBOUR_COVERED_FRACTION = 0.5
@@ -37,10 +41,10 @@ NEIGHBOUR_BLOCK = 1 << 4
 def auto_neighbours_per_positive(n_positives: int) -> int:
     """Neighbours joining each positive under ``"auto"``: ``round(32 / P)`` for P < 32.
 
-    With a handful of positives a box can only hug them; their exact code neighbours
-    are mostly of the same class (precision@10 of 0.65-0.82 on the shared CLIP
-    datasets), so they let the boxes reach the class. As real positives accumulate,
-    neighbours add more noise than reach, and fewer are added (docs/quality.md).
+    With a handful of positives a box can only hug them; the rows of the dense group
+    they lie in are mostly of the same class, so they let the boxes reach the class.
+    As real positives accumulate, neighbours add more noise than reach, and fewer
+    are added (docs/quality.md). The cluster may hold fewer (a small class).
     """
     if n_positives <= 0 or n_positives >= NEIGHBOUR_MAX_POSITIVES:
         return 0
@@ -105,23 +109,27 @@ def neighbour_rows(
     pool: NeighbourPool | None = None,
     positive_codes=None,
 ) -> np.ndarray:
-    """Sorted rows among the ``k`` nearest code neighbours (all dims, exact) of each of
-    ``positives``, leaving out ``positives`` and ``exclude``.
+    """Sorted rows of the cluster around ``positives``, at most ``k`` per positive,
+    leaving out ``positives`` and ``exclude``.
 
-    With two or more positives, a neighbour must also lie no farther from its positive
-    than the positives typically lie from each other (the median over positives of
-    the distance to the nearest other positive): a compact class then takes few
-    neighbours, a spread one many. When most positives (more than
-    ``NEIGHBOUR_COVERED_FRACTION``) lie at least as close to another positive as to
-    any unlabelled row, the labels already cover the class densely (a user who
-    labelled a whole small class) and the unlabelled rows beside them are more
-    likely outside it: none join. One exact scan per positive (``knn_scan``) of the
-    :class:`NeighbourPool` (``pool``, else made here from ``search_rows`` and
+    The cluster (:func:`.local_cluster.cluster_order`) is found in a graph of the
+    positives and their nearest rows (all dims, exact; ``LOCAL_ROWS // P`` per
+    positive): the rows a walk from the positives reaches most easily, cut where the
+    group thins out. So a small compact class gives fewer than ``k`` per positive
+    (only its own rows), a large one its most central rows. From
+    ``NEIGHBOUR_SPACING_FROM`` positives on, a neighbour must also lie no farther from
+    the nearest positive than the positives typically lie from each other (the
+    median over positives of the distance to the nearest other positive). When most
+    positives (more than ``NEIGHBOUR_COVERED_FRACTION``) lie at least as close to
+    another positive as to any unlabelled row, the labels already cover the class densely (a
+    user who labelled a whole small class) and the unlabelled rows beside them are
+    more likely outside it: none join. One exact scan per positive (``knn_scan``) of
+    the :class:`NeighbourPool` (``pool``, else made here from ``search_rows`` and
     ``search_block``): every row up to ``search_rows`` rows, above it blocks of
-    ``search_block`` rows only, so the cost stays under about 1.5 ms per positive
-    (docs/benchmarks.md). Ties go to the lower row. ``codes`` may be a sharded
-    index's ``ShardedCodes`` (``engine/shards.py``); ``positive_codes`` (uint8,
-    one row per sorted distinct positive) saves reading them again.
+    ``search_block`` rows only (docs/benchmarks.md). Ties go to the lower row.
+    ``codes`` may be a sharded index's ``ShardedCodes`` (``engine/shards.py``);
+    ``positive_codes`` (uint8, one row per sorted distinct positive) saves reading
+    them again.
     """
     sharded = hasattr(codes, "neighbour_pool")  # engine.shards.ShardedCodes
     codes = codes if sharded else as_codes(codes)
@@ -130,31 +138,36 @@ def neighbour_rows(
         return np.zeros(0, dtype=np.int64)
     pos_codes = np.asarray(codes[pos] if positive_codes is None else positive_codes)
     skip = np.concatenate([pos, np.asarray(exclude, dtype=np.int64).reshape(-1)])
-    radius, nearest_positive = np.inf, None
-    if pos.size >= 2:
-        nearest_positive = _nearest_other_sq(pos_codes)
-        radius = float(np.median(nearest_positive)) * NEIGHBOUR_RADIUS**2
     if pool is None:
         pool = NeighbourPool.of(codes, search_rows, search_block)
+    per_positive = rows_per_positive(pos.size, pool.codes.shape[0])
     answers = []
     for q in pos_codes:
-        ids, dists = knn_scan(pool.codes, q, k + 1)
+        ids, dists = knn_scan(pool.codes, q, per_positive)
         answers.append((ids if pool.rows is None else pool.rows[ids], dists))
-    if nearest_positive is not None:
+    spacing = _nearest_other_sq(pos_codes) if pos.size >= 2 else None
+    if spacing is not None:
         covered = 0
-        for (ids, dists), to_positive in zip(answers, nearest_positive):
+        for (ids, dists), to_positive in zip(answers, spacing):
             free = dists[~np.isin(ids, skip)]
             # every row found is labelled: the nearest unlabelled one lies farther
             nearest_free = free[0] if free.size else dists[-1]
             covered += bool(to_positive <= nearest_free)
         if covered > NEIGHBOUR_COVERED_FRACTION * pos.size:
             return np.zeros(0, dtype=np.int64)
-    found = []
-    for p, (ids, dists) in zip(pos, answers):
-        other = ids != p
-        ids, dists = ids[other][:k], dists[other][:k]
-        found.append(ids[dists <= radius])
-    return np.setdiff1d(np.concatenate(found), skip).astype(np.int64)
+    # the graph: the positives first (seeds 0..P-1), then the rows found near them
+    near = np.unique(np.concatenate([ids for ids, _ in answers]))
+    near = near[~np.isin(near, pos)]
+    _, near_codes = pool.codes_of(near)
+    graph_codes = np.concatenate([pos_codes.astype(np.uint8), near_codes])
+    order = cluster_order(graph_codes, np.arange(pos.size, dtype=np.int64))
+    picked = order[order >= pos.size] - pos.size  # positions in ``near``
+    picked = picked[~np.isin(near[picked], skip)][: k * pos.size]
+    if pos.size >= NEIGHBOUR_SPACING_FROM:
+        x, p = near_codes[picked].astype(np.int64), pos_codes.astype(np.int64)
+        sq = (x * x).sum(axis=1)[:, None] + (p * p).sum(axis=1)[None, :] - 2 * x @ p.T
+        picked = picked[sq.min(axis=1) <= np.median(spacing)]
+    return np.sort(near[picked]).astype(np.int64)
 
 
 def _nearest_other_sq(x: np.ndarray, chunk: int = 1024) -> np.ndarray:

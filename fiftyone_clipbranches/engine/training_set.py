@@ -1,5 +1,5 @@
-"""Training sets for search-by-classification: labelled rows, the code neighbours of
-the positives when they are few (:mod:`.neighbours`), and random catalogue rows."""
+"""Training sets for search-by-classification: labelled rows, neighbour positives
+(rows of the cluster around the positives) when they are few (:mod:`.neighbours`), and random catalogue rows."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class TrainingSet:
             ``negative_weight`` for explicit negatives.
         rows: int64 ``(n,)``, the catalogue row of each training row (ascending).
         neighbour_rows: int64 ``(m,)``, the rows among ``rows`` that are positive as
-            code neighbours of a labelled positive (ascending; empty by default).
+            neighbours of the labelled positives (ascending; empty by default).
         random_rows: int64 ``(r,)``, the rows among ``rows`` drawn at random as
             negatives (ascending; empty by default). Unlike explicit negatives they
             carry no label: some may belong to the class.

@@ -227,7 +227,7 @@ def _stats_markdown(stats: dict) -> str:
         f"**Last round**: {counted(stats['n_results'], 'match')} of"
         f" {stats['n_index']} indexed samples; {counted(stats['n_pos'], 'positive')}"
         + (
-            f" (+{stats['n_neighbour_pos']} code neighbours)"
+            f" (+{stats['n_neighbour_pos']} neighbours)"
             if stats.get("n_neighbour_pos")
             else ""
         )

@@ -64,7 +64,7 @@ class ModelSpec:
             samples left unlabelled: drawing nearly all of a small dataset would
             make every unmarked match a negative. The share the defaults were
             measured at (docs/quality.md, "Small datasets").
-        neighbours_per_positive: code neighbours added per positive when the caller
+        neighbours_per_positive: neighbour positives added per positive when the caller
             does not say (an int, or ``"auto"``).
         seeded: whether the class takes ``random_state``.
         needs_query: ``refine`` needs the search query (``query=``): its code is a

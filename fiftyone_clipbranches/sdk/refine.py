@@ -69,7 +69,7 @@ class RankedRows:
         scores: float64 ``(R,)``, descending.
         bundle: the loaded index (``bundle.rowmap.ids_of(rows)`` -> sample ids).
         stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``,
-            ``n_neighbour_pos`` (code neighbours added as positives), ``n_random_neg``
+            ``n_neighbour_pos`` (neighbour positives added), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier or the query
             ball left out as likely matches; 0 for the other models),

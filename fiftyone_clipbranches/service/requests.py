@@ -35,7 +35,7 @@ MAX_IDS = 10_000
 #: Most random negatives a refinement may draw.
 MAX_RANDOM_NEGATIVES = 100_000
 MAX_NEGATIVE_WEIGHT = 1000.0
-#: Most code neighbours of each positive a refinement may add as positives.
+#: Most neighbour positives per positive a refinement may add.
 MAX_NEIGHBOURS_PER_POSITIVE = 64
 MAX_TEXT_LENGTH = 300
 MAX_SEED = 2**31 - 1
@@ -171,8 +171,9 @@ REFINE = Object(
                 minimum=0,
                 maximum=MAX_NEIGHBOURS_PER_POSITIVE,
                 words=("auto",),
-                description="nearest code neighbours of each positive that train"
-                ' as positives ("auto": round(32 / P) below 32 positives). '
+                description="neighbours per positive (rows of the dense group the"
+                ' positives lie in) that train as positives ("auto": up to'
+                " round(32 / P) below 32 positives). "
                 + defaults_description("neighbours_per_positive", "Omitted"),
             ),
             default=None,

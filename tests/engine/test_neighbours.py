@@ -1,5 +1,5 @@
-"""Code neighbours of the positives: brute-force agreement, the distance limit, the
-automatic count and the sampled search of large catalogues."""
+"""Neighbour positives: agreement with their definition, the cut at a small class,
+the automatic count and the sampled search of large catalogues."""
 
 from __future__ import annotations
 
@@ -23,55 +23,103 @@ def _sq_dists(codes, row):
     return ((codes.astype(np.int64) - codes[row].astype(np.int64)) ** 2).sum(axis=1)
 
 
-def _brute_neighbours(codes, positives, k):
-    """The k nearest rows of each positive no farther than the median distance from
-    a positive to its nearest other positive."""
-    radius = np.inf
-    if len(positives) > 1:
-        gaps = [np.sort(_sq_dists(codes, p)[positives])[1] for p in positives]
-        radius = np.median(np.sqrt(gaps))
-    out = []
-    for p in positives:
-        d = _sq_dists(codes, p)
-        near = np.lexsort((np.arange(len(codes)), d))[: k + 1]
-        out.append(near[np.sqrt(d[near]) <= radius + 1e-9])
-    return np.concatenate(out)
+def _reference_cluster(codes, positives, k, exclude=(), rows=None):
+    """Neighbour positives by their definition, with dense matrices and loops: the
+    cluster of the walk from the positives in the graph of their nearest rows."""
+    pos = np.unique(positives)
+    rows = np.arange(len(codes)) if rows is None else rows
+    per = min(max(11, 2048 // pos.size), rows.size)
+    near = []
+    for p in pos:
+        d = _sq_dists(codes, p)[rows]
+        near.extend(rows[np.lexsort((rows, d))[:per]])
+    near = np.setdiff1d(near, pos)
+    nodes = np.concatenate([pos, near])
+    x = codes[nodes].astype(np.int64)
+    n = len(nodes)
+    dist = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+    links = np.zeros((n, n), bool)
+    for i in range(n):
+        others = np.array([j for j in range(n) if j != i])
+        nearest = others[np.lexsort((others, dist[i, others]))[: min(10, n - 1)]]
+        links[i, nearest] = links[nearest, i] = True
+    degree = links.sum(axis=1).astype(float)
+    start = np.zeros(n)
+    start[: pos.size] = 1 / pos.size
+    visits = start.copy()
+    for _ in range(60):
+        visits = 0.15 * start + 0.85 * links.T.astype(float) @ (visits / degree)
+    order = np.lexsort((np.arange(n), -visits / degree))
+    conductance = []
+    for m in range(1, n + 1):
+        inside = np.zeros(n, bool)
+        inside[order[:m]] = True
+        cut = links[inside][:, ~inside].sum()
+        volume = degree[inside].sum()
+        conductance.append(cut / max(min(volume, degree.sum() - volume), 1))
+    low, high, size = max(pos.size, 5), n // 4, None
+    for m in range(low, high):
+        window = conductance[max(low, m // 2) - 1 : min(n, 2 * m + 1)]
+        if conductance[m - 1] <= min(window):
+            size = m
+            break
+    cluster = nodes[order[: size or high]]
+    cluster = cluster[~np.isin(cluster, np.concatenate([pos, exclude]))]
+    cluster = cluster[: k * pos.size]
+    if pos.size >= 8:  # and no farther from a positive than their median spacing
+        spacing = np.median([np.sort(_sq_dists(codes, p)[pos])[1] for p in pos])
+        to_positive = np.array([_sq_dists(codes, r)[pos].min() for r in cluster])
+        cluster = cluster[to_positive <= spacing]
+    return np.sort(cluster)
 
 
-@pytest.mark.parametrize("positives", [[3], [3, 50, 51], [1, 2, 3, 4, 5, 6]])
-def test_neighbour_rows_match_brute_force(codes, positives):
+@pytest.mark.parametrize(
+    "positives", [[3], [3, 50, 51], [1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 9, 300]]
+)
+def test_neighbour_rows_match_their_definition(codes, positives):
     positives = np.array(positives)
     negatives = np.array([7])
     got = neighbour_rows(codes, positives, 4, exclude=negatives)
-    want = _brute_neighbours(codes, positives, 4)
-    want = np.setdiff1d(want, np.concatenate([positives, negatives]))
+    want = _reference_cluster(codes, positives, 4, negatives)
     np.testing.assert_array_equal(got, want)
+    assert got.size > 0
     assert neighbour_rows(codes, positives, 0).size == 0
 
 
-def test_neighbours_stay_within_the_spread_of_the_positives():
-    # positives 10 apart; one row 3 from a positive joins, rows 30+ away do not
-    rng = np.random.default_rng(1)
-    codes = rng.integers(200, 256, (50, 2))
-    codes[:4] = [(100, 100), (110, 100), (100, 103), (100, 130)]
-    codes = codes.astype(np.uint8)
-    np.testing.assert_array_equal(neighbour_rows(codes, [0, 1], 5), [2])
-    # a single positive has no spread to compare with: its k neighbours join
-    assert neighbour_rows(codes, [0], 5).size == 5
+def _planted(size, seed=1):
+    """A class of ``size`` rows (the first ones) among 30 classes of 20 rows, each a
+    tight group around its own centre."""
+    rng = np.random.default_rng(seed)
+    sizes = [size] + [20] * 30
+    centres = rng.integers(20, 236, (len(sizes), 16))
+    rows = [c + rng.integers(-8, 9, (n, 16)) for c, n in zip(centres, sizes)]
+    return np.clip(np.concatenate(rows), 0, 255).astype(np.uint8)
+
+
+def test_a_small_class_gives_its_own_rows_not_the_budget():
+    # one positive of a class of 15: its 14 other rows join, not 32 rows
+    codes = _planted(15)
+    np.testing.assert_array_equal(neighbour_rows(codes, [0], 32), np.arange(1, 15))
+    got = neighbour_rows(codes, [0, 5], 16)
+    np.testing.assert_array_equal(got, np.setdiff1d(np.arange(15), [0, 5]))
+
+
+def test_a_large_class_gives_the_budget_from_its_own_rows():
+    codes = _planted(200)
+    got = neighbour_rows(codes, [0], 32)
+    assert got.size == 32 and np.all(got < 200)
+    got = neighbour_rows(codes, [0, 1, 2, 3], 8)
+    assert got.size == 32 and np.all(got < 200)
 
 
 def test_a_densely_labelled_class_takes_no_neighbours(monkeypatch):
-    # one cloud of 36 rows in a sea of spread rows; a user labels 30 of them
-    rng = np.random.default_rng(2)
-    cloud = rng.integers(120, 136, 16) + rng.integers(-6, 7, (36, 16))
-    sea = rng.integers(0, 256, (600, 16))
-    codes = np.clip(np.concatenate([cloud, sea]), 0, 255).astype(np.uint8)
-    labelled = np.arange(30)
+    # a class of 36 rows among others; a user labels 24 of them
+    codes = _planted(36)
+    labelled = np.arange(24)
     # most positives lie nearer another positive than any unlabelled row: none join
     assert neighbour_rows(codes, labelled, 3).size == 0
-    # without that rule the 6 unlabelled rows of the cloud would
+    # without that rule rows beside them would
     monkeypatch.setattr(neighbours_module, "NEIGHBOUR_COVERED_FRACTION", 1.0)
-    assert np.all(np.isin(neighbour_rows(codes, labelled, 3), np.arange(30, 36)))
     assert neighbour_rows(codes, labelled, 3).size > 0
     monkeypatch.undo()
     # a few rows of the cloud labelled: its other rows join
@@ -110,17 +158,10 @@ def test_large_catalogues_search_neighbours_in_spread_blocks(codes):
     got = neighbours_module.neighbour_rows(
         codes, positives, 3, search_rows=200, search_block=50
     )
-    # brute force within the searched rows
-    gap = np.sqrt(_sq_dists(codes, 5)[600])
-    want = []
-    for p in positives:
-        others = rows[rows != p]
-        d = _sq_dists(codes, p)[others]
-        near = others[np.lexsort((others, d))[:3]]  # the 3 nearest other rows
-        want.extend(near[np.sqrt(_sq_dists(codes, p)[near]) <= gap + 1e-9])
-    want = np.setdiff1d(want, positives)
-    np.testing.assert_array_equal(got, want)
-    assert np.isin(got, rows).all()
+    np.testing.assert_array_equal(
+        got, _reference_cluster(codes, positives, 3, rows=rows)
+    )
+    assert got.size > 0 and np.isin(got, rows).all()
 
 
 def test_nearest_other_distance_in_chunks_equals_the_full_matrix(codes):
@@ -128,3 +169,12 @@ def test_nearest_other_distance_in_chunks_equals_the_full_matrix(codes):
     full = np.array([np.sort(_sq_dists(x, i))[1] for i in range(len(x))])
     np.testing.assert_array_equal(_nearest_other_sq(x, chunk=64), full)
     np.testing.assert_array_equal(_nearest_other_sq(x), full)
+
+
+@pytest.mark.parametrize("n_rows", [1, 2, 3, 6, 12])
+def test_tiny_catalogues_give_neighbours_among_their_rows(n_rows):
+    codes = np.random.default_rng(n_rows).integers(0, 256, (n_rows, 4)).astype(np.uint8)
+    got = neighbour_rows(codes, [0], 32)
+    assert np.all((got > 0) & (got < n_rows)) and np.unique(got).size == got.size
+    if n_rows >= 6:  # a cluster holds at least 5 rows, the positive among them
+        assert got.size >= 4

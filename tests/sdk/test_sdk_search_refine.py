@@ -101,7 +101,7 @@ def test_small_catalogue_caps_random_negatives_and_finds_untagged_matches(indexe
     airplanes = ids[labels == "airplane"]
     tagged = set(airplanes[:8].tolist())
     result = sdk.refine(ds, positives=sorted(tagged), index_key="cb", score_field=None)
-    # 8 positives: up to 4 code neighbours of each join them ("auto")
+    # 8 positives: up to 4 neighbours each, from the cluster around them ("auto")
     n_near = result.stats["n_neighbour_pos"]
     assert 4 <= n_near <= 32
     # the default model (cascade) asks for 500 random negatives, capped at 30% of

@@ -144,7 +144,7 @@ def test_refine_by_ids_matches_sdk(call, served_dataset, model):
     assert res["stats"]["n_pos"] == 8 and res["stats"]["n_neg"] == 4
     assert res["stats"]["model"] == model
     assert res["stats"]["n_random_neg"] == stats["n_random_neg"]
-    # 8 positives: their code neighbours join them, as in the SDK
+    # 8 positives: their neighbours join them, as in the SDK
     assert res["stats"]["n_neighbour_pos"] == stats["n_neighbour_pos"] > 0
     assert res["stats"]["n_unindexed"] == stats["n_unindexed"] == 0
     assert {"train_ms", "query_ms", "total_ms"} <= set(res["stats"])

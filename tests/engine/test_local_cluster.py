@@ -1,0 +1,66 @@
+"""Local graph clustering: the exact k-nearest-neighbour graph (both kernels, ties)
+and the cut at the first local minimum of conductance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches.engine import local_cluster
+from fiftyone_clipbranches.engine.local_cluster import (
+    PARALLEL_MIN_ROWS,
+    _first_local_minimum,
+    cluster_order,
+    knn_graph,
+)
+
+
+def _brute_graph(codes, k):
+    x = codes.astype(np.int64)
+    out = []
+    for i in range(len(x)):
+        d = ((x - x[i]) ** 2).sum(axis=1)
+        others = np.flatnonzero(np.arange(len(x)) != i)
+        out.append(others[np.lexsort((others, d[others]))[:k]])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n_rows", [7, 50, PARALLEL_MIN_ROWS + 76])
+def test_the_graph_is_the_exact_nearest_rows_with_ties_to_the_lower_row(n_rows):
+    # 2 dims of 6 values: most distances tie
+    codes = np.random.default_rng(n_rows).integers(0, 6, (n_rows, 2)).astype(np.uint8)
+    np.testing.assert_array_equal(knn_graph(codes, 5), _brute_graph(codes, 5))
+    assert knn_graph(codes[:1], 5).shape == (1, 0)
+    assert knn_graph(codes[:3], 5).shape == (3, 2)
+
+
+def test_the_cut_is_the_first_local_minimum_over_half_to_twice_its_size():
+    values = np.array([9, 8, 7, 6, 5, 4, 5, 6, 7, 8, 9, 9, 2, 9, 9, 9, 9], float)
+    # size 6 (value 4) is not the lowest over sizes 3..13: size 13 holds 2
+    assert _first_local_minimum(values, 3, 16) == 13
+    values[12] = 9  # now it is; size 14 would lie outside its window
+    values[13] = 1
+    assert _first_local_minimum(values, 3, 16) == 6
+    # none: the largest size allowed
+    assert _first_local_minimum(np.arange(20, 0, -1.0), 2, 8) == 8
+
+
+def test_the_cluster_of_a_group_is_the_group_whatever_the_seed():
+    rng = np.random.default_rng(3)
+    centres = rng.integers(20, 236, (12, 8))
+    sizes = [40] + [25] * 11
+    codes = np.concatenate(
+        [c + rng.integers(-6, 7, (n, 8)) for c, n in zip(centres, sizes)]
+    ).astype(np.uint8)
+    for seeds in ([0], [5, 17], [1, 2, 3, 30]):
+        order = cluster_order(codes, np.array(seeds))
+        np.testing.assert_array_equal(np.sort(order), np.arange(40))
+    # the walk ranks its seeds first
+    assert set(cluster_order(codes, np.array([5, 17]))[:2]) == {5, 17}
+
+
+def test_a_graph_of_one_row_is_its_seed(monkeypatch):
+    codes = np.zeros((1, 4), np.uint8)
+    np.testing.assert_array_equal(cluster_order(codes, np.array([0])), [0])
+    monkeypatch.setattr(local_cluster, "MIN_CLUSTER", 1)
+    np.testing.assert_array_equal(cluster_order(codes, np.array([0])), [0])
