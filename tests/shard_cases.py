@@ -66,9 +66,10 @@ def refine_once(index, name: str, codes, label, *, use_index: bool = True):
     return train, apply_model(model, index, use_index=use_index)
 
 
-def fit_once(index, name: str, codes, label):
-    """The training set and fitted model of :func:`refine_once`."""
-    pos, neg = labels(label)
+def fit_once(index, name: str, codes, label, n_pos: int = 6):
+    """The training set and fitted model of :func:`refine_once` (``n_pos``
+    positives)."""
+    pos, neg = labels(label, n_pos)
     spec = MODELS.get(name)
     train = make_training_set(
         index.codes,
