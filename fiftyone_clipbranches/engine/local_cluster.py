@@ -14,10 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from .local_cluster_kernels import nearest_rows_parallel, nearest_rows_serial
+from .scan import MAX_KNN_DIMS
 
 #: Rows of the graph: the nearest rows to the positives, ``LOCAL_ROWS // P`` per
 #: positive (at least ``GRAPH_NEIGHBOURS + 1``), their union.
 LOCAL_ROWS = 2048
+#: The graph holds at most this many rows besides the positives (many positives
+#: with an explicit count of neighbours): each positive's nearest rows join in
+#: turn, the first of every positive, then the second, until it is full.
+GRAPH_MAX_ROWS = 8192
 #: Each row of the graph links to this many nearest rows (the links made symmetric).
 GRAPH_NEIGHBOURS = 10
 #: The walk returns to the positives with this probability at each step.
@@ -26,8 +31,9 @@ RESTART = 0.15
 STEPS = 60
 #: Graphs of this many rows or more are linked on every thread.
 PARALLEL_MIN_ROWS = 1024
-#: The cluster holds at least this many rows (the positives included) and at most a
-#: quarter of the graph.
+#: The cluster holds at least ``max(P, MIN_CLUSTER)`` rows (the positives included)
+#: and at most a quarter of the graph when that is more; a graph too small to have
+#: a local minimum between the two gives the larger.
 MIN_CLUSTER = 5
 
 
@@ -37,10 +43,32 @@ def rows_per_positive(n_positives: int, n_rows: int) -> int:
     return min(per, n_rows)
 
 
+def graph_rows(nearest: list[np.ndarray], positives: np.ndarray) -> np.ndarray:
+    """Sorted rows joining the positives in the graph: the union of ``nearest`` (one
+    int64 array per positive, nearest first) less ``positives``, at most
+    :data:`GRAPH_MAX_ROWS`, taken rank by rank (every positive's first, then its
+    second, ...) when the union is larger."""
+    if not nearest:
+        return np.zeros(0, dtype=np.int64)
+    width = max(len(ids) for ids in nearest)
+    ranked = np.full((len(nearest), width), -1, dtype=np.int64)
+    for i, ids in enumerate(nearest):
+        ranked[i, : len(ids)] = ids
+    by_rank = ranked.T.ravel()  # rank 0 of every positive, then rank 1, ...
+    by_rank = by_rank[(by_rank >= 0) & ~np.isin(by_rank, positives)]
+    rows, first = np.unique(by_rank, return_index=True)
+    if rows.size > GRAPH_MAX_ROWS:
+        rows = np.sort(by_rank[np.sort(first)[:GRAPH_MAX_ROWS]])
+    return rows
+
+
 def knn_graph(codes: np.ndarray, k: int = GRAPH_NEIGHBOURS) -> np.ndarray:
     """int64 ``(n, min(k, n - 1))``: the nearest other rows of each row of ``codes``
-    (uint8 ``(n, D)``, exact squared distances, ties to the lower row)."""
+    (uint8 ``(n, D)``, ``D <= 33000``, exact squared distances, ties to the lower
+    row)."""
     n = codes.shape[0]
+    if codes.shape[1] > MAX_KNN_DIMS:
+        raise ValueError(f"the graph supports at most {MAX_KNN_DIMS} dims")
     k = min(k, n - 1)
     if k <= 0:
         return np.zeros((n, 0), dtype=np.int64)
@@ -57,8 +85,11 @@ def cluster_order(codes: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
     Returns:
         int64 positions in ``codes``: the rows ranked by the walk's visits (divided
-        by their number of links), cut after the first prefix whose conductance is
-        the lowest from half to twice its size. The seeds are usually among them.
+        by their number of links), cut after the first prefix of ``max(P, 5)`` to
+        ``max(P, 5, n // 4)`` rows whose conductance is the lowest from half to twice
+        its size (the largest of those sizes when none is). The seeds are usually
+        among them. A class of at most ``GRAPH_NEIGHBOURS`` rows has links leaving
+        it from every row, so it is rarely cut out alone.
     """
     n = codes.shape[0]
     seeds = np.asarray(seeds, dtype=np.int64)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codes import as_codes
-from .local_cluster import cluster_order, rows_per_positive
+from .local_cluster import cluster_order, graph_rows, rows_per_positive
 from .scan import knn_scan
 
 #: With P labelled positives, up to ``round(NEIGHBOUR_BUDGET / P)`` rows per positive
@@ -109,14 +109,15 @@ def neighbour_rows(
     pool: NeighbourPool | None = None,
     positive_codes=None,
 ) -> np.ndarray:
-    """Sorted rows of the cluster around ``positives``, at most ``k`` per positive,
-    leaving out ``positives`` and ``exclude``.
+    """Sorted rows of the cluster around ``positives``, at most ``k * P`` of them
+    (the walk's first), leaving out ``positives`` and ``exclude``.
 
     The cluster (:func:`.local_cluster.cluster_order`) is found in a graph of the
     positives and their nearest rows (all dims, exact; ``LOCAL_ROWS // P`` per
     positive): the rows a walk from the positives reaches most easily, cut where the
-    group thins out. So a small compact class gives fewer than ``k`` per positive
-    (only its own rows), a large one its most central rows. From
+    group thins out. So a small compact class (of more than ``GRAPH_NEIGHBOURS``
+    rows) gives fewer than ``k`` per positive, only its own rows, a large one its
+    most central rows. From
     ``NEIGHBOUR_SPACING_FROM`` positives on, a neighbour must also lie no farther from
     the nearest positive than the positives typically lie from each other (the
     median over positives of the distance to the nearest other positive). When most
@@ -126,7 +127,8 @@ def neighbour_rows(
     more likely outside it: none join. One exact scan per positive (``knn_scan``) of
     the :class:`NeighbourPool` (``pool``, else made here from ``search_rows`` and
     ``search_block``): every row up to ``search_rows`` rows, above it blocks of
-    ``search_block`` rows only (docs/benchmarks.md). Ties go to the lower row.
+    ``search_block`` rows only (docs/benchmarks.md). Ties between rows go to the
+    lower row (in the graph, the positives come first).
     ``codes`` may be a sharded index's ``ShardedCodes`` (``engine/shards.py``);
     ``positive_codes`` (uint8, one row per sorted distinct positive) saves reading
     them again.
@@ -156,18 +158,29 @@ def neighbour_rows(
         if covered > NEIGHBOUR_COVERED_FRACTION * pos.size:
             return np.zeros(0, dtype=np.int64)
     # the graph: the positives first (seeds 0..P-1), then the rows found near them
-    near = np.unique(np.concatenate([ids for ids, _ in answers]))
-    near = near[~np.isin(near, pos)]
+    near = graph_rows([ids for ids, _ in answers], pos)
     _, near_codes = pool.codes_of(near)
     graph_codes = np.concatenate([pos_codes.astype(np.uint8), near_codes])
     order = cluster_order(graph_codes, np.arange(pos.size, dtype=np.int64))
     picked = order[order >= pos.size] - pos.size  # positions in ``near``
     picked = picked[~np.isin(near[picked], skip)][: k * pos.size]
     if pos.size >= NEIGHBOUR_SPACING_FROM:
-        x, p = near_codes[picked].astype(np.int64), pos_codes.astype(np.int64)
-        sq = (x * x).sum(axis=1)[:, None] + (p * p).sum(axis=1)[None, :] - 2 * x @ p.T
-        picked = picked[sq.min(axis=1) <= np.median(spacing)]
+        to_positive = _nearest_sq(near_codes[picked], pos_codes)
+        picked = picked[to_positive <= np.median(spacing)]
     return np.sort(near[picked]).astype(np.int64)
+
+
+def _nearest_sq(x: np.ndarray, y: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """int64 ``(len(x),)``: squared distance from each row of ``x`` to its nearest
+    row of ``y`` (in chunks of ``x``, never an ``len(x) x len(y)`` matrix whole)."""
+    x, y = x.astype(np.int64), y.astype(np.int64)
+    y_sq = (y * y).sum(axis=1)
+    out = np.empty(x.shape[0], dtype=np.int64)
+    for start in range(0, x.shape[0], chunk):
+        part = x[start : start + chunk]
+        d = (part * part).sum(axis=1)[:, None] + y_sq[None, :] - 2 * (part @ y.T)
+        out[start : start + chunk] = d.min(axis=1)
+    return out
 
 
 def _nearest_other_sq(x: np.ndarray, chunk: int = 1024) -> np.ndarray:

@@ -11,6 +11,7 @@ from fiftyone_clipbranches.engine.local_cluster import (
     PARALLEL_MIN_ROWS,
     _first_local_minimum,
     cluster_order,
+    graph_rows,
     knn_graph,
 )
 
@@ -64,3 +65,22 @@ def test_a_graph_of_one_row_is_its_seed(monkeypatch):
     np.testing.assert_array_equal(cluster_order(codes, np.array([0])), [0])
     monkeypatch.setattr(local_cluster, "MIN_CLUSTER", 1)
     np.testing.assert_array_equal(cluster_order(codes, np.array([0])), [0])
+
+
+def test_a_graph_too_large_takes_every_positive_s_nearest_rows_rank_by_rank(
+    monkeypatch,
+):
+    nearest = [np.array([10, 11, 12, 13]), np.array([20, 10, 21, 22]), np.array([2])]
+    positives = np.array([1, 2, 3])
+    np.testing.assert_array_equal(
+        graph_rows(nearest, positives), [10, 11, 12, 13, 20, 21, 22]
+    )
+    monkeypatch.setattr(local_cluster, "GRAPH_MAX_ROWS", 4)
+    # ranks 0: 10, 20 (2 is a positive); rank 1: 11 (10 is in), 12 would be rank 2
+    np.testing.assert_array_equal(graph_rows(nearest, positives), [10, 11, 12, 20])
+    assert graph_rows([], positives).size == 0
+
+
+def test_the_graph_refuses_codes_it_cannot_pack():
+    with pytest.raises(ValueError, match="at most 33000 dims"):
+        knn_graph(np.zeros((3, 33001), np.uint8))
