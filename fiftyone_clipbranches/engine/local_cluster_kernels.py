@@ -6,6 +6,7 @@ import numba as nb
 import numpy as np
 
 from .jit import serial_and_parallel
+from .scan_kernels import keep_smallest
 
 
 def _nearest_rows(codes, k):
@@ -24,31 +25,7 @@ def _nearest_rows(codes, k):
             for t in range(d):
                 diff = np.int32(codes[j, t]) - np.int32(codes[i, t])
                 acc += diff * diff
-            key = (acc << 32) | np.int64(j)
-            if size < k:
-                p = size
-                size += 1
-                while p > 0:
-                    parent = (p - 1) // 2
-                    if heap[parent] >= key:
-                        break
-                    heap[p] = heap[parent]
-                    p = parent
-                heap[p] = key
-            elif key < heap[0]:
-                # the largest key leaves; sift the new one down from the top
-                p = 0
-                while True:
-                    c = 2 * p + 1
-                    if c >= k:
-                        break
-                    if c + 1 < k and heap[c + 1] > heap[c]:
-                        c += 1
-                    if heap[c] <= key:
-                        break
-                    heap[p] = heap[c]
-                    p = c
-                heap[p] = key
+            size = keep_smallest(heap, size, k, (acc << 32) | np.int64(j))
         best = np.sort(heap[:size])
         for t in range(k):
             out[i, t] = best[t] & 0xFFFFFFFF

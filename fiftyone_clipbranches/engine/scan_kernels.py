@@ -135,20 +135,27 @@ def _knn_rows(codes, query, k, heap, first, last):
         for j in range(d):
             diff = np.int32(codes[i, j]) - np.int32(query[j])
             acc += diff * diff
-        key = (acc << 32) | np.int64(i)
-        if size < k:
-            p = size
-            size += 1
-            while p > 0:
-                parent = (p - 1) // 2
-                if heap[parent] >= key:
-                    break
-                heap[p] = heap[parent]
-                p = parent
-            heap[p] = key
-        elif key < heap[0]:
-            heap[0] = key
-            _sift_down(heap, k)
+        size = keep_smallest(heap, size, k, (acc << 32) | np.int64(i))
+    return size
+
+
+@nb.njit(inline="always")
+def keep_smallest(heap, size, k, key):
+    """Offer ``key`` to the max-heap ``heap`` holding the ``size`` smallest keys
+    seen (at most ``k``); returns the new size."""
+    if size < k:
+        p = size
+        while p > 0:
+            parent = (p - 1) // 2
+            if heap[parent] >= key:
+                break
+            heap[p] = heap[parent]
+            p = parent
+        heap[p] = key
+        return size + 1
+    if key < heap[0]:
+        heap[0] = key
+        _sift_down(heap, k)
     return size
 
 
