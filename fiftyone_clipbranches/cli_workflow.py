@@ -160,12 +160,34 @@ def _cmd_search(args) -> int:
         index_key=args.key,
     )
     rows = [{"id": i, "distance": int(d)} for i, d in zip(ids, distances)]
-    if args.tag:
-        ds.select(ids).tag_samples(args.tag)
+    tagged = _tag_results(ds, ids, args.tag) if args.tag else None
     _print_rows(ds, rows, "distance", args, header="sq. distance")
-    if args.tag and not args.json:
-        print(f"tagged {len(ids)} samples {args.tag!r}")
+    if tagged and not args.json:
+        print(tagged)
     return 0
+
+
+def _tag_results(ds, ids, tag: str) -> str:
+    """Tag the samples ``ids`` with ``tag``; with a label tag, those holding the
+    opposite label keep it and are not tagged (a sample both positive and negative
+    would stop the next refinement). Returns what was done, in words."""
+    from fiftyone_clipbranches.sdk.messages import counted
+    from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
+
+    view = ds.select(ids)
+    other = {DEFAULT_TAGS[0]: DEFAULT_TAGS[1], DEFAULT_TAGS[1]: DEFAULT_TAGS[0]}
+    kept = 0
+    if tag in other:
+        kept = len(view.match_tags(other[tag]))
+        view = view.match_tags(other[tag], bool=False)
+    view.tag_samples(tag)
+    done = f"tagged {counted(len(ids) - kept, 'sample')} {tag!r}"
+    if kept:
+        done += (
+            f"; {counted(kept, 'sample')} already tagged {other[tag]!r} kept that"
+            " label (untag them first to change it)"
+        )
+    return done
 
 
 def _cmd_refine(args) -> int:

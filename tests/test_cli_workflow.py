@@ -46,9 +46,20 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     header = capsys.readouterr().out.splitlines()[0]
     assert header.split() == ["rank", "sample", "id", "sq.", "distance", "filepath"]
 
+    # a result the user labelled negative keeps its label (never both tags)
+    ds.select(ids[9]).untag_samples("cb_positive")
+    ds.select(ids[9]).tag_samples("cb_negative")
+    assert cli_main([*search, "--tag", "cb_positive", "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "tagged 9 samples 'cb_positive'; 1 sample already tagged 'cb_negative'" in out
+    )
+    assert not len(ds.match_tags(["cb_positive", "cb_negative"], all=True))
+
     assert cli_main(["refine", ds.name, "--key", "clip", "--json"]) == 0
     by_tags = _json(capsys)
-    assert by_tags["stats"]["n_pos"] == 10 and by_tags["n_results"] >= 10
+    assert by_tags["stats"]["n_pos"] == 9 and by_tags["stats"]["n_neg"] == 1
+    assert by_tags["n_results"] >= 9
 
     refine = ["refine", ds.name, "--key", "clip", "--model", "linear", "--json"]
     refine += ["--positive", ids[0], "--positive", ids[1], "--negative", ids[9]]

@@ -8,6 +8,12 @@ Guarantees (a process killed at any instant, ``kill -9`` included):
   ``view_stages`` of its existing document in one single-document update, so at every
   instant the name loads either the old or the new view. A name whose slug is held by
   a differently named view is refused (:class:`ViewNameTakenError`), never deleted.
+  Only a view clipbranches saved (its description starts with :data:`VIEW_MARK`) is
+  replaced by a later save under its name; any other view only with
+  ``overwrite=True``.
+- Score fields. A score field clipbranches made carries :data:`SCORE_FIELD_MARK` in
+  its ``info``; a float field it did not make (a user's own) is never written (the
+  default field of earlier versions, unmarked, is adopted).
 - Score fields. A round (the ids and scores, and the view to save with them) is
   journaled in a small collection before the first sample is written and removed
   after the last write. A round whose writer died (or, in this process, whose write
@@ -43,6 +49,7 @@ from pymongo import UpdateOne
 from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
 from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
+from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
 
 #: Collection of the FiftyOne database journaling score writes in progress.
 JOURNAL_COLLECTION = "clipbranches.score_writes"
@@ -52,6 +59,11 @@ _CHUNK = 400_000
 _FOREIGN_WRITER_TIMEOUT_S = 3600.0
 #: Updates per bulk write / ids per ``$in`` of a clearing ``update_many``.
 _WRITE_BATCH = 20_000
+#: The description of every view clipbranches saves starts with this: such a view is
+#: replaced by a later save under its name; a view described otherwise is the user's.
+VIEW_MARK = "Saved by clipbranches"
+#: Key of a score field's ``info`` marking it as made by clipbranches.
+SCORE_FIELD_MARK = "clipbranches"
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +75,19 @@ def check_view_name(name, what: str = "a saved view's name") -> None:
         raise ValueError(f"{what} must be a non-empty name; got {name!r}")
 
 
-def save_view(dataset, name: str, view, *, overwrite: bool = True, description=None):
+def save_view(dataset, name: str, view, *, overwrite: bool = False, description=None):
     """Save ``view`` on ``dataset``'s root dataset as ``name``; returns the name.
 
-    ``overwrite`` replaces a view of exactly this name, atomically (readers see the
-    old or the new view). A differently named view whose slug is the same (FiftyOne
-    treats "My Dogs" and "my-dogs" as one name) is never replaced.
+    A view of exactly this name is replaced, atomically (readers see the old or the
+    new view), when clipbranches saved it (its description starts with
+    :data:`VIEW_MARK`) or ``overwrite`` is True; any other view of that name is the
+    user's and is refused. A differently named view whose slug is the same (FiftyOne
+    treats "My Dogs" and "my-dogs" as one name) is never replaced. The saved view's
+    description is :data:`VIEW_MARK` followed by ``description`` (str or None).
 
     Raises:
         ViewNameTakenError: the slug of ``name`` is used by another view, or
-            ``overwrite`` is False and ``name`` exists.
+            ``name`` is a view clipbranches did not save and ``overwrite`` is False.
         ValueError: an empty name, or a view of another dataset.
     """
     check_view_name(name)
@@ -80,17 +95,38 @@ def save_view(dataset, name: str, view, *, overwrite: bool = True, description=N
     if root_dataset(view) is not root:
         raise ValueError("the view does not belong to this dataset")
     name = name.strip()
-    existing = _same_name_view(root, name)
+    existing = replaceable_view(root, name, overwrite)
+    text = _marked(description)
     if existing is None:
-        root.save_view(name, view, description=description, overwrite=False)
-    elif not overwrite:
-        raise ViewNameTakenError(
-            f"dataset {root.name!r} already has a saved view {name!r}: pass "
-            "overwrite=True to replace it, or choose another name"
-        )
+        root.save_view(name, view, description=text, overwrite=False)
     else:
-        _replace_view_stages(root, existing, view, description)
+        _replace_view_stages(root, existing, view, text)
     return name
+
+
+def replaceable_view(root, name: str, overwrite: bool = False):
+    """The saved-view document a save under ``name`` would replace (None for a new
+    name); raises :class:`ViewNameTakenError` when that save must be refused (see
+    :func:`save_view`)."""
+    existing = _same_name_view(root, name)
+    if existing is None or overwrite or saved_by_clipbranches(existing):
+        return existing
+    raise ViewNameTakenError(
+        f"dataset {root.name!r} already has a saved view {name!r} that clipbranches "
+        "did not save: choose another name, or delete that view first"
+        " (sdk.save_view(..., overwrite=True) replaces it)"
+    )
+
+
+def saved_by_clipbranches(doc) -> bool:
+    """Whether the saved-view document ``doc`` is one clipbranches saved."""
+    return (getattr(doc, "description", None) or "").startswith(VIEW_MARK)
+
+
+def _marked(description) -> str:
+    if description is None:
+        return f"{VIEW_MARK}; a later save under this name replaces it"
+    return f"{VIEW_MARK}: {description}"
 
 
 def _same_name_view(root, name: str):
@@ -119,9 +155,11 @@ def _same_name_view(root, name: str):
 def _replace_view_stages(root, doc, view, description) -> None:
     stages = [json_util.dumps(s) for s in view._serialize(include_uuids=False)]
     was_generated = any("_state" in s for s in doc.view_stages)
-    update = {"view_stages": stages, "last_modified_at": datetime.utcnow()}
-    if description is not None:
-        update["description"] = description
+    update = {
+        "view_stages": stages,
+        "description": description,
+        "last_modified_at": datetime.utcnow(),
+    }
     if view._is_generated:
         view._dataset._doc.persistent = True
         view._dataset.save()
@@ -169,9 +207,9 @@ def write_result(
         if saved_view:
             save_view(root, saved_view, _ordered(root, ids, n_view))
         return
+    if saved_view:  # refuse a taken name before writing anything
+        replaceable_view(root, saved_view.strip())
     ensure_score_field(root, score_field)
-    if saved_view:
-        _same_name_view(root, saved_view.strip())  # refuse a taken name before writing
     scores = np.asarray(scores, dtype=np.float64)
     journal = _journal(root)
     key = (root._doc.id, score_field)
@@ -339,7 +377,10 @@ def _apply_round(root, field, ids, scores, saved_view, n_view) -> None:
             {"$set": {field: None, "last_modified_at": now}},
         )
     if saved_view:
-        save_view(root, saved_view, _ordered(root, ids, n_view))
+        try:
+            save_view(root, saved_view, _ordered(root, ids, n_view))
+        except ViewNameTakenError as exc:  # a view of the user's took the name since
+            logger.warning("scores written, view not saved: %s", exc)
 
 
 def ensure_score_index(root, field: str) -> None:
@@ -467,9 +508,22 @@ def ensure_score_field(root, score_field: str) -> None:
         raise ValueError(f"score field name {score_field!r} must be an identifier")
     field = root.get_field(score_field)
     if field is None:
-        root.add_sample_field(score_field, fo.FloatField)
+        root.add_sample_field(
+            score_field,
+            fo.FloatField,
+            description="clipbranches scores: each refinement rewrites this field",
+            info={SCORE_FIELD_MARK: "scores"},
+        )
     elif not isinstance(field, fo.FloatField):
         raise ValueError(
             f"field {score_field!r} exists and is a {type(field).__name__}, not a "
             "FloatField: choose another score_field"
         )
+    elif not (field.info or {}).get(SCORE_FIELD_MARK):
+        if score_field != DEFAULT_SCORE_FIELD:
+            raise ValueError(
+                f"field {score_field!r} exists and clipbranches did not make it: a "
+                "refinement would overwrite its values; choose another score_field"
+            )
+        field.info = {**(field.info or {}), SCORE_FIELD_MARK: "scores"}
+        field.save()  # the default field of an earlier version: ours

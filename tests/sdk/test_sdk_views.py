@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import fiftyone as fo
 import numpy as np
 import pytest
 from sdk_testdata import index_dataset
@@ -55,14 +56,56 @@ def test_overwriting_a_view_rewrites_its_document_in_place(indexed):
     ids = ds.values("id")
     sdk.save_view(ds, "round", ds.select(ids[:3], ordered=True))
     view_id = ds._doc.saved_views[0].id
-    sdk.save_view(ds, "round", ds.select(ids[5:9], ordered=True))
+    sdk.save_view(ds, "round", ds.select(ids[5:9], ordered=True))  # ours: replaced
     assert ds.list_saved_views() == ["round"]
     assert ds._doc.saved_views[0].id == view_id  # never deleted, so never missing
     assert ds.load_saved_view("round").values("id") == ids[5:9]
-    with pytest.raises(sdk.ViewNameTakenError, match="overwrite=True"):
-        sdk.save_view(ds, "round", ds.limit(1), overwrite=False)
+    assert ds.get_saved_view_info("round")["description"].startswith("Saved by clip")
+
+
+def test_a_view_the_user_saved_is_replaced_only_when_asked(indexed):
+    ds = indexed
+    ids = ds.values("id")
+    ds.save_view("mine", ds.select(ids[:2]), description="hand curated")
+    with pytest.raises(sdk.ViewNameTakenError, match="clipbranches did not save"):
+        sdk.save_view(ds, "mine", ds.limit(1))
+    _tag(ds)
+    with pytest.raises(sdk.ViewNameTakenError, match="'mine'"):
+        sdk.refine(ds, index_key="cb", saved_view="mine", random_negatives=20)
     ds.reload()
-    assert ds.load_saved_view("round").values("id") == ids[5:9]
+    assert ds.load_saved_view("mine").values("id") == ids[:2]
+    assert ds.get_saved_view_info("mine")["description"] == "hand curated"
+    assert ds.get_field("clipbranches_score") is None  # refused before any write
+    # a refinement's own view is replaced by the next refinement
+    first = sdk.refine(ds, index_key="cb", saved_view="dogs", random_negatives=20)
+    second = sdk.refine(
+        ds, index_key="cb", saved_view="dogs", random_negatives=20, model="linear"
+    )
+    assert list(first.ids) != list(second.ids)
+    assert ds.load_saved_view("dogs").values("id") == list(second.ids)
+    # overwrite=True replaces the user's view, which is then clipbranches'
+    sdk.save_view(ds, "mine", ds.select(ids[4:6], ordered=True), overwrite=True)
+    assert ds.load_saved_view("mine").values("id") == ids[4:6]
+    sdk.save_view(ds, "mine", ds.select(ids[7:8]))
+    assert ds.load_saved_view("mine").values("id") == ids[7:8]
+
+
+def test_a_float_field_the_user_made_is_never_written(indexed):
+    ds = indexed
+    ds.set_values("uniqueness", [0.5] * len(ds))
+    _tag(ds)
+    with pytest.raises(ValueError, match="clipbranches did not make it"):
+        sdk.refine(ds, index_key="cb", score_field="uniqueness", random_negatives=20)
+    assert ds.values("uniqueness") == [0.5] * len(ds)
+    # the default field of an earlier version (no mark) is adopted
+    ds.add_sample_field("clipbranches_score", fo.FloatField)
+    result = sdk.refine(ds, index_key="cb", random_negatives=20)
+    assert len(ds.exists("clipbranches_score")) == len(result.ids)
+    assert ds.get_field("clipbranches_score").info == {"clipbranches": "scores"}
+    # a field the refinement made is rewritten by the next one
+    sdk.refine(ds, index_key="cb", score_field="round_scores", random_negatives=20)
+    again = sdk.refine(ds, index_key="cb", score_field="round_scores", model="linear")
+    assert len(ds.exists("round_scores")) == len(again.ids)
 
 
 def test_refine_arguments_of_the_wrong_type_are_refused_by_name(indexed):
