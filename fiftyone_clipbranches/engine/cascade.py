@@ -81,6 +81,17 @@ class BranchesCascade(DecisionBranchesEnsemble):
         ball_min_positives, ball_max_positives: ints (default 2 and 31): the
             labelled positives (neighbour positives not counted) between which the
             class ball is fitted; outside, the cascade has none.
+        forest_relabel: float in (0, 1) (default 0.25), or None: with at most
+            ``relabel_max_positives`` labelled positives (default 32; below 32,
+            only when the training set has neighbour positives), random
+            negatives (``unlabelled`` at ``fit``) whose out-of-bag forest value
+            exceeds it are likely members of the class drawn by chance; they are
+            left out and the forest is fitted again (``n_relabelled_``). A large
+            class holds many of them (one oxford_pets breed is 2-3% of the
+            catalogue: 13 of 500 random rows), and a forest trained on them as
+            negatives cuts the class short. With many labels (a whole class
+            labelled) the random rows beside the class are rarely members, and
+            leaving them out over-accepts (docs/quality.md, "Forest relabelling").
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
@@ -108,6 +119,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
         ball_votes=1,
         ball_min_positives=2,
         ball_max_positives=NEIGHBOUR_MAX_POSITIVES - 1,
+        forest_relabel=0.25,
+        relabel_max_positives=NEIGHBOUR_MAX_POSITIVES,
         **params,
     ):
         super().__init__(
@@ -125,6 +138,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.ball_votes = ball_votes
         self.ball_min_positives = ball_min_positives
         self.ball_max_positives = ball_max_positives
+        self.forest_relabel = forest_relabel
+        self.relabel_max_positives = relabel_max_positives
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
         n_est = check_int(self.n_estimators, "n_estimators", 1)
@@ -162,8 +177,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
         Args:
             sample_weight: float ``(n,)`` >= 0 (default ones).
             subsets: FeatureSubsets of ``D`` dims; default ``make_subsets(D)``.
-            unlabelled: optional bool ``(n,)``, the random negatives (used only by
-                an arbiter, when ``arbiter_margin`` is set).
+            unlabelled: optional bool ``(n,)``, the random negatives (the arbiter
+                and ``forest_relabel`` leave out those likely in the class).
             neighbours: optional bool ``(n,)``, the neighbour positives (left out
                 of the forest's training when ``forest_neighbours`` is False).
             catalogue_sample: optional uint8 ``(m, D)``, the catalogue's codes or a
@@ -171,6 +186,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 ball is sized on it; without it the cascade has no class ball.
         """
         _, n_trees, _, forest_neighbours, _ = self._cascade_params()
+        relabel = self._relabel_threshold()
         self._ball_params()
         self._arbiter_floor()
         self._gate_votes()
@@ -186,6 +202,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
             else np.asarray(sample_weight, np.float64)
         )
         near = check_row_mask(neighbours, y.shape, "neighbours")
+        drawn = check_row_mask(unlabelled, y.shape, "unlabelled")
         if catalogue_sample is not None:
             catalogue_sample = check_codes(
                 catalogue_sample, "catalogue_sample", X.shape[1]
@@ -194,6 +211,15 @@ class BranchesCascade(DecisionBranchesEnsemble):
         if not forest_neighbours:
             keep &= ~near
         seed = int(seed_from(self.random_state).integers(0, 2**31 - 1))
+        self.n_relabelled_ = 0
+        if relabel is not None and self._labels_are_sparse(y, w, near):
+            likely = drawn & keep
+            likely[likely] = (
+                self._out_of_bag(X[keep], y[keep], w[keep], n_trees, seed)[drawn[keep]]
+                > relabel
+            )
+            keep &= ~likely
+            self.n_relabelled_ = int(np.count_nonzero(likely))
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
         self._fit_ball(X, (y == 1) & (w > 0), near, catalogue_sample)
         return self
@@ -246,6 +272,46 @@ class BranchesCascade(DecisionBranchesEnsemble):
             return np.zeros(codes.shape[0] if rows is None else len(rows), dtype=bool)
         distances = squared_distances_to(codes, self.ball_center_, rows)
         return distances <= self.ball_radius_sq_
+
+    def _labels_are_sparse(self, y, w, near) -> bool:
+        """Whether the random negatives may hold members of the class: at most
+        ``relabel_max_positives`` labelled positives, and below 32 the training set
+        found neighbour positives (it takes none when the labels already cover the
+        class: a whole small class labelled)."""
+        labelled = int(np.count_nonzero((y == 1) & (w > 0) & ~near))
+        if labelled > self.relabel_max_positives:
+            return False
+        return bool(near.any()) or labelled >= NEIGHBOUR_MAX_POSITIVES
+
+    def _relabel_threshold(self) -> float | None:
+        check_int(self.relabel_max_positives, "relabel_max_positives", 0)
+        t = self.forest_relabel
+        if t is None:
+            return None
+        if isinstance(t, bool) or not isinstance(t, numbers.Real):
+            raise TypeError(f"forest_relabel must be a float or None, got {t!r}")
+        if not 0.0 < float(t) < 1.0:
+            raise ValueError(f"forest_relabel must be in (0, 1), got {t}")
+        return float(t)
+
+    @staticmethod
+    def _out_of_bag(X, y, w, n_trees: int, seed: int) -> np.ndarray:
+        """float64 ``(n,)``: each training row's positive value from the trees that
+        did not draw it (0 where every tree drew it, or with one class only)."""
+        if np.unique(y).shape[0] < 2:
+            return np.zeros(y.shape[0])
+        import warnings
+
+        from sklearn.ensemble import RandomForestClassifier
+
+        forest = RandomForestClassifier(
+            n_estimators=n_trees, random_state=seed, n_jobs=1, oob_score=True
+        )
+        with warnings.catch_warnings():  # a row every tree drew has no value: 0
+            warnings.simplefilter("ignore", UserWarning)
+            forest.fit(X.astype(np.float32), y, sample_weight=w)
+        pos = list(forest.classes_).index(1)
+        return np.nan_to_num(forest.oob_decision_function_[:, pos])
 
     def _fit_forest(self, X, y, w, n_trees: int, seed: int) -> None:
         classes = np.unique(y)

@@ -11,6 +11,8 @@ the group thins out (docs/quality.md, "Neighbour positives from the local cluste
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .local_cluster_kernels import nearest_rows_parallel, nearest_rows_serial
@@ -76,7 +78,17 @@ def knn_graph(codes: np.ndarray, k: int = GRAPH_NEIGHBOURS) -> np.ndarray:
     return kernel(np.ascontiguousarray(codes, dtype=np.uint8), k)
 
 
-def cluster_order(codes: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+class LocalCluster(NamedTuple):
+    """What :func:`cluster_order` finds: ``rows`` (int64 positions in the graph,
+    most central first) and ``bounded`` (False when no boundary was found within a
+    quarter of the graph: the rows are then that quarter, a part of a group larger
+    or more diffuse than the graph shows)."""
+
+    rows: np.ndarray
+    bounded: bool
+
+
+def cluster_order(codes: np.ndarray, seeds: np.ndarray) -> LocalCluster:
     """The cluster around ``seeds`` among ``codes``, most central row first.
 
     Args:
@@ -84,19 +96,19 @@ def cluster_order(codes: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         seeds: int64 positions in ``codes`` of the positives (distinct, non-empty).
 
     Returns:
-        int64 positions in ``codes``: the rows ranked by the walk's visits (divided
-        by their number of links), cut after the first prefix of ``max(P, 5)`` to
+        :class:`LocalCluster`: the rows ranked by the walk's visits (divided by
+        their number of links), cut after the first prefix of ``max(P, 5)`` to
         ``max(P, 5, n // 4)`` rows whose conductance is the lowest from half to twice
-        its size (the largest of those sizes when none is). The seeds are usually
-        among them. A class of at most ``GRAPH_NEIGHBOURS`` rows has links leaving
-        it from every row, so it is rarely cut out alone.
+        its size (``bounded``), else the largest of those sizes (not ``bounded``).
+        The seeds are usually among them. A class of at most ``GRAPH_NEIGHBOURS``
+        rows has links leaving it from every row, so it is rarely cut out alone.
     """
     n = codes.shape[0]
     seeds = np.asarray(seeds, dtype=np.int64)
     near = knn_graph(codes)
     k = near.shape[1]
     if k == 0:
-        return seeds.copy()
+        return LocalCluster(seeds.copy(), True)
     # symmetric links: i -> j for every j among i's neighbours or having i among its
     src = np.repeat(np.arange(n, dtype=np.int64), k)
     dst = near.ravel()
@@ -119,17 +131,20 @@ def cluster_order(codes: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     volume = np.cumsum(degree[order])
     outside = volume[-1] - volume
     conductance = (volume - inside) / np.maximum(np.minimum(volume, outside), 1.0)
-    size = _first_local_minimum(conductance, max(seeds.size, MIN_CLUSTER), n // 4)
-    return order[:size]
+    size, bounded = _first_local_minimum(
+        conductance, max(seeds.size, MIN_CLUSTER), n // 4
+    )
+    return LocalCluster(order[:size], bounded)
 
 
-def _first_local_minimum(values: np.ndarray, low: int, high: int) -> int:
-    """The smallest size ``m`` in ``[low, high]`` whose ``values[m - 1]`` is the lowest
-    over sizes ``max(low, m // 2)`` to ``2 m + 1``; ``high`` when there is none."""
+def _first_local_minimum(values: np.ndarray, low: int, high: int) -> tuple[int, bool]:
+    """``(m, True)`` for the smallest size ``m`` in ``[low, high)`` whose
+    ``values[m - 1]`` is the lowest over sizes ``max(low, m // 2)`` to ``2 m + 1``;
+    ``(high, False)`` (at most ``len(values)``) when there is none."""
     high = max(low, high)
     for m in range(low, high):
         start = max(low, m // 2)
         stop = min(values.shape[0], 2 * m + 1)
         if values[m - 1] <= values[start - 1 : stop].min():
-            return m
-    return min(high, values.shape[0])
+            return m, True
+    return min(high, values.shape[0]), False

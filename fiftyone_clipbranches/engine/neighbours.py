@@ -18,8 +18,10 @@ from .scan import knn_scan
 
 #: With P labelled positives, up to ``round(NEIGHBOUR_BUDGET / P)`` rows per positive
 #: of the cluster around them join the positives ("auto"), for P below
-#: :data:`NEIGHBOUR_MAX_POSITIVES`.
+#: :data:`NEIGHBOUR_MAX_POSITIVES`; ``round(DIFFUSE_NEIGHBOUR_BUDGET / P)`` when the
+#: cluster shows no boundary (a class larger or more diffuse than the graph shows).
 NEIGHBOUR_BUDGET = 32
+DIFFUSE_NEIGHBOUR_BUDGET = 48
 NEIGHBOUR_MAX_POSITIVES = 32
 #: From this many positives on, a neighbour also lies no farther from a positive than
 #: the positives typically lie from each other (see :func:`neighbour_rows`); fewer
@@ -38,8 +40,9 @@ NEIGHBOUR_SEARCH_ROWS = 1 << 18
 NEIGHBOUR_BLOCK = 1 << 4
 
 
-def auto_neighbours_per_positive(n_positives: int) -> int:
-    """Neighbours joining each positive under ``"auto"``: ``round(32 / P)`` for P < 32.
+def auto_neighbours_per_positive(n_positives: int, diffuse: bool = False) -> int:
+    """Neighbours joining each positive under ``"auto"``: ``round(32 / P)`` for P < 32
+    (``round(48 / P)`` for a ``diffuse`` cluster, one with no boundary).
 
     With a handful of positives a box can only hug them; the rows of the dense group
     they lie in are mostly of the same class, so they let the boxes reach the class.
@@ -48,7 +51,8 @@ def auto_neighbours_per_positive(n_positives: int) -> int:
     """
     if n_positives <= 0 or n_positives >= NEIGHBOUR_MAX_POSITIVES:
         return 0
-    return int(round(NEIGHBOUR_BUDGET / n_positives))
+    budget = DIFFUSE_NEIGHBOUR_BUDGET if diffuse else NEIGHBOUR_BUDGET
+    return int(round(budget / n_positives))
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,7 +105,7 @@ class NeighbourPool:
 def neighbour_rows(
     codes,
     positives,
-    k: int,
+    k: int | str,
     exclude=(),
     *,
     search_rows: int = NEIGHBOUR_SEARCH_ROWS,
@@ -110,7 +114,9 @@ def neighbour_rows(
     positive_codes=None,
 ) -> np.ndarray:
     """Sorted rows of the cluster around ``positives``, at most ``k * P`` of them
-    (the walk's first), leaving out ``positives`` and ``exclude``.
+    (the walk's first), leaving out ``positives`` and ``exclude``; ``k="auto"`` is
+    :func:`auto_neighbours_per_positive` of the P positives and of whether the
+    cluster has a boundary.
 
     The cluster (:func:`.local_cluster.cluster_order`) is found in a graph of the
     positives and their nearest rows (all dims, exact; ``LOCAL_ROWS // P`` per
@@ -136,6 +142,9 @@ def neighbour_rows(
     sharded = hasattr(codes, "neighbour_pool")  # engine.shards.ShardedCodes
     codes = codes if sharded else as_codes(codes)
     pos = np.unique(np.asarray(positives, dtype=np.int64).reshape(-1))
+    auto = isinstance(k, str) and k == "auto"
+    if auto:
+        k = auto_neighbours_per_positive(pos.size)
     if k <= 0 or pos.size == 0:
         return np.zeros(0, dtype=np.int64)
     pos_codes = np.asarray(codes[pos] if positive_codes is None else positive_codes)
@@ -161,7 +170,9 @@ def neighbour_rows(
     near = graph_rows([ids for ids, _ in answers], pos)
     _, near_codes = pool.codes_of(near)
     graph_codes = np.concatenate([pos_codes.astype(np.uint8), near_codes])
-    order = cluster_order(graph_codes, np.arange(pos.size, dtype=np.int64))
+    order, bounded = cluster_order(graph_codes, np.arange(pos.size, dtype=np.int64))
+    if auto and not bounded:
+        k = auto_neighbours_per_positive(pos.size, diffuse=True)
     picked = order[order >= pos.size] - pos.size  # positions in ``near``
     picked = picked[~np.isin(near[picked], skip)][: k * pos.size]
     if pos.size >= NEIGHBOUR_SPACING_FROM:

@@ -162,7 +162,7 @@ def make_training_set(
     )
     neighbour_weight = check_positive_number(neighbour_weight, "neighbour_weight")
     if neighbours_per_positive == "auto":
-        n_neighbours = auto_neighbours_per_positive(pos.size)
+        n_neighbours = "auto" if auto_neighbours_per_positive(pos.size) else 0
     elif isinstance(neighbours_per_positive, numbers.Integral) and not isinstance(
         neighbours_per_positive, bool
     ):
@@ -187,7 +187,7 @@ def make_training_set(
 
     guess = draw(np.concatenate([pos, neg]))
     known = _KnownCodes(codes, np.concatenate([pos, neg, guess]))
-    if neighbour_pool is None and n_neighbours > 0 and hasattr(codes, "neighbour_pool"):
+    if neighbour_pool is None and n_neighbours and hasattr(codes, "neighbour_pool"):
         neighbour_pool = codes.neighbour_pool()
     near = neighbour_rows(
         codes,

@@ -122,10 +122,45 @@ def test_the_numba_forest_equals_a_tree_walk_and_sklearn(catalogue):
     from sklearn.ensemble import RandomForestClassifier
 
     seed = int(np.random.default_rng(3).integers(0, 2**31 - 1))
+    X, y, w = ts.X.astype(np.float32), ts.y, ts.sample_weight
+    # random negatives the trees that did not draw them value above 0.25 leave
+    out_of_bag = RandomForestClassifier(
+        n_estimators=25, random_state=seed, n_jobs=1, oob_score=True
+    ).fit(X, y, sample_weight=w)
+    likely = ts.unlabelled & (
+        np.nan_to_num(out_of_bag.oob_decision_function_[:, 1]) > 0.25
+    )
+    assert model.n_relabelled_ == likely.sum() > 0
     reference = RandomForestClassifier(n_estimators=25, random_state=seed, n_jobs=1)
-    reference.fit(ts.X.astype(np.float32), ts.y, sample_weight=ts.sample_weight)
+    reference.fit(X[~likely], y[~likely], sample_weight=w[~likely])
     expected = reference.predict_proba(codes.astype(np.float32))[:, 1]
     np.testing.assert_allclose(proba, expected, atol=1e-9)
+
+
+def test_random_negatives_likely_in_the_class_are_relabelled_only_when_labels_are_few(
+    catalogue,
+):
+    codes, index, truth, ts = catalogue
+    relabelled = fit(ts, index)
+    kept = fit(ts, index, forest_relabel=None)
+    assert kept.n_relabelled_ == 0
+    # the class is a fifth of the rows: 80 of the 400 random negatives belong to it
+    drawn = ts.rows[ts.unlabelled]
+    assert truth[drawn].sum() > 50
+    assert relabelled.n_relabelled_ > 20
+    recall = [truth[m.predict(codes)].sum() / truth.sum() for m in (kept, relabelled)]
+    assert recall[1] > 1.2 * recall[0]  # the forest no longer cuts the class short
+    # labels that cover the class (no neighbour positives below 32) are trusted
+    no_neighbours = ts.neighbours.copy()
+    no_neighbours[:] = False
+    covered = BranchesCascade(n_estimators=9, random_state=3).fit(
+        ts.X, ts.y, ts.sample_weight, subsets=index.subsets,
+        unlabelled=ts.unlabelled, neighbours=no_neighbours,
+    )  # fmt: skip
+    assert covered.n_relabelled_ == 0
+    # as are more than relabel_max_positives labelled positives
+    many = fit(ts, index, relabel_max_positives=4)
+    assert many.n_relabelled_ == 0
 
 
 def test_rows_no_member_holds_are_never_accepted(catalogue):
@@ -179,6 +214,9 @@ def test_one_class_training_gives_a_constant_forest(catalogue):
         ({"ball_min_positives": 1}, ValueError, "ball_min_positives"),
         ({"ball_votes": 0}, ValueError, "ball_votes"),
         ({"ball_min_positives": 8, "ball_max_positives": 7}, ValueError, "ball_max"),
+        ({"forest_relabel": 1.0}, ValueError, "forest_relabel"),
+        ({"forest_relabel": "yes"}, TypeError, "forest_relabel"),
+        ({"relabel_max_positives": -1}, ValueError, "relabel_max_positives"),
     ],
 )
 def test_bad_params(catalogue, params, exc, match):

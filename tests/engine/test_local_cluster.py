@@ -38,12 +38,12 @@ def test_the_graph_is_the_exact_nearest_rows_with_ties_to_the_lower_row(n_rows):
 def test_the_cut_is_the_first_local_minimum_over_half_to_twice_its_size():
     values = np.array([9, 8, 7, 6, 5, 4, 5, 6, 7, 8, 9, 9, 2, 9, 9, 9, 9], float)
     # size 6 (value 4) is not the lowest over sizes 3..13: size 13 holds 2
-    assert _first_local_minimum(values, 3, 16) == 13
+    assert _first_local_minimum(values, 3, 16) == (13, True)
     values[12] = 9  # now it is; size 14 would lie outside its window
     values[13] = 1
-    assert _first_local_minimum(values, 3, 16) == 6
-    # none: the largest size allowed
-    assert _first_local_minimum(np.arange(20, 0, -1.0), 2, 8) == 8
+    assert _first_local_minimum(values, 3, 16) == (6, True)
+    # none: the largest size allowed, not bounded
+    assert _first_local_minimum(np.arange(20, 0, -1.0), 2, 8) == (8, False)
 
 
 def test_the_cluster_of_a_group_is_the_group_whatever_the_seed():
@@ -54,17 +54,25 @@ def test_the_cluster_of_a_group_is_the_group_whatever_the_seed():
         [c + rng.integers(-6, 7, (n, 8)) for c, n in zip(centres, sizes)]
     ).astype(np.uint8)
     for seeds in ([0], [5, 17], [1, 2, 3, 30]):
-        order = cluster_order(codes, np.array(seeds))
+        order, bounded = cluster_order(codes, np.array(seeds))
         np.testing.assert_array_equal(np.sort(order), np.arange(40))
+        assert bounded
     # the walk ranks its seeds first
-    assert set(cluster_order(codes, np.array([5, 17]))[:2]) == {5, 17}
+    assert set(cluster_order(codes, np.array([5, 17])).rows[:2]) == {5, 17}
+
+
+def test_a_group_without_a_boundary_is_a_quarter_of_the_graph_unbounded():
+    # one uniform cloud: conductance keeps falling as sets grow
+    codes = np.random.default_rng(4).integers(0, 256, (400, 8)).astype(np.uint8)
+    order, bounded = cluster_order(codes, np.array([0]))
+    assert not bounded and order.size == 100
 
 
 def test_a_graph_of_one_row_is_its_seed(monkeypatch):
     codes = np.zeros((1, 4), np.uint8)
-    np.testing.assert_array_equal(cluster_order(codes, np.array([0])), [0])
+    np.testing.assert_array_equal(cluster_order(codes, np.array([0])).rows, [0])
     monkeypatch.setattr(local_cluster, "MIN_CLUSTER", 1)
-    np.testing.assert_array_equal(cluster_order(codes, np.array([0])), [0])
+    np.testing.assert_array_equal(cluster_order(codes, np.array([0])).rows, [0])
 
 
 def test_a_graph_too_large_takes_every_positive_s_nearest_rows_rank_by_rank(

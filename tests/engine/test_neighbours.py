@@ -66,6 +66,8 @@ def _reference_cluster(codes, positives, k, exclude=(), rows=None):
         if conductance[m - 1] <= min(window):
             size = m
             break
+    if k == "auto":  # 32 / P, or 48 / P when no boundary was found
+        k = round((32 if size else 48) / pos.size)
     cluster = nodes[order[: size or min(high, n)]]
     cluster = cluster[
         ~np.isin(cluster, np.concatenate([pos, np.asarray(exclude, int)]))
@@ -92,6 +94,33 @@ def test_neighbour_rows_match_their_definition(codes, positives):
     np.testing.assert_array_equal(got, want)
     assert got.size > 0 and negatives[0] not in got
     assert neighbour_rows(codes, positives, 0).size == 0
+
+
+@pytest.mark.parametrize("positives", [[3], [3, 50, 51], [1, 2, 3, 4, 5, 6, 9, 300]])
+def test_auto_neighbours_match_their_definition(codes, positives):
+    positives = np.array(positives)
+    got = neighbour_rows(codes, positives, "auto")
+    np.testing.assert_array_equal(got, _reference_cluster(codes, positives, "auto"))
+
+
+@pytest.mark.parametrize("n_positives", [1, 3])
+def test_auto_takes_more_where_the_cluster_has_no_boundary(monkeypatch, n_positives):
+    # a class of 400 rows in a graph of about 1,000: larger than the quarter of the
+    # graph a boundary is looked for in, so it has none
+    codes = _planted(400)
+    positives = np.arange(n_positives)
+    more = neighbour_rows(codes, positives, "auto")
+    assert more.size == round(48 / n_positives) * n_positives and np.all(more < 400)
+    assert neighbour_rows(codes, positives, 5).size == 5 * n_positives  # explicit
+    real = neighbours_module.cluster_order
+
+    def bounded(graph, seeds):
+        return real(graph, seeds)._replace(bounded=True)
+
+    monkeypatch.setattr(neighbours_module, "cluster_order", bounded)
+    fewer = neighbour_rows(codes, positives, "auto")
+    assert fewer.size == round(32 / n_positives) * n_positives
+    assert set(fewer) <= set(more)  # the walk's first rows of the same cluster
 
 
 def _planted(size, seed=1):
