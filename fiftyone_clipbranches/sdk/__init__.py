@@ -25,6 +25,7 @@ _EXPORTS = {
     "IdentityConflictError": "errors",
     "IndexCorruptedError": "errors",
     "IndexExistsError": "errors",
+    "IndexBusyError": "errors",
     "IndexInUseError": "errors",
     "IndexNotFoundError": "errors",
     "IndexPermissionError": "errors",

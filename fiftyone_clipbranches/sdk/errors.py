@@ -53,6 +53,10 @@ class SampleIdsError(ClipBranchesError):
     """Sample ids given for an index are not samples of its dataset."""
 
 
+class IndexBusyError(ClipBranchesError):
+    """Another process builds or updates the same index key right now."""
+
+
 class ViewNameTakenError(ClipBranchesError):
     """A saved-view name is taken (its slug by another view, or itself without
     overwrite)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
+from fiftyone_clipbranches.sdk.claims import holding_key
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import compute_embeddings
 from fiftyone_clipbranches.sdk.errors import (
@@ -89,6 +90,7 @@ class IndexInfo:
         return asdict(self)
 
 
+@holding_key("build")
 def build_index(
     dataset,
     index_key: str = DEFAULT_INDEX_KEY,
@@ -237,6 +239,7 @@ def _clip_to_compute(ds, model, pretrained) -> tuple[str, object]:
     return model, pretrained
 
 
+@holding_key("build")
 def build_index_from_codes(
     dataset,
     codes: np.ndarray,
@@ -351,6 +354,7 @@ def _write_index(
     return config
 
 
+@holding_key("update")
 def update_index(
     dataset,
     index_key: str = DEFAULT_INDEX_KEY,

@@ -71,8 +71,9 @@ class RankedRows:
         stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``,
             ``n_neighbour_pos`` (neighbour positives added), ``n_random_neg``
             (random negatives actually drawn), ``n_random_neg_requested``,
-            ``n_relabelled`` (random negatives the linear classifier or the query
-            ball left out as likely matches; 0 for the other models),
+            ``n_relabelled`` (random negatives the linear classifier, the query
+            ball or the cascade's forest left out as likely matches; 0 for the
+            other models),
             ``n_forced_pos`` (labelled positives the model did not accept, added
             with the best score: see
             :func:`labels_are_law`), ``n_dropped_neg`` (labelled negatives the

@@ -35,8 +35,6 @@ of the dataset.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from datetime import datetime
@@ -47,6 +45,11 @@ from bson import Binary, ObjectId, json_util
 from pymongo import UpdateOne
 
 from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
+from fiftyone_clipbranches.sdk.processes import (
+    holder_gone,
+    is_this_process,
+    this_process,
+)
 from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
@@ -425,9 +428,7 @@ def _insert_round(journal, root, field, ids, scores, saved_view, n_view, round_i
             "dataset_id": root._doc.id,
             "field": field,
             "state": "journaling",
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "pid_started": _process_started(),
+            **this_process(),
             "n": len(ids),
             "saved_view": saved_view,
             "n_view": n_view,
@@ -468,39 +469,10 @@ def _drop_dead_rounds(journal, root, field) -> None:
 
 
 def _writer_dead(head) -> bool:
-    import psutil
-
-    if (
-        head.get("host") == socket.gethostname()
-        and head.get("pid") == os.getpid()
-        and head.get("pid_started") == _process_started()
-    ):
+    if is_this_process(head):
         return head["_id"] not in _IN_FLIGHT  # this process: dead if not being written
-    if head.get("host") != socket.gethostname():
-        age = time.time() - head["_id"].generation_time.timestamp()
-        return age > _FOREIGN_WRITER_TIMEOUT_S
-    try:
-        proc = psutil.Process(int(head["pid"]))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return True
-        started = proc.create_time()
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.AccessDenied:
-        return False
-    return abs(started - float(head["pid_started"])) > 1e-3
-
-
-def _process_started() -> float:
-    import psutil
-
-    pid = os.getpid()
-    if _STARTED.get("pid") != pid:  # first call, or a forked child
-        _STARTED.update(pid=pid, at=psutil.Process().create_time())
-    return _STARTED["at"]
-
-
-_STARTED: dict = {}
+    age = time.time() - head["_id"].generation_time.timestamp()
+    return holder_gone(head, age, _FOREIGN_WRITER_TIMEOUT_S)
 
 
 def ensure_score_field(root, score_field: str) -> None:

@@ -35,6 +35,45 @@ def test_existing_key_and_bad_key_are_refused(make_dataset):
         index_dataset(ds, "bad key")
 
 
+def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
+    import subprocess
+    import sys
+    import time
+
+    from fiftyone.core.odm import get_db_conn
+
+    from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION
+    from fiftyone_clipbranches.sdk.processes import this_process
+
+    ds = make_dataset(3)
+    claims = get_db_conn()[CLAIMS_COLLECTION]
+    live = {"_id": f"{ds._doc.id}:idx", **this_process(), "work": "build"}
+    claims.insert_one({**live, "since": time.time()})  # another build, alive
+    with pytest.raises(
+        sdk.IndexBusyError, match=r"'idx' of dataset .*\(build by process"
+    ):
+        index_dataset(ds, "idx")
+    assert sdk.list_indexes(ds) == []
+    # a claim of a process that has died is taken over, and released at the end
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    claims.update_one({"_id": live["_id"]}, {"$set": {"pid": int(ended.stdout)}})
+    index_dataset(ds, "idx")
+    assert sdk.list_indexes(ds) == ["idx"]
+    assert claims.count_documents({}) == 0
+    # an update waits for no one, but is refused while a build or update runs
+    claims.insert_one({**live, "work": "update", "since": time.time()})
+    with pytest.raises(sdk.IndexBusyError, match="update by process"):
+        sdk.update_index(ds, "idx", progress=False)
+    claims.delete_many({})
+    # a build another process registered since this one read the dataset is seen
+    other = fo.load_dataset(ds.name)
+    ds._doc.runs.pop("idx")  # this handle's document, read before that build
+    with pytest.raises(sdk.IndexExistsError, match="already exists"):
+        index_dataset(ds, "idx")
+    assert other.list_runs() == ["idx"]
+
+
 def test_missing_index_is_a_clear_error(make_dataset):
     ds = make_dataset(2)
     with pytest.raises(sdk.IndexNotFoundError, match="build_index"):

@@ -1,0 +1,100 @@
+"""One build or update of an index key at a time, across processes and machines.
+
+FiftyOne registers a run by rewriting the dataset's document, so two builds of one
+key started together would both succeed, the later replacing the earlier (whose
+files no run would then point at). A build or update first inserts a claim for
+``(dataset, key)`` into a small collection, where the database refuses a second
+one; the claim is removed when the work ends, and a claim whose process has died
+is taken over.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from contextlib import contextmanager
+from datetime import datetime
+
+from fiftyone_clipbranches.sdk.errors import IndexBusyError
+from fiftyone_clipbranches.sdk.processes import holder_gone, this_process
+from fiftyone_clipbranches.sdk.runs import root_dataset
+
+#: Collection of the FiftyOne database holding the claims in progress.
+CLAIMS_COLLECTION = "clipbranches.key_claims"
+#: A claim made on another host is presumed dead after this long.
+FOREIGN_CLAIM_TIMEOUT_S = 24 * 3600.0
+
+
+@contextmanager
+def key_claim(root, key: str, work: str = "build"):
+    """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build" or
+    "update") until the block ends.
+
+    Raises:
+        IndexBusyError: a live process holds the key.
+    """
+    from fiftyone.core.odm import get_db_conn
+    from pymongo.errors import DuplicateKeyError
+
+    claims = get_db_conn()[CLAIMS_COLLECTION]
+    mine = {"_id": f"{root._doc.id}:{key}", **this_process(), "work": work}
+    mine["since"] = time.time()
+    for _ in range(3):
+        try:
+            claims.insert_one(mine)
+            break
+        except DuplicateKeyError:
+            held = claims.find_one({"_id": mine["_id"]})
+            if held is None:
+                continue  # released meanwhile
+            if not holder_gone(
+                held, time.time() - held["since"], FOREIGN_CLAIM_TIMEOUT_S
+            ):
+                raise IndexBusyError(_busy_message(root, key, held)) from None
+            claims.delete_one(held)  # its process died: take it over
+    else:
+        raise IndexBusyError(_busy_message(root, key, None))
+    try:
+        yield
+    finally:
+        claims.delete_one(mine)
+
+
+def _busy_message(root, key: str, held: dict | None) -> str:
+    who = ""
+    if held is not None:
+        since = datetime.fromtimestamp(held["since"]).strftime("%Y-%m-%d %H:%M:%S")
+        who = (
+            f" ({held.get('work', 'build')} by process {held['pid']} on"
+            f" {held['host']}, since {since})"
+        )
+    return (
+        f"index {key!r} of dataset {root.name!r} is being built or updated by another"
+        f" process{who}: wait until it ends, or use another key"
+    )
+
+
+def holding_key(work: str):
+    """Decorate a function of ``(dataset, index_key, ...)`` to run holding that key
+    (:func:`key_claim`), on a freshly read dataset document (a build another
+    process ended meanwhile is seen)."""
+
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            key = bound.arguments["index_key"]
+            if not isinstance(key, str):
+                return fn(*args, **kwargs)  # its own check refuses the key
+            root = root_dataset(bound.arguments["dataset"])
+            with key_claim(root, key, work):
+                root.reload()
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap
