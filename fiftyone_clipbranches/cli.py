@@ -272,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("clipbranches: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # its reader stopped early (`| head`): nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the exit's flush of stdout fails too
+        return 141
     except Exception as e:  # a CLI answers with one line, not a traceback
         if os.environ.get("CLIPBRANCHES_DEBUG"):
             raise

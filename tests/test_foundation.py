@@ -177,3 +177,26 @@ def test_doctor_fails_with_one_line_reason():
     (result,) = run_checks([("database", broken)])
     assert not result.ok
     assert result.detail == "RuntimeError: mongod exited with error 100"
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    # `clipbranches ... | head`: the pipe closes while the CLI still writes
+    flood = (
+        "import sys\n"
+        "from fiftyone_clipbranches import cli\n"
+        "def flood(args):\n"
+        "    for _ in range(200000):\n"
+        "        print('x' * 79)\n"
+        "    return 0\n"
+        "cli._cmd_gc = flood\n"
+        "sys.exit(cli.main(['gc']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", flood],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.read(10) == b"x" * 10
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and err == b""

@@ -209,6 +209,11 @@ def fit_code_encoder(
     if len(rows) < x.shape[0]:
         x = x[rows]
     x = _check_embeddings(x, x.shape[1])
+    if x.shape[1] < n_dims:
+        raise ValueError(
+            f"the embeddings have {x.shape[1]} dims, fewer than the {n_dims} of the "
+            "codes: index embeddings of an image model (CLIP's have 512 or more)"
+        )
     if method == "pca":
         if text_emb is not None or head_kwargs:
             raise ValueError("method='pca' takes no text_emb or head options")

@@ -162,8 +162,11 @@ def same_identity(a: dict, b: dict) -> bool:
     return _identity_key(a) == _identity_key(b)
 
 
-def text_search_refusal(index_key: str, field: str | None, reason=None) -> str:
-    """Why index ``index_key`` cannot embed text, and how to declare its model."""
+def text_search_refusal(
+    index_key: str, field: str | None, reason=None, query: str = "text"
+) -> str:
+    """Why index ``index_key`` cannot embed a ``query`` ("text" or "an image") in
+    its space, and how to declare its model."""
     why = f" ({reason})" if reason else ""
     source = f"the embeddings in field {field!r}" if field else "its embeddings"
     field_arg = f"embeddings_field={field!r}, " if field else ""
@@ -176,7 +179,7 @@ def text_search_refusal(index_key: str, field: str | None, reason=None) -> str:
     )
     return (
         f"index {index_key!r} does not know the CLIP model of {source}{why}, so it "
-        "cannot embed text in their space; search by sample ids or a vector, or "
+        f"cannot embed {query} in their space; search by sample ids or a vector, or "
         f"declare the model: rebuild with build_index(dataset, {index_key!r}, "
         f"{field_arg}model='ViT-B-32', pretrained='openai') (FiftyOne's "
         f"clip-vit-base32-torch is open_clip ViT-B-32 / openai){info}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
+from fiftyone_clipbranches.sdk.messages import counted_are
 from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
@@ -54,7 +55,7 @@ def collect_labels(
             else ("in both positives and negatives")
         )
         raise ContradictoryLabelsError(
-            f"{len(both)} samples are {what} (e.g. {example}); "
+            f"{counted_are(len(both), 'sample')} {what} (e.g. {example}); "
             "remove one of the labels and try again"
         )
     if not pos:

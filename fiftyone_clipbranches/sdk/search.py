@@ -206,8 +206,7 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
     """
     if not config.clip_model or bundle.encoder is None:
         raise UnknownModelError(
-            "searching by an image needs the index's CLIP model: "
-            + text_search_refusal(index_key, config.embeddings_field)
+            text_search_refusal(index_key, config.embeddings_field, query="an image")
         )
     clip = get_clip_model(
         config.clip_model["name"], config.clip_model.get("pretrained")

@@ -60,6 +60,9 @@ def test_bad_inputs_raise(data, tmp_path):
         fit_code_encoder(data, method="lsh")
     with pytest.raises(ValueError, match="takes no"):
         fit_code_encoder(data, method="pca", steps=3)
+    for method in ("pca", "head"):  # vectors narrower than the codes
+        with pytest.raises(ValueError, match="have 7 dims, fewer than the 32"):
+            fit_code_encoder(data[:, :7], method=method)
     with pytest.raises(TypeError, match="quantizer"):
         CodeEncoder(enc.head, "uint8")
     with pytest.raises(ValueError, match="width"):

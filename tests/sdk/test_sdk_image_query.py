@@ -41,7 +41,7 @@ def test_image_queries_that_cannot_be_embedded_are_clear_errors(
 def test_an_index_without_a_clip_model_refuses_image_queries(make_dataset):
     ds = make_dataset(1)
     index_dataset(ds, "cb")
-    with pytest.raises(UnknownModelError, match="searching by an image"):
+    with pytest.raises(UnknownModelError, match="cannot embed an image in their space"):
         sdk.search(ds, image=ds.first().filepath, index_key="cb")
 
 

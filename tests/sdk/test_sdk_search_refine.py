@@ -224,9 +224,9 @@ def test_refine_label_errors(indexed):
     with pytest.raises(sdk.NoPositivesError, match="cb_positive"):
         sdk.refine(ds, index_key="cb")
     ds.select(ids[:2]).tag_samples(["cb_positive", "cb_negative"])
-    with pytest.raises(sdk.ContradictoryLabelsError, match="2 samples"):
+    with pytest.raises(sdk.ContradictoryLabelsError, match="2 samples are tagged"):
         sdk.refine(ds, index_key="cb")
-    with pytest.raises(sdk.ContradictoryLabelsError):
+    with pytest.raises(sdk.ContradictoryLabelsError, match="1 sample is in both"):
         sdk.refine(ds, positives=ids[:3], negatives=ids[2:4], index_key="cb")
     with pytest.raises(ValueError, match="model must be"):
         sdk.refine(ds, positives=ids[:3], model="svm", index_key="cb")
