@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,7 +264,7 @@ def load_clip(
             UserWarning,
             stacklevel=2,
         )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _no_second_random_weights_warning():
         torch.manual_seed(RANDOM_INIT_SEED)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -294,6 +296,22 @@ def load_clip(
     return ClipModel(
         model, preprocess, open_clip.get_tokenizer(name), dev, prec, identity
     )
+
+
+@contextmanager
+def _no_second_random_weights_warning():
+    """open_clip logs "No pretrained weights loaded" on the root logger; the caller
+    asked for random weights and was warned once already (load_clip's warning)."""
+    root = logging.getLogger()
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 #: File name endings of checkpoints (a ``pretrained`` ending so is a path, not a tag).

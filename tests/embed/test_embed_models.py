@@ -11,9 +11,11 @@ import torch
 from fiftyone_clipbranches.embed import ClipModel, WeightsUnavailableError, load_clip
 
 
-def test_random_weights_warn_and_identity(tiny_name):
+def test_random_weights_warn_once_and_identity(tiny_name, caplog):
     with pytest.warns(UserWarning, match="RANDOM weights"):
         m = load_clip(tiny_name, pretrained=None, device="cpu")
+    # open_clip's own "No pretrained weights loaded" would say it a second time
+    assert not [r for r in caplog.records if "pretrained weights" in r.getMessage()]
     assert m.identity == {
         "name": tiny_name,
         "pretrained": None,
