@@ -1,5 +1,5 @@
-"""``clipbranches build-index / update-index / indexes / delete-index / search /
-refine``: the SDK's workflow from the shell, on a FiftyOne dataset named on the
+"""``clipbranches build-index / update-index / indexes / delete-index /
+rename-index / search / refine``: the SDK's workflow from the shell, on a FiftyOne dataset named on the
 command line."""
 
 from __future__ import annotations
@@ -147,6 +147,18 @@ def _cmd_delete_index(args) -> int:
     return 0
 
 
+def _cmd_rename_index(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = dataset_named(args.dataset)
+    sdk.rename_index(ds, args.key, args.new_key)
+    if args.json:
+        print(json.dumps({"dataset": ds.name, "renamed": args.key, "to": args.new_key}))
+    else:
+        print(f"renamed index {args.key!r} of dataset {ds.name!r} to {args.new_key!r}")
+    return 0
+
+
 def _cmd_search(args) -> int:
     from fiftyone_clipbranches import sdk
 
@@ -221,7 +233,22 @@ def _cmd_refine(args) -> int:
     _print_rows(ds, rows, "score", args)
     if args.saved_view:
         print(f"saved view {args.saved_view!r}")
+    _note_unindexed(ds, args.key, stats)
     return 0
+
+
+def _note_unindexed(ds, key: str, stats: dict) -> None:
+    """Say that samples added since the build were not searched, and how to add
+    them."""
+    from fiftyone_clipbranches.sdk.messages import counted
+
+    n = int(stats.get("n_unindexed") or 0)
+    if n:
+        print(
+            f"note: {counted(n, 'sample')} added since the index was built "
+            f"{'was' if n == 1 else 'were'} not searched: clipbranches update-index"
+            f" {ds.name} --key {key}"
+        )
 
 
 def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
@@ -241,8 +268,8 @@ def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
 
 
 def add_workflow_commands(sub) -> None:
-    """Register ``build-index``, ``indexes``, ``delete-index``, ``search`` and
-    ``refine``."""
+    """Register ``build-index``, ``indexes``, ``delete-index``, ``rename-index``,
+    ``search`` and ``refine``."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, model_names
     from fiftyone_clipbranches.sdk.settings import (
         DEFAULT_INDEX_KEY,
@@ -318,6 +345,12 @@ def add_workflow_commands(sub) -> None:
     common(p, key=False)
     p.add_argument("--key", required=True, help="the index to delete")
     p.set_defaults(func=_cmd_delete_index)
+
+    p = sub.add_parser("rename-index", help="give one index of a dataset another key")
+    common(p, key=False)
+    p.add_argument("--key", required=True, help="the index to rename")
+    p.add_argument("--new-key", required=True, help="its new key")
+    p.set_defaults(func=_cmd_rename_index)
 
     p = sub.add_parser(
         "search",

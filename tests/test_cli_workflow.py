@@ -89,6 +89,25 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert cli_main(ball) == 1
     assert "--query in the CLI" in _json(capsys)["error"]["message"]
 
+    # a sample added since the build: the refinement says it was not searched
+    import fiftyone as fo
+
+    ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    assert cli_main(["refine", ds.name, "--key", "clip", "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"note: 1 sample added since the index was built was not searched: "
+        f"clipbranches update-index {ds.name} --key clip" in out
+    )
+    # renamed from the shell
+    rename = ["rename-index", ds.name, "--key", "clip", "--new-key", "clip2"]
+    assert cli_main(rename) == 0
+    assert "renamed index 'clip'" in capsys.readouterr().out
+    assert cli_main(["indexes", ds.name]) == 0
+    assert capsys.readouterr().out.startswith("clip2: ")
+    assert cli_main(rename) == 1  # 'clip' is gone
+    assert "no clipbranches index 'clip'" in capsys.readouterr().err
+
 
 def test_delete_index_needs_its_key_and_removes_only_that_index(
     images, tiny_clip_checkpoint, capsys
