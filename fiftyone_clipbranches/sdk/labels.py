@@ -39,7 +39,12 @@ def collect_labels(
         pos = tagged_ids(dataset, pos_tag)
         neg = tagged_ids(dataset, neg_tag)
         source = "tags"
-        hint = f"tag some samples {pos_tag!r} (in the App's panel: select them, Mark positive)"
+        panel = (
+            "select them, Mark positive"
+            if pos_tag == DEFAULT_TAGS[0]
+            else f"its Positive tag set to {pos_tag!r}, select them, Mark positive"
+        )
+        hint = f"tag some samples {pos_tag!r} (in the App's panel: {panel})"
     else:
         pos = _id_list(positives, "positives")
         neg = _id_list(negatives, "negatives")

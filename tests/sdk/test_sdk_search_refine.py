@@ -223,6 +223,8 @@ def test_refine_label_errors(indexed):
     ids = ds.values("id")
     with pytest.raises(sdk.NoPositivesError, match="cb_positive"):
         sdk.refine(ds, index_key="cb")
+    with pytest.raises(sdk.NoPositivesError, match="its Positive tag set to 'dogs'"):
+        sdk.refine(ds, index_key="cb", tags=("dogs", "cats"))
     ds.select(ids[:2]).tag_samples(["cb_positive", "cb_negative"])
     with pytest.raises(sdk.ContradictoryLabelsError, match="2 samples are tagged"):
         sdk.refine(ds, index_key="cb")
