@@ -1,7 +1,8 @@
 """Cost of neighbour positives: finding the cluster around P positives.
 
 With P < 32 positives, ``make_training_set(neighbours_per_positive="auto")`` adds up
-to ``round(32 / P)`` rows per positive of the cluster around them: one exact
+to ``round(32 / P)`` rows per positive of the cluster around them (``round(48 /
+P)`` where it has no boundary): one exact
 ``knn_scan`` per positive for its ``2048 // P`` nearest rows (above
 ``NEIGHBOUR_SEARCH_ROWS`` rows, in an evenly spread sample of that many), then the
 graph of those rows (``engine/local_cluster.py``). This times the training-set assembly with and without neighbours on
@@ -124,9 +125,9 @@ def main(argv=None) -> int:
                 n_random_negatives=500,
                 neighbours_per_positive="auto",
             )
-            near = neighbour_rows(codes, pos, k - 1)
+            near = neighbour_rows(codes, pos, "auto")
             same = float(np.mean(labels[near] == cls)) if near.size else float("nan")
-            near_all = neighbour_rows(codes, pos, k - 1, search_rows=n)  # every row
+            near_all = neighbour_rows(codes, pos, "auto", search_rows=n)  # every row
             same_all = float(np.mean(labels[near_all] == cls)) if near_all.size else 0
             rows.append((n, n_pos, k - 1, near.size, plain, auto, same, same_all))
             print(rows[-1], flush=True)

@@ -274,13 +274,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = _one_line_warning  # no source line under a warning
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader gone early fails here, not at the exit
+        return code
     except KeyboardInterrupt:
         print("clipbranches: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # its reader stopped early (`| head`): nothing to say
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # the exit's flush of stdout fails too
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the exit's flush would fail too
+        except (OSError, ValueError):  # stdout is no file (called in-process)
+            pass
         return 141
     except Exception as e:  # a CLI answers with one line, not a traceback
         if os.environ.get("CLIPBRANCHES_DEBUG"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
@@ -247,7 +248,7 @@ def _note_unindexed(ds, key: str, stats: dict) -> None:
         print(
             f"note: {counted(n, 'sample')} added since the index was built "
             f"{'was' if n == 1 else 'were'} not searched: clipbranches update-index"
-            f" {ds.name} --key {key}"
+            f" {shlex.quote(ds.name)} --key {key}"
         )
 
 

@@ -178,6 +178,7 @@ def run_demo(
     positives, negatives = label_shown(shown, truth)
     if not positives:
         return report
+    _release_old_demo_view(dataset)
     result = sdk.refine(
         dataset,
         positives=positives,
@@ -456,3 +457,14 @@ def f1_score(ids, truth: set[str]) -> float:
         return 0.0
     precision, recall = hits / len(found), hits / len(truth)
     return 2 * precision * recall / (precision + recall)
+
+
+def _release_old_demo_view(dataset) -> None:
+    """The demo's dataset and its view are the demo's own; a view an earlier version
+    saved there (without the mark refine now replaces) goes, so refine saves anew."""
+    from fiftyone_clipbranches.sdk.views import saved_by_clipbranches
+
+    dataset._doc.reload("saved_views")
+    for doc in dataset._doc.get_saved_views():
+        if doc.name == DEMO_VIEW and not saved_by_clipbranches(doc):
+            dataset.delete_saved_view(DEMO_VIEW)

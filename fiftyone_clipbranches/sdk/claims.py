@@ -70,15 +70,15 @@ def _busy_message(root, key: str, held: dict | None) -> str:
             f" {held['host']}, since {since})"
         )
     return (
-        f"index {key!r} of dataset {root.name!r} is being built or updated by another"
-        f" process{who}: wait until it ends, or use another key"
+        f"index {key!r} of dataset {root.name!r} is being built, updated, renamed or"
+        f" deleted{who}: wait until it ends, or use another key"
     )
 
 
 def holding_key(work: str):
     """Decorate a function of ``(dataset, index_key, ...)`` to run holding that key
-    (:func:`key_claim`), on a freshly read dataset document (a build another
-    process ended meanwhile is seen)."""
+    (:func:`key_claim`), with the dataset's runs read again (a build another process
+    ended meanwhile is seen)."""
 
     def wrap(fn):
         signature = inspect.signature(fn)
@@ -92,7 +92,7 @@ def holding_key(work: str):
                 return fn(*args, **kwargs)  # its own check refuses the key
             root = root_dataset(bound.arguments["dataset"])
             with key_claim(root, key, work):
-                root.reload()
+                root._doc.reload("runs")
                 return fn(*args, **kwargs)
 
         return run

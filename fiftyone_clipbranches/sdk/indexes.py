@@ -495,6 +495,7 @@ def index_info(
     return _info(ds, index_key, config, fresh)
 
 
+@holding_key("rename")
 def rename_index(dataset, index_key: str, new_key: str) -> None:
     """Rename index ``index_key`` to ``new_key`` (files stay where they are).
 
@@ -508,6 +509,7 @@ def rename_index(dataset, index_key: str, new_key: str) -> None:
     ds.rename_run(index_key, new_key)
 
 
+@holding_key("delete")
 def delete_index(dataset, index_key: str) -> None:
     """Delete index ``index_key``: its run, and its files unless another run (of a
     clone of the dataset, say) still points at them.

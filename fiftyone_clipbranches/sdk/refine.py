@@ -377,7 +377,8 @@ def refine(
         seed: seed of the model and of the random negatives.
         neighbours_per_positive: with fewer than 32 positives, the nearest code
             neighbours of each positive train as positives too: ``"auto"`` adds
-            ``round(32 / P)`` of them (measured in docs/quality.md), an int that
+            ``round(32 / P)`` of them (``round(48 / P)`` where their cluster has
+            no boundary; measured in docs/quality.md), an int that
             many, 0 none; None picks the model's default
             (``ModelSpec.neighbours_per_positive``: none for linear and ball, auto
             for the others). ``stats["n_neighbour_pos"]`` is the number added.

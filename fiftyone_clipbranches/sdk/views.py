@@ -116,8 +116,8 @@ def replaceable_view(root, name: str, overwrite: bool = False):
         return existing
     raise ViewNameTakenError(
         f"dataset {root.name!r} already has a saved view {name!r} that clipbranches "
-        "did not save: choose another name, or delete that view first"
-        " (sdk.save_view(..., overwrite=True) replaces it)"
+        "did not save (or an earlier version saved): choose another name, or delete"
+        " that view first"
     )
 
 
@@ -496,6 +496,9 @@ def ensure_score_field(root, score_field: str) -> None:
             raise ValueError(
                 f"field {score_field!r} exists and clipbranches did not make it: a "
                 "refinement would overwrite its values; choose another score_field"
+                " (if an earlier clipbranches version made it: field = dataset."
+                f"get_field({score_field!r}); field.info = {{'{SCORE_FIELD_MARK}': "
+                "'scores'}; field.save())"
             )
         field.info = {**(field.info or {}), SCORE_FIELD_MARK: "scores"}
         field.save()  # the default field of an earlier version: ours

@@ -173,7 +173,8 @@ REFINE = Object(
                 words=("auto",),
                 description="neighbours per positive (rows of the dense group the"
                 ' positives lie in) that train as positives ("auto": up to'
-                " round(32 / P) below 32 positives). "
+                " round(32 / P) below 32 positives, round(48 / P) where the group"
+                " shows no boundary). "
                 + defaults_description("neighbours_per_positive", "Omitted"),
             ),
             default=None,

@@ -62,7 +62,14 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
         == 1
     )
 
+    # a view an earlier version saved (no description) is the demo's own: replaced
+    dataset._doc.reload("saved_views")
+    view_doc = next(d for d in dataset._doc.get_saved_views() if d.name == DEMO_VIEW)
+    view_doc._get_collection().update_one(
+        {"_id": view_doc.id}, {"$set": {"description": None}}
+    )
     again = run_demo(**kwargs)
+    assert dataset.get_saved_view_info(DEMO_VIEW)["description"].startswith("Saved by")
     assert "demo model" in again.timings and again.timings["demo model"] < 30
     assert again.timings["index"] < 30
     assert again.precision_at_20 == report.precision_at_20

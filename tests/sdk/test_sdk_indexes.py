@@ -65,6 +65,10 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
     claims.insert_one({**live, "work": "update", "since": time.time()})
     with pytest.raises(sdk.IndexBusyError, match="update by process"):
         sdk.update_index(ds, "idx", progress=False)
+    for work in (sdk.delete_index, lambda d, k: sdk.rename_index(d, k, "idx2")):
+        with pytest.raises(sdk.IndexBusyError):
+            work(ds, "idx")
+    assert sdk.list_indexes(ds) == ["idx"]
     claims.delete_many({})
     # a build another process registered since this one read the dataset is seen
     other = fo.load_dataset(ds.name)
