@@ -20,6 +20,10 @@ from .validation import (
     seed_from,
 )
 
+#: Rows of the catalogue sample on which ``forest_relabel`` estimates the class's
+#: share (how many random negatives may be members).
+RELABEL_SAMPLE_ROWS = 1 << 15
+
 
 class BranchesCascade(DecisionBranchesEnsemble):
     """Bagged decision branches propose, a random forest on the codes decides.
@@ -86,7 +90,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
             only when the training set has neighbour positives), random
             negatives (``unlabelled`` at ``fit``) whose out-of-bag forest value
             exceeds it are likely members of the class drawn by chance; they are
-            left out and the forest is fitted again (``n_relabelled_``). A large
+            left out and the forest is fitted again (``n_relabelled_``), at most
+            as many as the class can hold among them (the random negatives times
+            the share of ``catalogue_sample`` that forest accepts). A large
             class holds many of them (one oxford_pets breed is 2-3% of the
             catalogue: 13 of 500 random rows), and a forest trained on them as
             negatives cuts the class short. With many labels (a whole class
@@ -213,13 +219,18 @@ class BranchesCascade(DecisionBranchesEnsemble):
         seed = int(seed_from(self.random_state).integers(0, 2**31 - 1))
         self.n_relabelled_ = 0
         if relabel is not None and self._labels_are_sparse(y, w, near):
-            likely = drawn & keep
-            likely[likely] = (
-                self._out_of_bag(X[keep], y[keep], w[keep], n_trees, seed)[drawn[keep]]
-                > relabel
+            oob, share = self._out_of_bag(
+                X[keep], y[keep], w[keep], n_trees, seed, catalogue_sample
             )
-            keep &= ~likely
-            self.n_relabelled_ = int(np.count_nonzero(likely))
+            rows = np.flatnonzero(keep)[drawn[keep]]
+            values = oob[drawn[keep]]
+            likely = rows[values > relabel]
+            if share is not None:  # no more than the class can hold among them
+                most = int(np.ceil(np.count_nonzero(drawn) * share))
+                order = np.argsort(-values[values > relabel], kind="stable")
+                likely = likely[order[:most]]
+            keep[likely] = False
+            self.n_relabelled_ = int(likely.size)
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
         self._fit_ball(X, (y == 1) & (w > 0), near, catalogue_sample)
         return self
@@ -295,11 +306,14 @@ class BranchesCascade(DecisionBranchesEnsemble):
         return float(t)
 
     @staticmethod
-    def _out_of_bag(X, y, w, n_trees: int, seed: int) -> np.ndarray:
-        """float64 ``(n,)``: each training row's positive value from the trees that
-        did not draw it (0 where every tree drew it, or with one class only)."""
+    def _out_of_bag(X, y, w, n_trees: int, seed: int, sample=None):
+        """``(values, share)``: float64 ``(n,)``, each training row's positive value
+        from the trees that did not draw it (0 where every tree drew it, or with
+        one class only), and the share of ``sample`` (uint8 codes spread over the
+        catalogue; at most ``RELABEL_SAMPLE_ROWS`` of them, evenly strided, are
+        read) the forest accepts (None without a sample)."""
         if np.unique(y).shape[0] < 2:
-            return np.zeros(y.shape[0])
+            return np.zeros(y.shape[0]), None
         import warnings
 
         from sklearn.ensemble import RandomForestClassifier
@@ -311,7 +325,12 @@ class BranchesCascade(DecisionBranchesEnsemble):
             warnings.simplefilter("ignore", UserWarning)
             forest.fit(X.astype(np.float32), y, sample_weight=w)
         pos = list(forest.classes_).index(1)
-        return np.nan_to_num(forest.oob_decision_function_[:, pos])
+        share = None
+        if sample is not None and sample.shape[0]:
+            step = max(1, -(-sample.shape[0] // RELABEL_SAMPLE_ROWS))
+            part = np.asarray(sample[::step], dtype=np.float32)
+            share = float(np.mean(forest.predict_proba(part)[:, pos] > 0.5))
+        return np.nan_to_num(forest.oob_decision_function_[:, pos]), share
 
     def _fit_forest(self, X, y, w, n_trees: int, seed: int) -> None:
         classes = np.unique(y)

@@ -163,6 +163,20 @@ def test_random_negatives_likely_in_the_class_are_relabelled_only_when_labels_ar
     assert many.n_relabelled_ == 0
 
 
+def test_relabelling_leaves_out_no_more_rows_than_the_class_can_hold(catalogue):
+    codes, index, truth, ts = catalogue
+    uncapped = fit(ts, index)
+    # a catalogue where the class is one row in a thousand: at most one random
+    # negative of the 400 can be a member, however many the trees value high
+    rare = np.concatenate([codes[~truth], codes[truth][: int(truth.sum() // 500)]])
+    capped = fit(ts, index, catalogue_sample=rare)
+    step = -(-rare.shape[0] // (1 << 15))
+    share = np.mean(capped.forest_proba(rare[::step]) > 0.5)
+    assert capped.n_relabelled_ <= max(1, np.ceil(400 * share)) < uncapped.n_relabelled_
+    # the class's own catalogue, where it is a fifth of the rows, allows more
+    assert fit(ts, index, catalogue_sample=codes).n_relabelled_ > capped.n_relabelled_
+
+
 def test_rows_no_member_holds_are_never_accepted(catalogue):
     codes, index, _, ts = catalogue
     model = fit(ts, index, candidate_votes=4, forest_threshold=0.0, arbiter_margin=None)
@@ -235,8 +249,9 @@ def test_the_class_ball_reaches_what_the_boxes_miss(catalogue):
     stay near the positives; the class ball, sized on the catalogue, adds
     members of the class, only among rows ``ball_votes`` members hold."""
     codes, index, truth, ts = catalogue
-    without = fit(ts, index)
-    with_ball = fit(ts, index, codes)
+    # the sample also caps the forest's relabelling: off, so only the ball differs
+    without = fit(ts, index, forest_relabel=None)
+    with_ball = fit(ts, index, codes, forest_relabel=None)
     before, after = without.predict(codes), with_ball.predict(codes)
     assert not (before & ~after).any()
     added = after & ~before
@@ -246,7 +261,9 @@ def test_the_class_ball_reaches_what_the_boxes_miss(catalogue):
     assert (votes[added] >= 1).all()
     assert (votes[added] < with_ball.candidate_votes).any()  # past the candidates
     np.testing.assert_array_equal(with_ball.ball_reads(votes), votes >= 1)
-    narrow = fit(ts, index, codes, ball_votes=with_ball.candidate_votes)
+    narrow = fit(
+        ts, index, codes, ball_votes=with_ball.candidate_votes, forest_relabel=None
+    )
     np.testing.assert_array_equal(narrow.ball_reads(votes), votes >= 3)
     assert (votes[narrow.predict(codes) & ~before] >= narrow.candidate_votes).all()
     assert (narrow.predict(codes) & ~before).sum() < added.sum()
