@@ -97,7 +97,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
             catalogue: 13 of 500 random rows), and a forest trained on them as
             negatives cuts the class short. With many labels (a whole class
             labelled) the random rows beside the class are rarely members, and
-            leaving them out over-accepts (docs/quality.md, "Forest relabelling").
+            leaving them out over-accepts (docs/quality.md, "Diffuse clusters and
+            forest relabelling").
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
