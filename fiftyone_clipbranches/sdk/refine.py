@@ -32,6 +32,7 @@ from fiftyone_clipbranches.sdk.settings import (
 )
 from fiftyone_clipbranches.sdk.views import (
     check_view_name,
+    check_writable,
     recover_unfinished_writes,
     write_result,
 )
@@ -400,6 +401,7 @@ def refine(
     _check_k_preview(k_preview)
     if saved_view is not None:
         check_view_name(saved_view, "saved_view")
+    check_writable(dataset, score_field, saved_view)  # refused before any work
     request = RefineRequest.build(
         request,
         positives=positives,

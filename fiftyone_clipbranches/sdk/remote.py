@@ -302,6 +302,7 @@ def refine_here_or_remote(
     """
     from fiftyone_clipbranches.sdk.refine import refine, written_result
     from fiftyone_clipbranches.sdk.runs import root_dataset
+    from fiftyone_clipbranches.sdk.views import check_writable
 
     spec = request.spec
     if spec.needs_query and request.query is None:
@@ -321,6 +322,7 @@ def refine_here_or_remote(
         )
     url, token = remote
     ds = root_dataset(dataset)
+    check_writable(ds, score_field, saved_view)  # refused before the service works
     try:
         answer = remote_refine(ds.name, request=request, url=url, token=token)
     except RemoteServiceError as e:

@@ -475,10 +475,48 @@ def _writer_dead(head) -> bool:
     return holder_gone(head, age, _FOREIGN_WRITER_TIMEOUT_S)
 
 
-def ensure_score_field(root, score_field: str) -> None:
+def check_writable(dataset, score_field, saved_view) -> None:
+    """Refuse, before any work, a round that :func:`write_result` would refuse: a
+    ``score_field`` that is not an identifier, not a float field or not
+    clipbranches' own, a ``saved_view`` name a view of the user's holds."""
+    root = root_dataset(dataset)
+    if score_field:
+        _score_field_state(root, score_field)
+    if saved_view:
+        check_view_name(saved_view, "saved_view")
+        replaceable_view(root, saved_view.strip())
+
+
+def _score_field_state(root, score_field: str):
+    """The existing field named ``score_field`` (None if absent), checked: it may
+    receive scores (see :func:`ensure_score_field`)."""
     if not isinstance(score_field, str) or not score_field.isidentifier():
         raise ValueError(f"score field name {score_field!r} must be an identifier")
     field = root.get_field(score_field)
+    if field is None:
+        return None
+    if not isinstance(field, fo.FloatField):
+        raise ValueError(
+            f"field {score_field!r} exists and is a {type(field).__name__}, not a "
+            "FloatField: choose another score_field"
+        )
+    if not (field.info or {}).get(SCORE_FIELD_MARK) and score_field != (
+        DEFAULT_SCORE_FIELD
+    ):
+        raise ValueError(
+            f"field {score_field!r} exists and clipbranches did not make it: a "
+            "refinement would overwrite its values; choose another score_field"
+            " (if an earlier clipbranches version made it: field = dataset."
+            f"get_field({score_field!r}); field.info = {{'{SCORE_FIELD_MARK}': "
+            "'scores'}; field.save())"
+        )
+    return field
+
+
+def ensure_score_field(root, score_field: str) -> None:
+    """Make ``score_field`` clipbranches' float field if it is absent; refuse one
+    it may not write; adopt the unmarked default field of an earlier version."""
+    field = _score_field_state(root, score_field)
     if field is None:
         root.add_sample_field(
             score_field,
@@ -486,19 +524,6 @@ def ensure_score_field(root, score_field: str) -> None:
             description="clipbranches scores: each refinement rewrites this field",
             info={SCORE_FIELD_MARK: "scores"},
         )
-    elif not isinstance(field, fo.FloatField):
-        raise ValueError(
-            f"field {score_field!r} exists and is a {type(field).__name__}, not a "
-            "FloatField: choose another score_field"
-        )
     elif not (field.info or {}).get(SCORE_FIELD_MARK):
-        if score_field != DEFAULT_SCORE_FIELD:
-            raise ValueError(
-                f"field {score_field!r} exists and clipbranches did not make it: a "
-                "refinement would overwrite its values; choose another score_field"
-                " (if an earlier clipbranches version made it: field = dataset."
-                f"get_field({score_field!r}); field.info = {{'{SCORE_FIELD_MARK}': "
-                "'scores'}; field.save())"
-            )
         field.info = {**(field.info or {}), SCORE_FIELD_MARK: "scores"}
         field.save()  # the default field of an earlier version: ours

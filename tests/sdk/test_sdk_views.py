@@ -90,12 +90,24 @@ def test_a_view_the_user_saved_is_replaced_only_when_asked(indexed):
     assert ds.load_saved_view("mine").values("id") == ids[7:8]
 
 
-def test_a_float_field_the_user_made_is_never_written(indexed):
+def test_a_float_field_the_user_made_is_never_written(indexed, monkeypatch):
     ds = indexed
     ds.set_values("uniqueness", [0.5] * len(ds))
     _tag(ds)
-    with pytest.raises(ValueError, match="clipbranches did not make it"):
-        sdk.refine(ds, index_key="cb", score_field="uniqueness", random_negatives=20)
+    import importlib
+
+    refine_module = importlib.import_module("fiftyone_clipbranches.sdk.refine")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the refinement ran before the refusal")
+
+    with monkeypatch.context() as m:  # refused before any work: nothing computed
+        m.setattr(refine_module, "refine_ranking", no_work)
+        with pytest.raises(ValueError, match="clipbranches did not make it"):
+            sdk.refine(ds, index_key="cb", score_field="uniqueness")
+        ds.save_view("mine", ds.limit(2))
+        with pytest.raises(sdk.ViewNameTakenError, match="did not save"):
+            sdk.refine(ds, index_key="cb", saved_view="mine")
     assert ds.values("uniqueness") == [0.5] * len(ds)
     # the default field of an earlier version (no mark) is adopted
     ds.add_sample_field("clipbranches_score", fo.FloatField)
