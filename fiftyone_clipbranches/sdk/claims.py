@@ -28,8 +28,8 @@ FOREIGN_CLAIM_TIMEOUT_S = 24 * 3600.0
 
 @contextmanager
 def key_claim(root, key: str, work: str = "build"):
-    """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build" or
-    "update") until the block ends.
+    """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build",
+    "update", "rename" or "delete") until the block ends.
 
     Raises:
         IndexBusyError: a live process holds the key.
@@ -38,8 +38,12 @@ def key_claim(root, key: str, work: str = "build"):
     from pymongo.errors import DuplicateKeyError
 
     claims = get_db_conn()[CLAIMS_COLLECTION]
-    mine = {"_id": f"{root._doc.id}:{key}", **this_process(), "work": work}
-    mine["since"] = time.time()
+    mine = {
+        "_id": f"{root._doc.id}:{key}",
+        **this_process(),
+        "work": work,
+        "since": time.time(),
+    }
     for _ in range(3):
         try:
             claims.insert_one(mine)

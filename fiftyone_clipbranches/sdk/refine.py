@@ -399,8 +399,6 @@ def refine(
         saved view's name collides with another view's), ValueError.
     """
     _check_k_preview(k_preview)
-    if saved_view is not None:
-        check_view_name(saved_view, "saved_view")
     check_writable(dataset, score_field, saved_view)  # refused before any work
     request = RefineRequest.build(
         request,

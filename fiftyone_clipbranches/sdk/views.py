@@ -482,7 +482,7 @@ def check_writable(dataset, score_field, saved_view) -> None:
     root = root_dataset(dataset)
     if score_field:
         _score_field_state(root, score_field)
-    if saved_view:
+    if saved_view is not None:
         check_view_name(saved_view, "saved_view")
         replaceable_view(root, saved_view.strip())
 
@@ -500,9 +500,8 @@ def _score_field_state(root, score_field: str):
             f"field {score_field!r} exists and is a {type(field).__name__}, not a "
             "FloatField: choose another score_field"
         )
-    if not (field.info or {}).get(SCORE_FIELD_MARK) and score_field != (
-        DEFAULT_SCORE_FIELD
-    ):
+    legacy = score_field == DEFAULT_SCORE_FIELD  # an earlier version's: adopted
+    if not legacy and not (field.info or {}).get(SCORE_FIELD_MARK):
         raise ValueError(
             f"field {score_field!r} exists and clipbranches did not make it: a "
             "refinement would overwrite its values; choose another score_field"

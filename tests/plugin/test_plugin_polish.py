@@ -122,6 +122,13 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     _, requests = run_op("save_results_view", ctx)
     assert [uri for uri, _ in requests][:2] == ["reload_dataset", "set_view"]
     assert ds.load_saved_view("cats").values("id") == shown.values("id")
+    # the panel's Save view never replaces a view the user saved by hand
+    from test_plugin_panel import call as panel_call
+
+    ds.save_view("hand", ds.limit(2), description="mine")
+    requests = panel_call(ds, "save_view", state={"view_name": "hand"}, view=shown)
+    assert "clipbranches did not save" in notifications(requests, "error")[0]
+    assert ds.load_saved_view("hand").values("id") == ds.limit(2).values("id")
 
     # that saved view, opened again by name, is where the next search looks
     from test_plugin_panel import patched_state, rendered
