@@ -173,22 +173,28 @@ def _cmd_search(args) -> int:
         index_key=args.key,
     )
     rows = [{"id": i, "distance": int(d)} for i, d in zip(ids, distances)]
-    tagged = _tag_results(ds, ids, args.tag) if args.tag else None
+    label_tags = (args.positive_tag, args.negative_tag)
+    tagged = _tag_results(ds, ids, args.tag, label_tags) if args.tag else None
     _print_rows(ds, rows, "distance", args, header="sq. distance")
-    if tagged and not args.json:
-        print(tagged)
+    if not args.json:
+        if tagged:
+            print(tagged)
+        _note_unindexed(
+            ds, args.key, {"n_unindexed": sdk.unsearched_count(ds, args.key)}
+        )
     return 0
 
 
-def _tag_results(ds, ids, tag: str) -> str:
-    """Tag the samples ``ids`` with ``tag``; with a label tag, those holding the
-    opposite label keep it and are not tagged (a sample both positive and negative
-    would stop the next refinement). Returns what was done, in words."""
+def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> str:
+    """Tag the samples ``ids`` with ``tag``; with one of the ``label_tags``
+    (positive, negative), those holding the other one keep it and are not tagged
+    (a sample both positive and negative would stop the next refinement). Returns
+    what was done, in words."""
     from fiftyone_clipbranches.sdk.messages import counted
-    from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
     view = ds.select(ids)
-    other = {DEFAULT_TAGS[0]: DEFAULT_TAGS[1], DEFAULT_TAGS[1]: DEFAULT_TAGS[0]}
+    positive, negative = label_tags
+    other = {positive: negative, negative: positive}
     kept = 0
     if tag in other:
         kept = len(view.match_tags(other[tag]))
@@ -368,7 +374,13 @@ def add_workflow_commands(sub) -> None:
     )  # fmt: skip
     query.add_argument("--image", help="image path or URL, in the dataset or not")
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"default {DEFAULT_K}")
-    p.add_argument("--tag", help="also tag the results with this sample tag")
+    p.add_argument(
+        "--tag",
+        help="also tag the results with this sample tag; with a label tag"
+        " (--positive-tag or --negative-tag), results holding the other one keep it",
+    )
+    p.add_argument("--positive-tag", default=DEFAULT_TAGS[0])
+    p.add_argument("--negative-tag", default=DEFAULT_TAGS[1])
     p.add_argument("--limit", type=_count, default=DEFAULT_LIMIT, help="rows printed")
     p.set_defaults(func=_cmd_search)
 

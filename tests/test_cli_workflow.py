@@ -55,6 +55,15 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
         "tagged 9 samples 'cb_positive'; 1 sample already tagged 'cb_negative'" in out
     )
     assert not len(ds.match_tags(["cb_positive", "cb_negative"], all=True))
+    # so does one labelled with the user's own tags
+    ds.select(ids[8]).tag_samples("no")
+    mine = ["--positive-tag", "yes", "--negative-tag", "no"]
+    assert cli_main([*search, "--tag", "yes", *mine, "--limit", "1"]) == 0
+    assert "tagged 9 samples 'yes'; 1 sample already tagged 'no'" in (
+        capsys.readouterr().out
+    )
+    assert not len(ds.match_tags(["yes", "no"], all=True))
+    ds.untag_samples(["yes", "no"])
 
     assert cli_main(["refine", ds.name, "--key", "clip", "--json"]) == 0
     by_tags = _json(capsys)
@@ -98,6 +107,11 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert (
         f"note: 1 sample added since the index was built was not searched: "
         f"clipbranches update-index {ds.name} --key clip" in out
+    )
+    # and so does a search
+    assert cli_main(["search", ds.name, "--key", "clip", "--sample-id", ids[0]]) == 0
+    assert "1 sample added since the index was built was not searched" in (
+        capsys.readouterr().out
     )
     # renamed from the shell
     rename = ["rename-index", ds.name, "--key", "clip", "--new-key", "clip2"]

@@ -10,7 +10,8 @@ from fiftyone_clipbranches.operators.common import (
     add_index_choice,
     notify_error,
 )
-from fiftyone_clipbranches.sdk import search
+from fiftyone_clipbranches.sdk import search, unsearched_count
+from fiftyone_clipbranches.sdk.messages import unsearched_note
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K
 
 
@@ -60,5 +61,9 @@ class SearchIndex(foo.Operator):
             notify_error(ctx, exc)
             return {"error": str(exc)}
         ctx.ops.set_view(view=view)
-        ctx.ops.notify(f"{len(view)} nearest samples", variant="success")
+        unsearched = unsearched_count(ctx.dataset, p.get("index_key"))
+        ctx.ops.notify(
+            f"{len(view)} nearest samples" + unsearched_note(unsearched),
+            variant="success",
+        )
         return {"n_results": len(view)}

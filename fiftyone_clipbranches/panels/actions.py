@@ -10,6 +10,7 @@ from fiftyone_clipbranches.panels.constants import DEFAULTS, MAX_K, PREVIEW_RESU
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
 from fiftyone_clipbranches.sdk.labels import count_tagged
+from fiftyone_clipbranches.sdk.messages import counted, unsearched_note
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -57,7 +58,7 @@ def run_search(ctx, opts: dict) -> str:
         view = sdk.search(
             within, sample_ids=list(ctx.selected), k=k, index_key=opts["index_key"]
         )
-        what = f"{len(ctx.selected)} selected samples"
+        what = counted(len(ctx.selected), "selected sample")
     else:
         raise ValueError("type a query or select samples to search by example")
     if within is not ctx.dataset:
@@ -65,7 +66,8 @@ def run_search(ctx, opts: dict) -> str:
     ctx.ops.set_view(view=view)
     ctx.panel.state.set("showing", "search")
     RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])
-    return f"{len(view)} nearest samples to {what}"
+    unsearched = sdk.unsearched_count(ctx.dataset, opts["index_key"])
+    return f"{len(view)} nearest samples to {what}" + unsearched_note(unsearched)
 
 
 def search_scope(ctx):

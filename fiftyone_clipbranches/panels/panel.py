@@ -19,7 +19,12 @@ from fiftyone_clipbranches.panels.constants import (
     SELECTION_STYLE,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
-from fiftyone_clipbranches.sdk.messages import counted, round_summary, user_message
+from fiftyone_clipbranches.sdk.messages import (
+    counted,
+    round_summary,
+    unsearched_note,
+    user_message,
+)
 from fiftyone_clipbranches.sdk.models import (
     defaults_description,
     get_model,
@@ -240,12 +245,7 @@ def _stats_markdown(stats: dict) -> str:
             if stats["n_results"] > PREVIEW_RESULTS
             else ""
         )
-        + (
-            f"; {counted(stats['n_unindexed'], 'sample')} added since the build not"
-            " searched"
-            if stats.get("n_unindexed")
-            else ""
-        )
+        + unsearched_note(stats.get("n_unindexed") or 0)
         + (
             f"; computed by the service at {stats['service_url']}"
             if stats.get("service_url")

@@ -60,6 +60,7 @@ _EXPORTS = {
     "RefineRequest": "request",
     "search": "search",
     "search_ids": "search",
+    "unsearched_count": "search",
     "recover_unfinished_writes": "views",
     "save_view": "views",
     "wait_for_writes": "views",

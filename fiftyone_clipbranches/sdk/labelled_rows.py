@@ -9,21 +9,35 @@ from fiftyone_clipbranches.sdk.messages import counted_are
 
 
 def index_rows(
-    ds, bundle, ids, what: str, index_key: str, *, skip_unreadable: bool = False
+    ds,
+    bundle,
+    ids,
+    what: str,
+    index_key: str,
+    *,
+    skip_unreadable: bool = False,
+    alive: np.ndarray | None = None,
 ) -> np.ndarray:
     """int64 ``(m,)`` ascending: the rows of ``ids`` (sample ids of the root
     dataset ``ds``) in the loaded index ``bundle``.
 
     ``skip_unreadable`` drops the samples whose image could not be read at the
-    build (they have no row, so they can never be in a result either).
+    build (they have no row, so they can never be in a result either). ``alive``
+    (bool ``(N,)``, ``freshness.alive_rows``; None: every row's sample exists)
+    marks the rows whose sample still exists.
 
     Raises:
-        SampleIdsError: ids that are not samples of ``ds``; samples whose image
-            could not be read at the build (unless skipped).
+        SampleIdsError: ids that are not samples of ``ds`` (deleted since the
+            build, or never of it); samples whose image could not be read at the
+            build (unless skipped).
         StaleIndexError: samples added after the build.
     """
     ids = list(ids)
     rows, found = bundle.rowmap.rows_of(ids)
+    if alive is not None:
+        _refuse_deleted(
+            ds, [i for i, r, hit in zip(ids, rows, found) if hit and not alive[r]], what
+        )
     if found.all():
         return np.sort(rows).astype(np.int64)
     missing = [i for i, hit in zip(ids, found) if not hit]
@@ -54,3 +68,13 @@ def index_rows(
             f" clipbranches update-index {ds.name} --key {index_key})"
         )
     return np.sort(rows[found]).astype(np.int64)
+
+
+def _refuse_deleted(ds, deleted: list[str], what: str) -> None:
+    if deleted:
+        raise SampleIdsError(
+            f"{counted_are(len(deleted), what + ' id')} of"
+            f" {'a sample' if len(deleted) == 1 else 'samples'} deleted from dataset"
+            f" {ds.name!r} (e.g. {', '.join(deleted[:3])}): remove"
+            f" {'its' if len(deleted) == 1 else 'their'} label"
+        )

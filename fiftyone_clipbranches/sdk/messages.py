@@ -71,6 +71,12 @@ def counted_are(n: int, noun: str) -> str:
     return f"{counted(n, noun)} {'is' if n == 1 else 'are'}"
 
 
+def unsearched_note(n: int) -> str:
+    """``"; 3 samples added since the build not searched"``, or ``""`` for 0: a
+    clause for a result's summary."""
+    return f"; {counted(n, 'sample')} added since the build not searched" if n else ""
+
+
 def round_summary(stats: dict) -> str:
     """``"66 matches from 6 positives / 1 negative"``: a refinement round's answer
     from its ``stats``."""

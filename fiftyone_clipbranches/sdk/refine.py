@@ -146,11 +146,14 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         )
     clf = make_model(model, random_state=req.seed, **model_params)
     labels = collect_labels(ds, req.positives, req.negatives, req.tags)
-    pos_rows = index_rows(ds, bundle, labels.positives, "positive", index_key)
-    neg_rows = index_rows(
-        ds, bundle, labels.negatives, "negative", index_key, skip_unreadable=True
-    )
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
+    pos_rows = index_rows(
+        ds, bundle, labels.positives, "positive", index_key, alive=alive
+    )
+    neg_rows = index_rows(
+        ds, bundle, labels.negatives, "negative", index_key, skip_unreadable=True,
+        alive=alive,
+    )  # fmt: skip
     index = bundle.index
     n_alive = len(index) if alive is None else int(alive.sum())
     stats = {

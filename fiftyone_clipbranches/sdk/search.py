@@ -15,7 +15,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import UnknownModelError
-from fiftyone_clipbranches.sdk.freshness import alive_rows
+from fiftyone_clipbranches.sdk.freshness import alive_rows, sample_count
 from fiftyone_clipbranches.sdk.identity import text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
@@ -77,6 +77,17 @@ def search_ids(
     allowed = _searchable_rows(dataset, ds, bundle)
     rows, dists = _nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
+
+
+def unsearched_count(dataset, index_key: str = DEFAULT_INDEX_KEY) -> int:
+    """How many samples of ``dataset``'s root dataset a search of index
+    ``index_key`` cannot return: those added since the build (``update_index``
+    adds them)."""
+    ds = root_dataset(dataset)
+    _, bundle = load_index(ds, index_key)
+    alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
+    n_alive = len(bundle.index) if alive is None else int(np.count_nonzero(alive))
+    return max(sample_count(ds) - n_alive, 0)
 
 
 def _searchable_rows(samples, ds, bundle) -> np.ndarray | None:

@@ -188,7 +188,7 @@ def test_search_label_refine_in_the_app(indexed, page):
     select_tiles(page, [0])
     click_button(page, "Search")
     wait_text(page, f"{K} samples", exact=True)
-    wait_text(page, f"{K} nearest samples to 1 selected samples")
+    wait_text(page, f"{K} nearest samples to 1 selected sample")
     shot(page, "2_search.png")
 
     expected, _ = sdk.search_ids(ds, sample_ids=[query], k=K, index_key=INDEX_KEY)

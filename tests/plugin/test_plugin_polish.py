@@ -148,3 +148,14 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     assert [uri for uri, _ in requests] == ["notify", "show_output"]
     # the App offers the models that meet the interactive target
     assert "branches" not in _resolve_input("refine", ds, {})["model"]["type"]["values"]
+
+    # a sample added since the build: the panel's and the operator's search say so
+    ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    requests = call(ds, "search", state={"index_key": "clip", "query": "a cat", "k": 2})
+    assert notifications(requests, "success") == [
+        "2 nearest samples to 'a cat'; 1 sample added since the build not searched"
+    ]
+    _, requests = run_op("search", {"dataset": ds, "params": params})
+    assert notifications(requests, "success") == [
+        "4 nearest samples; 1 sample added since the build not searched"
+    ]

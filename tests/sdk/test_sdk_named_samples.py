@@ -102,3 +102,26 @@ def test_preloading_loads_the_index_and_its_clip_model_in_the_background(indexed
     pinned, lru = cached_bundles()
     assert any(str(config.index_dir) in p for p in pinned + lru)
     assert preload_index(ds, "no-such-index") is None
+
+
+def test_labels_of_deleted_samples_are_refused_and_nothing_is_lost(indexed):
+    ds, _ = indexed
+    cats = ds.match(fo.ViewField("ground_truth.label") == "cat").values("id")
+    dogs = ds.match(fo.ViewField("ground_truth.label") == "dog").values("id")
+    kept = ds.select(cats[-1:]).clone()  # the sample back afterwards, same id
+    ds.delete_samples(cats[-1:])
+    try:
+        for labels in (
+            dict(positives=cats[:3] + cats[-1:]),
+            dict(positives=cats[:3], negatives=dogs[:2] + cats[-1:]),
+        ):
+            with pytest.raises(sdk.SampleIdsError, match="deleted from dataset") as e:
+                sdk.refine(ds, index_key="clip", **labels)
+            assert cats[-1] in str(e.value) and "remove its label" in str(e.value)
+        # the live labels alone still refine, and the deleted sample is not returned
+        result = sdk.refine(ds, positives=cats[:3], index_key="clip", score_field=None)
+        assert set(cats[:3]) <= set(result.ids) and cats[-1] not in result.ids
+    finally:
+        ds.add_collection(kept, include_info=False)
+        kept.delete()
+    assert cats[-1] in ds.values("id")
