@@ -65,6 +65,32 @@ def key_claim(root, key: str, work: str = "build"):
         claims.delete_one(mine)
 
 
+def dead_claims() -> list[tuple[dict, str]]:
+    """``[(claim, why), ...]``: claims no work holds any more: of a dataset that
+    no longer exists, or of a process that has ended (see :func:`key_claim`)."""
+    from fiftyone.core.odm import get_db_conn
+
+    db = get_db_conn()
+    datasets = {str(d["_id"]) for d in db.datasets.find({}, {"_id": 1})}
+    now = time.time()
+    dead = []
+    for claim in db[CLAIMS_COLLECTION].find({}):
+        dataset_id = str(claim["_id"]).split(":", 1)[0]
+        if dataset_id not in datasets:
+            dead.append((claim, "its dataset no longer exists"))
+        elif holder_gone(claim, now - claim["since"], FOREIGN_CLAIM_TIMEOUT_S):
+            dead.append((claim, f"process {claim['pid']} on {claim['host']} is gone"))
+    return dead
+
+
+def release_claim(claim: dict) -> bool:
+    """Remove ``claim`` exactly as :func:`dead_claims` read it (a claim made
+    since then by other work is kept); returns whether it was removed."""
+    from fiftyone.core.odm import get_db_conn
+
+    return get_db_conn()[CLAIMS_COLLECTION].delete_one(claim).deleted_count == 1
+
+
 def _busy_message(root, key: str, held: dict | None) -> str:
     who = ""
     if held is not None:

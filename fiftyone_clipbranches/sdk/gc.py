@@ -1,5 +1,6 @@
 """Leftovers under the index root: temp directories of crashed builds and index
-directories no run points at (indexes of deleted datasets, say).
+directories no run points at (indexes of deleted datasets, say); and in the
+database, claims on index keys that no work holds any more (``sdk/claims.py``).
 
 Nothing a run of an existing dataset points at is ever reported or removed; the
 references are read again just before each removal.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import TMP_PREFIX, WRITER_FILE
+from fiftyone_clipbranches.sdk.claims import dead_claims, release_claim
 from fiftyone_clipbranches.sdk.settings import index_root
 
 #: Default age (seconds) after which an unreferenced directory may be removed.
@@ -30,8 +32,10 @@ class Leftover:
 
     Attributes:
         path: the directory.
-        kind: ``"temp"`` (a build that never finished) or ``"unreferenced"`` (a
-            complete index directory no run points at).
+        kind: ``"temp"`` (a build that never finished), ``"unreferenced"`` (a
+            complete index directory no run points at) or ``"claim"`` (a claim on
+            an index key whose work ended without releasing it; ``path`` is
+            ``"<dataset id>:<key>"``, ``n_bytes`` 0).
         reason: why it is removable, in words.
         n_bytes: its size on disk.
     """
@@ -69,7 +73,8 @@ class GcReport:
 def collect_garbage(
     root=None, *, delete: bool = False, min_age_s: float = DEFAULT_MIN_AGE_S
 ) -> GcReport:
-    """Find (and with ``delete``, remove) leftovers under the index root.
+    """Find (and with ``delete``, remove) leftovers under the index root, and
+    dead claims on index keys in the database.
 
     Args:
         root: index root (default :func:`settings.index_root`).
@@ -80,11 +85,10 @@ def collect_garbage(
     """
     base = Path(root).expanduser().resolve() if root is not None else index_root()
     report = GcReport(str(base))
-    if not base.is_dir():
-        return report
     referenced = runs.referenced_index_dirs()
     now = time.time()
-    for dataset_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+    folders = base.iterdir() if base.is_dir() else ()
+    for dataset_dir in sorted(p for p in folders if p.is_dir()):
         for entry in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
             key = str(entry.resolve())
             if key in referenced:
@@ -114,14 +118,23 @@ def collect_garbage(
                 )
             else:
                 report.n_young += 1
+    claims = {}
+    for claim, why in dead_claims():
+        item = Leftover(str(claim["_id"]), "claim", f"no work holds it: {why}", 0)
+        claims[item.path] = claim
+        report.leftovers.append(item)
     if delete:
         for item in report.leftovers:
+            if item.kind == "claim":
+                if release_claim(claims[item.path]):
+                    report.removed.append(item.path)
+                continue
             if runs.index_dir_references(item.path):
                 continue  # registered since the scan
             shutil.rmtree(item.path, ignore_errors=True)
             if not Path(item.path).exists():
                 report.removed.append(item.path)
-        for dataset_dir in base.iterdir():
+        for dataset_dir in base.iterdir() if base.is_dir() else ():
             with contextlib.suppress(OSError):
                 dataset_dir.rmdir()  # only when empty
     return report

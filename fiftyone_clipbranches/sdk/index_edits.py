@@ -13,6 +13,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import load_bundle
+from fiftyone_clipbranches.sdk.claims import holding_key
 from fiftyone_clipbranches.sdk.indexes import (
     IndexInfo,
     check_ids_in_dataset,
@@ -22,6 +23,7 @@ from fiftyone_clipbranches.sdk.indexes import (
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap, check_sample_ids
 
 
+@holding_key("update")
 def edit_index_rows(
     dataset, index_key: str, *, add_ids=(), add_codes=None, remove_ids=()
 ) -> IndexInfo:

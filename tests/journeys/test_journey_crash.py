@@ -107,8 +107,13 @@ def test_kill_mid_write_of_build_and_update(persistent_index, tmp_path):
     leftovers = _own_leftovers(ds)
     assert len(leftovers) == 2 and {i.kind for i in leftovers} == {"temp"}
     assert all("writer process is gone" in i.reason for i in leftovers)
+    # the killed update's claim on the key is found as well
+    claim = f"{ds._doc.id}:clip"
+    (dead,) = [i for i in collect_garbage().leftovers if i.path == claim]
+    assert dead.kind == "claim" and "is gone" in dead.reason
     assert cli.main(["gc", "--delete"]) == 0
     assert _own_leftovers(ds) == [] and Path(index_dir).is_dir()
+    assert claim not in [i.path for i in collect_garbage().leftovers]
 
     info = sdk.update_index(ds, "clip", progress=False)  # the retry succeeds
     assert not info.freshness.is_stale and info.n_samples == len(ds)

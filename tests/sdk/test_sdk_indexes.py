@@ -65,11 +65,26 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
     claims.insert_one({**live, "work": "update", "since": time.time()})
     with pytest.raises(sdk.IndexBusyError, match="update by process"):
         sdk.update_index(ds, "idx", progress=False)
-    for work in (sdk.delete_index, lambda d, k: sdk.rename_index(d, k, "idx2")):
+    from fiftyone_clipbranches.sdk.gc import collect_garbage
+    from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
+
+    for work in (
+        sdk.delete_index,
+        lambda d, k: sdk.rename_index(d, k, "idx2"),
+        lambda d, k: edit_index_rows(d, k, remove_ids=d.values("id")[:1]),
+    ):
         with pytest.raises(sdk.IndexBusyError):
             work(ds, "idx")
     assert sdk.list_indexes(ds) == ["idx"]
+    assert sdk.index_info(ds, "idx").n_samples == len(ds)  # no row was dropped
+    # gc keeps a live claim, and removes it once its dataset is gone
+    assert live["_id"] not in [i.path for i in collect_garbage(delete=True).leftovers]
     claims.delete_one({"_id": live["_id"]})
+    gone = {**live, "_id": "0" * 24 + ":idx", "since": time.time()}
+    claims.insert_one(gone)
+    report = collect_garbage(delete=True)
+    assert gone["_id"] in report.removed
+    assert claims.count_documents({"_id": gone["_id"]}) == 0
     # a build another process registered since this one read the dataset is seen
     other = fo.load_dataset(ds.name)
     ds._doc.runs.pop("idx")  # this handle's document, read before that build
