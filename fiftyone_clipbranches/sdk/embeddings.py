@@ -113,6 +113,8 @@ def compute_embeddings(
     ids, paths = todo.values(["id", "filepath"])
     if existing is not None:  # a conflict is refused before seconds of loading
         check_field_identity(root, field, {"name": model, "pretrained": pretrained})
+    weights = "random weights" if pretrained is None else pretrained
+    report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
     clip = get_clip_model(model, pretrained)
     identity = dict(clip.identity)
     # vectors already there of an unknown model: fill the rest, record nothing

@@ -105,9 +105,11 @@ def test_compute_embeddings_and_text_search_with_random_clip(make_dataset):
         "clip",
         model="ViT-B-32",
         pretrained=None,
-        progress=lambda f, s: calls.append(f),
+        progress=lambda f, s: calls.append((f, s)),
     )
-    assert out["n_embedded"] == 40 and out["n_failed"] == 0 and calls[-1] == 1.0
+    assert out["n_embedded"] == 40 and out["n_failed"] == 0 and calls[-1][0] == 1.0
+    # the seconds of loading the model are said before the first image
+    assert calls[0] == (0.0, "loading CLIP ViT-B-32 (random weights)")
     assert out["clip_model"]["name"] == "ViT-B-32"
     again = sdk.compute_embeddings(ds, "clip", model="ViT-B-32", pretrained=None)
     assert again["n_embedded"] == 0 and again["n_skipped"] == 40
