@@ -110,6 +110,7 @@ class _Dataset:
     dataset_id: str
     indexes: dict[str, _Index] = field(default_factory=dict)
     gone: bool = False
+    renamed_to: str | None = None
     checked_at: float = 0.0
     state: tuple | None = None
     refresh_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -239,7 +240,7 @@ class SdkBackend:
         key = req["index_key"]
         index = self._index(entry, key)
         if req["sample_ids"] is not None:
-            self._check_ids(index, req["sample_ids"], "sample_ids")
+            self._check_ids(entry, index, req["sample_ids"], "sample_ids")
         start = time.perf_counter()
         with index.watched(), _sdk_errors():
             if self._workers is not None:
@@ -273,7 +274,7 @@ class SdkBackend:
         index = self._index(entry, request.index_key)
         for what in ("positives", "negatives"):
             if getattr(request, what):
-                self._check_ids(index, getattr(request, what), what)
+                self._check_ids(entry, index, getattr(request, what), what)
         if self._workers is not None:
             with index.watched(), _sdk_errors():
                 task = refine_task(entry.name, entry.dataset_id, req, self._served())
@@ -307,10 +308,10 @@ class SdkBackend:
                         f"dataset {entry.name!r} already has a saved view {name!r}; "
                         "pass overwrite=true or choose another name",
                     )
+                view = ds.select(ids, ordered=True)
                 with _sdk_errors():
-                    saved = sdk.save_view(
-                        ds, name, ds.select(ids, ordered=True), overwrite=overwrite
-                    )
+                    saved = sdk.save_view(ds, name, view, overwrite=overwrite)
+                n = len(view)  # samples deleted since the result was made are not
             except ApiError:
                 raise
             except Exception:
@@ -340,6 +341,13 @@ class SdkBackend:
                 "that are",
             )
         self._refresh(entry, force)
+        if entry.gone and entry.renamed_to is not None:
+            raise not_found(
+                "dataset_not_found",
+                f"dataset {name!r} was renamed to {entry.renamed_to!r} (its indexes"
+                " are intact): the service serves the names it started with; restart"
+                f" it to serve {entry.renamed_to!r}",
+            )
         if entry.gone:
             raise not_found(
                 "dataset_not_found",
@@ -395,10 +403,21 @@ class SdkBackend:
                 raise
             ds = None  # deleted between the two calls
         if ds is None:
-            if not entry.gone:
-                logger.warning(
-                    "dataset %r was deleted; it is no longer served (404)", entry.name
-                )
+            renamed_to = _current_name(entry.dataset_id)
+            if not entry.gone or renamed_to != entry.renamed_to:
+                if renamed_to is None:
+                    logger.warning(
+                        "dataset %r was deleted; it is no longer served (404)",
+                        entry.name,
+                    )
+                else:
+                    logger.warning(
+                        "dataset %r was renamed to %r; restart the service to serve"
+                        " it under that name (404 until then)",
+                        entry.name,
+                        renamed_to,
+                    )
+            entry.renamed_to = renamed_to
             self._drop(entry.indexes.values(), keep=())
             entry.indexes = {}
             entry.gone = True
@@ -410,6 +429,7 @@ class SdkBackend:
             self._drop(entry.indexes.values(), keep=())
             entry.indexes = {}
         entry.dataset, entry.dataset_id, entry.gone = ds, dataset_id, False
+        entry.renamed_to = None
         self._sync_indexes(entry, sdk)
 
     def _sync_indexes(self, entry: _Dataset, sdk) -> None:
@@ -462,22 +482,35 @@ class SdkBackend:
                 unpin_bundle(ix.index_dir)
 
     @staticmethod
-    def _check_ids(index: _Index, ids: list[str], what: str) -> None:
+    def _check_ids(entry: _Dataset, index: _Index, ids: list[str], what: str) -> None:
         """Raise 422 unless every id of ``ids`` is a sample of the served
-        ``index`` (read from the directory this process holds open)."""
+        ``index`` (read from the directory this process holds open): ids of no
+        sample of the dataset are ``unknown_sample_ids``; samples the index lacks
+        are refused as the sdk refuses them (``stale_index`` for samples added
+        after the build; unreadable negatives are left out, as there)."""
         from fiftyone_clipbranches.sdk.bundle import load_bundle
+        from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 
         with _sdk_errors():
             bundle = load_bundle(index.index_dir)
         _, found = bundle.rowmap.rows_of(ids)
-        if not found.all():
-            missing = [i for i, hit in zip(ids, found) if not hit]
+        if found.all():
+            return
+        missing = [i for i, hit in zip(ids, found) if not hit]
+        in_dataset = set(entry.dataset.select(missing).values("id"))
+        foreign = [i for i in missing if i not in in_dataset]
+        if foreign:
             raise unprocessable(
                 "unknown_sample_ids",
-                f"{len(missing)} of {what} are not samples of index {index.key!r} "
-                "(unknown ids, or samples added after the build)",
-                {"field": what, "ids": missing[:100]},
+                f"{len(foreign)} of {what} are not samples of dataset {entry.name!r}",
+                {"field": what, "ids": foreign[:100]},
             )
+        noun = {"positives": "positive", "negatives": "negative"}.get(what, "query")
+        with _sdk_errors():
+            index_rows(
+                entry.dataset, bundle, missing, noun, index.key,
+                skip_unreadable=what == "negatives",
+            )  # fmt: skip
 
     @staticmethod
     def _dataset_json(entry: _Dataset) -> dict:
@@ -491,6 +524,17 @@ class SdkBackend:
                 if not ix.serving
             ],
         }
+
+
+def _current_name(dataset_id: str) -> str | None:
+    """The name the dataset of id ``dataset_id`` has now, or None if it is gone."""
+    import fiftyone.core.odm as foo
+    from bson import ObjectId
+
+    doc = foo.get_db_conn().datasets.find_one(
+        {"_id": ObjectId(dataset_id)}, {"name": 1}
+    )
+    return None if doc is None else doc["name"]
 
 
 def _database_state(name: str) -> tuple | None:
@@ -548,14 +592,13 @@ def _describe(sdk, ds, key: str) -> dict:
     info = sdk.index_info(ds, key, check=False).to_dict()
     info.pop("index_dir", None)
     info.pop("freshness", None)
-    clip = info.get("clip_model") or {}
-    if isinstance(clip.get("pretrained"), str) and os.sep in clip["pretrained"]:
-        # a local checkpoint: its file name (and digest) say which, not where
-        clip["pretrained"] = os.path.basename(clip["pretrained"])
+    info["clip_model"] = _unlocated(info.get("clip_model"))
     index = bundle.index
     manifest = {
         k: v for k, v in bundle.manifest.items() if k not in ("path", "index_dir")
     }
+    if "clip_model" in manifest:
+        manifest["clip_model"] = _unlocated(manifest["clip_model"])
     return {
         **info,
         "supports_text": bool(config.clip_model) and bundle.encoder is not None,
@@ -563,6 +606,17 @@ def _describe(sdk, ds, key: str) -> dict:
         "bytes_per_point": float(index.bytes_per_point),
         "manifest": manifest,
     }
+
+
+def _unlocated(clip):
+    """A CLIP identity (dict, or None) as served: a local checkpoint by its file
+    name (its digest says which), not by where it lies on the server."""
+    if not isinstance(clip, dict):
+        return clip
+    pretrained = clip.get("pretrained")
+    if isinstance(pretrained, str) and os.sep in pretrained:
+        return {**clip, "pretrained": os.path.basename(pretrained)}
+    return clip
 
 
 def _worker_ranking(answer: tuple) -> Ranking:

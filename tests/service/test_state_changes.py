@@ -62,7 +62,9 @@ def three_datasets(make_user_index, tiny_clip_checkpoint):
     return kept, doomed, broken
 
 
-def test_service_follows_deletions_updates_and_skips_a_broken_index(three_datasets):
+def test_service_follows_deletions_updates_and_skips_a_broken_index(
+    three_datasets, tiny_clip_checkpoint
+):
     kept, doomed, broken = three_datasets
     args = [f"--dataset={ds.name}" for ds in three_datasets]
     with running_service([*args, "--compute-workers", "2"], TOKEN) as service:
@@ -82,6 +84,11 @@ def test_service_follows_deletions_updates_and_skips_a_broken_index(three_datase
         )
         assert (status, code) == (503, "index_unavailable")
         assert "build it again" in message
+
+        # A local CLIP checkpoint is named by its file, never by where it lies.
+        described = json.dumps(client.index(kept.name, "clip"))
+        assert tiny_clip_checkpoint.name in described
+        assert str(tiny_clip_checkpoint.parent) not in described
 
         # Deleting an index elsewhere: 404, the other index still answers.
         ids = kept.take(3, seed=0).values("id")
@@ -142,15 +149,50 @@ def test_service_follows_deletions_updates_and_skips_a_broken_index(three_datase
         assert service.proc.poll() is None
 
 
-def test_saving_into_a_dataset_deleted_meanwhile_is_a_404(make_user_index):
-    """The save re-checks the dataset at once, without waiting for the recheck
-    interval."""
+def test_saves_count_what_they_save_renames_are_named_deletions_are_404s(
+    make_user_index,
+):
+    """A save counts the samples it saved; a dataset renamed elsewhere is named as
+    such, not as deleted; a save into a dataset deleted meanwhile is a 404 at once,
+    without waiting for the recheck interval."""
     ds = make_user_index(n_per_class=4, name="svc-state-save")
     ds.persistent = True
     args = [f"--dataset={ds.name}", "--compute-workers", "1"]
     with running_service(args, TOKEN) as service:
         client = Client(service.url, TOKEN)
-        res = client.search(ds.name, text="a frog", index_key="clip")
+        res = client.search(ds.name, text="a frog", k=12, index_key="clip")
+        # one sample deleted since the result was made is not saved, nor counted
+        first = next(client.iter_items(res["result_id"]))["id"]
+        ds.delete_samples([first])
+        saved = client.save_view(res["result_id"], "frogs")
+        ds.reload()  # saved by the service's process
+        assert saved["n_samples"] == 11 == len(ds.load_saved_view("frogs"))
+
+        # a sample added since the build is refused as the sdk refuses it
+        import fiftyone as fo
+
+        (added,) = ds.add_samples([fo.Sample(filepath=ds.first().filepath)])
+        status, code, message = _error(
+            lambda: client.refine(ds.name, positives=[added], index_key="clip")
+        )
+        assert (status, code) == (422, "stale_index")
+        assert "added after the build" in message and "update-index" in message
+
+        # renamed elsewhere: said so, not "deleted"; renamed back: served again
+        def asked():
+            return _error(
+                lambda: client.search("svc-state-save", text="a", index_key="clip")
+            )
+
+        ds.name = "svc-state-save-2"
+        status, code, message = _until(lambda: asked()[0] == 404 and asked())
+        assert (status, code) == (404, "dataset_not_found")
+        assert "renamed to 'svc-state-save-2'" in message and "restart" in message
+        assert "was deleted" not in message
+        ds.name = "svc-state-save"
+        assert _until(lambda: asked()[0] == 200)
+        assert "renamed to 'svc-state-save-2'" in service.output()
+
         ds.delete()
         status, code, _ = _error(lambda: client.save_view(res["result_id"], "f"))
         assert (status, code) == (404, "dataset_not_found")
