@@ -256,7 +256,14 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             return sdk.load_index(self._dataset, self.index_key)
         except IndexNotFoundError:
             if required:
-                raise
+                raise IndexNotFoundError(
+                    f"similarity index {self.key or self.index_key!r} has no"
+                    f" clipbranches index {self.index_key!r} (made with"
+                    " embeddings=False, and nothing added yet?): add samples with"
+                    " add_to_index(embeddings, sample_ids), at least 64 vectors"
+                    " for its first build, or run compute_similarity with"
+                    " embeddings"
+                ) from None
             return None
 
     def _save_config(self):

@@ -16,7 +16,7 @@ from user_path import TINY_CLIP_NAME, images_dataset
 import fiftyone_clipbranches as cb
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
-from fiftyone_clipbranches.sdk.errors import UnknownModelError
+from fiftyone_clipbranches.sdk.errors import IndexNotFoundError, UnknownModelError
 from fiftyone_clipbranches.similarity import (
     ClipBranchesSimilarityConfig,
     register_similarity_backend,
@@ -171,6 +171,25 @@ def test_embeddings_array_builds_codes_only_index_without_text(embedded):
         embedded.sort_by_similarity("a dog", k=4, brain_key="arr")
     with pytest.raises(ValueError, match="keeps 32-byte codes"):
         index.get_embeddings()
+
+
+def test_an_index_made_empty_says_how_to_fill_it(embedded):
+    ids, vectors = embedded.values(["id", "emb"])
+    index = fob.compute_similarity(
+        embedded,
+        backend=ClipBranchesSimilarityConfig,
+        embeddings=False,
+        brain_key="empty",
+        code_method="pca",
+    )
+    assert index.total_index_size == 0
+    with pytest.raises(IndexNotFoundError, match=r"add_to_index\(embeddings"):
+        embedded.sort_by_similarity(ids[0], k=3, brain_key="empty")
+    index.add_to_index(np.stack(vectors), ids)
+    ranked = embedded.sort_by_similarity(ids[0], k=3, brain_key="empty")
+    assert ranked.first().id == ids[0]
+    index.cleanup()
+    embedded.delete_brain_run("empty")
 
 
 def test_brain_key_is_required(embedded):
