@@ -82,12 +82,15 @@ class BranchesCascade(DecisionBranchesEnsemble):
             docs/quality.md (every class, 3 seeds), 1 against 3 raised the ratio
             to the best alternative by 0.00-0.04 at 2-8 positives, the worst per
             catalogue from 0.79 / 0.88 / 0.81 / 0.76 to 0.79 / 0.90 / 0.82 / 0.78.
-        ball_min_positives, ball_max_positives: ints (default 2 and 31): the
+        ball_min_positives, ball_max_positives: ints (default 2 and 63): the
             labelled positives (neighbour positives not counted) between which the
-            class ball is fitted; outside, the cascade has none.
+            class ball is fitted; outside, the cascade has none. It also needs
+            neighbour positives, which from 32 positives on only a class
+            estimated to hold 3 times the positives takes (:mod:`.neighbours`).
         forest_relabel: float in (0, 1) (default 0.25), or None: with at most
-            ``relabel_max_positives`` labelled positives (default 32; below 32,
-            only when the training set has neighbour positives), random
+            ``relabel_max_positives`` labelled positives (default 64), when the
+            training set has neighbour positives (the labels do not cover the
+            class), random
             negatives (``unlabelled`` at ``fit``) whose out-of-bag forest value
             exceeds it are likely members of the class drawn by chance; they are
             left out and the forest is fitted again (``n_relabelled_``), at most
@@ -287,13 +290,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
 
     def _labels_are_sparse(self, y, w, near) -> bool:
         """Whether the random negatives may hold members of the class: at most
-        ``relabel_max_positives`` labelled positives, and below 32 the training set
-        found neighbour positives (it takes none when the labels already cover the
+        ``relabel_max_positives`` labelled positives, and the training set found
+        neighbour positives (it takes none when the labels already cover the
         class: a whole small class labelled)."""
         labelled = int(np.count_nonzero((y == 1) & (w > 0) & ~near))
-        if labelled > self.relabel_max_positives:
-            return False
-        return bool(near.any()) or labelled >= NEIGHBOUR_MAX_POSITIVES
+        return labelled <= self.relabel_max_positives and bool(near.any())
 
     def _relabel_threshold(self) -> float | None:
         check_int(self.relabel_max_positives, "relabel_max_positives", 0)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .codes import as_codes
 from .local_cluster import cluster_order, graph_rows, rows_per_positive
+from .reach import estimated_share
 from .scan import knn_scan
 
 #: With P labelled positives, up to ``round(NEIGHBOUR_BUDGET / P)`` rows per positive
@@ -22,7 +23,13 @@ from .scan import knn_scan
 #: cluster shows no boundary (a class larger or more diffuse than the graph shows).
 NEIGHBOUR_BUDGET = 32
 DIFFUSE_NEIGHBOUR_BUDGET = 48
-NEIGHBOUR_MAX_POSITIVES = 32
+NEIGHBOUR_MAX_POSITIVES = 64
+#: From this many positives on, neighbours join only while the class is estimated
+#: (:func:`.reach.estimated_share` over the pool) to hold at least
+#: ``NEIGHBOUR_COVER`` times the positives: with many labels, only a large class
+#: (a pet breed of 100 rows, not a texture of 36) still lies mostly unlabelled.
+NEIGHBOUR_COVER_FROM = 32
+NEIGHBOUR_COVER = 2.5
 #: From this many positives on, a neighbour also lies no farther from a positive than
 #: the positives typically lie from each other (see :func:`neighbour_rows`); fewer
 #: positives measure that spacing too roughly (docs/quality.md).
@@ -41,8 +48,10 @@ NEIGHBOUR_BLOCK = 1 << 4
 
 
 def auto_neighbours_per_positive(n_positives: int, diffuse: bool = False) -> int:
-    """Neighbours joining each positive under ``"auto"``: ``round(32 / P)`` for P < 32
-    (``round(48 / P)`` for a ``diffuse`` cluster, one with no boundary).
+    """Neighbours joining each positive under ``"auto"``: ``round(32 / P)`` for P < 64
+    (``round(48 / P)`` for a ``diffuse`` cluster, one with no boundary; from 32
+    positives, only for a class estimated to hold 3 times the positives, see
+    :func:`neighbour_rows`).
 
     With a handful of positives a box can only hug them; the rows of the dense group
     they lie in are mostly of the same class, so they let the boxes reach the class.
@@ -165,6 +174,10 @@ def neighbour_rows(
             nearest_free = free[0] if free.size else dists[-1]
             covered += bool(to_positive <= nearest_free)
         if covered > NEIGHBOUR_COVERED_FRACTION * pos.size:
+            return np.zeros(0, dtype=np.int64)
+    if auto and pos.size >= NEIGHBOUR_COVER_FROM:
+        rows = estimated_share(pos_codes, pool.codes) * len(codes)
+        if rows < NEIGHBOUR_COVER * pos.size:
             return np.zeros(0, dtype=np.int64)
     # the graph: the positives first (seeds 0..P-1), then the rows found near them
     near = graph_rows([ids for ids, _ in answers], pos)

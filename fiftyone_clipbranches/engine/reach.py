@@ -84,6 +84,18 @@ def radius_for_share(catalogue_sq: np.ndarray, share: float) -> int:
     return int(catalogue_sq[rows - 1]) if rows >= 1 else -1
 
 
+def estimated_share(positives: np.ndarray, catalogue: np.ndarray) -> float:
+    """The share of the catalogue the class of the uint8 ``positives (P, D)``
+    (``P >= 2``) is estimated to hold near them, from the uint8 ``catalogue
+    (m, D)`` (or a sample spread over it): :func:`best_share` of the positives'
+    left-out distances."""
+    positives = np.asarray(positives, dtype=np.uint8)
+    mean = catalogue.mean(axis=0, dtype=np.float64)
+    center = class_center(positives, mean)
+    catalogue_sq = np.sort(squared_distances_to(catalogue, center))
+    return best_share(left_out_distances(positives, mean), catalogue_sq)
+
+
 def class_ball(
     positives: np.ndarray,
     catalogue: np.ndarray,

@@ -165,9 +165,27 @@ def test_a_densely_labelled_class_takes_no_neighbours(monkeypatch):
 
 
 def test_auto_neighbours_fade_with_more_positives():
-    counts = [auto_neighbours_per_positive(p) for p in (1, 2, 4, 8, 16, 31, 32, 40)]
-    assert counts == [32, 16, 8, 4, 2, 1, 0, 0]
+    grid = (1, 2, 4, 8, 16, 31, 32, 40, 63, 64, 100)
+    counts = [auto_neighbours_per_positive(p) for p in grid]
+    assert counts == [32, 16, 8, 4, 2, 1, 1, 1, 1, 0, 0]
     assert auto_neighbours_per_positive(0) == 0
+
+
+def test_from_32_positives_only_a_class_much_larger_than_the_labels_takes_any(
+    monkeypatch,
+):
+    # 32 labelled rows of a class of 400: most of it is unlabelled, neighbours join
+    codes = _planted(400)
+    large = neighbour_rows(codes, np.arange(32), "auto")
+    assert large.size >= 32 and np.all(large < 400)
+    # the class estimated just under / over NEIGHBOUR_COVER (2.5) times the labels
+    for rows, want in ((79, 0), (81, large.size)):
+        monkeypatch.setattr(
+            neighbours_module, "estimated_share", lambda p, c, r=rows: r / len(codes)
+        )
+        assert neighbour_rows(codes, np.arange(32), "auto").size == want
+        # below 32 positives the estimate is not asked
+        assert neighbour_rows(codes, np.arange(31), "auto").size > 0
 
 
 def test_a_class_stored_in_one_run_of_rows_is_in_the_sample_as_in_the_catalogue():

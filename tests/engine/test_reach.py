@@ -103,3 +103,7 @@ def test_the_ball_holds_about_the_class(n_class, n_positives):
     assert is_class[inside].mean() > 0.9
     _, half = reach.class_ball(positives, codes, 0.5)
     assert 0 <= half < radius_sq
+    # the share alone, as neighbour_rows asks for it: the ball's share at reach 1
+    share = reach.estimated_share(positives, codes)
+    catalogue_sq = np.sort(reach.squared_distances_to(codes, center))
+    assert reach.radius_for_share(catalogue_sq, share) == radius_sq
