@@ -316,23 +316,28 @@ class BranchesCascade(DecisionBranchesEnsemble):
         read) the forest accepts (None without a sample)."""
         if np.unique(y).shape[0] < 2:
             return np.zeros(y.shape[0]), None
-        import warnings
-
         from sklearn.ensemble import RandomForestClassifier
 
+        X = X.astype(np.float32)
         forest = RandomForestClassifier(
-            n_estimators=n_trees, random_state=seed, n_jobs=1, oob_score=True
-        )
-        with warnings.catch_warnings():  # a row every tree drew has no value: 0
-            warnings.simplefilter("ignore", UserWarning)
-            forest.fit(X.astype(np.float32), y, sample_weight=w)
+            n_estimators=n_trees, random_state=seed, n_jobs=1
+        ).fit(X, y, sample_weight=w)
         pos = list(forest.classes_).index(1)
+        # each row valued by the trees whose bootstrap did not draw it (scikit-learn's
+        # oob_decision_function_, without its warning for rows every tree drew)
+        total, trees = np.zeros(y.shape[0]), np.zeros(y.shape[0])
+        for tree, drawn in zip(forest.estimators_, forest.estimators_samples_):
+            out = np.ones(y.shape[0], dtype=bool)
+            out[drawn] = False
+            if out.any():
+                total[out] += tree.predict_proba(X[out])[:, pos]
+                trees[out] += 1
         share = None
         if sample is not None and sample.shape[0]:
             step = max(1, -(-sample.shape[0] // RELABEL_SAMPLE_ROWS))
             part = np.asarray(sample[::step], dtype=np.float32)
             share = float(np.mean(forest.predict_proba(part)[:, pos] > 0.5))
-        return np.nan_to_num(forest.oob_decision_function_[:, pos]), share
+        return total / np.maximum(trees, 1), share
 
     def _fit_forest(self, X, y, w, n_trees: int, seed: int) -> None:
         classes = np.unique(y)
