@@ -136,8 +136,11 @@ def _cmd_gc(args) -> int:
         print(f"{done}: {item.kind} {item.path} ({item.n_bytes} bytes): {item.reason}")
     verb = "removed" if args.delete else "found"
     n = len(report.removed) if args.delete else len(report.leftovers)
+    claims = sum(item.kind == "claim" for item in report.leftovers)
     print(
-        f"gc: {verb} {n} leftover(s), {report.n_bytes} bytes, under {report.root}; "
+        f"gc: {verb} {n} leftover(s), {report.n_bytes} bytes, under {report.root}"
+        + (f" (counting {claims} dead claim(s) in the database)" if claims else "")
+        + "; "
         f"kept {report.n_referenced} index(es) in use and {report.n_young} "
         "recent directory(ies)"
         + ("" if args.delete or not report.leftovers else "; run with --delete")

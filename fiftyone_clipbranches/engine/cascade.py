@@ -86,7 +86,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
             labelled positives (neighbour positives not counted) between which the
             class ball is fitted; outside, the cascade has none. It also needs
             neighbour positives, which from 32 positives on only a class
-            estimated to hold 3 times the positives takes (:mod:`.neighbours`).
+            estimated to hold 2.5 times the positives takes (:mod:`.neighbours`).
         forest_relabel: float in (0, 1) (default 0.25), or None: with at most
             ``relabel_max_positives`` labelled positives (default 64), when the
             training set has neighbour positives (the labels do not cover the

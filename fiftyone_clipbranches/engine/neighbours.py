@@ -50,7 +50,7 @@ NEIGHBOUR_BLOCK = 1 << 4
 def auto_neighbours_per_positive(n_positives: int, diffuse: bool = False) -> int:
     """Neighbours joining each positive under ``"auto"``: ``round(32 / P)`` for P < 64
     (``round(48 / P)`` for a ``diffuse`` cluster, one with no boundary; from 32
-    positives, only for a class estimated to hold 3 times the positives, see
+    positives, only for a class estimated to hold 2.5 times the positives, see
     :func:`neighbour_rows`).
 
     With a handful of positives a box can only hug them; the rows of the dense group

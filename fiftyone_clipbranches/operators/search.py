@@ -57,11 +57,11 @@ class SearchIndex(foo.Operator):
                 index_key=p.get("index_key"),
                 **query,
             )
+            unsearched = unsearched_count(ctx.dataset, p.get("index_key"))
         except Exception as exc:  # shown as a notification, never a traceback
             notify_error(ctx, exc)
             return {"error": str(exc)}
         ctx.ops.set_view(view=view)
-        unsearched = unsearched_count(ctx.dataset, p.get("index_key"))
         ctx.ops.notify(
             f"{len(view)} nearest samples" + unsearched_note(unsearched),
             variant="success",

@@ -71,10 +71,12 @@ def dead_claims() -> list[tuple[dict, str]]:
     from fiftyone.core.odm import get_db_conn
 
     db = get_db_conn()
+    claims = list(db[CLAIMS_COLLECTION].find({}))
+    # read after the claims: a dataset made meanwhile, and claimed, is in it
     datasets = {str(d["_id"]) for d in db.datasets.find({}, {"_id": 1})}
     now = time.time()
     dead = []
-    for claim in db[CLAIMS_COLLECTION].find({}):
+    for claim in claims:
         dataset_id = str(claim["_id"]).split(":", 1)[0]
         if dataset_id not in datasets:
             dead.append((claim, "its dataset no longer exists"))

@@ -50,7 +50,15 @@ class IndexPermissionError(ClipBranchesError):
 
 
 class SampleIdsError(ClipBranchesError):
-    """Sample ids given for an index are not samples of its dataset."""
+    """Sample ids given for an index are not samples of its dataset.
+
+    ``ids``: the ids that are not (never were, or were deleted), when that is the
+    reason; empty for other reasons (an image that could not be read).
+    """
+
+    def __init__(self, message: str = "", ids=()):
+        super().__init__(message)
+        self.ids = list(ids)
 
 
 class IndexBusyError(ClipBranchesError):

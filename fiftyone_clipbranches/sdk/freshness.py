@@ -136,6 +136,18 @@ def sample_id_array(root) -> np.ndarray:
     return hexed.view("S24").ravel()
 
 
+def unindexed_count(root, bundle, alive: np.ndarray | None) -> int:
+    """How many samples of ``root`` the loaded index ``bundle`` holds no row of
+    and may yet hold (added since the build; not those whose image could not be
+    read then: ``update_index`` retries them only when asked), given its rows'
+    ``alive`` mask (:func:`alive_rows`)."""
+    n_alive = len(bundle.index) if alive is None else int(np.count_nonzero(alive))
+    n = sample_count(root) - n_alive
+    if n > 0 and bundle.unembeddable:
+        n -= len(root.select(list(bundle.unembeddable)))
+    return max(n, 0)
+
+
 def sample_count(root) -> int:
     """The number of samples of dataset ``root`` from the collection's metadata
     (no scan; exact after a clean shutdown of the database)."""

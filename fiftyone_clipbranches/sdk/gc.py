@@ -52,7 +52,7 @@ class GcReport:
 
     Attributes:
         root: the index root scanned.
-        leftovers: the removable directories.
+        leftovers: the removable directories and dead claims.
         n_referenced: index directories in use (kept).
         n_young: unreferenced directories younger than the age limit (kept: they
             may belong to a build in progress).
@@ -74,7 +74,8 @@ def collect_garbage(
     root=None, *, delete: bool = False, min_age_s: float = DEFAULT_MIN_AGE_S
 ) -> GcReport:
     """Find (and with ``delete``, remove) leftovers under the index root, and
-    dead claims on index keys in the database.
+    dead claims on index keys in the database (all of its claims, whatever the
+    root: a claim names a dataset and a key, not a directory).
 
     Args:
         root: index root (default :func:`settings.index_root`).
@@ -126,8 +127,9 @@ def collect_garbage(
     if delete:
         for item in report.leftovers:
             if item.kind == "claim":
-                if release_claim(claims[item.path]):
-                    report.removed.append(item.path)
+                # one gone meanwhile (released, or taken over) counts as removed
+                release_claim(claims[item.path])
+                report.removed.append(item.path)
                 continue
             if runs.index_dir_references(item.path):
                 continue  # registered since the scan

@@ -47,7 +47,8 @@ def index_rows(
         raise SampleIdsError(
             f"{counted_are(len(foreign), what + ' id')} not"
             f" {'a sample' if len(foreign) == 1 else 'samples'} of dataset {ds.name!r} "
-            f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples"
+            f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples",
+            ids=foreign,
         )
     unreadable = [i for i in missing if i in bundle.unembeddable]
     if unreadable and not skip_unreadable:
@@ -76,5 +77,6 @@ def _refuse_deleted(ds, deleted: list[str], what: str) -> None:
             f"{counted_are(len(deleted), what + ' id')} of"
             f" {'a sample' if len(deleted) == 1 else 'samples'} deleted from dataset"
             f" {ds.name!r} (e.g. {', '.join(deleted[:3])}): remove"
-            f" {'its' if len(deleted) == 1 else 'their'} label"
+            f" {'its' if len(deleted) == 1 else 'their'} label",
+            ids=deleted,
         )

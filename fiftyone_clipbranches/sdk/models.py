@@ -13,8 +13,9 @@ Where the defaults come from (real CLIP embeddings, docs/quality.md):
   tight (F1 at 16 positives .48/.59/.66 with 420/840/1500 on oxford_flowers); the
   ensemble and the sklearn models do best with 500; the linear classifier (balanced
   class weights) and the query ball (the same regression on one feature) with 1500.
-- neighbours per positive: ``"auto"`` (round(32 / P) below 32 positives, 48 / P
-  where their cluster has no boundary) for the box
+- neighbours per positive: ``"auto"`` (round(32 / P) below 64 positives, 48 / P
+  where their cluster has no boundary; from 32 positives only for a class
+  estimated to hold 2.5 times them) for the box
   models and the sklearn baselines; none for the linear classifier, which measured
   worse with them, and none for the query ball, which learns a centre (Rocchio)
   and a radius from the user's labels.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
-from fiftyone_clipbranches.sdk.freshness import alive_rows, sample_count
+from fiftyone_clipbranches.sdk.freshness import alive_rows, unindexed_count
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
@@ -166,7 +166,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),
         "n_relabelled": 0,
         "n_index": n_alive,
-        "n_unindexed": max(sample_count(ds) - n_alive, 0),
+        "n_unindexed": unindexed_count(ds, bundle, alive),
         "index_key": index_key,
         "train_ms": 0.0,
     }
@@ -379,10 +379,11 @@ def refine(
         index_key: the index to search.
         model_params: extra keyword arguments of the model class.
         seed: seed of the model and of the random negatives.
-        neighbours_per_positive: with fewer than 32 positives, the nearest code
+        neighbours_per_positive: with fewer than 64 positives, the nearest code
             neighbours of each positive train as positives too: ``"auto"`` adds
             ``round(32 / P)`` of them (``round(48 / P)`` where their cluster has
-            no boundary; measured in docs/quality.md), an int that
+            no boundary; from 32 positives only while the class is estimated to
+            hold 2.5 times them; measured in docs/quality.md), an int that
             many, 0 none; None picks the model's default
             (``ModelSpec.neighbours_per_positive``: none for linear and ball, auto
             for the others). ``stats["n_neighbour_pos"]`` is the number added.

@@ -15,7 +15,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import UnknownModelError
-from fiftyone_clipbranches.sdk.freshness import alive_rows, sample_count
+from fiftyone_clipbranches.sdk.freshness import alive_rows, unindexed_count
 from fiftyone_clipbranches.sdk.identity import text_search_refusal
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
@@ -85,9 +85,7 @@ def unsearched_count(dataset, index_key: str = DEFAULT_INDEX_KEY) -> int:
     adds them)."""
     ds = root_dataset(dataset)
     _, bundle = load_index(ds, index_key)
-    alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
-    n_alive = len(bundle.index) if alive is None else int(np.count_nonzero(alive))
-    return max(sample_count(ds) - n_alive, 0)
+    return unindexed_count(ds, bundle, alive_rows(ds, bundle.rowmap, str(bundle.path)))
 
 
 def _searchable_rows(samples, ds, bundle) -> np.ndarray | None:
@@ -277,7 +275,8 @@ def _samples_code(sample_ids, bundle, index_key, ds) -> np.ndarray:
         raise ValueError("sample_ids is empty: select at least one sample")
     if ds is None:
         raise TypeError("query_code(sample_ids=...) needs ds=, the index's dataset")
-    rows = index_rows(ds, bundle, sample_ids, "query", index_key)
+    alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
+    rows = index_rows(ds, bundle, sample_ids, "query", index_key, alive=alive)
     codes = np.asarray(bundle.index.codes[np.sort(rows)], dtype=np.float64)
     return np.clip(np.rint(codes.mean(axis=0)), 0, 255).astype(np.uint8)
 

@@ -311,7 +311,7 @@ class SdkBackend:
                 view = ds.select(ids, ordered=True)
                 with _sdk_errors():
                     saved = sdk.save_view(ds, name, view, overwrite=overwrite)
-                n = len(view)  # samples deleted since the result was made are not
+                n = len(view)  # not the samples deleted since the result was made
             except ApiError:
                 raise
             except Exception:
@@ -484,33 +484,33 @@ class SdkBackend:
     @staticmethod
     def _check_ids(entry: _Dataset, index: _Index, ids: list[str], what: str) -> None:
         """Raise 422 unless every id of ``ids`` is a sample of the served
-        ``index`` (read from the directory this process holds open): ids of no
-        sample of the dataset are ``unknown_sample_ids``; samples the index lacks
-        are refused as the sdk refuses them (``stale_index`` for samples added
-        after the build; unreadable negatives are left out, as there)."""
+        ``index`` (read from the directory this process holds open), as the sdk
+        refuses them (``labelled_rows.index_rows``): ids of no sample of the
+        dataset, or of one deleted since, are ``unknown_sample_ids`` (listed);
+        samples added after the build ``stale_index``; unreadable negatives are
+        left out, as there."""
         from fiftyone_clipbranches.sdk.bundle import load_bundle
+        from fiftyone_clipbranches.sdk.errors import SampleIdsError
+        from fiftyone_clipbranches.sdk.freshness import alive_rows
         from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 
-        with _sdk_errors():
-            bundle = load_bundle(index.index_dir)
-        _, found = bundle.rowmap.rows_of(ids)
-        if found.all():
-            return
-        missing = [i for i, hit in zip(ids, found) if not hit]
-        in_dataset = set(entry.dataset.select(missing).values("id"))
-        foreign = [i for i in missing if i not in in_dataset]
-        if foreign:
-            raise unprocessable(
-                "unknown_sample_ids",
-                f"{len(foreign)} of {what} are not samples of dataset {entry.name!r}",
-                {"field": what, "ids": foreign[:100]},
-            )
         noun = {"positives": "positive", "negatives": "negative"}.get(what, "query")
         with _sdk_errors():
-            index_rows(
-                entry.dataset, bundle, missing, noun, index.key,
-                skip_unreadable=what == "negatives",
-            )  # fmt: skip
+            bundle = load_bundle(index.index_dir)
+            alive = alive_rows(entry.dataset, bundle.rowmap, str(bundle.path))
+            try:
+                index_rows(
+                    entry.dataset, bundle, ids, noun, index.key,
+                    skip_unreadable=what == "negatives", alive=alive,
+                )  # fmt: skip
+            except SampleIdsError as err:
+                if not err.ids:
+                    raise
+                raise unprocessable(
+                    "unknown_sample_ids",
+                    str(err),
+                    {"field": what, "ids": err.ids[:100]},
+                ) from None
 
     @staticmethod
     def _dataset_json(entry: _Dataset) -> dict:

@@ -173,8 +173,9 @@ REFINE = Object(
                 words=("auto",),
                 description="neighbours per positive (rows of the dense group the"
                 ' positives lie in) that train as positives ("auto": up to'
-                " round(32 / P) below 32 positives, round(48 / P) where the group"
-                " shows no boundary). "
+                " round(32 / P) below 64 positives, round(48 / P) where the group"
+                " shows no boundary; from 32 positives only for a class estimated"
+                " to hold 2.5 times them). "
                 + defaults_description("neighbours_per_positive", "Omitted"),
             ),
             default=None,

@@ -78,7 +78,7 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
     assert sdk.list_indexes(ds) == ["idx"]
     assert sdk.index_info(ds, "idx").n_samples == len(ds)  # no row was dropped
     # gc keeps a live claim, and removes it once its dataset is gone
-    assert live["_id"] not in [i.path for i in collect_garbage(delete=True).leftovers]
+    assert live["_id"] not in [i.path for i in collect_garbage().leftovers]
     claims.delete_one({"_id": live["_id"]})
     gone = {**live, "_id": "0" * 24 + ":idx", "since": time.time()}
     claims.insert_one(gone)

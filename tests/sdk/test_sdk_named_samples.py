@@ -82,6 +82,9 @@ def test_an_unreadable_image_is_named_and_as_a_negative_left_out(indexed):
     )  # fmt: skip
     assert with_it.stats["n_neg"] == 3
     assert with_it.rows.tolist() == without.rows.tolist()
+    # an unreadable image is not a sample "added since the build"
+    assert with_it.stats["n_unindexed"] == 0
+    assert sdk.unsearched_count(ds, "clip") == 0
 
 
 def test_preloading_loads_the_index_and_its_clip_model_in_the_background(indexed):

@@ -167,6 +167,16 @@ def test_saves_count_what_they_save_renames_are_named_deletions_are_404s(
         saved = client.save_view(res["result_id"], "frogs")
         ds.reload()  # saved by the service's process
         assert saved["n_samples"] == 11 == len(ds.load_saved_view("frogs"))
+        # the deleted sample as a label, or a query: named, as the SDK names it
+        for call in (
+            lambda: client.refine(ds.name, positives=[first], index_key="clip"),
+            lambda: client.search(ds.name, sample_ids=[first], index_key="clip"),
+        ):
+            with pytest.raises(ServiceError) as err:
+                call()
+            assert err.value.code == "unknown_sample_ids"
+            assert err.value.details["ids"] == [first]
+            assert "deleted from dataset" in err.value.message
 
         # a sample added since the build is refused as the sdk refuses it
         import fiftyone as fo
