@@ -108,6 +108,10 @@ class RelevancePanel(foo.Panel):
         which do not reach the panel)."""
         self.on_load(ctx)
 
+    def open_build_index(self, ctx):
+        """The build operator's form; the panel shows the index once it is built."""
+        ctx.prompt(f"{self.plugin_name}/build_index", on_success=self.check_again)
+
     def clear_history(self, ctx):
         self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
 
@@ -131,9 +135,14 @@ class RelevancePanel(foo.Panel):
         keys = sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else []
         if not keys:
             panel.md(
-                "No clipbranches index on this dataset yet: run the **CLIP branches: "
-                "build index** operator first, then press **Check again**.",
+                "No clipbranches index on this dataset yet: **Build index** opens the"
+                " **CLIP branches: build index** operator, and the panel shows the"
+                " index when it is built (a build scheduled for later: press **Check"
+                " again** once it has run).",
                 name="no_index",
+            )
+            panel.btn(
+                "open_build_index", label="Build index", on_click=self.open_build_index
             )
             panel.btn("check_again", label="Check again", on_click=self.check_again)
             return types.Property(panel, view=types.GridView(orientation="vertical"))

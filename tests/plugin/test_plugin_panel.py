@@ -159,6 +159,14 @@ def test_panel_without_index_says_how_to_build_one(make_dataset_no_index):
     ds = make_dataset_no_index
     props = rendered(call(ds, "on_load"))
     assert "no_index" in props and "check_again" in props and "refine" not in props
+    # "Build index" opens the operator's form, and checks again when it succeeds
+    (prompt,) = [
+        p
+        for uri, p in call(ds, "open_build_index")
+        if uri == "prompt_user_for_operation"
+    ]
+    assert prompt["operator_uri"] == "@clipbranches/clipbranches/build_index"
+    assert prompt["on_success"].endswith("clipbranches_panel#check_again")
     # an index built meanwhile (by the operator, say) shows on "Check again"
     from fiftyone_clipbranches import sdk
 
