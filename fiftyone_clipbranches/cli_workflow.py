@@ -148,6 +148,24 @@ def _cmd_delete_index(args) -> int:
     return 0
 
 
+def _cmd_unlock_index(args) -> int:
+    from fiftyone_clipbranches.sdk.claims import unlock_key
+
+    ds = dataset_named(args.dataset)
+    held = unlock_key(ds, args.key)
+    if args.json:
+        print(json.dumps({"dataset": ds.name, "key": args.key, "released": held},
+                         default=str))  # fmt: skip
+    elif held is None:
+        print(f"index {args.key!r} of dataset {ds.name!r} was not held: nothing to do")
+    else:
+        print(
+            f"released index {args.key!r} of dataset {ds.name!r} from"
+            f" {held.get('work', 'build')} by process {held['pid']} on {held['host']}"
+        )
+    return 0
+
+
 def _cmd_rename_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
@@ -352,6 +370,17 @@ def add_workflow_commands(sub) -> None:
     common(p, key=False)
     p.add_argument("--key", required=True, help="the index to delete")
     p.set_defaults(func=_cmd_delete_index)
+
+    p = sub.add_parser(
+        "unlock-index",
+        help="release an index key that a build on a dead machine still holds",
+        description="A build, update, rename or delete holds its index key until it"
+        " ends; one whose machine died holds it for a day. This releases it (a"
+        " process of this machine that still runs is refused).",
+    )
+    common(p, key=False)
+    p.add_argument("--key", required=True, help="the index to release")
+    p.set_defaults(func=_cmd_unlock_index)
 
     p = sub.add_parser("rename-index", help="give one index of a dataset another key")
     common(p, key=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import shlex
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -93,7 +94,31 @@ def release_claim(claim: dict) -> bool:
     return get_db_conn()[CLAIMS_COLLECTION].delete_one(claim).deleted_count == 1
 
 
-def _busy_message(root, key: str, held: dict | None) -> str:
+def unlock_key(dataset, key: str) -> dict | None:
+    """Release the claim on index ``key`` of ``dataset``'s root dataset that a
+    process on another host left (a machine that died mid-build holds the key for
+    a day otherwise); returns the claim removed, or None when there was none.
+
+    Raises:
+        IndexBusyError: the holder is a process of this host that still runs (stop
+            it first; one that has ended is taken over without this).
+    """
+    from fiftyone.core.odm import get_db_conn
+
+    root = root_dataset(dataset)
+    claims = get_db_conn()[CLAIMS_COLLECTION]
+    held = claims.find_one({"_id": f"{root._doc.id}:{key}"})
+    if held is None:
+        return None
+    if held.get("host") == this_process()["host"] and not holder_gone(held, 0.0, 0.0):
+        raise IndexBusyError(
+            _busy_message(root, key, held, advice=": stop that process first")
+        )
+    release_claim(held)
+    return held
+
+
+def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
     who = ""
     if held is not None:
         since = datetime.fromtimestamp(held["since"]).strftime("%Y-%m-%d %H:%M:%S")
@@ -101,9 +126,16 @@ def _busy_message(root, key: str, held: dict | None) -> str:
             f" ({held.get('work', 'build')} by process {held['pid']} on"
             f" {held['host']}, since {since})"
         )
+    if not advice:
+        advice = ": wait until it ends, or use another key"
+        if held is not None and held.get("host") != this_process()["host"]:
+            advice += (
+                f" (if that process is gone: clipbranches unlock-index"
+                f" {shlex.quote(root.name)} --key {shlex.quote(key)})"
+            )
     return (
         f"index {key!r} of dataset {root.name!r} is being built, updated, renamed or"
-        f" deleted{who}: wait until it ends, or use another key"
+        f" deleted{who}{advice}"
     )
 
 

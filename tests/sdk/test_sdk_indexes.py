@@ -93,6 +93,38 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
     assert other.list_runs() == ["idx"]
 
 
+def test_a_key_held_by_a_dead_machine_is_unlocked_from_the_shell(make_dataset, capsys):
+    import time
+
+    from fiftyone.core.odm import get_db_conn
+
+    from fiftyone_clipbranches.cli import main as cli_main
+    from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION
+    from fiftyone_clipbranches.sdk.processes import this_process
+
+    ds = make_dataset(3)
+    claims = get_db_conn()[CLAIMS_COLLECTION]
+    claim = {"_id": f"{ds._doc.id}:idx", "work": "build", "since": time.time()}
+    # a process of another machine: refused, with the way out named
+    claims.insert_one({**claim, "host": "elsewhere", "pid": 1, "pid_started": 0.0})
+    with pytest.raises(sdk.IndexBusyError, match="clipbranches unlock-index"):
+        index_dataset(ds, "idx")
+    assert cli_main(["unlock-index", ds.name, "--key", "idx"]) == 0
+    assert "released index 'idx'" in capsys.readouterr().out
+    index_dataset(ds, "idx")
+    assert sdk.list_indexes(ds) == ["idx"]
+    assert cli_main(["unlock-index", ds.name, "--key", "idx"]) == 0
+    assert "was not held" in capsys.readouterr().out
+    # a live process of this machine is never unlocked under it
+    claims.insert_one({**claim, **this_process()})
+    try:
+        assert cli_main(["unlock-index", ds.name, "--key", "idx"]) == 1
+        assert "stop that process first" in capsys.readouterr().err
+        assert claims.count_documents({"_id": claim["_id"]}) == 1
+    finally:
+        claims.delete_one({"_id": claim["_id"]})
+
+
 def test_missing_index_is_a_clear_error(make_dataset):
     ds = make_dataset(2)
     with pytest.raises(sdk.IndexNotFoundError, match="build_index"):
