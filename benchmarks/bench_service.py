@@ -123,7 +123,12 @@ def insert_samples(ds, ids, batch: int = 50_000) -> None:
 
 
 def make_bodies(
-    dataset: str, labels, target: int, neighbours: int | None, seed: int = 0
+    dataset: str,
+    labels,
+    target: int,
+    neighbours: int | None,
+    seed: int = 0,
+    model: str = "branches",
 ) -> list[dict]:
     """Refine requests; ``neighbours`` None leaves neighbour positives automatic."""
     rng = np.random.default_rng(seed)
@@ -143,7 +148,7 @@ def make_bodies(
                 "index_key": INDEX_KEY,
                 "positives": [f"{r:024x}" for r in pos],
                 "negatives": [f"{r:024x}" for r in sorted(neg)],
-                "model": "branches",
+                "model": model,
                 "random_negatives": 500,
                 "negative_weight": 1.0,
                 "page_size": 100,
@@ -237,8 +242,12 @@ def engine_refiner(dataset: str):
             neighbours_per_positive=_neighbours(body),
             neighbour_pool=index.neighbour_pool(),
         )
-        model = make_model("branches", random_state=0)
-        fit_model(model, train.X, train.y, train.sample_weight, index.subsets)
+        model = make_model(body["model"], random_state=0)
+        fit_model(
+            model, train.X, train.y, train.sample_weight, index.subsets,
+            train.unlabelled, train.neighbours,
+            catalogue_sample=index.neighbour_pool().codes,
+        )  # fmt: skip
         ranking = apply_model(model, index)
         return len(ranking) >= 0
 
@@ -257,7 +266,7 @@ def sdk_refiner(dataset: str):
             ds,
             positives=body["positives"],
             negatives=body["negatives"],
-            model="branches",
+            model=body["model"],
             random_negatives=500,
             neighbours_per_positive=_neighbours(body),
             score_field=None,
@@ -430,7 +439,7 @@ def start_service(dataset: str, args) -> tuple[subprocess.Popen, str, int]:
     log_path = Path(args.work_dir) / "service.log"
 
     def pump():
-        with open(log_path, "w") as log:
+        with open(log_path, "w") as log, proc.stdout:  # closed at the service's end
             for line in iter(proc.stdout.readline, ""):
                 lines.put(line)
                 log.write(line)
@@ -537,6 +546,12 @@ def main(argv=None) -> int:
         default="auto",
         help="neighbours_per_positive of every request: auto (default) or an int",
     )
+    p.add_argument(
+        "--model",
+        default="branches",
+        help="model of every request (default branches, as the tables of"
+        " docs/service.md before 2026-12-02; the SDK's default is cascade)",
+    )
     p.add_argument("--work-dir", default=str(RESULTS / "bench_service"))
     args = p.parse_args(argv)
     n = parse_n(args.n)
@@ -559,7 +574,7 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
     dataset, build_s = prepare_dataset(n, codes)
     target = int(meta["target_components"]["0.1%"])
     neighbours = None if args.neighbours == "auto" else int(args.neighbours)
-    bodies = make_bodies(dataset, labels, target, neighbours)
+    bodies = make_bodies(dataset, labels, target, neighbours, model=args.model)
     print(
         f"index: {n:,} codes (build {build_s:.1f} s, 0 = reused); class 0.1%; "
         f"{len(bodies)} distinct refine requests; levels {levels}, {args.duration:g} s each;"
@@ -632,13 +647,14 @@ def run(args, n: int, levels: list[int], base_duration: float, work: Path) -> in
         "levels": levels,
         "duration_s": args.duration,
         "neighbours_per_positive": args.neighbours,
+        "model": args.model,
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"bench_service_{stamp}.json").write_text(json.dumps(out, indent=1))
     (RESULTS / f"bench_service_{stamp}.md").write_text(
         table(rows)
-        + f"\n\n{n:,} synthetic codes; refine = decision branches on 20 positives of"
+        + f"\n\n{n:,} synthetic codes; refine = {args.model} on 20 positives of"
         " the 0.1% class + 10 negatives + 500 random negatives, neighbour positives"
         f" {args.neighbours}; closed-loop clients on loopback; {os.cpu_count()} CPUs,"
         f" load average {_load()} at the end.\n"
