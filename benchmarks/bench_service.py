@@ -431,6 +431,8 @@ def start_service(dataset: str, args) -> tuple[subprocess.Popen, str, int]:
         "--compute-nice",
         str(args.compute_nice),
         *(["--compute-threads"] if args.compute_threads else []),
+        "--worker-threads",
+        str(args.worker_threads),
     ]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -539,6 +541,12 @@ def main(argv=None) -> int:
         "--compute-threads",
         action="store_true",
         help="serve with --compute-threads (compute in the serving process)",
+    )
+    p.add_argument(
+        "--worker-threads",
+        type=int,
+        default=1,
+        help="numba threads of each compute worker (the service's option; default 1)",
     )
     p.add_argument("--skip-baselines", action="store_true")
     p.add_argument(
