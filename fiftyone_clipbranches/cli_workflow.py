@@ -1,6 +1,6 @@
 """``clipbranches build-index / update-index / indexes / delete-index /
-rename-index / search / refine``: the SDK's workflow from the shell, on a FiftyOne dataset named on the
-command line."""
+unlock-index / rename-index / search / refine``: the SDK's workflow from the shell,
+on a FiftyOne dataset named on the command line."""
 
 from __future__ import annotations
 
@@ -293,8 +293,8 @@ def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
 
 
 def add_workflow_commands(sub) -> None:
-    """Register ``build-index``, ``indexes``, ``delete-index``, ``rename-index``,
-    ``search`` and ``refine``."""
+    """Register ``build-index``, ``update-index``, ``indexes``, ``delete-index``,
+    ``unlock-index``, ``rename-index``, ``search`` and ``refine``."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, model_names
     from fiftyone_clipbranches.sdk.settings import (
         DEFAULT_INDEX_KEY,

@@ -113,6 +113,22 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert "1 sample added since the index was built was not searched" in (
         capsys.readouterr().out
     )
+    # a key a build on a dead machine holds: refused with the way out, released
+    import time
+
+    from fiftyone.core.odm import get_db_conn
+
+    from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION
+
+    claim = {"_id": f"{ds._doc.id}:clip", "host": "a-machine-that-died", "pid": 7,
+             "pid_started": 0.0, "work": "update", "since": time.time()}  # fmt: skip
+    get_db_conn()[CLAIMS_COLLECTION].insert_one(claim)
+    assert cli_main(["update-index", ds.name, "--key", "clip", "--quiet"]) == 1
+    assert f"clipbranches unlock-index {ds.name} --key clip" in capsys.readouterr().err
+    assert cli_main(["unlock-index", ds.name, "--key", "clip"]) == 0
+    assert "from update by process 7 on a-machine-that-died" in capsys.readouterr().out
+    assert cli_main(["update-index", ds.name, "--key", "clip", "--quiet"]) == 0
+    capsys.readouterr()
     # renamed from the shell
     rename = ["rename-index", ds.name, "--key", "clip", "--new-key", "clip2"]
     assert cli_main(rename) == 0

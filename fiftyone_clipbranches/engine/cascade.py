@@ -226,13 +226,12 @@ class BranchesCascade(DecisionBranchesEnsemble):
             oob, share = self._out_of_bag(
                 X[keep], y[keep], w[keep], n_trees, seed, catalogue_sample
             )
-            rows = np.flatnonzero(keep)[drawn[keep]]
             values = oob[drawn[keep]]
-            likely = rows[values > relabel]
+            over = values > relabel
+            likely = np.flatnonzero(keep)[drawn[keep]][over]
             if share is not None:  # no more than the class can hold among them
                 most = int(np.ceil(np.count_nonzero(drawn) * share))
-                order = np.argsort(-values[values > relabel], kind="stable")
-                likely = likely[order[:most]]
+                likely = likely[np.argsort(-values[over], kind="stable")[:most]]
             keep[likely] = False
             self.n_relabelled_ = int(likely.size)
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)

@@ -89,11 +89,7 @@ def estimated_share(positives: np.ndarray, catalogue: np.ndarray) -> float:
     (``P >= 2``) is estimated to hold near them, from the uint8 ``catalogue
     (m, D)`` (or a sample spread over it): :func:`best_share` of the positives'
     left-out distances."""
-    positives = np.asarray(positives, dtype=np.uint8)
-    mean = catalogue.mean(axis=0, dtype=np.float64)
-    center = class_center(positives, mean)
-    catalogue_sq = np.sort(squared_distances_to(catalogue, center))
-    return best_share(left_out_distances(positives, mean), catalogue_sq)
+    return _ball_share(np.asarray(positives, dtype=np.uint8), catalogue)[2]
 
 
 def class_ball(
@@ -116,6 +112,14 @@ def class_ball(
     Returns:
         ``(center int64 (D,), radius_sq int)``; ``radius_sq`` is -1 for an empty ball.
     """
+    center, catalogue_sq, share = _ball_share(positives, catalogue, neighbours)
+    return center, radius_for_share(catalogue_sq, reach * share)
+
+
+def _ball_share(positives, catalogue, neighbours=None):
+    """``(center, catalogue_sq, share)``: Rocchio's centre of ``positives``, the
+    catalogue's ascending squared distances to it, and :func:`best_share` of the
+    known members (the positives left out in turn, and the ``neighbours``)."""
     mean = catalogue.mean(axis=0, dtype=np.float64)
     center = class_center(positives, mean)
     members = left_out_distances(positives, mean)
@@ -124,5 +128,4 @@ def class_ball(
             np.concatenate([members, squared_distances_to(neighbours, center)])
         )
     catalogue_sq = np.sort(squared_distances_to(catalogue, center))
-    share = best_share(members, catalogue_sq)
-    return center, radius_for_share(catalogue_sq, reach * share)
+    return center, catalogue_sq, best_share(members, catalogue_sq)

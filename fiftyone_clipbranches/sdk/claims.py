@@ -2,10 +2,11 @@
 
 FiftyOne registers a run by rewriting the dataset's document, so two builds of one
 key started together would both succeed, the later replacing the earlier (whose
-files no run would then point at). A build or update first inserts a claim for
-``(dataset, key)`` into a small collection, where the database refuses a second
-one; the claim is removed when the work ends, and a claim whose process has died
-is taken over.
+files no run would then point at). A build, update, rename, delete or row edit
+first inserts a claim for ``(dataset, key)`` into a small collection, where the
+database refuses a second one; the claim is removed when the work ends, a claim
+whose process has died is taken over, and ``unlock_key`` releases one a dead
+machine holds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from fiftyone_clipbranches.sdk.errors import IndexBusyError
-from fiftyone_clipbranches.sdk.processes import holder_gone, this_process
+from fiftyone_clipbranches.sdk.processes import (
+    holder_gone,
+    on_this_host,
+    this_process,
+)
 from fiftyone_clipbranches.sdk.runs import root_dataset
 
 #: Collection of the FiftyOne database holding the claims in progress.
@@ -40,7 +45,7 @@ def key_claim(root, key: str, work: str = "build"):
 
     claims = get_db_conn()[CLAIMS_COLLECTION]
     mine = {
-        "_id": f"{root._doc.id}:{key}",
+        "_id": _claim_id(root, key),
         **this_process(),
         "work": work,
         "since": time.time(),
@@ -86,12 +91,12 @@ def dead_claims() -> list[tuple[dict, str]]:
     return dead
 
 
-def release_claim(claim: dict) -> bool:
-    """Remove ``claim`` exactly as :func:`dead_claims` read it (a claim made
-    since then by other work is kept); returns whether it was removed."""
+def release_claim(claim: dict) -> None:
+    """Remove ``claim`` exactly as it was read (a claim made since then by other
+    work is kept)."""
     from fiftyone.core.odm import get_db_conn
 
-    return get_db_conn()[CLAIMS_COLLECTION].delete_one(claim).deleted_count == 1
+    get_db_conn()[CLAIMS_COLLECTION].delete_one(claim)
 
 
 def unlock_key(dataset, key: str) -> dict | None:
@@ -107,15 +112,19 @@ def unlock_key(dataset, key: str) -> dict | None:
 
     root = root_dataset(dataset)
     claims = get_db_conn()[CLAIMS_COLLECTION]
-    held = claims.find_one({"_id": f"{root._doc.id}:{key}"})
+    held = claims.find_one({"_id": _claim_id(root, key)})
     if held is None:
         return None
-    if held.get("host") == this_process()["host"] and not holder_gone(held, 0.0, 0.0):
+    if on_this_host(held) and not holder_gone(held, 0.0, 0.0):
         raise IndexBusyError(
             _busy_message(root, key, held, advice=": stop that process first")
         )
     release_claim(held)
     return held
+
+
+def _claim_id(root, key: str) -> str:
+    return f"{root._doc.id}:{key}"
 
 
 def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
@@ -128,7 +137,7 @@ def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
         )
     if not advice:
         advice = ": wait until it ends, or use another key"
-        if held is not None and held.get("host") != this_process()["host"]:
+        if held is not None and not on_this_host(held):
             advice += (
                 f" (if that process is gone: clipbranches unlock-index"
                 f" {shlex.quote(root.name)} --key {shlex.quote(key)})"

@@ -45,8 +45,8 @@ def index_rows(
     foreign = [i for i in missing if i not in in_dataset]
     if foreign:
         raise SampleIdsError(
-            f"{counted_are(len(foreign), what + ' id')} not"
-            f" {'a sample' if len(foreign) == 1 else 'samples'} of dataset {ds.name!r} "
+            f"{counted_are(len(foreign), what + ' id')} not {_samples(foreign)} of"
+            f" dataset {ds.name!r} "
             f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples",
             ids=foreign,
         )
@@ -74,9 +74,13 @@ def index_rows(
 def _refuse_deleted(ds, deleted: list[str], what: str) -> None:
     if deleted:
         raise SampleIdsError(
-            f"{counted_are(len(deleted), what + ' id')} of"
-            f" {'a sample' if len(deleted) == 1 else 'samples'} deleted from dataset"
+            f"{counted_are(len(deleted), what + ' id')} of {_samples(deleted)}"
+            " deleted from dataset"
             f" {ds.name!r} (e.g. {', '.join(deleted[:3])}): remove"
             f" {'its' if len(deleted) == 1 else 'their'} label",
             ids=deleted,
         )
+
+
+def _samples(ids: list) -> str:
+    return "a sample" if len(ids) == 1 else "samples"

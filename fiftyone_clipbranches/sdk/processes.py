@@ -16,10 +16,15 @@ def this_process() -> dict:
     }
 
 
+def on_this_host(holder: dict) -> bool:
+    """Whether ``holder`` (as :func:`this_process` recorded it) ran on this host."""
+    return holder.get("host") == socket.gethostname()
+
+
 def is_this_process(holder: dict) -> bool:
     """Whether ``holder`` (as :func:`this_process` recorded it) is this process."""
     return (
-        holder.get("host") == socket.gethostname()
+        on_this_host(holder)
         and holder.get("pid") == os.getpid()
         and holder.get("pid_started") == process_started()
     )
@@ -31,7 +36,7 @@ def holder_gone(holder: dict, age_s: float, foreign_timeout_s: float) -> bool:
     be asked, when its record is older than ``foreign_timeout_s``."""
     import psutil
 
-    if holder.get("host") != socket.gethostname():
+    if not on_this_host(holder):
         return age_s > foreign_timeout_s
     try:
         proc = psutil.Process(int(holder["pid"]))

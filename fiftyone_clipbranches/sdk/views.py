@@ -11,9 +11,10 @@ Guarantees (a process killed at any instant, ``kill -9`` included):
   Only a view clipbranches saved (its description starts with :data:`VIEW_MARK`) is
   replaced by a later save under its name; any other view only with
   ``overwrite=True``.
-- Score fields. A score field clipbranches made carries :data:`SCORE_FIELD_MARK` in
-  its ``info``; a float field it did not make (a user's own) is never written (the
-  default field of earlier versions, unmarked, is adopted).
+- Score field ownership. A score field clipbranches made carries
+  :data:`SCORE_FIELD_MARK` in its ``info``; a float field it did not make (a user's
+  own) is never written (the default field of earlier versions, unmarked, is
+  adopted).
 - Score fields. A round (the ids and scores, and the view to save with them) is
   journaled in a small collection before the first sample is written and removed
   after the last write. A round whose writer died (or, in this process, whose write
