@@ -10,8 +10,10 @@ import shlex
 
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
-#: Results printed by ``search`` and ``refine`` unless ``--limit`` says otherwise.
+#: Results ``search`` and ``refine`` print for people unless ``--limit`` says
+#: otherwise (``--json`` prints every one).
 DEFAULT_LIMIT = 20
+LIMIT_HELP = f"rows printed (default {DEFAULT_LIMIT}; with --json, every row)"
 
 
 def _count(text: str) -> int:
@@ -247,7 +249,7 @@ def _cmd_refine(args) -> int:
     stats = result.stats
     if args.json:
         print(json.dumps({"stats": stats, "n_results": len(rows),
-                          "results": rows[: args.limit]}, default=str))  # fmt: skip
+                          "results": rows[: _limit(args)]}, default=str))  # fmt: skip
         return 0
     print(
         f"{stats.get('model')}: {len(rows)} samples of {stats.get('n_index')}"
@@ -276,8 +278,16 @@ def _note_unindexed(ds, key: str, stats: dict) -> None:
         )
 
 
+def _limit(args) -> int | None:
+    """Rows to print: ``--limit``, else every row for ``--json`` (scripts read all
+    of them) and ``DEFAULT_LIMIT`` for people."""
+    if args.limit is not None:
+        return args.limit
+    return None if args.json else DEFAULT_LIMIT
+
+
 def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
-    shown = rows[: args.limit]
+    shown = rows[: _limit(args)]
     if args.json:
         print(json.dumps(shown))
         return
@@ -410,7 +420,7 @@ def add_workflow_commands(sub) -> None:
     )
     p.add_argument("--positive-tag", default=DEFAULT_TAGS[0])
     p.add_argument("--negative-tag", default=DEFAULT_TAGS[1])
-    p.add_argument("--limit", type=_count, default=DEFAULT_LIMIT, help="rows printed")
+    p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser(
@@ -438,5 +448,5 @@ def add_workflow_commands(sub) -> None:
     p.add_argument("--score-field", default=DEFAULT_SCORE_FIELD)
     p.add_argument("--no-scores", action="store_true", help="write no scores")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=_count, default=DEFAULT_LIMIT, help="rows printed")
+    p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_refine)

@@ -125,15 +125,25 @@ class BranchModel(RefinementModel):
             X, y, W, member, subsets.dims, subsets.lengths, subset_ids, lo, hi
         )
         purity = wp / np.maximum(wp + wn, 1e-300)
-        keep = selective_boxes(purity)
-        self.boxes_ = Boxes(subset_ids[keep], lo[keep], hi[keep], member[keep])
-        self.box_purity_ = purity[keep]
-        self.seed_rows_ = seed_rows[keep]
-        self.n_boxes_ = np.bincount(self.boxes_.member, minlength=n_members)
-        self._starts = np.concatenate([[0], np.cumsum(self.n_boxes_)]).astype(np.int64)
+        self.boxes_ = Boxes(subset_ids, lo, hi, member)
+        self.box_purity_ = purity
+        self.seed_rows_ = seed_rows
+        self.n_boxes_ = np.zeros(n_members, dtype=np.int64)
+        self._keep_boxes(selective_boxes(purity))
         self.subsets_ = subsets
         self.n_features_in_ = X.shape[1]
         self.n_relabelled_ = 0
+
+    def _keep_boxes(self, keep: np.ndarray) -> None:
+        """Keep the boxes where the bool ``keep (B,)`` is True; every member stays
+        a member (one left without boxes holds no row)."""
+        b = self.boxes_
+        self.boxes_ = Boxes(b.subset_ids[keep], b.lo[keep], b.hi[keep], b.member[keep])
+        self.box_purity_ = self.box_purity_[keep]
+        self.seed_rows_ = self.seed_rows_[keep]
+        n_members = self.n_boxes_.shape[0]
+        self.n_boxes_ = np.bincount(self.boxes_.member, minlength=n_members)
+        self._starts = np.concatenate([[0], np.cumsum(self.n_boxes_)]).astype(np.int64)
 
     @property
     def n_members_(self) -> int:

@@ -10,7 +10,8 @@ from .codes import take_rows
 from .ensemble import DecisionBranchesEnsemble
 from .forest_kernels import forest_proba
 from .neighbours import NEIGHBOUR_MAX_POSITIVES
-from .reach import class_ball, squared_distances_to
+from .reach import class_ball_share, squared_distances_to
+from .scan import rows_per_box
 from .validation import (
     check_codes,
     check_int,
@@ -131,6 +132,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         ball_max_positives=NEIGHBOUR_MAX_POSITIVES - 1,
         forest_relabel=0.25,
         relabel_max_positives=NEIGHBOUR_MAX_POSITIVES,
+        box_reach=None,
         **params,
     ):
         super().__init__(
@@ -150,6 +152,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.ball_max_positives = ball_max_positives
         self.forest_relabel = forest_relabel
         self.relabel_max_positives = relabel_max_positives
+        self.box_reach = box_reach
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
         n_est = check_int(self.n_estimators, "n_estimators", 1)
@@ -236,26 +239,44 @@ class BranchesCascade(DecisionBranchesEnsemble):
             self.n_relabelled_ = int(likely.size)
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
         self._fit_ball(X, (y == 1) & (w > 0), near, catalogue_sample)
+        self._cap_boxes(catalogue_sample)
         return self
 
     def _fit_ball(self, X, positive, near, catalogue_sample) -> None:
-        """``ball_center_`` and ``ball_radius_sq_`` from the labelled positives
-        (``positive & ~near``), the neighbour positives and the sample. Without
-        neighbour positives there is no ball: the training set takes none when the
-        labels already cover the class densely (a whole small class labelled), and
-        the ball, like them, is there to reach what the labels do not."""
+        """``ball_center_``, ``ball_radius_sq_`` and ``class_share_`` from the
+        labelled positives (``positive & ~near``), the neighbour positives and the
+        sample. Without neighbour positives there is no ball: the training set takes
+        none when the labels already cover the class densely (a whole small class
+        labelled), and the ball, like them, is there to reach what the labels do
+        not."""
         reach, low, high = self._ball_params()
         labelled = positive & ~near
         self.ball_center_ = np.zeros(X.shape[1], np.int64)
         self.ball_radius_sq_ = -1
+        self.class_share_ = float("nan")
         n_labelled = int(np.count_nonzero(labelled))
-        if reach is None or not low <= n_labelled <= high or not near.any():
+        if not low <= n_labelled <= high or not near.any():
             return
         if catalogue_sample is None or not catalogue_sample.shape[0]:
             return
-        self.ball_center_, self.ball_radius_sq_ = class_ball(
-            X[labelled], catalogue_sample, reach, X[positive & near]
-        )
+        center, radius_sq, self.class_share_ = class_ball_share(
+            X[labelled], catalogue_sample, 1.0 if reach is None else reach,
+            X[positive & near],
+        )  # fmt: skip
+        if reach is not None:
+            self.ball_center_, self.ball_radius_sq_ = center, radius_sq
+
+    def _cap_boxes(self, catalogue_sample) -> None:
+        """With ``box_reach`` and an estimate of the class's share, leave out the
+        boxes holding more than ``box_reach`` times that share of
+        ``catalogue_sample``."""
+        reach = self.box_reach
+        if reach is None or np.isnan(self.class_share_):
+            return
+        reach = check_positive_number(reach, "box_reach")
+        held = rows_per_box(catalogue_sample, self.subsets_, self.boxes_)
+        limit = reach * self.class_share_ * catalogue_sample.shape[0]
+        self._keep_boxes(held <= limit)
 
     def _ball_params(self) -> tuple[float | None, int, int]:
         reach = self.ball_reach

@@ -112,8 +112,14 @@ def class_ball(
     Returns:
         ``(center int64 (D,), radius_sq int)``; ``radius_sq`` is -1 for an empty ball.
     """
+    return class_ball_share(positives, catalogue, reach, neighbours)[:2]
+
+
+def class_ball_share(positives, catalogue, reach: float, neighbours=None):
+    """:func:`class_ball` and the share it is sized on: ``(center, radius_sq,
+    share)``."""
     center, catalogue_sq, share = _ball_share(positives, catalogue, neighbours)
-    return center, radius_for_share(catalogue_sq, reach * share)
+    return center, radius_for_share(catalogue_sq, reach * share), share
 
 
 def _ball_share(positives, catalogue, neighbours=None):

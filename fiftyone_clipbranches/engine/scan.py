@@ -15,6 +15,7 @@ from .scan_kernels import (
     count_boxes_serial,
     knn_kernel,
     knn_serial,
+    rows_per_box_kernel,
 )
 from .subsets import FeatureSubsets
 from .validation import check_codes
@@ -120,6 +121,19 @@ def scan_boxes(
 def contains_any(codes, subsets: FeatureSubsets, boxes: Boxes) -> np.ndarray:
     """bool ``(N,)``: True where at least one box contains the row (parallel scan)."""
     return _count(codes, subsets, boxes, False, np.uint8).view(bool)
+
+
+def rows_per_box(codes, subsets: FeatureSubsets, boxes: Boxes) -> np.ndarray:
+    """int64 ``(B,)``: how many rows of ``codes`` (uint8 ``(N, D)``) each box holds
+    (one parallel pass over the boxes)."""
+    boxes = check_boxes(boxes, subsets)
+    codes = as_codes(codes, n_dims=subsets.n_dims, allow_empty=True)
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = box_bounds(boxes, subsets)
+    box_dims = np.ascontiguousarray(subsets.dims[boxes.subset_ids])
+    box_len = np.ascontiguousarray(subsets.lengths[boxes.subset_ids])
+    return rows_per_box_kernel(codes, box_dims, box_len, lo, hi)
 
 
 def check_k(k, n_rows: int) -> int:

@@ -172,3 +172,23 @@ def _merge_heaps(heaps, sizes, k):
             t += 1
     cand.sort()
     return cand[:k]
+
+
+@parallel_kernel
+def rows_per_box_kernel(codes, box_dims, box_len, lo, hi):
+    """int64 ``(B,)``: rows of ``codes`` inside each box (``lo``/``hi`` int32
+    ``(B, max_len)``, inclusive; a box with ``lo > hi`` holds none)."""
+    n_boxes = box_dims.shape[0]
+    out = np.zeros(n_boxes, dtype=np.int64)
+    for b in nb.prange(n_boxes):
+        held = 0
+        for i in range(codes.shape[0]):
+            inside = True
+            for j in range(box_len[b]):
+                v = np.int32(codes[i, box_dims[b, j]])
+                if v < lo[b, j] or v > hi[b, j]:
+                    inside = False
+                    break
+            held += inside
+        out[b] = held
+    return out

@@ -96,6 +96,16 @@ def check_field_identity(samples, field: str, identity: dict) -> bool:
     """
     known = field_model_identity(samples, field).identity
     if known is not None:
+        if _identity_key(known) == _identity_key(identity) and not same_identity(
+            known, identity
+        ):
+            raise IdentityConflictError(
+                f"field {field!r} holds embeddings of {_describe(known)}, but "
+                f"{checkpoint_changed(known, identity)}; mixing the two in one field "
+                "makes them incomparable: restore the checkpoint file, or embed "
+                "into another field (build_index(..., embeddings_field='NEW_FIELD',"
+                " model=..., pretrained=...); CLI: --embeddings-field NEW_FIELD)"
+            )
         if not same_identity(known, identity):
             raise IdentityConflictError(
                 f"field {field!r} holds embeddings of {_describe(known)}, not of "
@@ -158,8 +168,22 @@ def build_identity(samples, field: str, model=None, pretrained=None) -> dict | N
 
 
 def same_identity(a: dict, b: dict) -> bool:
-    """Whether two identities name the same architecture and weights."""
+    """Whether two identities name the same architecture and weights (a checkpoint
+    file's contents too, where both record its ``checkpoint_sha256``)."""
+    sha_a, sha_b = a.get("checkpoint_sha256"), b.get("checkpoint_sha256")
+    if sha_a and sha_b and sha_a != sha_b:
+        return False
     return _identity_key(a) == _identity_key(b)
+
+
+def checkpoint_changed(recorded: dict, loaded: dict) -> str:
+    """Words for a checkpoint file whose contents differ from those ``recorded``
+    (both identities record a ``checkpoint_sha256``)."""
+    return (
+        f"the checkpoint file {recorded.get('pretrained')!r} has changed since "
+        f"(sha256 {str(recorded.get('checkpoint_sha256'))[:12]}... then, "
+        f"{str(loaded.get('checkpoint_sha256'))[:12]}... now)"
+    )
 
 
 def text_search_refusal(

@@ -214,7 +214,10 @@ def build_index(
         if unembeddable
         else ""
     )
-    report(1.0, f"index {index_key!r} built over {len(source)} samples{left_out}")
+    report(
+        1.0,
+        f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
+    )
     return _info(ds, index_key, config)
 
 
@@ -442,7 +445,7 @@ def update_index(
     info = replace_index_rows(
         ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed}
     )
-    report(1.0, f"index {index_key!r} now holds {info.n_samples} samples")
+    report(1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}")
     return info
 
 

@@ -16,7 +16,11 @@ import numpy as np
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import UnknownModelError
 from fiftyone_clipbranches.sdk.freshness import alive_rows, unindexed_count
-from fiftyone_clipbranches.sdk.identity import text_search_refusal
+from fiftyone_clipbranches.sdk.identity import (
+    checkpoint_changed,
+    same_identity,
+    text_search_refusal,
+)
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
@@ -144,10 +148,38 @@ def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
         raise ValueError("text query must be a non-empty string")
     if not config.clip_model or bundle.encoder is None:
         raise UnknownModelError(text_search_refusal(index_key, config.embeddings_field))
-    clip = get_clip_model(
-        config.clip_model["name"], config.clip_model.get("pretrained")
-    )
+    clip = index_clip_model(config, index_key)
     return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
+
+
+def index_clip_model(config, index_key: str):
+    """The CLIP model index ``index_key`` recorded (``config.clip_model``), loaded
+    once per process.
+
+    Raises:
+        UnknownModelError: its local checkpoint file is gone, or its contents
+            changed since the build (its vectors would not match the index's).
+    """
+    recorded = config.clip_model
+    pretrained = recorded.get("pretrained")
+    if recorded.get("checkpoint_sha256") and not os.path.isfile(str(pretrained)):
+        raise UnknownModelError(
+            f"index {index_key!r} embeds queries with the checkpoint file "
+            f"{pretrained!r}, which is not there any more: put it back at that path,"
+            " or rebuild the index with the file's new path (build_index(...,"
+            " embeddings_field='NEW_FIELD', model=..., pretrained=NEW_PATH); CLI:"
+            " build-index --embeddings-field NEW_FIELD --model ... --pretrained"
+            " NEW_PATH)"
+        )
+    clip = get_clip_model(recorded["name"], pretrained)
+    if not same_identity(recorded, clip.identity):
+        raise UnknownModelError(
+            f"index {index_key!r} cannot embed queries: "
+            f"{checkpoint_changed(recorded, clip.identity)}, so its vectors would not"
+            " match the index's; restore the file, or rebuild the index from the new"
+            " checkpoint into another embeddings field"
+        )
+    return clip
 
 
 def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
@@ -164,9 +196,7 @@ def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
         try:
             config, _ = load_index(ds, index_key)
             if config.clip_model:
-                get_clip_model(
-                    config.clip_model["name"], config.clip_model.get("pretrained")
-                )
+                index_clip_model(config, index_key)
         except Exception:  # noqa: BLE001 - the search says what is wrong
             logger.debug("preloading index %r failed", index_key, exc_info=True)
 
@@ -217,9 +247,7 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
         raise UnknownModelError(
             text_search_refusal(index_key, config.embeddings_field, query="an image")
         )
-    clip = get_clip_model(
-        config.clip_model["name"], config.clip_model.get("pretrained")
-    )
+    clip = index_clip_model(config, index_key)
     reference = os.fspath(image).strip() if isinstance(image, str | os.PathLike) else ""
     if not reference:
         raise ValueError(f"image must be a file path or URL; got {image!r}")

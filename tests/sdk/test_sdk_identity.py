@@ -12,14 +12,21 @@ with FiftyOne's own ``SklearnSimilarityConfig`` holding the metadata
 
 from __future__ import annotations
 
+import fiftyone as fo
 import fiftyone.brain as fob
 import fiftyone.zoo as foz
 import pytest
 from fiftyone.brain.internal.core.sklearn import SklearnSimilarityConfig
-from user_path import TINY_CLIP_NAME, images_dataset
+from user_path import (
+    TINY_CLIP_NAME,
+    build_user_index,
+    images_dataset,
+    write_tiny_clip_checkpoint,
+)
 
 import fiftyone_clipbranches as cb
 from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk import embeddings
 from fiftyone_clipbranches.sdk.errors import IdentityConflictError, UnknownModelError
 from fiftyone_clipbranches.sdk.identity import field_model_identity, zoo_identity
 from fiftyone_clipbranches.similarity import register_similarity_backend
@@ -222,3 +229,49 @@ def test_half_declarations_are_refused(zoo_field):
     with pytest.raises(ValueError, match="pass pretrained= for model 'ViT-B-16'"):
         cb.build_index(ds, "half", model="ViT-B-16")
     assert cb.list_indexes(ds) == []
+
+
+def _forget_loaded_models():
+    """What a new process sees: no CLIP model loaded yet."""
+    with embeddings._models_lock:
+        embeddings._models.clear()
+
+
+def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(cifar_dir, tmp_path):
+    import shutil
+
+    import open_clip
+    import torch
+
+    checkpoint = write_tiny_clip_checkpoint(tmp_path / "model")
+    ds = images_dataset(cifar_dir, 8)
+    try:
+        build_user_index(ds, checkpoint)
+        recorded = field_model_identity(ds, "clip_embedding").identity
+        assert recorded["checkpoint_sha256"]
+        assert len(cb.search(ds, text="a cat", k=3, index_key="clip")) == 3
+
+        # the user saves other weights (a new fine-tune) over the same file
+        torch.manual_seed(1)
+        other = open_clip.create_model(TINY_CLIP_NAME, pretrained=None, device="cpu")
+        torch.save(other.state_dict(), checkpoint)
+        _forget_loaded_models()
+        new = shutil.copy(ds.first().filepath, tmp_path / "added.png")
+        ds.add_sample(fo.Sample(filepath=str(new)))
+        with pytest.raises(IdentityConflictError, match="has changed since") as err:
+            sdk.update_index(ds, "clip", progress=False)
+        assert "restore the checkpoint file" in str(err.value)
+        # nothing of the new weights was written or recorded
+        assert field_model_identity(ds, "clip_embedding").identity == recorded
+        assert ds.count("clip_embedding") == len(ds) - 1
+        with pytest.raises(UnknownModelError, match="has changed since"):
+            cb.search(ds, text="a cat", index_key="clip")
+
+        checkpoint.rename(tmp_path / "moved.pt")
+        _forget_loaded_models()
+        with pytest.raises(UnknownModelError, match="not there any more") as err:
+            cb.search(ds, text="a cat", index_key="clip")
+        assert "put it back at that path" in str(err.value)
+    finally:
+        _forget_loaded_models()
+        ds.delete()
