@@ -76,8 +76,8 @@ def _refuse_deleted(ds, deleted: list[str], what: str) -> None:
         raise SampleIdsError(
             f"{counted_are(len(deleted), what + ' id')} of {_samples(deleted)}"
             " deleted from dataset"
-            f" {ds.name!r} (e.g. {', '.join(deleted[:3])}): remove"
-            f" {'its' if len(deleted) == 1 else 'their'} label",
+            f" {ds.name!r} (e.g. {', '.join(deleted[:3])}): leave"
+            f" {'it' if len(deleted) == 1 else 'them'} out of the {what} ids",
             ids=deleted,
         )
 

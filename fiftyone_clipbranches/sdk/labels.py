@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
 from fiftyone_clipbranches.sdk.messages import counted_are
-from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
@@ -46,8 +46,8 @@ def collect_labels(
         )
         hint = f"tag some samples {pos_tag!r} (in the App's panel: {panel})"
     else:
-        pos = _id_list(positives, "positives")
-        neg = _id_list(negatives, "negatives")
+        pos = as_sample_ids(positives, "positives")
+        neg = as_sample_ids(negatives, "negatives")
         source = "ids"
         hint = "pass positive sample ids (positives= in Python, --positive in the CLI)"
     pos, neg = list(dict.fromkeys(pos)), list(dict.fromkeys(neg))
@@ -114,11 +114,3 @@ def _check_tags(tags) -> tuple[str, str]:
     if tags[0] == tags[1]:
         raise ValueError("the positive and negative tags must differ")
     return tags[0], tags[1]
-
-
-def _id_list(ids, name) -> list[str]:
-    if ids is None:
-        return []
-    if isinstance(ids, str):
-        return [ids]
-    return check_sample_ids(ids, name)

@@ -15,6 +15,7 @@ import numpy as np
 
 from fiftyone_clipbranches.engine.validation import check_positive_number
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, ModelSpec, get_model
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_TAGS
 
 #: Request fields a remote service does not take: constructor arguments would let a
@@ -27,8 +28,9 @@ class RefineRequest:
     """The labels and the training choices of one refinement round.
 
     Attributes:
-        positives, negatives: sample ids; when both are None the labels come from
-            the sample tags ``tags`` (positive tag, negative tag).
+        positives, negatives: sample ids, samples, or a dataset or view (its
+            samples); when both are None the labels come from the sample tags
+            ``tags`` (positive tag, negative tag).
         tags: ``(positive tag, negative tag)``.
         model: a registered model name (``sdk.models.model_names()``).
         random_negatives: unlabelled samples drawn as extra negatives; None: the
@@ -46,8 +48,8 @@ class RefineRequest:
         ValueError: a field of the wrong type or out of range, naming it.
     """
 
-    positives: list | tuple | None = None
-    negatives: list | tuple | None = None
+    positives: object = None
+    negatives: object = None
     tags: tuple[str, str] = DEFAULT_TAGS
     model: str = DEFAULT_MODEL
     random_negatives: int | None = None
@@ -164,8 +166,8 @@ class RefineRequest:
             "query": self.query,
         }
         if self.by_ids:
-            body["positives"] = _id_list(self.positives)
-            body["negatives"] = _id_list(self.negatives)
+            body["positives"] = as_sample_ids(self.positives, "positives")
+            body["negatives"] = as_sample_ids(self.negatives, "negatives")
         else:
             body["positive_tag"], body["negative_tag"] = self.tags
         return {k: v for k, v in body.items() if v is not None}
@@ -237,7 +239,3 @@ def _whole(value):
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def _id_list(ids) -> list[str]:
-    return [str(i) for i in (ids if ids is not None else [])]

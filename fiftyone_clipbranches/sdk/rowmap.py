@@ -122,6 +122,28 @@ class RowIds(Sequence):
         return f"RowIds({len(self)} sample ids)"
 
 
+def as_sample_ids(samples, what: str = "sample ids") -> list[str]:
+    """The checked sample ids (:func:`check_sample_ids`) of ``samples``: one id, ids,
+    a FiftyOne sample, samples, or a dataset or view (its samples' ids); None is
+    no id."""
+    if samples is None:
+        return []
+    if isinstance(samples, str) or _sample_id(samples) is not None:
+        samples = [samples]
+    elif hasattr(samples, "values") and hasattr(samples, "_dataset"):
+        samples = samples.values("id")  # a dataset or view
+    listed = [_sample_id(s) or s for s in samples]
+    return check_sample_ids(listed, what)
+
+
+def _sample_id(sample) -> str | None:
+    """A FiftyOne sample's id (a ``Sample`` or ``SampleView``), else None."""
+    if isinstance(sample, str) or not hasattr(sample, "filepath"):
+        return None
+    sid = getattr(sample, "id", None)
+    return sid if isinstance(sid, str) else None
+
+
 def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:
     """``ids`` as a list, each checked to be a FiftyOne sample id (24 hex digits).
 
@@ -148,8 +170,13 @@ def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:
     bad = next(i for i in ids if not _is_sample_id(i))
     raise SampleIdsError(
         f"{what} must be FiftyOne sample ids (24 hexadecimal digits, as "
-        f"`sample.id`); got {bad!r}: check how these ids were produced"
+        f"`sample.id`); got {_short(bad)}: check how these ids were produced"
     )
+
+
+def _short(value, width: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _is_hex(joined: str, n: int) -> bool:

@@ -23,6 +23,7 @@ from fiftyone_clipbranches.sdk.identity import (
 )
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
 
@@ -43,7 +44,7 @@ def search(
     Give exactly one query:
 
     - ``text``: embedded with the index's CLIP model, then encoded;
-    - ``sample_ids``: the mean of those samples' codes;
+    - ``sample_ids``: the mean of those samples' codes (ids, samples, or a view);
     - ``vector``: a float embedding ``(d,)`` (encoded with the index's encoder) or
       a uint8 code ``(D,)``;
     - ``image``: an image file path, ``file://`` URL or ``http(s)://`` URL (fetched),
@@ -298,7 +299,7 @@ def _text_code(text, config, bundle, index_key) -> np.ndarray:
 
 
 def _samples_code(sample_ids, bundle, index_key, ds) -> np.ndarray:
-    sample_ids = [sample_ids] if isinstance(sample_ids, str) else list(sample_ids)
+    sample_ids = as_sample_ids(sample_ids, "sample_ids")
     if not sample_ids:
         raise ValueError("sample_ids is empty: select at least one sample")
     if ds is None:

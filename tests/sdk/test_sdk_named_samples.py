@@ -120,7 +120,9 @@ def test_labels_of_deleted_samples_are_refused_and_nothing_is_lost(indexed):
         ):
             with pytest.raises(sdk.SampleIdsError, match="deleted from dataset") as e:
                 sdk.refine(ds, index_key="clip", **labels)
-            assert cats[-1] in str(e.value) and "remove its label" in str(e.value)
+            what = "positive" if "negatives" not in labels else "negative"
+            assert cats[-1] in str(e.value)
+            assert f"leave it out of the {what} ids" in str(e.value)
         # the live labels alone still refine, and the deleted sample is not returned
         result = sdk.refine(ds, positives=cats[:3], index_key="clip", score_field=None)
         assert set(cats[:3]) <= set(result.ids) and cats[-1] not in result.ids
@@ -128,3 +130,32 @@ def test_labels_of_deleted_samples_are_refused_and_nothing_is_lost(indexed):
         ds.add_collection(kept, include_info=False)
         kept.delete()
     assert cats[-1] in ds.values("id")
+
+
+def test_samples_and_views_are_labels_and_queries_like_their_ids(indexed):
+    ds, _ = indexed
+    cats_view = ds.match(fo.ViewField("ground_truth.label") == "cat").limit(3)
+    dogs = ds.match(fo.ViewField("ground_truth.label") == "dog").limit(2)
+    cats, dog_ids = cats_view.values("id"), dogs.values("id")
+    by_ids = sdk.refine_ranking(
+        ds, positives=cats, negatives=dog_ids, index_key="clip", seed=0
+    )
+    for positives, negatives in (
+        (cats_view, dogs),  # views
+        ([s for s in cats_view], [ds[i] for i in dog_ids]),  # samples
+    ):
+        ranking = sdk.refine_ranking(
+            ds, positives=positives, negatives=negatives, index_key="clip", seed=0
+        )
+        assert ranking.rows.tolist() == by_ids.rows.tolist()
+    one = sdk.search_ids(ds, sample_ids=cats[0], k=5, index_key="clip")[0]
+    assert list(
+        sdk.search_ids(ds, sample_ids=ds[cats[0]], k=5, index_key="clip")[0]
+    ) == list(one)
+    assert list(
+        sdk.search_ids(ds, sample_ids=cats_view.limit(1), k=5, index_key="clip")[0]
+    ) == list(one)
+    # anything else is named briefly, not printed whole
+    with pytest.raises(sdk.SampleIdsError, match="must be FiftyOne sample ids") as err:
+        sdk.refine(ds, positives=[{"id": cats[0], "blob": "x" * 500}], index_key="clip")
+    assert len(str(err.value)) < 300
