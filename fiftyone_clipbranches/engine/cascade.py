@@ -103,13 +103,24 @@ class BranchesCascade(DecisionBranchesEnsemble):
             labelled) the random rows beside the class are rarely members, and
             leaving them out over-accepts (docs/quality.md, "Diffuse clusters and
             forest relabelling").
+        box_reach: float > 0 (default 30.0), or None: where the class's share of
+            the catalogue is estimated (the class ball's estimate: 2-63 labelled
+            positives and neighbour positives), a member's box holding more than
+            ``box_reach`` times that share of ``catalogue_sample`` is left out. In
+            a large catalogue the random negatives sample it sparsely (500 rows
+            of 10M: one in 20,000), so a box holding none of them may still hold
+            many times the class: such a box is no region of the class, only
+            rows for the index to return (docs/quality.md, "Boxes no larger than
+            the class can be").
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
     ``forest_threshold_`` int32 ``(nodes,)`` (left when ``code <= threshold``),
     ``forest_left_`` / ``forest_right_`` int32 ``(nodes,)``, ``forest_value_``
     float64 ``(nodes,)`` (positive weight fraction at a leaf), ``ball_center_``
-    int64 ``(D,)`` and ``ball_radius_sq_`` int (-1: no class ball).
+    int64 ``(D,)``, ``ball_radius_sq_`` int (-1: no class ball) and
+    ``class_share_`` float (the class's estimated share of the catalogue; NaN: not
+    estimated).
     """
 
     def __init__(
@@ -132,7 +143,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         ball_max_positives=NEIGHBOUR_MAX_POSITIVES - 1,
         forest_relabel=0.25,
         relabel_max_positives=NEIGHBOUR_MAX_POSITIVES,
-        box_reach=None,
+        box_reach=30.0,
         **params,
     ):
         super().__init__(

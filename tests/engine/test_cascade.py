@@ -92,6 +92,7 @@ def brute_force_accept(model, codes):
         {"sample": True, "ball_votes": 3},
         {"sample": True, "ball_votes": 50, "candidate_votes": 2},
         {"sample": True, "ball_reach": 0.25, "arbiter_margin": None},
+        {"sample": True, "box_reach": 0.15},  # boxes larger than that left out
     ],
 )
 def test_index_answer_equals_scan_and_brute_force(catalogue, params):
@@ -300,3 +301,32 @@ def test_the_class_ball_needs_a_sample_and_enough_positives(catalogue):
         with_ball.forest_proba(codes, [-1])
     wide = fit(ts, index, codes, ball_reach=50.0)
     assert wide.ball_radius_sq_ > with_ball.ball_radius_sq_
+
+
+def test_boxes_larger_than_the_class_can_be_are_left_out(catalogue):
+    codes, index, truth, ts = catalogue
+    loose = fit(ts, index, codes, box_reach=None)
+    assert 0.0 < loose.class_share_ < 1.0
+    held = loose.boxes_.contains(codes, loose.subsets_).sum(axis=0)
+    limit = 0.15 * loose.class_share_ * codes.shape[0]
+    assert (held > limit).any() and (held <= limit).any()
+    capped = fit(ts, index, codes, box_reach=0.15)
+    assert capped.class_share_ == loose.class_share_
+    # exactly the boxes within the limit stay, with their purity and members
+    kept = held <= limit
+    for name in ("subset_ids", "lo", "hi", "member"):
+        np.testing.assert_array_equal(
+            getattr(capped.boxes_, name), getattr(loose.boxes_, name)[kept]
+        )
+    np.testing.assert_array_equal(capped.box_purity_, loose.box_purity_[kept])
+    assert capped.n_members_ == loose.n_members_
+    assert capped.n_boxes_.sum() == kept.sum()
+    # the forest and the ball do not change
+    np.testing.assert_array_equal(capped.forest_value_, loose.forest_value_)
+    assert capped.ball_radius_sq_ == loose.ball_radius_sq_
+    # without a sample (no estimate of the class's share) nothing is left out
+    alone = fit(ts, index, None, box_reach=0.15)
+    assert np.isnan(alone.class_share_)
+    assert alone.n_boxes_.sum() == fit(ts, index, None, box_reach=None).n_boxes_.sum()
+    with pytest.raises(ValueError, match="box_reach"):
+        fit(ts, index, codes, box_reach=0.0)

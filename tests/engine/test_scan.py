@@ -86,3 +86,23 @@ def test_parallel_and_serial_scans_agree(monkeypatch):
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(results[0][2], boxes.contains(codes, subsets).any(1))
+
+
+def test_rows_per_box_counts_each_box_like_brute_force():
+    from fiftyone_clipbranches.engine.boxes import Boxes
+    from fiftyone_clipbranches.engine.scan import rows_per_box
+    from fiftyone_clipbranches.engine.subsets import make_subsets
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, (3000, 32)).astype(np.uint8)
+    subsets = make_subsets(32)
+    n = 40
+    sid = rng.integers(0, len(subsets), n).astype(np.int32)
+    lo = rng.integers(0, 200, (n, subsets.max_len)).astype(np.int16)
+    hi = (lo + rng.integers(20, 160, lo.shape)).astype(np.int16)
+    hi[0, 0] = lo[0, 0] - 1  # an empty box
+    boxes = Boxes(sid, lo, hi, np.arange(n, dtype=np.int32) % 7)
+    expected = boxes.contains(codes, subsets).sum(axis=0)
+    assert expected[0] == 0 and expected.max() > 0
+    np.testing.assert_array_equal(rows_per_box(codes, subsets, boxes), expected)
+    assert rows_per_box(codes[:0], subsets, boxes).tolist() == [0] * n
