@@ -35,9 +35,30 @@ def tags(opts: dict) -> tuple[str, str]:
     return opts["positive_tag"], opts["negative_tag"]
 
 
+def current_index(ctx, opts: dict) -> str:
+    """The panel's index, still on the dataset (an operator may have renamed or
+    deleted it since the panel read the dataset's indexes); else the panel moves to
+    another index, or to its Build index screen, and says so."""
+    key = opts["index_key"]
+    keys = sdk.list_indexes(ctx.dataset)
+    if key in keys:
+        return key
+    if keys:
+        ctx.panel.state.set("index_key", keys[0])
+        raise ValueError(
+            f"index '{key}' is no longer on this dataset (renamed or deleted): the"
+            f" panel now uses '{keys[0]}' (Index); try again"
+        )
+    raise ValueError(
+        f"index '{key}' is no longer on this dataset (deleted): press Build index"
+        " to build one"
+    )
+
+
 def run_search(ctx, opts: dict) -> str:
     """Search by the query box: an image file path or URL, else text; by the
     selected samples when it is empty."""
+    opts = {**opts, "index_key": current_index(ctx, opts)}
     text = (opts.get("query") or "").strip()
     k = int(opts["k"])
     if not 1 <= k <= MAX_K:
@@ -148,6 +169,7 @@ def run_refine(ctx, opts: dict) -> dict:
     shows the best results at once (ordered, no score written first), records the
     round and its ranking, and lets the score field be written in the background.
     The text query box is the search the labels refine (the query ball uses it)."""
+    opts = {**opts, "index_key": current_index(ctx, opts)}
     score_field = opts["score_field"] or None
     result = refine_here_or_remote(
         ctx.dataset,
@@ -185,7 +207,9 @@ def show_all(ctx, opts: dict) -> str:
 def save_results(ctx, opts: dict) -> str:
     """Save what is shown; after a refinement, exactly its ranking (every match, in
     order), not only the part shown."""
-    name = opts.get("view_name") or ""
+    name = (opts.get("view_name") or "").strip()
+    if not name:
+        raise ValueError("type a name in Saved view name first")
     last = RoundHistory(ctx).result()
     if ctx.panel.state.get("showing") == "refine" and last is not None:
         ids = last[0]
@@ -198,12 +222,15 @@ def save_results(ctx, opts: dict) -> str:
         view = ctx.dataset.select(ids, ordered=True)
     else:
         view = ctx.view
+    replaced = name in ctx.dataset.list_saved_views()
     name = sdk.save_view(ctx.dataset, name, view)
     # the App checks a view's name against the saved views it has loaded, which
     # do not hold this one yet: refresh them, and show the view itself
     ctx.ops.reload_dataset()
-    ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
-    return name
+    saved = ctx.dataset.load_saved_view(name)
+    ctx.ops.set_view(view=saved)
+    what = "replaced" if replaced else "saved"
+    return f"{what} view '{name}' ({counted(len(saved), 'sample')})"
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:

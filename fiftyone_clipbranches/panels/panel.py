@@ -34,11 +34,13 @@ from fiftyone_clipbranches.sdk.search import preload_index
 
 logger = logging.getLogger(__name__)
 
-HELP = """Search by text, by an image (a file path or URL) or by example, mark
-results **positive** (click) or **negative** (alt-click), then **Refine**: a
-decision-branches model trained on your labels returns *every* matching sample of the dataset, scored. The *query ball*
-model refines the text query itself: your labels move the query towards the
-matches (Rocchio) and tell how far from it the matches go."""
+HELP = """Search by text, by an image (a file path or URL) or by example. Select
+results with the checkbox in a tile's top-left corner (alt-click the checkbox to
+select it as negative), then **Mark positive** or **Mark negative**; turn on
+**sample tags** in the sidebar to see the labels on the tiles. Then **Refine**: a
+model trained on your labels returns *every* matching sample of the dataset,
+scored. The *query ball* model refines the text query itself: your labels move the
+query towards the matches (Rocchio) and tell how far from it the matches go."""
 
 
 class RelevancePanel(foo.Panel):
@@ -101,7 +103,7 @@ class RelevancePanel(foo.Panel):
         self._run(ctx, lambda opts: actions.show_all(ctx, opts))
 
     def save_view(self, ctx):
-        self._run(ctx, lambda opts: f"saved view '{actions.save_results(ctx, opts)}'")
+        self._run(ctx, lambda opts: actions.save_results(ctx, opts))
 
     def check_again(self, ctx):
         """Re-read the dataset's indexes (built, renamed or deleted by operators,
@@ -115,7 +117,14 @@ class RelevancePanel(foo.Panel):
     def clear_history(self, ctx):
         self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
 
+    def redraw(self, ctx):
+        """Nothing but the render that follows (a setting the render shows)."""
+
     def _run(self, ctx, work) -> None:
+        if ctx.panel.state.get("last_error"):
+            # cleared before the work: its operations (a cleared selection) make
+            # the App call the panel again, which must not see the old error
+            ctx.panel.state.set("last_error", None)
         try:
             message = work(actions.settings(ctx))
         except Exception as exc:  # never a traceback in the App
@@ -123,7 +132,6 @@ class RelevancePanel(foo.Panel):
             ctx.panel.state.set("last_error", error)  # stays after the toast
             ctx.ops.notify(error, variant="error")
             return
-        ctx.panel.state.set("last_error", None)
         if message:
             ctx.ops.notify(message[:1].upper() + message[1:], variant="success")
 
@@ -219,8 +227,8 @@ class RelevancePanel(foo.Panel):
                 "clear_history", label="Clear history", on_click=self.clear_history
             )
 
-        panel.str("positive_tag", label="Positive tag")
-        panel.str("negative_tag", label="Negative tag")
+        panel.str("positive_tag", label="Positive tag", on_change=self.redraw)
+        panel.str("negative_tag", label="Negative tag", on_change=self.redraw)
         panel.str("score_field", label="Score field")
         return types.Property(panel, view=types.GridView(orientation="vertical"))
 

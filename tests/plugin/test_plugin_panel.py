@@ -126,6 +126,14 @@ def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
     after = call(ds, "search", state=state, selected=ds.values("id")[:1])
     assert patched_state(after)["last_error"] is None
     assert "last_error" not in rendered(after)
+    # cleared before the action's own operations: clearing the selection makes
+    # the App call the panel again, with the state it has by then
+    failed = {**state, "last_error": error}
+    after = call(ds, "mark_positive", state=failed, selected=ds.values("id")[:1])
+    order = uris(after)
+    assert order.index("patch_panel_state") < order.index("clear_selected_samples")
+    assert patched_state(after)["last_error"] is None
+    call(ds, "reset_labels")
 
 
 def test_search_by_selection_then_save_view(indexed_dataset):
@@ -140,11 +148,16 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     view = ds.take(4, seed=2)
     requests = call(ds, "save_view", state={"view_name": "panel view"}, view=view)
     assert ds.load_saved_view("panel view").values("id") == view.values("id")
+    assert notifications(requests, "success") == ["Saved view 'panel view' (4 samples)"]
     # the App's list of saved views is refreshed, and the view itself is shown
     # (by name, the App would look it up in its stale list and fail)
     assert uris(requests)[:2] == ["reload_dataset", "set_view"]
     shown = requests[1][1]["view"]
     assert [stage["_cls"].rsplit(".", 1)[-1] for stage in shown] == ["Take"]
+    again = call(ds, "save_view", state={"view_name": "panel view"}, view=view[:3])
+    assert notifications(again, "success") == ["Replaced view 'panel view' (3 samples)"]
+    blank = call(ds, "save_view", state={"view_name": "  "}, view=view)
+    assert "type a name in Saved view name" in notifications(blank, "error")[0]
     # typed queries that are not text: a missing image file, k out of range
     for state, error in (
         ({"query": "/no/such/picture.jpg"}, "no image file at"),
@@ -285,3 +298,25 @@ def sdk_search_ids(ds, query):
     from fiftyone_clipbranches import sdk
 
     return sdk.search_ids(ds, sample_ids=[query], k=30, index_key="cb")
+
+
+def test_an_index_renamed_or_deleted_elsewhere_is_said_in_the_panels_words(
+    indexed_dataset, make_dataset_no_index
+):
+    from fiftyone_clipbranches import sdk
+
+    ds = indexed_dataset
+    sdk.rename_index(ds, "cb", "cb_renamed")
+    try:
+        requests = call(ds, "search", state={"index_key": "cb", "query": "x"})
+        (error,) = notifications(requests, "error")
+        assert "index 'cb' is no longer on this dataset" in error
+        assert "now uses 'cb_renamed'" in error and "CLI" not in error
+        assert patched_state(requests)["index_key"] == "cb_renamed"
+    finally:
+        sdk.rename_index(ds, "cb_renamed", "cb")
+    bare = make_dataset_no_index
+    requests = call(bare, "refine", state={"index_key": "cb"})
+    (error,) = notifications(requests, "error")
+    assert "press Build index" in error and "build_index(" not in error
+    assert "no_index" in rendered(requests)
