@@ -14,8 +14,8 @@ USER_ERRORS = (ClipBranchesError, ValueError)
 
 #: What the App's forms call the ways to give CLIP weights.
 APP_WEIGHTS_HINT = (
-    "In this form, set Pretrained weights to a local checkpoint file, or choose a"
-    " model whose weights are in this machine's cache"
+    "Run the form again with Pretrained weights set to a local checkpoint file, or"
+    " with a model whose weights are in this machine's cache"
 )
 
 
@@ -72,9 +72,11 @@ def counted_are(n: int, noun: str) -> str:
 
 
 def unsearched_note(n: int) -> str:
-    """``"; 3 samples added since the build not searched"``, or ``""`` for 0: a
-    clause for a result's summary."""
-    return f"; {counted(n, 'sample')} added since the build not searched" if n else ""
+    """``"; 3 samples added since the build not searched (update the index)"``, or
+    ``""`` for 0: a clause for a result's summary in the App."""
+    if not n:
+        return ""
+    return f"; {counted(n, 'sample')} added since the build not searched (update the index)"
 
 
 def round_summary(stats: dict) -> str:
