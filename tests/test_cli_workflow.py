@@ -175,7 +175,8 @@ def test_delete_index_needs_its_key_and_removes_only_that_index(
     assert sdk.list_indexes(images) == ["keep"]
     assert cli_main(["delete-index", images.name, "--key", "drop"]) == 1
     err = capsys.readouterr().err.strip()
-    assert "no clipbranches index 'drop'" in err and "--key keep" in err
+    assert "no clipbranches index 'drop'" in err and "its indexes: keep" in err
+    assert "--key keep" not in err  # a deletion names no other index to delete
 
 
 def test_cli_errors_are_one_line(images, capsys):

@@ -21,6 +21,7 @@ from datetime import datetime
 from fiftyone_clipbranches.sdk.errors import IndexBusyError
 from fiftyone_clipbranches.sdk.processes import (
     holder_gone,
+    is_this_process,
     on_this_host,
     this_process,
 )
@@ -121,6 +122,19 @@ def unlock_key(dataset, key: str) -> dict | None:
         )
     release_claim(held)
     return held
+
+
+def key_in_progress(root, key: str) -> str | None:
+    """Why index ``key`` of the root dataset ``root`` is not there yet: another
+    live process holds it (a build in progress, say), in words; else None."""
+    from fiftyone.core.odm import get_db_conn
+
+    held = get_db_conn()[CLAIMS_COLLECTION].find_one({"_id": _claim_id(root, key)})
+    if held is None or is_this_process(held):
+        return None
+    if holder_gone(held, time.time() - held["since"], FOREIGN_CLAIM_TIMEOUT_S):
+        return None
+    return _busy_message(root, key, held, advice=": try again when it ends")
 
 
 def _claim_id(root, key: str) -> str:

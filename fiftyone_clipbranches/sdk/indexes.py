@@ -506,7 +506,7 @@ def rename_index(dataset, index_key: str, new_key: str) -> None:
         IndexInUseError: a similarity brain run answers from the index.
     """
     ds = runs.root_dataset(dataset)
-    runs.get_index_config(ds, index_key)
+    runs.get_index_config(ds, index_key, suggest=False)
     runs.validate_new_key(ds, new_key)
     _refuse_if_brain_runs_use(ds, index_key, "renaming it")
     ds.rename_run(index_key, new_key)
@@ -522,7 +522,7 @@ def delete_index(dataset, index_key: str) -> None:
             ``cleanup()`` deletes the index it built).
     """
     ds = runs.root_dataset(dataset)
-    runs.get_index_config(ds, index_key)
+    runs.get_index_config(ds, index_key, suggest=False)
     _refuse_if_brain_runs_use(ds, index_key, "deleting it")
     discard_index(ds, index_key)
 

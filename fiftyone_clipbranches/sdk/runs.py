@@ -172,8 +172,9 @@ def validate_new_key(samples, key) -> str:
     return key
 
 
-def get_index_config(samples, key) -> ClipBranchesIndexConfig:
-    """The config of index ``key``.
+def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexConfig:
+    """The config of index ``key``; a missing one's error names the dataset's only
+    index as the one to pass when ``suggest`` (not for work that would change it).
 
     Raises:
         IndexNotFoundError: when no index run has that key.
@@ -181,16 +182,21 @@ def get_index_config(samples, key) -> ClipBranchesIndexConfig:
     root = root_dataset(samples)
     keys = list_index_keys(root)
     if key not in keys:
+        from fiftyone_clipbranches.sdk.claims import key_in_progress
+
+        in_progress = key_in_progress(root, key)
+        if in_progress is not None:
+            raise IndexNotFoundError(in_progress)
         hint = (
             f"pass index_key={keys[0]!r} (CLI: --key {keys[0]})"
-            if len(keys) == 1
-            else "pass one of them as index_key (CLI: --key)"
+            if suggest and len(keys) == 1
+            else "check the key (index_key=, CLI: --key)"
             if keys
             else f"build one with build_index(dataset, index_key={key!r}) (CLI:"
             f" clipbranches build-index {root.name} --key {key})"
         )
         raise IndexNotFoundError(
-            f"no clipbranches index {key!r} on dataset {root.name!r} (available: "
+            f"no clipbranches index {key!r} on dataset {root.name!r} (its indexes: "
             f"{', '.join(keys) or 'none'}): {hint}"
         )
     return root.get_run_info(key).config

@@ -54,6 +54,19 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
     ):
         index_dataset(ds, "idx")
     assert sdk.list_indexes(ds) == []
+    # meanwhile the key is said to be in progress, not missing (held by another
+    # live process: this test's parent)
+    import os
+
+    import psutil
+
+    parent = psutil.Process(os.getppid())
+    claims.update_one(
+        {"_id": live["_id"]},
+        {"$set": {"pid": parent.pid, "pid_started": parent.create_time()}},
+    )
+    with pytest.raises(sdk.IndexNotFoundError, match="is being built.*try again"):
+        sdk.index_info(ds, "idx")
     # a claim of a process that has died is taken over, and released at the end
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)  # fmt: skip
@@ -134,7 +147,7 @@ def test_missing_index_is_a_clear_error(make_dataset):
     with pytest.raises(sdk.IndexNotFoundError, match="index_key='clip'.*--key clip"):
         sdk.search(ds, sample_ids=ds.values("id")[:1])
     index_dataset(ds, "other")
-    with pytest.raises(sdk.IndexNotFoundError, match="clip, other.*one of them"):
+    with pytest.raises(sdk.IndexNotFoundError, match="its indexes: clip, other.*check the key"):
         sdk.refine(ds, positives=ds.values("id")[:1], index_key="nope")
 
 
