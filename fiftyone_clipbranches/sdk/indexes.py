@@ -171,6 +171,7 @@ def build_index(
             pretrained=pretrained,
             progress=lambda f, label: report(0.7 * f, label),
         )
+        _refuse_if_nothing_read(ds, embed_report)
     elif (model is None) != (pretrained is UNSET):
         raise ValueError(
             "to declare the CLIP model of an embeddings field, pass both model= and "
@@ -219,6 +220,22 @@ def build_index(
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
     return _info(ds, index_key, config)
+
+
+def _refuse_if_nothing_read(ds, embed_report: dict) -> None:
+    """No image of a dataset with none embedded before could be read: say so, with
+    one of them (a wrong folder, a disk not mounted), before anything is built."""
+    failed = embed_report["failed"]
+    field = embed_report["field"]
+    if embed_report["n_embedded"] or not failed or len(ds.exists(field).limit(1)):
+        return
+    sample_id, error = next(iter(failed.items()))
+    path = ds[sample_id].filepath
+    raise MissingEmbeddingsError(
+        f"none of the {embed_report['n_failed']} images of dataset {ds.name!r} could"
+        f" be read (e.g. {path}: {error}): check that their files are there and"
+        " readable"
+    )
 
 
 def _clip_to_compute(ds, model, pretrained) -> tuple[str, object]:

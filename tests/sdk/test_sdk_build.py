@@ -145,3 +145,24 @@ def test_build_index_uses_the_model_compute_embeddings_recorded(
         assert len(sdk.search(ds, text="a photo of a cat", k=5, index_key="clip")) == 5
     finally:
         ds.delete()
+
+
+def test_a_dataset_none_of_whose_images_can_be_read_is_said_so(
+    tmp_path, tiny_clip_checkpoint
+):
+    from user_path import TINY_CLIP_NAME
+
+    ds = fo.Dataset()
+    paths = [str(tmp_path / "unmounted" / f"{i}.jpg") for i in range(40)]
+    ds.add_samples([fo.Sample(filepath=p) for p in paths], progress=False)
+    try:
+        with pytest.raises(sdk.MissingEmbeddingsError) as err:
+            sdk.build_index(
+                ds, "clip", model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint),
+                code_method="pca", progress=False,
+            )  # fmt: skip
+        message = str(err.value)
+        assert "none of the 40 images" in message and paths[0] in message
+        assert sdk.list_indexes(ds) == []
+    finally:
+        ds.delete()
