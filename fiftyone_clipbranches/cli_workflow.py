@@ -72,6 +72,7 @@ def _cmd_update_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
+    before = sdk.index_info(ds, args.key)
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
@@ -80,8 +81,25 @@ def _cmd_update_index(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    _print_info(sdk.index_info(ds, info.key), args.json)  # with what it left out
+    after = sdk.index_info(ds, info.key)
+    if not args.json:
+        print(_changes(before, after))
+    _print_info(after, args.json)  # with what it left out
     return 0
+
+
+def _changes(before, after) -> str:
+    """What an update changed: samples added and dropped, images read again."""
+    from fiftyone_clipbranches.sdk.messages import counted
+
+    fresh = before.freshness
+    if fresh is None or after.n_samples == before.n_samples and not fresh.is_stale:
+        return f"index {after.key!r} was up to date"
+    added = after.n_samples - before.n_samples + fresh.n_deleted
+    return (
+        f"index {after.key!r}: {counted(added, 'sample')} added,"
+        f" {fresh.n_deleted} dropped (deleted from the dataset)"
+    )
 
 
 def _print_info(info, as_json: bool) -> None:
@@ -100,8 +118,9 @@ def _print_info(info, as_json: bool) -> None:
     fresh = info.freshness
     if fresh is not None and fresh.is_stale:
         print(
-            f"  stale: {fresh.n_added} samples added, {fresh.n_deleted} deleted since"
-            " the build (`clipbranches update-index` brings it up to date)"
+            f"  stale: {counted(fresh.n_added, 'sample')} added, {fresh.n_deleted}"
+            " deleted since the build (`clipbranches update-index` brings it up to"
+            " date)"
         )
     if fresh is not None and fresh.n_unreadable:
         print(

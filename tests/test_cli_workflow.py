@@ -134,8 +134,12 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert f"clipbranches unlock-index {ds.name} --key clip" in capsys.readouterr().err
     assert cli_main(["unlock-index", ds.name, "--key", "clip"]) == 0
     assert "from update by process 7 on a-machine-that-died" in capsys.readouterr().out
+    ds.delete_samples(ds.values("id")[:2])
     assert cli_main(["update-index", ds.name, "--key", "clip", "--quiet"]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "index 'clip': 1 sample added, 2 dropped (deleted from the dataset)" in out
+    assert cli_main(["update-index", ds.name, "--key", "clip", "--quiet"]) == 0
+    assert "index 'clip' was up to date" in capsys.readouterr().out
     # renamed from the shell
     rename = ["rename-index", ds.name, "--key", "clip", "--new-key", "clip2"]
     assert cli_main(rename) == 0

@@ -80,8 +80,8 @@ class IdentityConflictError(ClipBranchesError):
 
 #: What the SDK's errors about a damaged index tell the user to do.
 REBUILD = (
-    "rebuild the index (delete_index, then build_index) or restore its directory "
-    "from a backup"
+    "rebuild the index (delete_index, then build_index; CLI: clipbranches"
+    " delete-index, then build-index) or restore its directory from a backup"
 )
 
 

@@ -252,9 +252,9 @@ def _clip_to_compute(ds, model, pretrained) -> tuple[str, object]:
             pretrained = DEFAULT_CLIP_PRETRAINED
     if pretrained is UNSET:
         raise ValueError(
-            f"pass pretrained= for model {model!r}: its open_clip tag (see "
-            f"open_clip.list_pretrained_tags_by_model({model!r})) or a local "
-            "checkpoint path"
+            f"pass pretrained= (CLI: --pretrained) for model {model!r}: its open_clip"
+            f" tag (see open_clip.list_pretrained_tags_by_model({model!r})) or a"
+            " local checkpoint path"
         )
     return model, pretrained
 

@@ -147,7 +147,9 @@ def test_missing_index_is_a_clear_error(make_dataset):
     with pytest.raises(sdk.IndexNotFoundError, match="index_key='clip'.*--key clip"):
         sdk.search(ds, sample_ids=ds.values("id")[:1])
     index_dataset(ds, "other")
-    with pytest.raises(sdk.IndexNotFoundError, match="its indexes: clip, other.*check the key"):
+    with pytest.raises(
+        sdk.IndexNotFoundError, match="its indexes: clip, other.*check the key"
+    ):
         sdk.refine(ds, positives=ds.values("id")[:1], index_key="nope")
 
 
