@@ -335,11 +335,7 @@ class SdkBackend:
             raise ApiError(503, "not_ready", "indexes are still loading; retry shortly")
         entry = self._datasets.get(name)
         if entry is None:
-            raise not_found(
-                "dataset_not_found",
-                f"dataset {name!r} is not served here; GET /v1/datasets lists those "
-                "that are",
-            )
+            raise not_found("dataset_not_found", _not_served(name))
         self._refresh(entry, force)
         if entry.gone and entry.renamed_to is not None:
             raise not_found(
@@ -687,3 +683,18 @@ def _sdk_errors():
         if isinstance(err, weights_unavailable_error()):
             raise ApiError(503, "model_unavailable", str(err)) from None
         raise
+
+
+def _not_served(name: str) -> str:
+    """Why dataset ``name`` is not served, and what to do."""
+    import fiftyone as fo
+
+    message = (
+        f"dataset {name!r} is not served here; GET /v1/datasets lists those that are"
+    )
+    if fo.dataset_exists(name):
+        message += (
+            f" ({name!r} exists, but the service chose the datasets it serves when it"
+            " started: restart it to serve this one)"
+        )
+    return message

@@ -87,6 +87,16 @@ def test_datasets_and_indexes(call, served_dataset):
 
     status, _, err = call("GET", "/v1/datasets/nope")
     assert (status, err["error"]["code"]) == (404, "dataset_not_found")
+    assert "restart" not in err["error"]["message"]
+    import fiftyone as fo
+
+    later = fo.Dataset("made-after-the-service-started")
+    try:
+        status, _, err = call("GET", f"/v1/datasets/{later.name}")
+        assert (status, err["error"]["code"]) == (404, "dataset_not_found")
+        assert "restart it to serve this one" in err["error"]["message"]
+    finally:
+        later.delete()
     status, _, err = call("GET", f"/v1/datasets/{DATASET}/indexes/other")
     assert (status, err["error"]["code"]) == (404, "index_not_found")
     status, _, err = call("GET", f"/v1/datasets/{DATASET}/indexes/..%2F..")
