@@ -9,8 +9,9 @@ positives) and the cascade with ``candidate_votes=1`` (every row any member hold
 then, on the training set ``refine`` makes from 16 positives (500 random negatives,
 "auto" neighbour positives from the index's pool), the cascade with its class ball
 (as it ships: any row a member holds may join the ball), with its ball on the
-candidates only (``ball_votes=3``, the default before) and without it
-(``ball_reach=None``):
+candidates only (``ball_votes=3``, the default before), without it
+(``ball_reach=None``) and without leaving out the boxes larger than the class can
+be (``box_reach=None``); the same with and without that cap from 4 positives:
 training time, application through the index (``apply_model``, the forest's work on
 the candidates included), rows the index returns, rows the forest reads, rows the
 class ball may read, F1. Times
@@ -77,6 +78,13 @@ def bench(n: int, repeats: int, work_dir, classes="mixture") -> tuple[list[dict]
         "cascade, 16 positives, no ball": functools.partial(
             BranchesCascade, ball_reach=None
         ),
+        "cascade, 16 positives, no box cap": functools.partial(
+            BranchesCascade, box_reach=None
+        ),
+        "cascade, 4 positives": BranchesCascade,
+        "cascade, 4 positives, no box cap": functools.partial(
+            BranchesCascade, box_reach=None
+        ),
     }
     pool = index.neighbour_pool().codes
     warm = training_set(codes[:20000], labels[:20000] == labels[0], 0)
@@ -91,10 +99,11 @@ def bench(n: int, repeats: int, work_dir, classes="mixture") -> tuple[list[dict]
         truth = labels == comp
         sets = {
             "bench": training_set(codes, truth, 1),
-            "refine": few_labels(index, truth),
+            "16 positives": few_labels(index, truth),
+            "4 positives": few_labels(index, truth, 4),
         }
         for key, make in models.items():
-            ts = sets["refine" if "16 positives" in key else "bench"]
+            ts = sets[next((k for k in sets if k in key), "bench")]
             fit_args = (ts.X, ts.y, ts.sample_weight)
             fit_kw = {
                 "subsets": index.subsets,

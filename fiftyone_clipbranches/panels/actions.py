@@ -35,14 +35,14 @@ def tags(opts: dict) -> tuple[str, str]:
     return opts["positive_tag"], opts["negative_tag"]
 
 
-def current_index(ctx, opts: dict) -> str:
-    """The panel's index, still on the dataset (an operator may have renamed or
+def check_index(ctx, opts: dict) -> None:
+    """The panel's index is still on the dataset (an operator may have renamed or
     deleted it since the panel read the dataset's indexes); else the panel moves to
     another index, or to its Build index screen, and says so."""
     key = opts["index_key"]
     keys = sdk.list_indexes(ctx.dataset)
     if key in keys:
-        return key
+        return
     if keys:
         ctx.panel.state.set("index_key", keys[0])
         raise ValueError(
@@ -58,7 +58,7 @@ def current_index(ctx, opts: dict) -> str:
 def run_search(ctx, opts: dict) -> str:
     """Search by the query box: an image file path or URL, else text; by the
     selected samples when it is empty."""
-    opts = {**opts, "index_key": current_index(ctx, opts)}
+    check_index(ctx, opts)
     text = (opts.get("query") or "").strip()
     k = int(opts["k"])
     if not 1 <= k <= MAX_K:
@@ -169,7 +169,7 @@ def run_refine(ctx, opts: dict) -> dict:
     shows the best results at once (ordered, no score written first), records the
     round and its ranking, and lets the score field be written in the background.
     The text query box is the search the labels refine (the query ball uses it)."""
-    opts = {**opts, "index_key": current_index(ctx, opts)}
+    check_index(ctx, opts)
     score_field = opts["score_field"] or None
     result = refine_here_or_remote(
         ctx.dataset,
