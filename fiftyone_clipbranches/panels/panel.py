@@ -107,7 +107,8 @@ class RelevancePanel(foo.Panel):
 
     def check_again(self, ctx):
         """Re-read the dataset's indexes (built, renamed or deleted by operators,
-        which do not reach the panel)."""
+        which do not reach the panel); an error about the old ones is stale."""
+        ctx.panel.state.set("last_error", None)
         self.on_load(ctx)
 
     def open_build_index(self, ctx):
