@@ -226,7 +226,9 @@ def test_half_declarations_are_refused(zoo_field):
         cb.build_index(ds, "half", embeddings_field="zoo_emb", pretrained="openai")
     with pytest.raises(ValueError, match="pass both model= and pretrained="):
         cb.build_index(ds, "half", embeddings_field="zoo_emb", model="ViT-B-32")
-    with pytest.raises(ValueError, match="pass pretrained= for model 'ViT-B-16'"):
+    with pytest.raises(
+        ValueError, match=r"pass pretrained= \(CLI: --pretrained\) for model 'ViT-B-16'"
+    ):
         cb.build_index(ds, "half", model="ViT-B-16")
     assert cb.list_indexes(ds) == []
 

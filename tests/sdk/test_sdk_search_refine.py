@@ -137,11 +137,11 @@ def test_the_default_model_sizes_its_class_ball_on_the_index(indexed, monkeypatc
     calls = []
 
     def recorded(*args):
-        calls.append((args, cascade_class_ball(*args)))
+        calls.append((args, class_ball_share(*args)))
         return calls[-1][1]
 
-    cascade_class_ball = cascade.class_ball
-    monkeypatch.setattr(cascade, "class_ball", recorded)
+    class_ball_share = cascade.class_ball_share
+    monkeypatch.setattr(cascade, "class_ball_share", recorded)
     ds, codes = indexed
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
@@ -149,7 +149,7 @@ def test_the_default_model_sizes_its_class_ball_on_the_index(indexed, monkeypatc
     fitted = fit_refinement(
         ds, RefineRequest(positives=ids[rows].tolist(), index_key="cb")
     )
-    (positives, sample, reach, neighbours), (center, radius_sq) = calls[0]
+    (positives, sample, reach, neighbours), (center, radius_sq, share) = calls[0]
     np.testing.assert_array_equal(sample, codes)
     np.testing.assert_array_equal(
         np.sort(positives, axis=0), np.sort(codes[rows], axis=0)
@@ -158,15 +158,20 @@ def test_the_default_model_sizes_its_class_ball_on_the_index(indexed, monkeypatc
     assert reach == fitted.model.ball_reach
     np.testing.assert_array_equal(fitted.model.ball_center_, center)
     assert fitted.model.ball_radius_sq_ == radius_sq >= 0
+    assert fitted.model.class_share_ == share > 0
     none_near = RefineRequest(
         positives=ids[rows].tolist(), index_key="cb", neighbours_per_positive=0
     )
-    assert fit_refinement(ds, none_near).model.ball_radius_sq_ == -1
+    without = fit_refinement(ds, none_near).model
+    assert without.ball_radius_sq_ == -1 and np.isnan(without.class_share_)
+    assert len(calls) == 1
     off = RefineRequest(
         positives=ids[rows].tolist(), index_key="cb", model_params={"ball_reach": None}
     )
-    assert fit_refinement(ds, off).model.ball_radius_sq_ == -1
-    assert len(calls) == 1
+    # without a ball, the class's share is still estimated (it caps the boxes)
+    no_ball = fit_refinement(ds, off).model
+    assert no_ball.ball_radius_sq_ == -1 and no_ball.class_share_ == share
+    assert len(calls) == 2
 
 
 def test_next_round_clears_scores_of_samples_no_longer_matched(indexed):
