@@ -73,7 +73,12 @@ class RelevancePanel(foo.Panel):
         ctx.ops.clear_sample_selection_style()
 
     def on_change_selected(self, ctx):
-        ctx.panel.state.set("n_selected", len(ctx.selected))
+        update = {"n_selected": len(ctx.selected)}
+        if not ctx.selected:
+            # an action that clears the selection (Mark) makes the App call this
+            # with the state from before the action, its old error included
+            update["last_error"] = None
+        ctx.panel.state.set(update)
 
     def on_change_dataset(self, ctx):
         self.on_load(ctx)

@@ -198,9 +198,15 @@ def test_search_label_refine_in_the_app(indexed, page):
     assert expected[0] == query and len(hits) > N_POSITIVES and misses
     pos_at, neg_at = hits[1 : N_POSITIVES + 1], misses[:N_NEGATIVES]
 
+    # a Mark with nothing selected fails in words; the next Mark clears the error
+    click_button(page, "Mark positive")
+    wait_text(page, "Last action failed")
+    wait_text(page, "select samples in the grid first")
     select_tiles(page, pos_at)
     click_button(page, "Mark positive")
     wait_text(page, f"Marked {len(pos_at)} positive, 0 negative")
+    page.wait_for_timeout(1500)  # the App calls the panel again for the selection
+    assert not page.get_by_text("Last action failed").count()
     select_tiles(page, neg_at)
     click_button(page, "Mark negative")
     wait_text(page, f"Marked 0 positive, {len(neg_at)} negative")
