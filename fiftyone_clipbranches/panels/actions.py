@@ -152,7 +152,8 @@ def mark(ctx, opts: dict, label: str) -> str:
         view.untag_samples(pos_tag)
         view.tag_samples(neg_tag)
     ctx.ops.clear_selected_samples()
-    ctx.ops.reload_samples()
+    # the tiles show the new tags (reload_samples leaves a saved view's as they were)
+    ctx.ops.reload_dataset()
     return f"marked {len(positives)} positive, {len(negatives)} negative"
 
 
@@ -160,7 +161,7 @@ def reset_labels(ctx, opts: dict) -> str:
     pos_tag, neg_tag = tags(opts)
     n = sum(count_tagged(ctx.dataset, (pos_tag, neg_tag)).values())
     ctx.dataset.match_tags([pos_tag, neg_tag]).untag_samples([pos_tag, neg_tag])
-    ctx.ops.reload_samples()
+    ctx.ops.reload_dataset()
     return f"removed {n} labels"
 
 

@@ -94,7 +94,20 @@ class RelevancePanel(foo.Panel):
         self._run(ctx, lambda opts: actions.mark(ctx, opts, "negative"))
 
     def reset_labels(self, ctx):
-        self._run(ctx, lambda opts: actions.reset_labels(ctx, opts))
+        """Asks first: the labels of every sample go (render offers the choice)."""
+        ctx.panel.state.set("confirm", "reset_labels")
+
+    def confirm(self, ctx):
+        """The action :meth:`reset_labels` or :meth:`clear_history` asked about."""
+        asked = ctx.panel.state.get("confirm")
+        ctx.panel.state.set("confirm", None)
+        if asked == "reset_labels":
+            self._run(ctx, lambda opts: actions.reset_labels(ctx, opts))
+        elif asked == "clear_history":
+            self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
+
+    def cancel(self, ctx):
+        ctx.panel.state.set("confirm", None)
 
     def refine(self, ctx):
         def work(opts):
@@ -121,7 +134,8 @@ class RelevancePanel(foo.Panel):
         ctx.prompt(f"{self.plugin_name}/build_index", on_success=self.check_again)
 
     def clear_history(self, ctx):
-        self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
+        """Asks first (render offers the choice)."""
+        ctx.panel.state.set("confirm", "clear_history")
 
     def redraw(self, ctx):
         """Nothing but the render that follows (a setting the render shows)."""
@@ -140,6 +154,13 @@ class RelevancePanel(foo.Panel):
             return
         if message:
             ctx.ops.notify(message[:1].upper() + message[1:], variant="success")
+
+    def _ask(self, panel, question: str, yes: str) -> None:
+        """``question`` with a button ``yes`` (:meth:`confirm`) and Cancel."""
+        panel.view("confirm_question", types.Warning(label=question))
+        choice = panel.h_stack("confirm_choice", align_x="left", gap=1)
+        choice.btn("confirm", label=yes, on_click=self.confirm, variant="contained")
+        choice.btn("cancel", label="Cancel", on_click=self.cancel)
 
     # --------------------------------------------------------------- render
     def render(self, ctx):
@@ -192,6 +213,15 @@ class RelevancePanel(foo.Panel):
         marks.btn("mark_positive", label="Mark positive", on_click=self.mark_positive)
         marks.btn("mark_negative", label="Mark negative", on_click=self.mark_negative)
         marks.btn("reset_labels", label="Reset labels", on_click=self.reset_labels)
+        asked = ctx.panel.state.get("confirm")
+        if asked == "reset_labels":
+            self._ask(
+                panel,
+                f"Remove the {n_pos} positive and {n_neg} negative labels (tags"
+                f" `{opts['positive_tag']}`, `{opts['negative_tag']}`) from every"
+                " sample of the dataset?",
+                "Remove labels",
+            )
 
         models = types.DropdownView()
         offered = panel_models()
@@ -232,6 +262,13 @@ class RelevancePanel(foo.Panel):
             panel.btn(
                 "clear_history", label="Clear history", on_click=self.clear_history
             )
+            if asked == "clear_history":
+                self._ask(
+                    panel,
+                    f"Clear the history of {counted(len(history), 'round')}? The"
+                    " last result stays.",
+                    "Clear history",
+                )
 
         panel.str("positive_tag", label="Positive tag", on_change=self.redraw)
         panel.str("negative_tag", label="Negative tag", on_change=self.redraw)

@@ -164,6 +164,8 @@ def set_random_negatives(page, value: int) -> None:
 
 
 def test_search_label_refine_in_the_app(indexed, page):
+    from playwright.sync_api import expect
+
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.panels.constants import DEFAULTS
 
@@ -255,6 +257,19 @@ def test_search_label_refine_in_the_app(indexed, page):
     assert not page.get_by_text("does not exist").count()
     ds.reload()
     assert ds.load_saved_view("airplanes").values("id") == list(same.ids)
+
+    # Reset labels asks first, then removes every label
+    click_button(page, "Reset labels")
+    wait_text(page, f"Remove the {len(pos_at)} positive and {len(neg_at)} negative")
+    assert ds.count_sample_tags()
+    tiles = page.locator('[data-cy="looker"]')
+    expect(tiles.get_by_text(DEFAULTS["positive_tag"], exact=True)).not_to_have_count(0)
+    click_button(page, "Remove labels")
+    wait_text(page, f"Removed {len(pos_at) + len(neg_at)} labels")
+    assert ds.count_sample_tags() == {}
+    # the tiles of the saved view shown lose their tags too
+    expect(tiles.get_by_text(DEFAULTS["positive_tag"], exact=True)).to_have_count(0)
+    shot(page, "6_reset.png")
 
     if os.environ.get("CLIPBRANCHES_UPDATE_SCREENSHOTS") == "1":
         for src, dst in README_SHOTS.items():

@@ -13,13 +13,24 @@ def call(ds, method, state=None, selected=(), alt=(), view=None, view_name=None)
         "selected": list(selected) + list(alt),
         "selected_samples": [{"id": i, "type": "default"} for i in selected]
         + [{"id": i, "type": "alt"} for i in alt],
-        "params": {"__method__": method, "panel_id": "p1", "panel_state": state or {}},
+        "params": {
+            "__method__": method,
+            "panel_id": "p1",
+            "panel_state": dict(state or {}),  # the panel writes into its state
+        },
     }
     if view is not None:
         ctx["view"] = view
     if view_name is not None:  # a saved view opened in the App's selector
         ctx["view_name"] = view_name
     return run_op("clipbranches_panel", ctx)[1]
+
+
+def reset_labels(ds, **tags):
+    """Reset labels, then confirm it, as the panel asks."""
+    state = patched_state(call(ds, "reset_labels", state=tags))
+    assert state == {"confirm": "reset_labels"}
+    return call(ds, "confirm", state={**tags, **state})
 
 
 def patched_state(requests) -> dict:
@@ -53,7 +64,7 @@ def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
     ds = indexed_dataset
     a, b, c = ds.values("id")[:3]
     requests = call(ds, "mark_positive", selected=[a, b], alt=[c])
-    assert {"clear_selected_samples", "reload_samples"} <= set(uris(requests))
+    assert {"clear_selected_samples", "reload_dataset"} <= set(uris(requests))
     assert set(ds.match_tags("cb_positive").values("id")) == {a, b}
     assert ds.match_tags("cb_negative").values("id") == [c]
     call(ds, "mark_negative", selected=[a])
@@ -61,8 +72,22 @@ def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
     assert set(ds.match_tags("cb_negative").values("id")) == {a, c}
     requests = call(ds, "mark_positive")
     assert "select samples" in notifications(requests, "error")[0]
-    call(ds, "reset_labels")
+    # Reset labels asks first; Cancel keeps them
+    asked = call(ds, "reset_labels")
+    props = rendered(asked)
+    assert "1 positive and 2 negative labels" in props["confirm_question"]["view"][
+        "label"
+    ] and not notifications(asked, "success")
+    assert ds.count_sample_tags() == {"cb_positive": 1, "cb_negative": 2}
+    cancelled = call(ds, "cancel", state={"confirm": "reset_labels"})
+    assert patched_state(cancelled) == {"confirm": None}
+    assert "confirm_question" not in rendered(cancelled)
+    assert ds.count_sample_tags() == {"cb_positive": 1, "cb_negative": 2}
+    requests = reset_labels(ds)
+    assert notifications(requests, "success") == ["Removed 3 labels"]
     assert ds.count_sample_tags() == {}
+    # a confirmation with nothing asked does nothing
+    assert not notifications(call(ds, "confirm"), "success")
 
 
 def test_custom_tag_names_are_used(indexed_dataset):
@@ -94,7 +119,10 @@ def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
         (1, "refine", "ensemble"),
         (2, "refine", "tree"),
     ]
-    call(ds, "clear_history")
+    asked = call(ds, "clear_history", state={"confirm": None})
+    assert "2 rounds" in rendered(asked)["confirm_question"]["view"]["label"]
+    assert len(foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")) == 2
+    call(ds, "confirm", state=patched_state(asked))
     assert foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds") is None
 
 
@@ -118,7 +146,7 @@ def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
     (error,) = notifications(requests, "error")
     assert "no positive samples" in error and "set_view" not in uris(requests)
     # the toast goes in seconds; the panel keeps saying it until the next action
-    state = patched_state(requests)
+    state = {"index_key": "cb", **patched_state(requests)}
     assert state["last_error"] == error
     shown = rendered(call(ds, "on_load", state=state))["last_error"]["view"]
     assert shown["name"] == "Error" and shown["description"] == error
@@ -133,7 +161,15 @@ def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
     order = uris(after)
     assert order.index("patch_panel_state") < order.index("clear_selected_samples")
     assert patched_state(after)["last_error"] is None
-    call(ds, "reset_labels")
+    # which the App does with the state from before the action: the selection it
+    # cleared clears the error, a selection made later keeps it
+    stale = call(ds, "on_change_selected", state=failed)
+    assert patched_state(stale)["last_error"] is None
+    assert "last_error" not in rendered(stale)
+    kept = call(ds, "on_change_selected", state=failed, selected=ds.values("id")[:1])
+    assert "last_error" not in patched_state(kept)
+    assert rendered(kept)["last_error"]["view"]["description"] == error
+    reset_labels(ds)
 
 
 def test_search_by_selection_then_save_view(indexed_dataset):
