@@ -207,11 +207,13 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 of the forest's training when ``forest_neighbours`` is False).
             catalogue_sample: optional uint8 ``(m, D)``, the catalogue's codes or a
                 sample spread over it (``index.neighbour_pool().codes``): the class
-                ball is sized on it; without it the cascade has no class ball.
+                ball and the boxes' cap (``box_reach``) are sized on it; without it
+                the cascade has neither.
         """
         _, n_trees, _, forest_neighbours, _ = self._cascade_params()
         relabel = self._relabel_threshold()
         self._ball_params()
+        self._box_reach()
         self._arbiter_floor()
         self._gate_votes()
         super().fit(
@@ -281,13 +283,17 @@ class BranchesCascade(DecisionBranchesEnsemble):
         """With ``box_reach`` and an estimate of the class's share, leave out the
         boxes holding more than ``box_reach`` times that share of
         ``catalogue_sample``."""
-        reach = self.box_reach
+        reach = self._box_reach()
         if reach is None or np.isnan(self.class_share_):
             return
-        reach = check_positive_number(reach, "box_reach")
         held = rows_per_box(catalogue_sample, self.subsets_, self.boxes_)
-        limit = reach * self.class_share_ * catalogue_sample.shape[0]
+        # a class estimated below one row of the sample still holds its members
+        limit = reach * max(self.class_share_ * catalogue_sample.shape[0], 1.0)
         self._keep_boxes(held <= limit)
+
+    def _box_reach(self) -> float | None:
+        reach = self.box_reach
+        return None if reach is None else check_positive_number(reach, "box_reach")
 
     def _ball_params(self) -> tuple[float | None, int, int]:
         reach = self.ball_reach

@@ -119,8 +119,6 @@ def compute_embeddings(
     identity = dict(clip.identity)
     # vectors already there of an unknown model: fill the rest, record nothing
     unknown = existing is not None and check_field_identity(root, field, identity)
-    if existing is None:
-        root.add_sample_field(field, fo.VectorField)
 
     failed: dict[str, str] = {}
     n_done = 0
@@ -139,6 +137,9 @@ def compute_embeddings(
             if good
         }
         if values:
+            if existing is None:  # made with its first vector: a failed run adds none
+                root.add_sample_field(field, fo.VectorField)
+                existing = root.get_field(field)
             root.set_values(field, values, key_field="id")
         for j in np.flatnonzero(~ok):
             failed[chunk_ids[j]] = str(result.errors.get(int(j), "unreadable image"))
@@ -148,7 +149,7 @@ def compute_embeddings(
             n_done / max(len(ids), 1),
             f"embedded {n_done - len(failed)}/{len(ids)}{unread}",
         )
-    if not unknown:
+    if not unknown and existing is not None:
         record_field_identity(root, field, identity)
     return {
         "field": field,

@@ -227,7 +227,9 @@ def _refuse_if_nothing_read(ds, embed_report: dict) -> None:
     one of them (a wrong folder, a disk not mounted), before anything is built."""
     failed = embed_report["failed"]
     field = embed_report["field"]
-    if embed_report["n_embedded"] or not failed or len(ds.exists(field).limit(1)):
+    if embed_report["n_embedded"] or not failed:
+        return
+    if ds.get_field(field) is not None and len(ds.exists(field).limit(1)):
         return
     sample_id, error = next(iter(failed.items()))
     path = ds[sample_id].filepath

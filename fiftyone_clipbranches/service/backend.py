@@ -330,12 +330,42 @@ class SdkBackend:
             if ix.error is None and ix.index_dir
         }
 
+    def _not_served(self, name: str) -> str:
+        """Why dataset ``name`` is not served, and what to do."""
+        import fiftyone as fo
+
+        from fiftyone_clipbranches import sdk
+
+        message = (
+            f"dataset {name!r} is not served here; GET /v1/datasets lists those that"
+            " are"
+        )
+        if not fo.dataset_exists(name):
+            return message
+        if self.dataset_names is not None:
+            why = (
+                "the service was started to serve only "
+                + ", ".join(repr(n) for n in self.dataset_names)
+                + f": restart it with --dataset {name} as well"
+            )
+        elif not _has_indexes(fo, sdk, name):
+            why = (
+                "it has no clipbranches index: build one (clipbranches build-index),"
+                " then restart the service"
+            )
+        else:
+            why = (
+                "the service chose the datasets it serves when it started: restart"
+                " it to serve this one"
+            )
+        return f"{message} ({name!r} exists, but {why})"
+
     def _entry(self, name: str, force: bool = False) -> _Dataset:
         if not self._ready.is_set():
             raise ApiError(503, "not_ready", "indexes are still loading; retry shortly")
         entry = self._datasets.get(name)
         if entry is None:
-            raise not_found("dataset_not_found", _not_served(name))
+            raise not_found("dataset_not_found", self._not_served(name))
         self._refresh(entry, force)
         if entry.gone and entry.renamed_to is not None:
             raise not_found(
@@ -683,18 +713,3 @@ def _sdk_errors():
         if isinstance(err, weights_unavailable_error()):
             raise ApiError(503, "model_unavailable", str(err)) from None
         raise
-
-
-def _not_served(name: str) -> str:
-    """Why dataset ``name`` is not served, and what to do."""
-    import fiftyone as fo
-
-    message = (
-        f"dataset {name!r} is not served here; GET /v1/datasets lists those that are"
-    )
-    if fo.dataset_exists(name):
-        message += (
-            f" ({name!r} exists, but the service chose the datasets it serves when it"
-            " started: restart it to serve this one)"
-        )
-    return message

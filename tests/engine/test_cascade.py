@@ -330,3 +330,9 @@ def test_boxes_larger_than_the_class_can_be_are_left_out(catalogue):
     assert alone.n_boxes_.sum() == fit(ts, index, None, box_reach=None).n_boxes_.sum()
     with pytest.raises(ValueError, match="box_reach"):
         fit(ts, index, codes, box_reach=0.0)
+    with pytest.raises(ValueError, match="box_reach"):  # checked even when unused
+        fit(ts, index, None, box_reach=-5.0)
+    # a share estimated below one row of the sample counts as one row
+    loose.class_share_, loose.box_reach = 0.0, 3.0
+    loose._cap_boxes(codes)
+    assert loose.n_boxes_.sum() == (held <= 3).sum() > 0

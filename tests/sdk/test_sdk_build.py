@@ -164,5 +164,13 @@ def test_a_dataset_none_of_whose_images_can_be_read_is_said_so(
         message = str(err.value)
         assert "none of the 40 images" in message and paths[0] in message
         assert sdk.list_indexes(ds) == []
+        # nothing is left behind: no empty embeddings field recording a model
+        assert ds.get_field("clip_embedding") is None
+        refused = pytest.raises(sdk.MissingEmbeddingsError, match="none of the 40")
+        with refused, pytest.warns(UserWarning, match="RANDOM weights"):
+            sdk.build_index(
+                ds, "clip", model=TINY_CLIP_NAME, pretrained=None,
+                code_method="pca", progress=False,
+            )  # fmt: skip
     finally:
         ds.delete()

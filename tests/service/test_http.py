@@ -94,7 +94,8 @@ def test_datasets_and_indexes(call, served_dataset):
     try:
         status, _, err = call("GET", f"/v1/datasets/{later.name}")
         assert (status, err["error"]["code"]) == (404, "dataset_not_found")
-        assert "restart it to serve this one" in err["error"]["message"]
+        message = err["error"]["message"]
+        assert f"restart it with --dataset {later.name} as well" in message
     finally:
         later.delete()
     status, _, err = call("GET", f"/v1/datasets/{DATASET}/indexes/other")
@@ -367,3 +368,21 @@ def test_refine_neighbours_per_positive(call, served_dataset):
         )
         assert status == 400, (bad, err)
         assert "neighbours_per_positive" in err["error"]["message"]
+
+
+def test_a_dataset_not_served_is_told_what_would_serve_it(served_dataset):
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.service.backend import SdkBackend
+
+    every = SdkBackend()  # serves every dataset with an index (not loaded here)
+    assert "restart" not in every._not_served("nope")
+    later = fo.Dataset("not-served-yet")
+    try:
+        assert "no clipbranches index: build one" in every._not_served(later.name)
+        served = every._not_served(served_dataset.name)
+        assert "restart it to serve this one" in served
+        chosen = SdkBackend([served_dataset.name])
+        assert f"--dataset {later.name} as well" in chosen._not_served(later.name)
+    finally:
+        later.delete()
