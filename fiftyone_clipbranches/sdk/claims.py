@@ -59,9 +59,7 @@ def key_claim(root, key: str, work: str = "build"):
             held = claims.find_one({"_id": mine["_id"]})
             if held is None:
                 continue  # released meanwhile
-            if not holder_gone(
-                held, time.time() - held["since"], FOREIGN_CLAIM_TIMEOUT_S
-            ):
+            if _claim_live(held):
                 raise IndexBusyError(_busy_message(root, key, held)) from None
             claims.delete_one(held)  # its process died: take it over
     else:
@@ -81,13 +79,12 @@ def dead_claims() -> list[tuple[dict, str]]:
     claims = list(db[CLAIMS_COLLECTION].find({}))
     # read after the claims: a dataset made meanwhile, and claimed, is in it
     datasets = {str(d["_id"]) for d in db.datasets.find({}, {"_id": 1})}
-    now = time.time()
     dead = []
     for claim in claims:
         dataset_id = str(claim["_id"]).split(":", 1)[0]
         if dataset_id not in datasets:
             dead.append((claim, "its dataset no longer exists"))
-        elif holder_gone(claim, now - claim["since"], FOREIGN_CLAIM_TIMEOUT_S):
+        elif not _claim_live(claim):
             dead.append((claim, f"process {claim['pid']} on {claim['host']} is gone"))
     return dead
 
@@ -130,15 +127,19 @@ def key_in_progress(root, key: str) -> str | None:
     from fiftyone.core.odm import get_db_conn
 
     held = get_db_conn()[CLAIMS_COLLECTION].find_one({"_id": _claim_id(root, key)})
-    if held is None or is_this_process(held):
-        return None
-    if holder_gone(held, time.time() - held["since"], FOREIGN_CLAIM_TIMEOUT_S):
+    if held is None or is_this_process(held) or not _claim_live(held):
         return None
     return _busy_message(root, key, held, advice=": try again when it ends")
 
 
 def _claim_id(root, key: str) -> str:
     return f"{root._doc.id}:{key}"
+
+
+def _claim_live(held: dict) -> bool:
+    """Whether the process holding ``held`` may still run (one on another host is
+    presumed to for :data:`FOREIGN_CLAIM_TIMEOUT_S`)."""
+    return not holder_gone(held, time.time() - held["since"], FOREIGN_CLAIM_TIMEOUT_S)
 
 
 def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
@@ -149,13 +150,12 @@ def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
             f" ({held.get('work', 'build')} by process {held['pid']} on"
             f" {held['host']}, since {since})"
         )
-    if not advice:
-        advice = ": wait until it ends, or use another key"
-        if held is not None and not on_this_host(held):
-            advice += (
-                f" (if that process is gone: clipbranches unlock-index"
-                f" {shlex.quote(root.name)} --key {shlex.quote(key)})"
-            )
+    advice = advice or ": wait until it ends, or use another key"
+    if held is not None and not on_this_host(held):
+        advice += (
+            f" (if that process is gone: clipbranches unlock-index"
+            f" {shlex.quote(root.name)} --key {shlex.quote(key)})"
+        )
     return (
         f"index {key!r} of dataset {root.name!r} is being built, updated, renamed or"
         f" deleted{who}{advice}"

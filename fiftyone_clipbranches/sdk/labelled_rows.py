@@ -57,7 +57,7 @@ def index_rows(
             f"{counted_are(len(unreadable), what + ' sample')} without an embedding in index "
             f"{index_key!r}: their image could not be read when it was built (e.g. "
             f"{unreadable[0]}, {first.get('filepath')}: {first.get('error')}). "
-            f"Remove their label, or fix the file and run update_index with "
+            f"{_leave_out(unreadable, what)}, or fix the file and run update_index with "
             f"retry_failed=True (CLI: clipbranches update-index {ds.name} --key "
             f"{index_key} --retry-failed)"
         )
@@ -80,6 +80,13 @@ def _refuse_deleted(ds, deleted: list[str], what: str) -> None:
             f" {'it' if len(deleted) == 1 else 'them'} out of the {what} ids",
             ids=deleted,
         )
+
+
+def _leave_out(ids: list, what: str) -> str:
+    """What to do with the unreadable ``ids`` given as ``what`` samples."""
+    if what in ("positive", "negative"):
+        return f"Remove {'its' if len(ids) == 1 else 'their'} {what} label"
+    return f"Leave {'it' if len(ids) == 1 else 'them'} out of the {what} ids"
 
 
 def _samples(ids: list) -> str:

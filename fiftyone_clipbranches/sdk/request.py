@@ -195,13 +195,20 @@ class RefineRequest:
         if given("negative_weight") is not None:
             values["negative_weight"] = given("negative_weight")
         if given("positives") is not None or given("negatives") is not None:
-            values["positives"] = list(given("positives") or [])
-            values["negatives"] = list(given("negatives") or [])
+            values["positives"] = _id_list(given("positives"))
+            values["negatives"] = _id_list(given("negatives"))
         values["tags"] = (
             given("positive_tag") or DEFAULT_TAGS[0],
             given("negative_tag") or DEFAULT_TAGS[1],
         )
         return cls(**values)
+
+
+def _id_list(value) -> list:
+    """One id (a string) or ids, as a list."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
 
 
 def request_field_names() -> tuple[str, ...]:

@@ -122,6 +122,9 @@ def test_a_key_held_by_a_dead_machine_is_unlocked_from_the_shell(make_dataset, c
     claims.insert_one({**claim, "host": "elsewhere", "pid": 1, "pid_started": 0.0})
     with pytest.raises(sdk.IndexBusyError, match="clipbranches unlock-index"):
         index_dataset(ds, "idx")
+    # the key it holds is in progress, and whoever asks for it learns the way out
+    with pytest.raises(sdk.IndexNotFoundError, match="try again.*unlock-index"):
+        sdk.index_info(ds, "idx")
     assert cli_main(["unlock-index", ds.name, "--key", "idx"]) == 0
     assert "released index 'idx'" in capsys.readouterr().out
     index_dataset(ds, "idx")

@@ -66,13 +66,20 @@ def test_an_unreadable_image_is_named_and_as_a_negative_left_out(indexed):
     assert broken_id in sdk.index_info(ds, "clip").freshness.unreadable
     cats = ds.match(fo.ViewField("ground_truth.label") == "cat").values("id")
     dogs = ds.match(fo.ViewField("ground_truth.label") == "dog").values("id")
-    for call in (
-        lambda: sdk.refine(ds, positives=[*cats[:3], broken_id], index_key="clip"),
-        lambda: sdk.search_ids(ds, sample_ids=[broken_id], k=3, index_key="clip"),
+    for call, advice in (
+        (
+            lambda: sdk.refine(ds, positives=[*cats[:3], broken_id], index_key="clip"),
+            "Remove its positive label",
+        ),
+        (
+            lambda: sdk.search_ids(ds, sample_ids=[broken_id], k=3, index_key="clip"),
+            "Leave it out of the query ids",
+        ),
     ):
         with pytest.raises(sdk.SampleIdsError, match="could not be read") as err:
             call()
         assert "broken.jpg" in str(err.value) and "retry_failed" in str(err.value)
+        assert advice in str(err.value)
     without = sdk.refine_ranking(
         ds, positives=cats[:3], negatives=dogs[:3], index_key="clip", seed=0
     )

@@ -337,6 +337,8 @@ def test_refine_request_validates_once_and_round_trips_as_json():
     form = {"model": "ensemble", "random_negatives": "", "query": " ", "k": 60}
     assert R.from_json(form) == R(model="ensemble")
     assert R.from_json({"random_negatives": 100.0}).random_negatives == 100
+    one = R.from_json({"positives": "a" * 24, "negatives": "b" * 24})  # one id each
+    assert (one.positives, one.negatives) == (["a" * 24], ["b" * 24])
     with pytest.raises(ValueError, match="text query"):
         R(query=np.zeros(32, np.uint8)).to_json()
     auto = R(model="linear", neighbours_per_positive="auto")
