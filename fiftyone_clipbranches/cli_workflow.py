@@ -72,7 +72,7 @@ def _cmd_update_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    before = sdk.index_info(ds, args.key)
+    before = None if args.json else sdk.index_info(ds, args.key)
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
@@ -82,18 +82,19 @@ def _cmd_update_index(args) -> int:
         if bar is not None:
             bar.close()
     after = sdk.index_info(ds, info.key)
-    if not args.json:
+    if before is not None:
         print(_changes(before, after))
     _print_info(after, args.json)  # with what it left out
     return 0
 
 
 def _changes(before, after) -> str:
-    """What an update changed: samples added and dropped, images read again."""
+    """What an update changed: samples added (new, or whose image was read this
+    time) and dropped."""
     from fiftyone_clipbranches.sdk.messages import counted
 
     fresh = before.freshness
-    if fresh is None or after.n_samples == before.n_samples and not fresh.is_stale:
+    if after.n_samples == before.n_samples and not fresh.is_stale:
         return f"index {after.key!r} was up to date"
     added = after.n_samples - before.n_samples + fresh.n_deleted
     return (

@@ -186,6 +186,23 @@ def checkpoint_changed(recorded: dict, loaded: dict) -> str:
     )
 
 
+def missing_checkpoint(recorded: dict, index_key: str, work: str) -> str | None:
+    """Why index ``index_key`` cannot ``work`` ("embed queries", "embed the added
+    samples"): the local checkpoint file its ``recorded`` identity names is gone;
+    None when it is there (or the weights are an open_clip tag)."""
+    pretrained = recorded.get("pretrained")
+    if not recorded.get("checkpoint_sha256") or os.path.isfile(str(pretrained)):
+        return None
+    return (
+        f"index {index_key!r} cannot {work}: they are embedded with the checkpoint"
+        f" file {pretrained!r}, which is not there any more; put it back at that"
+        " path, or rebuild the index with the file's new path (build_index(...,"
+        " embeddings_field='NEW_FIELD', model=..., pretrained=NEW_PATH); CLI:"
+        " clipbranches build-index --embeddings-field NEW_FIELD --model ..."
+        " --pretrained NEW_PATH)"
+    )
+
+
 def text_search_refusal(
     index_key: str, field: str | None, reason=None, query: str = "text"
 ) -> str:

@@ -25,9 +25,14 @@ from fiftyone_clipbranches.sdk.errors import (
     MissingEmbeddingsError,
     SampleIdsError,
     StaleIndexError,
+    UnknownModelError,
 )
 from fiftyone_clipbranches.sdk.freshness import Freshness, compare
-from fiftyone_clipbranches.sdk.identity import build_identity, field_model_identity
+from fiftyone_clipbranches.sdk.identity import (
+    build_identity,
+    field_model_identity,
+    missing_checkpoint,
+)
 from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
@@ -442,6 +447,11 @@ def update_index(
                     f"added samples lack {field!r} embeddings and the CLIP model of "
                     f"index {index_key!r} is unknown; compute them, then update"
                 )
+            gone = missing_checkpoint(
+                config.clip_model, index_key, "embed added samples"
+            )
+            if gone:
+                raise UnknownModelError(gone)
             embed_report = compute_embeddings(
                 added_view,
                 field,

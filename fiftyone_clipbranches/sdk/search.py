@@ -18,6 +18,7 @@ from fiftyone_clipbranches.sdk.errors import UnknownModelError
 from fiftyone_clipbranches.sdk.freshness import alive_rows, unindexed_count
 from fiftyone_clipbranches.sdk.identity import (
     checkpoint_changed,
+    missing_checkpoint,
     same_identity,
     text_search_refusal,
 )
@@ -162,23 +163,17 @@ def index_clip_model(config, index_key: str):
             changed since the build (its vectors would not match the index's).
     """
     recorded = config.clip_model
-    pretrained = recorded.get("pretrained")
-    if recorded.get("checkpoint_sha256") and not os.path.isfile(str(pretrained)):
-        raise UnknownModelError(
-            f"index {index_key!r} embeds queries with the checkpoint file "
-            f"{pretrained!r}, which is not there any more: put it back at that path,"
-            " or rebuild the index with the file's new path (build_index(...,"
-            " embeddings_field='NEW_FIELD', model=..., pretrained=NEW_PATH); CLI:"
-            " build-index --embeddings-field NEW_FIELD --model ... --pretrained"
-            " NEW_PATH)"
-        )
-    clip = get_clip_model(recorded["name"], pretrained)
+    gone = missing_checkpoint(recorded, index_key, "embed queries")
+    if gone:
+        raise UnknownModelError(gone)
+    clip = get_clip_model(recorded["name"], recorded.get("pretrained"))
     if not same_identity(recorded, clip.identity):
         raise UnknownModelError(
             f"index {index_key!r} cannot embed queries: "
             f"{checkpoint_changed(recorded, clip.identity)}, so its vectors would not"
             " match the index's; restore the file, or rebuild the index from the new"
-            " checkpoint into another embeddings field"
+            " checkpoint into another embeddings field (CLI: clipbranches"
+            " build-index --embeddings-field NEW_FIELD --model ... --pretrained PATH)"
         )
     return clip
 

@@ -271,9 +271,15 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(cifar_dir, tmp_path
 
         checkpoint.rename(tmp_path / "moved.pt")
         _forget_loaded_models()
-        with pytest.raises(UnknownModelError, match="not there any more") as err:
-            cb.search(ds, text="a cat", index_key="clip")
-        assert "put it back at that path" in str(err.value)
+        for work, call in (
+            ("embed queries", lambda: cb.search(ds, text="a cat", index_key="clip")),
+            ("embed added samples", lambda: sdk.update_index(ds, "clip")),
+        ):
+            with pytest.raises(UnknownModelError, match="not there any more") as err:
+                call()
+            assert f"cannot {work}" in str(err.value)
+            assert "put it back at that path" in str(err.value)
+        assert ds.count("clip_embedding") == len(ds) - 1
     finally:
         _forget_loaded_models()
         ds.delete()
