@@ -128,20 +128,34 @@ def as_sample_ids(samples, what: str = "sample ids") -> list[str]:
     no id."""
     if samples is None:
         return []
-    if isinstance(samples, str) or _sample_id(samples) is not None:
+    if isinstance(samples, str) or _is_one(samples):
         samples = [samples]
     elif hasattr(samples, "values") and hasattr(samples, "_dataset"):
-        samples = samples.values("id")  # a dataset or view
-    listed = [_sample_id(s) or s for s in samples]
+        # a dataset or view; patches, clips and frames hold their sample's id
+        generated = samples._is_patches or samples._is_frames or samples._is_clips
+        field = "sample_id" if generated else "id"
+        samples = samples.values(field)
+    listed = [_sample_id(s, what) for s in samples]
     return check_sample_ids(listed, what)
 
 
-def _sample_id(sample) -> str | None:
-    """A FiftyOne sample's id (a ``Sample`` or ``SampleView``), else None."""
+def _is_one(sample) -> bool:
+    """A FiftyOne sample or a bson ObjectId (not a collection of them)."""
+    return hasattr(sample, "filepath") or type(sample).__name__ == "ObjectId"
+
+
+def _sample_id(sample, what: str):
+    """A sample's id (of a ``Sample``, ``SampleView`` or ObjectId), else ``sample``."""
+    if type(sample).__name__ == "ObjectId":
+        return str(sample)
     if isinstance(sample, str) or not hasattr(sample, "filepath"):
-        return None
-    sid = getattr(sample, "id", None)
-    return sid if isinstance(sid, str) else None
+        return sample
+    if getattr(sample, "id", None) is None:
+        raise ValueError(
+            f"{what}: sample {sample.filepath!r} is not in a dataset yet (add it to"
+            " the dataset first)"
+        )
+    return sample.id
 
 
 def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:

@@ -162,6 +162,25 @@ def test_samples_and_views_are_labels_and_queries_like_their_ids(indexed):
     assert list(
         sdk.search_ids(ds, sample_ids=cats_view.limit(1), k=5, index_key="clip")[0]
     ) == list(one)
+    # ObjectIds, and the patches of samples, stand for their samples
+    from bson import ObjectId
+
+    for query in (ObjectId(cats[0]), [ObjectId(cats[0])]):
+        assert list(
+            sdk.search_ids(ds, sample_ids=query, k=5, index_key="clip")[0]
+        ) == list(one)
+    box = fo.Detections(detections=[fo.Detection(label="cat", bounding_box=[0] * 4)])
+    ds.set_values("boxes", {cats[0]: box}, key_field="id")
+    try:
+        patches = ds.to_patches("boxes")
+        assert patches.values("id") != [cats[0]]
+        assert list(
+            sdk.search_ids(ds, sample_ids=patches, k=5, index_key="clip")[0]
+        ) == list(one)
+    finally:
+        ds.delete_sample_field("boxes")
+    with pytest.raises(ValueError, match="not in a dataset yet"):
+        sdk.search_ids(ds, sample_ids=fo.Sample(filepath="new.jpg"), index_key="clip")
     # anything else is named briefly, not printed whole
     with pytest.raises(sdk.SampleIdsError, match="must be FiftyOne sample ids") as err:
         sdk.refine(ds, positives=[{"id": cats[0], "blob": "x" * 500}], index_key="clip")
