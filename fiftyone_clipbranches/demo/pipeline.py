@@ -18,6 +18,8 @@ DEMO_DATASET = "clipbranches-demo"
 DEMO_INDEX_KEY = "demo"
 DEMO_QUERY = "a red circle"
 DEMO_VIEW = "clipbranches-demo-refined"
+#: Key of the ``info`` of the datasets the demo makes: what it made them from.
+DEMO_INFO_KEY = "clipbranches_demo"
 #: The demo refines with the query ball: the text query already ranks the matches
 #: first, and the labelled top of its ranking tells how far down they go. The
 #: classifiers on the codes alone recover less of a class from 60 labels
@@ -144,15 +146,23 @@ def run_demo(
             )
             lap("demo model")
         name = dataset_name or DEMO_DATASET
+        before = _made_from(name)
         dataset = _generated_dataset(name, records, model, pretrained)
     else:
         model = model or "ViT-B-32"
         pretrained = pretrained or "laion2b_s34b_b79k"
         name = dataset_name or f"{DEMO_DATASET}-{Path(images).resolve().name}"
+        before = _made_from(name)
         dataset = _folder_dataset(name, Path(images), model, pretrained)
+    made_now = before != dataset.info.get(DEMO_INFO_KEY)
     lap("dataset")
 
-    _ensure_index(dataset, model, pretrained, progress)
+    try:
+        _ensure_index(dataset, model, pretrained, progress)
+    except BaseException:
+        if made_now:
+            dataset.delete()  # no half-made dataset is left behind
+        raise
     lap("index")
 
     ids, _ = sdk.search_ids(dataset, text=query, k=k, index_key=DEMO_INDEX_KEY)
@@ -304,8 +314,10 @@ def _generated_dataset(name, records, model, pretrained):
     }
     if fo.dataset_exists(name):
         dataset = fo.load_dataset(name)
-        if dataset.info.get("clipbranches_demo") == wanted:
+        made = dataset.info.get(DEMO_INFO_KEY)
+        if made == wanted:
             return dataset
+        _refuse_unless_made_here(dataset, made is not None and "images" in made)
         for key in sdk.list_indexes(dataset):  # the demo's own: nothing left behind
             discard_index(dataset, key)
         dataset.delete()
@@ -332,7 +344,7 @@ def _generated_dataset(name, records, model, pretrained):
             )
         )
     dataset.add_samples(samples, progress=False)
-    dataset.info["clipbranches_demo"] = wanted
+    dataset.info[DEMO_INFO_KEY] = wanted
     dataset.save()
     return dataset
 
@@ -344,8 +356,11 @@ def _folder_dataset(name, folder: Path, model, pretrained):
 
     if not folder.is_dir():
         raise ValueError(f"--images {folder} is not a folder of images")
+    wanted = {"folder": str(folder.resolve())}
     if fo.dataset_exists(name):
-        return fo.load_dataset(name)
+        dataset = fo.load_dataset(name)
+        _refuse_unless_made_here(dataset, dataset.info.get(DEMO_INFO_KEY) == wanted)
+        return dataset
     paths = sorted(
         str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
     )
@@ -358,7 +373,29 @@ def _folder_dataset(name, folder: Path, model, pretrained):
         for sample, label in zip(samples, classes):
             sample["ground_truth"] = fo.Classification(label=label)
     dataset.add_samples(samples, progress=False)
+    dataset.info[DEMO_INFO_KEY] = wanted
+    dataset.save()
     return dataset
+
+
+def _made_from(name: str):
+    """What the demo made dataset ``name`` from (its ``info``), None for none."""
+    import fiftyone as fo
+
+    if not fo.dataset_exists(name):
+        return None
+    return fo.load_dataset(name).info.get(DEMO_INFO_KEY)
+
+
+def _refuse_unless_made_here(dataset, made_by_the_demo: bool) -> None:
+    """A dataset the demo did not make (for these images) is never changed."""
+    if made_by_the_demo:
+        return
+    raise ValueError(
+        f"dataset {dataset.name!r} exists ({len(dataset)} samples) and the demo did"
+        " not make it from these images, so it leaves it as it is: pass another"
+        " --dataset name"
+    )
 
 
 def _folder_classes(folder: Path, paths: list[str]) -> list[str] | None:

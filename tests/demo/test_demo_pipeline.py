@@ -128,3 +128,51 @@ def test_a_folder_per_class_of_the_users_images_simulates_the_feedback(
     finally:
         if fo.dataset_exists("clipbranches-demo-tree-test"):
             fo.load_dataset("clipbranches-demo-tree-test").delete()
+
+
+def test_the_demo_changes_no_dataset_it_did_not_make(
+    cifar_dir, tiny_clip_checkpoint, tmp_path
+):
+    """``--dataset NAME`` of the user's own dataset, or of the demo's dataset of
+    other images, is refused before anything is written; a run that fails leaves
+    no half-made dataset."""
+    import fiftyone as fo
+    from user_path import TINY_CLIP_NAME
+
+    cats = tmp_path / "cats"
+    cats.mkdir()
+    for image in sorted((cifar_dir / "cat").iterdir())[:70]:
+        (cats / image.name).symlink_to(image)
+    tiny = dict(model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint))
+    mine = fo.Dataset("clipbranches-demo-users-own")
+    mine.add_sample(fo.Sample(filepath="/photos/1.jpg", tags=["keep"]))
+    mine.save_view("my view", mine.limit(1))
+    try:
+        for kwargs in (
+            dict(images=cats, **tiny),
+            dict(n_images=20, data_dir=tmp_path / "generated", **tiny),
+        ):
+            with pytest.raises(ValueError, match="the demo did not make it"):
+                run_demo(dataset_name=mine.name, progress=False, **kwargs)
+            assert len(mine) == 1 and mine.count_sample_tags() == {"keep": 1}
+            assert mine.list_saved_views() == ["my view"]
+        # the demo's dataset of one folder is not taken for another folder
+        run_demo(images=cats, dataset_name="clipbranches-demo-cats", k=5,
+                 progress=False, **tiny)  # fmt: skip
+        few = tmp_path / "few"
+        few.mkdir()
+        for image in sorted((cifar_dir / "dog").iterdir())[:3]:
+            (few / image.name).symlink_to(image)
+        with pytest.raises(ValueError, match="the demo did not make it"):
+            run_demo(images=few, dataset_name="clipbranches-demo-cats",
+                     progress=False, **tiny)  # fmt: skip
+        assert len(fo.load_dataset("clipbranches-demo-cats")) == 70
+        # 3 images are too few to build an index: no dataset is left behind
+        with pytest.raises(ValueError, match="needs at least"):
+            run_demo(images=few, dataset_name="clipbranches-demo-few",
+                     progress=False, **tiny)  # fmt: skip
+        assert not fo.dataset_exists("clipbranches-demo-few")
+    finally:
+        for name in (mine.name, "clipbranches-demo-cats", "clipbranches-demo-few"):
+            if fo.dataset_exists(name):
+                fo.load_dataset(name).delete()
