@@ -517,9 +517,10 @@ class BranchesCascade(DecisionBranchesEnsemble):
         return float(t)
 
     def decision_function(self, X) -> np.ndarray:
-        """float64 ``(n,)``: the mean of the forest's positive fraction and the vote
-        fraction, plus the ensemble's tie-break (below ``1 / (4 M)``)."""
+        """float64 ``(n,)`` in ``[0, 1)``: the mean of the forest's positive
+        fraction and the vote fraction, plus the ensemble's tie-break (below
+        ``1 / (4 M)``), scaled by ``1 / (1 + 1 / (4 M))``."""
         votes, tie = self._member_scores(X, squash=True)
         m = self.n_members_
         proba = self.forest_proba(X)
-        return 0.5 * (proba + votes / m) + tie / (4 * m)
+        return (0.5 * (proba + votes / m) + tie / (4 * m)) / (1.0 + 1.0 / (4 * m))

@@ -110,6 +110,8 @@ def test_index_answer_equals_scan_and_brute_force(catalogue, params):
         np.testing.assert_allclose(
             ranking.scores, model.decision_function(codes[ranking.ids]), rtol=1e-12
         )
+    scores = model.decision_function(codes)
+    assert scores.min() >= 0.0 and 0.5 < scores.max() < 1.0
     assert truth[expected].mean() > 0.8
 
 
