@@ -251,6 +251,7 @@ def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> str:
 
 def _cmd_refine(args) -> int:
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.messages import unreadable_note
 
     ds = dataset_named(args.dataset)
     result = sdk.refine(
@@ -273,7 +274,8 @@ def _cmd_refine(args) -> int:
         return 0
     print(
         f"{stats.get('model')}: {len(rows)} samples of {stats.get('n_index')}"
-        f" ({stats.get('n_pos')} positives, {stats.get('n_neg')} negatives labelled;"
+        f" ({stats.get('n_pos')} positives, {stats.get('n_neg')} negatives labelled"
+        f"{unreadable_note(stats)};"
         f" {stats.get('train_ms', 0):.0f} ms training, {stats.get('query_ms', 0):.0f}"
         " ms query)"
     )

@@ -22,6 +22,7 @@ from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.messages import (
     counted,
     round_summary,
+    unreadable_note,
     unsearched_note,
     user_message,
 )
@@ -296,7 +297,7 @@ def _stats_markdown(stats: dict) -> str:
             if stats.get("n_neighbour_pos")
             else ""
         )
-        + f", {counted(stats['n_neg'], 'negative')}, "
+        + f", {counted(stats['n_neg'], 'negative')}{unreadable_note(stats)}, "
         f"{counted(stats['n_random_neg'], 'random negative')};"
         f" {get_model(stats['model']).label}; "
         f"train {stats['train_ms']:.0f} ms, query {stats['query_ms']:.0f} ms"

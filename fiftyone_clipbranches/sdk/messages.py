@@ -85,5 +85,14 @@ def round_summary(stats: dict) -> str:
     return (
         f"{counted(stats['n_results'], 'match')} from"
         f" {counted(stats['n_pos'], 'positive')} /"
-        f" {counted(stats['n_neg'], 'negative')}"
+        f" {counted(stats['n_neg'], 'negative')}{unreadable_note(stats)}"
     )
+
+
+def unreadable_note(stats: dict) -> str:
+    """``" (1 unreadable negative left out)"``, or ``""``: labelled negatives
+    whose image could not be read at the build."""
+    n = stats.get("n_unreadable_neg") or 0
+    if not n:
+        return ""
+    return f" ({counted(n, 'unreadable negative')} left out)"

@@ -87,7 +87,14 @@ def test_an_unreadable_image_is_named_and_as_a_negative_left_out(indexed):
         ds, positives=cats[:3], negatives=[*dogs[:3], broken_id], index_key="clip",
         seed=0,
     )  # fmt: skip
-    assert with_it.stats["n_neg"] == 3
+    assert with_it.stats["n_neg"] == 3 and with_it.stats["n_unreadable_neg"] == 1
+    assert without.stats["n_unreadable_neg"] == 0
+    from fiftyone_clipbranches.sdk.messages import round_summary
+
+    with_it.stats["n_results"] = len(with_it.rows)
+    assert round_summary(with_it.stats).endswith(
+        "/ 3 negatives (1 unreadable negative left out)"
+    )
     assert with_it.rows.tolist() == without.rows.tolist()
     # an unreadable image is not a sample "added since the build"
     assert with_it.stats["n_unindexed"] == 0
