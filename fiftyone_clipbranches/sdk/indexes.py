@@ -467,8 +467,20 @@ def update_index(
             )
         new_failed = _unembeddable(added_view, field, embed_report)
 
-    report(0.6, "rebuilding the index")
     keep = np.sort(rows[found])
+    if not keep.size and not len(new_ids):
+        raise MissingEmbeddingsError(
+            f"no sample of dataset {ds.name!r} is left to index ({n_deleted}"
+            f" deleted since index {index_key!r} was built"
+            + (
+                f", {counted(len(new_failed), 'unreadable image')}"
+                if new_failed
+                else ""
+            )
+            + f"): delete the index (CLI: clipbranches delete-index {ds.name}"
+            f" --key {index_key}), or add samples and update it"
+        )
+    report(0.6, "rebuilding the index")
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
     info = replace_index_rows(

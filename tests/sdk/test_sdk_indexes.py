@@ -228,6 +228,12 @@ def test_update_drops_deleted_samples(make_dataset):
         0
     ]
     assert len(found) == 26 and not set(found) & set(gone)
+    # with every sample deleted, the index is left as it was and the way out named
+    ds.delete_samples(ds.values("id"))
+    with pytest.raises(sdk.MissingEmbeddingsError, match="no sample .* left") as err:
+        sdk.update_index(ds, "idx", progress=False)
+    assert "clipbranches delete-index" in str(err.value)
+    assert sdk.index_info(ds, "idx", check=False).index_dir == info.index_dir
 
 
 def test_codes_must_match_sample_ids(make_dataset):
