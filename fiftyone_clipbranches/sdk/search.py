@@ -321,4 +321,13 @@ def _vector_code(vector, bundle, index_key) -> np.ndarray:
             f"index {index_key!r} was built from codes and has no encoder: pass a "
             f"uint8 code of {n_dims} bytes"
         )
+    width = bundle.encoder.in_dim
+    if vec.shape[0] != width:
+        raise ValueError(
+            f"the query vector has {vec.shape[0]} values; index {index_key!r} was"
+            f" built from {width}-dim embeddings (or pass a uint8 code of {n_dims}"
+            " bytes)"
+        )
+    if not np.any(vec):
+        raise ValueError("the query vector is all zeros: it points nowhere")
     return np.asarray(bundle.encoder.encode(vec[None].astype(np.float32))[0], np.uint8)

@@ -35,6 +35,12 @@ def test_build_from_a_vector_field_then_search_and_refine(embedded):
     assert near.values("ground_truth.label").count("cat") >= 8
     vec = ds[cats[0]]["emb"]
     assert sdk.search_ids(ds, vector=vec, k=1, index_key="pca")[0] == [cats[0]]
+    for bad, message in (
+        (np.ones(vec.shape[0] + 1), rf"has {vec.shape[0] + 1} values; .* built from"),
+        (np.zeros(vec.shape[0]), "all zeros"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            sdk.search_ids(ds, vector=bad, index_key="pca")
     result = sdk.refine(ds, positives=cats[:10].tolist(), index_key="pca")
     found = set(result.ids)
     assert len(found & set(cats)) >= 10 and len(found - set(cats)) <= 3
