@@ -8,6 +8,17 @@ from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds > 0 (argparse names the option when it is not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``clipbranches serve`` to ``parser``."""
     parser.add_argument(
@@ -56,7 +67,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=60.0,
         help="time limit of one search, refinement or save, in seconds (default 60)",
     )

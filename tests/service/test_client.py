@@ -152,3 +152,9 @@ def test_serve_refuses_unknown_datasets_before_binding(served_dataset, capsys):
     out = capsys.readouterr()
     assert "serve: error: dataset(s) ['no-such-ds'] do not exist" in out.err
     assert "listening" not in out.out
+    # a time limit that is no number of seconds is named by its option
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(SystemExit):
+            cli_main(["serve", "--timeout", bad, "--port", "0"])
+        err = capsys.readouterr().err
+        assert f"argument --timeout: {bad!r} is not a number of seconds > 0" in err
