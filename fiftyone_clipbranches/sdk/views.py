@@ -129,7 +129,7 @@ def saved_by_clipbranches(doc) -> bool:
 
 def _marked(description) -> str:
     if description is None:
-        return f"{VIEW_MARK}; a later save under this name replaces it"
+        return f"{VIEW_MARK}; clipbranches may replace it when it saves this name again"
     return f"{VIEW_MARK}: {description}"
 
 

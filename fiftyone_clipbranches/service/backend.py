@@ -377,9 +377,10 @@ class SdkBackend:
         if entry.gone:
             raise not_found(
                 "dataset_not_found",
-                f"dataset {name!r} was deleted; its indexes and results are gone. "
-                "Recreate and index it: the service serves it again under the same "
-                "name without a restart",
+                f"dataset {name!r} was deleted, and its indexes and results with it"
+                " (their files stay until clipbranches gc). Recreate and index it:"
+                " the service serves it again under the same name without a"
+                " restart",
             )
         return entry
 
