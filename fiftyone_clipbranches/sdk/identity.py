@@ -85,6 +85,14 @@ def record_field_identity(samples, field: str, identity: dict) -> None:
     fld.save()
 
 
+#: How to embed into another field, in each face's words.
+ANOTHER_FIELD = (
+    "build_index(..., embeddings_field='NEW_FIELD', model=..., pretrained=...) or"
+    " compute_embeddings(dataset, 'NEW_FIELD', model=..., pretrained=...); CLI:"
+    " --embeddings-field NEW_FIELD"
+)
+
+
 def check_field_identity(samples, field: str, identity: dict) -> bool:
     """Whether ``field`` already holds vectors of an unknown model, before
     vectors of ``identity`` are added to it.
@@ -103,16 +111,13 @@ def check_field_identity(samples, field: str, identity: dict) -> bool:
                 f"field {field!r} holds embeddings of {_describe(known)}, but "
                 f"{checkpoint_changed(known, identity)}; mixing the two in one field "
                 "makes them incomparable: restore the checkpoint file, or embed "
-                "into another field (build_index(..., embeddings_field='NEW_FIELD',"
-                " model=..., pretrained=...); CLI: --embeddings-field NEW_FIELD)"
+                f"into another field ({ANOTHER_FIELD})"
             )
         if not same_identity(known, identity):
             raise IdentityConflictError(
                 f"field {field!r} holds embeddings of {_describe(known)}, not of "
                 f"{_describe(identity)}: mixing models in one field makes them "
-                "incomparable; embed into another field (build_index(...,"
-                " embeddings_field='NEW_FIELD', model=..., pretrained=...); CLI:"
-                " --embeddings-field NEW_FIELD)"
+                f"incomparable; embed into another field ({ANOTHER_FIELD})"
             )
         return False
     root = root_dataset(samples)
