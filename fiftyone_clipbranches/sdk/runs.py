@@ -14,6 +14,8 @@ dataset's own folder (copy on write).
 
 from __future__ import annotations
 
+import shlex
+
 import logging
 import shutil
 from pathlib import Path
@@ -164,10 +166,18 @@ def validate_new_key(samples, key) -> str:
             f"index key {key!r} is not valid: use letters, digits and underscores, "
             "not starting with a digit"
         )
-    if root_dataset(samples).has_run(key):
+    root = root_dataset(samples)
+    if root.has_run(key):
+        hint = ""
+        if key in list_index_keys(root):
+            hint = (
+                "; to add the samples new since its build, update it instead"
+                f" (update_index; CLI: clipbranches update-index"
+                f" {shlex.quote(root.name)} --key {key})"
+            )
         raise IndexExistsError(
-            f"a run with key {key!r} already exists on dataset "
-            f"{root_dataset(samples).name!r}: choose another key or delete it first"
+            f"a run with key {key!r} already exists on dataset {root.name!r}: choose"
+            f" another key or delete it first{hint}"
         )
     return key
 

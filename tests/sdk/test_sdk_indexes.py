@@ -29,8 +29,9 @@ def test_build_registers_a_run_on_the_root_dataset_with_files(make_dataset):
 def test_existing_key_and_bad_key_are_refused(make_dataset):
     ds = make_dataset(3)
     index_dataset(ds, "idx")
-    with pytest.raises(sdk.IndexExistsError, match="already exists"):
+    with pytest.raises(sdk.IndexExistsError, match="already exists") as err:
         index_dataset(ds, "idx")
+    assert f"clipbranches update-index {ds.name} --key idx" in str(err.value)
     with pytest.raises(ValueError, match="not valid"):
         index_dataset(ds, "bad key")
 
