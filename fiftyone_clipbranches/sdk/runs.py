@@ -14,9 +14,8 @@ dataset's own folder (copy on write).
 
 from __future__ import annotations
 
-import shlex
-
 import logging
+import shlex
 import shutil
 from pathlib import Path
 
