@@ -467,8 +467,12 @@ def add_workflow_commands(sub) -> None:
     p.add_argument("--negative-tag", default=DEFAULT_TAGS[1])
     p.add_argument("--query", help="the text that was searched (model 'ball')")
     p.add_argument("--saved-view", help="save the result as this view")
-    p.add_argument("--score-field", default=DEFAULT_SCORE_FIELD)
-    p.add_argument("--no-scores", action="store_true", help="write no scores")
+    scores = p.add_mutually_exclusive_group()
+    scores.add_argument(
+        "--score-field", default=DEFAULT_SCORE_FIELD,
+        help=f"field receiving the scores (default {DEFAULT_SCORE_FIELD})",
+    )  # fmt: skip
+    scores.add_argument("--no-scores", action="store_true", help="write no scores")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_refine)

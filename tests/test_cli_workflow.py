@@ -194,6 +194,9 @@ def test_cli_errors_are_one_line(images, capsys):
     assert len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         cli_main(["search", images.name])  # a query is required
+    with pytest.raises(SystemExit):
+        cli_main(["refine", images.name, "--no-scores", "--score-field", "s"])
+    assert "not allowed with argument" in capsys.readouterr().err
     # weights this machine lacks: told with the CLI's flags, not load_clip(...)
     capsys.readouterr()
     build = ["build-index", images.name, "--model", "ViT-B-32", "--quiet"]
