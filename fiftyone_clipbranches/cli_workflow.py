@@ -64,7 +64,7 @@ def _cmd_build_index(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    _print_info(sdk.index_info(ds, info.key), args.json)  # with what it left out
+    _print_info(info, args.json)
     return 0
 
 

@@ -148,7 +148,8 @@ def build_index(
             ``"HOST:PORT"``; default: ``$CLIPBRANCHES_RAY_ADDRESS``, else here).
 
     Returns:
-        the :class:`IndexInfo` of the new index.
+        the :class:`IndexInfo` of the new index, with its ``freshness`` (the
+        samples left out as unreadable or without an embedding).
     """
     ds = runs.root_dataset(dataset)
     runs.validate_new_key(ds, index_key)
@@ -224,7 +225,9 @@ def build_index(
         1.0,
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
-    return _info(ds, index_key, config)
+    return _info(
+        ds, index_key, config, compare(ds, SampleRowMap(source.ids), unembeddable)
+    )
 
 
 def _refuse_if_nothing_read(ds, embed_report: dict) -> None:

@@ -146,6 +146,7 @@ def test_build_index_uses_the_model_compute_embeddings_recorded(
         )  # fmt: skip
         info = sdk.build_index(ds, "clip", code_method="pca", progress=False)
         assert info.n_samples == 50 and info.embeddings_field == "clip_embedding"
+        assert info.freshness.n_unreadable == 0 and not info.freshness.is_stale
         assert info.supports_text and info.clip_model["name"] == TINY_CLIP_NAME
         assert len(ds.exists("clip_embedding")) == 50
         assert len(sdk.search(ds, text="a photo of a cat", k=5, index_key="clip")) == 5
