@@ -314,7 +314,9 @@ def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
         print(json.dumps(shown))
         return
     paths = dict(zip(*ds.select([r["id"] for r in shown]).values(["id", "filepath"])))
-    if shown:
+    if not rows:
+        print("no results")
+    elif shown:
         print(f"{'rank':>4}  {'sample id':<24}  {header or value:>12}  filepath")
     for rank, row in enumerate(shown, 1):
         v = row[value]
