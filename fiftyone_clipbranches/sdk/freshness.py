@@ -77,6 +77,20 @@ def compare(root, rowmap: SampleRowMap, unembeddable: dict | None = None) -> Fre
     )
 
 
+def at_build(n_index: int, unembeddable: dict) -> Freshness:
+    """The comparison right after a build of ``n_index`` rows that left out the
+    samples of ``unembeddable`` (``{sample id: {"filepath", "error"}}``): no scan."""
+    errors = {sid: entry.get("error", "") for sid, entry in unembeddable.items()}
+    return Freshness(
+        n_index=n_index,
+        n_dataset=n_index + len(errors),
+        n_added=0,
+        n_deleted=0,
+        n_unreadable=len(errors),
+        unreadable=dict(list(errors.items())[:100]),
+    )
+
+
 def alive_rows(root, rowmap: SampleRowMap, cache_key: str) -> np.ndarray | None:
     """bool ``(N,)`` mask of index rows whose sample is in ``root``, or None if all
     are.

@@ -27,7 +27,7 @@ from fiftyone_clipbranches.sdk.errors import (
     StaleIndexError,
     UnknownModelError,
 )
-from fiftyone_clipbranches.sdk.freshness import Freshness, compare
+from fiftyone_clipbranches.sdk.freshness import Freshness, at_build, compare
 from fiftyone_clipbranches.sdk.identity import (
     build_identity,
     field_model_identity,
@@ -225,9 +225,7 @@ def build_index(
         1.0,
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
-    return _info(
-        ds, index_key, config, compare(ds, SampleRowMap(source.ids), unembeddable)
-    )
+    return _info(ds, index_key, config, at_build(len(source), unembeddable))
 
 
 def _refuse_if_nothing_read(ds, embed_report: dict) -> None:
