@@ -177,7 +177,7 @@ def build_index(
             pretrained=pretrained,
             progress=lambda f, label: report(0.7 * f, label),
         )
-        _refuse_if_nothing_read(ds, embed_report)
+        refuse_if_nothing_read(ds, embed_report)
     elif (model is None) != (pretrained is UNSET):
         raise ValueError(
             "to declare the CLIP model of an embeddings field, pass both model= and "
@@ -228,7 +228,7 @@ def build_index(
     return _info(ds, index_key, config, at_build(len(source), unembeddable))
 
 
-def _refuse_if_nothing_read(ds, embed_report: dict) -> None:
+def refuse_if_nothing_read(ds, embed_report: dict) -> None:
     """No image of a dataset with none embedded before could be read: say so, with
     one of them (a wrong folder, a disk not mounted), before anything is built."""
     failed = embed_report["failed"]

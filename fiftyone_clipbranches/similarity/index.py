@@ -21,7 +21,7 @@ from fiftyone_clipbranches.sdk.errors import ClipBranchesError, IndexNotFoundErr
 from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import zoo_identity
 from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
-from fiftyone_clipbranches.sdk.indexes import discard_index
+from fiftyone_clipbranches.sdk.indexes import discard_index, refuse_if_nothing_read
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import query_code, text_embeddings
 from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
@@ -353,13 +353,14 @@ def _build_from_dataset(ds, config) -> None:
         _build_from_field(ds, config, field, identity)
     elif config.clip_model is not None and config.model is None:
         field = field or DEFAULT_EMBEDDINGS_FIELD
-        sdk.compute_embeddings(
+        report = sdk.compute_embeddings(
             ds,
             field,
             model=config.clip_model,
             pretrained=config.pretrained,
             progress=_show_progress(),
         )
+        refuse_if_nothing_read(ds, report)  # else the build would embed them again
         config.embeddings_field = field
         _build_from_field(ds, config, field, identity)
 

@@ -246,3 +246,28 @@ def test_an_index_answering_a_brain_run_is_not_deleted_or_renamed_under_it(
     ds.load_brain_results("sim").cleanup()  # as the refusal says
     ds.delete_brain_run("sim")
     assert cb.list_indexes(ds) == [] and ds.list_brain_runs() == []
+
+
+def test_images_none_of_which_can_be_read_are_said_so_after_one_pass(
+    tiny_clip_checkpoint, tmp_path, monkeypatch
+):
+    from fiftyone_clipbranches.sdk import indexes
+
+    register_similarity_backend()
+    ds = fo.Dataset()
+    paths = [str(tmp_path / "unmounted" / f"{i}.jpg") for i in range(40)]
+    ds.add_samples([fo.Sample(filepath=p) for p in paths], progress=False)
+    second_pass = []
+    monkeypatch.setattr(
+        indexes, "compute_embeddings", lambda *a, **k: second_pass.append(a)
+    )
+    try:
+        with pytest.raises(sdk.MissingEmbeddingsError, match="none of the 40"):
+            fob.compute_similarity(
+                ds, backend="clipbranches", brain_key="sim", embeddings=False,
+                code_method="pca",
+                clip_model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint),
+            )  # fmt: skip
+        assert not second_pass and ds.get_field("clip_embedding") is None
+    finally:
+        ds.delete()
