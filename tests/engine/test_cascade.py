@@ -112,6 +112,14 @@ def test_index_answer_equals_scan_and_brute_force(catalogue, params):
         )
     scores = model.decision_function(codes)
     assert scores.min() >= 0.0 and 0.5 < scores.max() < 1.0
+    # the highest a row can reach (forest 1, every vote, the top tie-break) < 1
+    m = model.n_members_
+    model.forest_proba = lambda X: np.ones(len(X))
+    model._member_scores = lambda X, squash: (
+        np.full(len(X), m),
+        np.full(len(X), 0.999),
+    )
+    assert 0.999 < model.decision_function(codes[:3]).max() < 1.0
     assert truth[expected].mean() > 0.8
 
 
