@@ -8,7 +8,9 @@ the App with the panel open. Every step reuses what an earlier run left behind.
 
 from __future__ import annotations
 
+import shlex
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,7 +323,16 @@ def _generated_dataset(name, records, model, pretrained):
         for key in sdk.list_indexes(dataset):  # the demo's own: nothing left behind
             discard_index(dataset, key)
         dataset.delete()
-    dataset = fo.Dataset(name, persistent=True)
+    with _new_dataset(name) as dataset:
+        _add_generated(dataset, records)
+        dataset.info[DEMO_INFO_KEY] = wanted
+        dataset.save()
+    return dataset
+
+
+def _add_generated(dataset, records) -> None:
+    import fiftyone as fo
+
     samples = []
     for r in records:
         detections = [
@@ -344,9 +355,20 @@ def _generated_dataset(name, records, model, pretrained):
             )
         )
     dataset.add_samples(samples, progress=False)
-    dataset.info[DEMO_INFO_KEY] = wanted
-    dataset.save()
-    return dataset
+
+
+@contextmanager
+def _new_dataset(name: str):
+    """A new persistent dataset ``name``, deleted if the block fails (no
+    half-made dataset is left to be refused by the next run)."""
+    import fiftyone as fo
+
+    dataset = fo.Dataset(name, persistent=True)
+    try:
+        yield dataset
+    except BaseException:
+        dataset.delete()
+        raise
 
 
 def _folder_dataset(name, folder: Path, model, pretrained):
@@ -359,7 +381,11 @@ def _folder_dataset(name, folder: Path, model, pretrained):
     wanted = {"folder": str(folder.resolve())}
     if fo.dataset_exists(name):
         dataset = fo.load_dataset(name)
-        _refuse_unless_made_here(dataset, dataset.info.get(DEMO_INFO_KEY) == wanted)
+        made = dataset.info.get(DEMO_INFO_KEY)
+        if made is None and _earlier_demo_of(dataset, folder):
+            made = dataset.info[DEMO_INFO_KEY] = wanted
+            dataset.save()
+        _refuse_unless_made_here(dataset, made == wanted)
         return dataset
     paths = sorted(
         str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
@@ -367,15 +393,24 @@ def _folder_dataset(name, folder: Path, model, pretrained):
     if not paths:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
     classes = _folder_classes(folder, paths)
-    dataset = fo.Dataset(name, persistent=True)
     samples = [fo.Sample(filepath=p) for p in paths]
     if classes is not None:  # a folder per class: its name is the ground truth
         for sample, label in zip(samples, classes):
             sample["ground_truth"] = fo.Classification(label=label)
-    dataset.add_samples(samples, progress=False)
-    dataset.info[DEMO_INFO_KEY] = wanted
-    dataset.save()
+    with _new_dataset(name) as dataset:
+        dataset.add_samples(samples, progress=False)
+        dataset.info[DEMO_INFO_KEY] = wanted
+        dataset.save()
     return dataset
+
+
+def _earlier_demo_of(dataset, folder: Path) -> bool:
+    """Whether ``dataset`` is what an earlier version of the demo made from
+    ``folder`` (it recorded nothing): its default name, images under the folder."""
+    if dataset.name != f"{DEMO_DATASET}-{folder.resolve().name}":
+        return False
+    root = str(folder.resolve())
+    return all(p.startswith(root + "/") for p in dataset.values("filepath"))
 
 
 def _made_from(name: str):
@@ -394,7 +429,8 @@ def _refuse_unless_made_here(dataset, made_by_the_demo: bool) -> None:
     raise ValueError(
         f"dataset {dataset.name!r} exists ({len(dataset)} samples) and the demo did"
         " not make it from these images, so it leaves it as it is: pass another"
-        " --dataset name"
+        f" --dataset name (or, if it is of no use to you, delete it: fiftyone"
+        f" datasets delete {shlex.quote(dataset.name)})"
     )
 
 

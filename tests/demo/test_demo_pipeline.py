@@ -152,8 +152,9 @@ def test_the_demo_changes_no_dataset_it_did_not_make(
             dict(images=cats, **tiny),
             dict(n_images=20, data_dir=tmp_path / "generated", **tiny),
         ):
-            with pytest.raises(ValueError, match="the demo did not make it"):
+            with pytest.raises(ValueError, match="the demo did not make it") as err:
                 run_demo(dataset_name=mine.name, progress=False, **kwargs)
+            assert f"fiftyone datasets delete {mine.name}" in str(err.value)
             assert len(mine) == 1 and mine.count_sample_tags() == {"keep": 1}
             assert mine.list_saved_views() == ["my view"]
         # the demo's dataset of one folder is not taken for another folder
@@ -172,6 +173,12 @@ def test_the_demo_changes_no_dataset_it_did_not_make(
             run_demo(images=few, dataset_name="clipbranches-demo-few",
                      progress=False, **tiny)  # fmt: skip
         assert not fo.dataset_exists("clipbranches-demo-few")
+        # what an earlier version made from the folder (no record) is the demo's
+        legacy = fo.load_dataset("clipbranches-demo-cats")
+        legacy.info.pop("clipbranches_demo")
+        legacy.save()
+        again = run_demo(images=cats, k=5, progress=False, **tiny)
+        assert again.dataset == "clipbranches-demo-cats" and again.n_samples == 70
     finally:
         for name in (mine.name, "clipbranches-demo-cats", "clipbranches-demo-few"):
             if fo.dataset_exists(name):
