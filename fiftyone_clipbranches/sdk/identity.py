@@ -192,20 +192,25 @@ def checkpoint_changed(recorded: dict, loaded: dict) -> str:
 
 
 def missing_checkpoint(recorded: dict, index_key: str, work: str) -> str | None:
-    """Why index ``index_key`` cannot ``work`` ("embed queries", "embed the added
+    """Why index ``index_key`` cannot ``work`` ("embed queries", "embed added
     samples"): the local checkpoint file its ``recorded`` identity names is gone;
     None when it is there (or the weights are an open_clip tag)."""
     pretrained = recorded.get("pretrained")
     if not recorded.get("checkpoint_sha256") or os.path.isfile(str(pretrained)):
         return None
     return (
-        f"index {index_key!r} cannot {work}: they are embedded with the checkpoint"
-        f" file {pretrained!r}, which is not there any more; put it back at that"
-        " path, or rebuild the index with the file's new path (build_index(...,"
-        " embeddings_field='NEW_FIELD', model=..., pretrained=NEW_PATH); CLI:"
-        " clipbranches build-index --embeddings-field NEW_FIELD --model ..."
-        " --pretrained NEW_PATH)"
+        f"index {index_key!r} cannot {work}: it embeds with the checkpoint file"
+        f" {pretrained!r}, which is not there any more; put it back at that path,"
+        f" or build another index from the file's new path ({REBUILD_ELSEWHERE})"
     )
+
+
+#: How to build an index of a new checkpoint beside the old one, in each face's words.
+REBUILD_ELSEWHERE = (
+    "build_index(dataset, 'NEW_KEY', embeddings_field='NEW_FIELD', model=...,"
+    " pretrained=NEW_PATH); CLI: clipbranches build-index DATASET --key NEW_KEY"
+    " --embeddings-field NEW_FIELD --model ... --pretrained NEW_PATH"
+)
 
 
 def text_search_refusal(

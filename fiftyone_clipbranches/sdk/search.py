@@ -17,6 +17,7 @@ from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import UnknownModelError
 from fiftyone_clipbranches.sdk.freshness import alive_rows, unindexed_count
 from fiftyone_clipbranches.sdk.identity import (
+    REBUILD_ELSEWHERE,
     checkpoint_changed,
     missing_checkpoint,
     same_identity,
@@ -171,9 +172,8 @@ def index_clip_model(config, index_key: str):
         raise UnknownModelError(
             f"index {index_key!r} cannot embed queries: "
             f"{checkpoint_changed(recorded, clip.identity)}, so its vectors would not"
-            " match the index's; restore the file, or rebuild the index from the new"
-            " checkpoint into another embeddings field (CLI: clipbranches"
-            " build-index --embeddings-field NEW_FIELD --model ... --pretrained PATH)"
+            " match the index's; restore the file, or build another index from the"
+            f" new checkpoint ({REBUILD_ELSEWHERE})"
         )
     return clip
 

@@ -279,6 +279,7 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(cifar_dir, tmp_path
                 call()
             assert f"cannot {work}" in str(err.value)
             assert "put it back at that path" in str(err.value)
+            assert "clipbranches build-index DATASET --key NEW_KEY" in str(err.value)
         assert ds.count("clip_embedding") == len(ds) - 1
     finally:
         _forget_loaded_models()
