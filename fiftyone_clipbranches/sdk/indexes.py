@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -469,18 +470,6 @@ def update_index(
         new_failed = _unembeddable(added_view, field, embed_report)
 
     keep = np.sort(rows[found])
-    if not keep.size and not len(new_ids):
-        raise MissingEmbeddingsError(
-            f"no sample of dataset {ds.name!r} is left to index ({n_deleted}"
-            f" deleted since index {index_key!r} was built"
-            + (
-                f", {counted(len(new_failed), 'unreadable image')}"
-                if new_failed
-                else ""
-            )
-            + f"): delete the index (CLI: clipbranches delete-index {ds.name}"
-            f" --key {index_key}), or add samples and update it"
-        )
     report(0.6, "rebuilding the index")
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
@@ -502,6 +491,18 @@ def replace_index_rows(
     The new directory lies under ``ds``'s own folder, so an update on a clone never
     replaces the original's files.
     """
+    if not len(ids):
+        unreadable = (
+            f" ({counted(len(unembeddable), 'sample')} whose image could not be read:"
+            " update_index(..., retry_failed=True) reads them again; CLI: --retry-failed)"
+            if unembeddable
+            else ""
+        )
+        raise MissingEmbeddingsError(
+            f"no sample of dataset {ds.name!r} is left for index {index_key!r} to"
+            f" hold{unreadable}: delete the index (CLI: clipbranches delete-index"
+            f" {shlex.quote(ds.name)} --key {index_key}), or add samples and update it"
+        )
     rowmap = SampleRowMap(ids)
     leaf_size = bundle.manifest.get("leaf_size")
     index = tree_builder(codes, bundle.index.subsets, leaf_size, n_shards(bundle.index))

@@ -163,7 +163,12 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 raise ClipBranchesError(message)
             if warn_missing:
                 logger.warning(message)
-        edit_index_rows(self._dataset, self.index_key, remove_ids=ids)
+        everything = len(set(ids) - set(np.asarray(ids)[missing])) == len(bundle.rowmap)
+        if everything and self.config.owns_index is not False:
+            # its own index emptied: as after embeddings=False (add_to_index builds)
+            discard_index(self._dataset, self.index_key)
+        else:
+            edit_index_rows(self._dataset, self.index_key, remove_ids=ids)
         if reload:
             self.reload()
 

@@ -188,6 +188,11 @@ def test_an_index_made_empty_says_how_to_fill_it(embedded):
     index.add_to_index(np.stack(vectors), ids)
     ranked = embedded.sort_by_similarity(ids[0], k=3, brain_key="empty")
     assert ranked.first().id == ids[0]
+    # every sample removed: empty again, and filled again the same way
+    index.remove_from_index(sample_ids=ids)
+    assert index.total_index_size == 0
+    index.add_to_index(np.stack(vectors), ids)
+    assert index.total_index_size == len(ids)
     index.cleanup()
     embedded.delete_brain_run("empty")
 
