@@ -82,6 +82,7 @@ class RelevancePanel(foo.Panel):
         ctx.panel.state.set(update)
 
     def on_change_dataset(self, ctx):
+        ctx.panel.state.set("confirm", None)  # a question about the other dataset
         self.on_load(ctx)
 
     # -------------------------------------------------------------- actions

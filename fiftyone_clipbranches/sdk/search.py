@@ -328,6 +328,8 @@ def _vector_code(vector, bundle, index_key) -> np.ndarray:
             f" built from {width}-dim embeddings (or pass a uint8 code of {n_dims}"
             " bytes)"
         )
+    if not np.all(np.isfinite(vec)):
+        raise ValueError("the query vector holds NaN or infinite values")
     if not np.any(vec):
         raise ValueError("the query vector is all zeros: it points nowhere")
     return np.asarray(bundle.encoder.encode(vec[None].astype(np.float32))[0], np.uint8)

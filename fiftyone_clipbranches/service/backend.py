@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import threading
 import time
 from collections.abc import Iterable
@@ -346,7 +347,7 @@ class SdkBackend:
             why = (
                 "the service was started to serve only "
                 + ", ".join(repr(n) for n in self.dataset_names)
-                + f": restart it with --dataset {name} as well"
+                + f": restart it with --dataset {shlex.quote(name)} among them"
             )
         elif not _has_indexes(fo, sdk, name):
             why = (

@@ -79,6 +79,9 @@ def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
         "label"
     ] and not notifications(asked, "success")
     assert ds.count_sample_tags() == {"cb_positive": 1, "cb_negative": 2}
+    switched = call(ds, "on_change_dataset", state={"confirm": "reset_labels"})
+    assert patched_state(switched)["confirm"] is None  # asked about another dataset
+    assert "confirm_question" not in rendered(switched)
     cancelled = call(ds, "cancel", state={"confirm": "reset_labels"})
     assert patched_state(cancelled) == {"confirm": None}
     assert "confirm_question" not in rendered(cancelled)

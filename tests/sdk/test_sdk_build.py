@@ -38,6 +38,7 @@ def test_build_from_a_vector_field_then_search_and_refine(embedded):
     for bad, message in (
         (np.ones(vec.shape[0] + 1), rf"has {vec.shape[0] + 1} values; .* built from"),
         (np.zeros(vec.shape[0]), "all zeros"),
+        (np.full(vec.shape[0], np.nan), "NaN or infinite"),
     ):
         with pytest.raises(ValueError, match=message):
             sdk.search_ids(ds, vector=bad, index_key="pca")

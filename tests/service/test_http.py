@@ -95,7 +95,7 @@ def test_datasets_and_indexes(call, served_dataset):
         status, _, err = call("GET", f"/v1/datasets/{later.name}")
         assert (status, err["error"]["code"]) == (404, "dataset_not_found")
         message = err["error"]["message"]
-        assert f"restart it with --dataset {later.name} as well" in message
+        assert f"restart it with --dataset {later.name} among them" in message
     finally:
         later.delete()
     status, _, err = call("GET", f"/v1/datasets/{DATASET}/indexes/other")
@@ -383,6 +383,6 @@ def test_a_dataset_not_served_is_told_what_would_serve_it(served_dataset):
         served = every._not_served(served_dataset.name)
         assert "restart it to serve this one" in served
         chosen = SdkBackend([served_dataset.name])
-        assert f"--dataset {later.name} as well" in chosen._not_served(later.name)
+        assert f"--dataset {later.name} among" in chosen._not_served(later.name)
     finally:
         later.delete()
