@@ -106,7 +106,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
         box_reach: float > 0 (default 30.0), or None: where the class's share of
             the catalogue is estimated (the class ball's estimate: 2-63 labelled
             positives and neighbour positives), a member's box holding more than
-            ``box_reach`` times that share of ``catalogue_sample`` is left out. In
+            ``box_reach`` times that share of ``catalogue_sample`` (at least
+            ``box_reach`` rows) is left out. In
             a large catalogue the random negatives sample it sparsely (500 rows
             of 10M: one in 20,000), so a box holding none of them may still hold
             many times the class: such a box is no region of the class, only

@@ -123,9 +123,10 @@ class RowIds(Sequence):
 
 
 def as_sample_ids(samples, what: str = "sample ids") -> list[str]:
-    """The checked sample ids (:func:`check_sample_ids`) of ``samples``: one id, ids,
-    a FiftyOne sample, samples, or a dataset or view (its samples' ids); None is
-    no id."""
+    """The checked sample ids (:func:`check_sample_ids`) of ``samples``: one id or
+    ObjectId, ids, a FiftyOne sample, samples, or a dataset or view (its samples'
+    ids; of a patches, frames or clips view, the samples they come from); None is
+    no id. An unsaved sample raises :class:`SampleIdsError`."""
     if samples is None:
         return []
     if isinstance(samples, str) or _is_one(samples):
@@ -151,7 +152,7 @@ def _sample_id(sample, what: str):
     if isinstance(sample, str) or not hasattr(sample, "filepath"):
         return sample
     if getattr(sample, "id", None) is None:
-        raise ValueError(
+        raise SampleIdsError(
             f"{what}: sample {sample.filepath!r} is not in a dataset yet (add it to"
             " the dataset first)"
         )

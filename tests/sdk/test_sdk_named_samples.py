@@ -186,7 +186,7 @@ def test_samples_and_views_are_labels_and_queries_like_their_ids(indexed):
         ) == list(one)
     finally:
         ds.delete_sample_field("boxes")
-    with pytest.raises(ValueError, match="not in a dataset yet"):
+    with pytest.raises(sdk.SampleIdsError, match="not in a dataset yet"):
         sdk.search_ids(ds, sample_ids=fo.Sample(filepath="new.jpg"), index_key="clip")
     # anything else is named briefly, not printed whole
     with pytest.raises(sdk.SampleIdsError, match="must be FiftyOne sample ids") as err:
