@@ -242,6 +242,12 @@ def test_unreadable_and_added_images_from_the_shell(
     first = ds.first().id
     assert cli_main([*refine, "--positive", first, "--positive", broken_id]) == 1
     assert "could not be read" in capsys.readouterr().err
+    # as a negative it is left out, and said so
+    labels = ["--positive", first, "--negative", broken_id, "--limit", "1"]
+    assert cli_main(["refine", ds.name, "--key", "a", *labels, "--no-scores"]) == 0
+    assert "0 negatives labelled (1 unreadable negative left out)" in (
+        capsys.readouterr().out
+    )
     # added after the build: the error names the command that adds it
     (added,) = ds.add_samples([fo.Sample(filepath=ds.first().filepath)], progress=False)
     assert cli_main([*refine, "--positive", first, "--positive", added]) == 1

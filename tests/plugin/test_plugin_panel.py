@@ -359,3 +359,15 @@ def test_an_index_renamed_or_deleted_elsewhere_is_said_in_the_panels_words(
     (error,) = notifications(requests, "error")
     assert "press Build index" in error and "build_index(" not in error
     assert "no_index" in rendered(requests)
+
+
+def test_the_round_line_says_what_was_left_out():
+    from fiftyone_clipbranches.panels.panel import _stats_markdown
+
+    stats = dict(
+        n_results=7, n_index=300, n_pos=3, n_neg=1, n_unreadable_neg=2,
+        n_random_neg=20, model="cascade", train_ms=5.0, query_ms=2.0,
+    )  # fmt: skip
+    line = _stats_markdown(stats)
+    assert "1 negative (2 unreadable negatives left out), 20 random" in line
+    assert "unreadable" not in _stats_markdown({**stats, "n_unreadable_neg": 0})
