@@ -6,7 +6,12 @@ from __future__ import annotations
 import fiftyone.core.stages as fos
 
 from fiftyone_clipbranches import sdk
-from fiftyone_clipbranches.panels.constants import DEFAULTS, MAX_K, PREVIEW_RESULTS
+from fiftyone_clipbranches.panels.constants import (
+    DEFAULTS,
+    MAX_K,
+    MAX_RANDOM_NEGATIVES,
+    PREVIEW_RESULTS,
+)
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
 from fiftyone_clipbranches.sdk.labels import count_tagged
@@ -171,6 +176,12 @@ def run_refine(ctx, opts: dict) -> dict:
     round and its ranking, and lets the score field be written in the background.
     The text query box is the search the labels refine (the query ball uses it)."""
     check_index(ctx, opts)
+    wanted = opts.get("random_negatives")
+    if wanted is not None and not 0 <= wanted <= MAX_RANDOM_NEGATIVES:
+        raise ValueError(
+            f"Random negatives must be from 0 to {MAX_RANDOM_NEGATIVES} (empty: the"
+            f" model's default), got {wanted}"
+        )
     score_field = opts["score_field"] or None
     result = refine_here_or_remote(
         ctx.dataset,
@@ -201,7 +212,7 @@ def show_all(ctx, opts: dict) -> str:
     sdk.wait_for_writes(ctx.dataset, score_field)
     view = ctx.dataset.exists(score_field).sort_by(score_field, reverse=True)
     ctx.ops.set_view(view=view)
-    ctx.panel.state.set("showing", "refine")
+    ctx.panel.state.set("showing", "all")
     return f"{len(ids)} matches by score"
 
 
@@ -212,7 +223,7 @@ def save_results(ctx, opts: dict) -> str:
     if not name:
         raise ValueError("type a name in Saved view name first")
     last = RoundHistory(ctx).result()
-    if ctx.panel.state.get("showing") == "refine" and last is not None:
+    if ctx.panel.state.get("showing") in ("refine", "all") and last is not None:
         ids = last[0]
         if len(ids) > MAX_SELECTED_SAMPLES:
             raise ResultTooLargeError(

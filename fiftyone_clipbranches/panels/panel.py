@@ -246,9 +246,11 @@ class RelevancePanel(foo.Panel):
         panel.btn("refine", label="Refine", on_click=self.refine, variant="contained")
 
         stats = ctx.panel.state.get("last_stats")
-        if stats:
-            panel.md(_stats_markdown(stats), name="last_round")
-            if stats["n_results"] > PREVIEW_RESULTS:
+        showing = ctx.panel.state.get("showing")
+        if stats and showing in ("refine", "all"):  # not under a later search
+            every = showing == "all"
+            panel.md(_stats_markdown(stats, every), name="last_round")
+            if stats["n_results"] > PREVIEW_RESULTS and not every:
                 panel.btn(
                     "show_all",
                     label=f"Show all {stats['n_results']} matches",
@@ -289,7 +291,7 @@ def weight_slider():
     )
 
 
-def _stats_markdown(stats: dict) -> str:
+def _stats_markdown(stats: dict, every_shown: bool = False) -> str:
     return (
         f"**Last round**: {counted(stats['n_results'], 'match')} of"
         f" {stats['n_index']} indexed samples; {counted(stats['n_pos'], 'positive')}"
@@ -304,7 +306,7 @@ def _stats_markdown(stats: dict) -> str:
         f"train {stats['train_ms']:.0f} ms, query {stats['query_ms']:.0f} ms"
         + (
             f"; showing the best {PREVIEW_RESULTS}"
-            if stats["n_results"] > PREVIEW_RESULTS
+            if stats["n_results"] > PREVIEW_RESULTS and not every_shown
             else ""
         )
         + unsearched_note(stats.get("n_unindexed") or 0)

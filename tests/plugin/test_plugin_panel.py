@@ -115,6 +115,9 @@ def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
         stats["n_pos"] == 10 and stats["n_neg"] == 15 and stats["model"] == "ensemble"
     )
     assert "last_round" in rendered(requests)
+    too_many = {"index_key": "cb", "random_negatives": 99999}
+    (error,) = notifications(call(ds, "refine", state=too_many), "error")
+    assert "Random negatives must be from 0 to 2000" in error
     requests = call(ds, "refine", state={"index_key": "cb", "model": "tree"})
     assert "history" in rendered(requests)
     rounds = foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")
@@ -277,13 +280,21 @@ def test_refine_shows_the_best_at_once_then_all_by_score_and_saves_the_ranking(
     )
     assert set(planes[:10]) <= set(scored)
     assert [scored[i] for i in shown] == sorted(scored.values(), reverse=True)[:5]
+    assert "showing the best 5" in rendered(requests)["last_round"]["default"]
     requests = call(ds, "show_all", state=state)
     assert "by score" in notifications(requests, "success")[0]
+    state.update(patched_state(requests))
+    props = rendered(requests)
+    assert "show_all" not in props  # every match is shown now
+    assert "showing the best" not in props["last_round"]["default"]
     state["view_name"] = "all planes"
     call(ds, "save_view", state=state)
     saved = ds.load_saved_view("all planes").values("id")
     assert saved[:5] == shown and set(saved) == set(scored)
     assert len(saved) == state["last_stats"]["n_results"]
+    # a later search is not described by the round before it
+    searched = call(ds, "search", state={**state, "k": 3}, selected=shown[:1])
+    assert "last_round" not in rendered(searched)
 
 
 def test_search_looks_in_the_grids_view_but_not_in_the_panels_last_result(
