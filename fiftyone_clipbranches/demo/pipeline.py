@@ -148,15 +148,12 @@ def run_demo(
             )
             lap("demo model")
         name = dataset_name or DEMO_DATASET
-        before = _made_from(name)
-        dataset = _generated_dataset(name, records, model, pretrained)
+        dataset, made_now = _generated_dataset(name, records, model, pretrained)
     else:
         model = model or "ViT-B-32"
         pretrained = pretrained or "laion2b_s34b_b79k"
         name = dataset_name or f"{DEMO_DATASET}-{Path(images).resolve().name}"
-        before = _made_from(name)
-        dataset = _folder_dataset(name, Path(images), model, pretrained)
-    made_now = before != dataset.info.get(DEMO_INFO_KEY)
+        dataset, made_now = _folder_dataset(name, Path(images), model, pretrained)
     lap("dataset")
 
     try:
@@ -303,7 +300,8 @@ def _config_beside_checkpoint(demo) -> None:
 
 
 def _generated_dataset(name, records, model, pretrained):
-    """The dataset of generated images, rebuilt only when the images changed."""
+    """``(dataset, made now)``: the dataset of generated images, made again only
+    when the images or the model changed."""
     import fiftyone as fo
 
     from fiftyone_clipbranches import sdk
@@ -318,7 +316,7 @@ def _generated_dataset(name, records, model, pretrained):
         dataset = fo.load_dataset(name)
         made = dataset.info.get(DEMO_INFO_KEY)
         if made == wanted:
-            return dataset
+            return dataset, False
         _refuse_unless_made_here(dataset, made is not None and "images" in made)
         for key in sdk.list_indexes(dataset):  # the demo's own: nothing left behind
             discard_index(dataset, key)
@@ -327,7 +325,7 @@ def _generated_dataset(name, records, model, pretrained):
         _add_generated(dataset, records)
         dataset.info[DEMO_INFO_KEY] = wanted
         dataset.save()
-    return dataset
+    return dataset, True
 
 
 def _add_generated(dataset, records) -> None:
@@ -372,6 +370,7 @@ def _new_dataset(name: str):
 
 
 def _folder_dataset(name, folder: Path, model, pretrained):
+    """``(dataset, made now)``: the dataset of the images under ``folder``."""
     import fiftyone as fo
 
     from fiftyone_clipbranches.sdk.search import IMAGE_EXTENSIONS
@@ -386,7 +385,7 @@ def _folder_dataset(name, folder: Path, model, pretrained):
             made = dataset.info[DEMO_INFO_KEY] = wanted
             dataset.save()
         _refuse_unless_made_here(dataset, made == wanted)
-        return dataset
+        return dataset, False
     paths = sorted(
         str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
     )
@@ -401,7 +400,7 @@ def _folder_dataset(name, folder: Path, model, pretrained):
         dataset.add_samples(samples, progress=False)
         dataset.info[DEMO_INFO_KEY] = wanted
         dataset.save()
-    return dataset
+    return dataset, True
 
 
 def _earlier_demo_of(dataset, folder: Path) -> bool:
@@ -411,15 +410,6 @@ def _earlier_demo_of(dataset, folder: Path) -> bool:
         return False
     root = str(folder.resolve())
     return all(p.startswith(root + "/") for p in dataset.values("filepath"))
-
-
-def _made_from(name: str):
-    """What the demo made dataset ``name`` from (its ``info``), None for none."""
-    import fiftyone as fo
-
-    if not fo.dataset_exists(name):
-        return None
-    return fo.load_dataset(name).info.get(DEMO_INFO_KEY)
 
 
 def _refuse_unless_made_here(dataset, made_by_the_demo: bool) -> None:

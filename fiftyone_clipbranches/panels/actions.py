@@ -157,7 +157,8 @@ def mark(ctx, opts: dict, label: str) -> str:
         view.untag_samples(pos_tag)
         view.tag_samples(neg_tag)
     ctx.ops.clear_selected_samples()
-    # the tiles show the new tags (reload_samples leaves a saved view's as they were)
+    # the tiles show the new tags (after reload_samples, those of a refined result
+    # or a saved view keep their old ones)
     ctx.ops.reload_dataset()
     return f"marked {len(positives)} positive, {len(negatives)} negative"
 

@@ -93,6 +93,14 @@ ANOTHER_FIELD = (
 )
 
 
+#: How to build an index of a new checkpoint beside the old one, in each face's words.
+REBUILD_ELSEWHERE = (
+    "build_index(dataset, 'NEW_KEY', embeddings_field='NEW_FIELD', model=...,"
+    " pretrained=NEW_PATH); CLI: clipbranches build-index DATASET --key NEW_KEY"
+    " --embeddings-field NEW_FIELD --model ... --pretrained NEW_PATH"
+)
+
+
 def check_field_identity(samples, field: str, identity: dict) -> bool:
     """Whether ``field`` already holds vectors of an unknown model, before
     vectors of ``identity`` are added to it.
@@ -203,14 +211,6 @@ def missing_checkpoint(recorded: dict, index_key: str, work: str) -> str | None:
         f" {pretrained!r}, which is not there any more; put it back at that path,"
         f" or build another index from the file's new path ({REBUILD_ELSEWHERE})"
     )
-
-
-#: How to build an index of a new checkpoint beside the old one, in each face's words.
-REBUILD_ELSEWHERE = (
-    "build_index(dataset, 'NEW_KEY', embeddings_field='NEW_FIELD', model=...,"
-    " pretrained=NEW_PATH); CLI: clipbranches build-index DATASET --key NEW_KEY"
-    " --embeddings-field NEW_FIELD --model ... --pretrained NEW_PATH"
-)
 
 
 def text_search_refusal(

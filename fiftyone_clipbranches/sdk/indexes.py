@@ -469,8 +469,8 @@ def update_index(
             )
         new_failed = _unembeddable(added_view, field, embed_report)
 
-    keep = np.sort(rows[found])
     report(0.6, "rebuilding the index")
+    keep = np.sort(rows[found])
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
     info = replace_index_rows(

@@ -71,8 +71,9 @@ class RankedRows:
         bundle: the loaded index (``bundle.rowmap.ids_of(rows)`` -> sample ids).
         stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``,
             ``n_unreadable_neg`` (labelled negatives left out: their image could
-            not be read at the build), ``n_neighbour_pos`` (neighbour positives added), ``n_random_neg``
-            (random negatives actually drawn), ``n_random_neg_requested``,
+            not be read at the build), ``n_neighbour_pos`` (neighbour positives
+            added), ``n_random_neg`` (random negatives actually drawn),
+            ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier, the query
             ball or the cascade's forest left out as likely matches; 0 for the
             other models),
@@ -162,7 +163,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         "label_source": labels.source,
         "n_pos": len(pos_rows),
         "n_neg": len(neg_rows),
-        "n_unreadable_neg": len(set(labels.negatives)) - len(neg_rows),
+        "n_unreadable_neg": len(labels.negatives) - len(neg_rows),
         "n_neighbour_pos": 0,
         "n_random_neg": 0,
         "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),

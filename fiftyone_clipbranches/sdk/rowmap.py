@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from bson import ObjectId
 
 from fiftyone_clipbranches.sdk.errors import SampleIdsError
 
@@ -142,12 +143,12 @@ def as_sample_ids(samples, what: str = "sample ids") -> list[str]:
 
 def _is_one(sample) -> bool:
     """A FiftyOne sample or a bson ObjectId (not a collection of them)."""
-    return hasattr(sample, "filepath") or type(sample).__name__ == "ObjectId"
+    return hasattr(sample, "filepath") or isinstance(sample, ObjectId)
 
 
 def _sample_id(sample, what: str):
     """A sample's id (of a ``Sample``, ``SampleView`` or ObjectId), else ``sample``."""
-    if type(sample).__name__ == "ObjectId":
+    if isinstance(sample, ObjectId):
         return str(sample)
     if isinstance(sample, str) or not hasattr(sample, "filepath"):
         return sample

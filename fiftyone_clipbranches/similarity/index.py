@@ -163,8 +163,8 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 raise ClipBranchesError(message)
             if warn_missing:
                 logger.warning(message)
-        everything = len(set(ids) - set(np.asarray(ids)[missing])) == len(bundle.rowmap)
-        if everything and self.config.owns_index is not False:
+        found = {sid for sid, gone in zip(ids, missing) if not gone}
+        if len(found) == len(bundle.rowmap) and self.config.owns_index is not False:
             # its own index emptied: as after embeddings=False (add_to_index builds)
             discard_index(self._dataset, self.index_key)
         else:

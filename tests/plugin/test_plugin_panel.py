@@ -382,3 +382,28 @@ def test_the_round_line_says_what_was_left_out():
     line = _stats_markdown(stats)
     assert "1 negative (2 unreadable negatives left out), 20 random" in line
     assert "unreadable" not in _stats_markdown({**stats, "n_unreadable_neg": 0})
+
+
+def test_a_round_on_an_index_built_from_images(make_user_index):
+    """The panel's mark, refine, stale-error and reset steps on an index built the
+    user's way (images -> tiny CLIP embeddings -> build_index)."""
+    ds = make_user_index(6)
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    cats, others = ids[labels == "cat"], ids[labels != "cat"]
+    requests = call(ds, "mark_positive", selected=cats[:4].tolist(), alt=others[:2])
+    assert notifications(requests, "success") == ["Marked 4 positive, 2 negative"]
+    assert "reload_dataset" in uris(requests)
+    state = {"index_key": "clip", "random_negatives": 10}
+    requests = call(ds, "refine", state=state)
+    stats = patched_state(requests)["last_stats"]
+    assert (stats["n_pos"], stats["n_neg"]) == (4, 2)
+    assert "last_round" in rendered(requests)
+    # the App's call after the Mark cleared the selection drops the old error
+    stale = {**state, "last_error": "an earlier failure"}
+    assert (
+        patched_state(call(ds, "on_change_selected", state=stale))["last_error"] is None
+    )
+    requests = reset_labels(ds)
+    assert notifications(requests, "success") == ["Removed 6 labels"]
+    assert ds.count_sample_tags() == {}
