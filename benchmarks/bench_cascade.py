@@ -10,7 +10,7 @@ then, on the training set ``refine`` makes from 16 positives (500 random negativ
 "auto" neighbour positives from the index's pool), the cascade with its class ball
 (as it ships: any row a member holds may join the ball), with its ball on the
 candidates only (``ball_votes=3``, the default before), without it
-(``ball_reach=None``) and without leaving out the boxes larger than the class can
+(``ball_reach=None``) and without shrinking the boxes larger than the class can
 be (``box_reach=None``); the same with and without that cap from 4 positives:
 training time, application through the index (``apply_model``, the forest's work on
 the candidates included), rows the index returns, rows the forest reads, rows the

@@ -11,7 +11,7 @@ from .ensemble import DecisionBranchesEnsemble
 from .forest_kernels import forest_proba
 from .neighbours import NEIGHBOUR_MAX_POSITIVES
 from .reach import class_ball_share, squared_distances_to
-from .scan import rows_per_box
+from .scan import shrink_boxes
 from .validation import (
     check_codes,
     check_int,
@@ -103,16 +103,18 @@ class BranchesCascade(DecisionBranchesEnsemble):
             labelled) the random rows beside the class are rarely members, and
             leaving them out over-accepts (docs/quality.md, "Diffuse clusters and
             forest relabelling").
-        box_reach: float > 0 (default 30.0), or None: where the class's share of
+        box_reach: float > 0 (default 3.0), or None: where the class's share of
             the catalogue is estimated (the class ball's estimate: 2-63 labelled
             positives and neighbour positives), a member's box holding more than
             ``box_reach`` times that share of ``catalogue_sample`` (at least
-            ``box_reach`` rows) is left out. In
-            a large catalogue the random negatives sample it sparsely (500 rows
-            of 10M: one in 20,000), so a box holding none of them may still hold
-            many times the class: such a box is no region of the class, only
-            rows for the index to return (docs/quality.md, "Boxes no larger than
-            the class can be").
+            ``box_reach`` rows) is shrunk about the training row it was grown
+            around, by the same fraction of its reach in every dim, to the
+            largest such box holding at most that many (:func:`~.scan.shrink_boxes`).
+            In a large catalogue the random negatives sample it sparsely (500
+            rows of 10M: one in 20,000), so a box holding none of them may still
+            hold many times the class: its far reaches are no region of the
+            class, only rows for the index to return and the forest to reject
+            (docs/quality.md, "Boxes no larger than the class can be").
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
@@ -144,7 +146,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         ball_max_positives=NEIGHBOUR_MAX_POSITIVES - 1,
         forest_relabel=0.25,
         relabel_max_positives=NEIGHBOUR_MAX_POSITIVES,
-        box_reach=30.0,
+        box_reach=3.0,
         **params,
     ):
         super().__init__(
@@ -253,7 +255,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
             self.n_relabelled_ = int(likely.size)
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
         self._fit_ball(X, (y == 1) & (w > 0), near, catalogue_sample)
-        self._cap_boxes(catalogue_sample)
+        self._cap_boxes(X, catalogue_sample)
         return self
 
     def _fit_ball(self, X, positive, near, catalogue_sample) -> None:
@@ -280,17 +282,19 @@ class BranchesCascade(DecisionBranchesEnsemble):
         if reach is not None:
             self.ball_center_, self.ball_radius_sq_ = center, radius_sq
 
-    def _cap_boxes(self, catalogue_sample) -> None:
-        """With ``box_reach`` and an estimate of the class's share, leave out the
+    def _cap_boxes(self, X, catalogue_sample) -> None:
+        """With ``box_reach`` and an estimate of the class's share, shrink the
         boxes holding more than ``box_reach`` times that share of
-        ``catalogue_sample``."""
+        ``catalogue_sample`` about the training rows they were grown around."""
         reach = self._box_reach()
         if reach is None or np.isnan(self.class_share_):
             return
-        held = rows_per_box(catalogue_sample, self.subsets_, self.boxes_)
         # a class estimated below one row of the sample still holds its members
-        limit = reach * max(self.class_share_ * catalogue_sample.shape[0], 1.0)
-        self._keep_boxes(held <= limit)
+        limit = int(reach * max(self.class_share_ * catalogue_sample.shape[0], 1.0))
+        limits = np.full(len(self.boxes_), limit, dtype=np.int64)
+        self.boxes_ = shrink_boxes(
+            catalogue_sample, self.subsets_, self.boxes_, X[self.seed_rows_], limits
+        )
 
     def _box_reach(self) -> float | None:
         reach = self.box_reach

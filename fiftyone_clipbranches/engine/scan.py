@@ -16,6 +16,7 @@ from .scan_kernels import (
     knn_kernel,
     knn_serial,
     rows_per_box_kernel,
+    shrink_boxes_kernel,
 )
 from .subsets import FeatureSubsets
 from .validation import check_codes
@@ -125,15 +126,44 @@ def contains_any(codes, subsets: FeatureSubsets, boxes: Boxes) -> np.ndarray:
 
 def rows_per_box(codes, subsets: FeatureSubsets, boxes: Boxes) -> np.ndarray:
     """int64 ``(B,)``: how many rows of ``codes`` (uint8 ``(N, D)``) each box holds
-    (one parallel pass over the boxes)."""
+    (the boxes in parallel, each reading only its dims of the transposed codes)."""
     boxes = check_boxes(boxes, subsets)
     codes = as_codes(codes, n_dims=subsets.n_dims, allow_empty=True)
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    lo, hi = box_bounds(boxes, subsets)
+    return rows_per_box_kernel(*_by_columns(codes, subsets, boxes))
+
+
+def _by_columns(codes, subsets: FeatureSubsets, boxes: Boxes) -> tuple:
+    """``(cols, box_dims, box_len, lo, hi)``: the checked ``codes`` transposed (uint8
+    ``(D, N)``), each box's dims (int32 ``(B, max_len)``) and their number (int32
+    ``(B,)``), and :func:`box_bounds`."""
     box_dims = np.ascontiguousarray(subsets.dims[boxes.subset_ids])
     box_len = np.ascontiguousarray(subsets.lengths[boxes.subset_ids])
-    return rows_per_box_kernel(codes, box_dims, box_len, lo, hi)
+    cols = np.ascontiguousarray(codes.T)
+    return (cols, box_dims, box_len, *box_bounds(boxes, subsets))
+
+
+def shrink_boxes(codes, subsets: FeatureSubsets, boxes: Boxes, seeds, limits) -> Boxes:
+    """The ``boxes``, each holding more than ``limits[b]`` rows of ``codes`` (uint8
+    ``(N, D)``) scaled down about its seed (uint8 ``seeds (B, D)``: a code each box
+    holds, the row it was grown around) until it holds at most that many (see
+    :func:`~.scan_kernels.shrink_boxes_kernel`; a box whose seed's duplicates alone
+    exceed it keeps the seed's point). ``limits``: int ``(B,)`` >= 0."""
+    boxes = check_boxes(boxes, subsets)
+    codes = as_codes(codes, n_dims=subsets.n_dims, allow_empty=True)
+    seeds = check_codes(seeds, "seeds", subsets.n_dims)
+    limits = np.ascontiguousarray(limits, dtype=np.int64)
+    if seeds.shape[0] != len(boxes) or limits.shape != (len(boxes),):
+        raise ValueError("seeds and limits need one row per box")
+    if len(boxes) == 0:
+        return boxes
+    cols, box_dims, box_len, lo, hi = _by_columns(codes, subsets, boxes)
+    at = np.take_along_axis(seeds, box_dims.astype(np.int64), axis=1).astype(np.int32)
+    if np.any((at < lo) | (at > hi)):  # padding (dims -1) is [0, 255]: never fails
+        raise ValueError("every seed must lie inside its box")
+    lo, hi = shrink_boxes_kernel(cols, box_dims, box_len, lo, hi, at, limits)
+    return Boxes(boxes.subset_ids, lo, hi, boxes.member)
 
 
 def check_k(k, n_rows: int) -> int:

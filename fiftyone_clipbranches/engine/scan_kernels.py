@@ -159,6 +159,85 @@ def keep_smallest(heap, size, k, key):
     return size
 
 
+@nb.njit(inline="always")
+def _box_mask(cols, dims, n, lo, hi, mask) -> int:
+    """Set ``mask[i]`` (uint8 ``(N,)``) to 1 where row ``i`` of ``cols`` (uint8
+    ``(D, N)``) lies in the box, 0 elsewhere; return how many rows do. One
+    branch-free pass per dim: ``lo <= v <= hi`` is ``uint8(v - lo) <= uint8(hi -
+    lo)``."""
+    mask[:] = 1
+    for j in range(n):
+        a, c = max(lo[j], 0), min(hi[j], 255)
+        if a > c:
+            mask[:] = 0
+            return 0
+        low, span = np.uint8(a), np.uint8(c - a)
+        col = cols[dims[j]]
+        for i in range(mask.shape[0]):
+            mask[i] &= np.uint8(col[i] - low) <= span
+    held = 0
+    for i in range(mask.shape[0]):
+        held += mask[i]
+    return held
+
+
+@nb.njit(inline="always")
+def _entry_time(cols, i, dims, n, lo, hi, seed) -> float:
+    """The smallest ``t`` in [0, 1] at which row ``i`` lies in the box scaled by
+    ``t`` about ``seed`` (a point of the box)."""
+    t = 0.0
+    for j in range(n):
+        v = np.int32(cols[dims[j], i])
+        if v < seed[j]:
+            t = max(t, (seed[j] - v) / (seed[j] - lo[j]))
+        elif v > seed[j]:
+            t = max(t, (v - seed[j]) / (hi[j] - seed[j]))
+    return t
+
+
+@parallel_kernel
+def shrink_boxes_kernel(cols, box_dims, box_len, lo, hi, seed, limit):
+    """``(lo, hi)`` int32 ``(B, max_len)``: each box (``lo``/``hi`` int32, inclusive)
+    holding more than ``limit[b]`` of the rows of ``cols`` (uint8 ``(D, N)``: the
+    codes transposed, so that a box reads only its dims) scaled about the point
+    ``seed[b]`` (int32 ``(B, max_len)``, inside the box) by the largest ``t`` in
+    [0, 1] at which it holds at most ``limit[b]`` of them: per dim,
+    ``seed - floor(t (seed - lo))`` to ``seed + floor(t (hi - seed))``. A row
+    enters at ``t_i``, the largest over dims of its distance from the seed over
+    the box's reach that way; the box then holds exactly the rows with
+    ``t_i <= t``."""
+    out_lo = lo.copy()
+    out_hi = hi.copy()
+    n_rows = cols.shape[1]
+    for b in nb.prange(box_dims.shape[0]):
+        dims, n, lo_b, hi_b, seed_b = box_dims[b], box_len[b], lo[b], hi[b], seed[b]
+        mask = np.empty(n_rows, dtype=np.uint8)
+        held = _box_mask(cols, dims, n, lo_b, hi_b, mask)
+        if held <= limit[b]:
+            continue
+        times = np.empty(held, dtype=np.float64)
+        k = 0
+        for i in range(n_rows):
+            if mask[i]:
+                times[k] = _entry_time(cols, i, dims, n, lo_b, hi_b, seed_b)
+                k += 1
+        # the limit-th smallest entry is the first left out; the box keeps the
+        # largest entry below it (every row entering with it goes too)
+        times = np.partition(times, limit[b])
+        first_out = times[limit[b]]
+        t = 0.0
+        for k in range(limit[b]):
+            if times[k] < first_out:
+                t = max(t, times[k])
+        # t (s - lo) is a fraction whose denominator is at most 255: 1e-9 only
+        # absorbs the division's rounding
+        for j in range(n):
+            s, down, up = seed_b[j], seed_b[j] - lo_b[j], hi_b[j] - seed_b[j]
+            out_lo[b, j] = s - np.int32(np.floor(t * down + 1e-9))
+            out_hi[b, j] = s + np.int32(np.floor(t * up + 1e-9))
+    return out_lo, out_hi
+
+
 @nb.njit(cache=True, nogil=True)
 def _merge_heaps(heaps, sizes, k):
     total = 0
@@ -175,20 +254,12 @@ def _merge_heaps(heaps, sizes, k):
 
 
 @parallel_kernel
-def rows_per_box_kernel(codes, box_dims, box_len, lo, hi):
-    """int64 ``(B,)``: rows of ``codes`` inside each box (``lo``/``hi`` int32
-    ``(B, max_len)``, inclusive; a box with ``lo > hi`` holds none)."""
-    n_boxes = box_dims.shape[0]
-    out = np.zeros(n_boxes, dtype=np.int64)
-    for b in nb.prange(n_boxes):
-        held = 0
-        for i in range(codes.shape[0]):
-            inside = True
-            for j in range(box_len[b]):
-                v = np.int32(codes[i, box_dims[b, j]])
-                if v < lo[b, j] or v > hi[b, j]:
-                    inside = False
-                    break
-            held += inside
-        out[b] = held
+def rows_per_box_kernel(cols, box_dims, box_len, lo, hi):
+    """int64 ``(B,)``: rows of ``cols`` (uint8 ``(D, N)``, the codes transposed)
+    inside each box (``lo``/``hi`` int32 ``(B, max_len)``, inclusive; a box with
+    ``lo > hi`` holds none)."""
+    out = np.zeros(box_dims.shape[0], dtype=np.int64)
+    for b in nb.prange(box_dims.shape[0]):
+        mask = np.empty(cols.shape[1], dtype=np.uint8)
+        out[b] = _box_mask(cols, box_dims[b], box_len[b], lo[b], hi[b], mask)
     return out

@@ -92,7 +92,7 @@ def brute_force_accept(model, codes):
         {"sample": True, "ball_votes": 3},
         {"sample": True, "ball_votes": 50, "candidate_votes": 2},
         {"sample": True, "ball_reach": 0.25, "arbiter_margin": None},
-        {"sample": True, "box_reach": 0.15},  # boxes larger than that left out
+        {"sample": True, "box_reach": 0.15},  # boxes larger than that shrunk
     ],
 )
 def test_index_answer_equals_scan_and_brute_force(catalogue, params):
@@ -313,36 +313,51 @@ def test_the_class_ball_needs_a_sample_and_enough_positives(catalogue):
     assert wide.ball_radius_sq_ > with_ball.ball_radius_sq_
 
 
-def test_boxes_larger_than_the_class_can_be_are_left_out(catalogue):
+def test_boxes_larger_than_the_class_can_be_are_shrunk_about_their_seeds(catalogue):
+    from fiftyone_clipbranches.engine.scan import shrink_boxes
+
     codes, index, truth, ts = catalogue
     loose = fit(ts, index, codes, box_reach=None)
     assert 0.0 < loose.class_share_ < 1.0
     held = loose.boxes_.contains(codes, loose.subsets_).sum(axis=0)
-    limit = 0.15 * loose.class_share_ * codes.shape[0]
+    limit = int(0.15 * loose.class_share_ * codes.shape[0])
     assert (held > limit).any() and (held <= limit).any()
     capped = fit(ts, index, codes, box_reach=0.15)
     assert capped.class_share_ == loose.class_share_
-    # exactly the boxes within the limit stay, with their purity and members
-    kept = held <= limit
+    # every box stays, with its member; those over the limit are shrunk about the
+    # training row each was grown around, to at most the limit
+    now = capped.boxes_.contains(codes, capped.subsets_)
+    seeds = ts.X[loose.seed_rows_]
+    expected = shrink_boxes(
+        codes, loose.subsets_, loose.boxes_, seeds, np.full(len(held), limit)
+    )
     for name in ("subset_ids", "lo", "hi", "member"):
         np.testing.assert_array_equal(
-            getattr(capped.boxes_, name), getattr(loose.boxes_, name)[kept]
+            getattr(capped.boxes_, name), getattr(expected, name)
         )
-    np.testing.assert_array_equal(capped.box_purity_, loose.box_purity_[kept])
+    kept = held <= limit
+    np.testing.assert_array_equal(capped.boxes_.lo[kept], loose.boxes_.lo[kept])
+    assert (now.sum(axis=0)[~kept] <= limit).mean() > 0.9  # seeds' duplicates aside
+    assert (now.sum(axis=0)[~kept] < held[~kept]).all()
+    assert capped.boxes_.contains(seeds, capped.subsets_)[
+        np.arange(len(held)), np.arange(len(held))
+    ].all()
     assert capped.n_members_ == loose.n_members_
-    assert capped.n_boxes_.sum() == kept.sum()
+    np.testing.assert_array_equal(capped.n_boxes_, loose.n_boxes_)
     # the forest and the ball do not change
     np.testing.assert_array_equal(capped.forest_value_, loose.forest_value_)
     assert capped.ball_radius_sq_ == loose.ball_radius_sq_
-    # without a sample (no estimate of the class's share) nothing is left out
+    # without a sample (no estimate of the class's share) nothing changes
     alone = fit(ts, index, None, box_reach=0.15)
     assert np.isnan(alone.class_share_)
-    assert alone.n_boxes_.sum() == fit(ts, index, None, box_reach=None).n_boxes_.sum()
+    np.testing.assert_array_equal(
+        alone.boxes_.hi, fit(ts, index, None, box_reach=None).boxes_.hi
+    )
     with pytest.raises(ValueError, match="box_reach"):
         fit(ts, index, codes, box_reach=0.0)
     with pytest.raises(ValueError, match="box_reach"):  # checked even when unused
         fit(ts, index, None, box_reach=-5.0)
     # a share estimated below one row of the sample counts as one row
     loose.class_share_, loose.box_reach = 0.0, 3.0
-    loose._cap_boxes(codes)
-    assert loose.n_boxes_.sum() == (held <= 3).sum() > 0
+    loose._cap_boxes(ts.X, codes)
+    assert (loose.boxes_.contains(codes, loose.subsets_).sum(axis=0) <= 3).mean() > 0.9

@@ -106,3 +106,88 @@ def test_rows_per_box_counts_each_box_like_brute_force():
     assert expected[0] == 0 and expected.max() > 0
     np.testing.assert_array_equal(rows_per_box(codes, subsets, boxes), expected)
     assert rows_per_box(codes[:0], subsets, boxes).tolist() == [0] * n
+
+
+def _scaled(seed, lo, hi, t):
+    """Brute force: the box ``lo..hi`` scaled by ``t`` about ``seed`` (exact
+    fractions)."""
+    from fractions import Fraction
+
+    t = Fraction(t)
+    return (
+        [s - int(t * (s - a)) for s, a in zip(seed, lo)],
+        [s + int(t * (b - s)) for s, b in zip(seed, hi)],
+    )
+
+
+def test_shrink_boxes_keeps_the_largest_scaling_within_the_limit():
+    from fractions import Fraction
+
+    from fiftyone_clipbranches.engine.scan import rows_per_box, shrink_boxes
+    from fiftyone_clipbranches.engine.subsets import make_subsets
+
+    rng = np.random.default_rng(8)
+    codes = rng.integers(0, 256, (2000, 32)).astype(np.uint8)
+    codes[5:60] = codes[4]  # the seed of box 1 has many duplicates
+    subsets = make_subsets(32)
+    n = 30
+    sid = rng.integers(0, len(subsets), n).astype(np.int32)
+    seed_rows = rng.integers(0, codes.shape[0], n)
+    seed_rows[1] = 4
+    dims = subsets.dims[sid]
+    width = subsets.max_len
+    at = np.take_along_axis(codes[seed_rows].astype(np.int16), np.maximum(dims, 0), 1)
+    lo = np.maximum(at - rng.integers(0, 120, (n, width)), 0).astype(np.int16)
+    hi = np.minimum(at + rng.integers(0, 120, (n, width)), 255).astype(np.int16)
+    boxes = Boxes(sid, lo, hi, np.arange(n, dtype=np.int32) % 5)
+    held = rows_per_box(codes, subsets, boxes)
+    limits = np.maximum(held // 3, 10)
+    limits[1] = 20
+    shrunk = shrink_boxes(codes, subsets, boxes, codes[seed_rows], limits)
+    now = rows_per_box(codes, subsets, shrunk)
+    np.testing.assert_array_equal(shrunk.subset_ids, boxes.subset_ids)
+    np.testing.assert_array_equal(shrunk.member, boxes.member)
+    for b in range(n):
+        k = int(subsets.lengths[sid[b]])
+        seed, old = at[b, :k].tolist(), (lo[b, :k].tolist(), hi[b, :k].tolist())
+        new = (shrunk.lo[b, :k].tolist(), shrunk.hi[b, :k].tolist())
+        assert shrunk.contains(codes[seed_rows[b] : seed_rows[b] + 1], subsets)[0, b]
+        if held[b] <= limits[b]:
+            assert new == old and now[b] == held[b]
+            continue
+        # each row of the old box enters at a fraction t; the new box is the old
+        # one scaled by the largest t holding at most the limit
+        inside = boxes.contains(codes, subsets)[:, b]
+        pts = codes[inside][:, dims[b, :k]].astype(int)
+        enter = sorted(
+            {
+                max(
+                    [
+                        Fraction(s - v, s - a)
+                        for v, s, a in zip(p, seed, old[0])
+                        if v < s
+                    ]
+                    + [
+                        Fraction(v - s, c - s)
+                        for v, s, c in zip(p, seed, old[1])
+                        if v > s
+                    ]
+                    + [Fraction(0)]
+                )
+                for p in pts
+            }
+        )
+        count = {
+            t: sum(1 for p in pts if _holds(p, *_scaled(seed, *old, t))) for t in enter
+        }
+        within = [t for t in enter if count[t] <= limits[b]]
+        best = max(within) if within else Fraction(0)
+        assert list(new) == [list(x) for x in _scaled(seed, *old, best)]
+        assert now[b] <= limits[b] or best == 0
+    assert now[1] > limits[1]  # 56 copies of its seed: it keeps the seed's point
+    assert shrunk.lo[1, 0] == shrunk.hi[1, 0] == at[1, 0]
+    assert (now < held).any()
+
+
+def _holds(p, lo, hi):
+    return all(a <= v <= c for v, a, c in zip(p, lo, hi))
