@@ -114,7 +114,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
             rows of 10M: one in 20,000), so a box holding none of them may still
             hold many times the class: its far reaches are no region of the
             class, only rows for the index to return and the forest to reject
-            (docs/quality.md, "Boxes no larger than the class can be").
+            (docs/quality.md, "Boxes no larger than the class can be" and
+            "Shrunk about their seeds, not left out"). A shrunk box keeps the
+            purity (``box_purity_``) of the box it was grown as.
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),

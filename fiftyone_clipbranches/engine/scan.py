@@ -146,8 +146,9 @@ def _by_columns(codes, subsets: FeatureSubsets, boxes: Boxes) -> tuple:
 
 def shrink_boxes(codes, subsets: FeatureSubsets, boxes: Boxes, seeds, limits) -> Boxes:
     """The ``boxes``, each holding more than ``limits[b]`` rows of ``codes`` (uint8
-    ``(N, D)``) scaled down about its seed (uint8 ``seeds (B, D)``: a code each box
-    holds, the row it was grown around) until it holds at most that many (see
+    ``(N, D)``) shrunk about its seed (uint8 ``seeds (B, D)``: a code each box
+    holds, the row it was grown around) to the smallest box holding the rows that
+    the largest scaling within the limit holds (see
     :func:`~.scan_kernels.shrink_boxes_kernel`; a box whose seed's duplicates alone
     exceed it keeps the seed's point). ``limits``: int ``(B,)`` >= 0."""
     boxes = check_boxes(boxes, subsets)
@@ -156,6 +157,8 @@ def shrink_boxes(codes, subsets: FeatureSubsets, boxes: Boxes, seeds, limits) ->
     limits = np.ascontiguousarray(limits, dtype=np.int64)
     if seeds.shape[0] != len(boxes) or limits.shape != (len(boxes),):
         raise ValueError("seeds and limits need one row per box")
+    if limits.size and limits.min() < 0:
+        raise ValueError(f"limits must be >= 0, got {int(limits.min())}")
     if len(boxes) == 0:
         return boxes
     cols, box_dims, box_len, lo, hi = _by_columns(codes, subsets, boxes)
@@ -163,7 +166,13 @@ def shrink_boxes(codes, subsets: FeatureSubsets, boxes: Boxes, seeds, limits) ->
     if np.any((at < lo) | (at > hi)):  # padding (dims -1) is [0, 255]: never fails
         raise ValueError("every seed must lie inside its box")
     lo, hi = shrink_boxes_kernel(cols, box_dims, box_len, lo, hi, at, limits)
-    return Boxes(boxes.subset_ids, lo, hi, boxes.member)
+    used = np.arange(lo.shape[1])[None, :] < box_len[:, None]  # padding as given
+    return Boxes(
+        boxes.subset_ids,
+        np.where(used, lo, boxes.lo),
+        np.where(used, hi, boxes.hi),
+        boxes.member,
+    )
 
 
 def check_k(k, n_rows: int) -> int:

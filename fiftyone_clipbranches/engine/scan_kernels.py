@@ -199,13 +199,14 @@ def _entry_time(cols, i, dims, n, lo, hi, seed) -> float:
 def shrink_boxes_kernel(cols, box_dims, box_len, lo, hi, seed, limit):
     """``(lo, hi)`` int32 ``(B, max_len)``: each box (``lo``/``hi`` int32, inclusive)
     holding more than ``limit[b]`` of the rows of ``cols`` (uint8 ``(D, N)``: the
-    codes transposed, so that a box reads only its dims) scaled about the point
-    ``seed[b]`` (int32 ``(B, max_len)``, inside the box) by the largest ``t`` in
-    [0, 1] at which it holds at most ``limit[b]`` of them: per dim,
-    ``seed - floor(t (seed - lo))`` to ``seed + floor(t (hi - seed))``. A row
-    enters at ``t_i``, the largest over dims of its distance from the seed over
-    the box's reach that way; the box then holds exactly the rows with
-    ``t_i <= t``."""
+    codes transposed, so that a box reads only its dims) shrunk about the point
+    ``seed[b]`` (int32 ``(B, max_len)``, inside the box). Scaled by ``t`` in
+    [0, 1], a box spans ``seed - floor(t (seed - lo))`` to ``seed + floor(t (hi -
+    seed))`` per dim, and a row enters at ``t_i``, the largest over dims of its
+    distance from the seed over the box's reach that way: the box scaled by ``t``
+    holds exactly the rows with ``t_i <= t``. The kept ``t`` is the largest
+    ``t_i`` below the ``limit[b]``-th smallest (0 if none): the smallest box
+    holding the rows that any scaling within the limit can hold."""
     out_lo = lo.copy()
     out_hi = hi.copy()
     n_rows = cols.shape[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fiftyone_clipbranches.engine.boxes import Boxes
 from fiftyone_clipbranches.engine.index import CodeIndex
@@ -191,3 +192,22 @@ def test_shrink_boxes_keeps_the_largest_scaling_within_the_limit():
 
 def _holds(p, lo, hi):
     return all(a <= v <= c for v, a, c in zip(p, lo, hi))
+
+
+def test_shrink_boxes_keeps_the_row_that_sets_the_scaling():
+    from fiftyone_clipbranches.engine.scan import shrink_boxes
+
+    subsets = FeatureSubsets.from_lists([[0]], 1)
+    codes = np.array([[100], [85], [80], [90]], np.uint8)
+    box = Boxes(np.zeros(1, np.int32), [[78]], [[100]], np.zeros(1, np.int32))
+    seeds = codes[:1]
+    # 85 enters at 15/22, and 15/22 * 22 is 13.99... in floating point
+    shrunk = shrink_boxes(codes, subsets, box, seeds, np.array([3]))
+    assert (shrunk.lo[0, 0], shrunk.hi[0, 0]) == (85, 100)
+    # a box holding exactly its limit stays as it is
+    same = shrink_boxes(codes, subsets, box, seeds, np.array([4]))
+    assert (same.lo[0, 0], same.hi[0, 0]) == (78, 100)
+    with pytest.raises(ValueError, match="limits must be >= 0"):
+        shrink_boxes(codes, subsets, box, seeds, np.array([-1]))
+    with pytest.raises(ValueError, match="inside its box"):
+        shrink_boxes(codes, subsets, box, codes[1:2] * 0 + 120, np.array([1]))
