@@ -447,16 +447,35 @@ class BranchesCascade(DecisionBranchesEnsemble):
         """bool mask over rows with vote counts ``members_hit`` (see the class):
         only the codes of :meth:`forest_reads` rows, of rows the arbiter asks
         about and of :meth:`ball_reads` rows are read."""
+        return self._accept(members_hit, codes, rows)[0]
+
+    def answer_hits(self, ids, members_hit, codes) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`~.branch_model.BranchModel.answer_hits`; the forest values
+        :meth:`accept` read are the scores' own, only the other accepted rows' are
+        computed."""
+        keep, forest = self._accept(members_hit, codes, ids)
+        ids, forest = ids[keep], forest[keep]
+        if not ids.size:
+            return ids, np.zeros(0)
+        missing = np.isnan(forest)
+        if missing.any():
+            forest[missing] = self.forest_proba(codes, ids[missing])
+        return ids, self._scores(take_rows(codes, ids), forest)
+
+    def _accept(self, members_hit, codes, rows) -> tuple[np.ndarray, np.ndarray]:
+        """``(keep, forest)``: :meth:`accept`'s mask and float64 ``(n,)``, the
+        forest values it read (NaN for the rows it did not)."""
         _, _, threshold, _, _ = self._cascade_params()
         gate_votes = self._gate_votes()
         floor = self._arbiter_floor()
         hits = np.asarray(members_hit)
         candidate, voted, forest_reads = self._row_roles(hits)
         keep = np.zeros(hits.shape[0], dtype=bool)
+        forest = np.full(hits.shape[0], np.nan)
         ask = np.flatnonzero(forest_reads)
         if ask.size:
             where = ask if rows is None else np.asarray(rows)[ask]
-            proba = self.forest_proba(codes, where)
+            proba = forest[ask] = self.forest_proba(codes, where)
             vote_floor = floor if gate_votes else 0.0
             keep[ask] = (candidate[ask] & (proba > threshold)) | (
                 voted[ask] & (proba >= vote_floor)
@@ -471,7 +490,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 logit = arbiter.decision_function(take_rows(codes, where))
                 ok = logit > margin
                 if floor > 0.0 and ok.any():
-                    ok[ok] = self.forest_proba(codes, where[ok]) >= floor
+                    forest[ask[ok]] = self.forest_proba(codes, where[ok])
+                    ok[ok] = forest[ask[ok]] >= floor
                 keep[ask] = ok
         if self.ball_radius_sq_ >= 0:
             ask = np.flatnonzero(self.ball_reads(hits) & ~keep)
@@ -479,7 +499,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 keep[ask] = self._in_ball(
                     codes, ask if rows is None else np.asarray(rows)[ask]
                 )
-        return keep
+        return keep, forest
 
     def ball_reads(self, members_hit) -> np.ndarray:
         """bool mask: the rows (with vote counts ``members_hit``) whose distance
@@ -527,7 +547,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
         """float64 ``(n,)`` in ``[0, 1)``: the mean of the forest's positive
         fraction and the vote fraction, plus the ensemble's tie-break (below
         ``1 / (4 M)``), scaled by ``1 / (1 + 1 / (4 M))``."""
+        return self._scores(X, self.forest_proba(X))
+
+    def _scores(self, X, forest) -> np.ndarray:
+        """:meth:`decision_function` of the codes ``X`` whose forest values
+        ``forest`` (float64 ``(n,)``) are known."""
         votes, tie = self._member_scores(X, squash=True)
         m = self.n_members_
-        proba = self.forest_proba(X)
-        return (0.5 * (proba + votes / m) + tie / (4 * m)) / (1.0 + 1.0 / (4 * m))
+        return (0.5 * (forest + votes / m) + tie / (4 * m)) / (1.0 + 1.0 / (4 * m))
