@@ -64,7 +64,7 @@ def _cmd_build_index(args) -> int:
     finally:
         if bar is not None:
             bar.close()
-    _print_info(info, args.json)
+    _print_info(info, args.json, ds.name)
     return 0
 
 
@@ -84,7 +84,7 @@ def _cmd_update_index(args) -> int:
     after = sdk.index_info(ds, info.key)
     if before is not None:
         print(_changes(before, after))
-    _print_info(after, args.json)  # with what it left out
+    _print_info(after, args.json, ds.name)  # with what it left out
     return 0
 
 
@@ -103,7 +103,7 @@ def _changes(before, after) -> str:
     )
 
 
-def _print_info(info, as_json: bool) -> None:
+def _print_info(info, as_json: bool, dataset_name: str) -> None:
     from fiftyone_clipbranches.sdk.messages import counted
 
     if as_json:
@@ -117,18 +117,17 @@ def _print_info(info, as_json: bool) -> None:
         f" {info.code_dims} bytes, text search: {text}, built {info.built_at}"
     )
     fresh = info.freshness
+    update = f"clipbranches update-index {shlex.quote(dataset_name)} --key {info.key}"
     if fresh is not None and fresh.is_stale:
         print(
             f"  stale: {counted(fresh.n_added, 'sample')} added, {fresh.n_deleted}"
-            " deleted since the build (`clipbranches update-index` brings it up to"
-            " date)"
+            f" deleted since the build (`{update}` brings it up to date)"
         )
     if fresh is not None and fresh.n_unreadable:
         print(
             f"  {counted(fresh.n_unreadable, 'sample')} left out: their image could"
             " not be read"
-            " (`--json` lists them; fix the files, then `clipbranches update-index"
-            " --retry-failed`)"
+            f" (`--json` lists them; fix the files, then `{update} --retry-failed`)"
         )
 
 
@@ -149,12 +148,16 @@ def _cmd_indexes(args) -> int:
         return 1 if broken else 0
     if not infos and not broken:
         print(
-            f"dataset {ds.name!r} has no clipbranches index (`clipbranches build-index`)"
+            f"dataset {ds.name!r} has no clipbranches index (`clipbranches build-index"
+            f" {shlex.quote(ds.name)}`)"
         )
     for info in infos:
-        _print_info(info, False)
+        _print_info(info, False, ds.name)
     for key, error in broken.items():
-        print(f"{key}: cannot be read: {error} (`clipbranches verify` checks it)")
+        print(
+            f"{key}: cannot be read: {error} (`clipbranches verify"
+            f" {shlex.quote(ds.name)} --key {key}` checks it)"
+        )
     return 1 if broken else 0
 
 
@@ -251,7 +254,7 @@ def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> str:
 
 def _cmd_refine(args) -> int:
     from fiftyone_clipbranches import sdk
-    from fiftyone_clipbranches.sdk.messages import unreadable_note
+    from fiftyone_clipbranches.sdk.messages import counted, unreadable_note
 
     ds = dataset_named(args.dataset)
     result = sdk.refine(
@@ -274,7 +277,8 @@ def _cmd_refine(args) -> int:
         return 0
     print(
         f"{stats.get('model')}: {len(rows)} samples of {stats.get('n_index')}"
-        f" ({stats.get('n_pos')} positives, {stats.get('n_neg')} negatives labelled"
+        f" ({counted(stats.get('n_pos', 0), 'positive')},"
+        f" {counted(stats.get('n_neg', 0), 'negative')} labelled"
         f"{unreadable_note(stats)};"
         f" {stats.get('train_ms', 0):.0f} ms training, {stats.get('query_ms', 0):.0f}"
         " ms query)"

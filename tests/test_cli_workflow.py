@@ -109,6 +109,12 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     import fiftyone as fo
 
     ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    # the listing's hint is a command that runs as printed
+    assert cli_main(["indexes", ds.name]) == 0
+    assert (
+        "stale: 1 sample added, 0 deleted since the build"
+        f" (`clipbranches update-index {ds.name} --key clip` brings it up to date)"
+    ) in capsys.readouterr().out
     assert cli_main(["refine", ds.name, "--key", "clip", "--limit", "1"]) == 0
     out = capsys.readouterr().out
     assert (
@@ -231,7 +237,7 @@ def test_unreadable_and_added_images_from_the_shell(
     assert cli_main([*build, "--embeddings-field", "tiny", *model, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "a: 50 samples" in out and "1 sample left out" in out
-    assert "update-index --retry-failed" in out
+    assert f"`clipbranches update-index {ds.name} --key a --retry-failed`" in out
     # that field now exists and lacks one vector: refused unless told to skip it
     build = ["build-index", ds.name, "--key", "b", "--code-method", "pca"]
     assert cli_main([*build, "--embeddings-field", "tiny", "--quiet"]) == 1

@@ -550,7 +550,7 @@ def rename_index(dataset, index_key: str, new_key: str) -> None:
     """
     ds = runs.root_dataset(dataset)
     runs.get_index_config(ds, index_key, suggest=False)
-    runs.validate_new_key(ds, new_key)
+    runs.validate_new_key(ds, new_key, for_build=False)
     _refuse_if_brain_runs_use(ds, index_key, "renaming it")
     ds.rename_run(index_key, new_key)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
-from fiftyone_clipbranches.sdk.messages import counted_are
+from fiftyone_clipbranches.sdk.messages import counted, counted_are
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
@@ -64,6 +64,15 @@ def collect_labels(
             "remove one of the labels and try again"
         )
     if not pos:
+        if source == "ids":
+            tagged = len(tagged_ids(dataset, pos_tag))
+            if tagged:
+                hint = (
+                    f"ids given replace the tags, so the {counted(tagged, 'sample')}"
+                    f" tagged {pos_tag!r} were not used: pass the positives' ids"
+                    " too (positives= in Python, --positive in the CLI), or pass no"
+                    f" ids and tag the negatives {neg_tag!r}"
+                )
         raise NoPositivesError(f"no positive samples: {hint}, then refine again")
     return Labels(pos, neg, source)
 

@@ -153,8 +153,10 @@ def list_index_keys(samples) -> list[str]:
     return root.list_runs(method=RUN_METHOD)
 
 
-def validate_new_key(samples, key) -> str:
-    """Check that ``key`` can name a new index; returns it.
+def validate_new_key(samples, key, for_build: bool = True) -> str:
+    """Check that ``key`` can name a new index; returns it. ``for_build``: the
+    key is for a new build (an existing index of that key is pointed to
+    ``update_index``), not a rename.
 
     Raises:
         ValueError: when ``key`` is not an identifier.
@@ -168,7 +170,7 @@ def validate_new_key(samples, key) -> str:
     root = root_dataset(samples)
     if root.has_run(key):
         hint = ""
-        if key in list_index_keys(root):
+        if for_build and key in list_index_keys(root):
             hint = (
                 "; to add the samples new since its build, update it instead"
                 f" (update_index; CLI: clipbranches update-index"

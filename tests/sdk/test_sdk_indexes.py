@@ -183,6 +183,11 @@ def test_rename_keeps_files_and_delete_removes_them(make_dataset):
     ds = make_dataset(3)
     index_dataset(ds, "old")
     index_dir = Path(sdk.index_info(ds, "old").index_dir)
+    index_dataset(ds, "other")
+    with pytest.raises(sdk.IndexExistsError, match="already exists") as e:
+        sdk.rename_index(ds, "old", "other")
+    assert "update" not in str(e.value)  # a rename is no build: no update hint
+    sdk.delete_index(ds, "other")
     sdk.rename_index(ds, "old", "new")
     assert sdk.list_indexes(ds) == ["new"]
     assert sdk.index_info(ds, "new").index_dir == str(index_dir)

@@ -230,6 +230,14 @@ def test_refine_label_errors(indexed):
         sdk.refine(ds, index_key="cb")
     with pytest.raises(sdk.NoPositivesError, match="its Positive tag set to 'dogs'"):
         sdk.refine(ds, index_key="cb", tags=("dogs", "cats"))
+    # ids given replace the tags: said so when tagged positives go unused
+    ds.select(ids[5:8]).tag_samples("cb_positive")
+    with pytest.raises(
+        sdk.NoPositivesError,
+        match="ids given replace the tags, so the 3 samples tagged 'cb_positive'",
+    ):
+        sdk.refine(ds, negatives=ids[:1], index_key="cb")
+    ds.untag_samples("cb_positive")
     ds.select(ids[:2]).tag_samples(["cb_positive", "cb_negative"])
     with pytest.raises(sdk.ContradictoryLabelsError, match="2 samples are tagged"):
         sdk.refine(ds, index_key="cb")
