@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from fiftyone_clipbranches import __version__
+
 
 def _cmd_install_plugin(args) -> int:
     from fiftyone_clipbranches.plugin_install import install_plugin
@@ -154,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clipbranches",
         description="Search by classification for FiftyOne datasets.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

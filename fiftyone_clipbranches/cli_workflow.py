@@ -350,6 +350,13 @@ def add_workflow_commands(sub) -> None:
             )  # fmt: skip
         p.add_argument("--json", action="store_true", help="print JSON")
 
+    def tag_options(p: argparse.ArgumentParser) -> None:
+        for which, default in zip(("positive", "negative"), DEFAULT_TAGS):
+            p.add_argument(
+                f"--{which}-tag", default=default,
+                help=f"sample tag of the {which} labels (default {default!r})",
+            )  # fmt: skip
+
     p = sub.add_parser(
         "build-index",
         help="embed a dataset's images (if needed) and build its index",
@@ -372,7 +379,11 @@ def add_workflow_commands(sub) -> None:
         "--pretrained",
         help="open_clip tag, checkpoint path, or 'none' for random weights (tests)",
     )
-    p.add_argument("--code-method", choices=("head", "pca"), default="head")
+    p.add_argument(
+        "--code-method", choices=("head", "pca"), default="head",
+        help="how the 32-byte codes are made from the CLIP vectors: a small head"
+        " trained on the dataset itself (default) or PCA",
+    )  # fmt: skip
     p.add_argument(
         "--skip-missing", action="store_true",
         help="index the samples that have an embedding and leave out the others"
@@ -397,13 +408,21 @@ def add_workflow_commands(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_update_index)
 
-    p = sub.add_parser("indexes", help="list a dataset's indexes and their state")
+    p = sub.add_parser(
+        "indexes",
+        help="list a dataset's indexes and their state",
+        description="Each index of DATASET: samples, codes, CLIP model, build time,"
+        " and whether samples were added or deleted since (with the command that"
+        " updates it).",
+    )
     common(p, key=False)
     p.set_defaults(func=_cmd_indexes)
 
     p = sub.add_parser(
         "delete-index",
         help="delete one index of a dataset (its files unless a clone uses them)",
+        description="Delete index --key of DATASET and its files (kept while a"
+        " clone of the dataset still uses them). Samples, tags and fields stay.",
     )
     common(p, key=False)
     p.add_argument("--key", required=True, help="the index to delete")
@@ -420,7 +439,12 @@ def add_workflow_commands(sub) -> None:
     p.add_argument("--key", required=True, help="the index to release")
     p.set_defaults(func=_cmd_unlock_index)
 
-    p = sub.add_parser("rename-index", help="give one index of a dataset another key")
+    p = sub.add_parser(
+        "rename-index",
+        help="give one index of a dataset another key",
+        description="Rename index --key of DATASET to --new-key; its files stay"
+        " where they are.",
+    )
     common(p, key=False)
     p.add_argument("--key", required=True, help="the index to rename")
     p.add_argument("--new-key", required=True, help="its new key")
@@ -446,8 +470,7 @@ def add_workflow_commands(sub) -> None:
         help="also tag the results with this sample tag; with a label tag"
         " (--positive-tag or --negative-tag), results holding the other one keep it",
     )
-    p.add_argument("--positive-tag", default=DEFAULT_TAGS[0])
-    p.add_argument("--negative-tag", default=DEFAULT_TAGS[1])
+    tag_options(p)
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_search)
 
@@ -460,7 +483,11 @@ def add_workflow_commands(sub) -> None:
         " refine).",
     )
     common(p)
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=model_names())
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, choices=model_names(),
+        help=f"the model trained on the labels (default {DEFAULT_MODEL}; the README"
+        " lists them)",
+    )  # fmt: skip
     p.add_argument(
         "--positive", dest="positives", action="append", metavar="ID",
         help="positive sample id (repeatable; replaces the tags)",
@@ -469,8 +496,7 @@ def add_workflow_commands(sub) -> None:
         "--negative", dest="negatives", action="append", metavar="ID",
         help="negative sample id (repeatable; replaces the tags)",
     )  # fmt: skip
-    p.add_argument("--positive-tag", default=DEFAULT_TAGS[0])
-    p.add_argument("--negative-tag", default=DEFAULT_TAGS[1])
+    tag_options(p)
     p.add_argument("--query", help="the text that was searched (model 'ball')")
     p.add_argument("--saved-view", help="save the result as this view")
     scores = p.add_mutually_exclusive_group()
@@ -479,6 +505,9 @@ def add_workflow_commands(sub) -> None:
         help=f"field receiving the scores (default {DEFAULT_SCORE_FIELD})",
     )  # fmt: skip
     scores.add_argument("--no-scores", action="store_true", help="write no scores")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="seed of the random negatives and the model (default 0)",
+    )  # fmt: skip
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_refine)

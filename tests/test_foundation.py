@@ -200,3 +200,28 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     proc.stdout.close()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 141 and err == b""
+
+
+def test_cli_version_and_every_workflow_option_explained(capsys):
+    import argparse
+
+    import fiftyone_clipbranches
+    from fiftyone_clipbranches import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.strip() == (
+        f"clipbranches {fiftyone_clipbranches.__version__}"
+    )
+    commands = cli.build_parser()._subparsers._group_actions[0].choices
+    workflow = ("build-index", "update-index", "indexes", "delete-index",
+                "unlock-index", "rename-index", "search", "refine")  # fmt: skip
+    for name in workflow:
+        parser = commands[name]
+        assert parser.description, f"{name} has no description"
+        bare = [
+            a.option_strings or a.dest
+            for a in parser._actions
+            if not a.help and not isinstance(a, argparse._HelpAction)
+        ]
+        assert not bare, f"{name}: options without help: {bare}"
