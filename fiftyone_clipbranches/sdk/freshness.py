@@ -177,3 +177,19 @@ def _dataset_stamp(root) -> tuple:
     doc = db.datasets.find_one({"_id": root._doc.id}, {"last_deletion_at": 1})
     count = db[root._sample_collection_name].estimated_document_count()
     return (doc or {}).get("last_deletion_at"), count
+
+
+def searchable_rows(samples, ds, bundle) -> np.ndarray | None:
+    """bool mask over the rows of ``bundle``'s index (of the root dataset ``ds``):
+    samples that still exist and, when ``samples`` is a view, are in it (what a
+    search or a refinement of ``samples`` may return); None when every row may
+    be."""
+    allowed = alive_rows(ds, bundle.rowmap, str(bundle.path))
+    if samples is ds:
+        return allowed
+    in_view = np.zeros(len(bundle.index), dtype=bool)
+    rows, found = bundle.rowmap.rows_of_array(
+        np.asarray(samples.values("id"), dtype="S24")
+    )
+    in_view[rows[found]] = True
+    return in_view if allowed is None else in_view & allowed

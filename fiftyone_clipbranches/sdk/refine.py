@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
-from fiftyone_clipbranches.sdk.freshness import alive_rows, unindexed_count
+from fiftyone_clipbranches.sdk.freshness import (
+    alive_rows,
+    searchable_rows,
+    unindexed_count,
+)
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
@@ -104,8 +108,9 @@ class FittedRefinement:
             labelled (nothing left to classify: the answer is the positives).
         bundle: the loaded index (``bundle.index``, ``bundle.rowmap``).
         pos_rows, neg_rows: int64 index rows of the labelled samples.
-        alive: bool ``(N,)``, False for rows of samples deleted since the build, or
-            None when none was deleted.
+        alive: bool ``(N,)``, the rows the answer may hold: False for samples
+            deleted since the build and, when a view was refined, for samples
+            outside it; None when every row may be returned.
         stats: :attr:`RankedRows.stats` known before the model is applied (every
             key but ``n_forced_pos``, ``n_dropped_neg``, ``n_results``,
             ``query_ms`` and ``total_ms``).
@@ -157,7 +162,11 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         alive=alive,
     )  # fmt: skip
     index = bundle.index
-    n_alive = len(index) if alive is None else int(alive.sum())
+    n_unindexed = unindexed_count(ds, bundle, alive)
+    # the answer stays inside a view, as a search's does; labels and training
+    # use the whole dataset
+    within = alive if dataset is ds else searchable_rows(dataset, ds, bundle)
+    n_alive = len(index) if within is None else int(within.sum())
     stats = {
         "model": model,
         "label_source": labels.source,
@@ -169,7 +178,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),
         "n_relabelled": 0,
         "n_index": n_alive,
-        "n_unindexed": unindexed_count(ds, bundle, alive),
+        "n_unindexed": n_unindexed,
         "index_key": index_key,
         "train_ms": 0.0,
     }
@@ -181,7 +190,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
             else "every sample is labelled: there is nothing left to classify; the"
             " result is your positives"
         )
-        return FittedRefinement(None, bundle, pos_rows, neg_rows, alive, stats, t0)
+        return FittedRefinement(None, bundle, pos_rows, neg_rows, within, stats, t0)
 
     from fiftyone_clipbranches.engine.training_set import make_training_set
 
@@ -214,7 +223,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         n_relabelled=int(clf.n_relabelled_),
         train_ms=1e3 * (time.perf_counter() - t1),
     )
-    return FittedRefinement(clf, bundle, pos_rows, neg_rows, alive, stats, t0)
+    return FittedRefinement(clf, bundle, pos_rows, neg_rows, within, stats, t0)
 
 
 def refine_ranking(
@@ -361,7 +370,10 @@ def refine(
     """Train ``model`` on the labelled samples and return every sample it accepts.
 
     Args:
-        dataset: a FiftyOne dataset or view (its root dataset is used).
+        dataset: a FiftyOne dataset or view. The labels (tags or ids) and the
+            training come from its root dataset; the answer holds the samples of
+            ``dataset`` only (labelled positives outside a view are left out of
+            it), as a search of the view's does.
         positives, negatives: sample ids; when both are None they come from the
             sample tags ``tags`` (positive tag, negative tag).
         model: a registered model name (``sdk.models.MODELS``: what each is for

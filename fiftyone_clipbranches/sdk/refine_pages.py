@@ -177,7 +177,8 @@ def refine_pages(
     its first ``first`` rows ranked now; the count and later pages when asked.
 
     Args:
-        dataset: a FiftyOne dataset or view (its root dataset is used).
+        dataset: a FiftyOne dataset or view (as :func:`~.refine.refine`: the
+            answer holds the samples of a view only).
         request: a :class:`RefineRequest`, or its fields as keywords (as
             ``refine``'s).
         first: int >= 0, rows of the first page.

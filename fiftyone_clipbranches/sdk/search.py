@@ -15,7 +15,11 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import UnknownModelError
-from fiftyone_clipbranches.sdk.freshness import alive_rows, unindexed_count
+from fiftyone_clipbranches.sdk.freshness import (
+    alive_rows,
+    searchable_rows,
+    unindexed_count,
+)
 from fiftyone_clipbranches.sdk.identity import (
     REBUILD_ELSEWHERE,
     checkpoint_changed,
@@ -81,7 +85,7 @@ def search_ids(
     if image is not None:
         vector = image_embedding(config, bundle, index_key, image)
     query = query_code(config, bundle, index_key, text, sample_ids, vector, ds=ds)
-    allowed = _searchable_rows(dataset, ds, bundle)
+    allowed = searchable_rows(dataset, ds, bundle)
     rows, dists = _nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
 
@@ -93,20 +97,6 @@ def unsearched_count(dataset, index_key: str = DEFAULT_INDEX_KEY) -> int:
     ds = root_dataset(dataset)
     _, bundle = load_index(ds, index_key)
     return unindexed_count(ds, bundle, alive_rows(ds, bundle.rowmap, str(bundle.path)))
-
-
-def _searchable_rows(samples, ds, bundle) -> np.ndarray | None:
-    """bool mask over the index's rows: samples that still exist and, when
-    ``samples`` is a view, are in it; None when every row may be returned."""
-    allowed = alive_rows(ds, bundle.rowmap, str(bundle.path))
-    if samples is ds:
-        return allowed
-    in_view = np.zeros(len(bundle.index), dtype=bool)
-    rows, found = bundle.rowmap.rows_of_array(
-        np.asarray(samples.values("id"), dtype="S24")
-    )
-    in_view[rows[found]] = True
-    return in_view if allowed is None else in_view & allowed
 
 
 def _nearest_allowed(index, query, k: int, allowed):

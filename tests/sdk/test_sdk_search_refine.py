@@ -223,6 +223,22 @@ def test_query_ball_refines_the_search_it_is_given(indexed):
         sdk.refine(ds, model="ball", query="an airplane", index_key="cb")
 
 
+def test_refine_of_a_view_answers_inside_it(indexed):
+    ds, _ = indexed
+    airplanes = _tag_round(ds)
+    whole = set(sdk.refine(ds, index_key="cb", score_field=None, seed=3).ids)
+    half = ds.take(len(ds) // 2, seed=1)
+    inside = set(half.values("id"))
+    result = sdk.refine(half, index_key="cb", score_field=None, seed=3)
+    # the same model (labels and training from the whole dataset), cut to the view
+    assert set(result.ids) == whole & inside
+    assert result.stats["n_index"] == len(inside)
+    assert whole - inside and airplanes - inside  # the cut is not empty
+    tagged = set(ds.match_tags("cb_positive").values("id"))
+    assert tagged & inside <= set(result.ids) and not (set(result.ids) - inside)
+    assert set(result.view.values("id")) == set(result.ids)
+
+
 def test_refine_label_errors(indexed):
     ds, _ = indexed
     ids = ds.values("id")
