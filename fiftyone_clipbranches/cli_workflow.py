@@ -272,8 +272,9 @@ def _cmd_refine(args) -> int:
     rows = [{"id": i, "score": float(s)} for i, s in zip(result.ids, result.scores)]
     stats = result.stats
     if args.json:
-        print(json.dumps({"stats": stats, "n_results": len(rows),
-                          "results": rows[: _limit(args)]}, default=str))  # fmt: skip
+        shown = _with_paths(ds, rows[: _limit(args)])
+        print(json.dumps({"stats": stats, "n_results": len(rows), "results": shown},
+                         default=str))  # fmt: skip
         return 0
     print(
         f"{stats.get('model')}: {len(rows)} samples of {stats.get('n_index')}"
@@ -312,12 +313,17 @@ def _limit(args) -> int | None:
     return None if args.json else DEFAULT_LIMIT
 
 
+def _with_paths(ds, rows: list[dict]) -> list[dict]:
+    """``rows`` (dicts with an ``"id"``), each with its sample's ``"filepath"``."""
+    paths = dict(zip(*ds.select([r["id"] for r in rows]).values(["id", "filepath"])))
+    return [{**r, "filepath": paths.get(r["id"], "")} for r in rows]
+
+
 def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
-    shown = rows[: _limit(args)]
+    shown = _with_paths(ds, rows[: _limit(args)])
     if args.json:
         print(json.dumps(shown))
         return
-    paths = dict(zip(*ds.select([r["id"] for r in shown]).values(["id", "filepath"])))
     if not rows:
         print("no results")
     elif shown:
@@ -325,7 +331,7 @@ def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
     for rank, row in enumerate(shown, 1):
         v = row[value]
         text = f"{v:.4f}" if isinstance(v, float) else str(v)
-        print(f"{rank:>4}  {row['id']}  {text:>12}  {paths.get(row['id'], '')}")
+        print(f"{rank:>4}  {row['id']}  {text:>12}  {row['filepath']}")
     if len(rows) > len(shown):
         print(f"... {len(rows) - len(shown)} more (--limit)")
 

@@ -41,6 +41,8 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert len(set(ids)) == 10
     assert [r["distance"] for r in rows] == sorted(r["distance"] for r in rows)
     assert sorted(ds.match_tags("cb_positive").values("id")) == sorted(ids)
+    paths = dict(zip(*ds.values(["id", "filepath"])))
+    assert [r["filepath"] for r in rows] == [paths[i] for i in ids]  # as the table
 
     # --json prints every row (scripts read them all); --limit still cuts it
     many = ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "30"]
@@ -76,6 +78,7 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     by_tags = _json(capsys)
     assert by_tags["stats"]["n_pos"] == 9 and by_tags["stats"]["n_neg"] == 1
     assert len(by_tags["results"]) == by_tags["n_results"] >= 9
+    assert all(r["filepath"] == paths[r["id"]] for r in by_tags["results"])
 
     refine = ["refine", ds.name, "--key", "clip", "--model", "linear", "--json"]
     refine += ["--positive", ids[0], "--positive", ids[1], "--negative", ids[9]]
