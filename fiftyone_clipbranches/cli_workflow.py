@@ -116,6 +116,11 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
         f"{info.key}: {info.n_samples} samples{shards}, {info.code_method} codes of"
         f" {info.code_dims} bytes, text search: {text}, built {info.built_at}"
     )
+    from fiftyone_clipbranches.sdk.identity import missing_checkpoint
+
+    gone = missing_checkpoint(model, info.key, "embed queries") if model else None
+    if gone:
+        print(f"  text search unavailable: {gone}")
     fresh = info.freshness
     update = f"clipbranches update-index {shlex.quote(dataset_name)} --key {info.key}"
     if fresh is not None and fresh.is_stale:

@@ -239,7 +239,9 @@ def _forget_loaded_models():
         embeddings._models.clear()
 
 
-def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(cifar_dir, tmp_path):
+def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
+    cifar_dir, tmp_path, capsys
+):
     import shutil
 
     import open_clip
@@ -281,6 +283,13 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(cifar_dir, tmp_path
             assert "put it back at that path" in str(err.value)
             assert "clipbranches build-index DATASET --key NEW_KEY" in str(err.value)
         assert ds.count("clip_embedding") == len(ds) - 1
+        # the listing says so too
+        from fiftyone_clipbranches.cli import main as cli_main
+
+        assert cli_main(["indexes", ds.name]) == 0
+        assert "  text search unavailable: index 'clip' cannot embed queries" in (
+            capsys.readouterr().out
+        )
     finally:
         _forget_loaded_models()
         ds.delete()
