@@ -184,9 +184,20 @@ def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:
     ):
         return ids
     bad = next(i for i in ids if not _is_sample_id(i))
+    parts = (
+        bad.replace(";", ",").replace(" ", ",").split(",")
+        if isinstance(bad, str)
+        else []
+    )
+    joined = len(parts) > 1 and all(map(_is_sample_id, parts))
+    advice = (
+        "give one id per item (in the CLI, repeat the option for each id)"
+        if joined
+        else "check how these ids were produced"
+    )
     raise SampleIdsError(
         f"{what} must be FiftyOne sample ids (24 hexadecimal digits, as "
-        f"`sample.id`); got {_short(bad)}: check how these ids were produced"
+        f"`sample.id`); got {_short(bad)}: {advice}"
     )
 
 

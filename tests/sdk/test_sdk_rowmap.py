@@ -71,3 +71,15 @@ def test_checking_a_million_ids_is_fast():
     t0 = time.perf_counter()
     assert check_sample_ids(ids) == ids
     assert time.perf_counter() - t0 < 1.0
+
+
+def test_ids_joined_in_one_string_are_told_to_be_given_one_by_one():
+    from fiftyone_clipbranches.sdk.errors import SampleIdsError
+
+    ids = _ids(3)
+    rowmap = SampleRowMap(ids)
+    with pytest.raises(SampleIdsError, match="give one id per item") as err:
+        rowmap.rows_of([f"{ids[0]},{ids[1]}"])
+    assert "repeat the option for each id" in str(err.value)
+    with pytest.raises(SampleIdsError, match="check how these ids were produced"):
+        rowmap.rows_of(["not-an-id,either"])
