@@ -5,6 +5,7 @@ on a FiftyOne dataset named on the command line."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import shlex
 
@@ -26,9 +27,12 @@ def _count(text: str) -> int:
 def dataset_named(name: str):
     import fiftyone as fo
 
-    if name not in fo.list_datasets():
+    names = fo.list_datasets()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValueError(
-            f"dataset {name!r} does not exist; see `fiftyone datasets list`"
+            f"dataset {name!r} does not exist; {hint}see `fiftyone datasets list`"
         )
     return fo.load_dataset(name)
 

@@ -197,6 +197,8 @@ def test_cli_errors_are_one_line(images, capsys):
         assert cli_main([command, "no-such-dataset"]) == 1
         err = capsys.readouterr().err
         assert f"{command}: error: dataset 'no-such-dataset' does not exist" in err
+    assert cli_main(["indexes", images.name + "x"]) == 1  # a typo
+    assert f"did you mean {images.name!r}?" in capsys.readouterr().err
     assert cli_main(["search", images.name, "--key", "nope", "--text", "x"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("clipbranches search: error:") and "nope" in err
