@@ -249,7 +249,11 @@ def markdown_table() -> str:
     ]
     for spec in MODELS.values():
         neighbours = spec.neighbours_per_positive or "none"
-        label = spec.label if spec.in_panel else "not offered (SDK, CLI, service)"
+        label = (
+            spec.label
+            if spec.in_panel
+            else "not in the App (SDK, CLI and service only)"
+        )
         lines.append(
             f"| `{spec.name}` | {label} | {spec.purpose} | "
             f"{spec.random_negatives_rule} | {neighbours} |"
