@@ -108,6 +108,7 @@ def _changes(before, after) -> str:
 
 
 def _print_info(info, as_json: bool, dataset_name: str) -> None:
+    from fiftyone_clipbranches.sdk.identity import missing_checkpoint
     from fiftyone_clipbranches.sdk.messages import counted
 
     if as_json:
@@ -120,8 +121,6 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
         f"{info.key}: {info.n_samples} samples{shards}, {info.code_method} codes of"
         f" {info.code_dims} bytes, text search: {text}, built {info.built_at}"
     )
-    from fiftyone_clipbranches.sdk.identity import missing_checkpoint
-
     gone = missing_checkpoint(model, info.key, "embed queries") if model else None
     if gone:
         print(f"  text search unavailable: {gone}")

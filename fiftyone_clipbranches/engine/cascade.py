@@ -108,8 +108,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
             positives and neighbour positives), a member's box holding more than
             ``box_reach`` times that share of ``catalogue_sample`` (at least
             ``box_reach`` rows) is shrunk about the training row it was grown
-            around, by the same fraction of its reach in every dim, to the
-            largest such box holding at most that many (:func:`~.scan.shrink_boxes`).
+            around, by the same fraction of its reach in every dim, as far as it
+            holds at most that many (:func:`~.scan.shrink_boxes`).
             In a large catalogue the random negatives sample it sparsely (500
             rows of 10M: one in 20,000), so a box holding none of them may still
             hold many times the class: its far reaches are no region of the

@@ -69,7 +69,8 @@ def collect_labels(
             if tagged:
                 hint = (
                     f"ids given replace the tags, so the {counted(tagged, 'sample')}"
-                    f" tagged {pos_tag!r} were not used: pass the positives' ids"
+                    f" tagged {pos_tag!r} {'was' if tagged == 1 else 'were'} not"
+                    " used: pass the positives' ids"
                     " too (positives= in Python, --positive in the CLI), or pass no"
                     f" ids and tag the negatives {neg_tag!r}"
                 )
