@@ -211,6 +211,18 @@ def _cmd_rename_index(args) -> int:
     return 0
 
 
+def _cmd_relocate_checkpoint(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = dataset_named(args.dataset)
+    updated = sdk.relocate_checkpoint(ds, args.pretrained, index_key=args.key)
+    if args.json:
+        print(json.dumps({"dataset": ds.name, "updated": updated}))
+    else:
+        print(f"checkpoint recorded at {args.pretrained!r} by: {', '.join(updated)}")
+    return 0
+
+
 def _cmd_search(args) -> int:
     from fiftyone_clipbranches import sdk
 
@@ -346,7 +358,8 @@ def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
 
 def add_workflow_commands(sub) -> None:
     """Register ``build-index``, ``update-index``, ``indexes``, ``delete-index``,
-    ``unlock-index``, ``rename-index``, ``search`` and ``refine``."""
+    ``unlock-index``, ``rename-index``, ``relocate-checkpoint``, ``search`` and
+    ``refine``."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, model_names
     from fiftyone_clipbranches.sdk.settings import (
         DEFAULT_INDEX_KEY,
@@ -463,6 +476,17 @@ def add_workflow_commands(sub) -> None:
     p.add_argument("--key", required=True, help="the index to rename")
     p.add_argument("--new-key", required=True, help="its new key")
     p.set_defaults(func=_cmd_rename_index)
+
+    p = sub.add_parser(
+        "relocate-checkpoint",
+        help="say where an index's CLIP checkpoint file lives now",
+        description="The checkpoint file index --key was built with moved: record"
+        " its new path (the file must hold the same bytes) on every index and"
+        " embeddings field of DATASET that named the old one.",
+    )
+    common(p)
+    p.add_argument("--pretrained", required=True, help="the checkpoint file's new path")
+    p.set_defaults(func=_cmd_relocate_checkpoint)
 
     p = sub.add_parser(
         "search",

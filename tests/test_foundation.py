@@ -215,7 +215,8 @@ def test_cli_version_and_every_workflow_option_explained(capsys):
     )
     commands = cli.build_parser()._subparsers._group_actions[0].choices
     workflow = ("build-index", "update-index", "indexes", "delete-index",
-                "unlock-index", "rename-index", "search", "refine")  # fmt: skip
+                "unlock-index", "rename-index", "relocate-checkpoint", "search",
+                "refine")  # fmt: skip
     for name in workflow:
         parser = commands[name]
         assert parser.description, f"{name} has no description"

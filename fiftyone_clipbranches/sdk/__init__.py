@@ -18,6 +18,7 @@ import types
 
 #: Public name -> the module of this package that defines it.
 _EXPORTS = {
+    "relocate_checkpoint": "checkpoints",
     "read_embeddings": "embedding_reader",
     "compute_embeddings": "embeddings",
     "ClipBranchesError": "errors",

@@ -36,7 +36,7 @@ FOREIGN_CLAIM_TIMEOUT_S = 24 * 3600.0
 @contextmanager
 def key_claim(root, key: str, work: str = "build"):
     """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build",
-    "update", "rename" or "delete") until the block ends.
+    "update", "rename", "relocate" or "delete") until the block ends.
 
     Raises:
         IndexBusyError: a live process holds the key.

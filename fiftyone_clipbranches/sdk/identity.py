@@ -209,7 +209,10 @@ def missing_checkpoint(recorded: dict, index_key: str, work: str) -> str | None:
     return (
         f"index {index_key!r} cannot {work}: it embeds with the checkpoint file"
         f" {pretrained!r}, which is not there any more; put it back at that path,"
-        f" or build another index from the file's new path ({REBUILD_ELSEWHERE})"
+        f" or, moved, say where it is now (relocate_checkpoint(dataset, NEW_PATH,"
+        f" index_key={index_key!r}); CLI: clipbranches relocate-checkpoint DATASET"
+        f" --key {index_key} --pretrained NEW_PATH), or build another index from"
+        f" another file ({REBUILD_ELSEWHERE})"
     )
 
 

@@ -251,6 +251,7 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
     ds = images_dataset(cifar_dir, 8)
     try:
         build_user_index(ds, checkpoint)
+        original = shutil.copy(checkpoint, tmp_path / "original.pt")
         recorded = field_model_identity(ds, "clip_embedding").identity
         assert recorded["checkpoint_sha256"]
         assert len(cb.search(ds, text="a cat", k=3, index_key="clip")) == 3
@@ -290,6 +291,20 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
         assert "  text search unavailable: index 'clip' cannot embed queries" in (
             capsys.readouterr().out
         )
+        # told where the original file lives now, the index searches again and
+        # the field records it too; the moved file holds other weights: refused
+        with pytest.raises(IdentityConflictError, match="is not the checkpoint"):
+            sdk.relocate_checkpoint(ds, tmp_path / "moved.pt", index_key="clip")
+        relocate = ["relocate-checkpoint", ds.name, "--key", "clip"]
+        assert cli_main([*relocate, "--pretrained", str(original)]) == 0
+        assert "by: index:clip, field:clip_embedding" in capsys.readouterr().out
+        _forget_loaded_models()
+        assert len(cb.search(ds, text="a cat", k=3, index_key="clip")) == 3
+        assert field_model_identity(ds, "clip_embedding").identity == dict(
+            recorded, pretrained=str(original)
+        )
+        assert len(sdk.update_index(ds, "clip", progress=False).key) > 0
+        assert ds.count("clip_embedding") == len(ds)  # the added sample embedded
     finally:
         _forget_loaded_models()
         ds.delete()

@@ -250,3 +250,12 @@ def test_codes_must_match_sample_ids(make_dataset):
         )
     with pytest.raises(TypeError, match="uint8"):
         sdk.build_index_from_codes(ds, np.zeros((10, 32)), ds.values("id"), "x")
+
+
+def test_relocating_needs_a_checkpoint_file_recorded(make_dataset, tmp_path):
+    ds = make_dataset(3)
+    index_dataset(ds, "codes")  # built from codes: no CLIP model recorded
+    with pytest.raises(ValueError, match="records no checkpoint file to relocate"):
+        sdk.relocate_checkpoint(ds, tmp_path / "x.pt", index_key="codes")
+    with pytest.raises(sdk.IndexNotFoundError):
+        sdk.relocate_checkpoint(ds, tmp_path / "x.pt", index_key="nope")
