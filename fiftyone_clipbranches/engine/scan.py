@@ -1,7 +1,9 @@
 """Full parallel scans over the codes: the baselines the index is measured against.
 
 They give exactly the same answers as :class:`~.index.CodeIndex` and are also what the
-model layer uses to predict on arrays (:func:`contains_any`).
+model layer uses to predict on arrays (:func:`contains_any`). Boxes are also measured
+against a sample of the codes: the rows each holds (:func:`rows_per_box`) and, above
+a limit, shrunk about their seeds (:func:`shrink_boxes`, the cascade's cap).
 """
 
 from __future__ import annotations

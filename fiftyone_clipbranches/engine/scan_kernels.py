@@ -5,7 +5,9 @@ Boxes are given with their dimensions resolved: ``box_dims`` int32 ``(B, max_len
 uint8 ``hi - lo`` (non-empty boxes only, bounds clipped to [0, 255]); ``order``
 lists the boxes grouped by member and ``next_group[t]`` is the first position after
 ``t`` whose box belongs to another member; ``used_dims`` int64 lists the dims any
-box uses.
+box uses. The kernels that measure each box against a sample (rows held, shrinking)
+read the codes transposed, ``cols`` uint8 ``(D, N)``, with ``lo`` / ``hi`` int32
+``(B, max_len)``.
 """
 
 from __future__ import annotations

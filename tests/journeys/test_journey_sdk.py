@@ -90,6 +90,10 @@ def test_journey_images_to_saved_view(user_dataset):
     with pytest.raises(sdk.ViewNameTakenError, match="Airplanes 2"):
         sdk.refine(ds, index_key="clip", saved_view="airplanes-2")
     assert sorted(ds.list_saved_views()) == ["Airplanes 2", "airplanes"]
+    # a refinement of a view learns from the same labels and answers inside it
+    half = ds.take(len(ds) // 2, seed=1)
+    in_view = sdk.refine(half, index_key="clip", score_field=None)
+    assert set(in_view.ids) == set(second.ids) & set(half.values("id"))
 
 
 _REFINER = textwrap.dedent(
