@@ -24,6 +24,11 @@ def _count(text: str) -> int:
     return value
 
 
+def _neighbours(text: str) -> int | str:
+    """``--neighbours-per-positive``: ``auto`` or a count."""
+    return "auto" if text.strip().lower() == "auto" else _count(text)
+
+
 def dataset_named(name: str):
     import fiftyone as fo
 
@@ -288,6 +293,9 @@ def _cmd_refine(args) -> int:
         saved_view=args.saved_view,
         score_field=None if args.no_scores else args.score_field,
         seed=args.seed,
+        random_negatives=args.random_negatives,
+        neighbours_per_positive=args.neighbours_per_positive,
+        negative_weight=args.negative_weight,
     )
     rows = [{"id": i, "score": float(s)} for i, s in zip(result.ids, result.scores)]
     stats = result.stats
@@ -498,8 +506,8 @@ def add_workflow_commands(sub) -> None:
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--text", help="text query (needs an index with a CLIP model)")
     query.add_argument(
-        "--sample-id", dest="sample_ids", action="append", metavar="ID",
-        help="query by the mean of these samples (repeatable)",
+        "--sample-id", dest="sample_ids", action="extend", nargs="+", metavar="ID",
+        help="query by the mean of these samples (one or more; repeatable)",
     )  # fmt: skip
     query.add_argument("--image", help="image path or URL, in the dataset or not")
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"default {DEFAULT_K}")
@@ -527,12 +535,12 @@ def add_workflow_commands(sub) -> None:
         " lists them)",
     )  # fmt: skip
     p.add_argument(
-        "--positive", dest="positives", action="append", metavar="ID",
-        help="positive sample id (repeatable; replaces the tags)",
+        "--positive", dest="positives", action="extend", nargs="+", metavar="ID",
+        help="positive sample ids (one or more; repeatable; replace the tags)",
     )  # fmt: skip
     p.add_argument(
-        "--negative", dest="negatives", action="append", metavar="ID",
-        help="negative sample id (repeatable; replaces the tags)",
+        "--negative", dest="negatives", action="extend", nargs="+", metavar="ID",
+        help="negative sample ids (one or more; repeatable; replace the tags)",
     )  # fmt: skip
     tag_options(p)
     p.add_argument("--query", help="the text that was searched (model 'ball')")
@@ -546,6 +554,20 @@ def add_workflow_commands(sub) -> None:
     p.add_argument(
         "--seed", type=int, default=0,
         help="seed of the random negatives and the model (default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--random-negatives", type=_count, metavar="N",
+        help="unlabelled samples drawn as extra negatives (default: the model's"
+        " measured default, the README's table)",
+    )  # fmt: skip
+    p.add_argument(
+        "--neighbours-per-positive", type=_neighbours, metavar="N|auto",
+        help="nearest codes of each positive that train as positives too: a count"
+        " (0 for none) or 'auto' (default: the model's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--negative-weight", type=float, default=1.0, metavar="W",
+        help="sample weight of every negative (default 1)",
     )  # fmt: skip
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_refine)

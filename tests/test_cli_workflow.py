@@ -79,9 +79,23 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert by_tags["stats"]["n_pos"] == 9 and by_tags["stats"]["n_neg"] == 1
     assert len(by_tags["results"]) == by_tags["n_results"] >= 9
     assert all(r["filepath"] == paths[r["id"]] for r in by_tags["results"])
+    # the training set's options reach the SDK
+    own = ["--random-negatives", "3", "--neighbours-per-positive", "0"]
+    assert cli_main(["refine", ds.name, "--key", "clip", "--json", *own]) == 0
+    stats = _json(capsys)["stats"]
+    assert stats["n_random_neg"] == 3 and stats["n_neighbour_pos"] == 0
+    near = ["refine", ds.name, "--key", "clip", "--positive", ids[0]]
+    near += ["--json", "--neighbours-per-positive"]
+    assert cli_main([*near, "3"]) == 0
+    assert _json(capsys)["stats"]["n_neighbour_pos"] == 3
+    assert cli_main([*near, "auto"]) == 0
+    assert _json(capsys)["stats"]["n_neighbour_pos"] > 3  # round(32 / 1) of them
+    with pytest.raises(SystemExit):
+        cli_main([*near, "some"])
+    assert "--neighbours-per-positive: invalid" in capsys.readouterr().err
 
     refine = ["refine", ds.name, "--key", "clip", "--model", "linear", "--json"]
-    refine += ["--positive", ids[0], "--positive", ids[1], "--negative", ids[9]]
+    refine += ["--positive", ids[0], ids[1], "--negative", ids[9]]
     assert cli_main([*refine, "--saved-view", "cli-round", "--limit", "100"]) == 0
     result = _json(capsys)
     found = [r["id"] for r in result["results"]]

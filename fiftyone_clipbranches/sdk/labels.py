@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
@@ -74,8 +75,25 @@ def collect_labels(
                     " too (positives= in Python, --positive in the CLI), or pass no"
                     f" ids and tag the negatives {neg_tag!r}"
                 )
+        else:
+            others = _other_tags(dataset, pos_tag)
+            hint = (
+                f"no sample is tagged {pos_tag!r}{others}; {hint}" if others else hint
+            )
         raise NoPositivesError(f"no positive samples: {hint}, then refine again")
     return Labels(pos, neg, source)
+
+
+def _other_tags(dataset, tag: str) -> str:
+    """The tags ``dataset``'s samples hold instead of ``tag`` (a typo's likely
+    meaning first), in words; empty when they hold none."""
+    held = sorted(t for t in dataset.distinct("tags") if t != tag)
+    if not held:
+        return ""
+    close = difflib.get_close_matches(tag, held, n=1)
+    shown = ", ".join(repr(t) for t in held[:8]) + (", ..." if len(held) > 8 else "")
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f" ({guess}the samples are tagged {shown})"
 
 
 def ensure_tags_index(dataset) -> None:

@@ -253,6 +253,13 @@ def test_refine_label_errors(indexed):
         match="ids given replace the tags, so the 3 samples tagged 'cb_positive'",
     ):
         sdk.refine(ds, negatives=ids[:1], index_key="cb")
+    # a typo in the positive tag: the tags the samples hold, the likely one first
+    with pytest.raises(
+        sdk.NoPositivesError,
+        match=r"no sample is tagged 'cb_postive' \(did you mean 'cb_positive'\? the"
+        r" samples are tagged 'cb_positive'\);",
+    ):
+        sdk.refine(ds, index_key="cb", tags=("cb_postive", "cb_negative"))
     ds.untag_samples("cb_positive")
     ds.select(ids[:2]).tag_samples(["cb_positive", "cb_negative"])
     with pytest.raises(sdk.ContradictoryLabelsError, match="2 samples are tagged"):
