@@ -139,13 +139,15 @@ def test_default_subsets_targeted_boxes():
     assert ids.size == 0 and hit.size == 0
     assert index.query_boxes(Boxes.empty(width))[0].size == 0
     # many boxes of few members, dense merge path (many hits) and sparse path
-    for n_boxes, spread in ((60, 120), (60, 10)):
-        boxes = random_boxes(rng, subsets, n_boxes, 25, codes)
-        lo = boxes.lo.astype(np.int64)
-        hi = np.minimum(boxes.hi.astype(np.int64), lo + spread)
+    for grow, spread in ((120, 500), (0, 10)):
+        boxes = random_boxes(rng, subsets, 60, 25, codes)
+        lo = boxes.lo.astype(np.int64) - grow
+        hi = np.minimum(boxes.hi.astype(np.int64) + grow, lo + spread)
         boxes = Boxes(
             boxes.subset_ids, lo.astype(np.int16), hi.astype(np.int16), boxes.member
         )
+        hits = int(index._run(boxes)[2].sum())
+        assert (hits >= len(codes)) == (grow > 0)  # a hit per row or more: dense
         check_all(codes, subsets, boxes, index)
 
 
