@@ -65,6 +65,7 @@ _EXPORTS = {
     "recover_unfinished_writes": "views",
     "save_view": "views",
     "wait_for_writes": "views",
+    "warm_refinement": "warm",
 }
 
 __all__ = sorted(_EXPORTS)

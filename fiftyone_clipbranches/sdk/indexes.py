@@ -55,6 +55,7 @@ from fiftyone_clipbranches.sdk.stream_encode import (
     encode_source,
     fit_and_encode,
 )
+from fiftyone_clipbranches.sdk.warm import refinement_is_warm, warm_refinement
 
 CODE_METHODS = ("head", "pca")
 
@@ -148,6 +149,10 @@ def build_index(
         ray_address: build the shards as Ray tasks on this cluster (``"auto"``,
             ``"HOST:PORT"``; default: ``$CLIPBRANCHES_RAY_ADDRESS``, else here).
 
+    The first build of a process also compiles (or loads from numba's disk cache)
+    the kernels a refinement needs (``sdk.warm.warm_refinement``): 35 s once per
+    installation, about 2 s after that.
+
     Returns:
         the :class:`IndexInfo` of the new index, with its ``freshness`` (the
         samples left out as unreadable or without an embedding).
@@ -216,6 +221,9 @@ def build_index(
         ray_address=ray_address,
         shard_progress=progress is True,
     )
+    if not refinement_is_warm():
+        report(0.95, "compiling the refinement's kernels (once per installation)")
+        warm_refinement()
     left_out = (
         f"; {counted(len(unembeddable), 'sample')} left out (unreadable or"
         " without an embedding)"

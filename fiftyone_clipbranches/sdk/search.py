@@ -32,6 +32,7 @@ from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
+from fiftyone_clipbranches.sdk.warm import warm_refinement
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +171,10 @@ def index_clip_model(config, index_key: str):
 
 def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
     """Load index ``index_key`` and its CLIP model in a background thread, so that
-    the first search does not wait for them (a CLIP model takes seconds to load);
-    a search meanwhile waits for the same load rather than starting another.
+    the first search does not wait for them (a CLIP model takes seconds to load),
+    then the refinement's kernels (``warm.warm_refinement``), so that the first
+    refinement does not; a search meanwhile waits for the same load rather than
+    starting another.
     Returns the thread, or None when there is no such index. Failures are left
     for the search to report."""
     ds = root_dataset(dataset)
@@ -183,6 +186,7 @@ def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
             config, _ = load_index(ds, index_key)
             if config.clip_model:
                 index_clip_model(config, index_key)
+            warm_refinement()
         except Exception:  # noqa: BLE001 - the search says what is wrong
             logger.debug("preloading index %r failed", index_key, exc_info=True)
 

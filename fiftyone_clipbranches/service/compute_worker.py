@@ -4,7 +4,8 @@ A :class:`SdkWorker` is built once per worker process (see ``service/workers.py`
 it connects to the database FiftyOne's environment names (``FIFTYONE_DATABASE_URI``,
 inherited from the service), opens the served datasets and their indexes (codes
 memory-mapped, so every worker reads the same pages of the page cache) and warms
-what the first request would otherwise pay for (the alive-rows mask of each index).
+what the first request would otherwise pay for (the alive-rows mask and the CLIP
+model of each index, the refinement's compiled kernels).
 Each task is then answered by the same sdk calls as in-process serving:
 ``sdk.refine_ranking`` with a ``RefineRequest`` built from the validated body, and
 ``sdk.search_ids``; nothing is written to the database.
@@ -104,6 +105,12 @@ class SdkWorker:
             self._datasets[name] = (str(ds._doc.id), ds)
             for key in keys:
                 self._warm(ds, key)
+        try:
+            seconds = sdk.warm_refinement()
+        except Exception as e:  # the first refinement compiles instead
+            logger.warning("worker: the refinement's kernels not compiled: %s", e)
+        else:
+            logger.info("worker: the refinement's kernels are ready (%.1f s)", seconds)
 
     def __call__(self, task: tuple):
         kind, name, dataset_id, body, served = task
@@ -153,13 +160,23 @@ class SdkWorker:
 
     def _warm(self, ds, key: str) -> None:
         from fiftyone_clipbranches.sdk.freshness import alive_rows
+        from fiftyone_clipbranches.sdk.search import index_clip_model
 
         try:
-            _, bundle = open_index(ds, key)
+            config, bundle = open_index(ds, key)
             self._pinned.add(_index_dir(ds, key))
             alive_rows(ds, bundle.rowmap, str(bundle.path))
         except Exception as e:  # served as unavailable by the service anyway
             logger.warning("worker: index %r of %r not opened: %s", key, ds.name, e)
+            return
+        if config.clip_model:
+            try:
+                index_clip_model(config, key)
+            except Exception as e:  # a text search says why
+                logger.info("worker: no CLIP model for index %r: %s", key, e)
+            else:
+                name = config.clip_model["name"]
+                logger.info("worker: CLIP model %s of index %r loaded", name, key)
 
     @staticmethod
     def _refine(ds, body: dict, served: frozenset) -> tuple:

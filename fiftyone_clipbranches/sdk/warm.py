@@ -1,0 +1,107 @@
+"""Compiling the refinement's kernels before a user's first refinement waits on them.
+
+The engine's numba kernels compile on their first call (20-30 s on 2 cores for the
+default model) and are then cached on disk, so every later process loads them in
+about a second. :func:`warm_refinement` makes that first call on synthetic codes,
+so that a build pays it and the first Refine in the App does not.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_model, get_model
+
+#: ``(rows, positives)`` of the synthetic refinements: a small catalogue and one as
+#: large as the largest row count from which a kernel of the refinement runs its
+#: parallel twin, so that both twins compile; few positives (neighbour positives
+#: and the class ball, as in a user's first rounds) and many.
+WARM_ROUNDS = ((3000, 8), (1 << 17, 8), (1 << 17, 40))
+
+_lock = threading.Lock()
+_warmed = False
+
+
+def refinement_is_warm() -> bool:
+    """Whether :func:`warm_refinement` already ran in this process."""
+    return _warmed
+
+
+def warm_refinement() -> float:
+    """Search and refine the default model on synthetic codes, through an index
+    written to disk and memory-mapped, as ``search`` and ``refine`` do: numba
+    compiles every kernel those paths need (or loads them from its disk cache).
+    Runs once per process; later calls return at once.
+
+    Returns:
+        seconds spent (0.0 when it had already run).
+    """
+    global _warmed
+    with _lock:
+        if _warmed:
+            return 0.0
+        started = time.perf_counter()
+        for n_rows, n_positives in WARM_ROUNDS:
+            _refine_synthetic(n_rows, n_positives)
+        _warmed = True
+        return time.perf_counter() - started
+
+
+def _refine_synthetic(n_rows: int, n_positives: int) -> None:
+    from fiftyone_clipbranches.engine.index import CodeIndex
+
+    rng = np.random.default_rng(0)
+    centres = rng.integers(40, 216, (32, 32))
+    label = rng.integers(0, len(centres), n_rows)
+    noise = rng.normal(0.0, 20.0, (n_rows, 32))
+    codes = np.clip(centres[label] + noise, 0, 255).astype(np.uint8)
+    with tempfile.TemporaryDirectory(prefix="clipbranches-warm-") as folder:
+        index = CodeIndex.build(codes, path=Path(folder) / "index")
+        index.knn(codes[0], 10)
+        _refine(index, np.flatnonzero(label == 0)[:n_positives])
+        index.query_boxes(_whole_space(index.subsets))  # more hits than rows
+        del index
+
+
+def _whole_space(subsets):
+    """One box per feature subset over every code, each its own member."""
+    from fiftyone_clipbranches.engine.boxes import Boxes
+
+    n = len(subsets)
+    shape = (n, subsets.max_len)
+    every = np.arange(n, dtype=np.int32)
+    return Boxes(every, np.zeros(shape, np.int16), np.full(shape, 255, np.int16), every)
+
+
+def _refine(index, positives) -> None:
+    from fiftyone_clipbranches.engine.search import apply_model
+    from fiftyone_clipbranches.engine.training_set import make_training_set
+
+    pool = index.neighbour_pool()
+    spec = get_model(DEFAULT_MODEL)
+    model = spec.make()
+    train = make_training_set(
+        index.codes,
+        positives,
+        (),
+        n_random_negatives=spec.random_negatives_for(positives.size),
+        max_random_fraction=spec.max_random_fraction,
+        neighbours_per_positive=spec.neighbours_per_positive,
+        neighbour_pool=pool,
+    )
+    fit_model(
+        model,
+        train.X,
+        train.y,
+        train.sample_weight,
+        index.subsets,
+        train.unlabelled,
+        train.neighbours,
+        catalogue_sample=pool.codes,
+    )
+    apply_model(model, index)

@@ -1,0 +1,61 @@
+"""A build compiles what the first refinement needs: in a new process, a refinement
+after ``build_index`` compiles no numba kernel of its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[1]
+
+SCRIPT = """
+import importlib, json, pkgutil, sys
+sys.path.insert(0, {tests!r})
+import numba
+from user_path import build_user_index, images_dataset
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches import engine
+
+
+def compiled():
+    counts = {{}}
+    for info in pkgutil.iter_modules(engine.__path__):
+        module = importlib.import_module(f"{{engine.__name__}}.{{info.name}}")
+        for name, obj in vars(module).items():
+            if isinstance(obj, numba.core.registry.CPUDispatcher):
+                counts[f"{{module.__name__}}.{{name}}"] = len(obj.signatures)
+    return counts
+
+
+ds = images_dataset({images!r}, 5)
+try:
+    build_user_index(ds, {checkpoint!r})
+    before = compiled()
+    ids = ds.values("id")
+    for positives in (ids[:3], ids[:12]):
+        sdk.refine(ds, positives=positives, negatives=ids[-2:], index_key="clip")
+    after = compiled()
+finally:
+    ds.delete()
+print(json.dumps({{
+    "warmed": sum(before.values()),
+    "new": {{k: [before.get(k, 0), n] for k, n in after.items() if n != before.get(k, 0)}},
+}}))
+"""
+
+
+def test_first_refinement_after_a_build_compiles_nothing(
+    cifar_dir, tiny_clip_checkpoint
+):
+    script = SCRIPT.format(
+        tests=str(TESTS), images=str(cifar_dir), checkpoint=str(tiny_clip_checkpoint)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["warmed"] > 20  # the build compiled (or loaded) the kernels
+    assert not report["new"], json.dumps(report["new"], indent=0)
