@@ -154,7 +154,9 @@ class SdkWorker:
             if _index_dir(ds, key) not in served:
                 ds.reload()
             return ds
-        ds = fo.load_dataset(name)
+        # reloaded: FiftyOne hands back this process's copy when it still has one,
+        # which may predate the index (a dataset served before it had one)
+        ds = fo.load_dataset(name, reload=True)
         self._datasets[name] = (str(ds._doc.id), ds)
         return ds
 

@@ -292,3 +292,28 @@ def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
         assert [ix["key"] for ix in listed["indexes"]] == ["clip"]
         assert listed["unavailable_indexes"] == []
         assert client.index(ds.name, "clip")["n_samples"] == len(ds)
+
+
+def test_a_served_dataset_given_its_first_index_is_searched_at_once(
+    cifar_dir, tiny_clip_checkpoint
+):
+    """A dataset served before it had an index: once one is built, every compute
+    worker answers with it (a worker's copy of the dataset from its start knew no
+    index and said 404)."""
+    from user_path import build_user_index, images_dataset
+
+    ds = images_dataset(cifar_dir, 4, name="svc-state-first-index")
+    ds.persistent = True
+    try:
+        args = [f"--dataset={ds.name}", "--compute-workers", "2"]
+        with running_service(args, TOKEN) as service:
+            client = Client(service.url, TOKEN)
+            status, code, _ = _error(lambda: client.search(ds.name, text="a cat"))
+            assert (status, code) == (404, "index_not_found")
+            build_user_index(ds, tiny_clip_checkpoint, "clip")
+            assert _until(lambda: client.dataset(ds.name)["indexes"])
+            for _ in range(4):  # both workers, twice
+                found = client.search(ds.name, text="a cat", index_key="clip", k=5)
+                assert found["total"] == 5
+    finally:
+        ds.delete()
