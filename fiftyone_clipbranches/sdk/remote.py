@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,10 @@ from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_SCORE_
 URL_ENV = "CLIPBRANCHES_SERVICE_URL"
 TOKEN_ENV = "CLIPBRANCHES_SERVICE_TOKEN"
 _PAGE = 10_000
+#: Refusals that are only for now (answered with ``Retry-After``): retried.
+_RETRIED_CODES = ("busy", "not_ready")
+#: Longest wait before one retry, whatever ``Retry-After`` says.
+_MAX_RETRY_WAIT_S = 10.0
 
 
 class RemoteServiceError(ClipBranchesError):
@@ -57,17 +62,30 @@ class Client:
         url: base URL, e.g. ``"http://127.0.0.1:5152"`` (no ``/v1``).
         token: bearer token, or None for a service running without one.
         timeout_s: socket timeout of each request.
+        retries: times a request refused for now (503 ``busy``: every worker and
+            queue slot taken; ``not_ready``: indexes still loading) is sent again,
+            after the ``Retry-After`` the service asks for (at most 10 s); 0 to
+            get the refusal at once.
     """
 
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 120.0):
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout_s: float = 120.0,
+        retries: int = 3,
+    ):
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError(
                 f"service url must look like http://host:port, got {url!r}"
             )
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         self.url = url.rstrip("/")
         self.token = token
         self.timeout_s = float(timeout_s)
+        self.retries = retries
 
     def health(self) -> dict:
         return self._call("GET", "/v1/health")
@@ -90,8 +108,8 @@ class Client:
     def search(
         self,
         dataset: str,
-        *,
         text: str | None = None,
+        *,
         sample_ids=None,
         k: int = 60,
         index_key: str = DEFAULT_INDEX_KEY,
@@ -154,15 +172,30 @@ class Client:
         req = urllib.request.Request(
             self.url + path, data=data, headers=headers, method=method
         )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            raise _service_error(e) from None
-        except (urllib.error.URLError, OSError) as e:
-            raise RemoteServiceError(
-                0, "unreachable", f"cannot reach {self.url}: {e}"
-            ) from None
+        retried = 0
+        while True:
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                error = _service_error(e)
+                if error.code not in _RETRIED_CODES or retried >= self.retries:
+                    raise error from None
+                retried += 1
+                time.sleep(_retry_wait(e.headers.get("Retry-After")))
+            except (urllib.error.URLError, OSError) as e:
+                raise RemoteServiceError(
+                    0, "unreachable", f"cannot reach {self.url}: {e}"
+                ) from None
+
+
+def _retry_wait(header: str | None) -> float:
+    """Seconds to wait before a retry: ``Retry-After`` (delay seconds), within
+    ``[0, _MAX_RETRY_WAIT_S]``; 1 s when absent or not a number."""
+    try:
+        return min(max(float(header), 0.0), _MAX_RETRY_WAIT_S)
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def _quote(part: str) -> str:

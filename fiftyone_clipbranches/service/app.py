@@ -99,7 +99,9 @@ def create_app(
 
     @app.errorhandler(ApiError)
     def _api_error(err: ApiError):
-        return err.to_json(), err.status
+        if err.retry_after_s is None:
+            return err.to_json(), err.status
+        return err.to_json(), err.status, {"Retry-After": str(err.retry_after_s)}
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
@@ -138,7 +140,9 @@ def create_app(
     def ready():
         _no_query()
         if not backend.is_ready():
-            raise ApiError(503, "not_ready", "indexes are still loading")
+            raise ApiError(
+                503, "not_ready", "indexes are still loading", retry_after_s=2
+            )
         return {"status": "ready", "indexes": backend.n_indexes()}
 
     @app.get(f"{API_PREFIX}/openapi.json")

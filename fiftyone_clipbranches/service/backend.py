@@ -262,7 +262,8 @@ class SdkBackend:
             "score": "minus squared L2 distance between uint8 codes",
             "timings": {"search_s": round(elapsed, 6)},
         }
-        return _ranking(ids, -np.asarray(sq_dists, np.float64), stats)
+        scores = 0.0 - np.asarray(sq_dists, np.float64)  # 0.0, not -0.0
+        return _ranking(ids, scores, stats)
 
     def refine(self, req: dict) -> Ranking:
         """``req``: a validated ``/v1/refine`` body (``RefineRequest.from_json``)."""
@@ -363,7 +364,12 @@ class SdkBackend:
 
     def _entry(self, name: str, force: bool = False) -> _Dataset:
         if not self._ready.is_set():
-            raise ApiError(503, "not_ready", "indexes are still loading; retry shortly")
+            raise ApiError(
+                503,
+                "not_ready",
+                "indexes are still loading; retry shortly",
+                retry_after_s=2,
+            )
         entry = self._datasets.get(name)
         if entry is None:
             raise not_found("dataset_not_found", self._not_served(name))

@@ -13,7 +13,7 @@ import concurrent.futures as cf
 import threading
 from collections.abc import Callable
 
-from fiftyone_clipbranches.service.errors import ApiError
+from fiftyone_clipbranches.service.errors import ApiError, timeout_error
 
 
 class ComputePool:
@@ -47,6 +47,7 @@ class ComputePool:
                 503,
                 "busy",
                 "the server is at capacity; retry in a moment",
+                retry_after_s=1,
             )
         try:
             future = self._executor.submit(fn, *args, **kwargs)
@@ -58,12 +59,7 @@ class ComputePool:
             return future.result(timeout=self.timeout_s)
         except cf.TimeoutError:
             future.cancel()
-            raise ApiError(
-                504,
-                "timeout",
-                f"the request took longer than {self.timeout_s:g} s and was abandoned; "
-                "use fewer labelled samples or random negatives, or a simpler model",
-            ) from None
+            raise timeout_error("the request did not finish", self.timeout_s) from None
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -15,14 +15,24 @@ class ApiError(Exception):
         code: stable machine-readable code, e.g. ``"invalid_request"``.
         message: what went wrong and what to do about it.
         details: optional JSON-serialisable extra data (e.g. the unknown ids).
+        retry_after_s: seconds after which the same request may succeed (sent as
+            the ``Retry-After`` header), for a refusal that is only for now.
     """
 
-    def __init__(self, status: int, code: str, message: str, details=None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details=None,
+        retry_after_s: int | None = None,
+    ):
         super().__init__(message)
         self.status = int(status)
         self.code = code
         self.message = message
         self.details = details
+        self.retry_after_s = retry_after_s
 
     def to_json(self) -> dict:
         body = {"code": self.code, "message": self.message}
@@ -46,3 +56,16 @@ def not_found(code: str, message: str, details=None) -> ApiError:
 
 def unprocessable(code: str, message: str, details=None) -> ApiError:
     return ApiError(422, code, message, details)
+
+
+def timeout_error(what: str, timeout_s: float) -> ApiError:
+    """HTTP 504 ``timeout``: ``what`` (e.g. "the computation did not finish") within
+    the service's time limit, with what makes a request take longer."""
+    return ApiError(
+        504,
+        "timeout",
+        f"{what} within {timeout_s:g} s (the service's --timeout); the request was"
+        " abandoned. A search takes well under a second on a running service; a"
+        " refinement takes longer with more labelled samples or random negatives,"
+        " or with a heavier model",
+    )

@@ -74,12 +74,31 @@ _RESULT = {
         },
     ]
 }
+_NULLABLE_STRING = {"type": "string", "nullable": True}
 _INDEX = {
     "type": "object",
-    "required": ["key", "n_samples"],
+    "required": ["key", "dataset", "n_samples", "supports_text"],
     "properties": {
         "key": {"type": "string"},
-        "n_samples": {"type": "integer"},
+        "dataset": {"type": "string"},
+        "n_samples": {"type": "integer", "description": "samples indexed"},
+        "code_dims": {"type": "integer", "nullable": True},
+        "code_method": {**_NULLABLE_STRING, "description": "head or pca"},
+        "embeddings_field": _NULLABLE_STRING,
+        "clip_model": {
+            "type": "object",
+            "nullable": True,
+            "description": "the CLIP model of the embeddings (name, pretrained: its"
+            " tag, or a local checkpoint by its file name)",
+        },
+        "built_at": {**_NULLABLE_STRING, "description": "ISO 8601, UTC"},
+        "n_shards": {"type": "integer"},
+        "supports_text": {
+            "type": "boolean",
+            "description": "text queries can be embedded (a CLIP model is known)",
+        },
+        "nbytes": {"type": "integer", "description": "bytes of the index files"},
+        "bytes_per_point": {"type": "number"},
         "manifest": {"type": "object"},
     },
 }
@@ -88,7 +107,6 @@ _DATASET = {
     "required": ["name", "indexes"],
     "properties": {
         "name": {"type": "string"},
-        "n_samples": {"type": "integer"},
         "indexes": {"type": "array", "items": {"$ref": "#/components/schemas/Index"}},
         "unavailable_indexes": {
             "type": "array",

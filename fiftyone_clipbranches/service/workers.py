@@ -34,7 +34,7 @@ import time
 import traceback
 from multiprocessing.connection import wait
 
-from fiftyone_clipbranches.service.errors import ApiError
+from fiftyone_clipbranches.service.errors import ApiError, timeout_error
 from fiftyone_clipbranches.service.log_setup import configure_logging
 from fiftyone_clipbranches.worker_process import run_worker
 
@@ -186,7 +186,9 @@ class WorkerPool:
             try:
                 worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise self._timeout_error("no compute worker became free") from None
+                raise timeout_error(
+                    "no compute worker became free", self.timeout_s
+                ) from None
             if not wait([worker.process.sentinel], timeout=0):
                 break  # alive (the sentinel becomes ready when the process ends)
             self._replace(worker, "exited while idle")
@@ -201,7 +203,7 @@ class WorkerPool:
         )
         if not ready:
             self._replace(worker, f"it ran past the {self.timeout_s:g} s time limit")
-            raise self._timeout_error("the computation did not finish")
+            raise timeout_error("the computation did not finish", self.timeout_s)
         try:
             status, payload = worker.conn.recv()
         except (EOFError, OSError):
@@ -213,14 +215,6 @@ class WorkerPool:
         return payload
 
     # -- internals -------------------------------------------------------------
-
-    def _timeout_error(self, what: str) -> ApiError:
-        return ApiError(
-            504,
-            "timeout",
-            f"{what} within {self.timeout_s:g} s; the request was abandoned. Use "
-            "fewer labelled samples or random negatives, or a simpler model",
-        )
 
     @staticmethod
     def _crash_error(worker: _Worker) -> ApiError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 
 import numpy as np
@@ -33,6 +34,11 @@ def test_client_endpoints(client, served_dataset):
     ids = served_dataset.values("id")
     found = client.search(DATASET, sample_ids=ids[:1], k=5)
     assert found["items"][0] == {"id": ids[0], "score": 0.0}
+    assert math.copysign(1.0, found["items"][0]["score"]) == 1.0  # not -0.0
+    # the text is the second argument, as in sdk.search (this index has no CLIP)
+    with pytest.raises(ServiceError, match="text") as no_text:
+        client.search(DATASET, "a cat")
+    assert no_text.value.status in (400, 422, 503)
 
     res = client.refine(DATASET, positives=ids[:6], random_negatives=30, page_size=2)
     assert res["stats"]["n_neighbour_pos"] > 0

@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
 from service_helpers import Http
 
+from fiftyone_clipbranches.service import Client, ServiceError
 from fiftyone_clipbranches.service.cli_command import add_serve_arguments
 from fiftyone_clipbranches.service.results import Ranking
 from fiftyone_clipbranches.service.server import resolve_token, start_server
@@ -85,9 +87,17 @@ def test_readiness_timeout_busy_and_internal_errors(stand_in):
     backend, service, call = stand_in
     assert service.token is None  # loopback, explicitly allowed
     assert call("GET", "/v1/health")[0] == 200
-    status, _, err = call("GET", "/v1/ready")
+    status, headers, err = call("GET", "/v1/ready")
     assert (status, err["error"]["code"]) == (503, "not_ready")
-    backend.loaded.set()
+    assert headers["Retry-After"] == "2"
+    # a client retries a refusal that is only for now, as long as it is told to
+    client = Client(service.url, retries=1)
+    started = time.monotonic()
+    with pytest.raises(ServiceError) as refused:
+        client.ready()
+    assert refused.value.code == "not_ready" and time.monotonic() - started >= 2
+    threading.Timer(0.5, backend.loaded.set).start()
+    assert Client(service.url, retries=2).ready()["status"] == "ready"
     assert service.wait_ready(10)
     assert call("GET", "/v1/ready")[2] == {"status": "ready", "indexes": 1}
     assert call("GET", "/v1/datasets")[0] == 200  # no token needed in this mode
@@ -109,7 +119,9 @@ def test_readiness_timeout_busy_and_internal_errors(stand_in):
         t.join()
     codes = sorted(r[2]["error"]["code"] for r in results)
     assert codes == ["busy", "timeout"]
-    assert 503 in [r[0] for r in results]
+    (busy,) = [r for r in results if r[0] == 503]
+    assert busy[1]["Retry-After"] == "1"
+    assert "Retry-After" not in [r for r in results if r[0] == 504][0][1]
 
     backend.release.set()
     for _ in range(100):
