@@ -15,14 +15,15 @@ def index_rows(
     what: str,
     index_key: str,
     *,
-    skip_unreadable: bool = False,
+    skip_unindexed: bool = False,
     alive: np.ndarray | None = None,
 ) -> np.ndarray:
     """int64 ``(m,)`` ascending: the rows of ``ids`` (sample ids of the root
     dataset ``ds``) in the loaded index ``bundle``.
 
-    ``skip_unreadable`` drops the samples whose image could not be read at the
-    build (they have no row, so they can never be in a result either). ``alive``
+    ``skip_unindexed`` drops the samples of ``ds`` the index has no row for: their
+    image could not be read at the build, or they were added after it (they are
+    not searched, so they can never be in a result either). ``alive``
     (bool ``(N,)``, ``freshness.alive_rows``; None: every row's sample exists)
     marks the rows whose sample still exists.
 
@@ -30,7 +31,7 @@ def index_rows(
         SampleIdsError: ids that are not samples of ``ds`` (deleted since the
             build, or never of it); samples whose image could not be read at the
             build (unless skipped).
-        StaleIndexError: samples added after the build.
+        StaleIndexError: samples added after the build (unless skipped).
     """
     ids = list(ids)
     rows, found = bundle.rowmap.rows_of(ids)
@@ -50,8 +51,10 @@ def index_rows(
             f"(e.g. {', '.join(foreign[:3])}): pass ids of this dataset's samples",
             ids=foreign,
         )
+    if skip_unindexed:
+        return np.sort(rows[found]).astype(np.int64)
     unreadable = [i for i in missing if i in bundle.unembeddable]
-    if unreadable and not skip_unreadable:
+    if unreadable:
         first = bundle.unembeddable[unreadable[0]]
         raise SampleIdsError(
             f"{counted_are(len(unreadable), what + ' sample')} without an embedding in index "

@@ -90,9 +90,15 @@ def round_summary(stats: dict) -> str:
 
 
 def unreadable_note(stats: dict) -> str:
-    """``" (1 unreadable negative left out)"``, or ``""``: labelled negatives
-    whose image could not be read at the build."""
-    n = stats.get("n_unreadable_neg") or 0
-    if not n:
-        return ""
-    return f" ({counted(n, 'unreadable negative')} left out)"
+    """``" (1 unreadable negative left out)"``, or ``""``: labelled negatives the
+    index has no row for (their image could not be read at the build, or they were
+    added after it)."""
+    parts = [
+        counted(n, noun)
+        for n, noun in (
+            (stats.get("n_unreadable_neg") or 0, "unreadable negative"),
+            (stats.get("n_unindexed_neg") or 0, "negative added since the build"),
+        )
+        if n
+    ]
+    return f" ({' and '.join(parts)} left out)" if parts else ""

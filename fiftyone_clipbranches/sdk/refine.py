@@ -75,7 +75,8 @@ class RankedRows:
         bundle: the loaded index (``bundle.rowmap.ids_of(rows)`` -> sample ids).
         stats: ``model``, ``label_source``, ``n_pos``, ``n_neg``,
             ``n_unreadable_neg`` (labelled negatives left out: their image could
-            not be read at the build), ``n_neighbour_pos`` (neighbour positives
+            not be read at the build), ``n_unindexed_neg`` (labelled negatives
+            left out: added after the build, not searched), ``n_neighbour_pos`` (neighbour positives
             added), ``n_random_neg`` (random negatives actually drawn),
             ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier, the query
@@ -158,9 +159,10 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         ds, bundle, labels.positives, "positive", index_key, alive=alive
     )
     neg_rows = index_rows(
-        ds, bundle, labels.negatives, "negative", index_key, skip_unreadable=True,
+        ds, bundle, labels.negatives, "negative", index_key, skip_unindexed=True,
         alive=alive,
     )  # fmt: skip
+    n_unreadable_neg = sum(i in bundle.unembeddable for i in labels.negatives)
     index = bundle.index
     n_unindexed = unindexed_count(ds, bundle, alive)
     # the answer stays inside a view, as a search's does; labels and training
@@ -172,7 +174,8 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         "label_source": labels.source,
         "n_pos": len(pos_rows),
         "n_neg": len(neg_rows),
-        "n_unreadable_neg": len(labels.negatives) - len(neg_rows),
+        "n_unreadable_neg": n_unreadable_neg,
+        "n_unindexed_neg": len(labels.negatives) - len(neg_rows) - n_unreadable_neg,
         "n_neighbour_pos": 0,
         "n_random_neg": 0,
         "n_random_neg_requested": req.n_random_negatives_for(len(pos_rows)),

@@ -521,8 +521,8 @@ class SdkBackend:
         ``index`` (read from the directory this process holds open), as the sdk
         refuses them (``labelled_rows.index_rows``): ids of no sample of the
         dataset, or of one deleted since, are ``unknown_sample_ids`` (listed);
-        samples added after the build ``stale_index``; unreadable negatives are
-        left out, as there."""
+        samples added after the build ``stale_index``; negatives the index has no
+        row for (unreadable, or added after the build) are left out, as there."""
         from fiftyone_clipbranches.sdk.bundle import load_bundle
         from fiftyone_clipbranches.sdk.errors import SampleIdsError
         from fiftyone_clipbranches.sdk.freshness import alive_rows
@@ -535,7 +535,7 @@ class SdkBackend:
             try:
                 index_rows(
                     entry.dataset, bundle, ids, noun, index.key,
-                    skip_unreadable=what == "negatives", alive=alive,
+                    skip_unindexed=what == "negatives", alive=alive,
                 )  # fmt: skip
             except SampleIdsError as err:
                 if not err.ids:

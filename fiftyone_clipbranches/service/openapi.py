@@ -63,7 +63,7 @@ _RESULT = {
                 "stats": {
                     "type": "object",
                     "description": "a refinement's: the stats of sdk.refine_ranking"
-                    " (n_pos, n_neg, n_unreadable_neg, n_random_neg,"
+                    " (n_pos, n_neg, n_unreadable_neg, n_unindexed_neg, n_random_neg,"
                     " n_random_neg_requested,"
                     " n_neighbour_pos, n_relabelled, n_forced_pos, n_dropped_neg,"
                     " n_results, n_index,"

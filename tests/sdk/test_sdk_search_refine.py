@@ -8,6 +8,7 @@ import pytest
 from sdk_testdata import index_dataset
 
 from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.messages import round_summary
 
 
 @pytest.fixture
@@ -276,6 +277,14 @@ def test_refine_with_a_positive_added_after_the_build_is_stale(indexed, cifar_di
     (new_id,) = ds.add_samples([fo.Sample(filepath=str(path))], progress=False)
     with pytest.raises(sdk.StaleIndexError, match="update_index"):
         sdk.refine(ds, positives=[new_id], index_key="cb")
+    # as a negative it is left out (it is not searched either), and counted
+    ids = ds.values("id")
+    result = sdk.refine(
+        ds, positives=ids[:3], negatives=[new_id, ids[5]], index_key="cb"
+    )
+    assert result.stats["n_neg"] == 1 and result.stats["n_unindexed_neg"] == 1
+    assert result.stats["n_unreadable_neg"] == 0 and new_id not in result.ids
+    assert "(1 negative added since the build left out)" in round_summary(result.stats)
 
 
 def test_refine_excludes_deleted_samples_and_reports_added_ones(indexed, cifar_dir):

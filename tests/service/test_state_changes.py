@@ -187,6 +187,12 @@ def test_saves_count_what_they_save_renames_are_named_deletions_are_404s(
         )
         assert (status, code) == (422, "stale_index")
         assert "added after the build" in message and "update-index" in message
+        # as a negative it is left out and counted, as the sdk does
+        labelled = [i for i in ds.values("id") if i != added][:3]
+        res = client.refine(
+            ds.name, positives=labelled, negatives=[added], index_key="clip"
+        )
+        assert res["stats"]["n_unindexed_neg"] == 1 and res["stats"]["n_neg"] == 0
 
         # renamed elsewhere: said so, not "deleted"; renamed back: served again
         def asked():
