@@ -192,7 +192,7 @@ def create_app(
         _no_query()
         rq.RESULT_ID.validate(result_id, "result_id")
         if not store.delete(result_id):
-            raise _result_not_found(result_id)
+            raise _result_not_found(result_id, store.why_missing(result_id))
         return {"deleted": result_id}
 
     @app.post(f"{API_PREFIX}/results/<result_id>/save")
@@ -217,7 +217,7 @@ def create_app(
         rq.RESULT_ID.validate(result_id, "result_id")
         result = store.get(result_id)
         if result is None:
-            raise _result_not_found(result_id)
+            raise _result_not_found(result_id, store.why_missing(result_id))
         return result
 
     return app
@@ -239,10 +239,9 @@ def _page(result: StoredResult, offset: int, limit: int) -> dict:
     }
 
 
-def _result_not_found(result_id: str) -> ApiError:
+def _result_not_found(result_id: str, why: str) -> ApiError:
     return not_found(
-        "result_not_found",
-        f"no result {result_id!r}: it never existed or expired; run the query again",
+        "result_not_found", f"no result {result_id!r}: {why}; run the query again"
     )
 
 

@@ -189,6 +189,13 @@ class SdkBackend:
                 ds = fo.load_dataset(name)
                 entry = _Dataset(name, ds, str(ds._doc.id), state=state)
                 self._sync_indexes(entry, sdk)
+                if not entry.indexes:
+                    logger.warning(
+                        "dataset %r has no clipbranches index yet: it is served once"
+                        " one is built (clipbranches build-index %s)",
+                        name,
+                        shlex.quote(name),
+                    )
                 entry.checked_at = time.monotonic()
                 loaded[name] = entry
             self._datasets = loaded

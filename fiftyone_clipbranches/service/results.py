@@ -70,6 +70,10 @@ class StoredResult:
     request: dict
 
 
+#: Results whose departure (deleted, expired, evicted) is remembered, for its 404.
+_GONE_KEPT = 4096
+
+
 class ResultStore:
     """Thread-safe LRU of :class:`StoredResult` bounded in count, bytes and age.
 
@@ -96,6 +100,7 @@ class ResultStore:
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[StoredResult, float]] = OrderedDict()
         self._bytes = 0
+        self._gone: OrderedDict[str, str] = OrderedDict()
 
     def put(
         self, kind: str, dataset: str, index_key: str, ranking: Ranking, request: dict
@@ -133,7 +138,13 @@ class ResultStore:
             if entry is None:
                 return False
             self._bytes -= entry[0].ranking.nbytes
+            self._forget(result_id, "it was deleted")
             return True
+
+    def why_missing(self, result_id: str) -> str:
+        """Why ``result_id`` is not (or no longer) kept, in words."""
+        with self._lock:
+            return self._gone.get(result_id, "it never existed or expired")
 
     def __len__(self) -> int:
         with self._lock:
@@ -150,8 +161,20 @@ class ResultStore:
             _, (_, touched) = next(iter(self._items.items()))
             if now - touched <= self.ttl_s:
                 break
-            self._pop_oldest()
+            self._pop_oldest(f"it expired (not read for {self.ttl_s:g} s)")
 
-    def _pop_oldest(self) -> None:
-        _, (result, _) = self._items.popitem(last=False)
+    def _pop_oldest(self, why: str | None = None) -> None:
+        result_id, (result, _) = self._items.popitem(last=False)
         self._bytes -= result.ranking.nbytes
+        self._forget(
+            result_id,
+            why
+            or f"it was dropped to make room for newer results (the service keeps"
+            f" {self.max_items} results, {self.max_bytes >> 20} MiB)",
+        )
+
+    def _forget(self, result_id: str, why: str) -> None:
+        """Remember why ``result_id`` went (the latest ``_GONE_KEPT`` of them)."""
+        self._gone[result_id] = why
+        while len(self._gone) > _GONE_KEPT:
+            self._gone.popitem(last=False)

@@ -126,6 +126,13 @@ def test_store_lru_ttl_and_bytes():
     assert store.nbytes == 6400
     assert len(a.result_id) == 32 and a.result_id != b.result_id
     assert store.delete(c.result_id) is False
+    # a 404 says why a result is gone
+    assert store.why_missing(b.result_id).startswith("it was dropped to make room")
+    assert store.why_missing(a.result_id) == "it expired (not read for 10 s)"
+    d = store.put("refine", "d", "k", _ranking(3), {})
+    assert store.delete(d.result_id) is True
+    assert store.why_missing(d.result_id) == "it was deleted"
+    assert store.why_missing("0" * 32) == "it never existed or expired"
 
 
 def test_pool_busy_and_timeout():

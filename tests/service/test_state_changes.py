@@ -316,6 +316,9 @@ def test_a_served_dataset_given_its_first_index_is_searched_at_once(
             client = Client(service.url, TOKEN)
             status, code, _ = _error(lambda: client.search(ds.name, text="a cat"))
             assert (status, code) == (404, "index_not_found")
+            assert f"dataset '{ds.name}' has no clipbranches index yet" in (
+                service.output()
+            )
             build_user_index(ds, tiny_clip_checkpoint, "clip")
             assert _until(lambda: client.dataset(ds.name)["indexes"])
             for _ in range(4):  # both workers, twice
