@@ -537,8 +537,8 @@ def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:
 def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     if query is None:
         raise ValueError(
-            f"model {model!r} refines a search: give the text (or vector) that was"
-            ' searched as the query (query= in Python, --query in the CLI, "query"'
+            f"model {model!r} refines a search: give the text that was searched as"
+            ' the query (query= in Python, also a vector; --query in the CLI; "query"'
             " over HTTP)"
         )
     if isinstance(query, str):
