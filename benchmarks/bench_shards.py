@@ -5,9 +5,8 @@ For each catalogue size (synthetic codes of ``synthetic_codes.py``, the generato
 
 - build time: the shards built one after another in this process, and as Ray tasks
   (S > 1);
-- refine latency (train + apply + merge, the SDK's path: ``make_training_set`` over
-  the index's codes with the registry's random negatives and "auto" neighbour
-  positives, ``fit``, ``apply_model``), p50 / p99 over ``--repeats`` rounds (16
+- refine latency (train + apply + merge, the SDK's path: ``sdk.models.fit_on_index``
+  with the registry's training-set defaults of the model, then ``apply_model``), p50 / p99 over ``--repeats`` rounds (16
   positives of a class of 0.01% / 0.1% / 1% of the rows, a new seed each round),
   for decision branches and the ensemble: one index (S = 1), S shards in process,
   S shards through Ray actors. Every sharded answer is checked equal to the one
@@ -60,8 +59,7 @@ from fiftyone_clipbranches.engine.shard_format import (  # noqa: E402
     write_top_manifest,
 )
 from fiftyone_clipbranches.engine.shards import merge_rankings, open_index  # noqa: E402
-from fiftyone_clipbranches.engine.training_set import make_training_set  # noqa: E402
-from fiftyone_clipbranches.sdk.models import MODELS, fit_model, make_model  # noqa: E402
+from fiftyone_clipbranches.sdk.models import MODELS, fit_on_index, make_model  # noqa: E402
 
 TARGETS = ("0.01%", "0.1%", "1%")
 N_POSITIVES = 16
@@ -75,25 +73,16 @@ def refine_round(index, model_name, pos, seed):
     """One round of the SDK's refine path; ``(train_ms, apply_ms, ranking)``."""
     spec = MODELS[model_name]
     t0 = time.perf_counter()
-    train = make_training_set(
-        index.codes,
+    model = make_model(model_name, random_state=seed)
+    fit_on_index(
+        model,
+        index,
         pos,
         (),
         n_random_negatives=spec.random_negatives_for(len(pos)),
+        max_random_fraction=spec.max_random_fraction,
+        neighbours_per_positive=spec.neighbours_per_positive,
         seed=seed,
-        neighbours_per_positive="auto",
-        max_random_fraction=0.9,
-        neighbour_pool=index.neighbour_pool(),
-    )
-    model = make_model(model_name, random_state=seed)
-    fit_model(
-        model,
-        train.X,
-        train.y,
-        train.sample_weight,
-        index.subsets,
-        train.unlabelled,
-        train.neighbours,
     )
     t1 = time.perf_counter()
     ranking = apply_model(model, index)

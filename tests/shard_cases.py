@@ -11,8 +11,7 @@ from fiftyone_clipbranches.engine.search import apply_model
 from fiftyone_clipbranches.engine.shard_format import build_sharded_index
 from fiftyone_clipbranches.engine.shards import open_index
 from fiftyone_clipbranches.engine.subsets import make_subsets
-from fiftyone_clipbranches.engine.training_set import make_training_set
-from fiftyone_clipbranches.sdk.models import MODELS, fit_model, make_model
+from fiftyone_clipbranches.sdk.models import MODELS, fit_on_index, make_model
 
 N_ROWS = 3000
 LEAF_SIZE = 64
@@ -71,25 +70,16 @@ def fit_once(index, name: str, codes, label, n_pos: int = 6):
     positives)."""
     pos, neg = labels(label, n_pos)
     spec = MODELS.get(name)
-    train = make_training_set(
-        index.codes,
+    model = make(name, codes, label)
+    train = fit_on_index(
+        model,
+        index,
         pos,
         neg,
         n_random_negatives=spec.random_negatives if spec else 300,
-        seed=3,
-        neighbours_per_positive="auto",
         max_random_fraction=0.9,
-    )
-    model = make(name, codes, label)
-    fit_model(
-        model,
-        train.X,
-        train.y,
-        train.sample_weight,
-        index.subsets,
-        train.unlabelled,
-        train.neighbours,
-        catalogue_sample=index.neighbour_pool().codes,
+        neighbours_per_positive="auto",
+        seed=3,
     )
     return train, model
 

@@ -289,3 +289,47 @@ def fit_model(
         neighbours=neighbours,
         catalogue_sample=catalogue_sample,
     )
+
+
+def fit_on_index(
+    model,
+    index,
+    positives,
+    negatives,
+    *,
+    n_random_negatives: int,
+    max_random_fraction: float,
+    neighbours_per_positive,
+    negative_weight: float = 1.0,
+    seed: int = 0,
+):
+    """Fit ``model`` on the training set a refinement makes from the labelled rows
+    ``positives`` / ``negatives`` (int ``(p,)`` / ``(q,)``) of ``index`` (a
+    ``CodeIndex`` or ``ShardedIndex``): random unlabelled rows as negatives and the
+    positives' nearest codes from the index's neighbour pool
+    (``engine.training_set.make_training_set``). Returns the ``TrainingSet``."""
+    from fiftyone_clipbranches.engine.training_set import make_training_set
+
+    pool = index.neighbour_pool()
+    train = make_training_set(
+        index.codes,
+        positives,
+        negatives,
+        n_random_negatives=n_random_negatives,
+        max_random_fraction=max_random_fraction,
+        negative_weight=negative_weight,
+        seed=seed,
+        neighbours_per_positive=neighbours_per_positive,
+        neighbour_pool=pool,
+    )
+    fit_model(
+        model,
+        train.X,
+        train.y,
+        train.sample_weight,
+        index.subsets,
+        train.unlabelled,
+        train.neighbours,
+        catalogue_sample=pool.codes,
+    )
+    return train

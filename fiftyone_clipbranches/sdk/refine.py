@@ -23,7 +23,7 @@ from fiftyone_clipbranches.sdk.freshness import (
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
-from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_model, make_model
+from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.rowmap import RowIds
 from fiftyone_clipbranches.sdk.runs import root_dataset
@@ -195,30 +195,17 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         )
         return FittedRefinement(None, bundle, pos_rows, neg_rows, within, stats, t0)
 
-    from fiftyone_clipbranches.engine.training_set import make_training_set
-
     t1 = time.perf_counter()
-    pool = index.neighbour_pool()
-    train = make_training_set(
-        index.codes,
+    train = fit_on_index(
+        clf,
+        index,
         pos_rows,
         neg_rows,
         n_random_negatives=req.n_random_negatives_for(len(pos_rows)),
         max_random_fraction=req.spec.max_random_fraction,
+        neighbours_per_positive=req.n_neighbours_per_positive,
         negative_weight=float(req.negative_weight),
         seed=req.seed,
-        neighbours_per_positive=req.n_neighbours_per_positive,
-        neighbour_pool=pool,
-    )
-    fit_model(
-        clf,
-        train.X,
-        train.y,
-        train.sample_weight,
-        index.subsets,
-        train.unlabelled,
-        train.neighbours,
-        catalogue_sample=pool.codes,
     )
     stats.update(
         n_neighbour_pos=int(train.neighbour_rows.size),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_model, get_model
+from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, get_model
 
 #: ``(rows, positives)`` of the synthetic refinements: a small catalogue and one as
 #: large as the largest row count from which a kernel of the refinement runs its
@@ -80,28 +80,16 @@ def _whole_space(subsets):
 
 def _refine(index, positives) -> None:
     from fiftyone_clipbranches.engine.search import apply_model
-    from fiftyone_clipbranches.engine.training_set import make_training_set
 
-    pool = index.neighbour_pool()
     spec = get_model(DEFAULT_MODEL)
     model = spec.make()
-    train = make_training_set(
-        index.codes,
+    fit_on_index(
+        model,
+        index,
         positives,
         (),
         n_random_negatives=spec.random_negatives_for(positives.size),
         max_random_fraction=spec.max_random_fraction,
         neighbours_per_positive=spec.neighbours_per_positive,
-        neighbour_pool=pool,
-    )
-    fit_model(
-        model,
-        train.X,
-        train.y,
-        train.sample_weight,
-        index.subsets,
-        train.unlabelled,
-        train.neighbours,
-        catalogue_sample=pool.codes,
     )
     apply_model(model, index)
