@@ -31,6 +31,16 @@ def check_numba() -> str:
     return f"numba {numba.__version__} compiles and runs kernels"
 
 
+def check_kernels() -> str:
+    from fiftyone_clipbranches import sdk
+
+    seconds = sdk.warm_refinement()
+    return (
+        f"the refinement's kernels compiled (or loaded from numba's cache) in"
+        f" {seconds:.1f} s; later processes load them from the cache"
+    )
+
+
 def check_torch() -> str:
     import open_clip
     import torch
@@ -84,6 +94,7 @@ def check_plugin() -> str:
 
 CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("numba", check_numba),
+    ("kernels", check_kernels),
     ("torch", check_torch),
     ("device", check_device),
     ("database", check_database),

@@ -164,7 +164,7 @@ def test_doctor_reports_all_checks_green(tmp_path):
         env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    for name in ("numba", "torch", "device", "database", "plugin"):
+    for name in ("numba", "kernels", "torch", "device", "database", "plugin"):
         assert f"[ok  ] {name}" in out.stdout
 
 
