@@ -8,10 +8,11 @@ samples; the same bytes at a new path can, once the records say where.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from fiftyone_clipbranches.sdk import runs
-from fiftyone_clipbranches.sdk.claims import holding_key
+from fiftyone_clipbranches.sdk.claims import holding_key, key_claim
 from fiftyone_clipbranches.sdk.errors import IdentityConflictError
 from fiftyone_clipbranches.sdk.identity import field_identity, record_field_identity
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
@@ -23,7 +24,9 @@ def relocate_checkpoint(dataset, path, index_key: str = DEFAULT_INDEX_KEY) -> li
 
     The file at ``path`` must hold the same bytes (sha256) as the one the index
     was built with. Every index of the dataset and every embeddings field that
-    record the old file (same path, same sha256) are pointed to the new one.
+    record the old file (same path, same sha256) are pointed to the new one; the
+    indexes' keys are held meanwhile (a key another process holds, for a build or
+    an update, is refused before anything is changed).
 
     Returns:
         The keys of the indexes and the names of the fields updated (``index:KEY``,
@@ -34,6 +37,7 @@ def relocate_checkpoint(dataset, path, index_key: str = DEFAULT_INDEX_KEY) -> li
         ValueError: the index embeds with an open_clip tag, random weights or no
             recorded model (there is no file to relocate), or ``path`` is no file.
         IdentityConflictError: the file at ``path`` holds other bytes.
+        IndexBusyError: another process holds the key of one of those indexes.
     """
     from fiftyone_clipbranches.embed.weights import file_sha256
 
@@ -66,12 +70,22 @@ def relocate_checkpoint(dataset, path, index_key: str = DEFAULT_INDEX_KEY) -> li
             and identity.get("pretrained") == old
         )
 
-    for key in runs.list_index_keys(ds):
-        other = runs.get_index_config(ds, key)
-        if moved(other.clip_model):
-            other.clip_model = dict(other.clip_model, pretrained=path)
-            runs.update_index_config(ds, key, other)
-            updated.append(f"index:{key}")
+    keys = [
+        key
+        for key in runs.list_index_keys(ds)
+        if moved(runs.get_index_config(ds, key).clip_model)
+    ]
+    with contextlib.ExitStack() as held:
+        for key in keys:
+            if key != index_key:  # held by the decorator
+                held.enter_context(key_claim(ds, key, "relocate"))
+        ds._doc.reload("runs")
+        for key in keys:
+            other = runs.get_index_config(ds, key)
+            if moved(other.clip_model):
+                other.clip_model = dict(other.clip_model, pretrained=path)
+                runs.update_index_config(ds, key, other)
+                updated.append(f"index:{key}")
     for name in ds.get_field_schema():
         identity = field_identity(ds, name)
         if moved(identity):

@@ -27,7 +27,12 @@ from user_path import (
 import fiftyone_clipbranches as cb
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.sdk import embeddings
-from fiftyone_clipbranches.sdk.errors import IdentityConflictError, UnknownModelError
+from fiftyone_clipbranches.sdk.claims import key_claim
+from fiftyone_clipbranches.sdk.errors import (
+    IdentityConflictError,
+    IndexBusyError,
+    UnknownModelError,
+)
 from fiftyone_clipbranches.sdk.identity import field_model_identity, zoo_identity
 from fiftyone_clipbranches.similarity import register_similarity_backend
 
@@ -251,6 +256,9 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
     ds = images_dataset(cifar_dir, 8)
     try:
         build_user_index(ds, checkpoint)
+        # a second index on the same embeddings records the same checkpoint
+        sdk.build_index(ds, "second", embeddings_field="clip_embedding",
+                        code_method="pca", progress=False)  # fmt: skip
         original = shutil.copy(checkpoint, tmp_path / "original.pt")
         recorded = field_model_identity(ds, "clip_embedding").identity
         assert recorded["checkpoint_sha256"]
@@ -295,9 +303,17 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
         # the field records it too; the moved file holds other weights: refused
         with pytest.raises(IdentityConflictError, match="is not the checkpoint"):
             sdk.relocate_checkpoint(ds, tmp_path / "moved.pt", index_key="clip")
+        # an index another process updates is not changed under it: refused,
+        # nothing recorded
+        before = sdk.index_info(ds, "clip", check=False).clip_model
+        busy = pytest.raises(IndexBusyError, match="second")
+        with key_claim(ds, "second", "update"), busy:
+            sdk.relocate_checkpoint(ds, original, index_key="clip")
+        assert sdk.index_info(ds, "clip", check=False).clip_model == before
         relocate = ["relocate-checkpoint", ds.name, "--key", "clip"]
         assert cli_main([*relocate, "--pretrained", str(original)]) == 0
-        assert "by: index:clip, field:clip_embedding" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "by: index:clip, index:second, field:clip_embedding" in out
         _forget_loaded_models()
         assert len(cb.search(ds, text="a cat", k=3, index_key="clip")) == 3
         assert field_model_identity(ds, "clip_embedding").identity == dict(
