@@ -15,7 +15,7 @@ import logging
 import re
 import time
 
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fiftyone_clipbranches.service import requests as rq
@@ -112,11 +112,8 @@ def create_app(
             405: f"method {request.method} is not allowed here",
             413: f"request body exceeds {rq.MAX_BODY_BYTES} bytes",
         }.get(status, err.description or err.name)
-        response = Response(
-            json.dumps({"error": {"code": code, "message": message}}),
-            status=status,
-            mimetype="application/json",
-        )
+        response = jsonify({"error": {"code": code, "message": message}})
+        response.status_code = status
         if status == 405 and err.valid_methods:
             response.headers["Allow"] = ", ".join(err.valid_methods)
         return response
