@@ -55,7 +55,7 @@ from fiftyone_clipbranches.sdk.stream_encode import (
     encode_source,
     fit_and_encode,
 )
-from fiftyone_clipbranches.sdk.warm import refinement_is_warm, warm_refinement
+from fiftyone_clipbranches.sdk.warm import refinement_is_warm, warm_refinement_or_warn
 
 CODE_METHODS = ("head", "pca")
 
@@ -223,7 +223,7 @@ def build_index(
     )
     if not refinement_is_warm():
         report(0.95, "compiling the refinement's kernels (once per installation)")
-        warm_refinement()
+        warm_refinement_or_warn()
     left_out = (
         f"; {counted(len(unembeddable), 'sample')} left out (unreadable or"
         " without an embedding)"

@@ -8,6 +8,7 @@ so that a build pays it and the first Refine in the App does not.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 import time
@@ -22,6 +23,8 @@ from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, get_mo
 #: parallel twin, so that both twins compile; few positives (neighbour positives
 #: and the class ball, as in a user's first rounds) and many.
 WARM_ROUNDS = ((3000, 8), (1 << 17, 8), (1 << 17, 40))
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _warmed = False
@@ -50,6 +53,22 @@ def warm_refinement() -> float:
             _refine_synthetic(n_rows, n_positives)
         _warmed = True
         return time.perf_counter() - started
+
+
+def warm_refinement_or_warn() -> float | None:
+    """:func:`warm_refinement`; a failure (no temporary folder to write to, say) is
+    logged as a warning and returns None: the first refinement then compiles what
+    it needs, as it would have without this call."""
+    try:
+        return warm_refinement()
+    except Exception as e:  # noqa: BLE001 - nothing depends on it
+        logger.warning(
+            "the refinement's kernels were not compiled ahead (%s: %s); the first"
+            " refinement compiles them",
+            type(e).__name__,
+            e,
+        )
+        return None
 
 
 def _refine_synthetic(n_rows: int, n_positives: int) -> None:

@@ -87,6 +87,7 @@ class SdkWorker:
         import numba
 
         from fiftyone_clipbranches import sdk
+        from fiftyone_clipbranches.sdk.warm import warm_refinement_or_warn
 
         numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
@@ -105,11 +106,8 @@ class SdkWorker:
             self._datasets[name] = (str(ds._doc.id), ds)
             for key in keys:
                 self._warm(ds, key)
-        try:
-            seconds = sdk.warm_refinement()
-        except Exception as e:  # the first refinement compiles instead
-            logger.warning("worker: the refinement's kernels not compiled: %s", e)
-        else:
+        seconds = warm_refinement_or_warn()
+        if seconds is not None:
             logger.info("worker: the refinement's kernels are ready (%.1f s)", seconds)
 
     def __call__(self, task: tuple):

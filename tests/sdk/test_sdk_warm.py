@@ -59,3 +59,16 @@ def test_first_refinement_after_a_build_compiles_nothing(
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["warmed"] > 20  # the build compiled (or loaded) the kernels
     assert not report["new"], json.dumps(report["new"], indent=0)
+
+
+def test_a_warm_up_that_fails_is_a_warning_not_an_error(monkeypatch, tmp_path, caplog):
+    import tempfile
+
+    from fiftyone_clipbranches.sdk import warm
+
+    monkeypatch.setattr(warm, "_warmed", False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    assert warm.warm_refinement_or_warn() is None
+    assert "the refinement's kernels were not compiled ahead" in caplog.text
+    assert "FileNotFoundError" in caplog.text
+    assert not warm.refinement_is_warm()  # a later call tries again
