@@ -21,6 +21,7 @@ from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.search import is_image_reference, looks_like_image_path
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
+from fiftyone_clipbranches.sdk.views import replaceable_view
 
 
 def settings(ctx) -> dict:
@@ -157,10 +158,19 @@ def mark(ctx, opts: dict, label: str) -> str:
         view.untag_samples(pos_tag)
         view.tag_samples(neg_tag)
     ctx.ops.clear_selected_samples()
+    show_sample_tags(ctx)
     # the tiles show the new tags (after reload_samples, those of a refined result
     # or a saved view keep their old ones)
     ctx.ops.reload_dataset()
     return f"marked {len(positives)} positive, {len(negatives)} negative"
+
+
+def show_sample_tags(ctx) -> None:
+    """Turn on the sidebar's sample tags, so the tiles show the labels, keeping the
+    fields the user shows (when the App says which: else nothing is changed)."""
+    active = list(ctx.active_fields or [])
+    if active and "tags" not in active:
+        ctx.ops.set_active_fields([*active, "tags"])
 
 
 def reset_labels(ctx, opts: dict) -> str:
@@ -244,6 +254,19 @@ def save_results(ctx, opts: dict) -> str:
     ctx.ops.set_view(view=saved)
     what = "replaced" if replaced else "saved"
     return f"{what} view '{name}' ({counted(len(saved), 'sample')})"
+
+
+def replaced_view_size(ctx, opts: dict) -> int | None:
+    """Samples of the saved view a Save view would replace (the name in Saved view
+    name), or None for a new name.
+
+    Raises:
+        ViewNameTakenError: a view of that name clipbranches did not save.
+    """
+    name = (opts.get("view_name") or "").strip()
+    if not name or replaceable_view(ctx.dataset, name) is None:
+        return None
+    return len(ctx.dataset.load_saved_view(name))
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:

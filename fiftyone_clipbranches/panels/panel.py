@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import fiftyone.operators as foo
@@ -27,6 +28,7 @@ from fiftyone_clipbranches.sdk.messages import (
     user_message,
 )
 from fiftyone_clipbranches.sdk.models import (
+    DEFAULT_MODEL,
     defaults_description,
     get_model,
     panel_models,
@@ -105,6 +107,8 @@ class RelevancePanel(foo.Panel):
         ctx.panel.state.set("confirm", None)
         if asked == "reset_labels":
             self._run(ctx, lambda opts: actions.reset_labels(ctx, opts))
+        elif asked == "replace_view":
+            self._run(ctx, lambda opts: actions.save_results(ctx, opts))
         elif asked == "clear_history":
             self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
 
@@ -123,7 +127,16 @@ class RelevancePanel(foo.Panel):
         self._run(ctx, lambda opts: actions.show_all(ctx, opts))
 
     def save_view(self, ctx):
-        self._run(ctx, lambda opts: actions.save_results(ctx, opts))
+        """Asks first when it would replace a saved view (render offers the
+        choice)."""
+
+        def work(opts):
+            if actions.replaced_view_size(ctx, opts) is None:
+                return actions.save_results(ctx, opts)
+            ctx.panel.state.set("confirm", "replace_view")
+            return None
+
+        self._run(ctx, work)
 
     def check_again(self, ctx):
         """Re-read the dataset's indexes (built, renamed or deleted by operators,
@@ -168,7 +181,6 @@ class RelevancePanel(foo.Panel):
     def render(self, ctx):
         opts = actions.settings(ctx)
         panel = types.Object()
-        panel.md("### Relevance feedback", name="header")
         keys = sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else []
         if not keys:
             panel.md(
@@ -203,12 +215,19 @@ class RelevancePanel(foo.Panel):
         )
         panel.int("k", label=f"Results (k, 1 to {MAX_K})", min=1, max=MAX_K)
         panel.btn("search", label="Search", on_click=self.search, variant="contained")
+        if actions.search_scope(ctx) is not ctx.dataset:
+            panel.md(
+                "*Searches within the current view (a saved view, or the grid's"
+                " filters); clear it to search every sample.*",
+                name="scope",
+            )
 
         n_pos, n_neg = actions.tag_counts(ctx, opts)
         n_sel = ctx.panel.state.get("n_selected") or len(ctx.selected)
         panel.md(
             f"**{n_pos}** positive (`{opts['positive_tag']}`), **{n_neg}** negative "
-            f"(`{opts['negative_tag']}`), {n_sel} selected",
+            f"(`{opts['negative_tag']}`), {n_sel} selected; alt-click marks a"
+            " negative",
             name="labels",
         )
         marks = panel.h_stack("marks", align_x="left", gap=1)
@@ -228,21 +247,9 @@ class RelevancePanel(foo.Panel):
         models = types.DropdownView()
         offered = panel_models()
         for spec in offered.values():
-            models.add_choice(spec.name, label=spec.label, description=spec.purpose)
+            label = spec.label + (" (default)" if spec.name == DEFAULT_MODEL else "")
+            models.add_choice(spec.name, label=label, description=spec.purpose)
         panel.enum("model", list(offered), label="Model", view=models)
-        panel.int(
-            "random_negatives",
-            label="Random negatives",
-            description=defaults_description("random_negatives"),
-            min=0,
-            max=MAX_RANDOM_NEGATIVES,
-        )
-        panel.float(
-            "negative_weight",
-            min=1.0,
-            max=100.0,
-            view=weight_slider(),
-        )
         panel.btn("refine", label="Refine", on_click=self.refine, variant="contained")
 
         stats = ctx.panel.state.get("last_stats")
@@ -259,6 +266,17 @@ class RelevancePanel(foo.Panel):
 
         panel.str("view_name", label="Saved view name")
         panel.btn("save_view", label="Save view", on_click=self.save_view)
+        if asked == "replace_view":
+            size = None
+            with contextlib.suppress(sdk.ViewNameTakenError):  # Save view says so
+                size = actions.replaced_view_size(ctx, opts)
+            self._ask(
+                panel,
+                f"Replace the saved view '{opts['view_name'].strip()}'"
+                + (f" ({counted(size, 'sample')})" if size is not None else "")
+                + " with what is shown?",
+                "Replace view",
+            )
 
         history = RoundHistory(ctx).list()
         if history:
@@ -274,6 +292,20 @@ class RelevancePanel(foo.Panel):
                     "Clear history",
                 )
 
+        panel.md("**Settings**", name="settings")
+        panel.int(
+            "random_negatives",
+            label="Random negatives",
+            description=defaults_description("random_negatives"),
+            min=0,
+            max=MAX_RANDOM_NEGATIVES,
+        )
+        panel.float(
+            "negative_weight",
+            min=1.0,
+            max=100.0,
+            view=weight_slider(),
+        )
         panel.str("positive_tag", label="Positive tag", on_change=self.redraw)
         panel.str("negative_tag", label="Negative tag", on_change=self.redraw)
         panel.str("score_field", label="Score field")

@@ -174,13 +174,12 @@ def test_search_label_refine_in_the_app(indexed, page):
     labels = dict(zip(ids, ds.values("ground_truth.label")))
     n = len(ids)
 
-    wait_text(page, "Relevance feedback")
+    wait_text(page, "Saved view name")
     dismiss = page.get_by_text("Dismiss", exact=True)
     if dismiss.count():
         dismiss.first.click()
     wait_text(page, f"{n} samples", exact=True)
     page.locator('[data-cy="looker"]').first.wait_for()
-    page.locator('[data-cy="checkbox-tags"]').click()  # show sample tags on tiles
     set_random_negatives(page, RANDOM_NEGATIVES)
     shot(page, "1_loaded.png")
 

@@ -5,6 +5,7 @@ import numpy as np
 from plugin_helpers import notifications, run_op, uris
 
 from fiftyone_clipbranches.panels.constants import STORE_NAME
+from fiftyone_clipbranches.sdk.models import MODELS
 
 
 def call(ds, method, state=None, selected=(), alt=(), view=None, view_name=None):
@@ -58,6 +59,14 @@ def test_on_load_sets_defaults_selection_style_and_renders(indexed_dataset):
     for name in ("query", "k", "search", "model", "random_negatives", "refine"):
         assert name in props
     assert props["random_negatives"]["type"]["max"] == 2000
+    labels = [c["label"] for c in props["model"]["view"]["choices"]]
+    assert [label for label in labels if label.endswith(" (default)")] == [
+        MODELS["cascade"].label + " (default)"
+    ]
+    # the whole dataset is searched, unless a view narrows the grid: said so
+    assert "scope" not in props
+    narrowed = rendered(call(indexed_dataset, "on_load", view=indexed_dataset[:5]))
+    assert "Searches within the current view" in narrowed["scope"]["default"]
 
 
 def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
@@ -196,7 +205,19 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     assert uris(requests)[:2] == ["reload_dataset", "set_view"]
     shown = requests[1][1]["view"]
     assert [stage["_cls"].rsplit(".", 1)[-1] for stage in shown] == ["Take"]
-    again = call(ds, "save_view", state={"view_name": "panel view"}, view=view[:3])
+    # the name of a saved view: asked first, replaced once confirmed
+    named = {"view_name": "panel view"}
+    asked = call(ds, "save_view", state=named, view=view[:3])
+    assert patched_state(asked) == {"confirm": "replace_view"}
+    question = rendered(asked)["confirm_question"]["view"]["label"]
+    assert (
+        question
+        == "Replace the saved view 'panel view' (4 samples) with what is shown?"
+    )
+    assert len(ds.load_saved_view("panel view")) == 4  # not yet
+    again = call(
+        ds, "confirm", state={**named, "confirm": "replace_view"}, view=view[:3]
+    )
     assert notifications(again, "success") == ["Replaced view 'panel view' (3 samples)"]
     blank = call(ds, "save_view", state={"view_name": "  "}, view=view)
     assert "type a name in Saved view name" in notifications(blank, "error")[0]
