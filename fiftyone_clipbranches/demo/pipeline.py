@@ -208,7 +208,9 @@ def run_demo(
 
 
 def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0.1"):
-    """Open the App on the demo dataset with the panel beside the grid; blocks."""
+    """Open the App on the whole demo dataset with the panel beside the grid (the
+    demo's refined result is the saved view :data:`DEMO_VIEW`, in the App's view
+    menu: opened on it, a first search would look only inside it); blocks."""
     quiet_bundled_database_validation()
     import fiftyone as fo
 
@@ -227,15 +229,14 @@ def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0
         ],
         orientation="horizontal",
     )
-    view = (
-        dataset.load_saved_view(DEMO_VIEW)
-        if dataset.has_saved_view(DEMO_VIEW)
-        else dataset.view()
-    )
     session = fo.launch_app(
-        view, port=port, address=address, remote=True, auto=False, spaces=spaces
+        dataset, port=port, address=address, remote=True, auto=False, spaces=spaces
     )
     print(f"App: http://{address}:{port}/  (Ctrl-C to stop)")
+    if dataset.has_saved_view(DEMO_VIEW):
+        print(
+            f"the refined result is the saved view '{DEMO_VIEW}' (the App's view menu)"
+        )
     session.wait(-1)
 
 
