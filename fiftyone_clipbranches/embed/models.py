@@ -264,7 +264,7 @@ def load_clip(
             UserWarning,
             stacklevel=2,
         )
-    with torch.random.fork_rng(devices=[]), _no_second_random_weights_warning():
+    with torch.random.fork_rng(devices=[]), _open_clip_logging():
         torch.manual_seed(RANDOM_INIT_SEED)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -293,25 +293,36 @@ def load_clip(
         "checkpoint_sha256": source.sha256,
         "embedding_dim": int(open_clip.get_model_config(name)["embed_dim"]),
     }
-    return ClipModel(
-        model, preprocess, open_clip.get_tokenizer(name), dev, prec, identity
-    )
+    with _open_clip_logging():
+        tokenizer = open_clip.get_tokenizer(name)
+    return ClipModel(model, preprocess, tokenizer, dev, prec, identity)
 
 
 @contextmanager
-def _no_second_random_weights_warning():
-    """open_clip logs "No pretrained weights loaded" on the root logger; the caller
-    asked for random weights and was warned once already (load_clip's warning)."""
+def _open_clip_logging():
+    """open_clip logs on the root logger, and its first ``logging.info`` would give
+    a root logger without handlers one for good (then every library's records, the
+    App's own messages included, print a second time). Meanwhile such a root logger
+    gets a handler of warnings to stderr (as Python's last resort prints them), and
+    open_clip's "No pretrained weights loaded" is dropped: the caller asked for
+    random weights and was warned once already (load_clip's warning)."""
     root = logging.getLogger()
 
     def drop(record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("No pretrained weights loaded")
 
+    stand_in = None
+    if not root.handlers:
+        stand_in = logging.StreamHandler()
+        stand_in.setLevel(logging.WARNING)
+        root.addHandler(stand_in)
     root.addFilter(drop)
     try:
         yield
     finally:
         root.removeFilter(drop)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
 
 
 #: File name endings of checkpoints (a ``pretrained`` ending so is a path, not a tag).

@@ -221,3 +221,32 @@ def test_bf16_casts_the_model_and_keeps_embeddings(tiny_name, tiny_model, cifar_
     texts = half.embed_texts(["a cat", "a ship"])
     ref = tiny_model.embed_texts(["a cat", "a ship"])
     assert (texts * ref).sum(axis=1).min() > 0.99
+
+
+def test_loading_leaves_the_root_logger_as_it_was(tmp_path):
+    """open_clip logs on the root logger; loading a model must not configure it for
+    the whole process (FiftyOne's messages would print twice), nor hide a warning."""
+    import json
+    import subprocess
+    import sys
+
+    from user_path import TINY_CLIP_CONFIG
+
+    name = "clipbranches-tiny-logging"
+    config = tmp_path / f"{name}.json"
+    config.write_text(json.dumps(TINY_CLIP_CONFIG))
+    script = (
+        "import logging, warnings, open_clip\n"
+        f"open_clip.add_model_config({str(config)!r})\n"
+        "from fiftyone_clipbranches.embed import load_clip\n"
+        "warnings.simplefilter('ignore')\n"
+        f"load_clip({name!r}, pretrained=None, device='cpu')\n"
+        "print(len(logging.getLogger().handlers))\n"
+        "logging.getLogger('some.library').warning('still shown')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+    assert done.stderr.strip() == "still shown"
