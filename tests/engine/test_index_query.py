@@ -147,7 +147,7 @@ def test_default_subsets_targeted_boxes():
             boxes.subset_ids, lo.astype(np.int16), hi.astype(np.int16), boxes.member
         )
         hits = int(index._run(boxes)[2].sum())
-        assert (hits >= len(codes)) == (grow > 0)  # a hit per row or more: dense
+        assert (4 * hits >= len(codes)) == (grow > 0)  # the dense merge's case
         check_all(codes, subsets, boxes, index)
 
 
