@@ -132,9 +132,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="cascade",
             label="Decision branches cascade (boxes propose, a forest decides)",
-            purpose="Bagged decision branches find candidates through the index, a"
-            " random forest on the codes decides on the candidates alone: from one"
-            " label to the whole class",
+            purpose="Recommended, from one label to the whole class: boxes found"
+            " through the index propose candidates, a random forest on the codes"
+            " decides on them alone",
             factory=f"{_ENGINE}.cascade:BranchesCascade",
             random_negatives=500,
             random_negatives_per_positive=15,
@@ -153,17 +153,18 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="ensemble",
             label="Decision branches ensemble",
-            purpose="Bagged decision branches voting per member, with a linear"
-            " arbiter, answered by the index. For comparison: the default is this"
-            " plus a forest that decides on its candidates",
+            purpose="For comparison: the papers' ensemble, boxes of many members"
+            " voting (a linear model settles close votes), answered by the index."
+            " The default is this plus a forest that decides on its candidates",
             factory=f"{_ENGINE}.ensemble:DecisionBranchesEnsemble",
             random_negatives=500,
         ),
         ModelSpec(
             name="linear",
             label="Linear classifier (scan)",
-            purpose="A logistic regression on the codes, applied by one scan: classes"
-            " spread along a direction of the code space",
+            purpose="A straight boundary in the code space (logistic regression),"
+            " applied by one scan: classes that differ from the rest along one"
+            " direction",
             factory=f"{_ENGINE}.linear:LinearClassifier",
             random_negatives=1500,
             neighbours_per_positive=0,
@@ -172,9 +173,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="ball",
             label="Query ball (the search query moved by the labels, learned radius)",
-            purpose="The search's own ranking around the query moved by the labels"
-            " (Rocchio), cut where the labels place the class's edge: when the"
-            " query already points near the class",
+            purpose="The search's own ranking, its query moved toward the positives"
+            " and away from the negatives (Rocchio), cut where the labels put the"
+            " class's edge: when the search already points at the class",
             factory=f"{_ENGINE}.ball:QueryBall",
             random_negatives=1500,
             neighbours_per_positive=0,
