@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import fiftyone.operators as foo
@@ -108,7 +107,8 @@ class RelevancePanel(foo.Panel):
         if asked == "reset_labels":
             self._run(ctx, lambda opts: actions.reset_labels(ctx, opts))
         elif asked == "replace_view":
-            self._run(ctx, lambda opts: actions.save_results(ctx, opts))
+            # the question named a view: a name typed since is asked about anew
+            self.save_view(ctx, confirmed=ctx.panel.state.get("replace_name"))
         elif asked == "clear_history":
             self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
 
@@ -126,14 +126,18 @@ class RelevancePanel(foo.Panel):
     def show_all(self, ctx):
         self._run(ctx, lambda opts: actions.show_all(ctx, opts))
 
-    def save_view(self, ctx):
-        """Asks first when it would replace a saved view (render offers the
-        choice)."""
+    def save_view(self, ctx, confirmed: str | None = None):
+        """Asks first when it would replace a saved view other than ``confirmed``
+        (render offers the choice, naming the view and its size)."""
 
         def work(opts):
-            if actions.replaced_view_size(ctx, opts) is None:
+            name = (opts.get("view_name") or "").strip()
+            size = actions.replaced_view_size(ctx, opts)
+            if size is None or name == confirmed:
                 return actions.save_results(ctx, opts)
             ctx.panel.state.set("confirm", "replace_view")
+            ctx.panel.state.set("replace_name", name)
+            ctx.panel.state.set("replace_size", size)
             return None
 
         self._run(ctx, work)
@@ -267,14 +271,12 @@ class RelevancePanel(foo.Panel):
         panel.str("view_name", label="Saved view name")
         panel.btn("save_view", label="Save view", on_click=self.save_view)
         if asked == "replace_view":
-            size = None
-            with contextlib.suppress(sdk.ViewNameTakenError):  # Save view says so
-                size = actions.replaced_view_size(ctx, opts)
+            name = ctx.panel.state.get("replace_name")
+            size = ctx.panel.state.get("replace_size") or 0
             self._ask(
                 panel,
-                f"Replace the saved view '{opts['view_name'].strip()}'"
-                + (f" ({counted(size, 'sample')})" if size is not None else "")
-                + " with what is shown?",
+                f"Replace the saved view '{name}' ({counted(size, 'sample')}) with"
+                " what is shown?",
                 "Replace view",
             )
 

@@ -208,16 +208,22 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     # the name of a saved view: asked first, replaced once confirmed
     named = {"view_name": "panel view"}
     asked = call(ds, "save_view", state=named, view=view[:3])
-    assert patched_state(asked) == {"confirm": "replace_view"}
+    pending = patched_state(asked)
+    assert pending == {
+        "confirm": "replace_view", "replace_name": "panel view", "replace_size": 4
+    }  # fmt: skip
     question = rendered(asked)["confirm_question"]["view"]["label"]
     assert (
         question
         == "Replace the saved view 'panel view' (4 samples) with what is shown?"
     )
     assert len(ds.load_saved_view("panel view")) == 4  # not yet
-    again = call(
-        ds, "confirm", state={**named, "confirm": "replace_view"}, view=view[:3]
-    )
+    # the name changed to another view since the question: asked about that one
+    call(ds, "save_view", state={"view_name": "other view"}, view=view[:2])
+    moved = call(ds, "confirm", state={**pending, "view_name": "other view"})
+    assert patched_state(moved)["replace_name"] == "other view"
+    assert len(ds.load_saved_view("other view")) == 2  # not replaced unasked
+    again = call(ds, "confirm", state={**named, **pending}, view=view[:3])
     assert notifications(again, "success") == ["Replaced view 'panel view' (3 samples)"]
     blank = call(ds, "save_view", state={"view_name": "  "}, view=view)
     assert "type a name in Saved view name" in notifications(blank, "error")[0]
