@@ -11,6 +11,7 @@ scores and views are written here and the stats have the same keys.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import urllib.error
@@ -91,7 +92,8 @@ class Client:
         return self._call("GET", "/v1/health")
 
     def ready(self) -> dict:
-        return self._call("GET", "/v1/ready")
+        """``/v1/ready`` at once (a probe: a 503 ``not_ready`` is not retried)."""
+        return self._call("GET", "/v1/ready", retry=False)
 
     def openapi(self) -> dict:
         return self._call("GET", "/v1/openapi.json")
@@ -161,7 +163,9 @@ class Client:
         body = {"name": name, "overwrite": overwrite}
         return self._call("POST", f"/v1/results/{_quote(result_id)}/save", body)
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _call(
+        self, method: str, path: str, body: dict | None = None, retry: bool = True
+    ) -> dict:
         data = None
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -179,7 +183,8 @@ class Client:
                     return json.loads(resp.read())
             except urllib.error.HTTPError as e:
                 error = _service_error(e)
-                if error.code not in _RETRIED_CODES or retried >= self.retries:
+                again = retry and error.code in _RETRIED_CODES
+                if not again or retried >= self.retries:
                     raise error from None
                 retried += 1
                 time.sleep(_retry_wait(e.headers.get("Retry-After")))
@@ -193,9 +198,10 @@ def _retry_wait(header: str | None) -> float:
     """Seconds to wait before a retry: ``Retry-After`` (delay seconds), within
     ``[0, _MAX_RETRY_WAIT_S]``; 1 s when absent or not a number."""
     try:
-        return min(max(float(header), 0.0), _MAX_RETRY_WAIT_S)
+        seconds = float(header)
     except (TypeError, ValueError):
         return 1.0
+    return min(max(seconds, 0.0), _MAX_RETRY_WAIT_S) if math.isfinite(seconds) else 1.0
 
 
 def _quote(part: str) -> str:
