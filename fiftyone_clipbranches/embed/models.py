@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -298,6 +299,10 @@ def load_clip(
     return ClipModel(model, preprocess, tokenizer, dev, prec, identity)
 
 
+#: Held while open_clip loads a model (see :func:`_open_clip_logging`).
+_ROOT_LOGGER_HELD = threading.Lock()
+
+
 @contextmanager
 def _open_clip_logging():
     """open_clip logs on the root logger, and its first ``logging.info`` would give
@@ -305,24 +310,26 @@ def _open_clip_logging():
     App's own messages included, print a second time). Meanwhile such a root logger
     gets a handler of warnings to stderr (as Python's last resort prints them), and
     open_clip's "No pretrained weights loaded" is dropped: the caller asked for
-    random weights and was warned once already (load_clip's warning)."""
+    random weights and was warned once already (load_clip's warning). One load at a
+    time holds it: another's end would otherwise take the handler away mid-load."""
     root = logging.getLogger()
 
     def drop(record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("No pretrained weights loaded")
 
-    stand_in = None
-    if not root.handlers:
-        stand_in = logging.StreamHandler()
-        stand_in.setLevel(logging.WARNING)
-        root.addHandler(stand_in)
-    root.addFilter(drop)
-    try:
-        yield
-    finally:
-        root.removeFilter(drop)
-        if stand_in is not None:
-            root.removeHandler(stand_in)
+    with _ROOT_LOGGER_HELD:
+        stand_in = None
+        if not root.handlers:
+            stand_in = logging.StreamHandler()
+            stand_in.setLevel(logging.WARNING)
+            root.addHandler(stand_in)
+        root.addFilter(drop)
+        try:
+            yield
+        finally:
+            root.removeFilter(drop)
+            if stand_in is not None:
+                root.removeHandler(stand_in)
 
 
 #: File name endings of checkpoints (a ``pretrained`` ending so is a path, not a tag).
