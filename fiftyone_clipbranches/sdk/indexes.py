@@ -150,8 +150,8 @@ def build_index(
             ``"HOST:PORT"``; default: ``$CLIPBRANCHES_RAY_ADDRESS``, else here).
 
     The first build of a process also compiles (or loads from numba's disk cache)
-    the kernels a refinement needs (``sdk.warm.warm_refinement``): 35 s once per
-    installation, about 2 s after that.
+    the kernels a refinement needs (``sdk.warm.warm_refinement``): 40 s once per
+    installation, about 3 s after that.
 
     Returns:
         the :class:`IndexInfo` of the new index, with its ``freshness`` (the

@@ -18,11 +18,14 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, get_model
 
-#: ``(rows, positives)`` of the synthetic refinements: a small catalogue and one as
-#: large as the largest row count from which a kernel of the refinement runs its
-#: parallel twin, so that both twins compile; few positives (neighbour positives
-#: and the class ball, as in a user's first rounds) and many.
-WARM_ROUNDS = ((3000, 8), (1 << 17, 8), (1 << 17, 40))
+#: ``(rows, clusters, positives)`` of the synthetic refinements: a small catalogue
+#: and large ones, so that each kernel runs below and above the row count from
+#: which its parallel twin runs (the candidates of a class of a quarter of 2^18
+#: rows reach the forest's and the linear arbiter's); few positives (neighbour
+#: positives and the class ball, as in a user's first rounds) and many.
+WARM_ROUNDS = ((3000, 32, 8), (1 << 17, 32, 8), (1 << 17, 32, 40), (1 << 18, 4, 8))
+#: Rows at least as many as any kernel's parallel threshold.
+PARALLEL_PROBE_ROWS = 1 << 17
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +52,8 @@ def warm_refinement() -> float:
         if _warmed:
             return 0.0
         started = time.perf_counter()
-        for n_rows, n_positives in WARM_ROUNDS:
-            _refine_synthetic(n_rows, n_positives)
+        for n_rows, n_clusters, n_positives in WARM_ROUNDS:
+            _refine_synthetic(n_rows, n_clusters, n_positives)
         _warmed = True
         return time.perf_counter() - started
 
@@ -71,33 +74,45 @@ def warm_refinement_or_warn() -> float | None:
         return None
 
 
-def _refine_synthetic(n_rows: int, n_positives: int) -> None:
+def _refine_synthetic(n_rows: int, n_clusters: int, n_positives: int) -> None:
     from fiftyone_clipbranches.engine.index import CodeIndex
 
     rng = np.random.default_rng(0)
-    centres = rng.integers(40, 216, (32, 32))
+    centres = rng.integers(40, 216, (n_clusters, 32))
     label = rng.integers(0, len(centres), n_rows)
     noise = rng.normal(0.0, 20.0, (n_rows, 32))
     codes = np.clip(centres[label] + noise, 0, 255).astype(np.uint8)
     with tempfile.TemporaryDirectory(prefix="clipbranches-warm-") as folder:
         index = CodeIndex.build(codes, path=Path(folder) / "index")
         index.knn(codes[0], 10)
-        _refine(index, np.flatnonzero(label == 0)[:n_positives])
-        index.query_boxes(_whole_space(index.subsets))  # more hits than rows
+        model = _refine(index, np.flatnonzero(label == 0)[:n_positives])
+        # the linear arbiter scores the rows it is asked about, few or many
+        arbiter = getattr(model, "arbiter_", None)
+        if arbiter is not None:
+            arbiter.decision_function(np.array(index.codes[:PARALLEL_PROBE_ROWS]))
+        # both merges of box hits, and the parallel fill from 2^22 hits on
+        index.query_boxes(_whole_space(index.subsets, per_subset=2))
+        index.query_boxes(_whole_space(index.subsets, per_subset=1, high=40))
         del index
 
 
-def _whole_space(subsets):
-    """One box per feature subset over every code, each its own member."""
+def _whole_space(subsets, per_subset: int, high: int = 255):
+    """``per_subset`` boxes per feature subset over the codes whose values all lie
+    in ``[0, high]``, each box its own member."""
     from fiftyone_clipbranches.engine.boxes import Boxes
 
-    n = len(subsets)
+    n = len(subsets) * per_subset
     shape = (n, subsets.max_len)
     every = np.arange(n, dtype=np.int32)
-    return Boxes(every, np.zeros(shape, np.int16), np.full(shape, 255, np.int16), every)
+    return Boxes(
+        every % len(subsets),
+        np.zeros(shape, np.int16),
+        np.full(shape, high, np.int16),
+        every,
+    )
 
 
-def _refine(index, positives) -> None:
+def _refine(index, positives):
     from fiftyone_clipbranches.engine.search import apply_model
 
     spec = get_model(DEFAULT_MODEL)
@@ -112,3 +127,4 @@ def _refine(index, positives) -> None:
         neighbours_per_positive=spec.neighbours_per_positive,
     )
     apply_model(model, index)
+    return model
