@@ -524,7 +524,8 @@ def add_workflow_commands(sub) -> None:
         "refine",
         help="train a model on the labelled samples, return every match",
         description="Labels are the sample tags (--positive-tag, --negative-tag) or"
-        " explicit --positive / --negative ids; every sample the model accepts is"
+        " explicit --positive / --negative ids (DATASET first: each flag takes the"
+        " ids after it); every sample the model accepts is"
         " returned, best first, its score written to --score-field (the SDK's"
         " refine).",
     )
