@@ -138,7 +138,12 @@ def create_app(
         _no_query()
         if not backend.is_ready():
             raise ApiError(
-                503, "not_ready", "indexes are still loading", retry_after_s=2
+                503,
+                "not_ready",
+                "the service is still starting: loading its indexes and starting its"
+                " compute workers (the first start after an install also compiles"
+                " the engine's kernels, about a minute)",
+                retry_after_s=2,
             )
         return {"status": "ready", "indexes": backend.n_indexes()}
 
