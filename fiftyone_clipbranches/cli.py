@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -277,9 +278,25 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"clipbranches: {category.__name__}: {message}\n"
 
 
+def _unrecognized(extra: list[str], args) -> str:
+    """argparse's error for arguments no option took, with the way out when sample
+    ids were given after one flag (``--positive A B``: B lands among them, or in
+    the dataset's place)."""
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    given = [*extra, str(getattr(args, "dataset", None))]
+    if any(re.fullmatch(r"[0-9a-fA-F]{24}", a) for a in given):
+        message += (
+            "; --positive, --negative and --sample-id take one id each: repeat the"
+            " flag (--positive ID --positive ID)"
+        )
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.error(_unrecognized(extra, args))
     warnings.formatwarning = _one_line_warning  # no source line under a warning
     try:
         code = args.func(args)

@@ -506,8 +506,8 @@ def add_workflow_commands(sub) -> None:
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument("--text", help="text query (needs an index with a CLIP model)")
     query.add_argument(
-        "--sample-id", dest="sample_ids", action="extend", nargs="+", metavar="ID",
-        help="query by the mean of these samples (one or more; repeatable)",
+        "--sample-id", dest="sample_ids", action="append", metavar="ID",
+        help="query by the mean of these samples (repeat the flag for each)",
     )  # fmt: skip
     query.add_argument("--image", help="image path or URL, in the dataset or not")
     p.add_argument("--k", type=int, default=DEFAULT_K, help=f"default {DEFAULT_K}")
@@ -524,8 +524,8 @@ def add_workflow_commands(sub) -> None:
         "refine",
         help="train a model on the labelled samples, return every match",
         description="Labels are the sample tags (--positive-tag, --negative-tag) or"
-        " explicit --positive / --negative ids (DATASET first: each flag takes the"
-        " ids after it); every sample the model accepts is"
+        " explicit --positive / --negative ids (one per flag); every sample the"
+        " model accepts is"
         " returned, best first, its score written to --score-field (the SDK's"
         " refine).",
     )
@@ -536,12 +536,12 @@ def add_workflow_commands(sub) -> None:
         " lists them)",
     )  # fmt: skip
     p.add_argument(
-        "--positive", dest="positives", action="extend", nargs="+", metavar="ID",
-        help="positive sample ids (one or more; repeatable; replace the tags)",
+        "--positive", dest="positives", action="append", metavar="ID",
+        help="a positive sample id (repeat the flag for each; ids replace the tags)",
     )  # fmt: skip
     p.add_argument(
-        "--negative", dest="negatives", action="extend", nargs="+", metavar="ID",
-        help="negative sample ids (one or more; repeatable; replace the tags)",
+        "--negative", dest="negatives", action="append", metavar="ID",
+        help="a negative sample id (repeat the flag for each; ids replace the tags)",
     )  # fmt: skip
     tag_options(p)
     p.add_argument("--query", help="the text that was searched (model 'ball')")

@@ -93,9 +93,18 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     with pytest.raises(SystemExit):
         cli_main([*near, "some"])
     assert "--neighbours-per-positive: invalid" in capsys.readouterr().err
+    # two ids after one flag: told to repeat it (options may come before DATASET)
+    with pytest.raises(SystemExit):
+        cli_main(["refine", "--positive", ids[0], ids[1], ds.name, "--key", "clip"])
+    assert "take one id each: repeat the flag" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["refine", ds.name, "--key", "clip", "--positive", ids[0], ids[1]])
+    assert f"unrecognized arguments: {ids[1]}; --positive" in capsys.readouterr().err
+    order = ["refine", "--key", "clip", "--positive", ids[0], ds.name, "--json"]
+    assert cli_main(order) == 0 and _json(capsys)["stats"]["n_pos"] == 1
 
     refine = ["refine", ds.name, "--key", "clip", "--model", "linear", "--json"]
-    refine += ["--positive", ids[0], ids[1], "--negative", ids[9]]
+    refine += ["--positive", ids[0], "--positive", ids[1], "--negative", ids[9]]
     assert cli_main([*refine, "--saved-view", "cli-round", "--limit", "100"]) == 0
     result = _json(capsys)
     found = [r["id"] for r in result["results"]]
