@@ -1,9 +1,9 @@
 """Compiling the refinement's kernels before a user's first refinement waits on them.
 
-The engine's numba kernels compile on their first call (20-30 s on 2 cores for the
-default model) and are then cached on disk, so every later process loads them in
-about a second. :func:`warm_refinement` makes that first call on synthetic codes,
-so that a build pays it and the first Refine in the App does not.
+The engine's numba kernels compile on their first call (about 40 s on 2 cores for
+every kernel of the default model's path) and are then cached on disk, so a later
+process loads them in about 3 s. :func:`warm_refinement` makes that first call on
+synthetic codes, so that a build pays it and the first Refine in the App does not.
 """
 
 from __future__ import annotations
