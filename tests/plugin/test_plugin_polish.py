@@ -129,6 +129,17 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     requests = panel_call(ds, "save_view", state={"view_name": "hand"}, view=shown)
     assert "clipbranches did not save" in notifications(requests, "error")[0]
     assert ds.load_saved_view("hand").values("id") == ds.limit(2).values("id")
+    # one it saved is replaced only once the user confirms
+    from test_plugin_panel import patched_state
+
+    named = {"view_name": "cats, panel"}
+    panel_call(ds, "save_view", state=named, view=shown)
+    asked = panel_call(ds, "save_view", state=named, view=shown[:1])
+    pending = patched_state(asked)
+    assert pending["confirm"] == "replace_view" and pending["replace_size"] == 3
+    assert len(ds.load_saved_view("cats, panel")) == 3
+    done = panel_call(ds, "confirm", state={**named, **pending}, view=shown[:1])
+    assert notifications(done, "success") == ["Replaced view 'cats, panel' (1 sample)"]
 
     # that saved view, opened again by name, is where the next search looks
     from test_plugin_panel import patched_state, rendered
