@@ -162,10 +162,24 @@ def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
     )
 
 
+@contextmanager
+def holding(dataset, key, work: str):
+    """Hold index ``key`` of ``dataset``'s root dataset for ``work`` until the
+    block ends (:func:`key_claim`), with the dataset's runs read again (a build
+    another process ended meanwhile is seen). A key that is no string is not
+    claimed: the work's own check refuses it."""
+    if not isinstance(key, str):
+        yield
+        return
+    root = root_dataset(dataset)
+    with key_claim(root, key, work):
+        root._doc.reload("runs")
+        yield
+
+
 def holding_key(work: str):
-    """Decorate a function of ``(dataset, index_key, ...)`` to run holding that key
-    (:func:`key_claim`), with the dataset's runs read again (a build another process
-    ended meanwhile is seen)."""
+    """Decorate a function of ``(dataset, index_key, ...)`` to run :func:`holding`
+    that key."""
 
     def wrap(fn):
         signature = inspect.signature(fn)
@@ -174,12 +188,8 @@ def holding_key(work: str):
         def run(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            key = bound.arguments["index_key"]
-            if not isinstance(key, str):
-                return fn(*args, **kwargs)  # its own check refuses the key
-            root = root_dataset(bound.arguments["dataset"])
-            with key_claim(root, key, work):
-                root._doc.reload("runs")
+            arguments = bound.arguments
+            with holding(arguments["dataset"], arguments["index_key"], work):
                 return fn(*args, **kwargs)
 
         return run

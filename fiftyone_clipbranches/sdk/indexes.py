@@ -18,7 +18,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
-from fiftyone_clipbranches.sdk.claims import holding_key
+from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import compute_embeddings
 from fiftyone_clipbranches.sdk.errors import (
@@ -97,7 +97,6 @@ class IndexInfo:
         return asdict(self)
 
 
-@holding_key("build")
 def build_index(
     dataset,
     index_key: str = DEFAULT_INDEX_KEY,
@@ -158,69 +157,75 @@ def build_index(
         samples left out as unreadable or without an embedding).
     """
     ds = runs.root_dataset(dataset)
-    runs.validate_new_key(ds, index_key)
-    if code_method not in CODE_METHODS:
-        raise ValueError(f"code_method must be 'head' or 'pca'; got {code_method!r}")
-    report = as_progress(progress)
-    if check_shards(shards) > 1 and ray_address is not None:
-        connect_cluster(ray_address)  # fails now, not after embedding every image
+    # the warm-up below runs after the key is free: the index is built by then
+    with holding(ds, index_key, "build"):
+        runs.validate_new_key(ds, index_key)
+        if code_method not in CODE_METHODS:
+            raise ValueError(
+                f"code_method must be 'head' or 'pca'; got {code_method!r}"
+            )
+        report = as_progress(progress)
+        if check_shards(shards) > 1 and ray_address is not None:
+            connect_cluster(ray_address)  # fails now, not after embedding every image
 
-    compute_here = embeddings_field is None or (
-        ds.get_field(embeddings_field) is None and model is not None
-    )
-    if skip_missing is None:
-        skip_missing = compute_here
-    embed_report = {}
-    if compute_here:
-        embeddings_field = embeddings_field or DEFAULT_EMBEDDINGS_FIELD
-        model, pretrained = _clip_to_compute(ds, model, pretrained)
-        n = ds.count()  # refuse a too small dataset before embedding it
-        check_fit_rows(n, code_method, encoder_params, f"{ds.name!r} has {n} samples")
-        embed_report = compute_embeddings(
+        compute_here = embeddings_field is None or (
+            ds.get_field(embeddings_field) is None and model is not None
+        )
+        if skip_missing is None:
+            skip_missing = compute_here
+        embed_report = {}
+        if compute_here:
+            embeddings_field = embeddings_field or DEFAULT_EMBEDDINGS_FIELD
+            model, pretrained = _clip_to_compute(ds, model, pretrained)
+            n = ds.count()  # refuse a too small dataset before embedding it
+            check_fit_rows(
+                n, code_method, encoder_params, f"{ds.name!r} has {n} samples"
+            )
+            embed_report = compute_embeddings(
+                ds,
+                embeddings_field,
+                model=model,
+                pretrained=pretrained,
+                progress=lambda f, label: report(0.7 * f, label),
+            )
+            refuse_if_nothing_read(ds, embed_report)
+        elif (model is None) != (pretrained is UNSET):
+            raise ValueError(
+                "to declare the CLIP model of an embeddings field, pass both model= and "
+                "pretrained= (e.g. model='ViT-B-32', pretrained='openai'), or neither to "
+                "use the model the field records"
+            )
+        identity = build_identity(
+            ds, embeddings_field, model, None if pretrained is UNSET else pretrained
+        )
+        source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
+        unembeddable = _unembeddable(ds, embeddings_field, embed_report)
+
+        encoder, codes = fit_and_encode(
+            source,
+            code_method,
+            identity,
+            encoder_params,
+            lambda f, label: report(0.7 + 0.2 * f, label),
+        )
+        report(0.9, "building the index")
+        config = _write_index(
             ds,
-            embeddings_field,
-            model=model,
-            pretrained=pretrained,
-            progress=lambda f, label: report(0.7 * f, label),
+            index_key,
+            codes,
+            SampleRowMap(source.ids),
+            encoder,
+            subsets=subsets,
+            leaf_size=leaf_size,
+            root=root,
+            embeddings_field=embeddings_field,
+            clip_model=identity,
+            code_method=code_method,
+            unembeddable=unembeddable,
+            shards=shards,
+            ray_address=ray_address,
+            shard_progress=progress is True,
         )
-        refuse_if_nothing_read(ds, embed_report)
-    elif (model is None) != (pretrained is UNSET):
-        raise ValueError(
-            "to declare the CLIP model of an embeddings field, pass both model= and "
-            "pretrained= (e.g. model='ViT-B-32', pretrained='openai'), or neither to "
-            "use the model the field records"
-        )
-    identity = build_identity(
-        ds, embeddings_field, model, None if pretrained is UNSET else pretrained
-    )
-    source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
-    unembeddable = _unembeddable(ds, embeddings_field, embed_report)
-
-    encoder, codes = fit_and_encode(
-        source,
-        code_method,
-        identity,
-        encoder_params,
-        lambda f, label: report(0.7 + 0.2 * f, label),
-    )
-    report(0.9, "building the index")
-    config = _write_index(
-        ds,
-        index_key,
-        codes,
-        SampleRowMap(source.ids),
-        encoder,
-        subsets=subsets,
-        leaf_size=leaf_size,
-        root=root,
-        embeddings_field=embeddings_field,
-        clip_model=identity,
-        code_method=code_method,
-        unembeddable=unembeddable,
-        shards=shards,
-        ray_address=ray_address,
-        shard_progress=progress is True,
-    )
     if not refinement_is_warm():
         report(0.95, "compiling the refinement's kernels (once per installation)")
         warm_refinement_or_warn()

@@ -103,3 +103,28 @@ def test_a_warm_up_that_fails_is_a_warning_not_an_error(monkeypatch, tmp_path, c
     assert "the refinement's kernels were not compiled ahead" in caplog.text
     assert "FileNotFoundError" in caplog.text
     assert not warm.refinement_is_warm()  # a later call tries again
+
+
+def test_a_build_frees_its_key_before_warming_the_kernels(monkeypatch, make_user_index):
+    """The warm-up (40 s on a fresh installation) runs once the index is built and
+    its key free: another process may then rename or delete it, or refine."""
+    import fiftyone as fo
+    from fiftyone.core.odm import get_db_conn
+
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk import indexes
+    from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION
+
+    name = "clipbranches-test-warm-after-claim"
+    seen = []
+
+    def warm_up():
+        claims = get_db_conn()[CLAIMS_COLLECTION]
+        seen.append(
+            (claims.count_documents({}), sdk.list_indexes(fo.load_dataset(name)))
+        )
+
+    monkeypatch.setattr(indexes, "refinement_is_warm", lambda: False)
+    monkeypatch.setattr(indexes, "warm_refinement_or_warn", warm_up)
+    make_user_index(n_per_class=4, name=name)
+    assert seen == [(0, ["clip"])]
