@@ -71,7 +71,31 @@ def check_database() -> str:
             raise RuntimeError("the database did not keep a sample")
     finally:
         dataset.delete()
-    return f"database works ({fo.config.database_uri or 'local mongod'})"
+    if fo.config.database_uri:
+        return f"database works ({fo.config.database_uri})"
+    return f"database works ({_local_database_folder(fo.config.database_dir)})"
+
+
+def _local_database_folder(configured: str) -> str:
+    """The folder of the local mongod FiftyOne talks to, and whether it is the one
+    configured: FiftyOne joins a database service already running for another
+    folder (another user's, or one started before FIFTYONE_DATABASE_DIR was set)."""
+    import os
+
+    from fiftyone.core.odm.database import get_db_client
+
+    try:
+        opts = get_db_client().admin.command("getCmdLineOpts")
+        folder = opts["parsed"]["storage"]["dbPath"]
+    except Exception:  # an older or restricted mongod: say what is configured
+        return f"local mongod, database_dir {configured}"
+    if os.path.realpath(folder) == os.path.realpath(configured):
+        return f"local mongod in {folder}"
+    return (
+        f"local mongod in {folder}, NOT the configured database_dir {configured}:"
+        " FiftyOne joined a database service another process started; stop it"
+        " (e.g. fiftyone app, or the Python sessions using it) to use your own"
+    )
 
 
 def check_plugin() -> str:

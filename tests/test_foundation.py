@@ -166,6 +166,23 @@ def test_doctor_reports_all_checks_green(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     for name in ("numba", "kernels", "torch", "device", "database", "plugin"):
         assert f"[ok  ] {name}" in out.stdout
+    assert f"local mongod in {tmp_path / 'db'}" in out.stdout
+
+
+def test_doctor_says_when_the_database_is_not_the_configured_folder(tmp_path):
+    """FiftyOne joins a database service another process started, whatever its
+    folder: doctor names the folder and says it is not the configured one."""
+    from fiftyone.core.odm.database import get_db_client
+
+    from fiftyone_clipbranches.doctor import _local_database_folder
+
+    running = get_db_client().admin.command("getCmdLineOpts")["parsed"]["storage"]
+    assert _local_database_folder(running["dbPath"]) == (
+        f"local mongod in {running['dbPath']}"
+    )
+    said = _local_database_folder(str(tmp_path / "mine"))
+    assert f"NOT the configured database_dir {tmp_path / 'mine'}" in said
+    assert running["dbPath"] in said
 
 
 def test_doctor_fails_with_one_line_reason():

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiftyone_clipbranches.engine.errors import IndexFormatError
+from fiftyone_clipbranches.engine.errors import ShardsUnavailableError
 from fiftyone_clipbranches.engine.shard_format import (
     ShardBuild,
     ShardSpec,
@@ -153,6 +153,11 @@ class RayShards(ShardExecutor):
 
     Raises:
         IndexFormatError: a shard cannot be opened (the message names it).
+
+    An actor Ray cannot restart where it ran (its node left the cluster) is
+    replaced: on the first call that meets it, every shard is opened again by
+    actors placed over the live nodes, and the call is made again;
+    ``ShardsUnavailableError`` when they cannot be started.
     """
 
     def __init__(
@@ -168,37 +173,58 @@ class RayShards(ShardExecutor):
         threads: int | None = None,
         local_reads: bool = True,
     ):
-        ray = _ray()
+        _ray()
         connect(address)
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
             raise ValueError(f"threads must be an int >= 1, got {threads!r}")
         self.specs = list(specs)
+        self._options = dict(
+            subsets=subsets.to_dict(),
+            verify=verify,
+            num_cpus=num_cpus,
+            max_restarts=max_restarts,
+            max_task_retries=max_task_retries,
+            threads=threads,
+        )
         self.actors = []
-        for spec, (node, node_threads) in zip(specs, placements(len(specs))):
+        starts = [s.start for s in specs]
+        self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
+        self.n_dims = int(subsets.n_dims)
+        self.local_reads = local_reads
+        self._local: dict[int, np.ndarray] = {}
+        self._closed = False
+        try:
+            self._start_actors()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actors(self) -> None:
+        """One actor per shard, placed over the live nodes (:func:`placements`),
+        each opening its shard (``check``)."""
+        ray = _ray()
+        o = self._options
+        self.actors = []
+        for spec, (node, node_threads) in zip(self.specs, placements(len(self.specs))):
             actor = ray.remote(_ShardActor).options(
-                num_cpus=num_cpus,
-                max_restarts=max_restarts,
-                max_task_retries=max_task_retries,
+                num_cpus=o["num_cpus"],
+                max_restarts=o["max_restarts"],
+                max_task_retries=o["max_task_retries"],
                 scheduling_strategy=_on_node(node),
             )
             self.actors.append(
                 actor.remote(
-                    spec, len(specs), subsets.to_dict(), verify, threads or node_threads
+                    spec,
+                    len(self.specs),
+                    o["subsets"],
+                    o["verify"],
+                    o["threads"] or node_threads,
                 )
             )
-        starts = [s.start for s in specs]
-        self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
-        self.n_dims = int(subsets.n_dims)
-        self._local: dict[int, np.ndarray] = {}
-        try:
-            self.map("check")
-            if local_reads:
-                self._local = self._open_local_codes()
-        except BaseException:
-            self.close()
-            raise
+        self._call("check")
+        self._local = self._open_local_codes() if self.local_reads else {}
 
     def _open_local_codes(self) -> dict[int, np.ndarray]:
         from fiftyone_clipbranches.engine.shard_format import load_shard_codes
@@ -219,6 +245,33 @@ class RayShards(ShardExecutor):
 
     def map(self, method, shared=(), per_shard=None, shards=None):
         ray = _ray()
+        if self._closed:
+            raise RuntimeError("this index was closed")
+        try:
+            if not self.actors:  # a start after a loss failed: try again
+                raise ShardsUnavailableError("no actor is running")
+            return self._call(method, shared, per_shard, shards)
+        except (*_actor_lost_errors(), ShardsUnavailableError) as e:
+            lost = e
+        # an actor Ray cannot restart where it was (its node left the cluster):
+        # the shards are opened again on the live nodes, and the call made again
+        self._kill_actors()
+        try:
+            self._start_actors()
+        except (*_actor_lost_errors(), ray.exceptions.RayError, ConnectionError) as e:
+            self._kill_actors()
+            raise ShardsUnavailableError(
+                f"the Ray actors serving the shards of the index at"
+                f" {self.specs[0].path.parent} are gone ({_first_line(lost)}) and"
+                f" could not be started again ({_first_line(e)}): check the cluster"
+                " (ray status); once it runs, the next query starts them (a cluster"
+                " started anew needs this process started anew); the index files"
+                " are not at fault"
+            ) from None
+        return self._call(method, shared, per_shard, shards)
+
+    def _call(self, method, shared=(), per_shard=None, shards=None):
+        ray = _ray()
         chosen = list(range(self.n_shards) if shards is None else shards)
         refs = [ray.put(a) if _large(a) else a for a in shared]
         calls = []
@@ -232,22 +285,37 @@ class RayShards(ShardExecutor):
             if isinstance(cause, Exception):
                 raise cause from None
             raise
-        except ray.exceptions.RayActorError as e:
-            raise IndexFormatError(
-                f"a shard actor of the index at {self.specs[0].path.parent} is gone"
-                f" and was not restarted ({e}); reload the index"
-            ) from None
 
     def pids(self) -> list[int]:
         """Process id of each shard's actor (what a fault test kills)."""
         return self.map("pid")
 
     def close(self) -> None:
+        self._closed = True
+        self._kill_actors()
+
+    def _kill_actors(self) -> None:
         ray = _ray()
         for a in getattr(self, "actors", []):
-            ray.kill(a, no_restart=True)
+            with contextlib.suppress(Exception):  # already gone with its node
+                ray.kill(a, no_restart=True)
         self.actors = []
         self._local = {}
+
+
+def _actor_lost_errors() -> tuple[type[Exception], ...]:
+    """Ray's errors for an actor that is gone for good or cannot be placed."""
+    exceptions = _ray().exceptions
+    return (
+        exceptions.RayActorError,
+        exceptions.ActorUnschedulableError,
+        exceptions.ObjectLostError,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 #: Arguments larger than this (pickled) go to the object store once, shared by

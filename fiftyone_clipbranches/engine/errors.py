@@ -19,3 +19,9 @@ class IndexAccessError(IndexFormatError):
 
     Not corruption: the remedy is to fix the file's permissions, not to rebuild.
     """
+
+
+class ShardsUnavailableError(RuntimeError):
+    """The workers serving an index's shards cannot be reached or started again (a
+    node or the whole cluster stopped). Not corruption: the files are as they were;
+    the remedy is the cluster."""

@@ -77,13 +77,15 @@ def add_index_choice(
     (``preselect=False``: the user picks, as for a deletion)."""
     keys = index_keys(ctx)
     if not keys:
-        inputs.view(
+        warning = inputs.view(
             "no_index",
             types.Warning(
                 label="No clipbranches index",
                 description="Build one first with 'CLIP branches: build index'.",
             ),
         )
+        warning.invalid = True  # nothing to run: Execute stays disabled
+        warning.error_message = "this dataset has no clipbranches index"
         return None
     choices = types.DropdownView()
     for key in keys:

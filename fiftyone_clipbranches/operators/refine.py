@@ -1,11 +1,10 @@
-"""Operator: one refinement round from the positive/negative sample tags (on the
-clipbranches service when the plugin secrets name one: ``sdk.remote``)."""
+"""Operator: one refinement round from the positive/negative sample tags of the
+dataset, its matches within the App's view (``sdk.scope.app_scope``, as the
+panel's), on the clipbranches service when the plugin secrets name one
+(``sdk.remote``)."""
 
 from __future__ import annotations
 
-import dataclasses
-
-import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -14,7 +13,7 @@ from fiftyone_clipbranches.operators.common import (
     add_index_choice,
     notify_error,
 )
-from fiftyone_clipbranches.sdk.errors import NoPositivesError
+from fiftyone_clipbranches.sdk.labels import count_tagged
 from fiftyone_clipbranches.sdk.messages import round_summary
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
@@ -25,6 +24,7 @@ from fiftyone_clipbranches.sdk.models import (
 )
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.scope import app_scope
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
@@ -64,24 +64,12 @@ def add_model_inputs(ctx, inputs) -> None:
     )
     chosen = ctx.params.get("model")
     for extra in get_model(chosen if chosen in MODELS else DEFAULT_MODEL).inputs:
-        inputs.str(extra.name, label=extra.label, description=extra.description)
-
-
-def labels_within(request: RefineRequest, target) -> RefineRequest:
-    """``request`` with its tagged labels limited to the samples of ``target`` (the
-    operator's view target); the model still scores the whole index."""
-    if request.by_ids or isinstance(target, fo.Dataset):
-        return request
-    pos_tag, neg_tag = request.tags
-    positives = target.match_tags(pos_tag).values("id")
-    if not positives:
-        raise NoPositivesError(
-            f"no sample of this view is tagged {pos_tag!r}: tag some (in the panel:"
-            " select them, Mark positive), then refine again"
+        inputs.str(
+            extra.name,
+            label=extra.label,
+            description=extra.description,
+            required=True,
         )
-    return dataclasses.replace(
-        request, positives=positives, negatives=target.match_tags(neg_tag).values("id")
-    )
 
 
 def summary(stats: dict) -> str:
@@ -107,16 +95,23 @@ class RefineOperator(foo.Operator):
         inputs = types.Object()
         if add_index_choice(ctx, inputs) is None:
             return types.Property(inputs)
-        inputs.view_target(ctx, action_description="Take the labels from")
         inputs.str("positive_tag", label="Positive tag", default=DEFAULT_POSITIVE_TAG)
         inputs.str("negative_tag", label="Negative tag", default=DEFAULT_NEGATIVE_TAG)
         pos = ctx.params.get("positive_tag") or DEFAULT_POSITIVE_TAG
         neg = ctx.params.get("negative_tag") or DEFAULT_NEGATIVE_TAG
-        counts = ctx.target_view().count_sample_tags()
+        counts = count_tagged(ctx.dataset, (pos, neg))
+        scope = app_scope(ctx.view, ctx.dataset)
+        where = (
+            f"; matches within the current view ({len(scope)} samples): clear it"
+            " to find them in every sample"
+            if scope is not ctx.dataset
+            else ""
+        )
         inputs.view(
             "counts",
             types.Notice(
-                label=f"{counts.get(pos, 0)} positives, {counts.get(neg, 0)} negatives"
+                label=f"{counts[pos]} positives, {counts[neg]} negatives in the"
+                f" dataset{where}"
             ),
         )
         add_model_inputs(ctx, inputs)
@@ -128,8 +123,8 @@ class RefineOperator(foo.Operator):
         p = ctx.params
         try:
             result = refine_here_or_remote(
-                ctx.dataset,
-                labels_within(RefineRequest.from_json(p), ctx.target_view()),
+                app_scope(ctx.view, ctx.dataset),
+                RefineRequest.from_json(p),
                 score_field=p.get("score_field") or DEFAULT_SCORE_FIELD,
                 saved_view=p.get("saved_view") or None,
                 secrets=ctx.secrets,

@@ -1,4 +1,5 @@
-"""Operator: nearest-neighbour search by text or by the selected samples."""
+"""Operator: nearest-neighbour search by text or by the selected samples, within
+the App's view (``sdk.scope.app_scope``, as the panel's)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
 from fiftyone_clipbranches.sdk.messages import unsearched_note
+from fiftyone_clipbranches.sdk.scope import app_scope
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K
 
 
@@ -51,8 +53,9 @@ class SearchIndex(foo.Operator):
                     raise ValueError("select samples in the grid to search by example")
             else:
                 query = {"text": p.get("text")}
+            scope = app_scope(ctx.view, ctx.dataset)
             view = search(
-                ctx.dataset,
+                scope,
                 k=int(p.get("k", DEFAULT_K)),
                 index_key=p.get("index_key"),
                 **query,
@@ -62,8 +65,9 @@ class SearchIndex(foo.Operator):
             notify_error(ctx, exc)
             return {"error": str(exc)}
         ctx.ops.set_view(view=view)
+        where = " in the current view" if scope is not ctx.dataset else ""
         ctx.ops.notify(
-            f"{len(view)} nearest samples" + unsearched_note(unsearched),
+            f"{len(view)} nearest samples{where}" + unsearched_note(unsearched),
             variant="success",
         )
         return {"n_results": len(view)}

@@ -3,8 +3,6 @@ rendering. Every function takes the execution context and the panel settings."""
 
 from __future__ import annotations
 
-import fiftyone.core.stages as fos
-
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
@@ -19,6 +17,7 @@ from fiftyone_clipbranches.sdk.messages import counted, unsearched_note
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.scope import app_scope
 from fiftyone_clipbranches.sdk.search import is_image_reference, looks_like_image_path
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 from fiftyone_clipbranches.sdk.views import replaceable_view
@@ -98,44 +97,8 @@ def run_search(ctx, opts: dict) -> str:
 
 
 def search_scope(ctx):
-    """What a search looks in: a saved view the user opened, as it is; else the
-    grid's view (the user's filters and stages) without the panel's own results in
-    it (ordered selects of searches and refinements, "Show all matches" sorts by
-    score), else the whole dataset."""
-    view = ctx.view
-    if view is not None and view.name:  # chosen by name: the user's, whatever it holds
-        return view
-    stages = list(view._stages) if view is not None else []
-    kept, i = [], 0
-    while i < len(stages):
-        stage = stages[i]
-        if isinstance(stage, fos.Select) and stage.ordered:
-            i += 1
-        elif _by_score(stages[i : i + 2]):
-            i += 2
-        else:
-            kept.append(stage)
-            i += 1
-    if not kept:
-        return ctx.dataset
-    scope = ctx.dataset.view()
-    for stage in kept:
-        scope = scope.add_stage(stage)
-    return scope
-
-
-def _by_score(stages) -> bool:
-    """Whether ``stages`` are "Show all matches": ``exists(field)`` then a sort by
-    that field, descending."""
-    if len(stages) != 2:
-        return False
-    exists, sort = stages
-    return (
-        isinstance(exists, fos.Exists)
-        and isinstance(sort, fos.SortBy)
-        and sort.reverse
-        and str(sort.field_or_expr) == exists.field
-    )
+    """What the panel's searches and refinements look in (``sdk.scope.app_scope``)."""
+    return app_scope(ctx.view, ctx.dataset)
 
 
 def mark(ctx, opts: dict, label: str) -> str:
@@ -185,7 +148,8 @@ def run_refine(ctx, opts: dict) -> dict:
     """One refinement round from the tags (on the service when one is configured);
     shows the best results at once (ordered, no score written first), records the
     round and its ranking, and lets the score field be written in the background.
-    The text query box is the search the labels refine (the query ball uses it)."""
+    Labels come from the whole dataset, matches from :func:`search_scope`. The
+    text query box is the search the labels refine (the query ball uses it)."""
     check_index(ctx, opts)
     wanted = opts.get("random_negatives")
     if wanted is not None and not 0 <= wanted <= MAX_RANDOM_NEGATIVES:
@@ -195,7 +159,7 @@ def run_refine(ctx, opts: dict) -> dict:
         )
     score_field = opts["score_field"] or None
     result = refine_here_or_remote(
-        ctx.dataset,
+        search_scope(ctx),
         RefineRequest.from_json(opts),
         score_field=score_field,
         secrets=ctx.secrets,

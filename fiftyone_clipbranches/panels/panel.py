@@ -221,8 +221,8 @@ class RelevancePanel(foo.Panel):
         panel.btn("search", label="Search", on_click=self.search, variant="contained")
         if actions.search_scope(ctx) is not ctx.dataset:
             panel.md(
-                "*Searches within the current view (a saved view, or the grid's"
-                " filters); clear it to search every sample.*",
+                "*Searches and refinements look within the current view (a saved"
+                " view, or the grid's filters); clear it to search every sample.*",
                 name="scope",
             )
 

@@ -30,6 +30,7 @@ _EXPORTS = {
     "IndexInUseError": "errors",
     "IndexNotFoundError": "errors",
     "IndexPermissionError": "errors",
+    "ShardsUnavailableError": "errors",
     "MissingEmbeddingsError": "errors",
     "NoPositivesError": "errors",
     "ResultTooLargeError": "errors",

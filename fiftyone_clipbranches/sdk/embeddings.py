@@ -11,6 +11,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.identity import (
     check_field_identity,
+    field_model_identity,
     record_field_identity,
 )
 from fiftyone_clipbranches.sdk.progress import as_progress
@@ -98,7 +99,8 @@ def compute_embeddings(
 
     Returns:
         dict with ``n_embedded``, ``n_skipped``, ``n_failed``, ``failed`` (up to 20
-        ``{sample id: error}``), ``clip_model`` (identity) and ``field``.
+        ``{sample id: error}``), ``clip_model`` (identity; with nothing to embed,
+        the field's recorded one or None: no model is loaded) and ``field``.
     """
     _check_field_name(field)
     report = as_progress(progress)
@@ -113,6 +115,10 @@ def compute_embeddings(
     ids, paths = todo.values(["id", "filepath"])
     if existing is not None:  # a conflict is refused before seconds of loading
         check_field_identity(root, field, {"name": model, "pretrained": pretrained})
+    if not ids:  # nothing to embed: no model to load (it may not be had offline)
+        recorded = field_model_identity(root, field).identity if existing else None
+        report(1.0, f"every sample has a {field!r} embedding")
+        return _report(field, 0, samples.count(), {}, recorded)
     weights = "random weights" if pretrained is None else pretrained
     report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
     clip = get_clip_model(model, pretrained)
@@ -140,6 +146,9 @@ def compute_embeddings(
             if existing is None:  # made with its first vector: a failed run adds none
                 root.add_sample_field(field, fo.VectorField)
                 existing = root.get_field(field)
+                # recorded at once: a run stopped midway leaves a field that says
+                # which model to resume with, and refuses another
+                record_field_identity(root, field, identity)
             root.set_values(field, values, key_field="id")
         for j in np.flatnonzero(~ok):
             failed[chunk_ids[j]] = str(result.errors.get(int(j), "unreadable image"))
@@ -151,10 +160,16 @@ def compute_embeddings(
         )
     if not unknown and existing is not None:
         record_field_identity(root, field, identity)
+    return _report(
+        field, len(ids) - len(failed), samples.count() - len(ids), failed, identity
+    )
+
+
+def _report(field, n_embedded, n_skipped, failed, identity) -> dict:
     return {
         "field": field,
-        "n_embedded": len(ids) - len(failed),
-        "n_skipped": samples.count() - len(ids),
+        "n_embedded": n_embedded,
+        "n_skipped": n_skipped,
         "n_failed": len(failed),
         "failed": dict(list(failed.items())[:20]),
         "clip_model": identity,

@@ -49,6 +49,11 @@ class IndexPermissionError(ClipBranchesError):
     """A file of an index directory exists but cannot be read (not corruption)."""
 
 
+class ShardsUnavailableError(ClipBranchesError):
+    """The cluster workers serving a sharded index's shards are gone and cannot be
+    started again (not corruption: the remedy is the cluster)."""
+
+
 class SampleIdsError(ClipBranchesError):
     """Sample ids given for an index are not samples of its dataset.
 
@@ -90,14 +95,15 @@ def engine_errors():
     """Context turning the engine's file errors (raised while an index is opened or
     queried, e.g. by a shard actor restarted over damaged files) into the SDK's,
     with the SDK's advice instead of the engine's."""
-    from fiftyone_clipbranches.engine import index_io
-    from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
+    from fiftyone_clipbranches.engine import errors, index_io
 
     try:
         yield
-    except IndexAccessError as e:
+    except errors.ShardsUnavailableError as e:
+        raise ShardsUnavailableError(str(e)) from e
+    except errors.IndexAccessError as e:
         raise IndexPermissionError(str(e)) from e
-    except IndexFormatError as e:
+    except errors.IndexFormatError as e:
         raise IndexCorruptedError(str(e).replace(index_io.REBUILD, REBUILD)) from e
     except PermissionError as e:
         raise IndexPermissionError(

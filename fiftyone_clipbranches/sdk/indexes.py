@@ -31,6 +31,7 @@ from fiftyone_clipbranches.sdk.errors import (
 from fiftyone_clipbranches.sdk.freshness import Freshness, at_build, compare
 from fiftyone_clipbranches.sdk.identity import (
     build_identity,
+    field_identity,
     field_model_identity,
     missing_checkpoint,
 )
@@ -123,7 +124,9 @@ def build_index(
             embeddings are computed with ``model``/``pretrained`` into
             ``"clip_embedding"`` (samples that already have one are kept); a
             field that does not exist yet is computed with ``model`` /
-            ``pretrained`` (both required) in the same way.
+            ``pretrained`` (both required) in the same way, and so are the
+            samples without a vector of a field this package embedded into with
+            them (the same call resumes a build stopped while embedding).
         model, pretrained: CLIP model of the embeddings (also what text queries are
             embedded with): an open_clip architecture and its tag or checkpoint
             path (None: random weights, for tests). When embeddings are computed
@@ -168,9 +171,16 @@ def build_index(
         if check_shards(shards) > 1 and ray_address is not None:
             connect_cluster(ray_address)  # fails now, not after embedding every image
 
+        # a field this package embedded into records its model: with that model
+        # given, its samples without a vector (a stopped build) are embedded
         compute_here = embeddings_field is None or (
-            ds.get_field(embeddings_field) is None and model is not None
+            model is not None
+            and (
+                ds.get_field(embeddings_field) is None
+                or field_identity(ds, embeddings_field) is not None
+            )
         )
+        model_given = model is not None
         if skip_missing is None:
             skip_missing = compute_here
         embed_report = {}
@@ -189,6 +199,10 @@ def build_index(
                 progress=lambda f, label: report(0.7 * f, label),
             )
             refuse_if_nothing_read(ds, embed_report)
+            if not model_given and not embed_report["n_embedded"]:
+                # nothing embedded with the default: the vectors' own record says
+                # (or nothing does, and text search is refused), not the default
+                model, pretrained = None, UNSET
         elif (model is None) != (pretrained is UNSET):
             raise ValueError(
                 "to declare the CLIP model of an embeddings field, pass both model= and "

@@ -76,7 +76,7 @@ def collect_labels(
                     f" ids and tag the negatives {neg_tag!r}"
                 )
         else:
-            others = _other_tags(dataset, pos_tag)
+            others = _other_tags(dataset, (pos_tag, neg_tag))
             hint = (
                 f"no sample is tagged {pos_tag!r}{others}; {hint}" if others else hint
             )
@@ -84,13 +84,13 @@ def collect_labels(
     return Labels(pos, neg, source)
 
 
-def _other_tags(dataset, tag: str) -> str:
-    """The tags ``dataset``'s samples hold instead of ``tag`` (a typo's likely
-    meaning first), in words; empty when they hold none."""
-    held = sorted(t for t in dataset.distinct("tags") if t != tag)
+def _other_tags(dataset, tags: tuple[str, str]) -> str:
+    """The tags ``dataset``'s samples hold besides ``tags`` (positive, negative),
+    the positive tag's likely typo first, in words; empty when they hold none."""
+    held = sorted(t for t in dataset.distinct("tags") if t not in tags)
     if not held:
         return ""
-    close = difflib.get_close_matches(tag, held, n=1)
+    close = difflib.get_close_matches(tags[0], held, n=1)
     shown = ", ".join(repr(t) for t in held[:8]) + (", ..." if len(held) > 8 else "")
     guess = f"did you mean {close[0]!r}? " if close else ""
     return f" ({guess}the samples are tagged {shown})"

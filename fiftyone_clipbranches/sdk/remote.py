@@ -346,7 +346,7 @@ def refine_here_or_remote(
     spec = request.spec
     if spec.needs_query and request.query is None:
         raise ValueError(
-            f"the {spec.label} model refines a text search: enter the text query"
+            f"model {spec.name!r} refines a text search: enter the text query"
             " that was searched"
         )
     remote = service_settings(secrets)
@@ -374,11 +374,14 @@ def refine_here_or_remote(
             " environment) sends refinements to that service: start it (clipbranches"
             " serve), or remove the setting to refine in this process",
         ) from None
+    ids, scores, stats = answer.ids, answer.scores, answer.stats
+    if dataset is not ds:  # the service ranks the dataset: keep the view's part
+        ids, scores, stats = _inside_view(dataset, ids, scores, stats)
     result = written_result(
         ds,
-        answer.ids,
-        answer.scores,
-        answer.stats,
+        ids,
+        scores,
+        stats,
         score_field,
         saved_view,
         k_preview,
@@ -386,3 +389,12 @@ def refine_here_or_remote(
     )
     result.stats["service_url"] = url
     return result
+
+
+def _inside_view(view, ids, scores, stats: dict):
+    """The part of a dataset's ranking inside ``view`` (as ``sdk.refine`` of a view
+    answers), with its counts."""
+    inside = set(view.values("id"))
+    keep = [i for i, sample_id in enumerate(ids) if sample_id in inside]
+    stats = {**stats, "n_results": len(keep), "n_index": len(inside)}
+    return [ids[i] for i in keep], [scores[i] for i in keep], stats

@@ -1,6 +1,10 @@
-"""Child process of test_ray_placement: a local Ray cluster of 4 one-CPU nodes
-(``ray.cluster_utils.Cluster``), a 4-shard index opened through actors; prints the
-number of actors on each node as JSON. Run with HOME and RAY_TMPDIR isolated."""
+"""Child process of test_ray_placement: a local Ray cluster of one-CPU nodes
+(``ray.cluster_utils.Cluster``) and a sharded index opened through actors.
+
+``spread_cluster.py N``: N nodes, N shards; prints the number of actors on each
+node as JSON. ``spread_cluster.py N lose``: then the nodes but the head leave the
+cluster; prints whether a query answers as before and on how many nodes the
+actors run then. Run with HOME and RAY_TMPDIR isolated."""
 
 import json
 import sys
@@ -17,11 +21,10 @@ from fiftyone_clipbranches.engine.shard_format import build_sharded_index
 from fiftyone_clipbranches.engine.shards import open_index
 
 
-def main(n_nodes: int) -> None:
+def main(n_nodes: int, lose: bool) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
-        for _ in range(n_nodes - 1):
-            cluster.add_node(num_cpus=1)
+        workers = [cluster.add_node(num_cpus=1) for _ in range(n_nodes - 1)]
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False, logging_level="error")
         deadline = time.monotonic() + 60
@@ -34,13 +37,24 @@ def main(n_nodes: int) -> None:
         build_sharded_index(codes, path, n_nodes)
         index = open_index(path, executor_factory=ray_executor_factory())
         nodes = index.executor.node_ids()
-        index.close()
         counts = sorted(np.unique(nodes, return_counts=True)[1].tolist())
-        print(json.dumps({"actors_per_node": counts, "nodes": len(ray.nodes())}))
+        report = {"actors_per_node": counts, "nodes": len(ray.nodes())}
+        if lose:
+            query = codes[:5]
+            before = index.knn_many(query, 10)
+            for node in workers:
+                cluster.remove_node(node)
+            after = index.knn_many(query, 10)
+            report["same_answer"] = all(
+                np.array_equal(a, b) for a, b in zip(before, after)
+            )
+            report["nodes_after"] = len(set(index.executor.node_ids()))
+        index.close()
+        print(json.dumps(report))
     finally:
         ray.shutdown()
         cluster.shutdown()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2:] == ["lose"])

@@ -1,6 +1,7 @@
 """Shard actors are spread over a cluster's machines: a local cluster of 4 nodes
 (Ray's own multi-node test cluster, in a child process: the session's cluster
-cannot share this process), a 4-shard index, one actor on each node."""
+cannot share this process), a 4-shard index, one actor on each node; the shards of
+a node that leaves are opened again on the others."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 pytest.importorskip("ray")
 
 
-def test_one_actor_per_node_before_a_second_on_any():
+def _run_cluster(*args) -> dict:
     temp = Path(tempfile.mkdtemp(prefix="cbn-"))  # short: Ray's socket paths
     try:
         (temp / "ray").mkdir()  # where Ray's test cluster writes its address
@@ -31,14 +32,27 @@ def test_one_actor_per_node_before_a_second_on_any():
         }
         script = Path(__file__).with_name("spread_cluster.py")
         out = subprocess.run(
-            [sys.executable, str(script), "4"],
+            [sys.executable, str(script), *args],
             env=env,
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert out.returncode == 0, out.stderr[-2000:]
-        placed = json.loads(out.stdout.strip().splitlines()[-1])
-        assert placed == {"actors_per_node": [1, 1, 1, 1], "nodes": 4}
+        return json.loads(out.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_one_actor_per_node_before_a_second_on_any():
+    placed = _run_cluster("4")
+    assert placed == {"actors_per_node": [1, 1, 1, 1], "nodes": 4}
+
+
+def test_shards_of_a_node_that_left_are_opened_again_on_the_live_ones():
+    """Ray cannot restart an actor pinned to a node that is gone: the shards are
+    opened again on the nodes left, and the query answers as before."""
+    report = _run_cluster("2", "lose")
+    assert report["actors_per_node"] == [1, 1]
+    assert report["same_answer"] is True
+    assert report["nodes_after"] == 1

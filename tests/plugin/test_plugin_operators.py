@@ -5,6 +5,7 @@ from pathlib import Path
 import fiftyone as fo
 import numpy as np
 import pytest
+from fiftyone import ViewField as F
 from fiftyone.operators.executor import ExecutionContext, ExecutionError, Executor
 from fiftyone.operators.registry import OperatorRegistry
 from plugin_helpers import PLUGIN, notifications, run_op, uris
@@ -82,11 +83,58 @@ def test_refine_operator_reports_missing_positives(indexed_dataset):
     assert uris(requests) == ["notify", "show_output"]
     shown = requests[1][1]["outputs"]["type"]["properties"]["error"]["view"]
     assert shown["name"] == "Error" and shown["description"] == result["error"]
-    view = indexed_dataset.limit(5)
-    ctx = {"dataset": indexed_dataset, "view": view, "params": params}
-    result, _ = run_op("refine", ctx)
-    assert "no sample of this view is tagged" in result["error"]
-    assert "Mark positive" in result["error"]
+
+
+def test_refine_operator_learns_from_every_label_and_answers_within_the_view(
+    indexed_dataset,
+):
+    """As the panel and ``sdk.refine(view)``: the labels of the whole dataset train
+    the model (negatives outside the view too), the matches come from the view."""
+    ds = indexed_dataset
+    airplanes = _tag(ds)
+    view = ds.match(F("ground_truth.label").is_in(["airplane", "ship", "bird"]))
+    params = {"index_key": "cb", "model": "ensemble", "random_negatives": 200}
+    stats, requests = run_op("refine", {"dataset": ds, "view": view, "params": params})
+    assert stats["n_pos"] == 12 and stats["n_neg"] == 20
+    assert stats["n_index"] == len(view)
+    found = set(ds.exists("clipbranches_score").values("id"))
+    assert found and found <= set(view.values("id"))
+    assert len(found & airplanes) >= 12
+    local = sdk.refine(view, index_key="cb", model="ensemble", random_negatives=200)
+    assert found == set(local.ids)
+    # the form says where the matches come from
+    props = _resolve_input("refine", ds, {}, view=view)
+    assert "within the current view (" in props["counts"]["view"]["label"]
+    assert "12 positives, 20 negatives" in props["counts"]["view"]["label"]
+    # the results of a refinement shown in the grid are no scope: every sample
+    (stage,) = requests[0][1]["view"]
+    shown = fo.DatasetView._build(ds, [stage])
+    stats, _ = run_op("refine", {"dataset": ds, "view": shown, "params": params})
+    assert stats["n_index"] == len(ds)
+
+
+def test_search_operator_looks_within_the_view(indexed_dataset):
+    ds = indexed_dataset
+    view = ds.skip(150)
+    params = {"index_key": "cb", "query_type": "selection", "k": 7}
+    selected = ds.values("id")[:2]
+    ctx = {"dataset": ds, "view": view, "selected": selected, "params": params}
+    result, requests = run_op("search", ctx)
+    (stage,) = requests[0][1]["view"][-1:]
+    expected = sdk.search(view, sample_ids=selected, k=7, index_key="cb")
+    assert dict(stage["kwargs"])["sample_ids"] == expected.values("id")
+    assert set(expected.values("id")) <= set(view.values("id"))
+    assert "in the current view" in notifications(requests, "success")[0]
+
+
+def test_operators_cannot_run_on_a_dataset_without_an_index(make_dataset_no_index):
+    bare = make_dataset_no_index
+    for name in ("search", "refine", "index_info", "update_index", "delete_index"):
+        props = _resolve_input(name, bare, {})
+        assert props["no_index"]["invalid"] is True, name
+        # refused by the form's validation, before the operator runs
+        with pytest.raises(ExecutionError, match="has no clipbranches index"):
+            run_op(name, {"dataset": bare, "params": {}})
 
 
 def test_save_results_view_operator(indexed_dataset):
@@ -121,10 +169,9 @@ def test_manage_index_operators(indexed_dataset):
         "delete_index", {"dataset": ds, "params": {"index_key": "cb2"}}
     )
     assert result == {"deleted": "cb2"} and not index_dir.exists()
-    result, requests = run_op(
-        "index_info", {"dataset": ds, "params": {"index_key": "cb2"}}
-    )
-    assert "no clipbranches index" in notifications(requests, "error")[0]
+    # the form of a dataset left without an index cannot run
+    with pytest.raises(ExecutionError, match="has no clipbranches index"):
+        run_op("index_info", {"dataset": ds, "params": {"index_key": "cb2"}})
 
 
 def test_update_index_operator_reports_progress(indexed_dataset):
@@ -143,9 +190,11 @@ def test_update_index_operator_error_is_notified(indexed_dataset, cifar_dir):
     assert "build_index_from_codes" in notifications(requests, "error")[0]
 
 
-def _resolve_input(name, ds, params):
+def _resolve_input(name, ds, params, view=None):
     op = next(cls for cls in OPERATORS if cls().config.name == name)()
     request = {"dataset_name": ds.name, "params": params}
+    if view is not None:
+        request["view"] = view._serialize()
     ctx = ExecutionContext(request_params=request, executor=Executor())
     return op.resolve_input(ctx).type.to_json()["properties"]
 

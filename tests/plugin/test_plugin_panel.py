@@ -66,7 +66,10 @@ def test_on_load_sets_defaults_selection_style_and_renders(indexed_dataset):
     # the whole dataset is searched, unless a view narrows the grid: said so
     assert "scope" not in props
     narrowed = rendered(call(indexed_dataset, "on_load", view=indexed_dataset[:5]))
-    assert "Searches within the current view" in narrowed["scope"]["default"]
+    assert (
+        "Searches and refinements look within the current view"
+        in narrowed["scope"]["default"]
+    )
 
 
 def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):

@@ -262,6 +262,12 @@ def test_refine_label_errors(indexed):
     ):
         sdk.refine(ds, index_key="cb", tags=("cb_postive", "cb_negative"))
     ds.untag_samples("cb_positive")
+    # negatives alone: the negative tag is no guess for the positive one
+    ds.select(ids[:2]).tag_samples("cb_negative")
+    with pytest.raises(sdk.NoPositivesError) as err:
+        sdk.refine(ds, index_key="cb")
+    assert "did you mean" not in str(err.value)
+    assert "tag some samples 'cb_positive'" in str(err.value)
     ds.select(ids[:2]).tag_samples(["cb_positive", "cb_negative"])
     with pytest.raises(sdk.ContradictoryLabelsError, match="2 samples are tagged"):
         sdk.refine(ds, index_key="cb")

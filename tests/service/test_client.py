@@ -134,6 +134,13 @@ def test_remote_and_local_rounds_have_the_same_stats(service, served_dataset):
             assert remote.stats[key] == value, key
     assert remote.stats["n_random_neg_requested"] == 1500  # linear's default
     assert remote.ids == local.ids
+    # a view: labels of the whole dataset, the answer inside the view, as here
+    view = served_dataset.skip(150)
+    local = refine_here_or_remote(view, request, score_field=None)
+    remote = refine_here_or_remote(view, request, score_field=None, secrets=secrets)
+    assert remote.ids == local.ids and set(local.ids) <= set(view.values("id"))
+    for key in ("n_results", "n_index", "n_neg"):
+        assert remote.stats[key] == local.stats[key], key
 
 
 def test_a_request_is_sent_as_given(service, served_dataset):

@@ -1,0 +1,54 @@
+"""What a search or refinement started in the App looks in: the user's view,
+without the results clipbranches itself put in the grid."""
+
+from __future__ import annotations
+
+import fiftyone.core.stages as fos
+
+
+def app_scope(view, dataset):
+    """The samples a search or refinement from the App answers within.
+
+    A saved view the user opened, as it is; else the grid's view (the user's
+    filters and stages) without the stages of clipbranches' own results in it
+    (the ordered selects of searches and refinements, "Show all matches"'
+    ``exists`` and descending sort by the score), else ``dataset`` itself (the
+    caller can test ``scope is dataset``).
+
+    Args:
+        view: the App's current view (``ctx.view``), or None.
+        dataset: the App's dataset (``ctx.dataset``).
+    """
+    if view is not None and view.name:  # chosen by name: the user's, whatever it holds
+        return view
+    stages = list(view._stages) if view is not None else []
+    kept, i = [], 0
+    while i < len(stages):
+        stage = stages[i]
+        if isinstance(stage, fos.Select) and stage.ordered:
+            i += 1
+        elif _by_score(stages[i : i + 2]):
+            i += 2
+        else:
+            kept.append(stage)
+            i += 1
+    if not kept:
+        return dataset
+    scope = dataset.view()
+    for stage in kept:
+        scope = scope.add_stage(stage)
+    return scope
+
+
+def _by_score(stages) -> bool:
+    """Whether ``stages`` are "Show all matches": ``exists(field)`` then a sort by
+    that field, descending."""
+    if len(stages) != 2:
+        return False
+    exists, sort = stages
+    return (
+        isinstance(exists, fos.Exists)
+        and isinstance(sort, fos.SortBy)
+        and sort.reverse
+        and str(sort.field_or_expr) == exists.field
+    )

@@ -1,0 +1,89 @@
+"""A build stopped while embedding (Ctrl-C) leaves a field that says which model
+its vectors come from: the same command resumes it, another model is refused, and
+a build with nothing left to embed loads no model."""
+
+from __future__ import annotations
+
+import pytest
+from user_path import TINY_CLIP_NAME, images_dataset
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk import embeddings
+from fiftyone_clipbranches.sdk.errors import IdentityConflictError
+from fiftyone_clipbranches.sdk.identity import field_identity, record_field_identity
+
+
+@pytest.fixture
+def images(cifar_dir):
+    ds = images_dataset(cifar_dir, 4)
+    yield ds
+    ds.delete()
+
+
+def _stopped_build(ds, monkeypatch, **kwargs):
+    """``build_index`` interrupted as Ctrl-C does, after its first chunk of
+    embeddings is written."""
+    monkeypatch.setattr(embeddings, "_CHUNK", 8)
+
+    def progress(fraction, label):
+        if label.startswith("embedded"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sdk.build_index(ds, "clip", code_method="pca", progress=progress, **kwargs)
+    monkeypatch.undo()
+
+
+@pytest.mark.parametrize("field", [None, "emb2"])
+def test_a_stopped_build_resumes_with_its_model_and_refuses_another(
+    images, monkeypatch, tiny_clip_checkpoint, field
+):
+    ds = images
+    tiny = {"model": TINY_CLIP_NAME, "pretrained": str(tiny_clip_checkpoint)}
+    _stopped_build(ds, monkeypatch, embeddings_field=field, **tiny)
+    name = field or "clip_embedding"
+    assert len(ds.exists(name)) == 8  # the first chunk only
+    assert field_identity(ds, name)["pretrained"] == tiny["pretrained"]
+
+    with pytest.raises(IdentityConflictError, match="mixing models"):
+        sdk.build_index(
+            ds,
+            "clip",
+            code_method="pca",
+            embeddings_field=field,
+            model=TINY_CLIP_NAME,
+            pretrained=None,
+            progress=False,
+        )
+    assert len(ds.exists(name)) == 8  # nothing of the other model was written
+
+    # the same command again: the missing vectors are embedded, the index built
+    info = sdk.build_index(
+        ds, "clip", code_method="pca", embeddings_field=field, progress=False, **tiny
+    )
+    assert info.n_samples == len(ds) == len(ds.exists(name))
+    assert info.clip_model["pretrained"] == tiny["pretrained"]
+
+
+def test_nothing_left_to_embed_loads_no_model(
+    images, monkeypatch, tiny_clip_checkpoint
+):
+    ds = images
+    tiny = {"model": TINY_CLIP_NAME, "pretrained": str(tiny_clip_checkpoint)}
+    sdk.compute_embeddings(ds, **tiny, progress=False)
+    # weights this machine cannot have (no internet): the build must not load them
+    offline = {"name": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"}
+    record_field_identity(ds, "clip_embedding", offline)
+    loads = []
+    monkeypatch.setattr(embeddings, "get_clip_model", lambda *a: loads.append(a))
+    info = sdk.build_index(ds, "clip", code_method="pca", progress=False)
+    assert not loads
+    assert info.n_samples == len(ds)
+    assert info.clip_model == offline
+
+    # vectors nothing records the model of: the default model is not claimed
+    ds.get_field("clip_embedding").info = None
+    ds.get_field("clip_embedding").save()
+    info = sdk.build_index(ds, "other", code_method="pca", progress=False)
+    assert not loads
+    assert info.clip_model is None
