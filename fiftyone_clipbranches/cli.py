@@ -190,10 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, help="your own folder of images")
     p.add_argument(
         "--model",
-        help="open_clip model name (default: the demo model; with --images, ViT-B-32"
-        " / laion2b_s34b_b79k, whose weights must be in the local cache offline)",
+        help="open_clip model name, or 'demo' for the small CLIP this package ships"
+        " (default: that one; with --images, ViT-B-32 / laion2b_s34b_b79k, whose"
+        " weights must be in the local cache offline)",
     )
-    p.add_argument("--pretrained", help="open_clip pretrained tag or checkpoint path")
+    p.add_argument(
+        "--pretrained",
+        help="open_clip pretrained tag, checkpoint path, or 'none' (random weights)",
+    )
     p.add_argument("--n-images", type=int, default=3000, help="generated images")
     p.add_argument("--query", default="a red circle", help="the text query")
     p.add_argument("--k", type=int, default=60, help="results shown and labelled")

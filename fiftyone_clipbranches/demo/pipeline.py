@@ -89,6 +89,10 @@ class DemoReport:
         return "\n".join(f"{name:<{width}}{value}" for name, value in rows)
 
 
+#: ``model`` naming the demo's own small CLIP (also for the user's images).
+SHIPPED_MODEL = "demo"
+
+
 def run_demo(
     *,
     images: str | Path | None = None,
@@ -110,9 +114,12 @@ def run_demo(
     Args:
         images: a folder of the user's own images; default: generated images with
             ground truth.
-        model, pretrained: open_clip model and pretrained tag or checkpoint path;
-            default: the demo model (the shipped checkpoint for the default
-            ``train_config``, else trained here on first use).
+        model, pretrained: open_clip model and pretrained tag or checkpoint path
+            (``"none"``: random weights); default: the demo model (the shipped
+            checkpoint for the default ``train_config``, else trained here on
+            first use), and with ``images`` ViT-B-32 / laion2b_s34b_b79k;
+            ``model="demo"`` (:data:`SHIPPED_MODEL`) is the demo model with
+            ``images`` too (offline; it knows generated shapes, not photos).
         n_images: number of generated images (ignored with ``images``).
         query: the text query.
         k: number of results shown for the text query and labelled by the
@@ -142,16 +149,18 @@ def run_demo(
     if images is None:
         records = _generated_records(n_images, data_dir, progress)
         lap("images")
-        if model is None:
-            model, pretrained = _demo_model(
-                data_dir, progress, train_minutes, train_config, retrain, notes
-            )
-            lap("demo model")
+    if model == SHIPPED_MODEL or (model is None and images is None):
+        model, pretrained = _demo_model(
+            data_dir, progress, train_minutes, train_config, retrain, notes
+        )
+        lap("demo model")
+    else:
+        model = model or "ViT-B-32"
+        pretrained = _weights(pretrained)
+    if images is None:
         name = dataset_name or DEMO_DATASET
         dataset, made_now = _generated_dataset(name, records, model, pretrained)
     else:
-        model = model or "ViT-B-32"
-        pretrained = pretrained or "laion2b_s34b_b79k"
         name = dataset_name or f"{DEMO_DATASET}-{Path(images).resolve().name}"
         dataset, made_now = _folder_dataset(name, Path(images), model, pretrained)
     lap("dataset")
@@ -262,6 +271,16 @@ def _generated_records(n_images, data_dir, progress):
     from fiftyone_clipbranches.demo.paths import demo_images_dir
 
     return generate_images(demo_images_dir(data_dir), n=n_images, progress=progress)
+
+
+def _weights(pretrained):
+    """``pretrained`` as given, its default for ViT-B-32 when None, and None
+    (random weights) for ``"none"`` (the CLI's spelling)."""
+    if pretrained is None:
+        return "laion2b_s34b_b79k"
+    if str(pretrained).lower() == "none":
+        return None
+    return pretrained
 
 
 def _demo_model(data_dir, progress, train_minutes, train_config, retrain, notes):

@@ -130,6 +130,56 @@ def test_a_folder_per_class_of_the_users_images_simulates_the_feedback(
             fo.load_dataset("clipbranches-demo-tree-test").delete()
 
 
+@pytest.mark.filterwarnings("ignore:load_clip.*RANDOM weights:UserWarning")
+def test_the_shipped_model_or_random_weights_run_on_the_users_images_offline(
+    cifar_dir, tiny_clip_checkpoint, tmp_path
+):
+    """``clipbranches demo --images DIR --model demo`` (the small CLIP the package
+    ships) and ``--pretrained none`` need no download."""
+    import fiftyone as fo
+    from user_path import TINY_CLIP_NAME
+
+    from fiftyone_clipbranches.demo import DEMO_MODEL_NAME
+
+    for name in ("cat", "ship"):
+        (tmp_path / name).mkdir()
+        for image in sorted((cifar_dir / name).iterdir())[:35]:
+            (tmp_path / name / image.name).symlink_to(image)
+    runs = {
+        "clipbranches-demo-shipped-test": dict(model="demo"),
+        "clipbranches-demo-random-test": dict(model=TINY_CLIP_NAME, pretrained="none"),
+    }
+    try:
+        for dataset_name, chosen in runs.items():
+            report = run_demo(
+                images=tmp_path,
+                query="a photo of a cat",
+                k=10,
+                dataset_name=dataset_name,
+                progress=False,
+                **chosen,
+            )
+            assert report.n_samples == 70 and report.n_relevant == 35
+        shipped = report_model("clipbranches-demo-shipped-test")
+        assert shipped["name"] == DEMO_MODEL_NAME
+        random = report_model("clipbranches-demo-random-test")
+        assert random["name"] == TINY_CLIP_NAME and random["pretrained"] is None
+    finally:
+        for dataset_name in runs:
+            if fo.dataset_exists(dataset_name):
+                fo.load_dataset(dataset_name).delete()
+
+
+def report_model(dataset_name: str) -> dict:
+    import fiftyone as fo
+
+    from fiftyone_clipbranches import sdk
+
+    ds = fo.load_dataset(dataset_name)
+    (key,) = sdk.list_indexes(ds)
+    return sdk.index_info(ds, key).clip_model
+
+
 def test_the_demo_changes_no_dataset_it_did_not_make(
     cifar_dir, tiny_clip_checkpoint, tmp_path
 ):
