@@ -49,11 +49,15 @@ class BuildIndex(foo.Operator):
             view=choices,
         )
         if ctx.params.get("embeddings", default) == COMPUTE:
-            inputs.str("model", label="CLIP model", default=DEFAULT_CLIP_MODEL)
+            inputs.str(
+                "model", label="CLIP model", default=DEFAULT_CLIP_MODEL, required=True
+            )
             inputs.str(
                 "pretrained",
                 label="Pretrained weights",
                 default=DEFAULT_CLIP_PRETRAINED,
+                description="open_clip tag or checkpoint path; empty for random"
+                " weights (tests only: the index then means nothing)",
             )
         else:  # a default is not a declaration: left empty, the field's record rules
             inputs.str(
@@ -77,7 +81,13 @@ class BuildIndex(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         embeddings = p.get("embeddings", COMPUTE)
-        declared = {k: p[k] for k in ("model", "pretrained") if p.get(k)}
+        if embeddings == COMPUTE:  # as the compute-embeddings form: empty is random
+            declared = {
+                "model": p.get("model") or DEFAULT_CLIP_MODEL,
+                "pretrained": p.get("pretrained") or None,
+            }
+        else:
+            declared = {k: p[k] for k in ("model", "pretrained") if p.get(k)}
         try:
             if embeddings != COMPUTE and len(declared) == 1:
                 raise ValueError(
@@ -115,6 +125,13 @@ class UpdateIndex(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         if add_index_choice(ctx, inputs) is not None:
+            inputs.bool(
+                "retry_failed",
+                label="Retry unreadable images",
+                description="Embed again the samples left out because their image"
+                " could not be read (fixed files)",
+                default=False,
+            )
             add_orchestrator_hint(inputs)
         return types.Property(
             inputs, view=types.View(label="Update a clipbranches index")
@@ -123,12 +140,23 @@ class UpdateIndex(foo.Operator):
     def execute(self, ctx):
         try:
             info = yield from run_with_progress(
-                ctx, update_index, ctx.dataset, ctx.params.get("index_key")
+                ctx,
+                update_index,
+                ctx.dataset,
+                ctx.params.get("index_key"),
+                retry_failed=bool(ctx.params.get("retry_failed", False)),
             )
         except Exception as exc:  # shown as a notification, never a traceback
             yield from notify_error(ctx, exc)
             return
         if not ctx.delegated:
+            fresh = info.freshness
+            left = (
+                f"; {fresh.n_unreadable} left out, image unreadable (see index info)"
+                if fresh and fresh.n_unreadable
+                else ""
+            )
             yield ctx.ops.notify(
-                f"Index '{info.key}' holds {info.n_samples} samples", variant="success"
+                f"Index '{info.key}' holds {info.n_samples} samples{left}",
+                variant="success",
             )

@@ -28,8 +28,20 @@ def info_dict(info) -> dict:
         "built_at": info.built_at or "",
         "n_added": fresh.n_added if fresh else None,
         "n_deleted": fresh.n_deleted if fresh else None,
+        "unreadable": _unreadable_text(fresh),
+        "n_shards": info.n_shards,
         "index_dir": info.index_dir,
     }
+
+
+def _unreadable_text(fresh) -> str:
+    """``"2 (a.jpg: cannot identify image file, ...)"``: samples left out of the
+    index because their image could not be read, with a few of them."""
+    if not fresh or not fresh.n_unreadable:
+        return "0"
+    shown = [f"{sid}: {why}" for sid, why in list((fresh.unreadable or {}).items())[:3]]
+    more = ", ..." if fresh.n_unreadable > len(shown) else ""
+    return f"{fresh.n_unreadable} ({'; '.join(shown)}{more})"
 
 
 def _clip_model_text(clip_model: dict | None) -> str:
@@ -81,6 +93,8 @@ class IndexInfoOperator(foo.Operator):
             "built_at": "Built at (UTC)",
             "n_added": "Samples added since (not searched)",
             "n_deleted": "Samples deleted since",
+            "unreadable": "Left out, image unreadable (update index, retrying them)",
+            "n_shards": "Shards",
             "index_dir": "Files",
         }
         for name, label in labels.items():

@@ -168,7 +168,7 @@ def build_index(
                 f"code_method must be 'head' or 'pca'; got {code_method!r}"
             )
         report = as_progress(progress)
-        if check_shards(shards) > 1 and ray_address is not None:
+        if check_shards(shards, ds.count()) > 1 and ray_address is not None:
             connect_cluster(ray_address)  # fails now, not after embedding every image
 
         # a field this package embedded into records its model: with that model
@@ -376,7 +376,7 @@ def _write_index(
     shard_progress=False,
 ):
     """Build the trees into a new index directory and register it as a run."""
-    check_shards(shards)
+    check_shards(shards, len(codes))
     built_at = _now()
     meta = {
         "dataset_id": str(ds._doc.id),

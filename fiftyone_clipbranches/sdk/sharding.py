@@ -49,11 +49,22 @@ def connect_cluster(address: str) -> None:
     connect(address)
 
 
-def check_shards(shards) -> int:
+#: Most shards an index may have (each is a worker process on a cluster).
+MAX_SHARDS = 1024
+
+
+def check_shards(shards, n_rows: int | None = None) -> int:
+    """``shards`` as an int, checked: from 1 to :data:`MAX_SHARDS`, and at most
+    ``n_rows`` (the rows to index, when known) so that no shard is empty."""
     if isinstance(shards, bool) or not isinstance(shards, int | np.integer):
         raise TypeError(f"shards must be an int >= 1; got {shards!r}")
-    if shards < 1:
-        raise ValueError(f"shards must be >= 1; got {shards}")
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ValueError(f"shards must be from 1 to {MAX_SHARDS}; got {shards}")
+    if n_rows is not None and shards > max(n_rows, 1):
+        raise ValueError(
+            f"{shards} shards for {n_rows} samples would leave shards empty: use at"
+            " most one shard per machine of the cluster (docs/scale.md)"
+        )
     return int(shards)
 
 

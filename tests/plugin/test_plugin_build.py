@@ -73,3 +73,29 @@ def test_compute_embeddings_operator_with_random_clip(cifar_dir):
         assert ds.exists("clip").count() == 20
     finally:
         ds.delete()
+
+
+@pytest.mark.filterwarnings("ignore:load_clip.*RANDOM weights:UserWarning")
+def test_build_form_computes_with_random_weights_when_pretrained_is_empty(
+    cifar_dir, tiny_clip_checkpoint
+):
+    """As the compute-embeddings form says: empty weights are random weights."""
+    from user_path import TINY_CLIP_NAME
+
+    ds = make_cifar_dataset(cifar_dir, 4)
+    try:
+        params = {
+            "index_key": "idx",
+            "embeddings": "__compute__",
+            "model": TINY_CLIP_NAME,
+            "pretrained": "",
+            "code_method": "pca",
+        }
+        _, requests = run_op("build_index", {"dataset": ds, "params": params})
+        assert notifications(requests, "success") == [
+            "Index 'idx' built over 40 samples"
+        ]
+        model = sdk.index_info(ds, "idx").clip_model
+        assert model["name"] == TINY_CLIP_NAME and model["pretrained"] is None
+    finally:
+        ds.delete()

@@ -289,3 +289,31 @@ def test_index_info_names_the_clip_model_in_words():
     assert _clip_model_text({"name": "tiny", "pretrained": None}).endswith(
         "random weights"
     )
+
+
+def test_update_and_info_forms_show_unreadable_images_and_retry_them(
+    make_user_index, tmp_path, cifar_dir
+):
+    """On an index built from images: a sample whose image cannot be read is
+    named by the update's notification and index info, and embedded once fixed."""
+    import shutil
+
+    ds = make_user_index(n_per_class=4)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    ds.add_sample(fo.Sample(filepath=str(broken)))
+    params = {"index_key": "clip"}
+    _, requests = run_op("update_index", {"dataset": ds, "params": params})
+    (done,) = notifications(requests, "success")
+    assert done == (
+        "Index 'clip' holds 40 samples; 1 left out, image unreadable (see index info)"
+    )
+    info, _ = run_op("index_info", {"dataset": ds, "params": params})
+    assert info["unreadable"].startswith("1 (") and info["n_shards"] == 1
+
+    shutil.copy(next((cifar_dir / "cat").iterdir()), broken)  # fixed
+    retry = {**params, "retry_failed": True}
+    _, requests = run_op("update_index", {"dataset": ds, "params": retry})
+    assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
+    info, _ = run_op("index_info", {"dataset": ds, "params": params})
+    assert info["unreadable"] == "0" and info["n_samples"] == 41

@@ -39,6 +39,11 @@ def test_shard_arguments_and_a_failed_build(make_dataset, monkeypatch):
     for bad, err in ((0, ValueError), (True, TypeError), (len(ds) + 1, ValueError)):
         with pytest.raises(err):
             sdk.build_index_from_codes(ds, codes, ds.values("id"), "x", shards=bad)
+    with pytest.raises(ValueError, match="from 1 to 1024"):
+        sdk.build_index_from_codes(ds, codes, ds.values("id"), "x", shards=5000)
+    # more shards than samples: refused before any image is embedded
+    with pytest.raises(ValueError, match="31 shards for 30 samples would leave"):
+        sdk.build_index(ds, "x", shards=31, model="none-needed", pretrained=None)
     assert sdk.list_indexes(ds) == []
 
     def broken(jobs, progress):
