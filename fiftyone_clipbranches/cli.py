@@ -163,12 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("install-plugin", help="link the plugin into FiftyOne")
+    p = sub.add_parser(
+        "install-plugin",
+        help="link the plugin into FiftyOne",
+        description="Make the App's CLIP branches panel and operators available: a"
+        " link to this package in FiftyOne's plugins directory.",
+    )
     p.add_argument("--plugins-dir", type=Path, help="default: fiftyone's plugins_dir")
     p.add_argument("--force", action="store_true", help="replace what is there")
     p.set_defaults(func=_cmd_install_plugin)
 
-    p = sub.add_parser("uninstall-plugin", help="remove the plugin link")
+    p = sub.add_parser(
+        "uninstall-plugin",
+        help="remove the plugin link",
+        description="Remove the link install-plugin made (nothing else, without"
+        " --force).",
+    )
     p.add_argument("--plugins-dir", type=Path, help="default: fiftyone's plugins_dir")
     p.add_argument("--force", action="store_true", help="remove foreign content too")
     p.set_defaults(func=_cmd_uninstall_plugin)
@@ -273,7 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_gc)
 
-    p = sub.add_parser("doctor", help="check database, plugin, numba, torch, device")
+    p = sub.add_parser(
+        "doctor",
+        help="check database, plugin, numba, torch, device",
+        description="Check that everything clipbranches needs works here: numba and"
+        " its kernels, torch and the device, the FiftyOne database (and its folder),"
+        " the plugin. Exit status 1 when a check fails.",
+    )
     p.set_defaults(func=_cmd_doctor)
     return parser
 

@@ -120,11 +120,12 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
         print(json.dumps(info.to_dict(), default=str))
         return
     model = info.clip_model or {}
-    text = f"{model.get('name')} / {model.get('pretrained')}" if model else "no"
+    weights = model.get("pretrained") or "random weights"
+    text = f"{model.get('name')} / {weights}" if model else "no"
     shards = f", {info.n_shards} shards" if info.n_shards > 1 else ""
     print(
         f"{info.key}: {info.n_samples} samples{shards}, {info.code_method} codes of"
-        f" {info.code_dims} bytes, text search: {text}, built {info.built_at}"
+        f" {info.code_dims} bytes, text search: {text}, built or updated {info.built_at}"
     )
     gone = missing_checkpoint(model, info.key, "embed queries") if model else None
     if gone:

@@ -90,7 +90,7 @@ class IndexInfoOperator(foo.Operator):
             "code_method": "Code method",
             "embeddings_field": "Embeddings field",
             "clip_model": "CLIP model",
-            "built_at": "Built at (UTC)",
+            "built_at": "Built or updated at (UTC)",
             "n_added": "Samples added since (not searched)",
             "n_deleted": "Samples deleted since",
             "unreadable": "Left out, image unreadable (update index, retrying them)",

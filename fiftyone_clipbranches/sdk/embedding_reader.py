@@ -135,7 +135,7 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
     found = root.get_field(field)
     if found is not None and not isinstance(found, fo.VectorField | fo.ListField):
         raise MissingEmbeddingsError(
-            f"field {field!r} of dataset {root.name!r} is a {type(found).__name__},"
+            f"field {field!r} of dataset {root.name!r} has type {type(found).__name__},"
             " not a VectorField of embeddings: pass the name of one, or of a new"
             " field to compute them into"
         )

@@ -108,7 +108,7 @@ def compute_embeddings(
     existing = root.get_field(field)
     if existing is not None and not isinstance(existing, fo.VectorField):
         raise ValueError(
-            f"field {field!r} exists and is a {type(existing).__name__}, not a "
+            f"field {field!r} exists with type {type(existing).__name__}, not a "
             "VectorField: choose another embeddings field name"
         )
     todo = samples.exists(field, False) if skip_existing and existing else samples

@@ -241,7 +241,9 @@ def build_index(
             shard_progress=progress is True,
         )
     if not refinement_is_warm():
-        report(0.95, "compiling the refinement's kernels (once per installation)")
+        report(
+            0.95, "preparing the refinement's kernels (compiled once per installation)"
+        )
         warm_refinement_or_warn()
     left_out = (
         f"; {counted(len(unembeddable), 'sample')} left out (unreadable or"

@@ -498,7 +498,7 @@ def _score_field_state(root, score_field: str):
         return None
     if not isinstance(field, fo.FloatField):
         raise ValueError(
-            f"field {score_field!r} exists and is a {type(field).__name__}, not a "
+            f"field {score_field!r} exists with type {type(field).__name__}, not a "
             "FloatField: choose another score_field"
         )
     legacy = score_field == DEFAULT_SCORE_FIELD  # an earlier version's: adopted

@@ -219,6 +219,13 @@ def test_every_operator_says_what_it_does():
         config = cls().config
         assert config.label.startswith("CLIP branches: "), config.name
         assert config.description and len(config.description) > 20, config.name
+        assert config.icon == "/assets/icon.svg", config.name
+    import xml.etree.ElementTree as ET
+
+    import fiftyone_clipbranches
+
+    icon = Path(fiftyone_clipbranches.__file__).parent / "assets" / "icon.svg"
+    assert ET.parse(icon).getroot().tag.endswith("svg")
 
 
 def test_forms_of_every_operator_resolve(indexed_dataset):
