@@ -24,6 +24,7 @@ import contextlib
 import os
 import pickle
 import socket
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,44 +196,50 @@ class RayShards(ShardExecutor):
         self.local_reads = local_reads
         self._local: dict[int, np.ndarray] = {}
         self._closed = False
-        try:
-            self._start_actors()
-        except BaseException:
-            self.close()
-            raise
+        # held to swap the actors after a loss (once) and to close: callers share
+        # one index across threads (the service, the App)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._start_actors()
 
     def _start_actors(self) -> None:
         """One actor per shard, placed over the live nodes (:func:`placements`),
-        each opening its shard (``check``)."""
+        each opening its shard (``check``); they replace ``actors`` at once."""
         ray = _ray()
         o = self._options
-        self.actors = []
-        for spec, (node, node_threads) in zip(self.specs, placements(len(self.specs))):
-            actor = ray.remote(_ShardActor).options(
-                num_cpus=o["num_cpus"],
-                max_restarts=o["max_restarts"],
-                max_task_retries=o["max_task_retries"],
-                scheduling_strategy=_on_node(node),
-            )
-            self.actors.append(
-                actor.remote(
-                    spec,
-                    len(self.specs),
-                    o["subsets"],
-                    o["verify"],
-                    o["threads"] or node_threads,
+        actors = []
+        try:
+            for spec, (node, threads) in zip(self.specs, placements(len(self.specs))):
+                actor = ray.remote(_ShardActor).options(
+                    num_cpus=o["num_cpus"],
+                    max_restarts=o["max_restarts"],
+                    max_task_retries=o["max_task_retries"],
+                    scheduling_strategy=_on_node(node),
                 )
-            )
-        self._call("check")
-        self._local = self._open_local_codes() if self.local_reads else {}
+                actors.append(
+                    actor.remote(
+                        spec,
+                        len(self.specs),
+                        o["subsets"],
+                        o["verify"],
+                        o["threads"] or threads,
+                    )
+                )
+            self._call(actors, "check")
+            local = self._open_local_codes(actors) if self.local_reads else {}
+        except BaseException:
+            _kill(actors)
+            raise
+        self.actors, self._local = actors, local
 
-    def _open_local_codes(self) -> dict[int, np.ndarray]:
+    def _open_local_codes(self, actors) -> dict[int, np.ndarray]:
         from fiftyone_clipbranches.engine.shard_format import load_shard_codes
 
         here = _ray().get_runtime_context().get_node_id()
+        nodes = _ray().get([a.node_id.remote() for a in actors])
         return {
             i: load_shard_codes(spec, len(self.specs), self.n_dims)
-            for i, (spec, node) in enumerate(zip(self.specs, self.node_ids()))
+            for i, (spec, node) in enumerate(zip(self.specs, nodes))
             if node == here
         }
 
@@ -244,40 +251,56 @@ class RayShards(ShardExecutor):
         return self._local
 
     def map(self, method, shared=(), per_shard=None, shards=None):
-        ray = _ray()
-        if self._closed:
-            raise RuntimeError("this index was closed")
+        with self._lock:
+            self._check_open()
+            actors, generation = self.actors, self._generation
         try:
-            if not self.actors:  # a start after a loss failed: try again
-                raise ShardsUnavailableError("no actor is running")
-            return self._call(method, shared, per_shard, shards)
-        except (*_actor_lost_errors(), ShardsUnavailableError) as e:
+            return self._call(actors, method, shared, per_shard, shards)
+        except _actor_lost_errors() as e:
             lost = e
         # an actor Ray cannot restart where it was (its node left the cluster):
-        # the shards are opened again on the live nodes, and the call made again
-        self._kill_actors()
+        # the shards are opened again on the live nodes (once, whichever thread
+        # met the loss first), and the call is made again
+        with self._lock:
+            self._check_open()
+            if self._generation == generation:
+                self._generation += 1
+                old, self.actors, self._local = self.actors, [], {}
+                _kill(old)
+                try:
+                    self._start_actors()
+                except (_ray().exceptions.RayError, ConnectionError) as e:
+                    raise self._unavailable(lost, e) from None
+            actors = self.actors
         try:
-            self._start_actors()
-        except (*_actor_lost_errors(), ray.exceptions.RayError, ConnectionError) as e:
-            self._kill_actors()
-            raise ShardsUnavailableError(
-                f"the Ray actors serving the shards of the index at"
-                f" {self.specs[0].path.parent} are gone ({_first_line(lost)}) and"
-                f" could not be started again ({_first_line(e)}): check the cluster"
-                " (ray status); once it runs, the next query starts them (a cluster"
-                " started anew needs this process started anew); the index files"
-                " are not at fault"
-            ) from None
-        return self._call(method, shared, per_shard, shards)
+            return self._call(actors, method, shared, per_shard, shards)
+        except _actor_lost_errors() as e:
+            raise self._unavailable(lost, e) from None
 
-    def _call(self, method, shared=(), per_shard=None, shards=None):
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this sharded index was closed")
+
+    def _unavailable(self, lost, again) -> ShardsUnavailableError:
+        return ShardsUnavailableError(
+            f"the Ray actors serving the shards of the index at"
+            f" {self.specs[0].path.parent} are gone ({_first_line(lost)}) and could"
+            f" not be started again ({_first_line(again)}): check the cluster (ray"
+            " status); once it runs, the next query starts them (a cluster started"
+            " anew needs this process started anew); the index files are not at"
+            " fault"
+        )
+
+    def _call(self, actors, method, shared=(), per_shard=None, shards=None):
         ray = _ray()
+        if not actors:  # a start after a loss failed: the next call tries again
+            raise ray.exceptions.RayActorError()
         chosen = list(range(self.n_shards) if shards is None else shards)
         refs = [ray.put(a) if _large(a) else a for a in shared]
         calls = []
         for j, i in enumerate(chosen):
             own = per_shard[j] if per_shard is not None else ()
-            calls.append(self.actors[i].call.remote(method, *refs, *own))
+            calls.append(actors[i].call.remote(method, *refs, *own))
         try:
             return ray.get(calls)
         except ray.exceptions.RayTaskError as e:
@@ -291,16 +314,17 @@ class RayShards(ShardExecutor):
         return self.map("pid")
 
     def close(self) -> None:
-        self._closed = True
-        self._kill_actors()
+        with self._lock:
+            self._closed = True
+            old, self.actors, self._local = self.actors, [], {}
+        _kill(old)
 
-    def _kill_actors(self) -> None:
-        ray = _ray()
-        for a in getattr(self, "actors", []):
-            with contextlib.suppress(Exception):  # already gone with its node
-                ray.kill(a, no_restart=True)
-        self.actors = []
-        self._local = {}
+
+def _kill(actors) -> None:
+    ray = _ray()
+    for a in actors:
+        with contextlib.suppress(Exception):  # already gone with its node
+            ray.kill(a, no_restart=True)
 
 
 def _actor_lost_errors() -> tuple[type[Exception], ...]:

@@ -102,8 +102,7 @@ class RefineOperator(foo.Operator):
         counts = count_tagged(ctx.dataset, (pos, neg))
         scope = app_scope(ctx.view, ctx.dataset)
         where = (
-            f"; matches within the current view ({len(scope)} samples): clear it"
-            " to find them in every sample"
+            "; matches within the current view: clear it to find them in every sample"
             if scope is not ctx.dataset
             else ""
         )

@@ -185,7 +185,7 @@ def show_all(ctx, opts: dict) -> str:
     if not score_field:
         raise ValueError("set a score field to view every match by score")
     sdk.wait_for_writes(ctx.dataset, score_field)
-    view = ctx.dataset.exists(score_field).sort_by(score_field, reverse=True)
+    view = search_scope(ctx).exists(score_field).sort_by(score_field, reverse=True)
     ctx.ops.set_view(view=view)
     ctx.panel.state.set("showing", "all")
     return f"{len(ids)} matches by score"

@@ -139,7 +139,8 @@ def build_index(
         encoder_params: extra keyword arguments of ``embed.fit_code_encoder``
             (e.g. ``{"steps": 200}`` for the head).
         skip_missing: index only the samples that have an embedding (the others
-            are reported as not indexed) instead of raising. Default: True when
+            are reported as not indexed) instead of raising (or, for a field
+            this package embedded into, instead of embedding them). Default: True when
             embeddings are computed here (unreadable images are left out), False
             for an existing ``embeddings_field``.
         subsets: ``FeatureSubsets`` of the index trees (default: engine's).
@@ -172,12 +173,16 @@ def build_index(
             connect_cluster(ray_address)  # fails now, not after embedding every image
 
         # a field this package embedded into records its model: with that model
-        # given, its samples without a vector (a stopped build) are embedded
+        # given, its samples without a vector (a stopped build) are embedded,
+        # unless skip_missing says to index only those that have one
         compute_here = embeddings_field is None or (
             model is not None
             and (
                 ds.get_field(embeddings_field) is None
-                or field_identity(ds, embeddings_field) is not None
+                or (
+                    skip_missing is not True
+                    and field_identity(ds, embeddings_field) is not None
+                )
             )
         )
         model_given = model is not None

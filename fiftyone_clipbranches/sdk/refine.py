@@ -283,7 +283,8 @@ def apply_refine_result(
     """Write a refinement's scores and return its ordered view.
 
     Args:
-        dataset: a dataset or view (its root dataset receives the writes).
+        dataset: a dataset or view (its root dataset receives the writes; the
+            returned view is built on it, its stages kept).
         ids: sample ids, best first.
         scores: ``(len(ids),)`` scores of ``ids``.
         score_field: FloatField set to ``scores`` on ``ids`` and cleared on every
@@ -332,9 +333,10 @@ def apply_refine_result(
     ds = root_dataset(dataset)
     wait = by_score or not write_in_background
     write_result(ds, score_field, ids, scores, saved_view, k_preview, wait=wait)
+    # on top of the refined view, so its stages (the App's filters) stay
     if by_score:
-        return ds.exists(score_field).sort_by(score_field, reverse=True)
-    return ds.select(list(shown), ordered=True)
+        return dataset.exists(score_field).sort_by(score_field, reverse=True)
+    return dataset.select(list(shown), ordered=True)
 
 
 def refine(

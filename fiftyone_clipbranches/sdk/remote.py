@@ -378,7 +378,7 @@ def refine_here_or_remote(
     if dataset is not ds:  # the service ranks the dataset: keep the view's part
         ids, scores, stats = _inside_view(dataset, ids, scores, stats)
     result = written_result(
-        ds,
+        dataset,
         ids,
         scores,
         stats,

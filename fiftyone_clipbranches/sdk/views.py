@@ -488,6 +488,16 @@ def check_writable(dataset, score_field, saved_view) -> None:
         replaceable_view(root, saved_view.strip())
 
 
+def writes_scores(root, name: str) -> bool:
+    """Whether ``name`` is a field of ``root`` clipbranches writes scores into: one
+    it made (marked in its info), or the default score field of an earlier
+    version (unmarked; adopted)."""
+    field = root.get_field(name)
+    if field is None:
+        return False
+    return name == DEFAULT_SCORE_FIELD or bool((field.info or {}).get(SCORE_FIELD_MARK))
+
+
 def _score_field_state(root, score_field: str):
     """The existing field named ``score_field`` (None if absent), checked: it may
     receive scores (see :func:`ensure_score_field`)."""
@@ -501,8 +511,7 @@ def _score_field_state(root, score_field: str):
             f"field {score_field!r} exists with type {type(field).__name__}, not a "
             "FloatField: choose another score_field"
         )
-    legacy = score_field == DEFAULT_SCORE_FIELD  # an earlier version's: adopted
-    if not legacy and not (field.info or {}).get(SCORE_FIELD_MARK):
+    if not writes_scores(root, score_field):
         raise ValueError(
             f"field {score_field!r} exists and clipbranches did not make it: a "
             "refinement would overwrite its values; choose another score_field"

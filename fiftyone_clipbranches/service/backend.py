@@ -718,7 +718,11 @@ def _sdk_errors():
         raise unprocessable("stale_index", str(err)) from None
     except e.ResultTooLargeError as err:
         raise unprocessable("result_too_large", str(err)) from None
-    except (e.IndexCorruptedError, e.IndexPermissionError) as err:
+    except (
+        e.IndexCorruptedError,
+        e.IndexPermissionError,
+        e.ShardsUnavailableError,
+    ) as err:
         raise ApiError(503, "index_unavailable", str(err)) from None
     except e.ViewNameTakenError as err:
         raise ApiError(409, "view_exists", str(err)) from None

@@ -54,5 +54,5 @@ def test_shards_of_a_node_that_left_are_opened_again_on_the_live_ones():
     opened again on the nodes left, and the query answers as before."""
     report = _run_cluster("2", "lose")
     assert report["actors_per_node"] == [1, 1]
-    assert report["same_answer"] is True
+    assert report["same_answer"] is True and report["restarts"] == 1
     assert report["nodes_after"] == 1

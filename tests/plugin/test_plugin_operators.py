@@ -104,13 +104,13 @@ def test_refine_operator_learns_from_every_label_and_answers_within_the_view(
     assert found == set(local.ids)
     # the form says where the matches come from
     props = _resolve_input("refine", ds, {}, view=view)
-    assert "within the current view (" in props["counts"]["view"]["label"]
+    assert "within the current view" in props["counts"]["view"]["label"]
     assert "12 positives, 20 negatives" in props["counts"]["view"]["label"]
-    # the results of a refinement shown in the grid are no scope: every sample
-    (stage,) = requests[0][1]["view"]
-    shown = fo.DatasetView._build(ds, [stage])
+    # the result shown keeps the view's filter: the next round stays within it
+    shown = fo.DatasetView._build(ds, requests[0][1]["view"])
+    assert len(shown._stages) == 2
     stats, _ = run_op("refine", {"dataset": ds, "view": shown, "params": params})
-    assert stats["n_index"] == len(ds)
+    assert stats["n_index"] == len(view)
 
 
 def test_search_operator_looks_within_the_view(indexed_dataset):

@@ -87,3 +87,25 @@ def test_nothing_left_to_embed_loads_no_model(
     info = sdk.build_index(ds, "other", code_method="pca", progress=False)
     assert not loads
     assert info.clip_model is None
+
+
+def test_skip_missing_indexes_only_the_vectors_there(
+    images, monkeypatch, tiny_clip_checkpoint
+):
+    """``skip_missing=True`` over a field this package embedded into (its model
+    given) indexes the samples that have a vector and embeds none."""
+    ds = images
+    tiny = {"model": TINY_CLIP_NAME, "pretrained": str(tiny_clip_checkpoint)}
+    sdk.compute_embeddings(ds.limit(36), "emb", **tiny, progress=False)
+    loads = []
+    monkeypatch.setattr(embeddings, "get_clip_model", lambda *a: loads.append(a))
+    info = sdk.build_index(
+        ds,
+        "clip",
+        embeddings_field="emb",
+        skip_missing=True,
+        code_method="pca",
+        progress=False,
+        **tiny,
+    )
+    assert info.n_samples == 36 and not loads

@@ -49,3 +49,14 @@ def test_other_errors_leave_the_index_served():
     for code in ("timeout", "worker_crashed", "no_positives"):
         _fail(index, code)
     assert index.serving
+
+
+def test_a_cluster_that_lost_the_shards_is_unavailable_not_a_bad_request():
+    """The shards' workers gone (their cluster stopped): 503, as a damaged index,
+    not the 422 of a request to change."""
+    from fiftyone_clipbranches.sdk.errors import ShardsUnavailableError
+    from fiftyone_clipbranches.service.backend import _sdk_errors
+
+    with pytest.raises(ApiError) as err, _sdk_errors():
+        raise ShardsUnavailableError("the Ray actors ... are gone")
+    assert (err.value.status, err.value.code) == (503, "index_unavailable")
