@@ -456,14 +456,24 @@ def _folder_classes(folder: Path, paths: list[str]) -> list[str] | None:
 
 
 def _ensure_index(dataset, model, pretrained, progress):
+    """The demo's index of ``dataset`` (which the demo made), built with this
+    model: one of an earlier run with another model goes, with its embeddings."""
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.identity import same_identity
+    from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
 
     if DEMO_INDEX_KEY in sdk.list_indexes(dataset):
         info = sdk.index_info(dataset, DEMO_INDEX_KEY)
+        wanted = {"name": model, "pretrained": pretrained}
+        same_model = info.clip_model is not None and same_identity(
+            info.clip_model, wanted
+        )
         fresh = info.freshness
-        if fresh is None or (fresh.n_added == 0 and fresh.n_deleted == 0):
+        if same_model and (fresh is None or not (fresh.n_added or fresh.n_deleted)):
             return
         sdk.delete_index(dataset, DEMO_INDEX_KEY)
+        if not same_model and dataset.has_field(DEFAULT_EMBEDDINGS_FIELD):
+            dataset.delete_sample_field(DEFAULT_EMBEDDINGS_FIELD)
     sdk.build_index(
         dataset,
         DEMO_INDEX_KEY,

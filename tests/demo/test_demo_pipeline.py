@@ -145,29 +145,28 @@ def test_the_shipped_model_or_random_weights_run_on_the_users_images_offline(
         (tmp_path / name).mkdir()
         for image in sorted((cifar_dir / name).iterdir())[:35]:
             (tmp_path / name / image.name).symlink_to(image)
-    runs = {
-        "clipbranches-demo-shipped-test": dict(model="demo"),
-        "clipbranches-demo-random-test": dict(model=TINY_CLIP_NAME, pretrained="none"),
-    }
+    name = "clipbranches-demo-shipped-test"
+    runs = [  # one folder, one dataset: the second model replaces the first's index
+        (dict(model="demo"), DEMO_MODEL_NAME),
+        (dict(model=TINY_CLIP_NAME, pretrained="none"), TINY_CLIP_NAME),
+    ]
     try:
-        for dataset_name, chosen in runs.items():
+        for chosen, expected in runs:
             report = run_demo(
                 images=tmp_path,
                 query="a photo of a cat",
                 k=10,
-                dataset_name=dataset_name,
+                dataset_name=name,
                 progress=False,
                 **chosen,
             )
             assert report.n_samples == 70 and report.n_relevant == 35
-        shipped = report_model("clipbranches-demo-shipped-test")
-        assert shipped["name"] == DEMO_MODEL_NAME
-        random = report_model("clipbranches-demo-random-test")
-        assert random["name"] == TINY_CLIP_NAME and random["pretrained"] is None
+            used = report_model(name)
+            assert used["name"] == expected
+            assert (used["pretrained"] is None) == ("pretrained" in chosen)
     finally:
-        for dataset_name in runs:
-            if fo.dataset_exists(dataset_name):
-                fo.load_dataset(dataset_name).delete()
+        if fo.dataset_exists(name):
+            fo.load_dataset(name).delete()
 
 
 def report_model(dataset_name: str) -> dict:
