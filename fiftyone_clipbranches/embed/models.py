@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Sequence
@@ -263,7 +264,7 @@ def load_clip(
             f"{RANDOM_INIT_SEED}); embeddings carry no meaning. Pass a pretrained tag "
             "or checkpoint for real use.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=_caller_outside_package(),
         )
     with torch.random.fork_rng(devices=[]), _open_clip_logging():
         torch.manual_seed(RANDOM_INIT_SEED)
@@ -297,6 +298,18 @@ def load_clip(
     with _open_clip_logging():
         tokenizer = open_clip.get_tokenizer(name)
     return ClipModel(model, preprocess, tokenizer, dev, prec, identity)
+
+
+def _caller_outside_package() -> int:
+    """The ``stacklevel`` of a warning raised here that names the first caller
+    outside this package (the user's line, not the SDK's call of ``load_clip``)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 #: Held while open_clip loads a model (see :func:`_open_clip_logging`).

@@ -109,3 +109,23 @@ def test_skip_missing_indexes_only_the_vectors_there(
         **tiny,
     )
     assert info.n_samples == 36 and not loads
+
+
+def test_the_random_weights_warning_names_the_users_line(images, tiny_clip_checkpoint):
+    """Warned where the user called the SDK, not at the package's own call."""
+    import warnings
+
+    from fiftyone_clipbranches.sdk import embeddings as sdk_embeddings
+
+    sdk_embeddings._models.clear()  # loaded anew, so warned anew
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sdk.compute_embeddings(
+            images.limit(2),
+            "emb",
+            model=TINY_CLIP_NAME,
+            pretrained=None,
+            progress=False,
+        )
+    (warned,) = [w for w in caught if "RANDOM weights" in str(w.message)]
+    assert warned.filename == __file__
