@@ -41,6 +41,14 @@ class SearchIndex(foo.Operator):
         if ctx.params.get("query_type", default) == "text":
             inputs.str("text", label="Query", required=True)
         inputs.int("k", label="Results (k)", default=DEFAULT_K, min=1)
+        if app_scope(ctx.view, ctx.dataset) is not ctx.dataset:
+            inputs.view(
+                "scope",
+                types.Notice(
+                    label="Searches within the current view: clear it to search"
+                    " every sample"
+                ),
+            )
         return types.Property(inputs, view=types.View(label="Search"))
 
     def execute(self, ctx):

@@ -158,8 +158,9 @@ def run_refine(ctx, opts: dict) -> dict:
             f" model's default), got {wanted}"
         )
     score_field = opts["score_field"] or None
+    scope = search_scope(ctx)
     result = refine_here_or_remote(
-        search_scope(ctx),
+        scope,
         RefineRequest.from_json(opts),
         score_field=score_field,
         secrets=ctx.secrets,
@@ -169,6 +170,7 @@ def run_refine(ctx, opts: dict) -> dict:
     ctx.ops.set_view(view=result.view)
     ctx.panel.state.set("showing", "refine")
     stats = {k: _plain(v) for k, v in result.stats.items()}
+    stats["in_view"] = scope is not ctx.dataset
     history = RoundHistory(ctx)
     history.append("refine", **stats)
     history.set_result(result.ids, score_field)
@@ -206,7 +208,7 @@ def save_results(ctx, opts: dict) -> str:
                 f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
                 " (more negatives) first"
             )
-        view = ctx.dataset.select(ids, ordered=True)
+        view = search_scope(ctx).select(ids, ordered=True)  # the user's filters kept
     else:
         view = ctx.view
     replaced = name in ctx.dataset.list_saved_views()

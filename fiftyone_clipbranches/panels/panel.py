@@ -328,7 +328,9 @@ def weight_slider():
 def _stats_markdown(stats: dict, every_shown: bool = False) -> str:
     return (
         f"**Last round**: {counted(stats['n_results'], 'match')} of"
-        f" {stats['n_index']} indexed samples; {counted(stats['n_pos'], 'positive')}"
+        f" {stats['n_index']} indexed samples"
+        + (" in the current view" if stats.get("in_view") else "")
+        + f"; {counted(stats['n_pos'], 'positive')}"
         + (
             f" (+{stats['n_neighbour_pos']} neighbours)"
             if stats.get("n_neighbour_pos")
@@ -358,7 +360,9 @@ def _history_markdown(history: list[dict]) -> str:
         if rec["kind"] == "refine":
             detail = (
                 f"{rec['model']}: {rec['n_pos']}+ / {rec['n_neg']}- →"
-                f" {counted(rec['n_results'], 'match')} ({rec['total_ms']:.0f} ms)"
+                f" {counted(rec['n_results'], 'match')}"
+                + (" in the current view" if rec.get("in_view") else "")
+                + f" ({rec['total_ms']:.0f} ms)"
             )
         else:
             detail = f"{rec.get('query')} (k={rec.get('k')})"

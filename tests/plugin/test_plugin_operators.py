@@ -125,6 +125,12 @@ def test_search_operator_looks_within_the_view(indexed_dataset):
     assert dict(stage["kwargs"])["sample_ids"] == expected.values("id")
     assert set(expected.values("id")) <= set(view.values("id"))
     assert "in the current view" in notifications(requests, "success")[0]
+    # the form says so before
+    assert (
+        "within the current view"
+        in (_resolve_input("search", ds, {}, view=view)["scope"]["view"]["label"])
+    )
+    assert "scope" not in _resolve_input("search", ds, {})
 
 
 def test_operators_cannot_run_on_a_dataset_without_an_index(make_dataset_no_index):

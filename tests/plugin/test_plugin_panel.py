@@ -437,3 +437,31 @@ def test_a_round_on_an_index_built_from_images(make_user_index):
     requests = reset_labels(ds)
     assert notifications(requests, "success") == ["Removed 6 labels"]
     assert ds.count_sample_tags() == {}
+
+
+def test_refine_and_save_keep_the_grids_filter(indexed_dataset):
+    """A refinement in a filtered grid answers inside the filter, says so in its
+    round line and history, and Save view keeps the filter in the saved view."""
+    import fiftyone as fo
+
+    ds = indexed_dataset
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    two = ds.match(fo.ViewField("ground_truth.label").is_in(["airplane", "ship"]))
+    planes, others = ids[labels == "airplane"], ids[labels != "airplane"]
+    call(ds, "mark_positive", selected=planes[:8].tolist(), alt=others[:4].tolist())
+    state = {"index_key": "cb", "model": "tree", "view_name": "planes in two"}
+    requests = call(ds, "refine", state=state, view=two)
+    stats = patched_state(requests)["last_stats"]
+    assert stats["n_index"] == len(two) and stats["in_view"] is True
+    props = rendered(requests)
+    assert "indexed samples in the current view" in props["last_round"]["default"]
+    assert "in the current view" in props["history"]["default"]
+    (shown,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    state = {**state, **patched_state(requests)}
+    shown_view = fo.DatasetView._build(ds, shown)
+    requests = call(ds, "save_view", state=state, view=shown_view)
+    assert notifications(requests, "success")
+    saved = ds.load_saved_view("planes in two")
+    assert saved._stages[0]._kwargs() == two._stages[0]._kwargs()  # the filter
+    assert set(saved.values("id")) <= set(two.values("id"))
