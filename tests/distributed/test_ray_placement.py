@@ -39,7 +39,9 @@ def _run_cluster(*args) -> dict:
             timeout=300,
         )
         assert out.returncode == 0, out.stderr[-2000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        # Ray's own lines (a retried task of a replaced actor) may come after it
+        (report,) = [line for line in out.stdout.splitlines() if line.startswith("{")]
+        return json.loads(report)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
