@@ -191,6 +191,8 @@ def build_index(
         embed_report = {}
         if compute_here:
             embeddings_field = embeddings_field or DEFAULT_EMBEDDINGS_FIELD
+            if not model_given:
+                refuse_filling_unknown_vectors(ds, embeddings_field)
             model, pretrained = _clip_to_compute(ds, model, pretrained)
             n = ds.count()  # refuse a too small dataset before embedding it
             check_fit_rows(
@@ -261,6 +263,25 @@ def build_index(
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
     return _info(ds, index_key, config, at_build(len(source), unembeddable))
+
+
+def refuse_filling_unknown_vectors(ds, field: str) -> None:
+    """Refuse to embed the samples missing from ``field`` with the default model
+    when the vectors already there come from a model nothing records: the two
+    would be mixed in one field."""
+    if ds.get_field(field) is None or field_model_identity(ds, field).identity:
+        return
+    missing = len(ds.exists(field, False))
+    if not missing or not len(ds.exists(field).limit(1)):
+        return
+    raise MissingEmbeddingsError(
+        f"field {field!r} of dataset {ds.name!r} holds vectors of a model nothing"
+        f" records, and {missing} of its samples are without one: pass the"
+        " model that computed them (model=..., pretrained=...; CLI: --model,"
+        " --pretrained) to embed the rest with it, or index only the samples with a"
+        f" vector (embeddings_field={field!r}, skip_missing=True; CLI:"
+        f" --embeddings-field {field} --skip-missing)"
+    )
 
 
 def refuse_if_nothing_read(ds, embed_report: dict) -> None:

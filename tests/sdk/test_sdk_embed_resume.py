@@ -129,3 +129,32 @@ def test_the_random_weights_warning_names_the_users_line(images, tiny_clip_check
         )
     (warned,) = [w for w in caught if "RANDOM weights" in str(w.message)]
     assert warned.filename == __file__
+
+
+def test_vectors_of_an_unknown_model_are_not_filled_with_the_default(
+    images, monkeypatch, tiny_clip_checkpoint
+):
+    """The default field holds vectors nothing records the model of, some samples
+    none: the default model would mix with them, so the build asks which model."""
+    from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
+
+    tiny = {"model": TINY_CLIP_NAME, "pretrained": str(tiny_clip_checkpoint)}
+    ds = images
+    sdk.compute_embeddings(ds.limit(36), **tiny, progress=False)
+    ds.get_field("clip_embedding").info = None  # as FiftyOne's own computation
+    ds.get_field("clip_embedding").save()
+    loads = []
+    monkeypatch.setattr(embeddings, "get_clip_model", lambda *a: loads.append(a))
+    with pytest.raises(MissingEmbeddingsError, match="4 of its samples are without"):
+        sdk.build_index(ds, "clip", code_method="pca", progress=False)
+    assert not loads and sdk.list_indexes(ds) == []
+    # as the message says: only those with a vector
+    info = sdk.build_index(
+        ds,
+        "clip",
+        embeddings_field="clip_embedding",
+        skip_missing=True,
+        code_method="pca",
+        progress=False,
+    )
+    assert info.n_samples == 36 and info.clip_model is None
