@@ -24,7 +24,7 @@ from fiftyone_clipbranches.sdk.models import (
 )
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.scope import app_scope
+from fiftyone_clipbranches.sdk.scope import WITHIN_VIEW, app_scope
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
@@ -101,11 +101,7 @@ class RefineOperator(foo.Operator):
         neg = ctx.params.get("negative_tag") or DEFAULT_NEGATIVE_TAG
         counts = count_tagged(ctx.dataset, (pos, neg))
         scope = app_scope(ctx.view, ctx.dataset)
-        where = (
-            "; matches within the current view: clear it to find them in every sample"
-            if scope is not ctx.dataset
-            else ""
-        )
+        where = f"; matches {WITHIN_VIEW}" if scope is not ctx.dataset else ""
         inputs.view(
             "counts",
             types.Notice(

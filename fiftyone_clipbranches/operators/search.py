@@ -13,7 +13,7 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
 from fiftyone_clipbranches.sdk.messages import unsearched_note
-from fiftyone_clipbranches.sdk.scope import app_scope
+from fiftyone_clipbranches.sdk.scope import IN_VIEW, WITHIN_VIEW, app_scope
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K
 
 
@@ -44,10 +44,7 @@ class SearchIndex(foo.Operator):
         if app_scope(ctx.view, ctx.dataset) is not ctx.dataset:
             inputs.view(
                 "scope",
-                types.Notice(
-                    label="Searches within the current view: clear it to search"
-                    " every sample"
-                ),
+                types.Notice(label=f"Searches {WITHIN_VIEW}"),
             )
         return types.Property(inputs, view=types.View(label="Search"))
 
@@ -73,7 +70,7 @@ class SearchIndex(foo.Operator):
             notify_error(ctx, exc)
             return {"error": str(exc)}
         ctx.ops.set_view(view=view)
-        where = " in the current view" if scope is not ctx.dataset else ""
+        where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
         ctx.ops.notify(
             f"{len(view)} nearest samples{where}" + unsearched_note(unsearched),
             variant="success",

@@ -17,7 +17,7 @@ from fiftyone_clipbranches.sdk.messages import counted, unsearched_note
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.scope import app_scope
+from fiftyone_clipbranches.sdk.scope import IN_VIEW, app_scope
 from fiftyone_clipbranches.sdk.search import is_image_reference, looks_like_image_path
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 from fiftyone_clipbranches.sdk.views import replaceable_view
@@ -88,7 +88,7 @@ def run_search(ctx, opts: dict) -> str:
     else:
         raise ValueError("type a query or select samples to search by example")
     if within is not ctx.dataset:
-        what += " in the current view"
+        what += f" {IN_VIEW}"
     ctx.ops.set_view(view=view)
     ctx.panel.state.set("showing", "search")
     RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])

@@ -32,6 +32,7 @@ from fiftyone_clipbranches.sdk.models import (
     get_model,
     panel_models,
 )
+from fiftyone_clipbranches.sdk.scope import IN_VIEW, WITHIN_VIEW
 from fiftyone_clipbranches.sdk.search import preload_index
 
 logger = logging.getLogger(__name__)
@@ -221,8 +222,8 @@ class RelevancePanel(foo.Panel):
         panel.btn("search", label="Search", on_click=self.search, variant="contained")
         if actions.search_scope(ctx) is not ctx.dataset:
             panel.md(
-                "*Searches and refinements look within the current view (a saved"
-                " view, or the grid's filters); clear it to search every sample.*",
+                f"*Searches and refinements look {WITHIN_VIEW} (a saved view, or"
+                " the grid's filters).*",
                 name="scope",
             )
 
@@ -329,7 +330,7 @@ def _stats_markdown(stats: dict, every_shown: bool = False) -> str:
     return (
         f"**Last round**: {counted(stats['n_results'], 'match')} of"
         f" {stats['n_index']} indexed samples"
-        + (" in the current view" if stats.get("in_view") else "")
+        + (f" {IN_VIEW}" if stats.get("in_view") else "")
         + f"; {counted(stats['n_pos'], 'positive')}"
         + (
             f" (+{stats['n_neighbour_pos']} neighbours)"
@@ -361,7 +362,7 @@ def _history_markdown(history: list[dict]) -> str:
             detail = (
                 f"{rec['model']}: {rec['n_pos']}+ / {rec['n_neg']}- →"
                 f" {counted(rec['n_results'], 'match')}"
-                + (" in the current view" if rec.get("in_view") else "")
+                + (f" {IN_VIEW}" if rec.get("in_view") else "")
                 + f" ({rec['total_ms']:.0f} ms)"
             )
         else:

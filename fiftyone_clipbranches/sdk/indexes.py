@@ -169,22 +169,11 @@ def build_index(
                 f"code_method must be 'head' or 'pca'; got {code_method!r}"
             )
         report = as_progress(progress)
-        if check_shards(shards, ds.count()) > 1 and ray_address is not None:
+        n = ds.count()
+        if check_shards(shards, n) > 1 and ray_address is not None:
             connect_cluster(ray_address)  # fails now, not after embedding every image
 
-        # a field this package embedded into records its model: with that model
-        # given, its samples without a vector (a stopped build) are embedded,
-        # unless skip_missing says to index only those that have one
-        compute_here = embeddings_field is None or (
-            model is not None
-            and (
-                ds.get_field(embeddings_field) is None
-                or (
-                    skip_missing is not True
-                    and field_identity(ds, embeddings_field) is not None
-                )
-            )
-        )
+        compute_here = _embeds_here(ds, embeddings_field, model, skip_missing)
         model_given = model is not None
         if skip_missing is None:
             skip_missing = compute_here
@@ -194,8 +183,7 @@ def build_index(
             if not model_given:
                 refuse_filling_unknown_vectors(ds, embeddings_field)
             model, pretrained = _clip_to_compute(ds, model, pretrained)
-            n = ds.count()  # refuse a too small dataset before embedding it
-            check_fit_rows(
+            check_fit_rows(  # a too small dataset is refused before embedding
                 n, code_method, encoder_params, f"{ds.name!r} has {n} samples"
             )
             embed_report = compute_embeddings(
@@ -263,6 +251,21 @@ def build_index(
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
     return _info(ds, index_key, config, at_build(len(source), unembeddable))
+
+
+def _embeds_here(ds, field, model, skip_missing) -> bool:
+    """Whether ``build_index`` embeds images: into the default field; into a new
+    ``field`` with ``model`` given; or, with ``model`` given, into the samples
+    without a vector of a field this package embedded into (it records its model:
+    a build stopped while embedding resumes), unless ``skip_missing`` is True
+    (only the samples that have one are indexed)."""
+    if field is None:
+        return True
+    if model is None:
+        return False
+    if ds.get_field(field) is None:
+        return True
+    return skip_missing is not True and field_identity(ds, field) is not None
 
 
 def refuse_filling_unknown_vectors(ds, field: str) -> None:

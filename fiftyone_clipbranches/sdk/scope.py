@@ -7,6 +7,11 @@ import fiftyone.core.stages as fos
 
 from fiftyone_clipbranches.sdk.views import writes_scores
 
+#: Words of every face for an answer limited to the App's view (scope is not the
+#: dataset), and for what such a search or refinement looks in.
+IN_VIEW = "in the current view"
+WITHIN_VIEW = "within the current view: clear it to search every sample"
+
 
 def app_scope(view, dataset):
     """The samples a search or refinement from the App answers within.

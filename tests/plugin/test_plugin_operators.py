@@ -330,3 +330,40 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
     info, _ = run_op("index_info", {"dataset": ds, "params": params})
     assert info["unreadable"] == "0" and info["n_samples"] == 41
+
+
+def test_view_scope_on_an_index_built_from_images(make_user_index):
+    """The user's path (images -> tiny CLIP -> build_index): the search and refine
+    operators and the panel's Refine and Save view answer within the App's view,
+    learn from every label, and keep the view's filter."""
+    from test_plugin_panel import call, patched_state
+
+    ds = make_user_index(n_per_class=10)
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    ds.select(ids[labels == "cat"][:6].tolist()).tag_samples("cb_positive")
+    ds.select(ids[labels == "truck"][:4].tolist()).tag_samples("cb_negative")
+    two = ds.match(F("ground_truth.label").is_in(["cat", "dog"]))
+    inside = set(two.values("id"))
+
+    params = {"index_key": "clip", "query_type": "text", "text": "a cat", "k": 5}
+    _, requests = run_op("search", {"dataset": ds, "view": two, "params": params})
+    found = fo.DatasetView._build(ds, requests[0][1]["view"])
+    assert len(found) == 5 and set(found.values("id")) <= inside
+    assert "in the current view" in notifications(requests, "success")[0]
+
+    params = {"index_key": "clip", "model": "ensemble", "random_negatives": 30}
+    stats, _ = run_op("refine", {"dataset": ds, "view": two, "params": params})
+    assert stats["n_pos"] == 6 and stats["n_neg"] == 4  # negatives outside the view
+    assert stats["n_index"] == len(two)
+    assert set(ds.exists("clipbranches_score").values("id")) <= inside
+
+    state = {"index_key": "clip", "model": "tree", "view_name": "cats in two"}
+    requests = call(ds, "refine", state=state, view=two)
+    assert patched_state(requests)["last_stats"]["in_view"] is True
+    (shown,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    state = {**state, **patched_state(requests)}
+    call(ds, "save_view", state=state, view=fo.DatasetView._build(ds, shown))
+    saved = ds.load_saved_view("cats in two")
+    assert saved._stages[0]._kwargs() == two._stages[0]._kwargs()
+    assert set(saved.values("id")) <= inside
