@@ -13,6 +13,7 @@ from pathlib import Path
 
 import fiftyone.operators as foo
 import pytest
+from fiftyone import ViewField as F
 from service_process import running_service
 
 from fiftyone_clipbranches import sdk
@@ -32,18 +33,20 @@ def _serve_command() -> list[str]:
     return [str(script), "serve"]
 
 
-def _panel_refine(ds, state: dict) -> tuple[list[str], dict]:
+def _panel_refine(ds, state: dict, view=None) -> tuple[list[str], dict]:
     ctx = {
         "dataset": ds,
         "params": {"__method__": "refine", "panel_id": "p1", "panel_state": state},
     }
+    if view is not None:
+        ctx["view"] = view
     out = foo.execute_operator(PANEL, ctx=ctx)
     requests = [
         (r["operator_uri"], r.get("params") or {})
         for r in out.executor.to_json()["requests"]
     ]
     (view,) = [p for uri, p in requests if uri == "set_view"]
-    (stage,) = view["view"]
+    stage = view["view"][-1]  # the round's ordered select, after the view's own
     stats = [
         p["state"]["last_stats"]
         for uri, p in requests
@@ -116,4 +119,13 @@ def test_user_index_served_and_refined_by_client_and_panel(
         sdk.wait_for_writes(ds)  # the panel writes the score field behind the grid
         scored = ds.exists("journey_score")
         assert set(scored.values("id")) == set(panel_ids)
+
+        # In a filtered grid: the service's ranking cut to the view, as here
+        two = ds.match(F("ground_truth.label").is_in(["cat", "dog"]))
+        served_ids, served_stats = _panel_refine(ds, state, view=two)
+        monkeypatch.delenv(URL_ENV)
+        here_ids, here_stats = _panel_refine(ds, state, view=two)
+        assert served_ids == here_ids and set(here_ids) <= set(two.values("id"))
+        assert served_stats["n_results"] == here_stats["n_results"]
+        assert served_stats["in_view"] is here_stats["in_view"] is True
         assert service.proc.poll() is None
