@@ -241,10 +241,10 @@ def _cmd_search(args) -> int:
         k=args.k,
         index_key=args.key,
     )
-    rows = [{"id": i, "distance": int(d)} for i, d in zip(ids, distances)]
+    rows = [{"id": i, "sq_distance": int(d)} for i, d in zip(ids, distances)]
     label_tags = (args.positive_tag, args.negative_tag)
     tagged = _tag_results(ds, ids, args.tag, label_tags) if args.tag else None
-    _print_rows(ds, rows, "distance", args, header="sq. distance")
+    _print_rows(ds, rows, "sq_distance", args, header="sq. distance")
     if not args.json:
         if tagged:
             print(tagged)

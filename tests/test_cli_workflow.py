@@ -39,7 +39,7 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     rows = _json(capsys)
     ids = [r["id"] for r in rows]
     assert len(set(ids)) == 10
-    assert [r["distance"] for r in rows] == sorted(r["distance"] for r in rows)
+    assert [r["sq_distance"] for r in rows] == sorted(r["sq_distance"] for r in rows)
     assert sorted(ds.match_tags("cb_positive").values("id")) == sorted(ids)
     paths = dict(zip(*ds.values(["id", "filepath"])))
     assert [r["filepath"] for r in rows] == [paths[i] for i in ids]  # as the table
