@@ -11,6 +11,7 @@ import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.sdk import list_indexes
 from fiftyone_clipbranches.sdk.messages import user_message
+from fiftyone_clipbranches.sdk.runs import key_taken
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,8 @@ def add_new_key_input(
     problem = None
     if not key or not str(key).isidentifier():
         problem = "Use letters, digits and underscores, not starting with a digit"
-    elif ctx.dataset is not None and ctx.dataset.has_run(key):
-        problem = f"A run with key '{key}' already exists"
+    elif ctx.dataset is not None:
+        problem = key_taken(ctx.dataset, key)
     if problem:
         prop.invalid = True
         prop.error_message = problem

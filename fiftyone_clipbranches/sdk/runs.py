@@ -168,6 +168,13 @@ def validate_new_key(samples, key, for_build: bool = True) -> str:
             "not starting with a digit"
         )
     root = root_dataset(samples)
+    brain_method = _other_brain_method(root, key)
+    if brain_method is not None:
+        raise IndexExistsError(
+            f"a brain run with key {key!r} ({brain_method}) already exists on dataset"
+            f" {root.name!r}: choose another key (an index key is the brain key of"
+            " its backend='clipbranches' similarity run, so the two share names)"
+        )
     if root.has_run(key):
         hint = ""
         if for_build and key in list_index_keys(root):
@@ -181,6 +188,31 @@ def validate_new_key(samples, key, for_build: bool = True) -> str:
             f" another key or delete it first{hint}"
         )
     return key
+
+
+def key_taken(samples, key: str) -> str | None:
+    """Why ``key`` cannot name a new index, in a few words (a form's field error);
+    None when it can."""
+    root = root_dataset(samples)
+    brain_method = _other_brain_method(root, key)
+    if brain_method is not None:
+        return f"A brain run ({brain_method}) has key '{key}'"
+    if root.has_run(key):
+        return f"A run with key '{key}' already exists"
+    return None
+
+
+def _other_brain_method(ds, key: str) -> str | None:
+    """The method of brain run ``key`` (``"unknown method"`` when its backend cannot
+    be loaded), or None when there is none or it is a clipbranches similarity run
+    (whose index takes its key)."""
+    if not ds.has_brain_run(key):
+        return None
+    try:
+        method = ds.get_brain_info(key).config.method
+    except Exception:  # noqa: BLE001 - a run whose backend cannot be imported
+        return "unknown method"
+    return None if method == SIMILARITY_BACKEND else str(method)
 
 
 def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexConfig:

@@ -17,12 +17,16 @@ from fiftyone.brain.similarity import SimilarityIndex
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.engine.scan import knn_scan
-from fiftyone_clipbranches.sdk.errors import ClipBranchesError, IndexNotFoundError
+from fiftyone_clipbranches.sdk.errors import (
+    ClipBranchesError,
+    IndexNotFoundError,
+    UnknownModelError,
+)
 from fiftyone_clipbranches.sdk.freshness import alive_rows
-from fiftyone_clipbranches.sdk.identity import zoo_identity
+from fiftyone_clipbranches.sdk.identity import build_identity, zoo_identity
 from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
 from fiftyone_clipbranches.sdk.indexes import discard_index, refuse_if_nothing_read
-from fiftyone_clipbranches.sdk.runs import root_dataset
+from fiftyone_clipbranches.sdk.runs import brain_runs_using, root_dataset
 from fiftyone_clipbranches.sdk.search import query_code, text_embeddings
 from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
 
@@ -58,7 +62,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         if config.index_key is None:
             config.index_key = brain_key
         if config.index_key in sdk.list_indexes(ds):
-            _check_adoptable(ds, config)
+            _check_adoptable(ds, config, brain_key)
             config.owns_index = False
         else:
             _build_from_dataset(ds, config)
@@ -210,17 +214,39 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
 
     def cleanup(self):
         """Deletes the clipbranches index (its run and files) when this brain run
-        built it; an index the user built and the run adopted is left alone."""
+        built it; an index the user built and the run adopted is left alone, and
+        so is one another brain run answers from (runs made before adoption
+        refused that)."""
         if self.config.owns_index is False:
             return
-        if self.index_key in sdk.list_indexes(self._dataset):
-            discard_index(self._dataset, self.index_key)
+        if self.index_key not in sdk.list_indexes(self._dataset):
+            return
+        others = _other_runs_using(self._dataset, self.index_key, self.key)
+        if others:
+            logger.warning(
+                "clipbranches index %r is kept: the similarity brain run(s) %s of"
+                " dataset %r also answer from it",
+                self.index_key,
+                ", ".join(repr(k) for k in others),
+                self._dataset.name,
+            )
+            return
+        discard_index(self._dataset, self.index_key)
 
     def _parse_query(self, query):
         prompts = _prompts(query)
         if prompts is None:
             return super()._parse_query(query)
         config, bundle = self._load()
+        if not config.clip_model or bundle.encoder is None:
+            raise UnknownModelError(
+                f"similarity index {self.key!r} does not know the open_clip model"
+                " of its embeddings, so it cannot embed text prompts: query by"
+                " sample ids or vectors, or run compute_similarity again (another"
+                " brain_key) declaring the model of the embeddings,"
+                " clip_model='ViT-B-32', pretrained='openai' for example (FiftyOne's"
+                " clip-vit-base32-torch is open_clip ViT-B-32 / openai)"
+            )
         return text_embeddings(config, bundle, self.index_key, prompts)
 
     def _kneighbors(
@@ -282,11 +308,19 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             self._backend.update_run_config(self._dataset, self.key, self.config)
 
     def _first_build(self, ids, vectors):
+        """Build the index over ``ids`` alone: from the embeddings field when they
+        are every sample it holds a vector of (``update_index`` then works as for
+        any index), else from ``vectors``."""
         identity = _declared_identity(self.config)
         field = self.config.embeddings_field
-        if field is not None:
+        if field is not None and len(self._dataset.exists(field)) == len(set(ids)):
             _build_from_field(self._dataset, self.config, field, identity)
             return
+        if field is not None:
+            declared = identity or {}
+            identity = build_identity(
+                self._dataset, field, declared.get("name"), declared.get("pretrained")
+            )
         from fiftyone_clipbranches.embed.encoder import fit_code_encoder
 
         encoder = fit_code_encoder(
@@ -304,6 +338,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             encoder=encoder,
             clip_model=identity,
             code_method=self.config.code_method,
+            embeddings_field=field,
         )
 
     def _query_codes(self, config, bundle, query, aggregation) -> list[np.ndarray]:
@@ -370,19 +405,37 @@ def _build_from_dataset(ds, config) -> None:
         _build_from_field(ds, config, field, identity)
 
 
-def _check_adoptable(ds, config) -> None:
-    """An existing clipbranches index may back the brain run only if it indexes
-    the run's embeddings field (else add_to_index and update_index would disagree
-    on where the vectors live)."""
-    field = sdk.index_info(ds, config.index_key, check=False).embeddings_field
+def _check_adoptable(ds, config, brain_key: str) -> None:
+    """An existing clipbranches index may back the brain run only if no other
+    brain run answers from it (the owner's ``cleanup`` would delete it under the
+    other) and it indexes the run's embeddings field (else add_to_index and
+    update_index would disagree on where the vectors live). The run's config then
+    records the index's code method."""
+    key = config.index_key
+    others = _other_runs_using(ds, key, brain_key)
+    if others:
+        raise ClipBranchesError(
+            f"clipbranches index {key!r} already answers the similarity brain run"
+            f" {others[0]!r} of dataset {ds.name!r} (a renamed run keeps its"
+            " index's key): pass another brain_key, or index_key= a key no"
+            " clipbranches index has (cb.list_indexes(dataset) lists them)"
+        )
+    info = sdk.index_info(ds, key, check=False)
+    field = info.embeddings_field
     if config.embeddings_field is None:
         config.embeddings_field = field
     elif field is not None and field != config.embeddings_field:
         raise ClipBranchesError(
-            f"clipbranches index {config.index_key!r} already exists over embeddings "
+            f"clipbranches index {key!r} already exists over embeddings "
             f"field {field!r}, not {config.embeddings_field!r}: pass "
             f"embeddings={field!r}, or another brain_key (or index_key=)"
         )
+    if info.code_method is not None:
+        config.code_method = info.code_method
+
+
+def _other_runs_using(ds, index_key: str, brain_key: str | None) -> list[str]:
+    return [k for k in brain_runs_using(ds, index_key) if k != brain_key]
 
 
 def _build_from_field(ds, config, field, identity) -> None:

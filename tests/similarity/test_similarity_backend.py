@@ -167,7 +167,9 @@ def test_embeddings_array_builds_codes_only_index_without_text(embedded):
     assert index_ids == ids and not index.supports_prompts
     ranked = embedded.sort_by_similarity(ids[5], k=4, brain_key="arr").values("id")
     assert ranked == _brute(codes, index_ids, codes[5], 4)[0]
-    with pytest.raises(UnknownModelError, match="model='ViT-B-32', pretrained"):
+    with pytest.raises(
+        UnknownModelError, match="compute_similarity again .*clip_model="
+    ):
         embedded.sort_by_similarity("a dog", k=4, brain_key="arr")
     with pytest.raises(ValueError, match="keeps 32-byte codes"):
         index.get_embeddings()
@@ -276,3 +278,80 @@ def test_images_none_of_which_can_be_read_are_said_so_after_one_pass(
         assert not second_pass and ds.get_field("clip_embedding") is None
     finally:
         ds.delete()
+
+
+def test_one_index_answers_one_brain_run(similarity):
+    """A renamed run keeps its index's key: a new run of the old brain key (or one
+    naming that index) adopted it, and the owner's cleanup() deleted it under the
+    new run. Adoption is refused; the renamed run keeps answering."""
+    ds, _ = similarity
+    first = ds.values("id")[0]
+    ds.rename_brain_run("sim", "renamed")
+    with pytest.raises(ValueError, match="already answers the similarity brain run"):
+        fob.compute_similarity(
+            ds, backend="clipbranches", embeddings="emb", brain_key="sim"
+        )
+    with pytest.raises(ValueError, match="'renamed'"):
+        fob.compute_similarity(
+            ds, backend="clipbranches", embeddings="emb", brain_key="b",
+            index_key="sim",
+        )  # fmt: skip
+    assert sorted(ds.list_brain_runs()) == ["renamed"]
+    assert cb.list_indexes(ds) == ["sim"]
+    ranked = ds.sort_by_similarity(first, k=1, brain_key="renamed")
+    assert ranked.values("id") == [first]
+    ds.load_brain_results("renamed").cleanup()
+    ds.delete_brain_run("renamed")
+    assert cb.list_indexes(ds) == []
+
+
+def test_index_keys_and_other_brain_keys_never_meet(embedded):
+    """An index named as a brain run of another method was listed beside it as an
+    unrelated thing, and no clipbranches run could take that key."""
+    ds = embedded
+    fob.compute_similarity(ds, embeddings="emb", backend="sklearn", brain_key="sk")
+    with pytest.raises(cb.sdk.IndexExistsError, match="brain run with key 'sk'"):
+        cb.build_index(ds, "sk", embeddings_field="emb", code_method="pca")
+    cb.build_index(
+        ds, "mine", embeddings_field="emb", code_method="pca", progress=False
+    )
+    with pytest.raises(cb.sdk.IndexExistsError, match="sklearn"):
+        cb.rename_index(ds, "mine", "sk")
+    assert cb.list_indexes(ds) == ["mine"]
+    assert sdk.runs.key_taken(ds, "sk") == "A brain run (sklearn) has key 'sk'"
+    assert sdk.runs.key_taken(ds, "mine") == "A run with key 'mine' already exists"
+    assert sdk.runs.key_taken(ds, "free") is None
+
+
+def test_an_emptied_index_filled_again_holds_what_was_added(embedded):
+    """add_to_index after every sample was removed rebuilt from the whole
+    embeddings field, bringing back what had just been removed."""
+    ids, vectors = embedded.values(["id", "emb"])
+    index = fob.compute_similarity(
+        embedded, backend="clipbranches", embeddings="emb", brain_key="sim",
+        code_method="pca",
+    )  # fmt: skip
+    index.remove_from_index(sample_ids=ids)
+    assert index.total_index_size == 0
+    index.add_to_index(np.stack(vectors[:50]), ids[:50])
+    assert index.total_index_size == 50
+    assert sorted(index.sample_ids) == sorted(ids[:50])
+    ranked = embedded.sort_by_similarity(ids[3], k=None, brain_key="sim")
+    assert sorted(ranked.values("id")) == sorted(ids[:50])
+    info = cb.index_info(embedded, "sim", check=False)
+    assert info.embeddings_field == "emb" and info.clip_model["name"] == TINY_CLIP_NAME
+    index.cleanup()
+    embedded.delete_brain_run("sim")
+
+
+def test_an_adopted_index_records_its_own_code_method(embedded):
+    cb.build_index(
+        embedded, "mine", embeddings_field="emb", code_method="pca", progress=False
+    )
+    register_similarity_backend()
+    index = fob.compute_similarity(
+        embedded, backend="clipbranches", embeddings="emb", brain_key="mine",
+        code_method="head",
+    )  # fmt: skip
+    assert index.config.code_method == "pca"
+    assert embedded.get_brain_info("mine").config.code_method == "pca"
