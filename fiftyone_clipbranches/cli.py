@@ -336,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("CLIPBRANCHES_DEBUG"):
             raise
         from fiftyone_clipbranches.sdk.messages import CLI_WEIGHTS_HINT, weights_message
+        from fiftyone_clipbranches.sdk.progress import close_open_bars
 
+        close_open_bars()  # the error goes on a line of its own
         message = weights_message(e, CLI_WEIGHTS_HINT) or (
             str(e).splitlines()[0] if str(e) else type(e).__name__
         )

@@ -52,18 +52,38 @@ def _pretrained(value):
     return None if value.lower() == "none" else value
 
 
+def _clip_choice(args) -> tuple:
+    """``--model`` / ``--pretrained`` as ``build_index`` takes them; ``--model
+    demo`` is the small CLIP this package ships (offline; it knows generated
+    shapes, not photos)."""
+    from fiftyone_clipbranches.demo.pipeline import SHIPPED_MODEL
+
+    if args.model != SHIPPED_MODEL:
+        return args.model, _pretrained(args.pretrained)
+    if args.pretrained is not None:
+        raise ValueError(
+            "--model demo is the small CLIP this package ships, with its own"
+            " weights: leave --pretrained out"
+        )
+    from fiftyone_clipbranches.demo import ensure_demo_model
+
+    demo = ensure_demo_model(progress=not args.quiet)
+    return demo.name, demo.checkpoint_path
+
+
 def _cmd_build_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
+    model, pretrained = _clip_choice(args)
     bar = ProgressBar(f"building {args.key!r}") if not args.quiet else None
     try:
         info = sdk.build_index(
             ds,
             args.key,
             embeddings_field=args.embeddings_field,
-            model=args.model,
-            pretrained=_pretrained(args.pretrained),
+            model=model,
+            pretrained=pretrained,
             code_method=args.code_method,
             skip_missing=True if args.skip_missing else None,
             progress=bar or False,
@@ -409,7 +429,9 @@ def add_workflow_commands(sub) -> None:
     p.add_argument(
         "--model",
         help="open_clip architecture (default: the model recorded on"
-        " 'clip_embedding' by an earlier embedding, else ViT-B-32)",
+        " 'clip_embedding' by an earlier embedding, else ViT-B-32), or 'demo' for"
+        " the small CLIP this package ships (offline; it knows generated shapes,"
+        " not photos)",
     )
     p.add_argument(
         "--pretrained",

@@ -215,7 +215,7 @@ def test_delete_index_needs_its_key_and_removes_only_that_index(
     assert "--key keep" not in err  # a deletion names no other index to delete
 
 
-def test_cli_errors_are_one_line(images, capsys):
+def test_cli_errors_are_one_line(images, cifar_dir, capsys):
     for command in ("refine", "verify", "update-index"):
         assert cli_main([command, "no-such-dataset"]) == 1
         err = capsys.readouterr().err
@@ -239,6 +239,33 @@ def test_cli_errors_are_one_line(images, capsys):
     err = capsys.readouterr().err
     assert "are not available" in err and "--pretrained with a local checkpoint" in err
     assert "load_clip(" not in err and len(err.strip().splitlines()) == 1
+    assert "--model demo" in err
+    # an error after a bar started is printed on a line of its own
+    # an error after an SDK call's bar started is printed on a line of its own
+    demo = ["demo", "--images", str(cifar_dir / "cat"), "--model", "ViT-B-32"]
+    assert cli_main([*demo, "--pretrained", "laion2b_s34b_b79k", "--no-app"]) == 1
+    last = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
+    assert last.startswith("clipbranches demo: error:")
+
+
+def test_model_demo_builds_offline_and_other_processes_search_it(images, capsys):
+    """``--model demo`` was known to ``clipbranches demo`` only (build-index asked
+    for its pretrained tag); the index it builds answers text in a new process
+    (the architecture's config lies beside the checkpoint it records)."""
+    import subprocess
+    import sys
+
+    build = ["build-index", images.name, "--model", "demo", "--code-method", "pca"]
+    assert cli_main([*build, "--pretrained", "x", "--quiet"]) == 1
+    assert "leave --pretrained out" in capsys.readouterr().err
+    assert cli_main([*build, "--quiet", "--json"]) == 0
+    info = _json(capsys)
+    assert info["clip_model"]["name"] == "clipbranches-demo-rn16"
+    search = [sys.executable, "-m", "fiftyone_clipbranches.cli", "search"]
+    search += [images.name, "--text", "a red circle", "--k", "3", "--json"]
+    done = subprocess.run(search, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 3
 
 
 def test_pretrained_none_means_random_weights_and_absent_means_not_given():

@@ -191,8 +191,9 @@ def ensure_demo_model(
     the default configuration, else trained; reused by later calls.
 
     The cache folder is ``<data dir>/demo/models/<name>-<config key>/`` holding the
-    open_clip checkpoint, its compact form (:mod:`.checkpoint`) and a small JSON with
-    the model's identity. It is written to a temporary folder and renamed, so a crash
+    open_clip checkpoint, its compact form (:mod:`.checkpoint`), a small JSON with
+    the model's identity and the architecture's open_clip config (so that any
+    process loads the checkpoint path an index records: ``write_model_config``). It is written to a temporary folder and renamed, so a crash
     never leaves a partial model behind. A trained model is packed and unpacked like
     the shipped one, so a retrain of the default configuration on a machine that
     trains bit-reproducibly gives the shipped checkpoint's bytes
@@ -232,6 +233,7 @@ def ensure_demo_model(
     if not force:
         cached = _read_cached(folder)
         if cached is not None:
+            write_model_config(folder)  # folders cached before it was written there
             return cached
 
     shipped = compact.shipped_meta()
@@ -290,6 +292,7 @@ def ensure_demo_model(
             tmp / INFO_NAME,
             {"format": _INFO_FORMAT, "name": DEMO_MODEL_NAME, "identity": identity},
         )
+        write_model_config(tmp)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

@@ -304,19 +304,7 @@ def _demo_model(data_dir, progress, train_minutes, train_config, retrain, notes)
             f"demo model retrained: sha256 {demo.identity['compact_sha256'][:16]},"
             f" {verdict}"
         )
-    _config_beside_checkpoint(demo)
     return demo.name, demo.checkpoint_path
-
-
-def _config_beside_checkpoint(demo) -> None:
-    """Copy the demo architecture's config next to its checkpoint.
-
-    Any process (the App server, the HTTP service) can then load the model from the
-    checkpoint path recorded with the index.
-    """
-    from fiftyone_clipbranches.demo.model import write_model_config
-
-    write_model_config(Path(demo.checkpoint_path).parent)
 
 
 def _generated_dataset(name, records, model, pretrained):

@@ -15,6 +15,7 @@ from fiftyone_clipbranches.operators.common import (
     vector_fields,
 )
 from fiftyone_clipbranches.sdk import build_index, update_index
+from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -67,6 +68,13 @@ class BuildIndex(foo.Operator):
                 "for FiftyOne's clip-vit-base32-torch",
             )
             inputs.str("pretrained", label="Pretrained weights of the field")
+            inputs.bool(
+                "skip_missing",
+                label="Leave out samples without a vector",
+                description="Index only the samples the field holds a vector for"
+                " (left unchecked, such samples stop the build and are named)",
+                default=False,
+            )
         method = types.RadioGroup()
         method.add_choice("head", label="Learned head")
         method.add_choice("pca", label="PCA")
@@ -101,16 +109,29 @@ class BuildIndex(foo.Operator):
                 p.get("index_key"),
                 embeddings_field=None if embeddings == COMPUTE else embeddings,
                 code_method=p.get("code_method", "head"),
+                skip_missing=True if p.get("skip_missing") else None,
                 **declared,
             )
         except Exception as exc:  # shown as a notification, never a traceback
-            yield from notify_error(ctx, exc)
+            yield from notify_error(ctx, _in_form_words(exc, embeddings))
             return
         if not ctx.delegated:
             yield ctx.ops.notify(
                 f"Index '{info.key}' built over {info.n_samples} samples",
                 variant="success",
             )
+
+
+def _in_form_words(exc: Exception, field: str) -> Exception:
+    """``exc``, with the form's own way out where the SDK names its arguments."""
+    if isinstance(exc, MissingEmbeddingsError) and exc.n_missing:
+        return MissingEmbeddingsError(
+            f"{exc.n_missing} samples have no {field!r} vector: check 'Leave out"
+            " samples without a vector' to index the others, or compute them first"
+            " ('CLIP branches: compute embeddings')",
+            n_missing=exc.n_missing,
+        )
+    return exc
 
 
 class UpdateIndex(foo.Operator):

@@ -161,7 +161,8 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
             f"{n_missing} samples have no {field!r} embedding; compute them with "
             f"compute_embeddings(dataset, {field!r}) first, or pass "
             "skip_missing=True (CLI: --skip-missing) to index the others (an image "
-            "that cannot be read never gets one; index_info reports those left out)"
+            "that cannot be read never gets one; index_info reports those left out)",
+            n_missing=n_missing,
         )
     if not len(ids):
         raise MissingEmbeddingsError(

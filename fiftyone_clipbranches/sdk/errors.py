@@ -34,7 +34,12 @@ class ContradictoryLabelsError(ClipBranchesError):
 
 
 class MissingEmbeddingsError(ClipBranchesError):
-    """Samples lack the embeddings an index build needs."""
+    """Samples lack the embeddings an index build needs (``n_missing`` of them,
+    when counted)."""
+
+    def __init__(self, message: str, n_missing: int | None = None):
+        super().__init__(message)
+        self.n_missing = n_missing
 
 
 class ResultTooLargeError(ClipBranchesError):

@@ -20,8 +20,10 @@ APP_WEIGHTS_HINT = (
 
 
 CLI_WEIGHTS_HINT = (
-    "Pass --pretrained with a local checkpoint file (open_clip_pytorch_model.bin), or"
-    " choose a --model whose weights are in this machine's cache"
+    "Pass --pretrained with a local checkpoint file (open_clip_pytorch_model.bin),"
+    " choose a --model whose weights are in this machine's cache, or try it offline"
+    " with --model demo (the small CLIP this package ships; it knows generated"
+    " shapes, not photos)"
 )
 
 

@@ -51,3 +51,13 @@ class ProgressBar:
 
 def _no_progress(fraction: float, label: str) -> None:
     return None
+
+
+def close_open_bars() -> None:
+    """End every progress bar still open (a call that raised leaves its bar at
+    its last step), so what is printed next starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is None:
+        return
+    for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+        bar.close()

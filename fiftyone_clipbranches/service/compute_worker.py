@@ -21,6 +21,7 @@ and lets go of those it no longer does (updated, deleted), as the service does.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -170,13 +171,19 @@ class SdkWorker:
             logger.warning("worker: index %r of %r not opened: %s", key, ds.name, e)
             return
         if config.clip_model:
+            where = f"index {key!r} of dataset {ds.name!r}"
             try:
-                index_clip_model(config, key)
+                with warnings.catch_warnings():  # said below, in the log's format
+                    warnings.filterwarnings("ignore", "load_clip.*RANDOM weights")
+                    index_clip_model(config, key)
             except Exception as e:  # a text search says why
-                logger.info("worker: no CLIP model for index %r: %s", key, e)
+                logger.info("worker: no CLIP model for %s: %s", where, e)
             else:
-                name = config.clip_model["name"]
-                logger.info("worker: CLIP model %s of index %r loaded", name, key)
+                model = config.clip_model
+                random = "" if model.get("pretrained") else " (RANDOM weights)"
+                logger.info(
+                    "worker: CLIP %s%s of %s loaded", model["name"], random, where
+                )
 
     @staticmethod
     def _refine(ds, body: dict, served: frozenset) -> tuple:

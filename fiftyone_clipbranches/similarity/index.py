@@ -212,6 +212,15 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         matrix = np.asarray(vectors, np.float32) if ids else np.zeros((0, dims))
         return matrix, np.array(ids), None
 
+    def find_duplicates(self, *args, **kwargs):
+        raise ClipBranchesError(
+            "the clipbranches backend answers queries (sort_by_similarity), not"
+            " duplicate searches: compute_similarity with backend='sklearn' offers"
+            " find_duplicates and find_unique"
+        )
+
+    find_unique = find_duplicates
+
     def cleanup(self):
         """Deletes the clipbranches index (its run and files) when this brain run
         built it; an index the user built and the run adopted is left alone, and

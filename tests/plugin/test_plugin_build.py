@@ -99,3 +99,18 @@ def test_build_form_computes_with_random_weights_when_pretrained_is_empty(
         assert model["name"] == TINY_CLIP_NAME and model["pretrained"] is None
     finally:
         ds.delete()
+
+
+def test_build_form_can_leave_out_samples_without_a_vector(embedded_dataset):
+    """The similarity backend indexes a field with gaps; the form could not."""
+    ds = embedded_dataset
+    ds.take(5, seed=0).set_values("emb", [None] * 5)
+    _, requests = run_op("build_index", {"dataset": ds, "params": _params("gaps")})
+    (error,) = notifications(requests, "error")
+    assert error.startswith("5 samples have no 'emb' vector: check 'Leave out")
+    assert sdk.list_indexes(ds) == []
+    params = {**_params("gaps"), "skip_missing": True}
+    _, requests = run_op("build_index", {"dataset": ds, "params": params})
+    assert notifications(requests, "success") == ["Index 'gaps' built over 45 samples"]
+    fresh = sdk.index_info(ds, "gaps").freshness
+    assert fresh.n_index == 45 and fresh.n_added + fresh.n_unreadable == 5

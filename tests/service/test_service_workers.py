@@ -67,9 +67,8 @@ def test_workers_answer_like_the_sdk_are_replaced_and_leave_nothing(make_user_in
         assert len(workers) == 2
         # each worker loaded what a first search and refinement would wait for
         log = service.output()
-        assert (
-            log.count("worker: CLIP model clipbranches-tiny-user of index 'clip'") == 2
-        )
+        loaded = "worker: CLIP clipbranches-tiny-user of index 'clip' of dataset"
+        assert log.count(f"{loaded} 'svc-workers' loaded") == 2
         assert log.count("worker: the refinement's kernels are ready") == 2
         service_nice = psutil.Process(pid).nice()
         assert all(psutil.Process(w).nice() >= service_nice + 7 for w in workers)

@@ -355,3 +355,6 @@ def test_an_adopted_index_records_its_own_code_method(embedded):
     )  # fmt: skip
     assert index.config.code_method == "pca"
     assert embedded.get_brain_info("mine").config.code_method == "pca"
+    for search in (index.find_duplicates, index.find_unique):
+        with pytest.raises(ValueError, match="backend='sklearn' offers"):
+            search(thresh=0.1)
