@@ -312,6 +312,16 @@ def _unrecognized(extra: list[str], args) -> str:
     return message
 
 
+def _interrupted(args) -> str:
+    """What an interrupted command left, and how to go on."""
+    if args.command in ("build-index", "update-index"):
+        return (
+            "interrupted; the images embedded so far are kept, and the same command"
+            " goes on from there"
+        )
+    return "interrupted"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone early fails here, not at the exit
         return code
     except KeyboardInterrupt:
-        print("clipbranches: interrupted", file=sys.stderr)
+        print(f"clipbranches {args.command}: {_interrupted(args)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # its reader stopped early (`| head`): nothing to say
         try:

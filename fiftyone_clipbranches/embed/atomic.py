@@ -6,7 +6,7 @@ import io
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +17,9 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _unique_sibling(path)
+    # 0o666 less the umask, as a plain open gives (mkstemp's files are 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -49,9 +51,8 @@ def write_dir_atomic(path: str | os.PathLike, fill: Callable[[Path], None]) -> N
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(
-        tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    )
+    tmp = _unique_sibling(path)
+    tmp.mkdir()  # the umask's mode, as its siblings (mkdtemp's folders are 0700)
     old = None
     try:
         fill(tmp)
@@ -66,3 +67,8 @@ def write_dir_atomic(path: str | os.PathLike, fill: Callable[[Path], None]) -> N
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _unique_sibling(path: Path) -> Path:
+    """A name beside ``path`` that no other writer uses."""
+    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"

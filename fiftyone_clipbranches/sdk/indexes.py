@@ -235,17 +235,23 @@ def build_index(
             ray_address=ray_address,
             shard_progress=progress is True,
         )
-    if not refinement_is_warm():
-        report(
-            0.95, "preparing the refinement's kernels (compiled once per installation)"
-        )
-        warm_refinement_or_warn()
     left_out = (
         f"; {counted(len(unembeddable), 'sample')} left out (unreadable or"
         " without an embedding)"
         if unembeddable
         else ""
     )
+    if not refinement_is_warm():
+        report(
+            0.95, "preparing the refinement's kernels (compiled once per installation)"
+        )
+        try:
+            warm_refinement_or_warn()
+        except KeyboardInterrupt:  # the index is built: say so rather than fail
+            left_out += (
+                "; preparing the refinement's kernels was interrupted (the first"
+                " refinement compiles them)"
+            )
     report(
         1.0,
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",

@@ -14,6 +14,7 @@ dataset's own folder (copy on write).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import shutil
@@ -148,9 +149,24 @@ def root_dataset(samples):
 
 
 def list_index_keys(samples) -> list[str]:
-    """Keys of the index runs registered on the root dataset of ``samples``."""
+    """Keys of the index runs registered on the root dataset of ``samples``, as
+    the database holds them now (:func:`read_runs_again`)."""
     root = root_dataset(samples)
+    read_runs_again(root)
     return root.list_runs(method=RUN_METHOD)
+
+
+def read_runs_again(root) -> None:
+    """Read the root dataset's runs from the database again: FiftyOne keeps those
+    it read when the dataset was loaded, so an index another process built,
+    updated, renamed or deleted since would otherwise be seen as it was (its old
+    files answering, its new samples counted as unsearched). Milliseconds."""
+    from mongoengine.errors import DoesNotExist
+
+    if root.deleted:
+        return
+    with contextlib.suppress(DoesNotExist):  # deleted elsewhere: the next read says
+        root._doc.reload("runs")
 
 
 def validate_new_key(samples, key, for_build: bool = True) -> str:

@@ -158,3 +158,25 @@ def test_vectors_of_an_unknown_model_are_not_filled_with_the_default(
         progress=False,
     )
     assert info.n_samples == 36 and info.clip_model is None
+
+
+def test_ctrl_c_while_the_kernels_compile_keeps_the_built_index(
+    images, monkeypatch, tiny_clip_checkpoint
+):
+    """The CLI said "interrupted" (exit 130) while the index was complete, and the
+    same command then failed on the existing key."""
+    from fiftyone_clipbranches.sdk import indexes
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(indexes, "refinement_is_warm", lambda: False)
+    monkeypatch.setattr(indexes, "warm_refinement_or_warn", interrupted)
+    said = []
+    info = sdk.build_index(
+        images, "clip", code_method="pca", model=TINY_CLIP_NAME,
+        pretrained=str(tiny_clip_checkpoint),
+        progress=lambda fraction, label: said.append(label),
+    )  # fmt: skip
+    assert info.n_samples == len(images) and sdk.list_indexes(images) == ["clip"]
+    assert said[-1].endswith("was interrupted (the first refinement compiles them)")

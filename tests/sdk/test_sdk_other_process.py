@@ -1,0 +1,44 @@
+"""What another process does to an index is seen here without reloading the
+dataset: FiftyOne keeps the runs it read at load, so an update from the CLI left
+this process answering from the old (deleted) files, counting the added sample
+as unsearched, and a deleted index still listed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import fiftyone as fo
+
+import fiftyone_clipbranches as cb
+
+
+def _cli(*args: str) -> None:
+    command = [sys.executable, "-m", "fiftyone_clipbranches.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_update_rename_and_delete_elsewhere_are_seen_here(
+    make_user_index, cifar_dir
+):
+    ds = make_user_index(n_per_class=5, name="other-process")
+    ds.persistent = True  # another process loads it by name
+    before = cb.index_info(ds, "clip")
+    ds.add_sample(fo.Sample(filepath=str(next((cifar_dir / "dog").iterdir()))))
+    assert cb.unsearched_count(ds, "clip") == 1
+
+    _cli("update-index", ds.name, "--key", "clip", "--quiet")
+    after = cb.index_info(ds, "clip")
+    assert after.index_dir != before.index_dir and after.n_samples == 51
+    assert cb.unsearched_count(ds, "clip") == 0
+    ids = ds.values("id")
+    result = cb.refine(
+        ds, positives=ids[:3], negatives=ids[-3:], index_key="clip", score_field=None
+    )
+    assert result.stats["n_index"] == 51
+
+    _cli("rename-index", ds.name, "--key", "clip", "--new-key", "renamed")
+    assert cb.list_indexes(ds) == ["renamed"]
+    _cli("delete-index", ds.name, "--key", "renamed")
+    assert cb.list_indexes(ds) == []
