@@ -102,33 +102,54 @@ def _cmd_update_index(args) -> int:
 
     ds = dataset_named(args.dataset)
     before = None if args.json else sdk.index_info(ds, args.key)
+    reembed = _reembed(ds, args)
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
-            ds, args.key, retry_failed=args.retry_failed, progress=bar or False
+            ds,
+            args.key,
+            retry_failed=args.retry_failed,
+            reembed=reembed,
+            progress=bar or False,
         )
     finally:
         if bar is not None:
             bar.close()
     after = sdk.index_info(ds, info.key)
     if before is not None:
-        print(_changes(before, after))
+        print(_changes(before, after, len(reembed or ())))
     _print_info(after, args.json, ds.name)  # with what it left out
     return 0
 
 
-def _changes(before, after) -> str:
+def _reembed(ds, args) -> list[str] | None:
+    """The samples ``--reembed`` and ``--reembed-view`` name, or None."""
+    ids = list(args.reembed or [])
+    if args.reembed_view:
+        if not ds.has_saved_view(args.reembed_view):
+            raise ValueError(
+                f"dataset {ds.name!r} has no saved view {args.reembed_view!r} (its"
+                f" saved views: {', '.join(ds.list_saved_views()) or 'none'})"
+            )
+        ids += ds.load_saved_view(args.reembed_view).values("id")
+    return list(dict.fromkeys(ids)) or None
+
+
+def _changes(before, after, n_reembedded: int = 0) -> str:
     """What an update changed: samples added (new, or whose image was read this
-    time) and dropped."""
+    time), dropped, and embedded again."""
     from fiftyone_clipbranches.sdk.messages import counted
 
     fresh = before.freshness
-    if after.n_samples == before.n_samples and not fresh.is_stale:
+    again = (
+        f", {counted(n_reembedded, 'sample')} embedded again" if n_reembedded else ""
+    )
+    if after.n_samples == before.n_samples and not fresh.is_stale and not again:
         return f"index {after.key!r} was up to date"
-    added = after.n_samples - before.n_samples + fresh.n_deleted
+    added = max(0, after.n_samples - before.n_samples + fresh.n_deleted)
     return (
         f"index {after.key!r}: {counted(added, 'sample')} added,"
-        f" {fresh.n_deleted} dropped (deleted from the dataset)"
+        f" {fresh.n_deleted} dropped (deleted from the dataset){again}"
     )
 
 
@@ -462,6 +483,15 @@ def add_workflow_commands(sub) -> None:
     p.add_argument(
         "--retry-failed", action="store_true",
         help="embed again the samples whose image could not be read before",
+    )  # fmt: skip
+    p.add_argument(
+        "--reembed", action="append", metavar="ID",
+        help="a sample whose image changed: embedded again and its row replaced"
+        " (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reembed-view", metavar="SAVED_VIEW",
+        help="embed again the samples of this saved view (their images changed)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_update_index)

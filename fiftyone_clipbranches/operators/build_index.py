@@ -153,6 +153,13 @@ class UpdateIndex(foo.Operator):
                 " could not be read (fixed files)",
                 default=False,
             )
+            if ctx.selected:
+                inputs.bool(
+                    "reembed_selected",
+                    label=f"Embed again the {len(ctx.selected)} selected samples",
+                    description="Their image files changed: their rows are replaced",
+                    default=False,
+                )
             add_orchestrator_hint(inputs)
         return types.Property(
             inputs, view=types.View(label="Update a clipbranches index")
@@ -166,6 +173,9 @@ class UpdateIndex(foo.Operator):
                 ctx.dataset,
                 ctx.params.get("index_key"),
                 retry_failed=bool(ctx.params.get("retry_failed", False)),
+                reembed=list(ctx.selected or ())
+                if ctx.params.get("reembed_selected")
+                else None,
             )
         except Exception as exc:  # shown as a notification, never a traceback
             yield from notify_error(ctx, exc)

@@ -219,9 +219,7 @@ def read_manifest(path) -> dict:
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise StaleIndexError(
-            f"index files are missing at {path}; delete the index and build it again"
-        )
+        raise StaleIndexError(f"index files are missing at {path}; {REBUILD}")
     try:
         text = mpath.read_bytes()
     except PermissionError as e:

@@ -20,7 +20,7 @@ from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
-from fiftyone_clipbranches.sdk.embeddings import compute_embeddings
+from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, get_clip_model
 from fiftyone_clipbranches.sdk.errors import (
     IndexInUseError,
     MissingEmbeddingsError,
@@ -453,6 +453,7 @@ def update_index(
     index_key: str = DEFAULT_INDEX_KEY,
     *,
     retry_failed: bool = False,
+    reembed=None,
     progress=True,
 ) -> IndexInfo:
     """Bring index ``index_key`` up to date with its dataset.
@@ -466,29 +467,40 @@ def update_index(
     Samples whose image could not be embedded at the last build or update are
     recorded in the index and not retried, unless ``retry_failed`` or their
     filepath changed; ``index_info(...).freshness`` reports them as unreadable.
+
+    ``reembed`` (sample ids, or a view of the dataset): samples whose image
+    changed. Their images are embedded again with the index's CLIP model (into
+    its embeddings field, replacing the vectors there) and their rows replaced;
+    an image that cannot be read now is left out, as unreadable. An index whose
+    model is unknown reads their vectors from the field as they are now (store
+    the new ones first).
     """
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)
     bundle = load_bundle(config.index_dir)
     report = as_progress(progress)
     present, paths = ds.values(["id", "filepath"])
+    field = config.embeddings_field
+    again = set(_reembed_ids(ds, index_key, config, reembed))
     rows, found = bundle.rowmap.rows_of(present)
+    n_deleted = len(bundle.rowmap) - int(found.sum())
+    if again:
+        found &= ~np.isin(np.asarray(present), np.asarray(list(again)))
     kept_failed, to_add = {}, []
     for i in np.flatnonzero(~found):
         sid = present[i]
         entry = bundle.unembeddable.get(sid)
-        if entry is not None and entry.get("filepath") == paths[i] and not retry_failed:
+        same_file = entry is not None and entry.get("filepath") == paths[i]
+        if same_file and not retry_failed and sid not in again:
             kept_failed[sid] = entry
         else:
             to_add.append(sid)
-    field = config.embeddings_field
     if kept_failed and field and ds.get_field(field) is not None:
         # embeddings stored since (by the user, say) make them indexable again
         now_embedded = ds.select(list(kept_failed)).exists(field).values("id")
         to_add += now_embedded
         for sid in now_embedded:
             del kept_failed[sid]
-    n_deleted = len(bundle.rowmap) - int(found.sum())
     if not to_add and not n_deleted:
         report(1.0, "index is up to date")
         return _info(ds, index_key, config, compare(ds, bundle.rowmap, kept_failed))
@@ -507,17 +519,21 @@ def update_index(
             )
         added_view = ds.select(to_add)
         embed_report = {}
+        if again and config.clip_model:
+            # the model is loaded before any old vector goes: an image that cannot
+            # be read now keeps none (it is left out, not indexed as it was)
+            _check_checkpoint(config, index_key)
+            get_clip_model(
+                config.clip_model["name"], config.clip_model.get("pretrained")
+            )
+            _clear_vectors(ds, field, list(again))
         if added_view.exists(field, False).count():
             if not config.clip_model:
                 raise MissingEmbeddingsError(
                     f"added samples lack {field!r} embeddings and the CLIP model of "
                     f"index {index_key!r} is unknown; compute them, then update"
                 )
-            gone = missing_checkpoint(
-                config.clip_model, index_key, "embed added samples"
-            )
-            if gone:
-                raise UnknownModelError(gone)
+            _check_checkpoint(config, index_key)
             embed_report = compute_embeddings(
                 added_view,
                 field,
@@ -690,6 +706,39 @@ def check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
             f"{ds.name!r} (e.g. {example!r}); pass ids of its samples "
             "(dataset.values('id'))"
         )
+
+
+def _reembed_ids(ds, index_key: str, config, reembed) -> list[str]:
+    """The sample ids of ``update_index``'s ``reembed``, checked: samples of
+    ``ds``, and an index that reads vectors from a field."""
+    if reembed is None:
+        return []
+    if isinstance(reembed, str):
+        raise TypeError("reembed takes a list of sample ids or a view, not one id")
+    if hasattr(reembed, "values"):
+        if runs.root_dataset(reembed)._doc.id != ds._doc.id:
+            raise SampleIdsError(f"reembed: the view is not of dataset {ds.name!r}")
+        ids = reembed.values("id")
+    else:
+        ids = list(dict.fromkeys(str(i) for i in reembed))
+        check_ids_in_dataset(ds, SampleRowMap(ids))
+    if ids and config.embeddings_field is None:
+        raise MissingEmbeddingsError(
+            f"index {index_key!r} records no embeddings field to embed into or read"
+            " from; rebuild it"
+        )
+    return ids
+
+
+def _check_checkpoint(config, index_key: str) -> None:
+    gone = missing_checkpoint(config.clip_model, index_key, "embed added samples")
+    if gone:
+        raise UnknownModelError(gone)
+
+
+def _clear_vectors(ds, field: str, ids: list[str]) -> None:
+    if ds.get_field(field) is not None:
+        ds.select(ids).set_field(field, None).save()
 
 
 def _unembeddable(samples, field: str, embed_report: dict) -> dict:

@@ -331,6 +331,17 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     info, _ = run_op("index_info", {"dataset": ds, "params": params})
     assert info["unreadable"] == "0" and info["n_samples"] == 41
 
+    # the selected samples' images changed: embedded again, rows replaced
+    first, second = ds.take(2, seed=3).values("id")
+    sample = ds[first]
+    sample.filepath = ds[second].filepath
+    sample.save()
+    again = {**params, "reembed_selected": True}
+    ctx = {"dataset": ds, "params": again, "selected": [first]}
+    _, requests = run_op("update_index", ctx)
+    assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
+    assert np.allclose(ds[first].clip_embedding, ds[second].clip_embedding)
+
 
 def test_view_scope_on_an_index_built_from_images(make_user_index):
     """The user's path (images -> tiny CLIP -> build_index): the search and refine

@@ -1,0 +1,66 @@
+"""``update_index(reembed=...)``: samples whose image changed are embedded again
+and their rows replaced (an update only added new samples and dropped deleted
+ones: a changed image kept its old code, with no way but a rebuild)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.cli import main as cli_main
+
+
+def _code(ds, sample_id):
+    _, bundle = sdk.load_index(ds, "clip")
+    rows, found = bundle.rowmap.rows_of([sample_id])
+    assert found.all()
+    return np.asarray(bundle.index.codes)[rows[0]]
+
+
+def test_changed_images_are_embedded_again(make_user_index, tmp_path):
+    ds = make_user_index(n_per_class=5, name="reembed")
+    cat, dog, other = ds.take(3, seed=1).values("id")
+    cat_sample, dog_sample = ds[cat], ds[dog]
+    before = _code(ds, cat)
+    assert not np.array_equal(before, _code(ds, dog))
+
+    cat_sample.filepath = dog_sample.filepath  # the file was replaced
+    cat_sample.save()
+    assert sdk.update_index(ds, "clip", progress=False).n_samples == 50
+    assert np.array_equal(_code(ds, cat), before)  # a plain update cannot know
+
+    info = sdk.update_index(ds, "clip", reembed=[cat], progress=False)
+    assert info.n_samples == 50 and not info.freshness.is_stale
+    assert np.array_equal(_code(ds, cat), _code(ds, dog))
+    assert np.allclose(ds[cat].clip_embedding, ds[dog].clip_embedding)
+
+    # an image that cannot be read now is left out, its old vector gone
+    sample = ds[other]
+    sample.filepath = str(tmp_path / "gone.jpg")
+    sample.save()
+    view = ds.select(other)
+    info = sdk.update_index(ds, "clip", reembed=view, progress=False)
+    assert info.n_samples == 49 and info.freshness.n_unreadable == 1
+    assert ds[other].clip_embedding is None
+    assert sdk.load_index(ds, "clip")[1].rowmap.contains([other]).tolist() == [False]
+
+
+def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
+    ds = make_user_index(n_per_class=5, name="reembed-checks")
+    index_dir = sdk.index_info(ds, "clip").index_dir
+    with pytest.raises(TypeError, match="not one id"):
+        sdk.update_index(ds, "clip", reembed=ds.first().id, progress=False)
+    with pytest.raises(sdk.SampleIdsError, match="not samples of dataset"):
+        sdk.update_index(ds, "clip", reembed=["0123456789abcdef01234567"])
+    assert sdk.index_info(ds, "clip").index_dir == index_dir
+
+    ids = ds.values("id")[:2]
+    ds.save_view("changed", ds.select(ids))
+    args = ["update-index", ds.name, "--key", "clip", "--quiet"]
+    assert cli_main([*args, "--reembed-view", "nope"]) == 1
+    assert "no saved view 'nope'" in capsys.readouterr().err
+    assert cli_main([*args, "--reembed-view", "changed", "--reembed", ids[0]]) == 0
+    out = capsys.readouterr().out
+    assert "2 samples embedded again" in out
+    assert sdk.index_info(ds, "clip").index_dir != index_dir
