@@ -312,12 +312,20 @@ def _unrecognized(extra: list[str], args) -> str:
     return message
 
 
-def _interrupted(args) -> str:
+def _interrupted(args, stop: KeyboardInterrupt) -> str:
     """What an interrupted command left, and how to go on."""
-    if args.command in ("build-index", "update-index"):
+    built = getattr(stop, "built", None)  # sdk.build_index: after the build
+    if built:
+        return f"interrupted; {built}"
+    if args.command == "build-index":
         return (
-            "interrupted; the images embedded so far are kept, and the same command"
-            " goes on from there"
+            "interrupted; the images embedded so far are kept: the same command goes"
+            " on from there"
+        )
+    if args.command == "update-index":
+        return (
+            "interrupted; the index is as it was and the images embedded so far are"
+            " kept: run the same command again"
         )
     return "interrupted"
 
@@ -332,8 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
         sys.stdout.flush()  # a reader gone early fails here, not at the exit
         return code
-    except KeyboardInterrupt:
-        print(f"clipbranches {args.command}: {_interrupted(args)}", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        from fiftyone_clipbranches.sdk.progress import close_open_bars
+
+        close_open_bars()
+        print(
+            f"clipbranches {args.command}: {_interrupted(args, stop)}", file=sys.stderr
+        )
         return 130
     except BrokenPipeError:  # its reader stopped early (`| head`): nothing to say
         try:

@@ -117,7 +117,7 @@ def _cmd_update_index(args) -> int:
             bar.close()
     after = sdk.index_info(ds, info.key)
     if before is not None:
-        print(_changes(before, after, len(reembed or ())))
+        print(_changes(before, after, reembed or ()))
     _print_info(after, args.json, ds.name)  # with what it left out
     return 0
 
@@ -135,18 +135,20 @@ def _reembed(ds, args) -> list[str] | None:
     return list(dict.fromkeys(ids)) or None
 
 
-def _changes(before, after, n_reembedded: int = 0) -> str:
+def _changes(before, after, reembedded=()) -> str:
     """What an update changed: samples added (new, or whose image was read this
-    time), dropped, and embedded again."""
+    time), dropped, and embedded again (``reembedded``: the ids asked for)."""
     from fiftyone_clipbranches.sdk.messages import counted
 
     fresh = before.freshness
-    again = (
-        f", {counted(n_reembedded, 'sample')} embedded again" if n_reembedded else ""
-    )
+    lost = len(set(reembedded) & set(after.freshness.unreadable or ()))
+    again = ""
+    if reembedded:
+        again = f", {counted(len(reembedded) - lost, 'sample')} embedded again"
+        again += f", {lost} left out (image unreadable now)" if lost else ""
     if after.n_samples == before.n_samples and not fresh.is_stale and not again:
         return f"index {after.key!r} was up to date"
-    added = max(0, after.n_samples - before.n_samples + fresh.n_deleted)
+    added = after.n_samples - before.n_samples + fresh.n_deleted + lost
     return (
         f"index {after.key!r}: {counted(added, 'sample')} added,"
         f" {fresh.n_deleted} dropped (deleted from the dataset){again}"

@@ -18,6 +18,7 @@ The architecture is registered with open_clip's config registry under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -233,7 +234,8 @@ def ensure_demo_model(
     if not force:
         cached = _read_cached(folder)
         if cached is not None:
-            write_model_config(folder)  # folders cached before it was written there
+            with contextlib.suppress(OSError):  # a read-only cache of older versions
+                write_model_config(folder)
             return cached
 
     shipped = compact.shipped_meta()

@@ -16,6 +16,7 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import build_index, update_index
 from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
+from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -72,7 +73,8 @@ class BuildIndex(foo.Operator):
                 "skip_missing",
                 label="Leave out samples without a vector",
                 description="Index only the samples the field holds a vector for"
-                " (left unchecked, such samples stop the build and are named)",
+                " (left unchecked, they are embedded when the field records its"
+                " model, else they stop the build and are counted)",
                 default=False,
             )
         method = types.RadioGroup()
@@ -109,7 +111,9 @@ class BuildIndex(foo.Operator):
                 p.get("index_key"),
                 embeddings_field=None if embeddings == COMPUTE else embeddings,
                 code_method=p.get("code_method", "head"),
-                skip_missing=True if p.get("skip_missing") else None,
+                skip_missing=True
+                if embeddings != COMPUTE and p.get("skip_missing")
+                else None,
                 **declared,
             )
         except Exception as exc:  # shown as a notification, never a traceback
@@ -126,9 +130,9 @@ def _in_form_words(exc: Exception, field: str) -> Exception:
     """``exc``, with the form's own way out where the SDK names its arguments."""
     if isinstance(exc, MissingEmbeddingsError) and exc.n_missing:
         return MissingEmbeddingsError(
-            f"{exc.n_missing} samples have no {field!r} vector: check 'Leave out"
-            " samples without a vector' to index the others, or compute them first"
-            " ('CLIP branches: compute embeddings')",
+            f"{counted(exc.n_missing, 'sample')} without a vector in {field!r}: check"
+            " 'Leave out samples without a vector' to index the others, or compute"
+            " them first ('CLIP branches: compute embeddings')",
             n_missing=exc.n_missing,
         )
     return exc

@@ -102,6 +102,29 @@ def compute_embeddings(
         ``{sample id: error}``), ``clip_model`` (identity; with nothing to embed,
         the field's recorded one or None: no model is loaded) and ``field``.
     """
+    summary, _ = _embed(
+        samples, field, model, pretrained, batch_size, num_workers, skip_existing,
+        progress,
+    )  # fmt: skip
+    return summary
+
+
+def embed_again(samples, field: str, *, model: str, pretrained, progress) -> dict:
+    """Embed the images of ``samples`` again into ``field``, replacing the vectors
+    there; a sample whose image cannot be read now keeps none (its old vector
+    belongs to an image that is gone). Returns :func:`compute_embeddings`'
+    report."""
+    summary, failed = _embed(samples, field, model, pretrained, 32, 0, False, progress)
+    if failed:
+        samples._root_dataset.select(list(failed)).set_field(field, None).save()
+    return summary
+
+
+def _embed(
+    samples, field, model, pretrained, batch_size, num_workers, skip_existing, progress
+) -> tuple[dict, dict]:
+    """:func:`compute_embeddings`' work: its report, and every sample that failed
+    (``{sample id: error}``; the report names 20)."""
     _check_field_name(field)
     report = as_progress(progress)
     root = root_dataset(samples)
@@ -118,7 +141,7 @@ def compute_embeddings(
     if not ids:  # nothing to embed: no model to load (it may not be had offline)
         recorded = field_model_identity(root, field).identity if existing else None
         report(1.0, f"every sample has a {field!r} embedding")
-        return _report(field, 0, samples.count(), {}, recorded)
+        return _report(field, 0, samples.count(), {}, recorded), {}
     weights = "random weights" if pretrained is None else pretrained
     report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
     clip = get_clip_model(model, pretrained)
@@ -160,9 +183,10 @@ def compute_embeddings(
         )
     if not unknown and existing is not None:
         record_field_identity(root, field, identity)
-    return _report(
+    summary = _report(
         field, len(ids) - len(failed), samples.count() - len(ids), failed, identity
     )
+    return summary, failed
 
 
 def _report(field, n_embedded, n_skipped, failed, identity) -> dict:

@@ -20,7 +20,7 @@ from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
-from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, get_clip_model
+from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, embed_again
 from fiftyone_clipbranches.sdk.errors import (
     IndexInUseError,
     MissingEmbeddingsError,
@@ -247,11 +247,13 @@ def build_index(
         )
         try:
             warm_refinement_or_warn()
-        except KeyboardInterrupt:  # the index is built: say so rather than fail
-            left_out += (
-                "; preparing the refinement's kernels was interrupted (the first"
+        except KeyboardInterrupt as stop:  # stops the caller, who may say what is done
+            stop.built = (
+                f"index {index_key!r} was built over {counted(len(source), 'sample')};"
+                " preparing the refinement's kernels was interrupted (the first"
                 " refinement compiles them)"
             )
+            raise
     report(
         1.0,
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
@@ -470,10 +472,10 @@ def update_index(
 
     ``reembed`` (sample ids, or a view of the dataset): samples whose image
     changed. Their images are embedded again with the index's CLIP model (into
-    its embeddings field, replacing the vectors there) and their rows replaced;
-    an image that cannot be read now is left out, as unreadable. An index whose
-    model is unknown reads their vectors from the field as they are now (store
-    the new ones first).
+    its embeddings field, replacing the vectors there: ``embeddings.embed_again``)
+    and their rows replaced; an image that cannot be read now loses its old
+    vector and is left out, as unreadable. An index whose model is unknown reads
+    their vectors from the field as they are now (store the new ones first).
     """
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)
@@ -518,29 +520,28 @@ def update_index(
                 f"index {index_key!r} records no embeddings field; rebuild it"
             )
         added_view = ds.select(to_add)
-        embed_report = {}
+        failed = {}
+        model = config.clip_model or {}
+        embed_with = {"model": model.get("name"), "pretrained": model.get("pretrained")}
         if again and config.clip_model:
-            # the model is loaded before any old vector goes: an image that cannot
-            # be read now keeps none (it is left out, not indexed as it was)
             _check_checkpoint(config, index_key)
-            get_clip_model(
-                config.clip_model["name"], config.clip_model.get("pretrained")
-            )
-            _clear_vectors(ds, field, list(again))
-        if added_view.exists(field, False).count():
+            failed = embed_again(
+                ds.select(list(again)), field, **embed_with,
+                progress=lambda f, label: report(0.3 * f, label),
+            )["failed"]  # fmt: skip
+        new_view = ds.select([sid for sid in to_add if sid not in again])
+        if new_view.exists(field, False).count():
             if not config.clip_model:
                 raise MissingEmbeddingsError(
                     f"added samples lack {field!r} embeddings and the CLIP model of "
                     f"index {index_key!r} is unknown; compute them, then update"
                 )
             _check_checkpoint(config, index_key)
-            embed_report = compute_embeddings(
-                added_view,
-                field,
-                model=config.clip_model["name"],
-                pretrained=config.clip_model.get("pretrained"),
-                progress=lambda f, label: report(0.6 * f, label),
-            )
+            failed = compute_embeddings(
+                new_view, field, **embed_with,
+                progress=lambda f, label: report(0.3 + 0.3 * f, label),
+            )["failed"] | failed  # fmt: skip
+        embed_report = {"failed": failed}
         if added_view.exists(field).count():
             source = open_embeddings(added_view, field, skip_missing=True)
             new_ids = source.id_list()
@@ -734,11 +735,6 @@ def _check_checkpoint(config, index_key: str) -> None:
     gone = missing_checkpoint(config.clip_model, index_key, "embed added samples")
     if gone:
         raise UnknownModelError(gone)
-
-
-def _clear_vectors(ds, field: str, ids: list[str]) -> None:
-    if ds.get_field(field) is not None:
-        ds.select(ids).set_field(field, None).save()
 
 
 def _unembeddable(samples, field: str, embed_report: dict) -> dict:

@@ -14,11 +14,12 @@ dataset's own folder (copy on write).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shlex
 import shutil
+from copy import deepcopy
 from pathlib import Path
+from types import SimpleNamespace
 
 import fiftyone.core.odm as foo_odm
 import fiftyone.core.runs as fors
@@ -150,23 +151,37 @@ def root_dataset(samples):
 
 def list_index_keys(samples) -> list[str]:
     """Keys of the index runs registered on the root dataset of ``samples``, as
-    the database holds them now (:func:`read_runs_again`)."""
-    root = root_dataset(samples)
-    read_runs_again(root)
-    return root.list_runs(method=RUN_METHOD)
+    the database holds them now (:func:`database_runs`)."""
+    return list(_index_configs(root_dataset(samples)))
 
 
-def read_runs_again(root) -> None:
-    """Read the root dataset's runs from the database again: FiftyOne keeps those
-    it read when the dataset was loaded, so an index another process built,
-    updated, renamed or deleted since would otherwise be seen as it was (its old
-    files answering, its new samples counted as unsearched). Milliseconds."""
-    from mongoengine.errors import DoesNotExist
-
+def database_runs(root, field: str = "runs") -> dict[str, dict]:
+    """``{key: run config dict}`` of the root dataset's runs of ``field``
+    (``"runs"``, ``"brain_methods"``) read from the database now. FiftyOne keeps
+    the runs a process read when it loaded the dataset, so an index another
+    process built, updated, renamed or deleted since would be seen as it was (its
+    deleted files answering); reloading that shared object instead could drop a
+    run another thread is registering. Two small queries."""
     if root.deleted:
-        return
-    with contextlib.suppress(DoesNotExist):  # deleted elsewhere: the next read says
-        root._doc.reload("runs")
+        return {}
+    db = foo_odm.get_db_conn()
+    doc = db.datasets.find_one({"_id": root._doc.id}, {field: 1}) or {}
+    refs = doc.get(field) or {}
+    if not refs:
+        return {}
+    query = {"_id": {"$in": list(refs.values())}}
+    configs = {
+        d["_id"]: d.get("config") or {} for d in db.runs.find(query, {"config": 1})
+    }
+    return {key: configs[ref] for key, ref in refs.items() if ref in configs}
+
+
+def _index_configs(root) -> dict[str, dict]:
+    return {
+        key: config
+        for key, config in database_runs(root).items()
+        if config.get("method") == RUN_METHOD
+    }
 
 
 def validate_new_key(samples, key, for_build: bool = True) -> str:
@@ -191,7 +206,7 @@ def validate_new_key(samples, key, for_build: bool = True) -> str:
             f" {root.name!r}: choose another key (an index key is the brain key of"
             " its backend='clipbranches' similarity run, so the two share names)"
         )
-    if root.has_run(key):
+    if key in database_runs(root):
         hint = ""
         if for_build and key in list_index_keys(root):
             hint = (
@@ -213,21 +228,18 @@ def key_taken(samples, key: str) -> str | None:
     brain_method = _other_brain_method(root, key)
     if brain_method is not None:
         return f"A brain run ({brain_method}) has key '{key}'"
-    if root.has_run(key):
+    if key in database_runs(root):
         return f"A run with key '{key}' already exists"
     return None
 
 
 def _other_brain_method(ds, key: str) -> str | None:
-    """The method of brain run ``key`` (``"unknown method"`` when its backend cannot
-    be loaded), or None when there is none or it is a clipbranches similarity run
-    (whose index takes its key)."""
-    if not ds.has_brain_run(key):
+    """The method of brain run ``key``, or None when there is none or it is a
+    clipbranches similarity run (whose index takes its key)."""
+    config = database_runs(ds, "brain_methods").get(key)
+    if config is None:
         return None
-    try:
-        method = ds.get_brain_info(key).config.method
-    except Exception:  # noqa: BLE001 - a run whose backend cannot be imported
-        return "unknown method"
+    method = config.get("method") or "unknown method"
     return None if method == SIMILARITY_BACKEND else str(method)
 
 
@@ -239,7 +251,8 @@ def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexCon
         IndexNotFoundError: when no index run has that key.
     """
     root = root_dataset(samples)
-    keys = list_index_keys(root)
+    configs = _index_configs(root)
+    keys = list(configs)
     if key not in keys:
         from fiftyone_clipbranches.sdk.claims import key_in_progress
 
@@ -258,7 +271,7 @@ def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexCon
             f"no clipbranches index {key!r} on dataset {root.name!r} (its indexes: "
             f"{', '.join(keys) or 'none'}): {hint}"
         )
-    return root.get_run_info(key).config
+    return ClipBranchesIndexConfig.from_dict(deepcopy(configs[key]))
 
 
 def register_index(samples, key, config: ClipBranchesIndexConfig) -> None:
@@ -271,14 +284,11 @@ def update_index_config(samples, key, config: ClipBranchesIndexConfig) -> None:
 
 
 def brain_configs(samples):
-    """``(key, config)`` of each brain run of ``samples``' root dataset whose config
-    can be loaded (a run of a backend that is not installed is skipped)."""
-    ds = root_dataset(samples)
-    for key in ds.list_brain_runs():
-        try:
-            yield key, ds.get_brain_info(key).config
-        except Exception:  # noqa: BLE001 - a run whose backend cannot be imported
-            continue
+    """``(key, config)`` of each brain run of ``samples``' root dataset, as the
+    database holds them now; a config's fields are its attributes (read as data:
+    a run of a backend that is not installed is listed too)."""
+    for key, config in database_runs(root_dataset(samples), "brain_methods").items():
+        yield key, SimpleNamespace(**config)
 
 
 def brain_runs_using(samples, index_key: str) -> list[str]:

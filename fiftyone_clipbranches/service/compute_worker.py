@@ -172,17 +172,17 @@ class SdkWorker:
             return
         if config.clip_model:
             where = f"index {key!r} of dataset {ds.name!r}"
+            # said below, in the log's format (a process-wide filter: threads too)
+            warnings.filterwarnings("ignore", "load_clip.*RANDOM weights")
             try:
-                with warnings.catch_warnings():  # said below, in the log's format
-                    warnings.filterwarnings("ignore", "load_clip.*RANDOM weights")
-                    index_clip_model(config, key)
+                index_clip_model(config, key)
             except Exception as e:  # a text search says why
                 logger.info("worker: no CLIP model for %s: %s", where, e)
             else:
                 model = config.clip_model
-                random = "" if model.get("pretrained") else " (RANDOM weights)"
+                weights = "" if model.get("pretrained") else " (RANDOM weights)"
                 logger.info(
-                    "worker: CLIP %s%s of %s loaded", model["name"], random, where
+                    "worker: CLIP %s%s of %s loaded", model["name"], weights, where
                 )
 
     @staticmethod

@@ -107,7 +107,7 @@ def test_build_form_can_leave_out_samples_without_a_vector(embedded_dataset):
     ds.take(5, seed=0).set_values("emb", [None] * 5)
     _, requests = run_op("build_index", {"dataset": ds, "params": _params("gaps")})
     (error,) = notifications(requests, "error")
-    assert error.startswith("5 samples have no 'emb' vector: check 'Leave out")
+    assert error.startswith("5 samples without a vector in 'emb': check 'Leave out")
     assert sdk.list_indexes(ds) == []
     params = {**_params("gaps"), "skip_missing": True}
     _, requests = run_op("build_index", {"dataset": ds, "params": params})

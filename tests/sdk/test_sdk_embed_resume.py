@@ -4,6 +4,8 @@ a build with nothing left to embed loads no model."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from user_path import TINY_CLIP_NAME, images_dataset
 
@@ -164,7 +166,8 @@ def test_ctrl_c_while_the_kernels_compile_keeps_the_built_index(
     images, monkeypatch, tiny_clip_checkpoint
 ):
     """The CLI said "interrupted" (exit 130) while the index was complete, and the
-    same command then failed on the existing key."""
+    same command then failed on the existing key: Ctrl-C still stops the caller,
+    and says the index is built."""
     from fiftyone_clipbranches.sdk import indexes
 
     def interrupted():
@@ -172,11 +175,18 @@ def test_ctrl_c_while_the_kernels_compile_keeps_the_built_index(
 
     monkeypatch.setattr(indexes, "refinement_is_warm", lambda: False)
     monkeypatch.setattr(indexes, "warm_refinement_or_warn", interrupted)
-    said = []
-    info = sdk.build_index(
-        images, "clip", code_method="pca", model=TINY_CLIP_NAME,
-        pretrained=str(tiny_clip_checkpoint),
-        progress=lambda fraction, label: said.append(label),
-    )  # fmt: skip
-    assert info.n_samples == len(images) and sdk.list_indexes(images) == ["clip"]
-    assert said[-1].endswith("was interrupted (the first refinement compiles them)")
+    with pytest.raises(KeyboardInterrupt) as stop:
+        sdk.build_index(
+            images, "clip", code_method="pca", model=TINY_CLIP_NAME,
+            pretrained=str(tiny_clip_checkpoint), progress=False,
+        )  # fmt: skip
+    assert sdk.list_indexes(images) == ["clip"]  # built, and its key free
+    assert sdk.index_info(images, "clip").n_samples == len(images)
+    assert stop.value.built == (
+        f"index 'clip' was built over {len(images)} samples; preparing the"
+        " refinement's kernels was interrupted (the first refinement compiles them)"
+    )
+    from fiftyone_clipbranches.cli import _interrupted
+
+    said = _interrupted(types.SimpleNamespace(command="build-index"), stop.value)
+    assert said.startswith("interrupted; index 'clip' was built over")

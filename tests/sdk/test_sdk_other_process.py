@@ -9,14 +9,18 @@ import subprocess
 import sys
 
 import fiftyone as fo
+import pytest
 
 import fiftyone_clipbranches as cb
 
 
-def _cli(*args: str) -> None:
-    command = [sys.executable, "-m", "fiftyone_clipbranches.cli", *args]
+def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def _cli(*args: str) -> None:
+    _run([sys.executable, "-m", "fiftyone_clipbranches.cli", *args])
 
 
 def test_an_update_rename_and_delete_elsewhere_are_seen_here(
@@ -42,3 +46,14 @@ def test_an_update_rename_and_delete_elsewhere_are_seen_here(
     assert cb.list_indexes(ds) == ["renamed"]
     _cli("delete-index", ds.name, "--key", "renamed")
     assert cb.list_indexes(ds) == []
+
+    # a brain run made elsewhere takes its key here too (the guards read it)
+    script = (
+        "import fiftyone as fo, fiftyone.brain as fob;"
+        f"ds = fo.load_dataset({ds.name!r});"
+        "fob.compute_similarity(ds, embeddings='clip_embedding', backend='sklearn',"
+        " brain_key='sk')"
+    )
+    _run([sys.executable, "-c", script])
+    with pytest.raises(cb.sdk.IndexExistsError, match="brain run with key 'sk'"):
+        cb.build_index(ds, "sk", embeddings_field="clip_embedding", progress=False)

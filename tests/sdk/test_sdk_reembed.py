@@ -64,3 +64,11 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
     out = capsys.readouterr().out
     assert "2 samples embedded again" in out
     assert sdk.index_info(ds, "clip").index_dir != index_dir
+
+    sample = ds[ids[1]]
+    sample.filepath = sample.filepath.replace(".jpg", "-gone.jpg")
+    sample.save()
+    assert cli_main([*args, "--reembed-view", "changed"]) == 0
+    out = capsys.readouterr().out
+    assert "0 samples added, 0 dropped (deleted from the dataset), 1 sample" in out
+    assert "embedded again, 1 left out (image unreadable now)" in out
