@@ -340,7 +340,8 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     ctx = {"dataset": ds, "params": again, "selected": [first]}
     _, requests = run_op("update_index", ctx)
     assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
-    assert np.allclose(ds[first].clip_embedding, ds[second].clip_embedding)
+    # the same image, embedded in another batch: equal to float rounding
+    assert np.allclose(ds[first].clip_embedding, ds[second].clip_embedding, atol=1e-4)
 
 
 def test_view_scope_on_an_index_built_from_images(make_user_index):

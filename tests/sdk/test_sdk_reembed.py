@@ -18,12 +18,17 @@ def _code(ds, sample_id):
     return np.asarray(bundle.index.codes)[rows[0]]
 
 
+def _steps(a, b) -> int:
+    """The largest difference between two codes, in quantisation steps."""
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
 def test_changed_images_are_embedded_again(make_user_index, tmp_path):
     ds = make_user_index(n_per_class=5, name="reembed")
     cat, dog, other = ds.take(3, seed=1).values("id")
     cat_sample, dog_sample = ds[cat], ds[dog]
     before = _code(ds, cat)
-    assert not np.array_equal(before, _code(ds, dog))
+    assert _steps(before, _code(ds, dog)) > 1
 
     cat_sample.filepath = dog_sample.filepath  # the file was replaced
     cat_sample.save()
@@ -32,8 +37,9 @@ def test_changed_images_are_embedded_again(make_user_index, tmp_path):
 
     info = sdk.update_index(ds, "clip", reembed=[cat], progress=False)
     assert info.n_samples == 50 and not info.freshness.is_stale
-    assert np.array_equal(_code(ds, cat), _code(ds, dog))
-    assert np.allclose(ds[cat].clip_embedding, ds[dog].clip_embedding)
+    # the same image, embedded in another batch: equal to float rounding
+    assert _steps(_code(ds, cat), _code(ds, dog)) <= 1
+    assert np.allclose(ds[cat].clip_embedding, ds[dog].clip_embedding, atol=1e-4)
 
     # an image that cannot be read now is left out, its old vector gone
     sample = ds[other]
