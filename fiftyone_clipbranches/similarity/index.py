@@ -378,6 +378,8 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
     def _rank(bundle, code, k, reverse, mask):
         """``(rows, squared distances)`` nearest first (farthest first with
         ``reverse``), ties by row; ``k`` None: every allowed row."""
+        if k is not None and int(k) == 0:  # as FiftyOne's other backends: nothing
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         n = len(bundle.index)
         n_out = 0 if mask is None else int((~mask).sum())
         if k is not None and not reverse and n_out <= max(int(k), _KNN_SLACK):

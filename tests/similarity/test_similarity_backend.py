@@ -90,6 +90,8 @@ def test_sort_by_ids_vectors_and_text_is_brute_force_knn_over_codes(
     text_code = encoder.encode(clip.embed_texts(["a photo of a cat"]))[0]
     _check(ds, "a photo of a cat", *_brute(codes, ids, text_code, 10), k=10)
 
+    assert len(ds.sort_by_similarity(query_ids, k=0, brain_key="sim")) == 0
+
     far_ids, far_dists = _brute(codes, ids, mean)
     view = ds.sort_by_similarity(query_ids, k=5, reverse=True, brain_key="sim")
     assert view.values("id") == far_ids[::-1][:5]
