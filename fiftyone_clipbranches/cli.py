@@ -322,6 +322,8 @@ def _interrupted(args, stop: KeyboardInterrupt) -> str:
             "interrupted; the images embedded so far are kept: the same command goes"
             " on from there"
         )
+    if args.command == "update-index" and (args.reembed or args.reembed_view):
+        return "interrupted; the index is as it was: run the same command again"
     if args.command == "update-index":
         return (
             "interrupted; the index is as it was and the images embedded so far are"

@@ -102,14 +102,15 @@ def _cmd_update_index(args) -> int:
 
     ds = dataset_named(args.dataset)
     before = None if args.json else sdk.index_info(ds, args.key)
-    reembed = _reembed(ds, args)
+    reembed = _reembed(ds, args) or []
+    was_in = _indexed(ds, args.key, reembed)
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
             ds,
             args.key,
             retry_failed=args.retry_failed,
-            reembed=reembed,
+            reembed=reembed or None,
             progress=bar or False,
         )
     finally:
@@ -117,7 +118,10 @@ def _cmd_update_index(args) -> int:
             bar.close()
     after = sdk.index_info(ds, info.key)
     if before is not None:
-        print(_changes(before, after, reembed or ()))
+        again = was_in & _indexed(ds, info.key, reembed)
+        lost = int((was_in & ~_indexed(ds, info.key, reembed)).sum())
+        read = "embedded again" if after.clip_model else "read again from the field"
+        print(_changes(before, after, int(again.sum()), lost, read))
     _print_info(after, args.json, ds.name)  # with what it left out
     return 0
 
@@ -135,17 +139,22 @@ def _reembed(ds, args) -> list[str] | None:
     return list(dict.fromkeys(ids)) or None
 
 
-def _changes(before, after, reembedded=()) -> str:
+def _indexed(ds, key: str, ids: list[str]):
+    """bool ``(len(ids),)``: which of ``ids`` index ``key`` holds now."""
+    from fiftyone_clipbranches import sdk
+
+    return sdk.load_index(ds, key)[1].rowmap.contains(ids)
+
+
+def _changes(before, after, n_again: int = 0, lost: int = 0, read="") -> str:
     """What an update changed: samples added (new, or whose image was read this
-    time), dropped, and embedded again (``reembedded``: the ids asked for)."""
+    time), dropped, ``n_again`` rows replaced (``read``: how) and ``lost`` of
+    them left out, their image unreadable now."""
     from fiftyone_clipbranches.sdk.messages import counted
 
     fresh = before.freshness
-    lost = len(set(reembedded) & set(after.freshness.unreadable or ()))
-    again = ""
-    if reembedded:
-        again = f", {counted(len(reembedded) - lost, 'sample')} embedded again"
-        again += f", {lost} left out (image unreadable now)" if lost else ""
+    again = f", {counted(n_again, 'sample')} {read}" if n_again or lost else ""
+    again += f", {lost} left out (image unreadable now)" if lost else ""
     if after.n_samples == before.n_samples and not fresh.is_stale and not again:
         return f"index {after.key!r} was up to date"
     added = after.n_samples - before.n_samples + fresh.n_deleted + lost
@@ -479,7 +488,8 @@ def add_workflow_commands(sub) -> None:
         "update-index",
         help="bring an index up to date with its dataset (added, deleted samples)",
         description="Embed and append the samples added since the build, drop the"
-        " deleted ones (the SDK's update_index).",
+        " deleted ones, and embed again the samples named by --reembed (the SDK's"
+        " update_index).",
     )
     common(p)
     p.add_argument(
@@ -489,7 +499,8 @@ def add_workflow_commands(sub) -> None:
     p.add_argument(
         "--reembed", action="append", metavar="ID",
         help="a sample whose image changed: embedded again and its row replaced"
-        " (repeatable)",
+        " (an index of unknown CLIP model reads its vector from the field again:"
+        " store the new one first); repeatable",
     )  # fmt: skip
     p.add_argument(
         "--reembed-view", metavar="SAVED_VIEW",

@@ -251,7 +251,7 @@ def build_index(
             stop.built = (
                 f"index {index_key!r} was built over {counted(len(source), 'sample')};"
                 " preparing the refinement's kernels was interrupted (the first"
-                " refinement compiles them)"
+                " refinement finishes it)"
             )
             raise
     report(

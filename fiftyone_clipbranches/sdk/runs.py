@@ -259,8 +259,14 @@ def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexCon
         in_progress = key_in_progress(root, key)
         if in_progress is not None:
             raise IndexNotFoundError(in_progress)
+        brain = database_runs(root, "brain_methods").get(key) or {}
+        answers_from = brain.get("index_key")
         hint = (
-            f"pass index_key={keys[0]!r} (CLI: --key {keys[0]})"
+            f"brain run {key!r} answers from index {answers_from!r} (a brain run"
+            f" renamed keeps its index's key): pass index_key={answers_from!r}"
+            if brain.get("method") == SIMILARITY_BACKEND
+            and answers_from not in (None, key)
+            else f"pass index_key={keys[0]!r} (CLI: --key {keys[0]})"
             if suggest and len(keys) == 1
             else "check the key (index_key=, CLI: --key)"
             if keys

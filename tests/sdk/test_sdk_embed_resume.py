@@ -184,7 +184,7 @@ def test_ctrl_c_while_the_kernels_compile_keeps_the_built_index(
     assert sdk.index_info(images, "clip").n_samples == len(images)
     assert stop.value.built == (
         f"index 'clip' was built over {len(images)} samples; preparing the"
-        " refinement's kernels was interrupted (the first refinement compiles them)"
+        " refinement's kernels was interrupted (the first refinement finishes it)"
     )
     from fiftyone_clipbranches.cli import _interrupted
 

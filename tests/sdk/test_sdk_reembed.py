@@ -78,3 +78,8 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
     out = capsys.readouterr().out
     assert "0 samples added, 0 dropped (deleted from the dataset), 1 sample" in out
     assert "embedded again, 1 left out (image unreadable now)" in out
+    # still unreadable: not counted as added, nor as left out again
+    assert cli_main([*args, "--reembed-view", "changed"]) == 0
+    out = capsys.readouterr().out
+    assert "0 samples added, 0 dropped (deleted from the dataset), 1 sample" in out
+    assert "left out (image" not in out

@@ -300,6 +300,8 @@ def test_one_index_answers_one_brain_run(similarity):
         )  # fmt: skip
     assert sorted(ds.list_brain_runs()) == ["renamed"]
     assert cb.list_indexes(ds) == ["sim"]
+    with pytest.raises(IndexNotFoundError, match="answers from index 'sim'"):
+        cb.index_info(ds, "renamed")
     ranked = ds.sort_by_similarity(first, k=1, brain_key="renamed")
     assert ranked.values("id") == [first]
     ds.load_brain_results("renamed").cleanup()
