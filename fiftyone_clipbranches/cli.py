@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from fiftyone_clipbranches import __version__
+from fiftyone_clipbranches.sdk.progress import close_open_bars
 
 
 def _cmd_install_plugin(args) -> int:
@@ -343,8 +344,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone early fails here, not at the exit
         return code
     except KeyboardInterrupt as stop:
-        from fiftyone_clipbranches.sdk.progress import close_open_bars
-
         close_open_bars()
         print(
             f"clipbranches {args.command}: {_interrupted(args, stop)}", file=sys.stderr
@@ -361,7 +360,6 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("CLIPBRANCHES_DEBUG"):
             raise
         from fiftyone_clipbranches.sdk.messages import CLI_WEIGHTS_HINT, weights_message
-        from fiftyone_clipbranches.sdk.progress import close_open_bars
 
         close_open_bars()  # the error goes on a line of its own
         message = weights_message(e, CLI_WEIGHTS_HINT) or (

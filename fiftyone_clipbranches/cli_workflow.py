@@ -103,7 +103,7 @@ def _cmd_update_index(args) -> int:
     ds = dataset_named(args.dataset)
     before = None if args.json else sdk.index_info(ds, args.key)
     reembed = _reembed(ds, args) or []
-    was_in = _indexed(ds, args.key, reembed)
+    was_in = _indexed(ds, args.key, reembed)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
@@ -118,10 +118,10 @@ def _cmd_update_index(args) -> int:
             bar.close()
     after = sdk.index_info(ds, info.key)
     if before is not None:
-        again = was_in & _indexed(ds, info.key, reembed)
-        lost = int((was_in & ~_indexed(ds, info.key, reembed)).sum())
+        now_in = _indexed(ds, info.key, reembed)
+        lost = int((was_in & ~now_in).sum())
         read = "embedded again" if after.clip_model else "read again from the field"
-        print(_changes(before, after, int(again.sum()), lost, read))
+        print(_changes(before, after, int((was_in & now_in).sum()), lost, read))
     _print_info(after, args.json, ds.name)  # with what it left out
     return 0
 
@@ -140,9 +140,14 @@ def _reembed(ds, args) -> list[str] | None:
 
 
 def _indexed(ds, key: str, ids: list[str]):
-    """bool ``(len(ids),)``: which of ``ids`` index ``key`` holds now."""
+    """bool ``(len(ids),)``: which of ``ids`` index ``key`` holds now (no ids: the
+    index is not opened)."""
+    import numpy as np
+
     from fiftyone_clipbranches import sdk
 
+    if not ids:
+        return np.zeros(0, bool)
     return sdk.load_index(ds, key)[1].rowmap.contains(ids)
 
 

@@ -194,8 +194,9 @@ def ensure_demo_model(
     The cache folder is ``<data dir>/demo/models/<name>-<config key>/`` holding the
     open_clip checkpoint, its compact form (:mod:`.checkpoint`), a small JSON with
     the model's identity and the architecture's open_clip config (so that any
-    process loads the checkpoint path an index records: ``write_model_config``). It is written to a temporary folder and renamed, so a crash
-    never leaves a partial model behind. A trained model is packed and unpacked like
+    process loads the checkpoint path an index records: ``write_model_config``).
+    It is written to a temporary folder and renamed, so a crash never leaves a
+    partial model behind. A trained model is packed and unpacked like
     the shipped one, so a retrain of the default configuration on a machine that
     trains bit-reproducibly gives the shipped checkpoint's bytes
     (``identity["matches_shipped"]``).

@@ -76,14 +76,18 @@ def weights_unavailable_error() -> type[Exception]:
     return WeightsUnavailableError
 
 
+#: Images per CLIP batch and image-loading worker processes of an embedding.
+BATCH_SIZE, NUM_WORKERS = 32, 0
+
+
 def compute_embeddings(
     samples,
     field: str = DEFAULT_EMBEDDINGS_FIELD,
     *,
     model: str = DEFAULT_CLIP_MODEL,
     pretrained=DEFAULT_CLIP_PRETRAINED,
-    batch_size: int = 32,
-    num_workers: int = 0,
+    batch_size: int = BATCH_SIZE,
+    num_workers: int = NUM_WORKERS,
     skip_existing: bool = True,
     progress: bool | Callable = True,
 ) -> dict:
@@ -103,8 +107,8 @@ def compute_embeddings(
         the field's recorded one or None: no model is loaded) and ``field``.
     """
     summary, _ = _embed(
-        samples, field, model, pretrained, batch_size, num_workers, skip_existing,
-        progress,
+        samples, field, model, pretrained, skip_existing, progress,
+        batch_size=batch_size, num_workers=num_workers,
     )  # fmt: skip
     return summary
 
@@ -114,14 +118,21 @@ def embed_again(samples, field: str, *, model: str, pretrained, progress) -> dic
     there; a sample whose image cannot be read now keeps none (its old vector
     belongs to an image that is gone). Returns :func:`compute_embeddings`'
     report."""
-    summary, failed = _embed(samples, field, model, pretrained, 32, 0, False, progress)
+    summary, failed = _embed(samples, field, model, pretrained, False, progress)
     if failed:
         samples._root_dataset.select(list(failed)).set_field(field, None).save()
     return summary
 
 
 def _embed(
-    samples, field, model, pretrained, batch_size, num_workers, skip_existing, progress
+    samples,
+    field,
+    model,
+    pretrained,
+    skip_existing,
+    progress,
+    batch_size=BATCH_SIZE,
+    num_workers=NUM_WORKERS,
 ) -> tuple[dict, dict]:
     """:func:`compute_embeddings`' work: its report, and every sample that failed
     (``{sample id: error}``; the report names 20)."""

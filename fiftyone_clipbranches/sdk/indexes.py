@@ -208,7 +208,7 @@ def build_index(
             ds, embeddings_field, model, None if pretrained is UNSET else pretrained
         )
         source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
-        unembeddable = _unembeddable(ds, embeddings_field, embed_report)
+        unembeddable = _unembeddable(ds, embeddings_field, embed_report.get("failed"))
 
         encoder, codes = fit_and_encode(
             source,
@@ -541,14 +541,13 @@ def update_index(
                 new_view, field, **embed_with,
                 progress=lambda f, label: report(0.3 + 0.3 * f, label),
             )["failed"] | failed  # fmt: skip
-        embed_report = {"failed": failed}
         if added_view.exists(field).count():
             source = open_embeddings(added_view, field, skip_missing=True)
             new_ids = source.id_list()
             new_codes = encode_source(
                 source, bundle.encoder, lambda f, label: report(0.6 * f, label)
             )
-        new_failed = _unembeddable(added_view, field, embed_report)
+        new_failed = _unembeddable(added_view, field, failed)
 
     report(0.6, "rebuilding the index")
     keep = np.sort(rows[found])
@@ -737,13 +736,13 @@ def _check_checkpoint(config, index_key: str) -> None:
         raise UnknownModelError(gone)
 
 
-def _unembeddable(samples, field: str, embed_report: dict) -> dict:
+def _unembeddable(samples, field: str, errors: dict | None) -> dict:
     """``{sample id: {"filepath", "error"}}`` of the samples of ``samples`` that
-    have no embedding in ``field`` (errors from ``compute_embeddings``' report
-    where it names them)."""
+    have no embedding in ``field`` (``errors``: ``{sample id: error}`` where the
+    embedding named them)."""
     if samples._root_dataset.get_field(field) is None:
         return {}
-    errors = (embed_report or {}).get("failed") or {}
+    errors = errors or {}
     missing = samples.exists(field, False)
     ids, paths = missing.values(["id", "filepath"])
     default = f"no embedding in {field!r} (the image could not be read or embedded)"

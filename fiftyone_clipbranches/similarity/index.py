@@ -81,8 +81,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
 
     @property
     def supports_prompts(self):
-        loaded = self._load(required=False)
-        return bool(loaded and loaded[0].clip_model and loaded[1].encoder is not None)
+        return _embeds_prompts(self._load(required=False))
 
     @property
     def sample_ids(self):
@@ -246,8 +245,8 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         prompts = _prompts(query)
         if prompts is None:
             return super()._parse_query(query)
-        config, bundle = self._load()
-        if not config.clip_model or bundle.encoder is None:
+        loaded = self._load()
+        if not _embeds_prompts(loaded):
             raise UnknownModelError(
                 f"similarity index {self.key!r} does not know the open_clip model"
                 " of its embeddings, so it cannot embed text prompts: query by"
@@ -256,7 +255,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 " clip_model='ViT-B-32', pretrained='openai' for example (FiftyOne's"
                 " clip-vit-base32-torch is open_clip ViT-B-32 / openai)"
             )
-        return text_embeddings(config, bundle, self.index_key, prompts)
+        return text_embeddings(*loaded, self.index_key, prompts)
 
     def _kneighbors(
         self,
@@ -308,9 +307,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
 
     def _save_config(self):
         loaded = self._load(required=False)
-        self.config.supports_prompts = bool(
-            loaded and loaded[0].clip_model and loaded[1].encoder is not None
-        )
+        self.config.supports_prompts = _embeds_prompts(loaded)
         if loaded is not None and self.config.embeddings_field is None:
             self.config.embeddings_field = loaded[0].embeddings_field
         if self.key is not None:
@@ -443,6 +440,12 @@ def _check_adoptable(ds, config, brain_key: str) -> None:
         )
     if info.code_method is not None:
         config.code_method = info.code_method
+
+
+def _embeds_prompts(loaded) -> bool:
+    """Whether a loaded ``(config, bundle)`` (or None) can embed text: it records
+    its CLIP model and has an encoder."""
+    return bool(loaded and loaded[0].clip_model and loaded[1].encoder is not None)
 
 
 def _other_runs_using(ds, index_key: str, brain_key: str | None) -> list[str]:
