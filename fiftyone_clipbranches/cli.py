@@ -123,6 +123,12 @@ def _cmd_verify(args) -> int:
         if args.index:
             print(f"verify: no dataset has a clipbranches index {args.index!r}")
             return 1
+        if args.dataset:  # named: there is nothing it could have verified
+            print(
+                f"verify: dataset {args.dataset!r} has no clipbranches index"
+                " (`clipbranches build-index` makes one)"
+            )
+            return 1
         print("verify: no clipbranches index found")
         return 0
     print(f"verify: {n_ok} index(es) passed ({args.level})")

@@ -101,7 +101,7 @@ def _cmd_update_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    before = None if args.json else sdk.index_info(ds, args.key)
+    before = sdk.index_info(ds, args.key)
     reembed = _reembed(ds, args) or []
     was_in = _indexed(ds, args.key, reembed)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
@@ -117,12 +117,16 @@ def _cmd_update_index(args) -> int:
         if bar is not None:
             bar.close()
     after = sdk.index_info(ds, info.key)
-    if before is not None:
-        now_in = _indexed(ds, info.key, reembed)
-        lost = int((was_in & ~now_in).sum())
-        read = "embedded again" if after.clip_model else "read again from the field"
-        print(_changes(before, after, int((was_in & now_in).sum()), lost, read))
-    _print_info(after, args.json, ds.name)  # with what it left out
+    now_in = _indexed(ds, info.key, reembed)
+    changes = _changes(
+        before, after, int((was_in & now_in).sum()), int((was_in & ~now_in).sum())
+    )
+    if args.json:
+        print(json.dumps({**after.to_dict(), "changes": changes}, default=str))
+        return 0
+    read = "embedded again" if after.clip_model else "read again from the field"
+    print(_changes_text(after.key, changes, read))
+    _print_info(after, False, ds.name)  # with what it left out
     return 0
 
 
@@ -151,21 +155,32 @@ def _indexed(ds, key: str, ids: list[str]):
     return sdk.load_index(ds, key)[1].rowmap.contains(ids)
 
 
-def _changes(before, after, n_again: int = 0, lost: int = 0, read="") -> str:
-    """What an update changed: samples added (new, or whose image was read this
-    time), dropped, ``n_again`` rows replaced (``read``: how) and ``lost`` of
-    them left out, their image unreadable now."""
+def _changes(before, after, n_again: int = 0, lost: int = 0) -> dict:
+    """What an update changed, counted: samples ``added`` (new, or whose image was
+    read this time), ``dropped`` (deleted from the dataset), ``replaced`` (the
+    ``n_again`` rows embedded or read again) and ``lost`` (of those, left out: their
+    image is unreadable now)."""
+    return {
+        "added": after.n_samples - before.n_samples + before.freshness.n_deleted + lost,
+        "dropped": before.freshness.n_deleted,
+        "replaced": n_again,
+        "lost": lost,
+    }
+
+
+def _changes_text(key: str, changes: dict, read: str) -> str:
+    """One line for :func:`_changes`' counts (``read``: how the replaced rows were
+    read)."""
     from fiftyone_clipbranches.sdk.messages import counted
 
-    fresh = before.freshness
+    n_again, lost = changes["replaced"], changes["lost"]
     again = f", {counted(n_again, 'sample')} {read}" if n_again or lost else ""
     again += f", {lost} left out (image unreadable now)" if lost else ""
-    if after.n_samples == before.n_samples and not fresh.is_stale and not again:
-        return f"index {after.key!r} was up to date"
-    added = after.n_samples - before.n_samples + fresh.n_deleted + lost
+    if not (changes["added"] or changes["dropped"] or again):
+        return f"index {key!r} was up to date"
     return (
-        f"index {after.key!r}: {counted(added, 'sample')} added,"
-        f" {fresh.n_deleted} dropped (deleted from the dataset){again}"
+        f"index {key!r}: {counted(changes['added'], 'sample')} added,"
+        f" {changes['dropped']} dropped (deleted from the dataset){again}"
     )
 
 

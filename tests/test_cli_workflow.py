@@ -314,6 +314,8 @@ def test_unreadable_and_added_images_from_the_shell(
     assert cli_main([*refine, "--positive", first, "--positive", added]) == 1
     assert f"clipbranches update-index {ds.name} --key a" in capsys.readouterr().err
     assert cli_main(["update-index", ds.name, "--key", "a", "--quiet", "--json"]) == 0
-    assert _json(capsys)["n_samples"] == 51
+    out = _json(capsys)
+    assert out["n_samples"] == 51
+    assert out["changes"] == {"added": 1, "dropped": 0, "replaced": 0, "lost": 0}
     assert cli_main([*refine, "--positive", first, "--positive", added]) == 0
     assert {first, added} <= {r["id"] for r in _json(capsys)["results"]}

@@ -250,6 +250,11 @@ def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, 
     index_dataset(ds, "idx")
     assert cli.main(["verify", "--dataset", ds.name]) == 0
     out = capsys.readouterr().out
+    # named, a dataset without an index fails: nothing was verified
+    assert cli.main(["verify", other.name]) == 1
+    assert f"dataset {other.name!r} has no clipbranches index" in (
+        capsys.readouterr().out
+    )
     index_dataset(ds, "cli_only_here")
     assert cli.main(["verify", "--index", "cli_only_here"]) == 0
     assert other.name not in capsys.readouterr().out

@@ -4,6 +4,8 @@ ones: a changed image kept its old code, with no way but a rebuild)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,8 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
     out = capsys.readouterr().out
     assert "0 samples added, 0 dropped (deleted from the dataset), 1 sample" in out
     assert "left out (image" not in out
+    # scripts read the same counts
+    assert cli_main([*args, "--reembed", ids[0], "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["changes"] == {"added": 0, "dropped": 0, "replaced": 1, "lost": 0}
+    assert out["n_samples"] == len(ds) - 1
