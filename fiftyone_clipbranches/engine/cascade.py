@@ -490,7 +490,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 logit = arbiter.decision_function(take_rows(codes, where))
                 ok = logit > margin
                 if floor > 0.0 and ok.any():
-                    forest[ask[ok]] = self.forest_proba(codes, where[ok])
+                    unread = ok & np.isnan(forest[ask])  # candidates were read above
+                    if unread.any():
+                        forest[ask[unread]] = self.forest_proba(codes, where[unread])
                     ok[ok] = forest[ask[ok]] >= floor
                 keep[ask] = ok
         if self.ball_radius_sq_ >= 0:
