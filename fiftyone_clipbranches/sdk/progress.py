@@ -39,9 +39,11 @@ class ProgressBar:
             )  # fmt: skip
         done = min(100, max(0, round(100 * fraction)))
         self._bar.set_postfix_str(label, refresh=False)
-        self._bar.update(done - self._bar.n)
-        if done >= 100:
+        if done >= 100:  # closing draws the last state: once, not twice in a log
+            self._bar.n = 100
             self.close()
+            return
+        self._bar.update(done - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
