@@ -330,7 +330,10 @@ def _interrupted(args, stop: KeyboardInterrupt) -> str:
             " on from there"
         )
     if args.command == "update-index" and (args.reembed or args.reembed_view):
-        return "interrupted; the index is as it was: run the same command again"
+        return (
+            "interrupted; the index is as it was: its next update (this command, or"
+            " without --reembed) embeds those samples again"
+        )
     if args.command == "update-index":
         return (
             "interrupted; the index is as it was and the images embedded so far are"

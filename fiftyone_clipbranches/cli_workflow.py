@@ -209,6 +209,11 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
             f"  stale: {counted(fresh.n_added, 'sample')} added, {fresh.n_deleted}"
             f" deleted since the build (`{update}` brings it up to date)"
         )
+    if info.n_reembed_pending:
+        print(
+            f"  {counted(info.n_reembed_pending, 'sample')} still to embed again: an"
+            f" update was interrupted while it embedded them (`{update}` finishes it)"
+        )
     if fresh is not None and fresh.n_unreadable:
         print(
             f"  {counted(fresh.n_unreadable, 'sample')} left out: their image could"

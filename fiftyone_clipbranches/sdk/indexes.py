@@ -74,7 +74,8 @@ UNSET = _Unset()
 class IndexInfo:
     """What an index is and how it relates to the dataset now.
 
-    ``freshness`` is None when it was not checked.
+    ``freshness`` is None when it was not checked; ``n_reembed_pending``: samples
+    an interrupted update began to embed again (the next update finishes them).
     """
 
     key: str
@@ -88,6 +89,7 @@ class IndexInfo:
     built_at: str | None
     freshness: Freshness | None = None
     n_shards: int = 1
+    n_reembed_pending: int = 0
 
     @property
     def supports_text(self) -> bool:
@@ -484,6 +486,7 @@ def update_index(
     present, paths = ds.values(["id", "filepath"])
     field = config.embeddings_field
     again = set(_reembed_ids(ds, index_key, config, reembed))
+    again |= set(config.reembed_pending or ()) & set(present)  # an interrupted one
     rows, found = bundle.rowmap.rows_of(present)
     n_deleted = len(bundle.rowmap) - int(found.sum())
     if again:
@@ -525,6 +528,7 @@ def update_index(
         embed_with = {"model": model.get("name"), "pretrained": model.get("pretrained")}
         if again and config.clip_model:
             _check_checkpoint(config, index_key)
+            _pending_reembed(ds, index_key, config, again)
             failed = embed_again(
                 ds.select(list(again)), field, **embed_with,
                 progress=lambda f, label: report(0.3 * f, label),
@@ -553,6 +557,7 @@ def update_index(
     keep = np.sort(rows[found])
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
+    config.reembed_pending = None  # written with the new rows, or kept if that fails
     info = replace_index_rows(
         ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed}
     )
@@ -708,6 +713,22 @@ def check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
         )
 
 
+#: Most sample ids an index run records as still to embed again (a run's document
+#: holds at most 16 MB); past it, an interrupted re-embedding is finished by running
+#: the same update again.
+MAX_PENDING_REEMBED = 200_000
+
+
+def _pending_reembed(ds, index_key: str, config, ids) -> None:
+    """Record on the run that ``ids`` are being embedded again, before their
+    vectors are overwritten: until the index holds their new codes, the field and
+    the index disagree, and the next update (any) embeds them again."""
+    if len(ids) > MAX_PENDING_REEMBED:
+        return
+    config.reembed_pending = sorted(ids)
+    runs.update_index_config(ds, index_key, config)
+
+
 def _reembed_ids(ds, index_key: str, config, reembed) -> list[str]:
     """The sample ids of ``update_index``'s ``reembed``, checked: samples of
     ``ds``, and an index that reads vectors from a field."""
@@ -773,6 +794,7 @@ def _info(ds, key, config, fresh=None) -> IndexInfo:
         built_at=config.built_at,
         freshness=fresh,
         n_shards=shard_count(Path(config.index_dir) / INDEX_DIR),
+        n_reembed_pending=len(getattr(config, "reembed_pending", None) or ()),
     )
 
 

@@ -44,6 +44,9 @@ class ClipBranchesIndexConfig(fors.RunConfig):
             (``{"name": ..., "pretrained": ...}``), needed for text queries; None
             when unknown.
         built_at: UTC ISO timestamp of the build (or of the last update).
+        reembed_pending: sample ids an update began to embed again and did not
+            finish (interrupted): the next update embeds them again; None when
+            there are none.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class ClipBranchesIndexConfig(fors.RunConfig):
         embeddings_field=None,
         clip_model=None,
         built_at=None,
+        reembed_pending=None,
         **kwargs,
     ):
         kwargs.pop("method", None)
@@ -66,6 +70,7 @@ class ClipBranchesIndexConfig(fors.RunConfig):
         self.embeddings_field = embeddings_field
         self.clip_model = clip_model
         self.built_at = built_at
+        self.reembed_pending = reembed_pending
 
 
 class ClipBranchesIndex(fors.Run):

@@ -90,3 +90,48 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["changes"] == {"added": 0, "dropped": 0, "replaced": 1, "lost": 0}
     assert out["n_samples"] == len(ds) - 1
+
+
+def test_an_interrupted_reembedding_is_finished_by_the_next_update(
+    make_user_index, monkeypatch, capsys
+):
+    """Ctrl-C while the images were embedded again left new vectors in the field
+    and old codes in the index; a plain update did not notice."""
+    from fiftyone_clipbranches.sdk import embeddings
+
+    ds = make_user_index(n_per_class=5, name="reembed-stopped")
+    ids = ds.take(12, seed=2).values("id")
+    donor = next(i for i in ds.values("id") if i not in ids)
+    for sid in ids:  # every file replaced by the same other image
+        sample = ds[sid]
+        sample.filepath = ds[donor].filepath
+        sample.save()
+    monkeypatch.setattr(embeddings, "_CHUNK", 8)
+
+    def progress(fraction, label):
+        if label.startswith("embedded"):  # after the first chunk was written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sdk.update_index(ds, "clip", reembed=ids, progress=progress)
+    monkeypatch.undo()
+    info = sdk.index_info(ds, "clip")
+    assert info.n_reembed_pending == 12 and info.to_dict()["n_reembed_pending"] == 12
+    embedded = [sid for sid in ids if _steps(_code(ds, sid), _code(ds, donor)) > 1]
+    assert len(embedded) == 12  # the index still holds every old code
+    assert cli_main(["indexes", ds.name]) == 0
+    assert (
+        f"12 samples still to embed again: an update was interrupted while it"
+        f" embedded them (`clipbranches update-index {ds.name} --key clip`"
+    ) in capsys.readouterr().out
+
+    info = sdk.update_index(ds, "clip", progress=False)  # no reembed named
+    assert info.n_reembed_pending == 0 and info.n_samples == 50
+    assert all(_steps(_code(ds, sid), _code(ds, donor)) <= 1 for sid in ids)
+    assert sdk.index_info(ds, "clip").n_reembed_pending == 0
+    assert "still to embed again" not in _listing(ds, capsys)
+
+
+def _listing(ds, capsys) -> str:
+    assert cli_main(["indexes", ds.name]) == 0
+    return capsys.readouterr().out
