@@ -66,7 +66,6 @@ class RelevancePanel(foo.Panel):
         current = init.get("index_key", state.get("index_key"))
         if keys and current not in keys:
             init["index_key"] = keys[0]
-        init["n_selected"] = len(ctx.selected)
         state.set(init)
         ctx.ops.set_sample_selection_style(**SELECTION_STYLE)
         if keys:  # the first search need not wait for the CLIP model to load
@@ -76,12 +75,13 @@ class RelevancePanel(foo.Panel):
         ctx.ops.clear_sample_selection_style()
 
     def on_change_selected(self, ctx):
-        update = {"n_selected": len(ctx.selected)}
-        if not ctx.selected:
+        # the render after this event counts the selection; the state changes only
+        # when it must: the App (1.22) drops the grid's sidebar filters whenever a
+        # panel's state changes, so selecting samples to search by kept none
+        if not ctx.selected and ctx.panel.state.get("last_error") is not None:
             # an action that clears the selection (Mark) makes the App call this
             # with the state from before the action, its old error included
-            update["last_error"] = None
-        ctx.panel.state.set(update)
+            ctx.panel.state.set("last_error", None)
 
     def on_change_dataset(self, ctx):
         ctx.panel.state.set("confirm", None)  # a question about the other dataset
@@ -223,12 +223,13 @@ class RelevancePanel(foo.Panel):
         if actions.search_scope(ctx) is not ctx.dataset:
             panel.md(
                 f"*Searches and refinements look {WITHIN_VIEW} (a saved view, or"
-                " the grid's filters).*",
+                " the view bar's stages; the App drops the sidebar's filters when"
+                " a field of this panel changes).*",
                 name="scope",
             )
 
         n_pos, n_neg = actions.tag_counts(ctx, opts)
-        n_sel = ctx.panel.state.get("n_selected") or len(ctx.selected)
+        n_sel = len(ctx.selected)
         panel.md(
             f"**{n_pos}** positive (`{opts['positive_tag']}`), **{n_neg}** negative "
             f"(`{opts['negative_tag']}`), {n_sel} selected; alt-click marks a"

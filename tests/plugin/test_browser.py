@@ -163,6 +163,42 @@ def set_random_negatives(page, value: int) -> None:
     expect(field).to_have_value(str(value))
 
 
+def filter_sidebar(page, field: str, attribute: str, value: str) -> None:
+    """Keep only samples whose ``field.attribute`` is ``value``, in the sidebar as a
+    user does (the App's query-performance mode types it, the other ticks it)."""
+    page.keyboard.press("Escape")  # a tip's popover may cover the sidebar
+    page.locator(f'[data-cy="sidebar-field-arrow-enabled-{field}"]').first.click()
+    typed = page.get_by_placeholder(f"+ filter by {attribute}")
+    box = page.locator(f'[data-cy="categorical-filter-{field}.{attribute}"]').first
+    box.wait_for()
+    if typed.count():
+        typed.first.click()
+        typed.first.type(value)
+        page.wait_for_timeout(1000)
+        typed.first.press("Enter")
+    else:
+        box.get_by_text(value, exact=True).first.click()
+
+
+def test_a_search_by_selection_keeps_the_sidebar_filter(indexed, page):
+    """Selecting a sample set the panel's state, which makes the App drop its
+    sidebar filters: a search by example inside a filter ran over every sample."""
+    wait_text(page, "Saved view name")
+    wait_text(page, f"{len(indexed)} samples", exact=True)
+    labels = page.locator('[data-cy="categorical-filter-ground_truth.label"]')
+    filter_sidebar(page, "ground_truth", "label", "ship")
+    wait_text(page, f"{PER_CLASS} samples", exact=True)
+    select_tiles(page, [0])
+    page.wait_for_timeout(3000)  # a user's moment: the App acts on state changes late
+    click_button(page, "Search")
+    wait_text(page, f"{K} nearest samples to 1 selected sample")
+    wait_text(page, f"{K} samples", exact=True)
+    assert labels.first.inner_text().split() == ["label", "ship", str(K)]
+    shot(page, "0_search_in_filter.png")
+    page.locator('[data-cy="btn-clear-view-bar"]').first.click()  # as it was
+    wait_text(page, f"{len(indexed)} samples", exact=True)
+
+
 def test_search_label_refine_in_the_app(indexed, page):
     from playwright.sync_api import expect
 
