@@ -53,22 +53,18 @@ def _pretrained(value):
 
 
 def _clip_choice(args) -> tuple:
-    """``--model`` / ``--pretrained`` as ``build_index`` takes them; ``--model
-    demo`` is the small CLIP this package ships (offline; it knows generated
-    shapes, not photos)."""
-    from fiftyone_clipbranches.demo.pipeline import SHIPPED_MODEL
+    """``--model`` / ``--pretrained`` as ``build_index`` takes them (``--model
+    demo``: the small CLIP this package ships, ``demo.model.clip_choice``)."""
+    from fiftyone_clipbranches.demo.model import SHIPPED_MODEL, clip_choice
 
-    if args.model != SHIPPED_MODEL:
-        return args.model, _pretrained(args.pretrained)
-    if args.pretrained is not None:
+    if args.model == SHIPPED_MODEL and args.pretrained is not None:
         raise ValueError(
             "--model demo is the small CLIP this package ships, with its own"
             " weights: leave --pretrained out"
         )
-    from fiftyone_clipbranches.demo import ensure_demo_model
-
-    demo = ensure_demo_model(progress=not args.quiet)
-    return demo.name, demo.checkpoint_path
+    if args.model != SHIPPED_MODEL:
+        return args.model, _pretrained(args.pretrained)
+    return clip_choice(args.model, None, progress=not args.quiet)
 
 
 def _cmd_build_index(args) -> int:

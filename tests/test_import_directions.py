@@ -30,6 +30,9 @@ ALLOWED = {
 EXCEPTIONS = {
     # the demo opens the App with the panel shown: it needs the panel's name only
     ("demo", f"{PACKAGE}.panels.constants"),
+    # the build and embeddings forms take 'demo', the small CLIP the package ships,
+    # as the CLI does
+    ("operators", f"{PACKAGE}.demo.model"),
     # a compute worker's first module lives outside the service package, whose
     # import loads FiftyOne, so that it can ignore Ctrl-C before that
     ("service", f"{PACKAGE}.worker_process"),

@@ -306,3 +306,28 @@ def ensure_demo_model(
     if cached is None:
         raise RuntimeError(f"demo model cache at {folder} could not be read back")
     return cached
+
+
+#: ``model`` naming the small CLIP this package ships (the CLI's ``--model demo``,
+#: the forms' "CLIP model").
+SHIPPED_MODEL = "demo"
+
+
+def clip_choice(model: str | None, pretrained, progress: bool = False) -> tuple:
+    """``(model, pretrained)`` as ``build_index`` and ``compute_embeddings`` take
+    them: :data:`SHIPPED_MODEL` becomes the demo CLIP's registered name and its
+    cached checkpoint (offline; it knows generated shapes, not photos); any other
+    model passes through.
+
+    Raises:
+        ValueError: weights given with :data:`SHIPPED_MODEL`, which has its own.
+    """
+    if model != SHIPPED_MODEL:
+        return model, pretrained
+    if pretrained:
+        raise ValueError(
+            f"model {SHIPPED_MODEL!r} is the small CLIP this package ships, with its"
+            " own weights: leave the pretrained weights empty"
+        )
+    demo = ensure_demo_model(progress=progress)
+    return demo.name, demo.checkpoint_path

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .model import SHIPPED_MODEL
+
 DEMO_DATASET = "clipbranches-demo"
 DEMO_INDEX_KEY = "demo"
 DEMO_QUERY = "a red circle"
@@ -87,10 +89,6 @@ class DemoReport:
         rows += [("note", note) for note in self.notes]
         width = max(len(name) for name, _ in rows) + 2
         return "\n".join(f"{name:<{width}}{value}" for name, value in rows)
-
-
-#: ``model`` naming the demo's own small CLIP (also for the user's images).
-SHIPPED_MODEL = "demo"
 
 
 def run_demo(

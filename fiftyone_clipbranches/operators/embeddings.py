@@ -5,7 +5,9 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_clipbranches.demo.model import clip_choice
 from fiftyone_clipbranches.operators.common import (
+    SHIPPED_MODEL_HINT,
     add_orchestrator_hint,
     long_running_config,
     notify_error,
@@ -39,7 +41,11 @@ class ComputeEmbeddings(foo.Operator):
             description="VectorField receiving one vector per sample (512-d for ViT-B-32)",
         )
         inputs.str(
-            "model", label="CLIP model", default=DEFAULT_CLIP_MODEL, required=True
+            "model",
+            label="CLIP model",
+            default=DEFAULT_CLIP_MODEL,
+            required=True,
+            description=SHIPPED_MODEL_HINT,
         )
         inputs.str(
             "pretrained",
@@ -57,13 +63,16 @@ class ComputeEmbeddings(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         try:
+            model, pretrained = clip_choice(
+                p.get("model") or DEFAULT_CLIP_MODEL, p.get("pretrained") or None
+            )
             result = yield from run_with_progress(
                 ctx,
                 compute_embeddings,
                 ctx.target_view(),
                 p.get("field", DEFAULT_EMBEDDINGS_FIELD),
-                model=p.get("model") or DEFAULT_CLIP_MODEL,
-                pretrained=p.get("pretrained") or None,
+                model=model,
+                pretrained=pretrained,
                 batch_size=int(p.get("batch_size", 32)),
                 skip_existing=bool(p.get("skip_existing", True)),
             )

@@ -92,6 +92,7 @@ def test_build_form_computes_with_random_weights_when_pretrained_is_empty(
             "code_method": "pca",
         }
         _, requests = run_op("build_index", {"dataset": ds, "params": params})
+        assert notifications(requests, "error") == []
         assert notifications(requests, "success") == [
             "Index 'idx' built over 40 samples"
         ]
@@ -114,3 +115,30 @@ def test_build_form_can_leave_out_samples_without_a_vector(embedded_dataset):
     assert notifications(requests, "success") == ["Index 'gaps' built over 45 samples"]
     fresh = sdk.index_info(ds, "gaps").freshness
     assert fresh.n_index == 45 and fresh.n_added + fresh.n_unreadable == 5
+
+
+def test_build_form_takes_the_shipped_demo_clip(cifar_dir):
+    """The CLI's --model demo worked; the App's build form asked open_clip for an
+    architecture named 'demo'."""
+    from fiftyone_clipbranches.demo import DEMO_MODEL_NAME
+
+    ds = make_cifar_dataset(cifar_dir, 7)  # the learned head fits on 64 or more
+    try:
+        params = {"index_key": "shapes", "embeddings": "__compute__", "model": "demo"}
+        with_weights = {**params, "pretrained": "laion2b_s34b_b79k"}
+        _, requests = run_op("build_index", {"dataset": ds, "params": with_weights})
+        (error,) = notifications(requests, "error")
+        assert "'demo' is the small CLIP this package ships" in error
+        assert "leave the pretrained weights empty" in error
+        assert sdk.list_indexes(ds) == []
+        _, requests = run_op("build_index", {"dataset": ds, "params": params})
+        assert notifications(requests, "error") == []
+        assert notifications(requests, "success") == [
+            f"Index 'shapes' built over {len(ds)} samples"
+        ]
+        info = sdk.index_info(ds, "shapes")
+        assert info.clip_model["name"] == DEMO_MODEL_NAME and info.supports_text
+        ids, _ = sdk.search_ids(ds, text="a red circle", k=3, index_key="shapes")
+        assert len(ids) == 3
+    finally:
+        ds.delete()
