@@ -89,6 +89,12 @@ def run_search(ctx, opts: dict) -> str:
         raise ValueError("type a query or select samples to search by example")
     if within is not ctx.dataset:
         what += f" {IN_VIEW}"
+    if text and ctx.selected:  # the box wins: say so, the selection goes with the view
+        what += (
+            f" (the query box was searched, not the"
+            f" {counted(len(ctx.selected), 'selected sample')}: empty it to search by"
+            " the selection)"
+        )
     ctx.ops.set_view(view=view)
     ctx.panel.state.set("showing", "search")
     RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])

@@ -185,7 +185,9 @@ def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
     assert patched_state(stale)["last_error"] is None
     assert "last_error" not in rendered(stale)
     kept = call(ds, "on_change_selected", state=failed, selected=ds.values("id")[:1])
-    assert "last_error" not in patched_state(kept)
+    # no other state either: the App drops the grid's sidebar filters whenever a
+    # panel's state changes
+    assert patched_state(kept) == {}
     assert rendered(kept)["last_error"]["view"]["description"] == error
     reset_labels(ds)
 
@@ -429,6 +431,13 @@ def test_a_round_on_an_index_built_from_images(make_user_index):
     stats = patched_state(requests)["last_stats"]
     assert (stats["n_pos"], stats["n_neg"]) == (4, 2)
     assert "last_round" in rendered(requests)
+    # a query in the box wins over a selection, and the message says so
+    text = {"index_key": "clip", "k": 5, "query": "a photo"}
+    requests = call(ds, "search", state=text, selected=ds.values("id")[:2])
+    assert notifications(requests, "success") == [
+        "5 nearest samples to 'a photo' (the query box was searched, not the 2"
+        " selected samples: empty it to search by the selection)"
+    ]
     # the App's call after the Mark cleared the selection drops the old error
     stale = {**state, "last_error": "an earlier failure"}
     assert (
