@@ -51,6 +51,7 @@ from pathlib import Path
 from fiftyone_clipbranches.sdk.errors import (
     REBUILD,
     IndexCorruptedError,
+    IndexFilesMissingError,
     IndexPermissionError,
     StaleIndexError,
     engine_errors,
@@ -211,7 +212,7 @@ def read_manifest(path) -> dict:
     """The checked top-level ``manifest.json`` of index directory ``path``.
 
     Raises:
-        StaleIndexError: the directory or its manifest is missing.
+        IndexFilesMissingError: the directory or its manifest is missing.
         IndexPermissionError: the manifest cannot be read.
         IndexCorruptedError: it is not valid JSON, of an unknown format version, or
             does not match its own checksum.
@@ -219,7 +220,7 @@ def read_manifest(path) -> dict:
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise StaleIndexError(f"index files are missing at {path}; {REBUILD}")
+        raise IndexFilesMissingError(f"index files are missing at {path}; {REBUILD}")
     try:
         text = mpath.read_bytes()
     except PermissionError as e:
@@ -259,7 +260,7 @@ def verify_bundle(path, level: str = "full") -> VerifyReport:
         IndexCorruptedError: a file is missing, truncated or does not match its
             checksum (the message names it).
         IndexPermissionError: a file cannot be read.
-        StaleIndexError: the directory is gone.
+        IndexFilesMissingError: the directory is gone.
     """
     started = time.perf_counter()
     path = Path(path)

@@ -25,6 +25,11 @@ class StaleIndexError(ClipBranchesError):
     """The index does not cover samples the request depends on."""
 
 
+class IndexFilesMissingError(StaleIndexError):
+    """The index's directory or manifest is gone (moved, deleted, a disk not
+    mounted): it cannot answer until the files are back or it is rebuilt."""
+
+
 class NoPositivesError(ClipBranchesError):
     """Refinement was asked for without any positive sample."""
 
@@ -82,6 +87,11 @@ class ViewNameTakenError(ClipBranchesError):
 
 class UnknownModelError(ClipBranchesError):
     """Text search was asked of an index whose CLIP model is not known."""
+
+
+class CheckpointUnavailableError(UnknownModelError):
+    """The local CLIP checkpoint file an index records is gone, or its contents
+    changed since the build: the server's files, not the request, are at fault."""
 
 
 class IdentityConflictError(ClipBranchesError):

@@ -22,11 +22,11 @@ from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, embed_again
 from fiftyone_clipbranches.sdk.errors import (
+    CheckpointUnavailableError,
     IndexInUseError,
     MissingEmbeddingsError,
     SampleIdsError,
     StaleIndexError,
-    UnknownModelError,
 )
 from fiftyone_clipbranches.sdk.freshness import Freshness, at_build, compare
 from fiftyone_clipbranches.sdk.identity import (
@@ -754,7 +754,7 @@ def _reembed_ids(ds, index_key: str, config, reembed) -> list[str]:
 def _check_checkpoint(config, index_key: str) -> None:
     gone = missing_checkpoint(config.clip_model, index_key, "embed added samples")
     if gone:
-        raise UnknownModelError(gone)
+        raise CheckpointUnavailableError(gone)
 
 
 def _unembeddable(samples, field: str, errors: dict | None) -> dict:

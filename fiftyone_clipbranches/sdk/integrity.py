@@ -44,7 +44,7 @@ def verify_index(
         IndexCorruptedError: a file does not match its checksum (the message names
             it and says how to recover).
         IndexPermissionError: a file cannot be read.
-        StaleIndexError: the index directory is gone.
+        IndexFilesMissingError: the index directory is gone.
     """
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)

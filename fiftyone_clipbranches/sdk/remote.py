@@ -60,7 +60,8 @@ class Client:
     """Client of a clipbranches service.
 
     Args:
-        url: base URL, e.g. ``"http://127.0.0.1:5152"`` (no ``/v1``).
+        url: base URL, e.g. ``"http://127.0.0.1:5152"`` (a trailing ``/v1`` is
+            the API's prefix, which the client adds itself, and is dropped).
         token: bearer token, or None for a service running without one.
         timeout_s: socket timeout of each request.
         retries: times a request refused for now (503 ``busy``: every worker and
@@ -83,7 +84,9 @@ class Client:
             )
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
-        self.url = url.rstrip("/")
+        base = url.rstrip("/")
+        # the API's prefix is the client's own: a URL copied from a request works
+        self.url = base[: -len("/v1")] if base.endswith("/v1") else base
         self.token = token
         self.timeout_s = float(timeout_s)
         self.retries = retries

@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
-from fiftyone_clipbranches.sdk.errors import UnknownModelError
+from fiftyone_clipbranches.sdk.errors import (
+    CheckpointUnavailableError,
+    UnknownModelError,
+)
 from fiftyone_clipbranches.sdk.freshness import (
     alive_rows,
     searchable_rows,
@@ -151,16 +154,17 @@ def index_clip_model(config, index_key: str):
     once per process.
 
     Raises:
-        UnknownModelError: its local checkpoint file is gone, or its contents
-            changed since the build (its vectors would not match the index's).
+        CheckpointUnavailableError: its local checkpoint file is gone, or its
+            contents changed since the build (its vectors would not match the
+            index's).
     """
     recorded = config.clip_model
     gone = missing_checkpoint(recorded, index_key, "embed queries")
     if gone:
-        raise UnknownModelError(gone)
+        raise CheckpointUnavailableError(gone)
     clip = get_clip_model(recorded["name"], recorded.get("pretrained"))
     if not same_identity(recorded, clip.identity):
-        raise UnknownModelError(
+        raise CheckpointUnavailableError(
             f"index {index_key!r} cannot embed queries: "
             f"{checkpoint_changed(recorded, clip.identity)}, so its vectors would not"
             " match the index's; restore the file, or build another index from the"

@@ -96,6 +96,10 @@ class _Index:
             if e.code == "index_unavailable":
                 with self._lock:
                     if started > self._answered_at:
+                        if self.failure is None:
+                            logger.warning(
+                                "index %r is unavailable: %s", self.key, e.message
+                            )
                         self.failure, self._failed_at = e.message, started
             raise
         with self._lock:
@@ -216,6 +220,7 @@ class SdkBackend:
         return sum(len(d.keys) for d in self._datasets.values() if not d.gone)
 
     def list_datasets(self) -> list[dict]:
+        self._check_ready()  # an empty list while loading reads as "none served"
         out = []
         for entry in list(self._datasets.values()):
             self._refresh(entry)
@@ -369,7 +374,7 @@ class SdkBackend:
             )
         return f"{message} ({name!r} exists, but {why})"
 
-    def _entry(self, name: str, force: bool = False) -> _Dataset:
+    def _check_ready(self) -> None:
         if not self._ready.is_set():
             raise ApiError(
                 503,
@@ -377,6 +382,9 @@ class SdkBackend:
                 "indexes are still loading; retry shortly",
                 retry_after_s=2,
             )
+
+    def _entry(self, name: str, force: bool = False) -> _Dataset:
+        self._check_ready()
         entry = self._datasets.get(name)
         if entry is None:
             raise not_found("dataset_not_found", self._not_served(name))
@@ -714,8 +722,12 @@ def _sdk_errors():
         raise unprocessable("no_positives", str(err)) from None
     except e.ContradictoryLabelsError as err:
         raise unprocessable("contradictory_labels", str(err)) from None
+    except e.IndexFilesMissingError as err:  # the server's trouble, not the request's
+        raise ApiError(503, "index_unavailable", str(err)) from None
     except e.StaleIndexError as err:
         raise unprocessable("stale_index", str(err)) from None
+    except e.CheckpointUnavailableError as err:
+        raise ApiError(503, "model_unavailable", str(err)) from None
     except e.ResultTooLargeError as err:
         raise unprocessable("result_too_large", str(err)) from None
     except (

@@ -26,7 +26,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default="127.0.0.1",
         help="interface to bind (default 127.0.0.1; 0.0.0.0 exposes the service)",
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one, printed)",
+    )
     parser.add_argument(
         "--threads", type=int, default=8, help="HTTP worker threads (default 8)"
     )
@@ -70,6 +75,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=_seconds,
         default=60.0,
         help="time limit of one search, refinement or save, in seconds (default 60)",
+    )
+    parser.add_argument(
+        "--max-results",
+        type=int,
+        default=ServiceConfig.max_results,
+        help="results kept for paging, shared by every client; the oldest is dropped"
+        f" for a new one (default {ServiceConfig.max_results})",
+    )
+    parser.add_argument(
+        "--result-ttl",
+        type=_seconds,
+        default=ServiceConfig.result_ttl_s,
+        help="seconds a result is kept for paging after its last read (default"
+        f" {ServiceConfig.result_ttl_s:g})",
     )
     parser.add_argument(
         "--dataset",
@@ -127,6 +146,8 @@ def run_serve(args: argparse.Namespace) -> int:
         worker_threads=args.worker_threads,
         max_queued=args.max_queued,
         request_timeout_s=args.timeout,
+        max_results=args.max_results,
+        result_ttl_s=args.result_ttl,
         verify=args.verify,
         connection_limit=args.connection_limit,
     )

@@ -60,3 +60,40 @@ def test_a_cluster_that_lost_the_shards_is_unavailable_not_a_bad_request():
     with pytest.raises(ApiError) as err, _sdk_errors():
         raise ShardsUnavailableError("the Ray actors ... are gone")
     assert (err.value.status, err.value.code) == (503, "index_unavailable")
+
+
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        ("IndexFilesMissingError", "index_unavailable"),
+        ("CheckpointUnavailableError", "model_unavailable"),
+        ("StaleIndexError", "stale_index"),
+        ("UnknownModelError", "unprocessable"),
+    ],
+)
+def test_the_servers_missing_files_are_503s_the_requests_faults_422s(error, code):
+    """Index files or a CLIP checkpoint gone from the server answered 422 (the
+    request's fault); what the request asks that the index cannot do stays 422."""
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.service.backend import _sdk_errors
+
+    with pytest.raises(ApiError) as err, _sdk_errors():
+        raise getattr(sdk, error)("why")
+    status = 422 if code in ("stale_index", "unprocessable") else 503
+    assert (err.value.status, err.value.code, err.value.message) == (
+        status,
+        code,
+        "why",
+    )
+
+
+def test_the_dataset_listing_says_not_ready_while_indexes_load():
+    """It answered an empty list, which a client reads as "nothing served"."""
+    from fiftyone_clipbranches.service.backend import SdkBackend
+
+    backend = SdkBackend([])  # load() not run yet
+    with pytest.raises(ApiError) as err:
+        backend.list_datasets()
+    assert (err.value.status, err.value.code) == (503, "not_ready")
+    backend.load()
+    assert backend.list_datasets() == []

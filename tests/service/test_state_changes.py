@@ -9,6 +9,8 @@ user's way (``make_user_index``); the changes are made from this process.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -326,3 +328,59 @@ def test_a_served_dataset_given_its_first_index_is_searched_at_once(
                 assert found["total"] == 5
     finally:
         ds.delete()
+
+
+def test_an_index_whose_files_are_gone_is_unavailable_not_a_bad_request(
+    make_user_index,
+):
+    """Its folder moved away while served: the service answered 422 stale_index
+    (the request's fault), kept listing the index, and logged nothing."""
+    ds = make_user_index(n_per_class=4, name="svc-state-moved")
+    ds.persistent = True
+    index_dir = Path(sdk.index_info(ds, "clip", check=False).index_dir)
+    away = index_dir.with_name(index_dir.name + "-away")
+    args = [f"--dataset={ds.name}", "--compute-workers", "1"]
+    with running_service(args, TOKEN) as service:
+        client = Client(service.url, TOKEN)
+        pos = ds.take(3, seed=0).values("id")
+        assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
+        (worker,) = worker_pids(service.proc.pid)
+        os.replace(index_dir, away)
+        os.kill(worker, signal.SIGKILL)  # its replacement reads the files again
+        try:
+
+            def answer():  # a request the dying worker took says "retry"
+                got = _error(
+                    lambda: client.refine(ds.name, positives=pos, index_key="clip")
+                )
+                return None if got[1] == "worker_crashed" else got
+
+            status, code, message = _until(answer, timeout=30) or (200, "", "")
+            assert (status, code) == (503, "index_unavailable")
+            assert "index files are missing" in message
+            (listed,) = [d for d in client.datasets() if d["name"] == ds.name]
+            assert [ix["key"] for ix in listed["unavailable_indexes"]] == ["clip"]
+            assert _until(lambda: "index 'clip' is unavailable" in service.output())
+        finally:
+            os.replace(away, index_dir)  # back: served again without a restart
+        assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
+        (listed,) = [d for d in client.datasets() if d["name"] == ds.name]
+        assert listed["unavailable_indexes"] == []
+
+
+def test_the_result_store_is_sized_from_the_command_line(make_user_index):
+    """max_results and result_ttl_s could be set from Python only: a team paging
+    results lost them after 64 searches of everyone's."""
+    ds = make_user_index(n_per_class=4, name="svc-state-store")
+    ds.persistent = True
+    args = [f"--dataset={ds.name}", "--max-results", "2", "--result-ttl", "600"]
+    with running_service(args, TOKEN) as service:
+        client = Client(f"{service.url}/v1/", TOKEN)  # a URL copied from a request
+        first, *later = [
+            client.search(ds.name, sample_ids=[sid], k=3, index_key="clip")
+            for sid in ds.take(3, seed=1).values("id")
+        ]
+        for result in later:
+            assert len(client.page(result["result_id"])["items"]) == 3
+        status, code, _ = _error(lambda: client.page(first["result_id"]))
+        assert (status, code) == (404, "result_not_found")
