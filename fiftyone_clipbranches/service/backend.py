@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiftyone_clipbranches.service.compute_worker import refine_task, search_task
+from fiftyone_clipbranches.service.compute_worker import (
+    refine_task,
+    search_answer,
+    search_task,
+)
 from fiftyone_clipbranches.service.errors import ApiError, not_found, unprocessable
 from fiftyone_clipbranches.service.results import Ranking, StoredResult
 
@@ -247,8 +251,6 @@ class SdkBackend:
         self._entry(dataset)
 
     def search(self, req: dict) -> Ranking:
-        from fiftyone_clipbranches import sdk
-
         entry = self._entry(req["dataset"])
         key = req["index_key"]
         index = self._index(entry, key)
@@ -258,19 +260,14 @@ class SdkBackend:
         with index.watched(), _sdk_errors():
             if self._workers is not None:
                 task = search_task(entry.name, entry.dataset_id, req, self._served())
-                ids, sq_dists = self._workers.execute(task)
+                ids, sq_dists, n_unindexed = self._workers.execute(task)
             else:
-                ids, sq_dists = sdk.search_ids(
-                    entry.dataset,
-                    text=req["text"],
-                    sample_ids=req["sample_ids"],
-                    k=req["k"],
-                    index_key=key,
-                )
+                ids, sq_dists, n_unindexed = search_answer(entry.dataset, req)
         elapsed = time.perf_counter() - start
         stats = {
             "query": "text" if req["text"] is not None else "samples",
             "n_results": len(ids),
+            "n_unindexed": int(n_unindexed),
             "score": "minus squared L2 distance between uint8 codes",
             "timings": {"search_s": round(elapsed, 6)},
         }

@@ -202,13 +202,20 @@ class SdkWorker:
         return "ids", result.bundle.rowmap.ids[result.rows], scores, result.stats
 
     @staticmethod
-    def _search(ds, body: dict) -> tuple[list[str], np.ndarray]:
-        from fiftyone_clipbranches import sdk
+    def _search(ds, body: dict) -> tuple[list[str], np.ndarray, int]:
+        return search_answer(ds, body)
 
-        return sdk.search_ids(
-            ds,
-            text=body["text"],
-            sample_ids=body["sample_ids"],
-            k=body["k"],
-            index_key=body["index_key"],
-        )
+
+def search_answer(ds, body: dict) -> tuple[list[str], np.ndarray, int]:
+    """``(ids, squared distances, samples added since the build: not searched)``
+    of a validated ``/v1/search`` body on dataset ``ds``."""
+    from fiftyone_clipbranches import sdk
+
+    ids, sq_dists = sdk.search_ids(
+        ds,
+        text=body["text"],
+        sample_ids=body["sample_ids"],
+        k=body["k"],
+        index_key=body["index_key"],
+    )
+    return ids, sq_dists, sdk.unsearched_count(ds, body["index_key"])

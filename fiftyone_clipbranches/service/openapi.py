@@ -62,7 +62,9 @@ _RESULT = {
                 },
                 "stats": {
                     "type": "object",
-                    "description": "a refinement's: the stats of sdk.refine_ranking"
+                    "description": "a search's: query, n_results, n_unindexed"
+                    " (samples added since the build, not searched) and score; a"
+                    " refinement's: the stats of sdk.refine_ranking"
                     " (n_pos, n_neg, n_unreadable_neg, n_unindexed_neg, n_random_neg,"
                     " n_random_neg_requested,"
                     " n_neighbour_pos, n_relabelled, n_forced_pos, n_dropped_neg,"

@@ -195,6 +195,9 @@ def test_saves_count_what_they_save_renames_are_named_deletions_are_404s(
             ds.name, positives=labelled, negatives=[added], index_key="clip"
         )
         assert res["stats"]["n_unindexed_neg"] == 1 and res["stats"]["n_neg"] == 0
+        # and a search says that one sample was not searched, as the CLI does
+        found = client.search(ds.name, sample_ids=labelled[:1], k=3, index_key="clip")
+        assert found["stats"]["n_unindexed"] == 1
 
         # renamed elsewhere: said so, not "deleted"; renamed back: served again
         def asked():
