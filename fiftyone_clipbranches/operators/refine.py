@@ -60,6 +60,7 @@ def add_model_inputs(ctx, inputs) -> None:
             label_position="top",
             value_precision=1,
             view_multiple_of=0.5,
+            value_label_display="auto",  # a bubble always shown covers the label
         ),
     )
     chosen = ctx.params.get("model")

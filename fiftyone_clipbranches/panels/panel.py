@@ -318,12 +318,14 @@ class RelevancePanel(foo.Panel):
 
 def weight_slider():
     """The negative-weight slider: its label above it (beside it, the App cuts it
-    to 100 px) and its value to one decimal (the App's default shows six)."""
+    to 100 px), its value to one decimal (the App's default shows six) and in a
+    bubble only while it is moved (always shown, it covered the label)."""
     return types.SliderView(
         label="Negative weight",
         label_position="top",
         value_precision=1,
         view_multiple_of=0.5,
+        value_label_display="auto",
     )
 
 

@@ -57,6 +57,7 @@ def test_panel_numbers_have_readable_labels_and_values(indexed_dataset):
     slider = props["negative_weight"]["view"]
     assert slider["label"] == "Negative weight" and slider["label_position"] == "top"
     assert slider["value_precision"] == 1
+    assert slider["value_label_display"] == "auto"  # a bubble shown covers the label
     for name in ("k", "random_negatives"):
         assert props[name]["type"]["int"] is True, name
         assert props[name]["view"]["name"] != "SliderView", name
@@ -66,6 +67,7 @@ def test_panel_numbers_have_readable_labels_and_values(indexed_dataset):
 def test_refine_form_weight_slider_is_readable(indexed_dataset):
     slider = _resolve_input("refine", indexed_dataset, {})["negative_weight"]["view"]
     assert slider["label_position"] == "top" and slider["value_precision"] == 1
+    assert slider["value_label_display"] == "auto"
 
 
 def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index):
