@@ -94,6 +94,7 @@ SEARCH = Object(
                 min_length=1,
                 max_length=MAX_TEXT_LENGTH,
                 description="text query (needs an index built with a CLIP model)",
+                blank=False,
             ),
             default=None,
         ),

@@ -62,6 +62,7 @@ class Str(Schema):
     enum: tuple[str, ...] | None = None
     description: str = ""
     nullable: bool = False
+    blank: bool = True  # False: more than white space is needed
 
     def type_name(self) -> str:
         return "a string"
@@ -81,6 +82,8 @@ class Str(Schema):
             )
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
             raise ValidationError(path, f"must match {self.pattern!r}")
+        if not self.blank and not value.strip():
+            raise ValidationError(path, "must hold more than white space")
         return value
 
     def _openapi(self):
@@ -91,6 +94,8 @@ class Str(Schema):
         }
         if self.pattern is not None:
             doc["pattern"] = f"^{self.pattern}$"
+        elif not self.blank:
+            doc["pattern"] = r"\S"
         if self.enum is not None:
             doc["enum"] = list(self.enum)
         return doc

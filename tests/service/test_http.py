@@ -386,3 +386,12 @@ def test_a_dataset_not_served_is_told_what_would_serve_it(served_dataset):
         assert f"--dataset {later.name} among" in chosen._not_served(later.name)
     finally:
         later.delete()
+
+
+def test_a_text_of_spaces_is_a_malformed_request_as_an_empty_one(call):
+    """An empty text answered 400, a text of spaces 422 from deeper down."""
+    for text in ("", "   ", "\t\n"):
+        body = {"dataset": DATASET, "text": text}
+        status, _, err = call("POST", "/v1/search", body)
+        assert (status, err["error"]["code"]) == (400, "invalid_request"), text
+        assert "text" in err["error"]["message"]
