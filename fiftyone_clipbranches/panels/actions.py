@@ -65,9 +65,13 @@ def run_search(ctx, opts: dict) -> str:
     selected samples when it is empty."""
     check_index(ctx, opts)
     text = (opts.get("query") or "").strip()
-    k = int(opts["k"])
-    if not 1 <= k <= MAX_K:
-        raise ValueError(f"Results (k) must be from 1 to {MAX_K}, got {k}")
+    k = opts["k"]
+    if isinstance(k, float) and k.is_integer():
+        k = int(k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise ValueError(
+            f"Results (k) must be a whole number from 1 to {MAX_K}, got {k}"
+        )
     if text and looks_like_image_path(text) and not is_image_reference(text):
         raise ValueError(
             f"no image file at {text!r} (on the machine running the App): check the"

@@ -235,7 +235,11 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     # typed queries that are not text: a missing image file, k out of range
     for state, error in (
         ({"query": "/no/such/picture.jpg"}, "no image file at"),
-        ({"query": "a cat", "k": 5000}, "Results (k) must be from 1 to 1000"),
+        ({"query": "a cat", "k": 5000}, "must be a whole number from 1 to 1000"),
+        (
+            {"query": "a cat", "k": 2.5},
+            "must be a whole number from 1 to 1000, got 2.5",
+        ),
     ):
         requests = call(ds, "search", state={"index_key": "cb", **state})
         assert error in notifications(requests, "error")[0]
