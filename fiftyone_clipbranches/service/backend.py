@@ -517,6 +517,9 @@ class SdkBackend:
             time.perf_counter() - start,
             self.verify,
         )
+        gone = _text_search_unavailable(ds, key)
+        if gone:  # served: searches by sample and refinements still work
+            logger.warning("index %r of %r: %s", key, name, gone)
         return _Index(key, index_dir, info)
 
     @staticmethod
@@ -652,6 +655,16 @@ def _describe(sdk, ds, key: str) -> dict:
         "bytes_per_point": float(index.bytes_per_point),
         "manifest": manifest,
     }
+
+
+def _text_search_unavailable(ds, key: str) -> str | None:
+    """Why index ``key`` cannot embed text queries now (its recorded checkpoint
+    file is gone), or None."""
+    from fiftyone_clipbranches.sdk import runs
+    from fiftyone_clipbranches.sdk.identity import missing_checkpoint
+
+    model = runs.get_index_config(ds, key).clip_model
+    return missing_checkpoint(dict(model), key, "embed queries") if model else None
 
 
 def _unlocated(clip):

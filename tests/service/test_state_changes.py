@@ -387,3 +387,29 @@ def test_the_result_store_is_sized_from_the_command_line(make_user_index):
             assert len(client.page(result["result_id"])["items"]) == 3
         status, code, _ = _error(lambda: client.page(first["result_id"]))
         assert (status, code) == (404, "result_not_found")
+
+
+def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
+    make_user_index, tmp_path
+):
+    """Start-up said nothing, and text search answered 422 (the request's fault)."""
+    import shutil
+
+    ds = make_user_index(n_per_class=4, name="svc-state-ckpt")
+    ds.persistent = True
+    recorded = sdk.index_info(ds, "clip", check=False).clip_model["pretrained"]
+    moved = tmp_path / "moved.pt"
+    shutil.copyfile(recorded, moved)
+    sdk.relocate_checkpoint(ds, str(moved), index_key="clip")
+    moved.unlink()  # gone from where the index says it is
+    with running_service([f"--dataset={ds.name}"], TOKEN) as service:
+        assert _until(lambda: "which is not there any more" in service.output())
+        client = Client(service.url, TOKEN)
+        status, code, message = _error(
+            lambda: client.search(ds.name, "a cat", index_key="clip")
+        )
+        assert (status, code) == (503, "model_unavailable")
+        assert "relocate-checkpoint" in message
+        # searches by sample still work
+        found = client.search(ds.name, sample_ids=ds.values("id")[:1], index_key="clip")
+        assert found["total"] > 0
