@@ -331,8 +331,9 @@ def _interrupted(args, stop: KeyboardInterrupt) -> str:
         )
     if args.command == "update-index" and (args.reembed or args.reembed_view):
         return (
-            "interrupted; the index is as it was: its next update (this command, or"
-            " without --reembed) embeds those samples again"
+            "interrupted; the index is as it was: run the same command again (an"
+            " update without --reembed also finishes it once `clipbranches indexes`"
+            " lists samples still to embed again)"
         )
     if args.command == "update-index":
         return (

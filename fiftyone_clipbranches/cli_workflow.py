@@ -57,14 +57,9 @@ def _clip_choice(args) -> tuple:
     demo``: the small CLIP this package ships, ``demo.model.clip_choice``)."""
     from fiftyone_clipbranches.demo.model import SHIPPED_MODEL, clip_choice
 
-    if args.model == SHIPPED_MODEL and args.pretrained is not None:
-        raise ValueError(
-            "--model demo is the small CLIP this package ships, with its own"
-            " weights: leave --pretrained out"
-        )
     if args.model != SHIPPED_MODEL:
         return args.model, _pretrained(args.pretrained)
-    return clip_choice(args.model, None, progress=not args.quiet)
+    return clip_choice(args.model, args.pretrained, progress=not args.quiet)
 
 
 def _cmd_build_index(args) -> int:
@@ -99,7 +94,9 @@ def _cmd_update_index(args) -> int:
     ds = dataset_named(args.dataset)
     before = sdk.index_info(ds, args.key)
     reembed = _reembed(ds, args) or []
-    was_in = _indexed(ds, args.key, reembed)  # before: which rows it replaces
+    # with the samples an interrupted re-embedding left, which it finishes
+    again = list(dict.fromkeys([*reembed, *_pending_reembed(ds, args.key)]))
+    was_in = _indexed(ds, args.key, again)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
@@ -113,7 +110,7 @@ def _cmd_update_index(args) -> int:
         if bar is not None:
             bar.close()
     after = sdk.index_info(ds, info.key)
-    now_in = _indexed(ds, info.key, reembed)
+    now_in = _indexed(ds, info.key, again)
     changes = _changes(
         before, after, int((was_in & now_in).sum()), int((was_in & ~now_in).sum())
     )
@@ -137,6 +134,14 @@ def _reembed(ds, args) -> list[str] | None:
             )
         ids += ds.load_saved_view(args.reembed_view).values("id")
     return list(dict.fromkeys(ids)) or None
+
+
+def _pending_reembed(ds, key: str) -> list[str]:
+    """The samples an interrupted re-embedding of index ``key`` left (the next
+    update embeds them again)."""
+    from fiftyone_clipbranches.sdk import runs
+
+    return list(runs.get_index_config(ds, key).reembed_pending or [])
 
 
 def _indexed(ds, key: str, ids: list[str]):

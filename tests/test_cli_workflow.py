@@ -257,7 +257,7 @@ def test_model_demo_builds_offline_and_other_processes_search_it(images, capsys)
 
     build = ["build-index", images.name, "--model", "demo", "--code-method", "pca"]
     assert cli_main([*build, "--pretrained", "x", "--quiet"]) == 1
-    assert "leave --pretrained out" in capsys.readouterr().err
+    assert "leave the pretrained weights empty" in capsys.readouterr().err
     assert cli_main([*build, "--quiet", "--json"]) == 0
     info = _json(capsys)
     assert info["clip_model"]["name"] == "clipbranches-demo-rn16"

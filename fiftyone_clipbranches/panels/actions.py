@@ -65,12 +65,10 @@ def run_search(ctx, opts: dict) -> str:
     selected samples when it is empty."""
     check_index(ctx, opts)
     text = (opts.get("query") or "").strip()
-    k = opts["k"]
-    if isinstance(k, float) and k.is_integer():
-        k = int(k)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+    k = _whole(opts["k"])
+    if k is None or not 1 <= k <= MAX_K:
         raise ValueError(
-            f"Results (k) must be a whole number from 1 to {MAX_K}, got {k}"
+            f"Results (k) must be a whole number from 1 to {MAX_K}, got {opts['k']!r}"
         )
     if text and looks_like_image_path(text) and not is_image_reference(text):
         raise ValueError(
@@ -93,17 +91,32 @@ def run_search(ctx, opts: dict) -> str:
         raise ValueError("type a query or select samples to search by example")
     if within is not ctx.dataset:
         what += f" {IN_VIEW}"
-    if text and ctx.selected:  # the box wins: say so, the selection goes with the view
-        what += (
-            f" (the query box was searched, not the"
-            f" {counted(len(ctx.selected), 'selected sample')}: empty it to search by"
-            " the selection)"
-        )
+    ignored = (  # the box wins: say so, the selection goes with the view
+        f" (the query box was searched, not the"
+        f" {counted(len(ctx.selected), 'selected sample')}: empty it to search by"
+        " the selection)"
+        if text and ctx.selected
+        else ""
+    )
     ctx.ops.set_view(view=view)
     ctx.panel.state.set("showing", "search")
     RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])
     unsearched = sdk.unsearched_count(ctx.dataset, opts["index_key"])
-    return f"{len(view)} nearest samples to {what}" + unsearched_note(unsearched)
+    found = f"{len(view)} nearest samples to {what}{ignored}"
+    return found + unsearched_note(unsearched)
+
+
+def _whole(value) -> int | None:
+    """``value`` (a number from the App, or typed text) as an int, or None when it
+    is not a whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return int(value) if value.isdigit() else None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return value if isinstance(value, int) else None
 
 
 def search_scope(ctx):

@@ -507,6 +507,9 @@ def update_index(
         for sid in now_embedded:
             del kept_failed[sid]
     if not to_add and not n_deleted:
+        if config.reembed_pending:  # its samples were deleted since: nothing left
+            config.reembed_pending = None
+            runs.update_index_config(ds, index_key, config)
         report(1.0, "index is up to date")
         return _info(ds, index_key, config, compare(ds, bundle.rowmap, kept_failed))
 

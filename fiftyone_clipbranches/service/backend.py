@@ -641,6 +641,7 @@ def _describe(sdk, ds, key: str) -> dict:
     info = sdk.index_info(ds, key, check=False).to_dict()
     info.pop("index_dir", None)
     info.pop("freshness", None)
+    info.pop("n_reembed_pending", None)  # a snapshot at load would go stale
     info["clip_model"] = _unlocated(info.get("clip_model"))
     index = bundle.index
     manifest = {

@@ -119,7 +119,7 @@ class SdkWorker:
         if kind == "refine":
             answer = self._refine(ds, body, served)
         elif kind == "search":
-            answer = self._search(ds, body)
+            answer = search_answer(ds, body)
         else:
             raise ValueError(f"unknown task kind {kind!r}")
         self._pin_served(ds, key, served)
@@ -200,10 +200,6 @@ class SdkWorker:
             rows = np.asarray(result.rows, np.int64)
             return "rows", path, rows, scores, result.stats
         return "ids", result.bundle.rowmap.ids[result.rows], scores, result.stats
-
-    @staticmethod
-    def _search(ds, body: dict) -> tuple[list[str], np.ndarray, int]:
-        return search_answer(ds, body)
 
 
 def search_answer(ds, body: dict) -> tuple[list[str], np.ndarray, int]:

@@ -240,6 +240,7 @@ def test_search_by_selection_then_save_view(indexed_dataset):
             {"query": "a cat", "k": 2.5},
             "must be a whole number from 1 to 1000, got 2.5",
         ),
+        ({"query": "a cat", "k": "ten"}, "from 1 to 1000, got 'ten'"),
     ):
         requests = call(ds, "search", state={"index_key": "cb", **state})
         assert error in notifications(requests, "error")[0]
@@ -442,6 +443,8 @@ def test_a_round_on_an_index_built_from_images(make_user_index):
         "5 nearest samples to 'a photo' (the query box was searched, not the 2"
         " selected samples: empty it to search by the selection)"
     ]
+    shown = str(rendered(requests))
+    assert "'a photo'" in shown and "query box" not in shown  # the history's words
     # the App's call after the Mark cleared the selection drops the old error
     stale = {**state, "last_error": "an earlier failure"}
     assert (

@@ -125,11 +125,25 @@ def test_an_interrupted_reembedding_is_finished_by_the_next_update(
         f" embedded them (`clipbranches update-index {ds.name} --key clip`"
     ) in capsys.readouterr().out
 
-    info = sdk.update_index(ds, "clip", progress=False)  # no reembed named
-    assert info.n_reembed_pending == 0 and info.n_samples == 50
+    # an update without --reembed finishes it, and counts what it replaced
+    update = ["update-index", ds.name, "--key", "clip", "--quiet", "--json"]
+    assert cli_main(update) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["changes"] == {"added": 0, "dropped": 0, "replaced": 12, "lost": 0}
+    assert out["n_reembed_pending"] == 0 and out["n_samples"] == 50
     assert all(_steps(_code(ds, sid), _code(ds, donor)) <= 1 for sid in ids)
     assert sdk.index_info(ds, "clip").n_reembed_pending == 0
     assert "still to embed again" not in _listing(ds, capsys)
+
+    # a record whose samples are all gone since is dropped by the next update
+    from fiftyone_clipbranches.sdk import runs
+
+    config = runs.get_index_config(ds, "clip")
+    config.reembed_pending = ["0123456789abcdef01234567"]
+    runs.update_index_config(ds, "clip", config)
+    assert sdk.index_info(ds, "clip").n_reembed_pending == 1
+    assert sdk.update_index(ds, "clip", progress=False).n_reembed_pending == 0
+    assert runs.get_index_config(ds, "clip").reembed_pending is None
 
 
 def _listing(ds, capsys) -> str:
