@@ -11,7 +11,10 @@ from fiftyone_clipbranches.panels.constants import (
     PREVIEW_RESULTS,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
-from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
+from fiftyone_clipbranches.sdk.errors import (
+    ContradictoryLabelsError,
+    ResultTooLargeError,
+)
 from fiftyone_clipbranches.sdk.labels import count_tagged
 from fiftyone_clipbranches.sdk.messages import counted, unsearched_note
 from fiftyone_clipbranches.sdk.models import panel_models
@@ -182,14 +185,24 @@ def run_refine(ctx, opts: dict) -> dict:
         )
     score_field = opts["score_field"] or None
     scope = search_scope(ctx)
-    result = refine_here_or_remote(
-        scope,
-        RefineRequest.from_json(opts),
-        score_field=score_field,
-        secrets=ctx.secrets,
-        k_preview=PREVIEW_RESULTS,
-        write_in_background=True,
-    )
+    try:
+        result = refine_here_or_remote(
+            scope,
+            RefineRequest.from_json(opts),
+            score_field=score_field,
+            secrets=ctx.secrets,
+            k_preview=PREVIEW_RESULTS,
+            write_in_background=True,
+        )
+    except ContradictoryLabelsError as e:
+        if not e.ids:
+            raise
+        ctx.ops.set_view(view=ctx.dataset.select(e.ids))  # the way out, at hand
+        raise ContradictoryLabelsError(
+            f"{e}. They are shown in the grid: select each, then Mark positive or"
+            " Mark negative (marking removes the other label)",
+            ids=e.ids,
+        ) from e
     ctx.ops.set_view(view=result.view)
     ctx.panel.state.set("showing", "refine")
     stats = {k: _plain(v) for k, v in result.stats.items()}

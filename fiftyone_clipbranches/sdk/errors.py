@@ -35,7 +35,12 @@ class NoPositivesError(ClipBranchesError):
 
 
 class ContradictoryLabelsError(ClipBranchesError):
-    """Some samples are labelled both positive and negative."""
+    """Some samples are labelled both positive and negative (``ids``, when
+    known)."""
+
+    def __init__(self, message: str, ids: list[str] | None = None):
+        super().__init__(message)
+        self.ids = list(ids or [])
 
 
 class MissingEmbeddingsError(ClipBranchesError):

@@ -62,7 +62,8 @@ def collect_labels(
         )
         raise ContradictoryLabelsError(
             f"{counted_are(len(both), 'sample')} {what} (e.g. {example}); "
-            "remove one of the labels and try again"
+            "remove one of the labels and try again",
+            ids=sorted(both),
         )
     if not pos:
         if source == "ids":

@@ -445,6 +445,19 @@ def test_a_round_on_an_index_built_from_images(make_user_index):
     ]
     shown = str(rendered(requests))
     assert "'a photo'" in shown and "query box" not in shown  # the history's words
+    # a sample labelled both ways: named, and shown in the grid to be marked again
+    both = cats[0]
+    sample = ds[both]
+    sample.tags = sorted({*sample.tags, "cb_negative"})
+    sample.save()
+    requests = call(ds, "refine", state={"index_key": "clip", "random_negatives": 10})
+    (error,) = notifications(requests, "error")
+    assert "tagged both 'cb_positive' and 'cb_negative'" in error
+    assert "They are shown in the grid: select each, then Mark" in error
+    (shown,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    assert dict(shown[0]["kwargs"])["sample_ids"] == [both]
+    call(ds, "mark_positive", selected=[both])  # the way out
+    assert "cb_negative" not in ds[both].tags
     # the App's call after the Mark cleared the selection drops the old error
     stale = {**state, "last_error": "an earlier failure"}
     assert (
