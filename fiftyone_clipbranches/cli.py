@@ -45,7 +45,11 @@ def _cmd_doctor(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from fiftyone_clipbranches.demo.pipeline import launch_demo_app, run_demo
+    from fiftyone_clipbranches.demo.pipeline import (
+        launch_demo_app,
+        link_plugin,
+        run_demo,
+    )
 
     report = run_demo(
         images=args.images,
@@ -60,7 +64,9 @@ def _cmd_demo(args) -> int:
         retrain=args.retrain,
     )
     print(report.format())
-    if not args.no_app:
+    if args.no_app:
+        link_plugin()  # the App opened later has the panel (and `doctor` passes)
+    else:
         launch_demo_app(report.dataset, port=args.port)
     return 0
 
@@ -350,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(_unrecognized(extra, args))
     warnings.formatwarning = _one_line_warning  # no source line under a warning
     try:
+        from fiftyone_clipbranches.sdk.settings import quiet_bundled_database_validation
+
+        quiet_bundled_database_validation()
         code = args.func(args)
         sys.stdout.flush()  # a reader gone early fails here, not at the exit
         return code

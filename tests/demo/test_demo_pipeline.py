@@ -232,3 +232,29 @@ def test_the_demo_changes_no_dataset_it_did_not_make(
         for name in (mine.name, "clipbranches-demo-cats", "clipbranches-demo-few"):
             if fo.dataset_exists(name):
                 fo.load_dataset(name).delete()
+
+
+def test_the_demo_without_the_app_links_the_plugin_for_later(
+    cifar_dir, tmp_path, monkeypatch, capsys
+):
+    """``clipbranches demo --no-app`` left the plugin unlinked: the App opened
+    later had no panel, and ``clipbranches doctor`` failed right after the demo."""
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.cli import main as cli_main
+    from fiftyone_clipbranches.plugin_install import _plugin_link
+
+    plugins = tmp_path / "plugins"
+    monkeypatch.setattr(fo.config, "plugins_dir", str(plugins))
+    cats = tmp_path / "cats"
+    cats.mkdir()
+    for image in sorted((cifar_dir / "cat").iterdir())[:70]:
+        (cats / image.name).symlink_to(image)
+    demo = ["demo", "--images", str(cats), "--model", "demo", "--k", "5", "--no-app"]
+    try:
+        assert cli_main([*demo, "--dataset", "clipbranches-demo-nolink"]) == 0
+        assert _plugin_link(None).is_symlink()
+        assert str(_plugin_link(None)).startswith(str(plugins))
+    finally:
+        if fo.dataset_exists("clipbranches-demo-nolink"):
+            fo.delete_dataset("clipbranches-demo-nolink")
