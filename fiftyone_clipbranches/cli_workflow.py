@@ -332,6 +332,41 @@ def _cmd_search(args) -> int:
     return 0
 
 
+def _cmd_label(args) -> int:
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.labels import count_tagged
+    from fiftyone_clipbranches.sdk.messages import counted
+
+    ds = dataset_named(args.dataset)
+    tags = (args.positive_tag, args.negative_tag)
+    if not (args.positives or args.negatives or args.clear or args.clear_all):
+        raise ValueError(
+            "say what to label: --positive ID, --negative ID, --clear ID or --clear-all"
+        )
+    removed = 0
+    if args.clear or args.clear_all:
+        removed = sdk.clear_labels(ds, None if args.clear_all else args.clear, tags)
+    n_pos, n_neg = sdk.label_samples(ds, args.positives, args.negatives, tags)
+    held = count_tagged(ds, tags)
+    if args.json:
+        print(json.dumps({
+            "dataset": ds.name, "labelled_positive": n_pos,
+            "labelled_negative": n_neg, "removed": removed,
+            "positives": held[tags[0]], "negatives": held[tags[1]],
+        }))  # fmt: skip
+        return 0
+    done = (
+        [f"{counted(removed, 'label')} removed"] if args.clear or args.clear_all else []
+    )
+    if n_pos or n_neg:
+        done.append(f"{n_pos} labelled positive, {n_neg} negative")
+    print(
+        f"{'; '.join(done)}; dataset {ds.name!r} holds {held[tags[0]]} positive"
+        f" ({tags[0]!r}) and {held[tags[1]]} negative ({tags[1]!r}) labels"
+    )
+    return 0
+
+
 def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> str:
     """Tag the samples ``ids`` with ``tag``; with one of the ``label_tags``
     (positive, negative), those holding the other one keep it and are not tagged
@@ -445,8 +480,8 @@ def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
 
 def add_workflow_commands(sub) -> None:
     """Register ``build-index``, ``update-index``, ``indexes``, ``delete-index``,
-    ``unlock-index``, ``rename-index``, ``relocate-checkpoint``, ``search`` and
-    ``refine``."""
+    ``unlock-index``, ``rename-index``, ``relocate-checkpoint``, ``search``,
+    ``refine`` and ``label``."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, model_names
     from fiftyone_clipbranches.sdk.settings import (
         DEFAULT_INDEX_KEY,
@@ -664,3 +699,31 @@ def add_workflow_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_refine)
+
+    p = sub.add_parser(
+        "label",
+        help="label samples positive or negative, or remove their labels",
+        description="Label samples as the App's panel marks them (the SDK's"
+        " label_samples): a positive loses the negative tag and gets the positive"
+        " one, and the other way round; --clear removes both labels from samples,"
+        " --clear-all from every sample. Prints the labels the dataset holds after.",
+    )
+    common(p, key=False)
+    p.add_argument(
+        "--positive", dest="positives", action="append", metavar="ID", default=[],
+        help="label this sample positive (repeat the flag for each)",
+    )  # fmt: skip
+    p.add_argument(
+        "--negative", dest="negatives", action="append", metavar="ID", default=[],
+        help="label this sample negative (repeat the flag for each)",
+    )  # fmt: skip
+    clear = p.add_mutually_exclusive_group()
+    clear.add_argument(
+        "--clear", action="append", metavar="ID", default=[],
+        help="remove both labels from this sample (repeat the flag for each)",
+    )  # fmt: skip
+    clear.add_argument(
+        "--clear-all", action="store_true", help="remove every label of the dataset"
+    )
+    tag_options(p)
+    p.set_defaults(func=_cmd_label)

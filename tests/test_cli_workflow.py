@@ -319,3 +319,39 @@ def test_unreadable_and_added_images_from_the_shell(
     assert out["changes"] == {"added": 1, "dropped": 0, "replaced": 0, "lost": 0}
     assert cli_main([*refine, "--positive", first, "--positive", added]) == 0
     assert {first, added} <= {r["id"] for r in _json(capsys)["results"]}
+
+
+def test_labels_are_set_and_removed_from_the_shell(make_user_index, capsys):
+    """The shell could add labels (search --tag) but not change or remove them."""
+    ds = make_user_index(n_per_class=5, name="cli-labels")
+    ids = ds.values("id")
+    label = ["label", ds.name]
+    assert cli_main([*label, "--positive", ids[0], "--positive", ids[1],
+                     "--negative", ids[2]]) == 0  # fmt: skip
+    assert capsys.readouterr().out == (
+        f"2 labelled positive, 1 negative; dataset {ds.name!r} holds 2 positive"
+        " ('cb_positive') and 1 negative ('cb_negative') labels\n"
+    )
+    # a positive marked negative moves, as in the App's panel
+    assert cli_main([*label, "--negative", ids[1], "--json"]) == 0
+    out = _json(capsys)
+    assert (out["positives"], out["negatives"]) == (1, 2)
+    assert ds[ids[1]].tags == ["cb_negative"]
+    # the tags are the refinement's labels
+    assert cli_main(["refine", ds.name, "--key", "clip", "--json", "--no-scores"]) == 0
+    stats = _json(capsys)["stats"]
+    assert (stats["n_pos"], stats["n_neg"]) == (1, 2)
+    # errors say what is wrong and change nothing
+    assert cli_main([*label, "--positive", ids[3], "--negative", ids[3]]) == 1
+    assert "both positive and negative" in capsys.readouterr().err
+    assert cli_main([*label, "--positive", "0123456789abcdef01234567"]) == 1
+    assert f"not samples of dataset {ds.name!r}" in capsys.readouterr().err
+    assert cli_main(label) == 1
+    assert "say what to label" in capsys.readouterr().err
+    assert ds.count_sample_tags() == {"cb_positive": 1, "cb_negative": 2}
+    # removed: from some samples, then from all
+    assert cli_main([*label, "--clear", ids[2]]) == 0
+    assert capsys.readouterr().out.startswith("1 label removed; dataset")
+    assert cli_main([*label, "--clear-all", "--json"]) == 0
+    assert _json(capsys)["removed"] == 2
+    assert ds.count_sample_tags() == {}

@@ -137,15 +137,7 @@ def mark(ctx, opts: dict, label: str) -> str:
         raise ValueError("select samples in the grid first (alt-click marks negatives)")
     positives = chosen if label == "positive" else []
     negatives = list(alt) + (chosen if label == "negative" else [])
-    ds = ctx.dataset
-    if positives:
-        view = ds.select(positives)
-        view.untag_samples(neg_tag)
-        view.tag_samples(pos_tag)
-    if negatives:
-        view = ds.select(negatives)
-        view.untag_samples(pos_tag)
-        view.tag_samples(neg_tag)
+    sdk.label_samples(ctx.dataset, positives, negatives, (pos_tag, neg_tag))
     ctx.ops.clear_selected_samples()
     show_sample_tags(ctx)
     # the tiles show the new tags (after reload_samples, those of a refined result
@@ -163,9 +155,7 @@ def show_sample_tags(ctx) -> None:
 
 
 def reset_labels(ctx, opts: dict) -> str:
-    pos_tag, neg_tag = tags(opts)
-    n = sum(count_tagged(ctx.dataset, (pos_tag, neg_tag)).values())
-    ctx.dataset.match_tags([pos_tag, neg_tag]).untag_samples([pos_tag, neg_tag])
+    n = sdk.clear_labels(ctx.dataset, tags=tags(opts))
     ctx.ops.reload_dataset()
     return f"removed {n} labels"
 

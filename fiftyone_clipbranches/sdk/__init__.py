@@ -52,6 +52,8 @@ _EXPORTS = {
     "IndexVerifyReport": "integrity",
     "verify_index": "integrity",
     "collect_labels": "labels",
+    "label_samples": "labels",
+    "clear_labels": "labels",
     "RankedRows": "refine",
     "RefineResult": "refine",
     "apply_refine_result": "refine",

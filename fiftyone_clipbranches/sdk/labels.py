@@ -5,7 +5,11 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
+from fiftyone_clipbranches.sdk.errors import (
+    ContradictoryLabelsError,
+    NoPositivesError,
+    SampleIdsError,
+)
 from fiftyone_clipbranches.sdk.messages import counted, counted_are
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
@@ -143,3 +147,66 @@ def _check_tags(tags) -> tuple[str, str]:
     if tags[0] == tags[1]:
         raise ValueError("the positive and negative tags must differ")
     return tags[0], tags[1]
+
+
+def label_samples(
+    dataset, positives=(), negatives=(), tags=DEFAULT_TAGS
+) -> tuple[int, int]:
+    """Label samples of ``dataset``'s root dataset positive or negative, as the
+    App's panel marks them: a positive loses the negative tag and gets the
+    positive one, and the other way round.
+
+    Args:
+        positives, negatives: sample ids (24 hexadecimal digits) of the dataset.
+        tags: ``(positive tag, negative tag)``.
+
+    Returns:
+        ``(n_positives, n_negatives)`` labelled.
+
+    Raises:
+        SampleIdsError: an id is malformed or not a sample of the dataset.
+        ContradictoryLabelsError: an id is in both lists.
+    """
+    pos_tag, neg_tag = _check_tags(tags)
+    ds = root_dataset(dataset)
+    pos = list(dict.fromkeys(as_sample_ids(positives, "positives")))
+    neg = list(dict.fromkeys(as_sample_ids(negatives, "negatives")))
+    both = sorted(set(pos).intersection(neg))
+    if both:
+        raise ContradictoryLabelsError(
+            f"{counted_are(len(both), 'sample')} both positive and negative"
+            f" (e.g. {both[0]}): give each one label",
+            ids=both,
+        )
+    _check_in_dataset(ds, [*pos, *neg])
+    for ids, add, drop in ((pos, pos_tag, neg_tag), (neg, neg_tag, pos_tag)):
+        if ids:
+            view = ds.select(ids)
+            view.untag_samples(drop)
+            view.tag_samples(add)
+    return len(pos), len(neg)
+
+
+def clear_labels(dataset, ids=None, tags=DEFAULT_TAGS) -> int:
+    """Remove both labels (``tags``) from the samples ``ids`` of ``dataset``'s root
+    dataset, or from every sample (None). Returns how many labels it removed."""
+    pos_tag, neg_tag = _check_tags(tags)
+    ds = root_dataset(dataset)
+    scope = ds if ids is None else ds.select(as_sample_ids(ids, "ids"))
+    labelled = scope.match_tags([pos_tag, neg_tag])
+    n = sum(count_tagged(labelled, (pos_tag, neg_tag)).values())
+    labelled.untag_samples([pos_tag, neg_tag])
+    return n
+
+
+def _check_in_dataset(ds, ids: list[str]) -> None:
+    """Raise :class:`SampleIdsError` naming the ``ids`` that are not samples of
+    ``ds`` (one count when all are: ids of a few labels, not the dataset's)."""
+    if not ids or ds.select(ids).count() == len(ids):
+        return
+    gone = sorted(set(ids).difference(ds.select(ids).values("id")))
+    raise SampleIdsError(
+        f"{counted_are(len(gone), 'id')} not samples of dataset {ds.name!r}"
+        f" (e.g. {gone[0]}): pass ids of its samples",
+        ids=gone,
+    )
