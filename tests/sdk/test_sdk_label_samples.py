@@ -1,0 +1,28 @@
+"""``label_samples`` / ``clear_labels``: the panel's Mark and Reset labels as SDK
+calls (the shell's ``label``), on the root dataset of a view, with any tags."""
+
+import pytest
+
+from fiftyone_clipbranches import sdk
+
+
+def test_labels_move_between_tags_on_the_root_dataset(make_dataset):
+    ds = make_dataset(2)
+    a, b, c = ds.values("id")[:3]
+    tags = ("cats", "not-cats")
+    view = ds.select([a])  # a view of the dataset labels its root dataset
+    assert sdk.label_samples(view, [a, b], [c], tags) == (2, 1)
+    assert sdk.label_samples(ds, negatives=[b], tags=tags) == (0, 1)
+    assert ds.count_sample_tags() == {"cats": 1, "not-cats": 2}
+    assert sdk.collect_labels(ds, tags=tags).positives == [a]
+    with pytest.raises(sdk.ContradictoryLabelsError) as err:
+        sdk.label_samples(ds, [c], [c], tags)
+    assert err.value.ids == [c]
+    with pytest.raises(sdk.SampleIdsError) as err:
+        sdk.label_samples(ds, ["0123456789abcdef01234567"], tags=tags)
+    assert err.value.ids == ["0123456789abcdef01234567"]
+    assert ds.count_sample_tags() == {"cats": 1, "not-cats": 2}  # nothing changed
+    ds.select([a]).tag_samples("mine")  # another tag is never touched
+    assert sdk.clear_labels(ds, [a, b], tags) == 2
+    assert sdk.clear_labels(ds, tags=tags) == 1
+    assert ds.count_sample_tags() == {"mine": 1}
