@@ -702,17 +702,29 @@ _GENERATED_MANIFEST_KEYS = (
 )
 
 
+#: Up to this many ids, :func:`check_ids_in_dataset` counts them in the database
+#: (a few labels on a large dataset); beyond, it reads the dataset's ids once.
+FEW_IDS = 10_000
+
+
 def check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
+    """Raise :class:`SampleIdsError` (``ids``: those that are not) when some ids of
+    ``rowmap`` are not samples of ``ds``."""
+    if len(rowmap) <= FEW_IDS:
+        few = rowmap.ids_of(np.arange(len(rowmap)))
+        if ds.select(few).count() == len(few):
+            return
     rows, found = rowmap.rows_of(ds.values("id"))
     inside = np.zeros(len(rowmap), bool)
     inside[rows[found]] = True
     n_out = int((~inside).sum())
     if n_out:
-        example = rowmap.ids_of(np.flatnonzero(~inside)[:1])[0]
+        out = rowmap.ids_of(np.flatnonzero(~inside))
         raise SampleIdsError(
             f"{n_out} of {len(rowmap)} sample ids are not samples of dataset "
-            f"{ds.name!r} (e.g. {example!r}); pass ids of its samples "
-            "(dataset.values('id'))"
+            f"{ds.name!r} (e.g. {out[0]!r}); pass ids of its samples "
+            "(dataset.values('id'))",
+            ids=out,
         )
 
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from fiftyone_clipbranches.sdk.errors import (
-    ContradictoryLabelsError,
-    NoPositivesError,
-    SampleIdsError,
-)
+from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
 from fiftyone_clipbranches.sdk.messages import counted, counted_are
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
@@ -178,7 +174,11 @@ def label_samples(
             f" (e.g. {both[0]}): give each one label",
             ids=both,
         )
-    _check_in_dataset(ds, [*pos, *neg])
+    if pos or neg:
+        from fiftyone_clipbranches.sdk.indexes import check_ids_in_dataset
+        from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
+
+        check_ids_in_dataset(ds, SampleRowMap([*pos, *neg]))
     for ids, add, drop in ((pos, pos_tag, neg_tag), (neg, neg_tag, pos_tag)):
         if ids:
             view = ds.select(ids)
@@ -197,16 +197,3 @@ def clear_labels(dataset, ids=None, tags=DEFAULT_TAGS) -> int:
     n = sum(count_tagged(labelled, (pos_tag, neg_tag)).values())
     labelled.untag_samples([pos_tag, neg_tag])
     return n
-
-
-def _check_in_dataset(ds, ids: list[str]) -> None:
-    """Raise :class:`SampleIdsError` naming the ``ids`` that are not samples of
-    ``ds`` (one count when all are: ids of a few labels, not the dataset's)."""
-    if not ids or ds.select(ids).count() == len(ids):
-        return
-    gone = sorted(set(ids).difference(ds.select(ids).values("id")))
-    raise SampleIdsError(
-        f"{counted_are(len(gone), 'id')} not samples of dataset {ds.name!r}"
-        f" (e.g. {gone[0]}): pass ids of its samples",
-        ids=gone,
-    )
