@@ -449,6 +449,27 @@ def fit_members(
     return subs, los, his, seed_rows, n_boxes
 
 
+@njit(cache=True, nogil=True)
+def _flat_boxes(dims, lengths, subset_ids, lo, hi):
+    """Each box's dims, bounds (int64 ``(B, max_len)``) and number of dims (-1 for
+    an empty box), read once for kernels that test many points against every box."""
+    B, W = lo.shape
+    dim = np.zeros((B, W), np.int64)
+    box_lo = np.zeros((B, W), np.int64)
+    box_hi = np.zeros((B, W), np.int64)
+    size = np.zeros(B, np.int64)
+    for b in range(B):
+        s = subset_ids[b]
+        size[b] = lengths[s]
+        for j in range(lengths[s]):
+            dim[b, j] = dims[s, j]
+            box_lo[b, j] = lo[b, j]
+            box_hi[b, j] = hi[b, j]
+            if lo[b, j] > hi[b, j]:
+                size[b] = -1
+    return dim, box_lo, box_hi, size
+
+
 @parallel_kernel
 def score_points(
     X, dims, lengths, subset_ids, lo, hi, member_start, purity, margin_eps, squash
@@ -460,7 +481,8 @@ def score_points(
     boxes scores ``max_b (purity[b] + margin_eps * depth_b(x))``, with
     ``depth_b(x) = min_j (min(x_j - lo_j, hi_j - x_j) + 1) / ((hi_j - lo_j) / 2 + 1)``
     in ``(0, 1]``; outside all of them it scores ``-dist / 255``, ``dist`` the Euclidean
-    distance from ``x`` to the nearest box (``-inf`` for a member without boxes).
+    distance from ``x`` to the nearest box (``-inf`` for a member without non-empty
+    boxes).
 
     Returns:
         votes int32 ``(n,)``: members with a box holding the point;
@@ -469,35 +491,36 @@ def score_points(
     """
     n = X.shape[0]
     M = member_start.shape[0] - 1
+    dim, box_lo, box_hi, size = _flat_boxes(dims, lengths, subset_ids, lo, hi)
+    no_box = np.int64(1) << 62
     votes = np.zeros(n, dtype=np.int32)
     score = np.zeros(n)
     for i in prange(n):
+        x = X[i]
         total = 0.0
         nv = 0
         for e in range(M):
             best_in = -1.0
-            best_d2 = np.inf
+            best_d2 = no_box
             for b in range(member_start[e], member_start[e + 1]):
-                s = subset_ids[b]
-                k = lengths[s]
-                d2 = 0.0
-                depth = 1.0
-                for j in range(k):
-                    v = np.int64(X[i, dims[s, j]])
-                    a = np.int64(lo[b, j])
-                    z = np.int64(hi[b, j])
-                    if v < a or v > z:
-                        gap = a - v if v < a else v - z
-                        d2 += gap * gap
-                        # outside this box: its distance only matters while the
-                        # member holds the point in no box and it may be the nearest
-                        if best_in >= 0.0 or d2 >= best_d2:
-                            break
-                    elif d2 == 0.0:
+                if size[b] < 0:
+                    continue  # empty: holds nothing, is nearest to nothing
+                # the full distance, branch-free: stopping at the first side
+                # outside mispredicts more than it saves on 4-8 dims
+                d2 = np.int64(0)
+                for j in range(size[b]):
+                    v = np.int64(x[dim[b, j]])
+                    gap = max(box_lo[b, j] - v, v - box_hi[b, j], 0)
+                    d2 += gap * gap
+                if d2 == 0:
+                    depth = 1.0
+                    for j in range(size[b]):
+                        v = np.int64(x[dim[b, j]])
+                        a = box_lo[b, j]
+                        z = box_hi[b, j]
                         r = (min(v - a, z - v) + 1.0) / ((z - a) / 2.0 + 1.0)
                         if r < depth:
                             depth = r
-                if d2 == 0.0:
                     val = purity[b] + margin_eps * depth
                     if val > best_in:
                         best_in = val
@@ -506,6 +529,8 @@ def score_points(
             if best_in >= 0.0:
                 nv += 1
                 ms = best_in
+            elif best_d2 == no_box:
+                ms = -np.inf
             else:
                 ms = -np.sqrt(best_d2) / 255.0
             if squash:

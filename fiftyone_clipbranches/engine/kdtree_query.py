@@ -89,17 +89,16 @@ def _query_one(
             if not fill:
                 n_out += end[node] - start[node]
                 continue
+            # branch-free (early exits mispredict: neighbouring rows fail at
+            # different dims); the write is in bounds, the bound counts every row
             for i in range(start[node], end[node]):
                 p = base + i * m
                 inside = True
                 for j in range(m):
                     v = np.int32(values[p + j])
-                    if v < box_lo[b, j] or v > box_hi[b, j]:
-                        inside = False
-                        break
-                if inside:
-                    out[n_out] = ids[s, i]
-                    n_out += 1
+                    inside &= (v >= box_lo[b, j]) & (v <= box_hi[b, j])
+                out[n_out] = ids[s, i]
+                n_out += inside
             continue
         for child in (2 * node + 1, 2 * node + 2):
             if end[child] <= start[child]:
