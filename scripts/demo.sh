@@ -4,6 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m venv .venv
-.venv/bin/pip install --quiet -e ".[dev]"
+source scripts/venv.sh
 exec .venv/bin/clipbranches demo "$@"

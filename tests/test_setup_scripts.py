@@ -1,0 +1,87 @@
+"""scripts/venv.sh, the setup step of scripts/demo.sh and scripts/test.sh: it
+installs into .venv once per pyproject.toml, again when that file changes or an
+install failed. Run in a copy with stand-ins for python3 and pip that log calls."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "python3 $*" >> "$LOG"
+mkdir -p .venv/bin
+cat > .venv/bin/pip <<'PIP'
+#!/usr/bin/env bash
+echo "pip $*" >> "$LOG"
+[ -n "${PIP_FAILS:-}" ] && exit 1
+printf '#!/bin/sh\\n' > .venv/bin/clipbranches
+chmod +x .venv/bin/clipbranches
+PIP
+chmod +x .venv/bin/pip
+"""
+
+
+def checkout(tmp_path: Path) -> Path:
+    root = tmp_path / "checkout"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "venv.sh", root / "scripts" / "venv.sh")
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
+    (bin_dir / "python3").chmod(0o755)
+    return root
+
+
+def setup(root: Path, **env) -> tuple[int, list[str]]:
+    log = root.parent / "calls.log"
+    before = log.read_text().splitlines() if log.exists() else []
+    run = subprocess.run(
+        ["bash", "-c", "set -euo pipefail; source scripts/venv.sh"],
+        cwd=root,
+        env={
+            **os.environ,
+            "PATH": f"{root.parent / 'bin'}:{os.environ['PATH']}",
+            "LOG": str(log),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+    after = log.read_text().splitlines() if log.exists() else []
+    return run.returncode, after[len(before) :]
+
+
+def test_installs_once_per_pyproject(tmp_path):
+    root = checkout(tmp_path)
+    assert setup(root) == (
+        0,
+        ["python3 -m venv .venv", "pip install --quiet -e .[dev]"],
+    )
+    assert setup(root) == (0, [])  # nothing to do: no pip, no network
+    with open(root / "pyproject.toml", "a") as f:
+        f.write('dependencies = ["numpy"]\n')
+    assert setup(root)[1] == ["python3 -m venv .venv", "pip install --quiet -e .[dev]"]
+    assert setup(root) == (0, [])
+
+
+def test_a_failed_install_is_tried_again(tmp_path):
+    root = checkout(tmp_path)
+    rc, calls = setup(root, PIP_FAILS="1")
+    assert rc != 0 and calls[-1] == "pip install --quiet -e .[dev]"
+    assert not (root / ".venv" / ".installed-pyproject").exists()
+    assert setup(root) == (
+        0,
+        ["python3 -m venv .venv", "pip install --quiet -e .[dev]"],
+    )
+
+
+def test_a_venv_without_the_package_is_installed_into(tmp_path):
+    root = checkout(tmp_path)
+    setup(root)
+    (root / ".venv" / "bin" / "clipbranches").unlink()
+    assert setup(root)[1] == ["python3 -m venv .venv", "pip install --quiet -e .[dev]"]
