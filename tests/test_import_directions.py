@@ -33,6 +33,8 @@ EXCEPTIONS = {
     # the build and embeddings forms take 'demo', the small CLIP the package ships,
     # as the CLI does
     ("operators", f"{PACKAGE}.demo.model"),
+    # and so does the SDK, in Python (model="demo"): one resolution, sdk.clip_names
+    ("sdk", f"{PACKAGE}.demo.model"),
     # a compute worker's first module lives outside the service package, whose
     # import loads FiftyOne, so that it can ignore Ctrl-C before that
     ("service", f"{PACKAGE}.worker_process"),

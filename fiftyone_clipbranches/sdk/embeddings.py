@@ -9,6 +9,7 @@ from collections.abc import Callable
 import fiftyone as fo
 import numpy as np
 
+from fiftyone_clipbranches.sdk.clip_names import UNSET, resolve_clip
 from fiftyone_clipbranches.sdk.identity import (
     check_field_identity,
     field_model_identity,
@@ -18,7 +19,6 @@ from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
-    DEFAULT_CLIP_PRETRAINED,
     DEFAULT_EMBEDDINGS_FIELD,
 )
 
@@ -85,7 +85,7 @@ def compute_embeddings(
     field: str = DEFAULT_EMBEDDINGS_FIELD,
     *,
     model: str = DEFAULT_CLIP_MODEL,
-    pretrained=DEFAULT_CLIP_PRETRAINED,
+    pretrained=UNSET,
     batch_size: int = BATCH_SIZE,
     num_workers: int = NUM_WORKERS,
     skip_existing: bool = True,
@@ -96,7 +96,10 @@ def compute_embeddings(
     Args:
         samples: a FiftyOne dataset or view of images.
         field: name of the float32 ``VectorField`` receiving ``(512,)`` vectors.
-        model, pretrained: CLIP model passed to ``embed.load_clip``.
+        model, pretrained: the CLIP (:func:`~.clip_names.resolve_clip`): an
+            open_clip architecture and its tag or checkpoint path (the default
+            architecture's default weights when left out), or ``"demo"``, the
+            small CLIP this package ships.
         skip_existing: leave samples that already have a vector untouched.
         progress: True for a console bar, False for none, or a callable
             ``fn(fraction, label)``.
@@ -106,6 +109,7 @@ def compute_embeddings(
         ``{sample id: error}``), ``clip_model`` (identity; with nothing to embed,
         the field's recorded one or None: no model is loaded) and ``field``.
     """
+    model, pretrained = resolve_clip(model, pretrained)
     summary, _ = _embed(
         samples, field, model, pretrained, skip_existing, progress,
         batch_size=batch_size, num_workers=num_workers,

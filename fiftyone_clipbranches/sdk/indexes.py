@@ -19,6 +19,7 @@ import numpy as np
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
+from fiftyone_clipbranches.sdk.clip_names import UNSET, resolve_clip
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, embed_again
 from fiftyone_clipbranches.sdk.errors import (
@@ -40,7 +41,6 @@ from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
-    DEFAULT_CLIP_PRETRAINED,
     DEFAULT_EMBEDDINGS_FIELD,
     DEFAULT_INDEX_KEY,
     index_root,
@@ -59,15 +59,6 @@ from fiftyone_clipbranches.sdk.stream_encode import (
 from fiftyone_clipbranches.sdk.warm import refinement_is_warm, warm_refinement_or_warn
 
 CODE_METHODS = ("head", "pca")
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "<not given>"
-
-
-#: ``pretrained`` left out (None is meaningful: random weights).
-UNSET = _Unset()
 
 
 @dataclass(frozen=True)
@@ -323,17 +314,7 @@ def _clip_to_compute(ds, model, pretrained) -> tuple[str, object]:
         recorded = field_model_identity(ds, DEFAULT_EMBEDDINGS_FIELD).identity
         if recorded is not None:
             return recorded["name"], recorded["pretrained"]
-    if model is None:
-        model = DEFAULT_CLIP_MODEL
-        if pretrained is UNSET:
-            pretrained = DEFAULT_CLIP_PRETRAINED
-    if pretrained is UNSET:
-        raise ValueError(
-            f"pass pretrained= (CLI: --pretrained) for model {model!r}: its open_clip"
-            f" tag (see open_clip.list_pretrained_tags_by_model({model!r})) or a"
-            " local checkpoint path"
-        )
-    return model, pretrained
+    return resolve_clip(DEFAULT_CLIP_MODEL if model is None else model, pretrained)
 
 
 @holding_key("build")

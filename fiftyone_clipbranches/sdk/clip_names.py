@@ -1,0 +1,44 @@
+"""The CLIP a user names: ``model`` and ``pretrained`` as the SDK, CLI and forms
+take them, resolved to what ``embed.load_clip`` loads."""
+
+from __future__ import annotations
+
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: ``pretrained`` left out (None is meaningful: random weights).
+UNSET = _Unset()
+
+
+def resolve_clip(model: str, pretrained=UNSET) -> tuple[str, object]:
+    """``(model, pretrained)`` to load: ``"demo"`` is the small CLIP this package
+    ships (its registered name and cached checkpoint; offline, it knows generated
+    shapes, not photos); the default architecture without weights takes its
+    default weights; any other passes through.
+
+    Raises:
+        ValueError: another architecture without weights, or weights given with
+            ``"demo"``.
+    """
+    from fiftyone_clipbranches.demo.model import SHIPPED_MODEL, clip_choice
+
+    if model == SHIPPED_MODEL:
+        return clip_choice(model, None if pretrained is UNSET else pretrained)
+    if pretrained is not UNSET:
+        return model, pretrained
+    if model == DEFAULT_CLIP_MODEL:
+        return model, DEFAULT_CLIP_PRETRAINED
+    raise ValueError(
+        f"pass pretrained= (CLI: --pretrained) for model {model!r}: its open_clip"
+        f" tag (see open_clip.list_pretrained_tags_by_model({model!r})) or a local"
+        f" checkpoint path; or model={SHIPPED_MODEL!r}, the small CLIP this package"
+        " ships"
+    )

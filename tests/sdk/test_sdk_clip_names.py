@@ -1,0 +1,48 @@
+"""The CLIP a user names in Python: ``model="demo"`` is the small CLIP the package
+ships (as ``--model demo`` in the CLI and the App's forms), the default
+architecture named alone takes its default weights."""
+
+from __future__ import annotations
+
+import pytest
+from user_path import images_dataset
+
+import fiftyone_clipbranches as cb
+from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.demo.model import ensure_demo_model
+from fiftyone_clipbranches.sdk.clip_names import resolve_clip
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+)
+
+
+def test_names_resolve_to_what_is_loaded():
+    assert resolve_clip(DEFAULT_CLIP_MODEL) == (
+        DEFAULT_CLIP_MODEL,
+        DEFAULT_CLIP_PRETRAINED,
+    )
+    assert resolve_clip("ViT-B-16", "openai") == ("ViT-B-16", "openai")
+    assert resolve_clip("ViT-B-16", None) == ("ViT-B-16", None)  # random weights
+    shipped = ensure_demo_model(progress=False)
+    assert resolve_clip("demo") == (shipped.name, shipped.checkpoint_path)
+    with pytest.raises(ValueError, match="model='demo', the small CLIP"):
+        resolve_clip("ViT-B-16")
+    with pytest.raises(ValueError, match="leave the pretrained weights empty"):
+        resolve_clip("demo", "openai")
+
+
+def test_build_index_and_embeddings_with_the_shipped_clip(cifar_dir):
+    ds = images_dataset(cifar_dir, 8)
+    other = images_dataset(cifar_dir, 2)
+    try:
+        info = cb.build_index(ds, model="demo", progress=False)
+        assert info.n_samples == len(ds) and info.supports_text
+        result = cb.search(ds, text="a photo of a ship", k=5)
+        assert len(result) == 5
+        report = sdk.compute_embeddings(other, "emb", model="demo", progress=False)
+        assert report["n_embedded"] == len(other)
+        assert report["clip_model"]["name"] == ensure_demo_model(progress=False).name
+    finally:
+        ds.delete()
+        other.delete()
