@@ -104,8 +104,15 @@ def _cmd_verify(args) -> int:
     for name in names:
         ds = dataset_named(name)
         keys = sdk.list_indexes(ds)
-        if args.index and (args.dataset or args.index in keys):
-            keys = [args.index]  # named with its dataset: a missing one fails
+        if args.index and args.dataset and args.index not in keys:
+            there = f"its indexes: {', '.join(keys)}" if keys else "it has none"
+            print(
+                f"verify: dataset {name!r} has no clipbranches index {args.index!r}"
+                f" ({there})"
+            )
+            return 1
+        if args.index and args.index in keys:
+            keys = [args.index]
         elif args.index:
             continue
         for key in keys:

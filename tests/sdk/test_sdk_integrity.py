@@ -262,6 +262,12 @@ def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, 
     assert "no dataset has" in capsys.readouterr().out
     assert cli.main(["verify", ds.name, "--key", "idx"]) == 0
     assert f"[ok  ] {ds.name}/idx" in capsys.readouterr().out
+    # a key the dataset lacks is no failed index: the message lists the real ones
+    assert cli.main(["verify", ds.name, "--key", "nope"]) == 1
+    said = capsys.readouterr().out
+    assert "[FAIL]" not in said
+    assert f"dataset {ds.name!r} has no clipbranches index 'nope'" in said
+    assert "its indexes: idx, cli_only_here" in said
     assert f"[ok  ] {ds.name}/idx" in out and "sample_ids.npy" in out
     assert "encoder" not in out and "index/codes.npy" in out
     path = Path(sdk.index_info(ds, "idx").index_dir) / "index" / "codes.npy"
