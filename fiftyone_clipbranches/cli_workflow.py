@@ -320,8 +320,12 @@ def _cmd_search(args) -> int:
         index_key=args.key,
     )
     rows = [{"id": i, "sq_distance": int(d)} for i, d in zip(ids, distances)]
-    label_tags = (args.positive_tag, args.negative_tag)
-    tagged = _tag_results(ds, ids, args.tag, label_tags) if args.tag else None
+    tagged = None
+    if args.tag:
+        label_tags = (args.positive_tag, args.negative_tag)
+        tagged, newly = _tag_results(ds, ids, args.tag, label_tags)
+        for row in rows:
+            row["tagged"] = row["id"] in newly  # by this command
     _print_rows(ds, rows, "sq_distance", args, header="sq. distance")
     if not args.json:
         if tagged:
@@ -367,11 +371,11 @@ def _cmd_label(args) -> int:
     return 0
 
 
-def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> str:
+def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> tuple[str, set]:
     """Tag the samples ``ids`` with ``tag``; with one of the ``label_tags``
     (positive, negative), those holding the other one keep it and are not tagged
     (a sample both positive and negative would stop the next refinement). Returns
-    what was done, in words."""
+    what was done, in words, and the ids this tagged (not those tagged before)."""
     from fiftyone_clipbranches.sdk.messages import counted
 
     view = ds.select(ids)
@@ -381,14 +385,18 @@ def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> str:
     if tag in other:
         kept = len(view.match_tags(other[tag]))
         view = view.match_tags(other[tag], bool=False)
+    newly = set(view.match_tags(tag, bool=False).values("id"))
     view.tag_samples(tag)
-    done = f"tagged {counted(len(ids) - kept, 'sample')} {tag!r}"
+    done = f"tagged {counted(len(newly), 'sample')} {tag!r}"
+    before = len(ids) - kept - len(newly)
+    if before:
+        done += f", {before} already had it"
     if kept:
         done += (
             f"; {counted(kept, 'sample')} already tagged {other[tag]!r} kept that"
             " label (untag them first to change it)"
         )
-    return done
+    return done, newly
 
 
 def _cmd_refine(args) -> int:
@@ -641,7 +649,8 @@ def add_workflow_commands(sub) -> None:
     p.add_argument(
         "--tag",
         help="also tag the results with this sample tag; with a label tag"
-        " (--positive-tag or --negative-tag), results holding the other one keep it",
+        " (--positive-tag or --negative-tag), results holding the other one keep it"
+        " (--json: each row's 'tagged' says whether this run tagged it)",
     )
     tag_options(p)
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)

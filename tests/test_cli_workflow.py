@@ -41,6 +41,16 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert len(set(ids)) == 10
     assert [r["sq_distance"] for r in rows] == sorted(r["sq_distance"] for r in rows)
     assert sorted(ds.match_tags("cb_positive").values("id")) == sorted(ids)
+    assert all(r["tagged"] for r in rows)
+    # again: the rows say that this run tagged none of them, and so do the words
+    assert cli_main([*search, "--json", "--tag", "cb_positive"]) == 0
+    assert not any(r["tagged"] for r in _json(capsys))
+    assert cli_main([*search, "--tag", "cb_positive", "--limit", "1"]) == 0
+    assert "tagged 0 samples 'cb_positive', 10 already had it" in (
+        capsys.readouterr().out
+    )
+    assert cli_main([*search, "--json"]) == 0
+    assert "tagged" not in _json(capsys)[0]  # without --tag, nothing to say
     paths = dict(zip(*ds.values(["id", "filepath"])))
     assert [r["filepath"] for r in rows] == [paths[i] for i in ids]  # as the table
 
@@ -61,7 +71,8 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert cli_main([*search, "--tag", "cb_positive", "--limit", "1"]) == 0
     out = capsys.readouterr().out
     assert (
-        "tagged 9 samples 'cb_positive'; 1 sample already tagged 'cb_negative'" in out
+        "tagged 0 samples 'cb_positive', 9 already had it; 1 sample already tagged"
+        " 'cb_negative'" in out
     )
     assert not len(ds.match_tags(["cb_positive", "cb_negative"], all=True))
     # so does one labelled with the user's own tags
