@@ -257,11 +257,17 @@ def _cmd_delete_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    sdk.delete_index(ds, args.key)
+    files_deleted = sdk.delete_index(ds, args.key)
     if args.json:
-        print(json.dumps({"dataset": ds.name, "deleted": args.key}))
+        print(json.dumps({"dataset": ds.name, "deleted": args.key,
+                          "files_deleted": files_deleted}))  # fmt: skip
+    elif files_deleted:
+        print(f"deleted index {args.key!r} of dataset {ds.name!r} and its files")
     else:
-        print(f"deleted index {args.key!r} of dataset {ds.name!r}")
+        print(
+            f"deleted index {args.key!r} of dataset {ds.name!r}; its files stay:"
+            " another index uses them (of a clone of the dataset)"
+        )
     return 0
 
 

@@ -625,9 +625,12 @@ def rename_index(dataset, index_key: str, new_key: str) -> None:
 
 
 @holding_key("delete")
-def delete_index(dataset, index_key: str) -> None:
+def delete_index(dataset, index_key: str) -> bool:
     """Delete index ``index_key``: its run, and its files unless another run (of a
     clone of the dataset, say) still points at them.
+
+    Returns:
+        Whether its files were deleted (False: another run still uses them).
 
     Raises:
         IndexInUseError: a similarity brain run answers from the index (its
@@ -636,7 +639,9 @@ def delete_index(dataset, index_key: str) -> None:
     ds = runs.root_dataset(dataset)
     runs.get_index_config(ds, index_key, suggest=False)
     _refuse_if_brain_runs_use(ds, index_key, "deleting it")
+    index_dir = runs.get_index_config(ds, index_key).index_dir
     discard_index(ds, index_key)
+    return not Path(index_dir).exists()
 
 
 def _refuse_if_brain_runs_use(ds, index_key: str, what: str) -> None:

@@ -40,7 +40,9 @@ def clones():
             c.delete()
 
 
-def test_update_and_delete_on_a_clone_leave_the_original_files(make_dataset, clones):
+def test_update_and_delete_on_a_clone_leave_the_original_files(
+    make_dataset, clones, capsys
+):
     ds = make_dataset(3)
     index_dataset(ds, "idx")
     original_dir = Path(sdk.index_info(ds, "idx").index_dir)
@@ -50,19 +52,23 @@ def test_update_and_delete_on_a_clone_leave_the_original_files(make_dataset, clo
     # copy on write: the clone's new directory lives under the clone's own folder
     assert Path(info.index_dir).parent.name == str(clone._doc.id)
     assert original_dir.is_dir()
-    sdk.delete_index(clone, "idx")
+    assert sdk.delete_index(clone, "idx") is True  # its own copy went
     other = clones(ds)
     other.delete_run("idx")  # FiftyOne's own path: ClipBranchesIndex.cleanup
     third = clones(ds)
-    sdk.delete_index(third, "idx")
+    assert cli.main(["delete-index", third.name, "--key", "idx", "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said == {"dataset": third.name, "deleted": "idx", "files_deleted": False}
     assert original_dir.is_dir() and not Path(info.index_dir).exists()
     sdk.verify_index(ds, "idx", level="full")
     assert len(_all_found(ds)) == 30
     # the last run pointing at a directory takes its files with it
     fourth = clones(ds)
-    sdk.delete_index(ds, "idx")
+    assert cli.main(["delete-index", ds.name, "--key", "idx"]) == 0
+    assert "its files stay: another index uses them" in capsys.readouterr().out
     assert original_dir.is_dir()
-    sdk.delete_index(fourth, "idx")
+    assert cli.main(["delete-index", fourth.name, "--key", "idx"]) == 0
+    assert "and its files" in capsys.readouterr().out
     assert not original_dir.exists()
 
 
