@@ -63,6 +63,20 @@ class RefineResult:
     scores: np.ndarray
     stats: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # a result may hold millions of ids: its size and scores' range, not them
+        n = len(self.ids)
+        span = (
+            f", scores {float(self.scores[0]):.4g} .. {float(self.scores[-1]):.4g}"
+            if n
+            else ""
+        )
+        model = self.stats.get("model")
+        return (
+            f"RefineResult({n} results{span}"
+            f"{f', model {model!r}' if model else ''}; .ids, .scores, .view, .stats)"
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class RankedRows:

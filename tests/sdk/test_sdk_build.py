@@ -45,6 +45,10 @@ def test_build_from_a_vector_field_then_search_and_refine(embedded):
     result = sdk.refine(ds, positives=cats[:10].tolist(), index_key="pca")
     found = set(result.ids)
     assert len(found & set(cats)) >= 10 and len(found - set(cats)) <= 3
+    # a notebook shows the result's size, not every id
+    shown = repr(result)
+    assert shown.startswith(f"RefineResult({len(found)} results, scores ")
+    assert f"model {result.stats['model']!r}" in shown and cats[0] not in shown
 
 
 def test_missing_embeddings_are_clear_errors(embedded):
