@@ -6,12 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from fiftyone_clipbranches.sdk.embedding_reader import EmbeddingSource
+from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import ProgressFn
 
 
-def check_fit_rows(n: int, method: str, encoder_params, what: str) -> None:
+def check_fit_rows(
+    n: int, method: str, encoder_params, what: str, missing: str | None = None
+) -> None:
     """Raise ValueError when ``n`` embeddings are too few to fit a code encoder of
-    ``method`` (``what`` says whose), naming the way out."""
+    ``method`` (``what`` says whose), naming the way out (``missing``: computing
+    the samples' missing vectors, when that would be enough)."""
     from fiftyone_clipbranches.embed.encoder import min_fit_rows
 
     n_dims = int((encoder_params or {}).get("n_dims", 32))
@@ -19,11 +23,12 @@ def check_fit_rows(n: int, method: str, encoder_params, what: str) -> None:
     if n >= need:
         return
     pca = min_fit_rows("pca", n_dims)
-    hint = (
-        f"use code_method='pca' (CLI: --code-method pca), which needs {pca}"
-        if method == "head" and n >= pca
-        else f"add samples (at least {need})"
-    )
+    if missing:
+        hint = missing
+    elif method == "head" and n >= pca:
+        hint = f"use code_method='pca' (CLI: --code-method pca), which needs {pca}"
+    else:
+        hint = f"add samples (at least {need})"
     raise ValueError(
         f"{what}; code_method={method!r} needs at least {need} embeddings to fit"
         f" its code encoder: {hint}"
@@ -46,12 +51,24 @@ def fit_and_encode(
         MAX_FIT_ROWS,
         fit_code_encoder,
         fit_sample_rows,
+        min_fit_rows,
     )
 
     params = dict(encoder_params or {})
-    check_fit_rows(
-        len(source), method, params, f"{len(source)} samples have embeddings"
-    )
+    n, absent = len(source), source.n_missing
+    what = f"{counted(n, 'sample')} with embeddings"
+    way_out = None
+    if absent:
+        what = (
+            f"{counted(n, 'sample')} of {n + absent} with a vector in {source.field!r}"
+        )
+        if n + absent >= min_fit_rows(method, params.get("n_dims", 32)):
+            way_out = (
+                f"compute the {absent} missing vectors first (sdk.compute_embeddings("
+                f"dataset, {source.field!r}, model=..., pretrained=...) with the model"
+                " of the others)"
+            )
+    check_fit_rows(n, method, params, what, way_out)
     max_fit_rows = params.pop("max_fit_rows", MAX_FIT_ROWS)
     rows = fit_sample_rows(len(source), max_fit_rows, params.get("seed", 0))
     whole = len(rows) == len(source)

@@ -172,6 +172,26 @@ def test_dataset_too_small_for_the_encoder_is_refused_before_embedding(
     assert sdk.list_indexes(ds) == [] and sdk.list_indexes(small) == []
 
 
+def test_too_few_vectors_in_a_field_name_the_missing_ones(make_dataset, rng):
+    """The dataset is large enough: its field lacks vectors, which is the way out."""
+    ds = make_dataset(10)  # 100 samples, 10 of them with a vector
+    ds.add_sample_field("own", fo.VectorField)
+    few = ds.select(ds.values("id")[:10])
+    few.set_values("own", list(rng.normal(size=(10, 512)).astype(np.float32)))
+    with pytest.raises(
+        ValueError,
+        match=r"10 samples of 100 with a vector in 'own'; code_method='head' needs"
+        r" at least 64 .*compute the 90 missing vectors first",
+    ):
+        sdk.build_index(ds, "x", embeddings_field="own", skip_missing=True)
+    with pytest.raises(ValueError, match="10 samples of 100 .*add samples"):
+        sdk.build_index(
+            ds, "x", embeddings_field="own", skip_missing=True, code_method="pca",
+            encoder_params={"n_dims": 200},
+        )  # fmt: skip
+    assert sdk.list_indexes(ds) == []
+
+
 def test_empty_saved_view_name_is_refused_before_any_work(make_dataset):
     ds = make_dataset(2)
     for name in ("", "   ", 3):
