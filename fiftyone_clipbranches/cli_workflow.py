@@ -93,6 +93,7 @@ def _cmd_update_index(args) -> int:
 
     ds = dataset_named(args.dataset)
     before = sdk.index_info(ds, args.key)
+    unread_before = _unreadable(ds, args.key)
     reembed = _reembed(ds, args) or []
     # with the samples an interrupted re-embedding left, which it finishes
     again = list(dict.fromkeys([*reembed, *_pending_reembed(ds, args.key)]))
@@ -114,6 +115,8 @@ def _cmd_update_index(args) -> int:
     changes = _changes(
         before, after, int((was_in & now_in).sum()), int((was_in & ~now_in).sum())
     )
+    # samples this update could not read, beyond those re-embedded (counted lost)
+    changes["left_out"] = len(_unreadable(ds, info.key) - unread_before - set(again))
     if args.json:
         print(json.dumps({**after.to_dict(), "changes": changes}, default=str))
         return 0
@@ -142,6 +145,13 @@ def _pending_reembed(ds, key: str) -> list[str]:
     from fiftyone_clipbranches.sdk import runs
 
     return list(runs.get_index_config(ds, key).reembed_pending or [])
+
+
+def _unreadable(ds, key: str) -> set[str]:
+    """The ids of the samples index ``key`` left out as unreadable."""
+    from fiftyone_clipbranches import sdk
+
+    return set(sdk.load_index(ds, key)[1].unembeddable)
 
 
 def _indexed(ds, key: str, ids: list[str]):
@@ -177,6 +187,8 @@ def _changes_text(key: str, changes: dict, read: str) -> str:
     n_again, lost = changes["replaced"], changes["lost"]
     again = f", {counted(n_again, 'sample')} {read}" if n_again or lost else ""
     again += f", {lost} left out (image unreadable now)" if lost else ""
+    if changes.get("left_out"):
+        again += f", {changes['left_out']} more left out (image unreadable)"
     if not (changes["added"] or changes["dropped"] or again):
         return f"index {key!r} was up to date"
     return (
@@ -433,7 +445,7 @@ def _cmd_refine(args) -> int:
                          default=str))  # fmt: skip
         return 0
     print(
-        f"{stats.get('model')}: {len(rows)} samples of {stats.get('n_index')}"
+        f"{stats.get('model')}: {len(rows)} samples of {stats.get('n_index')} indexed"
         f" ({counted(stats.get('n_pos', 0), 'positive')},"
         f" {counted(stats.get('n_neg', 0), 'negative')} labelled"
         f"{unreadable_note(stats)};"

@@ -327,9 +327,25 @@ def test_unreadable_and_added_images_from_the_shell(
     assert cli_main(["update-index", ds.name, "--key", "a", "--quiet", "--json"]) == 0
     out = _json(capsys)
     assert out["n_samples"] == 51
-    assert out["changes"] == {"added": 1, "dropped": 0, "replaced": 0, "lost": 0}
+    assert out["changes"] == {
+        "added": 1, "dropped": 0, "replaced": 0, "lost": 0, "left_out": 0
+    }  # fmt: skip
     assert cli_main([*refine, "--positive", first, "--positive", added]) == 0
     assert {first, added} <= {r["id"] for r in _json(capsys)["results"]}
+    # new samples whose images cannot be read: counted as left out, not silently
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    ds.add_samples(
+        [fo.Sample(filepath=ds.first().filepath), fo.Sample(filepath=str(empty)),
+         fo.Sample(filepath=str(broken))], progress=False,
+    )  # fmt: skip
+    assert cli_main(["update-index", ds.name, "--key", "a", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "1 sample added, 0 dropped (deleted from the dataset), 2 more left out" in (
+        said
+    )
+    assert cli_main(["refine", ds.name, "--key", "a", "--positive", first]) == 0
+    assert "samples of 52 indexed" in capsys.readouterr().out
 
 
 def test_labels_are_set_and_removed_from_the_shell(make_user_index, capsys):
