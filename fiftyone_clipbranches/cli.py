@@ -149,11 +149,18 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_gc(args) -> int:
+    import json
+    from dataclasses import asdict
+
     from fiftyone_clipbranches.sdk.gc import collect_garbage
 
     report = collect_garbage(
         args.root, delete=args.delete, min_age_s=args.min_age_hours * 3600
     )
+    failed = args.delete and len(report.removed) < len(report.leftovers)
+    if args.json:
+        print(json.dumps({**asdict(report), "n_bytes": report.n_bytes}))
+        return 1 if failed else 0
     for item in report.leftovers:
         done = "removed" if item.path in report.removed else "found"
         print(f"{done}: {item.kind} {item.path} ({item.n_bytes} bytes): {item.reason}")
@@ -168,9 +175,7 @@ def _cmd_gc(args) -> int:
         "recent directory(ies)"
         + ("" if args.delete or not report.leftovers else "; run with --delete")
     )
-    if args.delete and len(report.removed) < len(report.leftovers):
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--root", type=Path, help="index root (default: the configured)")
     p.add_argument("--delete", action="store_true", help="remove what is found")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as JSON (root, leftovers, removed, n_referenced,"
+        " n_young, n_bytes)",
+    )
     p.add_argument(
         "--min-age-hours",
         type=float,

@@ -229,7 +229,8 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
         )
     if fresh is not None and fresh.n_unreadable:
         print(
-            f"  {counted(fresh.n_unreadable, 'sample')} left out: their image could"
+            f"  {counted(fresh.n_unreadable, 'sample')} left out:"
+            f" {'its image' if fresh.n_unreadable == 1 else 'their images'} could"
             " not be read"
             f" (`--json` lists them; fix the files, then `{update} --retry-failed`)"
         )

@@ -212,7 +212,7 @@ def test_unreadable_files_are_permission_errors_not_corruption(world_readable_di
 
 
 def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
-    make_dataset, tmp_path
+    make_dataset, tmp_path, capsys
 ):
     ds, doomed = make_dataset(2), make_dataset(2)
     for d in (ds, doomed):
@@ -241,6 +241,11 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
     assert found == {crashed: "temp", orphan: "unreferenced"}
     assert report.n_referenced >= 1 and report.removed == []
     gc_args = ["gc", "--root", str(tmp_path), "--min-age-hours", "0", "--delete"]
+    assert cli.main([*gc_args[:-1], "--json"]) == 0  # reports only
+    said = json.loads(capsys.readouterr().out)
+    listed = {Path(i["path"]): i["kind"] for i in said["leftovers"]}
+    assert {crashed: "temp", orphan: "unreferenced"}.items() <= listed.items()
+    assert said["removed"] == [] and said["n_bytes"] > 0 and crashed.exists()
     assert cli.main(gc_args) == 0
     assert not crashed.exists() and not orphan.exists() and not orphan.parent.exists()
     assert kept.is_dir() and young.is_dir()

@@ -88,7 +88,13 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
     # scripts read the same counts
     assert cli_main([*args, "--reembed", ids[0], "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["changes"] == {"added": 0, "dropped": 0, "replaced": 1, "lost": 0, "left_out": 0}
+    assert out["changes"] == {
+        "added": 0,
+        "dropped": 0,
+        "replaced": 1,
+        "lost": 0,
+        "left_out": 0,
+    }
     assert out["n_samples"] == len(ds) - 1
 
 
@@ -129,7 +135,13 @@ def test_an_interrupted_reembedding_is_finished_by_the_next_update(
     update = ["update-index", ds.name, "--key", "clip", "--quiet", "--json"]
     assert cli_main(update) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["changes"] == {"added": 0, "dropped": 0, "replaced": 12, "lost": 0, "left_out": 0}
+    assert out["changes"] == {
+        "added": 0,
+        "dropped": 0,
+        "replaced": 12,
+        "lost": 0,
+        "left_out": 0,
+    }
     assert out["n_reembed_pending"] == 0 and out["n_samples"] == 50
     assert all(_steps(_code(ds, sid), _code(ds, donor)) <= 1 for sid in ids)
     assert sdk.index_info(ds, "clip").n_reembed_pending == 0
