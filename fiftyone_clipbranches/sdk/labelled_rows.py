@@ -58,7 +58,8 @@ def index_rows(
         first = bundle.unembeddable[unreadable[0]]
         raise SampleIdsError(
             f"{counted_are(len(unreadable), what + ' sample')} without an embedding in index "
-            f"{index_key!r}: their image could not be read when it was built or last updated (e.g. "
+            f"{index_key!r}: {'its image' if len(unreadable) == 1 else 'their images'}"
+            " could not be read when it was built or last updated (e.g. "
             f"{unreadable[0]}, {first.get('filepath')}: {first.get('error')}). "
             f"{_leave_out(unreadable, what)}, or fix the file and run update_index with "
             f"retry_failed=True (CLI: clipbranches update-index {ds.name} --key "
