@@ -30,10 +30,8 @@ ALLOWED = {
 EXCEPTIONS = {
     # the demo opens the App with the panel shown: it needs the panel's name only
     ("demo", f"{PACKAGE}.panels.constants"),
-    # the build and embeddings forms take 'demo', the small CLIP the package ships,
-    # as the CLI does
-    ("operators", f"{PACKAGE}.demo.model"),
-    # and so does the SDK, in Python (model="demo"): one resolution, sdk.clip_names
+    # model="demo" names the small CLIP the package ships, in Python as in the CLI
+    # and the App's forms (one resolution, sdk.clip_names)
     ("sdk", f"{PACKAGE}.demo.model"),
     # a compute worker's first module lives outside the service package, whose
     # import loads FiftyOne, so that it can ignore Ctrl-C before that

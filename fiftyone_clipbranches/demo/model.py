@@ -28,6 +28,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
+
 from .paths import demo_models_dir, resolve_data_dir, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -306,11 +308,6 @@ def ensure_demo_model(
     if cached is None:
         raise RuntimeError(f"demo model cache at {folder} could not be read back")
     return cached
-
-
-#: ``model`` naming the small CLIP this package ships (the CLI's ``--model demo``,
-#: the forms' "CLIP model").
-SHIPPED_MODEL = "demo"
 
 
 def clip_choice(model: str | None, pretrained, progress: bool = False) -> tuple:

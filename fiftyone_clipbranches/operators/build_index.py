@@ -5,7 +5,6 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_clipbranches.demo.model import clip_choice
 from fiftyone_clipbranches.operators.common import (
     SHIPPED_MODEL_HINT,
     add_index_choice,
@@ -105,10 +104,6 @@ class BuildIndex(foo.Operator):
         else:
             declared = {k: p[k] for k in ("model", "pretrained") if p.get(k)}
         try:
-            if embeddings == COMPUTE:
-                declared["model"], declared["pretrained"] = clip_choice(
-                    declared["model"], declared["pretrained"]
-                )
             if embeddings != COMPUTE and len(declared) == 1:
                 raise ValueError(
                     "to declare the CLIP model of the field, give both the model "

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import fiftyone.operators.types as types
 
-from fiftyone_clipbranches.demo.model import SHIPPED_MODEL
 from fiftyone_clipbranches.sdk import list_indexes
+from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
 from fiftyone_clipbranches.sdk.messages import user_message
 from fiftyone_clipbranches.sdk.runs import key_taken
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 
-#: The forms' words for the small CLIP this package ships (``clip_choice``).
+#: The forms' words for the small CLIP this package ships (``resolve_clip``).
 SHIPPED_MODEL_HINT = (
     f"open_clip model name; '{SHIPPED_MODEL}' for the small CLIP this package ships"
     " (offline, leave the weights empty; it knows generated shapes, not photos)"

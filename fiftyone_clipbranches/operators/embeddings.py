@@ -5,7 +5,6 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_clipbranches.demo.model import clip_choice
 from fiftyone_clipbranches.operators.common import (
     SHIPPED_MODEL_HINT,
     add_orchestrator_hint,
@@ -63,9 +62,8 @@ class ComputeEmbeddings(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         try:
-            model, pretrained = clip_choice(
-                p.get("model") or DEFAULT_CLIP_MODEL, p.get("pretrained") or None
-            )
+            model = p.get("model") or DEFAULT_CLIP_MODEL
+            pretrained = p.get("pretrained") or None  # empty: random weights
             result = yield from run_with_progress(
                 ctx,
                 compute_embeddings,

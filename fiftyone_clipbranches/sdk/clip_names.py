@@ -17,6 +17,10 @@ class _Unset:
 #: ``pretrained`` left out (None is meaningful: random weights).
 UNSET = _Unset()
 
+#: ``model`` naming the small CLIP this package ships (the CLI's ``--model demo``,
+#: the forms' "CLIP model"; ``demo.model`` makes it).
+SHIPPED_MODEL = "demo"
+
 
 def resolve_clip(model: str, pretrained=UNSET) -> tuple[str, object]:
     """``(model, pretrained)`` to load: ``"demo"`` is the small CLIP this package
@@ -28,7 +32,7 @@ def resolve_clip(model: str, pretrained=UNSET) -> tuple[str, object]:
         ValueError: another architecture without weights, or weights given with
             ``"demo"``.
     """
-    from fiftyone_clipbranches.demo.model import SHIPPED_MODEL, clip_choice
+    from fiftyone_clipbranches.demo.model import clip_choice
 
     if model == SHIPPED_MODEL:
         return clip_choice(model, None if pretrained is UNSET else pretrained)
