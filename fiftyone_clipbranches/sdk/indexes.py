@@ -209,6 +209,7 @@ def build_index(
             identity,
             encoder_params,
             lambda f, label: report(0.7 + 0.2 * f, label),
+            n_unreadable=embed_report.get("n_failed", 0),
         )
         report(0.9, "building the index")
         config = _write_index(

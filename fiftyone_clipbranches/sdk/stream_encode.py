@@ -41,8 +41,11 @@ def fit_and_encode(
     identity: dict | None,
     encoder_params: dict | None,
     report: ProgressFn,
+    n_unreadable: int = 0,
 ):
-    """``(encoder, codes uint8 (N, 32))`` of every row of ``source``.
+    """``(encoder, codes uint8 (N, 32))`` of every row of ``source``
+    (``n_unreadable``: of the samples without a vector, those whose image could
+    not be read, which computing cannot fill).
 
     The encoder is the one ``embed.fit_code_encoder`` fits on all the vectors in
     memory (same sample rows, same seed), so the codes are identical to that path.
@@ -58,15 +61,20 @@ def fit_and_encode(
     n, absent = len(source), source.n_missing
     what = f"{counted(n, 'sample')} with embeddings"
     way_out = None
+    computable = absent - min(n_unreadable, absent)
     if absent:
         what = (
             f"{counted(n, 'sample')} of {n + absent} with a vector in {source.field!r}"
         )
-        if n + absent >= min_fit_rows(method, params.get("n_dims", 32)):
+        if n_unreadable:
+            what += f" ({counted(n_unreadable, 'image')} could not be read)"
+        if computable and n + computable >= min_fit_rows(
+            method, params.get("n_dims", 32)
+        ):
             way_out = (
-                f"compute the {absent} missing vectors first (sdk.compute_embeddings("
-                f"dataset, {source.field!r}, model=..., pretrained=...) with the model"
-                " of the others)"
+                f"compute the {computable} missing vectors first, with the model of"
+                " the others (sdk.compute_embeddings; in the App, Compute CLIP"
+                " embeddings)"
             )
     check_fit_rows(n, method, params, what, way_out)
     max_fit_rows = params.pop("max_fit_rows", MAX_FIT_ROWS)

@@ -192,6 +192,29 @@ def test_too_few_vectors_in_a_field_name_the_missing_ones(make_dataset, rng):
     assert sdk.list_indexes(ds) == []
 
 
+def test_too_few_readable_images_are_not_told_to_compute_them(
+    make_dataset, tiny_clip_checkpoint, tmp_path
+):
+    """Computing cannot fill the vectors of images that cannot be read."""
+    from user_path import TINY_CLIP_NAME
+
+    ds = make_dataset(7)  # 70 samples, 10 of them broken: 60 < 64 for the head
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    ds.select(ds.values("id")[:10]).set_values("filepath", [str(broken)] * 10)
+    with pytest.raises(
+        ValueError,
+        match=r"60 samples of 70 with a vector in 'clip_embedding' \(10 images could"
+        r" not be read\); .*use code_method='pca'",
+    ) as raised:
+        sdk.build_index(
+            ds, "x", model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint),
+            progress=False,
+        )  # fmt: skip
+    assert "compute the" not in str(raised.value)
+    assert sdk.list_indexes(ds) == []
+
+
 def test_empty_saved_view_name_is_refused_before_any_work(make_dataset):
     ds = make_dataset(2)
     for name in ("", "   ", 3):
