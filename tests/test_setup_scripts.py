@@ -7,19 +7,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 FAKE_PYTHON = """#!/usr/bin/env bash
+# 'python3 -c' (the stamp) runs the real one; 'python3 -m venv' is logged
+if [ "$1" = "-c" ]; then exec "$REAL_PYTHON" "$@"; fi
 echo "python3 $*" >> "$LOG"
 mkdir -p .venv/bin
 cat > .venv/bin/pip <<'PIP'
 #!/usr/bin/env bash
 echo "pip $*" >> "$LOG"
 [ -n "${PIP_FAILS:-}" ] && exit 1
-printf '#!/bin/sh\\n' > .venv/bin/clipbranches
-chmod +x .venv/bin/clipbranches
+printf '#!/bin/sh\\nexit 0\\n' > .venv/bin/python
+chmod +x .venv/bin/python
 PIP
 chmod +x .venv/bin/pip
 """
@@ -47,6 +50,7 @@ def setup(root: Path, **env) -> tuple[int, list[str]]:
             **os.environ,
             "PATH": f"{root.parent / 'bin'}:{os.environ['PATH']}",
             "LOG": str(log),
+            "REAL_PYTHON": sys.executable,
             **env,
         },
         capture_output=True,
@@ -83,5 +87,29 @@ def test_a_failed_install_is_tried_again(tmp_path):
 def test_a_venv_without_the_package_is_installed_into(tmp_path):
     root = checkout(tmp_path)
     setup(root)
-    (root / ".venv" / "bin" / "clipbranches").unlink()
+    (root / ".venv" / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")
     assert setup(root)[1] == ["python3 -m venv .venv", "pip install --quiet -e .[dev]"]
+    assert setup(root) == (0, [])
+
+
+def test_a_moved_checkout_is_installed_again(tmp_path):
+    """An editable install points at the checkout it was made in."""
+    root = checkout(tmp_path)
+    setup(root)
+    moved = root.rename(tmp_path / "moved")
+    assert setup(moved)[1] == ["python3 -m venv .venv", "pip install --quiet -e .[dev]"]
+    assert setup(moved) == (0, [])
+
+
+def test_the_setup_leaves_no_variables_in_the_calling_script(tmp_path):
+    root = checkout(tmp_path)
+    script = (
+        "set -euo pipefail; source scripts/venv.sh; set | grep -c '^_venv_' || true"
+    )
+    run = subprocess.run(
+        ["bash", "-c", script],
+        cwd=root, capture_output=True, text=True,
+        env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+             "LOG": str(tmp_path / "calls.log"), "REAL_PYTHON": sys.executable},
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "0"
