@@ -45,28 +45,18 @@ def dataset_named(name: str):
 def _pretrained(value):
     """``build_index``'s ``pretrained``: not given (``UNSET``), ``none`` (random
     weights, ``None``), or the tag or path as given."""
-    from fiftyone_clipbranches.sdk.indexes import UNSET
+    from fiftyone_clipbranches.sdk.clip_names import UNSET
 
     if value is None:
         return UNSET
     return None if value.lower() == "none" else value
 
 
-def _clip_choice(args) -> tuple:
-    """``--model`` / ``--pretrained`` as ``build_index`` takes them (``--model
-    demo``: the small CLIP this package ships, ``demo.model.clip_choice``)."""
-    from fiftyone_clipbranches.demo.model import SHIPPED_MODEL, clip_choice
-
-    if args.model != SHIPPED_MODEL:
-        return args.model, _pretrained(args.pretrained)
-    return clip_choice(args.model, args.pretrained, progress=not args.quiet)
-
-
 def _cmd_build_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    model, pretrained = _clip_choice(args)
+    model, pretrained = args.model, _pretrained(args.pretrained)  # the SDK resolves
     bar = ProgressBar(f"building {args.key!r}") if not args.quiet else None
     try:
         info = sdk.build_index(

@@ -281,7 +281,7 @@ def test_model_demo_builds_offline_and_other_processes_search_it(images, capsys)
 
 def test_pretrained_none_means_random_weights_and_absent_means_not_given():
     from fiftyone_clipbranches.cli_workflow import _pretrained
-    from fiftyone_clipbranches.sdk.indexes import UNSET
+    from fiftyone_clipbranches.sdk.clip_names import UNSET
 
     assert _pretrained(None) is UNSET
     assert _pretrained("None") is None and _pretrained("none") is None

@@ -19,7 +19,7 @@ import numpy as np
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
-from fiftyone_clipbranches.sdk.clip_names import UNSET, resolve_clip
+from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET, resolve_clip
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, embed_again
 from fiftyone_clipbranches.sdk.errors import (
@@ -166,6 +166,8 @@ def build_index(
         if check_shards(shards, n) > 1 and ray_address is not None:
             connect_cluster(ray_address)  # fails now, not after embedding every image
 
+        if model == SHIPPED_MODEL:  # its name and checkpoint, computed or declared
+            model, pretrained = resolve_clip(model, pretrained)
         compute_here = _embeds_here(ds, embeddings_field, model, skip_missing)
         model_given = model is not None
         if skip_missing is None:
@@ -638,11 +640,10 @@ def delete_index(dataset, index_key: str) -> bool:
             ``cleanup()`` deletes the index it built).
     """
     ds = runs.root_dataset(dataset)
-    runs.get_index_config(ds, index_key, suggest=False)
+    index_dir = runs.get_index_config(ds, index_key, suggest=False).index_dir
     _refuse_if_brain_runs_use(ds, index_key, "deleting it")
-    index_dir = runs.get_index_config(ds, index_key).index_dir
     discard_index(ds, index_key)
-    return not Path(index_dir).exists()
+    return not Path(index_dir).expanduser().exists()
 
 
 def _refuse_if_brain_runs_use(ds, index_key: str, what: str) -> None:

@@ -104,3 +104,18 @@ def unreadable_note(stats: dict) -> str:
         if n
     ]
     return f" ({' and '.join(parts)} left out)" if parts else ""
+
+
+def result_repr(result, n_results: int, scores, fields: str) -> str:
+    """A refinement result in one line: its class, size, score range and model,
+    and ``fields`` (where the rest is); never its ids (there may be millions)."""
+    span = (
+        f", scores {float(scores[0]):.4g} .. {float(scores[-1]):.4g}"
+        if len(scores)
+        else ""
+    )
+    model = result.stats.get("model")
+    model = f", model {model!r}" if model else ""
+    return (
+        f"{type(result).__name__}({n_results} results{span}{model}; {fields}, .stats)"
+    )

@@ -23,6 +23,7 @@ from fiftyone_clipbranches.sdk.freshness import (
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
+from fiftyone_clipbranches.sdk.messages import result_repr
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.rowmap import RowIds
@@ -64,18 +65,7 @@ class RefineResult:
     stats: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        # a result may hold millions of ids: its size and scores' range, not them
-        n = len(self.ids)
-        span = (
-            f", scores {float(self.scores[0]):.4g} .. {float(self.scores[-1]):.4g}"
-            if n
-            else ""
-        )
-        model = self.stats.get("model")
-        return (
-            f"RefineResult({n} results{span}"
-            f"{f', model {model!r}' if model else ''}; .ids, .scores, .view, .stats)"
-        )
+        return result_repr(self, len(self.ids), self.scores, ".ids, .scores, .view")
 
 
 @dataclass(frozen=True, eq=False)

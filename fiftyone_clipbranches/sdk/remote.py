@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.messages import result_repr
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_SCORE_FIELD
 
@@ -256,6 +257,11 @@ class RemoteRefineResult:
     scores: list[float]
     timings: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return result_repr(
+            self, self.total, self.scores, f"{len(self.ids)} in .ids, .result_id"
+        )
 
 
 def remote_refine(

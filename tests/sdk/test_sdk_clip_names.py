@@ -4,6 +4,7 @@ architecture named alone takes its default weights."""
 
 from __future__ import annotations
 
+import fiftyone as fo
 import pytest
 from user_path import images_dataset
 
@@ -34,7 +35,7 @@ def test_names_resolve_to_what_is_loaded():
 
 def test_build_index_and_embeddings_with_the_shipped_clip(cifar_dir):
     ds = images_dataset(cifar_dir, 8)
-    other = images_dataset(cifar_dir, 2)
+    other = images_dataset(cifar_dir, 4)
     try:
         info = cb.build_index(ds, model="demo", progress=False)
         assert info.n_samples == len(ds) and info.supports_text
@@ -43,6 +44,17 @@ def test_build_index_and_embeddings_with_the_shipped_clip(cifar_dir):
         report = sdk.compute_embeddings(other, "emb", model="demo", progress=False)
         assert report["n_embedded"] == len(other)
         assert report["clip_model"]["name"] == ensure_demo_model(progress=False).name
+        # vectors of no recorded model, declared as the shipped CLIP's: text works
+        other.add_sample_field("own", fo.VectorField)
+        other.set_values("own", other.values("emb"))
+        info = cb.build_index(
+            other, "declared", embeddings_field="own", model="demo",
+            code_method="pca", encoder_params={"n_dims": 8}, progress=False,
+        )  # fmt: skip
+        assert info.clip_model["name"] == ensure_demo_model(progress=False).name
+        assert (
+            len(cb.search(other, text="a red circle", k=3, index_key="declared")) == 3
+        )
     finally:
         ds.delete()
         other.delete()

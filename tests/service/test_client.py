@@ -96,6 +96,9 @@ def test_remote_refine_equals_local(service, served_dataset, monkeypatch):
         DATASET, pos, neg, model="ensemble", random_negatives=80, max_items=3
     )
     assert head.ids == local.ids[:3] and head.total == remote.total
+    # shown in a notebook: the sizes, never the ids
+    assert repr(head).startswith(f"RemoteRefineResult({remote.total} results, scores")
+    assert "3 in .ids" in repr(head) and head.ids[0] not in repr(head)
 
 
 def test_service_settings(monkeypatch):
