@@ -84,3 +84,20 @@ class ClipBranchesSimilarity(Similarity):
             if brain_key is not None and samples.has_brain_run(brain_key):
                 self.delete_run(samples, brain_key, cleanup=False)
             raise
+
+    @classmethod
+    def save_run_results(cls, samples, key, run_results, overwrite=True, cache=True):
+        """Saves the run, after embedding the images with the run's declared
+        ``clip_model`` when the brain gave no vectors (an array given to
+        ``compute_similarity`` is indexed instead)."""
+        finish = getattr(run_results, "finish_first_build", None)
+        if finish is not None:
+            try:
+                finish()
+            except BaseException:
+                if key is not None and samples.has_brain_run(key):
+                    cls.delete_run(samples, key, cleanup=False)
+                raise
+        super().save_run_results(
+            samples, key, run_results, overwrite=overwrite, cache=cache
+        )

@@ -17,6 +17,7 @@ from fiftyone.brain.similarity import SimilarityIndex
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.engine.scan import knn_scan
+from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, resolve_clip
 from fiftyone_clipbranches.sdk.errors import (
     ClipBranchesError,
     IndexNotFoundError,
@@ -59,17 +60,50 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 "clipbranches index that cb.search and cb.refine use"
             )
         ds = root_dataset(samples)
+        if config.clip_model == SHIPPED_MODEL:  # its registered name and checkpoint
+            config.clip_model, config.pretrained = resolve_clip(
+                config.clip_model, config.pretrained
+            )
         if config.index_key is None:
             config.index_key = brain_key
         if config.index_key in sdk.list_indexes(ds):
             _check_adoptable(ds, config, brain_key)
             config.owns_index = False
         else:
-            _build_from_dataset(ds, config)
+            embed_later = not _build_from_field_if_filled(ds, config)
             config.owns_index = True
         index = cls(samples, config, brain_key, backend=backend)
+        # the images are embedded with the declared clip_model once the brain has
+        # run, unless it hands vectors to add_to_index first (an array)
+        index._embed_pending = embed_later if config.owns_index else False
         index._save_config()
         return index
+
+    def finish_first_build(self) -> None:
+        """Embed the images with the declared ``clip_model`` and build the index,
+        when the run declared one and the brain gave no vectors (it saves the run
+        after; ``ClipBranchesSimilarity.save_run_results`` calls this)."""
+        if not getattr(self, "_embed_pending", False):
+            return
+        self._embed_pending = False
+        config = self.config
+        if config.clip_model is None or config.model is not None:
+            return
+        if self._load(required=False) is not None:
+            return
+        field = config.embeddings_field or DEFAULT_EMBEDDINGS_FIELD
+        report = sdk.compute_embeddings(
+            self._dataset,
+            field,
+            model=config.clip_model,
+            pretrained=config.pretrained,
+            progress=_show_progress(),
+        )
+        refuse_if_nothing_read(self._dataset, report)  # else the build embeds again
+        config.embeddings_field = field
+        _build_from_field(self._dataset, config, field, _declared_identity(config))
+        self._save_config()
+        self.reload()
 
     @property
     def index_key(self) -> str:
@@ -111,6 +145,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         reload=True,
     ):
         _refuse_labels(label_ids, self.config)
+        self._embed_pending = False  # vectors given: nothing to embed
         vectors = np.asarray(embeddings, dtype=np.float32)
         ids = [str(i) for i in sample_ids]
         loaded = self._load(required=False)
@@ -206,6 +241,10 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 if warn_missing:
                     logger.warning(message)
                 ids = [i for i, f in zip(ids, found) if f]
+        # rows of deleted samples stay in the index until an update: no vector
+        alive = set(self._dataset.select(ids).values("id"))
+        if len(alive) < len(ids):
+            ids = [i for i in ids if i in alive]
         vectors = self._dataset.select(ids, ordered=True).values(field)
         dims = bundle.encoder.in_dim if bundle.encoder is not None else 0
         matrix = np.asarray(vectors, np.float32) if ids else np.zeros((0, dims))
@@ -274,6 +313,8 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             raise ClipBranchesError(
                 f"aggregation {aggregation!r} is not supported; use 'mean'"
             )
+        if k is not None and (isinstance(k, bool) or not int(k) == k or k < 0):
+            raise ValueError(f"k must be a whole number >= 0 (or None: all), got {k!r}")
         config, bundle = self._load()
         codes = self._query_codes(config, bundle, query, aggregation)
         mask = self._allowed_rows(bundle)
@@ -393,24 +434,14 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         return rows, sq
 
 
-def _build_from_dataset(ds, config) -> None:
-    """Build the index of a new run from what the dataset holds, if it can."""
-    identity = _declared_identity(config)
+def _build_from_field_if_filled(ds, config) -> bool:
+    """Build the index of a new run from the embeddings field, if it holds
+    vectors; whether it did."""
     field = config.embeddings_field
     if field is not None and ds.has_sample_field(field) and ds.exists(field).count():
-        _build_from_field(ds, config, field, identity)
-    elif config.clip_model is not None and config.model is None:
-        field = field or DEFAULT_EMBEDDINGS_FIELD
-        report = sdk.compute_embeddings(
-            ds,
-            field,
-            model=config.clip_model,
-            pretrained=config.pretrained,
-            progress=_show_progress(),
-        )
-        refuse_if_nothing_read(ds, report)  # else the build would embed them again
-        config.embeddings_field = field
-        _build_from_field(ds, config, field, identity)
+        _build_from_field(ds, config, field, _declared_identity(config))
+        return True
+    return False
 
 
 def _check_adoptable(ds, config, brain_key: str) -> None:

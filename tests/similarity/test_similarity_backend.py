@@ -91,6 +91,9 @@ def test_sort_by_ids_vectors_and_text_is_brute_force_knn_over_codes(
     _check(ds, "a photo of a cat", *_brute(codes, ids, text_code, 10), k=10)
 
     assert len(ds.sort_by_similarity(query_ids, k=0, brain_key="sim")) == 0
+    for bad in (-1, 2.5):  # -1 returned a few samples
+        with pytest.raises(ValueError, match="k must be a whole number >= 0"):
+            ds.sort_by_similarity(query_ids, k=bad, brain_key="sim")
 
     far_ids, far_dists = _brute(codes, ids, mean)
     view = ds.sort_by_similarity(query_ids, k=5, reverse=True, brain_key="sim")
