@@ -213,7 +213,9 @@ def build_index(
             lambda f, label: report(0.7 + 0.2 * f, label),
             n_unreadable=embed_report.get("n_failed", 0),
         )
-        report(0.9, "building the index")
+        report(
+            0.9, "building the index" + (f" ({shards} shards)" if shards > 1 else "")
+        )
         config = _write_index(
             ds,
             index_key,
@@ -229,7 +231,9 @@ def build_index(
             unembeddable=unembeddable,
             shards=shards,
             ray_address=ray_address,
-            shard_progress=progress is True,
+            # the build's own bar covers the shards: a second bar under it drew
+            # over it (cursor escapes in the first bar's line)
+            shard_progress=False,
         )
     left_out = (
         f"; {counted(len(unembeddable), 'sample')} left out (unreadable or"
@@ -655,8 +659,13 @@ def _refuse_if_brain_runs_use(ds, index_key: str, what: str) -> None:
             f"dataset {ds.name!r}; {what} would break them. Delete the brain run "
             f"first: dataset.load_brain_results({users[0]!r}).cleanup() deletes the"
             f" index when the run built it, then dataset.delete_brain_run("
-            f"{users[0]!r}); or rename the brain run instead "
-            "(dataset.rename_brain_run: it keeps answering from this index)"
+            f"{users[0]!r})"
+            + (
+                "; or rename the brain run instead (dataset.rename_brain_run: it"
+                " keeps answering from this index)"
+                if what == "renaming it"
+                else ""
+            )
         )
 
 

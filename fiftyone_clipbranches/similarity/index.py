@@ -27,6 +27,7 @@ from fiftyone_clipbranches.sdk.freshness import alive_rows
 from fiftyone_clipbranches.sdk.identity import build_identity, zoo_identity
 from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
 from fiftyone_clipbranches.sdk.indexes import discard_index, refuse_if_nothing_read
+from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.runs import brain_runs_using, root_dataset
 from fiftyone_clipbranches.sdk.search import query_code, text_embeddings
 from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
@@ -369,7 +370,13 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 self._dataset, field, declared.get("name"), declared.get("pretrained")
             )
         from fiftyone_clipbranches.embed.encoder import fit_code_encoder
+        from fiftyone_clipbranches.sdk.stream_encode import check_fit_rows
 
+        check_fit_rows(
+            len(ids), self.config.code_method, self.config.encoder_params,
+            f"add_to_index was given {counted(len(ids), 'embedding')} to build"
+            f" index {self.index_key!r} from",
+        )  # fmt: skip
         encoder = fit_code_encoder(
             vectors,
             method=self.config.code_method,

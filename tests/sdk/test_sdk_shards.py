@@ -79,3 +79,13 @@ def test_a_ray_cluster_that_cannot_be_reached_fails_before_any_embedding(
         assert ds.get_field("clip_embedding") is None and sdk.list_indexes(ds) == []
     finally:
         ds.delete()
+
+
+def test_a_sharded_build_from_images_shows_one_progress_bar(make_user_index, capsys):
+    """A second bar ('building shards') drew over the build's own."""
+    ds = make_user_index(n_per_class=4, index_key="one")
+    capsys.readouterr()
+    sdk.build_index(ds, "two", shards=2, progress=True, code_method="pca")
+    err = capsys.readouterr().err
+    assert "building shards" not in err and "index 'two' built" in err
+    assert sdk.index_info(ds, "two").n_shards == 2

@@ -192,6 +192,11 @@ def test_an_index_made_empty_says_how_to_fill_it(embedded):
     assert index.total_index_size == 0
     with pytest.raises(IndexNotFoundError, match=r"add_to_index\(embeddings"):
         embedded.sort_by_similarity(ids[0], k=3, brain_key="empty")
+    with pytest.raises(  # too few to fit the codes: said as the build says it
+        ValueError, match=r"add_to_index was given 20 embeddings .*needs at least 33"
+    ):
+        index.add_to_index(np.stack(vectors[:20]), ids[:20])
+    assert index.total_index_size == 0
     index.add_to_index(np.stack(vectors), ids)
     ranked = embedded.sort_by_similarity(ids[0], k=3, brain_key="empty")
     assert ranked.first().id == ids[0]
@@ -245,8 +250,9 @@ def test_an_index_answering_a_brain_run_is_not_deleted_or_renamed_under_it(
 
     ds, _ = similarity
     first = ds.values("id")[0]
-    with pytest.raises(cb.sdk.IndexInUseError, match="delete_brain_run"):
+    with pytest.raises(cb.sdk.IndexInUseError, match="delete_brain_run") as refused:
         cb.delete_index(ds, "sim")
+    assert "rename_brain_run" not in str(refused.value)  # renaming would not help
     with pytest.raises(cb.sdk.IndexInUseError, match="rename_brain_run"):
         cb.rename_index(ds, "sim", "other")
     assert cli_main(["delete-index", ds.name, "--key", "sim"]) == 1
