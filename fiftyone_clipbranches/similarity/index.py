@@ -67,6 +67,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             )
         if config.index_key is None:
             config.index_key = brain_key
+        embed_later = False
         if config.index_key in sdk.list_indexes(ds):
             _check_adoptable(ds, config, brain_key)
             config.owns_index = False
@@ -76,7 +77,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         index = cls(samples, config, brain_key, backend=backend)
         # the images are embedded with the declared clip_model once the brain has
         # run, unless it hands vectors to add_to_index first (an array)
-        index._embed_pending = embed_later if config.owns_index else False
+        index._embed_pending = embed_later
         index._save_config()
         return index
 
