@@ -42,13 +42,16 @@ def dataset_named(name: str):
     return fo.load_dataset(name)
 
 
-def _pretrained(value):
+def _pretrained(value, model: str | None = None):
     """``build_index``'s ``pretrained``: not given (``UNSET``), ``none`` (random
-    weights, ``None``), or the tag or path as given."""
-    from fiftyone_clipbranches.sdk.clip_names import UNSET
+    weights, ``None``), or the tag or path as given (with ``--model demo``, which
+    has its own weights, any value is passed on to be refused)."""
+    from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET
 
     if value is None:
         return UNSET
+    if model == SHIPPED_MODEL:
+        return value
     return None if value.lower() == "none" else value
 
 
@@ -56,7 +59,7 @@ def _cmd_build_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    model, pretrained = args.model, _pretrained(args.pretrained)  # the SDK resolves
+    model, pretrained = args.model, _pretrained(args.pretrained, args.model)
     bar = ProgressBar(f"building {args.key!r}") if not args.quiet else None
     try:
         info = sdk.build_index(

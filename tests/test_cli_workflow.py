@@ -267,8 +267,9 @@ def test_model_demo_builds_offline_and_other_processes_search_it(images, capsys)
     import sys
 
     build = ["build-index", images.name, "--model", "demo", "--code-method", "pca"]
-    assert cli_main([*build, "--pretrained", "x", "--quiet"]) == 1
-    assert "leave the pretrained weights empty" in capsys.readouterr().err
+    for weights in ("x", "none"):  # random weights are not the shipped ones either
+        assert cli_main([*build, "--pretrained", weights, "--quiet"]) == 1
+        assert "leave the pretrained weights empty" in capsys.readouterr().err
     assert cli_main([*build, "--quiet", "--json"]) == 0
     info = _json(capsys)
     assert info["clip_model"]["name"] == "clipbranches-demo-rn16"
