@@ -28,7 +28,12 @@ from fiftyone_clipbranches.service.compute_worker import (
     search_answer,
     search_task,
 )
-from fiftyone_clipbranches.service.errors import ApiError, not_found, unprocessable
+from fiftyone_clipbranches.service.errors import (
+    ApiError,
+    not_found,
+    unprocessable,
+    without_paths,
+)
 from fiftyone_clipbranches.service.results import Ranking, StoredResult
 
 logger = logging.getLogger(__name__)
@@ -252,6 +257,10 @@ class SdkBackend:
 
     def search(self, req: dict) -> Ranking:
         entry = self._entry(req["dataset"])
+        with self._what_changed(entry, req["index_key"]):
+            return self._search(entry, req)
+
+    def _search(self, entry: _Dataset, req: dict) -> Ranking:
         key = req["index_key"]
         index = self._index(entry, key)
         if req["sample_ids"] is not None:
@@ -276,12 +285,17 @@ class SdkBackend:
 
     def refine(self, req: dict) -> Ranking:
         """``req``: a validated ``/v1/refine`` body (``RefineRequest.from_json``)."""
-        from fiftyone_clipbranches import sdk
         from fiftyone_clipbranches.sdk.request import RefineRequest
 
         entry = self._entry(req["dataset"])
         with _sdk_errors():
             request = RefineRequest.from_json(req)
+        with self._what_changed(entry, request.index_key):
+            return self._refine(entry, req, request)
+
+    def _refine(self, entry: _Dataset, req: dict, request) -> Ranking:
+        from fiftyone_clipbranches import sdk
+
         index = self._index(entry, request.index_key)
         for what in ("positives", "negatives"):
             if getattr(request, what):
@@ -402,6 +416,24 @@ class SdkBackend:
                 " restart",
             )
         return entry
+
+    @contextlib.contextmanager
+    def _what_changed(self, entry: _Dataset, key: str):
+        """A request that failed because its dataset was deleted or renamed, or its
+        index renamed or deleted, while it ran answers that (404), not what the
+        change broke on the way (ids "deleted", a dataset "not found" as 422)."""
+        try:
+            yield
+        except ApiError as err:
+            if err.status == 422 or err.code in (
+                "index_not_found",
+                "index_unavailable",
+            ):
+                state = _database_state(entry.name)
+                if state is None or state != entry.state:
+                    self._entry(entry.name, force=True)  # 404 when it is gone
+                    self._index(entry, key)  # 404 when the index is
+            raise
 
     def _index(self, entry: _Dataset, key: str) -> _Index:
         index = entry.indexes.get(key)
@@ -568,7 +600,7 @@ class SdkBackend:
             "name": entry.name,
             "indexes": [ix.info for ix in indexes if ix.serving],
             "unavailable_indexes": [
-                {"key": ix.key, "error": ix.unavailable_because}
+                {"key": ix.key, "error": without_paths(ix.unavailable_because)}
                 for ix in indexes
                 if not ix.serving
             ],

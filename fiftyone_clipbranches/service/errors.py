@@ -6,6 +6,8 @@ which is written for people and may change.
 
 from __future__ import annotations
 
+import re
+
 
 class ApiError(Exception):
     """An error answered as ``{"error": {"code": ..., "message": ...}}``.
@@ -35,10 +37,29 @@ class ApiError(Exception):
         self.retry_after_s = retry_after_s
 
     def to_json(self) -> dict:
-        body = {"code": self.code, "message": self.message}
+        body = {"code": self.code, "message": without_paths(self.message)}
         if self.details is not None:
             body["details"] = self.details
         return {"error": body}
+
+
+#: An absolute path of two parts or more; the API's own ``/v1/...`` routes excepted.
+_PATH = re.compile(r"(?<![\w.~:/-])/(?!v1/)(?:[^\s'\"/]+/)+[^\s'\"/]+")
+_TRAILING = ".,;:)]"
+
+
+def without_paths(message: str) -> str:
+    """``message`` with each absolute path of the server cut to ``.../`` and its last
+    two parts: answers do not tell clients where the service keeps its files (the
+    server log has the whole message)."""
+
+    def short(match: re.Match) -> str:
+        path = match.group(0)
+        kept = path.rstrip(_TRAILING)
+        parts = kept.split("/")
+        return ".../" + "/".join(parts[-2:]) + path[len(kept) :]
+
+    return _PATH.sub(short, message)
 
 
 class ValidationError(ApiError):

@@ -189,3 +189,20 @@ def test_refine_schema_and_the_request_agree():
     for name, prop in rq.REFINE.props.items():
         if name in request_field_names() and name not in ("positives", "negatives"):
             assert prop.default == getattr(RefineRequest(), name), name
+
+
+def test_error_answers_cut_server_paths_and_keep_the_api_s_routes():
+    from fiftyone_clipbranches.service.errors import ApiError, without_paths
+
+    message = (
+        "shard 1 of 2 (/srv/home/.fiftyone/clipbranches/indexes/64ab/9f1c/index/"
+        "shard-0001/manifest.json) cannot be opened: cannot read '/srv/x/codes.npy'."
+    )
+    assert without_paths(message) == (
+        "shard 1 of 2 (.../shard-0001/manifest.json) cannot be opened: cannot read"
+        " '.../x/codes.npy'."
+    )
+    kept = "see /v1/openapi.json; 16 / 4 and/or http://host:5152/v1/ready; /tmp"
+    assert without_paths(kept) == kept
+    body = ApiError(503, "index_unavailable", message).to_json()["error"]
+    assert "/srv/" not in body["message"]

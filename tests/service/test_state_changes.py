@@ -363,7 +363,12 @@ def test_an_index_whose_files_are_gone_is_unavailable_not_a_bad_request(
             assert "index files are missing" in message
             (listed,) = [d for d in client.datasets() if d["name"] == ds.name]
             assert [ix["key"] for ix in listed["unavailable_indexes"]] == ["clip"]
+            # clients are not told where the server keeps its files; its log is
+            where = str(index_dir.parent)
+            assert where not in message and ".../" in message
+            assert where not in json.dumps(listed)
             assert _until(lambda: "index 'clip' is unavailable" in service.output())
+            assert where in service.output()
         finally:
             os.replace(away, index_dir)  # back: served again without a restart
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
@@ -413,3 +418,33 @@ def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
         # searches by sample still work
         found = client.search(ds.name, sample_ids=ds.values("id")[:1], index_key="clip")
         assert found["total"] > 0
+
+
+def test_a_request_met_by_its_dataset_s_deletion_answers_that_it_was_deleted(
+    make_user_index,
+):
+    """Within the service's recheck interval a deleted dataset's ids read as
+    "deleted samples" (422 unknown_sample_ids, "leave it out"), and a dataset gone
+    under a worker as 422 "Dataset Dataset x not found not found": a client was
+    told to change a correct request. The request now answers 404 as later ones."""
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.service.backend import SdkBackend
+    from fiftyone_clipbranches.service.errors import ApiError
+
+    ds = make_user_index(n_per_class=4, name="svc-state-vanishing")
+    name, pos = ds.name, ds.take(3, seed=0).values("id")
+    backend = SdkBackend([name], recheck_s=3600.0)  # never rechecked on its own
+    backend.load()
+    body = {"dataset": name, "index_key": "clip", "positives": pos}
+    assert backend.refine(body).rows.size > 0
+    search = {"dataset": name, "index_key": "clip", "text": None, "k": 5}
+    fo.delete_dataset(name)
+    for call, req in (
+        (backend.refine, body),
+        (backend.search, {**search, "sample_ids": pos[:1]}),
+    ):
+        with pytest.raises(ApiError) as err:
+            call(req)
+        assert (err.value.status, err.value.code) == (404, "dataset_not_found")
+        assert "was deleted" in err.value.message
