@@ -3,12 +3,16 @@ rendering. Every function takes the execution context and the panel settings."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
+    EMPTY_MEANS_NONE,
     MAX_K,
     MAX_RANDOM_NEGATIVES,
     PREVIEW_RESULTS,
+    SHOWN_QUERY_CHARS,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import (
@@ -32,8 +36,8 @@ def settings(ctx) -> dict:
     out = {}
     for key, default in DEFAULTS.items():
         value = state.get(key)
-        missing = value is None or (value == "" and default != "")
-        out[key] = default if missing else value
+        emptied = value == "" and default != "" and key not in EMPTY_MEANS_NONE
+        out[key] = default if value is None or emptied else value
     if out["model"] not in panel_models():  # a choice the App no longer offers
         out["model"] = DEFAULTS["model"]
     return out
@@ -63,6 +67,13 @@ def check_index(ctx, opts: dict) -> None:
     )
 
 
+def _shortened(text: str) -> str:
+    """``text``, cut to :data:`SHOWN_QUERY_CHARS` with an ellipsis."""
+    if len(text) <= SHOWN_QUERY_CHARS:
+        return text
+    return text[: SHOWN_QUERY_CHARS - 1].rstrip() + "\u2026"
+
+
 def run_search(ctx, opts: dict) -> str:
     """Search by the query box: an image file path or URL, else text; by the
     selected samples when it is empty."""
@@ -74,17 +85,23 @@ def run_search(ctx, opts: dict) -> str:
             f"Results (k) must be a whole number from 1 to {MAX_K}, got {opts['k']!r}"
         )
     if text and looks_like_image_path(text) and not is_image_reference(text):
+        shown = _shortened(text)
+        if Path(text).expanduser().is_dir():
+            raise ValueError(
+                f"{shown!r} is a folder (on the machine running the App): give one"
+                " image file in it, or type words to search by text"
+            )
         raise ValueError(
-            f"no image file at {text!r} (on the machine running the App): check the"
+            f"no image file at {shown!r} (on the machine running the App): check the"
             " path, or type words to search by text"
         )
     within = search_scope(ctx)
     if text and is_image_reference(text):
         view = sdk.search(within, image=text, k=k, index_key=opts["index_key"])
-        what = f"the image {text}"
+        what = f"the image {_shortened(text)}"
     elif text:
         view = sdk.search(within, text=text, k=k, index_key=opts["index_key"])
-        what = f"'{text}'"
+        what = f"'{_shortened(text)}'"
     elif ctx.selected:
         view = sdk.search(
             within, sample_ids=list(ctx.selected), k=k, index_key=opts["index_key"]
@@ -187,7 +204,9 @@ def run_refine(ctx, opts: dict) -> dict:
     except ContradictoryLabelsError as e:
         if not e.ids:
             raise
-        ctx.ops.set_view(view=ctx.dataset.select(e.ids))  # the way out, at hand
+        # the way out, at hand; ordered, as the panel's own results are: the next
+        # round looks in the user's view, not in these few samples
+        ctx.ops.set_view(view=ctx.dataset.select(e.ids, ordered=True))
         raise ContradictoryLabelsError(
             f"{e}. They are shown in the grid: select each, then Mark positive or"
             " Mark negative (marking removes the other label)",

@@ -19,6 +19,7 @@ from fiftyone_clipbranches.panels.constants import (
     SELECTION_STYLE,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
+from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError
 from fiftyone_clipbranches.sdk.messages import (
     counted,
     round_summary,
@@ -78,10 +79,15 @@ class RelevancePanel(foo.Panel):
         # the render after this event counts the selection; the state changes only
         # when it must: the App (1.22) drops the grid's sidebar filters whenever a
         # panel's state changes, so selecting samples to search by kept none
-        if not ctx.selected and ctx.panel.state.get("last_error") is not None:
+        state = ctx.panel.state
+        if state.get("error_shown_in_grid"):
+            # the failed action put its samples in the grid, which cleared the
+            # selection: the error it explains stays
+            state.set("error_shown_in_grid", None)
+        elif not ctx.selected and state.get("last_error") is not None:
             # an action that clears the selection (Mark) makes the App call this
             # with the state from before the action, its old error included
-            ctx.panel.state.set("last_error", None)
+            state.set("last_error", None)
 
     def on_change_dataset(self, ctx):
         ctx.panel.state.set("confirm", None)  # a question about the other dataset
@@ -145,8 +151,10 @@ class RelevancePanel(foo.Panel):
 
     def check_again(self, ctx):
         """Re-read the dataset's indexes (built, renamed or deleted by operators,
-        which do not reach the panel); an error about the old ones is stale."""
+        which do not reach the panel); an error about the old ones is stale, and
+        so is the line of a round on an index since rebuilt."""
         ctx.panel.state.set("last_error", None)
+        ctx.panel.state.set("showing", None)
         self.on_load(ctx)
 
     def open_build_index(self, ctx):
@@ -165,11 +173,14 @@ class RelevancePanel(foo.Panel):
             # cleared before the work: its operations (a cleared selection) make
             # the App call the panel again, which must not see the old error
             ctx.panel.state.set("last_error", None)
+            ctx.panel.state.set("error_shown_in_grid", None)
         try:
             message = work(actions.settings(ctx))
         except Exception as exc:  # never a traceback in the App
             error = user_message(exc, logger, in_app=True)
             ctx.panel.state.set("last_error", error)  # stays after the toast
+            if isinstance(exc, ContradictoryLabelsError) and exc.ids:
+                ctx.panel.state.set("error_shown_in_grid", True)
             ctx.ops.notify(error, variant="error")
             return
         if message:
@@ -312,7 +323,11 @@ class RelevancePanel(foo.Panel):
         )
         panel.str("positive_tag", label="Positive tag", on_change=self.redraw)
         panel.str("negative_tag", label="Negative tag", on_change=self.redraw)
-        panel.str("score_field", label="Score field")
+        panel.str(
+            "score_field",
+            label="Score field",
+            description="empty: write no score (Show all needs one)",
+        )
         return types.Property(panel, view=types.GridView(orientation="vertical"))
 
 

@@ -210,10 +210,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 def looks_like_image_path(query: str) -> bool:
     """Whether a typed query reads as a file path to an image (whether or not the
-    file is there): it starts like a path and ends like an image file."""
+    file is there): it starts like a path and ends like an image file, or names a
+    folder."""
     query = query.strip()
     starts = query.startswith(("/", "~", "./", "../")) or "\\" in query
-    return starts and Path(query).suffix.lower() in IMAGE_EXTENSIONS
+    if not starts:
+        return False
+    try:
+        folder = Path(query).expanduser().is_dir()
+    except (OSError, ValueError):
+        folder = False
+    return folder or Path(query).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def is_image_reference(query: str) -> bool:

@@ -55,7 +55,8 @@ def create_app(
     """Build the WSGI application.
 
     Args:
-        backend: object with ``is_ready()``, ``list_datasets()``, ``dataset_info(name)``,
+        backend: object with ``is_ready()`` (and optionally ``not_ready_because()
+            -> str | None``, said in ``/v1/ready``'s 503), ``list_datasets()``, ``dataset_info(name)``,
             ``index_info(name, key)``, ``search(req) -> Ranking``, ``refine(req) ->
             Ranking`` and ``save_view(result, name, overwrite) -> dict`` (see
             :class:`fiftyone_clipbranches.service.backend.SdkBackend`).
@@ -137,12 +138,11 @@ def create_app(
     def ready():
         _no_query()
         if not backend.is_ready():
+            why = getattr(backend, "not_ready_because", lambda: None)()
             raise ApiError(
                 503,
                 "not_ready",
-                "the service is still starting: loading its indexes and starting its"
-                " compute workers (the first start after an install also compiles"
-                " the engine's kernels, about a minute)",
+                f"{why or 'the service is still starting'}; retry shortly",
                 retry_after_s=2,
             )
         return {"status": "ready", "indexes": backend.n_indexes()}

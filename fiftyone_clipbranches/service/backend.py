@@ -222,8 +222,14 @@ class SdkBackend:
         return self._load_error
 
     def is_ready(self) -> bool:
+        return self.not_ready_because() is None
+
+    def not_ready_because(self) -> str | None:
+        """Why the service cannot answer queries now, for people; None when it can."""
+        if not self._ready.is_set():
+            return "the service is still starting: loading its indexes"
         workers = self._workers
-        return self._ready.is_set() and (workers is None or workers.ready())
+        return None if workers is None else workers.not_ready_because()
 
     def n_indexes(self) -> int:
         return sum(len(d.keys) for d in self._datasets.values() if not d.gone)

@@ -22,6 +22,7 @@ terminates busy ones and kills any that linger.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import multiprocessing as mp
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between attempts to start a worker whose start failed.
 RESTART_BACKOFF_S = 5.0
+#: Longest an idle worker that died stays in the pool before it is replaced.
+WATCH_S = 0.5
 
 
 class _Worker:
@@ -106,6 +109,7 @@ class WorkerPool:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
         self._starting: set[_Worker] = set()
+        self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._n_ready = 0
@@ -121,12 +125,31 @@ class WorkerPool:
             self._started = True
         for _ in range(self.processes):
             self._start_in_background()
+        threading.Thread(
+            target=self._watch, name="clipbranches-worker-watch", daemon=True
+        ).start()
 
     def ready(self) -> bool:
         """True once every worker of the initial start has answered ready, and at
-        least one worker is serving."""
+        least one worker is alive and serving."""
+        return self.not_ready_because() is None
+
+    def not_ready_because(self) -> str | None:
+        """Why the pool cannot take tasks now, for people; None when it can."""
         with self._lock:
-            return self._n_ready >= self.processes and bool(self._all)
+            alive = sum(w.process.is_alive() for w in self._all)
+            first_start = self._n_ready < self.processes
+        if alive and not first_start:
+            return None
+        if first_start:
+            return (
+                "the compute workers are starting (the first start after an install"
+                " also compiles the engine's kernels, about a minute)"
+            )
+        return (
+            "no compute worker is running: the workers exited and new ones are"
+            " starting (the server log says why)"
+        )
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -183,6 +206,9 @@ class WorkerPool:
         while True:
             if self._closing.is_set():
                 raise ApiError(503, "shutting_down", "the service is shutting down")
+            why = self.not_ready_because()
+            if why is not None:  # rather than wait the time limit for a start
+                raise ApiError(503, "not_ready", f"{why}; retry shortly", None, 2)
             try:
                 worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -192,6 +218,15 @@ class WorkerPool:
             if not wait([worker.process.sentinel], timeout=0):
                 break  # alive (the sentinel becomes ready when the process ends)
             self._replace(worker, "exited while idle")
+        with self._lock:
+            self._busy.add(worker)
+        try:
+            return self._run(worker, task, deadline)
+        finally:
+            with self._lock:
+                self._busy.discard(worker)
+
+    def _run(self, worker: _Worker, task, deadline: float):
         try:
             worker.conn.send(task)
         except OSError:
@@ -215,6 +250,24 @@ class WorkerPool:
         return payload
 
     # -- internals -------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Replace idle workers that die (killed, out of memory) as they die, not
+        when a request next finds them: until then the pool looked ready with no
+        worker able to answer, and that request waited for a new one."""
+        while not self._closing.is_set():
+            with self._lock:
+                idle = [w for w in self._all if w not in self._busy]
+            if not idle:
+                self._closing.wait(WATCH_S)
+                continue
+            with contextlib.suppress(OSError, ValueError):  # one ended meanwhile
+                wait([w.process.sentinel for w in idle], timeout=WATCH_S)
+            for worker in idle:
+                with self._lock:
+                    idle_still = worker in self._all and worker not in self._busy
+                if idle_still and not worker.process.is_alive():
+                    self._replace(worker, "exited while idle")
 
     @staticmethod
     def _crash_error(worker: _Worker) -> ApiError:

@@ -192,6 +192,55 @@ def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
     reset_labels(ds)
 
 
+def test_contradictory_labels_are_shown_and_the_next_round_looks_past_them(
+    indexed_dataset,
+):
+    """The samples tagged both ways are put in the grid: as the panel's own
+    result (an ordered select), so the next round looks in the user's view, not
+    in them; and the error stays though showing them cleared the selection."""
+    ds = indexed_dataset
+    ids = ds.values("id")
+    call(ds, "mark_positive", selected=ids[:6], alt=ids[-4:])
+    ds.select(ids[:1]).tag_samples("cb_negative")
+    requests = call(ds, "refine", state={"index_key": "cb"})
+    (error,) = notifications(requests, "error")
+    assert "Mark positive or Mark negative" in error
+    (shown,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    assert dict(shown[-1]["kwargs"]) == {"sample_ids": ids[:1], "ordered": True}
+    state = {"index_key": "cb", **patched_state(requests)}
+    assert state["last_error"] == error
+    # the App calls the panel as the selection goes with the view: the error stays
+    first = call(ds, "on_change_selected", state=state)
+    state.update(patched_state(first))
+    assert state["last_error"] == error
+    assert rendered(first)["last_error"]["view"]["description"] == error
+    # mended, the next round looks past the panel's own view of the conflict
+    call(ds, "mark_positive", state=state, selected=ids[:1])
+    conflict = ds.select(ids[:1], ordered=True)
+    requests = call(ds, "refine", state={"index_key": "cb"}, view=conflict)
+    assert patched_state(requests)["last_stats"]["in_view"] is False
+    reset_labels(ds)
+
+
+def test_a_folder_in_the_query_box_is_refused(indexed_dataset, tmp_path):
+    ds = indexed_dataset
+    state = {"index_key": "cb", "k": 5, "query": str(tmp_path)}
+    (error,) = notifications(call(ds, "search", state=state), "error")
+    assert "is a folder" in error and "give one image file in it" in error
+
+
+def test_an_emptied_score_field_writes_no_score(indexed_dataset):
+    ds = indexed_dataset
+    ids = ds.values("id")
+    call(ds, "mark_positive", selected=ids[:6], alt=ids[-4:])
+    requests = call(ds, "refine", state={"index_key": "cb", "score_field": ""})
+    assert patched_state(requests)["last_stats"]["n_results"] > 0
+    assert "clipbranches_score" not in ds.get_field_schema()
+    (error,) = notifications(call(ds, "show_all", state={"index_key": "cb"}), "error")
+    assert "set a score field" in error
+    reset_labels(ds)
+
+
 def test_search_by_selection_then_save_view(indexed_dataset):
     ds = indexed_dataset
     ids = ds.values("id")
@@ -445,6 +494,15 @@ def test_a_round_on_an_index_built_from_images(make_user_index):
     ]
     shown = str(rendered(requests))
     assert "'a photo'" in shown and "query box" not in shown  # the history's words
+    # a 40 kB query is searched, and repeated in 80 characters
+    pasted = {"index_key": "clip", "k": 5, "query": "red car " * 5000}
+    requests = call(ds, "search", state=pasted)
+    (message,) = notifications(requests, "success")
+    assert (
+        message.startswith("5 nearest samples to 'red car red car")
+        and len(message) < 120
+    )
+    assert "red car " * 12 not in str(rendered(requests))
     # a sample labelled both ways: named, and shown in the grid to be marked again
     both = cats[0]
     sample = ds[both]

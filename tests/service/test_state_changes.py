@@ -279,11 +279,11 @@ def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
         os.replace(garbage, victim)
         os.kill(before, signal.SIGKILL)  # the next request starts a new worker
 
-        def answer():  # a request the dying worker took says "retry": retry
+        def answer():  # the dying worker's request, and those until a new one, retry
             got = _error(
                 lambda: client.refine(ds.name, positives=pos, index_key="clip")
             )
-            return None if got[1] == "worker_crashed" else got
+            return None if got[1] in ("worker_crashed", "not_ready") else got
 
         status, code, message = _until(answer, timeout=60)
         assert (status, code) == (503, "index_unavailable")
@@ -352,11 +352,11 @@ def test_an_index_whose_files_are_gone_is_unavailable_not_a_bad_request(
         os.kill(worker, signal.SIGKILL)  # its replacement reads the files again
         try:
 
-            def answer():  # a request the dying worker took says "retry"
+            def answer():  # the dying worker's request, and those until a new one, retry
                 got = _error(
                     lambda: client.refine(ds.name, positives=pos, index_key="clip")
                 )
-                return None if got[1] == "worker_crashed" else got
+                return None if got[1] in ("worker_crashed", "not_ready") else got
 
             status, code, message = _until(answer, timeout=30) or (200, "", "")
             assert (status, code) == (503, "index_unavailable")

@@ -132,6 +132,46 @@ def _outcome(pool, task):
         return e.code
 
 
+def test_workers_that_die_idle_are_replaced_before_a_request_finds_them(
+    tmp_path: Path,
+):
+    """An idle worker killed was noticed only when a request took it (that
+    request waited for a new one), and with every worker dead the pool still
+    said ready. Now they are replaced as they die; with none alive the pool is
+    not ready, says why, and a request is refused at once (503) rather than
+    left waiting for a start."""
+    gate = tmp_path / "gate"
+    workers = WorkerPool(
+        "worker_standin:gated_handler", (str(gate),), processes=2, timeout_s=30
+    )
+    workers.start()
+    try:
+        assert workers.wait_ready(120) and workers.not_ready_because() is None
+        first = workers.pids()
+        os.kill(first[0], signal.SIGKILL)  # no request follows
+        assert _wait_for(lambda: first[0] not in workers.pids(), 10)
+        assert _replaced(workers, first[:1])
+
+        gate.touch()  # the next workers cannot start until it is gone
+        now = workers.pids()
+        for pid in now:
+            os.kill(pid, signal.SIGKILL)
+        assert _wait_for(lambda: not workers.ready(), 10)
+        assert "no compute worker is running" in workers.not_ready_because()
+        started = time.monotonic()
+        with pytest.raises(ApiError) as err:
+            workers.execute(("echo", 1))
+        assert (err.value.status, err.value.code) == (503, "not_ready")
+        assert err.value.retry_after_s and time.monotonic() - started < 5
+        gate.unlink()
+        assert workers.wait_ready(120)
+        assert workers.execute(("echo", 2))[1] == 2
+        assert not set(now) & set(workers.pids())
+    finally:
+        gate.unlink(missing_ok=True)
+        workers.shutdown()
+
+
 def test_a_handler_that_cannot_start_keeps_the_pool_not_ready():
     workers = WorkerPool("worker_standin:failing_handler", processes=1, timeout_s=1)
     workers.start()

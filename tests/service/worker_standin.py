@@ -44,3 +44,10 @@ def slow_starting_handler(pid_file: str):
         f.write(str(os.getpid()))
     time.sleep(600)
     return StandInHandler()
+
+
+def gated_handler(gate: str):
+    """Starts as :class:`StandInHandler`, but only once the file ``gate`` is gone."""
+    while os.path.exists(gate):
+        time.sleep(0.05)
+    return StandInHandler()
