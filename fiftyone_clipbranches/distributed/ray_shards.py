@@ -108,6 +108,44 @@ def _check_reachable(address: str | None) -> None:
         ) from None
 
 
+#: Seconds a call to the shards waits between checks that the cluster's head still
+#: answers (a call to actors whose head is gone would wait until Ray ends the process).
+HEAD_CHECK_S = 2.0
+
+
+def head_address() -> str | None:
+    """``HOST:PORT`` of the head (GCS) of the cluster this process is connected to,
+    or None when it is not connected."""
+    ray = _ray()
+    if not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().gcs_address
+
+
+def head_answers() -> bool:
+    """Whether the connected cluster's head accepts a connection (True when this
+    process is not connected to one)."""
+    address = head_address()
+    if not address:
+        return True
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def head_lost_message(address: str | None) -> str:
+    """What to do when the cluster's head at ``address`` does not answer."""
+    return (
+        f"the Ray cluster's head at {address} does not answer, so the shards' actors"
+        " cannot be reached: restart it (ray start --head), then this process (Ray"
+        " ends a process that has lost its cluster's head for 60 s); the index files"
+        " are not at fault"
+    )
+
+
 class _ShardActor:
     """The body of one shard actor (decorated by ``ray.remote`` at first use)."""
 
@@ -302,7 +340,7 @@ class RayShards(ShardExecutor):
             own = per_shard[j] if per_shard is not None else ()
             calls.append(actors[i].call.remote(method, *refs, *own))
         try:
-            return ray.get(calls)
+            return _answers(ray, calls)
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
             if isinstance(cause, Exception):
@@ -318,6 +356,20 @@ class RayShards(ShardExecutor):
             self._closed = True
             old, self.actors, self._local = self.actors, [], {}
         _kill(old)
+
+
+def _answers(ray, calls) -> list:
+    """``ray.get(calls)``, failing with ``ShardsUnavailableError`` as soon as the
+    cluster's head is found gone (checked every :data:`HEAD_CHECK_S` seconds of
+    waiting): the actors' calls are retried forever (``max_task_retries=-1``)."""
+    while True:
+        try:
+            return ray.get(calls, timeout=HEAD_CHECK_S)
+        except ray.exceptions.GetTimeoutError:
+            if not head_answers():
+                raise ShardsUnavailableError(
+                    head_lost_message(head_address())
+                ) from None
 
 
 def _kill(actors) -> None:

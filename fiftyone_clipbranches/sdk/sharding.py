@@ -37,6 +37,19 @@ def use_ray(address: str | None) -> None:
     os.environ[RAY_ADDRESS_ENV] = address
 
 
+def ray_head_problem() -> str | None:
+    """Why the Ray cluster this process answers sharded indexes with cannot answer
+    now (its head does not accept a connection), or None (it can, or no cluster is
+    used or connected)."""
+    if ray_address() is None:
+        return None
+    from fiftyone_clipbranches.distributed import ray_shards
+
+    if ray_shards.head_answers():
+        return None
+    return ray_shards.head_lost_message(ray_shards.head_address())
+
+
 def connect_cluster(address: str) -> None:
     """Connect this process to the Ray cluster at ``address`` now, so that a wrong
     address fails before any work.

@@ -226,10 +226,13 @@ class SdkBackend:
 
     def not_ready_because(self) -> str | None:
         """Why the service cannot answer queries now, for people; None when it can."""
+        from fiftyone_clipbranches.sdk.sharding import ray_head_problem
+
         if not self._ready.is_set():
             return "the service is still starting: loading its indexes"
         workers = self._workers
-        return None if workers is None else workers.not_ready_because()
+        why = None if workers is None else workers.not_ready_because()
+        return why or ray_head_problem()
 
     def n_indexes(self) -> int:
         return sum(len(d.keys) for d in self._datasets.values() if not d.gone)

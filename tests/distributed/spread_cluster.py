@@ -4,9 +4,12 @@
 ``spread_cluster.py N``: N nodes, N shards; prints the number of actors on each
 node as JSON. ``spread_cluster.py N lose``: then the nodes but the head leave the
 cluster; prints whether queries of three threads answer as before, how often
-the actors were started again, and on how many nodes they run then. Run with HOME and RAY_TMPDIR isolated."""
+the actors were started again, and on how many nodes they run then.
+``spread_cluster.py 1 head``: then the head goes; prints how a query ends, how
+long it took, and what ``sdk.sharding.ray_head_problem`` says. Run with HOME and RAY_TMPDIR isolated."""
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -20,9 +23,10 @@ from ray.cluster_utils import Cluster
 from fiftyone_clipbranches.distributed.ray_shards import ray_executor_factory
 from fiftyone_clipbranches.engine.shard_format import build_sharded_index
 from fiftyone_clipbranches.engine.shards import open_index
+from fiftyone_clipbranches.sdk.sharding import RAY_ADDRESS_ENV, ray_head_problem
 
 
-def main(n_nodes: int, lose: bool) -> None:
+def main(n_nodes: int, lose: bool, head: bool = False) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(n_nodes - 1)]
@@ -55,6 +59,24 @@ def main(n_nodes: int, lose: bool) -> None:
             )
             report["restarts"] = index.executor._generation
             report["nodes_after"] = len(set(index.executor.node_ids()))
+        if head:
+            index.knn_many(codes[:5], 10)
+            os.environ[RAY_ADDRESS_ENV] = cluster.address
+            report["problem_before"] = ray_head_problem()
+            # the head and its actors go, as `ray stop` takes them
+            cluster.head_node.kill_all_processes(
+                check_alive=False, allow_graceful=False
+            )
+            started = time.perf_counter()
+            try:
+                index.knn_many(codes[:5], 10)
+                report["error"] = None
+            except Exception as e:  # noqa: BLE001 - reported to the test
+                report["error"] = f"{type(e).__name__}: {e}"
+            report["failed_after_s"] = round(time.perf_counter() - started, 2)
+            report["problem_after"] = ray_head_problem()
+            print(json.dumps(report), flush=True)
+            os._exit(0)  # Ray ends a driver without its head; nothing to shut down
         index.close()
         print(json.dumps(report))
     finally:
@@ -63,4 +85,4 @@ def main(n_nodes: int, lose: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:] == ["lose"])
+    main(int(sys.argv[1]), sys.argv[2:] == ["lose"], sys.argv[2:] == ["head"])

@@ -58,3 +58,16 @@ def test_shards_of_a_node_that_left_are_opened_again_on_the_live_ones():
     assert report["actors_per_node"] == [1, 1]
     assert report["same_answer"] is True and report["restarts"] == 1
     assert report["nodes_after"] == 1
+
+
+def test_a_cluster_whose_head_is_gone_fails_a_query_in_seconds():
+    """A query to actors whose cluster head is gone waited (calls retried forever)
+    until Ray ended the process a minute later: a service answered nothing, not
+    even its unsharded indexes, and said ready. It now fails in seconds, saying
+    what to restart, and the service's readiness says the same."""
+    report = _run_cluster("1", "head")
+    assert report["problem_before"] is None
+    assert report["error"].startswith("ShardsUnavailableError: the Ray cluster's head")
+    assert "restart it (ray start --head), then this process" in report["error"]
+    assert report["failed_after_s"] < 20
+    assert report["problem_after"].startswith("the Ray cluster's head at")
