@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -128,7 +130,11 @@ class RelevancePanel(foo.Panel):
             ctx.panel.state.set("last_stats", stats)
             return round_summary(stats)
 
-        self._run(ctx, work)
+        with _one_at_a_time(ctx) as first:
+            if not first:  # a double click: the round running answers it
+                ctx.ops.notify("A refinement of this panel is running", variant="info")
+                return
+            self._run(ctx, work)
 
     def show_all(self, ctx):
         self._run(ctx, lambda opts: actions.show_all(ctx, opts))
@@ -329,6 +335,26 @@ class RelevancePanel(foo.Panel):
             description="empty: write no score (Show all needs one)",
         )
         return types.Property(panel, view=types.GridView(orientation="vertical"))
+
+
+_RUNNING: set[tuple[str, str]] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_at_a_time(ctx):
+    """True for the first call of a panel (its dataset and panel id) while no other
+    runs; False for one that comes while it does (the App runs each click)."""
+    key = (str(ctx.dataset._doc.id), str(ctx.params.get("panel_id")))
+    with _RUNNING_LOCK:
+        first = key not in _RUNNING
+        _RUNNING.add(key)
+    try:
+        yield first
+    finally:
+        if first:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(key)
 
 
 def weight_slider():

@@ -229,6 +229,30 @@ def test_a_folder_in_the_query_box_is_refused(indexed_dataset, tmp_path):
     assert "is a folder" in error and "give one image file in it" in error
 
 
+def test_a_second_click_on_refine_while_a_round_runs_runs_no_second_round(
+    indexed_dataset,
+):
+    """The App runs each click in its own thread: a double click trained and
+    recorded two rounds. One runs; a click meanwhile is told so."""
+    from types import SimpleNamespace
+
+    from fiftyone_clipbranches.panels.panel import _one_at_a_time
+
+    ds = indexed_dataset
+    ids = ds.values("id")
+    call(ds, "mark_positive", selected=ids[:6], alt=ids[-4:])
+    state = {"index_key": "cb"}
+    running = SimpleNamespace(dataset=ds, params={"panel_id": "p1"})  # call()'s id
+    with _one_at_a_time(running) as first:
+        assert first
+        requests = call(ds, "refine", state=state)
+        assert notifications(requests) == ["A refinement of this panel is running"]
+        assert "set_view" not in uris(requests) and patched_state(requests) == {}
+    requests = call(ds, "refine", state=state)  # done: the next click runs
+    assert patched_state(requests)["last_stats"]["n_results"] > 0
+    reset_labels(ds)
+
+
 def test_an_emptied_score_field_writes_no_score(indexed_dataset):
     ds = indexed_dataset
     ids = ds.values("id")
