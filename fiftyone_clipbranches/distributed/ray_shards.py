@@ -94,18 +94,27 @@ def _check_reachable(address: str | None) -> None:
     (``ray.init`` would retry for minutes)."""
     if not address or address == "auto" or "://" in address:
         return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
+    host, port = _host_port(address)
+    if not host or port is None:
         raise RayUnavailableError(
             f"a Ray address is 'auto' or HOST:PORT, got {address!r}"
         )
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
         raise RayUnavailableError(
             f"no Ray cluster answers at {address} ({e}): start one with"
             " `ray start --head` and pass the address it prints (docs/scale.md)"
         ) from None
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    """``(host, port)`` of ``HOST:PORT`` or ``[IPV6]:PORT`` (port None when it is
+    not a number)."""
+    host, _, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port) if port.isdigit() else None
 
 
 #: Seconds a call to the shards waits between checks that the cluster's head still
@@ -114,24 +123,31 @@ HEAD_CHECK_S = 2.0
 
 
 def head_address() -> str | None:
-    """``HOST:PORT`` of the head (GCS) of the cluster this process is connected to,
-    or None when it is not connected."""
+    """``HOST:PORT`` of the head (GCS) of the cluster this process is a driver of,
+    or None when it is not connected, or connected as a Ray client (``ray://``:
+    the head's own address need not be reachable from a client)."""
     ray = _ray()
     if not ray.is_initialized():
+        return None
+    from ray.util.client import ray as client
+
+    if client.is_connected():
         return None
     return ray.get_runtime_context().gcs_address
 
 
 def head_answers() -> bool:
-    """Whether the connected cluster's head accepts a connection (True when this
-    process is not connected to one)."""
+    """Whether the head of the cluster this process is a driver of accepts a
+    connection (True when there is none to check: see :func:`head_address`)."""
     address = head_address()
     if not address:
         return True
-    host, _, port = address.rpartition(":")
+    host, port = _host_port(address)
+    if port is None:
+        return True  # not an address this check understands: Ray's own wait holds
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except (OSError, ValueError):
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError:
         return False
     return True
 
@@ -298,7 +314,10 @@ class RayShards(ShardExecutor):
             lost = e
         # an actor Ray cannot restart where it was (its node left the cluster):
         # the shards are opened again on the live nodes (once, whichever thread
-        # met the loss first), and the call is made again
+        # met the loss first), and the call is made again; not when the head is
+        # gone (placing actors would wait on it, holding the lock)
+        if not head_answers():
+            raise ShardsUnavailableError(head_lost_message(head_address())) from None
         with self._lock:
             self._check_open()
             if self._generation == generation:

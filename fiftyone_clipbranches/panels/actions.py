@@ -3,8 +3,6 @@ rendering. Every function takes the execution context and the panel settings."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
@@ -25,7 +23,11 @@ from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.scope import IN_VIEW, app_scope
-from fiftyone_clipbranches.sdk.search import is_image_reference, looks_like_image_path
+from fiftyone_clipbranches.sdk.search import (
+    is_folder,
+    is_image_reference,
+    looks_like_image_path,
+)
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 from fiftyone_clipbranches.sdk.views import replaceable_view
 
@@ -86,7 +88,7 @@ def run_search(ctx, opts: dict) -> str:
         )
     if text and looks_like_image_path(text) and not is_image_reference(text):
         shown = _shortened(text)
-        if Path(text).expanduser().is_dir():
+        if is_folder(text):
             raise ValueError(
                 f"{shown!r} is a folder (on the machine running the App): give one"
                 " image file in it, or type words to search by text"
@@ -204,8 +206,9 @@ def run_refine(ctx, opts: dict) -> dict:
     except ContradictoryLabelsError as e:
         if not e.ids:
             raise
-        # the way out, at hand; ordered, as the panel's own results are: the next
-        # round looks in the user's view, not in these few samples
+        # the way out, at hand, from the whole dataset (labels come from all of
+        # it); ordered, as the panel's own results are, so that the next round
+        # does not take these few samples for the user's view
         ctx.ops.set_view(view=ctx.dataset.select(e.ids, ordered=True))
         raise ContradictoryLabelsError(
             f"{e}. They are shown in the grid: select each, then Mark positive or"

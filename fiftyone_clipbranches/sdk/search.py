@@ -216,11 +216,15 @@ def looks_like_image_path(query: str) -> bool:
     starts = query.startswith(("/", "~", "./", "../")) or "\\" in query
     if not starts:
         return False
+    return is_folder(query) or Path(query).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def is_folder(query: str) -> bool:
+    """Whether a typed query names an existing folder (``~`` expanded)."""
     try:
-        folder = Path(query).expanduser().is_dir()
-    except (OSError, ValueError):
-        folder = False
-    return folder or Path(query).suffix.lower() in IMAGE_EXTENSIONS
+        return Path(query.strip()).expanduser().is_dir()
+    except (OSError, ValueError, RuntimeError):  # "~nosuchuser": no home to expand
+        return False
 
 
 def is_image_reference(query: str) -> bool:
@@ -231,7 +235,7 @@ def is_image_reference(query: str) -> bool:
         return True
     try:
         return Path(query).expanduser().is_file()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RuntimeError):  # "~nosuchuser": no home to expand
         return False
 
 

@@ -45,9 +45,12 @@ def ray_head_problem() -> str | None:
         return None
     from fiftyone_clipbranches.distributed import ray_shards
 
-    if ray_shards.head_answers():
+    try:
+        if ray_shards.head_answers():
+            return None
+        return ray_shards.head_lost_message(ray_shards.head_address())
+    except ray_shards.RayUnavailableError:  # Ray not installed: nothing uses it
         return None
-    return ray_shards.head_lost_message(ray_shards.head_address())
 
 
 def connect_cluster(address: str) -> None:

@@ -142,7 +142,7 @@ def create_app(
             raise ApiError(
                 503,
                 "not_ready",
-                f"{why or 'the service is still starting'}; retry shortly",
+                why or "the service is still starting; retry shortly",
                 retry_after_s=2,
             )
         return {"status": "ready", "indexes": backend.n_indexes()}

@@ -229,7 +229,7 @@ class SdkBackend:
         from fiftyone_clipbranches.sdk.sharding import ray_head_problem
 
         if not self._ready.is_set():
-            return "the service is still starting: loading its indexes"
+            return "the service is still starting: loading its indexes; retry shortly"
         workers = self._workers
         why = None if workers is None else workers.not_ready_because()
         return why or ray_head_problem()
@@ -438,10 +438,10 @@ class SdkBackend:
                 "index_not_found",
                 "index_unavailable",
             ):
-                state = _database_state(entry.name)
-                if state is None or state != entry.state:
-                    self._entry(entry.name, force=True)  # 404 when it is gone
-                    self._index(entry, key)  # 404 when the index is
+                # another request may have taken the change in already
+                force = _database_state(entry.name) != entry.state
+                self._entry(entry.name, force=force)  # 404 when it is gone
+                self._index(entry, key)  # 404 when the index is
             raise
 
     def _index(self, entry: _Dataset, key: str) -> _Index:

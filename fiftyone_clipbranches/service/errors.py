@@ -6,6 +6,7 @@ which is written for people and may change.
 
 from __future__ import annotations
 
+import os
 import re
 
 
@@ -39,27 +40,55 @@ class ApiError(Exception):
     def to_json(self) -> dict:
         body = {"code": self.code, "message": without_paths(self.message)}
         if self.details is not None:
-            body["details"] = self.details
+            body["details"] = without_paths(self.details)
         return {"error": body}
 
 
-#: An absolute path of two parts or more; the API's own ``/v1/...`` routes excepted.
+#: A quoted absolute path (spaces allowed), or an unquoted one of two parts or
+#: more; the API's own ``/v1/...`` routes excepted.
+_QUOTED_PATH = re.compile(r"""(['"])(/(?!v1/)[^'"\n]+/[^'"\n]+)\1""")
 _PATH = re.compile(r"(?<![\w.~:/-])/(?!v1/)(?:[^\s'\"/]+/)+[^\s'\"/]+")
 _TRAILING = ".,;:)]"
 
 
-def without_paths(message: str) -> str:
-    """``message`` with each absolute path of the server cut to ``.../`` and its last
-    two parts: answers do not tell clients where the service keeps its files (the
-    server log has the whole message)."""
+def _on_this_machine(path: str) -> bool:
+    """Whether ``path`` is of this machine: its top folder exists here (a name a
+    client sent, ``/my/dataset``, is left as it is)."""
+    top = path.split("/", 2)[1]
+    return bool(top) and os.path.isdir("/" + top)
 
-    def short(match: re.Match) -> str:
+
+def _shortened(path: str) -> str:
+    """``.../`` and the last two parts of ``path``."""
+    return ".../" + "/".join(path.split("/")[-2:])
+
+
+def without_paths(message):
+    """``message`` (a str, or JSON-like lists and dicts of them) with each absolute
+    path of this machine cut to ``.../`` and its last two parts: answers do not
+    tell clients where the service keeps its files (the server log has the whole
+    message)."""
+    if isinstance(message, dict):
+        return {k: without_paths(v) for k, v in message.items()}
+    if isinstance(message, list | tuple):
+        return [without_paths(v) for v in message]
+    if not isinstance(message, str):
+        return message
+
+    def quoted(match: re.Match) -> str:
+        quote, path = match.group(1), match.group(2)
+        if not _on_this_machine(path):
+            return match.group(0)
+        return quote + _shortened(path) + quote
+
+    def bare(match: re.Match) -> str:
         path = match.group(0)
         kept = path.rstrip(_TRAILING)
-        parts = kept.split("/")
-        return ".../" + "/".join(parts[-2:]) + path[len(kept) :]
+        if not _on_this_machine(kept):
+            return path
+        return _shortened(kept) + path[len(kept) :]
 
-    return _PATH.sub(short, message)
+    return _PATH.sub(bare, _QUOTED_PATH.sub(quoted, message))
 
 
 class ValidationError(ApiError):

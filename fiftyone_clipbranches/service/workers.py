@@ -144,11 +144,11 @@ class WorkerPool:
         if first_start:
             return (
                 "the compute workers are starting (the first start after an install"
-                " also compiles the engine's kernels, about a minute)"
+                " also compiles the engine's kernels, about a minute); retry shortly"
             )
         return (
             "no compute worker is running: the workers exited and new ones are"
-            " starting (the server log says why)"
+            " starting (the server log says why); retry shortly"
         )
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -208,25 +208,31 @@ class WorkerPool:
                 raise ApiError(503, "shutting_down", "the service is shutting down")
             why = self.not_ready_because()
             if why is not None:  # rather than wait the time limit for a start
-                raise ApiError(503, "not_ready", f"{why}; retry shortly", None, 2)
-            try:
-                worker = self._idle.get(timeout=max(0.0, deadline - time.monotonic()))
+                raise ApiError(503, "not_ready", why, None, 2)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise timeout_error("no compute worker became free", self.timeout_s)
+            try:  # in steps: the last worker may die meanwhile
+                worker = self._idle.get(timeout=min(left, WATCH_S))
             except queue.Empty:
-                raise timeout_error(
-                    "no compute worker became free", self.timeout_s
-                ) from None
+                continue
             if not wait([worker.process.sentinel], timeout=0):
                 break  # alive (the sentinel becomes ready when the process ends)
             self._replace(worker, "exited while idle")
         with self._lock:
             self._busy.add(worker)
         try:
-            return self._run(worker, task, deadline)
+            status, payload = self._run(worker, task, deadline)
         finally:
-            with self._lock:
+            with self._lock:  # before it is idle again: another request may take it
                 self._busy.discard(worker)
+        self._idle.put(worker)
+        if status == "error":
+            raise payload
+        return payload
 
-    def _run(self, worker: _Worker, task, deadline: float):
+    def _run(self, worker: _Worker, task, deadline: float) -> tuple:
+        """Send ``task`` to the busy ``worker``; its ``(status, payload)`` answer."""
         try:
             worker.conn.send(task)
         except OSError:
@@ -240,14 +246,10 @@ class WorkerPool:
             self._replace(worker, f"it ran past the {self.timeout_s:g} s time limit")
             raise timeout_error("the computation did not finish", self.timeout_s)
         try:
-            status, payload = worker.conn.recv()
+            return worker.conn.recv()
         except (EOFError, OSError):
             self._replace(worker, "it died during a task")
             raise self._crash_error(worker) from None
-        self._idle.put(worker)
-        if status == "error":
-            raise payload
-        return payload
 
     # -- internals -------------------------------------------------------------
 

@@ -191,18 +191,23 @@ def test_refine_schema_and_the_request_agree():
             assert prop.default == getattr(RefineRequest(), name), name
 
 
-def test_error_answers_cut_server_paths_and_keep_the_api_s_routes():
+def test_error_answers_cut_server_paths_and_keep_the_api_s_routes(tmp_path):
     from fiftyone_clipbranches.service.errors import ApiError, without_paths
 
-    message = (
-        "shard 1 of 2 (/srv/home/.fiftyone/clipbranches/indexes/64ab/9f1c/index/"
-        "shard-0001/manifest.json) cannot be opened: cannot read '/srv/x/codes.npy'."
-    )
+    home = tmp_path / ".fiftyone"
+    manifest = home / "indexes" / "64ab" / "index" / "shard-0001" / "manifest.json"
+    spaced = tmp_path / "John Smith" / "x" / "codes.npy"  # quoted: spaces allowed
+    message = f"shard 1 of 2 ({manifest}) cannot be opened: cannot read '{spaced}'."
     assert without_paths(message) == (
         "shard 1 of 2 (.../shard-0001/manifest.json) cannot be opened: cannot read"
         " '.../x/codes.npy'."
     )
-    kept = "see /v1/openapi.json; 16 / 4 and/or http://host:5152/v1/ready; /tmp"
+    # routes, ratios, URLs and what a client sent (no such folder here) are kept
+    kept = (
+        "see /v1/openapi.json; 16 / 4 and/or http://host:5152/v1/ready; /tmp;"
+        " dataset '/no-such-top-folder/ds' at /no-such-top-folder/3"
+    )
     assert without_paths(kept) == kept
-    body = ApiError(503, "index_unavailable", message).to_json()["error"]
-    assert "/srv/" not in body["message"]
+    error = ApiError(503, "index_unavailable", message, {"file": str(manifest)})
+    body = error.to_json()["error"]
+    assert str(tmp_path) not in body["message"] + body["details"]["file"]
