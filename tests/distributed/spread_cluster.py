@@ -26,6 +26,14 @@ from fiftyone_clipbranches.engine.shards import open_index
 from fiftyone_clipbranches.sdk.sharding import RAY_ADDRESS_ENV, ray_head_problem
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def main(n_nodes: int, lose: bool, head: bool = False) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
@@ -64,9 +72,15 @@ def main(n_nodes: int, lose: bool, head: bool = False) -> None:
             os.environ[RAY_ADDRESS_ENV] = cluster.address
             report["problem_before"] = ray_head_problem()
             # the head and its actors go, as `ray stop` takes them
+            actors = index.executor.pids()
             cluster.head_node.kill_all_processes(
                 check_alive=False, allow_graceful=False
             )
+            deadline = time.monotonic() + 60
+            while any(_alive(pid) for pid in actors) or ray_head_problem() is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the head's processes did not end")
+                time.sleep(0.1)
             started = time.perf_counter()
             try:
                 index.knn_many(codes[:5], 10)
