@@ -6,17 +6,23 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import (
+    RANDOM_WEIGHTS_NOTE,
     SHIPPED_MODEL_HINT,
     add_index_choice,
     add_new_key_input,
     add_orchestrator_hint,
+    form_weights,
     long_running_config,
     notify_error,
     run_with_progress,
     vector_fields,
 )
 from fiftyone_clipbranches.sdk import build_index, update_index
-from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
+from fiftyone_clipbranches.sdk.errors import (
+    IdentityConflictError,
+    MissingEmbeddingsError,
+)
+from fiftyone_clipbranches.sdk.identity import ANOTHER_FIELD
 from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
@@ -99,7 +105,7 @@ class BuildIndex(foo.Operator):
         if embeddings == COMPUTE:  # as the compute-embeddings form: empty is random
             declared = {
                 "model": p.get("model") or DEFAULT_CLIP_MODEL,
-                "pretrained": p.get("pretrained") or None,
+                "pretrained": form_weights(p),
             }
         else:
             declared = {k: p[k] for k in ("model", "pretrained") if p.get(k)}
@@ -125,14 +131,27 @@ class BuildIndex(foo.Operator):
             yield from notify_error(ctx, _in_form_words(exc, embeddings))
             return
         if not ctx.delegated:
+            clip = info.clip_model or {}
+            random = bool(clip) and not (
+                clip.get("pretrained") or clip.get("checkpoint_sha256")
+            )
             yield ctx.ops.notify(
-                f"Index '{info.key}' built over {info.n_samples} samples",
-                variant="success",
+                f"Index '{info.key}' built over {info.n_samples} samples"
+                + (RANDOM_WEIGHTS_NOTE if random else ""),
+                variant="warning" if random else "success",
             )
 
 
 def _in_form_words(exc: Exception, field: str) -> Exception:
     """``exc``, with the form's own way out where the SDK names its arguments."""
+    if isinstance(exc, IdentityConflictError) and ANOTHER_FIELD in str(exc):
+        return IdentityConflictError(
+            str(exc).replace(
+                ANOTHER_FIELD,
+                "run 'CLIP branches: compute embeddings' into a new field, then build"
+                " from that field",
+            )
+        )
     if isinstance(exc, MissingEmbeddingsError) and exc.n_missing:
         return MissingEmbeddingsError(
             f"{counted(exc.n_missing, 'sample')} without a vector in {field!r}: check"
@@ -176,6 +195,11 @@ class UpdateIndex(foo.Operator):
 
     def execute(self, ctx):
         try:
+            if ctx.params.get("reembed_selected") and not ctx.selected:
+                raise ValueError(
+                    "Embed again the selected samples: no sample is selected; select"
+                    " those whose images changed, then update"
+                )
             info = yield from run_with_progress(
                 ctx,
                 update_index,
@@ -192,7 +216,7 @@ class UpdateIndex(foo.Operator):
         if not ctx.delegated:
             fresh = info.freshness
             left = (
-                f"; {fresh.n_unreadable} left out, image unreadable (see index info)"
+                f"; {fresh.n_unreadable} left out (see index info)"
                 if fresh and fresh.n_unreadable
                 else ""
             )

@@ -10,7 +10,7 @@ from pathlib import Path
 import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.sdk import list_indexes
-from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
+from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET
 from fiftyone_clipbranches.sdk.messages import user_message
 from fiftyone_clipbranches.sdk.runs import key_taken
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
@@ -22,6 +22,23 @@ SHIPPED_MODEL_HINT = (
 )
 
 logger = logging.getLogger(__name__)
+
+
+#: Said after work done with random CLIP weights (an empty weights field).
+RANDOM_WEIGHTS_NOTE = (
+    " with random CLIP weights: it knows no images (for tests); give trained"
+    " weights in Pretrained weights for a useful one"
+)
+
+
+def form_weights(params: dict):
+    """The CLIP weights a form gives: empty for random weights (as the form says);
+    left out (a call from Python without them) the SDK's default for the model,
+    as ``compute_embeddings`` and ``build_index`` take it."""
+    if "pretrained" not in params:
+        return UNSET
+    return params["pretrained"] or None
+
 
 _ICON_FILE = Path(__file__).resolve().parent.parent / "assets" / "icon.svg"
 #: Operator icon: the plugin's SVG when it ships one.

@@ -6,13 +6,16 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import (
+    RANDOM_WEIGHTS_NOTE,
     SHIPPED_MODEL_HINT,
     add_orchestrator_hint,
+    form_weights,
     long_running_config,
     notify_error,
     run_with_progress,
 )
 from fiftyone_clipbranches.sdk import compute_embeddings
+from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -63,7 +66,7 @@ class ComputeEmbeddings(foo.Operator):
         p = ctx.params
         try:
             model = p.get("model") or DEFAULT_CLIP_MODEL
-            pretrained = p.get("pretrained") or None  # empty: random weights
+            pretrained = form_weights(p)
             result = yield from run_with_progress(
                 ctx,
                 compute_embeddings,
@@ -78,9 +81,11 @@ class ComputeEmbeddings(foo.Operator):
             yield from notify_error(ctx, exc)
             return
         if not ctx.delegated:
+            random = pretrained is None and model != SHIPPED_MODEL
             yield ctx.ops.notify(
                 f"Embedded {result['n_embedded']} samples into '{result['field']}' "
-                f"({result['n_failed']} failed, {result['n_skipped']} skipped)",
-                variant="success" if not result["n_failed"] else "warning",
+                f"({result['n_failed']} failed, {result['n_skipped']} skipped)"
+                + (RANDOM_WEIGHTS_NOTE if random and result["n_embedded"] else ""),
+                variant="success" if not (result["n_failed"] or random) else "warning",
             )
             yield ctx.ops.reload_dataset()

@@ -93,7 +93,8 @@ class IndexInfoOperator(foo.Operator):
             "built_at": "Built or updated at (UTC)",
             "n_added": "Samples added since (not searched)",
             "n_deleted": "Samples deleted since",
-            "unreadable": "Left out, image unreadable (update index, retrying them)",
+            "unreadable": "Left out: image unreadable (update index, retrying"
+            " them), or no vector (compute it, then update index)",
             "n_shards": "Shards",
             "index_dir": "Files",
         }

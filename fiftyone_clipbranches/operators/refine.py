@@ -14,7 +14,7 @@ from fiftyone_clipbranches.operators.common import (
     notify_error,
 )
 from fiftyone_clipbranches.sdk.labels import count_tagged
-from fiftyone_clipbranches.sdk.messages import round_summary
+from fiftyone_clipbranches.sdk.messages import round_summary, unsearched_note
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
     MODELS,
@@ -77,6 +77,7 @@ def summary(stats: dict) -> str:
     return (
         f"{round_summary(stats)} ({stats['model']}, train {stats['train_ms']:.0f} ms,"
         f" query {stats['query_ms']:.0f} ms)"
+        + unsearched_note(int(stats.get("n_unindexed") or 0))
     )
 
 

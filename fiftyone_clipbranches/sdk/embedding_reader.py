@@ -19,6 +19,7 @@ import numpy as np
 from bson import ObjectId
 
 from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError, StaleIndexError
+from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.runs import root_dataset
 
 #: Rows per streamed batch (a multiple of ``embed.encoder.ENCODE_ROWS``, so encoding
@@ -118,6 +119,7 @@ class EmbeddingSource:
         vectors = decode_vectors(values, self.field)
         if width is not None and vectors.shape[1] != width:  # vs earlier batches
             raise _ragged_error(self.field)
+        _refuse_unusable(vectors, got, self.field)
         return vectors
 
 
@@ -225,6 +227,21 @@ def _stack(arrays: list[np.ndarray], field: str) -> np.ndarray:
     if any(a.ndim != 1 for a in arrays) or len({a.shape for a in arrays}) != 1:
         raise _ragged_error(field)
     return np.asarray(np.stack(arrays), dtype=np.float32)
+
+
+def _refuse_unusable(vectors: np.ndarray, ids: np.ndarray, field: str) -> None:
+    """Raise when a vector holds NaN or infinite values, or only zeros (it has no
+    direction to compare), naming the samples (``ids`` hex, one per row)."""
+    bad = ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
+    if not bad.any():
+        return
+    which = [i.decode() if isinstance(i, bytes) else str(i) for i in ids[bad][:3]]
+    raise MissingEmbeddingsError(
+        f"{counted(int(bad.sum()), 'sample')} in {field!r} (e.g. {', '.join(which)})"
+        " hold a vector of NaN or infinite values, or of zeros only: compute them"
+        " again, or clear them (set the field to None) and leave them out"
+        " (skip_missing)"
+    )
 
 
 def _ragged_error(field: str) -> MissingEmbeddingsError:

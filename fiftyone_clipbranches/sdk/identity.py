@@ -248,4 +248,7 @@ def _identity_key(identity: dict) -> tuple:
 
 
 def _describe(identity: dict) -> str:
-    return f"{identity.get('name')!r} / {identity.get('pretrained')!r}"
+    weights = identity.get("pretrained")
+    return f"{identity.get('name')!r} / " + (
+        repr(weights) if weights is not None else "random weights"
+    )

@@ -203,7 +203,9 @@ def build_index(
             ds, embeddings_field, model, None if pretrained is UNSET else pretrained
         )
         source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
-        unembeddable = _unembeddable(ds, embeddings_field, embed_report.get("failed"))
+        unembeddable = _unembeddable(
+            ds, embeddings_field, embed_report.get("failed"), embedded=compute_here
+        )
 
         encoder, codes = fit_and_encode(
             source,
@@ -552,7 +554,10 @@ def update_index(
     info = replace_index_rows(
         ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed}
     )
-    report(1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}")
+    left = f"; {len(new_failed)} more left out (image unreadable)" if new_failed else ""
+    report(
+        1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
+    )
     return info
 
 
@@ -769,15 +774,27 @@ def _check_checkpoint(config, index_key: str) -> None:
         raise CheckpointUnavailableError(gone)
 
 
-def _unembeddable(samples, field: str, errors: dict | None) -> dict:
-    """``{sample id: {"filepath", "error"}}`` of the samples of ``samples`` that
-    have no embedding in ``field`` (``errors``: ``{sample id: error}`` where the
-    embedding named them)."""
+#: ``reason`` of a sample left out of an index built from a field without its
+#: vector (``skip_missing``); entries without one are images that could not be read.
+NO_VECTOR = "no_vector"
+
+
+def _unembeddable(samples, field: str, errors: dict | None, embedded=True) -> dict:
+    """``{sample id: {"filepath", "error"[, "reason", "field"]}}`` of the samples of
+    ``samples`` that have no embedding in ``field`` (``errors``: ``{sample id:
+    error}`` where the embedding named them; ``embedded`` False: nothing was
+    embedded, the samples had no vector, ``reason`` :data:`NO_VECTOR`)."""
     if samples._root_dataset.get_field(field) is None:
         return {}
     errors = errors or {}
     missing = samples.exists(field, False)
     ids, paths = missing.values(["id", "filepath"])
+    if not embedded:
+        error = f"no vector in {field!r} when the index was built (skip_missing)"
+        return {
+            sid: {"filepath": path, "error": error, "reason": NO_VECTOR, "field": field}
+            for sid, path in zip(ids, paths)
+        }
     default = f"no embedding in {field!r} (the image could not be read or embedded)"
     return {
         sid: {"filepath": path, "error": str(errors.get(sid, default))}

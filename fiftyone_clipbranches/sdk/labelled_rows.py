@@ -53,7 +53,19 @@ def index_rows(
         )
     if skip_unindexed:
         return np.sort(rows[found]).astype(np.int64)
-    unreadable = [i for i in missing if i in bundle.unembeddable]
+    left_out = [i for i in missing if i in bundle.unembeddable]
+    no_vector = [i for i in left_out if bundle.unembeddable[i].get("reason")]
+    if no_vector:
+        field = repr(bundle.unembeddable[no_vector[0]].get("field"))
+        raise SampleIdsError(
+            f"{counted_are(len(no_vector), what + ' sample')} not in index"
+            f" {index_key!r}: {'it' if len(no_vector) == 1 else 'they'} had no vector"
+            f" in {field} when it was built (left out: skip_missing; e.g."
+            f" {no_vector[0]}). {_leave_out(no_vector, what)}, or compute their"
+            f" vectors into {field}, then run update_index (it adds them; CLI:"
+            f" clipbranches update-index {ds.name} --key {index_key})"
+        )
+    unreadable = left_out
     if unreadable:
         first = bundle.unembeddable[unreadable[0]]
         raise SampleIdsError(

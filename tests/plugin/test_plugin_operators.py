@@ -316,11 +316,18 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     broken.write_bytes(b"not an image")
     ds.add_sample(fo.Sample(filepath=str(broken)))
     params = {"index_key": "clip"}
+    # a refinement says what its index does not cover yet, as a search does
+    positives = ds.take(3, seed=1)
+    positives.tag_samples("cb_positive")
+    _, requests = run_op("refine", {"dataset": ds, "params": params})
+    (done,) = notifications(requests, "success")
+    assert done.endswith(
+        "; 1 sample added since the build not searched (update the index)"
+    )
+    positives.untag_samples("cb_positive")
     _, requests = run_op("update_index", {"dataset": ds, "params": params})
     (done,) = notifications(requests, "success")
-    assert done == (
-        "Index 'clip' holds 40 samples; 1 left out, image unreadable (see index info)"
-    )
+    assert done == ("Index 'clip' holds 40 samples; 1 left out (see index info)")
     info, _ = run_op("index_info", {"dataset": ds, "params": params})
     assert info["unreadable"].startswith("1 (") and info["n_shards"] == 1
 
@@ -342,6 +349,10 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
     # the same image, embedded in another batch: equal to float rounding
     assert np.allclose(ds[first].clip_embedding, ds[second].clip_embedding, atol=1e-4)
+    # asked from Python with nothing selected: said, not ignored
+    _, requests = run_op("update_index", {"dataset": ds, "params": again})
+    (error,) = notifications(requests, "error")
+    assert "no sample is selected" in error
 
 
 def test_view_scope_on_an_index_built_from_images(make_user_index):

@@ -57,6 +57,16 @@ def test_missing_embeddings_are_clear_errors(embedded):
         sdk.build_index(
             ds, "x", embeddings_field="nope", code_method="pca", progress=False
         )
+    # vectors that cannot be compared are named by sample, with the way out
+    ids = ds.values("id")
+    kept = ds.values("emb")
+    broken = [np.zeros_like(kept[0]), np.full_like(kept[1], np.nan)]
+    ds.select(ids[:2], ordered=True).set_values("emb", broken)
+    with pytest.raises(sdk.MissingEmbeddingsError) as err:
+        sdk.build_index(ds, "x", embeddings_field="emb", code_method="pca")
+    assert f"2 samples in 'emb' (e.g. {ids[0]}, {ids[1]})" in str(err.value)
+    assert "set the field to None" in str(err.value)
+    ds.select(ids[:2], ordered=True).set_values("emb", kept[:2])
     ds.select(ds.values("id")[:3]).set_field("emb", None).save()
     with pytest.raises(sdk.MissingEmbeddingsError, match="3 samples"):
         sdk.build_index(
@@ -78,7 +88,15 @@ def test_missing_embeddings_are_clear_errors(embedded):
     # left out for lack of an embedding: reported by name, not as "added"
     assert (fresh.n_added, fresh.n_unreadable) == (0, 3)
     assert set(fresh.unreadable) == set(ds.values("id")[:3])
-    assert "no embedding in 'emb'" in next(iter(fresh.unreadable.values()))
+    assert "no vector in 'emb' when the index was built" in next(
+        iter(fresh.unreadable.values())
+    )
+    # as a label, such a sample is said to lack a vector, not a readable image
+    left = ds.values("id")[0]
+    with pytest.raises(sdk.SampleIdsError, match="had no vector in 'emb'") as err:
+        sdk.refine(ds, positives=[left], index_key="x")
+    assert "compute their vectors into 'emb', then run update_index" in str(err.value)
+    assert "could not be read" not in str(err.value)
     # nothing to retry: update_index does not rebuild
     assert sdk.update_index(ds, "x", progress=False).index_dir == info.index_dir
 
