@@ -101,6 +101,22 @@ def add_index_choice(
     warning in the form) when the dataset has none, or none is chosen yet
     (``preselect=False``: the user picks, as for a deletion)."""
     keys = index_keys(ctx)
+    chosen = ctx.params.get(name)
+    if chosen and chosen not in keys:  # deleted or renamed since (or since queued)
+        gone = inputs.view(
+            f"{name}_gone",
+            types.Warning(
+                label=f"Index '{chosen}' is no longer on this dataset",
+                description="It was deleted or renamed since it was chosen (or since"
+                " this operation was queued): choose another.",
+            ),
+        )
+        gone.invalid = True
+        gone.error_message = (
+            f"index '{chosen}' is no longer on this dataset: deleted or renamed since"
+            " it was chosen or this operation was queued"
+        )
+        keys = [*keys, chosen]  # refused by the warning, not as an "enum value"
     if not keys:
         warning = inputs.view(
             "no_index",

@@ -54,6 +54,24 @@ def test_build_index_operator_delegated(embedded_dataset):
     assert op.run_state == "completed", op.run_state
     assert sdk.list_indexes(ds) == ["later"]
 
+    # an update queued, then its index deleted: the failure says so (it was
+    # "Validation error. Path: index_key. Reason: Invalid enum value")
+    queued = foo.execute_operator(
+        "@clipbranches/clipbranches/update_index",
+        ctx={
+            "dataset": ds,
+            "params": {"index_key": "later"},
+            "request_delegation": True,
+        },
+    )
+    assert queued.delegated
+    sdk.delete_index(ds, "later")
+    service.execute_queued_operations(dataset_name=ds.name)
+    update = next(o for o in service.list_operations(dataset_name=ds.name)
+                  if o.operator.endswith("update_index"))  # fmt: skip
+    assert update.run_state == "failed"
+    assert "index 'later' is no longer on this dataset" in str(update.result.error)
+
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:load_clip.*RANDOM weights:UserWarning")
