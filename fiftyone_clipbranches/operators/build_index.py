@@ -144,6 +144,13 @@ class BuildIndex(foo.Operator):
 
 def _in_form_words(exc: Exception, field: str) -> Exception:
     """``exc``, with the form's own way out where the SDK names its arguments."""
+    text = str(exc)
+    if type(exc) is ValueError and "(CLI: --code-method pca)" in text:
+        return ValueError(
+            text.replace("code_method=", "Code ").replace(
+                "use Code 'pca' (CLI: --code-method pca)", "choose 'pca' in Code"
+            )
+        )
     if isinstance(exc, IdentityConflictError) and ANOTHER_FIELD in str(exc):
         return IdentityConflictError(
             str(exc).replace(
