@@ -204,7 +204,11 @@ def build_index(
         )
         source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
         unembeddable = _unembeddable(
-            ds, embeddings_field, embed_report.get("failed"), embedded=compute_here
+            ds,
+            embeddings_field,
+            embed_report.get("failed"),
+            # a field this package embedded into: its gaps are images it could not read
+            embedded=compute_here or field_identity(ds, embeddings_field) is not None,
         )
 
         encoder, codes = fit_and_encode(

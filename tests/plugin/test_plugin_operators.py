@@ -175,9 +175,12 @@ def test_manage_index_operators(indexed_dataset):
         "delete_index", {"dataset": ds, "params": {"index_key": "cb2"}}
     )
     assert result == {"deleted": "cb2"} and not index_dir.exists()
-    # the form of a dataset left without an index cannot run
-    with pytest.raises(ExecutionError, match="has no clipbranches index"):
+    # the form of a dataset left without an index cannot run: the deleted key is
+    # named, and without one the form says there is none
+    with pytest.raises(ExecutionError, match="index 'cb2' is no longer on this"):
         run_op("index_info", {"dataset": ds, "params": {"index_key": "cb2"}})
+    with pytest.raises(ExecutionError, match="has no clipbranches index"):
+        run_op("index_info", {"dataset": ds, "params": {}})
 
 
 def test_update_index_operator_reports_progress(indexed_dataset):
