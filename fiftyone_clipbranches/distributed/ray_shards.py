@@ -100,12 +100,17 @@ def _check_reachable(address: str | None) -> None:
             f"a Ray address is 'auto' or HOST:PORT, got {address!r}"
         )
     try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        _connect(host, port)
     except OSError as e:
         raise RayUnavailableError(
             f"no Ray cluster answers at {address} ({e}): start one with"
             " `ray start --head` and pass the address it prints (docs/scale.md)"
         ) from None
+
+
+def _connect(host: str, port: int) -> None:
+    """Open and close a TCP connection to ``host:port`` (OSError when refused)."""
+    socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
 
 
 def _host_port(address: str) -> tuple[str, int | None]:
@@ -136,30 +141,33 @@ def head_address() -> str | None:
     return ray.get_runtime_context().gcs_address
 
 
-def head_answers() -> bool:
-    """Whether the head of the cluster this process is a driver of accepts a
-    connection (True when there is none to check: see :func:`head_address`)."""
+def head_problem() -> str | None:
+    """What to do when the head of the cluster this process is a driver of does
+    not accept a connection; None when it does, or there is none to check (see
+    :func:`head_address`)."""
     address = head_address()
     if not address:
-        return True
+        return None
     host, port = _host_port(address)
     if port is None:
-        return True  # not an address this check understands: Ray's own wait holds
+        return None  # not an address this check understands: Ray's own wait holds
     try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        _connect(host, port)
     except OSError:
-        return False
-    return True
+        return (
+            f"the Ray cluster's head at {address} does not answer, so the shards'"
+            " actors cannot be reached: restart it (ray start --head), then this"
+            " process (Ray ends a process that has lost its cluster's head for 60"
+            " s); the index files are not at fault"
+        )
+    return None
 
 
-def head_lost_message(address: str | None) -> str:
-    """What to do when the cluster's head at ``address`` does not answer."""
-    return (
-        f"the Ray cluster's head at {address} does not answer, so the shards' actors"
-        " cannot be reached: restart it (ray start --head), then this process (Ray"
-        " ends a process that has lost its cluster's head for 60 s); the index files"
-        " are not at fault"
-    )
+def _check_head() -> None:
+    """Raise ``ShardsUnavailableError`` when :func:`head_problem` finds one."""
+    problem = head_problem()
+    if problem is not None:
+        raise ShardsUnavailableError(problem)
 
 
 class _ShardActor:
@@ -316,8 +324,7 @@ class RayShards(ShardExecutor):
         # the shards are opened again on the live nodes (once, whichever thread
         # met the loss first), and the call is made again; not when the head is
         # gone (placing actors would wait on it, holding the lock)
-        if not head_answers():
-            raise ShardsUnavailableError(head_lost_message(head_address())) from None
+        _check_head()
         with self._lock:
             self._check_open()
             if self._generation == generation:
@@ -385,10 +392,7 @@ def _answers(ray, calls) -> list:
         try:
             return ray.get(calls, timeout=HEAD_CHECK_S)
         except ray.exceptions.GetTimeoutError:
-            if not head_answers():
-                raise ShardsUnavailableError(
-                    head_lost_message(head_address())
-                ) from None
+            _check_head()
 
 
 def _kill(actors) -> None:

@@ -151,9 +151,9 @@ def _in_form_words(exc: Exception, field: str) -> Exception:
                 "use Code 'pca' (CLI: --code-method pca)", "choose 'pca' in Code"
             )
         )
-    if isinstance(exc, IdentityConflictError) and ANOTHER_FIELD in str(exc):
+    if isinstance(exc, IdentityConflictError) and ANOTHER_FIELD in text:
         return IdentityConflictError(
-            str(exc).replace(
+            text.replace(
                 ANOTHER_FIELD,
                 "run 'CLIP branches: compute embeddings' into a new field, then build"
                 " from that field",

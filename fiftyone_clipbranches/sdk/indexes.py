@@ -43,6 +43,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_EMBEDDINGS_FIELD,
     DEFAULT_INDEX_KEY,
+    NO_VECTOR,
     index_root,
 )
 from fiftyone_clipbranches.sdk.sharding import (
@@ -776,11 +777,6 @@ def _check_checkpoint(config, index_key: str) -> None:
     gone = missing_checkpoint(config.clip_model, index_key, "embed added samples")
     if gone:
         raise CheckpointUnavailableError(gone)
-
-
-#: ``reason`` of a sample left out of an index built from a field without its
-#: vector (``skip_missing``); entries without one are images that could not be read.
-NO_VECTOR = "no_vector"
 
 
 def _unembeddable(samples, field: str, errors: dict | None, embedded=True) -> dict:

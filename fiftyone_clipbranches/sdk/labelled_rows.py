@@ -6,6 +6,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.errors import SampleIdsError, StaleIndexError
 from fiftyone_clipbranches.sdk.messages import counted_are
+from fiftyone_clipbranches.sdk.settings import NO_VECTOR
 
 
 def index_rows(
@@ -53,8 +54,10 @@ def index_rows(
         )
     if skip_unindexed:
         return np.sort(rows[found]).astype(np.int64)
-    left_out = [i for i in missing if i in bundle.unembeddable]
-    no_vector = [i for i in left_out if bundle.unembeddable[i].get("reason")]
+    unreadable = [i for i in missing if i in bundle.unembeddable]
+    no_vector = [
+        i for i in unreadable if bundle.unembeddable[i].get("reason") == NO_VECTOR
+    ]
     if no_vector:
         field = repr(bundle.unembeddable[no_vector[0]].get("field"))
         raise SampleIdsError(
@@ -65,8 +68,7 @@ def index_rows(
             f" vectors into {field}, then run update_index (it adds them; CLI:"
             f" clipbranches update-index {ds.name} --key {index_key})"
         )
-    unreadable = left_out
-    if unreadable:
+    if unreadable:  # images that could not be read (no vector ones raised above)
         first = bundle.unembeddable[unreadable[0]]
         raise SampleIdsError(
             f"{counted_are(len(unreadable), what + ' sample')} without an embedding in index "

@@ -83,3 +83,8 @@ def quiet_bundled_database_validation() -> None:
     if fo.config.database_uri is None:
         fo.config.database_validation = False
         os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+
+
+#: ``reason`` of a sample left out of an index built from a field without its
+#: vector (``skip_missing``); entries without one are images that could not be read.
+NO_VECTOR = "no_vector"

@@ -46,9 +46,7 @@ def ray_head_problem() -> str | None:
     from fiftyone_clipbranches.distributed import ray_shards
 
     try:
-        if ray_shards.head_answers():
-            return None
-        return ray_shards.head_lost_message(ray_shards.head_address())
+        return ray_shards.head_problem()
     except ray_shards.RayUnavailableError:  # Ray not installed: nothing uses it
         return None
 

@@ -253,14 +253,16 @@ def test_a_second_click_on_refine_while_a_round_runs_runs_no_second_round(
     reset_labels(ds)
 
 
-def test_an_emptied_score_field_writes_no_score(indexed_dataset):
-    ds = indexed_dataset
+def test_an_emptied_score_field_writes_no_score(make_user_index):
+    """On an index built the user's way (images -> tiny CLIP -> build_index)."""
+    ds = make_user_index(4)
     ids = ds.values("id")
     call(ds, "mark_positive", selected=ids[:6], alt=ids[-4:])
-    requests = call(ds, "refine", state={"index_key": "cb", "score_field": ""})
+    requests = call(ds, "refine", state={"index_key": "clip", "score_field": ""})
     assert patched_state(requests)["last_stats"]["n_results"] > 0
     assert "clipbranches_score" not in ds.get_field_schema()
-    (error,) = notifications(call(ds, "show_all", state={"index_key": "cb"}), "error")
+    state = {"index_key": "clip"}
+    (error,) = notifications(call(ds, "show_all", state=state), "error")
     assert "set a score field" in error
     reset_labels(ds)
 
