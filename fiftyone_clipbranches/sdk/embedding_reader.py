@@ -70,12 +70,14 @@ class EmbeddingSource:
             )
             if len(docs) != len(chunk):
                 raise _changed_error(self._present, self.field)
-            vectors = decode_vectors([_value(d, self.field) for d in docs], self.field)
+            got = _hex_ids([d["_id"] for d in docs]).tolist()
+            vectors = decode_vectors(
+                [_value(d, self.field) for d in docs], self.field, got
+            )
             if out is None:
                 out = np.empty((len(rows), vectors.shape[1]), np.float32)
             elif vectors.shape[1] != out.shape[1]:
-                raise _ragged_error(self.field)
-            got = _hex_ids([d["_id"] for d in docs]).tolist()
+                raise _width_error(self.field, got, vectors.shape[1], out.shape[1])
             out[[slot[sid] for sid in got]] = vectors
         if out is None:
             return np.zeros((0, 0), np.float32)
@@ -116,9 +118,9 @@ class EmbeddingSource:
         got = _hex_ids(ids)
         if not np.array_equal(got, self.ids[start : start + len(got)]):
             raise _changed_error(self._present, self.field)
-        vectors = decode_vectors(values, self.field)
+        vectors = decode_vectors(values, self.field, got)
         if width is not None and vectors.shape[1] != width:  # vs earlier batches
-            raise _ragged_error(self.field)
+            raise _width_error(self.field, got, vectors.shape[1], width)
         _refuse_unusable(vectors, got, self.field)
         return vectors
 
@@ -183,8 +185,11 @@ def read_embeddings(
     return source.id_list(), source.read_all()
 
 
-def decode_vectors(values: list, field: str = "embeddings") -> np.ndarray:
+def decode_vectors(values: list, field: str = "embeddings", ids=None) -> np.ndarray:
     """float32 ``(n, d)`` from stored ``VectorField`` (or ``ListField``) values.
+
+    Args:
+        ids: optional sample ids (one per value), named in the error.
 
     Raises:
         MissingEmbeddingsError: the values are not 1-d vectors of one length.
@@ -192,7 +197,7 @@ def decode_vectors(values: list, field: str = "embeddings") -> np.ndarray:
     if not values:
         return np.zeros((0, 0), np.float32)
     if not all(isinstance(v, bytes) for v in values):
-        return _stack([np.asarray(v) for v in values], field)
+        return _stack([np.asarray(v) for v in values], field, ids)
     blobs = [zlib.decompress(v) for v in values]
     first = blobs[0]
     with io.BytesIO(first) as f:
@@ -210,7 +215,7 @@ def decode_vectors(values: list, field: str = "embeddings") -> np.ndarray:
         )
     ):
         return _stack(
-            [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs], field
+            [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs], field, ids
         )
     raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), size)
     matrix = np.ascontiguousarray(raw[:, offset:]).view(dtype)
@@ -223,9 +228,15 @@ _HEADER_READERS = {
 }
 
 
-def _stack(arrays: list[np.ndarray], field: str) -> np.ndarray:
-    if any(a.ndim != 1 for a in arrays) or len({a.shape for a in arrays}) != 1:
-        raise _ragged_error(field)
+def _stack(arrays: list[np.ndarray], field: str, ids=None) -> np.ndarray:
+    shapes = [a.shape for a in arrays]
+    if any(len(shape) != 1 for shape in shapes) or len(set(shapes)) != 1:
+        usual = max(
+            set(shapes), key=lambda shape: (len(shape) == 1, shapes.count(shape))
+        )
+        odd = [i for i, shape in enumerate(shapes) if shape != usual]
+        raise _ragged_error(field, [_shape_words(shapes[i]) for i in odd], ids, odd,
+                            _shape_words(usual))  # fmt: skip
     return np.asarray(np.stack(arrays), dtype=np.float32)
 
 
@@ -235,7 +246,7 @@ def _refuse_unusable(vectors: np.ndarray, ids: np.ndarray, field: str) -> None:
     bad = ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
     if not bad.any():
         return
-    which = [i.decode() if isinstance(i, bytes) else str(i) for i in ids[bad][:3]]
+    which = [_hex(i) for i in ids[bad][:3]]
     raise MissingEmbeddingsError(
         f"{counted(int(bad.sum()), 'sample')} in {field!r} (e.g. {', '.join(which)})"
         " hold a vector of NaN or infinite values, or of zeros only: compute them"
@@ -244,10 +255,37 @@ def _refuse_unusable(vectors: np.ndarray, ids: np.ndarray, field: str) -> None:
     )
 
 
-def _ragged_error(field: str) -> MissingEmbeddingsError:
-    return MissingEmbeddingsError(
-        f"field {field!r} does not hold 1-d vectors of one length"
-    )
+def _width_error(field: str, ids, width: int, earlier: int) -> MissingEmbeddingsError:
+    """A batch of ``ids`` whose vectors are of length ``width``, the earlier
+    batches' of length ``earlier``."""
+    odd = [f"length {width}"] * len(ids)
+    return _ragged_error(field, odd, ids, range(len(ids)), f"length {earlier}")
+
+
+def _shape_words(shape: tuple) -> str:
+    if len(shape) == 1:
+        return f"length {shape[0]}"
+    return "a scalar" if not shape else f"shape {shape}"
+
+
+def _ragged_error(
+    field: str, odd=(), ids=None, where=(), usual: str | None = None
+) -> MissingEmbeddingsError:
+    """``field`` does not hold 1-d vectors of one length; ``odd`` describes the
+    vectors unlike the ``usual`` one, at positions ``where`` of ``ids``."""
+    message = f"field {field!r} does not hold 1-d vectors of one length"
+    if odd and ids is not None and usual is not None:
+        named = [f"{_hex(ids[i])} ({words})" for i, words in zip(where[:3], odd[:3])]
+        message += (
+            f": {counted(len(odd), 'sample')} (e.g. {', '.join(named)}) unlike the"
+            f" others ({usual}); compute them again with the others' model, or"
+            " clear them (set the field to None) and leave them out (skip_missing)"
+        )
+    return MissingEmbeddingsError(message)
+
+
+def _hex(sample_id) -> str:
+    return sample_id.decode() if isinstance(sample_id, bytes) else str(sample_id)
 
 
 def _hex_ids(object_ids: list) -> np.ndarray:

@@ -141,6 +141,12 @@ def test_decode_vectors_handles_every_stored_form():
     ]
     with pytest.raises(sdk.MissingEmbeddingsError, match="1-d vectors of one length"):
         decode_vectors(ragged, "emb")
+    three = ragged + [fou.serialize_numpy_array(np.ones(3))]
+    with pytest.raises(sdk.MissingEmbeddingsError) as err:
+        decode_vectors(three, "emb", ["a" * 24, "b" * 24, "c" * 24])
+    assert f"1 sample (e.g. {'b' * 24} (length 4)) unlike the others (length 3)" in str(
+        err.value
+    )
 
 
 def test_update_index_encodes_the_added_samples_like_a_build(embedded, small_batches):
@@ -170,6 +176,10 @@ def test_vectors_of_another_length_in_a_later_batch_are_a_clear_error(
     sample = ds[last]
     sample["emb"] = np.ones(16, np.float32)
     sample.save()
-    with pytest.raises(sdk.MissingEmbeddingsError, match="1-d vectors of one length"):
+    with pytest.raises(
+        sdk.MissingEmbeddingsError, match="1-d vectors of one length"
+    ) as err:
         sdk.build_index(ds, "ragged", embeddings_field="emb", code_method="pca")
+    assert f"(e.g. {last} (length 16)) unlike the others (length " in str(err.value)
+    assert "skip_missing" in str(err.value)
     assert sdk.list_indexes(ds) == []
