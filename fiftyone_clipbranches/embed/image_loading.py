@@ -63,6 +63,8 @@ class ImageFileDataset(torch.utils.data.Dataset):
         except Exception as exc:  # noqa: BLE001 - any decode failure is recorded
             # PIL names an open file by its object ("<_io.BufferedReader name=11>")
             message = re.sub(r"<_io\.\w+ name=[^>]*>", str(path), str(exc))
+            if str(path) not in message:  # "image file is truncated (4 bytes ...)"
+                message = f"{path}: {message}"
             return i, None, f"{type(exc).__name__}: {message}"
         return i, tensor, None
 

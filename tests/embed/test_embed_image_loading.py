@@ -38,6 +38,16 @@ def test_a_file_that_is_no_image_is_named_by_its_path(tmp_path):
     assert str(bad) in error and "BufferedReader" not in error
 
 
+def test_a_truncated_image_is_named_by_its_path(tmp_path, cifar_paths):
+    whole = tmp_path / "whole.png"
+    Image.open(cifar_paths[0]).convert("RGB").resize((256, 256)).save(whole)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    _, tensor, error = ImageFileDataset([str(cut)], _identity)[0]
+    assert tensor is None and error.startswith("OSError: ")
+    assert f"{cut}: " in error and "truncated" in error
+
+
 def test_embedding_a_fifo_among_images_finishes(tiny_model, cifar_paths, tmp_path):
     fifo = tmp_path / "pipe.jpg"
     os.mkfifo(fifo)
