@@ -6,7 +6,13 @@ import contextlib
 
 
 class ClipBranchesError(ValueError):
-    """Base class of every user-facing error of the glue."""
+    """Base class of every user-facing error of the glue.
+
+    ``in_app``: the message in the App's words (its forms' fields and operators
+    instead of Python arguments and CLI flags), when they differ; None otherwise.
+    """
+
+    in_app: str | None = None
 
 
 class IndexNotFoundError(ClipBranchesError):
@@ -59,6 +65,11 @@ class ResultTooLargeError(ClipBranchesError):
 class IndexCorruptedError(ClipBranchesError):
     """A file of an index directory does not match its checksum, size or format."""
 
+    def __init__(self, message: str = ""):
+        super().__init__(message)
+        if REBUILD in message:
+            self.in_app = message.replace(REBUILD, APP_REBUILD)
+
 
 class IndexPermissionError(ClipBranchesError):
     """A file of an index directory exists but cannot be read (not corruption)."""
@@ -107,6 +118,11 @@ class IdentityConflictError(ClipBranchesError):
 REBUILD = (
     "rebuild the index (delete_index, then build_index; CLI: clipbranches"
     " delete-index, then build-index) or restore its directory from a backup"
+)
+#: :data:`REBUILD` in the App's words.
+APP_REBUILD = (
+    "rebuild the index ('CLIP branches: delete index', then 'CLIP branches: build"
+    " index') or restore its directory from a backup"
 )
 
 

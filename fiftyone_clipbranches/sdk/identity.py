@@ -15,7 +15,7 @@ from a record or a declaration, in this order:
 about the model (FiftyOne 1.22 adds a bare ``VectorField``), so such a field has
 an identity only once a brain run over it, or the user, says which model it was.
 When none does, the index is built without one: search by samples and vectors
-works, text search is refused with :func:`text_search_refusal`'s message.
+works, text search is refused with :func:`text_search_refusal`'s error.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from fiftyone_clipbranches.sdk.errors import IdentityConflictError
+from fiftyone_clipbranches.sdk.errors import IdentityConflictError, UnknownModelError
 from fiftyone_clipbranches.sdk.runs import brain_configs, root_dataset
 
 #: FiftyOne zoo model name -> open_clip ``(architecture, pretrained tag)`` of the
@@ -218,9 +218,10 @@ def missing_checkpoint(recorded: dict, index_key: str, work: str) -> str | None:
 
 def text_search_refusal(
     index_key: str, field: str | None, reason=None, query: str = "text"
-) -> str:
-    """Why index ``index_key`` cannot embed a ``query`` ("text" or "an image") in
-    its space, and how to declare its model."""
+) -> UnknownModelError:
+    """The error refusing to embed a ``query`` ("text" or "an image") in the space
+    of index ``index_key``, whose CLIP model is not known: why, and how to declare
+    the model (in the SDK's words and, as ``in_app``, in the App's)."""
     why = f" ({reason})" if reason else ""
     source = f"the embeddings in field {field!r}" if field else "its embeddings"
     field_arg = f"embeddings_field={field!r}, " if field else ""
@@ -231,13 +232,29 @@ def text_search_refusal(
         if field
         else ""
     )
-    return (
+    refused = (
         f"index {index_key!r} does not know the CLIP model of {source}{why}, so it "
         f"cannot embed {query} in their space; search by sample ids or a vector, or "
-        f"declare the model: rebuild with build_index(dataset, {index_key!r}, "
-        f"{field_arg}model='ViT-B-32', pretrained='openai') (FiftyOne's "
-        f"clip-vit-base32-torch is open_clip ViT-B-32 / openai){info}"
     )
+    error = UnknownModelError(
+        f"{refused}declare the model: rebuild it (delete_index(dataset, {index_key!r}),"
+        f" then build_index(dataset, {index_key!r}, {field_arg}model='ViT-B-32',"
+        " pretrained='openai'); CLI: clipbranches delete-index DATASET --key"
+        f" {index_key}, then clipbranches build-index DATASET --key {index_key}"
+        + (f" --embeddings-field {field}" if field else "")
+        + " --model ViT-B-32 --pretrained openai) (FiftyOne's clip-vit-base32-torch"
+        f" is open_clip ViT-B-32 / openai){info}"
+    )
+    from_field = f" from field {field!r}" if field else ""
+    error.in_app = (
+        f"index {index_key!r} does not know the CLIP model of {source}{why}, so it "
+        f"cannot embed {query} in their space; search by selected samples, or "
+        f"declare the model: delete the index ('CLIP branches: delete index'), then"
+        f" build it again{from_field} ('CLIP branches: build index') with the field's"
+        " CLIP model and Pretrained weights set (FiftyOne's clip-vit-base32-torch is"
+        " ViT-B-32 / openai)"
+    )
+    return error
 
 
 def _identity_key(identity: dict) -> tuple:

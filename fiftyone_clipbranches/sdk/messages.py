@@ -36,6 +36,8 @@ def user_message(
     weights = weights_message(exc, APP_WEIGHTS_HINT) if in_app else None
     if weights is not None:
         return weights
+    if in_app and getattr(exc, "in_app", None):
+        return exc.in_app
     if _weights_missing(exc) or isinstance(exc, USER_ERRORS):
         return str(exc)
     (logger or logging.getLogger(__name__)).error(

@@ -16,7 +16,6 @@ import numpy as np
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import (
     CheckpointUnavailableError,
-    UnknownModelError,
 )
 from fiftyone_clipbranches.sdk.freshness import (
     alive_rows,
@@ -144,7 +143,7 @@ def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise ValueError("text query must be a non-empty string")
     if not config.clip_model or bundle.encoder is None:
-        raise UnknownModelError(text_search_refusal(index_key, config.embeddings_field))
+        raise text_search_refusal(index_key, config.embeddings_field)
     clip = index_clip_model(config, index_key)
     return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
 
@@ -249,9 +248,7 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
             fetched.
     """
     if not config.clip_model or bundle.encoder is None:
-        raise UnknownModelError(
-            text_search_refusal(index_key, config.embeddings_field, query="an image")
-        )
+        raise text_search_refusal(index_key, config.embeddings_field, query="an image")
     clip = index_clip_model(config, index_key)
     reference = os.fspath(image).strip() if isinstance(image, str | os.PathLike) else ""
     if not reference:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from plugin_helpers import notifications, run_op
 
 import fiftyone_clipbranches as cb
+from fiftyone_clipbranches.sdk.bundle import forget_bundle
 
 
 def _with_vectors(ds):
@@ -30,3 +33,29 @@ def test_build_on_a_field_records_no_default_identity(indexed_dataset):
         "name": "ViT-B-32",
         "pretrained": "openai",
     }
+
+
+def test_operators_say_the_way_out_in_the_apps_words(indexed_dataset):
+    ds = _with_vectors(indexed_dataset)
+    params = {"index_key": "onfield", "embeddings": "vec", "code_method": "pca"}
+    run_op("build_index", {"dataset": ds, "params": params})
+
+    search = {"index_key": "onfield", "query_type": "text", "text": "a cat"}
+    _, requests = run_op("search", {"dataset": ds, "params": search})
+    (message,) = notifications(requests, "error")
+    assert "does not know the CLIP model of the embeddings in field 'vec'" in message
+    assert "'CLIP branches: delete index'" in message
+    assert "'CLIP branches: build index'" in message
+    assert "build_index(" not in message and "CLI:" not in message
+
+    damaged = {**params, "index_key": "damaged"}
+    run_op("build_index", {"dataset": ds, "params": damaged})
+    index_dir = cb.index_info(ds, "damaged").index_dir
+    (Path(index_dir) / "manifest.json").write_text("{ not json")
+    forget_bundle(index_dir)  # as the App's server, a process that never loaded it
+    by_id = {"index_key": "damaged", "query_type": "selection"}
+    ctx = {"dataset": ds, "params": by_id, "selected": ds.values("id")[:1]}
+    _, requests = run_op("search", ctx)
+    (message,) = notifications(requests, "error")
+    assert "garbled" in message and "'CLIP branches: delete index'" in message
+    assert "delete_index" not in message and "CLI:" not in message
