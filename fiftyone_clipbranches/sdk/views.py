@@ -13,8 +13,9 @@ Guarantees (a process killed at any instant, ``kill -9`` included):
   ``overwrite=True``.
 - Score field ownership. A score field clipbranches made carries
   :data:`SCORE_FIELD_MARK` in its ``info``; a float field it did not make (a user's
-  own) is never written (the default field of earlier versions, unmarked, is
-  adopted).
+  own, whatever its name) is never written. The unmarked default field of an
+  earlier version is refused too (it cannot be told from a user's own), with the
+  way to mark it.
 - Score fields. A round (the ids and scores, and the view to save with them) is
   journaled in a small collection before the first sample is written and removed
   after the last write. A round whose writer died (or, in this process, whose write
@@ -53,7 +54,6 @@ from fiftyone_clipbranches.sdk.processes import (
 )
 from fiftyone_clipbranches.sdk.rowmap import check_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
-from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
 
 #: Collection of the FiftyOne database journaling score writes in progress.
 JOURNAL_COLLECTION = "clipbranches.score_writes"
@@ -490,12 +490,11 @@ def check_writable(dataset, score_field, saved_view) -> None:
 
 def writes_scores(root, name: str) -> bool:
     """Whether ``name`` is a field of ``root`` clipbranches writes scores into: one
-    it made (marked in its info), or the default score field of an earlier
-    version (unmarked; adopted)."""
+    it made (marked in its info)."""
     field = root.get_field(name)
     if field is None:
         return False
-    return name == DEFAULT_SCORE_FIELD or bool((field.info or {}).get(SCORE_FIELD_MARK))
+    return bool((field.info or {}).get(SCORE_FIELD_MARK))
 
 
 def _score_field_state(root, score_field: str):
@@ -524,7 +523,7 @@ def _score_field_state(root, score_field: str):
 
 def ensure_score_field(root, score_field: str) -> None:
     """Make ``score_field`` clipbranches' float field if it is absent; refuse one
-    it may not write; adopt the unmarked default field of an earlier version."""
+    it may not write."""
     field = _score_field_state(root, score_field)
     if field is None:
         root.add_sample_field(
@@ -533,6 +532,3 @@ def ensure_score_field(root, score_field: str) -> None:
             description="clipbranches scores: each refinement rewrites this field",
             info={SCORE_FIELD_MARK: "scores"},
         )
-    elif not (field.info or {}).get(SCORE_FIELD_MARK):
-        field.info = {**(field.info or {}), SCORE_FIELD_MARK: "scores"}
-        field.save()  # the default field of an earlier version: ours

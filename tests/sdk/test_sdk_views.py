@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 
-import fiftyone as fo
 import numpy as np
 import pytest
 from sdk_testdata import index_dataset
@@ -109,11 +108,17 @@ def test_a_float_field_the_user_made_is_never_written(indexed, monkeypatch):
         with pytest.raises(sdk.ViewNameTakenError, match="did not save"):
             sdk.refine(ds, index_key="cb", saved_view="mine")
     assert ds.values("uniqueness") == [0.5] * len(ds)
-    # the default field of an earlier version (no mark) is adopted
-    ds.add_sample_field("clipbranches_score", fo.FloatField)
+    # a user's own field of the default name is refused too, its values kept
+    ds.set_values("clipbranches_score", [float(i) for i in range(len(ds))])
+    with pytest.raises(ValueError, match="clipbranches did not make it"):
+        sdk.refine(ds, index_key="cb", random_negatives=20)
+    assert ds.values("clipbranches_score") == [float(i) for i in range(len(ds))]
+    # marked as the message says (an earlier version's field), it is written
+    field = ds.get_field("clipbranches_score")
+    field.info = {"clipbranches": "scores"}
+    field.save()
     result = sdk.refine(ds, index_key="cb", random_negatives=20)
     assert len(ds.exists("clipbranches_score")) == len(result.ids)
-    assert ds.get_field("clipbranches_score").info == {"clipbranches": "scores"}
     # a field the refinement made is rewritten by the next one
     sdk.refine(ds, index_key="cb", score_field="round_scores", random_negatives=20)
     again = sdk.refine(ds, index_key="cb", score_field="round_scores", model="linear")
