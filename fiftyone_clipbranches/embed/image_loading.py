@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision import transforms as T
 
 
@@ -57,7 +57,7 @@ class ImageFileDataset(torch.utils.data.Dataset):
         path = self.paths[i]
         try:
             with open_image_file(path) as img:
-                tensor = self.transform(img.convert("RGB"))
+                tensor = self.transform(as_rgb(img))
         except ImageRefusedError as exc:
             return i, None, str(exc)
         except Exception as exc:  # noqa: BLE001 - any decode failure is recorded
@@ -143,6 +143,33 @@ def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
     finally:
         fh.close()  # the decoded pixels no longer need the file
     return img
+
+
+def as_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as an 8-bit RGB image the way a viewer shows it: turned upright by
+    its EXIF orientation, and 16-bit, 32-bit and float grey levels scaled to 8 bits
+    (PIL's ``convert`` clips them: a 16-bit photo came out white, a float one in
+    [0, 1] black)."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I") or img.mode == "F":
+        img = Image.fromarray(_grey_levels_8bit(img), mode="L")
+    return img.convert("RGB")
+
+
+def _grey_levels_8bit(img: Image.Image) -> np.ndarray:
+    """uint8 ``(H, W)`` of a single-channel image of integer or float levels: 16-bit
+    levels divided by 257; float levels in [0, 1] times 255; other ranges scaled
+    down from their largest level (levels below 0 and NaN count as 0)."""
+    levels = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0)
+    levels = np.maximum(levels, 0.0)
+    top = float(levels.max()) if levels.size else 0.0
+    if img.mode.startswith("I;16") or 255.0 < top <= 65535.0:
+        levels = levels / 257.0
+    elif img.mode == "F" and top <= 1.0:
+        levels = levels * 255.0
+    elif top > 65535.0:
+        levels = levels * (255.0 / top)
+    return np.clip(np.rint(levels), 0, 255).astype(np.uint8)
 
 
 def _file_kind(mode: int) -> str:

@@ -117,3 +117,37 @@ def test_the_pixel_limit_setting_is_checked(monkeypatch, cifar_paths):
     monkeypatch.setenv("CLIPBRANCHES_MAX_IMAGE_PIXELS", "100")
     with pytest.raises(ImageRefusedError):
         open_image_file(cifar_paths[0])
+
+
+def _pixels(img):
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("kind", ["16-bit png", "32-bit tiff", "float tiff"])
+def test_deep_grey_levels_are_scaled_to_8_bits_not_clipped(tmp_path, kind):
+    levels = np.tile(np.linspace(0, 1, 64), (32, 1))
+    eight = tmp_path / "eight.png"
+    Image.fromarray(np.rint(levels * 255).astype(np.uint8)).save(eight)
+    deep = tmp_path / ("deep.png" if kind == "16-bit png" else "deep.tif")
+    if kind == "float tiff":
+        Image.fromarray(levels.astype(np.float32), mode="F").save(deep)
+    else:
+        wide = np.rint(levels * 65535).astype(np.uint16 if "16" in kind else np.int32)
+        Image.fromarray(wide).save(deep)
+    _, want, _ = ImageFileDataset([str(eight)], _pixels)[0]
+    _, got, error = ImageFileDataset([str(deep)], _pixels)[0]
+    assert error is None and got.shape == want.shape == (32, 64, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_an_image_is_turned_upright_by_its_exif_orientation(tmp_path):
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = 255  # white left half, stored 40 wide and 20 high
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    path = tmp_path / "turned.jpg"
+    img.save(path, exif=exif, quality=95)
+    _, shown, error = ImageFileDataset([str(path)], _pixels)[0]
+    assert error is None and shown.shape == (40, 20, 3)
+    assert shown[:15].mean() > 200 and shown[25:].mean() < 50  # white on top
