@@ -24,6 +24,7 @@ _EXPORTS = {
     "ClipBranchesError": "errors",
     "ContradictoryLabelsError": "errors",
     "IdentityConflictError": "errors",
+    "UnsupportedMediaError": "errors",
     "IndexCorruptedError": "errors",
     "IndexExistsError": "errors",
     "IndexBusyError": "errors",

@@ -15,6 +15,7 @@ from fiftyone_clipbranches.sdk.identity import (
     field_model_identity,
     record_field_identity,
 )
+from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import (
@@ -143,6 +144,7 @@ def _embed(
     _check_field_name(field)
     report = as_progress(progress)
     root = root_dataset(samples)
+    require_image_samples(samples, root)
     existing = root.get_field(field)
     if existing is not None and not isinstance(existing, fo.VectorField):
         raise ValueError(

@@ -110,6 +110,11 @@ class CheckpointUnavailableError(UnknownModelError):
     changed since the build: the server's files, not the request, are at fault."""
 
 
+class UnsupportedMediaError(ClipBranchesError):
+    """The dataset holds no images of its own (videos, groups, point clouds), or
+    the view's rows are not its samples (patches, frames, clips)."""
+
+
 class IdentityConflictError(ClipBranchesError):
     """A declared CLIP model contradicts the one recorded for the field."""
 

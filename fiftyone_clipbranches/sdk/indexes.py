@@ -36,6 +36,7 @@ from fiftyone_clipbranches.sdk.identity import (
     field_model_identity,
     missing_checkpoint,
 )
+from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
@@ -155,6 +156,7 @@ def build_index(
         samples left out as unreadable or without an embedding).
     """
     ds = runs.root_dataset(dataset)
+    require_image_samples(ds, ds)  # a view of it indexes the whole dataset
     # the warm-up below runs after the key is free: the index is built by then
     with holding(ds, index_key, "build"):
         runs.validate_new_key(ds, index_key)
@@ -475,6 +477,7 @@ def update_index(
     their vectors from the field as they are now (store the new ones first).
     """
     ds = runs.root_dataset(dataset)
+    require_image_samples(ds, ds)
     config = runs.get_index_config(ds, index_key)
     bundle = load_bundle(config.index_dir)
     report = as_progress(progress)

@@ -23,6 +23,7 @@ from fiftyone_clipbranches.sdk.freshness import (
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
+from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import result_repr
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -148,6 +149,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
     t0 = time.perf_counter()
     req = request
     ds = root_dataset(dataset)
+    require_image_samples(dataset, ds)
     model, index_key = req.model, req.index_key
     model_params = dict(req.model_params or {})
     recover_unfinished_writes(ds)

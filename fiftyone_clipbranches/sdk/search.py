@@ -31,6 +31,7 @@ from fiftyone_clipbranches.sdk.identity import (
 )
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
+from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
@@ -84,6 +85,7 @@ def search_ids(
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer; got {k!r}")
     ds = root_dataset(dataset)
+    require_image_samples(dataset, ds)
     config, bundle = load_index(ds, index_key)
     if image is not None:
         vector = image_embedding(config, bundle, index_key, image)

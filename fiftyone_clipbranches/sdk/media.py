@@ -1,0 +1,36 @@
+"""What clipbranches indexes: the image samples of a dataset, not videos, groups
+or the patches, frames and clips of views."""
+
+from __future__ import annotations
+
+from fiftyone_clipbranches.sdk.errors import UnsupportedMediaError
+
+
+def require_image_samples(samples, root) -> None:
+    """Refuse ``samples`` (a dataset or view whose root dataset is ``root``)
+    unless its rows are image samples of ``root``.
+
+    Raises:
+        UnsupportedMediaError: with the way out for each kind.
+    """
+    media = root.media_type
+    if media == "group":
+        raise UnsupportedMediaError(
+            f"dataset {root.name!r} is a grouped dataset: clipbranches indexes a"
+            " dataset of images; make one of a slice and index that, e.g."
+            f" fo.load_dataset({root.name!r}).select_group_slices('SLICE')"
+            f".clone('{root.name}-SLICE') (CLI: build-index on that dataset)"
+        )
+    if media != "image":
+        raise UnsupportedMediaError(
+            f"dataset {root.name!r} holds {media or 'no'} media, not images:"
+            " clipbranches indexes images only (of a video dataset, index its"
+            " frames as images: dataset.to_frames(sample_frames=True).clone(...))"
+        )
+    for kind in ("patches", "frames", "clips"):
+        if getattr(samples, f"_is_{kind}", False):
+            raise UnsupportedMediaError(
+                f"this is a {kind} view of {root.name!r}: its rows are {kind}, not"
+                " the dataset's samples; search or refine the dataset (or a view"
+                " of its samples, e.g. dataset.match_labels(...)) instead"
+            )

@@ -1,0 +1,77 @@
+"""Only image samples are indexed: grouped and video datasets and the patches views
+of an image dataset are refused by name, before anything is written."""
+
+from __future__ import annotations
+
+import fiftyone as fo
+import pytest
+from user_path import TINY_CLIP_NAME
+
+from fiftyone_clipbranches import sdk
+
+
+def _embed_kwargs(checkpoint):
+    return {"model": TINY_CLIP_NAME, "pretrained": str(checkpoint), "progress": False}
+
+
+def test_a_grouped_dataset_is_refused_with_the_way_to_index_a_slice(
+    cifar_dir, tiny_clip_checkpoint
+):
+    paths = sorted(str(p) for p in cifar_dir.glob("*/*"))[:6]
+    ds = fo.Dataset()
+    try:
+        ds.add_group_field("group", default="left")
+        for a, b in zip(paths[::2], paths[1::2]):
+            group = fo.Group()
+            ds.add_samples(
+                [
+                    fo.Sample(filepath=a, group=group.element("left")),
+                    fo.Sample(filepath=b, group=group.element("right")),
+                ],
+                progress=False,
+            )
+        with pytest.raises(sdk.UnsupportedMediaError, match="grouped dataset") as err:
+            sdk.compute_embeddings(ds, "emb", **_embed_kwargs(tiny_clip_checkpoint))
+        assert "select_group_slices('SLICE')" in str(err.value)
+        with pytest.raises(sdk.UnsupportedMediaError, match="grouped dataset"):
+            sdk.build_index(ds, "cb", code_method="pca", progress=False)
+        assert ds.get_field("emb") is None and sdk.list_indexes(ds) == []
+    finally:
+        ds.delete()
+
+
+def test_a_video_dataset_is_refused_as_no_images(tmp_path, tiny_clip_checkpoint):
+    ds = fo.Dataset()
+    try:
+        ds.add_samples(
+            [fo.Sample(filepath=str(tmp_path / f"{i}.mp4")) for i in range(3)],
+            progress=False,
+        )
+        assert ds.media_type == "video"
+        with pytest.raises(sdk.UnsupportedMediaError, match="video media, not images"):
+            sdk.build_index(ds, "cb", **_embed_kwargs(tiny_clip_checkpoint))
+        assert ds.get_field("clip_embedding") is None
+    finally:
+        ds.delete()
+
+
+def test_a_patches_view_is_refused_and_its_dataset_searched(make_user_index):
+    ds = make_user_index(n_per_class=4)
+    for sample in ds:
+        box = fo.Detection(label="thing", bounding_box=[0.1, 0.1, 0.5, 0.5])
+        sample["boxes"] = fo.Detections(detections=[box, box.copy()])
+        sample.save()
+    patches = ds.to_patches("boxes")
+    one = ds.first().id
+    for call in (
+        lambda: sdk.search(patches, sample_ids=[one], k=3, index_key="clip"),
+        lambda: sdk.refine(patches, positives=[one], index_key="clip"),
+        lambda: sdk.compute_embeddings(patches, "patch_emb", progress=False),
+    ):
+        with pytest.raises(sdk.UnsupportedMediaError, match="patches view") as err:
+            call()
+        assert "its rows are patches, not the dataset's samples" in str(err.value)
+    assert ds.get_field("patch_emb") is None
+    assert (
+        sdk.search(ds, sample_ids=[one], k=3, index_key="clip").values("id")[0] == one
+    )
