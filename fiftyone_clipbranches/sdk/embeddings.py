@@ -163,6 +163,8 @@ def _embed(
     report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
     clip = get_clip_model(model, pretrained)
     identity = dict(clip.identity)
+    if existing is not None:
+        _refuse_another_length(root, field, clip.embedding_dim, model)
     # vectors already there of an unknown model: fill the rest, record nothing
     unknown = existing is not None and check_field_identity(root, field, identity)
 
@@ -204,6 +206,22 @@ def _embed(
         field, len(ids) - len(failed), samples.count() - len(ids), failed, identity
     )
     return summary, failed
+
+
+def _refuse_another_length(root, field: str, dim: int, model: str) -> None:
+    """Refuse to add ``dim``-long vectors to ``field`` when its vectors have
+    another length (a field of another model's vectors), before any is written."""
+    held = root.exists(field).limit(1).values(field)
+    if not held or held[0] is None:
+        return
+    length = int(np.asarray(held[0]).size)
+    if length != dim:
+        raise ValueError(
+            f"field {field!r} holds vectors of length {length} and CLIP {model!r}"
+            f" gives {dim}: they are not this model's vectors; embed into another"
+            " field (field=... / embeddings_field=...; CLI: --embeddings-field),"
+            " or give the model that made them"
+        )
 
 
 def _report(field, n_embedded, n_skipped, failed, identity) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from fiftyone_clipbranches.sdk.embeddings import get_clip_model
 from fiftyone_clipbranches.sdk.errors import (
     CheckpointUnavailableError,
+    UnknownModelError,
 )
 from fiftyone_clipbranches.sdk.freshness import (
     alive_rows,
@@ -146,7 +147,7 @@ def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
         raise ValueError("text query must be a non-empty string")
     if not config.clip_model or bundle.encoder is None:
         raise text_search_refusal(index_key, config.embeddings_field)
-    clip = index_clip_model(config, index_key)
+    clip = _query_model(config, bundle, index_key)
     return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
 
 
@@ -170,6 +171,25 @@ def index_clip_model(config, index_key: str):
             f"{checkpoint_changed(recorded, clip.identity)}, so its vectors would not"
             " match the index's; restore the file, or build another index from the"
             f" new checkpoint ({REBUILD_ELSEWHERE})"
+        )
+    return clip
+
+
+def _query_model(config, bundle, index_key: str):
+    """:func:`index_clip_model`, refused when its vectors are not as long as those
+    the index was built from (a field of another model's vectors declared as this
+    model's)."""
+    clip = index_clip_model(config, index_key)
+    width = bundle.encoder.in_dim
+    if clip.embedding_dim != width:
+        field = config.embeddings_field
+        source = f" in field {field!r}" if field else ""
+        raise UnknownModelError(
+            f"index {index_key!r} records CLIP {config.clip_model['name']!r}, which"
+            f" gives {clip.embedding_dim}-dim vectors, but it was built from"
+            f" {width}-dim vectors{source}: they are not that model's, so it cannot"
+            " embed queries in their space; search by sample ids or a vector, or"
+            f" build an index declaring the model that made them ({REBUILD_ELSEWHERE})"
         )
     return clip
 
@@ -251,7 +271,7 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
     """
     if not config.clip_model or bundle.encoder is None:
         raise text_search_refusal(index_key, config.embeddings_field, query="an image")
-    clip = index_clip_model(config, index_key)
+    clip = _query_model(config, bundle, index_key)
     reference = os.fspath(image).strip() if isinstance(image, str | os.PathLike) else ""
     if not reference:
         raise ValueError(f"image must be a file path or URL; got {image!r}")

@@ -325,3 +325,36 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
     finally:
         _forget_loaded_models()
         ds.delete()
+
+
+def test_a_field_of_another_models_vectors_is_not_taken_for_the_declared_one(
+    cifar_dir, tiny_clip_checkpoint
+):
+    import numpy as np
+
+    ds = images_dataset(cifar_dir, 4)
+    try:
+        own = list(np.random.default_rng(0).normal(size=(len(ds), 32)).astype("f4"))
+        ds.set_values("own", own[:30] + [None] * (len(ds) - 30))
+        clip = {"model": TINY_CLIP_NAME, "pretrained": str(tiny_clip_checkpoint)}
+        with pytest.raises(ValueError, match="holds vectors of length 32") as err:
+            sdk.compute_embeddings(ds, "own", progress=False, **clip)
+        assert "gives 64" in str(err.value)
+        assert len(ds.exists("own")) == 30  # no vector of the other length added
+
+        ds.set_values("own", own)
+        cb.build_index(
+            ds, "own", embeddings_field="own", code_method="pca", progress=False,
+            **clip,
+        )  # fmt: skip
+        with pytest.raises(UnknownModelError) as err:
+            cb.search(ds, text="a cat", index_key="own")
+        assert "gives 64-dim vectors, but it was built from 32-dim vectors" in str(
+            err.value
+        )
+        one = ds.first().id
+        assert (
+            cb.search(ds, sample_ids=[one], k=2, index_key="own").values("id")[0] == one
+        )
+    finally:
+        ds.delete()
