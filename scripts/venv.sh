@@ -8,6 +8,8 @@ print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest(),
       sys.version.split()[0], os.getcwd())')"
 if [ "$(cat "$_venv_stamp" 2>/dev/null)" != "$_venv_wanted" ] \
     || ! .venv/bin/python -c "import fiftyone_clipbranches" 2>/dev/null; then
+    echo "setting up .venv: installing the package and its dependencies (a few" \
+        "minutes, once per checkout and pyproject.toml)" >&2
     python3 -m venv .venv
     .venv/bin/pip install --quiet -e ".[dev]"
     echo "$_venv_wanted" > "$_venv_stamp"

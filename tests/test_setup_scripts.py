@@ -40,7 +40,8 @@ def checkout(tmp_path: Path) -> Path:
     return root
 
 
-def setup(root: Path, **env) -> tuple[int, list[str]]:
+def setup(root: Path, stderr: list | None = None, **env) -> tuple[int, list[str]]:
+    """``(exit status, the commands it ran)``; its stderr appended to ``stderr``."""
     log = root.parent / "calls.log"
     before = log.read_text().splitlines() if log.exists() else []
     run = subprocess.run(
@@ -57,16 +58,22 @@ def setup(root: Path, **env) -> tuple[int, list[str]]:
         text=True,
     )
     after = log.read_text().splitlines() if log.exists() else []
+    if stderr is not None:
+        stderr.append(run.stderr)
     return run.returncode, after[len(before) :]
 
 
 def test_installs_once_per_pyproject(tmp_path):
     root = checkout(tmp_path)
-    assert setup(root) == (
+    said = []
+    assert setup(root, said) == (
         0,
         ["python3 -m venv .venv", "pip install --quiet -e .[dev]"],
     )
-    assert setup(root) == (0, [])  # nothing to do: no pip, no network
+    assert "setting up .venv" in said[0]  # minutes of a quiet pip: said first
+    said = []
+    assert setup(root, said) == (0, [])  # nothing to do: no pip, no network
+    assert said == [""]  # and nothing to say
     with open(root / "pyproject.toml", "a") as f:
         f.write('dependencies = ["numpy"]\n')
     assert setup(root)[1] == ["python3 -m venv .venv", "pip install --quiet -e .[dev]"]
