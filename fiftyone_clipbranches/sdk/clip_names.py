@@ -40,9 +40,30 @@ def resolve_clip(model: str, pretrained=UNSET) -> tuple[str, object]:
         return model, pretrained
     if model == DEFAULT_CLIP_MODEL:
         return model, DEFAULT_CLIP_PRETRAINED
+    _refuse_unknown_architecture(model)
     raise ValueError(
         f"pass pretrained= (CLI: --pretrained) for model {model!r}: its open_clip"
         f" tag (see open_clip.list_pretrained_tags_by_model({model!r})) or a local"
         f" checkpoint path; or model={SHIPPED_MODEL!r}, the small CLIP this package"
         " ships"
+    )
+
+
+def _refuse_unknown_architecture(model) -> None:
+    """Raise ValueError naming the nearest names when ``model`` is no open_clip
+    architecture (checked only where weights were not given: with a local
+    checkpoint, its config beside it may register the name)."""
+    import difflib
+
+    import open_clip
+
+    known = open_clip.list_models()
+    if model in known:
+        return
+    near = difflib.get_close_matches(str(model), [*known, SHIPPED_MODEL], n=3)
+    hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
+    raise ValueError(
+        f"unknown CLIP model {model!r}: {hint}give an open_clip architecture"
+        " (open_clip.list_models(), e.g. 'ViT-B-32') with its pretrained weights,"
+        f" or {SHIPPED_MODEL!r}, the small CLIP this package ships"
     )

@@ -58,3 +58,15 @@ def test_build_index_and_embeddings_with_the_shipped_clip(cifar_dir):
     finally:
         ds.delete()
         other.delete()
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("ViT-B-23", "'ViT-B-32'"), ("dmeo", "'demo'")]
+)
+def test_a_mistyped_model_is_called_unknown_with_the_names_meant(typo, meant):
+    with pytest.raises(ValueError, match=f"unknown CLIP model '{typo}'") as err:
+        resolve_clip(typo)
+    assert f"did you mean {meant}" in str(err.value)
+    assert "pass pretrained=" not in str(err.value)
+    with pytest.raises(ValueError, match="pass pretrained="):
+        resolve_clip("RN50")  # a real architecture: its weights are what is missing
