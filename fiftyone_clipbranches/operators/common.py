@@ -103,18 +103,19 @@ def add_index_choice(
     keys = index_keys(ctx)
     chosen = ctx.params.get(name)
     if chosen and chosen not in keys:  # deleted or renamed since (or since queued)
+        others = f": its indexes are {', '.join(repr(k) for k in keys)}" if keys else ""
         gone = inputs.view(
             f"{name}_gone",
             types.Warning(
-                label=f"Index '{chosen}' is no longer on this dataset",
+                label=f"Index '{chosen}' is not on this dataset",
                 description="It was deleted or renamed since it was chosen (or since"
-                " this operation was queued): choose another.",
+                " this operation was queued), or never built: choose another.",
             ),
         )
         gone.invalid = True
         gone.error_message = (
-            f"index '{chosen}' is no longer on this dataset: deleted or renamed since"
-            " it was chosen or this operation was queued"
+            f"index '{chosen}' is not on this dataset (deleted or renamed since it"
+            f" was chosen or this operation was queued, or never built){others}"
         )
         keys = [*keys, chosen]  # refused by the warning, not as an "enum value"
     if not keys:

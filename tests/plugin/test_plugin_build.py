@@ -70,7 +70,7 @@ def test_build_index_operator_delegated(embedded_dataset):
     update = next(o for o in service.list_operations(dataset_name=ds.name)
                   if o.operator.endswith("update_index"))  # fmt: skip
     assert update.run_state == "failed"
-    assert "index 'later' is no longer on this dataset" in str(update.result.error)
+    assert "index 'later' is not on this dataset" in str(update.result.error)
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from plugin_helpers import notifications, run_op
 
 import fiftyone_clipbranches as cb
@@ -59,3 +60,14 @@ def test_operators_say_the_way_out_in_the_apps_words(indexed_dataset):
     (message,) = notifications(requests, "error")
     assert "garbled" in message and "'CLIP branches: delete index'" in message
     assert "delete_index" not in message and "CLI:" not in message
+
+
+def test_a_key_never_built_is_refused_naming_the_datasets_indexes(indexed_dataset):
+    import fiftyone.operators as foo
+
+    ctx = {"dataset": indexed_dataset, "params": {"index_key": "nope"}}
+    with pytest.raises(foo.executor.ExecutionError) as err:
+        foo.execute_operator("@clipbranches/clipbranches/delete_index", ctx=ctx)
+    assert "index 'nope' is not on this dataset" in str(err.value)
+    assert "or never built): its indexes are 'cb'" in str(err.value)
+    assert cb.list_indexes(indexed_dataset) == ["cb"]
