@@ -15,7 +15,8 @@ class SaveResultsView(foo.Operator):
         return foo.OperatorConfig(
             name="save_results_view",
             label="CLIP branches: save results as view",
-            description="Keep the last results, ranked by score, as a saved view",
+            description="Save the results shown in the grid (the current view), in"
+            " their order, as a saved view",
             icon=ICON,
             dynamic=True,
             risk_level=types.RiskLevel.LOW,
@@ -38,6 +39,11 @@ class SaveResultsView(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         try:
+            if not getattr(ctx.view, "_stages", None):
+                raise ValueError(
+                    "the grid shows the whole dataset, not results: search or refine"
+                    " first, then save the results it shows"
+                )
             name = save_view(
                 ctx.dataset,
                 p.get("name") or "",

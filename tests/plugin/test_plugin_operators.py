@@ -154,6 +154,10 @@ def test_save_results_view_operator(indexed_dataset):
     assert ds.load_saved_view("my results").values("id") == view.values("id")
     result, requests = run_op("save_results_view", {**ctx, "params": {"name": " "}})
     assert "non-empty name" in result["error"]
+    whole = {"dataset": ds, "params": {"name": "everything"}}  # no results shown
+    result, requests = run_op("save_results_view", whole)
+    assert "the grid shows the whole dataset, not results" in result["error"]
+    assert not ds.has_saved_view("everything")
 
 
 def test_manage_index_operators(indexed_dataset):
