@@ -373,3 +373,15 @@ def _register_config_beside(name: str, pretrained) -> None:
     config = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"{name}.json")
     if os.path.isfile(checkpoint) and os.path.isfile(config):
         open_clip.add_model_config(config)
+
+
+def missing_config_beside(name: str, checkpoint) -> str | None:
+    """The path ``<name>.json`` must have beside ``checkpoint`` for the
+    architecture ``name`` to load from it, when it is not there and ``name`` is
+    not one of open_clip's own architectures; None otherwise."""
+    own = Path(open_clip.__file__).parent / "model_configs" / f"{name}.json"
+    if own.is_file():
+        return None
+    folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+    config = os.path.join(folder, f"{name}.json")
+    return None if os.path.isfile(config) else config

@@ -62,6 +62,16 @@ def relocate_checkpoint(dataset, path, index_key: str = DEFAULT_INDEX_KEY) -> li
             " would not match the index's; find the original file"
         )
     old = recorded.get("pretrained")
+    from fiftyone_clipbranches.embed.models import missing_config_beside
+
+    config = missing_config_beside(recorded["name"], path)
+    if config is not None:
+        raise ValueError(
+            f"{path!r} is the checkpoint, but architecture {recorded['name']!r} is"
+            f" not open_clip's own and its config is not beside it ({config}): copy"
+            f" {os.path.basename(config)} from beside the old file ({old!r}) there"
+            " too, then relocate again"
+        )
     updated = []
 
     def moved(identity) -> bool:

@@ -304,6 +304,12 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
         # the field records it too; the moved file holds other weights: refused
         with pytest.raises(IdentityConflictError, match="is not the checkpoint"):
             sdk.relocate_checkpoint(ds, tmp_path / "moved.pt", index_key="clip")
+        # the original bytes without the architecture's config beside them would
+        # load in no new process: refused, saying which file to copy
+        with pytest.raises(ValueError, match="its config is not beside it") as err:
+            sdk.relocate_checkpoint(ds, original, index_key="clip")
+        assert f"copy {TINY_CLIP_NAME}.json from beside the old file" in str(err.value)
+        shutil.copy(tmp_path / "model" / f"{TINY_CLIP_NAME}.json", tmp_path)
         # an index another process updates is not changed under it: refused,
         # nothing recorded
         before = sdk.index_info(ds, "clip", check=False).clip_model

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from service_helpers import worker_pids
 from service_process import running_service
+from user_path import TINY_CLIP_NAME
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.service import Client, ServiceError
@@ -405,6 +406,8 @@ def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
     recorded = sdk.index_info(ds, "clip", check=False).clip_model["pretrained"]
     moved = tmp_path / "moved.pt"
     shutil.copyfile(recorded, moved)
+    config = Path(recorded).with_name(f"{TINY_CLIP_NAME}.json")
+    shutil.copyfile(config, tmp_path / config.name)  # the architecture travels too
     sdk.relocate_checkpoint(ds, str(moved), index_key="clip")
     moved.unlink()  # gone from where the index says it is
     with running_service([f"--dataset={ds.name}"], TOKEN) as service:
