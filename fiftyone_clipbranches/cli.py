@@ -226,20 +226,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         help="open_clip model name, or 'demo' for the small CLIP this package ships"
-        " (default: that one; with --images, ViT-B-32 / laion2b_s34b_b79k, whose"
+        " (default: demo; with --images, ViT-B-32 / laion2b_s34b_b79k, whose"
         " weights must be in the local cache offline)",
     )
     p.add_argument(
         "--pretrained",
         help="open_clip pretrained tag, checkpoint path, or 'none' (random weights)",
     )
-    p.add_argument("--n-images", type=int, default=3000, help="generated images")
-    p.add_argument("--query", default="a red circle", help="the text query")
-    p.add_argument("--k", type=int, default=60, help="results shown and labelled")
+    p.add_argument(
+        "--n-images", type=int, default=3000,
+        help="generated images (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--query", default="a red circle",
+        help="the text query (default: '%(default)s')",
+    )  # fmt: skip
+    p.add_argument(
+        "--k", type=int, default=60,
+        help="results shown and labelled (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument(
         "--refine-model",
         default=DEMO_REFINE_MODEL,
         choices=model_names(),
+        help="the model of the feedback round (default: %(default)s)",
     )
     p.add_argument("--dataset", help="FiftyOne dataset name to create or reuse")
     p.add_argument(
@@ -255,12 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="time budget for training; running past it is an error (default: none)",
     )
     p.add_argument("--no-app", action="store_true", help="do not launch the App")
-    p.add_argument("--port", type=int, default=5151, help="App port on 127.0.0.1")
+    p.add_argument(
+        "--port", type=int, default=5151,
+        help="App port on 127.0.0.1 (default: %(default)s)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_demo)
 
     from fiftyone_clipbranches.service.cli_command import add_serve_arguments
 
-    p = sub.add_parser("serve", help="run the HTTP search service")
+    p = sub.add_parser(
+        "serve",
+        help="run the HTTP search service",
+        description="Serve search and refinement of the datasets' indexes over HTTP"
+        " (JSON, bearer token; docs/service.md), for clients other than the App.",
+    )
     add_serve_arguments(p)
     p.add_argument(
         "--ray-address",
