@@ -85,6 +85,11 @@ def collect_garbage(
             directory whose writer still runs on this host is always kept.
     """
     base = Path(root).expanduser().resolve() if root is not None else index_root()
+    if root is not None and not base.is_dir():
+        raise ValueError(
+            f"no folder at {str(base)!r}: give the folder the indexes are kept in"
+            f" (default: {str(index_root())!r})"
+        )
     report = GcReport(str(base))
     referenced = runs.referenced_index_dirs()
     now = time.time()

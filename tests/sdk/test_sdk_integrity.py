@@ -253,6 +253,9 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
     assert left == []  # an hour's grace for the young one
     shutil.rmtree(young)
     sdk.verify_index(ds, "idx")
+    # a root that is no folder (a typo) is said, not reported as "0 leftovers"
+    assert cli.main(["gc", "--root", str(tmp_path / "typo")]) != 0
+    assert "no folder at" in capsys.readouterr().err
 
 
 def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, capsys):
