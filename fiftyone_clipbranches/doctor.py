@@ -15,6 +15,10 @@ class CheckResult:
     seconds: float
 
 
+class CheckFailed(RuntimeError):
+    """A check found what it checks wrong: its message is the whole report."""
+
+
 def check_numba() -> str:
     import numba
     import numpy as np
@@ -27,7 +31,7 @@ def check_numba() -> str:
         return s
 
     if _total(np.arange(10, dtype=np.int64)) != 45:
-        raise RuntimeError("numba compiled a kernel that returns a wrong result")
+        raise CheckFailed("numba compiled a kernel that returns a wrong result")
     return f"numba {numba.__version__} compiles and runs kernels"
 
 
@@ -68,7 +72,7 @@ def check_database() -> str:
     try:
         dataset.add_sample(fo.Sample(filepath="/doctor/probe.jpg"))
         if len(dataset) != 1:
-            raise RuntimeError("the database did not keep a sample")
+            raise CheckFailed("the database did not keep a sample")
     finally:
         dataset.delete()
     if fo.config.database_uri:
@@ -106,13 +110,13 @@ def check_plugin() -> str:
 
     names = [p.name for p in fop.list_plugins(enabled="all")]
     if PLUGIN_NAME not in names:
-        raise RuntimeError(
+        raise CheckFailed(
             f"plugin {PLUGIN_NAME} not found in FiftyOne's plugins dir;"
             " run `clipbranches install-plugin`"
         )
     errors = [e for e in OperatorRegistry().list_errors() if "clipbranches" in str(e)]
     if errors:
-        raise RuntimeError(f"plugin registration errors: {errors}")
+        raise CheckFailed(f"plugin registration errors: {errors}")
     return f"plugin {PLUGIN_NAME} discovered, no registration errors"
 
 
@@ -133,6 +137,7 @@ def run_checks(checks=None) -> list[CheckResult]:
         try:
             detail, ok = fn(), True
         except Exception as e:  # each check reports its failure as one line
-            detail, ok = f"{type(e).__name__}: {e}".splitlines()[0], False
+            said = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
+            detail, ok = said.splitlines()[0], False
         results.append(CheckResult(name, ok, detail, time.perf_counter() - start))
     return results

@@ -196,6 +196,17 @@ def test_doctor_fails_with_one_line_reason():
     assert result.detail == "RuntimeError: mongod exited with error 100"
 
 
+def test_doctor_says_what_a_check_found_without_a_class_name():
+    from fiftyone_clipbranches.doctor import CheckFailed, run_checks
+
+    def missing():
+        raise CheckFailed("plugin @clipbranches/clipbranches not found")
+
+    (result,) = run_checks([("plugin", missing)])
+    assert not result.ok
+    assert result.detail == "plugin @clipbranches/clipbranches not found"
+
+
 def test_a_reader_that_stops_early_gets_no_traceback():
     # `clipbranches ... | head`: the pipe closes while the CLI still writes
     flood = (
