@@ -8,6 +8,7 @@ the App with the panel open. Every step reuses what an earlier run left behind.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import time
 from contextlib import contextmanager
@@ -246,9 +247,18 @@ def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0
         ],
         orientation="horizontal",
     )
-    session = fo.launch_app(
-        dataset, port=port, address=address, remote=True, auto=False, spaces=spaces
-    )
+    # FiftyOne's own lines are for a remote machine (ssh port forwarding, with
+    # its default port) and its welcome banner: the line below says where it is
+    session_log = logging.getLogger("fiftyone.core.session.session")
+    level = session_log.level
+    session_log.setLevel(logging.WARNING)
+    try:
+        session = fo.launch_app(
+            dataset, port=port, address=address, remote=True, auto=False,
+            spaces=spaces,
+        )  # fmt: skip
+    finally:
+        session_log.setLevel(level)
     print(f"App: http://{address}:{port}/  (Ctrl-C to stop)")
     if dataset.has_saved_view(DEMO_VIEW):
         print(

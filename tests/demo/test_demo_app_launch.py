@@ -1,0 +1,53 @@
+"""The demo's App says where it is in its own line, not in FiftyOne's
+instructions for a remote machine (an ssh tunnel to the default port)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import fiftyone as fo
+from conftest import terminate_process_tree
+
+_LAUNCH = """
+import sys
+from fiftyone_clipbranches.demo.pipeline import launch_demo_app
+launch_demo_app(sys.argv[1], port=int(sys.argv[2]))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_demo_app_names_its_own_address_only(cifar_dir, tmp_path):
+    ds = fo.Dataset()
+    ds.add_samples(
+        [fo.Sample(filepath=str(p)) for p in sorted(cifar_dir.glob("*/*"))[:3]],
+        progress=False,
+    )
+    ds.persistent = True
+    port = _free_port()
+    log = tmp_path / "app.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCH, ds.name, str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 150
+        while "App: http" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.5)
+        said = log.read_text()
+        assert f"App: http://127.0.0.1:{port}/" in said
+        assert "ssh -N" not in said and "remote App" not in said
+    finally:
+        terminate_process_tree(proc.pid)
+        ds.delete()
