@@ -46,11 +46,14 @@ def _cmd_doctor(args) -> int:
 
 def _cmd_demo(args) -> int:
     from fiftyone_clipbranches.demo.pipeline import (
+        check_app_port,
         launch_demo_app,
         link_plugin,
         run_demo,
     )
 
+    if not args.no_app:
+        check_app_port(args.port)  # before the minutes of the demo's work
     report = run_demo(
         images=args.images,
         model=args.model,

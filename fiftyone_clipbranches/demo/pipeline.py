@@ -229,10 +229,45 @@ def link_plugin() -> None:
         print(f"warning: {e}")
 
 
+def check_app_port(port: int, address: str = "127.0.0.1") -> None:
+    """Refuse a ``port`` another program holds (an App already there is fine:
+    FiftyOne serves this session through it), before minutes of work.
+
+    Raises:
+        ValueError: the port is taken by something that is no FiftyOne App.
+    """
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+            return
+        except OSError:
+            pass
+    try:
+        with urllib.request.urlopen(
+            f"http://{address}:{port}/fiftyone", timeout=3
+        ) as r:
+            if "version" in json.loads(r.read().decode()):
+                return
+    except (OSError, ValueError):
+        pass
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        free = probe.getsockname()[1]
+    raise ValueError(
+        f"port {port} on {address} is taken by another program (no FiftyOne App"
+        f" answers there): pass a free one, e.g. --port {free}"
+    )
+
+
 def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0.1"):
     """Open the App on the whole demo dataset with the panel beside the grid (the
     demo's refined result is the saved view :data:`DEMO_VIEW`, in the App's view
     menu: opened on it, a first search would look only inside it); blocks."""
+    check_app_port(port, address)
     settings.quiet_bundled_database_validation()
     import fiftyone as fo
 

@@ -51,3 +51,26 @@ def test_the_demo_app_names_its_own_address_only(cifar_dir, tmp_path):
     finally:
         terminate_process_tree(proc.pid)
         ds.delete()
+
+
+def test_a_port_another_program_holds_is_refused_before_the_demo_runs(capsys):
+    import socket
+
+    from fiftyone_clipbranches import cli
+    from fiftyone_clipbranches.demo import pipeline
+
+    def no_demo(**kwargs):
+        raise AssertionError("the demo ran before the port was checked")
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        original, pipeline.run_demo = pipeline.run_demo, no_demo
+        try:
+            assert cli.main(["demo", "--port", str(port)]) == 1
+        finally:
+            pipeline.run_demo = original
+    said = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is taken by another program" in said
+    assert "pass a free one, e.g. --port " in said
