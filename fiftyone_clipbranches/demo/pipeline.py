@@ -155,6 +155,13 @@ def run_demo(
             data_dir, progress, train_minutes, train_config, retrain, notes
         )
         lap("demo model")
+        if images is not None:
+            notes.append(
+                f"the shipped CLIP ({SHIPPED_MODEL!r}) knows only generated shapes and"
+                " colours, not photos: low figures on your images are its own; with"
+                " the real CLIP's weights, pass --model ViT-B-32 --pretrained"
+                " laion2b_s34b_b79k (or a local checkpoint file)"
+            )
     else:
         model = model or "ViT-B-32"
         pretrained = _weights(pretrained)

@@ -161,6 +161,8 @@ def test_the_shipped_model_or_random_weights_run_on_the_users_images_offline(
                 **chosen,
             )
             assert report.n_samples == 70 and report.n_relevant == 35
+            knows_shapes = [n for n in report.notes if "not photos" in n]
+            assert len(knows_shapes) == (chosen["model"] == "demo")
             used = report_model(name)
             assert used["name"] == expected
             assert (used["pretrained"] is None) == ("pretrained" in chosen)
