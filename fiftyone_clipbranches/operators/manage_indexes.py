@@ -11,7 +11,7 @@ from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
     add_new_key_input,
-    notify_error,
+    error_result,
 )
 from fiftyone_clipbranches.sdk import delete_index, index_info, rename_index
 
@@ -75,8 +75,7 @@ class IndexInfoOperator(foo.Operator):
         try:
             return info_dict(index_info(ctx.dataset, ctx.params.get("index_key")))
         except Exception as exc:  # shown as a notification, never a traceback
-            notify_error(ctx, exc, keep=False)  # resolve_output shows it
-            return {"error": str(exc)}
+            return error_result(ctx, exc, keep=False)  # resolve_output shows it
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -126,8 +125,7 @@ class RenameIndex(foo.Operator):
         try:
             rename_index(ctx.dataset, key, new_key)
         except Exception as exc:  # shown as a notification, never a traceback
-            notify_error(ctx, exc)
-            return {"error": str(exc)}
+            return error_result(ctx, exc)
         ctx.ops.notify(f"Index '{key}' renamed to '{new_key}'", variant="success")
         return {"index_key": new_key}
 
@@ -159,7 +157,6 @@ class DeleteIndex(foo.Operator):
         try:
             delete_index(ctx.dataset, key)
         except Exception as exc:  # shown as a notification, never a traceback
-            notify_error(ctx, exc)
-            return {"error": str(exc)}
+            return error_result(ctx, exc)
         ctx.ops.notify(f"Index '{key}' deleted", variant="success")
         return {"deleted": key}

@@ -11,7 +11,7 @@ import fiftyone.operators.types as types
 from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
-    notify_error,
+    error_result,
 )
 from fiftyone_clipbranches.sdk.labels import count_tagged
 from fiftyone_clipbranches.sdk.messages import round_summary, unsearched_note
@@ -127,8 +127,7 @@ class RefineOperator(foo.Operator):
                 secrets=ctx.secrets,
             )
         except Exception as exc:  # shown as a notification, never a traceback
-            notify_error(ctx, exc)
-            return {"error": str(exc)}
+            return error_result(ctx, exc)
         ctx.ops.set_view(view=result.view)
         ctx.ops.notify(summary(result.stats), variant="success")
         return result.stats

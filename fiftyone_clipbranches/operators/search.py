@@ -9,7 +9,7 @@ import fiftyone.operators.types as types
 from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
-    notify_error,
+    error_result,
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
 from fiftyone_clipbranches.sdk.messages import unsearched_note
@@ -67,8 +67,7 @@ class SearchIndex(foo.Operator):
             )
             unsearched = unsearched_count(ctx.dataset, p.get("index_key"))
         except Exception as exc:  # shown as a notification, never a traceback
-            notify_error(ctx, exc)
-            return {"error": str(exc)}
+            return error_result(ctx, exc)
         ctx.ops.set_view(view=view)
         where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
         ctx.ops.notify(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fiftyone_clipbranches.operators.common import ICON, notify_error
+from fiftyone_clipbranches.operators.common import ICON, error_result
 from fiftyone_clipbranches.sdk import save_view
 
 
@@ -51,8 +51,7 @@ class SaveResultsView(foo.Operator):
                 overwrite=bool(p.get("overwrite", False)),
             )
         except Exception as exc:  # shown as a notification, never a traceback
-            notify_error(ctx, exc)
-            return {"error": str(exc)}
+            return error_result(ctx, exc)
         # by name the App would look the view up in its stale list of saved views
         ctx.ops.reload_dataset()
         ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))

@@ -65,11 +65,6 @@ class ResultTooLargeError(ClipBranchesError):
 class IndexCorruptedError(ClipBranchesError):
     """A file of an index directory does not match its checksum, size or format."""
 
-    def __init__(self, message: str = ""):
-        super().__init__(message)
-        if REBUILD in message:
-            self.in_app = message.replace(REBUILD, APP_REBUILD)
-
 
 class IndexPermissionError(ClipBranchesError):
     """A file of an index directory exists but cannot be read (not corruption)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.errors import APP_REBUILD, REBUILD, ClipBranchesError
 
 #: Errors whose message is meant for the user: a wrong argument or a state the
 #: user can change (and missing CLIP weights, :func:`_weights_missing`). Anything
@@ -17,6 +17,14 @@ APP_WEIGHTS_HINT = (
     "Run the form again with Pretrained weights set to a local checkpoint file, or"
     " with a model whose weights are in this machine's cache"
 )
+
+
+#: Ways out that SDK errors name in Python's words, in the App's.
+APP_PHRASES = {
+    REBUILD: APP_REBUILD,
+    "and leave them out (skip_missing)": "and build with 'Leave out samples without"
+    " a vector'",
+}
 
 
 CLI_WEIGHTS_HINT = (
@@ -36,10 +44,13 @@ def user_message(
     weights = weights_message(exc, APP_WEIGHTS_HINT) if in_app else None
     if weights is not None:
         return weights
-    if in_app and getattr(exc, "in_app", None):
-        return exc.in_app
     if _weights_missing(exc) or isinstance(exc, USER_ERRORS):
-        return str(exc)
+        if not in_app:
+            return str(exc)
+        message = getattr(exc, "in_app", None) or str(exc)
+        for sdk_words, app_words in APP_PHRASES.items():
+            message = message.replace(sdk_words, app_words)
+        return message
     (logger or logging.getLogger(__name__)).error(
         "clipbranches: unexpected error", exc_info=exc
     )

@@ -56,6 +56,7 @@ def test_search_errors_are_notifications_not_tracebacks(indexed_dataset):
     result, requests = run_op("search", {"dataset": ds, "params": params})
     assert "CLIP model" in result["error"]
     assert notifications(requests, "error") == [result["error"]]
+    assert "'CLIP branches: delete index'" in result["error"]  # the App's words
     params = {"index_key": "cb", "query_type": "selection"}
     result, requests = run_op("search", {"dataset": ds, "params": params})
     assert "select samples" in notifications(requests, "error")[0]
@@ -181,7 +182,7 @@ def test_manage_index_operators(indexed_dataset):
     assert result == {"deleted": "cb2"} and not index_dir.exists()
     # the form of a dataset left without an index cannot run: the deleted key is
     # named, and without one the form says there is none
-    with pytest.raises(ExecutionError, match="index 'cb2' is no longer on this"):
+    with pytest.raises(ExecutionError, match="index 'cb2' is not on this dataset"):
         run_op("index_info", {"dataset": ds, "params": {"index_key": "cb2"}})
     with pytest.raises(ExecutionError, match="has no clipbranches index"):
         run_op("index_info", {"dataset": ds, "params": {}})
