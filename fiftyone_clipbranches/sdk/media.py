@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from fiftyone_clipbranches.sdk.errors import UnsupportedMediaError
 
+#: FiftyOne's media types of datasets without images of their own ("unknown", a
+#: file of no known extension, and None, an empty dataset, are left to decoding
+#: and to the sample counts).
+NOT_IMAGES = ("video", "point-cloud", "3d", "multimodal")
+
 
 def require_image_samples(samples, root) -> None:
     """Refuse ``samples`` (a dataset or view whose root dataset is ``root``)
@@ -21,9 +26,9 @@ def require_image_samples(samples, root) -> None:
             f" fo.load_dataset({root.name!r}).select_group_slices('SLICE')"
             f".clone('{root.name}-SLICE') (CLI: build-index on that dataset)"
         )
-    if media != "image":
+    if media in NOT_IMAGES:
         raise UnsupportedMediaError(
-            f"dataset {root.name!r} holds {media or 'no'} media, not images:"
+            f"dataset {root.name!r} holds {media} media, not images:"
             " clipbranches indexes images only (of a video dataset, index its"
             " frames as images: dataset.to_frames(sample_frames=True).clone(...))"
         )

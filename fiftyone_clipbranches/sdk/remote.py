@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import result_repr
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_SCORE_FIELD
@@ -370,6 +371,7 @@ def refine_here_or_remote(
         )
     url, token = remote
     ds = root_dataset(dataset)
+    require_image_samples(dataset, ds)
     check_writable(ds, score_field, saved_view)  # refused before the service works
     try:
         answer = remote_refine(ds.name, request=request, url=url, token=token)

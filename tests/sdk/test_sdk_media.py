@@ -75,3 +75,25 @@ def test_a_patches_view_is_refused_and_its_dataset_searched(make_user_index):
     assert (
         sdk.search(ds, sample_ids=[one], k=3, index_key="clip").values("id")[0] == one
     )
+
+
+def test_images_of_no_known_extension_are_indexed(
+    cifar_dir, tmp_path, tiny_clip_checkpoint
+):
+    import shutil
+
+    from user_path import build_user_index
+
+    names = []
+    for i, path in enumerate(sorted(cifar_dir.glob("*/*"))[:40]):
+        names.append(str(shutil.copy(path, tmp_path / f"blob{i:03d}")))  # no suffix
+    ds = fo.Dataset()
+    try:
+        ds.add_samples([fo.Sample(filepath=n) for n in names], progress=False)
+        assert ds.media_type == "unknown"  # FiftyOne's word for "no known suffix"
+        info = build_user_index(ds, tiny_clip_checkpoint)
+        assert info.n_samples == 40
+        with pytest.raises(ValueError, match="0 samples"):
+            sdk.build_index(fo.Dataset(), "cb", progress=False)  # as before: empty
+    finally:
+        ds.delete()
