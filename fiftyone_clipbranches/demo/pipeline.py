@@ -244,30 +244,40 @@ def check_app_port(port: int, address: str = "127.0.0.1") -> None:
         ValueError: the port is taken by something that is no FiftyOne App.
     """
     import json
-    import socket
     import urllib.request
 
-    with socket.socket() as probe:
-        try:
-            probe.bind((address, port))
-            return
-        except OSError:
-            pass
+    if _port_is_free(address, port):
+        return
+    host = f"[{address}]" if ":" in address else address
     try:
-        with urllib.request.urlopen(
-            f"http://{address}:{port}/fiftyone", timeout=3
-        ) as r:
+        with urllib.request.urlopen(f"http://{host}:{port}/fiftyone", timeout=3) as r:
             if "version" in json.loads(r.read().decode()):
                 return
     except (OSError, ValueError):
         pass
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        free = probe.getsockname()[1]
+    free = next(
+        (p for p in range(port + 1, port + 50) if _port_is_free(address, p)), None
+    )
+    instead = f", e.g. --port {free}" if free else ""
     raise ValueError(
         f"port {port} on {address} is taken by another program (no FiftyOne App"
-        f" answers there): pass a free one, e.g. --port {free}"
+        f" answers there): pass a free one{instead}"
     )
+
+
+def _port_is_free(address: str, port: int) -> bool:
+    """Whether a server could listen on ``address:port`` now (as the App's does:
+    connections of a server just stopped, waiting to close, do not hold it)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 def launch_demo_app(dataset_name: str, port: int = 5151, address: str = "127.0.0.1"):

@@ -3,19 +3,37 @@ instructions for a remote machine (an ssh tunnel to the default port)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 
 import fiftyone as fo
-from conftest import terminate_process_tree
 
 _LAUNCH = """
 import sys
 from fiftyone_clipbranches.demo.pipeline import launch_demo_app
 launch_demo_app(sys.argv[1], port=int(sys.argv[2]))
 """
+
+
+def _stop(proc) -> None:
+    """Terminate ``proc`` and the App server it started."""
+    import psutil
+
+    try:
+        family = [*psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in [*family, proc]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs([*family, psutil.Process(proc.pid)], timeout=10)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.wait(timeout=10)
 
 
 def _free_port() -> int:
@@ -49,7 +67,7 @@ def test_the_demo_app_names_its_own_address_only(cifar_dir, tmp_path):
         assert f"App: http://127.0.0.1:{port}/" in said
         assert "ssh -N" not in said and "remote App" not in said
     finally:
-        terminate_process_tree(proc.pid)
+        _stop(proc)
         ds.delete()
 
 
@@ -74,3 +92,29 @@ def test_a_port_another_program_holds_is_refused_before_the_demo_runs(capsys):
     said = capsys.readouterr().err
     assert f"port {port} on 127.0.0.1 is taken by another program" in said
     assert "pass a free one, e.g. --port " in said
+
+
+def test_a_fiftyone_app_already_on_the_port_is_used_not_refused():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from fiftyone_clipbranches.demo.pipeline import check_app_port
+
+    class App(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"version": "1.0", "dev": False}).encode()
+            self.send_response(200 if self.path == "/fiftyone" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), App)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check_app_port(server.server_address[1])  # no error: FiftyOne answers
+    finally:
+        server.shutdown()
+        server.server_close()
