@@ -594,11 +594,18 @@ def f1_score(ids, truth: set[str]) -> float:
 
 
 def _release_old_demo_view(dataset) -> None:
-    """The demo's dataset and its view are the demo's own; a view an earlier version
-    saved there (without the mark refine now replaces) goes, so refine saves anew."""
-    from fiftyone_clipbranches.sdk.views import saved_by_clipbranches
+    """The demo's dataset, its view and its score field are the demo's own; a view
+    an earlier version saved there (without the mark refine now replaces) goes, so
+    refine saves anew, and a score field an earlier version made (without the mark
+    refine now writes only under) is marked."""
+    from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
+    from fiftyone_clipbranches.sdk.views import SCORE_FIELD_MARK, saved_by_clipbranches
 
     dataset._doc.reload("saved_views")
     for doc in dataset._doc.get_saved_views():
         if doc.name == DEMO_VIEW and not saved_by_clipbranches(doc):
             dataset.delete_saved_view(DEMO_VIEW)
+    field = dataset.get_field(DEFAULT_SCORE_FIELD)
+    if field is not None and not (field.info or {}).get(SCORE_FIELD_MARK):
+        field.info = {**(field.info or {}), SCORE_FIELD_MARK: "scores"}
+        field.save()

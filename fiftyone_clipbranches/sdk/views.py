@@ -511,13 +511,17 @@ def _score_field_state(root, score_field: str):
             "FloatField: choose another score_field"
         )
     if not writes_scores(root, score_field):
-        raise ValueError(
+        refused = (
             f"field {score_field!r} exists and clipbranches did not make it: a "
-            "refinement would overwrite its values; choose another score_field"
-            " (if an earlier clipbranches version made it: field = dataset."
-            f"get_field({score_field!r}); field.info = {{'{SCORE_FIELD_MARK}': "
-            "'scores'}; field.save())"
+            "refinement would overwrite its values; "
         )
+        error = ValueError(
+            f"{refused}choose another score_field (if an earlier clipbranches"
+            f" version made it: field = dataset.get_field({score_field!r});"
+            f" field.info = {{'{SCORE_FIELD_MARK}': 'scores'}}; field.save())"
+        )
+        error.in_app = f"{refused}enter another name in Score field"
+        raise error
     return field
 
 

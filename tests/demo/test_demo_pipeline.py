@@ -68,7 +68,12 @@ def test_demo_runs_end_to_end_and_is_idempotent(tmp_path):
     view_doc._get_collection().update_one(
         {"_id": view_doc.id}, {"$set": {"description": None}}
     )
+    # and so is the score field it made, unmarked: taken, not refused
+    score = dataset.get_field("clipbranches_score")
+    score.info = None
+    score.save()
     again = run_demo(**kwargs)
+    assert dataset.get_field("clipbranches_score").info == {"clipbranches": "scores"}
     assert dataset.get_saved_view_info(DEMO_VIEW)["description"].startswith("Saved by")
     assert "demo model" in again.timings and again.timings["demo model"] < 30
     assert again.timings["index"] < 30

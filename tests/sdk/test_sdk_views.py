@@ -110,8 +110,9 @@ def test_a_float_field_the_user_made_is_never_written(indexed, monkeypatch):
     assert ds.values("uniqueness") == [0.5] * len(ds)
     # a user's own field of the default name is refused too, its values kept
     ds.set_values("clipbranches_score", [float(i) for i in range(len(ds))])
-    with pytest.raises(ValueError, match="clipbranches did not make it"):
+    with pytest.raises(ValueError, match="clipbranches did not make it") as err:
         sdk.refine(ds, index_key="cb", random_negatives=20)
+    assert err.value.in_app.endswith("enter another name in Score field")
     assert ds.values("clipbranches_score") == [float(i) for i in range(len(ds))]
     # marked as the message says (an earlier version's field), it is written
     field = ds.get_field("clipbranches_score")
