@@ -385,3 +385,13 @@ def missing_config_beside(name: str, checkpoint) -> str | None:
     folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
     config = os.path.join(folder, f"{name}.json")
     return None if os.path.isfile(config) else config
+
+
+def declared_embedding_dim(name: str, pretrained=None) -> int | None:
+    """The length of the vectors CLIP architecture ``name`` gives, from its config
+    alone (no weights loaded: a declaration is checked offline), registering a
+    config beside a local checkpoint ``pretrained``; None for a name open_clip
+    does not know."""
+    _register_config_beside(name, pretrained)
+    config = open_clip.get_model_config(name)
+    return int(config["embed_dim"]) if config and "embed_dim" in config else None

@@ -164,7 +164,7 @@ def _embed(
     clip = get_clip_model(model, pretrained)
     identity = dict(clip.identity)
     if existing is not None:
-        _refuse_another_length(root, field, clip.embedding_dim, model)
+        refuse_another_length(root, field, clip.embedding_dim, model)
     # vectors already there of an unknown model: fill the rest, record nothing
     unknown = existing is not None and check_field_identity(root, field, identity)
 
@@ -208,11 +208,12 @@ def _embed(
     return summary, failed
 
 
-def _refuse_another_length(root, field: str, dim: int, model: str) -> None:
-    """Refuse to add ``dim``-long vectors to ``field`` when its vectors have
-    another length (a field of another model's vectors), before any is written."""
+def refuse_another_length(root, field: str, dim: int | None, model: str) -> None:
+    """Refuse CLIP ``model``, whose vectors are ``dim`` long, for ``field`` when the
+    field's vectors have another length (another model's vectors); nothing when
+    either length is unknown."""
     held = root.exists(field).limit(1).values(field)
-    if not held or held[0] is None:
+    if dim is None or not held or held[0] is None:
         return
     length = int(np.asarray(held[0]).size)
     if length != dim:

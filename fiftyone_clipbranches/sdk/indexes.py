@@ -21,7 +21,11 @@ from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_b
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET, resolve_clip
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
-from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, embed_again
+from fiftyone_clipbranches.sdk.embeddings import (
+    compute_embeddings,
+    embed_again,
+    refuse_another_length,
+)
 from fiftyone_clipbranches.sdk.errors import (
     CheckpointUnavailableError,
     IndexInUseError,
@@ -202,6 +206,11 @@ def build_index(
                 "pretrained= (e.g. model='ViT-B-32', pretrained='openai'), or neither to "
                 "use the model the field records"
             )
+        elif model is not None:  # a declaration: of the field's vector length
+            from fiftyone_clipbranches.embed.models import declared_embedding_dim
+
+            dim = declared_embedding_dim(model, pretrained)
+            refuse_another_length(ds, embeddings_field, dim, model)
         identity = build_identity(
             ds, embeddings_field, model, None if pretrained is UNSET else pretrained
         )

@@ -349,10 +349,20 @@ def test_a_field_of_another_models_vectors_is_not_taken_for_the_declared_one(
         assert len(ds.exists("own")) == 30  # no vector of the other length added
 
         ds.set_values("own", own)
+        with pytest.raises(ValueError, match="holds vectors of length 32") as err:
+            cb.build_index(
+                ds, "own", embeddings_field="own", code_method="pca",
+                progress=False, **clip,
+            )  # fmt: skip
+        assert cb.list_indexes(ds) == []
+        # declared by hand on the field (as a zoo run records it), text search says
+        field = ds.get_field("own")
+        field.info = {"clipbranches_clip_model": {"name": TINY_CLIP_NAME,
+                      "pretrained": str(tiny_clip_checkpoint)}}  # fmt: skip
+        field.save()
         cb.build_index(
-            ds, "own", embeddings_field="own", code_method="pca", progress=False,
-            **clip,
-        )  # fmt: skip
+            ds, "own", embeddings_field="own", code_method="pca", progress=False
+        )
         with pytest.raises(UnknownModelError) as err:
             cb.search(ds, text="a cat", index_key="own")
         assert "gives 64-dim vectors, but it was built from 32-dim vectors" in str(
