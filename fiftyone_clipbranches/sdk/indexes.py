@@ -206,14 +206,14 @@ def build_index(
                 "pretrained= (e.g. model='ViT-B-32', pretrained='openai'), or neither to "
                 "use the model the field records"
             )
-        elif model is not None:  # a declaration: of the field's vector length
+        identity = build_identity(
+            ds, embeddings_field, model, None if pretrained is UNSET else pretrained
+        )
+        if not compute_here and model is not None:  # declared: of the field's length?
             from fiftyone_clipbranches.embed.models import declared_embedding_dim
 
             dim = declared_embedding_dim(model, pretrained)
             refuse_another_length(ds, embeddings_field, dim, model)
-        identity = build_identity(
-            ds, embeddings_field, model, None if pretrained is UNSET else pretrained
-        )
         source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
         unembeddable = _unembeddable(
             ds,

@@ -14,7 +14,8 @@ from fiftyone_clipbranches.sdk.bundle import forget_bundle
 
 def _with_vectors(ds):
     rng = np.random.default_rng(0)
-    ds.set_values("vec", list(rng.normal(size=(len(ds), 64)).astype(np.float32)))
+    # ViT-B-32's length: the form's declaration below is of that model
+    ds.set_values("vec", list(rng.normal(size=(len(ds), 512)).astype(np.float32)))
     return ds
 
 
