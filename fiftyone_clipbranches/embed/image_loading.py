@@ -150,7 +150,7 @@ def as_rgb(img: Image.Image) -> Image.Image:
     its EXIF orientation, and 16-bit, 32-bit and float grey levels scaled to 8 bits
     (PIL's ``convert`` clips them: a 16-bit photo came out white, a float one in
     [0, 1] black)."""
-    img = ImageOps.exif_transpose(img)
+    ImageOps.exif_transpose(img, in_place=True)  # a copy would double the memory
     if img.mode.startswith("I") or img.mode == "F":
         img = Image.fromarray(_grey_levels_8bit(img), mode="L")
     return img.convert("RGB")

@@ -39,10 +39,10 @@ class SaveResultsView(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         try:
-            if not getattr(ctx.view, "_stages", None):
+            if ctx.view.count() == ctx.dataset.count():  # a sort, say, or nothing
                 raise ValueError(
-                    "the grid shows the whole dataset, not results: search or refine"
-                    " first, then save the results it shows"
+                    "the grid shows every sample of the dataset, not results: search"
+                    " or refine first, then save the results it shows"
                 )
             name = save_view(
                 ctx.dataset,

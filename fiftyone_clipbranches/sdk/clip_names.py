@@ -26,7 +26,8 @@ def resolve_clip(model: str, pretrained=UNSET) -> tuple[str, object]:
     """``(model, pretrained)`` to load: ``"demo"`` is the small CLIP this package
     ships (its registered name and cached checkpoint; offline, it knows generated
     shapes, not photos); the default architecture without weights takes its
-    default weights; any other passes through.
+    default weights, and a FiftyOne zoo name without weights its open_clip model
+    and weights (``identity.ZOO_CLIP_MODELS``); any other passes through.
 
     Raises:
         ValueError: another architecture without weights, or weights given with
@@ -36,6 +37,10 @@ def resolve_clip(model: str, pretrained=UNSET) -> tuple[str, object]:
 
     if model == SHIPPED_MODEL:
         return clip_choice(model, None if pretrained is UNSET else pretrained)
+    from fiftyone_clipbranches.sdk.identity import ZOO_CLIP_MODELS
+
+    if model in ZOO_CLIP_MODELS and pretrained is UNSET:  # FiftyOne's zoo name
+        return ZOO_CLIP_MODELS[model]
     if pretrained is not UNSET:
         return model, pretrained
     if model == DEFAULT_CLIP_MODEL:
@@ -58,7 +63,7 @@ def _refuse_unknown_architecture(model) -> None:
     import open_clip
 
     known = open_clip.list_models()
-    if model in known:
+    if model in known or str(model).startswith("hf-hub:"):
         return
     near = difflib.get_close_matches(str(model), [*known, SHIPPED_MODEL], n=3)
     hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""

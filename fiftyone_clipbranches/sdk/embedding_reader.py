@@ -257,9 +257,14 @@ def _refuse_unusable(vectors: np.ndarray, ids: np.ndarray, field: str) -> None:
 
 def _width_error(field: str, ids, width: int, earlier: int) -> MissingEmbeddingsError:
     """A batch of ``ids`` whose vectors are of length ``width``, the earlier
-    batches' of length ``earlier``."""
-    odd = [f"length {width}"] * len(ids)
-    return _ragged_error(field, odd, ids, range(len(ids)), f"length {earlier}")
+    batches' of length ``earlier`` (which of the two is odd is not known here)."""
+    return MissingEmbeddingsError(
+        f"field {field!r} does not hold 1-d vectors of one length: samples from"
+        f" {_hex(ids[0])} on hold vectors of length {width}, those read before them"
+        f" of length {earlier}; compute the vectors again with one model, or clear"
+        " those of the other (set the field to None) and leave them out"
+        " (skip_missing)"
+    )
 
 
 def _shape_words(shape: tuple) -> str:

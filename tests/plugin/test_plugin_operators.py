@@ -157,8 +157,10 @@ def test_save_results_view_operator(indexed_dataset):
     assert "non-empty name" in result["error"]
     whole = {"dataset": ds, "params": {"name": "everything"}}  # no results shown
     result, requests = run_op("save_results_view", whole)
-    assert "the grid shows the whole dataset, not results" in result["error"]
-    assert not ds.has_saved_view("everything")
+    assert "the grid shows every sample of the dataset, not results" in result["error"]
+    sorted_only = {**whole, "view": ds.sort_by("filepath")}
+    result, _ = run_op("save_results_view", sorted_only)
+    assert "not results" in result["error"] and not ds.has_saved_view("everything")
 
 
 def test_manage_index_operators(indexed_dataset):

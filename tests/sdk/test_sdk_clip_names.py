@@ -70,3 +70,7 @@ def test_a_mistyped_model_is_called_unknown_with_the_names_meant(typo, meant):
     assert "pass pretrained=" not in str(err.value)
     with pytest.raises(ValueError, match="pass pretrained="):
         resolve_clip("RN50")  # a real architecture: its weights are what is missing
+    with pytest.raises(ValueError, match="pass pretrained="):
+        resolve_clip("hf-hub:timm/ViT-B-16-SigLIP")  # open_clip's hub names too
+    # FiftyOne's zoo name of open_clip's ViT-B-32 / openai is that model
+    assert resolve_clip("clip-vit-base32-torch") == ("ViT-B-32", "openai")
