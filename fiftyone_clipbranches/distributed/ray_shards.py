@@ -25,6 +25,7 @@ import os
 import pickle
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +70,7 @@ def connect(address: str | None = None, **init_kwargs) -> None:
     ray = _ray()
     _check_reachable(address)  # a wrong address fails even when connected already
     if ray.is_initialized():
+        watch_head()
         return
     kwargs = {
         "namespace": NAMESPACE,
@@ -76,13 +78,16 @@ def connect(address: str | None = None, **init_kwargs) -> None:
         "logging_level": "warning",
         **init_kwargs,
     }
+    global _lost_head
     try:
         ray.init(address=address, **kwargs)
+        _lost_head = None  # joined anew: bound to this cluster now
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise RayUnavailableError(
             f"cannot connect to the Ray cluster at {address!r} ({e}): start one with"
             " `ray start --head` (docs/scale.md)"
         ) from e
+    watch_head()
 
 
 #: Seconds a cluster's address may take to accept a connection.
@@ -141,10 +146,22 @@ def head_address() -> str | None:
     return ray.get_runtime_context().gcs_address
 
 
+#: Why the head of this process's cluster was found gone (None: it never was). It
+#: stays: a process is bound to the cluster it joined, and one started anew at the
+#: same address answers the check but not this process (Ray aborts it on its next
+#: call), so only starting the process anew recovers.
+_lost_head: str | None = None
+_watch_lock = threading.Lock()
+_watching = False
+
+
 def head_problem() -> str | None:
     """What to do when the head of the cluster this process is a driver of does
-    not accept a connection; None when it does, or there is none to check (see
-    :func:`head_address`)."""
+    not accept a connection, or did not once since the process joined it; None
+    when it always did, or there is none to check (see :func:`head_address`)."""
+    global _lost_head
+    if _lost_head is not None:
+        return _lost_head
     address = head_address()
     if not address:
         return None
@@ -154,13 +171,35 @@ def head_problem() -> str | None:
     try:
         _connect(host, port)
     except OSError:
-        return (
-            f"the Ray cluster's head at {address} does not answer, so the shards'"
-            " actors cannot be reached: restart it (ray start --head), then this"
-            " process (Ray ends a process that has lost its cluster's head for 60"
-            " s); the index files are not at fault"
+        _lost_head = (
+            f"the Ray cluster's head at {address} stopped answering at"
+            f" {time.strftime('%H:%M:%S')}, so the shards' actors cannot be reached:"
+            " restart it (ray start --head), then this process, which"
+            " stays bound to the cluster it joined (Ray ends a process that has lost"
+            " its cluster's head); the index files are not at fault"
         )
+        return _lost_head
     return None
+
+
+def watch_head() -> None:
+    """Check the head every :data:`HEAD_CHECK_S` seconds in a daemon thread (once
+    per process), so that a head down for a few seconds and started again between
+    two requests is still known as lost (:func:`head_problem`)."""
+    global _watching
+    with _watch_lock:
+        if _watching or head_address() is None:
+            return
+        _watching = True
+
+    def watch():
+        global _watching
+        while head_address() is not None and head_problem() is None:
+            time.sleep(HEAD_CHECK_S)
+        with _watch_lock:
+            _watching = False  # lost (it stays so), or this process left the cluster
+
+    threading.Thread(target=watch, name="clipbranches-ray-head", daemon=True).start()
 
 
 def _check_head() -> None:
