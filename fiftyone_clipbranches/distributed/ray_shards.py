@@ -83,6 +83,14 @@ def connect(address: str | None = None, **init_kwargs) -> None:
         ray.init(address=address, **kwargs)
         _lost_head = None  # joined anew: bound to this cluster now
     except (ConnectionError, RuntimeError, ValueError) as e:
+        answered = address and address != "auto" and "://" not in address
+        if answered:  # _check_reachable found it listening: not a missing cluster
+            raise RayUnavailableError(
+                f"cannot join the Ray cluster at {address!r} ({e}), though its"
+                " address answers: a cluster started with token authentication"
+                " needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or"
+                " ~/.ray/auth_token) in this process too (docs/scale.md)"
+            ) from e
         raise RayUnavailableError(
             f"cannot connect to the Ray cluster at {address!r} ({e}): start one with"
             " `ray start --head` (docs/scale.md)"

@@ -144,7 +144,11 @@ class ResultStore:
     def why_missing(self, result_id: str) -> str:
         """Why ``result_id`` is not (or no longer) kept, in words."""
         with self._lock:
-            return self._gone.get(result_id, "it never existed or expired")
+            return self._gone.get(
+                result_id,
+                "it never existed, expired, or was kept by"
+                " this service before it restarted (results live in its memory)",
+            )
 
     def __len__(self) -> int:
         with self._lock:

@@ -53,3 +53,25 @@ def test_a_head_down_and_up_again_between_requests_stays_lost(head):
             ray_shards._check_head()
     finally:
         again.close()
+
+
+def test_a_cluster_that_answers_but_refuses_to_join_names_authentication(monkeypatch):
+    import ray
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+
+    def refused(**kwargs):  # what ray.init raises when the token is not given
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refused)
+    try:
+        with pytest.raises(ray_shards.RayUnavailableError) as err:
+            ray_shards.connect(address)
+    finally:
+        server.close()
+    assert "though its address answers" in str(err.value)
+    assert "RAY_AUTH_MODE=token" in str(err.value)
