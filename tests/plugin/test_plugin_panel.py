@@ -436,7 +436,11 @@ def test_search_looks_in_the_grids_view_but_not_in_the_panels_last_result(
     _, again = shown(call(ds, "search", state=state, selected=[query], view=last))
     everywhere, _ = sdk_search_ids(ds, query)
     assert again == everywhere and {labels[i] for i in again} != {"cat"}
-    # nor is "Show all matches" (every scored sample, by score)
+    # nor is "Show all matches" (every scored sample, by score), on the score field
+    # a refinement makes (marked as clipbranches')
+    from fiftyone_clipbranches.sdk.views import ensure_score_field
+
+    ensure_score_field(ds, "clipbranches_score")
     ds.select(ids).set_values("clipbranches_score", [1.0] * len(ids))
     by_score = ds.exists("clipbranches_score").sort_by(
         "clipbranches_score", reverse=True
