@@ -324,10 +324,11 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     ds = make_user_index(n_per_class=4)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    ds.add_sample(fo.Sample(filepath=str(broken)))
+    added = ds.add_sample(fo.Sample(filepath=str(broken)))
     params = {"index_key": "clip"}
-    # a refinement says what its index does not cover yet, as a search does
-    positives = ds.take(3, seed=1)
+    # a refinement says what its index does not cover yet, as a search does (its
+    # positives among the indexed samples: a positive added since is refused)
+    positives = ds.exclude([added]).take(3, seed=1)
     positives.tag_samples("cb_positive")
     _, requests = run_op("refine", {"dataset": ds, "params": params})
     (done,) = notifications(requests, "success")
