@@ -83,8 +83,7 @@ def connect(address: str | None = None, **init_kwargs) -> None:
         ray.init(address=address, **kwargs)
         _lost_head = None  # joined anew: bound to this cluster now
     except (ConnectionError, RuntimeError, ValueError) as e:
-        answered = address and address != "auto" and "://" not in address
-        if answered:  # _check_reachable found it listening: not a missing cluster
+        if _is_host_port(address):  # _check_reachable found it listening
             raise RayUnavailableError(
                 f"cannot join the Ray cluster at {address!r} ({e}), though its"
                 " address answers: a cluster started with token authentication"
@@ -102,10 +101,16 @@ def connect(address: str | None = None, **init_kwargs) -> None:
 CONNECT_TIMEOUT_S = 5.0
 
 
+def _is_host_port(address: str | None) -> bool:
+    """Whether ``address`` names a head by ``HOST:PORT`` (not None, "auto" or a
+    ``ray://`` client address)."""
+    return bool(address) and address != "auto" and "://" not in address
+
+
 def _check_reachable(address: str | None) -> None:
     """Fail at once when ``address`` is ``HOST:PORT`` and nothing listens there
     (``ray.init`` would retry for minutes)."""
-    if not address or address == "auto" or "://" in address:
+    if not _is_host_port(address):
         return
     host, port = _host_port(address)
     if not host or port is None:

@@ -370,9 +370,15 @@ def _register_config_beside(name: str, pretrained) -> None:
     if pretrained is None or not isinstance(pretrained, str | os.PathLike):
         return
     checkpoint = os.fspath(pretrained)
-    config = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"{name}.json")
+    config = _config_beside(name, checkpoint)
     if os.path.isfile(checkpoint) and os.path.isfile(config):
         open_clip.add_model_config(config)
+
+
+def _config_beside(name: str, checkpoint) -> str:
+    """The path of architecture ``name``'s config next to ``checkpoint``."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+    return os.path.join(folder, f"{name}.json")
 
 
 def missing_config_beside(name: str, checkpoint) -> str | None:
@@ -382,8 +388,7 @@ def missing_config_beside(name: str, checkpoint) -> str | None:
     own = Path(open_clip.__file__).parent / "model_configs" / f"{name}.json"
     if own.is_file():
         return None
-    folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
-    config = os.path.join(folder, f"{name}.json")
+    config = _config_beside(name, checkpoint)
     return None if os.path.isfile(config) else config
 
 

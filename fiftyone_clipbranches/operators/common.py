@@ -170,32 +170,28 @@ def notify_error(ctx, exc: Exception, *, keep: bool = True) -> list:
     notification goes in seconds, and the form is gone). Returns the App messages,
     which generator operators must yield. Delegated runs re-raise so the operation
     is marked failed with the message."""
-    message = user_message(exc, logger, in_app=True)
-    if ctx.delegated:  # the operation is marked failed with the App's words
-        if message == str(exc):
-            raise exc
-        raise type(exc)(message) if _rebuildable(exc) else ValueError(message) from exc
-    sent = [ctx.ops.notify(message, variant="error")]
-    if keep:
-        outputs = types.Object()
-        outputs.view("error", types.Error(label="It did not work", description=message))
-        sent.append(ctx.ops.show_output(types.Property(outputs).to_json(), {}))
-    return sent
-
-
-def _rebuildable(exc: Exception) -> bool:
-    """Whether ``type(exc)(message)`` makes the same kind of error."""
-    try:
-        return isinstance(type(exc)("x"), type(exc))
-    except Exception:  # noqa: BLE001 - a constructor of other arguments
-        return False
+    return _show_error(ctx, exc, keep)[1]
 
 
 def error_result(ctx, exc: Exception, *, keep: bool = True) -> dict:
     """:func:`notify_error`, then the operator's result for it: ``{"error":
     message}``, in the same (the App's) words."""
-    notify_error(ctx, exc, keep=keep)
-    return {"error": user_message(exc, None, in_app=True)}
+    return {"error": _show_error(ctx, exc, keep)[0]}
+
+
+def _show_error(ctx, exc: Exception, keep: bool) -> tuple[str, list]:
+    """``(message, App messages)`` of :func:`notify_error`."""
+    message = user_message(exc, logger, in_app=True)
+    if ctx.delegated:  # the operation is marked failed with the App's words
+        if message == str(exc):
+            raise exc
+        raise ValueError(message) from exc
+    sent = [ctx.ops.notify(message, variant="error")]
+    if keep:
+        outputs = types.Object()
+        outputs.view("error", types.Error(label="It did not work", description=message))
+        sent.append(ctx.ops.show_output(types.Property(outputs).to_json(), {}))
+    return message, sent
 
 
 def run_with_progress(ctx, fn, *args, **kwargs):
