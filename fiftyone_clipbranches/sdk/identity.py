@@ -234,10 +234,10 @@ def text_search_refusal(
     )
     refused = (
         f"index {index_key!r} does not know the CLIP model of {source}{why}, so it "
-        f"cannot embed {query} in their space; search by sample ids or a vector, or "
+        f"cannot embed {query} in their space; "
     )
     error = UnknownModelError(
-        f"{refused}declare the model: rebuild it (delete_index(dataset, {index_key!r}),"
+        f"{refused}search by sample ids or a vector, or declare the model: rebuild it (delete_index(dataset, {index_key!r}),"
         f" then build_index(dataset, {index_key!r}, {field_arg}model='ViT-B-32',"
         " pretrained='openai'); CLI: clipbranches delete-index DATASET --key"
         f" {index_key}, then clipbranches build-index DATASET --key {index_key}"
@@ -247,9 +247,7 @@ def text_search_refusal(
     )
     from_field = f" from field {field!r}" if field else ""
     error.in_app = (
-        f"index {index_key!r} does not know the CLIP model of {source}{why}, so it "
-        f"cannot embed {query} in their space; search by selected samples, or "
-        f"declare the model: delete the index ('CLIP branches: delete index'), then"
+        f"{refused}search by selected samples, or declare the model: delete the index ('CLIP branches: delete index'), then"
         f" build it again{from_field} ('CLIP branches: build index') with the field's"
         " CLIP model and Pretrained weights set (FiftyOne's clip-vit-base32-torch is"
         " ViT-B-32 / openai)"
