@@ -78,14 +78,17 @@ def _cmd_serve(args) -> int:
     from fiftyone_clipbranches.service.cli_command import run_serve
 
     if args.ray_address:
-        from fiftyone_clipbranches.sdk.sharding import use_ray
+        from fiftyone_clipbranches.sdk.sharding import ray_head_address, use_ray
 
         try:
             use_ray(args.ray_address)
         except RuntimeError as e:  # RayUnavailableError: not installed, unreachable
             print(f"error: {e}", file=sys.stderr)
             return 2
-        print(f"sharded indexes are answered by Ray actors at {args.ray_address}")
+        where = args.ray_address
+        if where == "auto" and ray_head_address():
+            where = f"{ray_head_address()} (what 'auto' found)"
+        print(f"sharded indexes are answered by Ray actors at {where}")
     return run_serve(args)
 
 

@@ -37,6 +37,20 @@ def use_ray(address: str | None) -> None:
     os.environ[RAY_ADDRESS_ENV] = address
 
 
+def ray_head_address() -> str | None:
+    """``HOST:PORT`` of the head of the Ray cluster this process joined (what
+    ``"auto"`` resolved to), or None (no cluster used or connected, or joined as a
+    Ray client)."""
+    if ray_address() is None:
+        return None
+    from fiftyone_clipbranches.distributed import ray_shards
+
+    try:
+        return ray_shards.head_address()
+    except ray_shards.RayUnavailableError:
+        return None
+
+
 def ray_head_problem() -> str | None:
     """Why the Ray cluster this process answers sharded indexes with cannot answer
     now (its head does not accept a connection), or None (it can, or no cluster is

@@ -107,15 +107,21 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
         bundle.index.close()
 
 
-def test_serve_answers_a_sharded_index_through_actors(ray_cluster, two_indexes):
+def test_serve_answers_a_sharded_index_through_actors(
+    ray_cluster, two_indexes, monkeypatch
+):
     ds, pos, neg = two_indexes
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # what "auto" finds first
     want = sdk.refine(ds, pos, neg, index_key="one", score_field=None)
     want_search = sdk.search_ids(ds, text="a photo of a cat", k=20, index_key="one")
     command = [sys.executable, "-m", "fiftyone_clipbranches.cli", "serve"]
-    args = ["--dataset", ds.name, "--ray-address", ray_cluster]
+    args = ["--dataset", ds.name, "--ray-address", "auto"]
     args += ["--compute-workers", "1", "--timeout", "120"]
     with running_service(args, TOKEN, command=command) as service:
-        assert "answered by Ray actors" in service.output()
+        assert (
+            f"answered by Ray actors at {ray_cluster} (what 'auto' found)"
+            in service.output()
+        )
         client = sdk.remote.Client(service.url, TOKEN)
         info = client.index(ds.name, "sharded")
         assert info["n_samples"] == len(ds)
