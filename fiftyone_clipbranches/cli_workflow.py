@@ -89,7 +89,8 @@ def _cmd_update_index(args) -> int:
     unread_before = _unreadable(ds, args.key)
     reembed = _reembed(ds, args) or []
     # with the samples an interrupted re-embedding left, which it finishes
-    again = list(dict.fromkeys([*reembed, *_pending_reembed(ds, args.key)]))
+    again = [*reembed, *_pending_reembed(ds, args.key), *_moved(ds, args.key)]
+    again = list(dict.fromkeys(again))
     was_in = _indexed(ds, args.key, again)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
@@ -138,6 +139,18 @@ def _pending_reembed(ds, key: str) -> list[str]:
     from fiftyone_clipbranches.sdk import runs
 
     return list(runs.get_index_config(ds, key).reembed_pending or [])
+
+
+def _moved(ds, key: str) -> list[str]:
+    """The samples of index ``key`` whose filepath changed since their row was
+    embedded (the update embeds them again)."""
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.freshness import moved_ids
+
+    bundle = sdk.load_index(ds, key)[1]
+    if bundle.path_digests is None:
+        return []
+    return moved_ids(bundle.rowmap, bundle.path_digests, *ds.values(["id", "filepath"]))
 
 
 def _unreadable(ds, key: str) -> set[str]:
@@ -211,9 +224,10 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
     fresh = info.freshness
     update = f"clipbranches update-index {shlex.quote(dataset_name)} --key {info.key}"
     if fresh is not None and fresh.is_stale:
+        moved = f", {fresh.n_moved} with another filepath" if fresh.n_moved else ""
         print(
             f"  stale: {counted(fresh.n_added, 'sample')} added, {fresh.n_deleted}"
-            f" deleted since the build (`{update}` brings it up to date)"
+            f" deleted{moved} since the build (`{update}` brings it up to date)"
         )
     if info.n_reembed_pending:
         print(
@@ -541,8 +555,8 @@ def add_workflow_commands(sub) -> None:
     )
     p.add_argument(
         "--model",
-        help="open_clip architecture (default: the model recorded on"
-        " 'clip_embedding' by an earlier embedding, else ViT-B-32), or 'demo' for"
+        help="open_clip architecture (default: the model recorded on the"
+        " embeddings field by an earlier embedding, else ViT-B-32), or 'demo' for"
         " the small CLIP this package ships (offline; it knows generated shapes,"
         " not photos)",
     )

@@ -28,6 +28,7 @@ def info_dict(info) -> dict:
         "built_at": info.built_at or "",
         "n_added": fresh.n_added if fresh else None,
         "n_deleted": fresh.n_deleted if fresh else None,
+        "n_moved": fresh.n_moved if fresh else None,
         "unreadable": _unreadable_text(fresh),
         "n_shards": info.n_shards,
         "index_dir": info.index_dir,
@@ -92,6 +93,8 @@ class IndexInfoOperator(foo.Operator):
             "built_at": "Built or updated at (UTC)",
             "n_added": "Samples added since (not searched)",
             "n_deleted": "Samples deleted since",
+            "n_moved": "Filepath changed since (searched as the old image until"
+            " you update the index)",
             "unreadable": "Left out: image unreadable (update index, retrying"
             " them), or no vector (compute it, then update index)",
             "n_shards": "Shards",

@@ -50,11 +50,14 @@ def add_model_inputs(ctx, inputs) -> None:
         min=0,
         max=100_000,
     )
+    weight = ctx.params.get("negative_weight")
     inputs.float(
         "negative_weight",
         default=1.0,
         min=1.0,
         max=100.0,
+        description="Each negative counts this many times a positive: now"
+        f" {float(1.0 if weight is None else weight):.1f}",
         view=types.SliderView(
             label="Negative weight",
             label_position="top",
@@ -114,20 +117,45 @@ class RefineOperator(foo.Operator):
         add_model_inputs(ctx, inputs)
         inputs.str("score_field", label="Score field", default=DEFAULT_SCORE_FIELD)
         inputs.str("saved_view", label="Also save as view (optional)")
+        name = _view_name(ctx)
+        if name and ctx.dataset.has_saved_view(name):
+            inputs.bool(
+                "replace_view",
+                label=f"Replace the saved view '{name}'",
+                description=f"'{name}' holds"
+                f" {len(ctx.dataset.load_saved_view(name))} samples now; unticked,"
+                " enter another name",
+                default=False,
+            )
         return types.Property(inputs, view=types.View(label="Refine"))
 
     def execute(self, ctx):
         p = ctx.params
+        name = _view_name(ctx)
+        if name and ctx.dataset.has_saved_view(name) and not p.get("replace_view"):
+            return error_result(
+                ctx,
+                ValueError(
+                    f"the saved view '{name}' exists: tick Replace the saved view"
+                    f" '{name}', or enter another name in Also save as view"
+                ),
+            )
         try:
             result = refine_here_or_remote(
                 app_scope(ctx.view, ctx.dataset),
                 RefineRequest.from_json(p),
                 score_field=p.get("score_field") or DEFAULT_SCORE_FIELD,
-                saved_view=p.get("saved_view") or None,
+                saved_view=name or None,
                 secrets=ctx.secrets,
             )
         except Exception as exc:  # shown as a notification, never a traceback
             return error_result(ctx, exc)
         ctx.ops.set_view(view=result.view)
-        ctx.ops.notify(summary(result.stats), variant="success")
+        saved = f"; saved as view '{name}'" if name else ""
+        ctx.ops.notify(summary(result.stats) + saved, variant="success")
         return result.stats
+
+
+def _view_name(ctx) -> str:
+    """The name typed in "Also save as view" (stripped; empty: none)."""
+    return str(ctx.params.get("saved_view") or "").strip()

@@ -18,7 +18,7 @@ from fiftyone_clipbranches.sdk.errors import (
     ResultTooLargeError,
 )
 from fiftyone_clipbranches.sdk.labels import count_tagged
-from fiftyone_clipbranches.sdk.messages import counted, unsearched_note
+from fiftyone_clipbranches.sdk.messages import counted, counted_are, unsearched_note
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -192,6 +192,7 @@ def run_refine(ctx, opts: dict) -> dict:
             f"Random negatives must be from 0 to {MAX_RANDOM_NEGATIVES} (empty: the"
             f" model's default), got {wanted}"
         )
+    refuse_unmarked_selection(ctx, opts)
     score_field = opts["score_field"] or None
     scope = search_scope(ctx)
     try:
@@ -223,6 +224,23 @@ def run_refine(ctx, opts: dict) -> dict:
     history.append("refine", **stats)
     history.set_result(result.ids, score_field)
     return stats
+
+
+def refuse_unmarked_selection(ctx, opts: dict) -> None:
+    """Refuse a refinement while samples are selected but not marked: it learns
+    from the marked samples only, and its result clears the selection."""
+    if not ctx.selected:
+        return
+    unmarked = ctx.dataset.select(list(ctx.selected)).match_tags(
+        list(tags(opts)), bool=False
+    )
+    n = len(unmarked)
+    if n:
+        raise ValueError(
+            f"{counted_are(n, 'selected sample')} not marked: press Mark positive or"
+            " Mark negative first (alt-click selects negatives), or clear the"
+            " selection. Refine learns from the marked samples only"
+        )
 
 
 def show_all(ctx, opts: dict) -> str:

@@ -10,6 +10,9 @@ Layout of ``<root>/<dataset id>/<uuid>/``::
     sample_ids.npy      (N,) S24 sample ids in row order
     unembeddable.json   {sample id: {"filepath", "error"}} of samples whose image
                         could not be embedded (absent when there are none)
+    path_digests.npy    (N,) uint64 digests of the filepath each row was embedded
+                        from, in row order (absent for indexes built from codes,
+                        and in directories written before they were recorded)
     index/              CodeIndex.save(...) (its own manifest checksums its arrays), or
                         a sharded index (engine/shard_format.py: S CodeIndex
                         directories under a manifest checksumming theirs)
@@ -48,6 +51,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from fiftyone_clipbranches.sdk.errors import (
     REBUILD,
     IndexCorruptedError,
@@ -64,6 +69,7 @@ READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 SAMPLE_IDS = "sample_ids.npy"
 UNEMBEDDABLE = "unembeddable.json"
+PATH_DIGESTS = "path_digests.npy"
 INDEX_DIR = "index"
 ENCODER_DIR = "encoder"
 TMP_PREFIX = ".tmp-"
@@ -85,6 +91,9 @@ class IndexBundle:
         rowmap: sample ids of the index rows.
         encoder: the ``CodeEncoder`` turning 512-d embeddings into codes, or None.
         manifest: the parsed ``manifest.json``.
+        unembeddable: ``{sample id: {"filepath", "error"}}`` of samples left out.
+        path_digests: uint64 ``(N,)`` digests of the rows' filepaths
+            (``freshness.path_digests``), or None where not recorded.
     """
 
     path: Path
@@ -94,6 +103,7 @@ class IndexBundle:
     manifest: dict = field(default_factory=dict)
     unembeddable: dict = field(default_factory=dict)
     verified: str = "none"
+    path_digests: np.ndarray | None = None
 
     @property
     def dataset_id(self) -> str | None:
@@ -133,14 +143,21 @@ class VerifyReport:
 
 
 def write_bundle(
-    parent, index, rowmap: SampleRowMap, encoder, meta: dict, unembeddable=None
+    parent,
+    index,
+    rowmap: SampleRowMap,
+    encoder,
+    meta: dict,
+    unembeddable=None,
+    path_digests=None,
 ) -> Path:
     """Write a new index directory under ``parent``; returns its final path.
 
     ``index``: a ``CodeIndex``, or ``fn(path) -> CodeIndex`` building one straight
     into the directory ``path`` (``CodeIndex.build(..., path=path)``).
     ``unembeddable``: ``{sample id: {"filepath": str, "error": str}}`` of samples
-    left out because their image could not be embedded.
+    left out because their image could not be embedded. ``path_digests``: uint64
+    ``(N,)`` digests of the rows' filepaths, or None (not recorded).
     """
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +179,13 @@ def write_bundle(
         if encoder is not None:
             encoder.save(tmp / ENCODER_DIR)
         rowmap.save(tmp / SAMPLE_IDS)
+        if path_digests is not None:
+            digests = np.asarray(path_digests, dtype="<u8")
+            if digests.shape != (len(rowmap),):
+                raise ValueError(
+                    f"{digests.shape} path digests for {len(rowmap)} sample ids"
+                )
+            np.save(tmp / PATH_DIGESTS, digests)
         if unembeddable:
             (tmp / UNEMBEDDABLE).write_text(json.dumps(unembeddable, sort_keys=True))
         (tmp / WRITER_FILE).unlink()
@@ -220,7 +244,12 @@ def read_manifest(path) -> dict:
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise IndexFilesMissingError(f"index files are missing at {path}; {REBUILD}")
+        what = (
+            f"its {MANIFEST} is missing" if path.is_dir() else "the directory is gone"
+        )
+        raise IndexFilesMissingError(
+            f"index files are missing at {path} ({what}); {REBUILD}"
+        )
     try:
         text = mpath.read_bytes()
     except PermissionError as e:
@@ -432,6 +461,19 @@ def _read_bundle(path: Path, verify: str) -> IndexBundle:
             raise IndexCorruptedError(
                 f"{path / UNEMBEDDABLE} cannot be read ({e}); {REBUILD}"
             ) from e
+    digests = None
+    if (path / PATH_DIGESTS).is_file():
+        try:
+            digests = np.load(path / PATH_DIGESTS, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise IndexCorruptedError(
+                f"{path / PATH_DIGESTS} cannot be read ({e}); {REBUILD}"
+            ) from e
+        if digests.shape != (len(rowmap),) or digests.dtype != np.dtype("<u8"):
+            raise IndexCorruptedError(
+                f"{path / PATH_DIGESTS} holds {digests.dtype} {digests.shape}, not"
+                f" one digest per row of the index's {len(rowmap)}; {REBUILD}"
+            )
     if len(rowmap) != len(index) or manifest.get("n_samples", len(rowmap)) != len(
         rowmap
     ):
@@ -439,4 +481,6 @@ def _read_bundle(path: Path, verify: str) -> IndexBundle:
             f"index at {path} is inconsistent ({len(index)} rows, {len(rowmap)} ids, "
             f"manifest says {manifest.get('n_samples')}); {REBUILD}"
         )
-    return IndexBundle(path, index, rowmap, encoder, manifest, unembeddable, verify)
+    return IndexBundle(
+        path, index, rowmap, encoder, manifest, unembeddable, verify, digests
+    )

@@ -85,7 +85,7 @@ def compute_embeddings(
     samples,
     field: str = DEFAULT_EMBEDDINGS_FIELD,
     *,
-    model: str = DEFAULT_CLIP_MODEL,
+    model: str | None = None,
     pretrained=UNSET,
     batch_size: int = BATCH_SIZE,
     num_workers: int = NUM_WORKERS,
@@ -98,9 +98,11 @@ def compute_embeddings(
         samples: a FiftyOne dataset or view of images.
         field: name of the float32 ``VectorField`` receiving ``(512,)`` vectors.
         model, pretrained: the CLIP (:func:`~.clip_names.resolve_clip`): an
-            open_clip architecture and its tag or checkpoint path (the default
-            architecture's default weights when left out), or ``"demo"``, the
-            small CLIP this package ships.
+            open_clip architecture and its tag or checkpoint path (its default
+            weights when left out), or ``"demo"``, the small CLIP this package
+            ships. Both left out: the model ``field`` records (an earlier
+            ``compute_embeddings`` or ``build_index`` into it), else ViT-B-32
+            with its default weights.
         skip_existing: leave samples that already have a vector untouched.
         progress: True for a console bar, False for none, or a callable
             ``fn(fraction, label)``.
@@ -110,12 +112,23 @@ def compute_embeddings(
         ``{sample id: error}``), ``clip_model`` (identity; with nothing to embed,
         the field's recorded one or None: no model is loaded) and ``field``.
     """
-    model, pretrained = resolve_clip(model, pretrained)
+    model, pretrained = clip_to_compute(samples, field, model, pretrained)
     summary, _ = _embed(
         samples, field, model, pretrained, skip_existing, progress,
         batch_size=batch_size, num_workers=num_workers,
     )  # fmt: skip
     return summary
+
+
+def clip_to_compute(samples, field: str, model, pretrained) -> tuple[str, object]:
+    """The CLIP model and weights to compute ``field``'s embeddings with: the given
+    ones, else those ``field`` records (computed into before), else the
+    defaults."""
+    if model is None and pretrained is UNSET:
+        recorded = field_model_identity(samples, field).identity
+        if recorded is not None:
+            return recorded["name"], recorded["pretrained"]
+    return resolve_clip(DEFAULT_CLIP_MODEL if model is None else model, pretrained)
 
 
 def embed_again(samples, field: str, *, model: str, pretrained, progress) -> dict:

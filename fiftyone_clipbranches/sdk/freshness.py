@@ -1,7 +1,9 @@
-"""How an index relates to the dataset now: samples added, deleted or unreadable."""
+"""How an index relates to the dataset now: samples added, deleted, unreadable, or
+whose filepath changed since their row was embedded."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -31,6 +33,11 @@ class Freshness:
             (``update_index`` retries them only with ``retry_failed=True`` or once
             their filepath changed).
         unreadable: up to 100 ``{sample id: error}`` of them.
+        n_moved: indexed samples whose filepath changed since their row was
+            embedded (their row is still their old image's; ``update_index``
+            embeds them again). Counted for indexes built from images (not from
+            codes) since filepaths were recorded.
+        moved_ids: ids of up to 100 of them.
     """
 
     n_index: int
@@ -40,23 +47,35 @@ class Freshness:
     added_ids: tuple[str, ...] = ()
     n_unreadable: int = 0
     unreadable: dict | None = None
+    n_moved: int = 0
+    moved_ids: tuple[str, ...] = ()
 
     @property
     def is_stale(self) -> bool:
-        return self.n_added > 0 or self.n_deleted > 0
+        return self.n_added > 0 or self.n_deleted > 0 or self.n_moved > 0
 
 
-def compare(root, rowmap: SampleRowMap, unembeddable: dict | None = None) -> Freshness:
+def compare(
+    root,
+    rowmap: SampleRowMap,
+    unembeddable: dict | None = None,
+    path_digests: np.ndarray | None = None,
+) -> Freshness:
     """Exact comparison of the dataset's sample ids with the index (one id scan).
 
     ``unembeddable``: the index's ``{sample id: {"filepath", "error"}}``; a sample
     listed there with an unchanged filepath counts as unreadable, not added.
+    ``path_digests``: the index's :func:`path_digests` of its rows' filepaths (None:
+    not recorded, and moves are not looked for).
     """
-    if unembeddable:
+    if unembeddable or path_digests is not None:
         ids, paths = root.values(["id", "filepath"])
     else:
         ids, paths = root.values("id"), None
     found = rowmap.contains(ids)
+    moved = (
+        moved_ids(rowmap, path_digests, ids, paths) if path_digests is not None else []
+    )
     missing = np.flatnonzero(~found)
     added, unreadable = [], {}
     for i in missing:
@@ -74,7 +93,40 @@ def compare(root, rowmap: SampleRowMap, unembeddable: dict | None = None) -> Fre
         added_ids=tuple(added[:100]),
         n_unreadable=len(unreadable),
         unreadable=dict(list(unreadable.items())[:100]),
+        n_moved=len(moved),
+        moved_ids=tuple(moved[:100]),
     )
+
+
+def path_digests(paths) -> np.ndarray:
+    """uint64 ``(n,)``: an 8-byte BLAKE2b digest of each filepath (what an index
+    keeps of the file each row was embedded from)."""
+    joined = b"".join(
+        hashlib.blake2b(str(p).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        for p in paths
+    )
+    return np.frombuffer(joined, dtype="<u8").copy()
+
+
+def moved_ids(rowmap: SampleRowMap, digests: np.ndarray, ids, paths) -> list[str]:
+    """Of the samples ``ids`` (with their filepaths ``paths`` now), those the index
+    holds a row of whose recorded filepath digest (``digests``, by row) differs."""
+    rows, found = rowmap.rows_of_array(np.asarray(ids, dtype="S24"))
+    at = np.flatnonzero(found)
+    if not len(at):
+        return []
+    now = path_digests([paths[i] for i in at])
+    changed = at[np.asarray(digests)[rows[at]] != now]
+    return [ids[i] for i in changed]
+
+
+def digests_of(root, ids, paths_by_id: dict | None = None) -> np.ndarray:
+    """:func:`path_digests` of the filepaths of samples ``ids`` of dataset ``root``
+    now (``paths_by_id``: ``{id: filepath}`` already read; else one read of the
+    dataset's ids and filepaths)."""
+    if paths_by_id is None:
+        paths_by_id = dict(zip(*root.values(["id", "filepath"]), strict=True))
+    return path_digests([paths_by_id.get(sid, "") for sid in ids])
 
 
 def at_build(n_index: int, unembeddable: dict) -> Freshness:

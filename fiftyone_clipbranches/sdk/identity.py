@@ -125,7 +125,9 @@ def check_field_identity(samples, field: str, identity: dict) -> bool:
             raise IdentityConflictError(
                 f"field {field!r} holds embeddings of {_describe(known)}, not of "
                 f"{_describe(identity)}: mixing models in one field makes them "
-                f"incomparable; embed into another field ({ANOTHER_FIELD})"
+                f"incomparable; embed with its model (leave out model= and "
+                f"pretrained=; CLI: --model and --pretrained), or into another field"
+                f" ({ANOTHER_FIELD})"
             )
         return False
     root = root_dataset(samples)

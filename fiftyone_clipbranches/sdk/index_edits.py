@@ -65,4 +65,7 @@ def edit_index_rows(
     unembeddable = {
         sid: entry for sid, entry in bundle.unembeddable.items() if sid not in drop
     }
-    return replace_index_rows(ds, index_key, config, bundle, codes, ids, unembeddable)
+    return replace_index_rows(
+        ds, index_key, config, bundle, codes, ids, unembeddable,
+        kept_rows=np.flatnonzero(keep),
+    )  # fmt: skip

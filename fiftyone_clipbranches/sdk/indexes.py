@@ -22,6 +22,7 @@ from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET, resolve_clip
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import (
+    clip_to_compute,
     compute_embeddings,
     embed_again,
     refuse_another_length,
@@ -33,7 +34,13 @@ from fiftyone_clipbranches.sdk.errors import (
     SampleIdsError,
     StaleIndexError,
 )
-from fiftyone_clipbranches.sdk.freshness import Freshness, at_build, compare
+from fiftyone_clipbranches.sdk.freshness import (
+    Freshness,
+    at_build,
+    compare,
+    digests_of,
+    moved_ids,
+)
 from fiftyone_clipbranches.sdk.identity import (
     build_identity,
     field_identity,
@@ -45,7 +52,6 @@ from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import as_progress
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
-    DEFAULT_CLIP_MODEL,
     DEFAULT_EMBEDDINGS_FIELD,
     DEFAULT_INDEX_KEY,
     NO_VECTOR,
@@ -129,8 +135,9 @@ def build_index(
         model, pretrained: CLIP model of the embeddings (also what text queries are
             embedded with): an open_clip architecture and its tag or checkpoint
             path (None: random weights, for tests). When embeddings are computed
-            here, both default to the model recorded on ``"clip_embedding"`` (an
-            earlier ``compute_embeddings``), else to ViT-B-32 / laion2b_s34b_b79k;
+            here, both default to the model recorded on the field they go into
+            (an earlier ``compute_embeddings``), else to ViT-B-32 /
+            laion2b_s34b_b79k;
             another ``model`` needs its ``pretrained``. With ``embeddings_field``
             they declare the field's model (give both, or neither to use what the
             field records; a declaration that contradicts the record is refused).
@@ -184,7 +191,7 @@ def build_index(
             embeddings_field = embeddings_field or DEFAULT_EMBEDDINGS_FIELD
             if not model_given:
                 refuse_filling_unknown_vectors(ds, embeddings_field)
-            model, pretrained = _clip_to_compute(ds, model, pretrained)
+            model, pretrained = clip_to_compute(ds, embeddings_field, model, pretrained)
             check_fit_rows(  # a too small dataset is refused before embedding
                 n, code_method, encoder_params, f"{ds.name!r} has {n} samples"
             )
@@ -331,17 +338,6 @@ def refuse_if_nothing_read(ds, embed_report: dict) -> None:
     )
 
 
-def _clip_to_compute(ds, model, pretrained) -> tuple[str, object]:
-    """The CLIP model and weights to compute embeddings with: the given ones, else
-    those the default embeddings field records (``compute_embeddings`` ran
-    before), else the defaults."""
-    if model is None and pretrained is UNSET:
-        recorded = field_model_identity(ds, DEFAULT_EMBEDDINGS_FIELD).identity
-        if recorded is not None:
-            return recorded["name"], recorded["pretrained"]
-    return resolve_clip(DEFAULT_CLIP_MODEL if model is None else model, pretrained)
-
-
 @holding_key("build")
 def build_index_from_codes(
     dataset,
@@ -432,6 +428,9 @@ def _write_index(
         "leaf_size": leaf_size,
         "built_at": built_at,
     }
+    digests = None
+    if encoder is not None:  # rows embedded from images: their files are known
+        digests = digests_of(ds, rowmap.ids_of(np.arange(len(rowmap))))
     path = write_bundle(
         _dataset_dir(ds, root),
         tree_builder(codes, subsets, leaf_size, shards, ray_address, shard_progress),
@@ -439,6 +438,7 @@ def _write_index(
         encoder,
         meta,
         unembeddable,
+        digests,
     )
     config = runs.ClipBranchesIndexConfig(
         index_dir=str(path),
@@ -494,6 +494,8 @@ def update_index(
     field = config.embeddings_field
     again = set(_reembed_ids(ds, index_key, config, reembed))
     again |= set(config.reembed_pending or ()) & set(present)  # an interrupted one
+    if bundle.path_digests is not None and bundle.encoder is not None:
+        again |= set(moved_ids(bundle.rowmap, bundle.path_digests, present, paths))
     rows, found = bundle.rowmap.rows_of(present)
     n_deleted = len(bundle.rowmap) - int(found.sum())
     if again:
@@ -518,7 +520,8 @@ def update_index(
             config.reembed_pending = None
             runs.update_index_config(ds, index_key, config)
         report(1.0, "index is up to date")
-        return _info(ds, index_key, config, compare(ds, bundle.rowmap, kept_failed))
+        fresh = compare(ds, bundle.rowmap, kept_failed, bundle.path_digests)
+        return _info(ds, index_key, config, fresh)
 
     new_ids, new_codes = [], np.zeros((0, bundle.index.codes.shape[1]), np.uint8)
     new_failed = {}
@@ -569,8 +572,9 @@ def update_index(
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
     config.reembed_pending = None  # written with the new rows, or kept if that fails
     info = replace_index_rows(
-        ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed}
-    )
+        ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed},
+        kept_rows=keep, paths_by_id=dict(zip(present, paths, strict=True)),
+    )  # fmt: skip
     left = f"; {len(new_failed)} more left out (image unreadable)" if new_failed else ""
     report(
         1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
@@ -579,12 +583,25 @@ def update_index(
 
 
 def replace_index_rows(
-    ds, index_key: str, config, bundle, codes, ids, unembeddable: dict
+    ds,
+    index_key: str,
+    config,
+    bundle,
+    codes,
+    ids,
+    unembeddable: dict,
+    *,
+    kept_rows,
+    paths_by_id: dict | None = None,
 ) -> IndexInfo:
     """Write a new directory for index ``index_key`` holding ``codes`` (uint8
     ``(N, D)``) of sample ``ids`` with the encoder, subsets and settings of
     ``bundle``, switch the run to it and release the old directory (deleted once
     no run of any dataset points at it).
+
+    ``ids`` are the ``kept_rows`` of ``bundle`` (int array), in that order, then
+    the new rows: a kept row keeps the digest of the filepath it was embedded from,
+    a new row records its filepath now (``paths_by_id``, else read from ``ds``).
 
     The new directory lies under ``ds``'s own folder, so an update on a clone never
     replaces the original's files.
@@ -610,14 +627,26 @@ def replace_index_rows(
         meta.pop(k, None)
     old_dir = config.index_dir
     parent = _dataset_dir(ds, Path(old_dir).parent.parent)
-    path = write_bundle(parent, index, rowmap, bundle.encoder, meta, unembeddable)
+    digests = None
+    if bundle.encoder is not None:
+        kept_rows = np.asarray(kept_rows, dtype=np.int64)
+        new = digests_of(ds, ids[len(kept_rows) :], paths_by_id)
+        old = (
+            np.asarray(bundle.path_digests)[kept_rows]
+            if bundle.path_digests is not None
+            else digests_of(ds, ids[: len(kept_rows)], paths_by_id)  # from now on
+        )
+        digests = np.concatenate([old, new])
+    path = write_bundle(
+        parent, index, rowmap, bundle.encoder, meta, unembeddable, digests
+    )
     config.index_dir = str(path)
     config.n_samples = len(rowmap)
     config.built_at = built_at
     runs.update_index_config(ds, index_key, config)
     if runs.release_index_dir(old_dir):
         forget_bundle(old_dir)
-    return _info(ds, index_key, config, compare(ds, rowmap, unembeddable))
+    return _info(ds, index_key, config, compare(ds, rowmap, unembeddable, digests))
 
 
 def list_indexes(dataset) -> list[str]:
@@ -635,7 +664,7 @@ def index_info(
     fresh = None
     if check:
         bundle = load_bundle(config.index_dir)
-        fresh = compare(ds, bundle.rowmap, bundle.unembeddable)
+        fresh = compare(ds, bundle.rowmap, bundle.unembeddable, bundle.path_digests)
     return _info(ds, index_key, config, fresh)
 
 

@@ -355,10 +355,16 @@ def refine_here_or_remote(
 
     spec = request.spec
     if spec.needs_query and request.query is None:
-        raise ValueError(
-            f"model {spec.name!r} refines a text search: enter the text query"
-            " that was searched"
+        error = ValueError(
+            f"model {spec.name!r} refines a text search: pass the text query that"
+            " was searched"
         )
+        error.in_app = (
+            f"{spec.label.split(' (')[0]} refines a text search: type the text that"
+            " was searched in the query box (Text, or an image path or URL), then"
+            " Refine again"
+        )
+        raise error
     remote = service_settings(secrets)
     if remote is None:
         return refine(

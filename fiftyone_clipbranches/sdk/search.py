@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.embeddings import get_clip_model
+from fiftyone_clipbranches.sdk.embeddings import (
+    get_clip_model,
+    weights_unavailable_error,
+)
 from fiftyone_clipbranches.sdk.errors import (
     CheckpointUnavailableError,
     UnknownModelError,
@@ -164,7 +167,10 @@ def index_clip_model(config, index_key: str):
     gone = missing_checkpoint(recorded, index_key, "embed queries")
     if gone:
         raise CheckpointUnavailableError(gone)
-    clip = get_clip_model(recorded["name"], recorded.get("pretrained"))
+    try:
+        clip = get_clip_model(recorded["name"], recorded.get("pretrained"))
+    except weights_unavailable_error() as e:
+        raise _weights_refusal(e, index_key) from e
     if not same_identity(recorded, clip.identity):
         raise CheckpointUnavailableError(
             f"index {index_key!r} cannot embed queries: "
@@ -173,6 +179,26 @@ def index_clip_model(config, index_key: str):
             f" new checkpoint ({REBUILD_ELSEWHERE})"
         )
     return clip
+
+
+def _weights_refusal(exc, index_key: str) -> CheckpointUnavailableError:
+    """The error of a query that index ``index_key`` cannot embed: its CLIP weights
+    (``exc``: ``WeightsUnavailableError``) are not on this machine. A search takes
+    no weights argument, so only the cache or the network brings them."""
+    reason = str(exc).split(" Provide them in one of these ways", 1)[0]
+    how = (
+        "put the open_clip / Hugging Face cache that holds them on this machine"
+        " (HF_HOME or HF_HUB_CACHE), or run once with network access"
+    )
+    error = CheckpointUnavailableError(
+        f"index {index_key!r} cannot embed queries: {reason} {how[0].upper()}{how[1:]}; meanwhile search"
+        " by sample ids or a vector"
+    )
+    error.in_app = (
+        f"index {index_key!r} cannot embed queries: {reason} {how[0].upper()}{how[1:]}; meanwhile"
+        " search by similarity to selected samples"
+    )
+    return error
 
 
 def _query_model(config, bundle, index_key: str):

@@ -501,15 +501,20 @@ def _score_field_state(root, score_field: str):
     """The existing field named ``score_field`` (None if absent), checked: it may
     receive scores (see :func:`ensure_score_field`)."""
     if not isinstance(score_field, str) or not score_field.isidentifier():
-        raise ValueError(f"score field name {score_field!r} must be an identifier")
+        error = ValueError(f"score field name {score_field!r} must be an identifier")
+        error.in_app = (
+            f"Score field {score_field!r} is not a field name: use letters, digits"
+            " and underscores, not starting with a digit"
+        )
+        raise error
     field = root.get_field(score_field)
     if field is None:
         return None
     if not isinstance(field, fo.FloatField):
-        raise ValueError(
-            f"field {score_field!r} exists with type {type(field).__name__}, not a "
-            "FloatField: choose another score_field"
-        )
+        kind = f"field {score_field!r} exists with type {type(field).__name__}, not a "
+        error = ValueError(f"{kind}FloatField: choose another score_field")
+        error.in_app = f"{kind}number field: enter another name in Score field"
+        raise error
     if not writes_scores(root, score_field):
         refused = (
             f"field {score_field!r} exists and clipbranches did not make it: a "

@@ -387,10 +387,29 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     assert "in the current view" in notifications(requests, "success")[0]
 
     params = {"index_key": "clip", "model": "ensemble", "random_negatives": 30}
-    stats, _ = run_op("refine", {"dataset": ds, "view": two, "params": params})
+    params["saved_view"] = "round one"
+    stats, requests = run_op("refine", {"dataset": ds, "view": two, "params": params})
     assert stats["n_pos"] == 6 and stats["n_neg"] == 4  # negatives outside the view
     assert stats["n_index"] == len(two)
     assert set(ds.exists("clipbranches_score").values("id")) <= inside
+    assert "saved as view 'round one'" in notifications(requests, "success")[0]
+    first = ds.load_saved_view("round one").values("id")
+    # the same name again: the form asks, and without the tick nothing is replaced
+    props = _resolve_input("refine", ds, params, view=two)
+    assert (
+        props["replace_view"]["view"]["label"] == "Replace the saved view 'round one'"
+    )
+    assert (
+        f"holds {len(first)} samples now"
+        in props["replace_view"]["view"]["description"]
+    )
+    tree = {**params, "model": "tree"}
+    result, _ = run_op("refine", {"dataset": ds, "view": two, "params": tree})
+    assert "exists: tick Replace the saved view 'round one'" in result["error"]
+    assert ds.load_saved_view("round one").values("id") == first
+    tree["replace_view"] = True
+    stats, _ = run_op("refine", {"dataset": ds, "view": two, "params": tree})
+    assert stats["model"] == "tree" and ds.has_saved_view("round one")
 
     state = {"index_key": "clip", "model": "tree", "view_name": "cats in two"}
     requests = call(ds, "refine", state=state, view=two)

@@ -1,5 +1,6 @@
 """The relevance-feedback panel driven headlessly, method by method."""
 
+import fiftyone as fo
 import fiftyone.operators as foo
 import numpy as np
 from plugin_helpers import notifications, run_op, uris
@@ -127,6 +128,15 @@ def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
         stats["n_pos"] == 10 and stats["n_neg"] == 15 and stats["model"] == "ensemble"
     )
     assert "last_round" in rendered(requests)
+    # samples selected but not marked: refused, not left out without a word
+    unmarked = others[20:23].tolist()
+    requests = call(ds, "refine", state=state, selected=[planes[0], *unmarked])
+    (error,) = notifications(requests, "error")
+    assert error.startswith("3 selected samples are not marked: press Mark positive")
+    assert "set_view" not in uris(requests)
+    # marked ones selected are refined from as they are
+    requests = call(ds, "refine", state=state, selected=planes[:2].tolist())
+    assert patched_state(requests)["last_stats"]["n_pos"] == 10
     too_many = {"index_key": "cb", "random_negatives": 99999}
     (error,) = notifications(call(ds, "refine", state=too_many), "error")
     assert "Random negatives must be from 0 to 2000" in error
@@ -135,11 +145,12 @@ def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
     rounds = foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")
     assert [(r["round"], r["kind"], r["model"]) for r in rounds] == [
         (1, "refine", "ensemble"),
-        (2, "refine", "tree"),
+        (2, "refine", "ensemble"),
+        (3, "refine", "tree"),
     ]
     asked = call(ds, "clear_history", state={"confirm": None})
-    assert "2 rounds" in rendered(asked)["confirm_question"]["view"]["label"]
-    assert len(foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")) == 2
+    assert "3 rounds" in rendered(asked)["confirm_question"]["view"]["label"]
+    assert len(foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")) == 3
     call(ds, "confirm", state=patched_state(asked))
     assert foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds") is None
 
@@ -150,12 +161,23 @@ def test_query_ball_refines_the_panel_query(indexed_dataset):
     ids = np.array(ds.values("id"))
     call(ds, "mark_positive", selected=ids[labels == "airplane"][:5].tolist())
     requests = call(ds, "refine", state={"index_key": "cb", "model": "ball"})
-    assert "enter the text query" in notifications(requests, "error")[0]
+    (error,) = notifications(requests, "error")
+    assert error.startswith("Query ball refines a text search: type the text")
+    assert "in the query box (Text, or an image path or URL)" in error
     state = {"index_key": "cb", "model": "ball", "query": "an airplane"}
     requests = call(ds, "refine", state=state)
     # the query reaches the model: this index has no CLIP model to embed it
     assert "CLIP model" in notifications(requests, "error")[0]
     assert "set_view" not in uris(requests)
+    # a score field the App's words name
+    state = {"index_key": "cb", "score_field": "my score!"}
+    (error,) = notifications(call(ds, "refine", state=state), "error")
+    assert error.startswith("Score field 'my score!' is not a field name: use letters")
+    ds.add_sample_field("a_label", fo.StringField)
+    state = {"index_key": "cb", "score_field": "a_label"}
+    (error,) = notifications(call(ds, "refine", state=state), "error")
+    assert "not a number field: enter another name in Score field" in error
+    ds.delete_sample_field("a_label")
 
 
 def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):

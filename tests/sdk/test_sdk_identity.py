@@ -179,6 +179,10 @@ def test_sdk_computed_field_records_its_model(zoo_field, tiny_clip_checkpoint):
         found.identity["name"] == TINY_CLIP_NAME
         and found.source == "info of field 'own'"
     )
+    # samples added later are embedded with the model the field records
+    ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    out = sdk.compute_embeddings(ds, "own", progress=False)
+    assert out["n_embedded"] == 1 and out["clip_model"] == found.identity
 
 
 def test_filling_a_field_of_unknown_model_records_no_guess(
@@ -215,10 +219,11 @@ def test_computing_other_weights_into_a_recorded_field_is_refused(
         pretrained=str(tiny_clip_checkpoint),
         progress=False,
     )
-    with pytest.raises(IdentityConflictError, match="mixing models"):
+    with pytest.raises(IdentityConflictError, match="mixing models") as err:
         sdk.compute_embeddings(
             ds, "own", model=TINY_CLIP_NAME, pretrained=None, progress=False
         )
+    assert "embed with its model (leave out model= and pretrained=" in str(err.value)
     # before loading: these weights are not on this machine, and are not looked for
     with pytest.raises(IdentityConflictError, match="mixing models"):
         sdk.compute_embeddings(
@@ -372,5 +377,34 @@ def test_a_field_of_another_models_vectors_is_not_taken_for_the_declared_one(
         assert (
             cb.search(ds, sample_ids=[one], k=2, index_key="own").values("id")[0] == one
         )
+    finally:
+        ds.delete()
+
+
+def test_text_search_without_the_models_weights_says_what_a_search_can_do(cifar_dir):
+    import numpy as np
+
+    from fiftyone_clipbranches.sdk.errors import CheckpointUnavailableError
+    from fiftyone_clipbranches.sdk.messages import user_message
+
+    ds = images_dataset(cifar_dir, 4)
+    try:
+        vectors = np.random.default_rng(0).normal(size=(len(ds), 512)).astype("f4")
+        ds.set_values("theirs", list(vectors))
+        cb.build_index(
+            ds, "theirs", embeddings_field="theirs", model="ViT-B-32",
+            pretrained="laion2b_s34b_b79k", code_method="pca", progress=False,
+        )  # fmt: skip
+        with pytest.raises(CheckpointUnavailableError) as err:
+            cb.search(ds, text="a cat", index_key="theirs")
+        message = str(err.value)
+        assert "index 'theirs' cannot embed queries: CLIP weights 'ViT-B-32'" in message
+        assert "HF_HOME" in message and "search by sample ids or a vector" in message
+        assert "load_clip" not in message and "pretrained=" not in message
+        in_app = user_message(err.value, in_app=True)
+        assert "search by similarity to selected samples" in in_app
+        one = ds.first().id
+        found = cb.search(ds, sample_ids=[one], k=2, index_key="theirs")
+        assert found.values("id")[0] == one
     finally:
         ds.delete()

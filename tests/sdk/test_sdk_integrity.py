@@ -366,3 +366,12 @@ def test_build_reports_the_unreadable_images_it_leaves_out(
         assert list(fresh.unreadable) == [sid] and info.n_samples == 40
     finally:
         ds.delete()
+
+
+def test_a_missing_manifest_or_directory_is_named(tmp_path):
+    from fiftyone_clipbranches.sdk.bundle import read_manifest
+
+    with pytest.raises(sdk.errors.IndexFilesMissingError, match="manifest.json is"):
+        read_manifest(tmp_path)  # the directory is there, its manifest is not
+    with pytest.raises(sdk.errors.IndexFilesMissingError, match="directory is gone"):
+        read_manifest(tmp_path / "gone")

@@ -5,6 +5,7 @@ ones: a changed image kept its old code, with no way but a rebuild)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -25,6 +26,40 @@ def _steps(a, b) -> int:
     return int(np.abs(a.astype(int) - b.astype(int)).max())
 
 
+def test_a_changed_filepath_is_seen_and_embedded_again(make_user_index, capsys):
+    ds = make_user_index(n_per_class=5, name="moved")
+    cat, dog = ds.take(2, seed=1).values("id")
+    before = _code(ds, cat)
+    assert _steps(before, _code(ds, dog)) > 1
+    fresh = sdk.index_info(ds, "clip").freshness
+    assert fresh.n_moved == 0 and not fresh.is_stale
+
+    sample = ds[cat]
+    sample.filepath = ds[dog].filepath  # the user points it at another file
+    sample.save()
+    fresh = sdk.index_info(ds, "clip").freshness
+    assert (fresh.n_moved, fresh.moved_ids, fresh.n_added) == (1, (cat,), 0)
+    assert fresh.is_stale
+    assert np.array_equal(_code(ds, cat), before)  # searched as the old image
+    assert cli_main(["indexes", ds.name]) == 0
+    assert "0 deleted, 1 with another filepath since the build" in (
+        capsys.readouterr().out
+    )
+
+    args = ["update-index", ds.name, "--key", "clip", "--quiet"]
+    assert cli_main(args) == 0
+    assert "0 dropped (deleted from the dataset), 1 sample embedded again" in (
+        capsys.readouterr().out
+    )
+    info = sdk.index_info(ds, "clip")
+    assert info.n_samples == 50 and not info.freshness.is_stale
+    assert _steps(_code(ds, cat), _code(ds, dog)) <= 1  # the new image's code
+    assert np.allclose(ds[cat].clip_embedding, ds[dog].clip_embedding, atol=1e-4)
+    # a row kept through an update keeps its digest: nothing is embedded again
+    index_dir = sdk.index_info(ds, "clip").index_dir
+    assert sdk.update_index(ds, "clip", progress=False).index_dir == index_dir
+
+
 def test_changed_images_are_embedded_again(make_user_index, tmp_path):
     ds = make_user_index(n_per_class=5, name="reembed")
     cat, dog, other = ds.take(3, seed=1).values("id")
@@ -32,10 +67,15 @@ def test_changed_images_are_embedded_again(make_user_index, tmp_path):
     before = _code(ds, cat)
     assert _steps(before, _code(ds, dog)) > 1
 
-    cat_sample.filepath = dog_sample.filepath  # the file was replaced
+    image = tmp_path / "cat.png"  # the user's file, later replaced in place
+    shutil.copy(cat_sample.filepath, image)
+    cat_sample.filepath = str(image)
     cat_sample.save()
     assert sdk.update_index(ds, "clip", progress=False).n_samples == 50
-    assert np.array_equal(_code(ds, cat), before)  # a plain update cannot know
+    assert _steps(_code(ds, cat), before) <= 1  # the same image at another path
+    shutil.copy(dog_sample.filepath, image)
+    assert sdk.update_index(ds, "clip", progress=False).n_samples == 50
+    assert _steps(_code(ds, cat), before) <= 1  # a plain update cannot know
 
     info = sdk.update_index(ds, "clip", reembed=[cat], progress=False)
     assert info.n_samples == 50 and not info.freshness.is_stale

@@ -149,6 +149,8 @@ def test_add_and_remove_keep_the_index_in_step(similarity):
     assert index.total_index_size == len(ids) - 3
     after = ds.sort_by_similarity(ids[10], k=None, brain_key="sim").values("id")
     assert after == [i for i in before if i not in set(ids[:3])]
+    with pytest.raises(cb.sdk.errors.StaleIndexError, match="removed from it"):
+        ds.sort_by_similarity(ids[0], k=3, brain_key="sim")  # a removed query
 
     index.add_to_index(vectors, ids[:3])
     assert index.total_index_size == len(ids)
