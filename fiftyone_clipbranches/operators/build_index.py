@@ -18,6 +18,7 @@ from fiftyone_clipbranches.operators.common import (
     vector_fields,
 )
 from fiftyone_clipbranches.sdk import build_index, update_index
+from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
 from fiftyone_clipbranches.sdk.errors import (
     IdentityConflictError,
     MissingEmbeddingsError,
@@ -69,8 +70,9 @@ class BuildIndex(foo.Operator):
                 "pretrained",
                 label="Pretrained weights",
                 default=DEFAULT_CLIP_PRETRAINED,
-                description="open_clip tag or checkpoint path; empty for random"
-                " weights (tests only: the index then means nothing)",
+                description="open_clip tag or checkpoint path; empty: the shipped"
+                f" weights of '{SHIPPED_MODEL}', random weights for any other model"
+                " (tests only: the index then means nothing)",
             )
         else:  # a default is not a declaration: left empty, the field's record rules
             inputs.str(

@@ -49,7 +49,7 @@ from fiftyone_clipbranches.sdk.identity import (
 )
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import counted
-from fiftyone_clipbranches.sdk.progress import as_progress
+from fiftyone_clipbranches.sdk.progress import as_progress, ticking
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -230,14 +230,15 @@ def build_index(
             embedded=compute_here or field_identity(ds, embeddings_field) is not None,
         )
 
-        encoder, codes = fit_and_encode(
-            source,
-            code_method,
-            identity,
-            encoder_params,
-            lambda f, label: report(0.7 + 0.2 * f, label),
-            n_unreadable=embed_report.get("n_failed", 0),
-        )
+        with ticking(report):  # the head's fit reports by epochs, seconds apart
+            encoder, codes = fit_and_encode(
+                source,
+                code_method,
+                identity,
+                encoder_params,
+                lambda f, label: report(0.7 + 0.2 * f, label),
+                n_unreadable=embed_report.get("n_failed", 0),
+            )
         report(
             0.9, "building the index" + (f" ({shards} shards)" if shards > 1 else "")
         )
@@ -271,7 +272,8 @@ def build_index(
             0.95, "preparing the refinement's kernels (compiled once per installation)"
         )
         try:
-            warm_refinement_or_warn()
+            with ticking(report):
+                warm_refinement_or_warn()
         except KeyboardInterrupt as stop:  # stops the caller, who may say what is done
             stop.built = (
                 f"index {index_key!r} was built over {counted(len(source), 'sample')};"

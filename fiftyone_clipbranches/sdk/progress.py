@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from collections.abc import Callable
 
 ProgressFn = Callable[[float, str], None]
@@ -49,6 +51,31 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+@contextlib.contextmanager
+def ticking(report: ProgressFn, every_s: float = 1.0):
+    """While the block runs (a step with no finer progress, such as compiling),
+    redraw ``report``'s console bar every ``every_s`` seconds, so that its elapsed
+    time moves; other reporters, and a bar written to a file or pipe (a log would
+    get a line per redraw), are left as they are."""
+    bar = report._bar if isinstance(report, ProgressBar) else None
+    if bar is None or not sys.stderr.isatty():
+        yield
+        return
+    stop = threading.Event()
+
+    def redraw():
+        while not stop.wait(every_s):
+            bar.refresh()
+
+    thread = threading.Thread(target=redraw, name="clipbranches-tick", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _no_progress(fraction: float, label: str) -> None:

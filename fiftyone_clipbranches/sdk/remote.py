@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
 import urllib.error
 import urllib.parse
@@ -68,7 +69,9 @@ class Client:
         timeout_s: socket timeout of each request.
         retries: times a request refused for now (503 ``busy``: every worker and
             queue slot taken; ``not_ready``: indexes still loading) is sent again,
-            after the ``Retry-After`` the service asks for (at most 10 s); 0 to
+            after the ``Retry-After`` the service asks for times the retry's
+            number (at most 10 s), and up to half as long again at random, so
+            that clients refused together do not all come back at once; 0 to
             get the refusal at once.
     """
 
@@ -192,7 +195,9 @@ class Client:
                 if not again or retried >= self.retries:
                     raise error from None
                 retried += 1
-                time.sleep(_retry_wait(e.headers.get("Retry-After")))
+                # later retries wait longer, and clients refused together spread out
+                wait = _retry_wait(e.headers.get("Retry-After")) * retried
+                time.sleep(min(wait, _MAX_RETRY_WAIT_S) * random.uniform(1.0, 1.5))
             except (urllib.error.URLError, OSError) as e:
                 raise RemoteServiceError(
                     0, "unreachable", f"cannot reach {self.url}: {e}"

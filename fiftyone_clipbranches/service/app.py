@@ -157,13 +157,14 @@ def create_app(
         _no_query()
         return {"datasets": backend.list_datasets()}
 
-    @app.get(f"{API_PREFIX}/datasets/<name>")
+    # path: FiftyOne names may hold "/" (sent as %2F, which the server decodes)
+    @app.get(f"{API_PREFIX}/datasets/<path:name>")
     def dataset(name):
         _no_query()
         rq.DATASET_NAME.validate(name, "dataset")
         return backend.dataset_info(name)
 
-    @app.get(f"{API_PREFIX}/datasets/<name>/indexes/<key>")
+    @app.get(f"{API_PREFIX}/datasets/<path:name>/indexes/<key>")
     def index(name, key):
         _no_query()
         rq.DATASET_NAME.validate(name, "dataset")

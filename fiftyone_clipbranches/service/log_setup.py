@@ -13,3 +13,6 @@ def configure_logging(fmt: str) -> None:
     WARNING and above from everything else."""
     logging.basicConfig(level=logging.WARNING, format=fmt)
     logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
+    # "Task queue depth is N": requests waiting for a thread in a burst, which the
+    # service's own admission (503 busy) and its threads answer: nothing to do
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

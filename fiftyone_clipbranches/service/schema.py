@@ -23,6 +23,15 @@ def _join(path: str, key) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+#: Unknown fields an error names (a body of thousands is not echoed back).
+_UNKNOWN_SHOWN = 10
+
+
+def _shown(name: str, width: int = 60) -> str:
+    """``name``, cut to ``width`` characters with "..." when longer."""
+    return name if len(name) <= width else name[: width - 3] + "..."
+
+
 class Schema:
     """Base of every schema node: ``validate(value, path) -> value`` and ``to_openapi()``."""
 
@@ -246,9 +255,12 @@ class Object(Schema):
             )
         unknown = sorted(k for k in value if k not in self.props)
         if unknown:
+            named = [_shown(name) for name in unknown[:_UNKNOWN_SHOWN]]
+            more = len(unknown) - len(named)
             raise ValidationError(
                 path,
-                f"unknown field(s) {unknown}; allowed: {sorted(self.props)}",
+                f"unknown field(s) {named}{f' and {more} more' if more else ''};"
+                f" allowed: {sorted(self.props)}",
             )
         out = {}
         for name, prop in self.props.items():

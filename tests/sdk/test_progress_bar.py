@@ -26,3 +26,29 @@ def test_an_interrupted_bar_ends_its_line(capsys):
     close_open_bars()
     err = capsys.readouterr().err
     assert _states(err)[-1] == "updating:  40%" and err.endswith("\n")
+
+
+def test_a_long_step_keeps_the_elapsed_time_moving(capsys, monkeypatch):
+    import sys
+
+    from fiftyone_clipbranches.sdk.progress import ticking
+
+    bar = ProgressBar("logged")  # to a file or pipe: a line per redraw, so none
+    bar(0.5, "compiling")
+    with ticking(bar, every_s=0.1):
+        time.sleep(0.5)
+    assert capsys.readouterr().err.count("compiling") <= 1  # no redraw
+    close_open_bars()
+    capsys.readouterr()
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal
+    bar = ProgressBar("building")
+    bar(0.95, "compiling")
+    with ticking(bar, every_s=0.4):
+        time.sleep(1.3)
+    drawn = [s for s in capsys.readouterr().err.split("\r") if "compiling" in s]
+    assert len(drawn) >= 3  # the first state, then a redraw every 0.4 s
+    assert "[00:01<" in drawn[-1]  # the elapsed time moved on
+    with ticking(lambda f, label: None):  # another reporter: nothing to redraw
+        pass
+    close_open_bars()

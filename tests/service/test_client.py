@@ -225,3 +225,26 @@ def test_refusals_for_now_are_retried_after_their_retry_after():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_dataset_named_with_a_slash_is_described(make_user_index):
+    """FiftyOne names may hold "/": the client sends it as %2F, which the server
+    decodes before routing."""
+    from fiftyone_clipbranches.service.backend import SdkBackend
+    from fiftyone_clipbranches.service.server import start_server
+
+    ds = make_user_index(n_per_class=4, name="team/cats")
+    service = start_server(
+        SdkBackend([ds.name]), port=0, token=None, allow_no_token_on_localhost=True,
+        compute_mode="threads", compute_workers=1,
+    )  # fmt: skip
+    try:
+        assert service.wait_ready(60)
+        client = Client(service.url)
+        assert client.dataset("team/cats")["name"] == "team/cats"
+        assert client.index("team/cats", "clip")["n_samples"] == len(ds)
+        with pytest.raises(ServiceError) as err:
+            client.index("team/cats", "nope")
+        assert err.value.code == "index_not_found"
+    finally:
+        service.stop()

@@ -395,3 +395,18 @@ def test_a_text_of_spaces_is_a_malformed_request_as_an_empty_one(call):
         status, _, err = call("POST", "/v1/search", body)
         assert (status, err["error"]["code"]) == (400, "invalid_request"), text
         assert "text" in err["error"]["message"]
+
+
+def test_a_burst_of_requests_logs_no_queue_warnings(call, service, served_dataset):
+    """Requests waiting for one of the service's threads in a burst are answered
+    in turn (or refused as busy): waitress's "Task queue depth" warnings are not
+    for the service's operator."""
+    ids = served_dataset.values("id")
+    body = {"dataset": DATASET, "positives": ids[:6], "model": "ensemble"}
+
+    def post(_):
+        return call("POST", "/v1/refine", body)[0]
+
+    with cf.ThreadPoolExecutor(64) as pool:
+        assert set(pool.map(post, range(192))) <= {200, 503}
+    assert "Task queue depth" not in service.output()

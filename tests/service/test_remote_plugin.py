@@ -61,6 +61,7 @@ def test_refine_operator_uses_the_service_when_its_secrets_are_set(
         assert remote[key] == local[key], key
 
     monkeypatch.setenv(TOKEN_ENV, "not-the-token")
+    params["replace_view"] = True  # "remote" was saved above
     failed, requests = _run("refine", {"dataset": ds, "params": params})
     assert "unauthorized" in failed["error"] or "401" in failed["error"]
     assert [uri for uri, _ in requests] == ["notify", "show_output"]

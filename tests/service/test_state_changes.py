@@ -189,7 +189,7 @@ def test_saves_count_what_they_save_renames_are_named_deletions_are_404s(
             lambda: client.refine(ds.name, positives=[added], index_key="clip")
         )
         assert (status, code) == (422, "stale_index")
-        assert "added after the build" in message and "update-index" in message
+        assert "added since it was built" in message and "update-index" in message
         # as a negative it is left out and counted, as the sdk does
         labelled = [i for i in ds.values("id") if i != added][:3]
         res = client.refine(
