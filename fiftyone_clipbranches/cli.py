@@ -85,9 +85,9 @@ def _cmd_serve(args) -> int:
         except RuntimeError as e:  # RayUnavailableError: not installed, unreachable
             print(f"error: {e}", file=sys.stderr)
             return 2
-        where = args.ray_address
-        if where == "auto" and ray_head_address():
-            where = f"{ray_head_address()} (what 'auto' found)"
+        where, head = args.ray_address, ray_head_address()
+        if where == "auto" and head:
+            where = f"{head} (what 'auto' found)"
         print(f"sharded indexes are answered by Ray actors at {where}")
     return run_serve(args)
 

@@ -89,7 +89,8 @@ def _cmd_update_index(args) -> int:
     unread_before = _unreadable(ds, args.key)
     reembed = _reembed(ds, args) or []
     # with the samples an interrupted re-embedding left, which it finishes
-    again = [*reembed, *_pending_reembed(ds, args.key), *_moved(ds, args.key)]
+    moved = [] if args.keep_moved else _moved(ds, args.key)
+    again = [*reembed, *_pending_reembed(ds, args.key), *moved]
     again = list(dict.fromkeys(again))
     was_in = _indexed(ds, args.key, again)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
@@ -99,6 +100,7 @@ def _cmd_update_index(args) -> int:
             args.key,
             retry_failed=args.retry_failed,
             reembed=reembed or None,
+            keep_moved=args.keep_moved,
             progress=bar or False,
         )
     finally:
@@ -111,6 +113,7 @@ def _cmd_update_index(args) -> int:
     )
     # samples this update could not read, beyond those re-embedded (counted lost)
     changes["left_out"] = len(_unreadable(ds, info.key) - unread_before - set(again))
+    changes["moved"] = before.freshness.n_moved if args.keep_moved else 0
     if args.json:
         print(json.dumps({**after.to_dict(), "changes": changes}, default=str))
         return 0
@@ -195,6 +198,8 @@ def _changes_text(key: str, changes: dict, read: str) -> str:
     again += f", {lost} left out (image unreadable now)" if lost else ""
     if changes.get("left_out"):
         again += f", {changes['left_out']} more left out (image unreadable)"
+    if changes.get("moved"):
+        again += f", {counted(changes['moved'], 'moved sample')} kept (new paths)"
     if not (changes["added"] or changes["dropped"] or again):
         return f"index {key!r} was up to date"
     return (
@@ -225,9 +230,11 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
     update = f"clipbranches update-index {shlex.quote(dataset_name)} --key {info.key}"
     if fresh is not None and fresh.is_stale:
         moved = f", {fresh.n_moved} with another filepath" if fresh.n_moved else ""
+        kept = " (`--keep-moved` if their files just moved)" if fresh.n_moved else ""
         print(
             f"  stale: {counted(fresh.n_added, 'sample')} added, {fresh.n_deleted}"
-            f" deleted{moved} since the build (`{update}` brings it up to date)"
+            f" deleted{moved} since it was built or updated (`{update}` brings it up"
+            f" to date{kept})"
         )
     if info.n_reembed_pending:
         print(
@@ -590,6 +597,12 @@ def add_workflow_commands(sub) -> None:
     p.add_argument(
         "--retry-failed", action="store_true",
         help="embed again the samples whose image could not be read before",
+    )  # fmt: skip
+    p.add_argument(
+        "--keep-moved", action="store_true",
+        help="samples whose filepath changed hold the same images at new paths"
+        " (the media were moved): keep their rows, record the new paths (without"
+        " it they are embedded again)",
     )  # fmt: skip
     p.add_argument(
         "--reembed", action="append", metavar="ID",

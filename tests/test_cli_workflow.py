@@ -149,7 +149,7 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     # the listing's hint is a command that runs as printed
     assert cli_main(["indexes", ds.name]) == 0
     assert (
-        "stale: 1 sample added, 0 deleted since the build"
+        "stale: 1 sample added, 0 deleted since it was built or updated"
         f" (`clipbranches update-index {ds.name} --key clip` brings it up to date)"
     ) in capsys.readouterr().out
     assert cli_main(["refine", ds.name, "--key", "clip", "--limit", "1"]) == 0
@@ -329,7 +329,7 @@ def test_unreadable_and_added_images_from_the_shell(
     out = _json(capsys)
     assert out["n_samples"] == 51
     assert out["changes"] == {
-        "added": 1, "dropped": 0, "replaced": 0, "lost": 0, "left_out": 0
+        "added": 1, "dropped": 0, "replaced": 0, "lost": 0, "left_out": 0, "moved": 0
     }  # fmt: skip
     assert cli_main([*refine, "--positive", first, "--positive", added]) == 0
     assert {first, added} <= {r["id"] for r in _json(capsys)["results"]}

@@ -190,6 +190,13 @@ class UpdateIndex(foo.Operator):
                 " could not be read (fixed files)",
                 default=False,
             )
+            inputs.bool(
+                "keep_moved",
+                label="Files moved, images unchanged",
+                description="Samples whose filepath changed keep their rows (their"
+                " new paths are recorded); unticked, their images are embedded again",
+                default=False,
+            )
             if ctx.selected:
                 inputs.bool(
                     "reembed_selected",
@@ -215,6 +222,7 @@ class UpdateIndex(foo.Operator):
                 ctx.dataset,
                 ctx.params.get("index_key"),
                 retry_failed=bool(ctx.params.get("retry_failed", False)),
+                keep_moved=bool(ctx.params.get("keep_moved", False)),
                 reembed=list(ctx.selected or ())
                 if ctx.params.get("reembed_selected")
                 else None,

@@ -16,6 +16,7 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import compute_embeddings
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
+from fiftyone_clipbranches.sdk.identity import field_model_identity
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -42,18 +43,28 @@ class ComputeEmbeddings(foo.Operator):
             required=True,
             description="VectorField receiving one vector per sample (512-d for ViT-B-32)",
         )
+        field = ctx.params.get("field") or DEFAULT_EMBEDDINGS_FIELD
+        recorded = field_model_identity(ctx.dataset, field).identity
+        records = (
+            f" ('{field}' holds vectors of this model: another one is refused)"
+            if recorded
+            else ""
+        )
         inputs.str(
             "model",
             label="CLIP model",
-            default=DEFAULT_CLIP_MODEL,
+            default=recorded["name"] if recorded else DEFAULT_CLIP_MODEL,
             required=True,
-            description=SHIPPED_MODEL_HINT,
+            description=SHIPPED_MODEL_HINT + records,
         )
         inputs.str(
             "pretrained",
             label="Pretrained weights",
-            default=DEFAULT_CLIP_PRETRAINED,
-            description="open_clip tag or checkpoint path; empty for random weights",
+            default=(recorded.get("pretrained") or "")
+            if recorded
+            else DEFAULT_CLIP_PRETRAINED,
+            description="open_clip tag or checkpoint path; empty: the shipped"
+            f" weights of '{SHIPPED_MODEL}', random weights for any other model",
         )
         inputs.int("batch_size", label="Batch size", default=32, min=1)
         inputs.bool(

@@ -14,7 +14,11 @@ from fiftyone_clipbranches.operators.common import (
     error_result,
 )
 from fiftyone_clipbranches.sdk.labels import count_tagged
-from fiftyone_clipbranches.sdk.messages import round_summary, unsearched_note
+from fiftyone_clipbranches.sdk.messages import (
+    counted,
+    round_summary,
+    unsearched_note,
+)
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
     MODELS,
@@ -30,6 +34,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_POSITIVE_TAG,
     DEFAULT_SCORE_FIELD,
 )
+from fiftyone_clipbranches.sdk.views import saved_by_clipbranches
 
 
 def add_model_inputs(ctx, inputs) -> None:
@@ -118,21 +123,30 @@ class RefineOperator(foo.Operator):
         inputs.str("score_field", label="Score field", default=DEFAULT_SCORE_FIELD)
         inputs.str("saved_view", label="Also save as view (optional)")
         name = _view_name(ctx)
-        if name and ctx.dataset.has_saved_view(name):
+        existing = _saved_view(ctx, name)
+        if existing is not None and saved_by_clipbranches(existing):
             inputs.bool(
                 "replace_view",
                 label=f"Replace the saved view '{name}'",
-                description=f"'{name}' holds"
-                f" {len(ctx.dataset.load_saved_view(name))} samples now; unticked,"
+                description=f"'{name}' holds {_size(ctx, name)} now; unticked,"
                 " enter another name",
                 default=False,
+            )
+        elif existing is not None:
+            inputs.view(
+                "view_taken",
+                types.Warning(
+                    label=f"'{name}' is a saved view of yours: enter another name"
+                ),
             )
         return types.Property(inputs, view=types.View(label="Refine"))
 
     def execute(self, ctx):
         p = ctx.params
         name = _view_name(ctx)
-        if name and ctx.dataset.has_saved_view(name) and not p.get("replace_view"):
+        existing = _saved_view(ctx, name)
+        replaceable = existing is not None and saved_by_clipbranches(existing)
+        if replaceable and not p.get("replace_view"):
             return error_result(
                 ctx,
                 ValueError(
@@ -159,3 +173,18 @@ class RefineOperator(foo.Operator):
 def _view_name(ctx) -> str:
     """The name typed in "Also save as view" (stripped; empty: none)."""
     return str(ctx.params.get("saved_view") or "").strip()
+
+
+def _saved_view(ctx, name: str):
+    """The saved-view document named ``name`` (None: no such view)."""
+    if not name:
+        return None
+    return next((d for d in ctx.dataset._doc.get_saved_views() if d.name == name), None)
+
+
+def _size(ctx, name: str) -> str:
+    """``"79 samples"`` of saved view ``name``, or what it is when it cannot load."""
+    try:
+        return counted(len(ctx.dataset.load_saved_view(name)), "sample")
+    except Exception:  # noqa: BLE001 - a view that no longer loads is still replaced
+        return "a view that no longer loads"

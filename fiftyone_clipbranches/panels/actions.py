@@ -238,7 +238,7 @@ def refuse_unmarked_selection(ctx, opts: dict) -> None:
     if n:
         raise ValueError(
             f"{counted_are(n, 'selected sample')} not marked: press Mark positive or"
-            " Mark negative first (alt-click selects negatives), or clear the"
+            " Mark negative first (alt-clicked samples are marked negative), or clear the"
             " selection. Refine learns from the marked samples only"
         )
 

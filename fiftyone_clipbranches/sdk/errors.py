@@ -114,6 +114,14 @@ class IdentityConflictError(ClipBranchesError):
     """A declared CLIP model contradicts the one recorded for the field."""
 
 
+#: How to add vectors to a field that records its model: with that model.
+SAME_MODEL = (
+    "embed with its model (leave out model= and pretrained=; CLI: --model and"
+    " --pretrained)"
+)
+#: :data:`SAME_MODEL` in the App's words.
+APP_SAME_MODEL = "embed with its model (enter it in CLIP model and Pretrained weights)"
+
 #: What the SDK's errors about a damaged index tell the user to do.
 REBUILD = (
     "rebuild the index (delete_index, then build_index; CLI: clipbranches"

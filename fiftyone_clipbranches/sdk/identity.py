@@ -23,7 +23,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from fiftyone_clipbranches.sdk.errors import IdentityConflictError, UnknownModelError
+from fiftyone_clipbranches.sdk.errors import (
+    SAME_MODEL,
+    IdentityConflictError,
+    UnknownModelError,
+)
 from fiftyone_clipbranches.sdk.runs import brain_configs, root_dataset
 
 #: FiftyOne zoo model name -> open_clip ``(architecture, pretrained tag)`` of the
@@ -125,9 +129,7 @@ def check_field_identity(samples, field: str, identity: dict) -> bool:
             raise IdentityConflictError(
                 f"field {field!r} holds embeddings of {_describe(known)}, not of "
                 f"{_describe(identity)}: mixing models in one field makes them "
-                f"incomparable; embed with its model (leave out model= and "
-                f"pretrained=; CLI: --model and --pretrained), or into another field"
-                f" ({ANOTHER_FIELD})"
+                f"incomparable; {SAME_MODEL}, or into another field ({ANOTHER_FIELD})"
             )
         return False
     root = root_dataset(samples)

@@ -40,6 +40,7 @@ from fiftyone_clipbranches.sdk.freshness import (
     compare,
     digests_of,
     moved_ids,
+    path_digests,
 )
 from fiftyone_clipbranches.sdk.identity import (
     build_identity,
@@ -48,7 +49,7 @@ from fiftyone_clipbranches.sdk.identity import (
     missing_checkpoint,
 )
 from fiftyone_clipbranches.sdk.media import require_image_samples
-from fiftyone_clipbranches.sdk.messages import counted
+from fiftyone_clipbranches.sdk.messages import KEEP_MOVED, counted
 from fiftyone_clipbranches.sdk.progress import as_progress, ticking
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
@@ -257,6 +258,7 @@ def build_index(
             unembeddable=unembeddable,
             shards=shards,
             ray_address=ray_address,
+            record_paths=True,
             # the build's own bar covers the shards: a second bar under it drew
             # over it (cursor escapes in the first bar's line)
             shard_progress=False,
@@ -419,8 +421,11 @@ def _write_index(
     shards=1,
     ray_address=None,
     shard_progress=False,
+    record_paths=False,
 ):
-    """Build the trees into a new index directory and register it as a run."""
+    """Build the trees into a new index directory and register it as a run
+    (``record_paths``: with the digests of the rows' filepaths, for an index whose
+    rows were embedded from the samples' images)."""
     check_shards(shards, len(codes))
     built_at = _now()
     meta = {
@@ -431,7 +436,7 @@ def _write_index(
         "built_at": built_at,
     }
     digests = None
-    if encoder is not None:  # rows embedded from images: their files are known
+    if record_paths:
         digests = digests_of(ds, rowmap.ids_of(np.arange(len(rowmap))))
     path = write_bundle(
         _dataset_dir(ds, root),
@@ -466,6 +471,7 @@ def update_index(
     *,
     retry_failed: bool = False,
     reembed=None,
+    keep_moved: bool = False,
     progress=True,
 ) -> IndexInfo:
     """Bring index ``index_key`` up to date with its dataset.
@@ -486,6 +492,12 @@ def update_index(
     and their rows replaced; an image that cannot be read now loses its old
     vector and is left out, as unreadable. An index whose model is unknown reads
     their vectors from the field as they are now (store the new ones first).
+
+    Samples whose filepath changed since their row was embedded
+    (``index_info(...).freshness.n_moved``; indexes built by ``build_index``) are
+    treated as named in ``reembed``; with ``keep_moved``, as the same images at
+    new paths: their rows are kept and their new filepaths recorded (after
+    relocating the media, say, which would otherwise embed every image again).
     """
     ds = runs.root_dataset(dataset)
     require_image_samples(ds, ds)
@@ -496,8 +508,17 @@ def update_index(
     field = config.embeddings_field
     again = set(_reembed_ids(ds, index_key, config, reembed))
     again |= set(config.reembed_pending or ()) & set(present)  # an interrupted one
-    if bundle.path_digests is not None and bundle.encoder is not None:
-        again |= set(moved_ids(bundle.rowmap, bundle.path_digests, present, paths))
+    moved = []
+    if bundle.path_digests is not None:
+        moved = moved_ids(bundle.rowmap, bundle.path_digests, present, paths)
+    row_digests = None
+    if moved and keep_moved:  # the same images elsewhere: record where
+        row_digests = np.array(bundle.path_digests)
+        where = dict(zip(present, paths, strict=True))
+        moved_rows = bundle.rowmap.rows_of(moved)[0]
+        row_digests[moved_rows] = path_digests([where[sid] for sid in moved])
+    else:
+        again |= set(moved)
     rows, found = bundle.rowmap.rows_of(present)
     n_deleted = len(bundle.rowmap) - int(found.sum())
     if again:
@@ -517,7 +538,7 @@ def update_index(
         to_add += now_embedded
         for sid in now_embedded:
             del kept_failed[sid]
-    if not to_add and not n_deleted:
+    if not to_add and not n_deleted and row_digests is None:
         if config.reembed_pending:  # its samples were deleted since: nothing left
             config.reembed_pending = None
             runs.update_index_config(ds, index_key, config)
@@ -542,7 +563,7 @@ def update_index(
         model = config.clip_model or {}
         embed_with = {"model": model.get("name"), "pretrained": model.get("pretrained")}
         if again and config.clip_model:
-            _check_checkpoint(config, index_key)
+            _check_checkpoint(config, index_key, len(set(moved) & again))
             _pending_reembed(ds, index_key, config, again)
             failed = embed_again(
                 ds.select(list(again)), field, **embed_with,
@@ -576,6 +597,7 @@ def update_index(
     info = replace_index_rows(
         ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed},
         kept_rows=keep, paths_by_id=dict(zip(present, paths, strict=True)),
+        row_digests=row_digests,
     )  # fmt: skip
     left = f"; {len(new_failed)} more left out (image unreadable)" if new_failed else ""
     report(
@@ -595,6 +617,7 @@ def replace_index_rows(
     *,
     kept_rows,
     paths_by_id: dict | None = None,
+    row_digests: np.ndarray | None = None,
 ) -> IndexInfo:
     """Write a new directory for index ``index_key`` holding ``codes`` (uint8
     ``(N, D)``) of sample ``ids`` with the encoder, subsets and settings of
@@ -602,8 +625,10 @@ def replace_index_rows(
     no run of any dataset points at it).
 
     ``ids`` are the ``kept_rows`` of ``bundle`` (int array), in that order, then
-    the new rows: a kept row keeps the digest of the filepath it was embedded from,
-    a new row records its filepath now (``paths_by_id``, else read from ``ds``).
+    the new rows. Where ``bundle`` records filepath digests, a kept row keeps the
+    digest of the filepath it was embedded from (``row_digests``, by old row:
+    ``bundle``'s unless given) and a new row records its filepath now
+    (``paths_by_id``, else read from ``ds``).
 
     The new directory lies under ``ds``'s own folder, so an update on a clone never
     replaces the original's files.
@@ -630,15 +655,11 @@ def replace_index_rows(
     old_dir = config.index_dir
     parent = _dataset_dir(ds, Path(old_dir).parent.parent)
     digests = None
-    if bundle.encoder is not None:
+    if bundle.path_digests is not None:
         kept_rows = np.asarray(kept_rows, dtype=np.int64)
+        kept = bundle.path_digests if row_digests is None else row_digests
         new = digests_of(ds, ids[len(kept_rows) :], paths_by_id)
-        old = (
-            np.asarray(bundle.path_digests)[kept_rows]
-            if bundle.path_digests is not None
-            else digests_of(ds, ids[: len(kept_rows)], paths_by_id)  # from now on
-        )
-        digests = np.concatenate([old, new])
+        digests = np.concatenate([np.asarray(kept)[kept_rows], new])
     path = write_bundle(
         parent, index, rowmap, bundle.encoder, meta, unembeddable, digests
     )
@@ -816,9 +837,17 @@ def _reembed_ids(ds, index_key: str, config, reembed) -> list[str]:
     return ids
 
 
-def _check_checkpoint(config, index_key: str) -> None:
-    gone = missing_checkpoint(config.clip_model, index_key, "embed added samples")
+def _check_checkpoint(config, index_key: str, moved: int = 0) -> None:
+    gone = missing_checkpoint(
+        config.clip_model, index_key, "embed added or changed samples"
+    )
     if gone:
+        if moved:
+            gone += (
+                f"; of the samples to embed, {counted(moved, 'sample')} only"
+                f" {'has' if moved == 1 else 'have'} another filepath: if the files"
+                f" just moved, {KEEP_MOVED}, which keeps their rows"
+            )
         raise CheckpointUnavailableError(gone)
 
 

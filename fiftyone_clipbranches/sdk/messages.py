@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from fiftyone_clipbranches.sdk.errors import APP_REBUILD, REBUILD, ClipBranchesError
+from fiftyone_clipbranches.sdk.errors import (
+    APP_REBUILD,
+    APP_SAME_MODEL,
+    REBUILD,
+    SAME_MODEL,
+    ClipBranchesError,
+)
 
 #: Errors whose message is meant for the user: a wrong argument or a state the
 #: user can change (and missing CLIP weights, :func:`_weights_missing`). Anything
@@ -19,8 +25,13 @@ APP_WEIGHTS_HINT = (
 )
 
 
+#: How to keep the rows of samples whose files only moved (``update_index``).
+KEEP_MOVED = "update with keep_moved=True (CLI: --keep-moved)"
+
 #: Ways out that SDK errors name in Python's words, in the App's.
 APP_PHRASES = {
+    SAME_MODEL: APP_SAME_MODEL,
+    KEEP_MOVED: "update the index with 'Files moved, images unchanged' ticked",
     REBUILD: APP_REBUILD,
     "and leave them out (skip_missing)": "and build with 'Leave out samples without"
     " a vector'",

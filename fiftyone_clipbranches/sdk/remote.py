@@ -70,9 +70,9 @@ class Client:
         retries: times a request refused for now (503 ``busy``: every worker and
             queue slot taken; ``not_ready``: indexes still loading) is sent again,
             after the ``Retry-After`` the service asks for times the retry's
-            number (at most 10 s), and up to half as long again at random, so
-            that clients refused together do not all come back at once; 0 to
-            get the refusal at once.
+            number (at most 10 s), and up to half as long again at random (so
+            at most 15 s), so that clients refused together do not all come
+            back at once; 0 to get the refusal at once.
     """
 
     def __init__(

@@ -36,6 +36,7 @@ from fiftyone_clipbranches.sdk.identity import (
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.media import require_image_samples
+from fiftyone_clipbranches.sdk.messages import weights_message
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
@@ -185,18 +186,16 @@ def _weights_refusal(exc, index_key: str) -> CheckpointUnavailableError:
     """The error of a query that index ``index_key`` cannot embed: its CLIP weights
     (``exc``: ``WeightsUnavailableError``) are not on this machine. A search takes
     no weights argument, so only the cache or the network brings them."""
-    reason = str(exc).split(" Provide them in one of these ways", 1)[0]
     how = (
-        "put the open_clip / Hugging Face cache that holds them on this machine"
-        " (HF_HOME or HF_HUB_CACHE), or run once with network access"
+        "Put the open_clip / Hugging Face cache that holds them on this machine"
+        " (HF_HOME or HF_HUB_CACHE), or run once with network access; meanwhile"
     )
+    refused = f"index {index_key!r} cannot embed queries: "
     error = CheckpointUnavailableError(
-        f"index {index_key!r} cannot embed queries: {reason} {how[0].upper()}{how[1:]}; meanwhile search"
-        " by sample ids or a vector"
+        refused + weights_message(exc, f"{how} search by sample ids or a vector")
     )
-    error.in_app = (
-        f"index {index_key!r} cannot embed queries: {reason} {how[0].upper()}{how[1:]}; meanwhile"
-        " search by similarity to selected samples"
+    error.in_app = refused + weights_message(
+        exc, f"{how} search by similarity to selected samples"
     )
     return error
 

@@ -92,8 +92,9 @@ class _Index:
         return None
 
     @contextlib.contextmanager
-    def watched(self):
-        """Record a query's ``index_unavailable`` answer in ``failure``; a query
+    def watched(self, dataset: str):
+        """Record a query's ``index_unavailable`` answer in ``failure`` (logged
+        once, naming ``dataset``); a query
         clears it when it succeeds, unless it started before the failure (queries
         end out of order; each is numbered as it starts)."""
         with self._lock:
@@ -107,7 +108,10 @@ class _Index:
                     if started > self._answered_at:
                         if self.failure is None:
                             logger.warning(
-                                "index %r is unavailable: %s", self.key, e.message
+                                "index %r of dataset %r is unavailable: %s",
+                                self.key,
+                                dataset,
+                                e.message,
                             )
                         self.failure, self._failed_at = e.message, started
             raise
@@ -275,7 +279,7 @@ class SdkBackend:
         if req["sample_ids"] is not None:
             self._check_ids(entry, index, req["sample_ids"], "sample_ids")
         start = time.perf_counter()
-        with index.watched(), _sdk_errors():
+        with index.watched(entry.name), _sdk_errors():
             if self._workers is not None:
                 task = search_task(entry.name, entry.dataset_id, req, self._served())
                 ids, sq_dists, n_unindexed = self._workers.execute(task)
@@ -310,10 +314,10 @@ class SdkBackend:
             if getattr(request, what):
                 self._check_ids(entry, index, getattr(request, what), what)
         if self._workers is not None:
-            with index.watched(), _sdk_errors():
+            with index.watched(entry.name), _sdk_errors():
                 task = refine_task(entry.name, entry.dataset_id, req, self._served())
                 return _worker_ranking(self._workers.execute(task))
-        with index.watched(), _sdk_errors():
+        with index.watched(entry.name), _sdk_errors():
             result = sdk.refine_ranking(entry.dataset, request)
         rows = result.rows
         rows.setflags(write=False)
@@ -457,8 +461,8 @@ class SdkBackend:
                 503,
                 "index_unavailable",
                 f"index {key!r} of dataset {entry.name!r} cannot be served: "
-                f"{index.error}. Delete it and build it again (or update_index it); "
-                "the service serves the new one without a restart",
+                f"{index.error} (the service serves an index built again or updated"
+                " without a restart; a directory restored in place, after a restart)",
             )
         return index
 

@@ -181,3 +181,32 @@ def test_build_form_takes_the_shipped_demo_clip(cifar_dir):
         assert len(ids) == 3
     finally:
         ds.delete()
+
+
+def test_compute_embeddings_form_offers_the_model_its_field_records(
+    cifar_dir, tiny_clip_checkpoint
+):
+    from test_plugin_operators import _resolve_input
+    from user_path import TINY_CLIP_NAME
+
+    ds = make_cifar_dataset(cifar_dir, 2)
+    try:
+        sdk.compute_embeddings(
+            ds.limit(5), "clip", model=TINY_CLIP_NAME,
+            pretrained=str(tiny_clip_checkpoint), progress=False,
+        )  # fmt: skip
+        props = _resolve_input("compute_embeddings", ds, {"field": "clip"})
+        assert props["model"]["default"] == TINY_CLIP_NAME
+        assert props["pretrained"]["default"] == str(tiny_clip_checkpoint)
+        assert (
+            "'clip' holds vectors of this model"
+            in (props["model"]["view"]["description"])
+        )
+        # another model is refused in the form's words
+        params = {"field": "clip", "model": TINY_CLIP_NAME, "pretrained": ""}
+        _, requests = run_op("compute_embeddings", {"dataset": ds, "params": params})
+        (error,) = notifications(requests, "error")
+        assert "embed with its model (enter it in CLIP model and Pretrained" in error
+        assert ds.exists("clip").count() == 5
+    finally:
+        ds.delete()

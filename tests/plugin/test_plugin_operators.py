@@ -410,6 +410,10 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     tree["replace_view"] = True
     stats, _ = run_op("refine", {"dataset": ds, "view": two, "params": tree})
     assert stats["model"] == "tree" and ds.has_saved_view("round one")
+    ds.save_view("mine", ds.limit(3))  # the user's own: never offered to replace
+    props = _resolve_input("refine", ds, {**tree, "saved_view": "mine"}, view=two)
+    assert "replace_view" not in props
+    assert "is a saved view of yours" in props["view_taken"]["view"]["label"]
 
     state = {"index_key": "clip", "model": "tree", "view_name": "cats in two"}
     requests = call(ds, "refine", state=state, view=two)

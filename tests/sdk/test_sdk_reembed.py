@@ -42,7 +42,7 @@ def test_a_changed_filepath_is_seen_and_embedded_again(make_user_index, capsys):
     assert fresh.is_stale
     assert np.array_equal(_code(ds, cat), before)  # searched as the old image
     assert cli_main(["indexes", ds.name]) == 0
-    assert "0 deleted, 1 with another filepath since the build" in (
+    assert "0 deleted, 1 with another filepath since it was built" in (
         capsys.readouterr().out
     )
 
@@ -58,6 +58,61 @@ def test_a_changed_filepath_is_seen_and_embedded_again(make_user_index, capsys):
     # a row kept through an update keeps its digest: nothing is embedded again
     index_dir = sdk.index_info(ds, "clip").index_dir
     assert sdk.update_index(ds, "clip", progress=False).index_dir == index_dir
+
+
+def test_moved_files_keep_their_rows_when_told(make_user_index, tmp_path, capsys):
+    ds = make_user_index(n_per_class=5, name="relocated")
+    cat, dog = ds.take(2, seed=2).values("id")
+    before = {sid: _code(ds, sid) for sid in (cat, dog)}
+    for sid in (cat, dog):  # the media moved: the same images under a new folder
+        sample = ds[sid]
+        moved = tmp_path / f"{sid}.png"
+        shutil.copy(sample.filepath, moved)
+        sample.filepath = str(moved)
+        sample.save()
+    assert sdk.index_info(ds, "clip").freshness.n_moved == 2
+    index_dir = sdk.index_info(ds, "clip").index_dir
+
+    info = sdk.update_index(ds, "clip", keep_moved=True, progress=False)
+    assert info.index_dir != index_dir  # the new paths are recorded
+    assert not info.freshness.is_stale and info.n_samples == 50
+    assert all(np.array_equal(_code(ds, s), before[s]) for s in (cat, dog))
+
+    # the CLI's flag, and a checkpoint gone: the refusal names the way out
+    sample = ds[cat]
+    sample.filepath = str(tmp_path / f"{dog}.png")
+    sample.save()
+    checkpoint = sdk.index_info(ds, "clip").clip_model["pretrained"]
+    hidden = tmp_path / "hidden.pt"
+    shutil.move(checkpoint, hidden)
+    try:
+        with pytest.raises(sdk.errors.CheckpointUnavailableError) as err:
+            sdk.update_index(ds, "clip", progress=False)
+        assert "1 sample only has another filepath" in str(err.value)
+        assert "update with keep_moved=True (CLI: --keep-moved)" in str(err.value)
+        args = ["update-index", ds.name, "--key", "clip", "--quiet", "--keep-moved"]
+        assert cli_main(args) == 0
+        assert "0 dropped (deleted from the dataset), 1 moved sample kept (new" in (
+            capsys.readouterr().out
+        )
+        assert not sdk.index_info(ds, "clip").freshness.is_stale
+        assert np.array_equal(_code(ds, cat), before[cat])
+    finally:
+        shutil.move(hidden, checkpoint)
+
+
+def test_an_index_from_codes_records_no_filepaths(make_user_index):
+    from sdk_testdata import cluster_codes
+
+    ds = make_user_index(n_per_class=5, name="from-codes")
+    codes = cluster_codes(ds.values("ground_truth.label"))
+    sdk.build_index_from_codes(ds, codes, ds.values("id"), "codes")
+    assert sdk.load_index(ds, "codes")[1].path_digests is None
+    sample = ds.first()
+    sample.filepath = ds.last().filepath
+    sample.save()
+    assert sdk.index_info(ds, "codes").freshness.n_moved == 0
+    assert sdk.update_index(ds, "codes", progress=False).n_samples == 50
 
 
 def test_changed_images_are_embedded_again(make_user_index, tmp_path):
@@ -134,6 +189,7 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
         "replaced": 1,
         "lost": 0,
         "left_out": 0,
+        "moved": 0,
     }
     assert out["n_samples"] == len(ds) - 1
 
@@ -181,6 +237,7 @@ def test_an_interrupted_reembedding_is_finished_by_the_next_update(
         "replaced": 12,
         "lost": 0,
         "left_out": 0,
+        "moved": 0,
     }
     assert out["n_reembed_pending"] == 0 and out["n_samples"] == 50
     assert all(_steps(_code(ds, sid), _code(ds, donor)) <= 1 for sid in ids)

@@ -176,11 +176,12 @@ def test_serve_refuses_unknown_datasets_before_binding(served_dataset, capsys):
         assert f"argument --timeout: {bad!r} is not a number of seconds > 0" in err
 
 
-def test_refusals_for_now_are_retried_after_their_retry_after():
+def test_refusals_for_now_are_retried_after_their_retry_after(monkeypatch):
     """503 busy / not_ready are sent again after the Retry-After the service asks
     for (a malformed one: 1 s), as many times as the client is told; others not."""
     import http.server
     import json
+    import random
     import threading
     import time
 
@@ -207,9 +208,13 @@ def test_refusals_for_now_are_retried_after_their_retry_after():
     url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         answers[:] = [(503, "busy", "1"), (503, "not_ready", "nan")]
-        started = time.monotonic()
+        waits = []
+        real_sleep = time.sleep
+        monkeypatch.setattr(time, "sleep", lambda s: waits.append(s) or real_sleep(s))
+        monkeypatch.setattr(random, "uniform", lambda a, b: b)  # the longest draw
         assert Client(url, retries=2).datasets() == []
-        assert 2.0 <= time.monotonic() - started < 5.0 and not answers
+        assert waits == [1.5, 3.0] and not answers  # 1 s, then 2 x 1 s, + half
+        monkeypatch.undo()
         answers[:] = [(503, "busy", "0"), (503, "busy", "0")]
         with pytest.raises(ServiceError, match="HTTP 503, busy"):
             Client(url, retries=1).datasets()

@@ -248,8 +248,10 @@ def test_verify_full_refuses_a_corrupted_index_and_serves_the_rest(
         (listed,) = client.datasets()
         assert [ix["key"] for ix in listed["indexes"]] == ["clip"]
         assert [ix["key"] for ix in listed["unavailable_indexes"]] == ["second"]
-        status, code, _ = _error(lambda: client.index(ds.name, "second"))
+        status, code, message = _error(lambda: client.index(ds.name, "second"))
         assert (status, code) == (503, "index_unavailable")
+        assert message.count("delete_index") == 1  # the way out, said once
+        assert "a directory restored in place, after a restart" in message
         assert client.search(ds.name, text="a truck", index_key="clip")["total"]
 
 
@@ -297,6 +299,8 @@ def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
         assert "node_lo.npy" in failing["error"]
         status, code, _ = _error(lambda: client.index(ds.name, "clip"))
         assert (status, code) == (503, "index_unavailable")
+        logged = f"index 'clip' of dataset {ds.name!r} is unavailable: "
+        assert service.output().count(logged) == 1
 
         os.replace(kept, victim)  # restored: served again without a restart
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
