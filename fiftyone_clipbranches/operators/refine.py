@@ -18,6 +18,7 @@ from fiftyone_clipbranches.sdk.messages import (
     counted,
     round_summary,
     unsearched_note,
+    weight_description,
 )
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
@@ -55,14 +56,12 @@ def add_model_inputs(ctx, inputs) -> None:
         min=0,
         max=100_000,
     )
-    weight = ctx.params.get("negative_weight")
     inputs.float(
         "negative_weight",
         default=1.0,
         min=1.0,
         max=100.0,
-        description="Each negative counts this many times a positive: now"
-        f" {float(1.0 if weight is None else weight):.1f}",
+        description=weight_description(ctx.params.get("negative_weight")),
         view=types.SliderView(
             label="Negative weight",
             label_position="top",

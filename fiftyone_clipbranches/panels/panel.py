@@ -28,6 +28,7 @@ from fiftyone_clipbranches.sdk.messages import (
     unreadable_note,
     unsearched_note,
     user_message,
+    weight_description,
 )
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
@@ -325,6 +326,7 @@ class RelevancePanel(foo.Panel):
             "negative_weight",
             min=1.0,
             max=100.0,
+            description=weight_description(opts.get("negative_weight")),
             view=weight_slider(),
         )
         panel.str("positive_tag", label="Positive tag", on_change=self.redraw)

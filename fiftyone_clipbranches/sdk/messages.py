@@ -85,6 +85,13 @@ def _weights_missing(exc: BaseException) -> bool:
     return weights is not None and isinstance(exc, weights.WeightsUnavailableError)
 
 
+def weight_description(weight) -> str:
+    """The negative weight's description in a form: what it is, and its value (a
+    slider shows it only while it is moved)."""
+    value = 1.0 if weight is None else float(weight)
+    return f"Each negative counts this many times a positive: now {value:.1f}"
+
+
 def counted(n: int, noun: str) -> str:
     """``"1 match"``, ``"2 matches"``: ``n`` and ``noun`` in its number."""
     if n == 1:

@@ -59,6 +59,10 @@ def test_on_load_sets_defaults_selection_style_and_renders(indexed_dataset):
     props = rendered(requests)
     for name in ("query", "k", "search", "model", "random_negatives", "refine"):
         assert name in props
+    weight = props["negative_weight"]["view"]["description"]
+    assert weight.endswith("times a positive: now 1.0")  # the slider hides it
+    props = rendered(call(indexed_dataset, "on_load", state={"negative_weight": 2.5}))
+    assert props["negative_weight"]["view"]["description"].endswith("now 2.5")
     assert props["random_negatives"]["type"]["max"] == 2000
     labels = [c["label"] for c in props["model"]["view"]["choices"]]
     assert [label for label in labels if label.endswith(" (default)")] == [
