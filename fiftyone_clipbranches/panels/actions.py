@@ -211,6 +211,7 @@ def run_refine(ctx, opts: dict) -> dict:
         # it); ordered, as the panel's own results are, so that the next round
         # does not take these few samples for the user's view
         ctx.ops.set_view(view=ctx.dataset.select(e.ids, ordered=True))
+        ctx.panel.state.set("showing", "conflict")  # Save view: what is shown
         raise ContradictoryLabelsError(
             f"{e}. They are shown in the grid: select each, then Mark positive or"
             " Mark negative (marking removes the other label)",

@@ -235,6 +235,7 @@ def test_contradictory_labels_are_shown_and_the_next_round_looks_past_them(
     assert dict(shown[-1]["kwargs"]) == {"sample_ids": ids[:1], "ordered": True}
     state = {"index_key": "cb", **patched_state(requests)}
     assert state["last_error"] == error
+    assert state["showing"] == "conflict"  # not a round's result: Save view saves it
     # the App calls the panel as the selection goes with the view: the error stays
     first = call(ds, "on_change_selected", state=state)
     state.update(patched_state(first))
