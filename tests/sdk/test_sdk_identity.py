@@ -290,7 +290,7 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
         _forget_loaded_models()
         for work, call in (
             ("embed queries", lambda: cb.search(ds, text="a cat", index_key="clip")),
-            ("embed added samples", lambda: sdk.update_index(ds, "clip")),
+            ("embed added or changed samples", lambda: sdk.update_index(ds, "clip")),
         ):
             with pytest.raises(UnknownModelError, match="not there any more") as err:
                 call()

@@ -10,7 +10,7 @@ from fiftyone_clipbranches.service.errors import ApiError
 
 
 def _fail(index: _Index, code: str = "index_unavailable") -> None:
-    with pytest.raises(ApiError), index.watched():
+    with pytest.raises(ApiError), index.watched("d"):
         raise ApiError(503, code, "shard 1 of 2 is gone")
 
 
@@ -19,14 +19,14 @@ def test_a_failure_is_listed_until_a_later_query_succeeds():
     assert index.serving
     _fail(index)
     assert not index.serving and index.failure == "shard 1 of 2 is gone"
-    with index.watched():
+    with index.watched("d"):
         pass
     assert index.serving and index.failure is None
 
 
 def test_a_query_that_started_before_the_failure_does_not_clear_it():
     index = _Index("clip", "/nowhere")
-    earlier = index.watched()
+    earlier = index.watched("d")
     earlier.__enter__()
     _fail(index)
     earlier.__exit__(None, None, None)  # succeeded on files it had opened before
@@ -35,9 +35,9 @@ def test_a_query_that_started_before_the_failure_does_not_clear_it():
 
 def test_a_failure_older_than_a_success_is_not_recorded():
     index = _Index("clip", "/nowhere")
-    earlier = index.watched()
+    earlier = index.watched("d")
     earlier.__enter__()
-    with index.watched():
+    with index.watched("d"):
         pass  # started later, restored files
     error = ApiError(503, "index_unavailable", "gone")
     assert earlier.__exit__(ApiError, error, None) is False  # the error goes on

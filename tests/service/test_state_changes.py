@@ -86,7 +86,7 @@ def test_service_follows_deletions_updates_and_skips_a_broken_index(
             lambda: client.search(broken.name, text="a cat", index_key="clip")
         )
         assert (status, code) == (503, "index_unavailable")
-        assert "build it again" in message
+        assert "an index built again or updated without a restart" in message
 
         # A local CLIP checkpoint is named by its file, never by where it lies.
         described = json.dumps(client.index(kept.name, "clip"))
@@ -372,7 +372,12 @@ def test_an_index_whose_files_are_gone_is_unavailable_not_a_bad_request(
             where = str(index_dir.parent)
             assert where not in message and ".../" in message
             assert where not in json.dumps(listed)
-            assert _until(lambda: "index 'clip' is unavailable" in service.output())
+            assert _until(
+                lambda: (
+                    f"index 'clip' of dataset {ds.name!r} is unavailable"
+                    in service.output()
+                )
+            )
             assert where in service.output()
         finally:
             os.replace(away, index_dir)  # back: served again without a restart
