@@ -127,6 +127,7 @@ _ERROR_CODES = {
     "401": "missing or wrong bearer token (code: unauthorized)",
     "404": "unknown dataset, index, result or endpoint",
     "413": "body larger than the limit (code: body_too_large)",
+    "409": "a saved view of that name is not clipbranches' (code: view_exists)",
     "415": "body is not application/json (code: unsupported_media_type)",
     "422": "valid request the data cannot satisfy (e.g. unknown_sample_ids)",
     "500": "the compute worker running the request died; it is replaced, retry "
@@ -213,21 +214,24 @@ def build_openapi() -> dict:
                 "get": {
                     "summary": "liveness",
                     **public,
-                    "responses": _json_ok({"type": "object"}),
+                    "responses": {**_json_ok({"type": "object"}), **_errors("400")},
                 }
             },
             "/v1/ready": {
                 "get": {
                     "summary": "readiness: indexes are loaded",
                     **public,
-                    "responses": {**_json_ok({"type": "object"}), **_errors("503")},
+                    "responses": {
+                        **_json_ok({"type": "object"}),
+                        **_errors("400", "503"),
+                    },
                 }
             },
             "/v1/openapi.json": {
                 "get": {
                     "summary": "this document",
                     **public,
-                    "responses": _json_ok({"type": "object"}),
+                    "responses": {**_json_ok({"type": "object"}), **_errors("400")},
                 }
             },
             "/v1/datasets": {
@@ -247,7 +251,7 @@ def build_openapi() -> dict:
                                 },
                             }
                         ),
-                        **_errors("401"),
+                        **_errors("400", "401", "503"),
                     },
                 }
             },
@@ -337,7 +341,16 @@ def build_openapi() -> dict:
                     "responses": {
                         **_json_ok({"type": "object"}),
                         **_errors(
-                            "400", "401", "404", "413", "415", "422", "503", "504"
+                            "400",
+                            "401",
+                            "404",
+                            "409",
+                            "413",
+                            "415",
+                            "422",
+                            "500",
+                            "503",
+                            "504",
                         ),
                     },
                 }

@@ -293,7 +293,11 @@ class Object(Schema):
         }
         for name, prop in self.props.items():
             sub = prop.schema.to_openapi()
-            if prop.default is not _MISSING:
+            # a default of None means "left out": OpenAPI 3.0 allows a null
+            # default only for a nullable schema
+            if prop.default is not _MISSING and (
+                prop.default is not None or prop.schema.nullable
+            ):
                 sub["default"] = prop.default
             doc["properties"][name] = sub
         required = [n for n, p in self.props.items() if p.required]

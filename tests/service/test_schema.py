@@ -98,6 +98,15 @@ def test_openapi_document_mirrors_the_schemas():
         assert path.startswith("/v1/")
         for op in ops.values():
             assert "200" in op["responses"]
+            assert "400" in op["responses"]  # every endpoint refuses query params
+    # OpenAPI 3.0: a null default only on a nullable schema
+    for schema in doc["components"]["schemas"].values():
+        for prop in schema.get("properties", {}).values():
+            if "default" in prop and prop["default"] is None:
+                assert prop.get("nullable") is True, prop
+    save = doc["paths"]["/v1/results/{result_id}/save"]["post"]["responses"]
+    assert "view_exists" in save["409"]["description"]
+    assert "503" in doc["paths"]["/v1/datasets"]["get"]["responses"]
 
 
 def _ranking(n: int) -> Ranking:
