@@ -138,6 +138,10 @@ _ERROR_CODES = {
 }
 
 
+#: What a request with a body that reaches the compute pool may answer.
+_COMPUTE_ERRORS = ("400", "401", "404", "413", "415", "422", "500", "503", "504")
+
+
 def _errors(*statuses: str) -> dict:
     return {
         s: {
@@ -284,17 +288,7 @@ def build_openapi() -> dict:
                     "requestBody": _body("SearchRequest"),
                     "responses": {
                         **_ok("Result"),
-                        **_errors(
-                            "400",
-                            "401",
-                            "404",
-                            "413",
-                            "415",
-                            "422",
-                            "500",
-                            "503",
-                            "504",
-                        ),
+                        **_errors(*_COMPUTE_ERRORS),
                     },
                 }
             },
@@ -304,17 +298,7 @@ def build_openapi() -> dict:
                     "requestBody": _body("RefineRequest"),
                     "responses": {
                         **_ok("Result"),
-                        **_errors(
-                            "400",
-                            "401",
-                            "404",
-                            "413",
-                            "415",
-                            "422",
-                            "500",
-                            "503",
-                            "504",
-                        ),
+                        **_errors(*_COMPUTE_ERRORS),
                     },
                 }
             },
@@ -340,18 +324,7 @@ def build_openapi() -> dict:
                     "requestBody": _body("SaveViewRequest"),
                     "responses": {
                         **_json_ok({"type": "object"}),
-                        **_errors(
-                            "400",
-                            "401",
-                            "404",
-                            "409",
-                            "413",
-                            "415",
-                            "422",
-                            "500",
-                            "503",
-                            "504",
-                        ),
+                        **_errors(*_COMPUTE_ERRORS, "409"),
                     },
                 }
             },
