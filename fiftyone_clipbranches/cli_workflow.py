@@ -148,12 +148,14 @@ def _moved(ds, key: str) -> list[str]:
     """The samples of index ``key`` whose filepath changed since their row was
     embedded (the update embeds them again)."""
     from fiftyone_clipbranches import sdk
-    from fiftyone_clipbranches.sdk.freshness import moved_ids
+    from fiftyone_clipbranches.sdk.freshness import moved_at
 
     bundle = sdk.load_index(ds, key)[1]
     if bundle.path_digests is None:
         return []
-    return moved_ids(bundle.rowmap, bundle.path_digests, *ds.values(["id", "filepath"]))
+    ids, paths = ds.values(["id", "filepath"])
+    rows, found = bundle.rowmap.rows_of(ids)
+    return [ids[i] for i in moved_at(bundle.path_digests, rows, found, paths)]
 
 
 def _unreadable(ds, key: str) -> set[str]:

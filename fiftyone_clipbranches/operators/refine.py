@@ -13,6 +13,7 @@ from fiftyone_clipbranches.operators.common import (
     add_index_choice,
     error_result,
 )
+from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
 from fiftyone_clipbranches.sdk.labels import count_tagged
 from fiftyone_clipbranches.sdk.messages import (
     counted,
@@ -35,7 +36,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_POSITIVE_TAG,
     DEFAULT_SCORE_FIELD,
 )
-from fiftyone_clipbranches.sdk.views import saved_by_clipbranches
+from fiftyone_clipbranches.sdk.views import replaced_view_size
 
 
 def add_model_inputs(ctx, inputs) -> None:
@@ -122,29 +123,34 @@ class RefineOperator(foo.Operator):
         inputs.str("score_field", label="Score field", default=DEFAULT_SCORE_FIELD)
         inputs.str("saved_view", label="Also save as view (optional)")
         name = _view_name(ctx)
-        existing = _saved_view(ctx, name)
-        if existing is not None and saved_by_clipbranches(existing):
-            inputs.bool(
-                "replace_view",
-                label=f"Replace the saved view '{name}'",
-                description=f"'{name}' holds {_size(ctx, name)} now; unticked,"
-                " enter another name",
-                default=False,
-            )
-        elif existing is not None:
+        try:
+            size = replaced_view_size(ctx.dataset, name)
+        except ViewNameTakenError as e:  # the user's view, or a clashing name
+            size = None
+            taken = f"'{name}' is a saved view of yours: enter another name"
             inputs.view(
                 "view_taken",
                 types.Warning(
-                    label=f"'{name}' is a saved view of yours: enter another name"
+                    label=taken if ctx.dataset.has_saved_view(name) else str(e)
                 ),
+            )
+        if size is not None:
+            inputs.bool(
+                "replace_view",
+                label=f"Replace the saved view '{name}'",
+                description=f"'{name}' holds {counted(size, 'sample')} now; unticked,"
+                " enter another name",
+                default=False,
             )
         return types.Property(inputs, view=types.View(label="Refine"))
 
     def execute(self, ctx):
         p = ctx.params
         name = _view_name(ctx)
-        existing = _saved_view(ctx, name)
-        replaceable = existing is not None and saved_by_clipbranches(existing)
+        try:
+            replaceable = replaced_view_size(ctx.dataset, name) is not None
+        except ViewNameTakenError:  # refused, in its words, by the save below
+            replaceable = False
         if replaceable and not p.get("replace_view"):
             return error_result(
                 ctx,
@@ -172,18 +178,3 @@ class RefineOperator(foo.Operator):
 def _view_name(ctx) -> str:
     """The name typed in "Also save as view" (stripped; empty: none)."""
     return str(ctx.params.get("saved_view") or "").strip()
-
-
-def _saved_view(ctx, name: str):
-    """The saved-view document named ``name`` (None: no such view)."""
-    if not name:
-        return None
-    return next((d for d in ctx.dataset._doc.get_saved_views() if d.name == name), None)
-
-
-def _size(ctx, name: str) -> str:
-    """``"79 samples"`` of saved view ``name``, or what it is when it cannot load."""
-    try:
-        return counted(len(ctx.dataset.load_saved_view(name)), "sample")
-    except Exception:  # noqa: BLE001 - a view that no longer loads is still replaced
-        return "a view that no longer loads"

@@ -29,7 +29,6 @@ from fiftyone_clipbranches.sdk.search import (
     looks_like_image_path,
 )
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
-from fiftyone_clipbranches.sdk.views import replaceable_view
 
 
 def settings(ctx) -> dict:
@@ -287,19 +286,6 @@ def save_results(ctx, opts: dict) -> str:
     ctx.ops.set_view(view=saved)
     what = "replaced" if replaced else "saved"
     return f"{what} view '{name}' ({counted(len(saved), 'sample')})"
-
-
-def replaced_view_size(ctx, opts: dict) -> int | None:
-    """Samples of the saved view a Save view would replace (the name in Saved view
-    name), or None for a new name.
-
-    Raises:
-        ViewNameTakenError: a view of that name clipbranches did not save.
-    """
-    name = (opts.get("view_name") or "").strip()
-    if not name or replaceable_view(ctx.dataset, name) is None:
-        return None
-    return len(ctx.dataset.load_saved_view(name))
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:

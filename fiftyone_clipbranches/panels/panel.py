@@ -38,6 +38,7 @@ from fiftyone_clipbranches.sdk.models import (
 )
 from fiftyone_clipbranches.sdk.scope import IN_VIEW, WITHIN_VIEW
 from fiftyone_clipbranches.sdk.search import preload_index
+from fiftyone_clipbranches.sdk.views import replaced_view_size
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class RelevancePanel(foo.Panel):
 
         def work(opts):
             name = (opts.get("view_name") or "").strip()
-            size = actions.replaced_view_size(ctx, opts)
+            size = replaced_view_size(ctx.dataset, opts.get("view_name") or "")
             if size is None or name == confirmed:
                 return actions.save_results(ctx, opts)
             ctx.panel.state.set("confirm", "replace_view")

@@ -72,10 +72,10 @@ def compare(
         ids, paths = root.values(["id", "filepath"])
     else:
         ids, paths = root.values("id"), None
-    found = rowmap.contains(ids)
-    moved = (
-        moved_ids(rowmap, path_digests, ids, paths) if path_digests is not None else []
-    )
+    rows, found = rowmap.rows_of(ids)
+    moved = []
+    if path_digests is not None:
+        moved = [ids[i] for i in moved_at(path_digests, rows, found, paths)]
     missing = np.flatnonzero(~found)
     added, unreadable = [], {}
     for i in missing:
@@ -108,16 +108,15 @@ def path_digests(paths) -> np.ndarray:
     return np.frombuffer(joined, dtype="<u8").copy()
 
 
-def moved_ids(rowmap: SampleRowMap, digests: np.ndarray, ids, paths) -> list[str]:
-    """Of the samples ``ids`` (with their filepaths ``paths`` now), those the index
-    holds a row of whose recorded filepath digest (``digests``, by row) differs."""
-    rows, found = rowmap.rows_of_array(np.asarray(ids, dtype="S24"))
+def moved_at(digests: np.ndarray, rows, found, paths) -> np.ndarray:
+    """Positions of the samples whose index row (``rows`` where ``found``, as
+    ``SampleRowMap.rows_of`` gives them) records another filepath digest
+    (``digests``, by row) than that of their filepath now (``paths``)."""
     at = np.flatnonzero(found)
     if not len(at):
-        return []
+        return at
     now = path_digests([paths[i] for i in at])
-    changed = at[np.asarray(digests)[rows[at]] != now]
-    return [ids[i] for i in changed]
+    return at[np.asarray(digests)[rows[at]] != now]
 
 
 def digests_of(root, ids, paths_by_id: dict | None = None) -> np.ndarray:

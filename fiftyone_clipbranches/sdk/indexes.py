@@ -39,7 +39,7 @@ from fiftyone_clipbranches.sdk.freshness import (
     at_build,
     compare,
     digests_of,
-    moved_ids,
+    moved_at,
     path_digests,
 )
 from fiftyone_clipbranches.sdk.identity import (
@@ -508,18 +508,17 @@ def update_index(
     field = config.embeddings_field
     again = set(_reembed_ids(ds, index_key, config, reembed))
     again |= set(config.reembed_pending or ()) & set(present)  # an interrupted one
-    moved = []
+    rows, found = bundle.rowmap.rows_of(present)
+    moved_pos = np.zeros(0, np.int64)
     if bundle.path_digests is not None:
-        moved = moved_ids(bundle.rowmap, bundle.path_digests, present, paths)
+        moved_pos = moved_at(bundle.path_digests, rows, found, paths)
+    moved = [present[i] for i in moved_pos]
     row_digests = None
     if moved and keep_moved:  # the same images elsewhere: record where
         row_digests = np.array(bundle.path_digests)
-        where = dict(zip(present, paths, strict=True))
-        moved_rows = bundle.rowmap.rows_of(moved)[0]
-        row_digests[moved_rows] = path_digests([where[sid] for sid in moved])
+        row_digests[rows[moved_pos]] = path_digests([paths[i] for i in moved_pos])
     else:
         again |= set(moved)
-    rows, found = bundle.rowmap.rows_of(present)
     n_deleted = len(bundle.rowmap) - int(found.sum())
     if again:
         found &= ~np.isin(np.asarray(present), np.asarray(list(again)))

@@ -122,6 +122,20 @@ def replaceable_view(root, name: str, overwrite: bool = False):
     )
 
 
+def replaced_view_size(dataset, name: str) -> int | None:
+    """Samples of the saved view a save under ``name`` would replace, or None for a
+    new (or empty) name.
+
+    Raises:
+        ViewNameTakenError: a view of that name clipbranches did not save.
+    """
+    name = (name or "").strip()
+    root = root_dataset(dataset)
+    if not name or replaceable_view(root, name) is None:
+        return None
+    return len(root.load_saved_view(name))
+
+
 def saved_by_clipbranches(doc) -> bool:
     """Whether the saved-view document ``doc`` is one clipbranches saved."""
     return (getattr(doc, "description", None) or "").startswith(VIEW_MARK)

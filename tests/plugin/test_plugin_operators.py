@@ -365,6 +365,21 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     (error,) = notifications(requests, "error")
     assert "no sample is selected" in error
 
+    # a file moved: index info counts it, "Files moved" keeps its row
+    moved = tmp_path / "moved.png"
+    shutil.copy(ds[second].filepath, moved)
+    sample = ds[second]
+    sample.filepath = str(moved)
+    sample.save()
+    info, _ = run_op("index_info", {"dataset": ds, "params": params})
+    assert info["n_moved"] == 1
+    code_dir = sdk.index_info(ds, "clip", check=False).index_dir
+    keep = {**params, "keep_moved": True}
+    _, requests = run_op("update_index", {"dataset": ds, "params": keep})
+    assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
+    info, _ = run_op("index_info", {"dataset": ds, "params": params})
+    assert info["n_moved"] == 0 and info["index_dir"] != code_dir
+
 
 def test_view_scope_on_an_index_built_from_images(make_user_index):
     """The user's path (images -> tiny CLIP -> build_index): the search and refine
@@ -416,6 +431,11 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     assert "is a saved view of yours" in props["view_taken"]["view"]["label"]
 
     state = {"index_key": "clip", "model": "tree", "view_name": "cats in two"}
+    unmarked = ds.match_tags(["cb_positive", "cb_negative"], bool=False).first().id
+    (error,) = notifications(
+        call(ds, "refine", state=state, view=two, selected=[unmarked]), "error"
+    )
+    assert error.startswith("1 selected sample is not marked: press Mark positive")
     requests = call(ds, "refine", state=state, view=two)
     assert patched_state(requests)["last_stats"]["in_view"] is True
     (shown,) = [p["view"] for uri, p in requests if uri == "set_view"]
