@@ -1,5 +1,5 @@
 """Operator: one refinement round from the positive/negative sample tags of the
-dataset, its matches within the App's view (``sdk.scope.app_scope``, as the
+dataset, its matches within the App's view (``sdk.scope.ctx_scope``, as the
 panel's), on the clipbranches service when the plugin secrets name one
 (``sdk.remote``)."""
 
@@ -30,7 +30,7 @@ from fiftyone_clipbranches.sdk.models import (
 )
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.scope import WITHIN_VIEW, app_scope
+from fiftyone_clipbranches.sdk.scope import WITHIN_VIEW, ctx_scope, show_result
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
@@ -110,7 +110,7 @@ class RefineOperator(foo.Operator):
         pos = ctx.params.get("positive_tag") or DEFAULT_POSITIVE_TAG
         neg = ctx.params.get("negative_tag") or DEFAULT_NEGATIVE_TAG
         counts = count_tagged(ctx.dataset, (pos, neg))
-        scope = app_scope(ctx.view, ctx.dataset)
+        scope = ctx_scope(ctx)
         where = f"; matches {WITHIN_VIEW}" if scope is not ctx.dataset else ""
         inputs.view(
             "counts",
@@ -159,9 +159,10 @@ class RefineOperator(foo.Operator):
                     f" '{name}', or enter another name in Also save as view"
                 ),
             )
+        scope = ctx_scope(ctx)
         try:
             result = refine_here_or_remote(
-                app_scope(ctx.view, ctx.dataset),
+                scope,
                 RefineRequest.from_json(p),
                 score_field=p.get("score_field") or DEFAULT_SCORE_FIELD,
                 saved_view=name or None,
@@ -169,7 +170,7 @@ class RefineOperator(foo.Operator):
             )
         except Exception as exc:  # shown as a notification, never a traceback
             return error_result(ctx, exc)
-        ctx.ops.set_view(view=result.view)
+        show_result(ctx, result.view, scope)
         saved = f"; saved as view '{name}'" if name else ""
         ctx.ops.notify(summary(result.stats) + saved, variant="success")
         return result.stats

@@ -1,5 +1,5 @@
 """Operator: nearest-neighbour search by text or by the selected samples, within
-the App's view (``sdk.scope.app_scope``, as the panel's)."""
+the App's view (``sdk.scope.ctx_scope``, as the panel's)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
 from fiftyone_clipbranches.sdk.messages import unsearched_note
-from fiftyone_clipbranches.sdk.scope import IN_VIEW, WITHIN_VIEW, app_scope
+from fiftyone_clipbranches.sdk.scope import (
+    IN_VIEW,
+    WITHIN_VIEW,
+    ctx_scope,
+    show_result,
+)
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K
 
 
@@ -41,7 +46,7 @@ class SearchIndex(foo.Operator):
         if ctx.params.get("query_type", default) == "text":
             inputs.str("text", label="Query", required=True)
         inputs.int("k", label="Results (k)", default=DEFAULT_K, min=1)
-        if app_scope(ctx.view, ctx.dataset) is not ctx.dataset:
+        if ctx_scope(ctx) is not ctx.dataset:
             inputs.view(
                 "scope",
                 types.Notice(label=f"Searches {WITHIN_VIEW}"),
@@ -58,7 +63,7 @@ class SearchIndex(foo.Operator):
                     raise ValueError("select samples in the grid to search by example")
             else:
                 query = {"text": p.get("text")}
-            scope = app_scope(ctx.view, ctx.dataset)
+            scope = ctx_scope(ctx)
             view = search(
                 scope,
                 k=int(p.get("k", DEFAULT_K)),
@@ -68,7 +73,7 @@ class SearchIndex(foo.Operator):
             unsearched = unsearched_count(ctx.dataset, p.get("index_key"))
         except Exception as exc:  # shown as a notification, never a traceback
             return error_result(ctx, exc)
-        ctx.ops.set_view(view=view)
+        show_result(ctx, view, scope)
         where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
         ctx.ops.notify(
             f"{len(view)} nearest samples{where}" + unsearched_note(unsearched),

@@ -22,7 +22,7 @@ from fiftyone_clipbranches.sdk.messages import counted, counted_are, unsearched_
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.scope import IN_VIEW, app_scope
+from fiftyone_clipbranches.sdk.scope import IN_VIEW, ctx_scope, show_result
 from fiftyone_clipbranches.sdk.search import (
     is_folder,
     is_image_reference,
@@ -119,7 +119,7 @@ def run_search(ctx, opts: dict) -> str:
         if text and ctx.selected
         else ""
     )
-    ctx.ops.set_view(view=view)
+    show_result(ctx, view, within)
     ctx.panel.state.set("showing", "search")
     RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])
     unsearched = sdk.unsearched_count(ctx.dataset, opts["index_key"])
@@ -141,8 +141,8 @@ def _whole(value) -> int | None:
 
 
 def search_scope(ctx):
-    """What the panel's searches and refinements look in (``sdk.scope.app_scope``)."""
-    return app_scope(ctx.view, ctx.dataset)
+    """What the panel's searches and refinements look in (``sdk.scope.ctx_scope``)."""
+    return ctx_scope(ctx)
 
 
 def mark(ctx, opts: dict, label: str) -> str:
@@ -209,14 +209,14 @@ def run_refine(ctx, opts: dict) -> dict:
         # the way out, at hand, from the whole dataset (labels come from all of
         # it); ordered, as the panel's own results are, so that the next round
         # does not take these few samples for the user's view
-        ctx.ops.set_view(view=ctx.dataset.select(e.ids, ordered=True))
+        show_result(ctx, ctx.dataset.select(e.ids, ordered=True), scope)
         ctx.panel.state.set("showing", "conflict")  # Save view: what is shown
         raise ContradictoryLabelsError(
             f"{e}. They are shown in the grid: select each, then Mark positive or"
             " Mark negative (marking removes the other label)",
             ids=e.ids,
         ) from e
-    ctx.ops.set_view(view=result.view)
+    show_result(ctx, result.view, scope)
     ctx.panel.state.set("showing", "refine")
     stats = {k: _plain(v) for k, v in result.stats.items()}
     stats["in_view"] = scope is not ctx.dataset
@@ -253,8 +253,10 @@ def show_all(ctx, opts: dict) -> str:
     if not score_field:
         raise ValueError("set a score field to view every match by score")
     sdk.wait_for_writes(ctx.dataset, score_field)
-    view = search_scope(ctx).exists(score_field).sort_by(score_field, reverse=True)
-    ctx.ops.set_view(view=view)
+    scope = search_scope(ctx)
+    show_result(
+        ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
+    )
     ctx.panel.state.set("showing", "all")
     return f"{len(ids)} matches by score"
 

@@ -3,6 +3,9 @@ without the results clipbranches itself put in the grid."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import fiftyone.core.stages as fos
 
 from fiftyone_clipbranches.sdk.views import writes_scores
@@ -12,8 +15,47 @@ from fiftyone_clipbranches.sdk.views import writes_scores
 IN_VIEW = "in the current view"
 WITHIN_VIEW = "within the current view: clear it to search every sample"
 
+#: Execution store (one per dataset) and its key for the result a face of the App
+#: last put in the grid and the saved view it was found in (:func:`show_result`).
+SHOWN_STORE = "clipbranches_scope"
+SHOWN_KEY = "shown"
 
-def app_scope(view, dataset):
+
+def ctx_scope(ctx):
+    """:func:`app_scope` of an App context (``ctx.view``, ``ctx.dataset``), knowing
+    the saved view the grid's result was found in (:func:`show_result`)."""
+    shown = ctx.store(SHOWN_STORE).get(SHOWN_KEY)
+    return app_scope(ctx.view, ctx.dataset, shown=shown)
+
+
+def show_result(ctx, view, scope) -> None:
+    """Put ``view``, a result found in ``scope``, in the App's grid, and remember
+    the saved view ``scope`` is (if it is one): a result replaces the saved view's
+    name in the App, so the next search or refinement from this result looks in
+    that saved view again (:func:`app_scope`), its selection included."""
+    ctx.ops.set_view(view=view)
+    store = ctx.store(SHOWN_STORE)
+    record = shown_record(view, scope)
+    if record is None:
+        store.delete(SHOWN_KEY)
+    else:
+        store.set(SHOWN_KEY, record)
+
+
+def shown_record(view, scope) -> dict | None:
+    """What :func:`app_scope` needs to know of ``view``, a result found in
+    ``scope``: the saved view ``scope`` is, and ``view``'s stages; None when
+    ``scope`` is not a saved view opened by name."""
+    if scope is None or not getattr(scope, "name", None):
+        return None
+    return {
+        "saved_view": scope.name,
+        "n_stages": len(view._stages),
+        "digest": _stages_digest(view._stages),
+    }
+
+
+def app_scope(view, dataset, shown=None):
     """The samples a search or refinement from the App answers within.
 
     A saved view the user opened by name, as it is (the App shows a view the
@@ -22,15 +64,22 @@ def app_scope(view, dataset):
     in it: the ordered selects of searches and refinements, and "Show all
     matches"' ``exists`` and descending sort by a score field clipbranches writes.
     With nothing left, ``dataset`` itself (the caller can test ``scope is
-    dataset``).
+    dataset``). A view that begins with a result clipbranches showed from a saved
+    view (``shown``) looks in that saved view, whatever its stages select.
 
     Args:
         view: the App's current view (``ctx.view``), or None.
         dataset: the App's dataset (``ctx.dataset``).
+        shown: the record :func:`show_result` keeps of the last result shown,
+            or None.
     """
     if view is not None and view.name:  # opened by name: the user's choice
         return view
     stages = list(view._stages) if view is not None else []
+    scope = dataset
+    saved = _saved_view_shown(dataset, stages, shown)
+    if saved is not None:
+        scope, stages = saved, stages[len(saved._stages) :]
     kept, i = [], 0
     while i < len(stages):
         stage = stages[i]
@@ -42,11 +91,45 @@ def app_scope(view, dataset):
             kept.append(stage)
             i += 1
     if not kept:
-        return dataset
-    scope = dataset.view()
+        return scope
+    scope = scope.view()
     for stage in kept:
         scope = scope.add_stage(stage)
     return scope
+
+
+def _saved_view_shown(dataset, stages, shown):
+    """The saved view ``shown`` names, when ``stages`` begin with the result shown
+    from it and with the saved view's stages as they are now; else None."""
+    if not shown:
+        return None
+    n, name = shown["n_stages"], shown["saved_view"]
+    if len(stages) < n or _stages_digest(stages[:n]) != shown["digest"]:
+        return None
+    if not dataset.has_saved_view(name):
+        return None
+    saved = dataset.load_saved_view(name)
+    m = len(saved._stages)
+    if m > n or _stages_digest(stages[:m]) != _stages_digest(saved._stages):
+        return None
+    return saved
+
+
+def _stages_digest(stages) -> str:
+    """A digest of view stages, by kind and arguments (not their uuids), the same
+    after the App's round trip through JSON (which makes ``1.0`` ``1``)."""
+    plain = [[type(stage).__name__, _as_json(stage._kwargs())] for stage in stages]
+    return hashlib.sha1(json.dumps(plain, default=str).encode()).hexdigest()
+
+
+def _as_json(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    return value
 
 
 def _by_score(dataset, stages) -> bool:

@@ -444,3 +444,18 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     saved = ds.load_saved_view("cats in two")
     assert saved._stages[0]._kwargs() == two._stages[0]._kwargs()
     assert set(saved.values("id")) <= inside
+
+    # that saved view (a filter and an ordered selection) opened by name: the
+    # search operator's result replaces its name in the grid, and the refine
+    # operator run from that result still answers within the saved view
+    ctx = {"dataset": ds, "view_name": "cats in two"}
+    params = {"index_key": "clip", "query_type": "text", "text": "a cat", "k": 3}
+    _, requests = run_op("search", {**ctx, "params": params})
+    (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    result = fo.DatasetView._build(ds, stages)
+    assert result.name is None and set(result.values("id")) <= set(saved.values("id"))
+    params = {"index_key": "clip", "model": "tree", "random_negatives": 5}
+    stats, _ = run_op("refine", {"dataset": ds, "view": result, "params": params})
+    assert stats["n_index"] == len(saved)
+    scored = ds.exists("clipbranches_score").values("id")
+    assert set(scored) <= set(saved.values("id"))

@@ -482,9 +482,28 @@ def test_search_looks_in_the_grids_view_but_not_in_the_panels_last_result(
     # a round the user saved and opened again by name is the scope, as it is
     ds.save_view("my round", last)
     requests = call(ds, "search", state=state, selected=[query], view_name="my round")
-    _, saved = shown(requests)
+    stages, saved = shown(requests)
     assert sorted(saved) == sorted(ids)  # its 20 cats, nearest first
     assert "in the current view" in notifications(requests, "success")[0]
+    # the search's result replaced the saved view's name in the grid: the next
+    # search and refinement from it still look in that saved view (its selection)
+    result = fo.DatasetView._build(ds, stages)
+    assert result.name is None
+    _, again = shown(call(ds, "search", state=state, selected=[query], view=result))
+    assert sorted(again) == sorted(ids)
+    dogs = [i for i, label in labels.items() if label == "dog"]
+    call(ds, "mark_positive", selected=saved[:4], alt=dogs[:3])
+    refine = {**state, "model": "tree", "random_negatives": 5}
+    requests = call(ds, "refine", state=refine, view=result)
+    stats = patched_state(requests)["last_stats"]
+    assert stats["n_index"] == 20 and stats["in_view"] is True
+    _, found = shown(requests)
+    assert set(saved[:4]) <= set(found) <= set(ids)
+    # once the user leaves the result (here: clears the view), the dataset again
+    _, everywhere_again = shown(
+        call(ds, "search", state=state, selected=[query], view=ds.view())
+    )
+    assert len(everywhere_again) == 30 and not set(everywhere_again) <= set(ids)
 
 
 def sdk_search_ids(ds, query):

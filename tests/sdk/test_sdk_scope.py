@@ -5,7 +5,7 @@ from __future__ import annotations
 from fiftyone import ViewField as F
 
 from fiftyone_clipbranches import sdk
-from fiftyone_clipbranches.sdk.scope import app_scope
+from fiftyone_clipbranches.sdk.scope import app_scope, shown_record
 from fiftyone_clipbranches.sdk.views import ensure_score_field
 
 
@@ -36,3 +36,47 @@ def test_the_apps_view_without_clipbranches_results(make_dataset):
     for stage in round_view._stages:
         unnamed = unnamed.add_stage(stage)
     assert app_scope(unnamed, ds)._stages == cats._stages
+
+
+def test_a_result_shown_from_a_saved_view_looks_in_that_saved_view(make_dataset):
+    ds = make_dataset(3)
+    ids = ds.values("id")
+    cats = ds.match(F("ground_truth.label") == "cat")
+    sdk.save_view(ds, "round", cats.select(ids[:5], ordered=True))
+    saved = ds.load_saved_view("round")
+    result = saved.select(ids[:2], ordered=True)  # what a search in it shows
+
+    record = shown_record(result, saved)
+    assert shown_record(result, cats) is None  # not a saved view: nothing kept
+    assert app_scope(result, ds, shown=record) is not saved
+    assert app_scope(result, ds, shown=record).name == "round"
+    # a stage the user adds on top of the result narrows the saved view
+    on_top = result.match(F("filepath").exists())
+    narrowed = app_scope(on_top, ds, shown=record)
+    assert narrowed._stages == [*saved._stages, on_top._stages[-1]]
+    # not that result (another selection), or the record of another scope: as before
+    other = saved.select(ids[:3], ordered=True)
+    assert app_scope(other, ds, shown=record)._stages == cats._stages
+    assert app_scope(result, ds, shown=None)._stages == cats._stages
+    # the saved view changed or deleted since: the stages shown, as before
+    ds.save_view("round", cats.select(ids[:4], ordered=True), overwrite=True)
+    assert app_scope(result, ds, shown=record)._stages == cats._stages
+    ds.delete_saved_view("round")
+    assert app_scope(result, ds, shown=record)._stages == cats._stages
+
+
+def test_the_result_is_recognised_after_the_apps_round_trip(make_dataset):
+    """The App sends the stages it was given back through JSON: ``1.0`` is ``1``."""
+    import json
+
+    import fiftyone as fo
+
+    ds = make_dataset(3)
+    ids = ds.values("id")
+    sdk.save_view(ds, "mine", ds.match(F("ground_truth.confidence") > 1.0))
+    saved = ds.load_saved_view("mine")
+    result = saved.select(ids[:2], ordered=True)
+    round_trip = json.loads(json.dumps(result._serialize()).replace("1.0", "1"))
+    assert "1.0" not in json.dumps(round_trip)
+    back = fo.DatasetView._build(ds, round_trip)
+    assert app_scope(back, ds, shown=shown_record(result, saved)).name == "mine"
