@@ -12,7 +12,7 @@ from fiftyone_clipbranches.operators.common import (
     error_result,
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
-from fiftyone_clipbranches.sdk.messages import unsearched_note
+from fiftyone_clipbranches.sdk.messages import counted, shortened, unsearched_note
 from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
@@ -61,8 +61,10 @@ class SearchIndex(foo.Operator):
                 query = {"sample_ids": list(ctx.selected) or None}
                 if query["sample_ids"] is None:
                     raise ValueError("select samples in the grid to search by example")
+                what = counted(len(query["sample_ids"]), "selected sample")
             else:
                 query = {"text": p.get("text")}
+                what = f"'{shortened(str(query['text']))}'"
             scope = ctx_scope(ctx)
             view = search(
                 scope,
@@ -76,7 +78,8 @@ class SearchIndex(foo.Operator):
         show_result(ctx, view, scope)
         where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
         ctx.ops.notify(
-            f"{len(view)} nearest samples{where}" + unsearched_note(unsearched),
+            f"{len(view)} nearest samples to {what}{where}"
+            + unsearched_note(unsearched),
             variant="success",
         )
         return {"n_results": len(view)}

@@ -10,7 +10,6 @@ from fiftyone_clipbranches.panels.constants import (
     MAX_K,
     MAX_RANDOM_NEGATIVES,
     PREVIEW_RESULTS,
-    SHOWN_QUERY_CHARS,
 )
 from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import (
@@ -18,7 +17,12 @@ from fiftyone_clipbranches.sdk.errors import (
     ResultTooLargeError,
 )
 from fiftyone_clipbranches.sdk.labels import count_tagged
-from fiftyone_clipbranches.sdk.messages import counted, counted_are, unsearched_note
+from fiftyone_clipbranches.sdk.messages import (
+    counted,
+    counted_are,
+    shortened,
+    unsearched_note,
+)
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -68,13 +72,6 @@ def check_index(ctx, opts: dict) -> None:
     )
 
 
-def _shortened(text: str) -> str:
-    """``text``, cut to :data:`SHOWN_QUERY_CHARS` with an ellipsis."""
-    if len(text) <= SHOWN_QUERY_CHARS:
-        return text
-    return text[: SHOWN_QUERY_CHARS - 1].rstrip() + "\u2026"
-
-
 def run_search(ctx, opts: dict) -> str:
     """Search by the query box: an image file path or URL, else text; by the
     selected samples when it is empty."""
@@ -86,7 +83,7 @@ def run_search(ctx, opts: dict) -> str:
             f"Results (k) must be a whole number from 1 to {MAX_K}, got {opts['k']!r}"
         )
     if text and looks_like_image_path(text) and not is_image_reference(text):
-        shown = _shortened(text)
+        shown = shortened(text)
         if is_folder(text):
             raise ValueError(
                 f"{shown!r} is a folder (on the machine running the App): give one"
@@ -99,10 +96,10 @@ def run_search(ctx, opts: dict) -> str:
     within = search_scope(ctx)
     if text and is_image_reference(text):
         view = sdk.search(within, image=text, k=k, index_key=opts["index_key"])
-        what = f"the image {_shortened(text)}"
+        what = f"the image {shortened(text)}"
     elif text:
         view = sdk.search(within, text=text, k=k, index_key=opts["index_key"])
-        what = f"'{_shortened(text)}'"
+        what = f"'{shortened(text)}'"
     elif ctx.selected:
         view = sdk.search(
             within, sample_ids=list(ctx.selected), k=k, index_key=opts["index_key"]

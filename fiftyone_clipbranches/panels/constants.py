@@ -51,7 +51,3 @@ DEFAULTS = {
 #: Settings a user may empty to turn off (no score field: nothing written); the
 #: other text settings read empty as their default.
 EMPTY_MEANS_NONE = frozenset({"score_field"})
-
-#: Longest query the panel repeats in its messages and history (CLIP reads 77
-#: tokens of it anyway).
-SHOWN_QUERY_CHARS = 80

@@ -92,6 +92,18 @@ def weight_description(weight) -> str:
     return f"Each negative counts this many times a positive: now {value:.1f}"
 
 
+#: Longest query the faces repeat in their messages and history (CLIP reads 77
+#: tokens of it anyway).
+SHOWN_QUERY_CHARS = 80
+
+
+def shortened(text: str) -> str:
+    """``text``, cut to :data:`SHOWN_QUERY_CHARS` with an ellipsis."""
+    if len(text) <= SHOWN_QUERY_CHARS:
+        return text
+    return text[: SHOWN_QUERY_CHARS - 1].rstrip() + "\u2026"
+
+
 def counted(n: int, noun: str) -> str:
     """``"1 match"``, ``"2 matches"``: ``n`` and ``noun`` in its number."""
     if n == 1:

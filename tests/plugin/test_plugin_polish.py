@@ -100,7 +100,7 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     # the operators on the same index: search says how many; saving shows the view
     params = {"index_key": "clip", "query_type": "text", "text": "a cat", "k": 4}
     _, requests = run_op("search", {"dataset": ds, "params": params})
-    assert notifications(requests, "success") == ["4 nearest samples"]
+    assert notifications(requests, "success") == ["4 nearest samples to 'a cat'"]
     ctx = {"dataset": ds, "view": shown, "params": {"name": "cats"}}
     _, requests = run_op("save_results_view", ctx)
     assert [uri for uri, _ in requests][:2] == ["reload_dataset", "set_view"]
@@ -151,5 +151,5 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     ]
     _, requests = run_op("search", {"dataset": ds, "params": params})
     assert notifications(requests, "success") == [
-        "4 nearest samples; 1 sample added since the build not searched (update the index)"
+        "4 nearest samples to 'a cat'; 1 sample added since the build not searched (update the index)"
     ]
