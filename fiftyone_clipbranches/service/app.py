@@ -43,6 +43,10 @@ _HTTP_CODES = {
     429: "too_many_requests",
 }
 _INT_TEXT = re.compile(r"-?[0-9]{1,18}")
+#: What a browser page of an allowed origin may send (``cors_origins``).
+_CORS_METHODS = "GET, POST, DELETE"
+_CORS_HEADERS = "Authorization, Content-Type"
+_CORS_MAX_AGE_S = 600
 
 
 def create_app(
@@ -51,6 +55,7 @@ def create_app(
     token: str | None,
     store: ResultStore | None = None,
     pool: ComputePool | None = None,
+    cors_origins=(),
 ) -> Flask:
     """Build the WSGI application.
 
@@ -64,6 +69,9 @@ def create_app(
             authentication (the caller decides when that is safe).
         store: result store (default: a fresh :class:`ResultStore`).
         pool: compute pool for search and refine (default: a fresh one).
+        cors_origins: origins (``"https://host[:port]"``) whose pages a browser
+            lets call the API, ``"*"`` for any; none by default. The token is
+            required all the same.
     """
     app = Flask("fiftyone_clipbranches.service")
     app.config["MAX_CONTENT_LENGTH"] = rq.MAX_BODY_BYTES
@@ -73,6 +81,34 @@ def create_app(
     token_bytes = token.encode() if token else None
     app.extensions["clipbranches"] = {"backend": backend, "store": store, "pool": pool}
     openapi_doc = build_openapi()
+    allowed_origins = frozenset(cors_origins)
+
+    def _allowed_origin() -> str | None:
+        origin = request.headers.get("Origin")
+        if origin and ("*" in allowed_origins or origin in allowed_origins):
+            return origin
+        return None
+
+    @app.before_request
+    def _preflight():
+        """A browser's CORS preflight, answered before authentication (it carries
+        no token)."""
+        if request.method != "OPTIONS" or not request.headers.get(
+            "Access-Control-Request-Method"
+        ):
+            return None
+        if _allowed_origin() is None:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"origin {request.headers.get('Origin')!r} may not call this service"
+                " from a browser: start it with --cors-origin ORIGIN",
+            )
+        response = Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = str(_CORS_MAX_AGE_S)
+        return response
 
     @app.before_request
     def _authenticate():
@@ -96,6 +132,12 @@ def create_app(
         response.headers["X-Content-Type-Options"] = "nosniff"
         if response.status_code == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="clipbranches"'
+        if allowed_origins:
+            response.headers.add("Vary", "Origin")
+            origin = _allowed_origin()
+            if origin is not None:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = "Retry-After"
         return response
 
     @app.errorhandler(ApiError)

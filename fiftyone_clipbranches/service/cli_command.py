@@ -123,6 +123,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve without authentication (only allowed on a loopback host)",
     )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages of this origin (e.g. https://app.example.org) call the "
+        "service from a browser; repeat for more, '*' for any (the token is "
+        "still required)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -150,6 +159,7 @@ def run_serve(args: argparse.Namespace) -> int:
         result_ttl_s=args.result_ttl,
         verify=args.verify,
         connection_limit=args.connection_limit,
+        cors_origins=tuple(args.cors_origin),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -29,6 +30,8 @@ DEFAULT_PORT = 5152
 #: waitress refuses bodies above this on its own (plain text answer); bodies
 #: between ``MAX_BODY_BYTES`` and this get the API's JSON 413.
 TRANSPORT_BODY_LIMIT = 16 * MAX_BODY_BYTES
+#: An origin as browsers send it: scheme, host, optional port, no path.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 
 
 @dataclass
@@ -68,6 +71,9 @@ class ServiceConfig:
             client trickling bytes keeps a connection busy no longer than this.
         cleanup_interval_s: how often the two timeouts above are checked.
         max_request_header_size: bytes of request line and headers accepted.
+        cors_origins: origins (``"https://host[:port]"``) whose browser pages may
+            call the API (CORS), ``"*"`` for any; none by default (the token is
+            required all the same).
     """
 
     host: str = "127.0.0.1"
@@ -89,6 +95,7 @@ class ServiceConfig:
     request_read_timeout_s: int = 20
     cleanup_interval_s: int = 2
     max_request_header_size: int = 64 << 10
+    cors_origins: tuple[str, ...] = ()
 
 
 def resolve_token(
@@ -236,7 +243,9 @@ def start_server(
         ttl_s=config.result_ttl_s,
     )
     workers = _worker_pool(backend, config)
-    app = create_app(backend, token=token, store=store, pool=pool)
+    app = create_app(
+        backend, token=token, store=store, pool=pool, cors_origins=config.cors_origins
+    )
     try:
         server = _create_server(create_server, app, config)
     except OSError as e:
@@ -472,6 +481,15 @@ def _check_config(config: ServiceConfig) -> None:
     nice = config.compute_nice
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
         raise ValueError(f"compute_nice must be an int in [0, 19], got {nice!r}")
+    origins = config.cors_origins
+    config.cors_origins = (origins,) if isinstance(origins, str) else tuple(origins)
+    for origin in config.cors_origins:
+        if origin != "*" and not _ORIGIN.fullmatch(str(origin)):
+            raise ValueError(
+                f"a CORS origin is a scheme and a host, with a port if it is not the"
+                f" scheme's ('https://app.example.org', 'http://localhost:8080'),"
+                f" or '*': got {origin!r}"
+            )
     for name in ("request_timeout_s", "result_ttl_s"):
         value = getattr(config, name)
         if not isinstance(value, int | float) or not value > 0:

@@ -12,7 +12,7 @@ import contextlib
 
 import numpy as np
 import pytest
-from service_helpers import DATASET, NEG_TAG, POS_TAG, TOKEN, Http
+from service_helpers import CORS_ORIGIN, DATASET, NEG_TAG, POS_TAG, TOKEN, Http
 from service_process import running_service
 
 N_PER_CLUSTER = 100
@@ -65,6 +65,8 @@ def service(served_dataset):
         "8",
         "--timeout",
         "120",
+        "--cors-origin",
+        CORS_ORIGIN,
     ]
     with running_service(args, TOKEN) as proc:
         yield proc

@@ -11,6 +11,8 @@ import psutil
 DATASET = "clipbranches-service-test"
 TOKEN = "test-token-0123456789abcdef"
 POS_TAG, NEG_TAG = "cb_positive", "cb_negative"
+#: The origin whose browser pages the session's service lets call it.
+CORS_ORIGIN = "https://app.example.org"
 
 
 class Http:
@@ -45,7 +47,7 @@ class Http:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             payload = resp.read()
-            return resp.status, resp.headers, json.loads(payload)
+            return resp.status, resp.headers, json.loads(payload) if payload else None
         finally:
             conn.close()
 

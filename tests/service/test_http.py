@@ -7,7 +7,7 @@ import concurrent.futures as cf
 
 import numpy as np
 import pytest
-from service_helpers import DATASET, NEG_TAG, POS_TAG
+from service_helpers import CORS_ORIGIN, DATASET, NEG_TAG, POS_TAG
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.service.openapi import build_openapi
@@ -410,3 +410,44 @@ def test_a_burst_of_requests_logs_no_queue_warnings(call, service, served_datase
     with cf.ThreadPoolExecutor(64) as pool:
         assert set(pool.map(post, range(192))) <= {200, 503}
     assert "Task queue depth" not in service.output()
+
+
+def test_browser_pages_of_an_allowed_origin_may_call_it(call):
+    """CORS (``--cors-origin``): the preflight is answered without a token, the
+    answers name the origin, and the token is still required."""
+    preflight = {
+        "Origin": CORS_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    status, headers, body = call("OPTIONS", "/v1/search", headers=preflight, auth=False)
+    assert status == 204 and body is None
+    assert headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in headers["Access-Control-Allow-Headers"]
+    other = {**preflight, "Origin": "https://evil.example.org"}
+    status, headers, err = call("OPTIONS", "/v1/search", headers=other, auth=False)
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+    assert "--cors-origin" in err["error"]["message"]
+    # the answers themselves, errors included, let the page read them
+    origin = {"Origin": CORS_ORIGIN}
+    status, headers, _ = call("GET", "/v1/datasets", headers=origin)
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+    assert headers["Access-Control-Expose-Headers"] == "Retry-After"
+    status, headers, err = call("GET", "/v1/datasets", headers=origin, auth=False)
+    assert status == 401 and headers["Access-Control-Allow-Origin"] == CORS_ORIGIN
+    status, headers, _ = call(
+        "GET", "/v1/datasets", headers={"Origin": "https://x.org"}
+    )
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    assert "Origin" in headers["Vary"]
+
+
+@pytest.mark.parametrize(
+    "origins", ["https://app.example.org/", "app.example.org", ("ftp://x.org",)]
+)
+def test_a_cors_origin_that_is_not_one_is_refused(origins):
+    from fiftyone_clipbranches.service.server import ServiceConfig, _check_config
+
+    with pytest.raises(ValueError, match="a CORS origin is a scheme and a host"):
+        _check_config(ServiceConfig(cors_origins=origins))
