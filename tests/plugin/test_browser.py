@@ -309,3 +309,36 @@ def test_search_label_refine_in_the_app(indexed, page):
     if os.environ.get("CLIPBRANCHES_UPDATE_SCREENSHOTS") == "1":
         for src, dst in README_SHOTS.items():
             compact_png(ARTIFACTS / src, DOCS_SHOTS / dst)
+
+
+def test_a_search_in_a_saved_view_then_refine_stays_in_it(indexed, page):
+    """A saved view of an ordered selection (as the panel saves its results),
+    opened in the App's selector: the search's result replaces the view's name in the App,
+    and the Refine that follows still answers within the saved view."""
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.panels.constants import DEFAULTS
+
+    ds = indexed
+    labels = ds.values("ground_truth.label")
+    ships = [i for i, label in zip(ds.values("id"), labels) if label == "ship"][:40]
+    sdk.save_view(ds, "ship round", ds.select(ships, ordered=True))
+    page.reload(wait_until="domcontentloaded")  # the App lists the new view
+    wait_text(page, "Saved view name")
+    page.keyboard.press("Escape")  # a tip's popover may cover the selector
+    page.get_by_text("Unsaved view", exact=True).first.click()
+    page.get_by_text("ship round", exact=True).first.click()
+    wait_text(page, f"{len(ships)} samples", exact=True)
+    select_tiles(page, [0])
+    click_button(page, "Search")
+    wait_text(page, f"{len(ships)} nearest samples to 1 selected sample in the current")
+    select_tiles(page, [1, 2, 3])  # with the query, still selected
+    click_button(page, "Mark positive")
+    wait_text(page, "Marked 4 positive, 0 negative")
+    page.wait_for_timeout(1500)
+    click_button(page, "Refine")
+    wait_text(page, f"of {len(ships)} indexed samples in the current view")
+    shot(page, "7_refined_in_saved_view.png")
+    ds.reload()
+    scored = ds.exists(DEFAULTS["score_field"]).values("id")
+    assert scored and set(scored) <= set(ships)
+    ds.untag_samples(ds.distinct("tags"))
