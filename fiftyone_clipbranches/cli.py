@@ -173,15 +173,40 @@ def _cmd_gc(args) -> int:
     verb = "removed" if args.delete else "found"
     n = len(report.removed) if args.delete else len(report.leftovers)
     claims = sum(item.kind == "claim" for item in report.leftovers)
+    others = (
+        f", {report.n_other_database} of another database"
+        if report.n_other_database
+        else ""
+    )
     print(
         f"gc: {verb} {n} leftover(s), {report.n_bytes} bytes, under {report.root}"
         + (f" (counting {claims} dead claim(s) in the database)" if claims else "")
         + "; "
-        f"kept {report.n_referenced} index(es) in use and {report.n_young} "
-        "recent directory(ies)"
+        f"kept {report.n_referenced} index(es) in use, {report.n_young} "
+        f"recent directory(ies){others}"
         + ("" if args.delete or not report.leftovers else "; run with --delete")
     )
+    if report.unowned:
+        print(
+            f"gc: kept {len(report.unowned)} folder(s) of datasets not in this"
+            " database that record no database (made before databases were"
+            " recorded): they may be another database's; remove them by hand once"
+            " no database uses this index root:"
+        )
+        for path in report.unowned:
+            print(f"  {path}")
     return 1 if failed else 0
+
+
+def _hours(text: str) -> float:
+    """A number of hours >= 0 (argparse names the option when it is not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours >= 0")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gc",
         help="report (and remove) leftovers under the index root",
         description="Temp directories of crashed builds and index directories no"
-        " dataset's run points at. Reports only, unless --delete.",
+        " dataset's run points at. Reports only, unless --delete. Folders of another"
+        " FiftyOne database sharing the index root are left alone.",
     )
     p.add_argument("--root", type=Path, help="index root (default: the configured)")
     p.add_argument("--delete", action="store_true", help="remove what is found")
@@ -327,11 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the report as JSON (root, leftovers, removed, n_referenced,"
-        " n_young, n_bytes)",
+        " n_young, n_other_database, unowned, n_bytes)",
     )
     p.add_argument(
         "--min-age-hours",
-        type=float,
+        type=_hours,
         default=1.0,
         help="keep directories younger than this (default 1), except temp"
         " directories whose writer process is gone",

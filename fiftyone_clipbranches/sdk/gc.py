@@ -3,7 +3,9 @@ directories no run points at (indexes of deleted datasets, say); and in the
 database, claims on index keys that no work holds any more (``sdk/claims.py``).
 
 Nothing a run of an existing dataset points at is ever reported or removed; the
-references are read again just before each removal.
+references are read again just before each removal. Folders of another database
+sharing the index root (``sdk/folder_owner.py``) are left alone, and so are
+folders that record no database and whose dataset is not in this one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from pathlib import Path
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import TMP_PREFIX, WRITER_FILE
 from fiftyone_clipbranches.sdk.claims import dead_claims, release_claim
+from fiftyone_clipbranches.sdk.folder_owner import (
+    database_id,
+    mark_owner,
+    owner_of,
+    remove_if_empty,
+)
 from fiftyone_clipbranches.sdk.settings import index_root
 
 #: Default age (seconds) after which an unreferenced directory may be removed.
@@ -56,6 +64,12 @@ class GcReport:
         n_referenced: index directories in use (kept).
         n_young: unreferenced directories younger than the age limit (kept: they
             may belong to a build in progress).
+        n_other_database: index directories of datasets of another database that
+            shares the root (kept).
+        unowned: folders of datasets (``<root>/<dataset id>``) that record no
+            database and whose dataset is not in this one (kept: they may be
+            another database's, from before databases were recorded; remove them
+            by hand once no database uses them).
         removed: paths removed (only with ``delete=True``).
     """
 
@@ -63,6 +77,8 @@ class GcReport:
     leftovers: list[Leftover] = field(default_factory=list)
     n_referenced: int = 0
     n_young: int = 0
+    n_other_database: int = 0
+    unowned: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
 
     @property
@@ -92,10 +108,22 @@ def collect_garbage(
         )
     report = GcReport(str(base))
     referenced = runs.referenced_index_dirs()
+    this_database = database_id()
     now = time.time()
     folders = base.iterdir() if base.is_dir() else ()
     for dataset_dir in sorted(p for p in folders if p.is_dir()):
-        for entry in sorted(p for p in dataset_dir.iterdir() if p.is_dir()):
+        entries = sorted(p for p in dataset_dir.iterdir() if p.is_dir())
+        owner = owner_of(dataset_dir)
+        if owner is None and _dataset_exists(dataset_dir.name):
+            mark_owner(dataset_dir)  # recorded now: its dataset is in this database
+            owner = this_database
+        if owner is None:
+            report.unowned.append(str(dataset_dir.resolve()))
+            continue
+        if owner != this_database:
+            report.n_other_database += len(entries)
+            continue
+        for entry in entries:
             key = str(entry.resolve())
             if key in referenced:
                 report.n_referenced += 1
@@ -142,9 +170,21 @@ def collect_garbage(
             if not Path(item.path).exists():
                 report.removed.append(item.path)
         for dataset_dir in base.iterdir() if base.is_dir() else ():
-            with contextlib.suppress(OSError):
-                dataset_dir.rmdir()  # only when empty
+            remove_if_empty(dataset_dir, this_database)
     return report
+
+
+def _dataset_exists(dataset_id: str) -> bool:
+    """Whether this database holds a dataset of id ``dataset_id`` (a folder name)."""
+    import fiftyone.core.odm as foo
+    from bson import ObjectId
+    from bson.errors import InvalidId
+
+    try:
+        oid = ObjectId(dataset_id)
+    except (InvalidId, TypeError):
+        return False
+    return foo.get_db_conn().datasets.find_one({"_id": oid}, {"_id": 1}) is not None
 
 
 def _writer_state(tmp: Path) -> str:

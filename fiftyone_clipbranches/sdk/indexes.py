@@ -8,7 +8,6 @@ directory's files are deleted only once no run points at it (``sdk/runs.py``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import shlex
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from fiftyone_clipbranches.sdk.errors import (
     SampleIdsError,
     StaleIndexError,
 )
+from fiftyone_clipbranches.sdk.folder_owner import mark_owner, remove_if_empty
 from fiftyone_clipbranches.sdk.freshness import (
     Freshness,
     at_build,
@@ -749,9 +749,7 @@ def discard_index(dataset, index_key: str) -> None:
     config = runs.get_index_config(ds, index_key)
     forget_bundle(config.index_dir)
     ds.delete_run(index_key)  # ClipBranchesIndex.cleanup releases the directory
-    parent = Path(config.index_dir).parent
-    with contextlib.suppress(OSError):  # not empty, or already gone
-        parent.rmdir()
+    remove_if_empty(Path(config.index_dir).parent)
 
 
 def load_index(dataset, index_key: str = DEFAULT_INDEX_KEY, *, verify: str = "fast"):
@@ -874,8 +872,12 @@ def _unembeddable(samples, field: str, errors: dict | None, embedded=True) -> di
 
 
 def _dataset_dir(ds, root) -> Path:
+    """The folder of ``ds``'s indexes under ``root``, made and marked as this
+    database's (``sdk.folder_owner``)."""
     base = Path(root).expanduser().resolve() if root is not None else index_root()
-    return base / str(ds._doc.id)
+    folder = base / str(ds._doc.id)
+    mark_owner(folder)
+    return folder
 
 
 def _info(ds, key, config, fresh=None) -> IndexInfo:

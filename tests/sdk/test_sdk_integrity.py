@@ -258,6 +258,51 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
     assert "no folder at" in capsys.readouterr().err
 
 
+def test_gc_leaves_the_folders_of_another_database_alone(
+    make_dataset, tmp_path, capsys
+):
+    """Two databases (one per session) may share one index root: gc, run from
+    one, never removes the other's indexes, which it cannot see any run of."""
+    from fiftyone_clipbranches.sdk.folder_owner import OWNER_FILE, database_id
+
+    ds, doomed = make_dataset(2), make_dataset(2)
+    for d in (ds, doomed):
+        codes = cluster_codes(d.values("ground_truth.label"))
+        sdk.build_index_from_codes(d, codes, d.values("id"), "idx", root=tmp_path)
+    mine = Path(sdk.index_info(ds, "idx").index_dir).parent
+    orphan = Path(sdk.index_info(doomed, "idx").index_dir)
+    owner = json.loads((mine / OWNER_FILE).read_text())
+    assert owner == {"database": database_id()}
+    doomed.delete()
+    # another database's dataset folder (its record names that database), and one
+    # made before folders recorded their database, of a dataset not in this one
+    theirs = tmp_path / "0123456789abcdef01234567"
+    shutil.copytree(orphan.parent, theirs)
+    (theirs / OWNER_FILE).write_text(json.dumps({"database": "another"}))
+    old = tmp_path / "89abcdef0123456789abcdef"
+    shutil.copytree(orphan.parent, old)
+    (old / OWNER_FILE).unlink()
+    # and a folder of this database's dataset that records none: taken as this one's
+    (mine / OWNER_FILE).unlink()
+
+    report = collect_garbage(tmp_path, min_age_s=0, delete=True)
+    assert [i.path for i in report.leftovers if i.kind != "claim"] == [str(orphan)]
+    assert report.n_other_database == 1 and report.unowned == [str(old)]
+    assert not orphan.exists() and (theirs / orphan.name).is_dir()
+    assert (old / orphan.name).is_dir()
+    assert json.loads((mine / OWNER_FILE).read_text()) == owner
+    sdk.verify_index(ds, "idx")
+    assert cli.main(["gc", "--root", str(tmp_path), "--min-age-hours", "0"]) == 0
+    said = capsys.readouterr().out
+    assert "1 of another database" in said and str(old) in said
+    # an age that is no number of hours is refused, naming the option
+    with pytest.raises(SystemExit):
+        cli.main(["gc", "--min-age-hours", "-1"])
+    assert "--min-age-hours: '-1' is not a number of hours >= 0" in (
+        capsys.readouterr().err
+    )
+
+
 def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, capsys):
     other = make_dataset(2)  # a dataset without the index does not fail the run
     ds = make_dataset(2)
