@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import sys
@@ -379,11 +380,28 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"clipbranches: {category.__name__}: {message}\n"
 
 
-def _unrecognized(extra: list[str], args) -> str:
-    """argparse's error for arguments no option took, with the way out when sample
-    ids were given after one flag (``--positive A B``: B lands among them, or in
-    the dataset's place)."""
+def _command_parser(parser: argparse.ArgumentParser, command: str):
+    """The parser of subcommand ``command`` of ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command, parser)
+    return parser
+
+
+def _unrecognized(extra: list[str], args, command_parser=None) -> str:
+    """argparse's error for arguments no option took, with the option meant when
+    one is close to a mistyped one, and the way out when sample ids were given
+    after one flag (``--positive A B``: B lands among them, or in the dataset's
+    place)."""
     message = f"unrecognized arguments: {' '.join(extra)}"
+    options = [
+        o for a in getattr(command_parser, "_actions", ()) for o in a.option_strings
+    ]
+    for flag in (a.split("=", 1)[0] for a in extra if a.startswith("--")):
+        close = difflib.get_close_matches(flag, options, n=1)
+        if close:
+            message += f" (did you mean {close[0]}?)"
+            break
     given = [*extra, str(getattr(args, "dataset", None))]
     if any(re.fullmatch(r"[0-9a-fA-F]{24}", a) for a in given):
         message += (
@@ -421,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        parser.error(_unrecognized(extra, args))
+        command_parser = _command_parser(parser, args.command)
+        command_parser.error(_unrecognized(extra, args, command_parser))
     warnings.formatwarning = _one_line_warning  # no source line under a warning
     try:
         from fiftyone_clipbranches.sdk.settings import quiet_bundled_database_validation

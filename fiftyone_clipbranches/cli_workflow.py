@@ -18,7 +18,10 @@ LIMIT_HELP = f"rows printed (default {DEFAULT_LIMIT}; with --json, every row)"
 
 
 def _count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
@@ -26,7 +29,14 @@ def _count(text: str) -> int:
 
 def _neighbours(text: str) -> int | str:
     """``--neighbours-per-positive``: ``auto`` or a count."""
-    return "auto" if text.strip().lower() == "auto" else _count(text)
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _count(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither 'auto' nor a whole number >= 0"
+        ) from None
 
 
 def dataset_named(name: str):

@@ -103,7 +103,16 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert _json(capsys)["stats"]["n_neighbour_pos"] > 3  # round(32 / 1) of them
     with pytest.raises(SystemExit):
         cli_main([*near, "some"])
-    assert "--neighbours-per-positive: invalid" in capsys.readouterr().err
+    assert (
+        "--neighbours-per-positive: 'some' is neither 'auto' nor a whole number"
+        in capsys.readouterr().err
+    )
+    # a mistyped option: the command's own usage, and the option meant
+    with pytest.raises(SystemExit):
+        cli_main(["refine", ds.name, "--key", "clip", "--randm-negatives", "5"])
+    said = capsys.readouterr().err
+    assert said.startswith("usage: clipbranches refine")
+    assert "(did you mean --random-negatives?)" in said
     # two ids after one flag: told to repeat it (options may come before DATASET)
     with pytest.raises(SystemExit):
         cli_main(["refine", "--positive", ids[0], ids[1], ds.name, "--key", "clip"])

@@ -250,7 +250,8 @@ def _other_brain_method(ds, key: str) -> str | None:
 
 def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexConfig:
     """The config of index ``key``; a missing one's error names the dataset's only
-    index as the one to pass when ``suggest`` (not for work that would change it).
+    index as the one to pass, or a build when it has none, when ``suggest`` (not
+    for work that would change it: a delete or a rename).
 
     Raises:
         IndexNotFoundError: when no index run has that key.
@@ -277,10 +278,12 @@ def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexCon
             if keys
             else f"build one with build_index(dataset, index_key={key!r}) (CLI:"
             f" clipbranches build-index {root.name} --key {key})"
+            if suggest
+            else ""  # nothing to delete or rename: no way out to give
         )
         raise IndexNotFoundError(
             f"no clipbranches index {key!r} on dataset {root.name!r} (its indexes: "
-            f"{', '.join(keys) or 'none'}): {hint}"
+            f"{', '.join(keys) or 'none'})" + (f": {hint}" if hint else "")
         )
     return ClipBranchesIndexConfig.from_dict(deepcopy(configs[key]))
 

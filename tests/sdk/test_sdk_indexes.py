@@ -240,6 +240,12 @@ def test_rename_keeps_files_and_delete_removes_them(make_dataset):
     sdk.delete_index(ds, "new")
     assert sdk.list_indexes(ds) == [] and not index_dir.exists()
     assert not index_dir.parent.exists()  # the dataset's folder was emptied
+    # deleting it again: said, with no build offered as the way out
+    with pytest.raises(sdk.IndexNotFoundError) as e:
+        sdk.delete_index(ds, "new")
+    assert str(e.value) == (
+        f"no clipbranches index 'new' on dataset {ds.name!r} (its indexes: none)"
+    )
 
 
 def test_added_and_deleted_samples_are_reported(make_dataset, cifar_dir):
