@@ -120,7 +120,8 @@ def run_demo(
             checkpoint for the default ``train_config``, else trained here on
             first use), and with ``images`` ViT-B-32 / laion2b_s34b_b79k;
             ``model="demo"`` (:data:`SHIPPED_MODEL`) is the demo model with
-            ``images`` too (offline; it knows generated shapes, not photos).
+            ``images`` too (offline; it knows generated shapes, not photos);
+            the demo model takes no ``pretrained`` (refused).
         n_images: number of generated images (ignored with ``images``).
         query: the text query.
         k: number of results shown for the text query and labelled by the
@@ -147,10 +148,18 @@ def run_demo(
         timings[name] = now - clock
         clock = now
 
+    shipped = model == SHIPPED_MODEL or (model is None and images is None)
+    if shipped and pretrained is not None:
+        raise ValueError(
+            f"the demo's model is {SHIPPED_MODEL!r}, the small CLIP this package"
+            " ships, with its own weights: leave the pretrained weights empty, or"
+            " name the open_clip model they are for (--model ViT-B-32"
+            " --pretrained ...)"
+        )
     if images is None:
         records = _generated_records(n_images, data_dir, progress)
         lap("images")
-    if model == SHIPPED_MODEL or (model is None and images is None):
+    if shipped:
         model, pretrained = _demo_model(
             data_dir, progress, train_minutes, train_config, retrain, notes
         )

@@ -171,6 +171,11 @@ def test_the_shipped_model_or_random_weights_run_on_the_users_images_offline(
             used = report_model(name)
             assert used["name"] == expected
             assert (used["pretrained"] is None) == ("pretrained" in chosen)
+        # weights named for the shipped model (which has its own): refused, not
+        # ignored, before anything is made
+        for chosen in (dict(model="demo"), dict(images=None)):
+            with pytest.raises(ValueError, match="leave the pretrained weights empty"):
+                run_demo(**{"images": tmp_path, **chosen, "pretrained": "none"})
     finally:
         if fo.dataset_exists(name):
             fo.load_dataset(name).delete()
