@@ -279,8 +279,8 @@ def load_clip(
             )
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds here
             raise ValueError(
-                f"could not load {name!r} from {source.checkpoint_path!r}: {exc}. Check "
-                "that the checkpoint belongs to this architecture and is not truncated."
+                f"could not load {name!r} from {source.checkpoint_path!r}: "
+                + _load_failure(source.checkpoint_path, exc)
             ) from exc
     model = model.to(device=dev, dtype=precision_dtype(prec)).eval()
     for p in model.parameters():
@@ -400,3 +400,39 @@ def declared_embedding_dim(name: str, pretrained=None) -> int | None:
     _register_config_beside(name, pretrained)
     config = open_clip.get_model_config(name)
     return int(config["embed_dim"]) if config and "embed_dim" in config else None
+
+
+def _load_failure(path, exc: Exception) -> str:
+    """Why a checkpoint file did not load, in words (never torch's advice to load
+    it unsafely)."""
+    if path is not None and not _looks_like_torch_file(path):
+        return (
+            "it is not a PyTorch checkpoint (neither a torch archive nor a pickle):"
+            " give an open_clip checkpoint file (.pt, .bin, .safetensors) or a"
+            " pretrained tag"
+        )
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        detail = [line for line in text.splitlines() if "Unpickler error" in line]
+        return (
+            "torch's safe loader refused it: it holds more than weights"
+            + (f" ({detail[0].strip()})" if detail else "")
+            + ". Give a checkpoint of weights only (a state dict)"
+        )
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return (
+        f"{first}. Check that the checkpoint belongs to this architecture and is not"
+        " truncated."
+    )
+
+
+def _looks_like_torch_file(path) -> bool:
+    """Whether ``path`` starts like a file torch or safetensors writes: a zip
+    archive, a pickle, or a safetensors header."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return True  # unreadable: the loader's own error says so
+    # safetensors: a little-endian u64 header size, then the JSON header
+    return head.startswith(b"PK") or head[:1] == b"\x80" or head[8:9] == b"{"

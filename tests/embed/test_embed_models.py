@@ -74,8 +74,24 @@ def test_local_checkpoint_round_trip(tiny_name, tiny_model, tmp_path):
     )
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="could not load"):
+    with pytest.raises(ValueError, match="could not load") as e:
         load_clip(tiny_name, pretrained=str(bad), device="cpu")
+    assert "is not a PyTorch checkpoint (neither a torch archive" in str(e.value)
+    # a torch file holding more than weights: refused without torch's advice to
+    # load it unsafely
+    import argparse
+
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"state_dict": {}, "args": argparse.Namespace(lr=1.0)}, pickled)
+    with pytest.raises(ValueError, match="torch's safe loader refused it") as e:
+        load_clip(tiny_name, pretrained=str(pickled), device="cpu")
+    assert "weights_only" not in str(e.value) and "Unpickler" in str(e.value)
+    # a truncated archive: torch's first line, and what to check
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="is not truncated") as e:
+        load_clip(tiny_name, pretrained=str(truncated), device="cpu")
+    assert "\n" not in str(e.value)
 
 
 def test_embed_texts_normalised(tiny_model: ClipModel):
