@@ -9,6 +9,7 @@ import difflib
 import json
 import shlex
 
+from fiftyone_clipbranches.sdk.media import no_local_file
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
 #: Results ``search`` and ``refine`` print for people unless ``--limit`` says
@@ -99,8 +100,12 @@ def _cmd_update_index(args) -> int:
     unread_before = _unreadable(ds, args.key)
     reembed = _reembed(ds, args) or []
     # with the samples an interrupted re-embedding left, which it finishes
-    moved = [] if args.keep_moved else _moved(ds, args.key)
-    again = [*reembed, *_pending_reembed(ds, args.key), *moved]
+    moved = _moved(ds, args.key)
+    kept_moved = []
+    if args.keep_moved:  # as the SDK does: a new path with no file is embedded again
+        kept_moved = [sid for sid, path in moved.items() if not no_local_file(path)]
+    again = [*reembed, *_pending_reembed(ds, args.key)]
+    again += [sid for sid in moved if sid not in set(kept_moved)]
     again = list(dict.fromkeys(again))
     was_in = _indexed(ds, args.key, again)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
@@ -123,7 +128,7 @@ def _cmd_update_index(args) -> int:
     )
     # samples this update could not read, beyond those re-embedded (counted lost)
     changes["left_out"] = len(_unreadable(ds, info.key) - unread_before - set(again))
-    changes["moved"] = before.freshness.n_moved if args.keep_moved else 0
+    changes["moved"] = len(kept_moved)
     if args.json:
         print(json.dumps({**after.to_dict(), "changes": changes}, default=str))
         return 0
@@ -154,18 +159,18 @@ def _pending_reembed(ds, key: str) -> list[str]:
     return list(runs.get_index_config(ds, key).reembed_pending or [])
 
 
-def _moved(ds, key: str) -> list[str]:
-    """The samples of index ``key`` whose filepath changed since their row was
-    embedded (the update embeds them again)."""
+def _moved(ds, key: str) -> dict[str, str]:
+    """``{id: filepath now}`` of the samples of index ``key`` whose filepath
+    changed since their row was embedded (the update embeds them again)."""
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk.freshness import moved_at
 
     bundle = sdk.load_index(ds, key)[1]
     if bundle.path_digests is None:
-        return []
+        return {}
     ids, paths = ds.values(["id", "filepath"])
     rows, found = bundle.rowmap.rows_of(ids)
-    return [ids[i] for i in moved_at(bundle.path_digests, rows, found, paths)]
+    return {ids[i]: paths[i] for i in moved_at(bundle.path_digests, rows, found, paths)}
 
 
 def _unreadable(ds, key: str) -> set[str]:

@@ -48,7 +48,7 @@ from fiftyone_clipbranches.sdk.identity import (
     field_model_identity,
     missing_checkpoint,
 )
-from fiftyone_clipbranches.sdk.media import require_image_samples
+from fiftyone_clipbranches.sdk.media import no_local_file, require_image_samples
 from fiftyone_clipbranches.sdk.messages import KEEP_MOVED, counted
 from fiftyone_clipbranches.sdk.progress import as_progress, ticking
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
@@ -497,7 +497,9 @@ def update_index(
     (``index_info(...).freshness.n_moved``; indexes built by ``build_index``) are
     treated as named in ``reembed``; with ``keep_moved``, as the same images at
     new paths: their rows are kept and their new filepaths recorded (after
-    relocating the media, say, which would otherwise embed every image again).
+    relocating the media, say, which would otherwise embed every image again),
+    except those whose new filepath names no file on this machine: embedded
+    again, they are left out as unreadable until their filepath is mended.
     """
     ds = runs.root_dataset(dataset)
     require_image_samples(ds, ds)
@@ -512,6 +514,10 @@ def update_index(
     moved_pos = np.zeros(0, np.int64)
     if bundle.path_digests is not None:
         moved_pos = moved_at(bundle.path_digests, rows, found, paths)
+    if keep_moved:  # a new path with no file is no move of the same image
+        gone = np.array([no_local_file(paths[i]) for i in moved_pos], dtype=bool)
+        again |= {present[i] for i in moved_pos[gone]}
+        moved_pos = moved_pos[~gone]
     moved = [present[i] for i in moved_pos]
     row_digests = None
     if moved and keep_moved:  # the same images elsewhere: record where

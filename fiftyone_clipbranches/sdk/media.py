@@ -3,6 +3,8 @@ or the patches, frames and clips of views."""
 
 from __future__ import annotations
 
+import os
+
 from fiftyone_clipbranches.sdk.errors import UnsupportedMediaError
 
 #: FiftyOne's media types of datasets without images of their own ("unknown", a
@@ -39,3 +41,9 @@ def require_image_samples(samples, root) -> None:
                 " the dataset's samples; search or refine the dataset (or a view"
                 " of its samples, e.g. dataset.match_labels(...)) instead"
             )
+
+
+def no_local_file(filepath: str) -> bool:
+    """Whether ``filepath`` is a local path with no file behind it (a URL or a
+    cloud path is taken as there)."""
+    return "://" not in filepath and not os.path.isfile(filepath)

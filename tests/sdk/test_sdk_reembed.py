@@ -100,6 +100,24 @@ def test_moved_files_keep_their_rows_when_told(make_user_index, tmp_path, capsys
     finally:
         shutil.move(hidden, checkpoint)
 
+    # a "move" to a path with no file (a typo) is no move of the same image: its
+    # row is not kept for it; it is left out as unreadable until the path is mended
+    typo = ds[dog]
+    good = typo.filepath
+    typo.filepath = good[: -len(".png")] + ".PNG"
+    typo.save()
+    args = ["update-index", ds.name, "--key", "clip", "--quiet", "--keep-moved"]
+    assert cli_main(args) == 0
+    said = capsys.readouterr().out
+    assert "moved sample" not in said and "1 left out (image unreadable now)" in said
+    info = sdk.index_info(ds, "clip")
+    assert info.n_samples == 49 and list(info.freshness.unreadable) == [dog]
+    typo.filepath = good
+    typo.save()
+    info = sdk.update_index(ds, "clip", keep_moved=True, progress=False)
+    assert info.n_samples == 50 and not info.freshness.is_stale
+    assert np.array_equal(_code(ds, dog), before[dog])  # embedded again, the same
+
 
 def test_an_index_from_codes_records_no_filepaths(make_user_index):
     from sdk_testdata import cluster_codes
