@@ -567,15 +567,19 @@ def update_index(
         failed = {}
         model = config.clip_model or {}
         embed_with = {"model": model.get("name"), "pretrained": model.get("pretrained")}
-        if again and config.clip_model:
+        new_view = ds.select([sid for sid in to_add if sid not in again])
+        n_again = len(again) if config.clip_model else 0
+        n_new = new_view.exists(field, False).count()
+        # the bar's share of each part (embedding, then encoding), by its images
+        split = 0.55 * n_again / max(n_again + n_new, 1)
+        if n_again:
             _check_checkpoint(config, index_key, len(set(moved) & again))
             _pending_reembed(ds, index_key, config, again)
             failed = embed_again(
                 ds.select(list(again)), field, **embed_with,
-                progress=lambda f, label: report(0.3 * f, label),
+                progress=lambda f, label: report(split * f, label),
             )["failed"]  # fmt: skip
-        new_view = ds.select([sid for sid in to_add if sid not in again])
-        if new_view.exists(field, False).count():
+        if n_new:
             if not config.clip_model:
                 raise MissingEmbeddingsError(
                     f"added samples lack {field!r} embeddings and the CLIP model of "
@@ -584,13 +588,13 @@ def update_index(
             _check_checkpoint(config, index_key)
             failed = compute_embeddings(
                 new_view, field, **embed_with,
-                progress=lambda f, label: report(0.3 + 0.3 * f, label),
+                progress=lambda f, label: report(split + (0.55 - split) * f, label),
             )["failed"] | failed  # fmt: skip
         if added_view.exists(field).count():
             source = open_embeddings(added_view, field, skip_missing=True)
             new_ids = source.id_list()
             new_codes = encode_source(
-                source, bundle.encoder, lambda f, label: report(0.6 * f, label)
+                source, bundle.encoder, lambda f, label: report(0.55 + 0.05 * f, label)
             )
         new_failed = _unembeddable(added_view, field, failed)
 

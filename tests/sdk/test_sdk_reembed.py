@@ -276,3 +276,24 @@ def test_an_interrupted_reembedding_is_finished_by_the_next_update(
 def _listing(ds, capsys) -> str:
     assert cli_main(["indexes", ds.name]) == 0
     return capsys.readouterr().out
+
+
+def test_an_update_that_embeds_moved_and_added_samples_shows_steady_progress(
+    make_user_index,
+):
+    """The bar of an update shares its span among the images it embeds: with one
+    moved sample and four added, it neither stops at the moved one nor runs back."""
+    import fiftyone as fo
+
+    ds = make_user_index(n_per_class=5, name="moved-and-added")
+    cat, dog = ds.take(2, seed=3).values("id")
+    sample = ds[cat]
+    sample.filepath = ds[dog].filepath
+    sample.save()
+    ds.add_samples([fo.Sample(filepath=ds[dog].filepath) for _ in range(4)])
+    seen = []
+    info = sdk.update_index(ds, "clip", progress=lambda f, label: seen.append(f))
+    assert info.n_samples == 54 and not info.freshness.is_stale
+    assert all(b >= a - 1e-9 for a, b in zip(seen, seen[1:])) and seen[-1] == 1.0
+    # the moved sample is 1 of the 5 images embedded: a fifth of their span
+    assert min(f for f in seen if f > 0) == pytest.approx(0.55 / 5)
