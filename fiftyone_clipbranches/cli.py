@@ -380,6 +380,14 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"clipbranches: {category.__name__}: {message}\n"
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning on a line of its own, above a progress bar being drawn."""
+    from tqdm import tqdm
+
+    text = _one_line_warning(message, category, filename, lineno).rstrip("\n")
+    tqdm.write(text, file=file or sys.stderr)
+
+
 def _command_parser(parser: argparse.ArgumentParser, command: str):
     """The parser of subcommand ``command`` of ``parser``."""
     for action in parser._actions:
@@ -442,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         command_parser = _command_parser(parser, args.command)
         command_parser.error(_unrecognized(extra, args, command_parser))
     warnings.formatwarning = _one_line_warning  # no source line under a warning
+    warnings.showwarning = _show_warning
     try:
         from fiftyone_clipbranches.sdk.settings import quiet_bundled_database_validation
 

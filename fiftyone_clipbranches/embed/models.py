@@ -219,6 +219,10 @@ def _check_batch_size(batch_size) -> None:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
+#: What the warning of a model with random weights begins with (a regex).
+RANDOM_WEIGHTS_WARNING = r"load_clip\(.*pretrained=None\) uses RANDOM weights"
+
+
 def load_clip(
     name: str = "ViT-B-32",
     pretrained: str | os.PathLike | None = "laion2b_s34b_b79k",

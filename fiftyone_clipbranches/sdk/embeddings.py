@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -32,9 +33,13 @@ _models_lock = threading.Lock()
 _loading: dict[tuple, threading.Lock] = {}
 
 
-def get_clip_model(name: str, pretrained):
+def get_clip_model(name: str, pretrained, *, chosen_before: bool = False):
     """The CLIP model ``(name, pretrained)``, loaded once per process; the
     ``CLIP_MODEL_CACHE_SIZE`` most recently used stay loaded.
+
+    ``chosen_before``: the model is the one an index or an embeddings field
+    records, so random weights (``pretrained=None``) were chosen at its build and
+    are not warned about again.
 
     Raises:
         the error of :func:`weights_unavailable_error` when the weights cannot be
@@ -49,9 +54,15 @@ def get_clip_model(name: str, pretrained):
     with load_lock:
         model = _cached_model(key)
         if model is None:
-            from fiftyone_clipbranches.embed.models import load_clip
+            from fiftyone_clipbranches.embed.models import (
+                RANDOM_WEIGHTS_WARNING,
+                load_clip,
+            )
 
-            model = load_clip(name, pretrained=pretrained)
+            with warnings.catch_warnings():
+                if chosen_before:
+                    warnings.filterwarnings("ignore", RANDOM_WEIGHTS_WARNING)
+                model = load_clip(name, pretrained=pretrained)
             with _models_lock:
                 _models[key] = model
                 while len(_models) > CLIP_MODEL_CACHE_SIZE:
@@ -174,7 +185,7 @@ def _embed(
         return _report(field, 0, samples.count(), {}, recorded), {}
     weights = "random weights" if pretrained is None else pretrained
     report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
-    clip = get_clip_model(model, pretrained)
+    clip = get_clip_model(model, pretrained, chosen_before=existing is not None)
     identity = dict(clip.identity)
     if existing is not None:
         refuse_another_length(root, field, clip.embedding_dim, model)

@@ -169,7 +169,9 @@ def index_clip_model(config, index_key: str):
     if gone:
         raise CheckpointUnavailableError(gone)
     try:
-        clip = get_clip_model(recorded["name"], recorded.get("pretrained"))
+        clip = get_clip_model(
+            recorded["name"], recorded.get("pretrained"), chosen_before=True
+        )
     except weights_unavailable_error() as e:
         raise _weights_refusal(e, index_key) from e
     if not same_identity(recorded, clip.identity):

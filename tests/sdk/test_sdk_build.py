@@ -204,3 +204,30 @@ def test_a_dataset_none_of_whose_images_can_be_read_is_said_so(
             )  # fmt: skip
     finally:
         ds.delete()
+
+
+def test_random_weights_are_warned_about_when_chosen_not_at_each_use(
+    cifar_dir, tiny_clip_checkpoint
+):
+    """An index made with random weights (``pretrained=None``) says so when they
+    are chosen; its later text searches and updates do not repeat it."""
+    import warnings
+
+    import fiftyone as fo
+    from user_path import TINY_CLIP_NAME, images_dataset
+
+    from fiftyone_clipbranches.sdk import embeddings
+
+    ds = images_dataset(cifar_dir, 7, name="random-weights-warned")
+    embeddings._models.clear()  # loaded here, as in a new process
+    with pytest.warns(UserWarning, match="uses RANDOM weights"):
+        sdk.build_index(
+            ds, "rnd", model=TINY_CLIP_NAME, pretrained=None, progress=False
+        )
+    embeddings._models.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(sdk.search(ds, text="a cat", k=3, index_key="rnd")) == 3
+        ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+        assert sdk.update_index(ds, "rnd", progress=False).n_samples == len(ds)
+    assert not [w for w in caught if "RANDOM weights" in str(w.message)]
