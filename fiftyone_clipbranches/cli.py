@@ -31,12 +31,14 @@ def _cmd_uninstall_plugin(args) -> int:
 
 
 def _cmd_doctor(args) -> int:
-    from fiftyone_clipbranches.doctor import run_checks
+    from fiftyone_clipbranches.doctor import iter_checks
 
-    results = run_checks()
-    for r in results:
+    print("doctor: checking (the first run compiles the kernels: about a minute)")
+    results = []
+    for r in iter_checks():
+        results.append(r)
         mark = "ok  " if r.ok else "FAIL"
-        print(f"[{mark}] {r.name:<9} {r.detail}  ({r.seconds:.1f} s)")
+        print(f"[{mark}] {r.name:<9} {r.detail}  ({r.seconds:.1f} s)", flush=True)
     failed = [r.name for r in results if not r.ok]
     if failed:
         print(f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -131,7 +131,14 @@ CHECKS: list[tuple[str, Callable[[], str]]] = [
 
 
 def run_checks(checks=None) -> list[CheckResult]:
-    results = []
+    """Every check's result (:func:`iter_checks`)."""
+    return list(iter_checks(checks))
+
+
+def iter_checks(checks=None) -> Iterator[CheckResult]:
+    """Run ``checks`` (default :data:`CHECKS`) in order, yielding each result as
+    soon as it is known (the kernels' check compiles them on first use: about a
+    minute)."""
     for name, fn in checks or CHECKS:
         start = time.perf_counter()
         try:
@@ -139,5 +146,4 @@ def run_checks(checks=None) -> list[CheckResult]:
         except Exception as e:  # each check reports its failure as one line
             said = str(e) if isinstance(e, CheckFailed) else f"{type(e).__name__}: {e}"
             detail, ok = said.splitlines()[0], False
-        results.append(CheckResult(name, ok, detail, time.perf_counter() - start))
-    return results
+        yield CheckResult(name, ok, detail, time.perf_counter() - start)

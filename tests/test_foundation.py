@@ -164,6 +164,7 @@ def test_doctor_reports_all_checks_green(tmp_path):
         env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("doctor: checking (the first run compiles")
     for name in ("numba", "kernels", "torch", "device", "database", "plugin"):
         assert f"[ok  ] {name}" in out.stdout
     assert f"local mongod in {tmp_path / 'db'}" in out.stdout
@@ -254,3 +255,13 @@ def test_cli_version_and_every_workflow_option_explained(capsys):
             if not a.help and not isinstance(a, argparse._HelpAction)
         ]
         assert not bare, f"{name}: options without help: {bare}"
+
+
+def test_doctor_gives_each_result_as_soon_as_it_is_known():
+    from fiftyone_clipbranches.doctor import iter_checks
+
+    ran = []
+    checks = [(name, lambda name=name: ran.append(name) or "fine") for name in "ab"]
+    results = iter_checks(checks)
+    assert next(results).name == "a" and ran == ["a"]  # b not run yet
+    assert [r.name for r in results] == ["b"] and ran == ["a", "b"]
