@@ -263,7 +263,8 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
             f"  {counted(fresh.n_unreadable, 'sample')} left out:"
             f" {'its image' if fresh.n_unreadable == 1 else 'their images'} could"
             " not be read"
-            f" (`--json` lists them; fix the files, then `{update} --retry-failed`)"
+            f" (`clipbranches indexes {shlex.quote(dataset_name)} --json` lists"
+            f" them; fix the files, then `{update} --retry-failed`)"
         )
 
 

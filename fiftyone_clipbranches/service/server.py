@@ -344,6 +344,7 @@ def serve(
         token=token,
         allow_no_token_on_localhost=allow_no_token_on_localhost,
     )
+    given = "the command line" if token else f"${TOKEN_ENV}"
     generated = token is None and not os.environ.get(TOKEN_ENV)
     service = start_server(backend, config, **options)
     print(f"clipbranches service listening on {service.url}", flush=True)
@@ -352,7 +353,7 @@ def serve(
     elif generated:
         print(f"bearer token (generated): {service.token}", flush=True)
     else:
-        print("bearer token: from the command line or $CLIPBRANCHES_SERVICE_TOKEN")
+        print(f"bearer token: from {given}")
     sys.stdout.flush()
 
     stop = threading.Event()
