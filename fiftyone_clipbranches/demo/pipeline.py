@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fiftyone_clipbranches.sdk import settings
+from fiftyone_clipbranches.sdk.messages import counted
 
 from .model import SHIPPED_MODEL
 
@@ -51,6 +52,7 @@ class DemoReport:
     n_relevant: int | None = None
     n_refined: int = 0
     saved_view: str | None = None
+    top_files: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
@@ -62,6 +64,9 @@ class DemoReport:
             ("dataset", f"{self.dataset} ({self.n_samples} samples)"),
             ("text query", f"{self.query!r}, k = {self.k}"),
         ]
+        if self.top_files:
+            shown = len(self.top_files)
+            rows.append((f"top {shown}", ", ".join(self.top_files)))
         if self.n_relevant is None:
             rows.append(
                 (
@@ -192,6 +197,18 @@ def run_demo(
 
     ids, _ = sdk.search_ids(dataset, text=query, k=k, index_key=DEMO_INDEX_KEY)
     lap("search")
+    unread = sdk.index_info(dataset, DEMO_INDEX_KEY).freshness
+    if unread is not None and unread.n_unreadable:
+        notes.append(
+            f"{counted(unread.n_unreadable, 'image')} could not be read and"
+            f" {'was' if unread.n_unreadable == 1 else 'were'} left out (`clipbranches"
+            f" indexes {shlex.quote(dataset.name)} --json` lists them)"
+        )
+    if pretrained is None:
+        notes.append(
+            "random weights (--pretrained none): the model knows nothing of images,"
+            " so the results and figures carry no meaning"
+        )
 
     report = DemoReport(
         dataset=dataset.name,
@@ -203,7 +220,10 @@ def run_demo(
         notes=notes,
     )
     truth = relevant_ids(dataset, query)
-    if truth is None:
+    if truth is None:  # no figures: the nearest files, to look at
+        paths = dict(zip(*dataset.select(ids[:5]).values(["id", "filepath"])))
+        nearest = [Path(paths[i]) for i in ids[:5] if i in paths]
+        report.top_files = [f"{p.parent.name}/{p.name}" for p in nearest]
         return report
     shown = list(ids)
     report.n_relevant = len(truth)

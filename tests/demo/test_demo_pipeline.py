@@ -112,6 +112,7 @@ def test_a_folder_per_class_of_the_users_images_simulates_the_feedback(
         (tmp_path / name).mkdir()
         for image in sorted((cifar_dir / name).iterdir())[:25]:
             (tmp_path / name / image.name).symlink_to(image)
+    (tmp_path / "ship" / "broken.jpg").write_bytes(b"not an image")
     kwargs = dict(
         images=tmp_path,
         model=TINY_CLIP_NAME,
@@ -124,12 +125,19 @@ def test_a_folder_per_class_of_the_users_images_simulates_the_feedback(
         report = run_demo(**kwargs, query="a photo of a cat")
         dataset = fo.load_dataset("clipbranches-demo-tree-test")
         assert set(dataset.distinct("ground_truth.label")) == {"cat", "dog", "ship"}
-        assert report.n_samples == 75 and report.n_relevant == 25
+        assert report.n_samples == 76 and report.n_relevant == 25
         assert report.topk_f1 is not None and "not simulated" not in report.format()
+        assert "1 image could not be read and was left out" in report.format()
         assert report.n_refined and report.refined_f1 is not None  # one round
         assert dataset.has_saved_view(report.saved_view)
         unjudged = run_demo(**kwargs, query="a photo of a horse")
         assert unjudged.n_relevant is None and "not simulated" in unjudged.format()
+        # what it found, to look at: the nearest files' names
+        assert len(unjudged.top_files) == 5
+        (row,) = [r for r in unjudged.format().splitlines() if r.startswith("top 5")]
+        assert row.endswith(", ".join(unjudged.top_files))
+        for name in unjudged.top_files:  # a folder and a file: which image it is
+            assert (tmp_path / name).is_file()
     finally:
         if fo.dataset_exists("clipbranches-demo-tree-test"):
             fo.load_dataset("clipbranches-demo-tree-test").delete()
@@ -168,6 +176,8 @@ def test_the_shipped_model_or_random_weights_run_on_the_users_images_offline(
             assert report.n_samples == 70 and report.n_relevant == 35
             knows_shapes = [n for n in report.notes if "not photos" in n]
             assert len(knows_shapes) == (chosen["model"] == "demo")
+            random = [n for n in report.notes if "carry no meaning" in n]
+            assert len(random) == ("pretrained" in chosen)
             used = report_model(name)
             assert used["name"] == expected
             assert (used["pretrained"] is None) == ("pretrained" in chosen)
