@@ -15,15 +15,17 @@ from fiftyone_clipbranches.sdk.views import writes_scores
 IN_VIEW = "in the current view"
 WITHIN_VIEW = "within the current view: clear it to search every sample"
 
-#: Execution store (one per dataset) and its key for the result a face of the App
-#: last put in the grid and the saved view it was found in (:func:`show_result`).
+#: Execution store (one per dataset) and its key for the results the faces of the
+#: App showed from saved views, most recent last (:func:`show_result`); several
+#: users of a dataset share it, each result recognised by its stages.
 SHOWN_STORE = "clipbranches_scope"
 SHOWN_KEY = "shown"
+MAX_SHOWN = 32
 
 
 def ctx_scope(ctx):
     """:func:`app_scope` of an App context (``ctx.view``, ``ctx.dataset``), knowing
-    the saved view the grid's result was found in (:func:`show_result`)."""
+    the saved views the grid's results were found in (:func:`show_result`)."""
     shown = ctx.store(SHOWN_STORE).get(SHOWN_KEY)
     return app_scope(ctx.view, ctx.dataset, shown=shown)
 
@@ -34,12 +36,12 @@ def show_result(ctx, view, scope) -> None:
     name in the App, so the next search or refinement from this result looks in
     that saved view again (:func:`app_scope`), its selection included."""
     ctx.ops.set_view(view=view)
-    store = ctx.store(SHOWN_STORE)
     record = shown_record(view, scope)
     if record is None:
-        store.delete(SHOWN_KEY)
-    else:
-        store.set(SHOWN_KEY, record)
+        return
+    store = ctx.store(SHOWN_STORE)
+    kept = [r for r in store.get(SHOWN_KEY) or [] if r["digest"] != record["digest"]]
+    store.set(SHOWN_KEY, [*kept, record][-MAX_SHOWN:])
 
 
 def shown_record(view, scope) -> dict | None:
@@ -70,8 +72,8 @@ def app_scope(view, dataset, shown=None):
     Args:
         view: the App's current view (``ctx.view``), or None.
         dataset: the App's dataset (``ctx.dataset``).
-        shown: the record :func:`show_result` keeps of the last result shown,
-            or None.
+        shown: the records :func:`show_result` keeps of the results shown from
+            saved views (:func:`shown_record`), or None.
     """
     if view is not None and view.name:  # opened by name: the user's choice
         return view
@@ -99,13 +101,16 @@ def app_scope(view, dataset, shown=None):
 
 
 def _saved_view_shown(dataset, stages, shown):
-    """The saved view ``shown`` names, when ``stages`` begin with the result shown
-    from it and with the saved view's stages as they are now; else None."""
-    if not shown:
+    """The saved view of the latest record of ``shown`` whose result ``stages``
+    begin with, when that saved view's stages are still those it was shown with;
+    else None."""
+    for record in reversed(shown or []):
+        n = record["n_stages"]
+        if len(stages) >= n and _stages_digest(stages[:n]) == record["digest"]:
+            break
+    else:
         return None
-    n, name = shown["n_stages"], shown["saved_view"]
-    if len(stages) < n or _stages_digest(stages[:n]) != shown["digest"]:
-        return None
+    name = record["saved_view"]
     if not dataset.has_saved_view(name):
         return None
     saved = dataset.load_saved_view(name)
