@@ -15,19 +15,22 @@ from fiftyone_clipbranches.sdk.views import writes_scores
 IN_VIEW = "in the current view"
 WITHIN_VIEW = "within the current view: clear it to search every sample"
 
-#: Execution store (one per dataset) and its key for the results the faces of the
-#: App showed from saved views, most recent last (:func:`show_result`); several
-#: users of a dataset share it, each result recognised by its stages.
+#: Execution store (one per dataset) holding, under ``SHOWN_PREFIX`` + the digest
+#: of a result's stages, the saved view that result was found in
+#: (:func:`show_result`); several users of a dataset share it, each result
+#: recognised by its own stages. A record lasts ``SHOWN_TTL_S``.
 SHOWN_STORE = "clipbranches_scope"
-SHOWN_KEY = "shown"
-MAX_SHOWN = 32
+SHOWN_PREFIX = "shown/"
+SHOWN_TTL_S = 30 * 24 * 3600
 
 
 def ctx_scope(ctx):
     """:func:`app_scope` of an App context (``ctx.view``, ``ctx.dataset``), knowing
     the saved views the grid's results were found in (:func:`show_result`)."""
-    shown = ctx.store(SHOWN_STORE).get(SHOWN_KEY)
-    return app_scope(ctx.view, ctx.dataset, shown=shown)
+    store = ctx.store(SHOWN_STORE)
+    return app_scope(
+        ctx.view, ctx.dataset, shown=lambda digest: store.get(SHOWN_PREFIX + digest)
+    )
 
 
 def show_result(ctx, view, scope) -> None:
@@ -36,25 +39,25 @@ def show_result(ctx, view, scope) -> None:
     name in the App, so the next search or refinement from this result looks in
     that saved view again (:func:`app_scope`), its selection included."""
     ctx.ops.set_view(view=view)
-    record = shown_record(view, scope)
-    if record is None:
-        return
-    store = ctx.store(SHOWN_STORE)
-    kept = [r for r in store.get(SHOWN_KEY) or [] if r["digest"] != record["digest"]]
-    store.set(SHOWN_KEY, [*kept, record][-MAX_SHOWN:])
+    shown = shown_record(view, scope)
+    if shown is not None:
+        digest, record = shown
+        ctx.store(SHOWN_STORE).set(SHOWN_PREFIX + digest, record, ttl=SHOWN_TTL_S)
 
 
-def shown_record(view, scope) -> dict | None:
-    """What :func:`app_scope` needs to know of ``view``, a result found in
-    ``scope``: the saved view ``scope`` is, and ``view``'s stages; None when
-    ``scope`` is not a saved view opened by name."""
-    if scope is None or not getattr(scope, "name", None):
+def shown_record(view, scope) -> tuple[str, dict] | None:
+    """``(digest of view's stages, record)``: what :func:`app_scope` needs to know
+    of ``view``, a result found in ``scope``: the saved view ``scope`` is (its id,
+    and its stages' digest, to see a later edit); None when ``scope`` is not a
+    saved view opened by name."""
+    name = getattr(scope, "name", None) if scope is not None else None
+    if not name:
         return None
-    return {
-        "saved_view": scope.name,
-        "n_stages": len(view._stages),
-        "digest": _stages_digest(view._stages),
-    }
+    ids = [str(v.id) for v in scope._root_dataset._doc.saved_views if v.name == name]
+    if not ids:
+        return None
+    record = {"saved_view_id": ids[0], "saved_digest": _stages_digest(scope._stages)}
+    return _stages_digest(view._stages), record
 
 
 def app_scope(view, dataset, shown=None):
@@ -72,16 +75,18 @@ def app_scope(view, dataset, shown=None):
     Args:
         view: the App's current view (``ctx.view``), or None.
         dataset: the App's dataset (``ctx.dataset``).
-        shown: the records :func:`show_result` keeps of the results shown from
-            saved views (:func:`shown_record`), or None.
+        shown: ``fn(digest) -> record or None``, the records :func:`show_result`
+            keeps of the results shown from saved views (:func:`shown_record`),
+            or None.
     """
     if view is not None and view.name:  # opened by name: the user's choice
         return view
     stages = list(view._stages) if view is not None else []
     scope = dataset
-    saved = _saved_view_shown(dataset, stages, shown)
-    if saved is not None:
-        scope, stages = saved, stages[len(saved._stages) :]
+    found = _saved_view_shown(dataset, stages, shown) if shown else None
+    if found is not None:
+        scope, n = found
+        stages = stages[n:]
     kept, i = [], 0
     while i < len(stages):
         stage = stages[i]
@@ -101,23 +106,22 @@ def app_scope(view, dataset, shown=None):
 
 
 def _saved_view_shown(dataset, stages, shown):
-    """The saved view of the latest record of ``shown`` whose result ``stages``
-    begin with, when that saved view's stages are still those it was shown with;
-    else None."""
-    for record in reversed(shown or []):
-        n = record["n_stages"]
-        if len(stages) >= n and _stages_digest(stages[:n]) == record["digest"]:
+    """``(saved view, n)`` when the first ``n`` of ``stages`` are a result shown
+    from that saved view (the longest such; ``shown`` looks the records up by
+    digest) and the saved view is as it was then; else None."""
+    for n in range(len(stages), 0, -1):
+        record = shown(_stages_digest(stages[:n]))
+        if isinstance(record, dict) and "saved_view_id" in record:
             break
     else:
         return None
-    name = record["saved_view"]
-    if not dataset.has_saved_view(name):
-        return None
-    saved = dataset.load_saved_view(name)
-    m = len(saved._stages)
-    if m > n or _stages_digest(stages[:m]) != _stages_digest(saved._stages):
-        return None
-    return saved
+    for doc in dataset._doc.saved_views:
+        if str(doc.id) == record["saved_view_id"]:
+            saved = dataset.load_saved_view(doc.name)
+            if _stages_digest(saved._stages) == record.get("saved_digest"):
+                return saved, n
+            return None  # edited since: its result no longer says what it holds
+    return None
 
 
 def _stages_digest(stages) -> str:

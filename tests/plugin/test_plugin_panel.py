@@ -491,14 +491,24 @@ def test_search_looks_in_the_grids_view_but_not_in_the_panels_last_result(
     assert result.name is None
     _, again = shown(call(ds, "search", state=state, selected=[query], view=result))
     assert sorted(again) == sorted(ids)
+    # another user of the dataset searches everywhere meanwhile: no matter
+    _, elsewhere = shown(call(ds, "search", state=state, selected=[query]))
+    assert not set(elsewhere) <= set(ids)
     dogs = [i for i, label in labels.items() if label == "dog"]
     call(ds, "mark_positive", selected=saved[:4], alt=dogs[:3])
+    ds.select(saved[4]).tag_samples(["cb_positive", "cb_negative"])  # a conflict
     refine = {**state, "model": "tree", "random_negatives": 5}
     requests = call(ds, "refine", state=refine, view=result)
+    assert "tagged both 'cb_positive' and" in notifications(requests, "error")[0]
+    conflict = fo.DatasetView._build(ds, shown(requests)[0])
+    assert conflict.values("id") == [saved[4]]
+    # marked from the conflict's grid, then refined: still in the saved view
+    call(ds, "mark_positive", selected=[saved[4]], view=conflict)
+    requests = call(ds, "refine", state=refine, view=conflict)
     stats = patched_state(requests)["last_stats"]
     assert stats["n_index"] == 20 and stats["in_view"] is True
     _, found = shown(requests)
-    assert set(saved[:4]) <= set(found) <= set(ids)
+    assert set(saved[:5]) <= set(found) <= set(ids)
     # once the user leaves the result (here: clears the view), the dataset again
     _, everywhere_again = shown(
         call(ds, "search", state=state, selected=[query], view=ds.view())
