@@ -9,13 +9,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.service.app import create_app
@@ -30,8 +30,7 @@ DEFAULT_PORT = 5152
 #: waitress refuses bodies above this on its own (plain text answer); bodies
 #: between ``MAX_BODY_BYTES`` and this get the API's JSON 413.
 TRANSPORT_BODY_LIMIT = 16 * MAX_BODY_BYTES
-#: An origin as browsers send it: scheme, host, optional port, no path.
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass
@@ -232,6 +231,12 @@ def start_server(
         config.token, config.host, config.allow_no_token_on_localhost
     )
     config.token = token
+    if token is None and config.cors_origins:
+        raise ValueError(
+            "--cors-origin needs a token: without one, any page of those origins"
+            " open in the user's browser could search and save through the service;"
+            " drop --no-token (or --cors-origin)"
+        )
     pool = ComputePool(
         workers=config.compute_workers,
         max_queued=config.max_queued,
@@ -457,6 +462,41 @@ def _load(backend, workers) -> None:
         logger.exception("loading the served indexes failed")
 
 
+def _browser_origin(origin: str) -> str:
+    """``origin`` as a browser sends it in ``Origin`` (lower case, no default
+    port), or ``"*"``.
+
+    Raises:
+        ValueError: not a scheme and a host (with a port) and nothing else.
+    """
+    if origin == "*":
+        return origin
+    try:
+        parts = urllib.parse.urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme.lower() not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ValueError(
+            "a CORS origin is a scheme and a host, with a port if it is not the"
+            " scheme's ('https://app.example.org', 'http://localhost:8080'), or '*':"
+            f" got {origin!r}"
+        )
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    shown_port = "" if port in (None, _DEFAULT_PORTS[scheme]) else f":{port}"
+    return f"{scheme}://{host}{shown_port}"
+
+
 def _check_config(config: ServiceConfig) -> None:
     if not isinstance(config.port, int) or not 0 <= config.port <= 65535:
         raise ValueError(f"port must be an int in [0, 65535], got {config.port!r}")
@@ -483,14 +523,8 @@ def _check_config(config: ServiceConfig) -> None:
     if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
         raise ValueError(f"compute_nice must be an int in [0, 19], got {nice!r}")
     origins = config.cors_origins
-    config.cors_origins = (origins,) if isinstance(origins, str) else tuple(origins)
-    for origin in config.cors_origins:
-        if origin != "*" and not _ORIGIN.fullmatch(str(origin)):
-            raise ValueError(
-                f"a CORS origin is a scheme and a host, with a port if it is not the"
-                f" scheme's ('https://app.example.org', 'http://localhost:8080'),"
-                f" or '*': got {origin!r}"
-            )
+    origins = (origins,) if isinstance(origins, str) else tuple(origins)
+    config.cors_origins = tuple(_browser_origin(str(o)) for o in origins)
     for name in ("request_timeout_s", "result_ttl_s"):
         value = getattr(config, name)
         if not isinstance(value, int | float) or not value > 0:

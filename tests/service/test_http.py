@@ -444,10 +444,28 @@ def test_browser_pages_of_an_allowed_origin_may_call_it(call):
 
 
 @pytest.mark.parametrize(
-    "origins", ["https://app.example.org/", "app.example.org", ("ftp://x.org",)]
+    "origins",
+    ["https://app.example.org/", "app.example.org", ("ftp://x.org",), "http://:"],
 )
 def test_a_cors_origin_that_is_not_one_is_refused(origins):
     from fiftyone_clipbranches.service.server import ServiceConfig, _check_config
 
     with pytest.raises(ValueError, match="a CORS origin is a scheme and a host"):
         _check_config(ServiceConfig(cors_origins=origins))
+
+
+def test_cors_origins_are_taken_as_browsers_send_them_and_need_a_token():
+    from fiftyone_clipbranches.service.server import (
+        ServiceConfig,
+        _check_config,
+        start_server,
+    )
+
+    config = ServiceConfig(cors_origins=("https://App.Example.org:443", "*"))
+    _check_config(config)
+    assert config.cors_origins == ("https://app.example.org", "*")
+    # without a token, any page of those origins could use the service
+    with pytest.raises(ValueError, match="--cors-origin needs a token"):
+        start_server(
+            object(), allow_no_token_on_localhost=True, cors_origins=("*",), port=0
+        )
