@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import re
@@ -451,8 +452,24 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         command_parser = _command_parser(parser, args.command)
         command_parser.error(_unrecognized(extra, args, command_parser))
-    warnings.formatwarning = _one_line_warning  # no source line under a warning
-    warnings.showwarning = _show_warning
+    with _one_line_warnings():
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings on one line of their own (no source line under them, above a
+    progress bar), for the command's duration."""
+    saved = warnings.formatwarning, warnings.showwarning
+    warnings.formatwarning, warnings.showwarning = _one_line_warning, _show_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning, warnings.showwarning = saved
+
+
+def _run(args) -> int:
+    """Run the parsed command: its exit status, an error in one line."""
     try:
         from fiftyone_clipbranches.sdk.settings import quiet_bundled_database_validation
 

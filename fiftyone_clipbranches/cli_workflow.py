@@ -105,7 +105,8 @@ def _cmd_update_index(args) -> int:
     if args.keep_moved:  # as the SDK does: a new path with no file is embedded again
         kept_moved = [sid for sid, path in moved.items() if not no_local_file(path)]
     again = [*reembed, *_pending_reembed(ds, args.key)]
-    again += [sid for sid in moved if sid not in set(kept_moved)]
+    kept = set(kept_moved)
+    again += [sid for sid in moved if sid not in kept]
     again = list(dict.fromkeys(again))
     was_in = _indexed(ds, args.key, again)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None

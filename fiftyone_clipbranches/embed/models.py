@@ -219,16 +219,14 @@ def _check_batch_size(batch_size) -> None:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
 
 
-#: What the warning of a model with random weights begins with (a regex).
-RANDOM_WEIGHTS_WARNING = r"load_clip\(.*pretrained=None\) uses RANDOM weights"
-
-
 def load_clip(
     name: str = "ViT-B-32",
     pretrained: str | os.PathLike | None = "laion2b_s34b_b79k",
     device: str | torch.device = "auto",
     precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
+    *,
+    warn_random: bool = True,
 ) -> ClipModel:
     """Load an open_clip model for inference.
 
@@ -243,6 +241,8 @@ def load_clip(
             2-core CPU with native bf16 this is 2.3x faster than autocast and keeps
             the fp32 neighbours (docs/benchmarks.md).
         cache_dir: where tagged weights are cached (default: the Hugging Face cache).
+        warn_random: warn when the weights are random (the SDK warns itself, when
+            they are chosen: :func:`warn_random_weights`).
 
     Raises:
         WeightsUnavailableError: the tag's weights are not cached and cannot be fetched.
@@ -262,14 +262,8 @@ def load_clip(
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
     source = resolve_weights(name, pretrained, cache_dir)
     kwargs = {f"image_{k}": v for k, v in source.preprocess.items()}
-    if source.checkpoint_path is None:
-        warnings.warn(
-            f"load_clip({name!r}, pretrained=None) uses RANDOM weights (seed "
-            f"{RANDOM_INIT_SEED}); embeddings carry no meaning. Pass a pretrained tag "
-            "or checkpoint for real use.",
-            UserWarning,
-            stacklevel=_caller_outside_package(),
-        )
+    if source.checkpoint_path is None and warn_random:
+        warn_random_weights(name)
     with torch.random.fork_rng(devices=[]), _open_clip_logging():
         torch.manual_seed(RANDOM_INIT_SEED)
         try:
@@ -302,6 +296,18 @@ def load_clip(
     with _open_clip_logging():
         tokenizer = open_clip.get_tokenizer(name)
     return ClipModel(model, preprocess, tokenizer, dev, prec, identity)
+
+
+def warn_random_weights(name: str) -> None:
+    """Warn that CLIP ``name`` has random weights: its embeddings carry no
+    meaning (said at the first caller outside this package)."""
+    warnings.warn(
+        f"load_clip({name!r}, pretrained=None) uses RANDOM weights (seed "
+        f"{RANDOM_INIT_SEED}); embeddings carry no meaning. Pass a pretrained tag "
+        "or checkpoint for real use.",
+        UserWarning,
+        stacklevel=_caller_outside_package(),
+    )
 
 
 def _caller_outside_package() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -33,13 +32,10 @@ _models_lock = threading.Lock()
 _loading: dict[tuple, threading.Lock] = {}
 
 
-def get_clip_model(name: str, pretrained, *, chosen_before: bool = False):
+def get_clip_model(name: str, pretrained):
     """The CLIP model ``(name, pretrained)``, loaded once per process; the
-    ``CLIP_MODEL_CACHE_SIZE`` most recently used stay loaded.
-
-    ``chosen_before``: the model is the one an index or an embeddings field
-    records, so random weights (``pretrained=None``) were chosen at its build and
-    are not warned about again.
+    ``CLIP_MODEL_CACHE_SIZE`` most recently used stay loaded. Random weights
+    (``pretrained=None``) are warned about where they are chosen, not here.
 
     Raises:
         the error of :func:`weights_unavailable_error` when the weights cannot be
@@ -54,15 +50,9 @@ def get_clip_model(name: str, pretrained, *, chosen_before: bool = False):
     with load_lock:
         model = _cached_model(key)
         if model is None:
-            from fiftyone_clipbranches.embed.models import (
-                RANDOM_WEIGHTS_WARNING,
-                load_clip,
-            )
+            from fiftyone_clipbranches.embed.models import load_clip
 
-            with warnings.catch_warnings():
-                if chosen_before:
-                    warnings.filterwarnings("ignore", RANDOM_WEIGHTS_WARNING)
-                model = load_clip(name, pretrained=pretrained)
+            model = load_clip(name, pretrained=pretrained, warn_random=False)
             with _models_lock:
                 _models[key] = model
                 while len(_models) > CLIP_MODEL_CACHE_SIZE:
@@ -70,6 +60,15 @@ def get_clip_model(name: str, pretrained, *, chosen_before: bool = False):
     with _models_lock:
         _loading.pop(key, None)
     return model
+
+
+def _random_before(root, field: str, model: str, existing) -> bool:
+    """Whether ``field`` records ``model`` with random weights already (chosen at
+    its first embedding, and warned about then)."""
+    if existing is None:
+        return False
+    recorded = field_model_identity(root, field).identity or {}
+    return recorded.get("name") == model and recorded.get("pretrained") is None
 
 
 def _cached_model(key: tuple):
@@ -184,8 +183,12 @@ def _embed(
         report(1.0, f"every sample has a {field!r} embedding")
         return _report(field, 0, samples.count(), {}, recorded), {}
     weights = "random weights" if pretrained is None else pretrained
+    if pretrained is None and not _random_before(root, field, model, existing):
+        from fiftyone_clipbranches.embed.models import warn_random_weights
+
+        warn_random_weights(model)  # chosen now: said once, here
     report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
-    clip = get_clip_model(model, pretrained, chosen_before=existing is not None)
+    clip = get_clip_model(model, pretrained)
     identity = dict(clip.identity)
     if existing is not None:
         refuse_another_length(root, field, clip.embedding_dim, model)

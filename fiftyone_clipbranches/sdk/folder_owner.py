@@ -20,11 +20,16 @@ OWNER_FILE = "database.json"
 
 def database_id() -> str:
     """The identity of the database FiftyOne is connected to: the id of its
-    config document, made when FiftyOne first set the database up."""
+    config document, made when FiftyOne first set the database up (of several,
+    the newest, the one FiftyOne keeps).
+
+    A copy of the database (a dump restored elsewhere) has the same identity:
+    two such copies sharing one index root take each other's folders for theirs.
+    """
     import fiftyone.core.odm as foo
 
     foo.get_db_config()  # made here when missing
-    doc = foo.get_db_conn().config.find_one({}, {"_id": 1}, sort=[("_id", 1)])
+    doc = foo.get_db_conn().config.find_one({}, {"_id": 1}, sort=[("_id", -1)])
     return str(doc["_id"])
 
 

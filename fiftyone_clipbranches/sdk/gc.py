@@ -115,8 +115,10 @@ def collect_garbage(
         entries = sorted(p for p in dataset_dir.iterdir() if p.is_dir())
         owner = owner_of(dataset_dir)
         if owner is None and _dataset_exists(dataset_dir.name):
-            mark_owner(dataset_dir)  # recorded now: its dataset is in this database
-            owner = this_database
+            owner = this_database  # its dataset is here
+            if delete:  # recorded now (a report writes nothing)
+                with contextlib.suppress(OSError):
+                    mark_owner(dataset_dir)
         if owner is None:
             report.unowned.append(str(dataset_dir.resolve()))
             continue

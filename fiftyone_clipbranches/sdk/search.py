@@ -169,9 +169,7 @@ def index_clip_model(config, index_key: str):
     if gone:
         raise CheckpointUnavailableError(gone)
     try:
-        clip = get_clip_model(
-            recorded["name"], recorded.get("pretrained"), chosen_before=True
-        )
+        clip = get_clip_model(recorded["name"], recorded.get("pretrained"))
     except weights_unavailable_error() as e:
         raise _weights_refusal(e, index_key) from e
     if not same_identity(recorded, clip.identity):

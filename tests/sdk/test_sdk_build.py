@@ -231,3 +231,8 @@ def test_random_weights_are_warned_about_when_chosen_not_at_each_use(
         ds.add_sample(fo.Sample(filepath=ds.first().filepath))
         assert sdk.update_index(ds, "rnd", progress=False).n_samples == len(ds)
     assert not [w for w in caught if "RANDOM weights" in str(w.message)]
+    # chosen again for another field, the model loaded already: said again
+    with pytest.warns(UserWarning, match="uses RANDOM weights"):
+        sdk.compute_embeddings(
+            ds.limit(2), "other", model=TINY_CLIP_NAME, pretrained=None, progress=False
+        )

@@ -285,6 +285,8 @@ def test_gc_leaves_the_folders_of_another_database_alone(
     # and a folder of this database's dataset that records none: taken as this one's
     (mine / OWNER_FILE).unlink()
 
+    collect_garbage(tmp_path, min_age_s=0)  # a report writes nothing
+    assert not (mine / OWNER_FILE).exists()
     report = collect_garbage(tmp_path, min_age_s=0, delete=True)
     assert [i.path for i in report.leftovers if i.kind != "claim"] == [str(orphan)]
     assert report.n_other_database == 1 and report.unowned == [str(old)]
