@@ -116,8 +116,12 @@ def _host_reachable(cfg: dict) -> str | None:
         return "no download location is known for this tag"
     try:
         socket.create_connection((host, 443), timeout=_PROBE_TIMEOUT_S).close()
+    except socket.gaierror:
+        return f"cannot reach {host}: its name does not resolve (no network here?)"
+    except TimeoutError:
+        return f"cannot reach {host}: no answer within {_PROBE_TIMEOUT_S:g} s"
     except OSError as exc:
-        return f"cannot reach {host} ({exc})"
+        return f"cannot reach {host} ({exc.strerror or exc})"
     return None
 
 

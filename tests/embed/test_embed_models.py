@@ -47,6 +47,17 @@ def test_unavailable_tag_raises_actionable_error(monkeypatch, tmp_path):
         assert hint in msg
 
 
+def test_an_unreachable_weights_host_is_said_in_words(monkeypatch):
+    """No "[Errno -2] Name or service not known": what it means for the user."""
+    from fiftyone_clipbranches.embed.weights import _host_reachable
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://weights.invalid")
+    said = _host_reachable({"hf_hub": "org/model/"})
+    assert said == (
+        "cannot reach weights.invalid: its name does not resolve (no network here?)"
+    )
+
+
 def test_bad_arguments_raise(tiny_name):
     with pytest.raises(ValueError, match="unknown open_clip architecture"):
         load_clip("no-such-model", pretrained=None)
