@@ -265,6 +265,7 @@ def save_results(ctx, opts: dict) -> str:
     if not name:
         raise ValueError("type a name in Saved view name first")
     last = RoundHistory(ctx).result()
+    scope = search_scope(ctx)
     if ctx.panel.state.get("showing") in ("refine", "all") and last is not None:
         ids = last[0]
         if len(ids) > MAX_SELECTED_SAMPLES:
@@ -273,7 +274,7 @@ def save_results(ctx, opts: dict) -> str:
                 f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
                 " (more negatives) first"
             )
-        view = search_scope(ctx).select(ids, ordered=True)  # the user's filters kept
+        view = scope.select(ids, ordered=True)  # the user's filters kept
     else:
         view = ctx.view
     replaced = name in ctx.dataset.list_saved_views()
@@ -282,7 +283,7 @@ def save_results(ctx, opts: dict) -> str:
     # do not hold this one yet: refresh them, and show the view itself
     ctx.ops.reload_dataset()
     saved = ctx.dataset.load_saved_view(name)
-    ctx.ops.set_view(view=saved)
+    show_result(ctx, saved, scope)  # shown by its stages: still a result of scope
     what = "replaced" if replaced else "saved"
     return f"{what} view '{name}' ({counted(len(saved), 'sample')})"
 

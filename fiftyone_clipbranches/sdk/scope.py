@@ -7,6 +7,7 @@ import hashlib
 import json
 
 import fiftyone.core.stages as fos
+import fiftyone.core.view as fov
 
 from fiftyone_clipbranches.sdk.views import writes_scores
 
@@ -16,17 +17,18 @@ IN_VIEW = "in the current view"
 WITHIN_VIEW = "within the current view: clear it to search every sample"
 
 #: Execution store (one per dataset) holding, under ``SHOWN_PREFIX`` + the digest
-#: of a result's stages, the saved view that result was found in
-#: (:func:`show_result`); several users of a dataset share it, each result
-#: recognised by its own stages. A record lasts ``SHOWN_TTL_S``.
+#: of a result's stages, the scope that result was found in (:func:`show_result`):
+#: the App replaces a saved view's name by the stages of a result found in it.
+#: Several users of a dataset share it, each result recognised by its own stages.
+#: A record lasts ``SHOWN_TTL_S``.
 SHOWN_STORE = "clipbranches_scope"
 SHOWN_PREFIX = "shown/"
-SHOWN_TTL_S = 30 * 24 * 3600
+SHOWN_TTL_S = 7 * 24 * 3600
 
 
 def ctx_scope(ctx):
     """:func:`app_scope` of an App context (``ctx.view``, ``ctx.dataset``), knowing
-    the saved views the grid's results were found in (:func:`show_result`)."""
+    the scopes the grid's results were found in (:func:`show_result`)."""
     store = ctx.store(SHOWN_STORE)
     return app_scope(
         ctx.view, ctx.dataset, shown=lambda digest: store.get(SHOWN_PREFIX + digest)
@@ -35,93 +37,97 @@ def ctx_scope(ctx):
 
 def show_result(ctx, view, scope) -> None:
     """Put ``view``, a result found in ``scope``, in the App's grid, and remember
-    the saved view ``scope`` is (if it is one): a result replaces the saved view's
-    name in the App, so the next search or refinement from this result looks in
-    that saved view again (:func:`app_scope`), its selection included."""
+    that scope: the next search or refinement from this result looks in it again
+    (:func:`app_scope`), a saved view's selection included."""
     ctx.ops.set_view(view=view)
-    shown = shown_record(view, scope)
-    if shown is not None:
-        digest, record = shown
-        ctx.store(SHOWN_STORE).set(SHOWN_PREFIX + digest, record, ttl=SHOWN_TTL_S)
+    digest, record = shown_record(view, scope)
+    ctx.store(SHOWN_STORE).set(SHOWN_PREFIX + digest, record, ttl=SHOWN_TTL_S)
 
 
-def shown_record(view, scope) -> tuple[str, dict] | None:
+def shown_record(view, scope) -> tuple[str, dict]:
     """``(digest of view's stages, record)``: what :func:`app_scope` needs to know
-    of ``view``, a result found in ``scope``: the saved view ``scope`` is (its id,
-    and its stages' digest, to see a later edit); None when ``scope`` is not a
-    saved view opened by name."""
-    name = getattr(scope, "name", None) if scope is not None else None
-    if not name:
-        return None
-    ids = [str(v.id) for v in scope._root_dataset._doc.saved_views if v.name == name]
-    if not ids:
-        return None
-    record = {"saved_view_id": ids[0], "saved_digest": _stages_digest(scope._stages)}
+    of ``view``, a result found in ``scope`` (a dataset or a view): how many of
+    its first stages are the scope's (``n_scope``), or, for a view not built on
+    its scope (the conflicting samples of a round), the scope's stages."""
+    scope_stages = list(getattr(scope, "_stages", None) or [])
+    n = len(scope_stages)
+    if _stages_digest(view._stages[:n]) == _stages_digest(scope_stages):
+        record = {"n_scope": n}
+    else:
+        record = {"scope": scope._serialize()}
     return _stages_digest(view._stages), record
 
 
 def app_scope(view, dataset, shown=None):
     """The samples a search or refinement from the App answers within.
 
-    A saved view the user opened by name, as it is (the App shows a view the
-    panel just saved by its stages, not by name); else the App's view (``ctx.view``:
-    the user's filters and stages) without the stages of clipbranches' own results
-    in it: the ordered selects of searches and refinements, and "Show all
-    matches"' ``exists`` and descending sort by a score field clipbranches writes.
-    With nothing left, ``dataset`` itself (the caller can test ``scope is
-    dataset``). A view that begins with a result clipbranches showed from a saved
-    view (``shown``) looks in that saved view, whatever its stages select.
+    A saved view the user opened by name, as it is; a result clipbranches showed
+    (``shown`` has its record), the scope it was found in, with the stages the
+    user added on it; else the App's view (``ctx.view``: the user's saved view,
+    filters and stages; a saved view's stages at its start, as the App shows it
+    once the user adds a stage, are kept whole) without the stages of
+    clipbranches' own results in it: the ordered selects of searches and
+    refinements, and "Show all matches"' ``exists`` and descending sort by a
+    score field clipbranches writes. With nothing left, ``dataset`` itself (the
+    caller can test ``scope is dataset``).
 
     Args:
         view: the App's current view (``ctx.view``), or None.
         dataset: the App's dataset (``ctx.dataset``).
-        shown: ``fn(digest) -> record or None``, the records :func:`show_result`
-            keeps of the results shown from saved views (:func:`shown_record`),
-            or None.
+        shown: ``fn(digest) -> record or None``: the records :func:`show_result`
+            keeps (:func:`shown_record`), or None.
     """
     if view is not None and view.name:  # opened by name: the user's choice
         return view
     stages = list(view._stages) if view is not None else []
-    scope = dataset
-    found = _saved_view_shown(dataset, stages, shown) if shown else None
+    found = _recorded_result(dataset, stages, shown) if shown else None
     if found is not None:
-        scope, n = found
-        stages = stages[n:]
+        base, rest = found
+    else:
+        m = _saved_view_at_start(dataset, stages)
+        base, rest = stages[:m], stages[m:]
     kept, i = [], 0
-    while i < len(stages):
-        stage = stages[i]
+    while i < len(rest):
+        stage = rest[i]
         if isinstance(stage, fos.Select) and stage.ordered:
             i += 1
-        elif _by_score(dataset, stages[i : i + 2]):
+        elif _by_score(dataset, rest[i : i + 2]):
             i += 2
         else:
             kept.append(stage)
             i += 1
-    if not kept:
-        return scope
-    scope = scope.view()
-    for stage in kept:
+    if not base and not kept:
+        return dataset
+    scope = dataset.view()
+    for stage in [*base, *kept]:
         scope = scope.add_stage(stage)
     return scope
 
 
-def _saved_view_shown(dataset, stages, shown):
-    """``(saved view, n)`` when the first ``n`` of ``stages`` are a result shown
-    from that saved view (the longest such; ``shown`` looks the records up by
-    digest) and the saved view is as it was then; else None."""
+def _recorded_result(dataset, stages, shown):
+    """``(scope stages, stages after the result)`` when ``stages`` begin with a
+    recorded result (the longest); else None."""
     for n in range(len(stages), 0, -1):
         record = shown(_stages_digest(stages[:n]))
-        if isinstance(record, dict) and "saved_view_id" in record:
-            break
-    else:
-        return None
-    for doc in dataset._doc.saved_views:
-        if str(doc.id) == record["saved_view_id"]:
-            saved = dataset.load_saved_view(doc.name)
-            if _stages_digest(saved._stages) == record.get("saved_digest"):
-                return saved, n
-            return None  # edited since: its result no longer says what it holds
+        if isinstance(record, dict) and "n_scope" in record:
+            return stages[: record["n_scope"]], stages[n:]
+        if isinstance(record, dict) and "scope" in record:
+            scope = fov.DatasetView._build(dataset, record["scope"])
+            return list(scope._stages), stages[n:]
     return None
+
+
+def _saved_view_at_start(dataset, stages) -> int:
+    """The number of stages of the longest saved view of ``dataset`` that
+    ``stages`` begin with (0: none)."""
+    best = 0
+    for doc in dataset._doc.saved_views:
+        m = len(doc.view_stages or ())
+        if best < m <= len(stages):
+            saved = dataset.load_saved_view(doc.name)._stages
+            if _stages_digest(stages[:m]) == _stages_digest(saved):
+                best = m
+    return best
 
 
 def _stages_digest(stages) -> str:
