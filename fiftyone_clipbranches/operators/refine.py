@@ -24,9 +24,9 @@ from fiftyone_clipbranches.sdk.messages import (
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
     MODELS,
-    defaults_description,
     get_model,
     panel_models,
+    random_negatives_description,
 )
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -51,9 +51,7 @@ def add_model_inputs(ctx, inputs) -> None:
     inputs.int(
         "random_negatives",
         label="Random negatives",
-        description="Unlabelled samples used as negatives (at most 30% of them for"
-        " the cascade, 90% for the others). "
-        + defaults_description("random_negatives"),
+        description=random_negatives_description(),
         min=0,
         max=100_000,
     )

@@ -32,9 +32,9 @@ from fiftyone_clipbranches.sdk.messages import (
 )
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
-    defaults_description,
     get_model,
     panel_models,
+    random_negatives_description,
 )
 from fiftyone_clipbranches.sdk.scope import IN_VIEW, WITHIN_VIEW
 from fiftyone_clipbranches.sdk.search import preload_index
@@ -319,7 +319,7 @@ class RelevancePanel(foo.Panel):
         panel.int(
             "random_negatives",
             label="Random negatives",
-            description=defaults_description("random_negatives"),
+            description=random_negatives_description(),
             min=0,
             max=MAX_RANDOM_NEGATIVES,
         )

@@ -241,6 +241,21 @@ def defaults_description(attribute: str, absent: str = "Empty") -> str:
     return f"{absent}: the model's default ({values})"
 
 
+def random_negatives_description() -> str:
+    """The help text of a random-negatives input: what they are, the share of the
+    unlabelled samples each model takes at most, and each model's default."""
+    shares = {}
+    for name, spec in MODELS.items():
+        shares.setdefault(f"{spec.max_random_fraction:.0%}", []).append(name)
+    caps = "; ".join(
+        f"{share} for {', '.join(names)}" for share, names in shares.items()
+    )
+    return (
+        f"Unlabelled samples used as negatives, at most a share of them ({caps})."
+        f" {defaults_description('random_negatives')}"
+    )
+
+
 def markdown_table() -> str:
     """The README's table of the models: name, purpose, defaults."""
     lines = [
