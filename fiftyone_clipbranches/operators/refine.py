@@ -30,6 +30,7 @@ from fiftyone_clipbranches.sdk.models import (
 )
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import WITHIN_VIEW, ctx_scope, show_result
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_NEGATIVE_TAG,
@@ -169,6 +170,9 @@ class RefineOperator(foo.Operator):
         except Exception as exc:  # shown as a notification, never a traceback
             return error_result(ctx, exc)
         show_result(ctx, result.view, scope)
+        RoundHistory(ctx).append(
+            "refine", **result.stats, in_view=scope is not ctx.dataset
+        )
         saved = f"; saved as view '{name}'" if name else ""
         ctx.ops.notify(summary(result.stats) + saved, variant="success")
         return result.stats

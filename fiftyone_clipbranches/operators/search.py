@@ -13,6 +13,7 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
 from fiftyone_clipbranches.sdk.messages import counted, shortened, unsearched_note
+from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
@@ -77,6 +78,12 @@ class SearchIndex(foo.Operator):
             return error_result(ctx, exc)
         show_result(ctx, view, scope)
         where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
+        RoundHistory(ctx).append(
+            "search",
+            query=f"{what}{where}",
+            k=int(p.get("k", DEFAULT_K)),
+            index_key=p.get("index_key"),
+        )
         ctx.ops.notify(
             f"{len(view)} nearest samples to {what}{where}"
             + unsearched_note(unsearched),

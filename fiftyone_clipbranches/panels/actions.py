@@ -11,7 +11,6 @@ from fiftyone_clipbranches.panels.constants import (
     MAX_RANDOM_NEGATIVES,
     PREVIEW_RESULTS,
 )
-from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import (
     ContradictoryLabelsError,
     ResultTooLargeError,
@@ -26,6 +25,7 @@ from fiftyone_clipbranches.sdk.messages import (
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import IN_VIEW, ctx_scope, show_result
 from fiftyone_clipbranches.sdk.search import (
     is_folder,
@@ -215,12 +215,10 @@ def run_refine(ctx, opts: dict) -> dict:
         ) from e
     show_result(ctx, result.view, scope)
     ctx.panel.state.set("showing", "refine")
-    stats = {k: _plain(v) for k, v in result.stats.items()}
-    stats["in_view"] = scope is not ctx.dataset
     history = RoundHistory(ctx)
-    history.append("refine", **stats)
+    record = history.append("refine", **result.stats, in_view=scope is not ctx.dataset)
     history.set_result(result.ids, score_field)
-    return stats
+    return {k: record[k] for k in [*result.stats, "in_view"]}
 
 
 def refuse_unmarked_selection(ctx, opts: dict) -> None:
@@ -293,9 +291,3 @@ def tag_counts(ctx, opts: dict) -> tuple[int, int]:
     pos_tag, neg_tag = tags(opts)
     counts = count_tagged(ctx.dataset, (pos_tag, neg_tag))
     return counts[pos_tag], counts[neg_tag]
-
-
-def _plain(value):
-    if isinstance(value, float):
-        return round(value, 2)
-    return value

@@ -14,13 +14,6 @@ from fiftyone_clipbranches.sdk.settings import (
 PANEL_NAME = "clipbranches_panel"
 PANEL_LABEL = "CLIP branches"
 
-#: ExecutionStore (per dataset) holding the round history.
-STORE_NAME = "clipbranches_panel"
-HISTORY_KEY = "rounds"
-MAX_HISTORY = 50
-#: Store key of the last refinement's ranking (what "Save view" saves).
-RESULT_KEY = "last_result"
-
 #: Results a Refine shows at once, best first, as an ordered select (its cost grows
 #: with the square of its length); "Show all matches" shows every one by score.
 PREVIEW_RESULTS = 1000

@@ -20,7 +20,6 @@ from fiftyone_clipbranches.panels.constants import (
     PREVIEW_RESULTS,
     SELECTION_STYLE,
 )
-from fiftyone_clipbranches.panels.history import RoundHistory
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError
 from fiftyone_clipbranches.sdk.messages import (
     counted,
@@ -36,6 +35,7 @@ from fiftyone_clipbranches.sdk.models import (
     panel_models,
     random_negatives_description,
 )
+from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import IN_VIEW, WITHIN_VIEW
 from fiftyone_clipbranches.sdk.search import preload_index
 from fiftyone_clipbranches.sdk.views import replaced_view_size

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import fiftyone as fo
+import fiftyone.operators as foo
 import numpy as np
 import pytest
 from fiftyone import ViewField as F
@@ -405,6 +406,13 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     params["saved_view"] = "round one"
     stats, requests = run_op("refine", {"dataset": ds, "view": two, "params": params})
     assert stats["n_pos"] == 6 and stats["n_neg"] == 4  # negatives outside the view
+    # the operators' rounds are in the history the panel shows
+    from fiftyone_clipbranches.sdk.round_history import STORE_NAME
+
+    rounds = foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")
+    assert [r["kind"] for r in rounds[-2:]] == ["search", "refine"]
+    assert rounds[-2]["query"] == "'a cat' in the current view"
+    assert rounds[-1]["model"] == "ensemble" and rounds[-1]["in_view"] is True
     assert stats["n_index"] == len(two)
     assert set(ds.exists("clipbranches_score").values("id")) <= inside
     assert "saved as view 'round one'" in notifications(requests, "success")[0]

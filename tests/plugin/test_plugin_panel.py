@@ -5,8 +5,8 @@ import fiftyone.operators as foo
 import numpy as np
 from plugin_helpers import notifications, run_op, uris
 
-from fiftyone_clipbranches.panels.constants import STORE_NAME
 from fiftyone_clipbranches.sdk.models import MODELS
+from fiftyone_clipbranches.sdk.round_history import STORE_NAME
 
 
 def call(ds, method, state=None, selected=(), alt=(), view=None, view_name=None):

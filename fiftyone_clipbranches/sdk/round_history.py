@@ -1,15 +1,16 @@
-"""Round history of the panel, kept per dataset in FiftyOne's execution store."""
+"""The searches and refinement rounds of the App's faces (the panel, the
+operators), kept per dataset in FiftyOne's execution store; the panel shows them."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from fiftyone_clipbranches.panels.constants import (
-    HISTORY_KEY,
-    MAX_HISTORY,
-    RESULT_KEY,
-    STORE_NAME,
-)
+#: ExecutionStore (per dataset) holding the round history.
+STORE_NAME = "clipbranches_panel"
+HISTORY_KEY = "rounds"
+MAX_HISTORY = 50
+#: Store key of the panel's last refinement's ranking (what "Save view" saves).
+RESULT_KEY = "last_result"
 
 
 class RoundHistory:
@@ -26,11 +27,13 @@ class RoundHistory:
         return list(self._store.get(HISTORY_KEY) or [])
 
     def append(self, kind: str, **entry) -> dict:
+        """Record a ``"search"`` or ``"refine"`` with its parameters and stats
+        (floats rounded to 2 places)."""
         record = {
             "round": 0,
             "kind": kind,
             "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **entry,
+            **{k: round(v, 2) if isinstance(v, float) else v for k, v in entry.items()},
         }
         rounds = self.list()
         record["round"] = (rounds[-1]["round"] + 1) if rounds else 1
