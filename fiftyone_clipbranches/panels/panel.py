@@ -380,7 +380,8 @@ def _stats_markdown(stats: dict, every_shown: bool = False) -> str:
         + (f" {IN_VIEW}" if stats.get("in_view") else "")
         + f"; {counted(stats['n_pos'], 'positive')}"
         + (
-            f" (+{stats['n_neighbour_pos']} neighbours)"
+            f" (+{stats['n_neighbour_pos']} of their nearest neighbours, taken as"
+            " positives)"
             if stats.get("n_neighbour_pos")
             else ""
         )

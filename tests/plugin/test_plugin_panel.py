@@ -386,7 +386,10 @@ def test_stats_line_names_the_neighbour_positives():
     }
     assert "neighbours" not in _stats_markdown(stats)
     line = _stats_markdown({**stats, "n_neighbour_pos": 12})
-    assert "4 positives (+12 neighbours), 2 negatives" in line
+    assert (
+        "4 positives (+12 of their nearest neighbours, taken as positives),"
+        " 2 negatives" in line
+    )
     assert "service" not in line
     remote = _stats_markdown({**stats, "service_url": "http://127.0.0.1:5172"})
     assert remote.endswith("computed by the service at http://127.0.0.1:5172")
