@@ -129,7 +129,7 @@ def _cmd_update_index(args) -> int:
     )
     # samples this update could not read, beyond those re-embedded (counted lost)
     changes["left_out"] = len(_unreadable(ds, info.key) - unread_before - set(again))
-    changes["moved"] = len(kept_moved)
+    changes["moved"] = info.n_moved_kept
     if args.json:
         print(json.dumps({**after.to_dict(), "changes": changes}, default=str))
         return 0

@@ -237,7 +237,12 @@ class UpdateIndex(foo.Operator):
                 if fresh and fresh.n_unreadable
                 else ""
             )
+            n_kept = info.n_moved_kept
+            where = "its new filepath" if n_kept == 1 else "their new filepaths"
+            kept = (
+                f"; {counted(n_kept, 'moved sample')} kept at {where}" if n_kept else ""
+            )
             yield ctx.ops.notify(
-                f"Index '{info.key}' holds {info.n_samples} samples{left}",
+                f"Index '{info.key}' holds {info.n_samples} samples{kept}{left}",
                 variant="success",
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +79,9 @@ class IndexInfo:
     """What an index is and how it relates to the dataset now.
 
     ``freshness`` is None when it was not checked; ``n_reembed_pending``: samples
-    an interrupted update began to embed again (the next update finishes them).
+    an interrupted update began to embed again (the next update finishes them);
+    ``n_moved_kept``: samples whose rows the update that returned this kept at
+    their new filepaths (``update_index(keep_moved=True)``; 0 otherwise).
     """
 
     key: str
@@ -94,6 +96,7 @@ class IndexInfo:
     freshness: Freshness | None = None
     n_shards: int = 1
     n_reembed_pending: int = 0
+    n_moved_kept: int = 0
 
     @property
     def supports_text(self) -> bool:
@@ -612,7 +615,7 @@ def update_index(
     report(
         1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
     )
-    return info
+    return replace(info, n_moved_kept=len(moved) if row_digests is not None else 0)
 
 
 def replace_index_rows(

@@ -377,7 +377,9 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     code_dir = sdk.index_info(ds, "clip", check=False).index_dir
     keep = {**params, "keep_moved": True}
     _, requests = run_op("update_index", {"dataset": ds, "params": keep})
-    assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
+    assert notifications(requests, "success") == [
+        "Index 'clip' holds 41 samples; 1 moved sample kept at its new filepath"
+    ]
     info, _ = run_op("index_info", {"dataset": ds, "params": params})
     assert info["n_moved"] == 0 and info["index_dir"] != code_dir
 

@@ -74,6 +74,7 @@ def test_moved_files_keep_their_rows_when_told(make_user_index, tmp_path, capsys
     index_dir = sdk.index_info(ds, "clip").index_dir
 
     info = sdk.update_index(ds, "clip", keep_moved=True, progress=False)
+    assert info.n_moved_kept == 2 and sdk.index_info(ds, "clip").n_moved_kept == 0
     assert info.index_dir != index_dir  # the new paths are recorded
     assert not info.freshness.is_stale and info.n_samples == 50
     assert all(np.array_equal(_code(ds, s), before[s]) for s in (cat, dog))
