@@ -202,18 +202,9 @@ def _cmd_gc(args) -> int:
     return 1 if failed else 0
 
 
-def _hours(text: str) -> float:
-    """A number of hours >= 0 (argparse names the option when it is not)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours >= 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from fiftyone_clipbranches.service.cli_command import finite_number
+
     parser = argparse.ArgumentParser(
         prog="clipbranches",
         description="Search by classification for FiftyOne datasets.",
@@ -361,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--min-age-hours",
-        type=_hours,
+        type=finite_number("hours", zero=True),
         default=1.0,
         help="keep directories younger than this (default 1), except temp"
         " directories whose writer process is gone",

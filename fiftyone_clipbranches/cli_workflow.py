@@ -101,11 +101,12 @@ def _cmd_update_index(args) -> int:
     reembed = _reembed(ds, args) or []
     # with the samples an interrupted re-embedding left, which it finishes
     moved = _moved(ds, args.key)
-    kept_moved = []
-    if args.keep_moved:  # as the SDK does: a new path with no file is embedded again
-        kept_moved = [sid for sid, path in moved.items() if not no_local_file(path)]
+    kept = (  # as the SDK does: a new path with no file is embedded again
+        {sid for sid, path in moved.items() if not no_local_file(path)}
+        if args.keep_moved
+        else set()
+    )
     again = [*reembed, *_pending_reembed(ds, args.key)]
-    kept = set(kept_moved)
     again += [sid for sid in moved if sid not in kept]
     again = list(dict.fromkeys(again))
     was_in = _indexed(ds, args.key, again)  # before: which rows it replaces

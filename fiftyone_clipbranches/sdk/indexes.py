@@ -615,7 +615,7 @@ def update_index(
     report(
         1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
     )
-    return replace(info, n_moved_kept=len(moved) if row_digests is not None else 0)
+    return replace(info, n_moved_kept=len(moved) if keep_moved else 0)
 
 
 def replace_index_rows(

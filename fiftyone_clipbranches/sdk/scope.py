@@ -119,13 +119,16 @@ def _recorded_result(dataset, stages, shown):
 
 def _saved_view_at_start(dataset, stages) -> int:
     """The number of stages of the longest saved view of ``dataset`` that
-    ``stages`` begin with (0: none)."""
+    ``stages`` begin with (0: none), read from the saved views' stored stages
+    (no view is loaded)."""
     best = 0
     for doc in dataset._doc.saved_views:
-        m = len(doc.view_stages or ())
+        stored = doc.view_stages or ()
+        m = len(stored)
         if best < m <= len(stages):
-            saved = dataset.load_saved_view(doc.name)._stages
-            if _stages_digest(stages[:m]) == _stages_digest(saved):
+            serialized = [json.loads(text) for text in stored]
+            plain = [[d["_cls"].rsplit(".", 1)[-1], d["kwargs"]] for d in serialized]
+            if _stages_digest(stages[:m]) == _digest(plain):
                 best = m
     return best
 
@@ -133,8 +136,13 @@ def _saved_view_at_start(dataset, stages) -> int:
 def _stages_digest(stages) -> str:
     """A digest of view stages, by kind and arguments (not their uuids), the same
     after the App's round trip through JSON (which makes ``1.0`` ``1``)."""
-    plain = [[type(stage).__name__, _as_json(stage._kwargs())] for stage in stages]
-    return hashlib.sha1(json.dumps(plain, default=str).encode()).hexdigest()
+    return _digest([[type(stage).__name__, stage._kwargs()] for stage in stages])
+
+
+def _digest(plain: list) -> str:
+    """The digest of ``[[stage kind, its arguments], ...]``."""
+    text = json.dumps(_as_json(plain), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _as_json(value):

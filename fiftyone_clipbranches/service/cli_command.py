@@ -8,15 +8,26 @@ from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
 
 
-def _seconds(text: str) -> float:
-    """A number of seconds > 0 (argparse names the option when it is not)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
-    return value
+def finite_number(unit: str, *, zero: bool = False):
+    """An argparse type: a finite number of ``unit`` > 0 (>= 0 with ``zero``);
+    argparse names the option when it is not."""
+    bound = ">= 0" if zero else "> 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value >= 0 if zero else value > 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number of {unit} {bound}"
+            )
+        return value
+
+    return parse
+
+
+_seconds = finite_number("seconds")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
