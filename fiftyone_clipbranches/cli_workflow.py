@@ -8,8 +8,8 @@ import argparse
 import difflib
 import json
 import shlex
+from dataclasses import asdict
 
-from fiftyone_clipbranches.sdk.media import no_local_file
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
 #: Results ``search`` and ``refine`` print for people unless ``--limit`` says
@@ -96,27 +96,13 @@ def _cmd_update_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
     ds = dataset_named(args.dataset)
-    before = sdk.index_info(ds, args.key)
-    unread_before = _unreadable(ds, args.key)
-    reembed = _reembed(ds, args) or []
-    # with the samples an interrupted re-embedding left, which it finishes
-    moved = _moved(ds, args.key)
-    kept = (  # as the SDK does: a new path with no file is embedded again
-        {sid for sid, path in moved.items() if not no_local_file(path)}
-        if args.keep_moved
-        else set()
-    )
-    again = [*reembed, *_pending_reembed(ds, args.key)]
-    again += [sid for sid in moved if sid not in kept]
-    again = list(dict.fromkeys(again))
-    was_in = _indexed(ds, args.key, again)  # before: which rows it replaces
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
             ds,
             args.key,
             retry_failed=args.retry_failed,
-            reembed=reembed or None,
+            reembed=_reembed(ds, args),
             keep_moved=args.keep_moved,
             progress=bar or False,
         )
@@ -124,13 +110,7 @@ def _cmd_update_index(args) -> int:
         if bar is not None:
             bar.close()
     after = sdk.index_info(ds, info.key)
-    now_in = _indexed(ds, info.key, again)
-    changes = _changes(
-        before, after, int((was_in & now_in).sum()), int((was_in & ~now_in).sum())
-    )
-    # samples this update could not read, beyond those re-embedded (counted lost)
-    changes["left_out"] = len(_unreadable(ds, info.key) - unread_before - set(again))
-    changes["moved"] = info.n_moved_kept
+    changes = asdict(info.changes)
     if args.json:
         print(json.dumps({**after.to_dict(), "changes": changes}, default=str))
         return 0
@@ -153,72 +133,18 @@ def _reembed(ds, args) -> list[str] | None:
     return list(dict.fromkeys(ids)) or None
 
 
-def _pending_reembed(ds, key: str) -> list[str]:
-    """The samples an interrupted re-embedding of index ``key`` left (the next
-    update embeds them again)."""
-    from fiftyone_clipbranches.sdk import runs
-
-    return list(runs.get_index_config(ds, key).reembed_pending or [])
-
-
-def _moved(ds, key: str) -> dict[str, str]:
-    """``{id: filepath now}`` of the samples of index ``key`` whose filepath
-    changed since their row was embedded (the update embeds them again)."""
-    from fiftyone_clipbranches import sdk
-    from fiftyone_clipbranches.sdk.freshness import moved_at
-
-    bundle = sdk.load_index(ds, key)[1]
-    if bundle.path_digests is None:
-        return {}
-    ids, paths = ds.values(["id", "filepath"])
-    rows, found = bundle.rowmap.rows_of(ids)
-    return {ids[i]: paths[i] for i in moved_at(bundle.path_digests, rows, found, paths)}
-
-
-def _unreadable(ds, key: str) -> set[str]:
-    """The ids of the samples index ``key`` left out as unreadable."""
-    from fiftyone_clipbranches import sdk
-
-    return set(sdk.load_index(ds, key)[1].unembeddable)
-
-
-def _indexed(ds, key: str, ids: list[str]):
-    """bool ``(len(ids),)``: which of ``ids`` index ``key`` holds now (no ids: the
-    index is not opened)."""
-    import numpy as np
-
-    from fiftyone_clipbranches import sdk
-
-    if not ids:
-        return np.zeros(0, bool)
-    return sdk.load_index(ds, key)[1].rowmap.contains(ids)
-
-
-def _changes(before, after, n_again: int = 0, lost: int = 0) -> dict:
-    """What an update changed, counted: samples ``added`` (new, or whose image was
-    read this time), ``dropped`` (deleted from the dataset), ``replaced`` (the
-    ``n_again`` rows embedded or read again) and ``lost`` (of those, left out: their
-    image is unreadable now)."""
-    return {
-        "added": after.n_samples - before.n_samples + before.freshness.n_deleted + lost,
-        "dropped": before.freshness.n_deleted,
-        "replaced": n_again,
-        "lost": lost,
-    }
-
-
 def _changes_text(key: str, changes: dict, read: str) -> str:
-    """One line for :func:`_changes`' counts (``read``: how the replaced rows were
-    read)."""
+    """One line for an update's counts (``sdk.IndexChanges`` as a dict; ``read``:
+    how the replaced rows were read)."""
     from fiftyone_clipbranches.sdk.messages import counted
 
     n_again, lost = changes["replaced"], changes["lost"]
     again = f", {counted(n_again, 'sample')} {read}" if n_again or lost else ""
     again += f", {lost} left out (image unreadable now)" if lost else ""
-    if changes.get("left_out"):
+    if changes["left_out"]:
         again += f", {changes['left_out']} more left out (image unreadable)"
-    if changes.get("moved"):
-        again += f", {counted(changes['moved'], 'moved sample')} kept (new paths)"
+    if changes["moved_kept"]:
+        again += f", {counted(changes['moved_kept'], 'moved sample')} kept (new paths)"
     if not (changes["added"] or changes["dropped"] or again):
         return f"index {key!r} was up to date"
     return (

@@ -237,7 +237,7 @@ class UpdateIndex(foo.Operator):
                 if fresh and fresh.n_unreadable
                 else ""
             )
-            n_kept = info.n_moved_kept
+            n_kept = info.changes.moved_kept
             where = "its new filepath" if n_kept == 1 else "their new filepaths"
             kept = (
                 f"; {counted(n_kept, 'moved sample')} kept at {where}" if n_kept else ""

@@ -41,6 +41,7 @@ _EXPORTS = {
     "UnknownModelError": "errors",
     "CheckpointUnavailableError": "errors",
     "ViewNameTakenError": "errors",
+    "IndexChanges": "index_changes",
     "IndexInfo": "indexes",
     "build_index": "indexes",
     "build_index_from_codes": "indexes",

@@ -48,6 +48,7 @@ from fiftyone_clipbranches.sdk.identity import (
     field_model_identity,
     missing_checkpoint,
 )
+from fiftyone_clipbranches.sdk.index_changes import IndexChanges, count_changes
 from fiftyone_clipbranches.sdk.media import no_local_file, require_image_samples
 from fiftyone_clipbranches.sdk.messages import KEEP_MOVED, counted
 from fiftyone_clipbranches.sdk.progress import as_progress, ticking
@@ -80,8 +81,8 @@ class IndexInfo:
 
     ``freshness`` is None when it was not checked; ``n_reembed_pending``: samples
     an interrupted update began to embed again (the next update finishes them);
-    ``n_moved_kept``: samples whose rows the update that returned this kept at
-    their new filepaths (``update_index(keep_moved=True)``; 0 otherwise).
+    ``changes``: what the update that returned this changed (``update_index``;
+    None otherwise).
     """
 
     key: str
@@ -96,7 +97,7 @@ class IndexInfo:
     freshness: Freshness | None = None
     n_shards: int = 1
     n_reembed_pending: int = 0
-    n_moved_kept: int = 0
+    changes: IndexChanges | None = None
 
     @property
     def supports_text(self) -> bool:
@@ -529,6 +530,7 @@ def update_index(
     else:
         again |= set(moved)
     n_deleted = len(bundle.rowmap) - int(found.sum())
+    had_row = {present[i] for i in np.flatnonzero(found)}
     if again:
         found &= ~np.isin(np.asarray(present), np.asarray(list(again)))
     kept_failed, to_add = {}, []
@@ -552,7 +554,7 @@ def update_index(
             runs.update_index_config(ds, index_key, config)
         report(1.0, "index is up to date")
         fresh = compare(ds, bundle.rowmap, kept_failed, bundle.path_digests)
-        return _info(ds, index_key, config, fresh)
+        return replace(_info(ds, index_key, config, fresh), changes=IndexChanges())
 
     new_ids, new_codes = [], np.zeros((0, bundle.index.codes.shape[1]), np.uint8)
     new_failed = {}
@@ -615,7 +617,15 @@ def update_index(
     report(
         1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
     )
-    return replace(info, n_moved_kept=len(moved) if keep_moved else 0)
+    changes = count_changes(
+        had_row=had_row,
+        read_again=again,
+        new_rows=set(new_ids),
+        newly_unreadable=set(new_failed) - set(bundle.unembeddable),
+        n_dropped=n_deleted,
+        n_moved_kept=len(moved) if keep_moved else 0,
+    )
+    return replace(info, changes=changes)
 
 
 def replace_index_rows(

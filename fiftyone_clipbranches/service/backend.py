@@ -687,7 +687,7 @@ def _describe(sdk, ds, key: str) -> dict:
     info.pop("index_dir", None)
     info.pop("freshness", None)
     info.pop("n_reembed_pending", None)  # a snapshot at load would go stale
-    info.pop("n_moved_kept", None)  # what an update did, not what the index is
+    info.pop("changes", None)  # what an update did, not what the index is
     info["clip_model"] = _unlocated(info.get("clip_model"))
     index = bundle.index
     manifest = {

@@ -74,7 +74,8 @@ def test_moved_files_keep_their_rows_when_told(make_user_index, tmp_path, capsys
     index_dir = sdk.index_info(ds, "clip").index_dir
 
     info = sdk.update_index(ds, "clip", keep_moved=True, progress=False)
-    assert info.n_moved_kept == 2 and sdk.index_info(ds, "clip").n_moved_kept == 0
+    assert info.changes == sdk.IndexChanges(moved_kept=2)
+    assert sdk.index_info(ds, "clip").changes is None  # what an update did
     assert info.index_dir != index_dir  # the new paths are recorded
     assert not info.freshness.is_stale and info.n_samples == 50
     assert all(np.array_equal(_code(ds, s), before[s]) for s in (cat, dog))
@@ -208,7 +209,7 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
         "replaced": 1,
         "lost": 0,
         "left_out": 0,
-        "moved": 0,
+        "moved_kept": 0,
     }
     assert out["n_samples"] == len(ds) - 1
 
@@ -256,7 +257,7 @@ def test_an_interrupted_reembedding_is_finished_by_the_next_update(
         "replaced": 12,
         "lost": 0,
         "left_out": 0,
-        "moved": 0,
+        "moved_kept": 0,
     }
     assert out["n_reembed_pending"] == 0 and out["n_samples"] == 50
     assert all(_steps(_code(ds, sid), _code(ds, donor)) <= 1 for sid in ids)

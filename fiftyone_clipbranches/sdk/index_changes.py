@@ -1,0 +1,50 @@
+"""What an update of an index changed, counted (``IndexInfo.changes``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class IndexChanges:
+    """Samples an update of an index changed, by what happened to them.
+
+    ``added``: rows of samples new to the index (added to the dataset, or whose
+    image was read this time); ``dropped``: rows of samples deleted from the
+    dataset; ``replaced``: rows embedded or read again (``reembed``, moved
+    files, an interrupted re-embedding); ``lost``: samples that had a row and, read
+    again, were left out (their image is unreadable now); ``left_out``: samples
+    new to the index that could not be read; ``moved_kept``: samples whose rows
+    were kept at their new filepaths (``keep_moved``).
+    """
+
+    added: int = 0
+    dropped: int = 0
+    replaced: int = 0
+    lost: int = 0
+    left_out: int = 0
+    moved_kept: int = 0
+
+
+def count_changes(
+    *,
+    had_row: set[str],
+    read_again: set[str],
+    new_rows: set[str],
+    newly_unreadable: set[str],
+    n_dropped: int,
+    n_moved_kept: int,
+) -> IndexChanges:
+    """Count an update's changes from the sample ids it handled: ``had_row``, the
+    samples with a row before; ``read_again``, those it embedded or read again;
+    ``new_rows``, the samples it wrote rows for; ``newly_unreadable``, those it
+    recorded as unreadable that were not before."""
+    again_in = read_again & had_row
+    return IndexChanges(
+        added=len(new_rows - again_in),
+        dropped=n_dropped,
+        replaced=len(again_in & new_rows),
+        lost=len(again_in - new_rows),
+        left_out=len(newly_unreadable - read_again),
+        moved_kept=n_moved_kept,
+    )
