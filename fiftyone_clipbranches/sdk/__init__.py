@@ -41,6 +41,7 @@ _EXPORTS = {
     "UnknownModelError": "errors",
     "CheckpointUnavailableError": "errors",
     "ViewNameTakenError": "errors",
+    "IndexBeingBuiltError": "errors",
     "IndexChanges": "index_changes",
     "IndexInfo": "indexes",
     "build_index": "indexes",

@@ -91,6 +91,11 @@ class IndexBusyError(ClipBranchesError):
     """Another process builds or updates the same index key right now."""
 
 
+class IndexBeingBuiltError(IndexNotFoundError, IndexBusyError):
+    """The key names no index yet because another process builds it (or renames
+    or deletes it) right now: caught as either, as a retry would want."""
+
+
 class ViewNameTakenError(ClipBranchesError):
     """A saved-view name is taken (its slug by another view, or itself without
     overwrite)."""

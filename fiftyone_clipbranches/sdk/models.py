@@ -23,7 +23,9 @@ Where the defaults come from (real CLIP embeddings, docs/quality.md):
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from dataclasses import dataclass, field
 
 DEFAULT_MODEL = "cascade"
@@ -116,6 +118,48 @@ class ModelSpec:
         """Whether the model is answered by the index (else by a scan of the codes)."""
         return self.model_class.answered_by == "index"
 
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The constructor arguments of the engine class (those its bases take
+        through ``**params`` too) a caller may set, sorted: not the seed, nor the
+        query's centre (set from ``seed`` and ``query``)."""
+        names = set()
+        for klass in self.model_class.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            params = inspect.signature(init).parameters.values()
+            names |= {p.name for p in params if p.kind not in _VARIADIC}
+            if not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        names.discard("self")
+        if self.seeded:
+            names.discard("random_state")
+        if self.needs_query:
+            names.discard("center")
+        return tuple(sorted(names))
+
+    def check_params(self, params: dict) -> None:
+        """Refuse ``params`` (``model_params``) the engine class does not take.
+
+        Raises:
+            ValueError: naming the parameter and what the model takes.
+        """
+        if self.seeded and "random_state" in params:
+            raise ValueError(
+                "model_params cannot set random_state: pass seed= (CLI: --seed),"
+                " which seeds the model and the random negatives alike"
+            )
+        taken = self.param_names
+        unknown = [name for name in params if name not in taken]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], taken, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"model {self.name!r} takes no parameter {unknown[0]!r}{hint}; its"
+                f" parameters: {', '.join(taken)}"
+            )
+
     def make(self, random_state: int = 0, **params):
         """A fresh, unfitted model: ``params`` are constructor arguments of the
         engine class; ``random_state`` seeds the models that take one."""
@@ -125,6 +169,7 @@ class ModelSpec:
 
 
 _ENGINE = "fiftyone_clipbranches.engine"
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec

@@ -312,7 +312,7 @@ def apply_refine_result(
             saved as a view, or viewed without a score field. Raised before any
             write.
     """
-    _check_k_preview(k_preview)
+    k_preview = _checked_k_preview(k_preview)
     if saved_view is not None:
         check_view_name(saved_view, "saved_view")
     if not isinstance(ids, Sequence) or isinstance(ids, str):
@@ -385,7 +385,9 @@ def refine(
             all would turn every unmarked match into a negative.
             ``stats["n_random_neg"]`` is the number drawn.
         negative_weight: sample weight of every negative.
-        k_preview: when set, the view holds only the first ``k_preview`` results.
+        k_preview: when set, the view holds only the first ``k_preview`` results
+            (and so does ``saved_view``: labelled positives further down are in
+            the round, ``stats["n_results"]`` and the score field, not in it).
         score_field: FloatField receiving the scores of the results (cleared on
             earlier results); None to write nothing.
         saved_view: when set, the view is also saved under this name.
@@ -415,7 +417,7 @@ def refine(
         not be read at the build), ViewNameTakenError (the
         saved view's name collides with another view's), ValueError.
     """
-    _check_k_preview(k_preview)
+    k_preview = _checked_k_preview(k_preview)
     check_writable(dataset, score_field, saved_view)  # refused before any work
     request = RefineRequest.build(
         request,
@@ -541,10 +543,14 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     return query_code(config, bundle, index_key, vector=query)
 
 
-def _check_k_preview(k_preview) -> None:
-    if k_preview is not None and (
+def _checked_k_preview(k_preview) -> int | None:
+    """``k_preview`` as a Python int (numpy's would not reach the database)."""
+    if k_preview is None:
+        return None
+    if (
         isinstance(k_preview, bool)
         or not isinstance(k_preview, int | np.integer)
         or k_preview < 1
     ):
         raise ValueError(f"k_preview must be None or a positive int; got {k_preview!r}")
+    return int(k_preview)

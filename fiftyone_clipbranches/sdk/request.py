@@ -70,7 +70,9 @@ class RefineRequest:
                 f"model must be a model name such as {DEFAULT_MODEL!r}; got"
                 f" {self.model!r}"
             )
-        get_model(self.model)
+        spec = get_model(self.model)
+        if self.model_params:
+            spec.check_params(self.model_params)
         if self.random_negatives is not None:
             _check_count("random_negatives", self.random_negatives)
         _check_count("seed", self.seed)

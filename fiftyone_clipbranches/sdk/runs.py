@@ -24,7 +24,11 @@ from types import SimpleNamespace
 import fiftyone.core.odm as foo_odm
 import fiftyone.core.runs as fors
 
-from fiftyone_clipbranches.sdk.errors import IndexExistsError, IndexNotFoundError
+from fiftyone_clipbranches.sdk.errors import (
+    IndexBeingBuiltError,
+    IndexExistsError,
+    IndexNotFoundError,
+)
 from fiftyone_clipbranches.sdk.settings import RUN_METHOD, SIMILARITY_BACKEND
 
 logger = logging.getLogger(__name__)
@@ -264,7 +268,7 @@ def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexCon
 
         in_progress = key_in_progress(root, key)
         if in_progress is not None:
-            raise IndexNotFoundError(in_progress)
+            raise IndexBeingBuiltError(in_progress)
         brain = database_runs(root, "brain_methods").get(key) or {}
         answers_from = brain.get("index_key")
         hint = (

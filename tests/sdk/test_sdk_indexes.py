@@ -68,6 +68,8 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
     )
     with pytest.raises(sdk.IndexNotFoundError, match="is being built.*try again"):
         sdk.index_info(ds, "idx")
+    with pytest.raises(sdk.IndexBusyError, match="is being built"):  # as an update
+        sdk.search(ds, sample_ids=[ds.first().id], index_key="idx")
     # a claim of a process that has died is taken over, and released at the end
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)  # fmt: skip

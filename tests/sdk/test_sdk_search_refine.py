@@ -336,6 +336,15 @@ def test_results_beyond_the_selection_limit(indexed, monkeypatch):
         ds, positives=positives, index_key="cb", k_preview=5, saved_view="best"
     )
     assert ds.load_saved_view("best").values("id") == best.ids[:5]
+    # a numpy int is a count like any other (it reaches the write journal)
+    again = sdk.refine(
+        ds,
+        positives=positives,
+        index_key="cb",
+        k_preview=np.int64(3),
+        saved_view="best",
+    )
+    assert ds.load_saved_view("best").values("id") == again.ids[:3]
 
 
 def test_refine_takes_a_request_and_its_fields_alike(indexed):
@@ -363,6 +372,7 @@ def test_refine_request_validates_once_and_round_trips_as_json():
     assert R(model="branches").n_random_negatives_for(100) == 1500
     assert R(model="ensemble").n_random_negatives_for(100) == 500
     assert R(model="linear").n_neighbours_per_positive == 0
+    assert R(model="ensemble", model_params={"n_estimators": 3}).model_params
     for bad, message in [
         ({"random_negatives": -1}, "random_negatives must be an int"),
         ({"seed": True}, "seed must be an int"),
@@ -371,6 +381,11 @@ def test_refine_request_validates_once_and_round_trips_as_json():
         ({"model": "svm"}, "model must be one of"),
         ({"tags": ("a",)}, "tags must be"),
         ({"model_params": 3}, "model_params must be a dict"),
+        # parameters the model does not take, named before any work
+        ({"model_params": {"bogus": 1}}, "'cascade' takes no parameter 'bogus'"),
+        ({"model_params": {"n_estimator": 3}}, "did you mean 'n_estimators'"),
+        ({"model_params": {"random_state": 5}}, "pass seed="),
+        ({"model": "ball", "model_params": {"center": [0]}}, "no parameter 'center'"),
     ]:
         with pytest.raises(ValueError, match=message):
             R(**bad)
