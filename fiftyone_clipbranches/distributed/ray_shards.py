@@ -26,6 +26,7 @@ import pickle
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -303,18 +304,30 @@ class RayShards(ShardExecutor):
             max_task_retries=max_task_retries,
             threads=threads,
         )
-        self.actors = []
+        self._held = _Held()
+        # a released index that a caller met again holds actors no cache frees
+        weakref.finalize(self, _kill_held, self._held).atexit = False
         starts = [s.start for s in specs]
         self.offsets = np.array(starts + [starts[-1] + specs[-1].n_rows], np.int64)
         self.n_dims = int(subsets.n_dims)
         self.local_reads = local_reads
         self._local: dict[int, np.ndarray] = {}
         self._closed = False
+        self._released = False
         # held to swap the actors after a loss (once) and to close: callers share
         # one index across threads (the service, the App)
         self._lock = threading.Lock()
         self._generation = 0
         self._start_actors()
+
+    @property
+    def actors(self) -> list:
+        """The actor handle of each shard (empty once released or closed)."""
+        return self._held.actors
+
+    @actors.setter
+    def actors(self, handles: list) -> None:
+        self._held.actors = handles
 
     def _start_actors(self) -> None:
         """One actor per shard, placed over the live nodes (:func:`placements`),
@@ -362,11 +375,17 @@ class RayShards(ShardExecutor):
         return _ray().get([a.node_id.remote() for a in self.actors])
 
     def local_codes(self) -> dict[int, np.ndarray]:
-        return self._local
+        # a file cut short since it was mapped would kill this process at the
+        # first read past its end: such a shard is read through its actor, which
+        # opens it again and names the damage
+        return {i: codes for i, codes in self._local.items() if _whole(codes)}
 
     def map(self, method, shared=(), per_shard=None, shards=None):
         with self._lock:
             self._check_open()
+            if self._released:  # taken again: the shards are opened again
+                self._released = False
+                self._start_actors()
             actors, generation = self.actors, self._generation
         try:
             return self._call(actors, method, shared, per_shard, shards)
@@ -429,11 +448,48 @@ class RayShards(ShardExecutor):
         """Process id of each shard's actor (what a fault test kills)."""
         return self.map("pid")
 
+    def release(self) -> None:
+        """Stop the actors (the index left a cache); the next call starts them
+        again. A call running meanwhile meets its actor gone and is made again on
+        new ones, as after a loss."""
+        with self._lock:
+            if self._closed or self._released:
+                return
+            self._released = True
+            old, self.actors, self._local = self.actors, [], {}
+        _kill(old)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
             old, self.actors, self._local = self.actors, [], {}
         _kill(old)
+
+
+def _whole(codes: np.ndarray) -> bool:
+    """Whether the file behind memory-mapped ``codes`` still holds all of them."""
+    filename = getattr(codes, "filename", None)
+    if filename is None:
+        return True
+    try:
+        return os.stat(filename).st_size >= codes.offset + codes.nbytes
+    except OSError:
+        return False
+
+
+class _Held:
+    """The actor handles of a :class:`RayShards` (what its finalizer stops)."""
+
+    __slots__ = ("actors",)
+
+    def __init__(self):
+        self.actors = []
+
+
+def _kill_held(held: _Held) -> None:
+    actors, held.actors = held.actors, []
+    if actors:
+        _kill(actors)
 
 
 def _answers(ray, calls) -> list:

@@ -207,6 +207,10 @@ class ShardExecutor(ABC):
         Default: none."""
         return {}
 
+    def release(self) -> None:  # noqa: B027 - nothing held between queries
+        """Free what is held between queries (actors); the next query takes it
+        again. Default: nothing."""
+
     def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release the shards (actors, maps)."""
 
@@ -363,6 +367,11 @@ class ShardedIndex:
     @property
     def bytes_per_point(self) -> float:
         return self.nbytes / max(1, len(self))
+
+    def release(self) -> None:
+        """Free what the shards hold between queries (their actors); the index
+        stays usable (the next query takes them again)."""
+        self.executor.release()
 
     def close(self) -> None:
         self._closed = True

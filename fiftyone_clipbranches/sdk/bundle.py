@@ -372,13 +372,17 @@ def load_bundle(path, verify: str = "fast") -> IndexBundle:
         return bundle
     size = index_cache_size()
     bundle = _read_bundle(path, verify)
+    dropped = []
     with _cache_lock:
-        if key in _pinned:
-            return _pinned[key]
-        if size > 0:
+        held = _pinned.get(key) or _cache.get(key)  # read by another thread too
+        if held is not None:
+            dropped.append(bundle)
+            bundle = held
+        elif size > 0:
             _cache[key] = bundle
         while len(_cache) > size:
-            _cache.popitem(last=False)
+            dropped.append(_cache.popitem(last=False)[1])
+    _release(*dropped)
     return bundle
 
 
@@ -392,13 +396,17 @@ def pin_bundle(path) -> IndexBundle:
     if bundle is None:
         bundle = _read_bundle(path, "fast")
     with _cache_lock:
-        return _pinned.setdefault(key, bundle)
+        pinned = _pinned.setdefault(key, bundle)
+    if pinned is not bundle:  # pinned by another thread meanwhile
+        _release(bundle)
+    return pinned
 
 
 def unpin_bundle(path) -> None:
     """Let ``path`` leave memory again (it is dropped, not moved to the LRU)."""
     with _cache_lock:
-        _pinned.pop(_key(Path(path)), None)
+        dropped = _pinned.pop(_key(Path(path)), None)
+    _release(dropped)
 
 
 def cached_bundles() -> tuple[list[str], list[str]]:
@@ -411,8 +419,18 @@ def forget_bundle(path) -> None:
     """Drop ``path`` from the in-process cache (before deleting its files)."""
     key = _key(Path(path))
     with _cache_lock:
-        _cache.pop(key, None)
-        _pinned.pop(key, None)
+        dropped = _cache.pop(key, None), _pinned.pop(key, None)
+    _release(*dropped)
+
+
+def _release(*bundles) -> None:
+    """Let the indexes of bundles that left the cache free what they hold between
+    queries (a sharded index's Ray actors); a caller still holding one can query
+    it (it takes them again)."""
+    for bundle in bundles:
+        release = getattr(getattr(bundle, "index", None), "release", None)
+        if release is not None:
+            release()
 
 
 def _key(path: Path) -> str:

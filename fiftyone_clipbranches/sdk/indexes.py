@@ -286,6 +286,7 @@ def build_index(
                 " preparing the refinement's kernels was interrupted (the first"
                 " refinement finishes it)"
             )
+            stop.add_note(f"{stop.built}: it is ready, no need to build it again")
             raise
     report(
         1.0,

@@ -9,6 +9,7 @@ how the plugin applies the ids and scores a remote service returns.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,9 +23,9 @@ from fiftyone_clipbranches.sdk.freshness import (
 )
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
-from fiftyone_clipbranches.sdk.labels import collect_labels
+from fiftyone_clipbranches.sdk.labels import collect_labels, tagged_ids
 from fiftyone_clipbranches.sdk.media import require_image_samples
-from fiftyone_clipbranches.sdk.messages import result_repr
+from fiftyone_clipbranches.sdk.messages import counted, result_repr
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.rowmap import RowIds
@@ -433,6 +434,8 @@ def refine(
         neighbours_per_positive=neighbours_per_positive,
         query=query,
     )
+    if request.negatives is None and request.positives is not None:
+        _warn_negative_tags_unused(dataset, request.tags[1])
     ranked = refine_ranking(dataset, request)
     ids = RowIds(ranked.bundle.rowmap, ranked.rows)
     return written_result(
@@ -541,6 +544,21 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     if isinstance(query, str):
         return query_code(config, bundle, index_key, text=query)
     return query_code(config, bundle, index_key, vector=query)
+
+
+def _warn_negative_tags_unused(dataset, neg_tag: str) -> None:
+    """Warn that samples tagged ``neg_tag`` are no negatives of a refinement given
+    positive ids alone (ids replace the tags): they may be in its result."""
+    n_tagged = len(tagged_ids(root_dataset(dataset), neg_tag))
+    if n_tagged:
+        warnings.warn(
+            f"{counted(n_tagged, 'sample')} tagged {neg_tag!r}"
+            f" {'is not a negative' if n_tagged == 1 else 'are not negatives'} of"
+            " this refinement: positives= replaces the tags; pass negatives= too"
+            " (CLI: --negative), or neither to read both tags",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _checked_k_preview(k_preview) -> int | None:

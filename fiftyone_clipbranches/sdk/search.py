@@ -102,8 +102,11 @@ def search_ids(
 
 def unsearched_count(dataset, index_key: str = DEFAULT_INDEX_KEY) -> int:
     """How many samples of ``dataset``'s root dataset a search of index
-    ``index_key`` cannot return: those added since the build (``update_index``
-    adds them)."""
+    ``index_key`` cannot return yet: those added since the build (``update_index``
+    adds them). Not counted: samples the build or an update left out because
+    their image could not be read, or they had no vector
+    (``index_info(...).freshness.n_unreadable``; retried with
+    ``update_index(retry_failed=True)``)."""
     ds = root_dataset(dataset)
     _, bundle = load_index(ds, index_key)
     return unindexed_count(ds, bundle, alive_rows(ds, bundle.rowmap, str(bundle.path)))

@@ -172,6 +172,9 @@ class _SdkErrors:
     def __getattr__(self, name):  # pids(), specs, ... of the wrapped executor
         return getattr(self.executor, name)
 
+    def release(self) -> None:
+        self.executor.release()
+
     def close(self) -> None:
         self.executor.close()
 

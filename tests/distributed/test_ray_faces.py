@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,38 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
         use_ray(None)
         forget_bundle(config.index_dir)
         bundle.index.close()
+
+
+def _gone(pids, timeout=30.0) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while any(map(psutil.pid_exists, pids)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_sharded_index_leaving_the_cache_stops_its_actors(
+    ray_cluster, two_indexes, monkeypatch
+):
+    ds, pos, neg = two_indexes
+    monkeypatch.setenv("CLIPBRANCHES_INDEX_CACHE_SIZE", "1")
+    want = sdk.refine(ds, pos, neg, index_key="sharded", score_field=None).ids
+    forget_bundle(sdk.load_index(ds, "sharded")[0].index_dir)
+    use_ray(ray_cluster)
+    try:
+        pids = sdk.load_index(ds, "sharded")[1].index.executor.pids()
+        sdk.load_index(ds, "one")  # the cache holds one: the sharded one leaves it
+        assert _gone(pids)  # no actor left behind
+        again = sdk.refine(ds, pos, neg, index_key="sharded", score_field=None)
+        assert again.ids == want  # loaded again, on new actors
+        pids = sdk.load_index(ds, "sharded")[1].index.executor.pids()
+        sdk.delete_index(ds, "sharded")
+        assert _gone(pids)  # they stop with their index
+    finally:
+        use_ray(None)
 
 
 def test_serve_answers_a_sharded_index_through_actors(

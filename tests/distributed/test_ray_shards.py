@@ -4,9 +4,11 @@ same answers; a damaged shard is a clear error naming it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -112,6 +114,42 @@ def test_a_killed_actor_restarts_and_gives_the_same_answer(ray_cluster, data, tm
         index.close()
 
 
+def _gone(pids, timeout=30.0) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(psutil.pid_exists(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_released_index_stops_its_actors_and_answers_again(
+    ray_cluster, data, tmp_path
+):
+    codes, label, _, expected = data
+    index = on_ray(codes, tmp_path / "ix", [1500, 1500])
+    try:
+        before = index.executor.pids()
+        index.release()  # what leaving the SDK's cache does
+        assert _gone(before)  # their processes end
+        assert_same_ranking(  # a holder may still query: new actors answer
+            expected["branches"][1], refine_once(index, "branches", codes, label)[1]
+        )
+        after = index.executor.pids()
+        assert not set(after) & set(before)
+    finally:
+        index.close()
+    assert _gone(after)
+    # an index nobody holds any more stops its actors when it is collected
+    dropped = on_ray(codes, tmp_path / "ix2", [1500, 1500])
+    pids = dropped.executor.pids()
+    del dropped
+    gc.collect()
+    assert _gone(pids)
+
+
 def test_pages_come_from_the_actors_and_survive_a_restart(ray_cluster, data, tmp_path):
     """The count and first page in one round trip, later pages from the answers the
     actors hold; a restarted actor computes its answer again for the next page."""
@@ -165,6 +203,15 @@ def test_a_damaged_shard_is_named_and_the_others_keep_serving(
         assert_same_ranking(
             expected["branches"][1], refine_once(good, "branches", codes, label)[1]
         )
+        # a codes file cut short in place, mapped by this process too: an error
+        # naming the shard, not a crash of the process reading it
+        assert 0 in good.executor.local_codes()
+        with open(tmp_path / "good" / "shard-0000" / "codes.npy", "r+b") as f:
+            f.truncate(20_000)
+        assert 0 not in good.executor.local_codes()
+        os.kill(good.executor.pids()[0], signal.SIGKILL)
+        with pytest.raises(IndexFormatError, match="shard 0 of 3"):
+            refine_once(good, "branches", codes, label)
     finally:
         good.close()
         other.close()

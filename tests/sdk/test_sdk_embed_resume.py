@@ -186,6 +186,10 @@ def test_ctrl_c_while_the_kernels_compile_keeps_the_built_index(
         f"index 'clip' was built over {len(images)} samples; preparing the"
         " refinement's kernels was interrupted (the first refinement finishes it)"
     )
+    # a traceback in a notebook says it too
+    assert stop.value.__notes__ == [
+        f"{stop.value.built}: it is ready, no need to build it again"
+    ]
     from fiftyone_clipbranches.cli import _interrupted
 
     said = _interrupted(types.SimpleNamespace(command="build-index"), stop.value)

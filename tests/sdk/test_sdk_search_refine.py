@@ -1,5 +1,6 @@
 """search and refine on real FiftyOne datasets, checked against brute force."""
 
+import warnings
 from pathlib import Path
 
 import fiftyone as fo
@@ -345,6 +346,19 @@ def test_results_beyond_the_selection_limit(indexed, monkeypatch):
         saved_view="best",
     )
     assert ds.load_saved_view("best").values("id") == again.ids[:3]
+
+
+def test_positive_ids_alone_say_the_negative_tags_are_not_used(indexed):
+    ds, _ = indexed
+    _tag_round(ds, n_neg=7)
+    positives = ds.match_tags("cb_positive").values("id")
+    with pytest.warns(UserWarning, match="7 samples tagged 'cb_negative' are not neg"):
+        sdk.refine(ds, positives=positives, index_key="cb", score_field=None)
+    negatives = ds.match_tags("cb_negative").values("id")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both given, or the tags read: no warning
+        sdk.refine(ds, positives=positives, negatives=negatives, index_key="cb")
+        sdk.refine(ds, index_key="cb", score_field=None)
 
 
 def test_refine_takes_a_request_and_its_fields_alike(indexed):
