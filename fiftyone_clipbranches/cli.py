@@ -203,7 +203,7 @@ def _cmd_gc(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fiftyone_clipbranches.service.cli_command import finite_number
+    from fiftyone_clipbranches.cli_types import finite_number
 
     parser = argparse.ArgumentParser(
         prog="clipbranches",

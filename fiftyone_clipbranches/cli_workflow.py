@@ -10,6 +10,7 @@ import json
 import shlex
 from dataclasses import asdict
 
+from fiftyone_clipbranches.cli_types import whole_number
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
 #: Results ``search`` and ``refine`` print for people unless ``--limit`` says
@@ -18,14 +19,7 @@ DEFAULT_LIMIT = 20
 LIMIT_HELP = f"rows printed (default {DEFAULT_LIMIT}; with --json, every row)"
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+_count = whole_number(0)
 
 
 def _neighbours(text: str) -> int | str:

@@ -229,7 +229,7 @@ def create_app(
         result = _stored(result_id)
         check = getattr(backend, "check_result", None)
         if check is not None:
-            check(result.dataset, result.index_key)
+            check(result)
         return _page(result, query["offset"], query["limit"])
 
     @app.delete(f"{API_PREFIX}/results/<result_id>")

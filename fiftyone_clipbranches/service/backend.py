@@ -19,7 +19,7 @@ import shlex
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -264,14 +264,24 @@ class SdkBackend:
             )
         return index.info
 
-    def check_result(self, dataset: str, index_key: str) -> None:
-        """Raise 404 when the dataset of a stored result no longer exists."""
-        self._entry(dataset)
+    def check_result(self, result: StoredResult, force: bool = False) -> _Dataset:
+        """The entry of a stored result's dataset; 404 when that dataset no longer
+        exists (also when another dataset has taken its name since)."""
+        entry = self._entry(result.dataset, force=force)
+        made_from = result.ranking.dataset_id
+        if made_from is not None and made_from != entry.dataset_id:
+            raise not_found(
+                "result_not_found",
+                f"result {result.result_id!r} was made from a dataset"
+                f" {result.dataset!r} that was deleted since; the dataset of that"
+                " name now is another one: run the query again",
+            )
+        return entry
 
     def search(self, req: dict) -> Ranking:
         entry = self._entry(req["dataset"])
         with self._what_changed(entry, req["index_key"]):
-            return self._search(entry, req)
+            return replace(self._search(entry, req), dataset_id=entry.dataset_id)
 
     def _search(self, entry: _Dataset, req: dict) -> Ranking:
         key = req["index_key"]
@@ -304,7 +314,8 @@ class SdkBackend:
         with _sdk_errors():
             request = RefineRequest.from_json(req)
         with self._what_changed(entry, request.index_key):
-            return self._refine(entry, req, request)
+            ranking = self._refine(entry, req, request)
+        return replace(ranking, dataset_id=entry.dataset_id)
 
     def _refine(self, entry: _Dataset, req: dict, request) -> Ranking:
         from fiftyone_clipbranches import sdk
@@ -327,7 +338,7 @@ class SdkBackend:
         from fiftyone_clipbranches import sdk
         from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 
-        entry = self._entry(result.dataset, force=True)
+        entry = self.check_result(result, force=True)
         n = len(result.ranking)
         if n > MAX_SELECTED_SAMPLES:
             raise unprocessable(

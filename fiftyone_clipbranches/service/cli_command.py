@@ -4,28 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from fiftyone_clipbranches.cli_types import finite_number, whole_number
 from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
-
-
-def finite_number(unit: str, *, zero: bool = False):
-    """An argparse type: a finite number of ``unit`` > 0 (>= 0 with ``zero``);
-    argparse names the option when it is not."""
-    bound = ">= 0" if zero else "> 0"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not (value >= 0 if zero else value > 0) or value == float("inf"):
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a number of {unit} {bound}"
-            )
-        return value
-
-    return parse
-
 
 _seconds = finite_number("seconds")
 
@@ -39,16 +20,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=whole_number(0, 65535),
         default=DEFAULT_PORT,
         help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one, printed)",
     )
     parser.add_argument(
-        "--threads", type=int, default=8, help="HTTP worker threads (default 8)"
+        "--threads",
+        type=whole_number(1),
+        default=8,
+        help="HTTP worker threads (default 8)",
     )
     parser.add_argument(
         "--compute-workers",
-        type=int,
+        type=whole_number(1),
         default=ServiceConfig.compute_workers,
         help="requests training or querying at once: worker processes, each holding "
         f"the memory-mapped indexes (default {ServiceConfig.compute_workers}; "
@@ -62,21 +46,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compute-nice",
-        type=int,
+        type=whole_number(0, 19),
         default=ServiceConfig.compute_nice,
         help="niceness of the worker processes, 0-19 (default "
         f"{ServiceConfig.compute_nice}: the HTTP threads get the CPU first)",
     )
     parser.add_argument(
         "--worker-threads",
-        type=int,
+        type=whole_number(1),
         default=ServiceConfig.worker_threads,
         help="threads of each parallel kernel in a worker process (default "
         f"{ServiceConfig.worker_threads}: the workers are the parallelism)",
     )
     parser.add_argument(
         "--max-queued",
-        type=int,
+        type=whole_number(0),
         default=ServiceConfig.max_queued,
         help="requests waiting for a compute worker beyond those computing; more "
         f"are answered 503 busy at once (default {ServiceConfig.max_queued})",
@@ -89,7 +73,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-results",
-        type=int,
+        type=whole_number(1),
         default=ServiceConfig.max_results,
         help="results kept for paging, shared by every client; the oldest is dropped"
         f" for a new one (default {ServiceConfig.max_results})",
@@ -118,7 +102,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--connection-limit",
-        type=int,
+        type=whole_number(1),
         default=ServiceConfig.connection_limit,
         help="open connections held at once (default "
         f"{ServiceConfig.connection_limit}); slow clients hold one each",

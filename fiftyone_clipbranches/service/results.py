@@ -28,6 +28,8 @@ class Ranking:
         stats: JSON-serialisable facts about the computation (counts, timings).
         extra_nbytes: memory held for this ranking only besides ``rows`` and
             ``scores`` (e.g. an id array captured by ``ids_of``).
+        dataset_id: id of the dataset it ranks (a dataset deleted, then made
+            again under its name, is another one), or None where not known.
     """
 
     rows: np.ndarray
@@ -35,6 +37,7 @@ class Ranking:
     ids_of: Callable[[np.ndarray], list[str]]
     stats: dict = field(default_factory=dict)
     extra_nbytes: int = 0
+    dataset_id: str | None = None
 
     def __post_init__(self):
         if self.rows.shape != self.scores.shape or self.rows.ndim != 1:

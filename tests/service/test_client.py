@@ -174,6 +174,17 @@ def test_serve_refuses_unknown_datasets_before_binding(served_dataset, capsys):
             cli_main(["serve", "--timeout", bad, "--port", "0"])
         err = capsys.readouterr().err
         assert f"argument --timeout: {bad!r} is not a number of seconds > 0" in err
+    # so are counts out of range
+    for option, bad, bounds in [
+        ("--max-queued", "-5", ">= 0"),
+        ("--compute-workers", "0", ">= 1"),
+        ("--port", "70000", "from 0 to 65535"),
+        ("--compute-nice", "x", "from 0 to 19"),
+    ]:
+        with pytest.raises(SystemExit):
+            cli_main(["serve", option, bad])
+        err = capsys.readouterr().err
+        assert f"argument {option}: {bad!r} is not a whole number {bounds}" in err
 
 
 def test_refusals_for_now_are_retried_after_their_retry_after(monkeypatch):

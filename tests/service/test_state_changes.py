@@ -148,6 +148,19 @@ def test_service_follows_deletions_updates_and_skips_a_broken_index(
             assert (status, code) == (404, "dataset_not_found")
             assert "was deleted" in message
         assert doomed.name not in [d["name"] for d in client.datasets()]
+        # another dataset made under that name since: the old result is not its
+        again = kept.clone(doomed.name, persistent=True)
+        assert _until(lambda: doomed.name in [d["name"] for d in client.datasets()])
+        for call in (
+            lambda: client.page(res["result_id"]),
+            lambda: client.save_view(res["result_id"], "ships"),
+        ):
+            status, code, message = _error(call)
+            assert (status, code) == (404, "result_not_found")
+            assert "the dataset of that name now is another one" in message
+        again.reload()
+        assert not again.has_saved_view("ships")
+        again.delete()
         assert client.health() == {"status": "ok"}
         assert service.proc.poll() is None
 

@@ -1,0 +1,44 @@
+"""argparse types of the CLI's numeric options: what is wrong is said with the
+option's name (argparse adds it), never by an internal check later."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def finite_number(unit: str, *, zero: bool = False):
+    """A finite number of ``unit`` > 0 (>= 0 with ``zero``)."""
+    bound = ">= 0" if zero else "> 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value >= 0 if zero else value > 0) or value == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number of {unit} {bound}"
+            )
+        return value
+
+    return parse
+
+
+def whole_number(minimum: int = 0, maximum: int | None = None):
+    """A whole number from ``minimum`` (to ``maximum``, when given)."""
+    bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if (
+            value is None
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {bounds}")
+        return value
+
+    return parse
