@@ -65,8 +65,9 @@ def unavailable_message(name: str, tag: str, cache_dir: str | None, reason: str)
     return (
         f"CLIP weights {name!r} / {tag!r} are not available: {reason}. "
         "Provide them in one of these ways: "
-        f"(1) pass a local checkpoint file: load_clip({name!r}, pretrained='/path/to/"
-        "open_clip_pytorch_model.bin'); "
+        "(1) pass a local checkpoint file as pretrained (Python:"
+        f" build_index(..., model={name!r}, pretrained='/path/to/"
+        "open_clip_pytorch_model.bin'); CLI: --pretrained /path/to/file); "
         f"(2) put the open_clip/Hugging Face cache on this machine at {where} "
         "(set HF_HOME or HF_HUB_CACHE, or pass cache_dir=, to point at a copied cache); "
         "(3) run once with network access (and without HF_HUB_OFFLINE=1) so the weights "

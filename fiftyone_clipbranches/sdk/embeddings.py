@@ -183,12 +183,12 @@ def _embed(
         report(1.0, f"every sample has a {field!r} embedding")
         return _report(field, 0, samples.count(), {}, recorded), {}
     weights = "random weights" if pretrained is None else pretrained
+    report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
+    clip = get_clip_model(model, pretrained)  # an unknown model is refused here
     if pretrained is None and not _random_before(root, field, model, existing):
         from fiftyone_clipbranches.embed.models import warn_random_weights
 
         warn_random_weights(model)  # chosen now: said once, here
-    report(0.0, f"loading CLIP {model} ({weights})")  # tens of seconds, the first time
-    clip = get_clip_model(model, pretrained)
     identity = dict(clip.identity)
     if existing is not None:
         refuse_another_length(root, field, clip.embedding_dim, model)

@@ -29,9 +29,11 @@ class Freshness:
             image could not be embedded excepted: see ``n_unreadable``).
         n_deleted: index rows whose sample no longer exists.
         added_ids: ids of up to 100 of the added samples.
-        n_unreadable: samples left out because their image could not be embedded
-            (``update_index`` retries them only with ``retry_failed=True`` or once
-            their filepath changed).
+        n_unreadable: samples left out because their image could not be embedded,
+            or because they had no vector in the embeddings field when the index
+            was built from it (``skip_missing``; their error says which);
+            ``update_index`` retries them only with ``retry_failed=True``, once
+            their filepath changed or once a vector is stored for them.
         unreadable: up to 100 ``{sample id: error}`` of them.
         n_moved: indexed samples whose filepath changed since their row was
             embedded (their row is still their old image's; ``update_index``

@@ -28,6 +28,7 @@ from fiftyone_clipbranches.sdk.embeddings import (
 )
 from fiftyone_clipbranches.sdk.errors import (
     CheckpointUnavailableError,
+    IndexExistsError,
     IndexInUseError,
     MissingEmbeddingsError,
     SampleIdsError,
@@ -723,6 +724,11 @@ def rename_index(dataset, index_key: str, new_key: str) -> None:
     """
     ds = runs.root_dataset(dataset)
     runs.get_index_config(ds, index_key, suggest=False)
+    if new_key == index_key:
+        raise IndexExistsError(
+            f"index {index_key!r} of dataset {ds.name!r} already has that key: give"
+            " it a new one"
+        )
     runs.validate_new_key(ds, new_key, for_build=False)
     _refuse_if_brain_runs_use(ds, index_key, "renaming it")
     ds.rename_run(index_key, new_key)

@@ -235,7 +235,8 @@ def refine_ranking(
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
-        StaleIndexError (labelled samples added after the build), SampleIdsError
+        StaleIndexError (positives added after the build; such negatives are
+        left out, counted in ``stats["n_unindexed_neg"]``), SampleIdsError
         (labelled ids that are not samples of the dataset, or not ids at all;
         positives whose image could not be read at the build; such negatives
         are left out), ValueError (an argument out of range or of the wrong
@@ -413,7 +414,8 @@ def refine(
 
     Raises:
         NoPositivesError, ContradictoryLabelsError, IndexNotFoundError,
-        StaleIndexError (labelled samples added after the build), SampleIdsError
+        StaleIndexError (positives added after the build; such negatives are
+        left out, counted in ``stats["n_unindexed_neg"]``), SampleIdsError
         (ids that are not samples of the dataset; positives whose image could
         not be read at the build), ViewNameTakenError (the
         saved view's name collides with another view's), ValueError.

@@ -232,6 +232,8 @@ def test_rename_keeps_files_and_delete_removes_them(make_dataset):
     with pytest.raises(sdk.IndexExistsError, match="already exists") as e:
         sdk.rename_index(ds, "old", "other")
     assert "update" not in str(e.value)  # a rename is no build: no update hint
+    with pytest.raises(sdk.IndexExistsError, match="'old' .* already has that key"):
+        sdk.rename_index(ds, "old", "old")
     sdk.delete_index(ds, "other")
     sdk.rename_index(ds, "old", "new")
     assert sdk.list_indexes(ds) == ["new"]
