@@ -82,11 +82,12 @@ def _cmd_serve(args) -> int:
     from fiftyone_clipbranches.service.cli_command import run_serve
 
     if args.ray_address:
+        from fiftyone_clipbranches.sdk import errors as sdk_errors
         from fiftyone_clipbranches.sdk.sharding import ray_head_address, use_ray
 
         try:
             use_ray(args.ray_address)
-        except RuntimeError as e:  # RayUnavailableError: not installed, unreachable
+        except sdk_errors.RayUnavailableError as e:  # not installed, unreachable
             print(f"error: {e}", file=sys.stderr)
             return 2
         where, head = args.ray_address, ray_head_address()

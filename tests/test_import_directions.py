@@ -36,6 +36,8 @@ EXCEPTIONS = {
     # a compute worker's first module lives outside the service package, whose
     # import loads FiftyOne, so that it can ignore Ctrl-C before that
     ("service", f"{PACKAGE}.worker_process"),
+    # `serve` checks its numeric options with the argparse types of every command
+    ("service", f"{PACKAGE}.cli_types"),
 }
 
 

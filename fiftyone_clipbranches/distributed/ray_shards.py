@@ -50,8 +50,9 @@ ACTOR_NUM_CPUS = 0.0
 BUILD_NUM_CPUS = 1.0
 
 
-class RayUnavailableError(RuntimeError):
-    """Ray is not installed, or the cluster cannot be reached."""
+class RayUnavailableError(ShardsUnavailableError):
+    """Ray is not installed, or the cluster cannot be reached (the SDK raises its
+    own ``sdk.RayUnavailableError`` with the same words)."""
 
 
 def _ray():

@@ -42,6 +42,7 @@ _EXPORTS = {
     "CheckpointUnavailableError": "errors",
     "ViewNameTakenError": "errors",
     "IndexBeingBuiltError": "errors",
+    "RayUnavailableError": "errors",
     "IndexChanges": "index_changes",
     "IndexInfo": "indexes",
     "build_index": "indexes",

@@ -75,6 +75,10 @@ class ShardsUnavailableError(ClipBranchesError):
     started again (not corruption: the remedy is the cluster)."""
 
 
+class RayUnavailableError(ShardsUnavailableError):
+    """Ray is not installed, or the cluster asked for cannot be reached."""
+
+
 class SampleIdsError(ClipBranchesError):
     """Sample ids given for an index are not samples of its dataset.
 

@@ -10,9 +10,12 @@ Indexes of one shard are today's format and never use Ray.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
+
+from fiftyone_clipbranches.sdk.errors import RayUnavailableError
 
 RAY_ADDRESS_ENV = "CLIPBRANCHES_RAY_ADDRESS"
 
@@ -28,7 +31,8 @@ def use_ray(address: str | None) -> None:
     address fails here.
 
     Raises:
-        RayUnavailableError: Ray is not installed or the cluster cannot be reached.
+        sdk.RayUnavailableError: Ray is not installed or the cluster cannot be
+            reached.
     """
     if address is None:
         os.environ.pop(RAY_ADDRESS_ENV, None)
@@ -70,11 +74,24 @@ def connect_cluster(address: str) -> None:
     address fails before any work.
 
     Raises:
-        RayUnavailableError: Ray is not installed or the cluster cannot be reached.
+        sdk.RayUnavailableError: Ray is not installed or the cluster cannot be
+            reached.
     """
     from fiftyone_clipbranches.distributed.ray_shards import connect
 
-    connect(address)
+    with _ray_errors():
+        connect(address)
+
+
+@contextlib.contextmanager
+def _ray_errors():
+    """Ray not installed, or its cluster out of reach, as the SDK's error."""
+    from fiftyone_clipbranches.distributed import ray_shards
+
+    try:
+        yield
+    except ray_shards.RayUnavailableError as e:
+        raise RayUnavailableError(str(e)) from None
 
 
 #: Most shards an index may have (each is a worker process on a cluster).
@@ -125,9 +142,10 @@ def tree_builder(
             from fiftyone_clipbranches.distributed.ray_shards import ray_builder
 
             builder = ray_builder(address)
-        build_sharded_index(
-            codes, path, shards, builder=builder, progress=progress, **kwargs
-        )
+        with _ray_errors():
+            build_sharded_index(
+                codes, path, shards, builder=builder, progress=progress, **kwargs
+            )
         return ShardedIndex.load(path, verify="none")
 
     return build

@@ -63,11 +63,9 @@ def test_a_ray_cluster_that_cannot_be_reached_fails_before_any_embedding(
 ):
     from user_path import TINY_CLIP_NAME, images_dataset
 
-    from fiftyone_clipbranches.distributed.ray_shards import RayUnavailableError
-
     ds = images_dataset(cifar_dir, 2)
     try:
-        with pytest.raises(RayUnavailableError, match="no Ray cluster answers"):
+        with pytest.raises(sdk.RayUnavailableError, match="no Ray cluster answers"):
             sdk.build_index(
                 ds,
                 model=TINY_CLIP_NAME,
@@ -77,6 +75,10 @@ def test_a_ray_cluster_that_cannot_be_reached_fails_before_any_embedding(
                 progress=False,
             )
         assert ds.get_field("clip_embedding") is None and sdk.list_indexes(ds) == []
+        # one of the SDK's errors, wherever Ray is asked for
+        with pytest.raises(sdk.ShardsUnavailableError, match="no Ray cluster answers"):
+            sharding.use_ray("127.0.0.1:1")
+        assert sharding.ray_address() is None
     finally:
         ds.delete()
 
