@@ -23,9 +23,7 @@ Where the defaults come from (real CLIP embeddings, docs/quality.md):
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import inspect
 from dataclasses import dataclass, field
 
 DEFAULT_MODEL = "cascade"
@@ -123,13 +121,16 @@ class ModelSpec:
         """The constructor arguments of the engine class (those its bases take
         through ``**params`` too) a caller may set, sorted: not the seed, nor the
         query's centre (set from ``seed`` and ``query``)."""
+        import inspect
+
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         names = set()
         for klass in self.model_class.__mro__:
             init = klass.__dict__.get("__init__")
             if init is None:
                 continue
             params = inspect.signature(init).parameters.values()
-            names |= {p.name for p in params if p.kind not in _VARIADIC}
+            names |= {p.name for p in params if p.kind not in variadic}
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 break
         names.discard("self")
@@ -153,10 +154,13 @@ class ModelSpec:
         taken = self.param_names
         unknown = [name for name in params if name not in taken]
         if unknown:
+            import difflib
+
             close = difflib.get_close_matches(unknown[0], taken, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"model {self.name!r} takes no parameter {unknown[0]!r}{hint}; its"
+                f"model_params: model {self.name!r} takes no parameter"
+                f" {unknown[0]!r}{hint}; its"
                 f" parameters: {', '.join(taken)}"
             )
 
@@ -169,7 +173,6 @@ class ModelSpec:
 
 
 _ENGINE = "fiftyone_clipbranches.engine"
-_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec

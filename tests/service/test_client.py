@@ -149,7 +149,9 @@ def test_remote_and_local_rounds_have_the_same_stats(service, served_dataset):
 def test_a_request_is_sent_as_given(service, served_dataset):
     ids = served_dataset.values("id")
     client = Client(service.url, service.token)
-    request = sdk.RefineRequest(positives=ids[:5], seed=3, random_negatives=40)
+    request = sdk.RefineRequest(
+        positives=ids[:5], negatives=[], seed=3, random_negatives=40
+    )
     res = client.refine(DATASET, request, page_size=1000)
     local = sdk.refine(served_dataset, request=request, score_field=None)
     assert [it["id"] for it in res["items"]] == local.ids
@@ -157,7 +159,7 @@ def test_a_request_is_sent_as_given(service, served_dataset):
     with pytest.raises(ValueError, match="not both"):
         client.refine(DATASET, request, model="tree")
     with pytest.raises(ValueError, match="model_params"):
-        client.refine(DATASET, model_params={"max_depth": 2})
+        client.refine(DATASET, model_params={"n_trees": 2})
 
 
 def test_serve_refuses_unknown_datasets_before_binding(served_dataset, capsys):
