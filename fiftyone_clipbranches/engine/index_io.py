@@ -295,6 +295,11 @@ def read_manifest(path) -> dict:
             " it with engine.shards.open_index(path) (or ShardedIndex.load)"
         )
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        if (mpath.parent / "index" / "manifest.json").is_file():
+            raise IndexFormatError(
+                f"{mpath.parent} is the directory of a dataset's index, not its trees:"
+                f" open {mpath.parent / 'index'}"
+            )
         raise IndexFormatError(f"{mpath} does not describe a {FORMAT_NAME}; {REBUILD}")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:

@@ -312,3 +312,15 @@ def test_relocating_needs_a_checkpoint_file_recorded(make_dataset, tmp_path):
         sdk.relocate_checkpoint(ds, tmp_path / "x.pt", index_key="codes")
     with pytest.raises(sdk.IndexNotFoundError):
         sdk.relocate_checkpoint(ds, tmp_path / "x.pt", index_key="nope")
+
+
+def test_opening_an_index_directory_for_its_trees_names_the_trees(make_dataset):
+    from fiftyone_clipbranches.engine.errors import IndexFormatError
+    from fiftyone_clipbranches.engine.shards import open_index
+
+    ds = make_dataset(3)
+    index_dataset(ds, "a")
+    index_dir = Path(sdk.index_info(ds, "a").index_dir)
+    with pytest.raises(IndexFormatError, match="not its trees: open .*index$"):
+        open_index(index_dir)
+    assert len(open_index(index_dir / "index")) == len(ds)
