@@ -28,6 +28,7 @@ from fiftyone_clipbranches.sdk.identity import build_identity, zoo_identity
 from fiftyone_clipbranches.sdk.index_edits import edit_index_rows
 from fiftyone_clipbranches.sdk.indexes import discard_index, refuse_if_nothing_read
 from fiftyone_clipbranches.sdk.messages import counted
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import brain_runs_using, root_dataset
 from fiftyone_clipbranches.sdk.search import query_code, text_embeddings
 from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
@@ -78,13 +79,22 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         # the images are embedded with the declared clip_model once the brain has
         # run, unless it hands vectors to add_to_index first (an array)
         index._embed_pending = embed_later
+        index._computing = True  # until the brain saves the run
         index._save_config()
         return index
+
+    def _forget_run(self) -> None:
+        """Delete the brain run whose first build failed while the brain computed
+        it (the brain registers a run before building it)."""
+        self._computing = False
+        if self.key is not None and self._dataset.has_brain_run(self.key):
+            self._backend.delete_run(self._dataset, self.key, cleanup=False)
 
     def finish_first_build(self) -> None:
         """Embed the images with the declared ``clip_model`` and build the index,
         when the run declared one and the brain gave no vectors (it saves the run
         after; ``ClipBranchesSimilarity.save_run_results`` calls this)."""
+        self._computing = False  # the run is saved next: later failures keep it
         if not getattr(self, "_embed_pending", False):
             return
         self._embed_pending = False
@@ -148,8 +158,8 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
     ):
         _refuse_labels(label_ids, self.config)
         self._embed_pending = False  # vectors given: nothing to embed
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        ids = [str(i) for i in sample_ids]
+        ids = as_sample_ids(list(sample_ids), "sample_ids")
+        vectors = _checked_vectors(embeddings, len(ids))
         loaded = self._load(required=False)
         if loaded is not None and not overwrite:
             indexed = loaded[1].rowmap.contains(ids)
@@ -164,10 +174,13 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         if not ids:
             return
         field = self.config.embeddings_field
-        if field is not None:
-            _store_embeddings(self._dataset, field, ids, vectors)
         if loaded is None:
-            self._first_build(ids, vectors)
+            try:
+                self._first_build(ids, vectors)
+            except BaseException:
+                if getattr(self, "_computing", False):  # in compute_similarity
+                    self._forget_run()
+                raise
         else:
             encoder = loaded[1].encoder
             if encoder is None:
@@ -175,12 +188,10 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                     f"index {self.index_key!r} was built from codes and has no "
                     "encoder, so embeddings cannot be added to it"
                 )
-            edit_index_rows(
-                self._dataset,
-                self.index_key,
-                add_ids=ids,
-                add_codes=encoder.encode(vectors),
-            )
+            codes = encoder.encode(vectors)  # refuses another width first
+            if field is not None:
+                _store_embeddings(self._dataset, field, ids, vectors)
+            edit_index_rows(self._dataset, self.index_key, add_ids=ids, add_codes=codes)
         self._save_config()
         if reload:
             self.reload()
@@ -359,9 +370,20 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
     def _first_build(self, ids, vectors):
         """Build the index over ``ids`` alone: from the embeddings field when they
         are every sample it holds a vector of (``update_index`` then works as for
-        any index), else from ``vectors``."""
+        any index), else from ``vectors``. The vectors reach the field only once
+        they are known to fit an index (their number, their width)."""
         identity = _declared_identity(self.config)
         field = self.config.embeddings_field
+        from fiftyone_clipbranches.sdk.stream_encode import check_fit_rows
+
+        check_fit_rows(
+            len(ids), self.config.code_method, self.config.encoder_params,
+            f"add_to_index was given {counted(len(ids), 'embedding')} to build"
+            f" index {self.index_key!r} from",
+        )  # fmt: skip
+        if field is not None:
+            _refuse_another_width(self._dataset, field, ids, vectors.shape[1])
+            _store_embeddings(self._dataset, field, ids, vectors)
         if field is not None and len(self._dataset.exists(field)) == len(set(ids)):
             _build_from_field(self._dataset, self.config, field, identity)
             return
@@ -371,13 +393,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 self._dataset, field, declared.get("name"), declared.get("pretrained")
             )
         from fiftyone_clipbranches.embed.encoder import fit_code_encoder
-        from fiftyone_clipbranches.sdk.stream_encode import check_fit_rows
 
-        check_fit_rows(
-            len(ids), self.config.code_method, self.config.encoder_params,
-            f"add_to_index was given {counted(len(ids), 'embedding')} to build"
-            f" index {self.index_key!r} from",
-        )  # fmt: skip
         encoder = fit_code_encoder(
             vectors,
             method=self.config.code_method,
@@ -413,12 +429,31 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         """Rows the answer may hold (alive samples of the current view); None:
         every row."""
         mask = alive_rows(self._dataset, bundle.rowmap, str(bundle.path))
-        inds = self._current_inds
-        if inds is not None:
-            in_view = np.zeros(len(bundle.rowmap), bool)
-            in_view[np.asarray(inds, dtype=np.int64)] = True
+        in_view = self._view_rows(bundle)
+        if in_view is not None:
             mask = in_view if mask is None else mask & in_view
         return mask
+
+    def _view_rows(self, bundle) -> np.ndarray | None:
+        """bool ``(N,)``: the rows of the samples of the view :meth:`use_view`
+        restricts to, or None. Found by id in the index as it is now (FiftyOne's
+        row positions, computed at ``use_view``, go stale once the index's rows
+        change: an edit from another handle or process, ``update_index``)."""
+        if not self.has_view:
+            return None
+        where = str(bundle.path)
+        cached = getattr(self, "_view_rows_cache", None)
+        if cached is not None and cached[0] == where and cached[1] is self._curr_view:
+            return cached[2]
+        rows, found = bundle.rowmap.rows_of(self._curr_view.values("id"))
+        in_view = np.zeros(len(bundle.rowmap), bool)
+        in_view[rows[found]] = True
+        self._view_rows_cache = (where, self._curr_view, in_view)
+        return in_view
+
+    def _apply_view(self):
+        super()._apply_view()
+        self._view_rows_cache = None  # use_view or reload: read the view again
 
     @staticmethod
     def _rank(bundle, code, k, reverse, mask):
@@ -513,6 +548,38 @@ def _declared_identity(config) -> dict | None:
     if config.clip_model is not None:
         return {"name": config.clip_model, "pretrained": config.pretrained}
     return zoo_identity(config.model, config.model_kwargs)
+
+
+def _checked_vectors(embeddings, n_ids: int) -> np.ndarray:
+    """float32 ``(n_ids, D)`` embeddings, checked before anything is written."""
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != n_ids:
+        raise ClipBranchesError(
+            f"add_to_index needs one embedding per sample id: an array of shape"
+            f" ({n_ids}, D); got shape {vectors.shape}"
+        )
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        raise ClipBranchesError(
+            f"{counted(int(bad.sum()), 'embedding')} given to add_to_index hold NaN"
+            f" or infinite values (rows {np.flatnonzero(bad)[:5].tolist()}); nothing"
+            " was written"
+        )
+    return vectors
+
+
+def _refuse_another_width(ds, field: str, ids, width: int) -> None:
+    """Refuse vectors of another width than those ``field`` holds for other
+    samples (other runs, or FiftyOne's own backends, read that field too)."""
+    if not ds.has_sample_field(field):
+        return
+    others = ds.exists(field).exclude(ids).limit(1).values(field)
+    if others and len(others[0]) != width:
+        raise ClipBranchesError(
+            f"field {field!r} holds {len(others[0])}-dim vectors; add_to_index was"
+            f" given {width}-dim ones: nothing was written (embed with the model"
+            " that filled the field, or give the run another embeddings field)"
+        )
 
 
 def _store_embeddings(ds, field, ids, vectors) -> None:

@@ -373,3 +373,63 @@ def test_an_adopted_index_records_its_own_code_method(embedded):
     for search in (index.find_duplicates, index.find_unique):
         with pytest.raises(ValueError, match="backend='sklearn' offers"):
             search(thresh=0.1)
+
+
+def test_a_refused_add_writes_nothing_to_the_shared_field(similarity):
+    ds, index = similarity
+    ids = ds.values("id")
+    before = ds.select(ids[:2], ordered=True).values("emb")
+    width = len(before[0])
+    wide = np.ones((1, width + 3), np.float32)
+    with pytest.raises(ValueError, match=f"{width} columns"):
+        index.add_to_index(wide, ids[:1])
+    nan = np.full((1, width), np.nan, np.float32)
+    with pytest.raises(ValueError, match="NaN or infinite .*nothing was written"):
+        index.add_to_index(nan, ids[1:2])
+    with pytest.raises(ValueError, match="one embedding per sample id"):
+        index.add_to_index(np.ones((3, width), np.float32), ids[:2])
+    with pytest.raises(cb.sdk.errors.SampleIdsError, match="xyz"):
+        index.add_to_index(np.ones((1, width), np.float32), ["xyz"])
+    after = ds.select(ids[:2], ordered=True).values("emb")
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    # a run not built yet given vectors of another width than its field holds
+    # for other samples (put there since by other means)
+    empty = fob.compute_similarity(
+        ds, backend="clipbranches", embeddings=False, brain_key="other",
+        embeddings_field="emb2", code_method="pca",
+    )  # fmt: skip
+    assert empty.total_index_size == 0
+    ds.add_sample_field("emb2", fo.VectorField)
+    ds.select(ids[:10]).set_values("emb2", before[:1] * 10)
+    with pytest.raises(ValueError, match=f"holds {width}-dim vectors"):
+        empty.add_to_index(np.ones((40, width + 1), np.float32), ids[20:60])
+    assert ds.exists("emb2").count() == 10  # nothing written
+
+
+def test_a_first_build_that_fails_in_the_brain_leaves_no_run(embedded):
+    register_similarity_backend()
+    few = embedded.limit(20)
+    with pytest.raises(ValueError, match="add_to_index was given 20 embeddings"):
+        fob.compute_similarity(
+            few, backend="clipbranches", brain_key="few", code_method="pca",
+            embeddings=np.random.default_rng(0).random((20, 64), np.float32),
+        )  # fmt: skip
+    assert "few" not in embedded.list_brain_runs()
+    assert "few" not in cb.list_indexes(embedded)
+
+
+def test_a_view_in_use_follows_the_index_edited_elsewhere(similarity):
+    ds, index = similarity
+    codes, ids, _ = _codes(ds, "sim")
+    cats = ds.match(fo.ViewField("ground_truth.label") == "cat")
+    cat_ids = set(cats.values("id"))
+    query = sorted(cat_ids)[0]
+    index.use_view(cats)
+    assert len(cats.sort_by_similarity(query, k=5, brain_key="sim")) == 5
+    others = [i for i in ids if i not in cat_ids][:50]
+    ds.load_brain_results("sim", cache=False).remove_from_index(others)
+    for ranked in (  # through the results in use, and through the view
+        index.sort_by_similarity(query, k=5).values("id"),
+        cats.sort_by_similarity(query, k=5, brain_key="sim").values("id"),
+    ):
+        assert len(ranked) == 5 and set(ranked) <= cat_ids
