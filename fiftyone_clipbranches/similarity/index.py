@@ -21,6 +21,7 @@ from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, resolve_clip
 from fiftyone_clipbranches.sdk.errors import (
     ClipBranchesError,
     IndexNotFoundError,
+    StaleIndexError,
     UnknownModelError,
 )
 from fiftyone_clipbranches.sdk.freshness import alive_rows
@@ -329,7 +330,18 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         if k is not None and (isinstance(k, bool) or not int(k) == k or k < 0):
             raise ValueError(f"k must be a whole number >= 0 (or None: all), got {k!r}")
         config, bundle = self._load()
-        codes = self._query_codes(config, bundle, query, aggregation)
+        try:
+            codes = self._query_codes(config, bundle, query, aggregation)
+        except StaleIndexError as e:
+            if config.embeddings_field is not None:
+                raise
+            # an index from vectors given to the run: update_index has none to read
+            raise StaleIndexError(
+                str(e).split("; update_index adds them")[0]
+                + f"; the run was given its vectors: add theirs with"
+                f" load_brain_results({self.key!r}).add_to_index(embeddings,"
+                " sample_ids)"
+            ) from None
         mask = self._allowed_rows(bundle)
         results = [self._rank(bundle, code, k, reverse, mask) for code in codes]
         ids = [bundle.rowmap.ids_of(rows) for rows, _ in results]

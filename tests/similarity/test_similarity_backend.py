@@ -180,6 +180,12 @@ def test_embeddings_array_builds_codes_only_index_without_text(embedded):
         embedded.sort_by_similarity("a dog", k=4, brain_key="arr")
     with pytest.raises(ValueError, match="keeps 32-byte codes"):
         index.get_embeddings()
+    # a sample added since: the run's own way to add it, not update_index
+    (added,) = embedded.add_samples([fo.Sample(filepath=embedded.first().filepath)])
+    with pytest.raises(cb.sdk.errors.StaleIndexError) as err:
+        embedded.sort_by_similarity(added, k=4, brain_key="arr")
+    assert "load_brain_results('arr').add_to_index(" in str(err.value)
+    assert "update_index" not in str(err.value)
 
 
 def test_an_index_made_empty_says_how_to_fill_it(embedded):
