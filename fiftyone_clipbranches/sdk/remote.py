@@ -415,7 +415,9 @@ def refine_here_or_remote(
 
 def _inside_view(view, ids, scores, stats: dict):
     """The part of a dataset's ranking inside ``view`` (as ``sdk.refine`` of a view
-    answers), with its counts."""
+    answers), with its counts (``n_forced_pos`` and ``n_dropped_neg`` stay the
+    dataset's: which labelled samples the model rejected or accepted is not
+    sent)."""
     inside = set(view.values("id"))
     keep = [i for i, sample_id in enumerate(ids) if sample_id in inside]
     stats = {**stats, "n_results": len(keep), "n_index": len(inside)}
