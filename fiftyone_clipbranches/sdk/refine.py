@@ -545,6 +545,12 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
         )
     if isinstance(query, str):
         return query_code(config, bundle, index_key, text=query)
+    if isinstance(query, list | tuple) and any(isinstance(q, str) for q in query):
+        raise ValueError(
+            f"model {model!r} refines a search by text or by a vector, not by sample"
+            " ids: give the searched text as query (or the vector searched with);"
+            " samples go in as positives"
+        )
     return query_code(config, bundle, index_key, vector=query)
 
 

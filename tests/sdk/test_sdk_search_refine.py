@@ -221,6 +221,8 @@ def test_query_ball_refines_the_search_it_is_given(indexed):
     assert (np.diff(distances[rows]) >= 0).all()
     with pytest.raises(ValueError, match="as the query"):
         sdk.refine(ds, model="ball", index_key="cb")
+    with pytest.raises(ValueError, match="not by sample ids.*go in as positives"):
+        sdk.refine(ds, model="ball", query=[ds.first().id], index_key="cb")
     with pytest.raises(ValueError, match="CLIP model"):
         sdk.refine(ds, model="ball", query="an airplane", index_key="cb")
 
