@@ -3,6 +3,8 @@ model trained on it, and the single-index answers a sharded index must equal."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from fiftyone_clipbranches.engine.baselines import NearestNeighbours, Rocchio
@@ -101,3 +103,15 @@ def uneven_sizes(n_rows: int, n_shards: int, seed: int) -> list[int]:
     rng = np.random.default_rng(seed)
     cuts = np.sort(rng.choice(np.arange(1, n_rows), n_shards - 1, replace=False))
     return np.diff(np.concatenate([[0], cuts, [n_rows]])).astype(int).tolist()
+
+
+def processes_gone(pids, timeout: float = 30.0) -> bool:
+    """Whether every process of ``pids`` has ended within ``timeout`` seconds."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while any(map(psutil.pid_exists, pids)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -33,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fiftyone_clipbranches.engine.errors import ShardsUnavailableError
+from fiftyone_clipbranches.engine.errors import (
+    RayUnavailableError,
+    ShardsUnavailableError,
+)
 from fiftyone_clipbranches.engine.shard_format import (
     ShardBuild,
     ShardSpec,
@@ -48,11 +51,6 @@ NAMESPACE = "clipbranches"
 ACTOR_NUM_CPUS = 0.0
 #: CPUs a shard-build task reserves (as many builds run at once as CPUs allow).
 BUILD_NUM_CPUS = 1.0
-
-
-class RayUnavailableError(ShardsUnavailableError):
-    """Ray is not installed, or the cluster cannot be reached (the SDK raises its
-    own ``sdk.RayUnavailableError`` with the same words)."""
 
 
 def _ray():
@@ -314,7 +312,6 @@ class RayShards(ShardExecutor):
         self.local_reads = local_reads
         self._local: dict[int, np.ndarray] = {}
         self._closed = False
-        self._released = False
         # held to swap the actors after a loss (once) and to close: callers share
         # one index across threads (the service, the App)
         self._lock = threading.Lock()
@@ -384,9 +381,6 @@ class RayShards(ShardExecutor):
     def map(self, method, shared=(), per_shard=None, shards=None):
         with self._lock:
             self._check_open()
-            if self._released:  # taken again: the shards are opened again
-                self._released = False
-                self._start_actors()
             actors, generation = self.actors, self._generation
         try:
             return self._call(actors, method, shared, per_shard, shards)
@@ -399,7 +393,7 @@ class RayShards(ShardExecutor):
         _check_head()
         with self._lock:
             self._check_open()
-            if self._generation == generation:
+            if self._generation == generation or not self.actors:  # or released
                 self._generation += 1
                 old, self.actors, self._local = self.actors, [], {}
                 _kill(old)
@@ -450,13 +444,9 @@ class RayShards(ShardExecutor):
         return self.map("pid")
 
     def release(self) -> None:
-        """Stop the actors (the index left a cache); the next call starts them
-        again. A call running meanwhile meets its actor gone and is made again on
-        new ones, as after a loss."""
+        """Stop the actors (the index left a cache). The next call, or one running
+        meanwhile, meets no actor and starts new ones, as after a loss."""
         with self._lock:
-            if self._closed or self._released:
-                return
-            self._released = True
             old, self.actors, self._local = self.actors, [], {}
         _kill(old)
 

@@ -25,3 +25,7 @@ class ShardsUnavailableError(RuntimeError):
     """The workers serving an index's shards cannot be reached or started again (a
     node or the whole cluster stopped). Not corruption: the files are as they were;
     the remedy is the cluster."""
+
+
+class RayUnavailableError(ShardsUnavailableError):
+    """Ray is not installed, or the cluster asked for cannot be reached."""

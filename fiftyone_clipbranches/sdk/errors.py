@@ -28,7 +28,12 @@ class IndexInUseError(ClipBranchesError):
 
 
 class StaleIndexError(ClipBranchesError):
-    """The index does not cover samples the request depends on."""
+    """The index does not cover samples the request depends on (``ids``: those
+    samples, where they are known)."""
+
+    def __init__(self, message: str = "", ids=()):
+        super().__init__(message)
+        self.ids = list(ids)
 
 
 class IndexFilesMissingError(StaleIndexError):
@@ -152,6 +157,8 @@ def engine_errors():
 
     try:
         yield
+    except errors.RayUnavailableError as e:
+        raise RayUnavailableError(str(e)) from None
     except errors.ShardsUnavailableError as e:
         raise ShardsUnavailableError(str(e)) from e
     except errors.IndexAccessError as e:

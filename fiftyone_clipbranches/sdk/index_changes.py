@@ -28,23 +28,22 @@ class IndexChanges:
 
 def count_changes(
     *,
-    had_row: set[str],
+    reread: set[str],
     read_again: set[str],
     new_rows: set[str],
     newly_unreadable: set[str],
     n_dropped: int,
     n_moved_kept: int,
 ) -> IndexChanges:
-    """Count an update's changes from the sample ids it handled: ``had_row``, the
-    samples with a row before; ``read_again``, those it embedded or read again;
-    ``new_rows``, the samples it wrote rows for; ``newly_unreadable``, those it
-    recorded as unreadable that were not before."""
-    again_in = read_again & had_row
+    """Count an update's changes from the sample ids it handled: ``read_again``,
+    those it embedded or read again, of which ``reread`` had a row; ``new_rows``,
+    the samples it wrote rows for; ``newly_unreadable``, those it recorded as
+    unreadable that were not before."""
     return IndexChanges(
-        added=len(new_rows - again_in),
+        added=len(new_rows - reread),
         dropped=n_dropped,
-        replaced=len(again_in & new_rows),
-        lost=len(again_in - new_rows),
+        replaced=len(reread & new_rows),
+        lost=len(reread - new_rows),
         left_out=len(newly_unreadable - read_again),
         moved_kept=n_moved_kept,
     )

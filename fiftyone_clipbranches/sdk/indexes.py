@@ -532,9 +532,11 @@ def update_index(
     else:
         again |= set(moved)
     n_deleted = len(bundle.rowmap) - int(found.sum())
-    had_row = {present[i] for i in np.flatnonzero(found)}
+    reread = set()  # samples with a row, read again to replace it
     if again:
-        found &= ~np.isin(np.asarray(present), np.asarray(list(again)))
+        read_again = np.isin(np.asarray(present), np.asarray(list(again)))
+        reread = {present[i] for i in np.flatnonzero(found & read_again)}
+        found &= ~read_again
     kept_failed, to_add = {}, []
     for i in np.flatnonzero(~found):
         sid = present[i]
@@ -620,7 +622,7 @@ def update_index(
         1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
     )
     changes = count_changes(
-        had_row=had_row,
+        reread=reread,
         read_again=again,
         new_rows=set(new_ids),
         newly_unreadable=set(new_failed) - set(bundle.unembeddable),

@@ -85,7 +85,8 @@ def index_rows(
             f"{counted_are(len(added), what + ' sample')} not in index {index_key!r} (e.g. "
             f"{added[0]}): they were added since it was built or updated, or"
             " removed from it (remove_from_index); update_index adds them (CLI:"
-            f" clipbranches update-index {ds.name} --key {index_key})"
+            f" clipbranches update-index {ds.name} --key {index_key})",
+            ids=added,
         )
     return np.sort(rows[found]).astype(np.int64)
 

@@ -10,12 +10,11 @@ Indexes of one shard are today's format and never use Ray.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.errors import RayUnavailableError
+from fiftyone_clipbranches.sdk.errors import engine_errors
 
 RAY_ADDRESS_ENV = "CLIPBRANCHES_RAY_ADDRESS"
 
@@ -79,19 +78,8 @@ def connect_cluster(address: str) -> None:
     """
     from fiftyone_clipbranches.distributed.ray_shards import connect
 
-    with _ray_errors():
+    with engine_errors():
         connect(address)
-
-
-@contextlib.contextmanager
-def _ray_errors():
-    """Ray not installed, or its cluster out of reach, as the SDK's error."""
-    from fiftyone_clipbranches.distributed import ray_shards
-
-    try:
-        yield
-    except ray_shards.RayUnavailableError as e:
-        raise RayUnavailableError(str(e)) from None
 
 
 #: Most shards an index may have (each is a worker process on a cluster).
@@ -142,7 +130,7 @@ def tree_builder(
             from fiftyone_clipbranches.distributed.ray_shards import ray_builder
 
             builder = ray_builder(address)
-        with _ray_errors():
+        with engine_errors():
             build_sharded_index(
                 codes, path, shards, builder=builder, progress=progress, **kwargs
             )
@@ -189,9 +177,6 @@ class _SdkErrors:
 
     def __getattr__(self, name):  # pids(), specs, ... of the wrapped executor
         return getattr(self.executor, name)
-
-    def release(self) -> None:
-        self.executor.release()
 
     def close(self) -> None:
         self.executor.close()

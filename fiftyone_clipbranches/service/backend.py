@@ -280,8 +280,9 @@ class SdkBackend:
 
     def search(self, req: dict) -> Ranking:
         entry = self._entry(req["dataset"])
+        made_from = entry.dataset_id  # before: a refresh meanwhile may change it
         with self._what_changed(entry, req["index_key"]):
-            return replace(self._search(entry, req), dataset_id=entry.dataset_id)
+            return replace(self._search(entry, req), dataset_id=made_from)
 
     def _search(self, entry: _Dataset, req: dict) -> Ranking:
         key = req["index_key"]
@@ -313,9 +314,10 @@ class SdkBackend:
         entry = self._entry(req["dataset"])
         with _sdk_errors():
             request = RefineRequest.from_json(req)
+        made_from = entry.dataset_id  # before: a refresh meanwhile may change it
         with self._what_changed(entry, request.index_key):
             ranking = self._refine(entry, req, request)
-        return replace(ranking, dataset_id=entry.dataset_id)
+        return replace(ranking, dataset_id=made_from)
 
     def _refine(self, entry: _Dataset, req: dict, request) -> Ranking:
         from fiftyone_clipbranches import sdk

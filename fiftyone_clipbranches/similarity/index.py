@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows outside the view up to which a tree query (k + those rows) beats a scan.
 _KNN_SLACK = 4096
+#: Sample ids per database query when reading vectors of many samples.
+_ID_BATCH = 10_000
 
 
 class ClipBranchesSimilarityIndex(SimilarityIndex):
@@ -190,9 +192,9 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                     "encoder, so embeddings cannot be added to it"
                 )
             codes = encoder.encode(vectors)  # refuses another width first
-            if field is not None:
-                _store_embeddings(self._dataset, field, ids, vectors)
             edit_index_rows(self._dataset, self.index_key, add_ids=ids, add_codes=codes)
+            if field is not None:  # once the index took them
+                _store_embeddings(self._dataset, field, ids, vectors)
         self._save_config()
         if reload:
             self.reload()
@@ -333,14 +335,16 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         try:
             codes = self._query_codes(config, bundle, query, aggregation)
         except StaleIndexError as e:
-            if config.embeddings_field is not None:
+            if config.embeddings_field is not None or not e.ids:
                 raise
             # an index from vectors given to the run: update_index has none to read
             raise StaleIndexError(
-                str(e).split("; update_index adds them")[0]
-                + f"; the run was given its vectors: add theirs with"
+                f"{counted(len(e.ids), 'query sample')} not in the index of brain"
+                f" run {self.key!r} (e.g. {e.ids[0]}): added since it was built, or"
+                " removed from it; the run was given its vectors: add theirs with"
                 f" load_brain_results({self.key!r}).add_to_index(embeddings,"
-                " sample_ids)"
+                " sample_ids)",
+                ids=e.ids,
             ) from None
         mask = self._allowed_rows(bundle)
         results = [self._rank(bundle, code, k, reverse, mask) for code in codes]
@@ -383,7 +387,8 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         """Build the index over ``ids`` alone: from the embeddings field when they
         are every sample it holds a vector of (``update_index`` then works as for
         any index), else from ``vectors``. The vectors reach the field only once
-        they are known to fit an index (their number, their width)."""
+        they are known to fit an index (their number, their width), and a build
+        that fails puts the field back as it was."""
         identity = _declared_identity(self.config)
         field = self.config.embeddings_field
         from fiftyone_clipbranches.sdk.stream_encode import check_fit_rows
@@ -393,17 +398,26 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             f"add_to_index was given {counted(len(ids), 'embedding')} to build"
             f" index {self.index_key!r} from",
         )  # fmt: skip
-        if field is not None:
-            _refuse_another_width(self._dataset, field, ids, vectors.shape[1])
-            _store_embeddings(self._dataset, field, ids, vectors)
-        if field is not None and len(self._dataset.exists(field)) == len(set(ids)):
-            _build_from_field(self._dataset, self.config, field, identity)
+        if field is None:
+            self._build_from_vectors(ids, vectors, identity)
             return
-        if field is not None:
+        _refuse_another_width(self._dataset, field, ids, vectors.shape[1])
+        before = _stored_embeddings(self._dataset, field, ids)
+        _store_embeddings(self._dataset, field, ids, vectors)
+        try:
+            if len(self._dataset.exists(field)) == len(set(ids)):
+                _build_from_field(self._dataset, self.config, field, identity)
+                return
             declared = identity or {}
             identity = build_identity(
                 self._dataset, field, declared.get("name"), declared.get("pretrained")
             )
+            self._build_from_vectors(ids, vectors, identity)
+        except BaseException:
+            _store_embeddings(self._dataset, field, ids, before)  # as it was
+            raise
+
+    def _build_from_vectors(self, ids, vectors, identity) -> None:
         from fiftyone_clipbranches.embed.encoder import fit_code_encoder
 
         encoder = fit_code_encoder(
@@ -421,7 +435,7 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
             encoder=encoder,
             clip_model=identity,
             code_method=self.config.code_method,
-            embeddings_field=field,
+            embeddings_field=self.config.embeddings_field,
         )
 
     def _query_codes(self, config, bundle, query, aggregation) -> list[np.ndarray]:
@@ -450,7 +464,9 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         """bool ``(N,)``: the rows of the samples of the view :meth:`use_view`
         restricts to, or None. Found by id in the index as it is now (FiftyOne's
         row positions, computed at ``use_view``, go stale once the index's rows
-        change: an edit from another handle or process, ``update_index``)."""
+        change: an edit from another handle or process, ``update_index``); read
+        once per view and index directory (``reload`` reads the view again).
+        Samples of the view the index lacks are simply not found."""
         if not self.has_view:
             return None
         where = str(bundle.path)
@@ -463,9 +479,11 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         self._view_rows_cache = (where, self._curr_view, in_view)
         return in_view
 
-    def _apply_view(self):
-        super()._apply_view()
-        self._view_rows_cache = None  # use_view or reload: read the view again
+    def use_view(self, samples, allow_missing=True, warn_missing=False):
+        self._view_rows_cache = None  # a view, or the same one again (reload)
+        return super().use_view(
+            samples, allow_missing=allow_missing, warn_missing=warn_missing
+        )
 
     @staticmethod
     def _rank(bundle, code, k, reverse, mask):
@@ -585,13 +603,26 @@ def _refuse_another_width(ds, field: str, ids, width: int) -> None:
     samples (other runs, or FiftyOne's own backends, read that field too)."""
     if not ds.has_sample_field(field):
         return
-    others = ds.exists(field).exclude(ids).limit(1).values(field)
+    given = set(ids)  # not a query of them: millions of ids pass no pipeline
+    other = next((i for i in ds.exists(field).values("id") if i not in given), None)
+    others = [] if other is None else ds.select(other).values(field)
     if others and len(others[0]) != width:
         raise ClipBranchesError(
             f"field {field!r} holds {len(others[0])}-dim vectors; add_to_index was"
             f" given {width}-dim ones: nothing was written (embed with the model"
             " that filled the field, or give the run another embeddings field)"
         )
+
+
+def _stored_embeddings(ds, field, ids) -> list:
+    """The vectors ``field`` holds for ``ids`` now (None where it holds none)."""
+    if not ds.has_sample_field(field):
+        return [None] * len(ids)
+    held = {}
+    for start in range(0, len(ids), _ID_BATCH):  # a bounded query each
+        batch = ids[start : start + _ID_BATCH]
+        held.update(zip(*ds.select(batch).values(["id", field])))
+    return [held.get(i) for i in ids]
 
 
 def _store_embeddings(ds, field, ids, vectors) -> None:

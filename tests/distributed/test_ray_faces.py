@@ -8,12 +8,12 @@ import os
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from service_process import running_service
+from shard_cases import processes_gone
 
 from fiftyone_clipbranches import cli, sdk
 from fiftyone_clipbranches.sdk.bundle import forget_bundle
@@ -108,17 +108,6 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
         bundle.index.close()
 
 
-def _gone(pids, timeout=30.0) -> bool:
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while any(map(psutil.pid_exists, pids)):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_a_sharded_index_leaving_the_cache_stops_its_actors(
     ray_cluster, two_indexes, monkeypatch
 ):
@@ -130,12 +119,12 @@ def test_a_sharded_index_leaving_the_cache_stops_its_actors(
     try:
         pids = sdk.load_index(ds, "sharded")[1].index.executor.pids()
         sdk.load_index(ds, "one")  # the cache holds one: the sharded one leaves it
-        assert _gone(pids)  # no actor left behind
+        assert processes_gone(pids)  # no actor left behind
         again = sdk.refine(ds, pos, neg, index_key="sharded", score_field=None)
         assert again.ids == want  # loaded again, on new actors
         pids = sdk.load_index(ds, "sharded")[1].index.executor.pids()
         sdk.delete_index(ds, "sharded")
-        assert _gone(pids)  # they stop with their index
+        assert processes_gone(pids)  # they stop with their index
     finally:
         use_ray(None)
 

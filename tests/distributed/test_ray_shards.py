@@ -8,7 +8,6 @@ import gc
 import os
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from shard_cases import (
     assert_same_training_set,
     catalogue,
     fit_once,
+    processes_gone,
     refine_once,
     single_index,
     uneven_sizes,
@@ -114,17 +114,6 @@ def test_a_killed_actor_restarts_and_gives_the_same_answer(ray_cluster, data, tm
         index.close()
 
 
-def _gone(pids, timeout=30.0) -> bool:
-    import psutil
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(psutil.pid_exists(p) for p in pids):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_a_released_index_stops_its_actors_and_answers_again(
     ray_cluster, data, tmp_path
 ):
@@ -133,7 +122,7 @@ def test_a_released_index_stops_its_actors_and_answers_again(
     try:
         before = index.executor.pids()
         index.release()  # what leaving the SDK's cache does
-        assert _gone(before)  # their processes end
+        assert processes_gone(before)  # their processes end
         assert_same_ranking(  # a holder may still query: new actors answer
             expected["branches"][1], refine_once(index, "branches", codes, label)[1]
         )
@@ -141,13 +130,13 @@ def test_a_released_index_stops_its_actors_and_answers_again(
         assert not set(after) & set(before)
     finally:
         index.close()
-    assert _gone(after)
+    assert processes_gone(after)
     # an index nobody holds any more stops its actors when it is collected
     dropped = on_ray(codes, tmp_path / "ix2", [1500, 1500])
     pids = dropped.executor.pids()
     del dropped
     gc.collect()
-    assert _gone(pids)
+    assert processes_gone(pids)
 
 
 def test_pages_come_from_the_actors_and_survive_a_restart(ray_cluster, data, tmp_path):

@@ -439,3 +439,22 @@ def test_a_view_in_use_follows_the_index_edited_elsewhere(similarity):
         cats.sort_by_similarity(query, k=5, brain_key="sim").values("id"),
     ):
         assert len(ranked) == 5 and set(ranked) <= cat_ids
+
+
+def test_a_first_build_that_fails_puts_the_field_back(similarity, monkeypatch):
+    from fiftyone_clipbranches.similarity import index as backend_index
+
+    ds, index = similarity
+    ids, vectors = ds.values(["id", "emb"])
+    empty = fob.compute_similarity(
+        ds, backend="clipbranches", embeddings=False, brain_key="third",
+        embeddings_field="emb3", code_method="pca",
+    )  # fmt: skip
+
+    def full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(backend_index, "_build_from_field", full)
+    with pytest.raises(OSError, match="disk full"):
+        empty.add_to_index(np.stack(vectors), ids)
+    assert ds.exists("emb3").count() == 0  # as it was: no vector
