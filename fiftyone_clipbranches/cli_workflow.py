@@ -104,12 +104,17 @@ def _cmd_update_index(args) -> int:
         if bar is not None:
             bar.close()
     after = sdk.index_info(ds, info.key)
-    changes = asdict(info.changes)
     if args.json:
+        changes = asdict(info.changes)
         print(json.dumps({**after.to_dict(), "changes": changes}, default=str))
         return 0
     read = "embedded again" if after.clip_model else "read again from the field"
-    print(_changes_text(after.key, changes, read))
+    said = info.changes.describe(read)
+    print(
+        f"index {after.key!r}: {said}"
+        if said
+        else f"index {after.key!r} was up to date"
+    )
     _print_info(after, False, ds.name)  # with what it left out
     return 0
 
@@ -125,26 +130,6 @@ def _reembed(ds, args) -> list[str] | None:
             )
         ids += ds.load_saved_view(args.reembed_view).values("id")
     return list(dict.fromkeys(ids)) or None
-
-
-def _changes_text(key: str, changes: dict, read: str) -> str:
-    """One line for an update's counts (``sdk.IndexChanges`` as a dict; ``read``:
-    how the replaced rows were read)."""
-    from fiftyone_clipbranches.sdk.messages import counted
-
-    n_again, lost = changes["replaced"], changes["lost"]
-    again = f", {counted(n_again, 'sample')} {read}" if n_again or lost else ""
-    again += f", {lost} left out (image unreadable now)" if lost else ""
-    if changes["left_out"]:
-        again += f", {changes['left_out']} more left out (image unreadable)"
-    if changes["moved_kept"]:
-        again += f", {counted(changes['moved_kept'], 'moved sample')} kept (new paths)"
-    if not (changes["added"] or changes["dropped"] or again):
-        return f"index {key!r} was up to date"
-    return (
-        f"index {key!r}: {counted(changes['added'], 'sample')} added,"
-        f" {changes['dropped']} dropped (deleted from the dataset){again}"
-    )
 
 
 def _print_info(info, as_json: bool, dataset_name: str) -> None:

@@ -233,16 +233,14 @@ class UpdateIndex(foo.Operator):
         if not ctx.delegated:
             fresh = info.freshness
             left = (
-                f"; {fresh.n_unreadable} left out (see index info)"
+                f"; {fresh.n_unreadable} left out in all (see index info)"
                 if fresh and fresh.n_unreadable
                 else ""
             )
-            n_kept = info.changes.moved_kept
-            where = "its new filepath" if n_kept == 1 else "their new filepaths"
-            kept = (
-                f"; {counted(n_kept, 'moved sample')} kept at {where}" if n_kept else ""
-            )
+            read = "embedded again" if info.clip_model else "read again"
+            said = info.changes.describe(read) or "it was up to date"
             yield ctx.ops.notify(
-                f"Index '{info.key}' holds {info.n_samples} samples{kept}{left}",
+                f"Index '{info.key}' holds {counted(info.n_samples, 'sample')}:"
+                f" {said}{left}",
                 variant="success",
             )

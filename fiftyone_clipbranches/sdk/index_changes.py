@@ -25,6 +25,27 @@ class IndexChanges:
     left_out: int = 0
     moved_kept: int = 0
 
+    def describe(self, read: str = "embedded again") -> str | None:
+        """The changes in words (``read``: how the replaced rows were read), or
+        None when the update changed nothing."""
+        from fiftyone_clipbranches.sdk.messages import counted
+
+        again = ""
+        if self.replaced or self.lost:
+            again += f", {counted(self.replaced, 'sample')} {read}"
+        if self.lost:
+            again += f", {self.lost} left out (image unreadable now)"
+        if self.left_out:
+            again += f", {self.left_out} more left out (image unreadable)"
+        if self.moved_kept:
+            again += f", {counted(self.moved_kept, 'moved sample')} kept (new paths)"
+        if not (self.added or self.dropped or again):
+            return None
+        return (
+            f"{counted(self.added, 'sample')} added, {self.dropped} dropped (deleted"
+            f" from the dataset){again}"
+        )
+
 
 def count_changes(
     *,

@@ -196,7 +196,10 @@ def test_update_index_operator_reports_progress(indexed_dataset):
     ds.delete_samples(ds.values("id")[:3])
     _, requests = run_op("update_index", {"dataset": ds, "params": {"index_key": "cb"}})
     assert "set_progress" in uris(requests)
-    assert notifications(requests, "success") == ["Index 'cb' holds 197 samples"]
+    assert notifications(requests, "success") == [
+        "Index 'cb' holds 197 samples: 0 samples added, 3 dropped (deleted from the"
+        " dataset)"
+    ]
 
 
 def test_update_index_operator_error_is_notified(indexed_dataset, cifar_dir):
@@ -339,14 +342,21 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     positives.untag_samples("cb_positive")
     _, requests = run_op("update_index", {"dataset": ds, "params": params})
     (done,) = notifications(requests, "success")
-    assert done == ("Index 'clip' holds 40 samples; 1 left out (see index info)")
+    assert done == (
+        "Index 'clip' holds 40 samples: 0 samples added, 0 dropped (deleted from the"
+        " dataset), 1 more left out (image unreadable); 1 left out in all (see index"
+        " info)"
+    )
     info, _ = run_op("index_info", {"dataset": ds, "params": params})
     assert info["unreadable"].startswith("1 (") and info["n_shards"] == 1
 
     shutil.copy(next((cifar_dir / "cat").iterdir()), broken)  # fixed
     retry = {**params, "retry_failed": True}
     _, requests = run_op("update_index", {"dataset": ds, "params": retry})
-    assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
+    assert notifications(requests, "success") == [
+        "Index 'clip' holds 41 samples: 1 sample added, 0 dropped (deleted from the"
+        " dataset)"
+    ]
     info, _ = run_op("index_info", {"dataset": ds, "params": params})
     assert info["unreadable"] == "0" and info["n_samples"] == 41
 
@@ -358,7 +368,10 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     again = {**params, "reembed_selected": True}
     ctx = {"dataset": ds, "params": again, "selected": [first]}
     _, requests = run_op("update_index", ctx)
-    assert notifications(requests, "success") == ["Index 'clip' holds 41 samples"]
+    assert notifications(requests, "success") == [
+        "Index 'clip' holds 41 samples: 0 samples added, 0 dropped (deleted from the"
+        " dataset), 1 sample embedded again"
+    ]
     # the same image, embedded in another batch: equal to float rounding
     assert np.allclose(ds[first].clip_embedding, ds[second].clip_embedding, atol=1e-4)
     # asked from Python with nothing selected: said, not ignored
@@ -378,7 +391,8 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     keep = {**params, "keep_moved": True}
     _, requests = run_op("update_index", {"dataset": ds, "params": keep})
     assert notifications(requests, "success") == [
-        "Index 'clip' holds 41 samples; 1 moved sample kept at its new filepath"
+        "Index 'clip' holds 41 samples: 0 samples added, 0 dropped (deleted from the"
+        " dataset), 1 moved sample kept (new paths)"
     ]
     info, _ = run_op("index_info", {"dataset": ds, "params": params})
     assert info["n_moved"] == 0 and info["index_dir"] != code_dir
