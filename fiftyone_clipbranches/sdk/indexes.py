@@ -9,6 +9,7 @@ directory's files are deleted only once no run points at it (``sdk/runs.py``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import shlex
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -72,6 +73,8 @@ from fiftyone_clipbranches.sdk.stream_encode import (
     fit_and_encode,
 )
 from fiftyone_clipbranches.sdk.warm import refinement_is_warm, warm_refinement_or_warn
+
+logger = logging.getLogger(__name__)
 
 CODE_METHODS = ("head", "pca")
 
@@ -741,8 +744,12 @@ def delete_index(dataset, index_key: str) -> bool:
     """Delete index ``index_key``: its run, and its files unless another run (of a
     clone of the dataset, say) still points at them.
 
+    The run goes first, then the files: a process stopped between the two leaves
+    a directory no run points at, which ``clipbranches gc`` removes.
+
     Returns:
-        Whether its files were deleted (False: another run still uses them).
+        Whether its files were deleted (False: another run still uses them, or
+        they could not be removed now, which a warning says; gc removes them).
 
     Raises:
         IndexInUseError: a similarity brain run answers from the index (its
@@ -780,7 +787,18 @@ def discard_index(dataset, index_key: str) -> None:
     ds = runs.root_dataset(dataset)
     config = runs.get_index_config(ds, index_key)
     forget_bundle(config.index_dir)
-    ds.delete_run(index_key)  # ClipBranchesIndex.cleanup releases the directory
+    # the run first, then its files: a process killed between the two leaves a
+    # directory no run points at (gc removes it), never a run without its files
+    runs.ClipBranchesIndex.delete_run(ds, index_key, cleanup=False)
+    try:
+        runs.release_index_dir(config.index_dir)
+    except OSError as e:  # a read-only root, say: gc removes them later
+        logger.warning(
+            "index %r of dataset %r is deleted; its files at %s could not be (%s):"
+            " clipbranches gc removes them once it can",
+            index_key, ds.name, config.index_dir, e,
+        )  # fmt: skip
+        return
     remove_if_empty(Path(config.index_dir).parent)
 
 

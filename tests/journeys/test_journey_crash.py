@@ -37,8 +37,21 @@ CHILD = textwrap.dedent(
             time.sleep(300)
 
         bundle.SampleRowMap.save = save_then_pause
+        # a deletion pauses once the files are removed
+        from fiftyone_clipbranches.sdk import runs
+
+        rmtree = runs.shutil.rmtree
+
+        def rmtree_then_pause(path, *args, **kwargs):
+            rmtree(path, *args, **kwargs)
+            pathlib.Path(pause_file).write_text("removed")
+            time.sleep(300)
+
+        runs.shutil.rmtree = rmtree_then_pause
     ds = fo.load_dataset(name)
-    if action == "build":
+    if action == "delete":
+        sdk.delete_index(ds, "second")
+    elif action == "build":
         sdk.build_index(
             ds, "second", embeddings_field="clip_embedding", code_method="pca",
             progress=False,
@@ -117,6 +130,17 @@ def test_kill_mid_write_of_build_and_update(persistent_index, tmp_path):
 
     info = sdk.update_index(ds, "clip", progress=False)  # the retry succeeds
     assert not info.freshness.is_stale and info.n_samples == len(ds)
+
+    # a deletion killed once its files are gone leaves no index without files
+    sdk.build_index(
+        ds, "second", embeddings_field="clip_embedding", code_method="pca",
+        progress=False,
+    )  # fmt: skip
+    proc = _start(ds, "delete", tmp_path / "delete")
+    _kill_when(proc, tmp_path / "delete")
+    ds.reload()
+    assert sdk.list_indexes(ds) == ["clip"]
+    assert _search(ds)  # the other index answers
 
 
 @pytest.mark.slow

@@ -324,3 +324,22 @@ def test_opening_an_index_directory_for_its_trees_names_the_trees(make_dataset):
     with pytest.raises(IndexFormatError, match="not its trees: open .*index$"):
         open_index(index_dir)
     assert len(open_index(index_dir / "index")) == len(ds)
+
+
+def test_files_that_cannot_be_removed_leave_the_run_deleted_and_say_so(
+    make_dataset, monkeypatch, caplog
+):
+    from fiftyone_clipbranches.sdk import runs
+
+    ds = make_dataset(3)
+    index_dataset(ds, "a")
+    index_dir = Path(sdk.index_info(ds, "a").index_dir)
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(runs, "remove_index_dir", read_only)
+    with caplog.at_level("WARNING"):
+        assert sdk.delete_index(ds, "a") is False
+    assert sdk.list_indexes(ds) == [] and index_dir.is_dir()
+    assert "could not be (" in caplog.text and "gc removes them" in caplog.text
