@@ -188,7 +188,6 @@ def write_bundle(
             np.save(tmp / PATH_DIGESTS, digests)
         if unembeddable:
             (tmp / UNEMBEDDABLE).write_text(json.dumps(unembeddable, sort_keys=True))
-        (tmp / WRITER_FILE).unlink()
         manifest = {
             "format": "clipbranches-fiftyone-index",
             "format_version": FORMAT_VERSION,
@@ -203,6 +202,8 @@ def write_bundle(
             f.write(json.dumps(manifest, indent=2, sort_keys=True))
             f.flush()
             os.fsync(f.fileno())
+        # gc knows a dead writer's directory by this file until the very end
+        (tmp / WRITER_FILE).unlink()
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -211,14 +212,15 @@ def write_bundle(
 
 
 def _files_table(directory: Path) -> dict:
-    """Checksums of every file of ``directory`` but the top-level manifest and the
-    arrays of ``index/`` (which ``index/manifest.json``, listed here, checksums)."""
+    """Checksums of every file of ``directory`` but the top-level manifest, the
+    writer's record and the arrays of ``index/`` (which ``index/manifest.json``,
+    listed here, checksums)."""
     from fiftyone_clipbranches.engine.index_io import file_entry
 
     table = {}
     for p in sorted(directory.rglob("*")):
         rel = p.relative_to(directory).as_posix()
-        if not p.is_file() or rel == MANIFEST:
+        if not p.is_file() or rel in (MANIFEST, WRITER_FILE):
             continue
         if rel.startswith(f"{INDEX_DIR}/") and rel != f"{INDEX_DIR}/{MANIFEST}":
             continue
