@@ -36,7 +36,9 @@ FOREIGN_CLAIM_TIMEOUT_S = 24 * 3600.0
 @contextmanager
 def key_claim(root, key: str, work: str = "build"):
     """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build",
-    "update", "rename", "relocate" or "delete") until the block ends.
+    "update", "rename", "relocate" or "delete"; "scores" for a score field, whose
+    ``key`` is ``sdk.views.SCORE_CLAIM_PREFIX`` and the field) until the block
+    ends.
 
     Raises:
         IndexBusyError: a live process holds the key.

@@ -57,6 +57,10 @@ from fiftyone_clipbranches.sdk.runs import root_dataset
 
 #: Collection of the FiftyOne database journaling score writes in progress.
 JOURNAL_COLLECTION = "clipbranches.score_writes"
+#: Longest a round waits for another round's write of the same score field.
+SCORE_FIELD_WAIT_S = 300.0
+#: Claims on score fields (``sdk.claims``) are named this, then the field.
+SCORE_CLAIM_PREFIX = "scores:"
 #: Entries per journal chunk: 20 bytes each keeps a chunk far below 16 MB.
 _CHUNK = 400_000
 #: A round written from another host is presumed dead after this long.
@@ -374,6 +378,37 @@ def recover_unfinished_writes(dataset) -> list[str]:
 
 def _apply_round(root, field, ids, scores, saved_view, n_view) -> None:
     # Idempotent: replaying it from any point of an interrupted run gives the new state.
+    claim = _hold_score_field(root, field)
+    try:
+        _write_round(root, field, ids, scores, saved_view, n_view)
+    finally:
+        claim.__exit__(None, None, None)
+
+
+def _hold_score_field(root, field: str):
+    """The entered claim on ``root``'s score ``field``: one round is written at a
+    time across threads and processes (two at once left a mixture of both), the
+    next waiting up to :data:`SCORE_FIELD_WAIT_S` seconds."""
+    from fiftyone_clipbranches.sdk.claims import key_claim
+    from fiftyone_clipbranches.sdk.errors import IndexBusyError
+
+    deadline = time.monotonic() + SCORE_FIELD_WAIT_S
+    while True:
+        claim = key_claim(root, f"{SCORE_CLAIM_PREFIX}{field}", "scores")
+        try:
+            claim.__enter__()
+            return claim
+        except IndexBusyError:
+            if time.monotonic() > deadline:
+                raise IndexBusyError(
+                    f"score field {field!r} of dataset {root.name!r} has been written"
+                    f" by another process for over {SCORE_FIELD_WAIT_S:g} s: try"
+                    " again, or give this refinement another score_field"
+                ) from None
+            time.sleep(0.05)
+
+
+def _write_round(root, field, ids, scores, saved_view, n_view) -> None:
     coll = root._sample_collection
     ensure_score_index(root, field)
     held = {

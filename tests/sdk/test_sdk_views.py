@@ -320,3 +320,28 @@ def test_unchanged_scores_are_not_rewritten(indexed):
     again = sdk.refine(ds, positives=ids[:4], index_key="cb")
     assert dict(zip(*ds.values(["id", "last_modified_at"]))) == before
     assert _scored(ds) == dict(zip(again.ids, again.scores.tolist()))
+
+
+def test_one_round_at_a_time_writes_a_score_field(indexed):
+    import threading
+
+    from fiftyone_clipbranches.sdk import views
+
+    ds = indexed
+    ids = ds.values("id")
+    views.write_result(ds, "clipbranches_score", ids[5:10], np.ones(5))
+    held = views._hold_score_field(ds, "clipbranches_score")  # a round mid-write
+    done = threading.Event()
+
+    def write():
+        views.write_result(ds, "clipbranches_score", ids[:5], np.arange(5.0))
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert not done.wait(1.0)  # it waits for the round in progress
+    assert _scored(ds) == dict(zip(ids[5:10], [1.0] * 5))
+    held.__exit__(None, None, None)
+    assert done.wait(30)
+    writer.join()
+    assert _scored(ds) == dict(zip(ids[:5], np.arange(5.0).tolist()))
