@@ -17,7 +17,7 @@ from fiftyone_clipbranches.operators.common import (
     run_with_progress,
     vector_fields,
 )
-from fiftyone_clipbranches.sdk import build_index, update_index
+from fiftyone_clipbranches.sdk import build_index, unsearched_count, update_index
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
 from fiftyone_clipbranches.sdk.errors import (
     IdentityConflictError,
@@ -171,6 +171,23 @@ def _in_form_words(exc: Exception, field: str) -> Exception:
     return exc
 
 
+def _say_unsearched(ctx, inputs, key: str) -> None:
+    """A line saying how many samples index ``key`` does not search yet (added
+    since its build: a count, no filepath is read)."""
+    try:
+        n = unsearched_count(ctx.dataset, key)
+    except Exception:  # noqa: BLE001 - the form still opens; execute says why
+        return
+    label = (
+        f"{counted(n, 'sample')} added since the last build or update"
+        f" {'is' if n == 1 else 'are'} not searched yet"
+        if n
+        else "No sample was added since the last build or update (moved or changed"
+        " files are not counted here: see index info)"
+    )
+    inputs.view("unsearched", types.Notice(label=label))
+
+
 class UpdateIndex(foo.Operator):
     @property
     def config(self):
@@ -182,7 +199,9 @@ class UpdateIndex(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if add_index_choice(ctx, inputs) is not None:
+        key = add_index_choice(ctx, inputs)
+        if key is not None:
+            _say_unsearched(ctx, inputs, key)
             inputs.bool(
                 "retry_failed",
                 label="Retry unreadable images",

@@ -340,6 +340,11 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
         "; 1 sample added since the build not searched (update the index)"
     )
     positives.untag_samples("cb_positive")
+    # the update form says it before the update
+    form = _resolve_input("update_index", ds, params)
+    assert form["unsearched"]["view"]["label"] == (
+        "1 sample added since the last build or update is not searched yet"
+    )
     _, requests = run_op("update_index", {"dataset": ds, "params": params})
     (done,) = notifications(requests, "success")
     assert done == (
@@ -352,6 +357,8 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
 
     shutil.copy(next((cifar_dir / "cat").iterdir()), broken)  # fixed
     retry = {**params, "retry_failed": True}
+    form = _resolve_input("update_index", ds, params)  # unreadable: not "added"
+    assert form["unsearched"]["view"]["label"].startswith("No sample was added")
     _, requests = run_op("update_index", {"dataset": ds, "params": retry})
     assert notifications(requests, "success") == [
         "Index 'clip' holds 41 samples: 1 sample added, 0 dropped (deleted from the"
