@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fiftyone_clipbranches.sdk.messages import counted
+
 
 @dataclass(frozen=True)
 class IndexChanges:
@@ -28,8 +30,6 @@ class IndexChanges:
     def describe(self, read: str = "embedded again") -> str | None:
         """The changes in words (``read``: how the replaced rows were read), or
         None when the update changed nothing."""
-        from fiftyone_clipbranches.sdk.messages import counted
-
         again = ""
         if self.replaced or self.lost:
             again += f", {counted(self.replaced, 'sample')} {read}"

@@ -80,10 +80,15 @@ class ClipBranchesSimilarity(Similarity):
                 samples, self.config, brain_key, backend=self
             )
         except BaseException:
-            # the brain registers the run first: a failed build must not leave it
-            if brain_key is not None and samples.has_brain_run(brain_key):
-                self.delete_run(samples, brain_key, cleanup=False)
+            self.forget_failed_run(samples, brain_key)
             raise
+
+    @classmethod
+    def forget_failed_run(cls, samples, key) -> None:
+        """Delete run ``key``, whose first build failed: the brain registers a run
+        before building it, and a failed build must not leave it."""
+        if key is not None and samples.has_brain_run(key):
+            cls.delete_run(samples, key, cleanup=False)
 
     @classmethod
     def save_run_results(cls, samples, key, run_results, overwrite=True, cache=True):
@@ -95,8 +100,7 @@ class ClipBranchesSimilarity(Similarity):
             try:
                 finish()
             except BaseException:
-                if key is not None and samples.has_brain_run(key):
-                    cls.delete_run(samples, key, cleanup=False)
+                cls.forget_failed_run(samples, key)
                 raise
         super().save_run_results(
             samples, key, run_results, overwrite=overwrite, cache=cache

@@ -86,13 +86,6 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         index._save_config()
         return index
 
-    def _forget_run(self) -> None:
-        """Delete the brain run whose first build failed while the brain computed
-        it (the brain registers a run before building it)."""
-        self._computing = False
-        if self.key is not None and self._dataset.has_brain_run(self.key):
-            self._backend.delete_run(self._dataset, self.key, cleanup=False)
-
     def finish_first_build(self) -> None:
         """Embed the images with the declared ``clip_model`` and build the index,
         when the run declared one and the brain gave no vectors (it saves the run
@@ -182,7 +175,8 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 self._first_build(ids, vectors)
             except BaseException:
                 if getattr(self, "_computing", False):  # in compute_similarity
-                    self._forget_run()
+                    self._computing = False
+                    self._backend.forget_failed_run(self._dataset, self.key)
                 raise
         else:
             encoder = loaded[1].encoder
