@@ -136,6 +136,10 @@ SAME_MODEL = (
 #: :data:`SAME_MODEL` in the App's words.
 APP_SAME_MODEL = "embed with its model (enter it in CLIP model and Pretrained weights)"
 
+#: The queries an index can take without embedding one (in the SDK's words; the
+#: service's: ``messages.HTTP_PHRASES``).
+BY_IDS_OR_VECTOR = "search by sample ids or a vector"
+
 #: What the SDK's errors about a damaged index tell the user to do.
 REBUILD = (
     "rebuild the index (delete_index, then build_index; CLI: clipbranches"

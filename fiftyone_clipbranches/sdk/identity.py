@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import (
+    BY_IDS_OR_VECTOR,
     SAME_MODEL,
     IdentityConflictError,
     UnknownModelError,
@@ -241,7 +242,7 @@ def text_search_refusal(
         f"cannot embed {query} in their space; "
     )
     error = UnknownModelError(
-        f"{refused}search by sample ids or a vector, or declare the model: rebuild it (delete_index(dataset, {index_key!r}),"
+        f"{refused}{BY_IDS_OR_VECTOR}, or declare the model: rebuild it (delete_index(dataset, {index_key!r}),"
         f" then build_index(dataset, {index_key!r}, {field_arg}model='ViT-B-32',"
         " pretrained='openai'); CLI: clipbranches delete-index DATASET --key"
         f" {index_key}, then clipbranches build-index DATASET --key {index_key}"

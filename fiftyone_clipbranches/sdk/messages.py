@@ -8,6 +8,7 @@ import sys
 from fiftyone_clipbranches.sdk.errors import (
     APP_REBUILD,
     APP_SAME_MODEL,
+    BY_IDS_OR_VECTOR,
     REBUILD,
     SAME_MODEL,
     ClipBranchesError,
@@ -36,6 +37,17 @@ APP_PHRASES = {
     "and leave them out (skip_missing)": "and build with 'Leave out samples without"
     " a vector'",
 }
+
+#: Ways out that SDK errors name in Python's words, in the HTTP API's.
+HTTP_PHRASES = {BY_IDS_OR_VECTOR: "search by sample_ids"}
+
+
+def http_message(exc: BaseException) -> str:
+    """The message of a user error ``exc`` in the HTTP API's words."""
+    message = str(exc)
+    for sdk_words, http_words in HTTP_PHRASES.items():
+        message = message.replace(sdk_words, http_words)
+    return message
 
 
 CLI_WEIGHTS_HINT = (

@@ -18,6 +18,7 @@ from fiftyone_clipbranches.sdk.embeddings import (
     weights_unavailable_error,
 )
 from fiftyone_clipbranches.sdk.errors import (
+    BY_IDS_OR_VECTOR,
     CheckpointUnavailableError,
     UnknownModelError,
 )
@@ -195,7 +196,7 @@ def _weights_refusal(exc, index_key: str) -> CheckpointUnavailableError:
     )
     refused = f"index {index_key!r} cannot embed queries: "
     error = CheckpointUnavailableError(
-        refused + weights_message(exc, f"{how} search by sample ids or a vector")
+        refused + weights_message(exc, f"{how} {BY_IDS_OR_VECTOR}")
     )
     error.in_app = refused + weights_message(
         exc, f"{how} search by similarity to selected samples"
@@ -216,7 +217,7 @@ def _query_model(config, bundle, index_key: str):
             f"index {index_key!r} records CLIP {config.clip_model['name']!r}, which"
             f" gives {clip.embedding_dim}-dim vectors, but it was built from"
             f" {width}-dim vectors{source}: they are not that model's, so it cannot"
-            " embed queries in their space; search by sample ids or a vector, or"
+            f" embed queries in their space; {BY_IDS_OR_VECTOR}, or"
             f" build an index declaring the model that made them ({REBUILD_ELSEWHERE})"
         )
     return clip

@@ -780,37 +780,37 @@ def _sdk_errors():
     """Translate the sdk's user-facing errors into API errors."""
     from fiftyone_clipbranches.sdk import errors as e
     from fiftyone_clipbranches.sdk.embeddings import weights_unavailable_error
-    from fiftyone_clipbranches.sdk.messages import USER_ERRORS
+    from fiftyone_clipbranches.sdk.messages import USER_ERRORS, http_message
 
     try:
         yield
     except ApiError:
         raise
     except e.IndexNotFoundError as err:
-        raise not_found("index_not_found", str(err)) from None
+        raise not_found("index_not_found", http_message(err)) from None
     except e.NoPositivesError as err:
-        raise unprocessable("no_positives", str(err)) from None
+        raise unprocessable("no_positives", http_message(err)) from None
     except e.ContradictoryLabelsError as err:
-        raise unprocessable("contradictory_labels", str(err)) from None
+        raise unprocessable("contradictory_labels", http_message(err)) from None
     except e.IndexFilesMissingError as err:  # the server's trouble, not the request's
-        raise ApiError(503, "index_unavailable", str(err)) from None
+        raise ApiError(503, "index_unavailable", http_message(err)) from None
     except e.StaleIndexError as err:
-        raise unprocessable("stale_index", str(err)) from None
+        raise unprocessable("stale_index", http_message(err)) from None
     except e.CheckpointUnavailableError as err:
-        raise ApiError(503, "model_unavailable", str(err)) from None
+        raise ApiError(503, "model_unavailable", http_message(err)) from None
     except e.ResultTooLargeError as err:
-        raise unprocessable("result_too_large", str(err)) from None
+        raise unprocessable("result_too_large", http_message(err)) from None
     except (
         e.IndexCorruptedError,
         e.IndexPermissionError,
         e.ShardsUnavailableError,
     ) as err:
-        raise ApiError(503, "index_unavailable", str(err)) from None
+        raise ApiError(503, "index_unavailable", http_message(err)) from None
     except e.ViewNameTakenError as err:
-        raise ApiError(409, "view_exists", str(err)) from None
+        raise ApiError(409, "view_exists", http_message(err)) from None
     except USER_ERRORS as err:
-        raise unprocessable("unprocessable", str(err)) from None
+        raise unprocessable("unprocessable", http_message(err)) from None
     except RuntimeError as err:
         if isinstance(err, weights_unavailable_error()):
-            raise ApiError(503, "model_unavailable", str(err)) from None
+            raise ApiError(503, "model_unavailable", http_message(err)) from None
         raise
