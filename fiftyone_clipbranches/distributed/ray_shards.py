@@ -21,6 +21,7 @@ The merges stay in ``engine.shards.ShardedIndex``: this module only moves calls.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import socket
@@ -80,7 +81,8 @@ def connect(address: str | None = None, **init_kwargs) -> None:
     }
     global _lost_head
     try:
-        ray.init(address=address, **kwargs)
+        with _default_token_auth_quiet():
+            ray.init(address=address, **kwargs)
         _lost_head = None  # joined anew: bound to this cluster now
     except (ConnectionError, RuntimeError, ValueError) as e:
         if _is_host_port(address):  # _check_reachable found it listening
@@ -95,6 +97,31 @@ def connect(address: str | None = None, **init_kwargs) -> None:
             " `ray start --head` (docs/scale.md)"
         ) from e
     watch_head()
+
+
+#: The logger by which Ray says that a cluster it starts has its default token
+#: authentication on.
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _DefaultTokenAuthFilter(logging.Filter):
+    """Drops Ray's notice that a local cluster started with token authentication,
+    its default (expected and harmless: the token stays in this user's ``~/.ray``);
+    its warning that authentication is off goes through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+@contextlib.contextmanager
+def _default_token_auth_quiet():
+    logger = logging.getLogger(_AUTH_LOGGER)
+    quiet = _DefaultTokenAuthFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 #: Seconds a cluster's address may take to accept a connection.
