@@ -157,8 +157,17 @@ def mark(ctx, opts: dict, label: str) -> str:
     show_sample_tags(ctx)
     # the tiles show the new tags (after reload_samples, those of a refined result
     # or a saved view keep their old ones)
-    ctx.ops.reload_dataset()
+    reload_keeping_filters(ctx)
     return f"marked {len(positives)} positive, {len(negatives)} negative"
+
+
+def reload_keeping_filters(ctx) -> None:
+    """Reload the App's dataset (the tiles show new tags) without losing the grid's
+    samples: the reload drops the sidebar's filters, which the grid then keeps as
+    view stages (as a search or refinement within them shows its result)."""
+    ctx.ops.reload_dataset()
+    if ctx.request_params.get("filters") and not ctx.request_params.get("view_name"):
+        ctx.ops.set_view(view=ctx.view)
 
 
 def show_sample_tags(ctx) -> None:
@@ -171,7 +180,7 @@ def show_sample_tags(ctx) -> None:
 
 def reset_labels(ctx, opts: dict) -> str:
     n = sdk.clear_labels(ctx.dataset, tags=tags(opts))
-    ctx.ops.reload_dataset()
+    reload_keeping_filters(ctx)
     return f"removed {n} labels"
 
 

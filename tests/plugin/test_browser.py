@@ -199,6 +199,34 @@ def test_a_search_by_selection_keeps_the_sidebar_filter(indexed, page):
     wait_text(page, f"{len(indexed)} samples", exact=True)
 
 
+def test_marking_keeps_the_sidebar_filter(indexed, page):
+    """Mark reloaded the App's dataset, which drops the sidebar's filters: the grid
+    jumped to every sample, and the next search ran over all of them."""
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.panels.constants import DEFAULTS
+
+    tags = (DEFAULTS["positive_tag"], DEFAULTS["negative_tag"])
+    wait_text(page, "Saved view name")
+    wait_text(page, f"{len(indexed)} samples", exact=True)
+    filter_sidebar(page, "ground_truth", "label", "ship")
+    wait_text(page, f"{PER_CLASS} samples", exact=True)
+    select_tiles(page, [0])
+    page.wait_for_timeout(3000)  # a user's moment: the App acts on state changes late
+    try:
+        click_button(page, "Mark positive")
+        wait_text(page, "Marked 1 positive, 0 negative")
+        page.wait_for_timeout(3000)  # the reload and the view that follows it
+        wait_text(page, f"{PER_CLASS} samples", exact=True)
+        assert not page.get_by_text(f"{len(indexed)} samples", exact=True).count()
+        shot(page, "0_mark_in_filter.png")
+        marked = indexed.match_tags(tags[0]).values("ground_truth.label")
+        assert marked == ["ship"]
+    finally:
+        sdk.clear_labels(indexed, tags=tags)
+    page.locator('[data-cy="btn-clear-view-bar"]').first.click()  # as it was
+    wait_text(page, f"{len(indexed)} samples", exact=True)
+
+
 def test_search_label_refine_in_the_app(indexed, page):
     from playwright.sync_api import expect
 
