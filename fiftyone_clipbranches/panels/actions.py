@@ -3,6 +3,8 @@ rendering. Every function takes the execution context and the panel settings."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
@@ -94,6 +96,7 @@ def run_search(ctx, opts: dict) -> str:
             " path, or type words to search by text"
         )
     within = search_scope(ctx)
+    ignored = ""
     if text and is_image_reference(text):
         view = sdk.search(within, image=text, k=k, index_key=opts["index_key"])
         what = f"the image {shortened(text)}"
@@ -101,27 +104,44 @@ def run_search(ctx, opts: dict) -> str:
         view = sdk.search(within, text=text, k=k, index_key=opts["index_key"])
         what = f"'{shortened(text)}'"
     elif ctx.selected:
-        view = sdk.search(
-            within, sample_ids=list(ctx.selected), k=k, index_key=opts["index_key"]
-        )
-        what = counted(len(ctx.selected), "selected sample")
+        examples, alt = _examples(ctx)
+        view = sdk.search(within, sample_ids=examples, k=k, index_key=opts["index_key"])
+        what = counted(len(examples), "selected sample")
+        if alt:
+            ignored = f" ({counted(alt, 'alt-clicked sample')}, negatives, left out)"
     else:
         raise ValueError("type a query or select samples to search by example")
     if within is not ctx.dataset:
         what += f" {IN_VIEW}"
-    ignored = (  # the box wins: say so, the selection goes with the view
-        f" (the query box was searched, not the"
-        f" {counted(len(ctx.selected), 'selected sample')}: empty it to search by"
-        " the selection)"
-        if text and ctx.selected
-        else ""
-    )
+    if text and ctx.selected:  # the box wins: say so, the selection goes with the view
+        ignored = (
+            f" (the query box was searched, not the"
+            f" {counted(len(ctx.selected), 'selected sample')}: empty it to search by"
+            " the selection)"
+        )
     show_result(ctx, view, within)
     ctx.panel.state.set("showing", "search")
-    RoundHistory(ctx).append("search", query=what, k=k, index_key=opts["index_key"])
+    searched = {"text": text} if text and not is_image_reference(text) else {}
+    RoundHistory(ctx).append(
+        "search", query=what, k=k, index_key=opts["index_key"], **searched
+    )
     unsearched = sdk.unsearched_count(ctx.dataset, opts["index_key"])
     found = f"{len(view)} nearest samples to {what}{ignored}"
     return found + unsearched_note(unsearched)
+
+
+def _examples(ctx) -> tuple[list[str], int]:
+    """``(ids, n_alt)``: the selected samples a search by example looks near, and
+    how many alt-clicked ones (which the panel marks negative) it leaves out."""
+    alt = {s["id"] for s in ctx.selected_samples if s.get("type") == "alt"}
+    examples = [sid for sid in ctx.selected if sid not in alt]
+    if not examples:
+        raise ValueError(
+            "the selected samples are all alt-clicked, which marks negatives: click"
+            " samples (without alt) to search by them, or press Mark negative to"
+            " label these"
+        )
+    return examples, len(alt)
 
 
 def _whole(value) -> int | None:
@@ -200,10 +220,11 @@ def run_refine(ctx, opts: dict) -> dict:
     refuse_unmarked_selection(ctx, opts)
     score_field = opts["score_field"] or None
     scope = search_scope(ctx)
+    request = _with_searched_text(ctx, RefineRequest.from_json(opts))
     try:
         result = refine_here_or_remote(
             scope,
-            RefineRequest.from_json(opts),
+            request,
             score_field=score_field,
             secrets=ctx.secrets,
             k_preview=PREVIEW_RESULTS,
@@ -225,9 +246,23 @@ def run_refine(ctx, opts: dict) -> dict:
     show_result(ctx, result.view, scope)
     ctx.panel.state.set("showing", "refine")
     history = RoundHistory(ctx)
-    record = history.append("refine", **result.stats, in_view=scope is not ctx.dataset)
+    # a model that refines the text search says which text it refined
+    searched = {"query": request.query} if request.spec.needs_query else {}
+    record = history.append(
+        "refine", **result.stats, in_view=scope is not ctx.dataset, **searched
+    )
     history.set_result(result.ids, score_field)
     return {k: record[k] for k in [*result.stats, "in_view"]}
+
+
+def _with_searched_text(ctx, request: RefineRequest) -> RefineRequest:
+    """``request``, for a model that refines a text search with the query box
+    empty, taking the text of the last search when it was one."""
+    if not request.spec.needs_query or request.query is not None:
+        return request
+    last = RoundHistory(ctx).last("search")
+    text = last.get("text") if last else None
+    return dataclasses.replace(request, query=text) if text else request
 
 
 def refuse_unmarked_selection(ctx, opts: dict) -> None:

@@ -24,6 +24,7 @@ from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError
 from fiftyone_clipbranches.sdk.messages import (
     counted,
     round_summary,
+    shortened,
     unreadable_note,
     unsearched_note,
     user_message,
@@ -407,8 +408,9 @@ def _history_markdown(history: list[dict]) -> str:
     lines = ["| # | kind | details |", "|---|---|---|"]
     for rec in reversed(history[-10:]):
         if rec["kind"] == "refine":
+            searched = f" '{shortened(rec['query'])}'" if rec.get("query") else ""
             detail = (
-                f"{rec['model']}: {rec['n_pos']}+ / {rec['n_neg']}- →"
+                f"{rec['model']}{searched}: {rec['n_pos']}+ / {rec['n_neg']}- →"
                 f" {counted(rec['n_results'], 'match')}"
                 + (f" {IN_VIEW}" if rec.get("in_view") else "")
                 + f" ({rec['total_ms']:.0f} ms)"

@@ -5,6 +5,7 @@ import fiftyone.operators as foo
 import numpy as np
 from plugin_helpers import notifications, run_op, uris
 
+from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.sdk.models import MODELS
 from fiftyone_clipbranches.sdk.round_history import STORE_NAME
 
@@ -182,6 +183,43 @@ def test_query_ball_refines_the_panel_query(indexed_dataset):
     (error,) = notifications(call(ds, "refine", state=state), "error")
     assert "not a number field: enter another name in Score field" in error
     ds.delete_sample_field("a_label")
+
+
+def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
+    cifar_dir, tiny_clip_checkpoint
+):
+    """Alt-clicked samples (marked negative) were searched by as examples; the
+    query ball refused an empty query box after a text search, and its history row
+    did not say which text it refined."""
+    from user_path import build_user_index, images_dataset
+
+    ds = images_dataset(cifar_dir, 6)
+    try:
+        build_user_index(ds, tiny_clip_checkpoint, "t")
+        ids = ds.values("id")
+        base = {"index_key": "t", "k": 8}
+        requests = call(ds, "search", state=base, alt=ids[:2])
+        (error,) = notifications(requests, "error")
+        assert error.startswith("the selected samples are all alt-clicked")
+        assert "set_view" not in uris(requests)
+        requests = call(ds, "search", state=base, selected=ids[2:3], alt=ids[:2])
+        (found,) = notifications(requests, "success")
+        assert found.startswith("8 nearest samples to 1 selected sample (2 alt-clicked")
+        (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
+        shown = dict(view[0]["kwargs"])["sample_ids"]
+        assert shown == sdk.search_ids(ds, sample_ids=[ids[2]], k=8, index_key="t")[0]
+        # a text search, then the ball with the box emptied: it refines that text
+        call(ds, "search", state={**base, "query": "an airplane"})
+        nearest, _ = sdk.search_ids(ds, text="an airplane", k=3, index_key="t")
+        call(ds, "mark_positive", selected=nearest)
+        ball = {**base, "model": "ball", "query": ""}
+        requests = call(ds, "refine", state=ball)
+        assert notifications(requests, "error") == []
+        assert "set_view" in uris(requests)
+        table = rendered(call(ds, "on_load", state=ball))["history"]
+        assert "ball 'an airplane': 3+ / 0-" in str(table), table
+    finally:
+        ds.delete()
 
 
 def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
