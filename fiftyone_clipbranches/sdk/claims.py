@@ -37,7 +37,8 @@ FOREIGN_CLAIM_TIMEOUT_S = 24 * 3600.0
 def key_claim(root, key: str, work: str = "build"):
     """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build",
     "update", "rename", "relocate" or "delete"; "scores" for a score field, whose
-    ``key`` is ``sdk.views.SCORE_CLAIM_PREFIX`` and the field) until the block
+    ``key`` is ``sdk.views.SCORE_CLAIM_PREFIX`` and the field; "view" for a saved
+    view's name, ``sdk.views.VIEW_CLAIM_PREFIX`` and its slug) until the block
     ends.
 
     Raises:
@@ -70,6 +71,30 @@ def key_claim(root, key: str, work: str = "build"):
         yield
     finally:
         claims.delete_one(mine)
+
+
+@contextmanager
+def waiting_claim(root, key: str, work: str, wait_s: float, busy: str):
+    """:func:`key_claim`, waiting up to ``wait_s`` seconds for a live holder to
+    let go (the work of each is short: a score field's write, a view's save).
+
+    Raises:
+        IndexBusyError: ``busy`` (what to do), after ``wait_s`` seconds.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        claim = key_claim(root, key, work)
+        try:
+            claim.__enter__()
+            break
+        except IndexBusyError:
+            if time.monotonic() > deadline:
+                raise IndexBusyError(busy) from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        claim.__exit__(None, None, None)
 
 
 def dead_claims() -> list[tuple[dict, str]]:

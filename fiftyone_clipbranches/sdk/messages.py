@@ -39,7 +39,10 @@ APP_PHRASES = {
 }
 
 #: Ways out that SDK errors name in Python's words, in the HTTP API's.
-HTTP_PHRASES = {BY_IDS_OR_VECTOR: "search by sample_ids"}
+HTTP_PHRASES = {
+    BY_IDS_OR_VECTOR: "search by sample_ids",
+    "pass overwrite=True": 'pass "overwrite": true',
+}
 
 
 def http_message(exc: BaseException) -> str:

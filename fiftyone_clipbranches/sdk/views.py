@@ -61,6 +61,11 @@ JOURNAL_COLLECTION = "clipbranches.score_writes"
 SCORE_FIELD_WAIT_S = 300.0
 #: Claims on score fields (``sdk.claims``) are named this, then the field.
 SCORE_CLAIM_PREFIX = "scores:"
+#: Claims on saved views' names are named this, then the name's slug: one save of
+#: a name at a time, across processes, checks and writes it.
+VIEW_CLAIM_PREFIX = "view:"
+#: Longest a save waits for another save of the same name.
+VIEW_SAVE_WAIT_S = 60.0
 #: Entries per journal chunk: 20 bytes each keeps a chunk far below 16 MB.
 _CHUNK = 400_000
 #: A round written from another host is presumed dead after this long.
@@ -83,41 +88,71 @@ def check_view_name(name, what: str = "a saved view's name") -> None:
         raise ValueError(f"{what} must be a non-empty name; got {name!r}")
 
 
-def save_view(dataset, name: str, view, *, overwrite: bool = False, description=None):
-    """Save ``view`` on ``dataset``'s root dataset as ``name``; returns the name.
+def save_view(
+    dataset,
+    name: str,
+    view,
+    *,
+    overwrite: bool = False,
+    description=None,
+    replace_own: bool = True,
+):
+    """Save ``view`` on ``dataset``'s root dataset as ``name`` (leading and trailing
+    spaces dropped); returns the name.
 
     A view of exactly this name is replaced, atomically (readers see the old or the
     new view), when clipbranches saved it (its description starts with
-    :data:`VIEW_MARK`) or ``overwrite`` is True; any other view of that name is the
-    user's and is refused. A differently named view whose slug is the same (FiftyOne
-    treats "My Dogs" and "my-dogs" as one name) is never replaced. The saved view's
+    :data:`VIEW_MARK`) and ``replace_own`` is True, or when ``overwrite`` is True;
+    any other view of that name is refused. A differently named view whose slug is
+    the same (FiftyOne treats "My Dogs" and "my-dogs" as one name) is never
+    replaced. One save of a name at a time, across processes, checks and writes it
+    (two saves of a new name at once left two views of that name). The saved view's
     description is :data:`VIEW_MARK` followed by ``description`` (str or None).
 
     Raises:
-        ViewNameTakenError: the slug of ``name`` is used by another view, or
-            ``name`` is a view clipbranches did not save and ``overwrite`` is False.
+        ViewNameTakenError: the slug of ``name`` is used by another view, or a view
+            of ``name`` exists that this save may not replace.
+        IndexBusyError: another process has been saving this name for
+            :data:`VIEW_SAVE_WAIT_S` seconds.
         ValueError: an empty name, or a view of another dataset.
     """
+    from fiftyone.core.utils import to_slug
+
+    from fiftyone_clipbranches.sdk.claims import waiting_claim
+
     check_view_name(name)
     root = root_dataset(dataset)
     if root_dataset(view) is not root:
         raise ValueError("the view does not belong to this dataset")
     name = name.strip()
-    existing = replaceable_view(root, name, overwrite)
-    text = _marked(description)
-    if existing is None:
-        root.save_view(name, view, description=text, overwrite=False)
-    else:
-        _replace_view_stages(root, existing, view, text)
+    slug = _slug(name, to_slug)
+    busy = (
+        f"saved view {name!r} of dataset {root.name!r} has been saved by another"
+        f" process for over {VIEW_SAVE_WAIT_S:g} s: try again"
+    )
+    with waiting_claim(root, VIEW_CLAIM_PREFIX + slug, "view", VIEW_SAVE_WAIT_S, busy):
+        existing = replaceable_view(root, name, overwrite, replace_own)
+        text = _marked(description)
+        if existing is None:
+            root.save_view(name, view, description=text, overwrite=False)
+        else:
+            _replace_view_stages(root, existing, view, text)
     return name
 
 
-def replaceable_view(root, name: str, overwrite: bool = False):
+def replaceable_view(root, name: str, overwrite: bool = False, replace_own=True):
     """The saved-view document a save under ``name`` would replace (None for a new
     name); raises :class:`ViewNameTakenError` when that save must be refused (see
     :func:`save_view`)."""
     existing = _same_name_view(root, name)
-    if existing is None or overwrite or saved_by_clipbranches(existing):
+    if existing is None or overwrite:
+        return existing
+    if not replace_own:
+        raise ViewNameTakenError(
+            f"dataset {root.name!r} already has a saved view {name!r}: choose another"
+            " name, or pass overwrite=True to replace it"
+        )
+    if saved_by_clipbranches(existing):
         return existing
     raise ViewNameTakenError(
         f"dataset {root.name!r} already has a saved view {name!r} that clipbranches "
@@ -156,10 +191,7 @@ def _same_name_view(root, name: str):
     taken by a differently named view."""
     from fiftyone.core.utils import to_slug
 
-    try:
-        slug = to_slug(name)
-    except ValueError as exc:
-        raise ValueError(f"{name!r} cannot name a saved view: {exc}") from None
+    slug = _slug(name, to_slug)
     root._doc.reload("saved_views")
     same = None
     for doc in root._doc.get_saved_views():
@@ -172,6 +204,13 @@ def _same_name_view(root, name: str):
                 "another name"
             )
     return same
+
+
+def _slug(name: str, to_slug) -> str:
+    try:
+        return to_slug(name)
+    except ValueError as exc:
+        raise ValueError(f"{name!r} cannot name a saved view: {exc}") from None
 
 
 def _replace_view_stages(root, doc, view, description) -> None:
@@ -378,34 +417,24 @@ def recover_unfinished_writes(dataset) -> list[str]:
 
 def _apply_round(root, field, ids, scores, saved_view, n_view) -> None:
     # Idempotent: replaying it from any point of an interrupted run gives the new state.
-    claim = _hold_score_field(root, field)
-    try:
+    with _hold_score_field(root, field):
         _write_round(root, field, ids, scores, saved_view, n_view)
-    finally:
-        claim.__exit__(None, None, None)
 
 
 def _hold_score_field(root, field: str):
-    """The entered claim on ``root``'s score ``field``: one round is written at a
-    time across threads and processes (two at once left a mixture of both), the
-    next waiting up to :data:`SCORE_FIELD_WAIT_S` seconds."""
-    from fiftyone_clipbranches.sdk.claims import key_claim
-    from fiftyone_clipbranches.sdk.errors import IndexBusyError
+    """The claim on ``root``'s score ``field`` (a context manager): one round is
+    written at a time across threads and processes (two at once left a mixture of
+    both), the next waiting up to :data:`SCORE_FIELD_WAIT_S` seconds."""
+    from fiftyone_clipbranches.sdk.claims import waiting_claim
 
-    deadline = time.monotonic() + SCORE_FIELD_WAIT_S
-    while True:
-        claim = key_claim(root, f"{SCORE_CLAIM_PREFIX}{field}", "scores")
-        try:
-            claim.__enter__()
-            return claim
-        except IndexBusyError:
-            if time.monotonic() > deadline:
-                raise IndexBusyError(
-                    f"score field {field!r} of dataset {root.name!r} has been written"
-                    f" by another process for over {SCORE_FIELD_WAIT_S:g} s: try"
-                    " again, or give this refinement another score_field"
-                ) from None
-            time.sleep(0.05)
+    busy = (
+        f"score field {field!r} of dataset {root.name!r} has been written by another"
+        f" process for over {SCORE_FIELD_WAIT_S:g} s: try again, or give this"
+        " refinement another score_field"
+    )
+    return waiting_claim(
+        root, f"{SCORE_CLAIM_PREFIX}{field}", "scores", SCORE_FIELD_WAIT_S, busy
+    )
 
 
 def _write_round(root, field, ids, scores, saved_view, n_view) -> None:

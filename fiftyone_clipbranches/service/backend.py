@@ -352,16 +352,11 @@ class SdkBackend:
         with entry.save_lock:
             ds = entry.dataset
             try:
-                if ds.has_saved_view(name) and not overwrite:
-                    raise ApiError(
-                        409,
-                        "view_exists",
-                        f"dataset {entry.name!r} already has a saved view {name!r}; "
-                        "pass overwrite=true or choose another name",
-                    )
                 view = ds.select(ids, ordered=True)
-                with _sdk_errors():
-                    saved = sdk.save_view(ds, name, view, overwrite=overwrite)
+                with _sdk_errors():  # any view of the name is a client's: 409
+                    saved = sdk.save_view(
+                        ds, name, view, overwrite=overwrite, replace_own=False
+                    )
                 n = len(view)  # not the samples deleted since the result was made
             except ApiError:
                 raise

@@ -62,6 +62,47 @@ def test_overwriting_a_view_rewrites_its_document_in_place(indexed):
     assert ds.get_saved_view_info("round")["description"].startswith("Saved by clip")
 
 
+def test_one_save_of_a_name_at_a_time_and_the_name_it_writes_is_the_one_checked(
+    indexed,
+):
+    """Two processes saving one new name at once both succeeded and left two views
+    of that name; a name with a trailing space was checked as given, then saved
+    stripped over the existing view."""
+    import threading
+
+    from fiftyone_clipbranches.sdk import claims, views
+
+    ds = indexed
+    ids = ds.values("id")
+    other = claims.key_claim(ds, views.VIEW_CLAIM_PREFIX + "race", "view")
+    other.__enter__()  # another process checking the name, about to save it
+    outcome = {}
+
+    def save():
+        try:
+            sdk.save_view(ds, "race", ds.select(ids[:4]), replace_own=False)
+            outcome["saved"] = True
+        except sdk.ViewNameTakenError as exc:
+            outcome["refused"] = str(exc)
+
+    saver = threading.Thread(target=save)
+    saver.start()
+    saver.join(1.0)
+    assert saver.is_alive() and not outcome  # it waits for the other save
+    ds.save_view("race", ds.select(ids[4:6]), description=views.VIEW_MARK)
+    other.__exit__(None, None, None)
+    saver.join(30)
+    assert "pass overwrite=True" in outcome["refused"]
+    ds.reload()
+    assert ds.list_saved_views() == ["race"]
+    assert ds.load_saved_view("race").values("id") == ids[4:6]
+    # without replace_own a view of the name is refused, its name given with spaces
+    with pytest.raises(sdk.ViewNameTakenError, match="already has a saved view"):
+        sdk.save_view(ds, " race ", ds.limit(1), replace_own=False)
+    assert sdk.save_view(ds, " race ", ds.limit(1)) == "race"  # ours: replaced
+    assert ds.load_saved_view("race").values("id") == ids[:1]
+
+
 def test_a_view_the_user_saved_is_replaced_only_when_asked(indexed):
     ds = indexed
     ids = ds.values("id")
@@ -330,7 +371,8 @@ def test_one_round_at_a_time_writes_a_score_field(indexed):
     ds = indexed
     ids = ds.values("id")
     views.write_result(ds, "clipbranches_score", ids[5:10], np.ones(5))
-    held = views._hold_score_field(ds, "clipbranches_score")  # a round mid-write
+    held = views._hold_score_field(ds, "clipbranches_score")
+    held.__enter__()  # a round mid-write
     done = threading.Event()
 
     def write():

@@ -271,6 +271,10 @@ def test_save_view(call, served_dataset):
 
     status, _, err = call("POST", f"/v1/results/{rid}/save", {"name": "svc view"})
     assert (status, err["error"]["code"]) == (409, "view_exists")
+    assert 'pass "overwrite": true' in err["error"]["message"]
+    # the name a save writes (spaces around it dropped) is the one it checks
+    status, _, err = call("POST", f"/v1/results/{rid}/save", {"name": "svc view "})
+    assert (status, err["error"]["code"]) == (409, "view_exists")
     status, _, _ = call(
         "POST", f"/v1/results/{rid}/save", {"name": "svc view", "overwrite": True}
     )
