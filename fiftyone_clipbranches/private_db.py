@@ -72,10 +72,22 @@ def start_private_mongod(
     """
     if "fiftyone" in sys.modules:
         raise RuntimeError("start the private mongod before importing fiftyone")
+    mongod = spawn_mongod(work_dir, timeout, extra_args)
+    os.environ["FIFTYONE_DATABASE_URI"] = mongod.uri
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    return mongod
+
+
+def spawn_mongod(
+    work_dir: str | os.PathLike, timeout: float = 60.0, extra_args=(), port=None
+) -> PrivateMongod:
+    """Start a mongod on ``work_dir`` (its data in ``work_dir/db``) on ``port`` (a
+    free one by default), for other processes to reach by its ``uri``; this
+    process's FiftyOne is left as it is."""
     work = Path(work_dir)
     dbpath = work / "db"
     dbpath.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = _free_port() if port is None else int(port)
     log = work / "mongod.log"
     process = subprocess.Popen(
         [
@@ -89,6 +101,7 @@ def start_private_mongod(
             "--nounixsocket",
             "--logpath",
             str(log),
+            "--logappend",
             *extra_args,
         ],
         stdout=subprocess.DEVNULL,
@@ -98,10 +111,7 @@ def start_private_mongod(
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                uri = f"mongodb://127.0.0.1:{port}"
-                os.environ["FIFTYONE_DATABASE_URI"] = uri
-                os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-                return PrivateMongod(process, uri, dbpath)
+                return PrivateMongod(process, f"mongodb://127.0.0.1:{port}", dbpath)
         if process.poll() is not None:
             break
         time.sleep(0.2)

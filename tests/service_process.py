@@ -41,13 +41,16 @@ class ServiceProcess:
                 return "".join(self.seen)
 
 
-def service_env(token: str) -> dict:
+def service_env(token: str, database_uri: str | None = None) -> dict:
+    """The service's environment: the session's database, or ``database_uri``."""
     import fiftyone.core.odm.database as fodb
 
     env = dict(os.environ)
     env["CLIPBRANCHES_SERVICE_TOKEN"] = token
-    host, port = fodb.get_db_client().address
-    env["FIFTYONE_DATABASE_URI"] = f"mongodb://{host}:{port}"
+    if database_uri is None:
+        host, port = fodb.get_db_client().address
+        database_uri = f"mongodb://{host}:{port}"
+    env["FIFTYONE_DATABASE_URI"] = database_uri
     env["FIFTYONE_DATABASE_VALIDATION"] = "false"
     env["NUMBA_NUM_THREADS"] = "2"
     return env
@@ -55,16 +58,21 @@ def service_env(token: str) -> dict:
 
 @contextlib.contextmanager
 def running_service(
-    args: list[str], token: str, timeout: float = 300, command: list[str] | None = None
+    args: list[str],
+    token: str,
+    timeout: float = 300,
+    command: list[str] | None = None,
+    database_uri: str | None = None,
 ):
     """Run ``command --port 0 *args`` (default ``python -m
-    fiftyone_clipbranches.service``) until the block ends; yields a
-    :class:`ServiceProcess` once ``/v1/ready`` answers."""
+    fiftyone_clipbranches.service``) on the session's database (or
+    ``database_uri``) until the block ends; yields a :class:`ServiceProcess` once
+    ``/v1/ready`` answers."""
     command = command or [sys.executable, "-m", "fiftyone_clipbranches.service"]
     cmd = [*command, "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, *args],
-        env=service_env(token),
+        env=service_env(token, database_uri),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

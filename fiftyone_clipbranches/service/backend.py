@@ -28,6 +28,7 @@ from fiftyone_clipbranches.service.compute_worker import (
     search_answer,
     search_task,
 )
+from fiftyone_clipbranches.service.database import DatabaseWatch, database_error
 from fiftyone_clipbranches.service.errors import (
     ApiError,
     not_found,
@@ -174,6 +175,7 @@ class SdkBackend:
         self.recheck_s = float(recheck_s)
         self._datasets: dict[str, _Dataset] = {}
         self._ready = threading.Event()
+        self._database = DatabaseWatch()
         self._load_error: str | None = None
         self._workers = None
 
@@ -236,7 +238,7 @@ class SdkBackend:
             return "the service is still starting: loading its indexes; retry shortly"
         workers = self._workers
         why = None if workers is None else workers.not_ready_because()
-        return why or ray_head_problem()
+        return why or self._database.problem() or ray_head_problem()
 
     def n_indexes(self) -> int:
         return sum(len(d.keys) for d in self._datasets.values() if not d.gone)
@@ -266,8 +268,17 @@ class SdkBackend:
 
     def check_result(self, result: StoredResult, force: bool = False) -> _Dataset:
         """The entry of a stored result's dataset; 404 when that dataset no longer
-        exists (also when another dataset has taken its name since)."""
-        entry = self._entry(result.dataset, force=force)
+        exists (also when another dataset has taken its name since). Without
+        ``force`` (a page, read from memory), a database that does not answer
+        leaves the entry as last seen."""
+        try:
+            entry = self._entry(result.dataset, force=force)
+        except ApiError as err:
+            entry = self._datasets.get(result.dataset)
+            if force or err.code != "database_unavailable" or entry is None:
+                raise
+            if entry.gone:
+                raise
         made_from = result.ranking.dataset_id
         if made_from is not None and made_from != entry.dataset_id:
             raise not_found(
@@ -479,12 +490,15 @@ class SdkBackend:
         ``recheck_s`` (always with ``force``)."""
         if not force and time.monotonic() - entry.checked_at < self.recheck_s:
             return
+        self._database.check()  # down a moment ago: 503 now, not after a wait
         with entry.refresh_lock:
             if not force and time.monotonic() - entry.checked_at < self.recheck_s:
                 return  # another request refreshed it while this one waited
-            state = _database_state(entry.name)
+            with self._database.bounded():
+                state = _database_state(entry.name)
             if force or entry.gone or state is None or state != entry.state:
-                self._sync(entry)
+                with _sdk_errors():  # the database gone meanwhile: 503 or 507
+                    self._sync(entry)
                 entry.state = state
             entry.checked_at = time.monotonic()
 
@@ -809,3 +823,8 @@ def _sdk_errors():
         if isinstance(err, weights_unavailable_error()):
             raise ApiError(503, "model_unavailable", http_message(err)) from None
         raise
+    except Exception as err:
+        failure = database_error(err)
+        if failure is None:
+            raise
+        raise failure from None

@@ -132,9 +132,11 @@ _ERROR_CODES = {
     "422": "valid request the data cannot satisfy (e.g. unknown_sample_ids)",
     "500": "the compute worker running the request died; it is replaced, retry "
     "(code: worker_crashed)",
-    "503": "server busy, not ready or index unavailable (codes: busy, not_ready, "
-    "index_unavailable, model_unavailable, shutting_down)",
+    "503": "server busy, not ready, index or database unavailable (codes: busy, "
+    "not_ready, index_unavailable, model_unavailable, database_unavailable, "
+    "shutting_down)",
     "504": "the work exceeded its time limit (code: timeout)",
+    "507": "the database's disk is full: nothing was saved (code: database_full)",
 }
 
 
@@ -324,7 +326,7 @@ def build_openapi() -> dict:
                     "requestBody": _body("SaveViewRequest"),
                     "responses": {
                         **_json_ok({"type": "object"}),
-                        **_errors(*_COMPUTE_ERRORS, "409"),
+                        **_errors(*_COMPUTE_ERRORS, "409", "507"),
                     },
                 }
             },

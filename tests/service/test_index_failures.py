@@ -97,3 +97,21 @@ def test_the_dataset_listing_says_not_ready_while_indexes_load():
     assert (err.value.status, err.value.code) == (503, "not_ready")
     backend.load()
     assert backend.list_datasets() == []
+
+
+def test_a_database_that_does_not_answer_or_is_full_is_not_a_bare_500():
+    """pymongo's errors reached the client as 500 internal_error."""
+    from pymongo.errors import OperationFailure, ServerSelectionTimeoutError, WriteError
+
+    from fiftyone_clipbranches.service.backend import _sdk_errors
+
+    with pytest.raises(ApiError) as err, _sdk_errors():
+        raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] refused")
+    assert (err.value.status, err.value.code) == (503, "database_unavailable")
+    assert err.value.retry_after_s == 2 and "nothing was changed" in err.value.message
+    full = {"errmsg": "No space left on device", "code": 28}
+    with pytest.raises(ApiError) as err, _sdk_errors():
+        raise WriteError("No space left on device", 28, full)
+    assert (err.value.status, err.value.code) == (507, "database_full")
+    with pytest.raises(OperationFailure), _sdk_errors():  # a bug stays a 500
+        raise OperationFailure("unknown operator: $frob", 2)
