@@ -321,7 +321,8 @@ def _check_checksum(p: Path, entry: dict, verify: str) -> None:
         raise access_error(p, e) from e
     if digest != entry.get(key):
         raise IndexFormatError(
-            f"{p} is corrupted (its {key} does not match manifest.json); {REBUILD}"
+            f"{p} is corrupted (its {key} does not match the manifest.json beside"
+            f" it); {REBUILD}"
         )
 
 
@@ -338,7 +339,7 @@ def load_array(path, manifest: dict, name: str, *, verify: str, mmap: bool):
     size = p.stat().st_size
     if size != entry.get("size"):
         raise IndexFormatError(
-            f"{p} has {size} bytes, manifest.json says {entry.get('size')}"
+            f"{p} has {size} bytes, the manifest.json beside it says {entry.get('size')}"
             f" (truncated or replaced); {REBUILD}"
         )
     try:
@@ -349,7 +350,7 @@ def load_array(path, manifest: dict, name: str, *, verify: str, mmap: bool):
         raise IndexFormatError(f"{p} has no valid .npy header ({e}); {REBUILD}") from e
     if fortran or list(shape) != entry.get("shape") or dtype.str != entry.get("dtype"):
         raise IndexFormatError(
-            f"{p} holds {dtype.str}{list(shape)}, manifest.json says"
+            f"{p} holds {dtype.str}{list(shape)}, the manifest.json beside it says"
             f" {entry.get('dtype')}{entry.get('shape')}; {REBUILD}"
         )
     if verify != "none":

@@ -106,11 +106,12 @@ def compute_embeddings(
 
     Args:
         samples: a FiftyOne dataset or view of images.
-        field: name of the float32 ``VectorField`` receiving ``(512,)`` vectors.
+        field: name of the float32 ``VectorField`` receiving ``(d,)`` vectors, d
+            set by the model (512 for ViT-B-32, 128 for ``"demo"``).
         model, pretrained: the CLIP (:func:`~.clip_names.resolve_clip`): an
-            open_clip architecture and its tag or checkpoint path (its default
-            weights when left out), or ``"demo"``, the small CLIP this package
-            ships. Both left out: the model ``field`` records (an earlier
+            open_clip architecture and its tag or checkpoint path (ViT-B-32 has
+            default weights; another ``model`` needs its ``pretrained``), or
+            ``"demo"``, the small CLIP this package ships. Both left out: the model ``field`` records (an earlier
             ``compute_embeddings`` or ``build_index`` into it), else ViT-B-32
             with its default weights.
         skip_existing: leave samples that already have a vector untouched.
