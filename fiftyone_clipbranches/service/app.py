@@ -28,6 +28,8 @@ from fiftyone_clipbranches.service.schema import Int, Object
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+#: Threads saving results as views (apart from the compute pool's).
+SAVE_THREADS = 2
 #: Endpoints answered without a token (probes and the API description).
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/ready", "/v1/openapi.json"})
 
@@ -78,8 +80,18 @@ def create_app(
     app.json.sort_keys = False
     store = store if store is not None else ResultStore()
     pool = pool if pool is not None else ComputePool()
+    # saves are database writes of milliseconds: their own threads, so that they do
+    # not wait behind computations (up to the time limit) for a compute thread
+    saves = ComputePool(
+        workers=SAVE_THREADS, max_queued=pool.max_queued, timeout_s=pool.timeout_s
+    )
     token_bytes = token.encode() if token else None
-    app.extensions["clipbranches"] = {"backend": backend, "store": store, "pool": pool}
+    app.extensions["clipbranches"] = {
+        "backend": backend,
+        "store": store,
+        "pool": pool,
+        "saves": saves,
+    }
     openapi_doc = build_openapi()
     allowed_origins = frozenset(cors_origins)
 
@@ -244,7 +256,7 @@ def create_app(
     def result_save(result_id):
         req = _json_body(rq.SAVE_VIEW)
         result = _stored(result_id)
-        return pool.run(backend.save_view, result, req["name"], req["overwrite"])
+        return saves.run(backend.save_view, result, req["name"], req["overwrite"])
 
     def _compute_and_store(kind: str, fn, req: dict):
         start = time.perf_counter()

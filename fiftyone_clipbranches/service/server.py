@@ -209,6 +209,7 @@ class RunningService:
         if self.workers is not None:
             self.workers.shutdown(timeout=timeout)
         self.pool.shutdown()
+        self.app.extensions["clipbranches"]["saves"].shutdown()
 
 
 def start_server(

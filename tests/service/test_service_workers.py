@@ -8,6 +8,7 @@ The service runs as a real subprocess over an index built the user's way
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -91,6 +92,56 @@ def test_workers_answer_like_the_sdk_are_replaced_and_leave_nothing(make_user_in
     assert _until(lambda: not any(psutil.pid_exists(p) for p in family), 30), [
         p for p in family if psutil.pid_exists(p)
     ]
+
+
+def test_a_save_does_not_wait_behind_stalled_computations(make_user_index):
+    """Saves ran on the compute threads: with every one waiting on a stalled worker,
+    a save of milliseconds waited for them (up to the time limit)."""
+    import threading
+
+    from service_helpers import Http
+
+    ds = make_user_index(n_per_class=4, name="svc-save-apart")
+    ds.persistent = True
+    ids = ds.values("id")
+    args = [f"--dataset={ds.name}", "--compute-workers", "1", "--timeout", "60"]
+    with running_service(args, TOKEN) as service:
+        call = Http(service.url, TOKEN)
+        body = {"dataset": ds.name, "index_key": "clip", "sample_ids": ids[:1], "k": 5}
+        status, _, found = call("POST", "/v1/search", body)
+        assert status == 200, found
+        stalled = worker_pids(service.proc.pid)
+        for pid in stalled:
+            os.kill(pid, signal.SIGSTOP)
+        refine = {"dataset": ds.name, "index_key": "clip", "positives": ids[:2]}
+        answers = []
+        refines = [
+            threading.Thread(
+                target=lambda: answers.append(call("POST", "/v1/refine", refine)[0])
+            )
+            for _ in range(2)
+        ]
+        try:
+            for t in refines:
+                t.start()
+            time.sleep(1.0)  # both computing (one waits for the stalled worker)
+            start = time.monotonic()
+            save = {"name": "saved apart"}
+            status, _, saved = call(
+                "POST", f"/v1/results/{found['result_id']}/save", save
+            )
+            took = time.monotonic() - start
+        finally:
+            for pid in stalled:
+                with contextlib.suppress(ProcessLookupError):  # replaced if timed out
+                    os.kill(pid, signal.SIGCONT)
+            for t in refines:
+                t.join(120)
+        assert status == 200 and saved["n_samples"] == 5, saved
+        assert took < 10, took
+        assert answers == [200, 200]  # computed once the worker went on
+        ds.reload()
+        assert len(ds.load_saved_view("saved apart")) == 5
 
 
 def test_worker_answers_rows_of_a_served_index_ids_of_any_other(make_user_index):
