@@ -30,6 +30,8 @@ DEFAULT_PORT = 5152
 #: waitress refuses bodies above this on its own (plain text answer); bodies
 #: between ``MAX_BODY_BYTES`` and this get the API's JSON 413.
 TRANSPORT_BODY_LIMIT = 16 * MAX_BODY_BYTES
+#: Seconds the requests a stop interrupts get to send their 503.
+ANSWER_AFTER_STOP_S = 5.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -184,8 +186,9 @@ class RunningService:
             self._thread.join(0.5)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, let requests in progress end (up to ``timeout``), free
-        the port and end the server thread."""
+        """Stop accepting, let requests in progress end (up to ``timeout``; those
+        still computing then answer ``503 shutting_down``), free the port and end
+        the server thread."""
         from waitress import wasyncore
 
         if self._stopped:
@@ -197,11 +200,11 @@ class RunningService:
             # listening socket first, everything (the trigger too) once idle.
             server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
             dispatcher = server.task_dispatcher
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and (
-                dispatcher.active_count or dispatcher.queue
-            ):
-                time.sleep(0.05)
+            if not _drained(dispatcher, timeout) and self.workers is not None:
+                # stopping the workers answers what they compute (503), where
+                # closing the connections would leave its clients without a word
+                self.workers.shutdown(timeout=timeout)
+                _drained(dispatcher, ANSWER_AFTER_STOP_S)
             time.sleep(0.1)  # let the loop flush the last answers
             server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(timeout)
@@ -210,6 +213,17 @@ class RunningService:
             self.workers.shutdown(timeout=timeout)
         self.pool.shutdown()
         self.app.extensions["clipbranches"]["saves"].shutdown()
+
+
+def _drained(dispatcher, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for waitress's ``dispatcher`` to have no
+    request running or queued; whether it has none."""
+    deadline = time.monotonic() + timeout
+    while dispatcher.active_count or dispatcher.queue:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def start_server(

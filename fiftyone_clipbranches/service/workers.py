@@ -205,7 +205,7 @@ class WorkerPool:
         deadline = time.monotonic() + self.timeout_s
         while True:
             if self._closing.is_set():
-                raise ApiError(503, "shutting_down", "the service is shutting down")
+                raise _shutting_down()
             why = self.not_ready_because()
             if why is not None:  # rather than wait the time limit for a start
                 raise ApiError(503, "not_ready", why, None, 2)
@@ -248,6 +248,8 @@ class WorkerPool:
         try:
             return worker.conn.recv()
         except (EOFError, OSError):
+            if self._closing.is_set():  # stopped by shutdown, not crashed
+                raise _shutting_down("stopped this request's computation") from None
             self._replace(worker, "it died during a task")
             raise self._crash_error(worker) from None
 
@@ -424,3 +426,13 @@ def _portable(error: Exception) -> Exception:
         return error
     except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _shutting_down(what: str = "") -> ApiError:
+    did = f" and {what}" if what else ""
+    return ApiError(
+        503,
+        "shutting_down",
+        f"the service is shutting down{did}: retry on another instance, or once"
+        " it is back",
+    )
