@@ -218,6 +218,10 @@ class SdkBackend:
                 entry.checked_at = time.monotonic()
                 loaded[name] = entry
             self._datasets = loaded
+            if self.dataset_names is None and self._workers is not None:
+                # workers started from now on (replacements) open these, not every
+                # dataset indexed since (the served ones are first of worker_args)
+                self._workers.args = (list(loaded), *self._workers.args[1:])
             self._ready.set()
         except Exception as e:
             self._load_error = str(e)

@@ -75,7 +75,8 @@ class WorkerPool:
     Args:
         target: ``"module:callable"``; each worker calls it with ``*args`` once, at
             start, and calls the object it returns with every task.
-        args: picklable arguments of ``target``.
+        args: picklable arguments of ``target`` (``.args``: those of the workers
+            started from now on, replacements included).
         processes: worker processes kept running.
         timeout_s: longest :meth:`execute` waits for a worker and its answer.
         nice: niceness added to each worker (0: same priority as the service).

@@ -276,3 +276,24 @@ def test_workers_exit_with_their_parent(tmp_path: Path):
         parent.kill()
         parent.wait(30)
     assert _wait_for(lambda: _gone(pids), 30), "workers outlived their parent"
+
+
+def test_workers_started_later_open_the_datasets_served_not_every_indexed_one(
+    make_user_index,
+):
+    """A service serving every indexed dataset chose them when it started, but each
+    replacement worker opened every dataset indexed since (and loaded its CLIP)."""
+    from fiftyone_clipbranches.service.backend import SdkBackend
+
+    ds = make_user_index(n_per_class=4, name="svc-served-at-start")
+    backend = SdkBackend(None)
+    workers = WorkerPool(
+        "fiftyone_clipbranches.service.compute_worker:SdkWorker",
+        (*backend.worker_args(), 1),
+    )  # not started: only the arguments a worker would get are read
+    backend.attach_workers(workers)
+    assert workers.args == (None, 1)
+    backend.load()
+    served = [d["name"] for d in backend.list_datasets()]
+    assert ds.name in served
+    assert workers.args == (served, 1)
