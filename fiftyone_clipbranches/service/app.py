@@ -44,7 +44,8 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
 }
-_INT_TEXT = re.compile(r"-?[0-9]{1,18}")
+#: An integer as a query parameter writes it (any size the range check can name).
+_INT_TEXT = re.compile(r"-?[0-9]{1,40}")
 #: What a browser page of an allowed origin may send (``cors_origins``).
 _CORS_METHODS = "GET, POST, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type"

@@ -249,6 +249,9 @@ def test_paging_bounds_and_delete(call, served_dataset):
         assert not err["error"]["message"].startswith("body"), query
     err = call("GET", f"/v1/results/{rid}?x=1")[2]["error"]["message"]
     assert err.startswith("query: unknown parameter(s) ['x']")
+    # an integer too large is out of range, not "not an integer"
+    huge = call("GET", f"/v1/results/{rid}?limit=99999999999999999999")[2]["error"]
+    assert "must be <=" in huge["message"] and "integer" not in huge["message"]
     assert call("DELETE", f"/v1/results/{rid}")[0] == 200
     for method in ("GET", "DELETE"):
         status, _, err = call(method, f"/v1/results/{rid}")
