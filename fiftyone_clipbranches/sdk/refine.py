@@ -202,6 +202,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         )
         return FittedRefinement(None, bundle, pos_rows, neg_rows, within, stats, t0)
 
+    _check_some_negatives(req, len(pos_rows), len(neg_rows))
     t1 = time.perf_counter()
     train = fit_on_index(
         clf,
@@ -221,6 +222,26 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         train_ms=1e3 * (time.perf_counter() - t1),
     )
     return FittedRefinement(clf, bundle, pos_rows, neg_rows, within, stats, t0)
+
+
+def _check_some_negatives(req: RefineRequest, n_pos: int, n_neg: int) -> None:
+    """Refuse a training set without negatives (none labelled, no random ones):
+    a classifier has nothing to tell the positives from (the linear one failed in
+    its own words, the others returned the positives and their neighbours). A
+    model that refines the search query has the query for reference."""
+    if n_neg or req.n_random_negatives_for(n_pos) or req.spec.needs_query:
+        return
+    error = ValueError(
+        "no negatives to learn from: no sample is labelled negative and"
+        " random_negatives is 0; label some negatives, or leave random_negatives"
+        " unset (CLI: --random-negatives)"
+    )
+    error.in_app = (
+        "no negatives to learn from: no sample is marked negative and Random"
+        " negatives is 0; mark some samples negative, or empty Random negatives"
+        " (the model's default)"
+    )
+    raise error
 
 
 def refine_ranking(

@@ -3,6 +3,7 @@
 import fiftyone as fo
 import fiftyone.operators as foo
 import numpy as np
+import pytest
 from plugin_helpers import notifications, run_op, uris
 
 from fiftyone_clipbranches import sdk
@@ -220,6 +221,24 @@ def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
         assert "ball 'an airplane': 3+ / 0-" in str(table), table
     finally:
         ds.delete()
+
+
+def test_a_refinement_without_any_negative_is_refused_in_words(indexed_dataset):
+    """With no negative marked and Random negatives 0, the linear classifier failed
+    in its own words ("y has no negative (0) label") and the cascade returned the
+    positives and their neighbours, saying nothing."""
+    ds = indexed_dataset
+    labels = np.array(ds.values("ground_truth.label"))
+    planes = np.array(ds.values("id"))[labels == "airplane"][:5].tolist()
+    call(ds, "mark_positive", selected=planes)
+    for model in ("linear", "cascade"):
+        state = {"index_key": "cb", "model": model, "random_negatives": 0}
+        requests = call(ds, "refine", state=state)
+        (error,) = notifications(requests, "error")
+        assert error.startswith("no negatives to learn from: no sample is marked")
+        assert "empty Random negatives" in error and "set_view" not in uris(requests)
+    with pytest.raises(ValueError, match="random_negatives is 0"):
+        sdk.refine(ds, index_key="cb", random_negatives=0, score_field=None)
 
 
 def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
