@@ -249,11 +249,16 @@ class RelevancePanel(foo.Panel):
             )
 
         n_pos, n_neg = actions.tag_counts(ctx, opts)
+        n_alt = sum(s.get("type") == "alt" for s in ctx.selected_samples or ())
         n_sel = len(ctx.selected)
+        chosen = (
+            f"{n_sel - n_alt} selected, {n_alt} alt-clicked"
+            if n_alt
+            else (f"{n_sel} selected")
+        )
         panel.md(
             f"**{n_pos}** positive (`{opts['positive_tag']}`), **{n_neg}** negative "
-            f"(`{opts['negative_tag']}`), {n_sel} selected; alt-click marks a"
-            " negative",
+            f"(`{opts['negative_tag']}`), {chosen}; alt-click marks a negative",
             name="labels",
         )
         marks = panel.h_stack("marks", align_x="left", gap=1)

@@ -156,8 +156,8 @@ def replaceable_view(root, name: str, overwrite: bool = False, replace_own=True)
         return existing
     raise ViewNameTakenError(
         f"dataset {root.name!r} already has a saved view {name!r} that clipbranches "
-        "did not save (or an earlier version saved): choose another name, or delete"
-        " that view first"
+        "did not save (or saved before it marked its views): choose another name, or"
+        " delete that view first"
     )
 
 

@@ -206,6 +206,10 @@ def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
         requests = call(ds, "search", state=base, selected=ids[2:3], alt=ids[:2])
         (found,) = notifications(requests, "success")
         assert found.startswith("8 nearest samples to 1 selected sample (2 alt-clicked")
+        shown = rendered(
+            call(ds, "on_load", state=base, selected=ids[2:4], alt=ids[:1])
+        )
+        assert "2 selected, 1 alt-clicked;" in str(shown["labels"])
         (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
         shown = dict(view[0]["kwargs"])["sample_ids"]
         assert shown == sdk.search_ids(ds, sample_ids=[ids[2]], k=8, index_key="t")[0]
