@@ -93,9 +93,11 @@ class BuildIndex(foo.Operator):
         method = types.RadioGroup()
         method.add_choice("head", label="Learned head")
         method.add_choice("pca", label="PCA")
+        code, about = _code_choice(ctx)
         inputs.enum(
-            "code_method", ["head", "pca"], label="Code", default="head", view=method
-        )
+            "code_method", ["head", "pca"], label="Code", default=code, view=method,
+            description=about,
+        )  # fmt: skip
         add_orchestrator_hint(inputs)
         return types.Property(
             inputs, view=types.View(label="Build a clipbranches index")
@@ -263,3 +265,22 @@ class UpdateIndex(foo.Operator):
                 f" {said}{left}",
                 variant="success",
             )
+
+
+def _code_choice(ctx) -> tuple[str, str | None]:
+    """The Code the form proposes and what it says: PCA where the dataset is too
+    small for the learned head (the build failed only once run)."""
+    from fiftyone_clipbranches.embed.encoder import min_fit_rows
+
+    n = len(ctx.dataset) if ctx.dataset is not None else None
+    head, pca = min_fit_rows("head"), min_fit_rows("pca")
+    if n is None or n >= head:
+        return "head", None
+    if n >= pca:
+        return "pca", (
+            f"{counted(n, 'sample')}: the learned head needs at least {head}, PCA {pca}"
+        )
+    return "pca", (
+        f"{counted(n, 'sample')}: an index needs at least {pca} (PCA; the learned"
+        f" head {head}): add samples first"
+    )

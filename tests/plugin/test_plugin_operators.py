@@ -227,6 +227,33 @@ def test_build_index_form_flags_an_existing_key(indexed_dataset):
     assert props["index_key"]["invalid"] is False
 
 
+def test_build_index_form_proposes_pca_where_the_learned_head_cannot_fit(
+    indexed_dataset, cifar_dir
+):
+    """The form proposed the learned head on any dataset; under 64 samples the
+    build failed only once run."""
+    from sdk_testdata import make_cifar_dataset
+
+    code = _resolve_input("build_index", indexed_dataset, {})["code_method"]
+    assert code["default"] == "head" and not code["view"].get("description")
+    for per_class, says in ((4, "the learned head needs at least 64, PCA 33"),
+                            (2, "an index needs at least 33")):  # fmt: skip
+        ds = make_cifar_dataset(cifar_dir, per_class)
+        try:
+            code = _resolve_input("build_index", ds, {})["code_method"]
+        finally:
+            ds.delete()
+        assert code["default"] == "pca"
+        assert code["view"]["description"] == (
+            f"{10 * per_class} samples: {says}"
+            + (
+                ""
+                if per_class == 4
+                else " (PCA; the learned head 64): add samples first"
+            )
+        )
+
+
 def test_delete_form_names_the_index_it_deletes_and_assumes_none(indexed_dataset):
     props = _resolve_input("delete_index", indexed_dataset, {})
     assert props["index_key"].get("default") is None and "warning" not in props
