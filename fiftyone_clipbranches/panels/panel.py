@@ -170,6 +170,15 @@ class RelevancePanel(foo.Panel):
         """The build operator's form; the panel shows the index once it is built."""
         ctx.prompt(f"{self.plugin_name}/build_index", on_success=self.check_again)
 
+    def open_update_index(self, ctx):
+        """The update operator's form on the panel's index (it says how many
+        samples are not searched yet); the panel reads the indexes again after."""
+        ctx.prompt(
+            f"{self.plugin_name}/update_index",
+            params={"index_key": ctx.panel.state.get("index_key")},
+            on_success=self.check_again,
+        )
+
     def clear_history(self, ctx):
         """Asks first (render offers the choice)."""
         ctx.panel.state.set("confirm", "clear_history")
@@ -233,6 +242,13 @@ class RelevancePanel(foo.Panel):
         # no default= on inputs: the state holds their values (on_load), and a
         # default would replace them when the page is reloaded
         panel.enum("index_key", keys, label="Index", view=choices)
+        index_actions = panel.h_stack("index_actions", align_x="left", gap=1)
+        index_actions.btn(
+            "update_index", label="Update index", on_click=self.open_update_index
+        )
+        index_actions.btn(
+            "build_another", label="Build another index", on_click=self.open_build_index
+        )
 
         panel.str(
             "query",

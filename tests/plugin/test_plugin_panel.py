@@ -430,6 +430,18 @@ def test_panel_without_index_says_how_to_build_one(make_dataset_no_index):
     requests = call(ds, "check_again", state={"index_key": "clipbranches"})
     assert patched_state(requests)["index_key"] == "fresh"
     assert "search" in rendered(requests) and "no_index" not in rendered(requests)
+    # with an index, the panel opens the update form on it, and the build form for
+    # another: the list is read again when either succeeds
+    actions = str(rendered(requests)["index_actions"])
+    assert "'update_index'" in actions and "'build_another'" in actions
+    (prompt,) = [
+        p
+        for uri, p in call(ds, "open_update_index", state={"index_key": "fresh"})
+        if uri == "prompt_user_for_operation"
+    ]
+    assert prompt["operator_uri"] == "@clipbranches/clipbranches/update_index"
+    assert prompt["params"] == {"index_key": "fresh"}
+    assert prompt["on_success"].endswith("clipbranches_panel#check_again")
 
 
 def test_stats_line_names_the_neighbour_positives():
