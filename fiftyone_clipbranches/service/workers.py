@@ -387,9 +387,9 @@ def worker_main(conn, target: str, args: tuple, nice: int) -> None:
         handler = getattr(importlib.import_module(module), name)(*args)
     except BaseException as e:
         logger.exception("compute worker could not start")
-        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        _send_or_exit(conn, ("failed", f"{type(e).__name__}: {e}"))
         return
-    conn.send(("ready", os.getpid()))
+    _send_or_exit(conn, ("ready", os.getpid()))
     while True:
         try:
             task = conn.recv()
@@ -408,6 +408,15 @@ def worker_main(conn, target: str, args: tuple, nice: int) -> None:
             return  # the service is gone
         except Exception as e:  # an answer that cannot be pickled
             conn.send(("error", RuntimeError(f"unsendable answer: {e}")))
+
+
+def _send_or_exit(conn, message) -> None:
+    """Send ``message`` to the service, or end quietly when it is gone (killed
+    while this worker started: a BrokenPipeError traceback said nothing useful)."""
+    try:
+        conn.send(message)
+    except (OSError, ValueError):
+        _exit_now()
 
 
 def _exit_now() -> None:

@@ -297,3 +297,29 @@ def test_workers_started_later_open_the_datasets_served_not_every_indexed_one(
     served = [d["name"] for d in backend.list_datasets()]
     assert ds.name in served
     assert workers.args == (served, 1)
+
+
+def test_a_worker_whose_service_is_gone_once_it_started_exits_quietly():
+    """A service killed while its workers started left each a BrokenPipeError
+    traceback once it had loaded."""
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing as mp
+        from fiftyone_clipbranches.service.workers import worker_main
+        if __name__ == "__main__":
+            parent, child = mp.Pipe()
+            parent.close()  # the service, gone
+            worker_main(child, {STANDIN!r}, (), 0)
+            print("returned")
+        """
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).parent), env.get("PYTHONPATH", "")]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and "returned" not in done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
