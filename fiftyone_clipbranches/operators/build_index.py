@@ -272,8 +272,9 @@ def _code_choice(ctx) -> tuple[str, str | None]:
     small for the learned head (the build failed only once run)."""
     from fiftyone_clipbranches.embed.encoder import min_fit_rows
 
-    n = len(ctx.dataset) if ctx.dataset is not None else None
     head, pca = min_fit_rows("head"), min_fit_rows("pca")
+    # counted up to what decides (the form is drawn again at every change)
+    n = len(ctx.dataset.limit(head)) if ctx.dataset is not None else None
     if n is None or n >= head:
         return "head", None
     if n >= pca:

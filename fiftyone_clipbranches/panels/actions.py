@@ -130,10 +130,15 @@ def run_search(ctx, opts: dict) -> str:
     return found + unsearched_note(unsearched)
 
 
+def alt_clicked(ctx) -> set[str]:
+    """The ids of the selected samples that were alt-clicked (marked negative)."""
+    return {s["id"] for s in ctx.selected_samples or () if s.get("type") == "alt"}
+
+
 def _examples(ctx) -> tuple[list[str], int]:
     """``(ids, n_alt)``: the selected samples a search by example looks near, and
     how many alt-clicked ones (which the panel marks negative) it leaves out."""
-    alt = {s["id"] for s in ctx.selected_samples if s.get("type") == "alt"}
+    alt = alt_clicked(ctx)
     examples = [sid for sid in ctx.selected if sid not in alt]
     if not examples:
         raise ValueError(
@@ -166,7 +171,7 @@ def mark(ctx, opts: dict, label: str) -> str:
     """Tag the selected samples ``label`` ("positive"/"negative"); alt-selected
     samples are always tagged negative. The opposite tag is removed."""
     pos_tag, neg_tag = tags(opts)
-    alt = {s["id"] for s in ctx.selected_samples if s.get("type") == "alt"}
+    alt = alt_clicked(ctx)
     chosen = [sid for sid in ctx.selected if sid not in alt]
     if not chosen and not alt:
         raise ValueError("select samples in the grid first (alt-click marks negatives)")
@@ -247,7 +252,7 @@ def run_refine(ctx, opts: dict) -> dict:
     ctx.panel.state.set("showing", "refine")
     history = RoundHistory(ctx)
     # a model that refines the text search says which text it refined
-    searched = {"query": request.query} if request.spec.needs_query else {}
+    searched = {"text": request.query} if request.spec.needs_query else {}
     record = history.append(
         "refine", **result.stats, in_view=scope is not ctx.dataset, **searched
     )

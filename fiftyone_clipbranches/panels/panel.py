@@ -265,7 +265,7 @@ class RelevancePanel(foo.Panel):
             )
 
         n_pos, n_neg = actions.tag_counts(ctx, opts)
-        n_alt = sum(s.get("type") == "alt" for s in ctx.selected_samples or ())
+        n_alt = len(actions.alt_clicked(ctx))
         n_sel = len(ctx.selected)
         chosen = (
             f"{n_sel - n_alt} selected, {n_alt} alt-clicked"
@@ -429,7 +429,7 @@ def _history_markdown(history: list[dict]) -> str:
     lines = ["| # | kind | details |", "|---|---|---|"]
     for rec in reversed(history[-10:]):
         if rec["kind"] == "refine":
-            searched = f" '{shortened(rec['query'])}'" if rec.get("query") else ""
+            searched = f" '{shortened(rec['text'])}'" if rec.get("text") else ""
             detail = (
                 f"{rec['model']}{searched}: {rec['n_pos']}+ / {rec['n_neg']}- →"
                 f" {counted(rec['n_results'], 'match')}"

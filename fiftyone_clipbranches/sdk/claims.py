@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import shlex
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -31,6 +32,9 @@ from fiftyone_clipbranches.sdk.runs import root_dataset
 CLAIMS_COLLECTION = "clipbranches.key_claims"
 #: A claim made on another host is presumed dead after this long.
 FOREIGN_CLAIM_TIMEOUT_S = 24 * 3600.0
+#: The claims this process holds now, by ``(_id, since)``.
+_HELD: set[tuple[str, float]] = set()
+_HELD_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -67,10 +71,16 @@ def key_claim(root, key: str, work: str = "build"):
             claims.delete_one(held)  # its process died: take it over
     else:
         raise IndexBusyError(_busy_message(root, key, None))
+    token = (mine["_id"], mine["since"])
+    with _HELD_LOCK:
+        _HELD.add(token)
     try:
         yield
     finally:
-        claims.delete_one(mine)
+        with _HELD_LOCK:
+            _HELD.discard(token)
+        claims.delete_one(mine)  # if this fails, the claim is this process's and
+        # not held: the next claim takes it over (_claim_live)
 
 
 @contextmanager
@@ -89,7 +99,11 @@ def waiting_claim(root, key: str, work: str, wait_s: float, busy: str):
             break
         except IndexBusyError:
             if time.monotonic() > deadline:
-                raise IndexBusyError(busy) from None
+                unlock = (
+                    f"; if the process holding it is gone: clipbranches unlock-index"
+                    f" {shlex.quote(root.name)} --key {shlex.quote(key)}"
+                )
+                raise IndexBusyError(busy + unlock) from None
             time.sleep(0.05)
     try:
         yield
@@ -165,7 +179,12 @@ def _claim_id(root, key: str) -> str:
 
 def _claim_live(held: dict) -> bool:
     """Whether the process holding ``held`` may still run (one on another host is
-    presumed to for :data:`FOREIGN_CLAIM_TIMEOUT_S`)."""
+    presumed to for :data:`FOREIGN_CLAIM_TIMEOUT_S`) and, when it is this one,
+    still holds it (a claim whose removal failed, the database gone meanwhile,
+    is not)."""
+    if is_this_process(held):
+        with _HELD_LOCK:
+            return (held["_id"], held["since"]) in _HELD
     return not holder_gone(held, time.time() - held["since"], FOREIGN_CLAIM_TIMEOUT_S)
 
 

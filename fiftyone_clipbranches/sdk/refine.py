@@ -202,7 +202,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         )
         return FittedRefinement(None, bundle, pos_rows, neg_rows, within, stats, t0)
 
-    _check_some_negatives(req, len(pos_rows), len(neg_rows))
+    _check_some_negatives(req, len(pos_rows), len(neg_rows), len(labels.negatives))
     t1 = time.perf_counter()
     train = fit_on_index(
         clf,
@@ -224,22 +224,31 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
     return FittedRefinement(clf, bundle, pos_rows, neg_rows, within, stats, t0)
 
 
-def _check_some_negatives(req: RefineRequest, n_pos: int, n_neg: int) -> None:
-    """Refuse a training set without negatives (none labelled, no random ones):
-    a classifier has nothing to tell the positives from (the linear one failed in
-    its own words, the others returned the positives and their neighbours). A
-    model that refines the search query has the query for reference."""
+def _check_some_negatives(
+    req: RefineRequest, n_pos: int, n_neg: int, n_labelled_neg: int
+) -> None:
+    """Refuse a training set without negatives (none labelled in the index, no
+    random ones): a classifier has nothing to tell the positives from (the linear
+    one failed in its own words, the others returned the positives and their
+    neighbours). A model that refines the search query has the query for
+    reference. ``n_labelled_neg``: the samples labelled negative, in the index or
+    not."""
     if n_neg or req.n_random_negatives_for(n_pos) or req.spec.needs_query:
         return
+    why, app_why = "no sample is labelled negative", "no sample is marked negative"
+    if n_labelled_neg:
+        why = app_why = (
+            f"the {counted(n_labelled_neg, 'sample')} labelled negative"
+            f" {'is' if n_labelled_neg == 1 else 'are'} not in the index (added"
+            " since it was built, or unreadable: update the index)"
+        )
     error = ValueError(
-        "no negatives to learn from: no sample is labelled negative and"
-        " random_negatives is 0; label some negatives, or leave random_negatives"
-        " unset (CLI: --random-negatives)"
+        f"no negatives to learn from: {why} and random_negatives is 0; label some"
+        " negatives, or leave random_negatives unset (CLI: --random-negatives)"
     )
     error.in_app = (
-        "no negatives to learn from: no sample is marked negative and Random"
-        " negatives is 0; mark some samples negative, or empty Random negatives"
-        " (the model's default)"
+        f"no negatives to learn from: {app_why} and Random negatives is 0; mark"
+        " some samples negative, or empty Random negatives (the model's default)"
     )
     raise error
 

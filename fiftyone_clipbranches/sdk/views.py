@@ -96,6 +96,7 @@ def save_view(
     overwrite: bool = False,
     description=None,
     replace_own: bool = True,
+    wait_s: float = VIEW_SAVE_WAIT_S,
 ):
     """Save ``view`` on ``dataset``'s root dataset as ``name`` (leading and trailing
     spaces dropped); returns the name.
@@ -106,14 +107,15 @@ def save_view(
     any other view of that name is refused. A differently named view whose slug is
     the same (FiftyOne treats "My Dogs" and "my-dogs" as one name) is never
     replaced. One save of a name at a time, across processes, checks and writes it
-    (two saves of a new name at once left two views of that name). The saved view's
-    description is :data:`VIEW_MARK` followed by ``description`` (str or None).
+    (two saves of a new name at once left two views of that name; the next waits up
+    to ``wait_s`` seconds). The saved view's description is :data:`VIEW_MARK`
+    followed by ``description`` (str or None).
 
     Raises:
         ViewNameTakenError: the slug of ``name`` is used by another view, or a view
             of ``name`` exists that this save may not replace.
-        IndexBusyError: another process has been saving this name for
-            :data:`VIEW_SAVE_WAIT_S` seconds.
+        IndexBusyError: another process has been saving this name for ``wait_s``
+            seconds.
         ValueError: an empty name, or a view of another dataset.
     """
     from fiftyone.core.utils import to_slug
@@ -128,9 +130,9 @@ def save_view(
     slug = _slug(name, to_slug)
     busy = (
         f"saved view {name!r} of dataset {root.name!r} has been saved by another"
-        f" process for over {VIEW_SAVE_WAIT_S:g} s: try again"
+        f" process for over {wait_s:g} s: try again"
     )
-    with waiting_claim(root, VIEW_CLAIM_PREFIX + slug, "view", VIEW_SAVE_WAIT_S, busy):
+    with waiting_claim(root, VIEW_CLAIM_PREFIX + slug, "view", wait_s, busy):
         existing = replaceable_view(root, name, overwrite, replace_own)
         text = _marked(description)
         if existing is None:

@@ -28,8 +28,10 @@ from fiftyone_clipbranches.service.schema import Int, Object
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
-#: Threads saving results as views (apart from the compute pool's).
+#: Threads saving results as views (apart from the compute pool's), and saves
+#: that may wait for them beyond those (more get ``503 busy``).
 SAVE_THREADS = 2
+SAVES_QUEUED = 8
 #: Endpoints answered without a token (probes and the API description).
 PUBLIC_PATHS = frozenset({"/v1/health", "/v1/ready", "/v1/openapi.json"})
 
@@ -44,8 +46,10 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
 }
-#: An integer as a query parameter writes it (any size the range check can name).
-_INT_TEXT = re.compile(r"-?[0-9]{1,40}")
+#: An integer as a query parameter writes it; past _INT_DIGITS digits it is out
+#: of any range the API takes.
+_INT_TEXT = re.compile(r"-?[0-9]+")
+_INT_DIGITS = 40
 #: What a browser page of an allowed origin may send (``cors_origins``).
 _CORS_METHODS = "GET, POST, DELETE"
 _CORS_HEADERS = "Authorization, Content-Type"
@@ -84,7 +88,7 @@ def create_app(
     # saves are database writes of milliseconds: their own threads, so that they do
     # not wait behind computations (up to the time limit) for a compute thread
     saves = ComputePool(
-        workers=SAVE_THREADS, max_queued=pool.max_queued, timeout_s=pool.timeout_s
+        workers=SAVE_THREADS, max_queued=SAVES_QUEUED, timeout_s=pool.timeout_s
     )
     token_bytes = token.encode() if token else None
     app.extensions["clipbranches"] = {
@@ -365,6 +369,16 @@ def _query(schema: Object) -> dict:
         if prop is not None and isinstance(prop.schema, Int):
             if not _INT_TEXT.fullmatch(value):
                 raise ValidationError(key, f"must be an integer, got {value!r}")
+            if len(value.lstrip("-")) > _INT_DIGITS:
+                low, high = prop.schema.minimum, prop.schema.maximum
+                bounds = [f">= {low}"] * (low is not None) + [f"<= {high}"] * (
+                    high is not None
+                )
+                raise ValidationError(
+                    key,
+                    f"must be {' and '.join(bounds) or 'smaller'}, got a number of"
+                    f" {len(value.lstrip('-'))} digits",
+                )
             converted[key] = int(value)
         else:
             converted[key] = value

@@ -28,7 +28,7 @@ from fiftyone_clipbranches.service.compute_worker import (
     search_answer,
     search_task,
 )
-from fiftyone_clipbranches.service.database import DatabaseWatch, database_error
+from fiftyone_clipbranches.service.database import DatabaseWatch, database_errors
 from fiftyone_clipbranches.service.errors import (
     ApiError,
     not_found,
@@ -54,6 +54,9 @@ def check_datasets_exist(names) -> None:
 #: Most samples a saved view may select by id (a saved view is one database
 #: document, limited to 16 MB).
 _ID_DTYPE = "S24"
+#: Longest a save waits for another process saving the same view name (well
+#: within a request's time limit: a 504 would leave the client guessing).
+SAVE_CLAIM_WAIT_S = 10.0
 #: Startup verification levels of ``clipbranches serve --verify``.
 VERIFY_LEVELS = ("none", "fast", "full")
 
@@ -370,8 +373,9 @@ class SdkBackend:
                 view = ds.select(ids, ordered=True)
                 with _sdk_errors():  # any view of the name is a client's: 409
                     saved = sdk.save_view(
-                        ds, name, view, overwrite=overwrite, replace_own=False
-                    )
+                        ds, name, view, overwrite=overwrite, replace_own=False,
+                        wait_s=SAVE_CLAIM_WAIT_S,
+                    )  # fmt: skip
                 n = len(view)  # not the samples deleted since the result was made
             except ApiError:
                 raise
@@ -466,7 +470,8 @@ class SdkBackend:
                 "index_unavailable",
             ):
                 # another request may have taken the change in already
-                force = _database_state(entry.name) != entry.state
+                with self._database.bounded():
+                    force = _database_state(entry.name) != entry.state
                 self._entry(entry.name, force=force)  # 404 when it is gone
                 self._index(entry, key)  # 404 when the index is
             raise
@@ -501,7 +506,7 @@ class SdkBackend:
             with self._database.bounded():
                 state = _database_state(entry.name)
             if force or entry.gone or state is None or state != entry.state:
-                with _sdk_errors():  # the database gone meanwhile: 503 or 507
+                with database_errors():  # the database gone meanwhile: 503
                     self._sync(entry)
                 entry.state = state
             entry.checked_at = time.monotonic()
@@ -796,7 +801,8 @@ def _sdk_errors():
     from fiftyone_clipbranches.sdk.messages import USER_ERRORS, http_message
 
     try:
-        yield
+        with database_errors():  # pymongo's: 503 or 507
+            yield
     except ApiError:
         raise
     except e.IndexNotFoundError as err:
@@ -821,14 +827,11 @@ def _sdk_errors():
         raise ApiError(503, "index_unavailable", http_message(err)) from None
     except e.ViewNameTakenError as err:
         raise ApiError(409, "view_exists", http_message(err)) from None
+    except e.IndexBusyError as err:  # for now: another process builds or saves
+        raise ApiError(503, "busy", http_message(err), retry_after_s=2) from None
     except USER_ERRORS as err:
         raise unprocessable("unprocessable", http_message(err)) from None
     except RuntimeError as err:
         if isinstance(err, weights_unavailable_error()):
             raise ApiError(503, "model_unavailable", http_message(err)) from None
         raise
-    except Exception as err:
-        failure = database_error(err)
-        if failure is None:
-            raise
-        raise failure from None

@@ -61,5 +61,6 @@ class ComputePool:
             future.cancel()
             raise timeout_error("the request did not finish", self.timeout_s) from None
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel the queued jobs; with ``wait``, wait for the running ones."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)

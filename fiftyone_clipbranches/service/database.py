@@ -19,6 +19,22 @@ DATABASE_TIMEOUT_S = 5.0
 #: After such a read failed, requests answer 503 at once for this long (the
 #: ``Retry-After`` they send); then one read tries the database again.
 RETRY_AFTER_S = 2
+#: MongoDB's error code for a full disk (``OutOfDiskSpace``); a write may also
+#: fail with the system's "No space left on device" under another code.
+OUT_OF_DISK_SPACE = 14031
+
+
+@contextlib.contextmanager
+def database_errors():
+    """Database failures in the block as API errors (:func:`database_error`);
+    every other error goes on as it is."""
+    try:
+        yield
+    except Exception as err:
+        failure = database_error(err)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def database_error(err: BaseException) -> ApiError | None:
@@ -33,13 +49,14 @@ def database_error(err: BaseException) -> ApiError | None:
         return ApiError(
             503,
             "database_unavailable",
-            f"the FiftyOne database does not answer ({_first_line(err)}): nothing"
-            " was changed; retry once it is back (the service reconnects by itself)",
+            f"the FiftyOne database does not answer ({_first_line(err)}): retry once"
+            " it is back (the service reconnects by itself); a save cut short may"
+            " or may not have been written",
             retry_after_s=RETRY_AFTER_S,
         )
     text = str(getattr(err, "details", None) or err)
     if isinstance(err, OperationFailure) and (
-        err.code == 28 or "No space left on device" in text
+        err.code == OUT_OF_DISK_SPACE or "No space left on device" in text
     ):
         return ApiError(
             507,
@@ -61,11 +78,18 @@ class DatabaseWatch:
         self._failure: ApiError | None = None
 
     def check(self) -> None:
-        """Raise the last failure while it is recent."""
+        """Raise (a copy of) the last failure while it is recent."""
         with self._lock:
             failed_at, failure = self._failed_at, self._failure
         if failure is not None and time.monotonic() - failed_at < RETRY_AFTER_S:
-            raise failure
+            # a fresh error each time: one shared by every request's thread would
+            # gather their tracebacks
+            raise ApiError(
+                failure.status,
+                failure.code,
+                failure.message,
+                retry_after_s=failure.retry_after_s,
+            )
 
     @contextlib.contextmanager
     def bounded(self):
@@ -75,15 +99,13 @@ class DatabaseWatch:
 
         self.check()
         try:
-            with pymongo.timeout(DATABASE_TIMEOUT_S):
+            with pymongo.timeout(DATABASE_TIMEOUT_S), database_errors():
                 yield
-        except Exception as err:
-            failure = database_error(err)
-            if failure is None:
-                raise
-            with self._lock:
-                self._failed_at, self._failure = time.monotonic(), failure
-            raise failure from None
+        except ApiError as failure:
+            if failure.code == "database_unavailable":
+                with self._lock:
+                    self._failed_at, self._failure = time.monotonic(), failure
+            raise
         with self._lock:
             self._failed_at = self._failure = None
 

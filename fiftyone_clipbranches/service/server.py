@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from fiftyone_clipbranches.service.app import create_app
+from fiftyone_clipbranches.service.app import SAVE_THREADS, SAVES_QUEUED, create_app
 from fiftyone_clipbranches.service.client import TOKEN_ENV
 from fiftyone_clipbranches.service.compute import ComputePool
 from fiftyone_clipbranches.service.requests import MAX_BODY_BYTES
@@ -42,9 +42,10 @@ class ServiceConfig:
     Attributes:
         host: interface to bind; 127.0.0.1 unless you mean to expose the service.
         port: TCP port (0 picks a free one).
-        threads: waitress worker threads for everything but compute; the server
-            adds one per request admitted to compute (``compute_workers +
-            max_queued``), so probes and pages always find a thread.
+        threads: waitress worker threads for everything but compute and saves;
+            the server adds one per request admitted to either (``compute_workers
+            + max_queued``, and ``app.SAVE_THREADS + app.SAVES_QUEUED``), so probes
+            and pages always find a thread.
         token: bearer token; None reads ``$CLIPBRANCHES_SERVICE_TOKEN``, else one is
             generated (and printed by :func:`serve`).
         allow_no_token_on_localhost: with no token given, serve without
@@ -187,8 +188,9 @@ class RunningService:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let requests in progress end (up to ``timeout``; those
-        still computing then answer ``503 shutting_down``), free the port and end
-        the server thread."""
+        still computing in worker processes then answer ``503 shutting_down``:
+        computing in threads, they cannot be stopped), free the port and end the
+        server thread."""
         from waitress import wasyncore
 
         if self._stopped:
@@ -212,7 +214,8 @@ class RunningService:
         if self.workers is not None:
             self.workers.shutdown(timeout=timeout)
         self.pool.shutdown()
-        self.app.extensions["clipbranches"]["saves"].shutdown()
+        # a save waiting for another process's (its claim) holds no stop
+        self.app.extensions["clipbranches"]["saves"].shutdown(wait=False)
 
 
 def _drained(dispatcher, timeout: float) -> bool:
@@ -289,9 +292,14 @@ def _create_server(create_server, app, config: ServiceConfig):
         app,
         host=config.host,
         port=config.port,
-        # a thread per request admitted to compute, besides ``threads``: requests
-        # waiting for a worker never leave probes and pages without a thread
-        threads=config.threads + config.compute_workers + config.max_queued,
+        # a thread per request admitted to compute or to a save, besides
+        # ``threads``: requests waiting for either never leave probes and pages
+        # without a thread
+        threads=config.threads
+        + config.compute_workers
+        + config.max_queued
+        + SAVE_THREADS
+        + SAVES_QUEUED,
         max_request_body_size=TRANSPORT_BODY_LIMIT,
         max_request_header_size=config.max_request_header_size,
         connection_limit=_connection_limit(config.connection_limit),

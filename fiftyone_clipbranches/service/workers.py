@@ -405,9 +405,9 @@ def worker_main(conn, target: str, args: tuple, nice: int) -> None:
         try:
             conn.send(answer)
         except (OSError, ValueError):
-            return  # the service is gone
+            _exit_now()  # the service is gone
         except Exception as e:  # an answer that cannot be pickled
-            conn.send(("error", RuntimeError(f"unsendable answer: {e}")))
+            _send_or_exit(conn, ("error", RuntimeError(f"unsendable answer: {e}")))
 
 
 def _send_or_exit(conn, message) -> None:

@@ -11,7 +11,9 @@ from fiftyone_clipbranches.sdk.models import MODELS
 from fiftyone_clipbranches.sdk.round_history import STORE_NAME
 
 
-def call(ds, method, state=None, selected=(), alt=(), view=None, view_name=None):
+def call(
+    ds, method, state=None, selected=(), alt=(), view=None, view_name=None, filters=None
+):
     ctx = {
         "dataset": ds,
         "selected": list(selected) + list(alt),
@@ -27,6 +29,8 @@ def call(ds, method, state=None, selected=(), alt=(), view=None, view_name=None)
         ctx["view"] = view
     if view_name is not None:  # a saved view opened in the App's selector
         ctx["view_name"] = view_name
+    if filters is not None:  # the sidebar's
+        ctx["filters"] = filters
     return run_op("clipbranches_panel", ctx)[1]
 
 
@@ -159,6 +163,36 @@ def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
     assert len(foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds")) == 3
     call(ds, "confirm", state=patched_state(asked))
     assert foo.ExecutionStore.create(STORE_NAME, ds._doc.id).get("rounds") is None
+
+
+def test_mark_and_reset_keep_a_sidebar_filter_as_view_stages(indexed_dataset):
+    """The App's reload after a Mark drops the sidebar's filters: the grid showed
+    every sample, and the next search ran over all of them."""
+    import fiftyone.core.view as fov
+
+    ds = indexed_dataset
+    labels = np.array(ds.values("ground_truth.label"))
+    ships = np.array(ds.values("id"))[labels == "ship"]
+    filters = {
+        "ground_truth.label": {
+            "values": ["ship"],
+            "exclude": False,
+            "isMatching": False,
+        }
+    }
+    for method, kwargs in (
+        ("mark_positive", {"selected": ships[:2].tolist()}),
+        ("confirm", {"state": {"confirm": "reset_labels"}}),
+    ):
+        requests = call(ds, method, filters=filters, **kwargs)
+        order = uris(requests)
+        assert order.index("set_view") == order.index("reload_dataset") + 1, order
+        (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
+        kept = fov.DatasetView._build(ds, stages)
+        assert sorted(kept.values("id")) == sorted(ships.tolist()), method
+        # without a filter, nothing but the reload
+        plain = call(ds, method, **kwargs)
+        assert "set_view" not in uris(plain) and "reload_dataset" in uris(plain)
 
 
 def test_query_ball_refines_the_panel_query(indexed_dataset):

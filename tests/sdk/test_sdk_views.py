@@ -101,6 +101,21 @@ def test_one_save_of_a_name_at_a_time_and_the_name_it_writes_is_the_one_checked(
         sdk.save_view(ds, " race ", ds.limit(1), replace_own=False)
     assert sdk.save_view(ds, " race ", ds.limit(1)) == "race"  # ours: replaced
     assert ds.load_saved_view("race").values("id") == ids[:1]
+    # a claim of this process it no longer holds (its removal failed, the database
+    # gone meanwhile) is taken over, not waited for until the process ends
+    from fiftyone.core.odm import get_db_conn
+
+    from fiftyone_clipbranches.sdk.processes import this_process
+
+    stale = {
+        "_id": claims._claim_id(ds, views.VIEW_CLAIM_PREFIX + "race"),
+        **this_process(),
+        "work": "view",
+        "since": 1.0,
+    }
+    get_db_conn()[claims.CLAIMS_COLLECTION].insert_one(stale)
+    sdk.save_view(ds, "race", ds.limit(2), wait_s=0.5)
+    assert ds.load_saved_view("race").values("id") == ids[:2]
 
 
 def test_a_view_the_user_saved_is_replaced_only_when_asked(indexed):

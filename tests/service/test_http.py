@@ -252,6 +252,10 @@ def test_paging_bounds_and_delete(call, served_dataset):
     # an integer too large is out of range, not "not an integer"
     huge = call("GET", f"/v1/results/{rid}?limit=99999999999999999999")[2]["error"]
     assert "must be <=" in huge["message"] and "integer" not in huge["message"]
+    huge = call("GET", f"/v1/results/{rid}?limit={'9' * 5000}")[2]["error"]
+    assert huge["message"] == (
+        "limit: must be >= 1 and <= 10000, got a number of 5000 digits"
+    )
     assert call("DELETE", f"/v1/results/{rid}")[0] == 200
     for method in ("GET", "DELETE"):
         status, _, err = call(method, f"/v1/results/{rid}")

@@ -69,6 +69,7 @@ def test_a_cluster_that_lost_the_shards_is_unavailable_not_a_bad_request():
         ("CheckpointUnavailableError", "model_unavailable"),
         ("StaleIndexError", "stale_index"),
         ("UnknownModelError", "unprocessable"),
+        ("IndexBusyError", "busy"),  # another process builds or saves: for now
     ],
 )
 def test_the_servers_missing_files_are_503s_the_requests_faults_422s(error, code):
@@ -108,10 +109,13 @@ def test_a_database_that_does_not_answer_or_is_full_is_not_a_bare_500():
     with pytest.raises(ApiError) as err, _sdk_errors():
         raise ServerSelectionTimeoutError("127.0.0.1:27017: [Errno 111] refused")
     assert (err.value.status, err.value.code) == (503, "database_unavailable")
-    assert err.value.retry_after_s == 2 and "nothing was changed" in err.value.message
-    full = {"errmsg": "No space left on device", "code": 28}
-    with pytest.raises(ApiError) as err, _sdk_errors():
-        raise WriteError("No space left on device", 28, full)
-    assert (err.value.status, err.value.code) == (507, "database_full")
-    with pytest.raises(OperationFailure), _sdk_errors():  # a bug stays a 500
-        raise OperationFailure("unknown operator: $frob", 2)
+    assert err.value.retry_after_s == 2 and "does not answer" in err.value.message
+    # MongoDB's OutOfDiskSpace, and the system's words under another code
+    for code, words in ((14031, "Out of disk space"), (8, "No space left on device")):
+        with pytest.raises(ApiError) as err, _sdk_errors():
+            raise WriteError(words, code, {"errmsg": words, "code": code})
+        assert (err.value.status, err.value.code) == (507, "database_full"), code
+    # a bug stays a 500, PathNotViable (28) included
+    for code, words in ((2, "unknown operator: $frob"), (28, "Cannot create field")):
+        with pytest.raises(OperationFailure), _sdk_errors():
+            raise OperationFailure(words, code)
