@@ -277,6 +277,11 @@ def test_a_refinement_without_any_negative_is_refused_in_words(indexed_dataset):
         assert "empty Random negatives" in error and "set_view" not in uris(requests)
     with pytest.raises(ValueError, match="random_negatives is 0"):
         sdk.refine(ds, index_key="cb", random_negatives=0, score_field=None)
+    # a negative labelled on a sample added since the build: said so
+    added = ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    sdk.label_samples(ds, [], [added])
+    with pytest.raises(ValueError, match="the 1 sample labelled negative is not in"):
+        sdk.refine(ds, index_key="cb", random_negatives=0, score_field=None)
 
 
 def test_refine_without_labels_is_a_notification_that_stays(indexed_dataset):
