@@ -289,15 +289,24 @@ def refuse_unmarked_selection(ctx, opts: dict) -> None:
 
 def show_all(ctx, opts: dict) -> str:
     """Every match of the last refinement, by descending score (waits for the
-    score field's background write)."""
+    score field's background write); without a score field, its ranking selected
+    by id (up to what a view can select)."""
     last = RoundHistory(ctx).result()
     if last is None:
         raise ValueError("refine first: there is no result to show")
     ids, score_field = last
-    if not score_field:
-        raise ValueError("set a score field to view every match by score")
-    sdk.wait_for_writes(ctx.dataset, score_field)
     scope = search_scope(ctx)
+    if not score_field:
+        if len(ids) > MAX_SELECTED_SAMPLES:
+            raise ResultTooLargeError(
+                f"the result holds {len(ids)} samples, more than the"
+                f" {MAX_SELECTED_SAMPLES} a view can select by id: set a score field"
+                " and refine again to view every match by score"
+            )
+        show_result(ctx, scope.select(ids, ordered=True), scope)
+        ctx.panel.state.set("showing", "all")
+        return f"{len(ids)} matches in ranking order"
+    sdk.wait_for_writes(ctx.dataset, score_field)
     show_result(
         ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
     )

@@ -357,7 +357,8 @@ class RelevancePanel(foo.Panel):
         panel.str(
             "score_field",
             label="Score field",
-            description="empty: write no score (Show all needs one)",
+            description="empty: write no score (Show all then selects the matches"
+            " by id, up to 100,000)",
         )
         return types.Property(panel, view=types.GridView(orientation="vertical"))
 
