@@ -94,10 +94,14 @@ class BuildIndex(foo.Operator):
         method.add_choice("head", label="Learned head")
         method.add_choice("pca", label="PCA")
         code, about = _code_choice(ctx)
-        inputs.enum(
+        chosen = inputs.enum(
             "code_method", ["head", "pca"], label="Code", default=code, view=method,
             description=about,
         )  # fmt: skip
+        too_few = _too_few_samples(ctx, ctx.params.get("code_method") or code)
+        if too_few:  # Execute stays disabled: the build would fail once run
+            chosen.invalid = True
+            chosen.error_message = too_few
         add_orchestrator_hint(inputs)
         return types.Property(
             inputs, view=types.View(label="Build a clipbranches index")
@@ -265,6 +269,16 @@ class UpdateIndex(foo.Operator):
                 f" {said}{left}",
                 variant="success",
             )
+
+
+def _too_few_samples(ctx, code_method: str) -> str | None:
+    """Why the dataset is too small for ``code_method``, or None."""
+    from fiftyone_clipbranches.embed.encoder import min_fit_rows
+
+    need = min_fit_rows(code_method)
+    if ctx.dataset is None or len(ctx.dataset.limit(need)) >= need:
+        return None
+    return f"Code '{code_method}' needs at least {need} samples"
 
 
 def _code_choice(ctx) -> tuple[str, str | None]:

@@ -28,7 +28,12 @@ from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.round_history import RoundHistory
-from fiftyone_clipbranches.sdk.scope import IN_VIEW, ctx_scope, show_result
+from fiftyone_clipbranches.sdk.scope import (
+    IN_VIEW,
+    ctx_scope,
+    fold_sidebar_filters,
+    show_result,
+)
 from fiftyone_clipbranches.sdk.search import (
     is_folder,
     is_image_reference,
@@ -108,7 +113,7 @@ def run_search(ctx, opts: dict) -> str:
         view = sdk.search(within, sample_ids=examples, k=k, index_key=opts["index_key"])
         what = counted(len(examples), "selected sample")
         if alt:
-            ignored = f" ({counted(alt, 'alt-clicked sample')}, negatives, left out)"
+            what += f" ({counted(alt, 'alt-clicked sample')}, negatives, left out)"
     else:
         raise ValueError("type a query or select samples to search by example")
     if within is not ctx.dataset:
@@ -191,8 +196,7 @@ def reload_keeping_filters(ctx) -> None:
     samples: the reload drops the sidebar's filters, which the grid then keeps as
     view stages (as a search or refinement within them shows its result)."""
     ctx.ops.reload_dataset()
-    if ctx.request_params.get("filters") and not ctx.request_params.get("view_name"):
-        ctx.ops.set_view(view=ctx.view)
+    fold_sidebar_filters(ctx)
 
 
 def show_sample_tags(ctx) -> None:
@@ -262,11 +266,11 @@ def run_refine(ctx, opts: dict) -> dict:
 
 def _with_searched_text(ctx, request: RefineRequest) -> RefineRequest:
     """``request``, for a model that refines a text search with the query box
-    empty, taking the text of the last search when it was one."""
+    empty, taking the last text searched (or refined)."""
     if not request.spec.needs_query or request.query is not None:
         return request
-    last = RoundHistory(ctx).last("search")
-    text = last.get("text") if last else None
+    searched = (r.get("text") for r in reversed(RoundHistory(ctx).list()))
+    text = next((t for t in searched if t), None)
     return dataclasses.replace(request, query=text) if text else request
 
 

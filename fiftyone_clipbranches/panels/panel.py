@@ -37,8 +37,13 @@ from fiftyone_clipbranches.sdk.models import (
     random_negatives_description,
 )
 from fiftyone_clipbranches.sdk.round_history import RoundHistory
-from fiftyone_clipbranches.sdk.scope import IN_VIEW, WITHIN_VIEW
+from fiftyone_clipbranches.sdk.scope import (
+    IN_VIEW,
+    WITHIN_VIEW,
+    fold_sidebar_filters,
+)
 from fiftyone_clipbranches.sdk.search import preload_index
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.sdk.views import replaced_view_size
 
 logger = logging.getLogger(__name__)
@@ -110,7 +115,14 @@ class RelevancePanel(foo.Panel):
 
     def reset_labels(self, ctx):
         """Asks first: the labels of every sample go (render offers the choice)."""
-        ctx.panel.state.set("confirm", "reset_labels")
+        self._ask_about(ctx, "reset_labels")
+
+    def _ask_about(self, ctx, action: str) -> None:
+        """Put the question about ``action`` in the state; the App drops the
+        sidebar's filters as the state changes, so they become view stages
+        first."""
+        fold_sidebar_filters(ctx)
+        ctx.panel.state.set("confirm", action)
 
     def confirm(self, ctx):
         """The action :meth:`reset_labels` or :meth:`clear_history` asked about."""
@@ -151,7 +163,7 @@ class RelevancePanel(foo.Panel):
             size = replaced_view_size(ctx.dataset, opts.get("view_name") or "")
             if size is None or name == confirmed:
                 return actions.save_results(ctx, opts)
-            ctx.panel.state.set("confirm", "replace_view")
+            self._ask_about(ctx, "replace_view")
             ctx.panel.state.set("replace_name", name)
             ctx.panel.state.set("replace_size", size)
             return None
@@ -167,8 +179,18 @@ class RelevancePanel(foo.Panel):
         self.on_load(ctx)
 
     def open_build_index(self, ctx):
-        """The build operator's form; the panel shows the index once it is built."""
-        ctx.prompt(f"{self.plugin_name}/build_index", on_success=self.check_again)
+        """The build operator's form (proposing a key no index has); the panel
+        shows the index once it is built."""
+        keys = set(sdk.list_indexes(ctx.dataset)) if ctx.dataset is not None else set()
+        candidates = (
+            DEFAULT_INDEX_KEY,
+            *(f"{DEFAULT_INDEX_KEY}_{i}" for i in range(2, len(keys) + 3)),
+        )
+        ctx.prompt(
+            f"{self.plugin_name}/build_index",
+            params={"index_key": next(k for k in candidates if k not in keys)},
+            on_success=self.check_again,
+        )
 
     def open_update_index(self, ctx):
         """The update operator's form on the panel's index (it says how many
@@ -181,7 +203,7 @@ class RelevancePanel(foo.Panel):
 
     def clear_history(self, ctx):
         """Asks first (render offers the choice)."""
-        ctx.panel.state.set("confirm", "clear_history")
+        self._ask_about(ctx, "clear_history")
 
     def redraw(self, ctx):
         """Nothing but the render that follows (a setting the render shows)."""
@@ -267,11 +289,7 @@ class RelevancePanel(foo.Panel):
         n_pos, n_neg = actions.tag_counts(ctx, opts)
         n_alt = len(actions.alt_clicked(ctx))
         n_sel = len(ctx.selected)
-        chosen = (
-            f"{n_sel - n_alt} selected, {n_alt} alt-clicked"
-            if n_alt
-            else (f"{n_sel} selected")
-        )
+        chosen = f"{n_sel} selected" + (f" ({n_alt} alt-clicked)" if n_alt else "")
         panel.md(
             f"**{n_pos}** positive (`{opts['positive_tag']}`), **{n_neg}** negative "
             f"(`{opts['negative_tag']}`), {chosen}; alt-click marks a negative",

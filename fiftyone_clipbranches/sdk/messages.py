@@ -132,11 +132,14 @@ def counted_are(n: int, noun: str) -> str:
 
 
 def unsearched_note(n: int) -> str:
-    """``"; 3 samples added since the build not searched (update the index)"``, or
+    """``"; 3 samples added since the last build or update not searched (update the index)"``, or
     ``""`` for 0: a clause for a result's summary in the App."""
     if not n:
         return ""
-    return f"; {counted(n, 'sample')} added since the build not searched (update the index)"
+    return (
+        f"; {counted(n, 'sample')} added since the last build or update not searched"
+        " (update the index)"
+    )
 
 
 def round_summary(stats: dict) -> str:

@@ -27,12 +27,34 @@ SHOWN_TTL_S = 7 * 24 * 3600
 
 
 def ctx_scope(ctx):
-    """:func:`app_scope` of an App context (``ctx.view``, ``ctx.dataset``), knowing
-    the scopes the grid's results were found in (:func:`show_result`)."""
+    """:func:`app_scope` of an App context (:func:`grid_view`, ``ctx.dataset``),
+    knowing the scopes the grid's results were found in (:func:`show_result`)."""
     store = ctx.store(SHOWN_STORE)
     return app_scope(
-        ctx.view, ctx.dataset, shown=lambda digest: store.get(SHOWN_PREFIX + digest)
+        grid_view(ctx),
+        ctx.dataset,
+        shown=lambda digest: store.get(SHOWN_PREFIX + digest),
     )
+
+
+def grid_view(ctx):
+    """What the App's grid shows: ``ctx.view``, and the sidebar's filters on a
+    saved view opened by name too (FiftyOne's ``ctx.view`` leaves them out
+    there)."""
+    params = ctx.request_params
+    filters, view = params.get("filters"), ctx.view
+    if not (filters and params.get("view_name")) or view is None:
+        return view
+    from fiftyone.server.view import get_extended_view
+
+    return get_extended_view(view, filters)
+
+
+def fold_sidebar_filters(ctx) -> None:
+    """Show the sidebar's filters as view stages (the grid keeps its samples): the
+    App drops them whenever the dataset reloads or a panel's state changes."""
+    if ctx.request_params.get("filters"):
+        ctx.ops.set_view(view=grid_view(ctx))
 
 
 def show_result(ctx, view, scope) -> None:

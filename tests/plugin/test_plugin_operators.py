@@ -364,7 +364,7 @@ def test_update_and_info_forms_show_unreadable_images_and_retry_them(
     _, requests = run_op("refine", {"dataset": ds, "params": params})
     (done,) = notifications(requests, "success")
     assert done.endswith(
-        "; 1 sample added since the build not searched (update the index)"
+        "; 1 sample added since the last build or update not searched (update the index)"
     )
     positives.untag_samples("cb_positive")
     # the update form says it before the update

@@ -193,6 +193,23 @@ def test_mark_and_reset_keep_a_sidebar_filter_as_view_stages(indexed_dataset):
         # without a filter, nothing but the reload
         plain = call(ds, method, **kwargs)
         assert "set_view" not in uris(plain) and "reload_dataset" in uris(plain)
+    # a question (Reset labels asks first) changes the panel's state, which drops
+    # the filters at once: they are stages before it is asked
+    asked = call(ds, "reset_labels", filters=filters)
+    assert patched_state(asked) == {"confirm": "reset_labels"}
+    (stages,) = [p["view"] for uri, p in asked if uri == "set_view"]
+    assert len(fov.DatasetView._build(ds, stages)) == len(ships)
+    # over a saved view opened by name (FiftyOne's ctx.view leaves its filters out)
+    ds.save_view("half", ds.take(len(ds) // 2, seed=1))
+    half = ds.load_saved_view("half")
+    in_half = sorted(set(half.values("id")) & set(ships.tolist()))
+    requests = call(
+        ds, "mark_negative", selected=in_half[:1], view_name="half", filters=filters
+    )
+    (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    assert sorted(fov.DatasetView._build(ds, stages).values("id")) == in_half
+    ds.delete_saved_view("half")
+    call(ds, "confirm", state={"confirm": "reset_labels"})
 
 
 def test_query_ball_refines_the_panel_query(indexed_dataset):
@@ -243,7 +260,7 @@ def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
         shown = rendered(
             call(ds, "on_load", state=base, selected=ids[2:4], alt=ids[:1])
         )
-        assert "2 selected, 1 alt-clicked;" in str(shown["labels"])
+        assert "3 selected (1 alt-clicked);" in str(shown["labels"])
         (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
         shown = dict(view[0]["kwargs"])["sample_ids"]
         assert shown == sdk.search_ids(ds, sample_ids=[ids[2]], k=8, index_key="t")[0]
@@ -257,6 +274,24 @@ def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
         assert "set_view" in uris(requests)
         table = rendered(call(ds, "on_load", state=ball))["history"]
         assert "ball 'an airplane': 3+ / 0-" in str(table), table
+        # a search by selection since: the last text searched still
+        call(ds, "search", state=base, selected=ids[5:6])
+        requests = call(ds, "refine", state=ball)
+        assert notifications(requests, "error") == []
+        # another index is proposed a key no index has
+        (prompt,) = [
+            p
+            for uri, p in call(ds, "open_build_index")
+            if uri == "prompt_user_for_operation"
+        ]
+        assert prompt["params"] == {"index_key": "clipbranches"}
+        sdk.rename_index(ds, "t", "clipbranches")
+        (prompt,) = [
+            p
+            for uri, p in call(ds, "open_build_index")
+            if uri == "prompt_user_for_operation"
+        ]
+        assert prompt["params"] == {"index_key": "clipbranches_2"}
     finally:
         ds.delete()
 

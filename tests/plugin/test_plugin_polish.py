@@ -147,9 +147,9 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     ds.add_sample(fo.Sample(filepath=ds.first().filepath))
     requests = call(ds, "search", state={"index_key": "clip", "query": "a cat", "k": 2})
     assert notifications(requests, "success") == [
-        "2 nearest samples to 'a cat'; 1 sample added since the build not searched (update the index)"
+        "2 nearest samples to 'a cat'; 1 sample added since the last build or update not searched (update the index)"
     ]
     _, requests = run_op("search", {"dataset": ds, "params": params})
     assert notifications(requests, "success") == [
-        "4 nearest samples to 'a cat'; 1 sample added since the build not searched (update the index)"
+        "4 nearest samples to 'a cat'; 1 sample added since the last build or update not searched (update the index)"
     ]
