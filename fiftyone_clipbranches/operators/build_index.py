@@ -29,6 +29,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
 )
+from fiftyone_clipbranches.sdk.stream_encode import fit_rows_needed
 
 COMPUTE = "__compute__"
 
@@ -273,9 +274,7 @@ class UpdateIndex(foo.Operator):
 
 def _too_few_samples(ctx, code_method: str) -> str | None:
     """Why the dataset is too small for ``code_method``, or None."""
-    from fiftyone_clipbranches.embed.encoder import min_fit_rows
-
-    need = min_fit_rows(code_method)
+    need = fit_rows_needed(code_method)
     if ctx.dataset is None or len(ctx.dataset.limit(need)) >= need:
         return None
     return f"Code '{code_method}' needs at least {need} samples"
@@ -284,9 +283,7 @@ def _too_few_samples(ctx, code_method: str) -> str | None:
 def _code_choice(ctx) -> tuple[str, str | None]:
     """The Code the form proposes and what it says: PCA where the dataset is too
     small for the learned head (the build failed only once run)."""
-    from fiftyone_clipbranches.embed.encoder import min_fit_rows
-
-    head, pca = min_fit_rows("head"), min_fit_rows("pca")
+    head, pca = fit_rows_needed("head"), fit_rows_needed("pca")
     # counted up to what decides (the form is drawn again at every change)
     n = len(ctx.dataset.limit(head)) if ctx.dataset is not None else None
     if n is None or n >= head:

@@ -10,19 +10,25 @@ from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import ProgressFn
 
 
+def fit_rows_needed(method: str, n_dims: int = 32) -> int:
+    """The fewest embeddings a code encoder of ``method`` ("head" or "pca") with
+    ``n_dims`` dims fits on (for the faces: ``embed.encoder.min_fit_rows``)."""
+    from fiftyone_clipbranches.embed.encoder import min_fit_rows
+
+    return min_fit_rows(method, n_dims)
+
+
 def check_fit_rows(
     n: int, method: str, encoder_params, what: str, missing: str | None = None
 ) -> None:
     """Raise ValueError when ``n`` embeddings are too few to fit a code encoder of
     ``method`` (``what`` says whose), naming the way out (``missing``: computing
     the samples' missing vectors, when that would be enough)."""
-    from fiftyone_clipbranches.embed.encoder import min_fit_rows
-
     n_dims = int((encoder_params or {}).get("n_dims", 32))
-    need = min_fit_rows(method, n_dims)
+    need = fit_rows_needed(method, n_dims)
     if n >= need:
         return
-    pca = min_fit_rows("pca", n_dims)
+    pca = fit_rows_needed("pca", n_dims)
     if missing:
         hint = missing
     elif method == "head" and n >= pca:

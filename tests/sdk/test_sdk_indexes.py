@@ -37,10 +37,12 @@ def test_existing_key_and_bad_key_are_refused(make_dataset):
 
 
 def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
+    import os
     import subprocess
     import sys
     import time
 
+    import psutil
     from fiftyone.core.odm import get_db_conn
 
     from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION
@@ -48,24 +50,22 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
 
     ds = make_dataset(3)
     claims = get_db_conn()[CLAIMS_COLLECTION]
-    live = {"_id": f"{ds._doc.id}:idx", **this_process(), "work": "build"}
-    claims.insert_one({**live, "since": time.time()})  # another build, alive
+    # another build, alive: held by another live process (this test's parent)
+    parent = psutil.Process(os.getppid())
+    live = {
+        "_id": f"{ds._doc.id}:idx",
+        **this_process(),
+        "pid": parent.pid,
+        "pid_started": parent.create_time(),
+        "work": "build",
+    }
+    claims.insert_one({**live, "since": time.time()})
     with pytest.raises(
         sdk.IndexBusyError, match=r"'idx' of dataset .*\(build by process"
     ):
         index_dataset(ds, "idx")
     assert sdk.list_indexes(ds) == []
-    # meanwhile the key is said to be in progress, not missing (held by another
-    # live process: this test's parent)
-    import os
-
-    import psutil
-
-    parent = psutil.Process(os.getppid())
-    claims.update_one(
-        {"_id": live["_id"]},
-        {"$set": {"pid": parent.pid, "pid_started": parent.create_time()}},
-    )
+    # meanwhile the key is said to be in progress, not missing
     with pytest.raises(sdk.IndexNotFoundError, match="is being built.*try again"):
         sdk.index_info(ds, "idx")
     with pytest.raises(sdk.IndexBusyError, match="is being built"):  # as an update
