@@ -94,12 +94,13 @@ class BuildIndex(foo.Operator):
         method = types.RadioGroup()
         method.add_choice("head", label="Learned head")
         method.add_choice("pca", label="PCA")
-        code, about = _code_choice(ctx)
+        n = _samples_up_to_head(ctx)
+        code, about = _code_choice(n)
         chosen = inputs.enum(
             "code_method", ["head", "pca"], label="Code", default=code, view=method,
             description=about,
         )  # fmt: skip
-        too_few = _too_few_samples(ctx, ctx.params.get("code_method") or code)
+        too_few = _too_few_samples(n, ctx.params.get("code_method") or code)
         if too_few:  # Execute stays disabled: the build would fail once run
             chosen.invalid = True
             chosen.error_message = too_few
@@ -272,20 +273,28 @@ class UpdateIndex(foo.Operator):
             )
 
 
-def _too_few_samples(ctx, code_method: str) -> str | None:
-    """Why the dataset is too small for ``code_method``, or None."""
+def _samples_up_to_head(ctx) -> int | None:
+    """The dataset's samples, counted up to the learned head's minimum (all the
+    Code choice needs; the form is drawn again at every change), or None."""
+    if ctx.dataset is None:
+        return None
+    return len(ctx.dataset.limit(fit_rows_needed("head")))
+
+
+def _too_few_samples(n: int | None, code_method: str) -> str | None:
+    """Why ``n`` samples (:func:`_samples_up_to_head`) are too few for
+    ``code_method``, or None."""
     need = fit_rows_needed(code_method)
-    if ctx.dataset is None or len(ctx.dataset.limit(need)) >= need:
+    if n is None or n >= need:
         return None
     return f"Code '{code_method}' needs at least {need} samples"
 
 
-def _code_choice(ctx) -> tuple[str, str | None]:
-    """The Code the form proposes and what it says: PCA where the dataset is too
-    small for the learned head (the build failed only once run)."""
+def _code_choice(n: int | None) -> tuple[str, str | None]:
+    """The Code the form proposes for ``n`` samples (:func:`_samples_up_to_head`)
+    and what it says: PCA where the dataset is too small for the learned head (the
+    build failed only once run)."""
     head, pca = fit_rows_needed("head"), fit_rows_needed("pca")
-    # counted up to what decides (the form is drawn again at every change)
-    n = len(ctx.dataset.limit(head)) if ctx.dataset is not None else None
     if n is None or n >= head:
         return "head", None
     if n >= pca:

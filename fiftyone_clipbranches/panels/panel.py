@@ -43,7 +43,7 @@ from fiftyone_clipbranches.sdk.scope import (
     fold_sidebar_filters,
 )
 from fiftyone_clipbranches.sdk.search import preload_index
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, MAX_SELECTED_SAMPLES
 from fiftyone_clipbranches.sdk.views import replaced_view_size
 
 logger = logging.getLogger(__name__)
@@ -376,7 +376,7 @@ class RelevancePanel(foo.Panel):
             "score_field",
             label="Score field",
             description="empty: write no score (Show all then selects the matches"
-            " by id, up to 100,000)",
+            f" by id, up to {MAX_SELECTED_SAMPLES:,})",
         )
         return types.Property(panel, view=types.GridView(orientation="vertical"))
 

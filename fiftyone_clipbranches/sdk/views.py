@@ -118,8 +118,6 @@ def save_view(
             seconds.
         ValueError: an empty name, or a view of another dataset.
     """
-    from fiftyone.core.utils import to_slug
-
     from fiftyone_clipbranches.sdk.claims import waiting_claim
 
     check_view_name(name)
@@ -127,7 +125,7 @@ def save_view(
     if root_dataset(view) is not root:
         raise ValueError("the view does not belong to this dataset")
     name = name.strip()
-    slug = _slug(name, to_slug)
+    slug = _slug(name)
     busy = (
         f"saved view {name!r} of dataset {root.name!r} has been saved by another"
         f" process for over {wait_s:g} s: try again"
@@ -191,9 +189,7 @@ def _marked(description) -> str:
 def _same_name_view(root, name: str):
     """The saved-view document named ``name``, or None; raises when its slug is
     taken by a differently named view."""
-    from fiftyone.core.utils import to_slug
-
-    slug = _slug(name, to_slug)
+    slug = _slug(name)
     root._doc.reload("saved_views")
     same = None
     for doc in root._doc.get_saved_views():
@@ -208,7 +204,10 @@ def _same_name_view(root, name: str):
     return same
 
 
-def _slug(name: str, to_slug) -> str:
+def _slug(name: str) -> str:
+    """FiftyOne's slug of a saved view's ``name`` (ValueError naming it)."""
+    from fiftyone.core.utils import to_slug
+
     try:
         return to_slug(name)
     except ValueError as exc:

@@ -370,10 +370,8 @@ def _query(schema: Object) -> dict:
             if not _INT_TEXT.fullmatch(value):
                 raise ValidationError(key, f"must be an integer, got {value!r}")
             if len(value.lstrip("-")) > _INT_DIGITS:
-                low, high = prop.schema.minimum, prop.schema.maximum
-                bounds = [f">= {low}"] * (low is not None) + [f"<= {high}"] * (
-                    high is not None
-                )
+                limits = ((">=", prop.schema.minimum), ("<=", prop.schema.maximum))
+                bounds = [f"{op} {v}" for op, v in limits if v is not None]
                 raise ValidationError(
                     key,
                     f"must be {' and '.join(bounds) or 'smaller'}, got a number of"

@@ -282,9 +282,8 @@ class SdkBackend:
             entry = self._entry(result.dataset, force=force)
         except ApiError as err:
             entry = self._datasets.get(result.dataset)
-            if force or err.code != "database_unavailable" or entry is None:
-                raise
-            if entry.gone:
+            stale_ok = not force and err.code == "database_unavailable"
+            if not stale_ok or entry is None or entry.gone:
                 raise
         made_from = result.ranking.dataset_id
         if made_from is not None and made_from != entry.dataset_id:

@@ -243,6 +243,8 @@ def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
     """Alt-clicked samples (marked negative) were searched by as examples; the
     query ball refused an empty query box after a text search, and its history row
     did not say which text it refined."""
+    import fiftyone.core.view as fov
+    from fiftyone import ViewField as F
     from user_path import build_user_index, images_dataset
 
     ds = images_dataset(cifar_dir, 6)
@@ -278,6 +280,24 @@ def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
         call(ds, "search", state=base, selected=ids[5:6])
         requests = call(ds, "refine", state=ball)
         assert notifications(requests, "error") == []
+        # no negative and Random negatives 0: refused in words (not the ball's
+        # case: it has its query for reference)
+        none = {**base, "model": "linear", "random_negatives": 0}
+        (error,) = notifications(call(ds, "refine", state=none), "error")
+        assert error.startswith("no negatives to learn from: no sample is marked")
+        # Mark keeps a sidebar filter as view stages
+        filters = {
+            "ground_truth.label": {
+                "values": ["cat"],
+                "exclude": False,
+                "isMatching": False,
+            }
+        }
+        cats = ds.match(F("ground_truth.label") == "cat").values("id")
+        requests = call(ds, "mark_negative", selected=cats[:1], filters=filters)
+        (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
+        kept = fov.DatasetView._build(ds, stages)
+        assert sorted(kept.values("id")) == sorted(cats)
         # another index is proposed a key no index has
         (prompt,) = [
             p
