@@ -13,6 +13,7 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
 from fiftyone_clipbranches.sdk.messages import counted, shortened, unsearched_note
+from fiftyone_clipbranches.sdk.request import shown_k
 from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
@@ -20,7 +21,7 @@ from fiftyone_clipbranches.sdk.scope import (
     ctx_scope,
     show_result,
 )
-from fiftyone_clipbranches.sdk.settings import DEFAULT_K
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K, MAX_K
 
 
 class SearchIndex(foo.Operator):
@@ -46,7 +47,14 @@ class SearchIndex(foo.Operator):
         inputs.enum("query_type", ["text", "selection"], default=default, view=kind)
         if ctx.params.get("query_type", default) == "text":
             inputs.str("text", label="Query", required=True)
-        inputs.int("k", label="Results (k)", default=DEFAULT_K, min=1)
+        inputs.int(
+            "k",
+            label="Results (k)",
+            description=f"1 to {MAX_K}",
+            default=DEFAULT_K,
+            min=1,
+            max=MAX_K,
+        )
         if ctx_scope(ctx) is not ctx.dataset:
             inputs.view(
                 "scope",
@@ -67,9 +75,10 @@ class SearchIndex(foo.Operator):
                 query = {"text": p.get("text")}
                 what = f"'{shortened(str(query['text']))}'"
             scope = ctx_scope(ctx)
+            k = shown_k(p.get("k", DEFAULT_K))
             view = search(
                 scope,
-                k=int(p.get("k", DEFAULT_K)),
+                k=k,
                 index_key=p.get("index_key"),
                 **query,
             )
@@ -81,7 +90,7 @@ class SearchIndex(foo.Operator):
         RoundHistory(ctx).append(
             "search",
             query=f"{what}{where}",
-            k=int(p.get("k", DEFAULT_K)),
+            k=k,
             index_key=p.get("index_key"),
         )
         ctx.ops.notify(

@@ -9,7 +9,6 @@ from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
     EMPTY_MEANS_NONE,
-    MAX_K,
     MAX_RANDOM_NEGATIVES,
     PREVIEW_RESULTS,
 )
@@ -26,7 +25,7 @@ from fiftyone_clipbranches.sdk.messages import (
 )
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
-from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.request import RefineRequest, shown_k
 from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
@@ -84,11 +83,7 @@ def run_search(ctx, opts: dict) -> str:
     selected samples when it is empty."""
     check_index(ctx, opts)
     text = (opts.get("query") or "").strip()
-    k = _whole(opts["k"])
-    if k is None or not 1 <= k <= MAX_K:
-        raise ValueError(
-            f"Results (k) must be a whole number from 1 to {MAX_K}, got {opts['k']!r}"
-        )
+    k = shown_k(opts["k"])
     if text and looks_like_image_path(text) and not is_image_reference(text):
         shown = shortened(text)
         if is_folder(text):
@@ -152,19 +147,6 @@ def _examples(ctx) -> tuple[list[str], int]:
             " label these"
         )
     return examples, len(alt)
-
-
-def _whole(value) -> int | None:
-    """``value`` (a number from the App, or typed text) as an int, or None when it
-    is not a whole number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        value = value.strip()
-        return int(value) if value.isdigit() else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    return value if isinstance(value, int) else None
 
 
 def search_scope(ctx):
@@ -266,11 +248,10 @@ def run_refine(ctx, opts: dict) -> dict:
 
 def _with_searched_text(ctx, request: RefineRequest) -> RefineRequest:
     """``request``, for a model that refines a text search with the query box
-    empty, taking the last text searched (or refined)."""
+    empty, taking the last text this panel searched (or refined)."""
     if not request.spec.needs_query or request.query is not None:
         return request
-    searched = (r.get("text") for r in reversed(RoundHistory(ctx).list()))
-    text = next((t for t in searched if t), None)
+    text = RoundHistory(ctx).last_text()
     return dataclasses.replace(request, query=text) if text else request
 
 
@@ -293,29 +274,55 @@ def refuse_unmarked_selection(ctx, opts: dict) -> None:
 
 def show_all(ctx, opts: dict) -> str:
     """Every match of the last refinement, by descending score (waits for the
-    score field's background write); without a score field, its ranking selected
-    by id (up to what a view can select)."""
+    score field's background write); without a score field, or when another
+    round (another user's, another process's) wrote the field since, its ranking
+    selected by id (up to what a view can select)."""
     last = RoundHistory(ctx).result()
     if last is None:
         raise ValueError("refine first: there is no result to show")
     ids, score_field = last
     scope = search_scope(ctx)
-    if not score_field:
-        if len(ids) > MAX_SELECTED_SAMPLES:
-            raise ResultTooLargeError(
-                f"the result holds {len(ids)} samples, more than the"
-                f" {MAX_SELECTED_SAMPLES} a view can select by id: set a score field"
-                " and refine again to view every match by score"
+    overwritten = False
+    if score_field:
+        sdk.wait_for_writes(ctx.dataset, score_field)
+        overwritten = not _field_holds(ctx.dataset, score_field, ids)
+        if not overwritten:
+            show_result(
+                ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
             )
-        show_result(ctx, scope.select(ids, ordered=True), scope)
-        ctx.panel.state.set("showing", "all")
-        return f"{len(ids)} matches in ranking order"
-    sdk.wait_for_writes(ctx.dataset, score_field)
-    show_result(
-        ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
-    )
+            ctx.panel.state.set("showing", "all")
+            return f"{len(ids)} matches by score"
+    if len(ids) > MAX_SELECTED_SAMPLES:
+        raise ResultTooLargeError(
+            f"the result holds {len(ids)} samples, more than the"
+            f" {MAX_SELECTED_SAMPLES} a view can select by id: "
+            + (
+                f"the score field '{score_field}' now holds another round (another"
+                " user's or process's): give this panel a score field of its own"
+                if overwritten
+                else "set a score field"
+            )
+            + " and refine again to view every match by score"
+        )
+    show_result(ctx, scope.select(ids, ordered=True), scope)
     ctx.panel.state.set("showing", "all")
-    return f"{len(ids)} matches by score"
+    if overwritten:
+        return (
+            f"{len(ids)} matches in ranking order (the score field '{score_field}'"
+            " now holds another round: another user's or process's)"
+        )
+    return f"{len(ids)} matches in ranking order"
+
+
+def _field_holds(dataset, field: str, ids: list[str]) -> bool:
+    """Whether the score ``field`` holds the round of ranking ``ids``: as many
+    samples scored, its best ones among them (the database's index on the field
+    answers both)."""
+    scored = dataset.exists(field)
+    if len(ids) != scored.count():
+        return False
+    top = scored.sort_by(field, reverse=True).limit(5).values("id")
+    return set(top) <= set(ids[: max(len(top), 50)])
 
 
 def save_results(ctx, opts: dict) -> str:
@@ -324,19 +331,8 @@ def save_results(ctx, opts: dict) -> str:
     name = (opts.get("view_name") or "").strip()
     if not name:
         raise ValueError("type a name in Saved view name first")
-    last = RoundHistory(ctx).result()
+    view = view_to_save(ctx)
     scope = search_scope(ctx)
-    if ctx.panel.state.get("showing") in ("refine", "all") and last is not None:
-        ids = last[0]
-        if len(ids) > MAX_SELECTED_SAMPLES:
-            raise ResultTooLargeError(
-                f"the result holds {len(ids)} samples, more than the "
-                f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
-                " (more negatives) first"
-            )
-        view = scope.select(ids, ordered=True)  # the user's filters kept
-    else:
-        view = ctx.view
     replaced = name in ctx.dataset.list_saved_views()
     name = sdk.save_view(ctx.dataset, name, view)
     # the App checks a view's name against the saved views it has loaded, which
@@ -346,6 +342,26 @@ def save_results(ctx, opts: dict) -> str:
     show_result(ctx, saved, scope)  # shown by its stages: still a result of scope
     what = "replaced" if replaced else "saved"
     return f"{what} view '{name}' ({counted(len(saved), 'sample')})"
+
+
+def view_to_save(ctx):
+    """What Save view saves: after a refinement, its whole ranking (the user's
+    filters kept), else the grid's view.
+
+    Raises:
+        ResultTooLargeError: a ranking longer than a saved view can select.
+    """
+    last = RoundHistory(ctx).result()
+    if ctx.panel.state.get("showing") not in ("refine", "all") or last is None:
+        return ctx.view
+    ids = last[0]
+    if len(ids) > MAX_SELECTED_SAMPLES:
+        raise ResultTooLargeError(
+            f"the result holds {len(ids)} samples, more than the "
+            f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
+            " (more negatives) first"
+        )
+    return search_scope(ctx).select(ids, ordered=True)
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:

@@ -21,9 +21,6 @@ PREVIEW_RESULTS = 1000
 #: Grid selection styles: a normal click marks positive, an alt-click negative.
 SELECTION_STYLE = {"default": "green-checkmark", "alt": "red-checkmark"}
 
-#: Most search results the panel's input offers.
-MAX_K = 1000
-
 #: Most random negatives the panel's input offers.
 MAX_RANDOM_NEGATIVES = 2000
 

@@ -13,7 +13,6 @@ from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels import actions
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
-    MAX_K,
     MAX_RANDOM_NEGATIVES,
     PANEL_LABEL,
     PANEL_NAME,
@@ -43,7 +42,11 @@ from fiftyone_clipbranches.sdk.scope import (
     fold_sidebar_filters,
 )
 from fiftyone_clipbranches.sdk.search import preload_index
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, MAX_SELECTED_SAMPLES
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_INDEX_KEY,
+    MAX_K,
+    MAX_SELECTED_SAMPLES,
+)
 from fiftyone_clipbranches.sdk.views import replaced_view_size
 
 logger = logging.getLogger(__name__)
@@ -114,8 +117,10 @@ class RelevancePanel(foo.Panel):
         self._run(ctx, lambda opts: actions.mark(ctx, opts, "negative"))
 
     def reset_labels(self, ctx):
-        """Asks first: the labels of every sample go (render offers the choice)."""
+        """Asks first, naming how many labels go (render offers the choice)."""
         self._ask_about(ctx, "reset_labels")
+        counts = actions.tag_counts(ctx, actions.settings(ctx))
+        ctx.panel.state.set("reset_counts", list(counts))
 
     def _ask_about(self, ctx, action: str) -> None:
         """Put the question about ``action`` in the state; the App drops the
@@ -129,12 +134,28 @@ class RelevancePanel(foo.Panel):
         asked = ctx.panel.state.get("confirm")
         ctx.panel.state.set("confirm", None)
         if asked == "reset_labels":
-            self._run(ctx, lambda opts: actions.reset_labels(ctx, opts))
+            self._run(ctx, lambda opts: self._reset_as_asked(ctx, opts))
         elif asked == "replace_view":
             # the question named a view: a name typed since is asked about anew
             self.save_view(ctx, confirmed=ctx.panel.state.get("replace_name"))
         elif asked == "clear_history":
             self._run(ctx, lambda opts: RoundHistory(ctx).clear() or "history cleared")
+
+    def _reset_as_asked(self, ctx, opts) -> str | None:
+        """Remove the labels the question counted; asks again when another user
+        (or process) labelled or unlabelled samples since it was asked."""
+        now = list(actions.tag_counts(ctx, opts))
+        if now != ctx.panel.state.get("reset_counts"):
+            self._ask_about(ctx, "reset_labels")
+            ctx.panel.state.set("reset_counts", now)
+            ctx.ops.notify(
+                "The labels changed since you were asked (another user or process):"
+                f" there are now {counted(now[0], 'positive')} and"
+                f" {counted(now[1], 'negative')}; confirm again to remove them",
+                variant="warning",
+            )
+            return None
+        return actions.reset_labels(ctx, opts)
 
     def cancel(self, ctx):
         ctx.panel.state.set("confirm", None)
@@ -163,6 +184,7 @@ class RelevancePanel(foo.Panel):
             size = replaced_view_size(ctx.dataset, opts.get("view_name") or "")
             if size is None or name == confirmed:
                 return actions.save_results(ctx, opts)
+            actions.view_to_save(ctx)  # a result too large is said before asking
             self._ask_about(ctx, "replace_view")
             ctx.panel.state.set("replace_name", name)
             ctx.panel.state.set("replace_size", size)
@@ -301,6 +323,7 @@ class RelevancePanel(foo.Panel):
         marks.btn("reset_labels", label="Reset labels", on_click=self.reset_labels)
         asked = ctx.panel.state.get("confirm")
         if asked == "reset_labels":
+            n_pos, n_neg = ctx.panel.state.get("reset_counts") or (n_pos, n_neg)
             self._ask(
                 panel,
                 f"Remove the {n_pos} positive and {n_neg} negative labels (tags"

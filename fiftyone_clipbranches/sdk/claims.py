@@ -42,8 +42,9 @@ def key_claim(root, key: str, work: str = "build"):
     """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build",
     "update", "rename", "relocate" or "delete"; "scores" for a score field, whose
     ``key`` is ``sdk.views.SCORE_CLAIM_PREFIX`` and the field; "view" for a saved
-    view's name, ``sdk.views.VIEW_CLAIM_PREFIX`` and its slug) until the block
-    ends.
+    view's name, ``sdk.views.VIEW_CLAIM_PREFIX`` and its slug; "history" for an
+    append to the App's round history, ``sdk.round_history.HISTORY_CLAIM``)
+    until the block ends.
 
     Raises:
         IndexBusyError: a live process holds the key.
@@ -58,22 +59,29 @@ def key_claim(root, key: str, work: str = "build"):
         "work": work,
         "since": time.time(),
     }
-    for _ in range(3):
-        try:
-            claims.insert_one(mine)
-            break
-        except DuplicateKeyError:
-            held = claims.find_one({"_id": mine["_id"]})
-            if held is None:
-                continue  # released meanwhile
-            if _claim_live(held):
-                raise IndexBusyError(_busy_message(root, key, held)) from None
-            claims.delete_one(held)  # its process died: take it over
-    else:
-        raise IndexBusyError(_busy_message(root, key, None))
+    # held before it is inserted: another thread of this process that finds the
+    # claim must not take it for one this process let go
     token = (mine["_id"], mine["since"])
     with _HELD_LOCK:
         _HELD.add(token)
+    try:
+        for _ in range(3):
+            try:
+                claims.insert_one(mine)
+                break
+            except DuplicateKeyError:
+                held = claims.find_one({"_id": mine["_id"]})
+                if held is None:
+                    continue  # released meanwhile
+                if _claim_live(held):
+                    raise IndexBusyError(_busy_message(root, key, held)) from None
+                claims.delete_one(held)  # its process died: take it over
+        else:
+            raise IndexBusyError(_busy_message(root, key, None))
+    except BaseException:
+        with _HELD_LOCK:
+            _HELD.discard(token)
+        raise
     try:
         yield
     finally:

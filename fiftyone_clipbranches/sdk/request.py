@@ -16,7 +16,7 @@ import numpy as np
 from fiftyone_clipbranches.engine.validation import check_positive_number
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, ModelSpec, get_model
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_TAGS
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_TAGS, MAX_K
 
 #: Request fields a remote service does not take: constructor arguments would let a
 #: client make the server train models of any cost.
@@ -248,3 +248,24 @@ def _whole(value):
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def shown_k(value) -> int:
+    """The number of results of a search the App shows, from ``value`` (a number
+    from a form, or typed text).
+
+    Raises:
+        ValueError: not a whole number from 1 to ``MAX_K``, in the form's words.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    k = _whole(value)
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, int | np.integer)
+        or not 1 <= k <= MAX_K
+    ):
+        raise ValueError(
+            f"Results (k) must be a whole number from 1 to {MAX_K}, got {value!r}"
+        )
+    return int(k)

@@ -22,6 +22,10 @@ DEFAULT_TAGS = (DEFAULT_POSITIVE_TAG, DEFAULT_NEGATIVE_TAG)
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_K = 60
+#: Most nearest samples a search from the App or the service returns: the App shows
+#: them as an ordered select, whose every page costs more than a page of the whole
+#: dataset (200k: 1.7 s); a script asks the SDK for any ``k``.
+MAX_K = 1000
 
 #: Most samples a view of a result selects by id. Larger results are viewed through
 #: their score field and cannot be saved as views: a saved view stores its ids in one

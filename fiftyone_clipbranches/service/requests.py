@@ -11,7 +11,7 @@ from fiftyone_clipbranches.sdk.models import (
     MODELS,
     defaults_description,
 )
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K, MAX_K
 from fiftyone_clipbranches.service.schema import (
     Array,
     Bool,
@@ -27,9 +27,6 @@ MAX_BODY_BYTES = 1 << 20
 #: Most result items returned in one page.
 MAX_PAGE_SIZE = 10_000
 DEFAULT_PAGE_SIZE = 100
-#: Most neighbours a search may ask for.
-MAX_K = 1000
-DEFAULT_K = 60
 #: Most sample ids in one list of a request.
 MAX_IDS = 10_000
 #: Most random negatives a refinement may draw.

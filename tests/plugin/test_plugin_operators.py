@@ -14,6 +14,7 @@ from plugin_helpers import PLUGIN, notifications, run_op, uris
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.operators import OPERATORS
 from fiftyone_clipbranches.panels import PANELS
+from fiftyone_clipbranches.sdk.settings import MAX_K
 
 
 def test_plugin_registers_every_operator_and_panel_without_errors():
@@ -49,6 +50,22 @@ def test_search_by_selection_sets_an_ordered_view(indexed_dataset):
         "sample_ids": expected.values("id"),
         "ordered": True,
     }
+
+
+def test_search_refuses_more_results_than_the_app_shows(indexed_dataset):
+    # a 200k-sample ordered select cost 1.7 s a grid page: the panel's and the
+    # service's limit holds for the operator too (the App checks its form)
+    ds = indexed_dataset
+    ids = ds.values("id")
+    for k in (MAX_K + 1, 0):
+        params = {"index_key": "cb", "query_type": "selection", "k": k}
+        with pytest.raises(ExecutionError, match="Path: k"):
+            run_op("search", {"dataset": ds, "selected": ids[:2], "params": params})
+    params = {"index_key": "cb", "query_type": "selection", "k": MAX_K}
+    result, _ = run_op("search", {"dataset": ds, "selected": ids[:2], "params": params})
+    assert result == {"n_results": min(MAX_K, len(ds))}
+    form = _resolve_input("search", ds, {"query_type": "selection"})
+    assert form["k"]["view"]["description"] == f"1 to {MAX_K}"
 
 
 def test_search_errors_are_notifications_not_tracebacks(indexed_dataset):

@@ -12,7 +12,15 @@ from fiftyone_clipbranches.sdk.round_history import STORE_NAME
 
 
 def call(
-    ds, method, state=None, selected=(), alt=(), view=None, view_name=None, filters=None
+    ds,
+    method,
+    state=None,
+    selected=(),
+    alt=(),
+    view=None,
+    view_name=None,
+    filters=None,
+    panel_id="p1",
 ):
     ctx = {
         "dataset": ds,
@@ -21,7 +29,7 @@ def call(
         + [{"id": i, "type": "alt"} for i in alt],
         "params": {
             "__method__": method,
-            "panel_id": "p1",
+            "panel_id": panel_id,
             "panel_state": dict(state or {}),  # the panel writes into its state
         },
     }
@@ -37,7 +45,7 @@ def call(
 def reset_labels(ds, **tags):
     """Reset labels, then confirm it, as the panel asks."""
     state = patched_state(call(ds, "reset_labels", state=tags))
-    assert state == {"confirm": "reset_labels"}
+    assert state["confirm"] == "reset_labels"
     return call(ds, "confirm", state={**tags, **state})
 
 
@@ -116,6 +124,99 @@ def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
     assert not notifications(call(ds, "confirm"), "success")
 
 
+def test_reset_labels_asks_again_when_the_labels_changed_since(indexed_dataset):
+    """Another user's labels made since the question were removed with it."""
+    ds = indexed_dataset
+    ids = ds.values("id")
+    call(ds, "mark_positive", selected=ids[:2])
+    asked = patched_state(call(ds, "reset_labels"))
+    assert asked == {"confirm": "reset_labels", "reset_counts": [2, 0]}
+    call(ds, "mark_negative", selected=ids[5:10], panel_id="p2")  # another user
+    shown = rendered(call(ds, "on_load", state=asked))  # the question as asked
+    assert "the 2 positive and 0 negative labels" in str(shown["confirm_question"])
+    again = call(ds, "confirm", state=asked)
+    assert ds.count_sample_tags() == {"cb_positive": 2, "cb_negative": 5}
+    (warning,) = notifications(again, "warning")
+    assert "there are now 2 positives and 5 negatives" in warning
+    assert patched_state(again) == {
+        "confirm": "reset_labels", "reset_counts": [2, 5]
+    }  # fmt: skip
+    done = call(ds, "confirm", state=patched_state(again))
+    assert notifications(done, "success") == ["Removed 7 labels"]
+    assert ds.count_sample_tags() == {}
+
+
+def test_two_panels_on_one_dataset_keep_their_own_results(indexed_dataset):
+    """Save view and Show all took whichever panel refined last on the dataset
+    (another user's ranking, without this user's positives)."""
+    ds = indexed_dataset
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    planes, ships = ids[labels == "airplane"], ids[labels == "ship"]
+    state = {"index_key": "cb", "model": "linear", "showing": "refine"}
+    a = {**state, "positive_tag": "a_pos", "negative_tag": "a_neg"}
+    b = {**state, "positive_tag": "b_pos", "negative_tag": "b_neg"}
+    call(ds, "mark_positive", state=a, selected=planes[:4].tolist())
+    call(ds, "mark_negative", state=a, selected=ships[:4].tolist())
+    call(ds, "mark_positive", state=b, selected=ships[4:8].tolist(), panel_id="p2")
+    call(ds, "mark_negative", state=b, selected=planes[4:8].tolist(), panel_id="p2")
+    n_a = patched_state(call(ds, "refine", state=a))["last_stats"]["n_results"]
+    call(ds, "refine", state=b, panel_id="p2")  # the score field now holds b's
+    mine = sdk.refine(
+        ds, index_key="cb", model="linear", tags=("a_pos", "a_neg"), score_field=None
+    )
+    expected = list(mine.ids)
+    assert len(expected) == n_a
+    # Show all: a's ranking, by id, as the field holds b's round
+    requests = call(ds, "show_all", state=a)
+    (said,) = notifications(requests, "success")
+    assert said.startswith(f"{n_a} matches in ranking order (the score field")
+    (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    assert dict(view[-1]["kwargs"])["sample_ids"] == expected
+    # Save view: a's ranking, every positive of a's in it
+    call(ds, "save_view", state={**a, "view_name": "a result"})
+    saved = ds.load_saved_view("a result").values("id")
+    assert saved == expected and set(planes[:4]) <= set(saved)
+    ds.delete_saved_view("a result")
+    ds.untag_samples(["a_pos", "a_neg", "b_pos", "b_neg"])
+
+
+def test_round_history_keeps_every_record_of_concurrent_appends(indexed_dataset):
+    """Two appends at once each wrote back the list it had read: records lost."""
+    import threading
+
+    from fiftyone.operators.executor import ExecutionContext
+
+    from fiftyone_clipbranches.sdk.round_history import RoundHistory
+
+    ds = indexed_dataset
+
+    def history(panel):
+        return RoundHistory(
+            ExecutionContext(
+                request_params={"dataset_name": ds.name, "params": {"panel_id": panel}}
+            )
+        )
+
+    history("w0").clear()
+
+    def work(panel):
+        h = history(panel)
+        for i in range(8):
+            h.append("search", query=f"{panel} {i}", k=1)
+
+    threads = [threading.Thread(target=work, args=(f"w{j}",)) for j in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    records = history("w0").list()
+    assert len(records) == 32
+    assert sorted(r["round"] for r in records) == list(range(1, 33))
+    assert {r["panel"] for r in records} == {"w0", "w1", "w2", "w3"}
+    history("w0").clear()
+
+
 def test_custom_tag_names_are_used(indexed_dataset):
     ds = indexed_dataset
     a = ds.values("id")[0]
@@ -180,23 +281,29 @@ def test_mark_and_reset_keep_a_sidebar_filter_as_view_stages(indexed_dataset):
             "isMatching": False,
         }
     }
-    for method, kwargs in (
-        ("mark_positive", {"selected": ships[:2].tolist()}),
-        ("confirm", {"state": {"confirm": "reset_labels"}}),
+
+    def asked_now():  # the question of Reset labels, with the labels it counts
+        tags = ds.count_sample_tags()
+        counts = [tags.get("cb_positive", 0), tags.get("cb_negative", 0)]
+        return {"state": {"confirm": "reset_labels", "reset_counts": counts}}
+
+    for method, args in (
+        ("mark_positive", lambda: {"selected": ships[:2].tolist()}),
+        ("confirm", asked_now),
     ):
-        requests = call(ds, method, filters=filters, **kwargs)
+        requests = call(ds, method, filters=filters, **args())
         order = uris(requests)
         assert order.index("set_view") == order.index("reload_dataset") + 1, order
         (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
         kept = fov.DatasetView._build(ds, stages)
         assert sorted(kept.values("id")) == sorted(ships.tolist()), method
         # without a filter, nothing but the reload
-        plain = call(ds, method, **kwargs)
+        plain = call(ds, method, **args())
         assert "set_view" not in uris(plain) and "reload_dataset" in uris(plain)
     # a question (Reset labels asks first) changes the panel's state, which drops
     # the filters at once: they are stages before it is asked
     asked = call(ds, "reset_labels", filters=filters)
-    assert patched_state(asked) == {"confirm": "reset_labels"}
+    assert patched_state(asked)["confirm"] == "reset_labels"
     (stages,) = [p["view"] for uri, p in asked if uri == "set_view"]
     assert len(fov.DatasetView._build(ds, stages)) == len(ships)
     # over a saved view opened by name (FiftyOne's ctx.view leaves its filters out)
@@ -209,7 +316,7 @@ def test_mark_and_reset_keep_a_sidebar_filter_as_view_stages(indexed_dataset):
     (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
     assert sorted(fov.DatasetView._build(ds, stages).values("id")) == in_half
     ds.delete_saved_view("half")
-    call(ds, "confirm", state={"confirm": "reset_labels"})
+    reset_labels(ds)
 
 
 def test_query_ball_refines_the_panel_query(indexed_dataset):
@@ -276,10 +383,17 @@ def test_a_search_by_example_and_the_query_ball_on_an_index_from_images(
         assert "set_view" in uris(requests)
         table = rendered(call(ds, "on_load", state=ball))["history"]
         assert "ball 'an airplane': 3+ / 0-" in str(table), table
-        # a search by selection since: the last text searched still
+        # a search by selection since: the last text searched still; another
+        # user's panel searching another text since changes nothing here
         call(ds, "search", state=base, selected=ids[5:6])
+        call(ds, "search", state={**base, "query": "a ship"}, panel_id="p2")
         requests = call(ds, "refine", state=ball)
         assert notifications(requests, "error") == []
+        table = str(rendered(call(ds, "on_load", state=ball))["history"])
+        assert table.count("ball 'an airplane': 3+ / 0-") == 2, table
+        call(ds, "refine", state=ball, panel_id="p2")
+        table = str(rendered(call(ds, "on_load", state=ball))["history"])
+        assert "ball 'a ship': 3+ / 0-" in table, table
         # no negative and Random negatives 0: refused in words (not the ball's
         # case: it has its query for reference)
         none = {**base, "model": "linear", "random_negatives": 0}
@@ -450,6 +564,33 @@ def test_an_emptied_score_field_writes_no_score(make_user_index):
     assert notifications(requests, "success") == [f"{n} matches in ranking order"]
     (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
     assert len(dict(view[-1]["kwargs"])["sample_ids"]) == n
+    reset_labels(ds)
+
+
+def test_save_view_says_a_result_too_large_before_asking_to_replace(
+    make_user_index, monkeypatch
+):
+    """It asked to replace the saved view, then refused the result as too large."""
+    from fiftyone_clipbranches.panels import actions
+
+    ds = make_user_index(4)
+    ids = ds.values("id")
+    sdk.save_view(ds, "kept", ds.limit(3))
+    call(ds, "mark_positive", selected=ids[:6], alt=ids[-4:])
+    requests = call(ds, "refine", state={"index_key": "clip", "score_field": ""})
+    n = patched_state(requests)["last_stats"]["n_results"]
+    assert n > 2
+    monkeypatch.setattr(actions, "MAX_SELECTED_SAMPLES", n - 1)
+    state = {"index_key": "clip", "view_name": "kept", "showing": "refine"}
+    requests = call(ds, "save_view", state=state)
+    assert f"the result holds {n} samples" in notifications(requests, "error")[0]
+    assert "confirm" not in patched_state(requests)  # nothing asked
+    assert len(ds.load_saved_view("kept")) == 3
+    monkeypatch.setattr(actions, "MAX_SELECTED_SAMPLES", n)
+    asked = patched_state(call(ds, "save_view", state=state))
+    assert asked["confirm"] == "replace_view"
+    done = call(ds, "confirm", state={**state, **asked})
+    assert notifications(done, "success") == [f"Replaced view 'kept' ({n} samples)"]
     reset_labels(ds)
 
 
