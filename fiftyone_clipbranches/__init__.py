@@ -30,10 +30,12 @@ def register(p):
     FiftyOne loads this file as ``fiftyone.plugins.orgs.clipbranches...`` from
     a linked package folder (``clipbranches install-plugin``) or from a copy of it
     (``fiftyone plugins download``); either way the operators and panels come
-    from the installed ``fiftyone_clipbranches`` package.
+    from the installed ``fiftyone_clipbranches`` package. Without it, a panel of
+    the same name says how to install it (the App shows no log line).
     """
     if not _package_importable():
         logging.getLogger(__name__).error(INSTALL_HINT)
+        p.register(_install_hint_panel())
         return
     from fiftyone_clipbranches.operators import OPERATORS
     from fiftyone_clipbranches.panels import PANELS
@@ -43,13 +45,42 @@ def register(p):
 
 
 def _package_importable() -> bool:
-    if importlib.util.find_spec("fiftyone_clipbranches") is not None:
-        return True
+    """Whether the package itself can be imported: not only a folder of that name
+    (``pip uninstall`` leaves one behind with numba's caches in it)."""
+    try:
+        if importlib.util.find_spec("fiftyone_clipbranches.operators") is not None:
+            return True
+    except ImportError:
+        pass
     here = Path(__file__).resolve().parent
     if here.name == "fiftyone_clipbranches":  # a checkout's folder, not pip-installed
         sys.path.insert(0, str(here.parent))
         return True
     return False
+
+
+def _install_hint_panel():
+    """A panel, named as the plugin's own, that shows :data:`INSTALL_HINT`."""
+    import fiftyone.operators as foo
+    import fiftyone.operators.types as types
+
+    class InstallHintPanel(foo.Panel):
+        @property
+        def config(self):
+            return foo.PanelConfig(
+                name="clipbranches_panel",
+                label="CLIP branches (not installed)",
+                surfaces="grid",
+            )
+
+        def render(self, ctx):
+            panel = types.Object()
+            panel.view(
+                "hint", types.Warning(label=INSTALL_HINT[:1].upper() + INSTALL_HINT[1:])
+            )
+            return types.Property(panel)
+
+    return InstallHintPanel
 
 
 #: Subpackages reachable as ``cb.<name>`` without importing them first.

@@ -68,7 +68,11 @@ def check_database() -> str:
     import fiftyone as fo
 
     name = f"clipbranches-doctor-{time.time_ns()}"
-    dataset = fo.Dataset(name)
+    try:
+        dataset = fo.Dataset(name)
+    except Exception as exc:  # say which database it tried
+        where = fo.config.database_uri or f"a local mongod in {fo.config.database_dir}"
+        raise CheckFailed(f"cannot reach {where}: {type(exc).__name__}: {exc}") from exc
     try:
         dataset.add_sample(fo.Sample(filepath="/doctor/probe.jpg"))
         if len(dataset) != 1:
@@ -107,12 +111,24 @@ def check_plugin() -> str:
     from fiftyone.operators.registry import OperatorRegistry
 
     from fiftyone_clipbranches import PLUGIN_NAME
+    from fiftyone_clipbranches.plugin_install import broken_link, plugin_link
 
-    names = [p.name for p in fop.list_plugins(enabled="all")]
-    if PLUGIN_NAME not in names:
+    link = plugin_link()
+    gone = broken_link(link)
+    if gone is not None:
+        raise CheckFailed(
+            f"the plugin link {link} points to {gone}, which holds no plugin (the"
+            " package was uninstalled or moved): run `clipbranches install-plugin`"
+        )
+    plugins = {p.name: p for p in fop.list_plugins(enabled="all")}
+    if PLUGIN_NAME not in plugins:
         raise CheckFailed(
             f"plugin {PLUGIN_NAME} not found in FiftyOne's plugins dir;"
             " run `clipbranches install-plugin`"
+        )
+    if PLUGIN_NAME not in {p.name for p in fop.list_plugins(enabled=True)}:
+        raise CheckFailed(
+            f"plugin {PLUGIN_NAME} is disabled: fiftyone plugins enable {PLUGIN_NAME}"
         )
     errors = [e for e in OperatorRegistry().list_errors() if "clipbranches" in str(e)]
     if errors:

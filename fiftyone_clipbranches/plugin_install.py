@@ -51,13 +51,29 @@ def _points_to(link: Path, target: Path) -> bool:
     return link.is_symlink() and Path(os.path.realpath(link)) == target.resolve()
 
 
+def broken_link(link: Path) -> Path | None:
+    """Where ``link`` points when it is a link to no plugin (its target gone, or a
+    folder without ``fiftyone.yml``: what ``pip uninstall`` or a moved virtual
+    environment leaves), else None. Replacing it loses nothing."""
+    if not link.is_symlink():
+        return None
+    target = Path(os.path.realpath(link))
+    return None if (target / "fiftyone.yml").is_file() else target
+
+
+def plugin_link(plugins_dir: Path | None = None) -> Path:
+    """Where :func:`install_plugin` puts the link (FiftyOne's plugins dir by
+    default)."""
+    return _plugin_link(plugins_dir)
+
+
 def install_plugin(
     plugins_dir: Path | None = None, force: bool = False
 ) -> InstallOutcome:
     """Symlink the package folder to ``<plugins_dir>/@clipbranches/clipbranches``.
 
     Idempotent. An existing file, folder or foreign link at that place is replaced only
-    with ``force=True``.
+    with ``force=True``; a link to no plugin (:func:`broken_link`) always is.
     """
     target = package_dir()
     link = _plugin_link(plugins_dir)
@@ -65,7 +81,7 @@ def install_plugin(
         return InstallOutcome("unchanged", link, target)
     action = "linked"
     if link.is_symlink() or link.exists():
-        if not force:
+        if not force and broken_link(link) is None:
             raise PluginInstallError(
                 f"{link} already exists and is not a link to this package;"
                 " pass --force to replace it"
@@ -84,12 +100,13 @@ def install_plugin(
 def uninstall_plugin(
     plugins_dir: Path | None = None, force: bool = False
 ) -> InstallOutcome:
-    """Remove the link made by :func:`install_plugin`; foreign content needs ``force``."""
+    """Remove the link made by :func:`install_plugin` (or a link to no plugin);
+    foreign content needs ``force``."""
     target = package_dir()
     link = _plugin_link(plugins_dir)
     if not (link.is_symlink() or link.exists()):
         return InstallOutcome("absent", link, target)
-    if not _points_to(link, target) and not force:
+    if not _points_to(link, target) and not force and broken_link(link) is None:
         raise PluginInstallError(
             f"{link} is not a link to this package; pass --force to remove it anyway"
         )

@@ -141,6 +141,48 @@ def test_install_plugin_is_idempotent_and_refuses_foreign_folders(tmp_path, caps
     assert (tmp_path / PLUGIN_SUBDIR).resolve() == package_dir()
 
 
+def test_a_link_to_no_plugin_is_replaced_and_doctor_names_it(
+    tmp_path, monkeypatch, capsys
+):
+    """After pip uninstall (a folder of numba caches left) or a moved virtual
+    environment, doctor said "run install-plugin", which refused the link without
+    --force, and uninstall-plugin too."""
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.doctor import CheckFailed, check_plugin
+
+    link = tmp_path / PLUGIN_SUBDIR
+    left = tmp_path / "old-site" / "fiftyone_clipbranches" / "engine" / "__pycache__"
+    left.mkdir(parents=True)
+    for target in (left.parent.parent, tmp_path / "moved-away"):
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target, target_is_directory=True)
+        monkeypatch.setattr(fo.config, "plugins_dir", str(tmp_path))
+        with pytest.raises(CheckFailed, match="holds no plugin") as said:
+            check_plugin()
+        assert str(link) in str(said.value) and str(target) in str(said.value)
+        assert cli_main(["install-plugin", "--plugins-dir", str(tmp_path)]) == 0
+        assert "replaced" in capsys.readouterr().out
+        assert link.resolve() == package_dir()
+        assert check_plugin().endswith("no registration errors")
+        link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+        assert uninstall_plugin(tmp_path).action == "removed"
+    assert left.is_dir()  # what the link pointed to is left alone
+
+
+def test_doctor_says_a_disabled_plugin_is_disabled(tmp_path, monkeypatch):
+    from fiftyone_clipbranches.doctor import CheckFailed, check_plugin
+
+    config = tmp_path / "app_config.json"
+    config.write_text(json.dumps({"plugins": {PLUGIN_NAME: {"enabled": False}}}))
+    monkeypatch.setenv("FIFTYONE_APP_CONFIG_PATH", str(config))
+    with pytest.raises(CheckFailed, match=f"fiftyone plugins enable {PLUGIN_NAME}"):
+        check_plugin()
+    config.write_text(json.dumps({"plugins": {}}))
+    assert check_plugin().endswith("no registration errors")
+
+
 def test_cli_install_prints_what_it_did(tmp_path, capsys):
     assert cli_main(["install-plugin", "--plugins-dir", str(tmp_path)]) == 0
     assert "linked" in capsys.readouterr().out

@@ -53,7 +53,7 @@ class RoundHistory:
         record = {
             "round": 0,
             "kind": kind,
-            "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **({"panel": self._panel} if self._panel else {}),
             **{k: round(v, 2) if isinstance(v, float) else v for k, v in entry.items()},
         }

@@ -32,10 +32,12 @@ PACKAGE_DIR = REPO_ROOT / "fiftyone_clipbranches"
 RUNNER = textwrap.dedent(
     """
     import importlib.util, json, sys
-    if sys.argv[1] == "without-package":
+    if sys.argv[1] != "with-package":
         # site-packages without its .pth files: FiftyOne and every dependency are
         # there, the editable install of fiftyone-clipbranches is not
         sys.path.append(sys.argv[3])
+    if sys.argv[1] == "leftover":  # what pip uninstall leaves: numba's caches
+        sys.path.insert(0, sys.argv[4])
     import fiftyone.plugins as fop
     from fiftyone.plugins.context import build_plugin_contexts
 
@@ -49,7 +51,10 @@ RUNNER = textwrap.dedent(
         c for c in build_plugin_contexts() if c.name == "@clipbranches/clipbranches"
     ]
     print(json.dumps({
-        "package_importable": bool(importlib.util.find_spec("fiftyone_clipbranches")),
+        "package_importable": bool(
+            importlib.util.find_spec("fiftyone_clipbranches")
+            and importlib.util.find_spec("fiftyone_clipbranches.operators")
+        ),
         "downloaded": downloaded,
         "requirements": requirements,
         "registered": [type(i).__name__ for c in ours for i in c.instances],
@@ -94,11 +99,16 @@ def _download_and_load(tmp_path, url, mode):
     plugins_dir.mkdir()
     env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins_dir), NO_PROXY="*")
     args = [sys.executable]
-    if mode == "without-package":
+    if mode != "with-package":
         args.append("-S")
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
     args += [str(runner), mode, url, sysconfig.get_paths()["purelib"]]
+    if mode == "leftover":
+        left = tmp_path / "site" / "fiftyone_clipbranches" / "engine" / "__pycache__"
+        left.mkdir(parents=True)
+        (left / "kernels.scan_kernels-10.py311.nbi").write_bytes(b"\0" * 16)
+        args.append(str(tmp_path / "site"))
     out = subprocess.run(
         args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
@@ -123,10 +133,15 @@ def test_downloaded_plugin_registers_with_the_package_installed(tmp_path, repo_u
     assert len(result["registered"]) == len(yml["operators"]) + len(yml["panels"])
 
 
-def test_downloaded_plugin_without_the_package_says_how_to_install(tmp_path, repo_url):
-    result, console, _ = _download_and_load(tmp_path, repo_url, "without-package")
-    assert not result["package_importable"]
-    assert result["errors"] == [] and result["registered"] == []
+@pytest.mark.parametrize("mode", ["without-package", "leftover"])
+def test_downloaded_plugin_without_the_package_says_how_to_install(
+    tmp_path, repo_url, mode
+):
+    """Also where pip uninstall left the package's folder with numba's caches in
+    it (an empty namespace package): the plugin failed with a traceback."""
+    result, console, _ = _download_and_load(tmp_path, repo_url, mode)
+    # the App shows no log line: a panel of the plugin's name says it there
+    assert result["errors"] == [] and result["registered"] == ["InstallHintPanel"]
     hint_lines = [line for line in console.splitlines() if INSTALL_HINT in line]
     assert len(hint_lines) == 1
     assert "pip install fiftyone-clipbranches" in hint_lines[0]
@@ -138,4 +153,6 @@ def test_requirements_txt_sits_beside_fiftyone_yml_and_names_this_version():
     assert lines == [f"fiftyone-clipbranches>={fiftyone_clipbranches.__version__}"]
     assert _yml()["version"] == fiftyone_clipbranches.__version__
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    assert version == fiftyone_clipbranches.__version__  # one version everywhere
     assert re.search(r'fiftyone_clipbranches = \[[^]]*"requirements.txt"', pyproject)
