@@ -71,7 +71,11 @@ def check_database() -> str:
     try:
         dataset = fo.Dataset(name)
     except Exception as exc:  # say which database it tried
-        where = fo.config.database_uri or f"a local mongod in {fo.config.database_dir}"
+        where = (
+            shown_uri(fo.config.database_uri)
+            if fo.config.database_uri
+            else f"a local mongod in {fo.config.database_dir}"
+        )
         raise CheckFailed(f"cannot reach {where}: {type(exc).__name__}: {exc}") from exc
     try:
         dataset.add_sample(fo.Sample(filepath="/doctor/probe.jpg"))
@@ -80,8 +84,19 @@ def check_database() -> str:
     finally:
         dataset.delete()
     if fo.config.database_uri:
-        return f"database works ({fo.config.database_uri})"
+        return f"database works ({shown_uri(fo.config.database_uri)})"
     return f"database works ({_local_database_folder(fo.config.database_dir)})"
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` without its password (a doctor's report is pasted into issues)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _local_database_folder(configured: str) -> str:

@@ -52,13 +52,23 @@ def _points_to(link: Path, target: Path) -> bool:
 
 
 def broken_link(link: Path) -> Path | None:
-    """Where ``link`` points when it is a link to no plugin (its target gone, or a
-    folder without ``fiftyone.yml``: what ``pip uninstall`` or a moved virtual
-    environment leaves), else None. Replacing it loses nothing."""
+    """Where ``link`` points when it is a link to no plugin: its target gone (a
+    moved virtual environment), or a ``fiftyone_clipbranches`` folder without the
+    package (``pip uninstall`` leaves its numba caches); else None. Replacing it
+    loses nothing (the target is never touched). A target that cannot be read
+    (an unmounted volume, no permission) is not called broken."""
     if not link.is_symlink():
         return None
     target = Path(os.path.realpath(link))
-    return None if (target / "fiftyone.yml").is_file() else target
+    try:
+        os.lstat(target)
+        if target.name == package_dir().name:
+            os.lstat(target / "__init__.py")
+    except FileNotFoundError:
+        return target
+    except OSError:
+        pass
+    return None
 
 
 def plugin_link(plugins_dir: Path | None = None) -> Path:

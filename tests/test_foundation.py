@@ -183,6 +183,24 @@ def test_doctor_says_a_disabled_plugin_is_disabled(tmp_path, monkeypatch):
     assert check_plugin().endswith("no registration errors")
 
 
+def test_doctor_shows_a_database_uri_without_its_password():
+    from fiftyone_clipbranches.doctor import shown_uri
+
+    assert shown_uri("mongodb://ann:s3cr%40t@db1:27017,db2/fo?tls=true") == (
+        "mongodb://ann:***@db1:27017,db2/fo?tls=true"
+    )
+    assert shown_uri("mongodb://127.0.0.1:27017") == "mongodb://127.0.0.1:27017"
+
+
+def test_the_install_hint_panel_takes_the_panel_name():
+    """Without the package, the plugin's one panel says how to install it, under
+    the name the App knows the real one by (a layout saved with it finds it)."""
+    from fiftyone_clipbranches import _install_hint_panel
+    from fiftyone_clipbranches.panels.constants import PANEL_NAME
+
+    assert _install_hint_panel()().config.name == PANEL_NAME
+
+
 def test_cli_install_prints_what_it_did(tmp_path, capsys):
     assert cli_main(["install-plugin", "--plugins-dir", str(tmp_path)]) == 0
     assert "linked" in capsys.readouterr().out

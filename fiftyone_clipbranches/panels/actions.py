@@ -26,7 +26,7 @@ from fiftyone_clipbranches.sdk.messages import (
 from fiftyone_clipbranches.sdk.models import panel_models
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest, shown_k
-from fiftyone_clipbranches.sdk.round_history import RoundHistory
+from fiftyone_clipbranches.sdk.round_history import RESULT_TTL_S, RoundHistory
 from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     ctx_scope,
@@ -242,7 +242,7 @@ def run_refine(ctx, opts: dict) -> dict:
     record = history.append(
         "refine", **result.stats, in_view=scope is not ctx.dataset, **searched
     )
-    history.set_result(result.ids, score_field)
+    history.set_result(result.ids, score_field, result.scores)
     return {k: record[k] for k in [*result.stats, "in_view"]}
 
 
@@ -280,12 +280,12 @@ def show_all(ctx, opts: dict) -> str:
     last = RoundHistory(ctx).result()
     if last is None:
         raise ValueError("refine first: there is no result to show")
-    ids, score_field = last
+    ids, score_field = last.ids, last.score_field
     scope = search_scope(ctx)
     overwritten = False
     if score_field:
         sdk.wait_for_writes(ctx.dataset, score_field)
-        overwritten = not _field_holds(ctx.dataset, score_field, ids)
+        overwritten = not _field_holds(ctx.dataset, score_field, last)
         if not overwritten:
             show_result(
                 ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
@@ -314,15 +314,18 @@ def show_all(ctx, opts: dict) -> str:
     return f"{len(ids)} matches in ranking order"
 
 
-def _field_holds(dataset, field: str, ids: list[str]) -> bool:
-    """Whether the score ``field`` holds the round of ranking ``ids``: as many
-    samples scored, its best ones among them (the database's index on the field
-    answers both)."""
-    scored = dataset.exists(field)
-    if len(ids) != scored.count():
+def _field_holds(dataset, field: str, last) -> bool:
+    """Whether the score ``field`` holds the round of ``last`` (a
+    :class:`~fiftyone_clipbranches.sdk.round_history.LastResult`): as many samples
+    scored, and the scores its probe kept (the database's index on the field
+    counts them)."""
+    if len(last.ids) != dataset.exists(field).count():
         return False
-    top = scored.sort_by(field, reverse=True).limit(5).values("id")
-    return set(top) <= set(ids[: max(len(top), 50)])
+    if not last.probe:
+        return True
+    probe = list(last.probe)
+    held = dict(zip(*dataset.select(probe).values(["id", field])))
+    return all(held.get(i) == score for i, score in last.probe.items())
 
 
 def save_results(ctx, opts: dict) -> str:
@@ -351,10 +354,15 @@ def view_to_save(ctx):
     Raises:
         ResultTooLargeError: a ranking longer than a saved view can select.
     """
-    last = RoundHistory(ctx).result()
-    if ctx.panel.state.get("showing") not in ("refine", "all") or last is None:
+    if ctx.panel.state.get("showing") not in ("refine", "all"):
         return ctx.view
-    ids = last[0]
+    last = RoundHistory(ctx).result()
+    if last is None:  # the grid shows its best only: saving those would say less
+        raise ValueError(
+            "the last result is no longer kept (it is kept for"
+            f" {RESULT_TTL_S // 86400} days): refine again, then save it"
+        )
+    ids = last.ids
     if len(ids) > MAX_SELECTED_SAMPLES:
         raise ResultTooLargeError(
             f"the result holds {len(ids)} samples, more than the "

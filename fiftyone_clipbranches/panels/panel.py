@@ -35,7 +35,7 @@ from fiftyone_clipbranches.sdk.models import (
     panel_models,
     random_negatives_description,
 )
-from fiftyone_clipbranches.sdk.round_history import RoundHistory
+from fiftyone_clipbranches.sdk.round_history import RoundHistory, new_instance
 from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
@@ -76,6 +76,8 @@ class RelevancePanel(foo.Panel):
     def on_load(self, ctx):
         state = ctx.panel.state
         init = {k: v for k, v in DEFAULTS.items() if state.get(k) is None}
+        if not state.get("instance"):  # its own results (round_history.py)
+            init["instance"] = new_instance()
         keys = sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else []
         current = init.get("index_key", state.get("index_key"))
         if keys and current not in keys:
@@ -117,10 +119,14 @@ class RelevancePanel(foo.Panel):
         self._run(ctx, lambda opts: actions.mark(ctx, opts, "negative"))
 
     def reset_labels(self, ctx):
-        """Asks first, naming how many labels go (render offers the choice)."""
-        self._ask_about(ctx, "reset_labels")
-        counts = actions.tag_counts(ctx, actions.settings(ctx))
-        ctx.panel.state.set("reset_counts", list(counts))
+        """Asks first, naming how many labels of which tags go (render offers the
+        choice)."""
+
+        def ask(opts):
+            self._ask_about(ctx, "reset_labels")
+            ctx.panel.state.set("reset_counts", _label_counts(ctx, opts))
+
+        self._run(ctx, ask)
 
     def _ask_about(self, ctx, action: str) -> None:
         """Put the question about ``action`` in the state; the App drops the
@@ -144,14 +150,14 @@ class RelevancePanel(foo.Panel):
     def _reset_as_asked(self, ctx, opts) -> str | None:
         """Remove the labels the question counted; asks again when another user
         (or process) labelled or unlabelled samples since it was asked."""
-        now = list(actions.tag_counts(ctx, opts))
+        now = _label_counts(ctx, opts)
         if now != ctx.panel.state.get("reset_counts"):
             self._ask_about(ctx, "reset_labels")
             ctx.panel.state.set("reset_counts", now)
             ctx.ops.notify(
-                "The labels changed since you were asked (another user or process):"
-                f" there are now {counted(now[0], 'positive')} and"
-                f" {counted(now[1], 'negative')}; confirm again to remove them",
+                f"The labels are not those the question counted: there are now"
+                f" {counted(now[1], 'positive')} and {counted(now[3], 'negative')}"
+                f" (tags {now[0]}, {now[2]}); confirm again to remove them",
                 variant="warning",
             )
             return None
@@ -323,12 +329,13 @@ class RelevancePanel(foo.Panel):
         marks.btn("reset_labels", label="Reset labels", on_click=self.reset_labels)
         asked = ctx.panel.state.get("confirm")
         if asked == "reset_labels":
-            n_pos, n_neg = ctx.panel.state.get("reset_counts") or (n_pos, n_neg)
+            pos_tag, n_asked_pos, neg_tag, n_asked_neg = ctx.panel.state.get(
+                "reset_counts"
+            ) or [opts["positive_tag"], n_pos, opts["negative_tag"], n_neg]
             self._ask(
                 panel,
-                f"Remove the {n_pos} positive and {n_neg} negative labels (tags"
-                f" `{opts['positive_tag']}`, `{opts['negative_tag']}`) from every"
-                " sample of the dataset?",
+                f"Remove the {n_asked_pos} positive and {n_asked_neg} negative labels"
+                f" (tags `{pos_tag}`, `{neg_tag}`) from every sample of the dataset?",
                 "Remove labels",
             )
 
@@ -373,8 +380,8 @@ class RelevancePanel(foo.Panel):
             if asked == "clear_history":
                 self._ask(
                     panel,
-                    f"Clear the history of {counted(len(history), 'round')}? The"
-                    " last result stays.",
+                    f"Clear the history of {counted(len(history), 'round')} (every"
+                    " user's on this dataset)? Each panel's last result stays.",
                     "Clear history",
                 )
 
@@ -402,6 +409,13 @@ class RelevancePanel(foo.Panel):
             f" by id, up to {MAX_SELECTED_SAMPLES:,})",
         )
         return types.Property(panel, view=types.GridView(orientation="vertical"))
+
+
+def _label_counts(ctx, opts) -> list:
+    """``[positive tag, its samples, negative tag, its samples]``: what Reset
+    labels asks about, and checks again before it removes them."""
+    n_pos, n_neg = actions.tag_counts(ctx, opts)
+    return [opts["positive_tag"], n_pos, opts["negative_tag"], n_neg]
 
 
 _RUNNING: set[tuple[str, str]] = set()

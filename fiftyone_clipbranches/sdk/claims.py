@@ -16,6 +16,7 @@ import inspect
 import shlex
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -32,19 +33,20 @@ from fiftyone_clipbranches.sdk.runs import root_dataset
 CLAIMS_COLLECTION = "clipbranches.key_claims"
 #: A claim made on another host is presumed dead after this long.
 FOREIGN_CLAIM_TIMEOUT_S = 24 * 3600.0
-#: The claims this process holds now, by ``(_id, since)``.
-_HELD: set[tuple[str, float]] = set()
+#: The claims this process holds now, by ``(_id, nonce)``.
+_HELD: set[tuple[str, str]] = set()
 _HELD_LOCK = threading.Lock()
 
 
 @contextmanager
-def key_claim(root, key: str, work: str = "build"):
+def key_claim(root, key: str, work: str = "build", stale_s: float | None = None):
     """Hold index ``key`` of the root dataset ``root`` for ``work`` ("build",
     "update", "rename", "relocate" or "delete"; "scores" for a score field, whose
     ``key`` is ``sdk.views.SCORE_CLAIM_PREFIX`` and the field; "view" for a saved
-    view's name, ``sdk.views.VIEW_CLAIM_PREFIX`` and its slug; "history" for an
-    append to the App's round history, ``sdk.round_history.HISTORY_CLAIM``)
-    until the block ends.
+    view's name, ``sdk.views.VIEW_CLAIM_PREFIX`` and its slug; "history" for a
+    change of the App's round history, ``sdk.round_history.HISTORY_CLAIM``)
+    until the block ends. A claim of another process older than ``stale_s``
+    seconds (when given: work known to be short) is taken over wherever it runs.
 
     Raises:
         IndexBusyError: a live process holds the key.
@@ -58,10 +60,11 @@ def key_claim(root, key: str, work: str = "build"):
         **this_process(),
         "work": work,
         "since": time.time(),
+        "nonce": uuid.uuid4().hex,  # tells this process's threads' claims apart
     }
     # held before it is inserted: another thread of this process that finds the
     # claim must not take it for one this process let go
-    token = (mine["_id"], mine["since"])
+    token = (mine["_id"], mine["nonce"])
     with _HELD_LOCK:
         _HELD.add(token)
     try:
@@ -73,7 +76,7 @@ def key_claim(root, key: str, work: str = "build"):
                 held = claims.find_one({"_id": mine["_id"]})
                 if held is None:
                     continue  # released meanwhile
-                if _claim_live(held):
+                if _claim_live(held, stale_s):
                     raise IndexBusyError(_busy_message(root, key, held)) from None
                 claims.delete_one(held)  # its process died: take it over
         else:
@@ -92,7 +95,9 @@ def key_claim(root, key: str, work: str = "build"):
 
 
 @contextmanager
-def waiting_claim(root, key: str, work: str, wait_s: float, busy: str):
+def waiting_claim(
+    root, key: str, work: str, wait_s: float, busy: str, stale_s: float | None = None
+):
     """:func:`key_claim`, waiting up to ``wait_s`` seconds for a live holder to
     let go (the work of each is short: a score field's write, a view's save).
 
@@ -101,7 +106,7 @@ def waiting_claim(root, key: str, work: str, wait_s: float, busy: str):
     """
     deadline = time.monotonic() + wait_s
     while True:
-        claim = key_claim(root, key, work)
+        claim = key_claim(root, key, work, stale_s)
         try:
             claim.__enter__()
             break
@@ -185,15 +190,18 @@ def _claim_id(root, key: str) -> str:
     return f"{root._doc.id}:{key}"
 
 
-def _claim_live(held: dict) -> bool:
+def _claim_live(held: dict, stale_s: float | None = None) -> bool:
     """Whether the process holding ``held`` may still run (one on another host is
-    presumed to for :data:`FOREIGN_CLAIM_TIMEOUT_S`) and, when it is this one,
-    still holds it (a claim whose removal failed, the database gone meanwhile,
-    is not)."""
+    presumed to for :data:`FOREIGN_CLAIM_TIMEOUT_S`, or ``stale_s`` when given)
+    and, when it is this one, still holds it (a claim whose removal failed, the
+    database gone meanwhile, is not)."""
     if is_this_process(held):
         with _HELD_LOCK:
-            return (held["_id"], held["since"]) in _HELD
-    return not holder_gone(held, time.time() - held["since"], FOREIGN_CLAIM_TIMEOUT_S)
+            return (held["_id"], held.get("nonce")) in _HELD
+    age = time.time() - held["since"]
+    if stale_s is not None and age > stale_s:
+        return False
+    return not holder_gone(held, age, FOREIGN_CLAIM_TIMEOUT_S)
 
 
 def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:

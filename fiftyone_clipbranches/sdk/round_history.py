@@ -2,14 +2,19 @@
 operators), kept per dataset in FiftyOne's execution store; the panel shows them.
 
 Several users (and processes) may work on one dataset: the history is theirs
-together, each record naming the panel it came from, while the last ranking a panel
-made (what its Save view and Show all take) and the text its query ball refines are
-that panel's own."""
+together, each record of a panel naming it, while the last ranking a panel made
+(what its Save view and Show all take) and the text its query ball refines are
+that panel's own: keyed by the panel's ``instance`` (a random id its state gets
+when it opens: the App's panel id is shared by every user of a saved workspace)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
 
 from fiftyone_clipbranches.sdk.claims import waiting_claim
 from fiftyone_clipbranches.sdk.errors import IndexBusyError
@@ -22,14 +27,36 @@ STORE_NAME = "clipbranches_panel"
 HISTORY_KEY = "rounds"
 MAX_HISTORY = 50
 #: Store key of a panel's last refinement's ranking (what "Save view" saves), the
-#: panel's id after a slash.
+#: panel's instance after a slash; the text its query ball takes, under ``TEXT_KEY``.
 RESULT_KEY = "last_result"
-#: How long a panel's last ranking is kept after it was made.
+TEXT_KEY = "last_text"
+#: How long a panel's last ranking and text are kept after they were made.
 RESULT_TTL_S = 7 * 24 * 3600
-#: Claim (``sdk/claims.py``) one append to the history holds: two at once each
-#: wrote the list it read, and one record was lost.
+#: Samples of a ranking whose scores are kept with it: a score field that gives
+#: them other scores holds another round.
+PROBE_SAMPLES = 16
+#: Claim (``sdk/claims.py``) one change of the history holds: two appends at once
+#: each wrote the list it read, and one record was lost. Held for milliseconds: one
+#: older than ``HISTORY_STALE_S`` is taken over, whatever host holds it.
 HISTORY_CLAIM = "history:" + HISTORY_KEY
 HISTORY_WAIT_S = 5.0
+HISTORY_STALE_S = 30.0
+
+
+def new_instance() -> str:
+    """A panel instance's id (its state's ``instance``)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class LastResult:
+    """A panel's last refinement: ``ids`` its ranking (best first), ``score_field``
+    the field its round wrote (None: none), ``probe`` the scores of a few of its
+    samples (sample id -> score)."""
+
+    ids: list[str]
+    score_field: str | None
+    probe: dict
 
 
 class RoundHistory:
@@ -42,14 +69,15 @@ class RoundHistory:
     def __init__(self, ctx):
         self._store = ctx.store(STORE_NAME)
         self._dataset = ctx.dataset
-        self._panel = ctx.panel_id
+        self._panel = panel_instance(ctx)
 
     def list(self) -> list[dict]:
         return list(self._store.get(HISTORY_KEY) or [])
 
     def append(self, kind: str, **entry) -> dict:
         """Record a ``"search"`` or ``"refine"`` with its parameters and stats
-        (floats rounded to 2 places), one append at a time across processes."""
+        (floats rounded to 2 places), one change at a time across processes; a
+        panel's text (``text=``) is also kept as its own."""
         record = {
             "round": 0,
             "kind": kind,
@@ -57,12 +85,10 @@ class RoundHistory:
             **({"panel": self._panel} if self._panel else {}),
             **{k: round(v, 2) if isinstance(v, float) else v for k, v in entry.items()},
         }
-        busy = f"the history of dataset {self._dataset.name!r} is being written"
+        if self._panel and record.get("text"):
+            self._store.set(self._key(TEXT_KEY), record["text"], ttl=RESULT_TTL_S)
         try:
-            with waiting_claim(
-                root_dataset(self._dataset), HISTORY_CLAIM, "history",
-                HISTORY_WAIT_S, busy,
-            ):  # fmt: skip
+            with self._held():
                 rounds = self.list()
                 record["round"] = (rounds[-1]["round"] + 1) if rounds else 1
                 rounds.append(record)
@@ -71,39 +97,51 @@ class RoundHistory:
             logger.warning("round not recorded in the history: %s", exc)
         return record
 
-    def last(self, kind: str | None = None) -> dict | None:
-        for record in reversed(self.list()):
-            if kind is None or record.get("kind") == kind:
-                return record
-        return None
-
     def last_text(self) -> str | None:
         """The last text this panel searched or refined (None outside a panel)."""
-        for record in reversed(self.list()):
-            if (
-                self._panel
-                and record.get("panel") == self._panel
-                and record.get("text")
-            ):
-                return record["text"]
-        return None
+        return self._store.get(self._key(TEXT_KEY)) if self._panel else None
 
     def clear(self) -> None:
-        self._store.delete(HISTORY_KEY)
+        """Forget every round of the dataset (every user's); each panel's last
+        result and text stay."""
+        with self._held():
+            self._store.delete(HISTORY_KEY)
 
-    def set_result(self, ids: list[str], score_field: str | None) -> None:
+    def set_result(self, ids: list[str], score_field: str | None, scores=None) -> None:
         """Keep this panel's last refinement's ranking (one document: 24 characters
-        a sample), what "Save view" saves."""
-        value = {"ids": "".join(ids), "score_field": score_field}
-        self._store.set(self._result_key(), value, ttl=RESULT_TTL_S)
+        a sample), what "Save view" saves, with the ``scores`` (float ``(len(ids),)``,
+        descending) of a few of its samples when it wrote ``score_field``."""
+        probe = {}
+        if score_field and scores is not None and len(ids):
+            at = np.unique(np.linspace(0, len(ids) - 1, PROBE_SAMPLES).astype(int))
+            probe = {ids[i]: float(scores[i]) for i in at}
+        value = {"ids": "".join(ids), "score_field": score_field, "probe": probe}
+        self._store.set(self._key(RESULT_KEY), value, ttl=RESULT_TTL_S)
+        if self._panel:
+            self._store.delete(RESULT_KEY)  # the one key all panels shared before
 
-    def result(self) -> tuple[list[str], str | None] | None:
-        value = self._store.get(self._result_key())
+    def result(self) -> LastResult | None:
+        value = self._store.get(self._key(RESULT_KEY))
         if not value:
             return None
         text = value["ids"]
         ids = [text[i : i + 24] for i in range(0, len(text), 24)]
-        return ids, value.get("score_field")
+        return LastResult(ids, value.get("score_field"), value.get("probe") or {})
 
-    def _result_key(self) -> str:
-        return f"{RESULT_KEY}/{self._panel}" if self._panel else RESULT_KEY
+    def _key(self, key: str) -> str:
+        return f"{key}/{self._panel}" if self._panel else key
+
+    def _held(self):
+        busy = f"the history of dataset {self._dataset.name!r} is being written"
+        return waiting_claim(
+            root_dataset(self._dataset), HISTORY_CLAIM, "history", HISTORY_WAIT_S,
+            busy, stale_s=HISTORY_STALE_S,
+        )  # fmt: skip
+
+
+def panel_instance(ctx) -> str | None:
+    """The panel instance ``ctx`` comes from (its state's ``instance``, else the
+    App's panel id), or None outside a panel."""
+    if not ctx.panel_id:
+        return None
+    return ctx.panel.state.get("instance") or ctx.panel_id

@@ -98,6 +98,7 @@ def _download_and_load(tmp_path, url, mode):
     plugins_dir = tmp_path / "plugins"
     plugins_dir.mkdir()
     env = dict(os.environ, FIFTYONE_PLUGINS_DIR=str(plugins_dir), NO_PROXY="*")
+    env.pop("PYTHONPATH", None)  # a checkout on it is an installed package
     args = [sys.executable]
     if mode != "with-package":
         args.append("-S")

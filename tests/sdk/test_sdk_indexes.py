@@ -1,5 +1,6 @@
 """Index lifecycle on real FiftyOne datasets: runs, files, freshness."""
 
+import time
 from pathlib import Path
 
 import fiftyone as fo
@@ -107,6 +108,71 @@ def test_one_build_or_update_of_a_key_at_a_time(make_dataset):
     with pytest.raises(sdk.IndexExistsError, match="already exists"):
         index_dataset(ds, "idx")
     assert other.list_runs() == ["idx"]
+
+
+def test_threads_of_one_process_hold_a_claim_one_at_a_time(make_dataset, monkeypatch):
+    """A thread that found another thread's claim before that one was recorded as
+    held took it for a claim this process had let go, and both held it."""
+    import threading
+
+    from pymongo.collection import Collection
+
+    from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION, waiting_claim
+
+    insert = Collection.insert_one
+
+    def slow_insert(self, doc, *args, **kwargs):  # widens the window it raced in
+        out = insert(self, doc, *args, **kwargs)
+        if self.name == CLAIMS_COLLECTION:
+            time.sleep(0.002)
+        return out
+
+    monkeypatch.setattr(Collection, "insert_one", slow_insert)
+    ds = make_dataset(3)
+    inside, most, lock = [0], [0], threading.Lock()
+
+    def work():
+        for _ in range(15):
+            with waiting_claim(ds, "scores:probe", "scores", 60.0, "busy"):
+                with lock:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(0.0005)
+                with lock:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+
+
+def test_a_short_claim_of_another_host_is_taken_over_once_stale(make_dataset):
+    from fiftyone.core.odm import get_db_conn
+
+    from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION, key_claim
+
+    ds = make_dataset(3)
+    claims = get_db_conn()[CLAIMS_COLLECTION]
+    foreign = {
+        "_id": f"{ds._doc.id}:history:rounds",
+        "host": "another-host",
+        "pid": 1,
+        "pid_started": 0.0,
+        "work": "history",
+    }
+    claims.insert_one({**foreign, "since": time.time() - 5})
+    with (
+        pytest.raises(sdk.IndexBusyError),
+        key_claim(ds, "history:rounds", "history", 30.0),
+    ):
+        pass
+    claims.update_one({"_id": foreign["_id"]}, {"$set": {"since": time.time() - 60}})
+    with key_claim(ds, "history:rounds", "history", 30.0):
+        assert claims.find_one({"_id": foreign["_id"]})["host"] != "another-host"
+    assert claims.find_one({"_id": foreign["_id"]}) is None
 
 
 def test_a_key_held_by_a_dead_machine_is_unlocked_from_the_shell(make_dataset, capsys):
