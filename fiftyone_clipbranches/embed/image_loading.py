@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -106,12 +107,20 @@ def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
         ``DRAFT_MIN_SIDE`` on both sides comes back reduced by its decoder.
 
     Raises:
-        ImageRefusedError: ``path`` is a FIFO, device, socket or directory (opening
+        ImageRefusedError: ``path`` is a URL (``s3://``, ``https://``: not a file),
+            a FIFO, device, socket or directory (opening
             a FIFO would block forever), or the image holds more than ``max_pixels``
             (default :func:`max_decode_pixels`) after any JPEG reduction.
         OSError and PIL errors: the file cannot be read or decoded.
     """
     limit = max_decode_pixels() if max_pixels is None else int(max_pixels)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", str(path))
+    if scheme:  # a cloud or web path (FiftyOne Enterprise, imports): not a file
+        raise ImageRefusedError(
+            f"{path} is a {scheme.group(1)}:// path: clipbranches reads images from"
+            " local files only: download the media (FiftyOne Enterprise:"
+            " dataset.download_media()) or point the samples at local copies"
+        )
     # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -130,7 +139,7 @@ def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             # the limit below replaces PIL's decompression-bomb warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fh)
+            img = _open_unchecked(fh)
             img.draft(None, (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE))
             width, height = img.size
             if width * height > limit:
@@ -143,6 +152,29 @@ def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
     finally:
         fh.close()  # the decoded pixels no longer need the file
     return img
+
+
+#: Held while PIL's own pixel check is lifted (a module global of PIL).
+_PIL_CHECK_LIFTED = threading.Lock()
+
+
+def _open_unchecked(fh) -> Image.Image:
+    """``Image.open(fh)``, without PIL's refusal of images over twice its
+    ``MAX_IMAGE_PIXELS`` (179 MP): :func:`open_image_file` applies its own limit,
+    after a JPEG's reduction (a 200 MP panorama decodes at 3 MP) and as
+    ``$CLIPBRANCHES_MAX_IMAGE_PIXELS`` sets it. PIL's check is lifted only for the
+    header of a file it refused, only while this opens it."""
+    try:
+        return Image.open(fh)
+    except Image.DecompressionBombError:
+        fh.seek(0)
+        with _PIL_CHECK_LIFTED:
+            kept = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                return Image.open(fh)
+            finally:
+                Image.MAX_IMAGE_PIXELS = kept
 
 
 def as_rgb(img: Image.Image) -> Image.Image:

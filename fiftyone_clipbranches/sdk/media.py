@@ -31,15 +31,30 @@ def require_image_samples(samples, root) -> None:
     if media in NOT_IMAGES:
         raise UnsupportedMediaError(
             f"dataset {root.name!r} holds {media} media, not images:"
-            " clipbranches indexes images only (of a video dataset, index its"
-            " frames as images: dataset.to_frames(sample_frames=True).clone(...))"
+            " clipbranches indexes images only"
+            + (
+                ": index its frames as images, a dataset of them made with"
+                " dataset.to_frames(sample_frames=True).clone('NAME') (sampling"
+                " frames to image files needs ffmpeg)"
+                if media == "video"
+                else " (a dataset of rendered or captured images of them can be"
+                " indexed)"
+            )
         )
     for kind in ("patches", "frames", "clips"):
         if getattr(samples, f"_is_{kind}", False):
+            frames = (
+                ", or make its frames a dataset of images, view.clone('NAME'), and"
+                " use that (its frames sampled to image files:"
+                " to_frames(sample_frames=True), which needs ffmpeg)"
+                if kind == "frames"
+                else ""
+            )
             raise UnsupportedMediaError(
                 f"this is a {kind} view of {root.name!r}: its rows are {kind}, not"
-                " the dataset's samples; search or refine the dataset (or a view"
-                " of its samples, e.g. dataset.match_labels(...)) instead"
+                " the dataset's samples, which clipbranches works on: use the"
+                " dataset (or a view of its samples, e.g. dataset.match_labels(...))"
+                f" instead{frames}"
             )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fiftyone_clipbranches.sdk.embedding_reader import EmbeddingSource
+from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
 from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import ProgressFn
 
@@ -107,9 +108,24 @@ def fit_and_encode(
 
 
 def encode_source(source: EmbeddingSource, encoder, report: ProgressFn) -> np.ndarray:
-    """uint8 ``(N, n_dims)`` codes of every row of ``source``, read batch by batch."""
+    """uint8 ``(N, n_dims)`` codes of every row of ``source``, read batch by batch.
+
+    Raises:
+        MissingEmbeddingsError: vectors of another length than the encoder's model
+            makes (merged from a dataset embedded with another model), naming them.
+    """
     codes = np.empty((len(source), encoder.n_dims), np.uint8)
     for start, batch in source.batches():
+        if batch.shape[1] != encoder.in_dim:
+            raise MissingEmbeddingsError(
+                f"samples of {source.field!r} from"
+                f" {source.ids[start].decode()} on hold vectors of length"
+                f" {batch.shape[1]}, the index's model makes {encoder.in_dim}:"
+                " another model made them (merged from another dataset?): embed"
+                " them again with the model the field records"
+                " (compute_embeddings(those samples, skip_existing=False)), or set"
+                " them to None"
+            )
         codes[start : start + len(batch)] = encoder.encode(batch)
         done = start + len(batch)
         report(done / len(source), f"encoded {done}/{len(source)} embeddings")

@@ -104,6 +104,32 @@ def test_a_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
         open_image_file(path, max_pixels=100)
 
 
+def test_pils_own_pixel_refusal_gives_way_to_the_packages_limit(tmp_path, monkeypatch):
+    """PIL refuses images over twice its MAX_IMAGE_PIXELS (179 MP) when it opens
+    them: a 200 MP panorama JPEG was never indexed (it decodes at 1/8 scale), and
+    raising $CLIPBRANCHES_MAX_IMAGE_PIXELS, as the message said, changed nothing.
+    PIL's limit is lowered here to make small files stand for such images."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    jpeg, png = tmp_path / "pano.jpg", tmp_path / "big.png"
+    Image.new("RGB", (4000, 2000), (20, 200, 20)).save(jpeg, quality=50)
+    Image.new("L", (1500, 1500), 7).save(png)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(jpeg)
+    with open_image_file(jpeg) as img:
+        assert img.size == (2000, 1000) and img.getpixel((5, 5))[1] > 150  # 1/2
+    with open_image_file(png) as img:  # within the package's limit
+        assert img.size == (1500, 1500) and img.getpixel((5, 5)) == 7
+    with pytest.raises(ImageRefusedError, match="CLIPBRANCHES_MAX_IMAGE_PIXELS"):
+        open_image_file(png, max_pixels=2_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 1_000_000  # PIL's own check is back
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/cats/a.jpg", "https://example.com/a.jpg"])
+def test_a_remote_path_is_said_to_be_one(url):
+    with pytest.raises(ImageRefusedError, match="local files only: download"):
+        open_image_file(url)
+
+
 def test_small_images_are_decoded_whole(cifar_paths):
     with open_image_file(cifar_paths[0]) as img, Image.open(cifar_paths[0]) as ref:
         assert img.size == ref.size

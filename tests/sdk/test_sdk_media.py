@@ -55,6 +55,20 @@ def test_a_video_dataset_is_refused_as_no_images(tmp_path, tiny_clip_checkpoint)
         ds.delete()
 
 
+def test_point_clouds_are_refused_without_a_videos_advice(tmp_path):
+    ds = fo.Dataset()
+    try:
+        ds.add_samples(
+            [fo.Sample(filepath=str(tmp_path / f"{i}.pcd")) for i in range(3)],
+            progress=False,
+        )
+        with pytest.raises(sdk.UnsupportedMediaError, match="point-cloud media") as e:
+            sdk.search(ds, text="a car", index_key="cb")
+        assert "frames" not in str(e.value)  # it told to index a video's frames
+    finally:
+        ds.delete()
+
+
 def test_a_patches_view_is_refused_and_its_dataset_searched(make_user_index):
     ds = make_user_index(n_per_class=4)
     for sample in ds:
@@ -71,6 +85,7 @@ def test_a_patches_view_is_refused_and_its_dataset_searched(make_user_index):
         with pytest.raises(sdk.UnsupportedMediaError, match="patches view") as err:
             call()
         assert "its rows are patches, not the dataset's samples" in str(err.value)
+        assert "use the dataset" in str(err.value)  # computing, not only searching
     assert ds.get_field("patch_emb") is None
     assert (
         sdk.search(ds, sample_ids=[one], k=3, index_key="clip").values("id")[0] == one

@@ -299,3 +299,35 @@ def test_an_update_that_embeds_moved_and_added_samples_shows_steady_progress(
     assert all(b >= a - 1e-9 for a, b in zip(seen, seen[1:])) and seen[-1] == 1.0
     # the moved sample is 1 of the 5 images embedded: a fifth of their span
     assert min(f for f in seen if f > 0) == pytest.approx(0.55 / 5)
+
+
+def test_merged_vectors_of_another_model_are_named_before_any_change(
+    make_user_index, cifar_dir
+):
+    """Samples merged from a dataset embedded with another model (another length)
+    stopped the update with the encoder's "embeddings must have 64 columns"."""
+    import fiftyone as fo
+
+    ds = make_user_index(n_per_class=4, name="merged")
+    n = sdk.index_info(ds, "clip").n_samples
+    width = len(ds.first().clip_embedding)
+    files = sorted(p for p in cifar_dir.rglob("*.jpg"))[-2:]
+    rng = np.random.default_rng(0)
+    ds.add_samples(
+        [
+            fo.Sample(filepath=str(f), clip_embedding=rng.normal(size=width * 8))
+            for f in files
+        ]
+    )
+    with pytest.raises(sdk.MissingEmbeddingsError) as said:
+        sdk.update_index(ds, "clip", progress=False)
+    message = str(said.value)
+    assert f"hold vectors of length {width * 8}, the index's model makes {width}" in (
+        message
+    )
+    assert "'clip_embedding'" in message and "skip_existing=False" in message
+    assert sdk.index_info(ds, "clip").n_samples == n  # nothing changed
+    # the way out it names: the field's own model embeds them again
+    added = ds.match(fo.ViewField("filepath").is_in([str(f) for f in files]))
+    sdk.compute_embeddings(added, skip_existing=False, progress=False)
+    assert sdk.update_index(ds, "clip", progress=False).n_samples == n + 2
