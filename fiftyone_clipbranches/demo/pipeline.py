@@ -225,6 +225,17 @@ def run_demo(
         nearest = [Path(paths[i]) for i in ids[:5] if i in paths]
         report.top_files = [f"{p.parent.name}/{p.name}" for p in nearest]
         return report
+    _, bundle = sdk.load_index(dataset, DEMO_INDEX_KEY)
+    wanted = sorted(truth)
+    unindexed = {
+        i for i, held in zip(wanted, bundle.rowmap.contains(wanted)) if not held
+    }
+    if unindexed:  # no search can find them: not held against it
+        truth -= unindexed
+        notes.append(
+            f"{counted(len(unindexed), 'relevant image')} could not be read: not"
+            " counted as relevant"
+        )
     shown = list(ids)
     report.n_relevant = len(truth)
     report.precision_at_20 = _precision(shown[:20], truth)
@@ -477,7 +488,9 @@ def _folder_dataset(name, folder: Path, model, pretrained):
         _refuse_unless_made_here(dataset, made == wanted)
         return dataset, False
     paths = sorted(
-        str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+        str(p)
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p.relative_to(folder))
     )
     if not paths:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
@@ -491,6 +504,16 @@ def _folder_dataset(name, folder: Path, model, pretrained):
         dataset.info[DEMO_INFO_KEY] = wanted
         dataset.save()
     return dataset, True
+
+
+#: Folders of thumbnails and metadata that tools leave beside images.
+TOOL_FOLDERS = frozenset({"__MACOSX", "@eaDir"})
+
+
+def _hidden(relative: Path) -> bool:
+    """Whether a path under the images folder is hidden (a part starting with a
+    dot) or in a tool's folder (``__MACOSX``, ``@eaDir``): no image of the user's."""
+    return any(part.startswith(".") or part in TOOL_FOLDERS for part in relative.parts)
 
 
 def _earlier_demo_of(dataset, folder: Path) -> bool:

@@ -113,6 +113,12 @@ def test_a_folder_per_class_of_the_users_images_simulates_the_feedback(
         for image in sorted((cifar_dir / name).iterdir())[:25]:
             (tmp_path / name / image.name).symlink_to(image)
     (tmp_path / "ship" / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "cat" / "truncated.jpg").write_bytes(b"\xff\xd8\xff")
+    for tool in (".thumbs", "__MACOSX"):  # no class of the user's
+        (tmp_path / tool).mkdir()
+        (tmp_path / tool / "._0001.jpg").symlink_to(
+            sorted((cifar_dir / "cat").iterdir())[0]
+        )
     kwargs = dict(
         images=tmp_path,
         model=TINY_CLIP_NAME,
@@ -125,9 +131,11 @@ def test_a_folder_per_class_of_the_users_images_simulates_the_feedback(
         report = run_demo(**kwargs, query="a photo of a cat")
         dataset = fo.load_dataset("clipbranches-demo-tree-test")
         assert set(dataset.distinct("ground_truth.label")) == {"cat", "dog", "ship"}
-        assert report.n_samples == 76 and report.n_relevant == 25
+        assert report.n_samples == 77 and report.n_relevant == 25
         assert report.topk_f1 is not None and "not simulated" not in report.format()
-        assert "1 image could not be read and was left out" in report.format()
+        assert "2 images could not be read and were left out" in report.format()
+        # the unreadable cat is no relevant image a search could find
+        assert "1 relevant image could not be read: not counted" in report.format()
         assert report.n_refined and report.refined_f1 is not None  # one round
         assert dataset.has_saved_view(report.saved_view)
         unjudged = run_demo(**kwargs, query="a photo of a horse")
