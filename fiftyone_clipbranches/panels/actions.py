@@ -272,6 +272,12 @@ def refuse_unmarked_selection(ctx, opts: dict) -> None:
         )
 
 
+_NO_LONGER_KEPT = (
+    f"the last result is no longer kept (it is kept for {RESULT_TTL_S // 86400} days,"
+    " while the App runs): refine again"
+)
+
+
 def show_all(ctx, opts: dict) -> str:
     """Every match of the last refinement, by descending score (waits for the
     score field's background write); without a score field, or when another
@@ -279,6 +285,8 @@ def show_all(ctx, opts: dict) -> str:
     selected by id (up to what a view can select)."""
     last = RoundHistory(ctx).result()
     if last is None:
+        if ctx.panel.state.get("showing") in ("refine", "all"):
+            raise ValueError(_NO_LONGER_KEPT)
         raise ValueError("refine first: there is no result to show")
     ids, score_field = last.ids, last.score_field
     scope = search_scope(ctx)
@@ -312,6 +320,17 @@ def show_all(ctx, opts: dict) -> str:
             " now holds another round: another user's or process's)"
         )
     return f"{len(ids)} matches in ranking order"
+
+
+def shown_by_score_is_own(ctx) -> bool:
+    """Whether this panel's last result (shown by its score field, "Show all")
+    is still what that field holds (False when no result is kept)."""
+    last = RoundHistory(ctx).result()
+    if last is None or not last.score_field:
+        return last is not None
+    if ctx.dataset.get_field(last.score_field) is None:
+        return False
+    return _field_holds(ctx.dataset, last.score_field, last)
 
 
 def _field_holds(dataset, field: str, last) -> bool:
@@ -358,10 +377,7 @@ def view_to_save(ctx):
         return ctx.view
     last = RoundHistory(ctx).result()
     if last is None:  # the grid shows its best only: saving those would say less
-        raise ValueError(
-            "the last result is no longer kept (it is kept for"
-            f" {RESULT_TTL_S // 86400} days): refine again, then save it"
-        )
+        raise ValueError(_NO_LONGER_KEPT)
     ids = last.ids
     if len(ids) > MAX_SELECTED_SAMPLES:
         raise ResultTooLargeError(

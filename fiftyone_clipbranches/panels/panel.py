@@ -35,7 +35,7 @@ from fiftyone_clipbranches.sdk.models import (
     panel_models,
     random_negatives_description,
 )
-from fiftyone_clipbranches.sdk.round_history import RoundHistory, new_instance
+from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
@@ -76,12 +76,20 @@ class RelevancePanel(foo.Panel):
     def on_load(self, ctx):
         state = ctx.panel.state
         init = {k: v for k, v in DEFAULTS.items() if state.get(k) is None}
-        if not state.get("instance"):  # its own results (round_history.py)
-            init["instance"] = new_instance()
         keys = sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else []
         current = init.get("index_key", state.get("index_key"))
         if keys and current not in keys:
             init["index_key"] = keys[0]
+        # a question or error of before (another tab, a reload) is not this one's
+        init.update({k: None for k in ("confirm", "last_error") if state.get(k)})
+        if state.get("showing") == "all" and not actions.shown_by_score_is_own(ctx):
+            init["showing"] = "refine"  # Show all offered again: it shows its own
+            ctx.ops.notify(
+                "The grid's view sorts by a score field that another round (another"
+                " user's or process's) has written since: Show all shows your last"
+                " result",
+                variant="warning",
+            )
         state.set(init)
         ctx.ops.set_sample_selection_style(**SELECTION_STYLE)
         if keys:  # the first search need not wait for the CLIP model to load

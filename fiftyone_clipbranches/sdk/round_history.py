@@ -4,8 +4,8 @@ operators), kept per dataset in FiftyOne's execution store; the panel shows them
 Several users (and processes) may work on one dataset: the history is theirs
 together, each record of a panel naming it, while the last ranking a panel made
 (what its Save view and Show all take) and the text its query ball refines are
-that panel's own: keyed by the panel's ``instance`` (a random id its state gets
-when it opens: the App's panel id is shared by every user of a saved workspace)."""
+that panel's own: keyed by the App's panel id and the App server's process (users
+who load one saved workspace share its panel id; each runs an App of their own)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ STORE_NAME = "clipbranches_panel"
 HISTORY_KEY = "rounds"
 MAX_HISTORY = 50
 #: Store key of a panel's last refinement's ranking (what "Save view" saves), the
-#: panel's instance after a slash; the text its query ball takes, under ``TEXT_KEY``.
+#: panel's :func:`panel_instance` after a slash; the text its query ball takes,
+#: under ``TEXT_KEY``.
 RESULT_KEY = "last_result"
 TEXT_KEY = "last_text"
 #: How long a panel's last ranking and text are kept after they were made.
@@ -43,9 +44,9 @@ HISTORY_WAIT_S = 5.0
 HISTORY_STALE_S = 30.0
 
 
-def new_instance() -> str:
-    """A panel instance's id (its state's ``instance``)."""
-    return uuid.uuid4().hex
+#: This process, as an App server running panels: two Apps on one dataset keep
+#: their panels' results apart even where a saved workspace gave them one panel id.
+APP_PROCESS = uuid.uuid4().hex[:12]
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,6 @@ class RoundHistory:
 
 
 def panel_instance(ctx) -> str | None:
-    """The panel instance ``ctx`` comes from (its state's ``instance``, else the
-    App's panel id), or None outside a panel."""
-    if not ctx.panel_id:
-        return None
-    return ctx.panel.state.get("instance") or ctx.panel_id
+    """The panel ``ctx`` comes from, in this App server (``<panel id>@<process>``),
+    or None outside a panel."""
+    return f"{ctx.panel_id}@{APP_PROCESS}" if ctx.panel_id else None

@@ -137,7 +137,7 @@ def test_panel_searches_by_an_image_path_typed_in_the_query_box(make_user_index)
     requests = call(ds, "refine", state={"index_key": "clip"})
     (error,) = notifications(requests, "error")
     assert patched_state(requests)["last_error"] == error
-    assert "last_error" in rendered(call(ds, "on_load", state=patched_state(requests)))
+    assert "last_error" in rendered(call(ds, "redraw", state=patched_state(requests)))
     _, requests = run_op("refine", {"dataset": ds, "params": {"index_key": "clip"}})
     assert [uri for uri, _ in requests] == ["notify", "show_output"]
     # the App offers the models that meet the interactive target
