@@ -124,6 +124,24 @@ def waiting_claim(
         claim.__exit__(None, None, None)
 
 
+#: Work on an index key that writes a directory before a run points at it.
+WRITING_WORK = ("build", "update", "relocate")
+
+
+def index_written(dataset_id: str) -> bool:
+    """Whether a live claim of :data:`WRITING_WORK` holds a key of the dataset of
+    id ``dataset_id``: its new directory may be in place with no run pointing at
+    it yet (``gc`` leaves the dataset's directories alone meanwhile)."""
+    from fiftyone.core.odm import get_db_conn
+
+    claims = get_db_conn()[CLAIMS_COLLECTION]
+    prefix = f"{dataset_id}:"
+    for held in claims.find({"_id": {"$regex": f"^{prefix}"}}):
+        if held.get("work", "build") in WRITING_WORK and _claim_live(held):
+            return True
+    return False
+
+
 def dead_claims() -> list[tuple[dict, str]]:
     """``[(claim, why), ...]``: claims no work holds any more: of a dataset that
     no longer exists, or of a process that has ended (see :func:`key_claim`)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import TMP_PREFIX, WRITER_FILE
-from fiftyone_clipbranches.sdk.claims import dead_claims, release_claim
+from fiftyone_clipbranches.sdk.claims import dead_claims, index_written, release_claim
 from fiftyone_clipbranches.sdk.folder_owner import (
     database_id,
     mark_owner,
@@ -98,7 +98,9 @@ def collect_garbage(
         delete: remove what is found; otherwise only report.
         min_age_s: a directory younger than this is kept, unless it is a temp
             directory whose writing process (on this host) is gone. A temp
-            directory whose writer still runs on this host is always kept.
+            directory whose writer still runs on this host is always kept, and so
+            is every directory of a dataset a live build or update holds a key of
+            (its new directory is in place before its run is registered).
     """
     base = Path(root).expanduser().resolve() if root is not None else index_root()
     if root is not None and not base.is_dir():
@@ -125,6 +127,8 @@ def collect_garbage(
         if owner != this_database:
             report.n_other_database += len(entries)
             continue
+        # a build or update of the dataset may be about to register a directory
+        writing = index_written(dataset_dir.name)
         for entry in entries:
             key = str(entry.resolve())
             if key in referenced:
@@ -143,7 +147,7 @@ def collect_garbage(
                     report.n_young += 1
             elif entry.name.startswith("."):
                 continue
-            elif age >= min_age_s:
+            elif age >= min_age_s and not writing:
                 report.leftovers.append(
                     Leftover(
                         key,
@@ -166,6 +170,10 @@ def collect_garbage(
                 release_claim(claims[item.path])
                 report.removed.append(item.path)
                 continue
+            # a build writes its directory, then registers its run: the claim is
+            # read first, then the runs (registered once the claim is let go)
+            if index_written(Path(item.path).parent.name):
+                continue  # a build or update of its dataset may register it
             if runs.index_dir_references(item.path):
                 continue  # registered since the scan
             shutil.rmtree(item.path, ignore_errors=True)

@@ -258,6 +258,28 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
     assert "no folder at" in capsys.readouterr().err
 
 
+def test_gc_keeps_a_directory_a_build_has_put_in_place_but_not_registered(
+    make_dataset, tmp_path
+):
+    """A build renames its directory into place, then registers its run: gc with
+    no age limit, run in between, removed the new index and the build said it was
+    built (3 of 6 delegated builds under a gc loop)."""
+    from fiftyone_clipbranches.sdk.claims import key_claim
+
+    ds = make_dataset(2)
+    codes = cluster_codes(ds.values("ground_truth.label"))
+    sdk.build_index_from_codes(ds, codes, ds.values("id"), "idx", root=tmp_path)
+    placed = Path(sdk.index_info(ds, "idx").index_dir).parent / ("a0b1c2d3" * 4)
+    shutil.copytree(sdk.index_info(ds, "idx").index_dir, placed)  # not registered
+    with key_claim(ds, "next", "build"):  # the build that put it there
+        report = collect_garbage(tmp_path, min_age_s=0, delete=True)
+        assert str(placed.resolve()) not in [i.path for i in report.leftovers]
+        assert placed.is_dir()
+    report = collect_garbage(tmp_path, min_age_s=0, delete=True)  # it failed
+    assert str(placed.resolve()) in report.removed and not placed.exists()
+    sdk.verify_index(ds, "idx")
+
+
 def test_gc_leaves_the_folders_of_another_database_alone(
     make_dataset, tmp_path, capsys
 ):
