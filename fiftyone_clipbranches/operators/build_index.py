@@ -23,7 +23,7 @@ from fiftyone_clipbranches.sdk.errors import (
     IdentityConflictError,
     MissingEmbeddingsError,
 )
-from fiftyone_clipbranches.sdk.identity import ANOTHER_FIELD
+from fiftyone_clipbranches.sdk.identity import ANOTHER_FIELD, field_model_identity
 from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
@@ -119,6 +119,8 @@ class BuildIndex(foo.Operator):
             }
         else:
             declared = {k: p[k] for k in ("model", "pretrained") if p.get(k)}
+            if not declared and not p.get("skip_missing"):
+                declared = _recorded_model(ctx.dataset, embeddings)
         try:
             if embeddings != COMPUTE and len(declared) == 1:
                 raise ValueError(
@@ -177,6 +179,15 @@ def _in_form_words(exc: Exception, field: str) -> Exception:
             n_missing=exc.n_missing,
         )
     return exc
+
+
+def _recorded_model(dataset, field: str) -> dict:
+    """The CLIP model and weights ``field`` records, which embed its samples
+    without a vector as the form says; nothing when it records none."""
+    recorded = field_model_identity(dataset, field).identity
+    if recorded is None:
+        return {}
+    return {"model": recorded["name"], "pretrained": recorded["pretrained"]}
 
 
 def _say_unsearched(ctx, inputs, key: str) -> None:

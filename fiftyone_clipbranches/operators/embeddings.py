@@ -16,6 +16,7 @@ from fiftyone_clipbranches.operators.common import (
 )
 from fiftyone_clipbranches.sdk import compute_embeddings
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL
+from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
 from fiftyone_clipbranches.sdk.identity import field_model_identity
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
@@ -88,6 +89,14 @@ class ComputeEmbeddings(foo.Operator):
                 batch_size=int(p.get("batch_size", 32)),
                 skip_existing=bool(p.get("skip_existing", True)),
             )
+            if result["n_failed"] and not result["n_embedded"]:
+                # a delegated run that embedded nothing is marked failed, not done
+                example = next(iter(result["failed"].values()), "")
+                raise MissingEmbeddingsError(
+                    f"none of the {result['n_failed']} images to embed could be read"
+                    + (f" (e.g. {example})" if example else "")
+                    + ": check that their files are there and readable"
+                )
         except Exception as exc:  # shown as a notification, never a traceback
             yield from notify_error(ctx, exc)
             return

@@ -77,10 +77,12 @@ def key_claim(root, key: str, work: str = "build", stale_s: float | None = None)
                 if held is None:
                     continue  # released meanwhile
                 if _claim_live(held, stale_s):
-                    raise IndexBusyError(_busy_message(root, key, held)) from None
+                    raise IndexBusyError(
+                        _busy_message(root, key, held, _advice(work))
+                    ) from None
                 claims.delete_one(held)  # its process died: take it over
         else:
-            raise IndexBusyError(_busy_message(root, key, None))
+            raise IndexBusyError(_busy_message(root, key, None, _advice(work)))
     except BaseException:
         with _HELD_LOCK:
             _HELD.discard(token)
@@ -220,6 +222,13 @@ def _claim_live(held: dict, stale_s: float | None = None) -> bool:
     if stale_s is not None and age > stale_s:
         return False
     return not holder_gone(held, age, FOREIGN_CLAIM_TIMEOUT_S)
+
+
+def _advice(work: str) -> str:
+    """What to do about a busy key, for ``work``: a build may take another key."""
+    if work == "build":
+        return ": wait until it ends, or use another key"
+    return ": wait until it ends, then try again"
 
 
 def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:

@@ -73,6 +73,66 @@ def test_build_index_operator_delegated(embedded_dataset):
     assert "index 'later' is not on this dataset" in str(update.result.error)
 
 
+def test_build_form_embeds_the_missing_vectors_of_a_field_recording_its_model(
+    cifar_dir, tiny_clip_checkpoint
+):
+    """The form says samples without a vector are embedded when the field records
+    its model; the operator passed no model, and the build stopped on them."""
+    from user_path import TINY_CLIP_NAME
+
+    ds = make_cifar_dataset(cifar_dir, 4)
+    try:
+        sdk.compute_embeddings(
+            ds, "clip", model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint),
+            progress=False,
+        )  # fmt: skip
+        ds.take(5, seed=3).set_field("clip", None).save()  # an interrupted run
+        params = {"index_key": "idx", "embeddings": "clip", "code_method": "pca"}
+        _, requests = run_op("build_index", {"dataset": ds, "params": params})
+        assert notifications(requests, "error") == []
+        assert sdk.index_info(ds, "idx").n_samples == 40
+        assert ds.exists("clip").count() == 40
+    finally:
+        ds.delete()
+
+
+def test_a_delegated_compute_that_embeds_nothing_is_failed(
+    tmp_path, tiny_clip_checkpoint
+):
+    """It was marked completed: only its progress label said "0/4 embedded"."""
+    import fiftyone as fo
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from user_path import TINY_CLIP_NAME
+
+    ds = fo.Dataset()
+    try:
+        for i in range(4):
+            (tmp_path / f"{i}.jpg").write_text("no image")
+        ds.add_samples(
+            [fo.Sample(filepath=str(tmp_path / f"{i}.jpg")) for i in range(4)]
+        )
+        params = {
+            "field": "e",
+            "model": TINY_CLIP_NAME,
+            "pretrained": str(tiny_clip_checkpoint),
+        }
+        out = foo.execute_operator(
+            "@clipbranches/clipbranches/compute_embeddings",
+            ctx={"dataset": ds, "params": params, "request_delegation": True},
+        )
+        assert out.delegated
+        service = DelegatedOperationService()
+        service.execute_queued_operations(dataset_name=ds.name)
+        (op,) = service.list_operations(dataset_name=ds.name)
+        assert op.run_state == "failed", op.run_state
+        error = str(op.result.error)
+        assert "none of the 4 images to embed could be read (e.g." in error
+        assert "0.jpg" in error or "1.jpg" in error
+    finally:
+        ds.delete()
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:load_clip.*RANDOM weights:UserWarning")
 def test_compute_embeddings_operator_with_random_clip(cifar_dir):
