@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import stat
-import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 from torchvision import transforms as T
 
 
@@ -139,7 +138,7 @@ def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
         with warnings.catch_warnings():
             # the limit below replaces PIL's decompression-bomb warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = _open_unchecked(fh)
+            img = _open_unchecked(fh, path)
             img.draft(None, (DRAFT_MIN_SIDE, DRAFT_MIN_SIDE))
             width, height = img.size
             if width * height > limit:
@@ -154,27 +153,23 @@ def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
     return img
 
 
-#: Held while PIL's own pixel check is lifted (a module global of PIL).
-_PIL_CHECK_LIFTED = threading.Lock()
-
-
-def _open_unchecked(fh) -> Image.Image:
-    """``Image.open(fh)``, without PIL's refusal of images over twice its
-    ``MAX_IMAGE_PIXELS`` (179 MP): :func:`open_image_file` applies its own limit,
-    after a JPEG's reduction (a 200 MP panorama decodes at 3 MP) and as
-    ``$CLIPBRANCHES_MAX_IMAGE_PIXELS`` sets it. PIL's check is lifted only for the
-    header of a file it refused, only while this opens it."""
+def _open_unchecked(fh, path) -> Image.Image:
+    """``Image.open(fh)``; a JPEG PIL refuses as over twice its
+    ``MAX_IMAGE_PIXELS`` (179 MP) is opened by its own decoder, which PIL's check
+    does not run in: :func:`open_image_file` applies its own limit after the
+    JPEG's reduction (a 200 MP panorama decodes at 3 MP). Another format over
+    PIL's limit is refused in words (PIL's limit is the process's, not changed
+    here)."""
     try:
         return Image.open(fh)
-    except Image.DecompressionBombError:
+    except Image.DecompressionBombError as exc:
         fh.seek(0)
-        with _PIL_CHECK_LIFTED:
-            kept = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                return Image.open(fh)
-            finally:
-                Image.MAX_IMAGE_PIXELS = kept
+        if fh.read(3) != b"\xff\xd8\xff":
+            raise ImageRefusedError(
+                f"{path}: {exc} (PIL's own limit, Image.MAX_IMAGE_PIXELS): downscale it"
+            ) from None
+        fh.seek(0)
+        return JpegImagePlugin.jpeg_factory(fh)
 
 
 def as_rgb(img: Image.Image) -> Image.Image:

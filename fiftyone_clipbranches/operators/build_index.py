@@ -87,8 +87,9 @@ class BuildIndex(foo.Operator):
                 "skip_missing",
                 label="Leave out samples without a vector",
                 description="Index only the samples the field holds a vector for"
-                " (left unchecked, they are embedded when the field records its"
-                " model, else they stop the build and are counted)",
+                " (left unchecked, they are embedded when clipbranches computed the"
+                " field, which records its model; else they stop the build and are"
+                " counted)",
                 default=False,
             )
         method = types.RadioGroup()

@@ -90,7 +90,7 @@ class ComputeEmbeddings(foo.Operator):
                 skip_existing=bool(p.get("skip_existing", True)),
             )
             if result["n_failed"] and not result["n_embedded"]:
-                # a delegated run that embedded nothing is marked failed, not done
+                # nothing embedded is an error (a delegated run was marked done)
                 example = next(iter(result["failed"].values()), "")
                 raise MissingEmbeddingsError(
                     f"none of the {result['n_failed']} images to embed could be read"

@@ -299,6 +299,7 @@ def show_all(ctx, opts: dict) -> str:
                 ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
             )
             ctx.panel.state.set("showing", "all")
+            ctx.panel.state.set("by_score", True)
             return f"{len(ids)} matches by score"
     if len(ids) > MAX_SELECTED_SAMPLES:
         raise ResultTooLargeError(
@@ -314,6 +315,7 @@ def show_all(ctx, opts: dict) -> str:
         )
     show_result(ctx, scope.select(ids, ordered=True), scope)
     ctx.panel.state.set("showing", "all")
+    ctx.panel.state.set("by_score", False)
     if overwritten:
         return (
             f"{len(ids)} matches in ranking order (the score field '{score_field}'"
@@ -322,15 +324,16 @@ def show_all(ctx, opts: dict) -> str:
     return f"{len(ids)} matches in ranking order"
 
 
-def shown_by_score_is_own(ctx) -> bool:
-    """Whether this panel's last result (shown by its score field, "Show all")
-    is still what that field holds (False when no result is kept)."""
+def score_field_overwritten(ctx) -> bool:
+    """Whether the grid shows this panel's last result by its score field ("Show
+    all"), which another round has written since (False when no result is kept,
+    or it was shown by id)."""
     last = RoundHistory(ctx).result()
-    if last is None or not last.score_field:
-        return last is not None
-    if ctx.dataset.get_field(last.score_field) is None:
+    if last is None or not last.score_field or not ctx.panel.state.get("by_score"):
         return False
-    return _field_holds(ctx.dataset, last.score_field, last)
+    if ctx.dataset.get_field(last.score_field) is None:
+        return True
+    return not _field_holds(ctx.dataset, last.score_field, last)
 
 
 def _field_holds(dataset, field: str, last) -> bool:

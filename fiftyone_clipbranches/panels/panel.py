@@ -82,7 +82,7 @@ class RelevancePanel(foo.Panel):
             init["index_key"] = keys[0]
         # a question or error of before (another tab, a reload) is not this one's
         init.update({k: None for k in ("confirm", "last_error") if state.get(k)})
-        if state.get("showing") == "all" and not actions.shown_by_score_is_own(ctx):
+        if state.get("showing") == "all" and actions.score_field_overwritten(ctx):
             init["showing"] = "refine"  # Show all offered again: it shows its own
             ctx.ops.notify(
                 "The grid's view sorts by a score field that another round (another"
@@ -113,7 +113,9 @@ class RelevancePanel(foo.Panel):
             state.set("last_error", None)
 
     def on_change_dataset(self, ctx):
-        ctx.panel.state.set("confirm", None)  # a question about the other dataset
+        # a question, an error and a result of the other dataset
+        for key in ("confirm", "last_error", "showing", "last_stats"):
+            ctx.panel.state.set(key, None)
         self.on_load(ctx)
 
     # -------------------------------------------------------------- actions

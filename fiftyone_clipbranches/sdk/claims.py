@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import shlex
 import threading
 import time
@@ -127,7 +128,7 @@ def waiting_claim(
 
 
 #: Work on an index key that writes a directory before a run points at it.
-WRITING_WORK = ("build", "update", "relocate")
+WRITING_WORK = ("build", "update")
 
 
 def index_written(dataset_id: str) -> bool:
@@ -137,7 +138,7 @@ def index_written(dataset_id: str) -> bool:
     from fiftyone.core.odm import get_db_conn
 
     claims = get_db_conn()[CLAIMS_COLLECTION]
-    prefix = f"{dataset_id}:"
+    prefix = re.escape(f"{dataset_id}:")
     for held in claims.find({"_id": {"$regex": f"^{prefix}"}}):
         if held.get("work", "build") in WRITING_WORK and _claim_live(held):
             return True
@@ -231,7 +232,7 @@ def _advice(work: str) -> str:
     return ": wait until it ends, then try again"
 
 
-def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
+def _busy_message(root, key: str, held: dict | None, advice: str) -> str:
     who = ""
     if held is not None:
         since = datetime.fromtimestamp(held["since"]).strftime("%Y-%m-%d %H:%M:%S")
@@ -239,7 +240,6 @@ def _busy_message(root, key: str, held: dict | None, advice: str = "") -> str:
             f" ({held.get('work', 'build')} by process {held['pid']} on"
             f" {held['host']}, since {since})"
         )
-    advice = advice or ": wait until it ends, or use another key"
     if held is not None and not on_this_host(held):
         advice += (
             f" (if that process is gone: clipbranches unlock-index"

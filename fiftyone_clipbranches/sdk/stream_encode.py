@@ -123,8 +123,9 @@ def encode_source(source: EmbeddingSource, encoder, report: ProgressFn) -> np.nd
                 f" {batch.shape[1]}, the index's model makes {encoder.in_dim}:"
                 " another model made them (merged from another dataset?): embed"
                 " them again with the model the field records"
-                " (compute_embeddings(those samples, skip_existing=False)), or set"
-                " them to None"
+                " (compute_embeddings(those samples, skip_existing=False); they are"
+                f" dataset.match(F({source.field!r}).length() != {encoder.in_dim})),"
+                " or set them to None"
             )
         codes[start : start + len(batch)] = encoder.encode(batch)
         done = start + len(batch)

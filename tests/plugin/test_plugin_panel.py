@@ -110,8 +110,14 @@ def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
         "label"
     ] and not notifications(asked, "success")
     assert ds.count_sample_tags() == {"cb_positive": 1, "cb_negative": 2}
-    switched = call(ds, "on_change_dataset", state={"confirm": "reset_labels"})
+    switched = call(
+        ds,
+        "on_change_dataset",
+        state={"confirm": "reset_labels", "showing": "all", "by_score": True},
+    )
     assert patched_state(switched)["confirm"] is None  # asked about another dataset
+    assert patched_state(switched)["showing"] is None  # a result of the other one
+    assert notifications(switched, "warning") == []
     assert "confirm_question" not in rendered(switched)
     cancelled = call(ds, "cancel", state={"confirm": "reset_labels"})
     assert patched_state(cancelled) == {"confirm": None}
@@ -192,15 +198,20 @@ def test_two_panels_on_one_dataset_keep_their_own_results(indexed_dataset, monke
     # a reload or a new tab: a question or error of before is gone; the grid's
     # view by a score field another round wrote since is said, Show all offered
     stale = {**a, "showing": "all", "confirm": "reset_labels", "last_error": "old"}
-    requests = call(ds, "on_load", state=stale)
+    shown_by_id = call(ds, "on_load", state={**stale, "by_score": False})
+    assert notifications(shown_by_id, "warning") == []  # its own ranking, by id
+    requests = call(ds, "on_load", state={**stale, "by_score": True})
     assert patched_state(requests)["showing"] == "refine"
     assert patched_state(requests)["confirm"] is None
     assert patched_state(requests)["last_error"] is None
     (warning,) = notifications(requests, "warning")
     assert "another round" in warning and "Show all shows your last result" in warning
-    # a ranking no longer kept: Save view and Show all say so
+    # a ranking no longer kept: Save view and Show all say so; on_load says
+    # nothing of a score field it cannot judge
     store = foo.ExecutionStore.create(STORE_NAME, ds._doc.id)
     store.delete(f"last_result/p1@{mine}")
+    requests = call(ds, "on_load", state={**stale, "by_score": True})
+    assert notifications(requests, "warning") == []
     for method in ("save_view", "show_all"):
         requests = call(ds, method, state={**a, "view_name": "a result"})
         assert "no longer kept" in notifications(requests, "error")[0]
