@@ -189,6 +189,12 @@ def _cmd_gc(args) -> int:
         + "; "
         f"kept {report.n_referenced} index(es) in use, {report.n_young} "
         f"recent directory(ies){others}"
+        + (
+            f", {report.n_being_written} directory(ies) of datasets a build or"
+            " update is running on"
+            if report.n_being_written
+            else ""
+        )
         + ("" if args.delete or not report.leftovers else "; run with --delete")
     )
     if report.unowned:
@@ -349,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the report as JSON (root, leftovers, removed, n_referenced,"
-        " n_young, n_other_database, unowned, n_bytes)",
+        " n_young, n_being_written, n_other_database, unowned, n_bytes)",
     )
     p.add_argument(
         "--min-age-hours",

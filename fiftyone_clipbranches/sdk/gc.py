@@ -64,6 +64,8 @@ class GcReport:
         n_referenced: index directories in use (kept).
         n_young: unreferenced directories younger than the age limit (kept: they
             may belong to a build in progress).
+        n_being_written: unreferenced directories of datasets a live build or
+            update holds a key of (kept: the build may be about to register one).
         n_other_database: index directories of datasets of another database that
             shares the root (kept).
         unowned: folders of datasets (``<root>/<dataset id>``) that record no
@@ -77,6 +79,7 @@ class GcReport:
     leftovers: list[Leftover] = field(default_factory=list)
     n_referenced: int = 0
     n_young: int = 0
+    n_being_written: int = 0
     n_other_database: int = 0
     unowned: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -147,7 +150,9 @@ def collect_garbage(
                     report.n_young += 1
             elif entry.name.startswith("."):
                 continue
-            elif age >= min_age_s and not writing:
+            elif writing:
+                report.n_being_written += 1
+            elif age >= min_age_s:
                 report.leftovers.append(
                     Leftover(
                         key,

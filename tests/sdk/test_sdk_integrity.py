@@ -259,7 +259,7 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
 
 
 def test_gc_keeps_a_directory_a_build_has_put_in_place_but_not_registered(
-    make_dataset, tmp_path
+    make_dataset, tmp_path, capsys
 ):
     """A build renames its directory into place, then registers its run: gc with
     no age limit, run in between, removed the new index and the build said it was
@@ -275,6 +275,12 @@ def test_gc_keeps_a_directory_a_build_has_put_in_place_but_not_registered(
         report = collect_garbage(tmp_path, min_age_s=0, delete=True)
         assert str(placed.resolve()) not in [i.path for i in report.leftovers]
         assert placed.is_dir()
+        assert (report.n_being_written, report.n_young) == (1, 0)  # not "recent"
+        gc_args = ["gc", "--root", str(tmp_path), "--min-age-hours", "0"]
+        assert cli.main(gc_args) == 0
+        assert "1 directory(ies) of datasets a build or update is running on" in (
+            capsys.readouterr().out
+        )
     report = collect_garbage(tmp_path, min_age_s=0, delete=True)  # it failed
     assert str(placed.resolve()) in report.removed and not placed.exists()
     sdk.verify_index(ds, "idx")
