@@ -298,8 +298,7 @@ def show_all(ctx, opts: dict) -> str:
             show_result(
                 ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
             )
-            ctx.panel.state.set("showing", "all")
-            ctx.panel.state.set("by_score", True)
+            ctx.panel.state.set({"showing": "all", "by_score": True})
             return f"{len(ids)} matches by score"
     if len(ids) > MAX_SELECTED_SAMPLES:
         raise ResultTooLargeError(
@@ -314,8 +313,7 @@ def show_all(ctx, opts: dict) -> str:
             + " and refine again to view every match by score"
         )
     show_result(ctx, scope.select(ids, ordered=True), scope)
-    ctx.panel.state.set("showing", "all")
-    ctx.panel.state.set("by_score", False)
+    ctx.panel.state.set({"showing": "all", "by_score": False})
     if overwritten:
         return (
             f"{len(ids)} matches in ranking order (the score field '{score_field}'"

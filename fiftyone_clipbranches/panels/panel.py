@@ -114,8 +114,9 @@ class RelevancePanel(foo.Panel):
 
     def on_change_dataset(self, ctx):
         # a question, an error and a result of the other dataset
-        for key in ("confirm", "last_error", "showing", "last_stats"):
-            ctx.panel.state.set(key, None)
+        ctx.panel.state.set(
+            dict.fromkeys(("confirm", "last_error", "showing", "last_stats"))
+        )
         self.on_load(ctx)
 
     # -------------------------------------------------------------- actions
