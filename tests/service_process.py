@@ -63,11 +63,12 @@ def running_service(
     timeout: float = 300,
     command: list[str] | None = None,
     database_uri: str | None = None,
+    wait_ready: bool = True,
 ):
     """Run ``command --port 0 *args`` (default ``python -m
     fiftyone_clipbranches.service``) on the session's database (or
     ``database_uri``) until the block ends; yields a :class:`ServiceProcess` once
-    ``/v1/ready`` answers."""
+    ``/v1/ready`` answers (once it listens, without ``wait_ready``)."""
     command = command or [sys.executable, "-m", "fiftyone_clipbranches.service"]
     cmd = [*command, "--port", "0"]
     proc = subprocess.Popen(
@@ -83,7 +84,8 @@ def running_service(
     seen: list[str] = []
     try:
         url = _wait_for_url(proc, lines, seen, timeout)
-        _wait_ready(url, proc, seen, timeout)
+        if wait_ready:
+            _wait_ready(url, proc, seen, timeout)
         service = ServiceProcess(proc, url, token, lines)
         service.seen = seen
         yield service

@@ -245,7 +245,38 @@ class SdkBackend:
             return "the service is still starting: loading its indexes; retry shortly"
         workers = self._workers
         why = None if workers is None else workers.not_ready_because()
-        return why or self._database.problem() or ray_head_problem()
+        return (
+            why
+            or self._database.problem()
+            or ray_head_problem()
+            or self._nothing_loaded()
+        )
+
+    def _nothing_loaded(self) -> str | None:
+        """Why no query can be answered although indexes exist: every one of them
+        failed to load or verify. Such a service is re-checked against the database
+        on each call (at most every ``recheck_s``), so that an index built again is
+        loaded without a request having to reach a service that is not ready.
+        Indexes whose queries failed since they loaded do not count: queries must
+        keep reaching them to find them restored."""
+        entries = [e for e in list(self._datasets.values()) if not e.gone]
+        if not _all_failed_to_load(entries):
+            return None
+        for entry in entries:
+            try:
+                self._refresh(entry)
+            except ApiError as e:
+                return e.message
+        entries = [e for e in list(self._datasets.values()) if not e.gone]
+        if not _all_failed_to_load(entries):
+            return None
+        failed = [(e.name, ix) for e in entries for ix in e.indexes.values()]
+        name, first = failed[0]
+        return (
+            f"none of the {len(failed)} indexes found could be loaded; index"
+            f" {first.key!r} of dataset {name!r}: {without_paths(first.error)}"
+            " (GET /v1/datasets lists each under unavailable_indexes)"
+        )
 
     def n_indexes(self) -> int:
         return sum(len(d.keys) for d in self._datasets.values() if not d.gone)
@@ -679,6 +710,11 @@ def _database_state(name: str) -> tuple | None:
     }
     runs = sorted((k, str(v), repr(configs.get(v))) for k, v in by_key.items())
     return doc["_id"], tuple(runs)
+
+
+def _all_failed_to_load(entries: list[_Dataset]) -> bool:
+    indexes = [ix for e in entries for ix in e.indexes.values()]
+    return bool(indexes) and all(ix.error is not None for ix in indexes)
 
 
 def _unavailable(name: str, key: str, index_dir: str, error: Exception) -> _Index:

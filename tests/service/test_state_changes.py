@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,14 @@ def _error(call) -> tuple[int, str, str]:
     except ServiceError as e:
         return e.status, e.code, e.message
     return 200, "", ""
+
+
+def _ready(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"{url}/v1/ready", timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def _mapped_files(pid: int, directory: str) -> list[str]:
@@ -314,6 +324,8 @@ def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
         assert (status, code) == (503, "index_unavailable")
         logged = f"index 'clip' of dataset {ds.name!r} is unavailable: "
         assert service.output().count(logged) == 1
+        # still ready: queries must keep reaching it to find it restored
+        assert _ready(service.url) == (200, {"status": "ready", "indexes": 0})
 
         os.replace(kept, victim)  # restored: served again without a restart
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
@@ -321,6 +333,47 @@ def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
         assert [ix["key"] for ix in listed["indexes"]] == ["clip"]
         assert listed["unavailable_indexes"] == []
         assert client.index(ds.name, "clip")["n_samples"] == len(ds)
+
+
+def test_not_ready_while_no_index_found_could_be_loaded(
+    make_user_index, tiny_clip_checkpoint
+):
+    """Every index failing its check at start answered /v1/ready 200, so a load
+    balancer sent every request to a service that could answer none; built again,
+    the index is loaded on the next probe (no request reaches a service not ready)."""
+    from user_path import build_user_index
+
+    ds = make_user_index(n_per_class=4, name="svc-none-loaded")
+    ds.persistent = True
+    index_dir = Path(sdk.index_info(ds, "clip", check=False).index_dir)
+    (index_dir / "manifest.json").write_text("{ not json")
+    with running_service(
+        [f"--dataset={ds.name}", "--compute-workers", "1"], TOKEN, wait_ready=False
+    ) as service:
+
+        def settled():  # past the start: ready, or not ready for that reason
+            got = _ready(service.url)
+            error = got[1].get("error", {})
+            return (
+                got if got[0] == 200 or "none of" in error.get("message", "") else None
+            )
+
+        status, body = _until(settled, timeout=120)
+        assert status == 503 and body["error"]["code"] == "not_ready"
+        message = body["error"]["message"]
+        assert "none of the 1 indexes found could be loaded" in message
+        assert f"index 'clip' of dataset {ds.name!r}" in message
+        assert str(index_dir) not in message
+
+        sdk.delete_index(ds, "clip")
+        build_user_index(ds, tiny_clip_checkpoint, "clip")
+        assert _until(lambda: _ready(service.url)[0] == 200, timeout=30)
+        assert _ready(service.url)[1]["indexes"] == 1
+        pos = ds.take(3, seed=0).values("id")
+        answer = Client(service.url, TOKEN).refine(
+            ds.name, positives=pos, index_key="clip"
+        )
+        assert answer["total"] > 0
 
 
 def test_a_served_dataset_given_its_first_index_is_searched_at_once(
