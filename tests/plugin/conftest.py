@@ -23,6 +23,14 @@ def indexed_dataset(cifar_dir):
 
 
 @pytest.fixture
+def image_indexed_dataset(make_user_index):
+    """200 CIFAR images embedded by the tiny CLIP and indexed by ``build_index``
+    under key ``cb`` (the user's path), for the tests written on
+    :func:`indexed_dataset` that a user's index must pass too."""
+    return make_user_index(n_per_class=20, index_key="cb")
+
+
+@pytest.fixture
 def make_dataset_no_index(cifar_dir):
     ds = make_cifar_dataset(cifar_dir, 1)
     yield ds

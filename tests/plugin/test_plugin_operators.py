@@ -52,10 +52,10 @@ def test_search_by_selection_sets_an_ordered_view(indexed_dataset):
     }
 
 
-def test_search_refuses_more_results_than_the_app_shows(indexed_dataset):
+def test_search_refuses_more_results_than_the_app_shows(image_indexed_dataset):
     # a 200k-sample ordered select cost 1.7 s a grid page: the panel's and the
     # service's limit holds for the operator too (the App checks its form)
-    ds = indexed_dataset
+    ds = image_indexed_dataset
     ids = ds.values("id")
     for k in (MAX_K + 1, 0):
         params = {"index_key": "cb", "query_type": "selection", "k": k}

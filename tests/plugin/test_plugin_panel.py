@@ -130,9 +130,9 @@ def test_mark_buttons_tag_samples_alt_selection_is_negative(indexed_dataset):
     assert not notifications(call(ds, "confirm"), "success")
 
 
-def test_reset_labels_asks_again_when_the_labels_changed_since(indexed_dataset):
+def test_reset_labels_asks_again_when_the_labels_changed_since(image_indexed_dataset):
     """Another user's labels made since the question were removed with it."""
-    ds = indexed_dataset
+    ds = image_indexed_dataset
     ids = ds.values("id")
     call(ds, "mark_positive", selected=ids[:2])
     asked = patched_state(call(ds, "reset_labels"))
@@ -152,10 +152,12 @@ def test_reset_labels_asks_again_when_the_labels_changed_since(indexed_dataset):
     assert ds.count_sample_tags() == {}
 
 
-def test_two_panels_on_one_dataset_keep_their_own_results(indexed_dataset, monkeypatch):
+def test_two_panels_on_one_dataset_keep_their_own_results(
+    image_indexed_dataset, monkeypatch
+):
     """Save view and Show all took whichever panel refined last on the dataset
     (another user's ranking, without this user's positives)."""
-    ds = indexed_dataset
+    ds = image_indexed_dataset
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
     planes, ships = ids[labels == "airplane"], ids[labels == "ship"]
@@ -219,10 +221,10 @@ def test_two_panels_on_one_dataset_keep_their_own_results(indexed_dataset, monke
     ds.untag_samples(["a_pos", "a_neg", "b_pos", "b_neg"])
 
 
-def test_show_all_by_score_with_tied_scores(indexed_dataset):
+def test_show_all_by_score_with_tied_scores(image_indexed_dataset):
     """A tree's matches all tie: the field's order of ties is not the ranking's,
     and Show all took the field for another round's."""
-    ds = indexed_dataset
+    ds = image_indexed_dataset
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
     vehicles = ids[np.isin(labels, ["airplane", "ship", "automobile", "truck"])]
