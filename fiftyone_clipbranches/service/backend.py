@@ -509,10 +509,16 @@ class SdkBackend:
     def _index(self, entry: _Dataset, key: str) -> _Index:
         index = entry.indexes.get(key)
         if index is None:
+            served = entry.keys
+            hint = (
+                f': send "index_key": {served[0]!r}'
+                if len(served) == 1
+                else f' (served: {served}): name one in "index_key"'
+                if served
+                else " (none served)"
+            )
             raise not_found(
-                "index_not_found",
-                f"dataset {entry.name!r} has no index {key!r} (served: "
-                f"{entry.keys or 'none'})",
+                "index_not_found", f"dataset {entry.name!r} has no index {key!r}{hint}"
             )
         if index.error is not None:
             raise ApiError(

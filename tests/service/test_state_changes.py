@@ -370,10 +370,10 @@ def test_not_ready_while_no_index_found_could_be_loaded(
         assert _until(lambda: _ready(service.url)[0] == 200, timeout=30)
         assert _ready(service.url)[1]["indexes"] == 1
         pos = ds.take(3, seed=0).values("id")
-        answer = Client(service.url, TOKEN).refine(
-            ds.name, positives=pos, index_key="clip"
-        )
-        assert answer["total"] > 0
+        client = Client(service.url, TOKEN)
+        with pytest.raises(ServiceError, match="""send "index_key": 'clip'"""):
+            client.refine(ds.name, positives=pos)  # the default key
+        assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
 
 
 def test_a_served_dataset_given_its_first_index_is_searched_at_once(
