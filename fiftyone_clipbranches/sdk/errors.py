@@ -56,11 +56,14 @@ class ContradictoryLabelsError(ClipBranchesError):
 
 class MissingEmbeddingsError(ClipBranchesError):
     """Samples lack the embeddings an index build needs (``n_missing`` of them,
-    when counted)."""
+    when counted; ``ids``: the samples whose vectors cannot be used, when named)."""
 
-    def __init__(self, message: str, n_missing: int | None = None):
+    def __init__(
+        self, message: str, n_missing: int | None = None, ids: list[str] | None = None
+    ):
         super().__init__(message)
         self.n_missing = n_missing
+        self.ids = list(ids or [])
 
 
 class ResultTooLargeError(ClipBranchesError):

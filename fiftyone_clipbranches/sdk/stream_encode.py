@@ -117,15 +117,17 @@ def encode_source(source: EmbeddingSource, encoder, report: ProgressFn) -> np.nd
     codes = np.empty((len(source), encoder.n_dims), np.uint8)
     for start, batch in source.batches():
         if batch.shape[1] != encoder.in_dim:
+            odd = [i.decode() for i in source.ids[start : start + len(batch)]]
+            lead = "at least " if start + len(batch) < len(source) else ""
             raise MissingEmbeddingsError(
-                f"samples of {source.field!r} from"
-                f" {source.ids[start].decode()} on hold vectors of length"
-                f" {batch.shape[1]}, the index's model makes {encoder.in_dim}:"
+                f"{lead}{counted(len(odd), 'sample')}"
+                f" of {source.field!r} (e.g. {', '.join(odd[:3])}) hold vectors of"
+                f" length {batch.shape[1]}, the index's model makes {encoder.in_dim}:"
                 " another model made them (merged from another dataset?): embed"
                 " them again with the model the field records"
-                " (compute_embeddings(those samples, skip_existing=False); they are"
-                f" dataset.match(F({source.field!r}).length() != {encoder.in_dim})),"
-                " or set them to None"
+                " (compute_embeddings(dataset.select(error.ids), skip_existing=False);"
+                " the error's ids name them), or set them to None",
+                ids=odd,
             )
         codes[start : start + len(batch)] = encoder.encode(batch)
         done = start + len(batch)

@@ -322,12 +322,16 @@ def test_merged_vectors_of_another_model_are_named_before_any_change(
     with pytest.raises(sdk.MissingEmbeddingsError) as said:
         sdk.update_index(ds, "clip", progress=False)
     message = str(said.value)
+    assert f"2 samples of 'clip_embedding' (e.g. {said.value.ids[0]}" in message
     assert f"hold vectors of length {width * 8}, the index's model makes {width}" in (
         message
     )
-    assert "'clip_embedding'" in message and "skip_existing=False" in message
+    added = ds.match(fo.ViewField("filepath").is_in([str(f) for f in files]))
+    assert sorted(said.value.ids) == sorted(added.values("id"))
+    assert "skip_existing=False" in message
     assert sdk.index_info(ds, "clip").n_samples == n  # nothing changed
     # the way out it names: the field's own model embeds them again
-    added = ds.match(fo.ViewField("filepath").is_in([str(f) for f in files]))
-    sdk.compute_embeddings(added, skip_existing=False, progress=False)
+    sdk.compute_embeddings(
+        ds.select(said.value.ids), skip_existing=False, progress=False
+    )
     assert sdk.update_index(ds, "clip", progress=False).n_samples == n + 2
