@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import fiftyone.core.odm as foo_odm
 import numpy as np
@@ -46,11 +46,12 @@ class Freshness:
     n_dataset: int
     n_added: int
     n_deleted: int
-    added_ids: tuple[str, ...] = ()
+    # the counts are what a printed Freshness says; the ids are read by name
+    added_ids: tuple[str, ...] = field(default=(), repr=False)
     n_unreadable: int = 0
-    unreadable: dict | None = None
+    unreadable: dict | None = field(default=None, repr=False)
     n_moved: int = 0
-    moved_ids: tuple[str, ...] = ()
+    moved_ids: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def is_stale(self) -> bool:

@@ -329,6 +329,11 @@ def test_added_and_deleted_samples_are_reported(make_dataset, cifar_dir):
     fresh = sdk.index_info(ds, "idx").freshness
     assert (fresh.n_added, fresh.n_deleted, fresh.n_index) == (1, 2, 30)
     assert fresh.added_ids == tuple(new)
+    # printed, it says the counts (an import gave a line of 280 ids)
+    assert repr(fresh) == (
+        "Freshness(n_index=30, n_dataset=29, n_added=1, n_deleted=2,"
+        " n_unreadable=0, n_moved=0)"
+    )
 
 
 def test_index_from_codes_cannot_absorb_added_samples(make_dataset, cifar_dir):
