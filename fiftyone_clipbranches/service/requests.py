@@ -44,14 +44,20 @@ SAMPLE_ID = Str(
     pattern="[0-9a-f]{24}",
     description="FiftyOne sample id (24 lowercase hex characters)",
 )
+#: Longest dataset name, index key, tag or view name a request may hold (the sdk
+#: and FiftyOne set none: every name they make is served)
+MAX_NAME_LENGTH = 1000
 DATASET_NAME = Str(
-    min_length=1, max_length=200, description="name of a FiftyOne dataset served"
+    min_length=1,
+    max_length=MAX_NAME_LENGTH,
+    description="name of a FiftyOne dataset served",
 )
 INDEX_KEY = Str(
     min_length=1,
-    max_length=100,
-    pattern="[A-Za-z_][A-Za-z0-9_]*",
-    description="key of a clipbranches index of the dataset",
+    max_length=MAX_NAME_LENGTH,
+    identifier=True,
+    description="key of a clipbranches index of the dataset (letters, digits and"
+    " underscores, not starting with a digit; letters of any script)",
 )
 RESULT_ID = Str(min_length=32, max_length=32, pattern="[0-9a-f]{32}")
 
@@ -67,7 +73,12 @@ def _ids(description: str) -> Array:
 
 
 def _tag(description: str) -> Str:
-    return Str(min_length=1, max_length=200, nullable=True, description=description)
+    return Str(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        nullable=True,
+        description=description,
+    )
 
 
 def _page_size() -> Prop:
@@ -208,9 +219,10 @@ SAVE_VIEW = Object(
         "name": Prop(
             Str(
                 min_length=1,
-                max_length=100,
-                pattern="[A-Za-z0-9][A-Za-z0-9 _.-]*",
-                description="saved view name",
+                max_length=MAX_NAME_LENGTH,
+                blank=False,
+                description="saved view name (any name the sdk saves; one whose"
+                " URL slug is empty is refused)",
             ),
             required=True,
         ),

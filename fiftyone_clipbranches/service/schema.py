@@ -72,6 +72,7 @@ class Str(Schema):
     description: str = ""
     nullable: bool = False
     blank: bool = True  # False: more than white space is needed
+    identifier: bool = False  # True: a Python identifier, as index keys are
 
     def type_name(self) -> str:
         return "a string"
@@ -79,6 +80,12 @@ class Str(Schema):
     def _check(self, value, path):
         if not isinstance(value, str):
             raise ValidationError(path, f"must be a string, got {_json_type(value)}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON's "\ud800" escapes decode to these
+            raise ValidationError(
+                path, "must be valid Unicode (it holds a lone surrogate)"
+            ) from None
         if self.enum is not None and value not in self.enum:
             raise ValidationError(
                 path, f"must be one of {list(self.enum)}, got {value!r}"
@@ -93,6 +100,11 @@ class Str(Schema):
             raise ValidationError(path, f"must match {self.pattern!r}")
         if not self.blank and not value.strip():
             raise ValidationError(path, "must hold more than white space")
+        if self.identifier and not value.isidentifier():
+            raise ValidationError(
+                path,
+                "must be letters, digits and underscores, not starting with a digit",
+            )
         return value
 
     def _openapi(self):

@@ -46,7 +46,10 @@ def test_refine_defaults_filled():
         ({"dataset": "d", "positives": SID}, "must be an array"),
         ({"dataset": "d", "positives": [SID], "positive_tag": "p"}, "only one of"),
         ({"dataset": "d", "page_size": rq.MAX_PAGE_SIZE + 1}, "must be <="),
-        ({"dataset": "d", "index_key": "../x"}, "must match"),
+        ({"dataset": "d", "index_key": "../x"}, "must be letters, digits and"),
+        ({"dataset": "d", "index_key": "9lives"}, "not starting with a digit"),
+        ({"dataset": "d\ud800"}, "dataset: must be valid Unicode"),
+        ({"dataset": "d", "positive_tag": "p\udfff"}, "lone surrogate"),
         ([], "must be a JSON object"),
     ],
 )
@@ -228,3 +231,15 @@ def test_error_answers_cut_server_paths_and_keep_the_api_s_routes(tmp_path):
     error = ApiError(503, "index_unavailable", message, {"file": str(manifest)})
     body = error.to_json()["error"]
     assert str(tmp_path) not in body["message"] + body["details"]["file"]
+
+
+def test_names_the_sdk_makes_are_accepted():
+    """Keys of any script, 300-character names and view names with spaces, signs
+    and other scripts: the sdk and CLI make them, and the service refused them."""
+    body = {"dataset": "é 日本 😀 " + "d" * 300, "index_key": "日本_" + "k" * 300}
+    assert rq.REFINE.validate(body)["index_key"] == body["index_key"]
+    assert rq.SEARCH.validate({**body, "text": "a cat"})["dataset"] == body["dataset"]
+    saved = rq.SAVE_VIEW.validate({"name": "saved 日本 #1 (v2)"})
+    assert saved["name"] == "saved 日本 #1 (v2)"
+    with pytest.raises(ValidationError, match="more than white space"):
+        rq.SAVE_VIEW.validate({"name": "   "})
