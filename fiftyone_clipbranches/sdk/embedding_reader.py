@@ -125,6 +125,24 @@ class EmbeddingSource:
         return vectors
 
 
+def refuse_non_vector_field(root, field: str):
+    """``root``'s field ``field`` (None when there is none), unless it cannot hold
+    embeddings: neither a VectorField nor a list of numbers (``tags``, a label)."""
+    found = root.get_field(field)
+    if found is None or isinstance(found, fo.VectorField):
+        return found
+    kind = type(found).__name__
+    if isinstance(found, fo.ListField):
+        if found.field is None or isinstance(found.field, fo.FloatField | fo.IntField):
+            return found
+        kind += f" of {type(found.field).__name__}"
+    raise MissingEmbeddingsError(
+        f"field {field!r} of dataset {root.name!r} has type {kind}, not a"
+        " VectorField of embeddings: pass the name of one, or of a new field to"
+        " compute them into"
+    )
+
+
 def open_embeddings(samples, field: str, skip_missing: bool = False) -> EmbeddingSource:
     """The :class:`EmbeddingSource` of ``field`` over ``samples`` (reads the ids).
 
@@ -136,13 +154,7 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
             lack a vector (unless ``skip_missing``) or when none has one.
     """
     root = root_dataset(samples)
-    found = root.get_field(field)
-    if found is not None and not isinstance(found, fo.VectorField | fo.ListField):
-        raise MissingEmbeddingsError(
-            f"field {field!r} of dataset {root.name!r} has type {type(found).__name__},"
-            " not a VectorField of embeddings: pass the name of one, or of a new"
-            " field to compute them into"
-        )
+    found = refuse_non_vector_field(root, field)
     if found is None:
         raise MissingEmbeddingsError(
             f"dataset {root.name!r} has no embeddings field {field!r}; compute "

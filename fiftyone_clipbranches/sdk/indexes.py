@@ -20,7 +20,10 @@ from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET, resolve_clip
-from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
+from fiftyone_clipbranches.sdk.embedding_reader import (
+    open_embeddings,
+    refuse_non_vector_field,
+)
 from fiftyone_clipbranches.sdk.embeddings import (
     clip_to_compute,
     compute_embeddings,
@@ -228,6 +231,7 @@ def build_index(
         if not compute_here and model is not None:  # declared: of the field's length?
             from fiftyone_clipbranches.embed.models import declared_embedding_dim
 
+            refuse_non_vector_field(ds, embeddings_field)
             dim = declared_embedding_dim(model, pretrained)
             refuse_another_length(ds, embeddings_field, dim, model)
         source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)

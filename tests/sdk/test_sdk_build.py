@@ -236,3 +236,32 @@ def test_random_weights_are_warned_about_when_chosen_not_at_each_use(
         sdk.compute_embeddings(
             ds.limit(2), "other", model=TINY_CLIP_NAME, pretrained=None, progress=False
         )
+
+
+def test_a_field_that_cannot_hold_embeddings_is_named_by_its_type(make_user_index):
+    """``tags`` was "not 1-d vectors of one length ... set the field to None" (the
+    user's labels), ``filepath`` with a model "vectors of length 1"."""
+    from user_path import TINY_CLIP_NAME
+
+    ds = make_user_index(n_per_class=4)
+    ds.take(5, seed=0).tag_samples("keep")
+    cases = [
+        ("tags", {}, "has type ListField of StringField"),
+        ("filepath", {"model": TINY_CLIP_NAME, "pretrained": None}, "StringField"),
+        ("ground_truth", {"model": TINY_CLIP_NAME, "pretrained": None}, "Embedded"),
+    ]
+    for field, model, words in cases:
+        with pytest.raises(sdk.MissingEmbeddingsError) as err:
+            sdk.build_index(ds, "x", embeddings_field=field, code_method="pca", **model)
+        assert words in str(err.value), field
+        assert "not a VectorField of embeddings" in str(err.value)
+        assert "set the field to None" not in str(err.value)
+    assert ds.count_sample_tags() == {"keep": 5}
+    assert sdk.list_indexes(ds) == ["clip"]
+    # a list of numbers holds embeddings: indexed as a VectorField is
+    ds.add_sample_field("as_list", fo.ListField, subfield=fo.FloatField)
+    ds.set_values("as_list", [v.tolist() for v in ds.values("clip_embedding")])
+    info = sdk.build_index(
+        ds, "x", embeddings_field="as_list", code_method="pca", progress=False
+    )
+    assert info.n_samples == len(ds)
