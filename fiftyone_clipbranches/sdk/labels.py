@@ -137,9 +137,12 @@ def _check_tags(tags) -> tuple[str, str]:
     if (
         not isinstance(tags, list | tuple)
         or len(tags) != 2
-        or not all(isinstance(t, str) and t for t in tags)
+        or not all(isinstance(t, str) and t.strip() for t in tags)
     ):
-        raise ValueError(f"tags must be (positive tag, negative tag); got {tags!r}")
+        raise ValueError(
+            "tags must be (positive tag, negative tag), each more than white space;"
+            f" got {tags!r}"
+        )
     if tags[0] == tags[1]:
         raise ValueError("the positive and negative tags must differ")
     return tags[0], tags[1]

@@ -77,6 +77,7 @@ def _tag(description: str) -> Str:
         min_length=1,
         max_length=MAX_NAME_LENGTH,
         nullable=True,
+        blank=False,
         description=description,
     )
 

@@ -22,6 +22,11 @@ def test_labels_move_between_tags_on_the_root_dataset(make_dataset):
         sdk.label_samples(ds, ["0123456789abcdef01234567"], tags=tags)
     assert err.value.ids == ["0123456789abcdef01234567"]
     assert ds.count_sample_tags() == {"cats": 1, "not-cats": 2}  # nothing changed
+    # white space is no tag: " " and "  " were two labels no one could see
+    for bad in ((" ", "  "), ("cats", "\t"), ("x", "x")):
+        with pytest.raises(ValueError, match="white space|must differ"):
+            sdk.label_samples(ds, [a], tags=bad)
+    assert ds.count_sample_tags() == {"cats": 1, "not-cats": 2}
     ds.select([a]).tag_samples("mine")  # another tag is never touched
     assert sdk.clear_labels(ds, [a, b], tags) == 2
     assert sdk.clear_labels(ds, tags=tags) == 1

@@ -50,6 +50,7 @@ def test_refine_defaults_filled():
         ({"dataset": "d", "index_key": "9lives"}, "not starting with a digit"),
         ({"dataset": "d\ud800"}, "dataset: must be valid Unicode"),
         ({"dataset": "d", "positive_tag": "p\udfff"}, "lone surrogate"),
+        ({"dataset": "d", "negative_tag": "  "}, "more than white space"),
         ([], "must be a JSON object"),
     ],
 )
