@@ -196,8 +196,9 @@ def create_app(
     @app.get(f"{API_PREFIX}/ready")
     def ready():
         _no_query()
-        if not backend.is_ready():
-            why = getattr(backend, "not_ready_because", lambda: None)()
+        because = getattr(backend, "not_ready_because", None)
+        why = because() if because else None if backend.is_ready() else ""
+        if why is not None:  # asked once: each call may check the database
             raise ApiError(
                 503,
                 "not_ready",

@@ -13,6 +13,7 @@ in the database, so concurrent requests cannot interfere.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shlex
@@ -57,6 +58,10 @@ _ID_DTYPE = "S24"
 #: Longest a save waits for another process saving the same view name (well
 #: within a request's time limit: a 504 would leave the client guessing).
 SAVE_CLAIM_WAIT_S = 10.0
+#: Least seconds between two loads of the indexes that failed theirs, while every
+#: index served failed (the service is not ready: a directory restored in place).
+RETRY_FAILED_LOAD_S = 10.0
+
 #: Startup verification levels of ``clipbranches serve --verify``.
 VERIFY_LEVELS = ("none", "fast", "full")
 
@@ -181,6 +186,7 @@ class SdkBackend:
         self._database = DatabaseWatch()
         self._load_error: str | None = None
         self._workers = None
+        self._load_retried_at = time.monotonic()
 
     def attach_workers(self, workers) -> None:
         """Run searches and refinements on ``workers`` (a started
@@ -254,20 +260,31 @@ class SdkBackend:
 
     def _nothing_loaded(self) -> str | None:
         """Why no query can be answered although indexes exist: every one of them
-        failed to load or verify. Such a service is re-checked against the database
-        on each call (at most every ``recheck_s``), so that an index built again is
-        loaded without a request having to reach a service that is not ready.
+        failed to load or verify. No request reaches a service that is not ready,
+        so each call checks the database (at most every ``recheck_s``: an index
+        built again or updated is loaded) and loads the failed indexes again (at
+        most every :data:`RETRY_FAILED_LOAD_S`: a directory restored in place).
         Indexes whose queries failed since they loaded do not count: queries must
         keep reaching them to find them restored."""
-        entries = [e for e in list(self._datasets.values()) if not e.gone]
-        if not _all_failed_to_load(entries):
+        if not _all_failed_to_load(self._present()):
             return None
-        for entry in entries:
-            try:
+        try:
+            for entry in self._present():
                 self._refresh(entry)
-            except ApiError as e:
-                return e.message
-        entries = [e for e in list(self._datasets.values()) if not e.gone]
+            now = time.monotonic()
+            if (
+                _all_failed_to_load(self._present())
+                and now - self._load_retried_at >= RETRY_FAILED_LOAD_S
+            ):
+                self._load_retried_at = now
+                for entry in self._present():
+                    self._retry_failed_loads(entry)
+        except ApiError as e:
+            return e.message
+        except Exception as e:  # noqa: BLE001 - a probe answers in words
+            logger.warning("the served indexes could not be checked: %s", e)
+            return f"the served indexes could not be checked: {without_paths(str(e))}"
+        entries = self._present()
         if not _all_failed_to_load(entries):
             return None
         failed = [(e.name, ix) for e in entries for ix in e.indexes.values()]
@@ -277,6 +294,27 @@ class SdkBackend:
             f" {first.key!r} of dataset {name!r}: {without_paths(first.error)}"
             " (GET /v1/datasets lists each under unavailable_indexes)"
         )
+
+    def _present(self) -> list[_Dataset]:
+        return [e for e in list(self._datasets.values()) if not e.gone]
+
+    def _retry_failed_loads(self, entry: _Dataset) -> None:
+        """Load again the indexes of ``entry`` that failed to load, in the
+        directory they failed in; one that fails again is left as it was (its
+        warning is not repeated)."""
+        from fiftyone_clipbranches import sdk
+
+        with entry.refresh_lock:
+            indexes = dict(entry.indexes)
+            for key, index in entry.indexes.items():
+                if index.error is None or not index.index_dir:
+                    continue
+                try:
+                    loaded = self._try_load(entry.name, entry.dataset, key, sdk)
+                except Exception:  # noqa: BLE001 - still failing: said at its load
+                    continue
+                indexes[key] = _Index(key, index.index_dir, loaded)
+            entry.indexes = indexes
 
     def n_indexes(self) -> int:
         return sum(len(d.keys) for d in self._datasets.values() if not d.gone)
@@ -511,7 +549,7 @@ class SdkBackend:
         if index is None:
             served = entry.keys
             hint = (
-                f': send "index_key": {served[0]!r}'
+                f': send "index_key": {json.dumps(served[0], ensure_ascii=False)}'
                 if len(served) == 1
                 else f' (served: {served}): name one in "index_key"'
                 if served
@@ -616,12 +654,17 @@ class SdkBackend:
         entry.indexes = current
 
     def _load_index(self, name: str, ds, key: str, index_dir: str, sdk) -> _Index:
-        start = time.perf_counter()
         try:
-            _verify(sdk, ds, key, self.verify)
-            info = _describe(sdk, ds, key)
+            info = self._try_load(name, ds, key, sdk)
         except Exception as e:
             return _unavailable(name, key, index_dir, e)
+        return _Index(key, index_dir, info)
+
+    def _try_load(self, name: str, ds, key: str, sdk) -> dict:
+        """Verify index ``key`` and describe it (raises when it cannot be served)."""
+        start = time.perf_counter()
+        _verify(sdk, ds, key, self.verify)
+        info = _describe(sdk, ds, key)
         logger.info(
             "loaded index %r of %r in %.2f s (verify=%s)",
             key,
@@ -632,7 +675,7 @@ class SdkBackend:
         gone = _text_search_unavailable(ds, key)
         if gone:  # served: searches by sample and refinements still work
             logger.warning("index %r of %r: %s", key, name, gone)
-        return _Index(key, index_dir, info)
+        return info
 
     @staticmethod
     def _drop(indexes: Iterable[_Index], keep) -> None:

@@ -173,7 +173,8 @@ class RunningService:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait for the indexes to load and the compute workers to start; False on
-        timeout or when loading failed."""
+        timeout, when loading failed, or when no index found could be loaded (see
+        ``/v1/ready``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self._loader.join(timeout)
         if self.workers is not None and not getattr(self.backend, "load_error", None):

@@ -286,7 +286,13 @@ def test_save_view(call, served_dataset):
         "POST", f"/v1/results/{rid}/save", {"name": "svc view", "overwrite": True}
     )
     assert status == 200
-    status, _, err = call("POST", f"/v1/results/{rid}/save", {"name": "../etc/passwd"})
+    # a name is a name: the sdk saves it (no path is made of it), so does the service
+    status, _, saved = call("POST", f"/v1/results/{rid}/save", {"name": "../etc/x"})
+    assert status == 200 and saved["name"] == "../etc/x"
+    served_dataset.reload()
+    assert "../etc/x" in served_dataset.list_saved_views()
+    served_dataset.delete_saved_view("../etc/x")
+    status, _, err = call("POST", f"/v1/results/{rid}/save", {"name": " "})
     assert (status, err["error"]["code"]) == (400, "invalid_request")
 
 

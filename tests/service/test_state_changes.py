@@ -53,6 +53,14 @@ def _ready(url: str) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
+def _past_start(url: str) -> tuple[int, dict] | None:
+    """``/v1/ready``'s answer once the start is over: ready, or not ready because
+    no index could be loaded; None before."""
+    got = _ready(url)
+    error = got[1].get("error", {})
+    return got if got[0] == 200 or "none of" in error.get("message", "") else None
+
+
 def _mapped_files(pid: int, directory: str) -> list[str]:
     maps = Path(f"/proc/{pid}/maps").read_text()
     return [line for line in maps.splitlines() if directory in line]
@@ -350,15 +358,7 @@ def test_not_ready_while_no_index_found_could_be_loaded(
     with running_service(
         [f"--dataset={ds.name}", "--compute-workers", "1"], TOKEN, wait_ready=False
     ) as service:
-
-        def settled():  # past the start: ready, or not ready for that reason
-            got = _ready(service.url)
-            error = got[1].get("error", {})
-            return (
-                got if got[0] == 200 or "none of" in error.get("message", "") else None
-            )
-
-        status, body = _until(settled, timeout=120)
+        status, body = _until(lambda: _past_start(service.url), timeout=120)
         assert status == 503 and body["error"]["code"] == "not_ready"
         message = body["error"]["message"]
         assert "none of the 1 indexes found could be loaded" in message
@@ -371,9 +371,29 @@ def test_not_ready_while_no_index_found_could_be_loaded(
         assert _ready(service.url)[1]["indexes"] == 1
         pos = ds.take(3, seed=0).values("id")
         client = Client(service.url, TOKEN)
-        with pytest.raises(ServiceError, match="""send "index_key": 'clip'"""):
+        with pytest.raises(ServiceError, match='send "index_key": "clip"'):
             client.refine(ds.name, positives=pos)  # the default key
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
+
+
+def test_an_index_restored_in_place_makes_the_service_ready(make_user_index):
+    """A service whose every index failed its check stayed not ready after the
+    directory was restored from a backup: no request reached it to find it."""
+    ds = make_user_index(n_per_class=4, name="svc-none-restored")
+    ds.persistent = True
+    manifest = Path(sdk.index_info(ds, "clip", check=False).index_dir) / "manifest.json"
+    kept = manifest.read_bytes()
+    manifest.write_text("{ not json")
+    with running_service(
+        [f"--dataset={ds.name}", "--compute-workers", "1"], TOKEN, wait_ready=False
+    ) as service:
+        assert _until(lambda: _past_start(service.url), timeout=120)[0] == 503
+        manifest.write_bytes(kept)  # restored in place
+        assert _until(lambda: _ready(service.url)[0] == 200, timeout=60)
+        pos = ds.take(3, seed=0).values("id")
+        client = Client(service.url, TOKEN)
+        assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
+        assert service.output().count("is not served") == 1  # retried quietly
 
 
 def test_a_served_dataset_given_its_first_index_is_searched_at_once(
