@@ -47,7 +47,8 @@ def settings(ctx) -> dict:
     out = {}
     for key, default in DEFAULTS.items():
         value = state.get(key)
-        emptied = value == "" and default != "" and key not in EMPTY_MEANS_NONE
+        blank = isinstance(value, str) and not value.strip()  # " " is no tag
+        emptied = blank and default != "" and key not in EMPTY_MEANS_NONE
         out[key] = default if value is None or emptied else value
     if out["model"] not in panel_models():  # a choice the App no longer offers
         out["model"] = DEFAULTS["model"]

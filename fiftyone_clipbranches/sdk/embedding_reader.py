@@ -38,13 +38,23 @@ class EmbeddingSource:
     Attributes:
         ids: ``S24`` array of the sample ids of the rows.
         n_missing: samples of ``samples`` without a vector (left out).
+        width: the length every vector must have (an index's model's), or None
+            (one length, whichever).
     """
 
-    def __init__(self, samples, field: str, ids: np.ndarray, n_missing: int):
+    def __init__(
+        self,
+        samples,
+        field: str,
+        ids: np.ndarray,
+        n_missing: int,
+        width: int | None = None,
+    ):
         self._present = samples.exists(field)
         self.field = field
         self.ids = ids
         self.n_missing = int(n_missing)
+        self.width = width
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -72,7 +82,7 @@ class EmbeddingSource:
                 raise _changed_error(self._present, self.field)
             got = _hex_ids([d["_id"] for d in docs]).tolist()
             vectors = decode_vectors(
-                [_value(d, self.field) for d in docs], self.field, got
+                [_value(d, self.field) for d in docs], self.field, got, self.width
             )
             if out is None:
                 out = np.empty((len(rows), vectors.shape[1]), np.float32)
@@ -94,7 +104,7 @@ class EmbeddingSource:
         """
         batch_rows = batch_rows or BATCH_ROWS
         cursor = self._present._aggregate(post_pipeline=[{"$project": {self.field: 1}}])
-        start, ids, values, width = 0, [], [], None
+        start, ids, values, width = 0, [], [], self.width
         for doc in cursor:
             ids.append(doc["_id"])
             values.append(_value(doc, self.field))
@@ -118,7 +128,7 @@ class EmbeddingSource:
         got = _hex_ids(ids)
         if not np.array_equal(got, self.ids[start : start + len(got)]):
             raise _changed_error(self._present, self.field)
-        vectors = decode_vectors(values, self.field, got)
+        vectors = decode_vectors(values, self.field, got, self.width)
         if width is not None and vectors.shape[1] != width:  # vs earlier batches
             raise _width_error(self.field, got, vectors.shape[1], width)
         _refuse_unusable(vectors, got, self.field)
@@ -129,8 +139,8 @@ def refuse_non_vector_field(root, field: str):
     """``root``'s field ``field`` (None when there is none), unless it cannot hold
     embeddings: neither a VectorField nor a list of numbers (``tags``, a label)."""
     found = root.get_field(field)
-    if found is None or isinstance(found, fo.VectorField):
-        return found
+    if found is None or isinstance(found, fo.VectorField | fo.ArrayField):
+        return found  # an array of another shape is refused as it is read
     kind = type(found).__name__
     if isinstance(found, fo.ListField):
         if found.field is None or isinstance(found.field, fo.FloatField | fo.IntField):
@@ -143,11 +153,16 @@ def refuse_non_vector_field(root, field: str):
     )
 
 
-def open_embeddings(samples, field: str, skip_missing: bool = False) -> EmbeddingSource:
+def open_embeddings(
+    samples, field: str, skip_missing: bool = False, width: int | None = None
+) -> EmbeddingSource:
     """The :class:`EmbeddingSource` of ``field`` over ``samples`` (reads the ids).
 
     Args:
         skip_missing: leave out samples without a vector instead of raising.
+        width: the length every vector must have (the model's of the index they
+            are added to): vectors of another length are named as another
+            model's (``MissingEmbeddingsError.ids``: those of the batch read).
 
     Raises:
         MissingEmbeddingsError: when the field does not exist, when some samples
@@ -184,7 +199,7 @@ def open_embeddings(samples, field: str, skip_missing: bool = False) -> Embeddin
         raise MissingEmbeddingsError(
             f"no sample has a {field!r} embedding: nothing to index"
         )
-    return EmbeddingSource(samples, field, ids, n_missing)
+    return EmbeddingSource(samples, field, ids, n_missing, width)
 
 
 def read_embeddings(
@@ -197,11 +212,14 @@ def read_embeddings(
     return source.id_list(), source.read_all()
 
 
-def decode_vectors(values: list, field: str = "embeddings", ids=None) -> np.ndarray:
+def decode_vectors(
+    values: list, field: str = "embeddings", ids=None, width: int | None = None
+) -> np.ndarray:
     """float32 ``(n, d)`` from stored ``VectorField`` (or ``ListField``) values.
 
     Args:
         ids: optional sample ids (one per value), named in the error.
+        width: the length every vector must have, or None (one length).
 
     Raises:
         MissingEmbeddingsError: the values are not 1-d vectors of one length.
@@ -209,7 +227,7 @@ def decode_vectors(values: list, field: str = "embeddings", ids=None) -> np.ndar
     if not values:
         return np.zeros((0, 0), np.float32)
     if not all(isinstance(v, bytes) for v in values):
-        return _stack([np.asarray(v) for v in values], field, ids)
+        return _stack([np.asarray(v) for v in values], field, ids, width)
     blobs = [zlib.decompress(v) for v in values]
     first = blobs[0]
     with io.BytesIO(first) as f:
@@ -222,12 +240,16 @@ def decode_vectors(values: list, field: str = "embeddings", ids=None) -> np.ndar
     if (
         len(shape) != 1
         or dtype.hasobject
+        or (width is not None and shape[0] != width)
         or any(  # mixed: decode one by one
             len(b) != size or not b.startswith(head) for b in blobs
         )
     ):
         return _stack(
-            [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs], field, ids
+            [np.load(io.BytesIO(b), allow_pickle=False) for b in blobs],
+            field,
+            ids,
+            width,
         )
     raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), size)
     matrix = np.ascontiguousarray(raw[:, offset:]).view(dtype)
@@ -240,8 +262,11 @@ _HEADER_READERS = {
 }
 
 
-def _stack(arrays: list[np.ndarray], field: str, ids=None) -> np.ndarray:
+def _stack(arrays: list[np.ndarray], field: str, ids=None, width=None) -> np.ndarray:
     shapes = [a.shape for a in arrays]
+    if width is not None and any(shape != (width,) for shape in shapes):
+        odd = [i for i, shape in enumerate(shapes) if shape != (width,)]
+        raise _another_model_error(field, ids, odd, shapes, width)
     if any(len(shape) != 1 for shape in shapes) or len(set(shapes)) != 1:
         usual = max(
             set(shapes), key=lambda shape: (len(shape) == 1, shapes.count(shape))
@@ -264,6 +289,24 @@ def _refuse_unusable(vectors: np.ndarray, ids: np.ndarray, field: str) -> None:
         " hold a vector of NaN or infinite values, or of zeros only: compute them"
         " again, or clear them (set the field to None) and leave them out"
         " (skip_missing)"
+    )
+
+
+def _another_model_error(field: str, ids, odd, shapes, width: int):
+    """Vectors at positions ``odd`` of ``ids`` are not of the ``width`` the index's
+    model makes: another model's (merged from another dataset, say)."""
+    named = [
+        f"{_hex(ids[i])} ({_shape_words(shapes[i])})" if ids is not None else str(i)
+        for i in odd[:3]
+    ]
+    return MissingEmbeddingsError(
+        f"{counted(len(odd), 'sample')} of {field!r} (e.g. {', '.join(named)}) hold"
+        f" vectors of another length than the {width} the index's model makes:"
+        " another model made them (merged from another dataset?): embed them again"
+        " with the model the field records (compute_embeddings(dataset.select("
+        "error.ids), skip_existing=False): the error's ids name them), or set them to"
+        " None",
+        ids=[] if ids is None else [_hex(ids[i]) for i in odd],
     )
 
 

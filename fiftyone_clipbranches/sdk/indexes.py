@@ -607,7 +607,9 @@ def update_index(
                 progress=lambda f, label: report(split + (0.55 - split) * f, label),
             )["failed"] | failed  # fmt: skip
         if added_view.exists(field).count():
-            source = open_embeddings(added_view, field, skip_missing=True)
+            source = open_embeddings(
+                added_view, field, skip_missing=True, width=bundle.encoder.in_dim
+            )
             new_ids = source.id_list()
             new_codes = encode_source(
                 source, bundle.encoder, lambda f, label: report(0.55 + 0.05 * f, label)

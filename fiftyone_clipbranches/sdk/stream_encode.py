@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from fiftyone_clipbranches.sdk.embedding_reader import EmbeddingSource
-from fiftyone_clipbranches.sdk.errors import MissingEmbeddingsError
 from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import ProgressFn
 
@@ -108,27 +107,11 @@ def fit_and_encode(
 
 
 def encode_source(source: EmbeddingSource, encoder, report: ProgressFn) -> np.ndarray:
-    """uint8 ``(N, n_dims)`` codes of every row of ``source``, read batch by batch.
-
-    Raises:
-        MissingEmbeddingsError: vectors of another length than the encoder's model
-            makes (merged from a dataset embedded with another model), naming them.
-    """
+    """uint8 ``(N, n_dims)`` codes of every row of ``source``, read batch by batch
+    (a source of vectors added to an index is opened with the ``width`` of its
+    model: vectors of another model are named as it reads them)."""
     codes = np.empty((len(source), encoder.n_dims), np.uint8)
     for start, batch in source.batches():
-        if batch.shape[1] != encoder.in_dim:
-            odd = [i.decode() for i in source.ids[start : start + len(batch)]]
-            lead = "at least " if start + len(batch) < len(source) else ""
-            raise MissingEmbeddingsError(
-                f"{lead}{counted(len(odd), 'sample')}"
-                f" of {source.field!r} (e.g. {', '.join(odd[:3])}) hold vectors of"
-                f" length {batch.shape[1]}, the index's model makes {encoder.in_dim}:"
-                " another model made them (merged from another dataset?): embed"
-                " them again with the model the field records"
-                " (compute_embeddings(dataset.select(error.ids), skip_existing=False);"
-                " the error's ids name them), or set them to None",
-                ids=odd,
-            )
         codes[start : start + len(batch)] = encoder.encode(batch)
         done = start + len(batch)
         report(done / len(source), f"encoded {done}/{len(source)} embeddings")

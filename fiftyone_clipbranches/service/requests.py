@@ -44,9 +44,9 @@ SAMPLE_ID = Str(
     pattern="[0-9a-f]{24}",
     description="FiftyOne sample id (24 lowercase hex characters)",
 )
-#: Longest dataset name, index key, tag or view name a request may hold (the sdk
-#: and FiftyOne set none: every name they make is served)
-MAX_NAME_LENGTH = 1000
+#: Longest dataset name, index key, tag or view name a request may hold: above
+#: FiftyOne's longest name (1551 characters), so every name it makes is served
+MAX_NAME_LENGTH = 2000
 DATASET_NAME = Str(
     min_length=1,
     max_length=MAX_NAME_LENGTH,

@@ -281,6 +281,10 @@ def test_custom_tag_names_are_used(indexed_dataset):
     a = ds.values("id")[0]
     call(ds, "mark_positive", state={"positive_tag": "good"}, selected=[a])
     assert ds.count_sample_tags() == {"good": 1}
+    # a tag box holding white space is an emptied box: the default tag
+    b = ds.values("id")[1]
+    call(ds, "mark_negative", state={"negative_tag": "  "}, selected=[b])
+    assert ds.count_sample_tags() == {"good": 1, "cb_negative": 1}
 
 
 def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):

@@ -265,3 +265,10 @@ def test_a_field_that_cannot_hold_embeddings_is_named_by_its_type(make_user_inde
         ds, "x", embeddings_field="as_list", code_method="pca", progress=False
     )
     assert info.n_samples == len(ds)
+    # and so does an ArrayField of 1-d arrays
+    ds.add_sample_field("as_array", fo.ArrayField)
+    ds.set_values("as_array", ds.values("clip_embedding"))
+    info = sdk.build_index(
+        ds, "y", embeddings_field="as_array", code_method="pca", progress=False
+    )
+    assert info.n_samples == len(ds)

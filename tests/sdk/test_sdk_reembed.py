@@ -305,33 +305,40 @@ def test_merged_vectors_of_another_model_are_named_before_any_change(
     make_user_index, cifar_dir
 ):
     """Samples merged from a dataset embedded with another model (another length)
-    stopped the update with the encoder's "embeddings must have 64 columns"."""
+    stopped the update with the encoder's "embeddings must have 64 columns"; among
+    samples of the right length, the right ones were named as the odd ones out."""
     import fiftyone as fo
 
     ds = make_user_index(n_per_class=4, name="merged")
     n = sdk.index_info(ds, "clip").n_samples
     width = len(ds.first().clip_embedding)
-    files = sorted(p for p in cifar_dir.rglob("*.jpg"))[-2:]
+    files = sorted(p for p in cifar_dir.rglob("*.jpg"))[-3:]
     rng = np.random.default_rng(0)
+    good = ds.first().clip_embedding  # the index's model's length
     ds.add_samples(
         [
-            fo.Sample(filepath=str(f), clip_embedding=rng.normal(size=width * 8))
-            for f in files
+            fo.Sample(filepath=str(files[0]), clip_embedding=good),
+            *[
+                fo.Sample(filepath=str(f), clip_embedding=rng.normal(size=width * 8))
+                for f in files[1:]
+            ],
         ]
     )
+    foreign = ds.match(
+        fo.ViewField("filepath").is_in([str(f) for f in files[1:]])
+    ).values("id")
     with pytest.raises(sdk.MissingEmbeddingsError) as said:
         sdk.update_index(ds, "clip", progress=False)
     message = str(said.value)
-    assert f"2 samples of 'clip_embedding' (e.g. {said.value.ids[0]}" in message
-    assert f"hold vectors of length {width * 8}, the index's model makes {width}" in (
+    assert sorted(said.value.ids) == sorted(foreign)
+    assert f"2 samples of 'clip_embedding' (e.g. {said.value.ids[0]} (length" in (
         message
     )
-    added = ds.match(fo.ViewField("filepath").is_in([str(f) for f in files]))
-    assert sorted(said.value.ids) == sorted(added.values("id"))
+    assert f"another length than the {width} the index's model makes" in message
     assert "skip_existing=False" in message
     assert sdk.index_info(ds, "clip").n_samples == n  # nothing changed
     # the way out it names: the field's own model embeds them again
     sdk.compute_embeddings(
         ds.select(said.value.ids), skip_existing=False, progress=False
     )
-    assert sdk.update_index(ds, "clip", progress=False).n_samples == n + 2
+    assert sdk.update_index(ds, "clip", progress=False).n_samples == n + 3
