@@ -119,8 +119,12 @@ def collect_garbage(
     for dataset_dir in sorted(p for p in folders if p.is_dir()):
         entries = sorted(p for p in dataset_dir.iterdir() if p.is_dir())
         owner = owner_of(dataset_dir)
-        if owner is None and _dataset_exists(dataset_dir.name):
-            owner = this_database  # its dataset is here
+        if owner is None and (
+            _dataset_exists(dataset_dir.name)
+            # a run here points in: a clone's of a dataset deleted since
+            or any(str(e.resolve()) in referenced for e in entries)
+        ):
+            owner = this_database  # its dataset is, or was, here
             if delete:  # recorded now (a report writes nothing)
                 with contextlib.suppress(OSError):
                     mark_owner(dataset_dir)

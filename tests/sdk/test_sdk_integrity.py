@@ -450,3 +450,38 @@ def test_a_missing_manifest_or_directory_is_named(tmp_path):
         read_manifest(tmp_path)  # the directory is there, its manifest is not
     with pytest.raises(sdk.errors.IndexFilesMissingError, match="directory is gone"):
         read_manifest(tmp_path / "gone")
+
+
+def test_gc_counts_a_clones_index_in_a_deleted_datasets_folder_as_in_use(
+    make_dataset, tmp_path, capsys
+):
+    """A clone's index lies in the folder of the dataset it was cloned from; with
+    that dataset deleted and its folder made before folders recorded their
+    database, gc listed the folder under "remove by hand" (the clone's index)."""
+    from fiftyone_clipbranches.sdk.folder_owner import OWNER_FILE, database_id
+
+    ds = make_dataset(2)
+    codes = cluster_codes(ds.values("ground_truth.label"))
+    sdk.build_index_from_codes(ds, codes, ds.values("id"), "idx", root=tmp_path)
+    clone = ds.clone()
+    folder = Path(sdk.index_info(clone, "idx").index_dir).parent
+    ds.delete()
+    (folder / OWNER_FILE).unlink()  # as versions before the record made it
+    leftover = folder / "0123456789abcdef0123456789abcdef"
+    leftover.mkdir()  # a directory no run points at, of the same dataset
+    try:
+        report = collect_garbage(tmp_path, min_age_s=0)
+        assert report.unowned == [] and report.n_referenced == 1
+        assert [i.path for i in report.leftovers if i.kind != "claim"] == [
+            str(leftover.resolve())
+        ]
+        assert cli.main(["gc", "--root", str(tmp_path), "--min-age-hours", "0"]) == 0
+        assert "by hand" not in capsys.readouterr().out
+        report = collect_garbage(tmp_path, min_age_s=0, delete=True)
+        assert not leftover.exists()
+        assert json.loads((folder / OWNER_FILE).read_text()) == {
+            "database": database_id()
+        }
+        sdk.verify_index(clone, "idx")
+    finally:
+        clone.delete()
