@@ -600,7 +600,8 @@ def _score_field_state(root, score_field: str):
             "refinement would overwrite its values; "
         )
         error = ValueError(
-            f"{refused}choose another score_field (if an earlier clipbranches"
+            f"{refused}choose another score_field (CLI: --score-field NAME; if an"
+            " earlier clipbranches"
             f" version made it: field = dataset.get_field({score_field!r});"
             f" field.info = {{'{SCORE_FIELD_MARK}': 'scores'}}; field.save())"
         )

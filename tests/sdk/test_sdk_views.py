@@ -169,6 +169,7 @@ def test_a_float_field_the_user_made_is_never_written(indexed, monkeypatch):
     with pytest.raises(ValueError, match="clipbranches did not make it") as err:
         sdk.refine(ds, index_key="cb", random_negatives=20)
     assert err.value.in_app.endswith("enter another name in Score field")
+    assert "(CLI: --score-field NAME;" in str(err.value)
     assert ds.values("clipbranches_score") == [float(i) for i in range(len(ds))]
     # marked as the message says (an earlier version's field), it is written
     field = ds.get_field("clipbranches_score")
