@@ -18,6 +18,7 @@ import time
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.service import requests as rq
 from fiftyone_clipbranches.service.compute import ComputePool
 from fiftyone_clipbranches.service.errors import ApiError, ValidationError, not_found
@@ -205,7 +206,11 @@ def create_app(
                 why or "the service is still starting; retry shortly",
                 retry_after_s=2,
             )
-        return {"status": "ready", "indexes": backend.n_indexes()}
+        return {
+            "status": "ready",
+            "indexes": backend.n_indexes(),
+            "results": store.stats(),
+        }
 
     @app.get(f"{API_PREFIX}/openapi.json")
     def openapi():
@@ -266,6 +271,9 @@ def create_app(
 
     def _compute_and_store(kind: str, fn, req: dict):
         start = time.perf_counter()
+        if req["index_key"] is None:  # left out: the default, or the only index
+            key_for = getattr(backend, "default_index_key", None)
+            req["index_key"] = key_for(req["dataset"]) if key_for else DEFAULT_INDEX_KEY
         ranking: Ranking = pool.run(fn, req)
         result = store.put(kind, req["dataset"], req["index_key"], ranking, req)
         body = _page(result, 0, req["page_size"])

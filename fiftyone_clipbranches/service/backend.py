@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.service.compute_worker import (
     refine_task,
     search_answer,
@@ -327,6 +328,14 @@ class SdkBackend:
             if not entry.gone:
                 out.append(self._dataset_json(entry))
         return out
+
+    def default_index_key(self, name: str) -> str:
+        """The index a request on dataset ``name`` that names none is answered
+        from: ``DEFAULT_INDEX_KEY``, else the dataset's only index."""
+        keys = list(self._entry(name).indexes)
+        if DEFAULT_INDEX_KEY not in keys and len(keys) == 1:
+            return keys[0]
+        return DEFAULT_INDEX_KEY
 
     def dataset_info(self, name: str) -> dict:
         return self._dataset_json(self._entry(name))

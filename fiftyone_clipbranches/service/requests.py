@@ -57,7 +57,8 @@ INDEX_KEY = Str(
     max_length=MAX_NAME_LENGTH,
     identifier=True,
     description="key of a clipbranches index of the dataset (letters, digits and"
-    " underscores, not starting with a digit; letters of any script)",
+    f" underscores, not starting with a digit; letters of any script); left out:"
+    f" {DEFAULT_INDEX_KEY!r}, or the dataset's only index",
 )
 RESULT_ID = Str(min_length=32, max_length=32, pattern="[0-9a-f]{32}")
 
@@ -97,7 +98,7 @@ SEARCH = Object(
     description="Nearest neighbours of a text query or of example samples.",
     props={
         "dataset": Prop(DATASET_NAME, required=True),
-        "index_key": Prop(INDEX_KEY, default=DEFAULT_INDEX_KEY),
+        "index_key": Prop(INDEX_KEY, default=None),
         "text": Prop(
             Str(
                 min_length=1,
@@ -135,7 +136,7 @@ REFINE = Object(
     ),
     props={
         "dataset": Prop(DATASET_NAME, required=True),
-        "index_key": Prop(INDEX_KEY, default=DEFAULT_INDEX_KEY),
+        "index_key": Prop(INDEX_KEY, default=None),
         "positives": Prop(_ids("positive sample ids"), default=None),
         "negatives": Prop(_ids("negative sample ids"), default=None),
         "positive_tag": Prop(

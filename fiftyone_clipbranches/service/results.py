@@ -7,6 +7,7 @@ into ids on demand.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -75,6 +76,10 @@ class StoredResult:
 
 #: Results whose departure (deleted, expired, evicted) is remembered, for its 404.
 _GONE_KEPT = 4096
+#: Least seconds between two warnings that results are dropped to make room.
+FULL_WARNING_S = 600.0
+
+logger = logging.getLogger(__name__)
 
 
 class ResultStore:
@@ -104,6 +109,22 @@ class ResultStore:
         self._items: OrderedDict[str, tuple[StoredResult, float]] = OrderedDict()
         self._bytes = 0
         self._gone: OrderedDict[str, str] = OrderedDict()
+        self.n_dropped = 0  # to make room for newer results
+        self.n_expired = 0
+        self._warned_at: float | None = None
+
+    def stats(self) -> dict:
+        """How full the store is and how many results left it, and why."""
+        with self._lock:
+            self._expire(self._clock())
+            return {
+                "held": len(self._items),
+                "max_results": self.max_items,
+                "bytes": self._bytes,
+                "max_bytes": self.max_bytes,
+                "dropped_for_room": self.n_dropped,
+                "expired": self.n_expired,
+            }
 
     def put(
         self, kind: str, dataset: str, index_key: str, ranking: Ranking, request: dict
@@ -168,16 +189,39 @@ class ResultStore:
             _, (_, touched) = next(iter(self._items.items()))
             if now - touched <= self.ttl_s:
                 break
+            self.n_expired += 1
             self._pop_oldest(f"it expired (not read for {self.ttl_s:g} s)")
 
     def _pop_oldest(self, why: str | None = None) -> None:
-        result_id, (result, _) = self._items.popitem(last=False)
+        result_id, (result, touched) = self._items.popitem(last=False)
         self._bytes -= result.ranking.nbytes
+        if why is None:
+            self.n_dropped += 1
+            self._warn_full(self._clock() - touched)
         self._forget(
             result_id,
             why
             or f"it was dropped to make room for newer results (the service keeps"
             f" {self.max_items} results, {self.max_bytes >> 20} MiB)",
+        )
+
+    def _warn_full(self, idle_s: float) -> None:
+        """Say, at most every :data:`FULL_WARNING_S`, that results leave before
+        their time: clients paging them get ``404 result_not_found``."""
+        now = self._clock()
+        if self._warned_at is not None and now - self._warned_at < FULL_WARNING_S:
+            return
+        self._warned_at = now
+        logger.warning(
+            "results are dropped to make room before they expire: one last read"
+            " %.0f s ago left (%d dropped so far; the service keeps %d results, %d"
+            " MiB, for %g s unread); clients paging them get 404 result_not_found:"
+            " raise --max-results (or memory for them) if that is often",
+            idle_s,
+            self.n_dropped,
+            self.max_items,
+            self.max_bytes >> 20,
+            self.ttl_s,
         )
 
     def _forget(self, result_id: str, why: str) -> None:

@@ -97,7 +97,8 @@ def test_readiness_timeout_busy_and_internal_errors(stand_in):
     assert refused.value.code == "not_ready" and time.monotonic() - started < 1.5
     backend.loaded.set()
     assert service.wait_ready(10)
-    assert call("GET", "/v1/ready")[2] == {"status": "ready", "indexes": 1}
+    ready = call("GET", "/v1/ready")[2]
+    assert (ready["status"], ready["indexes"]) == ("ready", 1)
     assert call("GET", "/v1/datasets")[0] == 200  # no token needed in this mode
 
     body = {"dataset": "d", "positives": [SID]}

@@ -13,14 +13,14 @@ from fiftyone_clipbranches.service import requests as rq
 from fiftyone_clipbranches.service.compute import ComputePool
 from fiftyone_clipbranches.service.errors import ApiError, ValidationError
 from fiftyone_clipbranches.service.openapi import build_openapi
-from fiftyone_clipbranches.service.results import Ranking, ResultStore
+from fiftyone_clipbranches.service.results import FULL_WARNING_S, Ranking, ResultStore
 
 SID = "0123456789abcdef01234567"
 
 
 def test_refine_defaults_filled():
     req = rq.REFINE.validate({"dataset": "d", "positives": [SID]})
-    assert req["index_key"] == "clipbranches"
+    assert req["index_key"] is None  # the default key, or the only index
     assert req["model"] == "cascade"
     assert req["random_negatives"] is None  # the model's default
     assert req["negative_weight"] == 1.0
@@ -154,6 +154,33 @@ def test_store_lru_ttl_and_bytes():
     assert store.delete(d.result_id) is True
     assert store.why_missing(d.result_id) == "it was deleted"
     assert store.why_missing("0" * 32).startswith("it never existed, expired, or")
+    # how full it is and why results left, for /v1/ready
+    stats = store.stats()
+    assert stats == {
+        "held": 1,
+        "max_results": 2,
+        "bytes": 6400,
+        "max_bytes": 10_000,
+        "dropped_for_room": 2,
+        "expired": 2,
+    }
+
+
+def test_results_dropped_for_room_are_said_once_in_a_while(caplog):
+    """An operator saw no sign that --max-results was too small but clients'
+    404s."""
+    now = [0.0]
+    store = ResultStore(max_items=1, ttl_s=1e6, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="fiftyone_clipbranches.service.results"):
+        for t in (0.0, 5.0, 10.0, 20.0):
+            now[0] = t
+            store.put("refine", "d", "k", _ranking(3), {})
+        assert len(caplog.records) == 1  # at most every FULL_WARNING_S
+        assert "one last read 5 s ago left (1 dropped so far" in caplog.text
+        assert "raise --max-results" in caplog.text
+        now[0] = 20.0 + FULL_WARNING_S
+        store.put("refine", "d", "k", _ranking(3), {})
+        assert len(caplog.records) == 2 and "(4 dropped so far" in caplog.text
 
 
 def test_pool_busy_and_timeout():
@@ -209,6 +236,9 @@ def test_refine_schema_and_the_request_agree():
     assert RefineRequest.from_json(defaults) == RefineRequest.from_json(by_ids)
     for name, prop in rq.REFINE.props.items():
         if name in request_field_names() and name not in ("positives", "negatives"):
+            if name == "index_key":  # left out: resolved by the dataset's indexes
+                assert prop.default is None
+                continue
             assert prop.default == getattr(RefineRequest(), name), name
 
 

@@ -333,7 +333,8 @@ def test_an_index_whose_queries_fail_is_listed_unavailable_until_one_succeeds(
         logged = f"index 'clip' of dataset {ds.name!r} is unavailable: "
         assert service.output().count(logged) == 1
         # still ready: queries must keep reaching it to find it restored
-        assert _ready(service.url) == (200, {"status": "ready", "indexes": 0})
+        status, body = _ready(service.url)
+        assert (status, body["status"], body["indexes"]) == (200, "ready", 0)
 
         os.replace(kept, victim)  # restored: served again without a restart
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
@@ -372,7 +373,20 @@ def test_not_ready_while_no_index_found_could_be_loaded(
         pos = ds.take(3, seed=0).values("id")
         client = Client(service.url, TOKEN)
         with pytest.raises(ServiceError, match='send "index_key": "clip"'):
-            client.refine(ds.name, positives=pos)  # the default key
+            client.refine(ds.name, positives=pos)  # the default key, named
+        # a request naming no index is answered from the dataset's only one
+        body = json.dumps({"dataset": ds.name, "positives": pos}).encode()
+        request = urllib.request.Request(
+            f"{service.url}/v1/refine",
+            data=body,
+            headers={
+                "Authorization": f"Bearer {TOKEN}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            answer = json.loads(resp.read())
+        assert answer["index_key"] == "clip" and answer["total"] > 0
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
 
 
@@ -488,6 +502,14 @@ def test_the_result_store_is_sized_from_the_command_line(make_user_index):
             assert len(client.page(result["result_id"])["items"]) == 3
         status, code, _ = _error(lambda: client.page(first["result_id"]))
         assert (status, code) == (404, "result_not_found")
+        # the operator sees it: counted in /v1/ready, and said in the log
+        held = client.ready()["results"]
+        assert (held["held"], held["max_results"], held["dropped_for_room"]) == (
+            2,
+            2,
+            1,
+        )
+        assert "raise --max-results" in service.output()
 
 
 def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
