@@ -15,7 +15,7 @@ import logging
 import re
 import time
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
@@ -27,6 +27,7 @@ from fiftyone_clipbranches.service.results import Ranking, ResultStore, StoredRe
 from fiftyone_clipbranches.service.schema import Int, Object
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("fiftyone_clipbranches.service.access")
 
 API_PREFIX = "/v1"
 #: Threads saving results as views (apart from the compute pool's), and saves
@@ -64,6 +65,7 @@ def create_app(
     store: ResultStore | None = None,
     pool: ComputePool | None = None,
     cors_origins=(),
+    access_log: bool = False,
 ) -> Flask:
     """Build the WSGI application.
 
@@ -80,6 +82,8 @@ def create_app(
         cors_origins: origins (``"https://host[:port]"``) whose pages a browser
             lets call the API, ``"*"`` for any; none by default. The token is
             required all the same.
+        access_log: log one INFO line per request answered (method, path,
+            status, milliseconds) to ``fiftyone_clipbranches.service.access``.
     """
     app = Flask("fiftyone_clipbranches.service")
     app.config["MAX_CONTENT_LENGTH"] = rq.MAX_BODY_BYTES
@@ -106,6 +110,25 @@ def create_app(
         if origin and ("*" in allowed_origins or origin in allowed_origins):
             return origin
         return None
+
+    if access_log:
+
+        @app.before_request
+        def _start_clock():
+            g.started = time.perf_counter()
+
+        @app.after_request
+        def _log_access(response: Response) -> Response:
+            started = g.get("started")
+            ms = 0.0 if started is None else 1e3 * (time.perf_counter() - started)
+            access_logger.info(
+                "%s %s %d %.1f ms",
+                request.method,
+                request.path,
+                response.status_code,
+                ms,
+            )
+            return response
 
     @app.before_request
     def _preflight():

@@ -127,6 +127,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "service from a browser; repeat for more, '*' for any (the token is "
         "still required)",
     )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log a line per request answered: method, path, status, milliseconds"
+        " (a client that leaves before its answer is not logged)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -155,6 +161,7 @@ def run_serve(args: argparse.Namespace) -> int:
         verify=args.verify,
         connection_limit=args.connection_limit,
         cors_origins=tuple(args.cors_origin),
+        access_log=args.access_log,
     )
 
 

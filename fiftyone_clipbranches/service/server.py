@@ -76,6 +76,7 @@ class ServiceConfig:
         cors_origins: origins (``"https://host[:port]"``) whose browser pages may
             call the API (CORS), ``"*"`` for any; none by default (the token is
             required all the same).
+        access_log: log a line per request answered (method, path, status, ms).
     """
 
     host: str = "127.0.0.1"
@@ -98,6 +99,7 @@ class ServiceConfig:
     cleanup_interval_s: int = 2
     max_request_header_size: int = 64 << 10
     cors_origins: tuple[str, ...] = ()
+    access_log: bool = False
 
 
 def resolve_token(
@@ -268,7 +270,12 @@ def start_server(
     )
     workers = _worker_pool(backend, config)
     app = create_app(
-        backend, token=token, store=store, pool=pool, cors_origins=config.cors_origins
+        backend,
+        token=token,
+        store=store,
+        pool=pool,
+        cors_origins=config.cors_origins,
+        access_log=config.access_log,
     )
     try:
         server = _create_server(create_server, app, config)

@@ -387,6 +387,7 @@ def test_not_ready_while_no_index_found_could_be_loaded(
         with urllib.request.urlopen(request, timeout=60) as resp:
             answer = json.loads(resp.read())
         assert answer["index_key"] == "clip" and answer["total"] > 0
+        assert "POST /v1/refine" not in service.output()  # no --access-log
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
 
 
@@ -492,6 +493,7 @@ def test_the_result_store_is_sized_from_the_command_line(make_user_index):
     ds = make_user_index(n_per_class=4, name="svc-state-store")
     ds.persistent = True
     args = [f"--dataset={ds.name}", "--max-results", "2", "--result-ttl", "600"]
+    args.append("--access-log")  # a line per request, for the operator
     with running_service(args, TOKEN) as service:
         client = Client(f"{service.url}/v1/", TOKEN)  # a URL copied from a request
         first, *later = [
@@ -510,6 +512,9 @@ def test_the_result_store_is_sized_from_the_command_line(make_user_index):
             1,
         )
         assert "raise --max-results" in service.output()
+        logged = service.output()
+        page = f"GET /v1/results/{first['result_id']} 404 "
+        assert page in logged and "POST /v1/search 200 " in logged
 
 
 def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
