@@ -4,11 +4,8 @@ name holding a lone surrogate."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
+from service_helpers import Http
 from service_process import running_service
 
 from fiftyone_clipbranches import sdk
@@ -42,16 +39,7 @@ def test_unicode_and_long_names_are_served(make_user_index):
         assert sdk.list_indexes(ds) == [key]
 
         # a lone surrogate (JSON's "\ud800") is a bad request, not a 500
-        body = b'{"dataset": "x\\ud800", "text": "a"}'
-        request = urllib.request.Request(
-            f"{service.url}/v1/search",
-            data=body,
-            headers={
-                "Authorization": f"Bearer {TOKEN}",
-                "Content-Type": "application/json",
-            },
-        )
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(request, timeout=30)
-        assert err.value.code == 400
-        assert "lone surrogate" in json.loads(err.value.read())["error"]["message"]
+        raw = b'{"dataset": "x\\ud800", "text": "a"}'
+        status, _, body = Http(service.url, TOKEN)("POST", "/v1/search", raw=raw)
+        assert status == 400
+        assert "lone surrogate" in body["error"]["message"]

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from service_helpers import worker_pids
+from service_helpers import Http, worker_pids
 from service_process import running_service
 from user_path import TINY_CLIP_NAME
 
@@ -375,17 +375,9 @@ def test_not_ready_while_no_index_found_could_be_loaded(
         with pytest.raises(ServiceError, match='send "index_key": "clip"'):
             client.refine(ds.name, positives=pos)  # the default key, named
         # a request naming no index is answered from the dataset's only one
-        body = json.dumps({"dataset": ds.name, "positives": pos}).encode()
-        request = urllib.request.Request(
-            f"{service.url}/v1/refine",
-            data=body,
-            headers={
-                "Authorization": f"Bearer {TOKEN}",
-                "Content-Type": "application/json",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            answer = json.loads(resp.read())
+        body = {"dataset": ds.name, "positives": pos}
+        status, _, answer = Http(service.url, TOKEN)("POST", "/v1/refine", body)
+        assert status == 200
         assert answer["index_key"] == "clip" and answer["total"] > 0
         assert "POST /v1/refine" not in service.output()  # no --access-log
         assert client.refine(ds.name, positives=pos, index_key="clip")["total"] > 0
