@@ -34,6 +34,13 @@ def _neighbours(text: str) -> int | str:
         ) from None
 
 
+def _score_field(text: str) -> str:
+    """``--score-field``: a name (an empty one wrote no score without a word)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a field name (--no-scores writes none)")
+    return text
+
+
 def dataset_named(name: str):
     import fiftyone as fo
 
@@ -648,7 +655,7 @@ def add_workflow_commands(sub) -> None:
     p.add_argument("--saved-view", help="save the result as this view")
     scores = p.add_mutually_exclusive_group()
     scores.add_argument(
-        "--score-field", default=DEFAULT_SCORE_FIELD,
+        "--score-field", default=DEFAULT_SCORE_FIELD, type=_score_field,
         help=f"field receiving the scores (default {DEFAULT_SCORE_FIELD})",
     )  # fmt: skip
     scores.add_argument("--no-scores", action="store_true", help="write no scores")

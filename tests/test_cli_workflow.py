@@ -251,6 +251,9 @@ def test_cli_errors_are_one_line(images, cifar_dir, capsys):
     with pytest.raises(SystemExit):
         cli_main(["refine", images.name, "--no-scores", "--score-field", "s"])
     assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # it wrote no score without a word
+        cli_main(["refine", images.name, "--score-field", " "])
+    assert "give a field name (--no-scores writes none)" in capsys.readouterr().err
     # weights this machine lacks: told with the CLI's flags, not load_clip(...)
     capsys.readouterr()
     build = ["build-index", images.name, "--model", "ViT-B-32", "--quiet"]
