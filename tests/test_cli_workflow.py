@@ -395,3 +395,25 @@ def test_labels_are_set_and_removed_from_the_shell(make_user_index, capsys):
     assert cli_main([*label, "--clear-all", "--json"]) == 0
     assert _json(capsys)["removed"] == 2
     assert ds.count_sample_tags() == {}
+
+
+def test_missing_vectors_of_a_field_that_records_its_model_name_the_flags(
+    make_user_index, tiny_clip_checkpoint, capsys
+):
+    """The App's form embeds a field's missing vectors with the model it records;
+    the shell said only compute_embeddings(...) (Python) or --skip-missing."""
+    ds = make_user_index(n_per_class=4, name="cli-gaps")
+    ds.take(3, seed=0).set_field("clip_embedding", None).save()
+    build = ["build-index", ds.name, "--key", "b", "--embeddings-field"]
+    build += ["clip_embedding", "--code-method", "pca", "--quiet"]
+    assert cli_main(build) == 1
+    err = capsys.readouterr().err
+    assert "3 samples have no 'clip_embedding' embedding" in err
+    flags = f"--model {TINY_CLIP_NAME} --pretrained {tiny_clip_checkpoint}"
+    assert f"CLI: {flags})" in err
+    assert cli_main([*build, *flags.split()]) == 0
+    capsys.readouterr()
+    assert len(ds.exists("clip_embedding")) == len(ds)
+    assert cli_main(["indexes", ds.name, "--json"]) == 0
+    (entry,) = [i for i in _json(capsys) if i["key"] == "b"]
+    assert entry["n_samples"] == len(ds)

@@ -234,7 +234,10 @@ def build_index(
             refuse_non_vector_field(ds, embeddings_field)
             dim = declared_embedding_dim(model, pretrained)
             refuse_another_length(ds, embeddings_field, dim, model)
-        source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
+        try:
+            source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
+        except MissingEmbeddingsError as e:
+            raise _with_recorded_model(e, ds, embeddings_field) from None
         unembeddable = _unembeddable(
             ds,
             embeddings_field,
@@ -316,6 +319,22 @@ def _embeds_here(ds, field, model, skip_missing) -> bool:
     if ds.get_field(field) is None:
         return True
     return skip_missing is not True and field_identity(ds, field) is not None
+
+
+def _with_recorded_model(error, ds, field: str):
+    """``error`` (samples without a vector in ``field``), saying how to have the
+    build embed them with the model the field records, when it records one."""
+    recorded = field_identity(ds, field) if error.n_missing else None
+    if recorded is None:
+        return error
+    name, weights = recorded["name"], recorded["pretrained"]
+    shown = "none" if weights is None else shlex.quote(str(weights))
+    return MissingEmbeddingsError(
+        f"{error}; or have build_index embed them with the model the field records"
+        f" (model={name!r}, pretrained={weights!r}; CLI: --model"
+        f" {shlex.quote(name)} --pretrained {shown})",
+        n_missing=error.n_missing,
+    )
 
 
 def refuse_filling_unknown_vectors(ds, field: str) -> None:
