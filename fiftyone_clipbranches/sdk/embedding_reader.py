@@ -303,9 +303,8 @@ def _another_model_error(field: str, ids, odd, shapes, width: int):
         f"{counted(len(odd), 'sample')} of {field!r} (e.g. {', '.join(named)}) hold"
         f" vectors of another length than the {width} the index's model makes:"
         " another model made them (merged from another dataset?): embed them again"
-        " with the model the field records (compute_embeddings(dataset.select("
-        "error.ids), skip_existing=False): the error's ids name them), or set them to"
-        " None",
+        " with the model the field records (the error's ids name them), or set them"
+        " to None",
         ids=[] if ids is None else [_hex(ids[i]) for i in odd],
     )
 

@@ -337,6 +337,25 @@ def _with_recorded_model(error, ds, field: str):
     )
 
 
+def _with_reembed_way(error, ds, index_key: str):
+    """``error`` (added samples whose vectors another model made, named in its
+    ``ids``), saying how the update embeds them again with the index's model."""
+    if not error.ids:
+        return error
+    command = f"clipbranches update-index {shlex.quote(ds.name)} --key {index_key}"
+    named = " ".join(f"--reembed {i}" for i in error.ids)
+    shell = (
+        f"{command} {named}"
+        if len(error.ids) <= 3
+        else f"save a view of them, then {command} --reembed-view NAME"
+    )
+    return MissingEmbeddingsError(
+        f"{error}; update_index(dataset, {index_key!r}, reembed=error.ids) embeds"
+        f" them again with the index's model (CLI: {shell})",
+        ids=error.ids,
+    )
+
+
 def refuse_filling_unknown_vectors(ds, field: str) -> None:
     """Refuse to embed the samples missing from ``field`` with the default model
     when the vectors already there come from a model nothing records: the two
@@ -630,9 +649,14 @@ def update_index(
                 added_view, field, skip_missing=True, width=bundle.encoder.in_dim
             )
             new_ids = source.id_list()
-            new_codes = encode_source(
-                source, bundle.encoder, lambda f, label: report(0.55 + 0.05 * f, label)
-            )
+            try:
+                new_codes = encode_source(
+                    source,
+                    bundle.encoder,
+                    lambda f, label: report(0.55 + 0.05 * f, label),
+                )
+            except MissingEmbeddingsError as e:
+                raise _with_reembed_way(e, ds, index_key) from None
         new_failed = _unembeddable(added_view, field, failed)
 
     report(0.6, "rebuilding the index")

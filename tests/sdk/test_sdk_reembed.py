@@ -335,10 +335,11 @@ def test_merged_vectors_of_another_model_are_named_before_any_change(
         message
     )
     assert f"another length than the {width} the index's model makes" in message
-    assert "skip_existing=False" in message
+    assert "update_index(dataset, 'clip', reembed=error.ids)" in message
+    shell = f"clipbranches update-index merged --key clip --reembed {foreign[0]}"
+    assert shell in message or shell.replace(foreign[0], foreign[1]) in message
     assert sdk.index_info(ds, "clip").n_samples == n  # nothing changed
-    # the way out it names: the field's own model embeds them again
-    sdk.compute_embeddings(
-        ds.select(said.value.ids), skip_existing=False, progress=False
-    )
-    assert sdk.update_index(ds, "clip", progress=False).n_samples == n + 3
+    # the way out it names: the index's model embeds them again
+    info = sdk.update_index(ds, "clip", reembed=said.value.ids, progress=False)
+    assert info.n_samples == n + 3
+    assert {len(v) for v in ds.values("clip_embedding")} == {width}
