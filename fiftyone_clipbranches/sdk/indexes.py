@@ -349,11 +349,16 @@ def _with_reembed_way(error, ds, index_key: str):
         if len(error.ids) <= 3
         else f"save a view of them, then {command} --reembed-view NAME"
     )
-    return MissingEmbeddingsError(
+    refused = MissingEmbeddingsError(
         f"{error}; update_index(dataset, {index_key!r}, reembed=error.ids) embeds"
         f" them again with the index's model (CLI: {shell})",
         ids=error.ids,
     )
+    refused.in_app = (
+        f'{error}; select them and update the index with "Embed again the'
+        " selected samples\" ticked: the index's model embeds them again"
+    )
+    return refused
 
 
 def refuse_filling_unknown_vectors(ds, field: str) -> None:

@@ -338,6 +338,8 @@ def test_merged_vectors_of_another_model_are_named_before_any_change(
     assert "update_index(dataset, 'clip', reembed=error.ids)" in message
     shell = f"clipbranches update-index merged --key clip --reembed {foreign[0]}"
     assert shell in message or shell.replace(foreign[0], foreign[1]) in message
+    assert "Embed again the selected samples" in said.value.in_app  # the App's way
+    assert "reembed=" not in said.value.in_app
     assert sdk.index_info(ds, "clip").n_samples == n  # nothing changed
     # the way out it names: the index's model embeds them again
     info = sdk.update_index(ds, "clip", reembed=said.value.ids, progress=False)
