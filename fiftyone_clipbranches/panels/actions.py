@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import fiftyone.core.stages as fos
+
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
@@ -387,7 +389,23 @@ def view_to_save(ctx):
             f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
             " (more negatives) first"
         )
-    return search_scope(ctx).select(ids, ordered=True)
+    return _without_a_selection_of(search_scope(ctx), ids).select(ids, ordered=True)
+
+
+def _without_a_selection_of(scope, ids):
+    """``scope`` without its last stage when that is an ordered selection holding
+    every one of ``ids`` (a saved result opened again, saved again): selecting
+    ``ids`` after it would repeat it, the samples the same."""
+    stages = list(getattr(scope, "_stages", None) or [])
+    last = stages[-1] if stages else None
+    if not (isinstance(last, fos.Select) and last.ordered):
+        return scope
+    if not set(ids) <= set(last.sample_ids):
+        return scope
+    trimmed = scope._dataset.view()
+    for stage in stages[:-1]:
+        trimmed = trimmed.add_stage(stage)
+    return trimmed
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:

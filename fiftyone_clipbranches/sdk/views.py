@@ -211,6 +211,12 @@ def _slug(name: str) -> str:
     try:
         return to_slug(name)
     except ValueError as exc:
+        if "name ''" in str(exc):  # nothing of it is kept in the view's address
+            raise ValueError(
+                f"{name!r} cannot name a saved view: FiftyOne makes a view's address"
+                " from the Latin letters and digits of its name, and this one has"
+                " none: add some (e.g. 'cats 日本')"
+            ) from None
         raise ValueError(f"{name!r} cannot name a saved view: {exc}") from None
 
 

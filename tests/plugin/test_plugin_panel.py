@@ -655,6 +655,14 @@ def test_save_view_says_a_result_too_large_before_asking_to_replace(
     assert asked["confirm"] == "replace_view"
     done = call(ds, "confirm", state={**state, **asked})
     assert notifications(done, "success") == [f"Replaced view 'kept' ({n} samples)"]
+    saved = ds.load_saved_view("kept")
+    # opened again from the App's selector and saved again: one selection, not
+    # the saved one and the ranking's again (the same samples, a stage repeated)
+    again = patched_state(call(ds, "save_view", state=state, view=saved))
+    call(ds, "confirm", state={**state, **again}, view=saved, view_name="kept")
+    resaved = ds.load_saved_view("kept")
+    assert [type(st).__name__ for st in resaved._stages] == ["Select"]
+    assert resaved.values("id") == saved.values("id")
     reset_labels(ds)
 
 

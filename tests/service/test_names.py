@@ -36,6 +36,7 @@ def test_unicode_and_long_names_are_served(make_user_index):
         with pytest.raises(ServiceError) as refused:
             client.save_view(result["result_id"], "😀😀")  # no letter for its URL
         assert refused.value.status == 422
+        assert "Latin letters and digits of its name" in str(refused.value)
         assert sdk.list_indexes(ds) == [key]
 
         # a lone surrogate (JSON's "\ud800") is a bad request, not a 500
