@@ -188,6 +188,7 @@ class SdkBackend:
         self._load_error: str | None = None
         self._workers = None
         self._load_retried_at = time.monotonic()
+        self._check_failed: str | None = None
 
     def attach_workers(self, workers) -> None:
         """Run searches and refinements on ``workers`` (a started
@@ -283,8 +284,12 @@ class SdkBackend:
         except ApiError as e:
             return e.message
         except Exception as e:  # noqa: BLE001 - a probe answers in words
-            logger.warning("the served indexes could not be checked: %s", e)
-            return f"the served indexes could not be checked: {without_paths(str(e))}"
+            why = f"the served indexes could not be checked: {without_paths(str(e))}"
+            if why != self._check_failed:  # said once, not at every probe
+                logger.warning("%s", why)
+            self._check_failed = why
+            return why
+        self._check_failed = None
         entries = self._present()
         if not _all_failed_to_load(entries):
             return None

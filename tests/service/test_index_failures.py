@@ -119,3 +119,30 @@ def test_a_database_that_does_not_answer_or_is_full_is_not_a_bare_500():
     for code, words in ((2, "unknown operator: $frob"), (28, "Cannot create field")):
         with pytest.raises(OperationFailure), _sdk_errors():
             raise OperationFailure(words, code)
+
+
+def test_a_probe_that_cannot_check_the_indexes_says_so_once(monkeypatch, caplog):
+    """With every index failed, a probe checks the database: an error there that
+    is no API error was a 500 from /v1/ready, logged at every probe."""
+    from fiftyone_clipbranches.service.backend import SdkBackend, _Dataset
+
+    backend = SdkBackend([])
+    backend.load()
+    entry = _Dataset("d", None, "0" * 24)
+    entry.indexes = {"clip": _Index("clip", "/nowhere", error="bad manifest")}
+    backend._datasets = {"d": entry}
+
+    def broken(entry, force=False):
+        raise RuntimeError("cannot read the runs of 'd'")
+
+    monkeypatch.setattr(backend, "_refresh", broken)
+    with caplog.at_level("WARNING", logger="fiftyone_clipbranches.service.backend"):
+        for _ in range(3):
+            why = backend.not_ready_because()
+            assert why == (
+                "the served indexes could not be checked: cannot read the runs of 'd'"
+            )
+    assert len(caplog.records) == 1
+    monkeypatch.setattr(backend, "_refresh", lambda entry, force=False: None)
+    assert backend.not_ready_because().startswith("none of the 1 indexes found")
+    assert "index 'clip' of dataset 'd': bad manifest" in backend.not_ready_because()
