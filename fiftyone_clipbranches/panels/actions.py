@@ -34,6 +34,7 @@ from fiftyone_clipbranches.sdk.scope import (
     ctx_scope,
     fold_sidebar_filters,
     show_result,
+    view_of,
 )
 from fiftyone_clipbranches.sdk.search import (
     is_folder,
@@ -402,10 +403,7 @@ def _without_a_selection_of(scope, ids):
         return scope
     if not set(ids) <= set(last.sample_ids):
         return scope
-    trimmed = scope._dataset.view()
-    for stage in stages[:-1]:
-        trimmed = trimmed.add_stage(stage)
-    return trimmed
+    return view_of(scope._dataset, stages[:-1])
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:

@@ -120,10 +120,15 @@ def app_scope(view, dataset, shown=None):
             i += 1
     if not base and not kept:
         return dataset
-    scope = dataset.view()
-    for stage in [*base, *kept]:
-        scope = scope.add_stage(stage)
-    return scope
+    return view_of(dataset, [*base, *kept])
+
+
+def view_of(dataset, stages):
+    """A view of ``dataset`` with ``stages`` (FiftyOne view stages), in order."""
+    view = dataset.view()
+    for stage in stages:
+        view = view.add_stage(stage)
+    return view
 
 
 def _recorded_result(dataset, stages, shown):

@@ -276,8 +276,8 @@ def test_round_history_keeps_every_record_of_concurrent_appends(indexed_dataset)
     history("w0").clear()
 
 
-def test_custom_tag_names_are_used(indexed_dataset):
-    ds = indexed_dataset
+def test_custom_tag_names_are_used(image_indexed_dataset):
+    ds = image_indexed_dataset
     a = ds.values("id")[0]
     call(ds, "mark_positive", state={"positive_tag": "good"}, selected=[a])
     assert ds.count_sample_tags() == {"good": 1}

@@ -453,16 +453,14 @@ def test_a_missing_manifest_or_directory_is_named(tmp_path):
 
 
 def test_gc_counts_a_clones_index_in_a_deleted_datasets_folder_as_in_use(
-    make_dataset, tmp_path, capsys
+    make_user_index, tmp_path, capsys
 ):
     """A clone's index lies in the folder of the dataset it was cloned from; with
     that dataset deleted and its folder made before folders recorded their
     database, gc listed the folder under "remove by hand" (the clone's index)."""
     from fiftyone_clipbranches.sdk.folder_owner import OWNER_FILE, database_id
 
-    ds = make_dataset(2)
-    codes = cluster_codes(ds.values("ground_truth.label"))
-    sdk.build_index_from_codes(ds, codes, ds.values("id"), "idx", root=tmp_path)
+    ds = make_user_index(n_per_class=4, index_key="idx", root=tmp_path)
     clone = ds.clone()
     folder = Path(sdk.index_info(clone, "idx").index_dir).parent
     ds.delete()
