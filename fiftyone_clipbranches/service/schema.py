@@ -81,7 +81,8 @@ class Str(Schema):
         if not isinstance(value, str):
             raise ValidationError(path, f"must be a string, got {_json_type(value)}")
         try:
-            value.encode("utf-8")
+            if not value.isascii():  # ids, most names: no encoding to try
+                value.encode("utf-8")
         except UnicodeEncodeError:  # JSON's "\ud800" escapes decode to these
             raise ValidationError(
                 path, "must be valid Unicode (it holds a lone surrogate)"
