@@ -127,16 +127,18 @@ def _cmd_verify(args) -> int:
         elif args.index:
             continue
         for key in keys:
+            # quoted: a dataset named "a/b" and key "c" is not "a" and "b/c"
+            which = f"{name!r} index {key!r}"
             try:
                 r = sdk.verify_index(ds, key, level=args.level)
             except sdk.ClipBranchesError as e:
-                failures.append(f"{name}/{key}")
-                print(f"[FAIL] {name}/{key}: {e}")
+                failures.append(which)
+                print(f"[FAIL] {which}: {e}")
                 continue
             n_ok += 1
             extra = f"; no checksum: {', '.join(r.unchecked)}" if r.unchecked else ""
             print(
-                f"[ok  ] {name}/{key}: {len(r.checked)} files, {r.n_bytes} bytes "
+                f"[ok  ] {which}: {len(r.checked)} files, {r.n_bytes} bytes "
                 f"checked ({r.level}, {r.seconds:.2f} s): {', '.join(r.checked)}"
                 f"{extra}"
             )

@@ -231,6 +231,7 @@ def _cmd_delete_index(args) -> int:
 
 
 def _cmd_unlock_index(args) -> int:
+    from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk.claims import unlock_key
 
     ds = dataset_named(args.dataset)
@@ -239,7 +240,17 @@ def _cmd_unlock_index(args) -> int:
         print(json.dumps({"dataset": ds.name, "key": args.key, "released": held},
                          default=str))  # fmt: skip
     elif held is None:
-        print(f"index {args.key!r} of dataset {ds.name!r} was not held: nothing to do")
+        keys = sdk.list_indexes(ds)
+        if args.key in keys:
+            print(
+                f"index {args.key!r} of dataset {ds.name!r} was not held: nothing to do"
+            )
+        else:  # a mistyped key is not "not held"
+            there = f"its indexes: {', '.join(keys)}" if keys else "it has none"
+            print(
+                f"dataset {ds.name!r} has no index {args.key!r} and no build holds"
+                f" that key: nothing to do ({there})"
+            )
     else:
         print(
             f"released index {args.key!r} of dataset {ds.name!r} from"

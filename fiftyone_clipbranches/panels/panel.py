@@ -303,6 +303,15 @@ class RelevancePanel(foo.Panel):
         # no default= on inputs: the state holds their values (on_load), and a
         # default would replace them when the page is reloaded
         panel.enum("index_key", keys, label="Index", view=choices)
+        chosen_key = ctx.panel.state.get("index_key")
+        if chosen_key is not None and chosen_key not in keys:
+            panel.view(
+                "index_gone",
+                types.Warning(
+                    label=f"Index '{chosen_key}' is no longer on this dataset (renamed"
+                    " or deleted elsewhere): pick one, or press Check again"
+                ),
+            )
         index_actions = panel.h_stack("index_actions", align_x="left", gap=1)
         index_actions.btn(
             "update_index", label="Update index", on_click=self.open_update_index
@@ -310,6 +319,9 @@ class RelevancePanel(foo.Panel):
         index_actions.btn(
             "build_another", label="Build another index", on_click=self.open_build_index
         )
+        # operators run from the App's browser (build, rename, delete) do not
+        # reach the panel
+        index_actions.btn("check_again", label="Check again", on_click=self.check_again)
 
         panel.str(
             "query",

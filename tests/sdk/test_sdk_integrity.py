@@ -350,14 +350,14 @@ def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, 
     assert cli.main(["verify", "--index", "no_such_index"]) == 1
     assert "no dataset has" in capsys.readouterr().out
     assert cli.main(["verify", ds.name, "--key", "idx"]) == 0
-    assert f"[ok  ] {ds.name}/idx" in capsys.readouterr().out
+    assert f"[ok  ] {ds.name!r} index 'idx'" in capsys.readouterr().out
     # a key the dataset lacks is no failed index: the message lists the real ones
     assert cli.main(["verify", ds.name, "--key", "nope"]) == 1
     said = capsys.readouterr().out
     assert "[FAIL]" not in said
     assert f"dataset {ds.name!r} has no clipbranches index 'nope'" in said
     assert "its indexes: idx, cli_only_here" in said
-    assert f"[ok  ] {ds.name}/idx" in out and "sample_ids.npy" in out
+    assert f"[ok  ] {ds.name!r} index 'idx'" in out and "sample_ids.npy" in out
     assert "encoder" not in out and "index/codes.npy" in out
     path = Path(sdk.index_info(ds, "idx").index_dir) / "index" / "codes.npy"
     data = bytearray(path.read_bytes())
@@ -400,7 +400,7 @@ def test_cli_verify_checks_the_encoder_of_an_index_built_from_images(
     ds = make_user_index(n_per_class=4)
     assert cli.main(["verify", ds.name, "--key", "clip", "--level", "full"]) == 0
     out = capsys.readouterr().out
-    assert f"[ok  ] {ds.name}/clip" in out and "encoder" in out
+    assert f"[ok  ] {ds.name!r} index 'clip'" in out and "encoder" in out
     index_dir = Path(sdk.index_info(ds, "clip").index_dir)
     encoder_files = sorted(p for p in (index_dir / "encoder").rglob("*") if p.is_file())
     assert encoder_files, sorted(p.name for p in index_dir.rglob("*"))
