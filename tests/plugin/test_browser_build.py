@@ -1,7 +1,8 @@
 """The first index of a dataset, built from the panel in the real FiftyOne App
 (headless Chromium): on a dataset of images with CLIP embeddings and no index, the
 panel's "Build index" opens the build operator's form; once it has run, the panel
-shows its search controls without "Check again", and the index searches.
+shows its search controls in place of the no-index screen, and the index
+searches.
 
 Skipped without ``/usr/bin/chromium``. A screenshot of where a failure stopped goes
 to ``artifacts/browser/build_last.png``.
