@@ -14,13 +14,10 @@ import numpy as np
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import load_bundle
 from fiftyone_clipbranches.sdk.claims import holding_key
-from fiftyone_clipbranches.sdk.indexes import (
-    IndexInfo,
-    check_ids_in_dataset,
-    index_info,
-    replace_index_rows,
-)
+from fiftyone_clipbranches.sdk.index_info import IndexInfo
+from fiftyone_clipbranches.sdk.indexes import check_ids_in_dataset, index_info
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap, check_sample_ids
+from fiftyone_clipbranches.sdk.update import replace_index_rows
 
 
 @holding_key("update")

@@ -1,4 +1,5 @@
-"""Index lifecycle on a FiftyOne dataset: build, update, list, inspect, rename, delete.
+"""Index lifecycle on a FiftyOne dataset: build, list, inspect, rename, delete
+(updates: ``sdk/update.py``).
 
 An index always covers the whole root dataset of the collection it is given.
 Index directories may be shared by clones (``Dataset.clone()`` copies runs): an
@@ -8,10 +9,8 @@ directory's files are deleted only once no run points at it (``sdk/runs.py``).
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shlex
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,35 +26,28 @@ from fiftyone_clipbranches.sdk.embedding_reader import (
 from fiftyone_clipbranches.sdk.embeddings import (
     clip_to_compute,
     compute_embeddings,
-    embed_again,
     refuse_another_length,
 )
 from fiftyone_clipbranches.sdk.errors import (
-    CheckpointUnavailableError,
     IndexExistsError,
     IndexInUseError,
     MissingEmbeddingsError,
     SampleIdsError,
-    StaleIndexError,
 )
 from fiftyone_clipbranches.sdk.folder_owner import mark_owner, remove_if_empty
 from fiftyone_clipbranches.sdk.freshness import (
-    Freshness,
     at_build,
     compare,
     digests_of,
-    moved_at,
-    path_digests,
 )
 from fiftyone_clipbranches.sdk.identity import (
     build_identity,
     field_identity,
     field_model_identity,
-    missing_checkpoint,
 )
-from fiftyone_clipbranches.sdk.index_changes import IndexChanges, count_changes
-from fiftyone_clipbranches.sdk.media import no_local_file, require_image_samples
-from fiftyone_clipbranches.sdk.messages import KEEP_MOVED, counted
+from fiftyone_clipbranches.sdk.index_info import IndexInfo, info_of, now_iso
+from fiftyone_clipbranches.sdk.media import require_image_samples
+from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.progress import as_progress, ticking
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
@@ -67,12 +59,10 @@ from fiftyone_clipbranches.sdk.settings import (
 from fiftyone_clipbranches.sdk.sharding import (
     check_shards,
     connect_cluster,
-    n_shards,
     tree_builder,
 )
 from fiftyone_clipbranches.sdk.stream_encode import (
     check_fit_rows,
-    encode_source,
     fit_and_encode,
 )
 from fiftyone_clipbranches.sdk.warm import refinement_is_warm, warm_refinement_or_warn
@@ -80,39 +70,6 @@ from fiftyone_clipbranches.sdk.warm import refinement_is_warm, warm_refinement_o
 logger = logging.getLogger(__name__)
 
 CODE_METHODS = ("head", "pca")
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    """What an index is and how it relates to the dataset now.
-
-    ``freshness`` is None when it was not checked; ``n_reembed_pending``: samples
-    an interrupted update began to embed again (the next update finishes them);
-    ``changes``: what the update that returned this changed (``update_index``;
-    None otherwise).
-    """
-
-    key: str
-    dataset: str
-    index_dir: str
-    n_samples: int
-    code_dims: int | None
-    code_method: str | None
-    embeddings_field: str | None
-    clip_model: dict | None
-    built_at: str | None
-    freshness: Freshness | None = None
-    n_shards: int = 1
-    n_reembed_pending: int = 0
-    changes: IndexChanges | None = None
-
-    @property
-    def supports_text(self) -> bool:
-        return self.clip_model is not None and self.code_method is not None
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict of every attribute (nested values as plain types)."""
-        return asdict(self)
 
 
 def build_index(
@@ -238,7 +195,7 @@ def build_index(
             source = open_embeddings(ds, embeddings_field, skip_missing=skip_missing)
         except MissingEmbeddingsError as e:
             raise _with_recorded_model(e, ds, embeddings_field) from None
-        unembeddable = _unembeddable(
+        unembeddable = unembeddable_samples(
             ds,
             embeddings_field,
             embed_report.get("failed"),
@@ -303,7 +260,7 @@ def build_index(
         1.0,
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
-    return _info(ds, index_key, config, at_build(len(source), unembeddable))
+    return info_of(ds, index_key, config, at_build(len(source), unembeddable))
 
 
 def _embeds_here(ds, field, model, skip_missing) -> bool:
@@ -335,30 +292,6 @@ def _with_recorded_model(error, ds, field: str):
         f" {shlex.quote(name)} --pretrained {shown})",
         n_missing=error.n_missing,
     )
-
-
-def _with_reembed_way(error, ds, index_key: str):
-    """``error`` (added samples whose vectors another model made, named in its
-    ``ids``), saying how the update embeds them again with the index's model."""
-    if not error.ids:
-        return error
-    command = f"clipbranches update-index {shlex.quote(ds.name)} --key {index_key}"
-    named = " ".join(f"--reembed {i}" for i in error.ids)
-    shell = (
-        f"{command} {named}"
-        if len(error.ids) <= 3
-        else f"save a view of them, then {command} --reembed-view NAME"
-    )
-    refused = MissingEmbeddingsError(
-        f"{error}; update_index(dataset, {index_key!r}, reembed=error.ids) embeds"
-        f" them again with the index's model (CLI: {shell})",
-        ids=error.ids,
-    )
-    refused.in_app = (
-        f'{error}; select them and update the index with "Embed again the'
-        " selected samples\" ticked: the index's model embeds them again"
-    )
-    return refused
 
 
 def refuse_filling_unknown_vectors(ds, field: str) -> None:
@@ -457,7 +390,7 @@ def build_index_from_codes(
         shards=shards,
         ray_address=ray_address,
     )
-    return _info(ds, index_key, config)
+    return info_of(ds, index_key, config)
 
 
 def _write_index(
@@ -483,7 +416,7 @@ def _write_index(
     (``record_paths``: with the digests of the rows' filepaths, for an index whose
     rows were embedded from the samples' images)."""
     check_shards(shards, len(codes))
-    built_at = _now()
+    built_at = now_iso()
     meta = {
         "dataset_id": str(ds._doc.id),
         "code_method": code_method,
@@ -495,7 +428,7 @@ def _write_index(
     if record_paths:
         digests = digests_of(ds, rowmap.ids_of(np.arange(len(rowmap))))
     path = write_bundle(
-        _dataset_dir(ds, root),
+        dataset_folder(ds, root),
         tree_builder(codes, subsets, leaf_size, shards, ray_address, shard_progress),
         rowmap,
         encoder,
@@ -520,241 +453,6 @@ def _write_index(
     return config
 
 
-@holding_key("update")
-def update_index(
-    dataset,
-    index_key: str = DEFAULT_INDEX_KEY,
-    *,
-    retry_failed: bool = False,
-    reembed=None,
-    keep_moved: bool = False,
-    progress=True,
-) -> IndexInfo:
-    """Bring index ``index_key`` up to date with its dataset.
-
-    Samples added since the build are embedded (when the embeddings field lacks
-    them and the CLIP model is known), encoded with the index's own encoder and
-    appended; rows of deleted samples are dropped. The trees are rebuilt into a
-    new directory under this dataset's own folder, which replaces the old one;
-    the old directory is deleted once no run (of a clone, say) points at it.
-
-    Samples whose image could not be embedded at the last build or update are
-    recorded in the index and not retried, unless ``retry_failed`` or their
-    filepath changed; ``index_info(...).freshness`` reports them as unreadable.
-
-    ``reembed`` (sample ids, or a view of the dataset): samples whose image
-    changed. Their images are embedded again with the index's CLIP model (into
-    its embeddings field, replacing the vectors there: ``embeddings.embed_again``)
-    and their rows replaced; an image that cannot be read now loses its old
-    vector and is left out, as unreadable. An index whose model is unknown reads
-    their vectors from the field as they are now (store the new ones first).
-
-    Samples whose filepath changed since their row was embedded
-    (``index_info(...).freshness.n_moved``; indexes built by ``build_index``) are
-    treated as named in ``reembed``; with ``keep_moved``, as the same images at
-    new paths: their rows are kept and their new filepaths recorded (after
-    relocating the media, say, which would otherwise embed every image again),
-    except those whose new filepath names no file on this machine: embedded
-    again, they are left out as unreadable until their filepath is mended.
-    """
-    ds = runs.root_dataset(dataset)
-    require_image_samples(ds, ds)
-    config = runs.get_index_config(ds, index_key)
-    bundle = load_bundle(config.index_dir)
-    report = as_progress(progress)
-    present, paths = ds.values(["id", "filepath"])
-    field = config.embeddings_field
-    again = set(_reembed_ids(ds, index_key, config, reembed))
-    again |= set(config.reembed_pending or ()) & set(present)  # an interrupted one
-    rows, found = bundle.rowmap.rows_of(present)
-    moved_pos = np.zeros(0, np.int64)
-    if bundle.path_digests is not None:
-        moved_pos = moved_at(bundle.path_digests, rows, found, paths)
-    if keep_moved:  # a new path with no file is no move of the same image
-        gone = np.array([no_local_file(paths[i]) for i in moved_pos], dtype=bool)
-        again |= {present[i] for i in moved_pos[gone]}
-        moved_pos = moved_pos[~gone]
-    moved = [present[i] for i in moved_pos]
-    row_digests = None
-    if moved and keep_moved:  # the same images elsewhere: record where
-        row_digests = np.array(bundle.path_digests)
-        row_digests[rows[moved_pos]] = path_digests([paths[i] for i in moved_pos])
-    else:
-        again |= set(moved)
-    n_deleted = len(bundle.rowmap) - int(found.sum())
-    reread = set()  # samples with a row, read again to replace it
-    if again:
-        read_again = np.isin(np.asarray(present), np.asarray(list(again)))
-        reread = {present[i] for i in np.flatnonzero(found & read_again)}
-        found &= ~read_again
-    kept_failed, to_add = {}, []
-    for i in np.flatnonzero(~found):
-        sid = present[i]
-        entry = bundle.unembeddable.get(sid)
-        same_file = entry is not None and entry.get("filepath") == paths[i]
-        if same_file and not retry_failed and sid not in again:
-            kept_failed[sid] = entry
-        else:
-            to_add.append(sid)
-    if kept_failed and field and ds.get_field(field) is not None:
-        # embeddings stored since (by the user, say) make them indexable again
-        now_embedded = ds.select(list(kept_failed)).exists(field).values("id")
-        to_add += now_embedded
-        for sid in now_embedded:
-            del kept_failed[sid]
-    if not to_add and not n_deleted and row_digests is None:
-        if config.reembed_pending:  # its samples were deleted since: nothing left
-            config.reembed_pending = None
-            runs.update_index_config(ds, index_key, config)
-        report(1.0, "index is up to date")
-        fresh = compare(ds, bundle.rowmap, kept_failed, bundle.path_digests)
-        return replace(_info(ds, index_key, config, fresh), changes=IndexChanges())
-
-    new_ids, new_codes = [], np.zeros((0, bundle.index.codes.shape[1]), np.uint8)
-    new_failed = {}
-    if to_add:
-        if bundle.encoder is None:
-            raise StaleIndexError(
-                f"{len(to_add)} samples were added since index {index_key!r} was "
-                "built from precomputed codes; rebuild it with build_index_from_codes"
-            )
-        if field is None:
-            raise MissingEmbeddingsError(
-                f"index {index_key!r} records no embeddings field; rebuild it"
-            )
-        added_view = ds.select(to_add)
-        failed = {}
-        model = config.clip_model or {}
-        embed_with = {"model": model.get("name"), "pretrained": model.get("pretrained")}
-        new_view = ds.select([sid for sid in to_add if sid not in again])
-        n_again = len(again) if config.clip_model else 0
-        n_new = new_view.exists(field, False).count()
-        # the bar's share of each part (embedding, then encoding), by its images
-        split = 0.55 * n_again / max(n_again + n_new, 1)
-        if n_again:
-            _check_checkpoint(config, index_key, len(set(moved) & again))
-            _pending_reembed(ds, index_key, config, again)
-            failed = embed_again(
-                ds.select(list(again)), field, **embed_with,
-                progress=lambda f, label: report(split * f, label),
-            )["failed"]  # fmt: skip
-        if n_new:
-            if not config.clip_model:
-                raise MissingEmbeddingsError(
-                    f"added samples lack {field!r} embeddings and the CLIP model of "
-                    f"index {index_key!r} is unknown; compute them, then update"
-                )
-            _check_checkpoint(config, index_key)
-            failed = compute_embeddings(
-                new_view, field, **embed_with,
-                progress=lambda f, label: report(split + (0.55 - split) * f, label),
-            )["failed"] | failed  # fmt: skip
-        if added_view.exists(field).count():
-            source = open_embeddings(
-                added_view, field, skip_missing=True, width=bundle.encoder.in_dim
-            )
-            new_ids = source.id_list()
-            try:
-                new_codes = encode_source(
-                    source,
-                    bundle.encoder,
-                    lambda f, label: report(0.55 + 0.05 * f, label),
-                )
-            except MissingEmbeddingsError as e:
-                raise _with_reembed_way(e, ds, index_key) from None
-        new_failed = _unembeddable(added_view, field, failed)
-
-    report(0.6, "rebuilding the index")
-    keep = np.sort(rows[found])
-    codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
-    ids = bundle.rowmap.ids_of(keep) + list(new_ids)
-    config.reembed_pending = None  # written with the new rows, or kept if that fails
-    info = replace_index_rows(
-        ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed},
-        kept_rows=keep, paths_by_id=dict(zip(present, paths, strict=True)),
-        row_digests=row_digests,
-    )  # fmt: skip
-    left = f"; {len(new_failed)} more left out (image unreadable)" if new_failed else ""
-    report(
-        1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
-    )
-    changes = count_changes(
-        reread=reread,
-        read_again=again,
-        new_rows=set(new_ids),
-        newly_unreadable=set(new_failed) - set(bundle.unembeddable),
-        n_dropped=n_deleted,
-        n_moved_kept=len(moved) if keep_moved else 0,
-    )
-    return replace(info, changes=changes)
-
-
-def replace_index_rows(
-    ds,
-    index_key: str,
-    config,
-    bundle,
-    codes,
-    ids,
-    unembeddable: dict,
-    *,
-    kept_rows,
-    paths_by_id: dict | None = None,
-    row_digests: np.ndarray | None = None,
-) -> IndexInfo:
-    """Write a new directory for index ``index_key`` holding ``codes`` (uint8
-    ``(N, D)``) of sample ``ids`` with the encoder, subsets and settings of
-    ``bundle``, switch the run to it and release the old directory (deleted once
-    no run of any dataset points at it).
-
-    ``ids`` are the ``kept_rows`` of ``bundle`` (int array), in that order, then
-    the new rows. Where ``bundle`` records filepath digests, a kept row keeps the
-    digest of the filepath it was embedded from (``row_digests``, by old row:
-    ``bundle``'s unless given) and a new row records its filepath now
-    (``paths_by_id``, else read from ``ds``).
-
-    The new directory lies under ``ds``'s own folder, so an update on a clone never
-    replaces the original's files.
-    """
-    if not len(ids):
-        unreadable = (
-            f" ({counted(len(unembeddable), 'sample')} whose image could not be read:"
-            " update_index(..., retry_failed=True) reads them again; CLI: --retry-failed)"
-            if unembeddable
-            else ""
-        )
-        raise MissingEmbeddingsError(
-            f"no sample of dataset {ds.name!r} is left for index {index_key!r} to"
-            f" hold{unreadable}: delete the index (CLI: clipbranches delete-index"
-            f" {shlex.quote(ds.name)} --key {index_key}), or add samples and update it"
-        )
-    rowmap = SampleRowMap(ids)
-    leaf_size = bundle.manifest.get("leaf_size")
-    index = tree_builder(codes, bundle.index.subsets, leaf_size, n_shards(bundle.index))
-    built_at = _now()
-    meta = dict(bundle.manifest, built_at=built_at, dataset_id=str(ds._doc.id))
-    for k in _GENERATED_MANIFEST_KEYS:
-        meta.pop(k, None)
-    old_dir = config.index_dir
-    parent = _dataset_dir(ds, Path(old_dir).parent.parent)
-    digests = None
-    if bundle.path_digests is not None:
-        kept_rows = np.asarray(kept_rows, dtype=np.int64)
-        kept = bundle.path_digests if row_digests is None else row_digests
-        new = digests_of(ds, ids[len(kept_rows) :], paths_by_id)
-        digests = np.concatenate([np.asarray(kept)[kept_rows], new])
-    path = write_bundle(
-        parent, index, rowmap, bundle.encoder, meta, unembeddable, digests
-    )
-    config.index_dir = str(path)
-    config.n_samples = len(rowmap)
-    config.built_at = built_at
-    runs.update_index_config(ds, index_key, config)
-    if runs.release_index_dir(old_dir):
-        forget_bundle(old_dir)
-    return _info(ds, index_key, config, compare(ds, rowmap, unembeddable, digests))
-
-
 def list_indexes(dataset) -> list[str]:
     """Keys of the clipbranches indexes of ``dataset``'s root dataset."""
     return runs.list_index_keys(dataset)
@@ -771,7 +469,7 @@ def index_info(
     if check:
         bundle = load_bundle(config.index_dir)
         fresh = compare(ds, bundle.rowmap, bundle.unembeddable, bundle.path_digests)
-    return _info(ds, index_key, config, fresh)
+    return info_of(ds, index_key, config, fresh)
 
 
 @holding_key("rename")
@@ -863,7 +561,7 @@ def load_index(dataset, index_key: str = DEFAULT_INDEX_KEY, *, verify: str = "fa
     return config, load_bundle(config.index_dir, verify=verify)
 
 
-_GENERATED_MANIFEST_KEYS = (
+GENERATED_MANIFEST_KEYS = (
     "format",
     "format_version",
     "n_samples",
@@ -900,59 +598,9 @@ def check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
         )
 
 
-#: Most sample ids an index run records as still to embed again (a run's document
-#: holds at most 16 MB); past it, an interrupted re-embedding is finished by running
-#: the same update again.
-MAX_PENDING_REEMBED = 200_000
-
-
-def _pending_reembed(ds, index_key: str, config, ids) -> None:
-    """Record on the run that ``ids`` are being embedded again, before their
-    vectors are overwritten: until the index holds their new codes, the field and
-    the index disagree, and the next update (any) embeds them again."""
-    if len(ids) > MAX_PENDING_REEMBED:
-        return
-    config.reembed_pending = sorted(ids)
-    runs.update_index_config(ds, index_key, config)
-
-
-def _reembed_ids(ds, index_key: str, config, reembed) -> list[str]:
-    """The sample ids of ``update_index``'s ``reembed``, checked: samples of
-    ``ds``, and an index that reads vectors from a field."""
-    if reembed is None:
-        return []
-    if isinstance(reembed, str):
-        raise TypeError("reembed takes a list of sample ids or a view, not one id")
-    if hasattr(reembed, "values"):
-        if runs.root_dataset(reembed)._doc.id != ds._doc.id:
-            raise SampleIdsError(f"reembed: the view is not of dataset {ds.name!r}")
-        ids = reembed.values("id")
-    else:
-        ids = list(dict.fromkeys(str(i) for i in reembed))
-        check_ids_in_dataset(ds, SampleRowMap(ids))
-    if ids and config.embeddings_field is None:
-        raise MissingEmbeddingsError(
-            f"index {index_key!r} records no embeddings field to embed into or read"
-            " from; rebuild it"
-        )
-    return ids
-
-
-def _check_checkpoint(config, index_key: str, moved: int = 0) -> None:
-    gone = missing_checkpoint(
-        config.clip_model, index_key, "embed added or changed samples"
-    )
-    if gone:
-        if moved:
-            gone += (
-                f"; of the samples to embed, {counted(moved, 'sample')} only"
-                f" {'has' if moved == 1 else 'have'} another filepath: if the files"
-                f" just moved, {KEEP_MOVED}, which keeps their rows"
-            )
-        raise CheckpointUnavailableError(gone)
-
-
-def _unembeddable(samples, field: str, errors: dict | None, embedded=True) -> dict:
+def unembeddable_samples(
+    samples, field: str, errors: dict | None, embedded=True
+) -> dict:
     """``{sample id: {"filepath", "error"[, "reason", "field"]}}`` of the samples of
     ``samples`` that have no embedding in ``field`` (``errors``: ``{sample id:
     error}`` where the embedding named them; ``embedded`` False: nothing was
@@ -975,45 +623,10 @@ def _unembeddable(samples, field: str, errors: dict | None, embedded=True) -> di
     }
 
 
-def _dataset_dir(ds, root) -> Path:
+def dataset_folder(ds, root) -> Path:
     """The folder of ``ds``'s indexes under ``root``, made and marked as this
     database's (``sdk.folder_owner``)."""
     base = Path(root).expanduser().resolve() if root is not None else index_root()
     folder = base / str(ds._doc.id)
     mark_owner(folder)
     return folder
-
-
-def _info(ds, key, config, fresh=None) -> IndexInfo:
-    from fiftyone_clipbranches.engine.index_io import shard_count
-    from fiftyone_clipbranches.sdk.bundle import INDEX_DIR
-
-    return IndexInfo(
-        key=key,
-        dataset=ds.name,
-        index_dir=config.index_dir,
-        n_samples=int(config.n_samples),
-        code_dims=config.code_dims,
-        code_method=config.code_method,
-        embeddings_field=config.embeddings_field,
-        clip_model=_plain(config.clip_model),
-        built_at=config.built_at,
-        freshness=fresh,
-        n_shards=shard_count(Path(config.index_dir) / INDEX_DIR),
-        n_reembed_pending=len(getattr(config, "reembed_pending", None) or ()),
-    )
-
-
-def _plain(value):
-    """``value`` with the database's dict and list wrappers (mongoengine's
-    ``BaseDict``/``BaseList``, which ``dataclasses.asdict`` cannot copy) turned
-    into plain ones."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
