@@ -105,6 +105,7 @@ def _cmd_update_index(args) -> int:
             retry_failed=args.retry_failed,
             reembed=_reembed(ds, args),
             keep_moved=args.keep_moved,
+            skip_missing=args.skip_missing,
             progress=bar or False,
         )
     finally:
@@ -172,13 +173,19 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
             f"  {counted(info.n_reembed_pending, 'sample')} still to embed again: an"
             f" update was interrupted while it embedded them (`{update}` finishes it)"
         )
-    if fresh is not None and fresh.n_unreadable:
+    listed = f"`clipbranches indexes {shlex.quote(dataset_name)} --json` lists them"
+    n_unread = 0 if fresh is None else fresh.n_unreadable - fresh.n_no_vector
+    if n_unread:
         print(
-            f"  {counted(fresh.n_unreadable, 'sample')} left out:"
-            f" {'its image' if fresh.n_unreadable == 1 else 'their images'} could"
-            " not be read"
-            f" (`clipbranches indexes {shlex.quote(dataset_name)} --json` lists"
-            f" them; fix the files, then `{update} --retry-failed`)"
+            f"  {counted(n_unread, 'sample')} left out:"
+            f" {'its image' if n_unread == 1 else 'their images'} could not be read"
+            f" ({listed}; fix the files, then `{update} --retry-failed`)"
+        )
+    if fresh is not None and fresh.n_no_vector:
+        print(
+            f"  {counted(fresh.n_no_vector, 'sample')} left out: no vector in"
+            f" {info.embeddings_field!r} ({listed}; store their vectors, then"
+            f" `{update}`)"
         )
 
 
@@ -556,6 +563,11 @@ def add_workflow_commands(sub) -> None:
     p.add_argument(
         "--reembed-view", metavar="SAVED_VIEW",
         help="embed again the samples of this saved view (their images changed)",
+    )  # fmt: skip
+    p.add_argument(
+        "--skip-missing", action="store_true",
+        help="an index of unknown CLIP model: leave out the added samples without"
+        " a vector in its field (indexed once their vectors are stored)",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_update_index)

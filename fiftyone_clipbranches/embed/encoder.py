@@ -17,6 +17,7 @@ from fiftyone_clipbranches.embed.quantizer import (
     Quantizer,
     _as_matrix,
     quantizer_from_dict,
+    unit_rows,
 )
 
 ENCODER_FORMAT = "clipbranches-code-encoder"
@@ -141,14 +142,15 @@ class CodeEncoder:
 
 
 def _check_embeddings(embeddings, dim: int) -> np.ndarray:
-    x = _as_matrix(embeddings, "embeddings", dim=dim)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if np.any(norms == 0):
+    unit, zero = unit_rows(_as_matrix(embeddings, "embeddings", dim=dim))
+    if zero.any():
+        rows = np.flatnonzero(zero)
         raise ValueError(
-            "embeddings contain all-zero rows (failed images?); drop rows where "
-            "EmbeddingResult.ok is False before encoding"
+            f"embeddings hold {len(rows)} row(s) of zeros only (e.g. row {rows[0]}),"
+            " which have no direction to encode: drop them (an image that could"
+            " not be embedded gives one: EmbeddingResult.ok is False there)"
         )
-    return x / norms
+    return unit
 
 
 def fit_sample_rows(

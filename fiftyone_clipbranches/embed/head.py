@@ -21,7 +21,7 @@ from fiftyone_clipbranches.embed.losses import (
     similarity_distillation,
 )
 from fiftyone_clipbranches.embed.pca import PCAProjection
-from fiftyone_clipbranches.embed.quantizer import _as_matrix
+from fiftyone_clipbranches.embed.quantizer import _as_matrix, unit_rows
 
 HEAD_FORMAT = "clipbranches-code-head"
 HEAD_VERSION = 1
@@ -80,8 +80,7 @@ class CodeHead(nn.Module):
 
     def project(self, embeddings, batch_size: int = 65536) -> np.ndarray:
         """Float ``(n, in_dim)`` -> float32 ``(n, out_dim)`` unit vectors."""
-        x = _as_matrix(embeddings, "embeddings", dim=self.in_dim)
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        x, _ = unit_rows(_as_matrix(embeddings, "embeddings", dim=self.in_dim))
         out = np.empty((x.shape[0], self.out_dim), dtype=np.float32)
         was_training = self.training
         self.eval()

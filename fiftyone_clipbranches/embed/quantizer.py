@@ -24,6 +24,27 @@ def _as_matrix(vectors, name: str = "vectors", dim: int | None = None) -> np.nda
     return arr
 
 
+#: Rows whose largest magnitude lies outside this range are divided by it before
+#: their length is taken: in float32 the squares of 1e20 overflow and those of
+#: 1e-23 underflow, which made every such row one code (or a zero row).
+_PLAIN_SCALE = (1e-15, 1e15)
+
+
+def unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(unit, zero)``: float32 ``(n, d)`` rows of ``x`` (finite float32) scaled
+    to length 1, and bool ``(n,)``, the rows of zeros only (left as they are).
+    Rows of any finite magnitude keep their direction; rows in the plain range
+    are divided by their length alone (bit for bit as before)."""
+    peak = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0], x.dtype)
+    zero = peak == 0
+    odd = ~zero & ((peak < _PLAIN_SCALE[0]) | (peak > _PLAIN_SCALE[1]))
+    if odd.any():
+        x = x.copy()
+        x[odd] /= peak[odd, None]
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(zero[:, None], 1.0, norms).astype(np.float32), zero
+
+
 def _to_uint8(vectors: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     scaled = (vectors - lo) * (256.0 / (hi - lo))
     return np.clip(np.floor(scaled), 0, 255).astype(np.uint8)

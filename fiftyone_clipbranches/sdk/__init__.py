@@ -41,6 +41,7 @@ _EXPORTS = {
     "UnknownModelError": "errors",
     "CheckpointUnavailableError": "errors",
     "ViewNameTakenError": "errors",
+    "WeightsUnavailableError": "errors",
     "IndexBeingBuiltError": "errors",
     "RayUnavailableError": "errors",
     "IndexChanges": "index_changes",

@@ -253,7 +253,34 @@ def decode_vectors(
         )
     raw = np.frombuffer(b"".join(blobs), np.uint8).reshape(len(blobs), size)
     matrix = np.ascontiguousarray(raw[:, offset:]).view(dtype)
-    return matrix.reshape(len(blobs), shape[0]).astype(np.float32, copy=False)
+    return float32_rows(matrix.reshape(len(blobs), shape[0]), f"field {field!r}")
+
+
+#: float64 rows whose largest magnitude lies outside this range are divided by it
+#: before the cast to float32, which would make them infinite or zero (a vector's
+#: direction is what the index compares, not its length).
+_FLOAT32_SAFE = (1e-30, 1e30)
+
+
+def float32_rows(matrix: np.ndarray, what: str) -> np.ndarray:
+    """``matrix`` (``(n, d)`` of any real dtype) as float32, rows of magnitudes
+    float32 cannot hold scaled down or up first; complex values are refused
+    (``what`` holds them: ``"field 'emb'"``, say)."""
+    if np.iscomplexobj(matrix):
+        raise MissingEmbeddingsError(
+            f"{what} holds complex numbers ({matrix.dtype}): give real vectors"
+            " (float32)"
+        )
+    if matrix.dtype.itemsize > 4 and np.issubdtype(matrix.dtype, np.floating):
+        with np.errstate(invalid="ignore"):  # NaN rows are refused by the caller
+            peak = np.abs(matrix).max(axis=1) if matrix.shape[1] else None
+        if peak is not None:
+            odd = np.isfinite(peak) & (peak > 0)
+            odd &= (peak < _FLOAT32_SAFE[0]) | (peak > _FLOAT32_SAFE[1])
+            if odd.any():
+                matrix = matrix.copy()
+                matrix[odd] /= peak[odd, None]
+    return matrix.astype(np.float32, copy=False)
 
 
 _HEADER_READERS = {
@@ -272,9 +299,14 @@ def _stack(arrays: list[np.ndarray], field: str, ids=None, width=None) -> np.nda
             set(shapes), key=lambda shape: (len(shape) == 1, shapes.count(shape))
         )
         odd = [i for i, shape in enumerate(shapes) if shape != usual]
+        if not odd and len(usual) == 2 and 1 in usual:  # one row or column each
+            raise MissingEmbeddingsError(
+                f"field {field!r} holds its vectors as arrays of shape {usual}, not"
+                " as 1-d vectors: store them flat (vector.ravel()), then build again"
+            )
         raise _ragged_error(field, [_shape_words(shapes[i]) for i in odd], ids, odd,
                             _shape_words(usual))  # fmt: skip
-    return np.asarray(np.stack(arrays), dtype=np.float32)
+    return float32_rows(np.stack(arrays), f"field {field!r}")
 
 
 def _refuse_unusable(vectors: np.ndarray, ids: np.ndarray, field: str) -> None:

@@ -10,13 +10,14 @@ import fiftyone as fo
 import numpy as np
 
 from fiftyone_clipbranches.sdk.clip_names import UNSET, resolve_clip
+from fiftyone_clipbranches.sdk.errors import WeightsUnavailableError
 from fiftyone_clipbranches.sdk.identity import (
     check_field_identity,
     field_model_identity,
     record_field_identity,
 )
 from fiftyone_clipbranches.sdk.media import require_image_samples
-from fiftyone_clipbranches.sdk.progress import as_progress
+from fiftyone_clipbranches.sdk.progress import as_progress, closes_its_bars
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
@@ -38,8 +39,8 @@ def get_clip_model(name: str, pretrained):
     (``pretrained=None``) are warned about where they are chosen, not here.
 
     Raises:
-        the error of :func:`weights_unavailable_error` when the weights cannot be
-        had (offline, no cached copy).
+        WeightsUnavailableError: the weights cannot be had (offline, no cached
+            copy).
     """
     key = (name, pretrained)
     model = _cached_model(key)
@@ -50,9 +51,12 @@ def get_clip_model(name: str, pretrained):
     with load_lock:
         model = _cached_model(key)
         if model is None:
-            from fiftyone_clipbranches.embed.models import load_clip
+            from fiftyone_clipbranches.embed import models
 
-            model = load_clip(name, pretrained=pretrained, warn_random=False)
+            try:
+                model = models.load_clip(name, pretrained=pretrained, warn_random=False)
+            except models.WeightsUnavailableError as e:  # the package's own error
+                raise WeightsUnavailableError(str(e)) from e
             with _models_lock:
                 _models[key] = model
                 while len(_models) > CLIP_MODEL_CACHE_SIZE:
@@ -79,18 +83,11 @@ def _cached_model(key: tuple):
         return model
 
 
-def weights_unavailable_error() -> type[Exception]:
-    """The class of the error :func:`get_clip_model` raises when CLIP weights are
-    unavailable (imported on first use: it lives with open_clip)."""
-    from fiftyone_clipbranches.embed.weights import WeightsUnavailableError
-
-    return WeightsUnavailableError
-
-
 #: Images per CLIP batch and image-loading worker processes of an embedding.
 BATCH_SIZE, NUM_WORKERS = 32, 0
 
 
+@closes_its_bars
 def compute_embeddings(
     samples,
     field: str = DEFAULT_EMBEDDINGS_FIELD,

@@ -90,8 +90,9 @@ class RayUnavailableError(ShardsUnavailableError):
 class SampleIdsError(ClipBranchesError):
     """Sample ids given for an index are not samples of its dataset.
 
-    ``ids``: the ids that are not (never were, or were deleted), when that is the
-    reason; empty for other reasons (an image that could not be read).
+    ``ids``: the ids that are not (never were, or were deleted, or are no sample
+    ids at all: the malformed ones as given), when that is the reason; empty for
+    other reasons (an image that could not be read).
     """
 
     def __init__(self, message: str = "", ids=()):
@@ -120,6 +121,13 @@ class UnknownModelError(ClipBranchesError):
 class CheckpointUnavailableError(UnknownModelError):
     """The local CLIP checkpoint file an index records is gone, or its contents
     changed since the build: the server's files, not the request, are at fault."""
+
+
+class WeightsUnavailableError(ClipBranchesError):
+    """The CLIP weights asked for are neither a local file nor in this machine's
+    cache, and cannot be downloaded (offline); the message names the ways to
+    provide them. Raised in place of the embedding layer's
+    ``embed.WeightsUnavailableError`` (a ``RuntimeError``), which it chains."""
 
 
 class UnsupportedMediaError(ClipBranchesError):

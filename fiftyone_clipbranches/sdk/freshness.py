@@ -11,6 +11,7 @@ import fiftyone.core.odm as foo_odm
 import numpy as np
 
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
+from fiftyone_clipbranches.sdk.settings import NO_VECTOR
 
 _alive_cache: dict[tuple[str, str], tuple[object, np.ndarray | None]] = {}
 _alive_lock = threading.Lock()
@@ -35,6 +36,8 @@ class Freshness:
             ``update_index`` retries them only with ``retry_failed=True``, once
             their filepath changed or once a vector is stored for them.
         unreadable: up to 100 ``{sample id: error}`` of them.
+        n_no_vector: of ``n_unreadable``, those left out for lack of a vector
+            (``skip_missing``), not for an image that could not be read.
         n_moved: indexed samples whose filepath changed since their row was
             embedded (their row is still their old image's; ``update_index``
             embeds them again). Counted for indexes built from images (not from
@@ -52,6 +55,7 @@ class Freshness:
     unreadable: dict | None = field(default=None, repr=False)
     n_moved: int = 0
     moved_ids: tuple[str, ...] = field(default=(), repr=False)
+    n_no_vector: int = 0
 
     @property
     def is_stale(self) -> bool:
@@ -80,12 +84,13 @@ def compare(
     if path_digests is not None:
         moved = [ids[i] for i in moved_at(path_digests, rows, found, paths)]
     missing = np.flatnonzero(~found)
-    added, unreadable = [], {}
+    added, unreadable, n_no_vector = [], {}, 0
     for i in missing:
         sid = ids[i]
         entry = (unembeddable or {}).get(sid)
         if entry is not None and entry.get("filepath") == paths[i]:
             unreadable[sid] = entry.get("error", "")
+            n_no_vector += entry.get("reason") == NO_VECTOR
         else:
             added.append(sid)
     return Freshness(
@@ -98,6 +103,7 @@ def compare(
         unreadable=dict(list(unreadable.items())[:100]),
         n_moved=len(moved),
         moved_ids=tuple(moved[:100]),
+        n_no_vector=n_no_vector,
     )
 
 

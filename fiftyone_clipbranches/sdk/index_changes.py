@@ -16,8 +16,10 @@ class IndexChanges:
     dataset; ``replaced``: rows embedded or read again (``reembed``, moved
     files, an interrupted re-embedding); ``lost``: samples that had a row and, read
     again, were left out (their image is unreadable now); ``left_out``: samples
-    new to the index that could not be read; ``moved_kept``: samples whose rows
-    were kept at their new filepaths (``keep_moved``).
+    new to the index that could not be read; ``no_vector``: samples new to the
+    index left out for lack of a vector (an index of unknown CLIP model,
+    ``skip_missing``); ``moved_kept``: samples whose rows were kept at their new
+    filepaths (``keep_moved``).
     """
 
     added: int = 0
@@ -26,6 +28,7 @@ class IndexChanges:
     lost: int = 0
     left_out: int = 0
     moved_kept: int = 0
+    no_vector: int = 0
 
     def describe(self, read: str = "embedded again") -> str | None:
         """The changes in words (``read``: how the replaced rows were read), or
@@ -37,6 +40,8 @@ class IndexChanges:
             again += f", {self.lost} left out (image unreadable now)"
         if self.left_out:
             again += f", {self.left_out} more left out (image unreadable)"
+        if self.no_vector:
+            again += f", {self.no_vector} more left out (no vector)"
         if self.moved_kept:
             again += f", {counted(self.moved_kept, 'moved sample')} kept (new paths)"
         if not (self.added or self.dropped or again):
@@ -55,16 +60,18 @@ def count_changes(
     newly_unreadable: set[str],
     n_dropped: int,
     n_moved_kept: int,
+    without_vector: set[str] = frozenset(),
 ) -> IndexChanges:
     """Count an update's changes from the sample ids it handled: ``read_again``,
     those it embedded or read again, of which ``reread`` had a row; ``new_rows``,
     the samples it wrote rows for; ``newly_unreadable``, those it recorded as
-    unreadable that were not before."""
+    unreadable that were not before, of which ``without_vector`` had no vector."""
     return IndexChanges(
         added=len(new_rows - reread),
         dropped=n_dropped,
         replaced=len(reread & new_rows),
         lost=len(reread - new_rows),
-        left_out=len(newly_unreadable - read_again),
+        left_out=len(newly_unreadable - read_again - without_vector),
         moved_kept=n_moved_kept,
+        no_vector=len((newly_unreadable - read_again) & without_vector),
     )

@@ -34,6 +34,18 @@ class IndexInfo:
     n_reembed_pending: int = 0
     changes: IndexChanges | None = None
 
+    def __repr__(self) -> str:  # what a notebook shows: no paths, no checksums
+        model = self.clip_model or {}
+        clip = (
+            f"{model.get('name')} ({model.get('pretrained')})" if model else "unknown"
+        )
+        fresh = self.freshness
+        stale = "" if fresh is None else f", stale: {fresh.is_stale}"
+        return (
+            f"IndexInfo({self.key!r} of {self.dataset!r}: {self.n_samples} samples,"
+            f" {self.code_method} codes, CLIP {clip}{stale}; .to_dict() for all)"
+        )
+
     @property
     def supports_text(self) -> bool:
         return self.clip_model is not None and self.code_method is not None

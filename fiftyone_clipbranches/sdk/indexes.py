@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ from fiftyone_clipbranches.sdk.identity import (
 from fiftyone_clipbranches.sdk.index_info import IndexInfo, info_of, now_iso
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import counted
-from fiftyone_clipbranches.sdk.progress import as_progress, ticking
+from fiftyone_clipbranches.sdk.progress import as_progress, closes_its_bars, ticking
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -72,6 +73,7 @@ logger = logging.getLogger(__name__)
 CODE_METHODS = ("head", "pca")
 
 
+@closes_its_bars
 def build_index(
     dataset,
     index_key: str = DEFAULT_INDEX_KEY,
@@ -162,7 +164,10 @@ def build_index(
                 refuse_filling_unknown_vectors(ds, embeddings_field)
             model, pretrained = clip_to_compute(ds, embeddings_field, model, pretrained)
             check_fit_rows(  # a too small dataset is refused before embedding
-                n, code_method, encoder_params, f"{ds.name!r} has {n} samples"
+                n,
+                code_method,
+                encoder_params,
+                f"{ds.name!r} has {counted(n, 'sample')}",
             )
             embed_report = compute_embeddings(
                 ds,
@@ -212,6 +217,7 @@ def build_index(
                 lambda f, label: report(0.7 + 0.2 * f, label),
                 n_unreadable=embed_report.get("n_failed", 0),
             )
+        _warn_if_one_code(codes, embeddings_field)
         report(
             0.9, "building the index" + (f" ({shards} shards)" if shards > 1 else "")
         )
@@ -243,7 +249,9 @@ def build_index(
     )
     if not refinement_is_warm():
         report(
-            0.95, "preparing the refinement's kernels (compiled once per installation)"
+            0.95,
+            "preparing the refinement's kernels (compiled on first use after"
+            " installing, then loaded from a cache)",
         )
         try:
             with ticking(report):
@@ -261,6 +269,19 @@ def build_index(
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
     return info_of(ds, index_key, config, at_build(len(source), unembeddable))
+
+
+def _warn_if_one_code(codes, field: str) -> None:
+    """Warn when every sample got the same code (vectors that all point one way):
+    the index is built, but nothing it answers can tell the samples apart."""
+    if len(codes) > 1 and not np.ptp(codes, axis=0).any():
+        warnings.warn(
+            f"every one of the {len(codes)} samples got the same code: searches"
+            " and refinements cannot tell them apart (do the vectors in"
+            f" {field!r} all point the same way?)",
+            UserWarning,
+            stacklevel=4,  # the caller of build_index (through its decorator)
+        )
 
 
 def _embeds_here(ds, field, model, skip_missing) -> bool:
@@ -611,7 +632,7 @@ def unembeddable_samples(
     missing = samples.exists(field, False)
     ids, paths = missing.values(["id", "filepath"])
     if not embedded:
-        error = f"no vector in {field!r} when the index was built (skip_missing)"
+        error = f"no vector in {field!r} when the index was made (skip_missing)"
         return {
             sid: {"filepath": path, "error": error, "reason": NO_VECTOR, "field": field}
             for sid, path in zip(ids, paths)

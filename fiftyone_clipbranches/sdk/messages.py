@@ -12,6 +12,7 @@ from fiftyone_clipbranches.sdk.errors import (
     REBUILD,
     SAME_MODEL,
     ClipBranchesError,
+    WeightsUnavailableError,
 )
 
 #: Errors whose message is meant for the user: a wrong argument or a state the
@@ -93,9 +94,11 @@ def weights_message(exc: BaseException, hint: str) -> str | None:
 
 
 def _weights_missing(exc: BaseException) -> bool:
-    """Whether ``exc`` is ``embed.weights.WeightsUnavailableError`` (its module,
-    which loads open_clip and torch, is imported here only if already loaded:
-    then it raised it)."""
+    """Whether ``exc`` is the SDK's ``WeightsUnavailableError`` or the embedding
+    layer's (its module, which loads open_clip and torch, is imported here only if
+    already loaded: then it raised it)."""
+    if isinstance(exc, WeightsUnavailableError):
+        return True
     weights = sys.modules.get("fiftyone_clipbranches.embed.weights")
     return weights is not None and isinstance(exc, weights.WeightsUnavailableError)
 

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import sys
 import threading
 from collections.abc import Callable
 
 ProgressFn = Callable[[float, str], None]
+
+#: The bars opened during the current :func:`closes_its_bars` call.
+_opened: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "clipbranches_opened_bars", default=None
+)
 
 
 def as_progress(progress, desc: str = "clipbranches") -> ProgressFn:
@@ -39,6 +46,9 @@ class ProgressBar:
                 total=100, desc=self.desc, file=sys.stderr,
                 bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",
             )  # fmt: skip
+            opened = _opened.get()
+            if opened is not None:
+                opened.append(self)
         done = min(100, max(0, round(100 * fraction)))
         self._bar.set_postfix_str(label, refresh=False)
         if done >= 100:  # closing draws the last state: once, not twice in a log
@@ -53,14 +63,35 @@ class ProgressBar:
             self._bar = None
 
 
+def closes_its_bars(fn):
+    """Decorate a long call so that the progress bars it opened are closed when it
+    raises (an error, Ctrl-C): an open bar stays registered with tqdm, which then
+    draws the next call's bar a line below it, with cursor escapes, in a notebook
+    or a log."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        token = _opened.set([])
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            for bar in _opened.get():
+                bar.close()
+            raise
+        finally:
+            _opened.reset(token)
+
+    return call
+
+
 @contextlib.contextmanager
 def ticking(report: ProgressFn, every_s: float = 1.0):
     """While the block runs (a step with no finer progress, such as compiling),
     redraw ``report``'s console bar every ``every_s`` seconds, so that its elapsed
     time moves; other reporters, and a bar written to a file or pipe (a log would
-    get a line per redraw), are left as they are."""
+    get a line per redraw) but a notebook's, are left as they are."""
     bar = report._bar if isinstance(report, ProgressBar) else None
-    if bar is None or not sys.stderr.isatty():
+    if bar is None or not (sys.stderr.isatty() or _in_notebook()):
         yield
         return
     stop = threading.Event()
@@ -76,6 +107,12 @@ def ticking(report: ProgressFn, every_s: float = 1.0):
     finally:
         stop.set()
         thread.join()
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (its stderr is no terminal, but
+    the notebook redraws a bar in place)."""
+    return "ipykernel" in sys.modules
 
 
 def _no_progress(fraction: float, label: str) -> None:

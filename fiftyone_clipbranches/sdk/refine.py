@@ -466,9 +466,10 @@ def refine(
         neighbours_per_positive=neighbours_per_positive,
         query=query,
     )
-    if request.negatives is None and request.positives is not None:
-        _warn_negative_tags_unused(dataset, request.tags[1])
     ranked = refine_ranking(dataset, request)
+    if request.negatives is None and request.positives is not None:
+        # after the ranking: a refinement that fails says only why
+        _warn_negative_tags_unused(dataset, request.tags[1])
     ids = RowIds(ranked.bundle.rowmap, ranked.rows)
     return written_result(
         dataset,

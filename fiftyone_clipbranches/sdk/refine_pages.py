@@ -54,6 +54,15 @@ class RefinedPage:
     scores: np.ndarray
     rows: np.ndarray
 
+    def __repr__(self) -> str:  # a page may hold thousands of ids: never them
+        span = (
+            f", scores {float(self.scores[0]):.4g} .. {float(self.scores[-1]):.4g}"
+            if len(self.scores)
+            else ""
+        )
+        last = self.offset + len(self.ids)
+        return f"RefinedPage(ranks {self.offset} to {last}{span}; .ids, .scores, .rows)"
+
 
 class RefinePages:
     """A refinement's answer, paged (see :func:`refine_pages`).
@@ -90,6 +99,13 @@ class RefinePages:
 
     def __len__(self) -> int:
         return self.count
+
+    def __repr__(self) -> str:
+        model = self.stats.get("model")
+        return (
+            f"RefinePages({self.count} results, model {model!r}; .page(offset,"
+            " limit), .stats)"
+        )
 
     def page(self, offset: int, limit: int) -> RefinedPage:
         """Ranks ``[offset, offset + limit)`` of the answer (fewer at its end)."""

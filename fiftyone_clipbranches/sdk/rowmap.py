@@ -183,7 +183,8 @@ def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:
         and _is_hex(joined, len(ids))
     ):
         return ids
-    bad = next(i for i in ids if not _is_sample_id(i))
+    malformed = [i for i in ids if not _is_sample_id(i)]
+    bad = malformed[0]
     parts = (
         bad.replace(";", ",").replace(" ", ",").split(",")
         if isinstance(bad, str)
@@ -197,7 +198,8 @@ def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:
     )
     raise SampleIdsError(
         f"{what} must be FiftyOne sample ids (24 hexadecimal digits, as "
-        f"`sample.id`); got {_short(bad)}: {advice}"
+        f"`sample.id`); got {_short(bad)}: {advice}",
+        ids=malformed,
     )
 
 

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from fiftyone_clipbranches.sdk.embedding_reader import float32_rows
 from fiftyone_clipbranches.sdk.embeddings import (
     get_clip_model,
-    weights_unavailable_error,
 )
 from fiftyone_clipbranches.sdk.errors import (
     BY_IDS_OR_VECTOR,
     CheckpointUnavailableError,
     UnknownModelError,
+    WeightsUnavailableError,
 )
 from fiftyone_clipbranches.sdk.freshness import (
     alive_rows,
@@ -174,7 +175,7 @@ def index_clip_model(config, index_key: str):
         raise CheckpointUnavailableError(gone)
     try:
         clip = get_clip_model(recorded["name"], recorded.get("pretrained"))
-    except weights_unavailable_error() as e:
+    except WeightsUnavailableError as e:
         raise _weights_refusal(e, index_key) from e
     if not same_identity(recorded, clip.identity):
         raise CheckpointUnavailableError(
@@ -389,4 +390,5 @@ def _vector_code(vector, bundle, index_key) -> np.ndarray:
         raise ValueError("the query vector holds NaN or infinite values")
     if not np.any(vec):
         raise ValueError("the query vector is all zeros: it points nowhere")
-    return np.asarray(bundle.encoder.encode(vec[None].astype(np.float32))[0], np.uint8)
+    vec = float32_rows(vec[None], "the query vector")
+    return np.asarray(bundle.encoder.encode(vec)[0], np.uint8)

@@ -43,13 +43,14 @@ from fiftyone_clipbranches.sdk.indexes import (
 )
 from fiftyone_clipbranches.sdk.media import no_local_file, require_image_samples
 from fiftyone_clipbranches.sdk.messages import KEEP_MOVED, counted
-from fiftyone_clipbranches.sdk.progress import as_progress
+from fiftyone_clipbranches.sdk.progress import as_progress, closes_its_bars
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.sdk.sharding import n_shards, tree_builder
 from fiftyone_clipbranches.sdk.stream_encode import encode_source
 
 
+@closes_its_bars
 @holding_key("update")
 def update_index(
     dataset,
@@ -58,6 +59,7 @@ def update_index(
     retry_failed: bool = False,
     reembed=None,
     keep_moved: bool = False,
+    skip_missing: bool = False,
     progress=True,
 ) -> IndexInfo:
     """Bring index ``index_key`` up to date with its dataset.
@@ -86,6 +88,12 @@ def update_index(
     relocating the media, say, which would otherwise embed every image again),
     except those whose new filepath names no file on this machine: embedded
     again, they are left out as unreadable until their filepath is mended.
+
+    Added samples without a vector in the field of an index whose CLIP model is
+    unknown (built from a field it did not fill) stop the update, named
+    (``MissingEmbeddingsError.ids``); with ``skip_missing`` they are left out, as
+    samples without a vector, and indexed by the first update after their vectors
+    are stored.
     """
     ds = runs.root_dataset(dataset)
     require_image_samples(ds, ds)
@@ -168,12 +176,10 @@ def update_index(
                 ds.select(list(again)), field, **embed_with,
                 progress=lambda f, label: report(split * f, label),
             )["failed"]  # fmt: skip
-        if n_new:
-            if not config.clip_model:
-                raise MissingEmbeddingsError(
-                    f"added samples lack {field!r} embeddings and the CLIP model of "
-                    f"index {index_key!r} is unknown; compute them, then update"
-                )
+        if n_new and not config.clip_model:
+            if not skip_missing:
+                raise _gaps_of_unknown_model(ds, new_view, field, index_key)
+        elif n_new:
             _check_checkpoint(config, index_key)
             failed = compute_embeddings(
                 new_view, field, **embed_with,
@@ -192,7 +198,10 @@ def update_index(
                 )
             except MissingEmbeddingsError as e:
                 raise _with_reembed_way(e, ds, index_key) from None
-        new_failed = unembeddable_samples(added_view, field, failed)
+        # without a model nothing was embedded: the gaps are samples without one
+        new_failed = unembeddable_samples(
+            added_view, field, failed, embedded=bool(config.clip_model)
+        )
 
     report(0.6, "rebuilding the index")
     keep = np.sort(rows[found])
@@ -204,17 +213,21 @@ def update_index(
         kept_rows=keep, paths_by_id=dict(zip(present, paths, strict=True)),
         row_digests=row_digests,
     )  # fmt: skip
-    left = f"; {len(new_failed)} more left out (image unreadable)" if new_failed else ""
+    # an index of unknown model embeds nothing: what it leaves out had no vector
+    why = "image unreadable" if config.clip_model else f"no vector in {field!r}"
+    left = f"; {len(new_failed)} more left out ({why})" if new_failed else ""
     report(
         1.0, f"index {index_key!r} now holds {counted(info.n_samples, 'sample')}{left}"
     )
+    newly_unreadable = set(new_failed) - set(bundle.unembeddable)
     changes = count_changes(
         reread=reread,
         read_again=again,
         new_rows=set(new_ids),
-        newly_unreadable=set(new_failed) - set(bundle.unembeddable),
+        newly_unreadable=newly_unreadable,
         n_dropped=n_deleted,
         n_moved_kept=len(moved) if keep_moved else 0,
+        without_vector=set() if config.clip_model else newly_unreadable,
     )
     return replace(info, changes=changes)
 
@@ -283,6 +296,33 @@ def replace_index_rows(
     if runs.release_index_dir(old_dir):
         forget_bundle(old_dir)
     return info_of(ds, index_key, config, compare(ds, rowmap, unembeddable, digests))
+
+
+def _gaps_of_unknown_model(ds, view, field: str, index_key: str):
+    """The refusal of added samples (of ``view``) without a vector in ``field``,
+    which the index cannot embed (its CLIP model is unknown), naming them."""
+    ids = view.exists(field, False).values("id")
+    command = (
+        f"clipbranches update-index {shlex.quote(ds.name)} --key {index_key}"
+        " --skip-missing"
+    )
+    gaps = (
+        f"{counted(len(ids), 'added sample')} (e.g. {', '.join(ids[:3])}) lack"
+        f" {field!r} embeddings and the CLIP model of index {index_key!r} is"
+        f" unknown, so the update cannot embed them: store their vectors in"
+        f" {field!r}, then update"
+    )
+    refused = MissingEmbeddingsError(
+        f"{gaps}; or leave them out until they have one: update_index(...,"
+        f" skip_missing=True) (CLI: {command})",
+        n_missing=len(ids),
+        ids=ids,
+    )
+    refused.in_app = (
+        f"{gaps} (the SDK's update_index(..., skip_missing=True) or the CLI's"
+        " --skip-missing leave them out meanwhile)"
+    )
+    return refused
 
 
 def _with_reembed_way(error, ds, index_key: str):

@@ -895,7 +895,6 @@ def _ranking_of_ids(id_array: np.ndarray, scores, stats: dict) -> Ranking:
 def _sdk_errors():
     """Translate the sdk's user-facing errors into API errors."""
     from fiftyone_clipbranches.sdk import errors as e
-    from fiftyone_clipbranches.sdk.embeddings import weights_unavailable_error
     from fiftyone_clipbranches.sdk.messages import USER_ERRORS, http_message
 
     try:
@@ -913,7 +912,7 @@ def _sdk_errors():
         raise ApiError(503, "index_unavailable", http_message(err)) from None
     except e.StaleIndexError as err:
         raise unprocessable("stale_index", http_message(err)) from None
-    except e.CheckpointUnavailableError as err:
+    except (e.CheckpointUnavailableError, e.WeightsUnavailableError) as err:
         raise ApiError(503, "model_unavailable", http_message(err)) from None
     except e.ResultTooLargeError as err:
         raise unprocessable("result_too_large", http_message(err)) from None
@@ -929,7 +928,3 @@ def _sdk_errors():
         raise ApiError(503, "busy", http_message(err), retry_after_s=2) from None
     except USER_ERRORS as err:
         raise unprocessable("unprocessable", http_message(err)) from None
-    except RuntimeError as err:
-        if isinstance(err, weights_unavailable_error()):
-            raise ApiError(503, "model_unavailable", http_message(err)) from None
-        raise

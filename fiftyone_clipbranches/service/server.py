@@ -169,6 +169,10 @@ class RunningService:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    def __repr__(self) -> str:  # the token stays out of a notebook's output
+        state = "stopped" if self._stopped else "running"
+        return f"RunningService({self.url}, {state}; .token, .stop())"
+
     def _start(self) -> RunningService:
         self._thread.start()
         return self

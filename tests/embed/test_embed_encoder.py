@@ -37,6 +37,12 @@ def test_save_load_round_trip(data, tmp_path, method):
     assert loaded.clip_identity == IDENTITY and loaded.metadata == {"index_key": "k"}
     # a single query is encoded exactly like its catalogue row, scale of input irrelevant
     np.testing.assert_array_equal(loaded.encode(3.0 * data[5]), codes[5])
+    # and far from 1: float32 squares overflow (1e20) or underflow (1e-25), which
+    # gave every such row one code
+    scaled = np.concatenate([data[:50] * np.float32(1e20), data[50:100] * 1e-25])
+    far = loaded.encode(scaled.astype(np.float32))
+    assert np.unique(far, axis=0).shape[0] == np.unique(codes[:100], axis=0).shape[0]
+    assert np.abs(far.astype(int) - codes[:100]).max() <= 1  # float rounding only
     # saving again replaces the directory atomically
     enc.save(tmp_path / "enc")
     assert CodeEncoder.load(tmp_path / "enc").metadata == {}
@@ -54,7 +60,7 @@ def test_bad_inputs_raise(data, tmp_path):
         enc.encode(data[:, :64])
     zero = data.copy()
     zero[2] = 0
-    with pytest.raises(ValueError, match="all-zero rows"):
+    with pytest.raises(ValueError, match=r"1 row\(s\) of zeros only \(e.g. row 2\)"):
         enc.encode(zero)
     with pytest.raises(ValueError, match="method"):
         fit_code_encoder(data, method="lsh")

@@ -28,6 +28,10 @@ def test_build_from_a_vector_field_then_search_and_refine(embedded):
         "emb",
     )
     assert not info.supports_text
+    assert repr(info) == (
+        f"IndexInfo('pca' of {ds.name!r}: 200 samples, pca codes, CLIP unknown,"
+        " stale: False; .to_dict() for all)"
+    )
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
     cats = ids[labels == "cat"]
@@ -88,7 +92,7 @@ def test_missing_embeddings_are_clear_errors(embedded):
     # left out for lack of an embedding: reported by name, not as "added"
     assert (fresh.n_added, fresh.n_unreadable) == (0, 3)
     assert set(fresh.unreadable) == set(ds.values("id")[:3])
-    assert "no vector in 'emb' when the index was built" in next(
+    assert "no vector in 'emb' when the index was made" in next(
         iter(fresh.unreadable.values())
     )
     # as a label, such a sample is said to lack a vector, not a readable image
@@ -101,7 +105,9 @@ def test_missing_embeddings_are_clear_errors(embedded):
     assert sdk.update_index(ds, "x", progress=False).index_dir == info.index_dir
 
 
-def test_update_appends_added_samples_with_the_index_encoder(embedded, cifar_dir):
+def test_update_appends_added_samples_with_the_index_encoder(
+    embedded, cifar_dir, capsys
+):
     ds = embedded
     sdk.build_index(
         ds, "pca", embeddings_field="emb", code_method="pca", progress=False
@@ -121,6 +127,33 @@ def test_update_appends_added_samples_with_the_index_encoder(embedded, cifar_dir
     assert found.all()
     assert bundle.index.codes[row].tolist() == old.encoder.encode(cat_vec).tolist()
     assert new_id in sdk.search_ids(ds, vector=cat_vec, k=2, index_key="pca")[0]
+    # an added sample without a vector (the index's model unknown: nothing can
+    # embed it) is named, and with skip_missing left out until it has one
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    (bare, other) = ds.add_samples(
+        [fo.Sample(filepath=str(path)), fo.Sample(filepath=str(path), emb=cat_vec)],
+        progress=False,
+    )
+    with pytest.raises(sdk.MissingEmbeddingsError) as refused:
+        sdk.update_index(ds, "pca", progress=False)
+    assert refused.value.ids == [bare] and f"1 added sample (e.g. {bare})" in str(
+        refused.value
+    )
+    assert "--skip-missing" in str(refused.value)
+    assert sdk.index_info(ds, "pca").freshness.n_added == 2  # nothing changed
+    assert cli_main(["update-index", ds.name, "--key", "pca", "--skip-missing",
+                     "--quiet"]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "1 sample left out: no vector in 'emb'" in said and "read" not in said
+    fresh = sdk.index_info(ds, "pca").freshness
+    assert (fresh.n_added, list(fresh.unreadable), fresh.n_no_vector) == (0, [bare], 1)
+    assert other in sdk.search_ids(ds, vector=cat_vec, k=3, index_key="pca")[0]
+    sample = ds[bare]
+    sample["emb"] = cat_vec  # its vector stored: indexed by the next update
+    sample.save()
+    assert sdk.update_index(ds, "pca", progress=False).freshness.n_unreadable == 0
+    assert bare in sdk.search_ids(ds, vector=cat_vec, k=4, index_key="pca")[0]
 
 
 @pytest.mark.slow
@@ -272,3 +305,74 @@ def test_a_field_that_cannot_hold_embeddings_is_named_by_its_type(make_user_inde
         ds, "y", embeddings_field="as_array", code_method="pca", progress=False
     )
     assert info.n_samples == len(ds)
+
+
+def test_weights_not_on_this_machine_are_a_package_error_and_end_the_bar(
+    cifar_dir, capsys
+):
+    """Offline, the README's own model stops the build with the package's error
+    (catchable as ``ClipBranchesError``, the embedding layer's chained), nothing
+    indexed, and its progress bar closed: an open bar made tqdm draw every later
+    bar a line below it, with cursor escapes (found in a notebook)."""
+    from tqdm import tqdm
+    from user_path import images_dataset
+
+    from fiftyone_clipbranches.embed import WeightsUnavailableError as EmbedError
+
+    ds = images_dataset(cifar_dir, 7, name="weights-offline")
+    try:
+        with pytest.raises(sdk.ClipBranchesError) as refused:
+            sdk.build_index(ds, "vit", model="ViT-B-32", pretrained="laion2b_s34b_b79k")
+        assert isinstance(refused.value, sdk.WeightsUnavailableError)
+        assert isinstance(refused.value.__cause__, EmbedError)
+        assert "laion2b_s34b_b79k" in str(refused.value)
+        assert sdk.list_indexes(ds) == []
+        # the traceback (kept, as a notebook keeps it) holds the call's bar
+        assert not [b for b in list(tqdm._instances) if b.desc == "clipbranches"]
+        assert "loading CLIP ViT-B-32" in capsys.readouterr().err
+    finally:
+        ds.delete()
+
+
+def test_vectors_of_any_finite_magnitude_index_as_their_directions(embedded):
+    """Vectors scaled far up or down (float32 squares overflowing or underflowing,
+    float64 beyond float32's range) index as the plain ones: every row kept its own
+    code (1e30 gave every sample one code) and searches answer alike. Arrays of
+    shape (1, D) and complex vectors are refused in words."""
+    ds = embedded
+    ids = ds.values("id")
+    plain = np.stack(ds.values("emb")).astype(np.float32)
+    sdk.build_index(ds, "plain", embeddings_field="emb", code_method="pca",
+                    progress=False)  # fmt: skip
+    wanted = [sdk.search_ids(ds, sample_ids=[i], k=8, index_key="plain")[0]
+              for i in ids[:40:4]]  # fmt: skip
+    for field, values in (
+        ("up32", plain * np.float32(1e30)),
+        ("down32", plain * np.float32(1e-30)),
+        ("up64", plain.astype(np.float64) * 1e40),
+        ("down64", plain.astype(np.float64) * 1e-50),
+    ):
+        ds.set_values(field, dict(zip(ids, values)), key_field="id")
+        sdk.build_index(ds, field, embeddings_field=field, code_method="pca",
+                        progress=False)  # fmt: skip
+        _, bundle = sdk.load_index(ds, field)
+        assert np.unique(np.asarray(bundle.index.codes), axis=0).shape[0] == len(ds)
+        found = [sdk.search_ids(ds, sample_ids=[i], k=8, index_key=field)[0]
+                 for i in ids[:40:4]]  # fmt: skip
+        same = np.mean([len(set(a) & set(b)) / 8 for a, b in zip(found, wanted)])
+        assert same >= 0.9, (field, same)
+        near = sdk.search_ids(ds, vector=values[0], k=1, index_key=field)[0]
+        assert near == [ids[0]], field
+    # vectors that all point one way index as one code, said
+    ds.set_values("same", dict.fromkeys(ids, plain[0] * 2), key_field="id")
+    with pytest.warns(UserWarning, match="every one of the 200 samples got the same"):
+        sdk.build_index(ds, "same", embeddings_field="same", code_method="pca",
+                        progress=False)  # fmt: skip
+    ds.set_values("rows", dict(zip(ids, plain[:, None, :])), key_field="id")
+    with pytest.raises(sdk.MissingEmbeddingsError, match=r"shape \(1, 512\).*ravel"):
+        sdk.build_index(ds, "rows", embeddings_field="rows", code_method="pca",
+                        progress=False)  # fmt: skip
+    ds.set_values("cplx", dict(zip(ids, plain.astype(np.complex64))), key_field="id")
+    with pytest.raises(sdk.MissingEmbeddingsError, match="complex numbers"):
+        sdk.build_index(ds, "cplx", embeddings_field="cplx", code_method="pca",
+                        progress=False)  # fmt: skip

@@ -337,7 +337,7 @@ def test_added_and_deleted_samples_are_reported(make_dataset, cifar_dir):
     # printed, it says the counts (an import gave a line of 280 ids)
     assert repr(fresh) == (
         "Freshness(n_index=30, n_dataset=29, n_added=1, n_deleted=2,"
-        " n_unreadable=0, n_moved=0)"
+        " n_unreadable=0, n_moved=0, n_no_vector=0)"
     )
 
 

@@ -55,6 +55,11 @@ def test_pages_equal_the_whole_ranking(user_indexes, where, model):
         got = [pages.page(0, 3), pages.page(3, 5), pages.page(8, 10_000)]
         count = pages.count
         stats = pages.stats
+        # a notebook shows counts and where the rest is, never every id
+        assert repr(pages).startswith(f"RefinePages({count} results, model ")
+    shown = repr(got[2])
+    assert shown.startswith(f"RefinedPage(ranks 8 to {8 + len(got[2].ids)}")
+    assert len(shown) < 120 and not any(i in shown for i in got[2].ids)
     rows = np.concatenate([p.rows for p in got])
     scores = np.concatenate([p.scores for p in got])
     assert rows.tolist() == whole.rows.tolist()

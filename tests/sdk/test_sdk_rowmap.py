@@ -81,5 +81,9 @@ def test_ids_joined_in_one_string_are_told_to_be_given_one_by_one():
     with pytest.raises(SampleIdsError, match="give one id per item") as err:
         rowmap.rows_of([f"{ids[0]},{ids[1]}"])
     assert "repeat the option for each id" in str(err.value)
+    assert err.value.ids == [f"{ids[0]},{ids[1]}"]  # the malformed ones, as given
+    with pytest.raises(SampleIdsError) as err:
+        rowmap.rows_of([ids[0], "nope", ids[1], 7])
+    assert err.value.ids == ["nope", 7] and "'nope'" in str(err.value)
     with pytest.raises(SampleIdsError, match="check how these ids were produced"):
         rowmap.rows_of(["not-an-id,either"])

@@ -265,6 +265,9 @@ def test_a_dataset_named_with_a_slash_is_described(make_user_index):
     )  # fmt: skip
     try:
         assert service.wait_ready(60)
+        assert (
+            repr(service) == f"RunningService({service.url}, running; .token, .stop())"
+        )
         client = Client(service.url)
         assert client.dataset("team/cats")["name"] == "team/cats"
         assert client.index("team/cats", "clip")["n_samples"] == len(ds)
