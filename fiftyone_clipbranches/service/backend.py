@@ -708,9 +708,10 @@ class SdkBackend:
         samples added after the build ``stale_index``; negatives the index has no
         row for (unreadable, or added after the build) are left out, as there."""
         from fiftyone_clipbranches.sdk.bundle import load_bundle
-        from fiftyone_clipbranches.sdk.errors import SampleIdsError
+        from fiftyone_clipbranches.sdk.errors import SampleIdsError, StaleIndexError
         from fiftyone_clipbranches.sdk.freshness import alive_rows
         from fiftyone_clipbranches.sdk.labelled_rows import index_rows
+        from fiftyone_clipbranches.sdk.messages import http_message
 
         noun = {"positives": "positive", "negatives": "negative"}.get(what, "query")
         with _sdk_errors():
@@ -721,13 +722,16 @@ class SdkBackend:
                     entry.dataset, bundle, ids, noun, index.key,
                     skip_unindexed=what == "negatives", alive=alive,
                 )  # fmt: skip
-            except SampleIdsError as err:
+            except (SampleIdsError, StaleIndexError) as err:
                 if not err.ids:
                     raise
+                code = (
+                    "stale_index"
+                    if isinstance(err, StaleIndexError)
+                    else "unknown_sample_ids"
+                )
                 raise unprocessable(
-                    "unknown_sample_ids",
-                    str(err),
-                    {"field": what, "ids": err.ids[:100]},
+                    code, http_message(err), {"field": what, "ids": err.ids[:100]}
                 ) from None
 
     @staticmethod

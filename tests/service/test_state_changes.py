@@ -221,6 +221,9 @@ def test_saves_count_what_they_save_renames_are_named_deletions_are_404s(
         )
         assert (status, code) == (422, "stale_index")
         assert "added since it was built" in message and "update-index" in message
+        with pytest.raises(ServiceError) as err:  # named, as unknown ids are
+            client.search(ds.name, sample_ids=[added], index_key="clip")
+        assert err.value.details == {"field": "sample_ids", "ids": [added]}
         # as a negative it is left out and counted, as the sdk does
         labelled = [i for i in ds.values("id") if i != added][:3]
         res = client.refine(
