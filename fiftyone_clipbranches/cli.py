@@ -7,6 +7,7 @@ import contextlib
 import difflib
 import os
 import re
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -442,6 +443,17 @@ def _interrupted(args, stop: KeyboardInterrupt) -> str:
         return (
             "interrupted; the index is as it was and the images embedded so far are"
             " kept: run the same command again"
+        )
+    if args.command == "label":
+        return (
+            "interrupted; samples being relabelled may hold both labels: run the"
+            " same command again"
+        )
+    if args.command in ("delete-index", "rename-index"):
+        return (
+            f"interrupted; `clipbranches indexes {shlex.quote(args.dataset)}` says"
+            " which indexes the dataset has now (run the same command again if it"
+            " is still there)"
         )
     return "interrupted"
 

@@ -221,18 +221,25 @@ def _cmd_indexes(args) -> int:
 
 def _cmd_delete_index(args) -> int:
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.runs import get_index_config, index_dir_references
 
     ds = dataset_named(args.dataset)
+    index_dir = get_index_config(ds, args.key, suggest=False).index_dir
     files_deleted = sdk.delete_index(ds, args.key)
     if args.json:
         print(json.dumps({"dataset": ds.name, "deleted": args.key,
                           "files_deleted": files_deleted}))  # fmt: skip
     elif files_deleted:
         print(f"deleted index {args.key!r} of dataset {ds.name!r} and its files")
-    else:
+    elif index_dir_references(index_dir):
         print(
             f"deleted index {args.key!r} of dataset {ds.name!r}; its files stay:"
             " another index uses them (of a clone of the dataset)"
+        )
+    else:  # the warning above says why
+        print(
+            f"deleted index {args.key!r} of dataset {ds.name!r}; its files could not"
+            " be removed now: `clipbranches gc --delete` removes them once it can"
         )
     return 0
 

@@ -398,6 +398,32 @@ def test_labels_are_set_and_removed_from_the_shell(make_user_index, capsys):
     assert ds.count_sample_tags() == {}
 
 
+def test_a_refinement_stopped_while_writing_scores_says_what_is_left(
+    make_user_index, capsys, monkeypatch
+):
+    """Ctrl-C while the score field was written: "interrupted" only, while the
+    field held part of the round beside the last one; it says so, and that the
+    next refinement finishes it."""
+    from fiftyone_clipbranches.sdk import views
+
+    ds = make_user_index(n_per_class=5, name="cli-stopped-scores")
+    ids = ds.values("id")
+    refine = ["refine", ds.name, "--key", "clip", "--positive", ids[0],
+              "--negative", ids[1], "--saved-view", "mine"]  # fmt: skip
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(views, "_apply_round", stopped)
+    assert cli_main(refine) == 130
+    said = capsys.readouterr().err
+    assert "interrupted; the field 'clipbranches_score' was being written" in said
+    assert "finishes writing this round and its saved view first" in said
+    monkeypatch.undo()
+    assert cli_main([*refine[:4], "--positive", ids[0], "--no-scores"]) == 0
+    assert ds.has_saved_view("mine")  # the stopped round, finished
+
+
 def test_missing_vectors_of_a_field_that_records_its_model_name_the_flags(
     make_user_index, tiny_clip_checkpoint, capsys
 ):

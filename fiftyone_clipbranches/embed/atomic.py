@@ -44,29 +44,31 @@ def write_npz_atomic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def write_dir_atomic(path: str | os.PathLike, fill: Callable[[Path], None]) -> None:
+def write_dir_atomic(
+    path: str | os.PathLike,
+    fill: Callable[[Path], None],
+    replaceable: Callable[[Path], None] | None = None,
+) -> None:
     """Create directory ``path`` by filling a temporary sibling and renaming it.
 
-    An existing directory at ``path`` is replaced only once the new one is complete.
+    An existing directory at ``path`` is replaced only once the new one is
+    complete, and only after ``replaceable(path)`` (which raises for what must not
+    be replaced) accepts it, before filling and again before the swap.
     """
+    from fiftyone_clipbranches.engine.index_io import move_into_place
+
     path = Path(path)
+    if replaceable is not None:
+        replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _unique_sibling(path)
     tmp.mkdir()  # the umask's mode, as its siblings (mkdtemp's folders are 0700)
-    old = None
     try:
         fill(tmp)
-        if path.exists():
-            old = path.parent / f".{path.name}.old.{os.getpid()}"
-            os.replace(path, old)
-        os.replace(tmp, path)
+        move_into_place(tmp, path, replaceable)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not path.exists():
-            os.replace(old, path)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _unique_sibling(path: Path) -> Path:

@@ -108,7 +108,7 @@ class CodeEncoder:
                 manifest["pca"] = self.head.to_dict()
             write_json_atomic(tmp / "encoder.json", manifest)
 
-        write_dir_atomic(directory, fill)
+        write_dir_atomic(directory, fill, _check_replaceable)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> CodeEncoder:
@@ -139,6 +139,13 @@ class CodeEncoder:
         )
         enc.metadata = manifest.get("metadata", {})
         return enc
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to save an encoder over anything but an encoder (or nothing)."""
+    from fiftyone_clipbranches.engine.index_io import refuse_to_replace_other
+
+    refuse_to_replace_other(path, "encoder.json", (ENCODER_FORMAT,), "code encoder")
 
 
 def _check_embeddings(embeddings, dim: int) -> np.ndarray:

@@ -35,6 +35,20 @@ _ARRAYS = ("codes", "values", "ids", "node_lo", "node_hi")
 _VERIFY = ("full", "fast", "none")
 
 
+#: Reads of an index directory that another writer keeps replacing, at most.
+_LOAD_TRIES = 5
+
+
+def _directory_identity(path: Path) -> tuple | None:
+    """``(device, inode)`` of the directory at ``path`` (a save puts a new one in
+    place), or None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _value_offsets(n_rows: int, lengths: np.ndarray) -> np.ndarray:
     off = np.zeros(len(lengths) + 1, dtype=np.int64)
     off[1:] = np.cumsum(lengths.astype(np.int64)) * n_rows
@@ -98,7 +112,9 @@ class CodeIndex:
         """Build the tree set.
 
         Args:
-            codes: uint8 ``(N, D)`` (``N < 2**32``); may be a memory map.
+            codes: uint8 ``(N, D)`` (``N < 2**32``); may be a memory map. The
+                index keeps a copy (in memory, or in ``path``'s files), so the
+                caller may change or reuse the array.
             subsets: feature subsets; default ``make_subsets(D)``.
             leaf_size: maximum rows per leaf (>= 2).
             progress: print one line per tree to stderr.
@@ -174,9 +190,12 @@ class CodeIndex:
                         file=sys.stderr,
                         flush=True,
                     )
+            if writer is None:  # its own copy: the caller may reuse its array
+                return cls(
+                    np.array(codes, copy=True), subsets, leaf_size, depth, values,
+                    ids, node_lo, node_hi,
+                )  # fmt: skip
             index = cls(codes, subsets, leaf_size, depth, values, ids, node_lo, node_hi)
-            if writer is None:
-                return index
             writer.add_array("node_lo", node_lo)
             writer.add_array("node_hi", node_hi)
             out = writer.open_array("codes", codes.shape, np.uint8)
@@ -344,6 +363,10 @@ class CodeIndex:
             verify: ``"full"`` re-hashes every file (sha256), ``"fast"`` checks sizes,
                 headers and sampled hashes, ``"none"`` only sizes and headers.
 
+        An index replaced at ``path`` while it is read (``save`` renames the new
+        directory into place) is read again: one load never mixes the files of
+        two indexes, nor takes the swap for corruption.
+
         Raises:
             IndexFormatError: missing, truncated, corrupted, mismatched or
                 wrong-version files; the message names the file.
@@ -351,6 +374,23 @@ class CodeIndex:
         if verify not in _VERIFY:
             raise ValueError(f"verify must be one of {_VERIFY}, got {verify!r}")
         path = Path(path)
+        for _ in range(_LOAD_TRIES):
+            before = _directory_identity(path)
+            try:
+                index = cls._load_once(path, mmap, verify)
+            except IndexFormatError:
+                if _directory_identity(path) == before:
+                    raise
+                continue
+            if _directory_identity(path) == before:
+                return index
+        raise IndexFormatError(
+            f"{path} was replaced by another writer during each of {_LOAD_TRIES}"
+            " reads: load it once that writer is done"
+        )
+
+    @classmethod
+    def _load_once(cls, path: Path, mmap: bool, verify: str) -> CodeIndex:
         manifest = index_io.read_manifest(path)
         try:
             n_rows = int(manifest["n_rows"])

@@ -11,14 +11,18 @@ Checksums: every file gets a full ``sha256`` and a ``sample_sha256`` over at mos
 ~2.3 MiB (the first and last MiB and 64 evenly spaced 4 KiB blocks; the whole file
 when it is under 4 MiB). ``verify="full"`` re-hashes everything (about 1-2 GB/s, so
 seconds per 10M rows); ``verify="fast"`` checks sizes, ``.npy`` headers and the sample
-hashes, which catches truncation, version and shape mismatches and most corruption
-in O(1) time. A directory is written under a temporary name in the same parent and
-renamed into place; an existing index is renamed aside first and deleted last.
+hashes in O(1) time: it catches truncation, version and shape mismatches and any
+change within the sampled blocks (the whole of a file under 4 MiB), but not a
+change between the sampled blocks of a large file (``"full"`` does). A directory is
+written under a temporary name in the same parent and renamed into place; an
+existing index is renamed aside first and deleted last (never a directory or file
+that is no index: ``check_replaceable``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -179,6 +183,80 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def move_into_place(tmp: Path, path: Path, replaceable=None) -> None:
+    """Rename the finished directory ``tmp`` to ``path``, replacing what is there
+    (moved aside under a name of its own, then deleted) once ``replaceable(path)``
+    accepts it. Writers racing for one path all succeed, the last one's directory
+    staying: one that finds another's directory put in place after it moved the
+    old one aside moves that one aside too. Should the rename fail otherwise, the
+    directory moved aside goes back."""
+    asides = []
+    try:
+        for _ in range(100):
+            if path.exists():
+                if replaceable is not None:
+                    replaceable(path)
+                aside = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+                with contextlib.suppress(FileNotFoundError):  # moved by another
+                    os.replace(path, aside)
+                    asides.append(aside)
+            try:
+                os.replace(tmp, path)
+                break
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+        else:
+            raise OSError(errno.EBUSY, f"{path} keeps being replaced by other writers")
+    except BaseException:
+        if asides and not path.exists():
+            os.replace(asides.pop(), path)
+        raise
+    finally:
+        for aside in asides:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def refuse_to_replace_other(path: Path, marker: str, formats, noun: str) -> None:
+    """Raise ``FileExistsError`` when ``path`` holds something a save must not
+    replace: a file, or a non-empty directory whose JSON file ``marker`` names no
+    format of ``formats`` (``noun``: what the save writes, in the message).
+    Nothing there, or gone meanwhile (another writer moved it), is fine."""
+    for _ in range(20):  # another writer may swap the directory while it is read
+        try:
+            if path.is_symlink() or path.is_file():
+                break
+            if not path.exists():
+                return
+            if not path.is_dir():  # moved away between the two questions
+                continue
+            if not any(path.iterdir()):
+                return
+            raw = json.loads((path / marker).read_text())
+            if isinstance(raw, dict) and raw.get("format") in formats:
+                return
+            break
+        except ValueError:
+            break
+        except OSError:
+            continue
+    if not path.exists() and not path.is_symlink():
+        return
+    what = "a directory of other files" if path.is_dir() else "a file"
+    raise FileExistsError(
+        f"{path} is {what}, not a {noun}: nothing was replaced; save the {noun} at"
+        " another path (or remove what is there yourself)"
+    )
+
+
+def check_replaceable(path: Path) -> None:
+    """Refuse to write an index at ``path`` where something that is no index is
+    (a save replaces an index there, never anything else)."""
+    refuse_to_replace_other(
+        path, MANIFEST, (FORMAT_NAME, SHARDED_FORMAT_NAME), "clipbranches index"
+    )
+
+
 class IndexWriter:
     """Stage the files of one index directory and move them into place atomically.
 
@@ -188,6 +266,7 @@ class IndexWriter:
 
     def __init__(self, path):
         self.path = Path(path)
+        check_replaceable(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         token = uuid.uuid4().hex[:12]
         self.tmp = self.path.parent / f".{self.path.name}.tmp-{token}"
@@ -260,14 +339,8 @@ class IndexWriter:
             f.flush()
             os.fsync(f.fileno())
         _fsync_dir(self.tmp)
-        old = None
-        if self.path.exists():
-            old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex[:12]}"
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
+        move_into_place(self.tmp, self.path, check_replaceable)
         _fsync_dir(self.path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
         return manifest
 
 

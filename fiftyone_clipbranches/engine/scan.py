@@ -21,7 +21,7 @@ from .scan_kernels import (
     shrink_boxes_kernel,
 )
 from .subsets import FeatureSubsets
-from .validation import check_codes
+from .validation import check_codes, check_int
 
 #: Largest ``D`` for which squared distances of uint8 codes fit the packed knn key.
 MAX_KNN_DIMS = 33000
@@ -221,6 +221,7 @@ def search_chunks(codes, n_dims: int, score_chunk, chunk_rows: int = SEARCH_CHUN
     Returns:
         ``(ids int64, scores float64)``, by ascending id.
     """
+    chunk_rows = check_int(chunk_rows, "chunk_rows", 1)
     n = codes.shape[0]
     ids, scores = [], []
     buffer = np.empty(min(chunk_rows, n), dtype=np.int32)

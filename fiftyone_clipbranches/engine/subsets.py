@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,6 +100,17 @@ class FeatureSubsets:
         return f"FeatureSubsets(n_dims={self.n_dims}, sizes={sizes})"
 
 
+def _default_sizes(n_dims: int) -> dict[int, int]:
+    """:data:`DEFAULT_SUBSET_SIZES` where it covers ``n_dims``; else subsets of its
+    size (at most ``n_dims``), enough to cover every dim, no more than exist."""
+    ((size, count),) = DEFAULT_SUBSET_SIZES.items()
+    if size <= n_dims <= size * count and count <= math.comb(n_dims, size):
+        return dict(DEFAULT_SUBSET_SIZES)
+    size = min(size, n_dims)
+    count = min(max(count, -(-n_dims // size)), math.comb(n_dims, size))
+    return {size: count}
+
+
 def make_subsets(
     n_dims: int = 32,
     sizes: dict[int, int] | None = None,
@@ -112,7 +124,9 @@ def make_subsets(
 
     Args:
         n_dims: dimensionality ``D`` of the codes.
-        sizes: ``{subset size: count}``; defaults to :data:`DEFAULT_SUBSET_SIZES`.
+        sizes: ``{subset size: count}``; defaults to :data:`DEFAULT_SUBSET_SIZES`
+            where it covers ``n_dims`` (6 to 48 dims), else to as many subsets of
+            6 dims (of every dim when there are fewer) as cover every dim.
         seed: seed of the generator; the same arguments always give the same subsets.
 
     Raises:
@@ -123,7 +137,7 @@ def make_subsets(
         raise TypeError("n_dims must be an int")
     if n_dims < 1:
         raise ValueError("n_dims must be >= 1")
-    sizes = dict(DEFAULT_SUBSET_SIZES if sizes is None else sizes)
+    sizes = dict(_default_sizes(int(n_dims)) if sizes is None else sizes)
     if not sizes:
         raise ValueError("sizes must name at least one subset size")
     for size, count in sizes.items():

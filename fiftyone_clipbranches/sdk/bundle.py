@@ -39,6 +39,7 @@ pins every index it serves so that none is reloaded per request).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -62,7 +63,7 @@ from fiftyone_clipbranches.sdk.errors import (
     engine_errors,
 )
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
-from fiftyone_clipbranches.sdk.settings import index_cache_size
+from fiftyone_clipbranches.sdk.settings import INDEX_ROOT_ENV, index_cache_size
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -160,11 +161,11 @@ def write_bundle(
     ``(N,)`` digests of the rows' filepaths, or None (not recorded).
     """
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex
     tmp = parent / f"{TMP_PREFIX}{name}"
     final = parent / name
     try:
+        parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         writer = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time()}
         (tmp / WRITER_FILE).write_text(json.dumps(writer))
@@ -205,10 +206,38 @@ def write_bundle(
         # gc knows a dead writer's directory by this file until the very end
         (tmp / WRITER_FILE).unlink()
         tmp.rename(final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise where_indexes_cannot_go(e, parent) from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+#: Errors of a folder that cannot take an index, and what to do about each.
+_UNWRITABLE = {
+    errno.ENOSPC: "free space there",
+    errno.EDQUOT: "free space there (a disk quota is full)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "fix its permissions",
+    errno.EPERM: "fix its permissions",
+    errno.ENOTDIR: "a file is in the way on that path",
+}
+
+
+def where_indexes_cannot_go(error: OSError, folder) -> OSError:
+    """``error`` (writing an index under ``folder``) told with the folder and the
+    way out (space, permissions, ``$CLIPBRANCHES_INDEX_ROOT``); other errors as
+    they are."""
+    if not isinstance(error, OSError) or error.errno not in _UNWRITABLE:
+        return error
+    return type(error)(
+        error.errno,
+        f"cannot write the index under {folder}: {error.strerror}"
+        f" ({_UNWRITABLE[error.errno]}, or set ${INDEX_ROOT_ENV} to a folder that"
+        " can take it)",
+    )
 
 
 def _files_table(directory: Path) -> dict:
@@ -247,7 +276,10 @@ def read_manifest(path) -> dict:
     mpath = path / MANIFEST
     if not mpath.is_file():
         what = (
-            f"its {MANIFEST} is missing" if path.is_dir() else "the directory is gone"
+            f"its {MANIFEST} is missing"
+            if path.is_dir()
+            else "the directory is gone; if the index root was moved, set"
+            f" ${INDEX_ROOT_ENV} to its new place"
         )
         raise IndexFilesMissingError(
             f"index files are missing at {path} ({what}); {REBUILD}"

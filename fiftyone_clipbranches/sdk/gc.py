@@ -112,7 +112,7 @@ def collect_garbage(
             f" (default: {str(index_root())!r})"
         )
     report = GcReport(str(base))
-    referenced = runs.referenced_index_dirs()
+    referenced = runs.referenced_index_dirs(base)  # a root moved there included
     this_database = database_id()
     now = time.time()
     folders = base.iterdir() if base.is_dir() else ()
@@ -183,7 +183,7 @@ def collect_garbage(
             # read first, then the runs (registered once the claim is let go)
             if index_written(Path(item.path).parent.name):
                 continue  # a build or update of its dataset may register it
-            if runs.index_dir_references(item.path):
+            if runs.index_dir_references(item.path, root=base):
                 continue  # registered since the scan
             shutil.rmtree(item.path, ignore_errors=True)
             if not Path(item.path).exists():

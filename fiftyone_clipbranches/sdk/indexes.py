@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
-from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
+from fiftyone_clipbranches.sdk.bundle import (
+    forget_bundle,
+    load_bundle,
+    where_indexes_cannot_go,
+    write_bundle,
+)
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET, resolve_clip
 from fiftyone_clipbranches.sdk.embedding_reader import (
@@ -147,6 +152,10 @@ def build_index(
                 f"code_method must be 'head' or 'pca'; got {code_method!r}"
             )
         report = as_progress(progress)
+        try:  # a root that cannot take it fails now, not after embedding
+            dataset_folder(ds, root)
+        except OSError as e:
+            raise where_indexes_cannot_go(e, root or index_root()) from e
         n = ds.count()
         if check_shards(shards, n) > 1 and ray_address is not None:
             connect_cluster(ray_address)  # fails now, not after embedding every image

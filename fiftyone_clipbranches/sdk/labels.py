@@ -185,8 +185,10 @@ def label_samples(
     for ids, add, drop in ((pos, pos_tag, neg_tag), (neg, neg_tag, pos_tag)):
         if ids:
             view = ds.select(ids)
-            view.untag_samples(drop)
+            # the new label first: stopped between the two, a sample holds both
+            # (refused as contradictory, named), never neither (its label lost)
             view.tag_samples(add)
+            view.untag_samples(drop)
     return len(pos), len(neg)
 
 

@@ -59,6 +59,30 @@ class RemoteServiceError(ClipBranchesError):
 ServiceError = RemoteServiceError
 
 
+def checked_token(token: str) -> str:
+    """``token`` if an HTTP header can carry it (visible ASCII characters: an
+    ``Authorization`` header holds no other), else ``ValueError``."""
+    if not token or not all("!" <= c <= "~" for c in token):
+        raise ValueError(
+            "the service token must be visible ASCII characters only (letters,"
+            " digits, punctuation; no spaces or line breaks), as an HTTP header"
+            " carries it; generate one with `python -c 'import secrets;"
+            " print(secrets.token_urlsafe(32))'`"
+        )
+    return token
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A service never redirects: a redirect is answered as the error it is (the
+    token would follow it to another host)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class Client:
     """Client of a clipbranches service.
 
@@ -92,7 +116,7 @@ class Client:
         base = url.rstrip("/")
         # the API's prefix is the client's own: a URL copied from a request works
         self.url = base[: -len("/v1")] if base.endswith("/v1") else base
-        self.token = token
+        self.token = None if token is None else checked_token(token.strip())
         self.timeout_s = float(timeout_s)
         self.retries = retries
 
@@ -187,7 +211,7 @@ class Client:
         retried = 0
         while True:
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                with _OPENER.open(req, timeout=self.timeout_s) as resp:
                     return json.loads(resp.read())
             except urllib.error.HTTPError as e:
                 error = _service_error(e)
@@ -219,6 +243,14 @@ def _quote(part: str) -> str:
 
 
 def _service_error(e: urllib.error.HTTPError) -> RemoteServiceError:
+    if 300 <= e.code < 400:
+        where = e.headers.get("Location", "elsewhere")
+        return RemoteServiceError(
+            e.code,
+            "redirect",
+            f"the service answered a redirect to {where}: the client follows none"
+            " (the token would go along); give the URL of the service itself",
+        )
     raw = e.read()
     try:
         err = json.loads(raw)["error"]

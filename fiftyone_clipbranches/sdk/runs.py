@@ -29,7 +29,11 @@ from fiftyone_clipbranches.sdk.errors import (
     IndexExistsError,
     IndexNotFoundError,
 )
-from fiftyone_clipbranches.sdk.settings import RUN_METHOD, SIMILARITY_BACKEND
+from fiftyone_clipbranches.sdk.settings import (
+    RUN_METHOD,
+    SIMILARITY_BACKEND,
+    index_root,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +91,18 @@ class ClipBranchesIndex(fors.Run):
         )
 
 
-def index_dir_references(index_dir, exclude=None) -> list[tuple[str, str]]:
+def index_dir_references(index_dir, exclude=None, root=None) -> list[tuple[str, str]]:
     """``(dataset id, key)`` of every index run of an existing dataset whose
-    ``index_dir`` is ``index_dir``, but ``exclude``."""
-    refs = referenced_index_dirs().get(_norm(index_dir), [])
+    ``index_dir`` is ``index_dir`` (:func:`located` under the index root or
+    ``root``), but ``exclude``."""
+    refs = referenced_index_dirs(root).get(_norm(index_dir), [])
     return [r for r in refs if r != exclude]
 
 
-def referenced_index_dirs() -> dict[str, list[tuple[str, str]]]:
+def referenced_index_dirs(root=None) -> dict[str, list[tuple[str, str]]]:
     """Every index directory a run of an existing dataset points at (normalised
-    path) -> ``[(dataset id, key), ...]``; one query of each collection."""
+    path, :func:`located` under the index root or ``root``) -> ``[(dataset id,
+    key), ...]``; one query of each collection."""
     db = foo_odm.get_db_conn()
     live_runs = set()
     for doc in db.datasets.find({}, {"runs": 1}):
@@ -109,8 +115,25 @@ def referenced_index_dirs() -> dict[str, list[tuple[str, str]]]:
         if not index_dir or doc["_id"] not in live_runs:
             continue
         ref = (str(doc.get("_dataset_id")), doc.get("key"))
-        refs.setdefault(_norm(index_dir), []).append(ref)
+        refs.setdefault(_norm(located(index_dir, root)), []).append(ref)
     return refs
+
+
+def located(index_dir: str | None, root=None) -> str | None:
+    """``index_dir`` as a run records it, or, when nothing is there, the directory
+    of the same dataset folder and name under the index root (or ``root``), if
+    there is one: the index root was moved, and ``$CLIPBRANCHES_INDEX_ROOT`` names
+    its new place (the next update records the new path)."""
+    if not index_dir:
+        return index_dir
+    path = Path(index_dir)
+    if path.exists():
+        return index_dir
+    for base in (index_root(), *([] if root is None else [Path(root)])):
+        moved = base / path.parent.name / path.name
+        if moved.is_dir():
+            return str(moved)
+    return index_dir
 
 
 def release_index_dir(index_dir, exclude=None) -> bool:
@@ -289,7 +312,9 @@ def get_index_config(samples, key, suggest: bool = True) -> ClipBranchesIndexCon
             f"no clipbranches index {key!r} on dataset {root.name!r} (its indexes: "
             f"{', '.join(keys) or 'none'})" + (f": {hint}" if hint else "")
         )
-    return ClipBranchesIndexConfig.from_dict(deepcopy(configs[key]))
+    config = ClipBranchesIndexConfig.from_dict(deepcopy(configs[key]))
+    config.index_dir = located(config.index_dir)
+    return config
 
 
 def register_index(samples, key, config: ClipBranchesIndexConfig) -> None:

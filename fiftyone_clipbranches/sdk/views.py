@@ -289,7 +289,17 @@ def write_result(
     )
     job = (root, score_field, round_id, list(ids), scores, saved_view, n_view)
     if wait:
-        _write_journaled(journal, *job)
+        try:
+            _write_journaled(journal, *job)
+        except KeyboardInterrupt as stop:  # the caller may say what is left
+            stop.built = (
+                f"the field {score_field!r} was being written: it may hold part of"
+                " this round's scores beside the last round's until the next"
+                " refinement of this dataset, which finishes writing this round"
+                + (" and its saved view" if saved_view else "")
+                + " first"
+            )
+            raise
     else:
         _WRITER.submit(key, journal, job)
 

@@ -10,10 +10,12 @@ compute pool, lock internally.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import re
 import time
+import urllib.parse
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -124,7 +126,9 @@ def create_app(
             access_logger.info(
                 "%s %s %d %.1f ms",
                 request.method,
-                request.path,
+                # escaped: a path decodes to line breaks, NULs and terminal
+                # escapes that forged lines and blinded a grep of the log
+                urllib.parse.quote(request.path, safe=_LOGGED_SAFE),
                 response.status_code,
                 ms,
             )
@@ -150,6 +154,22 @@ def create_app(
         response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
         response.headers["Access-Control-Max-Age"] = str(_CORS_MAX_AGE_S)
         return response
+
+    @app.before_request
+    def _loopback_names_only():
+        """Without a token, only requests addressed to a loopback name or
+        address: a page of another site whose name it points at 127.0.0.1 (DNS
+        rebinding) reaches the port as its own origin, with no preflight."""
+        if token_bytes is not None or is_loopback_host(request.host):
+            return None
+        raise ApiError(
+            403,
+            "forbidden",
+            "this service runs without a token and answers only requests"
+            " addressed to 127.0.0.1, ::1 or localhost (not"
+            f" {request.host.rsplit(':', 1)[0]!r}); give it a token to reach it by"
+            " another name",
+        )
 
     @app.before_request
     def _authenticate():
@@ -315,6 +335,26 @@ def create_app(
         return result
 
     return app
+
+
+#: What the access log leaves unescaped of a request path.
+_LOGGED_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether an HTTP ``Host`` value (``name[:port]``, ``[v6]:port``) names a
+    loopback address or ``localhost``."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _page(result: StoredResult, offset: int, limit: int) -> dict:

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
+from fiftyone_clipbranches.sdk.remote import checked_token
 from fiftyone_clipbranches.service.app import SAVE_THREADS, SAVES_QUEUED, create_app
 from fiftyone_clipbranches.service.client import TOKEN_ENV
 from fiftyone_clipbranches.service.compute import ComputePool
@@ -113,6 +114,8 @@ def resolve_token(
     """
     token = token or os.environ.get(TOKEN_ENV) or None
     if token is not None:
+        # an env file or a secret often ends in a newline: no client sends it
+        token = checked_token(token.strip())
         if len(token) < 16:
             raise ValueError(
                 "the service token must be at least 16 characters; generate one with "

@@ -81,3 +81,38 @@ def test_bad_inputs_raise(data, tmp_path):
     (tmp_path / "enc" / "encoder.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="version"):
         CodeEncoder.load(tmp_path / "enc")
+
+
+def test_saves_replace_encoders_only_and_threads_may_race(data, tmp_path):
+    """An encoder's save replaces an encoder, never a user's directory or file;
+    threads saving one path all succeed (their aside names collided, and the
+    loser's leftover failed every later save of the process)."""
+    import threading
+
+    enc = fit_code_encoder(data, method="pca")
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a code encoder"):
+        enc.save(mine)
+    assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
+    errors = []
+
+    def save_many():
+        for _ in range(10):
+            try:
+                enc.save(tmp_path / "enc")
+            except Exception as e:  # collected: the assertion shows them
+                errors.append(e)
+
+    threads = [threading.Thread(target=save_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    enc.save(tmp_path / "enc")
+    np.testing.assert_array_equal(
+        CodeEncoder.load(tmp_path / "enc").encode(data[:5]), enc.encode(data[:5])
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc", "project"]

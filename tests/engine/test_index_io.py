@@ -76,6 +76,68 @@ def test_save_replaces_existing_atomically(tmp_path, index, codes):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
 
 
+def test_save_never_replaces_what_is_no_index(tmp_path, index, codes):
+    """A save replaces an index at its path, never a user's files: a directory of
+    other files or a plain file is left as it was, with a refusal."""
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    plain = tmp_path / "codes_backup.npy"
+    plain.write_bytes(b"mine")
+    for target in (mine, plain):
+        with pytest.raises(FileExistsError, match="not a clipbranches index"):
+            index.save(target)
+        with pytest.raises(FileExistsError, match="nothing was replaced"):
+            CodeIndex.build(codes[:100], index.subsets, leaf_size=8, path=target)
+    assert (mine / "notes.txt").read_text() == "mine" and plain.read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes_backup.npy", "project"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    index.save(empty)  # an empty directory takes the index
+    assert len(CodeIndex.load(empty)) == len(index)
+
+
+def test_a_load_during_a_replacement_reads_one_index(tmp_path, index, codes):
+    """Another writer replacing the index while it is read: the load reads the
+    new one whole (it mixed the files of both, or called the swap corruption)."""
+    from fiftyone_clipbranches.engine import index_io
+
+    path = tmp_path / "idx"
+    index.save(path)
+    other = CodeIndex.build(codes[::-1].copy(), index.subsets, leaf_size=32)
+    real_load_array, swapped = index_io.load_array, []
+
+    def load_array(where, manifest, name, **kwargs):
+        if name == "values" and not swapped:  # codes read, the rest not yet
+            swapped.append(True)
+            other.save(path)
+        return real_load_array(where, manifest, name, **kwargs)
+
+    for verify in ("none", "fast"):
+        swapped.clear()
+        index.save(path)
+        index_io.load_array = load_array
+        try:
+            loaded = CodeIndex.load(path, verify=verify)
+        finally:
+            index_io.load_array = real_load_array
+        assert swapped
+        np.testing.assert_array_equal(np.asarray(loaded.codes), other.codes)
+        boxes = some_boxes(index)
+        for a, b in zip(loaded.query_boxes(boxes), other.query_boxes(boxes)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_an_index_keeps_its_own_codes(codes, index):
+    mine = codes.copy()
+    built = CodeIndex.build(mine, index.subsets, leaf_size=32)
+    mine[:] = 255  # the caller reuses its array
+    np.testing.assert_array_equal(built.codes, codes)
+    boxes = some_boxes(index)
+    for a, b in zip(built.query_boxes(boxes), index.query_boxes(boxes)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_build_straight_to_disk(tmp_path, codes, index):
     path = tmp_path / "direct"
     built = CodeIndex.build(

@@ -49,6 +49,9 @@ def test_predict_is_the_integer_rule_and_search_finds_exactly_its_rows(data):
     np.testing.assert_array_equal(ids, expected)
     assert (scores > 0).all()
     np.testing.assert_array_equal(scores, model.decision_function(codes[ids]))
+    for bad, error in ((0, ValueError), (-5, ValueError), (2.5, TypeError)):
+        with pytest.raises(error, match="chunk_rows must be"):
+            model.search(codes, chunk_rows=bad)
 
 
 def test_apply_model_ranks_the_scan_result(data):

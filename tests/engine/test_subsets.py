@@ -69,3 +69,19 @@ def test_feature_subsets_validation():
         FeatureSubsets.from_lists([], 4)
     with pytest.raises(TypeError):
         make_subsets(4.0)
+
+
+def test_default_subsets_cover_codes_of_any_width():
+    """The default draws 8 subsets of 6 dims, covering 6 to 48 dims; narrower and
+    wider codes (an encoder's n_dims) get subsets of their own, every dim covered
+    (64-d codes were refused unless subsets were given)."""
+    from fiftyone_clipbranches.engine.index import CodeIndex
+
+    assert make_subsets(32) == make_subsets(32, {6: 8})
+    for n_dims, n_subsets in ((1, 1), (4, 1), (6, 1), (7, 7), (48, 8), (64, 11)):
+        subsets = make_subsets(n_dims)
+        covered = {int(d) for d in subsets.dims.ravel() if d >= 0}
+        assert (len(subsets), covered) == (n_subsets, set(range(n_dims)))
+    codes = np.random.default_rng(0).integers(0, 256, (500, 64), dtype=np.uint8)
+    index = CodeIndex.build(codes)
+    assert len(index.subsets) == 11 and index.knn(codes[7], 1)[0].tolist() == [7]

@@ -376,3 +376,36 @@ def test_vectors_of_any_finite_magnitude_index_as_their_directions(embedded):
     with pytest.raises(sdk.MissingEmbeddingsError, match="complex numbers"):
         sdk.build_index(ds, "cplx", embeddings_field="cplx", code_method="pca",
                         progress=False)  # fmt: skip
+
+
+def test_a_root_that_cannot_take_the_index_is_said_before_embedding(
+    cifar_dir, tiny_clip_checkpoint, tmp_path
+):
+    """An index root under a file failed after every image was embedded, in the
+    system's words only; a full disk said "[Errno 28] No space left on device":
+    both name the folder and the way out."""
+    import errno
+
+    from user_path import TINY_CLIP_NAME, images_dataset
+
+    from fiftyone_clipbranches.sdk.bundle import where_indexes_cannot_go
+
+    (tmp_path / "afile").write_text("")
+    ds = images_dataset(cifar_dir, 7, name="root-in-the-way")
+    try:
+        with pytest.raises(NotADirectoryError, match="cannot write the index under"):
+            sdk.build_index(
+                ds, "clip", model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint),
+                root=tmp_path / "afile" / "sub", progress=False,
+            )  # fmt: skip
+        assert ds.get_field("clip_embedding") is None  # nothing embedded
+    finally:
+        ds.delete()
+    full = where_indexes_cannot_go(
+        OSError(errno.ENOSPC, "No space left on device"), tmp_path
+    )
+    assert str(full) == (
+        f"[Errno 28] cannot write the index under {tmp_path}: No space left on"
+        " device (free space there, or set $CLIPBRANCHES_INDEX_ROOT to a folder"
+        " that can take it)"
+    )

@@ -403,7 +403,7 @@ def test_opening_an_index_directory_for_its_trees_names_the_trees(make_dataset):
 
 
 def test_files_that_cannot_be_removed_leave_the_run_deleted_and_say_so(
-    make_dataset, monkeypatch, caplog
+    make_dataset, monkeypatch, caplog, capsys
 ):
     from fiftyone_clipbranches.sdk import runs
 
@@ -419,3 +419,52 @@ def test_files_that_cannot_be_removed_leave_the_run_deleted_and_say_so(
         assert sdk.delete_index(ds, "a") is False
     assert sdk.list_indexes(ds) == [] and index_dir.is_dir()
     assert "could not be (" in caplog.text and "gc removes them" in caplog.text
+    # the shell says so too (it said a clone's index used them)
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    index_dataset(ds, "b")
+    assert cli_main(["delete-index", ds.name, "--key", "b"]) == 0
+    said = capsys.readouterr().out
+    assert "could not be removed now: `clipbranches gc --delete`" in said
+    assert "clone" not in said
+
+
+def test_an_index_root_moved_elsewhere_is_found_there(
+    make_user_index, tmp_path, monkeypatch, capsys
+):
+    """The index root moved and $CLIPBRANCHES_INDEX_ROOT set to its new place:
+    the indexes answer from there (their runs record the old paths), gc counts
+    them as in use (it offered to delete every one), an update records the new
+    place, and the words for a root that was not moved say how to point at it."""
+    import shutil
+
+    from fiftyone_clipbranches.cli import main as cli_main
+    from fiftyone_clipbranches.sdk.bundle import forget_bundle
+    from fiftyone_clipbranches.sdk.gc import collect_garbage
+    from fiftyone_clipbranches.sdk.settings import INDEX_ROOT_ENV
+
+    ds = make_user_index(n_per_class=4)
+    before = sdk.search_ids(ds, text="a cat", k=5, index_key="clip")[0]
+    old_dir = Path(sdk.index_info(ds, "clip").index_dir)
+    folder = old_dir.parent  # this dataset's folder: what moving the root moves
+    moved = tmp_path / "moved-root"
+    moved.mkdir()
+    shutil.move(str(folder), str(moved / folder.name))
+    forget_bundle(str(old_dir))  # as a new process finds it
+    with pytest.raises(sdk.StaleIndexError, match=f"set \\${INDEX_ROOT_ENV} to its"):
+        sdk.search_ids(ds, text="a cat", k=5, index_key="clip")
+    # gc of the new place before the variable is set: in use there too
+    report = collect_garbage(moved, min_age_s=0)
+    assert report.n_referenced == 1 and not report.leftovers
+    monkeypatch.setenv(INDEX_ROOT_ENV, str(moved))
+    assert sdk.search_ids(ds, text="a cat", k=5, index_key="clip")[0] == before
+    assert sdk.index_info(ds, "clip").index_dir == str(
+        moved / folder.name / old_dir.name
+    )
+    assert cli_main(["gc", "--min-age-hours", "0", "--delete"]) == 0
+    assert "removed 0 leftover(s)" in capsys.readouterr().out
+    assert (moved / folder.name / old_dir.name).is_dir()
+    ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    info = sdk.update_index(ds, "clip", progress=False)
+    assert Path(info.index_dir).parent == moved / folder.name
+    assert not (moved / folder.name / old_dir.name).exists()  # released

@@ -31,3 +31,27 @@ def test_labels_move_between_tags_on_the_root_dataset(make_dataset):
     assert sdk.clear_labels(ds, [a, b], tags) == 2
     assert sdk.clear_labels(ds, tags=tags) == 1
     assert ds.count_sample_tags() == {"mine": 1}
+
+
+def test_a_relabelling_stopped_half_way_loses_no_label(make_dataset, monkeypatch):
+    """Stopped between its two writes (Ctrl-C, a kill), a relabelled sample holds
+    both labels (refused as contradictory, named), never neither: the old label
+    went first, and 800 negatives were left unlabelled."""
+    import fiftyone.core.collections as foc
+
+    ds = make_dataset(2)
+    a, b = ds.values("id")[:2]
+    sdk.label_samples(ds, negatives=[a, b])
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(foc.SampleCollection, "untag_samples", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        sdk.label_samples(ds, positives=[a, b])
+    monkeypatch.undo()
+    assert ds.count_sample_tags() == {"cb_positive": 2, "cb_negative": 2}
+    with pytest.raises(sdk.ContradictoryLabelsError):
+        sdk.collect_labels(ds)
+    assert sdk.label_samples(ds, positives=[a, b]) == (2, 0)  # the same again
+    assert ds.count_sample_tags() == {"cb_positive": 2}
