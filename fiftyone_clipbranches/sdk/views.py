@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 from datetime import datetime
 
 import fiftyone as fo
@@ -81,11 +82,26 @@ SCORE_FIELD_MARK = "clipbranches"
 logger = logging.getLogger(__name__)
 
 
+#: Direction marks and overrides: a name holding one shows reversed or reordered
+#: (the joiners other scripts spell words with are welcome).
+_BIDI = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
 def check_view_name(name, what: str = "a saved view's name") -> None:
-    """Raise ValueError unless ``name`` can name a saved view (a non-empty str);
-    ``what`` names the argument in the message."""
+    """Raise ValueError unless ``name`` can name a saved view (a non-empty str
+    without control or format characters: a NUL, a line break, a right-to-left
+    override that shows the name reversed in the App); ``what`` names the
+    argument in the message."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{what} must be a non-empty name; got {name!r}")
+    hidden = [c for c in name if unicodedata.category(c) == "Cc" or c in _BIDI]
+    if hidden:
+        raise ValueError(
+            f"{what} holds a character that does not show ({hidden[0]!r}, a control"
+            f" or direction character); got {name!r}: type the name again"
+        )
 
 
 def save_view(

@@ -171,6 +171,15 @@ def create_app(
             " another name",
         )
 
+    def _carries_the_token() -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        return (
+            token_bytes is None
+            or scheme.lower() == "bearer"
+            and hmac.compare_digest(given.strip().encode(), token_bytes)
+        )
+
     @app.before_request
     def _authenticate():
         if token_bytes is None or request.path in PUBLIC_PATHS:
@@ -242,6 +251,11 @@ def create_app(
         _no_query()
         because = getattr(backend, "not_ready_because", None)
         why = because() if because else None if backend.is_ready() else ""
+        if why and not _carries_the_token():
+            # a probe without the token learns that, not dataset names, index
+            # directories or the database's address
+            why = "an index or the database cannot be used: the service log says"
+            why += " which (and a request with the token)"
         if why is not None:  # asked once: each call may check the database
             raise ApiError(
                 503,
@@ -249,11 +263,10 @@ def create_app(
                 why or "the service is still starting; retry shortly",
                 retry_after_s=2,
             )
-        return {
-            "status": "ready",
-            "indexes": backend.n_indexes(),
-            "results": store.stats(),
-        }
+        answer = {"status": "ready", "indexes": backend.n_indexes()}
+        if _carries_the_token():  # the results held: the operator's, not anyone's
+            answer["results"] = store.stats()
+        return answer
 
     @app.get(f"{API_PREFIX}/openapi.json")
     def openapi():
@@ -407,6 +420,7 @@ def _json_body(schema: Object) -> dict:
         body = json.loads(
             text,
             parse_constant=_reject_constant,
+            parse_int=_bounded_int,
             object_pairs_hook=_reject_duplicates,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -414,6 +428,14 @@ def _json_body(schema: Object) -> dict:
             400, "invalid_json", f"request body is not valid JSON: {e}"
         ) from None
     return schema.validate(body, "")
+
+
+def _bounded_int(digits: str) -> int:
+    """A JSON integer; one of hundreds of digits is no count, id or seed (Python's
+    own refusal told the client to call sys.set_int_max_str_digits)."""
+    if len(digits.lstrip("-")) > 100:
+        raise ValueError(f"a number of {len(digits.lstrip('-'))} digits")
+    return int(digits)
 
 
 def _no_query() -> None:

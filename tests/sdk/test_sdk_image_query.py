@@ -52,3 +52,61 @@ def test_image_references_are_told_from_text(tmp_path):
         assert is_image_reference(query), query
     for query in ("a photo of a cat", str(tmp_path / "nothing.jpg"), str(tmp_path)):
         assert not is_image_reference(query), query
+
+
+def test_image_urls_are_fetched_within_limits(make_user_index, monkeypatch):
+    """The App's server fetches a typed URL: a link-local address (a cloud
+    metadata service) is refused, a redirect there too, a trickling server stops
+    at the total time limit (it kept the search waiting for weeks), and an image
+    that cannot be read is named by its URL (not a temporary file)."""
+    import http.server
+    import importlib
+    import threading
+    import time
+
+    search = importlib.import_module("fiftyone_clipbranches.sdk.search")
+    ds = make_user_index(5)
+    with pytest.raises(ValueError, match="link-local") as refused:
+        sdk.search(ds, image="http://169.254.169.254/latest/", index_key="clip")
+    assert "could not fetch" not in str(refused.value)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/meta")
+                self.end_headers()
+            elif self.path == "/slow.jpg":
+                self.send_response(200)
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                for _ in range(40):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            else:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"not an image")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(search, "URL_TOTAL_S", 1.0)
+    try:
+        with pytest.raises(ValueError, match="link-local"):
+            sdk.search(ds, image=f"{base}/redirect", index_key="clip")
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="not downloaded within 1 s"):
+            sdk.search(ds, image=f"{base}/slow.jpg", index_key="clip")
+        assert time.monotonic() - started < 3.5
+        with pytest.raises(ValueError, match="cannot read the image") as unread:
+            sdk.search(ds, image=f"{base}/text.jpg", index_key="clip")
+        assert "clipbranches-query-" not in str(unread.value)
+        assert f"{base}/text.jpg" in str(unread.value)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -293,6 +293,13 @@ def test_empty_saved_view_name_is_refused_before_any_work(make_dataset):
     for name in ("", "   ", 3):
         with pytest.raises(ValueError, match="saved_view must be"):
             sdk.refine(ds, positives=ds.values("id")[:1], saved_view=name)
+    # characters that do not show: a NUL, a line break, a right-to-left override
+    for name in ("a\x00b", "two\nlines", "\u202eevil"):
+        with pytest.raises(ValueError, match="does not show"):
+            sdk.refine(ds, positives=ds.values("id")[:1], saved_view=name)
+    from fiftyone_clipbranches.sdk.views import check_view_name
+
+    check_view_name("\u0646\u0627\u0645\u200c\u0647\u0627")  # a joiner spells words
 
 
 def test_rename_keeps_files_and_delete_removes_them(make_dataset):

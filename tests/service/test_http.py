@@ -45,6 +45,8 @@ def test_health_ready_openapi_need_no_token(call):
     assert call("GET", "/v1/health", auth=False)[2] == {"status": "ok"}
     ready = call("GET", "/v1/ready", auth=False)[2]
     assert (ready["status"], ready["indexes"]) == ("ready", 1)
+    assert "results" not in ready  # what clients hold: told to one with the token
+    ready = call("GET", "/v1/ready")[2]
     assert set(ready["results"]) == {
         "held", "max_results", "bytes", "max_bytes", "dropped_for_room", "expired"
     }  # fmt: skip
@@ -260,6 +262,11 @@ def test_paging_bounds_and_delete(call, served_dataset):
     assert huge["message"] == (
         "limit: must be >= 1 and <= 10000, got a number of 5000 digits"
     )
+    body = b'{"dataset": "d", "text": "a", "k": ' + b"9" * 5000 + b"}"
+    status, _, err = call("POST", "/v1/search", raw=body)
+    assert (status, err["error"]["code"]) == (400, "invalid_json")
+    assert "a number of 5000 digits" in err["error"]["message"]
+    assert "set_int_max_str_digits" not in err["error"]["message"]
     assert call("DELETE", f"/v1/results/{rid}")[0] == 200
     for method in ("GET", "DELETE"):
         status, _, err = call(method, f"/v1/results/{rid}")

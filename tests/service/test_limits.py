@@ -185,3 +185,78 @@ def test_serve_arguments():
         ["--port", "0", "--dataset", "a", "--dataset", "b", "--no-token"]
     )
     assert (args.port, args.datasets, args.no_token) == (0, ["a", "b"], True)
+
+
+def test_tokens_a_header_cannot_carry_are_refused_or_trimmed(monkeypatch):
+    """A token read from an env file ends in a line break: accepted at start, no
+    client could send it (every request 401); non-ASCII ones the same."""
+    monkeypatch.setenv("CLIPBRANCHES_SERVICE_TOKEN", "from-an-env-file-0123456789\n")
+    assert resolve_token(None, "127.0.0.1", False)[0] == "from-an-env-file-0123456789"
+    for bad in ("€uro-tökén-0123456789abcdef", "two words 0123456789abcdef", " " * 20):
+        with pytest.raises(ValueError, match="visible ASCII"):
+            resolve_token(bad, "127.0.0.1", False)
+        with pytest.raises(ValueError, match="visible ASCII"):
+            Client("http://127.0.0.1:1", bad)
+
+
+def test_without_a_token_only_loopback_names_are_answered():
+    """DNS rebinding: a page whose name points at 127.0.0.1 reached a --no-token
+    service as its own origin (search, save over a user's view)."""
+    import http.client
+
+    backend = StandInBackend()
+    backend.loaded.set()
+    service = start_server(backend, port=0, allow_no_token_on_localhost=True)
+    try:
+        assert service.wait_ready(30)
+        for host, status in (
+            (f"rebind.example:{service.port}", 403),
+            ("rebind.example", 403),
+            (f"localhost:{service.port}", 200),
+            (f"127.0.0.1:{service.port}", 200),
+            (f"[::1]:{service.port}", 200),
+        ):
+            conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+            conn.request("GET", "/v1/datasets", headers={"Host": host})
+            answer = conn.getresponse()
+            body = answer.read().decode()
+            conn.close()
+            assert answer.status == status, (host, body)
+            if status == 403:
+                assert "answers only requests addressed to 127.0.0.1" in body
+    finally:
+        service.stop()
+
+
+def test_the_client_follows_no_redirect_with_the_token():
+    """A redirect to another host took the bearer token along."""
+    import http.server
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.server.server_port, self.headers.get("Authorization")))
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{other.server_port}/x")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    first = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    other = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    for server in (first, other):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client(
+            f"http://127.0.0.1:{first.server_port}", "a-secret-token-0123456789"
+        )
+        with pytest.raises(ServiceError) as err:
+            client.datasets()
+        assert (err.value.status, err.value.code) == (307, "redirect")
+        assert [port for port, _ in seen] == [first.server_port]  # not followed
+    finally:
+        for server in (first, other):
+            server.shutdown()
+            server.server_close()

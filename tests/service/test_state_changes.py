@@ -45,9 +45,13 @@ def _error(call) -> tuple[int, str, str]:
     return 200, "", ""
 
 
-def _ready(url: str) -> tuple[int, dict]:
+def _ready(url: str, token: str | None = TOKEN) -> tuple[int, dict]:
+    """``/v1/ready``'s status and body, asked with ``token`` (its reasons are
+    said in full to a client carrying it)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{url}/v1/ready", headers=headers)
     try:
-        with urllib.request.urlopen(f"{url}/v1/ready", timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -368,6 +372,10 @@ def test_not_ready_while_no_index_found_could_be_loaded(
         assert "none of the 1 indexes found could be loaded" in message
         assert f"index 'clip' of dataset {ds.name!r}" in message
         assert str(index_dir) not in message
+        # a probe without the token learns that it is not ready, not what is there
+        status, body = _ready(service.url, token=None)
+        assert status == 503 and "the service log says" in body["error"]["message"]
+        assert ds.name not in body["error"]["message"]
 
         sdk.delete_index(ds, "clip")
         build_user_index(ds, tiny_clip_checkpoint, "clip")
@@ -507,9 +515,14 @@ def test_the_result_store_is_sized_from_the_command_line(make_user_index):
             1,
         )
         assert "raise --max-results" in service.output()
+        # a path decoding to a line break and a terminal escape stays one line
+        forged = "/v1/results/x%0A2026-12-05%20INFO%20forged%1B%5B2J"
+        assert Http(service.url, TOKEN)("GET", forged)[0] == 400  # no result id
         logged = service.output()
         page = f"GET /v1/results/{first['result_id']} 404 "
         assert page in logged and "POST /v1/search 200 " in logged
+        assert "GET /v1/results/x%0A2026-12-05%20INFO%20forged%1B%5B2J 400" in logged
+        assert "\n2026-12-05 INFO forged" not in logged and "\x1b" not in logged
 
 
 def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
