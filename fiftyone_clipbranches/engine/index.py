@@ -40,13 +40,15 @@ _LOAD_TRIES = 5
 
 
 def _directory_identity(path: Path) -> tuple | None:
-    """``(device, inode)`` of the directory at ``path`` (a save puts a new one in
-    place), or None when there is none."""
+    """``(device, inode, manifest bytes)`` of the index directory at ``path`` (a
+    save puts a new one in place; an inode number may be reused, the manifest of
+    other arrays differs), or None when there is none."""
     try:
         st = path.stat()
+        manifest = (path / index_io.MANIFEST).read_bytes()
     except OSError:
         return None
-    return st.st_dev, st.st_ino
+    return st.st_dev, st.st_ino, manifest
 
 
 def _value_offsets(n_rows: int, lengths: np.ndarray) -> np.ndarray:
@@ -374,14 +376,20 @@ class CodeIndex:
         if verify not in _VERIFY:
             raise ValueError(f"verify must be one of {_VERIFY}, got {verify!r}")
         path = Path(path)
-        for _ in range(_LOAD_TRIES):
+        for attempt in range(_LOAD_TRIES):
             before = _directory_identity(path)
             try:
                 index = cls._load_once(path, mmap, verify)
-            except IndexFormatError:
-                if _directory_identity(path) == before:
+            except (IndexFormatError, OSError) as e:
+                swapped = _directory_identity(path) != before or (
+                    before is None and index_io.being_replaced(path)
+                )
+                if swapped:
+                    time.sleep(0.01 * (attempt + 1))  # the writer's rename is next
+                    continue
+                if isinstance(e, IndexFormatError):
                     raise
-                continue
+                raise index_io.access_error(Path(e.filename or path), e) from e
             if _directory_identity(path) == before:
                 return index
         raise IndexFormatError(

@@ -183,6 +183,18 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def being_replaced(path: Path) -> bool:
+    """Whether a writer is replacing the directory at ``path`` now (its old one
+    moved aside, or its new one staged, beside it)."""
+    try:
+        return any(
+            p.name.startswith((f".{path.name}.old-", f".{path.name}.tmp-"))
+            for p in path.parent.iterdir()
+        )
+    except OSError:
+        return False
+
+
 def move_into_place(tmp: Path, path: Path, replaceable=None) -> None:
     """Rename the finished directory ``tmp`` to ``path``, replacing what is there
     (moved aside under a name of its own, then deleted) once ``replaceable(path)``
@@ -190,7 +202,7 @@ def move_into_place(tmp: Path, path: Path, replaceable=None) -> None:
     staying: one that finds another's directory put in place after it moved the
     old one aside moves that one aside too. Should the rename fail otherwise, the
     directory moved aside goes back."""
-    asides = []
+    asides, placed = [], False
     try:
         for _ in range(100):
             if path.exists():
@@ -202,6 +214,7 @@ def move_into_place(tmp: Path, path: Path, replaceable=None) -> None:
                     asides.append(aside)
             try:
                 os.replace(tmp, path)
+                placed = True
                 break
             except OSError as e:
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
@@ -213,7 +226,9 @@ def move_into_place(tmp: Path, path: Path, replaceable=None) -> None:
             os.replace(asides.pop(), path)
         raise
     finally:
-        for aside in asides:
+        # a save that did not land keeps what it moved aside (refused on a later
+        # pass: something else was put there meanwhile), as a hidden sibling
+        for aside in asides if placed else ():
             shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -232,6 +247,8 @@ def refuse_to_replace_other(path: Path, marker: str, formats, noun: str) -> None
                 continue
             if not any(path.iterdir()):
                 return
+            if not (path / marker).is_file() and path.is_dir():
+                break  # a directory of other files (still there: not swapped)
             raw = json.loads((path / marker).read_text())
             if isinstance(raw, dict) and raw.get("format") in formats:
                 return
@@ -242,7 +259,14 @@ def refuse_to_replace_other(path: Path, marker: str, formats, noun: str) -> None
             continue
     if not path.exists() and not path.is_symlink():
         return
-    what = "a directory of other files" if path.is_dir() else "a file"
+    what = (
+        f"a directory whose {marker} cannot be read as a {noun}'s (damaged? remove"
+        " it, or restore it from a backup)"
+        if (path / marker).exists()
+        else "a directory of other files"
+        if path.is_dir()
+        else "a file"
+    )
     raise FileExistsError(
         f"{path} is {what}, not a {noun}: nothing was replaced; save the {noun} at"
         " another path (or remove what is there yourself)"

@@ -123,11 +123,12 @@ class CheckpointUnavailableError(UnknownModelError):
     changed since the build: the server's files, not the request, are at fault."""
 
 
-class WeightsUnavailableError(ClipBranchesError):
+class WeightsUnavailableError(ClipBranchesError, RuntimeError):
     """The CLIP weights asked for are neither a local file nor in this machine's
     cache, and cannot be downloaded (offline); the message names the ways to
     provide them. Raised in place of the embedding layer's
-    ``embed.WeightsUnavailableError`` (a ``RuntimeError``), which it chains."""
+    ``embed.WeightsUnavailableError``, which it chains; a ``RuntimeError`` too, as
+    that one is (code catching it as such still does)."""
 
 
 class UnsupportedMediaError(ClipBranchesError):

@@ -116,7 +116,8 @@ class Client:
         base = url.rstrip("/")
         # the API's prefix is the client's own: a URL copied from a request works
         self.url = base[: -len("/v1")] if base.endswith("/v1") else base
-        self.token = None if token is None else checked_token(token.strip())
+        token = (token or "").strip()  # "" (an unset variable's default): none
+        self.token = checked_token(token) if token else None
         self.timeout_s = float(timeout_s)
         self.retries = retries
 

@@ -3,13 +3,10 @@ by an image file."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import socket
 import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -38,6 +35,7 @@ from fiftyone_clipbranches.sdk.identity import (
     same_identity,
     text_search_refusal,
 )
+from fiftyone_clipbranches.sdk.image_urls import download
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.media import require_image_samples
@@ -253,15 +251,6 @@ def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
     return thread
 
 
-#: Largest image an ``http(s)://`` query may download.
-MAX_IMAGE_DOWNLOAD_BYTES = 50 * 2**20
-#: Seconds a read of a query's URL may wait, and its whole download may take.
-URL_TIMEOUT_S = 10.0
-URL_TOTAL_S = 30.0
-#: Redirects a query's URL may take.
-MAX_URL_REDIRECTS = 3
-
-
 #: File name endings of images (a typed query ending so names a file, not text).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -315,7 +304,7 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
     if reference.lower().startswith(("http://", "https://")):
         with tempfile.TemporaryDirectory(prefix="clipbranches-query-") as tmp:
             path = Path(tmp) / "image"
-            path.write_bytes(_download(reference))
+            path.write_bytes(download(reference))
             return _embed_file(clip, path, reference)
     if reference.lower().startswith("file://"):
         parsed = urllib.parse.urlparse(reference)
@@ -324,75 +313,6 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"no image file at {reference}")
     return _embed_file(clip, path, reference)
-
-
-class _RefusedURL(ValueError):
-    """A URL an image query does not fetch (said as it is)."""
-
-
-class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
-    """Redirects of a query's URL: a few, to http(s) hosts :func:`_refuse_host`
-    accepts."""
-
-    max_redirections = MAX_URL_REDIRECTS
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        _refuse_host(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_URL_OPENER = urllib.request.build_opener(_CheckedRedirects)
-
-
-def _refuse_host(url: str) -> None:
-    """Refuse a URL that is not http(s), or whose host is a link-local address
-    (a cloud machine's metadata service, 169.254.169.254: the App's server would
-    fetch its credentials for whoever types the URL) or no address at all."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
-        raise _RefusedURL(f"an image URL must be http:// or https://; got {url!r}")
-    try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 80)
-    except (OSError, UnicodeError):
-        return  # the fetch says it cannot reach it
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if address.is_link_local or address.is_unspecified or address.is_multicast:
-            raise _RefusedURL(
-                f"{url} names a link-local or unspecified address ({address}), which"
-                " image queries do not fetch: download the image and give its path"
-            )
-
-
-def _download(url: str) -> bytes:
-    _refuse_host(url)
-    deadline = time.monotonic() + URL_TOTAL_S
-    chunks, size = [], 0
-    try:
-        with _URL_OPENER.open(url, timeout=URL_TIMEOUT_S) as response:
-            while size <= MAX_IMAGE_DOWNLOAD_BYTES:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"not downloaded within {URL_TOTAL_S:g} s")
-                chunk = response.read1(1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-    except _RefusedURL:  # a redirect to where queries do not go
-        raise
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise ValueError(
-            f"could not fetch {url} ({reason}); this machine may be offline: "
-            "download the image and give its file path"
-        ) from None
-    data = b"".join(chunks)
-    if len(data) > MAX_IMAGE_DOWNLOAD_BYTES:
-        raise ValueError(
-            f"{url} is larger than {MAX_IMAGE_DOWNLOAD_BYTES // 2**20} MiB: "
-            "download it, downscale it and give its file path"
-        )
-    return data
 
 
 def _embed_file(clip, path: Path, reference: str) -> np.ndarray:

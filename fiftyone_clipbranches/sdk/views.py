@@ -82,11 +82,19 @@ SCORE_FIELD_MARK = "clipbranches"
 logger = logging.getLogger(__name__)
 
 
-#: Direction marks and overrides: a name holding one shows reversed or reordered
-#: (the joiners other scripts spell words with are welcome).
+#: Direction marks and overrides (a name holding one shows reversed or
+#: reordered), and invisible characters that make two names look alike (a
+#: zero-width space, a byte-order mark); the joiners other scripts spell words
+#: with are welcome.
 _BIDI = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    "\u200b\ufeff"
 )
+
+
+#: Categories of characters a name may not hold: controls, line and paragraph
+#: separators.
+_HIDDEN = frozenset({"Cc", "Zl", "Zp"})
 
 
 def check_view_name(name, what: str = "a saved view's name") -> None:
@@ -96,7 +104,7 @@ def check_view_name(name, what: str = "a saved view's name") -> None:
     argument in the message."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{what} must be a non-empty name; got {name!r}")
-    hidden = [c for c in name if unicodedata.category(c) == "Cc" or c in _BIDI]
+    hidden = [c for c in name if unicodedata.category(c) in _HIDDEN or c in _BIDI]
     if hidden:
         raise ValueError(
             f"{what} holds a character that does not show ({hidden[0]!r}, a control"

@@ -128,7 +128,7 @@ def create_app(
                 request.method,
                 # escaped: a path decodes to line breaks, NULs and terminal
                 # escapes that forged lines and blinded a grep of the log
-                urllib.parse.quote(request.path, safe=_LOGGED_SAFE),
+                logged_path(request.path),
                 response.status_code,
                 ms,
             )
@@ -171,28 +171,29 @@ def create_app(
             " another name",
         )
 
+    def _given_token() -> bytes | None:
+        """The bearer token the request carries, or None."""
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        given = given.strip()
+        return given.encode() if scheme.lower() == "bearer" and given else None
+
     def _carries_the_token() -> bool:
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        return (
-            token_bytes is None
-            or scheme.lower() == "bearer"
-            and hmac.compare_digest(given.strip().encode(), token_bytes)
+        given = _given_token()
+        return token_bytes is None or (
+            given is not None and hmac.compare_digest(given, token_bytes)
         )
 
     @app.before_request
     def _authenticate():
         if token_bytes is None or request.path in PUBLIC_PATHS:
             return None
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        if _given_token() is None:
             raise ApiError(
                 401,
                 "unauthorized",
                 "missing bearer token: send 'Authorization: Bearer <token>'",
             )
-        if not hmac.compare_digest(given.strip().encode(), token_bytes):
+        if not _carries_the_token():
             raise ApiError(401, "unauthorized", "invalid bearer token")
         return None
 
@@ -233,7 +234,9 @@ def create_app(
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
-        logger.exception("unexpected error on %s %s", request.method, request.path)
+        logger.exception(
+            "unexpected error on %s %s", request.method, logged_path(request.path)
+        )
         return {
             "error": {
                 "code": "internal_error",
@@ -249,13 +252,15 @@ def create_app(
     @app.get(f"{API_PREFIX}/ready")
     def ready():
         _no_query()
+        # a probe without the token learns why in general words, not dataset
+        # names, index keys or the database's address
+        public = getattr(backend, "public_not_ready_because", None)
         because = getattr(backend, "not_ready_because", None)
+        if not _carries_the_token() and public is not None:
+            because = public
         why = because() if because else None if backend.is_ready() else ""
-        if why and not _carries_the_token():
-            # a probe without the token learns that, not dataset names, index
-            # directories or the database's address
-            why = "an index or the database cannot be used: the service log says"
-            why += " which (and a request with the token)"
+        if why and because is not public and not _carries_the_token():
+            why = "not ready; a request carrying the token is told why"
         if why is not None:  # asked once: each call may check the database
             raise ApiError(
                 503,
@@ -354,20 +359,41 @@ def create_app(
 _LOGGED_SAFE = "/:@!$&'()*+,;=-._~"
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether an HTTP ``Host`` value (``name[:port]``, ``[v6]:port``) names a
-    loopback address or ``localhost``."""
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name[1:]
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
+def logged_path(path: str) -> str:
+    """A request path as the log shows it: escaped, so that it cannot forge log
+    lines (a line break) or reach a terminal (an escape)."""
+    return urllib.parse.quote(path, safe=_LOGGED_SAFE)
+
+
+def is_loopback(name: str) -> bool:
+    """Whether a host name or address is ``localhost`` or a loopback address (an
+    IPv4 one written as IPv6 too)."""
+    name = name.strip().lower()
     if name in ("localhost", "localhost."):
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether an HTTP ``Host`` value (``name[:port]``, ``[v6][:port]``) names a
+    loopback address or ``localhost``."""
+    name, port = host.strip(), ""
+    if name.startswith("["):
+        end = name.find("]")
+        if end < 0:
+            return False
+        name, port = name[1:end], name[end + 1 :]
+        if port and not port.startswith(":"):
+            return False
+        port = port[1:]
+    elif name.count(":") == 1:
+        name, port = name.split(":", 1)
+    return (not port or port.isdigit()) and is_loopback(name)
 
 
 def _page(result: StoredResult, offset: int, limit: int) -> dict:

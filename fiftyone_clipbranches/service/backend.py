@@ -260,6 +260,27 @@ class SdkBackend:
             or self._nothing_loaded()
         )
 
+    def public_not_ready_because(self) -> str | None:
+        """:meth:`not_ready_because` without names or addresses (dataset names,
+        index keys, the database's or the cluster's address), for a probe that
+        carries no token; None when ready."""
+        from fiftyone_clipbranches.sdk.sharding import ray_head_problem
+
+        if not self._ready.is_set():
+            return self.not_ready_because()
+        workers = self._workers
+        why = None if workers is None else workers.not_ready_because()
+        if why:  # the workers' words name nothing
+            return why
+        if self._database.problem():
+            return "the database does not answer; retry shortly"
+        if ray_head_problem():
+            return "the Ray cluster of the sharded indexes cannot be reached"
+        if self._nothing_loaded():
+            n = sum(len(e.indexes) for e in self._present())
+            return f"none of the {n} indexes found could be loaded"
+        return None
+
     def _nothing_loaded(self) -> str | None:
         """Why no query can be answered although indexes exist: every one of them
         failed to load or verify. No request reaches a service that is not ready,

@@ -6,7 +6,6 @@ running in a background thread (for embedding and tests).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import secrets
@@ -19,7 +18,12 @@ import urllib.parse
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.remote import checked_token
-from fiftyone_clipbranches.service.app import SAVE_THREADS, SAVES_QUEUED, create_app
+from fiftyone_clipbranches.service.app import (
+    SAVE_THREADS,
+    SAVES_QUEUED,
+    create_app,
+    is_loopback,
+)
 from fiftyone_clipbranches.service.client import TOKEN_ENV
 from fiftyone_clipbranches.service.compute import ComputePool
 from fiftyone_clipbranches.service.requests import MAX_BODY_BYTES
@@ -130,15 +134,6 @@ def resolve_token(
             )
         return None, False
     return secrets.token_urlsafe(32), True
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RunningService:

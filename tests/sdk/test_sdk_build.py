@@ -324,6 +324,7 @@ def test_weights_not_on_this_machine_are_a_package_error_and_end_the_bar(
         with pytest.raises(sdk.ClipBranchesError) as refused:
             sdk.build_index(ds, "vit", model="ViT-B-32", pretrained="laion2b_s34b_b79k")
         assert isinstance(refused.value, sdk.WeightsUnavailableError)
+        assert isinstance(refused.value, RuntimeError)  # as the embedding layer's
         assert isinstance(refused.value.__cause__, EmbedError)
         assert "laion2b_s34b_b79k" in str(refused.value)
         assert sdk.list_indexes(ds) == []

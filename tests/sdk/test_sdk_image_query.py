@@ -64,11 +64,18 @@ def test_image_urls_are_fetched_within_limits(make_user_index, monkeypatch):
     import threading
     import time
 
-    search = importlib.import_module("fiftyone_clipbranches.sdk.search")
+    image_urls = importlib.import_module("fiftyone_clipbranches.sdk.image_urls")
     ds = make_user_index(5)
-    with pytest.raises(ValueError, match="link-local") as refused:
-        sdk.search(ds, image="http://169.254.169.254/latest/", index_key="clip")
-    assert "could not fetch" not in str(refused.value)
+    for url in (
+        "http://169.254.169.254/latest/",
+        "http://[::ffff:169.254.169.254]/latest/",  # the same, written as IPv6
+        "http://[fd00:ec2::254]/latest/",  # a metadata service outside link-local
+    ):
+        with pytest.raises(ValueError, match="link-local or metadata") as refused:
+            sdk.search(ds, image=url, index_key="clip")
+        assert "could not fetch" not in str(refused.value)
+    with pytest.raises(ValueError, match="no valid URL"):
+        sdk.search(ds, image="http://h:99999/x.jpg", index_key="clip")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -76,6 +83,11 @@ def test_image_urls_are_fetched_within_limits(make_user_index, monkeypatch):
                 self.send_response(302)
                 self.send_header("Location", "http://169.254.169.254/meta")
                 self.end_headers()
+            elif self.path == "/slow-headers.jpg":  # its status line trickles
+                for byte in b"HTTP/1.0 200 OK\r\nContent-Type: image/jpeg\r\n\r\n":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
             elif self.path == "/slow.jpg":
                 self.send_response(200)
                 self.send_header("Content-Length", "1000000")
@@ -95,14 +107,15 @@ def test_image_urls_are_fetched_within_limits(make_user_index, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    monkeypatch.setattr(search, "URL_TOTAL_S", 1.0)
+    monkeypatch.setattr(image_urls, "URL_TOTAL_S", 1.0)
     try:
         with pytest.raises(ValueError, match="link-local"):
             sdk.search(ds, image=f"{base}/redirect", index_key="clip")
-        started = time.monotonic()
-        with pytest.raises(ValueError, match="not downloaded within 1 s"):
-            sdk.search(ds, image=f"{base}/slow.jpg", index_key="clip")
-        assert time.monotonic() - started < 3.5
+        for slow in ("slow.jpg", "slow-headers.jpg"):
+            started = time.monotonic()
+            with pytest.raises(ValueError, match="not downloaded within 1 s"):
+                sdk.search(ds, image=f"{base}/{slow}", index_key="clip")
+            assert time.monotonic() - started < 3.0, slow
         with pytest.raises(ValueError, match="cannot read the image") as unread:
             sdk.search(ds, image=f"{base}/text.jpg", index_key="clip")
         assert "clipbranches-query-" not in str(unread.value)

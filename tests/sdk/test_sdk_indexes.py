@@ -294,7 +294,7 @@ def test_empty_saved_view_name_is_refused_before_any_work(make_dataset):
         with pytest.raises(ValueError, match="saved_view must be"):
             sdk.refine(ds, positives=ds.values("id")[:1], saved_view=name)
     # characters that do not show: a NUL, a line break, a right-to-left override
-    for name in ("a\x00b", "two\nlines", "\u202eevil"):
+    for name in ("a\x00b", "two\nlines", "\u202eevil", "a\u2028b", "look\u200balike"):
         with pytest.raises(ValueError, match="does not show"):
             sdk.refine(ds, positives=ds.values("id")[:1], saved_view=name)
     from fiftyone_clipbranches.sdk.views import check_view_name
