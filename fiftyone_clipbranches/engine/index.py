@@ -36,7 +36,7 @@ _VERIFY = ("full", "fast", "none")
 
 
 #: Reads of an index directory that another writer keeps replacing, at most.
-_LOAD_TRIES = 5
+_LOAD_TRIES = 10
 
 
 def _directory_identity(path: Path) -> tuple | None:

@@ -3,7 +3,8 @@
 Layout::
 
     <path>/manifest.json     format name and version, N, D, subsets, leaf size, depth,
-                             and for every file its size, dtype, shape and checksums
+                             for every file its size, dtype, shape and checksums,
+                             and a ``save_id`` of its own (readers tell saves apart)
     <path>/<name>.npy        the arrays, loaded with ``mmap_mode="r"``
     <path>/extra/<name>      opaque files of the layers above (sample ids, encoder)
 
@@ -28,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -237,26 +239,31 @@ def refuse_to_replace_other(path: Path, marker: str, formats, noun: str) -> None
     replace: a file, or a non-empty directory whose JSON file ``marker`` names no
     format of ``formats`` (``noun``: what the save writes, in the message).
     Nothing there, or gone meanwhile (another writer moved it), is fine."""
-    for _ in range(20):  # another writer may swap the directory while it is read
+    misses = 0
+    for attempt in range(50):  # another writer may swap the directory under us
         try:
             if path.is_symlink() or path.is_file():
                 break
             if not path.exists():
                 return
-            if not path.is_dir():  # moved away between the two questions
-                continue
             if not any(path.iterdir()):
                 return
-            if not (path / marker).is_file() and path.is_dir():
-                break  # a directory of other files (still there: not swapped)
             raw = json.loads((path / marker).read_text())
-            if isinstance(raw, dict) and raw.get("format") in formats:
-                return
-            break
         except ValueError:
             break
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
+            # the directory moved away as it was read, or holds no marker: the
+            # latter only when it keeps missing
+            misses += 1
+            if misses >= 5 and path.is_dir() and not (path / marker).exists():
+                break
+            time.sleep(0.001 * attempt)
             continue
+        except OSError:  # unreadable (permissions): not known to be one of ours
+            break
+        if isinstance(raw, dict) and raw.get("format") in formats:
+            return
+        break
     if not path.exists() and not path.is_symlink():
         return
     what = (
@@ -356,6 +363,9 @@ class IndexWriter:
             format_version=FORMAT_VERSION,
             files=files,
             extra_files=self.extras,
+            # one per save: a load tells a directory saved again at the path (an
+            # inode number reused) from the one it began to read
+            save_id=uuid.uuid4().hex,
         )
         text = json.dumps(manifest, indent=1, sort_keys=True)
         with open(self.tmp / MANIFEST, "w") as f:
