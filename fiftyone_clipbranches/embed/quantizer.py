@@ -30,17 +30,29 @@ def _as_matrix(vectors, name: str = "vectors", dim: int | None = None) -> np.nda
 _PLAIN_SCALE = (1e-15, 1e15)
 
 
+def rows_in_range(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``x`` (``(n, d)`` floats) with each row whose largest magnitude is finite,
+    not zero and outside ``[low, high]`` divided by that magnitude (its direction
+    kept); the other rows, and ``x`` itself when none is, as they are."""
+    if not x.shape[1]:
+        return x
+    with np.errstate(invalid="ignore"):  # NaN rows: refused by the callers
+        peak = np.abs(x).max(axis=1)
+    odd = np.isfinite(peak) & (peak > 0) & ((peak < low) | (peak > high))
+    if not odd.any():
+        return x
+    x = x.copy()
+    x[odd] /= peak[odd, None]
+    return x
+
+
 def unit_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(unit, zero)``: float32 ``(n, d)`` rows of ``x`` (finite float32) scaled
     to length 1, and bool ``(n,)``, the rows of zeros only (left as they are).
     Rows of any finite magnitude keep their direction; rows in the plain range
     are divided by their length alone (bit for bit as before)."""
-    peak = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0], x.dtype)
-    zero = peak == 0
-    odd = ~zero & ((peak < _PLAIN_SCALE[0]) | (peak > _PLAIN_SCALE[1]))
-    if odd.any():
-        x = x.copy()
-        x[odd] /= peak[odd, None]
+    zero = ~x.any(axis=1)
+    x = rows_in_range(x, *_PLAIN_SCALE)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(zero[:, None], 1.0, norms).astype(np.float32), zero
 

@@ -272,14 +272,9 @@ def float32_rows(matrix: np.ndarray, what: str) -> np.ndarray:
             " (float32)"
         )
     if matrix.dtype.itemsize > 4 and np.issubdtype(matrix.dtype, np.floating):
-        with np.errstate(invalid="ignore"):  # NaN rows are refused by the caller
-            peak = np.abs(matrix).max(axis=1) if matrix.shape[1] else None
-        if peak is not None:
-            odd = np.isfinite(peak) & (peak > 0)
-            odd &= (peak < _FLOAT32_SAFE[0]) | (peak > _FLOAT32_SAFE[1])
-            if odd.any():
-                matrix = matrix.copy()
-                matrix[odd] /= peak[odd, None]
+        from fiftyone_clipbranches.embed.quantizer import rows_in_range
+
+        matrix = rows_in_range(matrix, *_FLOAT32_SAFE)
     return matrix.astype(np.float32, copy=False)
 
 

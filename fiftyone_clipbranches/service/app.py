@@ -254,12 +254,13 @@ def create_app(
         _no_query()
         # a probe without the token learns why in general words, not dataset
         # names, index keys or the database's address
+        authorized = _carries_the_token()
         public = getattr(backend, "public_not_ready_because", None)
         because = getattr(backend, "not_ready_because", None)
-        if not _carries_the_token() and public is not None:
+        if not authorized and public is not None:
             because = public
         why = because() if because else None if backend.is_ready() else ""
-        if why and because is not public and not _carries_the_token():
+        if why and because is not public and not authorized:
             why = "not ready; a request carrying the token is told why"
         if why is not None:  # asked once: each call may check the database
             raise ApiError(
@@ -269,7 +270,7 @@ def create_app(
                 retry_after_s=2,
             )
         answer = {"status": "ready", "indexes": backend.n_indexes()}
-        if _carries_the_token():  # the results held: the operator's, not anyone's
+        if authorized:  # the results held: the operator's, not anyone's
             answer["results"] = store.stats()
         return answer
 

@@ -247,38 +247,37 @@ class SdkBackend:
 
     def not_ready_because(self) -> str | None:
         """Why the service cannot answer queries now, for people; None when it can."""
+        return self._why_not_ready(public=False)
+
+    def public_not_ready_because(self) -> str | None:
+        """:meth:`not_ready_because` without names or addresses (dataset names,
+        index keys, the database's or the cluster's address), for a probe that
+        carries no token; None when ready."""
+        return self._why_not_ready(public=True)
+
+    def _why_not_ready(self, public: bool) -> str | None:
         from fiftyone_clipbranches.sdk.sharding import ray_head_problem
 
         if not self._ready.is_set():
             return "the service is still starting: loading its indexes; retry shortly"
         workers = self._workers
         why = None if workers is None else workers.not_ready_because()
-        return (
-            why
-            or self._database.problem()
-            or ray_head_problem()
-            or self._nothing_loaded()
-        )
-
-    def public_not_ready_because(self) -> str | None:
-        """:meth:`not_ready_because` without names or addresses (dataset names,
-        index keys, the database's or the cluster's address), for a probe that
-        carries no token; None when ready."""
-        from fiftyone_clipbranches.sdk.sharding import ray_head_problem
-
-        if not self._ready.is_set():
-            return self.not_ready_because()
-        workers = self._workers
-        why = None if workers is None else workers.not_ready_because()
         if why:  # the workers' words name nothing
             return why
-        if self._database.problem():
-            return "the database does not answer; retry shortly"
-        if ray_head_problem():
-            return "the Ray cluster of the sharded indexes cannot be reached"
-        if self._nothing_loaded():
-            n = sum(len(e.indexes) for e in self._present())
-            return f"none of the {n} indexes found could be loaded"
+        for check, in_general in (
+            (self._database.problem, "the database does not answer; retry shortly"),
+            (
+                ray_head_problem,
+                "the Ray cluster of the sharded indexes cannot be reached",
+            ),
+            (self._nothing_loaded, None),
+        ):
+            why = check()
+            if why:
+                if not public:
+                    return why
+                n = sum(len(e.indexes) for e in self._present())
+                return in_general or f"none of the {n} indexes found could be loaded"
         return None
 
     def _nothing_loaded(self) -> str | None:

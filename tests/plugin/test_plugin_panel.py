@@ -753,13 +753,21 @@ def test_panel_without_index_says_how_to_build_one(make_dataset_no_index):
     assert prompt["operator_uri"] == "@clipbranches/clipbranches/update_index"
     assert prompt["params"] == {"index_key": "fresh"}
     assert prompt["on_success"].endswith("clipbranches_panel#check_again")
-    # renamed from the operator browser: the panel says so at its next render,
-    # and "Check again" (beside the index actions) moves it to the new key
+
+
+def test_an_index_renamed_elsewhere_is_said_and_found_again(image_indexed_dataset):
+    """Renamed from the operator browser (which does not reach the panel): the
+    panel says so at its next render, and "Check again" (beside the index
+    actions) moves it to the new key."""
+    from fiftyone_clipbranches import sdk
+
+    ds = image_indexed_dataset
+    actions = str(rendered(call(ds, "on_load"))["index_actions"])
     assert "'check_again'" in actions
-    sdk.rename_index(ds, "fresh", "renamed")
-    stale = rendered(call(ds, "redraw", state={"index_key": "fresh"}))
-    assert "Index 'fresh' is no longer on this dataset" in str(stale["index_gone"])
-    requests = call(ds, "check_again", state={"index_key": "fresh"})
+    sdk.rename_index(ds, "cb", "renamed")
+    stale = rendered(call(ds, "redraw", state={"index_key": "cb"}))
+    assert "Index 'cb' is no longer on this dataset" in str(stale["index_gone"])
+    requests = call(ds, "check_again", state={"index_key": "cb"})
     assert patched_state(requests)["index_key"] == "renamed"
     assert "index_gone" not in rendered(requests)
 
