@@ -85,6 +85,7 @@ def _cmd_build_index(args) -> int:
             progress=bar or False,
             shards=args.shards,
             ray_address=args.ray_address,
+            overwrite=args.overwrite,
         )
     finally:
         if bar is not None:
@@ -540,6 +541,11 @@ def add_workflow_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument("--shards", type=int, default=1, help="shards (docs/scale.md)")
     p.add_argument("--ray-address", help="build shards on this Ray cluster")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="build the index of --key again in its place (it answers until the new"
+        " one is built; the vectors already embedded are kept)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_build_index)
 

@@ -444,3 +444,22 @@ def test_missing_vectors_of_a_field_that_records_its_model_name_the_flags(
     assert cli_main(["indexes", ds.name, "--json"]) == 0
     (entry,) = [i for i in _json(capsys) if i["key"] == "b"]
     assert entry["n_samples"] == len(ds)
+
+
+def test_build_index_again_in_its_place_from_the_shell(
+    images, tiny_clip_checkpoint, capsys
+):
+    ds = images
+    build = ["build-index", ds.name, "--key", "clip", "--model", TINY_CLIP_NAME]
+    build += ["--pretrained", str(tiny_clip_checkpoint), "--code-method", "pca"]
+    assert cli_main([*build, "--json", "--quiet"]) == 0
+    first = _json(capsys)["index_dir"]
+    assert cli_main([*build, "--quiet"]) == 1
+    said = capsys.readouterr().err
+    assert "already exists" in said and "--overwrite" in said
+    assert cli_main([*build, "--json", "--quiet", "--overwrite"]) == 0
+    info = _json(capsys)
+    assert info["n_samples"] == 50 and info["index_dir"] != first
+    search = ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "3"]
+    assert cli_main([*search, "--json"]) == 0
+    assert len(_json(capsys)) == 3

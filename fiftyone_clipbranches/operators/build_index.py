@@ -45,7 +45,7 @@ class BuildIndex(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        add_new_key_input(ctx, inputs)
+        add_new_key_input(ctx, inputs, replaceable=True)
         fields = vector_fields(ctx)
         choices = types.DropdownView()
         for name in fields:
@@ -135,6 +135,7 @@ class BuildIndex(foo.Operator):
                 p.get("index_key"),
                 embeddings_field=None if embeddings == COMPUTE else embeddings,
                 code_method=p.get("code_method", "head"),
+                overwrite=bool(p.get("overwrite")),
                 skip_missing=True
                 if embeddings != COMPUTE and p.get("skip_missing")
                 else None,

@@ -11,6 +11,7 @@ import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.sdk import list_indexes
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET
+from fiftyone_clipbranches.sdk.errors import APP_OVERWRITE
 from fiftyone_clipbranches.sdk.messages import user_message
 from fiftyone_clipbranches.sdk.runs import key_taken
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
@@ -145,8 +146,11 @@ def add_new_key_input(
     name: str = "index_key",
     default=DEFAULT_INDEX_KEY,
     label: str = "Index key",
+    replaceable: bool = False,
 ):
     """Text input for a new run key, flagged invalid when taken or malformed.
+    ``replaceable``: the key of an existing index is offered to be built again in
+    its place (a checkbox ``overwrite`` under the key; invalid until checked).
 
     Returns the key when valid, else None."""
     prop = inputs.str(name, label=label, default=default, required=True)
@@ -156,6 +160,16 @@ def add_new_key_input(
         problem = "Use letters, digits and underscores, not starting with a digit"
     elif ctx.dataset is not None:
         problem = key_taken(ctx.dataset, key)
+        if problem and replaceable and key in list_indexes(ctx.dataset):
+            inputs.bool(
+                "overwrite",
+                label=APP_OVERWRITE,
+                description=f"Index '{key}' exists: it answers until the new one"
+                " is built, which then takes its key (the vectors already embedded"
+                " are kept)",
+                default=False,
+            )
+            problem = None if ctx.params.get("overwrite") else problem
     if problem:
         prop.invalid = True
         prop.error_message = problem

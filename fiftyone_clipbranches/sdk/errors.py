@@ -152,15 +152,19 @@ APP_SAME_MODEL = "embed with its model (enter it in CLIP model and Pretrained we
 #: service's: ``messages.HTTP_PHRASES``).
 BY_IDS_OR_VECTOR = "search by sample ids or a vector"
 
+#: The build form's choice that builds an existing index again in its place.
+APP_OVERWRITE = "Build it again in its place"
+
 #: What the SDK's errors about a damaged index tell the user to do.
 REBUILD = (
-    "rebuild the index (delete_index, then build_index; CLI: clipbranches"
-    " delete-index, then build-index) or restore its directory from a backup"
+    "rebuild the index in its place (build_index(..., overwrite=True); CLI:"
+    " clipbranches build-index ... --overwrite) or restore its directory from a"
+    " backup"
 )
 #: :data:`REBUILD` in the App's words.
 APP_REBUILD = (
-    "rebuild the index ('CLIP branches: delete index', then 'CLIP branches: build"
-    " index') or restore its directory from a backup"
+    "rebuild the index in its place ('CLIP branches: build index' with its key"
+    f" and '{APP_OVERWRITE}' checked) or restore its directory from a backup"
 )
 
 

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import (
+    APP_OVERWRITE,
     BY_IDS_OR_VECTOR,
     SAME_MODEL,
     IdentityConflictError,
@@ -242,20 +243,20 @@ def text_search_refusal(
         f"cannot embed {query} in their space; "
     )
     error = UnknownModelError(
-        f"{refused}{BY_IDS_OR_VECTOR}, or declare the model: rebuild it (delete_index(dataset, {index_key!r}),"
-        f" then build_index(dataset, {index_key!r}, {field_arg}model='ViT-B-32',"
-        " pretrained='openai'); CLI: clipbranches delete-index DATASET --key"
-        f" {index_key}, then clipbranches build-index DATASET --key {index_key}"
+        f"{refused}{BY_IDS_OR_VECTOR}, or declare the model: build it again in its"
+        f" place (build_index(dataset, {index_key!r}, {field_arg}model='ViT-B-32',"
+        " pretrained='openai', overwrite=True); CLI: clipbranches build-index DATASET"
+        f" --key {index_key}"
         + (f" --embeddings-field {field}" if field else "")
-        + " --model ViT-B-32 --pretrained openai) (FiftyOne's clip-vit-base32-torch"
-        f" is open_clip ViT-B-32 / openai){info}"
+        + " --model ViT-B-32 --pretrained openai --overwrite) (FiftyOne's"
+        f" clip-vit-base32-torch is open_clip ViT-B-32 / openai){info}"
     )
     from_field = f" from field {field!r}" if field else ""
     error.in_app = (
-        f"{refused}search by selected samples, or declare the model: delete the index ('CLIP branches: delete index'), then"
-        f" build it again{from_field} ('CLIP branches: build index') with the field's"
-        " CLIP model and Pretrained weights set (FiftyOne's clip-vit-base32-torch is"
-        " ViT-B-32 / openai)"
+        f"{refused}search by selected samples, or declare the model: build it again"
+        f"{from_field} ('CLIP branches: build index' with its key, '{APP_OVERWRITE}'"
+        " checked, and the field's CLIP model and Pretrained weights set; FiftyOne's"
+        " clip-vit-base32-torch is ViT-B-32 / openai)"
     )
     return error
 

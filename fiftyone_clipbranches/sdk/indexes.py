@@ -9,6 +9,7 @@ directory's files are deleted only once no run points at it (``sdk/runs.py``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import warnings
@@ -95,12 +96,14 @@ def build_index(
     progress=True,
     shards: int = 1,
     ray_address: str | None = None,
+    overwrite: bool = False,
 ) -> IndexInfo:
     """Build a code index over every sample of ``dataset``'s root dataset.
 
     Args:
         dataset: a FiftyOne dataset (or view: its root dataset is indexed).
-        index_key: run key of the new index; must not exist yet.
+        index_key: run key of the new index; must not exist yet, unless
+            ``overwrite``.
         embeddings_field: a ``VectorField`` of CLIP embeddings. When None,
             embeddings are computed with ``model``/``pretrained`` into
             ``"clip_embedding"`` (samples that already have one are kept); a
@@ -133,6 +136,10 @@ def build_index(
             (``sdk/sharding.py``, docs/scale.md); 1 (default) is one index.
         ray_address: build the shards as Ray tasks on this cluster (``"auto"``,
             ``"HOST:PORT"``; default: ``$CLIPBRANCHES_RAY_ADDRESS``, else here).
+        overwrite: an index of ``index_key`` is built again: it answers until the
+            new one is built, which then takes its key, and its files are deleted
+            (unless a clone's index uses them). Refused while a similarity brain
+            run answers from it. Vectors already in the embeddings field are kept.
 
     The first build of a process also compiles (or loads from numba's disk cache)
     the kernels a refinement needs (``sdk.warm.warm_refinement``): 40 s once per
@@ -145,8 +152,10 @@ def build_index(
     ds = runs.root_dataset(dataset)
     require_image_samples(ds, ds)  # a view of it indexes the whole dataset
     # the warm-up below runs after the key is free: the index is built by then
-    with holding(ds, index_key, "build"):
-        runs.validate_new_key(ds, index_key)
+    with holding(ds, index_key, "build"), _folder_kept_only_if_used(ds, root):
+        runs.validate_new_key(ds, index_key, replacing=overwrite)
+        if overwrite and index_key in runs.list_index_keys(ds):
+            _refuse_if_brain_runs_use(ds, index_key, "building it again")
         if code_method not in CODE_METHODS:
             raise ValueError(
                 f"code_method must be 'head' or 'pca'; got {code_method!r}"
@@ -246,6 +255,7 @@ def build_index(
             shards=shards,
             ray_address=ray_address,
             record_paths=True,
+            replace=overwrite,
             # the build's own bar covers the shards: a second bar under it drew
             # over it (cursor escapes in the first bar's line)
             shard_progress=False,
@@ -278,6 +288,17 @@ def build_index(
         f"index {index_key!r} built over {counted(len(source), 'sample')}{left_out}",
     )
     return info_of(ds, index_key, config, at_build(len(source), unembeddable))
+
+
+@contextlib.contextmanager
+def _folder_kept_only_if_used(ds, root):
+    """Remove ``ds``'s folder under ``root`` when the block fails and leaves it
+    holding no index (a failed first build left an empty folder behind)."""
+    try:
+        yield
+    except BaseException:
+        remove_if_empty(_folder_of(ds, root))
+        raise
 
 
 def _warn_if_one_code(codes, field: str) -> None:
@@ -441,10 +462,12 @@ def _write_index(
     ray_address=None,
     shard_progress=False,
     record_paths=False,
+    replace=False,
 ):
     """Build the trees into a new index directory and register it as a run
     (``record_paths``: with the digests of the rows' filepaths, for an index whose
-    rows were embedded from the samples' images)."""
+    rows were embedded from the samples' images; ``replace``: in place of the
+    index of ``index_key``, whose directory is then released)."""
     check_shards(shards, len(codes))
     built_at = now_iso()
     meta = {
@@ -475,12 +498,34 @@ def _write_index(
         clip_model=clip_model,
         built_at=built_at,
     )
+    replaced = None
     try:
-        runs.register_index(ds, index_key, config)
+        if replace and index_key in runs.list_index_keys(ds):
+            replaced = runs.get_index_config(ds, index_key).index_dir
+            runs.update_index_config(ds, index_key, config)
+        else:
+            runs.register_index(ds, index_key, config)
     except BaseException:
         runs.remove_index_dir(path)
         raise
+    if replaced is not None:
+        release_replaced(ds, index_key, replaced)
     return config
+
+
+def release_replaced(ds, index_key: str, old_dir) -> None:
+    """Release ``old_dir``, the directory index ``index_key`` answered from before
+    its run was pointed at new files (deleted once no run of any dataset points at
+    it; one that cannot be removed now is left to gc, with a warning)."""
+    try:
+        if runs.release_index_dir(old_dir):
+            forget_bundle(old_dir)
+    except OSError as e:  # a read-only root, say: the new files answer already
+        logger.warning(
+            "index %r of dataset %r answers from its new files; its old files at %s"
+            " could not be removed (%s): clipbranches gc removes them once it can",
+            index_key, ds.name, old_dir, e,
+        )  # fmt: skip
 
 
 def list_indexes(dataset) -> list[str]:
@@ -656,7 +701,11 @@ def unembeddable_samples(
 def dataset_folder(ds, root) -> Path:
     """The folder of ``ds``'s indexes under ``root``, made and marked as this
     database's (``sdk.folder_owner``)."""
-    base = Path(root).expanduser().resolve() if root is not None else index_root()
-    folder = base / str(ds._doc.id)
+    folder = _folder_of(ds, root)
     mark_owner(folder)
     return folder
+
+
+def _folder_of(ds, root) -> Path:
+    base = Path(root).expanduser().resolve() if root is not None else index_root()
+    return base / str(ds._doc.id)

@@ -216,10 +216,13 @@ def _index_configs(root) -> dict[str, dict]:
     }
 
 
-def validate_new_key(samples, key, for_build: bool = True) -> str:
+def validate_new_key(
+    samples, key, for_build: bool = True, replacing: bool = False
+) -> str:
     """Check that ``key`` can name a new index; returns it. ``for_build``: the
     key is for a new build (an existing index of that key is pointed to
-    ``update_index``), not a rename.
+    ``update_index``, or to ``overwrite=True``), not a rename. ``replacing``: an
+    existing index of that key may be replaced (any other run of it may not).
 
     Raises:
         ValueError: when ``key`` is not an identifier.
@@ -240,11 +243,15 @@ def validate_new_key(samples, key, for_build: bool = True) -> str:
         )
     if key in database_runs(root):
         hint = ""
-        if for_build and key in list_index_keys(root):
+        is_index = key in list_index_keys(root)
+        if replacing and is_index:
+            return key
+        if for_build and is_index:
             hint = (
                 "; to add the samples new since its build, update it instead"
                 f" (update_index; CLI: clipbranches update-index"
-                f" {shlex.quote(root.name)} --key {key})"
+                f" {shlex.quote(root.name)} --key {key}), or build it again in its"
+                " place (overwrite=True; CLI: --overwrite)"
             )
         raise IndexExistsError(
             f"a run with key {key!r} already exists on dataset {root.name!r}: choose"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fiftyone_clipbranches.sdk import runs
-from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle, write_bundle
+from fiftyone_clipbranches.sdk.bundle import load_bundle, write_bundle
 from fiftyone_clipbranches.sdk.claims import holding_key
 from fiftyone_clipbranches.sdk.embedding_reader import open_embeddings
 from fiftyone_clipbranches.sdk.embeddings import compute_embeddings, embed_again
@@ -39,6 +39,7 @@ from fiftyone_clipbranches.sdk.indexes import (
     GENERATED_MANIFEST_KEYS,
     check_ids_in_dataset,
     dataset_folder,
+    release_replaced,
     unembeddable_samples,
 )
 from fiftyone_clipbranches.sdk.media import no_local_file, require_image_samples
@@ -293,8 +294,7 @@ def replace_index_rows(
     config.n_samples = len(rowmap)
     config.built_at = built_at
     runs.update_index_config(ds, index_key, config)
-    if runs.release_index_dir(old_dir):
-        forget_bundle(old_dir)
+    release_replaced(ds, index_key, old_dir)
     return info_of(ds, index_key, config, compare(ds, rowmap, unembeddable, digests))
 
 

@@ -251,13 +251,27 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                 if warn_missing:
                     logger.warning(message)
                 ids = [i for i, f in zip(ids, found) if f]
-        # rows of deleted samples stay in the index until an update: no vector
-        alive = set(self._dataset.select(ids).values("id"))
-        if len(alive) < len(ids):
-            ids = [i for i in ids if i in alive]
-        vectors = self._dataset.select(ids, ordered=True).values(field)
+        # rows of deleted samples stay in the index until an update, and a
+        # sample's vector may have been cleared since the build: neither has one
+        by_id = dict(zip(*self._dataset.select(ids).values(["id", field])))
+        no_vector = [i for i in dict.fromkeys(ids) if by_id.get(i) is None]
+        if no_vector:
+            message = (
+                f"{len(no_vector)} samples of index {self.index_key!r} have no vector"
+                f" in field {field!r} (deleted, or the field cleared since the"
+                f" build; e.g. {no_vector[0]})"
+            )
+            if not allow_missing:
+                raise ClipBranchesError(message)
+            if warn_missing:
+                logger.warning(message)
+            ids = [i for i in ids if by_id.get(i) is not None]
         dims = bundle.encoder.in_dim if bundle.encoder is not None else 0
-        matrix = np.asarray(vectors, np.float32) if ids else np.zeros((0, dims))
+        matrix = (
+            np.asarray([by_id[i] for i in ids], np.float32)
+            if ids
+            else np.zeros((0, dims), np.float32)
+        )
         return matrix, np.array(ids), None
 
     def find_duplicates(self, *args, **kwargs):

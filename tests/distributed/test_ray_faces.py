@@ -101,7 +101,7 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
         os.kill(bundle.index.executor.pids()[1], signal.SIGKILL)  # restarts, no files
         with pytest.raises(sdk.errors.IndexCorruptedError, match="shard 1 of 2") as e:
             sdk.refine(ds, pos, neg, index_key="sharded", score_field=None)
-        assert "delete_index, then build_index" in str(e.value)  # the SDK's advice
+        assert "build_index(..., overwrite=True)" in str(e.value)  # the SDK's advice
     finally:
         use_ray(None)
         forget_bundle(config.index_dir)

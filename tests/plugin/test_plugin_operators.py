@@ -74,7 +74,7 @@ def test_search_errors_are_notifications_not_tracebacks(indexed_dataset):
     result, requests = run_op("search", {"dataset": ds, "params": params})
     assert "CLIP model" in result["error"]
     assert notifications(requests, "error") == [result["error"]]
-    assert "'CLIP branches: delete index'" in result["error"]  # the App's words
+    assert "'Build it again in its place' checked" in result["error"]  # the App's
     params = {"index_key": "cb", "query_type": "selection"}
     result, requests = run_op("search", {"dataset": ds, "params": params})
     assert "select samples" in notifications(requests, "error")[0]
@@ -242,6 +242,26 @@ def test_build_index_form_flags_an_existing_key(indexed_dataset):
     assert "already exists" in props["index_key"]["error_message"]
     props = _resolve_input("build_index", indexed_dataset, {"index_key": "fresh"})
     assert props["index_key"]["invalid"] is False
+    assert "overwrite" not in props  # no index to build again
+
+
+def test_build_form_builds_an_index_again_in_its_place(make_user_index):
+    """The form refused an existing key with no way to build it again but delete
+    first (nothing to search in between): a checkbox under the key does it."""
+    ds = make_user_index(n_per_class=4)
+    old_dir = sdk.index_info(ds, "clip").index_dir
+    props = _resolve_input("build_index", ds, {"index_key": "clip"})
+    assert props["index_key"]["invalid"] is True
+    assert props["overwrite"]["view"]["label"] == "Build it again in its place"
+    params = {"index_key": "clip", "overwrite": True}
+    props = _resolve_input("build_index", ds, params)
+    assert props["index_key"]["invalid"] is False
+    params |= {"embeddings": "clip_embedding", "code_method": "pca"}
+    _, requests = run_op("build_index", {"dataset": ds, "params": params})
+    assert notifications(requests, "success") == ["Index 'clip' built over 40 samples"]
+    assert sdk.index_info(ds, "clip").index_dir != old_dir
+    assert not Path(old_dir).exists()
+    assert len(sdk.search_ids(ds, text="a cat", k=5, index_key="clip")[0]) == 5
 
 
 def test_build_index_form_proposes_pca_where_the_learned_head_cannot_fit(

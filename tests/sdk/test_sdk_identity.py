@@ -88,7 +88,8 @@ def test_unknown_field_builds_but_refuses_text(zoo_field):
         "does not know the CLIP model of the embeddings in field 'zoo_emb'" in message
     )
     assert "model='ViT-B-32', pretrained='openai'" in message
-    assert "delete_index(dataset, 'zoo'), then build_index(dataset, 'zoo'" in message
+    assert "build_index(dataset, 'zoo', embeddings_field='zoo_emb', model=" in message
+    assert "pretrained='openai', overwrite=True)" in message
     assert "clipbranches_clip_model" in message
 
 

@@ -243,6 +243,12 @@ def test_dataset_too_small_for_the_encoder_is_refused_before_embedding(
     with pytest.raises(ValueError, match="needs at least 33.*add samples"):
         sdk.build_index(small, "clip", code_method="pca")
     assert sdk.list_indexes(ds) == [] and sdk.list_indexes(small) == []
+    # no folder of theirs is left under the index root (an empty one was)
+    from fiftyone_clipbranches.sdk.settings import index_root
+
+    root = index_root()
+    assert not (root / str(ds._doc.id)).exists()
+    assert not (root / str(small._doc.id)).exists()
 
 
 def test_too_few_vectors_in_a_field_name_the_missing_ones(make_dataset, rng):
@@ -475,3 +481,83 @@ def test_an_index_root_moved_elsewhere_is_found_there(
     info = sdk.update_index(ds, "clip", progress=False)
     assert Path(info.index_dir).parent == moved / folder.name
     assert not (moved / folder.name / old_dir.name).exists()  # released
+
+
+def test_overwrite_builds_an_index_again_in_its_place(
+    make_user_index, monkeypatch, caplog
+):
+    """A notebook run twice failed on the existing key, and the way out for a
+    damaged index was delete, then build (nothing to search in between):
+    ``overwrite=True`` builds again; the old index answers until the new one
+    takes its key, and a clone's index keeps its files."""
+    from fiftyone_clipbranches.sdk import indexes
+
+    ds = make_user_index(n_per_class=7)
+    old_dir = Path(sdk.index_info(ds, "clip").index_dir)
+    clone = ds.clone()
+    try:
+        with pytest.raises(sdk.IndexExistsError) as refused:
+            sdk.build_index(ds, "clip", embeddings_field="clip_embedding")
+        assert "overwrite=True" in str(refused.value)
+        assert "--overwrite" in str(refused.value)
+        before = sdk.search_ids(ds, text="a cat", k=10, index_key="clip")[0]
+
+        def stopped(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as m:  # stopped while writing the new one
+            m.setattr(indexes, "write_bundle", stopped)
+            with pytest.raises(KeyboardInterrupt):
+                sdk.build_index(
+                    ds, "clip", embeddings_field="clip_embedding", code_method="pca",
+                    progress=False, overwrite=True,
+                )  # fmt: skip
+        assert sdk.index_info(ds, "clip").index_dir == str(old_dir)
+        assert sdk.search_ids(ds, text="a cat", k=10, index_key="clip")[0] == before
+
+        info = sdk.build_index(
+            ds, "clip", embeddings_field="clip_embedding", code_method="head",
+            encoder_params={"steps": 20}, progress=False, overwrite=True,
+        )  # fmt: skip
+        assert info.code_method == "head" and info.n_samples == 70
+        assert sdk.list_indexes(ds) == ["clip"]
+        new_dir = Path(info.index_dir)
+        assert new_dir != old_dir and new_dir.is_dir()
+        assert info.clip_model == sdk.index_info(clone, "clip").clip_model
+        assert len(sdk.search_ids(ds, text="a cat", k=10, index_key="clip")[0]) == 10
+        # the clone's run still points at the old files: kept, and it answers
+        assert old_dir.is_dir()
+        assert sdk.search_ids(clone, text="a cat", k=10, index_key="clip")[0] == before
+    finally:
+        clone.delete()
+
+    def unremovable(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    with monkeypatch.context() as m, caplog.at_level("WARNING"):
+        m.setattr(sdk.runs, "release_index_dir", unremovable)
+        kept = sdk.build_index(
+            ds, "clip", embeddings_field="clip_embedding", code_method="pca",
+            progress=False, overwrite=True,
+        )  # fmt: skip
+    assert "could not be removed (read-only): clipbranches gc" in caplog.text
+    assert sdk.index_info(ds, "clip").index_dir == kept.index_dir != str(new_dir)
+    assert sdk.search_ids(ds, text="a cat", k=10, index_key="clip")[0] == before
+    assert new_dir.is_dir()  # left to gc
+    again = sdk.build_index(
+        ds, "clip", embeddings_field="clip_embedding", code_method="pca",
+        progress=False, overwrite=True,
+    )  # fmt: skip
+    assert not Path(kept.index_dir).exists()  # no other run used it
+    assert sdk.search_ids(ds, text="a cat", k=10, index_key="clip")[0] == before
+    assert again.index_dir != kept.index_dir
+    # a key of no index yet: overwrite builds it; a run of another kind is refused
+    assert sdk.build_index(
+        ds, "fresh", embeddings_field="clip_embedding", code_method="pca",
+        progress=False, overwrite=True,
+    ).n_samples == 70  # fmt: skip
+    ds.register_run("other_run", fo.core.runs.RunConfig())
+    with pytest.raises(sdk.IndexExistsError, match="already exists"):
+        sdk.build_index(
+            ds, "other_run", embeddings_field="clip_embedding", overwrite=True
+        )

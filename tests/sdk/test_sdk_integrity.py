@@ -127,7 +127,7 @@ def test_damaged_trees_give_the_sdk_advice_not_the_engine_s(make_dataset, shards
     forget_bundle(path)
     with pytest.raises(sdk.IndexCorruptedError, match="node_lo.npy") as caught:
         sdk.search(ds, sample_ids=ds.values("id")[:1], index_key="idx")
-    assert "delete_index, then build_index" in str(caught.value)
+    assert "build_index(..., overwrite=True)" in str(caught.value)
     assert "CodeIndex" not in str(caught.value)
 
 

@@ -263,6 +263,8 @@ def test_an_index_answering_a_brain_run_is_not_deleted_or_renamed_under_it(
     assert "rename_brain_run" not in str(refused.value)  # renaming would not help
     with pytest.raises(cb.sdk.IndexInUseError, match="rename_brain_run"):
         cb.rename_index(ds, "sim", "other")
+    with pytest.raises(cb.sdk.IndexInUseError, match="building it again would"):
+        cb.build_index(ds, "sim", embeddings_field="emb", overwrite=True)
     assert cli_main(["delete-index", ds.name, "--key", "sim"]) == 1
     assert cb.list_indexes(ds) == ["sim"]
     assert ds.sort_by_similarity(first, k=1, brain_key="sim").values("id") == [first]

@@ -67,3 +67,18 @@ def test_embeddings_of_deleted_samples_are_left_out(images):
     matrix, kept, _ = results.get_embeddings(sample_ids=[ids[0], ids[5], ids[3]])
     assert list(kept) == [ids[5], ids[3]] and len(matrix) == 2
     np.testing.assert_array_equal(matrix[0], images[ids[5]]["emb"])
+    # an id asked twice: its row twice, each row beside its id (the rows were
+    # one short, every later row beside the wrong id)
+    matrix, kept, _ = results.get_embeddings(sample_ids=[ids[5], ids[5], ids[3]])
+    assert list(kept) == [ids[5], ids[5], ids[3]] and len(matrix) == 3
+    np.testing.assert_array_equal(matrix[2], images[ids[3]]["emb"])
+    # a vector cleared since the build: left out, or named (a numpy error before)
+    sample = images[ids[4]]
+    sample["emb"] = None
+    sample.save()
+    matrix, kept, _ = results.get_embeddings(sample_ids=[ids[4], ids[3]])
+    assert list(kept) == [ids[3]] and len(matrix) == 1
+    with pytest.raises(
+        sdk.ClipBranchesError, match=f"no vector in field 'emb'.*{ids[4]}"
+    ):
+        results.get_embeddings(sample_ids=[ids[4], ids[3]], allow_missing=False)
