@@ -39,6 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import f1, median_time, training_set  # noqa: E402
 from synthetic_codes import CLASS_KINDS, RESULTS, generate, parse_n  # noqa: E402
 
+#: The smallest catalogue whose 0.01% class holds the 16 positives the cascade's
+#: rows are trained from.
+MIN_N = 200_000
+
 
 def few_labels(index, truth, n_positives: int = 16, seed: int = 1):
     """The training set ``refine`` makes for the cascade from ``n_positives``
@@ -157,7 +161,10 @@ def to_markdown(rows, info) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", default="10M")
+    p.add_argument(
+        "--n", default="10M",
+        help=f"catalogue rows (at least {MIN_N:,}: its 0.01%% class gives 16 positives)",
+    )  # fmt: skip
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--work-dir", default=str(RESULTS))
     p.add_argument(
@@ -166,7 +173,12 @@ def main(argv=None):
         " synthetic_codes.py)",
     )  # fmt: skip
     args = p.parse_args(argv)
-    rows, info = bench(parse_n(args.n), args.repeats, args.work_dir, args.classes)
+    n = parse_n(args.n)
+    if n < MIN_N:
+        p.error(
+            f"--n {args.n}: at least {MIN_N:,} rows (the 0.01% class gives 16 positives)"
+        )
+    rows, info = bench(n, args.repeats, args.work_dir, args.classes)
     md = to_markdown(rows, info)
     print(md)
     suffix = "" if args.classes == "mixture" else f"_{args.classes}"

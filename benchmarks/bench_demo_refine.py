@@ -28,7 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / "benchmarks" / "results" / "bench_demo"
 
-os.environ.setdefault("CLIPBRANCHES_INDEX_ROOT", str(STATE / "indexes"))
+# the database is the benchmark's own (a private mongod under STATE): so are the
+# indexes (another root's gc could never remove them)
+os.environ["CLIPBRANCHES_INDEX_ROOT"] = str(STATE / "indexes")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
-CLI = REPO / ".venv" / "bin" / "clipbranches"
+# the CLI of the environment running this script (wherever it was installed)
+CLI = Path(sys.executable).parent / "clipbranches"
 FIGURES = {
     "precision@20": r"precision@20\s+([0-9.]+)",
     "top-k F1": r"F1 of the top \d+\s+([0-9.]+)",

@@ -106,6 +106,11 @@ def main(argv=None) -> int:
         "--json", default=str(ROOT / "benchmarks" / "results" / "bench_embed.json")
     )
     args = p.parse_args(argv)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: torch sees no CUDA GPU here (use cpu or auto)")
     images = Path(args.images)
     if not images.is_dir():
         print(f"SKIP: {images} not found (shared evaluation images absent)")

@@ -167,7 +167,8 @@ def ms(x):
 
 def to_markdown(rows, worst, builds, threads):
     head = (
-        f"Synthetic CLIP-like codes (D=32, default 10 subsets); {N_TRAIN}-row training"
+        f"Synthetic CLIP-like codes (D=32, the index's default subsets); {N_TRAIN}-row"
+        " training"
         f" sets ({N_POS} positives of the class, {N_NEG} explicit negatives, random"
         f" rest); NUMBA_NUM_THREADS={threads}; medians; times in ms. Shared 2-core"
         " machine under load from other jobs: wall times are inflated and noisy; CPU"

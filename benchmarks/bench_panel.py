@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,10 +39,10 @@ RESULTS = REPO / "benchmarks" / "results"
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-test-2000"
 STATE = RESULTS / "bench_panel"
 
-os.environ.setdefault("CLIPBRANCHES_INDEX_ROOT", str(STATE / "indexes"))
-os.environ.setdefault(
-    "FIFTYONE_PLUGINS_DIR", tempfile.mkdtemp(prefix="cb-bench-plugins-")
-)
+# the database is the benchmark's own (a private mongod under STATE): so are the
+# indexes and the plugin link (another root's gc could never remove them)
+os.environ["CLIPBRANCHES_INDEX_ROOT"] = str(STATE / "indexes")
+os.environ["FIFTYONE_PLUGINS_DIR"] = str(STATE / "plugins")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("NUMBA_NUM_THREADS", "2")
@@ -144,7 +143,8 @@ class StepTimer:
     def install(self) -> None:
         import importlib
 
-        from fiftyone_clipbranches.panels import actions, history
+        from fiftyone_clipbranches.panels import actions
+        from fiftyone_clipbranches.sdk import round_history as history
 
         refine = importlib.import_module("fiftyone_clipbranches.sdk.refine")
 

@@ -292,7 +292,7 @@ def run_size(
                 ]
             index.close()
         out["shards"][s]["paths"][label] = res
-    if not keep:
+    if not keep and not reuse:  # indexes reused are kept for the next --reuse
         for path in built:
             shutil.rmtree(path)
     return out
@@ -345,6 +345,7 @@ def to_markdown(result: dict) -> str:
     for s, row in result["shards"].items():
         for label, res in row["paths"].items():
             build = row.get("build_ray_s", "") if label == "ray" else row["build_s"]
+            build = "reused" if build is None else build
             for key, e in res.items():
                 if not isinstance(e, dict):
                     continue
@@ -483,7 +484,9 @@ def main(argv=None):
     )
     p.add_argument("--keep", action="store_true", help="keep the built indexes")
     p.add_argument(
-        "--reuse", action="store_true", help="use indexes kept by an earlier --keep"
+        "--reuse",
+        action="store_true",
+        help="use indexes kept by an earlier --keep (and keep them)",
     )
     p.add_argument(
         "--fanout-actors",

@@ -278,6 +278,19 @@ def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
+#: What a run must leave at its defaults to be the full run the run-time target
+#: is about.
+FULL_RUN_ARGS = (
+    "datasets", "models", "interactive_models", "protocols", "seeds", "positives",
+    "rounds", "max_classes", "params",
+)  # fmt: skip
+
+
+def _is_full_run(args) -> bool:
+    defaults = _parse_args([])
+    return all(getattr(args, k) == getattr(defaults, k) for k in FULL_RUN_ARGS)
+
+
 def main(argv=None) -> dict:
     args = _parse_args(argv)
     os.environ.setdefault("NUMBA_NUM_THREADS", "1" if args.jobs > 1 else "2")
@@ -335,6 +348,7 @@ def main(argv=None) -> dict:
         default_model=default_model(),
         panel_models=panel_models(),
         load=load,
+        full_run=_is_full_run(args),
     )
     n_classes = {k: len(v) for k, v in result["classes"].items()}
     meta = {

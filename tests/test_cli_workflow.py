@@ -323,6 +323,14 @@ def test_unreadable_and_added_images_from_the_shell(
     assert "--skip-missing" in capsys.readouterr().err
     assert cli_main([*build, "--embeddings-field", "tiny", "--skip-missing"]) == 0
     capsys.readouterr()
+    # vectors stored by hand (no model recorded): a sample without one is said to
+    # have none, not an image that could not be read (the build said so)
+    ds.set_values("hand", ds.values("tiny"))
+    build = ["build-index", ds.name, "--key", "c", "--code-method", "pca"]
+    assert cli_main([*build, "--embeddings-field", "hand", "--skip-missing"]) == 0
+    out = capsys.readouterr().out
+    assert "1 sample left out: no vector in 'hand'" in out
+    assert "could not be read" not in out
     refine = ["refine", ds.name, "--key", "a", "--json"]
     first = ds.first().id
     assert cli_main([*refine, "--positive", first, "--positive", broken_id]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -248,15 +249,9 @@ def load_clip(
         WeightsUnavailableError: the tag's weights are not cached and cannot be fetched.
         ValueError: unknown architecture, tag, device or precision, or a bad checkpoint.
     """
-    if isinstance(name, str) and name not in open_clip.list_models():
-        _register_config_beside(name, pretrained)
-    if not isinstance(name, str) or name not in open_clip.list_models():
-        _check_checkpoint_exists(pretrained)
-        raise ValueError(
-            f"unknown open_clip architecture {name!r}; see open_clip.list_models() "
-            "(e.g. 'ViT-B-32'), or put its open_clip config as "
-            f"'{name}.json' next to the checkpoint"
-        )
+    pretrained = expand_checkpoint(pretrained)
+    with _open_clip_logging():
+        _refuse_unknown_architecture(name, pretrained)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
@@ -264,7 +259,10 @@ def load_clip(
     kwargs = {f"image_{k}": v for k, v in source.preprocess.items()}
     if source.checkpoint_path is None and warn_random:
         warn_random_weights(name)
+    # open_clip's registry of architectures is the process's: the config beside
+    # this checkpoint is made the current one and read under the same hold
     with torch.random.fork_rng(devices=[]), _open_clip_logging():
+        _refuse_unknown_architecture(name, pretrained)
         torch.manual_seed(RANDOM_INIT_SEED)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
@@ -280,6 +278,8 @@ def load_clip(
                 f"could not load {name!r} from {source.checkpoint_path!r}: "
                 + _load_failure(source.checkpoint_path, exc)
             ) from exc
+        embedding_dim = int(open_clip.get_model_config(name)["embed_dim"])
+        tokenizer = open_clip.get_tokenizer(name)
     model = model.to(device=dev, dtype=precision_dtype(prec)).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -291,10 +291,8 @@ def load_clip(
             os.path.abspath(source.checkpoint_path) if source.checkpoint_path else None
         ),
         "checkpoint_sha256": source.sha256,
-        "embedding_dim": int(open_clip.get_model_config(name)["embed_dim"]),
+        "embedding_dim": embedding_dim,
     }
-    with _open_clip_logging():
-        tokenizer = open_clip.get_tokenizer(name)
     return ClipModel(model, preprocess, tokenizer, dev, prec, identity)
 
 
@@ -371,18 +369,62 @@ def _check_checkpoint_exists(pretrained) -> None:
         raise ValueError(f"no checkpoint file at {text!r}: check the path")
 
 
-def _register_config_beside(name: str, pretrained) -> None:
-    """Register ``<name>.json`` lying next to a local checkpoint with open_clip.
+def expand_checkpoint(pretrained):
+    """``pretrained`` with a leading ``~`` of a checkpoint path expanded (tags and
+    None as given)."""
+    if isinstance(pretrained, str | os.PathLike):
+        text = os.fspath(pretrained)
+        if text.startswith("~"):
+            return os.path.expanduser(text)
+    return pretrained
 
-    Custom architectures (such as the demo model) travel with their config, so any
-    process holding the checkpoint path can load them.
+
+def _refuse_unknown_architecture(name, pretrained) -> None:
+    """Make the config beside a local checkpoint ``name``'s (:func:`_use_config_beside`),
+    then refuse a ``name`` open_clip does not know."""
+    if isinstance(name, str):
+        _use_config_beside(name, pretrained)
+    if not isinstance(name, str) or name not in open_clip.list_models():
+        _check_checkpoint_exists(pretrained)
+        raise ValueError(
+            f"unknown open_clip architecture {name!r}; see open_clip.list_models() "
+            "(e.g. 'ViT-B-32'), or put its open_clip config as "
+            f"'{name}.json' next to the checkpoint"
+        )
+
+
+def _use_config_beside(name: str, pretrained) -> None:
+    """Make ``<name>.json`` lying next to a local checkpoint the config open_clip
+    builds ``name`` from.
+
+    Custom architectures travel with their config, so any process holding the
+    checkpoint path can load them. Two checkpoints of one name may carry different
+    configs: the one beside each is made current before it loads (the first one
+    registered was used for both, and the second gave other vectors without a
+    word). open_clip's own architectures are never replaced.
     """
     if pretrained is None or not isinstance(pretrained, str | os.PathLike):
         return
     checkpoint = os.fspath(pretrained)
     config = _config_beside(name, checkpoint)
-    if os.path.isfile(checkpoint) and os.path.isfile(config):
-        open_clip.add_model_config(config)
+    if not (os.path.isfile(checkpoint) and os.path.isfile(config)):
+        return
+    if _is_open_clip_own(name):
+        return
+    try:
+        with open(config, encoding="utf-8") as f:
+            wanted = json.load(f)
+    except (OSError, ValueError):
+        wanted = None  # open_clip's own reading says what is wrong, or skips it
+    if wanted is None or open_clip.get_model_config(name) != wanted:
+        open_clip.add_model_config(config)  # the last one added wins a name
+
+
+def _is_open_clip_own(name: str) -> bool:
+    """Whether ``name`` is one of the architectures open_clip ships."""
+    return (
+        Path(open_clip.__file__).parent / "model_configs" / f"{name}.json"
+    ).is_file()
 
 
 def _config_beside(name: str, checkpoint) -> str:
@@ -395,10 +437,9 @@ def missing_config_beside(name: str, checkpoint) -> str | None:
     """The path ``<name>.json`` must have beside ``checkpoint`` for the
     architecture ``name`` to load from it, when it is not there and ``name`` is
     not one of open_clip's own architectures; None otherwise."""
-    own = Path(open_clip.__file__).parent / "model_configs" / f"{name}.json"
-    if own.is_file():
+    if _is_open_clip_own(name):
         return None
-    config = _config_beside(name, checkpoint)
+    config = _config_beside(name, expand_checkpoint(checkpoint))
     return None if os.path.isfile(config) else config
 
 
@@ -407,8 +448,9 @@ def declared_embedding_dim(name: str, pretrained=None) -> int | None:
     alone (no weights loaded: a declaration is checked offline), registering a
     config beside a local checkpoint ``pretrained``; None for a name open_clip
     does not know."""
-    _register_config_beside(name, pretrained)
-    config = open_clip.get_model_config(name)
+    with _open_clip_logging():
+        _use_config_beside(name, expand_checkpoint(pretrained))
+        config = open_clip.get_model_config(name)
     return int(config["embed_dim"]) if config and "embed_dim" in config else None
 
 

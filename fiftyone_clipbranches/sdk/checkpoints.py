@@ -51,7 +51,7 @@ def relocate_checkpoint(dataset, path, index_key: str = DEFAULT_INDEX_KEY) -> li
             f"index {index_key!r} records no checkpoint file to relocate (its"
             f" weights: {weights!r})"
         )
-    path = os.path.abspath(os.fspath(path))
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if not os.path.isfile(path):
         raise ValueError(f"no checkpoint file at {path!r}")
     found = file_sha256(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -46,24 +47,57 @@ def get_clip_model(name: str, pretrained):
     model = _cached_model(key)
     if model is not None:
         return model
+    _refuse_config_elsewhere(name, pretrained)
     with _models_lock:
         load_lock = _loading.setdefault(key, threading.Lock())
-    with load_lock:
-        model = _cached_model(key)
-        if model is None:
-            from fiftyone_clipbranches.embed import models
-
-            try:
-                model = models.load_clip(name, pretrained=pretrained, warn_random=False)
-            except models.WeightsUnavailableError as e:  # the package's own error
-                raise WeightsUnavailableError(str(e)) from e
-            with _models_lock:
-                _models[key] = model
-                while len(_models) > CLIP_MODEL_CACHE_SIZE:
-                    _models.popitem(last=False)
-    with _models_lock:
-        _loading.pop(key, None)
+    try:
+        with load_lock:
+            model = _cached_model(key)
+            if model is None:
+                model = _load(name, pretrained)
+                with _models_lock:
+                    _models[key] = model
+                    while len(_models) > CLIP_MODEL_CACHE_SIZE:
+                        _models.popitem(last=False)
+    finally:  # a failed load too: the next use tries again with a lock of its own
+        with _models_lock:
+            _loading.pop(key, None)
     return model
+
+
+def _load(name: str, pretrained):
+    from fiftyone_clipbranches.embed import models
+
+    try:
+        return models.load_clip(name, pretrained=pretrained, warn_random=False)
+    except models.WeightsUnavailableError as e:  # the package's own error
+        raise WeightsUnavailableError(str(e)) from e
+
+
+def _refuse_config_elsewhere(name: str, pretrained) -> None:
+    """Refuse a checkpoint of an architecture that is not open_clip's own when its
+    config is not beside it: this process may know the architecture (registered
+    by hand), but the App, the service and the CLI load it from beside the
+    checkpoint, and would fail on what is built or recorded here."""
+    from fiftyone_clipbranches.demo.model import DEMO_MODEL_NAME
+    from fiftyone_clipbranches.embed.models import (
+        expand_checkpoint,
+        missing_config_beside,
+    )
+
+    path = expand_checkpoint(pretrained)
+    if name == DEMO_MODEL_NAME or not isinstance(path, str | os.PathLike):
+        return
+    if not os.path.isfile(path):
+        return
+    config = missing_config_beside(name, path)
+    if config is not None:
+        raise ValueError(
+            f"architecture {name!r} is not open_clip's own and its config is not"
+            f" beside the checkpoint ({config}): put it there (open_clip's JSON of"
+            " the architecture). Every process that loads the model (the App, the"
+            " service, the CLI) reads it from beside the checkpoint"
+        )
 
 
 def _random_before(root, field: str, model: str, existing) -> bool:

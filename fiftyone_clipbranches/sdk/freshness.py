@@ -148,6 +148,7 @@ def at_build(n_index: int, unembeddable: dict) -> Freshness:
         n_deleted=0,
         n_unreadable=len(errors),
         unreadable=dict(list(errors.items())[:100]),
+        n_no_vector=sum(e.get("reason") == NO_VECTOR for e in unembeddable.values()),
     )
 
 

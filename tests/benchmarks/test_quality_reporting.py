@@ -184,10 +184,13 @@ def test_aggregate_and_targets_per_catalogue():
     gains = {k.split(": ")[1].split()[0]: r for k, r in by.items() if "round-2" in k}
     assert gains["ensemble"]["ok"] and gains["ensemble"]["measured"] == "2.25x"
     assert not gains["linear"]["ok"] and gains["linear"]["measured"] == "1.40x"
-    assert not gains["ball"]["ok"] and gains["ball"]["measured"] == "not run"
+    assert gains["ball"]["ok"] is None and gains["ball"]["measured"] == "not run"
     run = next(r for r in rows if r["group"] == "run")
     # the wall clock as measured: 1000 s is over 15 minutes, whatever the CPU time
-    assert not run["ok"] and run["measured"].startswith("16.7 min wall")
+    assert run["ok"] is False and run["measured"].startswith("16.7 min wall")
+    part = check_targets(agg, 10.0, default_model="ensemble", full_run=False)
+    run = next(r for r in part if r["group"] == "run")
+    assert run["ok"] is None and run["measured"].endswith("(not the full run)")
 
     md = markdown(agg, rows, {"codes": "toy"}, brief=True)
     assert "| target | toy |" in md
@@ -200,12 +203,24 @@ def test_aggregate_and_targets_per_catalogue():
 
 def test_ratio_target_passes_only_at_every_p():
     recs = []
-    for model, vals in (("ensemble", [0.96] * 6), ("rocchio", [1.0] * 6)):
+    baselines = (("rocchio", [1.0] * 6), ("forest", [0.5] * 6), ("nn", [0.7] * 6))
+    for model, vals in (("ensemble", [0.96] * 6), *baselines):
         for p, v in zip(PS, vals):
             recs.append(_paper("toy", model, 0, p, v, v))
     rows = check_targets(aggregate(recs), 10.0, default_model="ensemble")
     ratio = next(r for r in rows if r["target"].startswith("default"))
     assert ratio["ok"] and ratio["measured"] == "worst 0.96x at P = 1"
+    # a best alternative of fewer baselines than the three: not measured (it was
+    # a PASS against NN alone)
+    few = [r for r in recs if r["model"] in ("ensemble", "nn")]
+    rows = check_targets(aggregate(few), 10.0, default_model="ensemble")
+    ratio = next(r for r in rows if r["target"].startswith("default"))
+    assert (
+        ratio["ok"] is None
+        and "not measured: forest, rocchio not run" in ratio["measured"]
+    )
+    md = markdown(aggregate(few), rows, {"codes": "toy"}, brief=True)
+    assert "n/a not measured" in md and "PASS worst" not in md
     low = {**recs[3], "f1": 0.9}
     assert low["model"] == "ensemble" and low["positives"] == 8
     recs[3] = low

@@ -277,3 +277,52 @@ def test_loading_leaves_the_root_logger_as_it_was(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
     assert done.stderr.strip() == "still shown"
+
+
+def test_checkpoints_of_one_name_each_load_with_the_config_beside_them(
+    tmp_path, monkeypatch
+):
+    """The first config registered under a name served every checkpoint of that
+    name in the process (a service, the App): another shape was refused in torch's
+    words, the same shapes gave other vectors without a word."""
+    import json
+
+    import open_clip
+    from user_path import TINY_CLIP_CONFIG
+
+    name = "clipbranches-tiny-twins"
+    text_cfg = {**TINY_CLIP_CONFIG["text_cfg"], "heads": 4}
+    variants = {
+        "narrow": TINY_CLIP_CONFIG,
+        "wide": {**TINY_CLIP_CONFIG, "embed_dim": 128},
+        "heads": {**TINY_CLIP_CONFIG, "text_cfg": text_cfg},
+    }
+    paths = {}
+    for label, config in variants.items():
+        folder = tmp_path / label
+        folder.mkdir()
+        (folder / f"{name}.json").write_text(json.dumps(config))
+        torch.manual_seed(1)
+        paths[label] = folder / f"{name}.pt"
+        torch.save(open_clip.CLIP(**config).state_dict(), paths[label])
+
+    def load(label):
+        return load_clip(name, pretrained=str(paths[label]), device="cpu")
+
+    def heads(clip):
+        return clip.model.transformer.resblocks[0].attn.num_heads
+
+    narrow, wide, four = load("narrow"), load("wide"), load("heads")
+    assert narrow.identity["embedding_dim"] == 64 and heads(narrow) == 2
+    assert wide.embed_texts(["a cat"]).shape == (1, 128)
+    assert wide.identity["embedding_dim"] == 128
+    assert heads(four) == 4
+    again = load("narrow")
+    assert heads(again) == 2
+    np.testing.assert_allclose(
+        again.embed_texts(["a cat"]), narrow.embed_texts(["a cat"]), atol=1e-6
+    )
+    # a path from the user's home, as written in a notebook
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = load_clip(name, pretrained=f"~/wide/{name}.pt", device="cpu")
+    assert home.identity["pretrained"] == str(paths["wide"])

@@ -409,3 +409,33 @@ def test_text_search_without_the_models_weights_says_what_a_search_can_do(cifar_
         assert found.values("id")[0] == one
     finally:
         ds.delete()
+
+
+def test_a_checkpoint_without_its_config_beside_it_is_refused(
+    cifar_dir, tiny_clip_checkpoint, tmp_path
+):
+    """This process knew the architecture (another checkpoint's config, or one
+    registered by hand), so the build went through, and every other process (the
+    CLI, the service, the App) failed on the index: refused before embedding."""
+    import shutil
+
+    alone = tmp_path / "alone" / tiny_clip_checkpoint.name
+    alone.parent.mkdir()
+    shutil.copy(tiny_clip_checkpoint, alone)
+    ds = images_dataset(cifar_dir, 4)
+    try:
+        with pytest.raises(ValueError, match="config is not beside the checkpoint"):
+            cb.build_index(
+                ds, "clip", model=TINY_CLIP_NAME, pretrained=str(alone),
+                code_method="pca", progress=False,
+            )  # fmt: skip
+        assert not ds.has_sample_field("clip_embedding") and cb.list_indexes(ds) == []
+        # the config put beside it, as the words say: it builds
+        shutil.copy(tiny_clip_checkpoint.with_suffix(".json"), alone.parent)
+        info = cb.build_index(
+            ds, "clip", model=TINY_CLIP_NAME, pretrained=str(alone),
+            code_method="pca", progress=False,
+        )  # fmt: skip
+        assert info.clip_model["pretrained"] == str(alone)
+    finally:
+        ds.delete()
