@@ -511,11 +511,17 @@ def _run(args) -> int:
         message = weights_message(e, CLI_WEIGHTS_HINT) or (
             str(e).splitlines()[0] if str(e) else type(e).__name__
         )
+        ids = getattr(e, "ids", None) or ()
+        if len(ids) > 3 and not getattr(args, "json", False):
+            message += f" (--json lists all {len(ids)} ids under error.ids)"
         print(f"clipbranches {args.command}: error: {message}", file=sys.stderr)
         if getattr(args, "json", False):  # a script reading stdout gets JSON too
             import json
 
             error = {"type": type(e).__name__, "message": str(e)}
+            ids = getattr(e, "ids", None)
+            if ids:  # the samples the message names a few of: every one
+                error["ids"] = [str(i) for i in ids]
             print(json.dumps({"error": error}))
         return 1
 

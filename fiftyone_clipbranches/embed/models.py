@@ -361,12 +361,10 @@ def _check_checkpoint_exists(pretrained) -> None:
     """Refuse a ``pretrained`` that names a file (a path, not a tag) which is not
     there: the architecture's config is looked for beside it, so a wrong path
     would otherwise read as an unknown architecture."""
-    if not isinstance(pretrained, str | os.PathLike):
-        return
-    text = os.fspath(pretrained)
-    looks_like_path = os.sep in text or Path(text).suffix in CHECKPOINT_SUFFIXES
-    if looks_like_path and not os.path.exists(text):
-        raise ValueError(f"no checkpoint file at {text!r}: check the path")
+    if _looks_like_checkpoint(pretrained) and not os.path.exists(pretrained):
+        raise ValueError(
+            f"no checkpoint file at {os.fspath(pretrained)!r}: check the path"
+        )
 
 
 def expand_checkpoint(pretrained):
@@ -386,11 +384,35 @@ def _refuse_unknown_architecture(name, pretrained) -> None:
         _use_config_beside(name, pretrained)
     if not isinstance(name, str) or name not in open_clip.list_models():
         _check_checkpoint_exists(pretrained)
-        raise ValueError(
-            f"unknown open_clip architecture {name!r}; see open_clip.list_models() "
-            "(e.g. 'ViT-B-32'), or put its open_clip config as "
-            f"'{name}.json' next to the checkpoint"
+        near = close_architectures(name)
+        hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+        beside = (
+            f", or put its open_clip config as '{name}.json' next to the checkpoint"
+            if _looks_like_checkpoint(pretrained)
+            else ""
         )
+        raise ValueError(
+            f"unknown open_clip architecture {name!r}; {hint}see"
+            f" open_clip.list_models() (e.g. 'ViT-B-32'){beside}"
+        )
+
+
+def close_architectures(name) -> list[str]:
+    """Up to three of open_clip's architectures spelled like ``name`` (case
+    aside)."""
+    import difflib
+
+    by_lower = {m.lower(): m for m in open_clip.list_models()}
+    near = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3)
+    return [by_lower[m] for m in near]
+
+
+def _looks_like_checkpoint(pretrained) -> bool:
+    """Whether ``pretrained`` names a file (a path), not a tag or random weights."""
+    if not isinstance(pretrained, str | os.PathLike):
+        return False
+    text = os.fspath(pretrained)
+    return os.sep in text or Path(text).suffix in CHECKPOINT_SUFFIXES
 
 
 def _use_config_beside(name: str, pretrained) -> None:
@@ -466,12 +488,17 @@ def _load_failure(path, exc: Exception) -> str:
     text = str(exc).strip()
     if "Weights only load failed" in text:
         detail = [line for line in text.splitlines() if "Unpickler error" in line]
+        # torch's line goes on with how to load it unsafely: only what it found
+        found = detail[0].split(" Please ")[0].split(" was not an allowed")[0]
         return (
             "torch's safe loader refused it: it holds more than weights"
-            + (f" ({detail[0].strip()})" if detail else "")
-            + ". Give a checkpoint of weights only (a state dict)"
+            + (f" ({found.strip().rstrip('.')})" if detail else "")
+            + ". Give a checkpoint of weights only (a state dict:"
+            " torch.save(model.state_dict(), path))"
         )
-    first = text.splitlines()[0] if text else type(exc).__name__
+    lines = text.splitlines() or [type(exc).__name__]
+    shapes = [line.strip() for line in lines if "size mismatch" in line][:1]
+    first = (shapes or lines)[0].rstrip(".!:")
     return (
         f"{first}. Check that the checkpoint belongs to this architecture and is not"
         " truncated."

@@ -321,17 +321,17 @@ def _refuse_unusable(vectors: np.ndarray, ids: np.ndarray, field: str) -> None:
 
 def _another_model_error(field: str, ids, odd, shapes, width: int):
     """Vectors at positions ``odd`` of ``ids`` are not of the ``width`` the index's
-    model makes: another model's (merged from another dataset, say)."""
+    model makes: another model's (merged from another dataset, say). The caller
+    adds the way out (embedding them again needs the index's model)."""
     named = [
         f"{_hex(ids[i])} ({_shape_words(shapes[i])})" if ids is not None else str(i)
         for i in odd[:3]
     ]
+    verb = "holds a vector" if len(odd) == 1 else "hold vectors"
     return MissingEmbeddingsError(
-        f"{counted(len(odd), 'sample')} of {field!r} (e.g. {', '.join(named)}) hold"
-        f" vectors of another length than the {width} the index's model makes:"
-        " another model made them (merged from another dataset?): embed them again"
-        " with the model the field records (the error's ids name them), or set them"
-        " to None",
+        f"{counted(len(odd), 'sample')} of {field!r} (e.g. {', '.join(named)}) {verb}"
+        f" of another length than the {width} the index's model makes: another"
+        " model made them (merged from another dataset?)",
         ids=[] if ids is None else [_hex(ids[i]) for i in odd],
     )
 

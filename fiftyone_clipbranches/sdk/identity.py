@@ -223,11 +223,16 @@ def missing_checkpoint(recorded: dict, index_key: str, work: str) -> str | None:
 
 
 def text_search_refusal(
-    index_key: str, field: str | None, reason=None, query: str = "text"
+    index_key: str,
+    field: str | None,
+    reason=None,
+    query: str = "text",
+    dim: int | None = None,
 ) -> UnknownModelError:
     """The error refusing to embed a ``query`` ("text" or "an image") in the space
     of index ``index_key``, whose CLIP model is not known: why, and how to declare
-    the model (in the SDK's words and, as ``in_app``, in the App's)."""
+    the model (in the SDK's words and, as ``in_app``, in the App's). ``dim``: the
+    length of its vectors (ViT-B-32 is the example only where they are 512 long)."""
     why = f" ({reason})" if reason else ""
     source = f"the embeddings in field {field!r}" if field else "its embeddings"
     field_arg = f"embeddings_field={field!r}, " if field else ""
@@ -242,21 +247,32 @@ def text_search_refusal(
         f"index {index_key!r} does not know the CLIP model of {source}{why}, so it "
         f"cannot embed {query} in their space; "
     )
+    if dim in (None, 512):
+        sdk_args = "model='ViT-B-32', pretrained='openai'"
+        cli_args = "--model ViT-B-32 --pretrained openai"
+        zoo = " (FiftyOne's clip-vit-base32-torch is open_clip ViT-B-32 / openai)"
+    else:  # the example would be refused: its vectors are 512 long
+        sdk_args = "model=MODEL, pretrained=WEIGHTS"
+        cli_args = "--model MODEL --pretrained WEIGHTS"
+        zoo = f" (MODEL, WEIGHTS: the open_clip CLIP that made its {dim}-d vectors)"
     error = UnknownModelError(
         f"{refused}{BY_IDS_OR_VECTOR}, or declare the model: build it again in its"
-        f" place (build_index(dataset, {index_key!r}, {field_arg}model='ViT-B-32',"
-        " pretrained='openai', overwrite=True); CLI: clipbranches build-index DATASET"
+        f" place (build_index(dataset, {index_key!r}, {field_arg}{sdk_args},"
+        " overwrite=True); CLI: clipbranches build-index DATASET"
         f" --key {index_key}"
         + (f" --embeddings-field {field}" if field else "")
-        + " --model ViT-B-32 --pretrained openai --overwrite) (FiftyOne's"
-        f" clip-vit-base32-torch is open_clip ViT-B-32 / openai){info}"
+        + f" {cli_args} --overwrite){zoo}{info}"
     )
     from_field = f" from field {field!r}" if field else ""
+    app_zoo = (
+        "FiftyOne's clip-vit-base32-torch is ViT-B-32 / openai"
+        if dim in (None, 512)
+        else f"the CLIP that made its {dim}-d vectors"
+    )
     error.in_app = (
         f"{refused}search by selected samples, or declare the model: build it again"
         f"{from_field} ('CLIP branches: build index' with its key, '{APP_OVERWRITE}'"
-        " checked, and the field's CLIP model and Pretrained weights set; FiftyOne's"
-        " clip-vit-base32-torch is ViT-B-32 / openai)"
+        f" checked, and the field's CLIP model and Pretrained weights set; {app_zoo})"
     )
     return error
 

@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+from fiftyone_clipbranches.sdk.errors import ClipBranchesError, ContradictoryLabelsError
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import result_repr
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -420,6 +420,9 @@ def refine_here_or_remote(
     try:
         answer = remote_refine(ds.name, request=request, url=url, token=token)
     except RemoteServiceError as e:
+        ids = (e.details or {}).get("ids") if isinstance(e.details, dict) else None
+        if e.code == "contradictory_labels" and ids:  # as here: the App shows them
+            raise ContradictoryLabelsError(e.message, ids=ids) from e
         if e.code != "unreachable":
             raise
         raise RemoteServiceError(

@@ -178,14 +178,15 @@ class RefineRequest:
     def from_json(cls, data: Mapping) -> RefineRequest:
         """The request of a JSON object: a ``/v1/refine`` body, or a face's form
         values (the same names). Keys that are not request fields are ignored;
-        empty strings and None mean "not given"; whole floats are ints.
+        empty strings and None mean "not given"; whole floats are ints; strings are
+        stripped, tags excepted (a tag is matched as written).
         """
 
-        def given(key):
+        def given(key, strip=True):
             value = data.get(key)
             if isinstance(value, str) and not value.strip():
                 return None
-            return value.strip() if isinstance(value, str) else value
+            return value.strip() if isinstance(value, str) and strip else value
 
         values = {}
         for key in ("model", "index_key", "query"):
@@ -199,9 +200,9 @@ class RefineRequest:
         if given("positives") is not None or given("negatives") is not None:
             values["positives"] = _id_list(given("positives"))
             values["negatives"] = _id_list(given("negatives"))
-        values["tags"] = (
-            given("positive_tag") or DEFAULT_TAGS[0],
-            given("negative_tag") or DEFAULT_TAGS[1],
+        values["tags"] = (  # a tag is a name: "sp " is not "sp" (Mark writes it so)
+            given("positive_tag", strip=False) or DEFAULT_TAGS[0],
+            given("negative_tag", strip=False) or DEFAULT_TAGS[1],
         )
         return cls(**values)
 

@@ -145,6 +145,11 @@ def query_code(
     return _vector_code(vector, bundle, index_key)
 
 
+def _dim(bundle) -> int | None:
+    """The length of the vectors ``bundle``'s encoder takes (None without one)."""
+    return None if bundle.encoder is None else int(bundle.encoder.in_dim)
+
+
 def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
     """float32 ``(m, d)`` CLIP embeddings of ``texts`` by the index's own model.
 
@@ -156,7 +161,7 @@ def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise ValueError("text query must be a non-empty string")
     if not config.clip_model or bundle.encoder is None:
-        raise text_search_refusal(index_key, config.embeddings_field)
+        raise text_search_refusal(index_key, config.embeddings_field, dim=_dim(bundle))
     clip = _query_model(config, bundle, index_key)
     return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
 
@@ -296,7 +301,9 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
             fetched.
     """
     if not config.clip_model or bundle.encoder is None:
-        raise text_search_refusal(index_key, config.embeddings_field, query="an image")
+        raise text_search_refusal(
+            index_key, config.embeddings_field, query="an image", dim=_dim(bundle)
+        )
     clip = _query_model(config, bundle, index_key)
     reference = os.fspath(image).strip() if isinstance(image, str | os.PathLike) else ""
     if not reference:

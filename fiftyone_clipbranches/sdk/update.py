@@ -198,7 +198,7 @@ def update_index(
                     lambda f, label: report(0.55 + 0.05 * f, label),
                 )
             except MissingEmbeddingsError as e:
-                raise _with_reembed_way(e, ds, index_key) from None
+                raise _with_reembed_way(e, ds, index_key, config) from None
         # without a model nothing was embedded: the gaps are samples without one
         new_failed = unembeddable_samples(
             added_view, field, failed, embedded=bool(config.clip_model)
@@ -325,12 +325,28 @@ def _gaps_of_unknown_model(ds, view, field: str, index_key: str):
     return refused
 
 
-def _with_reembed_way(error, ds, index_key: str):
+def _with_reembed_way(error, ds, index_key: str, config):
     """``error`` (added samples whose vectors another model made, named in its
-    ``ids``), saying how the update embeds them again with the index's model."""
+    ``ids``), saying how the update embeds them again with the index's model, or,
+    for an index that knows no model, what else can be done."""
     if not error.ids:
         return error
     command = f"clipbranches update-index {shlex.quote(ds.name)} --key {index_key}"
+    if not config.clip_model:  # nothing can embed them again: no way round
+        refused = MissingEmbeddingsError(
+            f"{error}; index {index_key!r} does not know the model that made its"
+            " vectors, so it cannot embed them again: store vectors of that model"
+            " there, or set them to None and leave them out"
+            f" (update_index(dataset, {index_key!r}, skip_missing=True); CLI:"
+            f" {command} --skip-missing)",
+            ids=error.ids,
+        )
+        refused.in_app = (
+            f"{error}; the index does not know the model that made its vectors:"
+            " store vectors of that model there, or clear them and update with"
+            " samples without a vector left out"
+        )
+        return refused
     named = " ".join(f"--reembed {i}" for i in error.ids)
     shell = (
         f"{command} {named}"
@@ -338,12 +354,12 @@ def _with_reembed_way(error, ds, index_key: str):
         else f"save a view of them, then {command} --reembed-view NAME"
     )
     refused = MissingEmbeddingsError(
-        f"{error}; update_index(dataset, {index_key!r}, reembed=error.ids) embeds"
-        f" them again with the index's model (CLI: {shell})",
+        f"{error}: update_index(dataset, {index_key!r}, reembed=error.ids) embeds"
+        f" them again with the index's model (CLI: {shell}), or set them to None",
         ids=error.ids,
     )
     refused.in_app = (
-        f'{error}; select them and update the index with "Embed again the'
+        f'{error}: select them and update the index with "Embed again the'
         " selected samples\" ticked: the index's model embeds them again"
     )
     return refused

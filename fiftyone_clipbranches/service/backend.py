@@ -37,6 +37,7 @@ from fiftyone_clipbranches.service.errors import (
     unprocessable,
     without_paths,
 )
+from fiftyone_clipbranches.service.requests import MAX_IDS
 from fiftyone_clipbranches.service.results import Ranking, StoredResult
 
 logger = logging.getLogger(__name__)
@@ -930,8 +931,11 @@ def _sdk_errors():
         raise not_found("index_not_found", http_message(err)) from None
     except e.NoPositivesError as err:
         raise unprocessable("no_positives", http_message(err)) from None
-    except e.ContradictoryLabelsError as err:
-        raise unprocessable("contradictory_labels", http_message(err)) from None
+    except e.ContradictoryLabelsError as err:  # every one: the App shows them
+        details = {"ids": err.ids[:MAX_IDS]} if err.ids else None
+        raise unprocessable(
+            "contradictory_labels", http_message(err), details
+        ) from None
     except e.IndexFilesMissingError as err:  # the server's trouble, not the request's
         raise ApiError(503, "index_unavailable", http_message(err)) from None
     except e.StaleIndexError as err:

@@ -46,7 +46,7 @@ def test_operators_say_the_way_out_in_the_apps_words(indexed_dataset):
     _, requests = run_op("search", {"dataset": ds, "params": search})
     (message,) = notifications(requests, "error")
     assert "does not know the CLIP model of the embeddings in field 'vec'" in message
-    assert "'CLIP branches: delete index'" in message
+    assert "'Build it again in its place' checked" in message
     assert "'CLIP branches: build index'" in message
     assert "build_index(" not in message and "CLI:" not in message
 
@@ -59,8 +59,8 @@ def test_operators_say_the_way_out_in_the_apps_words(indexed_dataset):
     ctx = {"dataset": ds, "params": by_id, "selected": ds.values("id")[:1]}
     _, requests = run_op("search", ctx)
     (message,) = notifications(requests, "error")
-    assert "garbled" in message and "'CLIP branches: delete index'" in message
-    assert "delete_index" not in message and "CLI:" not in message
+    assert "garbled" in message and "'Build it again in its place' checked" in message
+    assert "overwrite=True" not in message and "CLI:" not in message
 
 
 def test_a_key_never_built_is_refused_naming_the_datasets_indexes(indexed_dataset):

@@ -285,6 +285,16 @@ def test_custom_tag_names_are_used(image_indexed_dataset):
     b = ds.values("id")[1]
     call(ds, "mark_negative", state={"negative_tag": "  "}, selected=[b])
     assert ds.count_sample_tags() == {"good": 1, "cb_negative": 1}
+    # a tag is matched as written: "sp " is not "sp" (the refinement took the
+    # samples tagged "sp" for the user's "sp " positives)
+    ids = ds.values("id")
+    mine, other = ids[2:5], ids[5:10]
+    ds.select(other).tag_samples("sp")
+    state = {"positive_tag": "sp ", "index_key": "cb", "model": "ensemble"}
+    call(ds, "mark_positive", state=state, selected=mine)
+    requests = call(ds, "refine", state=state)
+    stats = patched_state(requests)["last_stats"]
+    assert stats["n_pos"] == 3
 
 
 def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):

@@ -87,9 +87,13 @@ def test_unknown_field_builds_but_refuses_text(zoo_field):
     assert (
         "does not know the CLIP model of the embeddings in field 'zoo_emb'" in message
     )
-    assert "model='ViT-B-32', pretrained='openai'" in message
-    assert "build_index(dataset, 'zoo', embeddings_field='zoo_emb', model=" in message
-    assert "pretrained='openai', overwrite=True)" in message
+    # its vectors are 64 long: ViT-B-32 (512) would be refused, so it is no example
+    assert "ViT-B-32" not in message.split("(FiftyOne")[0]
+    assert (
+        "build_index(dataset, 'zoo', embeddings_field='zoo_emb', model=MODEL,"
+        " pretrained=WEIGHTS, overwrite=True)" in message
+    )
+    assert "the open_clip CLIP that made its 64-d vectors" in message
     assert "clipbranches_clip_model" in message
 
 

@@ -347,3 +347,32 @@ def test_merged_vectors_of_another_model_are_named_before_any_change(
     info = sdk.update_index(ds, "clip", reembed=said.value.ids, progress=False)
     assert info.n_samples == n + 3
     assert {len(v) for v in ds.values("clip_embedding")} == {width}
+
+
+def test_foreign_vectors_in_an_index_of_unknown_model_get_a_way_out(
+    make_user_index, cifar_dir
+):
+    """The words said to embed them again with the model the field records and
+    with reembed=, which the same error then refused again: the index knows no
+    model (vectors stored by hand)."""
+    import fiftyone as fo
+
+    ds = make_user_index(n_per_class=4)
+    ds.set_values("hand", ds.values("clip_embedding"))
+    sdk.build_index(ds, "hand", embeddings_field="hand", code_method="pca")
+    n = sdk.index_info(ds, "hand").n_samples
+    (path,) = sorted(p for p in cifar_dir.rglob("*.jpg"))[-1:]
+    (odd,) = ds.add_samples([fo.Sample(filepath=str(path), hand=np.ones(32))])
+    with pytest.raises(sdk.MissingEmbeddingsError) as said:
+        sdk.update_index(ds, "hand", progress=False)
+    message = str(said.value)
+    assert said.value.ids == [odd]
+    assert f"1 sample of 'hand' (e.g. {odd} (length 32)) holds a vector" in message
+    assert "does not know the model that made its vectors" in message
+    assert "reembed" not in message and "--skip-missing" in message
+    # the way out it names
+    sample = ds[odd]
+    sample["hand"] = None
+    sample.save()
+    info = sdk.update_index(ds, "hand", skip_missing=True, progress=False)
+    assert info.n_samples == n and info.changes.no_vector == 1

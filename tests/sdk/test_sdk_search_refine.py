@@ -10,6 +10,7 @@ from sdk_testdata import index_dataset
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.sdk.messages import round_summary
+from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
 
 @pytest.fixture
@@ -411,6 +412,10 @@ def test_refine_request_validates_once_and_round_trips_as_json():
     )
     by_tags = R(tags=("p", "n"), query="red")
     assert R.from_json(by_tags.to_json()) == by_tags
+    # a tag is matched as written (stripped, "sp " became another user's "sp")
+    spaced = R.from_json({"positive_tag": "sp ", "negative_tag": " no", "query": " a "})
+    assert spaced.tags == ("sp ", " no") and spaced.query == "a"
+    assert R.from_json({"positive_tag": "  "}).tags == DEFAULT_TAGS
     form = {"model": "ensemble", "random_negatives": "", "query": " ", "k": 60}
     assert R.from_json(form) == R(model="ensemble")
     assert R.from_json({"random_negatives": 100.0}).random_negatives == 100

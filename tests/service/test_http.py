@@ -229,6 +229,7 @@ def test_contradictory_labels(call, served_dataset):
         "POST", "/v1/refine", {"dataset": DATASET, "positives": sid, "negatives": sid}
     )
     assert (status, err["error"]["code"]) == (422, "contradictory_labels")
+    assert err["error"]["details"] == {"ids": sid}  # every one, for the App's grid
 
 
 def test_paging_bounds_and_delete(call, served_dataset):

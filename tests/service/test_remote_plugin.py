@@ -2,6 +2,8 @@
 the panel refine on the real service and write the same scores and views as a
 local refinement."""
 
+import json
+
 import fiftyone.operators as foo
 import numpy as np
 import pytest
@@ -117,3 +119,36 @@ def test_a_remote_failure_reads_the_same_in_the_panel_and_the_operator(
     assert op_message.startswith("invalid bearer token")  # the service's words
     assert "HTTP 401, unauthorized" in op_message
     assert "Unexpected" not in op_message
+
+
+def test_contradictory_labels_refused_by_the_service_are_shown_as_here(
+    served_dataset, service, monkeypatch, no_remote, capsys
+):
+    """The service's 422 named 3 of the samples and no ids: the panel could not
+    put them in the grid (its way out), and said "HTTP 422"."""
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    monkeypatch.setenv(URL_ENV, service.url)
+    monkeypatch.setenv(TOKEN_ENV, service.token)
+    ds = served_dataset
+    both = ds.match_tags("cb_positive").values("id")[:4]
+    ds.select(both).tag_samples("cb_negative")
+    try:
+        ctx = {
+            "dataset": ds,
+            "params": {"__method__": "refine", "panel_id": "p1", "panel_state": PARAMS},
+        }
+        _, requests = _run("clipbranches_panel", ctx)
+        (message,) = [p["message"] for uri, p in requests if uri == "notify"]
+        assert "Mark positive or Mark negative" in message and "HTTP" not in message
+        assert sorted(_shown_ids(requests)) == sorted(both)
+        # the shell lists every one of them too
+        monkeypatch.delenv(URL_ENV)
+        capsys.readouterr()
+        assert cli_main(["refine", ds.name, "--json"]) == 1
+        said = capsys.readouterr()
+        assert sorted(json.loads(said.out)["error"]["ids"]) == sorted(both)
+        assert cli_main(["refine", ds.name]) == 1
+        assert "(--json lists all 4 ids under error.ids)" in capsys.readouterr().err
+    finally:
+        ds.select(both).untag_samples("cb_negative")
