@@ -393,13 +393,20 @@ def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> tuple[str, s
 def _cmd_refine(args) -> int:
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk.messages import counted, unreadable_note
+    from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
     ds = dataset_named(args.dataset)
+    tags = (args.positive_tag, args.negative_tag)
+    if (args.positives or args.negatives) and tags != DEFAULT_TAGS:
+        raise ValueError(
+            "give the labels as ids (--positive / --negative) or as tags"
+            " (--positive-tag / --negative-tag), not both: ids replace the tags"
+        )
     result = sdk.refine(
         ds,
         positives=args.positives,
         negatives=args.negatives,
-        tags=(args.positive_tag, args.negative_tag),
+        tags=tags,
         model=args.model,
         index_key=args.key,
         query=args.query,

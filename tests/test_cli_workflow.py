@@ -122,6 +122,10 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert f"unrecognized arguments: {ids[1]}; --positive" in capsys.readouterr().err
     order = ["refine", "--key", "clip", "--positive", ids[0], ds.name, "--json"]
     assert cli_main(order) == 0 and _json(capsys)["stats"]["n_pos"] == 1
+    # ids and tags at once: the tags were dropped without a word
+    both = ["refine", ds.name, "--key", "clip", "--positive", ids[0]]
+    assert cli_main([*both, "--positive-tag", "yes"]) == 1
+    assert "not both: ids replace the tags" in capsys.readouterr().err
 
     refine = ["refine", ds.name, "--key", "clip", "--model", "linear", "--json"]
     refine += ["--positive", ids[0], "--positive", ids[1], "--negative", ids[9]]

@@ -153,7 +153,8 @@ class QueryBall(RefinementModel):
         if not slope < 0:
             raise ValueError(
                 "the labelled positives are no nearer the query (moved by the labels)"
-                " than the negatives, so no distance from it separates them: refine"
+                " than the negatives (labelled and random), so no distance from it"
+                " separates them: refine"
                 " with another model (e.g. 'linear'), or search with a query closer"
                 " to the positives"
             )

@@ -25,6 +25,7 @@ from fiftyone_clipbranches.sdk.errors import (
 )
 from fiftyone_clipbranches.sdk.identity import ANOTHER_FIELD, field_model_identity
 from fiftyone_clipbranches.sdk.messages import counted
+from fiftyone_clipbranches.sdk.scope import samples_behind
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -263,7 +264,7 @@ class UpdateIndex(foo.Operator):
                 ctx.params.get("index_key"),
                 retry_failed=bool(ctx.params.get("retry_failed", False)),
                 keep_moved=bool(ctx.params.get("keep_moved", False)),
-                reembed=list(ctx.selected or ())
+                reembed=samples_behind(ctx.view, ctx.selected or ())
                 if ctx.params.get("reembed_selected")
                 else None,
             )

@@ -19,6 +19,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
     ctx_scope,
+    samples_behind,
     show_result,
 )
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K, MAX_K
@@ -67,7 +68,7 @@ class SearchIndex(foo.Operator):
         query_type = p.get("query_type") or ("selection" if ctx.selected else "text")
         try:
             if query_type == "selection":
-                query = {"sample_ids": list(ctx.selected) or None}
+                query = {"sample_ids": samples_behind(ctx.view, ctx.selected) or None}
                 if query["sample_ids"] is None:
                     raise ValueError("select samples in the grid to search by example")
                 what = counted(len(query["sample_ids"]), "selected sample")

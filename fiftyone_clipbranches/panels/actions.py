@@ -33,6 +33,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     ctx_scope,
     fold_sidebar_filters,
+    samples_behind,
     show_result,
     view_of,
 )
@@ -139,11 +140,18 @@ def alt_clicked(ctx) -> set[str]:
     return {s["id"] for s in ctx.selected_samples or () if s.get("type") == "alt"}
 
 
+def selection(ctx) -> tuple[list[str], list[str]]:
+    """``(clicked, alt-clicked)``: the dataset's samples the grid's selection
+    stands for (``sdk.scope.samples_behind``: a patch's image)."""
+    alt = alt_clicked(ctx)
+    clicked = [sid for sid in ctx.selected if sid not in alt]
+    return samples_behind(ctx.view, clicked), samples_behind(ctx.view, alt)
+
+
 def _examples(ctx) -> tuple[list[str], int]:
     """``(ids, n_alt)``: the selected samples a search by example looks near, and
     how many alt-clicked ones (which the panel marks negative) it leaves out."""
-    alt = alt_clicked(ctx)
-    examples = [sid for sid in ctx.selected if sid not in alt]
+    examples, alt = selection(ctx)
     if not examples:
         raise ValueError(
             "the selected samples are all alt-clicked, which marks negatives: click"
@@ -162,12 +170,11 @@ def mark(ctx, opts: dict, label: str) -> str:
     """Tag the selected samples ``label`` ("positive"/"negative"); alt-selected
     samples are always tagged negative. The opposite tag is removed."""
     pos_tag, neg_tag = tags(opts)
-    alt = alt_clicked(ctx)
-    chosen = [sid for sid in ctx.selected if sid not in alt]
+    chosen, alt = selection(ctx)
     if not chosen and not alt:
         raise ValueError("select samples in the grid first (alt-click marks negatives)")
     positives = chosen if label == "positive" else []
-    negatives = list(alt) + (chosen if label == "negative" else [])
+    negatives = alt + (chosen if label == "negative" else [])
     sdk.label_samples(ctx.dataset, positives, negatives, (pos_tag, neg_tag))
     ctx.ops.clear_selected_samples()
     show_sample_tags(ctx)
@@ -264,7 +271,7 @@ def refuse_unmarked_selection(ctx, opts: dict) -> None:
     from the marked samples only, and its result clears the selection."""
     if not ctx.selected:
         return
-    unmarked = ctx.dataset.select(list(ctx.selected)).match_tags(
+    unmarked = ctx.dataset.select(samples_behind(ctx.view, ctx.selected)).match_tags(
         list(tags(opts)), bool=False
     )
     n = len(unmarked)

@@ -81,13 +81,21 @@ def index_rows(
         )
     added = [i for i in missing if i not in bundle.unembeddable]
     if added:
-        raise StaleIndexError(
-            f"{counted_are(len(added), what + ' sample')} not in index {index_key!r} (e.g. "
-            f"{added[0]}): they were added since it was built or updated, or"
-            " removed from it (remove_from_index); update_index adds them (CLI:"
-            f" clipbranches update-index {ds.name} --key {index_key})",
+        head = (
+            f"{counted_are(len(added), what + ' sample')} not in index {index_key!r}"
+            f" (e.g. {added[0]}): they were added since it was built or updated, or"
+            " removed from it (remove_from_index)"
+        )
+        stale = StaleIndexError(
+            f"{head}; update_index adds them (CLI: clipbranches update-index"
+            f" {ds.name} --key {index_key})",
             ids=added,
         )
+        stale.in_app = (
+            f"{head}; Update index (under the panel's index choice, or the 'CLIP"
+            " branches: update index' operator) adds them"
+        )
+        raise stale
     return np.sort(rows[found]).astype(np.int64)
 
 

@@ -50,6 +50,21 @@ def grid_view(ctx):
     return get_extended_view(view, filters)
 
 
+#: Views whose rows are parts of the dataset's samples (their ``sample_id``).
+PART_VIEWS = ("patches", "frames", "clips")
+
+
+def samples_behind(view, ids) -> list[str]:
+    """The dataset's samples behind the grid's rows ``ids``: the rows themselves,
+    or, in a patches, frames or clips ``view``, the samples they are parts of
+    (order kept, each once): marking a selected patch labels its image."""
+    ids = list(ids)
+    if view is None or not any(getattr(view, f"_is_{k}", False) for k in PART_VIEWS):
+        return ids
+    owner = dict(zip(*view.select(ids).values(["id", "sample_id"])))
+    return list(dict.fromkeys(str(owner[i]) for i in ids if i in owner))
+
+
 def fold_sidebar_filters(ctx) -> None:
     """Show the sidebar's filters as view stages (the grid keeps its samples): the
     App drops them whenever the dataset reloads or a panel's state changes."""

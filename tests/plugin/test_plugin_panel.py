@@ -1052,3 +1052,44 @@ def test_refine_and_save_keep_the_grids_filter(indexed_dataset):
     saved = ds.load_saved_view("planes in two")
     assert saved._stages[0]._kwargs() == two._stages[0]._kwargs()  # the filter
     assert set(saved.values("id")) <= set(two.values("id"))
+
+
+def test_patches_selected_in_a_patches_view_stand_for_their_images(
+    image_indexed_dataset,
+):
+    """Marking or searching by patches selected in a patches view was refused as
+    "not samples of the dataset" (in Python's words): they stand for the images
+    they belong to."""
+    ds = image_indexed_dataset
+    ids = ds.values("id")
+    box = [0.1, 0.1, 0.4, 0.4]
+    for sid, n in zip(ids[:3], (2, 1, 1)):
+        sample = ds[sid]
+        sample["dets"] = fo.Detections(
+            detections=[fo.Detection(label="thing", bounding_box=box) for _ in range(n)]
+        )
+        sample.save()
+    patches = ds.to_patches("dets")
+    patch_ids = patches.values("id")
+    assert len(patch_ids) == 4 and not set(patch_ids) & set(ids)
+    requests = call(ds, "mark_positive", selected=patch_ids[:3], view=patches)
+    assert notifications(requests, "error") == []
+    assert sorted(ds.match_tags("cb_positive").values("id")) == sorted(ids[:2])
+    state = {"index_key": "cb", "k": 5}
+    requests = call(ds, "search", state=state, selected=patch_ids[3:], view=patches)
+    (message,) = notifications(requests, "success")
+    assert message.startswith("5 nearest samples to 1 selected sample")
+    reset_labels(ds)
+
+
+def test_a_positive_added_since_the_build_is_said_in_the_apps_words(
+    image_indexed_dataset,
+):
+    """The panel told the user to run update_index and a CLI command."""
+    ds = image_indexed_dataset
+    (added,) = ds.add_samples([fo.Sample(filepath=ds.first().filepath)])
+    call(ds, "mark_positive", selected=[added, *ds.values("id")[:2]])
+    (error,) = notifications(call(ds, "refine", state={"index_key": "cb"}), "error")
+    assert f"1 positive sample is not in index 'cb' (e.g. {added})" in error
+    assert "Update index (under the panel's index choice" in error
+    assert "update_index" not in error and "CLI:" not in error
