@@ -64,11 +64,14 @@ def running_service(
     command: list[str] | None = None,
     database_uri: str | None = None,
     wait_ready: bool = True,
+    own_group: bool = False,
 ):
     """Run ``command --port 0 *args`` (default ``python -m
     fiftyone_clipbranches.service``) on the session's database (or
     ``database_uri``) until the block ends; yields a :class:`ServiceProcess` once
-    ``/v1/ready`` answers (once it listens, without ``wait_ready``)."""
+    ``/v1/ready`` answers (once it listens, without ``wait_ready``); with
+    ``own_group``, in a process group of its own (a signal to the group, as
+    ``systemctl stop`` sends it, reaches its workers and not the tests)."""
     command = command or [sys.executable, "-m", "fiftyone_clipbranches.service"]
     cmd = [*command, "--port", "0"]
     proc = subprocess.Popen(
@@ -78,6 +81,7 @@ def running_service(
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
+        start_new_session=own_group,
     )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()

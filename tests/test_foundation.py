@@ -325,3 +325,17 @@ def test_doctor_gives_each_result_as_soon_as_it_is_known():
     results = iter_checks(checks)
     assert next(results).name == "a" and ran == ["a"]  # b not run yet
     assert [r.name for r in results] == ["b"] and ran == ["a", "b"]
+
+
+def test_every_clipbranches_variable_read_is_in_the_one_list():
+    """A variable read but not listed would be called unknown at the start of a
+    service (and be missing from what the docs list)."""
+    import re
+
+    from fiftyone_clipbranches.sdk.settings import ENVIRONMENT
+
+    root = Path(package_dir())
+    named = set()
+    for path in root.rglob("*.py"):
+        named |= set(re.findall(r"CLIPBRANCHES_[A-Z_]+[A-Z]", path.read_text()))
+    assert named == set(ENVIRONMENT)

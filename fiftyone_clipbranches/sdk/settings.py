@@ -37,6 +37,39 @@ INDEX_CACHE_SIZE_ENV = "CLIPBRANCHES_INDEX_CACHE_SIZE"
 DEFAULT_INDEX_CACHE_SIZE = 4
 
 
+#: Every environment variable this package reads, and what it sets (one list:
+#: ``tests/test_foundation.py`` checks that the package reads no other).
+ENVIRONMENT = {
+    INDEX_ROOT_ENV: "the folder index files are written under",
+    INDEX_CACHE_SIZE_ENV: "how many loaded indexes a process keeps",
+    "CLIPBRANCHES_SERVICE_URL": "the service the App's refinements are sent to",
+    "CLIPBRANCHES_SERVICE_TOKEN": "the service's bearer token (serve and clients)",
+    "CLIPBRANCHES_RAY_ADDRESS": "the Ray cluster sharded indexes use",
+    "CLIPBRANCHES_DATA_DIR": "where the demo keeps its data",
+    "CLIPBRANCHES_MAX_IMAGE_PIXELS": "the largest image decoded",
+    "CLIPBRANCHES_DEBUG": "the CLI shows tracebacks",
+    "CLIPBRANCHES_OFFLINE": "no CLIP weights are downloaded (as HF_HUB_OFFLINE)",
+}
+
+
+def unknown_environment(environ=None) -> list[str]:
+    """Words for each ``CLIPBRANCHES_*`` variable of ``environ`` (default: this
+    process's) that this package does not read: a misspelt one is ignored."""
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    said = []
+    for name in sorted(environ):
+        if name.startswith("CLIPBRANCHES_") and name not in ENVIRONMENT:
+            known = {k.removeprefix("CLIPBRANCHES_"): k for k in ENVIRONMENT}
+            near = difflib.get_close_matches(
+                name.removeprefix("CLIPBRANCHES_"), list(known), n=1, cutoff=0.75
+            )
+            hint = f" (did you mean {known[near[0]]}?)" if near else ""
+            said.append(f"{name} is not a setting of clipbranches{hint}")
+    return said
+
+
 def index_root() -> Path:
     """Directory under which every index directory is written.
 

@@ -84,8 +84,9 @@ def create_app(
         cors_origins: origins (``"https://host[:port]"``) whose pages a browser
             lets call the API, ``"*"`` for any; none by default. The token is
             required all the same.
-        access_log: log one INFO line per request answered (method, path,
-            status, milliseconds) to ``fiftyone_clipbranches.service.access``.
+        access_log: log one INFO line per request answered (client address,
+            method, path, status, milliseconds) to
+            ``fiftyone_clipbranches.service.access``.
     """
     app = Flask("fiftyone_clipbranches.service")
     app.config["MAX_CONTENT_LENGTH"] = rq.MAX_BODY_BYTES
@@ -124,7 +125,9 @@ def create_app(
             started = g.get("started")
             ms = 0.0 if started is None else 1e3 * (time.perf_counter() - started)
             access_logger.info(
-                "%s %s %d %.1f ms",
+                "%s %s %s %d %.1f ms",
+                # behind a --trusted-proxy, the client its X-Forwarded-For names
+                request.remote_addr,
                 request.method,
                 # escaped: a path decodes to line breaks, NULs and terminal
                 # escapes that forged lines and blinded a grep of the log

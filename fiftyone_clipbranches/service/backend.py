@@ -334,13 +334,16 @@ class SdkBackend:
         with entry.refresh_lock:
             indexes = dict(entry.indexes)
             for key, index in entry.indexes.items():
-                if index.error is None or not index.index_dir:
+                if index.error is None:
                     continue
-                try:
+                try:  # no directory: its run could not be read (a permission)
+                    index_dir = index.index_dir or str(
+                        sdk.index_info(entry.dataset, key, check=False).index_dir
+                    )
                     loaded = self._try_load(entry.name, entry.dataset, key, sdk)
                 except Exception:  # noqa: BLE001 - still failing: said at its load
                     continue
-                indexes[key] = _Index(key, index.index_dir, loaded)
+                indexes[key] = _Index(key, index_dir, loaded)
             entry.indexes = indexes
 
     def n_indexes(self) -> int:
@@ -806,14 +809,27 @@ def _all_failed_to_load(entries: list[_Dataset]) -> bool:
 
 
 def _unavailable(name: str, key: str, index_dir: str, error: Exception) -> _Index:
+    from fiftyone_clipbranches.sdk.errors import (
+        IndexCorruptedError,
+        IndexFilesMissingError,
+    )
+
     message = str(error) or type(error).__name__
+    if isinstance(error, IndexCorruptedError | IndexFilesMissingError):
+        way_out = (  # the message says how to build it again
+            "the service picks up an index built again or updated without a restart"
+        )
+    else:  # nothing wrong with the index: a permission, a setting, the disk
+        way_out = (
+            "mend what the error says; the service loads the index again by itself"
+            " (within 10 s) while it serves no other index, else at a restart"
+        )
     logger.warning(
-        "index %r of dataset %r is not served: %s. The other indexes are; delete "
-        "this one and build it again (or update_index it): the service picks the "
-        "new one up without a restart",
+        "index %r of dataset %r is not served: %s. The other indexes are; %s",
         key,
         name,
         message,
+        way_out,
     )
     return _Index(key, index_dir, error=message)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from urllib.parse import urlsplit, urlunsplit
 
 from fiftyone_clipbranches.cli_types import finite_number, whole_number
 from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
 
 _seconds = finite_number("seconds")
+logger = logging.getLogger(__name__)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,9 +132,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "still required)",
     )
     parser.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRESS",
+        help="the address of a reverse proxy in front of the service: the client"
+        " its X-Forwarded-For names is logged (--access-log) as the request's"
+        " address; the header is ignored from any other address",
+    )
+    parser.add_argument(
         "--access-log",
         action="store_true",
-        help="log a line per request answered: method, path, status, milliseconds"
+        help="log a line per request answered: client address, method, path,"
+        " status, milliseconds"
         " (a client that leaves before its answer is not logged)",
     )
 
@@ -141,8 +153,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from fiftyone_clipbranches.service.log_setup import configure_logging
     from fiftyone_clipbranches.service.server import serve
 
+    check_settings(args)
     check_datasets_exist(args.datasets)  # before the port is bound
     configure_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    say_settings()
     return serve(
         host=args.host,
         port=args.port,
@@ -162,7 +176,47 @@ def run_serve(args: argparse.Namespace) -> int:
         connection_limit=args.connection_limit,
         cors_origins=tuple(args.cors_origin),
         access_log=args.access_log,
+        trusted_proxy=args.trusted_proxy,
     )
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """Refuse, before anything starts, settings that contradict each other or that
+    the service would otherwise trip on later, index by index."""
+    from fiftyone_clipbranches.sdk.remote import TOKEN_ENV
+    from fiftyone_clipbranches.sdk.settings import index_cache_size
+
+    if args.no_token and os.environ.get(TOKEN_ENV, "").strip():
+        raise ValueError(
+            f"--no-token, but ${TOKEN_ENV} is set (the service would require it):"
+            " unset it to serve without a token, or leave out --no-token"
+        )
+    index_cache_size()  # a value that is no count, said now
+
+
+def say_settings() -> None:
+    """Log where the service reads from (a misspelt FIFTYONE_DATABASE_URI serves
+    an empty database of FiftyOne's own, ready and answering nothing) and the
+    clipbranches variables it ignores."""
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.sdk.settings import index_root, unknown_environment
+
+    for words in unknown_environment():
+        logger.warning("%s: it is ignored", words)
+    uri = fo.config.database_uri
+    database = (
+        _without_credentials(uri)
+        if uri
+        else "FiftyOne's own (FIFTYONE_DATABASE_URI is not set)"
+    )
+    logger.info("database: %s; index root: %s", database, index_root())
+
+
+def _without_credentials(uri: str) -> str:
+    parts = urlsplit(uri)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def main(argv: list[str] | None = None) -> int:

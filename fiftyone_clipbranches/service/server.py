@@ -6,6 +6,7 @@ running in a background thread (for embedding and tests).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -81,7 +82,11 @@ class ServiceConfig:
         cors_origins: origins (``"https://host[:port]"``) whose browser pages may
             call the API (CORS), ``"*"`` for any; none by default (the token is
             required all the same).
-        access_log: log a line per request answered (method, path, status, ms).
+        access_log: log a line per request answered (client address, method,
+            path, status, ms).
+        trusted_proxy: address of a reverse proxy in front of the service: the
+            client its ``X-Forwarded-For`` names is the request's address (the
+            access log's); from any other address the header is dropped.
     """
 
     host: str = "127.0.0.1"
@@ -105,6 +110,7 @@ class ServiceConfig:
     max_request_header_size: int = 64 << 10
     cors_origins: tuple[str, ...] = ()
     access_log: bool = False
+    trusted_proxy: str | None = None
 
 
 def resolve_token(
@@ -283,10 +289,14 @@ def start_server(
         server = _create_server(create_server, app, config)
     except OSError as e:
         pool.shutdown()
+        why = (
+            "ports below 1024 need privileges: choose another with --port"
+            if e.errno == errno.EACCES and 0 < config.port < 1024
+            else "is another service using that port? choose one with --port"
+        )
         raise OSError(
             e.errno,
-            f"cannot listen on {config.host}:{config.port}: {e.strerror or e}"
-            " (is another service using that port? choose one with --port)",
+            f"cannot listen on {config.host}:{config.port}: {e.strerror or e} ({why})",
         ) from None
     _close_slow_requests(server, config.request_read_timeout_s)
     loader = threading.Thread(
@@ -294,6 +304,18 @@ def start_server(
     )
     loader.start()
     return RunningService(server, app, backend, pool, token, loader, workers)._start()
+
+
+def _proxy_options(trusted_proxy: str | None) -> dict:
+    """waitress's options taking the client's address from ``trusted_proxy``'s
+    ``X-Forwarded-For`` (its last hop)."""
+    if not trusted_proxy:
+        return {}
+    return {
+        "trusted_proxy": trusted_proxy,
+        "trusted_proxy_count": 1,
+        "trusted_proxy_headers": {"x-forwarded-for"},
+    }
 
 
 def _create_server(create_server, app, config: ServiceConfig):
@@ -317,6 +339,7 @@ def _create_server(create_server, app, config: ServiceConfig):
         cleanup_interval=config.cleanup_interval_s,
         # poll(), not select(): select() fails beyond 1024 descriptors.
         asyncore_use_poll=True,
+        **_proxy_options(config.trusted_proxy),
         ident="clipbranches",
         clear_untrusted_proxy_headers=True,
     )

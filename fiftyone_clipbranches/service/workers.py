@@ -169,7 +169,8 @@ class WorkerPool:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every worker: idle ones are asked to exit, busy and starting ones
-        terminated; any still alive after ``timeout`` seconds is killed."""
+        killed (they ignore SIGTERM: ``worker_process``); any still alive after
+        ``timeout`` seconds is killed."""
         self._closing.set()
         with self._lock:
             workers = list(self._all | self._starting)
@@ -186,9 +187,9 @@ class WorkerPool:
                 if w in idle:
                     w.conn.send(None)
                 else:
-                    w.process.terminate()
+                    w.process.kill()
             except OSError:
-                w.process.terminate()
+                w.process.kill()
         deadline = time.monotonic() + timeout
         for w in workers:
             w.process.join(max(0.0, deadline - time.monotonic()))

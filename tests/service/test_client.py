@@ -189,6 +189,37 @@ def test_serve_refuses_unknown_datasets_before_binding(served_dataset, capsys):
         assert f"argument {option}: {bad!r} is not a whole number {bounds}" in err
 
 
+def test_serve_refuses_settings_it_would_trip_on_later(
+    served_dataset, capsys, monkeypatch
+):
+    """--no-token was overridden by the token variable without a word, and a bad
+    cache size was said index by index, each told to be rebuilt."""
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    argv = ["serve", "--dataset", served_dataset.name, "--port", "0"]
+    monkeypatch.setenv("CLIPBRANCHES_SERVICE_TOKEN", "t" * 32)
+    assert cli_main([*argv, "--no-token"]) == 1
+    assert "--no-token, but $CLIPBRANCHES_SERVICE_TOKEN is set" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setenv("CLIPBRANCHES_INDEX_CACHE_SIZE", "four")
+    assert cli_main(argv) == 1
+    out = capsys.readouterr()
+    assert "CLIPBRANCHES_INDEX_CACHE_SIZE must be an integer >= 0" in out.err
+    assert "listening" not in out.out
+
+
+def test_unknown_clipbranches_variables_are_named():
+    from fiftyone_clipbranches.sdk.settings import ENVIRONMENT, unknown_environment
+
+    environ = {"CLIPBRANCHES_SERVICE_TOKN": "x", "CLIPBRANCHES_PORT": "1", "HOME": "/"}
+    assert unknown_environment({**environ, **dict.fromkeys(ENVIRONMENT, "")}) == [
+        "CLIPBRANCHES_PORT is not a setting of clipbranches",
+        "CLIPBRANCHES_SERVICE_TOKN is not a setting of clipbranches (did you mean"
+        " CLIPBRANCHES_SERVICE_TOKEN?)",
+    ]
+
+
 def test_refusals_for_now_are_retried_after_their_retry_after(monkeypatch):
     """503 busy / not_ready are sent again after the Retry-After the service asks
     for (a malformed one: 1 s), as many times as the client is told; others not."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.service.backend import _Index
 from fiftyone_clipbranches.service.errors import ApiError
 
@@ -146,3 +147,35 @@ def test_a_probe_that_cannot_check_the_indexes_says_so_once(monkeypatch, caplog)
     monkeypatch.setattr(backend, "_refresh", lambda entry, force=False: None)
     assert backend.not_ready_because().startswith("none of the 1 indexes found")
     assert "index 'clip' of dataset 'd': bad manifest" in backend.not_ready_because()
+
+
+def test_an_index_whose_run_could_not_be_read_is_loaded_once_it_can_be(
+    make_user_index, monkeypatch, caplog
+):
+    """An index whose directory could not be found out at the start (a permission
+    on its folder) was never loaded again after the fix, and its warning told the
+    operator to delete and rebuild an index with nothing wrong with it."""
+    from fiftyone_clipbranches.service import backend as served
+    from fiftyone_clipbranches.service.backend import SdkBackend
+
+    ds = make_user_index(n_per_class=4, name="svc-run-unreadable")
+    index_info = sdk.index_info
+    denied = [True]
+
+    def guarded(*args, **kwargs):
+        if denied[0]:
+            raise PermissionError(13, "Permission denied", "/srv/indexes/x")
+        return index_info(*args, **kwargs)
+
+    monkeypatch.setattr(sdk, "index_info", guarded)
+    monkeypatch.setattr(served, "RETRY_FAILED_LOAD_S", 0.0)
+    backend = SdkBackend([ds.name])
+    with caplog.at_level("WARNING", logger="fiftyone_clipbranches.service.backend"):
+        backend.load()
+    (said,) = [r.getMessage() for r in caplog.records if "is not served" in r.message]
+    assert "Permission denied" in said and "mend what the error says" in said
+    assert "build it again" not in said and "delete" not in said
+    assert backend.not_ready_because().startswith("none of the 1 indexes found")
+    denied[0] = False  # the permission mended
+    assert backend.not_ready_because() is None
+    assert [ix["key"] for ix in backend.list_datasets()[0]["indexes"]] == ["clip"]

@@ -219,3 +219,40 @@ def test_ctrl_c_while_workers_start_stops_quietly():
     while not all(_dead(c.pid) for c in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(_dead(c.pid) for c in children)
+
+
+def test_a_stop_sent_to_the_whole_group_lets_requests_in_progress_finish(
+    make_user_index,
+):
+    """``systemctl stop`` (KillMode=control-group) and ``timeout`` send SIGTERM to
+    every process of the service: the workers died of it, and the requests they
+    were computing answered 500 worker_crashed instead of finishing."""
+    import threading
+
+    from service_helpers import Http
+
+    ds = make_user_index(n_per_class=4, name="svc-group-stop")
+    ds.persistent = True
+    ids = ds.values("id")
+    args = [f"--dataset={ds.name}", "--compute-workers", "1", "--timeout", "60"]
+    with running_service(args, TOKEN, own_group=True) as service:
+        call = Http(service.url, TOKEN)
+        refine = {"dataset": ds.name, "index_key": "clip", "positives": ids[:2]}
+        assert call("POST", "/v1/refine", refine)[0] == 200
+        (worker,) = worker_pids(service.proc.pid)
+        os.kill(worker, signal.SIGSTOP)  # a request that takes a while
+        answers = []
+        asking = threading.Thread(
+            target=lambda: answers.append(call("POST", "/v1/refine", refine)[0])
+        )
+        try:
+            asking.start()
+            time.sleep(1.0)
+            os.killpg(service.proc.pid, signal.SIGTERM)
+            time.sleep(1.0)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        asking.join(60)
+        assert answers == [200], service.output()
+        assert service.proc.wait(60) == 0
+        assert "died during a task" not in service.output()

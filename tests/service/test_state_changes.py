@@ -497,6 +497,7 @@ def test_the_result_store_is_sized_from_the_command_line(make_user_index):
     ds.persistent = True
     args = [f"--dataset={ds.name}", "--max-results", "2", "--result-ttl", "600"]
     args.append("--access-log")  # a line per request, for the operator
+    args += ["--trusted-proxy", "127.0.0.1"]
     with running_service(args, TOKEN) as service:
         client = Client(f"{service.url}/v1/", TOKEN)  # a URL copied from a request
         first, *later = [
@@ -524,6 +525,12 @@ def test_the_result_store_is_sized_from_the_command_line(make_user_index):
         page = f"GET /v1/results/{first['result_id']} 404 "
         assert page in logged and "POST /v1/search 200 " in logged
         assert "\n2026-12-05 INFO forged" not in logged and "\x1b" not in logged
+        # the client: behind the --trusted-proxy, the one its header names
+        assert f"127.0.0.1 {page}" in logged
+        proxied = {"X-Forwarded-For": "203.0.113.7"}
+        assert Http(service.url, TOKEN)("GET", "/v1/ready", headers=proxied)[0] == 200
+        via = "access: 203.0.113.7 GET /v1/ready 200"
+        assert _until(lambda: via in service.output(), timeout=10)
 
 
 def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
