@@ -9,6 +9,8 @@ synthetic codes, so that a build pays it and the first Refine in the App does no
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import threading
 import time
@@ -82,7 +84,12 @@ def _refine_synthetic(n_rows: int, n_clusters: int, n_positives: int) -> None:
     label = rng.integers(0, len(centres), n_rows)
     noise = rng.normal(0.0, 20.0, (n_rows, 32))
     codes = np.clip(centres[label] + noise, 0, 255).astype(np.uint8)
-    with tempfile.TemporaryDirectory(prefix="clipbranches-warm-") as folder:
+    _remove_stale_folders()
+    # a thread still writing into it at the interpreter's exit (the panel warms in
+    # the background) made its removal raise there, a traceback after the work
+    with tempfile.TemporaryDirectory(
+        prefix=WARM_PREFIX, ignore_cleanup_errors=True
+    ) as folder:
         index = CodeIndex.build(codes, path=Path(folder) / "index")
         index.knn(codes[0], 10)
         model = _refine(index, np.flatnonzero(label == 0)[:n_positives])
@@ -94,6 +101,26 @@ def _refine_synthetic(n_rows: int, n_clusters: int, n_positives: int) -> None:
         index.query_boxes(_whole_space(index.subsets, per_subset=2))
         index.query_boxes(_whole_space(index.subsets, per_subset=1, high=40))
         del index
+
+
+#: Name prefix of the temporary folders of the warm-up's index.
+WARM_PREFIX = "clipbranches-warm-"
+#: Age after which a warm-up folder left behind (its process killed mid-way) is
+#: removed by the next warm-up.
+STALE_AFTER_S = 3600
+
+
+def _remove_stale_folders() -> None:
+    """Remove this user's warm-up folders older than :data:`STALE_AFTER_S`: a
+    process stopped while it warmed (a service's SIGTERM) left its folder."""
+    now = time.time()
+    for folder in Path(tempfile.gettempdir()).glob(f"{WARM_PREFIX}*"):
+        try:
+            info = folder.lstat()
+            if info.st_uid == os.getuid() and now - info.st_mtime > STALE_AFTER_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _whole_space(subsets, per_subset: int, high: int = 255):

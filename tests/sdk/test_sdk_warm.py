@@ -128,3 +128,29 @@ def test_a_build_frees_its_key_before_warming_the_kernels(monkeypatch, make_user
     monkeypatch.setattr(indexes, "warm_refinement_or_warn", warm_up)
     make_user_index(n_per_class=4, name=name)
     assert seen == [(0, ["clip"])]
+
+
+def test_a_warm_up_folder_left_by_a_killed_process_is_removed_later(
+    tmp_path, monkeypatch
+):
+    """A service stopped while it warmed up left its folder in the temp dir."""
+    import os
+    import tempfile
+    import time
+
+    from fiftyone_clipbranches.sdk import warm
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale, fresh = (
+        tmp_path / "clipbranches-warm-old",
+        tmp_path / "clipbranches-warm-new",
+    )
+    for folder in (stale, fresh):
+        (folder / "index").mkdir(parents=True)
+    old = time.time() - 2 * warm.STALE_AFTER_S
+    os.utime(stale, (old, old))
+    other = tmp_path / "someone-elses"
+    other.mkdir()
+    os.utime(other, (old, old))
+    warm._remove_stale_folders()
+    assert not stale.exists() and fresh.is_dir() and other.is_dir()
