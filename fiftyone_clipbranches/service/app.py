@@ -227,7 +227,8 @@ def create_app(
         message = {
             404: "no such endpoint; see /v1/openapi.json",
             405: f"method {request.method} is not allowed here",
-            413: f"request body exceeds {rq.MAX_BODY_BYTES} bytes",
+            413: f"request body exceeds {rq.MAX_BODY_BYTES} bytes (labels of many"
+            f" samples: {rq.BY_TAGS_INSTEAD})",
         }.get(status, err.description or err.name)
         response = jsonify({"error": {"code": code, "message": message}})
         response.status_code = status

@@ -63,6 +63,13 @@ INDEX_KEY = Str(
 RESULT_ID = Str(min_length=32, max_length=32, pattern="[0-9a-f]{32}")
 
 
+#: The way to give more labels than a request's lists hold.
+BY_TAGS_INSTEAD = (
+    "tag the samples (cb_positive / cb_negative, or tags of your own) and send"
+    " positive_tag / negative_tag instead of ids"
+)
+
+
 def _ids(description: str) -> Array:
     return Array(
         items=SAMPLE_ID,
@@ -70,6 +77,7 @@ def _ids(description: str) -> Array:
         unique=True,
         nullable=True,
         description=description,
+        too_many=BY_TAGS_INSTEAD,
     )
 
 

@@ -204,6 +204,8 @@ class Array(Schema):
     unique: bool = False
     description: str = ""
     nullable: bool = False
+    #: What to do instead, said when the array holds more than ``max_items``.
+    too_many: str = ""
 
     def type_name(self) -> str:
         return "an array"
@@ -215,7 +217,12 @@ class Array(Schema):
             raise ValidationError(
                 path,
                 f"must hold between {self.min_items} and {self.max_items} items, "
-                f"got {len(value)}",
+                f"got {len(value)}"
+                + (
+                    f": {self.too_many}"
+                    if len(value) > self.max_items and self.too_many
+                    else ""
+                ),
             )
         out = [self.items.validate(v, _join(path, i)) for i, v in enumerate(value)]
         if self.unique and len(set(out)) != len(out):

@@ -340,6 +340,12 @@ def test_oversized_body(call):
     big = b'{"dataset": "' + b"x" * (1 << 20) + b'"}'
     status, _, err = call("POST", "/v1/refine", raw=big)
     assert (status, err["error"]["code"]) == (413, "body_too_large")
+    assert "send positive_tag / negative_tag instead of ids" in err["error"]["message"]
+    # so does a list of more ids than a request holds
+    many = ["0" * 24] * 10_001
+    status, _, err = call("POST", "/v1/refine", {"dataset": DATASET, "positives": many})
+    assert (status, err["error"]["code"]) == (400, "invalid_request")
+    assert "got 10001: tag the samples" in err["error"]["message"]
 
 
 def test_unknown_endpoint_and_method(call):
