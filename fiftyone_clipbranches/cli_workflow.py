@@ -432,6 +432,8 @@ def _cmd_refine(args) -> int:
         f" {stats.get('train_ms', 0):.0f} ms training, {stats.get('query_ms', 0):.0f}"
         " ms query)"
     )
+    if stats.get("note"):
+        print(f"note: {stats['note']}")
     _print_rows(ds, rows, "score", args)
     if args.saved_view:
         print(f"saved view {args.saved_view!r}")

@@ -148,10 +148,11 @@ def unsearched_note(n: int) -> str:
 def round_summary(stats: dict) -> str:
     """``"66 matches from 6 positives / 1 negative"``: a refinement round's answer
     from its ``stats``."""
+    note = f" ({stats['note']})" if stats.get("note") else ""
     return (
         f"{counted(stats['n_results'], 'match')} from"
         f" {counted(stats['n_pos'], 'positive')} /"
-        f" {counted(stats['n_neg'], 'negative')}{unreadable_note(stats)}"
+        f" {counted(stats['n_neg'], 'negative')}{unreadable_note(stats)}{note}"
     )
 
 

@@ -213,12 +213,19 @@ def test_ids_not_in_the_dataset_are_told_apart_from_unindexed_ones(indexed):
         sdk.refine(ds, positives=["é" * 24], index_key="cb")
 
 
-def test_every_sample_positive_returns_the_positives_with_a_note(indexed):
+def test_every_sample_positive_returns_the_positives_with_a_note(indexed, capsys):
     ds = indexed
     ds.tag_samples("cb_positive")
     result = sdk.refine(ds, model="ensemble", index_key="cb")
     assert sorted(result.ids) == sorted(ds.values("id"))
     assert "nothing left to classify" in result.stats["note"]
+    # the App's and the CLI's summaries say it too (they said only the counts)
+    from fiftyone_clipbranches.cli import main as cli_main
+    from fiftyone_clipbranches.sdk.messages import round_summary
+
+    assert round_summary(result.stats).endswith("the result is your positives)")
+    assert cli_main(["refine", ds.name, "--key", "cb", "--model", "ensemble"]) == 0
+    assert "note: every sample is labelled positive" in capsys.readouterr().out
     assert len(ds.exists("clipbranches_score")) == len(ds)
     assert result.stats["n_random_neg_requested"] == 500  # the ensemble's default
 
