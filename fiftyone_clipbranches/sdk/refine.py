@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.errors import ResultTooLargeError
+from fiftyone_clipbranches.sdk.errors import ResultTooLargeError, UnknownModelError
 from fiftyone_clipbranches.sdk.freshness import (
     alive_rows,
     searchable_rows,
@@ -575,7 +575,18 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
             " over HTTP)"
         )
     if isinstance(query, str):
-        return query_code(config, bundle, index_key, text=query)
+        try:
+            return query_code(config, bundle, index_key, text=query)
+        except UnknownModelError as e:  # the query ball needs the text in its space
+            refused = UnknownModelError(
+                f"{e}; or refine with another model (model {model!r} refines the"
+                " text query, which this index cannot embed)"
+            )
+            refused.in_app = (
+                f"{getattr(e, 'in_app', e)}; or choose another model than the query"
+                " ball (it refines the text query, which this index cannot embed)"
+            )
+            raise refused from None
     if isinstance(query, list | tuple) and any(isinstance(q, str) for q in query):
         raise ValueError(
             f"model {model!r} refines a search by text or by a vector, not by sample"

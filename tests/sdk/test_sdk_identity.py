@@ -94,6 +94,14 @@ def test_unknown_field_builds_but_refuses_text(zoo_field):
         " pretrained=WEIGHTS, overwrite=True)" in message
     )
     assert "the open_clip CLIP that made its 64-d vectors" in message
+    # the query ball refines that text: another model is a way out too
+    first = ds.values("id")[:2]
+    with pytest.raises(UnknownModelError) as err:
+        cb.refine(ds, model="ball", query="a cat", positives=first, index_key="zoo")
+    assert "or refine with another model (model 'ball' refines the text" in str(
+        err.value
+    )
+    assert "choose another model than the query ball" in err.value.in_app
     assert "clipbranches_clip_model" in message
 
 
