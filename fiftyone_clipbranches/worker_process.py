@@ -13,14 +13,38 @@ loads the worker.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 
 
 def run_worker(conn, target: str, args: tuple, nice: int) -> None:
     """``service.workers.worker_main``, with Ctrl-C and SIGTERM ignored from the
-    start."""
+    start, ending when the service does."""
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_IGN)
+    _end_with_parent()
     from fiftyone_clipbranches.service.workers import worker_main
 
     worker_main(conn, target, args, nice)
+
+
+#: How often a worker looks whether the service that started it still runs.
+PARENT_CHECK_S = 1.0
+
+
+def _end_with_parent() -> None:
+    """End this process once its parent is gone: a service stopped before it
+    could stop its workers (a SIGTERM to the group while they still boot, which
+    they ignore) left them compiling for their minute, orphaned."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(
+        target=watch, name="clipbranches-parent-watch", daemon=True
+    ).start()

@@ -397,12 +397,12 @@ def _refuse_unknown_architecture(name, pretrained) -> None:
         )
 
 
-def close_architectures(name) -> list[str]:
-    """Up to three of open_clip's architectures spelled like ``name`` (case
-    aside)."""
+def close_architectures(name, also=()) -> list[str]:
+    """Up to three of open_clip's architectures (and the names ``also``) spelled
+    like ``name``, case aside."""
     import difflib
 
-    by_lower = {m.lower(): m for m in open_clip.list_models()}
+    by_lower = {m.lower(): m for m in [*open_clip.list_models(), *also]}
     near = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3)
     return [by_lower[m] for m in near]
 

@@ -29,6 +29,9 @@ def ensure_cache_dir(package_dir: Path | None = None) -> str | None:
     if can_write(package_dir / "__pycache__") or can_write(_user_cache_dir()):
         return None
     folder = private_temp_folder(f"clipbranches-numba-{os.getuid()}")
+    # the variable too: numba reads its settings again from the environment when
+    # one of them changes (a reset to none), and worker processes inherit it
+    os.environ["NUMBA_CACHE_DIR"] = folder
     nb.config.CACHE_DIR = folder
     return folder
 

@@ -3,6 +3,8 @@ take them, resolved to what ``embed.load_clip`` loads."""
 
 from __future__ import annotations
 
+import os
+
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
@@ -16,6 +18,19 @@ class _Unset:
 
 #: ``pretrained`` left out (None is meaningful: random weights).
 UNSET = _Unset()
+
+
+def given_weights(pretrained):
+    """``pretrained`` as a user gave it, a checkpoint path made absolute (a leading
+    ``~`` expanded): recorded so, every process of every user finds the file, and
+    it compares equal with what a load records. Tags, None and UNSET as given."""
+    if isinstance(pretrained, str | os.PathLike):
+        text = os.fspath(pretrained)
+        expanded = os.path.expanduser(text)
+        if expanded != text or os.path.isfile(expanded):
+            return os.path.abspath(expanded)
+    return pretrained
+
 
 #: ``model`` naming the small CLIP this package ships (the CLI's ``--model demo``,
 #: the forms' "CLIP model"; ``demo.model`` makes it).
@@ -42,7 +57,7 @@ def resolve_clip(model: str, pretrained=UNSET) -> tuple[str, object]:
     if model in ZOO_CLIP_MODELS and pretrained is UNSET:  # FiftyOne's zoo name
         return ZOO_CLIP_MODELS[model]
     if pretrained is not UNSET:
-        return model, pretrained
+        return model, given_weights(pretrained)
     if model == DEFAULT_CLIP_MODEL:
         return model, DEFAULT_CLIP_PRETRAINED
     _refuse_unknown_architecture(model)
@@ -58,14 +73,13 @@ def _refuse_unknown_architecture(model) -> None:
     """Raise ValueError naming the nearest names when ``model`` is no open_clip
     architecture (checked only where weights were not given: with a local
     checkpoint, its config beside it may register the name)."""
-    import difflib
-
     import open_clip
 
-    known = open_clip.list_models()
-    if model in known or str(model).startswith("hf-hub:"):
+    from fiftyone_clipbranches.embed.models import close_architectures
+
+    if model in open_clip.list_models() or str(model).startswith("hf-hub:"):
         return
-    near = difflib.get_close_matches(str(model), [*known, SHIPPED_MODEL], n=3)
+    near = close_architectures(model, also=(SHIPPED_MODEL,))
     hint = f"did you mean {' or '.join(repr(n) for n in near)}? " if near else ""
     raise ValueError(
         f"unknown CLIP model {model!r}: {hint}give an open_clip architecture"

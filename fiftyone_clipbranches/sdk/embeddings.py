@@ -10,7 +10,7 @@ from collections.abc import Callable
 import fiftyone as fo
 import numpy as np
 
-from fiftyone_clipbranches.sdk.clip_names import UNSET, resolve_clip
+from fiftyone_clipbranches.sdk.clip_names import UNSET, given_weights, resolve_clip
 from fiftyone_clipbranches.sdk.errors import WeightsUnavailableError
 from fiftyone_clipbranches.sdk.identity import (
     check_field_identity,
@@ -154,7 +154,9 @@ def compute_embeddings(
         ``{sample id: error}``), ``clip_model`` (identity; with nothing to embed,
         the field's recorded one or None: no model is loaded) and ``field``.
     """
-    model, pretrained = clip_to_compute(samples, field, model, pretrained)
+    model, pretrained = clip_to_compute(
+        samples, field, model, given_weights(pretrained)
+    )
     summary, _ = _embed(
         samples, field, model, pretrained, skip_existing, progress,
         batch_size=batch_size, num_workers=num_workers,

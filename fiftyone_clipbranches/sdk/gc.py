@@ -28,7 +28,7 @@ from fiftyone_clipbranches.sdk.folder_owner import (
     owner_of,
     remove_if_empty,
 )
-from fiftyone_clipbranches.sdk.settings import index_root
+from fiftyone_clipbranches.sdk.settings import chosen_root, index_root
 
 #: Default age (seconds) after which an unreferenced directory may be removed.
 DEFAULT_MIN_AGE_S = 3600.0
@@ -105,7 +105,7 @@ def collect_garbage(
             is every directory of a dataset a live build or update holds a key of
             (its new directory is in place before its run is registered).
     """
-    base = Path(root).expanduser().resolve() if root is not None else index_root()
+    base = chosen_root(root)
     if root is not None and not base.is_dir():
         raise ValueError(
             f"no folder at {str(base)!r}: give the folder the indexes are kept in"

@@ -25,7 +25,12 @@ from fiftyone_clipbranches.sdk.bundle import (
     write_bundle,
 )
 from fiftyone_clipbranches.sdk.claims import holding, holding_key
-from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET, resolve_clip
+from fiftyone_clipbranches.sdk.clip_names import (
+    SHIPPED_MODEL,
+    UNSET,
+    given_weights,
+    resolve_clip,
+)
 from fiftyone_clipbranches.sdk.embedding_reader import (
     open_embeddings,
     refuse_non_vector_field,
@@ -61,6 +66,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_EMBEDDINGS_FIELD,
     DEFAULT_INDEX_KEY,
     NO_VECTOR,
+    chosen_root,
     index_root,
 )
 from fiftyone_clipbranches.sdk.sharding import (
@@ -151,6 +157,7 @@ def build_index(
     """
     ds = runs.root_dataset(dataset)
     require_image_samples(ds, ds)  # a view of it indexes the whole dataset
+    pretrained = given_weights(pretrained)
     # the warm-up below runs after the key is free: the index is built by then
     with holding(ds, index_key, "build"), _folder_kept_only_if_used(ds, root):
         runs.validate_new_key(ds, index_key, replacing=overwrite)
@@ -297,7 +304,9 @@ def _folder_kept_only_if_used(ds, root):
     try:
         yield
     except BaseException:
-        remove_if_empty(_folder_of(ds, root))
+        # never in the way of the error (the database down, say: it names the owner)
+        with contextlib.suppress(Exception):
+            remove_if_empty(_folder_of(ds, root))
         raise
 
 
@@ -707,5 +716,5 @@ def dataset_folder(ds, root) -> Path:
 
 
 def _folder_of(ds, root) -> Path:
-    base = Path(root).expanduser().resolve() if root is not None else index_root()
+    base = chosen_root(root)
     return base / str(ds._doc.id)

@@ -84,6 +84,12 @@ def index_root() -> Path:
     return Path(foc.FIFTYONE_CONFIG_DIR) / "clipbranches" / "indexes"
 
 
+def chosen_root(root=None) -> Path:
+    """The index root ``root`` names (``~`` expanded, absolute), else
+    :func:`index_root`."""
+    return Path(root).expanduser().resolve() if root is not None else index_root()
+
+
 def index_cache_size() -> int:
     """How many loaded indexes a process keeps besides pinned ones.
 

@@ -127,7 +127,8 @@ def create_app(
             access_logger.info(
                 "%s %s %s %d %.1f ms",
                 # behind a --trusted-proxy, the client its X-Forwarded-For names
-                request.remote_addr,
+                # (the proxy's word: escaped like the path)
+                logged_path(str(request.remote_addr)),
                 request.method,
                 # escaped: a path decodes to line breaks, NULs and terminal
                 # escapes that forged lines and blinded a grep of the log

@@ -9,7 +9,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from fiftyone_clipbranches.cli_types import finite_number, whole_number
 from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
-from fiftyone_clipbranches.service.server import DEFAULT_PORT, ServiceConfig
+from fiftyone_clipbranches.service.server import (
+    DEFAULT_PORT,
+    ServiceConfig,
+    checked_proxy,
+)
 
 _seconds = finite_number("seconds")
 logger = logging.getLogger(__name__)
@@ -192,6 +196,8 @@ def check_settings(args: argparse.Namespace) -> None:
             " unset it to serve without a token, or leave out --no-token"
         )
     index_cache_size()  # a value that is no count, said now
+    if args.trusted_proxy is not None:
+        checked_proxy(args.trusted_proxy)
 
 
 def say_settings() -> None:

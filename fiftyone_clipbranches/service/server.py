@@ -112,6 +112,25 @@ class ServiceConfig:
     access_log: bool = False
     trusted_proxy: str | None = None
 
+    def __post_init__(self):
+        if self.trusted_proxy is not None:
+            self.trusted_proxy = checked_proxy(self.trusted_proxy)
+
+
+def checked_proxy(address: str) -> str:
+    """``address`` if it is one IP address (the proxy's, as its connections come
+    from it); else ``ValueError``: ``*`` would let every client write the address
+    the log shows, and a host name never matches a connection's address."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(str(address).strip()))
+    except ValueError:
+        raise ValueError(
+            f"--trusted-proxy {address!r}: give the proxy's IP address (e.g."
+            " 127.0.0.1 or 10.0.0.5), one address, as its connections come from it"
+        ) from None
+
 
 def resolve_token(
     token: str | None, host: str, allow_no_token_on_localhost: bool

@@ -451,3 +451,39 @@ def test_a_checkpoint_without_its_config_beside_it_is_refused(
         assert info.clip_model["pretrained"] == str(alone)
     finally:
         ds.delete()
+
+
+def test_a_checkpoint_path_from_the_users_home_is_recorded_whole(
+    cifar_dir, tiny_clip_checkpoint, tmp_path, monkeypatch
+):
+    """'~/...' was expanded by the load only: the build embedded every image, then
+    refused its own vectors (their record named the expanded path); a declared
+    one was recorded as '~/...', another user's home for another process."""
+    import shutil
+
+    home = tmp_path / "home"
+    (home / "ck").mkdir(parents=True)
+    for suffix in (".pt", ".json"):
+        shutil.copy(tiny_clip_checkpoint.with_suffix(suffix), home / "ck")
+    monkeypatch.setenv("HOME", str(home))
+    given = f"~/ck/{tiny_clip_checkpoint.name}"
+    ds = images_dataset(cifar_dir, 4)
+    try:
+        info = cb.build_index(
+            ds, "clip", model=TINY_CLIP_NAME, pretrained=given, code_method="pca",
+            progress=False,
+        )  # fmt: skip
+        assert info.clip_model["pretrained"] == str(
+            home / "ck" / tiny_clip_checkpoint.name
+        )
+        assert len(cb.search(ds, text="a cat", k=3, index_key="clip")) == 3
+        # declared over a field of vectors stored by hand
+        ds.set_values("hand", ds.values("clip_embedding"))
+        info = cb.build_index(
+            ds, "hand", embeddings_field="hand", model=TINY_CLIP_NAME,
+            pretrained=given, code_method="pca", progress=False,
+        )  # fmt: skip
+        assert info.clip_model["pretrained"].startswith(str(home))
+        assert len(cb.search(ds, text="a cat", k=3, index_key="hand")) == 3
+    finally:
+        ds.delete()

@@ -202,6 +202,11 @@ def test_serve_refuses_settings_it_would_trip_on_later(
     assert "--no-token, but $CLIPBRANCHES_SERVICE_TOKEN is set" in (
         capsys.readouterr().err
     )
+    # a proxy trusted by name, or every peer trusted: refused
+    monkeypatch.delenv("CLIPBRANCHES_SERVICE_TOKEN")
+    for bad in ("*", "localhost"):
+        assert cli_main([*argv, "--trusted-proxy", bad]) == 1
+        assert "give the proxy's IP address" in capsys.readouterr().err
     monkeypatch.setenv("CLIPBRANCHES_INDEX_CACHE_SIZE", "four")
     assert cli_main(argv) == 1
     out = capsys.readouterr()

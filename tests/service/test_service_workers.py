@@ -256,3 +256,36 @@ def test_a_stop_sent_to_the_whole_group_lets_requests_in_progress_finish(
         assert answers == [200], service.output()
         assert service.proc.wait(60) == 0
         assert "died during a task" not in service.output()
+
+
+def test_workers_end_with_a_service_stopped_before_it_could_stop_them(tmp_path):
+    """A SIGTERM to the group while the workers still booted (they ignore it)
+    killed the service by the signal's default and left them compiling, orphaned."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "service.py"
+    script.write_text(
+        "import time\n"
+        "from fiftyone_clipbranches.service.workers import WorkerPool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = WorkerPool('time:sleep', (60,), processes=2, start_timeout_s=90)\n"
+        "    pool.start()\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        assert _until(lambda: psutil.Process(proc.pid).children(), 60)
+        workers = psutil.Process(proc.pid).children()
+        time.sleep(2.0)  # their watch on the service is running
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == -signal.SIGTERM
+        assert _until(lambda: not any(w.is_running() for w in workers), 15), workers
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
