@@ -167,9 +167,12 @@ class RefineRequest:
             "neighbours_per_positive": self.neighbours_per_positive,
             "query": self.query,
         }
-        if self.by_ids:
-            body["positives"] = as_sample_ids(self.positives, "positives")
-            body["negatives"] = as_sample_ids(self.negatives, "negatives")
+        if (
+            self.by_ids
+        ):  # each once, as sdk.refine counts them (the service refuses repeats)
+            for key in ("positives", "negatives"):
+                ids = as_sample_ids(getattr(self, key), key)
+                body[key] = list(dict.fromkeys(ids))
         else:
             body["positive_tag"], body["negative_tag"] = self.tags
         return {k: v for k, v in body.items() if v is not None}

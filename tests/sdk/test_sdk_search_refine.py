@@ -412,6 +412,9 @@ def test_refine_request_validates_once_and_round_trips_as_json():
     )
     by_tags = R(tags=("p", "n"), query="red")
     assert R.from_json(by_tags.to_json()) == by_tags
+    # an id given twice is sent once, as a local refinement counts it
+    twice = R(positives=["a" * 24, "a" * 24, "b" * 24]).to_json()
+    assert twice["positives"] == ["a" * 24, "b" * 24]
     # a tag is matched as written (stripped, "sp " became another user's "sp")
     spaced = R.from_json({"positive_tag": "sp ", "negative_tag": " no", "query": " a "})
     assert spaced.tags == ("sp ", " no") and spaced.query == "a"
