@@ -13,7 +13,11 @@ import concurrent.futures as cf
 import threading
 from collections.abc import Callable
 
-from fiftyone_clipbranches.service.errors import ApiError, timeout_error
+from fiftyone_clipbranches.service.errors import (
+    ApiError,
+    shutting_down_error,
+    timeout_error,
+)
 
 
 class ComputePool:
@@ -35,6 +39,8 @@ class ComputePool:
         self._executor = cf.ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="clipbranches-compute"
         )
+        self._pending: set[cf.Future] = set()
+        self._lock = threading.Lock()
 
     def run(self, fn: Callable, *args, **kwargs):
         """``fn(*args, **kwargs)`` on a worker; its result, or its exception re-raised.
@@ -54,12 +60,29 @@ class ComputePool:
         except BaseException:
             self._slots.release()
             raise
-        future.add_done_callback(lambda _: self._slots.release())
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
         try:
             return future.result(timeout=self.timeout_s)
         except cf.TimeoutError:
             future.cancel()
             raise timeout_error("the request did not finish", self.timeout_s) from None
+        except cf.CancelledError:  # still waiting for a thread when the service stopped
+            raise shutting_down_error() from None
+
+    def _done(self, future: cf.Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+        self._slots.release()
+
+    def drain(self) -> None:
+        """Cancel the jobs still waiting for a thread (their requests answer ``503
+        shutting_down`` at once); the running ones go on."""
+        with self._lock:
+            waiting = list(self._pending)
+        for future in waiting:
+            future.cancel()  # False for one already running: it goes on
 
     def shutdown(self, wait: bool = True) -> None:
         """Cancel the queued jobs; with ``wait``, wait for the running ones."""

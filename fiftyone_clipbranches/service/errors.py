@@ -119,3 +119,15 @@ def timeout_error(what: str, timeout_s: float) -> ApiError:
         " refinement takes longer with more labelled samples or random negatives,"
         " or with a heavier model",
     )
+
+
+def shutting_down_error(what: str = "") -> ApiError:
+    """HTTP 503 ``shutting_down``: the service stops (``what`` it did about the
+    request, e.g. "stopped this request's computation")."""
+    did = f" and {what}" if what else ""
+    return ApiError(
+        503,
+        "shutting_down",
+        f"the service is shutting down{did}: retry on another instance, or once"
+        " it is back",
+    )

@@ -219,8 +219,8 @@ class RunningService:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let requests in progress end (up to ``timeout``; those
         still computing in worker processes then answer ``503 shutting_down``:
-        computing in threads, they cannot be stopped), free the port and end the
-        server thread."""
+        computing in threads, they cannot be stopped; those waiting for a worker
+        answer it at once), free the port and end the server thread."""
         from waitress import wasyncore
 
         if self._stopped:
@@ -231,6 +231,9 @@ class RunningService:
             # The asyncore loop owns its sockets: ask it to close them itself, the
             # listening socket first, everything (the trigger too) once idle.
             server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
+            self.pool.drain()  # those waiting for a compute thread: 503 now
+            if self.workers is not None:  # and those waiting for a worker
+                self.workers.drain()
             dispatcher = server.task_dispatcher
             if not _drained(dispatcher, timeout) and self.workers is not None:
                 # stopping the workers answers what they compute (503), where

@@ -35,7 +35,11 @@ import time
 import traceback
 from multiprocessing.connection import wait
 
-from fiftyone_clipbranches.service.errors import ApiError, timeout_error
+from fiftyone_clipbranches.service.errors import (
+    ApiError,
+    shutting_down_error,
+    timeout_error,
+)
 from fiftyone_clipbranches.service.log_setup import configure_logging
 from fiftyone_clipbranches.worker_process import run_worker
 
@@ -113,6 +117,7 @@ class WorkerPool:
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._draining = threading.Event()
         self._n_ready = 0
         self._started = False
 
@@ -167,6 +172,12 @@ class WorkerPool:
         with self._lock:
             return sorted(w.pid for w in self._all if w.pid is not None)
 
+    def drain(self) -> None:
+        """Let the tasks that hold a worker finish, and refuse at once (``503
+        shutting_down``) those still waiting for one: a stopping service started
+        them in its grace, only to stop them at its end."""
+        self._draining.set()
+
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every worker: idle ones are asked to exit, busy and starting ones
         killed (they ignore SIGTERM: ``worker_process``); any still alive after
@@ -206,8 +217,8 @@ class WorkerPool:
         """
         deadline = time.monotonic() + self.timeout_s
         while True:
-            if self._closing.is_set():
-                raise _shutting_down()
+            if self._closing.is_set() or self._draining.is_set():
+                raise shutting_down_error()
             why = self.not_ready_because()
             if why is not None:  # rather than wait the time limit for a start
                 raise ApiError(503, "not_ready", why, None, 2)
@@ -251,7 +262,9 @@ class WorkerPool:
             return worker.conn.recv()
         except (EOFError, OSError):
             if self._closing.is_set():  # stopped by shutdown, not crashed
-                raise _shutting_down("stopped this request's computation") from None
+                raise shutting_down_error(
+                    "stopped this request's computation"
+                ) from None
             self._replace(worker, "it died during a task")
             raise self._crash_error(worker) from None
 
@@ -437,13 +450,3 @@ def _portable(error: Exception) -> Exception:
         return error
     except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
-
-
-def _shutting_down(what: str = "") -> ApiError:
-    did = f" and {what}" if what else ""
-    return ApiError(
-        503,
-        "shutting_down",
-        f"the service is shutting down{did}: retry on another instance, or once"
-        " it is back",
-    )

@@ -241,19 +241,29 @@ def test_a_stop_sent_to_the_whole_group_lets_requests_in_progress_finish(
         assert call("POST", "/v1/refine", refine)[0] == 200
         (worker,) = worker_pids(service.proc.pid)
         os.kill(worker, signal.SIGSTOP)  # a request that takes a while
-        answers = []
-        asking = threading.Thread(
-            target=lambda: answers.append(call("POST", "/v1/refine", refine)[0])
-        )
+        answers, waited = [], []
+
+        def ask():
+            start = time.monotonic()
+            status, _, answer = call("POST", "/v1/refine", refine)
+            answers.append((status, answer.get("error", {}).get("code", "")))
+            waited.append(time.monotonic() - start)
+
+        asking = [threading.Thread(target=ask) for _ in range(2)]
         try:
-            asking.start()
-            time.sleep(1.0)
+            for t in asking:  # the second waits for the one worker
+                t.start()
+                time.sleep(1.0)
             os.killpg(service.proc.pid, signal.SIGTERM)
-            time.sleep(1.0)
+            time.sleep(3.0)
+            # the one waiting for a worker is refused at once (it was started in
+            # the grace, only to be stopped at its end)
+            assert answers == [(503, "shutting_down")], service.output()
         finally:
             os.kill(worker, signal.SIGCONT)
-        asking.join(60)
-        assert answers == [200], service.output()
+        for t in asking:
+            t.join(60)
+        assert answers == [(503, "shutting_down"), (200, "")], service.output()
         assert service.proc.wait(60) == 0
         assert "died during a task" not in service.output()
 
