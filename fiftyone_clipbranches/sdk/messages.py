@@ -43,15 +43,22 @@ APP_PHRASES = {
 HTTP_PHRASES = {
     BY_IDS_OR_VECTOR: "search by sample_ids",
     "pass overwrite=True": 'pass "overwrite": true',
+    "positives= replaces the tags; pass negatives= too (CLI: --negative), or neither"
+    " to read both tags": '"positives" replaces the tags; send "negatives" too, or'
+    " neither to read both tags",
 }
 
 
 def http_message(exc: BaseException) -> str:
     """The message of a user error ``exc`` in the HTTP API's words."""
-    message = str(exc)
+    return http_phrased(str(exc))
+
+
+def http_phrased(words: str) -> str:
+    """``words`` of the SDK in the HTTP API's (its ways out)."""
     for sdk_words, http_words in HTTP_PHRASES.items():
-        message = message.replace(sdk_words, http_words)
-    return message
+        words = words.replace(sdk_words, http_words)
+    return words
 
 
 CLI_WEIGHTS_HINT = (

@@ -272,7 +272,8 @@ def refine_ranking(
         are left out), ValueError (an argument out of range or of the wrong
         type).
     """
-    fitted = fit_refinement(dataset, RefineRequest.build(request, **fields))
+    request = RefineRequest.build(request, **fields)
+    fitted = fit_refinement(dataset, request)
     t2 = time.perf_counter()
     rows, scores, n_forced, n_dropped = ranked_answer(fitted)
     t3 = time.perf_counter()
@@ -284,6 +285,11 @@ def refine_ranking(
         "query_ms": 1e3 * (t3 - t2) if fitted.model is not None else 0.0,
         "total_ms": 1e3 * (t3 - fitted.started),
     }
+    if request.negatives is None and request.positives is not None:
+        # after the ranking: a refinement that fails says only why
+        unused = _negative_tags_unused(dataset, request.tags[1])
+        if unused:  # every face says it: refine warns, the service sends it
+            stats["warning"] = unused
     return RankedRows(rows, scores, fitted.bundle, stats)
 
 
@@ -467,9 +473,8 @@ def refine(
         query=query,
     )
     ranked = refine_ranking(dataset, request)
-    if request.negatives is None and request.positives is not None:
-        # after the ranking: a refinement that fails says only why
-        _warn_negative_tags_unused(dataset, request.tags[1])
+    if ranked.stats.get("warning"):
+        warnings.warn(ranked.stats["warning"], UserWarning, stacklevel=3)
     ids = RowIds(ranked.bundle.rowmap, ranked.rows)
     return written_result(
         dataset,
@@ -596,19 +601,19 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
     return query_code(config, bundle, index_key, vector=query)
 
 
-def _warn_negative_tags_unused(dataset, neg_tag: str) -> None:
-    """Warn that samples tagged ``neg_tag`` are no negatives of a refinement given
-    positive ids alone (ids replace the tags): they may be in its result."""
+def _negative_tags_unused(dataset, neg_tag: str) -> str | None:
+    """Words saying that samples tagged ``neg_tag`` are no negatives of a
+    refinement given positive ids alone (ids replace the tags): they may be in its
+    result. None when no sample has that tag."""
     n_tagged = len(tagged_ids(root_dataset(dataset), neg_tag))
-    if n_tagged:
-        warnings.warn(
-            f"{counted(n_tagged, 'sample')} tagged {neg_tag!r}"
-            f" {'is not a negative' if n_tagged == 1 else 'are not negatives'} of"
-            " this refinement: positives= replaces the tags; pass negatives= too"
-            " (CLI: --negative), or neither to read both tags",
-            UserWarning,
-            stacklevel=3,
-        )
+    if not n_tagged:
+        return None
+    return (
+        f"{counted(n_tagged, 'sample')} tagged {neg_tag!r}"
+        f" {'is not a negative' if n_tagged == 1 else 'are not negatives'} of"
+        " this refinement: positives= replaces the tags; pass negatives= too"
+        " (CLI: --negative), or neither to read both tags"
+    )
 
 
 def _checked_k_preview(k_preview) -> int | None:

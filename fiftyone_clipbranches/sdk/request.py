@@ -167,12 +167,13 @@ class RefineRequest:
             "neighbours_per_positive": self.neighbours_per_positive,
             "query": self.query,
         }
-        if (
-            self.by_ids
-        ):  # each once, as sdk.refine counts them (the service refuses repeats)
+        if self.by_ids:
             for key in ("positives", "negatives"):
-                ids = as_sample_ids(getattr(self, key), key)
-                body[key] = list(dict.fromkeys(ids))
+                if getattr(self, key) is not None:  # left out: not given
+                    # each once, as sdk.refine counts them (the service refuses
+                    # repeats)
+                    ids = as_sample_ids(getattr(self, key), key)
+                    body[key] = list(dict.fromkeys(ids))
         else:
             body["positive_tag"], body["negative_tag"] = self.tags
         return {k: v for k, v in body.items() if v is not None}
@@ -200,9 +201,9 @@ class RefineRequest:
                 values[key] = _whole(given(key))
         if given("negative_weight") is not None:
             values["negative_weight"] = given("negative_weight")
-        if given("positives") is not None or given("negatives") is not None:
-            values["positives"] = _id_list(given("positives"))
-            values["negatives"] = _id_list(given("negatives"))
+        for key in ("positives", "negatives"):  # left out: not given (None)
+            if given(key) is not None:
+                values[key] = _id_list(given(key))
         values["tags"] = (  # a tag is a name: "sp " is not "sp" (Mark writes it so)
             given("positive_tag", strip=False) or DEFAULT_TAGS[0],
             given("negative_tag", strip=False) or DEFAULT_TAGS[1],

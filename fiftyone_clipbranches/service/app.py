@@ -20,6 +20,7 @@ import urllib.parse
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from fiftyone_clipbranches.sdk.messages import http_phrased
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.service import requests as rq
 from fiftyone_clipbranches.service.compute import ComputePool
@@ -345,6 +346,8 @@ def create_app(
         result = store.put(kind, req["dataset"], req["index_key"], ranking, req)
         body = _page(result, 0, req["page_size"])
         stats = dict(ranking.stats)
+        if stats.get("warning"):  # the SDK's words, in the API's
+            stats["warning"] = http_phrased(stats["warning"])
         timings = dict(stats.pop("timings", {}))
         timings["total_s"] = round(time.perf_counter() - start, 6)
         body["timings"] = timings

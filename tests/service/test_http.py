@@ -507,3 +507,20 @@ def test_cors_origins_are_taken_as_browsers_send_them_and_need_a_token():
         start_server(
             object(), allow_no_token_on_localhost=True, cors_origins=("*",), port=0
         )
+
+
+def test_positive_ids_alone_say_the_negative_tags_are_not_used(call, served_dataset):
+    """The SDK warned; the service said nothing (5 samples tagged negative could
+    be in the answer)."""
+    pos = _ids(served_dataset, range(3))
+    body = {"dataset": DATASET, "positives": pos}
+    status, _, res = call("POST", "/v1/refine", body)
+    assert status == 200, res
+    assert res["stats"]["warning"] == (
+        "5 samples tagged 'cb_negative' are not negatives of this refinement:"
+        ' "positives" replaces the tags; send "negatives" too, or neither to read'
+        " both tags"
+    )
+    neg = _ids(served_dataset, range(100, 105))
+    status, _, res = call("POST", "/v1/refine", {**body, "negatives": neg})
+    assert status == 200 and "warning" not in res["stats"]
