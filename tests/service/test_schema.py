@@ -226,8 +226,9 @@ def test_refine_schema_and_the_request_agree():
 
     props = set(rq.REFINE.props) - {"dataset", "page_size"}
     by_ids = RefineRequest(
-        positives=["a" * 24], random_negatives=5, neighbours_per_positive=2, query="q"
-    ).to_json()
+        positives=["a" * 24], negatives=[], random_negatives=5,
+        neighbours_per_positive=2, query="q",
+    ).to_json()  # fmt: skip
     by_tags = RefineRequest(tags=("p", "n")).to_json()
     assert set(by_ids) | set(by_tags) == props
     wire = (props - {"positive_tag", "negative_tag"}) | {"tags"}
