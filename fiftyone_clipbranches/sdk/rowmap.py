@@ -134,11 +134,19 @@ def as_sample_ids(samples, what: str = "sample ids") -> list[str]:
         samples = [samples]
     elif hasattr(samples, "values") and hasattr(samples, "_dataset"):
         # a dataset or view; patches, clips and frames hold their sample's id
-        generated = samples._is_patches or samples._is_frames or samples._is_clips
-        field = "sample_id" if generated else "id"
-        samples = samples.values(field)
+        samples = samples.values("sample_id" if is_part_view(samples) else "id")
     listed = [_sample_id(s, what) for s in samples]
     return check_sample_ids(listed, what)
+
+
+def is_part_view(samples) -> bool:
+    """Whether ``samples`` is a patches, frames or clips view: its rows are parts
+    of the dataset's samples (their ``sample_id``)."""
+    return bool(
+        getattr(samples, "_is_patches", False)
+        or getattr(samples, "_is_frames", False)
+        or getattr(samples, "_is_clips", False)
+    )
 
 
 def _is_one(sample) -> bool:

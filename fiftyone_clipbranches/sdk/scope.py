@@ -9,6 +9,7 @@ import json
 import fiftyone.core.stages as fos
 import fiftyone.core.view as fov
 
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids, is_part_view
 from fiftyone_clipbranches.sdk.views import writes_scores
 
 #: Words of every face for an answer limited to the App's view (scope is not the
@@ -50,19 +51,14 @@ def grid_view(ctx):
     return get_extended_view(view, filters)
 
 
-#: Views whose rows are parts of the dataset's samples (their ``sample_id``).
-PART_VIEWS = ("patches", "frames", "clips")
-
-
 def samples_behind(view, ids) -> list[str]:
     """The dataset's samples behind the grid's rows ``ids``: the rows themselves,
     or, in a patches, frames or clips ``view``, the samples they are parts of
     (order kept, each once): marking a selected patch labels its image."""
     ids = list(ids)
-    if view is None or not any(getattr(view, f"_is_{k}", False) for k in PART_VIEWS):
+    if view is None or not is_part_view(view):
         return ids
-    owner = dict(zip(*view.select(ids).values(["id", "sample_id"])))
-    return list(dict.fromkeys(str(owner[i]) for i in ids if i in owner))
+    return list(dict.fromkeys(as_sample_ids(view.select(ids, ordered=True))))
 
 
 def fold_sidebar_filters(ctx) -> None:
