@@ -505,6 +505,7 @@ def _run(args) -> int:
     except Exception as e:  # a CLI answers with one line, not a traceback
         if os.environ.get("CLIPBRANCHES_DEBUG"):
             raise
+        from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError
         from fiftyone_clipbranches.sdk.messages import CLI_WEIGHTS_HINT, weights_message
 
         close_open_bars()  # the error goes on a line of its own
@@ -514,6 +515,11 @@ def _run(args) -> int:
         ids = getattr(e, "ids", None) or ()
         if len(ids) > 3 and not getattr(args, "json", False):
             message += f" (--json lists all {len(ids)} ids under error.ids)"
+        if ids and isinstance(e, ContradictoryLabelsError):
+            message += (
+                "; `clipbranches label` gives each one label: --positives-from,"
+                " --negatives-from or --clear-from FILE take ids one per line"
+            )
         print(f"clipbranches {args.command}: error: {message}", file=sys.stderr)
         if getattr(args, "json", False):  # a script reading stdout gets JSON too
             import json

@@ -42,3 +42,24 @@ def whole_number(minimum: int = 0, maximum: int | None = None):
         return value
 
     return parse
+
+
+def ids_in_file(text: str) -> list[str]:
+    """The sample ids a file holds, separated by white space (one per line, as
+    ``jq -r '.error.ids[]'`` writes them); ``-`` reads standard input."""
+    import sys
+
+    try:
+        if text == "-":
+            content = sys.stdin.read()
+        else:
+            with open(text, encoding="utf-8") as f:
+                content = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or "not UTF-8 text"
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {reason}") from e
+    ids = content.split()
+    if not ids:
+        where = "standard input" if text == "-" else repr(text)
+        raise argparse.ArgumentTypeError(f"{where} holds no sample ids")
+    return ids

@@ -10,7 +10,7 @@ import json
 import shlex
 from dataclasses import asdict
 
-from fiftyone_clipbranches.cli_types import whole_number
+from fiftyone_clipbranches.cli_types import ids_in_file, whole_number
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
 #: Results ``search`` and ``refine`` print for people unless ``--limit`` says
@@ -327,16 +327,29 @@ def _cmd_search(args) -> int:
     return 0
 
 
+def _with_id_files(args, names) -> None:
+    """Add the ids of ``--NAME-from`` files to ``args.NAME`` (None stays None
+    where no file and no flag gave any)."""
+    for name in names:
+        from_files = [i for ids in getattr(args, f"{name}_files") for i in ids]
+        if from_files:
+            setattr(args, name, [*(getattr(args, name) or []), *from_files])
+
+
 def _cmd_label(args) -> int:
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk.labels import count_tagged
     from fiftyone_clipbranches.sdk.messages import counted
 
+    if args.clear_all and args.clear_files:
+        raise ValueError("give --clear-all or --clear-from, not both")
+    _with_id_files(args, ("positives", "negatives", "clear"))
     ds = dataset_named(args.dataset)
     tags = (args.positive_tag, args.negative_tag)
     if not (args.positives or args.negatives or args.clear or args.clear_all):
         raise ValueError(
-            "say what to label: --positive ID, --negative ID, --clear ID or --clear-all"
+            "say what to label: --positive ID, --negative ID, --clear ID (ids in a"
+            " file: --positives-from, --negatives-from, --clear-from) or --clear-all"
         )
     removed = 0
     if args.clear or args.clear_all:
@@ -395,6 +408,7 @@ def _cmd_refine(args) -> int:
     from fiftyone_clipbranches.sdk.messages import counted, unreadable_note
     from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
+    _with_id_files(args, ("positives", "negatives"))
     ds = dataset_named(args.dataset)
     tags = (args.positive_tag, args.negative_tag)
     if (args.positives or args.negatives) and tags != DEFAULT_TAGS:
@@ -506,6 +520,15 @@ def add_workflow_commands(sub) -> None:
                 help=f"index key (default {DEFAULT_INDEX_KEY!r})",
             )  # fmt: skip
         p.add_argument("--json", action="store_true", help="print JSON")
+
+    def ids_from_files(p: argparse.ArgumentParser, names) -> None:
+        for name in names:
+            p.add_argument(
+                f"--{name}-from", dest=f"{name}_files", action="append",
+                type=ids_in_file, metavar="FILE", default=[],
+                help=f"{name} ids from FILE, separated by white space ('-': standard"
+                " input; repeatable)",
+            )  # fmt: skip
 
     def tag_options(p: argparse.ArgumentParser) -> None:
         for which, default in zip(("positive", "negative"), DEFAULT_TAGS):
@@ -695,6 +718,7 @@ def add_workflow_commands(sub) -> None:
         "--negative", dest="negatives", action="append", metavar="ID",
         help="a negative sample id (repeat the flag for each; ids replace the tags)",
     )  # fmt: skip
+    ids_from_files(p, ("positives", "negatives"))
     tag_options(p)
     p.add_argument("--query", help="the text that was searched (model 'ball')")
     p.add_argument("--saved-view", help="save the result as this view")
@@ -750,5 +774,6 @@ def add_workflow_commands(sub) -> None:
     clear.add_argument(
         "--clear-all", action="store_true", help="remove every label of the dataset"
     )
+    ids_from_files(p, ("positives", "negatives", "clear"))
     tag_options(p)
     p.set_defaults(func=_cmd_label)

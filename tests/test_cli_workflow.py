@@ -4,6 +4,7 @@ build-index`` (tiny random-weight open_clip) -> ``indexes`` -> ``search`` ->
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -408,6 +409,54 @@ def test_labels_are_set_and_removed_from_the_shell(make_user_index, capsys):
     assert cli_main([*label, "--clear-all", "--json"]) == 0
     assert _json(capsys)["removed"] == 2
     assert ds.count_sample_tags() == {}
+
+
+def test_ids_from_files_label_and_refine_and_mend_contradictions(
+    make_user_index, tmp_path, monkeypatch, capsys
+):
+    """Thousands of ids did not fit on a command line (one flag each), and the
+    contradictory labels a refinement named could be mended a few at a time."""
+    ds = make_user_index(n_per_class=5, name="cli-id-files")
+    ids = ds.values("id")
+    pos_file = tmp_path / "positives.txt"
+    pos_file.write_text("\n".join(ids[:6]) + "\n\n")
+    label = ["label", ds.name]
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{ids[6]} {ids[7]}\t{ids[8]}"))
+    assert cli_main([*label, "--positives-from", str(pos_file),
+                     "--negatives-from", "-", "--json"]) == 0  # fmt: skip
+    assert (_json(capsys)["positives"], len(ds.match_tags("cb_negative"))) == (6, 3)
+    # both labels on four samples: the refinement names them; its ids, written one
+    # per line as `jq -r '.error.ids[]'` does, give each one label
+    ds.select(ids[:4]).tag_samples("cb_negative")
+    assert cli_main(["refine", ds.name, "--key", "clip"]) == 1
+    err = capsys.readouterr().err
+    assert "--json lists all 4 ids under error.ids" in err
+    assert "--positives-from, --negatives-from or --clear-from FILE" in err
+    assert cli_main(["refine", ds.name, "--key", "clip", "--json"]) == 1
+    both = tmp_path / "both.txt"
+    both.write_text("\n".join(_json(capsys)["error"]["ids"]))
+    assert cli_main([*label, "--positives-from", str(both)]) == 0
+    capsys.readouterr()
+    assert sorted(ds.match_tags("cb_negative").values("id")) == sorted(ids[6:9])
+    # the ids of a file replace the tags, as --positive does
+    assert cli_main(["refine", ds.name, "--key", "clip", "--no-scores", "--json",
+                     "--positives-from", str(pos_file), "--negative", ids[6]]) == 0  # fmt: skip
+    out = _json(capsys)
+    assert (out["stats"]["n_pos"], out["stats"]["n_neg"]) == (6, 1)
+    assert set(ids[:6]) <= {row["id"] for row in out["results"]}
+    assert ids[6] not in {row["id"] for row in out["results"]}
+    # a file that cannot be read, or holds nothing, is said with its option
+    (tmp_path / "empty.txt").write_text("\n ")
+    for bad, words in (
+        (tmp_path / "missing.txt", "cannot read"), (tmp_path / "empty.txt", "holds no sample ids"),
+    ):  # fmt: skip
+        with pytest.raises(SystemExit):
+            cli_main([*label, "--clear-from", str(bad)])
+        err = capsys.readouterr().err
+        assert "--clear-from" in err and words in err
+    assert cli_main([*label, "--clear-all", "--clear-from", str(both)]) == 1
+    assert "not both" in capsys.readouterr().err
+    assert len(ds.match_tags("cb_positive")) == 6  # nothing changed by the errors
 
 
 def test_a_refinement_stopped_while_writing_scores_says_what_is_left(
