@@ -31,7 +31,12 @@ from fiftyone_clipbranches.sdk.models import (
 from fiftyone_clipbranches.sdk.remote import refine_here_or_remote
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.round_history import RoundHistory
-from fiftyone_clipbranches.sdk.scope import WITHIN_VIEW, ctx_scope, show_result
+from fiftyone_clipbranches.sdk.scope import (
+    WITHIN_VIEW,
+    ctx_scope,
+    left_part_view,
+    show_result,
+)
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
@@ -174,7 +179,9 @@ class RefineOperator(foo.Operator):
             "refine", **result.stats, in_view=scope is not ctx.dataset
         )
         saved = f"; saved as view '{name}'" if name else ""
-        ctx.ops.notify(summary(result.stats) + saved, variant="success")
+        ctx.ops.notify(
+            summary(result.stats) + saved + left_part_view(ctx.view), variant="success"
+        )
         return result.stats
 
 

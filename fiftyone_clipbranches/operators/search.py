@@ -19,6 +19,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
     ctx_scope,
+    left_part_view,
     samples_behind,
     show_result,
 )
@@ -96,6 +97,7 @@ class SearchIndex(foo.Operator):
         )
         ctx.ops.notify(
             f"{len(view)} nearest samples to {what}{where}"
+            + left_part_view(ctx.view)
             + unsearched_note(unsearched),
             variant="success",
         )

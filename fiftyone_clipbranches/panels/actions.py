@@ -33,6 +33,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     ctx_scope,
     fold_sidebar_filters,
+    left_part_view,
     samples_behind,
     show_result,
     view_of,
@@ -131,7 +132,7 @@ def run_search(ctx, opts: dict) -> str:
         "search", query=what, k=k, index_key=opts["index_key"], **searched
     )
     unsearched = sdk.unsearched_count(ctx.dataset, opts["index_key"])
-    found = f"{len(view)} nearest samples to {what}{ignored}"
+    found = f"{len(view)} nearest samples to {what}{ignored}{left_part_view(ctx.view)}"
     return found + unsearched_note(unsearched)
 
 

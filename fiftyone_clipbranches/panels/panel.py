@@ -40,6 +40,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
     fold_sidebar_filters,
+    left_part_view,
 )
 from fiftyone_clipbranches.sdk.search import preload_index
 from fiftyone_clipbranches.sdk.settings import (
@@ -181,7 +182,7 @@ class RelevancePanel(foo.Panel):
         def work(opts):
             stats = actions.run_refine(ctx, opts)
             ctx.panel.state.set("last_stats", stats)
-            return round_summary(stats)
+            return round_summary(stats) + left_part_view(ctx.view)
 
         with _one_at_a_time(ctx) as first:
             if not first:  # a double click: the round running answers it

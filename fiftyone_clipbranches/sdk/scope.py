@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import fiftyone.core.dataset as fod
 import fiftyone.core.stages as fos
 import fiftyone.core.view as fov
 
@@ -49,6 +50,24 @@ def grid_view(ctx):
     from fiftyone.server.view import get_extended_view
 
     return get_extended_view(view, filters)
+
+
+def left_part_view(view) -> str:
+    """Words for an answer given in a patches, frames or clips ``view`` (the App's
+    ``ctx.view``), whose rows are parts of images: the answer is whole images, and
+    the grid leaves that view (``""`` for any other view)."""
+    if view is None or not is_part_view(view):
+        return ""
+    kind = next(k for k in ("patches", "frames", "clips") if getattr(view, f"_is_{k}"))
+    return f" (whole images: the grid left the {kind} view)"
+
+
+def _images_behind(view):
+    """The view whose images a patches, frames or clips ``view`` is made of (None:
+    the whole dataset); any other view as it is."""
+    while view is not None and is_part_view(view):
+        view = view._source_collection
+    return None if isinstance(view, fod.Dataset) else view
 
 
 def samples_behind(view, ids) -> list[str]:
@@ -102,7 +121,8 @@ def app_scope(view, dataset, shown=None):
     clipbranches' own results in it: the ordered selects of searches and
     refinements, and "Show all matches"' ``exists`` and descending sort by a
     score field clipbranches writes. With nothing left, ``dataset`` itself (the
-    caller can test ``scope is dataset``).
+    caller can test ``scope is dataset``). In a patches, frames or clips view,
+    the images it was made of (:func:`left_part_view` says so).
 
     Args:
         view: the App's current view (``ctx.view``), or None.
@@ -110,6 +130,7 @@ def app_scope(view, dataset, shown=None):
         shown: ``fn(digest) -> record or None``: the records :func:`show_result`
             keeps (:func:`shown_record`), or None.
     """
+    view = _images_behind(view)  # a patch or frame is no sample: its image is
     if view is not None and view.name:  # opened by name: the user's choice
         return view
     stages = list(view._stages) if view is not None else []

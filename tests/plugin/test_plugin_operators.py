@@ -554,3 +554,23 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     assert stats["n_index"] == len(saved)
     scored = ds.exists("clipbranches_score").values("id")
     assert set(scored) <= set(saved.values("id"))
+
+    # a patches view of that filter: the operators answer with its images, and say
+    # that the grid leaves the patches view
+    for sample in two.limit(5):
+        box = fo.Detection(label="thing", bounding_box=[0.1, 0.1, 0.5, 0.5])
+        sample["boxes"] = fo.Detections(detections=[box])
+        sample.save()
+    patches = two.to_patches("boxes")
+    left = "(whole images: the grid left the patches view)"
+    params = {"index_key": "clip", "query_type": "text", "text": "a cat", "k": 4}
+    _, requests = run_op("search", {"dataset": ds, "view": patches, "params": params})
+    (said,) = notifications(requests, "success")
+    assert "in the current view" in said and left in said
+    found = fo.DatasetView._build(ds, requests[0][1]["view"])
+    assert len(found) == 4 and set(found.values("id")) <= inside
+    params = {"index_key": "clip", "model": "tree", "random_negatives": 5}
+    stats, requests = run_op(
+        "refine", {"dataset": ds, "view": patches, "params": params}
+    )
+    assert stats["n_index"] == len(two) and notifications(requests)[0].endswith(left)

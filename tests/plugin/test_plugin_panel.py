@@ -42,6 +42,12 @@ def call(
     return run_op("clipbranches_panel", ctx)[1]
 
 
+def shown_ids(requests) -> list[str]:
+    """The ids of the ordered selection a request put in the grid."""
+    (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    return dict(view[-1]["kwargs"])["sample_ids"]
+
+
 def reset_labels(ds, **tags):
     """Reset labels, then confirm it, as the panel asks."""
     state = patched_state(call(ds, "reset_labels", state=tags))
@@ -1079,6 +1085,19 @@ def test_patches_selected_in_a_patches_view_stand_for_their_images(
     requests = call(ds, "search", state=state, selected=patch_ids[3:], view=patches)
     (message,) = notifications(requests, "success")
     assert message.startswith("5 nearest samples to 1 selected sample")
+    # the answer is images, and the grid leaves the patches view: said so
+    assert message.endswith("(whole images: the grid left the patches view)")
+    requests = call(ds, "refine", state=state, view=patches)
+    (message,) = notifications(requests, "success")
+    assert message.endswith("(whole images: the grid left the patches view)")
+    assert set(ids[:2]) <= set(shown_ids(requests))
+    # patches of a view of some images: the refinement looks in those images
+    few = ds.select(ids[:40])
+    requests = call(ds, "refine", state=state, view=few.to_patches("dets"))
+    (message,) = notifications(requests, "success")
+    assert message.endswith("(whole images: the grid left the patches view)")
+    assert patched_state(requests)["last_stats"]["in_view"]
+    assert set(shown_ids(requests)) <= set(ids[:40])
     reset_labels(ds)
 
 
