@@ -13,6 +13,7 @@ in the database, so concurrent requests cannot interfere.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import os
@@ -512,7 +513,8 @@ class SdkBackend:
             " are"
         )
         if not fo.dataset_exists(name):
-            return message
+            close = difflib.get_close_matches(name, list(self._datasets), n=1)
+            return message + (f" (did you mean {close[0]!r}?)" if close else "")
         if self.dataset_names is not None:
             why = (
                 "the service was started to serve only "

@@ -94,6 +94,10 @@ def test_datasets_and_indexes(call, served_dataset):
     status, _, err = call("GET", "/v1/datasets/nope")
     assert (status, err["error"]["code"]) == (404, "dataset_not_found")
     assert "restart" not in err["error"]["message"]
+    assert "did you mean" not in err["error"]["message"]
+    status, _, err = call("GET", f"/v1/datasets/{DATASET}/")  # a trailing slash
+    assert (status, err["error"]["code"]) == (404, "dataset_not_found")
+    assert err["error"]["message"].endswith(f"(did you mean {DATASET!r}?)")
     import fiftyone as fo
 
     later = fo.Dataset("made-after-the-service-started")
