@@ -285,6 +285,8 @@ def refine_ranking(
         "query_ms": 1e3 * (t3 - t2) if fitted.model is not None else 0.0,
         "total_ms": 1e3 * (t3 - fitted.started),
     }
+    if fitted.model is not None and not np.any(~in_few(rows, fitted.live_positives)):
+        stats["note"] = _nothing_found_note(request.model)
     if request.negatives is None and request.positives is not None:
         # after the ranking: a refinement that fails says only why
         unused = _negative_tags_unused(dataset, request.tags[1])
@@ -561,6 +563,19 @@ def in_few(values: np.ndarray, few: np.ndarray) -> np.ndarray:
         return np.zeros(np.shape(values), dtype=bool)
     at = np.minimum(np.searchsorted(few, values), few.size - 1)
     return few[at] == values
+
+
+def _nothing_found_note(model: str) -> str:
+    """Words for a model that accepted no sample but the labelled positives."""
+    from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL
+
+    other = (
+        f", or try the default model, {DEFAULT_MODEL}" if model != DEFAULT_MODEL else ""
+    )
+    return (
+        "the model found no sample beyond the labelled positives: label more"
+        f" positives{other}"
+    )
 
 
 def _nothing_left_to_classify(alive, n_rows, pos_rows, neg_rows) -> bool:

@@ -75,3 +75,19 @@ def test_forced_positives_take_the_best_score_and_negatives_leave():
         np.zeros(0, np.int64), np.zeros(0), np.array([4]), np.zeros(0, np.int64)
     )
     assert empty[0].tolist() == [4] and empty[1].tolist() == [1.0]
+
+
+def test_a_model_that_finds_nothing_but_the_positives_says_what_to_do(labelled):
+    """The linear model returned a single positive alone, without a word."""
+    ds, positives, negatives = labelled
+    result = sdk.refine(
+        ds, positives=positives[:1], negatives=negatives, model="linear",
+        index_key="clip", score_field=None,
+    )  # fmt: skip
+    assert result.ids == positives[:1]
+    assert result.stats["note"] == (
+        "the model found no sample beyond the labelled positives: label more"
+        f" positives, or try the default model, {sdk.models.DEFAULT_MODEL}"
+    )
+    found = sdk.refine(ds, positives=positives, negatives=negatives, index_key="clip")
+    assert len(found.ids) > len(positives) and "note" not in found.stats
