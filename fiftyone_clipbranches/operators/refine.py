@@ -14,9 +14,10 @@ from fiftyone_clipbranches.operators.common import (
     error_result,
 )
 from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
-from fiftyone_clipbranches.sdk.labels import count_tagged
+from fiftyone_clipbranches.sdk.labels import count_both, count_tagged
 from fiftyone_clipbranches.sdk.messages import (
     counted,
+    counted_are,
     round_summary,
     unsearched_note,
     weight_description,
@@ -123,6 +124,16 @@ class RefineOperator(foo.Operator):
                 f" dataset{where}"
             ),
         )
+        both = count_both(ctx.dataset, (pos, neg))
+        if both:
+            inputs.view(
+                "conflicts",
+                types.Warning(
+                    label=f"{counted_are(both, 'sample')} tagged both '{pos}' and"
+                    f" '{neg}': the refinement stops there; give each one label"
+                    " first (the panel's Mark positive / Mark negative)"
+                ),
+            )
         add_model_inputs(ctx, inputs)
         inputs.str("score_field", label="Score field", default=DEFAULT_SCORE_FIELD)
         inputs.str("saved_view", label="Also save as view (optional)")

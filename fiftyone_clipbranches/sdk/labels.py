@@ -130,6 +130,14 @@ def count_tagged(dataset, tags) -> dict[str, int]:
     return {t: coll.count_documents({"tags": t}) for t in tags}
 
 
+def count_both(dataset, tags) -> int:
+    """The samples of the whole ``dataset`` tagged both ``tags`` (positive,
+    negative): contradictory labels, which stop a refinement."""
+    ds = root_dataset(dataset)
+    ensure_tags_index(ds)
+    return ds._sample_collection.count_documents({"tags": {"$all": list(tags)}})
+
+
 _TAG_INDEXED: set[str] = set()
 
 

@@ -574,3 +574,11 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
         "refine", {"dataset": ds, "view": patches, "params": params}
     )
     assert stats["n_index"] == len(two) and notifications(requests)[0].endswith(left)
+
+    # the refine form warns of contradictory labels before the refinement stops
+    assert "conflicts" not in _resolve_input("refine", ds, params)
+    both = ds.match_tags("cb_positive").limit(2)
+    both.tag_samples("cb_negative")
+    warning = _resolve_input("refine", ds, params)["conflicts"]["view"]["label"]
+    assert warning.startswith("2 samples are tagged both 'cb_positive' and")
+    both.untag_samples("cb_negative")
