@@ -141,7 +141,11 @@ def _reembed(ds, args) -> list[str] | None:
     return list(dict.fromkeys(ids)) or None
 
 
-def _print_info(info, as_json: bool, dataset_name: str) -> None:
+def _print_info(
+    info, as_json: bool, dataset_name: str, with_freshness: bool = True
+) -> None:
+    """``info`` for people (its freshness and the commands that mend it only with
+    ``with_freshness``), or as JSON."""
     from fiftyone_clipbranches.sdk.identity import missing_checkpoint
     from fiftyone_clipbranches.sdk.messages import counted
 
@@ -159,6 +163,8 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
     gone = missing_checkpoint(model, info.key, "embed queries") if model else None
     if gone:
         print(f"  text search unavailable: {gone}")
+    if not with_freshness:
+        return
     fresh = info.freshness
     update = f"clipbranches update-index {shlex.quote(dataset_name)} --key {info.key}"
     if fresh is not None and fresh.is_stale:
@@ -192,6 +198,7 @@ def _print_info(info, as_json: bool, dataset_name: str) -> None:
 
 def _cmd_indexes(args) -> int:
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.media import media_refusal
 
     ds = dataset_named(args.dataset)
     infos, broken = [], {}
@@ -205,13 +212,20 @@ def _cmd_indexes(args) -> int:
         listed += [{"key": k, "error": e} for k, e in broken.items()]
         print(json.dumps(listed, default=str))
         return 1 if broken else 0
+    refused = media_refusal(ds)
     if not infos and not broken:
         print(
-            f"dataset {ds.name!r} has no clipbranches index (`clipbranches build-index"
-            f" {shlex.quote(ds.name)}`)"
+            f"dataset {ds.name!r} has no clipbranches index"
+            + (
+                ""
+                if refused
+                else f" (`clipbranches build-index {shlex.quote(ds.name)}`)"
+            )
         )
     for info in infos:
-        _print_info(info, False, ds.name)
+        _print_info(info, False, ds.name, with_freshness=not refused)
+    if refused:  # what else would be said of its indexes cannot be done
+        print(f"note: {refused}")
     for key, error in broken.items():
         print(
             f"{key}: cannot be read: {error} (`clipbranches verify"

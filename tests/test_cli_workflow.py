@@ -524,3 +524,16 @@ def test_build_index_again_in_its_place_from_the_shell(
     search = ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "3"]
     assert cli_main([*search, "--json"]) == 0
     assert len(_json(capsys)) == 3
+
+
+def test_indexes_of_a_dataset_made_grouped_say_why_rather_than_update(
+    make_user_index, capsys
+):
+    """A dataset given a group field after its build listed its index as 100
+    samples deleted, to be brought up to date by a command that is refused."""
+    ds = make_user_index(n_per_class=4, name="cli-made-grouped")
+    ds.add_group_field("group", default="left")
+    assert cli_main(["indexes", ds.name]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("clip: 40 samples") and "stale" not in out
+    assert f"note: dataset {ds.name!r} is a grouped dataset" in out

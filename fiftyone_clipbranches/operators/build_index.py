@@ -24,6 +24,7 @@ from fiftyone_clipbranches.sdk.errors import (
     MissingEmbeddingsError,
 )
 from fiftyone_clipbranches.sdk.identity import ANOTHER_FIELD, field_model_identity
+from fiftyone_clipbranches.sdk.media import media_refusal
 from fiftyone_clipbranches.sdk.messages import counted
 from fiftyone_clipbranches.sdk.scope import samples_behind
 from fiftyone_clipbranches.sdk.settings import (
@@ -46,6 +47,14 @@ class BuildIndex(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
+        refused = media_refusal(ctx.dataset)
+        if refused:  # before any field: no setting of the form could help
+            inputs.view(
+                "media", types.Error(label="Cannot be indexed", description=refused)
+            )
+            return types.Property(
+                inputs, view=types.View(label="Build a clipbranches index")
+            )
         add_new_key_input(ctx, inputs, replaceable=True)
         fields = vector_fields(ctx)
         choices = types.DropdownView()

@@ -35,7 +35,7 @@ from fiftyone_clipbranches.sdk.round_history import RoundHistory
 from fiftyone_clipbranches.sdk.scope import (
     WITHIN_VIEW,
     ctx_scope,
-    left_part_view,
+    left_view_note,
     show_result,
 )
 from fiftyone_clipbranches.sdk.settings import (
@@ -191,7 +191,7 @@ class RefineOperator(foo.Operator):
         )
         saved = f"; saved as view '{name}'" if name else ""
         ctx.ops.notify(
-            summary(result.stats) + saved + left_part_view(ctx.view), variant="success"
+            summary(result.stats) + saved + left_view_note(ctx.view), variant="success"
         )
         return result.stats
 

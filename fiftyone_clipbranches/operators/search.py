@@ -19,7 +19,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
     ctx_scope,
-    left_part_view,
+    left_view_note,
     samples_behind,
     show_result,
 )
@@ -97,7 +97,7 @@ class SearchIndex(foo.Operator):
         )
         ctx.ops.notify(
             f"{len(view)} nearest samples to {what}{where}"
-            + left_part_view(ctx.view)
+            + left_view_note(ctx.view)
             + unsearched_note(unsearched),
             variant="success",
         )

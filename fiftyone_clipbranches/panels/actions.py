@@ -33,7 +33,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     ctx_scope,
     fold_sidebar_filters,
-    left_part_view,
+    left_view_note,
     samples_behind,
     show_result,
     view_of,
@@ -132,7 +132,7 @@ def run_search(ctx, opts: dict) -> str:
         "search", query=what, k=k, index_key=opts["index_key"], **searched
     )
     unsearched = sdk.unsearched_count(ctx.dataset, opts["index_key"])
-    found = f"{len(view)} nearest samples to {what}{ignored}{left_part_view(ctx.view)}"
+    found = f"{len(view)} nearest samples to {what}{ignored}{left_view_note(ctx.view)}"
     return found + unsearched_note(unsearched)
 
 

@@ -20,6 +20,7 @@ from fiftyone_clipbranches.panels.constants import (
     SELECTION_STYLE,
 )
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError
+from fiftyone_clipbranches.sdk.media import media_refusal
 from fiftyone_clipbranches.sdk.messages import (
     counted,
     round_summary,
@@ -40,7 +41,7 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
     fold_sidebar_filters,
-    left_part_view,
+    left_view_note,
 )
 from fiftyone_clipbranches.sdk.search import preload_index
 from fiftyone_clipbranches.sdk.settings import (
@@ -182,7 +183,7 @@ class RelevancePanel(foo.Panel):
         def work(opts):
             stats = actions.run_refine(ctx, opts)
             ctx.panel.state.set("last_stats", stats)
-            return round_summary(stats) + left_part_view(ctx.view)
+            return round_summary(stats) + left_view_note(ctx.view)
 
         with _one_at_a_time(ctx) as first:
             if not first:  # a double click: the round running answers it
@@ -278,6 +279,12 @@ class RelevancePanel(foo.Panel):
         opts = actions.settings(ctx)
         panel = types.Object()
         keys = sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else []
+        refused = media_refusal(ctx.dataset) if ctx.dataset is not None else None
+        if refused:
+            panel.view(
+                "media", types.Error(label="Cannot be indexed", description=refused)
+            )
+            return types.Property(panel, view=types.GridView(orientation="vertical"))
         if not keys:
             panel.md(
                 "No clipbranches index on this dataset yet: **Build index** opens the"

@@ -1,5 +1,5 @@
 """What clipbranches indexes: the image samples of a dataset, not videos, groups
-or the patches, frames and clips of views."""
+or the patches, frames, clips and dynamic groups of views."""
 
 from __future__ import annotations
 
@@ -22,11 +22,14 @@ def require_image_samples(samples, root) -> None:
     """
     media = root.media_type
     if media == "group":
+        slices = sorted(root.group_slices or ["SLICE"])
+        listed = ", ".join(repr(s) for s in slices)
         raise UnsupportedMediaError(
-            f"dataset {root.name!r} is a grouped dataset: clipbranches indexes a"
-            " dataset of images; make one of a slice and index that, e.g."
-            f" fo.load_dataset({root.name!r}).select_group_slices('SLICE')"
-            f".clone('{root.name}-SLICE') (CLI: build-index on that dataset)"
+            f"dataset {root.name!r} is a grouped dataset (slices {listed}):"
+            " clipbranches indexes a dataset of images; make one of a slice and"
+            f" index that, e.g. fo.load_dataset({root.name!r})"
+            f".select_group_slices({slices[0]!r}).clone('{root.name}-{slices[0]}')"
+            " (CLI: build-index on that dataset)"
         )
     if media in NOT_IMAGES:
         raise UnsupportedMediaError(
@@ -34,12 +37,20 @@ def require_image_samples(samples, root) -> None:
             " clipbranches indexes images only"
             + (
                 ": index its frames as images, a dataset of them made with"
-                " dataset.to_frames(sample_frames=True).clone('NAME') (sampling"
-                " frames to image files needs ffmpeg)"
+                " dataset.to_frames(sample_frames=False).clone('NAME') where its"
+                " frames have image files of their own (a frame-level filepath),"
+                " else to_frames(sample_frames=True) (sampling frames to image files"
+                " needs ffmpeg)"
                 if media == "video"
                 else " (a dataset of rendered or captured images of them can be"
                 " indexed)"
             )
+        )
+    if getattr(samples, "_is_dynamic_groups", False):
+        raise UnsupportedMediaError(
+            f"this view of {root.name!r} groups its samples (group_by): its rows are"
+            " groups, one sample standing for each; search or refine its samples,"
+            " view.flatten() (or group_by(..., flat=True))"
         )
     for kind in ("patches", "frames", "clips"):
         if getattr(samples, f"_is_{kind}", False):
@@ -56,6 +67,16 @@ def require_image_samples(samples, root) -> None:
                 " dataset (or a view of its samples, e.g. dataset.match_labels(...))"
                 f" instead{frames}"
             )
+
+
+def media_refusal(dataset) -> str | None:
+    """Why ``dataset`` (a whole dataset) cannot be indexed, in the words of
+    :func:`require_image_samples`; None when it can."""
+    try:
+        require_image_samples(dataset, dataset)
+    except UnsupportedMediaError as e:
+        return str(e)
+    return None
 
 
 def no_local_file(filepath: str) -> bool:

@@ -52,21 +52,35 @@ def grid_view(ctx):
     return get_extended_view(view, filters)
 
 
-def left_part_view(view) -> str:
+def left_view_note(view) -> str:
     """Words for an answer given in a patches, frames or clips ``view`` (the App's
-    ``ctx.view``), whose rows are parts of images: the answer is whole images, and
-    the grid leaves that view (``""`` for any other view)."""
-    if view is None or not is_part_view(view):
+    ``ctx.view``), whose rows are parts of images, or in a view of dynamic groups:
+    the answer is images, and the grid leaves that view (``""`` for any other
+    view)."""
+    if view is None:
         return ""
-    kind = next(k for k in ("patches", "frames", "clips") if getattr(view, f"_is_{k}"))
-    return f" (whole images: the grid left the {kind} view)"
+    if is_part_view(view):
+        kind = next(
+            k for k in ("patches", "frames", "clips") if getattr(view, f"_is_{k}")
+        )
+        return f" (whole images: the grid left the {kind} view)"
+    if getattr(view, "_is_dynamic_groups", False):
+        return " (samples, not groups: the grid left the grouped view)"
+    return ""
 
 
 def _images_behind(view):
-    """The view whose images a patches, frames or clips ``view`` is made of (None:
-    the whole dataset); any other view as it is."""
-    while view is not None and is_part_view(view):
-        view = view._source_collection
+    """The images a search or refinement from the App's ``view`` looks in: of a
+    patches, frames or clips view, those its rows are parts of when stages after
+    the split narrow them, else every image it was made of; a view of dynamic
+    groups, flattened; any other view as it is (None: the whole dataset)."""
+    if view is not None and is_part_view(view):
+        source = view
+        while is_part_view(source):
+            source = source._source_collection
+        view = source.select(as_sample_ids(view)) if view._stages else source
+    if view is not None and getattr(view, "_is_dynamic_groups", False):
+        view = view.flatten()
     return None if isinstance(view, fod.Dataset) else view
 
 
@@ -122,7 +136,8 @@ def app_scope(view, dataset, shown=None):
     refinements, and "Show all matches"' ``exists`` and descending sort by a
     score field clipbranches writes. With nothing left, ``dataset`` itself (the
     caller can test ``scope is dataset``). In a patches, frames or clips view,
-    the images it was made of (:func:`left_part_view` says so).
+    or a view of dynamic groups, the images behind it (:func:`_images_behind`;
+    :func:`left_view_note` says so).
 
     Args:
         view: the App's current view (``ctx.view``), or None.
@@ -130,7 +145,7 @@ def app_scope(view, dataset, shown=None):
         shown: ``fn(digest) -> record or None``: the records :func:`show_result`
             keeps (:func:`shown_record`), or None.
     """
-    view = _images_behind(view)  # a patch or frame is no sample: its image is
+    view = _images_behind(view)  # a patch, frame or group is no sample
     if view is not None and view.name:  # opened by name: the user's choice
         return view
     stages = list(view._stages) if view is not None else []

@@ -582,3 +582,32 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     warning = _resolve_input("refine", ds, params)["conflicts"]["view"]["label"]
     assert warning.startswith("2 samples are tagged both 'cb_positive' and")
     both.untag_samples("cb_negative")
+
+
+def test_a_grouped_dataset_is_said_unindexable_by_the_form_and_the_panel(cifar_dir):
+    """The build form validated, and the panel offered Build index, on a grouped
+    dataset; only Execute said why nothing could be built."""
+    from test_plugin_panel import call, rendered
+
+    paths = sorted(str(p) for p in cifar_dir.glob("*/*"))[:8]
+    ds = fo.Dataset()
+    try:
+        ds.add_group_field("group", default="left")
+        for a, b in zip(paths[::2], paths[1::2]):
+            group = fo.Group()
+            ds.add_samples([
+                fo.Sample(filepath=a, group=group.element("left")),
+                fo.Sample(filepath=b, group=group.element("right")),
+            ])  # fmt: skip
+        props = _resolve_input("build_index", ds, {"index_key": "clip"})
+        assert list(props) == ["media"]
+        said = props["media"]["view"]["description"]
+        assert said.startswith(f"dataset {ds.name!r} is a grouped dataset")
+        media = rendered(call(ds, "on_load"))["media"]["view"]
+        assert media["description"] == said
+        params = {"index_key": "clip", "model": "demo", "code_method": "pca"}
+        _, requests = run_op("build_index", {"dataset": ds, "params": params})
+        assert "is a grouped dataset" in notifications(requests, "error")[0]
+        assert sdk.list_indexes(ds) == []
+    finally:
+        ds.delete()

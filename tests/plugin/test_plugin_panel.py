@@ -1098,6 +1098,20 @@ def test_patches_selected_in_a_patches_view_stand_for_their_images(
     assert message.endswith("(whole images: the grid left the patches view)")
     assert patched_state(requests)["last_stats"]["in_view"]
     assert set(shown_ids(requests)) <= set(ids[:40])
+    # patches filtered after the split: the images of those patches (a filter of
+    # patches applied to images matched none: 0 results, the positives dropped)
+    one_box = patches.match(fo.ViewField("dets.label") == "thing").limit(1)
+    requests = call(ds, "search", state=state, selected=patch_ids[:1], view=one_box)
+    (message,) = notifications(requests, "success")
+    assert message.startswith("1 nearest samples to 1 selected sample in the current")
+    assert shown_ids(requests) == [one_box.first().sample_id]
+    # a view of dynamic groups: its samples, not one standing for each group
+    grouped = ds.group_by("ground_truth.label")
+    requests = call(ds, "refine", state=state, view=grouped)
+    (message,) = notifications(requests, "success")
+    assert message.endswith("(samples, not groups: the grid left the grouped view)")
+    assert patched_state(requests)["last_stats"]["n_index"] == len(ds)
+    assert set(ids[:2]) <= set(shown_ids(requests))
     reset_labels(ds)
 
 

@@ -1,5 +1,6 @@
 """Only image samples are indexed: grouped and video datasets and the patches views
-of an image dataset are refused by name, before anything is written."""
+and dynamic groups of an image dataset are refused by name, before anything is
+written."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_a_grouped_dataset_is_refused_with_the_way_to_index_a_slice(
             )
         with pytest.raises(sdk.UnsupportedMediaError, match="grouped dataset") as err:
             sdk.compute_embeddings(ds, "emb", **_embed_kwargs(tiny_clip_checkpoint))
-        assert "select_group_slices('SLICE')" in str(err.value)
+        assert "(slices 'left', 'right')" in str(err.value)
+        assert "select_group_slices('left')" in str(err.value)
         with pytest.raises(sdk.UnsupportedMediaError, match="grouped dataset"):
             sdk.build_index(ds, "cb", code_method="pca", progress=False)
         assert ds.get_field("emb") is None and sdk.list_indexes(ds) == []
@@ -90,6 +92,17 @@ def test_a_patches_view_is_refused_and_its_dataset_searched(make_user_index):
     assert (
         sdk.search(ds, sample_ids=[one], k=3, index_key="clip").values("id")[0] == one
     )
+    # a view of dynamic groups: one sample stood for each group, and the answer
+    # held whole groups (3 matches, 90 samples shown)
+    grouped = ds.group_by("ground_truth.label")
+    for call in (
+        lambda: sdk.search(grouped, sample_ids=[one], k=3, index_key="clip"),
+        lambda: sdk.refine(grouped, positives=[one], index_key="clip"),
+    ):
+        with pytest.raises(sdk.UnsupportedMediaError, match="groups its samples"):
+            call()
+    flat = sdk.search(grouped.flatten(), sample_ids=[one], k=len(ds), index_key="clip")
+    assert sorted(flat.values("id")) == sorted(ds.values("id"))
 
 
 def test_images_of_no_known_extension_are_indexed(
