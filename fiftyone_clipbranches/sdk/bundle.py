@@ -79,6 +79,10 @@ VERIFY_LEVELS = ("none", "fast", "full")
 
 _cache: OrderedDict[str, IndexBundle] = OrderedDict()
 _pinned: dict[str, IndexBundle] = {}
+#: The directory each owner (an index of a dataset: ``(dataset id, key)``) last
+#: loaded: an update elsewhere gives it another, and the old one's files, deleted,
+#: must not stay open here (their disk space is freed once nothing maps them).
+_owned: dict[tuple, str] = {}
 _cache_lock = threading.Lock()
 
 
@@ -384,17 +388,21 @@ def _engine_call(fn):
         return fn()
 
 
-def load_bundle(path, verify: str = "fast") -> IndexBundle:
+def load_bundle(path, verify: str = "fast", owner: tuple | None = None) -> IndexBundle:
     """Load (or fetch from the in-process cache) the index directory ``path``.
 
     ``verify``: ``"fast"`` (default), ``"full"`` or ``"none"`` (module docstring).
     A cached bundle asked for a stronger level than it was loaded with is checked
-    again on disk at that level.
+    again on disk at that level. ``owner`` (``(dataset id, index key)``): the index
+    whose directory ``path`` is now; the directory it had before leaves the cache
+    (:func:`let_go`).
     """
     if verify not in VERIFY_LEVELS:
         raise ValueError(f"verify must be one of {VERIFY_LEVELS}; got {verify!r}")
     path = Path(path)
     key = _key(path)
+    if owner is not None:
+        let_go(owner, now=key)
     with _cache_lock:
         bundle = _pinned.get(key) or _cache.get(key)
         if bundle is not None and key in _cache:
@@ -418,6 +426,20 @@ def load_bundle(path, verify: str = "fast") -> IndexBundle:
             dropped.append(_cache.popitem(last=False)[1])
     _release(*dropped)
     return bundle
+
+
+def let_go(owner: tuple, now: str | None = None) -> None:
+    """Record that index ``owner`` is at the directory ``now`` (a resolved path;
+    None: deleted), and drop the directory it had before from the cache unless
+    another owner is there too (a clone's index) or it is pinned."""
+    dropped = None
+    with _cache_lock:
+        before = _owned.pop(owner, None) if now is None else _owned.get(owner)
+        if now is not None:
+            _owned[owner] = now
+        if before is not None and before != now and before not in _owned.values():
+            dropped = _cache.pop(before, None)
+    _release(dropped)
 
 
 def pin_bundle(path) -> IndexBundle:

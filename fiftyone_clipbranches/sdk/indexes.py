@@ -20,6 +20,7 @@ import numpy as np
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import (
     forget_bundle,
+    let_go,
     load_bundle,
     where_indexes_cannot_go,
     write_bundle,
@@ -43,6 +44,7 @@ from fiftyone_clipbranches.sdk.embeddings import (
 from fiftyone_clipbranches.sdk.errors import (
     IndexExistsError,
     IndexInUseError,
+    IndexNotFoundError,
     MissingEmbeddingsError,
     SampleIdsError,
 )
@@ -641,8 +643,13 @@ def discard_index(dataset, index_key: str) -> None:
 def load_index(dataset, index_key: str = DEFAULT_INDEX_KEY, *, verify: str = "fast"):
     """``(config, bundle)`` of index ``index_key``, the bundle cached per process
     (``verify``: ``"fast"``, ``"full"`` or ``"none"``, see ``sdk/bundle.py``)."""
-    config = runs.get_index_config(dataset, index_key)
-    return config, load_bundle(config.index_dir, verify=verify)
+    owner = (str(runs.root_dataset(dataset)._doc.id), index_key)
+    try:
+        config = runs.get_index_config(dataset, index_key)
+    except IndexNotFoundError:  # deleted (elsewhere, say): its files are let go
+        let_go(owner)
+        raise
+    return config, load_bundle(config.index_dir, verify=verify, owner=owner)
 
 
 GENERATED_MANIFEST_KEYS = (

@@ -23,6 +23,19 @@ def _cli(*args: str) -> None:
     _run([sys.executable, "-m", "fiftyone_clipbranches.cli", *args])
 
 
+def _held(index_dir) -> tuple[bool, bool]:
+    """Whether this process caches the directory, and maps a file of it."""
+    import gc
+    from pathlib import Path
+
+    from fiftyone_clipbranches.sdk.bundle import cached_bundles
+
+    gc.collect()
+    where = str(Path(index_dir).resolve())
+    maps = Path("/proc/self/maps").read_text()
+    return where in cached_bundles()[1], where + "/" in maps
+
+
 def test_an_update_rename_and_delete_elsewhere_are_seen_here(
     make_user_index, cifar_dir
 ):
@@ -32,6 +45,8 @@ def test_an_update_rename_and_delete_elsewhere_are_seen_here(
     ds.add_sample(fo.Sample(filepath=str(next((cifar_dir / "dog").iterdir()))))
     assert cb.unsearched_count(ds, "clip") == 1
 
+    ids = ds.values("id")
+    cb.search(ds, sample_ids=ids[:1], k=3, index_key="clip")  # loaded here
     _cli("update-index", ds.name, "--key", "clip", "--quiet")
     after = cb.index_info(ds, "clip")
     assert after.index_dir != before.index_dir and after.n_samples == 51
@@ -41,11 +56,19 @@ def test_an_update_rename_and_delete_elsewhere_are_seen_here(
         ds, positives=ids[:3], negatives=ids[-3:], index_key="clip", score_field=None
     )
     assert result.stats["n_index"] == 51
+    # the old directory's files, deleted by the update, are no longer held open
+    # here (its disk space stayed taken, by up to 4 old copies per process)
+    del result
+    assert _held(before.index_dir) == (False, False)
+    assert _held(after.index_dir) == (True, True)
 
     _cli("rename-index", ds.name, "--key", "clip", "--new-key", "renamed")
     assert cb.list_indexes(ds) == ["renamed"]
     _cli("delete-index", ds.name, "--key", "renamed")
     assert cb.list_indexes(ds) == []
+    with pytest.raises(cb.sdk.IndexNotFoundError):
+        cb.search(ds, sample_ids=ids[:1], k=3, index_key="clip")
+    assert _held(after.index_dir) == (False, False)
 
     # a brain run made elsewhere takes its key here too (the guards read it)
     script = (
