@@ -7,6 +7,7 @@ import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import ICON, error_result
 from fiftyone_clipbranches.sdk import save_view
+from fiftyone_clipbranches.sdk.views import refuse_every_sample
 
 
 class SaveResultsView(foo.Operator):
@@ -39,11 +40,7 @@ class SaveResultsView(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         try:
-            if ctx.view.count() == ctx.dataset.count():  # a sort, say, or nothing
-                raise ValueError(
-                    "the grid shows every sample of the dataset, not results: search"
-                    " or refine first, then save the results it shows"
-                )
+            refuse_every_sample(ctx.view, ctx.dataset)
             name = save_view(
                 ctx.dataset,
                 p.get("name") or "",

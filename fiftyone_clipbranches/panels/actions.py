@@ -44,6 +44,7 @@ from fiftyone_clipbranches.sdk.search import (
     looks_like_image_path,
 )
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
+from fiftyone_clipbranches.sdk.views import refuse_every_sample
 
 
 def settings(ctx) -> dict:
@@ -387,6 +388,7 @@ def view_to_save(ctx):
         ResultTooLargeError: a ranking longer than a saved view can select.
     """
     if ctx.panel.state.get("showing") not in ("refine", "all"):
+        refuse_every_sample(ctx.view, ctx.dataset)
         return ctx.view
     last = RoundHistory(ctx).result()
     if last is None:  # the grid shows its best only: saving those would say less

@@ -112,6 +112,16 @@ def check_view_name(name, what: str = "a saved view's name") -> None:
         )
 
 
+def refuse_every_sample(view, dataset) -> None:
+    """Refuse to save ``view`` (the App's grid) as a result when it shows every
+    sample of ``dataset``: nothing was searched or refined there."""
+    if view is None or view.count() == dataset.count():  # a sort, say, or nothing
+        raise ValueError(
+            "the grid shows every sample of the dataset, not results: search or"
+            " refine first, then save the results it shows"
+        )
+
+
 def save_view(
     dataset,
     name: str,

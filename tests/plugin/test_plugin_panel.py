@@ -715,11 +715,18 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     assert len(ds.load_saved_view("panel view")) == 4  # not yet
     # the name changed to another view since the question: asked about that one
     call(ds, "save_view", state={"view_name": "other view"}, view=view[:2])
-    moved = call(ds, "confirm", state={**pending, "view_name": "other view"})
+    moved = call(
+        ds, "confirm", state={**pending, "view_name": "other view"}, view=view[:2]
+    )
     assert patched_state(moved)["replace_name"] == "other view"
     assert len(ds.load_saved_view("other view")) == 2  # not replaced unasked
     again = call(ds, "confirm", state={**named, **pending}, view=view[:3])
     assert notifications(again, "success") == ["Replaced view 'panel view' (3 samples)"]
+    # the whole dataset is no result: refused, as the save-results operator does
+    # (a fresh panel, or an App started again, replaced a result by every sample)
+    every = call(ds, "save_view", state=named, view=ds.sort_by("filepath"))
+    assert "the grid shows every sample of the dataset" in notifications(every)[0]
+    assert len(ds.load_saved_view("panel view")) == 3
     blank = call(ds, "save_view", state={"view_name": "  "}, view=view)
     assert "type a name in Saved view name" in notifications(blank, "error")[0]
     # typed queries that are not text: a missing image file, k out of range
