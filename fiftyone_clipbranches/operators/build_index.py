@@ -56,6 +56,15 @@ class BuildIndex(foo.Operator):
                 inputs, view=types.View(label="Build a clipbranches index")
             )
         add_new_key_input(ctx, inputs, replaceable=True)
+        if ctx.view is not None and ctx.view.count() != ctx.dataset.count():
+            inputs.view(
+                "whole_dataset",
+                types.Notice(
+                    label=f"Indexes every sample of the dataset ({ctx.dataset.count()}),"
+                    " not only the current view: searches and refinements from a"
+                    " view answer within it"
+                ),
+            )
         fields = vector_fields(ctx)
         choices = types.DropdownView()
         for name in fields:

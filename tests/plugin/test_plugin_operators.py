@@ -253,6 +253,11 @@ def test_build_form_builds_an_index_again_in_its_place(make_user_index):
     props = _resolve_input("build_index", ds, {"index_key": "clip"})
     assert props["index_key"]["invalid"] is True
     assert props["overwrite"]["view"]["label"] == "Build it again in its place"
+    assert "whole_dataset" not in props
+    # opened from a view: the form says that the index covers the whole dataset
+    props = _resolve_input("build_index", ds, {"index_key": "x"}, view=ds.limit(5))
+    said = props["whole_dataset"]["view"]["label"]
+    assert said.startswith("Indexes every sample of the dataset (40), not only")
     params = {"index_key": "clip", "overwrite": True}
     props = _resolve_input("build_index", ds, params)
     assert props["index_key"]["invalid"] is False
