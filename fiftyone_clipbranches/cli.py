@@ -516,10 +516,7 @@ def _run(args) -> int:
         if len(ids) > 3 and not getattr(args, "json", False):
             message += f" (--json lists all {len(ids)} ids under error.ids)"
         if ids and isinstance(e, ContradictoryLabelsError):
-            message += (
-                "; `clipbranches label` gives each one label: --positives-from,"
-                " --negatives-from or --clear-from FILE take ids one per line"
-            )
+            message += _relabel_hint(args)
         print(f"clipbranches {args.command}: error: {message}", file=sys.stderr)
         if getattr(args, "json", False):  # a script reading stdout gets JSON too
             import json
@@ -530,6 +527,26 @@ def _run(args) -> int:
                 error["ids"] = [str(i) for i in ids]
             print(json.dumps({"error": error}))
         return 1
+
+
+def _relabel_hint(args) -> str:
+    """The way out of samples tagged both positive and negative, for ``refine``
+    labelled by tags (with the tags in use): ``label`` gives each one label."""
+    from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
+
+    if args.command != "refine" or args.positives or args.negatives:
+        return ""  # ids given twice are mended on the command line itself
+    tags = (args.positive_tag, args.negative_tag)
+    flags = (
+        ""
+        if tags == DEFAULT_TAGS
+        else f" --positive-tag {shlex.quote(tags[0])} --negative-tag"
+        f" {shlex.quote(tags[1])}"
+    )
+    return (
+        f"; `clipbranches label {shlex.quote(args.dataset)}{flags} --positives-from"
+        " FILE` (or --negatives-from, --clear-from) gives each id of FILE one label"
+    )
 
 
 if __name__ == "__main__":

@@ -44,22 +44,29 @@ def whole_number(minimum: int = 0, maximum: int | None = None):
     return parse
 
 
-def ids_in_file(text: str) -> list[str]:
+def ids_in_file(text: str) -> list[str] | None:
     """The sample ids a file holds, separated by white space (one per line, as
-    ``jq -r '.error.ids[]'`` writes them); ``-`` reads standard input."""
-    import sys
-
+    ``jq -r '.error.ids[]'`` writes them); None for ``-``, standard input, read
+    by :func:`ids_from_stdin` once every option is known."""
+    if text == "-":
+        return None
     try:
-        if text == "-":
-            content = sys.stdin.read()
-        else:
-            with open(text, encoding="utf-8") as f:
-                content = f.read()
+        with open(text, encoding="utf-8") as f:
+            content = f.read()
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or "not UTF-8 text"
         raise argparse.ArgumentTypeError(f"cannot read {text!r}: {reason}") from e
     ids = content.split()
     if not ids:
-        where = "standard input" if text == "-" else repr(text)
-        raise argparse.ArgumentTypeError(f"{where} holds no sample ids")
+        raise argparse.ArgumentTypeError(f"{text!r} holds no sample ids")
+    return ids
+
+
+def ids_from_stdin() -> list[str]:
+    """The sample ids standard input holds (:func:`ids_in_file`'s ``-``)."""
+    import sys
+
+    ids = sys.stdin.read().split()
+    if not ids:
+        raise ValueError("standard input holds no sample ids")
     return ids

@@ -10,7 +10,7 @@ import json
 import shlex
 from dataclasses import asdict
 
-from fiftyone_clipbranches.cli_types import ids_in_file, whole_number
+from fiftyone_clipbranches.cli_types import ids_from_stdin, ids_in_file, whole_number
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
 #: Results ``search`` and ``refine`` print for people unless ``--limit`` says
@@ -343,9 +343,21 @@ def _cmd_search(args) -> int:
 
 def _with_id_files(args, names) -> None:
     """Add the ids of ``--NAME-from`` files to ``args.NAME`` (None stays None
-    where no file and no flag gave any)."""
+    where no file and no flag gave any); standard input feeds one option."""
+    from_stdin = [
+        n for n in names for ids in getattr(args, f"{n}_files") if ids is None
+    ]
+    if len(from_stdin) > 1:
+        raise ValueError(
+            "standard input (-) can feed only one --*-from option: give the others"
+            " a file"
+        )
     for name in names:
-        from_files = [i for ids in getattr(args, f"{name}_files") for i in ids]
+        from_files = [
+            i
+            for ids in getattr(args, f"{name}_files")
+            for i in (ids_from_stdin() if ids is None else ids)
+        ]
         if from_files:
             setattr(args, name, [*(getattr(args, name) or []), *from_files])
 

@@ -431,7 +431,20 @@ def test_ids_from_files_label_and_refine_and_mend_contradictions(
     assert cli_main(["refine", ds.name, "--key", "clip"]) == 1
     err = capsys.readouterr().err
     assert "--json lists all 4 ids under error.ids" in err
-    assert "--positives-from, --negatives-from or --clear-from FILE" in err
+    assert f"`clipbranches label {ds.name} --positives-from FILE` (or" in err
+    # the tags in use are in the way out; ids given twice, or label itself, have
+    # no such way out: not offered
+    ds.select(ids[:4]).tag_samples(["p 1", "n"])
+    assert cli_main(["refine", ds.name, "--key", "clip", "--positive-tag", "p 1",
+                     "--negative-tag", "n"]) == 1  # fmt: skip
+    assert "label cli-id-files --positive-tag 'p 1' --negative-tag n --pos" in (
+        capsys.readouterr().err
+    )
+    ds.untag_samples(["p 1", "n"])
+    assert cli_main(["refine", ds.name, "--key", "clip", "--positive", ids[0],
+                     "--negative", ids[0]]) == 1  # fmt: skip
+    assert cli_main([*label, "--positive", ids[0], "--negative", ids[0]]) == 1
+    assert "`clipbranches label" not in capsys.readouterr().err
     assert cli_main(["refine", ds.name, "--key", "clip", "--json"]) == 1
     both = tmp_path / "both.txt"
     both.write_text("\n".join(_json(capsys)["error"]["ids"]))
@@ -456,6 +469,12 @@ def test_ids_from_files_label_and_refine_and_mend_contradictions(
         assert "--clear-from" in err and words in err
     assert cli_main([*label, "--clear-all", "--clear-from", str(both)]) == 1
     assert "not both" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(ids[9]))
+    assert cli_main([*label, "--positives-from", "-", "--negatives-from", "-"]) == 1
+    assert "standard input (-) can feed only one" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(" \n"))
+    assert cli_main([*label, "--positives-from", "-"]) == 1
+    assert "standard input holds no sample ids" in capsys.readouterr().err
     assert len(ds.match_tags("cb_positive")) == 6  # nothing changed by the errors
 
 

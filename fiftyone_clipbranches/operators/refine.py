@@ -124,7 +124,12 @@ class RefineOperator(foo.Operator):
                 f" dataset{where}"
             ),
         )
-        both = count_both(ctx.dataset, (pos, neg))
+        both = count_both(ctx.dataset, (pos, neg)) if pos != neg else 0
+        if pos == neg:
+            inputs.view(
+                "same_tags",
+                types.Warning(label="The positive and negative tags must differ"),
+            )
         if both:
             inputs.view(
                 "conflicts",

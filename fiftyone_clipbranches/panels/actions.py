@@ -387,8 +387,10 @@ def view_to_save(ctx):
     Raises:
         ResultTooLargeError: a ranking longer than a saved view can select.
     """
-    if ctx.panel.state.get("showing") not in ("refine", "all"):
-        refuse_every_sample(ctx.view, ctx.dataset)
+    showing = ctx.panel.state.get("showing")
+    if showing not in ("refine", "all"):
+        if showing is None:  # no result of the panel's in the grid
+            refuse_every_sample(ctx.view, ctx.dataset)
         return ctx.view
     last = RoundHistory(ctx).result()
     if last is None:  # the grid shows its best only: saving those would say less

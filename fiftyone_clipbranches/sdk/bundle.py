@@ -436,6 +436,12 @@ def let_go(owner: tuple, now: str | None = None) -> None:
     with _cache_lock:
         before = _owned.pop(owner, None) if now is None else _owned.get(owner)
         if now is not None:
+            # a directory has one key per dataset: another key of this dataset
+            # there is the index's name before a rename
+            for other in [
+                o for o, d in _owned.items() if d == now and o[0] == owner[0]
+            ]:
+                del _owned[other]
             _owned[owner] = now
         if before is not None and before != now and before not in _owned.values():
             dropped = _cache.pop(before, None)

@@ -286,7 +286,7 @@ def refine_ranking(
         "total_ms": 1e3 * (t3 - fitted.started),
     }
     if fitted.model is not None and not np.any(~in_few(rows, fitted.live_positives)):
-        stats["note"] = _nothing_found_note(request.model)
+        stats["note"] = nothing_found_note(request.model)
     if request.negatives is None and request.positives is not None:
         # after the ranking: a refinement that fails says only why
         unused = _negative_tags_unused(dataset, request.tags[1])
@@ -565,7 +565,7 @@ def in_few(values: np.ndarray, few: np.ndarray) -> np.ndarray:
     return few[at] == values
 
 
-def _nothing_found_note(model: str) -> str:
+def nothing_found_note(model: str) -> str:
     """Words for a model that accepted no sample but the labelled positives."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL
 

@@ -30,6 +30,7 @@ from fiftyone_clipbranches.sdk.refine import (
     FittedRefinement,
     fit_refinement,
     in_few,
+    nothing_found_note,
     ranked_answer,
 )
 from fiftyone_clipbranches.sdk.request import RefineRequest
@@ -214,6 +215,10 @@ def refine_pages(
     else:
         pages = _paged(fitted, first)
     pages.page(0, first)
+    # known without counting the whole answer: a held one, or one read to its end
+    whole = model is not None and (model.answered_by == "top_k" or pages._done)
+    if whole and pages.count == fitted.live_positives.size:
+        pages.stats["note"] = nothing_found_note(fitted.stats["model"])
     t3 = time.perf_counter()
     pages.stats.update(query_ms=1e3 * (t3 - t2), total_ms=1e3 * (t3 - fitted.started))
     return pages

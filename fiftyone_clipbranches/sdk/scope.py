@@ -72,13 +72,15 @@ def left_view_note(view) -> str:
 def _images_behind(view):
     """The images a search or refinement from the App's ``view`` looks in: of a
     patches, frames or clips view, those its rows are parts of when stages after
-    the split narrow them, else every image it was made of; a view of dynamic
+    the split leave some rows out (a sort leaves none), else every image it was
+    made of; a view of dynamic
     groups, flattened; any other view as it is (None: the whole dataset)."""
     if view is not None and is_part_view(view):
         source = view
         while is_part_view(source):
             source = source._source_collection
-        view = source.select(as_sample_ids(view)) if view._stages else source
+        narrowed = view._stages and view.count() != view._base_view.count()
+        view = source.select(as_sample_ids(view)) if narrowed else source
     if view is not None and getattr(view, "_is_dynamic_groups", False):
         view = view.flatten()
     return None if isinstance(view, fod.Dataset) else view

@@ -587,6 +587,14 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     warning = _resolve_input("refine", ds, params)["conflicts"]["view"]["label"]
     assert warning.startswith("2 samples are tagged both 'cb_positive' and")
     both.untag_samples("cb_negative")
+    # one tag in both boxes: said so (every sample it tags was counted "both")
+    same = {**params, "positive_tag": "cb_positive", "negative_tag": "cb_positive"}
+    props = _resolve_input("refine", ds, same)
+    assert "conflicts" not in props
+    assert (
+        props["same_tags"]["view"]["label"]
+        == "The positive and negative tags must differ"
+    )
 
 
 def test_a_grouped_dataset_is_said_unindexable_by_the_form_and_the_panel(cifar_dir):

@@ -727,6 +727,13 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     every = call(ds, "save_view", state=named, view=ds.sort_by("filepath"))
     assert "the grid shows every sample of the dataset" in notifications(every)[0]
     assert len(ds.load_saved_view("panel view")) == 3
+    # but a search that ranked every sample is a result
+    ranked = {"view_name": "every one", "showing": "search"}
+    saved = call(ds, "save_view", state=ranked, view=ds.sort_by("filepath"))
+    assert notifications(saved, "success") == [
+        f"Saved view 'every one' ({len(ds)} samples)"
+    ]
+    ds.delete_saved_view("every one")
     blank = call(ds, "save_view", state={"view_name": "  "}, view=view)
     assert "type a name in Saved view name" in notifications(blank, "error")[0]
     # typed queries that are not text: a missing image file, k out of range
@@ -1112,6 +1119,9 @@ def test_patches_selected_in_a_patches_view_stand_for_their_images(
     (message,) = notifications(requests, "success")
     assert message.startswith("1 nearest samples to 1 selected sample in the current")
     assert shown_ids(requests) == [one_box.first().sample_id]
+    # a sort leaves every patch: every image it was made of, as without it
+    requests = call(ds, "refine", state=state, view=patches.sort_by("dets.label"))
+    assert not patched_state(requests)["last_stats"]["in_view"]
     # a view of dynamic groups: its samples, not one standing for each group
     grouped = ds.group_by("ground_truth.label")
     requests = call(ds, "refine", state=state, view=grouped)

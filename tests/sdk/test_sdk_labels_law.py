@@ -91,3 +91,10 @@ def test_a_model_that_finds_nothing_but_the_positives_says_what_to_do(labelled):
     )
     found = sdk.refine(ds, positives=positives, negatives=negatives, index_key="clip")
     assert len(found.ids) > len(positives) and "note" not in found.stats
+    # the same answer a page at a time says it too
+    pages = sdk.refine_pages(
+        ds, positives=positives[:1], negatives=negatives, model="linear",
+        index_key="clip", first=10,
+    )  # fmt: skip
+    with pages:
+        assert pages.count == 1 and pages.stats["note"] == result.stats["note"]

@@ -64,11 +64,18 @@ def test_an_update_rename_and_delete_elsewhere_are_seen_here(
 
     _cli("rename-index", ds.name, "--key", "clip", "--new-key", "renamed")
     assert cb.list_indexes(ds) == ["renamed"]
+    # renamed, then updated elsewhere: the directory it had under both names goes
+    cb.search(ds, sample_ids=ids[:1], k=3, index_key="renamed")
+    ds.add_sample(fo.Sample(filepath=str(next((cifar_dir / "cat").iterdir()))))
+    _cli("update-index", ds.name, "--key", "renamed", "--quiet")
+    cb.search(ds, sample_ids=ids[:1], k=3, index_key="renamed")
+    assert _held(after.index_dir) == (False, False)
+    latest = cb.index_info(ds, "renamed").index_dir
     _cli("delete-index", ds.name, "--key", "renamed")
     assert cb.list_indexes(ds) == []
     with pytest.raises(cb.sdk.IndexNotFoundError):
-        cb.search(ds, sample_ids=ids[:1], k=3, index_key="clip")
-    assert _held(after.index_dir) == (False, False)
+        cb.search(ds, sample_ids=ids[:1], k=3, index_key="renamed")
+    assert _held(latest) == (False, False)
 
     # a brain run made elsewhere takes its key here too (the guards read it)
     script = (
