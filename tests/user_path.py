@@ -74,6 +74,26 @@ def images_dataset(images_dir: Path, n_per_class: int, name: str | None = None):
     return ds
 
 
+def grouped_images_dataset(images_dir: Path, n_groups: int):
+    """A new grouped dataset: ``n_groups`` groups of two image files of
+    ``images_dir``'s class folders, slices ``left`` and ``right``."""
+    import fiftyone as fo
+
+    paths = sorted(str(p) for p in Path(images_dir).glob("*/*"))[: 2 * n_groups]
+    ds = fo.Dataset()
+    ds.add_group_field("group", default="left")
+    for a, b in zip(paths[::2], paths[1::2]):
+        group = fo.Group()
+        ds.add_samples(
+            [
+                fo.Sample(filepath=a, group=group.element("left")),
+                fo.Sample(filepath=b, group=group.element("right")),
+            ],
+            progress=False,
+        )
+    return ds
+
+
 def build_user_index(ds, checkpoint: Path, index_key: str = "clip", **kwargs):
     """Embed ``ds``'s images with the tiny checkpoint, then ``build_index`` on them
     (PCA codes: seconds, no head training). Returns the ``IndexInfo``."""

@@ -601,17 +601,10 @@ def test_a_grouped_dataset_is_said_unindexable_by_the_form_and_the_panel(cifar_d
     """The build form validated, and the panel offered Build index, on a grouped
     dataset; only Execute said why nothing could be built."""
     from test_plugin_panel import call, rendered
+    from user_path import grouped_images_dataset
 
-    paths = sorted(str(p) for p in cifar_dir.glob("*/*"))[:8]
-    ds = fo.Dataset()
+    ds = grouped_images_dataset(cifar_dir, 4)
     try:
-        ds.add_group_field("group", default="left")
-        for a, b in zip(paths[::2], paths[1::2]):
-            group = fo.Group()
-            ds.add_samples([
-                fo.Sample(filepath=a, group=group.element("left")),
-                fo.Sample(filepath=b, group=group.element("right")),
-            ])  # fmt: skip
         props = _resolve_input("build_index", ds, {"index_key": "clip"})
         assert list(props) == ["media"]
         said = props["media"]["view"]["description"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fiftyone as fo
 import pytest
-from user_path import TINY_CLIP_NAME
+from user_path import TINY_CLIP_NAME, grouped_images_dataset
 
 from fiftyone_clipbranches import sdk
 
@@ -18,19 +18,8 @@ def _embed_kwargs(checkpoint):
 def test_a_grouped_dataset_is_refused_with_the_way_to_index_a_slice(
     cifar_dir, tiny_clip_checkpoint
 ):
-    paths = sorted(str(p) for p in cifar_dir.glob("*/*"))[:6]
-    ds = fo.Dataset()
+    ds = grouped_images_dataset(cifar_dir, 3)
     try:
-        ds.add_group_field("group", default="left")
-        for a, b in zip(paths[::2], paths[1::2]):
-            group = fo.Group()
-            ds.add_samples(
-                [
-                    fo.Sample(filepath=a, group=group.element("left")),
-                    fo.Sample(filepath=b, group=group.element("right")),
-                ],
-                progress=False,
-            )
         with pytest.raises(sdk.UnsupportedMediaError, match="grouped dataset") as err:
             sdk.compute_embeddings(ds, "emb", **_embed_kwargs(tiny_clip_checkpoint))
         assert "(slices 'left', 'right')" in str(err.value)
