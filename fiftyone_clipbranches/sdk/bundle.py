@@ -63,7 +63,11 @@ from fiftyone_clipbranches.sdk.errors import (
     engine_errors,
 )
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
-from fiftyone_clipbranches.sdk.settings import INDEX_ROOT_ENV, index_cache_size
+from fiftyone_clipbranches.sdk.settings import (
+    INDEX_ROOT_ENV,
+    index_cache_size,
+    index_root,
+)
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -283,7 +287,8 @@ def read_manifest(path) -> dict:
             f"its {MANIFEST} is missing"
             if path.is_dir()
             else "the directory is gone; if the index root was moved, set"
-            f" ${INDEX_ROOT_ENV} to its new place"
+            f" ${INDEX_ROOT_ENV} to its new place (now {index_root()}); a dataset"
+            " exported and imported brings no index files"
         )
         raise IndexFilesMissingError(
             f"index files are missing at {path} ({what}); {REBUILD}"

@@ -138,11 +138,26 @@ def located(index_dir: str | None, root=None) -> str | None:
 
 def release_index_dir(index_dir, exclude=None) -> bool:
     """Delete ``index_dir`` unless a run other than ``exclude`` (``(dataset id,
-    key)``) points at it; returns whether it was deleted."""
+    key)``) points at it, or its dataset folder records another database (a
+    dataset exported with its runs and imported into this one points at the
+    files of the database it came from, whose runs this one cannot see); returns
+    whether it was deleted."""
     if not index_dir or index_dir_references(index_dir, exclude):
+        return False
+    if of_another_database(index_dir):
         return False
     remove_index_dir(index_dir)
     return True
+
+
+def of_another_database(index_dir) -> bool:
+    """Whether ``index_dir``'s dataset folder records a database other than the
+    one FiftyOne is connected to (a folder recording none is taken as this
+    one's)."""
+    from fiftyone_clipbranches.sdk.folder_owner import database_id, owner_of
+
+    owner = owner_of(Path(index_dir).parent)
+    return owner is not None and owner != database_id()
 
 
 def _norm(index_dir) -> str:
