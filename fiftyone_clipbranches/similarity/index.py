@@ -19,7 +19,10 @@ from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.engine.scan import knn_scan
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, resolve_clip
 from fiftyone_clipbranches.sdk.errors import (
+    REBUILD,
     ClipBranchesError,
+    IndexCorruptedError,
+    IndexFilesMissingError,
     IndexNotFoundError,
     StaleIndexError,
     UnknownModelError,
@@ -371,6 +374,20 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
     def _load(self, required=True):
         try:
             return sdk.load_index(self._dataset, self.index_key)
+        except (IndexFilesMissingError, IndexCorruptedError) as e:
+            if self.key is None or REBUILD not in str(e):
+                raise
+            # built again in its place, it would be refused: the run answers from it
+            key = self.key
+            raise type(e)(
+                str(e).replace(
+                    REBUILD,
+                    f"compute the brain run again: dataset.load_brain_results({key!r})"
+                    f".cleanup(), dataset.delete_brain_run({key!r}), then"
+                    " fob.compute_similarity(..., backend='clipbranches',"
+                    f" brain_key={key!r}); or restore its directory from a backup",
+                )
+            ) from None
         except IndexNotFoundError:
             if required:
                 raise IndexNotFoundError(

@@ -460,3 +460,31 @@ def test_a_first_build_that_fails_puts_the_field_back(similarity, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         empty.add_to_index(np.stack(vectors), ids)
     assert ds.exists("emb3").count() == 0  # as it was: no vector
+
+
+def test_a_run_whose_files_are_gone_says_the_way_out_that_works(similarity):
+    """Its index's files gone, the run told to build the index again in place,
+    which is refused while the run answers from it."""
+    import shutil
+
+    ds, _ = similarity
+    ids = ds.values("id")
+    from fiftyone_clipbranches.sdk.bundle import forget_bundle
+
+    index_dir = sdk.index_info(ds, "sim").index_dir
+    shutil.rmtree(index_dir)
+    forget_bundle(index_dir)  # as another process, which never loaded it, finds it
+    ds.clear_cache()
+    with pytest.raises(sdk.IndexFilesMissingError) as err:
+        ds.sort_by_similarity(ids[0], k=3, brain_key="sim")
+    said = str(err.value)
+    assert "compute the brain run again: dataset.load_brain_results('sim')" in said
+    assert "overwrite" not in said
+    # followed as said
+    ds.load_brain_results("sim").cleanup()
+    ds.delete_brain_run("sim")
+    fob.compute_similarity(
+        ds, backend="clipbranches", embeddings="emb", brain_key="sim",
+        code_method="pca",
+    )  # fmt: skip
+    assert len(ds.sort_by_similarity(ids[0], k=3, brain_key="sim")) == 3
