@@ -40,7 +40,9 @@ from fiftyone_clipbranches.sdk.settings import (
 from fiftyone_clipbranches.sdk.views import (
     check_view_name,
     check_writable,
+    concatenates,
     recover_unfinished_writes,
+    result_view,
     write_result,
 )
 
@@ -381,8 +383,9 @@ def apply_refine_result(
     write_result(ds, score_field, ids, scores, saved_view, k_preview, wait=wait)
     # on top of the refined view, so its stages (the App's filters) stay
     if by_score:
-        return dataset.exists(score_field).sort_by(score_field, reverse=True)
-    return dataset.select(list(shown), ordered=True)
+        base = ds if concatenates(dataset) else dataset
+        return base.exists(score_field).sort_by(score_field, reverse=True)
+    return result_view(dataset, shown)
 
 
 def refine(

@@ -43,6 +43,7 @@ from fiftyone_clipbranches.sdk.messages import weights_message
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
+from fiftyone_clipbranches.sdk.views import result_view
 from fiftyone_clipbranches.sdk.warm import warm_refinement
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def search(
     Given a view, only its samples are searched, and the result is a view of it.
     """
     ids, _ = search_ids(dataset, text, sample_ids, vector, k, index_key, image)
-    return dataset.select(ids, ordered=True)
+    return result_view(dataset, ids)
 
 
 def search_ids(

@@ -528,6 +528,22 @@ def ensure_score_index(root, field: str) -> None:
 _SCORE_INDEXED: set[tuple[str, str]] = set()
 
 
+def result_view(samples, ids):
+    """``ids`` in order, as a view of ``samples`` (its stages, the App's filters,
+    kept); of its root dataset where ``samples`` concatenates collections, in
+    which one sample can be two rows (a view concatenated with itself answered
+    every sample twice)."""
+    base = root_dataset(samples) if concatenates(samples) else samples
+    return base.select(list(ids), ordered=True)
+
+
+def concatenates(samples) -> bool:
+    """Whether a stage of the view ``samples`` concatenates another collection."""
+    return any(
+        isinstance(s, fo.core.stages.Concat) for s in getattr(samples, "_stages", ())
+    )
+
+
 def _ordered(root, ids, n_view):
     return root.select(list(ids if n_view is None else ids[:n_view]), ordered=True)
 

@@ -98,3 +98,18 @@ def test_a_model_that_finds_nothing_but_the_positives_says_what_to_do(labelled):
     )  # fmt: skip
     with pages:
         assert pages.count == 1 and pages.stats["note"] == result.stats["note"]
+
+
+def test_a_view_concatenated_with_itself_answers_each_sample_once(labelled):
+    """FiftyOne's concat makes a sample two rows: every answer came twice."""
+    ds, positives, negatives = labelled
+    head = ds.select(positives + negatives)
+    twice = head.concat(head)
+    assert len(twice) == 2 * len(head)
+    found = sdk.search(twice, sample_ids=positives[:1], k=3, index_key="clip")
+    assert len(found) == 3 and len(set(found.values("id"))) == 3
+    result = sdk.refine(
+        twice, positives=positives, negatives=negatives, index_key="clip",
+        score_field=None,
+    )  # fmt: skip
+    assert sorted(result.view.values("id")) == sorted(result.ids) == sorted(positives)
