@@ -162,6 +162,13 @@ def run_demo(
             " --pretrained ...)"
         )
     if images is None:
+        from fiftyone_clipbranches.sdk.stream_encode import fit_rows_needed
+
+        if n_images < fit_rows_needed("pca"):  # before the images are made
+            raise ValueError(
+                f"the demo needs at least {fit_rows_needed('pca')} images to build"
+                f" an index: --n-images {n_images} is too few"
+            )
         records = _generated_records(n_images, data_dir, progress)
         lap("images")
     if shipped:
@@ -552,9 +559,21 @@ def _ensure_index(dataset, model, pretrained, progress):
     """The demo's index of ``dataset`` (which the demo made), built with this
     model: one of an earlier run with another model goes, with its embeddings."""
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.clip_names import resolve_clip
+    from fiftyone_clipbranches.sdk.embeddings import get_clip_model
     from fiftyone_clipbranches.sdk.identity import same_identity
     from fiftyone_clipbranches.sdk.settings import DEFAULT_EMBEDDINGS_FIELD
+    from fiftyone_clipbranches.sdk.stream_encode import fit_rows_needed
 
+    # the learned head where there are images enough to fit it, else PCA (the demo
+    # has no --code-method); too few for either are refused before anything goes
+    n, at_least = dataset.count(), fit_rows_needed("pca")
+    if n < at_least:
+        raise ValueError(
+            f"the demo needs at least {at_least} images to build an index,"
+            f" {dataset.name!r} holds {n}: give a folder of more images"
+        )
+    code_method = "head" if n >= fit_rows_needed("head") else "pca"
     if DEMO_INDEX_KEY in sdk.list_indexes(dataset):
         info = sdk.index_info(dataset, DEMO_INDEX_KEY)
         wanted = {"name": model, "pretrained": pretrained}
@@ -564,6 +583,8 @@ def _ensure_index(dataset, model, pretrained, progress):
         fresh = info.freshness
         if same_model and (fresh is None or not (fresh.n_added or fresh.n_deleted)):
             return
+        if not same_model:  # an earlier run's index and vectors go once it loads
+            get_clip_model(*resolve_clip(model, pretrained))
         sdk.delete_index(dataset, DEMO_INDEX_KEY)
         if not same_model and dataset.has_field(DEFAULT_EMBEDDINGS_FIELD):
             dataset.delete_sample_field(DEFAULT_EMBEDDINGS_FIELD)
@@ -572,7 +593,7 @@ def _ensure_index(dataset, model, pretrained, progress):
         DEMO_INDEX_KEY,
         model=model,
         pretrained=pretrained,
-        code_method="head",
+        code_method=code_method,
         progress=progress,
     )
 

@@ -189,6 +189,18 @@ def test_the_shipped_model_or_random_weights_run_on_the_users_images_offline(
             used = report_model(name)
             assert used["name"] == expected
             assert (used["pretrained"] is None) == ("pretrained" in chosen)
+        # a checkpoint path mistyped: refused before the last run's index and
+        # vectors go (they were deleted first, a full embedding lost)
+        with pytest.raises(Exception, match="neither an existing checkpoint file"):
+            run_demo(
+                images=tmp_path, dataset_name=name, progress=False,
+                model=TINY_CLIP_NAME, pretrained=str(tmp_path / "tiny-usr.pt"),
+            )  # fmt: skip
+        assert report_model(name)["name"] == TINY_CLIP_NAME
+        assert len(fo.load_dataset(name).exists("clip_embedding")) == 70
+        # too few images for any index: said before any is made
+        with pytest.raises(ValueError, match="needs at least 33 images"):
+            run_demo(n_images=10, progress=False)
         # weights named for the shipped model (which has its own): refused, not
         # ignored, before anything is made
         for chosen in (dict(model="demo"), dict(images=None)):
