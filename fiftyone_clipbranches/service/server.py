@@ -262,6 +262,25 @@ def _drained(dispatcher, timeout: float) -> bool:
     return True
 
 
+#: Why a compute worker that ends while it starts may have: it imported the
+#: script that starts the service, which started the service again.
+UNGUARDED = (
+    "a script that starts the service must do so under `if __name__ =="
+    " '__main__':` (each compute worker process imports that script, as Python's"
+    " multiprocessing does)"
+)
+
+
+def refuse_in_a_starting_worker() -> None:
+    """Refuse to start a service in a worker process that is importing its
+    parent's script (the script has no ``__main__`` guard): that worker would
+    start workers of its own, which Python refuses in words of its own."""
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise RuntimeError(f"the service was started in a compute worker: {UNGUARDED}")
+
+
 def start_server(
     backend, config: ServiceConfig | None = None, **overrides
 ) -> RunningService:
@@ -272,6 +291,7 @@ def start_server(
     """
     from waitress.server import create_server
 
+    refuse_in_a_starting_worker()
     config = config or ServiceConfig()
     for name, value in overrides.items():
         if not hasattr(config, name):

@@ -364,6 +364,13 @@ class WorkerPool:
             if self._closing.is_set():
                 return None  # stopped while it started: nothing went wrong
             detail = message[1] if isinstance(message, tuple) else "no answer"
+            if message is None and process.exitcode not in (None, 0):
+                from fiftyone_clipbranches.service.server import UNGUARDED
+
+                detail = (
+                    f"it ended with code {process.exitcode} while it started: its"
+                    f" output above says why; {UNGUARDED}"
+                )
             logger.error(
                 "compute worker %s failed to start (%s); retrying in %g s",
                 process.pid,

@@ -299,3 +299,44 @@ def test_workers_end_with_a_service_stopped_before_it_could_stop_them(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+_SCRIPT = """
+import sys
+from fiftyone_clipbranches.service import Client, start_server
+from fiftyone_clipbranches.service.backend import SdkBackend
+
+{guard}
+service = start_server(SdkBackend([]), port=0, compute_workers=1)
+print("ready" if service.wait_ready(timeout={wait}) else "not ready", flush=True)
+print(Client(service.url, token=service.token).health()["status"], flush=True)
+service.stop()
+"""
+
+
+def test_a_script_that_starts_the_service_without_a_main_guard_is_told(tmp_path):
+    """Each worker imports the script; without ``if __name__ == "__main__":`` it
+    started the service again, Python refused in its own words, and the start was
+    retried forever (the script hung)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    def run(guard: str, wait: float) -> subprocess.CompletedProcess:
+        body = _SCRIPT.format(guard=guard, wait=wait)
+        if guard:  # the lines after it, indented under it
+            head, tail = body.split(guard + "\n")
+            body = head + guard + "\n" + textwrap.indent(tail, "    ")
+        script = tmp_path / "serve_it.py"
+        script.write_text(body)
+        return subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True,
+            timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+
+    done = run("", 8)
+    assert done.stdout.split() == ["not", "ready", "ok"], done.stderr[-2000:]
+    assert "the service was started in a compute worker" in done.stderr
+    assert "must do so under `if __name__ == '__main__':`" in done.stderr
+    done = run('if __name__ == "__main__":', 120)
+    assert done.stdout.split() == ["ready", "ok"], done.stderr[-2000:]
