@@ -8,6 +8,7 @@ import argparse
 import difflib
 import json
 import shlex
+import sys
 from dataclasses import asdict
 
 from fiftyone_clipbranches.cli_types import ids_from_stdin, ids_in_file, whole_number
@@ -332,12 +333,11 @@ def _cmd_search(args) -> int:
         for row in rows:
             row["tagged"] = row["id"] in newly  # by this command
     _print_rows(ds, rows, "sq_distance", args, header="sq. distance")
-    if not args.json:
-        if tagged:
-            print(tagged)
-        _note_unindexed(
-            ds, args.key, {"n_unindexed": sdk.unsearched_count(ds, args.key)}
-        )
+    if tagged and not args.json:
+        print(tagged)
+    # a script reading the JSON list on stdout is told on stderr
+    unsearched = {"n_unindexed": sdk.unsearched_count(ds, args.key)}
+    _note_unindexed(ds, args.key, unsearched, sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -481,9 +481,9 @@ def _cmd_refine(args) -> int:
     return 0
 
 
-def _note_unindexed(ds, key: str, stats: dict) -> None:
-    """Say that samples added since the build were not searched, and how to add
-    them."""
+def _note_unindexed(ds, key: str, stats: dict, stream=None) -> None:
+    """Say on ``stream`` (default stdout) that samples added since the build were
+    not searched, and how to add them."""
     from fiftyone_clipbranches.sdk.messages import counted
 
     n = int(stats.get("n_unindexed") or 0)
@@ -491,7 +491,8 @@ def _note_unindexed(ds, key: str, stats: dict) -> None:
         print(
             f"note: {counted(n, 'sample')} added since the index was built "
             f"{'was' if n == 1 else 'were'} not searched: clipbranches update-index"
-            f" {shlex.quote(ds.name)} --key {key}"
+            f" {shlex.quote(ds.name)} --key {key}",
+            file=stream or sys.stdout,
         )
 
 

@@ -177,6 +177,12 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert "1 sample added since the index was built was not searched" in (
         capsys.readouterr().out
     )
+    # with --json too, on stderr: stdout holds the JSON alone
+    search = ["search", ds.name, "--key", "clip", "--sample-id", ids[0], "--json"]
+    assert cli_main([*search, "--k", "7"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 7
+    assert err.startswith("note: 1 sample added since the index was built was not")
     # a key a build on a dead machine holds: refused with the way out, released
     import time
 
