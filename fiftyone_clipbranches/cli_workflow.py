@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import shlex
 import sys
 from dataclasses import asdict
@@ -161,7 +162,11 @@ def _print_info(
         f"{info.key}: {info.n_samples} samples{shards}, {info.code_method} codes of"
         f" {info.code_dims} bytes, text search: {text}, built or updated {info.built_at}"
     )
-    gone = missing_checkpoint(model, info.key, "embed queries") if model else None
+    gone = (
+        missing_checkpoint(model, info.key, "embed queries", dataset_name)
+        if model
+        else None
+    )
     if gone:
         print(f"  text search unavailable: {gone}")
     if not with_freshness:
@@ -309,7 +314,8 @@ def _cmd_relocate_checkpoint(args) -> int:
     if args.json:
         print(json.dumps({"dataset": ds.name, "updated": updated}))
     else:
-        print(f"checkpoint recorded at {args.pretrained!r} by: {', '.join(updated)}")
+        where = os.path.abspath(os.path.expanduser(args.pretrained))
+        print(f"checkpoint recorded at {where!r} by: {', '.join(updated)}")
     return 0
 
 

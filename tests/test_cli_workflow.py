@@ -405,7 +405,9 @@ def test_labels_are_set_and_removed_from_the_shell(make_user_index, capsys):
     assert cli_main([*label, "--positive", ids[3], "--negative", ids[3]]) == 1
     assert "both positive and negative" in capsys.readouterr().err
     assert cli_main([*label, "--positive", "0123456789abcdef01234567"]) == 1
-    assert f"not samples of dataset {ds.name!r}" in capsys.readouterr().err
+    assert f"1 of 1 sample ids is not a sample of dataset {ds.name!r}" in (
+        capsys.readouterr().err
+    )
     assert cli_main(label) == 1
     assert "say what to label" in capsys.readouterr().err
     assert ds.count_sample_tags() == {"cb_positive": 1, "cb_negative": 2}

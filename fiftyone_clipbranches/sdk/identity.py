@@ -21,6 +21,7 @@ works, text search is refused with :func:`text_search_refusal`'s error.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import (
@@ -205,18 +206,22 @@ def checkpoint_changed(recorded: dict, loaded: dict) -> str:
     )
 
 
-def missing_checkpoint(recorded: dict, index_key: str, work: str) -> str | None:
-    """Why index ``index_key`` cannot ``work`` ("embed queries", "embed added
-    samples"): the local checkpoint file its ``recorded`` identity names is gone;
-    None when it is there (or the weights are an open_clip tag)."""
+def missing_checkpoint(
+    recorded: dict, index_key: str, work: str, dataset_name: str | None = None
+) -> str | None:
+    """Why index ``index_key`` (of dataset ``dataset_name``, when known) cannot
+    ``work`` ("embed queries", "embed added samples"): the local checkpoint file
+    its ``recorded`` identity names is gone; None when it is there (or the weights
+    are an open_clip tag)."""
     pretrained = recorded.get("pretrained")
     if not recorded.get("checkpoint_sha256") or os.path.isfile(str(pretrained)):
         return None
+    dataset = "DATASET" if dataset_name is None else shlex.quote(dataset_name)
     return (
         f"index {index_key!r} cannot {work}: it embeds with the checkpoint file"
         f" {pretrained!r}, which is not there any more; put it back at that path,"
         f" or, moved, say where it is now (relocate_checkpoint(dataset, NEW_PATH,"
-        f" index_key={index_key!r}); CLI: clipbranches relocate-checkpoint DATASET"
+        f" index_key={index_key!r}); CLI: clipbranches relocate-checkpoint {dataset}"
         f" --key {index_key} --pretrained NEW_PATH), or build another index from"
         f" another file ({REBUILD_ELSEWHERE})"
     )

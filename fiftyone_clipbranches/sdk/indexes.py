@@ -682,7 +682,8 @@ def check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
     if n_out:
         out = rowmap.ids_of(np.flatnonzero(~inside))
         raise SampleIdsError(
-            f"{n_out} of {len(rowmap)} sample ids are not samples of dataset "
+            f"{n_out} of {len(rowmap)} sample ids"
+            f" {'is not a sample' if n_out == 1 else 'are not samples'} of dataset "
             f"{ds.name!r} (e.g. {out[0]!r}); pass ids of its samples "
             "(dataset.values('id'))",
             ids=out,

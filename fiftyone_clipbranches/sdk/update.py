@@ -171,7 +171,7 @@ def update_index(
         # the bar's share of each part (embedding, then encoding), by its images
         split = 0.55 * n_again / max(n_again + n_new, 1)
         if n_again:
-            _check_checkpoint(config, index_key, len(set(moved) & again))
+            _check_checkpoint(ds, config, index_key, len(set(moved) & again))
             _pending_reembed(ds, index_key, config, again)
             failed = embed_again(
                 ds.select(list(again)), field, **embed_with,
@@ -181,7 +181,7 @@ def update_index(
             if not skip_missing:
                 raise _gaps_of_unknown_model(ds, new_view, field, index_key)
         elif n_new:
-            _check_checkpoint(config, index_key)
+            _check_checkpoint(ds, config, index_key)
             failed = compute_embeddings(
                 new_view, field, **embed_with,
                 progress=lambda f, label: report(split + (0.55 - split) * f, label),
@@ -403,9 +403,9 @@ def _reembed_ids(ds, index_key: str, config, reembed) -> list[str]:
     return ids
 
 
-def _check_checkpoint(config, index_key: str, moved: int = 0) -> None:
+def _check_checkpoint(ds, config, index_key: str, moved: int = 0) -> None:
     gone = missing_checkpoint(
-        config.clip_model, index_key, "embed added or changed samples"
+        config.clip_model, index_key, "embed added or changed samples", ds.name
     )
     if gone:
         if moved:

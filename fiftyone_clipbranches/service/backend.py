@@ -883,7 +883,9 @@ def _text_search_unavailable(ds, key: str) -> str | None:
     from fiftyone_clipbranches.sdk.identity import missing_checkpoint
 
     model = runs.get_index_config(ds, key).clip_model
-    return missing_checkpoint(dict(model), key, "embed queries") if model else None
+    if not model:
+        return None
+    return missing_checkpoint(dict(model), key, "embed queries", ds.name)
 
 
 def _unlocated(clip):

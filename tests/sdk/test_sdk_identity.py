@@ -264,9 +264,12 @@ def _forget_loaded_models():
 
 
 def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
-    cifar_dir, tmp_path, capsys
+    cifar_dir, tmp_path, capsys, monkeypatch
 ):
+    import os
     import shutil
+
+    monkeypatch.chdir(os.getcwd())  # put back after the chdir below
 
     import open_clip
     import torch
@@ -315,9 +318,9 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
         from fiftyone_clipbranches.cli import main as cli_main
 
         assert cli_main(["indexes", ds.name]) == 0
-        assert "  text search unavailable: index 'clip' cannot embed queries" in (
-            capsys.readouterr().out
-        )
+        listed = capsys.readouterr().out
+        assert "  text search unavailable: index 'clip' cannot embed queries" in listed
+        assert f"relocate-checkpoint {ds.name} --key clip --pretrained NEW" in listed
         # told where the original file lives now, the index searches again and
         # the field records it too; the moved file holds other weights: refused
         with pytest.raises(IdentityConflictError, match="is not the checkpoint"):
@@ -336,8 +339,10 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
             sdk.relocate_checkpoint(ds, original, index_key="clip")
         assert sdk.index_info(ds, "clip", check=False).clip_model == before
         relocate = ["relocate-checkpoint", ds.name, "--key", "clip"]
-        assert cli_main([*relocate, "--pretrained", str(original)]) == 0
+        os.chdir(original.parent)  # a path relative to the working folder
+        assert cli_main([*relocate, "--pretrained", original.name]) == 0
         out = capsys.readouterr().out
+        assert f"checkpoint recorded at {str(original)!r} by:" in out
         assert "by: index:clip, index:second, field:clip_embedding" in out
         _forget_loaded_models()
         assert len(cb.search(ds, text="a cat", k=3, index_key="clip")) == 3

@@ -174,7 +174,7 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
     index_dir = sdk.index_info(ds, "clip").index_dir
     with pytest.raises(TypeError, match="not one id"):
         sdk.update_index(ds, "clip", reembed=ds.first().id, progress=False)
-    with pytest.raises(sdk.SampleIdsError, match="not samples of dataset"):
+    with pytest.raises(sdk.SampleIdsError, match="is not a sample of dataset"):
         sdk.update_index(ds, "clip", reembed=["0123456789abcdef01234567"])
     assert sdk.index_info(ds, "clip").index_dir == index_dir
 
