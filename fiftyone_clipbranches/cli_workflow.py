@@ -206,6 +206,8 @@ def _cmd_indexes(args) -> int:
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk.media import media_refusal
 
+    if args.dataset is None:
+        return _print_every_dataset(args.json)
     ds = dataset_named(args.dataset)
     infos, broken = [], {}
     for key in sdk.list_indexes(ds):
@@ -238,6 +240,26 @@ def _cmd_indexes(args) -> int:
             f" {shlex.quote(ds.name)} --key {key}` checks it)"
         )
     return 1 if broken else 0
+
+
+def _print_every_dataset(as_json: bool) -> int:
+    """``indexes`` without a dataset: the datasets that have indexes, and their
+    keys."""
+    from fiftyone_clipbranches.sdk.runs import indexes_by_dataset
+
+    found = indexes_by_dataset()
+    if as_json:
+        print(json.dumps([{"dataset": n, "keys": k} for n, k in found.items()]))
+        return 0
+    if not found:
+        print(
+            "no dataset has a clipbranches index (`clipbranches build-index DATASET`)"
+        )
+    for name, keys in found.items():
+        print(f"{name}: {', '.join(keys)}")
+    if found:
+        print("(`clipbranches indexes DATASET` says the state of each)")
+    return 0
 
 
 def _cmd_delete_index(args) -> int:
@@ -652,12 +674,14 @@ def add_workflow_commands(sub) -> None:
 
     p = sub.add_parser(
         "indexes",
-        help="list a dataset's indexes and their state",
+        help="list a dataset's indexes and their state (or every dataset's keys)",
         description="Each index of DATASET: samples, codes, CLIP model, build time,"
         " and whether samples were added or deleted since (with the command that"
-        " updates it).",
+        " updates it). Without DATASET, the datasets that have indexes and their"
+        " keys.",
     )
-    common(p, key=False)
+    p.add_argument("dataset", nargs="?", help="FiftyOne dataset name")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_indexes)
 
     p = sub.add_parser(

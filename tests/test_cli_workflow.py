@@ -160,6 +160,11 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     import fiftyone as fo
 
     ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    # without a dataset: every dataset that has indexes, with their keys
+    assert cli_main(["indexes", "--json"]) == 0
+    assert {"dataset": ds.name, "keys": ["clip"]} in _json(capsys)
+    assert cli_main(["indexes"]) == 0
+    assert f"\n{ds.name}: clip\n" in "\n" + capsys.readouterr().out
     # the listing's hint is a command that runs as printed
     assert cli_main(["indexes", ds.name]) == 0
     assert (

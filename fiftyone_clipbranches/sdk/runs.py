@@ -119,6 +119,24 @@ def referenced_index_dirs(root=None) -> dict[str, list[tuple[str, str]]]:
     return refs
 
 
+def indexes_by_dataset() -> dict[str, list[str]]:
+    """``{dataset name: [index keys]}`` of every dataset of the database that has
+    a clipbranches index, by name; one query of each collection."""
+    from bson import ObjectId
+
+    names = {
+        str(doc["_id"]): doc.get("name")
+        for doc in foo_odm.get_db_conn().datasets.find({}, {"name": 1})
+    }
+    out: dict[str, list[str]] = {}
+    for refs in referenced_index_dirs().values():
+        for dataset_id, key in refs:
+            name = names.get(dataset_id) if ObjectId.is_valid(dataset_id) else None
+            if name is not None:
+                out.setdefault(name, []).append(key)
+    return {name: sorted(set(out[name])) for name in sorted(out)}
+
+
 def located(index_dir: str | None, root=None) -> str | None:
     """``index_dir`` as a run records it, or, when nothing is there, the directory
     of the same dataset folder and name under the index root (or ``root``), if
