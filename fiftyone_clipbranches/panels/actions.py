@@ -44,7 +44,11 @@ from fiftyone_clipbranches.sdk.search import (
     looks_like_image_path,
 )
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
-from fiftyone_clipbranches.sdk.views import refuse_every_sample
+from fiftyone_clipbranches.sdk.views import (
+    concatenates,
+    refuse_every_sample,
+    result_view,
+)
 
 
 def settings(ctx) -> dict:
@@ -308,9 +312,9 @@ def show_all(ctx, opts: dict) -> str:
         sdk.wait_for_writes(ctx.dataset, score_field)
         overwritten = not _field_holds(ctx.dataset, score_field, last)
         if not overwritten:
-            show_result(
-                ctx, scope.exists(score_field).sort_by(score_field, reverse=True), scope
-            )
+            base = ctx.dataset if concatenates(scope) else scope  # rows once each
+            by_score = base.exists(score_field).sort_by(score_field, reverse=True)
+            show_result(ctx, by_score, scope)
             ctx.panel.state.set({"showing": "all", "by_score": True})
             return f"{len(ids)} matches by score"
     if len(ids) > MAX_SELECTED_SAMPLES:
@@ -325,7 +329,7 @@ def show_all(ctx, opts: dict) -> str:
             )
             + " and refine again to view every match by score"
         )
-    show_result(ctx, scope.select(ids, ordered=True), scope)
+    show_result(ctx, result_view(scope, ids), scope)
     ctx.panel.state.set({"showing": "all", "by_score": False})
     if overwritten:
         return (
@@ -387,10 +391,8 @@ def view_to_save(ctx):
     Raises:
         ResultTooLargeError: a ranking longer than a saved view can select.
     """
-    showing = ctx.panel.state.get("showing")
-    if showing not in ("refine", "all"):
-        if showing is None:  # no result of the panel's in the grid
-            refuse_every_sample(ctx.view, ctx.dataset)
+    if ctx.panel.state.get("showing") not in ("refine", "all"):
+        refuse_every_sample(ctx.view, ctx.dataset)
         return ctx.view
     last = RoundHistory(ctx).result()
     if last is None:  # the grid shows its best only: saving those would say less
@@ -402,7 +404,7 @@ def view_to_save(ctx):
             f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
             " (more negatives) first"
         )
-    return _without_a_selection_of(search_scope(ctx), ids).select(ids, ordered=True)
+    return result_view(_without_a_selection_of(search_scope(ctx), ids), ids)
 
 
 def _without_a_selection_of(scope, ids):

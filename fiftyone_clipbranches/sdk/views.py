@@ -114,7 +114,12 @@ def check_view_name(name, what: str = "a saved view's name") -> None:
 
 def refuse_every_sample(view, dataset) -> None:
     """Refuse to save ``view`` (the App's grid) as a result when it shows every
-    sample of ``dataset``: nothing was searched or refined there."""
+    sample of ``dataset`` and is no result (a result ends in the ordered selection
+    of its samples: a search may rank every one)."""
+    stages = list(getattr(view, "_stages", None) or [])
+    last = stages[-1] if stages else None
+    if isinstance(last, fo.core.stages.Select) and last.ordered:
+        return
     if view is None or view.count() == dataset.count():  # a sort, say, or nothing
         raise ValueError(
             "the grid shows every sample of the dataset, not results: search or"

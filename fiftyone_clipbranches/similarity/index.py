@@ -375,15 +375,22 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
         try:
             return sdk.load_index(self._dataset, self.index_key)
         except (IndexFilesMissingError, IndexCorruptedError) as e:
-            if self.key is None or REBUILD not in str(e):
+            if self.key is None or REBUILD not in str(e) or self._computing_now():
                 raise
             # built again in its place, it would be refused: the run answers from it
-            key = self.key
+            key, index_key = self.key, self.index_key
+            first = (
+                f"dataset.load_brain_results({key!r}).cleanup(),"
+                f" dataset.delete_brain_run({key!r})"
+                if self.config.owns_index is not False
+                else f"dataset.delete_brain_run({key!r}) (the index {index_key!r} is"
+                " yours: the run only answered from it), build_index(dataset,"
+                f" {index_key!r}, overwrite=True)"
+            )
             raise type(e)(
                 str(e).replace(
                     REBUILD,
-                    f"compute the brain run again: dataset.load_brain_results({key!r})"
-                    f".cleanup(), dataset.delete_brain_run({key!r}), then"
+                    f"compute the brain run again: {first}, then"
                     " fob.compute_similarity(..., backend='clipbranches',"
                     f" brain_key={key!r}); or restore its directory from a backup",
                 )
@@ -399,6 +406,11 @@ class ClipBranchesSimilarityIndex(SimilarityIndex):
                     " embeddings"
                 ) from None
             return None
+
+    def _computing_now(self) -> bool:
+        """Whether this index belongs to a ``compute_similarity`` still running
+        (no run is saved yet to load or delete)."""
+        return bool(getattr(self, "_computing", False))
 
     def _save_config(self):
         loaded = self._load(required=False)

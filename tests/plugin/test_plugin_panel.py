@@ -42,6 +42,12 @@ def call(
     return run_op("clipbranches_panel", ctx)[1]
 
 
+def shown_stages(requests) -> list[dict]:
+    """The stages of the view a request put in the grid."""
+    (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
+    return view
+
+
 def shown_ids(requests) -> list[str]:
     """The ids of the ordered selection a request put in the grid."""
     (view,) = [p["view"] for uri, p in requests if uri == "set_view"]
@@ -727,9 +733,16 @@ def test_search_by_selection_then_save_view(indexed_dataset):
     every = call(ds, "save_view", state=named, view=ds.sort_by("filepath"))
     assert "the grid shows every sample of the dataset" in notifications(every)[0]
     assert len(ds.load_saved_view("panel view")) == 3
+    # nor the grid left after a search (the panel still says it shows one)
+    left = {"view_name": "every one", "showing": "search"}
+    refused = call(ds, "save_view", state=left, view=ds.view())
+    assert "the grid shows every sample of the dataset" in notifications(refused)[0]
     # but a search that ranked every sample is a result
-    ranked = {"view_name": "every one", "showing": "search"}
-    saved = call(ds, "save_view", state=ranked, view=ds.sort_by("filepath"))
+    every = call(
+        ds, "search", state={"index_key": "cb", "k": len(ds)}, selected=[ids[0]]
+    )
+    ranked = fo.DatasetView._build(ds, shown_stages(every))
+    saved = call(ds, "save_view", state=left, view=ranked)
     assert notifications(saved, "success") == [
         f"Saved view 'every one' ({len(ds)} samples)"
     ]
@@ -1143,3 +1156,27 @@ def test_a_positive_added_since_the_build_is_said_in_the_apps_words(
     assert f"1 positive sample is not in index 'cb' (e.g. {added})" in error
     assert "Update index (under the panel's index choice" in error
     assert "update_index" not in error and "CLI:" not in error
+
+
+def test_a_view_concatenated_with_itself_shows_each_match_once(image_indexed_dataset):
+    """Show all and Save view showed every match twice (FiftyOne's concat makes
+    one sample two rows)."""
+    ds = image_indexed_dataset
+    ids = ds.values("id")
+    head = ds.select(ids[:40])
+    twice = head.concat(head)
+    call(ds, "mark_positive", selected=ids[:3])
+    call(ds, "mark_negative", selected=ids[-3:])
+    state = {"index_key": "cb", "score_field": "twice_score"}
+    state = {**state, **patched_state(call(ds, "refine", state=state, view=twice))}
+    for by_score in ("twice_score", ""):  # by score, then by id
+        shown = call(
+            ds, "show_all", state={**state, "score_field": by_score}, view=twice
+        )
+        rows = fo.DatasetView._build(ds, shown_stages(shown)).values("id")
+        assert len(rows) == len(set(rows)) > 0, by_score
+    call(ds, "save_view", state={**state, "view_name": "twice"}, view=twice)
+    saved = ds.load_saved_view("twice").values("id")
+    assert len(saved) == len(set(saved)) and set(saved) <= set(ids[:40])
+    ds.delete_saved_view("twice")
+    reset_labels(ds)

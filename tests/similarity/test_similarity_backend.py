@@ -488,3 +488,30 @@ def test_a_run_whose_files_are_gone_says_the_way_out_that_works(similarity):
         code_method="pca",
     )  # fmt: skip
     assert len(ds.sort_by_similarity(ids[0], k=3, brain_key="sim")) == 3
+    # a run that answered from an index of the user's: cleanup() leaves that
+    # index, so the way out builds it again (computing the run again adopted the
+    # same damaged index, and said the same)
+    sdk.build_index(
+        ds, "own", embeddings_field="emb", code_method="pca", progress=False
+    )
+    fob.compute_similarity(
+        ds, backend="clipbranches", embeddings="emb", brain_key="own"
+    )
+    index_dir = sdk.index_info(ds, "own").index_dir
+    shutil.rmtree(index_dir)
+    forget_bundle(index_dir)
+    ds.clear_cache()
+    with pytest.raises(sdk.IndexFilesMissingError) as err:
+        ds.sort_by_similarity(ids[0], k=3, brain_key="own")
+    assert "compute the brain run again: dataset.delete_brain_run('own')" in str(
+        err.value
+    )
+    ds.delete_brain_run("own")
+    sdk.build_index(
+        ds, "own", embeddings_field="emb", code_method="pca", overwrite=True,
+        progress=False,
+    )  # fmt: skip
+    fob.compute_similarity(
+        ds, backend="clipbranches", embeddings="emb", brain_key="own"
+    )
+    assert len(ds.sort_by_similarity(ids[0], k=3, brain_key="own")) == 3
