@@ -588,14 +588,24 @@ def _ensure_index(dataset, model, pretrained, progress):
         sdk.delete_index(dataset, DEMO_INDEX_KEY)
         if not same_model and dataset.has_field(DEFAULT_EMBEDDINGS_FIELD):
             dataset.delete_sample_field(DEFAULT_EMBEDDINGS_FIELD)
-    sdk.build_index(
-        dataset,
-        DEMO_INDEX_KEY,
-        model=model,
-        pretrained=pretrained,
-        code_method=code_method,
-        progress=progress,
-    )
+
+    def build(method: str) -> None:
+        sdk.build_index(
+            dataset, DEMO_INDEX_KEY, model=model, pretrained=pretrained,
+            code_method=method, progress=progress,
+        )  # fmt: skip
+
+    try:
+        build(code_method)
+    except ValueError:
+        # images that could not be read left too few vectors for the head: the
+        # vectors made are kept, and PCA fits on them
+        n_vectors = len(dataset.exists(DEFAULT_EMBEDDINGS_FIELD))
+        if code_method != "head" or not (
+            fit_rows_needed("pca") <= n_vectors < fit_rows_needed("head")
+        ):
+            raise
+        build("pca")
 
 
 def relevant_ids(dataset, query: str) -> set[str] | None:

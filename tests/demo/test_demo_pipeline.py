@@ -300,3 +300,32 @@ def test_the_demo_without_the_app_links_the_plugin_for_later(
     finally:
         if fo.dataset_exists("clipbranches-demo-nolink"):
             fo.delete_dataset("clipbranches-demo-nolink")
+
+
+def test_unreadable_images_leaving_too_few_for_the_head_fall_back_to_pca(
+    cifar_dir, tiny_clip_checkpoint, tmp_path
+):
+    """64 files, one unreadable: the head needs 64 vectors, and the demo said to
+    pass a --code-method it does not have."""
+    import fiftyone as fo
+    from user_path import TINY_CLIP_NAME
+
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.demo.pipeline import DEMO_INDEX_KEY
+
+    (tmp_path / "cat").mkdir()
+    for image in sorted((cifar_dir / "cat").iterdir())[:63]:
+        (tmp_path / "cat" / image.name).symlink_to(image)
+    (tmp_path / "cat" / "zz_broken.png").write_text("not an image")
+    name = "clipbranches-demo-unreadable-test"
+    try:
+        report = run_demo(
+            images=tmp_path, model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint),
+            query="a photo of a cat", k=10, dataset_name=name, progress=False,
+        )  # fmt: skip
+        assert report.n_samples == 64
+        info = sdk.index_info(fo.load_dataset(name), DEMO_INDEX_KEY)
+        assert (info.code_method, info.n_samples) == ("pca", 63)
+    finally:
+        if fo.dataset_exists(name):
+            fo.load_dataset(name).delete()
