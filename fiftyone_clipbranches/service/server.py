@@ -271,14 +271,20 @@ UNGUARDED = (
 )
 
 
+#: Exit status of a worker that ended for :data:`UNGUARDED` (``EX_CONFIG``).
+UNGUARDED_EXIT = 78
+
+
 def refuse_in_a_starting_worker() -> None:
-    """Refuse to start a service in a worker process that is importing its
-    parent's script (the script has no ``__main__`` guard): that worker would
-    start workers of its own, which Python refuses in words of its own."""
+    """End a worker process that, importing its parent's script (which has no
+    ``__main__`` guard), was about to start a service of its own (and workers,
+    which Python refuses in words of its own), with :data:`UNGUARDED_EXIT`."""
     import multiprocessing as mp
 
     if getattr(mp.current_process(), "_inheriting", False):
-        raise RuntimeError(f"the service was started in a compute worker: {UNGUARDED}")
+        sys.stderr.write(f"the service was started in a compute worker: {UNGUARDED}\n")
+        sys.stderr.flush()
+        os._exit(UNGUARDED_EXIT)
 
 
 def start_server(

@@ -360,17 +360,11 @@ class WorkerPool:
             except (EOFError, OSError):
                 message = None
         if not (isinstance(message, tuple) and message[0] == "ready"):
+            exitcode = process.exitcode  # before the kill gives it one
             worker.kill()
             if self._closing.is_set():
                 return None  # stopped while it started: nothing went wrong
-            detail = message[1] if isinstance(message, tuple) else "no answer"
-            if message is None and process.exitcode not in (None, 0):
-                from fiftyone_clipbranches.service.server import UNGUARDED
-
-                detail = (
-                    f"it ended with code {process.exitcode} while it started: its"
-                    f" output above says why; {UNGUARDED}"
-                )
+            detail = _why_not_started(message, exitcode, self.start_timeout_s)
             logger.error(
                 "compute worker %s failed to start (%s); retrying in %g s",
                 process.pid,
@@ -457,3 +451,17 @@ def _portable(error: Exception) -> Exception:
         return error
     except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _why_not_started(message, exitcode, timeout_s: float) -> str:
+    """Why a worker did not answer ready: its error, its exit, or the time it
+    took."""
+    if isinstance(message, tuple):
+        return str(message[1])
+    if exitcode is None:
+        return f"no answer within {timeout_s:g} s"
+    from fiftyone_clipbranches.service.server import UNGUARDED, UNGUARDED_EXIT
+
+    if exitcode == UNGUARDED_EXIT:
+        return UNGUARDED
+    return f"it ended with code {exitcode} while it started: its output above says why"

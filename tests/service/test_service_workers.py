@@ -340,3 +340,9 @@ def test_a_script_that_starts_the_service_without_a_main_guard_is_told(tmp_path)
     assert "must do so under `if __name__ == '__main__':`" in done.stderr
     done = run('if __name__ == "__main__":', 120)
     assert done.stdout.split() == ["ready", "ok"], done.stderr[-2000:]
+    # other failures to start are not blamed on a guard: said as they are
+    from fiftyone_clipbranches.service.workers import _why_not_started
+
+    assert _why_not_started(None, None, 30) == "no answer within 30 s"
+    assert _why_not_started(None, -9, 30).startswith("it ended with code -9 while")
+    assert "__main__" not in _why_not_started(None, 1, 30)
