@@ -223,7 +223,7 @@ def missing_checkpoint(
         f" or, moved, say where it is now (relocate_checkpoint(dataset, NEW_PATH,"
         f" index_key={index_key!r}); CLI: clipbranches relocate-checkpoint {dataset}"
         f" --key {index_key} --pretrained NEW_PATH), or build another index from"
-        f" another file ({REBUILD_ELSEWHERE})"
+        f" another file ({REBUILD_ELSEWHERE.replace(' DATASET ', f' {dataset} ')})"
     )
 
 

@@ -97,7 +97,7 @@ def search_ids(
     require_image_samples(dataset, ds)
     config, bundle = load_index(ds, index_key)
     if image is not None:
-        vector = image_embedding(config, bundle, index_key, image)
+        vector = image_embedding(config, bundle, index_key, image, ds.name)
     query = query_code(config, bundle, index_key, text, sample_ids, vector, ds=ds)
     allowed = searchable_rows(dataset, ds, bundle)
     rows, dists = _nearest_allowed(bundle.index, query, int(k), allowed)
@@ -140,7 +140,7 @@ def query_code(
     Query samples need the index's root dataset ``ds``: those the index lacks are
     named for why (``labelled_rows.index_rows``)."""
     if text is not None:
-        return _text_code(text, config, bundle, index_key)
+        return _text_code(text, config, bundle, index_key, _name(ds))
     if sample_ids is not None:
         return _samples_code(sample_ids, bundle, index_key, ds)
     return _vector_code(vector, bundle, index_key)
@@ -151,8 +151,11 @@ def _dim(bundle) -> int | None:
     return None if bundle.encoder is None else int(bundle.encoder.in_dim)
 
 
-def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
-    """float32 ``(m, d)`` CLIP embeddings of ``texts`` by the index's own model.
+def text_embeddings(
+    config, bundle, index_key: str, texts, dataset_name: str | None = None
+) -> np.ndarray:
+    """float32 ``(m, d)`` CLIP embeddings of ``texts`` by the index's own model
+    (``dataset_name``: the index's dataset, named in the words of errors).
 
     Raises:
         UnknownModelError: the index records no CLIP model (its embeddings came
@@ -163,11 +166,11 @@ def text_embeddings(config, bundle, index_key: str, texts) -> np.ndarray:
         raise ValueError("text query must be a non-empty string")
     if not config.clip_model or bundle.encoder is None:
         raise text_search_refusal(index_key, config.embeddings_field, dim=_dim(bundle))
-    clip = _query_model(config, bundle, index_key)
+    clip = _query_model(config, bundle, index_key, dataset_name)
     return np.asarray(clip.embed_texts([t.strip() for t in texts]), np.float32)
 
 
-def index_clip_model(config, index_key: str):
+def index_clip_model(config, index_key: str, dataset_name: str | None = None):
     """The CLIP model index ``index_key`` recorded (``config.clip_model``), loaded
     once per process.
 
@@ -177,7 +180,7 @@ def index_clip_model(config, index_key: str):
             index's).
     """
     recorded = config.clip_model
-    gone = missing_checkpoint(recorded, index_key, "embed queries")
+    gone = missing_checkpoint(recorded, index_key, "embed queries", dataset_name)
     if gone:
         raise CheckpointUnavailableError(gone)
     try:
@@ -212,11 +215,11 @@ def _weights_refusal(exc, index_key: str) -> CheckpointUnavailableError:
     return error
 
 
-def _query_model(config, bundle, index_key: str):
+def _query_model(config, bundle, index_key: str, dataset_name: str | None = None):
     """:func:`index_clip_model`, refused when its vectors are not as long as those
     the index was built from (a field of another model's vectors declared as this
     model's)."""
-    clip = index_clip_model(config, index_key)
+    clip = index_clip_model(config, index_key, dataset_name)
     width = bundle.encoder.in_dim
     if clip.embedding_dim != width:
         field = config.embeddings_field
@@ -247,7 +250,7 @@ def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
         try:
             config, _ = load_index(ds, index_key)
             if config.clip_model:
-                index_clip_model(config, index_key)
+                index_clip_model(config, index_key, ds.name)
             warm_refinement()
         except Exception:  # noqa: BLE001 - the search says what is wrong
             logger.debug("preloading index %r failed", index_key, exc_info=True)
@@ -292,7 +295,9 @@ def is_image_reference(query: str) -> bool:
         return False
 
 
-def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
+def image_embedding(
+    config, bundle, index_key: str, image, dataset_name: str | None = None
+) -> np.ndarray:
     """float32 ``(d,)`` CLIP embedding of the image ``image`` (see :func:`search`)
     by the index's own model.
 
@@ -305,7 +310,7 @@ def image_embedding(config, bundle, index_key: str, image) -> np.ndarray:
         raise text_search_refusal(
             index_key, config.embeddings_field, query="an image", dim=_dim(bundle)
         )
-    clip = _query_model(config, bundle, index_key)
+    clip = _query_model(config, bundle, index_key, dataset_name)
     reference = os.fspath(image).strip() if isinstance(image, str | os.PathLike) else ""
     if not reference:
         raise ValueError(f"image must be a file path or URL; got {image!r}")
@@ -332,10 +337,14 @@ def _embed_file(clip, path: Path, reference: str) -> np.ndarray:
     return np.asarray(result.vectors[0], np.float32)
 
 
-def _text_code(text, config, bundle, index_key) -> np.ndarray:
+def _name(ds) -> str | None:
+    return None if ds is None else ds.name
+
+
+def _text_code(text, config, bundle, index_key, dataset_name=None) -> np.ndarray:
     if not isinstance(text, str):
         raise ValueError("text query must be a non-empty string")
-    vec = text_embeddings(config, bundle, index_key, [text])
+    vec = text_embeddings(config, bundle, index_key, [text], dataset_name)
     return np.asarray(bundle.encoder.encode(vec)[0], dtype=np.uint8)
 
 

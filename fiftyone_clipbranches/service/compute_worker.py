@@ -175,7 +175,7 @@ class SdkWorker:
             # said below, in the log's format (a process-wide filter: threads too)
             warnings.filterwarnings("ignore", "load_clip.*RANDOM weights")
             try:
-                index_clip_model(config, key)
+                index_clip_model(config, key, ds.name)
             except Exception as e:  # a text search says why
                 logger.info("worker: no CLIP model for %s: %s", where, e)
             else:

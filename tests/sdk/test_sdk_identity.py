@@ -312,7 +312,8 @@ def test_a_replaced_or_moved_checkpoint_is_refused_not_mixed(
                 call()
             assert f"cannot {work}" in str(err.value)
             assert "put it back at that path" in str(err.value)
-            assert "clipbranches build-index DATASET --key NEW_KEY" in str(err.value)
+            assert f"clipbranches build-index {ds.name} --key NEW_KEY" in str(err.value)
+            assert f"relocate-checkpoint {ds.name} --key clip" in str(err.value)
         assert ds.count("clip_embedding") == len(ds) - 1
         # the listing says so too
         from fiftyone_clipbranches.cli import main as cli_main
