@@ -241,7 +241,7 @@ def test_the_demo_changes_no_dataset_it_did_not_make(
     try:
         for kwargs in (
             dict(images=cats, **tiny),
-            dict(n_images=20, data_dir=tmp_path / "generated", **tiny),
+            dict(n_images=40, data_dir=tmp_path / "generated", **tiny),
         ):
             with pytest.raises(ValueError, match="the demo did not make it") as err:
                 run_demo(dataset_name=mine.name, progress=False, **kwargs)
