@@ -73,8 +73,8 @@ def _images_behind(view):
     """The images a search or refinement from the App's ``view`` looks in: of a
     patches, frames or clips view, those its rows are parts of when stages after
     the split leave some rows out (a sort leaves none), else every image it was
-    made of; a view of dynamic
-    groups, flattened; any other view as it is (None: the whole dataset)."""
+    made of; a view of dynamic groups, flattened; any other view as it is (None:
+    the whole dataset)."""
     if view is not None and is_part_view(view):
         source = view
         while is_part_view(source):
