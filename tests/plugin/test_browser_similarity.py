@@ -166,8 +166,7 @@ def test_app_similarity_and_text_search_use_the_clipbranches_run(dataset, page):
     # lets go of the selection as it shows the results, at times a moment later:
     # a search made while it still held it was an image search again; CI, once)
     for n in range(2, 5):
-        page.locator('[data-cy="action-sort-by-similarity"]').click()
-        box = page.get_by_placeholder("Type anything!")
+        box = _text_box(page)
         box.fill(TEXT)
         box.press("Enter")
         run = wait_for_run(ds, n)
@@ -195,3 +194,22 @@ def test_app_similarity_and_text_search_use_the_clipbranches_run(dataset, page):
 
     if os.environ.get("CLIPBRANCHES_UPDATE_SCREENSHOTS") == "1":
         compact_png(path, DOCS_SHOT)
+
+
+def _text_box(page, tries: int = 6):
+    """The similarity action's text box: while the App still holds the selection,
+    the action offers an image search instead (it let go, once, only after the
+    60 s a fill waits): closed and asked again until the box shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries - 1):
+        page.locator('[data-cy="action-sort-by-similarity"]').click()
+        box = page.get_by_placeholder("Type anything!")
+        try:
+            box.wait_for(timeout=5000)
+            return box
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1000)
+    page.locator('[data-cy="action-sort-by-similarity"]').click()
+    return page.get_by_placeholder("Type anything!")
