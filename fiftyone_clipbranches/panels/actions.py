@@ -45,7 +45,7 @@ from fiftyone_clipbranches.sdk.search import (
 )
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 from fiftyone_clipbranches.sdk.views import (
-    concatenates,
+    by_score_view,
     refuse_every_sample,
     result_view,
 )
@@ -312,9 +312,7 @@ def show_all(ctx, opts: dict) -> str:
         sdk.wait_for_writes(ctx.dataset, score_field)
         overwritten = not _field_holds(ctx.dataset, score_field, last)
         if not overwritten:
-            base = ctx.dataset if concatenates(scope) else scope  # rows once each
-            by_score = base.exists(score_field).sort_by(score_field, reverse=True)
-            show_result(ctx, by_score, scope)
+            show_result(ctx, by_score_view(scope, score_field), scope)
             ctx.panel.state.set({"showing": "all", "by_score": True})
             return f"{len(ids)} matches by score"
     if len(ids) > MAX_SELECTED_SAMPLES:

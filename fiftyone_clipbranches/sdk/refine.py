@@ -38,9 +38,9 @@ from fiftyone_clipbranches.sdk.settings import (
     MAX_SELECTED_SAMPLES,
 )
 from fiftyone_clipbranches.sdk.views import (
+    by_score_view,
     check_view_name,
     check_writable,
-    concatenates,
     recover_unfinished_writes,
     result_view,
     write_result,
@@ -383,8 +383,7 @@ def apply_refine_result(
     write_result(ds, score_field, ids, scores, saved_view, k_preview, wait=wait)
     # on top of the refined view, so its stages (the App's filters) stay
     if by_score:
-        base = ds if concatenates(dataset) else dataset
-        return base.exists(score_field).sort_by(score_field, reverse=True)
+        return by_score_view(dataset, score_field)
     return result_view(dataset, shown)
 
 

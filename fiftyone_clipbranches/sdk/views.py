@@ -542,6 +542,13 @@ def result_view(samples, ids):
     return base.select(list(ids), ordered=True)
 
 
+def by_score_view(samples, score_field: str):
+    """The samples of ``samples`` holding ``score_field``, best first (of its root
+    dataset where ``samples`` concatenates collections, as :func:`result_view`)."""
+    base = root_dataset(samples) if concatenates(samples) else samples
+    return base.exists(score_field).sort_by(score_field, reverse=True)
+
+
 def concatenates(samples) -> bool:
     """Whether a stage of the view ``samples`` concatenates another collection."""
     return any(
