@@ -9,6 +9,7 @@ import numpy as np
 from .codes import take_rows
 from .ensemble import DecisionBranchesEnsemble
 from .forest_kernels import forest_proba
+from .member_share import member_share
 from .neighbours import NEIGHBOUR_MAX_POSITIVES
 from .reach import class_ball_share, squared_distances_to
 from .scan import shrink_boxes
@@ -18,6 +19,7 @@ from .validation import (
     check_positive_number,
     check_row_mask,
     check_rows,
+    check_training,
     seed_from,
 )
 
@@ -117,6 +119,22 @@ class BranchesCascade(DecisionBranchesEnsemble):
             (docs/quality.md, "Boxes no larger than the class can be" and
             "Shrunk about their seeds, not left out"). A shrunk box keeps the
             purity (``box_purity_``) of the box it was grown as.
+        broad_share: float in (0, 1] (default 0.1), or None: when the random
+            negatives are estimated to be at least this share members of the
+            class (:func:`~.member_share.member_share`, from the labelled
+            positives and the random rows alone), the concept is *broad* (a union
+            of classes, a large share of the catalogue: "any animal"). The random
+            negatives a linear model (fitted on the labels and them) accepts are
+            then left out of the boxes' and the forest's training (counted in
+            ``n_relabelled_``) and the arbiter accepts any row a member holds
+            where its logit is above 0 and the forest's value at least
+            ``broad_min_forest``. Trained on those members as negatives, the
+            boxes and the forest find little beyond the labels (recall 0.03-0.17
+            with 200 positives of a concept of 25-60% of the rows:
+            docs/quality.md, "Broad concepts"). Single classes of the four
+            catalogues are estimated at 0.00-0.08.
+        broad_min_forest: float in [0, 1] (default 0.2): the arbiter's forest
+            floor for a broad concept.
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
@@ -125,7 +143,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
     float64 ``(nodes,)`` (positive weight fraction at a leaf), ``ball_center_``
     int64 ``(D,)``, ``ball_radius_sq_`` int (-1: no class ball) and
     ``class_share_`` float (the class's estimated share of the catalogue; NaN: not
-    estimated).
+    estimated), ``member_share_`` float (the share of the random negatives
+    estimated members; NaN: not estimated), ``broad_`` bool and ``n_broad_`` int
+    (random negatives left out for a broad concept).
     """
 
     def __init__(
@@ -149,6 +169,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
         forest_relabel=0.25,
         relabel_max_positives=NEIGHBOUR_MAX_POSITIVES,
         box_reach=3.0,
+        broad_share=0.1,
+        broad_min_forest=0.2,
         **params,
     ):
         super().__init__(
@@ -169,6 +191,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.forest_relabel = forest_relabel
         self.relabel_max_positives = relabel_max_positives
         self.box_reach = box_reach
+        self.broad_share = broad_share
+        self.broad_min_forest = broad_min_forest
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
         n_est = check_int(self.n_estimators, "n_estimators", 1)
@@ -220,29 +244,24 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self._ball_params()
         self._box_reach()
         self._arbiter_floor()
+        self._floor("broad_min_forest")
         self._gate_votes()
-        super().fit(
-            X, y, sample_weight, subsets=subsets, unlabelled=unlabelled,
-            neighbours=neighbours,
-        )  # fmt: skip
-        X = np.asarray(X)
-        y = np.asarray(y).astype(np.int8)
-        w = (
-            np.ones(y.shape[0])
-            if sample_weight is None
-            else np.asarray(sample_weight, np.float64)
-        )
+        X, y, w = check_training(X, y, sample_weight)
         near = check_row_mask(neighbours, y.shape, "neighbours")
         drawn = check_row_mask(unlabelled, y.shape, "unlabelled")
         if catalogue_sample is not None:
             catalogue_sample = check_codes(
                 catalogue_sample, "catalogue_sample", X.shape[1]
             )
+        X, y, w, drawn, near = self._without_broad_members(X, y, w, drawn, near)
+        super().fit(
+            X, y, w, subsets=subsets, unlabelled=drawn, neighbours=near
+        )  # fmt: skip
         keep = w > 0
         if not forest_neighbours:
             keep &= ~near
         seed = int(seed_from(self.random_state).integers(0, 2**31 - 1))
-        self.n_relabelled_ = 0
+        self.n_relabelled_ = self.n_broad_
         if relabel is not None and self._labels_are_sparse(y, w, near):
             oob, share = self._out_of_bag(
                 X[keep], y[keep], w[keep], n_trees, seed, catalogue_sample
@@ -254,11 +273,45 @@ class BranchesCascade(DecisionBranchesEnsemble):
                 most = int(np.ceil(np.count_nonzero(drawn) * share))
                 likely = likely[np.argsort(-values[over], kind="stable")[:most]]
             keep[likely] = False
-            self.n_relabelled_ = int(likely.size)
+            self.n_relabelled_ += int(likely.size)
         self._fit_forest(X[keep], y[keep], w[keep], n_trees, seed)
         self._fit_ball(X, (y == 1) & (w > 0), near, catalogue_sample)
         self._cap_boxes(X, catalogue_sample)
         return self
+
+    def _without_broad_members(self, X, y, w, drawn, near):
+        """``(X, y, w, drawn, near)``, less the random negatives a linear model
+        (:class:`~.linear.LinearClassifier`, fitted on the rows that are not
+        neighbour positives) accepts when the concept is broad (``broad_share``);
+        sets ``member_share_``, ``broad_`` and ``n_broad_``."""
+        self.broad_ = False
+        self.n_broad_ = 0
+        self.member_share_ = float("nan")
+        share = self._broad_share()
+        own = ~near & (w > 0)
+        if share is None or not drawn.any() or np.unique(y[own]).shape[0] < 2:
+            return X, y, w, drawn, near
+        self.member_share_ = member_share(X[own & (y == 1)], X[drawn])
+        if self.member_share_ < share:
+            return X, y, w, drawn, near
+        from .linear import LinearClassifier
+
+        linear = LinearClassifier().fit(X[own], y[own], w[own], unlabelled=drawn[own])
+        likely = drawn & (linear.decision_function(X) > 0)
+        self.broad_ = True
+        self.n_broad_ = int(np.count_nonzero(likely))
+        keep = ~likely
+        return X[keep], y[keep], w[keep], drawn[keep], near[keep]
+
+    def _broad_share(self) -> float | None:
+        share = self.broad_share
+        if share is None:
+            return None
+        if isinstance(share, bool) or not isinstance(share, numbers.Real):
+            raise TypeError(f"broad_share must be a float or None, got {share!r}")
+        if not 0.0 < float(share) <= 1.0:
+            raise ValueError(f"broad_share must be in (0, 1], got {share}")
+        return float(share)
 
     def _fit_ball(self, X, positive, near, catalogue_sample) -> None:
         """``ball_center_``, ``ball_radius_sq_`` and ``class_share_`` from the
@@ -484,6 +537,9 @@ class BranchesCascade(DecisionBranchesEnsemble):
         rule = self._arbiter_rule()
         if rule is not None:
             arbiter, margin, min_votes = rule
+            if self.broad_:
+                margin, min_votes = 0.0, 1
+                floor = self._floor("broad_min_forest")
             ask = np.flatnonzero(~keep & (hits >= min_votes))
             if ask.size:
                 where = ask if rows is None else np.asarray(rows)[ask]
@@ -538,11 +594,15 @@ class BranchesCascade(DecisionBranchesEnsemble):
         return bool(self.vote_min_forest)
 
     def _arbiter_floor(self) -> float:
-        t = self.arbiter_min_forest
+        return self._floor("arbiter_min_forest")
+
+    def _floor(self, name: str) -> float:
+        """The forest-value floor ``name`` (a float in [0, 1]), checked."""
+        t = getattr(self, name)
         if isinstance(t, bool) or not isinstance(t, numbers.Real):
-            raise TypeError(f"arbiter_min_forest must be a float, got {t!r}")
+            raise TypeError(f"{name} must be a float, got {t!r}")
         if not 0.0 <= float(t) <= 1.0:
-            raise ValueError(f"arbiter_min_forest must be in [0, 1], got {t}")
+            raise ValueError(f"{name} must be in [0, 1], got {t}")
         return float(t)
 
     def decision_function(self, X) -> np.ndarray:

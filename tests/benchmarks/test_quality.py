@@ -229,3 +229,31 @@ def test_runs_merge_into_one_report(toy_dir, tmp_path):
     )  # fmt: skip
     assert third["aggregate"]["paper"]["toy_test"]["n_classes"] == 2
     assert len(third["per_class_paper_f1"]["toy_test"]["forest"]["1"]) == 2
+
+
+def test_broad_concepts_are_reported_per_catalogue_and_mixed(toy_dir, capsys):
+    import quality_broad
+
+    common = ["--data-dir", str(toy_dir), "--seeds", "1", "--models", "cascade,linear"]
+    quality_broad.main(
+        [*common, "--datasets", "toy_test", "--shares", "0.3", "--positives", "8"]
+    )
+    out = capsys.readouterr().out
+    assert "### toy_test (102 rows)" in out and "### Mean over the catalogues" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 30% of"))
+    # separable classes, 8 of their rows labelled (a tiny catalogue: few random rows)
+    assert float(row.split("|")[2].split()[0]) > 0.6
+    quality_broad.main(
+        [
+            *common,
+            "--datasets",
+            "toy_test,toy_test",
+            "--mixed",
+            "300",
+            "--positives",
+            "8",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "in one dataset of 300 rows" in out
+    assert sum(line.startswith("| toy_test (") for line in out.splitlines()) == 2

@@ -66,8 +66,14 @@ def brute_force_accept(model, codes):
     accepted = (by_vote & model.vote_accepts) | by_forest
     if model.arbiter_ is not None:
         logit = model.arbiter_.decision_function(codes)
-        by_arbiter = (votes >= model.arbiter_min_votes) & (logit > model.arbiter_margin)
-        accepted |= by_arbiter & (proba >= model.arbiter_min_forest)
+        if model.broad_:  # any row a member holds, the arbiter's own boundary
+            by_arbiter = (votes >= 1) & (logit > 0)
+            accepted |= by_arbiter & (proba >= model.broad_min_forest)
+        else:
+            by_arbiter = (votes >= model.arbiter_min_votes) & (
+                logit > model.arbiter_margin
+            )
+            accepted |= by_arbiter & (proba >= model.arbiter_min_forest)
     if model.ball_radius_sq_ >= 0:
         diff = codes.astype(np.int64) - model.ball_center_
         inside = (diff**2).sum(axis=1) <= model.ball_radius_sq_
@@ -93,6 +99,9 @@ def brute_force_accept(model, codes):
         {"sample": True, "ball_votes": 50, "candidate_votes": 2},
         {"sample": True, "ball_reach": 0.25, "arbiter_margin": None},
         {"sample": True, "box_reach": 0.15},  # boxes larger than that shrunk
+        {"broad_share": 0.01},  # a concept this broad: the arbiter's own boundary
+        {"broad_share": 0.01, "broad_min_forest": 0.0, "arbiter_margin": 9.0},
+        {"broad_share": None},
     ],
 )
 def test_index_answer_equals_scan_and_brute_force(catalogue, params):
@@ -101,6 +110,8 @@ def test_index_answer_equals_scan_and_brute_force(catalogue, params):
     sample = codes if params.pop("sample", False) else None
     model = fit(ts, index, sample, **params)
     assert (model.ball_radius_sq_ >= 0) == (sample is not None)
+    if params.get("broad_share", 0.1) != 0.1:
+        assert model.broad_ == (params["broad_share"] is not None)
     expected = np.flatnonzero(brute_force_accept(model, codes))
     assert expected.size > 0
     np.testing.assert_array_equal(np.flatnonzero(model.predict(codes)), expected)
@@ -152,8 +163,9 @@ def test_random_negatives_likely_in_the_class_are_relabelled_only_when_labels_ar
     catalogue,
 ):
     codes, index, truth, ts = catalogue
-    relabelled = fit(ts, index)
-    kept = fit(ts, index, forest_relabel=None)
+    # the forest's own relabelling, without the broad concept's (a fifth of the rows)
+    relabelled = fit(ts, index, broad_share=None)
+    kept = fit(ts, index, forest_relabel=None, broad_share=None)
     assert kept.n_relabelled_ == 0
     # the class is a fifth of the rows: 80 of the 400 random negatives belong to it
     drawn = ts.rows[ts.unlabelled]
@@ -164,13 +176,13 @@ def test_random_negatives_likely_in_the_class_are_relabelled_only_when_labels_ar
     # labels that cover the class (no neighbour positives below 32) are trusted
     no_neighbours = ts.neighbours.copy()
     no_neighbours[:] = False
-    covered = BranchesCascade(n_estimators=9, random_state=3).fit(
+    covered = BranchesCascade(n_estimators=9, random_state=3, broad_share=None).fit(
         ts.X, ts.y, ts.sample_weight, subsets=index.subsets,
         unlabelled=ts.unlabelled, neighbours=no_neighbours,
     )  # fmt: skip
     assert covered.n_relabelled_ == 0
     # as are more than relabel_max_positives labelled positives
-    many = fit(ts, index, relabel_max_positives=4)
+    many = fit(ts, index, relabel_max_positives=4, broad_share=None)
     assert many.n_relabelled_ == 0
 
 
@@ -242,6 +254,10 @@ def test_one_class_training_gives_a_constant_forest(catalogue):
         ({"forest_relabel": 1.0}, ValueError, "forest_relabel"),
         ({"forest_relabel": "yes"}, TypeError, "forest_relabel"),
         ({"relabel_max_positives": -1}, ValueError, "relabel_max_positives"),
+        ({"broad_share": 0.0}, ValueError, "broad_share"),
+        ({"broad_share": "wide"}, TypeError, "broad_share"),
+        ({"broad_min_forest": 1.5}, ValueError, "broad_min_forest"),
+        ({"broad_min_forest": None}, TypeError, "broad_min_forest"),
     ],
 )
 def test_bad_params(catalogue, params, exc, match):
@@ -361,3 +377,45 @@ def test_boxes_larger_than_the_class_can_be_are_shrunk_about_their_seeds(catalog
     loose.class_share_, loose.box_reach = 0.0, 3.0
     loose._cap_boxes(ts.X, codes)
     assert (loose.boxes_.contains(codes, loose.subsets_).sum(axis=0) <= 3).mean() > 0.9
+
+
+def test_a_broad_concept_is_found_whole_and_a_narrow_class_is_not_taken_for_one():
+    """A concept that is a union of 8 of 20 clusters (40% of the rows): the random
+    negatives hold hundreds of its members; trained as negatives they confine the
+    boxes and the forest to the labels. The cascade finds that a linear model
+    accepts many of them, trains without them and lets the arbiter's boundary
+    reach the concept (docs/quality.md, "Broad concepts")."""
+    rng = np.random.default_rng(5)
+    centres = rng.integers(40, 216, (20, 32))
+    label = rng.integers(0, 20, 6000)
+    codes = np.clip(centres[label] + rng.normal(0, 14, (6000, 32)), 0, 255)
+    codes = codes.astype(np.uint8)
+    index = CodeIndex.build(codes, make_subsets(32), leaf_size=64)
+    concept = label < 8
+    pos = np.concatenate(
+        [rng.choice(np.flatnonzero(label == c), 20, replace=False) for c in range(8)]
+    )
+    neg = rng.choice(np.flatnonzero(~concept), 20, replace=False)
+    ts = make_training_set(
+        codes, pos, neg, n_random_negatives=2400, seed=0, max_random_fraction=0.3
+    )
+    assert concept[ts.rows[ts.unlabelled]].sum() > 500
+    found = {}
+    for share in (0.1, None):
+        model = fit(ts, index, codes, broad_share=share)
+        ids = apply_model(model, index).ids
+        np.testing.assert_array_equal(
+            np.sort(ids), np.flatnonzero(model.predict(codes))
+        )
+        found[share] = (concept[ids].sum() / concept.sum(), concept[ids].mean(), model)
+    recall, precision, model = found[0.1]
+    assert model.broad_ and model.n_relabelled_ >= model.n_broad_ > 400
+    assert recall > 0.9 and precision > 0.9
+    assert found[None][0] < 0.7 * recall and not found[None][2].broad_
+    # one cluster (5% of the rows) from 8 positives: not a broad concept
+    narrow = make_training_set(
+        codes, np.flatnonzero(label == 9)[:8], (), n_random_negatives=500, seed=0,
+        neighbours_per_positive="auto",
+    )  # fmt: skip
+    model = fit(narrow, index, codes)
+    assert not model.broad_ and model.n_broad_ == 0
