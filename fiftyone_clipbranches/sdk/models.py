@@ -180,9 +180,10 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="cascade",
             label="Decision branches cascade (boxes propose, a forest decides)",
-            purpose="Recommended, from one label to the whole class: boxes found"
-            " through the index propose candidates, a random forest on the codes"
-            " decides on them alone",
+            purpose="Recommended, from one label to the whole class, and for broad"
+            " concepts (a large share of the dataset): boxes found through the"
+            " index propose candidates, a random forest on the codes decides on"
+            " them alone",
             factory=f"{_ENGINE}.cascade:BranchesCascade",
             random_negatives=500,
             random_negatives_per_positive=15,

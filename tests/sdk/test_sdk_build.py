@@ -410,3 +410,32 @@ def test_a_root_that_cannot_take_the_index_is_said_before_embedding(
         " device (free space there, or set $CLIPBRANCHES_INDEX_ROOT to a folder"
         " that can take it)"
     )
+
+
+def test_a_broad_concept_is_found_beyond_its_labels(make_dataset, clip_embeddings_dir):
+    """ "Any vehicle" on CIFAR images (4 of 10 classes, real CLIP embeddings): the
+    default model finds the concept's unlabelled samples (before, with 70
+    positives, the random negatives' members confined it to the labels)."""
+    ds = make_dataset(30)
+    attach_real_embeddings(ds, clip_embeddings_dir)
+    sdk.build_index(
+        ds, "pca", embeddings_field="emb", code_method="pca", progress=False
+    )
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    vehicle = np.isin(labels, ["airplane", "automobile", "ship", "truck"])
+    rng = np.random.default_rng(0)
+    pos = rng.choice(ids[vehicle], 70, replace=False).tolist()
+    neg = rng.choice(ids[~vehicle], 10, replace=False).tolist()
+    unlabelled = set(ids[vehicle]) - set(pos)
+    found = {}
+    for share in (None, 0.1):
+        result = sdk.refine(
+            ds, positives=pos, negatives=neg, index_key="pca",
+            model_params={"broad_share": share},
+        )  # fmt: skip
+        found[share] = (len(set(result.ids) & unlabelled), result)
+    n_found, result = found[0.1]
+    assert n_found > 0.8 * len(unlabelled) > found[None][0]
+    assert len(set(result.ids) - set(ids[vehicle])) < 0.1 * len(result.ids)
+    assert result.stats["n_relabelled"] > found[None][1].stats["n_relabelled"]
