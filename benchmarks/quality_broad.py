@@ -46,8 +46,7 @@ N_NEGATIVES = 20
 
 
 def refine_scores(model: str, index, truth, positives, negatives, seed, params):
-    """The record of one refinement: F1, recall, precision and the random
-    negatives the model left out as likely members (``n_relabelled_``)."""
+    """The record of one refinement: F1, recall, precision, rows returned."""
     spec = get_model(model)
     clf = make_model(model, seed, **params)
     fit_on_index(
@@ -69,7 +68,7 @@ def refine_scores(model: str, index, truth, positives, negatives, seed, params):
     )[0]
     mask = np.zeros(truth.shape[0], dtype=bool)
     mask[rows] = True
-    return {**scores(mask, truth), "relabelled": int(clf.n_relabelled_)}
+    return scores(mask, truth)
 
 
 def concept_of(labels, share: float, rng) -> np.ndarray:

@@ -19,7 +19,6 @@ from .validation import (
     check_positive_number,
     check_row_mask,
     check_rows,
-    check_training,
     seed_from,
 )
 
@@ -125,12 +124,14 @@ class BranchesCascade(DecisionBranchesEnsemble):
             positives and the random rows alone), the concept is *broad* (a union
             of classes, a large share of the catalogue: "any animal"). The random
             negatives a linear model (fitted on the labels and them) accepts are
-            then left out of the boxes' and the forest's training (counted in
-            ``n_relabelled_``) and the arbiter accepts any row a member holds
-            where its logit is above 0 and the forest's value at least
-            ``broad_min_forest``. Trained on those members as negatives, the
-            boxes and the forest find little beyond the labels (recall 0.03-0.17
-            with 200 positives of a concept of 25-60% of the rows:
+            then left out of every later step (counted in ``n_relabelled_``),
+            and the linear arbiter (fitted on the rows left, ``arbiter_margin``
+            None: none) accepts any row a member holds where its logit is above
+            0 and the forest's value at least ``broad_min_forest``, in place of
+            ``arbiter_margin``, ``arbiter_min_votes`` and
+            ``arbiter_min_forest``. Trained on those members as negatives, the
+            boxes and the forest find little beyond the labels (recall 0.01-0.35
+            with 200 positives of a concept of 15-60% of the rows:
             docs/quality.md, "Broad concepts"). Single classes of the four
             catalogues are estimated at 0.00-0.08.
         broad_min_forest: float in [0, 1] (default 0.2): the arbiter's forest
@@ -246,7 +247,12 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self._arbiter_floor()
         self._floor("broad_min_forest")
         self._gate_votes()
-        X, y, w = check_training(X, y, sample_weight)
+        self._broad_share()
+        # every check of the members too, before the broad step's fits
+        X, y, w, subsets, _ = self._prepare(X, y, sample_weight, subsets)
+        self._arbiter_params()
+        self._vote_threshold()
+        self._n_draws(X.shape[0])
         near = check_row_mask(neighbours, y.shape, "neighbours")
         drawn = check_row_mask(unlabelled, y.shape, "unlabelled")
         if catalogue_sample is not None:
@@ -289,15 +295,16 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.member_share_ = float("nan")
         share = self._broad_share()
         own = ~near & (w > 0)
-        if share is None or not drawn.any() or np.unique(y[own]).shape[0] < 2:
+        random = drawn & own & (y == 0)
+        if share is None or not random.any() or not (own & (y == 1)).any():
             return X, y, w, drawn, near
-        self.member_share_ = member_share(X[own & (y == 1)], X[drawn])
+        self.member_share_ = member_share(X[own & (y == 1)], X[random])
         if self.member_share_ < share:
             return X, y, w, drawn, near
         from .linear import LinearClassifier
 
         linear = LinearClassifier().fit(X[own], y[own], w[own], unlabelled=drawn[own])
-        likely = drawn & (linear.decision_function(X) > 0)
+        likely = random & (linear.decision_function(X) > 0)
         self.broad_ = True
         self.n_broad_ = int(np.count_nonzero(likely))
         keep = ~likely
