@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import fiftyone.core.stages as fos
-
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.panels.constants import (
     DEFAULTS,
@@ -46,6 +44,7 @@ from fiftyone_clipbranches.sdk.search import (
 from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 from fiftyone_clipbranches.sdk.views import (
     by_score_view,
+    final_selection,
     refuse_every_sample,
     result_view,
 )
@@ -409,13 +408,10 @@ def _without_a_selection_of(scope, ids):
     """``scope`` without its last stage when that is an ordered selection holding
     every one of ``ids`` (a saved result opened again, saved again): selecting
     ``ids`` after it would repeat it, the samples the same."""
-    stages = list(getattr(scope, "_stages", None) or [])
-    last = stages[-1] if stages else None
-    if not (isinstance(last, fos.Select) and last.ordered):
+    last = final_selection(scope)
+    if last is None or not set(ids) <= set(last.sample_ids):
         return scope
-    if not set(ids) <= set(last.sample_ids):
-        return scope
-    return view_of(scope._dataset, stages[:-1])
+    return view_of(scope._dataset, list(scope._stages)[:-1])
 
 
 def tag_counts(ctx, opts: dict) -> tuple[int, int]:

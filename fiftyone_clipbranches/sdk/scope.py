@@ -11,7 +11,7 @@ import fiftyone.core.stages as fos
 import fiftyone.core.view as fov
 
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids, is_part_view
-from fiftyone_clipbranches.sdk.views import writes_scores
+from fiftyone_clipbranches.sdk.views import is_ordered_selection, writes_scores
 
 #: Words of every face for an answer limited to the App's view (scope is not the
 #: dataset), and for what such a search or refinement looks in.
@@ -160,7 +160,7 @@ def app_scope(view, dataset, shown=None):
     kept, i = [], 0
     while i < len(rest):
         stage = rest[i]
-        if isinstance(stage, fos.Select) and stage.ordered:
+        if is_ordered_selection(stage):
             i += 1
         elif _by_score(dataset, rest[i : i + 2]):
             i += 2

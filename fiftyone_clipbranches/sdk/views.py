@@ -112,13 +112,24 @@ def check_view_name(name, what: str = "a saved view's name") -> None:
         )
 
 
+def is_ordered_selection(stage) -> bool:
+    """Whether ``stage`` (a view stage) selects samples in the order given: the
+    stage every result's view ends in (:func:`result_view`)."""
+    return isinstance(stage, fo.core.stages.Select) and stage.ordered
+
+
+def final_selection(view):
+    """``view``'s last stage when it is an ordered selection (a result), else None."""
+    stages = getattr(view, "_stages", None) or []
+    last = stages[-1] if stages else None
+    return last if is_ordered_selection(last) else None
+
+
 def refuse_every_sample(view, dataset) -> None:
     """Refuse to save ``view`` (the App's grid) as a result when it shows every
     sample of ``dataset`` and is no result (a result ends in the ordered selection
     of its samples: a search may rank every one)."""
-    stages = list(getattr(view, "_stages", None) or [])
-    last = stages[-1] if stages else None
-    if isinstance(last, fo.core.stages.Select) and last.ordered:
+    if final_selection(view) is not None:
         return
     if view is None or view.count() == dataset.count():  # a sort, say, or nothing
         raise ValueError(
