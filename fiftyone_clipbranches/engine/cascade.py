@@ -9,7 +9,6 @@ import numpy as np
 from .codes import take_rows
 from .ensemble import DecisionBranchesEnsemble
 from .forest_kernels import forest_proba
-from .member_share import member_share
 from .neighbours import NEIGHBOUR_MAX_POSITIVES
 from .reach import class_ball_share, squared_distances_to
 from .scan import shrink_boxes
@@ -118,25 +117,11 @@ class BranchesCascade(DecisionBranchesEnsemble):
             (docs/quality.md, "Boxes no larger than the class can be" and
             "Shrunk about their seeds, not left out"). A shrunk box keeps the
             purity (``box_purity_``) of the box it was grown as.
-        broad_share: float in (0, 1] (default 0.1), or None: when the random
-            negatives are estimated to be at least this share members of the
-            class (:func:`~.member_share.member_share`, from the labelled
-            positives and the random rows alone), the concept is *broad* (a union
-            of classes, a large share of the catalogue: "any animal"). The random
-            negatives a linear model (fitted on the labels and them) accepts are
-            then left out of every later step (counted in ``n_relabelled_``),
-            and the linear arbiter (fitted on the rows left, ``arbiter_margin``
-            None: none) accepts any row a member holds where its logit is above
-            0 and the forest's value at least ``broad_min_forest``, in place of
-            ``arbiter_margin``, ``arbiter_min_votes`` and
-            ``arbiter_min_forest``. Trained on those members as negatives, the
-            boxes and the forest find little beyond the labels (recall 0.01-0.35
-            with 200 positives of a concept of 15-60% of the rows:
-            docs/quality.md, "Broad concepts"). Single classes of the four
-            catalogues of docs/quality.md are estimated at 0.005-0.016 on
-            average, 0.1 or more in 12 of 2,288 draws (all at 8-16 positives).
-        broad_min_forest: float in [0, 1] (default 0.2): the arbiter's forest
-            floor for a broad concept.
+        broad_min_forest: float in [0, 1] (default 0.2): for a broad concept
+            (the ensemble's ``broad_share``: the random negatives likely members
+            leave every later step, the forest's training too, and count in
+            ``n_relabelled_``), the arbiter accepts rows where the forest's value
+            is at least this, in place of ``arbiter_min_forest``.
 
     Attributes (after ``fit``), besides the ensemble's: ``forest_roots_`` int32
     ``(T,)``, ``forest_feature_`` int32 ``(nodes,)`` (-1 at leaves),
@@ -145,9 +130,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
     float64 ``(nodes,)`` (positive weight fraction at a leaf), ``ball_center_``
     int64 ``(D,)``, ``ball_radius_sq_`` int (-1: no class ball) and
     ``class_share_`` float (the class's estimated share of the catalogue; NaN: not
-    estimated), ``member_share_`` float (the share of the random negatives
-    estimated members; NaN: not estimated), ``broad_`` bool and ``n_broad_`` int
-    (random negatives left out for a broad concept).
+    estimated).
     """
 
     def __init__(
@@ -171,7 +154,6 @@ class BranchesCascade(DecisionBranchesEnsemble):
         forest_relabel=0.25,
         relabel_max_positives=NEIGHBOUR_MAX_POSITIVES,
         box_reach=3.0,
-        broad_share=0.1,
         broad_min_forest=0.2,
         **params,
     ):
@@ -193,7 +175,6 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.forest_relabel = forest_relabel
         self.relabel_max_positives = relabel_max_positives
         self.box_reach = box_reach
-        self.broad_share = broad_share
         self.broad_min_forest = broad_min_forest
 
     def _cascade_params(self) -> tuple[int, int, float, bool, bool]:
@@ -248,22 +229,16 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self._arbiter_floor()
         self._floor("broad_min_forest")
         self._gate_votes()
-        self._broad_share()
-        # every check of the members too, before the broad step's fits
-        X, y, w, subsets, _ = self._prepare(X, y, sample_weight, subsets)
-        self._arbiter_params()
-        self._vote_threshold()
-        self._n_draws(X.shape[0])
+        X, y, w, subsets, growth = self._prepare(X, y, sample_weight, subsets)
         near = check_row_mask(neighbours, y.shape, "neighbours")
         drawn = check_row_mask(unlabelled, y.shape, "unlabelled")
         if catalogue_sample is not None:
             catalogue_sample = check_codes(
                 catalogue_sample, "catalogue_sample", X.shape[1]
             )
+        self._check_member_params(X.shape[0])
         X, y, w, drawn, near = self._without_broad_members(X, y, w, drawn, near)
-        super().fit(
-            X, y, w, subsets=subsets, unlabelled=drawn, neighbours=near
-        )  # fmt: skip
+        self._fit_members(X, y, w, subsets, growth, drawn, near)
         keep = w > 0
         if not forest_neighbours:
             keep &= ~near
@@ -285,41 +260,6 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self._fit_ball(X, (y == 1) & (w > 0), near, catalogue_sample)
         self._cap_boxes(X, catalogue_sample)
         return self
-
-    def _without_broad_members(self, X, y, w, drawn, near):
-        """``(X, y, w, drawn, near)``, less the random negatives a linear model
-        (:class:`~.linear.LinearClassifier`, fitted on the rows that are not
-        neighbour positives) accepts when the concept is broad (``broad_share``);
-        sets ``member_share_``, ``broad_`` and ``n_broad_``."""
-        self.broad_ = False
-        self.n_broad_ = 0
-        self.member_share_ = float("nan")
-        share = self._broad_share()
-        own = ~near & (w > 0)
-        random = drawn & own & (y == 0)
-        if share is None or not random.any() or not (own & (y == 1)).any():
-            return X, y, w, drawn, near
-        self.member_share_ = member_share(X[own & (y == 1)], X[random])
-        if self.member_share_ < share:
-            return X, y, w, drawn, near
-        from .linear import LinearClassifier
-
-        linear = LinearClassifier().fit(X[own], y[own], w[own], unlabelled=drawn[own])
-        likely = random & (linear.decision_function(X) > 0)
-        self.broad_ = True
-        self.n_broad_ = int(np.count_nonzero(likely))
-        keep = ~likely
-        return X[keep], y[keep], w[keep], drawn[keep], near[keep]
-
-    def _broad_share(self) -> float | None:
-        share = self.broad_share
-        if share is None:
-            return None
-        if isinstance(share, bool) or not isinstance(share, numbers.Real):
-            raise TypeError(f"broad_share must be a float or None, got {share!r}")
-        if not 0.0 < float(share) <= 1.0:
-            raise ValueError(f"broad_share must be in (0, 1], got {share}")
-        return float(share)
 
     def _fit_ball(self, X, positive, near, catalogue_sample) -> None:
         """``ball_center_``, ``ball_radius_sq_`` and ``class_share_`` from the
@@ -546,7 +486,6 @@ class BranchesCascade(DecisionBranchesEnsemble):
         if rule is not None:
             arbiter, margin, min_votes = rule
             if self.broad_:
-                margin, min_votes = 0.0, 1
                 floor = self._floor("broad_min_forest")
             ask = np.flatnonzero(~keep & (hits >= min_votes))
             if ask.size:

@@ -64,6 +64,8 @@ SAVE_CLAIM_WAIT_S = 10.0
 #: Least seconds between two loads of the indexes that failed theirs, while every
 #: index served failed (the service is not ready: a directory restored in place).
 RETRY_FAILED_LOAD_S = 10.0
+#: ``Retry-After`` of a request on an index another process is building.
+BUILD_RETRY_S = 5
 
 #: Startup verification levels of ``clipbranches serve --verify``.
 VERIFY_LEVELS = ("none", "fast", "full")
@@ -565,6 +567,15 @@ class SdkBackend:
             )
         return entry
 
+    def _being_built(self, entry: _Dataset, key: str) -> str | None:
+        """Why index ``key`` of ``entry`` is not served yet when another process
+        is building it (in words), else None."""
+        from fiftyone_clipbranches.sdk.claims import key_in_progress
+        from fiftyone_clipbranches.sdk.runs import root_dataset
+
+        with self._database.bounded():
+            return key_in_progress(root_dataset(entry.dataset), key)
+
     @contextlib.contextmanager
     def _what_changed(self, entry: _Dataset, key: str):
         """A request that failed because its dataset was deleted or renamed, or its
@@ -587,6 +598,11 @@ class SdkBackend:
     def _index(self, entry: _Dataset, key: str) -> _Index:
         index = entry.indexes.get(key)
         if index is None:
+            building = self._being_built(entry, key)
+            if building is not None:
+                raise ApiError(
+                    503, "index_being_built", building, retry_after_s=BUILD_RETRY_S
+                )
             served = entry.keys
             hint = (
                 f': send "index_key": {json.dumps(served[0], ensure_ascii=False)}'

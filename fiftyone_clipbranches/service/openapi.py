@@ -133,8 +133,8 @@ _ERROR_CODES = {
     "500": "the compute worker running the request died; it is replaced, retry "
     "(code: worker_crashed)",
     "503": "server busy, not ready, index or database unavailable (codes: busy, "
-    "not_ready, index_unavailable, model_unavailable, database_unavailable, "
-    "shutting_down)",
+    "not_ready, index_unavailable, index_being_built, model_unavailable, "
+    "database_unavailable, shutting_down)",
     "504": "the work exceeded its time limit (code: timeout)",
     "507": "the database's disk is full: nothing was saved (code: database_full)",
 }

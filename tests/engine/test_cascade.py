@@ -380,27 +380,19 @@ def test_boxes_larger_than_the_class_can_be_are_shrunk_about_their_seeds(catalog
     assert (loose.boxes_.contains(codes, loose.subsets_).sum(axis=0) <= 3).mean() > 0.9
 
 
-def test_a_broad_concept_is_found_whole_and_a_narrow_class_is_not_taken_for_one():
-    """A concept that is a union of 8 of 20 clusters (40% of the rows): the random
-    negatives hold hundreds of its members; trained as negatives they confine the
-    boxes and the forest to the labels. The cascade finds that a linear model
-    accepts many of them, trains without them and lets the arbiter's boundary
-    reach the concept (docs/quality.md, "Broad concepts")."""
-    rng = np.random.default_rng(5)
-    centres = rng.integers(40, 216, (20, 32))
-    label = rng.integers(0, 20, 6000)
-    codes = np.clip(centres[label] + rng.normal(0, 14, (6000, 32)), 0, 255)
-    codes = codes.astype(np.uint8)
-    index = CodeIndex.build(codes, make_subsets(32), leaf_size=64)
-    concept = label < 8
-    pos = np.concatenate(
-        [rng.choice(np.flatnonzero(label == c), 20, replace=False) for c in range(8)]
+def test_a_broad_concept_is_found_whole_and_a_narrow_class_is_not_taken_for_one(
+    broad_concept,
+):
+    """Trained as negatives, the random negatives' members of a broad concept
+    confine the boxes and the forest to the labels. The cascade finds that a
+    linear model accepts many of them, trains without them and lets the arbiter's
+    boundary reach the concept (docs/quality.md, "Broad concepts")."""
+    codes, label, concept = (
+        broad_concept.codes,
+        broad_concept.label,
+        broad_concept.concept,
     )
-    neg = rng.choice(np.flatnonzero(~concept), 20, replace=False)
-    ts = make_training_set(
-        codes, pos, neg, n_random_negatives=2400, seed=0, max_random_fraction=0.3
-    )
-    assert concept[ts.rows[ts.unlabelled]].sum() > 500
+    index, ts = broad_concept.index, broad_concept.ts
     found = {}
     for name, params in (
         ("default", {}),
@@ -439,14 +431,14 @@ def test_a_broad_concept_is_found_whole_and_a_narrow_class_is_not_taken_for_one(
 
 
 def test_every_parameter_is_checked_before_the_broad_step_fits(catalogue, monkeypatch):
-    import fiftyone_clipbranches.engine.cascade as cascade
+    import fiftyone_clipbranches.engine.ensemble as ensemble
 
     _, index, _, ts = catalogue
 
     def fitted_first(*args):
         pytest.fail("a model was fitted before the parameters were checked")
 
-    monkeypatch.setattr(cascade, "member_share", fitted_first)
+    monkeypatch.setattr(ensemble, "member_share", fitted_first)
     for params, match in (
         ({"max_boxes": 0}, "max_boxes"),
         ({"vote_threshold": 2.0}, "vote_threshold"),

@@ -174,3 +174,36 @@ def test_bad_inputs_and_unfitted(data):
         DecisionBranchesEnsemble().fit(X, np.zeros_like(y))
     with pytest.raises(RuntimeError, match="not fitted"):
         DecisionBranchesEnsemble().predict(X)
+
+
+def test_a_broad_concept_trains_without_the_random_members(broad_concept):
+    """The ensemble leaves out the random negatives likely members of a broad
+    concept, and its arbiter then accepts any row a member holds where its own
+    boundary does: index, scan and the rule written out agree."""
+    codes, concept, index, ts = (
+        broad_concept.codes, broad_concept.concept, broad_concept.index,
+        broad_concept.ts,
+    )  # fmt: skip
+    found = {}
+    for share in (0.1, None):
+        model = DecisionBranchesEnsemble(
+            n_estimators=9, random_state=3, broad_share=share
+        ).fit(
+            ts.X, ts.y, ts.sample_weight, subsets=index.subsets,
+            unlabelled=ts.unlabelled, neighbours=ts.neighbours,
+        )  # fmt: skip
+        accepted = model.predict(codes)
+        for use_index in (True, False):
+            ranking = apply_model(model, index, use_index=use_index)
+            np.testing.assert_array_equal(
+                np.sort(ranking.ids), np.flatnonzero(accepted)
+            )
+        found[share] = (concept[accepted].mean(), accepted[concept].mean(), model)
+    precision, recall, model = found[0.1]
+    assert model.broad_ and model.n_broad_ > 400 and not found[None][2].broad_
+    assert recall > 0.9 and precision > 0.9 and found[None][1] < 0.7 * recall
+    votes = model.votes(codes)
+    by_arbiter = (votes >= 1) & (model.arbiter_.decision_function(codes) > 0)
+    rule = (votes / model.n_members_ > model.vote_threshold) | by_arbiter
+    np.testing.assert_array_equal(model.predict(codes), rule)
+    assert (rule & (votes < model.arbiter_min_votes)).sum() > 10

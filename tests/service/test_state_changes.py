@@ -16,12 +16,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
+from fiftyone.core.odm import get_db_conn
 from service_helpers import Http, worker_pids
 from service_process import running_service
 from user_path import TINY_CLIP_NAME
 
 from fiftyone_clipbranches import sdk
+from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION
+from fiftyone_clipbranches.sdk.processes import this_process
 from fiftyone_clipbranches.service import Client, ServiceError
 
 TOKEN = "state-changes-token-0123456789"
@@ -129,6 +133,30 @@ def test_service_follows_deletions_updates_and_skips_a_broken_index(
             )
         )
         assert client.search(kept.name, text="a cat", index_key="clip")["total"]
+        # Built again by another live process (this test's parent): being built
+        # and when to ask again, not gone; gone again when that build is
+        claims = get_db_conn()[CLAIMS_COLLECTION]
+        parent = psutil.Process(os.getppid())
+        claim = {
+            "_id": f"{kept._doc.id}:second", **this_process(), "pid": parent.pid,
+            "pid_started": parent.create_time(), "work": "build",
+            "since": time.time(),
+        }  # fmt: skip
+        claims.insert_one(claim)
+        try:
+            status, code, message = _error(
+                lambda: client.refine(kept.name, positives=ids, index_key="second")
+            )
+            assert (status, code) == (503, "index_being_built")
+            assert "is being built" in message and "try again" in message
+            body = {"dataset": kept.name, "positives": ids, "index_key": "second"}
+            status, headers, _ = Http(service.url, TOKEN)("POST", "/v1/refine", body)
+            assert (status, headers["Retry-After"]) == (503, "5")
+        finally:
+            claims.delete_one({"_id": claim["_id"]})
+        assert _error(
+            lambda: client.refine(kept.name, positives=ids, index_key="second")
+        )[:2] == (404, "index_not_found")
 
         # Updating an index elsewhere: served from its new directory, the old one
         # let go (no longer mapped by the service nor its compute workers).
