@@ -59,7 +59,7 @@ from fiftyone_clipbranches.engine.shard_format import (  # noqa: E402
     write_top_manifest,
 )
 from fiftyone_clipbranches.engine.shards import merge_rankings, open_index  # noqa: E402
-from fiftyone_clipbranches.sdk.models import MODELS, fit_on_index, make_model  # noqa: E402
+from fiftyone_clipbranches.sdk.models import MODELS  # noqa: E402
 
 TARGETS = ("0.01%", "0.1%", "1%")
 N_POSITIVES = 16
@@ -73,17 +73,8 @@ def refine_round(index, model_name, pos, seed):
     """One round of the SDK's refine path; ``(train_ms, apply_ms, ranking)``."""
     spec = MODELS[model_name]
     t0 = time.perf_counter()
-    model = make_model(model_name, random_state=seed)
-    fit_on_index(
-        model,
-        index,
-        pos,
-        (),
-        n_random_negatives=spec.random_negatives_for(len(pos)),
-        max_random_fraction=spec.max_random_fraction,
-        neighbours_per_positive=spec.neighbours_per_positive,
-        seed=seed,
-    )
+    model = spec.make(seed)
+    spec.fit_with_defaults(model, index, pos, seed=seed)
     t1 = time.perf_counter()
     ranking = apply_model(model, index)
     t2 = time.perf_counter()

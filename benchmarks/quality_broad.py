@@ -9,7 +9,7 @@ random classes until they hold ``--shares`` of the catalogue, ``--positives``
 labelled positives spread over the concept (at most a third of it: a row shows
 the count of the last seed's concept), 20 labelled negatives and each model's
 registry defaults (random negatives, their cap, neighbour positives), as the SDK
-trains them (``sdk.models.fit_on_index``).
+trains them (``ModelSpec.fit_with_defaults``).
 
 ``--mixed N`` evaluates instead one dataset of the catalogues together (codes of
 one code maker, fitted on the val splits), repeated with small noise to N rows,
@@ -34,11 +34,7 @@ from quality_protocols import scores  # noqa: E402
 
 from fiftyone_clipbranches.engine.index import CodeIndex  # noqa: E402
 from fiftyone_clipbranches.engine.search import apply_model  # noqa: E402
-from fiftyone_clipbranches.sdk.models import (  # noqa: E402
-    fit_on_index,
-    get_model,
-    make_model,
-)
+from fiftyone_clipbranches.sdk.models import get_model  # noqa: E402
 from fiftyone_clipbranches.sdk.refine import labels_are_law  # noqa: E402
 
 DATASETS = "caltech101_test,oxford_pets_test,oxford_flowers_test,dtd_test"
@@ -48,17 +44,8 @@ N_NEGATIVES = 20
 def refine_scores(model: str, index, truth, positives, negatives, seed, params):
     """The record of one refinement: F1, recall, precision, rows returned."""
     spec = get_model(model)
-    clf = make_model(model, seed, **params)
-    fit_on_index(
-        clf,
-        index,
-        positives,
-        negatives,
-        n_random_negatives=spec.random_negatives_for(positives.size),
-        max_random_fraction=spec.max_random_fraction,
-        neighbours_per_positive=spec.neighbours_per_positive,
-        seed=seed,
-    )
+    clf = spec.make(seed, **params)
+    spec.fit_with_defaults(clf, index, positives, negatives, seed)
     ranking = apply_model(clf, index)
     rows = labels_are_law(
         np.asarray(ranking.ids, np.int64),

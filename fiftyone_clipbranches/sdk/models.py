@@ -171,6 +171,21 @@ class ModelSpec:
             params["random_state"] = random_state
         return self.model_class(**params)
 
+    def fit_with_defaults(self, model, index, positives, negatives=(), seed: int = 0):
+        """Fit ``model`` (one :meth:`make` made) on the labelled rows of ``index``
+        as ``refine`` does with this model's defaults (random negatives, their cap,
+        neighbour positives); returns the ``TrainingSet`` (:func:`fit_on_index`)."""
+        return fit_on_index(
+            model,
+            index,
+            positives,
+            negatives,
+            n_random_negatives=self.random_negatives_for(len(positives)),
+            max_random_fraction=self.max_random_fraction,
+            neighbours_per_positive=self.neighbours_per_positive,
+            seed=seed,
+        )
+
 
 _ENGINE = "fiftyone_clipbranches.engine"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, get_model
+from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, get_model
 
 #: ``(rows, clusters, positives)`` of the synthetic refinements: a small catalogue
 #: and large ones, so that each kernel runs below and above the row count from
@@ -144,14 +144,6 @@ def _refine(index, positives):
 
     spec = get_model(DEFAULT_MODEL)
     model = spec.make()
-    fit_on_index(
-        model,
-        index,
-        positives,
-        (),
-        n_random_negatives=spec.random_negatives_for(positives.size),
-        max_random_fraction=spec.max_random_fraction,
-        neighbours_per_positive=spec.neighbours_per_positive,
-    )
+    spec.fit_with_defaults(model, index, positives)
     apply_model(model, index)
     return model
