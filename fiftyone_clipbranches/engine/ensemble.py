@@ -49,7 +49,7 @@ class DecisionBranchesEnsemble(BranchModel):
             the random rows alone), the concept is *broad* (a union of classes,
             a large share of the catalogue: "any animal"). The random negatives a
             linear model (fitted on the labels and them) accepts then leave the
-            training set (``n_broad_``), and the arbiter (fitted on the rows
+            training set (``n_broad_``, also in ``n_relabelled_``), and the arbiter (fitted on the rows
             left; ``arbiter_margin`` None: none) accepts any row a member holds
             where its logit is above 0, in place of ``arbiter_margin`` and
             ``arbiter_min_votes``. Trained on those members as negatives, the
@@ -231,6 +231,7 @@ class DecisionBranchesEnsemble(BranchModel):
             X, y, W, subsets, subs[keep], los[keep], his[keep], member[keep],
             seed_rows[keep], n_est,
         )  # fmt: skip
+        self.n_relabelled_ = self.n_broad_
         self.arbiter_ = None
         own = ~neighbours
         if arbiter_margin is not None and (w[own & (y == 0)] > 0).any():

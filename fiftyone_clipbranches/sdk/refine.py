@@ -88,8 +88,9 @@ class RankedRows:
             added), ``n_random_neg`` (random negatives actually drawn),
             ``n_random_neg_requested``,
             ``n_relabelled`` (random negatives the linear classifier, the query
-            ball or the cascade (a broad concept's, then its forest's) left out
-            as likely matches; 0 for the other models),
+            ball, the ensemble or the cascade (a broad concept's; then the
+            cascade's forest's) left out as likely matches; 0 for the other
+            models),
             ``n_forced_pos`` (labelled positives the model did not accept, added
             with the best score: see
             :func:`labels_are_law`), ``n_dropped_neg`` (labelled negatives the

@@ -200,7 +200,8 @@ def test_a_broad_concept_trains_without_the_random_members(broad_concept):
             )
         found[share] = (concept[accepted].mean(), accepted[concept].mean(), model)
     precision, recall, model = found[0.1]
-    assert model.broad_ and model.n_broad_ > 400 and not found[None][2].broad_
+    assert model.broad_ and model.n_relabelled_ == model.n_broad_ > 400
+    assert not found[None][2].broad_ and found[None][2].n_relabelled_ == 0
     assert recall > 0.9 and precision > 0.9 and found[None][1] < 0.7 * recall
     votes = model.votes(codes)
     by_arbiter = (votes >= 1) & (model.arbiter_.decision_function(codes) > 0)
