@@ -24,6 +24,7 @@ from shard_cases import (
 from fiftyone_clipbranches.engine.errors import IndexAccessError, IndexFormatError
 from fiftyone_clipbranches.engine.index import CodeIndex
 from fiftyone_clipbranches.engine.neighbours import neighbour_rows
+from fiftyone_clipbranches.engine.search import apply_model
 from fiftyone_clipbranches.engine.shard_format import (
     build_sharded_index,
     shard_sizes,
@@ -187,3 +188,19 @@ def test_a_sharded_index_opened_as_one_index_says_how_to_open_it(data, tmp_path)
     with pytest.raises(IndexFormatError, match=r"split into shards.*open_index"):
         CodeIndex.load(tmp_path / "ix")
     assert len(index) == len(codes)
+
+
+@pytest.mark.parametrize("name", ["ensemble", "cascade"])
+def test_a_broad_concept_answers_as_one_index(broad_concept, tmp_path, name):
+    """A broad concept's rule (the arbiter's own boundary on any row a member holds)
+    answers the same from shards as from one index."""
+    codes, index, ts = broad_concept.codes, broad_concept.index, broad_concept.ts
+    model = make_model(name, random_state=2).fit(
+        ts.X, ts.y, ts.sample_weight, subsets=index.subsets,
+        unlabelled=ts.unlabelled, neighbours=ts.neighbours, catalogue_sample=codes,
+    )  # fmt: skip
+    assert model.broad_
+    shards = sharded(codes, tmp_path / "ix", [1, 2999, 1000, 2000])
+    want = apply_model(model, index)
+    assert len(want) > 2000
+    assert_same_ranking(want, apply_model(model, shards))
