@@ -21,6 +21,7 @@ from fiftyone_clipbranches.sdk.messages import (
     counted,
     counted_are,
     shortened,
+    too_large_to_save,
     unsearched_note,
 )
 from fiftyone_clipbranches.sdk.models import panel_models
@@ -397,9 +398,7 @@ def view_to_save(ctx):
     ids = last.ids
     if len(ids) > MAX_SELECTED_SAMPLES:
         raise ResultTooLargeError(
-            f"the result holds {len(ids)} samples, more than the "
-            f"{MAX_SELECTED_SAMPLES} a saved view can select: refine further"
-            " (more negatives) first"
+            too_large_to_save(len(ids), MAX_SELECTED_SAMPLES, last.score_field)
         )
     return result_view(_without_a_selection_of(search_scope(ctx), ids), ids)
 

@@ -191,3 +191,22 @@ def result_repr(result, n_results: int, scores, fields: str) -> str:
     return (
         f"{type(result).__name__}({n_results} results{span}{model}; {fields}, .stats)"
     )
+
+
+def too_large_to_save(n: int, limit: int, score_field: str | None) -> str:
+    """Why a result of ``n`` samples is not saved as a view (a saved view selects
+    at most ``limit`` by id), and the ways out: a narrower answer, or the scores
+    of ``score_field`` (None: none written) kept in a field of their own."""
+    copy = (
+        f"dataset.clone_sample_field({score_field!r}, 'my_result')"
+        if score_field
+        else "refine with a score field, then dataset.clone_sample_field(that"
+        " field, 'my_result')"
+    )
+    return (
+        f"the result holds {n:,} samples, more than the {limit:,} a saved view can"
+        " select by id: refine further (more negatives) where the answer should be"
+        f" narrower; to keep an answer this large, copy its scores ({copy}) and"
+        " save dataset.exists('my_result').sort_by('my_result', reverse=True) as"
+        " a view"
+    )

@@ -25,7 +25,11 @@ from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels, tagged_ids
 from fiftyone_clipbranches.sdk.media import require_image_samples
-from fiftyone_clipbranches.sdk.messages import counted, result_repr
+from fiftyone_clipbranches.sdk.messages import (
+    counted,
+    result_repr,
+    too_large_to_save,
+)
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.rowmap import RowIds
@@ -367,17 +371,17 @@ def apply_refine_result(
         )
     shown = ids if k_preview is None else ids[:k_preview]
     by_score = len(shown) > MAX_SELECTED_SAMPLES
-    if by_score and (saved_view or not score_field):
+    if by_score and saved_view:
+        raise ResultTooLargeError(
+            too_large_to_save(len(shown), MAX_SELECTED_SAMPLES, score_field)
+            + "; or pass k_preview to save the best ones"
+        )
+    if by_score and not score_field:
         raise ResultTooLargeError(
             f"the result holds {len(shown)} samples, more than the "
-            f"{MAX_SELECTED_SAMPLES} a view can select by id"
-            + (
-                f" and save as {saved_view!r}"
-                if saved_view
-                else " (pass a score_field to view it by score)"
-            )
-            + ": pass k_preview to keep the best ones, or refine further (more"
-            " negatives) first"
+            f"{MAX_SELECTED_SAMPLES} a view can select by id (pass a score_field"
+            " to view it by score): pass k_preview to keep the best ones, or refine"
+            " further (more negatives) first"
         )
     ds = root_dataset(dataset)
     wait = by_score or not write_in_background

@@ -465,15 +465,16 @@ class SdkBackend:
 
     def save_view(self, result: StoredResult, name: str, overwrite: bool) -> dict:
         from fiftyone_clipbranches import sdk
+        from fiftyone_clipbranches.sdk.messages import too_large_to_save
         from fiftyone_clipbranches.sdk.settings import MAX_SELECTED_SAMPLES
 
         entry = self.check_result(result, force=True)
         n = len(result.ranking)
         if n > MAX_SELECTED_SAMPLES:
+            score_field = result.ranking.stats.get("score_field")
             raise unprocessable(
                 "result_too_large",
-                f"the result holds {n} samples; a saved view can select at most "
-                f"{MAX_SELECTED_SAMPLES}: refine further (more negatives) first",
+                too_large_to_save(n, MAX_SELECTED_SAMPLES, score_field),
             )
         ids = result.ranking.ids_of(result.ranking.rows)
         with entry.save_lock:

@@ -669,7 +669,9 @@ def test_save_view_says_a_result_too_large_before_asking_to_replace(
     monkeypatch.setattr(actions, "MAX_SELECTED_SAMPLES", n - 1)
     state = {"index_key": "clip", "view_name": "kept", "showing": "refine"}
     requests = call(ds, "save_view", state=state)
-    assert f"the result holds {n} samples" in notifications(requests, "error")[0]
+    refused = notifications(requests, "error")[0]
+    assert f"the result holds {n} samples" in refused
+    assert "refine with a score field, then dataset.clone_sample_field" in refused
     assert "confirm" not in patched_state(requests)  # nothing asked
     assert len(ds.load_saved_view("kept")) == 3
     monkeypatch.setattr(actions, "MAX_SELECTED_SAMPLES", n)

@@ -410,3 +410,44 @@ def test_one_round_at_a_time_writes_a_score_field(indexed):
     assert done.wait(30)
     writer.join()
     assert _scored(ds) == dict(zip(ids[:5], np.arange(5.0).tolist()))
+
+
+def test_a_result_too_large_to_save_is_kept_the_way_its_error_says(
+    make_user_index, monkeypatch
+):
+    """A result above the ids a saved view can select (a broad concept in a large
+    dataset): the error's way out, followed as written, keeps it as a view in
+    rank order."""
+    import importlib
+
+    from fiftyone_clipbranches.sdk.messages import too_large_to_save
+
+    refine_module = importlib.import_module("fiftyone_clipbranches.sdk.refine")
+
+    ds = make_user_index(4)
+    ids = ds.values("id")
+    result = sdk.refine(
+        ds, positives=ids[:6], negatives=ids[-4:], index_key="clip",
+        score_field="clipbranches_score",
+    )  # fmt: skip
+    n = len(result.ids)
+    assert n > 2
+    monkeypatch.setattr(refine_module, "MAX_SELECTED_SAMPLES", n - 1)
+    with pytest.raises(sdk.ResultTooLargeError) as refused:
+        sdk.refine(
+            ds, positives=ids[:6], negatives=ids[-4:], index_key="clip",
+            score_field="clipbranches_score", saved_view="big",
+        )  # fmt: skip
+    words = str(refused.value)
+    assert words.startswith(too_large_to_save(n, n - 1, "clipbranches_score"))
+    assert f"holds {n:,} samples" in words and "refine further" in words
+    ds.clone_sample_field("clipbranches_score", "my_result")
+    assert "dataset.clone_sample_field('clipbranches_score', 'my_result')" in words
+    view = ds.exists("my_result").sort_by("my_result", reverse=True)
+    assert (
+        "save dataset.exists('my_result').sort_by('my_result', reverse=True)" in words
+    )
+    sdk.save_view(ds, "big", view)
+    assert ds.load_saved_view("big").values("id") == list(result.ids)
+    sdk.refine(ds, positives=ids[:2], index_key="clip")  # the next round
+    assert ds.load_saved_view("big").values("id") == list(result.ids)  # kept
