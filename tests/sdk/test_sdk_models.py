@@ -125,3 +125,29 @@ def test_cascade_random_negatives_grow_with_the_positives():
         1500,
     ]
     assert models.get_model("ensemble").random_negatives_for(100) == 500
+
+
+def test_fit_with_defaults_fits_as_refine_does_with_the_models_defaults():
+    from fiftyone_clipbranches.engine.index import CodeIndex
+    from fiftyone_clipbranches.engine.search import apply_model
+    from fiftyone_clipbranches.sdk.models import fit_on_index
+
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, (2000, 32), dtype=np.uint8)
+    index = CodeIndex.build(codes)
+    pos, neg = np.arange(12), np.arange(100, 104)
+    for name in ("cascade", "linear"):
+        spec = models.get_model(name)
+        a, b = spec.make(7), spec.make(7)
+        got = spec.fit_with_defaults(a, index, pos, neg, seed=7)
+        want = fit_on_index(
+            b, index, pos, neg,
+            n_random_negatives=spec.random_negatives_for(len(pos)),
+            max_random_fraction=spec.max_random_fraction,
+            neighbours_per_positive=spec.neighbours_per_positive, seed=7,
+        )  # fmt: skip
+        np.testing.assert_array_equal(got.rows, want.rows)
+        np.testing.assert_array_equal(got.y, want.y)
+        np.testing.assert_array_equal(
+            apply_model(a, index).ids, apply_model(b, index).ids
+        )
