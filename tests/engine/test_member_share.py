@@ -8,13 +8,10 @@ import pytest
 from fiftyone_clipbranches.engine.member_share import FOLDS, member_share
 
 
-@pytest.fixture(scope="module")
-def clusters():
-    rng = np.random.default_rng(2)
-    centres = rng.integers(40, 216, (20, 32))
-    label = rng.integers(0, 20, 8000)
-    codes = np.clip(centres[label] + rng.normal(0, 14, (8000, 32)), 0, 255)
-    return codes.astype(np.uint8), label, rng
+@pytest.fixture
+def clusters(broad_concept):
+    """20 clusters of 32-dim codes (6000 rows) and a generator for the draws."""
+    return broad_concept.codes, broad_concept.label, np.random.default_rng(2)
 
 
 @pytest.mark.parametrize("n_classes", [1, 4, 8, 12])
