@@ -64,7 +64,7 @@ SAVE_CLAIM_WAIT_S = 10.0
 #: Least seconds between two loads of the indexes that failed theirs, while every
 #: index served failed (the service is not ready: a directory restored in place).
 RETRY_FAILED_LOAD_S = 10.0
-#: ``Retry-After`` of a request on an index another process is building.
+#: ``Retry-After`` of a request on a key another process holds (building it, say).
 BUILD_RETRY_S = 5
 
 #: Startup verification levels of ``clipbranches serve --verify``.
@@ -569,8 +569,8 @@ class SdkBackend:
         return entry
 
     def _being_built(self, entry: _Dataset, key: str) -> str | None:
-        """Why index ``key`` of ``entry`` is not served yet when another process
-        is building it (in words), else None."""
+        """Why index ``key`` of ``entry`` is not served when another live process
+        holds the key (building, deleting or renaming it; in words), else None."""
         from fiftyone_clipbranches.sdk.claims import key_in_progress
         from fiftyone_clipbranches.sdk.runs import root_dataset
 
