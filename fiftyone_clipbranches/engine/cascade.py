@@ -484,19 +484,18 @@ class BranchesCascade(DecisionBranchesEnsemble):
         keep |= voted & ~forest_reads
         rule = self._arbiter_rule()
         if rule is not None:
-            arbiter, margin, min_votes = rule
-            if self.broad_:
-                floor = self._floor("broad_min_forest")
+            arbiter, margin, min_votes = rule  # a broad concept's, when broad_
+            arbiter_floor = self._floor("broad_min_forest") if self.broad_ else floor
             ask = np.flatnonzero(~keep & (hits >= min_votes))
             if ask.size:
                 where = ask if rows is None else np.asarray(rows)[ask]
                 logit = arbiter.decision_function(take_rows(codes, where))
                 ok = logit > margin
-                if floor > 0.0 and ok.any():
+                if arbiter_floor > 0.0 and ok.any():
                     unread = ok & np.isnan(forest[ask])  # candidates were read above
                     if unread.any():
                         forest[ask[unread]] = self.forest_proba(codes, where[unread])
-                    ok[ok] = forest[ask[ok]] >= floor
+                    ok[ok] = forest[ask[ok]] >= arbiter_floor
                 keep[ask] = ok
         if self.ball_radius_sq_ >= 0:
             ask = np.flatnonzero(self.ball_reads(hits) & ~keep)

@@ -617,3 +617,31 @@ def test_a_request_met_by_its_dataset_s_deletion_answers_that_it_was_deleted(
             call(req)
         assert (err.value.status, err.value.code) == (404, "dataset_not_found")
         assert "was deleted" in err.value.message
+
+
+def test_a_result_too_large_to_save_says_how_to_keep_it(make_user_index, monkeypatch):
+    """Saving a result beyond the ids a saved view selects: 422 with the way to
+    keep it (its scores copied to a field of their own), not only "refine
+    further", which is wrong for a concept that large."""
+    from fiftyone_clipbranches.sdk import settings
+    from fiftyone_clipbranches.service.backend import SdkBackend
+    from fiftyone_clipbranches.service.errors import ApiError
+    from fiftyone_clipbranches.service.results import StoredResult
+
+    ds = make_user_index(n_per_class=4, name="svc-state-too-large")
+    pos = ds.take(3, seed=0).values("id")
+    backend = SdkBackend([ds.name])
+    backend.load()
+    body = {"dataset": ds.name, "index_key": "clip", "positives": pos}
+    ranking = backend.refine(body)
+    n = len(ranking)
+    monkeypatch.setattr(settings, "MAX_SELECTED_SAMPLES", n - 1)
+    result = StoredResult("r1", "refine", ds.name, "clip", ranking, body)
+    with pytest.raises(ApiError) as err:
+        backend.save_view(result, "big", overwrite=False)
+    assert (err.value.status, err.value.code) == (422, "result_too_large")
+    assert f"holds {n:,} samples" in err.value.message
+    assert "refine with a score field, then dataset.clone_sample_field" in (
+        err.value.message
+    )
+    assert not ds.has_saved_view("big")
