@@ -408,8 +408,10 @@ class SdkBackend:
     def search(self, req: dict) -> Ranking:
         entry = self._entry(req["dataset"])
         made_from = entry.dataset_id  # before: a refresh meanwhile may change it
-        with self._what_changed(entry, req["index_key"]):
-            return replace(self._search(entry, req), dataset_id=made_from)
+        ranking = self._answered(
+            entry, req["index_key"], lambda: self._search(entry, req)
+        )
+        return replace(ranking, dataset_id=made_from)
 
     def _search(self, entry: _Dataset, req: dict) -> Ranking:
         key = req["index_key"]
@@ -442,8 +444,9 @@ class SdkBackend:
         with _sdk_errors():
             request = RefineRequest.from_json(req)
         made_from = entry.dataset_id  # before: a refresh meanwhile may change it
-        with self._what_changed(entry, request.index_key):
-            ranking = self._refine(entry, req, request)
+        ranking = self._answered(
+            entry, request.index_key, lambda: self._refine(entry, req, request)
+        )
         return replace(ranking, dataset_id=made_from)
 
     def _refine(self, entry: _Dataset, req: dict, request) -> Ranking:
@@ -577,24 +580,30 @@ class SdkBackend:
         with self._database.bounded():
             return key_in_progress(root_dataset(entry.dataset), key)
 
-    @contextlib.contextmanager
-    def _what_changed(self, entry: _Dataset, key: str):
-        """A request that failed because its dataset was deleted or renamed, or its
-        index renamed or deleted, while it ran answers that (404), not what the
-        change broke on the way (ids "deleted", a dataset "not found" as 422)."""
+    def _answered(self, entry: _Dataset, key: str, answer):
+        """``answer()`` for index ``key`` of ``entry``. A request that failed because
+        its dataset was deleted or renamed, or its index renamed or deleted, while it
+        ran answers that (404), not what the change broke on the way (ids "deleted",
+        a dataset "not found" as 422). One that found no index ``key`` where the
+        database now has one (built since the entry was last read) is answered
+        again, once, not told a stale 404."""
+        made_from = entry.dataset_id
         try:
-            yield
+            return answer()
         except ApiError as err:
-            if err.status == 422 or err.code in (
+            if err.status != 422 and err.code not in (
                 "index_not_found",
                 "index_unavailable",
             ):
-                # another request may have taken the change in already
-                with self._database.bounded():
-                    force = _database_state(entry.name) != entry.state
-                self._entry(entry.name, force=force)  # 404 when it is gone
-                self._index(entry, key)  # 404 when the index is
-            raise
+                raise
+            # another request may have taken the change in already
+            with self._database.bounded():
+                force = _database_state(entry.name) != entry.state
+            self._entry(entry.name, force=force)  # 404 when it is gone
+            self._index(entry, key)  # 404 when the index is
+            if err.code != "index_not_found" or entry.dataset_id != made_from:
+                raise
+        return answer()
 
     def _index(self, entry: _Dataset, key: str) -> _Index:
         index = entry.indexes.get(key)

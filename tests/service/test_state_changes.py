@@ -645,3 +645,32 @@ def test_a_result_too_large_to_save_says_how_to_keep_it(make_user_index, monkeyp
         err.value.message
     )
     assert not ds.has_saved_view("big")
+
+
+def test_an_index_built_since_the_last_recheck_is_answered_not_a_stale_404(
+    make_user_index, tiny_clip_checkpoint
+):
+    """An index built (by another process) after the service last read its
+    dataset: the request found no index, the refresh then found it, and the
+    request still answered 404 index_not_found (a client retrying after a 503
+    index_being_built met one stale 404). It is answered."""
+    from user_path import build_user_index
+
+    from fiftyone_clipbranches.service.backend import SdkBackend
+    from fiftyone_clipbranches.service.errors import ApiError
+
+    ds = make_user_index(n_per_class=4, name="svc-state-built-since")
+    pos = ds.take(3, seed=0).values("id")
+    backend = SdkBackend([ds.name], recheck_s=3600.0)  # never rechecked on its own
+    backend.load()
+    search = {"dataset": ds.name, "index_key": "late", "text": None, "k": 5}
+    with pytest.raises(ApiError) as err:
+        backend.search({**search, "sample_ids": pos[:1]})
+    assert (err.value.status, err.value.code) == (404, "index_not_found")
+    build_user_index(ds, tiny_clip_checkpoint, "late")
+    found = backend.search({**search, "sample_ids": pos[:1]})
+    assert len(found) == 5
+    refined = backend.refine(
+        {"dataset": ds.name, "index_key": "late", "positives": pos}
+    )
+    assert set(pos) <= set(refined.ids_of(refined.rows))  # labels are law
