@@ -8,7 +8,7 @@ import numpy as np
 
 from .codes import take_rows
 from .ensemble import DecisionBranchesEnsemble
-from .forest_kernels import forest_proba
+from .forest_kernels import branch_free_layout, forest_proba
 from .neighbours import NEIGHBOUR_MAX_POSITIVES
 from .reach import class_ball_share, squared_distances_to
 from .scan import shrink_boxes
@@ -437,12 +437,21 @@ class BranchesCascade(DecisionBranchesEnsemble):
             else check_rows(rows, codes.shape[0])
         )
         out = np.empty(rows.shape[0])
-        forest_proba(
-            codes, rows, self.forest_roots_, self.forest_feature_,
-            self.forest_threshold_, self.forest_left_, self.forest_right_,
-            self.forest_value_, out,
-        )  # fmt: skip
+        forest_proba(codes, rows, self._forest_layout(), out)
         return out
+
+    def _forest_layout(self) -> tuple:
+        """The fitted trees' :func:`~.forest_kernels.branch_free_layout`, made at
+        the first use after each fit (a model pickled without it makes it too)."""
+        fitted = self.forest_feature_
+        kept = getattr(self, "_layout", None)
+        if kept is None or kept[0] is not fitted:
+            layout = branch_free_layout(
+                self.forest_roots_, fitted, self.forest_threshold_,
+                self.forest_left_, self.forest_right_, self.forest_value_,
+            )  # fmt: skip
+            kept = self._layout = (fitted, layout)
+        return kept[1]
 
     def accept(self, members_hit, codes, rows=None) -> np.ndarray:
         """bool mask over rows with vote counts ``members_hit`` (see the class):

