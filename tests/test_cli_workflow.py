@@ -366,7 +366,7 @@ def test_unreadable_and_added_images_from_the_shell(
     assert out["n_samples"] == 51
     assert out["changes"] == {
         "added": 1, "dropped": 0, "replaced": 0, "lost": 0, "left_out": 0,
-        "moved_kept": 0, "no_vector": 0,
+        "moved_kept": 0, "no_vector": 0, "unreadable_again": 0,
     }  # fmt: skip
     assert cli_main([*refine, "--positive", first, "--positive", added]) == 0
     assert {first, added} <= {r["id"] for r in _json(capsys)["results"]}

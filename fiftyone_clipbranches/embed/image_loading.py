@@ -98,6 +98,11 @@ def max_decode_pixels() -> int:
     return value
 
 
+#: A URL that FiftyOne joined to the working directory (``http://a/b.jpg`` becomes
+#: ``<cwd>/http:/a/b.jpg``: one slash of the scheme's two is lost).
+_FOLDED_URL = re.compile(r"/((?:https?|s3|gs|ftp)):/(?!/)")
+
+
 def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
     """Open and decode the image at ``path`` (a regular file), bounded in memory.
 
@@ -119,6 +124,14 @@ def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
             f"{path} is a {scheme.group(1)}:// path: clipbranches reads images from"
             " local files only: download the media (FiftyOne Enterprise:"
             " dataset.download_media()) or point the samples at local copies"
+        )
+    folded = _FOLDED_URL.search(str(path))
+    if folded and not os.path.lexists(path):
+        raise ImageRefusedError(
+            f"{path} is no file, and it looks like a {folded.group(1)}:// URL that"
+            " FiftyOne took for a relative path (it keeps local paths only):"
+            " clipbranches reads images from local files only: download the media"
+            " and point the samples at the local copies"
         )
     # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -174,12 +187,17 @@ def _open_unchecked(fh, path) -> Image.Image:
 
 def as_rgb(img: Image.Image) -> Image.Image:
     """``img`` as an 8-bit RGB image the way a viewer shows it: turned upright by
-    its EXIF orientation, and 16-bit, 32-bit and float grey levels scaled to 8 bits
+    its EXIF orientation, 16-bit, 32-bit and float grey levels scaled to 8 bits
     (PIL's ``convert`` clips them: a 16-bit photo came out white, a float one in
-    [0, 1] black)."""
+    [0, 1] black), and transparent pixels shown over white (PIL's ``convert``
+    keeps the colour stored under them, which no viewer shows)."""
     ImageOps.exif_transpose(img, in_place=True)  # a copy would double the memory
     if img.mode.startswith("I") or img.mode == "F":
         img = Image.fromarray(_grey_levels_8bit(img), mode="L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        shown = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        shown.alpha_composite(img.convert("RGBA"))
+        img = shown
     return img.convert("RGB")
 
 

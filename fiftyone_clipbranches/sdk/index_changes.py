@@ -19,7 +19,8 @@ class IndexChanges:
     new to the index that could not be read; ``no_vector``: samples new to the
     index left out for lack of a vector (an index of unknown CLIP model,
     ``skip_missing``); ``moved_kept``: samples whose rows were kept at their new
-    filepaths (``keep_moved``).
+    filepaths (``keep_moved``); ``unreadable_again``: samples left out before,
+    read again (``retry_failed``, ``reembed``) and unreadable still.
     """
 
     added: int = 0
@@ -29,6 +30,7 @@ class IndexChanges:
     left_out: int = 0
     moved_kept: int = 0
     no_vector: int = 0
+    unreadable_again: int = 0
 
     def describe(self, read: str = "embedded again") -> str | None:
         """The changes in words (``read``: how the replaced rows were read), or
@@ -44,6 +46,11 @@ class IndexChanges:
             again += f", {self.no_vector} more left out (no vector)"
         if self.moved_kept:
             again += f", {counted(self.moved_kept, 'moved sample')} kept (new paths)"
+        if self.unreadable_again:
+            still = f"{counted(self.unreadable_again, 'sample')} left out before"
+            if not (self.added or self.dropped or again):
+                return f"nothing changed: {still} still unreadable, read again"
+            again += f", {still} read again, still unreadable"
         if not (self.added or self.dropped or again):
             return None
         return (
@@ -61,11 +68,13 @@ def count_changes(
     n_dropped: int,
     n_moved_kept: int,
     without_vector: set[str] = frozenset(),
+    unreadable_again: set[str] = frozenset(),
 ) -> IndexChanges:
     """Count an update's changes from the sample ids it handled: ``read_again``,
     those it embedded or read again, of which ``reread`` had a row; ``new_rows``,
     the samples it wrote rows for; ``newly_unreadable``, those it recorded as
-    unreadable that were not before, of which ``without_vector`` had no vector."""
+    unreadable that were not before, of which ``without_vector`` had no vector;
+    ``unreadable_again``, those unreadable before that it read again in vain."""
     return IndexChanges(
         added=len(new_rows - reread),
         dropped=n_dropped,
@@ -74,4 +83,5 @@ def count_changes(
         left_out=len(newly_unreadable - read_again - without_vector),
         moved_kept=n_moved_kept,
         no_vector=len((newly_unreadable - read_again) & without_vector),
+        unreadable_again=len(unreadable_again),
     )

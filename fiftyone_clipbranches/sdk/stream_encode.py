@@ -34,7 +34,7 @@ def check_fit_rows(
     elif method == "head" and n >= pca:
         hint = f"use code_method='pca' (CLI: --code-method pca), which needs {pca}"
     else:
-        hint = f"add samples (at least {need})"
+        hint = f"add {need - n} or more samples ({need} embeddings in all)"
     raise ValueError(
         f"{what}; code_method={method!r} needs at least {need} embeddings to fit"
         f" its code encoder: {hint}"

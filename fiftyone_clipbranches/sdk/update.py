@@ -204,6 +204,22 @@ def update_index(
             added_view, field, failed, embedded=bool(config.clip_model)
         )
 
+    unreadable_again = set(new_failed) & set(bundle.unembeddable) - reread
+    if _nothing_to_write(bundle, new_ids, n_deleted, row_digests, reread, {
+        **kept_failed, **new_failed,
+    }):  # fmt: skip
+        if config.reembed_pending:  # set above for samples it read in vain
+            config.reembed_pending = None
+            runs.update_index_config(ds, index_key, config)
+        still = len(unreadable_again)
+        report(
+            1.0,
+            "index is up to date" + (f"; {still} still unreadable" if still else ""),
+        )
+        fresh = compare(ds, bundle.rowmap, bundle.unembeddable, bundle.path_digests)
+        changes = IndexChanges(unreadable_again=len(unreadable_again))
+        return replace(info_of(ds, index_key, config, fresh), changes=changes)
+
     report(0.6, "rebuilding the index")
     keep = np.sort(rows[found])
     codes = np.concatenate([np.asarray(bundle.index.codes)[keep], new_codes])
@@ -229,8 +245,20 @@ def update_index(
         n_dropped=n_deleted,
         n_moved_kept=len(moved) if keep_moved else 0,
         without_vector=set() if config.clip_model else newly_unreadable,
+        unreadable_again=unreadable_again,
     )
     return replace(info, changes=changes)
+
+
+def _nothing_to_write(bundle, new_ids, n_deleted, row_digests, reread, unreadable):
+    """Whether an update that read samples again leaves the index as it was: no
+    row added, dropped, replaced or moved, and the same samples recorded as
+    unreadable at the same filepaths (``retry_failed`` on images still broken)."""
+    if len(new_ids) or n_deleted or row_digests is not None or reread:
+        return False
+    paths = {sid: entry.get("filepath") for sid, entry in unreadable.items()}
+    before = {sid: entry.get("filepath") for sid, entry in bundle.unembeddable.items()}
+    return paths == before
 
 
 def replace_index_rows(

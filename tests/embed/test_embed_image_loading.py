@@ -177,3 +177,43 @@ def test_an_image_is_turned_upright_by_its_exif_orientation(tmp_path):
     _, shown, error = ImageFileDataset([str(path)], _pixels)[0]
     assert error is None and shown.shape == (40, 20, 3)
     assert shown[:15].mean() > 200 and shown[25:].mean() < 50  # white on top
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_pixels_are_shown_over_white_not_as_the_colour_under_them(
+    tmp_path, mode
+):
+    """A cut-out whose transparent part stores red (or black) was embedded as
+    red: PIL's convert drops the alpha and keeps what no viewer shows."""
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0] = 255  # red everywhere, stored
+    rgba[8:, :, 3] = 255  # the bottom half opaque, the top transparent
+    img = Image.fromarray(rgba, "RGBA")
+    if mode == "LA":
+        img = img.convert("LA")
+    elif mode == "P":
+        pixels = np.zeros((16, 16), np.uint8)
+        pixels[:8] = 1  # slot 1: red stored, and the transparent slot
+        img = Image.fromarray(pixels, "P")
+        img.putpalette([255, 0, 0, 255, 0, 0])
+        img.info["transparency"] = 1
+    path = tmp_path / f"cut-out-{mode}.png"
+    img.save(path, transparency=img.info.get("transparency"))
+    _, shown, error = ImageFileDataset([str(path)], _pixels)[0]
+    assert error is None
+    assert (shown[:8] == 255).all()  # transparent: white, as shown
+    opaque = shown[8:].reshape(-1, 3)
+    expected = (76, 76, 76) if mode == "LA" else (255, 0, 0)  # LA: red in grey
+    assert (opaque == expected).all()
+
+
+def test_a_url_that_fiftyone_made_a_local_path_is_said_to_be_one(tmp_path):
+    """FiftyOne keeps ``http://host/a.jpg`` as ``<cwd>/http:/host/a.jpg``: the
+    user saw only FileNotFoundError on a path they never wrote."""
+    folded = tmp_path / "http:" / "example.com" / "cat.jpg"
+    with pytest.raises(ImageRefusedError, match="looks like a http:// URL"):
+        open_image_file(str(folded))
+    folded.parent.mkdir(parents=True)  # a real folder of that name: read as a file
+    Image.new("RGB", (4, 4)).save(folded, format="JPEG")
+    with open_image_file(str(folded)) as img:
+        assert img.size == (4, 4)

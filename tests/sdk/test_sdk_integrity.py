@@ -19,6 +19,7 @@ from sdk_testdata import cluster_codes, index_dataset
 from fiftyone_clipbranches import cli, sdk
 from fiftyone_clipbranches.sdk.bundle import forget_bundle, load_bundle
 from fiftyone_clipbranches.sdk.gc import collect_garbage
+from fiftyone_clipbranches.sdk.index_changes import IndexChanges
 
 
 def _all_found(ds, key="idx"):
@@ -371,7 +372,9 @@ def test_cli_verify_lists_what_it_checked_and_fails_on_corruption(make_dataset, 
     assert "[FAIL]" in out and "codes.npy is corrupted" in out
 
 
-def test_unembeddable_samples_are_not_retried_unless_asked(make_user_index, tmp_path):
+def test_unembeddable_samples_are_not_retried_unless_asked(
+    make_user_index, tmp_path, capsys
+):
     ds = make_user_index(n_per_class=4)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
@@ -382,8 +385,22 @@ def test_unembeddable_samples_are_not_retried_unless_asked(make_user_index, tmp_
     again = sdk.update_index(ds, "clip", progress=False)
     assert again.index_dir == info.index_dir  # no re-embedding, no rebuild
     assert sdk.index_info(ds, "clip").freshness.unreadable.keys() == {sid}
+    # read again, still broken: said so, and nothing written (each retry rewrote
+    # the whole index and said it "was up to date")
     retried = sdk.update_index(ds, "clip", retry_failed=True, progress=False)
-    assert retried.index_dir != info.index_dir and retried.freshness.n_unreadable == 1
+    assert retried.index_dir == info.index_dir and retried.freshness.n_unreadable == 1
+    assert retried.changes == IndexChanges(unreadable_again=1)
+    assert retried.changes.describe() == (
+        "nothing changed: 1 sample left out before still unreadable, read again"
+    )
+    named = sdk.update_index(ds, "clip", reembed=[sid], progress=False)
+    assert named.index_dir == info.index_dir  # named again: read again, in vain
+    assert named.changes.unreadable_again == 1
+    assert sdk.index_info(ds, "clip").n_reembed_pending == 0
+    assert cli.main(["update-index", ds.name, "--key", "clip", "--retry-failed"]) == 0
+    said = capsys.readouterr().out
+    assert "index 'clip': nothing changed: 1 sample left out before still" in said
+    assert sdk.index_info(ds, "clip").index_dir == info.index_dir
     # a new filepath is a new image: tried again, and indexed once it reads
     good = ds.select(ds.values("id")[:1]).first().filepath
     sample = ds[sid]

@@ -211,6 +211,7 @@ def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
         "left_out": 0,
         "moved_kept": 0,
         "no_vector": 0,
+        "unreadable_again": 0,
     }
     assert out["n_samples"] == len(ds) - 1
 
@@ -260,6 +261,7 @@ def test_an_interrupted_reembedding_is_finished_by_the_next_update(
         "left_out": 0,
         "moved_kept": 0,
         "no_vector": 0,
+        "unreadable_again": 0,
     }
     assert out["n_reembed_pending"] == 0 and out["n_samples"] == 50
     assert all(_steps(_code(ds, sid), _code(ds, donor)) <= 1 for sid in ids)
