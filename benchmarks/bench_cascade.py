@@ -58,7 +58,9 @@ def few_labels(index, truth, n_positives: int = 16, seed: int = 1):
     )  # fmt: skip
 
 
-def bench(n: int, repeats: int, work_dir, classes="mixture") -> tuple[list[dict], dict]:
+def bench(
+    n: int, repeats: int, work_dir, classes="mixture", leaf_size=None
+) -> tuple[list[dict], dict]:
     from fiftyone_clipbranches.engine.cascade import BranchesCascade
     from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
     from fiftyone_clipbranches.engine.index import CodeIndex
@@ -68,8 +70,9 @@ def bench(n: int, repeats: int, work_dir, classes="mixture") -> tuple[list[dict]
     codes = np.ascontiguousarray(codes_mm)
     labels = np.asarray(labels_mm)
     t0 = time.perf_counter()
-    index = CodeIndex.build(codes)
+    index = CodeIndex.build(codes, **({"leaf_size": leaf_size} if leaf_size else {}))
     info = {"n": n, "classes": classes, "build_s": time.perf_counter() - t0}
+    info["leaf_size"] = index.leaf_size
     info["bytes_per_point"] = float(index.bytes_per_point)
     models = {
         "ensemble": DecisionBranchesEnsemble,
@@ -141,8 +144,10 @@ def bench(n: int, repeats: int, work_dir, classes="mixture") -> tuple[list[dict]
 def to_markdown(rows, info) -> str:
     load = os.getloadavg()
     lines = [
-        f"N = {info['n']:,}, {info['classes']} classes; index {info['bytes_per_point']:.1f} bytes/point (shared by"
-        f" both models); {os.cpu_count()} CPUs, load average {load[0]:.2f}",
+        f"N = {info['n']:,}, {info['classes']} classes; index"
+        f" {info['bytes_per_point']:.1f} bytes/point, leaves of {info['leaf_size']}"
+        f" rows (shared by both models); {os.cpu_count()} CPUs, load average"
+        f" {load[0]:.2f}",
         "",
         "| class | rows | model | train ms | apply ms (index) | index rows |"
         " forest rows | ball rows | accepted | F1 |",
@@ -166,6 +171,12 @@ def main(argv=None):
         help=f"catalogue rows (at least {MIN_N:,}: its 0.01%% class gives 16 positives)",
     )  # fmt: skip
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument(
+        "--leaf-size",
+        type=int,
+        default=None,
+        help="k-d tree leaf rows (default: the index's)",
+    )
     p.add_argument("--work-dir", default=str(RESULTS))
     p.add_argument(
         "--classes", choices=CLASS_KINDS, default="mixture",
@@ -178,7 +189,7 @@ def main(argv=None):
         p.error(
             f"--n {args.n}: at least {MIN_N:,} rows (the 0.01% class gives 16 positives)"
         )
-    rows, info = bench(n, args.repeats, args.work_dir, args.classes)
+    rows, info = bench(n, args.repeats, args.work_dir, args.classes, args.leaf_size)
     md = to_markdown(rows, info)
     print(md)
     suffix = "" if args.classes == "mixture" else f"_{args.classes}"
