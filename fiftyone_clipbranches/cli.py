@@ -177,7 +177,10 @@ def _cmd_gc(args) -> int:
         return 1 if failed else 0
     for item in report.leftovers:
         done = "removed" if item.path in report.removed else "found"
-        print(f"{done}: {item.kind} {item.path} ({item.n_bytes} bytes): {item.reason}")
+        of = f" of dataset {item.dataset!r}" if item.dataset is not None else ""
+        print(
+            f"{done}: {item.kind}{of} {item.path} ({item.n_bytes} bytes): {item.reason}"
+        )
     verb = "removed" if args.delete else "found"
     n = len(report.removed) if args.delete else len(report.leftovers)
     claims = sum(item.kind == "claim" for item in report.leftovers)

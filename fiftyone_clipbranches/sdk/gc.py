@@ -46,12 +46,15 @@ class Leftover:
             ``"<dataset id>:<key>"``, ``n_bytes`` 0).
         reason: why it is removable, in words.
         n_bytes: its size on disk.
+        dataset: the name of the dataset it belongs to, or None when no dataset
+            of this database has its id (deleted since, or another database's).
     """
 
     path: str
     kind: str
     reason: str
     n_bytes: int
+    dataset: str | None = None
 
 
 @dataclass
@@ -114,13 +117,14 @@ def collect_garbage(
     report = GcReport(str(base))
     referenced = runs.referenced_index_dirs(base)  # a root moved there included
     this_database = database_id()
+    names = _dataset_names()
     now = time.time()
     folders = base.iterdir() if base.is_dir() else ()
     for dataset_dir in sorted(p for p in folders if p.is_dir()):
         entries = sorted(p for p in dataset_dir.iterdir() if p.is_dir())
         owner = owner_of(dataset_dir)
         if owner is None and (
-            _dataset_exists(dataset_dir.name)
+            dataset_dir.name in names
             # a run here points in: a clone's of a dataset deleted since
             or any(str(e.resolve()) in referenced for e in entries)
         ):
@@ -148,7 +152,13 @@ def collect_garbage(
                 if writer != "alive" and (dead or age >= min_age_s):
                     why = "its writer process is gone" if dead else _age(age)
                     report.leftovers.append(
-                        Leftover(key, "temp", f"unfinished build: {why}", _du(entry))
+                        Leftover(
+                            key,
+                            "temp",
+                            f"unfinished build: {why}",
+                            _du(entry),
+                            names.get(dataset_dir.name),
+                        )  # fmt: skip
                     )
                 else:
                     report.n_young += 1
@@ -163,13 +173,18 @@ def collect_garbage(
                         "unreferenced",
                         f"no run of any dataset points at it; {_age(age)}",
                         _du(entry),
+                        names.get(dataset_dir.name),
                     )
                 )
             else:
                 report.n_young += 1
     claims = {}
     for claim, why in dead_claims():
-        item = Leftover(str(claim["_id"]), "claim", f"no work holds it: {why}", 0)
+        dataset_id, _, key = str(claim["_id"]).partition(":")
+        name = names.get(dataset_id)
+        if name is not None:  # the next build, update or save of it takes it over
+            why += f"; the next work on key {key!r} of {name!r} takes it over itself"
+        item = Leftover(str(claim["_id"]), "claim", f"no work holds it: {why}", 0, name)
         claims[item.path] = claim
         report.leftovers.append(item)
     if delete:
@@ -193,17 +208,13 @@ def collect_garbage(
     return report
 
 
-def _dataset_exists(dataset_id: str) -> bool:
-    """Whether this database holds a dataset of id ``dataset_id`` (a folder name)."""
+def _dataset_names() -> dict[str, str]:
+    """``{dataset id: name}`` of every dataset of this database (a dataset's folder
+    under the root and its claims are named by its id)."""
     import fiftyone.core.odm as foo
-    from bson import ObjectId
-    from bson.errors import InvalidId
 
-    try:
-        oid = ObjectId(dataset_id)
-    except (InvalidId, TypeError):
-        return False
-    return foo.get_db_conn().datasets.find_one({"_id": oid}, {"_id": 1}) is not None
+    found = foo.get_db_conn().datasets.find({}, {"_id": 1, "name": 1})
+    return {str(doc["_id"]): doc.get("name") for doc in found}
 
 
 def _writer_state(tmp: Path) -> str:

@@ -199,8 +199,9 @@ def replaceable_view(root, name: str, overwrite: bool = False, replace_own=True)
         return existing
     if not replace_own:
         raise ViewNameTakenError(
-            f"dataset {root.name!r} already has a saved view {name!r}: choose another"
-            " name, or pass overwrite=True to replace it"
+            f"dataset {root.name!r} already has a saved view {name!r}"
+            f"{_saved_when(existing)}: choose another name, or pass overwrite=True to"
+            " replace it"
         )
     if saved_by_clipbranches(existing):
         return existing
@@ -223,6 +224,19 @@ def replaced_view_size(dataset, name: str) -> int | None:
     if not name or replaceable_view(root, name) is None:
         return None
     return len(root.load_saved_view(name))
+
+
+def _saved_when(doc) -> str:
+    """Words for a view clipbranches saved (a save whose answer was lost, a service
+    stopped as it answered, may have saved it), empty for another's."""
+    if not saved_by_clipbranches(doc):
+        return ""
+    when = getattr(doc, "last_modified_at", None) or getattr(doc, "created_at", None)
+    at = f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when is not None else ""
+    return (
+        f" (clipbranches saved it{at}: a save whose answer never came may have"
+        " saved it)"
+    )
 
 
 def saved_by_clipbranches(doc) -> bool:

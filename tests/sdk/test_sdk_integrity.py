@@ -240,11 +240,21 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
     # (dead claims, database-wide, are another test's: tests/sdk/test_sdk_indexes.py)
     found = {Path(i.path): i.kind for i in report.leftovers if i.kind != "claim"}
     assert found == {crashed: "temp", orphan: "unreferenced"}
+    # each named by its dataset's name, where there is one (folders hold ids)
+    named = {Path(i.path): i.dataset for i in report.leftovers if i.kind != "claim"}
+    assert named == {crashed: ds.name, orphan: None}
     assert report.n_referenced >= 1 and report.removed == []
     gc_args = ["gc", "--root", str(tmp_path), "--min-age-hours", "0", "--delete"]
     assert cli.main([*gc_args[:-1], "--json"]) == 0  # reports only
     said = json.loads(capsys.readouterr().out)
     listed = {Path(i["path"]): i["kind"] for i in said["leftovers"]}
+    assert {i["dataset"] for i in said["leftovers"] if Path(i["path"]) == crashed} == {
+        ds.name
+    }
+    assert cli.main(gc_args[:-1]) == 0
+    assert f"found: temp of dataset {ds.name!r} {crashed.resolve()}" in (
+        capsys.readouterr().out
+    )
     assert {crashed: "temp", orphan: "unreferenced"}.items() <= listed.items()
     assert said["removed"] == [] and said["n_bytes"] > 0 and crashed.exists()
     assert cli.main(gc_args) == 0

@@ -93,12 +93,21 @@ def test_one_save_of_a_name_at_a_time_and_the_name_it_writes_is_the_one_checked(
     other.__exit__(None, None, None)
     saver.join(30)
     assert "pass overwrite=True" in outcome["refused"]
+    # the other save was clipbranches': a client whose save's answer was lost
+    # is told that it may be its own
+    assert "(clipbranches saved it at 20" in outcome["refused"]
+    assert "a save whose answer never came may have saved it" in outcome["refused"]
     ds.reload()
     assert ds.list_saved_views() == ["race"]
     assert ds.load_saved_view("race").values("id") == ids[4:6]
     # without replace_own a view of the name is refused, its name given with spaces
     with pytest.raises(sdk.ViewNameTakenError, match="already has a saved view"):
         sdk.save_view(ds, " race ", ds.limit(1), replace_own=False)
+    ds.save_view("theirs", ds.limit(2))  # not clipbranches': no such words
+    with pytest.raises(sdk.ViewNameTakenError) as err:
+        sdk.save_view(ds, "theirs", ds.limit(1), replace_own=False)
+    assert "clipbranches saved it" not in str(err.value)
+    ds.delete_saved_view("theirs")
     assert sdk.save_view(ds, " race ", ds.limit(1)) == "race"  # ours: replaced
     assert ds.load_saved_view("race").values("id") == ids[:1]
     # a claim of this process it no longer holds (its removal failed, the database
