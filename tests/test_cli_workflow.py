@@ -497,6 +497,7 @@ def test_a_refinement_stopped_while_writing_scores_says_what_is_left(
     """Ctrl-C while the score field was written: "interrupted" only, while the
     field held part of the round beside the last one; it says so, and that the
     next refinement finishes it."""
+    from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk import views
 
     ds = make_user_index(n_per_class=5, name="cli-stopped-scores")
@@ -515,6 +516,12 @@ def test_a_refinement_stopped_while_writing_scores_says_what_is_left(
     monkeypatch.undo()
     assert cli_main([*refine[:4], "--positive", ids[0], "--no-scores"]) == 0
     assert ds.has_saved_view("mine")  # the stopped round, finished
+    # a script's traceback says it too (an attribute alone was never shown)
+    monkeypatch.setattr(views, "_apply_round", stopped)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        sdk.refine(ds, positives=ids[:1], index_key="clip")
+    assert stop.value.__notes__ == [f"clipbranches: {stop.value.built}"]
+    assert "was being written" in stop.value.built
 
 
 def test_missing_vectors_of_a_field_that_records_its_model_name_the_flags(

@@ -363,6 +363,7 @@ def write_result(
                 + (" and its saved view" if saved_view else "")
                 + " first"
             )
+            stop.add_note(f"clipbranches: {stop.built}")  # a script's traceback
             raise
     else:
         _WRITER.submit(key, journal, job)
