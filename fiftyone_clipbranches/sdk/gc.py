@@ -158,7 +158,7 @@ def collect_garbage(
                             f"unfinished build: {why}",
                             _du(entry),
                             names.get(dataset_dir.name),
-                        )  # fmt: skip
+                        )
                     )
                 else:
                     report.n_young += 1

@@ -204,10 +204,9 @@ def update_index(
             added_view, field, failed, embedded=bool(config.clip_model)
         )
 
-    unreadable_again = set(new_failed) & set(bundle.unembeddable) - reread
-    if _nothing_to_write(bundle, new_ids, n_deleted, row_digests, reread, {
-        **kept_failed, **new_failed,
-    }):  # fmt: skip
+    unreadable_again = set(new_failed) & set(bundle.unembeddable)
+    unreadable = {**kept_failed, **new_failed}
+    if _nothing_to_write(bundle, new_ids, n_deleted, row_digests, reread, unreadable):
         if config.reembed_pending:  # set above for samples it read in vain
             config.reembed_pending = None
             runs.update_index_config(ds, index_key, config)
@@ -226,7 +225,7 @@ def update_index(
     ids = bundle.rowmap.ids_of(keep) + list(new_ids)
     config.reembed_pending = None  # written with the new rows, or kept if that fails
     info = replace_index_rows(
-        ds, index_key, config, bundle, codes, ids, {**kept_failed, **new_failed},
+        ds, index_key, config, bundle, codes, ids, unreadable,
         kept_rows=keep, paths_by_id=dict(zip(present, paths, strict=True)),
         row_digests=row_digests,
     )  # fmt: skip
