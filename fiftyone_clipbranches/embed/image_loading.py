@@ -100,7 +100,7 @@ def max_decode_pixels() -> int:
 
 #: A URL that FiftyOne joined to the working directory (``http://a/b.jpg`` becomes
 #: ``<cwd>/http:/a/b.jpg``: one slash of the scheme's two is lost).
-_FOLDED_URL = re.compile(r"/((?:https?|s3|gs|ftp)):/(?!/)")
+_FOLDED_URL = re.compile(r"/((?:https?|s3|gs|ftp)):/(?!/)", re.IGNORECASE)
 
 
 def open_image_file(path, max_pixels: int | None = None) -> Image.Image:
@@ -194,10 +194,11 @@ def as_rgb(img: Image.Image) -> Image.Image:
     ImageOps.exif_transpose(img, in_place=True)  # a copy would double the memory
     if img.mode.startswith("I") or img.mode == "F":
         img = Image.fromarray(_grey_levels_8bit(img), mode="L")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        shown = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        shown.alpha_composite(img.convert("RGBA"))
-        img = shown
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
+        shown = Image.new("RGB", img.size, (255, 255, 255))
+        shown.paste(rgba, mask=rgba)  # blended by its alpha: one image more
+        return shown
     return img.convert("RGB")
 
 

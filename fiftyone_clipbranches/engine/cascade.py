@@ -396,6 +396,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
             self.forest_value_ = np.full(
                 1, float(classes[0] == 1) if classes.size else 0.0
             )
+            self._forest_layout()
             return
         from sklearn.ensemble import RandomForestClassifier
 
@@ -425,6 +426,7 @@ class BranchesCascade(DecisionBranchesEnsemble):
         self.forest_left_ = cat[2].astype(np.int32)
         self.forest_right_ = cat[3].astype(np.int32)
         self.forest_value_ = cat[4].astype(np.float64)
+        self._forest_layout()  # made once, from the arrays just set
 
     def forest_proba(self, codes, rows=None) -> np.ndarray:
         """float64 ``(m,)``: the forest's mean positive leaf fraction of ``codes``
@@ -442,7 +444,8 @@ class BranchesCascade(DecisionBranchesEnsemble):
 
     def _forest_layout(self) -> tuple:
         """The fitted trees' :func:`~.forest_kernels.branch_free_layout`, made at
-        the first use after each fit (a model pickled without it makes it too)."""
+        the end of each fit (a model pickled by an older version makes it at its
+        first use)."""
         fitted = self.forest_feature_
         kept = getattr(self, "_layout", None)
         if kept is None or kept[0] is not fitted:

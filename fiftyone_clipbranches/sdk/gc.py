@@ -180,10 +180,9 @@ def collect_garbage(
                 report.n_young += 1
     claims = {}
     for claim, why in dead_claims():
-        dataset_id, _, key = str(claim["_id"]).partition(":")
-        name = names.get(dataset_id)
+        name = names.get(str(claim["_id"]).partition(":")[0])
         if name is not None:  # the next build, update or save of it takes it over
-            why += f"; the next work on key {key!r} of {name!r} takes it over itself"
+            why += "; the next work that needs it takes it over itself"
         item = Leftover(str(claim["_id"]), "claim", f"no work holds it: {why}", 0, name)
         claims[item.path] = claim
         report.leftovers.append(item)

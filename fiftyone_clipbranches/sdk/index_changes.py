@@ -20,7 +20,7 @@ class IndexChanges:
     index left out for lack of a vector (an index of unknown CLIP model,
     ``skip_missing``); ``moved_kept``: samples whose rows were kept at their new
     filepaths (``keep_moved``); ``unreadable_again``: samples left out before,
-    read again (``retry_failed``, ``reembed``) and unreadable still.
+    tried again (``retry_failed``, ``reembed``) and left out still.
     """
 
     added: int = 0
@@ -49,8 +49,8 @@ class IndexChanges:
         if self.unreadable_again:
             still = f"{counted(self.unreadable_again, 'sample')} left out before"
             if not (self.added or self.dropped or again):
-                return f"nothing changed: {still} still unreadable, read again"
-            again += f", {still} read again, still unreadable"
+                return f"nothing changed: {still} tried again, still left out"
+            again += f", {still} tried again, still left out"
         if not (self.added or self.dropped or again):
             return None
         return (
@@ -74,7 +74,7 @@ def count_changes(
     those it embedded or read again, of which ``reread`` had a row; ``new_rows``,
     the samples it wrote rows for; ``newly_unreadable``, those it recorded as
     unreadable that were not before, of which ``without_vector`` had no vector;
-    ``unreadable_again``, those unreadable before that it read again in vain."""
+    ``unreadable_again``, those left out before that it tried again in vain."""
     return IndexChanges(
         added=len(new_rows - reread),
         dropped=n_dropped,

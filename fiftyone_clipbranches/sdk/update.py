@@ -213,7 +213,7 @@ def update_index(
         still = len(unreadable_again)
         report(
             1.0,
-            "index is up to date" + (f"; {still} still unreadable" if still else ""),
+            "index is up to date" + (f"; {still} still left out" if still else ""),
         )
         fresh = compare(ds, bundle.rowmap, bundle.unembeddable, bundle.path_digests)
         changes = IndexChanges(unreadable_again=len(unreadable_again))
@@ -251,13 +251,12 @@ def update_index(
 
 def _nothing_to_write(bundle, new_ids, n_deleted, row_digests, reread, unreadable):
     """Whether an update that read samples again leaves the index as it was: no
-    row added, dropped, replaced or moved, and the same samples recorded as
-    unreadable at the same filepaths (``retry_failed`` on images still broken)."""
+    row added, dropped, replaced or moved, and the same record of the samples
+    left out (filepath, error and reason: ``retry_failed`` on images broken as
+    before)."""
     if len(new_ids) or n_deleted or row_digests is not None or reread:
         return False
-    paths = {sid: entry.get("filepath") for sid, entry in unreadable.items()}
-    before = {sid: entry.get("filepath") for sid, entry in bundle.unembeddable.items()}
-    return paths == before
+    return unreadable == bundle.unembeddable
 
 
 def replace_index_rows(

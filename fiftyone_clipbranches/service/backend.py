@@ -407,11 +407,7 @@ class SdkBackend:
 
     def search(self, req: dict) -> Ranking:
         entry = self._entry(req["dataset"])
-        made_from = entry.dataset_id  # before: a refresh meanwhile may change it
-        ranking = self._answered(
-            entry, req["index_key"], lambda: self._search(entry, req)
-        )
-        return replace(ranking, dataset_id=made_from)
+        return self._answered(entry, req["index_key"], lambda: self._search(entry, req))
 
     def _search(self, entry: _Dataset, req: dict) -> Ranking:
         key = req["index_key"]
@@ -443,11 +439,9 @@ class SdkBackend:
         entry = self._entry(req["dataset"])
         with _sdk_errors():
             request = RefineRequest.from_json(req)
-        made_from = entry.dataset_id  # before: a refresh meanwhile may change it
-        ranking = self._answered(
+        return self._answered(
             entry, request.index_key, lambda: self._refine(entry, req, request)
         )
-        return replace(ranking, dataset_id=made_from)
 
     def _refine(self, entry: _Dataset, req: dict, request) -> Ranking:
         from fiftyone_clipbranches import sdk
@@ -580,16 +574,17 @@ class SdkBackend:
         with self._database.bounded():
             return key_in_progress(root_dataset(entry.dataset), key)
 
-    def _answered(self, entry: _Dataset, key: str, answer):
-        """``answer()`` for index ``key`` of ``entry``. A request that failed because
-        its dataset was deleted or renamed, or its index renamed or deleted, while it
-        ran answers that (404), not what the change broke on the way (ids "deleted",
-        a dataset "not found" as 422). One that found no index ``key`` where the
-        database now has one (built since the entry was last read) is answered
-        again, once, not told a stale 404."""
-        made_from = entry.dataset_id
+    def _answered(self, entry: _Dataset, key: str, answer) -> Ranking:
+        """``answer()`` for index ``key`` of ``entry``, stamped with the id of the
+        dataset it ranks. A request that failed because its dataset was deleted or
+        renamed, or its index renamed or deleted, while it ran answers that (404),
+        not what the change broke on the way (ids "deleted", a dataset "not found"
+        as 422). One that found no index ``key`` where the database now has one
+        (built since the entry was last read, or the dataset made again with it)
+        is answered again, once, not told a stale 404."""
+        made_from = entry.dataset_id  # before: a refresh meanwhile may change it
         try:
-            return answer()
+            return replace(answer(), dataset_id=made_from)
         except ApiError as err:
             if err.status != 422 and err.code not in (
                 "index_not_found",
@@ -601,9 +596,10 @@ class SdkBackend:
                 force = _database_state(entry.name) != entry.state
             self._entry(entry.name, force=force)  # 404 when it is gone
             self._index(entry, key)  # 404 when the index is
-            if err.code != "index_not_found" or entry.dataset_id != made_from:
+            if err.code != "index_not_found":
                 raise
-        return answer()
+        made_from = entry.dataset_id  # the dataset found now
+        return replace(answer(), dataset_id=made_from)
 
     def _index(self, entry: _Dataset, key: str) -> _Index:
         index = entry.indexes.get(key)

@@ -144,6 +144,18 @@ def test_the_numba_forest_equals_a_tree_walk_and_sklearn(catalogue):
     for n in (1, 2, 3, 5, 7, 20_001):  # rows walked four at a time; many: threads
         rows = np.random.default_rng(n).integers(0, len(codes), n)
         np.testing.assert_array_equal(model.forest_proba(codes, rows), proba[rows])
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(model))  # as shards receive it
+    np.testing.assert_array_equal(copy.forest_proba(codes), proba)
+    del copy._layout  # pickled by a version before the layout
+    np.testing.assert_array_equal(copy.forest_proba(codes), proba)
+    copy.set_params(random_state=11).fit(
+        ts.X, 1 - ts.y, ts.sample_weight, subsets=index.subsets
+    )  # a refit walks its own trees, not the layout of the last
+    np.testing.assert_allclose(
+        copy.forest_proba(codes), tree_walk_proba(copy, codes), atol=1e-12
+    )
     from sklearn.ensemble import RandomForestClassifier
 
     seed = int(np.random.default_rng(3).integers(0, 2**31 - 1))

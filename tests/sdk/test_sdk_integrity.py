@@ -401,7 +401,7 @@ def test_unembeddable_samples_are_not_retried_unless_asked(
     assert retried.index_dir == info.index_dir and retried.freshness.n_unreadable == 1
     assert retried.changes == IndexChanges(unreadable_again=1)
     assert retried.changes.describe() == (
-        "nothing changed: 1 sample left out before still unreadable, read again"
+        "nothing changed: 1 sample left out before tried again, still left out"
     )
     named = sdk.update_index(ds, "clip", reembed=[sid], progress=False)
     assert named.index_dir == info.index_dir  # named again: read again, in vain
@@ -409,10 +409,15 @@ def test_unembeddable_samples_are_not_retried_unless_asked(
     assert sdk.index_info(ds, "clip").n_reembed_pending == 0
     assert cli.main(["update-index", ds.name, "--key", "clip", "--retry-failed"]) == 0
     said = capsys.readouterr().out
-    assert "index 'clip': nothing changed: 1 sample left out before still" in said
+    assert "index 'clip': nothing changed: 1 sample left out before tried" in said
     assert sdk.index_info(ds, "clip").index_dir == info.index_dir
-    # a new filepath is a new image: tried again, and indexed once it reads
     good = ds.select(ds.values("id")[:1]).first().filepath
+    broken.write_bytes(Path(good).read_bytes()[:300])  # truncated now: recorded
+    before = sdk.index_info(ds, "clip").freshness.unreadable[sid]
+    recorded = sdk.update_index(ds, "clip", retry_failed=True, progress=False)
+    assert recorded.index_dir != info.index_dir
+    assert recorded.freshness.unreadable[sid] != before
+    # a new filepath is a new image: tried again, and indexed once it reads
     sample = ds[sid]
     sample.filepath = good
     sample.save()
