@@ -142,12 +142,8 @@ def update_index(
         for sid in now_embedded:
             del kept_failed[sid]
     if not to_add and not n_deleted and row_digests is None:
-        if config.reembed_pending:  # its samples were deleted since: nothing left
-            config.reembed_pending = None
-            runs.update_index_config(ds, index_key, config)
-        report(1.0, "index is up to date")
-        fresh = compare(ds, bundle.rowmap, kept_failed, bundle.path_digests)
-        return replace(info_of(ds, index_key, config, fresh), changes=IndexChanges())
+        # reembed_pending: its samples were deleted since, nothing left to embed
+        return _left_as_it_was(ds, index_key, config, bundle, kept_failed, report)
 
     new_ids, new_codes = [], np.zeros((0, bundle.index.codes.shape[1]), np.uint8)
     new_failed = {}
@@ -207,17 +203,10 @@ def update_index(
     unreadable_again = set(new_failed) & set(bundle.unembeddable)
     unreadable = {**kept_failed, **new_failed}
     if _nothing_to_write(bundle, new_ids, n_deleted, row_digests, reread, unreadable):
-        if config.reembed_pending:  # set above for samples it read in vain
-            config.reembed_pending = None
-            runs.update_index_config(ds, index_key, config)
-        still = len(unreadable_again)
-        report(
-            1.0,
-            "index is up to date" + (f"; {still} still left out" if still else ""),
+        # reembed_pending: set above for samples it read again in vain
+        return _left_as_it_was(
+            ds, index_key, config, bundle, unreadable, report, len(unreadable_again)
         )
-        fresh = compare(ds, bundle.rowmap, bundle.unembeddable, bundle.path_digests)
-        changes = IndexChanges(unreadable_again=len(unreadable_again))
-        return replace(info_of(ds, index_key, config, fresh), changes=changes)
 
     report(0.6, "rebuilding the index")
     keep = np.sort(rows[found])
@@ -247,6 +236,22 @@ def update_index(
         unreadable_again=unreadable_again,
     )
     return replace(info, changes=changes)
+
+
+def _left_as_it_was(
+    ds, index_key, config, bundle, unreadable, report, n_again: int = 0
+) -> IndexInfo:
+    """The info of an update that writes no index: its run's record of samples
+    to embed again cleared, ``n_again`` samples left out before tried again in
+    vain (``unreadable``: the record of those left out, as the index holds it)."""
+    if config.reembed_pending:
+        config.reembed_pending = None
+        runs.update_index_config(ds, index_key, config)
+    still = f"; {n_again} still left out" if n_again else ""
+    report(1.0, f"index is up to date{still}")
+    fresh = compare(ds, bundle.rowmap, unreadable, bundle.path_digests)
+    changes = IndexChanges(unreadable_again=n_again)
+    return replace(info_of(ds, index_key, config, fresh), changes=changes)
 
 
 def _nothing_to_write(bundle, new_ids, n_deleted, row_digests, reread, unreadable):

@@ -515,3 +515,27 @@ def test_gc_counts_a_clones_index_in_a_deleted_datasets_folder_as_in_use(
         sdk.verify_index(clone, "idx")
     finally:
         clone.delete()
+
+
+def test_gc_names_the_dataset_of_a_crashed_build_of_a_user_built_index(
+    make_user_index, capsys
+):
+    """Images -> tiny CLIP -> build_index, then a build that died: gc named only a
+    folder of the dataset's id."""
+    ds = make_user_index(n_per_class=4, name="gc-named")
+    folder = Path(sdk.index_info(ds, "clip").index_dir).parent
+    crashed = folder / ".tmp-5eed1e55"
+    crashed.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    writer = {"pid": int(dead.stdout), "host": os.uname().nodename, "at": 0}
+    (crashed / ".writer").write_text(json.dumps(writer))
+    root = str(folder.parent)
+    assert cli.main(["gc", "--root", root, "--min-age-hours", "0"]) == 0
+    said = capsys.readouterr().out
+    assert f"found: temp of dataset 'gc-named' {crashed.resolve()}" in said
+    assert cli.main(["gc", "--root", root, "--min-age-hours", "0", "--delete"]) == 0
+    assert not crashed.exists()
+    sdk.verify_index(ds, "clip")  # the index in use is kept

@@ -645,6 +645,14 @@ def test_a_result_too_large_to_save_says_how_to_keep_it(make_user_index, monkeyp
         err.value.message
     )
     assert not ds.has_saved_view("big")
+    # saved, then saved again (a client whose first answer was lost): 409, and the
+    # words say clipbranches saved it
+    monkeypatch.undo()
+    assert backend.save_view(result, "big", overwrite=False)["n_samples"] == n
+    with pytest.raises(ApiError) as err:
+        backend.save_view(result, "big", overwrite=False)
+    assert (err.value.status, err.value.code) == (409, "view_exists")
+    assert "(clipbranches saved it at 20" in err.value.message
 
 
 def test_an_index_built_since_the_last_recheck_is_answered_not_a_stale_404(
