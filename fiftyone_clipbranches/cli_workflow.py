@@ -459,7 +459,11 @@ def _tag_results(ds, ids, tag: str, label_tags: tuple[str, str]) -> tuple[str, s
 
 def _cmd_refine(args) -> int:
     from fiftyone_clipbranches import sdk
-    from fiftyone_clipbranches.sdk.messages import counted, unreadable_note
+    from fiftyone_clipbranches.sdk.messages import (
+        counted,
+        recovered_note,
+        unreadable_note,
+    )
     from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
     _with_id_files(args, ("positives", "negatives"))
@@ -502,6 +506,8 @@ def _cmd_refine(args) -> int:
     )
     if stats.get("note"):
         print(f"note: {stats['note']}")
+    if stats.get("recovered_fields"):
+        print(f"note: {recovered_note(stats).removeprefix('; ')}")
     _print_rows(ds, rows, "score", args)
     if args.saved_view:
         print(f"saved view {args.saved_view!r}")

@@ -107,13 +107,41 @@ def spawn_mongod(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    mongod = PrivateMongod(process, f"mongodb://127.0.0.1:{port}", dbpath)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return PrivateMongod(process, f"mongodb://127.0.0.1:{port}", dbpath)
-        if process.poll() is not None:
-            break
+    while time.monotonic() < deadline and process.poll() is None:
+        if _answers(port) and _is_ours(mongod):
+            return mongod
         time.sleep(0.2)
-    process.kill()
+    mongod.stop()
+    if process.returncode not in (None, 0, -15, -9):
+        raise RuntimeError(
+            f"mongod exited with status {process.returncode} (is port {port} taken"
+            f" by another process?); see {log}"
+        )
     raise RuntimeError(f"mongod did not start within {timeout:.0f} s; see {log}")
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) != 0:
+            return False
+        # a connect to a free port of the ephemeral range can meet itself
+        return s.getsockname()[1] != port
+
+
+def _is_ours(mongod: PrivateMongod) -> bool:
+    """Whether the server on the port is this mongod: another process that took the
+    port answers too, and this mongod then exits for want of it."""
+    import pymongo
+
+    client = pymongo.MongoClient(
+        mongod.uri, directConnection=True, serverSelectionTimeoutMS=5000
+    )
+    try:
+        answer = client.admin.command("serverStatus", repl=0, metrics=0)
+    except pymongo.errors.PyMongoError:
+        return False
+    finally:
+        client.close()
+    return answer.get("pid") == mongod.process.pid and mongod.process.poll() is None

@@ -109,6 +109,26 @@ def test_fiftyone_database_creates_a_dataset():
     dataset.delete()
 
 
+def test_a_private_mongod_whose_port_another_server_holds_is_refused(tmp_path):
+    import socket
+
+    from fiftyone_clipbranches.private_db import spawn_mongod
+
+    mongod = spawn_mongod(tmp_path / "first")
+    try:
+        port = mongod.uri.rsplit(":", 1)[1]
+        with pytest.raises(RuntimeError, match=f"is port {port} taken"):
+            spawn_mongod(tmp_path / "second", timeout=30, port=port)
+    finally:
+        mongod.stop()
+    with socket.socket() as holder:  # a listener that is no mongod at all
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"is port {port} taken"):
+            spawn_mongod(tmp_path / "third", timeout=30, port=port)
+
+
 def test_plugin_is_discovered_without_errors():
     import fiftyone.plugins as fop
     from fiftyone.operators.registry import OperatorRegistry

@@ -100,7 +100,8 @@ class RankedRows:
             :func:`labels_are_law`), ``n_dropped_neg`` (labelled negatives the
             model accepted, removed), ``n_results``, ``n_index`` (searched
             samples), ``n_unindexed`` (samples added since the build, not
-            searched), ``index_key``,
+            searched), ``index_key``, ``recovered_fields`` (score fields of
+            rounds whose writer died, finished before this one; usually empty),
             ``train_ms``, ``query_ms``, ``total_ms``. When every searched sample
             is labelled no model is fit: the rows are the labelled positives
             (score 1.0) and ``note`` says so.
@@ -160,7 +161,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
     require_image_samples(dataset, ds)
     model, index_key = req.model, req.index_key
     model_params = dict(req.model_params or {})
-    recover_unfinished_writes(ds)
+    recovered = recover_unfinished_writes(ds)
     config, bundle = load_index(ds, index_key)
     if req.spec.needs_query:
         model_params["center"] = _refined_query_code(
@@ -198,6 +199,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         "n_unindexed": n_unindexed,
         "index_key": index_key,
         "train_ms": 0.0,
+        "recovered_fields": recovered,
     }
     if _nothing_left_to_classify(alive, len(index), pos_rows, neg_rows):
         stats["note"] = (

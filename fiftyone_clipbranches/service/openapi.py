@@ -69,7 +69,8 @@ _RESULT = {
                     " n_random_neg_requested,"
                     " n_neighbour_pos, n_relabelled, n_forced_pos, n_dropped_neg,"
                     " n_results, n_index,"
-                    " n_unindexed, model, label_source, index_key, train_ms,"
+                    " n_unindexed, model, label_source, index_key,"
+                    " recovered_fields, train_ms,"
                     " query_ms, total_ms, and note when present)",
                 },
             },
