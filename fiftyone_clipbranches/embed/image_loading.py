@@ -193,7 +193,14 @@ def as_rgb(img: Image.Image) -> Image.Image:
     keeps the colour stored under them, which no viewer shows)."""
     ImageOps.exif_transpose(img, in_place=True)  # a copy would double the memory
     if img.mode.startswith("I") or img.mode == "F":
-        img = Image.fromarray(_grey_levels_8bit(img), mode="L")
+        key = img.info.get("transparency")
+        grey = Image.fromarray(_grey_levels_8bit(img), mode="L")
+        if isinstance(key, (int, float)):  # one level stands for transparent
+            opaque = np.where(np.asarray(img) == key, 0, 255).astype(np.uint8)
+            shown = Image.new("RGB", img.size, (255, 255, 255))
+            shown.paste(grey, mask=Image.fromarray(opaque, mode="L"))
+            return shown
+        img = grey
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         shown = Image.new("RGB", img.size, (255, 255, 255))

@@ -179,7 +179,7 @@ def test_an_image_is_turned_upright_by_its_exif_orientation(tmp_path):
     assert shown[:15].mean() > 200 and shown[25:].mean() < 50  # white on top
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "I;16"])
 def test_transparent_pixels_are_shown_over_white_not_as_the_colour_under_them(
     tmp_path, mode
 ):
@@ -197,13 +197,19 @@ def test_transparent_pixels_are_shown_over_white_not_as_the_colour_under_them(
         img = Image.fromarray(pixels, "P")
         img.putpalette([255, 0, 0, 255, 0, 0])
         img.info["transparency"] = 1
+    elif mode == "I;16":  # one 16-bit grey level stands for transparent
+        levels = np.full((16, 16), 30000, np.uint16)
+        levels[:8] = 1234
+        img = Image.fromarray(levels)
+        img.info["transparency"] = 1234
     path = tmp_path / f"cut-out-{mode}.png"
     img.save(path, transparency=img.info.get("transparency"))
     _, shown, error = ImageFileDataset([str(path)], _pixels)[0]
     assert error is None
     assert (shown[:8] == 255).all()  # transparent: white, as shown
     opaque = shown[8:].reshape(-1, 3)
-    expected = (76, 76, 76) if mode == "LA" else (255, 0, 0)  # LA: red in grey
+    grey = {"LA": (76, 76, 76), "I;16": (117, 117, 117)}  # LA: red in grey
+    expected = grey.get(mode, (255, 0, 0))
     assert (opaque == expected).all()
 
 
