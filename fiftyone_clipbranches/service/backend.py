@@ -582,24 +582,24 @@ class SdkBackend:
         as 422). One that found no index ``key`` where the database now has one
         (built since the entry was last read, or the dataset made again with it)
         is answered again, once, not told a stale 404."""
-        made_from = entry.dataset_id  # before: a refresh meanwhile may change it
-        try:
-            return replace(answer(), dataset_id=made_from)
-        except ApiError as err:
-            if err.status != 422 and err.code not in (
-                "index_not_found",
-                "index_unavailable",
-            ):
-                raise
-            # another request may have taken the change in already
-            with self._database.bounded():
-                force = _database_state(entry.name) != entry.state
-            self._entry(entry.name, force=force)  # 404 when it is gone
-            self._index(entry, key)  # 404 when the index is
-            if err.code != "index_not_found":
-                raise
-        made_from = entry.dataset_id  # the dataset found now
-        return replace(answer(), dataset_id=made_from)
+        for retry in (False, True):
+            made_from = entry.dataset_id  # before: a refresh meanwhile may change it
+            try:
+                return replace(answer(), dataset_id=made_from)
+            except ApiError as err:
+                if err.status != 422 and err.code not in (
+                    "index_not_found",
+                    "index_unavailable",
+                ):
+                    raise
+                # another request may have taken the change in already
+                with self._database.bounded():
+                    force = _database_state(entry.name) != entry.state
+                self._entry(entry.name, force=force)  # 404 when it is gone
+                self._index(entry, key)  # 404 when the index is
+                if retry or err.code != "index_not_found":
+                    raise
+        raise AssertionError("unreachable")
 
     def _index(self, entry: _Dataset, key: str) -> _Index:
         index = entry.indexes.get(key)

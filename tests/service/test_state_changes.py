@@ -682,3 +682,31 @@ def test_an_index_built_since_the_last_recheck_is_answered_not_a_stale_404(
         {"dataset": ds.name, "index_key": "late", "positives": pos}
     )
     assert set(pos) <= set(refined.ids_of(refined.rows))  # labels are law
+
+
+def test_a_dataset_deleted_while_a_stale_404_is_answered_again_is_a_404(
+    make_user_index,
+):
+    """The second try of a request that met a stale 404 went without the checks
+    of the first: a dataset deleted meanwhile answered what that broke on the way
+    (422), not that it is gone."""
+    from fiftyone_clipbranches.service.backend import SdkBackend
+    from fiftyone_clipbranches.service.errors import ApiError, not_found, unprocessable
+
+    ds = make_user_index(n_per_class=4, name="svc-state-gone-on-retry")
+    backend = SdkBackend([ds.name], recheck_s=3600.0)
+    backend.load()
+    entry = backend._entry(ds.name)
+    tries = []
+
+    def answer():
+        tries.append(1)
+        if len(tries) == 1:  # the index was not found: built since, say
+            raise not_found("index_not_found", "no index 'clip'")
+        ds.delete()  # during the second try
+        raise unprocessable("unprocessable", "2 samples were deleted")
+
+    with pytest.raises(ApiError) as err:
+        backend._answered(entry, "clip", answer)
+    assert len(tries) == 2
+    assert (err.value.status, err.value.code) == (404, "dataset_not_found")
