@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import json
 import os
 import re
 import shlex
@@ -105,24 +106,24 @@ def _cmd_verify(args) -> int:
     from fiftyone_clipbranches.cli_workflow import dataset_named
 
     if args.dataset and args.dataset_option and args.dataset != args.dataset_option:
-        print(
-            f"verify: two datasets named ({args.dataset!r} and --dataset"
-            f" {args.dataset_option!r}); give one"
+        return _verify_refused(
+            args,
+            f"two datasets named ({args.dataset!r} and --dataset"
+            f" {args.dataset_option!r}); give one",
+            2,
         )
-        return 2
     args.dataset = args.dataset or args.dataset_option
     names = [args.dataset] if args.dataset else fo.list_datasets()
-    n_ok, failures = 0, []
+    checked = []  # one dict per index, as --json gives them
     for name in names:
         ds = dataset_named(name)
         keys = sdk.list_indexes(ds)
         if args.index and args.dataset and args.index not in keys:
             there = f"its indexes: {', '.join(keys)}" if keys else "it has none"
-            print(
-                f"verify: dataset {name!r} has no clipbranches index {args.index!r}"
-                f" ({there})"
+            return _verify_refused(
+                args,
+                f"dataset {name!r} has no clipbranches index {args.index!r} ({there})",
             )
-            return 1
         if args.index and args.index in keys:
             keys = [args.index]
         elif args.index:
@@ -133,33 +134,58 @@ def _cmd_verify(args) -> int:
             try:
                 r = sdk.verify_index(ds, key, level=args.level)
             except sdk.ClipBranchesError as e:
-                failures.append(which)
-                print(f"[FAIL] {which}: {e}")
+                checked.append(
+                    {"dataset": name, "key": key, "ok": False, "error": str(e)}
+                )
+                if not args.json:
+                    print(f"[FAIL] {which}: {e}")
                 continue
-            n_ok += 1
-            extra = f"; no checksum: {', '.join(r.unchecked)}" if r.unchecked else ""
-            print(
-                f"[ok  ] {which}: {len(r.checked)} files, {r.n_bytes} bytes "
-                f"checked ({r.level}, {r.seconds:.2f} s): {', '.join(r.checked)}"
-                f"{extra}"
-            )
-    if failures:
+            checked.append(
+                {"dataset": name, "key": key, "ok": True, "files": r.checked,
+                 "unchecked": r.unchecked, "n_bytes": r.n_bytes,
+                 "seconds": r.seconds, "level": r.level}
+            )  # fmt: skip
+            if not args.json:
+                extra = (
+                    f"; no checksum: {', '.join(r.unchecked)}" if r.unchecked else ""
+                )
+                print(
+                    f"[ok  ] {which}: {len(r.checked)} files, {r.n_bytes} bytes "
+                    f"checked ({r.level}, {r.seconds:.2f} s): {', '.join(r.checked)}"
+                    f"{extra}"
+                )
+    failures = [f"{c['dataset']!r} index {c['key']!r}" for c in checked if not c["ok"]]
+    n_ok = len(checked) - len(failures)
+    if not checked and (args.index or args.dataset):
+        return _verify_refused(
+            args,
+            f"no dataset has a clipbranches index {args.index!r}"
+            if args.index
+            # named: there is nothing it could have verified
+            else f"dataset {args.dataset!r} has no clipbranches index"
+            " (`clipbranches build-index` makes one)",
+        )
+    if args.json:
+        print(json.dumps({"level": args.level, "indexes": checked, "n_ok": n_ok,
+                          "n_failed": len(failures)}))  # fmt: skip
+    elif failures:
         print(f"verify: {len(failures)} index(es) failed: {', '.join(failures)}")
-        return 1
-    if not n_ok:
-        if args.index:
-            print(f"verify: no dataset has a clipbranches index {args.index!r}")
-            return 1
-        if args.dataset:  # named: there is nothing it could have verified
-            print(
-                f"verify: dataset {args.dataset!r} has no clipbranches index"
-                " (`clipbranches build-index` makes one)"
-            )
-            return 1
+    elif not checked:
         print("verify: no clipbranches index found")
-        return 0
-    print(f"verify: {n_ok} index(es) passed ({args.level})")
-    return 0
+    else:
+        print(f"verify: {n_ok} index(es) passed ({args.level})")
+    return 1 if failures else 0
+
+
+def _verify_refused(args, message: str, code: int = 1) -> int:
+    """``verify``'s refusal of what it was asked: said on stdout, or with
+    ``--json`` as ``{"error": ...}`` there and in words on stderr."""
+    if args.json:
+        print(f"clipbranches verify: error: {message}", file=sys.stderr)
+        print(json.dumps({"error": {"type": "VerifyRefused", "message": message}}))
+    else:
+        print(f"verify: {message}")
+    return code
 
 
 def _cmd_gc(args) -> int:
@@ -218,7 +244,7 @@ def _cmd_gc(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from fiftyone_clipbranches.cli_types import finite_number
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clipbranches",
         description="Search by classification for FiftyOne datasets.",
     )
@@ -346,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="full",
         help="full: re-hash every byte (default); fast: sizes, headers, samples",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON (level, indexes: dataset, key, ok, files or"
+        " error..., n_ok, n_failed)",
+    )
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(
@@ -462,13 +494,40 @@ def _interrupted(args, stop: KeyboardInterrupt) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        command_parser = _command_parser(parser, args.command)
-        command_parser.error(_unrecognized(extra, args, command_parser))
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            command_parser = _command_parser(parser, args.command)
+            command_parser.error(_unrecognized(extra, args, command_parser))
+    except _UsageError as refused:
+        refused.parser.print_usage(sys.stderr)
+        print(f"{refused.parser.prog}: error: {refused}", file=sys.stderr)
+        if "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]:
+            # a script reading stdout gets JSON, as for every other error
+            print(
+                json.dumps({"error": {"type": "UsageError", "message": str(refused)}})
+            )
+        raise SystemExit(2) from None
     with _one_line_warnings():
         return _run(args)
+
+
+class _UsageError(Exception):
+    """A command line argparse refused (``parser``: the (sub)command's parser)."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser):
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose refusals :func:`main` reports (as argparse does,
+    and as JSON too when ``--json`` was given) instead of exiting at once."""
+
+    def error(self, message):
+        raise _UsageError(message, self)
 
 
 @contextlib.contextmanager

@@ -159,7 +159,7 @@ def _print_info(
     text = f"{model.get('name')} / {weights}" if model else "no"
     shards = f", {info.n_shards} shards" if info.n_shards > 1 else ""
     print(
-        f"{info.key}: {info.n_samples} samples{shards}, {info.code_method} codes of"
+        f"{info.key}: {info.n_samples} samples{shards}, {info.codes_made_by} codes of"
         f" {info.code_dims} bytes, text search: {text}, built or updated {info.built_at}"
     )
     gone = (
@@ -360,11 +360,19 @@ def _cmd_search(args) -> int:
         tagged, newly = _tag_results(ds, ids, args.tag, label_tags)
         for row in rows:
             row["tagged"] = row["id"] in newly  # by this command
-    _print_rows(ds, rows, "sq_distance", args, header="sq. distance")
-    if tagged and not args.json:
-        print(tagged)
-    # a script reading the JSON list on stdout is told on stderr
     unsearched = {"n_unindexed": sdk.unsearched_count(ds, args.key)}
+    if args.json:
+        query = (
+            "text" if args.text is not None else "image" if args.image else "samples"
+        )
+        stats = {"query": query, "index_key": args.key, **unsearched}
+        shown = _with_paths(ds, rows[: _limit(args)])
+        print(json.dumps({"stats": stats, "n_results": len(rows), "results": shown}))
+    else:
+        _print_rows(ds, rows, "sq_distance", args, header="sq. distance")
+        if tagged:
+            print(tagged)
+    # a script reading the JSON on stdout is told on stderr too
     _note_unindexed(ds, args.key, unsearched, sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -546,9 +554,6 @@ def _with_paths(ds, rows: list[dict]) -> list[dict]:
 
 def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
     shown = _with_paths(ds, rows[: _limit(args)])
-    if args.json:
-        print(json.dumps(shown))
-        return
     if not rows:
         print("no results")
     elif shown:

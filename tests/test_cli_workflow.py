@@ -37,7 +37,7 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
 
     search = ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "10"]
     assert cli_main([*search, "--json", "--tag", "cb_positive"]) == 0
-    rows = _json(capsys)
+    rows = _json(capsys)["results"]
     ids = [r["id"] for r in rows]
     assert len(set(ids)) == 10
     assert [r["sq_distance"] for r in rows] == sorted(r["sq_distance"] for r in rows)
@@ -45,22 +45,22 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert all(r["tagged"] for r in rows)
     # again: the rows say that this run tagged none of them, and so do the words
     assert cli_main([*search, "--json", "--tag", "cb_positive"]) == 0
-    assert not any(r["tagged"] for r in _json(capsys))
+    assert not any(r["tagged"] for r in _json(capsys)["results"])
     assert cli_main([*search, "--tag", "cb_positive", "--limit", "1"]) == 0
     assert "tagged 0 samples 'cb_positive', 10 already had it" in (
         capsys.readouterr().out
     )
     assert cli_main([*search, "--json"]) == 0
-    assert "tagged" not in _json(capsys)[0]  # without --tag, nothing to say
+    assert "tagged" not in _json(capsys)["results"][0]  # without --tag, nothing to say
     paths = dict(zip(*ds.values(["id", "filepath"])))
     assert [r["filepath"] for r in rows] == [paths[i] for i in ids]  # as the table
 
     # --json prints every row (scripts read them all); --limit still cuts it
     many = ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "30"]
     assert cli_main([*many, "--json"]) == 0
-    assert len(_json(capsys)) == 30
+    assert len(_json(capsys)["results"]) == 30
     assert cli_main([*many, "--json", "--limit", "4"]) == 0
-    assert len(_json(capsys)) == 4
+    assert len(_json(capsys)["results"]) == 4
 
     assert cli_main([*search, "--limit", "2"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
@@ -123,6 +123,27 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert f"unrecognized arguments: {ids[1]}; --positive" in capsys.readouterr().err
     order = ["refine", "--key", "clip", "--positive", ids[0], ds.name, "--json"]
     assert cli_main(order) == 0 and _json(capsys)["stats"]["n_pos"] == 1
+    # with --json, what argparse refuses is JSON on stdout too (it was usage only)
+    for wrong in (["--model", "cascde"], ["--randm-negatives", "5"]):
+        with pytest.raises(SystemExit) as exit:
+            cli_main(["refine", ds.name, "--key", "clip", "--json", *wrong])
+        out, err = capsys.readouterr()
+        assert exit.value.code == 2 and err.startswith("usage: clipbranches refine")
+        refused = json.loads(out)["error"]
+        assert refused["type"] == "UsageError" and wrong[0] in refused["message"]
+    with pytest.raises(SystemExit):  # no --json: no JSON
+        cli_main(["refine", ds.name, "--model", "cascde"])
+    assert capsys.readouterr().out == ""
+    # verify speaks JSON too
+    assert cli_main(["verify", ds.name, "--key", "clip", "--json"]) == 0
+    checked = _json(capsys)
+    assert (checked["n_ok"], checked["n_failed"]) == (1, 0)
+    assert (
+        checked["indexes"][0]["ok"]
+        and "encoder/encoder.json" in checked["indexes"][0]["files"]
+    )
+    assert cli_main(["verify", ds.name, "--key", "nope", "--json"]) == 1
+    assert "has no clipbranches index 'nope'" in _json(capsys)["error"]["message"]
     # ids and tags at once: the tags were dropped without a word
     both = ["refine", ds.name, "--key", "clip", "--positive", ids[0]]
     assert cli_main([*both, "--positive-tag", "yes"]) == 1
@@ -186,7 +207,9 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     search = ["search", ds.name, "--key", "clip", "--sample-id", ids[0], "--json"]
     assert cli_main([*search, "--k", "7"]) == 0
     out, err = capsys.readouterr()
-    assert len(json.loads(out)) == 7
+    found = json.loads(out)
+    assert len(found["results"]) == found["n_results"] == 7
+    assert found["stats"] == {"query": "samples", "index_key": "clip", "n_unindexed": 1}
     assert err.startswith("note: 1 sample added since the index was built was not")
     # a key a build on a dead machine holds: refused with the way out, released
     import time
@@ -305,7 +328,7 @@ def test_model_demo_builds_offline_and_other_processes_search_it(images, capsys)
     search += [images.name, "--text", "a red circle", "--k", "3", "--json"]
     done = subprocess.run(search, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert len(json.loads(done.stdout)) == 3
+    assert len(json.loads(done.stdout)["results"]) == 3
 
 
 def test_pretrained_none_means_random_weights_and_absent_means_not_given():

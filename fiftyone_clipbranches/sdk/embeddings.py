@@ -81,6 +81,7 @@ def _refuse_config_elsewhere(name: str, pretrained) -> None:
     checkpoint, and would fail on what is built or recorded here."""
     from fiftyone_clipbranches.demo.model import DEMO_MODEL_NAME
     from fiftyone_clipbranches.embed.models import (
+        close_architectures,
         expand_checkpoint,
         missing_config_beside,
     )
@@ -92,11 +93,13 @@ def _refuse_config_elsewhere(name: str, pretrained) -> None:
         return
     config = missing_config_beside(name, path)
     if config is not None:
+        near = close_architectures(name)
+        typo = f"did you mean {' or '.join(map(repr, near))}? Else" if near else "Else"
         raise ValueError(
-            f"architecture {name!r} is not open_clip's own and its config is not"
-            f" beside the checkpoint ({config}): put it there (open_clip's JSON of"
-            " the architecture). Every process that loads the model (the App, the"
-            " service, the CLI) reads it from beside the checkpoint"
+            f"architecture {name!r} is not open_clip's own. {typo} its config is"
+            f" not beside the checkpoint ({config}): put it there (open_clip's JSON"
+            " of the architecture). Every process that loads the model (the App,"
+            " the service, the CLI) reads it from beside the checkpoint"
         )
 
 

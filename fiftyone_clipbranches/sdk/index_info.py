@@ -36,15 +36,19 @@ class IndexInfo:
 
     def __repr__(self) -> str:  # what a notebook shows: no paths, no checksums
         model = self.clip_model or {}
-        clip = (
-            f"{model.get('name')} ({model.get('pretrained')})" if model else "unknown"
-        )
+        weights = model.get("pretrained") or "random weights"
+        clip = f"{model.get('name')} ({weights})" if model else "unknown"
         fresh = self.freshness
         stale = "" if fresh is None else f", stale: {fresh.is_stale}"
         return (
             f"IndexInfo({self.key!r} of {self.dataset!r}: {self.n_samples} samples,"
-            f" {self.code_method} codes, CLIP {clip}{stale}; .to_dict() for all)"
+            f" {self.codes_made_by} codes, CLIP {clip}{stale}; .to_dict() for all)"
         )
+
+    @property
+    def codes_made_by(self) -> str:
+        """``code_method``, or ``"given"`` for an index built from codes."""
+        return self.code_method or "given"
 
     @property
     def supports_text(self) -> bool:

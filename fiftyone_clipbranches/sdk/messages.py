@@ -129,6 +129,13 @@ def shortened(text: str) -> str:
     return text[: SHOWN_QUERY_CHARS - 1].rstrip() + "\u2026"
 
 
+def short(value, width: int = 80) -> str:
+    """``repr(value)``, cut to ``width`` characters (an array or a long list in a
+    message)."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def counted(n: int, noun: str) -> str:
     """``"1 match"``, ``"2 matches"``: ``n`` and ``noun`` in its number."""
     if n == 1:

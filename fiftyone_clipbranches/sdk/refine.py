@@ -15,24 +15,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.errors import ResultTooLargeError, UnknownModelError
+from fiftyone_clipbranches.sdk.errors import (
+    ResultTooLargeError,
+    SampleIdsError,
+    UnknownModelError,
+)
 from fiftyone_clipbranches.sdk.freshness import (
     alive_rows,
     searchable_rows,
     unindexed_count,
 )
-from fiftyone_clipbranches.sdk.indexes import load_index
+from fiftyone_clipbranches.sdk.indexes import check_ids_in_dataset, load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels, tagged_ids
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import (
     counted,
     result_repr,
+    short,
     too_large_to_save,
 )
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.rowmap import RowIds
+from fiftyone_clipbranches.sdk.rowmap import RowIds, SampleRowMap, as_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import query_code
 from fiftyone_clipbranches.sdk.settings import (
@@ -295,7 +300,7 @@ def refine_ranking(
         "total_ms": 1e3 * (t3 - fitted.started),
     }
     if fitted.model is not None and not np.any(~in_few(rows, fitted.live_positives)):
-        stats["note"] = nothing_found_note(request.model)
+        stats["note"] = nothing_found_note(fitted)
     if request.negatives is None and request.positives is not None:
         # after the ranking: a refinement that fails says only why
         unused = _negative_tags_unused(dataset, request.tags[1])
@@ -357,10 +362,45 @@ def apply_refine_result(
         score, by descending score (the same samples, ties in storage order).
 
     Raises:
+        SampleIdsError: an id is malformed or not a sample of the dataset.
+        ValueError: ``scores`` is not finite, or not one per id.
         ResultTooLargeError: more than ``MAX_SELECTED_SAMPLES`` ids would be
             saved as a view, or viewed without a score field. Raised before any
             write.
     """
+    ids = as_sample_ids(ids, "ids")
+    if len(set(ids)) != len(ids):
+        raise SampleIdsError("ids must be distinct: a sample is ranked once")
+    check_ids_in_dataset(root_dataset(dataset), SampleRowMap(ids))
+    finite = np.isfinite(np.asarray(scores, dtype=np.float64))
+    if not finite.all():
+        raise ValueError(
+            f"scores must be finite numbers; got {int((~finite).sum())} NaN or"
+            " infinite: a ranking's scores are"
+        )
+    return _write_and_view(
+        dataset,
+        ids,
+        scores,
+        score_field,
+        saved_view,
+        k_preview,
+        write_in_background=write_in_background,
+    )
+
+
+def _write_and_view(
+    dataset,
+    ids: Sequence[str],
+    scores,
+    score_field,
+    saved_view,
+    k_preview,
+    *,
+    write_in_background: bool,
+):
+    """:func:`apply_refine_result` of ``ids`` known to be the dataset's (a
+    ranking's)."""
     k_preview = _checked_k_preview(k_preview)
     if saved_view is not None:
         check_view_name(saved_view, "saved_view")
@@ -518,7 +558,7 @@ def written_result(
     scores = np.asarray(scores, dtype=np.float64)
     if score_field or saved_view:
         ids = list(ids)  # every id gets written: make them once, here
-    view = apply_refine_result(
+    view = _write_and_view(
         dataset,
         ids,
         scores,
@@ -574,9 +614,19 @@ def in_few(values: np.ndarray, few: np.ndarray) -> np.ndarray:
     return few[at] == values
 
 
-def nothing_found_note(model: str) -> str:
+def nothing_found_note(fitted: FittedRefinement) -> str:
     """Words for a model that accepted no sample but the labelled positives."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL
+
+    n_rows = len(fitted.bundle.index)
+    if fitted.alive is not None and _nothing_left_to_classify(
+        fitted.alive, n_rows, fitted.pos_rows, fitted.neg_rows
+    ):
+        return (
+            "every sample of the view is labelled: there is nothing left in it to"
+            " classify; the result is your positives in it"
+        )
+    model = fitted.stats["model"]
 
     other = (
         f", or try the default model, {DEFAULT_MODEL}" if model != DEFAULT_MODEL else ""
@@ -621,6 +671,10 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
             f"model {model!r} refines a search by text or by a vector, not by sample"
             " ids: give the searched text as query (or the vector searched with);"
             " samples go in as positives"
+        )
+    if np.ndim(query) != 1:
+        raise ValueError(
+            f"query must be the searched text or its 1-d vector; got {short(query)}"
         )
     return query_code(config, bundle, index_key, vector=query)
 

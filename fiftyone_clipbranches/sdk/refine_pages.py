@@ -218,7 +218,7 @@ def refine_pages(
     # known without counting the whole answer: a held one, or one read to its end
     whole = model is not None and (model.answered_by == "top_k" or pages._done)
     if whole and pages.count == fitted.live_positives.size:
-        pages.stats["note"] = nothing_found_note(fitted.stats["model"])
+        pages.stats["note"] = nothing_found_note(fitted)
     t3 = time.perf_counter()
     pages.stats.update(query_ms=1e3 * (t3 - t2), total_ms=1e3 * (t3 - fitted.started))
     return pages

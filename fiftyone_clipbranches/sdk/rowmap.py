@@ -8,6 +8,7 @@ import numpy as np
 from bson import ObjectId
 
 from fiftyone_clipbranches.sdk.errors import SampleIdsError
+from fiftyone_clipbranches.sdk.messages import short
 
 #: Length of a FiftyOne sample id (hex ObjectId).
 ID_LENGTH = 24
@@ -135,6 +136,11 @@ def as_sample_ids(samples, what: str = "sample ids") -> list[str]:
     elif hasattr(samples, "values") and hasattr(samples, "_dataset"):
         # a dataset or view; patches, clips and frames hold their sample's id
         samples = samples.values("sample_id" if is_part_view(samples) else "id")
+    elif not isinstance(samples, Iterable):
+        raise SampleIdsError(
+            f"{what} must be sample ids (24 hexadecimal digits, as `sample.id`),"
+            f" samples or a view; got {short(samples)}"
+        )
     listed = [_sample_id(s, what) for s in samples]
     return check_sample_ids(listed, what)
 
@@ -206,14 +212,9 @@ def check_sample_ids(ids: Iterable[str], what: str = "sample ids") -> list[str]:
     )
     raise SampleIdsError(
         f"{what} must be FiftyOne sample ids (24 hexadecimal digits, as "
-        f"`sample.id`); got {_short(bad)}: {advice}",
+        f"`sample.id`); got {short(bad)}: {advice}",
         ids=malformed,
     )
-
-
-def _short(value, width: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _is_hex(joined: str, n: int) -> bool:

@@ -39,7 +39,7 @@ from fiftyone_clipbranches.sdk.image_urls import download
 from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.media import require_image_samples
-from fiftyone_clipbranches.sdk.messages import weights_message
+from fiftyone_clipbranches.sdk.messages import short, weights_message
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
@@ -313,7 +313,7 @@ def image_embedding(
     clip = _query_model(config, bundle, index_key, dataset_name)
     reference = os.fspath(image).strip() if isinstance(image, str | os.PathLike) else ""
     if not reference:
-        raise ValueError(f"image must be a file path or URL; got {image!r}")
+        raise ValueError(f"image must be a file path or URL; got {short(image)}")
     if reference.lower().startswith(("http://", "https://")):
         with tempfile.TemporaryDirectory(prefix="clipbranches-query-") as tmp:
             path = Path(tmp) / "image"

@@ -45,7 +45,7 @@ from fiftyone_clipbranches.sdk.indexes import (
 from fiftyone_clipbranches.sdk.media import no_local_file, require_image_samples
 from fiftyone_clipbranches.sdk.messages import KEEP_MOVED, counted
 from fiftyone_clipbranches.sdk.progress import as_progress, closes_its_bars
-from fiftyone_clipbranches.sdk.rowmap import SampleRowMap
+from fiftyone_clipbranches.sdk.rowmap import SampleRowMap, as_sample_ids
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.sdk.sharding import n_shards, tree_builder
 from fiftyone_clipbranches.sdk.stream_encode import encode_source
@@ -75,7 +75,7 @@ def update_index(
     recorded in the index and not retried, unless ``retry_failed`` or their
     filepath changed; ``index_info(...).freshness`` reports them as unreadable.
 
-    ``reembed`` (sample ids, or a view of the dataset): samples whose image
+    ``reembed`` (one sample id or sample, several, or a view of the dataset): samples whose image
     changed. Their images are embedded again with the index's CLIP model (into
     its embeddings field, replacing the vectors there: ``embeddings.embed_again``)
     and their rows replaced; an image that cannot be read now loses its old
@@ -417,14 +417,11 @@ def _reembed_ids(ds, index_key: str, config, reembed) -> list[str]:
     ``ds``, and an index that reads vectors from a field."""
     if reembed is None:
         return []
-    if isinstance(reembed, str):
-        raise TypeError("reembed takes a list of sample ids or a view, not one id")
-    if hasattr(reembed, "values"):
-        if runs.root_dataset(reembed)._doc.id != ds._doc.id:
-            raise SampleIdsError(f"reembed: the view is not of dataset {ds.name!r}")
-        ids = reembed.values("id")
-    else:
-        ids = list(dict.fromkeys(str(i) for i in reembed))
+    is_view = hasattr(reembed, "values") and hasattr(reembed, "_dataset")
+    if is_view and runs.root_dataset(reembed)._doc.id != ds._doc.id:
+        raise SampleIdsError(f"reembed: the view is not of dataset {ds.name!r}")
+    ids = list(dict.fromkeys(as_sample_ids(reembed, "reembed")))
+    if not is_view:
         check_ids_in_dataset(ds, SampleRowMap(ids))
     if ids and config.embeddings_field is None:
         raise MissingEmbeddingsError(

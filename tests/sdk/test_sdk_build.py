@@ -182,7 +182,11 @@ def test_compute_embeddings_and_text_search_with_random_clip(make_dataset):
         ds, "t", embeddings_field="clip", code_method="pca", progress=False
     )
     assert info.supports_text and info.clip_model["name"] == "ViT-B-32"
+    assert "CLIP ViT-B-32 (random weights)" in repr(info)  # not "(None)"
     assert len(sdk.search(ds, text="a photo of a dog", k=4, index_key="t")) == 4
+    codes = np.zeros((40, 8), np.uint8)
+    given = sdk.build_index_from_codes(ds, codes, ds.values("id"), "given")
+    assert ", given codes, CLIP unknown" in repr(given)  # not "None codes"
 
 
 def test_build_index_uses_the_model_compute_embeddings_recorded(

@@ -448,6 +448,10 @@ def test_a_checkpoint_without_its_config_beside_it_is_refused(
                 code_method="pca", progress=False,
             )  # fmt: skip
         assert not ds.has_sample_field("clip_embedding") and cb.list_indexes(ds) == []
+        with pytest.raises(ValueError, match="did you mean 'ViT-B-32'"):  # a typo
+            cb.build_index(
+                ds, "clip", model="ViT-B-3", pretrained=str(alone), code_method="pca"
+            )
         # the config put beside it, as the words say: it builds
         shutil.copy(tiny_clip_checkpoint.with_suffix(".json"), alone.parent)
         info = cb.build_index(

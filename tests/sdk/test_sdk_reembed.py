@@ -152,7 +152,7 @@ def test_changed_images_are_embedded_again(make_user_index, tmp_path):
     assert sdk.update_index(ds, "clip", progress=False).n_samples == 50
     assert _steps(_code(ds, cat), before) <= 1  # a plain update cannot know
 
-    info = sdk.update_index(ds, "clip", reembed=[cat], progress=False)
+    info = sdk.update_index(ds, "clip", reembed=cat, progress=False)
     assert info.n_samples == 50 and not info.freshness.is_stale
     # the same image, embedded in another batch: equal to float rounding
     assert _steps(_code(ds, cat), _code(ds, dog)) <= 1
@@ -172,8 +172,10 @@ def test_changed_images_are_embedded_again(make_user_index, tmp_path):
 def test_reembed_is_checked_before_anything_changes(make_user_index, capsys):
     ds = make_user_index(n_per_class=5, name="reembed-checks")
     index_dir = sdk.index_info(ds, "clip").index_dir
-    with pytest.raises(TypeError, match="not one id"):
-        sdk.update_index(ds, "clip", reembed=ds.first().id, progress=False)
+    with pytest.raises(sdk.SampleIdsError, match="^reembed must be sample ids"):
+        sdk.update_index(ds, "clip", reembed=5, progress=False)
+    with pytest.raises(sdk.SampleIdsError, match="^reembed must be FiftyOne sample"):
+        sdk.update_index(ds, "clip", reembed=["x" * 24], progress=False)
     with pytest.raises(sdk.SampleIdsError, match="is not a sample of dataset"):
         sdk.update_index(ds, "clip", reembed=["0123456789abcdef01234567"])
     assert sdk.index_info(ds, "clip").index_dir == index_dir

@@ -241,6 +241,21 @@ def test_every_sample_positive_returns_the_positives_with_a_note(indexed, capsys
     assert result.stats["n_random_neg_requested"] == 500  # the ensemble's default
 
 
+def test_a_view_whose_every_sample_is_labelled_says_so_not_label_more(indexed):
+    """It said "the model found no sample beyond the labelled positives: label
+    more positives", where the view holds nothing else to find."""
+    ds = indexed
+    ids = ds.values("id")
+    view = ds.select(ids[:6])
+    for refine in (sdk.refine, sdk.refine_pages):
+        result = refine(
+            view, positives=ids[:3], negatives=ids[3:6], index_key="cb", seed=1
+        )
+        assert "every sample of the view is labelled" in result.stats["note"]
+    wider = sdk.refine(ds.select(ids[:40]), positives=ids[:3], index_key="cb")
+    assert "of the view is labelled" not in (wider.stats.get("note") or "")
+
+
 _WRITER = textwrap.dedent(
     """
     import os, signal, sys
@@ -474,3 +489,25 @@ def test_a_result_too_large_to_save_is_kept_the_way_its_error_says(
     assert ds.load_saved_view("big").values("id") == list(result.ids)
     sdk.refine(ds, positives=ids[:2], index_key="clip")  # the next round
     assert ds.load_saved_view("big").values("id") == list(result.ids)  # kept
+
+
+def test_apply_refine_result_refuses_ids_and_scores_that_are_no_ranking(indexed):
+    """Ids not hex reached bson's InvalidId, ids of no sample cleared the score
+    field of every other sample, NaN scores were written."""
+    ds = indexed
+    ids = ds.values("id")[:3]
+    sdk.apply_refine_result(ds, ids, [0.9, 0.5, 0.1])
+    before = _scored(ds)
+    with pytest.raises(sdk.SampleIdsError, match="^ids must be FiftyOne sample ids"):
+        sdk.apply_refine_result(ds, ["z" * 24], [1.0])
+    with pytest.raises(sdk.SampleIdsError, match="is not a sample of dataset"):
+        sdk.apply_refine_result(ds, ["0" * 24], [1.0])
+    with pytest.raises(sdk.SampleIdsError, match="^ids must be distinct"):
+        sdk.apply_refine_result(ds, [ids[0], ids[0]], [1.0, 0.5])
+    with pytest.raises(ValueError, match="scores must be finite numbers; got 1 NaN"):
+        sdk.apply_refine_result(ds, ids, [0.9, float("nan"), 0.1])
+    with pytest.raises(sdk.SampleIdsError, match="^ids must be sample ids"):
+        sdk.apply_refine_result(ds, 5, [1.0])
+    assert _scored(ds) == before  # nothing written
+    view = sdk.apply_refine_result(ds, ids[0], [1.0])  # one id
+    assert view.values("id") == ids[:1] and _scored(ds) == {ids[0]: 1.0}
