@@ -220,7 +220,13 @@ def _cmd_gc(args) -> int:
         + (f" (counting {claims} dead claim(s) in the database)" if claims else "")
         + "; "
         f"kept {report.n_referenced} index(es) in use, {report.n_young} "
-        f"recent directory(ies){others}"
+        f"recent directory(ies)"
+        + (
+            f" (younger than {args.min_age_hours:g} h: --min-age-hours 0 includes them)"
+            if report.n_young
+            else ""
+        )
+        + others
         + (
             f", {report.n_being_written} directory(ies) of datasets a build or"
             " update is running on"

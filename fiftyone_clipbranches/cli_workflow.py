@@ -277,7 +277,8 @@ def _cmd_delete_index(args) -> int:
     elif index_dir_references(index_dir):
         print(
             f"deleted index {args.key!r} of dataset {ds.name!r}; its files stay:"
-            " another index uses them (of a clone of the dataset)"
+            " another index uses them (of a clone of the dataset, or of a copy in"
+            " another database)"
         )
     else:  # the warning above says why
         print(

@@ -24,6 +24,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_EMBEDDINGS_FIELD,
 )
+from fiftyone_clipbranches.sdk.vector_sources import record_sources, to_embed
 
 _CHUNK = 256
 #: Loaded CLIP models a process keeps (each holds its weights in memory).
@@ -211,8 +212,14 @@ def _embed(
             f"field {field!r} exists with type {type(existing).__name__}, not a "
             "VectorField: choose another embeddings field name"
         )
-    todo = samples.exists(field, False) if skip_existing and existing else samples
+    todo = to_embed(samples, field) if skip_existing and existing else samples
     ids, paths = todo.values(["id", "filepath"])
+    # vectors of another file than the sample's now: computed again, or dropped
+    stale = (
+        set(ids) - set(todo.exists(field, False).values("id"))
+        if skip_existing and existing
+        else set()
+    )
     if existing is not None:  # a conflict is refused before seconds of loading
         check_field_identity(root, field, {"name": model, "pretrained": pretrained})
     if not ids:  # nothing to embed: no model to load (it may not be had offline)
@@ -256,6 +263,12 @@ def _embed(
                 # which model to resume with, and refuses another
                 record_field_identity(root, field, identity)
             root.set_values(field, values, key_field="id")
+            chunk_paths = paths[start : start + _CHUNK]
+            record_sources(
+                root,
+                field,
+                {sid: chunk_paths[j] for j, sid in enumerate(chunk_ids) if ok[j]},
+            )
         for j in np.flatnonzero(~ok):
             failed[chunk_ids[j]] = str(result.errors.get(int(j), "unreadable image"))
         n_done += len(chunk_ids)
@@ -266,6 +279,8 @@ def _embed(
         )
     if not unknown and existing is not None:
         record_field_identity(root, field, identity)
+    if stale & failed.keys():  # their old vector is of a file they no longer name
+        root.select(list(stale & failed.keys())).set_field(field, None).save()
     summary = _report(
         field, len(ids) - len(failed), samples.count() - len(ids), failed, identity
     )

@@ -202,9 +202,12 @@ def label_samples(
 
 def clear_labels(dataset, ids=None, tags=DEFAULT_TAGS) -> int:
     """Remove both labels (``tags``) from the samples ``ids`` of ``dataset``'s root
-    dataset, or from every sample (None). Returns how many labels it removed."""
+    dataset, or (``ids`` None) from every sample of ``dataset``: of a view, its
+    samples only. Returns how many labels it removed."""
     pos_tag, neg_tag = _check_tags(tags)
     ds = root_dataset(dataset)
+    if ids is None and dataset is not ds:
+        ids = dataset  # a view's samples (of patches, the images they come from)
     scope = ds if ids is None else ds.select(as_sample_ids(ids, "ids"))
     labelled = scope.match_tags([pos_tag, neg_tag])
     n = sum(count_tagged(labelled, (pos_tag, neg_tag)).values())

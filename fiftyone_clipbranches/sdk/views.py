@@ -664,7 +664,7 @@ def check_writable(dataset, score_field, saved_view) -> None:
     ``score_field`` that is not an identifier, not a float field or not
     clipbranches' own, a ``saved_view`` name a view of the user's holds."""
     root = root_dataset(dataset)
-    if score_field:
+    if score_field is not None:  # "" too: no name, not "write nothing"
         _score_field_state(root, score_field)
     if saved_view is not None:
         check_view_name(saved_view, "saved_view")

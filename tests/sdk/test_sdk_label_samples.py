@@ -29,6 +29,8 @@ def test_labels_move_between_tags_on_the_root_dataset(make_dataset):
     assert ds.count_sample_tags() == {"cats": 1, "not-cats": 2}
     ds.select([a]).tag_samples("mine")  # another tag is never touched
     assert sdk.clear_labels(ds, [a, b], tags) == 2
+    # a view clears its own samples only (it cleared the whole dataset's)
+    assert sdk.clear_labels(ds.select([a, b]), tags=tags) == 0
     assert sdk.clear_labels(ds, tags=tags) == 1
     assert ds.count_sample_tags() == {"mine": 1}
 

@@ -206,6 +206,8 @@ def test_refine_arguments_of_the_wrong_type_are_refused_by_name(indexed):
         ({"neighbours_per_positive": "many"}, "neighbours_per_positive"),
         ({"model_params": [1]}, "model_params must be a dict"),
         ({"model": 3}, "model must be"),
+        ({"score_field": ""}, "score field name '' must be an identifier"),
+        ({"model": "ball", "query": 3}, "query must be the searched text or its"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=message):
