@@ -685,7 +685,7 @@ def check_ids_in_dataset(ds, rowmap: SampleRowMap) -> None:
             f"{n_out} of {len(rowmap)} sample ids"
             f" {'is not a sample' if n_out == 1 else 'are not samples'} of dataset "
             f"{ds.name!r} (e.g. {out[0]!r}); pass ids of its samples "
-            "(dataset.values('id'))",
+            "(dataset.values('id'); of a patches view, view.values('sample_id'))",
             ids=out,
         )
 

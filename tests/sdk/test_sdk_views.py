@@ -502,8 +502,9 @@ def test_apply_refine_result_refuses_ids_and_scores_that_are_no_ranking(indexed)
     before = _scored(ds)
     with pytest.raises(sdk.SampleIdsError, match="^ids must be FiftyOne sample ids"):
         sdk.apply_refine_result(ds, ["z" * 24], [1.0])
-    with pytest.raises(sdk.SampleIdsError, match="is not a sample of dataset"):
+    with pytest.raises(sdk.SampleIdsError, match="is not a sample of dataset") as err:
         sdk.apply_refine_result(ds, ["0" * 24], [1.0])
+    assert "of a patches view, view.values('sample_id')" in str(err.value)
     with pytest.raises(sdk.SampleIdsError, match="^ids must be distinct"):
         sdk.apply_refine_result(ds, [ids[0], ids[0]], [1.0, 0.5])
     with pytest.raises(ValueError, match="scores must be finite numbers; got 1 NaN"):
