@@ -222,8 +222,9 @@ def _cmd_gc(args) -> int:
         f"kept {report.n_referenced} index(es) in use, {report.n_young} "
         f"recent directory(ies)"
         + (
-            f" (younger than {args.min_age_hours:g} h: --min-age-hours 0 includes them)"
-            if report.n_young
+            f" (younger than {args.min_age_hours:g} h or being written:"
+            " --min-age-hours 0 includes the young ones)"
+            if report.n_young and args.min_age_hours > 0
             else ""
         )
         + others

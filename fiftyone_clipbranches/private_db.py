@@ -50,6 +50,10 @@ def mongod_binary() -> Path:
     return path
 
 
+#: mongod's exit status when its port is taken (MongoDB's ExitCode 48).
+_ADDRESS_IN_USE = 48
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,11 +118,13 @@ def spawn_mongod(
             return mongod
         time.sleep(0.2)
     mongod.stop()
-    if process.returncode not in (None, 0, -15, -9):
+    if process.returncode == _ADDRESS_IN_USE:
         raise RuntimeError(
-            f"mongod exited with status {process.returncode} (is port {port} taken"
-            f" by another process?); see {log}"
+            f"mongod exited with status {process.returncode}: port {port} is taken"
+            f" by another process; see {log}"
         )
+    if process.returncode not in (None, 0, -15, -9):
+        raise RuntimeError(f"mongod exited with status {process.returncode}; see {log}")
     raise RuntimeError(f"mongod did not start within {timeout:.0f} s; see {log}")
 
 

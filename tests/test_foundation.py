@@ -117,7 +117,7 @@ def test_a_private_mongod_whose_port_another_server_holds_is_refused(tmp_path):
     mongod = spawn_mongod(tmp_path / "first")
     try:
         port = mongod.uri.rsplit(":", 1)[1]
-        with pytest.raises(RuntimeError, match=f"is port {port} taken"):
+        with pytest.raises(RuntimeError, match=f"port {port} is taken"):
             spawn_mongod(tmp_path / "second", timeout=30, port=port)
     finally:
         mongod.stop()
@@ -125,7 +125,7 @@ def test_a_private_mongod_whose_port_another_server_holds_is_refused(tmp_path):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        with pytest.raises(RuntimeError, match=f"is port {port} taken"):
+        with pytest.raises(RuntimeError, match=f"port {port} is taken"):
             spawn_mongod(tmp_path / "third", timeout=30, port=port)
 
 

@@ -95,9 +95,9 @@ def _refuse_config_elsewhere(name: str, pretrained) -> None:
     config = missing_config_beside(name, path)
     if config is not None:
         near = close_architectures(name)
-        typo = f"did you mean {' or '.join(map(repr, near))}? Else" if near else "Else"
+        typo = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
         raise ValueError(
-            f"architecture {name!r} is not open_clip's own. {typo} its config is"
+            f"architecture {name!r} is not open_clip's own{typo}, and its config is"
             f" not beside the checkpoint ({config}): put it there (open_clip's JSON"
             " of the architecture). Every process that loads the model (the App,"
             " the service, the CLI) reads it from beside the checkpoint"

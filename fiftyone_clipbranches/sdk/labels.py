@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
 from fiftyone_clipbranches.sdk.messages import counted, counted_are
-from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids, is_part_view
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
@@ -206,9 +206,11 @@ def clear_labels(dataset, ids=None, tags=DEFAULT_TAGS) -> int:
     samples only. Returns how many labels it removed."""
     pos_tag, neg_tag = _check_tags(tags)
     ds = root_dataset(dataset)
-    if ids is None and dataset is not ds:
-        ids = dataset  # a view's samples (of patches, the images they come from)
-    scope = ds if ids is None else ds.select(as_sample_ids(ids, "ids"))
+    if ids is None:  # a view's samples (of patches, the images they come from)
+        part = dataset is not ds and is_part_view(dataset)
+        scope = ds.select(as_sample_ids(dataset, "ids")) if part else dataset
+    else:
+        scope = ds.select(as_sample_ids(ids, "ids"))
     labelled = scope.match_tags([pos_tag, neg_tag])
     n = sum(count_tagged(labelled, (pos_tag, neg_tag)).values())
     labelled.untag_samples([pos_tag, neg_tag])

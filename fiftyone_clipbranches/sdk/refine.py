@@ -372,7 +372,12 @@ def apply_refine_result(
     if len(set(ids)) != len(ids):
         raise SampleIdsError("ids must be distinct: a sample is ranked once")
     check_ids_in_dataset(root_dataset(dataset), SampleRowMap(ids))
+    check_writable(dataset, score_field, saved_view)
     finite = np.isfinite(np.asarray(scores, dtype=np.float64))
+    if finite.shape != (len(ids),):
+        raise ValueError(
+            f"scores must have shape ({len(ids)},) like ids; got {finite.shape}"
+        )
     if not finite.all():
         raise ValueError(
             f"scores must be finite numbers; got {int((~finite).sum())} NaN or"

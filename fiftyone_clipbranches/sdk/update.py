@@ -49,7 +49,11 @@ from fiftyone_clipbranches.sdk.rowmap import SampleRowMap, as_sample_ids
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.sdk.sharding import n_shards, tree_builder
 from fiftyone_clipbranches.sdk.stream_encode import encode_source
-from fiftyone_clipbranches.sdk.vector_sources import SOURCE_SUFFIX, record_sources
+from fiftyone_clipbranches.sdk.vector_sources import (
+    SOURCE_SUFFIX,
+    record_sources,
+    to_embed,
+)
 
 
 @closes_its_bars
@@ -166,7 +170,9 @@ def update_index(
         embed_with = {"model": model.get("name"), "pretrained": model.get("pretrained")}
         new_view = ds.select([sid for sid in to_add if sid not in again])
         n_again = len(again) if config.clip_model else 0
-        n_new = new_view.exists(field, False).count()
+        # without a vector, or (the model known) with one of another file
+        todo = to_embed(new_view, field) if config.clip_model else None
+        n_new = new_view.exists(field, False).count() if todo is None else todo.count()
         # the bar's share of each part (embedding, then encoding), by its images
         split = 0.55 * n_again / max(n_again + n_new, 1)
         if n_again:

@@ -258,9 +258,11 @@ def test_gc_finds_crashed_builds_and_unreferenced_dirs_never_used_ones(
     assert {crashed: "temp", orphan: "unreferenced"}.items() <= listed.items()
     # kept as young by default: the words say how to include them
     assert cli.main(["gc", "--root", str(tmp_path)]) == 0
-    assert "(younger than 1 h: --min-age-hours 0 includes them)" in (
+    assert "(younger than 1 h or being written: --min-age-hours 0 includes the" in (
         capsys.readouterr().out
     )
+    assert cli.main(["gc", "--root", str(tmp_path), "--min-age-hours", "0"]) == 0
+    assert "--min-age-hours 0 includes" not in capsys.readouterr().out
     assert said["removed"] == [] and said["n_bytes"] > 0 and crashed.exists()
     assert cli.main(gc_args) == 0
     assert not crashed.exists() and not orphan.exists() and not orphan.parent.exists()

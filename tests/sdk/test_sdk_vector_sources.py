@@ -58,6 +58,29 @@ def test_a_sample_pointed_at_another_image_is_embedded_again_at_the_build(
         ds.delete()
 
 
+def test_an_added_sample_pointed_at_another_image_is_embedded_again_at_the_update(
+    cifar_dir, tiny_clip_checkpoint
+):
+    """Embedded after the build, then pointed at another image: the update took
+    its vector as it was (it counted only samples without one)."""
+    ds = images_dataset(cifar_dir, 4)
+    try:
+        _embed(ds, tiny_clip_checkpoint)
+        _build(ds, tiny_clip_checkpoint)
+        other = ds.last()
+        added = ds.first().copy()  # a new sample of another file
+        ds.add_sample(added)
+        _embed(ds, tiny_clip_checkpoint)  # its vector, of that file
+        added.filepath = other.filepath
+        added.save()
+        changes = sdk.update_index(ds, "clip", progress=False).changes
+        added.reload()
+        assert changes.added == 1
+        assert np.allclose(added.clip_embedding, other.clip_embedding, atol=1e-5)
+    finally:
+        ds.delete()
+
+
 def test_files_that_only_moved_keep_their_vectors_and_a_users_field_is_left(
     cifar_dir, tiny_clip_checkpoint, tmp_path
 ):

@@ -511,6 +511,10 @@ def test_apply_refine_result_refuses_ids_and_scores_that_are_no_ranking(indexed)
         sdk.apply_refine_result(ds, ids, [0.9, float("nan"), 0.1])
     with pytest.raises(sdk.SampleIdsError, match="^ids must be sample ids"):
         sdk.apply_refine_result(ds, 5, [1.0])
+    with pytest.raises(ValueError, match=r"scores must have shape \(3,\)"):
+        sdk.apply_refine_result(ds, ids, None)
+    with pytest.raises(ValueError, match="score field name '' must be an identifier"):
+        sdk.apply_refine_result(ds, ids, [0.9, 0.5, 0.1], score_field="")
     assert _scored(ds) == before  # nothing written
     view = sdk.apply_refine_result(ds, ids[0], [1.0])  # one id
     assert view.values("id") == ids[:1] and _scored(ds) == {ids[0]: 1.0}
