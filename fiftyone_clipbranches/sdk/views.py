@@ -48,6 +48,7 @@ from bson import Binary, ObjectId, json_util
 from pymongo import UpdateOne
 
 from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
+from fiftyone_clipbranches.sdk.messages import short
 from fiftyone_clipbranches.sdk.processes import (
     holder_gone,
     is_this_process,
@@ -277,11 +278,12 @@ def _slug(name: str) -> str:
     except ValueError as exc:
         if "name ''" in str(exc):  # nothing of it is kept in the view's address
             raise ValueError(
-                f"{name!r} cannot name a saved view: FiftyOne makes a view's address"
-                " from the Latin letters and digits of its name, and this one has"
-                " none: add some (e.g. 'cats 日本')"
+                f"{short(name)} cannot name a saved view: FiftyOne makes a view's"
+                " address from the ASCII letters (a-z) and digits of its name, and"
+                " this one has none: add some (e.g. 'cats 日本')"
             ) from None
-        raise ValueError(f"{name!r} cannot name a saved view: {exc}") from None
+        said = str(exc).replace(repr(name), short(name))
+        raise ValueError(f"{short(name)} cannot name a saved view: {said}") from None
 
 
 def _replace_view_stages(root, doc, view, description) -> None:

@@ -229,8 +229,12 @@ def create_app(
         message = {
             404: "no such endpoint; see /v1/openapi.json",
             405: f"method {request.method} is not allowed here",
-            413: f"request body exceeds {rq.MAX_BODY_BYTES} bytes (labels of many"
-            f" samples: {rq.BY_TAGS_INSTEAD})",
+            413: f"request body exceeds {rq.MAX_BODY_BYTES} bytes"
+            + (
+                f" (labels of many samples: {rq.BY_TAGS_INSTEAD})"
+                if request.path.rstrip("/").endswith("/refine")
+                else ""
+            ),
         }.get(status, err.description or err.name)
         response = jsonify({"error": {"code": code, "message": message}})
         response.status_code = status

@@ -86,6 +86,9 @@ class _Index:
     info: dict | None = None
     error: str | None = None
     failure: str | None = None
+    #: the local CLIP checkpoint file text queries are embedded with (None: an
+    #: open_clip tag, or no model)
+    checkpoint: str | None = None
     _queries: int = 0
     _failed_at: int = -1
     _answered_at: int = -1
@@ -95,6 +98,19 @@ class _Index:
     def serving(self) -> bool:
         """Loaded, and its last query did not find it unavailable."""
         return self.error is None and self.failure is None
+
+    @property
+    def served_info(self) -> dict | None:
+        """``info`` as it holds now: no text search while the checkpoint file
+        it embeds text with is gone (put back, it is searched again)."""
+        if self.info is None or not self.checkpoint or os.path.isfile(self.checkpoint):
+            return self.info
+        return {
+            **self.info,
+            "supports_text": False,
+            "text_search_unavailable": "the CLIP checkpoint file it embeds text with"
+            " is not on the server (searches by sample and refinements work)",
+        }
 
     @property
     def unavailable_because(self) -> str | None:
@@ -381,7 +397,7 @@ class SdkBackend:
                 "index_unavailable",
                 f"index {key!r} of dataset {entry.name!r}: {index.unavailable_because}",
             )
-        return index.info
+        return index.served_info
 
     def check_result(self, result: StoredResult, force: bool = False) -> _Dataset:
         """The entry of a stored result's dataset; 404 when that dataset no longer
@@ -411,6 +427,15 @@ class SdkBackend:
 
     def _search(self, entry: _Dataset, req: dict) -> Ranking:
         key = req["index_key"]
+        if req["text"] is not None and _reads_as_image(req["text"]):
+            raise unprocessable(
+                "unprocessable",
+                "text reads as an image's path or URL, which would be searched as"
+                " words: the service searches by text or by sample_ids (it reads no"
+                " image files); send the words to search by, or the ids of samples"
+                " (the SDK's search(image=...) and the App's panel search by an"
+                " image)",
+            )
         index = self._index(entry, key)
         if req["sample_ids"] is not None:
             self._check_ids(entry, index, req["sample_ids"], "sample_ids")
@@ -707,7 +732,9 @@ class SdkBackend:
                 current[key] = known
             elif known is not None:  # renamed: same files, new key
                 info = None if known.info is None else {**known.info, "key": key}
-                current[key] = _Index(key, index_dir, info, known.error, known.failure)
+                current[key] = _Index(
+                    key, index_dir, info, known.error, known.failure, known.checkpoint
+                )
             else:
                 current[key] = self._load_index(entry.name, ds, key, index_dir, sdk)
         self._drop(
@@ -720,7 +747,9 @@ class SdkBackend:
             info = self._try_load(name, ds, key, sdk)
         except Exception as e:
             return _unavailable(name, key, index_dir, e)
-        return _Index(key, index_dir, info)
+        model = sdk.index_info(ds, key, check=False).clip_model or {}
+        local = model.get("checkpoint_sha256") and model.get("pretrained")
+        return _Index(key, index_dir, info, checkpoint=str(local) if local else None)
 
     def _try_load(self, name: str, ds, key: str, sdk) -> dict:
         """Verify index ``key`` and describe it (raises when it cannot be served)."""
@@ -787,7 +816,7 @@ class SdkBackend:
         indexes = list(entry.indexes.values())
         return {
             "name": entry.name,
-            "indexes": [ix.info for ix in indexes if ix.serving],
+            "indexes": [ix.served_info for ix in indexes if ix.serving],
             "unavailable_indexes": [
                 {"key": ix.key, "error": without_paths(ix.unavailable_because)}
                 for ix in indexes
@@ -896,6 +925,18 @@ def _describe(sdk, ds, key: str) -> dict:
         "bytes_per_point": float(index.bytes_per_point),
         "manifest": manifest,
     }
+
+
+def _reads_as_image(text: str) -> bool:
+    """Whether a search's ``text`` reads as an image's URL or file path (told from
+    the words alone: the service looks at no file)."""
+    from fiftyone_clipbranches.sdk.search import IMAGE_EXTENSIONS
+
+    text = text.strip()
+    if text.lower().startswith(("file://", "http://", "https://")):
+        return True
+    path_like = text.startswith(("/", "~", "./", "../")) or "\\" in text
+    return path_like and text.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _text_search_unavailable(ds, key: str) -> str | None:

@@ -50,8 +50,8 @@ def database_error(err: BaseException) -> ApiError | None:
             503,
             "database_unavailable",
             f"the FiftyOne database does not answer ({_first_line(err)}): retry once"
-            " it is back (the service reconnects by itself); a save cut short may"
-            " or may not have been written",
+            " it is back (the service reconnects by itself); if it saved a view,"
+            " the view may or may not have been written",
             retry_after_s=RETRY_AFTER_S,
         )
     text = str(getattr(err, "details", None) or err)

@@ -162,6 +162,7 @@ REFINE = Object(
             Str(
                 min_length=1,
                 max_length=MAX_TEXT_LENGTH,
+                blank=False,
                 description="the text search the labels refine; needed by the"
                 f" models {', '.join(QUERY_MODELS)} (with an index built with a"
                 " CLIP model), ignored by the others",

@@ -36,7 +36,13 @@ def test_unicode_and_long_names_are_served(make_user_index):
         with pytest.raises(ServiceError) as refused:
             client.save_view(result["result_id"], "😀😀")  # no letter for its URL
         assert refused.value.status == 422
-        assert "Latin letters and digits of its name" in str(refused.value)
+        assert "ASCII letters (a-z) and digits of its name" in str(refused.value)
+        with pytest.raises(ServiceError) as refused:  # FiftyOne's longest is 1551
+            client.save_view(result["result_id"], "v" * 1600)
+        assert refused.value.status == 422 and "length 1600 > 1551" in str(
+            refused.value
+        )
+        assert len(str(refused.value)) < 400  # not the name twice over
         assert sdk.list_indexes(ds) == [key]
 
         # a lone surrogate (JSON's "\ud800") is a bad request, not a 500

@@ -587,6 +587,14 @@ def test_a_gone_checkpoint_is_warned_at_start_and_text_search_is_503(
         # searches by sample still work
         found = client.search(ds.name, sample_ids=ds.values("id")[:1], index_key="clip")
         assert found["total"] > 0
+        # the listing says so (it said supports_text: true); put back, it is again
+        index = client.index(ds.name, "clip")
+        assert index["supports_text"] is False
+        assert "checkpoint file" in index["text_search_unavailable"]
+        shutil.copyfile(recorded, moved)
+        index = client.index(ds.name, "clip")
+        assert index["supports_text"] is True and "text_search_unavailable" not in index
+        assert client.search(ds.name, "a cat", index_key="clip")["total"] > 0
 
 
 def test_a_request_met_by_its_dataset_s_deletion_answers_that_it_was_deleted(
@@ -710,3 +718,25 @@ def test_a_dataset_deleted_while_a_stale_404_is_answered_again_is_a_404(
         backend._answered(entry, "clip", answer)
     assert len(tries) == 2
     assert (err.value.status, err.value.code) == (404, "dataset_not_found")
+
+
+def test_a_path_or_url_sent_as_text_is_refused_not_searched_as_words(
+    make_user_index,
+):
+    """An image's path in "text" was searched as the words of the path (200,
+    another answer than the SDK's image search of that file)."""
+    from fiftyone_clipbranches.service.backend import SdkBackend
+    from fiftyone_clipbranches.service.errors import ApiError
+
+    ds = make_user_index(n_per_class=4, name="svc-state-path-text")
+    backend = SdkBackend([ds.name], recheck_s=3600.0)
+    backend.load()
+    search = {"dataset": ds.name, "index_key": "clip", "sample_ids": None, "k": 3}
+    path = ds.first().filepath
+    for text in (path, f"file://{path}", "https://example.com/cat.JPG"):
+        with pytest.raises(ApiError) as err:
+            backend.search({**search, "text": text})
+        assert (err.value.status, err.value.code) == (422, "unprocessable")
+        assert "reads as an image's path or URL" in err.value.message
+    for words in ("a cat.jpg on a mat", "cats/dogs", "~ a photo"):
+        assert len(backend.search({**search, "text": words})) == 3
