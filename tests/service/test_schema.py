@@ -51,6 +51,7 @@ def test_refine_defaults_filled():
         ({"dataset": "d\ud800"}, "dataset: must be valid Unicode"),
         ({"dataset": "d", "positive_tag": "p\udfff"}, "lone surrogate"),
         ({"dataset": "d", "negative_tag": "  "}, "more than white space"),
+        ({"dataset": "d", "model": "ball", "query": "   "}, "query: must hold more"),
         ([], "must be a JSON object"),
     ],
 )
