@@ -345,6 +345,9 @@ def test_oversized_body(call):
     status, _, err = call("POST", "/v1/refine", raw=big)
     assert (status, err["error"]["code"]) == (413, "body_too_large")
     assert "send positive_tag / negative_tag instead of ids" in err["error"]["message"]
+    # a search takes no tags: its 413 does not offer them
+    status, _, err = call("POST", "/v1/search", raw=big)
+    assert status == 413 and "positive_tag" not in err["error"]["message"]
     # so does a list of more ids than a request holds
     many = ["0" * 24] * 10_001
     status, _, err = call("POST", "/v1/refine", {"dataset": DATASET, "positives": many})
