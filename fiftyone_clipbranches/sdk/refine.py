@@ -380,8 +380,8 @@ def apply_refine_result(
         )
     if not finite.all():
         raise ValueError(
-            f"scores must be finite numbers; got {int((~finite).sum())} NaN or"
-            " infinite: a ranking's scores are"
+            f"scores must be finite numbers, as a ranking's are; got"
+            f" {int((~finite).sum())} NaN or infinite"
         )
     return _write_and_view(
         dataset,

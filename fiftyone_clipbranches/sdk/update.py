@@ -80,8 +80,8 @@ def update_index(
     recorded in the index and not retried, unless ``retry_failed`` or their
     filepath changed; ``index_info(...).freshness`` reports them as unreadable.
 
-    ``reembed`` (one sample id or sample, several, or a view of the dataset): samples whose image
-    changed. Their images are embedded again with the index's CLIP model (into
+    ``reembed`` (one sample id or sample, several, or a view of the dataset):
+    samples whose image changed. Their images are embedded again with the index's CLIP model (into
     its embeddings field, replacing the vectors there: ``embeddings.embed_again``)
     and their rows replaced; an image that cannot be read now loses its old
     vector and is left out, as unreadable. An index whose model is unknown reads

@@ -507,7 +507,9 @@ def test_apply_refine_result_refuses_ids_and_scores_that_are_no_ranking(indexed)
     assert "of a patches view, view.values('sample_id')" in str(err.value)
     with pytest.raises(sdk.SampleIdsError, match="^ids must be distinct"):
         sdk.apply_refine_result(ds, [ids[0], ids[0]], [1.0, 0.5])
-    with pytest.raises(ValueError, match="scores must be finite numbers; got 1 NaN"):
+    with pytest.raises(
+        ValueError, match="scores must be finite numbers, as a ranking's are; got 1 NaN"
+    ):
         sdk.apply_refine_result(ds, ids, [0.9, float("nan"), 0.1])
     with pytest.raises(sdk.SampleIdsError, match="^ids must be sample ids"):
         sdk.apply_refine_result(ds, 5, [1.0])
