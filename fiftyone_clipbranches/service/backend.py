@@ -723,18 +723,19 @@ class SdkBackend:
         current: dict[str, _Index] = {}
         for key in sdk.list_indexes(ds):
             try:
-                index_dir = str(sdk.index_info(ds, key, check=False).index_dir)
+                recorded = sdk.index_info(ds, key, check=False)
             except Exception as e:  # an unreadable run document
                 current[key] = _unavailable(entry.name, key, "", e)
                 continue
+            index_dir = str(recorded.index_dir)
             known = by_dir.get(index_dir)
             if known is not None and known.key == key:
                 current[key] = known
             elif known is not None:  # renamed: same files, new key
                 info = None if known.info is None else {**known.info, "key": key}
-                current[key] = _Index(
-                    key, index_dir, info, known.error, known.failure, known.checkpoint
-                )
+                current[key] = _Index(key, index_dir, info, known.error, known.failure)
+            if known is not None:  # relocate-checkpoint changes it in place
+                current[key].checkpoint = _local_checkpoint(recorded.clip_model)
             else:
                 current[key] = self._load_index(entry.name, ds, key, index_dir, sdk)
         self._drop(
@@ -747,9 +748,8 @@ class SdkBackend:
             info = self._try_load(name, ds, key, sdk)
         except Exception as e:
             return _unavailable(name, key, index_dir, e)
-        model = sdk.index_info(ds, key, check=False).clip_model or {}
-        local = model.get("checkpoint_sha256") and model.get("pretrained")
-        return _Index(key, index_dir, info, checkpoint=str(local) if local else None)
+        model = sdk.index_info(ds, key, check=False).clip_model
+        return _Index(key, index_dir, info, checkpoint=_local_checkpoint(model))
 
     def _try_load(self, name: str, ds, key: str, sdk) -> dict:
         """Verify index ``key`` and describe it (raises when it cannot be served)."""
@@ -925,6 +925,14 @@ def _describe(sdk, ds, key: str) -> dict:
         "bytes_per_point": float(index.bytes_per_point),
         "manifest": manifest,
     }
+
+
+def _local_checkpoint(clip_model: dict | None) -> str | None:
+    """The local checkpoint file a recorded CLIP identity embeds with (None: an
+    open_clip tag, or no model)."""
+    model = clip_model or {}
+    local = model.get("checkpoint_sha256") and model.get("pretrained")
+    return str(local) if local else None
 
 
 def _reads_as_image(text: str) -> bool:
