@@ -516,7 +516,7 @@ def _cmd_refine(args) -> int:
     if stats.get("note"):
         print(f"note: {stats['note']}")
     if stats.get("recovered_fields"):
-        print(f"note: {recovered_note(stats).removeprefix('; ')}")
+        print(f"note: {recovered_note(stats)}")
     _print_rows(ds, rows, "score", args)
     if args.saved_view:
         print(f"saved view {args.saved_view!r}")

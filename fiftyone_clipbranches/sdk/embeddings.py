@@ -24,7 +24,11 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_EMBEDDINGS_FIELD,
 )
-from fiftyone_clipbranches.sdk.vector_sources import record_sources, to_embed
+from fiftyone_clipbranches.sdk.vector_sources import (
+    record_sources,
+    recording_field,
+    to_embed,
+)
 
 _CHUNK = 256
 #: Loaded CLIP models a process keeps (each holds its weights in memory).
@@ -217,7 +221,7 @@ def _embed(
     # vectors of another file than the sample's now: computed again, or dropped
     stale = (
         set(ids) - set(todo.exists(field, False).values("id"))
-        if skip_existing and existing
+        if skip_existing and existing and recording_field(root, field)
         else set()
     )
     if existing is not None:  # a conflict is refused before seconds of loading

@@ -167,19 +167,19 @@ def round_summary(stats: dict) -> str:
         f"{counted(stats['n_results'], 'match')} from"
         f" {counted(stats['n_pos'], 'positive')} /"
         f" {counted(stats['n_neg'], 'negative')}{unreadable_note(stats)}{note}"
-        f"{recovered_note(stats)}"
+        + (f"; {recovered}" if (recovered := recovered_note(stats)) else "")
     )
 
 
 def recovered_note(stats: dict) -> str:
-    """``"; first finished the writes of an interrupted refinement (score field
+    """``"first finished the writes of an interrupted refinement (score field
     'x')"``, or ``""``: rounds whose writer died, finished before this one."""
     fields = stats.get("recovered_fields") or []
     if not fields:
         return ""
     names = ", ".join(repr(f) for f in fields)
     return (
-        f"; first finished the writes of an interrupted refinement (score"
+        f"first finished the writes of an interrupted refinement (score"
         f" {'field' if len(fields) == 1 else 'fields'} {names})"
     )
 

@@ -264,15 +264,33 @@ def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+#: How a URL of an image begins (a typed query beginning so names an image).
+IMAGE_URL_SCHEMES = ("file://", "http://", "https://")
+
+
 def looks_like_image_path(query: str) -> bool:
     """Whether a typed query reads as a file path to an image (whether or not the
     file is there): it starts like a path and ends like an image file, or names a
     folder."""
     query = query.strip()
-    starts = query.startswith(("/", "~", "./", "../")) or "\\" in query
-    if not starts:
-        return False
-    return is_folder(query) or Path(query).suffix.lower() in IMAGE_EXTENSIONS
+    return _path_like(query) and (is_folder(query) or _image_suffix(query))
+
+
+def reads_as_image(query: str) -> bool:
+    """Whether a typed query reads as an image's URL or file path, told from its
+    words alone (no file is looked at)."""
+    query = query.strip()
+    if query.lower().startswith(IMAGE_URL_SCHEMES):
+        return True
+    return _path_like(query) and _image_suffix(query)
+
+
+def _path_like(query: str) -> bool:
+    return query.startswith(("/", "~", "./", "../")) or "\\" in query
+
+
+def _image_suffix(query: str) -> bool:
+    return Path(query).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def is_folder(query: str) -> bool:
@@ -287,7 +305,7 @@ def is_image_reference(query: str) -> bool:
     """Whether a typed query names an image (an existing file, a ``file://`` or an
     ``http(s)://`` URL) rather than text to search by."""
     query = query.strip()
-    if query.lower().startswith(("file://", "http://", "https://")):
+    if query.lower().startswith(IMAGE_URL_SCHEMES):
         return True
     try:
         return Path(query).expanduser().is_file()

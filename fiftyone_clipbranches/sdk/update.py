@@ -49,11 +49,7 @@ from fiftyone_clipbranches.sdk.rowmap import SampleRowMap, as_sample_ids
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.sdk.sharding import n_shards, tree_builder
 from fiftyone_clipbranches.sdk.stream_encode import encode_source
-from fiftyone_clipbranches.sdk.vector_sources import (
-    SOURCE_SUFFIX,
-    record_sources,
-    to_embed,
-)
+from fiftyone_clipbranches.sdk.vector_sources import record_sources, to_embed
 
 
 @closes_its_bars
@@ -123,8 +119,9 @@ def update_index(
     if moved and keep_moved:  # the same images elsewhere: record where
         row_digests = np.array(bundle.path_digests)
         row_digests[rows[moved_pos]] = path_digests([paths[i] for i in moved_pos])
-        if field and ds.get_field(f"{field}{SOURCE_SUFFIX}") is not None:
-            record_sources(ds, field, {present[i]: paths[i] for i in moved_pos})
+        if field:  # the same images: their vectors' files are the new paths
+            moved_paths = {present[i]: paths[i] for i in moved_pos}
+            record_sources(ds, field, moved_paths, create=False)
     else:
         again |= set(moved)
     n_deleted = len(bundle.rowmap) - int(found.sum())

@@ -31,23 +31,30 @@ def source_field(root, field: str) -> str | None:
     return name if ours and isinstance(existing, fo.StringField) else None
 
 
+def recording_field(root, field: str) -> str | None:
+    """The field recording the files of ``field``'s vectors, when there is one."""
+    name = source_field(root, field)
+    return name if name is not None and root.get_field(name) is not None else None
+
+
 def to_embed(samples, field: str):
     """The samples of ``samples`` whose ``field`` needs a vector: none yet, or one
     computed from another file than their ``filepath`` now."""
-    name = source_field(samples._root_dataset, field)
+    name = recording_field(samples._root_dataset, field)
     missing = ~F(field).exists()
-    if name is None or samples._root_dataset.get_field(name) is None:
+    if name is None:
         return samples.match(missing)
     moved = F(name).exists() & (F(name) != F("filepath"))
     return samples.match(missing | moved)
 
 
-def record_sources(root, field: str, paths_by_id: dict) -> None:
+def record_sources(root, field: str, paths_by_id: dict, create: bool = True) -> None:
     """Record ``{sample id: filepath}`` as the files ``field``'s vectors of those
     samples were computed from (after the vectors are written: a run stopped
-    between the two leaves a new vector with its old record, computed again)."""
+    between the two leaves a new vector with its old record, computed again);
+    without ``create``, only where ``field``'s vectors are recorded already."""
     name = source_field(root, field)
-    if name is None or not paths_by_id:
+    if name is None or not paths_by_id or not (create or recording_field(root, field)):
         return
     if root.get_field(name) is None:
         root.add_sample_field(

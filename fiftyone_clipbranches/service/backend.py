@@ -426,8 +426,10 @@ class SdkBackend:
         return self._answered(entry, req["index_key"], lambda: self._search(entry, req))
 
     def _search(self, entry: _Dataset, req: dict) -> Ranking:
+        from fiftyone_clipbranches.sdk.search import reads_as_image
+
         key = req["index_key"]
-        if req["text"] is not None and _reads_as_image(req["text"]):
+        if req["text"] is not None and reads_as_image(req["text"]):
             raise unprocessable(
                 "unprocessable",
                 "text reads as an image's path or URL, which would be searched as"
@@ -933,18 +935,6 @@ def _local_checkpoint(clip_model: dict | None) -> str | None:
     model = clip_model or {}
     local = model.get("checkpoint_sha256") and model.get("pretrained")
     return str(local) if local else None
-
-
-def _reads_as_image(text: str) -> bool:
-    """Whether a search's ``text`` reads as an image's URL or file path (told from
-    the words alone: the service looks at no file)."""
-    from fiftyone_clipbranches.sdk.search import IMAGE_EXTENSIONS
-
-    text = text.strip()
-    if text.lower().startswith(("file://", "http://", "https://")):
-        return True
-    path_like = text.startswith(("/", "~", "./", "../")) or "\\" in text
-    return path_like and text.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def _text_search_unavailable(ds, key: str) -> str | None:

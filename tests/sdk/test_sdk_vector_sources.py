@@ -4,6 +4,7 @@ CLIP) -> a filepath changed -> ``build_index`` from the field."""
 
 import shutil
 
+import fiftyone as fo
 import numpy as np
 from user_path import TINY_CLIP_NAME, images_dataset
 
@@ -104,7 +105,7 @@ def test_files_that_only_moved_keep_their_vectors_and_a_users_field_is_left(
     # a field of that name the user made is never written nor read
     ds = images_dataset(cifar_dir, 4)
     try:
-        ds.add_sample_field("clip_embedding_filepath", fo_string_field())
+        ds.add_sample_field("clip_embedding_filepath", fo.StringField)
         ds.set_values("clip_embedding_filepath", ["mine"] * len(ds))
         _embed(ds, tiny_clip_checkpoint)
         assert set(ds.values("clip_embedding_filepath")) == {"mine"}
@@ -114,9 +115,3 @@ def test_files_that_only_moved_keep_their_vectors_and_a_users_field_is_left(
         assert _embed(ds, tiny_clip_checkpoint)["n_embedded"] == 0  # untracked
     finally:
         ds.delete()
-
-
-def fo_string_field():
-    import fiftyone as fo
-
-    return fo.StringField
