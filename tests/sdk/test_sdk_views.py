@@ -266,7 +266,7 @@ _WRITER = textwrap.dedent(
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk import views
 
-    name, stop = sys.argv[1], sys.argv[2]
+    name, stop, key = sys.argv[1], sys.argv[2], sys.argv[3]
 
     def die(*_a, **_k):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -282,7 +282,7 @@ _WRITER = textwrap.dedent(
     elif stop == "before_view_save":
         views.save_view = die
     ds = fo.load_dataset(name)
-    sdk.refine(ds, index_key="cb", saved_view="round", random_negatives=20, seed=7)
+    sdk.refine(ds, index_key=key, saved_view="round", random_negatives=20, seed=7)
     """
 )
 
@@ -297,7 +297,9 @@ def test_a_writer_killed_mid_round_leaves_the_old_or_new_state(indexed, stop, ca
     old = sdk.refine(ds, positives=ids[-3:], index_key="cb", saved_view="round")
     _tag(ds)
     proc = subprocess.run(
-        [sys.executable, "-c", _WRITER, ds.name, stop], capture_output=True, timeout=120
+        [sys.executable, "-c", _WRITER, ds.name, stop, "cb"],
+        capture_output=True,
+        timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     ds.reload()
@@ -330,6 +332,28 @@ def test_a_writer_killed_mid_round_leaves_the_old_or_new_state(indexed, stop, ca
         == 0
     )
     assert sdk.recover_unfinished_writes(ds) == []
+
+
+def test_the_refine_after_a_dead_round_says_it_finished_it_on_a_user_index(
+    make_user_index, capsys
+):
+    """Images -> tiny CLIP -> build_index; a refinement killed after journaling
+    its round; the next one, from the shell, finishes it first and says so."""
+    ds = make_user_index(n_per_class=5, name="views-dead-round")
+    ds.persistent = True
+    ids = ds.values("id")
+    sdk.refine(ds, positives=ids[-3:], index_key="clip")  # the score field is there
+    sdk.label_samples(ds, ids[:4], ids[-12:])
+    writer = [sys.executable, "-c", _WRITER, ds.name, "after_journal", "clip"]
+    proc = subprocess.run(writer, capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert cli_main(["refine", ds.name, "--key", "clip", "--no-scores"]) == 0
+    said = capsys.readouterr().out
+    assert (
+        "note: first finished the writes of an interrupted refinement (score field"
+        " 'clipbranches_score')" in said
+    )
+    assert ds.load_saved_view("round").values("id")  # the dead round's view
 
 
 def test_a_live_writers_round_is_left_alone(indexed):
