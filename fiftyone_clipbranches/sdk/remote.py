@@ -25,7 +25,7 @@ from fiftyone_clipbranches.sdk.errors import ClipBranchesError, ContradictoryLab
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import result_repr
 from fiftyone_clipbranches.sdk.request import RefineRequest
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_SCORE_FIELD
+from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
 
 URL_ENV = "CLIPBRANCHES_SERVICE_URL"
 TOKEN_ENV = "CLIPBRANCHES_SERVICE_TOKEN"
@@ -147,15 +147,14 @@ class Client:
         *,
         sample_ids=None,
         k: int = 60,
-        index_key: str = DEFAULT_INDEX_KEY,
+        index_key: str | None = None,
         page_size: int = 100,
     ) -> dict:
-        body = {
-            "dataset": dataset,
-            "index_key": index_key,
-            "k": k,
-            "page_size": page_size,
-        }
+        """Search ``dataset`` by ``text`` or by ``sample_ids``; ``index_key`` None:
+        the service's choice (``clipbranches``, else the dataset's only index)."""
+        body = {"dataset": dataset, "k": k, "page_size": page_size}
+        if index_key is not None:
+            body["index_key"] = index_key
         if text is not None:
             body["text"] = text
         if sample_ids is not None:
@@ -172,9 +171,14 @@ class Client:
     ) -> dict:
         """Refine on labelled samples of ``dataset``: a :class:`RefineRequest`, or
         its fields as keywords (labels by ids, or from the tags when neither
-        ``positives`` nor ``negatives`` is given)."""
-        request = RefineRequest.build(request, **fields)
-        body = {"dataset": dataset, **request.to_json(), "page_size": page_size}
+        ``positives`` nor ``negatives`` is given). Without a request or an
+        ``index_key`` the service chooses the index, as for :meth:`search`."""
+        if "index_key" in fields and fields["index_key"] is None:
+            del fields["index_key"]  # None: not given, as for search
+        body = {"dataset": dataset, **RefineRequest.build(request, **fields).to_json()}
+        if request is None and "index_key" not in fields:
+            del body["index_key"]
+        body["page_size"] = page_size
         return self._call("POST", "/v1/refine", body)
 
     def page(self, result_id: str, offset: int = 0, limit: int = 100) -> dict:

@@ -310,5 +310,20 @@ def test_a_dataset_named_with_a_slash_is_described(make_user_index):
         with pytest.raises(ServiceError) as err:
             client.index("team/cats", "nope")
         assert err.value.code == "index_not_found"
+        # no key given: the service answers from the dataset's only index, as it
+        # does for a raw request without one
+        found = client.search("team/cats", text="a cat", k=5)
+        assert found["index_key"] == "clip" and found["total"] == 5
+        ids = ds.values("id")
+        for given in ({}, {"index_key": None}):
+            res = client.refine(
+                "team/cats", positives=ids[:2], negatives=ids[-1:], **given
+            )
+            assert res["index_key"] == "clip" and ids[0] in {
+                item["id"] for item in client.iter_items(res["result_id"])
+            }
+        with pytest.raises(ServiceError) as err:  # a key given is a key sent
+            client.refine("team/cats", positives=ids[:2], index_key="clipbranches")
+        assert err.value.code == "index_not_found"
     finally:
         service.stop()
