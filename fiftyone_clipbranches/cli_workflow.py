@@ -638,7 +638,12 @@ def add_workflow_commands(sub) -> None:
         help="index the samples that have an embedding and leave out the others"
         " (the default when embeddings are computed here)",
     )  # fmt: skip
-    p.add_argument("--shards", type=int, default=1, help="shards (docs/scale.md)")
+    p.add_argument(
+        "--shards",
+        type=int,
+        help="shards (docs/scale.md; default 1, or with --overwrite as many as the"
+        " index it replaces)",
+    )
     p.add_argument("--ray-address", help="build shards on this Ray cluster")
     p.add_argument(
         "--overwrite", action="store_true",

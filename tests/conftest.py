@@ -145,9 +145,19 @@ def make_module_user_index(cifar_dir, tiny_clip_checkpoint):
     yield from _user_index_factory(cifar_dir, tiny_clip_checkpoint)
 
 
+def _runs_tests(config) -> bool:
+    """False in pytest-xdist's controller (``-n``), which hands the tests to its
+    workers: each worker is a session of its own, with its own sandbox."""
+    return hasattr(config, "workerinput") or config.getoption("dist", "no") == "no"
+
+
 def pytest_sessionfinish(session, exitstatus):
     import sys
 
+    if not _runs_tests(session.config):  # its children are the workers: left be
+        _MONGOD.stop()
+        shutil.rmtree(_SANDBOX, ignore_errors=True)
+        return
     if "fiftyone" in sys.modules:
         try:
             import fiftyone.core.odm.database as fodb

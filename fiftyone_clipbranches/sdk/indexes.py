@@ -74,6 +74,7 @@ from fiftyone_clipbranches.sdk.settings import (
 from fiftyone_clipbranches.sdk.sharding import (
     check_shards,
     connect_cluster,
+    replaced_shards,
     tree_builder,
 )
 from fiftyone_clipbranches.sdk.stream_encode import (
@@ -102,7 +103,7 @@ def build_index(
     leaf_size: int | None = None,
     root=None,
     progress=True,
-    shards: int = 1,
+    shards: int | None = None,
     ray_address: str | None = None,
     overwrite: bool = False,
 ) -> IndexInfo:
@@ -141,7 +142,8 @@ def build_index(
         root: directory holding index files (default :func:`settings.index_root`).
         progress: True, False or ``fn(fraction, label)``.
         shards: split the index into this many shards over contiguous row ranges
-            (``sdk/sharding.py``, docs/scale.md); 1 (default) is one index.
+            (``sdk/sharding.py``, docs/scale.md); 1 is one index. None (default):
+            1, or as many as the index ``overwrite`` replaces has.
         ray_address: build the shards as Ray tasks on this cluster (``"auto"``,
             ``"HOST:PORT"``; default: ``$CLIPBRANCHES_RAY_ADDRESS``, else here).
         overwrite: an index of ``index_key`` is built again: it answers until the
@@ -163,8 +165,11 @@ def build_index(
     # the warm-up below runs after the key is free: the index is built by then
     with holding(ds, index_key, "build"), _folder_kept_only_if_used(ds, root):
         runs.validate_new_key(ds, index_key, replacing=overwrite)
-        if overwrite and index_key in runs.list_index_keys(ds):
+        replaced = overwrite and index_key in runs.list_index_keys(ds)
+        if replaced:
             _refuse_if_brain_runs_use(ds, index_key, "building it again")
+        if shards is None:  # a rebuild keeps its deployment: a damaged shard's remedy
+            shards = replaced_shards(ds, index_key) if replaced else 1
         if code_method not in CODE_METHODS:
             raise ValueError(
                 f"code_method must be 'head' or 'pca'; got {code_method!r}"

@@ -86,6 +86,18 @@ def connect_cluster(address: str) -> None:
 MAX_SHARDS = 1024
 
 
+def replaced_shards(ds, index_key: str) -> int:
+    """The shards of index ``index_key`` of ``ds`` as its top manifest records them
+    (readable when a shard is damaged): what a build in its place keeps."""
+    from pathlib import Path
+
+    from fiftyone_clipbranches.engine.index_io import shard_count
+    from fiftyone_clipbranches.sdk.bundle import INDEX_DIR
+    from fiftyone_clipbranches.sdk.runs import get_index_config
+
+    return shard_count(Path(get_index_config(ds, index_key).index_dir) / INDEX_DIR)
+
+
 def check_shards(shards, n_rows: int | None = None) -> int:
     """``shards`` as an int, checked: from 1 to :data:`MAX_SHARDS`, and at most
     ``n_rows`` (the rows to index, when known) so that no shard is empty."""

@@ -91,3 +91,46 @@ def test_a_sharded_build_from_images_shows_one_progress_bar(make_user_index, cap
     err = capsys.readouterr().err
     assert "building shards" not in err and "index 'two' built" in err
     assert sdk.index_info(ds, "two").n_shards == 2
+
+
+def test_a_damaged_sharded_index_rebuilt_as_its_error_says_keeps_its_shards(
+    make_user_index,
+):
+    """The damaged shard's advice is a build in place: it kept the answers but made
+    one shard of three, silently (SDK and CLI alike)."""
+    import shutil
+    from pathlib import Path
+
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    ds = make_user_index(n_per_class=4, shards=3)
+    ids = ds.values("id")
+    before = sdk.refine(ds, ids[:3], ids[-2:], index_key="clip", score_field=None)
+    for rebuild in (
+        lambda: sdk.build_index(ds, "clip", overwrite=True, code_method="pca"),
+        lambda: cli_main(
+            [
+                "build-index",
+                ds.name,
+                "--key",
+                "clip",
+                "--overwrite",
+                "--quiet",
+                "--embeddings-field",
+                "clip_embedding",
+                "--code-method",
+                "pca",
+            ]
+        ),  # fmt: skip
+    ):
+        shard = next(Path(sdk.index_info(ds, "clip").index_dir).glob("*/shard-0001"))
+        shutil.rmtree(shard)
+        with pytest.raises(sdk.IndexCorruptedError, match="shard 1 of 3.*overwrite"):
+            sdk.verify_index(ds, "clip", level="fast")
+        rebuild()
+        assert sdk.index_info(ds, "clip").n_shards == 3
+        after = sdk.refine(ds, ids[:3], ids[-2:], index_key="clip", score_field=None)
+        assert list(after.ids) == list(before.ids)
+    # a number given is a number built
+    sdk.build_index(ds, "clip", overwrite=True, code_method="pca", shards=1)
+    assert sdk.index_info(ds, "clip").n_shards == 1

@@ -412,8 +412,9 @@ def test_not_ready_while_no_index_found_could_be_loaded(
         pos = ds.take(3, seed=0).values("id")
         client = Client(service.url, TOKEN)
         with pytest.raises(ServiceError, match='send "index_key": "clip"'):
-            client.refine(ds.name, positives=pos)  # the default key, named
+            client.refine(ds.name, positives=pos, index_key="clipbranches")
         # a request naming no index is answered from the dataset's only one
+        assert client.refine(ds.name, positives=pos)["index_key"] == "clip"
         body = {"dataset": ds.name, "positives": pos}
         status, _, answer = Http(service.url, TOKEN)("POST", "/v1/refine", body)
         assert status == 200
