@@ -426,7 +426,11 @@ class RayShards(ShardExecutor):
                 _kill(old)
                 try:
                     self._start_actors()
-                except (_ray().exceptions.RayError, ConnectionError) as e:
+                except (
+                    _ray().exceptions.RayError,
+                    ConnectionError,
+                    ShardsUnavailableError,
+                ) as e:
                     raise self._unavailable(lost, e) from None
             actors = self.actors
         try:
@@ -566,6 +570,12 @@ def placements(n_actors: int) -> list[tuple[str, int]]:
     here = ray.get_runtime_context().get_node_id()
     alive = [n for n in ray.nodes() if n.get("Alive")]
     nodes = [n for n in alive if n["Resources"].get("CPU", 0) > 0] or alive
+    if not nodes:  # the head answers, but every node's raylet has stopped
+        raise ShardsUnavailableError(
+            "the Ray cluster has no live node to run the shards' actors on (its"
+            " head answers, its nodes' raylets stopped): check the cluster (ray"
+            " status) and start it again"
+        )
     nodes.sort(key=lambda n: (n["NodeID"] != here, n["NodeID"]))
     chosen = [nodes[i % len(nodes)] for i in range(n_actors)]
     per_node = Counter(n["NodeID"] for n in chosen)

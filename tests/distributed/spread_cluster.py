@@ -6,7 +6,9 @@ node as JSON. ``spread_cluster.py N lose``: then the nodes but the head leave th
 cluster; prints whether queries of three threads answer as before, how often
 the actors were started again, and on how many nodes they run then.
 ``spread_cluster.py 1 head``: then the head goes; prints how a query ends, how
-long it took, and what ``sdk.sharding.ray_head_problem`` says. Run with HOME and RAY_TMPDIR isolated."""
+long it took, and what ``sdk.sharding.ray_head_problem`` says.
+``spread_cluster.py 1 raylet``: then the only node's raylet stops (the head's
+control service still answers); prints how a query ends. Run with HOME and RAY_TMPDIR isolated."""
 
 import json
 import os
@@ -34,7 +36,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def main(n_nodes: int, lose: bool, head: bool = False) -> None:
+def main(n_nodes: int, mode: str | None) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(n_nodes - 1)]
@@ -52,7 +54,7 @@ def main(n_nodes: int, lose: bool, head: bool = False) -> None:
         nodes = index.executor.node_ids()
         counts = sorted(np.unique(nodes, return_counts=True)[1].tolist())
         report = {"actors_per_node": counts, "nodes": len(ray.nodes())}
-        if lose:
+        if mode == "lose":
             query = codes[:5]
             before = index.knn_many(query, 10)
             for node in workers:
@@ -67,7 +69,22 @@ def main(n_nodes: int, lose: bool, head: bool = False) -> None:
             )
             report["restarts"] = index.executor._generation
             report["nodes_after"] = len(set(index.executor.node_ids()))
-        if head:
+        if mode == "raylet":
+            index.knn_many(codes[:5], 10)
+            cluster.head_node.kill_raylet(check_alive=False)
+            deadline = time.monotonic() + 60
+            while any(n["Alive"] for n in ray.nodes()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the raylet's death was not seen")
+                time.sleep(0.2)
+            try:
+                index.knn_many(codes[:5], 10)
+                report["error"] = None
+            except Exception as e:  # noqa: BLE001 - reported to the test
+                report["error"] = f"{type(e).__name__}: {e}"
+            print(json.dumps(report), flush=True)
+            os._exit(0)
+        if mode == "head":
             index.knn_many(codes[:5], 10)
             os.environ[RAY_ADDRESS_ENV] = cluster.address
             report["problem_before"] = ray_head_problem()
@@ -99,4 +116,4 @@ def main(n_nodes: int, lose: bool, head: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:] == ["lose"], sys.argv[2:] == ["head"])
+    main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)

@@ -71,3 +71,12 @@ def test_a_cluster_whose_head_is_gone_fails_a_query_in_seconds():
     assert "restart it (ray start --head), then this process" in report["error"]
     assert report["failed_after_s"] < 20
     assert report["problem_after"].startswith("the Ray cluster's head at")
+
+
+def test_a_cluster_with_no_live_node_is_unavailable_not_a_crash():
+    """The head's control service answers while every raylet has stopped (the
+    seconds of a `ray stop`, a killed raylet): placing the actors again divided by
+    the number of live nodes (ZeroDivisionError, a service's 500)."""
+    report = _run_cluster("1", "raylet")
+    assert report["error"].startswith("ShardsUnavailableError: the Ray actors")
+    assert "the Ray cluster has no live node" in report["error"]
