@@ -88,9 +88,11 @@ def connect(address: str | None = None, **init_kwargs) -> None:
         if _is_host_port(address):  # _check_reachable found it listening
             raise RayUnavailableError(
                 f"cannot join the Ray cluster at {address!r} ({e}), though its"
-                " address answers: a cluster started with token authentication"
-                " needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or"
-                " ~/.ray/auth_token) in this process too (docs/scale.md)"
+                " address answers: its nodes may have stopped (`ray status` on"
+                " the head; start them again), or it was started with token"
+                " authentication, which needs RAY_AUTH_MODE=token and its token"
+                " (RAY_AUTH_TOKEN, or ~/.ray/auth_token) in this process too"
+                " (docs/scale.md)"
             ) from e
         raise RayUnavailableError(
             f"cannot connect to the Ray cluster at {address!r} ({e}): start one with"

@@ -75,3 +75,4 @@ def test_a_cluster_that_answers_but_refuses_to_join_names_authentication(monkeyp
         server.close()
     assert "though its address answers" in str(err.value)
     assert "RAY_AUTH_MODE=token" in str(err.value)
+    assert "its nodes may have stopped (`ray status`" in str(err.value)
