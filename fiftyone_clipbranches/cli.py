@@ -565,15 +565,9 @@ def _run(args) -> int:
         )
         return 130
     except BrokenPipeError:  # its reader stopped early (`| head`): nothing to say
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # the exit's flush would fail too
-        except (OSError, ValueError):  # stdout is no file (called in-process)
-            pass
+        _stdout_to_devnull()
         return 141
     except Exception as e:  # a CLI answers with one line, not a traceback
-        if os.environ.get("CLIPBRANCHES_DEBUG"):
-            raise
         from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError
         from fiftyone_clipbranches.sdk.messages import CLI_WEIGHTS_HINT, weights_message
 
@@ -594,8 +588,22 @@ def _run(args) -> int:
             ids = getattr(e, "ids", None)
             if ids:  # the samples the message names a few of: every one
                 error["ids"] = [str(i) for i in ids]
-            print(json.dumps({"error": error}))
+            try:
+                print(json.dumps({"error": error}), flush=True)
+            except OSError:  # stdout itself failed (a full disk): said on stderr
+                _stdout_to_devnull()
+        if os.environ.get("CLIPBRANCHES_DEBUG"):  # the traceback too
+            raise
         return 1
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null: a failed stdout would fail the exit's flush too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file (in-process, closed)
+        pass
 
 
 def _relabel_hint(args) -> str:

@@ -44,6 +44,17 @@ def whole_number(minimum: int = 0, maximum: int | None = None):
     return parse
 
 
+def non_blank(what: str):
+    """Text that is not empty or white space only, stripped."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"give {what} (it is blank)")
+        return text.strip()
+
+    return parse
+
+
 def ids_in_file(text: str) -> list[str] | None:
     """The sample ids a file holds, separated by white space (one per line, as
     ``jq -r '.error.ids[]'`` writes them); None for ``-``, standard input, read

@@ -12,13 +12,22 @@ import shlex
 import sys
 from dataclasses import asdict
 
-from fiftyone_clipbranches.cli_types import ids_from_stdin, ids_in_file, whole_number
+from fiftyone_clipbranches.cli_types import (
+    finite_number,
+    ids_from_stdin,
+    ids_in_file,
+    non_blank,
+    whole_number,
+)
 from fiftyone_clipbranches.sdk.progress import ProgressBar
 
 #: Results ``search`` and ``refine`` print for people unless ``--limit`` says
 #: otherwise (``--json`` prints every one).
 DEFAULT_LIMIT = 20
-LIMIT_HELP = f"rows printed (default {DEFAULT_LIMIT}; with --json, every row)"
+LIMIT_HELP = (
+    f"rows printed (default {DEFAULT_LIMIT}; with --json every row unless --limit is"
+    " given; n_results counts them all)"
+)
 
 
 _count = whole_number(0)
@@ -294,21 +303,18 @@ def _cmd_unlock_index(args) -> int:
 
     ds = dataset_named(args.dataset)
     held = unlock_key(ds, args.key)
+    keys = sdk.list_indexes(ds)
+    if held is None and args.key not in keys:  # a mistyped key: a script is told
+        there = f"its indexes: {', '.join(keys)}" if keys else "it has none"
+        raise sdk.IndexNotFoundError(
+            f"dataset {ds.name!r} has no index {args.key!r} and no build holds that"
+            f" key: nothing to release ({there})"
+        )
     if args.json:
         print(json.dumps({"dataset": ds.name, "key": args.key, "released": held},
                          default=str))  # fmt: skip
     elif held is None:
-        keys = sdk.list_indexes(ds)
-        if args.key in keys:
-            print(
-                f"index {args.key!r} of dataset {ds.name!r} was not held: nothing to do"
-            )
-        else:  # a mistyped key is not "not held"
-            there = f"its indexes: {', '.join(keys)}" if keys else "it has none"
-            print(
-                f"dataset {ds.name!r} has no index {args.key!r} and no build holds"
-                f" that key: nothing to do ({there})"
-            )
+        print(f"index {args.key!r} of dataset {ds.name!r} was not held: nothing to do")
     else:
         print(
             f"released index {args.key!r} of dataset {ds.name!r} from"
@@ -578,6 +584,7 @@ def add_workflow_commands(sub) -> None:
         DEFAULT_SCORE_FIELD,
         DEFAULT_TAGS,
     )
+    from fiftyone_clipbranches.sdk.sharding import MAX_SHARDS
 
     def common(p: argparse.ArgumentParser, key=True) -> None:
         p.add_argument("dataset", help="FiftyOne dataset name")
@@ -640,7 +647,7 @@ def add_workflow_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument(
         "--shards",
-        type=int,
+        type=whole_number(1, MAX_SHARDS),
         help="shards (docs/scale.md; default 1, or with --overwrite as many as the"
         " index it replaces)",
     )
@@ -752,13 +759,19 @@ def add_workflow_commands(sub) -> None:
     )
     common(p)
     query = p.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text", help="text query (needs an index with a CLIP model)")
+    query.add_argument(
+        "--text", type=non_blank("the words to search for"),
+        help="text query (needs an index with a CLIP model)",
+    )  # fmt: skip
     query.add_argument(
         "--sample-id", dest="sample_ids", action="append", metavar="ID",
         help="query by the mean of these samples (repeat the flag for each)",
     )  # fmt: skip
     query.add_argument("--image", help="image path or URL, in the dataset or not")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"default {DEFAULT_K}")
+    p.add_argument(
+        "--k", type=whole_number(1), default=DEFAULT_K,
+        help=f"results (default {DEFAULT_K})",
+    )  # fmt: skip
     p.add_argument(
         "--tag",
         help="also tag the results with this sample tag; with a label tag"
@@ -803,7 +816,7 @@ def add_workflow_commands(sub) -> None:
     )  # fmt: skip
     scores.add_argument("--no-scores", action="store_true", help="write no scores")
     p.add_argument(
-        "--seed", type=int, default=0,
+        "--seed", type=whole_number(0), default=0,
         help="seed of the random negatives and the model (default 0)",
     )  # fmt: skip
     p.add_argument(
@@ -817,7 +830,7 @@ def add_workflow_commands(sub) -> None:
         " (0 for none) or 'auto' (default: the model's)",
     )  # fmt: skip
     p.add_argument(
-        "--negative-weight", type=float, default=1.0, metavar="W",
+        "--negative-weight", type=finite_number("weight"), default=1.0, metavar="W",
         help="sample weight of every negative (default 1)",
     )  # fmt: skip
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)

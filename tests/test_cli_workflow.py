@@ -599,3 +599,58 @@ def test_indexes_of_a_dataset_made_grouped_say_why_rather_than_update(
     out = capsys.readouterr().out
     assert out.startswith("clip: 40 samples") and "stale" not in out
     assert f"note: dataset {ds.name!r} is a grouped dataset" in out
+
+
+def _exit_status(argv) -> int:
+    try:
+        return cli_main(argv)
+    except SystemExit as stop:  # argparse's refusals
+        return stop.code
+
+
+def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
+    make_user_index, capsys
+):
+    """Values argparse let through were refused later, exit 1 (a script could not
+    tell a wrong command line from a failed one); CLIPBRANCHES_DEBUG=1 printed no
+    JSON error; a full stdout gave two tracebacks; unlocking a mistyped key
+    "succeeded"."""
+    import os
+    import subprocess
+    import sys
+
+    ds = make_user_index(n_per_class=4)
+    for bad in (
+        ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "0"],
+        ["search", ds.name, "--key", "clip", "--text", "  "],
+        ["refine", ds.name, "--key", "clip", "--negative-weight", "-1"],
+        ["refine", ds.name, "--key", "clip", "--seed", "-1"],
+        ["build-index", ds.name, "--key", "x", "--shards", "0"],
+    ):
+        assert _exit_status([*bad, "--json"]) == 2, bad
+        assert _json(capsys)["error"]["type"] == "UsageError"
+    assert _exit_status(["unlock-index", ds.name, "--key", "clp", "--json"]) == 1
+    error = _json(capsys)["error"]
+    assert (
+        error["type"] == "IndexNotFoundError"
+        and "its indexes: clip" in error["message"]
+    )
+    assert _exit_status(["unlock-index", ds.name, "--key", "clip"]) == 0
+    assert "was not held: nothing to do" in capsys.readouterr().out
+
+    search = [sys.executable, "-m", "fiftyone_clipbranches.cli", "search", ds.name]
+    search += ["--key", "nope", "--text", "a cat", "--json"]
+    debug = {**os.environ, "CLIPBRANCHES_DEBUG": "1"}
+    done = subprocess.run(
+        search, capture_output=True, text=True, env=debug, timeout=300
+    )
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error"]["type"] == "IndexNotFoundError"
+    assert "Traceback" in done.stderr  # what the variable is for
+    with open("/dev/full", "w") as full:  # a disk that is full
+        search[search.index("nope")] = "clip"
+        done = subprocess.run(
+            search, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300
+        )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "No space left on device" in done.stderr
