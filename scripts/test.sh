@@ -17,4 +17,6 @@ fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest "$@"
+# two workers (one per core; each file runs whole on one, with its own database and
+# Ray cluster): half the wall time of one; CLIPBRANCHES_TEST_WORKERS=0 runs in one
+exec .venv/bin/python -m pytest -n "${CLIPBRANCHES_TEST_WORKERS:-2}" --dist loadfile "$@"
