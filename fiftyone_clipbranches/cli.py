@@ -513,9 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{refused.parser.prog}: error: {refused}", file=sys.stderr)
         if "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]:
             # a script reading stdout gets JSON, as for every other error
-            print(
-                json.dumps({"error": {"type": "UsageError", "message": str(refused)}})
-            )
+            _print_json_error({"type": "UsageError", "message": str(refused)})
         raise SystemExit(2) from None
     with _one_line_warnings():
         return _run(args)
@@ -582,19 +580,23 @@ def _run(args) -> int:
             message += _relabel_hint(args)
         print(f"clipbranches {args.command}: error: {message}", file=sys.stderr)
         if getattr(args, "json", False):  # a script reading stdout gets JSON too
-            import json
-
             error = {"type": type(e).__name__, "message": str(e)}
             ids = getattr(e, "ids", None)
             if ids:  # the samples the message names a few of: every one
                 error["ids"] = [str(i) for i in ids]
-            try:
-                print(json.dumps({"error": error}), flush=True)
-            except OSError:  # stdout itself failed (a full disk): said on stderr
-                _stdout_to_devnull()
+            _print_json_error(error)
         if os.environ.get("CLIPBRANCHES_DEBUG"):  # the traceback too
             raise
         return 1
+
+
+def _print_json_error(error: dict) -> None:
+    """``{"error": error}`` on stdout; when stdout itself fails (a full disk), the
+    error already said on stderr stands alone."""
+    try:
+        print(json.dumps({"error": error}), flush=True)
+    except OSError:
+        _stdout_to_devnull()
 
 
 def _stdout_to_devnull() -> None:

@@ -654,3 +654,9 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
         )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "No space left on device" in done.stderr
+    with open("/dev/full", "w") as full:  # a usage error's JSON goes there too
+        done = subprocess.run(
+            [*search, "--k", "0"], stdout=full, stderr=subprocess.PIPE, text=True,
+            timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

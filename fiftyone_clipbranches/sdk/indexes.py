@@ -168,8 +168,6 @@ def build_index(
         replaced = overwrite and index_key in runs.list_index_keys(ds)
         if replaced:
             _refuse_if_brain_runs_use(ds, index_key, "building it again")
-        if shards is None:  # a rebuild keeps its deployment: a damaged shard's remedy
-            shards = replaced_shards(ds, index_key) if replaced else 1
         if code_method not in CODE_METHODS:
             raise ValueError(
                 f"code_method must be 'head' or 'pca'; got {code_method!r}"
@@ -180,6 +178,8 @@ def build_index(
         except OSError as e:
             raise where_indexes_cannot_go(e, root or index_root()) from e
         n = ds.count()
+        if shards is None:  # a rebuild keeps its deployment: a damaged shard's remedy
+            shards = min(replaced_shards(ds, index_key), max(n, 1)) if replaced else 1
         if check_shards(shards, n) > 1 and ray_address is not None:
             connect_cluster(ray_address)  # fails now, not after embedding every image
 

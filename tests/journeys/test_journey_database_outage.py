@@ -52,11 +52,28 @@ def _build_on(uri: str, cifar_dir, checkpoint) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def _port_no_one_is_given() -> int:
+    """A free port below the ephemeral range (where the system hands out ports to
+    whoever asks for any, e.g. a parallel test worker's Ray) and above Ray's worker
+    ports: the mongod restarted on it finds it free again."""
+    import random
+    import socket
+
+    for port in random.sample(range(20_000, 32_000), 50):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port from 20000 to 32000")
+
+
 def test_a_service_whose_database_is_down_answers_503_at_once_and_recovers(
     tmp_path, cifar_dir, tiny_clip_checkpoint
 ):
-    mongod = spawn_mongod(tmp_path / "mongod")
-    port = mongod.uri.rsplit(":", 1)[1]
+    port = _port_no_one_is_given()
+    mongod = spawn_mongod(tmp_path / "mongod", port=port)
     try:
         _build_on(mongod.uri, cifar_dir, tiny_clip_checkpoint)
         args = ["--dataset", DATASET, "--compute-workers", "1", "--timeout", "120"]

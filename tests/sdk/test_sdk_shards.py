@@ -106,28 +106,26 @@ def test_a_damaged_sharded_index_rebuilt_as_its_error_says_keeps_its_shards(
     ds = make_user_index(n_per_class=4, shards=3)
     ids = ds.values("id")
     before = sdk.refine(ds, ids[:3], ids[-2:], index_key="clip", score_field=None)
+    build = ["build-index", ds.name, "--key", "clip", "--overwrite", "--quiet"]
+    build += ["--embeddings-field", "clip_embedding", "--code-method", "pca"]
     for rebuild in (
         lambda: sdk.build_index(ds, "clip", overwrite=True, code_method="pca"),
-        lambda: cli_main(
-            [
-                "build-index",
-                ds.name,
-                "--key",
-                "clip",
-                "--overwrite",
-                "--quiet",
-                "--embeddings-field",
-                "clip_embedding",
-                "--code-method",
-                "pca",
-            ]
-        ),  # fmt: skip
+        lambda: cli_main(build),
     ):
         shard = next(Path(sdk.index_info(ds, "clip").index_dir).glob("*/shard-0001"))
         shutil.rmtree(shard)
         with pytest.raises(sdk.IndexCorruptedError, match="shard 1 of 3.*overwrite"):
             sdk.verify_index(ds, "clip", level="fast")
-        rebuild()
+        done = rebuild()  # the SDK's IndexInfo, or the CLI's status
+        assert done == 0 if isinstance(done, int) else done.n_shards == 3
+        assert sdk.index_info(ds, "clip").n_shards == 3
+        # the top manifest damaged: its shard folders still say how many
+        top = next(Path(sdk.index_info(ds, "clip").index_dir).glob("*/manifest.json"))
+        top.write_text("{ not json")
+        with pytest.raises(sdk.IndexCorruptedError, match="overwrite"):
+            sdk.verify_index(ds, "clip", level="fast")
+        done = rebuild()  # the SDK's IndexInfo, or the CLI's status
+        assert done == 0 if isinstance(done, int) else done.n_shards == 3
         assert sdk.index_info(ds, "clip").n_shards == 3
         after = sdk.refine(ds, ids[:3], ids[-2:], index_key="clip", score_field=None)
         assert list(after.ids) == list(before.ids)
