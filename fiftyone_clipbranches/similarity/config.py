@@ -45,6 +45,13 @@ class ClipBranchesSimilarityConfig(SimilarityConfig):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if self.patches_field is not None:  # before the brain embeds every patch
+            from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+
+            raise ClipBranchesError(
+                f"the {BACKEND_NAME} backend indexes samples, not patches or labels:"
+                " leave patches_field out"
+            )
         self.index_key = index_key
         self.clip_model = clip_model
         self.pretrained = pretrained
@@ -76,6 +83,7 @@ class ClipBranchesSimilarity(Similarity):
         from fiftyone_clipbranches.similarity.index import ClipBranchesSimilarityIndex
 
         try:
+            _refuse_what_it_does_not_do(self.config)
             return ClipBranchesSimilarityIndex.initialize(
                 samples, self.config, brain_key, backend=self
             )
@@ -104,4 +112,18 @@ class ClipBranchesSimilarity(Similarity):
                 raise
         super().save_run_results(
             samples, key, run_results, overwrite=overwrite, cache=cache
+        )
+
+
+def _refuse_what_it_does_not_do(config) -> None:
+    """A metric other backends have, refused at the build (a run that would not
+    answer as it says); not when a run is loaded (older runs recorded one)."""
+    from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+
+    metric = getattr(config, "metric", None)
+    if metric not in (None, "euclidean"):
+        raise ClipBranchesError(
+            f"the {BACKEND_NAME} backend ranks by the euclidean distance between"
+            f" its 32-byte codes: metric={metric!r} is not one it has (leave metric"
+            " out)"
         )

@@ -224,6 +224,32 @@ def test_brain_key_is_required(embedded):
         )
 
 
+def test_options_it_would_ignore_are_refused_before_any_work(embedded):
+    """metric= was recorded and ignored (a run saying "cosine" that ranks by the
+    codes' euclidean distance); patches_field= was refused only after FiftyOne had
+    embedded every patch: the config refuses it, which the brain builds before
+    embedding (after loading its model: offline, FiftyOne's download error)."""
+    from fiftyone_clipbranches.sdk import ClipBranchesError
+
+    register_similarity_backend()
+    with pytest.raises(ClipBranchesError, match="metric='cosine' is not one it has"):
+        fob.compute_similarity(
+            embedded, backend="clipbranches", embeddings="emb", brain_key="x",
+            code_method="pca", metric="cosine",
+        )  # fmt: skip
+    assert "x" not in embedded.list_brain_runs()
+    with pytest.raises(ClipBranchesError, match="not patches or labels"):
+        ClipBranchesSimilarityConfig(patches_field="ground_truth")
+    assert sdk.list_indexes(embedded) == []
+    fob.compute_similarity(
+        embedded, backend="clipbranches", embeddings="emb", brain_key="x",
+        code_method="pca", metric="euclidean",
+    )  # fmt: skip
+    assert sdk.list_indexes(embedded) == ["x"]
+    embedded.load_brain_results("x").cleanup()
+    embedded.delete_brain_run("x")
+
+
 def test_an_index_the_user_built_is_adopted_never_deleted(embedded):
     ds = embedded
     cb.build_index(
