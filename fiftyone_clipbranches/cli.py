@@ -36,13 +36,24 @@ def _cmd_uninstall_plugin(args) -> int:
 def _cmd_doctor(args) -> int:
     from fiftyone_clipbranches.doctor import iter_checks
 
-    print("doctor: checking (the first run compiles the kernels: about a minute)")
+    say = sys.stderr if args.json else sys.stdout  # stdout holds only the JSON
+    print("doctor: checking (the first run compiles the kernels: about a minute)",
+          file=say)  # fmt: skip
     results = []
     for r in iter_checks():
         results.append(r)
         mark = "ok  " if r.ok else "FAIL"
-        print(f"[{mark}] {r.name:<9} {r.detail}  ({r.seconds:.1f} s)", flush=True)
+        print(f"[{mark}] {r.name:<9} {r.detail}  ({r.seconds:.1f} s)", file=say,
+              flush=True)  # fmt: skip
     failed = [r.name for r in results if not r.ok]
+    if args.json:
+        checks = [
+            {"name": r.name, "ok": r.ok, "detail": r.detail,
+             "seconds": round(r.seconds, 3)}
+            for r in results
+        ]  # fmt: skip
+        print(json.dumps({"ok": not failed, "checks": checks}))
+        return 1 if failed else 0
     if failed:
         print(f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}")
         return 1
@@ -418,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
         " its kernels, torch and the device, the FiftyOne database (and its folder),"
         " the plugin. Exit status 1 when a check fails.",
     )
+    p.add_argument(
+        "--json", action="store_true",
+        help='print {"ok", "checks": [{"name", "ok", "detail", "seconds"}]} (the'
+        " lines go to stderr)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_doctor)
     return parser
 

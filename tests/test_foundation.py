@@ -237,17 +237,22 @@ def test_doctor_reports_all_checks_green(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
     env["FIFTYONE_DATABASE_DIR"] = str(tmp_path / "db")
     out = subprocess.run(
-        [sys.executable, "-m", "fiftyone_clipbranches.cli", "doctor"],
+        [sys.executable, "-m", "fiftyone_clipbranches.cli", "doctor", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
         env=env,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.startswith("doctor: checking (the first run compiles")
-    for name in ("numba", "kernels", "torch", "device", "database", "plugin"):
-        assert f"[ok  ] {name}" in out.stdout
-    assert f"local mongod in {tmp_path / 'db'}" in out.stdout
+    # the lines a person reads go to stderr with --json; stdout is the JSON alone
+    assert out.stderr.startswith("doctor: checking (the first run compiles")
+    names = ["numba", "kernels", "torch", "device", "database", "plugin"]
+    for name in names:
+        assert f"[ok  ] {name}" in out.stderr
+    report = json.loads(out.stdout)
+    assert report["ok"] and [c["name"] for c in report["checks"]] == names
+    assert all(c["ok"] for c in report["checks"])
+    assert f"local mongod in {tmp_path / 'db'}" in report["checks"][4]["detail"]
 
 
 def test_doctor_says_when_the_database_is_not_the_configured_folder(tmp_path):
