@@ -44,13 +44,14 @@ def whole_number(minimum: int = 0, maximum: int | None = None):
     return parse
 
 
-def non_blank(what: str):
-    """Text that is not empty or white space only, stripped."""
+def non_blank(what: str, *, strip: bool = True):
+    """Text that is not empty or white space only (stripped with ``strip``: not a
+    name matched as written, such as a tag)."""
 
     def parse(text: str) -> str:
         if not text.strip():
             raise argparse.ArgumentTypeError(f"give {what} (it is blank)")
-        return text.strip()
+        return text.strip() if strip else text
 
     return parse
 

@@ -774,6 +774,7 @@ def add_workflow_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument(
         "--tag",
+        type=non_blank("a tag name", strip=False),
         help="also tag the results with this sample tag; with a label tag"
         " (--positive-tag or --negative-tag), results holding the other one keep it"
         " (--json: each row's 'tagged' says whether this run tagged it)",

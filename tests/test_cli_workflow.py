@@ -623,6 +623,7 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
     for bad in (
         ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "0"],
         ["search", ds.name, "--key", "clip", "--text", "  "],
+        ["search", ds.name, "--key", "clip", "--text", "a cat", "--tag", ""],
         ["refine", ds.name, "--key", "clip", "--negative-weight", "-1"],
         ["refine", ds.name, "--key", "clip", "--seed", "-1"],
         ["build-index", ds.name, "--key", "x", "--shards", "0"],
