@@ -194,7 +194,7 @@ def fit_code_encoder(
     clip_identity: dict | None = None,
     n_dims: int = 32,
     quantizer: Quantizer | None = None,
-    progress: bool = True,
+    progress=True,
     seed: int = 0,
     max_fit_rows: int | None = MAX_FIT_ROWS,
     **head_kwargs,
@@ -207,6 +207,8 @@ def fit_code_encoder(
             (``method="head"`` only) so that text queries keep their neighbourhoods.
         method: "head" (trained :class:`CodeHead`) or "pca" (no training).
         quantizer: unfitted :class:`Quantizer` prototype (default global scale).
+        progress: the head's training progress (:func:`train_head`); the PCA fit
+            reports none.
         max_fit_rows: fit on at most this many rows of ``image_emb``, those of
             :func:`fit_sample_rows` (None: all rows).
         head_kwargs: passed to :func:`train_head` (steps, hidden, koleo_weight, ...).

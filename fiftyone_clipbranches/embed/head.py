@@ -6,6 +6,7 @@ import io
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -223,7 +224,7 @@ def train_head(
     n_neighbours: int = 16,
     group: int = 4,
     max_train: int = 50_000,
-    progress: bool = True,
+    progress: bool | Callable[[float], None] = True,
     seed: int = 0,
     num_threads: int = 1,
 ) -> CodeHead:
@@ -246,6 +247,8 @@ def train_head(
             ``n_neighbours`` nearest 512-d neighbours (half the batch) and random rows.
         max_train: rows sampled from the catalogue for training (exact 512-d
             neighbours are computed for them: O(max_train^2 D)).
+        progress: True (a tqdm bar of the steps), False, or ``fn(fraction done)``
+            called about 100 times as the steps go.
         num_threads: torch threads while training. The matrices are small, so one
             thread is nearly as fast as several on an idle machine and many times
             faster on a busy one (spinning OpenMP threads).
@@ -316,9 +319,16 @@ def _train(x, t_emb, pairs, cfg: HeadTrainingSettings, gen, progress) -> CodeHea
     history = []
     start = time.perf_counter()
     head.train()
-    for _ in tqdm(
-        range(cfg.steps), disable=not progress, desc="train head", unit="step"
+    report = progress if callable(progress) else None
+    every = max(1, cfg.steps // 100)
+    for step in tqdm(
+        range(cfg.steps),
+        disable=report is not None or not progress,
+        desc="train head",
+        unit="step",
     ):
+        if report is not None and step % every == 0:
+            report(step / cfg.steps)
         xb = x[_sample_batch(gen, n, neighbours, cfg.batch_size, group)]
         zb = head(xb)
         scale = head.logit_scale.exp().clamp(max=100.0)

@@ -246,7 +246,10 @@ def build_index(
                 code_method,
                 identity,
                 encoder_params,
-                lambda f, label: report(0.7 + 0.2 * f, label),
+                # the bar's first 70% is the embedding: none here, none to wait on
+                lambda f, label: report(
+                    0.7 + 0.2 * f if compute_here else 0.9 * f, label
+                ),
                 n_unreadable=embed_report.get("n_failed", 0),
             )
         _warn_if_one_code(codes, embeddings_field)

@@ -88,12 +88,13 @@ def fit_and_encode(
     whole = len(rows) == len(source)
     report(0.0, f"reading {len(rows)} of {len(source)} embeddings to fit the encoder")
     sample = source.read_all() if whole else source.read_rows(rows)
-    report(0.2, f"fitting the code encoder ({method}) on {len(rows)} embeddings")
+    fitting = f"fitting the code encoder ({method}) on {len(rows)} embeddings"
+    report(0.2, fitting)
     encoder = fit_code_encoder(
         sample,
         method=method,
         clip_identity=identity,
-        progress=False,
+        progress=lambda f: report(0.2 + 0.6 * f, fitting),
         max_fit_rows=None,
         **params,
     )
@@ -102,7 +103,7 @@ def fit_and_encode(
         return encoder, encoder.encode(sample)
     del sample
     return encoder, encode_source(
-        source, encoder, lambda f, label: report(0.5 + 0.5 * f, label)
+        source, encoder, lambda f, label: report(0.8 + 0.2 * f, label)
     )
 
 

@@ -443,3 +443,18 @@ def test_a_broad_concept_is_found_beyond_its_labels(make_dataset, clip_embedding
     assert n_found > 0.8 * len(unlabelled) > found[None][0]
     assert len(set(result.ids) - set(ids[vehicle])) < 0.1 * len(result.ids)
     assert result.stats["n_relabelled"] > found[None][1].stats["n_relabelled"]
+
+
+def test_the_bar_moves_while_the_head_trains_on_vectors_already_there(embedded):
+    """Vectors given (nothing to embed), the bar jumped to 74% at once and sat
+    there through the head's whole training, the build's longest step."""
+    calls = []
+    sdk.build_index(
+        embedded, "bar", embeddings_field="emb", encoder_params={"steps": 50},
+        progress=lambda f, label: calls.append((f, label)),
+    )  # fmt: skip
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    fitting = [f for f, label in calls if label.startswith("fitting the code encoder")]
+    assert fitting[0] < 0.3 and max(fitting) > 0.6
+    assert len(set(fitting)) >= 10  # it advances as the steps go
