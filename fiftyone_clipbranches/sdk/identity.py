@@ -261,8 +261,9 @@ def text_search_refusal(
         cli_args = "--model MODEL --pretrained WEIGHTS"
         zoo = f" (MODEL, WEIGHTS: the open_clip CLIP that made its {dim}-d vectors)"
     error = UnknownModelError(
-        f"{refused}{BY_IDS_OR_VECTOR}, or declare the model: build it again in its"
-        f" place (build_index(dataset, {index_key!r}, {field_arg}{sdk_args},"
+        f"{refused}{BY_IDS_OR_VECTOR}, or declare the model that made the vectors:"
+        f" build it again in its place (e.g. build_index(dataset, {index_key!r},"
+        f" {field_arg}{sdk_args},"
         " overwrite=True); CLI: clipbranches build-index DATASET"
         f" --key {index_key}"
         + (f" --embeddings-field {field}" if field else "")

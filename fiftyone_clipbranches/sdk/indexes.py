@@ -711,7 +711,8 @@ def unembeddable_samples(
     missing = samples.exists(field, False)
     ids, paths = missing.values(["id", "filepath"])
     if not embedded:
-        error = f"no vector in {field!r} when the index was made (skip_missing)"
+        error = f"no vector in {field!r} when the index was built or updated"
+        error += " (skip_missing)"
         return {
             sid: {"filepath": path, "error": error, "reason": NO_VECTOR, "field": field}
             for sid, path in zip(ids, paths)

@@ -83,8 +83,9 @@ def index_rows(
     if added:
         head = (
             f"{counted_are(len(added), what + ' sample')} not in index {index_key!r}"
-            f" (e.g. {added[0]}): they were added since it was built or updated, or"
-            " removed from it (remove_from_index)"
+            f" (e.g. {added[0]}): {'it was' if len(added) == 1 else 'they were'}"
+            " added since it was built or updated, or removed from it"
+            " (remove_from_index)"
         )
         stale = StaleIndexError(
             f"{head}; update_index adds them (CLI: clipbranches update-index"

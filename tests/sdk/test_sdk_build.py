@@ -92,7 +92,7 @@ def test_missing_embeddings_are_clear_errors(embedded):
     # left out for lack of an embedding: reported by name, not as "added"
     assert (fresh.n_added, fresh.n_unreadable) == (0, 3)
     assert set(fresh.unreadable) == set(ds.values("id")[:3])
-    assert "no vector in 'emb' when the index was made" in next(
+    assert "no vector in 'emb' when the index was built or updated" in next(
         iter(fresh.unreadable.values())
     )
     # as a label, such a sample is said to lack a vector, not a readable image

@@ -285,8 +285,9 @@ def test_refine_with_a_positive_added_after_the_build_is_stale(indexed, cifar_di
     ds, _ = indexed
     path = next(p for p in Path(cifar_dir).rglob("*.jpg"))
     (new_id,) = ds.add_samples([fo.Sample(filepath=str(path))], progress=False)
-    with pytest.raises(sdk.StaleIndexError, match="update_index"):
+    with pytest.raises(sdk.StaleIndexError, match="update_index") as err:
         sdk.refine(ds, positives=[new_id], index_key="cb")
+    assert "it was added since it was built" in str(err.value)  # one: not "they"
     # as a negative it is left out (it is not searched either), and counted
     ids = ds.values("id")
     result = sdk.refine(
