@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,7 @@ def fit_code_encoder(
     clip_identity: dict | None = None,
     n_dims: int = 32,
     quantizer: Quantizer | None = None,
-    progress=True,
+    progress: bool | Callable[[float], None] = True,
     seed: int = 0,
     max_fit_rows: int | None = MAX_FIT_ROWS,
     **head_kwargs,
