@@ -276,7 +276,19 @@ def _cmd_delete_index(args) -> int:
     from fiftyone_clipbranches.sdk.runs import get_index_config, index_dir_references
 
     ds = dataset_named(args.dataset)
-    index_dir = get_index_config(ds, args.key, suggest=False).index_dir
+    try:
+        index_dir = get_index_config(ds, args.key, suggest=False).index_dir
+    except sdk.IndexBeingBuiltError:
+        raise
+    except sdk.IndexNotFoundError:
+        if not args.missing_ok:
+            raise
+        if args.json:
+            print(json.dumps({"dataset": ds.name, "deleted": None,
+                              "files_deleted": False}))  # fmt: skip
+        else:
+            print(f"dataset {ds.name!r} has no index {args.key!r}: nothing to delete")
+        return 0
     files_deleted = sdk.delete_index(ds, args.key)
     if args.json:
         print(json.dumps({"dataset": ds.name, "deleted": args.key,
@@ -716,6 +728,11 @@ def add_workflow_commands(sub) -> None:
     )
     common(p, key=False)
     p.add_argument("--key", required=True, help="the index to delete")
+    p.add_argument(
+        "--missing-ok", action="store_true",
+        help="no such index is no failure (exit 0, \"deleted\": null): for scripts"
+        " that clean up",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_delete_index)
 
     p = sub.add_parser(

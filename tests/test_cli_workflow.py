@@ -272,6 +272,13 @@ def test_delete_index_needs_its_key_and_removes_only_that_index(
     err = capsys.readouterr().err.strip()
     assert "no clipbranches index 'drop'" in err and "its indexes: keep" in err
     assert "--key keep" not in err  # a deletion names no other index to delete
+    # a cleanup script's second run: nothing to delete is no failure when asked
+    gone = ["delete-index", images.name, "--key", "drop", "--missing-ok"]
+    assert cli_main(gone) == 0
+    assert "has no index 'drop': nothing to delete" in capsys.readouterr().out
+    assert cli_main([*gone, "--json"]) == 0
+    assert _json(capsys)["deleted"] is None
+    assert sdk.list_indexes(images) == ["keep"]
 
 
 def test_cli_errors_are_one_line(images, cifar_dir, capsys):
