@@ -240,7 +240,7 @@ def build_index(
             embedded=compute_here or field_identity(ds, embeddings_field) is not None,
         )
 
-        with ticking(report):  # the head's fit reports by epochs, seconds apart
+        with ticking(report):  # the clock moves between the fit's reports
             encoder, codes = fit_and_encode(
                 source,
                 code_method,

@@ -45,13 +45,6 @@ class ClipBranchesSimilarityConfig(SimilarityConfig):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if self.patches_field is not None:  # before the brain embeds every patch
-            from fiftyone_clipbranches.sdk.errors import ClipBranchesError
-
-            raise ClipBranchesError(
-                f"the {BACKEND_NAME} backend indexes samples, not patches or labels:"
-                " leave patches_field out"
-            )
         self.index_key = index_key
         self.clip_model = clip_model
         self.pretrained = pretrained
@@ -116,9 +109,16 @@ class ClipBranchesSimilarity(Similarity):
 
 
 def _refuse_what_it_does_not_do(config) -> None:
-    """A metric other backends have, refused at the build (a run that would not
-    answer as it says); not when a run is loaded (older runs recorded one)."""
+    """Options of other backends, refused at the build, before the brain embeds
+    anything (a run that would not answer as it says); not when a run is loaded
+    (older runs recorded them)."""
     from fiftyone_clipbranches.sdk.errors import ClipBranchesError
+
+    if config.patches_field is not None:
+        raise ClipBranchesError(
+            f"the {BACKEND_NAME} backend indexes samples, not patches or labels:"
+            " leave patches_field out"
+        )
 
     metric = getattr(config, "metric", None)
     if metric not in (None, "euclidean"):

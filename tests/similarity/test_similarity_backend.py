@@ -227,9 +227,11 @@ def test_brain_key_is_required(embedded):
 def test_options_it_would_ignore_are_refused_before_any_work(embedded):
     """metric= was recorded and ignored (a run saying "cosine" that ranks by the
     codes' euclidean distance); patches_field= was refused only after FiftyOne had
-    embedded every patch: the config refuses it, which the brain builds before
-    embedding (after loading its model: offline, FiftyOne's download error)."""
+    embedded every patch: the backend's initialize refuses it, which the brain
+    calls before embedding (after loading its model: offline, FiftyOne's download
+    error). A config recording either still loads (runs of older versions)."""
     from fiftyone_clipbranches.sdk import ClipBranchesError
+    from fiftyone_clipbranches.similarity.config import ClipBranchesSimilarity
 
     register_similarity_backend()
     with pytest.raises(ClipBranchesError, match="metric='cosine' is not one it has"):
@@ -238,8 +240,12 @@ def test_options_it_would_ignore_are_refused_before_any_work(embedded):
             code_method="pca", metric="cosine",
         )  # fmt: skip
     assert "x" not in embedded.list_brain_runs()
+    old = ClipBranchesSimilarityConfig(patches_field="ground_truth", metric="cosine")
+    assert ClipBranchesSimilarityConfig.from_dict(old.serialize()).metric == "cosine"
     with pytest.raises(ClipBranchesError, match="not patches or labels"):
-        ClipBranchesSimilarityConfig(patches_field="ground_truth")
+        ClipBranchesSimilarity(
+            ClipBranchesSimilarityConfig(patches_field="ground_truth")
+        ).initialize(embedded, "x")
     assert sdk.list_indexes(embedded) == []
     fob.compute_similarity(
         embedded, backend="clipbranches", embeddings="emb", brain_key="x",
