@@ -45,11 +45,8 @@ def _neighbours(text: str) -> int | str:
         ) from None
 
 
-def _score_field(text: str) -> str:
-    """``--score-field``: a name (an empty one wrote no score without a word)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("give a field name (--no-scores writes none)")
-    return text
+#: ``--score-field``: a name (an empty one wrote no score without a word).
+_score_field = non_blank("a field name (--no-scores writes none)", strip=False)
 
 
 def dataset_named(name: str):

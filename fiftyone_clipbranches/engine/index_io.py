@@ -50,16 +50,26 @@ _SAMPLE_COUNT = 64
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
+def shard_name(number: int) -> str:
+    """The folder of shard ``number`` in a sharded index (``shard_format``)."""
+    return f"shard-{number:04d}"
+
+
 def shard_count(path) -> int:
-    """Shards of the index at ``path`` as its top manifest records them (1 for a
-    ``CodeIndex``, or when the manifest cannot be read; nothing is verified)."""
+    """Shards of the index at ``path`` as its top manifest records them, else (the
+    manifest unreadable) as many as its shard folders; 1 for a ``CodeIndex``.
+    Nothing is verified."""
     try:
         raw = json.loads((Path(path) / MANIFEST).read_text())
         if raw.get("format") == SHARDED_FORMAT_NAME:
             return max(1, len(raw["shards"]))
+        return 1
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
-    return 1
+    n = 0
+    while (Path(path) / shard_name(n)).is_dir():
+        n += 1
+    return max(1, n)
 
 
 REBUILD = (

@@ -44,6 +44,7 @@ FORMAT_NAME = index_io.SHARDED_FORMAT_NAME
 FORMAT_VERSION = 1
 MANIFEST = index_io.MANIFEST
 REBUILD = index_io.REBUILD
+shard_name = index_io.shard_name
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,6 @@ def shard_sizes(n_rows: int, shards) -> list[int]:
             f"shard sizes must be positive and add up to {n_rows} rows; got {sizes}"
         )
     return sizes
-
-
-def shard_name(number: int) -> str:
-    return f"shard-{number:04d}"
 
 
 def build_shard(job: ShardBuild) -> None:

@@ -87,25 +87,15 @@ MAX_SHARDS = 1024
 
 
 def replaced_shards(ds, index_key: str) -> int:
-    """The shards of index ``index_key`` of ``ds``: what a build in its place keeps.
-    As its top manifest records them, else (the manifest damaged) as many as its
-    shard folders."""
-    import re
+    """The shards of index ``index_key`` of ``ds``, as ``shard_count`` reads them
+    (a damaged shard or top manifest included): what a build in its place keeps."""
     from pathlib import Path
 
     from fiftyone_clipbranches.engine.index_io import shard_count
     from fiftyone_clipbranches.sdk.bundle import INDEX_DIR
     from fiftyone_clipbranches.sdk.runs import get_index_config
 
-    path = Path(get_index_config(ds, index_key).index_dir) / INDEX_DIR
-    recorded = shard_count(path)
-    if recorded > 1:
-        return recorded
-    try:
-        folders = [p for p in path.iterdir() if re.fullmatch(r"shard-\d{4}", p.name)]
-    except OSError:  # the index folder itself is gone
-        return 1
-    return max(1, len(folders))
+    return shard_count(Path(get_index_config(ds, index_key).index_dir) / INDEX_DIR)
 
 
 def check_shards(shards, n_rows: int | None = None) -> int:

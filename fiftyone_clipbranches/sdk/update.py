@@ -77,8 +77,9 @@ def update_index(
     filepath changed; ``index_info(...).freshness`` reports them as unreadable.
 
     ``reembed`` (one sample id or sample, several, or a view of the dataset):
-    samples whose image changed. Their images are embedded again with the index's CLIP model (into
-    its embeddings field, replacing the vectors there: ``embeddings.embed_again``)
+    samples whose image changed. Their images are embedded again with the index's
+    CLIP model (into its embeddings field, replacing the vectors there:
+    ``embeddings.embed_again``)
     and their rows replaced; an image that cannot be read now loses its old
     vector and is left out, as unreadable. An index whose model is unknown reads
     their vectors from the field as they are now (store the new ones first).

@@ -730,28 +730,31 @@ class SdkBackend:
                 current[key] = _unavailable(entry.name, key, "", e)
                 continue
             index_dir = str(recorded.index_dir)
+            checkpoint = _local_checkpoint(recorded.clip_model)
             known = by_dir.get(index_dir)
-            if known is not None and known.key == key:
-                current[key] = known
-            elif known is not None:  # renamed: same files, new key
+            if known is None:
+                current[key] = self._load_index(
+                    entry.name, ds, key, index_dir, checkpoint, sdk
+                )
+                continue
+            if known.key != key:  # renamed: same files, new key
                 info = None if known.info is None else {**known.info, "key": key}
-                current[key] = _Index(key, index_dir, info, known.error, known.failure)
-            if known is not None:  # relocate-checkpoint changes it in place
-                current[key].checkpoint = _local_checkpoint(recorded.clip_model)
-            else:
-                current[key] = self._load_index(entry.name, ds, key, index_dir, sdk)
+                known = _Index(key, index_dir, info, known.error, known.failure)
+            known.checkpoint = checkpoint  # relocate-checkpoint changes it in place
+            current[key] = known
         self._drop(
             entry.indexes.values(), keep={ix.index_dir for ix in current.values()}
         )
         entry.indexes = current
 
-    def _load_index(self, name: str, ds, key: str, index_dir: str, sdk) -> _Index:
+    def _load_index(
+        self, name: str, ds, key: str, index_dir: str, checkpoint: str | None, sdk
+    ) -> _Index:
         try:
             info = self._try_load(name, ds, key, sdk)
         except Exception as e:
             return _unavailable(name, key, index_dir, e)
-        model = sdk.index_info(ds, key, check=False).clip_model
-        return _Index(key, index_dir, info, checkpoint=_local_checkpoint(model))
+        return _Index(key, index_dir, info, checkpoint=checkpoint)
 
     def _try_load(self, name: str, ds, key: str, sdk) -> dict:
         """Verify index ``key`` and describe it (raises when it cannot be served)."""

@@ -458,3 +458,24 @@ def test_the_bar_moves_while_the_head_trains_on_vectors_already_there(embedded):
     fitting = [f for f, label in calls if label.startswith("fitting the code encoder")]
     assert fitting[0] < 0.3 and max(fitting) > 0.6
     assert len(set(fitting)) >= 10  # it advances as the steps go
+
+
+def test_the_bar_moves_while_the_head_trains_after_embedding_images(
+    make_user_index, tiny_clip_checkpoint
+):
+    """The user's path (images -> tiny CLIP -> build_index): embedding fills the bar
+    to 70%, then the head's training moves it step by step towards 90%."""
+    from user_path import TINY_CLIP_NAME
+
+    ds = make_user_index(n_per_class=7)  # the head fits on 64 or more
+    calls = []
+    sdk.build_index(
+        ds, "head", model=TINY_CLIP_NAME, pretrained=str(tiny_clip_checkpoint),
+        code_method="head", encoder_params={"steps": 40},
+        progress=lambda f, label: calls.append((f, label)),
+    )  # fmt: skip
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    fitting = [f for f, label in calls if label.startswith("fitting the code encoder")]
+    assert min(fitting) >= 0.7 and max(fitting) <= 0.9
+    assert len(set(fitting)) >= 10
