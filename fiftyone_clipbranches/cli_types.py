@@ -56,6 +56,18 @@ def non_blank(what: str, *, strip: bool = True):
     return parse
 
 
+class Once(argparse.Action):
+    """An option given at most once: a second ``--text`` would otherwise replace
+    the first silently, where a user may have meant both."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            raise argparse.ArgumentError(
+                self, "is given twice: give it once (one query per search)"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def ids_in_file(text: str) -> list[str] | None:
     """The sample ids a file holds, separated by white space (one per line, as
     ``jq -r '.error.ids[]'`` writes them); None for ``-``, standard input, read

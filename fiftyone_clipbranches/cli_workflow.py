@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 
 from fiftyone_clipbranches.cli_types import (
+    Once,
     finite_number,
     ids_from_stdin,
     ids_in_file,
@@ -617,6 +618,7 @@ def add_workflow_commands(sub) -> None:
         for which, default in zip(("positive", "negative"), DEFAULT_TAGS):
             p.add_argument(
                 f"--{which}-tag", default=default,
+                type=non_blank("a tag name", strip=False),
                 help=f"sample tag of the {which} labels (default {default!r})",
             )  # fmt: skip
 
@@ -774,14 +776,16 @@ def add_workflow_commands(sub) -> None:
     common(p)
     query = p.add_mutually_exclusive_group(required=True)
     query.add_argument(
-        "--text", type=non_blank("the words to search for"),
+        "--text", type=non_blank("the words to search for"), action=Once,
         help="text query (needs an index with a CLIP model)",
     )  # fmt: skip
     query.add_argument(
         "--sample-id", dest="sample_ids", action="append", metavar="ID",
         help="query by the mean of these samples (repeat the flag for each)",
     )  # fmt: skip
-    query.add_argument("--image", help="image path or URL, in the dataset or not")
+    query.add_argument(
+        "--image", action=Once, help="image path or URL, in the dataset or not"
+    )
     p.add_argument(
         "--k", type=whole_number(1), default=DEFAULT_K,
         help=f"results (default {DEFAULT_K})",

@@ -621,7 +621,7 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
     """Values argparse let through were refused later, exit 1 (a script could not
     tell a wrong command line from a failed one); CLIPBRANCHES_DEBUG=1 printed no
     JSON error; a full stdout gave two tracebacks; unlocking a mistyped key
-    "succeeded"."""
+    "succeeded"; a second --text replaced the first; a blank label tag passed."""
     import os
     import subprocess
     import sys
@@ -631,6 +631,10 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
         ["search", ds.name, "--key", "clip", "--text", "a cat", "--k", "0"],
         ["search", ds.name, "--key", "clip", "--text", "  "],
         ["search", ds.name, "--key", "clip", "--text", "a cat", "--tag", ""],
+        ["search", ds.name, "--key", "clip", "--text", "a cat", "--text", "a dog"],
+        ["search", ds.name, "--key", "clip", "--image", "a.png", "--image", "b.png"],
+        ["refine", ds.name, "--key", "clip", "--positive-tag", ""],
+        ["label", ds.name, "--negative-tag", ""],
         ["refine", ds.name, "--key", "clip", "--negative-weight", "-1"],
         ["refine", ds.name, "--key", "clip", "--seed", "-1"],
         ["build-index", ds.name, "--key", "x", "--shards", "0"],

@@ -119,6 +119,12 @@ def _refuse_what_it_does_not_do(config) -> None:
             f"the {BACKEND_NAME} backend indexes samples, not patches or labels:"
             " leave patches_field out"
         )
+    if getattr(config, "roi_field", None) is not None:
+        raise ClipBranchesError(
+            f"the {BACKEND_NAME} backend indexes whole images (the samples it adds"
+            " later are embedded whole, and so are text queries' matches):"
+            " leave roi_field out"
+        )
 
     metric = getattr(config, "metric", None)
     if metric not in (None, "euclidean"):

@@ -227,9 +227,10 @@ def test_brain_key_is_required(embedded):
 def test_options_it_would_ignore_are_refused_before_any_work(embedded):
     """metric= was recorded and ignored (a run saying "cosine" that ranks by the
     codes' euclidean distance); patches_field= was refused only after FiftyOne had
-    embedded every patch: the backend's initialize refuses it, which the brain
-    calls before embedding (after loading its model: offline, FiftyOne's download
-    error). A config recording either still loads (runs of older versions)."""
+    embedded every patch (roi_field= too, averaging them): the backend's
+    initialize refuses both, which the brain calls before embedding (after loading
+    its model: offline, FiftyOne's download error). A config recording either
+    still loads (runs of older versions)."""
     from fiftyone_clipbranches.sdk import ClipBranchesError
     from fiftyone_clipbranches.similarity.config import ClipBranchesSimilarity
 
@@ -245,6 +246,10 @@ def test_options_it_would_ignore_are_refused_before_any_work(embedded):
     with pytest.raises(ClipBranchesError, match="not patches or labels"):
         ClipBranchesSimilarity(
             ClipBranchesSimilarityConfig(patches_field="ground_truth")
+        ).initialize(embedded, "x")
+    with pytest.raises(ClipBranchesError, match="leave roi_field out"):
+        ClipBranchesSimilarity(
+            ClipBranchesSimilarityConfig(roi_field="ground_truth")
         ).initialize(embedded, "x")
     assert sdk.list_indexes(embedded) == []
     fob.compute_similarity(
