@@ -46,6 +46,7 @@ from quality_models import (  # noqa: E402
     merge_params,
 )
 from quality_protocols import (  # noqa: E402
+    DISPLAYS,
     POSITIVE_COUNTS,
     interactive_protocol,
     paper_protocol,
@@ -114,6 +115,7 @@ def _run_task(task: tuple[int, int, int]) -> list[dict]:
             seed,
             [m for m in models if m in _STATE["interactive_models"]],
             rounds=_STATE["rounds"],
+            display=_STATE["display"],
         )
     return records
 
@@ -136,6 +138,7 @@ def evaluate(
     seeds: int = 3,
     positives=POSITIVE_COUNTS,
     rounds: int = 3,
+    display: str = "result",
     params: dict | None = None,
     max_classes: int | None = None,
     jobs: int = 1,
@@ -175,6 +178,7 @@ def evaluate(
         protocols=set(protocols),
         positives=tuple(int(p) for p in positives),
         rounds=int(rounds),
+        display=display,
     )
     classes = {cat.name: select_classes(cat, max_classes) for cat in catalogues}
     tasks = [
@@ -244,6 +248,13 @@ def _parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
+        "--display", choices=DISPLAYS, default="result",
+        help="what a refined round shows the simulated user: 'result', the"
+        " refinement's matches best first, as the panel shows them (default);"
+        " 'catalogue', the model's top rows by score over the whole catalogue,"
+        " matches or not (a scan the index-answered models do not make)",
+    )  # fmt: skip
+    ap.add_argument(
         "--params", default=None, help="JSON overrides, e.g. '{\"ensemble\": {...}}'"
     )
     ap.add_argument("--max-classes", type=int, default=None, help="subsample classes")
@@ -282,7 +293,7 @@ def _csv(s: str) -> list[str]:
 #: is about.
 FULL_RUN_ARGS = (
     "datasets", "models", "interactive_models", "protocols", "seeds", "positives",
-    "rounds", "max_classes", "params",
+    "rounds", "display", "max_classes", "params",
 )  # fmt: skip
 
 
@@ -317,6 +328,7 @@ def main(argv=None) -> dict:
         seeds=args.seeds,
         positives=[int(p) for p in _csv(args.positives)],
         rounds=args.rounds,
+        display=args.display,
         params=params,
         max_classes=args.max_classes,
         jobs=args.jobs,

@@ -195,6 +195,10 @@ def whole_class_protocol(
     return records
 
 
+#: What a refined round of the interactive protocol shows (``interactive_protocol``).
+DISPLAYS = ("result", "catalogue")
+
+
 def _p_at(shown: np.ndarray, truth: np.ndarray, k: int = SHOWN) -> float:
     return float(np.count_nonzero(truth[shown[:k]])) / k
 
@@ -207,6 +211,7 @@ def interactive_protocol(
     seed: int,
     models: list[str],
     rounds: int = 3,
+    display: str = "result",
 ) -> list[dict]:
     """Start from one random example image of the class (a prototype/example query),
     show its top 60, label with the ground truth, refine; then show the refined top 60
@@ -214,10 +219,15 @@ def interactive_protocol(
 
     Round 0 is the example query's top 60 (as a result set of 60); round ``r >= 1`` is
     the model trained after ``r`` labelling passes: F1 of its result set (the rows it
-    classifies positive) and precision@60 of its top 60 by score over the whole
-    catalogue (the display, which may include rows outside the result set). The extra
-    display is the next <= 60 unseen rows of the result set in score order.
+    classifies positive) and precision@60 of the top 60 it shows. ``display``
+    ``"result"`` shows what the panel shows, the result set best first (fewer than
+    60 rows when the result is smaller); ``"catalogue"`` the top 60 by score over
+    the whole catalogue, which may include rows outside the result set (a scan the
+    index-answered models do not make). The extra display is the next <= 60 unseen
+    rows of the result set in score order.
     """
+    if display not in DISPLAYS:
+        raise ValueError(f"display must be one of {DISPLAYS}, not {display!r}")
     truth = labels == cls
     members = np.flatnonzero(truth)
     rng = task_rng(dataset, cls, seed + 7919)
@@ -249,6 +259,8 @@ def interactive_protocol(
                 **round0,
                 "labelled": SHOWN,
                 "labelled_positive": int(truth[first].sum()),
+                "shown": SHOWN,
+                "shown_outside_result": 0,
                 "fit_s": 0.0,
                 "train_s": 0.0,
                 "apply_s": 0.0,
@@ -271,7 +283,12 @@ def interactive_protocol(
                 query_row=query,
             )
             result = user_result(pred, truth, positives, negatives)
-            top = pred.order[:SHOWN]
+            ranked = pred.order
+            if display == "result":
+                ranked = ranked[result["mask"][ranked]]
+            top = ranked[:SHOWN]
+            rest = ranked[SHOWN:]
+            unseen = rest[result["mask"][rest] & ~seen[rest]][:SHOWN]
             records.append(
                 {
                     **base,
@@ -281,10 +298,10 @@ def interactive_protocol(
                     "p_at_60": _p_at(top, truth),
                     "labelled": int(labelled.shape[0]),
                     "labelled_positive": int(positives.shape[0]),
+                    "shown": int(top.shape[0] + unseen.shape[0]),
+                    "shown_outside_result": int(np.count_nonzero(~result["mask"][top])),
                 }
             )
-            rest = pred.order[SHOWN:]
-            unseen = rest[result["mask"][rest] & ~seen[rest]][:SHOWN]
             seen[top] = True
             seen[unseen] = True
     return records

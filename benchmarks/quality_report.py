@@ -750,7 +750,9 @@ def plot(agg: dict, path: Path, title: str) -> None:
             ax.set_ylabel("F1 (interactive)")
             ax.set_xticks(ti["rounds"])
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
+    labelled = [ax for ax in axes.flat if ax.get_legend_handles_labels()[0]]
+    if labelled:  # the first panel with lines (no paper protocol: the bottom row)
+        labelled[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)

@@ -257,3 +257,33 @@ def test_broad_concepts_are_reported_per_catalogue_and_mixed(toy_dir, capsys):
     out = capsys.readouterr().out
     assert "in one dataset of 300 rows" in out
     assert sum(line.startswith("| toy_test (") for line in out.splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_interactive_rounds_show_what_the_panel_shows(toy_dir, tmp_path):
+    """A refined round showed the model's top 60 over the whole catalogue, rows
+    outside its result included (a scan the index-answered models do not make,
+    and more than the panel shows): by default it shows the result, best first."""
+    shown = {}
+    for display in ("result", "catalogue"):
+        saved = tmp_path / f"{display}.json.gz"
+        quality.main(
+            [
+                "--data-dir", str(toy_dir), "--datasets", "toy_test", "--codes", "pca",
+                "--seeds", "1", "--jobs", "1", "--rounds", "1",
+                "--protocols", "interactive", "--models", "forest",
+                "--interactive-models", "forest", "--display", display,
+                "--out", str(tmp_path / display), "--save-records", str(saved),
+                "--quiet",
+            ]
+        )  # fmt: skip
+        records, _ = quality.load_records(saved)
+        refined = [r for r in records if r["round"] == 1]
+        assert len(refined) == len(CLASS_SIZES)
+        shown[display] = refined
+    # each class is found whole, so the result holds it alone (12-22 rows)
+    assert all(r["shown_outside_result"] == 0 for r in shown["result"])
+    assert all(r["shown"] <= max(CLASS_SIZES) for r in shown["result"])
+    assert all(r["shown_outside_result"] > 0 for r in shown["catalogue"])
+    with pytest.raises(SystemExit):
+        quality.main(["--display", "everything", "--data-dir", str(toy_dir)])
