@@ -103,10 +103,20 @@ def _cmd_build_index(args) -> int:
     return 0
 
 
+def _dataset_and_key(args):
+    """The dataset of ``args.dataset``; ``args.key`` left out becomes the index a
+    command that names none uses (``sdk.runs.chosen_index_key``)."""
+    from fiftyone_clipbranches.sdk.runs import chosen_index_key
+
+    ds = dataset_named(args.dataset)
+    args.key = chosen_index_key(ds, args.key)
+    return ds
+
+
 def _cmd_update_index(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = dataset_named(args.dataset)
+    ds = _dataset_and_key(args)
     bar = ProgressBar(f"updating {args.key!r}") if not args.quiet else None
     try:
         info = sdk.update_index(
@@ -348,7 +358,7 @@ def _cmd_rename_index(args) -> int:
 def _cmd_relocate_checkpoint(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = dataset_named(args.dataset)
+    ds = _dataset_and_key(args)
     updated = sdk.relocate_checkpoint(ds, args.pretrained, index_key=args.key)
     if args.json:
         print(json.dumps({"dataset": ds.name, "updated": updated}))
@@ -361,7 +371,7 @@ def _cmd_relocate_checkpoint(args) -> int:
 def _cmd_search(args) -> int:
     from fiftyone_clipbranches import sdk
 
-    ds = dataset_named(args.dataset)
+    ds = _dataset_and_key(args)
     ids, distances = sdk.search_ids(
         ds,
         text=args.text,
@@ -492,7 +502,7 @@ def _cmd_refine(args) -> int:
     from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
     _with_id_files(args, ("positives", "negatives"))
-    ds = dataset_named(args.dataset)
+    ds = _dataset_and_key(args)
     tags = (args.positive_tag, args.negative_tag)
     if (args.positives or args.negatives) and tags != DEFAULT_TAGS:
         raise ValueError(
@@ -596,12 +606,18 @@ def add_workflow_commands(sub) -> None:
     )
     from fiftyone_clipbranches.sdk.sharding import MAX_SHARDS
 
-    def common(p: argparse.ArgumentParser, key=True) -> None:
+    def common(p: argparse.ArgumentParser, key=True, new_index=False) -> None:
         p.add_argument("dataset", help="FiftyOne dataset name")
-        if key:
+        if new_index:
             p.add_argument(
                 "--key", default=DEFAULT_INDEX_KEY,
                 help=f"index key (default {DEFAULT_INDEX_KEY!r})",
+            )  # fmt: skip
+        elif key:
+            p.add_argument(
+                "--key", type=non_blank("an index key"),
+                help=f"index key (default {DEFAULT_INDEX_KEY!r}, else the dataset's"
+                " only index)",
             )  # fmt: skip
         p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -629,7 +645,7 @@ def add_workflow_commands(sub) -> None:
         " images are embedded with CLIP into 'clip_embedding' unless"
         " --embeddings-field names a field of CLIP vectors (the SDK's build_index).",
     )
-    common(p)
+    common(p, new_index=True)
     p.add_argument(
         "--embeddings-field",
         help="VectorField of CLIP vectors; a new one is computed with --model and"

@@ -13,7 +13,7 @@ from fiftyone_clipbranches.sdk import list_indexes
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET
 from fiftyone_clipbranches.sdk.errors import APP_OVERWRITE
 from fiftyone_clipbranches.sdk.messages import user_message
-from fiftyone_clipbranches.sdk.runs import key_taken
+from fiftyone_clipbranches.sdk.runs import default_index_key, key_taken
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 
 #: The forms' words for the small CLIP this package ships (``resolve_clip``).
@@ -133,7 +133,7 @@ def add_index_choice(
     choices = types.DropdownView()
     for key in keys:
         choices.add_choice(key, label=key)
-    default = DEFAULT_INDEX_KEY if DEFAULT_INDEX_KEY in keys else keys[0]
+    default = default_index_key(keys) or keys[0]  # a form: one is preselected
     if not preselect:
         default = None
     inputs.enum(name, keys, label=label, default=default, required=True, view=choices)

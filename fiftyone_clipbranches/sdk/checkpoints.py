@@ -15,11 +15,10 @@ from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.claims import holding_key, key_claim
 from fiftyone_clipbranches.sdk.errors import IdentityConflictError
 from fiftyone_clipbranches.sdk.identity import field_identity, record_field_identity
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 
 
 @holding_key("relocate")
-def relocate_checkpoint(dataset, path, index_key: str = DEFAULT_INDEX_KEY) -> list[str]:
+def relocate_checkpoint(dataset, path, index_key: str | None = None) -> list[str]:
     """Record that the checkpoint file of index ``index_key`` is now at ``path``.
 
     The file at ``path`` must hold the same bytes (sha256) as the one the index

@@ -28,7 +28,7 @@ from fiftyone_clipbranches.sdk.processes import (
     on_this_host,
     this_process,
 )
-from fiftyone_clipbranches.sdk.runs import root_dataset
+from fiftyone_clipbranches.sdk.runs import chosen_index_key, root_dataset
 
 #: Collection of the FiftyOne database holding the claims in progress.
 CLAIMS_COLLECTION = "clipbranches.key_claims"
@@ -268,7 +268,8 @@ def holding(dataset, key, work: str):
 
 def holding_key(work: str):
     """Decorate a function of ``(dataset, index_key, ...)`` to run :func:`holding`
-    that key."""
+    that key (``index_key`` None: the one :func:`~.runs.chosen_index_key` picks,
+    passed on to the function)."""
 
     def wrap(fn):
         signature = inspect.signature(fn)
@@ -278,8 +279,11 @@ def holding_key(work: str):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
-            with holding(arguments["dataset"], arguments["index_key"], work):
-                return fn(*args, **kwargs)
+            dataset = arguments["dataset"]
+            key = chosen_index_key(dataset, arguments["index_key"])
+            arguments["index_key"] = key
+            with holding(dataset, key, work):
+                return fn(*bound.args, **bound.kwargs)
 
         return run
 

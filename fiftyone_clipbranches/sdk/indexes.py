@@ -553,11 +553,12 @@ def list_indexes(dataset) -> list[str]:
 
 
 def index_info(
-    dataset, index_key: str = DEFAULT_INDEX_KEY, *, check: bool = True
+    dataset, index_key: str | None = None, *, check: bool = True
 ) -> IndexInfo:
     """Config of index ``index_key``; with ``check``, also compares it with the
     dataset (added / deleted samples)."""
     ds = runs.root_dataset(dataset)
+    index_key = runs.chosen_index_key(ds, index_key)
     config = runs.get_index_config(ds, index_key)
     fresh = None
     if check:
@@ -648,9 +649,11 @@ def discard_index(dataset, index_key: str) -> None:
     remove_if_empty(Path(config.index_dir).parent)
 
 
-def load_index(dataset, index_key: str = DEFAULT_INDEX_KEY, *, verify: str = "fast"):
-    """``(config, bundle)`` of index ``index_key``, the bundle cached per process
+def load_index(dataset, index_key: str | None = None, *, verify: str = "fast"):
+    """``(config, bundle)`` of index ``index_key`` (None: the one
+    :func:`~.runs.chosen_index_key` picks), the bundle cached per process
     (``verify``: ``"fast"``, ``"full"`` or ``"none"``, see ``sdk/bundle.py``)."""
+    index_key = runs.chosen_index_key(dataset, index_key)
     owner = (str(runs.root_dataset(dataset)._doc.id), index_key)
     try:
         config = runs.get_index_config(dataset, index_key)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk import runs
 from fiftyone_clipbranches.sdk.bundle import VerifyReport, verify_bundle
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 
 
 @dataclass
@@ -26,7 +25,7 @@ class IndexVerifyReport(VerifyReport):
 
 
 def verify_index(
-    dataset, index_key: str = DEFAULT_INDEX_KEY, *, level: str = "full"
+    dataset, index_key: str | None = None, *, level: str = "full"
 ) -> IndexVerifyReport:
     """Check every file of index ``index_key`` of ``dataset`` against its manifest.
 
@@ -47,6 +46,7 @@ def verify_index(
         IndexFilesMissingError: the index directory is gone.
     """
     ds = runs.root_dataset(dataset)
+    index_key = runs.chosen_index_key(ds, index_key)
     config = runs.get_index_config(ds, index_key)
     report = verify_bundle(config.index_dir, level)
     return IndexVerifyReport(**vars(report), dataset=ds.name, key=index_key)

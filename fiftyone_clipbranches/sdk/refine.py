@@ -38,10 +38,9 @@ from fiftyone_clipbranches.sdk.messages import (
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, fit_on_index, make_model
 from fiftyone_clipbranches.sdk.request import RefineRequest
 from fiftyone_clipbranches.sdk.rowmap import RowIds, SampleRowMap, as_sample_ids
-from fiftyone_clipbranches.sdk.runs import root_dataset
+from fiftyone_clipbranches.sdk.runs import chosen_index_key, root_dataset
 from fiftyone_clipbranches.sdk.search import query_code
 from fiftyone_clipbranches.sdk.settings import (
-    DEFAULT_INDEX_KEY,
     DEFAULT_SCORE_FIELD,
     DEFAULT_TAGS,
     MAX_SELECTED_SAMPLES,
@@ -164,7 +163,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
     req = request
     ds = root_dataset(dataset)
     require_image_samples(dataset, ds)
-    model, index_key = req.model, req.index_key
+    model, index_key = req.model, chosen_index_key(ds, req.index_key)
     model_params = dict(req.model_params or {})
     recovered = recover_unfinished_writes(ds)
     config, bundle = load_index(ds, index_key)
@@ -450,7 +449,7 @@ def refine(
     k_preview: int | None = None,
     score_field: str | None = DEFAULT_SCORE_FIELD,
     saved_view: str | None = None,
-    index_key: str = DEFAULT_INDEX_KEY,
+    index_key: str | None = None,
     model_params: dict | None = None,
     seed: int = 0,
     neighbours_per_positive: int | str | None = None,
@@ -485,7 +484,8 @@ def refine(
         score_field: FloatField receiving the scores of the results (cleared on
             earlier results); None to write nothing.
         saved_view: when set, the view is also saved under this name.
-        index_key: the index to search.
+        index_key: the index to search; None: ``"clipbranches"``, else the
+            dataset's only index (as every face chooses).
         model_params: extra keyword arguments of the model class.
         seed: seed of the model and of the random negatives.
         neighbours_per_positive: with fewer than 64 positives, the nearest code

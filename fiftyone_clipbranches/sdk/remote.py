@@ -173,11 +173,7 @@ class Client:
         its fields as keywords (labels by ids, or from the tags when neither
         ``positives`` nor ``negatives`` is given). Without a request or an
         ``index_key`` the service chooses the index, as for :meth:`search`."""
-        if "index_key" in fields and fields["index_key"] is None:
-            del fields["index_key"]  # None: not given, as for search
         body = {"dataset": dataset, **RefineRequest.build(request, **fields).to_json()}
-        if request is None and "index_key" not in fields:
-            del body["index_key"]
         body["page_size"] = page_size
         return self._call("POST", "/v1/refine", body)
 

@@ -16,7 +16,7 @@ import numpy as np
 from fiftyone_clipbranches.engine.validation import check_positive_number
 from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, ModelSpec, get_model
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_TAGS, MAX_K
+from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS, MAX_K
 
 #: Request fields a remote service does not take: constructor arguments would let a
 #: client make the server train models of any cost.
@@ -36,7 +36,8 @@ class RefineRequest:
         random_negatives: unlabelled samples drawn as extra negatives; None: the
             model's registered default.
         negative_weight: sample weight of every negative (finite, > 0).
-        index_key: the index to search.
+        index_key: the index to search; None: ``"clipbranches"``, else the
+            dataset's only index (as every face chooses).
         model_params: extra keyword arguments of the model class (local only).
         seed: seed of the model and of the random negatives.
         neighbours_per_positive: int >= 0 or ``"auto"``; None: the model's default.
@@ -54,7 +55,7 @@ class RefineRequest:
     model: str = DEFAULT_MODEL
     random_negatives: int | None = None
     negative_weight: float = 1.0
-    index_key: str = DEFAULT_INDEX_KEY
+    index_key: str | None = None
     model_params: dict | None = None
     seed: int = 0
     neighbours_per_positive: int | str | None = None
@@ -84,9 +85,11 @@ class RefineRequest:
                 "negative_weight must be a finite number > 0 (e.g. 1.0); got "
                 f"{self.negative_weight!r} ({type(self.negative_weight).__name__})"
             ) from None
-        if not isinstance(self.index_key, str) or not self.index_key:
+        if self.index_key is not None and (
+            not isinstance(self.index_key, str) or not self.index_key
+        ):
             raise ValueError(
-                f"index_key must be a non-empty str; got {self.index_key!r}"
+                f"index_key must be a non-empty str or None; got {self.index_key!r}"
             )
         if (
             not isinstance(self.tags, tuple | list)

@@ -30,6 +30,7 @@ from fiftyone_clipbranches.sdk.errors import (
     IndexNotFoundError,
 )
 from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_INDEX_KEY,
     RUN_METHOD,
     SIMILARITY_BACKEND,
     index_root,
@@ -218,6 +219,44 @@ def list_index_keys(samples) -> list[str]:
     """Keys of the index runs registered on the root dataset of ``samples``, as
     the database holds them now (:func:`database_runs`)."""
     return list(_index_configs(root_dataset(samples)))
+
+
+def default_index_key(keys) -> str | None:
+    """The index a call that names none is answered from, among index ``keys``:
+    ``DEFAULT_INDEX_KEY``, else the only one; None when there are several (or
+    none). The one rule of every face: SDK, CLI, service, the App's forms."""
+    keys = list(keys)
+    if DEFAULT_INDEX_KEY in keys:
+        return DEFAULT_INDEX_KEY
+    return keys[0] if len(keys) == 1 else None
+
+
+def chosen_index_key(samples, index_key: str | None) -> str:
+    """``index_key``, or when None :func:`default_index_key` of the dataset's
+    indexes (``DEFAULT_INDEX_KEY`` while a build of it runs, or when there is no
+    index: reading it then says why it is not there, and how to build one).
+
+    Raises:
+        IndexNotFoundError: None given, several indexes and none is the default.
+    """
+    if index_key is not None:
+        return index_key
+    root = root_dataset(samples)
+    keys = list(_index_configs(root))
+    chosen = default_index_key(keys)
+    if chosen is not None:
+        return chosen
+    if not keys:
+        return DEFAULT_INDEX_KEY
+    from fiftyone_clipbranches.sdk.claims import key_in_progress
+
+    if key_in_progress(root, DEFAULT_INDEX_KEY) is not None:
+        return DEFAULT_INDEX_KEY
+    raise IndexNotFoundError(
+        f"dataset {root.name!r} has {len(keys)} clipbranches indexes"
+        f" ({', '.join(keys)}) and none is {DEFAULT_INDEX_KEY!r}: say which to"
+        f" use (index_key={keys[0]!r}; CLI: --key {shlex.quote(keys[0])})"
+    )
 
 
 def database_runs(root, field: str = "runs") -> dict[str, dict]:

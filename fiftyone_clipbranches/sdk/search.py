@@ -41,8 +41,13 @@ from fiftyone_clipbranches.sdk.labelled_rows import index_rows
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import short, weights_message
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
-from fiftyone_clipbranches.sdk.runs import list_index_keys, root_dataset
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, DEFAULT_K
+from fiftyone_clipbranches.sdk.runs import (
+    chosen_index_key,
+    default_index_key,
+    list_index_keys,
+    root_dataset,
+)
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K
 from fiftyone_clipbranches.sdk.views import result_view
 from fiftyone_clipbranches.sdk.warm import warm_refinement
 
@@ -55,7 +60,7 @@ def search(
     sample_ids=None,
     vector=None,
     k: int = DEFAULT_K,
-    index_key: str = DEFAULT_INDEX_KEY,
+    index_key: str | None = None,
     image=None,
 ):
     """The ``k`` samples nearest to the query, as an ordered view (nearest first).
@@ -82,7 +87,7 @@ def search_ids(
     sample_ids=None,
     vector=None,
     k: int = DEFAULT_K,
-    index_key: str = DEFAULT_INDEX_KEY,
+    index_key: str | None = None,
     image=None,
 ) -> tuple[list[str], np.ndarray]:
     """Like :func:`search`, returning ``(sample ids, int64 squared code distances)``."""
@@ -95,6 +100,7 @@ def search_ids(
         raise ValueError(f"k must be a positive integer; got {k!r}")
     ds = root_dataset(dataset)
     require_image_samples(dataset, ds)
+    index_key = chosen_index_key(ds, index_key)
     config, bundle = load_index(ds, index_key)
     if image is not None:
         vector = image_embedding(config, bundle, index_key, image, ds.name)
@@ -104,7 +110,7 @@ def search_ids(
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
 
 
-def unsearched_count(dataset, index_key: str = DEFAULT_INDEX_KEY) -> int:
+def unsearched_count(dataset, index_key: str | None = None) -> int:
     """How many samples of ``dataset``'s root dataset a search of index
     ``index_key`` cannot return yet: those added since the build (``update_index``
     adds them). Not counted: samples the build or an update left out because
@@ -112,7 +118,7 @@ def unsearched_count(dataset, index_key: str = DEFAULT_INDEX_KEY) -> int:
     (``index_info(...).freshness.n_unreadable``; retried with
     ``update_index(retry_failed=True)``)."""
     ds = root_dataset(dataset)
-    _, bundle = load_index(ds, index_key)
+    _, bundle = load_index(ds, chosen_index_key(ds, index_key))
     return unindexed_count(ds, bundle, alive_rows(ds, bundle.rowmap, str(bundle.path)))
 
 
@@ -234,7 +240,7 @@ def _query_model(config, bundle, index_key: str, dataset_name: str | None = None
     return clip
 
 
-def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
+def preload_index(dataset, index_key: str | None = None):
     """Load index ``index_key`` and its CLIP model in a background thread, so that
     the first search does not wait for them (a CLIP model takes seconds to load),
     then the refinement's kernels (``warm.warm_refinement``), so that the first
@@ -243,7 +249,9 @@ def preload_index(dataset, index_key: str = DEFAULT_INDEX_KEY):
     Returns the thread, or None when there is no such index. Failures are left
     for the search to report."""
     ds = root_dataset(dataset)
-    if index_key not in list_index_keys(ds):
+    keys = list_index_keys(ds)
+    index_key = default_index_key(keys) if index_key is None else index_key
+    if index_key not in keys:
         return None
 
     def load():

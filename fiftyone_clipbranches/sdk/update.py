@@ -46,7 +46,6 @@ from fiftyone_clipbranches.sdk.media import no_local_file, require_image_samples
 from fiftyone_clipbranches.sdk.messages import KEEP_MOVED, counted
 from fiftyone_clipbranches.sdk.progress import as_progress, closes_its_bars
 from fiftyone_clipbranches.sdk.rowmap import SampleRowMap, as_sample_ids
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.sdk.sharding import n_shards, tree_builder
 from fiftyone_clipbranches.sdk.stream_encode import encode_source
 from fiftyone_clipbranches.sdk.vector_sources import record_sources, to_embed
@@ -56,7 +55,7 @@ from fiftyone_clipbranches.sdk.vector_sources import record_sources, to_embed
 @holding_key("update")
 def update_index(
     dataset,
-    index_key: str = DEFAULT_INDEX_KEY,
+    index_key: str | None = None,
     *,
     retry_failed: bool = False,
     reembed=None,

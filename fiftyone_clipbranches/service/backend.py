@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from fiftyone_clipbranches.sdk.runs import default_index_key
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.service.compute_worker import (
     refine_task,
@@ -379,11 +380,10 @@ class SdkBackend:
 
     def default_index_key(self, name: str) -> str:
         """The index a request on dataset ``name`` that names none is answered
-        from: ``DEFAULT_INDEX_KEY``, else the dataset's only index."""
-        keys = list(self._entry(name).indexes)
-        if DEFAULT_INDEX_KEY not in keys and len(keys) == 1:
-            return keys[0]
-        return DEFAULT_INDEX_KEY
+        from: ``DEFAULT_INDEX_KEY``, else the dataset's only index
+        (``sdk.runs.default_index_key``; with several, the default's absence is
+        what the answer says)."""
+        return default_index_key(self._entry(name).indexes) or DEFAULT_INDEX_KEY
 
     def dataset_info(self, name: str) -> dict:
         return self._dataset_json(self._entry(name))

@@ -226,12 +226,19 @@ def test_missing_index_is_a_clear_error(make_dataset):
     index_dataset(ds, "clip")
     # the dataset's only index is named as the way out, for the SDK and the CLI
     with pytest.raises(sdk.IndexNotFoundError, match="index_key='clip'.*--key clip"):
-        sdk.search(ds, sample_ids=ds.values("id")[:1])
+        sdk.search(ds, sample_ids=ds.values("id")[:1], index_key="nope")
     index_dataset(ds, "other")
     with pytest.raises(
         sdk.IndexNotFoundError, match="its indexes: clip, other.*check the key"
     ):
         sdk.refine(ds, positives=ds.values("id")[:1], index_key="nope")
+    # named none among several, none the default: which one is asked for
+    with pytest.raises(
+        sdk.IndexNotFoundError,
+        match="has 2 clipbranches indexes \\(clip, other\\) and none is"
+        " 'clipbranches': say which.*index_key='clip'; CLI: --key clip",
+    ):
+        sdk.search(ds, sample_ids=ds.values("id")[:1])
 
 
 def test_dataset_too_small_for_the_encoder_is_refused_before_embedding(

@@ -228,7 +228,7 @@ def test_refine_schema_and_the_request_agree():
     props = set(rq.REFINE.props) - {"dataset", "page_size"}
     by_ids = RefineRequest(
         positives=["a" * 24], negatives=[], random_negatives=5,
-        neighbours_per_positive=2, query="q",
+        neighbours_per_positive=2, query="q", index_key="k",
     ).to_json()  # fmt: skip
     by_tags = RefineRequest(tags=("p", "n")).to_json()
     assert set(by_ids) | set(by_tags) == props
@@ -238,9 +238,6 @@ def test_refine_schema_and_the_request_agree():
     assert RefineRequest.from_json(defaults) == RefineRequest.from_json(by_ids)
     for name, prop in rq.REFINE.props.items():
         if name in request_field_names() and name not in ("positives", "negatives"):
-            if name == "index_key":  # left out: resolved by the dataset's indexes
-                assert prop.default is None
-                continue
             assert prop.default == getattr(RefineRequest(), name), name
 
 
