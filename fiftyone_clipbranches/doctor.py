@@ -126,7 +126,12 @@ def check_plugin() -> str:
     from fiftyone.operators.registry import OperatorRegistry
 
     from fiftyone_clipbranches import PLUGIN_NAME
-    from fiftyone_clipbranches.plugin_install import broken_link, plugin_link
+    from fiftyone_clipbranches.plugin_install import (
+        broken_link,
+        other_copy,
+        package_dir,
+        plugin_link,
+    )
 
     link = plugin_link()
     gone = broken_link(link)
@@ -134,6 +139,14 @@ def check_plugin() -> str:
         raise CheckFailed(
             f"the plugin link {link} points to {gone}, which holds no plugin (the"
             " package was uninstalled or moved): run `clipbranches install-plugin`"
+        )
+    other = other_copy(link)
+    if other is not None:
+        raise CheckFailed(
+            f"the plugin link {link} points to {other}, another copy of"
+            f" clipbranches than this one ({package_dir()}): the App runs that"
+            " copy's panel and operators; run `clipbranches install-plugin --force`"
+            " to link this one"
         )
     plugins = {p.name: p for p in fop.list_plugins(enabled="all")}
     if PLUGIN_NAME not in plugins:

@@ -71,6 +71,17 @@ def broken_link(link: Path) -> Path | None:
     return None
 
 
+def other_copy(link: Path) -> Path | None:
+    """Where ``link`` points when it is a link to a plugin other than this
+    package's folder (another checkout or virtual environment: the App would run
+    that copy's code); else None."""
+    if not link.is_symlink() or broken_link(link) is not None:
+        return None
+    if _points_to(link, package_dir()):
+        return None
+    return Path(os.path.realpath(link))
+
+
 def plugin_link(plugins_dir: Path | None = None) -> Path:
     """Where :func:`install_plugin` puts the link (FiftyOne's plugins dir by
     default)."""

@@ -191,6 +191,34 @@ def test_a_link_to_no_plugin_is_replaced_and_doctor_names_it(
     assert left.is_dir()  # what the link pointed to is left alone
 
 
+def test_doctor_names_a_link_to_another_copy_of_the_package(
+    tmp_path, monkeypatch, capsys
+):
+    """A plugin linked from an older checkout passed doctor after an upgrade,
+    while the App ran that copy's panel and operators on the new data."""
+    import shutil
+
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.doctor import CheckFailed, check_plugin
+
+    older = tmp_path / "old-checkout" / "fiftyone_clipbranches"
+    shutil.copytree(package_dir(), older, ignore=shutil.ignore_patterns("__pycache__"))
+    plugins = tmp_path / "plugins"
+    link = plugins / PLUGIN_SUBDIR
+    link.parent.mkdir(parents=True)
+    link.symlink_to(older, target_is_directory=True)
+    monkeypatch.setattr(fo.config, "plugins_dir", str(plugins))
+    with pytest.raises(CheckFailed, match="another copy of clipbranches") as said:
+        check_plugin()
+    assert str(older) in str(said.value) and "install-plugin --force" in str(said.value)
+    assert cli_main(["install-plugin", "--plugins-dir", str(plugins), "--force"]) == 0
+    capsys.readouterr()
+    assert link.resolve() == package_dir()
+    assert check_plugin().endswith("no registration errors")
+    assert (older / "__init__.py").is_file()  # the other copy is left alone
+
+
 def test_doctor_says_a_disabled_plugin_is_disabled(tmp_path, monkeypatch):
     from fiftyone_clipbranches.doctor import CheckFailed, check_plugin
 
