@@ -663,9 +663,10 @@ def add_workflow_commands(sub) -> None:
         help="open_clip tag, checkpoint path, or 'none' for random weights (tests)",
     )
     p.add_argument(
-        "--code-method", choices=("head", "pca"), default="head",
+        "--code-method", choices=("head", "pca"),
         help="how the 32-byte codes are made from the CLIP vectors: a small head"
-        " trained on the dataset itself (default) or PCA",
+        " trained on the dataset itself (default; with --overwrite, the method of"
+        " the index it replaces) or PCA",
     )  # fmt: skip
     p.add_argument(
         "--skip-missing", action="store_true",

@@ -96,7 +96,7 @@ def build_index(
     embeddings_field: str | None = None,
     model: str | None = None,
     pretrained=UNSET,
-    code_method: str = "head",
+    code_method: str | None = None,
     encoder_params: dict | None = None,
     skip_missing: bool | None = None,
     subsets=None,
@@ -129,7 +129,9 @@ def build_index(
             another ``model`` needs its ``pretrained``. With ``embeddings_field``
             they declare the field's model (give both, or neither to use what the
             field records; a declaration that contradicts the record is refused).
-        code_method: ``"head"`` (learned 512->32 head, minutes on CPU) or ``"pca"``.
+        code_method: ``"head"`` (learned 512->32 head, minutes on CPU) or ``"pca"``;
+            None (default): ``"head"``, or the method of the index ``overwrite``
+            replaces.
         encoder_params: extra keyword arguments of ``embed.fit_code_encoder``
             (e.g. ``{"steps": 200}`` for the head).
         skip_missing: index only the samples that have an embedding (the others
@@ -150,6 +152,9 @@ def build_index(
             new one is built, which then takes its key, and its files are deleted
             (unless a clone's index uses them). Refused while a similarity brain
             run answers from it. Vectors already in the embeddings field are kept.
+            What is not given is kept from the index it replaces (built "in its
+            place", the remedy of a damaged index): its ``code_method``, its
+            ``shards`` and, unless ``model`` is given, its ``embeddings_field``.
 
     The first build of a process also compiles (or loads from numba's disk cache)
     the kernels a refinement needs (``sdk.warm.warm_refinement``): 40 s once per
@@ -168,6 +173,11 @@ def build_index(
         replaced = overwrite and index_key in runs.list_index_keys(ds)
         if replaced:
             _refuse_if_brain_runs_use(ds, index_key, "building it again")
+            before = runs.get_index_config(ds, index_key, suggest=False)
+            code_method = code_method or before.code_method
+            if embeddings_field is None and model is None:
+                embeddings_field = before.embeddings_field
+        code_method = code_method or "head"
         if code_method not in CODE_METHODS:
             raise ValueError(
                 f"code_method must be 'head' or 'pca'; got {code_method!r}"

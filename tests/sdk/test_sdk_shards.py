@@ -132,3 +132,30 @@ def test_a_damaged_sharded_index_rebuilt_as_its_error_says_keeps_its_shards(
     # a number given is a number built
     sdk.build_index(ds, "clip", overwrite=True, code_method="pca", shards=1)
     assert sdk.index_info(ds, "clip").n_shards == 1
+
+
+def test_a_rebuild_in_place_keeps_the_code_method_and_the_embeddings_field(
+    make_user_index,
+):
+    """``build_index(..., overwrite=True)``, the damaged index's remedy, made head
+    codes of a PCA index (refused on a small dataset) and embedded every image
+    again into 'clip_embedding' when the index was built from another field."""
+    from fiftyone_clipbranches.cli import main as cli_main
+
+    ds = make_user_index(n_per_class=4, embeddings_field="emb")
+    ids = ds.values("id")
+    before = sdk.refine(ds, ids[:3], ids[-2:], index_key="clip", score_field=None)
+    for rebuild in (
+        lambda: sdk.build_index(ds, "clip", overwrite=True, progress=False),
+        lambda: cli_main(["build-index", ds.name, "--key", "clip", "--overwrite"]),
+    ):
+        done = rebuild()  # the SDK's IndexInfo, or the CLI's status
+        assert done == 0 if isinstance(done, int) else done.code_method == "pca"
+        info = sdk.index_info(ds, "clip")
+        assert (info.code_method, info.embeddings_field) == ("pca", "emb")
+        assert not ds.has_sample_field("clip_embedding")
+        after = sdk.refine(ds, ids[:3], ids[-2:], index_key="clip", score_field=None)
+        assert list(after.ids) == list(before.ids)
+    # what is given is built
+    with pytest.raises(ValueError, match="needs at least 64 embeddings"):
+        sdk.build_index(ds, "clip", overwrite=True, code_method="head", progress=False)
