@@ -337,6 +337,32 @@ def show_all(ctx, opts: dict) -> str:
     return f"{len(ids)} matches in ranking order"
 
 
+def look_further(ctx, opts: dict) -> str:
+    """The samples nearest the positives that are neither labelled nor in the
+    last result, to label next (``sdk.next_to_label``): a result holds only what
+    the model accepts, and labelling within it teaches the model little."""
+    check_index(ctx, opts)
+    last = RoundHistory(ctx).result()
+    if last is None:
+        if ctx.panel.state.get("showing") in ("refine", "all", "further"):
+            raise ValueError(_NO_LONGER_KEPT)
+        raise ValueError("refine first: there is no result to look beyond")
+    scope = search_scope(ctx)
+    view = sdk.next_to_label(
+        scope,
+        exclude=last.ids,
+        k=shown_k(opts["k"]),
+        tags=tags(opts),
+        index_key=opts["index_key"],
+    )
+    show_result(ctx, view, scope)
+    ctx.panel.state.set("showing", "further")
+    return (
+        f"{len(view)} samples nearest the positives, neither labelled nor in the"
+        " result: mark them, then Refine"
+    )
+
+
 def score_field_overwritten(ctx) -> bool:
     """Whether the grid shows this panel's last result by its score field ("Show
     all"), which another round has written since (False when no result is kept,

@@ -194,6 +194,9 @@ class RelevancePanel(foo.Panel):
     def show_all(self, ctx):
         self._run(ctx, lambda opts: actions.show_all(ctx, opts))
 
+    def look_further(self, ctx):
+        self._run(ctx, lambda opts: actions.look_further(ctx, opts))
+
     def save_view(self, ctx, confirmed: str | None = None):
         """Asks first when it would replace a saved view other than ``confirmed``
         (render offers the choice, naming the view and its size)."""
@@ -389,6 +392,14 @@ class RelevancePanel(foo.Panel):
                     label=f"Show all {stats['n_results']} matches",
                     on_click=self.show_all,
                 )
+        if stats and showing in ("refine", "all", "further"):
+            panel.btn(
+                "look_further",
+                label="Look further",
+                description="the samples nearest the positives that are neither"
+                " labelled nor in the result: mark them, then Refine",
+                on_click=self.look_further,
+            )
 
         panel.str("view_name", label="Saved view name")
         panel.btn("save_view", label="Save view", on_click=self.save_view)

@@ -67,6 +67,7 @@ _EXPORTS = {
     "RefinePages": "refine_pages",
     "RefinedPage": "refine_pages",
     "refine_pages": "refine_pages",
+    "next_to_label": "next_to_label",
     "RemoteServiceError": "remote",
     "RefineRequest": "request",
     "search": "search",

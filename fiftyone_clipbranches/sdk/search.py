@@ -106,7 +106,7 @@ def search_ids(
         vector = image_embedding(config, bundle, index_key, image, ds.name)
     query = query_code(config, bundle, index_key, text, sample_ids, vector, ds=ds)
     allowed = searchable_rows(dataset, ds, bundle)
-    rows, dists = _nearest_allowed(bundle.index, query, int(k), allowed)
+    rows, dists = nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
 
 
@@ -122,7 +122,7 @@ def unsearched_count(dataset, index_key: str | None = None) -> int:
     return unindexed_count(ds, bundle, alive_rows(ds, bundle.rowmap, str(bundle.path)))
 
 
-def _nearest_allowed(index, query, k: int, allowed):
+def nearest_allowed(index, query, k: int, allowed):
     """The ``k`` nearest rows of ``index`` to ``query`` among ``allowed`` (a bool
     mask, None: all), nearest first, with their squared distances."""
     n = len(index)

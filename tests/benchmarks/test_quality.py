@@ -263,9 +263,10 @@ def test_broad_concepts_are_reported_per_catalogue_and_mixed(toy_dir, capsys):
 def test_interactive_rounds_show_what_the_panel_shows(toy_dir, tmp_path):
     """A refined round showed the model's top 60 over the whole catalogue, rows
     outside its result included (a scan the index-answered models do not make,
-    and more than the panel shows): by default it shows the result, best first."""
+    and more than the panel shows): by default it shows what the panel offers,
+    the result best first, then its Look further page."""
     shown = {}
-    for display in ("result", "catalogue"):
+    for display in ("result", "catalogue", "result+further"):
         saved = tmp_path / f"{display}.json.gz"
         quality.main(
             [
@@ -285,5 +286,9 @@ def test_interactive_rounds_show_what_the_panel_shows(toy_dir, tmp_path):
     assert all(r["shown_outside_result"] == 0 for r in shown["result"])
     assert all(r["shown"] <= max(CLASS_SIZES) for r in shown["result"])
     assert all(r["shown_outside_result"] > 0 for r in shown["catalogue"])
+    # the default: the result, then the panel's Look further page (60 rows nearest
+    # the positives that are neither labelled nor in it)
+    for r in shown["result+further"]:
+        assert r["shown_outside_result"] == 0 and r["shown"] > r["n_pred"]
     with pytest.raises(SystemExit):
         quality.main(["--display", "everything", "--data-dir", str(toy_dir)])

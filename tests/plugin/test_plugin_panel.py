@@ -1179,3 +1179,37 @@ def test_a_view_concatenated_with_itself_shows_each_match_once(image_indexed_dat
     assert len(saved) == len(set(saved)) and set(saved) <= set(ids[:40])
     ds.delete_saved_view("twice")
     reset_labels(ds)
+
+
+def test_look_further_shows_what_is_neither_labelled_nor_in_the_result(
+    make_user_index,
+):
+    """A round labelled within the result teaches the model little (it holds only
+    what the model accepts): Look further shows the samples nearest the positives
+    that are neither labelled nor in the result (an index built from images)."""
+    import fiftyone_clipbranches as cb
+
+    ds = make_user_index(6)
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    cats, others = ids[labels == "cat"], ids[labels != "cat"]
+    state = {"index_key": "clip", "random_negatives": 10, "k": 8}
+    (error,) = notifications(call(ds, "look_further", state=state), "error")
+    assert "refine first" in error
+    call(ds, "mark_positive", selected=cats[:3].tolist(), alt=others[:2])
+    requests = call(ds, "refine", state=state)
+    assert "look_further" in rendered(requests)
+    state.update(patched_state(requests))
+    sdk.wait_for_writes(ds, "clipbranches_score")  # the round's scores: its result
+    result = set(ds.exists("clipbranches_score").values("id"))
+    assert result
+    requests = call(ds, "look_further", state=state)
+    assert notifications(requests, "success") == [
+        "8 samples nearest the positives, neither labelled nor in the result: mark"
+        " them, then Refine"
+    ]
+    shown = shown_ids(requests)
+    assert not set(shown) & (result | {*cats[:3], *others[:2]})
+    expected = cb.next_to_label(ds, exclude=list(result), k=8, index_key="clip")
+    assert shown == expected.values("id")
+    assert "look_further" in rendered(requests)  # once more, after marking some

@@ -1,0 +1,70 @@
+"""What to label next beside a refinement's result.
+
+A refinement returns only what its model accepts, so a user who labels what it
+shows labels within the result; the samples just outside it, which would teach
+the model most, are never shown. :func:`next_to_label` shows them: the samples
+nearest the labelled positives that are neither labelled nor in the result
+(docs/quality.md, "Interactive protocol": with them, a round of labelling gains
+far more).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fiftyone_clipbranches.sdk.freshness import searchable_rows
+from fiftyone_clipbranches.sdk.indexes import load_index
+from fiftyone_clipbranches.sdk.labels import collect_labels
+from fiftyone_clipbranches.sdk.media import require_image_samples
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
+from fiftyone_clipbranches.sdk.runs import chosen_index_key, root_dataset
+from fiftyone_clipbranches.sdk.search import nearest_allowed, query_code
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_TAGS
+from fiftyone_clipbranches.sdk.views import result_view
+
+
+def next_to_label(
+    dataset,
+    exclude=(),
+    k: int = DEFAULT_K,
+    positives=None,
+    negatives=None,
+    tags=DEFAULT_TAGS,
+    index_key: str | None = None,
+):
+    """The ``k`` samples nearest the labelled positives (the mean of their codes,
+    as a search by example) that are neither labelled nor in ``exclude``, as an
+    ordered view of ``dataset`` (nearest first): the samples to label next, beside
+    a refinement's result (``exclude=result.ids``).
+
+    Args:
+        dataset: a dataset or view (only its samples are returned; the labels
+            come from its root dataset, as :func:`~.refine.refine` reads them).
+        exclude: sample ids (a list, ``RefineResult.ids``, samples or a view) not
+            to return: the result the user has seen.
+        k: int >= 1, how many.
+        positives, negatives, tags: the labels, as :func:`~.refine.refine` takes
+            them (ids, else the sample tags ``tags``).
+        index_key: the index to search; None: ``"clipbranches"``, else the
+            dataset's only index.
+
+    Raises:
+        NoPositivesError, ContradictoryLabelsError, StaleIndexError (a positive
+        added since the build), IndexNotFoundError, ValueError.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer; got {k!r}")
+    ds = root_dataset(dataset)
+    require_image_samples(dataset, ds)
+    index_key = chosen_index_key(ds, index_key)
+    config, bundle = load_index(ds, index_key)
+    labels = collect_labels(ds, positives, negatives, tags)
+    query = query_code(config, bundle, index_key, sample_ids=labels.positives, ds=ds)
+    allowed = searchable_rows(dataset, ds, bundle)
+    allowed = np.ones(len(bundle.index), bool) if allowed is None else allowed.copy()
+    seen = [*labels.positives, *labels.negatives]
+    seen += as_sample_ids(list(exclude), "exclude") if len(exclude) else []
+    rows, found = bundle.rowmap.rows_of(seen)
+    allowed[rows[found]] = False
+    rows, _ = nearest_allowed(bundle.index, query, int(k), allowed)
+    return result_view(dataset, bundle.rowmap.ids_of(rows))
