@@ -370,3 +370,36 @@ def test_a_search_in_a_saved_view_then_refine_stays_in_it(indexed, page):
     scored = ds.exists(DEFAULTS["score_field"]).values("id")
     assert scored and set(scored) <= set(ships)
     ds.untag_samples(ds.distinct("tags"))
+
+
+def test_look_further_after_a_refinement(indexed, page):
+    """Refine, then Look further: the grid shows the samples nearest the
+    positives that are neither labelled nor in the result."""
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.panels.constants import DEFAULTS
+
+    ds = indexed
+    ids = ds.values("id")
+    airplanes = [i for i, x in zip(ids, ds.values("ground_truth.label")) if x == TARGET]
+    ds.select(airplanes[:5]).tag_samples(DEFAULTS["positive_tag"])
+    page.reload(wait_until="domcontentloaded")
+    wait_text(page, "Saved view name")
+    dismiss = page.get_by_text("Dismiss", exact=True)
+    if dismiss.count():  # the App's promotion covers the panel
+        dismiss.first.click()
+    clear = page.locator('[data-cy="btn-clear-view-bar"]')
+    if clear.count():  # the saved view of the test before
+        clear.first.click()
+    wait_text(page, f"{len(ids)} samples", exact=True)
+    click_button(page, "Refine")
+    wait_text(page, "matches from 5 positives")
+    click_button(page, "Look further")
+    wait_text(page, f"{K} samples nearest the positives, neither labelled nor in")
+    wait_text(page, f"{K} samples", exact=True)
+    shot(page, "8_look_further.png")
+    sdk.wait_for_writes(ds, DEFAULTS["score_field"])
+    ds.reload()
+    result = ds.exists(DEFAULTS["score_field"]).values("id")
+    further = sdk.next_to_label(ds, exclude=result, k=K, index_key=INDEX_KEY)
+    assert len(further) == K and not set(further.values("id")) & set(result)
+    ds.untag_samples(ds.distinct("tags"))
