@@ -138,7 +138,7 @@ def evaluate(
     seeds: int = 3,
     positives=POSITIVE_COUNTS,
     rounds: int = 3,
-    display: str = "result",
+    display: str = "result+further",
     params: dict | None = None,
     max_classes: int | None = None,
     jobs: int = 1,
@@ -248,9 +248,10 @@ def _parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--protocols", default=",".join(PROTOCOLS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument(
-        "--display", choices=DISPLAYS, default="result",
-        help="what a refined round shows the simulated user: 'result', the"
-        " refinement's matches best first, as the panel shows them (default);"
+        "--display", choices=DISPLAYS, default=DISPLAYS[0],
+        help="what a refined round shows the simulated user: 'result+further',"
+        " the refinement's matches best first, then the panel's Look further"
+        " page (default: what the panel offers); 'result', the matches alone;"
         " 'catalogue', the model's top rows by score over the whole catalogue,"
         " matches or not (a scan the index-answered models do not make)",
     )  # fmt: skip

@@ -196,7 +196,7 @@ def whole_class_protocol(
 
 
 #: What a refined round of the interactive protocol shows (``interactive_protocol``).
-DISPLAYS = ("result", "catalogue")
+DISPLAYS = ("result+further", "result", "catalogue")
 
 
 def _p_at(shown: np.ndarray, truth: np.ndarray, k: int = SHOWN) -> float:
@@ -211,7 +211,7 @@ def interactive_protocol(
     seed: int,
     models: list[str],
     rounds: int = 3,
-    display: str = "result",
+    display: str = "result+further",
 ) -> list[dict]:
     """Start from one random example image of the class (a prototype/example query),
     show its top 60, label with the ground truth, refine; then show the refined top 60
@@ -219,12 +219,15 @@ def interactive_protocol(
 
     Round 0 is the example query's top 60 (as a result set of 60); round ``r >= 1`` is
     the model trained after ``r`` labelling passes: F1 of its result set (the rows it
-    classifies positive) and precision@60 of the top 60 it shows. ``display``
-    ``"result"`` shows what the panel shows, the result set best first (fewer than
-    60 rows when the result is smaller); ``"catalogue"`` the top 60 by score over
-    the whole catalogue, which may include rows outside the result set (a scan the
-    index-answered models do not make). The extra display is the next <= 60 unseen
-    rows of the result set in score order.
+    classifies positive) and precision@60 of the top 60 it shows. ``display``:
+    ``"result+further"`` (default) shows what the panel offers, the result set
+    best first (fewer than 60 rows when the result is smaller), then its Look
+    further page: the 60 rows nearest the labelled positives' mean code that are
+    neither labelled nor in the result (``sdk.next_to_label``); ``"result"`` the
+    result set alone; ``"catalogue"`` the top 60 by score over the whole
+    catalogue, which may include rows outside the result set (a scan the
+    index-answered models do not make). The extra display is the next <= 60
+    unseen rows of the result set in score order.
     """
     if display not in DISPLAYS:
         raise ValueError(f"display must be one of {DISPLAYS}, not {display!r}")
@@ -284,11 +287,18 @@ def interactive_protocol(
             )
             result = user_result(pred, truth, positives, negatives)
             ranked = pred.order
-            if display == "result":
+            if display != "catalogue":  # the panel shows the result set
                 ranked = ranked[result["mask"][ranked]]
             top = ranked[:SHOWN]
             rest = ranked[SHOWN:]
             unseen = rest[result["mask"][rest] & ~seen[rest]][:SHOWN]
+            if display == "result+further" and positives.shape[0]:
+                # the panel's Look further (sdk.next_to_label): nearest the
+                # positives' mean code, neither labelled nor in the result
+                centre = np.rint(ctx.space.values[positives].mean(axis=0))
+                near = ctx.space.ranked(centre)
+                near = near[~result["mask"][near] & ~seen[near]][:SHOWN]
+                unseen = np.concatenate([unseen, near])
             records.append(
                 {
                     **base,
