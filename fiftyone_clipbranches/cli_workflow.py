@@ -404,6 +404,39 @@ def _cmd_search(args) -> int:
     return 0
 
 
+def _cmd_next_to_label(args) -> int:
+    from fiftyone_clipbranches import sdk
+
+    ds = _dataset_and_key(args)
+    if not ds.has_sample_field(args.score_field):
+        raise ValueError(
+            f"dataset {ds.name!r} has no field {args.score_field!r}: refine first"
+            " (the samples its scores mark, the result, are left out; --score-field"
+            " names another)"
+        )
+    sdk.wait_for_writes(ds, args.score_field)
+    result = ds.exists(args.score_field).values("id")
+    view = sdk.next_to_label(
+        ds,
+        exclude=result,
+        k=args.k,
+        tags=(args.positive_tag, args.negative_tag),
+        index_key=args.key,
+    )
+    rows = [{"id": i} for i in view.values("id")]
+    shown = _with_paths(ds, rows[: _limit(args)])
+    if args.json:
+        print(json.dumps({"n_results": len(rows), "results": shown}))
+        return 0
+    if not rows:
+        print("no samples: every sample is labelled or in the result")
+    for rank, row in enumerate(shown, 1):
+        print(f"{rank:>4}  {row['id']}  {row['filepath']}")
+    if len(rows) > len(shown):
+        print(f"... {len(rows) - len(shown)} more (--limit)")
+    return 0
+
+
 def _with_id_files(args, names) -> None:
     """Add the ids of ``--NAME-from`` files to ``args.NAME`` (None stays None
     where no file and no flag gave any); standard input feeds one option."""
@@ -596,7 +629,7 @@ def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
 def add_workflow_commands(sub) -> None:
     """Register ``build-index``, ``update-index``, ``indexes``, ``delete-index``,
     ``unlock-index``, ``rename-index``, ``relocate-checkpoint``, ``search``,
-    ``refine`` and ``label``."""
+    ``refine``, ``next-to-label`` and ``label``."""
     from fiftyone_clipbranches.sdk.models import DEFAULT_MODEL, model_names
     from fiftyone_clipbranches.sdk.settings import (
         DEFAULT_INDEX_KEY,
@@ -871,6 +904,28 @@ def add_workflow_commands(sub) -> None:
     )  # fmt: skip
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_refine)
+
+    p = sub.add_parser(
+        "next-to-label",
+        help="the samples nearest the positives, neither labelled nor in the result",
+        description="What to label next after a refine: the --k samples nearest the"
+        " labelled positives (the mean of their codes) that are neither labelled nor"
+        " in the result, the samples holding --score-field (the SDK's"
+        " next_to_label; the panel's Look further).",
+    )
+    common(p)
+    p.add_argument(
+        "--k", type=whole_number(1), default=DEFAULT_K,
+        help=f"how many (default {DEFAULT_K})",
+    )  # fmt: skip
+    p.add_argument(
+        "--score-field", default=DEFAULT_SCORE_FIELD, type=_score_field,
+        help=f"the field of the refine's scores, which marks its result (default"
+        f" {DEFAULT_SCORE_FIELD})",
+    )  # fmt: skip
+    tag_options(p)
+    p.add_argument("--limit", type=_count, help=LIMIT_HELP)
+    p.set_defaults(func=_cmd_next_to_label)
 
     p = sub.add_parser(
         "label",

@@ -672,3 +672,30 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
             timeout=300,
         )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_next_to_label_after_a_refine(make_user_index, capsys):
+    """refine, then next-to-label: the samples nearest the positives that are
+    neither labelled nor in the result (the samples the refine scored)."""
+    from fiftyone_clipbranches import sdk
+
+    ds = make_user_index(n_per_class=6)
+    cats = ds.match({"ground_truth.label": "cat"}).values("id")
+    dogs = ds.match({"ground_truth.label": "dog"}).values("id")
+    status = _exit_status(["next-to-label", ds.name, "--json"])
+    assert status == 1 and "refine first" in _json(capsys)["error"]["message"]
+    label = ["label", ds.name, "--positive", cats[0], "--positive", cats[1]]
+    assert cli_main([*label, "--negative", dogs[0]]) == 0
+    capsys.readouterr()
+    assert cli_main(["refine", ds.name, "--random-negatives", "10", "--json"]) == 0
+    result = {r["id"] for r in _json(capsys)["results"]}
+    assert cli_main(["next-to-label", ds.name, "--k", "7", "--json"]) == 0
+    out = _json(capsys)
+    shown = [r["id"] for r in out["results"]]
+    assert out["n_results"] == 7 and all(r["filepath"] for r in out["results"])
+    assert not set(shown) & (result | {cats[0], cats[1], dogs[0]})
+    expected = sdk.next_to_label(ds, exclude=list(result), k=7, index_key="clip")
+    assert shown == expected.values("id")
+    assert cli_main(["next-to-label", ds.name, "--k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == shown[:3]
