@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from fiftyone_clipbranches.sdk.freshness import searchable_rows
-from fiftyone_clipbranches.sdk.indexes import load_index
 from fiftyone_clipbranches.sdk.labels import collect_labels
-from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
-from fiftyone_clipbranches.sdk.runs import chosen_index_key, root_dataset
-from fiftyone_clipbranches.sdk.search import nearest_allowed, query_code
+from fiftyone_clipbranches.sdk.search import (
+    nearest_allowed,
+    opened_for_search,
+    query_code,
+)
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_TAGS
 from fiftyone_clipbranches.sdk.views import result_view
 
@@ -52,12 +53,7 @@ def next_to_label(
         NoPositivesError, ContradictoryLabelsError, StaleIndexError (a positive
         added since the build), IndexNotFoundError, ValueError.
     """
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer; got {k!r}")
-    ds = root_dataset(dataset)
-    require_image_samples(dataset, ds)
-    index_key = chosen_index_key(ds, index_key)
-    config, bundle = load_index(ds, index_key)
+    ds, index_key, config, bundle = opened_for_search(dataset, k, index_key)
     labels = collect_labels(ds, positives, negatives, tags)
     query = query_code(config, bundle, index_key, sample_ids=labels.positives, ds=ds)
     allowed = searchable_rows(dataset, ds, bundle)

@@ -96,18 +96,24 @@ def search_ids(
         raise ValueError(
             "give exactly one query: text=, sample_ids=, vector= or image="
         )
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer; got {k!r}")
-    ds = root_dataset(dataset)
-    require_image_samples(dataset, ds)
-    index_key = chosen_index_key(ds, index_key)
-    config, bundle = load_index(ds, index_key)
+    ds, index_key, config, bundle = opened_for_search(dataset, k, index_key)
     if image is not None:
         vector = image_embedding(config, bundle, index_key, image, ds.name)
     query = query_code(config, bundle, index_key, text, sample_ids, vector, ds=ds)
     allowed = searchable_rows(dataset, ds, bundle)
     rows, dists = nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
+
+
+def opened_for_search(dataset, k, index_key: str | None):
+    """``(root dataset, index key, config, bundle)`` of a search of ``k`` samples
+    of ``dataset`` (an image dataset or a view of one), ``k`` checked."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer; got {k!r}")
+    ds = root_dataset(dataset)
+    require_image_samples(dataset, ds)
+    index_key = chosen_index_key(ds, index_key)
+    return (ds, index_key, *load_index(ds, index_key))
 
 
 def unsearched_count(dataset, index_key: str | None = None) -> int:
