@@ -131,7 +131,7 @@ def build_index(
             field records; a declaration that contradicts the record is refused).
         code_method: ``"head"`` (learned 512->32 head, minutes on CPU) or ``"pca"``;
             None (default): ``"head"``, or the method of the index ``overwrite``
-            replaces.
+            replaces (without ``encoder_params``).
         encoder_params: extra keyword arguments of ``embed.fit_code_encoder``
             (e.g. ``{"steps": 200}`` for the head).
         skip_missing: index only the samples that have an embedding (the others
@@ -153,8 +153,8 @@ def build_index(
             (unless a clone's index uses them). Refused while a similarity brain
             run answers from it. Vectors already in the embeddings field are kept.
             What is not given is kept from the index it replaces (built "in its
-            place", the remedy of a damaged index): its ``code_method``, its
-            ``shards`` and, unless ``model`` is given, its ``embeddings_field``.
+            place", the remedy of a damaged index): its ``shards``, and its
+            ``code_method`` unless ``encoder_params`` are given.
 
     The first build of a process also compiles (or loads from numba's disk cache)
     the kernels a refinement needs (``sdk.warm.warm_refinement``): 40 s once per
@@ -173,10 +173,8 @@ def build_index(
         replaced = overwrite and index_key in runs.list_index_keys(ds)
         if replaced:
             _refuse_if_brain_runs_use(ds, index_key, "building it again")
-            before = runs.get_index_config(ds, index_key, suggest=False)
-            code_method = code_method or before.code_method
-            if embeddings_field is None and model is None:
-                embeddings_field = before.embeddings_field
+            if code_method is None and encoder_params is None:  # those of a method
+                code_method = runs.get_index_config(ds, index_key).code_method
         code_method = code_method or "head"
         if code_method not in CODE_METHODS:
             raise ValueError(

@@ -41,8 +41,9 @@ def next_to_label(
     Args:
         dataset: a dataset or view (only its samples are returned; the labels
             come from its root dataset, as :func:`~.refine.refine` reads them).
-        exclude: sample ids (a list, ``RefineResult.ids``, samples or a view) not
-            to return: the result the user has seen.
+        exclude: sample ids (one, a list, ``RefineResult.ids``, samples or a
+            view; of a patches view, their images) not to return: the result the
+            user has seen. None: none.
         k: int >= 1, how many.
         positives, negatives, tags: the labels, as :func:`~.refine.refine` takes
             them (ids, else the sample tags ``tags``).
@@ -58,8 +59,7 @@ def next_to_label(
     query = query_code(config, bundle, index_key, sample_ids=labels.positives, ds=ds)
     allowed = searchable_rows(dataset, ds, bundle)
     allowed = np.ones(len(bundle.index), bool) if allowed is None else allowed.copy()
-    seen = [*labels.positives, *labels.negatives]
-    seen += as_sample_ids(list(exclude), "exclude") if len(exclude) else []
+    seen = [*labels.positives, *labels.negatives, *as_sample_ids(exclude, "exclude")]
     rows, found = bundle.rowmap.rows_of(seen)
     allowed[rows[found]] = False
     rows, _ = nearest_allowed(bundle.index, query, int(k), allowed)

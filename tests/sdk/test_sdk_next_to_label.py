@@ -40,6 +40,16 @@ def test_it_ranks_what_is_neither_labelled_nor_in_the_result(make_user_index):
     assert within == _brute_force(ds, list(cats[:2]), {*cats[:2], *outside}, 5)
 
 
+def test_exclude_takes_what_sample_ids_take(make_user_index):
+    ds = make_user_index(n_per_class=4)
+    ids = ds.values("id")
+    nearest = cb.next_to_label(ds, positives=ids[:1], k=3, exclude=None).values("id")
+    one = cb.next_to_label(ds, positives=ids[:1], k=3, exclude=nearest[0])
+    assert nearest[0] not in one.values("id") and one.values("id")[:2] == nearest[1:]
+    gen = cb.next_to_label(ds, positives=ids[:1], k=3, exclude=iter(nearest[:1]))
+    assert gen.values("id") == one.values("id")
+
+
 def test_errors_are_said(make_user_index):
     ds = make_user_index(n_per_class=4)
     with pytest.raises(sdk.NoPositivesError):
