@@ -56,7 +56,9 @@ def next_to_label(
     """
     ds, index_key, config, bundle = opened_for_search(dataset, k, index_key)
     labels = collect_labels(ds, positives, negatives, tags)
-    query = query_code(config, bundle, index_key, sample_ids=labels.positives, ds=ds)
+    query = query_code(
+        config, bundle, index_key, sample_ids=labels.positives, ds=ds, what="positive"
+    )
     allowed = searchable_rows(dataset, ds, bundle)
     allowed = np.ones(len(bundle.index), bool) if allowed is None else allowed.copy()
     seen = [*labels.positives, *labels.negatives, *as_sample_ids(exclude, "exclude")]

@@ -146,15 +146,23 @@ def nearest_allowed(index, query, k: int, allowed):
 
 
 def query_code(
-    config, bundle, index_key: str, text=None, sample_ids=None, vector=None, *, ds=None
+    config,
+    bundle,
+    index_key: str,
+    text=None,
+    sample_ids=None,
+    vector=None,
+    *,
+    ds=None,
+    what: str = "query",
 ) -> np.ndarray:
     """The uint8 ``(D,)`` code of one query (see :func:`search`) in a loaded index.
     Query samples need the index's root dataset ``ds``: those the index lacks are
-    named for why (``labelled_rows.index_rows``)."""
+    named for why, as ``what`` samples (``labelled_rows.index_rows``)."""
     if text is not None:
         return _text_code(text, config, bundle, index_key, _name(ds))
     if sample_ids is not None:
-        return _samples_code(sample_ids, bundle, index_key, ds)
+        return _samples_code(sample_ids, bundle, index_key, ds, what)
     return _vector_code(vector, bundle, index_key)
 
 
@@ -380,14 +388,14 @@ def _text_code(text, config, bundle, index_key, dataset_name=None) -> np.ndarray
     return np.asarray(bundle.encoder.encode(vec)[0], dtype=np.uint8)
 
 
-def _samples_code(sample_ids, bundle, index_key, ds) -> np.ndarray:
+def _samples_code(sample_ids, bundle, index_key, ds, what: str) -> np.ndarray:
     sample_ids = as_sample_ids(sample_ids, "sample_ids")
     if not sample_ids:
         raise ValueError("sample_ids is empty: select at least one sample")
     if ds is None:
         raise TypeError("query_code(sample_ids=...) needs ds=, the index's dataset")
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
-    rows = index_rows(ds, bundle, sample_ids, "query", index_key, alive=alive)
+    rows = index_rows(ds, bundle, sample_ids, what, index_key, alive=alive)
     codes = np.asarray(bundle.index.codes[np.sort(rows)], dtype=np.float64)
     return np.clip(np.rint(codes.mean(axis=0)), 0, 255).astype(np.uint8)
 

@@ -58,3 +58,9 @@ def test_errors_are_said(make_user_index):
         cb.next_to_label(ds, positives=ds.values("id")[:1], k=0)
     with pytest.raises(sdk.SampleIdsError):
         cb.next_to_label(ds, positives=ds.values("id")[:1], exclude=["nope"])
+    import fiftyone as fo
+
+    added = ds.add_sample(fo.Sample(filepath=ds.first().filepath))
+    with pytest.raises(sdk.StaleIndexError, match="positive") as said:
+        cb.next_to_label(ds, positives=[added])
+    assert "query" not in str(said.value)
