@@ -13,8 +13,8 @@ from fiftyone_clipbranches.sdk import list_indexes
 from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET
 from fiftyone_clipbranches.sdk.errors import APP_OVERWRITE
 from fiftyone_clipbranches.sdk.messages import user_message
-from fiftyone_clipbranches.sdk.runs import default_index_key, key_taken
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
+from fiftyone_clipbranches.sdk.runs import key_taken
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, default_index_key
 
 #: The forms' words for the small CLIP this package ships (``resolve_clip``).
 SHIPPED_MODEL_HINT = (

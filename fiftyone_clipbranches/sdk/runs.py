@@ -33,6 +33,7 @@ from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
     RUN_METHOD,
     SIMILARITY_BACKEND,
+    default_index_key,
     index_root,
 )
 
@@ -221,18 +222,8 @@ def list_index_keys(samples) -> list[str]:
     return list(_index_configs(root_dataset(samples)))
 
 
-def default_index_key(keys) -> str | None:
-    """The index a call that names none is answered from, among index ``keys``:
-    ``DEFAULT_INDEX_KEY``, else the only one; None when there are several (or
-    none). The one rule of every face: SDK, CLI, service, the App's forms."""
-    keys = list(keys)
-    if DEFAULT_INDEX_KEY in keys:
-        return DEFAULT_INDEX_KEY
-    return keys[0] if len(keys) == 1 else None
-
-
 def chosen_index_key(samples, index_key: str | None) -> str:
-    """``index_key``, or when None :func:`default_index_key` of the dataset's
+    """``index_key``, or when None ``settings.default_index_key`` of the dataset's
     indexes (``DEFAULT_INDEX_KEY`` while a build of it runs, or when there is no
     index: reading it then says why it is not there, and how to build one).
 

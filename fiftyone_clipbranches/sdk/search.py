@@ -43,11 +43,10 @@ from fiftyone_clipbranches.sdk.messages import short, weights_message
 from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.runs import (
     chosen_index_key,
-    default_index_key,
     list_index_keys,
     root_dataset,
 )
-from fiftyone_clipbranches.sdk.settings import DEFAULT_K
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K, default_index_key
 from fiftyone_clipbranches.sdk.views import result_view
 from fiftyone_clipbranches.sdk.warm import warm_refinement
 

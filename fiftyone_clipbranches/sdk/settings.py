@@ -131,3 +131,13 @@ def quiet_bundled_database_validation() -> None:
 #: ``reason`` of a sample left out of an index built from a field without its
 #: vector (``skip_missing``); entries without one are images that could not be read.
 NO_VECTOR = "no_vector"
+
+
+def default_index_key(keys) -> str | None:
+    """The index a call that names none is answered from, among index ``keys``:
+    ``DEFAULT_INDEX_KEY``, else the only one; None when there are several (or
+    none). The one rule of every face: SDK, CLI, service, the App's forms."""
+    keys = list(keys)
+    if DEFAULT_INDEX_KEY in keys:
+        return DEFAULT_INDEX_KEY
+    return keys[0] if len(keys) == 1 else None

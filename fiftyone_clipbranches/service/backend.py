@@ -25,8 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fiftyone_clipbranches.sdk.runs import default_index_key
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
+from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, default_index_key
 from fiftyone_clipbranches.service.compute_worker import (
     refine_task,
     search_answer,
@@ -381,7 +380,7 @@ class SdkBackend:
     def default_index_key(self, name: str) -> str:
         """The index a request on dataset ``name`` that names none is answered
         from: ``DEFAULT_INDEX_KEY``, else the dataset's only index
-        (``sdk.runs.default_index_key``; with several, the default's absence is
+        (``sdk.settings.default_index_key``; with several, the default's absence is
         what the answer says)."""
         return default_index_key(self._entry(name).indexes) or DEFAULT_INDEX_KEY
 

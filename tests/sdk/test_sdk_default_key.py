@@ -11,7 +11,7 @@ import pytest
 import fiftyone_clipbranches as cb
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.cli import main as cli_main
-from fiftyone_clipbranches.sdk.runs import default_index_key
+from fiftyone_clipbranches.sdk.settings import default_index_key
 
 
 def test_the_rule():
