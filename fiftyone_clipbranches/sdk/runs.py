@@ -224,8 +224,9 @@ def list_index_keys(samples) -> list[str]:
 
 def chosen_index_key(samples, index_key: str | None) -> str:
     """``index_key``, or when None ``settings.default_index_key`` of the dataset's
-    indexes (``DEFAULT_INDEX_KEY`` while a build of it runs, or when there is no
-    index: reading it then says why it is not there, and how to build one).
+    indexes; ``DEFAULT_INDEX_KEY`` when there is no index, or several while a
+    build of it runs (reading it then says why it is not there: how to build
+    one, or that it is being built).
 
     Raises:
         IndexNotFoundError: None given, several indexes and none is the default.
