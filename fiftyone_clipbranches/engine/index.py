@@ -304,16 +304,18 @@ class CodeIndex:
         keys.sort()
         return merge_sorted_pairs(keys, n_members)
 
-    def knn(self, query, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k-NN over all ``D`` dims (squared Euclidean, int64; ties by id).
+    def knn(self, query, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k-NN over all ``D`` dims (squared Euclidean, int64; ties by id),
+        among the rows ``allowed`` (bool ``(N,)``) holds True when given.
 
         A parallel scan of the codes: in 32 dims a k-d tree prunes almost nothing
         (see docs), and the scan is exact and bandwidth-bound.
 
         Returns:
-            ``(ids int64, sq_dists int64)`` of length ``min(k, N)``.
+            ``(ids int64, sq_dists int64)`` of length ``min(k, N)`` (of the
+            allowed rows).
         """
-        return knn_scan(self.codes, query, k)
+        return knn_scan(self.codes, query, k, allowed)
 
     def neighbour_pool(self) -> NeighbourPool:
         """The rows neighbour searches scan, with their codes: read at the first

@@ -185,17 +185,19 @@ def check_k(k, n_rows: int) -> int:
     return int(min(k, n_rows))
 
 
-def knn_scan(codes, query, k: int) -> tuple[np.ndarray, np.ndarray]:
+def knn_scan(codes, query, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest rows to ``query`` by squared Euclidean distance (parallel scan).
 
     Args:
         codes: uint8 ``(N, D)``.
         query: uint8 ``(D,)``.
         k: number of neighbours; ``k > N`` returns all ``N`` rows.
+        allowed: bool ``(N,)``: only the rows it holds True are ranked (one scan
+            whatever it leaves out); None: every row.
 
     Returns:
-        ``(ids int64, sq_dists int64)`` of length ``min(k, N)``, sorted by distance,
-        ties by ascending id.
+        ``(ids int64, sq_dists int64)`` of length ``min(k, N)`` (of the allowed
+        rows, when given), sorted by distance, ties by ascending id.
     """
     codes = as_codes(codes)
     if codes.shape[1] > MAX_KNN_DIMS:
@@ -203,9 +205,21 @@ def knn_scan(codes, query, k: int) -> tuple[np.ndarray, np.ndarray]:
     if codes.shape[0] >= 2**32:
         raise ValueError("knn supports at most 2**32 - 1 rows")
     q = as_query(query, codes.shape[1])
-    k = check_k(k, codes.shape[0])
     kernel = knn_kernel if len(codes) >= PARALLEL_MIN_ROWS else knn_serial
-    keys = kernel(codes, q, k)
+    if allowed is None:
+        k = check_k(k, codes.shape[0])
+        keys = kernel(codes, q, k, None)
+    else:
+        allowed = np.asarray(allowed)
+        if allowed.dtype != np.bool_ or allowed.shape != (codes.shape[0],):
+            raise ValueError(
+                f"allowed must be a bool array of shape ({codes.shape[0]},); got"
+                f" {allowed.dtype} {allowed.shape}"
+            )
+        k = check_k(k, int(np.count_nonzero(allowed)))
+        if k == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        keys = kernel(codes, q, k, allowed.view(np.uint8))
     return (keys & 0xFFFFFFFF).astype(np.int64), (keys >> 32).astype(np.int64)
 
 

@@ -100,39 +100,36 @@ def _sift_down(heap, k):
     heap[i] = x
 
 
-@parallel_kernel
-def knn_kernel(codes, query, k):
-    """Exact k smallest keys ``sq_dist * 2**32 + id`` (int64, sorted ascending).
+def _knn(codes, query, k, allowed):
+    """Exact k smallest keys ``sq_dist * 2**32 + id`` (int64, sorted ascending)
+    of the rows whose ``allowed`` (uint8 ``(N,)``) is nonzero, or of every row
+    when ``allowed`` is None; ``k`` must be in ``[1, number of those rows]``.
 
     Each chunk of rows keeps a max-heap of its k best keys; the chunks' heaps are
-    merged at the end. ``k`` must be in ``[1, N]``.
+    merged at the end.
     """
     n = codes.shape[0]
     n_chunks = max(1, min(256, n // 65536))
     heaps = np.empty((n_chunks, k), dtype=np.int64)
     sizes = np.zeros(n_chunks, dtype=np.int64)
     for c in nb.prange(n_chunks):
-        sizes[c] = _knn_rows(
-            codes, query, k, heaps[c], c * n // n_chunks, (c + 1) * n // n_chunks
-        )
+        first, last = c * n // n_chunks, (c + 1) * n // n_chunks
+        sizes[c] = _knn_rows(codes, query, k, heaps[c], first, last, allowed)
     return _merge_heaps(heaps, sizes, k)
 
 
-@nb.njit(cache=True, nogil=True)
-def knn_serial(codes, query, k):
-    """:func:`knn_kernel` on one thread (small inputs)."""
-    heaps = np.empty((1, k), dtype=np.int64)
-    sizes = np.zeros(1, dtype=np.int64)
-    sizes[0] = _knn_rows(codes, query, k, heaps[0], 0, codes.shape[0])
-    return _merge_heaps(heaps, sizes, k)
+knn_serial, knn_kernel = serial_and_parallel(_knn)
 
 
 @nb.njit(inline="always")
-def _knn_rows(codes, query, k, heap, first, last):
-    """Keep the k smallest keys of rows ``first..last`` in max-heap ``heap``."""
+def _knn_rows(codes, query, k, heap, first, last, allowed):
+    """Keep the k smallest keys of rows ``first..last`` in max-heap ``heap`` (of
+    the rows ``allowed`` holds nonzero, when given)."""
     d = codes.shape[1]
     size = 0
     for i in range(first, last):
+        if allowed is not None and allowed[i] == 0:
+            continue
         acc = np.int64(0)
         for j in range(d):
             diff = np.int32(codes[i, j]) - np.int32(query[j])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fiftyone_clipbranches.engine.index import CodeIndex
 from fiftyone_clipbranches.sdk.embedding_reader import float32_rows
 from fiftyone_clipbranches.sdk.embeddings import (
     get_clip_model,
@@ -133,6 +134,8 @@ def nearest_allowed(index, query, k: int, allowed):
     n = len(index)
     if allowed is None:
         return index.knn(query, min(k, n))
+    if isinstance(index, CodeIndex):  # one scan that skips the rows left out
+        return index.knn(query, k, allowed)
     n_allowed = int(np.count_nonzero(allowed))
     # enough rows that k allowed ones are likely among them; more if not
     k_ask = min(n, max(k + (n - n_allowed) if n_allowed > n // 2 else 4 * k, 1))

@@ -198,6 +198,46 @@ def test_knn_through_index_and_large_chunks():
     np.testing.assert_array_equal(sq, dist[order])
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(1, 400),
+    st.integers(1, 500),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**31 - 1),
+)
+def test_knn_among_allowed_rows_matches_brute_force(n, k, share, seed):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 3, (n, 6), dtype=np.uint8)  # many ties
+    query = rng.integers(0, 3, 6, dtype=np.uint8)
+    allowed = rng.random(n) < share
+    dist = ((codes.astype(np.int64) - query.astype(np.int64)) ** 2).sum(axis=1)
+    rows = np.flatnonzero(allowed)
+    order = rows[np.lexsort((rows, dist[rows]))][:k]
+    ids, sq = knn_scan(codes, query, k, allowed)
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_array_equal(sq, dist[order])
+
+
+def test_knn_among_allowed_rows_in_parallel_and_its_refusals():
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 4, (300_000, 8), dtype=np.uint8)  # the threaded path
+    index = CodeIndex.build(codes, leaf_size=512)
+    allowed = rng.random(len(codes)) < 0.3
+    query = codes[7]
+    dist = ((codes.astype(np.int64) - query) ** 2).sum(axis=1)
+    rows = np.flatnonzero(allowed)
+    order = rows[np.lexsort((rows, dist[rows]))][:200]
+    ids, sq = index.knn(query, 200, allowed)
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_array_equal(sq, dist[order])
+    none = np.zeros(len(codes), bool)
+    assert [len(a) for a in index.knn(query, 5, none)] == [0, 0]
+    with pytest.raises(ValueError, match="allowed must be a bool array"):
+        index.knn(query, 5, allowed[:10])
+    with pytest.raises(ValueError, match="allowed must be a bool array"):
+        index.knn(query, 5, allowed.astype(np.uint8))
+
+
 def test_index_sizes():
     codes = np.random.default_rng(0).integers(0, 256, (5000, 32), dtype=np.uint8)
     index = CodeIndex.build(codes, leaf_size=256)
