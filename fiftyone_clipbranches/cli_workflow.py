@@ -424,16 +424,11 @@ def _cmd_next_to_label(args) -> int:
         index_key=args.key,
     )
     rows = [{"id": i} for i in view.values("id")]
-    shown = _with_paths(ds, rows[: _limit(args)])
     if args.json:
+        shown = _with_paths(ds, rows[: _limit(args)])
         print(json.dumps({"n_results": len(rows), "results": shown}))
-        return 0
-    if not rows:
-        print("no samples: every sample is labelled or in the result")
-    for rank, row in enumerate(shown, 1):
-        print(f"{rank:>4}  {row['id']}  {row['filepath']}")
-    if len(rows) > len(shown):
-        print(f"... {len(rows) - len(shown)} more (--limit)")
+    else:
+        _print_rows(ds, rows, None, args)
     return 0
 
 
@@ -612,16 +607,22 @@ def _with_paths(ds, rows: list[dict]) -> list[dict]:
     return [{**r, "filepath": paths.get(r["id"], "")} for r in rows]
 
 
-def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
+def _print_rows(ds, rows: list[dict], value: str | None, args, header=None) -> None:
+    """Rank, sample id, ``value``'s column (none when None) and filepath."""
     shown = _with_paths(ds, rows[: _limit(args)])
+    column = "" if value is None else f"  {header or value:>12}"
     if not rows:
         print("no results")
     elif shown:
-        print(f"{'rank':>4}  {'sample id':<24}  {header or value:>12}  filepath")
+        print(f"{'rank':>4}  {'sample id':<24}{column}  filepath")
     for rank, row in enumerate(shown, 1):
-        v = row[value]
-        text = f"{v:.4f}" if isinstance(v, float) else str(v)
-        print(f"{rank:>4}  {row['id']}  {text:>12}  {row['filepath']}")
+        v = row.get(value)
+        text = (
+            ""
+            if value is None
+            else f"  {f'{v:.4f}' if isinstance(v, float) else v:>12}"
+        )
+        print(f"{rank:>4}  {row['id']}{text}  {row['filepath']}")
     if len(rows) > len(shown):
         print(f"... {len(rows) - len(shown)} more (--limit)")
 

@@ -698,4 +698,5 @@ def test_next_to_label_after_a_refine(make_user_index, capsys):
     assert shown == expected.values("id")
     assert cli_main(["next-to-label", ds.name, "--k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines] == shown[:3]
+    assert lines[0].split() == ["rank", "sample", "id", "filepath"]
+    assert [line.split()[1] for line in lines[1:]] == shown[:3]
