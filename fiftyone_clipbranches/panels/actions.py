@@ -347,18 +347,25 @@ def look_further(ctx, opts: dict) -> str:
         if ctx.panel.state.get("showing") in ("refine", "all", "further"):
             raise ValueError(_NO_LONGER_KEPT)
         raise ValueError("refine first: there is no result to look beyond")
+    # pressed again without a Refine: the next page, past what it showed
+    state = ctx.panel.state
+    further = state.get("showing") == "further"
+    shown = list(state.get("further_shown") or ()) if further else []
     scope = search_scope(ctx)
     view = sdk.next_to_label(
         scope,
-        exclude=last.ids,
+        exclude=[*last.ids, *shown],
         k=shown_k(opts["k"]),
         tags=tags(opts),
         index_key=opts["index_key"],
     )
     show_result(ctx, view, scope)
-    ctx.panel.state.set("showing", "further")
+    state.set({"showing": "further", "further_shown": [*shown, *view.values("id")]})
+    if not len(view):
+        return "every sample is labelled, in the result or shown already: Refine"
+    nearest = "further from" if shown else "nearest"
     return (
-        f"{len(view)} samples nearest the positives, neither labelled nor in the"
+        f"{len(view)} samples {nearest} the positives, neither labelled nor in the"
         " result: mark them, then Refine"
     )
 

@@ -117,7 +117,9 @@ class RelevancePanel(foo.Panel):
     def on_change_dataset(self, ctx):
         # a question, an error and a result of the other dataset
         ctx.panel.state.set(
-            dict.fromkeys(("confirm", "last_error", "showing", "last_stats"))
+            dict.fromkeys(
+                ("confirm", "last_error", "showing", "last_stats", "further_shown")
+            )
         )
         self.on_load(ctx)
 

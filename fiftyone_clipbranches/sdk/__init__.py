@@ -68,6 +68,7 @@ _EXPORTS = {
     "RefinedPage": "refine_pages",
     "refine_pages": "refine_pages",
     "next_to_label": "next_to_label",
+    "next_to_label_ids": "next_to_label",
     "RemoteServiceError": "remote",
     "RefineRequest": "request",
     "search": "search",

@@ -54,6 +54,23 @@ def next_to_label(
         NoPositivesError, ContradictoryLabelsError, StaleIndexError (a positive
         added since the build), IndexNotFoundError, ValueError.
     """
+    ids, _ = next_to_label_ids(
+        dataset, exclude, k, positives, negatives, tags, index_key
+    )
+    return result_view(dataset, ids)
+
+
+def next_to_label_ids(
+    dataset,
+    exclude=(),
+    k: int = DEFAULT_K,
+    positives=None,
+    negatives=None,
+    tags=DEFAULT_TAGS,
+    index_key: str | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """Like :func:`next_to_label`, returning ``(sample ids, int64 squared code
+    distances to the positives' mean code)``, nearest first."""
     ds, index_key, config, bundle = opened_for_search(dataset, k, index_key)
     labels = collect_labels(ds, positives, negatives, tags)
     query = query_code(
@@ -64,5 +81,5 @@ def next_to_label(
     seen = [*labels.positives, *labels.negatives, *as_sample_ids(exclude, "exclude")]
     rows, found = bundle.rowmap.rows_of(seen)
     allowed[rows[found]] = False
-    rows, _ = nearest_allowed(bundle.index, query, int(k), allowed)
-    return result_view(dataset, bundle.rowmap.ids_of(rows))
+    rows, dists = nearest_allowed(bundle.index, query, int(k), allowed)
+    return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from fiftyone_clipbranches.sdk.errors import ClipBranchesError, ContradictoryLabelsError
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import result_repr
-from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.request import RefineRequest, id_list
 from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
 
 URL_ENV = "CLIPBRANCHES_SERVICE_URL"
@@ -158,7 +158,7 @@ class Client:
         if text is not None:
             body["text"] = text
         if sample_ids is not None:
-            body["sample_ids"] = list(sample_ids)
+            body["sample_ids"] = _id_list(sample_ids)
         return self._call("POST", "/v1/search", body)
 
     def refine(
@@ -176,6 +176,38 @@ class Client:
         body = {"dataset": dataset, **RefineRequest.build(request, **fields).to_json()}
         body["page_size"] = page_size
         return self._call("POST", "/v1/refine", body)
+
+    def next_to_label(
+        self,
+        dataset: str,
+        *,
+        exclude_result: str | None = None,
+        exclude=None,
+        k: int = 60,
+        positives=None,
+        negatives=None,
+        positive_tag: str | None = None,
+        negative_tag: str | None = None,
+        index_key: str | None = None,
+        page_size: int = 100,
+    ) -> dict:
+        """The ``k`` samples to label next (``sdk.next_to_label``): nearest the
+        labelled positives, neither labelled nor in the stored result
+        ``exclude_result`` (a :meth:`refine`'s ``result_id``) or ``exclude`` (ids).
+        Labels by ids, else from the tags (``cb_positive`` / ``cb_negative`` unless
+        named); ``index_key`` None: the service's choice, as for :meth:`search`."""
+        body = {"dataset": dataset, "k": k, "page_size": page_size}
+        given = {
+            "exclude_result": exclude_result,
+            "exclude": _id_list(exclude),
+            "positives": _id_list(positives),
+            "negatives": _id_list(negatives),
+            "positive_tag": positive_tag,
+            "negative_tag": negative_tag,
+            "index_key": index_key,
+        }
+        body.update({name: v for name, v in given.items() if v is not None})
+        return self._call("POST", "/v1/next_to_label", body)
 
     def page(self, result_id: str, offset: int = 0, limit: int = 100) -> dict:
         query = urllib.parse.urlencode({"offset": offset, "limit": limit})
@@ -227,6 +259,11 @@ class Client:
                 raise RemoteServiceError(
                     0, "unreachable", f"cannot reach {self.url}: {e}"
                 ) from None
+
+
+def _id_list(ids) -> list[str] | None:
+    """Sample ids as a JSON list (one id, a string, is one); None stays None."""
+    return None if ids is None else id_list(ids)
 
 
 def _retry_wait(header: str | None) -> float:

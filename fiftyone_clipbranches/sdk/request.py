@@ -206,7 +206,7 @@ class RefineRequest:
             values["negative_weight"] = given("negative_weight")
         for key in ("positives", "negatives"):  # left out: not given (None)
             if given(key) is not None:
-                values[key] = _id_list(given(key))
+                values[key] = id_list(given(key))
         values["tags"] = (  # a tag is a name: "sp " is not "sp" (Mark writes it so)
             given("positive_tag", strip=False) or DEFAULT_TAGS[0],
             given("negative_tag", strip=False) or DEFAULT_TAGS[1],
@@ -214,8 +214,8 @@ class RefineRequest:
         return cls(**values)
 
 
-def _id_list(value) -> list:
-    """One id (a string) or ids, as a list."""
+def id_list(value) -> list:
+    """One id (a string) or ids, as a list (nothing: an empty one)."""
     if not value:
         return []
     return [value] if isinstance(value, str) else list(value)

@@ -27,9 +27,9 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, default_index_key
 from fiftyone_clipbranches.service.compute_worker import (
-    refine_task,
+    next_to_label_answer,
     search_answer,
-    search_task,
+    task,
 )
 from fiftyone_clipbranches.service.database import DatabaseWatch, database_errors
 from fiftyone_clipbranches.service.errors import (
@@ -443,8 +443,8 @@ class SdkBackend:
         start = time.perf_counter()
         with index.watched(entry.name), _sdk_errors():
             if self._workers is not None:
-                task = search_task(entry.name, entry.dataset_id, req, self._served())
-                ids, sq_dists, n_unindexed = self._workers.execute(task)
+                work = task("search", entry.name, entry.dataset_id, req, self._served())
+                ids, sq_dists, n_unindexed = self._workers.execute(work)
             else:
                 ids, sq_dists, n_unindexed = search_answer(entry.dataset, req)
         elapsed = time.perf_counter() - start
@@ -478,13 +478,49 @@ class SdkBackend:
                 self._check_ids(entry, index, getattr(request, what), what)
         if self._workers is not None:
             with index.watched(entry.name), _sdk_errors():
-                task = refine_task(entry.name, entry.dataset_id, req, self._served())
-                return _worker_ranking(self._workers.execute(task))
+                work = task("refine", entry.name, entry.dataset_id, req, self._served())
+                return _worker_ranking(self._workers.execute(work))
         with index.watched(entry.name), _sdk_errors():
             result = sdk.refine_ranking(entry.dataset, request)
         rows = result.rows
         rows.setflags(write=False)
         return Ranking(rows, result.scores, result.bundle.rowmap.ids_of, result.stats)
+
+    def next_to_label(self, req: dict) -> Ranking:
+        """``req``: a validated ``/v1/next_to_label`` body whose ``exclude`` holds
+        every sample id to leave out (``exclude_result``'s included)."""
+        from fiftyone_clipbranches.sdk.request import RefineRequest
+
+        entry = self._entry(req["dataset"])
+        with _sdk_errors():
+            labels = RefineRequest.from_json(req)  # the labels, read as /v1/refine
+        return self._answered(
+            entry, req["index_key"], lambda: self._next_to_label(entry, req, labels)
+        )
+
+    def _next_to_label(self, entry: _Dataset, req: dict, labels) -> Ranking:
+        index = self._index(entry, req["index_key"])
+        for what in ("positives", "negatives"):
+            if getattr(labels, what):
+                self._check_ids(entry, index, getattr(labels, what), what)
+        start = time.perf_counter()
+        with index.watched(entry.name), _sdk_errors():
+            if self._workers is not None:
+                work = task(
+                    "next_to_label", entry.name, entry.dataset_id, req, self._served()
+                )
+                ids, sq_dists = self._workers.execute(work)
+            else:
+                ids, sq_dists = next_to_label_answer(entry.dataset, req)
+        stats = {
+            "query": "positives",
+            "n_results": len(ids),
+            "n_excluded": len(req["exclude"] or ()),
+            "score": "minus squared L2 distance between uint8 codes",
+            "timings": {"search_s": round(time.perf_counter() - start, 6)},
+        }
+        scores = 0.0 - np.asarray(sq_dists, np.float64)  # 0.0, not -0.0
+        return _ranking(ids, scores, stats)
 
     def save_view(self, result: StoredResult, name: str, overwrite: bool) -> dict:
         from fiftyone_clipbranches import sdk

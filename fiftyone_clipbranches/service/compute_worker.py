@@ -7,11 +7,11 @@ memory-mapped, so every worker reads the same pages of the page cache) and warms
 what the first request would otherwise pay for (the alive-rows mask and the CLIP
 model of each index, the refinement's compiled kernels).
 Each task is then answered by the same sdk calls as in-process serving:
-``sdk.refine_ranking`` with a ``RefineRequest`` built from the validated body, and
-``sdk.search_ids``; nothing is written to the database.
+``sdk.refine_ranking`` with a ``RefineRequest`` built from the validated body,
+``sdk.search_ids`` and ``sdk.next_to_label_ids``; nothing is written to the database.
 
 Tasks are tuples ``(kind, dataset name, dataset id, body, served index dirs)``
-(:func:`refine_task`, :func:`search_task`); answers are plain arrays and dicts,
+(:func:`task`); answers are plain arrays and dicts,
 cheap to send back: a refinement over an index the service serves answers index
 rows (the service holds the same immutable index directory open and turns only the
 rows it pages into ids), any other one the ids themselves. The worker keeps open (pinned) the indexes the service serves
@@ -28,15 +28,16 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def refine_task(dataset: str, dataset_id: str, body: dict, served) -> tuple:
-    """A task refining with ``body`` (a validated ``/v1/refine`` body); ``served``:
+#: What a worker answers: a ``/v1`` endpoint's name, its body validated.
+TASK_KINDS = ("search", "refine", "next_to_label")
+
+
+def task(kind: str, dataset: str, dataset_id: str, body: dict, served) -> tuple:
+    """A task answering ``body``, a validated body of ``/v1/{kind}``; ``served``:
     the index directories the service serves now."""
-    return ("refine", dataset, dataset_id, body, frozenset(served))
-
-
-def search_task(dataset: str, dataset_id: str, body: dict, served) -> tuple:
-    """A task searching with ``body`` (a validated ``/v1/search`` body)."""
-    return ("search", dataset, dataset_id, body, frozenset(served))
+    if kind not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {kind!r}")
+    return (kind, dataset, dataset_id, body, frozenset(served))
 
 
 def open_index(dataset, index_key: str):
@@ -120,6 +121,8 @@ class SdkWorker:
             answer = self._refine(ds, body, served)
         elif kind == "search":
             answer = search_answer(ds, body)
+        elif kind == "next_to_label":
+            answer = next_to_label_answer(ds, body)
         else:
             raise ValueError(f"unknown task kind {kind!r}")
         self._pin_served(ds, key, served)
@@ -215,3 +218,21 @@ def search_answer(ds, body: dict) -> tuple[list[str], np.ndarray, int]:
         index_key=body["index_key"],
     )
     return ids, sq_dists, sdk.unsearched_count(ds, body["index_key"])
+
+
+def next_to_label_answer(ds, body: dict) -> tuple[list[str], np.ndarray]:
+    """``(ids, squared distances)`` of a validated ``/v1/next_to_label`` body on
+    dataset ``ds``, its ``exclude`` holding every id to leave out."""
+    from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.request import RefineRequest
+
+    labels = RefineRequest.from_json(body)
+    return sdk.next_to_label_ids(
+        ds,
+        exclude=body["exclude"],
+        k=body["k"],
+        positives=labels.positives,
+        negatives=labels.negatives,
+        tags=labels.tags,
+        index_key=body["index_key"],
+    )

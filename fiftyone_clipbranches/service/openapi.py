@@ -39,7 +39,7 @@ _PAGE = {
     ],
     "properties": {
         "result_id": {"type": "string"},
-        "kind": {"type": "string", "enum": ["search", "refine"]},
+        "kind": {"type": "string", "enum": ["search", "refine", "next_to_label"]},
         "dataset": {"type": "string"},
         "index_key": {"type": "string"},
         "total": {"type": "integer", "description": "number of ranked samples"},
@@ -305,6 +305,16 @@ def build_openapi() -> dict:
                     },
                 }
             },
+            "/v1/next_to_label": {
+                "post": {
+                    "summary": "the samples to label next beside a result",
+                    "requestBody": _body("NextToLabelRequest"),
+                    "responses": {
+                        **_ok("Result"),
+                        **_errors(*_COMPUTE_ERRORS),
+                    },
+                }
+            },
             "/v1/results/{result_id}": {
                 "get": {
                     "summary": "a page of a stored result",
@@ -337,6 +347,7 @@ def build_openapi() -> dict:
             "schemas": {
                 "SearchRequest": rq.SEARCH.to_openapi(),
                 "RefineRequest": rq.REFINE.to_openapi(),
+                "NextToLabelRequest": rq.NEXT_TO_LABEL.to_openapi(),
                 "SaveViewRequest": rq.SAVE_VIEW.to_openapi(),
                 "Error": _ERROR,
                 "Item": _ITEM,

@@ -6,6 +6,8 @@ from these definitions, so what is documented is what is enforced.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fiftyone_clipbranches.sdk.models import (
     DEFAULT_MODEL,
     MODELS,
@@ -207,6 +209,46 @@ REFINE = Object(
                 description="seed of the model and of the random negatives",
             ),
             default=0,
+        ),
+        "page_size": _page_size(),
+    },
+    exclusive_sets=(("positives", "negatives"), ("positive_tag", "negative_tag")),
+)
+
+NEXT_TO_LABEL = Object(
+    description=(
+        "The samples to label next beside a refinement's result: the k samples"
+        " nearest the labelled positives' mean code that are neither labelled nor"
+        " excluded (the SDK's next_to_label; the panel's Look further). Labels come"
+        " as for /v1/refine; exclude and exclude_result name the samples the user"
+        " has seen."
+    ),
+    props={
+        "dataset": Prop(DATASET_NAME, required=True),
+        "index_key": Prop(INDEX_KEY, default=None),
+        "positives": Prop(_ids("positive sample ids"), default=None),
+        "negatives": Prop(_ids("negative sample ids"), default=None),
+        "positive_tag": Prop(
+            _tag("samples with this tag are positives"),
+            default=None,
+        ),
+        "negative_tag": Prop(
+            _tag("samples with this tag are negatives"),
+            default=None,
+        ),
+        "exclude": Prop(_ids("sample ids not to return"), default=None),
+        "exclude_result": Prop(
+            replace(
+                RESULT_ID,
+                nullable=True,
+                description="a stored result of the same dataset (the result_id of"
+                " a /v1/refine) whose samples are not returned",
+            ),
+            default=None,
+        ),
+        "k": Prop(
+            Int(minimum=1, maximum=MAX_K, description="number of samples"),
+            default=DEFAULT_K,
         ),
         "page_size": _page_size(),
     },

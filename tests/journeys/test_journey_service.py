@@ -99,6 +99,16 @@ def test_user_index_served_and_refined_by_client_and_panel(
         )
         assert remote_ids == local.bundle.rowmap.ids_of(local.rows)
         assert set(positives) <= set(remote_ids)
+        # What to label next beside that result (the panel's Look further)
+        further = client.next_to_label(
+            ds.name, exclude_result=remote["result_id"], positives=positives,
+            negatives=negatives, index_key="clip", k=5,
+        )  # fmt: skip
+        here = sdk.next_to_label(
+            ds, exclude=remote_ids, k=5, positives=positives, negatives=negatives,
+            index_key="clip",
+        )  # fmt: skip
+        assert [item["id"] for item in further["items"]] == here.values("id")
         saved = client.save_view(remote["result_id"], "journey picks")
         assert saved["n_samples"] == len(remote_ids)
         ds.reload()  # saved by the service's process

@@ -1213,3 +1213,24 @@ def test_look_further_shows_what_is_neither_labelled_nor_in_the_result(
     expected = cb.next_to_label(ds, exclude=list(result), k=8, index_key="clip")
     assert shown == expected.values("id")
     assert "look_further" in rendered(requests)  # once more, after marking some
+
+    # pressed again (nothing marked): the next page, past the one it showed
+    state.update(patched_state(requests))
+    requests = call(ds, "look_further", state=state)
+    second = shown_ids(requests)
+    assert notifications(requests, "success") == [
+        f"{len(second)} samples further from the positives, neither labelled nor"
+        " in the result: mark them, then Refine"
+    ]
+    beyond = cb.next_to_label(
+        ds, exclude=[*result, *shown], k=8, index_key="clip"
+    ).values("id")
+    assert second == beyond and second and not set(second) & set(shown)
+    # a Refine starts again from the positives
+    state.update(patched_state(requests))
+    state.update(patched_state(call(ds, "refine", state=state)))
+    sdk.wait_for_writes(ds, "clipbranches_score")
+    result = ds.exists("clipbranches_score").values("id")
+    again = shown_ids(call(ds, "look_further", state=state))
+    expected = cb.next_to_label(ds, exclude=result, k=8, index_key="clip")
+    assert again == expected.values("id")

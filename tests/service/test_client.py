@@ -327,3 +327,69 @@ def test_a_dataset_named_with_a_slash_is_described(make_user_index):
         assert err.value.code == "index_not_found"
     finally:
         service.stop()
+
+
+def test_next_to_label_leaves_out_the_result_and_the_labels(make_user_index):
+    """``/v1/next_to_label`` answers what ``sdk.next_to_label`` answers: the
+    samples nearest the positives, less the labelled ones and the result seen
+    (by its result_id or by ids), on an index built from images; its refusals."""
+    import fiftyone as fo
+
+    from fiftyone_clipbranches.service.backend import SdkBackend
+    from fiftyone_clipbranches.service.server import start_server
+
+    ds = make_user_index(n_per_class=6, name="svc-next-to-label")
+    ids = ds.values("id")
+    pos, neg = ids[:2], ids[-2:]
+    service = start_server(
+        SdkBackend([ds.name]), port=0, token=None, allow_no_token_on_localhost=True,
+        compute_mode="threads", compute_workers=1,
+    )  # fmt: skip
+    try:
+        assert service.wait_ready(60)
+        client = Client(service.url)
+        refined = client.refine(ds.name, positives=pos, negatives=neg)
+        seen = [item["id"] for item in client.iter_items(refined["result_id"])]
+        expected = sdk.next_to_label_ids(
+            ds, exclude=seen, k=7, positives=pos, negatives=neg
+        )
+        answer = client.next_to_label(
+            ds.name, exclude_result=refined["result_id"], k=7, positives=pos,
+            negatives=neg,
+        )  # fmt: skip
+        assert (answer["kind"], answer["index_key"]) == ("next_to_label", "clip")
+        assert [item["id"] for item in answer["items"]] == expected[0]
+        assert [item["score"] for item in answer["items"]] == [
+            0.0 - d for d in expected[1].tolist()
+        ]
+        assert answer["stats"]["n_excluded"] == len(seen)
+        assert not {item["id"] for item in answer["items"]} & set(seen + pos + neg)
+        by_ids = client.next_to_label(
+            ds.name, exclude=seen, k=7, positives=pos, negatives=neg
+        )
+        assert by_ids["items"] == answer["items"]
+
+        # labels from the tags, as /v1/refine reads them; one id is one id
+        ds.select(pos).tag_samples("cb_positive")
+        tagged = client.next_to_label(ds.name, exclude=ids[2], k=3)
+        plain = sdk.next_to_label_ids(ds, exclude=ids[2], k=3)[0]
+        assert [item["id"] for item in tagged["items"]] == plain
+        assert ids[2] not in plain
+
+        other = fo.Dataset("svc-next-to-label-other")
+        for given, status, code in (
+            ({"exclude_result": "0" * 32}, 404, "result_not_found"),
+            ({"positives": ["f" * 24]}, 422, "unknown_sample_ids"),
+            ({"positive_tag": "nobody"}, 422, "no_positives"),
+        ):
+            with pytest.raises(ServiceError) as err:
+                client.next_to_label(ds.name, **given)
+            assert (err.value.status, err.value.code) == (status, code)
+        with pytest.raises(ServiceError) as err:
+            client.next_to_label(other.name, exclude_result=refined["result_id"])
+        assert (err.value.status, err.value.code) == (422, "result_of_another_dataset")
+        assert ds.name in err.value.message and other.name in err.value.message
+    finally:
+        service.stop()
+        if fo.dataset_exists("svc-next-to-label-other"):
+            fo.delete_dataset("svc-next-to-label-other")

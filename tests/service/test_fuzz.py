@@ -27,6 +27,7 @@ KNOWN_CODES = {
     "unprocessable",
     "view_exists",
     "unauthorized",
+    "result_of_another_dataset",
 }
 FUZZ = settings(
     max_examples=60,
@@ -59,6 +60,8 @@ def _field_values(name: str):
         "positives": st.lists(hex_ids, max_size=3),
         "negatives": st.lists(hex_ids, max_size=3),
         "sample_ids": st.lists(hex_ids, max_size=3),
+        "exclude": st.lists(hex_ids, max_size=3),
+        "exclude_result": st.sampled_from(["0" * 32, "zz", "a" * 40]),
         "model": st.sampled_from([*rq.MODELS, "svm"]),
         "random_negatives": st.integers(-5, 200),
         "negative_weight": st.floats(-1, 5, allow_nan=False),
@@ -99,6 +102,13 @@ def test_fuzz_search(call, body):
 
 
 @FUZZ
+@given(body=_bodies(rq.NEXT_TO_LABEL))
+def test_fuzz_next_to_label(call, body):
+    status, _, answer = call("POST", "/v1/next_to_label", body)
+    _check(status, answer)
+
+
+@FUZZ
 @given(
     body=_bodies(rq.SAVE_VIEW), result_id=st.sampled_from(["0" * 32, "zz", "a" * 40])
 )
@@ -115,7 +125,12 @@ def test_fuzz_save(call, body, result_id):
         ["application/json", "text/plain", None, "application/x-www-form-urlencoded"]
     ),
     path=st.sampled_from(
-        ["/v1/refine", "/v1/search", "/v1/results/" + "0" * 32 + "/save"]
+        [
+            "/v1/refine",
+            "/v1/search",
+            "/v1/next_to_label",
+            "/v1/results/" + "0" * 32 + "/save",
+        ]
     ),
 )
 def test_fuzz_raw_bodies(call, raw, content_type, path):

@@ -155,7 +155,7 @@ def test_worker_answers_rows_of_a_served_index_ids_of_any_other(make_user_index)
 
     from fiftyone_clipbranches.sdk.request import RefineRequest
     from fiftyone_clipbranches.service.backend import _worker_ranking
-    from fiftyone_clipbranches.service.compute_worker import SdkWorker, refine_task
+    from fiftyone_clipbranches.service.compute_worker import SdkWorker, task
 
     ds = make_user_index(n_per_class=4, name="svc-worker-rows")
     ids = ds.values("id")
@@ -169,9 +169,9 @@ def test_worker_answers_rows_of_a_served_index_ids_of_any_other(make_user_index)
     worker = SdkWorker([ds.name], threads=numba.get_num_threads())
     dataset_id = str(ds._doc.id)
 
-    served = worker(refine_task(ds.name, dataset_id, body, {index_dir}))
+    served = worker(task("refine", ds.name, dataset_id, body, {index_dir}))
     assert served[0] == "rows" and served[1] == index_dir
-    other = worker(refine_task(ds.name, dataset_id, body, set()))
+    other = worker(task("refine", ds.name, dataset_id, body, set()))
     assert other[0] == "ids"
     for answer in (served, other):
         ranking = _worker_ranking(answer)
