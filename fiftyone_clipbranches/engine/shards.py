@@ -135,6 +135,14 @@ class ShardWorker:
             out.append((ids + self.start, dists))
         return out
 
+    def knn_allowed(self, query: np.ndarray, k: int, packed: np.ndarray):
+        """``(global ids, sq_dists)``: the ``k`` nearest rows of the shard among
+        those ``packed`` allows (``np.packbits`` of a bool mask of its rows)."""
+        codes = self.index.codes
+        allowed = np.unpackbits(packed, count=codes.shape[0]).view(np.bool_)
+        ids, dists = knn_scan(codes, query, int(k), allowed)
+        return ids + self.start, dists
+
     def apply(self, model: RefinementModel, use_index: bool, chunk_rows: int):
         """The shard's ranking of ``model`` (global rows); for top-k models also the
         codes of the rows, which the driver searches again."""
@@ -422,12 +430,33 @@ class ShardedIndex:
             np.concatenate([p[1] for p in parts]).astype(np.int32),
         )
 
-    def knn(self, query, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`CodeIndex.knn`: exact, by (squared distance, row)."""
+    def knn(self, query, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`CodeIndex.knn`: exact, by (squared distance, row), among the
+        rows ``allowed`` (bool ``(N,)``) holds True when given: each shard scans
+        its part, sent as bits (N / 8 bytes in all), skipping the rows left out."""
         q = as_query(query, self.n_dims)
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
-        return self.knn_many(q[None], int(k))[0]
+        if allowed is None:
+            return self.knn_many(q[None], int(k))[0]
+        allowed = np.asarray(allowed)
+        if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
+            raise ValueError(
+                f"allowed must be a bool array of shape ({len(self)},); got"
+                f" {allowed.dtype} {allowed.shape}"
+            )
+        bounds = zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist())
+        parts = [allowed[a:b] for a, b in bounds]
+        shards = [i for i, part in enumerate(parts) if part.any()]
+        if not shards:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        answers = self.executor.map(
+            "knn_allowed",
+            shared=(q, int(k)),
+            per_shard=[(np.packbits(parts[i]),) for i in shards],
+            shards=shards,
+        )
+        return merge_knn(answers, int(k))
 
     def neighbour_pool(self) -> NeighbourPool:
         """The rows neighbour searches scan, with their codes: gathered from the

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 ProgressFn = Callable[[float, str], None]
@@ -31,14 +33,23 @@ def as_progress(progress, desc: str = "clipbranches") -> ProgressFn:
 
 
 class ProgressBar:
-    """``progress(fraction, label)`` shown as one tqdm bar on stderr, opened at the
-    first update and closed when it reaches 100%."""
+    """``progress(fraction, label)`` shown on stderr: one tqdm bar, opened at the
+    first update and closed when it reaches 100%, on a terminal or in a notebook;
+    written to a file or pipe (a log), a plain line per step or per 10% (or
+    ``LOG_EVERY_S``), which a bar redrawn in place would fill with ``\\r``."""
 
     def __init__(self, desc: str):
         self.desc = desc
         self._bar = None
+        self._logged = None  # (percent, label, time) of the last line in a log
 
     def __call__(self, fraction: float, label: str) -> None:
+        done = min(100, max(0, round(100 * fraction)))
+        if self._bar is None and self._logged is None and not _draws_in_place():
+            self._logged = (-LOG_EVERY_PERCENT, None, 0.0)
+        if self._logged is not None:
+            self._log_line(done, label)
+            return
         if self._bar is None:
             from tqdm import tqdm
 
@@ -49,7 +60,6 @@ class ProgressBar:
             opened = _opened.get()
             if opened is not None:
                 opened.append(self)
-        done = min(100, max(0, round(100 * fraction)))
         self._bar.set_postfix_str(label, refresh=False)
         if done >= 100:  # closing draws the last state: once, not twice in a log
             self._bar.n = 100
@@ -57,10 +67,34 @@ class ProgressBar:
             return
         self._bar.update(done - self._bar.n)
 
+    def _log_line(self, done: int, label: str) -> None:
+        percent, last_step, at = self._logged
+        step = re.sub(r"\d+", "#", label)  # "encoded 10/90": the step, not a new one
+        now = time.monotonic()
+        final = done >= 100 > percent
+        moved = done - percent >= LOG_EVERY_PERCENT or now - at >= LOG_EVERY_S
+        if step == last_step and not (final or moved):
+            return
+        print(f"{self.desc}: {done:3d}% {label}".rstrip(), file=sys.stderr, flush=True)
+        self._logged = (done, step, now)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+#: A log's progress line: at each new step, else each 10% or 30 s.
+LOG_EVERY_PERCENT = 10
+LOG_EVERY_S = 30.0
+
+
+def _draws_in_place() -> bool:
+    """Whether stderr redraws a bar in place: a terminal, or a notebook."""
+    try:
+        return sys.stderr.isatty() or _in_notebook()
+    except (AttributeError, ValueError):  # replaced by an object without it; closed
+        return False
 
 
 def closes_its_bars(fn):
@@ -91,7 +125,7 @@ def ticking(report: ProgressFn, every_s: float = 1.0):
     time moves; other reporters, and a bar written to a file or pipe (a log would
     get a line per redraw) but a notebook's, are left as they are."""
     bar = report._bar if isinstance(report, ProgressBar) else None
-    if bar is None or not (sys.stderr.isatty() or _in_notebook()):
+    if bar is None or not _draws_in_place():
         yield
         return
     stop = threading.Event()

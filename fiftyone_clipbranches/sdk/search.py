@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fiftyone_clipbranches.engine.index import CodeIndex
 from fiftyone_clipbranches.sdk.embedding_reader import float32_rows
 from fiftyone_clipbranches.sdk.embeddings import (
     get_clip_model,
@@ -130,21 +129,11 @@ def unsearched_count(dataset, index_key: str | None = None) -> int:
 
 def nearest_allowed(index, query, k: int, allowed):
     """The ``k`` nearest rows of ``index`` to ``query`` among ``allowed`` (a bool
-    mask, None: all), nearest first, with their squared distances."""
-    n = len(index)
+    mask, None: all), nearest first, with their squared distances: one scan that
+    skips the rows left out (of every shard, for a sharded index)."""
     if allowed is None:
-        return index.knn(query, min(k, n))
-    if isinstance(index, CodeIndex):  # one scan that skips the rows left out
-        return index.knn(query, k, allowed)
-    n_allowed = int(np.count_nonzero(allowed))
-    # enough rows that k allowed ones are likely among them; more if not
-    k_ask = min(n, max(k + (n - n_allowed) if n_allowed > n // 2 else 4 * k, 1))
-    while True:
-        rows, dists = index.knn(query, k_ask)
-        keep = allowed[rows]
-        if np.count_nonzero(keep) >= min(k, n_allowed) or k_ask >= n:
-            return rows[keep][:k], dists[keep][:k]
-        k_ask = min(n, 4 * k_ask)
+        return index.knn(query, min(k, len(index)))
+    return index.knn(query, k, allowed)
 
 
 def query_code(

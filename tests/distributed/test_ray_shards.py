@@ -71,6 +71,9 @@ def test_actors_answer_every_model_as_one_index(ray_cluster, data, tmp_path, n_s
         q = codes[17]
         for a, b in zip(one.knn(q, 40), index.knn(q, 40)):
             np.testing.assert_array_equal(a, b)
+        allowed = np.random.default_rng(n_shards).random(len(codes)) < 0.2
+        for a, b in zip(one.knn(q, 40, allowed), index.knn(q, 40, allowed)):
+            np.testing.assert_array_equal(a, b)
     finally:
         index.close()
 

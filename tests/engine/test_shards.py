@@ -80,6 +80,20 @@ def test_knn_gathers_and_boxes_equal_one_index(data, tmp_path):
             want, got = one.knn(q, k), index.knn(q, k)
             np.testing.assert_array_equal(want[0], got[0])
             np.testing.assert_array_equal(want[1], got[1])
+    # among allowed rows: the shards skip the rest, whole shards left out included
+    for allowed in (
+        rng.random(len(codes)) < 0.3,
+        np.arange(len(codes)) >= 1701,  # shards 0 and 1 (and 1 row of 2) left out
+        np.zeros(len(codes), bool),
+    ):
+        for q in codes[rng.choice(len(codes), 3)]:
+            for k in (1, 9, len(codes)):
+                want, got = one.knn(q, k, allowed), index.knn(q, k, allowed)
+                np.testing.assert_array_equal(want[0], got[0])
+                np.testing.assert_array_equal(want[1], got[1])
+                assert allowed[got[0]].all()
+    with pytest.raises(ValueError, match="allowed must be a bool array"):
+        index.knn(codes[0], 3, np.ones(len(codes) - 1, bool))
     rows = rng.integers(0, len(codes), 50)
     np.testing.assert_array_equal(index.codes[rows], codes[rows])
     np.testing.assert_array_equal(index.codes[1:1702], codes[1:1702])

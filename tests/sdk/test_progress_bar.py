@@ -1,8 +1,10 @@
 """The CLI's progress bar: each state drawn once, the last one too (a log that
 is not a terminal showed the final line twice)."""
 
+import sys
 import time
 
+from fiftyone_clipbranches.sdk import progress
 from fiftyone_clipbranches.sdk.progress import ProgressBar, close_open_bars
 
 
@@ -10,7 +12,14 @@ def _states(text: str) -> list[str]:
     return [s.split("|")[0].strip() for s in text.replace("\n", "\r").split("\r") if s]
 
 
-def test_the_last_state_is_drawn_once(capsys):
+def as_terminal(monkeypatch):
+    """The test's stderr as a terminal: the bar is drawn in place (capsys's is a
+    file)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+
+
+def test_the_last_state_is_drawn_once(capsys, monkeypatch):
+    as_terminal(monkeypatch)
     bar = ProgressBar("building")
     bar(0.0, "embedding")
     time.sleep(0.2)  # past tqdm's minimum interval: any update may draw
@@ -20,7 +29,8 @@ def test_the_last_state_is_drawn_once(capsys):
     assert err.endswith("\n") and "done" in err
 
 
-def test_an_interrupted_bar_ends_its_line(capsys):
+def test_an_interrupted_bar_ends_its_line(capsys, monkeypatch):
+    as_terminal(monkeypatch)
     bar = ProgressBar("updating")
     bar(0.4, "embedding")
     close_open_bars()
@@ -29,8 +39,6 @@ def test_an_interrupted_bar_ends_its_line(capsys):
 
 
 def test_a_long_step_keeps_the_elapsed_time_moving(capsys, monkeypatch):
-    import sys
-
     from fiftyone_clipbranches.sdk.progress import ticking
 
     bar = ProgressBar("logged")  # to a file or pipe: a line per redraw, so none
@@ -41,7 +49,7 @@ def test_a_long_step_keeps_the_elapsed_time_moving(capsys, monkeypatch):
     close_open_bars()
     capsys.readouterr()
 
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal
+    as_terminal(monkeypatch)
     bar = ProgressBar("building")
     bar(0.95, "compiling")
     with ticking(bar, every_s=0.4):
@@ -52,3 +60,32 @@ def test_a_long_step_keeps_the_elapsed_time_moving(capsys, monkeypatch):
     with ticking(lambda f, label: None):  # another reporter: nothing to redraw
         pass
     close_open_bars()
+
+
+def test_a_log_gets_a_line_per_step_or_tenth_and_no_redraws(capsys, monkeypatch):
+    """Written to a file or pipe (a log), a bar redrawn in place is a line of
+    ``\\r``-joined states: plain lines instead, one per step (counts in a label are
+    the same step), per 10% or per ``LOG_EVERY_S``, and the last state."""
+    bar = ProgressBar("updating")
+    for i in range(101):
+        bar(i / 100, f"embedded {i}/100 images" if i < 60 else "writing the index")
+    bar(1.0, "writing the index")
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    assert err.splitlines() == [
+        f"updating: {p:3d}% embedded {p}/100 images" for p in range(0, 60, 10)
+    ] + [
+        "updating:  60% writing the index",
+        "updating:  70% writing the index",
+        "updating:  80% writing the index",
+        "updating:  90% writing the index",
+        "updating: 100% writing the index",
+    ]
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)  # a slow step: a line a tick
+    bar = ProgressBar("slow")
+    bar(0.01, "compiling")
+    bar(0.02, "compiling")
+    assert capsys.readouterr().err.splitlines() == [
+        "slow:   1% compiling",
+        "slow:   2% compiling",
+    ]
