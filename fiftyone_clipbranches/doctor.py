@@ -164,11 +164,29 @@ def check_plugin() -> str:
     return f"plugin {PLUGIN_NAME} discovered, no registration errors"
 
 
+def check_settings() -> str:
+    """The ``CLIPBRANCHES_*`` variables set (names only: one holds a token); a
+    misspelt one, which nothing reads, fails."""
+    import os
+
+    from fiftyone_clipbranches.sdk.settings import ENVIRONMENT, unknown_environment
+
+    unknown = unknown_environment()
+    if unknown:
+        known = ", ".join(sorted(ENVIRONMENT))
+        raise CheckFailed(
+            "; ".join(unknown) + f": nothing reads it (settings: {known})"
+        )
+    given = sorted(name for name in ENVIRONMENT if os.environ.get(name))
+    return f"set: {', '.join(given)}" if given else "no CLIPBRANCHES_* settings set"
+
+
 CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("numba", check_numba),
     ("kernels", check_kernels),
     ("torch", check_torch),
     ("device", check_device),
+    ("settings", check_settings),
     ("database", check_database),
     ("plugin", check_plugin),
 ]

