@@ -16,6 +16,10 @@ from pathlib import Path
 from fiftyone_clipbranches import __version__
 from fiftyone_clipbranches.sdk.progress import close_open_bars
 
+#: Exit status of a command refused because another process builds or updates the
+#: index (sysexits' EX_TEMPFAIL: a script may try again later).
+EXIT_BUSY = 75
+
 
 def _cmd_install_plugin(args) -> int:
     from fiftyone_clipbranches.plugin_install import install_plugin
@@ -265,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="clipbranches",
         description="Search by classification for FiftyOne datasets.",
+        epilog=f"Exit status: 0 done, 1 an error (said in one line), 2 a usage error,"
+        f" {EXIT_BUSY} the index is being built or updated by another process (try"
+        " again when it is done), 130 interrupted.",
     )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s {__version__}"
@@ -582,7 +589,10 @@ def _run(args) -> int:
         _stdout_to_devnull()
         return 141
     except Exception as e:  # a CLI answers with one line, not a traceback
-        from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError
+        from fiftyone_clipbranches.sdk.errors import (
+            ContradictoryLabelsError,
+            IndexBusyError,
+        )
         from fiftyone_clipbranches.sdk.messages import CLI_WEIGHTS_HINT, weights_message
 
         close_open_bars()  # the error goes on a line of its own
@@ -603,7 +613,7 @@ def _run(args) -> int:
             _print_json_error(error)
         if os.environ.get("CLIPBRANCHES_DEBUG"):  # the traceback too
             raise
-        return 1
+        return EXIT_BUSY if isinstance(e, IndexBusyError) else 1
 
 
 def _print_json_error(error: dict) -> None:

@@ -625,6 +625,7 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
     import os
     import subprocess
     import sys
+    import time
 
     ds = make_user_index(n_per_class=4)
     for bad in (
@@ -649,6 +650,31 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
     )
     assert _exit_status(["unlock-index", ds.name, "--key", "clip"]) == 0
     assert "was not held: nothing to do" in capsys.readouterr().out
+
+    # another process updating the index: a refusal for now, told apart (75)
+    import psutil
+    from fiftyone.core.odm import get_db_conn
+
+    from fiftyone_clipbranches.cli import EXIT_BUSY
+    from fiftyone_clipbranches.sdk.claims import CLAIMS_COLLECTION
+    from fiftyone_clipbranches.sdk.processes import this_process
+
+    parent = psutil.Process(os.getppid())  # alive while this test runs
+    claim = {
+        "_id": f"{ds._doc.id}:clip", **this_process(), "pid": parent.pid,
+        "pid_started": parent.create_time(), "work": "update", "since": time.time(),
+    }  # fmt: skip
+    claims = get_db_conn()[CLAIMS_COLLECTION]
+    claims.insert_one(claim)
+    try:
+        update = ["update-index", ds.name, "--key", "clip", "--quiet"]
+        assert _exit_status([*update, "--json"]) == EXIT_BUSY == 75
+        assert _json(capsys)["error"]["type"] == "IndexBusyError"
+        assert _exit_status(update) == EXIT_BUSY
+        assert "update by process" in capsys.readouterr().err
+    finally:
+        claims.delete_one({"_id": claim["_id"]})
+    assert _exit_status(update) == 0
 
     search = [sys.executable, "-m", "fiftyone_clipbranches.cli", "search", ds.name]
     search += ["--key", "nope", "--text", "a cat", "--json"]
