@@ -67,13 +67,15 @@ def compare(
     rowmap: SampleRowMap,
     unembeddable: dict | None = None,
     path_digests: np.ndarray | None = None,
+    embeddings_field: str | None = None,
 ) -> Freshness:
     """Exact comparison of the dataset's sample ids with the index (one id scan).
 
     ``unembeddable``: the index's ``{sample id: {"filepath", "error"}}``; a sample
-    listed there with an unchanged filepath counts as unreadable, not added.
-    ``path_digests``: the index's :func:`path_digests` of its rows' filepaths (None:
-    not recorded, and moves are not looked for).
+    listed there with an unchanged filepath counts as unreadable, not added,
+    unless ``embeddings_field`` (the index's) holds a vector for it now, which
+    ``update_index`` adds. ``path_digests``: the index's :func:`path_digests` of
+    its rows' filepaths (None: not recorded, and moves are not looked for).
     """
     if unembeddable or path_digests is not None:
         ids, paths = root.values(["id", "filepath"])
@@ -92,6 +94,11 @@ def compare(
             unreadable[sid] = entry.get("error", "")
             n_no_vector += entry.get("reason") == NO_VECTOR
         else:
+            added.append(sid)
+    if unreadable and embeddings_field:
+        for sid in embedded_since(root, list(unreadable), embeddings_field):
+            n_no_vector -= unembeddable[sid].get("reason") == NO_VECTOR
+            del unreadable[sid]
             added.append(sid)
     return Freshness(
         n_index=len(rowmap),
@@ -211,16 +218,31 @@ def sample_id_array(root) -> np.ndarray:
     return hexed.view("S24").ravel()
 
 
-def unindexed_count(root, bundle, alive: np.ndarray | None) -> int:
+def unindexed_count(
+    root, bundle, alive: np.ndarray | None, embeddings_field: str | None = None
+) -> int:
     """How many samples of ``root`` the loaded index ``bundle`` holds no row of
     and may yet hold (added since the build; not those whose image could not be
-    read then: ``update_index`` retries them only when asked), given its rows'
-    ``alive`` mask (:func:`alive_rows`)."""
+    read then, or which had no vector: ``update_index`` retries them only when
+    asked, or once ``embeddings_field``, the index's, holds a vector for them),
+    given its rows' ``alive`` mask (:func:`alive_rows`)."""
     n_alive = len(bundle.index) if alive is None else int(np.count_nonzero(alive))
     n = sample_count(root) - n_alive
     if n > 0 and bundle.unembeddable:
-        n -= len(root.select(list(bundle.unembeddable)))
+        left_out = root.select(list(bundle.unembeddable))
+        if embeddings_field and root.has_sample_field(embeddings_field):
+            left_out = left_out.exists(embeddings_field, False)
+        n -= len(left_out)
     return max(n, 0)
+
+
+def embedded_since(root, ids: list[str], embeddings_field: str) -> list[str]:
+    """Of samples ``ids`` of ``root`` (left out of an index: no vector, or an
+    image that could not be read), those ``embeddings_field`` holds a vector for
+    now (stored since, by the user say): ``update_index`` adds them."""
+    if not ids or not root.has_sample_field(embeddings_field):
+        return []
+    return root.select(ids).exists(embeddings_field).values("id")
 
 
 def sample_count(root) -> int:

@@ -571,7 +571,10 @@ def index_info(
     fresh = None
     if check:
         bundle = load_bundle(config.index_dir)
-        fresh = compare(ds, bundle.rowmap, bundle.unembeddable, bundle.path_digests)
+        fresh = compare(
+            ds, bundle.rowmap, bundle.unembeddable, bundle.path_digests,
+            config.embeddings_field,
+        )  # fmt: skip
     return info_of(ds, index_key, config, fresh)
 
 

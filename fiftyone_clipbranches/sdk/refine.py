@@ -183,7 +183,7 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
     )  # fmt: skip
     n_unreadable_neg = sum(i in bundle.unembeddable for i in labels.negatives)
     index = bundle.index
-    n_unindexed = unindexed_count(ds, bundle, alive)
+    n_unindexed = unindexed_count(ds, bundle, alive, config.embeddings_field)
     # the answer stays inside a view, as a search's does; labels and training
     # use the whole dataset
     within = alive if dataset is ds else searchable_rows(dataset, ds, bundle)

@@ -118,13 +118,15 @@ def opened_for_search(dataset, k, index_key: str | None):
 def unsearched_count(dataset, index_key: str | None = None) -> int:
     """How many samples of ``dataset``'s root dataset a search of index
     ``index_key`` cannot return yet: those added since the build (``update_index``
-    adds them). Not counted: samples the build or an update left out because
-    their image could not be read, or they had no vector
+    adds them), and those the build or an update left out for lack of a vector
+    that the index's embeddings field holds now. Not counted: samples left out
+    because their image could not be read, or that still have no vector
     (``index_info(...).freshness.n_unreadable``; retried with
     ``update_index(retry_failed=True)``)."""
     ds = root_dataset(dataset)
-    _, bundle = load_index(ds, chosen_index_key(ds, index_key))
-    return unindexed_count(ds, bundle, alive_rows(ds, bundle.rowmap, str(bundle.path)))
+    config, bundle = load_index(ds, chosen_index_key(ds, index_key))
+    alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
+    return unindexed_count(ds, bundle, alive, config.embeddings_field)
 
 
 def nearest_allowed(index, query, k: int, allowed):

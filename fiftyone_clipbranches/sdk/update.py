@@ -29,6 +29,7 @@ from fiftyone_clipbranches.sdk.errors import (
 from fiftyone_clipbranches.sdk.freshness import (
     compare,
     digests_of,
+    embedded_since,
     moved_at,
     path_digests,
 )
@@ -139,9 +140,8 @@ def update_index(
             kept_failed[sid] = entry
         else:
             to_add.append(sid)
-    if kept_failed and field and ds.get_field(field) is not None:
-        # embeddings stored since (by the user, say) make them indexable again
-        now_embedded = ds.select(list(kept_failed)).exists(field).values("id")
+    if kept_failed and field:
+        now_embedded = embedded_since(ds, list(kept_failed), field)
         to_add += now_embedded
         for sid in now_embedded:
             del kept_failed[sid]
@@ -255,7 +255,9 @@ def _left_as_it_was(
         runs.update_index_config(ds, index_key, config)
     still = f"; {n_again} still left out" if n_again else ""
     report(1.0, f"index is up to date{still}")
-    fresh = compare(ds, bundle.rowmap, unreadable, bundle.path_digests)
+    fresh = compare(
+        ds, bundle.rowmap, unreadable, bundle.path_digests, config.embeddings_field
+    )
     changes = IndexChanges(unreadable_again=n_again)
     return replace(info_of(ds, index_key, config, fresh), changes=changes)
 
@@ -332,7 +334,8 @@ def replace_index_rows(
     config.built_at = built_at
     runs.update_index_config(ds, index_key, config)
     release_replaced(ds, index_key, old_dir)
-    return info_of(ds, index_key, config, compare(ds, rowmap, unembeddable, digests))
+    fresh = compare(ds, rowmap, unembeddable, digests, config.embeddings_field)
+    return info_of(ds, index_key, config, fresh)
 
 
 def _gaps_of_unknown_model(ds, view, field: str, index_key: str):

@@ -111,6 +111,21 @@ def test_skip_missing_indexes_only_the_vectors_there(
         **tiny,
     )
     assert info.n_samples == 36 and not loads
+    fresh = sdk.index_info(ds, "clip").freshness
+    assert (fresh.n_added, fresh.n_unreadable) == (0, 4)
+    assert sdk.unsearched_count(ds, "clip") == 0
+
+    # vectors stored since for two of them: not searched yet, and said so (the
+    # panel offers the update on that count), which adds them
+    monkeypatch.undo()
+    sdk.compute_embeddings(ds.skip(36).limit(2), "emb", **tiny, progress=False)
+    assert sdk.unsearched_count(ds, "clip") == 2
+    fresh = sdk.index_info(ds, "clip").freshness
+    assert (fresh.n_added, fresh.n_unreadable) == (2, 2)
+    assert set(fresh.added_ids) == set(ds.skip(36).limit(2).values("id"))
+    info = sdk.update_index(ds, "clip", progress=False)
+    assert info.n_samples == 38 and sdk.unsearched_count(ds, "clip") == 0
+    assert info.freshness.n_unreadable == 2
 
 
 def test_the_random_weights_warning_names_the_users_line(images, tiny_clip_checkpoint):
