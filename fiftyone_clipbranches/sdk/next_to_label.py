@@ -14,7 +14,7 @@ import numpy as np
 
 from fiftyone_clipbranches.sdk.freshness import searchable_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
-from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
+from fiftyone_clipbranches.sdk.rowmap import ID_LENGTH, as_sample_ids
 from fiftyone_clipbranches.sdk.search import (
     nearest_allowed,
     opened_for_search,
@@ -42,8 +42,8 @@ def next_to_label(
         dataset: a dataset or view (only its samples are returned; the labels
             come from its root dataset, as :func:`~.refine.refine` reads them).
         exclude: sample ids (one, a list, ``RefineResult.ids``, samples or a
-            view; of a patches view, their images) not to return: the result the
-            user has seen. None: none.
+            view; of a patches view, their images; an ``S24`` array of ids) not
+            to return: the result the user has seen. None: none.
         k: int >= 1, how many.
         positives, negatives, tags: the labels, as :func:`~.refine.refine` takes
             them (ids, else the sample tags ``tags``).
@@ -78,8 +78,18 @@ def next_to_label_ids(
     )
     allowed = searchable_rows(dataset, ds, bundle)
     allowed = np.ones(len(bundle.index), bool) if allowed is None else allowed.copy()
-    seen = [*labels.positives, *labels.negatives, *as_sample_ids(exclude, "exclude")]
-    rows, found = bundle.rowmap.rows_of(seen)
+    rows, found = bundle.rowmap.rows_of([*labels.positives, *labels.negatives])
     allowed[rows[found]] = False
+    allowed[_rows_of(bundle.rowmap, exclude)] = False
     rows, dists = nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
+
+
+def _rows_of(rowmap, exclude) -> np.ndarray:
+    """The index rows of the samples ``exclude`` names (those the index holds);
+    an ``S24`` array of ids (many: a large result's) is looked up as it is."""
+    if isinstance(exclude, np.ndarray) and exclude.dtype == np.dtype(f"S{ID_LENGTH}"):
+        rows, found = rowmap.rows_of_array(exclude.reshape(-1))
+    else:
+        rows, found = rowmap.rows_of(as_sample_ids(exclude, "exclude"))
+    return rows[found]

@@ -69,6 +69,8 @@ class ProgressBar:
 
     def _log_line(self, done: int, label: str) -> None:
         percent, last_step, at = self._logged
+        if percent >= 100 > done:  # a new pass after one that ended
+            percent, last_step = -LOG_EVERY_PERCENT, None
         step = re.sub(r"\d+", "#", label)  # "encoded 10/90": the step, not a new one
         now = time.monotonic()
         final = done >= 100 > percent

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from fiftyone_clipbranches.sdk.errors import ClipBranchesError, ContradictoryLabelsError
 from fiftyone_clipbranches.sdk.media import require_image_samples
 from fiftyone_clipbranches.sdk.messages import result_repr
-from fiftyone_clipbranches.sdk.request import RefineRequest, id_list
+from fiftyone_clipbranches.sdk.request import RefineRequest
+from fiftyone_clipbranches.sdk.rowmap import as_sample_ids
 from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
 
 URL_ENV = "CLIPBRANCHES_SERVICE_URL"
@@ -158,7 +159,7 @@ class Client:
         if text is not None:
             body["text"] = text
         if sample_ids is not None:
-            body["sample_ids"] = _id_list(sample_ids)
+            body["sample_ids"] = _id_list(sample_ids, "sample_ids")
         return self._call("POST", "/v1/search", body)
 
     def refine(
@@ -199,9 +200,9 @@ class Client:
         body = {"dataset": dataset, "k": k, "page_size": page_size}
         given = {
             "exclude_result": exclude_result,
-            "exclude": _id_list(exclude),
-            "positives": _id_list(positives),
-            "negatives": _id_list(negatives),
+            "exclude": _id_list(exclude, "exclude"),
+            "positives": _id_list(positives, "positives"),
+            "negatives": _id_list(negatives, "negatives"),
             "positive_tag": positive_tag,
             "negative_tag": negative_tag,
             "index_key": index_key,
@@ -261,9 +262,10 @@ class Client:
                 ) from None
 
 
-def _id_list(ids) -> list[str] | None:
-    """Sample ids as a JSON list (one id, a string, is one); None stays None."""
-    return None if ids is None else id_list(ids)
+def _id_list(ids, what: str) -> list[str] | None:
+    """Sample ids as a JSON list, from what the SDK takes for them (one id, ids, an
+    array, samples, a view); None stays None."""
+    return None if ids is None else as_sample_ids(ids, what)
 
 
 def _retry_wait(header: str | None) -> float:

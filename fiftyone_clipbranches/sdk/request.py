@@ -215,10 +215,11 @@ class RefineRequest:
 
 
 def id_list(value) -> list:
-    """One id (a string) or ids, as a list (nothing: an empty one)."""
-    if not value:
-        return []
-    return [value] if isinstance(value, str) else list(value)
+    """One id (a string) or ids (any iterable: an array too), as a list (None or
+    "": an empty one)."""
+    if value is None or isinstance(value, str):
+        return [value] if value else []
+    return list(value)
 
 
 def request_field_names() -> tuple[str, ...]:

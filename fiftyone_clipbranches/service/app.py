@@ -24,12 +24,7 @@ from fiftyone_clipbranches.sdk.messages import http_phrased
 from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY
 from fiftyone_clipbranches.service import requests as rq
 from fiftyone_clipbranches.service.compute import ComputePool
-from fiftyone_clipbranches.service.errors import (
-    ApiError,
-    ValidationError,
-    not_found,
-    unprocessable,
-)
+from fiftyone_clipbranches.service.errors import ApiError, ValidationError, not_found
 from fiftyone_clipbranches.service.openapi import build_openapi
 from fiftyone_clipbranches.service.results import Ranking, ResultStore, StoredResult
 from fiftyone_clipbranches.service.schema import Int, Object
@@ -326,29 +321,12 @@ def create_app(
     @app.post(f"{API_PREFIX}/next_to_label")
     def next_to_label():
         req = _json_body(rq.NEXT_TO_LABEL)
-        exclude = list(req["exclude"] or ())
-        if req["exclude_result"] is not None:
-            exclude += _seen_ids(req["exclude_result"], req["dataset"])
+        seen = None if req["exclude_result"] is None else _stored(req["exclude_result"])
 
         def answer(body: dict) -> Ranking:
-            return backend.next_to_label({**body, "exclude": exclude})
+            return backend.next_to_label(body, seen)
 
         return _compute_and_store("next_to_label", answer, req)
-
-    def _seen_ids(result_id: str, dataset: str) -> list[str]:
-        """The sample ids of stored result ``result_id``, which must rank
-        ``dataset`` (as it is now)."""
-        result = _stored(result_id)
-        if result.dataset != dataset:
-            raise unprocessable(
-                "result_of_another_dataset",
-                f"exclude_result {result_id!r} ranks dataset {result.dataset!r},"
-                f" not {dataset!r}",
-            )
-        check = getattr(backend, "check_result", None)
-        if check is not None:
-            check(result)
-        return result.ranking.ids_of(result.ranking.rows)
 
     @app.get(f"{API_PREFIX}/results/<result_id>")
     def result_page(result_id):

@@ -447,16 +447,8 @@ class SdkBackend:
                 ids, sq_dists, n_unindexed = self._workers.execute(work)
             else:
                 ids, sq_dists, n_unindexed = search_answer(entry.dataset, req)
-        elapsed = time.perf_counter() - start
-        stats = {
-            "query": "text" if req["text"] is not None else "samples",
-            "n_results": len(ids),
-            "n_unindexed": int(n_unindexed),
-            "score": "minus squared L2 distance between uint8 codes",
-            "timings": {"search_s": round(elapsed, 6)},
-        }
-        scores = 0.0 - np.asarray(sq_dists, np.float64)  # 0.0, not -0.0
-        return _ranking(ids, scores, stats)
+        query = "text" if req["text"] is not None else "samples"
+        return _by_distance(ids, sq_dists, query, n_unindexed, start)
 
     def refine(self, req: dict) -> Ranking:
         """``req``: a validated ``/v1/refine`` body (``RefineRequest.from_json``)."""
@@ -486,16 +478,28 @@ class SdkBackend:
         rows.setflags(write=False)
         return Ranking(rows, result.scores, result.bundle.rowmap.ids_of, result.stats)
 
-    def next_to_label(self, req: dict) -> Ranking:
-        """``req``: a validated ``/v1/next_to_label`` body whose ``exclude`` holds
-        every sample id to leave out (``exclude_result``'s included)."""
+    def next_to_label(self, req: dict, seen: StoredResult | None = None) -> Ranking:
+        """``req``: a validated ``/v1/next_to_label`` body; ``seen``: the stored
+        result its ``exclude_result`` names, whose samples are left out too."""
         from fiftyone_clipbranches.sdk.request import RefineRequest
 
         entry = self._entry(req["dataset"])
+        exclude = np.array(req["exclude"] or (), dtype=_ID_DTYPE)
+        if seen is not None:
+            if seen.dataset != entry.name:
+                raise unprocessable(
+                    "result_of_another_dataset",
+                    f"exclude_result {seen.result_id!r} ranks dataset"
+                    f" {seen.dataset!r}, not {entry.name!r}",
+                )
+            self.check_result(seen)
+            ids = np.array(seen.ranking.ids_of(seen.ranking.rows), dtype=_ID_DTYPE)
+            exclude = np.concatenate([exclude, ids])
         with _sdk_errors():
             labels = RefineRequest.from_json(req)  # the labels, read as /v1/refine
+        body = {**req, "exclude": exclude}
         return self._answered(
-            entry, req["index_key"], lambda: self._next_to_label(entry, req, labels)
+            entry, req["index_key"], lambda: self._next_to_label(entry, body, labels)
         )
 
     def _next_to_label(self, entry: _Dataset, req: dict, labels) -> Ranking:
@@ -509,18 +513,10 @@ class SdkBackend:
                 work = task(
                     "next_to_label", entry.name, entry.dataset_id, req, self._served()
                 )
-                ids, sq_dists = self._workers.execute(work)
+                ids, sq_dists, n_unindexed = self._workers.execute(work)
             else:
-                ids, sq_dists = next_to_label_answer(entry.dataset, req)
-        stats = {
-            "query": "positives",
-            "n_results": len(ids),
-            "n_excluded": len(req["exclude"] or ()),
-            "score": "minus squared L2 distance between uint8 codes",
-            "timings": {"search_s": round(time.perf_counter() - start, 6)},
-        }
-        scores = 0.0 - np.asarray(sq_dists, np.float64)  # 0.0, not -0.0
-        return _ranking(ids, scores, stats)
+                ids, sq_dists, n_unindexed = next_to_label_answer(entry.dataset, req)
+        return _by_distance(ids, sq_dists, "positives", n_unindexed, start)
 
     def save_view(self, result: StoredResult, name: str, overwrite: bool) -> dict:
         from fiftyone_clipbranches import sdk
@@ -1011,6 +1007,20 @@ def _worker_ranking(answer: tuple) -> Ranking:
     bundle = load_bundle(path)  # opened again only if unserved since the task left
     rows.setflags(write=False)
     return Ranking(rows, scores, bundle.rowmap.ids_of, stats)
+
+
+def _by_distance(ids, sq_dists, query: str, n_unindexed: int, start: float) -> Ranking:
+    """The ranking of a search by distance (``query`` what it searched by), its
+    stats and time since ``start``."""
+    stats = {
+        "query": query,
+        "n_results": len(ids),
+        "n_unindexed": int(n_unindexed),
+        "score": "minus squared L2 distance between uint8 codes",
+        "timings": {"search_s": round(time.perf_counter() - start, 6)},
+    }
+    scores = 0.0 - np.asarray(sq_dists, np.float64)  # 0.0, not -0.0
+    return _ranking(ids, scores, stats)
 
 
 def _ranking(ids, scores, stats: dict) -> Ranking:

@@ -220,14 +220,15 @@ def search_answer(ds, body: dict) -> tuple[list[str], np.ndarray, int]:
     return ids, sq_dists, sdk.unsearched_count(ds, body["index_key"])
 
 
-def next_to_label_answer(ds, body: dict) -> tuple[list[str], np.ndarray]:
-    """``(ids, squared distances)`` of a validated ``/v1/next_to_label`` body on
-    dataset ``ds``, its ``exclude`` holding every id to leave out."""
+def next_to_label_answer(ds, body: dict) -> tuple[list[str], np.ndarray, int]:
+    """``(ids, squared distances, samples added since the build: not searched)``
+    of a validated ``/v1/next_to_label`` body on dataset ``ds``, its ``exclude``
+    an ``S24`` array of every id to leave out."""
     from fiftyone_clipbranches import sdk
     from fiftyone_clipbranches.sdk.request import RefineRequest
 
     labels = RefineRequest.from_json(body)
-    return sdk.next_to_label_ids(
+    ids, sq_dists = sdk.next_to_label_ids(
         ds,
         exclude=body["exclude"],
         k=body["k"],
@@ -236,3 +237,4 @@ def next_to_label_answer(ds, body: dict) -> tuple[list[str], np.ndarray]:
         tags=labels.tags,
         index_key=body["index_key"],
     )
+    return ids, sq_dists, sdk.unsearched_count(ds, body["index_key"])

@@ -58,11 +58,12 @@ _RESULT = {
                     "type": "object",
                     "additionalProperties": {"type": "number"},
                     "description": "seconds: total_s is the whole request (and"
-                    " search_s the search of a search)",
+                    " search_s the search of a search or of next_to_label)",
                 },
                 "stats": {
                     "type": "object",
-                    "description": "a search's: query, n_results, n_unindexed"
+                    "description": "a search's and next_to_label's: query"
+                    " (text, samples or positives), n_results, n_unindexed"
                     " (samples added since the build, not searched) and score; a"
                     " refinement's: the stats of sdk.refine_ranking"
                     " (n_pos, n_neg, n_unreadable_neg, n_unindexed_neg, n_random_neg,"

@@ -72,15 +72,37 @@ BY_TAGS_INSTEAD = (
 )
 
 
-def _ids(description: str) -> Array:
+def _ids(
+    description: str, too_many: str = BY_TAGS_INSTEAD, unique: bool = True
+) -> Array:
     return Array(
         items=SAMPLE_ID,
         max_items=MAX_IDS,
-        unique=True,
+        unique=unique,
         nullable=True,
         description=description,
-        too_many=BY_TAGS_INSTEAD,
+        too_many=too_many,
     )
+
+
+def _label_props() -> dict[str, Prop]:
+    """The labels of a request (/v1/refine's, /v1/next_to_label's): ids, or tags."""
+    return {
+        "positives": Prop(_ids("positive sample ids"), default=None),
+        "negatives": Prop(_ids("negative sample ids"), default=None),
+        "positive_tag": Prop(
+            _tag("samples with this tag are positives"),
+            default=None,
+        ),
+        "negative_tag": Prop(
+            _tag("samples with this tag are negatives"),
+            default=None,
+        ),
+    }
+
+
+#: Labels come as ids or as tags, not both.
+LABELS_BY_IDS_OR_TAGS = (("positives", "negatives"), ("positive_tag", "negative_tag"))
 
 
 def _tag(description: str) -> Str:
@@ -147,16 +169,7 @@ REFINE = Object(
     props={
         "dataset": Prop(DATASET_NAME, required=True),
         "index_key": Prop(INDEX_KEY, default=None),
-        "positives": Prop(_ids("positive sample ids"), default=None),
-        "negatives": Prop(_ids("negative sample ids"), default=None),
-        "positive_tag": Prop(
-            _tag("samples with this tag are positives"),
-            default=None,
-        ),
-        "negative_tag": Prop(
-            _tag("samples with this tag are negatives"),
-            default=None,
-        ),
+        **_label_props(),
         "model": Prop(
             Str(enum=tuple(MODELS), description="model to train"), default=DEFAULT_MODEL
         ),
@@ -212,7 +225,7 @@ REFINE = Object(
         ),
         "page_size": _page_size(),
     },
-    exclusive_sets=(("positives", "negatives"), ("positive_tag", "negative_tag")),
+    exclusive_sets=LABELS_BY_IDS_OR_TAGS,
 )
 
 NEXT_TO_LABEL = Object(
@@ -226,17 +239,15 @@ NEXT_TO_LABEL = Object(
     props={
         "dataset": Prop(DATASET_NAME, required=True),
         "index_key": Prop(INDEX_KEY, default=None),
-        "positives": Prop(_ids("positive sample ids"), default=None),
-        "negatives": Prop(_ids("negative sample ids"), default=None),
-        "positive_tag": Prop(
-            _tag("samples with this tag are positives"),
+        **_label_props(),
+        "exclude": Prop(
+            _ids(
+                "sample ids not to return (repeats allowed: the pages seen so far)",
+                too_many="send the result they belong to as exclude_result",
+                unique=False,
+            ),
             default=None,
         ),
-        "negative_tag": Prop(
-            _tag("samples with this tag are negatives"),
-            default=None,
-        ),
-        "exclude": Prop(_ids("sample ids not to return"), default=None),
         "exclude_result": Prop(
             replace(
                 RESULT_ID,
@@ -252,7 +263,7 @@ NEXT_TO_LABEL = Object(
         ),
         "page_size": _page_size(),
     },
-    exclusive_sets=(("positives", "negatives"), ("positive_tag", "negative_tag")),
+    exclusive_sets=LABELS_BY_IDS_OR_TAGS,
 )
 
 PAGE_QUERY = Object(

@@ -81,6 +81,8 @@ def test_a_log_gets_a_line_per_step_or_tenth_and_no_redraws(capsys, monkeypatch)
         "updating:  90% writing the index",
         "updating: 100% writing the index",
     ]
+    bar(0.0, "embedded 0/100 images")  # a second pass: logged as the first
+    assert capsys.readouterr().err == "updating:   0% embedded 0/100 images\n"
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)  # a slow step: a line a tick
     bar = ProgressBar("slow")
     bar(0.01, "compiling")

@@ -333,17 +333,16 @@ def test_next_to_label_leaves_out_the_result_and_the_labels(make_user_index):
     """``/v1/next_to_label`` answers what ``sdk.next_to_label`` answers: the
     samples nearest the positives, less the labelled ones and the result seen
     (by its result_id or by ids), on an index built from images; its refusals."""
-    import fiftyone as fo
-
     from fiftyone_clipbranches.service.backend import SdkBackend
     from fiftyone_clipbranches.service.server import start_server
 
     ds = make_user_index(n_per_class=6, name="svc-next-to-label")
     ids = ds.values("id")
     pos, neg = ids[:2], ids[-2:]
+    other = make_user_index(n_per_class=7, name="svc-next-to-label-other")
     service = start_server(
-        SdkBackend([ds.name]), port=0, token=None, allow_no_token_on_localhost=True,
-        compute_mode="threads", compute_workers=1,
+        SdkBackend([ds.name, other.name]), port=0, token=None,
+        allow_no_token_on_localhost=True, compute_mode="threads", compute_workers=1,
     )  # fmt: skip
     try:
         assert service.wait_ready(60)
@@ -362,12 +361,26 @@ def test_next_to_label_leaves_out_the_result_and_the_labels(make_user_index):
         assert [item["score"] for item in answer["items"]] == [
             0.0 - d for d in expected[1].tolist()
         ]
-        assert answer["stats"]["n_excluded"] == len(seen)
+        assert answer["stats"]["n_unindexed"] == 0
         assert not {item["id"] for item in answer["items"]} & set(seen + pos + neg)
+        # by ids, as an array, repeated (pages seen so far): the same
         by_ids = client.next_to_label(
-            ds.name, exclude=seen, k=7, positives=pos, negatives=neg
-        )
+            ds.name, exclude=np.array(seen + seen[:3]), k=7, positives=pos,
+            negatives=neg,
+        )  # fmt: skip
         assert by_ids["items"] == answer["items"]
+        found = client.search(ds.name, sample_ids=np.array(pos), k=3)  # as before
+        assert found["total"] == 3
+        # the next page: the result by its id, the page seen by ids
+        shown = [item["id"] for item in answer["items"]]
+        page2 = client.next_to_label(
+            ds.name, exclude_result=refined["result_id"], exclude=shown, k=7,
+            positives=pos, negatives=neg,
+        )  # fmt: skip
+        expected = sdk.next_to_label_ids(
+            ds, exclude=seen + shown, k=7, positives=pos, negatives=neg
+        )[0]
+        assert [item["id"] for item in page2["items"]] == expected
 
         # labels from the tags, as /v1/refine reads them; one id is one id
         ds.select(pos).tag_samples("cb_positive")
@@ -376,7 +389,6 @@ def test_next_to_label_leaves_out_the_result_and_the_labels(make_user_index):
         assert [item["id"] for item in tagged["items"]] == plain
         assert ids[2] not in plain
 
-        other = fo.Dataset("svc-next-to-label-other")
         for given, status, code in (
             ({"exclude_result": "0" * 32}, 404, "result_not_found"),
             ({"positives": ["f" * 24]}, 422, "unknown_sample_ids"),
@@ -385,11 +397,12 @@ def test_next_to_label_leaves_out_the_result_and_the_labels(make_user_index):
             with pytest.raises(ServiceError) as err:
                 client.next_to_label(ds.name, **given)
             assert (err.value.status, err.value.code) == (status, code)
-        with pytest.raises(ServiceError) as err:
+        with pytest.raises(ServiceError) as err:  # served: another one's result
             client.next_to_label(other.name, exclude_result=refined["result_id"])
         assert (err.value.status, err.value.code) == (422, "result_of_another_dataset")
         assert ds.name in err.value.message and other.name in err.value.message
+        with pytest.raises(ServiceError) as err:  # no such dataset: said first
+            client.next_to_label("nope", exclude_result=refined["result_id"])
+        assert (err.value.status, err.value.code) == (404, "dataset_not_found")
     finally:
         service.stop()
-        if fo.dataset_exists("svc-next-to-label-other"):
-            fo.delete_dataset("svc-next-to-label-other")
