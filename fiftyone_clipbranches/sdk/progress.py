@@ -41,7 +41,8 @@ class ProgressBar:
     def __init__(self, desc: str):
         self.desc = desc
         self._bar = None
-        self._logged = None  # (percent, label, time) of the last line in a log
+        self._logged = None  # (percent, step, time) of the last line in a log
+        self._last = None  # (percent, label) of that line
 
     def __call__(self, fraction: float, label: str) -> None:
         done = min(100, max(0, round(100 * fraction)))
@@ -79,6 +80,12 @@ class ProgressBar:
             return
         print(f"{self.desc}: {done:3d}% {label}".rstrip(), file=sys.stderr, flush=True)
         self._logged = (done, step, now)
+        self._last = (done, label)
+
+    def _log_again(self) -> None:
+        """The last line in a log again, when ``LOG_EVERY_S`` has passed since."""
+        if self._logged is not None and self._last is not None:
+            self._log_line(*self._last)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -124,17 +131,22 @@ def closes_its_bars(fn):
 def ticking(report: ProgressFn, every_s: float = 1.0):
     """While the block runs (a step with no finer progress, such as compiling),
     redraw ``report``'s console bar every ``every_s`` seconds, so that its elapsed
-    time moves; other reporters, and a bar written to a file or pipe (a log would
-    get a line per redraw) but a notebook's, are left as they are."""
-    bar = report._bar if isinstance(report, ProgressBar) else None
-    if bar is None or not _draws_in_place():
+    time moves; in a log, write its line again every ``LOG_EVERY_S``, so that the
+    log shows the step still runs. Other reporters are left as they are."""
+    tick = every = None
+    if isinstance(report, ProgressBar):
+        if report._bar is not None and _draws_in_place():
+            tick, every = report._bar.refresh, every_s
+        elif report._logged is not None:
+            tick, every = report._log_again, LOG_EVERY_S
+    if tick is None:
         yield
         return
     stop = threading.Event()
 
     def redraw():
-        while not stop.wait(every_s):
-            bar.refresh()
+        while not stop.wait(every):
+            tick()
 
     thread = threading.Thread(target=redraw, name="clipbranches-tick", daemon=True)
     thread.start()

@@ -41,11 +41,16 @@ def test_an_interrupted_bar_ends_its_line(capsys, monkeypatch):
 def test_a_long_step_keeps_the_elapsed_time_moving(capsys, monkeypatch):
     from fiftyone_clipbranches.sdk.progress import ticking
 
-    bar = ProgressBar("logged")  # to a file or pipe: a line per redraw, so none
+    bar = ProgressBar("logged")  # to a file or pipe: its line, not a redraw
     bar(0.5, "compiling")
     with ticking(bar, every_s=0.1):
         time.sleep(0.5)
-    assert capsys.readouterr().err.count("compiling") <= 1  # no redraw
+    assert capsys.readouterr().err == "logged:  50% compiling\n"  # once
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.2)  # a long step: again, then
+    with ticking(bar, every_s=0.1):
+        time.sleep(0.5)
+    again = capsys.readouterr().err.splitlines()
+    assert again and set(again) == {"logged:  50% compiling"}
     close_open_bars()
     capsys.readouterr()
 
