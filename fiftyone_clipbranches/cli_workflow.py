@@ -415,10 +415,11 @@ def _cmd_next_to_label(args) -> int:
             " names another)"
         )
     sdk.wait_for_writes(ds, args.score_field)
+    _with_id_files(args, ("exclude",))
     result = ds.exists(args.score_field).values("id")
     view = sdk.next_to_label(
         ds,
-        exclude=result,
+        exclude=[*result, *(args.exclude or ())],
         k=args.k,
         tags=(args.positive_tag, args.negative_tag),
         index_key=args.key,
@@ -912,7 +913,9 @@ def add_workflow_commands(sub) -> None:
         description="What to label next after a refine: the --k samples nearest the"
         " labelled positives (the mean of their codes) that are neither labelled nor"
         " in the result, the samples holding --score-field (the SDK's"
-        " next_to_label; the panel's Look further).",
+        " next_to_label; the panel's Look further). The next page: the ids shown"
+        " so far in --exclude-from (e.g. `--json | jq -r '.results[].id' >>"
+        " seen.txt`, then --exclude-from seen.txt).",
     )
     common(p)
     p.add_argument(
@@ -924,9 +927,10 @@ def add_workflow_commands(sub) -> None:
         help=f"the field of the refine's scores, which marks its result (default"
         f" {DEFAULT_SCORE_FIELD})",
     )  # fmt: skip
+    ids_from_files(p, ("exclude",))
     tag_options(p)
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
-    p.set_defaults(func=_cmd_next_to_label)
+    p.set_defaults(func=_cmd_next_to_label, exclude=None)
 
     p = sub.add_parser(
         "label",

@@ -700,7 +700,7 @@ def test_scripts_tell_usage_errors_from_failures_and_always_get_json(
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
-def test_next_to_label_after_a_refine(make_user_index, capsys):
+def test_next_to_label_after_a_refine(make_user_index, capsys, tmp_path):
     """refine, then next-to-label: the samples nearest the positives that are
     neither labelled nor in the result (the samples the refine scored)."""
     from fiftyone_clipbranches import sdk
@@ -726,3 +726,13 @@ def test_next_to_label_after_a_refine(make_user_index, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["rank", "sample", "id", "filepath"]
     assert [line.split()[1] for line in lines[1:]] == shown[:3]
+    # the next page: past the ids shown so far, from a file
+    seen = tmp_path / "seen.txt"
+    seen.write_text("\n".join(shown) + "\n")
+    page = ["next-to-label", ds.name, "--k", "7", "--exclude-from", str(seen)]
+    assert cli_main([*page, "--json"]) == 0
+    second = [r["id"] for r in _json(capsys)["results"]]
+    expected = sdk.next_to_label(
+        ds, exclude=[*result, *shown], k=7, index_key="clip"
+    ).values("id")
+    assert second == expected and second and not set(second) & set(shown)
