@@ -406,17 +406,14 @@ def _cmd_search(args) -> int:
 
 def _cmd_next_to_label(args) -> int:
     from fiftyone_clipbranches import sdk
+    from fiftyone_clipbranches.sdk.next_to_label import refined_ids
 
     ds = _dataset_and_key(args)
-    if not ds.has_sample_field(args.score_field):
-        raise ValueError(
-            f"dataset {ds.name!r} has no field {args.score_field!r}: refine first"
-            " (the samples its scores mark, the result, are left out; --score-field"
-            " names another)"
-        )
-    sdk.wait_for_writes(ds, args.score_field)
     _with_id_files(args, ("exclude",))
-    result = ds.exists(args.score_field).values("id")
+    try:
+        result = refined_ids(ds, args.score_field)
+    except ValueError as e:
+        raise ValueError(f"{e}; --score-field names another") from None
     view = sdk.next_to_label(
         ds,
         exclude=[*result, *(args.exclude or ())],

@@ -7,6 +7,7 @@ from fiftyone_clipbranches.operators.manage_indexes import (
     IndexInfoOperator,
     RenameIndex,
 )
+from fiftyone_clipbranches.operators.next_to_label import NextToLabel
 from fiftyone_clipbranches.operators.refine import RefineOperator
 from fiftyone_clipbranches.operators.search import SearchIndex
 from fiftyone_clipbranches.operators.views import SaveResultsView
@@ -17,6 +18,7 @@ OPERATORS: list = [
     UpdateIndex,
     SearchIndex,
     RefineOperator,
+    NextToLabel,
     SaveResultsView,
     IndexInfoOperator,
     RenameIndex,

@@ -15,13 +15,14 @@ import numpy as np
 from fiftyone_clipbranches.sdk.freshness import searchable_rows
 from fiftyone_clipbranches.sdk.labels import collect_labels
 from fiftyone_clipbranches.sdk.rowmap import ID_LENGTH, as_sample_ids
+from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import (
     nearest_allowed,
     opened_for_search,
     query_code,
 )
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_TAGS
-from fiftyone_clipbranches.sdk.views import result_view
+from fiftyone_clipbranches.sdk.views import result_view, wait_for_writes
 
 
 def next_to_label(
@@ -83,6 +84,25 @@ def next_to_label_ids(
     allowed[_rows_of(bundle.rowmap, exclude)] = False
     rows, dists = nearest_allowed(bundle.index, query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
+
+
+def refined_ids(dataset, score_field: str) -> list[str]:
+    """The ids of the samples of ``dataset``'s root dataset holding ``score_field``:
+    the last refinement's result written there (its scores written first), which
+    :func:`next_to_label` leaves out where the result is not at hand (the CLI,
+    the operator).
+
+    Raises:
+        ValueError: the dataset has no such field (no refinement wrote it).
+    """
+    ds = root_dataset(dataset)
+    if not ds.has_sample_field(score_field):
+        raise ValueError(
+            f"dataset {ds.name!r} has no field {score_field!r}: refine first (the"
+            " samples its scores mark, the result, are left out)"
+        )
+    wait_for_writes(ds, score_field)
+    return ds.exists(score_field).values("id")
 
 
 def _rows_of(rowmap, exclude) -> np.ndarray:

@@ -617,3 +617,36 @@ def test_a_grouped_dataset_is_said_unindexable_by_the_form_and_the_panel(cifar_d
         assert sdk.list_indexes(ds) == []
     finally:
         ds.delete()
+
+
+def test_what_to_label_next_after_a_refine_on_an_index_built_from_images(
+    make_user_index,
+):
+    """The operator of the panel's Look further: the samples nearest the positives,
+    neither labelled nor in the result (the samples holding the score field),
+    within the App's view; before a refinement, says to refine first."""
+    ds = make_user_index(n_per_class=6)
+    labels = np.array(ds.values("ground_truth.label"))
+    ids = np.array(ds.values("id"))
+    ds.select(ids[labels == "cat"][:3].tolist()).tag_samples("cb_positive")
+    ds.select(ids[labels == "truck"][:2].tolist()).tag_samples("cb_negative")
+    ask = {"index_key": "clip", "k": 5}
+    result, requests = run_op("next_to_label", {"dataset": ds, "params": ask})
+    assert "refine first" in result["error"] and uris(requests)[0] == "notify"
+
+    params = {"index_key": "clip", "model": "ensemble", "random_negatives": 10}
+    run_op("refine", {"dataset": ds, "params": params})
+    refined = ds.exists("clipbranches_score").values("id")
+    out, requests = run_op("next_to_label", {"dataset": ds, "params": ask})
+    assert out == {"n_results": 5} and uris(requests) == ["set_view", "notify"]
+    shown = fo.DatasetView._build(ds, requests[0][1]["view"]).values("id")
+    expected = sdk.next_to_label(ds, exclude=refined, k=5, index_key="clip")
+    assert shown == expected.values("id")
+    assert not set(shown) & {*refined, *ids[labels == "cat"][:3]}
+    assert "neither labelled nor in the result" in notifications(requests, "success")[0]
+
+    two = ds.match(F("ground_truth.label").is_in(["cat", "dog"]))
+    _, requests = run_op("next_to_label", {"dataset": ds, "view": two, "params": ask})
+    shown = fo.DatasetView._build(ds, requests[0][1]["view"]).values("id")
+    assert shown and set(shown) <= set(two.values("id"))
+    assert "in the current view" in notifications(requests, "success")[0]

@@ -1,0 +1,97 @@
+"""Operator: what to label next after a refinement (``sdk.next_to_label``, the
+panel's Look further): the samples nearest the positives that are neither
+labelled nor in the result, the samples holding the refinement's score field;
+within the App's view (``sdk.scope.ctx_scope``)."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from fiftyone_clipbranches.operators.common import (
+    ICON,
+    add_index_choice,
+    error_result,
+)
+from fiftyone_clipbranches.sdk.next_to_label import next_to_label, refined_ids
+from fiftyone_clipbranches.sdk.request import shown_k
+from fiftyone_clipbranches.sdk.scope import (
+    IN_VIEW,
+    WITHIN_VIEW,
+    ctx_scope,
+    left_view_note,
+    show_result,
+)
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_K,
+    DEFAULT_NEGATIVE_TAG,
+    DEFAULT_POSITIVE_TAG,
+    DEFAULT_SCORE_FIELD,
+    MAX_K,
+)
+
+
+class NextToLabel(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="next_to_label",
+            label="CLIP branches: what to label next",
+            description="Show the samples nearest the positives that are neither"
+            " labelled nor in the last refinement's result",
+            icon=ICON,
+            dynamic=True,
+            risk_level=types.RiskLevel.LOW,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if add_index_choice(ctx, inputs) is None:
+            return types.Property(inputs)
+        inputs.str("positive_tag", label="Positive tag", default=DEFAULT_POSITIVE_TAG)
+        inputs.str("negative_tag", label="Negative tag", default=DEFAULT_NEGATIVE_TAG)
+        inputs.str(
+            "score_field",
+            label="Score field",
+            description="the refinement's: the samples holding it, its result, are"
+            " left out",
+            default=DEFAULT_SCORE_FIELD,
+        )
+        inputs.int(
+            "k",
+            label="Samples (k)",
+            description=f"1 to {MAX_K}",
+            default=DEFAULT_K,
+            min=1,
+            max=MAX_K,
+        )
+        if ctx_scope(ctx) is not ctx.dataset:
+            inputs.view("scope", types.Notice(label=f"Looks {WITHIN_VIEW}"))
+        return types.Property(inputs, view=types.View(label="What to label next"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        scope = ctx_scope(ctx)
+        try:
+            view = next_to_label(
+                scope,
+                exclude=refined_ids(
+                    ctx.dataset, p.get("score_field") or DEFAULT_SCORE_FIELD
+                ),
+                k=shown_k(p.get("k", DEFAULT_K)),
+                tags=(
+                    p.get("positive_tag") or DEFAULT_POSITIVE_TAG,
+                    p.get("negative_tag") or DEFAULT_NEGATIVE_TAG,
+                ),
+                index_key=p.get("index_key"),
+            )
+        except Exception as exc:  # shown as a notification, never a traceback
+            return error_result(ctx, exc)
+        show_result(ctx, view, scope)
+        where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
+        ctx.ops.notify(
+            f"{len(view)} samples nearest the positives{where}, neither labelled nor"
+            " in the result: mark them, then refine" + left_view_note(ctx.view),
+            variant="success",
+        )
+        return {"n_results": len(view)}
