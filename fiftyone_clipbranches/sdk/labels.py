@@ -81,7 +81,7 @@ def collect_labels(
             hint = (
                 f"no sample is tagged {pos_tag!r}{others}; {hint}" if others else hint
             )
-        raise NoPositivesError(f"no positive samples: {hint}, then refine again")
+        raise NoPositivesError(f"no positive samples: {hint}, then try again")
     return Labels(pos, neg, source)
 
 
