@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_shards import build  # noqa: E402
 from synthetic_codes import generate, parse_n  # noqa: E402
 
-from fiftyone_clipbranches.engine.index import CodeIndex  # noqa: E402
-from fiftyone_clipbranches.engine.shard_format import build_sharded_index  # noqa: E402
 from fiftyone_clipbranches.engine.shards import open_index  # noqa: E402
 
 
@@ -85,17 +84,8 @@ def main(argv=None) -> int:
             codes, _labels, _meta = generate(n, work_dir=work)
             for n_shards in [int(x) for x in args.shards.split(",")]:
                 path = work / f"ix_{n}_{n_shards}"
-                if path.exists():
-                    shutil.rmtree(path)
-                t0 = time.perf_counter()
-                if n_shards == 1:
-                    CodeIndex.build(codes, path=path)
-                else:
-                    build_sharded_index(codes, path, n_shards)
-                print(
-                    f"built N={n:,} S={n_shards} in {time.perf_counter() - t0:.0f} s",
-                    file=sys.stderr,
-                )
+                seconds = build(codes, path, n_shards)
+                print(f"built N={n:,} S={n_shards} in {seconds:.0f} s", file=sys.stderr)
                 index = open_index(path)
                 try:
                     for row in measure(

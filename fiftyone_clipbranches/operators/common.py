@@ -14,7 +14,12 @@ from fiftyone_clipbranches.sdk.clip_names import SHIPPED_MODEL, UNSET
 from fiftyone_clipbranches.sdk.errors import APP_OVERWRITE
 from fiftyone_clipbranches.sdk.messages import user_message
 from fiftyone_clipbranches.sdk.runs import key_taken
-from fiftyone_clipbranches.sdk.settings import DEFAULT_INDEX_KEY, default_index_key
+from fiftyone_clipbranches.sdk.settings import (
+    DEFAULT_INDEX_KEY,
+    DEFAULT_NEGATIVE_TAG,
+    DEFAULT_POSITIVE_TAG,
+    default_index_key,
+)
 
 #: The forms' words for the small CLIP this package ships (``resolve_clip``).
 SHIPPED_MODEL_HINT = (
@@ -30,6 +35,20 @@ RANDOM_WEIGHTS_NOTE = (
     " with random CLIP weights: it knows no images (for tests); give trained"
     " weights in Pretrained weights for a useful one"
 )
+
+
+def add_tag_inputs(inputs) -> None:
+    """The tags that label samples positive and negative (the panel's Mark)."""
+    inputs.str("positive_tag", label="Positive tag", default=DEFAULT_POSITIVE_TAG)
+    inputs.str("negative_tag", label="Negative tag", default=DEFAULT_NEGATIVE_TAG)
+
+
+def form_tags(params: dict) -> tuple[str, str]:
+    """``(positive tag, negative tag)`` of a form (:func:`add_tag_inputs`)."""
+    return (
+        params.get("positive_tag") or DEFAULT_POSITIVE_TAG,
+        params.get("negative_tag") or DEFAULT_NEGATIVE_TAG,
+    )
 
 
 def form_weights(params: dict):

@@ -11,7 +11,9 @@ import fiftyone.operators.types as types
 from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
+    add_tag_inputs,
     error_result,
+    form_tags,
 )
 from fiftyone_clipbranches.sdk.next_to_label import next_to_label, refined_ids
 from fiftyone_clipbranches.sdk.request import shown_k
@@ -22,13 +24,7 @@ from fiftyone_clipbranches.sdk.scope import (
     left_view_note,
     show_result,
 )
-from fiftyone_clipbranches.sdk.settings import (
-    DEFAULT_K,
-    DEFAULT_NEGATIVE_TAG,
-    DEFAULT_POSITIVE_TAG,
-    DEFAULT_SCORE_FIELD,
-    MAX_K,
-)
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_SCORE_FIELD, MAX_K
 
 
 class NextToLabel(foo.Operator):
@@ -48,8 +44,7 @@ class NextToLabel(foo.Operator):
         inputs = types.Object()
         if add_index_choice(ctx, inputs) is None:
             return types.Property(inputs)
-        inputs.str("positive_tag", label="Positive tag", default=DEFAULT_POSITIVE_TAG)
-        inputs.str("negative_tag", label="Negative tag", default=DEFAULT_NEGATIVE_TAG)
+        add_tag_inputs(inputs)
         inputs.str(
             "score_field",
             label="Score field",
@@ -79,10 +74,7 @@ class NextToLabel(foo.Operator):
                     ctx.dataset, p.get("score_field") or DEFAULT_SCORE_FIELD
                 ),
                 k=shown_k(p.get("k", DEFAULT_K)),
-                tags=(
-                    p.get("positive_tag") or DEFAULT_POSITIVE_TAG,
-                    p.get("negative_tag") or DEFAULT_NEGATIVE_TAG,
-                ),
+                tags=form_tags(p),
                 index_key=p.get("index_key"),
             )
         except Exception as exc:  # shown as a notification, never a traceback

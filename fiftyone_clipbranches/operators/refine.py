@@ -11,7 +11,9 @@ import fiftyone.operators.types as types
 from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
+    add_tag_inputs,
     error_result,
+    form_tags,
 )
 from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
 from fiftyone_clipbranches.sdk.labels import count_both, count_tagged
@@ -38,11 +40,7 @@ from fiftyone_clipbranches.sdk.scope import (
     left_view_note,
     show_result,
 )
-from fiftyone_clipbranches.sdk.settings import (
-    DEFAULT_NEGATIVE_TAG,
-    DEFAULT_POSITIVE_TAG,
-    DEFAULT_SCORE_FIELD,
-)
+from fiftyone_clipbranches.sdk.settings import DEFAULT_SCORE_FIELD
 from fiftyone_clipbranches.sdk.views import replaced_view_size
 
 
@@ -110,10 +108,8 @@ class RefineOperator(foo.Operator):
         inputs = types.Object()
         if add_index_choice(ctx, inputs) is None:
             return types.Property(inputs)
-        inputs.str("positive_tag", label="Positive tag", default=DEFAULT_POSITIVE_TAG)
-        inputs.str("negative_tag", label="Negative tag", default=DEFAULT_NEGATIVE_TAG)
-        pos = ctx.params.get("positive_tag") or DEFAULT_POSITIVE_TAG
-        neg = ctx.params.get("negative_tag") or DEFAULT_NEGATIVE_TAG
+        add_tag_inputs(inputs)
+        pos, neg = form_tags(ctx.params)
         counts = count_tagged(ctx.dataset, (pos, neg))
         scope = ctx_scope(ctx)
         where = f"; matches {WITHIN_VIEW}" if scope is not ctx.dataset else ""
