@@ -16,8 +16,10 @@ from fiftyone_clipbranches.sdk.messages import user_message
 from fiftyone_clipbranches.sdk.runs import key_taken
 from fiftyone_clipbranches.sdk.settings import (
     DEFAULT_INDEX_KEY,
+    DEFAULT_K,
     DEFAULT_NEGATIVE_TAG,
     DEFAULT_POSITIVE_TAG,
+    MAX_K,
     default_index_key,
 )
 
@@ -41,6 +43,14 @@ def add_tag_inputs(inputs) -> None:
     """The tags that label samples positive and negative (the panel's Mark)."""
     inputs.str("positive_tag", label="Positive tag", default=DEFAULT_POSITIVE_TAG)
     inputs.str("negative_tag", label="Negative tag", default=DEFAULT_NEGATIVE_TAG)
+
+
+def add_k_input(inputs, label: str) -> None:
+    """How many samples to show (1 to ``MAX_K``, what the App's grid holds)."""
+    inputs.int(
+        "k", label=label, description=f"1 to {MAX_K}", default=DEFAULT_K, min=1,
+        max=MAX_K,
+    )  # fmt: skip
 
 
 def form_tags(params: dict) -> tuple[str, str]:

@@ -11,6 +11,7 @@ import fiftyone.operators.types as types
 from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
+    add_k_input,
     add_tag_inputs,
     error_result,
     form_tags,
@@ -24,7 +25,7 @@ from fiftyone_clipbranches.sdk.scope import (
     left_view_note,
     show_result,
 )
-from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_SCORE_FIELD, MAX_K
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_SCORE_FIELD
 
 
 class NextToLabel(foo.Operator):
@@ -52,14 +53,7 @@ class NextToLabel(foo.Operator):
             " left out",
             default=DEFAULT_SCORE_FIELD,
         )
-        inputs.int(
-            "k",
-            label="Samples (k)",
-            description=f"1 to {MAX_K}",
-            default=DEFAULT_K,
-            min=1,
-            max=MAX_K,
-        )
+        add_k_input(inputs, "Samples (k)")
         if ctx_scope(ctx) is not ctx.dataset:
             inputs.view("scope", types.Notice(label=f"Looks {WITHIN_VIEW}"))
         return types.Property(inputs, view=types.View(label="What to label next"))

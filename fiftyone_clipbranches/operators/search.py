@@ -9,6 +9,7 @@ import fiftyone.operators.types as types
 from fiftyone_clipbranches.operators.common import (
     ICON,
     add_index_choice,
+    add_k_input,
     error_result,
 )
 from fiftyone_clipbranches.sdk import search, unsearched_count
@@ -23,7 +24,7 @@ from fiftyone_clipbranches.sdk.scope import (
     samples_behind,
     show_result,
 )
-from fiftyone_clipbranches.sdk.settings import DEFAULT_K, MAX_K
+from fiftyone_clipbranches.sdk.settings import DEFAULT_K
 
 
 class SearchIndex(foo.Operator):
@@ -49,14 +50,7 @@ class SearchIndex(foo.Operator):
         inputs.enum("query_type", ["text", "selection"], default=default, view=kind)
         if ctx.params.get("query_type", default) == "text":
             inputs.str("text", label="Query", required=True)
-        inputs.int(
-            "k",
-            label="Results (k)",
-            description=f"1 to {MAX_K}",
-            default=DEFAULT_K,
-            min=1,
-            max=MAX_K,
-        )
+        add_k_input(inputs, "Results (k)")
         if ctx_scope(ctx) is not ctx.dataset:
             inputs.view(
                 "scope",
