@@ -23,6 +23,7 @@ from .kdtree_query import (
 )
 from .neighbours import NeighbourPool
 from .scan import box_bounds, check_boxes, knn_scan, member_order
+from .sort_kernels import radix_sorted
 from .subsets import FeatureSubsets, make_subsets
 
 #: Default leaf capacity (chosen by measurement, see benchmarks/bench_index.py).
@@ -301,7 +302,7 @@ class CodeIndex:
                 hits, offsets, counts, order, member, len(self), total >= 1 << 20
             )
         keys = pair_keys(hits, offsets, counts, member, n_members)
-        keys.sort()
+        keys = radix_sorted(keys, len(self) * n_members - 1)
         return merge_sorted_pairs(keys, n_members)
 
     def knn(self, query, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,10 @@ from fiftyone_clipbranches.engine.branches import DecisionBranches
 from fiftyone_clipbranches.engine.ensemble import DecisionBranchesEnsemble
 from fiftyone_clipbranches.engine.index import CodeIndex
 from fiftyone_clipbranches.engine.search import RADIX_MIN_ROWS, Ranking, apply_model
-from fiftyone_clipbranches.engine.sort_kernels import radix_descending_order
+from fiftyone_clipbranches.engine.sort_kernels import (
+    radix_descending_order,
+    radix_sorted,
+)
 from fiftyone_clipbranches.engine.subsets import FeatureSubsets, make_subsets
 from fiftyone_clipbranches.engine.training_set import make_training_set
 
@@ -171,6 +174,21 @@ def test_radix_order_equals_numpy_stable_sort(values):
     scores = np.asarray(values, dtype=np.float64)
     want = np.argsort(-scores, kind="stable")
     np.testing.assert_array_equal(radix_descending_order(scores), want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    keys=st.lists(st.integers(0, 2**40), max_size=300),
+    extra_bits=st.integers(0, 22),
+)
+def test_radix_sorted_is_np_sort(keys, extra_bits):
+    """The pair keys' sort (``index.query_boxes``): any bound from the largest
+    key up (one to three passes), repeats and an empty array included."""
+    keys = np.asarray(keys, dtype=np.int64)
+    top = int(keys.max()) if keys.size else 0
+    np.testing.assert_array_equal(
+        radix_sorted(keys, top << extra_bits | top), np.sort(keys)
+    )
 
 
 def test_ranking_uses_the_radix_path_above_its_threshold():
