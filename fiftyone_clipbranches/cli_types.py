@@ -68,10 +68,11 @@ class Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def ids_in_file(text: str) -> list[str] | None:
+def ids_in_file(text: str, empty_ok: bool = False) -> list[str] | None:
     """The sample ids a file holds, separated by white space (one per line, as
     ``jq -r '.error.ids[]'`` writes them); None for ``-``, standard input, read
-    by :func:`ids_from_stdin` once every option is known."""
+    by :func:`ids_from_stdin` once every option is known. An empty file is
+    refused unless ``empty_ok`` (ids seen so far: none yet)."""
     if text == "-":
         return None
     try:
@@ -81,16 +82,21 @@ def ids_in_file(text: str) -> list[str] | None:
         reason = getattr(e, "strerror", None) or "not UTF-8 text"
         raise argparse.ArgumentTypeError(f"cannot read {text!r}: {reason}") from e
     ids = content.split()
-    if not ids:
+    if not ids and not empty_ok:
         raise argparse.ArgumentTypeError(f"{text!r} holds no sample ids")
     return ids
 
 
-def ids_from_stdin() -> list[str]:
+def seen_ids_in_file(text: str) -> list[str] | None:
+    """:func:`ids_in_file` of ids seen so far: an empty file is none yet."""
+    return ids_in_file(text, empty_ok=True)
+
+
+def ids_from_stdin(empty_ok: bool = False) -> list[str]:
     """The sample ids standard input holds (:func:`ids_in_file`'s ``-``)."""
     import sys
 
     ids = sys.stdin.read().split()
-    if not ids:
+    if not ids and not empty_ok:
         raise ValueError("standard input holds no sample ids")
     return ids

@@ -18,6 +18,7 @@ from fiftyone_clipbranches.cli_types import (
     ids_from_stdin,
     ids_in_file,
     non_blank,
+    seen_ids_in_file,
     whole_number,
 )
 from fiftyone_clipbranches.sdk.progress import ProgressBar
@@ -409,7 +410,7 @@ def _cmd_next_to_label(args) -> int:
     from fiftyone_clipbranches.sdk.next_to_label import refined_ids
 
     ds = _dataset_and_key(args)
-    _with_id_files(args, ("exclude",))
+    _with_id_files(args, ("exclude",), empty_ok=True)
     try:
         result = refined_ids(ds, args.score_field)
     except ValueError as e:
@@ -430,9 +431,10 @@ def _cmd_next_to_label(args) -> int:
     return 0
 
 
-def _with_id_files(args, names) -> None:
+def _with_id_files(args, names, empty_ok: bool = False) -> None:
     """Add the ids of ``--NAME-from`` files to ``args.NAME`` (None stays None
-    where no file and no flag gave any); standard input feeds one option."""
+    where no file and no flag gave any); standard input feeds one option
+    (``empty_ok``: it may hold none)."""
     from_stdin = [
         n for n in names for ids in getattr(args, f"{n}_files") if ids is None
     ]
@@ -445,7 +447,7 @@ def _with_id_files(args, names) -> None:
         from_files = [
             i
             for ids in getattr(args, f"{name}_files")
-            for i in (ids_from_stdin() if ids is None else ids)
+            for i in (ids_from_stdin(empty_ok) if ids is None else ids)
         ]
         if from_files:
             setattr(args, name, [*(getattr(args, name) or []), *from_files])
@@ -653,11 +655,12 @@ def add_workflow_commands(sub) -> None:
             )  # fmt: skip
         p.add_argument("--json", action="store_true", help="print JSON")
 
-    def ids_from_files(p: argparse.ArgumentParser, names) -> None:
+    def ids_from_files(p: argparse.ArgumentParser, names, seen=False) -> None:
         for name in names:
             p.add_argument(
                 f"--{name}-from", dest=f"{name}_files", action="append",
-                type=ids_in_file, metavar="FILE", default=[],
+                type=seen_ids_in_file if seen else ids_in_file, metavar="FILE",
+                default=[],
                 help=f"{name} ids from FILE, separated by white space ('-': standard"
                 " input; repeatable)",
             )  # fmt: skip
@@ -924,7 +927,7 @@ def add_workflow_commands(sub) -> None:
         help=f"the field of the refine's scores, which marks its result (default"
         f" {DEFAULT_SCORE_FIELD})",
     )  # fmt: skip
-    ids_from_files(p, ("exclude",))
+    ids_from_files(p, ("exclude",), seen=True)
     tag_options(p)
     p.add_argument("--limit", type=_count, help=LIMIT_HELP)
     p.set_defaults(func=_cmd_next_to_label, exclude=None)

@@ -726,8 +726,24 @@ def test_next_to_label_after_a_refine(make_user_index, capsys, tmp_path):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["rank", "sample", "id", "filepath"]
     assert [line.split()[1] for line in lines[1:]] == shown[:3]
-    # the next page: past the ids shown so far, from a file
+    # the next page: past the ids shown so far, from a file (empty: none yet)
     seen = tmp_path / "seen.txt"
+    seen.touch()
+    assert (
+        cli_main(
+            [
+                "next-to-label",
+                ds.name,
+                "--k",
+                "7",
+                "--exclude-from",
+                str(seen),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert [r["id"] for r in _json(capsys)["results"]] == shown
     seen.write_text("\n".join(shown) + "\n")
     page = ["next-to-label", ds.name, "--k", "7", "--exclude-from", str(seen)]
     assert cli_main([*page, "--json"]) == 0
@@ -736,3 +752,6 @@ def test_next_to_label_after_a_refine(make_user_index, capsys, tmp_path):
         ds, exclude=[*result, *shown], k=7, index_key="clip"
     ).values("id")
     assert second == expected and second and not set(second) & set(shown)
+    # a field no refinement wrote is no result
+    status = _exit_status(["next-to-label", ds.name, "--score-field", "filepath"])
+    assert status == 1 and "holds no refinement's scores" in capsys.readouterr().err

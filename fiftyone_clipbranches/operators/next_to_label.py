@@ -73,8 +73,14 @@ class NextToLabel(foo.Operator):
             )
         except Exception as exc:  # shown as a notification, never a traceback
             return error_result(ctx, exc)
-        show_result(ctx, view, scope)
         where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
+        if not len(view):
+            ctx.ops.notify(
+                f"every sample{where} is labelled or in the result: refine again",
+                variant="warning",
+            )
+            return {"n_results": 0}
+        show_result(ctx, view, scope)
         ctx.ops.notify(
             f"{len(view)} samples nearest the positives{where}, neither labelled nor"
             " in the result: mark them, then refine" + left_view_note(ctx.view),

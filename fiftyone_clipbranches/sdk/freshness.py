@@ -229,20 +229,32 @@ def unindexed_count(
     n_alive = len(bundle.index) if alive is None else int(np.count_nonzero(alive))
     n = sample_count(root) - n_alive
     if n > 0 and bundle.unembeddable:
-        left_out = root.select(list(bundle.unembeddable))
-        if embeddings_field and root.has_sample_field(embeddings_field):
-            left_out = left_out.exists(embeddings_field, False)
-        n -= len(left_out)
+        left_out = list(bundle.unembeddable)
+        present = sum(len(root.select(part)) for part in _batches(left_out))
+        n -= present - len(embedded_since(root, left_out, embeddings_field))
     return max(n, 0)
 
 
-def embedded_since(root, ids: list[str], embeddings_field: str) -> list[str]:
+def embedded_since(root, ids: list[str], embeddings_field: str | None) -> list[str]:
     """Of samples ``ids`` of ``root`` (left out of an index: no vector, or an
     image that could not be read), those ``embeddings_field`` holds a vector for
     now (stored since, by the user say): ``update_index`` adds them."""
-    if not ids or not root.has_sample_field(embeddings_field):
+    if not ids or not embeddings_field or not root.has_sample_field(embeddings_field):
         return []
-    return root.select(ids).exists(embeddings_field).values("id")
+    return [
+        sid
+        for part in _batches(ids)
+        for sid in root.select(part).exists(embeddings_field).values("id")
+    ]
+
+
+#: Ids per database query: a query document holding a million ids is too large.
+ID_BATCH = 100_000
+
+
+def _batches(ids: list[str]):
+    for start in range(0, len(ids), ID_BATCH):
+        yield ids[start : start + ID_BATCH]
 
 
 def sample_count(root) -> int:

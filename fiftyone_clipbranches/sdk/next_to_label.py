@@ -22,7 +22,7 @@ from fiftyone_clipbranches.sdk.search import (
     query_code,
 )
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_TAGS
-from fiftyone_clipbranches.sdk.views import result_view, wait_for_writes
+from fiftyone_clipbranches.sdk.views import result_view, wait_for_writes, writes_scores
 
 
 def next_to_label(
@@ -93,13 +93,19 @@ def refined_ids(dataset, score_field: str) -> list[str]:
     the operator).
 
     Raises:
-        ValueError: the dataset has no such field (no refinement wrote it).
+        ValueError: the dataset has no such field, or one no refinement wrote.
     """
     ds = root_dataset(dataset)
     if not ds.has_sample_field(score_field):
         raise ValueError(
             f"dataset {ds.name!r} has no field {score_field!r}: refine first (the"
             " samples its scores mark, the result, are left out)"
+        )
+    if not writes_scores(ds, score_field):
+        raise ValueError(
+            f"field {score_field!r} of dataset {ds.name!r} holds no refinement's"
+            " scores (clipbranches writes them into a field it makes): name the"
+            " refinement's score field"
         )
     wait_for_writes(ds, score_field)
     return ds.exists(score_field).values("id")

@@ -42,13 +42,14 @@ class ProgressBar:
         self.desc = desc
         self._bar = None
         self._logged = None  # (percent, step, time) of the last line in a log
-        self._last = None  # (percent, label) of that line
+        self._last = None  # (percent, label) last reported
 
     def __call__(self, fraction: float, label: str) -> None:
         done = min(100, max(0, round(100 * fraction)))
         if self._bar is None and self._logged is None and not _draws_in_place():
             self._logged = (-LOG_EVERY_PERCENT, None, 0.0)
         if self._logged is not None:
+            self._last = (done, label)  # what a long step's tick writes again
             self._log_line(done, label)
             return
         if self._bar is None:
@@ -80,10 +81,10 @@ class ProgressBar:
             return
         print(f"{self.desc}: {done:3d}% {label}".rstrip(), file=sys.stderr, flush=True)
         self._logged = (done, step, now)
-        self._last = (done, label)
 
     def _log_again(self) -> None:
-        """The last line in a log again, when ``LOG_EVERY_S`` has passed since."""
+        """The last state reported, in a log, when no line was written for
+        ``LOG_EVERY_S``."""
         if self._logged is not None and self._last is not None:
             self._log_line(*self._last)
 

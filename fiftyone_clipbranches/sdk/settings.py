@@ -52,15 +52,24 @@ ENVIRONMENT = {
 }
 
 
+#: Variables of the project's own scripts and tests (scripts/test.sh, the browser
+#: tests), which the package does not read: no misspelt setting.
+DEVELOPMENT_ENVIRONMENT = frozenset(
+    {"CLIPBRANCHES_TEST_WORKERS", "CLIPBRANCHES_UPDATE_SCREENSHOTS"}
+)
+
+
 def unknown_environment(environ=None) -> list[str]:
     """Words for each ``CLIPBRANCHES_*`` variable of ``environ`` (default: this
-    process's) that this package does not read: a misspelt one is ignored."""
+    process's) that neither this package nor its development scripts read: a
+    misspelt one is ignored."""
     import difflib
 
     environ = os.environ if environ is None else environ
     said = []
     for name in sorted(environ):
-        if name.startswith("CLIPBRANCHES_") and name not in ENVIRONMENT:
+        read = name in ENVIRONMENT or name in DEVELOPMENT_ENVIRONMENT
+        if name.startswith("CLIPBRANCHES_") and not read:
             known = {k.removeprefix("CLIPBRANCHES_"): k for k in ENVIRONMENT}
             near = difflib.get_close_matches(
                 name.removeprefix("CLIPBRANCHES_"), list(known), n=1, cutoff=0.75

@@ -645,6 +645,18 @@ def test_what_to_label_next_after_a_refine_on_an_index_built_from_images(
     assert not set(shown) & {*refined, *ids[labels == "cat"][:3]}
     assert "neither labelled nor in the result" in notifications(requests, "success")[0]
 
+    wrong = {**ask, "score_field": "filepath"}  # every sample holds it
+    result, _ = run_op("next_to_label", {"dataset": ds, "params": wrong})
+    assert "holds no refinement's scores" in result["error"]
+    # nothing left to show within a view of labelled samples: a warning, the
+    # grid as it was
+    labelled = ds.match_tags("cb_positive")
+    out, requests = run_op(
+        "next_to_label", {"dataset": ds, "view": labelled, "params": ask}
+    )
+    assert out == {"n_results": 0} and uris(requests) == ["notify"]
+    assert "labelled or in the result" in notifications(requests, "warning")[0]
+
     two = ds.match(F("ground_truth.label").is_in(["cat", "dog"]))
     _, requests = run_op("next_to_label", {"dataset": ds, "view": two, "params": ask})
     shown = fo.DatasetView._build(ds, requests[0][1]["view"]).values("id")

@@ -51,6 +51,14 @@ def test_a_long_step_keeps_the_elapsed_time_moving(capsys, monkeypatch):
         time.sleep(0.5)
     again = capsys.readouterr().err.splitlines()
     assert again and set(again) == {"logged:  50% compiling"}
+    # a step that reports within it: the tick writes the state reported last
+    with ticking(bar, every_s=0.1):
+        for i in range(1, 31):
+            time.sleep(0.03)
+            bar(0.5 + i / 1000, f"epoch {i}/30")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "logged:  50% epoch 1/30"  # a new step: at once
+    assert len(lines) == len(set(lines)) >= 2  # never an old state again
     close_open_bars()
     capsys.readouterr()
 

@@ -119,6 +119,9 @@ def test_skip_missing_indexes_only_the_vectors_there(
     # panel offers the update on that count), which adds them
     monkeypatch.undo()
     sdk.compute_embeddings(ds.skip(36).limit(2), "emb", **tiny, progress=False)
+    from fiftyone_clipbranches.sdk import freshness
+
+    monkeypatch.setattr(freshness, "ID_BATCH", 3)  # ids queried in batches
     assert sdk.unsearched_count(ds, "clip") == 2
     fresh = sdk.index_info(ds, "clip").freshness
     assert (fresh.n_added, fresh.n_unreadable) == (2, 2)
