@@ -616,15 +616,15 @@ def _print_rows(ds, rows: list[dict], value: str | None, args, header=None) -> N
     elif shown:
         print(f"{'rank':>4}  {'sample id':<24}{column}  filepath")
     for rank, row in enumerate(shown, 1):
-        v = row.get(value)
-        text = (
-            ""
-            if value is None
-            else f"  {f'{v:.4f}' if isinstance(v, float) else v:>12}"
-        )
-        print(f"{rank:>4}  {row['id']}{text}  {row['filepath']}")
+        cell = "" if value is None else f"  {_cell(row[value]):>12}"
+        print(f"{rank:>4}  {row['id']}{cell}  {row['filepath']}")
     if len(rows) > len(shown):
         print(f"... {len(rows) - len(shown)} more (--limit)")
+
+
+def _cell(value) -> str:
+    """A table cell: a float to 4 places, anything else as it prints."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def add_workflow_commands(sub) -> None:

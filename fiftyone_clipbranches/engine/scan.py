@@ -185,6 +185,18 @@ def check_k(k, n_rows: int) -> int:
     return int(min(k, n_rows))
 
 
+def check_allowed(allowed, n_rows: int) -> np.ndarray:
+    """``allowed`` as a bool ``(n_rows,)`` array (a mask of the rows a k-NN may
+    return), or ValueError."""
+    allowed = np.asarray(allowed)
+    if allowed.dtype != np.bool_ or allowed.shape != (n_rows,):
+        raise ValueError(
+            f"allowed must be a bool array of shape ({n_rows},); got"
+            f" {allowed.dtype} {allowed.shape}"
+        )
+    return allowed
+
+
 def knn_scan(codes, query, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest rows to ``query`` by squared Euclidean distance (parallel scan).
 
@@ -210,12 +222,7 @@ def knn_scan(codes, query, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray
         k = check_k(k, codes.shape[0])
         keys = kernel(codes, q, k, None)
     else:
-        allowed = np.asarray(allowed)
-        if allowed.dtype != np.bool_ or allowed.shape != (codes.shape[0],):
-            raise ValueError(
-                f"allowed must be a bool array of shape ({codes.shape[0]},); got"
-                f" {allowed.dtype} {allowed.shape}"
-            )
+        allowed = check_allowed(allowed, codes.shape[0])
         k = check_k(k, int(np.count_nonzero(allowed)))
         if k == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)

@@ -41,7 +41,7 @@ from .errors import IndexFormatError
 from .model import RefinementModel
 from .neighbours import NeighbourPool
 from .pages import AnswerCache, HeldAnswer, PagedRanking, held_answer, held_pages
-from .scan import SEARCH_CHUNK_ROWS, as_query, knn_scan
+from .scan import SEARCH_CHUNK_ROWS, as_query, check_allowed, knn_scan
 from .search import Ranking, merged_order
 from .shard_format import (
     ShardSpec,
@@ -439,12 +439,7 @@ class ShardedIndex:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
         if allowed is None:
             return self.knn_many(q[None], int(k))[0]
-        allowed = np.asarray(allowed)
-        if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
-            raise ValueError(
-                f"allowed must be a bool array of shape ({len(self)},); got"
-                f" {allowed.dtype} {allowed.shape}"
-            )
+        allowed = check_allowed(allowed, len(self))
         bounds = zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist())
         parts = [allowed[a:b] for a, b in bounds]
         shards = [i for i, part in enumerate(parts) if part.any()]

@@ -229,9 +229,10 @@ def unindexed_count(
     n_alive = len(bundle.index) if alive is None else int(np.count_nonzero(alive))
     n = sample_count(root) - n_alive
     if n > 0 and bundle.unembeddable:
-        left_out = list(bundle.unembeddable)
-        present = sum(len(root.select(part)) for part in _batches(left_out))
-        n -= present - len(embedded_since(root, left_out, embeddings_field))
+        has_field = embeddings_field and root.has_sample_field(embeddings_field)
+        for part in _batches(list(bundle.unembeddable)):
+            still = root.select(part)  # left out, and still without a vector
+            n -= len(still.exists(embeddings_field, False) if has_field else still)
     return max(n, 0)
 
 

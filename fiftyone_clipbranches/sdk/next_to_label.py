@@ -17,7 +17,6 @@ from fiftyone_clipbranches.sdk.labels import collect_labels
 from fiftyone_clipbranches.sdk.rowmap import ID_LENGTH, as_sample_ids
 from fiftyone_clipbranches.sdk.runs import root_dataset
 from fiftyone_clipbranches.sdk.search import (
-    nearest_allowed,
     opened_for_search,
     query_code,
 )
@@ -82,7 +81,7 @@ def next_to_label_ids(
     rows, found = bundle.rowmap.rows_of([*labels.positives, *labels.negatives])
     allowed[rows[found]] = False
     allowed[_rows_of(bundle.rowmap, exclude)] = False
-    rows, dists = nearest_allowed(bundle.index, query, int(k), allowed)
+    rows, dists = bundle.index.knn(query, int(k), allowed)  # one scan, skipping
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
 
 

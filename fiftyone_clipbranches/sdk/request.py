@@ -206,7 +206,7 @@ class RefineRequest:
             values["negative_weight"] = given("negative_weight")
         for key in ("positives", "negatives"):  # left out: not given (None)
             if given(key) is not None:
-                values[key] = id_list(given(key))
+                values[key] = _id_list(given(key))
         values["tags"] = (  # a tag is a name: "sp " is not "sp" (Mark writes it so)
             given("positive_tag", strip=False) or DEFAULT_TAGS[0],
             given("negative_tag", strip=False) or DEFAULT_TAGS[1],
@@ -214,7 +214,7 @@ class RefineRequest:
         return cls(**values)
 
 
-def id_list(value) -> list:
+def _id_list(value) -> list:
     """One id (a string) or ids (any iterable: an array too), as a list (None or
     "": an empty one)."""
     if value is None or isinstance(value, str):

@@ -100,7 +100,7 @@ def search_ids(
         vector = image_embedding(config, bundle, index_key, image, ds.name)
     query = query_code(config, bundle, index_key, text, sample_ids, vector, ds=ds)
     allowed = searchable_rows(dataset, ds, bundle)
-    rows, dists = nearest_allowed(bundle.index, query, int(k), allowed)
+    rows, dists = bundle.index.knn(query, int(k), allowed)
     return bundle.rowmap.ids_of(rows), np.asarray(dists, dtype=np.int64)
 
 
@@ -127,15 +127,6 @@ def unsearched_count(dataset, index_key: str | None = None) -> int:
     config, bundle = load_index(ds, chosen_index_key(ds, index_key))
     alive = alive_rows(ds, bundle.rowmap, str(bundle.path))
     return unindexed_count(ds, bundle, alive, config.embeddings_field)
-
-
-def nearest_allowed(index, query, k: int, allowed):
-    """The ``k`` nearest rows of ``index`` to ``query`` among ``allowed`` (a bool
-    mask, None: all), nearest first, with their squared distances: one scan that
-    skips the rows left out (of every shard, for a sharded index)."""
-    if allowed is None:
-        return index.knn(query, min(k, len(index)))
-    return index.knn(query, k, allowed)
 
 
 def query_code(

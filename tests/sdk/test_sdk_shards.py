@@ -163,3 +163,40 @@ def test_a_rebuild_in_place_keeps_the_code_method(make_user_index):
     # what is given is built
     with pytest.raises(ValueError, match="needs at least 64 embeddings"):
         sdk.build_index(ds, "clip", overwrite=True, code_method="head", progress=False)
+
+
+def test_a_sharded_index_from_images_searches_a_view_and_looks_further(
+    make_user_index,
+):
+    """On a sharded index built from images, a search within a view and
+    ``next_to_label`` rank only the rows they may return (each shard skips the
+    others): equal to a brute force over the index's own codes."""
+    import numpy as np
+    from fiftyone import ViewField as F
+
+    from fiftyone_clipbranches.sdk.bundle import load_bundle
+
+    ds = make_user_index(n_per_class=6, shards=3)
+    bundle = load_bundle(sdk.index_info(ds, "clip").index_dir)
+    assert bundle.index.n_shards == 3
+    codes = np.asarray(bundle.index.codes).astype(np.int64)
+
+    def nearest(query_ids, among, k):
+        rows, _ = bundle.rowmap.rows_of(query_ids)
+        query = np.clip(np.rint(codes[np.sort(rows)].mean(axis=0)), 0, 255)
+        allowed, _ = bundle.rowmap.rows_of(among)
+        dists = ((codes[allowed] - query) ** 2).sum(axis=1)
+        return bundle.rowmap.ids_of(allowed[np.lexsort((allowed, dists))[:k]])
+
+    labels = dict(zip(*ds.values(["id", "ground_truth.label"])))
+    cats = [i for i, label in labels.items() if label == "cat"]
+    two = ds.match(F("ground_truth.label").is_in(["cat", "dog"]))
+    found, _ = sdk.search_ids(two, sample_ids=cats[:1], k=7, index_key="clip")
+    assert found == nearest(cats[:1], two.values("id"), 7)
+
+    seen = set(cats[2:4]) | {i for i, label in labels.items() if label == "dog"}
+    further = sdk.next_to_label(
+        ds, exclude=list(seen), k=9, positives=cats[:2], index_key="clip"
+    ).values("id")
+    rest = [i for i in labels if i not in seen | set(cats[:2])]
+    assert further == nearest(cats[:2], rest, 9)
