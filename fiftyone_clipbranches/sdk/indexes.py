@@ -244,8 +244,9 @@ def build_index(
             ds,
             embeddings_field,
             embed_report.get("failed"),
-            # a field this package embedded into: its gaps are images it could not read
-            embedded=compute_here or field_identity(ds, embeddings_field) is not None,
+            # embedded by this build: its gaps are images it could not read; else
+            # (skip_missing) the gaps were never tried, whoever filled the field
+            embedded=compute_here,
         )
 
         with ticking(report):  # the clock moves between the fit's reports
