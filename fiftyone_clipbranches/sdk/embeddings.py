@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 
 import fiftyone as fo
@@ -239,7 +239,7 @@ def _embed(
         warn_random_weights(model)  # chosen now: said once, here
     identity = dict(clip.identity)
     if existing is not None:
-        refuse_another_length(root, field, clip.embedding_dim, model)
+        refuse_another_length(root, field, clip.embedding_dim, model, ids)
     # vectors already there of an unknown model: fill the rest, record nothing
     unknown = existing is not None and check_field_identity(root, field, identity)
 
@@ -291,21 +291,37 @@ def _embed(
     return summary, failed
 
 
-def refuse_another_length(root, field: str, dim: int | None, model: str) -> None:
-    """Refuse CLIP ``model``, whose vectors are ``dim`` long, for ``field`` when the
-    field's vectors have another length (another model's vectors); nothing when
-    either length is unknown."""
-    held = root.exists(field).limit(1).values(field)
-    if dim is None or not held or held[0] is None:
+#: Vectors of a field whose lengths tell which model filled it.
+LENGTH_SAMPLE = 256
+
+
+def refuse_another_length(
+    root, field: str, dim: int | None, model: str, replaced=()
+) -> None:
+    """Refuse CLIP ``model``, whose vectors are ``dim`` long, for ``field`` when
+    the field's vectors have another length (another model's vectors): when none
+    of the first :data:`LENGTH_SAMPLE` vectors kept (those of samples not in
+    ``replaced``, the ids about to be embedded again) is ``dim`` long. A stray
+    vector among the model's own is left to the build, which names its sample;
+    nothing when either length is unknown."""
+    if dim is None:
         return
-    length = int(np.asarray(held[0]).size)
-    if length != dim:
-        raise ValueError(
-            f"field {field!r} holds vectors of length {length} and CLIP {model!r}"
-            f" gives {dim}: they are not this model's vectors; embed into another"
-            " field (field=... / embeddings_field=...; CLI: --embeddings-field),"
-            " or give the model that made them"
-        )
+    replaced = set(replaced)
+    ids, held = root.exists(field).limit(LENGTH_SAMPLE).values(["id", field])
+    lengths = Counter(
+        int(np.asarray(v).size)
+        for sid, v in zip(ids, held)
+        if v is not None and sid not in replaced
+    )
+    if not lengths or dim in lengths:
+        return
+    length = lengths.most_common(1)[0][0]
+    raise ValueError(
+        f"field {field!r} holds vectors of length {length} and CLIP {model!r}"
+        f" gives {dim}: they are not this model's vectors; embed into another"
+        " field (field=... / embeddings_field=...; CLI: --embeddings-field),"
+        " or give the model that made them"
+    )
 
 
 def _report(field, n_embedded, n_skipped, failed, identity) -> dict:

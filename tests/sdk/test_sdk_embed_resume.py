@@ -11,6 +11,10 @@ from user_path import TINY_CLIP_NAME, images_dataset
 
 from fiftyone_clipbranches import sdk
 from fiftyone_clipbranches.sdk import embeddings
+
+# imported before any test stands in for the model loader: a module importing
+# ``get_clip_model`` by name during a test would keep the stand-in for good
+from fiftyone_clipbranches.sdk import search as _search  # noqa: F401
 from fiftyone_clipbranches.sdk.errors import IdentityConflictError
 from fiftyone_clipbranches.sdk.identity import field_identity, record_field_identity
 
@@ -213,3 +217,30 @@ def test_ctrl_c_while_the_kernels_compile_keeps_the_built_index(
 
     said = _interrupted(types.SimpleNamespace(command="build-index"), stop.value)
     assert said.startswith("interrupted; index 'clip' was built over")
+
+
+def test_a_stray_vector_of_another_length_is_embedded_again(
+    images, tiny_clip_checkpoint
+):
+    """One wrong-length vector on the dataset's first sample (a merge gone wrong)
+    was taken for the field's length: every later embedding was refused, the
+    re-embedding that mends it too. The vectors kept say the field's length."""
+    import numpy as np
+
+    ds = images
+    tiny = {"model": TINY_CLIP_NAME, "pretrained": str(tiny_clip_checkpoint)}
+    sdk.build_index(ds, "clip", code_method="pca", progress=False, **tiny)
+    stray = ds.first()
+    stray["clip_embedding"] = np.ones(8, np.float32)
+    stray.save()
+    info = sdk.update_index(ds, "clip", reembed=[stray.id], progress=False)
+    assert info.n_samples == len(ds)
+    assert np.asarray(ds[stray.id]["clip_embedding"]).size == 64
+    stray["clip_embedding"] = np.ones(8, np.float32)
+    stray.save()
+    sdk.compute_embeddings(ds.select(stray.id), skip_existing=False, progress=False)
+    assert np.asarray(ds[stray.id]["clip_embedding"]).size == 64
+    # a field all of another length is still refused, whatever sample is first
+    ds.set_values("clip_embedding", [np.ones(8, np.float32)] * len(ds))
+    with pytest.raises(ValueError, match="holds vectors of length 8 and CLIP"):
+        sdk.compute_embeddings(ds.skip(1), skip_existing=False, progress=False)
