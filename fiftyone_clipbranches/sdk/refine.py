@@ -188,6 +188,8 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
     # use the whole dataset
     within = alive if dataset is ds else searchable_rows(dataset, ds, bundle)
     n_alive = len(index) if within is None else int(within.sum())
+    if not n_alive and dataset is not ds:
+        _refuse_empty_view(dataset)
     stats = {
         "model": model,
         "label_source": labels.source,
@@ -235,6 +237,23 @@ def fit_refinement(dataset, request: RefineRequest) -> FittedRefinement:
         train_ms=1e3 * (time.perf_counter() - t1),
     )
     return FittedRefinement(clf, bundle, pos_rows, neg_rows, within, stats, t0)
+
+
+def _refuse_empty_view(view) -> None:
+    """Refuse a view none of whose samples the index holds: its answer would be
+    empty and would clear the scores of the last result (a misspelt tag or
+    filter in the App, or in a script, wiped them)."""
+    n = view.count()
+    if n == 0:
+        raise ValueError(
+            "the view holds no sample: there is nothing to refine within (is a"
+            " tag or filter misspelt?); refine the dataset, or a view with samples"
+        )
+    raise ValueError(
+        f"none of the view's {counted(n, 'sample')} is in the index yet: update"
+        " the index (update_index; CLI: update-index; the panel's Update), then"
+        " refine again"
+    )
 
 
 def _check_some_negatives(

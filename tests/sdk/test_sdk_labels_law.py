@@ -113,3 +113,36 @@ def test_a_view_concatenated_with_itself_answers_each_sample_once(labelled):
         score_field=None,
     )  # fmt: skip
     assert sorted(result.view.values("id")) == sorted(result.ids) == sorted(positives)
+
+
+def test_a_view_of_no_sample_is_refused_and_the_scores_stay(labelled):
+    """A misspelt tag made the view empty: the refinement answered nothing and
+    cleared every score of the last result, without a word."""
+    ds, positives, negatives = labelled
+    kept = sdk.refine(
+        ds, positives=positives, negatives=negatives, index_key="clip",
+        score_field="law_scores",
+    )  # fmt: skip
+    before = ds.exists("law_scores").count()
+    assert before == len(kept.ids) > 0
+    typo = ds.match_tags("cb_postive")
+    with pytest.raises(ValueError, match="the view holds no sample"):
+        sdk.refine(
+            typo, positives=positives, negatives=negatives, index_key="clip",
+            score_field="law_scores",
+        )  # fmt: skip
+    assert ds.exists("law_scores").count() == before
+    # samples the index does not hold yet: the update is named
+    copy = ds.first().copy()
+    copy["law_scores"] = None
+    (new,) = ds.add_samples([copy], progress=False)
+    try:
+        with pytest.raises(ValueError, match="none of the view's 1 sample is in"):
+            sdk.refine(
+                ds.select(new), positives=positives, negatives=negatives,
+                index_key="clip", score_field="law_scores",
+            )  # fmt: skip
+        assert ds.exists("law_scores").count() == before
+    finally:
+        ds.delete_samples([new])
+        ds.delete_sample_field("law_scores")
