@@ -73,8 +73,9 @@ def collect_labels(
                     f"ids given replace the tags, so the {counted(tagged, 'sample')}"
                     f" tagged {pos_tag!r} {'was' if tagged == 1 else 'were'} not"
                     " used: pass the positives' ids"
-                    " too (positives= in Python, --positive in the CLI), or pass no"
-                    f" ids and tag the negatives {neg_tag!r}"
+                    " (positives= in Python, --positive in the CLI), or pass no ids"
+                    " at all (neither positives nor negatives) to read the tags,"
+                    f" the negatives tagged {neg_tag!r}"
                 )
         else:
             others = _other_tags(dataset, (pos_tag, neg_tag))

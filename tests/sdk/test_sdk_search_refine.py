@@ -258,6 +258,9 @@ def test_refine_label_errors(indexed):
         match="ids given replace the tags, so the 3 samples tagged 'cb_positive'",
     ):
         sdk.refine(ds, negatives=ids[:1], index_key="cb")
+    with pytest.raises(sdk.NoPositivesError, match="pass no ids at all") as said:
+        sdk.refine(ds, positives=[], negatives=[], index_key="cb")
+    assert "(neither positives nor negatives) to read the tags" in str(said.value)
     # a typo in the positive tag: the tags the samples hold, the likely one first
     with pytest.raises(
         sdk.NoPositivesError,
