@@ -389,6 +389,10 @@ def _refuse_unknown_architecture(name, pretrained) -> None:
         beside = (
             f", or put its open_clip config as '{name}.json' next to the checkpoint"
             if _looks_like_checkpoint(pretrained)
+            else f"; an architecture of your own: give its checkpoint"
+            f" (pretrained=, with its config '{name}.json' next to it), or"
+            " register its config first (open_clip.add_model_config(path))"
+            if pretrained is None
             else ""
         )
         raise ValueError(

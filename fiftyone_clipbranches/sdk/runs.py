@@ -247,7 +247,8 @@ def chosen_index_key(samples, index_key: str | None) -> str:
     raise IndexNotFoundError(
         f"dataset {root.name!r} has {len(keys)} clipbranches indexes"
         f" ({', '.join(keys)}) and none is {DEFAULT_INDEX_KEY!r}: say which to"
-        f" use (index_key={keys[0]!r}; CLI: --key {shlex.quote(keys[0])})"
+        " use, one of them (e.g. index_key="
+        f"{keys[0]!r}; CLI: --key {shlex.quote(keys[0])})"
     )
 
 

@@ -59,8 +59,10 @@ def test_an_unreachable_weights_host_is_said_in_words(monkeypatch):
 
 
 def test_bad_arguments_raise(tiny_name):
-    with pytest.raises(ValueError, match="unknown open_clip architecture"):
+    with pytest.raises(ValueError, match="unknown open_clip architecture") as e:
         load_clip("no-such-model", pretrained=None)
+    # random weights of an architecture of one's own: how to make it known
+    assert "open_clip.add_model_config(path)" in str(e.value)
     # a checkpoint path that is not there is named, not taken for the architecture
     for path in ("/no/such/dir/model.pt", "no-such-file.safetensors"):
         with pytest.raises(ValueError, match="no checkpoint file at"):
