@@ -681,7 +681,7 @@ def _refined_query_code(config, bundle, index_key, model, query) -> np.ndarray:
         try:
             return query_code(config, bundle, index_key, text=query)
         except UnknownModelError as e:  # the query ball needs the text in its space
-            refused = UnknownModelError(
+            refused = type(e)(  # its own class: CheckpointUnavailableError, ...
                 f"{e}; or refine with another model (model {model!r} refines the"
                 " text query, which this index cannot embed)"
             )

@@ -422,6 +422,13 @@ def test_text_search_without_the_models_weights_says_what_a_search_can_do(cifar_
         assert "load_clip" not in message and "pretrained=" not in message
         in_app = user_message(err.value, in_app=True)
         assert "search by similarity to selected samples" in in_app
+        # the query ball refines that text: the same error class says so
+        ids = ds.values("id")
+        with pytest.raises(CheckpointUnavailableError, match="another model"):
+            cb.refine(
+                ds, positives=ids[:3], negatives=ids[3:5], model="ball",
+                query="a cat", index_key="theirs", score_field=None,
+            )  # fmt: skip
         one = ds.first().id
         found = cb.search(ds, sample_ids=[one], k=2, index_key="theirs")
         assert found.values("id")[0] == one
