@@ -431,6 +431,21 @@ def _cmd_next_to_label(args) -> int:
     return 0
 
 
+def _refuse_saved_view_name(ds, name: str) -> None:
+    """Refuse ``--saved-view NAME`` when the dataset has a view of that name
+    (another client's, or an earlier round's), before any work: replaced only
+    with ``--overwrite``, as the service and the App ask first."""
+    from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
+    from fiftyone_clipbranches.sdk.views import replaceable_view
+
+    try:
+        replaceable_view(ds, name.strip(), replace_own=False)
+    except ViewNameTakenError as e:
+        raise ViewNameTakenError(
+            str(e).replace("pass overwrite=True", "pass --overwrite")
+        ) from None
+
+
 def _with_id_files(args, names, empty_ok: bool = False) -> None:
     """Add the ids of ``--NAME-from`` files to ``args.NAME`` (None stays None
     where no file and no flag gave any); standard input feeds one option
@@ -537,6 +552,8 @@ def _cmd_refine(args) -> int:
             "give the labels as ids (--positive / --negative) or as tags"
             " (--positive-tag / --negative-tag), not both: ids replace the tags"
         )
+    if args.saved_view and not args.overwrite:
+        _refuse_saved_view_name(ds, args.saved_view)
     result = sdk.refine(
         ds,
         positives=args.positives,
@@ -880,6 +897,11 @@ def add_workflow_commands(sub) -> None:
     tag_options(p)
     p.add_argument("--query", help="the text that was searched (model 'ball')")
     p.add_argument("--saved-view", help="save the result as this view")
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the --saved-view of that name that clipbranches saved (an"
+        " earlier round's); without it an existing name is refused",
+    )  # fmt: skip
     scores = p.add_mutually_exclusive_group()
     scores.add_argument(
         "--score-field", default=DEFAULT_SCORE_FIELD, type=_score_field,

@@ -160,6 +160,15 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert "cli-round" in ds.list_saved_views()
     scored = ds.exists("clipbranches_score")
     assert sorted(scored.values("id")) == sorted(found)
+    # the name taken: refused before any work, replaced with --overwrite
+    assert cli_main([*refine, "--saved-view", "cli-round", "--negative", ids[8]]) == 1
+    assert "pass --overwrite to replace it" in _json(capsys)["error"]["message"]
+    assert ds.exists("clipbranches_score").count() == len(found)  # nothing written
+    again = [*refine, "--saved-view", "cli-round", "--overwrite", "--limit", "100"]
+    assert cli_main(again) == 0
+    assert sorted(ds.load_saved_view("cli-round").values("id")) == sorted(
+        r["id"] for r in _json(capsys)["results"]
+    )
 
     assert cli_main(["refine", ds.name, "--key", "clip", "--limit", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
