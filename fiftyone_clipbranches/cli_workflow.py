@@ -411,23 +411,31 @@ def _cmd_next_to_label(args) -> int:
 
     ds = _dataset_and_key(args)
     _with_id_files(args, ("exclude",), empty_ok=True)
-    try:
-        result = refined_ids(ds, args.score_field)
-    except ValueError as e:
-        raise ValueError(f"{e}; --score-field names another") from None
-    view = sdk.next_to_label(
+    result = []
+    if not args.no_result:
+        try:
+            result = refined_ids(ds, args.score_field)
+        except ValueError as e:
+            raise ValueError(
+                f"{e}; --score-field names another, --no-result leaves none out"
+                " (after refine --no-scores)"
+            ) from None
+    ids, distances = sdk.next_to_label_ids(
         ds,
         exclude=[*result, *(args.exclude or ())],
         k=args.k,
         tags=(args.positive_tag, args.negative_tag),
         index_key=args.key,
     )
-    rows = [{"id": i} for i in view.values("id")]
+    rows = [{"id": i, "sq_distance": int(d)} for i, d in zip(ids, distances)]
+    unsearched = {"n_unindexed": sdk.unsearched_count(ds, args.key)}
     if args.json:
+        stats = {"query": "positives", "index_key": args.key, **unsearched}
         shown = _with_paths(ds, rows[: _limit(args)])
-        print(json.dumps({"n_results": len(rows), "results": shown}))
+        print(json.dumps({"stats": stats, "n_results": len(rows), "results": shown}))
     else:
-        _print_rows(ds, rows, None, args)
+        _print_rows(ds, rows, "sq_distance", args, header="sq. distance")
+    _note_unindexed(ds, args.key, unsearched, sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -624,17 +632,15 @@ def _with_paths(ds, rows: list[dict]) -> list[dict]:
     return [{**r, "filepath": paths.get(r["id"], "")} for r in rows]
 
 
-def _print_rows(ds, rows: list[dict], value: str | None, args, header=None) -> None:
-    """Rank, sample id, ``value``'s column (none when None) and filepath."""
+def _print_rows(ds, rows: list[dict], value: str, args, header=None) -> None:
+    """Rank, sample id, ``value``'s column (headed ``header``) and filepath."""
     shown = _with_paths(ds, rows[: _limit(args)])
-    column = "" if value is None else f"  {header or value:>12}"
     if not rows:
         print("no results")
     elif shown:
-        print(f"{'rank':>4}  {'sample id':<24}{column}  filepath")
+        print(f"{'rank':>4}  {'sample id':<24}  {header or value:>12}  filepath")
     for rank, row in enumerate(shown, 1):
-        cell = "" if value is None else f"  {_cell(row[value]):>12}"
-        print(f"{rank:>4}  {row['id']}{cell}  {row['filepath']}")
+        print(f"{rank:>4}  {row['id']}  {_cell(row[value]):>12}  {row['filepath']}")
     if len(rows) > len(shown):
         print(f"... {len(rows) - len(shown)} more (--limit)")
 
@@ -944,10 +950,16 @@ def add_workflow_commands(sub) -> None:
         "--k", type=whole_number(1), default=DEFAULT_K,
         help=f"how many (default {DEFAULT_K})",
     )  # fmt: skip
-    p.add_argument(
+    result = p.add_mutually_exclusive_group()
+    result.add_argument(
         "--score-field", default=DEFAULT_SCORE_FIELD, type=_score_field,
         help=f"the field of the refine's scores, which marks its result (default"
         f" {DEFAULT_SCORE_FIELD})",
+    )  # fmt: skip
+    result.add_argument(
+        "--no-result", action="store_true",
+        help="leave no refine's result out (none scored yet, or refine"
+        " --no-scores): the nearest samples not labelled",
     )  # fmt: skip
     ids_from_files(p, ("exclude",), seen=True)
     tag_options(p)

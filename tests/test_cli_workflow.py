@@ -718,23 +718,38 @@ def test_next_to_label_after_a_refine(make_user_index, capsys, tmp_path):
     cats = ds.match({"ground_truth.label": "cat"}).values("id")
     dogs = ds.match({"ground_truth.label": "dog"}).values("id")
     status = _exit_status(["next-to-label", ds.name, "--json"])
-    assert status == 1 and "refine first" in _json(capsys)["error"]["message"]
+    said = _json(capsys)["error"]["message"]
+    assert status == 1 and "refine first" in said and "--no-result" in said
     label = ["label", ds.name, "--positive", cats[0], "--positive", cats[1]]
     assert cli_main([*label, "--negative", dogs[0]]) == 0
     capsys.readouterr()
+    # before any refine (or after refine --no-scores): no result to leave out
+    assert cli_main(["next-to-label", ds.name, "--k", "5", "--no-result"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = sdk.next_to_label_ids(ds, k=5, index_key="clip")
+    assert [line.split()[1] for line in lines[1:]] == first[0]
+    assert [int(line.split()[2]) for line in lines[1:]] == first[1].tolist()
     assert cli_main(["refine", ds.name, "--random-negatives", "10", "--json"]) == 0
     result = {r["id"] for r in _json(capsys)["results"]}
     assert cli_main(["next-to-label", ds.name, "--k", "7", "--json"]) == 0
     out = _json(capsys)
     shown = [r["id"] for r in out["results"]]
     assert out["n_results"] == 7 and all(r["filepath"] for r in out["results"])
+    # the shape of a search's answer
+    assert out["stats"] == {"query": "positives", "index_key": "clip",
+                            "n_unindexed": 0}  # fmt: skip
+    assert [r["sq_distance"] for r in out["results"]] == sorted(
+        r["sq_distance"] for r in out["results"]
+    )
     assert not set(shown) & (result | {cats[0], cats[1], dogs[0]})
     expected = sdk.next_to_label(ds, exclude=list(result), k=7, index_key="clip")
     assert shown == expected.values("id")
     assert cli_main(["next-to-label", ds.name, "--k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["rank", "sample", "id", "filepath"]
+    assert lines[0].split() == ["rank", "sample", "id", "sq.", "distance", "filepath"]
     assert [line.split()[1] for line in lines[1:]] == shown[:3]
+    both = ["next-to-label", ds.name, "--no-result", "--score-field", "x"]
+    assert _exit_status(both) == 2 and "not allowed with" in capsys.readouterr().err
     # the next page: past the ids shown so far, from a file (empty: none yet)
     seen = tmp_path / "seen.txt"
     seen.touch()
