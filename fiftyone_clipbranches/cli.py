@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from fiftyone_clipbranches import __version__
+from fiftyone_clipbranches.cli_types import CommandLineError
 from fiftyone_clipbranches.sdk.progress import close_open_bars
 
 #: Exit status of a command refused because another process builds or updates the
@@ -613,6 +614,8 @@ def _run(args) -> int:
             _print_json_error(error)
         if os.environ.get("CLIPBRANCHES_DEBUG"):  # the traceback too
             raise
+        if isinstance(e, CommandLineError):
+            return 2
         return EXIT_BUSY if isinstance(e, IndexBusyError) else 1
 
 

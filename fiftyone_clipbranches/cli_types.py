@@ -6,6 +6,12 @@ from __future__ import annotations
 import argparse
 
 
+class CommandLineError(ValueError):
+    """Options argparse accepted that the command refuses (they contradict each
+    other or the environment, or a value is refused on a closer look): a usage
+    error, exit status 2 as argparse's own."""
+
+
 def finite_number(unit: str, *, zero: bool = False):
     """A finite number of ``unit`` > 0 (>= 0 with ``zero``)."""
     bound = ">= 0" if zero else "> 0"

@@ -7,7 +7,11 @@ import logging
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-from fiftyone_clipbranches.cli_types import finite_number, whole_number
+from fiftyone_clipbranches.cli_types import (
+    CommandLineError,
+    finite_number,
+    whole_number,
+)
 from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import (
     DEFAULT_PORT,
@@ -189,15 +193,25 @@ def check_settings(args: argparse.Namespace) -> None:
     the service would otherwise trip on later, index by index."""
     from fiftyone_clipbranches.sdk.remote import TOKEN_ENV
     from fiftyone_clipbranches.sdk.settings import index_cache_size
+    from fiftyone_clipbranches.service.app import is_loopback
 
     if args.no_token and os.environ.get(TOKEN_ENV, "").strip():
-        raise ValueError(
+        raise CommandLineError(
             f"--no-token, but ${TOKEN_ENV} is set (the service would require it):"
             " unset it to serve without a token, or leave out --no-token"
         )
+    if args.no_token and not is_loopback(args.host):
+        raise CommandLineError(
+            f"--no-token on --host {args.host}: authentication may only be"
+            " disabled on a loopback address (127.0.0.1, ::1, localhost); give"
+            " the service a token, or serve on a loopback address"
+        )
     index_cache_size()  # a value that is no count, said now
     if args.trusted_proxy is not None:
-        checked_proxy(args.trusted_proxy)
+        try:
+            checked_proxy(args.trusted_proxy)
+        except ValueError as e:
+            raise CommandLineError(f"--trusted-proxy: {e}") from None
 
 
 def say_settings() -> None:

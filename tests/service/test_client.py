@@ -198,15 +198,18 @@ def test_serve_refuses_settings_it_would_trip_on_later(
 
     argv = ["serve", "--dataset", served_dataset.name, "--port", "0"]
     monkeypatch.setenv("CLIPBRANCHES_SERVICE_TOKEN", "t" * 32)
-    assert cli_main([*argv, "--no-token"]) == 1
+    # usage errors: exit status 2, as argparse's own
+    assert cli_main([*argv, "--no-token"]) == 2
     assert "--no-token, but $CLIPBRANCHES_SERVICE_TOKEN is set" in (
         capsys.readouterr().err
     )
     # a proxy trusted by name, or every peer trusted: refused
     monkeypatch.delenv("CLIPBRANCHES_SERVICE_TOKEN")
     for bad in ("*", "localhost"):
-        assert cli_main([*argv, "--trusted-proxy", bad]) == 1
+        assert cli_main([*argv, "--trusted-proxy", bad]) == 2
         assert "give the proxy's IP address" in capsys.readouterr().err
+    assert cli_main([*argv, "--no-token", "--host", "0.0.0.0"]) == 2
+    assert "may only be disabled on a loopback address" in capsys.readouterr().err
     monkeypatch.setenv("CLIPBRANCHES_INDEX_CACHE_SIZE", "four")
     assert cli_main(argv) == 1
     out = capsys.readouterr()
