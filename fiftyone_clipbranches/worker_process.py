@@ -19,7 +19,7 @@ import threading
 import time
 
 
-def run_worker(conn, target: str, args: tuple, nice: int) -> None:
+def run_worker(conn, target: str, args: tuple, nice: int, log_level: int) -> None:
     """``service.workers.worker_main``, with Ctrl-C and SIGTERM ignored from the
     start, ending when the service does."""
     for stop in (signal.SIGINT, signal.SIGTERM):
@@ -27,7 +27,7 @@ def run_worker(conn, target: str, args: tuple, nice: int) -> None:
     _end_with_parent()
     from fiftyone_clipbranches.service.workers import worker_main
 
-    worker_main(conn, target, args, nice)
+    worker_main(conn, target, args, nice, log_level)
 
 
 #: How often a worker looks whether the service that started it still runs.

@@ -40,7 +40,7 @@ from fiftyone_clipbranches.service.errors import (
     shutting_down_error,
     timeout_error,
 )
-from fiftyone_clipbranches.service.log_setup import configure_logging
+from fiftyone_clipbranches.service.log_setup import configure_logging, package_log_level
 from fiftyone_clipbranches.worker_process import run_worker
 
 logger = logging.getLogger(__name__)
@@ -329,7 +329,7 @@ class WorkerPool:
         parent_end, child_end = self._ctx.Pipe()
         process = self._ctx.Process(
             target=run_worker,
-            args=(child_end, self.target, self.args, self.nice),
+            args=(child_end, self.target, self.args, self.nice, package_log_level()),
             name="clipbranches-compute",
             daemon=True,
         )
@@ -387,15 +387,18 @@ class WorkerPool:
         return worker
 
 
-def worker_main(conn, target: str, args: tuple, nice: int) -> None:
+def worker_main(conn, target: str, args: tuple, nice: int, log_level: int) -> None:
     """Body of a worker process: build the handler, then answer tasks until told to
     stop (``None``) or until the parent's end of the pipe closes. Started by
-    ``worker_process.run_worker``, which has Ctrl-C ignored already."""
+    ``worker_process.run_worker``, which has Ctrl-C ignored already.
+    ``log_level``: the package's records it logs from (the parent's,
+    ``log_setup.package_log_level``)."""
     if nice:
         os.nice(nice)
     if not logging.getLogger().handlers:
         configure_logging(
-            "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+            "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+            log_level,
         )
     try:
         module, _, name = target.partition(":")

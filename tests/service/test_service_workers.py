@@ -346,3 +346,40 @@ def test_a_script_that_starts_the_service_without_a_main_guard_is_told(tmp_path)
     assert _why_not_started(None, None, 30) == "no answer within 30 s"
     assert _why_not_started(None, -9, 30).startswith("it ended with code -9 while")
     assert "__main__" not in _why_not_started(None, 1, 30)
+
+
+def test_a_script_starting_the_service_shows_no_info_lines_of_its_workers(
+    make_user_index,
+):
+    """docs/service.md's start_server script, logging left unconfigured: the
+    workers printed their INFO lines (models loaded, kernels ready), the service
+    itself none. Workers show what the process that started them shows."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from service_process import service_env
+
+    ds = make_user_index(n_per_class=4, name="svc-quiet-workers")
+    ds.persistent = True
+    script = textwrap.dedent(
+        f"""
+        from fiftyone_clipbranches.service import Client, start_server
+        from fiftyone_clipbranches.service.backend import SdkBackend
+
+        if __name__ == "__main__":
+            service = start_server(
+                SdkBackend([{ds.name!r}]), port=0, compute_workers=1
+            )
+            service.wait_ready()
+            print(Client(service.url, token=service.token).datasets()[0]["name"])
+            service.stop()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=service_env(TOKEN), capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [ds.name]
+    assert "INFO" not in done.stderr and "worker:" not in done.stderr, done.stderr

@@ -309,7 +309,7 @@ def test_a_worker_whose_service_is_gone_once_it_started_exits_quietly():
         if __name__ == "__main__":
             parent, child = mp.Pipe()
             parent.close()  # the service, gone
-            worker_main(child, {STANDIN!r}, (), 0)
+            worker_main(child, {STANDIN!r}, (), 0, 20)
             print("returned")
         """
     )
