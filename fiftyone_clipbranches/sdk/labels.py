@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import shlex
 from dataclasses import dataclass
 
 from fiftyone_clipbranches.sdk.errors import ContradictoryLabelsError, NoPositivesError
@@ -45,7 +46,12 @@ def collect_labels(
             if pos_tag == DEFAULT_TAGS[0]
             else f"its Positive tag set to {pos_tag!r}, select them, Mark positive"
         )
-        hint = f"tag some samples {pos_tag!r} (in the App's panel: {panel})"
+        app_hint = f"tag some samples {pos_tag!r} (in the App's panel: {panel})"
+        flag = "" if pos_tag == DEFAULT_TAGS[0] else f" --positive-tag {pos_tag}"
+        shell = shlex.quote(root_dataset(dataset).name)
+        hint = app_hint.replace(
+            ")", f"; in a shell: clipbranches label {shell} --positive ID{flag})", 1
+        )
     else:
         pos = as_sample_ids(positives, "positives")
         neg = as_sample_ids(negatives, "negatives")
@@ -79,10 +85,13 @@ def collect_labels(
                 )
         else:
             others = _other_tags(dataset, (pos_tag, neg_tag))
-            hint = (
-                f"no sample is tagged {pos_tag!r}{others}; {hint}" if others else hint
-            )
-        raise NoPositivesError(f"no positive samples: {hint}, then try again")
+            if others:
+                hint = f"no sample is tagged {pos_tag!r}{others}; {hint}"
+                app_hint = f"no sample is tagged {pos_tag!r}{others}; {app_hint}"
+        refused = NoPositivesError(f"no positive samples: {hint}, then try again")
+        if source == "tags":
+            refused.in_app = f"no positive samples: {app_hint}, then try again"
+        raise refused
     return Labels(pos, neg, source)
 
 

@@ -98,6 +98,7 @@ def test_refine_operator_reports_missing_positives(indexed_dataset):
     assert "no positive samples" in result["error"]
     # in the App's words: its buttons, not Python's or the CLI's arguments
     assert "Mark positive" in result["error"] and "positives=" not in result["error"]
+    assert "clipbranches label" not in result["error"]
     # a notification, and the same words in the output dialog, which stays open
     assert uris(requests) == ["notify", "show_output"]
     shown = requests[1][1]["outputs"]["type"]["properties"]["error"]["view"]

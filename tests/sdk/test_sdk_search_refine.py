@@ -9,7 +9,7 @@ import pytest
 from sdk_testdata import index_dataset
 
 from fiftyone_clipbranches import sdk
-from fiftyone_clipbranches.sdk.messages import round_summary
+from fiftyone_clipbranches.sdk.messages import round_summary, user_message
 from fiftyone_clipbranches.sdk.settings import DEFAULT_TAGS
 
 
@@ -247,8 +247,14 @@ def test_refine_of_a_view_answers_inside_it(indexed):
 def test_refine_label_errors(indexed):
     ds, _ = indexed
     ids = ds.values("id")
-    with pytest.raises(sdk.NoPositivesError, match="cb_positive"):
+    with pytest.raises(sdk.NoPositivesError, match="cb_positive") as said:
         sdk.refine(ds, index_key="cb")
+    # a shell user is told the command, the App's user only the panel's buttons
+    assert f"in a shell: clipbranches label {ds.name} --positive ID)" in str(
+        said.value
+    )
+    in_app = user_message(said.value, in_app=True)
+    assert "Mark positive)" in in_app and "clipbranches label" not in in_app
     with pytest.raises(sdk.NoPositivesError, match="its Positive tag set to 'dogs'"):
         sdk.refine(ds, index_key="cb", tags=("dogs", "cats"))
     # ids given replace the tags: said so when tagged positives go unused
