@@ -193,10 +193,17 @@ def create_app(
         if token_bytes is None or request.path in PUBLIC_PATHS:
             return None
         if _given_token() is None:
+            sent = request.headers.get("Authorization", "").strip()
+            scheme = sent.partition(" ")[0]
+            missing = (
+                f"the Authorization header is {scheme!r}, not a bearer token"
+                if scheme and scheme.lower() != "bearer"
+                else "missing bearer token"
+            )
             raise ApiError(
                 401,
                 "unauthorized",
-                "missing bearer token: send 'Authorization: Bearer <token>'",
+                f"{missing}: send 'Authorization: Bearer <token>'",
             )
         if not _carries_the_token():
             raise ApiError(401, "unauthorized", "invalid bearer token")

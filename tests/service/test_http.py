@@ -72,6 +72,8 @@ def test_auth_required(call, headers):
         assert status == 401
         assert err["error"]["code"] == "unauthorized"
         assert hdrs["WWW-Authenticate"].startswith("Bearer")
+        basic = headers.get("Authorization", "").startswith("Basic")
+        assert ("is 'Basic', not a bearer token" in err["error"]["message"]) == basic
 
 
 def test_datasets_and_indexes(call, served_dataset):
