@@ -174,7 +174,10 @@ def save_view(
     check_view_name(name)
     root = root_dataset(dataset)
     if root_dataset(view) is not root:
-        raise ValueError("the view does not belong to this dataset")
+        raise ValueError(
+            f"the view is of dataset {root_dataset(view).name!r}, not of"
+            f" {root.name!r}: save a view of the dataset it is saved on"
+        )
     name = name.strip()
     slug = _slug(name)
     busy = (

@@ -673,7 +673,9 @@ class SdkBackend:
                 if len(served) == 1
                 else f' (served: {served}): name one in "index_key"'
                 if served
-                else " (none served)"
+                else ": it has none; build one (clipbranches build-index"
+                f" {shlex.quote(entry.name)}, or build_index in Python): the service"
+                " serves it without a restart"
             )
             raise not_found(
                 "index_not_found", f"dataset {entry.name!r} has no index {key!r}{hint}"

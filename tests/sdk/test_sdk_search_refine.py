@@ -250,9 +250,7 @@ def test_refine_label_errors(indexed):
     with pytest.raises(sdk.NoPositivesError, match="cb_positive") as said:
         sdk.refine(ds, index_key="cb")
     # a shell user is told the command, the App's user only the panel's buttons
-    assert f"in a shell: clipbranches label {ds.name} --positive ID)" in str(
-        said.value
-    )
+    assert f"in a shell: clipbranches label {ds.name} --positive ID)" in str(said.value)
     in_app = user_message(said.value, in_app=True)
     assert "Mark positive)" in in_app and "clipbranches label" not in in_app
     with pytest.raises(sdk.NoPositivesError, match="its Positive tag set to 'dogs'"):

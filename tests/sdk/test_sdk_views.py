@@ -52,6 +52,16 @@ def test_a_name_with_the_slug_of_another_view_never_replaces_it(indexed):
         sdk.save_view(ds, "my dogs", ds.limit(2))
 
 
+def test_a_view_of_another_dataset_is_refused_naming_both(indexed, make_dataset):
+    other = make_dataset(2)
+    with pytest.raises(ValueError) as refused:
+        sdk.save_view(indexed, "theirs", other.limit(1))
+    assert f"the view is of dataset {other.name!r}, not of {indexed.name!r}" in str(
+        refused.value
+    )
+    assert "theirs" not in indexed.list_saved_views()
+
+
 def test_overwriting_a_view_rewrites_its_document_in_place(indexed):
     ds = indexed
     ids = ds.values("id")

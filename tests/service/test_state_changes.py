@@ -457,8 +457,9 @@ def test_a_served_dataset_given_its_first_index_is_searched_at_once(
         args = [f"--dataset={ds.name}", "--compute-workers", "2"]
         with running_service(args, TOKEN) as service:
             client = Client(service.url, TOKEN)
-            status, code, _ = _error(lambda: client.search(ds.name, text="a cat"))
+            status, code, said = _error(lambda: client.search(ds.name, text="a cat"))
             assert (status, code) == (404, "index_not_found")
+            assert f"it has none; build one (clipbranches build-index {ds.name}" in said
             assert f"dataset '{ds.name}' has no clipbranches index yet" in (
                 service.output()
             )
