@@ -496,8 +496,8 @@ def _interrupted(args, stop: KeyboardInterrupt) -> str:
         return f"interrupted; {built}"
     if args.command == "build-index":
         return (
-            "interrupted; the images embedded so far are kept: the same command goes"
-            " on from there"
+            "interrupted before the index was written; every image embedded by then"
+            " is kept: the same command goes on from there"
         )
     if args.command == "update-index" and (args.reembed or args.reembed_view):
         return (

@@ -779,3 +779,20 @@ def test_next_to_label_after_a_refine(make_user_index, capsys, tmp_path):
     # a field no refinement wrote is no result
     status = _exit_status(["next-to-label", ds.name, "--score-field", "filepath"])
     assert status == 1 and "holds no refinement's scores" in capsys.readouterr().err
+
+
+def test_a_build_stopped_says_what_it_kept(images, capsys, monkeypatch):
+    """Ctrl-C said "the images embedded so far are kept" even when it came after
+    every image was embedded: what is true wherever it comes."""
+    from fiftyone_clipbranches import sdk
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sdk, "build_index", stopped)
+    assert cli_main(["build-index", images.name, "--quiet"]) == 130
+    said = capsys.readouterr().err.strip()
+    assert said == (
+        "clipbranches build-index: interrupted before the index was written; every"
+        " image embedded by then is kept: the same command goes on from there"
+    )
