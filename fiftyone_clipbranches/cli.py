@@ -39,13 +39,14 @@ def _cmd_uninstall_plugin(args) -> int:
 
 
 def _cmd_doctor(args) -> int:
-    from fiftyone_clipbranches.doctor import iter_checks
+    from fiftyone_clipbranches.doctor import CHECKS, iter_checks
 
     say = sys.stderr if args.json else sys.stdout  # stdout holds only the JSON
     print("doctor: checking (the first run compiles the kernels: about a minute)",
           file=say)  # fmt: skip
     results = []
-    for r in iter_checks():
+    checks = [c for c in CHECKS if not (args.no_app and c[0] == "plugin")]
+    for r in iter_checks(checks):
         results.append(r)
         mark = "ok  " if r.ok else "FAIL"
         print(f"[{mark}] {r.name:<9} {r.detail}  ({r.seconds:.1f} s)", file=say,
@@ -437,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
         " its kernels, torch and the device, the FiftyOne database (and its folder),"
         " the plugin. Exit status 1 when a check fails.",
     )
+    p.add_argument(
+        "--no-app", action="store_true",
+        help="no plugin check: a machine that runs only the CLI, the SDK or the"
+        " service, not the FiftyOne App",
+    )  # fmt: skip
     p.add_argument(
         "--json", action="store_true",
         help='print {"ok", "checks": [{"name", "ok", "detail", "seconds"}]} (the'

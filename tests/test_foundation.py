@@ -322,6 +322,26 @@ def test_doctor_says_what_a_check_found_without_a_class_name():
     assert result.detail == "plugin @clipbranches/clipbranches not found"
 
 
+def test_doctor_without_the_app_checks_no_plugin(monkeypatch, capsys):
+    """A machine that runs only the CLI or the service failed doctor for want of
+    the App's plugin: --no-app leaves that check out."""
+    from fiftyone_clipbranches import doctor
+
+    def missing():
+        raise doctor.CheckFailed("plugin @clipbranches/clipbranches not found")
+
+    checks = [("numba", lambda: "numba 0.0"), ("plugin", missing)]
+    monkeypatch.setattr(doctor, "CHECKS", checks)
+    assert cli_main(["doctor", "--json"]) == 1
+    assert [c["name"] for c in json.loads(capsys.readouterr().out)["checks"]] == [
+        "numba",
+        "plugin",
+    ]
+    assert cli_main(["doctor", "--no-app", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and [c["name"] for c in report["checks"]] == ["numba"]
+
+
 def test_a_reader_that_stops_early_gets_no_traceback():
     # `clipbranches ... | head`: the pipe closes while the CLI still writes
     flood = (
