@@ -244,9 +244,9 @@ def build_index(
             ds,
             embeddings_field,
             embed_report.get("failed"),
-            # embedded by this build: its gaps are images it could not read; else
-            # (skip_missing) the gaps were never tried, whoever filled the field
-            embedded=compute_here,
+            # a field this package embedded into: its gaps are images it could not
+            # read (by this build: named), or, with skip_missing, not embedded yet
+            embedded=compute_here or field_identity(ds, embeddings_field) is not None,
         )
 
         with ticking(report):  # the clock moves between the fit's reports
@@ -718,11 +718,11 @@ def unembeddable_samples(
 ) -> dict:
     """``{sample id: {"filepath", "error"[, "reason", "field"]}}`` of the samples of
     ``samples`` that have no embedding in ``field`` (``errors``: ``{sample id:
-    error}`` where the embedding named them; ``embedded`` False: nothing was
-    embedded, the samples had no vector, ``reason`` :data:`NO_VECTOR`)."""
+    error}`` where this build's embedding named them, None where it embedded
+    nothing; ``embedded`` False: this package never embedded into ``field``, the
+    samples had no vector, ``reason`` :data:`NO_VECTOR`)."""
     if samples._root_dataset.get_field(field) is None:
         return {}
-    errors = errors or {}
     missing = samples.exists(field, False)
     ids, paths = missing.values(["id", "filepath"])
     if not embedded:
@@ -732,7 +732,13 @@ def unembeddable_samples(
             sid: {"filepath": path, "error": error, "reason": NO_VECTOR, "field": field}
             for sid, path in zip(ids, paths)
         }
-    default = f"no embedding in {field!r} (the image could not be read or embedded)"
+    default = (
+        f"no embedding in {field!r} (the image could not be read or embedded)"
+        if errors is not None
+        else f"no vector in {field!r} when the index was built: the image could"
+        " not be read when it was embedded, or it was not embedded yet"
+    )
+    errors = errors or {}
     return {
         sid: {"filepath": path, "error": str(errors.get(sid, default))}
         for sid, path in zip(ids, paths)
