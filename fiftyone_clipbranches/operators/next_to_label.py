@@ -22,10 +22,15 @@ from fiftyone_clipbranches.sdk.scope import (
     IN_VIEW,
     WITHIN_VIEW,
     ctx_scope,
+    grid_view,
     left_view_note,
     show_result,
+    shown_now,
 )
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_SCORE_FIELD
+
+#: The record of a page this operator showed: the ids of the pages before it.
+SEEN = "next_to_label_seen"
 
 
 class NextToLabel(foo.Operator):
@@ -61,12 +66,19 @@ class NextToLabel(foo.Operator):
     def execute(self, ctx):
         p = ctx.params
         scope = ctx_scope(ctx)
+        # run again while its page is shown: the next page, past every one shown
+        seen = shown_now(ctx).get(SEEN)
+        if seen is not None:
+            seen = [*seen, *grid_view(ctx).values("id")]
         try:
             view = next_to_label(
                 scope,
-                exclude=refined_ids(
-                    ctx.dataset, p.get("score_field") or DEFAULT_SCORE_FIELD
-                ),
+                exclude=[
+                    *refined_ids(
+                        ctx.dataset, p.get("score_field") or DEFAULT_SCORE_FIELD
+                    ),
+                    *(seen or ()),
+                ],
                 k=shown_k(p.get("k", DEFAULT_K)),
                 tags=form_tags(p),
                 index_key=p.get("index_key"),
@@ -74,16 +86,19 @@ class NextToLabel(foo.Operator):
         except Exception as exc:  # shown as a notification, never a traceback
             return error_result(ctx, exc)
         where = f" {IN_VIEW}" if scope is not ctx.dataset else ""
+        nearest = "further from" if seen else "nearest"
         if not len(view):
+            shown = ", in the result or shown" if seen else " or in the result"
             ctx.ops.notify(
-                f"every sample{where} is labelled or in the result: refine again",
+                f"every sample{where} is labelled{shown}: refine again",
                 variant="warning",
             )
             return {"n_results": 0}
-        show_result(ctx, view, scope)
+        show_result(ctx, view, scope, **{SEEN: seen or []})
         ctx.ops.notify(
-            f"{len(view)} samples nearest the positives{where}, neither labelled nor"
-            " in the result: mark them, then refine" + left_view_note(ctx.view),
+            f"{len(view)} samples {nearest} the positives{where}, neither"
+            " labelled nor in the result: mark them, then refine (run it again for"
+            " the next ones)" + left_view_note(ctx.view),
             variant="success",
         )
         return {"n_results": len(view)}

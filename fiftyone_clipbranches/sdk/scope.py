@@ -103,13 +103,25 @@ def fold_sidebar_filters(ctx) -> None:
         ctx.ops.set_view(view=grid_view(ctx))
 
 
-def show_result(ctx, view, scope) -> None:
+def show_result(ctx, view, scope, **extra) -> None:
     """Put ``view``, a result found in ``scope``, in the App's grid, and remember
     that scope: the next search or refinement from this result looks in it again
-    (:func:`app_scope`), a saved view's selection included."""
+    (:func:`app_scope`), a saved view's selection included. ``extra``: what the
+    operator that showed it reads back while it is shown (:func:`shown_now`)."""
     ctx.ops.set_view(view=view)
     digest, record = shown_record(view, scope)
+    record = {**record, **extra}
     ctx.store(SHOWN_STORE).set(SHOWN_PREFIX + digest, record, ttl=SHOWN_TTL_S)
+
+
+def shown_now(ctx) -> dict:
+    """The record :func:`show_result` kept of the result the grid shows now
+    (``ctx.view`` as it was shown, no stage added), else ``{}``."""
+    view = grid_view(ctx)
+    if view is None or not getattr(view, "_stages", None):
+        return {}
+    record = ctx.store(SHOWN_STORE).get(SHOWN_PREFIX + _stages_digest(view._stages))
+    return record or {}
 
 
 def shown_record(view, scope) -> tuple[str, dict]:

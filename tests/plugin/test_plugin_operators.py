@@ -645,6 +645,23 @@ def test_what_to_label_next_after_a_refine_on_an_index_built_from_images(
     assert shown == expected.values("id")
     assert not set(shown) & {*refined, *ids[labels == "cat"][:3]}
     assert "neither labelled nor in the result" in notifications(requests, "success")[0]
+    # run again while its page is shown: the next page, past every one shown
+    page = fo.DatasetView._build(ds, requests[0][1]["view"])
+    _, requests = run_op("next_to_label", {"dataset": ds, "view": page, "params": ask})
+    second = fo.DatasetView._build(ds, requests[0][1]["view"])
+    expected = sdk.next_to_label(ds, exclude=[*refined, *shown], k=5, index_key="clip")
+    assert second.values("id") == expected.values("id") and not set(shown) & set(
+        second.values("id")
+    )
+    assert "5 samples further from the positives" in notifications(requests)[0]
+    _, requests = run_op(
+        "next_to_label", {"dataset": ds, "view": second, "params": ask}
+    )
+    third = fo.DatasetView._build(ds, requests[0][1]["view"]).values("id")
+    expected = sdk.next_to_label(
+        ds, exclude=[*refined, *shown, *second.values("id")], k=5, index_key="clip"
+    )
+    assert third == expected.values("id")
 
     wrong = {**ask, "score_field": "filepath"}  # every sample holds it
     result, _ = run_op("next_to_label", {"dataset": ds, "params": wrong})
