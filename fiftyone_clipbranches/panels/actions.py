@@ -359,10 +359,12 @@ def look_further(ctx, opts: dict) -> str:
         tags=tags(opts),
         index_key=opts["index_key"],
     )
+    if not len(view):  # the grid as it was
+        seen = ", in the result or shown already" if shown else " or in the result"
+        ctx.ops.notify(f"Every sample is labelled{seen}: Refine", variant="warning")
+        return ""
     show_result(ctx, view, scope)
     state.set({"showing": "further", "further_shown": [*shown, *view.values("id")]})
-    if not len(view):
-        return "every sample is labelled, in the result or shown already: Refine"
     nearest = "further from" if shown else "nearest"
     return (
         f"{len(view)} samples {nearest} the positives, neither labelled nor in the"

@@ -264,6 +264,9 @@ class RelevancePanel(foo.Panel):
             message = work(actions.settings(ctx))
         except Exception as exc:  # never a traceback in the App
             error = user_message(exc, logger, in_app=True)
+            # the state changes: the App would drop the sidebar's filters, and the
+            # next search would look past them
+            fold_sidebar_filters(ctx)
             ctx.panel.state.set("last_error", error)  # stays after the toast
             if isinstance(exc, ContradictoryLabelsError) and exc.ids:
                 ctx.panel.state.set("error_shown_in_grid", True)

@@ -402,6 +402,14 @@ def test_mark_and_reset_keep_a_sidebar_filter_as_view_stages(indexed_dataset):
     (stages,) = [p["view"] for uri, p in requests if uri == "set_view"]
     assert sorted(fov.DatasetView._build(ds, stages).values("id")) == in_half
     ds.delete_saved_view("half")
+    # an action that fails changes the panel's state too (its error): the
+    # filters became stages, the grid kept its samples
+    failed = call(ds, "mark_positive", filters=filters)  # nothing selected
+    assert patched_state(failed)["last_error"]
+    (stages,) = [p["view"] for uri, p in failed if uri == "set_view"]
+    assert sorted(fov.DatasetView._build(ds, stages).values("id")) == sorted(
+        ships.tolist()
+    )
     reset_labels(ds)
 
 
@@ -1226,6 +1234,17 @@ def test_look_further_shows_what_is_neither_labelled_nor_in_the_result(
         ds, exclude=[*result, *shown], k=8, index_key="clip"
     ).values("id")
     assert second == beyond and second and not set(second) & set(shown)
+    # pressed until nothing is left: a warning, the grid as it was
+    state.update(patched_state(requests))
+    while True:
+        requests = call(ds, "look_further", state=state)
+        if "set_view" not in uris(requests):
+            break
+        state.update(patched_state(requests))
+    assert notifications(requests) == [
+        "Every sample is labelled, in the result or shown already: Refine"
+    ]
+    assert notifications(requests, "warning") and not patched_state(requests)
     # a Refine starts again from the positives
     state.update(patched_state(requests))
     state.update(patched_state(call(ds, "refine", state=state)))
