@@ -7,7 +7,12 @@ import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import ICON, error_result
 from fiftyone_clipbranches.sdk import save_view
-from fiftyone_clipbranches.sdk.views import refuse_every_sample
+from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
+from fiftyone_clipbranches.sdk.views import (
+    check_view_name,
+    refuse_every_sample,
+    saved_view_owner,
+)
 
 
 class SaveResultsView(foo.Operator):
@@ -28,19 +33,35 @@ class SaveResultsView(foo.Operator):
         prop = inputs.str("name", label="View name", required=True)
         inputs.bool("overwrite", label="Overwrite an existing view", default=False)
         name = (ctx.params.get("name") or "").strip()
-        if (
-            name
-            and not ctx.params.get("overwrite", False)
-            and ctx.dataset.has_saved_view(name)
-        ):
+        try:
+            owner = saved_view_owner(ctx.dataset, name) if name else None
+        except ViewNameTakenError as e:
+            prop.invalid, prop.error_message = True, str(e)
+            owner = None
+        overwrite = bool(ctx.params.get("overwrite", False))
+        if owner is not None and not overwrite:
             prop.invalid = True
-            prop.error_message = f"A saved view named '{name}' exists"
+            prop.error_message = (
+                f"A saved view named '{name}' exists"
+                + (", saved by you, not by clipbranches" if owner == "user" else "")
+                + ": tick Overwrite to replace it"
+            )
+        elif owner == "user":
+            inputs.view(
+                "replaces_yours",
+                types.Warning(
+                    label=f"This replaces your saved view '{name}' (not saved by"
+                    " clipbranches): its stages and description are lost"
+                ),
+            )
         return types.Property(inputs, view=types.View(label="Save results as a view"))
 
     def execute(self, ctx):
         p = ctx.params
         try:
             refuse_every_sample(ctx.view, ctx.dataset)
+            check_view_name(p.get("name") or "")
+            replaced = saved_view_owner(ctx.dataset, p["name"]) is not None
             name = save_view(
                 ctx.dataset,
                 p.get("name") or "",
@@ -52,7 +73,6 @@ class SaveResultsView(foo.Operator):
         # by name the App would look the view up in its stale list of saved views
         ctx.ops.reload_dataset()
         ctx.ops.set_view(view=ctx.dataset.load_saved_view(name))
-        ctx.ops.notify(
-            f"Saved view '{name}' ({len(ctx.view)} samples)", variant="success"
-        )
+        saved = "Replaced saved view" if replaced else "Saved view"
+        ctx.ops.notify(f"{saved} '{name}' ({len(ctx.view)} samples)", variant="success")
         return {"name": name}

@@ -243,6 +243,19 @@ def _saved_when(doc) -> str:
     )
 
 
+def saved_view_owner(dataset, name: str) -> str | None:
+    """Who saved the view ``name`` of ``dataset``'s root dataset:
+    ``"clipbranches"``, ``"user"``, or None when there is none of that name.
+
+    Raises:
+        ViewNameTakenError: a differently named view has the slug of ``name``.
+    """
+    doc = _same_name_view(root_dataset(dataset), name.strip())
+    if doc is None:
+        return None
+    return "clipbranches" if saved_by_clipbranches(doc) else "user"
+
+
 def saved_by_clipbranches(doc) -> bool:
     """Whether the saved-view document ``doc`` is one clipbranches saved."""
     return (getattr(doc, "description", None) or "").startswith(VIEW_MARK)

@@ -181,6 +181,28 @@ def test_save_results_view_operator(indexed_dataset):
     result, _ = run_op("save_results_view", sorted_only)
     assert "not results" in result["error"] and not ds.has_saved_view("everything")
 
+    # a view the user saved by hand: the form says so, and what Overwrite loses
+    ds.save_view("Mine", ds.limit(3), description="my own")
+    props = _resolve_input("save_results_view", ds, {"name": "Mine"}, view=view)
+    assert props["name"]["invalid"] is True
+    assert "saved by you, not by clipbranches: tick Overwrite" in (
+        props["name"]["error_message"]
+    )
+    props = _resolve_input(
+        "save_results_view", ds, {"name": "Mine", "overwrite": True}, view=view
+    )
+    assert props["name"]["invalid"] is False
+    assert "replaces your saved view 'Mine'" in (
+        props["replaces_yours"]["view"]["label"]
+    )
+    props = _resolve_input("save_results_view", ds, {"name": "my results"}, view=view)
+    assert "tick Overwrite" in props["name"]["error_message"]
+    assert "saved by you" not in props["name"]["error_message"]
+    ctx = {"dataset": ds, "view": view, "params": {"name": "Mine", "overwrite": True}}
+    _, requests = run_op("save_results_view", ctx)
+    assert notifications(requests)[0] == "Replaced saved view 'Mine' (5 samples)"
+    assert ds.load_saved_view("Mine").values("id") == view.values("id")
+
 
 def test_manage_index_operators(indexed_dataset):
     ds = indexed_dataset
