@@ -185,15 +185,16 @@ def test_save_results_view_operator(indexed_dataset):
     ds.save_view("Mine", ds.limit(3), description="my own")
     props = _resolve_input("save_results_view", ds, {"name": "Mine"}, view=view)
     assert props["name"]["invalid"] is True
-    assert "saved by you, not by clipbranches: tick Overwrite" in (
-        props["name"]["error_message"]
+    assert (
+        "saved by you, not by clipbranches: tick Overwrite"
+        in (props["name"]["error_message"])
     )
     props = _resolve_input(
         "save_results_view", ds, {"name": "Mine", "overwrite": True}, view=view
     )
     assert props["name"]["invalid"] is False
-    assert "replaces your saved view 'Mine'" in (
-        props["replaces_yours"]["view"]["label"]
+    assert (
+        "replaces your saved view 'Mine'" in (props["replaces_yours"]["view"]["label"])
     )
     props = _resolve_input("save_results_view", ds, {"name": "my results"}, view=view)
     assert "tick Overwrite" in props["name"]["error_message"]
