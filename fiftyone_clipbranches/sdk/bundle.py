@@ -490,6 +490,22 @@ def forget_bundle(path) -> None:
     _release(*dropped)
 
 
+def forget_sharded_bundles() -> None:
+    """Drop every sharded index from the in-process cache, pinned ones too: the
+    next load answers it through the executor configured now
+    (``sharding.use_ray``)."""
+    from fiftyone_clipbranches.engine.shards import ShardedIndex
+
+    with _cache_lock:
+        dropped = []
+        for held in (_cache, _pinned):
+            for key in [
+                k for k, b in held.items() if isinstance(b.index, ShardedIndex)
+            ]:
+                dropped.append(held.pop(key))
+    _release(*dropped)
+
+
 def _release(*bundles) -> None:
     """Let the indexes of bundles that left the cache free what they hold between
     queries (a sharded index's Ray actors); a caller still holding one can query

@@ -72,6 +72,7 @@ from fiftyone_clipbranches.sdk.settings import (
     index_root,
 )
 from fiftyone_clipbranches.sdk.sharding import (
+    check_ray_address,
     check_shards,
     connect_cluster,
     replaced_shards,
@@ -188,7 +189,8 @@ def build_index(
         n = ds.count()
         if shards is None:  # a rebuild keeps its deployment: a damaged shard's remedy
             shards = min(replaced_shards(ds, index_key), max(n, 1)) if replaced else 1
-        if check_shards(shards, n) > 1 and ray_address is not None:
+        check_ray_address(check_shards(shards, n), ray_address)
+        if shards > 1 and ray_address is not None:
             connect_cluster(ray_address)  # fails now, not after embedding every image
 
         if model == SHIPPED_MODEL:  # its name and checkpoint, computed or declared
@@ -496,7 +498,7 @@ def _write_index(
     (``record_paths``: with the digests of the rows' filepaths, for an index whose
     rows were embedded from the samples' images; ``replace``: in place of the
     index of ``index_key``, whose directory is then released)."""
-    check_shards(shards, len(codes))
+    check_ray_address(check_shards(shards, len(codes)), ray_address)
     built_at = now_iso()
     meta = {
         "dataset_id": str(ds._doc.id),

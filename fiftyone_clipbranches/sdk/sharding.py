@@ -25,19 +25,23 @@ def ray_address() -> str | None:
 
 
 def use_ray(address: str | None) -> None:
-    """Answer sharded indexes loaded from now on through Ray actors on the cluster
-    at ``address`` (None: in this process again), and connect now, so that a wrong
-    address fails here.
+    """Answer sharded indexes through Ray actors on the cluster at ``address``
+    (None: in this process again), and connect now, so that a wrong address fails
+    here. Sharded indexes this process loaded before are loaded again, the new
+    way, at their next use.
 
     Raises:
         sdk.RayUnavailableError: Ray is not installed or the cluster cannot be
             reached.
     """
+    from fiftyone_clipbranches.sdk.bundle import forget_sharded_bundles
+
     if address is None:
         os.environ.pop(RAY_ADDRESS_ENV, None)
-        return
-    connect_cluster(address)
-    os.environ[RAY_ADDRESS_ENV] = address
+    else:
+        connect_cluster(address)
+        os.environ[RAY_ADDRESS_ENV] = address
+    forget_sharded_bundles()
 
 
 def ray_head_address() -> str | None:
@@ -107,10 +111,23 @@ def check_shards(shards, n_rows: int | None = None) -> int:
         raise ValueError(f"shards must be from 1 to {MAX_SHARDS}; got {shards}")
     if n_rows is not None and shards > max(n_rows, 1):
         raise ValueError(
-            f"{shards} shards for {n_rows} samples would leave shards empty: use at"
-            " most one shard per machine of the cluster (docs/scale.md)"
+            f"{shards} shards for {n_rows} samples would leave shards empty: at"
+            f" most {max(n_rows, 1)} (one sample each); a shard per machine of the"
+            " cluster is the usual choice (docs/scale.md)"
         )
     return int(shards)
+
+
+def check_ray_address(shards: int, address) -> None:
+    """Refuse a Ray cluster named for an index of one shard: it is built here,
+    and a user who asked for a distributed build would get none without a word
+    (the configured cluster, ``CLIPBRANCHES_RAY_ADDRESS``, is no request)."""
+    if address is not None and shards == 1:
+        raise ValueError(
+            f"ray_address={address!r} builds shards on a Ray cluster, and this index"
+            " has one shard (built here): give the number of shards too (shards=N;"
+            " CLI: --shards N), or no Ray address"
+        )
 
 
 def tree_builder(

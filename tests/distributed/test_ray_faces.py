@@ -77,7 +77,7 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
     assert_same(want, answers(ds, "sharded", pos, neg))  # shards in this process
     assert sdk.verify_index(ds, "sharded", level="full")
 
-    forget_bundle(config.index_dir)
+    # loaded in this process already: answered through the actors from now on
     use_ray(ray_cluster)
     try:
         _, bundle = sdk.load_index(ds, "sharded")
@@ -85,8 +85,9 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
         assert_same(want, answers(ds, "sharded", pos, neg))  # one actor per shard
     finally:
         use_ray(None)
-        forget_bundle(config.index_dir)
         bundle.index.close()
+    _, here = sdk.load_index(ds, "sharded")  # and back in this process
+    assert not isinstance(here.index.executor.executor, ray_shards.RayShards)
 
     ds.delete_samples(ds.exclude(pos + neg).take(1, seed=0))  # keep the labels
     sdk.update_index(ds, "sharded", progress=False)  # rebuilt with its shard count

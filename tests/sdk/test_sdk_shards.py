@@ -42,9 +42,20 @@ def test_shard_arguments_and_a_failed_build(make_dataset, monkeypatch):
     with pytest.raises(ValueError, match="from 1 to 1024"):
         sdk.build_index_from_codes(ds, codes, ds.values("id"), "x", shards=5000)
     # more shards than samples: refused before any image is embedded
-    with pytest.raises(ValueError, match="31 shards for 30 samples would leave"):
+    with pytest.raises(ValueError, match="31 shards for 30 samples would leave") as e:
         sdk.build_index(ds, "x", shards=31, model="none-needed", pretrained=None)
+    assert "at most 30 (one sample each)" in str(e.value)
     assert sdk.list_indexes(ds) == []
+    # a cluster named for one shard: no distributed build would happen
+    for build in (
+        lambda: sdk.build_index(ds, "x", ray_address="127.0.0.1:1", model="none"),
+        lambda: sdk.build_index_from_codes(
+            ds, codes, ds.values("id"), "x", ray_address="127.0.0.1:1"
+        ),
+    ):
+        with pytest.raises(ValueError, match="give the number of shards too"):
+            build()
+    assert sdk.list_indexes(ds) == [] and ds.get_field("clip_embedding") is None
 
     def broken(jobs, progress):
         raise OSError("disk full")
