@@ -98,17 +98,13 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from fiftyone_clipbranches.service.cli_command import run_serve
+    from fiftyone_clipbranches.service.cli_command import check_settings, run_serve
 
     if args.ray_address:
-        from fiftyone_clipbranches.sdk import errors as sdk_errors
         from fiftyone_clipbranches.sdk.sharding import ray_head_address, use_ray
 
-        try:
-            use_ray(args.ray_address)
-        except sdk_errors.RayUnavailableError as e:  # not installed, unreachable
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        check_settings(args)  # refused settings, before joining the cluster
+        use_ray(args.ray_address)  # not installed, unreachable: said as any error
         where, head = args.ray_address, ray_head_address()
         if where == "auto" and head:
             where = f"{head} (what 'auto' found)"

@@ -17,6 +17,7 @@ from fiftyone_clipbranches.service.server import (
     DEFAULT_PORT,
     ServiceConfig,
     checked_proxy,
+    resolve_token,
 )
 
 _seconds = finite_number("seconds")
@@ -193,19 +194,16 @@ def check_settings(args: argparse.Namespace) -> None:
     the service would otherwise trip on later, index by index."""
     from fiftyone_clipbranches.sdk.remote import TOKEN_ENV
     from fiftyone_clipbranches.sdk.settings import index_cache_size
-    from fiftyone_clipbranches.service.app import is_loopback
 
     if args.no_token and os.environ.get(TOKEN_ENV, "").strip():
         raise CommandLineError(
             f"--no-token, but ${TOKEN_ENV} is set (the service would require it):"
             " unset it to serve without a token, or leave out --no-token"
         )
-    if args.no_token and not is_loopback(args.host):
-        raise CommandLineError(
-            f"--no-token on --host {args.host}: authentication may only be"
-            " disabled on a loopback address (127.0.0.1, ::1, localhost); give"
-            " the service a token, or serve on a loopback address"
-        )
+    try:  # a token too short, or none on a host not loopback
+        resolve_token(args.token, args.host, args.no_token)
+    except ValueError as e:
+        raise CommandLineError(str(e)) from None
     index_cache_size()  # a value that is no count, said now
     if args.trusted_proxy is not None:
         try:

@@ -181,6 +181,7 @@ def test_serve_refuses_a_ray_address_nothing_answers_at(address):
         text=True,
         timeout=120,
     )
-    assert done.returncode != 0
+    assert done.returncode == 1
     message = done.stdout + done.stderr
     assert address in message and "Ray" in message, message
+    assert "clipbranches serve: error: " in done.stderr

@@ -210,6 +210,14 @@ def test_serve_refuses_settings_it_would_trip_on_later(
         assert "give the proxy's IP address" in capsys.readouterr().err
     assert cli_main([*argv, "--no-token", "--host", "0.0.0.0"]) == 2
     assert "may only be disabled on a loopback address" in capsys.readouterr().err
+    # a token too short: refused before a Ray cluster is joined
+    short = [*argv, "--token", "short", "--ray-address", "127.0.0.1:1"]
+    assert cli_main(short) == 2
+    said = capsys.readouterr()
+    assert "clipbranches serve: error: the service token must be at least 16" in (
+        said.err
+    )
+    assert "Ray" not in said.out + said.err
     monkeypatch.setenv("CLIPBRANCHES_INDEX_CACHE_SIZE", "four")
     assert cli_main(argv) == 1
     out = capsys.readouterr()
