@@ -39,10 +39,13 @@ class IndexInfo:
         weights = model.get("pretrained") or "random weights"
         clip = f"{model.get('name')} ({weights})" if model else "unknown"
         fresh = self.freshness
-        stale = "" if fresh is None else f", stale: {fresh.is_stale}"
+        # the attributes' own names: what it shows can be read back
+        stale = "" if fresh is None else f", freshness.is_stale: {fresh.is_stale}"
+        shards = f" in {self.n_shards} shards" if self.n_shards > 1 else ""
         return (
-            f"IndexInfo({self.key!r} of {self.dataset!r}: {self.n_samples} samples,"
-            f" {self.codes_made_by} codes, CLIP {clip}{stale}; .to_dict() for all)"
+            f"IndexInfo({self.key!r} of {self.dataset!r}: {self.n_samples} samples"
+            f"{shards}, {self.codes_made_by} codes, CLIP {clip}{stale}; .to_dict()"
+            " for all)"
         )
 
     @property

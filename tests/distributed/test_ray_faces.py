@@ -66,6 +66,7 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
     assert bundle.index.n_shards == 2
     # a user sees it: in index_info and `clipbranches indexes`
     assert [sdk.index_info(ds, k).n_shards for k in ("sharded", "one")] == [2, 1]
+    assert f"{len(ds)} samples in 2 shards," in repr(sdk.index_info(ds, "sharded"))
     assert cli.main(["indexes", ds.name]) == 0
     shown = capsys.readouterr().out.splitlines()
     assert [line.startswith("sharded:") for line in shown if "2 shards" in line] == [

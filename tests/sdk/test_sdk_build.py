@@ -30,7 +30,7 @@ def test_build_from_a_vector_field_then_search_and_refine(embedded):
     assert not info.supports_text
     assert repr(info) == (
         f"IndexInfo('pca' of {ds.name!r}: 200 samples, pca codes, CLIP unknown,"
-        " stale: False; .to_dict() for all)"
+        " freshness.is_stale: False; .to_dict() for all)"
     )
     labels = np.array(ds.values("ground_truth.label"))
     ids = np.array(ds.values("id"))
