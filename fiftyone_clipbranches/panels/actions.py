@@ -136,9 +136,18 @@ def run_search(ctx, opts: dict) -> str:
     RoundHistory(ctx).append(
         "search", query=what, k=k, index_key=opts["index_key"], **searched
     )
-    unsearched = sdk.unsearched_count(ctx.dataset, opts["index_key"])
+    unsearched = count_unsearched(ctx, opts["index_key"])
     found = f"{len(view)} nearest samples to {what}{ignored}{left_view_note(ctx.view)}"
     return found + unsearched_note(unsearched)
+
+
+def count_unsearched(ctx, index_key: str) -> int:
+    """The samples a search of ``index_key`` cannot return yet
+    (``sdk.unsearched_count``), kept in the panel's state, which shows them
+    beside Update index until they are counted again."""
+    n = sdk.unsearched_count(ctx.dataset, index_key)
+    ctx.panel.state.set("unsearched", {"index_key": index_key, "n": n})
+    return n
 
 
 def alt_clicked(ctx) -> set[str]:

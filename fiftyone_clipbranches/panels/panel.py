@@ -223,6 +223,12 @@ class RelevancePanel(foo.Panel):
         ctx.panel.state.set("last_error", None)
         ctx.panel.state.set("showing", None)
         self.on_load(ctx)
+        key = ctx.panel.state.get("index_key")
+        if key in (sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else ()):
+            try:
+                actions.count_unsearched(ctx, key)  # samples added since: said
+            except Exception as exc:  # an index that cannot be read: said at use
+                logger.debug("clipbranches: not counted: %s", exc)
 
     def open_build_index(self, ctx):
         """The build operator's form (proposing a key no index has); the panel
@@ -338,6 +344,16 @@ class RelevancePanel(foo.Panel):
         # operators run from the App's browser (build, rename, delete) do not
         # reach the panel
         index_actions.btn("check_again", label="Check again", on_click=self.check_again)
+        unsearched = ctx.panel.state.get("unsearched") or {}
+        if unsearched.get("index_key") == chosen_key and unsearched.get("n"):
+            panel.view(
+                "unsearched",
+                types.Notice(
+                    label=f"{counted(unsearched['n'], 'sample')} not searched yet"
+                    " (added since the index was built or updated): Update index"
+                    " adds them"
+                ),
+            )
 
         panel.str(
             "query",

@@ -825,6 +825,35 @@ def test_an_index_renamed_elsewhere_is_said_and_found_again(image_indexed_datase
     assert "index_gone" not in rendered(requests)
 
 
+def test_samples_added_since_the_build_are_said_beside_update_index(
+    image_indexed_dataset,
+):
+    """Samples added outside the App: Check again said nothing of them (only a
+    search's message did), and Update index's form had to be opened to learn it."""
+    import fiftyone as fo
+
+    from fiftyone_clipbranches import sdk
+
+    ds = image_indexed_dataset
+    assert "unsearched" not in rendered(
+        call(ds, "check_again", state={"index_key": "cb"})
+    )
+    (added,) = ds.add_samples([fo.Sample(filepath=ds.first().filepath)])
+    try:
+        requests = call(ds, "check_again", state={"index_key": "cb"})
+        said = str(rendered(requests)["unsearched"])
+        assert "1 sample not searched yet" in said and "Update index adds" in said
+        # a search says it too, and keeps it said
+        requests = call(ds, "search", state={"index_key": "cb", "query": "a cat"})
+        assert patched_state(requests)["unsearched"] == {"index_key": "cb", "n": 1}
+        sdk.update_index(ds, "cb", progress=False)
+        requests = call(ds, "check_again", state={"index_key": "cb"})
+        assert "unsearched" not in rendered(requests)
+    finally:
+        ds.delete_samples([added])
+        sdk.update_index(ds, "cb", progress=False)
+
+
 def test_stats_line_names_the_neighbour_positives():
     from fiftyone_clipbranches.panels.panel import _stats_markdown
 
