@@ -137,7 +137,7 @@ class RefineOperator(foo.Operator):
             )
         add_model_inputs(ctx, inputs)
         inputs.str("score_field", label="Score field", default=DEFAULT_SCORE_FIELD)
-        inputs.str("saved_view", label="Also save as view (optional)")
+        view_prop = inputs.str("saved_view", label="Also save as view (optional)")
         name = _view_name(ctx)
         try:
             size = replaced_view_size(ctx.dataset, name)
@@ -150,6 +150,11 @@ class RefineOperator(foo.Operator):
                     label=taken if ctx.dataset.has_saved_view(name) else str(e)
                 ),
             )
+            view_prop.invalid, view_prop.error_message = True, "enter another name"
+        if size is not None and not ctx.params.get("replace_view"):
+            # Execute waits for a choice: tick Replace, or another name
+            view_prop.invalid = True
+            view_prop.error_message = f"'{name}' exists: tick Replace, or enter another"
         if size is not None:
             inputs.bool(
                 "replace_view",

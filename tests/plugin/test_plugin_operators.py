@@ -542,6 +542,11 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
         f"holds {len(first)} samples now"
         in props["replace_view"]["view"]["description"]
     )
+    # Execute waits for the choice (it ran, then failed)
+    assert props["saved_view"]["invalid"] is True
+    assert "tick Replace" in props["saved_view"]["error_message"]
+    ticked = {**params, "replace_view": True}
+    assert not _resolve_input("refine", ds, ticked, view=two)["saved_view"]["invalid"]
     tree = {**params, "model": "tree"}
     result, _ = run_op("refine", {"dataset": ds, "view": two, "params": tree})
     assert "exists: tick Replace the saved view 'round one'" in result["error"]
@@ -551,7 +556,7 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     assert stats["model"] == "tree" and ds.has_saved_view("round one")
     ds.save_view("mine", ds.limit(3))  # the user's own: never offered to replace
     props = _resolve_input("refine", ds, {**tree, "saved_view": "mine"}, view=two)
-    assert "replace_view" not in props
+    assert "replace_view" not in props and props["saved_view"]["invalid"] is True
     assert "is a saved view of yours" in props["view_taken"]["view"]["label"]
 
     state = {"index_key": "clip", "model": "tree", "view_name": "cats in two"}
