@@ -378,6 +378,14 @@ class RelevancePanel(foo.Panel):
             f"(`{opts['negative_tag']}`), {chosen}; alt-click marks a negative",
             name="labels",
         )
+        if opts["positive_tag"] == opts["negative_tag"]:
+            panel.view(
+                "same_tags",
+                types.Warning(
+                    label="The positive and negative tags must differ: change one"
+                    " under Settings"
+                ),
+            )
         marks = panel.h_stack("marks", align_x="left", gap=1)
         marks.btn("mark_positive", label="Mark positive", on_click=self.mark_positive)
         marks.btn("mark_negative", label="Mark negative", on_click=self.mark_negative)

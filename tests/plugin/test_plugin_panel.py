@@ -307,6 +307,10 @@ def test_custom_tag_names_are_used(image_indexed_dataset):
     requests = call(ds, "refine", state=state)
     stats = patched_state(requests)["last_stats"]
     assert stats["n_pos"] == 3
+    # one tag for both labels: said at once, not only when a button is pressed
+    same = {"positive_tag": "sp", "negative_tag": "sp", "index_key": "cb"}
+    assert "must differ" in str(rendered(call(ds, "redraw", state=same))["same_tags"])
+    assert "same_tags" not in rendered(call(ds, "redraw", state=state))
 
 
 def test_refine_rounds_are_recorded_in_the_execution_store(indexed_dataset):
