@@ -552,9 +552,13 @@ def _stats_markdown(stats: dict, every_shown: bool = False) -> str:
     )
 
 
+#: Rounds the panel's history table shows, the newest first.
+HISTORY_SHOWN = 10
+
+
 def _history_markdown(history: list[dict]) -> str:
     lines = ["| # | kind | details |", "|---|---|---|"]
-    for rec in reversed(history[-10:]):
+    for rec in reversed(history[-HISTORY_SHOWN:]):
         if rec["kind"] == "refine":
             searched = f" '{shortened(rec['text'])}'" if rec.get("text") else ""
             detail = (
@@ -566,4 +570,6 @@ def _history_markdown(history: list[dict]) -> str:
         else:
             detail = f"{rec.get('query')} (k={rec.get('k')})"
         lines.append(f"| {rec['round']} | {rec['kind']} | {detail} |")
+    if len(history) > HISTORY_SHOWN:
+        lines.append(f"\n*The last {HISTORY_SHOWN} of {len(history)} rounds.*")
     return "\n".join(lines)

@@ -1286,3 +1286,18 @@ def test_look_further_shows_what_is_neither_labelled_nor_in_the_result(
     again = shown_ids(call(ds, "look_further", state=state))
     expected = cb.next_to_label(ds, exclude=result, k=8, index_key="clip")
     assert again == expected.values("id")
+
+
+def test_the_history_table_says_when_it_shows_only_the_last_rounds():
+    from fiftyone_clipbranches.panels.panel import HISTORY_SHOWN, _history_markdown
+
+    rounds = [
+        {"round": i, "kind": "search", "query": "'a cat'", "k": 60}
+        for i in range(1, HISTORY_SHOWN + 4)
+    ]
+    table = _history_markdown(rounds)
+    assert (
+        f"| {HISTORY_SHOWN + 3} | search |" in table and "| 3 | search |" not in table
+    )
+    assert table.endswith(f"*The last {HISTORY_SHOWN} of {HISTORY_SHOWN + 3} rounds.*")
+    assert "The last" not in _history_markdown(rounds[:HISTORY_SHOWN])
