@@ -15,7 +15,6 @@ from fiftyone_clipbranches.operators.common import (
     error_result,
     form_tags,
 )
-from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
 from fiftyone_clipbranches.sdk.labels import count_both, count_tagged
 from fiftyone_clipbranches.sdk.messages import (
     counted,
@@ -141,7 +140,7 @@ class RefineOperator(foo.Operator):
         name = _view_name(ctx)
         try:
             size = replaced_view_size(ctx.dataset, name)
-        except ViewNameTakenError as e:  # the user's view, or a clashing name
+        except ValueError as e:  # the user's view, a clashing name, no letter
             size = None
             taken = f"'{name}' is a saved view of yours: enter another name"
             inputs.view(
@@ -170,7 +169,7 @@ class RefineOperator(foo.Operator):
         name = _view_name(ctx)
         try:
             replaceable = replaced_view_size(ctx.dataset, name) is not None
-        except ViewNameTakenError:  # refused, in its words, by the save below
+        except ValueError:  # refused, in its words, by the save below
             replaceable = False
         if replaceable and not p.get("replace_view"):
             return error_result(

@@ -7,7 +7,6 @@ import fiftyone.operators.types as types
 
 from fiftyone_clipbranches.operators.common import ICON, error_result
 from fiftyone_clipbranches.sdk import save_view
-from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
 from fiftyone_clipbranches.sdk.views import (
     check_view_name,
     refuse_every_sample,
@@ -35,7 +34,7 @@ class SaveResultsView(foo.Operator):
         name = (ctx.params.get("name") or "").strip()
         try:
             owner = saved_view_owner(ctx.dataset, name) if name else None
-        except ViewNameTakenError as e:
+        except ValueError as e:  # a clashing slug, or a name of no letter or digit
             prop.invalid, prop.error_message = True, str(e)
             owner = None
         overwrite = bool(ctx.params.get("overwrite", False))

@@ -291,37 +291,51 @@ def _embed(
     return summary, failed
 
 
-#: Vectors of a field whose lengths tell which model filled it.
+#: Vectors of a field whose lengths tell which model filled it, read in at most
+#: ``MAX_LENGTH_PAGES`` pages; up to ``FEW_REPLACED`` ids about to be embedded
+#: again are left out by the query itself.
 LENGTH_SAMPLE = 256
+MAX_LENGTH_PAGES = 16
+FEW_REPLACED = 10_000
 
 
 def refuse_another_length(
     root, field: str, dim: int | None, model: str, replaced=()
 ) -> None:
     """Refuse CLIP ``model``, whose vectors are ``dim`` long, for ``field`` when
-    the field's vectors have another length (another model's vectors): when none
-    of the first :data:`LENGTH_SAMPLE` vectors kept (those of samples not in
-    ``replaced``, the ids about to be embedded again) is ``dim`` long. A stray
-    vector among the model's own is left to the build, which names its sample;
-    nothing when either length is unknown."""
+    the field's vectors have another length (another model's vectors): when the
+    commonest length of the first :data:`LENGTH_SAMPLE` vectors kept (those of
+    samples not in ``replaced``, the ids about to be embedded again) is not
+    ``dim``. A stray vector among the model's own is left to the build, which
+    names its sample; nothing when either length is unknown."""
     if dim is None:
         return
     replaced = set(replaced)
-    ids, held = root.exists(field).limit(LENGTH_SAMPLE).values(["id", field])
-    lengths = Counter(
-        int(np.asarray(v).size)
-        for sid, v in zip(ids, held)
-        if v is not None and sid not in replaced
-    )
-    if not lengths or dim in lengths:
+    held = root.exists(field)
+    if len(replaced) <= FEW_REPLACED:  # one query for the vectors kept
+        held = held.exclude(list(replaced))
+    lengths = Counter()
+    for page in range(MAX_LENGTH_PAGES):  # many replaced: those kept, page by page
+        ids, vectors = (
+            held.skip(page * LENGTH_SAMPLE).limit(LENGTH_SAMPLE).values(["id", field])
+        )
+        lengths.update(
+            int(np.asarray(v).size)
+            for sid, v in zip(ids, vectors)
+            if v is not None and sid not in replaced
+        )
+        if len(ids) < LENGTH_SAMPLE or sum(lengths.values()) >= LENGTH_SAMPLE:
+            break
+    if not lengths:
         return
     length = lengths.most_common(1)[0][0]
-    raise ValueError(
-        f"field {field!r} holds vectors of length {length} and CLIP {model!r}"
-        f" gives {dim}: they are not this model's vectors; embed into another"
-        " field (field=... / embeddings_field=...; CLI: --embeddings-field),"
-        " or give the model that made them"
-    )
+    if length != dim:
+        raise ValueError(
+            f"field {field!r} holds vectors of length {length} and CLIP {model!r}"
+            f" gives {dim}: they are not this model's vectors; embed into another"
+            " field (field=... / embeddings_field=...; CLI: --embeddings-field),"
+            " or give the model that made them"
+        )
 
 
 def _report(field, n_embedded, n_skipped, failed, identity) -> dict:

@@ -196,6 +196,13 @@ def test_save_results_view_operator(indexed_dataset):
     assert (
         "replaces your saved view 'Mine'" in (props["replaces_yours"]["view"]["label"])
     )
+    # a name FiftyOne can make no address of: said in the form, as typed
+    for name in ("日本", "!!!"):
+        props = _resolve_input("save_results_view", ds, {"name": name}, view=view)
+        assert props["name"]["invalid"] is True
+        assert "cannot name a saved view" in props["name"]["error_message"]
+        props = _resolve_input("refine", ds, {"saved_view": name}, view=view)
+        assert props["saved_view"]["invalid"] is True
     props = _resolve_input("save_results_view", ds, {"name": "my results"}, view=view)
     assert "tick Overwrite" in props["name"]["error_message"]
     assert "saved by you" not in props["name"]["error_message"]

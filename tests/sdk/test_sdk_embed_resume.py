@@ -248,3 +248,20 @@ def test_a_stray_vector_of_another_length_is_embedded_again(
     ds.set_values("clip_embedding", [np.ones(8, np.float32)] * len(ds))
     with pytest.raises(ValueError, match="holds vectors of length 8 and CLIP"):
         sdk.compute_embeddings(ds.skip(1), skip_existing=False, progress=False)
+    # ... when the samples embedded again are the first ones read (a page of
+    # them, the query's own pages too), and when one vector has the model's length
+    from fiftyone_clipbranches.sdk import embeddings as sdk_embeddings
+
+    for few in (sdk_embeddings.FEW_REPLACED, 0):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sdk_embeddings, "LENGTH_SAMPLE", 8)
+            patch.setattr(sdk_embeddings, "FEW_REPLACED", few)
+            with pytest.raises(ValueError, match="holds vectors of length 8"):
+                sdk.compute_embeddings(
+                    ds.limit(12), skip_existing=False, progress=False
+                )
+    last = ds.last()
+    last["clip_embedding"] = np.ones(64, np.float32)
+    last.save()
+    with pytest.raises(ValueError, match="holds vectors of length 8"):
+        sdk.compute_embeddings(ds.limit(2), skip_existing=False, progress=False)
