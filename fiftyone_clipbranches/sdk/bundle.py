@@ -491,19 +491,21 @@ def forget_bundle(path) -> None:
 
 
 def forget_sharded_bundles() -> None:
-    """Drop every sharded index from the in-process cache, pinned ones too: the
-    next load answers it through the executor configured now
-    (``sharding.use_ray``)."""
+    """Load every sharded index of the in-process cache again, so that it is
+    answered through the executor configured now (``sharding.use_ray``): those
+    in the LRU at their next use, pinned ones (a service's) now, pinned still."""
     from fiftyone_clipbranches.engine.shards import ShardedIndex
 
+    def sharded(held) -> list[str]:
+        return [k for k, b in held.items() if isinstance(b.index, ShardedIndex)]
+
     with _cache_lock:
-        dropped = []
-        for held in (_cache, _pinned):
-            for key in [
-                k for k, b in held.items() if isinstance(b.index, ShardedIndex)
-            ]:
-                dropped.append(held.pop(key))
+        dropped = [_cache.pop(key) for key in sharded(_cache)]
+        repin = sharded(_pinned)
+        dropped += [_pinned.pop(key) for key in repin]
     _release(*dropped)
+    for key in repin:
+        pin_bundle(key)
 
 
 def _release(*bundles) -> None:

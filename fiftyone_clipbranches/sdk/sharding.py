@@ -28,7 +28,7 @@ def use_ray(address: str | None) -> None:
     """Answer sharded indexes through Ray actors on the cluster at ``address``
     (None: in this process again), and connect now, so that a wrong address fails
     here. Sharded indexes this process loaded before are loaded again, the new
-    way, at their next use.
+    way (at their next use; pinned ones, a service's, at once).
 
     Raises:
         sdk.RayUnavailableError: Ray is not installed or the cluster cannot be
@@ -36,10 +36,13 @@ def use_ray(address: str | None) -> None:
     """
     from fiftyone_clipbranches.sdk.bundle import forget_sharded_bundles
 
+    if address is not None:
+        connect_cluster(address)
+    if address == ray_address():
+        return  # the loaded indexes are answered this way already
     if address is None:
         os.environ.pop(RAY_ADDRESS_ENV, None)
     else:
-        connect_cluster(address)
         os.environ[RAY_ADDRESS_ENV] = address
     forget_sharded_bundles()
 

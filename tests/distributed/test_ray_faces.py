@@ -16,7 +16,12 @@ from service_process import running_service
 from shard_cases import processes_gone
 
 from fiftyone_clipbranches import cli, sdk
-from fiftyone_clipbranches.sdk.bundle import forget_bundle
+from fiftyone_clipbranches.sdk.bundle import (
+    cached_bundles,
+    forget_bundle,
+    pin_bundle,
+    unpin_bundle,
+)
 from fiftyone_clipbranches.sdk.sharding import use_ray
 
 ray_shards = pytest.importorskip("fiftyone_clipbranches.distributed.ray_shards")
@@ -78,15 +83,22 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
     assert_same(want, answers(ds, "sharded", pos, neg))  # shards in this process
     assert sdk.verify_index(ds, "sharded", level="full")
 
-    # loaded in this process already: answered through the actors from now on
+    # loaded in this process already: answered through the actors from now on;
+    # pinned (as a service pins what it serves), loaded again and pinned still
+    pinned = pin_bundle(config.index_dir)
     use_ray(ray_cluster)
     try:
         _, bundle = sdk.load_index(ds, "sharded")
         assert isinstance(bundle.index.executor.executor, ray_shards.RayShards)
+        assert bundle is not pinned and cached_bundles()[0] == [
+            str(Path(config.index_dir).resolve())
+        ]
         assert_same(want, answers(ds, "sharded", pos, neg))  # one actor per shard
+        use_ray(ray_cluster)  # the same cluster again: nothing loaded again
+        assert sdk.load_index(ds, "sharded")[1] is bundle
     finally:
         use_ray(None)
-        bundle.index.close()
+        unpin_bundle(config.index_dir)
     _, here = sdk.load_index(ds, "sharded")  # and back in this process
     assert not isinstance(here.index.executor.executor, ray_shards.RayShards)
 
