@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 
 from fiftyone_clipbranches.cli_types import (
+    CommandLineError,
     Once,
     finite_number,
     ids_from_stdin,
@@ -446,8 +447,10 @@ def _refuse_saved_view_name(ds, name: str) -> None:
     from fiftyone_clipbranches.sdk.errors import ViewNameTakenError
     from fiftyone_clipbranches.sdk.views import replaceable_view
 
+    name = name.strip()
+    replaceable_view(ds, name)  # a view of the user's: refused in its own words
     try:
-        replaceable_view(ds, name.strip(), replace_own=False)
+        replaceable_view(ds, name, replace_own=False)
     except ViewNameTakenError as e:
         raise ViewNameTakenError(
             str(e).replace("pass overwrite=True", "pass --overwrite")
@@ -556,10 +559,12 @@ def _cmd_refine(args) -> int:
     ds = _dataset_and_key(args)
     tags = (args.positive_tag, args.negative_tag)
     if (args.positives or args.negatives) and tags != DEFAULT_TAGS:
-        raise ValueError(
+        raise CommandLineError(
             "give the labels as ids (--positive / --negative) or as tags"
             " (--positive-tag / --negative-tag), not both: ids replace the tags"
         )
+    if args.overwrite and not args.saved_view:
+        raise CommandLineError("--overwrite replaces a --saved-view: give its name")
     if args.saved_view and not args.overwrite:
         _refuse_saved_view_name(ds, args.saved_view)
     result = sdk.refine(

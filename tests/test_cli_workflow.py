@@ -146,7 +146,7 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert "has no clipbranches index 'nope'" in _json(capsys)["error"]["message"]
     # ids and tags at once: the tags were dropped without a word
     both = ["refine", ds.name, "--key", "clip", "--positive", ids[0]]
-    assert cli_main([*both, "--positive-tag", "yes"]) == 1
+    assert cli_main([*both, "--positive-tag", "yes"]) == 2  # a usage error
     assert "not both: ids replace the tags" in capsys.readouterr().err
 
     refine = ["refine", ds.name, "--key", "clip", "--model", "linear", "--json"]
@@ -169,6 +169,16 @@ def test_build_search_and_refine_from_the_shell(images, tiny_clip_checkpoint, ca
     assert sorted(ds.load_saved_view("cli-round").values("id")) == sorted(
         r["id"] for r in _json(capsys)["results"]
     )
+    # a view the user saved: refused in words that name no flag that would fail
+    ds.save_view("mine", ds.limit(2))
+    assert cli_main([*refine, "--saved-view", "mine", "--overwrite"]) == 1
+    said = _json(capsys)["error"]["message"]
+    assert "clipbranches did not save" in said and "--overwrite" not in said
+    assert cli_main([*refine, "--saved-view", "mine"]) == 1
+    assert "--overwrite" not in _json(capsys)["error"]["message"]
+    assert cli_main([*refine, "--overwrite"]) == 2
+    assert "--overwrite replaces a --saved-view" in capsys.readouterr().err
+    ds.delete_saved_view("mine")
 
     assert cli_main(["refine", ds.name, "--key", "clip", "--limit", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
