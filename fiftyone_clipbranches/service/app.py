@@ -194,10 +194,15 @@ def create_app(
             return None
         if _given_token() is None:
             sent = request.headers.get("Authorization", "").strip()
-            scheme = sent.partition(" ")[0]
+            scheme, _, credential = sent.partition(" ")
+            # a scheme is a short word before its credential; a header of one
+            # word may be the token itself, never to be sent back
+            named = credential and re.fullmatch(r"[A-Za-z][A-Za-z-]{0,19}", scheme)
             missing = (
-                f"the Authorization header is {scheme!r}, not a bearer token"
-                if scheme and scheme.lower() != "bearer"
+                f"the Authorization header is of scheme {scheme!r}, not a bearer token"
+                if named and scheme.lower() != "bearer"
+                else "the Authorization header does not start with 'Bearer '"
+                if sent
                 else "missing bearer token"
             )
             raise ApiError(

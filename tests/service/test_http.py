@@ -73,7 +73,13 @@ def test_auth_required(call, headers):
         assert err["error"]["code"] == "unauthorized"
         assert hdrs["WWW-Authenticate"].startswith("Bearer")
         basic = headers.get("Authorization", "").startswith("Basic")
-        assert ("is 'Basic', not a bearer token" in err["error"]["message"]) == basic
+        said = err["error"]["message"]
+        assert ("of scheme 'Basic', not a bearer token" in said) == basic
+    # the token sent without its scheme is not sent back
+    status, _, err = call("GET", "/v1/datasets", None, auth=False,
+                          headers={"Authorization": "secret-token-0123456789"})  # fmt: skip
+    assert status == 401 and "secret-token" not in err["error"]["message"]
+    assert "does not start with 'Bearer '" in err["error"]["message"]
 
 
 def test_datasets_and_indexes(call, served_dataset):
