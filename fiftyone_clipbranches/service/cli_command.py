@@ -14,6 +14,7 @@ from fiftyone_clipbranches.cli_types import (
 )
 from fiftyone_clipbranches.service.backend import VERIFY_LEVELS
 from fiftyone_clipbranches.service.server import (
+    CORS_WITHOUT_TOKEN,
     DEFAULT_PORT,
     ServiceConfig,
     checked_proxy,
@@ -201,15 +202,17 @@ def check_settings(args: argparse.Namespace) -> None:
             " unset it to serve without a token, or leave out --no-token"
         )
     try:  # a token too short, or none on a host not loopback
-        resolve_token(args.token, args.host, args.no_token)
+        token, _ = resolve_token(args.token, args.host, args.no_token)
     except ValueError as e:
         raise CommandLineError(str(e)) from None
+    if token is None and args.cors_origin:
+        raise CommandLineError(CORS_WITHOUT_TOKEN)
     index_cache_size()  # a value that is no count, said now
     if args.trusted_proxy is not None:
         try:
             checked_proxy(args.trusted_proxy)
         except ValueError as e:
-            raise CommandLineError(f"--trusted-proxy: {e}") from None
+            raise CommandLineError(str(e)) from None  # it names the option
 
 
 def say_settings() -> None:

@@ -132,6 +132,13 @@ def checked_proxy(address: str) -> str:
         ) from None
 
 
+CORS_WITHOUT_TOKEN = (
+    "--cors-origin needs a token: without one, any page of those origins open in"
+    " the user's browser could search and save through the service; drop"
+    " --no-token (or --cors-origin)"
+)
+
+
 def resolve_token(
     token: str | None, host: str, allow_no_token_on_localhost: bool
 ) -> tuple[str | None, bool]:
@@ -309,11 +316,7 @@ def start_server(
     )
     config.token = token
     if token is None and config.cors_origins:
-        raise ValueError(
-            "--cors-origin needs a token: without one, any page of those origins"
-            " open in the user's browser could search and save through the service;"
-            " drop --no-token (or --cors-origin)"
-        )
+        raise ValueError(CORS_WITHOUT_TOKEN)
     pool = ComputePool(
         workers=config.compute_workers,
         max_queued=config.max_queued,

@@ -210,6 +210,11 @@ def test_serve_refuses_settings_it_would_trip_on_later(
         assert "give the proxy's IP address" in capsys.readouterr().err
     assert cli_main([*argv, "--no-token", "--host", "0.0.0.0"]) == 2
     assert "may only be disabled on a loopback address" in capsys.readouterr().err
+    origin = ["--no-token", "--cors-origin", "http://localhost:5151"]
+    assert cli_main([*argv, *origin]) == 2
+    assert "--cors-origin needs a token" in capsys.readouterr().err
+    assert cli_main([*argv, "--trusted-proxy", "*"]) == 2
+    assert "error: --trusted-proxy '*'" in capsys.readouterr().err  # said once
     # a token too short: refused before a Ray cluster is joined
     short = [*argv, "--token", "short", "--ray-address", "127.0.0.1:1"]
     assert cli_main(short) == 2
