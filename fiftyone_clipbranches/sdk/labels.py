@@ -47,10 +47,18 @@ def collect_labels(
             else f"its Positive tag set to {pos_tag!r}, select them, Mark positive"
         )
         app_hint = f"tag some samples {pos_tag!r} (in the App's panel: {panel})"
-        flag = "" if pos_tag == DEFAULT_TAGS[0] else f" --positive-tag {pos_tag}"
-        shell = shlex.quote(root_dataset(dataset).name)
-        hint = app_hint.replace(
-            ")", f"; in a shell: clipbranches label {shell} --positive ID{flag})", 1
+        flag = (
+            ""
+            if pos_tag == DEFAULT_TAGS[0]
+            else f" --positive-tag {shlex.quote(pos_tag)}"
+        )
+        shell = (
+            f"clipbranches label {shlex.quote(root_dataset(dataset).name)}"
+            f" --positive ID{flag}"
+        )
+        hint = (
+            f"tag some samples {pos_tag!r} (in the App's panel: {panel}; in a shell:"
+            f" {shell})"
         )
     else:
         pos = as_sample_ids(positives, "positives")

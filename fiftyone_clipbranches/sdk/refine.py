@@ -245,15 +245,26 @@ def _refuse_empty_view(view) -> None:
     filter in the App, or in a script, wiped them)."""
     n = view.count()
     if n == 0:
-        raise ValueError(
+        refused = ValueError(
             "the view holds no sample: there is nothing to refine within (is a"
             " tag or filter misspelt?); refine the dataset, or a view with samples"
         )
-    raise ValueError(
-        f"none of the view's {counted(n, 'sample')} is in the index yet: update"
-        " the index (update_index; CLI: update-index; the panel's Update), then"
-        " refine again"
+        refused.in_app = (
+            "the grid's view holds no sample: there is nothing to refine within (is"
+            " a filter misspelt?); clear it, or show some samples"
+        )
+        raise refused
+    refused = ValueError(
+        f"none of the view's {counted(n, 'sample')} is in the index: added since"
+        " it was built (update_index adds them; CLI: update-index), or left out as"
+        " unreadable (update_index(retry_failed=True); CLI: --retry-failed)"
     )
+    refused.in_app = (
+        f"none of the {counted(n, 'sample')} of the grid's view is in the index:"
+        " press Update index (it adds the samples added since the build), then"
+        " Refine"
+    )
+    raise refused
 
 
 def _check_some_negatives(

@@ -253,6 +253,9 @@ def test_refine_label_errors(indexed):
     assert f"in a shell: clipbranches label {ds.name} --positive ID)" in str(said.value)
     in_app = user_message(said.value, in_app=True)
     assert "Mark positive)" in in_app and "clipbranches label" not in in_app
+    with pytest.raises(sdk.NoPositivesError) as said:  # a tag a shell would split
+        sdk.refine(ds, index_key="cb", tags=("my dogs)", "cb_negative"))
+    assert "--positive ID --positive-tag 'my dogs)')" in str(said.value)
     with pytest.raises(sdk.NoPositivesError, match="its Positive tag set to 'dogs'"):
         sdk.refine(ds, index_key="cb", tags=("dogs", "cats"))
     # ids given replace the tags: said so when tagged positives go unused
