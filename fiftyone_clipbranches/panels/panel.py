@@ -185,6 +185,11 @@ class RelevancePanel(foo.Panel):
         def work(opts):
             stats = actions.run_refine(ctx, opts)
             ctx.panel.state.set("last_stats", stats)
+            if "n_unindexed" in stats:  # counted by the round
+                n = stats["n_unindexed"]
+                ctx.panel.state.set(
+                    "unsearched", {"index_key": opts["index_key"], "n": n}
+                )
             return round_summary(stats) + left_view_note(ctx.view)
 
         with _one_at_a_time(ctx) as first:
@@ -350,8 +355,8 @@ class RelevancePanel(foo.Panel):
                 "unsearched",
                 types.Notice(
                     label=f"{counted(unsearched['n'], 'sample')} not searched yet"
-                    " (added since the index was built or updated): Update index"
-                    " adds them"
+                    " (added since the index was built or updated, or given a"
+                    " vector since): Update index adds them"
                 ),
             )
 

@@ -853,6 +853,14 @@ def test_samples_added_since_the_build_are_said_beside_update_index(
         sdk.update_index(ds, "cb", progress=False)
         requests = call(ds, "check_again", state={"index_key": "cb"})
         assert "unsearched" not in rendered(requests)
+        # updated elsewhere (the CLI): a round counts them again
+        said = {"unsearched": {"index_key": "cb", "n": 1}}
+        ds.select(ds.values("id")[:2]).tag_samples("cb_positive")
+        no_scores = {"index_key": "cb", "score_field": "", **said}
+        refined = call(ds, "refine", state=no_scores)
+        assert patched_state(refined)["unsearched"] == {"index_key": "cb", "n": 0}
+        assert "unsearched" not in rendered(refined)
+        ds.untag_samples("cb_positive")
     finally:
         ds.delete_samples([added])
         sdk.update_index(ds, "cb", progress=False)
