@@ -29,8 +29,10 @@ from fiftyone_clipbranches.sdk.scope import (
 )
 from fiftyone_clipbranches.sdk.settings import DEFAULT_K, DEFAULT_SCORE_FIELD
 
-#: The record of a page this operator showed: the ids of the pages before it.
+#: The record of a page this operator showed: the ids of the pages before it,
+#: at most ``MAX_SEEN``.
 SEEN = "next_to_label_seen"
+MAX_SEEN = 10_000
 
 
 class NextToLabel(foo.Operator):
@@ -65,12 +67,13 @@ class NextToLabel(foo.Operator):
 
     def execute(self, ctx):
         p = ctx.params
-        scope = ctx_scope(ctx)
-        # run again while its page is shown: the next page, past every one shown
-        seen = shown_now(ctx).get(SEEN)
-        if seen is not None:
-            seen = [*seen, *grid_view(ctx).values("id")]
         try:
+            scope = ctx_scope(ctx)
+            # run again while its page is shown: the next page, past every one
+            # shown (the oldest forgotten past MAX_SEEN)
+            seen = shown_now(ctx).get(SEEN)
+            if seen is not None:
+                seen = [*seen, *grid_view(ctx).values("id")][-MAX_SEEN:]
             view = next_to_label(
                 scope,
                 exclude=[

@@ -277,7 +277,10 @@ class RelevancePanel(foo.Panel):
             error = user_message(exc, logger, in_app=True)
             # the state changes: the App would drop the sidebar's filters, and the
             # next search would look past them
-            fold_sidebar_filters(ctx)
+            try:
+                fold_sidebar_filters(ctx)
+            except Exception:  # the error is what the user must see
+                logger.debug("clipbranches: filters not kept", exc_info=True)
             ctx.panel.state.set("last_error", error)  # stays after the toast
             if isinstance(exc, ContradictoryLabelsError) and exc.ids:
                 ctx.panel.state.set("error_shown_in_grid", True)
