@@ -174,9 +174,10 @@ def save_view(
     check_view_name(name)
     root = root_dataset(dataset)
     if root_dataset(view) is not root:
+        other = root_dataset(view).name
         raise ValueError(
-            f"the view is of dataset {root_dataset(view).name!r}, not of"
-            f" {root.name!r}: save a view of the dataset it is saved on"
+            f"the view is of dataset {other!r}, not of {root.name!r}: save it on"
+            f" dataset {other!r}, or save a view of {root.name!r}"
         )
     name = name.strip()
     slug = _slug(name)
