@@ -555,8 +555,8 @@ def test_view_scope_on_an_index_built_from_images(make_user_index):
     ticked = {**params, "replace_view": True}
     assert not _resolve_input("refine", ds, ticked, view=two)["saved_view"]["invalid"]
     tree = {**params, "model": "tree"}
-    result, _ = run_op("refine", {"dataset": ds, "view": two, "params": tree})
-    assert "exists: tick Replace the saved view 'round one'" in result["error"]
+    with pytest.raises(ExecutionError, match="'round one' exists: tick Replace"):
+        run_op("refine", {"dataset": ds, "view": two, "params": tree})
     assert ds.load_saved_view("round one").values("id") == first
     tree["replace_view"] = True
     stats, _ = run_op("refine", {"dataset": ds, "view": two, "params": tree})
