@@ -505,7 +505,10 @@ def forget_sharded_bundles() -> None:
         dropped += [_pinned.pop(key) for key in repin]
     _release(*dropped)
     for key in repin:
-        pin_bundle(key)
+        try:
+            pin_bundle(key)
+        except Exception:  # its files gone or damaged: its next use says so
+            continue
 
 
 def _release(*bundles) -> None:

@@ -90,9 +90,9 @@ def test_refine_and_search_on_a_sharded_index(ray_cluster, two_indexes, capsys):
     try:
         _, bundle = sdk.load_index(ds, "sharded")
         assert isinstance(bundle.index.executor.executor, ray_shards.RayShards)
-        assert bundle is not pinned and cached_bundles()[0] == [
-            str(Path(config.index_dir).resolve())
-        ]
+        # other tests of this process may hold pins of their own
+        assert bundle is not pinned
+        assert str(Path(config.index_dir).resolve()) in cached_bundles()[0]
         assert_same(want, answers(ds, "sharded", pos, neg))  # one actor per shard
         use_ray(ray_cluster)  # the same cluster again: nothing loaded again
         assert sdk.load_index(ds, "sharded")[1] is bundle
