@@ -98,17 +98,8 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from fiftyone_clipbranches.service.cli_command import check_settings, run_serve
+    from fiftyone_clipbranches.service.cli_command import run_serve
 
-    if args.ray_address:
-        from fiftyone_clipbranches.sdk.sharding import ray_head_address, use_ray
-
-        check_settings(args)  # refused settings, before joining the cluster
-        use_ray(args.ray_address)  # not installed, unreachable: said as any error
-        where, head = args.ray_address, ray_head_address()
-        if where == "auto" and head:
-            where = f"{head} (what 'auto' found)"
-        print(f"sharded indexes are answered by Ray actors at {where}")
     return run_serve(args)
 
 

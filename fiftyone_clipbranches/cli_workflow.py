@@ -389,11 +389,19 @@ def _cmd_search(args) -> int:
         tagged, newly = _tag_results(ds, ids, args.tag, label_tags)
         for row in rows:
             row["tagged"] = row["id"] in newly  # by this command
+    query = "text" if args.text is not None else "image" if args.image else "samples"
+    _print_nearest(ds, args, rows, query, tagged)
+    return 0
+
+
+def _print_nearest(ds, args, rows: list[dict], query: str, tagged=None) -> None:
+    """A k-NN answer (``rows`` of ``id`` and ``sq_distance``), as ``search`` and
+    ``next-to-label`` print it: JSON with the stats, or a table (``tagged``:
+    what ``--tag`` did), then the samples the index cannot return yet."""
+    from fiftyone_clipbranches import sdk
+
     unsearched = {"n_unindexed": sdk.unsearched_count(ds, args.key)}
     if args.json:
-        query = (
-            "text" if args.text is not None else "image" if args.image else "samples"
-        )
         stats = {"query": query, "index_key": args.key, **unsearched}
         shown = _with_paths(ds, rows[: _limit(args)])
         print(json.dumps({"stats": stats, "n_results": len(rows), "results": shown}))
@@ -403,7 +411,6 @@ def _cmd_search(args) -> int:
             print(tagged)
     # a script reading the JSON on stdout is told on stderr too
     _note_unindexed(ds, args.key, unsearched, sys.stderr if args.json else sys.stdout)
-    return 0
 
 
 def _cmd_next_to_label(args) -> int:
@@ -429,14 +436,7 @@ def _cmd_next_to_label(args) -> int:
         index_key=args.key,
     )
     rows = [{"id": i, "sq_distance": int(d)} for i, d in zip(ids, distances)]
-    unsearched = {"n_unindexed": sdk.unsearched_count(ds, args.key)}
-    if args.json:
-        stats = {"query": "positives", "index_key": args.key, **unsearched}
-        shown = _with_paths(ds, rows[: _limit(args)])
-        print(json.dumps({"stats": stats, "n_results": len(rows), "results": shown}))
-    else:
-        _print_rows(ds, rows, "sq_distance", args, header="sq. distance")
-    _note_unindexed(ds, args.key, unsearched, sys.stderr if args.json else sys.stdout)
+    _print_nearest(ds, args, rows, "positives")
     return 0
 
 

@@ -143,11 +143,16 @@ def run_search(ctx, opts: dict) -> str:
 
 def count_unsearched(ctx, index_key: str) -> int:
     """The samples a search of ``index_key`` cannot return yet
-    (``sdk.unsearched_count``), kept in the panel's state, which shows them
-    beside Update index until they are counted again."""
+    (``sdk.unsearched_count``), kept in the panel's state (:func:`keep_unsearched`)."""
     n = sdk.unsearched_count(ctx.dataset, index_key)
-    ctx.panel.state.set("unsearched", {"index_key": index_key, "n": n})
+    keep_unsearched(ctx, index_key, n)
     return n
+
+
+def keep_unsearched(ctx, index_key: str, n: int) -> None:
+    """Keep ``n``, the samples ``index_key`` cannot return yet, in the panel's
+    state, which shows them beside Update index until they are counted again."""
+    ctx.panel.state.set("unsearched", {"index_key": index_key, "n": n})
 
 
 def alt_clicked(ctx) -> set[str]:

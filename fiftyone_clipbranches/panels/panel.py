@@ -186,10 +186,7 @@ class RelevancePanel(foo.Panel):
             stats = actions.run_refine(ctx, opts)
             ctx.panel.state.set("last_stats", stats)
             if "n_unindexed" in stats:  # counted by the round
-                n = stats["n_unindexed"]
-                ctx.panel.state.set(
-                    "unsearched", {"index_key": opts["index_key"], "n": n}
-                )
+                actions.keep_unsearched(ctx, opts["index_key"], stats["n_unindexed"])
             return round_summary(stats) + left_view_note(ctx.view)
 
         with _one_at_a_time(ctx) as first:
@@ -228,11 +225,11 @@ class RelevancePanel(foo.Panel):
         ctx.panel.state.set("last_error", None)
         ctx.panel.state.set("showing", None)
         self.on_load(ctx)
-        key = ctx.panel.state.get("index_key")
-        if key in (sdk.list_indexes(ctx.dataset) if ctx.dataset is not None else ()):
+        key = ctx.panel.state.get("index_key")  # on_load chose one, if any
+        if ctx.dataset is not None and key:
             try:
                 actions.count_unsearched(ctx, key)  # samples added since: said
-            except Exception as exc:  # an index that cannot be read: said at use
+            except Exception as exc:  # no index, or unreadable: said at use
                 logger.debug("clipbranches: not counted: %s", exc)
 
     def open_build_index(self, ctx):

@@ -164,6 +164,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from fiftyone_clipbranches.service.server import serve
 
     check_settings(args)
+    if getattr(args, "ray_address", None):  # `clipbranches serve --ray-address`
+        _join_ray(args.ray_address)
     check_datasets_exist(args.datasets)  # before the port is bound
     configure_logging("%(asctime)s %(levelname)s %(name)s: %(message)s")
     say_settings()
@@ -188,6 +190,17 @@ def run_serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         trusted_proxy=args.trusted_proxy,
     )
+
+
+def _join_ray(address: str) -> None:
+    """Answer sharded indexes through the Ray cluster at ``address`` (refused
+    settings are said first; an unreachable cluster fails here), saying where."""
+    from fiftyone_clipbranches.sdk.sharding import ray_head_address, use_ray
+
+    use_ray(address)
+    head = ray_head_address()
+    where = f"{head} (what 'auto' found)" if address == "auto" and head else address
+    print(f"sharded indexes are answered by Ray actors at {where}")
 
 
 def check_settings(args: argparse.Namespace) -> None:
